@@ -1,0 +1,295 @@
+//! Debian packages: what the host has, installing host tools, and downloading packages for the
+//! guest or the lab kernels (from the host's suite, or another suite through a private apt
+//! configuration that reuses the host's mirror and keyring, so downloads stay signature-checked).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::{cache, process};
+
+/// True when `pkg` is installed on the host.
+pub fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs the missing ones of `pkgs` on the host; returns the names it installed.
+pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
+    let missing: Vec<String> = pkgs.iter().filter(|p| !installed(p)).map(|p| p.to_string()).collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    println!("setup: installing host packages: {}", missing.join(" "));
+    let known = |p: &String| process::succeeds(Command::new("apt-cache").args(["show", "--no-all-versions", p]));
+    if !missing.iter().all(known) {
+        println!("setup: apt-get update (the package lists do not know all of them yet)");
+        process::run(Command::new("apt-get").arg("update"))
+            .context("refreshing the host's package lists (are the apt sources reachable?)")?;
+    }
+    process::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("installing host packages (setup must run as root)")?;
+    Ok(missing)
+}
+
+/// The host's release codename, e.g. `bookworm`.
+pub fn host_codename() -> Result<String> {
+    let text = std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_string())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| anyhow!("/etc/os-release names no VERSION_CODENAME: is this Debian?"))
+}
+
+/// One apt configuration: the host's, or a private one for another suite.
+pub struct Apt {
+    options: Vec<String>,
+    name: String,
+}
+
+impl Apt {
+    pub fn host() -> Apt {
+        Apt { options: Vec::new(), name: "host apt".into() }
+    }
+
+    /// A private apt configuration in `dir` for `suite`, on the host's Debian mirror; fetches its
+    /// package lists on first use.
+    pub fn private(dir: &Path, suite: &str) -> Result<Apt> {
+        let source = host_debian_source()?;
+        let lists = dir.join("lists");
+        let parts = dir.join("sources.list.d");
+        let cache_dir = dir.join("cache");
+        for d in [lists.join("partial"), parts.clone(), cache_dir.join("archives").join("partial")] {
+            cache::create_dir(&d)?;
+        }
+        let list = dir.join("sources.list");
+        let signed = source.signed_by.as_deref().map(|k| format!(" [signed-by={k}]")).unwrap_or_default();
+        let line = format!("deb{signed} {} {suite} main\n", source.uri);
+        std::fs::write(&list, line).with_context(|| format!("writing {}", list.display()))?;
+        let path = |p: &PathBuf| p.display().to_string();
+        let apt = Apt {
+            options: vec![
+                // The cache may sit where the _apt user cannot write (e.g. under /root).
+                "APT::Sandbox::User=root".to_string(),
+                format!("Dir::Etc::SourceList={}", path(&list)),
+                format!("Dir::Etc::SourceParts={}", path(&parts)),
+                format!("Dir::State::Lists={}", path(&lists)),
+                format!("Dir::Cache={}", path(&cache_dir)),
+            ],
+            name: format!("apt for {suite}"),
+        };
+        let has_lists = std::fs::read_dir(&lists)
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with("_Packages")))
+            .unwrap_or(false);
+        if !has_lists {
+            println!("setup: fetching the {suite} package lists (private apt configuration in {})", dir.display());
+            process::run(apt.command("apt-get").arg("update"))
+                .with_context(|| format!("fetching the {suite} package lists from {}", source.uri))?;
+        }
+        Ok(apt)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        for o in &self.options {
+            cmd.arg("-o").arg(o);
+        }
+        cmd
+    }
+
+    /// The packages `pkg` depends on (alternatives included), as `apt-cache depends` lists them.
+    pub fn depends(&self, pkg: &str) -> Result<Vec<String>> {
+        let out = process::output(self.command("apt-cache").args(["depends", pkg]))
+            .with_context(|| format!("resolving {pkg} with {}", self.name))?;
+        Ok(parse_depends(&out))
+    }
+
+    /// Downloads `pkgs` (verified against the signed indexes) into `dir`.
+    pub fn download(&self, pkgs: &[String], dir: &Path) -> Result<()> {
+        cache::create_dir(dir)?;
+        process::run(
+            self.command("apt-get")
+                // Files land in our cache dir, which the _apt user may not be able to write.
+                .args(["-o", "APT::Sandbox::User=root", "download"])
+                .args(pkgs)
+                .current_dir(dir),
+        )
+        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))
+    }
+}
+
+/// Unpacks every `.deb` in `debs` into `root`.
+pub fn unpack_all(debs: &Path, root: &Path) -> Result<()> {
+    cache::create_dir(root)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(debs)
+        .with_context(|| format!("listing {}", debs.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    files.sort();
+    for deb in files {
+        process::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root))
+            .with_context(|| format!("unpacking {}", deb.display()))?;
+    }
+    Ok(())
+}
+
+/// Package names from `apt-cache depends` output: `Depends:` and `PreDepends:` lines, with
+/// alternatives (`|Depends:`); virtual packages (`<name>`) are left out.
+pub fn parse_depends(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_start_matches('|');
+            l.strip_prefix("Depends:").or_else(|| l.strip_prefix("PreDepends:"))
+        })
+        .map(str::trim)
+        .filter(|name| !name.starts_with('<'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where the host fetches Debian's main archive from.
+#[derive(Debug, PartialEq)]
+pub struct Source {
+    pub uri: String,
+    pub signed_by: Option<String>,
+}
+
+fn host_debian_source() -> Result<Source> {
+    let codename = host_codename()?;
+    let mut files: Vec<(String, String)> = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
+        files.push(("sources.list".into(), text));
+    }
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.ends_with(".sources") || name.ends_with(".list") {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    files.push((name, text));
+                }
+            }
+        }
+    }
+    match find_source(&files, &codename) {
+        Some(s) => Ok(s),
+        None => bail!(
+            "found no apt source for suite {codename} in /etc/apt/sources.list(.d): \
+             the lab's other suites reuse that mirror, so add one"
+        ),
+    }
+}
+
+/// The first enabled source serving `codename` itself (not -updates or -security), from apt
+/// source files in deb822 (`*.sources`) or one-line (`*.list`) format.
+pub fn find_source(files: &[(String, String)], codename: &str) -> Option<Source> {
+    for (name, text) in files {
+        let found = if name.ends_with(".sources") {
+            find_in_deb822(text, codename)
+        } else {
+            find_in_one_line(text, codename)
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+fn find_in_deb822(text: &str, codename: &str) -> Option<Source> {
+    for stanza in text.split("\n\n") {
+        let field = |key: &str| {
+            stanza.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (!l.starts_with('#') && k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().to_string())
+            })
+        };
+        let enabled = field("Enabled").is_none_or(|v| v != "no");
+        let deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+        let suite = field("Suites").is_some_and(|s| s.split_whitespace().any(|s| s == codename));
+        if enabled && deb && suite {
+            let uri = field("URIs")?.split_whitespace().next()?.to_string();
+            return Some(Source { uri, signed_by: field("Signed-By") });
+        }
+    }
+    None
+}
+
+fn find_in_one_line(text: &str, codename: &str) -> Option<Source> {
+    for line in text.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let mut rest = rest.trim();
+        let mut signed_by = None;
+        if let Some(opts) = rest.strip_prefix('[') {
+            let (opts, after) = opts.split_once(']')?;
+            signed_by = opts
+                .split_whitespace()
+                .find_map(|o| o.strip_prefix("signed-by=").map(str::to_string));
+            rest = after.trim();
+        }
+        let mut words = rest.split_whitespace();
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
+        if suite == codename {
+            return Some(Source { uri: uri.to_string(), signed_by });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEB822: &str = "Types: deb\n# http://example.org/old\nURIs: http://mirror.example/debian\n\
+        Suites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
+        Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+
+    #[test]
+    fn deb822_source_for_the_codename() {
+        let files = vec![("debian.sources".to_string(), DEB822.to_string())];
+        let s = find_source(&files, "bookworm").unwrap();
+        assert_eq!(s.uri, "http://mirror.example/debian");
+        assert_eq!(s.signed_by.as_deref(), Some("/usr/share/keyrings/k.gpg"));
+        assert_eq!(find_source(&files, "trixie"), None);
+    }
+
+    #[test]
+    fn one_line_source_skips_security_and_other_suites() {
+        let text = "# comment\ndeb http://sec.example/debian-security bookworm-security main\n\
+                    deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n";
+        let files = vec![("sources.list".to_string(), text.to_string())];
+        let s = find_source(&files, "bookworm").unwrap();
+        assert_eq!(s, Source { uri: "http://m.example/debian".into(), signed_by: Some("/k.gpg".into()) });
+    }
+
+    #[test]
+    fn disabled_deb822_stanza_is_ignored() {
+        let text = "Types: deb\nEnabled: no\nURIs: http://a.example/\nSuites: bookworm\n";
+        let files = vec![("x.sources".to_string(), text.to_string())];
+        assert_eq!(find_source(&files, "bookworm"), None);
+    }
+
+    #[test]
+    fn depends_lists_alternatives_but_not_virtual_packages() {
+        let out = "linux-headers-6.12.117+deb12-amd64\n  Depends: linux-base\n  \
+                   Depends: linux-headers-6.12.117+deb12-common\n |Depends: linux-image-6.12.117+deb12-amd64\n  \
+                   Depends: <linux-initramfs-tool>\n    dracut\n  Conflicts: foo\n";
+        assert_eq!(
+            parse_depends(out),
+            vec!["linux-base", "linux-headers-6.12.117+deb12-common", "linux-image-6.12.117+deb12-amd64"]
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! `cargo xtask build`: the static userspace binary that drops into a lab initramfs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{cache, process};
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds netpoll-trace statically and returns the binary's path.
+pub fn static_binary() -> Result<PathBuf> {
+    let root = cache::workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("build: netpoll-trace (release, static, {TARGET})");
+    process::run(
+        Command::new(cargo)
+            .args(["build", "--release", "-p", "netpoll-trace", "--target", TARGET])
+            .current_dir(&root)
+            // Target-scoped, not RUSTFLAGS: netpoll-trace's build.rs runs a nested cargo for the
+            // eBPF crate, which must not inherit crt-static.
+            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+            .env_remove("RUSTFLAGS"),
+    )
+    .context("building netpoll-trace")?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let binary = target_dir.join(TARGET).join("release").join("netpoll-trace");
+    check_static(&binary)?;
+    Ok(binary)
+}
+
+fn check_static(binary: &Path) -> Result<()> {
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    match has_interpreter(&bytes) {
+        Some(false) => Ok(()),
+        Some(true) => bail!(
+            "{} is dynamically linked (it has an ELF interpreter): the crt-static flag did not reach it",
+            binary.display()
+        ),
+        None => bail!("{} is not a 64-bit little-endian ELF file", binary.display()),
+    }
+}
+
+/// Whether a 64-bit little-endian ELF image has a PT_INTERP program header (a dynamic loader);
+/// None when `elf` is not such an image.
+fn has_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let p_type = u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?);
+        if p_type == PT_INTERP {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf_with(types: &[u32]) -> Vec<u8> {
+        let mut e = vec![0u8; 64 + 56 * types.len()];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            e[64 + 56 * i..64 + 56 * i + 4].copy_from_slice(&t.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn interpreter_means_dynamic() {
+        assert_eq!(has_interpreter(&elf_with(&[6, 3, 1])), Some(true));
+        assert_eq!(has_interpreter(&elf_with(&[1, 1, 2])), Some(false));
+        assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn truncated_header_is_not_elf() {
+        let mut e = elf_with(&[1]);
+        e.truncate(0x30);
+        assert_eq!(has_interpreter(&e), None);
+    }
+}

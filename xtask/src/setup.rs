@@ -1,0 +1,57 @@
+//! `cargo xtask setup`: everything the project needs on a fresh machine of this kind,
+//! idempotently (a second run only checks).
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use crate::{apt, cache, guest, kernels, toolchain};
+
+/// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, and what
+/// building kernel modules needs.
+const HOST_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "cpio",
+    "kmod",
+    "xz-utils",
+    "zstd",
+    "gcc",
+    "make",
+    "bc",
+    "flex",
+    "bison",
+    "libelf-dev",
+    // pahole: 6.12's kbuild generates BTF for modules.
+    "dwarves",
+];
+
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    let cache_dir = cache::dir()?;
+    cache::create_dir(&cache_dir)?;
+    println!("setup: cache in {}", cache_dir.display());
+    let mut changed = Vec::new();
+
+    changed.extend(apt::install_host(HOST_PACKAGES)?);
+    changed.extend(toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?);
+    if guest::ensure(&cache_dir)? {
+        changed.push("busybox-static".into());
+    }
+    let host_suite = apt::host_codename()?;
+    for spec in kernels::KERNELS {
+        let (kernel, fetched) = kernels::ensure(&cache_dir, spec, &host_suite)
+            .with_context(|| format!("setting up lab kernel {}", spec.label))?;
+        if fetched {
+            changed.push(format!("kernel {}", spec.label));
+        } else {
+            println!("setup: kernel {} present ({})", spec.label, kernel.release);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if changed.is_empty() {
+        println!("setup: everything present ({secs:.1}s)");
+    } else {
+        println!("setup: done in {secs:.0}s; installed: {}", changed.join(", "));
+    }
+    Ok(())
+}

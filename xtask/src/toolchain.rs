@@ -1,0 +1,97 @@
+//! The Rust side of setup: the nightly toolchain with rust-src (eBPF builds need core from
+//! source) and bpf-linker built against that nightly's own libLLVM.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::{cache, process};
+
+/// Makes sure nightly, its rust-src and bpf-linker are there; returns what it installed.
+pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("listing rustup toolchains (is rustup installed?)")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        println!("setup: installing the nightly toolchain");
+        process::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        done.push("nightly".to_string());
+    }
+    let components =
+        process::output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
+    if !components.lines().any(|l| l.starts_with("rust-src")) {
+        println!("setup: adding rust-src to nightly");
+        process::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        done.push("rust-src".to_string());
+    }
+    if !process::succeeds(Command::new("bpf-linker").arg("--version")) {
+        install_bpf_linker(cache_dir)?;
+        done.push("bpf-linker".to_string());
+    }
+    Ok(done)
+}
+
+fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
+    let verbose = process::output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let major = llvm_major(&verbose)
+        .ok_or_else(|| anyhow!("`rustc +nightly -vV` names no LLVM version: cannot pick bpf-linker's LLVM"))?;
+    let sysroot = process::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = PathBuf::from(sysroot.trim()).join("lib");
+    let libllvm = find_libllvm(&lib, major)?;
+    let prefix = cache_dir.join("llvm-prefix").join(format!("llvm-{major}"));
+    let link = prefix.join("lib").join("libLLVM.so");
+    cache::create_dir(&prefix.join("lib"))?;
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
+    println!("setup: building bpf-linker against nightly's LLVM {major} ({}); this takes a few minutes", libllvm.display());
+    process::run(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--no-default-features", "--features"])
+            .arg(format!("llvm-{major}"))
+            .env("LLVM_PREFIX", &prefix)
+            .env("RUSTFLAGS", format!("-C link-args=-Wl,-rpath,{}", lib.display())),
+    )
+    .context("building bpf-linker")
+}
+
+/// `libLLVM.so.<major>.*-rust-*` in the toolchain's lib directory.
+fn find_libllvm(lib: &Path, major: u32) -> Result<PathBuf> {
+    let prefix = format!("libLLVM.so.{major}.");
+    let found = std::fs::read_dir(lib)
+        .with_context(|| format!("listing {}", lib.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .is_some_and(|n| n.starts_with(&prefix) && n.contains("-rust-"))
+        });
+    match found {
+        Some(p) => Ok(p),
+        None => bail!("no {prefix}*-rust-* in {}: reinstall the nightly toolchain", lib.display()),
+    }
+}
+
+/// The major version from the `LLVM version: 22.1.2` line of `rustc -vV`.
+fn llvm_major(verbose: &str) -> Option<u32> {
+    verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version:"))
+        .and_then(|v| v.trim().split('.').next())
+        .and_then(|m| m.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_rustc_verbose_version() {
+        let out = "rustc 1.97.0-nightly (abc 2026-05-01)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
+                   release: 1.97.0-nightly\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(out), Some(22));
+        assert_eq!(llvm_major("rustc 1.0\n"), None);
+    }
+}
