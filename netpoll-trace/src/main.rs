@@ -1,1 +1,61 @@
-fn main() { println!("netpoll-trace placeholder"); }
+//! netpoll-trace: why the kernel's netpoll (and so netconsole) refused a device.
+
+mod btf;
+mod btf_offsets;
+mod check;
+mod cli;
+mod enrich;
+mod errno;
+mod event;
+mod exit;
+mod kallsyms;
+mod loader;
+mod output;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::{cli::{Cli, Command}, exit::Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    let exit = match run(cli.command) {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("netpoll-trace: error: {e:#}");
+            if e.downcast_ref::<loader::Unsupported>().is_some() {
+                Exit::Unsupported
+            } else {
+                Exit::Runtime
+            }
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+fn run(command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Check { json } => {
+            let report = check::evaluate(&check::Facts::gather());
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
+        }
+        Command::Watch { json, duration, devices, btf, command } => {
+            watch::run(watch::WatchArgs { json, duration, devices, btf, command })
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The `#[repr(C)]` types the eBPF programs and userspace share.
+//!
+//! Every type here crosses the kernel/user boundary, so: fixed-width fields, explicit
+//! padding, no `bool` and no Rust enums (a byte the kernel wrote must never be an
+//! invalid Rust value). Each layout is pinned by a compile-time size assertion.
+#![no_std]
+
+/// Length of `net_device.name` and `netpoll.dev_name` (IFNAMSIZ).
+pub const IFNAMSIZ: usize = 16;
+/// Bytes kept of `netpoll.name` (the owner, e.g. "netconsole").
+pub const OWNER_LEN: usize = 16;
+/// Length of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Deepest nesting of set-up calls tracked per thread (bond -> vlan -> bridge -> ...).
+pub const MAX_DEPTH: u32 = 8;
+
+/// Which kernel function an event describes (`SetupEvent::function`).
+pub mod function {
+    /// `int netpoll_setup(struct netpoll *np)`
+    pub const NETPOLL_SETUP: u32 = 1;
+    /// `int __netpoll_setup(struct netpoll *np, struct net_device *ndev)`
+    pub const UNDER_NETPOLL_SETUP: u32 = 2;
+}
+
+/// Bits of `SetupEvent::flags`: what the program could read. A field whose bit is
+/// clear is unknown and userspace reports it as null, never as zero.
+pub mod event_flags {
+    /// `dev_name` holds `net_device.name`.
+    pub const DEV_NAME: u32 = 1 << 0;
+    /// `ifindex` holds `net_device.ifindex`.
+    pub const IFINDEX: u32 = 1 << 1;
+    /// `ops`, `poll_controller` and `netpoll_setup_op` were read.
+    pub const OPS: u32 = 1 << 2;
+    /// The IFF_DISABLE_NETPOLL bit was read (its value is `NETPOLL_DISABLED`).
+    pub const PRIV_FLAGS: u32 = 1 << 3;
+    /// IFF_DISABLE_NETPOLL is set on the device.
+    pub const NETPOLL_DISABLED: u32 = 1 << 4;
+    /// `np_dev_name` holds `netpoll.dev_name` (the name the user asked for).
+    pub const NP_DEV_NAME: u32 = 1 << 5;
+    /// `owner` holds the string `netpoll.name` points to.
+    pub const OWNER: u32 = 1 << 6;
+}
+
+/// One finished call of `netpoll_setup` or `__netpoll_setup`, emitted at return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SetupEvent {
+    /// `bpf_ktime_get_ns()` at entry (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    pub pid_tgid: u64,
+    /// `struct netpoll *`: pairs nested calls made for the same target.
+    pub netpoll: u64,
+    /// `struct net_device *` (0 when the function has no device argument).
+    pub dev: u64,
+    /// `dev->netdev_ops` and the two hooks the diagnosis needs.
+    pub ops: u64,
+    pub poll_controller: u64,
+    pub netpoll_setup_op: u64,
+    /// Return value of the function (0 or a negative errno).
+    pub ret: i32,
+    pub ifindex: i32,
+    /// One of `function::*`.
+    pub function: u32,
+    /// 0 for the outermost set-up call of a thread, +1 per nested call.
+    pub depth: u32,
+    /// `event_flags::*`.
+    pub flags: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    pub dev_name: [u8; IFNAMSIZ],
+    pub np_dev_name: [u8; IFNAMSIZ],
+    pub owner: [u8; OWNER_LEN],
+}
+
+impl SetupEvent {
+    pub const ZERO: Self = Self {
+        ts_ns: 0,
+        duration_ns: 0,
+        pid_tgid: 0,
+        netpoll: 0,
+        dev: 0,
+        ops: 0,
+        poll_controller: 0,
+        netpoll_setup_op: 0,
+        ret: 0,
+        ifindex: 0,
+        function: 0,
+        depth: 0,
+        flags: 0,
+        _pad: 0,
+        comm: [0; COMM_LEN],
+        dev_name: [0; IFNAMSIZ],
+        np_dev_name: [0; IFNAMSIZ],
+        owner: [0; OWNER_LEN],
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<SetupEvent>() == 152);
+
+/// Key of the in-flight table: a thread and its nesting depth.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct InflightKey {
+    pub pid_tgid: u64,
+    pub depth: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<InflightKey>() == 16);
+
+/// Bits of `Config::flags`: which groups of offsets userspace found in the kernel's BTF.
+pub mod config_flags {
+    /// `net_device.name` offset is valid.
+    pub const DEV_NAME: u32 = 1 << 0;
+    pub const DEV_IFINDEX: u32 = 1 << 1;
+    /// `net_device.netdev_ops` and both `net_device_ops` hooks are valid.
+    pub const DEV_OPS: u32 = 1 << 2;
+    /// `net_device.priv_flags` location and the IFF_DISABLE_NETPOLL mask are valid.
+    pub const DEV_PRIV_FLAGS: u32 = 1 << 3;
+    pub const NP_DEV_NAME: u32 = 1 << 4;
+    pub const NP_NAME: u32 = 1 << 5;
+}
+
+/// Struct layout of the running kernel, resolved from BTF by userspace before the
+/// programs run (Rust eBPF cannot emit CO-RE relocations). One entry in `CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `config_flags::*`.
+    pub flags: u32,
+    /// Byte offsets inside `struct net_device`.
+    pub dev_name: u32,
+    pub dev_ifindex: u32,
+    pub dev_netdev_ops: u32,
+    /// `priv_flags` is read as a u64 at `dev_priv_flags`, shifted right by
+    /// `priv_flags_shift` (a bitfield on 6.12 starts mid-byte), then tested against
+    /// `iff_disable_netpoll`.
+    pub dev_priv_flags: u32,
+    pub priv_flags_shift: u32,
+    /// Byte offsets inside `struct net_device_ops`.
+    pub ops_poll_controller: u32,
+    pub ops_netpoll_setup: u32,
+    /// Byte offsets inside `struct netpoll`.
+    pub np_dev_name: u32,
+    pub np_name: u32,
+    /// Value of `IFF_DISABLE_NETPOLL` in this kernel's `enum netdev_priv_flags`.
+    pub iff_disable_netpoll: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Config>() == 48);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data, repr(C), no padding the compiler adds (sizes asserted above).
+    unsafe impl aya::Pod for super::SetupEvent {}
+    unsafe impl aya::Pod for super::InflightKey {}
+    unsafe impl aya::Pod for super::Config {}
+}

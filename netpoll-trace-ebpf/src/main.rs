@@ -1,0 +1,204 @@
+//! kprobes on the kernel's netpoll set-up path.
+//!
+//! Entry probes capture the arguments (the struct fields are read at the offsets
+//! userspace resolved from the kernel's BTF and stored in `CONFIG`) and park them in
+//! `INFLIGHT`, keyed by thread and nesting depth; return probes complete the record
+//! with the return value and duration and send it to userspace. Nesting matters: a
+//! bond's `__netpoll_setup` calls `ndo_netpoll_setup`, which calls `__netpoll_setup`
+//! again for each slave, all on one thread.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read,
+        bpf_probe_read_buf,
+    },
+    macros::{kprobe, kretprobe, map},
+    maps::{Array, HashMap, PerfEventArray},
+    programs::{ProbeContext, RetProbeContext},
+};
+#[allow(deprecated)]
+use aya_ebpf::helpers::bpf_probe_read_str;
+use netpoll_trace_common::{
+    Config, InflightKey, MAX_DEPTH, SetupEvent, config_flags as cf, event_flags as ef, function,
+};
+
+/// One entry: this kernel's struct layout, written by userspace before attach.
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Current nesting depth of set-up calls per thread.
+#[map]
+static DEPTH: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Calls that have entered and not yet returned.
+#[map]
+static INFLIGHT: HashMap<InflightKey, SetupEvent> = HashMap::with_max_entries(1024, 0);
+
+/// Finished calls, to userspace. A perf event array (not a ring buffer) keeps the
+/// programs loadable on kernels before 5.8.
+#[map]
+static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
+
+#[kprobe]
+pub fn netpoll_setup_entry(ctx: ProbeContext) -> u32 {
+    let np: u64 = ctx.arg(0).unwrap_or(0);
+    let _ = try_enter(function::NETPOLL_SETUP, np, 0);
+    0
+}
+
+#[kretprobe]
+pub fn netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+#[kprobe]
+pub fn inner_netpoll_setup_entry(ctx: ProbeContext) -> u32 {
+    let np: u64 = ctx.arg(0).unwrap_or(0);
+    let dev: u64 = ctx.arg(1).unwrap_or(0);
+    let _ = try_enter(function::UNDER_NETPOLL_SETUP, np, dev);
+    0
+}
+
+#[kretprobe]
+pub fn inner_netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
+    let cfg = CONFIG.get(0).ok_or(1i64)?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once; a concurrent update can only race
+    // with this same thread, which is here.
+    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
+    if depth >= MAX_DEPTH {
+        return Err(1);
+    }
+    let mut ev = SetupEvent::ZERO;
+    // SAFETY: a helper call without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.pid_tgid = pid_tgid;
+    ev.function = function;
+    ev.depth = depth;
+    ev.netpoll = np;
+    ev.dev = dev;
+    if let Ok(comm) = bpf_get_current_comm() {
+        ev.comm = comm;
+    }
+    read_netpoll(&mut ev, cfg, np);
+    read_device(&mut ev, cfg, dev);
+    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    INFLIGHT.insert(key, ev, 0).map_err(i64::from)?;
+    DEPTH.insert(pid_tgid, depth + 1, 0).map_err(i64::from)?;
+    Ok(())
+}
+
+fn try_exit(ctx: &RetProbeContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().ok_or(1i64)?;
+    if depth == 0 || depth > MAX_DEPTH {
+        let _ = DEPTH.remove(pid_tgid);
+        return Err(1);
+    }
+    let depth = depth - 1;
+    if depth == 0 {
+        let _ = DEPTH.remove(pid_tgid);
+    } else {
+        let _ = DEPTH.insert(pid_tgid, depth, 0);
+    }
+    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    let ev = INFLIGHT.get_ptr_mut(key).ok_or(1i64)?;
+    // SAFETY: map value pointer from a successful lookup; only this thread uses the key.
+    let ev = unsafe { &mut *ev };
+    // `int` return: the low 32 bits of the return register.
+    ev.ret = ctx.ret::<u64>() as u32 as i32;
+    ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
+    SETUP_EVENTS.output(ctx, &*ev, 0);
+    let _ = INFLIGHT.remove(key);
+    Ok(())
+}
+
+// bpf_probe_read_str, not the _kernel_ variant (5.5+), keeps older kernels in reach.
+#[allow(deprecated)]
+fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
+    if np == 0 {
+        return;
+    }
+    let base = np as *const u8;
+    if cfg.flags & cf::NP_DEV_NAME != 0 {
+        // SAFETY: bpf_probe_read faults safely on a bad address.
+        let src = unsafe { base.add(cfg.np_dev_name as usize) };
+        if unsafe { bpf_probe_read_buf(src, &mut ev.np_dev_name) }.is_ok() {
+            ev.flags |= ef::NP_DEV_NAME;
+        }
+    }
+    if cfg.flags & cf::NP_NAME != 0 {
+        let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
+        if let Ok(name) = unsafe { bpf_probe_read(ptr) }
+            && name != 0
+            && unsafe { bpf_probe_read_str(name as *const u8, &mut ev.owner) }.is_ok()
+        {
+            ev.flags |= ef::OWNER;
+        }
+    }
+}
+
+fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    if cfg.flags & cf::DEV_NAME != 0 {
+        let src = unsafe { base.add(cfg.dev_name as usize) };
+        if unsafe { bpf_probe_read_buf(src, &mut ev.dev_name) }.is_ok() {
+            ev.flags |= ef::DEV_NAME;
+        }
+    }
+    if cfg.flags & cf::DEV_IFINDEX != 0 {
+        let src = unsafe { base.add(cfg.dev_ifindex as usize) } as *const i32;
+        if let Ok(ifindex) = unsafe { bpf_probe_read(src) } {
+            ev.ifindex = ifindex;
+            ev.flags |= ef::IFINDEX;
+        }
+    }
+    if cfg.flags & cf::DEV_OPS != 0 {
+        let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
+        if let Ok(ops) = unsafe { bpf_probe_read(src) } {
+            ev.ops = ops;
+            if ops != 0 {
+                let ops_base = ops as *const u8;
+                let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
+                let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
+                if let (Ok(pc), Ok(ns)) = unsafe { (bpf_probe_read(pc), bpf_probe_read(ns)) } {
+                    ev.poll_controller = pc;
+                    ev.netpoll_setup_op = ns;
+                    ev.flags |= ef::OPS;
+                }
+            }
+        }
+    }
+    if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
+        let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
+        if let Ok(raw) = unsafe { bpf_probe_read(src) } {
+            let bits = raw >> (cfg.priv_flags_shift & 63);
+            ev.flags |= ef::PRIV_FLAGS;
+            if bits & cfg.iff_disable_netpoll != 0 {
+                ev.flags |= ef::NETPOLL_DISABLED;
+            }
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible: bpf_probe_read and perf output are GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,391 @@
+//! A minimal reader of the kernel's BTF (the type section of /sys/kernel/btf/vmlinux):
+//! just enough to find struct members (through anonymous structs and unions, and
+//! bitfields) and enum constants. Format: Documentation/bpf/btf.rst.
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+const MAGIC: u16 = 0xeb9f;
+
+// Type kinds (BTF_KIND_*).
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_ENUM64: u32 = 19;
+
+/// One type of the type section, with what we need of its trailing data.
+#[derive(Debug, Clone)]
+enum Type {
+    /// Struct or union: its name offset and members.
+    Composite { name_off: u32, members: Vec<Member> },
+    Enum { values: Vec<(u32, i64)> },
+    Other,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+    bitfield_size: u32,
+}
+
+/// Where a member sits inside its outermost struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberLocation {
+    pub bit_offset: u32,
+    /// 0 when the member is not a bitfield.
+    pub bitfield_size: u32,
+}
+
+impl MemberLocation {
+    pub fn byte_offset(&self) -> u32 {
+        self.bit_offset / 8
+    }
+}
+
+/// Parsed BTF: types indexed by id (id 0 is `void`).
+pub struct Btf {
+    types: Vec<Type>,
+    strings: Vec<u8>,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16> {
+    let s = b.get(off..off + 2).context("BTF truncated")?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32> {
+    let s = b.get(off..off + 4).context("BTF truncated")?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+impl Btf {
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        ensure!(data.len() >= 24, "BTF too short ({} bytes)", data.len());
+        let magic = u16_at(data, 0)?;
+        if magic == MAGIC.swap_bytes() {
+            bail!("BTF is big-endian; only little-endian kernels are supported");
+        }
+        ensure!(magic == MAGIC, "not BTF (magic {magic:#06x})");
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types_bytes = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .context("BTF type section out of bounds")?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .context("BTF string section out of bounds")?
+            .to_vec();
+        let types = parse_types(types_bytes)?;
+        Ok(Self { types, strings })
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let rest = self.strings.get(off as usize..).unwrap_or(&[]);
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// The first struct (not a forward declaration) named `name`.
+    fn struct_by_name(&self, name: &str) -> Option<&[Member]> {
+        self.types.iter().find_map(|t| match t {
+            Type::Composite { name_off, members }
+                if !members.is_empty() && self.name(*name_off) == name.as_bytes() =>
+            {
+                Some(members.as_slice())
+            }
+            _ => None,
+        })
+    }
+
+    /// Location of `member` in `struct_name`, looking into anonymous structs and unions
+    /// (6.12 wraps `priv_flags` in a `struct_group`).
+    pub fn member(&self, struct_name: &str, member: &str) -> Option<MemberLocation> {
+        let members = self.struct_by_name(struct_name)?;
+        self.find_member(members, member.as_bytes(), 0, 0)
+    }
+
+    fn find_member(
+        &self,
+        members: &[Member],
+        want: &[u8],
+        base: u32,
+        depth: u32,
+    ) -> Option<MemberLocation> {
+        if depth > 8 {
+            return None;
+        }
+        for m in members {
+            if m.name_off != 0 && self.name(m.name_off) == want {
+                return Some(MemberLocation {
+                    bit_offset: base + m.bit_offset,
+                    bitfield_size: m.bitfield_size,
+                });
+            }
+        }
+        for m in members.iter().filter(|m| m.name_off == 0) {
+            if let Some(Type::Composite { members: inner, .. }) = self.types.get(m.type_id as usize)
+                && let Some(found) = self.find_member(inner, want, base + m.bit_offset, depth + 1)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// Value of the enum constant `name` in any enum.
+    pub fn enum_value(&self, name: &str) -> Option<i64> {
+        self.types.iter().find_map(|t| match t {
+            Type::Enum { values } => values
+                .iter()
+                .find(|(off, _)| self.name(*off) == name.as_bytes())
+                .map(|&(_, v)| v),
+            _ => None,
+        })
+    }
+}
+
+fn parse_types(b: &[u8]) -> Result<Vec<Type>> {
+    let mut types = vec![Type::Other]; // id 0: void
+    let mut off = 0;
+    while off < b.len() {
+        let name_off = u32_at(b, off)?;
+        let info = u32_at(b, off + 4)?;
+        off += 12;
+        let vlen = (info & 0xffff) as usize;
+        let kind = (info >> 24) & 0x1f;
+        let kind_flag = info >> 31 == 1;
+        let t = match kind {
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => {
+                off += 4;
+                Type::Other
+            }
+            KIND_ARRAY => {
+                off += 12;
+                Type::Other
+            }
+            KIND_STRUCT | KIND_UNION => {
+                let mut members = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    let raw = u32_at(b, off + 8)?;
+                    let (bit_offset, bitfield_size) = if kind_flag {
+                        (raw & 0x00ff_ffff, raw >> 24)
+                    } else {
+                        (raw, 0)
+                    };
+                    members.push(Member {
+                        name_off: u32_at(b, off)?,
+                        type_id: u32_at(b, off + 4)?,
+                        bit_offset,
+                        bitfield_size,
+                    });
+                    off += 12;
+                }
+                Type::Composite { name_off, members }
+            }
+            KIND_ENUM => {
+                let mut values = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    let raw = u32_at(b, off + 4)?;
+                    // kind_flag set: signed values.
+                    let v = if kind_flag { raw as i32 as i64 } else { raw as i64 };
+                    values.push((u32_at(b, off)?, v));
+                    off += 8;
+                }
+                Type::Enum { values }
+            }
+            KIND_ENUM64 => {
+                let mut values = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    let lo = u32_at(b, off + 4)? as u64;
+                    let hi = u32_at(b, off + 8)? as u64;
+                    values.push((u32_at(b, off)?, ((hi << 32) | lo) as i64));
+                    off += 12;
+                }
+                Type::Enum { values }
+            }
+            KIND_FUNC_PROTO => {
+                off += 8 * vlen;
+                Type::Other
+            }
+            KIND_DATASEC => {
+                off += 12 * vlen;
+                Type::Other
+            }
+            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG:
+            // no trailing data.
+            2 | 7..=12 | 16 | 18 => Type::Other,
+            other => bail!("unknown BTF kind {other} at type {}", types.len()),
+        };
+        types.push(t);
+    }
+    Ok(types)
+}
+
+/// Builds BTF blobs for tests: the layouts of our lab kernels, written by hand
+/// from their real shapes (plain field, anonymous group, bitfield).
+#[cfg(test)]
+pub mod testing {
+    #[derive(Default)]
+    pub struct Builder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    pub struct M<'a> {
+        pub name: &'a str,
+        pub type_id: u32,
+        pub bit_offset: u32,
+        pub bitfield_size: u32,
+    }
+
+    impl Builder {
+        pub fn new() -> Self {
+            Self { types: vec![], strings: vec![0], next_id: 1 }
+        }
+        fn str(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let off = self.strings.len() as u32;
+            self.strings.extend_from_slice(s.as_bytes());
+            self.strings.push(0);
+            off
+        }
+        fn head(&mut self, name: &str, kind: u32, vlen: usize, kflag: bool, size: u32) -> u32 {
+            let n = self.str(name);
+            let info = (kind << 24) | vlen as u32 | if kflag { 1 << 31 } else { 0 };
+            for v in [n, info, size] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        }
+        pub fn int(&mut self, name: &str, size: u32) -> u32 {
+            let id = self.head(name, 1, 0, false, size);
+            self.types.extend_from_slice(&((size * 8) as u32).to_le_bytes());
+            id
+        }
+        pub fn ptr(&mut self, to: u32) -> u32 {
+            self.head("", 2, 0, false, to)
+        }
+        pub fn composite(&mut self, name: &str, union: bool, size: u32, members: &[M]) -> u32 {
+            let kflag = members.iter().any(|m| m.bitfield_size != 0);
+            let names: Vec<u32> = members.iter().map(|m| self.str(m.name)).collect();
+            let id = self.head(name, if union { 5 } else { 4 }, members.len(), kflag, size);
+            for (m, n) in members.iter().zip(names) {
+                let off = if kflag { (m.bitfield_size << 24) | m.bit_offset } else { m.bit_offset };
+                for v in [n, m.type_id, off] {
+                    self.types.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            id
+        }
+        pub fn enum64(&mut self, name: &str, values: &[(&str, u64)]) -> u32 {
+            let names: Vec<u32> = values.iter().map(|(n, _)| self.str(n)).collect();
+            let id = self.head(name, 19, values.len(), false, 8);
+            for ((_, v), n) in values.iter().zip(names) {
+                for w in [n, *v as u32, (*v >> 32) as u32] {
+                    self.types.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            id
+        }
+        pub fn enum32(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
+            let names: Vec<u32> = values.iter().map(|(n, _)| self.str(n)).collect();
+            let id = self.head(name, 6, values.len(), false, 4);
+            for ((_, v), n) in values.iter().zip(names) {
+                for w in [n, *v] {
+                    self.types.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            id
+        }
+        pub fn finish(self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend_from_slice(&0xeb9fu16.to_le_bytes());
+            out.push(1);
+            out.push(0);
+            for v in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&self.types);
+            out.extend_from_slice(&self.strings);
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Builder, M};
+    use super::*;
+
+    #[test]
+    fn finds_plain_nested_and_bitfield_members() {
+        let mut b = Builder::new();
+        let int = b.int("unsigned int", 4);
+        let inner = b.composite(
+            "",
+            false,
+            8,
+            &[M { name: "priv_flags", type_id: int, bit_offset: 0, bitfield_size: 32 }],
+        );
+        let group = b.composite(
+            "",
+            true,
+            8,
+            &[M { name: "", type_id: inner, bit_offset: 0, bitfield_size: 0 }],
+        );
+        b.composite(
+            "net_device",
+            false,
+            2048,
+            &[
+                M { name: "", type_id: group, bit_offset: 0, bitfield_size: 0 },
+                M { name: "netdev_ops", type_id: int, bit_offset: 64, bitfield_size: 0 },
+                M { name: "name", type_id: int, bit_offset: 3 * 64, bitfield_size: 0 },
+            ],
+        );
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert_eq!(
+            btf.member("net_device", "priv_flags"),
+            Some(MemberLocation { bit_offset: 0, bitfield_size: 32 })
+        );
+        assert_eq!(btf.member("net_device", "name").unwrap().byte_offset(), 24);
+        assert_eq!(btf.member("net_device", "netdev_ops").unwrap().byte_offset(), 8);
+        assert_eq!(btf.member("net_device", "nope"), None);
+        assert_eq!(btf.member("no_such_struct", "name"), None);
+    }
+
+    #[test]
+    fn reads_enum_and_enum64_constants() {
+        let mut b = Builder::new();
+        b.enum32("netdev_priv_flags", &[("IFF_802_1Q_VLAN", 1), ("IFF_DISABLE_NETPOLL", 1 << 12)]);
+        b.enum64("other", &[("BIG", 1 << 40)]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert_eq!(btf.enum_value("IFF_DISABLE_NETPOLL"), Some(4096));
+        assert_eq!(btf.enum_value("BIG"), Some(1 << 40));
+        assert_eq!(btf.enum_value("MISSING"), None);
+    }
+
+    #[test]
+    fn rejects_garbage_and_truncation() {
+        assert!(Btf::parse(b"hello world, this is not btf").is_err());
+        let mut b = Builder::new();
+        b.int("int", 4);
+        let mut blob = b.finish();
+        blob.truncate(blob.len() - 3);
+        assert!(Btf::parse(&blob).is_err());
+    }
+}

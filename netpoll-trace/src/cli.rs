@@ -1,0 +1,105 @@
+//! The command line (DESIGN.md section 3).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netpoll-trace",
+    version,
+    about = "Tells why the kernel's netpoll (and so netconsole) refused a network device",
+    long_about = "Tells why the kernel's netpoll (and so netconsole) refused a network device.\n\n\
+netconsole sends kernel messages over UDP through netpoll. When netpoll refuses a device, \
+modprobe fails with \"Unknown error 524\" (or, on kernels with dynamic netconsole, succeeds \
+while the target stays disabled). netpoll-trace attaches eBPF probes to the kernel's \
+netpoll set-up functions and reports every set-up: device, driver, ops table, return code.",
+    after_help = "Examples:\n  \
+netpoll-trace check\n  \
+netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/\n  \
+netpoll-trace watch --json --for 60s\n\n\
+Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 netpoll failure observed (watch), \
+4 kernel cannot be traced."
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Trace netpoll set-ups live: attach, run COMMAND (if given), report every set-up.
+    #[command(after_help = "Probes are attached before COMMAND starts and drained after it exits.\n\
+Exit status: COMMAND's own; without COMMAND, 3 if a set-up failed, else 0.\n\n\
+Examples:\n  \
+netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/\n  \
+netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs target")]
+    Watch {
+        /// One JSON object per line on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this long (e.g. 30s, 5m, 500ms) when no COMMAND is given.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Only report set-ups of this device (repeatable).
+        #[arg(long = "dev", value_name = "NAME")]
+        devices: Vec<String>,
+        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
+        #[arg(long, value_name = "FILE")]
+        btf: Option<PathBuf>,
+        /// Command to run once the probes are attached.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
+    #[command(after_help = "Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
+    Check {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// "30s", "5m", "500ms", "2h" or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 5m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{s}` must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

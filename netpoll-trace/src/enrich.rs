@@ -1,0 +1,42 @@
+//! Userspace enrichment of set-up records: driver (sysfs) and the ops table's
+//! symbol and module (kallsyms).
+
+use std::path::Path;
+
+use crate::{event::SetupRecord, kallsyms::Kallsyms};
+
+pub struct Enricher {
+    kallsyms: Option<Kallsyms>,
+}
+
+impl Enricher {
+    pub fn new() -> Self {
+        Self { kallsyms: Kallsyms::read().ok().filter(Kallsyms::has_addresses) }
+    }
+
+    pub fn enrich(&self, r: &mut SetupRecord) {
+        if let Some(dev) = &r.dev {
+            r.driver = driver_of(dev);
+        }
+        if let (Some(ks), Some(addr)) = (&self.kallsyms, r.ops_addr)
+            && let Some((name, module)) = ks.symbol_at(addr)
+        {
+            r.ops_symbol = Some(name.to_string());
+            r.ops_module = module.map(str::to_string);
+        }
+    }
+}
+
+/// The bound driver of a device, from /sys/class/net/DEV/device/driver; virtual
+/// devices (no parent device) report their rtnl kind through uevent's DEVTYPE.
+pub fn driver_of(dev: &str) -> Option<String> {
+    if dev.contains('/') || dev.contains("..") {
+        return None;
+    }
+    let base = Path::new("/sys/class/net").join(dev);
+    if let Ok(target) = std::fs::read_link(base.join("device/driver")) {
+        return target.file_name().map(|n| n.to_string_lossy().into_owned());
+    }
+    let uevent = std::fs::read_to_string(base.join("uevent")).ok()?;
+    uevent.lines().find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
+}

@@ -1,0 +1,206 @@
+//! Decoding of `SetupEvent`s from the perf buffer into records: the one place
+//! that turns the kernel's bytes into typed, JSON-ready values (pure).
+
+use anyhow::{Result, ensure};
+use netpoll_trace_common::{SetupEvent, event_flags as ef, function};
+use serde::Serialize;
+
+use crate::errno::Errno;
+
+/// Which set-up function a record describes, with its stable name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SetupFn {
+    #[serde(rename = "netpoll_setup")]
+    NetpollSetup,
+    #[serde(rename = "__netpoll_setup")]
+    InnerNetpollSetup,
+}
+
+impl SetupFn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NetpollSetup => "netpoll_setup",
+            Self::InnerNetpollSetup => "__netpoll_setup",
+        }
+    }
+}
+
+/// Reassembles a sample (possibly split across the ring's end) into an event.
+pub fn decode(head: &[u8], tail: &[u8]) -> Result<SetupEvent> {
+    let size = std::mem::size_of::<SetupEvent>();
+    ensure!(head.len() + tail.len() >= size, "short sample: {} bytes, want {size}", head.len() + tail.len());
+    let mut buf = [0u8; std::mem::size_of::<SetupEvent>()];
+    let from_head = head.len().min(size);
+    buf[..from_head].copy_from_slice(&head[..from_head]);
+    buf[from_head..].copy_from_slice(&tail[..size - from_head]);
+    // SAFETY: SetupEvent is repr(C) plain data (every bit pattern valid), the
+    // buffer has its exact size, and read_unaligned does not need alignment.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<SetupEvent>()) })
+}
+
+/// C string in a fixed buffer, or None when empty or not valid UTF-8.
+fn cstr(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let s = std::str::from_utf8(&bytes[..end]).ok()?;
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// One set-up call, as the JSON `setup` object of DESIGN.md section 4 (the
+/// enrichment fields are filled in by `enrich`). Unknown values are None (null).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetupRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    #[serde(rename = "fn")]
+    pub function: SetupFn,
+    /// Owner of the netpoll (netpoll.name), e.g. "netconsole".
+    pub netpoll: Option<String>,
+    /// The device's name, or for `netpoll_setup` the name asked for.
+    pub dev: Option<String>,
+    pub ifindex: Option<i32>,
+    pub ret: i32,
+    pub errno: Option<&'static str>,
+    pub depth: u32,
+    pub duration_ns: u64,
+    pub pid: u32,
+    pub comm: Option<String>,
+    pub driver: Option<String>,
+    pub ops_symbol: Option<String>,
+    pub ops_module: Option<String>,
+    pub has_poll_controller: Option<bool>,
+    pub has_netpoll_setup: Option<bool>,
+    pub netpoll_disabled: Option<bool>,
+    /// Raw pointers, for correlation and enrichment; not part of the JSON contract.
+    #[serde(skip)]
+    pub ops_addr: Option<u64>,
+    #[serde(skip)]
+    pub netpoll_addr: u64,
+}
+
+impl SetupRecord {
+    pub fn from_event(ev: &SetupEvent) -> Option<Self> {
+        let function = match ev.function {
+            function::NETPOLL_SETUP => SetupFn::NetpollSetup,
+            function::UNDER_NETPOLL_SETUP => SetupFn::InnerNetpollSetup,
+            _ => return None,
+        };
+        let has = |bit: u32| ev.flags & bit != 0;
+        let dev = if has(ef::DEV_NAME) { cstr(&ev.dev_name) } else { None }
+            .or_else(|| if has(ef::NP_DEV_NAME) { cstr(&ev.np_dev_name) } else { None });
+        let ops_known = has(ef::OPS);
+        Some(Self {
+            kind: "setup",
+            ts_ns: ev.ts_ns,
+            function,
+            netpoll: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
+            dev,
+            ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
+            ret: ev.ret,
+            errno: Errno::from_ret(ev.ret).and_then(Errno::name),
+            depth: ev.depth,
+            duration_ns: ev.duration_ns,
+            pid: (ev.pid_tgid >> 32) as u32,
+            comm: cstr(&ev.comm),
+            driver: None,
+            ops_symbol: None,
+            ops_module: None,
+            has_poll_controller: ops_known.then_some(ev.poll_controller != 0),
+            has_netpoll_setup: ops_known.then_some(ev.netpoll_setup_op != 0),
+            netpoll_disabled: has(ef::PRIV_FLAGS).then_some(has(ef::NETPOLL_DISABLED)),
+            ops_addr: (ops_known && ev.ops != 0).then_some(ev.ops),
+            netpoll_addr: ev.netpoll,
+        })
+    }
+
+    pub fn failed(&self) -> bool {
+        self.ret < 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(ev: &SetupEvent) -> Vec<u8> {
+        // SAFETY: plain repr(C) data viewed as bytes.
+        unsafe {
+            std::slice::from_raw_parts((ev as *const SetupEvent).cast::<u8>(), size_of::<SetupEvent>())
+        }
+        .to_vec()
+    }
+
+    fn name16(s: &str) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..s.len()].copy_from_slice(s.as_bytes());
+        b
+    }
+
+    fn inner_eth0() -> SetupEvent {
+        let mut ev = SetupEvent::ZERO;
+        ev.function = function::UNDER_NETPOLL_SETUP;
+        ev.ret = -524;
+        ev.pid_tgid = (1234u64 << 32) | 1234;
+        ev.dev_name = name16("eth0");
+        ev.np_dev_name = name16("eth0");
+        ev.owner = name16("netconsole");
+        ev.comm = name16("modprobe");
+        ev.ifindex = 2;
+        ev.ops = 0xffff_ffff_c012_3000;
+        ev.netpoll_setup_op = 0;
+        ev.poll_controller = 0;
+        ev.flags = ef::DEV_NAME | ef::IFINDEX | ef::OPS | ef::PRIV_FLAGS | ef::OWNER | ef::NP_DEV_NAME;
+        ev
+    }
+
+    #[test]
+    fn decodes_a_sample_split_across_the_ring_end() {
+        let b = bytes(&inner_eth0());
+        for split in [0, 1, 7, 100, b.len()] {
+            let ev = decode(&b[..split], &b[split..]).unwrap();
+            assert_eq!(ev.ret, -524);
+            assert_eq!(ev.dev_name, name16("eth0"));
+        }
+        assert!(decode(&b[..10], &[]).is_err());
+    }
+
+    #[test]
+    fn record_names_errno_and_keeps_unknowns_null() {
+        let r = SetupRecord::from_event(&inner_eth0()).unwrap();
+        assert_eq!(r.function, SetupFn::InnerNetpollSetup);
+        assert_eq!(r.errno, Some("ENOTSUPP"));
+        assert_eq!(r.dev.as_deref(), Some("eth0"));
+        assert_eq!(r.netpoll.as_deref(), Some("netconsole"));
+        assert_eq!(r.pid, 1234);
+        assert_eq!(r.has_poll_controller, Some(false));
+        assert_eq!(r.netpoll_disabled, Some(false));
+        assert!(r.failed());
+
+        let mut reduced = inner_eth0();
+        reduced.flags = 0;
+        let r = SetupRecord::from_event(&reduced).unwrap();
+        assert_eq!(r.dev, None);
+        assert_eq!(r.has_poll_controller, None);
+        assert_eq!(r.netpoll_disabled, None);
+        assert_eq!(r.ifindex, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["dev"].is_null() && json["has_poll_controller"].is_null());
+        assert_eq!(json["fn"], "__netpoll_setup");
+        assert_eq!(json["type"], "setup");
+    }
+
+    #[test]
+    fn outer_call_without_device_uses_the_requested_name() {
+        let mut ev = inner_eth0();
+        ev.function = function::NETPOLL_SETUP;
+        ev.flags = ef::NP_DEV_NAME | ef::OWNER;
+        ev.np_dev_name = name16("d0");
+        ev.ret = -89;
+        let r = SetupRecord::from_event(&ev).unwrap();
+        assert_eq!(r.dev.as_deref(), Some("d0"));
+        assert_eq!(r.errno, Some("EDESTADDRREQ"));
+        let mut bad = ev;
+        bad.function = 99;
+        assert!(SetupRecord::from_event(&bad).is_none());
+    }
+}
