@@ -7,7 +7,7 @@ use aya::maps::perf::PerfEvent;
 use netpoll_trace_common::SetupEvent;
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
-use crate::{btf_offsets, enrich::Enricher, event, exit::Exit, loader, output};
+use crate::{btf_offsets, correlate, diagnosis, enrich::Enricher, event, exit::Exit, kmsg, loader, output};
 
 pub struct WatchArgs {
     pub json: bool,
@@ -33,6 +33,15 @@ pub fn run(args: WatchArgs) -> Result<Exit> {
 
 async fn watch(args: WatchArgs) -> Result<Exit> {
     loader::require_functions()?;
+    // Opened before attaching, so every kernel line about our set-ups is after it.
+    let mut kernel_log = kmsg::KernelLog::default();
+    let mut kmsg = match kmsg::KmsgReader::open() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("netpoll-trace: warning: cannot read the kernel log ({e}); diagnoses will not quote it");
+            None
+        }
+    };
     let resolved = match btf_offsets::load(args.btf.as_deref())? {
         Some((btf, path)) => btf_offsets::Resolved { source: Some(path), ..btf_offsets::resolve(&btf) },
         None => btf_offsets::Resolved::reduced(),
@@ -69,10 +78,10 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     let _ = stop_tx.send(true);
     while readers.join_next().await.is_some() {}
 
+    kmsg.as_mut().map(|k| k.drain_into(&mut kernel_log));
+
     let enricher = Enricher::new();
-    let mut failures = 0usize;
     let mut lost = 0u64;
-    let mut first_ts = None;
     let mut records = Vec::new();
     while let Some(msg) = rx.recv().await {
         match msg {
@@ -81,34 +90,68 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
             Msg::BadSample(e) => eprintln!("netpoll-trace: warning: undecodable event: {e}"),
         }
     }
-    // Samples from different CPUs arrive interleaved; the kernel timestamps order them.
-    records.sort_by_key(|r| r.ts_ns);
-    for mut r in records {
-        if !args.devices.is_empty() && !r.dev.as_ref().is_some_and(|d| args.devices.contains(d)) {
+    for r in &mut records {
+        enricher.enrich(r);
+    }
+    let ctx = host_context();
+    let mut failures = 0usize;
+    let mut first_ts = None;
+    for attempt in correlate::group(records) {
+        let wanted = args.devices.is_empty()
+            || attempt.records().any(|r| r.dev.as_ref().is_some_and(|d| args.devices.contains(d)));
+        if !wanted {
             continue;
         }
-        enricher.enrich(&mut r);
-        if r.failed() {
-            failures += 1;
+        let since = *first_ts.get_or_insert(attempt.root.ts_ns);
+        for r in attempt.records() {
+            if args.json {
+                println!("{}", output::json_line(r));
+            } else {
+                println!("{}", output::human_line(r, since));
+            }
         }
-        let since = *first_ts.get_or_insert(r.ts_ns);
-        if args.json {
-            println!("{}", output::json_line(&r));
-        } else {
-            println!("{}", output::human_line(&r, since));
+        if let Some(d) = diagnosis::diagnose(&attempt, &ctx, &mut kernel_log) {
+            failures += 1;
+            if args.json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                print!("{}", d.render());
+            }
         }
     }
     if lost > 0 {
-        eprintln!("netpoll-trace: warning: the kernel dropped {lost} events (perf buffer full)");
+        eprintln!("netpoll-trace: warning: the kernel dropped {lost} events (perf buffer full); the report is incomplete");
     }
-    eprintln!("netpoll-trace: {failures} failed set-up call(s) seen");
+    if let Some(line) = kernel_log.netconsole_not_enabled() {
+        eprintln!("netpoll-trace: netconsole is NOT logging: the kernel said \"{line}\"");
+    }
+    eprintln!("netpoll-trace: {failures} failed netpoll set-up(s)");
     drop(loaded.ebpf);
 
-    Ok(match status {
-        Some(st) => Exit::Command(exit_code_of(st)),
-        None if failures > 0 => Exit::NetpollFailure,
-        None => Exit::Ok,
+    // COMMAND's failure status wins; a command that "succeeded" while a set-up
+    // failed (6.x dynamic netconsole) is a silent failure: exit 3.
+    Ok(match status.map(exit_code_of) {
+        Some(code) if code != 0 => Exit::Command(code),
+        _ if failures > 0 => Exit::NetpollFailure,
+        _ => Exit::Ok,
     })
+}
+
+/// Interfaces and their masters, for name suggestions and slave diagnoses.
+fn host_context() -> diagnosis::Context {
+    let mut ctx = diagnosis::Context::default();
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return ctx };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Ok(master) = std::fs::read_link(entry.path().join("master"))
+            && let Some(m) = master.file_name()
+        {
+            ctx.masters.push((name.clone(), m.to_string_lossy().into_owned()));
+        }
+        ctx.interfaces.push(name);
+    }
+    ctx.interfaces.sort();
+    ctx
 }
 
 fn exit_code_of(st: ExitStatus) -> u8 {

@@ -1,0 +1,80 @@
+#!/bin/sh
+# The whole pipe on a real kernel: netpoll-trace loads its eBPF object, attaches to
+# netpoll_setup and __netpoll_setup, and records what `modprobe netconsole` does on a
+# virtio NIC (success) and on a dummy device without an IPv4 address (failure:
+# -EDESTADDRREQ from netpoll_setup before __netpoll_setup is reached). The kernel's
+# own log and sysfs are the oracle.
+# kernels: 5.10 6.1 6.12
+# nics: virtio
+# timeout: 300
+# checks: attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
+. /lib.sh
+
+ip addr add 10.99.0.1/24 dev eth0
+ip link set eth0 up
+
+# json_lines FILE PATTERN...: lines of FILE matching every fixed-string PATTERN.
+json_lines() {
+    file=$1; shift
+    out=$(cat "$file")
+    for p in "$@"; do
+        out=$(printf '%s\n' "$out" | grep -F -- "$p")
+    done
+    [ -n "$out" ] && printf '%s\n' "$out"
+}
+
+# --- success: virtio NIC with an address ---------------------------------------
+netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/ok.json 2>/tmp/ok.err
+ok_rc=$?
+echo "--- watch (success case) rc=$ok_rc"; cat /tmp/ok.err /tmp/ok.json
+
+npt_check attach grep -q "ready: kprobe on netpoll_setup, __netpoll_setup" /tmp/ok.err
+npt_check ok_modprobe test "$ok_rc" -eq 0
+npt_check ok_outer_event json_lines /tmp/ok.json '"fn":"netpoll_setup"' '"netpoll":"netconsole"' '"dev":"eth0"' '"ret":0,' '"depth":0,' '"comm":"modprobe"'
+npt_check ok_inner_event json_lines /tmp/ok.json '"fn":"__netpoll_setup"' '"dev":"eth0"' '"ret":0,' '"depth":1,'
+ifindex=$(cat /sys/class/net/eth0/ifindex)
+npt_check ok_ifindex json_lines /tmp/ok.json '"fn":"__netpoll_setup"' "\"ifindex\":$ifindex,"
+# The ops table was read through BTF offsets: a boolean, never null, on a BTF kernel.
+npt_check ok_ops_read sh -c "grep -F '\"fn\":\"__netpoll_setup\"' /tmp/ok.json | grep -Eq '\"has_poll_controller\":(true|false)'"
+npt_check ok_kernel_log sh -c "dmesg | grep -q 'netpoll: netconsole: local IPv4 address 10.99.0.1'"
+rmmod netconsole
+
+# --- failure: dummy device without an IPv4 address -------------------------------
+modprobe dummy
+ip link add d0 type dummy
+ip link set d0 up
+dmesg_before=$(dmesg | grep -c 'no IP address for d0, aborting')
+netpoll-trace watch --json -- modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/tmp/fail.json 2>/tmp/fail.err
+fail_rc=$?
+echo "--- watch (failure case) rc=$fail_rc"; cat /tmp/fail.err /tmp/fail.json
+
+# 5.10 and 6.1 fail the module load with the errno; 6.12's dynamic netconsole loads
+# the module and leaves the target disabled.
+case "$NPT_KERNEL" in
+    5.10|6.1) npt_check fail_modprobe test "$fail_rc" -ne 0 ;;
+    *) npt_check fail_modprobe sh -c "test $fail_rc -eq 0 && dmesg | grep -q 'Not enabling netconsole'" ;;
+esac
+npt_check fail_outer_event json_lines /tmp/fail.json '"fn":"netpoll_setup"' '"dev":"d0"' '"ret":-89,' '"errno":"EDESTADDRREQ"'
+npt_check fail_no_inner sh -c "! grep -F '\"fn\":\"__netpoll_setup\"' /tmp/fail.json | grep -qF '\"dev\":\"d0\"'"
+# Exactly one recorded failure per "aborting" line the kernel logged (busybox's
+# modprobe retries a failed load once, so 5.10/6.1 log it twice).
+dmesg_after=$(dmesg | grep -c 'no IP address for d0, aborting')
+kernel_failures=$((dmesg_after - dmesg_before))
+traced_failures=$(json_lines /tmp/fail.json '"fn":"netpoll_setup"' '"dev":"d0"' '"ret":-89,' | wc -l)
+echo "kernel logged $kernel_failures failure(s), netpoll-trace recorded $traced_failures"
+npt_check fail_matches_dmesg sh -c "test $kernel_failures -ge 1 && test $kernel_failures -eq $traced_failures"
+rmmod netconsole 2>/dev/null
+
+# --- watch without COMMAND: report live, exit 3 once a set-up failed -----------
+netpoll-trace watch --for 120s >/tmp/bg.out 2>/tmp/bg.err &
+bg=$!
+n=0
+while ! grep -q 'ready:' /tmp/bg.err && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
+modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/dev/null 2>&1
+rmmod netconsole 2>/dev/null
+kill -INT $bg
+wait $bg
+bg_rc=$?
+echo "--- watch (no command) rc=$bg_rc"; cat /tmp/bg.err /tmp/bg.out
+npt_check watch_exit_3 test "$bg_rc" -eq 3
+npt_check watch_human grep -Eq 'netpoll_setup +netconsole +d0 +-EDESTADDRREQ' /tmp/bg.out
