@@ -28,7 +28,7 @@ netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0
 ok_rc=$?
 echo "--- watch (success case) rc=$ok_rc"; cat /tmp/ok.err /tmp/ok.json
 
-npt_check attach grep -q "ready: kprobe on netpoll_setup, __netpoll_setup" /tmp/ok.err
+npt_check attach grep -Eq "ready: (fentry|kprobe) on netpoll_setup, __netpoll_setup" /tmp/ok.err
 npt_check ok_modprobe test "$ok_rc" -eq 0
 npt_check ok_outer_event json_lines /tmp/ok.json '"fn":"netpoll_setup"' '"netpoll":"netconsole"' '"dev":"eth0"' '"ret":0,' '"depth":0,' '"comm":"modprobe"'
 npt_check ok_inner_event json_lines /tmp/ok.json '"fn":"__netpoll_setup"' '"dev":"eth0"' '"ret":0,' '"depth":1,'

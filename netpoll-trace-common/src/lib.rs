@@ -146,9 +146,72 @@ pub struct Config {
     pub np_name: u32,
     /// Value of `IFF_DISABLE_NETPOLL` in this kernel's `enum netdev_priv_flags`.
     pub iff_disable_netpoll: u64,
+    /// `netpoll_poll_dev` calls at least this long are also sent as single
+    /// `PollEvent`s; all calls are counted in `POLL_STATS`. 0 disables events.
+    pub slow_poll_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 48);
+const _: () = assert!(core::mem::size_of::<Config>() == 56);
+
+/// Buckets of the poll latency histogram: bucket `i` counts calls that took
+/// [2^i, 2^(i+1)) ns (bucket 0 also takes 0 and 1 ns; the last takes the rest).
+pub const POLL_BUCKETS: usize = 32;
+
+/// Per-device `netpoll_poll_dev` statistics, one per CPU (a per-CPU map: no
+/// atomics on the hot path); userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PollStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub hist: [u64; POLL_BUCKETS],
+    pub ifindex: i32,
+    /// `event_flags` bits for `name` and `ifindex`.
+    pub flags: u32,
+    pub name: [u8; IFNAMSIZ],
+}
+
+const _: () = assert!(core::mem::size_of::<PollStats>() == 304);
+
+/// A `netpoll_poll_dev` call slower than `Config::slow_poll_ns`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PollEvent {
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    pub dev: u64,
+    pub ifindex: i32,
+    pub flags: u32,
+    pub name: [u8; IFNAMSIZ],
+}
+
+const _: () = assert!(core::mem::size_of::<PollEvent>() == 48);
+
+/// Entry state of the `netpoll_poll_dev` call running on a CPU (it runs with
+/// interrupts off, so one per CPU is enough).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PollStart {
+    pub ts_ns: u64,
+    pub dev: u64,
+}
+
+/// log2 bucket of a duration, shared so both sides agree on the bucket edges.
+#[inline(always)]
+pub fn poll_bucket(ns: u64) -> usize {
+    // Branchy binary search: no loop and no ctlz, which older verifiers and the
+    // BPF backend handle poorly.
+    let mut v = ns;
+    let mut b = 0usize;
+    if v >= 1 << 32 { v >>= 32; b += 32; }
+    if v >= 1 << 16 { v >>= 16; b += 16; }
+    if v >= 1 << 8 { v >>= 8; b += 8; }
+    if v >= 1 << 4 { v >>= 4; b += 4; }
+    if v >= 1 << 2 { v >>= 2; b += 2; }
+    if v >= 1 << 1 { b += 1; }
+    if b >= POLL_BUCKETS { POLL_BUCKETS - 1 } else { b }
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -156,4 +219,26 @@ mod pod {
     unsafe impl aya::Pod for super::SetupEvent {}
     unsafe impl aya::Pod for super::InflightKey {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::PollStats {}
+    unsafe impl aya::Pod for super::PollEvent {}
+    unsafe impl aya::Pod for super::PollStart {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_buckets_are_log2() {
+        assert_eq!(poll_bucket(0), 0);
+        assert_eq!(poll_bucket(1), 0);
+        assert_eq!(poll_bucket(2), 1);
+        assert_eq!(poll_bucket(3), 1);
+        assert_eq!(poll_bucket(1023), 9);
+        assert_eq!(poll_bucket(1024), 10);
+        assert_eq!(poll_bucket(u64::MAX), POLL_BUCKETS - 1);
+        for i in 0..31 {
+            assert_eq!(poll_bucket(1 << i), i);
+        }
+    }
 }

@@ -14,14 +14,16 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read,
         bpf_probe_read_buf,
     },
-    macros::{kprobe, kretprobe, map},
-    maps::{Array, HashMap, PerfEventArray},
-    programs::{ProbeContext, RetProbeContext},
+    EbpfContext,
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 #[allow(deprecated)]
 use aya_ebpf::helpers::bpf_probe_read_str;
 use netpoll_trace_common::{
-    Config, InflightKey, MAX_DEPTH, SetupEvent, config_flags as cf, event_flags as ef, function,
+    Config, IFNAMSIZ, InflightKey, MAX_DEPTH, PollEvent, PollStart, PollStats, SetupEvent,
+    config_flags as cf, event_flags as ef, function, poll_bucket,
 };
 
 /// One entry: this kernel's struct layout, written by userspace before attach.
@@ -41,6 +43,26 @@ static INFLIGHT: HashMap<InflightKey, SetupEvent> = HashMap::with_max_entries(10
 #[map]
 static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
 
+/// Per-device `netpoll_poll_dev` counts and latency histograms, keyed by the
+/// `struct net_device *`.
+#[map]
+static POLL_STATS: PerCpuHashMap<u64, PollStats> = PerCpuHashMap::with_max_entries(256, 0);
+
+/// The `netpoll_poll_dev` call in progress on each CPU.
+#[map]
+static POLL_START: PerCpuArray<PollStart> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a new `PollStats` is built: it is too big for the 512-byte BPF stack.
+#[map]
+static POLL_SCRATCH: PerCpuArray<PollStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Single slow `netpoll_poll_dev` calls.
+#[map]
+static POLL_EVENTS: PerfEventArray<PollEvent> = PerfEventArray::new(0);
+
+// Two attach methods, one logic: kprobes everywhere, fentry/fexit where the kernel
+// has BPF trampolines (cheaper per call). Userspace loads one set.
+
 #[kprobe]
 pub fn netpoll_setup_entry(ctx: ProbeContext) -> u32 {
     let np: u64 = ctx.arg(0).unwrap_or(0);
@@ -50,7 +72,7 @@ pub fn netpoll_setup_entry(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
-    let _ = try_exit(&ctx);
+    let _ = try_exit(&ctx, ctx.ret::<u64>());
     0
 }
 
@@ -64,8 +86,141 @@ pub fn inner_netpoll_setup_entry(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn inner_netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
-    let _ = try_exit(&ctx);
+    let _ = try_exit(&ctx, ctx.ret::<u64>());
     0
+}
+
+#[fentry(function = "netpoll_setup")]
+pub fn netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
+    let np: u64 = ctx.arg(0);
+    let _ = try_enter(function::NETPOLL_SETUP, np, 0);
+    0
+}
+
+#[fexit(function = "netpoll_setup")]
+pub fn netpoll_setup_fexit(ctx: FExitContext) -> u32 {
+    // fexit sees the arguments, then the return value.
+    let ret: u64 = ctx.arg(1);
+    let _ = try_exit(&ctx, ret);
+    0
+}
+
+#[fentry(function = "__netpoll_setup")]
+pub fn inner_netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
+    let np: u64 = ctx.arg(0);
+    let dev: u64 = ctx.arg(1);
+    let _ = try_enter(function::UNDER_NETPOLL_SETUP, np, dev);
+    0
+}
+
+#[fexit(function = "__netpoll_setup")]
+pub fn inner_netpoll_setup_fexit(ctx: FExitContext) -> u32 {
+    let ret: u64 = ctx.arg(2);
+    let _ = try_exit(&ctx, ret);
+    0
+}
+
+#[kprobe]
+pub fn poll_dev_entry(ctx: ProbeContext) -> u32 {
+    poll_enter(ctx.arg(0).unwrap_or(0));
+    0
+}
+
+#[kretprobe]
+pub fn poll_dev_exit(ctx: RetProbeContext) -> u32 {
+    poll_exit(&ctx);
+    0
+}
+
+#[fentry(function = "netpoll_poll_dev")]
+pub fn poll_dev_fentry(ctx: FEntryContext) -> u32 {
+    poll_enter(ctx.arg(0));
+    0
+}
+
+#[fexit(function = "netpoll_poll_dev")]
+pub fn poll_dev_fexit(ctx: FExitContext) -> u32 {
+    poll_exit(&ctx);
+    0
+}
+
+fn poll_enter(dev: u64) {
+    if let Some(start) = POLL_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
+        unsafe {
+            (*start).ts_ns = bpf_ktime_get_ns();
+            (*start).dev = dev;
+        }
+    }
+}
+
+fn poll_exit<C: EbpfContext>(ctx: &C) {
+    let Some(start) = POLL_START.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
+    let (ts, dev) = unsafe { ((*start).ts_ns, (*start).dev) };
+    if ts == 0 {
+        return; // attached mid-call
+    }
+    unsafe { (*start).ts_ns = 0 };
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let stats = match POLL_STATS.get_ptr_mut(dev) {
+        Some(p) => p,
+        None => {
+            let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else { return };
+            // SAFETY: this CPU's scratch slot.
+            let fresh = unsafe { &mut *fresh };
+            fresh.count = 0;
+            fresh.total_ns = 0;
+            fresh.max_ns = 0;
+            fresh.hist = [0; netpoll_trace_common::POLL_BUCKETS];
+            fresh.ifindex = 0;
+            fresh.flags = 0;
+            fresh.name = [0; IFNAMSIZ];
+            read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
+            if POLL_STATS.insert(dev, &*fresh, 0).is_err() {
+                return;
+            }
+            match POLL_STATS.get_ptr_mut(dev) {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of the value (per-CPU map), no concurrent writer.
+    let s = unsafe { &mut *stats };
+    s.count += 1;
+    s.total_ns += ns;
+    if ns > s.max_ns {
+        s.max_ns = ns;
+    }
+    let b = poll_bucket(ns);
+    if let Some(slot) = s.hist.get_mut(b) {
+        *slot += 1;
+    }
+    if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
+        let mut ev = PollEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ] };
+        read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
+        POLL_EVENTS.output(ctx, &ev, 0);
+    }
+}
+
+fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex: &mut i32, flags: &mut u32) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    if cfg.flags & cf::DEV_NAME != 0
+        && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok()
+    {
+        *flags |= ef::DEV_NAME;
+    }
+    if cfg.flags & cf::DEV_IFINDEX != 0
+        && let Ok(i) = unsafe { bpf_probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
+    {
+        *ifindex = i;
+        *flags |= ef::IFINDEX;
+    }
 }
 
 fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
@@ -96,7 +251,7 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     Ok(())
 }
 
-fn try_exit(ctx: &RetProbeContext) -> Result<(), i64> {
+fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let depth = unsafe { DEPTH.get(pid_tgid) }.copied().ok_or(1i64)?;
     if depth == 0 || depth > MAX_DEPTH {
@@ -114,7 +269,7 @@ fn try_exit(ctx: &RetProbeContext) -> Result<(), i64> {
     // SAFETY: map value pointer from a successful lookup; only this thread uses the key.
     let ev = unsafe { &mut *ev };
     // `int` return: the low 32 bits of the return register.
-    ev.ret = ctx.ret::<u64>() as u32 as i32;
+    ev.ret = ret as u32 as i32;
     ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
     SETUP_EVENTS.output(ctx, &*ev, 0);
     let _ = INFLIGHT.remove(key);
@@ -151,19 +306,7 @@ fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
         return;
     }
     let base = dev as *const u8;
-    if cfg.flags & cf::DEV_NAME != 0 {
-        let src = unsafe { base.add(cfg.dev_name as usize) };
-        if unsafe { bpf_probe_read_buf(src, &mut ev.dev_name) }.is_ok() {
-            ev.flags |= ef::DEV_NAME;
-        }
-    }
-    if cfg.flags & cf::DEV_IFINDEX != 0 {
-        let src = unsafe { base.add(cfg.dev_ifindex as usize) } as *const i32;
-        if let Ok(ifindex) = unsafe { bpf_probe_read(src) } {
-            ev.ifindex = ifindex;
-            ev.flags |= ef::IFINDEX;
-        }
-    }
+    read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
     if cfg.flags & cf::DEV_OPS != 0 {
         let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
         if let Ok(ops) = unsafe { bpf_probe_read(src) } {

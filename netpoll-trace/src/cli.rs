@@ -50,6 +50,13 @@ netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs targe
         /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
         #[arg(long, value_name = "FILE")]
         btf: Option<PathBuf>,
+        /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
+        /// kprobe (works everywhere), or auto (fentry, else kprobe).
+        #[arg(long, value_enum, default_value = "auto")]
+        attach: crate::loader::AttachChoice,
+        /// Also report single netpoll_poll_dev calls at least this slow.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
+        slow_poll: Duration,
         /// Command to run once the probes are attached.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,

@@ -27,15 +27,20 @@ impl SetupFn {
 
 /// Reassembles a sample (possibly split across the ring's end) into an event.
 pub fn decode(head: &[u8], tail: &[u8]) -> Result<SetupEvent> {
-    let size = std::mem::size_of::<SetupEvent>();
+    decode_as(head, tail)
+}
+
+/// Reassembles a sample into any shared event type.
+pub fn decode_as<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Result<T> {
+    let size = std::mem::size_of::<T>();
     ensure!(head.len() + tail.len() >= size, "short sample: {} bytes, want {size}", head.len() + tail.len());
-    let mut buf = [0u8; std::mem::size_of::<SetupEvent>()];
+    let mut buf = vec![0u8; size];
     let from_head = head.len().min(size);
     buf[..from_head].copy_from_slice(&head[..from_head]);
     buf[from_head..].copy_from_slice(&tail[..size - from_head]);
-    // SAFETY: SetupEvent is repr(C) plain data (every bit pattern valid), the
-    // buffer has its exact size, and read_unaligned does not need alignment.
-    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<SetupEvent>()) })
+    // SAFETY: T is Pod (repr(C) plain data, every bit pattern valid), the buffer
+    // has its exact size, and read_unaligned does not need alignment.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
 /// C string in a fixed buffer, or None when empty or not valid UTF-8.

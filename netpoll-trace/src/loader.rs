@@ -1,13 +1,14 @@
 //! Loads the embedded eBPF object, hands it this kernel's struct layout and
-//! attaches its probes.
+//! attaches its probes: fentry/fexit where the kernel has BPF trampolines,
+//! kprobes otherwise, chosen at load time.
 
-use std::time::Instant;
+use std::{fmt, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData, PerfEventArray},
-    programs::{KProbe, ProgramError},
+    programs::{FEntry, FExit, KProbe, ProgramError},
 };
 use netpoll_trace_common::Config;
 
@@ -16,26 +17,100 @@ use crate::kallsyms::Kallsyms;
 /// The programs, built by build.rs from netpoll-trace-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
 
-/// One probe: the program in the object and the kernel function it attaches to.
-pub struct Probe {
-    pub program: &'static str,
-    pub function: &'static str,
-    pub is_return: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMethod {
+    Fentry,
+    Kprobe,
 }
 
-/// Every probe we attach; names live here once, never as scattered literals.
-pub const PROBES: [Probe; 4] = [
-    Probe { program: "netpoll_setup_entry", function: "netpoll_setup", is_return: false },
-    Probe { program: "netpoll_setup_exit", function: "netpoll_setup", is_return: true },
-    Probe { program: "inner_netpoll_setup_entry", function: "__netpoll_setup", is_return: false },
-    Probe { program: "inner_netpoll_setup_exit", function: "__netpoll_setup", is_return: true },
+impl AttachMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fentry => "fentry",
+            Self::Kprobe => "kprobe",
+        }
+    }
+}
+
+impl fmt::Display for AttachMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the user asked for with `--attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachChoice {
+    /// fentry/fexit when the kernel supports them, else kprobes.
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+/// One traced kernel function and its programs for each method; names live here
+/// once, never as scattered literals.
+pub struct Target {
+    pub function: &'static str,
+    pub kprobe: (&'static str, &'static str),
+    pub fentry: (&'static str, &'static str),
+    /// Set-up tracing is impossible without it; the poll statistics are optional.
+    pub required: bool,
+}
+
+pub const TARGETS: [Target; 3] = [
+    Target {
+        function: "netpoll_setup",
+        kprobe: ("netpoll_setup_entry", "netpoll_setup_exit"),
+        fentry: ("netpoll_setup_fentry", "netpoll_setup_fexit"),
+        required: true,
+    },
+    Target {
+        function: "__netpoll_setup",
+        kprobe: ("inner_netpoll_setup_entry", "inner_netpoll_setup_exit"),
+        fentry: ("inner_netpoll_setup_fentry", "inner_netpoll_setup_fexit"),
+        required: true,
+    },
+    Target {
+        function: "netpoll_poll_dev",
+        kprobe: ("poll_dev_entry", "poll_dev_exit"),
+        fentry: ("poll_dev_fentry", "poll_dev_fexit"),
+        required: false,
+    },
 ];
 
-/// Fails with `Unsupported` (exit 4) when the kernel lacks a function we probe.
+/// The attached programs and their maps.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub setup_events: PerfEventArray<MapData>,
+    pub poll_events: PerfEventArray<MapData>,
+    pub method: AttachMethod,
+    /// Why fentry was not used, when auto fell back to kprobes.
+    pub fallback_reason: Option<String>,
+    /// Functions attached to.
+    pub attached: Vec<&'static str>,
+    /// Optional functions that could not be attached, with the reason.
+    pub skipped: Vec<(&'static str, String)>,
+    /// Wall time from the start of `load_and_attach` to the last probe attached.
+    pub attach_ms: f64,
+}
+
+/// The kernel cannot be traced; maps to exit code 4.
+#[derive(Debug)]
+pub struct Unsupported(pub String);
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+/// Fails with `Unsupported` (exit 4) when the kernel lacks a function we must probe.
 pub fn require_functions() -> Result<()> {
     let ks = Kallsyms::read().context("reading /proc/kallsyms (are you root?)")?;
-    let mut missing: Vec<&str> = PROBES.iter().map(|p| p.function).filter(|f| !ks.contains(f)).collect();
-    missing.dedup();
+    let missing: Vec<&str> =
+        TARGETS.iter().filter(|t| t.required && !ks.contains(t.function)).map(|t| t.function).collect();
     if !missing.is_empty() {
         bail!(Unsupported(format!(
             "this kernel has no {} (built without CONFIG_NETPOLL?); run `netpoll-trace check`",
@@ -45,63 +120,100 @@ pub fn require_functions() -> Result<()> {
     Ok(())
 }
 
-/// The attached programs and their event map.
-pub struct Loaded {
-    pub ebpf: Ebpf,
-    pub events: PerfEventArray<MapData>,
-    pub attach_method: &'static str,
-    /// Wall time from the start of `load` to the last probe attached.
-    pub attach_ms: f64,
-}
-
-pub fn load_and_attach(config: &Config) -> Result<Loaded> {
+pub fn load_and_attach(config: &Config, choice: AttachChoice) -> Result<Loaded> {
     let start = Instant::now();
     require_functions()?;
+    let (loaded, fallback_reason) = match choice {
+        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe)?, None),
+        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry)?, None),
+        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry) {
+            Ok(l) => (l, None),
+            Err(e) => {
+                log::info!("fentry unavailable, falling back to kprobes: {e:#}");
+                (attach_all(config, AttachMethod::Kprobe)?, Some(format!("{e:#}")))
+            }
+        },
+    };
+    Ok(Loaded { fallback_reason, attach_ms: start.elapsed().as_secs_f64() * 1e3, ..loaded })
+}
+
+fn attach_all(config: &Config, method: AttachMethod) -> Result<Loaded> {
     let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(|e| {
         anyhow!("loading the eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks")
     })?;
-    let mut cfg: Array<_, Config> = Array::try_from(
-        ebpf.map_mut("CONFIG").ok_or_else(|| anyhow!("eBPF object has no CONFIG map"))?,
-    )?;
+    let mut cfg: Array<_, Config> =
+        Array::try_from(ebpf.map_mut("CONFIG").ok_or_else(|| anyhow!("eBPF object has no CONFIG map"))?)?;
     cfg.set(0, *config, 0).context("writing struct offsets to the CONFIG map")?;
 
-    for p in &PROBES {
-        let prog: &mut KProbe = ebpf
-            .program_mut(p.program)
-            .ok_or_else(|| anyhow!("eBPF object has no program {}", p.program))?
-            .try_into()
-            .with_context(|| format!("program {} is not a kprobe", p.program))?;
-        prog.load().map_err(|e| program_error(p, e))?;
-        prog.attach(p.function, 0).map_err(|e| program_error(p, e))?;
+    let btf = match method {
+        AttachMethod::Fentry => Some(
+            Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))?,
+        ),
+        AttachMethod::Kprobe => None,
+    };
+    let ks = Kallsyms::read().context("reading /proc/kallsyms")?;
+    let mut attached = Vec::new();
+    let mut skipped = Vec::new();
+    for t in &TARGETS {
+        if !t.required && !ks.contains(t.function) {
+            skipped.push((t.function, "not in /proc/kallsyms".to_string()));
+            continue;
+        }
+        let result = match &btf {
+            Some(btf) => attach_fentry(&mut ebpf, t, btf),
+            None => attach_kprobe(&mut ebpf, t),
+        };
+        match result {
+            Ok(()) => attached.push(t.function),
+            Err(e) if !t.required => skipped.push((t.function, format!("{e:#}"))),
+            Err(e) => return Err(e),
+        }
     }
-    let events = PerfEventArray::try_from(
-        ebpf.take_map("SETUP_EVENTS").ok_or_else(|| anyhow!("eBPF object has no SETUP_EVENTS map"))?,
-    )?;
-    Ok(Loaded { ebpf, events, attach_method: "kprobe", attach_ms: start.elapsed().as_secs_f64() * 1e3 })
+    let mut take = |name: &str| -> Result<PerfEventArray<MapData>> {
+        let map = ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
+        Ok(PerfEventArray::try_from(map)?)
+    };
+    let setup_events = take("SETUP_EVENTS")?;
+    let poll_events = take("POLL_EVENTS")?;
+    Ok(Loaded { ebpf, setup_events, poll_events, method, fallback_reason: None, attached, skipped, attach_ms: 0.0 })
 }
 
-/// The kernel cannot be traced; maps to exit code 4.
-#[derive(Debug)]
-pub struct Unsupported(pub String);
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+fn attach_kprobe(ebpf: &mut Ebpf, t: &Target) -> Result<()> {
+    for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
+        let kind = if ret { "kretprobe" } else { "kprobe" };
+        let prog: &mut KProbe = program(ebpf, name)?;
+        prog.load().map_err(|e| program_error(kind, name, t.function, e))?;
+        prog.attach(t.function, 0).map_err(|e| program_error(kind, name, t.function, e))?;
     }
+    Ok(())
 }
 
-impl std::error::Error for Unsupported {}
+fn attach_fentry(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<()> {
+    let (entry, exit) = t.fentry;
+    let prog: &mut FEntry = program(ebpf, entry)?;
+    prog.load(t.function, btf).map_err(|e| program_error("fentry", entry, t.function, e))?;
+    prog.attach().map_err(|e| program_error("fentry", entry, t.function, e))?;
+    let prog: &mut FExit = program(ebpf, exit)?;
+    prog.load(t.function, btf).map_err(|e| program_error("fexit", exit, t.function, e))?;
+    prog.attach().map_err(|e| program_error("fexit", exit, t.function, e))?;
+    Ok(())
+}
+
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
+    prog.try_into().with_context(|| format!("program {name} has an unexpected type"))
+}
 
 /// One line naming the program and function; the verifier log only at debug level.
-fn program_error(p: &Probe, e: ProgramError) -> anyhow::Error {
-    let kind = if p.is_return { "kretprobe" } else { "kprobe" };
+fn program_error(kind: &str, program: &str, function: &str, e: ProgramError) -> anyhow::Error {
     if let ProgramError::LoadError { io_error, verifier_log } = &e {
-        log::debug!("verifier log for {}:\n{verifier_log}", p.program);
+        log::debug!("verifier log for {program}:\n{verifier_log}");
         return anyhow!(
-            "the kernel refused {kind} program {} for {}: {io_error} (RUST_LOG=debug shows the verifier log)",
-            p.program,
-            p.function
+            "the kernel refused {kind} program {program} for {function}: {io_error} (RUST_LOG=debug shows the verifier log)"
         );
     }
-    anyhow::Error::from(e).context(format!("attaching {kind} {} to {}", p.program, p.function))
+    anyhow::Error::from(e).context(format!("attaching {kind} {program} to {function}"))
 }

@@ -14,6 +14,7 @@ mod kallsyms;
 mod kmsg;
 mod loader;
 mod output;
+mod poll;
 mod watch;
 
 use std::process::ExitCode;
@@ -57,8 +58,8 @@ fn run(command: Command) -> anyhow::Result<Exit> {
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
         }
-        Command::Watch { json, duration, devices, btf, command } => {
-            watch::run(watch::WatchArgs { json, duration, devices, btf, command })
+        Command::Watch { json, duration, devices, btf, attach, slow_poll, command } => {
+            watch::run(watch::WatchArgs { json, duration, devices, btf, attach, slow_poll, command })
         }
     }
 }

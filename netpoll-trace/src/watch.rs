@@ -2,23 +2,34 @@
 
 use std::{os::unix::process::ExitStatusExt as _, path::PathBuf, process::ExitStatus, time::Duration};
 
-use anyhow::{Context as _, Result};
-use aya::maps::perf::PerfEvent;
-use netpoll_trace_common::SetupEvent;
+use anyhow::{Context as _, Result, anyhow};
+use aya::maps::{
+    MapData,
+    perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
+};
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
-use crate::{btf_offsets, correlate, diagnosis, enrich::Enricher, event, exit::Exit, kmsg, loader, output};
+use crate::{
+    btf_offsets, correlate, diagnosis,
+    enrich::Enricher,
+    event::{self, SetupRecord},
+    exit::Exit,
+    kmsg, loader, output, poll,
+};
 
 pub struct WatchArgs {
     pub json: bool,
     pub duration: Option<Duration>,
     pub devices: Vec<String>,
     pub btf: Option<PathBuf>,
+    pub attach: loader::AttachChoice,
+    pub slow_poll: Duration,
     pub command: Vec<String>,
 }
 
 enum Msg {
-    Event(Box<SetupEvent>),
+    Setup(SetupRecord),
+    SlowPoll(poll::SlowPoll),
     Lost(u64),
     BadSample(String),
 }
@@ -33,7 +44,7 @@ pub fn run(args: WatchArgs) -> Result<Exit> {
 
 async fn watch(args: WatchArgs) -> Result<Exit> {
     loader::require_functions()?;
-    // Opened before attaching, so every kernel line about our set-ups is after it.
+    // Opened before attaching, so every kernel line about our set-ups comes after it.
     let mut kernel_log = kmsg::KernelLog::default();
     let mut kmsg = match kmsg::KmsgReader::open() {
         Ok(k) => Some(k),
@@ -49,75 +60,86 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     if let Some(missing) = resolved.describe_missing() {
         eprintln!("netpoll-trace: warning: {missing}");
     }
-    let mut loaded = loader::load_and_attach(&resolved.config)?;
+    let mut config = resolved.config;
+    config.slow_poll_ns = args.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
+    let mut loaded = loader::load_and_attach(&config, args.attach)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = JoinSet::new();
-    let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
-    for cpu in cpus {
-        let buf = loaded.events.open(cpu, Some(16)).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
-        // SAFETY: the buffer owns its fd and moves into the AsyncFd, so the fd stays
-        // open exactly as long as it is registered.
-        let fd = unsafe { AsyncFd::register(buf) }
-            .map_err(|e| anyhow::anyhow!("registering perf buffer with the runtime: {e}"))?;
-        readers.spawn(read_cpu(fd, tx.clone(), stop_rx.clone()));
-    }
+    spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &stop_rx, decode_setup)?;
+    spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &stop_rx, decode_poll)?;
     drop(tx);
 
+    if let Some(reason) = &loaded.fallback_reason {
+        eprintln!("netpoll-trace: fentry unavailable ({reason}); using kprobes");
+    }
+    for (f, why) in &loaded.skipped {
+        eprintln!("netpoll-trace: warning: not tracing {f}: {why}");
+    }
     eprintln!(
-        "netpoll-trace: ready: {} on netpoll_setup, __netpoll_setup (attached in {:.1} ms; offsets from {})",
-        loaded.attach_method,
+        "netpoll-trace: ready: {} on {} (attached in {:.1} ms; offsets from {})",
+        loaded.method,
+        loaded.attached.join(", "),
         loaded.attach_ms,
         resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |p| p.display().to_string()),
     );
 
     let status = wait_for_end(&args).await?;
-    // Events are written at return time, so once COMMAND has exited they are all
-    // in the buffers: one final drain per CPU, then stop.
+    // Events are written when the traced call returns, so once COMMAND has exited
+    // they are all in the buffers: one final drain per CPU, then stop.
     let _ = stop_tx.send(true);
     while readers.join_next().await.is_some() {}
+    if let Some(k) = kmsg.as_mut() {
+        k.drain_into(&mut kernel_log);
+    }
 
-    kmsg.as_mut().map(|k| k.drain_into(&mut kernel_log));
-
-    let enricher = Enricher::new();
     let mut lost = 0u64;
     let mut records = Vec::new();
+    let mut slow = Vec::new();
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Event(ev) => records.extend(event::SetupRecord::from_event(&ev)),
+            Msg::Setup(r) => records.push(r),
+            Msg::SlowPoll(p) => slow.push(p),
             Msg::Lost(n) => lost += n,
             Msg::BadSample(e) => eprintln!("netpoll-trace: warning: undecodable event: {e}"),
         }
     }
+    let enricher = Enricher::new();
     for r in &mut records {
         enricher.enrich(r);
     }
+    let wanted = |dev: &Option<String>| args.devices.is_empty() || dev.as_ref().is_some_and(|d| args.devices.contains(d));
+
     let ctx = host_context();
     let mut failures = 0usize;
     let mut first_ts = None;
     for attempt in correlate::group(records) {
-        let wanted = args.devices.is_empty()
-            || attempt.records().any(|r| r.dev.as_ref().is_some_and(|d| args.devices.contains(d)));
-        if !wanted {
+        if !attempt.records().any(|r| wanted(&r.dev)) {
             continue;
         }
         let since = *first_ts.get_or_insert(attempt.root.ts_ns);
         for r in attempt.records() {
-            if args.json {
-                println!("{}", output::json_line(r));
-            } else {
-                println!("{}", output::human_line(r, since));
-            }
+            emit(args.json, &output::json_line(r), || output::human_line(r, since));
         }
         if let Some(d) = diagnosis::diagnose(&attempt, &ctx, &mut kernel_log) {
             failures += 1;
-            if args.json {
-                println!("{}", serde_json::to_string(&d)?);
-            } else {
-                print!("{}", d.render());
+            emit(args.json, &serde_json::to_string(&d)?, || d.render().trim_end().to_string());
+        }
+    }
+    for p in slow.iter().filter(|p| wanted(&p.dev)) {
+        emit(args.json, &serde_json::to_string(p)?, || {
+            format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
+        });
+    }
+    let now = monotonic_ns();
+    match poll::read_stats(&loaded.ebpf, now) {
+        Ok(stats) => {
+            for s in stats.iter().filter(|s| wanted(&s.dev)) {
+                emit(args.json, &serde_json::to_string(s)?, || s.human());
             }
         }
+        Err(e) => eprintln!("netpoll-trace: warning: reading poll statistics: {e:#}"),
     }
     if lost > 0 {
         eprintln!("netpoll-trace: warning: the kernel dropped {lost} events (perf buffer full); the report is incomplete");
@@ -125,8 +147,8 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     if let Some(line) = kernel_log.netconsole_not_enabled() {
         eprintln!("netpoll-trace: netconsole is NOT logging: the kernel said \"{line}\"");
     }
-    eprintln!("netpoll-trace: {failures} failed netpoll set-up(s)");
-    drop(loaded.ebpf);
+    eprintln!("netpoll-trace: {failures} failed netpoll set-up(s), {lost} event(s) lost");
+    drop(loaded);
 
     // COMMAND's failure status wins; a command that "succeeded" while a set-up
     // failed (6.x dynamic netconsole) is a silent failure: exit 3.
@@ -135,6 +157,22 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         _ if failures > 0 => Exit::NetpollFailure,
         _ => Exit::Ok,
     })
+}
+
+fn emit(json: bool, json_line: &str, human: impl FnOnce() -> String) {
+    if json {
+        println!("{json_line}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Interfaces and their masters, for name suggestions and slave diagnoses.
@@ -189,18 +227,53 @@ async fn wait_for_end(args: &WatchArgs) -> Result<Option<ExitStatus>> {
     Ok(None)
 }
 
+fn decode_setup(head: &[u8], tail: &[u8]) -> Msg {
+    match event::decode(head, tail) {
+        Ok(ev) => match SetupRecord::from_event(&ev) {
+            Some(r) => Msg::Setup(r),
+            None => Msg::BadSample(format!("unknown function id {}", ev.function)),
+        },
+        Err(e) => Msg::BadSample(e.to_string()),
+    }
+}
+
+fn decode_poll(head: &[u8], tail: &[u8]) -> Msg {
+    match event::decode_as::<netpoll_trace_common::PollEvent>(head, tail) {
+        Ok(ev) => Msg::SlowPoll(poll::slow(&ev)),
+        Err(e) => Msg::BadSample(e.to_string()),
+    }
+}
+
+/// One reader task per CPU buffer of `array`.
+fn spawn_readers(
+    set: &mut JoinSet<()>,
+    array: &mut PerfEventArray<MapData>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    decode: fn(&[u8], &[u8]) -> Msg,
+) -> Result<()> {
+    let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
+    for cpu in cpus {
+        let buf = array.open(cpu, Some(16)).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
+        // SAFETY: the buffer owns its fd and moves into the AsyncFd, so the fd
+        // stays open exactly as long as it is registered.
+        let fd = unsafe { AsyncFd::register(buf) }
+            .map_err(|e| anyhow!("registering perf buffer with the runtime: {e}"))?;
+        set.spawn(read_cpu(fd, tx.clone(), stop.clone(), decode));
+    }
+    Ok(())
+}
+
 async fn read_cpu(
-    mut fd: AsyncFd<aya::maps::perf::PerfEventArrayBuffer<aya::maps::MapData>>,
+    mut fd: AsyncFd<PerfEventArrayBuffer<MapData>>,
     tx: mpsc::UnboundedSender<Msg>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    decode: fn(&[u8], &[u8]) -> Msg,
 ) {
-    let drain = |buf: &mut aya::maps::perf::PerfEventArrayBuffer<aya::maps::MapData>| {
+    let drain = |buf: &mut PerfEventArrayBuffer<MapData>| {
         buf.for_each(|e| {
             let msg = match e {
-                PerfEvent::Sample { head, tail } => match event::decode(head, tail) {
-                    Ok(ev) => Msg::Event(Box::new(ev)),
-                    Err(e) => Msg::BadSample(e.to_string()),
-                },
+                PerfEvent::Sample { head, tail } => decode(head, tail),
                 PerfEvent::Lost { count } => Msg::Lost(count),
             };
             let _ = tx.send(msg);

@@ -1,0 +1,146 @@
+//! `netpoll_poll_dev` statistics: per-CPU values from the kernel summed into one
+//! summary per device, and slow single calls (pure but for `read_stats`).
+
+use netpoll_trace_common::{POLL_BUCKETS, PollEvent, PollStats, event_flags as ef};
+use serde::Serialize;
+
+/// One histogram bucket: calls that took less than `le_ns` (and at least half that).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bucket {
+    pub le_ns: u64,
+    pub count: u64,
+}
+
+/// The JSON `poll` object: a device's aggregate since attach...
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PollSummary {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    pub dev: Option<String>,
+    pub ifindex: Option<i32>,
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Non-empty buckets only, ascending.
+    pub histogram: Vec<Bucket>,
+}
+
+/// ...or one call slower than the threshold.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SlowPoll {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    pub dev: Option<String>,
+    pub ifindex: Option<i32>,
+    pub duration_ns: u64,
+}
+
+fn cstr(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let s = std::str::from_utf8(&b[..end]).ok()?;
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Sums one device's per-CPU values. Identity comes from whichever CPU created
+/// the entry (the others hold zeros).
+pub fn summarize(per_cpu: &[PollStats], now_ns: u64) -> PollSummary {
+    let mut hist = [0u64; POLL_BUCKETS];
+    let (mut count, mut total, mut max) = (0u64, 0u64, 0u64);
+    let mut dev = None;
+    let mut ifindex = None;
+    for s in per_cpu {
+        count += s.count;
+        total += s.total_ns;
+        max = max.max(s.max_ns);
+        for (h, v) in hist.iter_mut().zip(s.hist.iter()) {
+            *h += v;
+        }
+        if dev.is_none() && s.flags & ef::DEV_NAME != 0 {
+            dev = cstr(&s.name);
+        }
+        if ifindex.is_none() && s.flags & ef::IFINDEX != 0 {
+            ifindex = Some(s.ifindex);
+        }
+    }
+    let histogram = hist
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, c)| Bucket { le_ns: 1u64 << (i + 1), count: *c })
+        .collect();
+    PollSummary { kind: "poll", ts_ns: now_ns, dev, ifindex, count, total_ns: total, max_ns: max, histogram }
+}
+
+pub fn slow(ev: &PollEvent) -> SlowPoll {
+    SlowPoll {
+        kind: "poll",
+        ts_ns: ev.ts_ns,
+        dev: if ev.flags & ef::DEV_NAME != 0 { cstr(&ev.name) } else { None },
+        ifindex: (ev.flags & ef::IFINDEX != 0).then_some(ev.ifindex),
+        duration_ns: ev.duration_ns,
+    }
+}
+
+impl PollSummary {
+    pub fn human(&self) -> String {
+        let avg = if self.count > 0 { self.total_ns / self.count } else { 0 };
+        format!(
+            "poll {:<16} {} call(s) of netpoll_poll_dev, avg {}us, max {}us",
+            self.dev.as_deref().unwrap_or("?"),
+            self.count,
+            avg / 1000,
+            self.max_ns / 1000
+        )
+    }
+}
+
+/// Reads every device's statistics from the POLL_STATS map.
+pub fn read_stats(ebpf: &aya::Ebpf, now_ns: u64) -> anyhow::Result<Vec<PollSummary>> {
+    let map = ebpf.map("POLL_STATS").ok_or_else(|| anyhow::anyhow!("eBPF object has no POLL_STATS map"))?;
+    let stats: aya::maps::PerCpuHashMap<_, u64, PollStats> = aya::maps::PerCpuHashMap::try_from(map)?;
+    let mut out = Vec::new();
+    for entry in stats.iter() {
+        let (_dev, values) = entry?;
+        out.push(summarize(&values, now_ns));
+    }
+    out.sort_by(|a, b| a.dev.cmp(&b.dev));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(count: u64, bucket: usize, named: bool) -> PollStats {
+        let mut s = PollStats {
+            count,
+            total_ns: count * 1000,
+            max_ns: 1500,
+            hist: [0; POLL_BUCKETS],
+            ifindex: 3,
+            flags: 0,
+            name: [0; 16],
+        };
+        s.hist[bucket] = count;
+        if named {
+            s.flags = ef::DEV_NAME | ef::IFINDEX;
+            s.name[..4].copy_from_slice(b"eth0");
+        }
+        s
+    }
+
+    #[test]
+    fn sums_cpus_and_takes_identity_from_the_creating_cpu() {
+        let s = summarize(&[stats(3, 9, false), stats(4, 9, true), stats(1, 10, false)], 42);
+        assert_eq!(s.count, 8);
+        assert_eq!(s.dev.as_deref(), Some("eth0"));
+        assert_eq!(s.ifindex, Some(3));
+        assert_eq!(s.histogram, [Bucket { le_ns: 1024, count: 7 }, Bucket { le_ns: 2048, count: 1 }]);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["type"], "poll");
+        assert!(v["histogram"].is_array());
+        assert!(s.human().contains("8 call(s)"));
+    }
+}
