@@ -3,16 +3,26 @@
 mod apt;
 mod build;
 mod cache;
+mod console;
+mod cpio;
 mod guest;
 mod headers;
+mod initramfs;
 mod kernels;
+mod lab;
 mod modules;
 mod process;
+mod qemu;
+mod report;
+mod scenario;
 mod setup;
 mod toolchain;
+mod verdict;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(about = "netpoll-trace project tasks")]
@@ -27,22 +37,91 @@ enum Task {
     Setup,
     /// Build the static netpoll-trace binary; prints its path last.
     Build,
+    /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
+    Lab(LabArgs),
+    /// Unit tests, then every scenario on every lab kernel.
+    Test,
+    /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
+    Demo {
+        /// Kernel label.
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+    },
+}
+
+#[derive(Args)]
+struct LabArgs {
+    /// Kernel label (5.10, 6.1, 6.12) or `all`; repeatable.
+    #[arg(long = "kernel", default_value = "all")]
+    kernels: Vec<String>,
+    /// Scenario name (lab/scenarios/NAME.sh); repeatable; default every scenario.
+    #[arg(long = "scenario", num_args = 1..)]
+    scenarios: Vec<String>,
+    /// Continue after a failing run.
+    #[arg(long)]
+    keep_going: bool,
+    /// Stream the guest console to the terminal.
+    #[arg(long)]
+    live: bool,
+    /// Use this static netpoll-trace instead of building one.
+    #[arg(long, value_name = "PATH")]
+    binary: Option<std::path::PathBuf>,
 }
 
 fn main() {
-    if let Err(err) = run(Cli::parse()) {
-        eprintln!("error: {err:#}");
-        std::process::exit(1);
+    match run(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Ok(false): the task ran and something it checked failed (already reported).
+fn run(cli: Cli) -> Result<bool> {
     match cli.task {
-        Task::Setup => setup::run(),
+        Task::Setup => setup::run().map(|()| true),
         Task::Build => {
             let binary = build::static_binary()?;
             println!("{}", binary.display());
-            Ok(())
+            Ok(true)
         }
+        Task::Lab(args) => lab::run(&lab::Options {
+            kernels: args.kernels,
+            scenarios: args.scenarios,
+            keep_going: args.keep_going,
+            live: args.live,
+            binary: args.binary,
+        }),
+        Task::Test => test(),
+        Task::Demo { kernel } => demo(kernel),
     }
+}
+
+fn test() -> Result<bool> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("test: cargo test --workspace");
+    let unit = process::run(Command::new(cargo).args(["test", "--workspace"]).current_dir(cache::workspace_root()));
+    if let Err(e) = &unit {
+        eprintln!("test: unit tests failed: {e:#}");
+    }
+    let lab_ok = lab::run(&lab::Options {
+        kernels: vec!["all".into()],
+        scenarios: Vec::new(),
+        keep_going: true,
+        live: false,
+        binary: None,
+    })?;
+    Ok(unit.is_ok() && lab_ok)
+}
+
+fn demo(kernel: String) -> Result<bool> {
+    let root = cache::workspace_root();
+    let path = scenario::dir(&root).join("demo.sh");
+    if !path.is_file() {
+        bail!("{} is missing: the demo scenario has not been written yet", path.display());
+    }
+    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, live: true, binary: None })
 }

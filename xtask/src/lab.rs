@@ -1,0 +1,131 @@
+//! `cargo xtask lab`: every chosen kernel x scenario booted in QEMU, one at a time, judged from
+//! the console.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::kernels::{self, Kernel};
+use crate::scenario::{self, Scenario};
+use crate::{build, cache, console, guest, initramfs, qemu, report, verdict};
+
+/// Seconds QEMU gets beyond the scenario's own timeout: boot, module loading and dmesg.
+const BOOT_MARGIN_SECS: u64 = 90;
+
+pub struct Options {
+    /// Kernel labels, or `all`.
+    pub kernels: Vec<String>,
+    /// Scenario names; empty means every scenario.
+    pub scenarios: Vec<String>,
+    pub keep_going: bool,
+    pub live: bool,
+    /// A netpoll-trace binary to use instead of building one.
+    pub binary: Option<std::path::PathBuf>,
+}
+
+/// Runs the lab; Ok(true) when every run passed.
+pub fn run(opts: &Options) -> Result<bool> {
+    let root = cache::workspace_root();
+    let cache_dir = cache::dir()?;
+    let specs = choose_kernels(&opts.kernels)?;
+    let names = if opts.scenarios.is_empty() { scenario::all_names(&root)? } else { opts.scenarios.clone() };
+    if names.is_empty() {
+        bail!("no scenarios in {}", scenario::dir(&root).display());
+    }
+    let scenarios = names.iter().map(|n| scenario::load(&root, n)).collect::<Result<Vec<_>>>()?;
+    // Everything cached must be there before the (slower) build starts.
+    let busybox = guest::busybox(&cache_dir)?;
+    let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    let binary = match &opts.binary {
+        Some(path) => path.clone(),
+        None => build::static_binary()?,
+    };
+
+    let (mut passed, mut failed) = (0, 0);
+    'kernels: for kernel in &kernels {
+        for sc in &scenarios {
+            if !sc.header.runs_on(kernel.label) {
+                println!("{:<5} {:<24} not for this kernel (# kernels: {})", kernel.label, sc.name,
+                    sc.header.kernels.as_deref().unwrap_or_default().join(" "));
+                continue;
+            }
+            let ok = run_one(&root, kernel, sc, &busybox, &binary, opts.live)
+                .with_context(|| format!("running scenario {} on kernel {}", sc.name, kernel.label))?;
+            if ok {
+                passed += 1;
+            } else {
+                failed += 1;
+                if !opts.keep_going {
+                    println!("lab: stopping at the first failure (--keep-going runs the rest)");
+                    break 'kernels;
+                }
+            }
+        }
+    }
+    println!("{}", report::summary(passed, failed));
+    Ok(failed == 0)
+}
+
+fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
+    if labels.is_empty() || labels.iter().any(|l| l == "all") {
+        return Ok(kernels::KERNELS.iter().collect());
+    }
+    labels.iter().map(|l| kernels::spec(l)).collect()
+}
+
+fn run_one(root: &Path, kernel: &Kernel, sc: &Scenario, busybox: &Path, binary: &Path, live: bool) -> Result<bool> {
+    let work = root.join("target").join("lab").join(kernel.label);
+    cache::create_dir(&work)?;
+    let initrd = work.join(format!("{}.cpio", sc.name));
+    let lab = root.join("lab");
+    let files = sc
+        .header
+        .files
+        .iter()
+        .map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label)))
+        .collect();
+    let parts = initramfs::Parts {
+        init: &lab.join("init"),
+        lib_sh: &lab.join("lib.sh"),
+        scenario: &sc.path,
+        binary,
+        extra_modules: &sc.header.modules,
+        files,
+    };
+    initramfs::build(kernel, busybox, &work, &parts, &initrd)?;
+    let nic_modules: Vec<&str> = sc
+        .header
+        .nics
+        .iter()
+        .map(|n| match n {
+            qemu::Nic::Virtio => "virtio_net",
+            qemu::Nic::E1000 => "e1000",
+        })
+        .collect();
+    let machine = qemu::Machine {
+        kernel: kernel.vmlinuz(),
+        initrd,
+        append: format!(
+            "console=ttyS0 panic=-1 quiet npt.kernel={} npt.timeout={} npt.nics={}",
+            kernel.label,
+            sc.header.timeout_secs,
+            nic_modules.join(",")
+        ),
+        nics: sc.header.nics.clone(),
+    };
+    let log = work.join(format!("{}.log", sc.name));
+    if live {
+        println!("lab: booting {} with scenario {} (console follows)", kernel.release, sc.name);
+    }
+    let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
+    let run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
+    let parsed = console::parse(&run.console);
+    let v = verdict::judge(&parsed, &sc.header.checks, run.timed_out, timeout.as_secs());
+    let log_shown = log.strip_prefix(root).unwrap_or(&log).display().to_string();
+    println!("{}", report::result_line(kernel.label, &sc.name, &v, run.elapsed));
+    if !v.passed() {
+        print!("{}", report::failure_details(&v, &run.console, &log_shown));
+    }
+    Ok(v.passed())
+}

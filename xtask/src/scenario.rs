@@ -1,0 +1,188 @@
+//! Lab scenarios: shell scripts in lab/scenarios/NAME.sh whose leading comment lines declare
+//! what they need and what they check:
+//!
+//! ```text
+//! # kernels: 5.10 6.1 6.12      (default: every lab kernel)
+//! # nics: virtio e1000          (default: virtio; one QEMU NIC each, eth0, eth1, ...)
+//! # modules: bonding            (loaded modules beyond the always-present set)
+//! # files: lab/x.ko lab/y:/bin/y  (extra files; SRC[:GUEST_PATH], {kernel} expands to the label)
+//! # timeout: 180                (seconds for the script, guest-side)
+//! # checks: a b c               (each must be reported as pass or skip)
+//! ```
+//!
+//! Any other `# word:` line in the header is an error, so a typo cannot silently drop a check.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::qemu::Nic;
+
+pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
+
+#[derive(Debug, PartialEq)]
+pub struct Header {
+    /// None: every lab kernel.
+    pub kernels: Option<Vec<String>>,
+    pub nics: Vec<Nic>,
+    pub modules: Vec<String>,
+    pub files: Vec<FileSpec>,
+    pub timeout_secs: u64,
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct FileSpec {
+    /// Relative to the workspace root, `{kernel}` not yet expanded.
+    pub source: String,
+    /// Absolute path in the guest.
+    pub guest: String,
+}
+
+impl Header {
+    pub fn runs_on(&self, label: &str) -> bool {
+        self.kernels.as_ref().is_none_or(|ks| ks.iter().any(|k| k == label))
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    pub header: Header,
+}
+
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("lab").join("scenarios")
+}
+
+/// Names of every scenario in lab/scenarios, sorted.
+pub fn all_names(root: &Path) -> Result<Vec<String>> {
+    let dir = dir(root);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".sh").map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+pub fn load(root: &Path, name: &str) -> Result<Scenario> {
+    let path = dir(root).join(format!("{name}.sh"));
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading scenario {name} ({}): see lab/scenarios for the ones there are", path.display())
+    })?;
+    let header = parse_header(&text).with_context(|| format!("in the header of {}", path.display()))?;
+    Ok(Scenario { name: name.to_string(), path, header })
+}
+
+pub fn parse_header(text: &str) -> Result<Header> {
+    let mut header = Header {
+        kernels: None,
+        nics: vec![Nic::Virtio],
+        modules: Vec::new(),
+        files: Vec::new(),
+        timeout_secs: DEFAULT_TIMEOUT_SECS,
+        checks: Vec::new(),
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("#!") || line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix('#') else { break };
+        let Some((key, value)) = comment.split_once(':') else { continue };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c == '_') {
+            continue;
+        }
+        let words: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+        match key {
+            "kernels" => {
+                for k in &words {
+                    crate::kernels::spec(k)?;
+                }
+                header.kernels = Some(words);
+            }
+            "nics" => header.nics = words.iter().map(|w| Nic::parse(w)).collect::<Result<_>>()?,
+            "modules" => header.modules.extend(words),
+            "files" => header.files.extend(words.iter().map(|w| FileSpec::parse(w))),
+            "timeout" => {
+                header.timeout_secs = value
+                    .trim()
+                    .trim_end_matches('s')
+                    .parse()
+                    .with_context(|| format!("timeout {:?} is not a number of seconds", value.trim()))?
+            }
+            "checks" => header.checks.extend(words),
+            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks"),
+        }
+    }
+    if header.nics.is_empty() {
+        bail!("`# nics:` lists no NIC: leave the line out for one virtio NIC");
+    }
+    Ok(header)
+}
+
+impl FileSpec {
+    fn parse(word: &str) -> FileSpec {
+        match word.split_once(':') {
+            Some((source, guest)) => FileSpec { source: source.to_string(), guest: guest.to_string() },
+            None => FileSpec { source: word.to_string(), guest: format!("/{}", word.trim_start_matches('/')) },
+        }
+    }
+
+    /// The host path for `kernel`.
+    pub fn source_for(&self, root: &Path, kernel: &str) -> PathBuf {
+        root.join(self.source.replace("{kernel}", kernel))
+    }
+
+    pub fn guest_for(&self, kernel: &str) -> String {
+        self.guest.replace("{kernel}", kernel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_header() {
+        let h = parse_header("#!/bin/sh\n. /lib.sh\n# checks: not-in-header\n").unwrap();
+        assert_eq!(h.kernels, None);
+        assert_eq!(h.nics, vec![Nic::Virtio]);
+        assert_eq!(h.timeout_secs, DEFAULT_TIMEOUT_SECS);
+        assert!(h.checks.is_empty());
+        assert!(h.runs_on("5.10"));
+    }
+
+    #[test]
+    fn full_header() {
+        let text = "#!/bin/sh\n# Bonding over two NICs.\n# kernels: 6.1 6.12\n# nics: virtio e1000\n\
+                    # modules: bonding\n# files: target/kmod/{kernel}/p.ko:/p.ko lab/tool\n\
+                    # timeout: 90\n# checks: a b\n# checks: c\n\n. /lib.sh\n";
+        let h = parse_header(text).unwrap();
+        assert_eq!(h.kernels, Some(vec!["6.1".into(), "6.12".into()]));
+        assert!(!h.runs_on("5.10"));
+        assert_eq!(h.nics, vec![Nic::Virtio, Nic::E1000]);
+        assert_eq!(h.modules, vec!["bonding"]);
+        assert_eq!(h.timeout_secs, 90);
+        assert_eq!(h.checks, vec!["a", "b", "c"]);
+        assert_eq!(h.files[0].guest_for("6.1"), "/p.ko");
+        assert_eq!(h.files[0].source_for(Path::new("/r"), "6.1"), PathBuf::from("/r/target/kmod/6.1/p.ko"));
+        assert_eq!(h.files[1].guest, "/lab/tool");
+    }
+
+    #[test]
+    fn typo_in_a_key_is_an_error() {
+        let err = parse_header("# check: a\n").unwrap_err().to_string();
+        assert!(err.contains("check"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(parse_header("# kernels: 4.19\n").is_err());
+        assert!(parse_header("# nics: rtl8139\n").is_err());
+        assert!(parse_header("# timeout: soon\n").is_err());
+    }
+}
