@@ -177,11 +177,10 @@ fn host_debian_source() -> Result<Source> {
         paths.sort();
         for p in paths {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name.ends_with(".sources") || name.ends_with(".list") {
-                if let Ok(text) = std::fs::read_to_string(&p) {
+            if (name.ends_with(".sources") || name.ends_with(".list"))
+                && let Ok(text) = std::fs::read_to_string(&p) {
                     files.push((name, text));
                 }
-            }
         }
     }
     match find_source(&files, &codename) {

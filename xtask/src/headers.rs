@@ -18,7 +18,7 @@ pub fn fix_up(root: &Path, headers: &Path) -> Result<()> {
     let vars = headers.join(".kernelvariables");
     if vars.exists() {
         let text = read(&vars)?;
-        let fixed = host_compiler(&text, |gcc| process::on_path(gcc));
+        let fixed = host_compiler(&text, process::on_path);
         if fixed != text {
             println!("  headers: this host lacks the gcc Debian built with; using the host's gcc instead");
             write(&vars, &fixed)?;
@@ -112,14 +112,13 @@ fn host_compiler(kernelvariables: &str, exists: impl Fn(&str) -> bool) -> String
     let mut out = String::new();
     for line in kernelvariables.lines() {
         let mut line = line.to_string();
-        if line.trim_start().starts_with("CC ") || line.trim_start().starts_with("CC=") {
-            if let Some(gcc) = line.split(|c: char| c == ')' || c.is_whitespace()).find(|w| is_versioned_gcc(w)) {
+        if (line.trim_start().starts_with("CC ") || line.trim_start().starts_with("CC="))
+            && let Some(gcc) = line.split(|c: char| c == ')' || c.is_whitespace()).find(|w| is_versioned_gcc(w)) {
                 let gcc = gcc.to_string();
                 if !exists(&gcc) && !exists(&format!("x86_64-linux-gnu-{gcc}")) {
                     line = line.replace(&gcc, "gcc");
                 }
             }
-        }
         out.push_str(&line);
         out.push('\n');
     }
