@@ -62,8 +62,8 @@ impl Apt {
         Apt { options: Vec::new(), name: "host apt".into() }
     }
 
-    /// A private apt configuration in `dir` for `suite`, on the host's Debian mirror; fetches its
-    /// package lists on first use.
+    /// A private apt configuration in `dir` for `suite`, on the host's Debian mirror, with fresh
+    /// package lists.
     pub fn private(dir: &Path, suite: &str) -> Result<Apt> {
         let source = host_debian_source()?;
         let lists = dir.join("lists");
@@ -88,14 +88,10 @@ impl Apt {
             ],
             name: format!("apt for {suite}"),
         };
-        let has_lists = std::fs::read_dir(&lists)
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with("_Packages")))
-            .unwrap_or(false);
-        if !has_lists {
-            println!("setup: fetching the {suite} package lists (private apt configuration in {})", dir.display());
-            process::run(apt.command("apt-get").arg("update"))
-                .with_context(|| format!("fetching the {suite} package lists from {}", source.uri))?;
-        }
+        // Only a kernel fetch gets here: refresh, as stale lists may name packages the mirror dropped.
+        println!("setup: fetching the {suite} package lists (private apt configuration in {})", dir.display());
+        process::run(apt.command("apt-get").arg("update"))
+            .with_context(|| format!("fetching the {suite} package lists from {}", source.uri))?;
         Ok(apt)
     }
 
