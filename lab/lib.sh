@@ -13,8 +13,12 @@ npt_check() {
     if [ "$_rc" -eq 0 ]; then
         echo "NPT-CHECK $_name pass"
     else
-        [ -n "$_out" ] && echo "$_out" | sed 's/^/  | /'
-        echo "NPT-CHECK $_name fail rc=$_rc: $(echo "$_out" | tail -n 1)"
+        if [ -n "$_out" ]; then
+            echo "$_out" | sed 's/^/  | /'
+            echo "NPT-CHECK $_name fail rc=$_rc: $(echo "$_out" | tail -n 1)"
+        else
+            echo "NPT-CHECK $_name fail rc=$_rc (no output) from: $*"
+        fi
     fi
     return "$_rc"
 }
