@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * netpoll_patch: give a network device an empty ndo_poll_controller at run time.
+ *
+ * Before Linux 4.19, __netpoll_setup() refused any device whose net_device_ops had no
+ * ndo_poll_controller ("doesn't support polling, aborting", -ENOTSUPP = 524). Drivers built for
+ * 4.19+ dropped the hook (NAPI drivers do not need it: netpoll polls their NAPI contexts), so on
+ * an old kernel netconsole cannot start on them. This module installs, per named device, a
+ * private copy of the device's ops whose only difference is an empty ndo_poll_controller.
+ *
+ * Safety rules (see README.md):
+ *  - Everything runs under RTNL. The copy is published with one release store, and replaced
+ *    back the same way; a copy is freed only after synchronize_net() and only if the device
+ *    still points at it. If someone else replaced the ops meanwhile, they are left alone.
+ *  - Devices with IFF_DISABLE_NETPOLL are never patched: their driver says netpoll cannot work.
+ *  - The module owning the original ops is pinned while the device is patched.
+ *  - A netdevice notifier restores the ops when the device is unregistered (or leaves the
+ *    namespace); module exit restores every device.
+ *
+ * Interface (/sys/module/netpoll_patch/parameters/):
+ *   devices  (load time, 0444) comma-separated names; all are patched or init fails
+ *   patch    (0200) write a device name to patch it
+ *   unpatch  (0200) write a device name to restore it
+ *   state    (0400) one line per patched device:
+ *            <name> ifindex=<n> orig_ops=<%px> patched_ops=<%px> owner=<module|vmlinux>
+ */
+#define pr_fmt(fmt) "netpoll_patch: " fmt
+
+#include <linux/kallsyms.h>
+#include <linux/kobject.h>
+#include <linux/list.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/netdevice.h>
+#include <linux/rtnetlink.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <net/net_namespace.h>
+
+#ifndef CONFIG_NET_POLL_CONTROLLER
+#error "netpoll_patch needs a kernel built with CONFIG_NET_POLL_CONTROLLER (netpoll)"
+#endif
+
+struct np_patch {
+	struct list_head list;
+	struct net_device *dev;
+	const struct net_device_ops *orig;
+	struct net_device_ops *copy;
+	struct module *owner; /* NULL: the ops belong to the kernel image */
+};
+
+/* All of the following are protected by RTNL. */
+static LIST_HEAD(patches);
+static bool ready; /* true between a successful init and the start of exit */
+
+static void netpoll_patch_poll_controller(struct net_device *dev)
+{
+	/* Empty on purpose: netpoll polls the device's NAPI contexts itself. */
+}
+
+static struct np_patch *find_patch(const struct net_device *dev)
+{
+	struct np_patch *p;
+
+	list_for_each_entry(p, &patches, list)
+		if (p->dev == dev)
+			return p;
+	return NULL;
+}
+
+/*
+ * The module that owns @addr, with a reference taken, in *@owner (NULL: not in a module).
+ * __module_address() is not exported to modules (since 5.9), so the module's name comes from
+ * kallsyms and the module itself from its /sys/module kobject, which keeps struct module alive
+ * while we hold it (module teardown waits for the kobject's last reference).
+ */
+static int get_owner(unsigned long addr, struct module **owner)
+{
+	char sym[KSYM_SYMBOL_LEN];
+	struct module_kobject *mk;
+	struct kobject *kobj;
+	char *open, *close;
+	int err = 0;
+
+	*owner = NULL;
+	sprint_symbol(sym, addr);
+	close = strrchr(sym, ']');
+	open = strrchr(sym, '[');
+	if (!open || !close || close < open || close[1] != '\0')
+		return 0; /* no "[module]" suffix: built into the kernel image */
+	*close = '\0';
+	open++;
+	/* A build id may follow the name: "[name buildid]". */
+	close = strchr(open, ' ');
+	if (close)
+		*close = '\0';
+
+	kobj = kset_find_obj(THIS_MODULE->mkobj.kobj.kset, open);
+	if (!kobj) {
+		pr_err("owner %s of %px not found in /sys/module\n", open, (void *)addr);
+		return -ENOENT;
+	}
+	mk = container_of(kobj, struct module_kobject, kobj);
+	if (!mk->mod)
+		err = 0; /* built-in "module" (parameters only): nothing to pin */
+	else if (try_module_get(mk->mod))
+		*owner = mk->mod;
+	else
+		err = -EBUSY; /* the owner is being unloaded */
+	kobject_put(kobj);
+	return err;
+}
+
+static const char *owner_name(const struct module *owner)
+{
+	return owner ? owner->name : "vmlinux";
+}
+
+static int patch_dev(const char *name)
+{
+	const struct net_device_ops *orig;
+	struct net_device_ops *copy;
+	struct net_device *dev;
+	struct module *owner;
+	struct np_patch *p;
+	int err;
+
+	ASSERT_RTNL();
+	dev = __dev_get_by_name(&init_net, name);
+	if (!dev) {
+		pr_err("%s: no such device in the initial network namespace\n", name);
+		return -ENODEV;
+	}
+	if (find_patch(dev)) {
+		pr_err("%s: already patched by netpoll_patch\n", name);
+		return -EALREADY;
+	}
+	if (dev->priv_flags & IFF_DISABLE_NETPOLL) {
+		pr_err("%s: driver disabled netpoll on this device (IFF_DISABLE_NETPOLL); netpoll cannot work here, not patching\n",
+		       name);
+		return -EOPNOTSUPP;
+	}
+	orig = dev->netdev_ops;
+	if (!orig) {
+		pr_err("%s: device has no net_device_ops\n", name);
+		return -EINVAL;
+	}
+	if (orig->ndo_poll_controller) {
+		pr_err("%s: ops %ps already have ndo_poll_controller %ps; nothing to do\n",
+		       name, orig, orig->ndo_poll_controller);
+		return -EEXIST;
+	}
+
+	err = get_owner((unsigned long)orig, &owner);
+	/* ops in dynamically allocated memory: the functions tell who owns the code */
+	if (!err && !owner && orig->ndo_start_xmit)
+		err = get_owner((unsigned long)orig->ndo_start_xmit, &owner);
+	if (err) {
+		pr_err("%s: cannot pin the module owning ops %ps (error %d)\n", name, orig, err);
+		return err;
+	}
+
+	p = kzalloc(sizeof(*p), GFP_KERNEL);
+	copy = kmemdup(orig, sizeof(*orig), GFP_KERNEL);
+	if (!p || !copy) {
+		kfree(p);
+		kfree(copy);
+		module_put(owner);
+		pr_err("%s: out of memory\n", name);
+		return -ENOMEM;
+	}
+	copy->ndo_poll_controller = netpoll_patch_poll_controller;
+	p->dev = dev;
+	p->orig = orig;
+	p->copy = copy;
+	p->owner = owner;
+	list_add_tail(&p->list, &patches);
+
+	/* The copy's contents must be visible before the pointer to it. */
+	smp_store_release(&dev->netdev_ops, (const struct net_device_ops *)copy);
+	pr_info("%s: installed empty ndo_poll_controller (ops %ps -> private copy)\n", name, orig);
+	return 0;
+}
+
+/*
+ * Puts the original ops back on p->dev and frees p. @force: the device is going away or the
+ * module is being unloaded, so the entry must go even when someone else replaced the ops
+ * (then their ops are left alone and our copy is leaked, with its hook cleared, since it may
+ * still be reachable through theirs). Without @force that case is refused with -EBUSY.
+ */
+static int restore(struct np_patch *p, bool force)
+{
+	struct net_device *dev = p->dev;
+	const struct net_device_ops *now;
+
+	ASSERT_RTNL();
+	now = READ_ONCE(dev->netdev_ops);
+	if (now == p->copy) {
+		smp_store_release(&dev->netdev_ops, p->orig);
+		synchronize_net(); /* no reader can still be using the copy */
+		kfree(p->copy);
+		pr_info("%s: restored original ops %ps\n", dev->name, p->orig);
+	} else if (!force) {
+		pr_err("%s: ops were replaced by someone else (now %ps, ours %px); leaving them alone, still patched\n",
+		       dev->name, now, p->copy);
+		return -EBUSY;
+	} else {
+		/*
+		 * Not ours any more: do not touch them. Our copy may still be reached through
+		 * the new ops, so it is never freed; its hook points into this module, which may
+		 * be about to go away, so clear it and wait for pollers (they run with
+		 * interrupts off, which synchronize_net() waits for).
+		 */
+		WRITE_ONCE(p->copy->ndo_poll_controller, NULL);
+		synchronize_net();
+		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone and leaked our copy %px\n",
+			dev->name, now, p->copy);
+	}
+	module_put(p->owner);
+	list_del(&p->list);
+	kfree(p);
+	return 0;
+}
+
+static int unpatch_dev(const char *name)
+{
+	struct net_device *dev;
+	struct np_patch *p;
+
+	ASSERT_RTNL();
+	dev = __dev_get_by_name(&init_net, name);
+	if (!dev) {
+		pr_err("%s: no such device in the initial network namespace\n", name);
+		return -ENODEV;
+	}
+	p = find_patch(dev);
+	if (!p) {
+		pr_err("%s: not patched by netpoll_patch\n", name);
+		return -ENOENT;
+	}
+	return restore(p, false);
+}
+
+static void restore_all(void)
+{
+	struct np_patch *p, *tmp;
+
+	ASSERT_RTNL();
+	list_for_each_entry_safe(p, tmp, &patches, list)
+		restore(p, true);
+}
+
+static int netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+	struct np_patch *p;
+
+	/* Also sent when the device moves to another namespace: unpatch then too. */
+	if (event != NETDEV_UNREGISTER)
+		return NOTIFY_DONE;
+	p = find_patch(dev);
+	if (p) {
+		pr_info("%s: device is being unregistered, restoring its ops\n", dev->name);
+		restore(p, true);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block netdev_nb = {
+	.notifier_call = netdev_event,
+};
+
+/* A device name from a sysfs write ("eth0\n") into @name; -EINVAL if it cannot be one. */
+static int parse_name(const char *val, char name[IFNAMSIZ])
+{
+	size_t len;
+
+	val = skip_spaces(val);
+	len = strcspn(val, " \t\n");
+	if (len == 0 || len >= IFNAMSIZ || val[len + strspn(val + len, " \t\n")] != '\0')
+		return -EINVAL;
+	memcpy(name, val, len);
+	name[len] = '\0';
+	return 0;
+}
+
+static int run_op(const char *val, int (*op)(const char *name))
+{
+	char name[IFNAMSIZ];
+	int err;
+
+	err = parse_name(val, name);
+	if (err) {
+		pr_err("expected one device name, got \"%s\"\n", val);
+		return err;
+	}
+	rtnl_lock();
+	if (!ready) {
+		pr_err("%s: module is not ready (use devices= at load time)\n", name);
+		err = -EBUSY;
+	} else {
+		err = op(name);
+	}
+	rtnl_unlock();
+	return err;
+}
+
+static int patch_set(const char *val, const struct kernel_param *kp)
+{
+	return run_op(val, patch_dev);
+}
+
+static int unpatch_set(const char *val, const struct kernel_param *kp)
+{
+	return run_op(val, unpatch_dev);
+}
+
+static int state_get(char *buffer, const struct kernel_param *kp)
+{
+	struct np_patch *p;
+	int len = 0;
+
+	rtnl_lock();
+	list_for_each_entry(p, &patches, list)
+		len += scnprintf(buffer + len, PAGE_SIZE - len,
+				 "%s ifindex=%d orig_ops=%px patched_ops=%px owner=%s\n",
+				 p->dev->name, p->dev->ifindex, p->orig, p->copy,
+				 owner_name(p->owner));
+	rtnl_unlock();
+	return len;
+}
+
+static const struct kernel_param_ops patch_ops = {
+	.set = patch_set,
+};
+
+static const struct kernel_param_ops unpatch_ops = {
+	.set = unpatch_set,
+};
+
+static const struct kernel_param_ops state_ops = {
+	.get = state_get,
+};
+
+static char *devices;
+module_param(devices, charp, 0444);
+MODULE_PARM_DESC(devices, "comma-separated devices to patch at load (all or nothing)");
+module_param_cb(patch, &patch_ops, NULL, 0200);
+MODULE_PARM_DESC(patch, "write a device name: install an empty ndo_poll_controller on it");
+module_param_cb(unpatch, &unpatch_ops, NULL, 0200);
+MODULE_PARM_DESC(unpatch, "write a device name: restore its original ops");
+module_param_cb(state, &state_ops, NULL, 0400);
+MODULE_PARM_DESC(state, "patched devices: <name> ifindex=<n> orig_ops=<addr> patched_ops=<addr> owner=<module|vmlinux>");
+
+static int patch_list(const char *list)
+{
+	char *buf, *cur, *tok;
+	int err = 0;
+
+	buf = kstrdup(list, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	cur = buf;
+	while (!err && (tok = strsep(&cur, ",")) != NULL) {
+		tok = strim(tok);
+		if (!*tok)
+			continue;
+		if (strlen(tok) >= IFNAMSIZ) {
+			pr_err("%s: not a device name (too long)\n", tok);
+			err = -EINVAL;
+		} else {
+			err = patch_dev(tok);
+		}
+	}
+	kfree(buf);
+	return err;
+}
+
+static int __init netpoll_patch_init(void)
+{
+	int err;
+
+	/* First, so that no patched device can be unregistered unnoticed. */
+	err = register_netdevice_notifier(&netdev_nb);
+	if (err)
+		return err;
+
+	rtnl_lock();
+	err = devices ? patch_list(devices) : 0;
+	if (err)
+		restore_all(); /* all or nothing */
+	else
+		ready = true;
+	rtnl_unlock();
+
+	if (err) {
+		pr_err("devices=%s: not all could be patched (error %d); none left patched\n",
+		       devices, err);
+		unregister_netdevice_notifier(&netdev_nb);
+	}
+	return err;
+}
+
+static void __exit netpoll_patch_exit(void)
+{
+	rtnl_lock();
+	ready = false;
+	restore_all();
+	rtnl_unlock();
+	/* Replays NETDEV_UNREGISTER for every device; the list is empty by now. */
+	unregister_netdevice_notifier(&netdev_nb);
+}
+
+module_init(netpoll_patch_init);
+module_exit(netpoll_patch_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Install an empty ndo_poll_controller on named devices so pre-4.19 netpoll accepts them");
+MODULE_AUTHOR("netpoll-trace");
