@@ -60,6 +60,12 @@ impl Machine {
             args.extend(["-netdev".into(), format!("hubport,id=n{i},hubid=0")]);
             args.extend(["-device".into(), format!("{},netdev=n{i},mac={}", nic.device(), mac(i))]);
         }
+        // A hub forwards a frame only while some other port can receive; with a
+        // single NIC nothing can, QEMU holds the frame, the guest's TX queue never
+        // completes and the kernel's TX watchdog fires. A restricted user-mode
+        // network (no route to the host or beyond) is a port that accepts and drops.
+        args.extend(["-netdev".into(), "user,id=sink,restrict=on,ipv6=off".into()]);
+        args.extend(["-netdev".into(), "hubport,id=sinkport,hubid=0,netdev=sink".into()]);
         args
     }
 }
