@@ -177,7 +177,10 @@ mod tests {
         let args = m.args().join(" ");
         assert!(args.contains("-accel tcg"));
         assert!(!args.contains("kvm"));
-        assert!(!args.contains("user"), "no user-mode networking: {args}");
+        // The only user-mode network is the restricted sink: no route out of QEMU.
+        assert_eq!(args.matches("user,").count(), 1, "{args}");
+        assert!(args.contains("-netdev user,id=sink,restrict=on"), "{args}");
+        assert!(args.contains("hubport,id=sinkport,hubid=0,netdev=sink"), "{args}");
         assert!(args.contains("-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:4e:50:10"));
         assert!(args.contains("-netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:4e:50:11"));
     }
