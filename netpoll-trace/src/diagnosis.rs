@@ -243,6 +243,27 @@ fn nested_failure_free(attempt: &Attempt) -> bool {
     attempt.nested.iter().all(|r| !r.failed())
 }
 
+/// `text` after `lead`, word-wrapped to `width` columns with a hanging indent.
+fn wrap(lead: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(lead.len());
+    let mut out = String::new();
+    let mut line = lead.to_string();
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
 /// "Did you mean ...?" from the interfaces that exist, closest first.
 fn suggest(wanted: &str, interfaces: &[String]) -> String {
     let mut candidates: Vec<&String> = interfaces.iter().filter(|i| i.as_str() != "lo").collect();
@@ -280,7 +301,7 @@ impl Diagnosis {
         if self.chain.len() > 1 {
             out.push_str(&format!("  chain:     {}\n", self.chain.join(" -> ")));
         }
-        out.push_str(&format!("  why:       {}\n", self.explanation));
+        out.push_str(&wrap("  why:       ", &self.explanation, 100));
         if !self.remedies.is_empty() {
             let r: Vec<&str> = self.remedies.iter().map(|r| r.as_str()).collect();
             out.push_str(&format!("  remedies:  {}\n", r.join(", ")));
@@ -414,6 +435,15 @@ mod tests {
         let second = diagnose(&a[1], &Context::default(), &mut l).unwrap();
         assert!(first.kernel_message.is_some());
         assert_eq!(second.kernel_message, None, "a line is never quoted twice");
+    }
+
+    #[test]
+    fn rendered_block_fits_a_terminal() {
+        let d = one(vec![rec(Outer, "d0", 0, 1_000, 100, -89)], &Context::default(), &[]);
+        let text = d.render();
+        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
+        assert!(text.contains("diagnosis: no_ip_address on d0 (-EDESTADDRREQ)"));
+        assert!(text.contains("remedies:  set_local_ip, wait_for_address"));
     }
 
     #[test]

@@ -45,8 +45,8 @@ pub fn run(args: WatchArgs) -> Result<Exit> {
 async fn watch(args: WatchArgs) -> Result<Exit> {
     loader::require_functions()?;
     // Opened before attaching, so every kernel line about our set-ups comes after it.
-    let mut kernel_log = kmsg::KernelLog::default();
-    let mut kmsg = match kmsg::KmsgReader::open() {
+    let kernel_log = kmsg::KernelLog::default();
+    let kmsg = match kmsg::KmsgReader::open() {
         Ok(k) => Some(k),
         Err(e) => {
             eprintln!("netpoll-trace: warning: cannot read the kernel log ({e}); diagnoses will not quote it");
@@ -85,53 +85,42 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |p| p.display().to_string()),
     );
 
-    let status = wait_for_end(&args).await?;
+    // Report live: each attempt as soon as its outermost call has returned (plus a
+    // short grace, since a nested call's record may come from another CPU's buffer).
+    let mut report = Reporter {
+        json: args.json,
+        devices: args.devices.clone(),
+        enricher: Enricher::new(),
+        ctx: host_context(),
+        kernel_log,
+        kmsg,
+        buffer: Vec::new(),
+        roots: Vec::new(),
+        failures: 0,
+        lost: 0,
+        first_ts: None,
+    };
+    let end = wait_for_end(&args);
+    tokio::pin!(end);
+    let mut tick = tokio::time::interval(GRACE);
+    let status = loop {
+        tokio::select! {
+            st = &mut end => break st?,
+            Some(msg) = rx.recv() => report.take(msg),
+            _ = tick.tick() => report.flush(false),
+        }
+    };
     // Events are written when the traced call returns, so once COMMAND has exited
     // they are all in the buffers: one final drain per CPU, then stop.
     let _ = stop_tx.send(true);
     while readers.join_next().await.is_some() {}
-    if let Some(k) = kmsg.as_mut() {
-        k.drain_into(&mut kernel_log);
-    }
-
-    let mut lost = 0u64;
-    let mut records = Vec::new();
-    let mut slow = Vec::new();
     while let Some(msg) = rx.recv().await {
-        match msg {
-            Msg::Setup(r) => records.push(r),
-            Msg::SlowPoll(p) => slow.push(p),
-            Msg::Lost(n) => lost += n,
-            Msg::BadSample(e) => eprintln!("netpoll-trace: warning: undecodable event: {e}"),
-        }
+        report.take(msg);
     }
-    let enricher = Enricher::new();
-    for r in &mut records {
-        enricher.enrich(r);
-    }
+    report.flush(true);
+    let (failures, lost, kernel_log) = (report.failures, report.lost, report.kernel_log);
     let wanted = |dev: &Option<String>| args.devices.is_empty() || dev.as_ref().is_some_and(|d| args.devices.contains(d));
 
-    let ctx = host_context();
-    let mut failures = 0usize;
-    let mut first_ts = None;
-    for attempt in correlate::group(records) {
-        if !attempt.records().any(|r| wanted(&r.dev)) {
-            continue;
-        }
-        let since = *first_ts.get_or_insert(attempt.root.ts_ns);
-        for r in attempt.records() {
-            emit(args.json, &output::json_line(r), || output::human_line(r, since));
-        }
-        if let Some(d) = diagnosis::diagnose(&attempt, &ctx, &mut kernel_log) {
-            failures += 1;
-            emit(args.json, &serde_json::to_string(&d)?, || d.render().trim_end().to_string());
-        }
-    }
-    for p in slow.iter().filter(|p| wanted(&p.dev)) {
-        emit(args.json, &serde_json::to_string(p)?, || {
-            format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
-        });
-    }
     let now = monotonic_ns();
     match poll::read_stats(&loaded.ebpf, now) {
         Ok(stats) => {
@@ -157,6 +146,103 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         _ if failures > 0 => Exit::NetpollFailure,
         _ => Exit::Ok,
     })
+}
+
+/// How long a returned outermost call waits for nested records from other CPUs.
+const GRACE: Duration = Duration::from_millis(100);
+
+/// Turns the event stream into reported attempts, live.
+struct Reporter {
+    json: bool,
+    devices: Vec<String>,
+    enricher: Enricher,
+    ctx: diagnosis::Context,
+    kernel_log: kmsg::KernelLog,
+    kmsg: Option<kmsg::KmsgReader>,
+    /// Records not yet reported.
+    buffer: Vec<SetupRecord>,
+    /// Outermost calls that have returned: (pid, entry ts, return ts, when it arrived).
+    roots: Vec<(u32, u64, u64, std::time::Instant)>,
+    failures: usize,
+    lost: u64,
+    first_ts: Option<u64>,
+}
+
+impl Reporter {
+    fn wanted(&self, dev: &Option<String>) -> bool {
+        self.devices.is_empty() || dev.as_ref().is_some_and(|d| self.devices.contains(d))
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Setup(mut r) => {
+                self.enricher.enrich(&mut r);
+                if r.depth == 0 {
+                    let end = r.ts_ns.saturating_add(r.duration_ns);
+                    self.roots.push((r.pid, r.ts_ns, end, std::time::Instant::now()));
+                }
+                self.buffer.push(r);
+            }
+            Msg::SlowPoll(p) => {
+                if self.wanted(&p.dev) {
+                    let line = serde_json::to_string(&p).unwrap_or_default();
+                    emit(self.json, &line, || {
+                        format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
+                    });
+                }
+            }
+            Msg::Lost(n) => {
+                self.lost += n;
+                eprintln!("netpoll-trace: warning: the kernel dropped {n} events (perf buffer full)");
+            }
+            Msg::BadSample(e) => eprintln!("netpoll-trace: warning: undecodable event: {e}"),
+        }
+    }
+
+    /// Reports attempts whose outermost call returned over GRACE ago (all when `all`).
+    fn flush(&mut self, all: bool) {
+        let due: Vec<(u32, u64, u64)> = self
+            .roots
+            .iter()
+            .filter(|(_, _, _, at)| all || at.elapsed() >= GRACE)
+            .map(|(pid, ts, end, _)| (*pid, *ts, *end))
+            .collect();
+        if due.is_empty() && !(all && !self.buffer.is_empty()) {
+            return;
+        }
+        self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
+        if let Some(k) = self.kmsg.as_mut() {
+            k.drain_into(&mut self.kernel_log);
+        }
+        let mut ready = Vec::new();
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut self.buffer) {
+            let belongs = all
+                || due.iter().any(|&(pid, ts, end)| {
+                    r.pid == pid && r.ts_ns >= ts && r.ts_ns <= end && (r.depth > 0 || r.ts_ns == ts)
+                });
+            if belongs { ready.push(r) } else { keep.push(r) }
+        }
+        self.buffer = keep;
+        for attempt in correlate::group(ready) {
+            self.report(&attempt);
+        }
+    }
+
+    fn report(&mut self, attempt: &correlate::Attempt) {
+        if !attempt.records().any(|r| self.wanted(&r.dev)) {
+            return;
+        }
+        let since = *self.first_ts.get_or_insert(attempt.root.ts_ns);
+        for r in attempt.records() {
+            emit(self.json, &output::json_line(r), || output::human_line(r, since));
+        }
+        if let Some(d) = diagnosis::diagnose(attempt, &self.ctx, &mut self.kernel_log) {
+            self.failures += 1;
+            let line = serde_json::to_string(&d).unwrap_or_default();
+            emit(self.json, &line, || d.render().trim_end().to_string());
+        }
+    }
 }
 
 fn emit(json: bool, json_line: &str, human: impl FnOnce() -> String) {

@@ -30,6 +30,35 @@ pub fn static_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// Small C helpers the guest needs (lab/tools/*.c), built static with the host's gcc
+/// into target/lab/tools; returns (host path, guest path) pairs for the initramfs.
+pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
+    let root = cache::workspace_root();
+    let out_dir = root.join("target").join("lab").join("tools");
+    cache::create_dir(&out_dir)?;
+    let mut tools = Vec::new();
+    for name in ["nlhelper"] {
+        let src = root.join("lab").join("tools").join(format!("{name}.c"));
+        let out = out_dir.join(name);
+        let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
+            (Ok(s), Ok(o)) => o.modified()? >= s.modified()?,
+            _ => false,
+        };
+        if !fresh {
+            process::run(
+                Command::new("gcc")
+                    .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+                    .arg(&out)
+                    .arg(&src),
+            )
+            .with_context(|| format!("building {} (is gcc installed? run `cargo xtask setup`)", src.display()))?;
+            check_static(&out)?;
+        }
+        tools.push((out, format!("bin/{name}")));
+    }
+    Ok(tools)
+}
+
 fn check_static(binary: &Path) -> Result<()> {
     let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
     match has_interpreter(&bytes) {

@@ -41,6 +41,7 @@ pub fn run(opts: &Options) -> Result<bool> {
         Some(path) => path.clone(),
         None => build::static_binary()?,
     };
+    let tools = build::lab_tools()?;
 
     let (mut passed, mut failed) = (0, 0);
     'kernels: for kernel in &kernels {
@@ -50,7 +51,7 @@ pub fn run(opts: &Options) -> Result<bool> {
                     sc.header.kernels.as_deref().unwrap_or_default().join(" "));
                 continue;
             }
-            let ok = run_one(&root, kernel, sc, &busybox, &binary, opts.live)
+            let ok = run_one(&root, kernel, sc, &busybox, &binary, &tools, opts.live)
                 .with_context(|| format!("running scenario {} on kernel {}", sc.name, kernel.label))?;
             if ok {
                 passed += 1;
@@ -74,17 +75,21 @@ fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
     labels.iter().map(|l| kernels::spec(l)).collect()
 }
 
-fn run_one(root: &Path, kernel: &Kernel, sc: &Scenario, busybox: &Path, binary: &Path, live: bool) -> Result<bool> {
+fn run_one(
+    root: &Path,
+    kernel: &Kernel,
+    sc: &Scenario,
+    busybox: &Path,
+    binary: &Path,
+    tools: &[(std::path::PathBuf, String)],
+    live: bool,
+) -> Result<bool> {
     let work = root.join("target").join("lab").join(kernel.label);
     cache::create_dir(&work)?;
     let initrd = work.join(format!("{}.cpio", sc.name));
     let lab = root.join("lab");
-    let files = sc
-        .header
-        .files
-        .iter()
-        .map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label)))
-        .collect();
+    let mut files: Vec<(std::path::PathBuf, String)> = tools.to_vec();
+    files.extend(sc.header.files.iter().map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label))));
     let parts = initramfs::Parts {
         init: &lab.join("init"),
         lib_sh: &lab.join("lib.sh"),
