@@ -28,9 +28,30 @@
 
 static const char target[] = "__netpoll_setup";
 
-/* Runs instead of __netpoll_setup() for the devices the old kernel refused. */
+#ifdef EMULATE_NETPOLL_HAS_REFILL_WQ
+static void emulated_refill_noop(struct work_struct *work)
+{
+}
+#endif
+
+/*
+ * Runs instead of __netpoll_setup() for the devices the old kernel refused. It first does what
+ * this kernel's __netpoll_setup() does before its own early refusals, because netpoll_setup()'s
+ * error path relies on it: newer kernels (6.12 stable, 6.13+) keep a per-netpoll skb pool that
+ * __netpoll_setup() initialises and netpoll_setup() purges on failure (purging a zeroed queue
+ * is a NULL dereference). Kernels that initialise and fill the pool in netpoll_setup() already
+ * did so (then the queue is not zeroed: netpoll users kzalloc struct netpoll) and it is kept.
+ */
 static noinline int emulated_refusal(struct netpoll *np, struct net_device *ndev)
 {
+#ifdef EMULATE_NETPOLL_HAS_SKB_POOL
+	if (!np->skb_pool.next)
+		skb_queue_head_init(&np->skb_pool);
+#endif
+#ifdef EMULATE_NETPOLL_HAS_REFILL_WQ
+	if (!np->refill_wq.func)
+		INIT_WORK(&np->refill_wq, emulated_refill_noop);
+#endif
 	/* np_err() of Linux < 4.19: pr_err("netpoll: %s: " fmt, np->name, ...) */
 	printk(KERN_ERR "netpoll: %s: %s doesn't support polling, aborting\n",
 	       np->name, np->dev_name);
