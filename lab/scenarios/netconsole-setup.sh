@@ -7,7 +7,7 @@
 # kernels: 5.10 6.1 6.12
 # nics: virtio
 # timeout: 300
-# checks: attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
+# checks: json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
 . /lib.sh
 
 ip addr add 10.99.0.1/24 dev eth0
@@ -79,3 +79,4 @@ bg_rc=$?
 echo "--- watch (no command) rc=$bg_rc"; cat /tmp/bg.err /tmp/bg.out
 npt_check watch_exit_3 test "$bg_rc" -eq 3
 npt_check watch_human grep -Eq 'netpoll_setup +netconsole +d0 +-EDESTADDRREQ' /tmp/bg.out
+npt_check json_schema sh -c 'netpoll-trace schema-check /tmp/ok.json && netpoll-trace schema-check /tmp/fail.json'

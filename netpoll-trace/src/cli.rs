@@ -61,6 +61,12 @@ netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs targe
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Check a JSON-lines file (from --json) against the output contract.
+    #[command(hide = true)]
+    SchemaCheck {
+        /// The file to check.
+        file: PathBuf,
+    },
     /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
     #[command(after_help = "Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
     Check {

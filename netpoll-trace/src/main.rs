@@ -15,6 +15,7 @@ mod kmsg;
 mod loader;
 mod output;
 mod poll;
+mod schema;
 mod watch;
 
 use std::process::ExitCode;
@@ -57,6 +58,14 @@ fn run(command: Command) -> anyhow::Result<Exit> {
                 print!("{}", report.render());
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
+        }
+        Command::SchemaCheck { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let counts = schema::check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!("{}: valid ({})", file.display(), summary.join(", "));
+            Ok(Exit::Ok)
         }
         Command::Watch { json, duration, devices, btf, attach, slow_poll, command } => {
             watch::run(watch::WatchArgs { json, duration, devices, btf, attach, slow_poll, command })
