@@ -5,21 +5,34 @@
  * and the kernel's own message, np_err(np, "%s doesn't support polling, aborting\n", ...).
  * The lab uses it to run the whole "old kernel, new driver" story on kernels it can boot.
  *
- * How: an ftrace_ops with SAVE_REGS|IPMODIFY on __netpoll_setup (found by name). Its callback
- * reads the arguments from the saved registers and, only for a device that would have been
- * refused before 4.19 (no ndo_poll_controller; IFF_DISABLE_NETPOLL devices are refused by
- * the real function anyway), moves the instruction pointer to emulated_refusal(), which has
- * the same signature and returns -ENOTSUPP. Otherwise the real function runs untouched. ftrace
- * calls every ops on the function, so kprobes and kretprobes on __netpoll_setup still fire,
- * and a kretprobe sees the -ENOTSUPP return.
+ * How, so that tracers on __netpoll_setup keep working (module parameter `mode`):
+ *
+ *  - mode=body (default): a kprobe on the first instruction after the function's ftrace site
+ *    (its `call __fentry__`), i.e. a breakpoint in the body, not an ftrace user. Its
+ *    pre-handler reads the arguments (np = di, ndev = si: unchanged since entry) and, only for
+ *    a device that would have been refused before 4.19 (no ndo_poll_controller; devices with
+ *    IFF_DISABLE_NETPOLL are refused by the real function anyway), moves the instruction
+ *    pointer to emulated_refusal(), which has the same signature and returns -ENOTSUPP; the
+ *    pre-handler returns 1 so the kprobe resumes there. Otherwise the real function runs
+ *    untouched. The entry stays free for every tracer: kprobes/kretprobes (a kretprobe has
+ *    already hooked the return, so it sees -524) and BPF fentry/fexit (a fexit trampoline
+ *    calls the body, hits the breakpoint and sees -524). A post_handler keeps the kprobe from
+ *    being optimised into a jump, which would ignore the new instruction pointer.
+ *  - mode=ftrace: an ftrace_ops with SAVE_REGS|IPMODIFY on the function entry doing the same
+ *    redirect from the ftrace callback. kprobes/kretprobes still fire, but it conflicts with
+ *    BPF trampolines: on 5.10 fentry/fexit on __netpoll_setup fail with EBUSY (tracers must
+ *    fall back to kprobes), and on 6.1 a fexit attached after it hits a kernel bug (WARNING in
+ *    arch_ftrace_ops_list_func, ftrace disabled, later oopses). Kept for comparison.
  */
 #define pr_fmt(fmt) "emulate_pre419: " fmt
 
 #include <linux/ftrace.h>
+#include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/netdevice.h>
 #include <linux/netpoll.h>
 #include <linux/ptrace.h>
+#include <linux/string.h>
 #include <linux/version.h>
 
 #ifndef CONFIG_DYNAMIC_FTRACE_WITH_REGS
@@ -68,6 +81,70 @@ static bool old_kernel_refuses(const struct net_device *ndev)
 	return ops && !ops->ndo_poll_controller;
 }
 
+static char *mode = "body";
+module_param(mode, charp, 0444);
+MODULE_PARM_DESC(mode, "body (kprobe after the ftrace site, default) or ftrace (IPMODIFY ftrace_ops on the entry)");
+
+/* ---- mode=body ---------------------------------------------------------------------- */
+
+static int emulate_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	if (!old_kernel_refuses((struct net_device *)regs->si))
+		return 0;
+	regs->ip = (unsigned long)emulated_refusal;
+	return 1; /* resume at regs->ip, do not single-step the probed instruction */
+}
+
+static void emulate_post(struct kprobe *p, struct pt_regs *regs, unsigned long flags)
+{
+	/* Never does anything; its presence keeps the kprobe from being optimised. */
+}
+
+static struct kprobe body_probe = {
+	.pre_handler = emulate_pre,
+	.post_handler = emulate_post,
+};
+
+/* The address of the first instruction after the ftrace site of __netpoll_setup. */
+static int find_body(kprobe_opcode_t **addr)
+{
+	struct kprobe entry = { .symbol_name = target };
+	bool on_ftrace;
+	int err;
+
+	/* kprobes resolves the entry the way tracers do (past endbr64 where IBT is on). */
+	err = register_kprobe(&entry);
+	if (err) {
+		pr_err("cannot resolve %s with a kprobe (error %d)\n", target, err);
+		return err;
+	}
+	on_ftrace = kprobe_ftrace(&entry);
+	*addr = (kprobe_opcode_t *)((unsigned long)entry.addr + MCOUNT_INSN_SIZE);
+	unregister_kprobe(&entry);
+	if (!on_ftrace) {
+		pr_err("%s has no ftrace site at %px: cannot place the probe after it\n", target, entry.addr);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int body_register(void)
+{
+	kprobe_opcode_t *addr;
+	int err;
+
+	err = find_body(&addr);
+	if (err)
+		return err;
+	body_probe.addr = addr;
+	err = register_kprobe(&body_probe);
+	if (err)
+		pr_err("cannot place a kprobe at %pS (error %d)\n", addr, err);
+	return err;
+}
+
+/* ---- mode=ftrace -------------------------------------------------------------------- */
+
 static void notrace emulate_regs(struct pt_regs *regs)
 {
 	struct net_device *ndev;
@@ -101,7 +178,14 @@ static struct ftrace_ops emulate_ops = {
 	.flags = EMULATE_FLAGS,
 };
 
-static int __init emulate_init(void)
+static void emu_ftrace_free(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
+	ftrace_free_filter(&emulate_ops);
+#endif
+}
+
+static int emu_ftrace_register(void)
 {
 	char buf[sizeof(target)];
 	int err;
@@ -116,21 +200,40 @@ static int __init emulate_init(void)
 	if (err) {
 		pr_err("cannot register the ftrace hook on %s (error %d; another IPMODIFY user such as livepatch or a BPF trampoline?)\n",
 		       target, err);
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
-		ftrace_free_filter(&emulate_ops);
-#endif
-		return err;
+		emu_ftrace_free();
 	}
+	return err;
+}
+
+/* ---- module -------------------------------------------------------------------------- */
+
+static bool use_ftrace;
+
+static int __init emulate_init(void)
+{
+	int err;
+
+	if (!strcmp(mode, "ftrace"))
+		use_ftrace = true;
+	else if (strcmp(mode, "body")) {
+		pr_err("mode=%s: expected body or ftrace\n", mode);
+		return -EINVAL;
+	}
+	err = use_ftrace ? emu_ftrace_register() : body_register();
+	if (err)
+		return err;
 	pr_warn("EMULATION: __netpoll_setup now requires ndo_poll_controller, as before Linux 4.19 (test only)\n");
 	return 0;
 }
 
 static void __exit emulate_exit(void)
 {
-	unregister_ftrace_function(&emulate_ops);
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
-	ftrace_free_filter(&emulate_ops);
-#endif
+	if (use_ftrace) {
+		unregister_ftrace_function(&emulate_ops);
+		emu_ftrace_free();
+	} else {
+		unregister_kprobe(&body_probe);
+	}
 	pr_info("emulation removed: __netpoll_setup behaves as on this kernel again\n");
 }
 
