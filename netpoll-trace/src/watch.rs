@@ -44,6 +44,9 @@ pub fn run(args: WatchArgs) -> Result<Exit> {
 
 async fn watch(args: WatchArgs) -> Result<Exit> {
     loader::require_functions()?;
+    // Signal handlers go in before "ready" is printed: a script that stops us right
+    // after seeing it must not hit the default (or, for `&` jobs, ignored) action.
+    let signals = Signals::install()?;
     // Opened before attaching, so every kernel line about our set-ups comes after it.
     let kernel_log = kmsg::KernelLog::default();
     let kmsg = match kmsg::KmsgReader::open() {
@@ -100,7 +103,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         lost: 0,
         first_ts: None,
     };
-    let end = wait_for_end(&args);
+    let end = wait_for_end(&args, signals);
     tokio::pin!(end);
     let mut tick = tokio::time::interval(GRACE);
     let status = loop {
@@ -286,11 +289,24 @@ fn exit_code_of(st: ExitStatus) -> u8 {
     }
 }
 
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
+    }
+}
+
 /// Runs COMMAND to completion, or waits for --for / SIGINT / SIGTERM.
-async fn wait_for_end(args: &WatchArgs) -> Result<Option<ExitStatus>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+async fn wait_for_end(args: &WatchArgs, signals: Signals) -> Result<Option<ExitStatus>> {
+    let Signals { mut term, mut int } = signals;
     if let Some((prog, rest)) = args.command.split_first() {
         let mut child = tokio::process::Command::new(prog)
             .args(rest)
