@@ -37,7 +37,7 @@ pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
     let out_dir = root.join("target").join("lab").join("tools");
     cache::create_dir(&out_dir)?;
     let mut tools = Vec::new();
-    for name in ["nlhelper"] {
+    for name in ["nlhelper", "udprecv"] {
         let src = root.join("lab").join("tools").join(format!("{name}.c"));
         let out = out_dir.join(name);
         let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
@@ -122,4 +122,38 @@ mod tests {
         e.truncate(0x30);
         assert_eq!(has_interpreter(&e), None);
     }
+}
+
+/// The kernel modules (runtime patch, test-only emulation) built for `kernel`,
+/// rebuilt only when a source is newer than the built module; (host path, guest path).
+pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
+    let root = cache::workspace_root();
+    let out_dir = root.join("target").join("kmod");
+    let mut out = Vec::new();
+    for (src, name) in [("netpoll-patch", "netpoll_patch"), ("lab/emulate", "emulate_pre419")] {
+        let ko = kmod_for(kernel, &root.join(src), &out_dir)?;
+        out.push((ko, format!("lib/kmods/{name}.ko")));
+    }
+    Ok(out)
+}
+
+/// Builds one module for one kernel unless an up-to-date build exists.
+pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let newest_source = std::fs::read_dir(src)
+        .with_context(|| format!("listing {}", src.display()))?
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let stamp = out_dir.join(format!("{}-{}.path", src.file_name().unwrap_or_default().to_string_lossy(), kernel.release));
+    if let (Ok(path), Some(newest)) = (std::fs::read_to_string(&stamp), newest_source) {
+        let ko = PathBuf::from(path.trim());
+        if std::fs::metadata(&ko).and_then(|m| m.modified()).is_ok_and(|built| built >= newest) {
+            return Ok(ko);
+        }
+    }
+    println!("build: {} for kernel {}", src.display(), kernel.release);
+    let ko = crate::kmod::build(&kernel.headers_dir(), src, out_dir)?;
+    cache::create_dir(out_dir)?;
+    std::fs::write(&stamp, ko.display().to_string()).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(ko)
 }

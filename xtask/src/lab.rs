@@ -89,6 +89,7 @@ fn run_one(
     let initrd = work.join(format!("{}.cpio", sc.name));
     let lab = root.join("lab");
     let mut files: Vec<(std::path::PathBuf, String)> = tools.to_vec();
+    files.extend(build::lab_kmods(kernel)?);
     files.extend(sc.header.files.iter().map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label))));
     let parts = initramfs::Parts {
         init: &lab.join("init"),

@@ -9,6 +9,7 @@ mod guest;
 mod headers;
 mod initramfs;
 mod kernels;
+mod kmod;
 mod lab;
 mod modules;
 mod process;
@@ -37,6 +38,14 @@ enum Task {
     Setup,
     /// Build the static netpoll-trace binary; prints its path last.
     Build,
+    /// Build the runtime patch module (netpoll-patch/) against a lab kernel's headers;
+    /// prints the .ko's path last. On a target host use
+    /// `make -C /lib/modules/$(uname -r)/build M=$PWD/netpoll-patch` instead.
+    BuildKmod {
+        /// Kernel label: 5.10, 6.1 or 6.12.
+        #[arg(long)]
+        kernel: String,
+    },
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
     /// Unit tests, then every scenario on every lab kernel.
@@ -86,6 +95,14 @@ fn run(cli: Cli) -> Result<bool> {
         Task::Build => {
             let binary = build::static_binary()?;
             println!("{}", binary.display());
+            Ok(true)
+        }
+        Task::BuildKmod { kernel } => {
+            let spec = kernels::spec(&kernel)?;
+            let kernel = kernels::load(&cache::dir()?, spec)?;
+            let root = cache::workspace_root();
+            let ko = build::kmod_for(&kernel, &root.join("netpoll-patch"), &root.join("target").join("kmod"))?;
+            println!("{}", ko.display());
             Ok(true)
         }
         Task::Lab(args) => lab::run(&lab::Options {
