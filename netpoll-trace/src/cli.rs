@@ -61,6 +61,36 @@ netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs targe
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
+    #[command(long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
+netpoll_patch kernel module (or asking it, when loaded).\n\n\
+Only for a device that netpoll refused for lacking ndo_poll_controller (cause \
+missing_poll_controller: kernels before 4.19 with a NAPI driver such as ena 2.x). The \
+module swaps in a private copy of the device's ops with one atomic store and restores the \
+original on unpatch, on device removal and on unload. It is a stopgap: with interrupts \
+off, the NAPI driver's TX completions are reaped only by netpoll's NAPI polling; \
+upgrading the kernel is the real fix. Code that recognises a device by comparing its ops \
+pointer with the driver's table will not recognise a patched device.",
+        after_help = "Examples:\n  netpoll-trace patch ens5 --module /root/netpoll_patch.ko\n  netpoll-trace status\n  netpoll-trace unpatch ens5")]
+    Patch {
+        /// The network interface to patch.
+        dev: String,
+        /// The module file (root-owned, not group/world-writable). Default: the first of
+        /// /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and this binary's directory.
+        #[arg(long, value_name = "PATH")]
+        module: Option<PathBuf>,
+    },
+    /// Restore DEV's original ops; unloads netpoll_patch once nothing is patched.
+    Unpatch {
+        /// The network interface to restore.
+        dev: String,
+    },
+    /// List the devices netpoll_patch has patched, from the module's own state.
+    Status {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a JSON-lines file (from --json) against the output contract.
     #[command(hide = true)]
     SchemaCheck {

@@ -14,6 +14,7 @@ mod kallsyms;
 mod kmsg;
 mod loader;
 mod output;
+mod patch;
 mod poll;
 mod schema;
 mod watch;
@@ -58,6 +59,49 @@ fn run(command: Command) -> anyhow::Result<Exit> {
                 print!("{}", report.render());
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
+        }
+        Command::Patch { dev, module } => {
+            let p = patch::patch(&dev, module.as_deref())?;
+            let ks = kallsyms::Kallsyms::read().ok();
+            println!(
+                "patched {}: ops {} -> private copy {:#x} with an empty ndo_poll_controller (owner {} pinned while patched)",
+                p.dev,
+                patch::ops_name(ks.as_ref(), p.orig_ops),
+                p.patched_ops,
+                p.owner
+            );
+            println!("note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix");
+            Ok(Exit::Ok)
+        }
+        Command::Unpatch { dev } => {
+            let (p, unloaded) = patch::unpatch(&dev)?;
+            let ks = kallsyms::Kallsyms::read().ok();
+            println!("restored {}: ops {}", p.dev, patch::ops_name(ks.as_ref(), p.orig_ops));
+            if unloaded {
+                println!("nothing left patched: unloaded {}", patch::MODULE_NAME);
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Status { json } => {
+            let list = patch::status()?;
+            if json {
+                println!("{}", serde_json::json!({ "module_loaded": !list.is_empty() || std::path::Path::new("/sys/module/netpoll_patch").exists(), "patched": list }));
+            } else if list.is_empty() {
+                println!("no device patched");
+            } else {
+                let ks = kallsyms::Kallsyms::read().ok();
+                for p in &list {
+                    println!(
+                        "{:<16} ifindex {:<4} ops {} -> {:#x} (owner {})",
+                        p.dev,
+                        p.ifindex,
+                        patch::ops_name(ks.as_ref(), p.orig_ops),
+                        p.patched_ops,
+                        p.owner
+                    );
+                }
+            }
+            Ok(Exit::Ok)
         }
         Command::SchemaCheck { file } => {
             let text = std::fs::read_to_string(&file)

@@ -1,0 +1,111 @@
+#!/bin/sh
+# The runtime patch by hand, on a real kernel: the pre-4.19 rule is emulated
+# (lab/emulate, test only), netconsole on virtio is refused exactly as in the seed
+# (errno 524), watch diagnoses missing_poll_controller, `netpoll-trace patch` gives the
+# device an empty ndo_poll_controller, and kernel messages then reach a UDP receiver
+# on a second NIC in another network namespace. Refusals, unpatch and device removal
+# are checked against the module's state, the traced ops and module refcounts.
+# kernels: 5.10 6.1 6.12
+# nics: virtio e1000 virtio
+# timeout: 400
+# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_restores delivered_after_unpatch delete_patched_device module_unloaded
+. /lib.sh
+
+KO=/lib/kmods/netpoll_patch.ko
+# Interface names follow driver probe order: find them by driver.
+by_driver() { for d in /sys/class/net/*; do [ "$(basename "$(readlink $d/device/driver 2>/dev/null)")" = "$1" ] && basename $d; done; }
+E1000=$(by_driver e1000)
+RECV=$(by_driver virtio_net | grep -vx eth0 | head -n 1)
+echo "patched NIC eth0, e1000 NIC $E1000, receiver NIC $RECV"
+ip addr add 10.99.0.1/24 dev eth0
+ip link set eth0 up
+
+# The receiver: the second virtio NIC in its own network namespace, so netconsole's
+# packets really cross the QEMU hub. The e1000 (which has a poll controller) stays here.
+unshare -n sh -c 'echo $$ > /tmp/ns.pid; exec sleep 1000' &
+sleep 1
+ns=$(cat /tmp/ns.pid)
+ip link set "$RECV" netns "$ns"
+nsenter -t "$ns" -n sh -c "ip link set lo up; ip addr add 10.99.0.2/24 dev $RECV; ip link set $RECV up"
+nsenter -t "$ns" -n udprecv 6666 >/tmp/received &
+recv=$!
+
+# --- a module file anyone could have written is refused, nothing loaded -----------
+cp $KO /tmp/writable.ko
+chmod 666 /tmp/writable.ko
+netpoll-trace patch eth0 --module /tmp/writable.ko >/tmp/bad.out 2>&1
+bad_rc=$?
+cat /tmp/bad.out
+npt_check bad_module_file sh -c "test $bad_rc -eq 1 && grep -q 'writable by group or others' /tmp/bad.out && test \$(wc -l </tmp/bad.out) -eq 1 && ! test -d /sys/module/netpoll_patch"
+npt_check status_empty sh -c "netpoll-trace status | grep -q 'no device patched'"
+
+# --- the emulated pre-4.19 kernel refuses virtio, as in the seed -----------------
+insmod /lib/kmods/emulate_pre419.ko
+npt_dmesg_mark
+netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/refused.json 2>/tmp/refused.err
+echo "watch exit $?"; cat /tmp/refused.err /tmp/refused.json
+rmmod netconsole 2>/dev/null
+npt_expect_dmesg emulated_refusal 'netpoll: netconsole: eth0 doesn.t support polling, aborting'
+npt_check diagnosed sh -c "grep -F '\"type\":\"diagnosis\"' /tmp/refused.json | grep -F '\"cause\":\"missing_poll_controller\"' | grep -F '\"remedies\":[\"runtime_patch\",\"upgrade_kernel\",\"rebuild_driver_with_poll_controller\"]' | grep -qF '\"errno\":\"ENOTSUPP\"'"
+
+# --- patch, then the same set-up succeeds and messages arrive ------------------
+netpoll-trace patch eth0 --module $KO >/tmp/patch.out 2>&1
+patch_rc=$?
+cat /tmp/patch.out
+netpoll-trace status | tee /tmp/status.out
+npt_check patch_eth0 sh -c "test $patch_rc -eq 0 && grep -q 'patched eth0: ops virtnet_netdev \[virtio_net\]' /tmp/patch.out && grep -q 'owner=virtio_net' /sys/module/netpoll_patch/parameters/state"
+netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/patched.json 2>/tmp/patched.err
+echo "watch exit $?"; cat /tmp/patched.err /tmp/patched.json
+# While patched, the device's ops are the private copy (no kernel symbol) with a hook.
+npt_check traced_patched_ops sh -c "grep -F '\"fn\":\"__netpoll_setup\"' /tmp/patched.json | grep -F '\"ret\":0,' | grep -F '\"ops_symbol\":null' | grep -qF '\"has_poll_controller\":true'"
+# Level 2 (crit): above any console loglevel, so netconsole sends it.
+echo "<2>npt-hello-patched $$" >/dev/kmsg
+sleep 3
+echo "received:"; cat /tmp/received
+npt_check delivered grep -q "npt-hello-patched $$" /tmp/received
+
+# --- refusals: one line each, exit 1, nothing changed ----------------------------
+refused() { # EXPECTED-TEXT ARGS...
+    want=$1; shift
+    netpoll-trace patch "$@" --module $KO >/tmp/r.out 2>&1
+    rc=$?
+    cat /tmp/r.out
+    test $rc -eq 1 && grep -q "$want" /tmp/r.out && test "$(wc -l </tmp/r.out)" -eq 1
+}
+npt_check refuse_has_controller refused 'already has an ndo_poll_controller' "$E1000"
+ip link add d9 type dummy 2>/dev/null
+npt_check refuse_unknown refused 'no such device' nosuch0
+npt_check refuse_bad_name refused 'not a valid interface name' 'a/b'
+if nlhelper netkit-add nk0 nk1 2>/dev/null; then
+    npt_check refuse_netkit refused 'IFF_DISABLE_NETPOLL' nk0
+else
+    npt_skip refuse_netkit "no netkit on $NPT_KERNEL (netkit arrived in 6.7)"
+fi
+
+# --- unpatch: original ops back (traced), netconsole keeps working --------------
+rmmod netconsole
+rmmod emulate_pre419
+netpoll-trace unpatch eth0 | tee /tmp/unpatch.out
+netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/unpatched.json 2>/tmp/unpatched.err
+cat /tmp/unpatched.json
+npt_check unpatch_restores sh -c "grep -q 'restored eth0: ops virtnet_netdev \[virtio_net\]' /tmp/unpatch.out && grep -F '\"fn\":\"__netpoll_setup\"' /tmp/unpatched.json | grep -F '\"ops_symbol\":\"virtnet_netdev\"' | grep -qF '\"has_poll_controller\":false'"
+echo "<2>npt-hello-unpatched $$" >/dev/kmsg
+sleep 3
+npt_check delivered_after_unpatch grep -q "npt-hello-unpatched $$" /tmp/received
+rmmod netconsole
+
+# --- a patched device deleted while patched: no oops, no leaked reference --------
+modprobe dummy
+ip link add d0 type dummy
+refcnt_before=$(cat /sys/module/dummy/refcnt)
+netpoll-trace patch d0 --module $KO
+refcnt_patched=$(cat /sys/module/dummy/refcnt)
+ip link del d0
+npt_dmesg_mark
+netpoll-trace status | tee /tmp/status2.out
+echo "dummy refcnt: before $refcnt_before, patched $refcnt_patched, after delete $(cat /sys/module/dummy/refcnt)"
+npt_check delete_patched_device sh -c "test $refcnt_patched -eq $((refcnt_before + 1)) && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before && grep -q 'no device patched' /tmp/status2.out"
+rmmod netpoll_patch
+npt_check module_unloaded sh -c "! test -d /sys/module/netpoll_patch && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before"
+
+kill $recv 2>/dev/null

@@ -1,0 +1,293 @@
+//! `patch`, `unpatch`, `status`: drive the netpoll_patch kernel module, which gives one
+//! device an empty `ndo_poll_controller`. The module is loaded and unloaded with the
+//! kernel's module syscalls (no shelling out to insmod), and every report comes from
+//! the module's own state (/sys/module/netpoll_patch/parameters/state).
+
+use std::{
+    ffi::CString,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Result, anyhow, bail};
+use serde::Serialize;
+
+use crate::kallsyms::Kallsyms;
+
+pub const MODULE_NAME: &str = "netpoll_patch";
+const PARAMS: &str = "/sys/module/netpoll_patch/parameters";
+
+/// One patched device, as the module reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Patched {
+    pub dev: String,
+    pub ifindex: i32,
+    pub orig_ops: u64,
+    pub patched_ops: u64,
+    /// Module owning the original ops ("vmlinux" when built in).
+    pub owner: String,
+}
+
+/// Parses the module's `state` (one line per device:
+/// `eth0 ifindex=2 orig_ops=ffffffffc02bdb80 patched_ops=ffff9356bfe10000 owner=virtio_net`).
+pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let dev = words.next().ok_or_else(|| anyhow!("empty state line"))?.to_string();
+        let (mut ifindex, mut orig, mut patched, mut owner) = (None, None, None, None);
+        for w in words {
+            let (k, v) = w.split_once('=').ok_or_else(|| anyhow!("state word `{w}` is not key=value"))?;
+            match k {
+                "ifindex" => ifindex = v.parse().ok(),
+                "orig_ops" => orig = u64::from_str_radix(v, 16).ok(),
+                "patched_ops" => patched = u64::from_str_radix(v, 16).ok(),
+                "owner" => owner = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        match (ifindex, orig, patched, owner) {
+            (Some(ifindex), Some(orig_ops), Some(patched_ops), Some(owner)) => {
+                out.push(Patched { dev, ifindex, orig_ops, patched_ops, owner })
+            }
+            _ => bail!("state line `{line}` lacks ifindex, orig_ops, patched_ops or owner"),
+        }
+    }
+    Ok(out)
+}
+
+/// A network interface name the kernel could accept (dev_valid_name).
+pub fn check_dev_name(dev: &str) -> Result<()> {
+    let ok = !dev.is_empty()
+        && dev.len() < 16
+        && dev != "."
+        && dev != ".."
+        && !dev.chars().any(|c| c == '/' || c == ':' || c == ',' || c.is_whitespace());
+    if !ok {
+        bail!("`{dev}` is not a valid interface name (1-15 characters, no '/', ':', ',' or spaces)");
+    }
+    Ok(())
+}
+
+/// Why the module refused a device, from the errno its parameter write or init returned.
+pub fn refusal(dev: &str, errno: i32) -> String {
+    match errno {
+        libc::ENODEV => format!("{dev}: no such device (in the initial network namespace)"),
+        libc::EALREADY => format!("{dev} is already patched"),
+        libc::EOPNOTSUPP => format!(
+            "{dev}: its driver disabled netpoll on this device (IFF_DISABLE_NETPOLL); an empty ndo_poll_controller cannot help, use another interface"
+        ),
+        libc::EEXIST => format!("{dev} already has an ndo_poll_controller: nothing to patch"),
+        libc::ENOENT => format!("{dev} is not patched"),
+        libc::EBUSY => format!(
+            "{dev}: its driver module is unloading, or someone else replaced its ops meanwhile; left untouched"
+        ),
+        libc::ENOMEM => format!("{dev}: the kernel is out of memory"),
+        libc::EINVAL => format!("{dev}: the module rejected the name"),
+        other => format!("{dev}: refused: {}", std::io::Error::from_raw_os_error(other)),
+    }
+}
+
+/// Refuses a module file that anyone but root could have written: loading it runs
+/// its code in the kernel.
+pub fn check_module_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow!("module file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        bail!("module file {} is not a regular file", path.display());
+    }
+    if meta.uid() != 0 {
+        bail!(
+            "refusing module file {}: owned by uid {}, not root (chown root {} if you trust it)",
+            path.display(),
+            meta.uid(),
+            path.display()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "refusing module file {}: writable by group or others (mode {:o}; chmod go-w it if you trust it)",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+fn loaded() -> bool {
+    Path::new(PARAMS).join("state").exists()
+}
+
+fn read_state() -> Result<Vec<Patched>> {
+    let text = std::fs::read_to_string(Path::new(PARAMS).join("state"))
+        .map_err(|e| anyhow!("reading {PARAMS}/state: {e}"))?;
+    parse_state(&text)
+}
+
+/// Where to look for the module when --module is not given.
+fn default_module_paths() -> Vec<PathBuf> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut paths = vec![
+        PathBuf::from(format!("/lib/modules/{}/extra/netpoll_patch.ko", release.trim())),
+        PathBuf::from("/usr/lib/netpoll-trace/netpoll_patch.ko"),
+    ];
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        paths.push(dir.join("netpoll_patch.ko"));
+    }
+    paths
+}
+
+fn find_module(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let paths = default_module_paths();
+    paths.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        anyhow!(
+            "netpoll_patch.ko not found (looked in {}); build it (`make -C /lib/modules/$(uname -r)/build M=$PWD/netpoll-patch`) and pass --module PATH",
+            list.join(", ")
+        )
+    })
+}
+
+fn finit_module(path: &Path, params: &str) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    let params = CString::new(params).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid fd and NUL-terminated string; flags 0.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&file), params.as_ptr(), 0)
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn delete_module(name: &str) -> std::io::Result<()> {
+    let name = CString::new(name).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated name; O_NONBLOCK fails instead of waiting on users.
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+fn write_param(param: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(Path::new(PARAMS).join(param), value)
+}
+
+/// Patches `dev`: loads the module with `devices=DEV`, or asks the loaded module.
+/// All or nothing: on any refusal nothing stays patched for this call.
+pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
+    check_dev_name(dev)?;
+    if loaded() {
+        write_param("patch", dev).map_err(|e| anyhow!(refusal(dev, e.raw_os_error().unwrap_or(0))))?;
+    } else {
+        let path = find_module(module)?;
+        check_module_file(&path)?;
+        finit_module(&path, &format!("devices={dev}")).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::ENOEXEC) => anyhow!(
+                    "{} was not built for this kernel ({}): rebuild it against this kernel's headers",
+                    path.display(),
+                    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+                ),
+                Some(libc::EPERM) => anyhow!("loading {} refused: run as root (CAP_SYS_MODULE), and check kernel.modules_disabled", path.display()),
+                Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => anyhow!(
+                    "the kernel refused {}: it requires signed modules (lockdown or module.sig_enforce); sign it with a trusted key",
+                    path.display()
+                ),
+                Some(n) => anyhow!(refusal(dev, n)),
+                None => anyhow!("loading {}: {e}", path.display()),
+            }
+        })?;
+    }
+    read_state()?
+        .into_iter()
+        .find(|p| p.dev == dev)
+        .ok_or_else(|| anyhow!("the module accepted {dev} but does not list it in its state"))
+}
+
+/// Restores `dev`'s original ops; unloads the module once nothing is patched.
+/// Returns the restored entry and whether the module was unloaded.
+pub fn unpatch(dev: &str) -> Result<(Patched, bool)> {
+    check_dev_name(dev)?;
+    if !loaded() {
+        bail!("{dev} is not patched (netpoll_patch is not loaded)");
+    }
+    let before = read_state()?
+        .into_iter()
+        .find(|p| p.dev == dev)
+        .ok_or_else(|| anyhow!(refusal(dev, libc::ENOENT)))?;
+    write_param("unpatch", dev).map_err(|e| anyhow!(refusal(dev, e.raw_os_error().unwrap_or(0))))?;
+    let unloaded = if read_state()?.is_empty() {
+        delete_module(MODULE_NAME).map_err(|e| anyhow!("{dev} restored, but unloading {MODULE_NAME} failed: {e}"))?;
+        true
+    } else {
+        false
+    };
+    Ok((before, unloaded))
+}
+
+/// The patched devices; empty when the module is not loaded.
+pub fn status() -> Result<Vec<Patched>> {
+    if !loaded() { Ok(Vec::new()) } else { read_state() }
+}
+
+/// "virtnet_netdev [virtio_net]" for an ops address, when kallsyms shows it.
+pub fn ops_name(ks: Option<&Kallsyms>, addr: u64) -> String {
+    match ks.and_then(|k| k.symbol_at(addr)) {
+        Some((sym, Some(m))) => format!("{sym} [{m}]"),
+        Some((sym, None)) => sym.to_string(),
+        None => format!("{addr:#x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_modules_state() {
+        let s = parse_state(
+            "eth0 ifindex=2 orig_ops=ffffffffc02bdb80 patched_ops=ffff9356bfe10000 owner=virtio_net\n\
+             d0 ifindex=5 orig_ops=ffffffffc0001000 patched_ops=ffff9356bfe20000 owner=dummy\n",
+        )
+        .unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].dev, "eth0");
+        assert_eq!(s[0].orig_ops, 0xffffffffc02bdb80);
+        assert_eq!(s[0].owner, "virtio_net");
+        assert!(parse_state("").unwrap().is_empty());
+        assert!(parse_state("eth0 ifindex=2\n").is_err());
+    }
+
+    #[test]
+    fn names_are_checked_before_anything_is_loaded() {
+        for bad in ["", "a/b", "eth0:1", "x y", "sixteen_chars_xx", "..", "a,b"] {
+            assert!(check_dev_name(bad).is_err(), "{bad:?}");
+        }
+        check_dev_name("ens5").unwrap();
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        assert!(refusal("nk0", libc::EOPNOTSUPP).contains("IFF_DISABLE_NETPOLL"));
+        assert!(refusal("e0", libc::EEXIST).contains("already has an ndo_poll_controller"));
+        assert!(refusal("x", libc::ENODEV).contains("no such device"));
+    }
+
+    #[test]
+    fn module_files_writable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("np-modtest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("m.ko");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = check_module_file(&f).unwrap_err().to_string();
+        // As root the owner check passes, so the mode is what is refused; as
+        // another user the owner is.
+        assert!(e.contains("writable by group or others") || e.contains("not root"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let owned_by_root = std::fs::metadata(&f).unwrap().uid() == 0;
+        assert_eq!(check_module_file(&f).is_ok(), owned_by_root);
+        assert!(check_module_file(&dir.join("missing.ko")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
