@@ -61,6 +61,45 @@ netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs targe
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Long-running remediation: diagnose every netpoll failure and act on it per policy.
+    #[command(long_about = "Long-running remediation. Watches every netpoll set-up; on a failure it \
+applies the configured policy: for missing_poll_controller on a driver in allowed_drivers, \
+patch the device (netpoll_patch module), retry the netconsole target (configfs where the \
+target is dynamic, else retry.command, run without a shell) with bounded attempts and \
+backoff, and verify by the next set-up event; every other cause is reported with its \
+remedies and never patched. Every decision and action is one `remediation` JSON line in \
+the journal (and on stdout). After attaching, the agent keeps only CAP_SYS_MODULE, \
+CAP_SYSLOG and CAP_DAC_OVERRIDE (CAP_SYSLOG alone with --dry-run). Stops cleanly on \
+SIGTERM/SIGINT.",
+        after_help = "Configuration (TOML), every key optional:\n  \
+journal = \"/var/log/netpoll-trace/journal.jsonl\"\n  \
+patch_module = \"/usr/lib/netpoll-trace/netpoll_patch.ko\"\n  \
+allowed_drivers = [\"ena\", \"virtio_net\"]\n  \
+max_attempts = 3\n  backoff = \"2s\"\n  verify_timeout = \"10s\"\n  \
+[policy]\n  missing_poll_controller = \"patch\"   # default \"report\"\n  \
+[retry]\n  method = \"auto\"                    # auto | configfs | command\n  \
+command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n\n\
+Exit status: 0; with --once, 3 when the failure was not fixed.")]
+    Agent {
+        /// The TOML configuration (validated at start; errors name the key).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Decide and journal, but change nothing (no module loaded, no retry).
+        #[arg(long)]
+        dry_run: bool,
+        /// Handle the first failure, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Journal file (overrides the configuration's `journal`).
+        #[arg(long, value_name = "FILE")]
+        journal: Option<PathBuf>,
+        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
+        #[arg(long, value_name = "FILE")]
+        btf: Option<PathBuf>,
+        /// How to attach (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto")]
+        attach: crate::loader::AttachChoice,
+    },
     /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
     #[command(long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
 netpoll_patch kernel module (or asking it, when loaded).\n\n\

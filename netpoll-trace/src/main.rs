@@ -1,5 +1,7 @@
 //! netpoll-trace: why the kernel's netpoll (and so netconsole) refused a device.
 
+mod agent;
+mod agent_config;
 mod btf;
 mod btf_offsets;
 mod check;
@@ -9,13 +11,17 @@ mod diagnosis;
 mod enrich;
 mod errno;
 mod event;
+mod journal;
 mod exit;
 mod kallsyms;
 mod kmsg;
 mod loader;
 mod output;
 mod patch;
+mod pipeline;
 mod poll;
+mod policy;
+mod privileges;
 mod schema;
 mod watch;
 
@@ -59,6 +65,9 @@ fn run(command: Command) -> anyhow::Result<Exit> {
                 print!("{}", report.render());
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
+        }
+        Command::Agent { config, dry_run, once, journal, btf, attach } => {
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach })
         }
         Command::Patch { dev, module } => {
             let p = patch::patch(&dev, module.as_deref())?;

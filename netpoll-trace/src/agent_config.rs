@@ -1,0 +1,223 @@
+//! The agent's TOML configuration, validated at start: every error names the key.
+//!
+//! ```toml
+//! journal = "/var/log/netpoll-trace/journal.jsonl"
+//! patch_module = "/usr/lib/netpoll-trace/netpoll_patch.ko"
+//! allowed_drivers = ["ena", "virtio_net"]   # the only drivers the agent patches
+//! max_attempts = 3                         # retries per failure
+//! backoff = "2s"                           # before the first retry; doubles each time
+//! verify_timeout = "10s"                   # how long a retry has to show a successful set-up
+//!
+//! [policy]                                 # per cause: "patch" or "report"
+//! missing_poll_controller = "patch"
+//!
+//! [retry]                                  # how to retry a refused netconsole target
+//! method = "auto"                          # auto | configfs | command
+//! command = ["modprobe", "netconsole", "netconsole=@/ens5,6666@192.0.2.1/"]
+//! ```
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
+
+use crate::{cli::parse_duration, diagnosis::Cause};
+
+/// What to do about a diagnosed cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Install an empty ndo_poll_controller, then retry (only for missing_poll_controller).
+    Patch,
+    /// Journal the diagnosis and its remedies; change nothing.
+    Report,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMethod {
+    /// configfs where the target is there (dynamic netconsole), else the command.
+    Auto,
+    Configfs,
+    Command,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub journal: Option<PathBuf>,
+    pub patch_module: Option<PathBuf>,
+    pub allowed_drivers: Vec<String>,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub verify_timeout: Duration,
+    pub missing_poll_controller: Action,
+    pub retry_method: RetryMethod,
+    pub retry_command: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            journal: None,
+            patch_module: None,
+            allowed_drivers: Vec::new(),
+            max_attempts: 3,
+            backoff: Duration::from_secs(2),
+            verify_timeout: Duration::from_secs(10),
+            // Patching changes a live device: only when configured.
+            missing_poll_controller: Action::Report,
+            retry_method: RetryMethod::Auto,
+            retry_command: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    journal: Option<PathBuf>,
+    patch_module: Option<PathBuf>,
+    allowed_drivers: Option<Vec<String>>,
+    max_attempts: Option<u32>,
+    backoff: Option<String>,
+    verify_timeout: Option<String>,
+    policy: Option<toml::Table>,
+    retry: Option<RawRetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    method: Option<String>,
+    command: Option<Vec<String>>,
+}
+
+fn duration(key: &str, v: &str) -> Result<Duration> {
+    parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))
+}
+
+impl Config {
+    /// Parses and validates; an error names the offending key.
+    pub fn parse(text: &str) -> Result<Self> {
+        let raw: Raw = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
+        let mut c = Config::default();
+        c.journal = raw.journal;
+        c.patch_module = raw.patch_module;
+        if let Some(d) = raw.allowed_drivers {
+            if let Some(bad) = d.iter().find(|d| d.is_empty() || d.contains(char::is_whitespace)) {
+                bail!("allowed_drivers: `{bad}` is not a driver name");
+            }
+            c.allowed_drivers = d;
+        }
+        if let Some(n) = raw.max_attempts {
+            if !(1..=20).contains(&n) {
+                bail!("max_attempts: {n} is out of range (1 to 20)");
+            }
+            c.max_attempts = n;
+        }
+        if let Some(b) = raw.backoff {
+            c.backoff = duration("backoff", &b)?;
+        }
+        if let Some(v) = raw.verify_timeout {
+            c.verify_timeout = duration("verify_timeout", &v)?;
+        }
+        for (key, value) in raw.policy.unwrap_or_default() {
+            let Some(cause) = Cause::parse(&key) else {
+                let known: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
+                bail!("policy.{key}: unknown cause (known: {})", known.join(", "));
+            };
+            let action = match value.as_str() {
+                Some("patch") => Action::Patch,
+                Some("report") => Action::Report,
+                _ => bail!("policy.{key}: must be \"patch\" or \"report\", not {value:?}"),
+            };
+            // The patch only ever helps a missing poll controller: refuse anything else.
+            if action == Action::Patch && cause != Cause::MissingPollController {
+                bail!("policy.{key}: \"patch\" cannot fix {key}; only missing_poll_controller can be patched");
+            }
+            if cause == Cause::MissingPollController {
+                c.missing_poll_controller = action;
+            }
+        }
+        if let Some(r) = raw.retry {
+            c.retry_method = match r.method.as_deref() {
+                None | Some("auto") => RetryMethod::Auto,
+                Some("configfs") => RetryMethod::Configfs,
+                Some("command") => RetryMethod::Command,
+                Some(other) => bail!("retry.method: `{other}` is not auto, configfs or command"),
+            };
+            if let Some(cmd) = r.command {
+                if cmd.is_empty() || cmd[0].is_empty() {
+                    bail!("retry.command: needs a program and its arguments, e.g. [\"modprobe\", \"netconsole\", ...]");
+                }
+                c.retry_command = cmd;
+            }
+        }
+        if c.retry_method == RetryMethod::Command && c.retry_command.is_empty() {
+            bail!("retry.command: required when retry.method = \"command\"");
+        }
+        if c.missing_poll_controller == Action::Patch && c.allowed_drivers.is_empty() {
+            bail!("allowed_drivers: policy.missing_poll_controller = \"patch\" needs the drivers it may patch");
+        }
+        Ok(c)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_configuration() {
+        let c = Config::parse(
+            r#"
+journal = "/tmp/j.jsonl"
+allowed_drivers = ["ena", "virtio_net"]
+max_attempts = 4
+backoff = "500ms"
+[policy]
+missing_poll_controller = "patch"
+no_ip_address = "report"
+[retry]
+method = "command"
+command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.missing_poll_controller, Action::Patch);
+        assert_eq!(c.max_attempts, 4);
+        assert_eq!(c.backoff, Duration::from_millis(500));
+        assert_eq!(c.retry_method, RetryMethod::Command);
+        assert_eq!(c.retry_command[0], "modprobe");
+    }
+
+    #[test]
+    fn defaults_never_patch() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.missing_poll_controller, Action::Report);
+        assert_eq!(c.retry_method, RetryMethod::Auto);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("max_attempts = 0", "max_attempts"),
+            ("backoff = \"soon\"", "backoff"),
+            ("[policy]\nnetpoll_disabled = \"patch\"", "policy.netpoll_disabled"),
+            ("[policy]\nbogus_cause = \"report\"", "policy.bogus_cause"),
+            ("[policy]\nmissing_poll_controller = \"fix\"", "policy.missing_poll_controller"),
+            ("[policy]\nmissing_poll_controller = \"patch\"", "allowed_drivers"),
+            ("[retry]\nmethod = \"command\"", "retry.command"),
+            ("[retry]\nmethod = \"carrier-pigeon\"", "retry.method"),
+            ("frobnicate = 1", "frobnicate"),
+            ("allowed_drivers = \"ena\"", "allowed_drivers"),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+    }
+}

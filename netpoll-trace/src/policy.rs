@@ -1,0 +1,87 @@
+//! The agent's decision for one diagnosis (pure): patch and retry only when the
+//! evidence says the ops lack ndo_poll_controller, the policy says patch, and the
+//! driver is on the allowlist; otherwise report, saying why.
+
+use crate::{
+    agent_config::{Action, Config},
+    diagnosis::{Cause, Diagnosis},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Patch this device, then retry the target.
+    PatchAndRetry { dev: String },
+    /// Change nothing; the reason goes to the journal.
+    Report { reason: String },
+}
+
+pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &Config) -> Decision {
+    let remedies: Vec<&str> = d.remedies.iter().map(|r| r.as_str()).collect();
+    let report = |why: String| Decision::Report { reason: format!("{why}; remedies: {}", remedies.join(", ")) };
+    if d.cause != Cause::MissingPollController {
+        return report(format!("cause {} is not fixed by patching", d.cause));
+    }
+    let Some(dev) = d.chain.last().or(d.dev.as_ref()).cloned() else {
+        return report("no device name in the evidence".into());
+    };
+    if cfg.missing_poll_controller != Action::Patch {
+        return report("policy.missing_poll_controller is \"report\"".into());
+    }
+    match driver {
+        Some(drv) if cfg.allowed_drivers.iter().any(|a| a == drv) => Decision::PatchAndRetry { dev },
+        Some(drv) => report(format!(
+            "driver {drv} of {dev} is not in allowed_drivers (a patched device's ops no longer match its driver's table)"
+        )),
+        None => report(format!("the driver of {dev} is unknown, so it cannot be checked against allowed_drivers")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::Remedy;
+
+    fn diag(cause: Cause) -> Diagnosis {
+        Diagnosis {
+            kind: "diagnosis",
+            ts_ns: 1,
+            dev: Some("eth0".into()),
+            cause,
+            remedies: vec![Remedy::RuntimePatch, Remedy::UpgradeKernel],
+            chain: vec!["eth0".into()],
+            explanation: String::new(),
+            kernel_message: None,
+            netpoll: Some("netconsole".into()),
+            errno: Some("ENOTSUPP"),
+            ret: -524,
+        }
+    }
+
+    fn patching() -> Config {
+        Config {
+            allowed_drivers: vec!["virtio_net".into()],
+            missing_poll_controller: Action::Patch,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn patches_only_allowlisted_drivers_for_a_missing_poll_controller() {
+        let d = diag(Cause::MissingPollController);
+        assert_eq!(decide(&d, Some("virtio_net"), &patching()), Decision::PatchAndRetry { dev: "eth0".into() });
+        let Decision::Report { reason } = decide(&d, Some("ena"), &patching()) else { panic!() };
+        assert!(reason.contains("not in allowed_drivers"), "{reason}");
+        assert!(matches!(decide(&d, None, &patching()), Decision::Report { .. }));
+        assert!(matches!(decide(&d, Some("virtio_net"), &Config::default()), Decision::Report { .. }));
+    }
+
+    #[test]
+    fn never_patches_other_causes() {
+        for c in Cause::ALL.iter().filter(|c| **c != Cause::MissingPollController) {
+            let Decision::Report { reason } = decide(&diag(*c), Some("virtio_net"), &patching()) else {
+                panic!("{c} must not be patched")
+            };
+            assert!(reason.contains("not fixed by patching"));
+        }
+    }
+}
