@@ -34,6 +34,8 @@ pub struct SlowPoll {
     pub ts_ns: u64,
     pub dev: Option<String>,
     pub ifindex: Option<i32>,
+    /// Always 1: the contract gives every poll object a count.
+    pub count: u64,
     pub duration_ns: u64,
 }
 
@@ -79,6 +81,7 @@ pub fn slow(ev: &PollEvent) -> SlowPoll {
         ts_ns: ev.ts_ns,
         dev: if ev.flags & ef::DEV_NAME != 0 { cstr(&ev.name) } else { None },
         ifindex: (ev.flags & ef::IFINDEX != 0).then_some(ev.ifindex),
+        count: 1,
         duration_ns: ev.duration_ns,
     }
 }
@@ -142,5 +145,13 @@ mod tests {
         assert_eq!(v["type"], "poll");
         assert!(v["histogram"].is_array());
         assert!(s.human().contains("8 call(s)"));
+    }
+
+    #[test]
+    fn a_slow_poll_event_meets_the_contract() {
+        let ev = PollEvent { ts_ns: 9, duration_ns: 2_000_000, dev: 1, ifindex: 2, flags: ef::DEV_NAME | ef::IFINDEX, name: *b"eth0\0\0\0\0\0\0\0\0\0\0\0\0" };
+        let line = serde_json::to_string(&slow(&ev)).unwrap();
+        assert_eq!(crate::schema::check_line(&line).unwrap(), "poll", "{line}");
+        assert!(line.contains(r#""dev":"eth0""#) && line.contains(r#""duration_ns":2000000"#));
     }
 }
