@@ -1,6 +1,8 @@
 //! Project tasks for netpoll-trace: `setup`, `build`, `lab`, `test`, `demo`.
 
 mod apt;
+mod bench;
+mod bench_bpftrace;
 mod build;
 mod cache;
 mod console;
@@ -50,6 +52,19 @@ enum Task {
     Lab(LabArgs),
     /// Unit tests, then every scenario on every lab kernel.
     Test,
+    /// netpoll-trace vs bpftrace in the lab: attach time, netconsole throughput, event loss,
+    /// footprint; prints a table and writes target/bench/bench.json.
+    Bench {
+        /// Kernel label (5.10, 6.1, 6.12) or `all`; repeatable.
+        #[arg(long = "kernel", default_value = "all")]
+        kernels: Vec<String>,
+        /// Repetitions of the attach measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// The short version `cargo xtask test` runs (small counts; numbers, no timings judged).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
     Demo {
         /// Kernel label.
@@ -113,6 +128,10 @@ fn run(cli: Cli) -> Result<bool> {
             binary: args.binary,
         }),
         Task::Test => test(),
+        Task::Bench { kernels, reps, quick } => {
+            setup::run()?;
+            bench::run(&bench::Options { kernels, reps, quick })
+        }
         Task::Demo { kernel } => demo(kernel),
     }
 }
@@ -134,7 +153,15 @@ fn test() -> Result<bool> {
         live: false,
         binary: None,
     })?;
-    Ok(unit.is_ok() && lab_ok)
+    // The benchmark's short version, so it cannot rot: it fails only when no numbers come
+    // out; timings are not judged (one kernel keeps it near two minutes).
+    println!("test: cargo xtask bench --quick --kernel 6.12 (numbers produced; timings not judged)");
+    let bench_ok = bench::run(&bench::Options { kernels: vec!["6.12".into()], reps: 1, quick: true })
+        .unwrap_or_else(|e| {
+            eprintln!("test: bench failed: {e:#}");
+            false
+        });
+    Ok(unit.is_ok() && lab_ok && bench_ok)
 }
 
 fn demo(kernel: String) -> Result<bool> {

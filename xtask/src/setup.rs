@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::{apt, cache, guest, kernels, toolchain};
+use crate::{apt, bench_bpftrace, cache, guest, kernels, toolchain};
 
 /// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, and what
 /// building kernel modules needs.
@@ -47,6 +47,8 @@ pub fn run() -> Result<()> {
             println!("setup: kernel {} present ({})", spec.label, kernel.release);
         }
     }
+    // The benchmark's comparison tracer (guest-side only; never installed on the host).
+    changed.extend(bench_bpftrace::ensure(&cache_dir, &host_suite).context("fetching bpftrace for the benchmark")?);
     let secs = started.elapsed().as_secs_f64();
     if changed.is_empty() {
         println!("setup: everything present ({secs:.1}s)");

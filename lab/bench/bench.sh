@@ -1,0 +1,206 @@
+#!/bin/sh
+# The benchmark guest script (run by lab/init as /scenario.sh; `cargo xtask bench` packs it).
+# Everything is measured in this one VM, one tool at a time, and reported in lines
+#   NPT-BENCH <key> <value...>
+# that xtask/src/bench.rs reads. Settings come from /bench.conf (REPS, MSGS, TPUT_REPS,
+# CYCLES). Absolute times are QEMU/TCG emulation times; the host report leads with ratios.
+# NICs: eth0 (virtio) sends netconsole, eth1 (virtio) receives in its own network namespace.
+. /lib.sh
+. /bench.conf
+
+say() { echo "NPT-BENCH $*"; }
+BT=/usr/bin/bpftrace
+BT_SCRIPT=/bench.bt
+
+npt_ip eth0 10.99.0.1/24
+unshare -n sleep 100000 &
+ns_pid=$!
+sleep 1
+ip link set eth1 netns $ns_pid
+nsenter -t $ns_pid -n sh -c 'ip link set lo up && ip addr add 10.99.0.2/24 dev eth1 && ip link set eth1 up'
+nsenter -t $ns_pid -n udprecv 6666 >/tmp/rx.txt &
+rx_pid=$!
+say binary_bytes_guest "$(stat -c %s /bin/netpoll-trace)"
+
+# hwm PID: peak resident set size (VmHWM) in KiB.
+hwm() { awk '/^VmHWM:/ { print $2 }' /proc/$1/status 2>/dev/null; }
+
+# wait_for FILE PATTERN SECONDS: true once FILE contains PATTERN.
+wait_for() {
+    _n=0
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        [ $_n -ge $(($3 * 10)) ] && return 1
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+}
+
+# stop_bg PID: SIGINT, then wait for it to exit.
+stop_bg() { kill -INT "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+
+# --- can bpftrace run here? --------------------------------------------------------
+bt_ok=0
+if [ -x $BT ]; then
+    if benchtool ready NPT-BT-READY 300 $BT -B line $BT_SCRIPT >/tmp/bt.probe 2>/tmp/bt.probe.err; then
+        bt_ok=1
+        say bpftrace_version "$($BT --version 2>&1 | head -n 1)"
+    else
+        cat /tmp/bt.probe.err
+        say bpftrace_unavailable "$(grep -v '^  | Attaching' /tmp/bt.probe.err | tail -n 2 | tr '\n' ' ')"
+    fi
+else
+    say bpftrace_unavailable "no bpftrace packed for this kernel"
+fi
+
+# --- 1. time to attached -----------------------------------------------------------
+i=0
+while [ $i -lt $REPS ]; do
+    ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
+    if [ -n "$ms" ]; then
+        say attach_ms "$ms"
+        own=$(sed -n 's/.*attached in \([0-9.]*\) ms.*/\1/p' /tmp/attach.err | head -n 1)
+        [ -n "$own" ] && say attach_ms_self "$own"
+        m=$(sed -n 's/.*ready: \([a-z]*\) on .*/\1/p' /tmp/attach.err | head -n 1)
+        [ -n "$m" ] && say attach_method "$m"
+    else
+        cat /tmp/attach.err
+    fi
+    if [ $bt_ok = 1 ]; then
+        ms=$(benchtool ready NPT-BT-READY 300 $BT -B line $BT_SCRIPT 2>/tmp/attach_bt.err)
+        if [ -n "$ms" ]; then say attach_ms_bpftrace "$ms"; else cat /tmp/attach_bt.err; fi
+    fi
+    i=$((i + 1))
+done
+
+# netconsole with no target yet: burst and throughput targets are made through configfs.
+modprobe netconsole
+old_devkmsg=$(cat /proc/sys/kernel/printk_devkmsg)
+echo on >/proc/sys/kernel/printk_devkmsg
+
+# --- 4a. footprint: watch and agent idle -----------------------------------------
+netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
+w=$!
+wait_for /tmp/idle.err 'ready:' 120 && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)"
+stop_bg $w
+netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
+a=$!
+if wait_for /tmp/agent.err 'ready:' 120; then
+    sleep 2
+    say agent_idle_rss_kib "$(hwm $a)"
+else
+    cat /tmp/agent.err
+fi
+# The agent keeps running through the burst below (4b).
+
+# --- 3. event loss: a burst of configfs enable/disable cycles --------------------
+C=/sys/kernel/config/netconsole/bench
+mkdir $C
+echo eth0 >$C/dev_name
+echo 10.99.0.2 >$C/remote_ip
+echo 6666 >$C/remote_port 2>/dev/null
+# burst: CYCLES enable/disable cycles; prints how many enables succeeded.
+burst() {
+    _i=0
+    _ok=0
+    while [ $_i -lt $CYCLES ]; do
+        echo 1 >$C/enabled 2>/dev/null && _ok=$((_ok + 1))
+        echo 0 >$C/enabled 2>/dev/null
+        _i=$((_i + 1))
+    done
+    echo $_ok
+}
+
+netpoll-trace watch --json >/tmp/burst.json 2>/tmp/burst.err &
+w=$!
+if wait_for /tmp/burst.err 'ready:' 120; then
+    t0=$(date +%s)
+    ok=$(burst)
+    say burst_secs $(($(date +%s) - t0))
+    sleep 2
+    say watch_burst_hwm_kib "$(hwm $w)"
+    stop_bg $w
+    say setups "$CYCLES"
+    say setups_ok "$ok"
+    say events "$(grep '"type":"setup"' /tmp/burst.json | grep -c '"fn":"netpoll_setup"')"
+    say events_inner "$(grep '"type":"setup"' /tmp/burst.json | grep -c '"fn":"__netpoll_setup"')"
+    lost=$(sed -n 's/.*, \([0-9]*\) event(s) lost.*/\1/p' /tmp/burst.err | tail -n 1)
+    say lost "${lost:-unknown}"
+    grep -i 'warn\|lost\|drop' /tmp/burst.err | head -n 5
+else
+    cat /tmp/burst.err
+    stop_bg $w
+fi
+if [ -n "$a" ]; then
+    say agent_burst_hwm_kib "$(hwm $a)"
+    stop_bg $a
+fi
+
+if [ $bt_ok = 1 ]; then
+    $BT -B line $BT_SCRIPT >/tmp/burst_bt.out 2>/tmp/burst_bt.err &
+    b=$!
+    if wait_for /tmp/burst_bt.out NPT-BT-READY 300; then
+        ok=$(burst)
+        sleep 2
+        say bpftrace_burst_hwm_kib "$(hwm $b)"
+        stop_bg $b
+        say setups_bpftrace "$CYCLES"
+        say events_bpftrace "$(grep -c '^setup ' /tmp/burst_bt.out)"
+        lost=$(sed -n 's/.*[Ll]ost \([0-9]*\) events.*/\1/p' /tmp/burst_bt.out /tmp/burst_bt.err | awk '{ s += $1 } END { print s + 0 }')
+        say lost_bpftrace "$lost"
+    else
+        cat /tmp/burst_bt.out /tmp/burst_bt.err
+        stop_bg $b
+    fi
+fi
+rmdir $C
+
+# --- 2. hot-path throughput through netconsole ----------------------------------
+# Without an enabled netconsole target: what the serial console alone costs per message.
+set -- $(benchtool kmsg $MSGS npt-serial)
+say rate_serial_only "$1"
+C=/sys/kernel/config/netconsole/tput
+mkdir $C
+echo eth0 >$C/dev_name
+echo 10.99.0.2 >$C/remote_ip
+echo 1 >$C/enabled || echo "bench: enabling the throughput target failed"
+
+# tput MODE TAG: one timed flood under MODE (none, watch, kprobe, bpftrace).
+tput() {
+    pid=
+    case $1 in
+        watch) netpoll-trace watch --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
+        # Diagnostic: no per-call slow-poll events (threshold far above any call).
+        watch_noslow) netpoll-trace watch --slow-poll 60s --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
+        kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
+        bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
+    esac || { cat /tmp/t.err; stop_bg $pid; return; }
+    set -- $1 $(benchtool kmsg $MSGS "npt-$2")
+    [ -n "$2" ] && say rate_$1 "$2"
+    [ -n "$pid" ] && stop_bg $pid
+    case $1 in
+        watch*|kprobe) say poll_lines_$1 "$(grep -c '"type":"poll"' /tmp/t.out)"; grep -i 'lost\|warn' /tmp/t.err ;;
+        bpftrace) grep -i 'lost' /tmp/t.out /tmp/t.err ;;
+    esac
+}
+# Warm-up (untimed): the first flood after enabling the target runs slower.
+benchtool kmsg $((MSGS / 4)) npt-warmup >/dev/null
+modes="none watch watch_noslow"
+# fentry vs kprobe, where watch's default is fentry.
+grep -q 'ready: fentry' /tmp/idle.err && modes="$modes kprobe"
+[ $bt_ok = 1 ] && modes="$modes bpftrace"
+r=0
+while [ $r -lt $TPUT_REPS ]; do
+    for m in $modes; do tput $m "$m-$r"; done
+    r=$((r + 1))
+done
+sleep 2
+say received "$(grep -c 'npt-' /tmp/rx.txt)"
+echo "receiver: $(wc -c </tmp/rx.txt) bytes; first: $(head -c 200 /tmp/rx.txt)"
+nsenter -t $ns_pid -n sh -c 'grep Udp: /proc/net/snmp; ip -s link show eth1; ip addr'
+ps | grep -v ' \[' | head -20
+echo 0 >$C/enabled
+rmdir $C
+rmmod netconsole
+echo "$old_devkmsg" >/proc/sys/kernel/printk_devkmsg
+kill $rx_pid $ns_pid 2>/dev/null
+say done 1

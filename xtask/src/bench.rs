@@ -1,0 +1,429 @@
+//! `cargo xtask bench`: netpoll-trace side by side with bpftrace, one lab VM per kernel.
+//! The guest script (lab/bench/bench.sh) measures time to attached, netconsole throughput
+//! through /dev/kmsg untraced and traced, event loss in a configfs enable/disable burst and
+//! the tools' peak RSS, and prints `NPT-BENCH key value` lines; this side reduces them
+//! (medians, ratios), prints a table and writes target/bench/bench.json.
+//! Absolute times are QEMU/TCG emulation times: the ratios are what carries over.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::kernels::{self, Kernel};
+use crate::{bench_bpftrace, build, cache, guest, initramfs, process, qemu};
+
+pub struct Options {
+    /// Kernel labels, or `all`.
+    pub kernels: Vec<String>,
+    /// Repetitions of the attach measurement (median reported).
+    pub reps: u32,
+    /// The short version `cargo xtask test` runs: small counts, one throughput round.
+    pub quick: bool,
+}
+
+struct Counts {
+    msgs: u32,
+    tput_reps: u32,
+    cycles: u32,
+    timeout_secs: u64,
+}
+
+impl Options {
+    fn counts(&self) -> Counts {
+        if self.quick {
+            Counts { msgs: 200, tput_reps: 1, cycles: 50, timeout_secs: 600 }
+        } else {
+            Counts { msgs: 2000, tput_reps: 3, cycles: 1000, timeout_secs: 2400 }
+        }
+    }
+}
+
+/// Runs the benchmark; Ok(true) when every kernel produced its numbers.
+pub fn run(opts: &Options) -> Result<bool> {
+    let root = cache::workspace_root();
+    let cache_dir = cache::dir()?;
+    let specs: Vec<&'static kernels::Spec> = if opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == "all") {
+        kernels::KERNELS.iter().collect()
+    } else {
+        opts.kernels.iter().map(|k| kernels::spec(k)).collect::<Result<_>>()?
+    };
+    let busybox = guest::busybox(&cache_dir)?;
+    let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    let binary = build::static_binary()?;
+    let binary_bytes = std::fs::metadata(&binary).with_context(|| format!("reading {}", binary.display()))?.len();
+    let mut tools = build::lab_tools()?;
+    tools.push(benchtool(&root)?);
+    let out_dir = root.join("target").join("bench");
+    cache::create_dir(&out_dir)?;
+
+    let mut results: BTreeMap<String, Result_> = BTreeMap::new();
+    let mut all_ok = true;
+    for (kernel, spec) in kernels.iter().zip(&specs) {
+        let bpftrace = match bench_bpftrace::root(&cache_dir, spec.suite).and_then(|r| bench_bpftrace::guest_files(&r)) {
+            Ok(files) => files,
+            Err(e) => {
+                println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
+                Vec::new()
+            }
+        };
+        println!("bench: kernel {} ({}), {} attach repetitions{}", kernel.label, kernel.release, opts.reps,
+            if opts.quick { ", short version" } else { "" });
+        let lines = run_kernel(&root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts)?;
+        let r = reduce(&lines, binary_bytes);
+        if r.attach_ms.is_none() || r.rate_none.is_none() || r.events.is_none() {
+            println!("bench: {}: the guest produced no numbers (see target/bench/{}.log)", kernel.label, kernel.label);
+            all_ok = false;
+        }
+        results.insert(kernel.release.clone(), r);
+    }
+    let labels: BTreeMap<String, &str> = kernels.iter().map(|k| (k.release.clone(), k.label)).collect();
+    print!("{}", table(&results, &labels));
+    let json = out_dir.join("bench.json");
+    std::fs::write(&json, to_json(&results)).with_context(|| format!("writing {}", json.display()))?;
+    println!("bench: wrote {} (times are QEMU/TCG emulation times; compare the ratios)", json.display());
+    Ok(all_ok)
+}
+
+/// lab/bench/benchtool.c built static; (host path, guest path).
+fn benchtool(root: &Path) -> Result<(PathBuf, String)> {
+    let src = root.join("lab/bench/benchtool.c");
+    let out = root.join("target/lab/tools/benchtool");
+    cache::create_dir(out.parent().unwrap_or(root))?;
+    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
+        (Ok(s), Ok(o)) => o.modified()? >= s.modified()?,
+        _ => false,
+    };
+    if !fresh {
+        process::run(Command::new("gcc").args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&out).arg(&src))
+            .with_context(|| format!("building {}", src.display()))?;
+    }
+    Ok((out, "bin/benchtool".into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_kernel(
+    root: &Path,
+    out_dir: &Path,
+    kernel: &Kernel,
+    busybox: &Path,
+    binary: &Path,
+    tools: &[(PathBuf, String)],
+    bpftrace: &[(PathBuf, String)],
+    opts: &Options,
+) -> Result<Vec<(String, String)>> {
+    let c = opts.counts();
+    let work = out_dir.join(kernel.label);
+    cache::create_dir(&work)?;
+    let conf = work.join("bench.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "REPS={}\nMSGS={}\nTPUT_REPS={}\nCYCLES={}\nQUICK={}\n",
+            opts.reps.max(1),
+            c.msgs,
+            c.tput_reps,
+            c.cycles,
+            u8::from(opts.quick)
+        ),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
+    let mut files = tools.to_vec();
+    files.push((conf, "bench.conf".into()));
+    files.push((root.join("lab/bench/bench.bt"), "bench.bt".into()));
+    files.extend(bpftrace.iter().cloned());
+    let lab = root.join("lab");
+    let parts = initramfs::Parts {
+        init: &lab.join("init"),
+        lib_sh: &lab.join("lib.sh"),
+        scenario: &lab.join("bench/bench.sh"),
+        binary,
+        extra_modules: &[],
+        files,
+    };
+    let initrd = work.join("bench.cpio");
+    initramfs::build(kernel, busybox, &work, &parts, &initrd)?;
+    let machine = qemu::Machine {
+        kernel: kernel.vmlinuz(),
+        initrd,
+        append: format!(
+            "console=ttyS0 panic=-1 quiet npt.kernel={} npt.timeout={} npt.nics=virtio_net",
+            kernel.label, c.timeout_secs
+        ),
+        nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
+    };
+    let log = out_dir.join(format!("{}.log", kernel.label));
+    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), false, "NPT-DMESG-END")?;
+    if run.timed_out {
+        println!("bench: {}: timed out after {:.0}s", kernel.label, run.elapsed.as_secs_f64());
+    } else {
+        println!("bench: {}: guest done in {:.0}s", kernel.label, run.elapsed.as_secs_f64());
+    }
+    for bad in ["BUG:", "Oops", "general protection", "Kernel panic"] {
+        if run.console.contains(bad) {
+            bail!("kernel {}: the console shows {bad:?}: see {}", kernel.label, log.display());
+        }
+    }
+    Ok(parse(&run.console))
+}
+
+/// `NPT-BENCH key value...` lines, in order.
+fn parse(console: &str) -> Vec<(String, String)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let rest = l[l.find("NPT-BENCH ")?..].strip_prefix("NPT-BENCH ")?;
+            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+            Some((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// One kernel's reduced numbers.
+#[derive(Debug, Default)]
+struct Result_ {
+    attach_ms: Option<f64>,
+    attach_ms_self: Option<f64>,
+    attach_ms_bpftrace: Option<f64>,
+    attach_runs: usize,
+    attach_method: Option<String>,
+    rate_none: Option<f64>,
+    rate_watch: Option<f64>,
+    rate_kprobe: Option<f64>,
+    rate_watch_noslow: Option<f64>,
+    poll_lines_watch: Option<f64>,
+    rate_bpftrace: Option<f64>,
+    rate_serial_only: Option<f64>,
+    setups: Option<u64>,
+    setups_ok: Option<u64>,
+    events: Option<u64>,
+    lost: Option<u64>,
+    events_bpftrace: Option<u64>,
+    lost_bpftrace: Option<u64>,
+    watch_idle_hwm_kib: Option<u64>,
+    watch_burst_hwm_kib: Option<u64>,
+    agent_idle_rss_kib: Option<u64>,
+    agent_burst_hwm_kib: Option<u64>,
+    bpftrace_burst_hwm_kib: Option<u64>,
+    binary_bytes: u64,
+    bpftrace_version: Option<String>,
+    bpftrace_unavailable: Option<String>,
+}
+
+impl Result_ {
+    fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+        match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+    fn throughput_ratio(&self) -> Option<f64> {
+        Self::ratio(self.rate_watch, self.rate_none)
+    }
+    fn throughput_ratio_kprobe(&self) -> Option<f64> {
+        Self::ratio(self.rate_kprobe, self.rate_none)
+    }
+    fn throughput_ratio_bpftrace(&self) -> Option<f64> {
+        Self::ratio(self.rate_bpftrace, self.rate_none)
+    }
+    fn attach_speedup(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms_bpftrace, self.attach_ms)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
+    let floats = |key: &str| -> Vec<f64> { lines.iter().filter(|(k, _)| k == key).filter_map(|(_, v)| v.parse().ok()).collect() };
+    let last_u64 = |key: &str| lines.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok());
+    let last_str = |key: &str| lines.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    Result_ {
+        attach_ms: median(floats("attach_ms")),
+        attach_ms_self: median(floats("attach_ms_self")),
+        attach_ms_bpftrace: median(floats("attach_ms_bpftrace")),
+        attach_runs: floats("attach_ms").len(),
+        attach_method: last_str("attach_method"),
+        rate_none: median(floats("rate_none")),
+        rate_watch: median(floats("rate_watch")),
+        rate_kprobe: median(floats("rate_kprobe")),
+        rate_watch_noslow: median(floats("rate_watch_noslow")),
+        poll_lines_watch: median(floats("poll_lines_watch")),
+        rate_bpftrace: median(floats("rate_bpftrace")),
+        rate_serial_only: median(floats("rate_serial_only")),
+        setups: last_u64("setups"),
+        setups_ok: last_u64("setups_ok"),
+        events: last_u64("events"),
+        lost: last_u64("lost"),
+        events_bpftrace: last_u64("events_bpftrace"),
+        lost_bpftrace: last_u64("lost_bpftrace"),
+        watch_idle_hwm_kib: last_u64("watch_idle_hwm_kib"),
+        watch_burst_hwm_kib: last_u64("watch_burst_hwm_kib"),
+        agent_idle_rss_kib: last_u64("agent_idle_rss_kib"),
+        agent_burst_hwm_kib: last_u64("agent_burst_hwm_kib"),
+        bpftrace_burst_hwm_kib: last_u64("bpftrace_burst_hwm_kib"),
+        binary_bytes,
+        bpftrace_version: last_str("bpftrace_version"),
+        bpftrace_unavailable: last_str("bpftrace_unavailable"),
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn opt_u(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -> String {
+    let mut s = String::new();
+    s.push_str("\nratios first (QEMU/TCG: absolute times are emulation times, not hardware times)\n");
+    s.push_str(&format!(
+        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
+        "kernel", "attach x", "tput", "tput", "tput", "events/setups", "bpftrace", "agent", "binary"
+    ));
+    s.push_str(&format!(
+        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
+        "", "vs bpftr.", "watch", "kprobe", "bpftrace", "(lost)", "ev. (lost)", "idle KiB", "MiB"
+    ));
+    for (release, r) in results {
+        s.push_str(&format!(
+            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9.1}\n",
+            labels.get(release).copied().unwrap_or("?"),
+            opt(r.attach_speedup(), 2),
+            opt(r.throughput_ratio(), 3),
+            opt(r.throughput_ratio_kprobe(), 3),
+            opt(r.throughput_ratio_bpftrace(), 3),
+            format!("{}/{} ({})", opt_u(r.events), opt_u(r.setups), opt_u(r.lost)),
+            format!("{}/{} ({})", opt_u(r.events_bpftrace), opt_u(r.setups), opt_u(r.lost_bpftrace)),
+            opt_u(r.agent_idle_rss_kib),
+            r.binary_bytes as f64 / 1048576.0,
+        ));
+    }
+    s.push_str("\nabsolute values (emulated)\n");
+    s.push_str(&format!(
+        "{:<6} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
+        "kernel", "method", "attach ms", "bpftr. ms", "msg/s", "watch", "kprobe", "bpftr.", "serial", "watch KiB", "after bst", "agent bst"
+    ));
+    for (release, r) in results {
+        s.push_str(&format!(
+            "{:<6} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
+            labels.get(release).copied().unwrap_or("?"),
+            r.attach_method.as_deref().unwrap_or("-"),
+            opt(r.attach_ms, 1),
+            opt(r.attach_ms_bpftrace, 1),
+            opt(r.rate_none, 0),
+            opt(r.rate_watch, 0),
+            opt(r.rate_kprobe, 0),
+            opt(r.rate_bpftrace, 0),
+            opt(r.rate_serial_only, 0),
+            opt_u(r.watch_idle_hwm_kib),
+            opt_u(r.watch_burst_hwm_kib),
+            opt_u(r.agent_burst_hwm_kib),
+        ));
+        if let Some(why) = &r.bpftrace_unavailable {
+            s.push_str(&format!("       bpftrace unavailable: {why}\n"));
+        }
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn to_json(results: &BTreeMap<String, Result_>) -> String {
+    let f = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.4}"));
+    let u = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
+    let st = |v: &Option<String>| v.as_deref().map_or("null".into(), json_str);
+    let mut out = String::from("{\n");
+    let n = results.len();
+    for (i, (release, r)) in results.iter().enumerate() {
+        let fields = [
+            ("attach_ms", f(r.attach_ms)),
+            ("attach_ms_bpftrace", f(r.attach_ms_bpftrace)),
+            ("attach_speedup", f(r.attach_speedup())),
+            ("attach_ms_self_reported", f(r.attach_ms_self)),
+            ("attach_runs", r.attach_runs.to_string()),
+            ("attach_method", st(&r.attach_method)),
+            ("throughput_ratio", f(r.throughput_ratio())),
+            ("throughput_ratio_kprobe", f(r.throughput_ratio_kprobe())),
+            ("throughput_ratio_bpftrace", f(r.throughput_ratio_bpftrace())),
+            ("throughput_ratio_no_slow_poll_events", f(Result_::ratio(r.rate_watch_noslow, r.rate_none))),
+            ("poll_lines_per_flood", f(r.poll_lines_watch)),
+            ("msgs_per_sec_untraced", f(r.rate_none)),
+            ("msgs_per_sec_watch", f(r.rate_watch)),
+            ("msgs_per_sec_kprobe", f(r.rate_kprobe)),
+            ("msgs_per_sec_bpftrace", f(r.rate_bpftrace)),
+            ("msgs_per_sec_serial_only", f(r.rate_serial_only)),
+            ("setups", u(r.setups)),
+            ("setups_ok", u(r.setups_ok)),
+            ("events", u(r.events)),
+            ("lost", u(r.lost)),
+            ("events_bpftrace", u(r.events_bpftrace)),
+            ("lost_bpftrace", u(r.lost_bpftrace)),
+            ("watch_idle_rss_kib", u(r.watch_idle_hwm_kib)),
+            ("watch_burst_rss_kib", u(r.watch_burst_hwm_kib)),
+            ("agent_idle_rss_kib", u(r.agent_idle_rss_kib)),
+            ("agent_burst_rss_kib", u(r.agent_burst_hwm_kib)),
+            ("bpftrace_burst_rss_kib", u(r.bpftrace_burst_hwm_kib)),
+            ("binary_bytes", r.binary_bytes.to_string()),
+            ("bpftrace_version", st(&r.bpftrace_version)),
+            ("bpftrace_unavailable", st(&r.bpftrace_unavailable)),
+        ];
+        out.push_str(&format!("  {}: {{\n", json_str(release)));
+        for (j, (k, v)) in fields.iter().enumerate() {
+            out.push_str(&format!("    \"{k}\": {v}{}\n", if j + 1 < fields.len() { "," } else { "" }));
+        }
+        out.push_str(&format!("  }}{}\n", if i + 1 < n { "," } else { "" }));
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduces_medians_and_ratios() {
+        let console = "x\nNPT-BENCH attach_ms 10.0\n[ 1.0] NPT-BENCH attach_ms 30.0\nNPT-BENCH attach_ms 20.0\n\
+                       NPT-BENCH attach_ms_bpftrace 100\nNPT-BENCH rate_none 1000\nNPT-BENCH rate_watch 990\n\
+                       NPT-BENCH events 5\nNPT-BENCH attach_method fentry\nNPT-BENCH bpftrace_unavailable a \"b\"\n";
+        let r = reduce(&parse(console), 7);
+        assert_eq!(r.attach_ms, Some(20.0));
+        assert_eq!(r.attach_speedup(), Some(5.0));
+        assert_eq!(r.throughput_ratio(), Some(0.99));
+        assert_eq!(r.throughput_ratio_bpftrace(), None);
+        assert_eq!(r.attach_method.as_deref(), Some("fentry"));
+        let json = to_json(&BTreeMap::from([("6.1.0".to_string(), r)]));
+        assert!(json.contains("\"attach_ms\": 20.0000,"), "{json}");
+        assert!(json.contains("\"lost\": null,"), "{json}");
+        assert!(json.contains("\"bpftrace_unavailable\": \"a \\\"b\\\"\""), "{json}");
+    }
+
+    #[test]
+    fn median_of_even_count() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}
