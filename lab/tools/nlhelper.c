@@ -1,10 +1,15 @@
 /*
  * nlhelper: the few rtnetlink requests the lab needs that busybox `ip`
- * cannot make (it knows nothing about netkit devices).  Kept static and
+ * cannot make (it knows nothing about netkit devices), and the NIC ring
+ * sizes busybox has no ethtool for.  Kept static and
  * dependency-free so xtask can drop it into the initramfs as /bin/nlhelper.
  *
  *   nlhelper netkit-add NAME PEER [l2|l3]
  *   nlhelper link-del NAME
+ *   nlhelper ring-show DEV       (prints "tx N max M rx N max M")
+ *   nlhelper ring-tx DEV N       (sets the TX ring size; the driver may round it)
+ *
+ * The ring commands use the ethtool ioctl (SIOCETHTOOL).
  *
  * Exit 0 silently on success, 1 with one line on stderr when the kernel
  * refuses, 2 on bad usage.
@@ -15,10 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sockios.h>
 
 /* Older uapi headers (this host's included) predate netkit (Linux 6.7);
  * values are from the kernel's include/uapi/linux/if_link.h. */
@@ -114,17 +122,63 @@ static void talk(struct nlmsghdr *nh)
 	}
 }
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: nlhelper netkit-add NAME PEER [l2|l3]\n"
-			"       nlhelper link-del NAME\n");
-	return 2;
-}
-
 /* The kernel would refuse these too, but a usage error is clearer. */
 static int bad_name(const char *s)
 {
 	return !*s || strlen(s) >= IFNAMSIZ;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: nlhelper netkit-add NAME PEER [l2|l3]\n"
+			"       nlhelper link-del NAME\n"
+			"       nlhelper ring-show DEV\n"
+			"       nlhelper ring-tx DEV N\n");
+	return 2;
+}
+
+/* One ETHTOOL_{G,S}RINGPARAM request on DEV; returns only on success. */
+static void ring_ioctl(const char *dev, struct ethtool_ringparam *rp)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		fail(errno);
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, dev, IFNAMSIZ - 1);
+	ifr.ifr_data = (void *)rp;
+	if (ioctl(fd, SIOCETHTOOL, &ifr) < 0)
+		fail(errno);
+	close(fd);
+}
+
+static int ring(int argc, char **argv)
+{
+	struct ethtool_ringparam rp = { .cmd = ETHTOOL_GRINGPARAM };
+	char *end;
+	unsigned long n = 0;
+
+	if (bad_name(argv[2]))
+		return usage();
+	if (argc == 4) {
+		errno = 0;
+		n = strtoul(argv[3], &end, 10);
+		if (errno || end == argv[3] || *end || !n || n > 0xffffffffUL)
+			return usage();
+	}
+	subject = argv[2];
+	ring_ioctl(argv[2], &rp);
+	if (argc == 3) {
+		printf("tx %u max %u rx %u max %u\n", rp.tx_pending, rp.tx_max_pending,
+		       rp.rx_pending, rp.rx_max_pending);
+		return 0;
+	}
+	/* Keep the other rings as they are: SRINGPARAM sets all of them. */
+	rp.cmd = ETHTOOL_SRINGPARAM;
+	rp.tx_pending = (unsigned int)n;
+	ring_ioctl(argv[2], &rp);
+	return 0;
 }
 
 static void init_req(struct req *r, unsigned short type, unsigned short flags)
@@ -144,6 +198,8 @@ int main(int argc, char **argv)
 		return usage();
 	cmd = argv[1];
 
+	if ((!strcmp(cmd, "ring-show") && argc == 3) || (!strcmp(cmd, "ring-tx") && argc == 4))
+		return ring(argc, argv);
 	if (!strcmp(cmd, "netkit-add") && (argc == 4 || argc == 5)) {
 		/* Default l2: the kernel's own default is l3, but the lab
 		 * wants an ordinary ethernet-like device it can address. */
