@@ -1,11 +1,13 @@
 #!/bin/sh
 # netconsole under a message flood, so that netpoll_poll_dev runs: an e1000 NIC with its
-# TX ring shrunk to the driver's minimum, regular traffic (two fast pings) competing for the
-# same TX queue, and several writers pushing long lines through /dev/kmsg. netpoll then
-# finds the queue locked or stopped and polls the device between its retries. The
-# oracle is a tracefs kprobe event on the same function: the tool's per-device count
-# must equal its hit count in kprobe_profile, for both of the tool's attach methods.
-# A receiver on a second NIC in its own network namespace proves netconsole sent the flood.
+# TX ring shrunk to the driver's minimum, regular traffic (two fast pings) competing for
+# the same TX queue, and several writers pushing lines through /dev/kmsg. netpoll then
+# finds the queue locked or stopped and polls the device between its retries. (Measured
+# under TCG, 400 lines: 37-411 calls with the pings, 1-84 without; the ring size changes
+# little.) The oracle is a tracefs kprobe event on the same function: the tool's
+# per-device count must equal its hit count in kprobe_profile, for both of the tool's
+# attach methods. A receiver on a second NIC in its own network namespace proves
+# netconsole sent the flood.
 # kernels: 5.10 6.1 6.12
 # nics: e1000 virtio
 # timeout: 300
