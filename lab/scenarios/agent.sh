@@ -9,7 +9,7 @@
 # kernels: 5.10 6.1 6.12
 # nics: virtio virtio
 # timeout: 500
-# checks: bad_config seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities clean_stop journal_schema netkit_never_patched
+# checks: bad_config seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -23,14 +23,14 @@ ip link set eth1 netns "$ns"
 nsenter -t "$ns" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev eth1; ip link set eth1 up'
 nsenter -t "$ns" -n udprecv 6666 >/tmp/received &
 
-config() { # FILE ALLOWED_DRIVER
+config() { # FILE ALLOWED_DRIVERS (TOML list items)
     cat >"$1" <<EOC
 journal = "/tmp/journal.jsonl"
 patch_module = "$KO"
-allowed_drivers = ["$2"]
-max_attempts = 3
+allowed_drivers = [$2]
+max_attempts = 2
 backoff = "1s"
-verify_timeout = "15s"
+verify_timeout = "8s"
 [policy]
 missing_poll_controller = "patch"
 [retry]
@@ -59,7 +59,7 @@ npt_check bad_config sh -c "test $bad_rc -eq 1 && test \$(wc -l </tmp/bad.out) -
 insmod /lib/kmods/emulate_pre419.ko
 
 # --- driver not on the allowlist: reported, never patched ------------------------
-config /tmp/ena.toml ena
+config /tmp/ena.toml '"ena"'
 start_agent /tmp/ena --config /tmp/ena.toml --once
 modprobe netconsole "$TARGET" >/tmp/modprobe.out 2>&1
 echo "modprobe exit $?"; cat /tmp/modprobe.out
@@ -74,7 +74,7 @@ rmmod netconsole 2>/dev/null
 npt_check not_allowlisted sh -c "test $ena_rc -eq 3 && grep -F '\"action\":\"decide\"' /tmp/ena.out | grep -F '\"result\":\"reported\"' | grep -q 'driver virtio_net of eth0 is not in allowed_drivers' && ! test -d /sys/module/netpoll_patch"
 
 # --- dry run: decides and journals, changes nothing ------------------------------
-config /tmp/virtio.toml virtio_net
+config /tmp/virtio.toml '"virtio_net", "dummy"'
 start_agent /tmp/dry --config /tmp/virtio.toml --dry-run --once
 modprobe netconsole "$TARGET" >/dev/null 2>&1
 wait $agent
@@ -139,6 +139,34 @@ if nlhelper netkit-add nk0 nk1 2>/dev/null; then
 else
     npt_skip netkit_never_patched "no netkit on $NPT_KERNEL (netkit arrived in 6.7)"
 fi
+
+# --- a device that vanishes while the agent handles it: the agent goes on -------
+modprobe dummy
+ip link add d5 type dummy
+ip addr add 10.99.5.1/24 dev d5
+ip link set d5 up
+t=/sys/kernel/config/netconsole/d5t
+mkdir $t
+echo d5 >$t/dev_name
+echo 10.99.5.2 >$t/remote_ip
+echo 1 >$t/enabled 2>/dev/null     # refused: dummy has no poll controller (emulated rule)
+ip link del d5
+rmdir $t 2>/dev/null
+n=0
+while ! grep -F '"dev":"d5"' /tmp/journal.jsonl | grep -qF '"action":"verify"' && \
+      ! grep -F '"dev":"d5"' /tmp/journal.jsonl | grep -F '"action":"patch"' | grep -qF '"result":"failed"' && [ $n -lt 60 ]; do
+    sleep 1; n=$((n + 1))
+done
+grep -F '"dev":"d5"' /tmp/journal.jsonl
+npt_check device_vanished sh -c "kill -0 $agent && grep -F '\"dev\":\"d5\"' /tmp/journal.jsonl | grep -qF '\"result\":\"failed\"'"
+# ... and handles the next failure as usual.
+t=/sys/kernel/config/netconsole/gone
+mkdir $t
+echo eth7 >$t/dev_name
+echo 1 >$t/enabled 2>/dev/null
+n=0
+while ! grep -F '"dev":"eth7"' /tmp/journal.jsonl | grep -qF '"action":"decide"' && [ $n -lt 30 ]; do sleep 1; n=$((n + 1)); done
+npt_check still_working sh -c "grep -F '\"dev\":\"eth7\"' /tmp/journal.jsonl | grep -F '\"result\":\"reported\"' | grep -qF '\"cause\":\"no_such_device\"'"
 
 # --- SIGTERM: a clean stop, journalled ------------------------------------------
 kill -TERM $agent

@@ -7,7 +7,7 @@
 # kernels: 5.10 6.1 6.12
 # nics: virtio
 # timeout: 300
-# checks: json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
+# checks: bpf_log_quiet bpf_log_verbose json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
 . /lib.sh
 
 ip addr add 10.99.0.1/24 dev eth0
@@ -36,7 +36,13 @@ ifindex=$(cat /sys/class/net/eth0/ifindex)
 npt_check ok_ifindex json_lines /tmp/ok.json '"fn":"__netpoll_setup"' "\"ifindex\":$ifindex,"
 # The ops table was read through BTF offsets: a boolean, never null, on a BTF kernel.
 npt_check ok_ops_read sh -c "grep -F '\"fn\":\"__netpoll_setup\"' /tmp/ok.json | grep -Eq '\"has_poll_controller\":(true|false)'"
+# The programs' own log records (aya-log): silent by default, shown with -vv.
+npt_check bpf_log_quiet sh -c "! grep -q 'set-up fn=' /tmp/ok.err"
 npt_check ok_kernel_log sh -c "dmesg | grep -Eq 'netpoll: netconsole: local IP(v4 address)? 10.99.0.1'"
+rmmod netconsole
+netpoll-trace -vv watch -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/dev/null 2>/tmp/verbose.err
+grep 'set-up fn=' /tmp/verbose.err
+npt_check bpf_log_verbose grep -q 'set-up fn=2 depth=1 ret=0' /tmp/verbose.err
 rmmod netconsole
 
 # --- failure: dummy device without an IPv4 address -------------------------------

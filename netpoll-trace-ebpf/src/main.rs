@@ -21,6 +21,7 @@ use aya_ebpf::{
 };
 #[allow(deprecated)]
 use aya_ebpf::helpers::bpf_probe_read_str;
+use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
     Config, IFNAMSIZ, InflightKey, MAX_DEPTH, PollEvent, PollStart, PollStats, SetupEvent,
     config_flags as cf, event_flags as ef, function, poll_bucket,
@@ -253,8 +254,13 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
 
 fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().ok_or(1i64)?;
+    let Some(depth) = unsafe { DEPTH.get(pid_tgid) }.copied() else {
+        // Attached while the call was already running: nothing to pair with.
+        debug!(ctx, "set-up returned without a recorded entry (attached mid-call)");
+        return Err(1);
+    };
     if depth == 0 || depth > MAX_DEPTH {
+        warn!(ctx, "set-up nesting depth {} out of range; entry dropped", depth);
         let _ = DEPTH.remove(pid_tgid);
         return Err(1);
     }
@@ -271,6 +277,7 @@ fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
     // `int` return: the low 32 bits of the return register.
     ev.ret = ret as u32 as i32;
     ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
+    debug!(ctx, "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret);
     SETUP_EVENTS.output(ctx, &*ev, 0);
     let _ = INFLIGHT.remove(key);
     Ok(())

@@ -15,23 +15,30 @@ impl Enricher {
     }
 
     pub fn enrich(&self, r: &mut SetupRecord) {
-        if let Some(dev) = &r.dev {
-            r.driver = driver_of(dev);
-        }
         if let (Some(ks), Some(addr)) = (&self.kallsyms, r.ops_addr)
             && let Some((name, module)) = ks.symbol_at(addr)
         {
             r.ops_symbol = Some(name.to_string());
             r.ops_module = module.map(str::to_string);
         }
+        if let Some(dev) = &r.dev {
+            r.driver = driver_of(dev);
+        }
+        // Neither ethtool nor sysfs knew: the module owning the ops, if any.
+        if r.driver.is_none() {
+            r.driver = r.ops_module.clone();
+        }
     }
 }
 
-/// The bound driver of a device, from /sys/class/net/DEV/device/driver; virtual
-/// devices (no parent device) report their rtnl kind through uevent's DEVTYPE.
+/// The driver of a device: what the driver itself says (ethtool), else the bound
+/// driver in /sys/class/net/DEV/device/driver, else uevent's DEVTYPE.
 pub fn driver_of(dev: &str) -> Option<String> {
     if dev.contains('/') || dev.contains("..") {
         return None;
+    }
+    if let Some((driver, _version)) = crate::ethtool::driver_info(dev) {
+        return Some(driver);
     }
     let base = Path::new("/sys/class/net").join(dev);
     if let Ok(target) = std::fs::read_link(base.join("device/driver")) {

@@ -84,6 +84,8 @@ pub struct Loaded {
     pub setup_events: PerfEventArray<MapData>,
     pub poll_events: PerfEventArray<MapData>,
     pub method: AttachMethod,
+    /// Log records of the programs (aya-log), forwarded to the userspace logger.
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Why fentry was not used, when auto fell back to kprobes.
     pub fallback_reason: Option<String>,
     /// Functions attached to.
@@ -138,7 +140,17 @@ pub fn load_and_attach(config: &Config, choice: AttachChoice) -> Result<Loaded> 
 }
 
 fn attach_all(config: &Config, method: AttachMethod) -> Result<Loaded> {
-    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(|e| {
+    // The programs' log statements are switched off in the kernel unless the
+    // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
+    let level: u8 = match log::max_level() {
+        log::LevelFilter::Off => 0,
+        log::LevelFilter::Error => 1,
+        log::LevelFilter::Warn => 2,
+        log::LevelFilter::Info => 3,
+        log::LevelFilter::Debug => 4,
+        log::LevelFilter::Trace => 5,
+    };
+    let mut ebpf = EbpfLoader::new().override_global("AYA_LOG_LEVEL", &level, true).load(EBPF_OBJECT).map_err(|e| {
         anyhow!("loading the eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks")
     })?;
     let mut cfg: Array<_, Config> =
@@ -175,7 +187,14 @@ fn attach_all(config: &Config, method: AttachMethod) -> Result<Loaded> {
     };
     let setup_events = take("SETUP_EVENTS")?;
     let poll_events = take("POLL_EVENTS")?;
-    Ok(Loaded { ebpf, setup_events, poll_events, method, fallback_reason: None, attached, skipped, attach_ms: 0.0 })
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn!("the programs' log records are unavailable: {e}");
+            None
+        }
+    };
+    Ok(Loaded { ebpf, setup_events, poll_events, method, logger, fallback_reason: None, attached, skipped, attach_ms: 0.0 })
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, t: &Target) -> Result<()> {

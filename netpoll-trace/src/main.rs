@@ -10,6 +10,7 @@ mod correlate;
 mod diagnosis;
 mod enrich;
 mod errno;
+mod ethtool;
 mod event;
 mod journal;
 mod exit;

@@ -51,6 +51,8 @@ pub struct Tracer {
     readers: JoinSet<()>,
     assembler: Assembler,
     tick: tokio::time::Interval,
+    /// The programs' aya-log records, forwarded to the `log` crate as they come.
+    logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     /// The line announcing the tracer is attached.
     pub ready: String,
     /// Warnings from start-up (fallbacks, unresolved fields).
@@ -79,6 +81,17 @@ impl Tracer {
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
         let mut loaded = loader::load_and_attach(&config, opts.attach)?;
+        let logger = match loaded.logger.take() {
+            // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
+            Some(l) => match unsafe { AsyncFd::register(l) } {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    notes.push(format!("cannot poll the programs' log records: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
 
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -106,6 +119,7 @@ impl Tracer {
             readers,
             assembler: Assembler::new(kmsg),
             tick: tokio::time::interval(GRACE),
+            logger,
             ready,
             notes,
         })
@@ -114,9 +128,20 @@ impl Tracer {
     /// Waits for events or the next tick; returns what became complete (maybe nothing).
     /// Cancel-safe: nothing is lost when the caller's select! picks another branch.
     pub async fn next(&mut self) -> Vec<Output> {
+        let logs = async {
+            match self.logger.as_mut() {
+                Some(fd) => fd.readable_mut().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(msg) = self.rx.recv() => self.assembler.take(msg),
             _ = self.tick.tick() => self.assembler.flush(false),
+            Some(mut guard) = logs => {
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+                Vec::new()
+            }
         }
     }
 
@@ -130,6 +155,9 @@ impl Tracer {
             out.extend(self.assembler.take(msg));
         }
         out.extend(self.assembler.flush(true));
+        if let Some(fd) = self.logger.as_mut() {
+            fd.get_mut().flush();
+        }
         let stats = match poll::read_stats(&self.loaded.ebpf, monotonic_ns()) {
             Ok(s) => s,
             Err(e) => {
