@@ -11,7 +11,7 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new() -> Self {
-        Self { kallsyms: Kallsyms::read().ok().filter(Kallsyms::has_addresses) }
+        Self { kallsyms: Kallsyms::read_data().ok().filter(Kallsyms::has_addresses) }
     }
 
     pub fn enrich(&self, r: &mut SetupRecord) {

@@ -12,15 +12,42 @@ pub struct Kallsyms {
     by_addr: Vec<(u64, String, Option<String>)>,
 }
 
+/// Which of `names` /proc/kallsyms-format `text` lists, without storing the table
+/// (the kernel has well over 100,000 symbols; start-up only needs a few).
+pub fn present(text: &str, names: &[&str]) -> Vec<bool> {
+    let mut found = vec![false; names.len()];
+    for line in text.lines() {
+        if let Some(name) = line.split_whitespace().nth(2)
+            && let Some(i) = names.iter().position(|n| *n == name)
+        {
+            found[i] = true;
+        }
+    }
+    found
+}
+
+/// Which of `names` the running kernel has.
+pub fn functions_present(names: &[&str]) -> std::io::Result<Vec<bool>> {
+    Ok(present(&std::fs::read_to_string("/proc/kallsyms")?, names))
+}
+
 impl Kallsyms {
     pub fn parse(text: &str) -> Self {
+        Self::parse_kinds(text, |_| true)
+    }
+
+    /// Keeps only symbols whose kind letter passes `keep`.
+    fn parse_kinds(text: &str, keep: impl Fn(char) -> bool) -> Self {
         let mut ks = Self::default();
         for line in text.lines() {
             let mut parts = line.split_whitespace();
-            let (Some(addr), Some(_kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
+            if !kind.chars().next().is_some_and(&keep) {
+                continue;
+            }
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
             let module = parts
                 .next()
@@ -36,6 +63,13 @@ impl Kallsyms {
 
     pub fn read() -> std::io::Result<Self> {
         Ok(Self::parse(&std::fs::read_to_string("/proc/kallsyms")?))
+    }
+
+    /// Data objects only (an ops table is read-only or initialised data): what the
+    /// long-running enrichment needs, at a fraction of the memory.
+    pub fn read_data() -> std::io::Result<Self> {
+        let text = std::fs::read_to_string("/proc/kallsyms")?;
+        Ok(Self::parse_kinds(&text, |k| matches!(k, 'r' | 'R' | 'd' | 'D')))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -78,5 +112,8 @@ ffffffffc0123000 r virtnet_netdev\t[virtio_net]
         assert_eq!(ks.symbol_at(0xffffffffc0123008), None);
         assert!(ks.has_addresses());
         assert!(!Kallsyms::parse("0000000000000000 T foo\n").has_addresses());
+        let data = Kallsyms::parse_kinds(SAMPLE, |k| matches!(k, 'r' | 'R' | 'd' | 'D'));
+        assert!(data.contains("virtnet_netdev") && !data.contains("netpoll_setup"));
+        assert_eq!(present(SAMPLE, &["__netpoll_setup", "netpoll_poll_dev"]), [true, false]);
     }
 }

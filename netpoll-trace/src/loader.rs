@@ -12,7 +12,6 @@ use aya::{
 };
 use netpoll_trace_common::Config;
 
-use crate::kallsyms::Kallsyms;
 
 /// The programs, built by build.rs from netpoll-trace-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
@@ -108,38 +107,44 @@ impl fmt::Display for Unsupported {
 
 impl std::error::Error for Unsupported {}
 
+/// Which TARGETS the kernel has (one read of /proc/kallsyms).
+fn targets_present() -> Result<Vec<bool>> {
+    let names: Vec<&str> = TARGETS.iter().map(|t| t.function).collect();
+    crate::kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)")
+}
+
 /// Fails with `Unsupported` (exit 4) when the kernel lacks a function we must probe.
-pub fn require_functions() -> Result<()> {
-    let ks = Kallsyms::read().context("reading /proc/kallsyms (are you root?)")?;
+pub fn require_functions() -> Result<Vec<bool>> {
+    let present = targets_present()?;
     let missing: Vec<&str> =
-        TARGETS.iter().filter(|t| t.required && !ks.contains(t.function)).map(|t| t.function).collect();
+        TARGETS.iter().zip(&present).filter(|(t, p)| t.required && !**p).map(|(t, _)| t.function).collect();
     if !missing.is_empty() {
         bail!(Unsupported(format!(
             "this kernel has no {} (built without CONFIG_NETPOLL?); run `netpoll-trace check`",
             missing.join(", ")
         )));
     }
-    Ok(())
+    Ok(present)
 }
 
-pub fn load_and_attach(config: &Config, choice: AttachChoice) -> Result<Loaded> {
+/// `present` is what `require_functions` returned.
+pub fn load_and_attach(config: &Config, choice: AttachChoice, present: &[bool]) -> Result<Loaded> {
     let start = Instant::now();
-    require_functions()?;
     let (loaded, fallback_reason) = match choice {
-        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe)?, None),
-        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry)?, None),
-        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry) {
+        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe, present)?, None),
+        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry, present)?, None),
+        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry, present) {
             Ok(l) => (l, None),
             Err(e) => {
                 log::info!("fentry unavailable, falling back to kprobes: {e:#}");
-                (attach_all(config, AttachMethod::Kprobe)?, Some(format!("{e:#}")))
+                (attach_all(config, AttachMethod::Kprobe, present)?, Some(format!("{e:#}")))
             }
         },
     };
     Ok(Loaded { fallback_reason, attach_ms: start.elapsed().as_secs_f64() * 1e3, ..loaded })
 }
 
-fn attach_all(config: &Config, method: AttachMethod) -> Result<Loaded> {
+fn attach_all(config: &Config, method: AttachMethod, present: &[bool]) -> Result<Loaded> {
     // The programs' log statements are switched off in the kernel unless the
     // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
     let level: u8 = match log::max_level() {
@@ -158,16 +163,18 @@ fn attach_all(config: &Config, method: AttachMethod) -> Result<Loaded> {
     cfg.set(0, *config, 0).context("writing struct offsets to the CONFIG map")?;
 
     let btf = match method {
+        AttachMethod::Fentry if !std::path::Path::new(crate::btf_offsets::SYSFS_VMLINUX).exists() => {
+            bail!("fentry needs the kernel's BTF and there is no {}", crate::btf_offsets::SYSFS_VMLINUX)
+        }
         AttachMethod::Fentry => Some(
             Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))?,
         ),
         AttachMethod::Kprobe => None,
     };
-    let ks = Kallsyms::read().context("reading /proc/kallsyms")?;
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
-    for t in &TARGETS {
-        if !t.required && !ks.contains(t.function) {
+    for (t, present) in TARGETS.iter().zip(present) {
+        if !t.required && !present {
             skipped.push((t.function, "not in /proc/kallsyms".to_string()));
             continue;
         }

@@ -61,7 +61,7 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Self> {
-        loader::require_functions()?;
+        let present = loader::require_functions()?;
         let mut notes = Vec::new();
         // Opened before attaching, so every kernel line about our set-ups comes after it.
         let kmsg = match kmsg::KmsgReader::open() {
@@ -80,7 +80,7 @@ impl Tracer {
         }
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
-        let mut loaded = loader::load_and_attach(&config, opts.attach)?;
+        let mut loaded = loader::load_and_attach(&config, opts.attach, &present)?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {
