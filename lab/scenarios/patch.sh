@@ -8,7 +8,7 @@
 # kernels: 5.10 6.1 6.12
 # nics: virtio e1000 virtio
 # timeout: 400
-# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_restores delivered_after_unpatch delete_patched_device module_unloaded
+# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_restores traffic_unpatched delivered_after_unpatch delete_patched_device module_unloaded
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -54,6 +54,13 @@ patch_rc=$?
 cat /tmp/patch.out
 netpoll-trace status | tee /tmp/status.out
 npt_check patch_eth0 sh -c "test $patch_rc -eq 0 && grep -q 'patched eth0: ops virtnet_netdev \[virtio_net\]' /tmp/patch.out && grep -q 'owner=virtio_net' /sys/module/netpoll_patch/parameters/state"
+# The module recorded the driver's own table as the original ops (by address).
+orig=$(sed -n 's/^eth0 .*orig_ops=\([0-9a-f]*\).*/\1/p' /sys/module/netpoll_patch/parameters/state)
+table=$(grep -w virtnet_netdev /proc/kallsyms | cut -d' ' -f1)
+echo "orig_ops $orig, virtnet_netdev at $table"
+npt_check orig_ops_recorded sh -c "test -n '$orig' && test '$orig' = '$table'"
+# Ordinary traffic on the patched device.
+npt_check traffic_patched ping -c 3 -W 5 10.99.0.2
 netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/patched.json 2>/tmp/patched.err
 echo "watch exit $?"; cat /tmp/patched.err /tmp/patched.json
 # While patched, the device's ops are the private copy (no kernel symbol) with a hook.
@@ -89,6 +96,7 @@ netpoll-trace unpatch eth0 | tee /tmp/unpatch.out
 netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/unpatched.json 2>/tmp/unpatched.err
 cat /tmp/unpatched.json
 npt_check unpatch_restores sh -c "grep -q 'restored eth0: ops virtnet_netdev \[virtio_net\]' /tmp/unpatch.out && grep -F '\"fn\":\"__netpoll_setup\"' /tmp/unpatched.json | grep -F '\"ops_symbol\":\"virtnet_netdev\"' | grep -qF '\"has_poll_controller\":false'"
+npt_check traffic_unpatched ping -c 3 -W 5 10.99.0.2
 echo "<2>npt-hello-unpatched $$" >/dev/kmsg
 sleep 3
 npt_check delivered_after_unpatch grep -q "npt-hello-unpatched $$" /tmp/received

@@ -96,6 +96,8 @@ pub mod tests {
             pid: 100,
             comm: Some("modprobe".into()),
             driver: None,
+            driver_version: None,
+            kernel: None,
             ops_symbol: None,
             ops_module: None,
             has_poll_controller: Some(false),

@@ -7,11 +7,15 @@ use crate::{event::SetupRecord, kallsyms::Kallsyms};
 
 pub struct Enricher {
     kallsyms: Option<Kallsyms>,
+    kernel: Option<String>,
 }
 
 impl Enricher {
     pub fn new() -> Self {
-        Self { kallsyms: Kallsyms::read_data().ok().filter(Kallsyms::has_addresses) }
+        Self {
+            kallsyms: Kallsyms::read_data().ok().filter(Kallsyms::has_addresses),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+        }
     }
 
     pub fn enrich(&self, r: &mut SetupRecord) {
@@ -21,8 +25,12 @@ impl Enricher {
             r.ops_symbol = Some(name.to_string());
             r.ops_module = module.map(str::to_string);
         }
+        r.kernel = self.kernel.clone();
         if let Some(dev) = &r.dev {
-            r.driver = driver_of(dev);
+            (r.driver, r.driver_version) = match crate::ethtool::driver_info(dev) {
+                Some((driver, version)) => (Some(driver), version),
+                None => (driver_of(dev), None),
+            };
         }
         // Neither ethtool nor sysfs knew: the module owning the ops, if any.
         if r.driver.is_none() {

@@ -71,6 +71,10 @@ pub struct SetupRecord {
     pub pid: u32,
     pub comm: Option<String>,
     pub driver: Option<String>,
+    /// The driver's own version string (ethtool), when it reports one.
+    pub driver_version: Option<String>,
+    /// Release of the kernel that made the call.
+    pub kernel: Option<String>,
     pub ops_symbol: Option<String>,
     pub ops_module: Option<String>,
     pub has_poll_controller: Option<bool>,
@@ -108,6 +112,8 @@ impl SetupRecord {
             pid: (ev.pid_tgid >> 32) as u32,
             comm: cstr(&ev.comm),
             driver: None,
+            driver_version: None,
+            kernel: None,
             ops_symbol: None,
             ops_module: None,
             has_poll_controller: ops_known.then_some(ev.poll_controller != 0),

@@ -68,6 +68,8 @@ mod tests {
             pid: 77,
             comm: Some("modprobe".into()),
             driver: Some("virtio_net".into()),
+            driver_version: Some("1.0.0".into()),
+            kernel: Some("6.1.0-test".into()),
             ops_symbol: Some("virtnet_netdev".into()),
             ops_module: Some("virtio_net".into()),
             has_poll_controller: Some(false),
