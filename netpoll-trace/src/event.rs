@@ -44,7 +44,7 @@ pub fn decode_as<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Result<T> {
 }
 
 /// C string in a fixed buffer, or None when empty or not valid UTF-8.
-fn cstr(bytes: &[u8]) -> Option<String> {
+pub fn cstr(bytes: &[u8]) -> Option<String> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     let s = std::str::from_utf8(&bytes[..end]).ok()?;
     (!s.is_empty()).then(|| s.to_string())

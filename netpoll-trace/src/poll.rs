@@ -4,6 +4,8 @@
 use netpoll_trace_common::{POLL_BUCKETS, PollEvent, PollStats, event_flags as ef};
 use serde::Serialize;
 
+use crate::event::cstr;
+
 /// One histogram bucket: calls that took less than `le_ns` (and at least half that).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Bucket {
@@ -37,12 +39,6 @@ pub struct SlowPoll {
     /// Always 1: the contract gives every poll object a count.
     pub count: u64,
     pub duration_ns: u64,
-}
-
-fn cstr(b: &[u8]) -> Option<String> {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    let s = std::str::from_utf8(&b[..end]).ok()?;
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// Sums one device's per-CPU values. Identity comes from whichever CPU created
