@@ -13,11 +13,15 @@ use clap::{Parser, Subcommand};
 netconsole sends kernel messages over UDP through netpoll. When netpoll refuses a device, \
 modprobe fails with \"Unknown error 524\" (or, on kernels with dynamic netconsole, succeeds \
 while the target stays disabled). netpoll-trace attaches eBPF probes to the kernel's \
-netpoll set-up functions and reports every set-up: device, driver, ops table, return code.",
+netpoll set-up functions and reports every set-up: device, driver, ops table, return code, \
+and for each failure the cause and what to do. Where the cause is a missing \
+ndo_poll_controller (kernels before 4.19), `patch` or the `agent` can fix it at run time.",
     after_help = "Examples:\n  \
 netpoll-trace check\n  \
 netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/\n  \
-netpoll-trace watch --json --for 60s\n\n\
+netpoll-trace watch --json --for 60s\n  \
+netpoll-trace patch ens5 --module ./netpoll_patch.ko\n  \
+netpoll-trace agent --config /etc/netpoll-trace/agent.toml --dry-run\n\n\
 Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 netpoll failure observed (watch), \
 4 kernel cannot be traced."
 )]
