@@ -125,8 +125,23 @@ fn run_one(
         println!("lab: booting {} with scenario {} (console follows)", kernel.release, sc.name);
     }
     let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
-    let run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
-    let parsed = console::parse(&run.console);
+    let mut run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
+    let mut parsed = console::parse(&run.console);
+    // Under multi-threaded TCG a guest kernel occasionally dies while patching its own
+    // text at boot (an int3 oops in early initcalls), before /init runs any of our
+    // code. Such a run proves nothing either way: boot once more, say so, keep the log.
+    if parsed.boot.is_none() && !run.timed_out {
+        let first = work.join(format!("{}.boot-crash.log", sc.name));
+        let _ = std::fs::copy(&log, &first);
+        println!(
+            "{:<5} {:<24} kernel died before /init ({}); booting once more",
+            kernel.label,
+            sc.name,
+            first.strip_prefix(root).unwrap_or(&first).display()
+        );
+        run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
+        parsed = console::parse(&run.console);
+    }
     let v = verdict::judge(&parsed, &sc.header.checks, run.timed_out, timeout.as_secs());
     let log_shown = log.strip_prefix(root).unwrap_or(&log).display().to_string();
     println!("{}", report::result_line(kernel.label, &sc.name, &v, run.elapsed));
