@@ -73,7 +73,9 @@ fn marker<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
 fn parse_check(rest: &str) -> Option<Check> {
     let mut words = rest.trim().splitn(3, ' ');
     let name = words.next()?.to_string();
-    let word = words.next()?;
+    // Kernel console output (a printk at a console level) can land right after the
+    // status word on the same line: "pass[   26.10] ...". The word is what counts.
+    let word = words.next()?.split('[').next()?;
     let detail = words.next().unwrap_or("").trim().to_string();
     let status = match word {
         "pass" => Status::Pass,
@@ -162,5 +164,14 @@ mod tests {
     fn marker_after_kernel_noise_on_the_same_line() {
         let c = parse("[   5.1] virtio_net virtio0 eth0: up NPT-CHECK late pass\n");
         assert_eq!(c.checks[0].name, "late");
+    }
+
+    #[test]
+    fn kernel_output_glued_after_a_status_word_does_not_hide_the_check() {
+        let c = parse("NPT-CHECK traffic pass[   26.101154] npt-hello 100\nNPT-CHECK other fail[  1.0] boom detail\n");
+        assert_eq!(c.checks.len(), 2, "{:?}", c.checks);
+        assert_eq!(c.checks[0].name, "traffic");
+        assert!(matches!(c.checks[0].status, Status::Pass));
+        assert!(matches!(c.checks[1].status, Status::Fail(_)));
     }
 }
