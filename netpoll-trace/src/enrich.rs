@@ -29,7 +29,7 @@ impl Enricher {
         if let Some(dev) = &r.dev {
             (r.driver, r.driver_version) = match crate::ethtool::driver_info(dev) {
                 Some((driver, version)) => (Some(driver), version),
-                None => (driver_of(dev), None),
+                None => (sysfs_driver(dev), None),
             };
         }
         // Neither ethtool nor sysfs knew: the module owning the ops, if any.
@@ -39,14 +39,11 @@ impl Enricher {
     }
 }
 
-/// The driver of a device: what the driver itself says (ethtool), else the bound
-/// driver in /sys/class/net/DEV/device/driver, else uevent's DEVTYPE.
-pub fn driver_of(dev: &str) -> Option<String> {
+/// The driver of a device when ethtool could not say: the bound driver in
+/// /sys/class/net/DEV/device/driver, else uevent's DEVTYPE.
+fn sysfs_driver(dev: &str) -> Option<String> {
     if dev.contains('/') || dev.contains("..") {
         return None;
-    }
-    if let Some((driver, _version)) = crate::ethtool::driver_info(dev) {
-        return Some(driver);
     }
     let base = Path::new("/sys/class/net").join(dev);
     if let Ok(target) = std::fs::read_link(base.join("device/driver")) {
