@@ -197,6 +197,57 @@ pub struct PollStart {
     pub dev: u64,
 }
 
+/// Version of the flight recorder's pinned layout (maps, their key and value
+/// types). It is part of the pin directory's path, so an upgrade that changes the
+/// layout never reads or writes another version's pins.
+pub const RECORDER_SCHEMA: u32 = 1;
+
+/// Set-up events the recorder's ring keeps unless told otherwise at load.
+pub const DEFAULT_RING_SIZE: u32 = 1024;
+
+/// The recorder's header, the one entry of the pinned `META` array. Userspace
+/// writes it once, when it creates the pins; the programs record only while
+/// `schema` is set, and advance `next_seq`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecorderMeta {
+    /// `RECORDER_SCHEMA` of the code that created the pins; 0 while uninitialised.
+    pub schema: u32,
+    /// Capacity of the `RING` map (its max_entries).
+    pub ring_size: u32,
+    /// Sequence number the next set-up event takes; all events so far took
+    /// 0..next_seq, so next_seq - ring_size of them have been overwritten.
+    pub next_seq: u64,
+    /// CLOCK_MONOTONIC when the pins were created.
+    pub created_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<RecorderMeta>() == 24);
+
+/// Indices of the pinned per-CPU `LOSSES` array: what the recorder could not keep.
+pub mod loss {
+    /// Set-up events that found no free sequence number (heavy contention).
+    pub const UNRECORDED: u32 = 0;
+    /// Counter updates dropped because `COUNTERS` was full.
+    pub const COUNTERS_FULL: u32 = 1;
+    /// Entries of `LOSSES`.
+    pub const SLOTS: u32 = 2;
+}
+
+/// Key of the pinned per-device `COUNTERS` map: calls of one function on one
+/// device that returned one value (0 or a negative errno).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// The device's name, or for `netpoll_setup` the name asked for; zeros when unknown.
+    pub dev_name: [u8; IFNAMSIZ],
+    /// One of `function::*`.
+    pub function: u32,
+    pub ret: i32,
+}
+
+const _: () = assert!(core::mem::size_of::<CounterKey>() == 24);
+
 /// log2 bucket of a duration, shared so both sides agree on the bucket edges.
 #[inline(always)]
 pub fn poll_bucket(ns: u64) -> usize {
@@ -222,6 +273,8 @@ mod pod {
     unsafe impl aya::Pod for super::PollStats {}
     unsafe impl aya::Pod for super::PollEvent {}
     unsafe impl aya::Pod for super::PollStart {}
+    unsafe impl aya::Pod for super::RecorderMeta {}
+    unsafe impl aya::Pod for super::CounterKey {}
 }
 
 #[cfg(test)]

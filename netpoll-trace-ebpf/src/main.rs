@@ -23,9 +23,14 @@ use aya_ebpf::{
 use aya_ebpf::helpers::bpf_probe_read_str;
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
-    Config, IFNAMSIZ, InflightKey, MAX_DEPTH, PollEvent, PollStart, PollStats, SetupEvent,
-    config_flags as cf, event_flags as ef, function, poll_bucket,
+    Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, PollEvent, PollStart,
+    PollStats, RecorderMeta, SetupEvent, config_flags as cf, event_flags as ef, function, loss,
+    poll_bucket,
 };
+
+/// `bpf_map_update_elem` flag: fail when the key exists (the claim in `record`).
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i32 = 17;
 
 /// One entry: this kernel's struct layout, written by userspace before attach.
 #[map]
@@ -60,6 +65,29 @@ static POLL_SCRATCH: PerCpuArray<PollStats> = PerCpuArray::with_max_entries(1, 0
 /// Single slow `netpoll_poll_dev` calls.
 #[map]
 static POLL_EVENTS: PerfEventArray<PollEvent> = PerfEventArray::new(0);
+
+// The flight recorder: kept by the kernel, pinned under bpffs by userspace, so it
+// outlives the process that loaded it (and, with pinned links, keeps recording).
+
+/// The recorder's header (one entry).
+#[map]
+static META: Array<RecorderMeta> = Array::with_max_entries(1, 0);
+
+/// The last `ring_size` set-up events, keyed by sequence number. A hash, not an
+/// array: inserting with BPF_NOEXIST is the one atomic claim every kernel offers
+/// (fetching atomics need 5.12), so two CPUs can never write one slot and a lost
+/// event shows as a gap. Userspace sets max_entries to the ring size at load.
+#[map]
+static RING: HashMap<u64, SetupEvent> = HashMap::with_max_entries(DEFAULT_RING_SIZE, 0);
+
+/// Calls per (device, function, return value). Per CPU, like every counter here:
+/// fetching atomics need kernel 5.12 and Rust's need nightly intrinsics.
+#[map]
+static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// What the recorder could not keep (`loss::*`), so loss is never silent.
+#[map]
+static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::SLOTS, 0);
 
 // Two attach methods, one logic: kprobes everywhere, fentry/fexit where the kernel
 // has BPF trampolines (cheaper per call). Userspace loads one set.
@@ -279,8 +307,78 @@ fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
     ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
     debug!(ctx, "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret);
     SETUP_EVENTS.output(ctx, &*ev, 0);
+    record(ev);
+    count(ev);
     let _ = INFLIGHT.remove(key);
     Ok(())
+}
+
+fn lose(slot: u32) {
+    if let Some(p) = LOSSES.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Puts a finished event into the ring under the next free sequence number.
+fn record(ev: &SetupEvent) {
+    let Some(meta) = META.get_ptr_mut(0) else { return };
+    // SAFETY: the map value lives as long as the map; fields are read and stored
+    // whole, and a racing store of next_seq only makes the next claim retry.
+    let meta = unsafe { &mut *meta };
+    if meta.schema == 0 || meta.ring_size == 0 {
+        return; // userspace has not initialised the recorder
+    }
+    let n = meta.ring_size as u64;
+    let mut seq = meta.next_seq;
+    let mut tries = 0;
+    while tries < 4 {
+        if seq >= n {
+            let _ = RING.remove(seq - n);
+        }
+        if RING.insert(seq, ev, BPF_NOEXIST).is_ok() {
+            meta.next_seq = seq + 1;
+            return;
+        }
+        // Another CPU took this number (or the map is briefly full): try the next.
+        seq += 1;
+        tries += 1;
+    }
+    lose(loss::UNRECORDED);
+}
+
+/// Counts the call per device, function and return value.
+fn count(ev: &SetupEvent) {
+    let mut key = CounterKey { dev_name: [0; IFNAMSIZ], function: ev.function, ret: ev.ret };
+    if ev.flags & ef::DEV_NAME != 0 {
+        key.dev_name = ev.dev_name;
+    } else if ev.flags & ef::NP_DEV_NAME != 0 {
+        key.dev_name = ev.np_dev_name;
+    }
+    // A renamed device keeps old bytes after its name's NUL (strscpy does not pad):
+    // clear them, or one device would count under several keys.
+    let mut end = false;
+    for b in key.dev_name.iter_mut() {
+        if *b == 0 {
+            end = true;
+        }
+        if end {
+            *b = 0;
+        }
+    }
+    // This CPU's copy: no other writer. A key another CPU inserted first makes the
+    // insert fail with EEXIST; our copy of it then exists (zeroed) to add to.
+    if COUNTERS.get_ptr_mut(key).is_none() {
+        match COUNTERS.insert(key, 0u64, BPF_NOEXIST) {
+            Ok(()) => {}
+            Err(e) if e == -EEXIST => {}
+            Err(_) => return lose(loss::COUNTERS_FULL),
+        }
+    }
+    if let Some(p) = COUNTERS.get_ptr_mut(key) {
+        // SAFETY: this CPU's copy of the value.
+        unsafe { *p += 1 };
+    }
 }
 
 // bpf_probe_read_str, not the _kernel_ variant (5.5+), keeps older kernels in reach.

@@ -32,6 +32,7 @@ pub struct AgentArgs {
     pub journal: Option<PathBuf>,
     pub btf: Option<PathBuf>,
     pub attach: loader::AttachChoice,
+    pub recorder: crate::cli::RecorderArgs,
 }
 
 pub fn run(args: AgentArgs) -> Result<Exit> {
@@ -85,7 +86,21 @@ impl Agent {
 
     async fn run(mut self) -> Result<Exit> {
         let signals = Signals::install()?;
-        let opts = TraceOptions { btf: self.args.btf.clone(), attach: self.args.attach, slow_poll: Duration::from_millis(1) };
+        let r = &self.args.recorder;
+        // The agent always feeds the flight recorder; without --persist or --pin-dir
+        // a host that cannot pin (no bpffs) still gets remediation, with a warning.
+        let recorder = Some(crate::pipeline::RecorderOptions {
+            dir: r.dir(),
+            ring_size: r.ring_size,
+            persist: r.persist,
+            required: r.persist || r.pin_dir.is_some(),
+        });
+        let opts = TraceOptions {
+            btf: self.args.btf.clone(),
+            attach: self.args.attach,
+            slow_poll: Duration::from_millis(1),
+            recorder,
+        };
         let mut tracer = Tracer::start(&opts)?;
         for n in &tracer.notes {
             eprintln!("netpoll-trace: warning: {n}");

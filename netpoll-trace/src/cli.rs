@@ -33,14 +33,40 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The flight recorder's options, shared by `watch` and `agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecorderArgs {
+    /// Keep recording after this process ends: pin the probes' links as well as
+    /// the maps (fentry everywhere; kprobes only on kernels 5.15 and later).
+    #[arg(long)]
+    pub persist: bool,
+    /// The recorder's pin directory, on a bpffs mount [default: /sys/fs/bpf/netpoll-trace/v<schema>].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// Set-up events the recorder's ring keeps (used when the pins are created).
+    #[arg(long, value_name = "N", default_value_t = netpoll_trace_common::DEFAULT_RING_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub ring_size: u32,
+}
+
+impl RecorderArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.pin_dir.clone().unwrap_or_else(crate::recorder::default_dir)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Trace netpoll set-ups live: attach, run COMMAND (if given), report every set-up.
     #[command(after_help = "Probes are attached before COMMAND starts and drained after it exits.\n\
 Exit status: COMMAND's own; without COMMAND, 3 if a set-up failed, else 0.\n\n\
+With --persist (or --pin-dir), every set-up also goes into the kernel's flight recorder \
+(pinned maps, read by `dump`), and with --persist the probes stay attached after watch exits.\n\n\
 Examples:\n  \
 netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/\n  \
-netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs target")]
+netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs target\n  \
+netpoll-trace watch --persist --for 1s        # leave a flight recorder running\n  \
+netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dump --from run.jsonl")]
     Watch {
         /// One JSON object per line on stdout instead of the table.
         #[arg(long)]
@@ -61,6 +87,11 @@ netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs targe
         /// Also report single netpoll_poll_dev calls at least this slow.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
         slow_poll: Duration,
+        /// Also write every record as a JSON line to FILE (read back with `dump --from`).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        #[command(flatten)]
+        recorder: RecorderArgs,
         /// Command to run once the probes are attached.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -74,7 +105,11 @@ backoff, and verify by the next set-up event; every other cause is reported with
 remedies and never patched. Every decision and action is one `remediation` JSON line in \
 the journal (and on stdout). After attaching, the agent keeps only CAP_SYS_MODULE, \
 CAP_SYSLOG and CAP_DAC_OVERRIDE (CAP_SYSLOG alone with --dry-run). Stops cleanly on \
-SIGTERM/SIGINT.",
+SIGTERM/SIGINT.\n\n\
+The agent records every set-up in the kernel's flight recorder (pinned maps under \
+--pin-dir, read by `dump` even after the agent died); with --persist the probes stay \
+attached too. A second agent on the same pins is refused; one restarted on pinned probes \
+reuses them.",
         after_help = "Configuration (TOML), every key optional:\n  \
 journal = \"/var/log/netpoll-trace/journal.jsonl\"\n  \
 patch_module = \"/usr/lib/netpoll-trace/netpoll_patch.ko\"\n  \
@@ -103,6 +138,37 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         /// How to attach (see `watch --help`).
         #[arg(long, value_enum, default_value = "auto")]
         attach: crate::loader::AttachChoice,
+        #[command(flatten)]
+        recorder: RecorderArgs,
+    },
+    /// Post-mortem: print the flight recorder (or a JSON-lines file) with diagnoses.
+    #[command(long_about = "Post-mortem: print what the kernel's flight recorder kept, without \
+attaching anything: the last set-up events oldest first (with sequence numbers, so gaps show), \
+each failure diagnosed as `watch` does, then per-device counters (set-ups by result) and the \
+poll-latency histograms. Works after the recording process was killed, even by SIGKILL. \
+Device names, drivers and ops symbols are resolved at dump time and marked so. With --from, \
+reads a JSON-lines file from `watch --record`/`--json` or the agent's journal instead.",
+        after_help = "Examples:\n  netpoll-trace dump\n  netpoll-trace dump --json | jq 'select(.type==\"diagnosis\")'\n  \
+netpoll-trace dump --from /var/log/netpoll-trace/journal.jsonl\n\n\
+Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, foreign or corrupt.")]
+    Dump {
+        /// One JSON object per line (a `recorder` line, then setup, diagnosis, counter, poll).
+        #[arg(long)]
+        json: bool,
+        /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
+        #[arg(long, value_name = "DIR", conflicts_with = "from")]
+        pin_dir: Option<PathBuf>,
+        /// Read this JSON-lines file instead of the pins.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
+    /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
+    #[command(after_help = "Refuses while a watch or agent is recording into the directory, and \
+leaves a directory alone that is not a recorder.")]
+    Reset {
+        /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
+        #[arg(long, value_name = "DIR")]
+        pin_dir: Option<PathBuf>,
     },
     /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
     #[command(long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
@@ -181,6 +247,13 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn ring_size_is_bounded() {
+        assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "0"]).is_err());
+        assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "8"]).is_ok());
+        assert!(Cli::try_parse_from(["netpoll-trace", "dump", "--from", "x", "--pin-dir", "y"]).is_err());
     }
 
     #[test]

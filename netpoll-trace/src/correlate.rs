@@ -84,6 +84,8 @@ pub mod tests {
     pub fn rec(f: SetupFn, dev: &str, depth: u32, ts: u64, dur: u64, ret: i32) -> SetupRecord {
         SetupRecord {
             kind: "setup",
+            seq: None,
+            resolved_at: None,
             ts_ns: ts,
             function: f,
             netpoll: Some("netconsole".into()),

@@ -3,12 +3,12 @@
 
 use anyhow::{Result, ensure};
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::errno::Errno;
 
 /// Which set-up function a record describes, with its stable name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SetupFn {
     #[serde(rename = "netpoll_setup")]
     NetpollSetup,
@@ -52,10 +52,18 @@ pub fn cstr(bytes: &[u8]) -> Option<String> {
 
 /// One set-up call, as the JSON `setup` object of DESIGN.md section 4 (the
 /// enrichment fields are filled in by `enrich`). Unknown values are None (null).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Read back from JSON lines by `dump --from` (see `from_json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SetupRecord {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_deserializing, default = "setup_kind")]
     pub kind: &'static str,
+    /// The flight recorder's sequence number (dumps only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub seq: Option<u64>,
+    /// "dump" when names, driver and ops symbol were resolved at dump time, not
+    /// when the event was recorded (dumps only).
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub resolved_at: Option<&'static str>,
     pub ts_ns: u64,
     #[serde(rename = "fn")]
     pub function: SetupFn,
@@ -65,6 +73,8 @@ pub struct SetupRecord {
     pub dev: Option<String>,
     pub ifindex: Option<i32>,
     pub ret: i32,
+    /// Derived from `ret` (also when read back from JSON).
+    #[serde(skip_deserializing)]
     pub errno: Option<&'static str>,
     pub depth: u32,
     pub duration_ns: u64,
@@ -87,6 +97,10 @@ pub struct SetupRecord {
     pub netpoll_addr: u64,
 }
 
+fn setup_kind() -> &'static str {
+    "setup"
+}
+
 impl SetupRecord {
     pub fn from_event(ev: &SetupEvent) -> Option<Self> {
         let function = match ev.function {
@@ -100,6 +114,8 @@ impl SetupRecord {
         let ops_known = has(ef::OPS);
         Some(Self {
             kind: "setup",
+            seq: None,
+            resolved_at: None,
             ts_ns: ev.ts_ns,
             function,
             netpoll: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
@@ -126,6 +142,13 @@ impl SetupRecord {
 
     pub fn failed(&self) -> bool {
         self.ret < 0
+    }
+
+    /// A `setup` JSON line as written by `watch --json`/`--record` or a dump.
+    pub fn from_json(v: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut r: Self = serde_json::from_value(v)?;
+        r.errno = Errno::from_ret(r.ret).and_then(Errno::name);
+        Ok(r)
     }
 }
 
@@ -213,5 +236,21 @@ mod tests {
         let mut bad = ev;
         bad.function = 99;
         assert!(SetupRecord::from_event(&bad).is_none());
+    }
+
+    #[test]
+    fn a_json_line_reads_back_into_the_same_record() {
+        let mut r = SetupRecord::from_event(&inner_eth0()).unwrap();
+        r.driver = Some("virtio_net".into());
+        r.ops_addr = None;
+        r.netpoll_addr = 0;
+        let line = serde_json::to_string(&r).unwrap();
+        let back = SetupRecord::from_json(serde_json::from_str(&line).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.errno, Some("ENOTSUPP"));
+        let mut seq = r.clone();
+        seq.seq = Some(7);
+        assert!(serde_json::to_string(&seq).unwrap().contains(r#""seq":7"#));
+        assert!(!line.contains("seq"), "{line}");
     }
 }

@@ -55,13 +55,19 @@ pub struct KmsgReader {
 impl KmsgReader {
     /// Opens /dev/kmsg positioned at its end; None (with the reason) when unreadable.
     pub fn open() -> Result<Self, String> {
+        let reader = Self::open_from_start()?;
+        // SAFETY: lseek on an fd we own; SEEK_END on /dev/kmsg skips old records.
+        unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&reader.file), 0, libc::SEEK_END) };
+        Ok(reader)
+    }
+
+    /// Opens /dev/kmsg at its oldest retained record (for post-mortem dumps).
+    pub fn open_from_start() -> Result<Self, String> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/kmsg")
             .map_err(|e| format!("/dev/kmsg: {e}"))?;
-        // SAFETY: lseek on an fd we own; SEEK_END on /dev/kmsg skips old records.
-        unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&file), 0, libc::SEEK_END) };
         Ok(Self { file })
     }
 

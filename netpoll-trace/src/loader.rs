@@ -2,15 +2,36 @@
 //! attaches its probes: fentry/fexit where the kernel has BPF trampolines,
 //! kprobes otherwise, chosen at load time.
 
-use std::{fmt, time::Instant};
+use std::{fmt, path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, MapData, PerfEventArray},
-    programs::{FEntry, FExit, KProbe, ProgramError},
+    programs::{
+        FEntry, FExit, KProbe, ProgramError,
+        fentry::FEntryLinkId,
+        fexit::FExitLinkId,
+        kprobe::KProbeLinkId,
+        links::{FdLink, PinnedLink},
+    },
+    util::KernelVersion,
 };
 use netpoll_trace_common::Config;
+
+use crate::recorder;
+
+/// Where the flight recorder lives and how the programs feed it.
+pub struct RecorderPlan {
+    pub dir: PathBuf,
+    /// Capacity of the ring when the pins are created (an existing ring keeps its own).
+    pub ring_size: u32,
+    /// Pin the links too, so recording outlives this process.
+    pub persist: bool,
+    /// Programs whose links an earlier process pinned: they are recording into
+    /// these maps already, so nothing is attached a second time.
+    pub reuse_links: Vec<String>,
+}
 
 
 /// The programs, built by build.rs from netpoll-trace-ebpf.
@@ -93,6 +114,12 @@ pub struct Loaded {
     pub skipped: Vec<(&'static str, String)>,
     /// Wall time from the start of `load_and_attach` to the last probe attached.
     pub attach_ms: f64,
+    /// Programs whose links are pinned in the recorder's directory (by us or reused).
+    pub pinned_links: Vec<String>,
+    /// Why --persist could not pin the links, when it could not.
+    pub unpinnable: Option<String>,
+    /// The probes are an earlier process's pinned links, not ours.
+    pub reused: bool,
 }
 
 /// The kernel cannot be traced; maps to exit code 4.
@@ -128,23 +155,31 @@ pub fn require_functions() -> Result<Vec<bool>> {
 }
 
 /// `present` is what `require_functions` returned.
-pub fn load_and_attach(config: &Config, choice: AttachChoice, present: &[bool]) -> Result<Loaded> {
+pub fn load_and_attach(
+    config: &Config,
+    choice: AttachChoice,
+    present: &[bool],
+    recorder: Option<&RecorderPlan>,
+) -> Result<Loaded> {
     let start = Instant::now();
     let (loaded, fallback_reason) = match choice {
-        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe, present)?, None),
-        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry, present)?, None),
-        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry, present) {
+        _ if recorder.is_some_and(|r| !r.reuse_links.is_empty()) => (reuse_pinned(config, recorder.unwrap())?, None),
+        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe, present, recorder)?, None),
+        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry, present, recorder)?, None),
+        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry, present, recorder) {
             Ok(l) => (l, None),
             Err(e) => {
                 log::info!("fentry unavailable, falling back to kprobes: {e:#}");
-                (attach_all(config, AttachMethod::Kprobe, present)?, Some(format!("{e:#}")))
+                (attach_all(config, AttachMethod::Kprobe, present, recorder)?, Some(format!("{e:#}")))
             }
         },
     };
     Ok(Loaded { fallback_reason, attach_ms: start.elapsed().as_secs_f64() * 1e3, ..loaded })
 }
 
-fn attach_all(config: &Config, method: AttachMethod, present: &[bool]) -> Result<Loaded> {
+/// Loads the object (maps from the recorder's pins when there is one) and writes
+/// the configuration; attaches nothing.
+fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
     // The programs' log statements are switched off in the kernel unless the
     // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
     let level: u8 = match log::max_level() {
@@ -155,39 +190,36 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool]) -> Result
         log::LevelFilter::Debug => 4,
         log::LevelFilter::Trace => 5,
     };
-    let mut ebpf = EbpfLoader::new().override_global("AYA_LOG_LEVEL", &level, true).load(EBPF_OBJECT).map_err(|e| {
+    let mut loader = EbpfLoader::new();
+    loader.override_global("AYA_LOG_LEVEL", &level, true);
+    if let Some(r) = recorder {
+        std::fs::create_dir_all(&r.dir).with_context(|| format!("creating pin directory {}", r.dir.display()))?;
+        // aya opens a map already pinned at its path and pins a new one otherwise.
+        for m in &recorder::MAPS {
+            loader.map_pin_path(m.name, r.dir.join(m.name));
+        }
+        loader.map_max_entries("RING", r.ring_size);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
         anyhow!("loading the eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks")
     })?;
     let mut cfg: Array<_, Config> =
         Array::try_from(ebpf.map_mut("CONFIG").ok_or_else(|| anyhow!("eBPF object has no CONFIG map"))?)?;
     cfg.set(0, *config, 0).context("writing struct offsets to the CONFIG map")?;
-
-    let btf = match method {
-        AttachMethod::Fentry if !std::path::Path::new(crate::btf_offsets::SYSFS_VMLINUX).exists() => {
-            bail!("fentry needs the kernel's BTF and there is no {}", crate::btf_offsets::SYSFS_VMLINUX)
-        }
-        AttachMethod::Fentry => Some(
-            Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))?,
-        ),
-        AttachMethod::Kprobe => None,
-    };
-    let mut attached = Vec::new();
-    let mut skipped = Vec::new();
-    for (t, present) in TARGETS.iter().zip(present) {
-        if !t.required && !present {
-            skipped.push((t.function, "not in /proc/kallsyms".to_string()));
-            continue;
-        }
-        let result = match &btf {
-            Some(btf) => attach_fentry(&mut ebpf, t, btf),
-            None => attach_kprobe(&mut ebpf, t),
-        };
-        match result {
-            Ok(()) => attached.push(t.function),
-            Err(e) if !t.required => skipped.push((t.function, format!("{e:#}"))),
-            Err(e) => return Err(e),
-        }
+    if let Some(r) = recorder {
+        let meta = ebpf.map_mut("META").ok_or_else(|| anyhow!("eBPF object has no META map"))?;
+        recorder::init_meta(meta, r.ring_size, crate::pipeline::monotonic_ns())?;
     }
+    Ok(ebpf)
+}
+
+/// The perf arrays and the programs' log channel of a loaded object.
+fn finish(
+    mut ebpf: Ebpf,
+    method: AttachMethod,
+    attached: Vec<&'static str>,
+    skipped: Vec<(&'static str, String)>,
+) -> Result<Loaded> {
     let mut take = |name: &str| -> Result<PerfEventArray<MapData>> {
         let map = ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
         Ok(PerfEventArray::try_from(map)?)
@@ -201,28 +233,161 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool]) -> Result
             None
         }
     };
-    Ok(Loaded { ebpf, setup_events, poll_events, method, logger, fallback_reason: None, attached, skipped, attach_ms: 0.0 })
+    Ok(Loaded {
+        ebpf,
+        setup_events,
+        poll_events,
+        method,
+        logger,
+        fallback_reason: None,
+        attached,
+        skipped,
+        attach_ms: 0.0,
+        pinned_links: Vec::new(),
+        unpinnable: None,
+        reused: false,
+    })
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, t: &Target) -> Result<()> {
+/// An earlier process's pinned links are recording: read their maps, attach nothing.
+fn reuse_pinned(config: &Config, plan: &RecorderPlan) -> Result<Loaded> {
+    let ebpf = load(config, Some(plan))?;
+    let is = |name: &str| plan.reuse_links.iter().any(|l| l == name);
+    let method = if TARGETS.iter().any(|t| is(t.fentry.0)) { AttachMethod::Fentry } else { AttachMethod::Kprobe };
+    let attached =
+        TARGETS.iter().filter(|t| is(t.fentry.0) || is(t.kprobe.0)).map(|t| t.function).collect();
+    let mut loaded = finish(ebpf, method, attached, Vec::new())?;
+    // The running programs log into their own object's channel, not this one's.
+    loaded.logger = None;
+    loaded.pinned_links = plan.reuse_links.clone();
+    loaded.reused = true;
+    Ok(loaded)
+}
+
+/// A link to pin, by program.
+enum LinkId {
+    Kprobe(&'static str, KProbeLinkId),
+    FEntry(&'static str, FEntryLinkId),
+    FExit(&'static str, FExitLinkId),
+}
+
+/// Kprobe links can be pinned only as BPF perf links (bpf_link_create for
+/// perf events, kernel 5.15); fentry/fexit links always are BPF links.
+fn kprobe_links_pinnable() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0))
+}
+
+fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder: Option<&RecorderPlan>) -> Result<Loaded> {
+    let mut ebpf = load(config, recorder)?;
+
+    let btf = match method {
+        AttachMethod::Fentry if !std::path::Path::new(crate::btf_offsets::SYSFS_VMLINUX).exists() => {
+            bail!("fentry needs the kernel's BTF and there is no {}", crate::btf_offsets::SYSFS_VMLINUX)
+        }
+        AttachMethod::Fentry => Some(
+            Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))?,
+        ),
+        AttachMethod::Kprobe => None,
+    };
+    let mut attached = Vec::new();
+    let mut skipped = Vec::new();
+    let mut links = Vec::new();
+    for (t, present) in TARGETS.iter().zip(present) {
+        if !t.required && !present {
+            skipped.push((t.function, "not in /proc/kallsyms".to_string()));
+            continue;
+        }
+        let result = match &btf {
+            Some(btf) => attach_fentry(&mut ebpf, t, btf),
+            None => attach_kprobe(&mut ebpf, t),
+        };
+        match result {
+            Ok(ids) => {
+                attached.push(t.function);
+                links.extend(ids);
+            }
+            Err(e) if !t.required => skipped.push((t.function, format!("{e:#}"))),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut pinned = Vec::new();
+    let mut unpinnable = None;
+    if let Some(plan) = recorder.filter(|r| r.persist) {
+        if method == AttachMethod::Kprobe && !kprobe_links_pinnable() {
+            unpinnable = Some(
+                "kprobe links can be pinned only on kernels 5.15 and later (BPF perf links): the probes end with this process; the recorded maps stay pinned"
+                    .to_string(),
+            );
+        } else {
+            pinned = pin_links(&mut ebpf, links, &plan.dir)?;
+        }
+    }
+    let mut loaded = finish(ebpf, method, attached, skipped)?;
+    loaded.pinned_links = pinned;
+    loaded.unpinnable = unpinnable;
+    Ok(loaded)
+}
+
+/// Pins every link, all or nothing: on a failure the pins made so far are removed
+/// (and with them their links) and the start fails.
+fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Result<Vec<String>> {
+    let mut done: Vec<(String, PinnedLink)> = Vec::new();
+    let undo = |done: Vec<(String, PinnedLink)>| {
+        for (_, p) in done {
+            let _ = p.unpin();
+        }
+    };
+    for link in links {
+        let (name, fd) = match take_fd_link(ebpf, link) {
+            Ok(x) => x,
+            Err(e) => {
+                undo(done);
+                return Err(e);
+            }
+        };
+        let path = dir.join(format!("{}{name}", recorder::LINK_PREFIX));
+        match fd.pin(&path) {
+            Ok(p) => done.push((name.to_string(), p)),
+            Err(e) => {
+                undo(done);
+                bail!("pinning the link of {name} at {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(done.into_iter().map(|(n, _)| n).collect())
+}
+
+fn take_fd_link(ebpf: &mut Ebpf, link: LinkId) -> Result<(&'static str, FdLink)> {
+    Ok(match link {
+        LinkId::FEntry(name, id) => (name, program::<FEntry>(ebpf, name)?.take_link(id)?.into()),
+        LinkId::FExit(name, id) => (name, program::<FExit>(ebpf, name)?.take_link(id)?.into()),
+        LinkId::Kprobe(name, id) => {
+            let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
+            (name, FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))?)
+        }
+    })
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, t: &Target) -> Result<Vec<LinkId>> {
+    let mut ids = Vec::new();
     for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
         prog.load().map_err(|e| program_error(kind, name, t.function, e))?;
-        prog.attach(t.function, 0).map_err(|e| program_error(kind, name, t.function, e))?;
+        ids.push(LinkId::Kprobe(name, prog.attach(t.function, 0).map_err(|e| program_error(kind, name, t.function, e))?));
     }
-    Ok(())
+    Ok(ids)
 }
 
-fn attach_fentry(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<()> {
+fn attach_fentry(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
     let prog: &mut FEntry = program(ebpf, entry)?;
     prog.load(t.function, btf).map_err(|e| program_error("fentry", entry, t.function, e))?;
-    prog.attach().map_err(|e| program_error("fentry", entry, t.function, e))?;
+    let a = prog.attach().map_err(|e| program_error("fentry", entry, t.function, e))?;
     let prog: &mut FExit = program(ebpf, exit)?;
     prog.load(t.function, btf).map_err(|e| program_error("fexit", exit, t.function, e))?;
-    prog.attach().map_err(|e| program_error("fexit", exit, t.function, e))?;
-    Ok(())
+    let b = prog.attach().map_err(|e| program_error("fexit", exit, t.function, e))?;
+    Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>

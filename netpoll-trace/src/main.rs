@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod correlate;
 mod diagnosis;
+mod dump;
 mod enrich;
 mod errno;
 mod ethtool;
@@ -23,6 +24,7 @@ mod pipeline;
 mod poll;
 mod policy;
 mod privileges;
+mod recorder;
 mod schema;
 mod watch;
 
@@ -67,8 +69,26 @@ fn run(command: Command) -> anyhow::Result<Exit> {
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
         }
-        Command::Agent { config, dry_run, once, journal, btf, attach } => {
-            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach })
+        Command::Agent { config, dry_run, once, journal, btf, attach, recorder } => {
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach, recorder })
+        }
+        Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
+            json,
+            pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
+            from,
+        }),
+        Command::Reset { pin_dir } => {
+            let dir = pin_dir.unwrap_or_else(recorder::default_dir);
+            match recorder::reset(&dir)? {
+                Some(r) => println!(
+                    "removed the flight recorder at {}: {} pinned probe link(s) detached, {} map(s) unpinned",
+                    dir.display(),
+                    r.links,
+                    r.maps
+                ),
+                None => println!("nothing to reset: no flight recorder at {}", dir.display()),
+            }
+            Ok(Exit::Ok)
         }
         Command::Patch { dev, module } => {
             let p = patch::patch(&dev, module.as_deref())?;
@@ -121,8 +141,8 @@ fn run(command: Command) -> anyhow::Result<Exit> {
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, btf, attach, slow_poll, command } => {
-            watch::run(watch::WatchArgs { json, duration, devices, btf, attach, slow_poll, command })
+        Command::Watch { json, duration, devices, btf, attach, slow_poll, record, recorder, command } => {
+            watch::run(watch::WatchArgs { json, duration, devices, btf, attach, slow_poll, record, recorder, command })
         }
     }
 }

@@ -56,6 +56,8 @@ mod tests {
     fn rec() -> SetupRecord {
         SetupRecord {
             kind: "setup",
+            seq: None,
+            resolved_at: None,
             ts_ns: 1_500_000_000,
             function: SetupFn::InnerNetpollSetup,
             netpoll: Some("netconsole".into()),

@@ -16,13 +16,24 @@ use crate::{
     diagnosis::{self, Diagnosis},
     enrich::Enricher,
     event::{self, SetupRecord},
-    kmsg, loader, poll,
+    kmsg, loader, poll, recorder,
 };
 
 pub struct TraceOptions {
     pub btf: Option<PathBuf>,
     pub attach: loader::AttachChoice,
     pub slow_poll: Duration,
+    /// Record into the pinned flight recorder too.
+    pub recorder: Option<RecorderOptions>,
+}
+
+pub struct RecorderOptions {
+    pub dir: PathBuf,
+    pub ring_size: u32,
+    /// Pin the links: recording goes on after this process ends.
+    pub persist: bool,
+    /// Fail when the recorder cannot be set up (else a warning, and no recorder).
+    pub required: bool,
 }
 
 enum Msg {
@@ -57,6 +68,8 @@ pub struct Tracer {
     pub ready: String,
     /// Warnings from start-up (fallbacks, unresolved fields).
     pub notes: Vec<String>,
+    /// Held while we record into the pins (keeps a second recorder off them).
+    _recorder_lock: Option<recorder::Lock>,
 }
 
 impl Tracer {
@@ -80,7 +93,18 @@ impl Tracer {
         }
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
-        let mut loaded = loader::load_and_attach(&config, opts.attach, &present)?;
+        let (recorder_lock, plan) = match &opts.recorder {
+            Some(r) => match recorder_plan(r, &mut notes) {
+                Ok((lock, plan)) => (Some(lock), Some(plan)),
+                Err(e) if !r.required => {
+                    notes.push(format!("no flight recorder: {e:#}"));
+                    (None, None)
+                }
+                Err(e) => return Err(e),
+            },
+            None => (None, None),
+        };
+        let mut loaded = loader::load_and_attach(&config, opts.attach, &present, plan.as_ref())?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {
@@ -105,13 +129,28 @@ impl Tracer {
         for (f, why) in &loaded.skipped {
             notes.push(format!("not tracing {f}: {why}"));
         }
-        let ready = format!(
-            "ready: {} on {} (attached in {:.1} ms; offsets from {})",
+        if let Some(why) = &loaded.unpinnable {
+            notes.push(why.clone());
+        }
+        let mut ready = format!(
+            "ready: {} on {} ({} {:.1} ms; offsets from {})",
             loaded.method,
             loaded.attached.join(", "),
+            if loaded.reused { "reusing the pinned probes, opened in" } else { "attached in" },
             loaded.attach_ms,
             resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |p| p.display().to_string()),
         );
+        if let Some(p) = &plan {
+            ready.push_str(&format!(
+                "; recording into {} ({})",
+                p.dir.display(),
+                if loaded.pinned_links.is_empty() {
+                    "probes end with this process"
+                } else {
+                    "links pinned: recording goes on after this process"
+                }
+            ));
+        }
         Ok(Self {
             loaded,
             rx,
@@ -122,6 +161,7 @@ impl Tracer {
             logger,
             ready,
             notes,
+            _recorder_lock: recorder_lock,
         })
     }
 
@@ -168,6 +208,34 @@ impl Tracer {
         let silent = self.assembler.kernel_log.netconsole_not_enabled().map(str::to_string);
         (out, stats, silent)
     }
+}
+
+/// Checks the pin directory and takes the recorder's lock; notes what it found.
+fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(recorder::Lock, loader::RecorderPlan)> {
+    recorder::require_bpffs(&r.dir)?;
+    for other in recorder::other_versions(&r.dir) {
+        notes.push(format!(
+            "{} is a recorder of another schema version: left alone, not reused (`netpoll-trace reset --pin-dir {}` removes it)",
+            other.display(),
+            other.display()
+        ));
+    }
+    let lock = recorder::Lock::acquire(&r.dir)?;
+    let reuse_links = match recorder::inspect(&r.dir)? {
+        recorder::Found::Absent => Vec::new(),
+        recorder::Found::Recorder(insp) => {
+            if insp.meta.ring_size != r.ring_size {
+                notes.push(format!(
+                    "the ring at {} keeps {} events, as it was created; a new size takes effect after `netpoll-trace reset`",
+                    r.dir.display(),
+                    insp.meta.ring_size
+                ));
+            }
+            insp.links
+        }
+    };
+    let plan = loader::RecorderPlan { dir: r.dir.clone(), ring_size: r.ring_size, persist: r.persist, reuse_links };
+    Ok((lock, plan))
 }
 
 /// How long a returned outermost call waits for nested records from other CPUs.
@@ -260,7 +328,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Interfaces and their masters, for name suggestions and slave diagnoses.
-fn host_context() -> diagnosis::Context {
+pub fn host_context() -> diagnosis::Context {
     let mut ctx = diagnosis::Context::default();
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return ctx };
     for entry in dir.flatten() {

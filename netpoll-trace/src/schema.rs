@@ -17,6 +17,9 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
         "poll" => &["dev", "count"],
         "diagnosis" => &["dev", "cause", "remedies", "chain", "explanation", "kernel_message"],
         "remediation" => &["dev", "action", "result", "detail"],
+        // Flight recorder dumps (extensions of the contract).
+        "counter" => &["dev", "fn", "ret", "errno", "count"],
+        "recorder" => &["pin_dir", "schema", "ring_size", "recorded", "kept", "overwritten", "unrecorded", "missing_seqs"],
         _ => return None,
     })
 }
@@ -47,6 +50,8 @@ pub fn check_line(line: &str) -> Result<&'static str> {
         "setup" => "setup",
         "poll" => "poll",
         "diagnosis" => "diagnosis",
+        "counter" => "counter",
+        "recorder" => "recorder",
         _ => "remediation",
     })
 }

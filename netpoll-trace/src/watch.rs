@@ -7,8 +7,9 @@ use anyhow::{Context as _, Result};
 use crate::{
     exit::Exit,
     loader, output,
-    pipeline::{Output, TraceOptions, Tracer},
+    pipeline::{Output, RecorderOptions, TraceOptions, Tracer},
 };
+use std::io::Write as _;
 
 pub struct WatchArgs {
     pub json: bool,
@@ -17,6 +18,8 @@ pub struct WatchArgs {
     pub btf: Option<PathBuf>,
     pub attach: loader::AttachChoice,
     pub slow_poll: Duration,
+    pub record: Option<PathBuf>,
+    pub recorder: crate::cli::RecorderArgs,
     pub command: Vec<String>,
 }
 
@@ -35,6 +38,8 @@ struct Printer {
     failures: usize,
     lost: u64,
     first_ts: Option<u64>,
+    /// `--record FILE`: every JSON line, whatever goes to stdout.
+    record: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Printer {
@@ -51,18 +56,18 @@ impl Printer {
                     }
                     let since = *self.first_ts.get_or_insert(attempt.root.ts_ns);
                     for r in attempt.records() {
-                        emit(self.json, &output::json_line(r), || output::human_line(r, since));
+                        self.emit(&output::json_line(r), || output::human_line(r, since));
                     }
                     if let Some(d) = diagnosis {
                         self.failures += 1;
                         let line = serde_json::to_string(&d).unwrap_or_default();
-                        emit(self.json, &line, || d.render().trim_end().to_string());
+                        self.emit(&line, || d.render().trim_end().to_string());
                     }
                 }
                 Output::SlowPoll(p) => {
                     if self.wanted(&p.dev) {
                         let line = serde_json::to_string(&p).unwrap_or_default();
-                        emit(self.json, &line, || {
+                        self.emit(&line, || {
                             format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
                         });
                     }
@@ -75,20 +80,49 @@ impl Printer {
             }
         }
     }
+
+    fn emit(&mut self, json_line: &str, human: impl FnOnce() -> String) {
+        if let Some(f) = self.record.as_mut()
+            && let Err(e) = writeln!(f, "{json_line}")
+        {
+            eprintln!("netpoll-trace: warning: writing the record file failed ({e}); recording to it stops");
+            self.record = None;
+        }
+        if self.json {
+            println!("{json_line}");
+        } else {
+            println!("{}", human());
+        }
+    }
 }
 
 async fn watch(args: WatchArgs) -> Result<Exit> {
     // Signal handlers go in before "ready" is printed: a script that stops us right
     // after seeing it must not hit the default (or, for `&` jobs, ignored) action.
     let signals = Signals::install()?;
-    let opts = TraceOptions { btf: args.btf.clone(), attach: args.attach, slow_poll: args.slow_poll };
+    // Opened before attaching: a bad path is an error before anything changes.
+    let record = match &args.record {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating record file {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let r = &args.recorder;
+    let recorder = (r.persist || r.pin_dir.is_some()).then(|| RecorderOptions {
+        dir: r.dir(),
+        ring_size: r.ring_size,
+        persist: r.persist,
+        required: true,
+    });
+    let opts = TraceOptions { btf: args.btf.clone(), attach: args.attach, slow_poll: args.slow_poll, recorder };
     let mut tracer = Tracer::start(&opts)?;
     for n in &tracer.notes {
         eprintln!("netpoll-trace: warning: {n}");
     }
     eprintln!("netpoll-trace: {}", tracer.ready);
 
-    let mut printer = Printer { json: args.json, devices: args.devices.clone(), failures: 0, lost: 0, first_ts: None };
+    let mut printer =
+        Printer { json: args.json, devices: args.devices.clone(), failures: 0, lost: 0, first_ts: None, record };
     let end = wait_for_end(&args, signals);
     tokio::pin!(end);
     let status = loop {
@@ -101,8 +135,14 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     // they are all in the buffers: finish drains them.
     let (rest, stats, silent) = tracer.finish().await;
     printer.print(rest);
-    for s in stats.iter().filter(|s| printer.wanted(&s.dev)) {
-        emit(args.json, &serde_json::to_string(s)?, || s.human());
+    for s in &stats {
+        if !printer.wanted(&s.dev) {
+            continue;
+        }
+        printer.emit(&serde_json::to_string(s)?, || s.human());
+    }
+    if let Some(mut f) = printer.record.take() {
+        f.flush().context("writing the record file")?;
     }
     if let Some(line) = silent {
         eprintln!("netpoll-trace: netconsole is NOT logging: the kernel said \"{line}\"");
@@ -116,14 +156,6 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         _ if printer.failures > 0 => Exit::NetpollFailure,
         _ => Exit::Ok,
     })
-}
-
-fn emit(json: bool, json_line: &str, human: impl FnOnce() -> String) {
-    if json {
-        println!("{json_line}");
-    } else {
-        println!("{}", human());
-    }
 }
 
 fn exit_code_of(st: ExitStatus) -> u8 {
