@@ -305,7 +305,13 @@ fn from_file(file: &Path, json: bool) -> Result<Exit> {
 fn human_other(kind: &str, v: &Value) -> String {
     let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
     match kind {
-        "remediation" => format!("remediation {} {} {}: {}", s("dev"), s("action"), s("result"), s("detail")),
+        "remediation" => format!(
+            "remediation {} {} {}: {}",
+            v["dev"].as_str().unwrap_or("-"),
+            s("action"),
+            s("result"),
+            s("detail")
+        ),
         _ => match v.get("duration_ns").and_then(Value::as_u64) {
             Some(ns) => format!("slow poll {} took {}us", s("dev"), ns / 1000),
             None => format!("poll {}: {} call(s)", s("dev"), v["count"]),

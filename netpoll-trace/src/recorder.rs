@@ -130,7 +130,11 @@ pub fn inspect(dir: &Path) -> Result<Found> {
     let foreign: Vec<&String> =
         names.iter().filter(|n| !n.starts_with(LINK_PREFIX) && !MAPS.iter().any(|m| m.name == n.as_str())).collect();
     if !foreign.is_empty() {
-        bail!("{} is not a netpoll-trace recorder: it holds {}; {fix}", dir.display(), list(&foreign));
+        bail!(
+            "{} is not a netpoll-trace recorder: it holds {}; choose another --pin-dir (netpoll-trace never removes pins it did not make)",
+            dir.display(),
+            list(&foreign)
+        );
     }
     let mut ring_entries = 0;
     for m in &MAPS {

@@ -1,0 +1,214 @@
+#!/bin/sh
+# The flight recorder on a real kernel. An agent started with --persist pins its maps
+# and probe links, then dies by SIGKILL; three netconsole targets then fail (no such
+# device, no IPv4 address, no poll controller under the pre-4.19 emulation) and one
+# succeeds and delivers a message: `dump` must show all four with their causes.
+# A watch restarted on those pins reuses the probes (counters equal the set-ups made,
+# nothing counted twice); a ring of 8 after 20 set-ups keeps the newest 8 and says 12
+# were overwritten; reset detaches the programs (gone from /proc/kallsyms); kprobe
+# links pin only from 5.15 on; and dump fails cleanly on no pins, an incomplete or
+# foreign directory, another schema version and a truncated JSON-lines file.
+# kernels: 5.10 6.1 6.12
+# nics: virtio virtio
+# timeout: 600
+# checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal json_schema
+. /lib.sh
+
+PINS=/sys/fs/bpf/netpoll-trace/v1
+CFG=/sys/kernel/config/netconsole
+ip addr add 10.99.0.1/24 dev eth0
+ip link set eth0 up
+unshare -n sh -c 'echo $$ > /tmp/ns.pid; exec sleep 1000' &
+sleep 1
+ns=$(cat /tmp/ns.pid)
+ip link set eth1 netns "$ns"
+nsenter -t "$ns" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev eth1; ip link set eth1 up'
+nsenter -t "$ns" -n udprecv 6666 >/tmp/received &
+modprobe dummy
+ip link add noip0 type dummy
+ip link set noip0 up
+modprobe netconsole
+
+# target NAME DEV: a configfs netconsole target for DEV; tries to enable it.
+target() {
+    mkdir -p $CFG/$1
+    echo 0 >$CFG/$1/enabled 2>/dev/null
+    echo "$2" >$CFG/$1/dev_name
+    echo 10.99.0.2 >$CFG/$1/remote_ip
+    echo 6666 >$CFG/$1/remote_port
+    enable "$1"
+}
+enable() { echo 1 >$CFG/$1/enabled 2>/dev/null; echo "target $1 enabled=$(cat $CFG/$1/enabled)"; }
+
+# wait_for PATTERN FILE [SECONDS]
+wait_for() {
+    n=0
+    while ! grep -q "$1" "$2" 2>/dev/null && [ $n -lt "${3:-120}" ]; do sleep 1; n=$((n + 1)); done
+    grep -q "$1" "$2"
+}
+
+# jcount FILE PATTERN...: lines of FILE with every fixed string.
+jcount() {
+    f=$1; shift
+    out=$(cat "$f")
+    for p in "$@"; do out=$(printf '%s\n' "$out" | grep -F -- "$p"); done
+    printf '%s\n' "$out" | grep -c . || true
+}
+
+# --- agent --persist, then SIGKILL --------------------------------------------------
+netpoll-trace agent --persist --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
+agent=$!
+wait_for 'agent ready:' /tmp/agent.err
+cat /tmp/agent.err
+kill -9 $agent
+wait $agent 2>/dev/null
+ls $PINS
+npt_check persist_pinned sh -c "grep -q 'links pinned: recording goes on' /tmp/agent.err && ls $PINS | grep -q '^link_' && ls $PINS | grep -qx RING"
+
+# --- three failures and one success with nobody running -----------------------------
+insmod /lib/kmods/emulate_pre419.ko
+npt_dmesg_mark
+target t1 nosuch0
+target t2 noip0
+target t3 eth0
+rmmod emulate_pre419
+enable t3
+echo "<2>npt-recorder-hello $$" >/dev/kmsg
+npt_check delivered wait_for "npt-recorder-hello $$" /tmp/received 30
+npt_dmesg_since_mark
+
+netpoll-trace dump --json >/tmp/dump1.json 2>/tmp/dump1.err
+echo "dump rc=$?"; cat /tmp/dump1.err /tmp/dump1.json
+netpoll-trace dump >/tmp/dump1.txt 2>&1
+cat /tmp/dump1.txt
+four_after_kill() {
+    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"nosuch0"' '"ret":-19,')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"noip0"' '"ret":-89,')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"__netpoll_setup"' '"dev":"eth0"' '"ret":-524,')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"eth0"' '"ret":0,')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"setup"' '"resolved_at":"dump"' '"seq":')" -eq 6
+}
+causes() {
+    test "$(jcount /tmp/dump1.json '"type":"diagnosis"')" -eq 3 &&
+    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"nosuch0"' '"cause":"no_such_device"')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"noip0"' '"cause":"no_ip_address"')" -eq 1 &&
+    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"eth0"' '"cause":"missing_poll_controller"' "eth0 doesn't support polling, aborting")" -eq 1
+}
+npt_check four_after_kill four_after_kill
+npt_check causes causes
+npt_check dump_human sh -c "grep -q 'resolved now, at dump time' /tmp/dump1.txt && grep -q 'probes: pinned' /tmp/dump1.txt && grep -q 'diagnosis: no_such_device on nosuch0' /tmp/dump1.txt && grep -Eq '^memory: the pinned maps take [0-9]+ KiB' /tmp/dump1.txt"
+
+# --- restart on the pins: the pinned probes are reused, history kept ---------------
+netpoll-trace watch --persist --json --for 600s >/tmp/w2.json 2>/tmp/w2.err &
+w=$!
+wait_for 'ready:' /tmp/w2.err
+enable t1
+enable t1
+sleep 1
+kill -TERM $w
+wait $w
+echo "--- restarted watch"; cat /tmp/w2.err /tmp/w2.json
+npt_check restart_reuses grep -q 'reusing the pinned probes' /tmp/w2.err
+npt_check live_from_pins test "$(jcount /tmp/w2.json '"fn":"netpoll_setup"' '"dev":"nosuch0"')" -eq 2
+netpoll-trace dump --json >/tmp/dump2.json
+grep -F '"type":"counter"' /tmp/dump2.json
+no_double_count() {
+    test "$(jcount /tmp/dump2.json '"type":"counter"' '"dev":"nosuch0"' '"fn":"netpoll_setup"' '"errno":"ENODEV"' '"count":3}')" -eq 1 &&
+    test "$(jcount /tmp/dump2.json '"type":"counter"' '"dev":"eth0"' '"fn":"netpoll_setup"' '"ret":0,' '"count":1}')" -eq 1 &&
+    test "$(jcount /tmp/dump2.json '"type":"setup"')" -eq 8 &&
+    test "$(jcount /tmp/dump2.json '"type":"recorder"' '"recorded":8,' '"overwritten":0,')" -eq 1
+}
+npt_check no_double_count no_double_count
+
+# --- reset detaches the pinned programs ----------------------------------------------
+progs() { grep -c 'bpf_prog_[0-9a-f]*_.*netpoll_setup' /proc/kallsyms; }
+before=$(progs)
+netpoll-trace reset >/tmp/reset.out 2>&1
+cat /tmp/reset.out
+n=0
+while [ "$(progs)" -gt 0 ] && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
+after=$(progs)
+echo "programs in kallsyms: before reset $before, after $after"
+npt_check reset_detaches sh -c "test $before -gt 0 && test $after -eq 0 && ! test -e $PINS && grep -q 'pinned probe link(s) detached' /tmp/reset.out"
+
+# --- a ring of 8 after 20 set-ups ---------------------------------------------------
+netpoll-trace watch --persist --ring-size 8 --for 1s 2>/tmp/w3.err >/dev/null
+cat /tmp/w3.err
+i=0
+while [ $i -lt 20 ]; do enable t1 >/dev/null; i=$((i + 1)); done
+netpoll-trace dump --json >/tmp/dump3.json
+cat /tmp/dump3.json
+seqs=$(grep -F '"type":"setup"' /tmp/dump3.json | sed 's/.*"seq":\([0-9]*\).*/\1/' | tr '\n' ' ')
+echo "seqs: $seqs"
+ring_wraps() {
+    test "$seqs" = '12 13 14 15 16 17 18 19 ' &&
+    test "$(jcount /tmp/dump3.json '"type":"recorder"' '"ring_size":8,' '"recorded":20,' '"kept":8,' '"overwritten":12,' '"missing_seqs":[]')" -eq 1 &&
+    test "$(jcount /tmp/dump3.json '"type":"counter"' '"dev":"nosuch0"' '"count":20}')" -eq 1
+}
+npt_check ring_wraps ring_wraps
+npt_check json_schema sh -c "netpoll-trace schema-check /tmp/dump1.json && netpoll-trace schema-check /tmp/dump3.json"
+
+# --- kprobe links: pinned only where BPF perf links exist (5.15+) -------------------
+netpoll-trace reset >/dev/null
+netpoll-trace watch --persist --attach kprobe --for 1s >/dev/null 2>/tmp/w4.err
+cat /tmp/w4.err
+enable t1 >/dev/null
+netpoll-trace dump --json >/tmp/dump4.json
+grep -F '"type":"recorder"' /tmp/dump4.json
+ls $PINS
+if npt_kernel_at_least 5 15; then
+    kprobe_links() {
+        ls $PINS | grep -q '^link_netpoll_setup_entry' &&
+        test "$(jcount /tmp/dump4.json '"type":"recorder"' '"recorded":1,')" -eq 1
+    }
+else
+    kprobe_links() {
+        grep -q 'kprobe links can be pinned only on kernels 5.15' /tmp/w4.err && ! ls $PINS | grep -q '^link_' &&
+        test "$(jcount /tmp/dump4.json '"type":"recorder"' '"recorded":0,')" -eq 1
+    }
+fi
+npt_check kprobe_links kprobe_links
+netpoll-trace reset >/dev/null
+
+# --- bad input: one line, non-zero, nothing changed ---------------------------------
+# Each: exit status non-zero, exactly one line naming the problem, nothing changed.
+netpoll-trace dump >/tmp/e1 2>&1
+rc=$?; cat /tmp/e1
+npt_check no_pins sh -c "test $rc -ne 0 && test \$(wc -l </tmp/e1) -eq 1 && grep -q 'no flight recorder' /tmp/e1 && ! test -e /sys/fs/bpf/netpoll-trace"
+
+netpoll-trace watch --persist --pin-dir /sys/fs/bpf/half --for 1s >/dev/null 2>&1
+rm /sys/fs/bpf/half/RING
+ls /sys/fs/bpf/half >/tmp/half.before
+netpoll-trace dump --pin-dir /sys/fs/bpf/half >/tmp/e2 2>&1
+rc=$?; cat /tmp/e2
+ls /sys/fs/bpf/half >/tmp/half.after
+npt_check incomplete sh -c "test $rc -ne 0 && test \$(wc -l </tmp/e2) -eq 1 && grep -q 'incomplete recorder: RING is missing' /tmp/e2 && cmp /tmp/half.before /tmp/half.after"
+
+mkdir /sys/fs/bpf/foreign
+mv /sys/fs/bpf/half/META /sys/fs/bpf/foreign/their_map
+netpoll-trace dump --pin-dir /sys/fs/bpf/foreign >/tmp/e3 2>&1
+rc3=$?; cat /tmp/e3
+netpoll-trace reset --pin-dir /sys/fs/bpf/foreign >/tmp/e3r 2>&1
+rc3r=$?; cat /tmp/e3r
+npt_check foreign sh -c "test $rc3 -ne 0 && test \$(wc -l </tmp/e3) -eq 1 && grep -q 'not a netpoll-trace recorder: it holds their_map; choose another --pin-dir' /tmp/e3 && test $rc3r -ne 0 && test -e /sys/fs/bpf/foreign/their_map"
+
+netpoll-trace watch --persist --for 1s >/dev/null 2>&1
+mv $PINS /sys/fs/bpf/netpoll-trace/v2
+netpoll-trace dump --pin-dir /sys/fs/bpf/netpoll-trace/v2 >/tmp/e4 2>&1
+rc4=$?; cat /tmp/e4
+netpoll-trace watch --persist --for 1s >/dev/null 2>/tmp/w5.err
+cat /tmp/w5.err
+npt_check other_schema sh -c "test $rc4 -ne 0 && test \$(wc -l </tmp/e4) -eq 1 && grep -q 'holds a schema v2 recorder' /tmp/e4 && grep -q 'v2 is a recorder of another schema version: left alone, not reused' /tmp/w5.err && test -e /sys/fs/bpf/netpoll-trace/v2/RING && test -e $PINS/RING"
+
+# --- JSON-lines files: watch --record, a truncated copy, the agent's journal ---------
+netpoll-trace watch --record /tmp/rec.jsonl -- sh -c "echo 0 >$CFG/t1/enabled; echo 1 >$CFG/t1/enabled" >/dev/null 2>&1
+netpoll-trace dump --from /tmp/rec.jsonl >/tmp/f1 2>&1
+rc=$?; cat /tmp/rec.jsonl /tmp/f1
+npt_check from_file sh -c "test $rc -eq 0 && grep -q 'diagnosis: no_such_device on nosuch0' /tmp/f1 && grep -q \"nosuch0 doesn't exist\" /tmp/rec.jsonl"
+head -c -15 /tmp/rec.jsonl >/tmp/trunc.jsonl
+netpoll-trace dump --from /tmp/trunc.jsonl >/tmp/f2 2>&1
+rc=$?; cat /tmp/f2
+npt_check from_truncated sh -c "test $rc -ne 0 && test \$(wc -l </tmp/f2) -eq 1 && grep -Eq 'line [0-9]+: .*truncated' /tmp/f2"
+netpoll-trace dump --from /tmp/journal.jsonl >/tmp/f3 2>&1
+rc=$?; cat /tmp/f3
+npt_check from_journal sh -c "test $rc -eq 0 && grep -q '^remediation - start ok' /tmp/f3"
