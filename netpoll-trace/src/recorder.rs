@@ -183,7 +183,7 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
 
 fn read_meta(dir: &Path) -> Result<RecorderMeta> {
     let meta: Array<_, RecorderMeta> = Array::try_from(open(dir, "META")?)?;
-    Ok(meta.get(&0, 0).context("reading the recorder header")?)
+    meta.get(&0, 0).context("reading the recorder header")
 }
 
 /// Writes the header of freshly created pins (the programs record only once it is set).
