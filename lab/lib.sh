@@ -84,3 +84,15 @@ npt_kernel_at_least() {
 npt_ip() {
     ip addr add "$2" dev "$1" && ip link set "$1" up
 }
+
+# npt_receiver DEV OUT: moves DEV into a network namespace of its own as 10.99.0.2/24 and
+# runs a UDP receiver on port 6666 there, writing what arrives to OUT: netconsole's
+# packets then really leave through the QEMU hub. Sets NPT_NS (the namespace's pid).
+npt_receiver() {
+    unshare -n sh -c 'echo $$ > /tmp/npt-ns.pid; exec sleep 100000' &
+    sleep 1
+    NPT_NS=$(cat /tmp/npt-ns.pid)
+    ip link set "$1" netns "$NPT_NS"
+    nsenter -t "$NPT_NS" -n sh -c "ip link set lo up; ip addr add 10.99.0.2/24 dev $1; ip link set $1 up"
+    nsenter -t "$NPT_NS" -n udprecv 6666 >"$2" &
+}

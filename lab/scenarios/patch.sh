@@ -22,12 +22,7 @@ ip link set eth0 up
 
 # The receiver: the second virtio NIC in its own network namespace, so netconsole's
 # packets really cross the QEMU hub. The e1000 (which has a poll controller) stays here.
-unshare -n sh -c 'echo $$ > /tmp/ns.pid; exec sleep 1000' &
-sleep 1
-ns=$(cat /tmp/ns.pid)
-ip link set "$RECV" netns "$ns"
-nsenter -t "$ns" -n sh -c "ip link set lo up; ip addr add 10.99.0.2/24 dev $RECV; ip link set $RECV up"
-nsenter -t "$ns" -n udprecv 6666 >/tmp/received &
+npt_receiver "$RECV" /tmp/received
 recv=$!
 
 # --- a module file anyone could have written is refused, nothing loaded -----------

@@ -18,12 +18,7 @@ PINS=/sys/fs/bpf/netpoll-trace/v1
 CFG=/sys/kernel/config/netconsole
 ip addr add 10.99.0.1/24 dev eth0
 ip link set eth0 up
-unshare -n sh -c 'echo $$ > /tmp/ns.pid; exec sleep 1000' &
-sleep 1
-ns=$(cat /tmp/ns.pid)
-ip link set eth1 netns "$ns"
-nsenter -t "$ns" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev eth1; ip link set eth1 up'
-nsenter -t "$ns" -n udprecv 6666 >/tmp/received &
+npt_receiver eth1 /tmp/received
 modprobe dummy
 ip link add noip0 type dummy
 ip link set noip0 up
