@@ -145,6 +145,16 @@ impl Tracer {
         }
     }
 
+    /// The kernel's per-device poll statistics so far (for metrics, while running).
+    pub fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
+        poll::read_stats(&self.loaded.ebpf, monotonic_ns())
+    }
+
+    /// How the programs are attached.
+    pub fn method(&self) -> loader::AttachMethod {
+        self.loaded.method
+    }
+
     /// Stops reading, drains every buffer and returns the rest, then the poll
     /// statistics and the kernel's word on whether netconsole was left disabled.
     pub async fn finish(mut self) -> (Vec<Output>, Vec<poll::PollSummary>, Option<String>) {
