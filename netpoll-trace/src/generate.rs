@@ -32,11 +32,17 @@ pub fn run(kind: GenerateKind, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             }
         }
         GenerateKind::Man => {
-            // One page for the tool and one per visible subcommand (netpoll-trace-watch.1, ...).
-            clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
-            let mut pages: Vec<_> = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).collect();
-            pages.sort();
-            written.extend(pages.into_iter().filter(|p| p.extension().is_some_and(|e| e == "1")));
+            // One page for the tool and one per visible subcommand (netpoll-trace-watch.1, ...),
+            // each footed with the tool's name and version (subcommands have no version).
+            let source = format!("{name} {}", env!("CARGO_PKG_VERSION"));
+            let mut cmd = cmd.disable_help_subcommand(true);
+            cmd.build();
+            let subs: Vec<clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
+            for c in std::iter::once(cmd).chain(subs) {
+                let page = clap_mangen::Man::new(c).source(source.clone()).manual("netpoll-trace manual");
+                let p = page.generate_to(dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+                written.push(p);
+            }
         }
     }
     Ok(written)
