@@ -65,8 +65,10 @@ npt_check completions sh -c "grep -q -- '--metrics-addr' $P/share/bash-completio
 
 mkdir -p /opt/deb
 dpkg-deb -x /dist/netpoll-trace.deb /opt/deb
-pkg=$(dpkg-deb -f /dist/netpoll-trace.deb Package)
-debver=$(dpkg-deb -f /dist/netpoll-trace.deb Version)
+# busybox's dpkg-deb -f prints every control field (it takes no field names).
+dpkg-deb -f /dist/netpoll-trace.deb >/tmp/control
+pkg=$(sed -n 's/^Package: //p' /tmp/control)
+debver=$(sed -n 's/^Version: //p' /tmp/control)
 echo "deb: package $pkg version $debver"
 npt_check deb_contents sh -c "test '$pkg' = netpoll-trace && test '$debver' = '$version' && test \"\$(/opt/deb/usr/bin/netpoll-trace --version)\" = 'netpoll-trace $version' && test -s /opt/deb/usr/share/man/man1/netpoll-trace.1.gz && test -s /opt/deb/lib/systemd/system/netpoll-trace-agent.service && test -s /opt/deb/usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c"
 

@@ -55,6 +55,7 @@ agent=$!
 n=0
 while ! grep -q 'agent ready:' /tmp/agent.err && [ $n -lt 120 ] && kill -0 $agent 2>/dev/null; do sleep 1; n=$((n + 1)); done
 cat /tmp/agent.err
+grep Cap /proc/$agent/status
 npt_check endpoint_up sh -c "wget -q -O /tmp/m0 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m0"
 
 version=$(netpoll-trace --version | cut -d' ' -f2)
@@ -147,10 +148,11 @@ npt_check poll_histogram sh -c "test -n '$hits' && test '$count' = '$hits' && te
 wget -O /dev/null "$URL/nope" >/tmp/404.out 2>&1
 cat /tmp/404.out
 npt_check not_found grep -q '404 Not Found' /tmp/404.out
-pad=$(head -c 20000 /dev/zero | tr '\0' a)
-wget -O /dev/null --header "X-Pad: $pad" "$URL/metrics" >/tmp/431.out 2>&1
-cat /tmp/431.out
-npt_check oversized grep -q '431 Request Header Fields Too Large' /tmp/431.out
+# A 20 KB header (busybox wget crashes on one that long on 5.10: nc sends it raw).
+{ printf 'GET /metrics HTTP/1.1\r\nX-Pad: '; head -c 20000 /dev/zero | tr '\0' a; printf '\r\n\r\n'; sleep 3; } |
+    nc 127.0.0.1 $PORT >/tmp/431.out
+head -n 1 /tmp/431.out
+npt_check oversized grep -q '^HTTP/1.1 431 Request Header Fields Too Large' /tmp/431.out
 wget -O /dev/null --post-data hello "$URL/metrics" >/tmp/413.out 2>&1
 cat /tmp/413.out
 npt_check body_refused grep -q '413 Payload Too Large' /tmp/413.out

@@ -107,8 +107,9 @@ impl Agent {
         } else {
             &[privileges::CAP_SYS_MODULE, privileges::CAP_SYSLOG, privileges::CAP_DAC_OVERRIDE]
         };
+        let keep = crate::metrics::capabilities(keep, self.metrics.is_some());
         let kept: Vec<&str> = keep.iter().map(|c| privileges::name(*c)).collect();
-        let caps = match privileges::keep_only(keep) {
+        let caps = match privileges::keep_only(&keep) {
             Ok(()) => format!("keeping only {}", kept.join(", ")),
             Err(e) => format!("could not drop capabilities ({e:#})"),
         };

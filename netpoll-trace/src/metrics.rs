@@ -324,6 +324,19 @@ impl Recorder {
     }
 }
 
+/// The capabilities the agent keeps after attaching: `keep`, plus CAP_BPF when it
+/// serves metrics. The poll histograms are read from a BPF map on every refresh, and
+/// before Linux 6.5 every bpf() call, even on a map fd already open, needs CAP_BPF
+/// (or CAP_SYS_ADMIN) while unprivileged BPF is disabled (Debian's default); found
+/// on 5.10 in the lab, where the histograms stayed empty without it.
+pub fn capabilities(keep: &[u32], serving: bool) -> Vec<u32> {
+    let mut caps = keep.to_vec();
+    if serving && !caps.contains(&crate::privileges::CAP_BPF) {
+        caps.push(crate::privileges::CAP_BPF);
+    }
+    caps
+}
+
 /// The running kernel's release, for build info.
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
@@ -410,6 +423,13 @@ mod tests {
         for o in [Outcome::Ok, Outcome::Failed, Outcome::Reported, Outcome::DryRun, Outcome::Superseded] {
             assert_eq!(serde_json::to_value(o).unwrap(), outcome_code(o));
         }
+    }
+
+    #[test]
+    fn serving_metrics_keeps_cap_bpf_only_then() {
+        use crate::privileges::{CAP_BPF, CAP_SYSLOG};
+        assert_eq!(capabilities(&[CAP_SYSLOG], false), vec![CAP_SYSLOG]);
+        assert_eq!(capabilities(&[CAP_SYSLOG], true), vec![CAP_SYSLOG, CAP_BPF]);
     }
 
     #[test]
