@@ -25,6 +25,8 @@ pub struct TraceOptions {
     pub slow_poll: Duration,
 }
 
+// Setup is by far the most frequent message: boxing it would allocate per event.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Setup(SetupRecord),
     SlowPoll(poll::SlowPoll),
@@ -232,7 +234,7 @@ impl Assembler {
             .filter(|(_, _, _, at)| all || at.elapsed() >= GRACE)
             .map(|(pid, ts, end, _)| (*pid, *ts, *end))
             .collect();
-        if due.is_empty() && !(all && !self.buffer.is_empty()) {
+        if due.is_empty() && (!all || self.buffer.is_empty()) {
             return Vec::new();
         }
         self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
