@@ -113,6 +113,7 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         attach: crate::loader::AttachChoice,
         /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
         /// off unless given; any other address than loopback is reachable from other hosts).
+        /// While serving, the agent also keeps CAP_BPF, to read the kernel's poll statistics.
         #[arg(long, value_name = "ADDR", value_parser = crate::metrics_http::parse_addr)]
         metrics_addr: Option<std::net::SocketAddr>,
     },
