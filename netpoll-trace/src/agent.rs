@@ -33,6 +33,7 @@ pub struct AgentArgs {
     pub btf: Option<PathBuf>,
     pub attach: loader::AttachChoice,
     pub recorder: crate::cli::RecorderArgs,
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: AgentArgs) -> Result<Exit> {
@@ -63,15 +64,20 @@ struct Agent {
     backlog: VecDeque<Output>,
     /// Per device: entry time of its latest successful set-up.
     last_success: HashMap<String, u64>,
+    /// `--metrics-addr`: what the endpoint serves.
+    metrics: Option<crate::metrics::Recorder>,
 }
 
 impl Agent {
     fn new(args: AgentArgs, cfg: Config) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
-        Ok(Self { args, cfg, journal, backlog: VecDeque::new(), last_success: HashMap::new() })
+        Ok(Self { args, cfg, journal, backlog: VecDeque::new(), last_success: HashMap::new(), metrics: None })
     }
 
     fn log(&mut self, dev: Option<&str>, action: Step, result: Outcome, detail: String, d: Option<&Diagnosis>, attempt: Option<u32>) {
+        if let Some(m) = &self.metrics {
+            m.metrics.remediation(action, result);
+        }
         self.journal.write(&Entry {
             kind: "remediation",
             ts_ns: monotonic_ns(),
@@ -86,6 +92,10 @@ impl Agent {
 
     async fn run(mut self) -> Result<Exit> {
         let signals = Signals::install()?;
+        let listener = match self.args.metrics_addr {
+            Some(addr) => Some(crate::metrics_http::bind(addr).await?),
+            None => None,
+        };
         let r = &self.args.recorder;
         // The agent always feeds the flight recorder; without --persist or --pin-dir
         // a host that cannot pin (no bpffs) still gets remediation, with a warning.
@@ -103,20 +113,22 @@ impl Agent {
         };
         let mut tracer = Tracer::start(&opts)?;
         for n in &tracer.notes {
-            eprintln!("netpoll-trace: warning: {n}");
+            crate::status!(Warn, "{n}");
         }
+        self.metrics = listener.map(|l| crate::metrics::Recorder::serve(l, &tracer));
         // Programs are attached and every fd is open: keep only what remediation uses.
         let keep: &[u32] = if self.args.dry_run {
             &[privileges::CAP_SYSLOG]
         } else {
             &[privileges::CAP_SYS_MODULE, privileges::CAP_SYSLOG, privileges::CAP_DAC_OVERRIDE]
         };
+        let keep = crate::metrics::capabilities(keep, self.metrics.is_some());
         let kept: Vec<&str> = keep.iter().map(|c| privileges::name(*c)).collect();
-        let caps = match privileges::keep_only(keep) {
+        let caps = match privileges::keep_only(&keep) {
             Ok(()) => format!("keeping only {}", kept.join(", ")),
             Err(e) => format!("could not drop capabilities ({e:#})"),
         };
-        eprintln!("netpoll-trace: agent {}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run: nothing will be changed" } else { "" });
+        crate::status!(Info, "agent {}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run: nothing will be changed" } else { "" });
         let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
         self.log(None, Step::Start, Outcome::Ok, detail, None, None);
 
@@ -127,7 +139,10 @@ impl Agent {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    outs = tracer.next() => self.backlog.extend(outs),
+                    outs = tracer.next() => {
+                        if let Some(m) = self.metrics.as_mut() { m.outputs(&tracer, &outs) }
+                        self.backlog.extend(outs)
+                    }
                 }
             }
             while let Some(o) = self.backlog.pop_front() {
@@ -146,8 +161,8 @@ impl Agent {
                             break 'outer;
                         }
                     }
-                    Output::Lost(n) => eprintln!("netpoll-trace: warning: the kernel dropped {n} events"),
-                    Output::Warning(w) => eprintln!("netpoll-trace: warning: {w}"),
+                    Output::Lost(n) => crate::status!(Warn, "the kernel dropped {n} events"),
+                    Output::Warning(w) => crate::status!(Warn, "{w}"),
                     Output::SlowPoll(_) => {}
                 }
             }
@@ -256,6 +271,7 @@ impl Agent {
                 outs = tracer.next() => outs,
                 _ = tokio::time::sleep_until(deadline) => return None,
             };
+            if let Some(m) = self.metrics.as_mut() { m.outputs(tracer, &outs) }
             let mut found = None;
             for o in outs {
                 if found.is_none()

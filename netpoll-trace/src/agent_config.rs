@@ -98,9 +98,7 @@ impl Config {
     /// Parses and validates; an error names the offending key.
     pub fn parse(text: &str) -> Result<Self> {
         let raw: Raw = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
-        let mut c = Config::default();
-        c.journal = raw.journal;
-        c.patch_module = raw.patch_module;
+        let mut c = Config { journal: raw.journal, patch_module: raw.patch_module, ..Config::default() };
         if let Some(d) = raw.allowed_drivers {
             if let Some(bad) = d.iter().find(|d| d.is_empty() || d.contains(char::is_whitespace)) {
                 bail!("allowed_drivers: `{bad}` is not a driver name");

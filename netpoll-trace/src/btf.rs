@@ -273,7 +273,7 @@ pub mod testing {
         }
         pub fn int(&mut self, name: &str, size: u32) -> u32 {
             let id = self.head(name, 1, 0, false, size);
-            self.types.extend_from_slice(&((size * 8) as u32).to_le_bytes());
+            self.types.extend_from_slice(&(size * 8).to_le_bytes());
             id
         }
         pub fn ptr(&mut self, to: u32) -> u32 {

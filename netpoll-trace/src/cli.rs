@@ -29,6 +29,10 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Diagnostics on stderr as text, or one JSON object per line (ts, level, target,
+    /// message) for log shippers; stdout (--json, the journal) is unchanged.
+    #[arg(long, value_enum, global = true, default_value = "text", value_name = "FORMAT")]
+    pub log_format: crate::log_format::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -118,6 +122,10 @@ max_attempts = 3\n  backoff = \"2s\"\n  verify_timeout = \"10s\"\n  \
 [policy]\n  missing_poll_controller = \"patch\"   # default \"report\"\n  \
 [retry]\n  method = \"auto\"                    # auto | configfs | command\n  \
 command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n\n\
+Metrics (--metrics-addr 127.0.0.1:9632, then GET /metrics, Prometheus text format):\n  \
+netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_total{dev,driver,cause},\n  \
+netpoll_trace_remediations_total{action,result}, netpoll_trace_lost_events_total,\n  \
+netpoll_trace_poll_duration_seconds{dev} (histogram), netpoll_trace_build_info{version,kernel,attach_method}\n\n\
 Exit status: 0; with --once, 3 when the failure was not fixed.")]
     Agent {
         /// The TOML configuration (validated at start; errors name the key).
@@ -140,6 +148,11 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         attach: crate::loader::AttachChoice,
         #[command(flatten)]
         recorder: RecorderArgs,
+        /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
+        /// off unless given; any other address than loopback is reachable from other hosts).
+        /// While serving, the agent also keeps CAP_BPF, to read the kernel's poll statistics.
+        #[arg(long, value_name = "ADDR", value_parser = crate::metrics_http::parse_addr)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Post-mortem: print the flight recorder (or a JSON-lines file) with diagnoses.
     #[command(long_about = "Post-mortem: print what the kernel's flight recorder kept, without \
@@ -169,6 +182,14 @@ leaves a directory alone that is not a recorder.")]
         /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
         #[arg(long, value_name = "DIR")]
         pin_dir: Option<PathBuf>,
+    },
+    /// Write shell completions or man pages into DIR (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        kind: GenerateKind,
+        /// Output directory (created if missing).
+        dir: PathBuf,
     },
     /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
     #[command(long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
@@ -213,6 +234,15 @@ pointer with the driver's table will not recognise a patched device.",
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerateKind {
+    /// bash, zsh and fish completions.
+    Completions,
+    /// roff man pages, one per command.
+    Man,
 }
 
 /// "30s", "5m", "500ms", "2h" or plain seconds.

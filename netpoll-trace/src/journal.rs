@@ -74,7 +74,7 @@ impl Journal {
         if let Some(f) = self.file.as_mut()
             && let Err(err) = writeln!(f, "{line}").and_then(|()| f.flush())
         {
-            eprintln!("netpoll-trace: warning: writing the journal failed: {err}");
+            crate::status!(Warn, "writing the journal failed: {err}");
         }
     }
 }

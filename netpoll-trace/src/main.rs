@@ -15,9 +15,13 @@ mod ethtool;
 mod event;
 mod journal;
 mod exit;
+mod generate;
 mod kallsyms;
 mod kmsg;
 mod loader;
+mod log_format;
+mod metrics;
+mod metrics_http;
 mod output;
 mod patch;
 mod pipeline;
@@ -36,18 +40,11 @@ use crate::{cli::{Cli, Command}, exit::Exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp(None)
-        .init();
+    log_format::init(cli.log_format, cli.verbose);
     let exit = match run(cli.command) {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("netpoll-trace: error: {e:#}");
+            status!(Error, "{e:#}");
             if e.downcast_ref::<loader::Unsupported>().is_some() {
                 Exit::Unsupported
             } else {
@@ -69,8 +66,8 @@ fn run(command: Command) -> anyhow::Result<Exit> {
             }
             Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
         }
-        Command::Agent { config, dry_run, once, journal, btf, attach, recorder } => {
-            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach, recorder })
+        Command::Agent { config, dry_run, once, journal, btf, attach, recorder, metrics_addr } => {
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach, recorder, metrics_addr })
         }
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
             json,
@@ -87,6 +84,12 @@ fn run(command: Command) -> anyhow::Result<Exit> {
                     r.maps
                 ),
                 None => println!("nothing to reset: no flight recorder at {}", dir.display()),
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Generate { kind, dir } => {
+            for p in generate::run(kind, &dir)? {
+                println!("{}", p.display());
             }
             Ok(Exit::Ok)
         }

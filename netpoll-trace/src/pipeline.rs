@@ -36,6 +36,8 @@ pub struct RecorderOptions {
     pub required: bool,
 }
 
+// Setup is by far the most frequent message: boxing it would allocate per event.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Setup(SetupRecord),
     SlowPoll(poll::SlowPoll),
@@ -185,6 +187,16 @@ impl Tracer {
         }
     }
 
+    /// The kernel's per-device poll statistics so far (for metrics, while running).
+    pub fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
+        poll::read_stats(&self.loaded.ebpf, monotonic_ns())
+    }
+
+    /// How the programs are attached.
+    pub fn method(&self) -> loader::AttachMethod {
+        self.loaded.method
+    }
+
     /// Stops reading, drains every buffer and returns the rest, then the poll
     /// statistics and the kernel's word on whether netconsole was left disabled.
     pub async fn finish(mut self) -> (Vec<Output>, Vec<poll::PollSummary>, Option<String>) {
@@ -290,7 +302,7 @@ impl Assembler {
             .filter(|(_, _, _, at)| all || at.elapsed() >= GRACE)
             .map(|(pid, ts, end, _)| (*pid, *ts, *end))
             .collect();
-        if due.is_empty() && !(all && !self.buffer.is_empty()) {
+        if due.is_empty() && (!all || self.buffer.is_empty()) {
             return Vec::new();
         }
         self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));

@@ -84,7 +84,7 @@ pub fn slow(ev: &PollEvent) -> SlowPoll {
 
 impl PollSummary {
     pub fn human(&self) -> String {
-        let avg = if self.count > 0 { self.total_ns / self.count } else { 0 };
+        let avg = self.total_ns.checked_div(self.count).unwrap_or(0);
         format!(
             "poll {:<16} {} call(s) of netpoll_poll_dev, avg {}us, max {}us",
             self.dev.as_deref().unwrap_or("?"),

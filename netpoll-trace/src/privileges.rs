@@ -6,12 +6,14 @@ use anyhow::{Result, bail};
 pub const CAP_DAC_OVERRIDE: u32 = 1;
 pub const CAP_SYS_MODULE: u32 = 16;
 pub const CAP_SYSLOG: u32 = 34;
+pub const CAP_BPF: u32 = 39;
 
 pub fn name(cap: u32) -> &'static str {
     match cap {
         CAP_DAC_OVERRIDE => "CAP_DAC_OVERRIDE",
         CAP_SYS_MODULE => "CAP_SYS_MODULE",
         CAP_SYSLOG => "CAP_SYSLOG",
+        CAP_BPF => "CAP_BPF",
         _ => "CAP_?",
     }
 }

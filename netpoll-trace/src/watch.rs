@@ -74,9 +74,9 @@ impl Printer {
                 }
                 Output::Lost(n) => {
                     self.lost += n;
-                    eprintln!("netpoll-trace: warning: the kernel dropped {n} events (perf buffer full)");
+                    crate::status!(Warn, "the kernel dropped {n} events (perf buffer full)");
                 }
-                Output::Warning(w) => eprintln!("netpoll-trace: warning: {w}"),
+                Output::Warning(w) => crate::status!(Warn, "{w}"),
             }
         }
     }
@@ -85,7 +85,7 @@ impl Printer {
         if let Some(f) = self.record.as_mut()
             && let Err(e) = writeln!(f, "{json_line}")
         {
-            eprintln!("netpoll-trace: warning: writing the record file failed ({e}); recording to it stops");
+            crate::status!(Warn, "writing the record file failed ({e}); recording to it stops");
             self.record = None;
         }
         if self.json {
@@ -117,9 +117,9 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     let opts = TraceOptions { btf: args.btf.clone(), attach: args.attach, slow_poll: args.slow_poll, recorder };
     let mut tracer = Tracer::start(&opts)?;
     for n in &tracer.notes {
-        eprintln!("netpoll-trace: warning: {n}");
+        crate::status!(Warn, "{n}");
     }
-    eprintln!("netpoll-trace: {}", tracer.ready);
+    crate::status!(Info, "{}", tracer.ready);
 
     let mut printer =
         Printer { json: args.json, devices: args.devices.clone(), failures: 0, lost: 0, first_ts: None, record };
@@ -145,9 +145,9 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         f.flush().context("writing the record file")?;
     }
     if let Some(line) = silent {
-        eprintln!("netpoll-trace: netconsole is NOT logging: the kernel said \"{line}\"");
+        crate::status!(Info, "netconsole is NOT logging: the kernel said \"{line}\"");
     }
-    eprintln!("netpoll-trace: {} failed netpoll set-up(s), {} event(s) lost", printer.failures, printer.lost);
+    crate::status!(Info, "{} failed netpoll set-up(s), {} event(s) lost", printer.failures, printer.lost);
 
     // COMMAND's failure status wins; a command that "succeeded" while a set-up
     // failed (6.x dynamic netconsole) is a silent failure: exit 3.

@@ -93,36 +93,6 @@ fn has_interpreter(elf: &[u8]) -> Option<bool> {
     Some(false)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn elf_with(types: &[u32]) -> Vec<u8> {
-        let mut e = vec![0u8; 64 + 56 * types.len()];
-        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-        e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
-        for (i, t) in types.iter().enumerate() {
-            e[64 + 56 * i..64 + 56 * i + 4].copy_from_slice(&t.to_le_bytes());
-        }
-        e
-    }
-
-    #[test]
-    fn interpreter_means_dynamic() {
-        assert_eq!(has_interpreter(&elf_with(&[6, 3, 1])), Some(true));
-        assert_eq!(has_interpreter(&elf_with(&[1, 1, 2])), Some(false));
-        assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
-    }
-
-    #[test]
-    fn truncated_header_is_not_elf() {
-        let mut e = elf_with(&[1]);
-        e.truncate(0x30);
-        assert_eq!(has_interpreter(&e), None);
-    }
-}
 
 /// The kernel modules (runtime patch, test-only emulation) built for `kernel`,
 /// rebuilt only when a source is newer than the built module; (host path, guest path).
@@ -156,4 +126,35 @@ pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> 
     cache::create_dir(out_dir)?;
     std::fs::write(&stamp, ko.display().to_string()).with_context(|| format!("writing {}", stamp.display()))?;
     Ok(ko)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf_with(types: &[u32]) -> Vec<u8> {
+        let mut e = vec![0u8; 64 + 56 * types.len()];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            e[64 + 56 * i..64 + 56 * i + 4].copy_from_slice(&t.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn interpreter_means_dynamic() {
+        assert_eq!(has_interpreter(&elf_with(&[6, 3, 1])), Some(true));
+        assert_eq!(has_interpreter(&elf_with(&[1, 1, 2])), Some(false));
+        assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn truncated_header_is_not_elf() {
+        let mut e = elf_with(&[1]);
+        e.truncate(0x30);
+        assert_eq!(has_interpreter(&e), None);
+    }
 }

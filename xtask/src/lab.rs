@@ -42,6 +42,14 @@ pub fn run(opts: &Options) -> Result<bool> {
         None => build::static_binary()?,
     };
     let tools = build::lab_tools()?;
+    // Scenarios that install the release artefacts get them built once for the whole run.
+    let dist = match scenarios.iter().any(|s| s.header.needs.contains(&scenario::Need::Dist)) {
+        true => {
+            let d = crate::dist::run()?;
+            vec![(d.tarball, "dist/netpoll-trace.tar.gz".to_string()), (d.deb, "dist/netpoll-trace.deb".to_string())]
+        }
+        false => Vec::new(),
+    };
 
     let (mut passed, mut failed) = (0, 0);
     'kernels: for kernel in &kernels {
@@ -51,7 +59,11 @@ pub fn run(opts: &Options) -> Result<bool> {
                     sc.header.kernels.as_deref().unwrap_or_default().join(" "));
                 continue;
             }
-            let ok = run_one(&root, kernel, sc, &busybox, &binary, &tools, opts.live)
+            let carried: Vec<_> = match sc.header.needs.contains(&scenario::Need::Dist) {
+                true => tools.iter().chain(&dist).cloned().collect(),
+                false => tools.clone(),
+            };
+            let ok = run_one(&root, kernel, sc, &busybox, &binary, &carried, opts.live)
                 .with_context(|| format!("running scenario {} on kernel {}", sc.name, kernel.label))?;
             if ok {
                 passed += 1;

@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod console;
 mod cpio;
+mod dist;
 mod guest;
 mod headers;
 mod initramfs;
@@ -65,6 +66,9 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Release artefacts in target/dist/: netpoll-trace-<version>-x86_64.tar.gz (static binary,
+    /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
+    Dist,
     /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
     Demo {
         /// Kernel label.
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> Result<bool> {
             bench::run(&bench::Options { kernels, reps, quick })
         }
         Task::Demo { kernel } => demo(kernel),
+        Task::Dist => dist::run().map(|_| true),
     }
 }
 

@@ -7,6 +7,8 @@
 //! # modules: bonding            (loaded modules beyond the always-present set)
 //! # files: lab/x.ko lab/y:/bin/y  (extra files; SRC[:GUEST_PATH], {kernel} expands to the label)
 //! # timeout: 180                (seconds for the script, guest-side)
+//! # needs: dist                 (build artefacts to carry: dist = `cargo xtask dist`'s tarball
+//! #                              and .deb, as /dist/netpoll-trace.tar.gz and /dist/netpoll-trace.deb)
 //! # checks: a b c               (each must be reported as pass or skip)
 //! ```
 //!
@@ -29,6 +31,23 @@ pub struct Header {
     pub files: Vec<FileSpec>,
     pub timeout_secs: u64,
     pub checks: Vec<String>,
+    pub needs: Vec<Need>,
+}
+
+/// A build artefact a scenario carries into the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// `cargo xtask dist`'s tarball and Debian package.
+    Dist,
+}
+
+impl Need {
+    fn parse(word: &str) -> Result<Need> {
+        match word {
+            "dist" => Ok(Need::Dist),
+            other => bail!("unknown need {other:?}: known is dist"),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -84,6 +103,7 @@ pub fn parse_header(text: &str) -> Result<Header> {
         files: Vec::new(),
         timeout_secs: DEFAULT_TIMEOUT_SECS,
         checks: Vec::new(),
+        needs: Vec::new(),
     };
     for line in text.lines() {
         let line = line.trim();
@@ -115,7 +135,8 @@ pub fn parse_header(text: &str) -> Result<Header> {
                     .with_context(|| format!("timeout {:?} is not a number of seconds", value.trim()))?
             }
             "checks" => header.checks.extend(words),
-            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks"),
+            "needs" => header.needs = words.iter().map(|w| Need::parse(w)).collect::<Result<_>>()?,
+            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs"),
         }
     }
     if header.nics.is_empty() {
@@ -177,6 +198,12 @@ mod tests {
     fn typo_in_a_key_is_an_error() {
         let err = parse_header("# check: a\n").unwrap_err().to_string();
         assert!(err.contains("check"), "{err}");
+    }
+
+    #[test]
+    fn needs_name_known_artefacts() {
+        assert_eq!(parse_header("# needs: dist\n").unwrap().needs, vec![Need::Dist]);
+        assert!(parse_header("# needs: dsit\n").unwrap_err().to_string().contains("dsit"));
     }
 
     #[test]

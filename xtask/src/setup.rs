@@ -23,6 +23,11 @@ const HOST_PACKAGES: &[&str] = &[
     "libelf-dev",
     // pahole: 6.12's kbuild generates BTF for modules.
     "dwarves",
+    // `cargo xtask dist`: tarball and dpkg-deb (essential on Debian; named so a trimmed
+    // image gets them too).
+    "tar",
+    "gzip",
+    "dpkg",
 ];
 
 pub fn run() -> Result<()> {

@@ -1,0 +1,75 @@
+#!/bin/sh
+# The release artefacts of `cargo xtask dist`, installed the way INSTALL.md says, run from
+# their own files only: the lab's /bin/netpoll-trace is moved away first. The tarball
+# unpacks to a fresh prefix whose binary runs `check` and `watch` (a good set-up and a
+# diagnosed failure), its man pages, completions, unit and module source are in place;
+# the .deb unpacks (busybox dpkg-deb) to the same binary; --log-format json turns the
+# final error into one JSON object.
+# kernels: 5.10 6.1 6.12
+# needs: dist
+# timeout: 240
+# checks: unpacked layout version check_runs watch_ok watch_failure json_error man_pages completions deb_contents
+. /lib.sh
+
+mv /bin/netpoll-trace /tmp/lab-netpoll-trace
+PREFIX=/opt/fresh
+mkdir -p $PREFIX
+tar -xzf /dist/netpoll-trace.tar.gz -C $PREFIX
+top=$(ls $PREFIX)
+P=$PREFIX/$top
+NPT=$P/bin/netpoll-trace
+echo "unpacked $top:"
+find $P -type f | sed "s|^$P/|  |" | sort
+npt_check unpacked sh -c "! command -v netpoll-trace && test -x $NPT && echo '$top' | grep -qE '^netpoll-trace-[0-9][^/]*-x86_64\$'"
+
+missing=""
+for f in lib/systemd/system/netpoll-trace-agent.service share/netpoll-trace/netpoll-patch/Makefile \
+         share/netpoll-trace/netpoll-patch/Kbuild share/netpoll-trace/netpoll-patch/netpoll_patch.c \
+         share/doc/netpoll-trace/INSTALL.md share/doc/netpoll-trace/agent.toml.example; do
+    test -s "$P/$f" || missing="$missing $f"
+done
+npt_check layout sh -c "test -z '$missing' || { echo 'missing:$missing'; exit 1; }"
+
+version=$($NPT --version | cut -d' ' -f2)
+npt_check version sh -c "test -n '$version' && test '$top' = 'netpoll-trace-$version-x86_64'"
+
+$NPT check >/tmp/check.out 2>&1
+rc=$?
+cat /tmp/check.out
+npt_check check_runs sh -c "test $rc -eq 0 && grep -q 'netpoll can be traced on this kernel' /tmp/check.out"
+
+npt_ip eth0 10.99.0.1/24
+$NPT watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/ok.json 2>/tmp/ok.err
+rc=$?
+cat /tmp/ok.err /tmp/ok.json
+rmmod netconsole 2>/dev/null
+npt_check watch_ok sh -c "test $rc -eq 0 && grep -F '\"fn\":\"netpoll_setup\"' /tmp/ok.json | grep -F '\"dev\":\"eth0\"' | grep -F '\"ret\":0' | grep -qF '\"driver\":\"virtio_net\"'"
+
+# 5.10/6.1: modprobe fails and watch exits with its status; 6.12: modprobe succeeds
+# silently and watch exits 3. Either way one no_such_device diagnosis.
+$NPT watch --json -- modprobe netconsole netconsole=@/eth9,6666@10.99.0.2/ >/tmp/bad.json 2>/tmp/bad.err
+rc=$?
+cat /tmp/bad.err /tmp/bad.json
+rmmod netconsole 2>/dev/null
+npt_check watch_failure sh -c "test $rc -ne 0 && grep -F '\"type\":\"diagnosis\"' /tmp/bad.json | grep -F '\"dev\":\"eth9\"' | grep -qF '\"cause\":\"no_such_device\"'"
+
+$NPT --log-format json watch --btf /nonexistent >/tmp/err.out 2>/tmp/err.err
+rc=$?
+cat /tmp/err.err
+npt_check json_error sh -c "test $rc -eq 1 && test \$(wc -l </tmp/err.err) -eq 1 && grep -q '^{\"ts\":\"[^\"]*Z\",\"level\":\"error\",\"target\":\"netpoll_trace\",\"message\":\".*/nonexistent.*\"}\$' /tmp/err.err"
+
+man=$P/share/man/man1
+ls $man
+npt_check man_pages sh -c "grep -q '^.TH netpoll-trace-agent 1' $man/netpoll-trace-agent.1 && grep -qF 'metrics\\-addr' $man/netpoll-trace-agent.1 && test -s $man/netpoll-trace-watch.1 && test -s $man/netpoll-trace.1"
+npt_check completions sh -c "grep -q -- '--metrics-addr' $P/share/bash-completion/completions/netpoll-trace && grep -q -- 'log-format' $P/share/zsh/site-functions/_netpoll-trace && grep -q -- 'metrics-addr' $P/share/fish/vendor_completions.d/netpoll-trace.fish"
+
+mkdir -p /opt/deb
+dpkg-deb -x /dist/netpoll-trace.deb /opt/deb
+# busybox's dpkg-deb -f prints every control field (it takes no field names).
+dpkg-deb -f /dist/netpoll-trace.deb >/tmp/control
+pkg=$(sed -n 's/^Package: //p' /tmp/control)
+debver=$(sed -n 's/^Version: //p' /tmp/control)
+echo "deb: package $pkg version $debver"
+npt_check deb_contents sh -c "test '$pkg' = netpoll-trace && test '$debver' = '$version' && test \"\$(/opt/deb/usr/bin/netpoll-trace --version)\" = 'netpoll-trace $version' && test -s /opt/deb/usr/share/man/man1/netpoll-trace.1.gz && test -s /opt/deb/lib/systemd/system/netpoll-trace-agent.service && test -s /opt/deb/usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c"
+
+mv /tmp/lab-netpoll-trace /bin/netpoll-trace

@@ -1,0 +1,198 @@
+#!/bin/sh
+# The agent's Prometheus endpoint (--metrics-addr), scraped with busybox wget/nc, on an
+# emulated pre-4.19 kernel (lab/emulate, test only). Known failures and one remediation,
+# then exact counts: failures by device, driver and cause equal the kernel's "aborting"
+# lines; set-ups by result; remediations by action and result equal the journal's lines;
+# the poll histogram's count equals a tracefs kprobe's hits on netpoll_poll_dev; build
+# info names this kernel and the attach method. Bad clients get bounded answers: 404,
+# 431 for an oversized head, 413 for a body, 408 for a silent client, 503 beyond the
+# connection limit, nothing on a non-loopback address; and the agent's stderr is JSON
+# lines with --log-format json.
+# kernels: 5.10 6.1 6.12
+# timeout: 420
+# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram not_found oversized body_refused slow_client many_connections loopback_only still_serving clean_stop json_logs
+. /lib.sh
+
+PORT=9632
+URL=http://127.0.0.1:$PORT
+T=/sys/kernel/tracing
+N=3   # failed set-ups on d0
+
+# metric SERIES FILE: the sample's value ("" when absent). Exact match on the series.
+metric() { awk -v s="$1" '$1 == s { print $2 }' "$2"; }
+# aborting_lines DEV: the kernel's refusals of DEV since the last mark.
+aborting_lines() { npt_dmesg_since_mark | grep -c "netpoll: netconsole: $1 doesn't support polling, aborting"; }
+scrape() { wget -q -O "$1" "$URL/metrics"; }
+
+# --- a port without a host: refused at the command line, nothing attached ---------
+netpoll-trace agent --metrics-addr $PORT >/tmp/badaddr.out 2>&1
+rc=$?
+cat /tmp/badaddr.out
+npt_check bad_addr sh -c "test $rc -eq 2 && grep -q '127.0.0.1:$PORT' /tmp/badaddr.out"
+
+npt_ip eth0 10.99.0.1/24
+modprobe dummy
+ip link add d0 type dummy
+npt_ip d0 10.99.3.1/24
+modprobe netconsole      # no targets: dynamic ones are made in configfs below
+insmod /lib/kmods/emulate_pre419.ko
+# The oracle for the poll histogram, enabled before the agent attaches.
+echo 'p:npt/poll netpoll_poll_dev' >>$T/kprobe_events
+echo 1 >$T/events/npt/poll/enable
+
+cat >/tmp/agent.toml <<EOC
+journal = "/tmp/journal.jsonl"
+patch_module = "/lib/kmods/netpoll_patch.ko"
+allowed_drivers = ["virtio_net"]
+max_attempts = 2
+backoff = "1s"
+verify_timeout = "8s"
+[policy]
+missing_poll_controller = "patch"
+EOC
+netpoll-trace --log-format json agent --config /tmp/agent.toml --metrics-addr 127.0.0.1:$PORT >/tmp/agent.out 2>/tmp/agent.err &
+agent=$!
+n=0
+while ! grep -q 'agent ready:' /tmp/agent.err && [ $n -lt 120 ] && kill -0 $agent 2>/dev/null; do sleep 1; n=$((n + 1)); done
+cat /tmp/agent.err
+grep Cap /proc/$agent/status
+npt_check endpoint_up sh -c "wget -q -O /tmp/m0 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m0"
+
+version=$(netpoll-trace --version | cut -d' ' -f2)
+method=$(sed -n 's/.*agent ready: \([a-z]*\) on .*/\1/p' /tmp/agent.err | head -n 1)
+series="netpoll_trace_build_info{version=\"$version\",kernel=\"$(uname -r)\",attach_method=\"$method\"}"
+echo "expect: $series 1"
+npt_check build_info sh -c "test -n '$method' && test \"\$(awk -v s='$series' '\$1 == s { print \$2 }' /tmp/m0)\" = 1"
+
+# --- N refusals on d0 (dummy: not allowlisted, so reported only) ------------------
+npt_dmesg_mark
+t=/sys/kernel/config/netconsole/d0t
+mkdir $t
+echo d0 >$t/dev_name
+echo 10.99.3.2 >$t/remote_ip
+i=0
+while [ $i -lt $N ]; do
+    echo 1 >$t/enabled 2>/dev/null
+    i=$((i + 1))
+    n=0
+    while [ "$(grep -F '"dev":"d0"' /tmp/journal.jsonl 2>/dev/null | grep -cF '"action":"decide"')" -lt $i ] && [ $n -lt 30 ]; do sleep 1; n=$((n + 1)); done
+done
+d0_kernel=$(aborting_lines d0)
+
+# --- eth0 (virtio_net, allowlisted): refused, patched, retried, verified ----------
+t=/sys/kernel/config/netconsole/t0
+mkdir $t
+echo eth0 >$t/dev_name
+echo 10.99.0.2 >$t/remote_ip
+echo 1 >$t/enabled 2>/dev/null
+n=0
+while ! grep -F '"action":"verify"' /tmp/journal.jsonl 2>/dev/null | grep -qF '"result":"ok"' && [ $n -lt 90 ]; do sleep 1; n=$((n + 1)); done
+eth0_kernel=$(aborting_lines eth0)
+cat /tmp/journal.jsonl
+scrape /tmp/m1
+grep '^netpoll_trace_' /tmp/m1 | grep -v _bucket
+
+f=netpoll_trace_setup_failures_total
+d0_metric=$(metric "$f{dev=\"d0\",driver=\"dummy\",cause=\"missing_poll_controller\"}" /tmp/m1)
+eth0_metric=$(metric "$f{dev=\"eth0\",driver=\"virtio_net\",cause=\"missing_poll_controller\"}" /tmp/m1)
+echo "failures: d0 kernel $d0_kernel metric $d0_metric (made $N); eth0 kernel $eth0_kernel metric $eth0_metric"
+npt_check failures_counted sh -c "test '$d0_kernel' = $N && test '$d0_metric' = '$d0_kernel' && test '$eth0_kernel' -ge 1 && test '$eth0_metric' = '$eth0_kernel'"
+
+s=netpoll_trace_setups_total
+verified=$(grep -F '"dev":"eth0"' /tmp/journal.jsonl | grep -F '"action":"verify"' | grep -cF '"result":"ok"')
+ok_metric=$(metric "$s{dev=\"eth0\",driver=\"virtio_net\",result=\"ok\"}" /tmp/m1)
+failed_metric=$(metric "$s{dev=\"eth0\",driver=\"virtio_net\",result=\"failed\"}" /tmp/m1)
+d0_failed_metric=$(metric "$s{dev=\"d0\",driver=\"dummy\",result=\"failed\"}" /tmp/m1)
+echo "set-ups: eth0 ok $ok_metric (journal verified $verified), eth0 failed $failed_metric, d0 failed $d0_failed_metric"
+npt_check setups_counted sh -c "test '$verified' -ge 1 && test '$ok_metric' = '$verified' && test '$failed_metric' = '$eth0_kernel' && test '$d0_failed_metric' = '$d0_kernel'"
+
+# Every (action, result) pair of the journal, counted, against the metric.
+sed -n 's/.*"action":"\([a-z_]*\)","result":"\([a-z_]*\)".*/\1 \2/p' /tmp/journal.jsonl | sort | uniq -c >/tmp/jcounts
+journal_lines=$(wc -l </tmp/journal.jsonl)
+metric_sum=$(awk '/^netpoll_trace_remediations_total\{/ { s += $2 } END { print s + 0 }' /tmp/m1)
+mismatch=""
+while read -r count action result; do
+    v=$(metric "netpoll_trace_remediations_total{action=\"$action\",result=\"$result\"}" /tmp/m1)
+    echo "journal $action/$result: $count, metric: $v"
+    [ "$v" = "$count" ] || mismatch="$mismatch $action/$result"
+done </tmp/jcounts
+echo "journal lines $journal_lines, remediation metrics sum $metric_sum"
+npt_check remediations_match_journal sh -c "test -z '$mismatch' && test '$journal_lines' = '$metric_sum' && grep -q 'patch ok' /tmp/jcounts && grep -q 'decide reported' /tmp/jcounts"
+
+# --- netconsole traffic on the patched eth0: poll histogram against kprobe_profile -
+echo on >/proc/sys/kernel/printk_devkmsg
+writers=""
+for w in 1 2 3 4; do
+    (i=0; while [ $i -lt 100 ]; do echo "<3>npt-metrics-flood $w $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" >/dev/kmsg; i=$((i + 1)); done) &
+    writers="$writers $!"
+done
+for p in $writers; do wait $p; done
+n=0
+while :; do
+    hits=$(awk '$1 == "poll" || $1 == "npt/poll" { print $2 }' $T/kprobe_profile)
+    scrape /tmp/m2
+    count=$(awk '/^netpoll_trace_poll_duration_seconds_count\{/ { s += $2 } END { print s + 0 }' /tmp/m2)
+    [ "$count" = "$hits" ] || [ $n -ge 10 ] && break
+    sleep 1; n=$((n + 1))
+done
+grep '^netpoll_trace_poll_duration_seconds' /tmp/m2 | grep -v '_bucket.* 0$'
+# Where a device has polls: buckets never decrease and +Inf equals _count.
+shape=$(awk '
+    /^netpoll_trace_poll_duration_seconds_bucket\{/ { split($1, a, "le=\""); dev = a[1]; if (dev == last && $2 < prev) bad = bad " decreasing"; last = dev; prev = $2; if (index($1, "le=\"+Inf\"")) inf[dev] = $2 }
+    /^netpoll_trace_poll_duration_seconds_count\{/ { d = $1; sub(/_count\{/, "_bucket{", d); sub(/\}$/, ",", d); if (inf[d] != $2) bad = bad " inf!=count" }
+    END { print bad }' /tmp/m2)
+echo "netpoll_poll_dev calls: kprobe_profile $hits, metrics _count $count; shape problems:${shape:- none}"
+npt_check poll_histogram sh -c "test -n '$hits' && test '$count' = '$hits' && test -z '$shape'"
+
+# --- bad clients: bounded answers -------------------------------------------------
+wget -O /dev/null "$URL/nope" >/tmp/404.out 2>&1
+cat /tmp/404.out
+npt_check not_found grep -q '404 Not Found' /tmp/404.out
+# A 20 KB header (busybox wget crashes on one that long on 5.10: nc sends it raw).
+{ printf 'GET /metrics HTTP/1.1\r\nX-Pad: '; head -c 20000 /dev/zero | tr '\0' a; printf '\r\n\r\n'; sleep 3; } |
+    nc 127.0.0.1 $PORT >/tmp/431.out
+head -n 1 /tmp/431.out
+npt_check oversized grep -q '^HTTP/1.1 431 Request Header Fields Too Large' /tmp/431.out
+wget -O /dev/null --post-data hello "$URL/metrics" >/tmp/413.out 2>&1
+cat /tmp/413.out
+npt_check body_refused grep -q '413 Payload Too Large' /tmp/413.out
+# A client that connects and says nothing gets 408 after the read timeout (5 s).
+# (busybox nc keeps running until its stdin ends: watch its output instead.)
+start=$(date +%s)
+(sleep 12) | nc 127.0.0.1 $PORT >/tmp/slow.out &
+n=0
+while ! grep -q '^HTTP/1.1' /tmp/slow.out && [ $n -lt 24 ]; do sleep 0.5; n=$((n + 1)); done
+took=$(( $(date +%s) - start ))
+echo "silent client answered after ${took}s: $(head -n 1 /tmp/slow.out)"
+npt_check slow_client sh -c "head -n 1 /tmp/slow.out | grep -q '^HTTP/1.1 408 ' && test $took -lt 9"
+# 30 silent connections at once: 4 are served (408 when they time out), the rest
+# queue briefly or are refused at once with 503; every one gets an answer.
+pids=""
+for i in $(seq 1 30); do
+    (sleep 12) | nc 127.0.0.1 $PORT >/tmp/conn.$i &
+    pids="$pids $!"
+done
+for p in $pids; do wait $p; done
+n408=$(cat /tmp/conn.* | grep -c '^HTTP/1.1 408 ')
+n503=$(cat /tmp/conn.* | grep -c '^HTTP/1.1 503 ')
+echo "30 silent connections: $n408 x 408, $n503 x 503"
+npt_check many_connections sh -c "test $((n408 + n503)) -eq 30 && test $n408 -ge 1 && test $n408 -le 4 && test $n503 -ge 1"
+npt_check still_serving sh -c "wget -q -O /tmp/m3 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m3 && kill -0 $agent"
+# Bound to loopback: the NIC's address has nothing listening.
+npt_check loopback_only sh -c "! wget -q -T 5 -O /dev/null http://10.99.0.1:$PORT/metrics"
+
+# --- stop; stderr was JSON lines throughout ---------------------------------------
+kill -TERM $agent
+wait $agent
+stop_rc=$?
+npt_check clean_stop sh -c "test $stop_rc -eq 0 && tail -n 1 /tmp/journal.jsonl | grep -qF '\"action\":\"stop\"'"
+lines=$(wc -l </tmp/agent.err)
+not_json=$(grep -cv '^{"ts":"[0-9][0-9T:.-]*Z","level":"[a-z]*","target":"[a-z_:]*","message":".*"}$' /tmp/agent.err)
+echo "agent stderr: $lines line(s), $not_json not JSON"
+grep -v '^{"ts":' /tmp/agent.err | head -n 3
+npt_check json_logs sh -c "test $lines -ge 2 && test $not_json -eq 0 && grep -q '\"level\":\"info\".*agent ready:' /tmp/agent.err"
+
+for t in /sys/kernel/config/netconsole/*; do echo 0 >$t/enabled 2>/dev/null; rmdir $t 2>/dev/null; done
+echo 0 >$T/events/npt/poll/enable
+echo '-:npt/poll' >>$T/kprobe_events
+netpoll-trace unpatch eth0

@@ -1,0 +1,166 @@
+//! Diagnostics on stderr, as text (the default) or JSON (`--log-format json`): one
+//! object per line, `{"ts","level","target","message"}`, for log shippers. Two kinds
+//! of line go through here: `log` records (filtered by `RUST_LOG`, default set by
+//! `-v`) and the tool's own status lines (`status!`: ready, warnings, the final
+//! error), which are always shown. stdout (`--json`, the journal) is not touched.
+
+use std::{
+    fmt,
+    io::Write as _,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use log::Level;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `netpoll-trace: warning: ...` lines.
+    #[default]
+    Text,
+    /// One JSON object per line: ts (RFC 3339, UTC), level, target, message.
+    Json,
+}
+
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Sets up the logger and the format of status lines; call once, first.
+pub fn init(format: LogFormat, verbose: u8) {
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    match format {
+        LogFormat::Text => {
+            b.format_timestamp(None);
+        }
+        LogFormat::Json => {
+            b.format(|buf, r| writeln!(buf, "{}", json_line(SystemTime::now(), r.level(), r.target(), &r.args().to_string())));
+        }
+    }
+    b.init();
+}
+
+/// A status line of the tool itself (never filtered); see the `status!` macro.
+pub fn line(level: Level, target: &str, args: fmt::Arguments) {
+    let text = if JSON.load(Ordering::Relaxed) {
+        json_line(SystemTime::now(), level, target, &args.to_string())
+    } else {
+        text_line(level, args)
+    };
+    // One write per line, so lines from concurrent tasks do not interleave.
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// `netpoll-trace: [error: |warning: ]message`, as the tool has always printed.
+pub fn text_line(level: Level, args: fmt::Arguments) -> String {
+    let prefix = match level {
+        Level::Error => "error: ",
+        Level::Warn => "warning: ",
+        Level::Info | Level::Debug | Level::Trace => "",
+    };
+    format!("netpoll-trace: {prefix}{args}")
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    ts: String,
+    level: &'static str,
+    target: &'a str,
+    message: &'a str,
+}
+
+pub fn level_code(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// One JSON object (no newline). Multi-line messages stay one line: JSON escapes them.
+pub fn json_line(ts: SystemTime, level: Level, target: &str, message: &str) -> String {
+    let l = JsonLine { ts: rfc3339_millis(ts), level: level_code(level), target, message };
+    serde_json::to_string(&l).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// `2024-02-29T23:59:59.123Z`.
+pub fn rfc3339_millis(ts: SystemTime) -> String {
+    let d = ts.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm: exact, no tables, no time zone database).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A status line of the tool: `status!(Warn, "the kernel dropped {n} events")`.
+#[macro_export]
+macro_rules! status {
+    ($level:ident, $($arg:tt)*) => {
+        $crate::log_format::line(::log::Level::$level, module_path!(), format_args!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T23:59:59.123Z: a leap day, checked with `date -u -d @1709251199`.
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
+        assert_eq!(rfc3339_millis(t), "2024-02-29T23:59:59.123Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_868_800)), "2000-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(4_102_444_800)), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn json_lines_are_one_object_with_the_four_fields() {
+        let line = json_line(UNIX_EPOCH, Level::Warn, "netpoll_trace::agent", "two\nlines \"quoted\"");
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["target"], "netpoll_trace::agent");
+        assert_eq!(v["message"], "two\nlines \"quoted\"");
+        assert_eq!(v.as_object().unwrap().len(), 4);
+        assert_eq!(level_code(Level::Error), "error");
+    }
+
+    #[test]
+    fn text_lines_keep_the_established_prefixes() {
+        assert_eq!(text_line(Level::Error, format_args!("x {}", 1)), "netpoll-trace: error: x 1");
+        assert_eq!(text_line(Level::Warn, format_args!("y")), "netpoll-trace: warning: y");
+        assert_eq!(text_line(Level::Info, format_args!("ready: z")), "netpoll-trace: ready: z");
+    }
+}

@@ -1,0 +1,492 @@
+//! Prometheus metrics of the agent (`agent --metrics-addr`): counters fed from the
+//! pipeline's outputs and the journal, the kernel's per-device `netpoll_poll_dev`
+//! log2 histograms as Prometheus histograms, and build information. Rendering is
+//! pure (prometheus-client's text format 0.0.4); `metrics_http` serves it.
+//!
+//! Metric names (the contract operators alert on; extend, do not rename):
+//! - `netpoll_trace_setups_total{dev,driver,result}`: set-up attempts (outermost
+//!   call), `result` = `ok` | `failed`, labelled with the outermost device.
+//! - `netpoll_trace_setup_failures_total{dev,driver,cause}`: diagnosed failures,
+//!   labelled with the device that failed (the culprit, as in the journal).
+//! - `netpoll_trace_remediations_total{action,result}`: journal entries, one per
+//!   decision and action, with the journal's own codes.
+//! - `netpoll_trace_lost_events_total`: events the kernel dropped (perf buffer full).
+//! - `netpoll_trace_poll_duration_seconds{dev}`: `netpoll_poll_dev` latency.
+//! - `netpoll_trace_build_info{version,kernel,attach_method}`: always 1.
+//!
+//! An unknown label value (a driver sysfs did not name) is the empty string, which
+//! Prometheus treats as the label being absent: nothing is invented.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use netpoll_trace_common::POLL_BUCKETS;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{
+    journal::{Outcome, Step},
+    pipeline::Output,
+    poll::PollSummary,
+};
+
+/// The content type of what `Metrics::render` produces.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// How set-up attempts ended, as a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SetupResult {
+    Ok,
+    Failed,
+}
+
+impl SetupResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SetupLabels {
+    dev: String,
+    driver: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FailureLabels {
+    dev: String,
+    driver: String,
+    cause: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RemediationLabels {
+    action: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    kernel: String,
+    attach_method: String,
+}
+
+/// What `netpoll_trace_build_info` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    pub kernel: String,
+    pub attach_method: String,
+}
+
+/// The journal's code for a step (exhaustive: a new step cannot go unnamed here).
+pub fn step_code(s: Step) -> &'static str {
+    match s {
+        Step::Start => "start",
+        Step::Decide => "decide",
+        Step::Patch => "patch",
+        Step::Retry => "retry",
+        Step::Verify => "verify",
+        Step::Stop => "stop",
+    }
+}
+
+pub fn outcome_code(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Reported => "reported",
+        Outcome::DryRun => "dry_run",
+        Outcome::Superseded => "superseded",
+    }
+}
+
+/// One device's poll latency as a Prometheus histogram: per-bucket (not yet
+/// cumulative: the encoder sums them) counts with their upper bounds in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromHistogram {
+    pub dev: String,
+    /// (le in seconds, calls in this bucket only), ascending; the last bound is +Inf.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+/// The kernel's log2 buckets as Prometheus buckets. Kernel bucket `i` holds calls of
+/// [2^i, 2^(i+1)) ns in whole nanoseconds, so its inclusive upper bound (`le`) is
+/// 2^(i+1) - 1 ns; the last kernel bucket takes everything longer and becomes +Inf.
+/// Every bucket is emitted, empty or not, so the series stay the same across scrapes.
+/// `count` is the sum of the buckets, so `_count` always equals the +Inf bucket even
+/// when the per-CPU values were read while a call was being counted.
+pub fn poll_histogram(s: &PollSummary) -> PromHistogram {
+    let mut counts = [0u64; POLL_BUCKETS];
+    for b in &s.histogram {
+        // le_ns = 2^(i+1) in PollSummary (see poll::summarize).
+        let i = (b.le_ns.max(2).ilog2() as usize - 1).min(POLL_BUCKETS - 1);
+        counts[i] += b.count;
+    }
+    let buckets = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let le = if i == POLL_BUCKETS - 1 { f64::INFINITY } else { ((1u64 << (i + 1)) - 1) as f64 / 1e9 };
+            (le, *c)
+        })
+        .collect();
+    PromHistogram {
+        dev: s.dev.clone().unwrap_or_default(),
+        buckets,
+        sum_seconds: s.total_ns as f64 / 1e9,
+        count: counts.iter().sum(),
+    }
+}
+
+/// The latest poll statistics, encoded on every scrape.
+#[derive(Debug, Default)]
+struct PollCollector {
+    latest: Mutex<Vec<PromHistogram>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DevLabel {
+    dev: String,
+}
+
+impl Collector for PollCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "netpoll_trace_poll_duration_seconds",
+            "Latency of netpoll_poll_dev calls per device, from the kernel's log2 histogram",
+            None,
+            MetricType::Histogram,
+        )?;
+        for h in latest.iter() {
+            let labels = DevLabel { dev: h.dev.clone() };
+            family.encode_family(&labels)?.encode_histogram::<DevLabel>(h.sum_seconds, h.count, &h.buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the agent; cheap to clone (shared state behind Arcs).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    setups: Family<SetupLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    remediations: Family<RemediationLabels, Counter>,
+    lost: Counter,
+    poll: Arc<PollCollector>,
+}
+
+impl Metrics {
+    pub fn new(build: &BuildInfo) -> Self {
+        let mut registry = Registry::default();
+        let setups = Family::<SetupLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let remediations = Family::<RemediationLabels, Counter>::default();
+        let lost = Counter::default();
+        let info = Family::<BuildLabels, Gauge>::default();
+        info.get_or_create(&BuildLabels {
+            version: build.version.clone(),
+            kernel: build.kernel.clone(),
+            attach_method: build.attach_method.clone(),
+        })
+        .set(1);
+        let poll = Arc::new(PollCollector::default());
+        registry.register("netpoll_trace_build_info", "Build and run-time information; the value is always 1", info);
+        // Registered without "_total": the encoder appends it to counters.
+        registry.register("netpoll_trace_setups", "netpoll set-up attempts by outermost device and result", setups.clone());
+        registry.register(
+            "netpoll_trace_setup_failures",
+            "Diagnosed netpoll set-up failures by failing device, driver and cause",
+            failures.clone(),
+        );
+        registry.register(
+            "netpoll_trace_remediations",
+            "Agent journal entries by action and result",
+            remediations.clone(),
+        );
+        registry.register("netpoll_trace_lost_events", "Events the kernel dropped (perf buffer full)", lost.clone());
+        registry.register_collector(Box::new(poll.clone()));
+        Self { registry: Arc::new(registry), setups, failures, remediations, lost, poll }
+    }
+
+    /// Counts what the pipeline produced.
+    pub fn observe(&self, outputs: &[Output]) {
+        for o in outputs {
+            match o {
+                Output::Attempt(attempt, diagnosis) => {
+                    let root = &attempt.root;
+                    let result = if diagnosis.is_some() { SetupResult::Failed } else { SetupResult::Ok };
+                    self.setups
+                        .get_or_create(&SetupLabels {
+                            dev: root.dev.clone().unwrap_or_default(),
+                            driver: root.driver.clone().unwrap_or_default(),
+                            result: result.as_str(),
+                        })
+                        .inc();
+                    if let Some(d) = diagnosis {
+                        let culprit = attempt.culprit();
+                        // The failing device, named as the journal names it.
+                        let dev = d.chain.last().or(d.dev.as_ref()).cloned().unwrap_or_default();
+                        let driver = culprit.and_then(|c| c.driver.clone()).unwrap_or_default();
+                        self.failures.get_or_create(&FailureLabels { dev, driver, cause: d.cause.as_str() }).inc();
+                    }
+                }
+                Output::Lost(n) => {
+                    self.lost.inc_by(*n);
+                }
+                Output::SlowPoll(_) | Output::Warning(_) => {}
+            }
+        }
+    }
+
+    /// Counts one journal entry.
+    pub fn remediation(&self, action: Step, result: Outcome) {
+        self.remediations
+            .get_or_create(&RemediationLabels { action: step_code(action), result: outcome_code(result) })
+            .inc();
+    }
+
+    /// Replaces the poll histograms with the kernel's latest statistics.
+    pub fn set_poll(&self, stats: &[PollSummary]) {
+        let hists = stats.iter().map(poll_histogram).collect();
+        *self.poll.latest.lock().unwrap_or_else(|p| p.into_inner()) = hists;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in a
+        // label value, so say so in the output rather than panic.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry) {
+            out.push_str(&format!("# encoding error: {e}\n"));
+        }
+        out
+    }
+}
+
+/// How often the agent re-reads the kernel's poll statistics (a per-CPU map walk).
+pub const POLL_REFRESH: Duration = Duration::from_secs(1);
+
+/// The agent's handle: the metrics plus when the poll statistics were last read.
+pub struct Recorder {
+    pub metrics: Metrics,
+    last_poll: Option<Instant>,
+}
+
+impl Recorder {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics, last_poll: None }
+    }
+
+    /// Starts serving on `listener` (a task on the current runtime) for `tracer`.
+    pub fn serve(listener: tokio::net::TcpListener, tracer: &crate::pipeline::Tracer) -> Self {
+        let build = BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel: kernel_release(),
+            attach_method: tracer.method().as_str().to_string(),
+        };
+        let metrics = Metrics::new(&build);
+        if let Ok(addr) = listener.local_addr() {
+            crate::status!(Info, "metrics at http://{addr}/metrics");
+        }
+        tokio::spawn(crate::metrics_http::serve(listener, metrics.clone()));
+        Self::new(metrics)
+    }
+
+    /// Counts `outputs`, and refreshes the poll histograms from `tracer` when due.
+    pub fn outputs(&mut self, tracer: &crate::pipeline::Tracer, outputs: &[Output]) {
+        self.metrics.observe(outputs);
+        if self.last_poll.is_none_or(|t| t.elapsed() >= POLL_REFRESH) {
+            self.last_poll = Some(Instant::now());
+            match tracer.poll_stats() {
+                Ok(stats) => self.metrics.set_poll(&stats),
+                Err(e) => log::debug!("reading poll statistics for the metrics: {e:#}"),
+            }
+        }
+    }
+}
+
+/// The capabilities the agent keeps after attaching: `keep`, plus CAP_BPF when it
+/// serves metrics. The poll histograms are read from a BPF map on every refresh, and
+/// before Linux 6.5 every bpf() call, even on a map fd already open, needs CAP_BPF
+/// (or CAP_SYS_ADMIN) while unprivileged BPF is disabled (Debian's default); found
+/// on 5.10 in the lab, where the histograms stayed empty without it.
+pub fn capabilities(keep: &[u32], serving: bool) -> Vec<u32> {
+    let mut caps = keep.to_vec();
+    if serving && !caps.contains(&crate::privileges::CAP_BPF) {
+        caps.push(crate::privileges::CAP_BPF);
+    }
+    caps
+}
+
+/// The running kernel's release, for build info.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        correlate::Attempt,
+        diagnosis::{Cause, Diagnosis, Remedy},
+        event::{SetupFn, SetupRecord},
+        poll::Bucket,
+    };
+
+    fn build() -> BuildInfo {
+        BuildInfo { version: "9.9.9".into(), kernel: "6.12.0-test".into(), attach_method: "fentry".into() }
+    }
+
+    fn record(dev: &str, driver: Option<&str>, ret: i32, depth: u32, function: SetupFn) -> SetupRecord {
+        let mut r = crate::correlate::tests::rec(function, dev, depth, 1_000 + u64::from(depth), 500, ret);
+        r.driver = driver.map(str::to_string);
+        r
+    }
+
+    fn failed(dev: &str, driver: Option<&str>, cause: Cause) -> Output {
+        let root = record(dev, driver, -524, 0, SetupFn::NetpollSetup);
+        let inner = record(dev, driver, -524, 1, SetupFn::InnerNetpollSetup);
+        let d = Diagnosis {
+            kind: "diagnosis",
+            ts_ns: 1,
+            dev: Some(dev.into()),
+            cause,
+            remedies: vec![Remedy::RuntimePatch],
+            chain: vec![dev.into()],
+            explanation: String::new(),
+            kernel_message: None,
+            netpoll: None,
+            errno: Some("ENOTSUPP"),
+            ret: -524,
+        };
+        Output::Attempt(Box::new(Attempt { root, nested: vec![inner] }), Some(Box::new(d)))
+    }
+
+    fn ok(dev: &str, driver: &str) -> Output {
+        Output::Attempt(Box::new(Attempt { root: record(dev, Some(driver), 0, 0, SetupFn::NetpollSetup), nested: vec![] }), None)
+    }
+
+    /// The value of the sample line that starts with `series ` exactly.
+    fn sample(text: &str, series: &str) -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_string))
+    }
+
+    #[test]
+    fn counters_carry_device_driver_and_cause() {
+        let m = Metrics::new(&build());
+        m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController)]);
+        m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController), ok("eth0", "virtio_net")]);
+        m.observe(&[failed("eth9", None, Cause::NoSuchDevice), Output::Lost(7), Output::Lost(2)]);
+        let t = m.render();
+        let f = "netpoll_trace_setup_failures_total";
+        assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth0",driver="virtio_net",cause="missing_poll_controller"}}"#)).as_deref(), Some("2"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth9",driver="",cause="no_such_device"}}"#)).as_deref(), Some("1"), "{t}");
+        let s = "netpoll_trace_setups_total";
+        assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="failed"}}"#)).as_deref(), Some("2"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="ok"}}"#)).as_deref(), Some("1"), "{t}");
+        assert_eq!(sample(&t, "netpoll_trace_lost_events_total").as_deref(), Some("9"), "{t}");
+        assert!(t.contains("# TYPE netpoll_trace_setup_failures_total counter"), "{t}");
+    }
+
+    #[test]
+    fn remediations_use_the_journal_codes() {
+        let m = Metrics::new(&build());
+        m.remediation(Step::Patch, Outcome::Ok);
+        m.remediation(Step::Patch, Outcome::Ok);
+        m.remediation(Step::Decide, Outcome::DryRun);
+        let t = m.render();
+        assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="patch",result="ok"}"#).as_deref(), Some("2"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="decide",result="dry_run"}"#).as_deref(), Some("1"), "{t}");
+        // The codes are the journal's JSON codes.
+        for s in [Step::Start, Step::Decide, Step::Patch, Step::Retry, Step::Verify, Step::Stop] {
+            assert_eq!(serde_json::to_value(s).unwrap(), step_code(s));
+        }
+        for o in [Outcome::Ok, Outcome::Failed, Outcome::Reported, Outcome::DryRun, Outcome::Superseded] {
+            assert_eq!(serde_json::to_value(o).unwrap(), outcome_code(o));
+        }
+    }
+
+    #[test]
+    fn serving_metrics_keeps_cap_bpf_only_then() {
+        use crate::privileges::{CAP_BPF, CAP_SYSLOG};
+        assert_eq!(capabilities(&[CAP_SYSLOG], false), vec![CAP_SYSLOG]);
+        assert_eq!(capabilities(&[CAP_SYSLOG], true), vec![CAP_SYSLOG, CAP_BPF]);
+    }
+
+    #[test]
+    fn build_info_is_one_series_of_value_one() {
+        let t = Metrics::new(&build()).render();
+        assert_eq!(
+            sample(&t, r#"netpoll_trace_build_info{version="9.9.9",kernel="6.12.0-test",attach_method="fentry"}"#).as_deref(),
+            Some("1"),
+            "{t}"
+        );
+        // No poll statistics yet: no histogram family at all.
+        assert!(!t.contains("poll_duration"), "{t}");
+    }
+
+    fn summary(buckets: &[(u64, u64)], total_ns: u64) -> PollSummary {
+        let histogram: Vec<Bucket> = buckets.iter().map(|&(le_ns, count)| Bucket { le_ns, count }).collect();
+        PollSummary {
+            kind: "poll",
+            ts_ns: 0,
+            dev: Some("eth0".into()),
+            ifindex: Some(2),
+            count: histogram.iter().map(|b| b.count).sum(),
+            total_ns,
+            max_ns: 0,
+            histogram,
+        }
+    }
+
+    #[test]
+    fn log2_buckets_become_inclusive_bounds_and_the_last_is_inf() {
+        // Kernel buckets 9 ([512, 1024) ns), 10 and the catch-all 31.
+        let h = poll_histogram(&summary(&[(1024, 3), (2048, 1), (1u64 << 32, 2)], 4_000_000_000));
+        assert_eq!(h.buckets.len(), POLL_BUCKETS);
+        assert_eq!(h.buckets[0], (1e-9, 0));
+        assert_eq!(h.buckets[9], (1023e-9, 3));
+        assert_eq!(h.buckets[10], (2047e-9, 1));
+        assert_eq!(h.buckets[POLL_BUCKETS - 1], (f64::INFINITY, 2));
+        assert!(h.buckets.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(h.count, 6);
+        assert_eq!(h.sum_seconds, 4.0);
+    }
+
+    #[test]
+    fn rendered_histogram_is_cumulative_and_ends_at_count() {
+        let m = Metrics::new(&build());
+        m.set_poll(&[summary(&[(1024, 3), (2048, 1), (1u64 << 32, 2)], 1_500)]);
+        let t = m.render();
+        let b = "netpoll_trace_poll_duration_seconds_bucket";
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="5.11e-07"}}"#)).as_deref(), Some("0"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="1.023e-06"}}"#)).as_deref(), Some("3"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="2.047e-06"}}"#)).as_deref(), Some("4"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="+Inf"}}"#)).as_deref(), Some("6"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_count{dev="eth0"}"#).as_deref(), Some("6"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_sum{dev="eth0"}"#).as_deref(), Some("0.0000015"), "{t}");
+        assert_eq!(t.lines().filter(|l| l.starts_with(b)).count(), POLL_BUCKETS, "{t}");
+        // Cumulative counts never decrease.
+        let values: Vec<u64> = t.lines().filter(|l| l.starts_with(b)).map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect();
+        assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    }
+}
