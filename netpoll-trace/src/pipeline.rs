@@ -131,6 +131,17 @@ impl Tracer {
         for (f, why) in &loaded.skipped {
             notes.push(format!("not tracing {f}: {why}"));
         }
+        let asked = match opts.attach {
+            loader::AttachChoice::Fentry => Some(loader::AttachMethod::Fentry),
+            loader::AttachChoice::Kprobe => Some(loader::AttachMethod::Kprobe),
+            loader::AttachChoice::Auto => None,
+        };
+        if loaded.reused && asked.is_some_and(|m| m != loaded.method) {
+            notes.push(format!(
+                "--attach ignored: the pinned probes are {}; `netpoll-trace reset` first to change the method",
+                loaded.method
+            ));
+        }
         if let Some(why) = &loaded.unpinnable {
             notes.push(why.clone());
         }
