@@ -96,3 +96,16 @@ npt_receiver() {
     nsenter -t "$NPT_NS" -n sh -c "ip link set lo up; ip addr add 10.99.0.2/24 dev $1; ip link set $1 up"
     nsenter -t "$NPT_NS" -n udprecv 6666 >"$2" &
 }
+
+# npt_target NAME DEV REMOTE_IP: a configfs netconsole target NAME for DEV, sending to
+# REMOTE_IP port 6666, and one try to enable it (a refusal is the kernel's answer under
+# test, so it is not an error here; read `enabled` to see it).
+npt_target() {
+    _t=/sys/kernel/config/netconsole/$1
+    mkdir -p "$_t"
+    echo 0 >"$_t/enabled" 2>/dev/null
+    echo "$2" >"$_t/dev_name"
+    echo "$3" >"$_t/remote_ip"
+    echo 6666 >"$_t/remote_port"
+    echo 1 >"$_t/enabled" 2>/dev/null
+}

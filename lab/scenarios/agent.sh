@@ -122,11 +122,7 @@ if nlhelper netkit-add nk0 nk1 2>/dev/null; then
     ip addr add 10.99.2.1/24 dev nk0
     ip link set nk0 up
     ip link set nk1 up
-    t=/sys/kernel/config/netconsole/nk
-    mkdir $t
-    echo nk0 >$t/dev_name
-    echo 10.99.2.2 >$t/remote_ip
-    echo 1 >$t/enabled 2>/dev/null
+    npt_target nk nk0 10.99.2.2
     n=0
     while ! grep -F '"dev":"nk0"' /tmp/journal.jsonl 2>/dev/null | grep -qF '"action":"decide"' && [ $n -lt 30 ]; do sleep 1; n=$((n + 1)); done
     grep -F '"dev":"nk0"' /tmp/journal.jsonl
@@ -140,13 +136,9 @@ modprobe dummy
 ip link add d5 type dummy
 ip addr add 10.99.5.1/24 dev d5
 ip link set d5 up
-t=/sys/kernel/config/netconsole/d5t
-mkdir $t
-echo d5 >$t/dev_name
-echo 10.99.5.2 >$t/remote_ip
-echo 1 >$t/enabled 2>/dev/null     # refused: dummy has no poll controller (emulated rule)
+npt_target d5t d5 10.99.5.2     # refused: dummy has no poll controller (emulated rule)
 ip link del d5
-rmdir $t 2>/dev/null
+rmdir /sys/kernel/config/netconsole/d5t 2>/dev/null
 n=0
 while ! grep -F '"dev":"d5"' /tmp/journal.jsonl | grep -qF '"action":"verify"' && \
       ! grep -F '"dev":"d5"' /tmp/journal.jsonl | grep -F '"action":"patch"' | grep -qF '"result":"failed"' && [ $n -lt 60 ]; do

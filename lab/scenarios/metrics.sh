@@ -80,11 +80,7 @@ done
 d0_kernel=$(aborting_lines d0)
 
 # --- eth0 (virtio_net, allowlisted): refused, patched, retried, verified ----------
-t=/sys/kernel/config/netconsole/t0
-mkdir $t
-echo eth0 >$t/dev_name
-echo 10.99.0.2 >$t/remote_ip
-echo 1 >$t/enabled 2>/dev/null
+npt_target t0 eth0 10.99.0.2
 n=0
 while ! grep -F '"action":"verify"' /tmp/journal.jsonl 2>/dev/null | grep -qF '"result":"ok"' && [ $n -lt 90 ]; do sleep 1; n=$((n + 1)); done
 eth0_kernel=$(aborting_lines eth0)

@@ -25,14 +25,7 @@ ip link set noip0 up
 modprobe netconsole
 
 # target NAME DEV: a configfs netconsole target for DEV; tries to enable it.
-target() {
-    mkdir -p $CFG/$1
-    echo 0 >$CFG/$1/enabled 2>/dev/null
-    echo "$2" >$CFG/$1/dev_name
-    echo 10.99.0.2 >$CFG/$1/remote_ip
-    echo 6666 >$CFG/$1/remote_port
-    enable "$1"
-}
+target() { npt_target "$1" "$2" 10.99.0.2; echo "target $1 enabled=$(cat $CFG/$1/enabled)"; }
 enable() { echo 1 >$CFG/$1/enabled 2>/dev/null; echo "target $1 enabled=$(cat $CFG/$1/enabled)"; }
 
 # wait_for PATTERN FILE [SECONDS]
