@@ -64,6 +64,15 @@ enum Task {
         /// The short version `cargo xtask test` runs (small counts; numbers, no timings judged).
         #[arg(long)]
         quick: bool,
+        /// Stream the guest console to the terminal.
+        #[arg(long)]
+        live: bool,
+        /// Run only these parts: attach, footprint, burst, tput (repeatable or comma-separated).
+        #[arg(long = "section")]
+        sections: Vec<String>,
+        /// Throughput modes to time: none, watch, watch_noslow, kprobe, bpftrace.
+        #[arg(long = "mode")]
+        modes: Vec<String>,
     },
     /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
     Demo {
@@ -128,9 +137,9 @@ fn run(cli: Cli) -> Result<bool> {
             binary: args.binary,
         }),
         Task::Test => test(),
-        Task::Bench { kernels, reps, quick } => {
+        Task::Bench { kernels, reps, quick, live, sections, modes } => {
             setup::run()?;
-            bench::run(&bench::Options { kernels, reps, quick })
+            bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
         }
         Task::Demo { kernel } => demo(kernel),
     }
@@ -156,7 +165,14 @@ fn test() -> Result<bool> {
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
     println!("test: cargo xtask bench --quick --kernel 6.12 (numbers produced; timings not judged)");
-    let bench_ok = bench::run(&bench::Options { kernels: vec!["6.12".into()], reps: 1, quick: true })
+    let bench_ok = bench::run(&bench::Options {
+        kernels: vec!["6.12".into()],
+        reps: 1,
+        quick: true,
+        live: false,
+        sections: Vec::new(),
+        modes: Vec::new(),
+    })
         .unwrap_or_else(|e| {
             eprintln!("test: bench failed: {e:#}");
             false
