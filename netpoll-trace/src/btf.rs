@@ -12,6 +12,7 @@ const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -24,6 +25,8 @@ enum Type {
     /// Struct or union: its name offset and members.
     Composite { name_off: u32, members: Vec<Member> },
     Enum { values: Vec<(u32, i64)> },
+    /// A function: its name offset.
+    Func { name_off: u32 },
     Other,
 }
 
@@ -142,6 +145,13 @@ impl Btf {
         None
     }
 
+    /// True when the BTF describes a function `name` (the kernel's BTF lists the
+    /// functions of its symbol table, so this answers "is it in kallsyms" for vmlinux
+    /// functions without reading kallsyms).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.types.iter().any(|t| matches!(t, Type::Func { name_off } if self.name(*name_off) == name.as_bytes()))
+    }
+
     /// Value of the enum constant `name` in any enum.
     pub fn enum_value(&self, name: &str) -> Option<i64> {
         self.types.iter().find_map(|t| match t {
@@ -221,9 +231,10 @@ fn parse_types(b: &[u8]) -> Result<Vec<Type>> {
                 off += 12 * vlen;
                 Type::Other
             }
-            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG:
+            KIND_FUNC => Type::Func { name_off },
+            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FLOAT, TYPE_TAG:
             // no trailing data.
-            2 | 7..=12 | 16 | 18 => Type::Other,
+            2 | 7..=11 | 16 | 18 => Type::Other,
             other => bail!("unknown BTF kind {other} at type {}", types.len()),
         };
         types.push(t);
@@ -273,7 +284,7 @@ pub mod testing {
         }
         pub fn int(&mut self, name: &str, size: u32) -> u32 {
             let id = self.head(name, 1, 0, false, size);
-            self.types.extend_from_slice(&((size * 8) as u32).to_le_bytes());
+            self.types.extend_from_slice(&(size * 8).to_le_bytes());
             id
         }
         pub fn ptr(&mut self, to: u32) -> u32 {
@@ -300,6 +311,9 @@ pub mod testing {
                 }
             }
             id
+        }
+        pub fn func(&mut self, name: &str, proto: u32) -> u32 {
+            self.head(name, 12, 0, false, proto)
         }
         pub fn enum32(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
             let names: Vec<u32> = values.iter().map(|(n, _)| self.str(n)).collect();
@@ -377,6 +391,19 @@ mod tests {
         assert_eq!(btf.enum_value("IFF_DISABLE_NETPOLL"), Some(4096));
         assert_eq!(btf.enum_value("BIG"), Some(1 << 40));
         assert_eq!(btf.enum_value("MISSING"), None);
+    }
+
+    #[test]
+    fn finds_functions_by_name() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.func("netpoll_setup", int);
+        b.composite("__netpoll_setup", false, 4, &[]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert!(btf.has_function("netpoll_setup"));
+        // A struct of that name is not a function.
+        assert!(!btf.has_function("__netpoll_setup"));
+        assert!(!btf.has_function("netpoll_poll_dev"));
     }
 
     #[test]

@@ -44,6 +44,22 @@ impl Resolved {
     }
 }
 
+/// The kernel's BTF, parsed by `functions_present` and kept for the `load` that follows it
+/// at start-up, so that start-up parses it once.
+static SYSFS_PARSED: std::sync::Mutex<Option<Btf>> = std::sync::Mutex::new(None);
+
+/// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
+/// Keeps the parse for the next `load(None)`.
+pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
+    let data = std::fs::read(SYSFS_VMLINUX).ok()?;
+    let btf = Btf::parse(&data).ok()?;
+    let present = names.iter().map(|n| btf.has_function(n)).collect();
+    if let Ok(mut slot) = SYSFS_PARSED.lock() {
+        *slot = Some(btf);
+    }
+    Some(present)
+}
+
 /// Loads BTF from `explicit` (`--btf FILE`) or the kernel's sysfs file.
 /// Returns Ok(None) when neither exists: the caller runs in reduced mode.
 pub fn load(explicit: Option<&Path>) -> Result<Option<(Btf, PathBuf)>> {
@@ -52,8 +68,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<(Btf, PathBuf)>> {
         None if Path::new(SYSFS_VMLINUX).exists() => PathBuf::from(SYSFS_VMLINUX),
         None => return Ok(None),
     };
+    // Taken, not copied (and taken even when --btf wins, so it is never kept): the
+    // caller drops it once the offsets are resolved.
+    let parsed = SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take());
+    if explicit.is_none()
+        && let Some(btf) = parsed
+    {
+        crate::loader::stage("struct offsets' BTF (parsed once, for function presence)");
+        return Ok(Some((btf, path)));
+    }
     let data = std::fs::read(&path).with_context(|| format!("reading BTF from {}", path.display()))?;
     let btf = Btf::parse(&data).with_context(|| format!("parsing BTF in {}", path.display()))?;
+    crate::loader::stage("struct offsets' BTF read and parsed");
     Ok(Some((btf, path)))
 }
 

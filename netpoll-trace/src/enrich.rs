@@ -6,19 +6,44 @@ use std::path::Path;
 use crate::{event::SetupRecord, kallsyms::Kallsyms};
 
 pub struct Enricher {
+    /// The data-symbol table, while a helper thread still reads it.
+    loading: Option<std::thread::JoinHandle<Option<Kallsyms>>>,
     kallsyms: Option<Kallsyms>,
     kernel: Option<String>,
 }
 
 impl Enricher {
+    /// Starts reading kallsyms on a helper thread: formatting 120,000+ lines is the
+    /// kernel's slowest file to read (seconds under emulation) and only the first set-up
+    /// record needs it, so start-up no longer waits for it before saying "ready".
     pub fn new() -> Self {
+        let loading = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(|| {
+                let ks = Kallsyms::read_data().ok().filter(Kallsyms::has_addresses);
+                crate::loader::stage("enrichment's data symbols read (kallsyms, helper thread)");
+                ks
+            })
+            .ok();
+        // No thread (resource limits): read here, as before.
+        let kallsyms = match loading {
+            Some(_) => None,
+            None => Kallsyms::read_data().ok().filter(Kallsyms::has_addresses),
+        };
         Self {
-            kallsyms: Kallsyms::read_data().ok().filter(Kallsyms::has_addresses),
+            loading,
+            kallsyms,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
         }
     }
 
-    pub fn enrich(&self, r: &mut SetupRecord) {
+    pub fn enrich(&mut self, r: &mut SetupRecord) {
+        if r.ops_addr.is_some()
+            && let Some(h) = self.loading.take()
+        {
+            self.kallsyms = h.join().ok().flatten();
+            crate::loader::release_freed_memory();
+        }
         if let (Some(ks), Some(addr)) = (&self.kallsyms, r.ops_addr)
             && let Some((name, module)) = ks.symbol_at(addr)
         {
