@@ -56,6 +56,24 @@ where() {
     done
 }
 
+# settle PID: waits until PID has used no CPU for half a second (at most 15 s), so that
+# what follows measures the steady state, not a tool's start-up work: watch reads kallsyms
+# on a helper thread right after "ready" (about a second of CPU under TCG), and a flood
+# started at once ran ~0.5x untraced on 5.10 against that thread, not against tracing.
+settle() {
+    [ -n "$1" ] || return
+    _prev=-1
+    _n=0
+    while [ $_n -lt 30 ]; do
+        _cpu=$(awk '{ print $14 + $15 }' /proc/$1/stat 2>/dev/null)
+        [ "$_cpu" = "$_prev" ] && return
+        _prev=$_cpu
+        sleep 0.5
+        _n=$((_n + 1))
+    done
+    echo "bench: pid $1 still busy 15 s after it said ready"
+}
+
 # stop_bg PID: SIGINT, then wait for it to exit. bpftrace (0.17 on 6.12, seen in the lab
 # about once in six stops) can miss a single SIGINT and sit in epoll_wait for good; the old
 # unbounded wait then hung the whole run until the guest timeout. So: a second SIGINT after
@@ -139,12 +157,13 @@ a=
 if section footprint; then
 netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
 w=$!
-wait_for /tmp/idle.err 'ready:' 120 && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
+wait_for /tmp/idle.err 'ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
     say watch_idle_rss_kib "$(rss $w)"
 stop_bg $w
 netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
 a=$!
 if wait_for /tmp/agent.err 'ready:' 120; then
+    settle $a
     sleep 2
     # The goal (idle RSS) is resident memory while idle: VmRSS. VmHWM is the start-up peak.
     say agent_idle_rss_kib "$(rss $a)"
@@ -260,7 +279,17 @@ flood() {
     cat /tmp/flood.out
 }
 
+# bpf_run PID: "RUN_TIME_NS RUN_CNT" summed over the BPF programs PID holds, from their
+# fdinfo (kernel.bpf_stats_enabled=1): the time the tracing programs themselves take on
+# the hot path, a number host load on the TCG host barely moves, unlike msgs/s.
+bpf_run() {
+    cat /proc/$1/fdinfo/* 2>/dev/null |
+        awk '/^run_time_ns:/ { t += $2 } /^run_cnt:/ { c += $2 } END { printf "%d %d\n", t, c }'
+}
+
 if section tput; then
+old_bpf_stats=$(cat /proc/sys/kernel/bpf_stats_enabled 2>/dev/null)
+echo 1 >/proc/sys/kernel/bpf_stats_enabled 2>/dev/null
 # Without an enabled netconsole target: what the serial console alone costs per message.
 set -- $(flood serial)
 say rate_serial_only "$1"
@@ -280,8 +309,16 @@ tput() {
         kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
         bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
     esac || { cat /tmp/t.err; stop_bg $pid; return; }
+    settle $pid
+    [ -n "$pid" ] && set -- $1 $2 $(bpf_run $pid)
     if out=$(flood "$2" $pid); then
-        set -- $1 $out
+        mode=$1
+        if [ -n "$pid" ]; then
+            set -- $(bpf_run $pid) $3 $4
+            # Programs' run time and runs during this flood, and the flood's wall time.
+            say bpf_$mode "$(($1 - $3)) $(($2 - $4)) $(echo $out | cut -d' ' -f2)"
+        fi
+        set -- $mode $out
         [ -n "$2" ] && say rate_$1 "$2"
     else
         say stuck_$1 1
@@ -317,6 +354,7 @@ nsenter -t $ns_pid -n sh -c 'grep Udp: /proc/net/snmp; ip -s link show eth1; ip 
 ps | grep -v ' \[' | head -20
 echo 0 >$C/enabled
 rmdir $C
+[ -n "$old_bpf_stats" ] && echo "$old_bpf_stats" >/proc/sys/kernel/bpf_stats_enabled
 fi
 rmmod netconsole
 echo "$old_devkmsg" >/proc/sys/kernel/printk_devkmsg

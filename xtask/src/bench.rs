@@ -216,6 +216,9 @@ struct Result_ {
     ratio_bpftrace: Option<f64>,
     ratio_watch_noslow: Option<f64>,
     ratio_rounds: usize,
+    /// Per mode: median over floods of (tracing programs' run time / flood wall time), and
+    /// of the programs' runs per flood (kernel.bpf_stats_enabled, see bench.sh's bpf_run).
+    bpf_share: BTreeMap<String, (f64, f64)>,
     rate_watch: Option<f64>,
     rate_kprobe: Option<f64>,
     rate_watch_noslow: Option<f64>,
@@ -308,6 +311,24 @@ fn neighbour_ratios(lines: &[(String, String)]) -> (BTreeMap<String, f64>, usize
     (per_mode.into_iter().filter_map(|(m, v)| Some((m, median(v)?))).collect(), n)
 }
 
+/// `bpf_<mode> RUN_NS RUNS FLOOD_MS` lines: per mode, the median share of the flood's
+/// wall time spent in the tracing programs and the median runs per flood.
+fn bpf_shares(lines: &[(String, String)]) -> BTreeMap<String, (f64, f64)> {
+    let mut per_mode: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for (k, v) in lines {
+        let Some(mode) = k.strip_prefix("bpf_") else { continue };
+        let n: Vec<f64> = v.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if let [ns, runs, ms] = n[..]
+            && ms > 0.0
+        {
+            let e = per_mode.entry(mode.to_string()).or_default();
+            e.0.push(ns / (ms * 1e6));
+            e.1.push(runs);
+        }
+    }
+    per_mode.into_iter().filter_map(|(m, (share, runs))| Some((m, (median(share)?, median(runs)?)))).collect()
+}
+
 fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
     let (ratios, ratio_rounds) = neighbour_ratios(lines);
     let all_str = |key: &str| -> Vec<String> { lines.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect() };
@@ -326,6 +347,7 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         ratio_bpftrace: ratios.get("bpftrace").copied(),
         ratio_watch_noslow: ratios.get("watch_noslow").copied(),
         ratio_rounds,
+        bpf_share: bpf_shares(lines),
         rate_watch: median(floats("rate_watch")),
         rate_kprobe: median(floats("rate_kprobe")),
         rate_watch_noslow: median(floats("rate_watch_noslow")),
@@ -424,6 +446,12 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
             opt_u(r.agent_burst_rss_kib),
             opt_u(r.agent_burst_hwm_kib),
         ));
+        for (mode, (share, runs)) in &r.bpf_share {
+            s.push_str(&format!(
+                "       {mode}: tracing programs ran {runs:.0} times per flood, {:.4}% of its time\n",
+                share * 100.0
+            ));
+        }
         if !r.stop_resent.is_empty() || !r.stop_killed.is_empty() || !r.stuck.is_empty() {
             s.push_str(&format!(
                 "       needed a second SIGINT: [{}]; SIGKILL: [{}]; floods stuck: [{}]\n",
@@ -471,6 +499,12 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("throughput_ratio_no_slow_poll_events", f(r.ratio_watch_noslow)),
             ("throughput_ratio_floods", r.ratio_rounds.to_string()),
             ("poll_lines_per_flood", f(r.poll_lines_watch)),
+            ("bpf_time_share_watch", f(r.bpf_share.get("watch").map(|x| x.0))),
+            ("bpf_time_share_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.0))),
+            ("bpf_time_share_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.0))),
+            ("bpf_runs_per_flood_watch", f(r.bpf_share.get("watch").map(|x| x.1))),
+            ("bpf_runs_per_flood_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.1))),
+            ("bpf_runs_per_flood_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.1))),
             ("msgs_per_sec_untraced", f(r.rate_none)),
             ("msgs_per_sec_watch", f(r.rate_watch)),
             ("msgs_per_sec_kprobe", f(r.rate_kprobe)),
@@ -543,6 +577,15 @@ mod tests {
         // 900 / mean(1000, 500), then 450 / 500 (no untraced flood after it).
         assert!((ratios["kprobe"] - (1.2 + 0.9) / 2.0).abs() < 1e-9, "{ratios:?}");
         assert!(!ratios.contains_key("serial_only"));
+    }
+
+    #[test]
+    fn bpf_run_time_share_per_mode() {
+        let console = "NPT-BENCH bpf_watch 1000000 4 1000.0\nNPT-BENCH bpf_watch 3000000 2 1000.0\n\
+                       NPT-BENCH bpf_watch 2000000 3 1000.0\nNPT-BENCH bpf_kprobe bad\n";
+        let shares = bpf_shares(&parse(console));
+        assert_eq!(shares["watch"], (0.002, 3.0));
+        assert!(!shares.contains_key("kprobe"));
     }
 
     #[test]
