@@ -21,6 +21,9 @@ impl Enricher {
             .name("kallsyms".into())
             .spawn(|| {
                 let ks = Kallsyms::read_data().ok().filter(Kallsyms::has_addresses);
+                // This thread's malloc arena holds what the parse freed; an idle agent may
+                // never reach the join below, so return it now.
+                crate::loader::release_freed_memory();
                 crate::loader::stage("enrichment's data symbols read (kallsyms, helper thread)");
                 ks
             })

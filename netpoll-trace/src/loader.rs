@@ -210,7 +210,9 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool]) -> Result
         AttachMethod::Fentry => Some(fentry_btf()?),
         AttachMethod::Kprobe => None,
     };
-    stage("kernel BTF for fentry ready");
+    if btf.is_some() {
+        stage("kernel BTF for fentry ready");
+    }
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     for (t, present) in TARGETS.iter().zip(present) {
