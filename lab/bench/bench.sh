@@ -57,9 +57,9 @@ where() {
 }
 
 # settle PID: waits until PID has used no CPU for half a second (at most 15 s), so that
-# what follows measures the steady state, not a tool's start-up work: watch reads kallsyms
-# on a helper thread right after "ready" (about a second of CPU under TCG), and a flood
-# started at once ran ~0.5x untraced on 5.10 against that thread, not against tracing.
+# what follows measures the steady state, not a tool's start-up work (a build of watch that
+# read kallsyms on a helper thread after "ready" made floods started at once run ~0.5x
+# untraced on 5.10: against that thread, not against tracing).
 settle() {
     [ -n "$1" ] || return
     _prev=-1

@@ -151,6 +151,8 @@ pub(crate) fn release_freed_memory() {
 /// Fails with `Unsupported` (exit 4) when the kernel lacks a function we must probe.
 pub fn require_functions() -> Result<Vec<bool>> {
     stage("begin");
+    // The tracer's enrichment reads kallsyms next; let that overlap everything below.
+    crate::enrich::prefetch_symbols();
     let present = targets_present()?;
     let missing: Vec<&str> =
         TARGETS.iter().zip(&present).filter(|(t, p)| t.required && !**p).map(|(t, _)| t.function).collect();
