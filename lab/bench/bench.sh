@@ -3,12 +3,16 @@
 # Everything is measured in this one VM, one tool at a time, and reported in lines
 #   NPT-BENCH <key> <value...>
 # that xtask/src/bench.rs reads. Settings come from /bench.conf (REPS, MSGS, TPUT_REPS,
-# CYCLES). Absolute times are QEMU/TCG emulation times; the host report leads with ratios.
+# CYCLES, QUICK; optional SECTIONS and MODES to run a part, e.g. while chasing a problem).
+# Absolute times are QEMU/TCG emulation times; the host report leads with ratios.
 # NICs: eth0 (virtio) sends netconsole, eth1 (virtio) receives in its own network namespace.
 . /lib.sh
 . /bench.conf
 
 say() { echo "NPT-BENCH $*"; }
+SECTIONS=${SECTIONS:-attach profile footprint burst tput}
+# section NAME: true when NAME is to run.
+section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 BT=/usr/bin/bpftrace
 BT_SCRIPT=/bench.bt
 
@@ -22,8 +26,9 @@ nsenter -t $ns_pid -n udprecv 6666 >/tmp/rx.txt &
 rx_pid=$!
 say binary_bytes_guest "$(stat -c %s /bin/netpoll-trace)"
 
-# hwm PID: peak resident set size (VmHWM) in KiB.
+# hwm PID: peak resident set size (VmHWM) in KiB; rss PID: resident now (VmRSS).
 hwm() { awk '/^VmHWM:/ { print $2 }' /proc/$1/status 2>/dev/null; }
+rss() { awk '/^VmRSS:/ { print $2 }' /proc/$1/status 2>/dev/null; }
 
 # wait_for FILE PATTERN SECONDS: true once FILE contains PATTERN.
 wait_for() {
@@ -35,8 +40,67 @@ wait_for() {
     done
 }
 
-# stop_bg PID: SIGINT, then wait for it to exit.
-stop_bg() { kill -INT "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+# alive PID: true while PID runs (a zombie waiting for the shell to reap it is done).
+alive() { [ -d /proc/$1 ] && ! grep -q '^State:.*Z' /proc/$1/status 2>/dev/null; }
+
+# where PID...: each task's state, CPU times and kernel stack, for a process that is late.
+where() {
+    echo "bench: load $(cat /proc/loadavg)"
+    for p in "$@"; do
+        [ -d /proc/$p ] || continue
+        echo "bench: pid $p $(cat /proc/$p/comm) $(grep '^State:' /proc/$p/status) wchan $(cat /proc/$p/wchan 2>/dev/null)"
+        for t in /proc/$p/task/*; do
+            echo "bench:   task ${t##*/} $(grep '^State:' $t/status) utime/stime $(cut -d' ' -f14,15 $t/stat)"
+            sed 's/^/bench:     /' $t/stack 2>/dev/null
+        done
+    done
+}
+
+# settle PID: waits until PID has used no CPU for half a second (at most 15 s), so that
+# what follows measures the steady state, not a tool's start-up work (a build of watch that
+# read kallsyms on a helper thread after "ready" made floods started at once run ~0.5x
+# untraced on 5.10: against that thread, not against tracing).
+settle() {
+    [ -n "$1" ] || return
+    _prev=-1
+    _n=0
+    while [ $_n -lt 30 ]; do
+        _cpu=$(awk '{ print $14 + $15 }' /proc/$1/stat 2>/dev/null)
+        [ "$_cpu" = "$_prev" ] && return
+        _prev=$_cpu
+        sleep 0.5
+        _n=$((_n + 1))
+    done
+    echo "bench: pid $1 still busy 15 s after it said ready"
+}
+
+# stop_bg PID: SIGINT, then wait for it to exit. bpftrace (0.17 on 6.12, seen in the lab
+# about once in six stops) can miss a single SIGINT and sit in epoll_wait for good; the old
+# unbounded wait then hung the whole run until the guest timeout. So: a second SIGINT after
+# 10 s (what a user at a terminal does), and after 60 s a report of where it sits and
+# SIGKILL. Each escalation is reported (stop_resent, stop_killed), never hidden.
+stop_bg() {
+    [ -n "$1" ] || return
+    kill -INT "$1" 2>/dev/null
+    _n=0
+    while alive "$1"; do
+        if [ $_n -eq 100 ]; then
+            echo "bench: pid $1 ($(cat /proc/$1/comm 2>/dev/null)) still running 10 s after SIGINT; sending another"
+            where "$1"
+            say stop_resent "$(cat /proc/$1/comm 2>/dev/null)"
+            kill -INT "$1" 2>/dev/null
+        elif [ $_n -ge 600 ]; then
+            echo "bench: pid $1 still running 60 s after SIGINT; killing it"
+            where "$1"
+            say stop_killed "$(cat /proc/$1/comm 2>/dev/null)"
+            kill -9 "$1" 2>/dev/null
+            break
+        fi
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    wait "$1" 2>/dev/null
+}
 
 # --- can bpftrace run here? --------------------------------------------------------
 bt_ok=0
@@ -54,6 +118,7 @@ fi
 
 # --- 1. time to attached -----------------------------------------------------------
 i=0
+section attach || i=$REPS
 while [ $i -lt $REPS ]; do
     ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
     if [ -n "$ms" ]; then
@@ -61,7 +126,7 @@ while [ $i -lt $REPS ]; do
         own=$(sed -n 's/.*attached in \([0-9.]*\) ms.*/\1/p' /tmp/attach.err | head -n 1)
         [ -n "$own" ] && say attach_ms_self "$own"
         m=$(sed -n 's/.*ready: \([a-z]*\) on .*/\1/p' /tmp/attach.err | head -n 1)
-        [ -n "$m" ] && say attach_method "$m"
+        [ -n "$m" ] && say attach_method "$m" && method=$m
     else
         cat /tmp/attach.err
     fi
@@ -72,25 +137,42 @@ while [ $i -lt $REPS ]; do
     i=$((i + 1))
 done
 
+# --- 1b. where the time to ready goes: watch's own start-up profile (debug log) ----
+if section profile; then
+    for m in auto kprobe; do
+        ms=$(RUST_LOG=netpoll_trace=debug benchtool ready 'netpoll-trace: ready:' 120 \
+            netpoll-trace watch --attach $m 2>/tmp/profile.err)
+        echo "bench: profile --attach $m: ready after $ms ms (from before fork)"
+        grep 'start-up:\|ready:' /tmp/profile.err
+    done
+fi
+
 # netconsole with no target yet: burst and throughput targets are made through configfs.
 modprobe netconsole
 old_devkmsg=$(cat /proc/sys/kernel/printk_devkmsg)
 echo on >/proc/sys/kernel/printk_devkmsg
 
 # --- 4a. footprint: watch and agent idle -----------------------------------------
+a=
+if section footprint; then
 netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
 w=$!
-wait_for /tmp/idle.err 'ready:' 120 && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)"
+wait_for /tmp/idle.err 'ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
+    say watch_idle_rss_kib "$(rss $w)"
 stop_bg $w
 netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
 a=$!
 if wait_for /tmp/agent.err 'ready:' 120; then
+    settle $a
     sleep 2
-    say agent_idle_rss_kib "$(hwm $a)"
+    # The goal (idle RSS) is resident memory while idle: VmRSS. VmHWM is the start-up peak.
+    say agent_idle_rss_kib "$(rss $a)"
+    say agent_idle_hwm_kib "$(hwm $a)"
 else
     cat /tmp/agent.err
 fi
 # The agent keeps running through the burst below (4b).
+fi
 
 # --- 3. event loss: a burst of configfs enable/disable cycles --------------------
 C=/sys/kernel/config/netconsole/bench
@@ -110,6 +192,7 @@ burst() {
     echo $_ok
 }
 
+if section burst; then
 netpoll-trace watch --json >/tmp/burst.json 2>/tmp/burst.err &
 w=$!
 if wait_for /tmp/burst.err 'ready:' 120; then
@@ -118,6 +201,7 @@ if wait_for /tmp/burst.err 'ready:' 120; then
     say burst_secs $(($(date +%s) - t0))
     sleep 2
     say watch_burst_hwm_kib "$(hwm $w)"
+    say watch_burst_rss_kib "$(rss $w)"
     stop_bg $w
     say setups "$CYCLES"
     say setups_ok "$ok"
@@ -132,6 +216,7 @@ else
 fi
 if [ -n "$a" ]; then
     say agent_burst_hwm_kib "$(hwm $a)"
+    say agent_burst_rss_kib "$(rss $a)"
     stop_bg $a
 fi
 
@@ -152,11 +237,61 @@ if [ $bt_ok = 1 ]; then
         stop_bg $b
     fi
 fi
+fi
 rmdir $C
 
 # --- 2. hot-path throughput through netconsole ----------------------------------
+# FLOOD_LIMIT: seconds one flood may take before it counts as stuck (a healthy one takes
+# a few seconds even under TCG); then where the writer and the tracer sit is dumped and
+# the flood is reported as `stuck_<mode>`, not timed, so the run still finishes.
+FLOOD_LIMIT=${FLOOD_LIMIT:-120}
+
+# stuck_report WRITER TRACER: where a flood that did not finish is.
+stuck_report() {
+    echo "bench: flood not done after ${FLOOD_LIMIT}s"
+    where $1 $2
+    grep -i 'virtio\|eth' /proc/interrupts
+    cat /proc/net/dev
+    # Every CPU's backtrace (a CPU spinning with interrupts off shows here), then tasks
+    # in uninterruptible sleep.
+    echo l >/proc/sysrq-trigger
+    echo w >/proc/sysrq-trigger
+    sleep 2
+}
+
+# flood TAG TRACER_PID: benchtool's timed flood, bounded by FLOOD_LIMIT; prints
+# "MSGS_PER_SEC ELAPSED_MS", or nothing (after a report) when it got stuck.
+flood() {
+    benchtool kmsg $MSGS "npt-$1" >/tmp/flood.out 2>&1 &
+    _f=$!
+    _n=0
+    while alive $_f; do
+        if [ $_n -ge $((FLOOD_LIMIT * 10)) ]; then
+            stuck_report $_f $2 >&2
+            kill -9 $_f 2>/dev/null
+            wait $_f 2>/dev/null
+            return 1
+        fi
+        sleep 0.1
+        _n=$((_n + 1))
+    done
+    wait $_f
+    cat /tmp/flood.out
+}
+
+# bpf_run PID: "RUN_TIME_NS RUN_CNT" summed over the BPF programs PID holds, from their
+# fdinfo (kernel.bpf_stats_enabled=1): the time the tracing programs themselves take on
+# the hot path, a number host load on the TCG host barely moves, unlike msgs/s.
+bpf_run() {
+    cat /proc/$1/fdinfo/* 2>/dev/null |
+        awk '/^run_time_ns:/ { t += $2 } /^run_cnt:/ { c += $2 } END { printf "%d %d\n", t, c }'
+}
+
+if section tput; then
+old_bpf_stats=$(cat /proc/sys/kernel/bpf_stats_enabled 2>/dev/null)
+echo 1 >/proc/sys/kernel/bpf_stats_enabled 2>/dev/null
 # Without an enabled netconsole target: what the serial console alone costs per message.
-set -- $(benchtool kmsg $MSGS npt-serial)
+set -- $(flood serial)
 say rate_serial_only "$1"
 C=/sys/kernel/config/netconsole/tput
 mkdir $C
@@ -174,8 +309,20 @@ tput() {
         kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
         bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
     esac || { cat /tmp/t.err; stop_bg $pid; return; }
-    set -- $1 $(benchtool kmsg $MSGS "npt-$2")
-    [ -n "$2" ] && say rate_$1 "$2"
+    settle $pid
+    [ -n "$pid" ] && set -- $1 $2 $(bpf_run $pid)
+    if out=$(flood "$2" $pid); then
+        mode=$1
+        if [ -n "$pid" ]; then
+            set -- $(bpf_run $pid) $3 $4
+            # Programs' run time and runs during this flood, and the flood's wall time.
+            say bpf_$mode "$(($1 - $3)) $(($2 - $4)) $(echo $out | cut -d' ' -f2)"
+        fi
+        set -- $mode $out
+        [ -n "$2" ] && say rate_$1 "$2"
+    else
+        say stuck_$1 1
+    fi
     [ -n "$pid" ] && stop_bg $pid
     case $1 in
         watch*|kprobe) say poll_lines_$1 "$(grep -c '"type":"poll"' /tmp/t.out)"; grep -i 'lost\|warn' /tmp/t.err ;;
@@ -184,18 +331,22 @@ tput() {
 }
 # Warm-up (untimed): the first flood after enabling the target runs slower.
 benchtool kmsg $((MSGS / 4)) npt-warmup >/dev/null
-modes="none watch watch_noslow"
-# fentry vs kprobe, where watch's default is fentry.
-# The short version (QUICK=1, run by `cargo xtask test` so the bench cannot rot) times
-# only the untraced and fentry floods: on 6.12 a kprobe-mode flood under benchtool hung
-# until the guest timeout (not reproduced with a shell flood; under investigation).
-[ "$QUICK" != 1 ] && grep -q 'ready: fentry' /tmp/idle.err && modes="$modes kprobe"
-[ "$QUICK" != 1 ] && [ $bt_ok = 1 ] && modes="$modes bpftrace"
+# Untraced floods interleave with the traced ones (none watch none kprobe none bpftrace,
+# and a closing none): the host reduces each traced flood against its untraced neighbours,
+# which cancels most of the host-load drift that TCG rates suffer over a run.
+modes="none watch"
+# fentry vs kprobe, where watch's default is fentry (the attach runs said which).
+[ -z "$method" ] && method=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>&1 |
+    sed -n 's/.*ready: \([a-z]*\) on .*/\1/p' | head -n 1)
+[ "$method" = fentry ] && modes="$modes none kprobe"
+[ $bt_ok = 1 ] && modes="$modes none bpftrace"
+modes=${MODES:-$modes}
 r=0
 while [ $r -lt $TPUT_REPS ]; do
     for m in $modes; do tput $m "$m-$r"; done
     r=$((r + 1))
 done
+tput none close
 sleep 2
 say received "$(grep -c 'npt-' /tmp/rx.txt)"
 echo "receiver: $(wc -c </tmp/rx.txt) bytes; first: $(head -c 200 /tmp/rx.txt)"
@@ -203,6 +354,8 @@ nsenter -t $ns_pid -n sh -c 'grep Udp: /proc/net/snmp; ip -s link show eth1; ip 
 ps | grep -v ' \[' | head -20
 echo 0 >$C/enabled
 rmdir $C
+[ -n "$old_bpf_stats" ] && echo "$old_bpf_stats" >/proc/sys/kernel/bpf_stats_enabled
+fi
 rmmod netconsole
 echo "$old_devkmsg" >/proc/sys/kernel/printk_devkmsg
 kill $rx_pid $ns_pid 2>/dev/null

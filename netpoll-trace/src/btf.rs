@@ -12,6 +12,7 @@ const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -24,6 +25,8 @@ enum Type {
     /// Struct or union: its name offset and members.
     Composite { name_off: u32, members: Vec<Member> },
     Enum { values: Vec<(u32, i64)> },
+    /// A function: its name offset and prototype's type id.
+    Func { name_off: u32, proto: u32 },
     Other,
 }
 
@@ -142,6 +145,36 @@ impl Btf {
         None
     }
 
+    /// True when the BTF describes a function `name` (the kernel's BTF lists the
+    /// functions of its symbol table, so this answers "is it in kallsyms" for vmlinux
+    /// functions without reading kallsyms).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.types.iter().any(|t| matches!(t, Type::Func { name_off, .. } if self.name(*name_off) == name.as_bytes()))
+    }
+
+    /// What `function_index_blob` needs to stand in for this BTF when looking up `names`.
+    pub fn function_index(&self, names: &[&str]) -> FunctionIndex {
+        let funcs = self
+            .types
+            .iter()
+            .enumerate()
+            .filter_map(|(id, t)| match t {
+                Type::Func { name_off, proto } => {
+                    let name = std::str::from_utf8(self.name(*name_off)).ok()?;
+                    // The first FUNC of a name, as aya's lookup by name finds it.
+                    names.contains(&name).then(|| (name.to_string(), id as u32, *proto))
+                }
+                _ => None,
+            })
+            .fold(Vec::<(String, u32, u32)>::new(), |mut v, f| {
+                if !v.iter().any(|(n, _, _)| *n == f.0) {
+                    v.push(f);
+                }
+                v
+            });
+        FunctionIndex { type_count: self.types.len() as u32, funcs }
+    }
+
     /// Value of the enum constant `name` in any enum.
     pub fn enum_value(&self, name: &str) -> Option<i64> {
         self.types.iter().find_map(|t| match t {
@@ -152,6 +185,51 @@ impl Btf {
             _ => None,
         })
     }
+}
+
+/// The type count of a BTF and some of its functions: (name, type id, prototype id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionIndex {
+    /// Including id 0 (void).
+    pub type_count: u32,
+    pub funcs: Vec<(String, u32, u32)>,
+}
+
+/// A BTF blob with the same type ids as the BTF `index` came from, in which only the
+/// indexed functions are real and every other type is a bare `void *` (12 bytes, nothing
+/// owned when parsed). aya's `FEntry::load` needs a parsed `aya::Btf` only to look the
+/// function's type id up by name; handing it this instead of a second full parse of the
+/// kernel's BTF (aya already made one in `EbpfLoader::new`) saves a few hundred ms under
+/// emulation and the start-up memory peak of a full parse.
+pub fn function_index_blob(index: &FunctionIndex) -> Vec<u8> {
+    let mut strings = vec![0u8];
+    let mut by_id = std::collections::HashMap::new();
+    for (name, id, proto) in &index.funcs {
+        by_id.insert(*id, (strings.len() as u32, *proto));
+        strings.extend_from_slice(name.as_bytes());
+        strings.push(0);
+    }
+    let count = index.type_count.saturating_sub(1) as usize;
+    let mut types = Vec::with_capacity(count * 12);
+    for id in 1..index.type_count {
+        let (name_off, info, ty) = match by_id.get(&id) {
+            // FUNC, linkage in vlen: global (1).
+            Some(&(name_off, proto)) => (name_off, (KIND_FUNC << 24) | 1, proto),
+            None => (0, 2 << 24, 0),
+        };
+        for w in [name_off, info, ty] {
+            types.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let mut out = Vec::with_capacity(24 + types.len() + strings.len());
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&[1, 0]);
+    for w in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&types);
+    out.extend_from_slice(&strings);
+    out
 }
 
 fn parse_types(b: &[u8]) -> Result<Vec<Type>> {
@@ -221,9 +299,10 @@ fn parse_types(b: &[u8]) -> Result<Vec<Type>> {
                 off += 12 * vlen;
                 Type::Other
             }
-            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG:
+            KIND_FUNC => Type::Func { name_off, proto: u32_at(b, off - 4)? },
+            // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FLOAT, TYPE_TAG:
             // no trailing data.
-            2 | 7..=12 | 16 | 18 => Type::Other,
+            2 | 7..=11 | 16 | 18 => Type::Other,
             other => bail!("unknown BTF kind {other} at type {}", types.len()),
         };
         types.push(t);
@@ -301,6 +380,9 @@ pub mod testing {
             }
             id
         }
+        pub fn func(&mut self, name: &str, proto: u32) -> u32 {
+            self.head(name, 12, 0, false, proto)
+        }
         pub fn enum32(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
             let names: Vec<u32> = values.iter().map(|(n, _)| self.str(n)).collect();
             let id = self.head(name, 6, values.len(), false, 4);
@@ -377,6 +459,46 @@ mod tests {
         assert_eq!(btf.enum_value("IFF_DISABLE_NETPOLL"), Some(4096));
         assert_eq!(btf.enum_value("BIG"), Some(1 << 40));
         assert_eq!(btf.enum_value("MISSING"), None);
+    }
+
+    #[test]
+    fn finds_functions_by_name() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.func("netpoll_setup", int);
+        b.composite("__netpoll_setup", false, 4, &[]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert!(btf.has_function("netpoll_setup"));
+        // A struct of that name is not a function.
+        assert!(!btf.has_function("__netpoll_setup"));
+        assert!(!btf.has_function("netpoll_poll_dev"));
+    }
+
+    #[test]
+    fn function_index_blob_keeps_type_ids() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        b.composite("net_device", false, 8, &[M { name: "name", type_id: int, bit_offset: 0, bitfield_size: 0 }]);
+        let f1 = b.func("netpoll_setup", int);
+        b.enum32("e", &[("A", 1)]);
+        let f2 = b.func("__netpoll_setup", int);
+        b.func("netpoll_setup", int); // a later duplicate: lookups find the first
+        b.func("other", int);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        let index = btf.function_index(&["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"]);
+        assert_eq!(index.type_count, 8);
+        assert_eq!(
+            index.funcs,
+            vec![("netpoll_setup".to_string(), f1, int), ("__netpoll_setup".to_string(), f2, int)]
+        );
+        let blob = function_index_blob(&index);
+        // Same ids, read back by our parser and accepted by aya's.
+        let small = Btf::parse(&blob).unwrap();
+        assert_eq!(small.types.len(), 8);
+        assert!(matches!(small.types[f1 as usize], Type::Func { proto, .. } if proto == int));
+        assert!(small.has_function("__netpoll_setup") && !small.has_function("other"));
+        assert!(matches!(small.types[f2 as usize], Type::Func { name_off, .. } if small.name(name_off) == b"__netpoll_setup"));
+        aya::Btf::parse(&blob, aya::Endianness::default()).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use netpoll_trace_common::{Config, config_flags as cf};
 
-use crate::btf::Btf;
+use crate::btf::{Btf, FunctionIndex};
 
 /// Where the running kernel publishes its BTF.
 pub const SYSFS_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -44,6 +44,35 @@ impl Resolved {
     }
 }
 
+/// The kernel's BTF, parsed by `functions_present` and kept for the `load` that follows it
+/// at start-up, so that start-up parses it once.
+static SYSFS_PARSED: std::sync::Mutex<Option<Btf>> = std::sync::Mutex::new(None);
+
+/// The running kernel's type ids of the functions last asked about (`functions_present`),
+/// for fentry (see `btf::function_index_blob`).
+static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mutex::new(None);
+
+/// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
+/// Keeps the parse for the next `load(None)`, and the functions' type ids for
+/// `take_function_index`.
+pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
+    let data = std::fs::read(SYSFS_VMLINUX).ok()?;
+    let btf = Btf::parse(&data).ok()?;
+    let present = names.iter().map(|n| btf.has_function(n)).collect();
+    if let Ok(mut slot) = FUNCTION_INDEX.lock() {
+        *slot = Some(btf.function_index(names));
+    }
+    if let Ok(mut slot) = SYSFS_PARSED.lock() {
+        *slot = Some(btf);
+    }
+    Some(present)
+}
+
+/// The type ids `functions_present` found in the running kernel's BTF, once.
+pub fn take_function_index() -> Option<FunctionIndex> {
+    FUNCTION_INDEX.lock().ok().and_then(|mut slot| slot.take())
+}
+
 /// Loads BTF from `explicit` (`--btf FILE`) or the kernel's sysfs file.
 /// Returns Ok(None) when neither exists: the caller runs in reduced mode.
 pub fn load(explicit: Option<&Path>) -> Result<Option<(Btf, PathBuf)>> {
@@ -52,8 +81,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<(Btf, PathBuf)>> {
         None if Path::new(SYSFS_VMLINUX).exists() => PathBuf::from(SYSFS_VMLINUX),
         None => return Ok(None),
     };
+    // Taken, not copied (and taken even when --btf wins, so it is never kept): the
+    // caller drops it once the offsets are resolved.
+    let parsed = SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take());
+    if explicit.is_none()
+        && let Some(btf) = parsed
+    {
+        crate::loader::stage("struct offsets' BTF (parsed once, for function presence)");
+        return Ok(Some((btf, path)));
+    }
     let data = std::fs::read(&path).with_context(|| format!("reading BTF from {}", path.display()))?;
     let btf = Btf::parse(&data).with_context(|| format!("parsing BTF in {}", path.display()))?;
+    crate::loader::stage("struct offsets' BTF read and parsed");
     Ok(Some((btf, path)))
 }
 

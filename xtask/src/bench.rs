@@ -22,6 +22,13 @@ pub struct Options {
     pub reps: u32,
     /// The short version `cargo xtask test` runs: small counts, one throughput round.
     pub quick: bool,
+    /// Stream the guest console to the terminal.
+    pub live: bool,
+    /// Only these parts of the guest script (attach, footprint, burst, tput); all when empty.
+    pub sections: Vec<String>,
+    /// Only these throughput modes (none, watch, watch_noslow, kprobe, bpftrace); the
+    /// script's choice when empty.
+    pub modes: Vec<String>,
 }
 
 struct Counts {
@@ -36,7 +43,7 @@ impl Options {
         if self.quick {
             Counts { msgs: 200, tput_reps: 1, cycles: 50, timeout_secs: 600 }
         } else {
-            Counts { msgs: 2000, tput_reps: 3, cycles: 1000, timeout_secs: 2400 }
+            Counts { msgs: 2000, tput_reps: 5, cycles: 1000, timeout_secs: 2400 }
         }
     }
 }
@@ -73,7 +80,9 @@ pub fn run(opts: &Options) -> Result<bool> {
             if opts.quick { ", short version" } else { "" });
         let lines = run_kernel(&root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts)?;
         let r = reduce(&lines, binary_bytes);
-        if r.attach_ms.is_none() || r.rate_none.is_none() || r.events.is_none() {
+        // A partial run (--section) is for chasing a problem: its gaps are expected.
+        let complete = r.attach_ms.is_some() && r.rate_none.is_some() && r.events.is_some();
+        if !complete && opts.sections.is_empty() {
             println!("bench: {}: the guest produced no numbers (see target/bench/{}.log)", kernel.label, kernel.label);
             all_ok = false;
         }
@@ -121,12 +130,14 @@ fn run_kernel(
     std::fs::write(
         &conf,
         format!(
-            "REPS={}\nMSGS={}\nTPUT_REPS={}\nCYCLES={}\nQUICK={}\n",
+            "REPS={}\nMSGS={}\nTPUT_REPS={}\nCYCLES={}\nQUICK={}\n{}{}",
             opts.reps.max(1),
             c.msgs,
             c.tput_reps,
             c.cycles,
-            u8::from(opts.quick)
+            u8::from(opts.quick),
+            shell_list("SECTIONS", &opts.sections),
+            shell_list("MODES", &opts.modes),
         ),
     )
     .with_context(|| format!("writing {}", conf.display()))?;
@@ -155,7 +166,7 @@ fn run_kernel(
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));
-    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), false, "NPT-DMESG-END")?;
+    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), opts.live, "NPT-DMESG-END")?;
     if run.timed_out {
         println!("bench: {}: timed out after {:.0}s", kernel.label, run.elapsed.as_secs_f64());
     } else {
@@ -167,6 +178,15 @@ fn run_kernel(
         }
     }
     Ok(parse(&run.console))
+}
+
+/// `NAME="a b"` for bench.conf, or nothing when `words` is empty (the script's default).
+fn shell_list(name: &str, words: &[String]) -> String {
+    if words.is_empty() {
+        return String::new();
+    }
+    let words: Vec<&str> = words.iter().flat_map(|w| w.split([',', ' '])).filter(|w| !w.is_empty()).collect();
+    format!("{name}=\"{}\"\n", words.join(" "))
 }
 
 /// `NPT-BENCH key value...` lines, in order.
@@ -190,6 +210,15 @@ struct Result_ {
     attach_runs: usize,
     attach_method: Option<String>,
     rate_none: Option<f64>,
+    /// Per mode: median over rounds of (traced rate / the untraced floods next to it).
+    ratio_watch: Option<f64>,
+    ratio_kprobe: Option<f64>,
+    ratio_bpftrace: Option<f64>,
+    ratio_watch_noslow: Option<f64>,
+    ratio_rounds: usize,
+    /// Per mode: median over floods of (tracing programs' run time / flood wall time), and
+    /// of the programs' runs per flood (kernel.bpf_stats_enabled, see bench.sh's bpf_run).
+    bpf_share: BTreeMap<String, (f64, f64)>,
     rate_watch: Option<f64>,
     rate_kprobe: Option<f64>,
     rate_watch_noslow: Option<f64>,
@@ -203,9 +232,18 @@ struct Result_ {
     events_bpftrace: Option<u64>,
     lost_bpftrace: Option<u64>,
     watch_idle_hwm_kib: Option<u64>,
+    watch_idle_rss_kib: Option<u64>,
     watch_burst_hwm_kib: Option<u64>,
+    watch_burst_rss_kib: Option<u64>,
     agent_idle_rss_kib: Option<u64>,
+    agent_idle_hwm_kib: Option<u64>,
     agent_burst_hwm_kib: Option<u64>,
+    agent_burst_rss_kib: Option<u64>,
+    /// Tools that did not stop on the first SIGINT / at all (see bench.sh's stop_bg), and
+    /// throughput floods that did not finish (stuck_<mode>).
+    stop_resent: Vec<String>,
+    stop_killed: Vec<String>,
+    stuck: Vec<String>,
     bpftrace_burst_hwm_kib: Option<u64>,
     binary_bytes: u64,
     bpftrace_version: Option<String>,
@@ -220,13 +258,13 @@ impl Result_ {
         }
     }
     fn throughput_ratio(&self) -> Option<f64> {
-        Self::ratio(self.rate_watch, self.rate_none)
+        self.ratio_watch
     }
     fn throughput_ratio_kprobe(&self) -> Option<f64> {
-        Self::ratio(self.rate_kprobe, self.rate_none)
+        self.ratio_kprobe
     }
     fn throughput_ratio_bpftrace(&self) -> Option<f64> {
-        Self::ratio(self.rate_bpftrace, self.rate_none)
+        self.ratio_bpftrace
     }
     fn attach_speedup(&self) -> Option<f64> {
         Self::ratio(self.attach_ms_bpftrace, self.attach_ms)
@@ -242,7 +280,58 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
+/// Traced/untraced ratios per mode, each traced flood against the mean of the untraced
+/// floods right before and after it (the script interleaves them): host load drifts over a
+/// run, and a neighbour comparison cancels most of the drift. Returns the median per mode
+/// and the number of traced floods that had an untraced neighbour.
+fn neighbour_ratios(lines: &[(String, String)]) -> (BTreeMap<String, f64>, usize) {
+    let floods: Vec<(&str, f64)> = lines
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("rate_")?, v.parse().ok()?)))
+        .filter(|(m, _)| *m != "serial_only")
+        .collect();
+    let mut per_mode: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut n = 0;
+    for (i, (mode, rate)) in floods.iter().enumerate() {
+        if *mode == "none" {
+            continue;
+        }
+        let before = floods[..i].iter().rev().take_while(|(m, _)| *m != *mode).find(|(m, _)| *m == "none");
+        let after = floods[i + 1..].iter().take_while(|(m, _)| *m != *mode).find(|(m, _)| *m == "none");
+        let base: Vec<f64> = [before, after].into_iter().flatten().map(|(_, r)| *r).collect();
+        if base.is_empty() {
+            continue;
+        }
+        let base = base.iter().sum::<f64>() / base.len() as f64;
+        if base > 0.0 {
+            per_mode.entry(mode.to_string()).or_default().push(rate / base);
+            n += 1;
+        }
+    }
+    (per_mode.into_iter().filter_map(|(m, v)| Some((m, median(v)?))).collect(), n)
+}
+
+/// `bpf_<mode> RUN_NS RUNS FLOOD_MS` lines: per mode, the median share of the flood's
+/// wall time spent in the tracing programs and the median runs per flood.
+fn bpf_shares(lines: &[(String, String)]) -> BTreeMap<String, (f64, f64)> {
+    let mut per_mode: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for (k, v) in lines {
+        let Some(mode) = k.strip_prefix("bpf_") else { continue };
+        let n: Vec<f64> = v.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if let [ns, runs, ms] = n[..]
+            && ms > 0.0
+        {
+            let e = per_mode.entry(mode.to_string()).or_default();
+            e.0.push(ns / (ms * 1e6));
+            e.1.push(runs);
+        }
+    }
+    per_mode.into_iter().filter_map(|(m, (share, runs))| Some((m, (median(share)?, median(runs)?)))).collect()
+}
+
 fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
+    let (ratios, ratio_rounds) = neighbour_ratios(lines);
+    let all_str = |key: &str| -> Vec<String> { lines.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect() };
     let floats = |key: &str| -> Vec<f64> { lines.iter().filter(|(k, _)| k == key).filter_map(|(_, v)| v.parse().ok()).collect() };
     let last_u64 = |key: &str| lines.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok());
     let last_str = |key: &str| lines.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -253,6 +342,12 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         attach_runs: floats("attach_ms").len(),
         attach_method: last_str("attach_method"),
         rate_none: median(floats("rate_none")),
+        ratio_watch: ratios.get("watch").copied(),
+        ratio_kprobe: ratios.get("kprobe").copied(),
+        ratio_bpftrace: ratios.get("bpftrace").copied(),
+        ratio_watch_noslow: ratios.get("watch_noslow").copied(),
+        ratio_rounds,
+        bpf_share: bpf_shares(lines),
         rate_watch: median(floats("rate_watch")),
         rate_kprobe: median(floats("rate_kprobe")),
         rate_watch_noslow: median(floats("rate_watch_noslow")),
@@ -266,9 +361,16 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         events_bpftrace: last_u64("events_bpftrace"),
         lost_bpftrace: last_u64("lost_bpftrace"),
         watch_idle_hwm_kib: last_u64("watch_idle_hwm_kib"),
+        watch_idle_rss_kib: last_u64("watch_idle_rss_kib"),
         watch_burst_hwm_kib: last_u64("watch_burst_hwm_kib"),
+        watch_burst_rss_kib: last_u64("watch_burst_rss_kib"),
         agent_idle_rss_kib: last_u64("agent_idle_rss_kib"),
+        agent_idle_hwm_kib: last_u64("agent_idle_hwm_kib"),
         agent_burst_hwm_kib: last_u64("agent_burst_hwm_kib"),
+        agent_burst_rss_kib: last_u64("agent_burst_rss_kib"),
+        stop_resent: all_str("stop_resent"),
+        stop_killed: all_str("stop_killed"),
+        stuck: lines.iter().filter_map(|(k, _)| k.strip_prefix("stuck_").map(str::to_string)).collect(),
         bpftrace_burst_hwm_kib: last_u64("bpftrace_burst_hwm_kib"),
         binary_bytes,
         bpftrace_version: last_str("bpftrace_version"),
@@ -333,6 +435,31 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
         if let Some(why) = &r.bpftrace_unavailable {
             s.push_str(&format!("       bpftrace unavailable: {why}\n"));
         }
+        s.push_str(&format!(
+            "       RSS now/peak KiB: watch idle {}/{}, after burst {}/{}; agent idle {}/{}, after burst {}/{}\n",
+            opt_u(r.watch_idle_rss_kib),
+            opt_u(r.watch_idle_hwm_kib),
+            opt_u(r.watch_burst_rss_kib),
+            opt_u(r.watch_burst_hwm_kib),
+            opt_u(r.agent_idle_rss_kib),
+            opt_u(r.agent_idle_hwm_kib),
+            opt_u(r.agent_burst_rss_kib),
+            opt_u(r.agent_burst_hwm_kib),
+        ));
+        for (mode, (share, runs)) in &r.bpf_share {
+            s.push_str(&format!(
+                "       {mode}: tracing programs ran {runs:.0} times per flood, {:.4}% of its time\n",
+                share * 100.0
+            ));
+        }
+        if !r.stop_resent.is_empty() || !r.stop_killed.is_empty() || !r.stuck.is_empty() {
+            s.push_str(&format!(
+                "       needed a second SIGINT: [{}]; SIGKILL: [{}]; floods stuck: [{}]\n",
+                r.stop_resent.join(" "),
+                r.stop_killed.join(" "),
+                r.stuck.join(" ")
+            ));
+        }
     }
     s
 }
@@ -355,6 +482,7 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
     let f = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.4}"));
     let u = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
     let st = |v: &Option<String>| v.as_deref().map_or("null".into(), json_str);
+    let strs = |v: &[String]| format!("[{}]", v.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(", "));
     let mut out = String::from("{\n");
     let n = results.len();
     for (i, (release, r)) in results.iter().enumerate() {
@@ -368,12 +496,20 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("throughput_ratio", f(r.throughput_ratio())),
             ("throughput_ratio_kprobe", f(r.throughput_ratio_kprobe())),
             ("throughput_ratio_bpftrace", f(r.throughput_ratio_bpftrace())),
-            ("throughput_ratio_no_slow_poll_events", f(Result_::ratio(r.rate_watch_noslow, r.rate_none))),
+            ("throughput_ratio_no_slow_poll_events", f(r.ratio_watch_noslow)),
+            ("throughput_ratio_floods", r.ratio_rounds.to_string()),
             ("poll_lines_per_flood", f(r.poll_lines_watch)),
+            ("bpf_time_share_watch", f(r.bpf_share.get("watch").map(|x| x.0))),
+            ("bpf_time_share_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.0))),
+            ("bpf_time_share_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.0))),
+            ("bpf_runs_per_flood_watch", f(r.bpf_share.get("watch").map(|x| x.1))),
+            ("bpf_runs_per_flood_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.1))),
+            ("bpf_runs_per_flood_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.1))),
             ("msgs_per_sec_untraced", f(r.rate_none)),
             ("msgs_per_sec_watch", f(r.rate_watch)),
             ("msgs_per_sec_kprobe", f(r.rate_kprobe)),
             ("msgs_per_sec_bpftrace", f(r.rate_bpftrace)),
+            ("msgs_per_sec_watch_noslow", f(r.rate_watch_noslow)),
             ("msgs_per_sec_serial_only", f(r.rate_serial_only)),
             ("setups", u(r.setups)),
             ("setups_ok", u(r.setups_ok)),
@@ -381,14 +517,21 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("lost", u(r.lost)),
             ("events_bpftrace", u(r.events_bpftrace)),
             ("lost_bpftrace", u(r.lost_bpftrace)),
-            ("watch_idle_rss_kib", u(r.watch_idle_hwm_kib)),
-            ("watch_burst_rss_kib", u(r.watch_burst_hwm_kib)),
+            ("watch_idle_rss_kib", u(r.watch_idle_rss_kib)),
+            ("watch_idle_hwm_kib", u(r.watch_idle_hwm_kib)),
+            ("watch_burst_rss_kib", u(r.watch_burst_rss_kib)),
+            ("watch_burst_hwm_kib", u(r.watch_burst_hwm_kib)),
             ("agent_idle_rss_kib", u(r.agent_idle_rss_kib)),
-            ("agent_burst_rss_kib", u(r.agent_burst_hwm_kib)),
+            ("agent_idle_hwm_kib", u(r.agent_idle_hwm_kib)),
+            ("agent_burst_rss_kib", u(r.agent_burst_rss_kib)),
+            ("agent_burst_hwm_kib", u(r.agent_burst_hwm_kib)),
             ("bpftrace_burst_rss_kib", u(r.bpftrace_burst_hwm_kib)),
             ("binary_bytes", r.binary_bytes.to_string()),
             ("bpftrace_version", st(&r.bpftrace_version)),
             ("bpftrace_unavailable", st(&r.bpftrace_unavailable)),
+            ("stopped_by_second_sigint", strs(&r.stop_resent)),
+            ("stopped_by_sigkill", strs(&r.stop_killed)),
+            ("stuck_floods", strs(&r.stuck)),
         ];
         out.push_str(&format!("  {}: {{\n", json_str(release)));
         for (j, (k, v)) in fields.iter().enumerate() {
@@ -419,6 +562,39 @@ mod tests {
         assert!(json.contains("\"attach_ms\": 20.0000,"), "{json}");
         assert!(json.contains("\"lost\": null,"), "{json}");
         assert!(json.contains("\"bpftrace_unavailable\": \"a \\\"b\\\"\""), "{json}");
+    }
+
+    #[test]
+    fn traced_floods_compare_with_their_untraced_neighbours() {
+        // Host load halves every rate in the second round: ratios of medians would be
+        // skewed by it, neighbour ratios are not.
+        let console = "NPT-BENCH rate_serial_only 5000\nNPT-BENCH rate_none 1000\nNPT-BENCH rate_watch 990\n\
+                       NPT-BENCH rate_none 1000\nNPT-BENCH rate_kprobe 900\nNPT-BENCH rate_none 500\n\
+                       NPT-BENCH rate_watch 495\nNPT-BENCH rate_none 500\nNPT-BENCH rate_kprobe 450\n";
+        let (ratios, n) = neighbour_ratios(&parse(console));
+        assert_eq!(n, 4);
+        assert!((ratios["watch"] - 0.99).abs() < 1e-9, "{ratios:?}");
+        // 900 / mean(1000, 500), then 450 / 500 (no untraced flood after it).
+        assert!((ratios["kprobe"] - (1.2 + 0.9) / 2.0).abs() < 1e-9, "{ratios:?}");
+        assert!(!ratios.contains_key("serial_only"));
+    }
+
+    #[test]
+    fn bpf_run_time_share_per_mode() {
+        let console = "NPT-BENCH bpf_watch 1000000 4 1000.0\nNPT-BENCH bpf_watch 3000000 2 1000.0\n\
+                       NPT-BENCH bpf_watch 2000000 3 1000.0\nNPT-BENCH bpf_kprobe bad\n";
+        let shares = bpf_shares(&parse(console));
+        assert_eq!(shares["watch"], (0.002, 3.0));
+        assert!(!shares.contains_key("kprobe"));
+    }
+
+    #[test]
+    fn escalations_are_kept() {
+        let console = "NPT-BENCH stop_resent bpftrace\nNPT-BENCH stuck_kprobe 1\n";
+        let r = reduce(&parse(console), 0);
+        assert_eq!(r.stop_resent, ["bpftrace"]);
+        assert_eq!(r.stuck, ["kprobe"]);
+        assert!(to_json(&BTreeMap::from([("k".to_string(), r)])).contains("\"stuck_floods\": [\"kprobe\"]"));
     }
 
     #[test]

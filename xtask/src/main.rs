@@ -65,6 +65,15 @@ enum Task {
         /// The short version `cargo xtask test` runs (small counts; numbers, no timings judged).
         #[arg(long)]
         quick: bool,
+        /// Stream the guest console to the terminal.
+        #[arg(long)]
+        live: bool,
+        /// Run only these parts: attach, footprint, burst, tput (repeatable or comma-separated).
+        #[arg(long = "section")]
+        sections: Vec<String>,
+        /// Throughput modes to time: none, watch, watch_noslow, kprobe, bpftrace.
+        #[arg(long = "mode")]
+        modes: Vec<String>,
     },
     /// Release artefacts in target/dist/: netpoll-trace-<version>-x86_64.tar.gz (static binary,
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
@@ -132,9 +141,9 @@ fn run(cli: Cli) -> Result<bool> {
             binary: args.binary,
         }),
         Task::Test => test(),
-        Task::Bench { kernels, reps, quick } => {
+        Task::Bench { kernels, reps, quick, live, sections, modes } => {
             setup::run()?;
-            bench::run(&bench::Options { kernels, reps, quick })
+            bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
         }
         Task::Demo { kernel } => demo(kernel),
         Task::Dist => dist::run().map(|_| true),
@@ -161,7 +170,14 @@ fn test() -> Result<bool> {
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
     println!("test: cargo xtask bench --quick --kernel 6.12 (numbers produced; timings not judged)");
-    let bench_ok = bench::run(&bench::Options { kernels: vec!["6.12".into()], reps: 1, quick: true })
+    let bench_ok = bench::run(&bench::Options {
+        kernels: vec!["6.12".into()],
+        reps: 1,
+        quick: true,
+        live: false,
+        sections: Vec::new(),
+        modes: Vec::new(),
+    })
         .unwrap_or_else(|e| {
             eprintln!("test: bench failed: {e:#}");
             false
