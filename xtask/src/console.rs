@@ -34,8 +34,8 @@ const OOPS_MARKERS: &[&str] = &["BUG:", "Oops", "WARNING:", "general protection"
 pub fn parse(text: &str) -> Console {
     let mut console = Console::default();
     let mut dmesg: Option<Vec<String>> = None;
-    for raw in text.lines() {
-        let line = raw.trim_end_matches('\r');
+    for line in unsplice(text) {
+        let line = line.as_str();
         if let Some(lines) = dmesg.as_mut() {
             if marker(line, "NPT-DMESG-END").is_some() {
                 console.dmesg = dmesg.take();
@@ -62,6 +62,50 @@ pub fn parse(text: &str) -> Console {
         }
     }
     console
+}
+
+/// The console's lines, with a check line that a kernel record interrupted put back
+/// together. A printk at a console level can land in the middle of our write:
+/// "NPT-CHECK traffi[   30.74] npt-hello 161" then "c_unpatched pass" on the next
+/// line. Only a check line that is incomplete before the record is joined with the
+/// next line (a record glued after a complete status word is left alone); the kernel
+/// record stays a line of its own, so oops detection still sees it.
+fn unsplice(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        i += 1;
+        let Some(at) = line.find("NPT-CHECK ") else {
+            out.push(line.to_string());
+            continue;
+        };
+        let body = at + "NPT-CHECK ".len();
+        match kernel_record_at(&line[body..]).map(|r| body + r) {
+            Some(cut) if parse_check(&line[body..cut]).is_none() && i < lines.len() => {
+                out.push(line[cut..].to_string());
+                out.push(format!("{}{}", &line[..cut], lines[i]));
+                i += 1;
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    out
+}
+
+/// Where a kernel console record ("[   30.743596] ...") starts in `s`.
+fn kernel_record_at(s: &str) -> Option<usize> {
+    s.match_indices('[').map(|(i, _)| i).find(|&i| {
+        let rest = &s[i + 1..];
+        let Some(end) = rest.find(']') else { return false };
+        let stamp = rest[..end].trim_start();
+        let (secs, frac) = stamp.split_once('.').unwrap_or(("", ""));
+        !secs.is_empty()
+            && !frac.is_empty()
+            && secs.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// The text after `tag` when the line carries it (kernel output may precede it on the line).
@@ -164,6 +208,23 @@ mod tests {
     fn marker_after_kernel_noise_on_the_same_line() {
         let c = parse("[   5.1] virtio_net virtio0 eth0: up NPT-CHECK late pass\n");
         assert_eq!(c.checks[0].name, "late");
+    }
+
+    #[test]
+    fn a_kernel_record_inside_a_check_name_is_spliced_out() {
+        let text = "NPT-CHECK unpatch_restores pass\nNPT-CHECK traffi[   30.743596] npt-hello-unpatched 161\n\
+            c_unpatched pass\nNPT-CHECK delivered_after_unpatch pass\n";
+        let c = parse(text);
+        let names: Vec<&str> = c.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["unpatch_restores", "traffic_unpatched", "delivered_after_unpatch"]);
+        assert!(c.checks.iter().all(|c| c.status == Status::Pass));
+        // Cut inside the status word, and a kernel warning as the interrupting record.
+        let c = parse("NPT-CHECK x fa[    1.5] WARNING: CPU: 0 PID: 1 at foo\nil rc=1: boom\n");
+        assert_eq!(c.checks, [Check { name: "x".into(), status: Status::Fail("rc=1: boom".into()) }]);
+        assert_eq!(c.oopses.len(), 1);
+        // A detail that quotes a timestamp is a complete line: not joined.
+        let c = parse("NPT-CHECK y fail rc=1: [    2.0] netpoll: eth0 oops\nNPT-CHECK z pass\n");
+        assert_eq!(c.checks.len(), 2);
     }
 
     #[test]
