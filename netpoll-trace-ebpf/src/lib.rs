@@ -1,3 +1,497 @@
+//! The maps and the logic of the programs, shared by the two objects this crate
+//! builds: the modern one (src/main.rs: fentry/fexit and kprobes, aya-log) and the
+//! legacy one (src/legacy.rs: kprobes only, loads on 4.14).
+//!
+//! Entry probes capture the arguments (the struct fields are read at the offsets
+//! userspace resolved and stored in `CONFIG`) and park them in `INFLIGHT`, keyed by
+//! thread and nesting depth; return probes complete the record with the return value
+//! and duration and send it to userspace. Nesting matters: a bond's `__netpoll_setup`
+//! calls `ndo_netpoll_setup`, which calls `__netpoll_setup` again for each slave, all
+//! on one thread.
+//!
+//! What keeps the legacy object loadable on 4.14, and so holds for all code here:
+//! - every function is `#[inline(always)]`: bpf-to-bpf calls arrived in 4.16;
+//! - no loops, only straight-line code: the 4.14 verifier refuses backward jumps;
+//! - map keys and values, and perf output, come from the stack: 4.14 takes nothing
+//!   else for them (a map value pointer is refused);
+//! - no global data (.data/.rodata/.bss need 5.2) and no aya-log (a ring buffer, 5.8);
+//!   `cargo xtask bpfcheck` checks all of this on the built object.
 #![no_std]
-// The programs live in the binary target (src/main.rs); this library only exists so
-// that netpoll-trace can name this crate as a build dependency.
+
+#[cfg(all(feature = "log", feature = "legacy"))]
+compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer and global data");
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read, bpf_probe_read_buf},
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
+};
+#[cfg(feature = "log")]
+use aya_log_ebpf::{debug, warn};
+use netpoll_trace_common::{
+    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN, POLL_BUCKETS,
+    PollEvent, PollStart, PollStats, RecorderMeta, SetupEvent, config_flags as cf, event_flags as ef, loss,
+    poll_bucket,
+};
+
+pub use netpoll_trace_common::function;
+
+/// `bpf_map_update_elem` flag: fail when the key exists (the claim in `record`).
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i32 = 17;
+
+/// One entry: this kernel's struct layout, written by userspace before attach.
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Current nesting depth of set-up calls per thread.
+#[map]
+static DEPTH: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Calls that have entered and not yet returned.
+#[map]
+static INFLIGHT: HashMap<InflightKey, SetupEvent> = HashMap::with_max_entries(1024, 0);
+
+/// Finished calls, to userspace. A perf event array (not a ring buffer) keeps the
+/// programs loadable on kernels before 5.8.
+#[map]
+static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
+
+/// Per-device `netpoll_poll_dev` counts and latency histograms, keyed by the
+/// `struct net_device *`.
+#[map]
+static POLL_STATS: PerCpuHashMap<u64, PollStats> = PerCpuHashMap::with_max_entries(256, 0);
+
+/// The `netpoll_poll_dev` call in progress on each CPU.
+#[map]
+static POLL_START: PerCpuArray<PollStart> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a new device's `PollStats` is zeroed and its identity read before it is
+/// copied to the stack for the insert (4.14 takes map values only from the stack).
+#[map]
+static POLL_SCRATCH: PerCpuArray<PollStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Single slow `netpoll_poll_dev` calls.
+#[map]
+static POLL_EVENTS: PerfEventArray<PollEvent> = PerfEventArray::new(0);
+
+// The flight recorder: kept by the kernel, pinned under bpffs by userspace, so it
+// outlives the process that loaded it (and, with pinned links, keeps recording).
+
+/// The recorder's header (one entry).
+#[map]
+static META: Array<RecorderMeta> = Array::with_max_entries(1, 0);
+
+/// The last `ring_size` set-up events, keyed by sequence number. A hash, not an
+/// array: inserting with BPF_NOEXIST is the one atomic claim every kernel offers
+/// (fetching atomics need 5.12), so two CPUs can never write one slot and a lost
+/// event shows as a gap. Userspace sets max_entries to the ring size at load.
+#[map]
+static RING: HashMap<u64, SetupEvent> = HashMap::with_max_entries(DEFAULT_RING_SIZE, 0);
+
+/// Calls per (device, function, return value). Per CPU, like every counter here:
+/// fetching atomics need kernel 5.12 and Rust's need nightly intrinsics.
+#[map]
+static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// What the recorder could not keep (`loss::*`), so loss is never silent.
+#[map]
+static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::SLOTS, 0);
+
+/// The kprobe programs, one definition for both objects so their names (the
+/// loader's attach table) cannot drift apart. Expanded by each binary.
+#[macro_export]
+macro_rules! kprobe_programs {
+    () => {
+        #[::aya_ebpf::macros::kprobe]
+        pub fn netpoll_setup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let np: u64 = ctx.arg(0).unwrap_or(0);
+            $crate::setup_enter($crate::function::NETPOLL_SETUP, np, 0);
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::setup_exit(&ctx, ctx.ret::<u64>());
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn inner_netpoll_setup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let np: u64 = ctx.arg(0).unwrap_or(0);
+            let dev: u64 = ctx.arg(1).unwrap_or(0);
+            $crate::setup_enter($crate::function::UNDER_NETPOLL_SETUP, np, dev);
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn inner_netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::setup_exit(&ctx, ctx.ret::<u64>());
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn poll_dev_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::poll_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn poll_dev_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::poll_exit(&ctx);
+            0
+        }
+    };
+}
+
+/// The license section both objects carry: GPL-compatible, as bpf_probe_read and
+/// perf output are GPL-only helpers.
+#[macro_export]
+macro_rules! license {
+    () => {
+        #[unsafe(link_section = "license")]
+        #[unsafe(no_mangle)]
+        static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+    };
+}
+
+/// Entry of `netpoll_setup`/`__netpoll_setup`.
+#[inline(always)]
+pub fn setup_enter(function: u32, np: u64, dev: u64) {
+    let _ = try_enter(function, np, dev);
+}
+
+/// Return of `netpoll_setup`/`__netpoll_setup`.
+#[inline(always)]
+pub fn setup_exit<C: EbpfContext>(ctx: &C, ret: u64) {
+    let _ = try_exit(ctx, ret);
+}
+
+#[inline(always)]
+pub fn poll_enter(dev: u64) {
+    if let Some(start) = POLL_START.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
+        unsafe {
+            (*start).ts_ns = bpf_ktime_get_ns();
+            (*start).dev = dev;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn poll_exit<C: EbpfContext>(ctx: &C) {
+    let Some(start) = POLL_START.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
+    let (ts, dev) = unsafe { ((*start).ts_ns, (*start).dev) };
+    if ts == 0 {
+        return; // attached mid-call
+    }
+    unsafe { (*start).ts_ns = 0 };
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let stats = match POLL_STATS.get_ptr_mut(dev) {
+        Some(p) => p,
+        None => {
+            if !insert_poll_stats(cfg, dev) {
+                return;
+            }
+            match POLL_STATS.get_ptr_mut(dev) {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of the value (per-CPU map), no concurrent writer.
+    let s = unsafe { &mut *stats };
+    s.count += 1;
+    s.total_ns += ns;
+    if ns > s.max_ns {
+        s.max_ns = ns;
+    }
+    let b = poll_bucket(ns);
+    if let Some(slot) = s.hist.get_mut(b) {
+        *slot += 1;
+    }
+    if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
+        let mut ev = PollEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ] };
+        read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
+        POLL_EVENTS.output(ctx, &ev, 0);
+    }
+}
+
+/// Creates a device's zeroed `PollStats` with its name and ifindex.
+#[inline(always)]
+fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
+    let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
+    let fresh = unsafe { &mut *fresh };
+    fresh.count = 0;
+    fresh.total_ns = 0;
+    fresh.max_ns = 0;
+    fresh.hist = [0; POLL_BUCKETS];
+    fresh.ifindex = 0;
+    fresh.flags = 0;
+    fresh.name = [0; IFNAMSIZ];
+    read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
+    // 4.14 takes an update's value only from the stack (304 bytes fit in its 512).
+    let value: PollStats = *fresh;
+    POLL_STATS.insert(dev, &value, 0).is_ok()
+}
+
+#[inline(always)]
+fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex: &mut i32, flags: &mut u32) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    if cfg.flags & cf::DEV_NAME != 0 && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok() {
+        *flags |= ef::DEV_NAME;
+    }
+    if cfg.flags & cf::DEV_IFINDEX != 0
+        && let Ok(i) = unsafe { bpf_probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
+    {
+        *ifindex = i;
+        *flags |= ef::IFINDEX;
+    }
+}
+
+#[inline(always)]
+fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
+    let cfg = CONFIG.get(0).ok_or(1i64)?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once; a concurrent update can only race
+    // with this same thread, which is here.
+    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
+    if depth >= MAX_DEPTH {
+        return Err(1);
+    }
+    let mut ev = SetupEvent::ZERO;
+    // SAFETY: a helper call without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.pid_tgid = pid_tgid;
+    ev.function = function;
+    ev.depth = depth;
+    ev.netpoll = np;
+    ev.dev = dev;
+    if let Ok(comm) = bpf_get_current_comm() {
+        ev.comm = comm;
+    }
+    read_netpoll(&mut ev, cfg, np);
+    read_device(&mut ev, cfg, dev);
+    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    INFLIGHT.insert(key, ev, 0).map_err(i64::from)?;
+    DEPTH.insert(pid_tgid, depth + 1, 0).map_err(i64::from)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(depth) = unsafe { DEPTH.get(pid_tgid) }.copied() else {
+        // Attached while the call was already running: nothing to pair with.
+        #[cfg(feature = "log")]
+        debug!(ctx, "set-up returned without a recorded entry (attached mid-call)");
+        return Err(1);
+    };
+    if depth == 0 || depth > MAX_DEPTH {
+        #[cfg(feature = "log")]
+        warn!(ctx, "set-up nesting depth {} out of range; entry dropped", depth);
+        let _ = DEPTH.remove(pid_tgid);
+        return Err(1);
+    }
+    let depth = depth - 1;
+    if depth == 0 {
+        let _ = DEPTH.remove(pid_tgid);
+    } else {
+        let _ = DEPTH.insert(pid_tgid, depth, 0);
+    }
+    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    let parked = INFLIGHT.get_ptr_mut(key).ok_or(1i64)?;
+    // SAFETY: map value pointer from a successful lookup; only this thread uses the
+    // key. Copied to the stack: 4.14 takes perf output and map values only from there.
+    let mut ev: SetupEvent = unsafe { *parked };
+    // `int` return: the low 32 bits of the return register.
+    ev.ret = ret as u32 as i32;
+    ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
+    #[cfg(feature = "log")]
+    debug!(ctx, "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret);
+    SETUP_EVENTS.output(ctx, &ev, 0);
+    record(&ev);
+    count(&ev);
+    let _ = INFLIGHT.remove(key);
+    Ok(())
+}
+
+#[inline(always)]
+fn lose(slot: u32) {
+    if let Some(p) = LOSSES.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Puts a finished event into the ring under the next free sequence number.
+#[inline(always)]
+fn record(ev: &SetupEvent) {
+    let Some(meta) = META.get_ptr_mut(0) else { return };
+    // SAFETY: the map value lives as long as the map; fields are read and stored
+    // whole, and a racing store of next_seq only makes the next claim retry.
+    let meta = unsafe { &mut *meta };
+    if meta.schema == 0 || meta.ring_size == 0 {
+        return; // userspace has not initialised the recorder
+    }
+    let n = meta.ring_size as u64;
+    let seq = meta.next_seq;
+    // Another CPU may have taken a number (or the map is briefly full): try the next
+    // ones. Four tries written out, not a loop: 4.14 refuses backward jumps.
+    if claim(meta, n, seq, ev) || claim(meta, n, seq + 1, ev) || claim(meta, n, seq + 2, ev) || claim(meta, n, seq + 3, ev)
+    {
+        return;
+    }
+    lose(loss::UNRECORDED);
+}
+
+/// Stores `ev` under `seq` unless another CPU has; evicts the event `n` before it.
+#[inline(always)]
+fn claim(meta: &mut RecorderMeta, n: u64, seq: u64, ev: &SetupEvent) -> bool {
+    if seq >= n {
+        let _ = RING.remove(seq - n);
+    }
+    if RING.insert(seq, ev, BPF_NOEXIST).is_ok() {
+        meta.next_seq = seq + 1;
+        return true;
+    }
+    false
+}
+
+/// Counts the call per device, function and return value.
+#[inline(always)]
+fn count(ev: &SetupEvent) {
+    let mut key = CounterKey { dev_name: [0; IFNAMSIZ], function: ev.function, ret: ev.ret };
+    if ev.flags & ef::DEV_NAME != 0 {
+        key.dev_name = ev.dev_name;
+    } else if ev.flags & ef::NP_DEV_NAME != 0 {
+        key.dev_name = ev.np_dev_name;
+    }
+    // A renamed device keeps old bytes after its name's NUL (strscpy does not pad):
+    // clear them, or one device would count under several keys.
+    clear_after_nul(&mut key.dev_name);
+    // This CPU's copy: no other writer. A key another CPU inserted first makes the
+    // insert fail with EEXIST; our copy of it then exists (zeroed) to add to.
+    if COUNTERS.get_ptr_mut(key).is_none() {
+        match COUNTERS.insert(key, 0u64, BPF_NOEXIST) {
+            Ok(()) => {}
+            Err(e) if e == -EEXIST => {}
+            Err(_) => return lose(loss::COUNTERS_FULL),
+        }
+    }
+    if let Some(p) = COUNTERS.get_ptr_mut(key) {
+        // SAFETY: this CPU's copy of the value.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Zeroes every byte after the first NUL. Written out byte by byte, not as a loop:
+/// 4.14 refuses backward jumps (16 is both IFNAMSIZ and OWNER_LEN).
+#[inline(always)]
+fn clear_after_nul(s: &mut [u8; 16]) {
+    let mut end = false;
+    macro_rules! step {
+        ($($i:literal)*) => {$(
+            end |= s[$i] == 0;
+            if end {
+                s[$i] = 0;
+            }
+        )*};
+    }
+    step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+const _: () = assert!(IFNAMSIZ == 16 && OWNER_LEN == 16 && COMM_LEN == 16);
+
+#[inline(always)]
+fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
+    if np == 0 {
+        return;
+    }
+    let base = np as *const u8;
+    if cfg.flags & cf::NP_DEV_NAME != 0 {
+        // SAFETY: bpf_probe_read faults safely on a bad address.
+        let src = unsafe { base.add(cfg.np_dev_name as usize) };
+        if unsafe { bpf_probe_read_buf(src, &mut ev.np_dev_name) }.is_ok() {
+            ev.flags |= ef::NP_DEV_NAME;
+        }
+    }
+    if cfg.flags & cf::NP_NAME != 0 {
+        let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
+        if let Ok(name) = unsafe { bpf_probe_read(ptr) }
+            && name != 0
+            && read_owner(name as *const u8, &mut ev.owner)
+        {
+            ev.flags |= ef::OWNER;
+        }
+    }
+}
+
+/// The string `netpoll.name` points to. bpf_probe_read_str (4.11) is the exact
+/// read; the legacy object keeps to 4.9's helpers with a fixed-size read whose bytes
+/// after the NUL are cleared (the owner is a string literal such as "netconsole", so
+/// its 16 bytes are readable).
+#[inline(always)]
+fn read_owner(src: *const u8, dst: &mut [u8; OWNER_LEN]) -> bool {
+    #[cfg(not(feature = "legacy"))]
+    {
+        // Not the _kernel_ variant (5.5+): older kernels stay in reach.
+        #[allow(deprecated)]
+        let read = unsafe { aya_ebpf::helpers::bpf_probe_read_str(src, dst) };
+        read.is_ok()
+    }
+    #[cfg(feature = "legacy")]
+    {
+        let ok = unsafe { bpf_probe_read_buf(src, dst) }.is_ok();
+        clear_after_nul(dst);
+        ok
+    }
+}
+
+#[inline(always)]
+fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
+    if cfg.flags & cf::DEV_OPS != 0 {
+        let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
+        if let Ok(ops) = unsafe { bpf_probe_read(src) } {
+            ev.ops = ops;
+            if ops != 0 {
+                let ops_base = ops as *const u8;
+                let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
+                let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
+                if let (Ok(pc), Ok(ns)) = unsafe { (bpf_probe_read(pc), bpf_probe_read(ns)) } {
+                    ev.poll_controller = pc;
+                    ev.netpoll_setup_op = ns;
+                    ev.flags |= ef::OPS;
+                }
+            }
+        }
+    }
+    if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
+        let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
+        if let Ok(raw) = unsafe { bpf_probe_read(src) } {
+            let bits = raw >> (cfg.priv_flags_shift & 63);
+            ev.flags |= ef::PRIV_FLAGS;
+            if bits & cfg.iff_disable_netpoll != 0 {
+                ev.flags |= ef::NETPOLL_DISABLED;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

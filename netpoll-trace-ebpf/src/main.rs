@@ -1,128 +1,22 @@
-//! kprobes on the kernel's netpoll set-up path.
-//!
-//! Entry probes capture the arguments (the struct fields are read at the offsets
-//! userspace resolved from the kernel's BTF and stored in `CONFIG`) and park them in
-//! `INFLIGHT`, keyed by thread and nesting depth; return probes complete the record
-//! with the return value and duration and send it to userspace. Nesting matters: a
-//! bond's `__netpoll_setup` calls `ndo_netpoll_setup`, which calls `__netpoll_setup`
-//! again for each slave, all on one thread.
+//! The modern object: fentry/fexit where the kernel has BPF trampolines (cheaper per
+//! call), kprobes everywhere else, aya-log for the programs' own diagnostics (needs
+//! 5.8). Userspace loads one set of programs. The logic is in the library.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read,
-        bpf_probe_read_buf,
-    },
-    EbpfContext,
-    macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    macros::{fentry, fexit},
+    programs::{FEntryContext, FExitContext},
 };
-#[allow(deprecated)]
-use aya_ebpf::helpers::bpf_probe_read_str;
-use aya_log_ebpf::{debug, warn};
-use netpoll_trace_common::{
-    Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, PollEvent, PollStart,
-    PollStats, RecorderMeta, SetupEvent, config_flags as cf, event_flags as ef, function, loss,
-    poll_bucket,
-};
+use netpoll_trace_ebpf::{function, poll_enter, poll_exit, setup_enter, setup_exit};
 
-/// `bpf_map_update_elem` flag: fail when the key exists (the claim in `record`).
-const BPF_NOEXIST: u64 = 1;
-const EEXIST: i32 = 17;
-
-/// One entry: this kernel's struct layout, written by userspace before attach.
-#[map]
-static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
-
-/// Current nesting depth of set-up calls per thread.
-#[map]
-static DEPTH: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
-
-/// Calls that have entered and not yet returned.
-#[map]
-static INFLIGHT: HashMap<InflightKey, SetupEvent> = HashMap::with_max_entries(1024, 0);
-
-/// Finished calls, to userspace. A perf event array (not a ring buffer) keeps the
-/// programs loadable on kernels before 5.8.
-#[map]
-static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
-
-/// Per-device `netpoll_poll_dev` counts and latency histograms, keyed by the
-/// `struct net_device *`.
-#[map]
-static POLL_STATS: PerCpuHashMap<u64, PollStats> = PerCpuHashMap::with_max_entries(256, 0);
-
-/// The `netpoll_poll_dev` call in progress on each CPU.
-#[map]
-static POLL_START: PerCpuArray<PollStart> = PerCpuArray::with_max_entries(1, 0);
-
-/// Where a new `PollStats` is built: it is too big for the 512-byte BPF stack.
-#[map]
-static POLL_SCRATCH: PerCpuArray<PollStats> = PerCpuArray::with_max_entries(1, 0);
-
-/// Single slow `netpoll_poll_dev` calls.
-#[map]
-static POLL_EVENTS: PerfEventArray<PollEvent> = PerfEventArray::new(0);
-
-// The flight recorder: kept by the kernel, pinned under bpffs by userspace, so it
-// outlives the process that loaded it (and, with pinned links, keeps recording).
-
-/// The recorder's header (one entry).
-#[map]
-static META: Array<RecorderMeta> = Array::with_max_entries(1, 0);
-
-/// The last `ring_size` set-up events, keyed by sequence number. A hash, not an
-/// array: inserting with BPF_NOEXIST is the one atomic claim every kernel offers
-/// (fetching atomics need 5.12), so two CPUs can never write one slot and a lost
-/// event shows as a gap. Userspace sets max_entries to the ring size at load.
-#[map]
-static RING: HashMap<u64, SetupEvent> = HashMap::with_max_entries(DEFAULT_RING_SIZE, 0);
-
-/// Calls per (device, function, return value). Per CPU, like every counter here:
-/// fetching atomics need kernel 5.12 and Rust's need nightly intrinsics.
-#[map]
-static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
-
-/// What the recorder could not keep (`loss::*`), so loss is never silent.
-#[map]
-static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::SLOTS, 0);
-
-// Two attach methods, one logic: kprobes everywhere, fentry/fexit where the kernel
-// has BPF trampolines (cheaper per call). Userspace loads one set.
-
-#[kprobe]
-pub fn netpoll_setup_entry(ctx: ProbeContext) -> u32 {
-    let np: u64 = ctx.arg(0).unwrap_or(0);
-    let _ = try_enter(function::NETPOLL_SETUP, np, 0);
-    0
-}
-
-#[kretprobe]
-pub fn netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
-    let _ = try_exit(&ctx, ctx.ret::<u64>());
-    0
-}
-
-#[kprobe]
-pub fn inner_netpoll_setup_entry(ctx: ProbeContext) -> u32 {
-    let np: u64 = ctx.arg(0).unwrap_or(0);
-    let dev: u64 = ctx.arg(1).unwrap_or(0);
-    let _ = try_enter(function::UNDER_NETPOLL_SETUP, np, dev);
-    0
-}
-
-#[kretprobe]
-pub fn inner_netpoll_setup_exit(ctx: RetProbeContext) -> u32 {
-    let _ = try_exit(&ctx, ctx.ret::<u64>());
-    0
-}
+netpoll_trace_ebpf::kprobe_programs!();
+netpoll_trace_ebpf::license!();
 
 #[fentry(function = "netpoll_setup")]
 pub fn netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
     let np: u64 = ctx.arg(0);
-    let _ = try_enter(function::NETPOLL_SETUP, np, 0);
+    setup_enter(function::NETPOLL_SETUP, np, 0);
     0
 }
 
@@ -130,7 +24,7 @@ pub fn netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
 pub fn netpoll_setup_fexit(ctx: FExitContext) -> u32 {
     // fexit sees the arguments, then the return value.
     let ret: u64 = ctx.arg(1);
-    let _ = try_exit(&ctx, ret);
+    setup_exit(&ctx, ret);
     0
 }
 
@@ -138,26 +32,14 @@ pub fn netpoll_setup_fexit(ctx: FExitContext) -> u32 {
 pub fn inner_netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
     let np: u64 = ctx.arg(0);
     let dev: u64 = ctx.arg(1);
-    let _ = try_enter(function::UNDER_NETPOLL_SETUP, np, dev);
+    setup_enter(function::UNDER_NETPOLL_SETUP, np, dev);
     0
 }
 
 #[fexit(function = "__netpoll_setup")]
 pub fn inner_netpoll_setup_fexit(ctx: FExitContext) -> u32 {
     let ret: u64 = ctx.arg(2);
-    let _ = try_exit(&ctx, ret);
-    0
-}
-
-#[kprobe]
-pub fn poll_dev_entry(ctx: ProbeContext) -> u32 {
-    poll_enter(ctx.arg(0).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn poll_dev_exit(ctx: RetProbeContext) -> u32 {
-    poll_exit(&ctx);
+    setup_exit(&ctx, ret);
     0
 }
 
@@ -172,281 +54,3 @@ pub fn poll_dev_fexit(ctx: FExitContext) -> u32 {
     poll_exit(&ctx);
     0
 }
-
-fn poll_enter(dev: u64) {
-    if let Some(start) = POLL_START.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
-        unsafe {
-            (*start).ts_ns = bpf_ktime_get_ns();
-            (*start).dev = dev;
-        }
-    }
-}
-
-fn poll_exit<C: EbpfContext>(ctx: &C) {
-    let Some(start) = POLL_START.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
-    let (ts, dev) = unsafe { ((*start).ts_ns, (*start).dev) };
-    if ts == 0 {
-        return; // attached mid-call
-    }
-    unsafe { (*start).ts_ns = 0 };
-    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
-    let Some(cfg) = CONFIG.get(0) else { return };
-    let stats = match POLL_STATS.get_ptr_mut(dev) {
-        Some(p) => p,
-        None => {
-            let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else { return };
-            // SAFETY: this CPU's scratch slot.
-            let fresh = unsafe { &mut *fresh };
-            fresh.count = 0;
-            fresh.total_ns = 0;
-            fresh.max_ns = 0;
-            fresh.hist = [0; netpoll_trace_common::POLL_BUCKETS];
-            fresh.ifindex = 0;
-            fresh.flags = 0;
-            fresh.name = [0; IFNAMSIZ];
-            read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
-            if POLL_STATS.insert(dev, &*fresh, 0).is_err() {
-                return;
-            }
-            match POLL_STATS.get_ptr_mut(dev) {
-                Some(p) => p,
-                None => return,
-            }
-        }
-    };
-    // SAFETY: this CPU's copy of the value (per-CPU map), no concurrent writer.
-    let s = unsafe { &mut *stats };
-    s.count += 1;
-    s.total_ns += ns;
-    if ns > s.max_ns {
-        s.max_ns = ns;
-    }
-    let b = poll_bucket(ns);
-    if let Some(slot) = s.hist.get_mut(b) {
-        *slot += 1;
-    }
-    if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
-        let mut ev = PollEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ] };
-        read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
-        POLL_EVENTS.output(ctx, &ev, 0);
-    }
-}
-
-fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex: &mut i32, flags: &mut u32) {
-    if dev == 0 {
-        return;
-    }
-    let base = dev as *const u8;
-    if cfg.flags & cf::DEV_NAME != 0
-        && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok()
-    {
-        *flags |= ef::DEV_NAME;
-    }
-    if cfg.flags & cf::DEV_IFINDEX != 0
-        && let Ok(i) = unsafe { bpf_probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
-    {
-        *ifindex = i;
-        *flags |= ef::IFINDEX;
-    }
-}
-
-fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
-    let cfg = CONFIG.get(0).ok_or(1i64)?;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out at once; a concurrent update can only race
-    // with this same thread, which is here.
-    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
-    if depth >= MAX_DEPTH {
-        return Err(1);
-    }
-    let mut ev = SetupEvent::ZERO;
-    // SAFETY: a helper call without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.pid_tgid = pid_tgid;
-    ev.function = function;
-    ev.depth = depth;
-    ev.netpoll = np;
-    ev.dev = dev;
-    if let Ok(comm) = bpf_get_current_comm() {
-        ev.comm = comm;
-    }
-    read_netpoll(&mut ev, cfg, np);
-    read_device(&mut ev, cfg, dev);
-    let key = InflightKey { pid_tgid, depth, _pad: 0 };
-    INFLIGHT.insert(key, ev, 0).map_err(i64::from)?;
-    DEPTH.insert(pid_tgid, depth + 1, 0).map_err(i64::from)?;
-    Ok(())
-}
-
-fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(depth) = unsafe { DEPTH.get(pid_tgid) }.copied() else {
-        // Attached while the call was already running: nothing to pair with.
-        debug!(ctx, "set-up returned without a recorded entry (attached mid-call)");
-        return Err(1);
-    };
-    if depth == 0 || depth > MAX_DEPTH {
-        warn!(ctx, "set-up nesting depth {} out of range; entry dropped", depth);
-        let _ = DEPTH.remove(pid_tgid);
-        return Err(1);
-    }
-    let depth = depth - 1;
-    if depth == 0 {
-        let _ = DEPTH.remove(pid_tgid);
-    } else {
-        let _ = DEPTH.insert(pid_tgid, depth, 0);
-    }
-    let key = InflightKey { pid_tgid, depth, _pad: 0 };
-    let ev = INFLIGHT.get_ptr_mut(key).ok_or(1i64)?;
-    // SAFETY: map value pointer from a successful lookup; only this thread uses the key.
-    let ev = unsafe { &mut *ev };
-    // `int` return: the low 32 bits of the return register.
-    ev.ret = ret as u32 as i32;
-    ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
-    debug!(ctx, "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret);
-    SETUP_EVENTS.output(ctx, &*ev, 0);
-    record(ev);
-    count(ev);
-    let _ = INFLIGHT.remove(key);
-    Ok(())
-}
-
-fn lose(slot: u32) {
-    if let Some(p) = LOSSES.get_ptr_mut(slot) {
-        // SAFETY: this CPU's slot.
-        unsafe { *p += 1 };
-    }
-}
-
-/// Puts a finished event into the ring under the next free sequence number.
-fn record(ev: &SetupEvent) {
-    let Some(meta) = META.get_ptr_mut(0) else { return };
-    // SAFETY: the map value lives as long as the map; fields are read and stored
-    // whole, and a racing store of next_seq only makes the next claim retry.
-    let meta = unsafe { &mut *meta };
-    if meta.schema == 0 || meta.ring_size == 0 {
-        return; // userspace has not initialised the recorder
-    }
-    let n = meta.ring_size as u64;
-    let mut seq = meta.next_seq;
-    let mut tries = 0;
-    while tries < 4 {
-        if seq >= n {
-            let _ = RING.remove(seq - n);
-        }
-        if RING.insert(seq, ev, BPF_NOEXIST).is_ok() {
-            meta.next_seq = seq + 1;
-            return;
-        }
-        // Another CPU took this number (or the map is briefly full): try the next.
-        seq += 1;
-        tries += 1;
-    }
-    lose(loss::UNRECORDED);
-}
-
-/// Counts the call per device, function and return value.
-fn count(ev: &SetupEvent) {
-    let mut key = CounterKey { dev_name: [0; IFNAMSIZ], function: ev.function, ret: ev.ret };
-    if ev.flags & ef::DEV_NAME != 0 {
-        key.dev_name = ev.dev_name;
-    } else if ev.flags & ef::NP_DEV_NAME != 0 {
-        key.dev_name = ev.np_dev_name;
-    }
-    // A renamed device keeps old bytes after its name's NUL (strscpy does not pad):
-    // clear them, or one device would count under several keys.
-    let mut end = false;
-    for b in key.dev_name.iter_mut() {
-        if *b == 0 {
-            end = true;
-        }
-        if end {
-            *b = 0;
-        }
-    }
-    // This CPU's copy: no other writer. A key another CPU inserted first makes the
-    // insert fail with EEXIST; our copy of it then exists (zeroed) to add to.
-    if COUNTERS.get_ptr_mut(key).is_none() {
-        match COUNTERS.insert(key, 0u64, BPF_NOEXIST) {
-            Ok(()) => {}
-            Err(e) if e == -EEXIST => {}
-            Err(_) => return lose(loss::COUNTERS_FULL),
-        }
-    }
-    if let Some(p) = COUNTERS.get_ptr_mut(key) {
-        // SAFETY: this CPU's copy of the value.
-        unsafe { *p += 1 };
-    }
-}
-
-// bpf_probe_read_str, not the _kernel_ variant (5.5+), keeps older kernels in reach.
-#[allow(deprecated)]
-fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
-    if np == 0 {
-        return;
-    }
-    let base = np as *const u8;
-    if cfg.flags & cf::NP_DEV_NAME != 0 {
-        // SAFETY: bpf_probe_read faults safely on a bad address.
-        let src = unsafe { base.add(cfg.np_dev_name as usize) };
-        if unsafe { bpf_probe_read_buf(src, &mut ev.np_dev_name) }.is_ok() {
-            ev.flags |= ef::NP_DEV_NAME;
-        }
-    }
-    if cfg.flags & cf::NP_NAME != 0 {
-        let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
-        if let Ok(name) = unsafe { bpf_probe_read(ptr) }
-            && name != 0
-            && unsafe { bpf_probe_read_str(name as *const u8, &mut ev.owner) }.is_ok()
-        {
-            ev.flags |= ef::OWNER;
-        }
-    }
-}
-
-fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
-    if dev == 0 {
-        return;
-    }
-    let base = dev as *const u8;
-    read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
-    if cfg.flags & cf::DEV_OPS != 0 {
-        let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
-        if let Ok(ops) = unsafe { bpf_probe_read(src) } {
-            ev.ops = ops;
-            if ops != 0 {
-                let ops_base = ops as *const u8;
-                let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
-                let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
-                if let (Ok(pc), Ok(ns)) = unsafe { (bpf_probe_read(pc), bpf_probe_read(ns)) } {
-                    ev.poll_controller = pc;
-                    ev.netpoll_setup_op = ns;
-                    ev.flags |= ef::OPS;
-                }
-            }
-        }
-    }
-    if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
-        let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
-        if let Ok(raw) = unsafe { bpf_probe_read(src) } {
-            let bits = raw >> (cfg.priv_flags_shift & 63);
-            ev.flags |= ef::PRIV_FLAGS;
-            if bits & cfg.iff_disable_netpoll != 0 {
-                ev.flags |= ef::NETPOLL_DISABLED;
-            }
-        }
-    }
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-/// GPL-compatible: bpf_probe_read and perf output are GPL-only helpers.
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
