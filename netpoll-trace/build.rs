@@ -1,13 +1,91 @@
-//! Builds the eBPF programs (nightly, bpf-linker) and leaves the object in OUT_DIR,
-//! where src/loader.rs embeds it: the binary is one self-contained file.
+//! Builds the eBPF programs (nightly, bpf-linker) and leaves both objects in OUT_DIR,
+//! where the loader embeds them: the binary is one self-contained file.
+//! - `netpoll-trace-ebpf`: the modern object (fentry and kprobes, aya-log; 5.8+);
+//! - `netpoll-trace-ebpf-legacy`: the legacy object (kprobes only; loads on 4.14).
+use std::{
+    env,
+    ffi::OsString,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+
+const EBPF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../netpoll-trace-ebpf");
+const LEGACY_BIN: &str = "netpoll-trace-ebpf-legacy";
+
 fn main() -> anyhow::Result<()> {
-    let ebpf_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../netpoll-trace-ebpf");
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "netpoll-trace-ebpf",
-            root_dir: ebpf_dir,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "netpoll-trace-ebpf", root_dir: EBPF_DIR, ..Default::default() }],
         aya_build::Toolchain::default(),
-    )
+    )?;
+    build_legacy()
+}
+
+/// The legacy object, built like aya-build 0.2.0 builds the modern one, plus what
+/// aya-build cannot pass per object (it sets every rustflag itself):
+/// - `-C target-cpu=v1`: rustc hands it to bpf-linker (`--cpu`) and stamps it on every
+///   function, core's included. v1 is what 4.9 and 4.14 accept (v2's JLT/JLE/JSLT/JSLE
+///   came in 4.14, JMP32 and ALU32 in 5.1); pinned, so a new default in rustc or LLVM
+///   cannot move it;
+/// - `--disable-expand-memcpy-in-order`: bpf-linker's default leaves memset to a call
+///   of a memset function (a bpf-to-bpf call, 4.16); without it LLVM writes the
+///   stores inline;
+/// - `--disable-memory-builtins`: nothing may call a memcpy/memset function.
+///
+/// Its own target directory: other rustflags would otherwise rebuild the modern
+/// object's dependencies (core) on every build.
+fn build_legacy() -> anyhow::Result<()> {
+    // Same switch as aya-build: skipping one object and not the other helps nobody.
+    if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        return Ok(());
+    }
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
+    let target = match env::var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
+        "little" => "bpfel-unknown-none",
+        "big" => "bpfeb-unknown-none",
+        other => bail!("unsupported endian {other}"),
+    };
+    // The architecture whose pt_regs the kprobes read (aya-build's riscv fix-up aside:
+    // we build for x86_64 only).
+    let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
+    let target_dir = out_dir.join("aya-build").join("target").join(LEGACY_BIN);
+    let mut rustflags = OsString::new();
+    for (i, flag) in [
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".into(),
+        "-Clink-arg=--btf".into(),
+        "-Ctarget-cpu=v1".into(),
+        "-Clink-arg=--disable-expand-memcpy-in-order".into(),
+        "-Clink-arg=--disable-memory-builtins".into(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            rustflags.push("\x1f");
+        }
+        rustflags.push(flag);
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo", "build", "--package", "netpoll-trace-ebpf", "--bin", LEGACY_BIN])
+        .args(["--no-default-features", "--features", "legacy", "--release", "--target", target])
+        .args(["-Z", "build-std=core", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(EBPF_DIR)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+        // As aya-build: the outer build's compiler must not leak into the nightly one.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // Our stdout is cargo's directive channel; compiler output goes to stderr.
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("building the legacy eBPF object failed ({status}): {cmd:?}");
+    }
+    let built = target_dir.join(target).join("release").join(LEGACY_BIN);
+    let dst = out_dir.join(LEGACY_BIN);
+    std::fs::copy(&built, &dst).with_context(|| format!("copying {} to {}", built.display(), dst.display()))?;
+    Ok(())
 }
