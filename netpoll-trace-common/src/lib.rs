@@ -14,12 +14,63 @@ pub const COMM_LEN: usize = 16;
 /// Deepest nesting of set-up calls tracked per thread (bond -> vlan -> bridge -> ...).
 pub const MAX_DEPTH: u32 = 8;
 
-/// Which kernel function an event describes (`SetupEvent::function`).
+/// The traced kernel functions: the id an event carries (`SetupEvent::function`,
+/// `CounterKey::function`) and the kernel symbol, defined once for both sides.
 pub mod function {
     /// `int netpoll_setup(struct netpoll *np)`
     pub const NETPOLL_SETUP: u32 = 1;
     /// `int __netpoll_setup(struct netpoll *np, struct net_device *ndev)`
-    pub const UNDER_NETPOLL_SETUP: u32 = 2;
+    pub const INNER_NETPOLL_SETUP: u32 = 2;
+    /// Old name of `INNER_NETPOLL_SETUP`, kept while the eBPF crate moves over.
+    pub const UNDER_NETPOLL_SETUP: u32 = INNER_NETPOLL_SETUP;
+    /// `void netpoll_poll_dev(struct net_device *dev)` (aggregated, never a `SetupEvent`).
+    pub const NETPOLL_POLL_DEV: u32 = 3;
+
+    /// The kernel symbol of a function id.
+    pub const fn symbol(id: u32) -> Option<&'static str> {
+        match id {
+            NETPOLL_SETUP => Some("netpoll_setup"),
+            INNER_NETPOLL_SETUP => Some("__netpoll_setup"),
+            NETPOLL_POLL_DEV => Some("netpoll_poll_dev"),
+            _ => None,
+        }
+    }
+}
+
+/// The programs' maps by name: the `#[map]` statics of the eBPF crate carry exactly
+/// these identifiers (userspace's tests check the built objects against `ALL`), and
+/// userspace opens, sizes and pins them through these constants only.
+pub mod maps {
+    /// This kernel's struct layout (`Config`), written by userspace before attach.
+    pub const CONFIG: &str = "CONFIG";
+    /// Nesting depth of set-up calls per thread.
+    pub const DEPTH: &str = "DEPTH";
+    /// Set-up calls entered and not yet returned.
+    pub const INFLIGHT: &str = "INFLIGHT";
+    /// Finished set-up calls, to userspace (perf event array).
+    pub const SETUP_EVENTS: &str = "SETUP_EVENTS";
+    /// Per-device `netpoll_poll_dev` statistics (per-CPU hash).
+    pub const POLL_STATS: &str = "POLL_STATS";
+    /// The `netpoll_poll_dev` call in progress per CPU.
+    pub const POLL_START: &str = "POLL_START";
+    /// Scratch space for a new `PollStats` (too big for the BPF stack).
+    pub const POLL_SCRATCH: &str = "POLL_SCRATCH";
+    /// Single slow `netpoll_poll_dev` calls (perf event array).
+    pub const POLL_EVENTS: &str = "POLL_EVENTS";
+    /// The flight recorder's header (`RecorderMeta`).
+    pub const META: &str = "META";
+    /// The flight recorder's ring of set-up events, keyed by sequence number.
+    pub const RING: &str = "RING";
+    /// Per (device, function, result) call counts (per-CPU hash).
+    pub const COUNTERS: &str = "COUNTERS";
+    /// What the recorder could not keep (per-CPU array, indexed by `loss::*`).
+    pub const LOSSES: &str = "LOSSES";
+
+    /// Every map of the programs (aya-log's own map aside).
+    pub const ALL: [&str; 12] = [
+        CONFIG, DEPTH, INFLIGHT, SETUP_EVENTS, POLL_STATS, POLL_START, POLL_SCRATCH, POLL_EVENTS, META, RING,
+        COUNTERS, LOSSES,
+    ];
 }
 
 /// Bits of `SetupEvent::flags`: what the program could read. A field whose bit is

@@ -4,6 +4,15 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
+use crate::{
+    kernel::{
+        attach::{AttachChoice, AttachMethod},
+        recorder,
+    },
+    model::duration::parse_duration,
+    sinks::{metrics::http::parse_addr, status::LogFormat},
+};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "netpoll-trace",
@@ -32,7 +41,7 @@ pub struct Cli {
     /// Diagnostics on stderr as text, or one JSON object per line (ts, level, target,
     /// message) for log shippers; stdout (--json, the journal) is unchanged.
     #[arg(long, value_enum, global = true, default_value = "text", value_name = "FORMAT")]
-    pub log_format: crate::log_format::LogFormat,
+    pub log_format: LogFormatArg,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,7 +64,7 @@ pub struct RecorderArgs {
 
 impl RecorderArgs {
     pub fn dir(&self) -> PathBuf {
-        self.pin_dir.clone().unwrap_or_else(crate::recorder::default_dir)
+        self.pin_dir.clone().unwrap_or_else(recorder::default_dir)
     }
 }
 
@@ -87,7 +96,7 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
         /// kprobe (works everywhere), or auto (fentry, else kprobe).
         #[arg(long, value_enum, default_value = "auto")]
-        attach: crate::loader::AttachChoice,
+        attach: AttachArg,
         /// Also report single netpoll_poll_dev calls at least this slow.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
         slow_poll: Duration,
@@ -145,13 +154,13 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         btf: Option<PathBuf>,
         /// How to attach (see `watch --help`).
         #[arg(long, value_enum, default_value = "auto")]
-        attach: crate::loader::AttachChoice,
+        attach: AttachArg,
         #[command(flatten)]
         recorder: RecorderArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
         /// off unless given; any other address than loopback is reachable from other hosts).
         /// While serving, the agent also keeps CAP_BPF, to read the kernel's poll statistics.
-        #[arg(long, value_name = "ADDR", value_parser = crate::metrics_http::parse_addr)]
+        #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
         metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Post-mortem: print the flight recorder (or a JSON-lines file) with diagnoses.
@@ -245,39 +254,47 @@ pub enum GenerateKind {
     Man,
 }
 
-/// "30s", "5m", "500ms", "2h" or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 5m, 500ms)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("`{s}` must be a positive duration"));
+/// `--attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachArg {
+    /// fentry/fexit when the kernel supports them, else kprobes.
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+impl From<AttachArg> for AttachChoice {
+    fn from(a: AttachArg) -> Self {
+        match a {
+            AttachArg::Auto => Self::Auto,
+            AttachArg::Fentry => Self::Only(AttachMethod::Fentry),
+            AttachArg::Kprobe => Self::Only(AttachMethod::Kprobe),
+        }
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// `netpoll-trace: warning: ...` lines.
+    #[default]
+    Text,
+    /// One JSON object per line: ts (RFC 3339, UTC), level, target, message.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("abc").is_err());
-    }
 
     #[test]
     fn ring_size_is_bounded() {

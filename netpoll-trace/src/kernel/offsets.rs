@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use netpoll_trace_common::{Config, config_flags as cf};
 
-use crate::btf::{Btf, FunctionIndex};
+use super::{
+    btf::{Btf, FunctionIndex},
+    profile::stage,
+};
 
 /// Where the running kernel publishes its BTF.
 pub const SYSFS_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -87,12 +90,12 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<(Btf, PathBuf)>> {
     if explicit.is_none()
         && let Some(btf) = parsed
     {
-        crate::loader::stage("struct offsets' BTF (parsed once, for function presence)");
+        stage("struct offsets' BTF (parsed once, for function presence)");
         return Ok(Some((btf, path)));
     }
     let data = std::fs::read(&path).with_context(|| format!("reading BTF from {}", path.display()))?;
     let btf = Btf::parse(&data).with_context(|| format!("parsing BTF in {}", path.display()))?;
-    crate::loader::stage("struct offsets' BTF read and parsed");
+    stage("struct offsets' BTF read and parsed");
     Ok(Some((btf, path)))
 }
 
@@ -154,7 +157,7 @@ pub fn resolve(btf: &Btf) -> Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::testing::{Builder, M};
+    use crate::kernel::btf::testing::{Builder, M};
 
     fn m(name: &str, type_id: u32, bit_offset: u32, bitfield_size: u32) -> M<'_> {
         M { name, type_id, bit_offset, bitfield_size }

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::kallsyms::Kallsyms;
+use super::kallsyms::Kallsyms;
 
 pub const MODULE_NAME: &str = "netpoll_patch";
 const PARAMS: &str = "/sys/module/netpoll_patch/parameters";
@@ -117,6 +117,11 @@ fn loaded() -> bool {
     Path::new(PARAMS).join("state").exists()
 }
 
+/// Whether the module is in the kernel (even with nothing patched).
+pub fn module_loaded() -> bool {
+    Path::new("/sys/module").join(MODULE_NAME).exists()
+}
+
 fn read_state() -> Result<Vec<Patched>> {
     let text = std::fs::read_to_string(Path::new(PARAMS).join("state"))
         .map_err(|e| anyhow!("reading {PARAMS}/state: {e}"))?;
@@ -125,9 +130,9 @@ fn read_state() -> Result<Vec<Patched>> {
 
 /// Where to look for the module when --module is not given.
 fn default_module_paths() -> Vec<PathBuf> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = super::host::release().unwrap_or_default();
     let mut paths = vec![
-        PathBuf::from(format!("/lib/modules/{}/extra/netpoll_patch.ko", release.trim())),
+        PathBuf::from(format!("/lib/modules/{release}/extra/netpoll_patch.ko")),
         PathBuf::from("/usr/lib/netpoll-trace/netpoll_patch.ko"),
     ];
     if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
@@ -185,7 +190,7 @@ pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
                 Some(libc::ENOEXEC) => anyhow!(
                     "{} was not built for this kernel ({}): rebuild it against this kernel's headers",
                     path.display(),
-                    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+                    super::host::release().unwrap_or_default()
                 ),
                 Some(libc::EPERM) => anyhow!("loading {} refused: run as root (CAP_SYS_MODULE), and check kernel.modules_disabled", path.display()),
                 Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => anyhow!(

@@ -1,12 +1,9 @@
 //! `netpoll-trace check`: what the running kernel offers for tracing netpoll, each
-//! missing piece with what to do. Facts are gathered by `Facts::gather` (I/O) and
-//! judged by `evaluate` (pure, unit-tested).
+//! missing piece with what to do. Facts are gathered by the command (I/O) and judged
+//! by `evaluate` (pure, unit-tested).
 
-use std::path::Path;
-
+use netpoll_trace_common::function;
 use serde::Serialize;
-
-use crate::{btf::Btf, btf_offsets, kallsyms::Kallsyms};
 
 /// What `gather` read from the system.
 #[derive(Debug, Clone, Default)]
@@ -19,51 +16,13 @@ pub struct Facts {
     pub kallsyms_readable: bool,
     pub has_kprobe_symbols: bool,
     pub has_trampoline: bool,
+    /// Each traced function and whether the kernel has it.
     pub netpoll_symbols: Vec<(&'static str, bool)>,
     pub bpffs_mounted: bool,
     pub modules: bool,
     pub modules_disabled: bool,
     pub lockdown: Option<String>,
     pub euid: u32,
-}
-
-/// Functions the probes attach to; the first two are required.
-pub const NETPOLL_FUNCTIONS: [&str; 3] = ["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"];
-
-impl Facts {
-    pub fn gather() -> Self {
-        let ks = Kallsyms::read().ok();
-        let has = |name: &str| ks.as_ref().is_some_and(|k| k.contains(name));
-        let btf = Path::new(btf_offsets::SYSFS_VMLINUX).exists().then(|| {
-            std::fs::read(btf_offsets::SYSFS_VMLINUX)
-                .map_err(|e| e.to_string())
-                .and_then(|d| Btf::parse(&d).map(|_| ()).map_err(|e| format!("{e:#}")))
-        });
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        Facts {
-            release: read_trim("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
-            btf,
-            kprobe_pmu: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
-            kprobe_events: Path::new("/sys/kernel/tracing/kprobe_events").exists()
-                || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists(),
-            kallsyms_readable: ks.is_some(),
-            has_kprobe_symbols: has("register_kprobe"),
-            has_trampoline: has("bpf_trampoline_link_prog"),
-            netpoll_symbols: NETPOLL_FUNCTIONS.iter().map(|f| (*f, has(f))).collect(),
-            bpffs_mounted: mounts
-                .lines()
-                .any(|l| l.split_whitespace().nth(2) == Some("bpf")),
-            modules: Path::new("/proc/modules").exists(),
-            modules_disabled: read_trim("/proc/sys/kernel/modules_disabled").as_deref() == Some("1"),
-            lockdown: read_trim("/sys/kernel/security/lockdown"),
-            // SAFETY: geteuid has no preconditions.
-            euid: unsafe { libc::geteuid() },
-        }
-    }
-}
-
-fn read_trim(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -163,7 +122,10 @@ pub fn evaluate(f: &Facts) -> Report {
 
     let missing_fns: Vec<&str> =
         f.netpoll_symbols.iter().filter(|(_, present)| !present).map(|(n, _)| *n).collect();
-    let required_missing = missing_fns.iter().any(|n| *n != "netpoll_poll_dev");
+    // Only the poll statistics' function is optional.
+    let optional = function::symbol(function::NETPOLL_POLL_DEV);
+    let required_missing = missing_fns.iter().any(|n| Some(*n) != optional);
+    let all_fns: Vec<&str> = f.netpoll_symbols.iter().map(|(n, _)| *n).collect();
     items.push(if !f.kallsyms_readable {
         item(
             "netpoll",
@@ -172,7 +134,7 @@ pub fn evaluate(f: &Facts) -> Report {
             Some("run as root on the host"),
         )
     } else if missing_fns.is_empty() {
-        item("netpoll", ok, format!("{} present", NETPOLL_FUNCTIONS.join(", ")), None)
+        item("netpoll", ok, format!("{} present", all_fns.join(", ")), None)
     } else if required_missing {
         item(
             "netpoll",
@@ -242,35 +204,20 @@ pub fn evaluate(f: &Facts) -> Report {
     Report { kernel: f.release.clone(), items, traceable }
 }
 
-impl Report {
-    /// Human form: one aligned line per item, the fix indented under it.
-    pub fn render(&self) -> String {
-        let mut out = format!("kernel {}\n", self.kernel);
-        for i in &self.items {
-            let mark = match i.status {
-                Status::Ok => "ok",
-                Status::Degraded => "degraded",
-                Status::Missing => "MISSING",
-            };
-            out.push_str(&format!("  {:<10} {:<8}  {}\n", i.name, mark, i.detail));
-            if let Some(fix) = &i.fix
-                && i.status != Status::Ok
-            {
-                out.push_str(&format!("  {:<10} {:<8}  -> {}\n", "", "", fix));
-            }
-        }
-        out.push_str(if self.traceable {
-            "netpoll can be traced on this kernel\n"
-        } else {
-            "netpoll cannot be traced on this kernel (see MISSING above)\n"
-        });
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TRACED: [u32; 3] = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP, function::NETPOLL_POLL_DEV];
+
+    fn symbols(present: bool) -> Vec<(&'static str, bool)> {
+        TRACED.iter().map(|id| (function::symbol(*id).unwrap(), present)).collect()
+    }
+
+    /// Every detail and fix, as one text to search.
+    fn text(r: &Report) -> String {
+        r.items.iter().map(|i| format!("{} {}\n", i.detail, i.fix.as_deref().unwrap_or(""))).collect()
+    }
 
     fn lab_kernel() -> Facts {
         Facts {
@@ -281,7 +228,7 @@ mod tests {
             kallsyms_readable: true,
             has_kprobe_symbols: true,
             has_trampoline: true,
-            netpoll_symbols: NETPOLL_FUNCTIONS.iter().map(|f| (*f, true)).collect(),
+            netpoll_symbols: symbols(true),
             bpffs_mounted: true,
             modules: true,
             modules_disabled: false,
@@ -307,12 +254,12 @@ mod tests {
         f.kprobe_pmu = false;
         f.kprobe_events = false;
         f.has_kprobe_symbols = false;
-        f.netpoll_symbols = NETPOLL_FUNCTIONS.iter().map(|f| (*f, false)).collect();
+        f.netpoll_symbols = symbols(false);
         let r = evaluate(&f);
         assert!(!r.traceable);
         assert_eq!(status(&r, "kprobes"), Status::Missing);
         assert_eq!(status(&r, "netpoll"), Status::Missing);
-        let text = r.render();
+        let text = text(&r);
         assert!(text.contains("CONFIG_KPROBES"), "{text}");
         assert!(text.contains("CONFIG_NETPOLL"), "{text}");
     }
@@ -327,7 +274,7 @@ mod tests {
         assert_eq!(status(&r, "btf"), Status::Degraded);
         assert_eq!(status(&r, "fentry"), Status::Degraded);
         assert_eq!(status(&r, "netpoll"), Status::Degraded);
-        assert!(r.render().contains("--btf FILE"));
+        assert!(text(&r).contains("--btf FILE"));
     }
 
     #[test]

@@ -21,11 +21,11 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 
-use crate::{cli::parse_duration, diagnosis::Cause};
+use super::{diagnosis::Cause, duration::parse_duration};
 
 /// What to do about a diagnosed cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum PolicyAction {
     /// Install an empty ndo_poll_controller, then retry (only for missing_poll_controller).
     Patch,
     /// Journal the diagnosis and its remedies; change nothing.
@@ -41,19 +41,19 @@ pub enum RetryMethod {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
+pub struct AgentConfig {
     pub journal: Option<PathBuf>,
     pub patch_module: Option<PathBuf>,
     pub allowed_drivers: Vec<String>,
     pub max_attempts: u32,
     pub backoff: Duration,
     pub verify_timeout: Duration,
-    pub missing_poll_controller: Action,
+    pub missing_poll_controller: PolicyAction,
     pub retry_method: RetryMethod,
     pub retry_command: Vec<String>,
 }
 
-impl Default for Config {
+impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             journal: None,
@@ -63,7 +63,7 @@ impl Default for Config {
             backoff: Duration::from_secs(2),
             verify_timeout: Duration::from_secs(10),
             // Patching changes a live device: only when configured.
-            missing_poll_controller: Action::Report,
+            missing_poll_controller: PolicyAction::Report,
             retry_method: RetryMethod::Auto,
             retry_command: Vec::new(),
         }
@@ -94,11 +94,11 @@ fn duration(key: &str, v: &str) -> Result<Duration> {
     parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))
 }
 
-impl Config {
+impl AgentConfig {
     /// Parses and validates; an error names the offending key.
     pub fn parse(text: &str) -> Result<Self> {
         let raw: Raw = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
-        let mut c = Config { journal: raw.journal, patch_module: raw.patch_module, ..Config::default() };
+        let mut c = AgentConfig { journal: raw.journal, patch_module: raw.patch_module, ..AgentConfig::default() };
         if let Some(d) = raw.allowed_drivers {
             if let Some(bad) = d.iter().find(|d| d.is_empty() || d.contains(char::is_whitespace)) {
                 bail!("allowed_drivers: `{bad}` is not a driver name");
@@ -123,12 +123,12 @@ impl Config {
                 bail!("policy.{key}: unknown cause (known: {})", known.join(", "));
             };
             let action = match value.as_str() {
-                Some("patch") => Action::Patch,
-                Some("report") => Action::Report,
+                Some("patch") => PolicyAction::Patch,
+                Some("report") => PolicyAction::Report,
                 _ => bail!("policy.{key}: must be \"patch\" or \"report\", not {value:?}"),
             };
             // The patch only ever helps a missing poll controller: refuse anything else.
-            if action == Action::Patch && cause != Cause::MissingPollController {
+            if action == PolicyAction::Patch && cause != Cause::MissingPollController {
                 bail!("policy.{key}: \"patch\" cannot fix {key}; only missing_poll_controller can be patched");
             }
             if cause == Cause::MissingPollController {
@@ -152,7 +152,7 @@ impl Config {
         if c.retry_method == RetryMethod::Command && c.retry_command.is_empty() {
             bail!("retry.command: required when retry.method = \"command\"");
         }
-        if c.missing_poll_controller == Action::Patch && c.allowed_drivers.is_empty() {
+        if c.missing_poll_controller == PolicyAction::Patch && c.allowed_drivers.is_empty() {
             bail!("allowed_drivers: policy.missing_poll_controller = \"patch\" needs the drivers it may patch");
         }
         Ok(c)
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn a_full_configuration() {
-        let c = Config::parse(
+        let c = AgentConfig::parse(
             r#"
 journal = "/tmp/j.jsonl"
 allowed_drivers = ["ena", "virtio_net"]
@@ -185,7 +185,7 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
 "#,
         )
         .unwrap();
-        assert_eq!(c.missing_poll_controller, Action::Patch);
+        assert_eq!(c.missing_poll_controller, PolicyAction::Patch);
         assert_eq!(c.max_attempts, 4);
         assert_eq!(c.backoff, Duration::from_millis(500));
         assert_eq!(c.retry_method, RetryMethod::Command);
@@ -194,8 +194,8 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
 
     #[test]
     fn defaults_never_patch() {
-        let c = Config::parse("").unwrap();
-        assert_eq!(c.missing_poll_controller, Action::Report);
+        let c = AgentConfig::parse("").unwrap();
+        assert_eq!(c.missing_poll_controller, PolicyAction::Report);
         assert_eq!(c.retry_method, RetryMethod::Auto);
     }
 
@@ -214,7 +214,7 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
             ("allowed_drivers = \"ena\"", "allowed_drivers"),
         ];
         for (text, key) in cases {
-            let e = Config::parse(text).unwrap_err().to_string();
+            let e = AgentConfig::parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: {e}");
         }
     }

@@ -4,7 +4,7 @@
 //! `struct netpoll` (bonding allocates one per slave), so the thread and the time
 //! window pair them, not the pointer. Pure.
 
-use crate::event::SetupRecord;
+use super::event::SetupRecord;
 
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -78,7 +78,7 @@ pub fn group(mut records: Vec<SetupRecord>) -> Vec<Attempt> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::event::SetupFn;
+    use crate::model::event::SetupFn;
 
     /// A record for tests: `f` is the function, times in ns.
     pub fn rec(f: SetupFn, dev: &str, depth: u32, ts: u64, dur: u64, ret: i32) -> SetupRecord {
@@ -92,7 +92,7 @@ pub mod tests {
             dev: Some(dev.into()),
             ifindex: None,
             ret,
-            errno: crate::errno::Errno::from_ret(ret).and_then(crate::errno::Errno::name),
+            errno: crate::model::errno::Errno::from_ret(ret).and_then(crate::model::errno::Errno::name),
             depth,
             duration_ns: dur,
             pid: 100,

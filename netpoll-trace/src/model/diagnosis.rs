@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::{correlate::Attempt, errno::Errno, event::SetupFn, kmsg::KernelLog};
+use super::{correlate::Attempt, errno::Errno, event::SetupFn, kernel_log::KernelLog};
 
 macro_rules! stable_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $s:literal,)* }) => {
@@ -243,27 +243,6 @@ fn nested_failure_free(attempt: &Attempt) -> bool {
     attempt.nested.iter().all(|r| !r.failed())
 }
 
-/// `text` after `lead`, word-wrapped to `width` columns with a hanging indent.
-fn wrap(lead: &str, text: &str, width: usize) -> String {
-    let indent = " ".repeat(lead.len());
-    let mut out = String::new();
-    let mut line = lead.to_string();
-    for word in text.split_whitespace() {
-        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line = indent.clone();
-        }
-        if line.len() > indent.len() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    out.push_str(&line);
-    out.push('\n');
-    out
-}
-
 /// "Did you mean ...?" from the interfaces that exist, closest first.
 fn suggest(wanted: &str, interfaces: &[String]) -> String {
     let mut candidates: Vec<&String> = interfaces.iter().filter(|i| i.as_str() != "lo").collect();
@@ -290,32 +269,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 impl Diagnosis {
-    /// The block printed under a failed set-up in the terminal.
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "  diagnosis: {} on {} ({})\n",
-            self.cause,
-            self.dev.as_deref().unwrap_or("?"),
-            self.errno.map_or(self.ret.to_string(), |e| format!("-{e}")),
-        );
-        if self.chain.len() > 1 {
-            out.push_str(&format!("  chain:     {}\n", self.chain.join(" -> ")));
-        }
-        out.push_str(&wrap("  why:       ", &self.explanation, 100));
-        if !self.remedies.is_empty() {
-            let r: Vec<&str> = self.remedies.iter().map(|r| r.as_str()).collect();
-            out.push_str(&format!("  remedies:  {}\n", r.join(", ")));
-        }
-        out
+    /// The device that failed: the end of the chain (a lower device when one failed
+    /// under the outer one), else the device named. What the agent patches and the
+    /// metrics count.
+    pub fn failing_device(&self) -> Option<&str> {
+        self.chain.last().or(self.dev.as_ref()).map(String::as_str)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::{group, tests::rec};
-    use crate::kmsg::KernelLog;
-    use crate::event::SetupFn::{InnerNetpollSetup as Inner, NetpollSetup as Outer};
+    use crate::model::{
+        correlate::{group, tests::rec},
+        event::SetupFn::{InnerNetpollSetup as Inner, NetpollSetup as Outer},
+        kernel_log::KernelLog,
+    };
 
     fn log(lines: &[&str]) -> KernelLog {
         let mut l = KernelLog::default();
@@ -325,7 +294,7 @@ mod tests {
         l
     }
 
-    fn one(records: Vec<crate::event::SetupRecord>, ctx: &Context, lines: &[&str]) -> Diagnosis {
+    fn one(records: Vec<crate::model::event::SetupRecord>, ctx: &Context, lines: &[&str]) -> Diagnosis {
         let attempts = group(records);
         assert_eq!(attempts.len(), 1);
         diagnose(&attempts[0], ctx, &mut log(lines)).expect("a failure")
@@ -420,6 +389,7 @@ mod tests {
         assert_eq!(d.cause, Cause::LowerDeviceFailed);
         assert_eq!(d.chain, ["vlan0", "nk0"]);
         assert_eq!(d.dev.as_deref(), Some("vlan0"));
+        assert_eq!(d.failing_device(), Some("nk0"));
         assert_eq!(d.remedies, [Remedy::UseOtherDevice]);
         assert!(d.explanation.contains("netpoll_disabled"));
         assert_eq!(d.kernel_message.as_deref(), Some("netpoll: (null): nk0 doesn't support polling, aborting"));
@@ -435,15 +405,6 @@ mod tests {
         let second = diagnose(&a[1], &Context::default(), &mut l).unwrap();
         assert!(first.kernel_message.is_some());
         assert_eq!(second.kernel_message, None, "a line is never quoted twice");
-    }
-
-    #[test]
-    fn rendered_block_fits_a_terminal() {
-        let d = one(vec![rec(Outer, "d0", 0, 1_000, 100, -89)], &Context::default(), &[]);
-        let text = d.render();
-        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
-        assert!(text.contains("diagnosis: no_ip_address on d0 (-EDESTADDRREQ)"));
-        assert!(text.contains("remedies:  set_local_ip, wait_for_address"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use anyhow::{Result, ensure};
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function};
 use serde::{Deserialize, Serialize};
 
-use crate::errno::Errno;
+use super::errno::Errno;
 
 /// Which set-up function a record describes, with its stable name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,11 +17,22 @@ pub enum SetupFn {
 }
 
 impl SetupFn {
-    pub fn as_str(self) -> &'static str {
+    /// The function's id in events and counters (`netpoll_trace_common::function`).
+    pub fn id(self) -> u32 {
         match self {
-            Self::NetpollSetup => "netpoll_setup",
-            Self::InnerNetpollSetup => "__netpoll_setup",
+            Self::NetpollSetup => function::NETPOLL_SETUP,
+            Self::InnerNetpollSetup => function::INNER_NETPOLL_SETUP,
         }
+    }
+
+    /// The set-up function an id names; None for other ids.
+    pub fn from_id(id: u32) -> Option<Self> {
+        [Self::NetpollSetup, Self::InnerNetpollSetup].into_iter().find(|f| f.id() == id)
+    }
+
+    /// The kernel symbol, which is also the stable name in JSON.
+    pub fn as_str(self) -> &'static str {
+        function::symbol(self.id()).unwrap_or("?")
     }
 }
 
@@ -103,11 +114,7 @@ fn setup_kind() -> &'static str {
 
 impl SetupRecord {
     pub fn from_event(ev: &SetupEvent) -> Option<Self> {
-        let function = match ev.function {
-            function::NETPOLL_SETUP => SetupFn::NetpollSetup,
-            function::UNDER_NETPOLL_SETUP => SetupFn::InnerNetpollSetup,
-            _ => return None,
-        };
+        let function = SetupFn::from_id(ev.function)?;
         let has = |bit: u32| ev.flags & bit != 0;
         let dev = if has(ef::DEV_NAME) { cstr(&ev.dev_name) } else { None }
             .or_else(|| if has(ef::NP_DEV_NAME) { cstr(&ev.np_dev_name) } else { None });
@@ -172,7 +179,7 @@ mod tests {
 
     fn inner_eth0() -> SetupEvent {
         let mut ev = SetupEvent::ZERO;
-        ev.function = function::UNDER_NETPOLL_SETUP;
+        ev.function = function::INNER_NETPOLL_SETUP;
         ev.ret = -524;
         ev.pid_tgid = (1234u64 << 32) | 1234;
         ev.dev_name = name16("eth0");
@@ -252,5 +259,14 @@ mod tests {
         seq.seq = Some(7);
         assert!(serde_json::to_string(&seq).unwrap().contains(r#""seq":7"#));
         assert!(!line.contains("seq"), "{line}");
+    }
+
+    #[test]
+    fn function_names_are_the_kernel_symbols_and_match_serde() {
+        for f in [SetupFn::NetpollSetup, SetupFn::InnerNetpollSetup] {
+            assert_eq!(SetupFn::from_id(f.id()), Some(f));
+            assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
+        }
+        assert_eq!(SetupFn::from_id(function::NETPOLL_POLL_DEV), None);
     }
 }

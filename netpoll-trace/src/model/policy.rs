@@ -2,8 +2,8 @@
 //! evidence says the ops lack ndo_poll_controller, the policy says patch, and the
 //! driver is on the allowlist; otherwise report, saying why.
 
-use crate::{
-    agent_config::{Action, Config},
+use super::{
+    config::{AgentConfig, PolicyAction},
     diagnosis::{Cause, Diagnosis},
 };
 
@@ -15,16 +15,16 @@ pub enum Decision {
     Report { reason: String },
 }
 
-pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &Config) -> Decision {
+pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decision {
     let remedies: Vec<&str> = d.remedies.iter().map(|r| r.as_str()).collect();
     let report = |why: String| Decision::Report { reason: format!("{why}; remedies: {}", remedies.join(", ")) };
     if d.cause != Cause::MissingPollController {
         return report(format!("cause {} is not fixed by patching", d.cause));
     }
-    let Some(dev) = d.chain.last().or(d.dev.as_ref()).cloned() else {
+    let Some(dev) = d.failing_device().map(str::to_string) else {
         return report("no device name in the evidence".into());
     };
-    if cfg.missing_poll_controller != Action::Patch {
+    if cfg.missing_poll_controller != PolicyAction::Patch {
         return report("policy.missing_poll_controller is \"report\"".into());
     }
     match driver {
@@ -39,7 +39,7 @@ pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &Config) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::Remedy;
+    use crate::model::diagnosis::Remedy;
 
     fn diag(cause: Cause) -> Diagnosis {
         Diagnosis {
@@ -57,11 +57,11 @@ mod tests {
         }
     }
 
-    fn patching() -> Config {
-        Config {
+    fn patching() -> AgentConfig {
+        AgentConfig {
             allowed_drivers: vec!["virtio_net".into()],
-            missing_poll_controller: Action::Patch,
-            ..Config::default()
+            missing_poll_controller: PolicyAction::Patch,
+            ..AgentConfig::default()
         }
     }
 
@@ -72,7 +72,7 @@ mod tests {
         let Decision::Report { reason } = decide(&d, Some("ena"), &patching()) else { panic!() };
         assert!(reason.contains("not in allowed_drivers"), "{reason}");
         assert!(matches!(decide(&d, None, &patching()), Decision::Report { .. }));
-        assert!(matches!(decide(&d, Some("virtio_net"), &Config::default()), Decision::Report { .. }));
+        assert!(matches!(decide(&d, Some("virtio_net"), &AgentConfig::default()), Decision::Report { .. }));
     }
 
     #[test]

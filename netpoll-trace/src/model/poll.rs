@@ -1,10 +1,10 @@
 //! `netpoll_poll_dev` statistics: per-CPU values from the kernel summed into one
-//! summary per device, and slow single calls (pure but for `read_stats`).
+//! summary per device, and slow single calls (pure).
 
 use netpoll_trace_common::{POLL_BUCKETS, PollEvent, PollStats, event_flags as ef};
 use serde::Serialize;
 
-use crate::event::cstr;
+use super::event::cstr;
 
 /// One histogram bucket: calls that took less than `le_ns` (and at least half that).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -71,6 +71,13 @@ pub fn summarize(per_cpu: &[PollStats], now_ns: u64) -> PollSummary {
     PollSummary { kind: "poll", ts_ns: now_ns, dev, ifindex, count, total_ns: total, max_ns: max, histogram }
 }
 
+/// One summary per device, sorted by device name.
+pub fn summarize_all(per_device: &[Vec<PollStats>], now_ns: u64) -> Vec<PollSummary> {
+    let mut out: Vec<PollSummary> = per_device.iter().map(|cpus| summarize(cpus, now_ns)).collect();
+    out.sort_by(|a, b| a.dev.cmp(&b.dev));
+    out
+}
+
 pub fn slow(ev: &PollEvent) -> SlowPoll {
     SlowPoll {
         kind: "poll",
@@ -80,32 +87,6 @@ pub fn slow(ev: &PollEvent) -> SlowPoll {
         count: 1,
         duration_ns: ev.duration_ns,
     }
-}
-
-impl PollSummary {
-    pub fn human(&self) -> String {
-        let avg = self.total_ns.checked_div(self.count).unwrap_or(0);
-        format!(
-            "poll {:<16} {} call(s) of netpoll_poll_dev, avg {}us, max {}us",
-            self.dev.as_deref().unwrap_or("?"),
-            self.count,
-            avg / 1000,
-            self.max_ns / 1000
-        )
-    }
-}
-
-/// Reads every device's statistics from the POLL_STATS map.
-pub fn read_stats(ebpf: &aya::Ebpf, now_ns: u64) -> anyhow::Result<Vec<PollSummary>> {
-    let map = ebpf.map("POLL_STATS").ok_or_else(|| anyhow::anyhow!("eBPF object has no POLL_STATS map"))?;
-    let stats: aya::maps::PerCpuHashMap<_, u64, PollStats> = aya::maps::PerCpuHashMap::try_from(map)?;
-    let mut out = Vec::new();
-    for entry in stats.iter() {
-        let (_dev, values) = entry?;
-        out.push(summarize(&values, now_ns));
-    }
-    out.sort_by(|a, b| a.dev.cmp(&b.dev));
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -140,14 +121,13 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["type"], "poll");
         assert!(v["histogram"].is_array());
-        assert!(s.human().contains("8 call(s)"));
     }
 
     #[test]
     fn a_slow_poll_event_meets_the_contract() {
         let ev = PollEvent { ts_ns: 9, duration_ns: 2_000_000, dev: 1, ifindex: 2, flags: ef::DEV_NAME | ef::IFINDEX, name: *b"eth0\0\0\0\0\0\0\0\0\0\0\0\0" };
         let line = serde_json::to_string(&slow(&ev)).unwrap();
-        assert_eq!(crate::schema::check_line(&line).unwrap(), "poll", "{line}");
+        assert_eq!(crate::model::schema::check_line(&line).unwrap(), "poll", "{line}");
         assert!(line.contains(r#""dev":"eth0""#) && line.contains(r#""duration_ns":2000000"#));
     }
 }

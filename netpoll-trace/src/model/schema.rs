@@ -75,15 +75,15 @@ pub fn check_text(text: &str) -> Result<Vec<(&'static str, usize)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{correlate::tests::rec, event::SetupFn};
+    use crate::model::{correlate::tests::rec, event::SetupFn};
 
     #[test]
     fn our_setup_and_diagnosis_objects_satisfy_the_contract() {
         let r = rec(SetupFn::NetpollSetup, "d0", 0, 1, 1, -89);
-        let line = crate::output::json_line(&r);
+        let line = serde_json::to_string(&r).unwrap();
         assert_eq!(check_line(&line).unwrap(), "setup");
-        let attempt = &crate::correlate::group(vec![r])[0];
-        let d = crate::diagnosis::diagnose(attempt, &Default::default(), &mut Default::default()).unwrap();
+        let attempt = &crate::model::correlate::group(vec![r])[0];
+        let d = crate::model::diagnosis::diagnose(attempt, &Default::default(), &mut Default::default()).unwrap();
         assert_eq!(check_line(&serde_json::to_string(&d).unwrap()).unwrap(), "diagnosis");
     }
 

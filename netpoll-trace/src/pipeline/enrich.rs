@@ -1,17 +1,17 @@
-//! Userspace enrichment of set-up records: driver (sysfs) and the ops table's
-//! symbol and module (kallsyms).
+//! Enrichment's I/O adapters: what the kernel's records do not carry, looked up on the
+//! host: the driver and its version (ethtool, else sysfs, else the ops' module), the
+//! ops table's symbol and module (kallsyms), the kernel release, and the interfaces
+//! that exist (for the diagnosis' name suggestions and slave checks).
 
-use std::{
-    path::Path,
-    sync::Mutex,
-    thread::JoinHandle,
+use std::{sync::Mutex, thread::JoinHandle};
+
+use crate::{
+    kernel::{ethtool, host, kallsyms::Kallsyms, profile},
+    model::{diagnosis::Context, event::SetupRecord},
 };
-
-use crate::{event::SetupRecord, kallsyms::Kallsyms};
 
 pub struct Enricher {
     kallsyms: Option<Kallsyms>,
-    kernel: Option<String>,
 }
 
 /// The data-symbol table being read by `prefetch_symbols`' helper thread.
@@ -21,8 +21,8 @@ static PREFETCH: Mutex<Option<JoinHandle<Option<Kallsyms>>>> = Mutex::new(None);
 /// parse freed handed back (on a helper thread that is that thread's own malloc arena).
 fn read_symbols() -> Option<Kallsyms> {
     let ks = Kallsyms::read_data().ok().filter(Kallsyms::has_addresses);
-    crate::loader::release_freed_memory();
-    crate::loader::stage("enrichment's data symbols read (kallsyms)");
+    profile::release_freed_memory();
+    profile::stage("enrichment's data symbols read (kallsyms)");
     ks
 }
 
@@ -48,10 +48,7 @@ impl Enricher {
             // Not prefetched (or no thread could start): read here.
             None => read_symbols(),
         };
-        Self {
-            kallsyms,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
-        }
+        Self { kallsyms }
     }
 
     pub fn enrich(&self, r: &mut SetupRecord) {
@@ -61,11 +58,11 @@ impl Enricher {
             r.ops_symbol = Some(name.to_string());
             r.ops_module = module.map(str::to_string);
         }
-        r.kernel = self.kernel.clone();
+        r.kernel = host::release().map(str::to_string);
         if let Some(dev) = &r.dev {
-            (r.driver, r.driver_version) = match crate::ethtool::driver_info(dev) {
+            (r.driver, r.driver_version) = match ethtool::driver_info(dev) {
                 Some((driver, version)) => (Some(driver), version),
-                None => (sysfs_driver(dev), None),
+                None => (host::sysfs_driver(dev), None),
             };
         }
         // Neither ethtool nor sysfs knew: the module owning the ops, if any.
@@ -75,16 +72,8 @@ impl Enricher {
     }
 }
 
-/// The driver of a device when ethtool could not say: the bound driver in
-/// /sys/class/net/DEV/device/driver, else uevent's DEVTYPE.
-fn sysfs_driver(dev: &str) -> Option<String> {
-    if dev.contains('/') || dev.contains("..") {
-        return None;
-    }
-    let base = Path::new("/sys/class/net").join(dev);
-    if let Ok(target) = std::fs::read_link(base.join("device/driver")) {
-        return target.file_name().map(|n| n.to_string_lossy().into_owned());
-    }
-    let uevent = std::fs::read_to_string(base.join("uevent")).ok()?;
-    uevent.lines().find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
+/// Interfaces and their masters, for name suggestions and slave diagnoses.
+pub fn host_context() -> Context {
+    let (interfaces, masters) = host::interfaces();
+    Context { interfaces, masters }
 }

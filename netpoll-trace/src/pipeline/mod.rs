@@ -1,30 +1,47 @@
-//! The tracing pipeline `watch` and `agent` share: load and attach the programs,
-//! read the perf buffers, assemble each set-up attempt (outermost call plus nested
-//! calls into lower devices) as soon as it is complete, enrich and diagnose it.
+//! The tracing pipeline `watch` and `agent` share, and the only owner of the running
+//! tracer: load and attach the programs (kernel layer), read the perf buffers
+//! (`readers`), assemble each set-up attempt as soon as it is complete, enriched
+//! (`enrich`) and diagnosed (model), and hand the outputs to sinks.
 
-use std::{path::PathBuf, time::Duration};
+mod assemble;
+pub mod enrich;
+mod readers;
 
-use anyhow::{Context as _, Result, anyhow};
-use aya::maps::{
-    MapData,
-    perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
 };
+
+use anyhow::Result;
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
+use self::{
+    assemble::{Assembler, GRACE},
+    readers::{Msg, decode_poll, decode_setup, spawn_readers},
+};
 use crate::{
-    btf_offsets, correlate,
-    diagnosis::{self, Diagnosis},
-    enrich::Enricher,
-    event::{self, SetupRecord},
-    kmsg, loader, poll, recorder,
+    kernel::{
+        attach::{self, AttachChoice, AttachMethod},
+        clock, kmsg,
+        object::RecorderPlan,
+        offsets, poll_stats,
+        profile::stage,
+        recorder, targets,
+    },
+    model::{
+        output::{Output, Sink},
+        poll,
+    },
 };
 
 pub struct TraceOptions {
     pub btf: Option<PathBuf>,
-    pub attach: loader::AttachChoice,
+    pub attach: AttachChoice,
     pub slow_poll: Duration,
     /// Record into the pinned flight recorder too.
     pub recorder: Option<RecorderOptions>,
+    /// Also push the poll statistics this often while running (for metrics).
+    pub poll_refresh: Option<Duration>,
 }
 
 pub struct RecorderOptions {
@@ -36,29 +53,9 @@ pub struct RecorderOptions {
     pub required: bool,
 }
 
-// Setup is by far the most frequent message: boxing it would allocate per event.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Setup(SetupRecord),
-    SlowPoll(poll::SlowPoll),
-    Lost(u64),
-    BadSample(String),
-}
-
-/// What the pipeline hands its user.
-pub enum Output {
-    /// A finished set-up attempt and, when it failed, its diagnosis.
-    Attempt(Box<correlate::Attempt>, Option<Box<Diagnosis>>),
-    SlowPoll(poll::SlowPoll),
-    /// The kernel dropped this many events (perf buffer full).
-    Lost(u64),
-    /// Something the user should know (undecodable event, ...).
-    Warning(String),
-}
-
 /// A running tracer.
 pub struct Tracer {
-    loaded: loader::Loaded,
+    loaded: attach::Loaded,
     rx: mpsc::UnboundedReceiver<Msg>,
     stop_tx: tokio::sync::watch::Sender<bool>,
     readers: JoinSet<()>,
@@ -70,13 +67,19 @@ pub struct Tracer {
     pub ready: String,
     /// Warnings from start-up (fallbacks, unresolved fields).
     pub notes: Vec<String>,
+    /// Re-read the poll statistics this often while running (`Output::PollStats`).
+    poll_refresh: Option<Duration>,
+    last_poll: Option<Instant>,
     /// Held while we record into the pins (keeps a second recorder off them).
     _recorder_lock: Option<recorder::Lock>,
 }
 
 impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Self> {
-        let present = loader::require_functions()?;
+        stage("begin");
+        // The enrichment reads kallsyms; let that overlap everything below.
+        enrich::prefetch_symbols();
+        let present = targets::require_functions()?;
         let mut notes = Vec::new();
         // Opened before attaching, so every kernel line about our set-ups comes after it.
         let kmsg = match kmsg::KmsgReader::open() {
@@ -86,9 +89,9 @@ impl Tracer {
                 None
             }
         };
-        let resolved = match btf_offsets::load(opts.btf.as_deref())? {
-            Some((btf, path)) => btf_offsets::Resolved { source: Some(path), ..btf_offsets::resolve(&btf) },
-            None => btf_offsets::Resolved::reduced(),
+        let resolved = match offsets::load(opts.btf.as_deref())? {
+            Some((btf, path)) => offsets::Resolved { source: Some(path), ..offsets::resolve(&btf) },
+            None => offsets::Resolved::reduced(),
         };
         if let Some(missing) = resolved.describe_missing() {
             notes.push(missing);
@@ -106,7 +109,7 @@ impl Tracer {
             },
             None => (None, None),
         };
-        let mut loaded = loader::load_and_attach(&config, opts.attach, &present, plan.as_ref())?;
+        let mut loaded = attach::load_and_attach(&config, opts.attach, &present, plan.as_ref())?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {
@@ -131,12 +134,10 @@ impl Tracer {
         for (f, why) in &loaded.skipped {
             notes.push(format!("not tracing {f}: {why}"));
         }
-        let asked = match opts.attach {
-            loader::AttachChoice::Fentry => Some(loader::AttachMethod::Fentry),
-            loader::AttachChoice::Kprobe => Some(loader::AttachMethod::Kprobe),
-            loader::AttachChoice::Auto => None,
-        };
-        if loaded.reused && asked.is_some_and(|m| m != loaded.method) {
+        if loaded.reused
+            && let AttachChoice::Only(asked) = opts.attach
+            && asked != loaded.method
+        {
             notes.push(format!(
                 "--attach ignored: the pinned probes are {}; `netpoll-trace reset` first to change the method",
                 loaded.method
@@ -174,6 +175,8 @@ impl Tracer {
             logger,
             ready,
             notes,
+            poll_refresh: opts.poll_refresh,
+            last_poll: None,
             _recorder_lock: recorder_lock,
         })
     }
@@ -187,7 +190,7 @@ impl Tracer {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let mut outs = tokio::select! {
             Some(msg) = self.rx.recv() => self.assembler.take(msg),
             _ = self.tick.tick() => self.assembler.flush(false),
             Some(mut guard) = logs => {
@@ -195,22 +198,39 @@ impl Tracer {
                 guard.clear_ready();
                 Vec::new()
             }
+        };
+        if let Some(every) = self.poll_refresh
+            && self.last_poll.is_none_or(|t| t.elapsed() >= every)
+        {
+            self.last_poll = Some(Instant::now());
+            match self.poll_stats() {
+                Ok(stats) => outs.push(Output::PollStats { stats, last: false }),
+                Err(e) => log::debug!("reading poll statistics: {e:#}"),
+            }
+        }
+        outs
+    }
+
+    /// Waits for the next outputs (see `next`) and hands each to `sink`.
+    pub async fn pump(&mut self, sink: &mut dyn Sink) {
+        for o in self.next().await {
+            sink.emit(&o);
         }
     }
 
-    /// The kernel's per-device poll statistics so far (for metrics, while running).
-    pub fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
-        poll::read_stats(&self.loaded.ebpf, monotonic_ns())
+    /// The kernel's per-device poll statistics so far.
+    fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
+        Ok(poll::summarize_all(&poll_stats::read_loaded(&self.loaded.ebpf)?, clock::monotonic_ns()))
     }
 
     /// How the programs are attached.
-    pub fn method(&self) -> loader::AttachMethod {
+    pub fn method(&self) -> AttachMethod {
         self.loaded.method
     }
 
-    /// Stops reading, drains every buffer and returns the rest, then the poll
-    /// statistics and the kernel's word on whether netconsole was left disabled.
-    pub async fn finish(mut self) -> (Vec<Output>, Vec<poll::PollSummary>, Option<String>) {
+    /// Stops reading, drains every buffer and returns the rest, the final poll
+    /// statistics last, and the kernel's word on whether netconsole was left disabled.
+    pub async fn finish(mut self) -> (Vec<Output>, Option<String>) {
         let _ = self.stop_tx.send(true);
         while self.readers.join_next().await.is_some() {}
         let mut out = Vec::new();
@@ -221,20 +241,17 @@ impl Tracer {
         if let Some(fd) = self.logger.as_mut() {
             fd.get_mut().flush();
         }
-        let stats = match poll::read_stats(&self.loaded.ebpf, monotonic_ns()) {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(Output::Warning(format!("reading poll statistics: {e:#}")));
-                Vec::new()
-            }
-        };
+        match self.poll_stats() {
+            Ok(stats) => out.push(Output::PollStats { stats, last: true }),
+            Err(e) => out.push(Output::Warning(format!("reading poll statistics: {e:#}"))),
+        }
         let silent = self.assembler.kernel_log.netconsole_not_enabled().map(str::to_string);
-        (out, stats, silent)
+        (out, silent)
     }
 }
 
 /// Checks the pin directory and takes the recorder's lock; notes what it found.
-fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(recorder::Lock, loader::RecorderPlan)> {
+fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(recorder::Lock, RecorderPlan)> {
     recorder::require_bpffs(&r.dir)?;
     for other in recorder::other_versions(&r.dir) {
         notes.push(format!(
@@ -257,179 +274,7 @@ fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(record
             insp.links
         }
     };
-    let plan = loader::RecorderPlan { dir: r.dir.clone(), ring_size: r.ring_size, persist: r.persist, reuse_links };
+    let plan = RecorderPlan { dir: r.dir.clone(), ring_size: r.ring_size, persist: r.persist, reuse_links };
     Ok((lock, plan))
 }
 
-/// How long a returned outermost call waits for nested records from other CPUs.
-const GRACE: Duration = Duration::from_millis(100);
-
-/// Turns the event stream into finished attempts, live.
-struct Assembler {
-    enricher: Enricher,
-    ctx: diagnosis::Context,
-    kernel_log: kmsg::KernelLog,
-    kmsg: Option<kmsg::KmsgReader>,
-    /// Records not yet reported.
-    buffer: Vec<SetupRecord>,
-    /// Outermost calls that have returned: (pid, entry ts, return ts, when it arrived).
-    roots: Vec<(u32, u64, u64, std::time::Instant)>,
-}
-
-impl Assembler {
-    fn new(kmsg: Option<kmsg::KmsgReader>) -> Self {
-        Self {
-            enricher: Enricher::new(),
-            ctx: host_context(),
-            kernel_log: kmsg::KernelLog::default(),
-            kmsg,
-            buffer: Vec::new(),
-            roots: Vec::new(),
-        }
-    }
-
-    fn take(&mut self, msg: Msg) -> Vec<Output> {
-        match msg {
-            Msg::Setup(mut r) => {
-                self.enricher.enrich(&mut r);
-                if r.depth == 0 {
-                    let end = r.ts_ns.saturating_add(r.duration_ns);
-                    self.roots.push((r.pid, r.ts_ns, end, std::time::Instant::now()));
-                }
-                self.buffer.push(r);
-                Vec::new()
-            }
-            Msg::SlowPoll(p) => vec![Output::SlowPoll(p)],
-            Msg::Lost(n) => vec![Output::Lost(n)],
-            Msg::BadSample(e) => vec![Output::Warning(format!("undecodable event: {e}"))],
-        }
-    }
-
-    /// Finishes attempts whose outermost call returned over GRACE ago (all when `all`).
-    fn flush(&mut self, all: bool) -> Vec<Output> {
-        let due: Vec<(u32, u64, u64)> = self
-            .roots
-            .iter()
-            .filter(|(_, _, _, at)| all || at.elapsed() >= GRACE)
-            .map(|(pid, ts, end, _)| (*pid, *ts, *end))
-            .collect();
-        if due.is_empty() && (!all || self.buffer.is_empty()) {
-            return Vec::new();
-        }
-        self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
-        if let Some(k) = self.kmsg.as_mut() {
-            k.drain_into(&mut self.kernel_log);
-        }
-        let mut ready = Vec::new();
-        let mut keep = Vec::new();
-        for r in std::mem::take(&mut self.buffer) {
-            let belongs = all
-                || due.iter().any(|&(pid, ts, end)| {
-                    r.pid == pid && r.ts_ns >= ts && r.ts_ns <= end && (r.depth > 0 || r.ts_ns == ts)
-                });
-            if belongs { ready.push(r) } else { keep.push(r) }
-        }
-        self.buffer = keep;
-        // Interfaces come and go while an agent runs: look again when diagnosing.
-        self.ctx = host_context();
-        correlate::group(ready)
-            .into_iter()
-            .map(|attempt| {
-                let d = diagnosis::diagnose(&attempt, &self.ctx, &mut self.kernel_log);
-                Output::Attempt(Box::new(attempt), d.map(Box::new))
-            })
-            .collect()
-    }
-}
-
-/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Interfaces and their masters, for name suggestions and slave diagnoses.
-pub fn host_context() -> diagnosis::Context {
-    let mut ctx = diagnosis::Context::default();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return ctx };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Ok(master) = std::fs::read_link(entry.path().join("master"))
-            && let Some(m) = master.file_name()
-        {
-            ctx.masters.push((name.clone(), m.to_string_lossy().into_owned()));
-        }
-        ctx.interfaces.push(name);
-    }
-    ctx.interfaces.sort();
-    ctx
-}
-
-fn decode_setup(head: &[u8], tail: &[u8]) -> Msg {
-    match event::decode(head, tail) {
-        Ok(ev) => match SetupRecord::from_event(&ev) {
-            Some(r) => Msg::Setup(r),
-            None => Msg::BadSample(format!("unknown function id {}", ev.function)),
-        },
-        Err(e) => Msg::BadSample(e.to_string()),
-    }
-}
-
-fn decode_poll(head: &[u8], tail: &[u8]) -> Msg {
-    match event::decode_as::<netpoll_trace_common::PollEvent>(head, tail) {
-        Ok(ev) => Msg::SlowPoll(poll::slow(&ev)),
-        Err(e) => Msg::BadSample(e.to_string()),
-    }
-}
-
-/// One reader task per CPU buffer of `array`.
-fn spawn_readers(
-    set: &mut JoinSet<()>,
-    array: &mut PerfEventArray<MapData>,
-    tx: &mpsc::UnboundedSender<Msg>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-    decode: fn(&[u8], &[u8]) -> Msg,
-) -> Result<()> {
-    let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
-    for cpu in cpus {
-        let buf = array.open(cpu, Some(16)).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
-        // SAFETY: the buffer owns its fd and moves into the AsyncFd, so the fd
-        // stays open exactly as long as it is registered.
-        let fd = unsafe { AsyncFd::register(buf) }
-            .map_err(|e| anyhow!("registering perf buffer with the runtime: {e}"))?;
-        set.spawn(read_cpu(fd, tx.clone(), stop.clone(), decode));
-    }
-    Ok(())
-}
-
-async fn read_cpu(
-    mut fd: AsyncFd<PerfEventArrayBuffer<MapData>>,
-    tx: mpsc::UnboundedSender<Msg>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    decode: fn(&[u8], &[u8]) -> Msg,
-) {
-    let drain = |buf: &mut PerfEventArrayBuffer<MapData>| {
-        buf.for_each(|e| {
-            let msg = match e {
-                PerfEvent::Sample { head, tail } => decode(head, tail),
-                PerfEvent::Lost { count } => Msg::Lost(count),
-            };
-            let _ = tx.send(msg);
-        });
-    };
-    loop {
-        tokio::select! {
-            guard = fd.readable_mut() => {
-                let Ok(mut guard) = guard else { break };
-                drain(guard.get_inner_mut());
-                guard.clear_ready();
-            }
-            _ = stop.changed() => {
-                drain(fd.get_mut());
-                break;
-            }
-        }
-    }
-}

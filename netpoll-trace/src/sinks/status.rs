@@ -3,6 +3,7 @@
 //! of line go through here: `log` records (filtered by `RUST_LOG`, default set by
 //! `-v`) and the tool's own status lines (`status!`: ready, warnings, the final
 //! error), which are always shown. stdout (`--json`, the journal) is not touched.
+//! `Stderr` is the sink that turns the pipeline's warnings and losses into status lines.
 
 use std::{
     fmt,
@@ -14,7 +15,9 @@ use std::{
 use log::Level;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+use crate::model::output::{Output, Sink};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// `netpoll-trace: warning: ...` lines.
     #[default]
@@ -124,8 +127,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[macro_export]
 macro_rules! status {
     ($level:ident, $($arg:tt)*) => {
-        $crate::log_format::line(::log::Level::$level, module_path!(), format_args!($($arg)*))
+        $crate::sinks::status::line(::log::Level::$level, module_path!(), format_args!($($arg)*))
     };
+}
+
+/// The sink of what the operator must see on stderr: the pipeline's warnings and the
+/// events the kernel dropped (counted for the closing summary).
+#[derive(Debug, Default)]
+pub struct Stderr {
+    /// Events the kernel dropped so far.
+    pub lost: u64,
+}
+
+impl Sink for Stderr {
+    fn emit(&mut self, out: &Output) {
+        match out {
+            Output::Lost(n) => {
+                self.lost += n;
+                crate::status!(Warn, "the kernel dropped {n} events (perf buffer full)");
+            }
+            Output::Warning(w) => crate::status!(Warn, "{w}"),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,75 @@
-//! Renders set-up records for people (one line each) and machines (JSON lines).
+//! The terminal: every output rendered for people (set-up lines, diagnosis blocks,
+//! poll statistics, journal entries, the flight recorder's header and counters), and
+//! `check`'s report.
 
-use crate::event::SetupRecord;
+use std::io::Write as _;
+
+use serde_json::Value;
+
+use crate::model::{
+    check::{Report, Status},
+    diagnosis::Diagnosis,
+    event::SetupRecord,
+    output::{Output, Sink},
+    poll::{PollSummary, SlowPoll},
+    recorder::{CounterLine, RecorderLine},
+    remediation::Remediation,
+};
+
+/// Prints outputs for people on stdout.
+#[derive(Debug, Default)]
+pub struct Terminal {
+    /// Times are shown relative to the first attempt's.
+    since: Option<u64>,
+    /// Prefix each record with its flight recorder sequence number (`#12`).
+    show_seq: bool,
+}
+
+impl Terminal {
+    pub fn new(show_seq: bool) -> Self {
+        Self { since: None, show_seq }
+    }
+
+    /// The text of one output; None for outputs people do not see here.
+    fn render(&mut self, out: &Output) -> Option<String> {
+        Some(match out {
+            Output::Attempt(attempt, diagnosis) => {
+                let since = *self.since.get_or_insert(attempt.root.ts_ns);
+                let mut text = String::new();
+                for r in attempt.records() {
+                    let line = human_line(r, since);
+                    match r.seq.filter(|_| self.show_seq) {
+                        Some(seq) => text.push_str(&format!("#{seq:<5} {line}\n")),
+                        None => text.push_str(&format!("{line}\n")),
+                    }
+                }
+                if let Some(d) = diagnosis {
+                    text.push_str(render_diagnosis(d).trim_end());
+                    text.push('\n');
+                }
+                text.trim_end().to_string()
+            }
+            Output::SlowPoll(p) => slow_poll_line(p),
+            Output::PollStats { stats, last: true } if !stats.is_empty() => {
+                stats.iter().map(poll_line).collect::<Vec<_>>().join("\n")
+            }
+            Output::Remediation(e) => remediation_line(e),
+            Output::Recorder(h) => render_recorder(h).trim_end().to_string(),
+            Output::Counters(c) if !c.is_empty() => render_counters(c).trim_end().to_string(),
+            Output::Passthrough { kind, value } => passthrough_line(kind, value),
+            _ => return None,
+        })
+    }
+}
+
+impl Sink for Terminal {
+    fn emit(&mut self, out: &Output) {
+        if let Some(text) = self.render(out) {
+            // A closed stdout (a pager that quit) is not worth dying for mid-trace.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+        }
+    }
+}
 
 /// One terminal line; nested calls are indented by depth so a bond's slaves sit
 /// under it.
@@ -43,15 +112,14 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
     line.trim_end().to_string()
 }
 
-pub fn json_line(r: &SetupRecord) -> String {
-    // Serialising a struct of plain fields cannot fail.
-    serde_json::to_string(r).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::SetupFn;
+    use crate::model::{
+        correlate::{group, tests::rec as record},
+        diagnosis::{Context, diagnose},
+        event::SetupFn,
+    };
 
     fn rec() -> SetupRecord {
         SetupRecord {
@@ -92,12 +160,203 @@ mod tests {
     }
 
     #[test]
-    fn json_has_the_contract_fields() {
-        let v: serde_json::Value = serde_json::from_str(&json_line(&rec())).unwrap();
-        for k in ["type", "ts_ns", "fn", "netpoll", "dev", "ifindex", "ret", "errno", "depth", "duration_ns", "pid", "comm", "driver", "ops_symbol", "ops_module", "has_poll_controller", "has_netpoll_setup", "netpoll_disabled"] {
-            assert!(v.get(k).is_some(), "missing {k}");
-        }
-        assert_eq!(v["errno"], "ENOTSUPP");
-        assert!(v.get("ops_addr").is_none());
+    fn rendered_diagnosis_fits_a_terminal() {
+        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
+        let d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
+        let text = render_diagnosis(&d);
+        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
+        assert!(text.contains("diagnosis: no_ip_address on d0 (-EDESTADDRREQ)"));
+        assert!(text.contains("remedies:  set_local_ip, wait_for_address"));
     }
+
+    #[test]
+    fn counters_render_per_device() {
+        use crate::model::recorder::{counter_lines, tests::key};
+        use netpoll_trace_common::function::NETPOLL_SETUP;
+        let lines = counter_lines(
+            &[(key("eth0", NETPOLL_SETUP, 0), 1), (key("nosuch0", NETPOLL_SETUP, -19), 3), (key("eth0", NETPOLL_SETUP, -524), 2)],
+            0,
+        );
+        let out = render_counters(&lines);
+        assert!(out.contains("eth0: netpoll_setup -ENOTSUPP x2, netpoll_setup ok x1"), "{out}");
+        assert!(out.contains("nosuch0: netpoll_setup -ENODEV x3"), "{out}");
+    }
+
+    #[test]
+    fn seq_numbers_prefix_records_only_when_asked() {
+        let mut r = rec();
+        r.seq = Some(7);
+        let a = Output::Attempt(Box::new(crate::model::correlate::Attempt { root: r, nested: vec![] }), None);
+        assert!(Terminal::new(true).render(&a).unwrap().starts_with("#7     +   0.000s"));
+        assert!(Terminal::new(false).render(&a).unwrap().starts_with("+   0.000s"));
+        assert_eq!(Terminal::new(true).render(&Output::Lost(3)), None);
+    }
+}
+
+/// The block printed under a failed set-up.
+pub fn render_diagnosis(d: &Diagnosis) -> String {
+    let mut out = format!(
+        "  diagnosis: {} on {} ({})\n",
+        d.cause,
+        d.dev.as_deref().unwrap_or("?"),
+        d.errno.map_or(d.ret.to_string(), |e| format!("-{e}")),
+    );
+    if d.chain.len() > 1 {
+        out.push_str(&format!("  chain:     {}\n", d.chain.join(" -> ")));
+    }
+    out.push_str(&wrap("  why:       ", &d.explanation, 100));
+    if !d.remedies.is_empty() {
+        let r: Vec<&str> = d.remedies.iter().map(|r| r.as_str()).collect();
+        out.push_str(&format!("  remedies:  {}\n", r.join(", ")));
+    }
+    out
+}
+
+/// `text` after `lead`, word-wrapped to `width` columns with a hanging indent.
+fn wrap(lead: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(lead.len());
+    let mut out = String::new();
+    let mut line = lead.to_string();
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+pub fn poll_line(p: &PollSummary) -> String {
+    let avg = p.total_ns.checked_div(p.count).unwrap_or(0);
+    format!(
+        "poll {:<16} {} call(s) of netpoll_poll_dev, avg {}us, max {}us",
+        p.dev.as_deref().unwrap_or("?"),
+        p.count,
+        avg / 1000,
+        p.max_ns / 1000
+    )
+}
+
+fn slow_poll_line(p: &SlowPoll) -> String {
+    format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
+}
+
+fn remediation_line(e: &Remediation) -> String {
+    format!(
+        "remediation {} {} {}: {}",
+        e.dev.as_deref().unwrap_or("-"),
+        e.action.as_str(),
+        e.result.as_str(),
+        e.detail
+    )
+}
+
+/// A `remediation` or `poll` line read back from a file.
+fn passthrough_line(kind: &str, v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+    match kind {
+        "remediation" => format!(
+            "remediation {} {} {}: {}",
+            v["dev"].as_str().unwrap_or("-"),
+            s("action"),
+            s("result"),
+            s("detail")
+        ),
+        _ => match v.get("duration_ns").and_then(Value::as_u64) {
+            Some(ns) => format!("slow poll {} took {}us", s("dev"), ns / 1000),
+            None => format!("poll {}: {} call(s)", s("dev"), v["count"]),
+        },
+    }
+}
+
+fn render_recorder(h: &RecorderLine) -> String {
+    let age = h.ts_ns.saturating_sub(h.created_ns) as f64 / 1e9;
+    let mut out = format!(
+        "flight recorder {} (schema v{}, ring of {} set-up events, created {age:.0}s ago)\n",
+        h.pin_dir.display(),
+        h.schema,
+        h.ring_size
+    );
+    out.push_str(&format!(
+        "events: {} recorded, {} kept{}, {} overwritten (ring full), {} lost (no free sequence number)\n",
+        h.recorded,
+        h.kept,
+        match h.kept_seqs {
+            Some((a, b)) => format!(" (#{a}..#{b})"),
+            None => String::new(),
+        },
+        h.overwritten,
+        h.unrecorded
+    ));
+    if !h.missing_seqs.is_empty() {
+        let s: Vec<String> = h.missing_seqs.iter().map(|n| format!("#{n}")).collect();
+        out.push_str(&format!("gaps: no event under {}\n", s.join(", ")));
+    }
+    if h.counters_full > 0 {
+        out.push_str(&format!("counters: {} update(s) dropped (counter map full)\n", h.counters_full));
+    }
+    out.push_str(&if h.pinned_links.is_empty() {
+        "probes: none pinned: recording stopped when the process that recorded ended\n".to_string()
+    } else {
+        format!("probes: pinned ({}): still recording\n", h.pinned_links.join(", "))
+    });
+    out.push_str(&format!("memory: the pinned maps take {} KiB of kernel memory\n", h.memlock_bytes.div_ceil(1024)));
+    if h.kept_seqs.is_some() {
+        out.push_str("devices, drivers and ops symbols below are resolved now, at dump time, not when recorded\n");
+    }
+    out
+}
+
+/// Per device: set-ups and their results.
+fn render_counters(counters: &[CounterLine]) -> String {
+    let mut out = String::from("counters (device: function result x calls):\n");
+    let mut devs: Vec<Option<&String>> = counters.iter().map(|c| c.dev.as_ref()).collect();
+    devs.dedup();
+    for dev in devs {
+        let parts: Vec<String> = counters
+            .iter()
+            .filter(|c| c.dev.as_ref() == dev)
+            .map(|c| {
+                let result = match (c.ret, c.errno) {
+                    (0, _) => "ok".to_string(),
+                    (_, Some(e)) => format!("-{e}"),
+                    (r, None) => r.to_string(),
+                };
+                format!("{} {result} x{}", c.function.map_or("?", |f| f.as_str()), c.count)
+            })
+            .collect();
+        out.push_str(&format!("  {}: {}\n", dev.map_or("?", String::as_str), parts.join(", ")));
+    }
+    out
+}
+
+/// `check`'s report: one aligned line per item, the fix indented under it.
+pub fn render_check(r: &Report) -> String {
+    let mut out = format!("kernel {}\n", r.kernel);
+    for i in &r.items {
+        let mark = match i.status {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Missing => "MISSING",
+        };
+        out.push_str(&format!("  {:<10} {:<8}  {}\n", i.name, mark, i.detail));
+        if let Some(fix) = &i.fix
+            && i.status != Status::Ok
+        {
+            out.push_str(&format!("  {:<10} {:<8}  -> {}\n", "", "", fix));
+        }
+    }
+    out.push_str(if r.traceable {
+        "netpoll can be traced on this kernel\n"
+    } else {
+        "netpoll cannot be traced on this kernel (see MISSING above)\n"
+    });
+    out
 }

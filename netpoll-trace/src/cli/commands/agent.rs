@@ -1,28 +1,31 @@
-//! `netpoll-trace agent`: watches netpoll set-ups and, per failure, applies the
-//! configured policy: for missing_poll_controller on an allowlisted driver, patch the
-//! device and retry the netconsole target (bounded attempts, backoff), verifying by
-//! the next set-up event; for every other cause, report with the remedies and never
-//! patch. Every decision and action goes to the journal.
+//! `netpoll-trace agent`: the runner of the model's remediation decisions. It watches
+//! netpoll set-ups through the pipeline; per failure, `model::agent` decides (patch,
+//! report, retry, back off, verify) and this carries each step out: the patch module,
+//! the retry (configfs or the configured command), waiting for the verifying set-up.
+//! Every decision and action is a journal entry, fed to the journal and metrics sinks.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::VecDeque, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 
+use super::signals::Signals;
 use crate::{
-    agent_config::{Config, RetryMethod},
-    correlate::Attempt,
-    diagnosis::Diagnosis,
-    exit::Exit,
-    journal::{Entry, Journal, Outcome, Step},
-    loader, patch,
-    pipeline::{Output, TraceOptions, Tracer, monotonic_ns},
-    policy::{self, Decision},
-    privileges,
-    watch::Signals,
+    cli::{args::RecorderArgs, exit::Exit},
+    kernel::{attach::AttachChoice, clock::monotonic_ns, host, patch_module, privileges},
+    model::{
+        agent::{self, Handled, Need, Next, Note, PatchOutcome, Remediation, Successes, Verified},
+        config::{AgentConfig, RetryMethod},
+        correlate::Attempt,
+        diagnosis::{Cause, Diagnosis},
+        output::{Output, Sink},
+        remediation::{self, Action, Outcome},
+    },
+    pipeline::{RecorderOptions, TraceOptions, Tracer},
+    sinks::{
+        journal::Journal,
+        metrics::{self, BuildInfo, Metrics},
+        status::Stderr,
+    },
 };
 
 pub struct AgentArgs {
@@ -31,16 +34,16 @@ pub struct AgentArgs {
     pub once: bool,
     pub journal: Option<PathBuf>,
     pub btf: Option<PathBuf>,
-    pub attach: loader::AttachChoice,
-    pub recorder: crate::cli::RecorderArgs,
+    pub attach: AttachChoice,
+    pub recorder: RecorderArgs,
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: AgentArgs) -> Result<Exit> {
     // Validated before anything is attached: a bad key is a one-line error.
     let cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -49,57 +52,80 @@ pub fn run(args: AgentArgs) -> Result<Exit> {
     rt.block_on(Agent::new(args, cfg)?.run())
 }
 
-/// How handling one failure ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Handled {
-    Fixed,
-    Unfixed,
+/// The agent's sinks: journal (stdout and file), metrics when served, stderr.
+struct Sinks {
+    journal: Journal,
+    metrics: Option<Metrics>,
+    stderr: Stderr,
+}
+
+impl Sink for Sinks {
+    fn emit(&mut self, out: &Output) {
+        self.journal.emit(out);
+        if let Some(m) = self.metrics.as_mut() {
+            m.emit(out);
+        }
+        self.stderr.emit(out);
+    }
 }
 
 struct Agent {
     args: AgentArgs,
-    cfg: Config,
-    journal: Journal,
+    cfg: AgentConfig,
+    sinks: Sinks,
     /// Outputs that arrived while a remediation was waiting for its verification.
     backlog: VecDeque<Output>,
-    /// Per device: entry time of its latest successful set-up.
-    last_success: HashMap<String, u64>,
-    /// `--metrics-addr`: what the endpoint serves.
-    metrics: Option<crate::metrics::Recorder>,
+    successes: Successes,
+}
+
+/// The capability that grants a need.
+fn capability(n: Need) -> u32 {
+    match n {
+        Need::LoadModules => privileges::CAP_SYS_MODULE,
+        Need::ReadKernelLog => privileges::CAP_SYSLOG,
+        Need::OverrideFileModes => privileges::CAP_DAC_OVERRIDE,
+        Need::ReadBpfMaps => privileges::CAP_BPF,
+    }
 }
 
 impl Agent {
-    fn new(args: AgentArgs, cfg: Config) -> Result<Self> {
+    fn new(args: AgentArgs, cfg: AgentConfig) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
-        Ok(Self { args, cfg, journal, backlog: VecDeque::new(), last_success: HashMap::new(), metrics: None })
+        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default() };
+        Ok(Self { args, cfg, sinks, backlog: VecDeque::new(), successes: Successes::default() })
     }
 
-    fn log(&mut self, dev: Option<&str>, action: Step, result: Outcome, detail: String, d: Option<&Diagnosis>, attempt: Option<u32>) {
-        if let Some(m) = &self.metrics {
-            m.metrics.remediation(action, result);
-        }
-        self.journal.write(&Entry {
+    /// Stamps and journals one entry.
+    fn log(&mut self, dev: Option<&str>, note: Note, cause: Option<Cause>) {
+        self.sinks.emit(&Output::Remediation(remediation::Remediation {
             kind: "remediation",
             ts_ns: monotonic_ns(),
-            dev,
-            action,
-            result,
-            detail,
-            cause: d.map(|d| d.cause.as_str()),
-            attempt,
-        });
+            dev: dev.map(str::to_string),
+            action: note.action,
+            result: note.result,
+            detail: note.detail,
+            cause,
+            attempt: note.attempt,
+        }));
+    }
+
+    /// Feeds outputs to the sinks.
+    fn observe(&mut self, outs: &[Output]) {
+        for o in outs {
+            self.sinks.emit(o);
+        }
     }
 
     async fn run(mut self) -> Result<Exit> {
         let signals = Signals::install()?;
         let listener = match self.args.metrics_addr {
-            Some(addr) => Some(crate::metrics_http::bind(addr).await?),
+            Some(addr) => Some(metrics::http::bind(addr).await?),
             None => None,
         };
         let r = &self.args.recorder;
         // The agent always feeds the flight recorder; without --persist or --pin-dir
         // a host that cannot pin (no bpffs) still gets remediation, with a warning.
-        let recorder = Some(crate::pipeline::RecorderOptions {
+        let recorder = Some(RecorderOptions {
             dir: r.dir(),
             ring_size: r.ring_size,
             persist: r.persist,
@@ -110,27 +136,34 @@ impl Agent {
             attach: self.args.attach,
             slow_poll: Duration::from_millis(1),
             recorder,
+            poll_refresh: listener.is_some().then_some(metrics::POLL_REFRESH),
         };
         let mut tracer = Tracer::start(&opts)?;
         for n in &tracer.notes {
             crate::status!(Warn, "{n}");
         }
-        self.metrics = listener.map(|l| crate::metrics::Recorder::serve(l, &tracer));
+        if let Some(l) = listener {
+            let build = BuildInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                kernel: host::release().unwrap_or_default().to_string(),
+                attach_method: tracer.method().as_str().to_string(),
+            };
+            let m = Metrics::new(&build);
+            metrics::serve(l, m.clone());
+            self.sinks.metrics = Some(m);
+        }
         // Programs are attached and every fd is open: keep only what remediation uses.
-        let keep: &[u32] = if self.args.dry_run {
-            &[privileges::CAP_SYSLOG]
-        } else {
-            &[privileges::CAP_SYS_MODULE, privileges::CAP_SYSLOG, privileges::CAP_DAC_OVERRIDE]
-        };
-        let keep = crate::metrics::capabilities(keep, self.metrics.is_some());
+        let keep: Vec<u32> =
+            agent::needs(self.args.dry_run, self.sinks.metrics.is_some()).into_iter().map(capability).collect();
         let kept: Vec<&str> = keep.iter().map(|c| privileges::name(*c)).collect();
         let caps = match privileges::keep_only(&keep) {
             Ok(()) => format!("keeping only {}", kept.join(", ")),
             Err(e) => format!("could not drop capabilities ({e:#})"),
         };
-        crate::status!(Info, "agent {}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run: nothing will be changed" } else { "" });
+        let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
+        crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
         let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
-        self.log(None, Step::Start, Outcome::Ok, detail, None, None);
+        self.log(None, Note { action: Action::Start, result: Outcome::Ok, detail, attempt: None }, None);
 
         let Signals { mut term, mut int } = signals;
         let mut unfixed = 0usize;
@@ -140,157 +173,103 @@ impl Agent {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                     outs = tracer.next() => {
-                        if let Some(m) = self.metrics.as_mut() { m.outputs(&tracer, &outs) }
-                        self.backlog.extend(outs)
+                        self.observe(&outs);
+                        self.backlog.extend(outs);
                     }
                 }
             }
+            // Outputs are handled in order: a success supersedes only failures after it.
             while let Some(o) = self.backlog.pop_front() {
-                match o {
-                    Output::Attempt(attempt, None) => self.note_success(&attempt),
-                    Output::Attempt(attempt, Some(d)) => {
-                        let handled = tokio::select! {
-                            h = self.handle(&mut tracer, &attempt, &d) => h,
-                            _ = term.recv() => break 'outer,
-                            _ = int.recv() => break 'outer,
-                        };
-                        if handled == Handled::Unfixed {
-                            unfixed += 1;
-                        }
-                        if self.args.once {
-                            break 'outer;
-                        }
+                let (attempt, d) = match o {
+                    Output::Attempt(a, None) => {
+                        self.successes.note(&a);
+                        continue;
                     }
-                    Output::Lost(n) => crate::status!(Warn, "the kernel dropped {n} events"),
-                    Output::Warning(w) => crate::status!(Warn, "{w}"),
-                    Output::SlowPoll(_) => {}
+                    Output::Attempt(a, Some(d)) => (a, d),
+                    _ => continue,
+                };
+                let handled = tokio::select! {
+                    h = self.handle(&mut tracer, &attempt, &d) => h,
+                    _ = term.recv() => break 'outer,
+                    _ = int.recv() => break 'outer,
+                };
+                if handled == Handled::Unfixed {
+                    unfixed += 1;
+                }
+                if self.args.once {
+                    break 'outer;
                 }
             }
         }
-        self.log(None, Step::Stop, Outcome::Ok, format!("stopping; {unfixed} failure(s) left unfixed"), None, None);
+        let detail = format!("stopping; {unfixed} failure(s) left unfixed");
+        self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
         let _ = tracer.finish().await;
         Ok(if self.args.once && unfixed > 0 { Exit::NetpollFailure } else { Exit::Ok })
     }
 
-    fn note_success(&mut self, a: &Attempt) {
-        for r in a.records() {
-            if let Some(dev) = &r.dev {
-                self.last_success.insert(dev.clone(), r.ts_ns);
-            }
-        }
-    }
-
+    /// Carries out the model's decisions for one failure until it is done.
     async fn handle(&mut self, tracer: &mut Tracer, attempt: &Attempt, d: &Diagnosis) -> Handled {
-        let culprit = attempt.culprit();
-        let dev = d.chain.last().or(d.dev.as_ref()).cloned().unwrap_or_default();
-        if self.last_success.get(&dev).is_some_and(|ok| *ok > d.ts_ns) {
-            let detail = "a later set-up on this device succeeded".to_string();
-            self.log(Some(&dev), Step::Decide, Outcome::Superseded, detail, Some(d), None);
-            return Handled::Fixed;
-        }
-        let driver = culprit.and_then(|c| c.driver.clone());
-        match policy::decide(d, driver.as_deref(), &self.cfg) {
-            Decision::Report { reason } => {
-                self.log(Some(&dev), Step::Decide, Outcome::Reported, reason, Some(d), None);
-                Handled::Unfixed
+        let driver = attempt.culprit().and_then(|c| c.driver.clone());
+        let (mut rem, mut next) =
+            Remediation::begin(d, driver.as_deref(), &self.cfg, self.args.dry_run, &self.successes);
+        loop {
+            for note in rem.take_notes() {
+                self.log(Some(&rem.dev), note, Some(d.cause));
             }
-            Decision::PatchAndRetry { dev } => {
-                let detail = format!("driver {} is allowed: patch, then retry", driver.as_deref().unwrap_or("?"));
-                self.log(Some(&dev), Step::Decide, Outcome::Ok, detail, Some(d), None);
-                if self.args.dry_run {
-                    let module = self.cfg.patch_module.as_ref().map_or("the default module path".into(), |p| p.display().to_string());
-                    self.log(Some(&dev), Step::Patch, Outcome::DryRun, format!("would patch {dev} with {module}"), Some(d), None);
-                    self.log(Some(&dev), Step::Retry, Outcome::DryRun, "would retry the netconsole target".into(), Some(d), None);
-                    return Handled::Unfixed;
+            next = match next {
+                Next::Done(h) => return h,
+                Next::Patch => rem.patched(self.patch(&rem.dev)),
+                Next::Retry { after, .. } => {
+                    tokio::time::sleep(after).await;
+                    rem.retried(retry(&self.cfg, &rem.dev).await.map_err(|e| format!("{e:#}")))
                 }
-                if !self.patch(&dev, d) {
-                    return Handled::Unfixed;
+                Next::Verify { within, .. } => {
+                    let v = self.verify(tracer, &rem.dev, within).await;
+                    if let Verified::Succeeded(ts) = v {
+                        self.successes.note_device(&rem.dev, ts);
+                    }
+                    rem.verified(v)
                 }
-                self.retry_until_verified(tracer, &dev, d).await
-            }
+            };
         }
     }
 
-    fn patch(&mut self, dev: &str, d: &Diagnosis) -> bool {
-        match patch::patch(dev, self.cfg.patch_module.as_deref()) {
-            Ok(p) => {
-                let detail = format!("ops {:#x} -> private copy {:#x} (owner {})", p.orig_ops, p.patched_ops, p.owner);
-                self.log(Some(dev), Step::Patch, Outcome::Ok, detail, Some(d), None);
-                true
-            }
-            Err(e) if e.to_string().contains("already patched") => {
-                self.log(Some(dev), Step::Patch, Outcome::Ok, "already patched".into(), Some(d), None);
-                true
-            }
-            Err(e) => {
-                self.log(Some(dev), Step::Patch, Outcome::Failed, format!("{e:#}"), Some(d), None);
-                false
-            }
+    fn patch(&mut self, dev: &str) -> PatchOutcome {
+        match patch_module::patch(dev, self.cfg.patch_module.as_deref()) {
+            Ok(p) => PatchOutcome::Patched(format!(
+                "ops {:#x} -> private copy {:#x} (owner {})",
+                p.orig_ops, p.patched_ops, p.owner
+            )),
+            Err(e) if e.to_string().contains("already patched") => PatchOutcome::AlreadyPatched,
+            Err(e) => PatchOutcome::Failed(format!("{e:#}")),
         }
     }
 
-    async fn retry_until_verified(&mut self, tracer: &mut Tracer, dev: &str, d: &Diagnosis) -> Handled {
-        let mut wait = self.cfg.backoff;
-        for n in 1..=self.cfg.max_attempts {
-            if n > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
-            }
-            match retry(&self.cfg, dev).await {
-                Ok(how) => self.log(Some(dev), Step::Retry, Outcome::Ok, how, Some(d), Some(n)),
-                Err(e) => {
-                    self.log(Some(dev), Step::Retry, Outcome::Failed, format!("{e:#}"), Some(d), Some(n));
-                    continue;
-                }
-            }
-            match self.verify(tracer, dev).await {
-                Some(Ok(ts)) => {
-                    self.last_success.insert(dev.to_string(), ts);
-                    self.log(Some(dev), Step::Verify, Outcome::Ok, format!("netpoll set-up on {dev} succeeded"), Some(d), Some(n));
-                    return Handled::Fixed;
-                }
-                Some(Err(cause)) => {
-                    let detail = format!("set-up on {dev} failed again: {cause}");
-                    self.log(Some(dev), Step::Verify, Outcome::Failed, detail, Some(d), Some(n));
-                }
-                None => {
-                    let detail = format!("no set-up on {dev} seen within {:?}", self.cfg.verify_timeout);
-                    self.log(Some(dev), Step::Verify, Outcome::Failed, detail, Some(d), Some(n));
-                }
-            }
-        }
-        Handled::Unfixed
-    }
-
-    /// The next set-up attempt involving `dev`: Ok(entry ts) when it succeeded,
-    /// Err(cause) when it failed, None on timeout. Other outputs wait in the backlog.
-    async fn verify(&mut self, tracer: &mut Tracer, dev: &str) -> Option<Result<u64, String>> {
-        let deadline = tokio::time::Instant::now() + self.cfg.verify_timeout;
+    /// The next set-up attempt involving `dev` within `within`. Other outputs wait in
+    /// the backlog.
+    async fn verify(&mut self, tracer: &mut Tracer, dev: &str, within: Duration) -> Verified {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let outs = tokio::select! {
                 outs = tracer.next() => outs,
-                _ = tokio::time::sleep_until(deadline) => return None,
+                _ = tokio::time::sleep_until(deadline) => return Verified::TimedOut,
             };
-            if let Some(m) = self.metrics.as_mut() { m.outputs(tracer, &outs) }
+            self.observe(&outs);
             let mut found = None;
             for o in outs {
                 if found.is_none()
-                    && let Output::Attempt(a, diag) = &o
-                    && a.records().any(|r| r.dev.as_deref() == Some(dev))
+                    && let Some(v) = agent::verification(&o, dev)
                 {
-                    found = Some(match diag {
-                        None => Ok(a.root.ts_ns),
-                        Some(d) => Err(d.cause.as_str().to_string()),
-                    });
-                    if diag.is_none() {
-                        self.note_success(a);
+                    if let Output::Attempt(a, None) = &o {
+                        self.successes.note(a);
                     }
+                    found = Some(v);
                     continue;
                 }
                 self.backlog.push_back(o);
             }
-            if found.is_some() {
-                return found;
+            if let Some(v) = found {
+                return v;
             }
         }
     }
@@ -306,7 +285,7 @@ fn configfs_target(dev: &str) -> Option<PathBuf> {
 }
 
 /// Re-runs the netconsole set-up for `dev`; says how.
-async fn retry(cfg: &Config, dev: &str) -> Result<String> {
+async fn retry(cfg: &AgentConfig, dev: &str) -> Result<String> {
     let target = match cfg.retry_method {
         RetryMethod::Command => None,
         _ => configfs_target(dev),
@@ -334,7 +313,7 @@ async fn retry(cfg: &Config, dev: &str) -> Result<String> {
     Ok(format!("ran {} (exit 0)", cfg.retry_command.join(" ")))
 }
 
-fn enable_target(t: &Path) -> Result<String> {
+fn enable_target(t: &std::path::Path) -> Result<String> {
     let enabled = t.join("enabled");
     let now = std::fs::read_to_string(&enabled).with_context(|| format!("reading {}", enabled.display()))?;
     if now.trim() == "1" {

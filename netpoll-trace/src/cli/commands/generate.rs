@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use crate::cli::{Cli, GenerateKind};
+use crate::cli::args::{Cli, GenerateKind};
 
 /// The shells packages ship completions for, with where each file goes under a prefix.
 pub const SHELLS: &[(Shell, &str)] = &[

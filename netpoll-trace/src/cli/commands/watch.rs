@@ -4,22 +4,29 @@ use std::{os::unix::process::ExitStatusExt as _, path::PathBuf, process::ExitSta
 
 use anyhow::{Context as _, Result};
 
+use super::signals::Signals;
 use crate::{
-    exit::Exit,
-    loader, output,
-    pipeline::{Output, RecorderOptions, TraceOptions, Tracer},
+    cli::{args::RecorderArgs, exit::Exit},
+    kernel::attach::AttachChoice,
+    model::output::{Output, Sink},
+    pipeline::{RecorderOptions, TraceOptions, Tracer},
+    sinks::{
+        filter::{DeviceFilter, Failures},
+        json::JsonLines,
+        status::Stderr,
+        terminal::Terminal,
+    },
 };
-use std::io::Write as _;
 
 pub struct WatchArgs {
     pub json: bool,
     pub duration: Option<Duration>,
     pub devices: Vec<String>,
     pub btf: Option<PathBuf>,
-    pub attach: loader::AttachChoice,
+    pub attach: AttachChoice,
     pub slow_poll: Duration,
     pub record: Option<PathBuf>,
-    pub recorder: crate::cli::RecorderArgs,
+    pub recorder: RecorderArgs,
     pub command: Vec<String>,
 }
 
@@ -31,68 +38,38 @@ pub fn run(args: WatchArgs) -> Result<Exit> {
     rt.block_on(watch(args))
 }
 
-/// Prints outputs and counts what the exit status depends on.
-struct Printer {
-    json: bool,
-    devices: Vec<String>,
-    failures: usize,
-    lost: u64,
-    first_ts: Option<u64>,
-    /// `--record FILE`: every JSON line, whatever goes to stdout.
-    record: Option<std::io::BufWriter<std::fs::File>>,
+/// What watch shows, behind the `--dev` filter: stdout (table or JSON), the record
+/// file, and the failures its exit status depends on.
+struct Shown {
+    outputs: Vec<Box<dyn Sink>>,
+    failures: Failures,
 }
 
-impl Printer {
-    fn wanted(&self, dev: &Option<String>) -> bool {
-        self.devices.is_empty() || dev.as_ref().is_some_and(|d| self.devices.contains(d))
+impl Sink for Shown {
+    fn emit(&mut self, out: &Output) {
+        self.outputs.emit(out);
+        self.failures.emit(out);
     }
 
-    fn print(&mut self, outputs: Vec<Output>) {
-        for o in outputs {
-            match o {
-                Output::Attempt(attempt, diagnosis) => {
-                    if !attempt.records().any(|r| self.wanted(&r.dev)) {
-                        continue;
-                    }
-                    let since = *self.first_ts.get_or_insert(attempt.root.ts_ns);
-                    for r in attempt.records() {
-                        self.emit(&output::json_line(r), || output::human_line(r, since));
-                    }
-                    if let Some(d) = diagnosis {
-                        self.failures += 1;
-                        let line = serde_json::to_string(&d).unwrap_or_default();
-                        self.emit(&line, || d.render().trim_end().to_string());
-                    }
-                }
-                Output::SlowPoll(p) => {
-                    if self.wanted(&p.dev) {
-                        let line = serde_json::to_string(&p).unwrap_or_default();
-                        self.emit(&line, || {
-                            format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
-                        });
-                    }
-                }
-                Output::Lost(n) => {
-                    self.lost += n;
-                    crate::status!(Warn, "the kernel dropped {n} events (perf buffer full)");
-                }
-                Output::Warning(w) => crate::status!(Warn, "{w}"),
-            }
-        }
+    fn finish(&mut self) -> Result<()> {
+        self.outputs.finish()
+    }
+}
+
+/// Everything watch feeds: what it shows, and warnings on stderr.
+struct Sinks {
+    shown: DeviceFilter<Shown>,
+    stderr: Stderr,
+}
+
+impl Sink for Sinks {
+    fn emit(&mut self, out: &Output) {
+        self.shown.emit(out);
+        self.stderr.emit(out);
     }
 
-    fn emit(&mut self, json_line: &str, human: impl FnOnce() -> String) {
-        if let Some(f) = self.record.as_mut()
-            && let Err(e) = writeln!(f, "{json_line}")
-        {
-            crate::status!(Warn, "writing the record file failed ({e}); recording to it stops");
-            self.record = None;
-        }
-        if self.json {
-            println!("{json_line}");
-        } else {
-            println!("{}", human());
-        }
+    fn finish(&mut self) -> Result<()> {
+        self.shown.finish()
     }
 }
 
@@ -101,12 +78,12 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     // after seeing it must not hit the default (or, for `&` jobs, ignored) action.
     let signals = Signals::install()?;
     // Opened before attaching: a bad path is an error before anything changes.
-    let record = match &args.record {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating record file {}", p.display()))?,
-        )),
-        None => None,
-    };
+    let mut outputs: Vec<Box<dyn Sink>> =
+        vec![if args.json { Box::new(JsonLines::stdout()) } else { Box::new(Terminal::new(false)) }];
+    if let Some(p) = &args.record {
+        let file = std::fs::File::create(p).with_context(|| format!("creating record file {}", p.display()))?;
+        outputs.push(Box::new(JsonLines::new(std::io::BufWriter::new(file), "the record file")));
+    }
     let r = &args.recorder;
     let recorder = (r.persist || r.pin_dir.is_some()).then(|| RecorderOptions {
         dir: r.dir(),
@@ -114,46 +91,49 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         persist: r.persist,
         required: true,
     });
-    let opts = TraceOptions { btf: args.btf.clone(), attach: args.attach, slow_poll: args.slow_poll, recorder };
+    let opts = TraceOptions {
+        btf: args.btf.clone(),
+        attach: args.attach,
+        slow_poll: args.slow_poll,
+        recorder,
+        poll_refresh: None,
+    };
     let mut tracer = Tracer::start(&opts)?;
     for n in &tracer.notes {
         crate::status!(Warn, "{n}");
     }
     crate::status!(Info, "{}", tracer.ready);
 
-    let mut printer =
-        Printer { json: args.json, devices: args.devices.clone(), failures: 0, lost: 0, first_ts: None, record };
+    let mut sinks = Sinks {
+        shown: DeviceFilter::new(args.devices.clone(), Shown { outputs, failures: Failures::default() }),
+        stderr: Stderr::default(),
+    };
     let end = wait_for_end(&args, signals);
     tokio::pin!(end);
     let status = loop {
         tokio::select! {
             st = &mut end => break st?,
-            outs = tracer.next() => printer.print(outs),
+            () = tracer.pump(&mut sinks) => {}
         }
     };
     // Events are written when the traced call returns, so once COMMAND has exited
     // they are all in the buffers: finish drains them.
-    let (rest, stats, silent) = tracer.finish().await;
-    printer.print(rest);
-    for s in &stats {
-        if !printer.wanted(&s.dev) {
-            continue;
-        }
-        printer.emit(&serde_json::to_string(s)?, || s.human());
+    let (rest, silent) = tracer.finish().await;
+    for o in &rest {
+        sinks.emit(o);
     }
-    if let Some(mut f) = printer.record.take() {
-        f.flush().context("writing the record file")?;
-    }
+    sinks.finish()?;
     if let Some(line) = silent {
         crate::status!(Info, "netconsole is NOT logging: the kernel said \"{line}\"");
     }
-    crate::status!(Info, "{} failed netpoll set-up(s), {} event(s) lost", printer.failures, printer.lost);
+    let failures = sinks.shown.inner().failures.count;
+    crate::status!(Info, "{} failed netpoll set-up(s), {} event(s) lost", failures, sinks.stderr.lost);
 
     // COMMAND's failure status wins; a command that "succeeded" while a set-up
     // failed (6.x dynamic netconsole) is a silent failure: exit 3.
     Ok(match status.map(exit_code_of) {
         Some(code) if code != 0 => Exit::Command(code),
-        _ if printer.failures > 0 => Exit::NetpollFailure,
+        _ if failures > 0 => Exit::NetpollFailure,
         _ => Exit::Ok,
     })
 }
@@ -163,22 +143,6 @@ fn exit_code_of(st: ExitStatus) -> u8 {
         (Some(c), _) => c.clamp(0, 255) as u8,
         (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
         _ => 1,
-    }
-}
-
-/// SIGTERM and SIGINT, caught (installed early, see `watch`).
-pub struct Signals {
-    pub term: tokio::signal::unix::Signal,
-    pub int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    pub fn install() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
-        })
     }
 }
 
@@ -206,4 +170,3 @@ async fn wait_for_end(args: &WatchArgs, signals: Signals) -> Result<Option<ExitS
     }
     Ok(None)
 }
-

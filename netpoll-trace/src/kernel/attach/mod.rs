@@ -1,52 +1,29 @@
-//! Loads the embedded eBPF object, hands it this kernel's struct layout and
-//! attaches its probes: fentry/fexit where the kernel has BPF trampolines,
-//! kprobes otherwise, chosen at load time.
+//! Attaching the loaded programs to the traced functions, one attacher per method:
+//! fentry/fexit (`fentry`) where the kernel has BPF trampolines, kprobes (`kprobe`)
+//! otherwise; chosen at load time, and the flight recorder's links pinned or reused.
 
-use std::{fmt, path::PathBuf, sync::OnceLock, time::Instant};
+mod fentry;
+mod kprobe;
+
+use std::{fmt, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerfEventArray},
+    Ebpf,
+    maps::{MapData, PerfEventArray},
     programs::{
-        FEntry, FExit, KProbe, ProgramError,
-        fentry::FEntryLinkId,
-        fexit::FExitLinkId,
-        kprobe::KProbeLinkId,
+        ProgramError,
         links::{FdLink, PinnedLink},
     },
-    util::KernelVersion,
 };
-use netpoll_trace_common::Config;
+use netpoll_trace_common::{Config, maps};
 
-use crate::recorder;
-
-/// Where the flight recorder lives and how the programs feed it.
-pub struct RecorderPlan {
-    pub dir: PathBuf,
-    /// Capacity of the ring when the pins are created (an existing ring keeps its own).
-    pub ring_size: u32,
-    /// Pin the links too, so recording outlives this process.
-    pub persist: bool,
-    /// Programs whose links an earlier process pinned: they are recording into
-    /// these maps already, so nothing is attached a second time.
-    pub reuse_links: Vec<String>,
-}
-
-
-/// When start-up began (the first `stage` call).
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Start-up profile, at debug level (`RUST_LOG=netpoll_trace=debug`): milliseconds since
-/// start-up began at each step. The lab benchmark reads these to say where the time to
-/// "ready" goes under emulation, where no profiler runs.
-pub(crate) fn stage(what: &str) {
-    let start = *START.get_or_init(Instant::now);
-    log::debug!("start-up: {what} at {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
-}
-
-/// The programs, built by build.rs from netpoll-trace-ebpf.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
+use super::{
+    object::{self, RecorderPlan},
+    profile::{release_freed_memory, stage},
+    recorder,
+    targets::{TARGETS, Target},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachMethod {
@@ -55,10 +32,29 @@ pub enum AttachMethod {
 }
 
 impl AttachMethod {
+    /// In the order `Auto` tries them.
+    pub const ALL: [Self; 2] = [Self::Fentry, Self::Kprobe];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fentry => "fentry",
             Self::Kprobe => "kprobe",
+        }
+    }
+
+    /// The entry and return programs of `t` for this method.
+    pub fn programs(self, t: &Target) -> (&'static str, &'static str) {
+        match self {
+            Self::Fentry => t.fentry,
+            Self::Kprobe => t.kprobe,
+        }
+    }
+
+    /// Why this method's links cannot be pinned on this kernel, if they cannot.
+    fn unpinnable(self) -> Option<&'static str> {
+        match self {
+            Self::Fentry => None,
+            Self::Kprobe => kprobe::unpinnable(),
         }
     }
 }
@@ -69,45 +65,13 @@ impl fmt::Display for AttachMethod {
     }
 }
 
-/// What the user asked for with `--attach`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What the user asked for (`--attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachChoice {
     /// fentry/fexit when the kernel supports them, else kprobes.
     Auto,
-    Fentry,
-    Kprobe,
+    Only(AttachMethod),
 }
-
-/// One traced kernel function and its programs for each method; names live here
-/// once, never as scattered literals.
-pub struct Target {
-    pub function: &'static str,
-    pub kprobe: (&'static str, &'static str),
-    pub fentry: (&'static str, &'static str),
-    /// Set-up tracing is impossible without it; the poll statistics are optional.
-    pub required: bool,
-}
-
-pub const TARGETS: [Target; 3] = [
-    Target {
-        function: "netpoll_setup",
-        kprobe: ("netpoll_setup_entry", "netpoll_setup_exit"),
-        fentry: ("netpoll_setup_fentry", "netpoll_setup_fexit"),
-        required: true,
-    },
-    Target {
-        function: "__netpoll_setup",
-        kprobe: ("inner_netpoll_setup_entry", "inner_netpoll_setup_exit"),
-        fentry: ("inner_netpoll_setup_fentry", "inner_netpoll_setup_fexit"),
-        required: true,
-    },
-    Target {
-        function: "netpoll_poll_dev",
-        kprobe: ("poll_dev_entry", "poll_dev_exit"),
-        fentry: ("poll_dev_fentry", "poll_dev_fexit"),
-        required: false,
-    },
-];
 
 /// The attached programs and their maps.
 pub struct Loaded {
@@ -133,66 +97,25 @@ pub struct Loaded {
     pub reused: bool,
 }
 
-/// The kernel cannot be traced; maps to exit code 4.
-#[derive(Debug)]
-pub struct Unsupported(pub String);
+/// A link to pin, by program.
+enum LinkId {
+    Kprobe(&'static str, aya::programs::kprobe::KProbeLinkId),
+    FEntry(&'static str, aya::programs::fentry::FEntryLinkId),
+    FExit(&'static str, aya::programs::fexit::FExitLinkId),
+}
 
-impl fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl LinkId {
+    /// The link, taken from its program as a BPF link that can be pinned.
+    fn take_fd(self, ebpf: &mut Ebpf) -> Result<(&'static str, FdLink)> {
+        match self {
+            Self::Kprobe(name, id) => kprobe::take_fd(ebpf, name, id).map(|l| (name, l)),
+            Self::FEntry(name, id) => fentry::take_entry_fd(ebpf, name, id).map(|l| (name, l)),
+            Self::FExit(name, id) => fentry::take_exit_fd(ebpf, name, id).map(|l| (name, l)),
+        }
     }
 }
 
-impl std::error::Error for Unsupported {}
-
-/// Which TARGETS the kernel has: from its BTF when that lists every one (the parse is
-/// kept for the struct offsets), else from /proc/kallsyms, which has the final word on
-/// anything BTF does not show. Reading kallsyms is the slow path: the kernel formats
-/// 120,000+ lines (measured natively ~100 ms against ~8 ms for our BTF parse; seconds
-/// under TCG).
-fn targets_present() -> Result<Vec<bool>> {
-    let names: Vec<&str> = TARGETS.iter().map(|t| t.function).collect();
-    if let Some(present) = crate::btf_offsets::functions_present(&names)
-        && present.iter().all(|p| *p)
-    {
-        stage("functions present (BTF)");
-        return Ok(present);
-    }
-    let present = crate::kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
-    stage("functions present (kallsyms)");
-    present
-}
-
-/// Hands memory freed after start-up back to the kernel. Loading parses the kernel's BTF
-/// (aya twice for fentry, we once for offsets: tens of MiB in small blocks); glibc keeps
-/// freed blocks in its arenas, so without this they would stay in a long-running agent's
-/// RSS for good.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Fails with `Unsupported` (exit 4) when the kernel lacks a function we must probe.
-pub fn require_functions() -> Result<Vec<bool>> {
-    stage("begin");
-    // The tracer's enrichment reads kallsyms next; let that overlap everything below.
-    crate::enrich::prefetch_symbols();
-    let present = targets_present()?;
-    let missing: Vec<&str> =
-        TARGETS.iter().zip(&present).filter(|(t, p)| t.required && !**p).map(|(t, _)| t.function).collect();
-    if !missing.is_empty() {
-        bail!(Unsupported(format!(
-            "this kernel has no {} (built without CONFIG_NETPOLL?); run `netpoll-trace check`",
-            missing.join(", ")
-        )));
-    }
-    Ok(present)
-}
-
-/// `present` is what `require_functions` returned.
+/// `present` is what `targets::require_functions` returned.
 pub fn load_and_attach(
     config: &Config,
     choice: AttachChoice,
@@ -200,11 +123,10 @@ pub fn load_and_attach(
     recorder: Option<&RecorderPlan>,
 ) -> Result<Loaded> {
     let start = Instant::now();
-    let (loaded, fallback_reason) = match choice {
-        _ if recorder.is_some_and(|r| !r.reuse_links.is_empty()) => (reuse_pinned(config, recorder.unwrap())?, None),
-        AttachChoice::Kprobe => (attach_all(config, AttachMethod::Kprobe, present, recorder)?, None),
-        AttachChoice::Fentry => (attach_all(config, AttachMethod::Fentry, present, recorder)?, None),
-        AttachChoice::Auto => match attach_all(config, AttachMethod::Fentry, present, recorder) {
+    let (loaded, fallback_reason) = match (choice, recorder) {
+        (_, Some(plan)) if !plan.reuse_links.is_empty() => (reuse_pinned(config, plan)?, None),
+        (AttachChoice::Only(m), _) => (attach_all(config, m, present, recorder)?, None),
+        (AttachChoice::Auto, _) => match attach_all(config, AttachMethod::Fentry, present, recorder) {
             Ok(l) => (l, None),
             Err(e) => {
                 log::info!("fentry unavailable, falling back to kprobes: {e:#}");
@@ -218,44 +140,6 @@ pub fn load_and_attach(
     Ok(Loaded { fallback_reason, attach_ms, ..loaded })
 }
 
-/// Loads the object (maps from the recorder's pins when there is one) and writes
-/// the configuration; attaches nothing.
-fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
-    // The programs' log statements are switched off in the kernel unless the
-    // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
-    let level: u8 = match log::max_level() {
-        log::LevelFilter::Off => 0,
-        log::LevelFilter::Error => 1,
-        log::LevelFilter::Warn => 2,
-        log::LevelFilter::Info => 3,
-        log::LevelFilter::Debug => 4,
-        log::LevelFilter::Trace => 5,
-    };
-    stage("loading the object");
-    let mut loader = EbpfLoader::new();
-    loader.override_global("AYA_LOG_LEVEL", &level, true);
-    if let Some(r) = recorder {
-        std::fs::create_dir_all(&r.dir).with_context(|| format!("creating pin directory {}", r.dir.display()))?;
-        // aya opens a map already pinned at its path and pins a new one otherwise.
-        for m in &recorder::MAPS {
-            loader.map_pin_path(m.name, r.dir.join(m.name));
-        }
-        loader.map_max_entries("RING", r.ring_size);
-    }
-    let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
-        anyhow!("loading the eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks")
-    })?;
-    let mut cfg: Array<_, Config> =
-        Array::try_from(ebpf.map_mut("CONFIG").ok_or_else(|| anyhow!("eBPF object has no CONFIG map"))?)?;
-    cfg.set(0, *config, 0).context("writing struct offsets to the CONFIG map")?;
-    if let Some(r) = recorder {
-        let meta = ebpf.map_mut("META").ok_or_else(|| anyhow!("eBPF object has no META map"))?;
-        recorder::init_meta(meta, r.ring_size, crate::pipeline::monotonic_ns())?;
-    }
-    stage("object loaded (aya parsed the kernel BTF in EbpfLoader::new)");
-    Ok(ebpf)
-}
-
 /// The perf arrays and the programs' log channel of a loaded object.
 fn finish(
     mut ebpf: Ebpf,
@@ -267,8 +151,8 @@ fn finish(
         let map = ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
         Ok(PerfEventArray::try_from(map)?)
     };
-    let setup_events = take("SETUP_EVENTS")?;
-    let poll_events = take("POLL_EVENTS")?;
+    let setup_events = take(maps::SETUP_EVENTS)?;
+    let poll_events = take(maps::POLL_EVENTS)?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -294,11 +178,13 @@ fn finish(
 
 /// An earlier process's pinned links are recording: read their maps, attach nothing.
 fn reuse_pinned(config: &Config, plan: &RecorderPlan) -> Result<Loaded> {
-    let ebpf = load(config, Some(plan))?;
+    let ebpf = object::load(config, Some(plan))?;
     let is = |name: &str| plan.reuse_links.iter().any(|l| l == name);
-    let method = if TARGETS.iter().any(|t| is(t.fentry.0)) { AttachMethod::Fentry } else { AttachMethod::Kprobe };
-    let attached =
-        TARGETS.iter().filter(|t| is(t.fentry.0) || is(t.kprobe.0)).map(|t| t.function).collect();
+    let method = AttachMethod::ALL
+        .into_iter()
+        .find(|m| TARGETS.iter().any(|t| is(m.programs(t).0)))
+        .unwrap_or(AttachMethod::Kprobe);
+    let attached = TARGETS.iter().filter(|t| is(method.programs(t).0)).map(Target::function).collect();
     let mut loaded = finish(ebpf, method, attached, Vec::new())?;
     // The running programs log into their own object's channel, not this one's.
     loaded.logger = None;
@@ -307,64 +193,44 @@ fn reuse_pinned(config: &Config, plan: &RecorderPlan) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// A link to pin, by program.
-enum LinkId {
-    Kprobe(&'static str, KProbeLinkId),
-    FEntry(&'static str, FEntryLinkId),
-    FExit(&'static str, FExitLinkId),
-}
-
-/// Kprobe links can be pinned only as BPF perf links (bpf_link_create for
-/// perf events, kernel 5.15); fentry/fexit links always are BPF links.
-fn kprobe_links_pinnable() -> bool {
-    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0))
-}
-
 fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder: Option<&RecorderPlan>) -> Result<Loaded> {
-    let mut ebpf = load(config, recorder)?;
-
-    let btf = match method {
-        AttachMethod::Fentry if !std::path::Path::new(crate::btf_offsets::SYSFS_VMLINUX).exists() => {
-            bail!("fentry needs the kernel's BTF and there is no {}", crate::btf_offsets::SYSFS_VMLINUX)
+    let mut ebpf = object::load(config, recorder)?;
+    let fentry_btf = match method {
+        AttachMethod::Fentry => {
+            let btf = fentry::function_btf()?;
+            stage("kernel BTF for fentry ready");
+            Some(btf)
         }
-        AttachMethod::Fentry => Some(fentry_btf()?),
         AttachMethod::Kprobe => None,
     };
-    if btf.is_some() {
-        stage("kernel BTF for fentry ready");
-    }
     let mut attached = Vec::new();
     let mut skipped = Vec::new();
     let mut links = Vec::new();
     for (t, present) in TARGETS.iter().zip(present) {
         if !t.required && !present {
-            skipped.push((t.function, "not in /proc/kallsyms".to_string()));
+            skipped.push((t.function(), "not in /proc/kallsyms".to_string()));
             continue;
         }
-        let result = match &btf {
-            Some(btf) => attach_fentry(&mut ebpf, t, btf),
-            None => attach_kprobe(&mut ebpf, t),
+        let result = match &fentry_btf {
+            Some(btf) => fentry::attach(&mut ebpf, t, btf),
+            None => kprobe::attach(&mut ebpf, t),
         };
-        stage(&format!("{} {}", method, t.function));
+        stage(&format!("{} {}", method, t.function()));
         match result {
             Ok(ids) => {
-                attached.push(t.function);
+                attached.push(t.function());
                 links.extend(ids);
             }
-            Err(e) if !t.required => skipped.push((t.function, format!("{e:#}"))),
+            Err(e) if !t.required => skipped.push((t.function(), format!("{e:#}"))),
             Err(e) => return Err(e),
         }
     }
     let mut pinned = Vec::new();
     let mut unpinnable = None;
     if let Some(plan) = recorder.filter(|r| r.persist) {
-        if method == AttachMethod::Kprobe && !kprobe_links_pinnable() {
-            unpinnable = Some(
-                "kprobe links can be pinned only on kernels 5.15 and later (BPF perf links): the probes end with this process; the recorded maps stay pinned"
-                    .to_string(),
-            );
-        } else {
-            pinned = pin_links(&mut ebpf, links, &plan.dir)?;
+        match method.unpinnable() {
+            Some(why) => unpinnable = Some(why.to_string()),
+            None => pinned = pin_links(&mut ebpf, links, &plan.dir)?,
         }
     }
     let mut loaded = finish(ebpf, method, attached, skipped)?;
@@ -383,7 +249,7 @@ fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Resu
         }
     };
     for link in links {
-        let (name, fd) = match take_fd_link(ebpf, link) {
+        let (name, fd) = match link.take_fd(ebpf) {
             Ok(x) => x,
             Err(e) => {
                 undo(done);
@@ -400,58 +266,6 @@ fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Resu
         }
     }
     Ok(done.into_iter().map(|(n, _)| n).collect())
-}
-
-fn take_fd_link(ebpf: &mut Ebpf, link: LinkId) -> Result<(&'static str, FdLink)> {
-    Ok(match link {
-        LinkId::FEntry(name, id) => (name, program::<FEntry>(ebpf, name)?.take_link(id)?.into()),
-        LinkId::FExit(name, id) => (name, program::<FExit>(ebpf, name)?.take_link(id)?.into()),
-        LinkId::Kprobe(name, id) => {
-            let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
-            (name, FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))?)
-        }
-    })
-}
-
-/// The BTF `FEntry::load` looks the traced functions' type ids up in. When start-up read
-/// those ids from the kernel's BTF (function presence), a small stand-in with the same ids
-/// (`btf::function_index_blob`) instead of aya's second full parse of the kernel's BTF:
-/// measured under TCG on 6.12, that parse alone took 220-560 ms of the time to ready.
-/// The kernel attaches to whatever function its own BTF has at the id, so the ids must be
-/// exact: they come from the same file moments earlier (the unit test pins the id
-/// arithmetic; the lab's fallbacks scenario checks that fentry and kprobes see the same
-/// set-ups). Without an index (no BTF at presence time), aya parses as before.
-fn fentry_btf() -> Result<Btf> {
-    if let Some(index) = crate::btf_offsets::take_function_index()
-        && TARGETS.iter().all(|t| index.funcs.iter().any(|(n, _, _)| n == t.function))
-    {
-        let blob = crate::btf::function_index_blob(&index);
-        return Btf::parse(&blob, aya::Endianness::default())
-            .map_err(|e| anyhow!("building the fentry function index: {e}"));
-    }
-    Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
-}
-
-fn attach_kprobe(ebpf: &mut Ebpf, t: &Target) -> Result<Vec<LinkId>> {
-    let mut ids = Vec::new();
-    for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
-        let kind = if ret { "kretprobe" } else { "kprobe" };
-        let prog: &mut KProbe = program(ebpf, name)?;
-        prog.load().map_err(|e| program_error(kind, name, t.function, e))?;
-        ids.push(LinkId::Kprobe(name, prog.attach(t.function, 0).map_err(|e| program_error(kind, name, t.function, e))?));
-    }
-    Ok(ids)
-}
-
-fn attach_fentry(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<Vec<LinkId>> {
-    let (entry, exit) = t.fentry;
-    let prog: &mut FEntry = program(ebpf, entry)?;
-    prog.load(t.function, btf).map_err(|e| program_error("fentry", entry, t.function, e))?;
-    let a = prog.attach().map_err(|e| program_error("fentry", entry, t.function, e))?;
-    let prog: &mut FExit = program(ebpf, exit)?;
-    prog.load(t.function, btf).map_err(|e| program_error("fexit", exit, t.function, e))?;
-    let b = prog.attach().map_err(|e| program_error("fexit", exit, t.function, e))?;
-    Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>

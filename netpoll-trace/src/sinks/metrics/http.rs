@@ -19,7 +19,7 @@ use tokio::{
     sync::Semaphore,
 };
 
-use crate::metrics::{CONTENT_TYPE, Metrics};
+use super::{CONTENT_TYPE, Metrics};
 
 /// Largest request head (request line and headers) read; a scrape needs ~200 bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -422,7 +422,7 @@ mod tests {
         rt.block_on(async {
             let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             let addr = l.local_addr().unwrap();
-            let m = Metrics::new(&crate::metrics::BuildInfo {
+            let m = Metrics::new(&super::super::BuildInfo {
                 version: "1".into(),
                 kernel: "k".into(),
                 attach_method: "kprobe".into(),

@@ -19,7 +19,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use netpoll_trace_common::POLL_BUCKETS;
@@ -30,11 +30,13 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{
-    journal::{Outcome, Step},
-    pipeline::Output,
+use crate::model::{
+    output::{Output, Sink},
     poll::PollSummary,
+    remediation::{Action, Outcome},
 };
+
+pub mod http;
 
 /// The content type of what `Metrics::render` produces.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -88,28 +90,6 @@ pub struct BuildInfo {
     pub version: String,
     pub kernel: String,
     pub attach_method: String,
-}
-
-/// The journal's code for a step (exhaustive: a new step cannot go unnamed here).
-pub fn step_code(s: Step) -> &'static str {
-    match s {
-        Step::Start => "start",
-        Step::Decide => "decide",
-        Step::Patch => "patch",
-        Step::Retry => "retry",
-        Step::Verify => "verify",
-        Step::Stop => "stop",
-    }
-}
-
-pub fn outcome_code(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Reported => "reported",
-        Outcome::DryRun => "dry_run",
-        Outcome::Superseded => "superseded",
-    }
 }
 
 /// One device's poll latency as a Prometheus histogram: per-bucket (not yet
@@ -244,7 +224,7 @@ impl Metrics {
                     if let Some(d) = diagnosis {
                         let culprit = attempt.culprit();
                         // The failing device, named as the journal names it.
-                        let dev = d.chain.last().or(d.dev.as_ref()).cloned().unwrap_or_default();
+                        let dev = d.failing_device().unwrap_or_default().to_string();
                         let driver = culprit.and_then(|c| c.driver.clone()).unwrap_or_default();
                         self.failures.get_or_create(&FailureLabels { dev, driver, cause: d.cause.as_str() }).inc();
                     }
@@ -252,16 +232,20 @@ impl Metrics {
                 Output::Lost(n) => {
                     self.lost.inc_by(*n);
                 }
-                Output::SlowPoll(_) | Output::Warning(_) => {}
+                Output::Remediation(e) => self.remediation(e.action, e.result),
+                Output::PollStats { stats, .. } => self.set_poll(stats),
+                Output::SlowPoll(_)
+                | Output::Warning(_)
+                | Output::Recorder(_)
+                | Output::Counters(_)
+                | Output::Passthrough { .. } => {}
             }
         }
     }
 
     /// Counts one journal entry.
-    pub fn remediation(&self, action: Step, result: Outcome) {
-        self.remediations
-            .get_or_create(&RemediationLabels { action: step_code(action), result: outcome_code(result) })
-            .inc();
+    pub fn remediation(&self, action: Action, result: Outcome) {
+        self.remediations.get_or_create(&RemediationLabels { action: action.as_str(), result: result.as_str() }).inc();
     }
 
     /// Replaces the poll histograms with the kernel's latest statistics.
@@ -282,70 +266,29 @@ impl Metrics {
     }
 }
 
-/// How often the agent re-reads the kernel's poll statistics (a per-CPU map walk).
+/// How often the agent has the pipeline re-read the kernel's poll statistics (a
+/// per-CPU map walk) while serving metrics.
 pub const POLL_REFRESH: Duration = Duration::from_secs(1);
 
-/// The agent's handle: the metrics plus when the poll statistics were last read.
-pub struct Recorder {
-    pub metrics: Metrics,
-    last_poll: Option<Instant>,
-}
-
-impl Recorder {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics, last_poll: None }
-    }
-
-    /// Starts serving on `listener` (a task on the current runtime) for `tracer`.
-    pub fn serve(listener: tokio::net::TcpListener, tracer: &crate::pipeline::Tracer) -> Self {
-        let build = BuildInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            kernel: kernel_release(),
-            attach_method: tracer.method().as_str().to_string(),
-        };
-        let metrics = Metrics::new(&build);
-        if let Ok(addr) = listener.local_addr() {
-            crate::status!(Info, "metrics at http://{addr}/metrics");
-        }
-        tokio::spawn(crate::metrics_http::serve(listener, metrics.clone()));
-        Self::new(metrics)
-    }
-
-    /// Counts `outputs`, and refreshes the poll histograms from `tracer` when due.
-    pub fn outputs(&mut self, tracer: &crate::pipeline::Tracer, outputs: &[Output]) {
-        self.metrics.observe(outputs);
-        if self.last_poll.is_none_or(|t| t.elapsed() >= POLL_REFRESH) {
-            self.last_poll = Some(Instant::now());
-            match tracer.poll_stats() {
-                Ok(stats) => self.metrics.set_poll(&stats),
-                Err(e) => log::debug!("reading poll statistics for the metrics: {e:#}"),
-            }
-        }
+/// The metrics as a sink: counts what the pipeline and the agent produce.
+impl Sink for Metrics {
+    fn emit(&mut self, out: &Output) {
+        self.observe(std::slice::from_ref(out));
     }
 }
 
-/// The capabilities the agent keeps after attaching: `keep`, plus CAP_BPF when it
-/// serves metrics. The poll histograms are read from a BPF map on every refresh, and
-/// before Linux 6.5 every bpf() call, even on a map fd already open, needs CAP_BPF
-/// (or CAP_SYS_ADMIN) while unprivileged BPF is disabled (Debian's default); found
-/// on 5.10 in the lab, where the histograms stayed empty without it.
-pub fn capabilities(keep: &[u32], serving: bool) -> Vec<u32> {
-    let mut caps = keep.to_vec();
-    if serving && !caps.contains(&crate::privileges::CAP_BPF) {
-        caps.push(crate::privileges::CAP_BPF);
+/// Starts serving `metrics` on `listener` (a task on the current runtime).
+pub fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
+    if let Ok(addr) = listener.local_addr() {
+        crate::status!(Info, "metrics at http://{addr}/metrics");
     }
-    caps
-}
-
-/// The running kernel's release, for build info.
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    tokio::spawn(http::serve(listener, metrics));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
+    use crate::model::{
         correlate::Attempt,
         diagnosis::{Cause, Diagnosis, Remedy},
         event::{SetupFn, SetupRecord},
@@ -357,7 +300,7 @@ mod tests {
     }
 
     fn record(dev: &str, driver: Option<&str>, ret: i32, depth: u32, function: SetupFn) -> SetupRecord {
-        let mut r = crate::correlate::tests::rec(function, dev, depth, 1_000 + u64::from(depth), 500, ret);
+        let mut r = crate::model::correlate::tests::rec(function, dev, depth, 1_000 + u64::from(depth), 500, ret);
         r.driver = driver.map(str::to_string);
         r
     }
@@ -410,26 +353,12 @@ mod tests {
     #[test]
     fn remediations_use_the_journal_codes() {
         let m = Metrics::new(&build());
-        m.remediation(Step::Patch, Outcome::Ok);
-        m.remediation(Step::Patch, Outcome::Ok);
-        m.remediation(Step::Decide, Outcome::DryRun);
+        m.remediation(Action::Patch, Outcome::Ok);
+        m.remediation(Action::Patch, Outcome::Ok);
+        m.remediation(Action::Decide, Outcome::DryRun);
         let t = m.render();
         assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="patch",result="ok"}"#).as_deref(), Some("2"), "{t}");
         assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="decide",result="dry_run"}"#).as_deref(), Some("1"), "{t}");
-        // The codes are the journal's JSON codes.
-        for s in [Step::Start, Step::Decide, Step::Patch, Step::Retry, Step::Verify, Step::Stop] {
-            assert_eq!(serde_json::to_value(s).unwrap(), step_code(s));
-        }
-        for o in [Outcome::Ok, Outcome::Failed, Outcome::Reported, Outcome::DryRun, Outcome::Superseded] {
-            assert_eq!(serde_json::to_value(o).unwrap(), outcome_code(o));
-        }
-    }
-
-    #[test]
-    fn serving_metrics_keeps_cap_bpf_only_then() {
-        use crate::privileges::{CAP_BPF, CAP_SYSLOG};
-        assert_eq!(capabilities(&[CAP_SYSLOG], false), vec![CAP_SYSLOG]);
-        assert_eq!(capabilities(&[CAP_SYSLOG], true), vec![CAP_SYSLOG, CAP_BPF]);
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! One module per command that is more than a few lines.
+
+pub mod agent;
+pub mod check;
+pub mod dump;
+pub mod generate;
+pub mod patch;
+mod signals;
+pub mod watch;

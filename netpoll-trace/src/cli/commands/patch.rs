@@ -1,0 +1,58 @@
+//! `patch`, `unpatch`, `status`: the runtime patch by hand, through the kernel layer's
+//! driver of the netpoll_patch module.
+
+use anyhow::Result;
+
+use crate::{
+    cli::exit::Exit,
+    kernel::{
+        kallsyms::Kallsyms,
+        patch_module::{self, MODULE_NAME, ops_name},
+    },
+};
+
+pub fn patch(dev: &str, module: Option<&std::path::Path>) -> Result<Exit> {
+    let p = patch_module::patch(dev, module)?;
+    let ks = Kallsyms::read().ok();
+    println!(
+        "patched {}: ops {} -> private copy {:#x} with an empty ndo_poll_controller (owner {} pinned while patched)",
+        p.dev,
+        ops_name(ks.as_ref(), p.orig_ops),
+        p.patched_ops,
+        p.owner
+    );
+    println!("note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix");
+    Ok(Exit::Ok)
+}
+
+pub fn unpatch(dev: &str) -> Result<Exit> {
+    let (p, unloaded) = patch_module::unpatch(dev)?;
+    let ks = Kallsyms::read().ok();
+    println!("restored {}: ops {}", p.dev, ops_name(ks.as_ref(), p.orig_ops));
+    if unloaded {
+        println!("nothing left patched: unloaded {MODULE_NAME}");
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn status(json: bool) -> Result<Exit> {
+    let list = patch_module::status()?;
+    if json {
+        println!("{}", serde_json::json!({ "module_loaded": !list.is_empty() || patch_module::module_loaded(), "patched": list }));
+    } else if list.is_empty() {
+        println!("no device patched");
+    } else {
+        let ks = Kallsyms::read().ok();
+        for p in &list {
+            println!(
+                "{:<16} ifindex {:<4} ops {} -> {:#x} (owner {})",
+                p.dev,
+                p.ifindex,
+                ops_name(ks.as_ref(), p.orig_ops),
+                p.patched_ops,
+                p.owner
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}

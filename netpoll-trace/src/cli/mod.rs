@@ -1,0 +1,93 @@
+//! The command line on top of the layers: clap's types (`args`), the exit codes
+//! (`exit`) and the commands, which wire the kernel layer, the pipeline, the model and
+//! the sinks together. Nothing below imports from here.
+
+pub mod args;
+pub mod commands;
+pub mod exit;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser as _;
+
+use self::{
+    args::{Cli, Command},
+    commands::{agent, check, dump, generate, patch, watch},
+    exit::Exit,
+};
+use crate::{
+    kernel::{recorder, targets::Unsupported},
+    model::schema,
+    sinks::status,
+};
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    status::init(cli.log_format.into(), cli.verbose);
+    let exit = match run(cli.command) {
+        Ok(exit) => exit,
+        Err(e) => {
+            crate::status!(Error, "{e:#}");
+            if e.downcast_ref::<Unsupported>().is_some() { Exit::Unsupported } else { Exit::Runtime }
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+fn run(command: Command) -> Result<Exit> {
+    match command {
+        Command::Check { json } => check::run(json),
+        Command::Agent { config, dry_run, once, journal, btf, attach, recorder, metrics_addr } => {
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach: attach.into(), recorder, metrics_addr })
+        }
+        Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
+            json,
+            pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
+            from,
+        }),
+        Command::Reset { pin_dir } => {
+            let dir = pin_dir.unwrap_or_else(recorder::default_dir);
+            match recorder::reset(&dir)? {
+                Some(r) => println!(
+                    "removed the flight recorder at {}: {} pinned probe link(s) detached, {} map(s) unpinned",
+                    dir.display(),
+                    r.links,
+                    r.maps
+                ),
+                None => println!("nothing to reset: no flight recorder at {}", dir.display()),
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Generate { kind, dir } => {
+            for p in generate::run(kind, &dir)? {
+                println!("{}", p.display());
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Patch { dev, module } => patch::patch(&dev, module.as_deref()),
+        Command::Unpatch { dev } => patch::unpatch(&dev),
+        Command::Status { json } => patch::status(json),
+        Command::SchemaCheck { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let counts = schema::check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!("{}: valid ({})", file.display(), summary.join(", "));
+            Ok(Exit::Ok)
+        }
+        Command::Watch { json, duration, devices, btf, attach, slow_poll, record, recorder, command } => {
+            watch::run(watch::WatchArgs {
+                json,
+                duration,
+                devices,
+                btf,
+                attach: attach.into(),
+                slow_poll,
+                record,
+                recorder,
+                command,
+            })
+        }
+    }
+}

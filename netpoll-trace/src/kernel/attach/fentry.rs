@@ -1,0 +1,52 @@
+//! fentry/fexit through BPF trampolines: the cheapest probes, where the kernel has
+//! trampolines and BTF.
+
+use anyhow::{Result, anyhow, bail};
+use aya::{
+    Btf, Ebpf,
+    programs::{FEntry, FExit, fentry::FEntryLinkId, fexit::FExitLinkId, links::FdLink},
+};
+
+use super::{LinkId, Target, program, program_error};
+use crate::kernel::{btf, offsets, targets::TARGETS};
+
+/// The BTF `FEntry::load` looks the traced functions' type ids up in. When start-up read
+/// those ids from the kernel's BTF (function presence), a small stand-in with the same ids
+/// (`btf::function_index_blob`) instead of aya's second full parse of the kernel's BTF:
+/// measured under TCG on 6.12, that parse alone took 220-560 ms of the time to ready.
+/// The kernel attaches to whatever function its own BTF has at the id, so the ids must be
+/// exact: they come from the same file moments earlier (the unit test pins the id
+/// arithmetic; the lab's fallbacks scenario checks that fentry and kprobes see the same
+/// set-ups). Without an index (no BTF at presence time), aya parses as before.
+pub(super) fn function_btf() -> Result<Btf> {
+    if !std::path::Path::new(offsets::SYSFS_VMLINUX).exists() {
+        bail!("fentry needs the kernel's BTF and there is no {}", offsets::SYSFS_VMLINUX);
+    }
+    if let Some(index) = offsets::take_function_index()
+        && TARGETS.iter().all(|t| index.funcs.iter().any(|(n, _, _)| n == t.function()))
+    {
+        let blob = btf::function_index_blob(&index);
+        return Btf::parse(&blob, aya::Endianness::default())
+            .map_err(|e| anyhow!("building the fentry function index: {e}"));
+    }
+    Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
+}
+
+pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<Vec<LinkId>> {
+    let (entry, exit) = t.fentry;
+    let prog: &mut FEntry = program(ebpf, entry)?;
+    prog.load(t.function(), btf).map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    let a = prog.attach().map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    let prog: &mut FExit = program(ebpf, exit)?;
+    prog.load(t.function(), btf).map_err(|e| program_error("fexit", exit, t.function(), e))?;
+    let b = prog.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
+    Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
+}
+
+pub(super) fn take_entry_fd(ebpf: &mut Ebpf, name: &'static str, id: FEntryLinkId) -> Result<FdLink> {
+    Ok(program::<FEntry>(ebpf, name)?.take_link(id)?.into())
+}
+
+pub(super) fn take_exit_fd(ebpf: &mut Ebpf, name: &'static str, id: FExitLinkId) -> Result<FdLink> {
+    Ok(program::<FExit>(ebpf, name)?.take_link(id)?.into())
+}

@@ -1,0 +1,41 @@
+//! kprobe/kretprobe through the kernel's kprobe PMU: works wherever kprobes do.
+
+use anyhow::{Result, anyhow};
+use aya::{
+    Ebpf,
+    programs::{KProbe, kprobe::KProbeLinkId, links::FdLink},
+    util::KernelVersion,
+};
+
+use super::{LinkId, Target, program, program_error};
+
+pub(super) fn attach(ebpf: &mut Ebpf, t: &Target) -> Result<Vec<LinkId>> {
+    let mut ids = Vec::new();
+    for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
+        let kind = if ret { "kretprobe" } else { "kprobe" };
+        let prog: &mut KProbe = program(ebpf, name)?;
+        prog.load().map_err(|e| program_error(kind, name, t.function(), e))?;
+        ids.push(LinkId::Kprobe(
+            name,
+            prog.attach(t.function(), 0).map_err(|e| program_error(kind, name, t.function(), e))?,
+        ));
+    }
+    Ok(ids)
+}
+
+/// Kprobe links can be pinned only as BPF perf links (bpf_link_create for perf events,
+/// kernel 5.15).
+pub(super) fn unpinnable() -> Option<&'static str> {
+    if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0)) {
+        None
+    } else {
+        Some(
+            "kprobe links can be pinned only on kernels 5.15 and later (BPF perf links): the probes end with this process; the recorded maps stay pinned",
+        )
+    }
+}
+
+pub(super) fn take_fd(ebpf: &mut Ebpf, name: &'static str, id: KProbeLinkId) -> Result<FdLink> {
+    let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
+    FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))
+}

@@ -1,0 +1,83 @@
+//! What a dump shows, read from the pins without attaching anything: raw, as the
+//! programs left it (decoding, summing and diagnosis are the model's).
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{HashMap, Map, PerCpuArray, PerCpuHashMap};
+use netpoll_trace_common::{CounterKey, PollStats, RecorderMeta, SetupEvent, loss, maps};
+
+use super::{Found, MAPS, inspect, open};
+use crate::kernel::poll_stats;
+
+/// Everything a dump shows, read from the pins without attaching anything.
+pub struct Snapshot {
+    pub meta: RecorderMeta,
+    /// Ring entries by sequence number, oldest first.
+    pub events: Vec<(u64, SetupEvent)>,
+    /// Per-key totals over all CPUs.
+    pub counters: Vec<(CounterKey, u64)>,
+    pub unrecorded: u64,
+    pub counters_full: u64,
+    /// Per device, its per-CPU poll statistics.
+    pub polls: Vec<Vec<PollStats>>,
+    pub links: Vec<String>,
+    /// Kernel memory the pinned maps take (their fdinfo `memlock`).
+    pub memlock_bytes: u64,
+}
+
+pub fn read(dir: &Path) -> Result<Snapshot> {
+    let Found::Recorder(insp) = inspect(dir)? else {
+        bail!(
+            "no flight recorder at {} (nothing pinned); start one with `netpoll-trace agent` or `netpoll-trace watch --persist`",
+            dir.display()
+        );
+    };
+    // Every pinned map counts towards the memory; the ones a dump reads are used as opened.
+    let mut memlock_bytes = 0;
+    let mut open_counted = |name: &str| -> Result<Map> {
+        let map = open(dir, name)?;
+        memlock_bytes += memlock_of(&map).unwrap_or(0);
+        Ok(map)
+    };
+    let ring: HashMap<_, u64, SetupEvent> = HashMap::try_from(open_counted(maps::RING)?)?;
+    let mut events: Vec<(u64, SetupEvent)> = ring.iter().collect::<Result<_, _>>().context("reading RING")?;
+    events.sort_by_key(|(seq, _)| *seq);
+
+    let counters_map: PerCpuHashMap<_, CounterKey, u64> = PerCpuHashMap::try_from(open_counted(maps::COUNTERS)?)?;
+    let mut counters = Vec::new();
+    for entry in counters_map.iter() {
+        let (k, per_cpu) = entry.context("reading COUNTERS")?;
+        counters.push((k, per_cpu.iter().sum()));
+    }
+    let losses: PerCpuArray<_, u64> = PerCpuArray::try_from(open_counted(maps::LOSSES)?)?;
+    let loss_total = |i: u32| -> Result<u64> { Ok(losses.get(&i, 0).context("reading LOSSES")?.iter().sum()) };
+    let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
+    for m in MAPS.iter().filter(|m| ![maps::RING, maps::COUNTERS, maps::LOSSES, maps::POLL_STATS].contains(&m.name)) {
+        open_counted(m.name)?;
+    }
+    Ok(Snapshot {
+        meta: insp.meta,
+        events,
+        counters,
+        unrecorded: loss_total(loss::UNRECORDED)?,
+        counters_full: loss_total(loss::COUNTERS_FULL)?,
+        polls,
+        links: insp.links,
+        memlock_bytes,
+    })
+}
+
+/// The `memlock` line of a map fd's fdinfo (bytes the kernel charges for it).
+fn memlock_of(map: &Map) -> Option<u64> {
+    let fd = match map {
+        Map::Array(d) | Map::HashMap(d) | Map::PerCpuArray(d) | Map::PerCpuHashMap(d) | Map::PerfEventArray(d) => d.fd(),
+        _ => return None,
+    };
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok())
+}
+

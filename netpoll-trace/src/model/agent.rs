@@ -1,0 +1,406 @@
+//! The agent's decisions for one failure, as a state machine fed with facts (pure).
+//! `begin` takes a diagnosis; the runner carries out each `Next` (patch, retry after a
+//! wait, wait for a verifying set-up) and reports how it went with `patched`,
+//! `retried` and `verified`. Every decision is journaled as a `Note`; the runner adds
+//! the clock and writes them. Nothing here touches the system.
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use super::{
+    config::AgentConfig,
+    correlate::Attempt,
+    diagnosis::Diagnosis,
+    output::Output,
+    policy::{self, Decision},
+    remediation::{Action, Outcome},
+};
+
+/// A journal entry the runner stamps and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub action: Action,
+    pub result: Outcome,
+    pub detail: String,
+    pub attempt: Option<u32>,
+}
+
+/// How handling one failure ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Fixed,
+    Unfixed,
+}
+
+/// What the runner does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Done(Handled),
+    /// Patch the device; report with `patched`.
+    Patch,
+    /// Wait `after`, then retry the netconsole target; report with `retried`.
+    Retry { attempt: u32, after: Duration },
+    /// Wait for the next set-up involving the device, at most `within`; report with `verified`.
+    Verify { attempt: u32, within: Duration },
+}
+
+/// How the patch went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchOutcome {
+    Patched(String),
+    AlreadyPatched,
+    Failed(String),
+}
+
+/// The set-up that followed a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// It succeeded; entry time of the set-up.
+    Succeeded(u64),
+    /// It failed again, with this cause.
+    Failed(String),
+    /// None came within the verify timeout.
+    TimedOut,
+}
+
+/// One failure being remedied.
+#[derive(Debug)]
+pub struct Remediation {
+    /// The device that failed (what is patched and verified).
+    pub dev: String,
+    attempt: u32,
+    /// Wait before the next retry after this one.
+    wait: Duration,
+    max_attempts: u32,
+    verify_timeout: Duration,
+    notes: Vec<Note>,
+}
+
+/// Per device: entry time of its latest successful set-up. A failure older than that
+/// is superseded: the device works now.
+#[derive(Debug, Default)]
+pub struct Successes {
+    latest: HashMap<String, u64>,
+}
+
+impl Successes {
+    /// Remembers every device of a successful attempt.
+    pub fn note(&mut self, a: &Attempt) {
+        for r in a.records() {
+            if let Some(dev) = &r.dev {
+                self.latest.insert(dev.clone(), r.ts_ns);
+            }
+        }
+    }
+
+    pub fn note_device(&mut self, dev: &str, ts_ns: u64) {
+        self.latest.insert(dev.to_string(), ts_ns);
+    }
+
+    /// A set-up on `dev` succeeded after `ts_ns`.
+    pub fn superseded(&self, dev: &str, ts_ns: u64) -> bool {
+        self.latest.get(dev).is_some_and(|ok| *ok > ts_ns)
+    }
+}
+
+impl Remediation {
+    /// The first decision for a diagnosed failure: superseded, reported (policy), a dry
+    /// run, or patch.
+    pub fn begin(
+        d: &Diagnosis,
+        driver: Option<&str>,
+        cfg: &AgentConfig,
+        dry_run: bool,
+        successes: &Successes,
+    ) -> (Self, Next) {
+        let dev = d.failing_device().unwrap_or_default().to_string();
+        let mut r = Self {
+            dev: dev.clone(),
+            attempt: 0,
+            wait: cfg.backoff,
+            max_attempts: cfg.max_attempts,
+            verify_timeout: cfg.verify_timeout,
+            notes: Vec::new(),
+        };
+        if successes.superseded(&dev, d.ts_ns) {
+            r.note(Action::Decide, Outcome::Superseded, "a later set-up on this device succeeded".into(), None);
+            return (r, Next::Done(Handled::Fixed));
+        }
+        match policy::decide(d, driver, cfg) {
+            Decision::Report { reason } => {
+                r.note(Action::Decide, Outcome::Reported, reason, None);
+                (r, Next::Done(Handled::Unfixed))
+            }
+            Decision::PatchAndRetry { dev } => {
+                r.dev = dev;
+                let detail = format!("driver {} is allowed: patch, then retry", driver.unwrap_or("?"));
+                r.note(Action::Decide, Outcome::Ok, detail, None);
+                if dry_run {
+                    let module = cfg.patch_module.as_deref().map_or("the default module path".into(), |p: &Path| p.display().to_string());
+                    r.note(Action::Patch, Outcome::DryRun, format!("would patch {} with {module}", r.dev), None);
+                    r.note(Action::Retry, Outcome::DryRun, "would retry the netconsole target".into(), None);
+                    return (r, Next::Done(Handled::Unfixed));
+                }
+                (r, Next::Patch)
+            }
+        }
+    }
+
+    /// The patch's outcome: retry at once when the device carries the hook now.
+    pub fn patched(&mut self, outcome: PatchOutcome) -> Next {
+        match outcome {
+            PatchOutcome::Patched(detail) => self.note(Action::Patch, Outcome::Ok, detail, None),
+            PatchOutcome::AlreadyPatched => self.note(Action::Patch, Outcome::Ok, "already patched".into(), None),
+            PatchOutcome::Failed(e) => {
+                self.note(Action::Patch, Outcome::Failed, e, None);
+                return Next::Done(Handled::Unfixed);
+            }
+        }
+        self.next_attempt()
+    }
+
+    /// The retry's outcome (how it retried, or why it could not).
+    pub fn retried(&mut self, outcome: Result<String, String>) -> Next {
+        match outcome {
+            Ok(how) => {
+                self.note(Action::Retry, Outcome::Ok, how, Some(self.attempt));
+                Next::Verify { attempt: self.attempt, within: self.verify_timeout }
+            }
+            Err(e) => {
+                self.note(Action::Retry, Outcome::Failed, e, Some(self.attempt));
+                self.next_attempt()
+            }
+        }
+    }
+
+    /// What the set-up after the retry showed.
+    pub fn verified(&mut self, v: Verified) -> Next {
+        let (outcome, detail) = match v {
+            Verified::Succeeded(_) => (Outcome::Ok, format!("netpoll set-up on {} succeeded", self.dev)),
+            Verified::Failed(cause) => (Outcome::Failed, format!("set-up on {} failed again: {cause}", self.dev)),
+            Verified::TimedOut => {
+                (Outcome::Failed, format!("no set-up on {} seen within {:?}", self.dev, self.verify_timeout))
+            }
+        };
+        self.note(Action::Verify, outcome, detail, Some(self.attempt));
+        match outcome {
+            Outcome::Ok => Next::Done(Handled::Fixed),
+            _ => self.next_attempt(),
+        }
+    }
+
+    /// The journal entries decided since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// The next retry (the first at once, then after a doubling wait), or give up.
+    fn next_attempt(&mut self) -> Next {
+        if self.attempt >= self.max_attempts {
+            return Next::Done(Handled::Unfixed);
+        }
+        self.attempt += 1;
+        let after = if self.attempt == 1 {
+            Duration::ZERO
+        } else {
+            let w = self.wait;
+            self.wait = self.wait.saturating_mul(2);
+            w
+        };
+        Next::Retry { attempt: self.attempt, after }
+    }
+
+    fn note(&mut self, action: Action, result: Outcome, detail: String, attempt: Option<u32>) {
+        self.notes.push(Note { action, result, detail, attempt });
+    }
+}
+
+/// Whether `out` verifies a retry on `dev`: the first set-up attempt involving it.
+pub fn verification(out: &Output, dev: &str) -> Option<Verified> {
+    let Output::Attempt(a, diag) = out else { return None };
+    if !a.records().any(|r| r.dev.as_deref() == Some(dev)) {
+        return None;
+    }
+    Some(match diag {
+        None => Verified::Succeeded(a.root.ts_ns),
+        Some(d) => Verified::Failed(d.cause.as_str().to_string()),
+    })
+}
+
+/// What the agent needs to keep after attaching, in its own terms (the runner maps
+/// each to a capability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Load and unload the patch module.
+    LoadModules,
+    /// Read /dev/kmsg, to quote the kernel.
+    ReadKernelLog,
+    /// Write the patch module's parameters and configfs targets.
+    OverrideFileModes,
+    /// Read BPF maps again after start-up: every bpf() call needs CAP_BPF before 6.5
+    /// while unprivileged BPF is off (found on 5.10 in the lab: the poll histograms of
+    /// the metrics stayed empty without it).
+    ReadBpfMaps,
+}
+
+/// What to keep: a dry run only reads the kernel log; serving metrics re-reads maps.
+pub fn needs(dry_run: bool, serving_metrics: bool) -> Vec<Need> {
+    let mut needs = if dry_run {
+        vec![Need::ReadKernelLog]
+    } else {
+        vec![Need::LoadModules, Need::ReadKernelLog, Need::OverrideFileModes]
+    };
+    if serving_metrics {
+        needs.push(Need::ReadBpfMaps);
+    }
+    needs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        config::PolicyAction,
+        correlate::tests::rec,
+        diagnosis::{Cause, Remedy},
+        event::SetupFn,
+    };
+
+    fn diag(cause: Cause, ts_ns: u64) -> Diagnosis {
+        Diagnosis {
+            kind: "diagnosis",
+            ts_ns,
+            dev: Some("eth0".into()),
+            cause,
+            remedies: vec![Remedy::RuntimePatch],
+            chain: vec!["eth0".into()],
+            explanation: String::new(),
+            kernel_message: None,
+            netpoll: Some("netconsole".into()),
+            errno: Some("ENOTSUPP"),
+            ret: -524,
+        }
+    }
+
+    fn cfg() -> AgentConfig {
+        AgentConfig {
+            allowed_drivers: vec!["virtio_net".into()],
+            missing_poll_controller: PolicyAction::Patch,
+            max_attempts: 3,
+            backoff: Duration::from_secs(2),
+            verify_timeout: Duration::from_secs(10),
+            ..AgentConfig::default()
+        }
+    }
+
+    fn actions(notes: &[Note]) -> Vec<(Action, Outcome)> {
+        notes.iter().map(|n| (n.action, n.result)).collect()
+    }
+
+    #[test]
+    fn patch_retry_verify_fixes_an_allowed_driver() {
+        let d = diag(Cause::MissingPollController, 100);
+        let (mut r, next) = Remediation::begin(&d, Some("virtio_net"), &cfg(), false, &Successes::default());
+        assert_eq!(next, Next::Patch);
+        assert_eq!(r.patched(PatchOutcome::Patched("ops a -> b".into())), Next::Retry { attempt: 1, after: Duration::ZERO });
+        assert_eq!(
+            r.retried(Ok("wrote 1 to enabled".into())),
+            Next::Verify { attempt: 1, within: Duration::from_secs(10) }
+        );
+        assert_eq!(r.verified(Verified::Succeeded(200)), Next::Done(Handled::Fixed));
+        let notes = r.take_notes();
+        assert_eq!(
+            actions(&notes),
+            [
+                (Action::Decide, Outcome::Ok),
+                (Action::Patch, Outcome::Ok),
+                (Action::Retry, Outcome::Ok),
+                (Action::Verify, Outcome::Ok)
+            ]
+        );
+        assert_eq!(notes[0].detail, "driver virtio_net is allowed: patch, then retry");
+        assert_eq!(notes[2].attempt, Some(1));
+        assert_eq!(notes[3].detail, "netpoll set-up on eth0 succeeded");
+    }
+
+    #[test]
+    fn other_causes_and_drivers_outside_the_allowlist_are_reported() {
+        let (mut r, next) =
+            Remediation::begin(&diag(Cause::NetpollDisabled, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
+        assert_eq!(next, Next::Done(Handled::Unfixed));
+        assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Reported)]);
+        let (mut r, next) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("ena"), &cfg(), false, &Successes::default());
+        assert_eq!(next, Next::Done(Handled::Unfixed));
+        assert!(r.take_notes()[0].detail.contains("not in allowed_drivers"));
+    }
+
+    #[test]
+    fn a_dry_run_journals_what_it_would_do_and_changes_nothing() {
+        let (mut r, next) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), true, &Successes::default());
+        assert_eq!(next, Next::Done(Handled::Unfixed));
+        let notes = r.take_notes();
+        assert_eq!(
+            actions(&notes),
+            [(Action::Decide, Outcome::Ok), (Action::Patch, Outcome::DryRun), (Action::Retry, Outcome::DryRun)]
+        );
+        assert_eq!(notes[1].detail, "would patch eth0 with the default module path");
+    }
+
+    #[test]
+    fn a_later_success_supersedes_an_older_failure() {
+        let mut ok = Successes::default();
+        ok.note(&Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 500, 10, 0), nested: vec![] });
+        let (mut r, next) = Remediation::begin(&diag(Cause::MissingPollController, 100), Some("virtio_net"), &cfg(), false, &ok);
+        assert_eq!(next, Next::Done(Handled::Fixed));
+        assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Superseded)]);
+        // A success before the failure does not.
+        let (_, next) = Remediation::begin(&diag(Cause::MissingPollController, 900), Some("virtio_net"), &cfg(), false, &ok);
+        assert_eq!(next, Next::Patch);
+    }
+
+    #[test]
+    fn retries_back_off_doubling_until_the_attempts_run_out() {
+        let (mut r, _) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
+        assert_eq!(r.patched(PatchOutcome::AlreadyPatched), Next::Retry { attempt: 1, after: Duration::ZERO });
+        assert_eq!(r.retried(Err("no target".into())), Next::Retry { attempt: 2, after: Duration::from_secs(2) });
+        assert!(matches!(r.retried(Ok("ran".into())), Next::Verify { attempt: 2, .. }));
+        assert_eq!(r.verified(Verified::Failed("missing_poll_controller".into())), Next::Retry { attempt: 3, after: Duration::from_secs(4) });
+        assert!(matches!(r.retried(Ok("ran".into())), Next::Verify { attempt: 3, .. }));
+        assert_eq!(r.verified(Verified::TimedOut), Next::Done(Handled::Unfixed));
+        let notes = r.take_notes();
+        assert_eq!(notes[1].detail, "already patched");
+        assert_eq!(notes.last().unwrap().detail, "no set-up on eth0 seen within 10s");
+        assert_eq!(notes.iter().filter(|n| n.action == Action::Retry).count(), 3);
+    }
+
+    #[test]
+    fn a_failed_patch_ends_without_retrying() {
+        let (mut r, _) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
+        assert_eq!(r.patched(PatchOutcome::Failed("eth0: refused".into())), Next::Done(Handled::Unfixed));
+        assert_eq!(actions(&r.take_notes())[1], (Action::Patch, Outcome::Failed));
+    }
+
+    #[test]
+    fn the_first_set_up_on_the_device_verifies() {
+        let ok = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 7, 1, 0), nested: vec![] }), None);
+        let other = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth1", 0, 8, 1, 0), nested: vec![] }), None);
+        assert_eq!(verification(&ok, "eth0"), Some(Verified::Succeeded(7)));
+        assert_eq!(verification(&other, "eth0"), None);
+        assert_eq!(verification(&Output::Lost(1), "eth0"), None);
+        let failed = Output::Attempt(
+            Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 9, 1, -524), nested: vec![] }),
+            Some(Box::new(diag(Cause::MissingPollController, 9))),
+        );
+        assert_eq!(verification(&failed, "eth0"), Some(Verified::Failed("missing_poll_controller".into())));
+    }
+
+    #[test]
+    fn needs_follow_the_mode() {
+        assert_eq!(needs(true, false), [Need::ReadKernelLog]);
+        assert_eq!(needs(false, false), [Need::LoadModules, Need::ReadKernelLog, Need::OverrideFileModes]);
+        assert_eq!(needs(true, true), [Need::ReadKernelLog, Need::ReadBpfMaps]);
+    }
+}

@@ -1,0 +1,111 @@
+//! The agent's journal entries: one `remediation` object per decision and action
+//! (DESIGN.md section 4).
+
+use serde::Serialize;
+
+use super::diagnosis::Cause;
+
+/// Which step of a remediation an entry records (the journal's `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Start,
+    Decide,
+    Patch,
+    Retry,
+    Verify,
+    Stop,
+}
+
+impl Action {
+    #[cfg(test)]
+    pub const ALL: [Self; 6] = [Self::Start, Self::Decide, Self::Patch, Self::Retry, Self::Verify, Self::Stop];
+
+    /// The journal's code (exhaustive: a new action cannot go unnamed).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Decide => "decide",
+            Self::Patch => "patch",
+            Self::Retry => "retry",
+            Self::Verify => "verify",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+/// How a step ended (the journal's `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Decided not to act (report only), with the reason in `detail`.
+    Reported,
+    /// --dry-run: what would have been done.
+    DryRun,
+    /// An older failure already fixed by a later successful set-up.
+    Superseded,
+}
+
+impl Outcome {
+    #[cfg(test)]
+    pub const ALL: [Self; 5] = [Self::Ok, Self::Failed, Self::Reported, Self::DryRun, Self::Superseded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Reported => "reported",
+            Self::DryRun => "dry_run",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Remediation {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    pub dev: Option<String>,
+    pub action: Action,
+    pub result: Outcome,
+    pub detail: String,
+    pub cause: Option<Cause>,
+    pub attempt: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_meet_the_remediation_contract() {
+        let e = Remediation {
+            kind: "remediation",
+            ts_ns: 5,
+            dev: Some("eth0".into()),
+            action: Action::Patch,
+            result: Outcome::DryRun,
+            detail: "would patch".into(),
+            cause: Some(Cause::MissingPollController),
+            attempt: None,
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(crate::model::schema::check_line(&line).unwrap(), "remediation");
+        assert!(line.contains(r#""action":"patch","result":"dry_run""#), "{line}");
+        assert!(line.contains(r#""cause":"missing_poll_controller","attempt":null"#), "{line}");
+    }
+
+    #[test]
+    fn codes_are_the_json_codes() {
+        for a in Action::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        for o in Outcome::ALL {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Sinks: where outputs go. Each implements `model::output::Sink`: the terminal for
+//! people, JSON lines (stdout, `--record` files), the agent's journal, Prometheus
+//! metrics, and stderr for warnings. `dump` and `watch` use the same ones.
+
+pub mod filter;
+pub mod journal;
+pub mod json;
+pub mod metrics;
+pub mod status;
+pub mod terminal;
