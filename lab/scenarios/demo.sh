@@ -1,7 +1,6 @@
 #!/bin/sh
 # The main job, shown live: `netpoll-trace watch` runs while netconsole is set up on
 # devices that work and devices netpoll refuses; every failure gets a diagnosis.
-# kernels: 5.10 6.1 6.12
 # nics: virtio e1000
 # timeout: 300
 # checks: demo_ready demo_virtio_ok demo_e1000_ok demo_no_such_device demo_no_address demo_netkit demo_exit_3
@@ -25,8 +24,7 @@ netpoll-trace watch --for 280s >/tmp/watch.out 2>&1 &
 watch_pid=$!
 tail -f /tmp/watch.out &
 tail_pid=$!
-n=0
-while ! grep -q 'ready:' /tmp/watch.out && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
+npt_wait_for 120 grep -q 'ready:' /tmp/watch.out
 
 try() {
     say "modprobe netconsole netconsole=@/$1,6666@10.99.0.2/"

@@ -5,7 +5,6 @@
 # --btf file that does not exist: one error line, exit 1, nothing attached. The kernel
 # is the oracle: dmesg for what each set-up did, sysfs and kallsyms for the fields,
 # debugfs' kprobe list and ftrace's enabled_functions for what is attached.
-# kernels: 5.10 6.1 6.12
 # nics: virtio
 # timeout: 300
 # checks: kprobe_ready kprobe_events_ok kprobe_same_as_fentry btf_hidden reduced_fallback reduced_warns reduced_fail_ret reduced_fail_matches_dmesg reduced_ok_ret reduced_fields_null btf_file_kprobes btf_file_full btf_file_attached missing_btf_exit missing_btf_message missing_btf_nothing_attached btf_restored nothing_left json_schema
@@ -19,13 +18,6 @@ ip link set d0 up
 OK_TARGET=netconsole=@/eth0,6666@10.99.0.2/
 FAIL_TARGET=netconsole=@/d0,6666@10.99.0.2/
 
-# has FILE PATTERN...: a line of FILE holds every fixed string PATTERN.
-has() {
-    f=$1; shift
-    out=$(cat "$f")
-    for p in "$@"; do out=$(printf '%s\n' "$out" | grep -F -- "$p"); done
-    [ -n "$out" ]
-}
 show() { echo "--- $1 (exit $(cat /tmp/$1.rc))"; cat /tmp/$1.err /tmp/$1.json; }
 # probes: netpoll functions with a kprobe or an ftrace hook (fentry trampolines and
 # kprobes on function entry both show in enabled_functions).
@@ -36,7 +28,7 @@ no_probes() { ! probes; }
 no_probes_and_no_netconsole() { ! probes && ! grep -q '^netconsole ' /proc/modules; }
 # The setup objects without what differs between two runs of the same set-up.
 normalized() {
-    grep '"type":"setup"' "$1" | sed -e 's/"ts_ns":[0-9]*,//' -e 's/"duration_ns":[0-9]*,//' -e 's/"pid":[0-9]*,//' | sort
+    npt_json_lines "$1" type=setup | sed -e 's/"ts_ns":[0-9]*,//' -e 's/"duration_ns":[0-9]*,//' -e 's/"pid":[0-9]*,//' | sort
 }
 aborting() { dmesg | grep -c 'no IP address for d0, aborting'; }
 
@@ -50,9 +42,12 @@ echo $? >/tmp/kprobe.rc
 rmmod netconsole
 show kprobe
 npt_check kprobe_ready grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/kprobe.err
-npt_check kprobe_events_ok sh -c "test $(cat /tmp/kprobe.rc) -eq 0 && \
-    grep -F '\"fn\":\"netpoll_setup\"' /tmp/kprobe.json | grep -F '\"dev\":\"eth0\"' | grep -qF '\"ret\":0,' && \
-    grep -F '\"fn\":\"__netpoll_setup\"' /tmp/kprobe.json | grep -F '\"dev\":\"eth0\"' | grep -F \"\\\"ifindex\\\":$ifindex,\" | grep -F '\"ret\":0,' | grep -Eq '\"has_poll_controller\":(true|false)'"
+kprobe_events_ok() {
+    test "$(cat /tmp/kprobe.rc)" -eq 0 && npt_json_has /tmp/kprobe.json fn=netpoll_setup dev=eth0 ret=0 &&
+        { npt_json_has /tmp/kprobe.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=true ||
+            npt_json_has /tmp/kprobe.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=false; }
+}
+npt_check kprobe_events_ok kprobe_events_ok
 normalized /tmp/fentry.json >/tmp/fentry.norm
 normalized /tmp/kprobe.json >/tmp/kprobe.norm
 npt_check kprobe_same_as_fentry sh -c "grep -q 'ready: fentry on' /tmp/fentry.err && test -s /tmp/fentry.norm && diff /tmp/fentry.norm /tmp/kprobe.norm"
@@ -79,18 +74,27 @@ npt_check reduced_fallback sh -c "grep -q 'fentry unavailable (.*); using kprobe
     grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/reduced_fail.err && grep -q 'reduced mode' /tmp/reduced_fail.err"
 npt_check reduced_warns sh -c "grep 'warning: could not resolve' /tmp/reduced_fail.err | grep -q 'reported as null' && \
     grep 'warning: could not resolve' /tmp/reduced_ok.err | grep -q 'reported as null'"
-npt_check reduced_fail_ret has /tmp/reduced_fail.json '"fn":"netpoll_setup"' '"ret":-89,' '"errno":"EDESTADDRREQ"'
-traced=$(grep -F '"fn":"netpoll_setup"' /tmp/reduced_fail.json | grep -cF '"ret":-89,')
+npt_check reduced_fail_ret npt_json_has /tmp/reduced_fail.json fn=netpoll_setup ret=-89 errno=EDESTADDRREQ
+traced=$(npt_json_count /tmp/reduced_fail.json fn=netpoll_setup ret=-89)
 echo "kernel logged $kernel_failures failure(s), reduced mode recorded $traced"
-npt_check reduced_fail_matches_dmesg sh -c "test $kernel_failures -ge 1 && test $kernel_failures -eq $traced && \
-    ! grep -F '\"fn\":\"__netpoll_setup\"' /tmp/reduced_fail.json | grep -q ."
-npt_check reduced_ok_ret sh -c "test $(cat /tmp/reduced_ok.rc) -eq 0 && test $started -ge 1 && \
-    grep -F '\"fn\":\"netpoll_setup\"' /tmp/reduced_ok.json | grep -qF '\"ret\":0,' && \
-    grep -F '\"fn\":\"__netpoll_setup\"' /tmp/reduced_ok.json | grep -qF '\"ret\":0,'"
-# What needs struct offsets is null, never a guess.
-npt_check reduced_fields_null sh -c "grep '\"type\":\"setup\"' /tmp/reduced_ok.json /tmp/reduced_fail.json >/tmp/reduced.setup && test -s /tmp/reduced.setup && \
-    ! grep -v '\"dev\":null' /tmp/reduced.setup && ! grep -v '\"ifindex\":null' /tmp/reduced.setup && \
-    ! grep -v '\"has_poll_controller\":null' /tmp/reduced.setup"
+reduced_fail_matches_dmesg() {
+    test $kernel_failures -ge 1 && test $kernel_failures -eq $traced && npt_json_none /tmp/reduced_fail.json fn=__netpoll_setup
+}
+npt_check reduced_fail_matches_dmesg reduced_fail_matches_dmesg
+reduced_ok_ret() {
+    test "$(cat /tmp/reduced_ok.rc)" -eq 0 && test $started -ge 1 && npt_json_has /tmp/reduced_ok.json fn=netpoll_setup ret=0 &&
+        npt_json_has /tmp/reduced_ok.json fn=__netpoll_setup ret=0
+}
+npt_check reduced_ok_ret reduced_ok_ret
+# What needs struct offsets is null, never a guess: every setup object has all three null.
+reduced_fields_null() {
+    cat /tmp/reduced_ok.json /tmp/reduced_fail.json >/tmp/reduced.all
+    setups=$(npt_json_count /tmp/reduced.all type=setup)
+    nulls=$(npt_json_count /tmp/reduced.all type=setup dev=null ifindex=null has_poll_controller=null)
+    echo "setup objects: $setups, with dev, ifindex and has_poll_controller null: $nulls"
+    test "$setups" -gt 0 && test "$setups" -eq "$nulls"
+}
+npt_check reduced_fields_null reduced_fields_null
 
 # --- the same, with the BTF given as a file: full information again -----------------
 truth() { grep -qw "$1" /proc/kallsyms && echo true || echo false; }
@@ -105,10 +109,11 @@ echo "kprobes while attached:"; cat /tmp/attached.txt
 npt_check btf_file_kprobes sh -c "grep -q 'fentry unavailable (.*); using kprobes' /tmp/btf_file.err && \
     grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup.*offsets from /tmp/vmlinux.btf' /tmp/btf_file.err && \
     ! grep -q 'could not resolve' /tmp/btf_file.err"
-npt_check btf_file_full sh -c "test $(cat /tmp/btf_file.rc) -eq 0 && \
-    grep -F '\"fn\":\"netpoll_setup\"' /tmp/btf_file.json | grep -F '\"netpoll\":\"netconsole\"' | grep -F '\"dev\":\"eth0\"' | grep -qF '\"ret\":0,' && \
-    grep -F '\"fn\":\"__netpoll_setup\"' /tmp/btf_file.json | grep -F '\"dev\":\"eth0\"' | grep -F \"\\\"ifindex\\\":$ifindex,\" | \
-        grep -F '\"ret\":0,' | grep -qF \"\\\"has_poll_controller\\\":$virtio_pc\""
+btf_file_full() {
+    test "$(cat /tmp/btf_file.rc)" -eq 0 && npt_json_has /tmp/btf_file.json fn=netpoll_setup netpoll=netconsole dev=eth0 ret=0 &&
+        npt_json_has /tmp/btf_file.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=$virtio_pc
+}
+npt_check btf_file_full btf_file_full
 # The oracle for "attached" sees this run's probes (so it can see leftovers below).
 npt_check btf_file_attached grep -q 'netpoll_setup' /tmp/attached.txt
 

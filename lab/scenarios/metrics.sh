@@ -8,7 +8,6 @@
 # 431 for an oversized head, 413 for a body, 408 for a silent client, 503 beyond the
 # connection limit, nothing on a non-loopback address; and the agent's stderr is JSON
 # lines with --log-format json.
-# kernels: 5.10 6.1 6.12
 # timeout: 420
 # checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram not_found oversized body_refused slow_client many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
@@ -40,20 +39,10 @@ insmod /lib/kmods/emulate_pre419.ko
 echo 'p:npt/poll netpoll_poll_dev' >>$T/kprobe_events
 echo 1 >$T/events/npt/poll/enable
 
-cat >/tmp/agent.toml <<EOC
-journal = "/tmp/journal.jsonl"
-patch_module = "/lib/kmods/netpoll_patch.ko"
-allowed_drivers = ["virtio_net"]
-max_attempts = 2
-backoff = "1s"
-verify_timeout = "8s"
-[policy]
-missing_poll_controller = "patch"
-EOC
+npt_agent_config /tmp/agent.toml
 netpoll-trace --log-format json agent --config /tmp/agent.toml --metrics-addr 127.0.0.1:$PORT >/tmp/agent.out 2>/tmp/agent.err &
 agent=$!
-n=0
-while ! grep -q 'agent ready:' /tmp/agent.err && [ $n -lt 120 ] && kill -0 $agent 2>/dev/null; do sleep 1; n=$((n + 1)); done
+npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/agent.err $agent
 cat /tmp/agent.err
 grep Cap /proc/$agent/status
 npt_check endpoint_up sh -c "wget -q -O /tmp/m0 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m0"
@@ -65,24 +54,22 @@ echo "expect: $series 1"
 npt_check build_info sh -c "test -n '$method' && test \"\$(awk -v s='$series' '\$1 == s { print \$2 }' /tmp/m0)\" = 1"
 
 # --- N refusals on d0 (dummy: not allowlisted, so reported only) ------------------
+# d0_decided I: the journal holds at least I decisions on d0.
+d0_decided() { [ "$(npt_json_count /tmp/journal.jsonl dev=d0 action=decide)" -ge "$1" ]; }
 npt_dmesg_mark
-t=/sys/kernel/config/netconsole/d0t
-mkdir $t
-echo d0 >$t/dev_name
-echo 10.99.3.2 >$t/remote_ip
-i=0
+npt_target d0t d0 10.99.3.2
+i=1
+npt_wait_for 30 d0_decided $i
 while [ $i -lt $N ]; do
-    echo 1 >$t/enabled 2>/dev/null
+    npt_enable d0t
     i=$((i + 1))
-    n=0
-    while [ "$(grep -F '"dev":"d0"' /tmp/journal.jsonl 2>/dev/null | grep -cF '"action":"decide"')" -lt $i ] && [ $n -lt 30 ]; do sleep 1; n=$((n + 1)); done
+    npt_wait_for 30 d0_decided $i
 done
 d0_kernel=$(aborting_lines d0)
 
 # --- eth0 (virtio_net, allowlisted): refused, patched, retried, verified ----------
 npt_target t0 eth0 10.99.0.2
-n=0
-while ! grep -F '"action":"verify"' /tmp/journal.jsonl 2>/dev/null | grep -qF '"result":"ok"' && [ $n -lt 90 ]; do sleep 1; n=$((n + 1)); done
+npt_wait_for 90 npt_json_has /tmp/journal.jsonl action=verify result=ok
 eth0_kernel=$(aborting_lines eth0)
 cat /tmp/journal.jsonl
 scrape /tmp/m1
@@ -95,7 +82,7 @@ echo "failures: d0 kernel $d0_kernel metric $d0_metric (made $N); eth0 kernel $e
 npt_check failures_counted sh -c "test '$d0_kernel' = $N && test '$d0_metric' = '$d0_kernel' && test '$eth0_kernel' -ge 1 && test '$eth0_metric' = '$eth0_kernel'"
 
 s=netpoll_trace_setups_total
-verified=$(grep -F '"dev":"eth0"' /tmp/journal.jsonl | grep -F '"action":"verify"' | grep -cF '"result":"ok"')
+verified=$(npt_json_count /tmp/journal.jsonl dev=eth0 action=verify result=ok)
 ok_metric=$(metric "$s{dev=\"eth0\",driver=\"virtio_net\",result=\"ok\"}" /tmp/m1)
 failed_metric=$(metric "$s{dev=\"eth0\",driver=\"virtio_net\",result=\"failed\"}" /tmp/m1)
 d0_failed_metric=$(metric "$s{dev=\"d0\",driver=\"dummy\",result=\"failed\"}" /tmp/m1)
@@ -123,14 +110,14 @@ for w in 1 2 3 4; do
     writers="$writers $!"
 done
 for p in $writers; do wait $p; done
-n=0
-while :; do
+# polls_agree: the agent's histogram has caught up with the oracle (sets hits, count).
+polls_agree() {
     hits=$(awk '$1 == "poll" || $1 == "npt/poll" { print $2 }' $T/kprobe_profile)
     scrape /tmp/m2
     count=$(awk '/^netpoll_trace_poll_duration_seconds_count\{/ { s += $2 } END { print s + 0 }' /tmp/m2)
-    [ "$count" = "$hits" ] || [ $n -ge 10 ] && break
-    sleep 1; n=$((n + 1))
-done
+    [ "$count" = "$hits" ]
+}
+npt_wait_for 10 polls_agree
 grep '^netpoll_trace_poll_duration_seconds' /tmp/m2 | grep -v '_bucket.* 0$'
 # Where a device has polls: buckets never decrease and +Inf equals _count.
 shape=$(awk '
@@ -156,8 +143,7 @@ npt_check body_refused grep -q '413 Payload Too Large' /tmp/413.out
 # (busybox nc keeps running until its stdin ends: watch its output instead.)
 start=$(date +%s)
 (sleep 12) | nc 127.0.0.1 $PORT >/tmp/slow.out &
-n=0
-while ! grep -q '^HTTP/1.1' /tmp/slow.out && [ $n -lt 24 ]; do sleep 0.5; n=$((n + 1)); done
+npt_wait_for 12 grep -q '^HTTP/1.1' /tmp/slow.out
 took=$(( $(date +%s) - start ))
 echo "silent client answered after ${took}s: $(head -n 1 /tmp/slow.out)"
 npt_check slow_client sh -c "head -n 1 /tmp/slow.out | grep -q '^HTTP/1.1 408 ' && test $took -lt 9"
@@ -181,7 +167,8 @@ npt_check loopback_only sh -c "! wget -q -T 5 -O /dev/null http://10.99.0.1:$POR
 kill -TERM $agent
 wait $agent
 stop_rc=$?
-npt_check clean_stop sh -c "test $stop_rc -eq 0 && tail -n 1 /tmp/journal.jsonl | grep -qF '\"action\":\"stop\"'"
+clean_stop() { tail -n 1 /tmp/journal.jsonl >/tmp/journal.last && test $stop_rc -eq 0 && npt_json_has /tmp/journal.last action=stop; }
+npt_check clean_stop clean_stop
 lines=$(wc -l </tmp/agent.err)
 not_json=$(grep -cv '^{"ts":"[0-9][0-9T:.-]*Z","level":"[a-z]*","target":"[a-z_:]*","message":".*"}$' /tmp/agent.err)
 echo "agent stderr: $lines line(s), $not_json not JSON"

@@ -8,7 +8,6 @@
 # per-device count must equal its hit count in kprobe_profile, for both of the tool's
 # attach methods. A receiver on a second NIC in its own network namespace proves
 # netconsole sent the flood.
-# kernels: 5.10 6.1 6.12
 # nics: e1000 virtio
 # timeout: 300
 # checks: ring_shrunk netconsole_up fentry_attached fentry_counts_equal fentry_histogram fentry_slow_named fentry_slow_matches fentry_delivered kprobe_attached kprobe_counts_equal kprobe_histogram kprobe_slow_named kprobe_slow_matches kprobe_delivered count_positive json_schema
@@ -30,8 +29,8 @@ ifindex=$(cat /sys/class/net/eth0/ifindex)
 # --- the netconsole receiver: eth1 (virtio) as 10.99.0.2 in its own namespace -----
 unshare -n sleep 100000 &
 ns_pid=$!
-n=0
-while [ "$(readlink /proc/$ns_pid/ns/net)" = "$(readlink /proc/self/ns/net)" ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
+ns_apart() { [ "$(readlink /proc/$ns_pid/ns/net)" != "$(readlink /proc/self/ns/net)" ]; }
+npt_wait_for 10 ns_apart
 ip link set eth1 netns $ns_pid
 nsenter -t $ns_pid -n sh -c 'ip link set lo up && ip addr add 10.99.0.2/24 dev eth1 && ip link set eth1 up'
 # The receiver may not run for a while during the flood: a socket buffer for all of it
@@ -47,8 +46,8 @@ nlhelper ring-tx eth0 48
 echo "ring after:  $(nlhelper ring-show eth0)"
 npt_check ring_shrunk sh -c 'nlhelper ring-show eth0 | grep -q "^tx 48 "'
 # Resizing the ring resets the NIC: wait for the link to come back before netconsole.
-n=0
-while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 30 ]; do sleep 1; n=$((n + 1)); done
+carrier_up() { [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; }
+npt_wait_for 30 carrier_up
 
 # --- netconsole on eth0; the flood's lines must reach the consoles -----------------
 # `quiet` sets the console log level to 4, so the flood logs at level 3 (err); /dev/kmsg
@@ -109,8 +108,8 @@ flood() {
     echo "($(grep -c '"duration_ns"' /tmp/$m.json) slow-poll line(s) not shown)"
 
     npt_check ${m}_attached grep -Eq "ready: $m on .*netpoll_poll_dev" /tmp/$m.err
-    grep '"type":"poll"' /tmp/$m.json | grep '"histogram"' >/tmp/$m.summary
-    grep '"type":"poll"' /tmp/$m.json | grep '"duration_ns"' >/tmp/$m.slow
+    npt_json_lines /tmp/$m.json type=poll histogram >/tmp/$m.summary
+    npt_json_lines /tmp/$m.json type=poll duration_ns >/tmp/$m.slow
     # The per-device count: the number before "total_ns" (histogram counts end in '}').
     tool=$(sed -n 's/.*"count":\([0-9]*\),"total_ns".*/\1/p' /tmp/$m.summary | sum)
     echo "netpoll_poll_dev calls: netpoll-trace ($m) $tool, kprobe_profile $hits (missed $missed)"
@@ -122,9 +121,10 @@ flood() {
     while read -r s; do
         c=$(echo "$s" | sed -n 's/.*"count":\([0-9]*\),"total_ns".*/\1/p')
         h=$(echo "$s" | grep -o '"le_ns":[0-9]*,"count":[0-9]*' | sed 's/.*://' | sum)
-        echo "$s" | grep -qF "\"dev\":\"eth0\",\"ifindex\":$ifindex," || echo "not eth0/$ifindex: $s" >>/tmp/$m.hist_bad
         [ "$c" = "$h" ] || echo "count $c, buckets sum to $h" >>/tmp/$m.hist_bad
     done </tmp/$m.summary
+    not_eth0=$(($(wc -l </tmp/$m.summary) - $(npt_json_count /tmp/$m.summary dev=eth0 ifindex=$ifindex)))
+    [ "$not_eth0" -eq 0 ] || echo "$not_eth0 summary line(s) not for eth0/$ifindex" >>/tmp/$m.hist_bad
     npt_check ${m}_histogram sh -c "test -s /tmp/$m.summary && ! test -s /tmp/$m.hist_bad || { cat /tmp/$m.hist_bad; echo 'no valid poll summary'; exit 1; }"
 
     # Slow polls: each names eth0 and took at least the threshold; as many as the
@@ -133,8 +133,11 @@ flood() {
     slow_hist=$(grep -o '"le_ns":[0-9]*,"count":[0-9]*' /tmp/$m.summary | awk -F'[:,]' -v t=$SLOW_NS '$2 > t { s += $4 } END { print s + 0 }')
     echo "slow polls (>= $SLOW_NS ns): $slow reported, $slow_hist in the histogram"
     if [ "$slow" -gt 0 ]; then
-        npt_check ${m}_slow_named sh -c "! grep -vF '\"dev\":\"eth0\",\"ifindex\":$ifindex,' /tmp/$m.slow && \
-            grep -o '\"duration_ns\":[0-9]*' /tmp/$m.slow | sed 's/.*://' | awk -v t=$SLOW_NS '\$1 < t { bad = 1 } END { exit bad }'"
+        slow_named() {
+            test "$(npt_json_count /tmp/$m.slow dev=eth0 ifindex=$ifindex)" -eq "$slow" &&
+                grep -o '"duration_ns":[0-9]*' /tmp/$m.slow | sed 's/.*://' | awk -v t=$SLOW_NS '$1 < t { bad = 1 } END { exit bad }'
+        }
+        npt_check ${m}_slow_named slow_named
     elif [ "$slow_hist" -eq 0 ]; then
         npt_skip ${m}_slow_named "no netpoll_poll_dev call took $SLOW_NS ns or more on $NPT_KERNEL"
     else
@@ -145,9 +148,9 @@ flood() {
     # Every flood line reached the receiver (netpoll queues what it cannot send at once,
     # so late ones may still be on their way).
     want=$((WRITERS * LINES))
-    n=0
     # (netconsole sends the kernel's text with its "[ timestamp] " prefix.)
-    while [ "$(grep -c "] npt-flood $m " /tmp/rx.txt)" -lt $want ] && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
+    all_arrived() { [ "$(grep -c "] npt-flood $m " /tmp/rx.txt)" -ge $want ]; }
+    npt_wait_for 10 all_arrived
     got=$(grep -c "] npt-flood $m " /tmp/rx.txt)
     echo "receiver got $got of $want flood lines; its UDP counters:"
     nsenter -t $ns_pid -n grep Udp: /proc/net/snmp

@@ -8,7 +8,6 @@
 # were overwritten; reset detaches the programs (gone from /proc/kallsyms); kprobe
 # links pin only from 5.15 on; and dump fails cleanly on no pins, an incomplete or
 # foreign directory, another schema version and a truncated JSON-lines file.
-# kernels: 5.10 6.1 6.12
 # nics: virtio virtio
 # timeout: 600
 # checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal json_schema
@@ -28,25 +27,11 @@ modprobe netconsole
 target() { npt_target "$1" "$2" 10.99.0.2; echo "target $1 enabled=$(cat $CFG/$1/enabled)"; }
 enable() { echo 1 >$CFG/$1/enabled 2>/dev/null; echo "target $1 enabled=$(cat $CFG/$1/enabled)"; }
 
-# wait_for PATTERN FILE [SECONDS]
-wait_for() {
-    n=0
-    while ! grep -q "$1" "$2" 2>/dev/null && [ $n -lt "${3:-120}" ]; do sleep 1; n=$((n + 1)); done
-    grep -q "$1" "$2"
-}
-
-# jcount FILE PATTERN...: lines of FILE with every fixed string.
-jcount() {
-    f=$1; shift
-    out=$(cat "$f")
-    for p in "$@"; do out=$(printf '%s\n' "$out" | grep -F -- "$p"); done
-    printf '%s\n' "$out" | grep -c . || true
-}
 
 # --- agent --persist, then SIGKILL --------------------------------------------------
 netpoll-trace agent --persist --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
 agent=$!
-wait_for 'agent ready:' /tmp/agent.err
+npt_wait_for 120 grep -q 'agent ready:' /tmp/agent.err
 cat /tmp/agent.err
 kill -9 $agent
 wait $agent 2>/dev/null
@@ -62,7 +47,7 @@ target t3 eth0
 rmmod emulate_pre419
 enable t3
 echo "<2>npt-recorder-hello $$" >/dev/kmsg
-npt_check delivered wait_for "npt-recorder-hello $$" /tmp/received 30
+npt_check delivered npt_wait_for 30 grep -q "npt-recorder-hello $$" /tmp/received
 npt_dmesg_since_mark
 
 netpoll-trace dump --json >/tmp/dump1.json 2>/tmp/dump1.err
@@ -70,17 +55,17 @@ echo "dump rc=$?"; cat /tmp/dump1.err /tmp/dump1.json
 netpoll-trace dump >/tmp/dump1.txt 2>&1
 cat /tmp/dump1.txt
 four_after_kill() {
-    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"nosuch0"' '"ret":-19,')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"noip0"' '"ret":-89,')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"__netpoll_setup"' '"dev":"eth0"' '"ret":-524,')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"setup"' '"fn":"netpoll_setup"' '"dev":"eth0"' '"ret":0,')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"setup"' '"resolved_at":"dump"' '"seq":')" -eq 6
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=nosuch0 ret=-19)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=noip0 ret=-89)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=__netpoll_setup dev=eth0 ret=-524)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=eth0 ret=0)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup resolved_at=dump seq)" -eq 6
 }
 causes() {
-    test "$(jcount /tmp/dump1.json '"type":"diagnosis"')" -eq 3 &&
-    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"nosuch0"' '"cause":"no_such_device"')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"noip0"' '"cause":"no_ip_address"')" -eq 1 &&
-    test "$(jcount /tmp/dump1.json '"type":"diagnosis"' '"dev":"eth0"' '"cause":"missing_poll_controller"' "eth0 doesn't support polling, aborting")" -eq 1
+    test "$(npt_json_count /tmp/dump1.json type=diagnosis)" -eq 3 &&
+    test "$(npt_json_count /tmp/dump1.json type=diagnosis dev=nosuch0 cause=no_such_device)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=diagnosis dev=noip0 cause=no_ip_address)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=diagnosis dev=eth0 cause=missing_poll_controller "kernel_message~eth0 doesn't support polling, aborting")" -eq 1
 }
 npt_check four_after_kill four_after_kill
 npt_check causes causes
@@ -89,7 +74,7 @@ npt_check dump_human sh -c "grep -q 'resolved now, at dump time' /tmp/dump1.txt 
 # --- restart on the pins: the pinned probes are reused, history kept ---------------
 netpoll-trace watch --persist --json --for 600s >/tmp/w2.json 2>/tmp/w2.err &
 w=$!
-wait_for 'ready:' /tmp/w2.err
+npt_wait_for 120 grep -q 'ready:' /tmp/w2.err
 enable t1
 enable t1
 sleep 1
@@ -97,14 +82,14 @@ kill -TERM $w
 wait $w
 echo "--- restarted watch"; cat /tmp/w2.err /tmp/w2.json
 npt_check restart_reuses grep -q 'reusing the pinned probes' /tmp/w2.err
-npt_check live_from_pins test "$(jcount /tmp/w2.json '"fn":"netpoll_setup"' '"dev":"nosuch0"')" -eq 2
+npt_check live_from_pins test "$(npt_json_count /tmp/w2.json fn=netpoll_setup dev=nosuch0)" -eq 2
 netpoll-trace dump --json >/tmp/dump2.json
-grep -F '"type":"counter"' /tmp/dump2.json
+npt_json_lines /tmp/dump2.json type=counter
 no_double_count() {
-    test "$(jcount /tmp/dump2.json '"type":"counter"' '"dev":"nosuch0"' '"fn":"netpoll_setup"' '"errno":"ENODEV"' '"count":3}')" -eq 1 &&
-    test "$(jcount /tmp/dump2.json '"type":"counter"' '"dev":"eth0"' '"fn":"netpoll_setup"' '"ret":0,' '"count":1}')" -eq 1 &&
-    test "$(jcount /tmp/dump2.json '"type":"setup"')" -eq 8 &&
-    test "$(jcount /tmp/dump2.json '"type":"recorder"' '"recorded":8,' '"overwritten":0,')" -eq 1
+    test "$(npt_json_count /tmp/dump2.json type=counter dev=nosuch0 fn=netpoll_setup errno=ENODEV count=3)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump2.json type=counter dev=eth0 fn=netpoll_setup ret=0 count=1)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump2.json type=setup)" -eq 8 &&
+    test "$(npt_json_count /tmp/dump2.json type=recorder recorded=8 overwritten=0)" -eq 1
 }
 npt_check no_double_count no_double_count
 
@@ -113,8 +98,8 @@ progs() { grep -c 'bpf_prog_[0-9a-f]*_.*netpoll_setup' /proc/kallsyms; }
 before=$(progs)
 netpoll-trace reset >/tmp/reset.out 2>&1
 cat /tmp/reset.out
-n=0
-while [ "$(progs)" -gt 0 ] && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
+progs_gone() { [ "$(progs)" -eq 0 ]; }
+npt_wait_for 10 progs_gone
 after=$(progs)
 echo "programs in kallsyms: before reset $before, after $after"
 npt_check reset_detaches sh -c "test $before -gt 0 && test $after -eq 0 && ! test -e $PINS && grep -q 'pinned probe link(s) detached' /tmp/reset.out"
@@ -126,12 +111,12 @@ i=0
 while [ $i -lt 20 ]; do enable t1 >/dev/null; i=$((i + 1)); done
 netpoll-trace dump --json >/tmp/dump3.json
 cat /tmp/dump3.json
-seqs=$(grep -F '"type":"setup"' /tmp/dump3.json | sed 's/.*"seq":\([0-9]*\).*/\1/' | tr '\n' ' ')
+seqs=$(npt_json_lines /tmp/dump3.json type=setup | sed 's/.*"seq":\([0-9]*\).*/\1/' | tr '\n' ' ')
 echo "seqs: $seqs"
 ring_wraps() {
     test "$seqs" = '12 13 14 15 16 17 18 19 ' &&
-    test "$(jcount /tmp/dump3.json '"type":"recorder"' '"ring_size":8,' '"recorded":20,' '"kept":8,' '"overwritten":12,' '"missing_seqs":[]')" -eq 1 &&
-    test "$(jcount /tmp/dump3.json '"type":"counter"' '"dev":"nosuch0"' '"count":20}')" -eq 1
+    test "$(npt_json_count /tmp/dump3.json type=recorder ring_size=8 recorded=20 kept=8 overwritten=12 'missing_seqs=[]')" -eq 1 &&
+    test "$(npt_json_count /tmp/dump3.json type=counter dev=nosuch0 count=20)" -eq 1
 }
 npt_check ring_wraps ring_wraps
 npt_check json_schema sh -c "netpoll-trace schema-check /tmp/dump1.json && netpoll-trace schema-check /tmp/dump3.json"
@@ -142,17 +127,17 @@ netpoll-trace watch --persist --attach kprobe --for 1s >/dev/null 2>/tmp/w4.err
 cat /tmp/w4.err
 enable t1 >/dev/null
 netpoll-trace dump --json >/tmp/dump4.json
-grep -F '"type":"recorder"' /tmp/dump4.json
+npt_json_lines /tmp/dump4.json type=recorder
 ls $PINS
-if npt_kernel_at_least 5 15; then
+if npt_has kprobe_links; then
     kprobe_links() {
         ls $PINS | grep -q '^link_netpoll_setup_entry' &&
-        test "$(jcount /tmp/dump4.json '"type":"recorder"' '"recorded":1,')" -eq 1
+        test "$(npt_json_count /tmp/dump4.json type=recorder recorded=1)" -eq 1
     }
 else
     kprobe_links() {
         grep -q 'kprobe links can be pinned only on kernels 5.15' /tmp/w4.err && ! ls $PINS | grep -q '^link_' &&
-        test "$(jcount /tmp/dump4.json '"type":"recorder"' '"recorded":0,')" -eq 1
+        test "$(npt_json_count /tmp/dump4.json type=recorder recorded=0)" -eq 1
     }
 fi
 npt_check kprobe_links kprobe_links

@@ -159,10 +159,7 @@ fn run_kernel(
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: format!(
-            "console=ttyS0 panic=-1 quiet npt.kernel={} npt.timeout={} npt.nics=virtio_net",
-            kernel.label, c.timeout_secs
-        ),
+        append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"]),
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));

@@ -80,6 +80,18 @@ pub fn run(opts: &Options) -> Result<bool> {
     Ok(failed == 0)
 }
 
+/// The guest kernel's command line: the console, and what lab/init reads (npt.*): the label,
+/// the release the guest must be running (smoke checks `uname -r` against it), the script's
+/// timeout and the NIC drivers to load.
+pub fn cmdline(kernel: &Kernel, timeout_secs: u64, nic_modules: &[&str]) -> String {
+    format!(
+        "console=ttyS0 panic=-1 quiet npt.kernel={} npt.release={} npt.timeout={timeout_secs} npt.nics={}",
+        kernel.label,
+        kernel.release,
+        nic_modules.join(",")
+    )
+}
+
 fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
     if labels.is_empty() || labels.iter().any(|l| l == "all") {
         return Ok(kernels::KERNELS.iter().collect());
@@ -124,12 +136,7 @@ fn run_one(
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: format!(
-            "console=ttyS0 panic=-1 quiet npt.kernel={} npt.timeout={} npt.nics={}",
-            kernel.label,
-            sc.header.timeout_secs,
-            nic_modules.join(",")
-        ),
+        append: cmdline(kernel, sc.header.timeout_secs, &nic_modules),
         nics: sc.header.nics.clone(),
     };
     let log = work.join(format!("{}.log", sc.name));
