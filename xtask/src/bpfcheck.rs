@@ -1,0 +1,845 @@
+//! `cargo xtask bpfcheck [OBJECT...]`: can an eBPF object load on Linux 4.14?
+//!
+//! A static check of the ELF, for CI (no 4.14 kernel here): the legacy object must
+//! pass, the modern one (aya-log, fentry) fails. Per program: at most 4,096
+//! instructions (BPF_MAXINSNS), no bpf-to-bpf call (4.16), no loop (a jump back into
+//! the path that led to it; bounded loops: 5.3) and no unreachable instruction, as
+//! 4.14's check_cfg walks them, only
+//! 4.14's helpers and opcodes (BPF CPU v1/v2: no JMP32 class, 5.1; no atomics but
+//! XADD, 5.12; no v4 sign-extending or byte-swap forms, 6.6), and relocations only to
+//! maps. Per object: ELF for BPF with e_flags 0, no global data sections (.data,
+//! .rodata, .bss: 5.2), no BTF-defined `.maps`, and only map types 4.14 has (no ring
+//! buffer, 5.8). The ELF is parsed by hand: only headers, symbols and relocations.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use crate::{build, cache};
+
+/// 4.14's instruction limit per program (BPF_MAXINSNS, include/uapi/linux/bpf_common.h).
+pub const MAX_INSNS: usize = 4096;
+
+/// The helpers 4.14 has, indexed by id: the `__BPF_FUNC_MAPPER` list of
+/// include/uapi/linux/bpf.h in Linux 4.14.325 (commit 62588ebe7), whose order gives
+/// the ids. 0 (unspec) is no helper. A program type can call only some of these; the
+/// kernel's loader says which, this check only rules out the newer ones.
+pub const HELPERS_4_14: [&str; 54] = [
+    "unspec",
+    "map_lookup_elem",
+    "map_update_elem",
+    "map_delete_elem",
+    "probe_read",
+    "ktime_get_ns",
+    "trace_printk",
+    "get_prandom_u32",
+    "get_smp_processor_id",
+    "skb_store_bytes",
+    "l3_csum_replace",
+    "l4_csum_replace",
+    "tail_call",
+    "clone_redirect",
+    "get_current_pid_tgid",
+    "get_current_uid_gid",
+    "get_current_comm",
+    "get_cgroup_classid",
+    "skb_vlan_push",
+    "skb_vlan_pop",
+    "skb_get_tunnel_key",
+    "skb_set_tunnel_key",
+    "perf_event_read",
+    "redirect",
+    "get_route_realm",
+    "perf_event_output",
+    "skb_load_bytes",
+    "get_stackid",
+    "csum_diff",
+    "skb_get_tunnel_opt",
+    "skb_set_tunnel_opt",
+    "skb_change_proto",
+    "skb_change_type",
+    "skb_under_cgroup",
+    "get_hash_recalc",
+    "get_current_task",
+    "probe_write_user",
+    "current_task_under_cgroup",
+    "skb_change_tail",
+    "skb_pull_data",
+    "csum_update",
+    "set_hash_invalid",
+    "get_numa_node_id",
+    "skb_change_head",
+    "xdp_adjust_head",
+    "probe_read_str",
+    "get_socket_cookie",
+    "get_socket_uid",
+    "set_hash",
+    "setsockopt",
+    "skb_adjust_room",
+    "redirect_map",
+    "sk_redirect_map",
+    "sock_map_update",
+];
+
+/// 4.14's `enum bpf_map_type` (same header), indexed by type.
+pub const MAP_TYPES_4_14: [&str; 16] = [
+    "unspec",
+    "hash",
+    "array",
+    "prog_array",
+    "perf_event_array",
+    "percpu_hash",
+    "percpu_array",
+    "stack_trace",
+    "cgroup_array",
+    "lru_hash",
+    "lru_percpu_hash",
+    "lpm_trie",
+    "array_of_maps",
+    "hash_of_maps",
+    "devmap",
+    "sockmap",
+];
+
+/// BPF_MAP_TYPE_RINGBUF (5.8): named, as aya-log's map is the usual culprit.
+const MAP_TYPE_RINGBUF: u32 = 27;
+
+/// The section aya puts `bpf_map_def` maps in (type is their first u32).
+const MAPS_SECTION: &str = "maps";
+
+// Instruction classes and fields (include/uapi/linux/bpf.h, bpf_common.h).
+const CLASS_LD: u8 = 0x00;
+const CLASS_LDX: u8 = 0x01;
+const CLASS_ST: u8 = 0x02;
+const CLASS_STX: u8 = 0x03;
+const CLASS_ALU: u8 = 0x04;
+const CLASS_JMP: u8 = 0x05;
+const CLASS_JMP32: u8 = 0x06;
+const CLASS_ALU64: u8 = 0x07;
+const LDDW: u8 = 0x18;
+const MODE_MEM: u8 = 0x60;
+const MODE_MEMSX: u8 = 0x80;
+const MODE_ATOMIC: u8 = 0xc0;
+const SIZE_W: u8 = 0x00;
+const SIZE_DW: u8 = 0x18;
+const OP_CALL: u8 = 0x80;
+const OP_EXIT: u8 = 0x90;
+const OP_JSLE: u8 = 0xd0;
+const OP_ARSH: u8 = 0xc0;
+const OP_END: u8 = 0xd0;
+/// JLT, JLE, JSLT, JSLE: BPF CPU v2, Linux 4.14 (not 4.9).
+const V2_JUMPS: [u8; 4] = [0xa0, 0xb0, 0xc0, 0xd0];
+/// lddw source registers: 0 a constant, 1 a map fd (BPF_PSEUDO_MAP_FD); the others
+/// (map value, BTF id, function) came after 4.14.
+const LDDW_SRC_MAX: u8 = 1;
+
+/// One 8-byte instruction: opcode, dst/src registers, offset, immediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    #[cfg(test)]
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
+        Self { code, dst, src, off, imm }
+    }
+
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            code: b[0],
+            dst: b[1] & 0x0f,
+            src: b[1] >> 4,
+            off: i16::from_le_bytes([b[2], b[3]]),
+            imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+}
+
+pub fn decode(bytes: &[u8]) -> Vec<Insn> {
+    bytes.chunks_exact(8).map(Insn::decode).collect()
+}
+
+/// What one program needs of the kernel, and what 4.14 would refuse.
+#[derive(Debug, Default)]
+pub struct ProgramCheck {
+    pub insns: usize,
+    pub helpers: BTreeSet<i32>,
+    /// Uses JLT/JLE/JSLT/JSLE: BPF CPU v2 (4.14 has them, 4.9 does not).
+    pub needs_v2: bool,
+    pub problems: Vec<String>,
+}
+
+/// The per-program rules, on the program's instructions alone.
+pub fn check_program(insns: &[Insn]) -> ProgramCheck {
+    let mut c = ProgramCheck { insns: insns.len(), ..Default::default() };
+    if insns.len() > MAX_INSNS {
+        c.problems.push(format!("{} instructions, more than 4.14's {MAX_INSNS}", insns.len()));
+    }
+    // Where control can go after each instruction; None for the second half of a lddw.
+    let mut successors: Vec<Option<Vec<usize>>> = vec![None; insns.len()];
+    let mut i = 0;
+    while i < insns.len() {
+        let (width, next) = check_insn(&mut c, insns, i);
+        successors[i] = Some(next);
+        i += width;
+    }
+    check_cfg(&mut c, &successors);
+    c
+}
+
+/// Checks one instruction's opcode; returns its width in slots and its successors.
+fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usize>) {
+    let insn = insns[i];
+    let class = insn.code & 0x07;
+    let op = insn.code & 0xf0;
+    let mut bad = |what: String| c.problems.push(format!("insn {i}: {what}"));
+    match class {
+        CLASS_LD => {
+            if insn.code != LDDW {
+                bad(format!("opcode {:#04x}: packet load (socket filters only)", insn.code));
+                return (1, vec![i + 1]);
+            }
+            if insn.src > LDDW_SRC_MAX {
+                bad(format!("64-bit load with pseudo source {} (4.14 knows only map fds)", insn.src));
+            }
+            (2, vec![i + 2])
+        }
+        CLASS_LDX | CLASS_ST => {
+            match insn.code & 0xe0 {
+                MODE_MEM => {}
+                MODE_MEMSX => bad(format!("opcode {:#04x}: sign-extending load (BPF CPU v4, Linux 6.6)", insn.code)),
+                _ => bad(format!("opcode {:#04x}: unknown memory mode", insn.code)),
+            }
+            (1, vec![i + 1])
+        }
+        CLASS_STX => {
+            match insn.code & 0xe0 {
+                MODE_MEM => {}
+                // XADD: atomic add without fetch, 32 or 64 bits, is all 4.14 has.
+                MODE_ATOMIC if insn.imm == 0 && matches!(insn.code & 0x18, SIZE_W | SIZE_DW) => {}
+                MODE_ATOMIC => bad(format!(
+                    "opcode {:#04x} imm {:#x}: atomic operation other than add (fetch/and/or/xor/xchg/cmpxchg: Linux 5.12)",
+                    insn.code, insn.imm
+                )),
+                _ => bad(format!("opcode {:#04x}: unknown memory mode", insn.code)),
+            }
+            (1, vec![i + 1])
+        }
+        CLASS_ALU | CLASS_ALU64 => {
+            if op > OP_END {
+                bad(format!("opcode {:#04x}: unknown ALU operation", insn.code));
+            } else if op == OP_END && class == CLASS_ALU64 {
+                bad(format!("opcode {:#04x}: unconditional byte swap (BPF CPU v4, Linux 6.6)", insn.code));
+            } else if op == OP_ARSH && class == CLASS_ALU {
+                bad(format!("opcode {:#04x}: 32-bit arithmetic shift (Linux 4.20)", insn.code));
+            } else if insn.off != 0 {
+                bad(format!(
+                    "opcode {:#04x} off {}: signed division or sign-extending move (BPF CPU v4, Linux 6.6)",
+                    insn.code, insn.off
+                ));
+            }
+            (1, vec![i + 1])
+        }
+        CLASS_JMP32 => {
+            bad(format!("opcode {:#04x}: JMP32 class (BPF CPU v3, Linux 5.1)", insn.code));
+            (1, vec![i + 1])
+        }
+        CLASS_JMP => match op {
+            OP_CALL => {
+                match insn.src {
+                    0 => {
+                        if insn.imm <= 0 || insn.imm as usize >= HELPERS_4_14.len() {
+                            bad(format!("helper {} is not in 4.14 (its last is {})", insn.imm, HELPERS_4_14.len() - 1));
+                        }
+                        c.helpers.insert(insn.imm);
+                    }
+                    1 => bad("bpf-to-bpf call (Linux 4.16): inline the callee".into()),
+                    s => bad(format!("call with source {s}: kernel function call (Linux 5.13)")),
+                }
+                (1, vec![i + 1])
+            }
+            OP_EXIT => (1, Vec::new()),
+            _ if op > OP_JSLE => {
+                bad(format!("opcode {:#04x}: unknown jump", insn.code));
+                (1, vec![i + 1])
+            }
+            _ => {
+                c.needs_v2 |= V2_JUMPS.contains(&op);
+                let target = i as i64 + 1 + i64::from(insn.off);
+                let mut next = Vec::new();
+                if op != 0 {
+                    next.push(i + 1); // conditional: may fall through
+                }
+                match usize::try_from(target) {
+                    Ok(t) => next.push(t),
+                    Err(_) => bad(format!("jump by {} before the program's start", insn.off)),
+                }
+                (1, next)
+            }
+        },
+        _ => unreachable!("a class is 3 bits"),
+    }
+}
+
+/// 4.14's check_cfg (kernel/bpf/verifier.c): a depth-first walk from the first
+/// instruction; an edge back to an instruction still on the walk's path is a loop,
+/// which it refuses (bounded loops came in 5.3), and so is any instruction the walk
+/// never reaches. A jump to a lower address that closes no loop is allowed: LLVM
+/// places cold blocks last and jumps back from them.
+fn check_cfg(c: &mut ProgramCheck, successors: &[Option<Vec<usize>>]) {
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; successors.len()];
+    let mut path: Vec<(usize, usize)> = Vec::new(); // (instruction, next successor to follow)
+    if !successors.is_empty() {
+        state[0] = ON_PATH;
+        path.push((0, 0));
+    }
+    while let Some((i, k)) = path.last_mut() {
+        let (i, edges) = (*i, successors[*i].as_deref().unwrap_or_default());
+        let Some(&t) = edges.get(*k) else {
+            state[i] = DONE;
+            path.pop();
+            continue;
+        };
+        *k += 1;
+        match (successors.get(t), state.get(t)) {
+            (None, _) => c.problems.push(format!("insn {i}: control leaves the program")),
+            (Some(None), _) => c.problems.push(format!("insn {i}: jump into the middle of a 64-bit load")),
+            (_, Some(&ON_PATH)) => c.problems.push(format!("insn {i}: jumps back to insn {t}, a loop (Linux 5.3)")),
+            (_, Some(&NEW)) => {
+                state[t] = ON_PATH;
+                path.push((t, 0));
+            }
+            _ => {} // done already: a forward or cross edge
+        }
+    }
+    // One line per dead stretch, as the verifier stops at the first.
+    let mut previous_dead = false;
+    for (i, s) in successors.iter().enumerate() {
+        if s.is_none() {
+            continue;
+        }
+        let dead = state[i] == NEW;
+        if dead && !previous_dead {
+            c.problems.push(format!("insn {i}: unreachable (4.14 refuses dead code)"));
+        }
+        previous_dead = dead;
+    }
+}
+
+/// The parts of an ELF object the check reads.
+#[derive(Debug, Default)]
+pub struct Object {
+    pub e_flags: u32,
+    pub sections: Vec<Section>,
+    pub symbols: Vec<Symbol>,
+    pub relocs: Vec<Reloc>,
+}
+
+#[derive(Debug, Default)]
+pub struct Section {
+    pub name: String,
+    pub executable: bool,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Symbol {
+    pub name: String,
+    /// Section index (0: undefined).
+    pub section: usize,
+    pub value: u64,
+    pub size: u64,
+    pub is_func: bool,
+}
+
+/// A relocation in section `target` at `offset`, naming symbol `symbol`.
+#[derive(Debug)]
+pub struct Reloc {
+    pub target: usize,
+    pub offset: u64,
+    pub symbol: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Result<u16> {
+    Ok(u16::from_le_bytes(b.get(at..at + 2).context("ELF truncated")?.try_into()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Result<u32> {
+    Ok(u32::from_le_bytes(b.get(at..at + 4).context("ELF truncated")?.try_into()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Result<u64> {
+    Ok(u64::from_le_bytes(b.get(at..at + 8).context("ELF truncated")?.try_into()?))
+}
+fn cstr(table: &[u8], at: usize) -> String {
+    let s = table.get(at..).unwrap_or_default();
+    String::from_utf8_lossy(&s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]).into_owned()
+}
+
+const EM_BPF: u16 = 247;
+const SHT_SYMTAB: u32 = 2;
+const SHT_NOBITS: u32 = 8;
+const SHT_REL: u32 = 9;
+const SHF_EXECINSTR: u64 = 4;
+const STT_FUNC: u8 = 2;
+
+/// Parses a little-endian ELF64 BPF object (what bpfel-unknown-none produces).
+pub fn parse(b: &[u8]) -> Result<Object> {
+    ensure!(b.get(..4) == Some(b"\x7fELF"), "not an ELF file");
+    ensure!(b.get(4) == Some(&2) && b.get(5) == Some(&1), "not a little-endian 64-bit ELF (bpfel)");
+    ensure!(u16_at(b, 18)? == EM_BPF, "not a BPF object (e_machine {})", u16_at(b, 18)?);
+    let e_flags = u32_at(b, 48)?;
+    let shoff = u64_at(b, 40)? as usize;
+    let shentsize = u16_at(b, 58)? as usize;
+    let shnum = u16_at(b, 60)? as usize;
+    let shstrndx = u16_at(b, 62)? as usize;
+    struct Raw {
+        name: u32,
+        kind: u32,
+        flags: u64,
+        data: Vec<u8>,
+        link: u32,
+        info: u32,
+    }
+    let mut raw = Vec::with_capacity(shnum);
+    for n in 0..shnum {
+        let h = shoff + n * shentsize;
+        let kind = u32_at(b, h + 4)?;
+        let (off, size) = (u64_at(b, h + 24)? as usize, u64_at(b, h + 32)? as usize);
+        let data = if kind == SHT_NOBITS {
+            Vec::new()
+        } else {
+            b.get(off..off + size).with_context(|| format!("section {n} lies outside the file"))?.to_vec()
+        };
+        raw.push(Raw { name: u32_at(b, h)?, kind, flags: u64_at(b, h + 8)?, data, link: u32_at(b, h + 40)?, info: u32_at(b, h + 44)? });
+    }
+    let shstr = raw.get(shstrndx).map(|s| s.data.clone()).unwrap_or_default();
+    let mut obj = Object { e_flags, ..Default::default() };
+    for s in &raw {
+        obj.sections.push(Section {
+            name: cstr(&shstr, s.name as usize),
+            executable: s.flags & SHF_EXECINSTR != 0,
+            data: s.data.clone(),
+        });
+    }
+    if let Some(symtab) = raw.iter().find(|s| s.kind == SHT_SYMTAB) {
+        let strtab = raw.get(symtab.link as usize).map(|s| s.data.as_slice()).unwrap_or_default();
+        for e in symtab.data.chunks_exact(24) {
+            obj.symbols.push(Symbol {
+                name: cstr(strtab, u32_at(e, 0)? as usize),
+                section: u16_at(e, 6)? as usize,
+                value: u64_at(e, 8)?,
+                size: u64_at(e, 16)?,
+                is_func: e[4] & 0x0f == STT_FUNC,
+            });
+        }
+    }
+    for s in raw.iter().filter(|s| s.kind == SHT_REL) {
+        for e in s.data.chunks_exact(16) {
+            let info = u64_at(e, 8)?;
+            obj.relocs.push(Reloc { target: s.info as usize, offset: u64_at(e, 0)?, symbol: (info >> 32) as usize });
+        }
+    }
+    Ok(obj)
+}
+
+/// One program of the object and its check.
+#[derive(Debug)]
+pub struct ProgramReport {
+    pub section: String,
+    pub name: String,
+    pub check: ProgramCheck,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub programs: Vec<ProgramReport>,
+    /// (map name, map type)
+    pub maps: Vec<(String, u32)>,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.programs.iter().all(|p| p.check.problems.is_empty())
+    }
+}
+
+fn is_global_data(name: &str) -> bool {
+    [".data", ".rodata", ".bss"].iter().any(|g| name == *g || name.starts_with(&format!("{g}.")))
+}
+
+/// The per-object rules, and the per-program ones on every program.
+pub fn check(obj: &Object) -> Report {
+    let mut r = Report::default();
+    if obj.e_flags != 0 {
+        r.problems.push(format!("ELF e_flags {:#x}: LLVM writes 0 for every BPF CPU; unknown ABI", obj.e_flags));
+    }
+    for s in &obj.sections {
+        if is_global_data(&s.name) {
+            r.problems.push(format!("section {}: global data (Linux 5.2)", s.name));
+        } else if s.name == ".maps" {
+            r.problems.push("section .maps: BTF-defined maps (need kernel BTF, after 4.14)".into());
+        }
+    }
+    let maps = obj.sections.iter().position(|s| s.name == MAPS_SECTION);
+    for sym in obj.symbols.iter().filter(|s| Some(s.section) == maps && !s.name.is_empty()) {
+        let data = &obj.sections[sym.section].data;
+        let Some(kind) = data.get(sym.value as usize..sym.value as usize + 4) else {
+            r.problems.push(format!("map {}: definition outside its section", sym.name));
+            continue;
+        };
+        let kind = u32::from_le_bytes(kind.try_into().expect("4 bytes"));
+        if kind == MAP_TYPE_RINGBUF {
+            r.problems.push(format!("map {}: ring buffer (Linux 5.8)", sym.name));
+        } else if kind == 0 || kind as usize >= MAP_TYPES_4_14.len() {
+            r.problems.push(format!("map {}: type {kind} is not in 4.14", sym.name));
+        }
+        r.maps.push((sym.name.clone(), kind));
+    }
+    for (idx, sec) in obj.sections.iter().enumerate() {
+        // .text holds functions for bpf-to-bpf calls, not programs; a call to one is
+        // reported where it is made.
+        if !sec.executable || sec.name == ".text" {
+            continue;
+        }
+        for sym in obj.symbols.iter().filter(|s| s.section == idx && s.is_func) {
+            let (start, end) = (sym.value as usize, (sym.value + sym.size) as usize);
+            let Some(code) = sec.data.get(start..end) else {
+                r.problems.push(format!("program {}: outside its section", sym.name));
+                continue;
+            };
+            let mut check = check_program(&decode(code));
+            for rel in obj.relocs.iter().filter(|rel| rel.target == idx && (start..end).contains(&(rel.offset as usize))) {
+                let insn = (rel.offset as usize - start) / 8;
+                match obj.symbols.get(rel.symbol) {
+                    Some(t) if maps.is_some() && Some(t.section) == maps => {}
+                    Some(t) => {
+                        let place = obj.sections.get(t.section).map_or("undefined", |s| s.name.as_str());
+                        let place = if t.section == 0 { "undefined" } else { place };
+                        // An unnamed symbol is a section's own: a call into .text, say.
+                        let name = if t.name.is_empty() { "a local function" } else { t.name.as_str() };
+                        check.problems.push(format!("insn {insn}: relocation to {name} in {place}, not a map"));
+                    }
+                    None => check.problems.push(format!("insn {insn}: relocation to a missing symbol")),
+                }
+            }
+            r.programs.push(ProgramReport { section: sec.name.clone(), name: sym.name.clone(), check });
+        }
+    }
+    if r.programs.is_empty() {
+        r.problems.push("no programs found".into());
+    }
+    r
+}
+
+fn helper_name(id: i32) -> String {
+    usize::try_from(id).ok().and_then(|i| HELPERS_4_14.get(i)).map_or_else(|| format!("#{id}"), |n| n.to_string())
+}
+
+fn map_type_name(kind: u32) -> String {
+    match kind {
+        MAP_TYPE_RINGBUF => "ringbuf".into(),
+        k => MAP_TYPES_4_14.get(k as usize).map_or_else(|| format!("type {k}"), |n| n.to_string()),
+    }
+}
+
+/// Prints the report; returns whether the object passes.
+fn print(path: &Path, r: &Report) -> bool {
+    println!("bpfcheck: {} (Linux 4.14 rules)", path.display());
+    for p in &r.programs {
+        let helpers: Vec<_> = p.check.helpers.iter().map(|&h| helper_name(h)).collect();
+        let verdict = if p.check.problems.is_empty() { "ok" } else { "FAIL" };
+        println!(
+            "  {:<4} {}/{}: {} insns, cpu {}, helpers: {}",
+            verdict,
+            p.section,
+            p.name,
+            p.check.insns,
+            if p.check.needs_v2 { "v2" } else { "v1" },
+            if helpers.is_empty() { "none".into() } else { helpers.join(", ") }
+        );
+        // The first dozen say enough; the modern object has hundreds.
+        for (n, problem) in p.check.problems.iter().enumerate().take(12) {
+            println!("         - {problem}");
+            if n == 11 && p.check.problems.len() > 12 {
+                println!("         - ... and {} more", p.check.problems.len() - 12);
+            }
+        }
+    }
+    let maps: Vec<_> = r.maps.iter().map(|(n, k)| format!("{n} ({})", map_type_name(*k))).collect();
+    println!("  maps: {}", maps.join(", "));
+    for problem in &r.problems {
+        println!("  FAIL {problem}");
+    }
+    let ok = r.ok();
+    println!("bpfcheck: {}: {}", path.display(), if ok { "PASS" } else { "FAIL" });
+    ok
+}
+
+pub fn check_file(path: &Path) -> Result<bool> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let obj = parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(print(path, &check(&obj)))
+}
+
+/// `cargo xtask bpfcheck`: the given objects, or the legacy object the lab embeds.
+pub fn run(objects: &[PathBuf]) -> Result<bool> {
+    let objects = if objects.is_empty() { vec![legacy_object()?] } else { objects.to_vec() };
+    let mut ok = true;
+    for o in &objects {
+        ok &= check_file(o)?;
+    }
+    Ok(ok)
+}
+
+/// The legacy object of the static build the lab uses, built first if stale.
+pub fn legacy_object() -> Result<PathBuf> {
+    let binary = build::static_binary()?;
+    // target/<triple>/release/netpoll-trace -> target/<triple>/release/build/netpoll-trace-*/out/
+    let build_dir = binary.parent().map(|d| d.join("build")).unwrap_or_else(|| cache::workspace_root().join("target"));
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(&build_dir).with_context(|| format!("listing {}", build_dir.display()))?.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("netpoll-trace-") {
+            continue;
+        }
+        let candidate = entry.path().join("out").join("netpoll-trace-ebpf-legacy");
+        if let Ok(modified) = candidate.metadata().and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(t, _)| modified > *t)
+        {
+            newest = Some((modified, candidate));
+        }
+    }
+    match newest {
+        Some((_, path)) => Ok(path),
+        None => bail!("no netpoll-trace-ebpf-legacy under {} after the build", build_dir.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOV_R0_0: Insn = Insn::new(0xb7, 0, 0, 0, 0);
+    const EXIT: Insn = Insn::new(0x95, 0, 0, 0, 0);
+
+    fn call(src: u8, imm: i32) -> Insn {
+        Insn::new(0x85, 0, src, 0, imm)
+    }
+
+    fn problems(insns: &[Insn]) -> Vec<String> {
+        check_program(insns).problems
+    }
+
+    #[test]
+    fn a_plain_program_passes() {
+        assert_eq!(problems(&[MOV_R0_0, EXIT]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn helper_calls_pass_within_4_14_and_fail_beyond() {
+        let c = check_program(&[call(0, 4), call(0, 45), call(0, 53), MOV_R0_0, EXIT]);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.helpers, BTreeSet::from([4, 45, 53]));
+        // 54 is the first id after 4.14 (msg_redirect_map); 131 is ringbuf_reserve.
+        for id in [54, 131, 0] {
+            let p = problems(&[call(0, id), EXIT]);
+            assert!(p.len() == 1 && p[0].contains("not in 4.14"), "{id}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn bpf_to_bpf_and_kfunc_calls_fail() {
+        let p = problems(&[call(1, -1), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("bpf-to-bpf"), "{p:?}");
+        let p = problems(&[call(2, 7), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("5.13"), "{p:?}");
+    }
+
+    #[test]
+    fn jumps_pass_loops_fail() {
+        // if r0 == 0 goto +1; r0 = 0; exit
+        assert!(problems(&[Insn::new(0x15, 0, 0, 1, 0), MOV_R0_0, EXIT]).is_empty());
+        // r0 = 0; if r0 == 0 goto -2 (back to the mov, a loop); exit
+        let p = problems(&[MOV_R0_0, Insn::new(0x15, 0, 0, -2, 0), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("insn 1: jumps back to insn 0, a loop"), "{p:?}");
+        // A cold block placed last that jumps back to the join, as LLVM lays code out:
+        // 0: if r0 == 0 goto +2 (to 3); 1: r0 = 0; 2: exit; 3: r0 = 0; 4: goto -4 (to 1)
+        let cold = [Insn::new(0x15, 0, 0, 2, 0), MOV_R0_0, EXIT, MOV_R0_0, Insn::new(0x05, 0, 0, -4, 0)];
+        assert!(problems(&cold).is_empty(), "{:?}", problems(&cold));
+        // ... unless the join leads back to the cold block: 2 jumps to 3 instead of exiting.
+        let looped = [Insn::new(0x15, 0, 0, 2, 0), MOV_R0_0, Insn::new(0x05, 0, 0, 0, 0), MOV_R0_0, Insn::new(0x05, 0, 0, -4, 0)];
+        let p = problems(&looped);
+        assert!(p.iter().any(|p| p.contains("a loop")), "{p:?}");
+        let p = problems(&[Insn::new(0x05, 0, 0, -2, 0), EXIT]);
+        assert!(p.len() == 2 && p[0].contains("before the program's start"), "{p:?}");
+    }
+
+    #[test]
+    fn the_instruction_limit_is_4096() {
+        let mut insns = vec![MOV_R0_0; MAX_INSNS - 1];
+        insns.push(EXIT);
+        assert!(problems(&insns).is_empty());
+        insns.insert(0, MOV_R0_0);
+        let p = problems(&insns);
+        assert!(p.len() == 1 && p[0].contains("4097 instructions"), "{p:?}");
+    }
+
+    #[test]
+    fn jmp32_and_v4_forms_fail_v1_and_v2_pass() {
+        // JMP32 jeq (v3)
+        let p = problems(&[Insn::new(0x16, 0, 0, 0, 0), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("JMP32"), "{p:?}");
+        // movsx (ALU64 mov with off 8), ldsx (LDX MEMSX), bswap (ALU64 END)
+        for insn in [Insn::new(0xbf, 0, 1, 8, 0), Insn::new(0x91, 0, 1, 0, 0), Insn::new(0xd7, 0, 0, 0, 16)] {
+            let p = problems(&[insn, EXIT]);
+            assert!(p.len() == 1 && p[0].contains("v4"), "{insn:?}: {p:?}");
+        }
+        // 32-bit arsh (4.20)
+        let p = problems(&[Insn::new(0xc4, 0, 0, 0, 1), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("4.20"), "{p:?}");
+        // jlt (v2) passes and is reported as needing v2; jgt does not.
+        let c = check_program(&[Insn::new(0xa5, 0, 0, 0, 1), EXIT]);
+        assert!(c.problems.is_empty() && c.needs_v2, "{c:?}");
+        let c = check_program(&[Insn::new(0x25, 0, 0, 0, 1), EXIT]);
+        assert!(c.problems.is_empty() && !c.needs_v2, "{c:?}");
+    }
+
+    #[test]
+    fn only_xadd_of_the_atomics_passes() {
+        // lock *(u64 *)(r1 + 0) += r2
+        assert!(problems(&[Insn::new(0xdb, 1, 2, 0, 0), EXIT]).is_empty());
+        // the same with BPF_FETCH (0x01): atomic_fetch_add, 5.12
+        let p = problems(&[Insn::new(0xdb, 1, 2, 0, 0x01), EXIT]);
+        assert!(p.len() == 1 && p[0].contains("5.12"), "{p:?}");
+    }
+
+    #[test]
+    fn lddw_of_a_map_fd_passes_of_a_map_value_fails() {
+        let lddw = |src| [Insn::new(0x18, 1, src, 0, 0), Insn::new(0, 0, 0, 0, 0)];
+        let mut ok = lddw(1).to_vec();
+        ok.extend([MOV_R0_0, EXIT]);
+        assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
+        let mut bad = lddw(2).to_vec();
+        bad.extend([MOV_R0_0, EXIT]);
+        let p = problems(&bad);
+        assert!(p.len() == 1 && p[0].contains("pseudo source 2"), "{p:?}");
+    }
+
+    #[test]
+    fn dead_code_and_falling_off_the_end_fail() {
+        let p = problems(&[EXIT, MOV_R0_0, EXIT]);
+        assert!(p.len() == 1 && p[0].contains("insn 1: unreachable"), "{p:?}");
+        let p = problems(&[MOV_R0_0]);
+        assert!(p.len() == 1 && p[0].contains("leaves the program"), "{p:?}");
+        // 0: goto +1 (into the lddw's second half); 1-2: lddw; 3: exit
+        let p = problems(&[Insn::new(0x05, 0, 0, 1, 0), Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), EXIT]);
+        assert!(p.iter().any(|p| p.contains("middle of a 64-bit load")), "{p:?}");
+    }
+
+    /// An object with one kprobe program loading map `M` (of `map_type`) through a
+    /// relocation to `reloc_to`'s section, plus `extra` sections.
+    fn object(map_type: u32, reloc_to: &str, extra: &[&str]) -> Object {
+        let mut code = Vec::new();
+        for i in [Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), MOV_R0_0, EXIT] {
+            code.push(i.code);
+            code.push(i.dst | i.src << 4);
+            code.extend(i.off.to_le_bytes());
+            code.extend(i.imm.to_le_bytes());
+        }
+        let mut map = map_type.to_le_bytes().to_vec();
+        map.resize(28, 0);
+        let mut sections = vec![
+            Section::default(),
+            Section { name: "kprobe".into(), executable: true, data: code },
+            Section { name: "maps".into(), executable: false, data: map },
+        ];
+        for name in extra {
+            sections.push(Section { name: name.to_string(), executable: false, data: vec![0; 8] });
+        }
+        let mut symbols = vec![
+            Symbol { name: "prog".into(), section: 1, value: 0, size: 32, is_func: true },
+            Symbol { name: "M".into(), section: 2, value: 0, size: 28, is_func: false },
+        ];
+        if reloc_to != "maps" {
+            let target = sections.iter().position(|s| s.name == reloc_to).expect("section");
+            symbols.push(Symbol { name: "target".into(), section: target, value: 0, size: 8, is_func: false });
+        }
+        let symbol = symbols.len() - 1;
+        Object { e_flags: 0, sections, symbols, relocs: vec![Reloc { target: 1, offset: 0, symbol }] }
+    }
+
+    #[test]
+    fn maps_of_4_14_types_pass_a_ring_buffer_fails() {
+        let r = check(&object(1, "maps", &[]));
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.maps, vec![("M".to_string(), 1)]);
+        let r = check(&object(MAP_TYPE_RINGBUF, "maps", &[]));
+        assert!(!r.ok() && r.problems.iter().any(|p| p.contains("ring buffer")), "{r:?}");
+    }
+
+    #[test]
+    fn global_data_sections_and_relocations_to_them_fail() {
+        for section in [".rodata", ".data", ".bss", ".rodata.str1.1"] {
+            let r = check(&object(1, "maps", &[section]));
+            assert!(r.problems.iter().any(|p| p.contains("global data")), "{section}: {r:?}");
+        }
+        let r = check(&object(1, ".rodata", &[".rodata"]));
+        let prog = &r.programs[0].check.problems;
+        assert!(prog.iter().any(|p| p.contains("relocation to target in .rodata")), "{r:?}");
+    }
+
+    #[test]
+    fn nonzero_e_flags_fail() {
+        let mut o = object(1, "maps", &[]);
+        o.e_flags = 1;
+        assert!(!check(&o).ok());
+    }
+
+    #[test]
+    fn parses_a_minimal_elf() {
+        // Header, a null section, "kprobe" with one exit, and the section name table.
+        let shstr = b"\0kprobe\0.shstrtab\0".to_vec();
+        let code = [0x95u8, 0, 0, 0, 0, 0, 0, 0];
+        let mut b = vec![0u8; 64];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[18..20].copy_from_slice(&EM_BPF.to_le_bytes());
+        let code_off = b.len();
+        b.extend(code);
+        let str_off = b.len();
+        b.extend(&shstr);
+        while b.len() % 8 != 0 {
+            b.push(0);
+        }
+        let shoff = b.len();
+        b[40..48].copy_from_slice(&(shoff as u64).to_le_bytes());
+        b[58..60].copy_from_slice(&64u16.to_le_bytes());
+        b[60..62].copy_from_slice(&3u16.to_le_bytes());
+        b[62..64].copy_from_slice(&2u16.to_le_bytes());
+        let header = |name: u32, kind: u32, flags: u64, off: usize, size: usize| {
+            let mut h = vec![0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[8..16].copy_from_slice(&flags.to_le_bytes());
+            h[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            h
+        };
+        b.extend(header(0, 0, 0, 0, 0));
+        b.extend(header(1, 1, SHF_EXECINSTR, code_off, 8));
+        b.extend(header(8, 3, 0, str_off, shstr.len()));
+        let o = parse(&b).expect("parses");
+        assert_eq!(o.sections[1].name, "kprobe");
+        assert!(o.sections[1].executable);
+        assert_eq!(decode(&o.sections[1].data), vec![EXIT]);
+        b[18] = 62; // x86-64
+        assert!(parse(&b).is_err());
+    }
+}
