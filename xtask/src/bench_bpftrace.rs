@@ -1,5 +1,5 @@
 //! bpftrace for the benchmark guests: Debian's package and its library closure, downloaded
-//! per suite (bullseye for 5.10, bookworm for 6.1/6.12) and unpacked into the cache; at bench
+//! per suite of the lab kernels (kernels::KERNELS) and unpacked into the cache; at bench
 //! time the binary, the shared objects it loads (resolved by the suite's own dynamic loader,
 //! `ld.so --list`, against the unpacked tree) and that loader are packed where a Debian
 //! system keeps them, so the unmodified binary runs in the otherwise static guest.
@@ -11,9 +11,6 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{apt, cache, process};
-
-/// Suites the lab kernels come from (see kernels::KERNELS).
-pub const SUITES: &[&str] = &["bullseye", "bookworm"];
 
 const MULTIARCH: &str = "x86_64-linux-gnu";
 const LOADER: &str = "ld-linux-x86-64.so.2";
@@ -31,11 +28,11 @@ pub fn root(cache_dir: &Path, suite: &str) -> Result<PathBuf> {
     Ok(dir.join("root"))
 }
 
-/// Downloads and unpacks bpftrace with its dependency closure for every suite, unless present;
-/// returns what it fetched.
+/// Downloads and unpacks bpftrace with its dependency closure for every suite a lab kernel
+/// comes from, unless present; returns what it fetched.
 pub fn ensure(cache_dir: &Path, host_suite: &str) -> Result<Vec<String>> {
     let mut fetched = Vec::new();
-    for suite in SUITES {
+    for suite in &crate::kernels::suites() {
         if root(cache_dir, suite).is_ok() {
             continue;
         }

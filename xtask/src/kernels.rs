@@ -18,16 +18,45 @@ pub struct Spec {
     pub metapackage: &'static str,
 }
 
+/// Every lab kernel. Adding one is a row here: `cargo xtask setup` fetches it (and bpftrace
+/// for its suite), `cargo xtask lab` and `cargo xtask bench` run on it, and every scenario
+/// without a `# kernels:` restriction runs on it. Scenarios branch on what they measure in
+/// the guest (lib.sh's npt_has), never on the label.
 pub const KERNELS: &[Spec] = &[
     Spec { label: "5.10", suite: "bullseye", metapackage: "linux-image-amd64" },
     Spec { label: "6.1", suite: "bookworm", metapackage: "linux-image-amd64" },
     Spec { label: "6.12", suite: "bookworm", metapackage: "linux-image-6.12-amd64" },
 ];
 
+/// The Debian suites the lab kernels come from, each once, in table order.
+pub fn suites() -> Vec<&'static str> {
+    let mut suites: Vec<&'static str> = Vec::new();
+    for k in KERNELS {
+        if !suites.contains(&k.suite) {
+            suites.push(k.suite);
+        }
+    }
+    suites
+}
+
+/// Labels of every lab kernel, for messages and help.
+pub fn labels() -> Vec<&'static str> {
+    KERNELS.iter().map(|k| k.label).collect()
+}
+
+/// The table's last (newest) kernel: the default where one kernel is enough.
+pub const NEWEST: &str = KERNELS[KERNELS.len() - 1].label;
+
+/// clap's parser for `--kernel`: a label from the table (the help lists them), or `all`
+/// when `all` is true.
+pub fn label_parser(all: bool) -> clap::builder::PossibleValuesParser {
+    let extra: &[&'static str] = if all { &["all"] } else { &[] };
+    clap::builder::PossibleValuesParser::new(KERNELS.iter().map(|k| k.label).chain(extra.iter().copied()))
+}
+
 pub fn spec(label: &str) -> Result<&'static Spec> {
     KERNELS.iter().find(|k| k.label == label).ok_or_else(|| {
-        let known: Vec<&str> = KERNELS.iter().map(|k| k.label).collect();
-        anyhow!("unknown kernel {label:?}: choose one of {}", known.join(", "))
+        anyhow!("unknown kernel {label:?}: choose one of {}", labels().join(", "))
     })
 }
 
@@ -122,4 +151,21 @@ pub fn ensure(cache_dir: &Path, spec: &'static Spec, host_suite: &str) -> Result
     cache::write_stamp(&dir, &format!("release={release}\ndebs={}\n", files.join(" ")))?;
     println!("setup: kernel {} ready: {release} in {:.0}s", spec.label, started.elapsed().as_secs_f64());
     Ok((kernel, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_and_suites_cover_every_kernel() {
+        let labels = labels();
+        for (i, l) in labels.iter().enumerate() {
+            assert!(!labels[i + 1..].contains(l), "label {l} twice");
+        }
+        let suites = suites();
+        assert!(KERNELS.iter().all(|k| suites.contains(&k.suite)));
+        assert_eq!(suites.len(), KERNELS.iter().map(|k| k.suite).collect::<std::collections::BTreeSet<_>>().len());
+        assert_eq!(NEWEST, KERNELS.last().unwrap().label);
+    }
 }

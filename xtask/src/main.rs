@@ -3,7 +3,6 @@
 mod apt;
 mod bench;
 mod bench_bpftrace;
-mod bpfcheck;
 mod build;
 mod cache;
 mod console;
@@ -46,26 +45,19 @@ enum Task {
     /// prints the .ko's path last. On a target host use
     /// `make -C /lib/modules/$(uname -r)/build M=$PWD/netpoll-patch` instead.
     BuildKmod {
-        /// Kernel label: 5.10, 6.1 or 6.12.
-        #[arg(long)]
+        /// Kernel label (the lab's kernels: xtask/src/kernels.rs).
+        #[arg(long, value_parser = kernels::label_parser(false))]
         kernel: String,
     },
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
     /// Unit tests, then every scenario on every lab kernel.
     Test,
-    /// Static check that eBPF objects load on Linux 4.14 (instruction limit, no calls,
-    /// no loops, 4.14's helpers, opcodes and map types, no global data); default: the
-    /// legacy object of the static build. Exit status 1 when one fails.
-    Bpfcheck {
-        /// eBPF ELF objects to check.
-        objects: Vec<std::path::PathBuf>,
-    },
     /// netpoll-trace vs bpftrace in the lab: attach time, netconsole throughput, event loss,
     /// footprint; prints a table and writes target/bench/bench.json.
     Bench {
-        /// Kernel label (5.10, 6.1, 6.12) or `all`; repeatable.
-        #[arg(long = "kernel", default_value = "all")]
+        /// Kernel label or `all`; repeatable.
+        #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
         kernels: Vec<String>,
         /// Repetitions of the attach measurement (the median is reported).
         #[arg(long, default_value_t = 5)]
@@ -89,15 +81,15 @@ enum Task {
     /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
     Demo {
         /// Kernel label.
-        #[arg(long, default_value = "6.12")]
+        #[arg(long, default_value = kernels::NEWEST, value_parser = kernels::label_parser(false))]
         kernel: String,
     },
 }
 
 #[derive(Args)]
 struct LabArgs {
-    /// Kernel label (5.10, 6.1, 6.12) or `all`; repeatable.
-    #[arg(long = "kernel", default_value = "all")]
+    /// Kernel label or `all`; repeatable.
+    #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
     kernels: Vec<String>,
     /// Scenario name (lab/scenarios/NAME.sh); repeatable; default every scenario.
     #[arg(long = "scenario", num_args = 1..)]
@@ -149,7 +141,6 @@ fn run(cli: Cli) -> Result<bool> {
             binary: args.binary,
         }),
         Task::Test => test(),
-        Task::Bpfcheck { objects } => bpfcheck::run(&objects),
         Task::Bench { kernels, reps, quick, live, sections, modes } => {
             setup::run()?;
             bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
@@ -169,13 +160,6 @@ fn test() -> Result<bool> {
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }
-    // The lab has no 4.14 kernel: what keeps the legacy object loadable there is checked
-    // statically, on the object the lab then embeds.
-    println!("test: cargo xtask bpfcheck (the legacy object against Linux 4.14's rules)");
-    let bpf_ok = bpfcheck::run(&[]).unwrap_or_else(|e| {
-        eprintln!("test: bpfcheck failed: {e:#}");
-        false
-    });
     let lab_ok = lab::run(&lab::Options {
         kernels: vec!["all".into()],
         scenarios: Vec::new(),
@@ -185,9 +169,9 @@ fn test() -> Result<bool> {
     })?;
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
-    println!("test: cargo xtask bench --quick --kernel 6.12 (numbers produced; timings not judged)");
+    println!("test: cargo xtask bench --quick --kernel {} (numbers produced; timings not judged)", kernels::NEWEST);
     let bench_ok = bench::run(&bench::Options {
-        kernels: vec!["6.12".into()],
+        kernels: vec![kernels::NEWEST.into()],
         reps: 1,
         quick: true,
         live: false,
@@ -198,7 +182,7 @@ fn test() -> Result<bool> {
             eprintln!("test: bench failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && bpf_ok && lab_ok && bench_ok)
+    Ok(unit.is_ok() && lab_ok && bench_ok)
 }
 
 fn demo(kernel: String) -> Result<bool> {

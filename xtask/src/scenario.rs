@@ -2,7 +2,7 @@
 //! what they need and what they check:
 //!
 //! ```text
-//! # kernels: 5.10 6.1 6.12      (default: every lab kernel)
+//! # kernels: 6.12               (a restriction; default and usual: every lab kernel)
 //! # nics: virtio e1000          (default: virtio; one QEMU NIC each, eth0, eth1, ...)
 //! # modules: bonding            (loaded modules beyond the always-present set)
 //! # files: lab/x.ko lab/y:/bin/y  (extra files; SRC[:GUEST_PATH], {kernel} expands to the label)
@@ -13,6 +13,8 @@
 //! ```
 //!
 //! Any other `# word:` line in the header is an error, so a typo cannot silently drop a check.
+//! `# kernels:` only restricts: listing every kernel is an error, since such a list would
+//! silently leave out the next kernel added to kernels::KERNELS.
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +124,9 @@ pub fn parse_header(text: &str) -> Result<Header> {
                 for k in &words {
                     crate::kernels::spec(k)?;
                 }
+                if crate::kernels::KERNELS.iter().all(|k| words.iter().any(|w| w == k.label)) {
+                    bail!("`# kernels:` lists every lab kernel: leave the line out (no restriction)");
+                }
                 header.kernels = Some(words);
             }
             "nics" => header.nics = words.iter().map(|w| Nic::parse(w)).collect::<Result<_>>()?,
@@ -204,6 +209,24 @@ mod tests {
     fn needs_name_known_artefacts() {
         assert_eq!(parse_header("# needs: dist\n").unwrap().needs, vec![Need::Dist]);
         assert!(parse_header("# needs: dsit\n").unwrap_err().to_string().contains("dsit"));
+    }
+
+    #[test]
+    fn kernels_is_only_a_restriction() {
+        let all = crate::kernels::labels().join(" ");
+        let err = parse_header(&format!("# kernels: {all}\n")).unwrap_err().to_string();
+        assert!(err.contains("every lab kernel"), "{err}");
+    }
+
+    #[test]
+    fn every_scenario_header_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let names = all_names(root).unwrap();
+        assert!(!names.is_empty());
+        for name in names {
+            let sc = load(root, &name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!sc.header.checks.is_empty(), "{name} declares no checks");
+        }
     }
 
     #[test]
