@@ -815,7 +815,7 @@ mod tests {
         b.extend(code);
         let str_off = b.len();
         b.extend(&shstr);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         let shoff = b.len();
