@@ -2,14 +2,14 @@
 //!
 //! A static check of the ELF, for CI (no 4.14 kernel here): the legacy object must
 //! pass, the modern one (aya-log, fentry) fails. Per program: at most 4,096
-//! instructions (BPF_MAXINSNS), no bpf-to-bpf call (4.16), no loop (a jump back into
+//! instructions (BPF_MAXINSNS); no bpf-to-bpf call (4.16); no loop (a jump back into
 //! the path that led to it; bounded loops: 5.3) and no unreachable instruction, as
-//! 4.14's check_cfg walks them, only
-//! 4.14's helpers and opcodes (BPF CPU v1/v2: no JMP32 class, 5.1; no atomics but
-//! XADD, 5.12; no v4 sign-extending or byte-swap forms, 6.6), and relocations only to
-//! maps. Per object: ELF for BPF with e_flags 0, no global data sections (.data,
-//! .rodata, .bss: 5.2), no BTF-defined `.maps`, and only map types 4.14 has (no ring
-//! buffer, 5.8). The ELF is parsed by hand: only headers, symbols and relocations.
+//! 4.14's check_cfg walks them; only 4.14's helpers (and for kprobes only those it
+//! offers them) and opcodes (BPF CPU v1/v2: no JMP32 class, 5.1; no atomic but XADD,
+//! 5.12; no v4 sign-extending or byte-swap forms, 6.6); relocations only to maps.
+//! Per object: ELF for BPF with e_flags 0, no global data sections (.data, .rodata,
+//! .bss: 5.2), no BTF-defined `.maps`, only map types 4.14 has (no ring buffer, 5.8).
+//! The ELF is parsed by hand: only headers, symbols and relocations are needed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -80,6 +80,31 @@ pub const HELPERS_4_14: [&str; 54] = [
     "redirect_map",
     "sk_redirect_map",
     "sock_map_update",
+];
+
+/// The helpers 4.14 offers kprobe programs: kprobe_prog_func_proto and the
+/// tracing_func_proto it falls back to (kernel/trace/bpf_trace.c, same commit).
+pub const KPROBE_HELPERS_4_14: [&str; 20] = [
+    "map_lookup_elem",
+    "map_update_elem",
+    "map_delete_elem",
+    "probe_read",
+    "ktime_get_ns",
+    "tail_call",
+    "get_current_pid_tgid",
+    "get_current_task",
+    "get_current_uid_gid",
+    "get_current_comm",
+    "trace_printk",
+    "get_smp_processor_id",
+    "get_numa_node_id",
+    "perf_event_read",
+    "probe_write_user",
+    "current_task_under_cgroup",
+    "get_prandom_u32",
+    "probe_read_str",
+    "perf_event_output",
+    "get_stackid",
 ];
 
 /// 4.14's `enum bpf_map_type` (same header), indexed by type.
@@ -517,6 +542,14 @@ pub fn check(obj: &Object) -> Report {
                 continue;
             };
             let mut check = check_program(&decode(code));
+            if sec.name.starts_with("kprobe") || sec.name.starts_with("kretprobe") {
+                for &h in &check.helpers {
+                    let name = helper_name(h);
+                    if HELPERS_4_14.contains(&name.as_str()) && !KPROBE_HELPERS_4_14.contains(&name.as_str()) {
+                        check.problems.push(format!("helper {name}: 4.14 does not offer it to kprobe programs"));
+                    }
+                }
+            }
             for rel in obj.relocs.iter().filter(|rel| rel.target == idx && (start..end).contains(&(rel.offset as usize))) {
                 let insn = (rel.offset as usize - start) / 8;
                 match obj.symbols.get(rel.symbol) {
@@ -744,16 +777,20 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("middle of a 64-bit load")), "{p:?}");
     }
 
-    /// An object with one kprobe program loading map `M` (of `map_type`) through a
-    /// relocation to `reloc_to`'s section, plus `extra` sections.
-    fn object(map_type: u32, reloc_to: &str, extra: &[&str]) -> Object {
+    fn encode(insns: &[Insn]) -> Vec<u8> {
         let mut code = Vec::new();
-        for i in [Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), MOV_R0_0, EXIT] {
-            code.push(i.code);
-            code.push(i.dst | i.src << 4);
+        for i in insns {
+            code.extend([i.code, i.dst | i.src << 4]);
             code.extend(i.off.to_le_bytes());
             code.extend(i.imm.to_le_bytes());
         }
+        code
+    }
+
+    /// An object with one kprobe program loading map `M` (of `map_type`) through a
+    /// relocation to `reloc_to`'s section, plus `extra` sections.
+    fn object(map_type: u32, reloc_to: &str, extra: &[&str]) -> Object {
+        let code = encode(&[Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), MOV_R0_0, EXIT]);
         let mut map = map_type.to_le_bytes().to_vec();
         map.resize(28, 0);
         let mut sections = vec![
@@ -794,6 +831,20 @@ mod tests {
         let r = check(&object(1, ".rodata", &[".rodata"]));
         let prog = &r.programs[0].check.problems;
         assert!(prog.iter().any(|p| p.contains("relocation to target in .rodata")), "{r:?}");
+    }
+
+    #[test]
+    fn kprobes_may_call_only_the_tracing_helpers() {
+        let mut o = object(1, "maps", &[]);
+        // r0 = 0; call 9 (skb_store_bytes: a 4.14 helper, for socket programs); exit
+        o.sections[1].data = encode(&[MOV_R0_0, call(0, 9), EXIT]);
+        o.symbols[0].size = 24;
+        o.relocs.clear();
+        let r = check(&o);
+        let p = &r.programs[0].check.problems;
+        assert!(p.len() == 1 && p[0].contains("skb_store_bytes: 4.14 does not offer it to kprobe"), "{r:?}");
+        o.sections[1].name = "socket".into();
+        assert!(check(&o).ok(), "{:?}", check(&o));
     }
 
     #[test]
