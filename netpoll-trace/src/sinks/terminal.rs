@@ -112,86 +112,6 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
     line.trim_end().to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{
-        correlate::{group, tests::rec as record},
-        diagnosis::{Context, diagnose},
-        event::SetupFn,
-    };
-
-    fn rec() -> SetupRecord {
-        SetupRecord {
-            kind: "setup",
-            seq: None,
-            resolved_at: None,
-            ts_ns: 1_500_000_000,
-            function: SetupFn::InnerNetpollSetup,
-            netpoll: Some("netconsole".into()),
-            dev: Some("eth0".into()),
-            ifindex: Some(2),
-            ret: -524,
-            errno: Some("ENOTSUPP"),
-            depth: 1,
-            duration_ns: 42_000,
-            pid: 77,
-            comm: Some("modprobe".into()),
-            driver: Some("virtio_net".into()),
-            driver_version: Some("1.0.0".into()),
-            kernel: Some("6.1.0-test".into()),
-            ops_symbol: Some("virtnet_netdev".into()),
-            ops_module: Some("virtio_net".into()),
-            has_poll_controller: Some(false),
-            has_netpoll_setup: Some(false),
-            netpoll_disabled: Some(true),
-            ops_addr: None,
-            netpoll_addr: 0,
-        }
-    }
-
-    #[test]
-    fn human_line_shows_errno_symbolically_and_the_device_facts() {
-        let l = human_line(&rec(), 1_000_000_000);
-        assert!(l.starts_with("+   0.500s   __netpoll_setup"), "{l}");
-        for want in ["-ENOTSUPP", "eth0", "driver=virtio_net", "ops=virtnet_netdev[virtio_net]", "poll_controller=no", "IFF_DISABLE_NETPOLL", "modprobe[77], 42us"] {
-            assert!(l.contains(want), "{want} missing in {l}");
-        }
-    }
-
-    #[test]
-    fn rendered_diagnosis_fits_a_terminal() {
-        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
-        let d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
-        let text = render_diagnosis(&d);
-        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
-        assert!(text.contains("diagnosis: no_ip_address on d0 (-EDESTADDRREQ)"));
-        assert!(text.contains("remedies:  set_local_ip, wait_for_address"));
-    }
-
-    #[test]
-    fn counters_render_per_device() {
-        use crate::model::recorder::{counter_lines, tests::key};
-        use netpoll_trace_common::function::NETPOLL_SETUP;
-        let lines = counter_lines(
-            &[(key("eth0", NETPOLL_SETUP, 0), 1), (key("nosuch0", NETPOLL_SETUP, -19), 3), (key("eth0", NETPOLL_SETUP, -524), 2)],
-            0,
-        );
-        let out = render_counters(&lines);
-        assert!(out.contains("eth0: netpoll_setup -ENOTSUPP x2, netpoll_setup ok x1"), "{out}");
-        assert!(out.contains("nosuch0: netpoll_setup -ENODEV x3"), "{out}");
-    }
-
-    #[test]
-    fn seq_numbers_prefix_records_only_when_asked() {
-        let mut r = rec();
-        r.seq = Some(7);
-        let a = Output::Attempt(Box::new(crate::model::correlate::Attempt { root: r, nested: vec![] }), None);
-        assert!(Terminal::new(true).render(&a).unwrap().starts_with("#7     +   0.000s"));
-        assert!(Terminal::new(false).render(&a).unwrap().starts_with("+   0.000s"));
-        assert_eq!(Terminal::new(true).render(&Output::Lost(3)), None);
-    }
-}
 
 /// The block printed under a failed set-up.
 pub fn render_diagnosis(d: &Diagnosis) -> String {
@@ -359,4 +279,85 @@ pub fn render_check(r: &Report) -> String {
         "netpoll cannot be traced on this kernel (see MISSING above)\n"
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        correlate::{group, tests::rec as record},
+        diagnosis::{Context, diagnose},
+        event::SetupFn,
+    };
+
+    fn rec() -> SetupRecord {
+        SetupRecord {
+            kind: "setup",
+            seq: None,
+            resolved_at: None,
+            ts_ns: 1_500_000_000,
+            function: SetupFn::InnerNetpollSetup,
+            netpoll: Some("netconsole".into()),
+            dev: Some("eth0".into()),
+            ifindex: Some(2),
+            ret: -524,
+            errno: Some("ENOTSUPP"),
+            depth: 1,
+            duration_ns: 42_000,
+            pid: 77,
+            comm: Some("modprobe".into()),
+            driver: Some("virtio_net".into()),
+            driver_version: Some("1.0.0".into()),
+            kernel: Some("6.1.0-test".into()),
+            ops_symbol: Some("virtnet_netdev".into()),
+            ops_module: Some("virtio_net".into()),
+            has_poll_controller: Some(false),
+            has_netpoll_setup: Some(false),
+            netpoll_disabled: Some(true),
+            ops_addr: None,
+            netpoll_addr: 0,
+        }
+    }
+
+    #[test]
+    fn human_line_shows_errno_symbolically_and_the_device_facts() {
+        let l = human_line(&rec(), 1_000_000_000);
+        assert!(l.starts_with("+   0.500s   __netpoll_setup"), "{l}");
+        for want in ["-ENOTSUPP", "eth0", "driver=virtio_net", "ops=virtnet_netdev[virtio_net]", "poll_controller=no", "IFF_DISABLE_NETPOLL", "modprobe[77], 42us"] {
+            assert!(l.contains(want), "{want} missing in {l}");
+        }
+    }
+
+    #[test]
+    fn rendered_diagnosis_fits_a_terminal() {
+        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
+        let d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
+        let text = render_diagnosis(&d);
+        assert!(text.lines().all(|l| l.len() <= 100), "{text}");
+        assert!(text.contains("diagnosis: no_ip_address on d0 (-EDESTADDRREQ)"));
+        assert!(text.contains("remedies:  set_local_ip, wait_for_address"));
+    }
+
+    #[test]
+    fn counters_render_per_device() {
+        use crate::model::recorder::{counter_lines, tests::key};
+        use netpoll_trace_common::function::NETPOLL_SETUP;
+        let lines = counter_lines(
+            &[(key("eth0", NETPOLL_SETUP, 0), 1), (key("nosuch0", NETPOLL_SETUP, -19), 3), (key("eth0", NETPOLL_SETUP, -524), 2)],
+            0,
+        );
+        let out = render_counters(&lines);
+        assert!(out.contains("eth0: netpoll_setup -ENOTSUPP x2, netpoll_setup ok x1"), "{out}");
+        assert!(out.contains("nosuch0: netpoll_setup -ENODEV x3"), "{out}");
+    }
+
+    #[test]
+    fn seq_numbers_prefix_records_only_when_asked() {
+        let mut r = rec();
+        r.seq = Some(7);
+        let a = Output::Attempt(Box::new(crate::model::correlate::Attempt { root: r, nested: vec![] }), None);
+        assert!(Terminal::new(true).render(&a).unwrap().starts_with("#7     +   0.000s"));
+        assert!(Terminal::new(false).render(&a).unwrap().starts_with("+   0.000s"));
+        assert_eq!(Terminal::new(true).render(&Output::Lost(3)), None);
+    }
 }

@@ -149,7 +149,7 @@ impl Agent {
                 attach_method: tracer.method().as_str().to_string(),
             };
             let m = Metrics::new(&build);
-            metrics::serve(l, m.clone());
+            metrics::http::spawn(l, m.clone());
             self.sinks.metrics = Some(m);
         }
         // Programs are attached and every fd is open: keep only what remediation uses.

@@ -52,7 +52,7 @@ pub fn run(args: DumpArgs) -> Result<Exit> {
 
 fn from_pins(dir: &Path) -> Result<Vec<Output>> {
     let now = monotonic_ns();
-    let snap = recorder::read(dir)?;
+    let snap = recorder::snapshot::read(dir)?;
     let seqs: Vec<u64> = snap.events.iter().map(|(s, _)| *s).collect();
     let account = RingAccount::new(snap.meta.next_seq, snap.meta.ring_size, &seqs);
 

@@ -4,11 +4,14 @@
 use anyhow::{Result, anyhow, bail};
 use aya::{
     Btf, Ebpf,
-    programs::{FEntry, FExit, fentry::FEntryLinkId, fexit::FExitLinkId, links::FdLink},
+    programs::{FEntry, FExit},
 };
 
-use super::{LinkId, Target, program, program_error};
-use crate::kernel::{btf, offsets, targets::TARGETS};
+use super::program::{LinkId, program, program_error};
+use crate::kernel::{
+    btf, offsets,
+    targets::{TARGETS, Target},
+};
 
 /// The BTF `FEntry::load` looks the traced functions' type ids up in. When start-up read
 /// those ids from the kernel's BTF (function presence), a small stand-in with the same ids
@@ -41,12 +44,4 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<Vec<LinkI
     prog.load(t.function(), btf).map_err(|e| program_error("fexit", exit, t.function(), e))?;
     let b = prog.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
     Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
-}
-
-pub(super) fn take_entry_fd(ebpf: &mut Ebpf, name: &'static str, id: FEntryLinkId) -> Result<FdLink> {
-    Ok(program::<FEntry>(ebpf, name)?.take_link(id)?.into())
-}
-
-pub(super) fn take_exit_fd(ebpf: &mut Ebpf, name: &'static str, id: FExitLinkId) -> Result<FdLink> {
-    Ok(program::<FExit>(ebpf, name)?.take_link(id)?.into())
 }

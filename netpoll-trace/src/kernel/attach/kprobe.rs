@@ -1,13 +1,14 @@
 //! kprobe/kretprobe through the kernel's kprobe PMU: works wherever kprobes do.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use aya::{
     Ebpf,
-    programs::{KProbe, kprobe::KProbeLinkId, links::FdLink},
+    programs::KProbe,
     util::KernelVersion,
 };
 
-use super::{LinkId, Target, program, program_error};
+use super::program::{LinkId, program, program_error};
+use crate::kernel::targets::Target;
 
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
@@ -33,9 +34,4 @@ pub(super) fn unpinnable() -> Option<&'static str> {
             "kprobe links can be pinned only on kernels 5.15 and later (BPF perf links): the probes end with this process; the recorded maps stay pinned",
         )
     }
-}
-
-pub(super) fn take_fd(ebpf: &mut Ebpf, name: &'static str, id: KProbeLinkId) -> Result<FdLink> {
-    let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
-    FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))
 }

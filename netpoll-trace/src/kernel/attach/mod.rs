@@ -4,20 +4,19 @@
 
 mod fentry;
 mod kprobe;
+mod program;
 
 use std::{fmt, time::Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{MapData, PerfEventArray},
-    programs::{
-        ProgramError,
-        links::{FdLink, PinnedLink},
-    },
+    programs::links::PinnedLink,
 };
 use netpoll_trace_common::{Config, maps};
 
+use self::program::LinkId;
 use super::{
     object::{self, RecorderPlan},
     profile::{release_freed_memory, stage},
@@ -95,24 +94,6 @@ pub struct Loaded {
     pub unpinnable: Option<String>,
     /// The probes are an earlier process's pinned links, not ours.
     pub reused: bool,
-}
-
-/// A link to pin, by program.
-enum LinkId {
-    Kprobe(&'static str, aya::programs::kprobe::KProbeLinkId),
-    FEntry(&'static str, aya::programs::fentry::FEntryLinkId),
-    FExit(&'static str, aya::programs::fexit::FExitLinkId),
-}
-
-impl LinkId {
-    /// The link, taken from its program as a BPF link that can be pinned.
-    fn take_fd(self, ebpf: &mut Ebpf) -> Result<(&'static str, FdLink)> {
-        match self {
-            Self::Kprobe(name, id) => kprobe::take_fd(ebpf, name, id).map(|l| (name, l)),
-            Self::FEntry(name, id) => fentry::take_entry_fd(ebpf, name, id).map(|l| (name, l)),
-            Self::FExit(name, id) => fentry::take_exit_fd(ebpf, name, id).map(|l| (name, l)),
-        }
-    }
 }
 
 /// `present` is what `targets::require_functions` returned.
@@ -266,23 +247,4 @@ fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Resu
         }
     }
     Ok(done.into_iter().map(|(n, _)| n).collect())
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-{
-    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
-    prog.try_into().with_context(|| format!("program {name} has an unexpected type"))
-}
-
-/// One line naming the program and function; the verifier log only at debug level.
-fn program_error(kind: &str, program: &str, function: &str, e: ProgramError) -> anyhow::Error {
-    if let ProgramError::LoadError { io_error, verifier_log } = &e {
-        log::debug!("verifier log for {program}:\n{verifier_log}");
-        return anyhow!(
-            "the kernel refused {kind} program {program} for {function}: {io_error} (RUST_LOG=debug shows the verifier log)"
-        );
-    }
-    anyhow::Error::from(e).context(format!("attaching {kind} {program} to {function}"))
 }

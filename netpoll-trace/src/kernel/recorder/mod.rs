@@ -4,7 +4,7 @@
 //! (netpoll-trace-ebpf); `object` creates or reuses the pins.
 
 mod lock;
-mod snapshot;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,6 @@ use aya::maps::{Array, Map, MapData, MapInfo, MapType};
 use netpoll_trace_common::{Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SetupEvent, maps};
 
 pub use lock::Lock;
-pub use snapshot::read;
 
 /// Where the recorders of every schema version live.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/netpoll-trace";

@@ -235,6 +235,14 @@ pub fn route(req: &Request, metrics: impl FnOnce() -> String) -> Response {
     r
 }
 
+/// Starts serving `metrics` on `listener` (a task on the current runtime).
+pub fn spawn(listener: TcpListener, metrics: Metrics) {
+    if let Ok(addr) = listener.local_addr() {
+        crate::status!(Info, "metrics at http://{addr}/metrics");
+    }
+    tokio::spawn(serve(listener, metrics));
+}
+
 /// Binds the endpoint (before the agent attaches and drops capabilities, so a
 /// taken port is a one-line error and a privileged port still binds).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {

@@ -277,14 +277,6 @@ impl Sink for Metrics {
     }
 }
 
-/// Starts serving `metrics` on `listener` (a task on the current runtime).
-pub fn serve(listener: tokio::net::TcpListener, metrics: Metrics) {
-    if let Ok(addr) = listener.local_addr() {
-        crate::status!(Info, "metrics at http://{addr}/metrics");
-    }
-    tokio::spawn(http::serve(listener, metrics));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,49 @@
+//! What every attacher shares: a program by name, the links to pin, and errors that
+//! name the program and function.
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf,
+    programs::{FEntry, FExit, KProbe, ProgramError, links::FdLink},
+};
+
+/// A link to pin, by program.
+pub(super) enum LinkId {
+    Kprobe(&'static str, aya::programs::kprobe::KProbeLinkId),
+    FEntry(&'static str, aya::programs::fentry::FEntryLinkId),
+    FExit(&'static str, aya::programs::fexit::FExitLinkId),
+}
+
+impl LinkId {
+    /// The link, taken from its program as a BPF link that can be pinned.
+    pub(super) fn take_fd(self, ebpf: &mut Ebpf) -> Result<(&'static str, FdLink)> {
+        match self {
+            Self::Kprobe(name, id) => {
+                let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
+                let fd = FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))?;
+                Ok((name, fd))
+            }
+            Self::FEntry(name, id) => Ok((name, program::<FEntry>(ebpf, name)?.take_link(id)?.into())),
+            Self::FExit(name, id) => Ok((name, program::<FExit>(ebpf, name)?.take_link(id)?.into())),
+        }
+    }
+}
+
+pub(super) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
+    prog.try_into().with_context(|| format!("program {name} has an unexpected type"))
+}
+
+/// One line naming the program and function; the verifier log only at debug level.
+pub(super) fn program_error(kind: &str, program: &str, function: &str, e: ProgramError) -> anyhow::Error {
+    if let ProgramError::LoadError { io_error, verifier_log } = &e {
+        log::debug!("verifier log for {program}:\n{verifier_log}");
+        return anyhow!(
+            "the kernel refused {kind} program {program} for {function}: {io_error} (RUST_LOG=debug shows the verifier log)"
+        );
+    }
+    anyhow::Error::from(e).context(format!("attaching {kind} {program} to {function}"))
+}
