@@ -17,6 +17,8 @@ pub enum SetupFn {
 }
 
 impl SetupFn {
+    pub const ALL: [Self; 2] = [Self::NetpollSetup, Self::InnerNetpollSetup];
+
     /// The function's id in events and counters (`netpoll_trace_common::function`).
     pub fn id(self) -> u32 {
         match self {
@@ -27,7 +29,7 @@ impl SetupFn {
 
     /// The set-up function an id names; None for other ids.
     pub fn from_id(id: u32) -> Option<Self> {
-        [Self::NetpollSetup, Self::InnerNetpollSetup].into_iter().find(|f| f.id() == id)
+        Self::ALL.into_iter().find(|f| f.id() == id)
     }
 
     /// The kernel symbol, which is also the stable name in JSON.
@@ -263,7 +265,7 @@ mod tests {
 
     #[test]
     fn function_names_are_the_kernel_symbols_and_match_serde() {
-        for f in [SetupFn::NetpollSetup, SetupFn::InnerNetpollSetup] {
+        for f in SetupFn::ALL {
             assert_eq!(SetupFn::from_id(f.id()), Some(f));
             assert_eq!(serde_json::to_value(f).unwrap(), f.as_str());
         }

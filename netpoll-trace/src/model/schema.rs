@@ -5,6 +5,8 @@
 use anyhow::{Result, bail};
 use serde_json::Value;
 
+use super::event::SetupFn;
+
 /// Fields every object has.
 const COMMON: &[&str] = &["type", "ts_ns"];
 
@@ -43,7 +45,7 @@ pub fn check_line(line: &str) -> Result<&'static str> {
     if kind == "poll" && !obj.contains_key("histogram") && !obj.contains_key("duration_ns") {
         bail!("poll object with neither `histogram` nor `duration_ns`");
     }
-    if kind == "setup" && !matches!(obj["fn"].as_str(), Some("netpoll_setup" | "__netpoll_setup")) {
+    if kind == "setup" && !SetupFn::ALL.iter().any(|f| obj["fn"].as_str() == Some(f.as_str())) {
         bail!("setup object with unknown fn {}", obj["fn"]);
     }
     Ok(match kind {
@@ -75,7 +77,7 @@ pub fn check_text(text: &str) -> Result<Vec<(&'static str, usize)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{correlate::tests::rec, event::SetupFn};
+    use crate::model::correlate::tests::rec;
 
     #[test]
     fn our_setup_and_diagnosis_objects_satisfy_the_contract() {
