@@ -90,9 +90,10 @@ npt_receiver() {
     nsenter -t "$NPT_NS" -n udprecv 6666 >"$2" &
 }
 
-# npt_target NAME DEV REMOTE_IP: a configfs netconsole target NAME for DEV, sending to
-# REMOTE_IP port 6666, and one try to enable it (a refusal is the kernel's answer under
-# test, so it is not an error here; read `enabled` to see it).
+# npt_target NAME DEV REMOTE_IP [off]: a configfs netconsole target NAME for DEV, sending
+# to REMOTE_IP port 6666, and one try to enable it (a refusal is the kernel's answer under
+# test, so it is not an error here; read `enabled` to see it). With `off` it is left
+# disabled, for a caller that counts every enable itself.
 npt_target() {
     _t=/sys/kernel/config/netconsole/$1
     mkdir -p "$_t"
@@ -100,7 +101,7 @@ npt_target() {
     echo "$2" >"$_t/dev_name"
     echo "$3" >"$_t/remote_ip"
     echo 6666 >"$_t/remote_port"
-    echo 1 >"$_t/enabled" 2>/dev/null
+    [ "$4" = off ] || echo 1 >"$_t/enabled" 2>/dev/null
 }
 
 # npt_uptime_cs: centiseconds since boot (no fork: polled in loops).

@@ -17,13 +17,9 @@ BT=/usr/bin/bpftrace
 BT_SCRIPT=/bench.bt
 
 npt_ip eth0 10.99.0.1/24
-unshare -n sleep 100000 &
-ns_pid=$!
-sleep 1
-ip link set eth1 netns $ns_pid
-nsenter -t $ns_pid -n sh -c 'ip link set lo up && ip addr add 10.99.0.2/24 dev eth1 && ip link set eth1 up'
-nsenter -t $ns_pid -n udprecv 6666 >/tmp/rx.txt &
+npt_receiver eth1 /tmp/rx.txt
 rx_pid=$!
+ns_pid=$NPT_NS
 say binary_bytes_guest "$(stat -c %s /bin/netpoll-trace)"
 
 # hwm PID: peak resident set size (VmHWM) in KiB; rss PID: resident now (VmRSS).
@@ -176,10 +172,7 @@ fi
 
 # --- 3. event loss: a burst of configfs enable/disable cycles --------------------
 C=/sys/kernel/config/netconsole/bench
-mkdir $C
-echo eth0 >$C/dev_name
-echo 10.99.0.2 >$C/remote_ip
-echo 6666 >$C/remote_port 2>/dev/null
+npt_target bench eth0 10.99.0.2 off
 # burst: CYCLES enable/disable cycles; prints how many enables succeeded.
 burst() {
     _i=0
@@ -294,10 +287,8 @@ echo 1 >/proc/sys/kernel/bpf_stats_enabled 2>/dev/null
 set -- $(flood serial)
 say rate_serial_only "$1"
 C=/sys/kernel/config/netconsole/tput
-mkdir $C
-echo eth0 >$C/dev_name
-echo 10.99.0.2 >$C/remote_ip
-echo 1 >$C/enabled || echo "bench: enabling the throughput target failed"
+npt_target tput eth0 10.99.0.2
+[ "$(cat $C/enabled)" = 1 ] || echo "bench: enabling the throughput target failed"
 
 # tput MODE TAG: one timed flood under MODE (none, watch, kprobe, bpftrace).
 tput() {
