@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
 /// - `--disable-expand-memcpy-in-order`: bpf-linker's default leaves memset to a call
 ///   of a memset function (a bpf-to-bpf call, 4.16); without it LLVM writes the
 ///   stores inline;
-/// - `--disable-memory-builtins`: nothing may call a memcpy/memset function.
+/// - `--disable-memory-builtins`: bpf-linker keeps no memcmp/bcmp of its own for calls
+///   (core's memcpy/memset stay in .text, uncalled; `cargo xtask bpfcheck` fails a call).
 ///
 /// Its own target directory: other rustflags would otherwise rebuild the modern
 /// object's dependencies (core) on every build.
