@@ -26,8 +26,8 @@ fn main() -> anyhow::Result<()> {
 /// aya-build cannot pass per object (it sets every rustflag itself):
 /// - `-C target-cpu=v1`: rustc hands it to bpf-linker (`--cpu`) and stamps it on every
 ///   function, core's included. v1 is what 4.9 and 4.14 accept (v2's JLT/JLE/JSLT/JSLE
-///   came in 4.14, JMP32 and ALU32 in 5.1); pinned, so a new default in rustc or LLVM
-///   cannot move it;
+///   came in 4.14, v3's JMP32 class in 5.1); rustc's "generic" means v1 today, pinned
+///   so that a new default in rustc or LLVM cannot move it;
 /// - `--disable-expand-memcpy-in-order`: bpf-linker's default leaves memset to a call
 ///   of a memset function (a bpf-to-bpf call, 4.16); without it LLVM writes the
 ///   stores inline;
