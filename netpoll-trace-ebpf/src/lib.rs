@@ -17,6 +17,9 @@
 //! - no global data (.data/.rodata/.bss need 5.2) and no aya-log (a ring buffer, 5.8);
 //!   `cargo xtask bpfcheck` checks all of this on the built object.
 #![no_std]
+// Map values and perf output are passed as `&value`: by value, the struct could be
+// copied to a second stack slot, and the stack is 512 bytes.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 #[cfg(all(feature = "log", feature = "legacy"))]
 compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer and global data");
