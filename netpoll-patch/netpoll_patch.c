@@ -10,7 +10,8 @@
  *
  * Safety rules (see README.md):
  *  - Everything runs under RTNL. The copy is published with one release store, and replaced
- *    back the same way; a copy is freed only after synchronize_net() and only if the device
+ *    back the same way; a copy is freed only after every reader of the old pointer is done
+ *    (wait_for_ops_readers: all RCU flavours, also before 4.20) and only if the device
  *    still points at it. If someone else replaced the ops meanwhile, they are left alone.
  *  - Devices with IFF_DISABLE_NETPOLL are never patched: their driver says netpoll cannot work.
  *  - The module owning the original ops is pinned while the device is patched.
@@ -32,9 +33,11 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/netdevice.h>
+#include <linux/rcupdate.h>
 #include <linux/rtnetlink.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/version.h>
 #include <net/net_namespace.h>
 
 #ifndef CONFIG_NET_POLL_CONTROLLER
@@ -109,6 +112,28 @@ static int get_owner(unsigned long addr, struct module **owner)
 		err = -EBUSY; /* the owner is being unloaded */
 	kobject_put(kobj);
 	return err;
+}
+
+/*
+ * Waits until no CPU can still be using an ops table we just unpublished. dev->netdev_ops is
+ * read without a lock of its own; the readers we race with, and what protects each:
+ *  - the transmit path (__dev_queue_xmit -> ndo_start_xmit): rcu_read_lock_bh();
+ *  - netpoll (netpoll_poll_dev, netpoll_send_skb_on_dev): interrupts off;
+ *  - NAPI and the receive path: softirq context; dev_get_stats() via sysfs: dev_base_lock
+ *    held for reading (preemption off); other callers: rcu_read_lock();
+ *  - ethtool, rtnetlink and ioctls: RTNL, which we hold, so none is in flight.
+ * From 4.20 on, the RCU flavours are one: synchronize_rcu() (synchronize_net()) waits for
+ * rcu_read_lock(), rcu_read_lock_bh(), and preemption-, BH- or interrupt-disabled regions.
+ * Before 4.20 a preemptible kernel's synchronize_rcu() waits for rcu_read_lock() readers
+ * only, so the BH and sched flavours need their own grace periods.
+ */
+static void wait_for_ops_readers(void)
+{
+	synchronize_net();
+#if LINUX_VERSION_CODE < KERNEL_VERSION(4, 20, 0)
+	synchronize_rcu_bh();
+	synchronize_sched();
+#endif
 }
 
 static const char *owner_name(const struct module *owner)
@@ -197,7 +222,7 @@ static int restore(struct np_patch *p, bool force)
 	now = READ_ONCE(dev->netdev_ops);
 	if (now == p->copy) {
 		smp_store_release(&dev->netdev_ops, p->orig);
-		synchronize_net(); /* no reader can still be using the copy */
+		wait_for_ops_readers(); /* no reader can still be using the copy */
 		kfree(p->copy);
 		pr_info("%s: restored original ops %ps\n", dev->name, p->orig);
 	} else if (!force) {
@@ -209,10 +234,11 @@ static int restore(struct np_patch *p, bool force)
 		 * Not ours any more: do not touch them. Our copy may still be reached through
 		 * the new ops, so it is never freed; its hook points into this module, which may
 		 * be about to go away, so clear it and wait for pollers (they run with
-		 * interrupts off, which synchronize_net() waits for).
+		 * interrupts off: the sched flavour, which wait_for_ops_readers() covers on
+		 * every kernel).
 		 */
 		WRITE_ONCE(p->copy->ndo_poll_controller, NULL);
-		synchronize_net();
+		wait_for_ops_readers();
 		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone and leaked our copy %px\n",
 			dev->name, now, p->copy);
 	}
