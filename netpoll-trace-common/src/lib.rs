@@ -21,8 +21,6 @@ pub mod function {
     pub const NETPOLL_SETUP: u32 = 1;
     /// `int __netpoll_setup(struct netpoll *np, struct net_device *ndev)`
     pub const INNER_NETPOLL_SETUP: u32 = 2;
-    /// Old name of `INNER_NETPOLL_SETUP`, kept while the eBPF crate moves over.
-    pub const UNDER_NETPOLL_SETUP: u32 = INNER_NETPOLL_SETUP;
     /// `void netpoll_poll_dev(struct net_device *dev)` (aggregated, never a `SetupEvent`).
     pub const NETPOLL_POLL_DEV: u32 = 3;
 

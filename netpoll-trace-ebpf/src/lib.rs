@@ -124,7 +124,7 @@ macro_rules! kprobe_programs {
         pub fn inner_netpoll_setup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             let np: u64 = ctx.arg(0).unwrap_or(0);
             let dev: u64 = ctx.arg(1).unwrap_or(0);
-            $crate::setup_enter($crate::function::UNDER_NETPOLL_SETUP, np, dev);
+            $crate::setup_enter($crate::function::INNER_NETPOLL_SETUP, np, dev);
             0
         }
 

@@ -32,7 +32,7 @@ pub fn netpoll_setup_fexit(ctx: FExitContext) -> u32 {
 pub fn inner_netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
     let np: u64 = ctx.arg(0);
     let dev: u64 = ctx.arg(1);
-    setup_enter(function::UNDER_NETPOLL_SETUP, np, dev);
+    setup_enter(function::INNER_NETPOLL_SETUP, np, dev);
     0
 }
 
