@@ -159,7 +159,7 @@ fn run_kernel(
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"]),
+        append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"], None),
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));

@@ -63,15 +63,17 @@ pub fn run(opts: &Options) -> Result<bool> {
                 true => tools.iter().chain(&dist).cloned().collect(),
                 false => tools.clone(),
             };
-            let ok = run_one(&root, kernel, sc, &busybox, &binary, &carried, opts.live)
-                .with_context(|| format!("running scenario {} on kernel {}", sc.name, kernel.label))?;
-            if ok {
-                passed += 1;
-            } else {
-                failed += 1;
-                if !opts.keep_going {
-                    println!("lab: stopping at the first failure (--keep-going runs the rest)");
-                    break 'kernels;
+            for variant in &sc.runs {
+                let ok = run_one(&root, kernel, sc, *variant, &busybox, &binary, &carried, opts.live)
+                    .with_context(|| format!("running scenario {} on kernel {}", sc.run_name(*variant), kernel.label))?;
+                if ok {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                    if !opts.keep_going {
+                        println!("lab: stopping at the first failure (--keep-going runs the rest)");
+                        break 'kernels;
+                    }
                 }
             }
         }
@@ -82,14 +84,19 @@ pub fn run(opts: &Options) -> Result<bool> {
 
 /// The guest kernel's command line: the console, and what lab/init reads (npt.*): the label,
 /// the release the guest must be running (smoke checks `uname -r` against it), the script's
-/// timeout and the NIC drivers to load.
-pub fn cmdline(kernel: &Kernel, timeout_secs: u64, nic_modules: &[&str]) -> String {
-    format!(
+/// timeout and the NIC drivers to load; for a variant, its name and environment.
+pub fn cmdline(kernel: &Kernel, timeout_secs: u64, nic_modules: &[&str], variant: Option<&scenario::Variant>) -> String {
+    let mut line = format!(
         "console=ttyS0 panic=-1 quiet npt.kernel={} npt.release={} npt.timeout={timeout_secs} npt.nics={}",
         kernel.label,
         kernel.release,
         nic_modules.join(",")
-    )
+    );
+    if let Some(v) = variant {
+        let env: Vec<String> = v.env.iter().map(|(k, val)| format!("{k}={val}")).collect();
+        line.push_str(&format!(" npt.variant={} npt.env={}", v.name, env.join(",")));
+    }
+    line
 }
 
 fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
@@ -99,10 +106,12 @@ fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
     labels.iter().map(|l| kernels::spec(l)).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     root: &Path,
     kernel: &Kernel,
     sc: &Scenario,
+    variant: Option<&scenario::Variant>,
     busybox: &Path,
     binary: &Path,
     tools: &[(std::path::PathBuf, String)],
@@ -110,7 +119,8 @@ fn run_one(
 ) -> Result<bool> {
     let work = root.join("target").join("lab").join(kernel.label);
     cache::create_dir(&work)?;
-    let initrd = work.join(format!("{}.cpio", sc.name));
+    let name = sc.run_name(variant);
+    let initrd = work.join(format!("{name}.cpio"));
     let lab = root.join("lab");
     let mut files: Vec<(std::path::PathBuf, String)> = tools.to_vec();
     files.extend(build::lab_kmods(kernel)?);
@@ -136,12 +146,12 @@ fn run_one(
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: cmdline(kernel, sc.header.timeout_secs, &nic_modules),
+        append: cmdline(kernel, sc.header.timeout_secs, &nic_modules, variant),
         nics: sc.header.nics.clone(),
     };
-    let log = work.join(format!("{}.log", sc.name));
+    let log = work.join(format!("{name}.log"));
     if live {
-        println!("lab: booting {} with scenario {} (console follows)", kernel.release, sc.name);
+        println!("lab: booting {} with scenario {name} (console follows)", kernel.release);
     }
     let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
     let mut run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
@@ -150,12 +160,12 @@ fn run_one(
     // text at boot (an int3 oops in early initcalls), before /init runs any of our
     // code. Such a run proves nothing either way: boot once more, say so, keep the log.
     if parsed.boot.is_none() && !run.timed_out {
-        let first = work.join(format!("{}.boot-crash.log", sc.name));
+        let first = work.join(format!("{name}.boot-crash.log"));
         let _ = std::fs::copy(&log, &first);
         println!(
             "{:<5} {:<24} kernel died before /init ({}); booting once more",
             kernel.label,
-            sc.name,
+            name,
             first.strip_prefix(root).unwrap_or(&first).display()
         );
         run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
@@ -163,7 +173,7 @@ fn run_one(
     }
     let v = verdict::judge(&parsed, &sc.header.checks, run.timed_out, timeout.as_secs());
     let log_shown = log.strip_prefix(root).unwrap_or(&log).display().to_string();
-    println!("{}", report::result_line(kernel.label, &sc.name, &v, run.elapsed));
+    println!("{}", report::result_line(kernel.label, &name, &v, run.elapsed));
     if !v.passed() {
         print!("{}", report::failure_details(&v, &run.console, &log_shown));
     }

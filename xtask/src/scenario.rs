@@ -10,6 +10,7 @@
 //! # needs: dist                 (build artefacts to carry: dist = `cargo xtask dist`'s tarball
 //! #                              and .deb, as /dist/netpoll-trace.tar.gz and /dist/netpoll-trace.deb)
 //! # checks: a b c               (each must be reported as pass or skip)
+//! # variants: legacy            (also run the scenario so: VARIANTS, reported as NAME+legacy)
 //! ```
 //!
 //! Any other `# word:` line in the header is an error, so a typo cannot silently drop a check.
@@ -24,6 +25,28 @@ use crate::qemu::Nic;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
+/// A second run of a scenario with the tool's defaults changed through its environment
+/// (lab/init exports `env` and NPT_VARIANT=name before the script runs), so the script
+/// is unchanged and every check must pass again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub name: &'static str,
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+pub const VARIANTS: [Variant; 1] = [Variant {
+    // The legacy eBPF object (loads on 4.14) on kprobes: what old kernels run.
+    name: "legacy",
+    env: &[("NETPOLL_TRACE_OBJECT", "legacy"), ("NETPOLL_TRACE_ATTACH", "kprobe")],
+}];
+
+fn variant(name: &str) -> Result<&'static Variant> {
+    VARIANTS.iter().find(|v| v.name == name).ok_or_else(|| {
+        let known: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+        anyhow::anyhow!("unknown variant {name:?}: known are {}", known.join(", "))
+    })
+}
+
 #[derive(Debug, PartialEq)]
 pub struct Header {
     /// None: every lab kernel.
@@ -34,6 +57,8 @@ pub struct Header {
     pub timeout_secs: u64,
     pub checks: Vec<String>,
     pub needs: Vec<Need>,
+    /// Runs beyond the plain one.
+    pub variants: Vec<&'static Variant>,
 }
 
 /// A build artefact a scenario carries into the guest.
@@ -70,6 +95,19 @@ pub struct Scenario {
     pub name: String,
     pub path: PathBuf,
     pub header: Header,
+    /// What to run: None the plain scenario, Some a variant. `NAME` runs the plain one and
+    /// the header's variants, `NAME+VARIANT` that variant only.
+    pub runs: Vec<Option<&'static Variant>>,
+}
+
+impl Scenario {
+    /// How a run is reported and its files are named: `NAME` or `NAME+VARIANT`.
+    pub fn run_name(&self, v: Option<&Variant>) -> String {
+        match v {
+            Some(v) => format!("{}+{}", self.name, v.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 pub fn dir(root: &Path) -> PathBuf {
@@ -89,12 +127,20 @@ pub fn all_names(root: &Path) -> Result<Vec<String>> {
 }
 
 pub fn load(root: &Path, name: &str) -> Result<Scenario> {
+    let (name, only) = match name.split_once('+') {
+        Some((n, v)) => (n, Some(variant(v)?)),
+        None => (name, None),
+    };
     let path = dir(root).join(format!("{name}.sh"));
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading scenario {name} ({}): see lab/scenarios for the ones there are", path.display())
     })?;
     let header = parse_header(&text).with_context(|| format!("in the header of {}", path.display()))?;
-    Ok(Scenario { name: name.to_string(), path, header })
+    let runs = match only {
+        Some(v) => vec![Some(v)],
+        None => std::iter::once(None).chain(header.variants.iter().map(|v| Some(*v))).collect(),
+    };
+    Ok(Scenario { name: name.to_string(), path, header, runs })
 }
 
 pub fn parse_header(text: &str) -> Result<Header> {
@@ -106,6 +152,7 @@ pub fn parse_header(text: &str) -> Result<Header> {
         timeout_secs: DEFAULT_TIMEOUT_SECS,
         checks: Vec::new(),
         needs: Vec::new(),
+        variants: Vec::new(),
     };
     for line in text.lines() {
         let line = line.trim();
@@ -141,7 +188,8 @@ pub fn parse_header(text: &str) -> Result<Header> {
             }
             "checks" => header.checks.extend(words),
             "needs" => header.needs = words.iter().map(|w| Need::parse(w)).collect::<Result<_>>()?,
-            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs"),
+            "variants" => header.variants = words.iter().map(|w| variant(w)).collect::<Result<_>>()?,
+            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs, variants"),
         }
     }
     if header.nics.is_empty() {
@@ -227,6 +275,20 @@ mod tests {
             let sc = load(root, &name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(!sc.header.checks.is_empty(), "{name} declares no checks");
         }
+    }
+
+    #[test]
+    fn variants_are_known_runs_of_their_own() {
+        let h = parse_header("# variants: legacy\n").unwrap();
+        assert_eq!(h.variants, vec![&VARIANTS[0]]);
+        assert!(VARIANTS[0].env.contains(&("NETPOLL_TRACE_OBJECT", "legacy")));
+        assert!(parse_header("# variants: legacyy\n").unwrap_err().to_string().contains("legacyy"));
+        assert!(parse_header("# checks: a\n").unwrap().variants.is_empty());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let sc = load(root, "smoke+legacy").unwrap();
+        assert_eq!(sc.runs, vec![Some(&VARIANTS[0])]);
+        assert_eq!(sc.run_name(sc.runs[0]), "smoke+legacy");
+        assert!(load(root, "smoke+nope").is_err());
     }
 
     #[test]
