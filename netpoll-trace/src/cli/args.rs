@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     kernel::{
-        attach::{AttachChoice, AttachMethod},
+        attach::{self, AttachChoice, AttachMethod, Conflict},
+        object::{ObjectChoice, ObjectKind},
         recorder,
     },
     model::duration::parse_duration,
@@ -94,9 +95,15 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         #[arg(long, value_name = "FILE")]
         btf: Option<PathBuf>,
         /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
-        /// kprobe (works everywhere), or auto (fentry, else kprobe).
-        #[arg(long, value_enum, default_value = "auto")]
+        /// kprobe (works everywhere; through tracefs kprobe_events before 4.17), or auto
+        /// (fentry, else kprobe).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
         attach: AttachArg,
+        /// Which eBPF object: modern (aya-log; needs 5.8), legacy (kprobes only; loads
+        /// on 4.14), or auto (modern, else legacy when the kernel refuses to load it).
+        /// The ready line says which was used.
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
+        object: ObjectArg,
         /// Also report single netpoll_poll_dev calls at least this slow.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
         slow_poll: Duration,
@@ -134,7 +141,7 @@ command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\
 Metrics (--metrics-addr 127.0.0.1:9632, then GET /metrics, Prometheus text format):\n  \
 netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_total{dev,driver,cause},\n  \
 netpoll_trace_remediations_total{action,result}, netpoll_trace_lost_events_total,\n  \
-netpoll_trace_poll_duration_seconds{dev} (histogram), netpoll_trace_build_info{version,kernel,attach_method}\n\n\
+netpoll_trace_poll_duration_seconds{dev} (histogram), netpoll_trace_build_info{version,kernel,attach_method,object}\n\n\
 Exit status: 0; with --once, 3 when the failure was not fixed.")]
     Agent {
         /// The TOML configuration (validated at start; errors name the key).
@@ -153,8 +160,11 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         #[arg(long, value_name = "FILE")]
         btf: Option<PathBuf>,
         /// How to attach (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
         attach: AttachArg,
+        /// Which eBPF object (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
+        object: ObjectArg,
         #[command(flatten)]
         recorder: RecorderArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
@@ -237,12 +247,21 @@ pointer with the driver's table will not recognise a patched device.",
         file: PathBuf,
     },
     /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
-    #[command(after_help = "Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
+    #[command(after_help = "As root, check loads the eBPF object watch would use (the modern one, \
+else the legacy one) and its programs, attaching nothing, and names it and the attach path.\n\n\
+Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
     Check {
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Which eBPF object to try (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
+        object: ObjectArg,
+        /// Which attach method to try (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
+        attach: AttachArg,
     },
+
 }
 
 /// What `generate` writes.
@@ -261,6 +280,35 @@ pub enum AttachArg {
     Auto,
     Fentry,
     Kprobe,
+}
+
+/// `--object`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectArg {
+    /// The modern object, else the legacy one when the kernel refuses the modern one.
+    Auto,
+    /// fentry and kprobes, aya-log (kernel 5.8 and later).
+    Modern,
+    /// kprobes only, no aya-log, no global data (kernel 4.14 and later).
+    Legacy,
+}
+
+impl From<ObjectArg> for ObjectChoice {
+    fn from(a: ObjectArg) -> Self {
+        match a {
+            ObjectArg::Auto => Self::Auto,
+            ObjectArg::Modern => Self::Only(ObjectKind::Modern),
+            ObjectArg::Legacy => Self::Only(ObjectKind::Legacy),
+        }
+    }
+}
+
+/// `--object` with `--attach`, checked together: the legacy object has no fentry
+/// programs. An error is a usage error (exit 2).
+pub fn tracer_choice(object: ObjectArg, attach: AttachArg) -> Result<(ObjectChoice, AttachChoice), Conflict> {
+    let (object, attach) = (object.into(), attach.into());
+    attach::steps(object, attach)?;
+    Ok((object, attach))
 }
 
 impl From<AttachArg> for AttachChoice {
@@ -301,6 +349,34 @@ mod tests {
         assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "8"]).is_ok());
         assert!(Cli::try_parse_from(["netpoll-trace", "dump", "--from", "x", "--pin-dir", "y"]).is_err());
+    }
+
+    #[test]
+    fn legacy_with_fentry_is_a_usage_error_and_env_sets_the_defaults() {
+        assert!(tracer_choice(ObjectArg::Legacy, AttachArg::Fentry).is_err());
+        assert_eq!(
+            tracer_choice(ObjectArg::Legacy, AttachArg::Auto).unwrap(),
+            (ObjectChoice::Only(ObjectKind::Legacy), AttachChoice::Auto)
+        );
+        // SAFETY: the other tests that parse a command line accept either value.
+        unsafe {
+            std::env::set_var("NETPOLL_TRACE_OBJECT", "legacy");
+            std::env::set_var("NETPOLL_TRACE_ATTACH", "kprobe");
+        }
+        let from_env = Cli::try_parse_from(["netpoll-trace", "agent"]);
+        let from_flag = Cli::try_parse_from(["netpoll-trace", "watch", "--object", "modern", "--attach", "fentry"]);
+        unsafe {
+            std::env::remove_var("NETPOLL_TRACE_OBJECT");
+            std::env::remove_var("NETPOLL_TRACE_ATTACH");
+        }
+        match from_env.unwrap().command {
+            Command::Agent { object, attach, .. } => assert_eq!((object, attach), (ObjectArg::Legacy, AttachArg::Kprobe)),
+            other => panic!("{other:?}"),
+        }
+        match from_flag.unwrap().command {
+            Command::Watch { object, attach, .. } => assert_eq!((object, attach), (ObjectArg::Modern, AttachArg::Fentry)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

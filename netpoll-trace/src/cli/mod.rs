@@ -35,11 +35,26 @@ pub fn main() -> ExitCode {
     ExitCode::from(exit.code())
 }
 
+/// `--object` and `--attach` checked together; a conflict is a usage error (exit 2).
+fn tracer_choice_or_exit(
+    object: args::ObjectArg,
+    attach: args::AttachArg,
+) -> (crate::kernel::object::ObjectChoice, crate::kernel::attach::AttachChoice) {
+    args::tracer_choice(object, attach).unwrap_or_else(|e| {
+        use clap::CommandFactory as _;
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
+    })
+}
+
 fn run(command: Command) -> Result<Exit> {
     match command {
-        Command::Check { json } => check::run(json),
-        Command::Agent { config, dry_run, once, journal, btf, attach, recorder, metrics_addr } => {
-            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach: attach.into(), recorder, metrics_addr })
+        Command::Check { json, object, attach } => {
+            let (object, attach) = tracer_choice_or_exit(object, attach);
+            check::run(json, object, attach)
+        }
+        Command::Agent { config, dry_run, once, journal, btf, attach, object, recorder, metrics_addr } => {
+            let (object, attach) = tracer_choice_or_exit(object, attach);
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach, object, recorder, metrics_addr })
         }
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
             json,
@@ -76,13 +91,15 @@ fn run(command: Command) -> Result<Exit> {
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, btf, attach, slow_poll, record, recorder, command } => {
+        Command::Watch { json, duration, devices, btf, attach, object, slow_poll, record, recorder, command } => {
+            let (object, attach) = tracer_choice_or_exit(object, attach);
             watch::run(watch::WatchArgs {
                 json,
                 duration,
                 devices,
                 btf,
-                attach: attach.into(),
+                attach,
+                object,
                 slow_poll,
                 record,
                 recorder,

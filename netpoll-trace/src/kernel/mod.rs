@@ -19,3 +19,4 @@ pub mod privileges;
 pub mod profile;
 pub mod recorder;
 pub mod targets;
+pub mod tracefs;

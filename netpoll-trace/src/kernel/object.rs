@@ -1,8 +1,12 @@
-//! The embedded eBPF object and loading it: maps created (or opened from the flight
-//! recorder's pins), this kernel's struct layout written to CONFIG. Attaching is
-//! `attach`'s job.
+//! The embedded eBPF objects and loading one: maps created (or opened from the flight
+//! recorder's pins), this kernel's struct layout written to CONFIG. Attaching, and
+//! choosing the object by trying, is `attach`'s job.
+//!
+//! Two objects, same map and program names and layouts (`netpoll_trace_common`):
+//! - modern: fentry/fexit and kprobes, aya-log (a ring buffer, 5.8) and global data (5.2);
+//! - legacy: kprobes only, no aya-log, no global data, no bpf-to-bpf calls: loads on 4.14.
 
-use std::path::PathBuf;
+use std::{fmt, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, EbpfLoader, maps::Array};
@@ -11,7 +15,89 @@ use netpoll_trace_common::{Config, maps};
 use super::{clock, profile::stage, recorder};
 
 /// The programs, built by build.rs from netpoll-trace-ebpf.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
+static MODERN_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
+static LEGACY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf-legacy"));
+
+/// Which of the two embedded objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Modern,
+    Legacy,
+}
+
+impl ObjectKind {
+    /// In the order `Auto` tries them.
+    pub const ALL: [Self; 2] = [Self::Modern, Self::Legacy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Modern => "modern",
+            Self::Legacy => "legacy",
+        }
+    }
+
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Self::Modern => MODERN_OBJECT,
+            Self::Legacy => LEGACY_OBJECT,
+        }
+    }
+
+    /// The object has aya-log's AYA_LOGS map and AYA_LOG_LEVEL global.
+    pub fn has_log(self) -> bool {
+        self == Self::Modern
+    }
+
+    /// The object has fentry/fexit programs (the legacy one has kprobes only).
+    pub fn has_fentry(self) -> bool {
+        self == Self::Modern
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the user asked for (`--object`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectChoice {
+    /// The modern object, else (when the kernel refuses to load it) the legacy one.
+    Auto,
+    Only(ObjectKind),
+}
+
+/// How far loading got before the kernel refused: what a fallback can still change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The object as a whole (a map the kernel cannot create, global data): no program
+    /// of this object will load.
+    Object,
+    /// One program (the verifier): another method's programs, or the other object, may load.
+    Program,
+}
+
+/// The kernel refused to load (part of) an object; carries the one-line reason.
+#[derive(Debug)]
+pub struct LoadRefused {
+    pub refusal: Refusal,
+    pub reason: String,
+}
+
+impl fmt::Display for LoadRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for LoadRefused {}
+
+/// How far a failed load got, when the error is a load failure (None: something else,
+/// e.g. attaching, failed).
+pub fn refusal(e: &anyhow::Error) -> Option<Refusal> {
+    e.downcast_ref::<LoadRefused>().map(|r| r.refusal)
+}
 
 /// Where the flight recorder lives and how the programs feed it.
 pub struct RecorderPlan {
@@ -26,8 +112,8 @@ pub struct RecorderPlan {
 }
 
 /// Loads the object (maps from the recorder's pins when there is one) and writes
-/// the configuration; attaches nothing.
-pub fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
+/// the configuration; attaches nothing, and loads no program (the attachers do).
+pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
     // The programs' log statements are switched off in the kernel unless the
     // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
     let level: u8 = match log::max_level() {
@@ -38,9 +124,10 @@ pub fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
         log::LevelFilter::Debug => 4,
         log::LevelFilter::Trace => 5,
     };
-    stage("loading the object");
+    stage(&format!("loading the {kind} object"));
     let mut loader = EbpfLoader::new();
-    loader.override_global("AYA_LOG_LEVEL", &level, true);
+    // Not required: the legacy object has no globals at all.
+    loader.override_global("AYA_LOG_LEVEL", &level, false);
     if let Some(r) = recorder {
         std::fs::create_dir_all(&r.dir).with_context(|| format!("creating pin directory {}", r.dir.display()))?;
         // aya opens a map already pinned at its path and pins a new one otherwise.
@@ -49,8 +136,13 @@ pub fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
         }
         loader.map_max_entries(maps::RING, r.ring_size);
     }
-    let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
-        anyhow!("loading the eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks")
+    let mut ebpf = loader.load(kind.bytes()).map_err(|e| {
+        anyhow::Error::new(LoadRefused {
+            refusal: Refusal::Object,
+            reason: format!(
+                "loading the {kind} eBPF object failed: {e}; run `netpoll-trace check` to see what this kernel lacks"
+            ),
+        })
     })?;
     let mut cfg: Array<_, Config> = Array::try_from(
         ebpf.map_mut(maps::CONFIG).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
@@ -60,7 +152,7 @@ pub fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
         let meta = ebpf.map_mut(maps::META).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::META))?;
         recorder::init_meta(meta, r.ring_size, clock::monotonic_ns())?;
     }
-    stage("object loaded (aya parsed the kernel BTF in EbpfLoader::new)");
+    stage(&format!("{kind} object loaded (aya parsed the kernel BTF in EbpfLoader::new)"));
     Ok(ebpf)
 }
 
@@ -68,21 +160,40 @@ pub fn load(config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
 mod tests {
     use super::*;
 
-    /// The maps of the built object are exactly those `netpoll_trace_common::maps` names
-    /// (plus aya-log's and the compiler's data sections): a map renamed on one side only
-    /// fails here, not in a guest.
+    /// The maps of each built object are exactly those `netpoll_trace_common::maps` names
+    /// (plus, in the modern one only, aya-log's and the compiler's data sections): a map
+    /// renamed on one side only fails here, not in a guest.
     #[test]
     fn the_object_defines_exactly_the_named_maps() {
-        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded object parses");
-        let mut ours: Vec<&str> = obj
-            .maps
-            .keys()
-            .map(String::as_str)
-            .filter(|n| !n.starts_with('.') && !n.starts_with("AYA_"))
-            .collect();
-        ours.sort();
-        let mut named = maps::ALL.to_vec();
-        named.sort();
-        assert_eq!(ours, named);
+        for kind in ObjectKind::ALL {
+            let obj = aya_obj::Object::parse(kind.bytes()).unwrap_or_else(|e| panic!("the {kind} object parses: {e}"));
+            let all: Vec<&str> = obj.maps.keys().map(String::as_str).collect();
+            let mut ours: Vec<&str> =
+                all.iter().copied().filter(|n| !n.starts_with('.') && !n.starts_with("AYA_")).collect();
+            ours.sort();
+            let mut named = maps::ALL.to_vec();
+            named.sort();
+            assert_eq!(ours, named, "{kind} object");
+            // The legacy object must have neither aya-log's map nor global data (4.14
+            // has no ring buffer and no global data): the loader relies on it.
+            let extra = all.iter().any(|n| n.starts_with('.') || n.starts_with("AYA_"));
+            assert_eq!(extra, kind.has_log(), "{kind} object's aya-log and data maps: {all:?}");
+        }
+    }
+
+    /// Both objects have the kprobe programs of every target; only the modern one has
+    /// fentry programs (`has_fentry`), so `--object legacy --attach fentry` is refused
+    /// before anything loads.
+    #[test]
+    fn the_objects_have_the_programs_their_methods_need() {
+        use crate::kernel::targets::TARGETS;
+        for kind in ObjectKind::ALL {
+            let obj = aya_obj::Object::parse(kind.bytes()).unwrap();
+            let has = |p: &str| obj.programs.contains_key(p);
+            for t in &TARGETS {
+                assert!(has(t.kprobe.0) && has(t.kprobe.1), "{kind} lacks {:?}", t.kprobe);
+                assert_eq!(has(t.fentry.0) && has(t.fentry.1), kind.has_fentry(), "{kind} and {:?}", t.fentry);
+            }
+        }
     }
 }

@@ -84,6 +84,11 @@ fn targets_present() -> Result<Vec<bool>> {
     present
 }
 
+/// Which TARGETS the kernel has (none required).
+pub fn present() -> Result<Vec<bool>> {
+    targets_present()
+}
+
 /// Fails with `Unsupported` (exit 4) when the kernel lacks a function we must probe;
 /// else which TARGETS it has.
 pub fn require_functions() -> Result<Vec<bool>> {

@@ -13,6 +13,9 @@ pub struct Facts {
     pub btf: Option<Result<(), String>>,
     pub kprobe_pmu: bool,
     pub kprobe_events: bool,
+    /// kprobes attach through tracefs kprobe_events on this kernel (before 4.17), not
+    /// through the kprobe PMU.
+    pub kprobes_via_tracefs: bool,
     pub kallsyms_readable: bool,
     pub has_kprobe_symbols: bool,
     pub has_trampoline: bool,
@@ -23,6 +26,20 @@ pub struct Facts {
     pub modules_disabled: bool,
     pub lockdown: Option<String>,
     pub euid: u32,
+    /// What `watch` would load here, found by loading it (nothing attached): Some(Ok)
+    /// what worked, Some(Err) why nothing did, None when not tried (not root).
+    pub tracer: Option<Result<Tracer, String>>,
+}
+
+/// The object and attach path `watch` would use, and what was refused on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tracer {
+    /// `modern` or `legacy`.
+    pub object: String,
+    /// `fentry`, `kprobe (kprobe PMU)`, `kprobe (tracefs kprobe_events)`.
+    pub attach_path: String,
+    /// One line per refused attempt before it, e.g. "modern object with kprobe: ...".
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +64,10 @@ pub struct Item {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub kernel: String,
+    /// The eBPF object `watch` would load (`modern`, `legacy`); null when unknown.
+    pub object: Option<String>,
+    /// The attach path `watch` would use; null when unknown.
+    pub attach_path: Option<String>,
     pub items: Vec<Item>,
     /// False when no netpoll tracing is possible: `check` exits 4.
     pub traceable: bool,
@@ -77,9 +98,14 @@ pub fn evaluate(f: &Facts) -> Report {
         ),
     });
 
-    let kprobes = f.kprobe_pmu || f.kprobe_events;
+    // aya attaches through the PMU from 4.17 on and through kprobe_events before.
+    let kprobes = if f.kprobes_via_tracefs { f.kprobe_events || f.has_kprobe_symbols } else { f.kprobe_pmu };
     items.push(if kprobes {
-        let how = if f.kprobe_pmu { "kprobe PMU" } else { "tracefs kprobe_events" };
+        let how = match (f.kprobes_via_tracefs, f.kprobe_events) {
+            (false, _) => "kprobe PMU",
+            (true, true) => "tracefs kprobe_events",
+            (true, false) => "tracefs kprobe_events; tracefs is not mounted: watch mounts it",
+        };
         item("kprobes", ok, format!("available ({how})"), None)
     } else {
         item(
@@ -200,8 +226,37 @@ pub fn evaluate(f: &Facts) -> Report {
         )
     });
 
+    items.push(match &f.tracer {
+        Some(Ok(t)) => {
+            let mut detail = format!("watch loads the {} eBPF object and attaches with {}", t.object, t.attach_path);
+            if !t.fallbacks.is_empty() {
+                detail.push_str(&format!(" (refused before it: {})", t.fallbacks.join("; ")));
+            }
+            item("ebpf", ok, detail, None)
+        }
+        Some(Err(e)) => item(
+            "ebpf",
+            Missing,
+            format!("no eBPF object loads on this kernel: {e}"),
+            Some("RUST_LOG=debug netpoll-trace check shows the verifier's log; report it with `uname -r`"),
+        ),
+        None => item(
+            "ebpf",
+            Degraded,
+            "not tried: loading the eBPF objects needs root",
+            Some("run `sudo netpoll-trace check` to load them (nothing is attached)"),
+        ),
+    });
+
     let traceable = !items.iter().any(|i| i.status == Missing);
-    Report { kernel: f.release.clone(), items, traceable }
+    let tracer = f.tracer.as_ref().and_then(|t| t.as_ref().ok());
+    Report {
+        kernel: f.release.clone(),
+        object: tracer.map(|t| t.object.clone()),
+        attach_path: tracer.map(|t| t.attach_path.clone()),
+        items,
+        traceable,
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +289,12 @@ mod tests {
             modules_disabled: false,
             lockdown: Some("[none] integrity confidentiality".into()),
             euid: 0,
+            kprobes_via_tracefs: false,
+            tracer: Some(Ok(Tracer {
+                object: "modern".into(),
+                attach_path: "fentry".into(),
+                fallbacks: Vec::new(),
+            })),
         }
     }
 
@@ -275,6 +336,51 @@ mod tests {
         assert_eq!(status(&r, "fentry"), Status::Degraded);
         assert_eq!(status(&r, "netpoll"), Status::Degraded);
         assert!(text(&r).contains("--btf FILE"));
+    }
+
+    /// 4.14: kprobes through kprobe_events (no PMU), and the modern object refused: the
+    /// legacy one is named, with why the modern one was not used.
+    #[test]
+    fn an_old_kernel_names_the_legacy_object_and_tracefs() {
+        let mut f = lab_kernel();
+        f.kprobe_pmu = false;
+        f.kprobes_via_tracefs = true;
+        f.tracer = Some(Ok(Tracer {
+            object: "legacy".into(),
+            attach_path: "kprobe (tracefs kprobe_events)".into(),
+            fallbacks: vec!["modern object with kprobe: failed to create map AYA_LOGS".into()],
+        }));
+        let r = evaluate(&f);
+        assert!(r.traceable);
+        assert_eq!(r.object.as_deref(), Some("legacy"));
+        assert_eq!(r.attach_path.as_deref(), Some("kprobe (tracefs kprobe_events)"));
+        assert_eq!(status(&r, "kprobes"), Status::Ok);
+        assert!(text(&r).contains("tracefs kprobe_events"), "{}", text(&r));
+        assert!(text(&r).contains("AYA_LOGS"), "{}", text(&r));
+        // Not mounted yet: still fine, watch mounts it.
+        f.kprobe_events = false;
+        assert_eq!(status(&evaluate(&f), "kprobes"), Status::Ok);
+        // From 4.17 aya uses the PMU only: kprobe_events alone is not enough.
+        f.kprobes_via_tracefs = false;
+        f.kprobe_events = true;
+        assert_eq!(status(&evaluate(&f), "kprobes"), Status::Missing);
+    }
+
+    /// The 4.14 bug: every ingredient present, but the object does not load, so `check`
+    /// must not say traceable.
+    #[test]
+    fn an_object_that_does_not_load_is_untraceable() {
+        let mut f = lab_kernel();
+        f.tracer = Some(Err("loading the legacy eBPF object failed: ...".into()));
+        let r = evaluate(&f);
+        assert!(!r.traceable);
+        assert_eq!(status(&r, "ebpf"), Status::Missing);
+        assert_eq!((r.object, r.attach_path), (None, None));
+        f.tracer = None;
+        f.euid = 1000;
+        let r = evaluate(&f);
+        assert!(r.traceable);
+        assert_eq!(status(&r, "ebpf"), Status::Degraded);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::{
     kernel::{
         attach::{self, AttachChoice, AttachMethod},
         clock, kmsg,
-        object::RecorderPlan,
+        object::{ObjectChoice, RecorderPlan},
         offsets, poll_stats,
         profile::stage,
         recorder, targets,
@@ -37,6 +37,8 @@ use crate::{
 pub struct TraceOptions {
     pub btf: Option<PathBuf>,
     pub attach: AttachChoice,
+    /// Which eBPF object (`--object`).
+    pub object: ObjectChoice,
     pub slow_poll: Duration,
     /// Record into the pinned flight recorder too.
     pub recorder: Option<RecorderOptions>,
@@ -109,7 +111,7 @@ impl Tracer {
             },
             None => (None, None),
         };
-        let mut loaded = attach::load_and_attach(&config, opts.attach, &present, plan.as_ref())?;
+        let mut loaded = attach::load_and_attach(&config, opts.object, opts.attach, &present, plan.as_ref())?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {
@@ -128,9 +130,16 @@ impl Tracer {
         spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &stop_rx, decode_setup)?;
         spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &stop_rx, decode_poll)?;
 
-        if let Some(reason) = &loaded.fallback_reason {
-            notes.push(format!("fentry unavailable ({reason}); using kprobes"));
+        for f in &loaded.fallbacks {
+            notes.push(if f.object == loaded.path.object {
+                // Within one object only fentry falls back, to kprobes.
+                format!("{} unavailable ({}); using kprobes", f.method, f.reason)
+            } else {
+                format!("the {} eBPF object did not load ({}); using the {} object", f.object, f.reason, loaded.path.object)
+            });
         }
+        notes.extend(loaded.notes.iter().cloned());
+
         for (f, why) in &loaded.skipped {
             notes.push(format!("not tracing {f}: {why}"));
         }
@@ -147,12 +156,14 @@ impl Tracer {
             notes.push(why.clone());
         }
         let mut ready = format!(
-            "ready: {} on {} ({} {:.1} ms; offsets from {})",
+            "ready: {} on {} ({} {:.1} ms; offsets from {}; {} object, attach path {})",
             loaded.method,
             loaded.attached.join(", "),
             if loaded.reused { "reusing the pinned probes, opened in" } else { "attached in" },
             loaded.attach_ms,
             resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |p| p.display().to_string()),
+            loaded.path.object,
+            loaded.path.attach_path(),
         );
         if let Some(p) = &plan {
             ready.push_str(&format!(
@@ -226,6 +237,11 @@ impl Tracer {
     /// How the programs are attached.
     pub fn method(&self) -> AttachMethod {
         self.loaded.method
+    }
+
+    /// The eBPF object and attach path in use.
+    pub fn path(&self) -> attach::Path {
+        self.loaded.path
     }
 
     /// Stops reading, drains every buffer and returns the rest, the final poll

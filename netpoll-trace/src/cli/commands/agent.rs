@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
-    kernel::{attach::AttachChoice, clock::monotonic_ns, host, patch_module, privileges},
+    kernel::{attach::AttachChoice, clock::monotonic_ns, object::ObjectChoice, host, patch_module, privileges},
     model::{
         agent::{self, Handled, Need, Next, Note, PatchOutcome, Remediation, Successes, Verified},
         config::{AgentConfig, RetryMethod},
@@ -35,6 +35,7 @@ pub struct AgentArgs {
     pub journal: Option<PathBuf>,
     pub btf: Option<PathBuf>,
     pub attach: AttachChoice,
+    pub object: ObjectChoice,
     pub recorder: RecorderArgs,
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -134,6 +135,7 @@ impl Agent {
         let opts = TraceOptions {
             btf: self.args.btf.clone(),
             attach: self.args.attach,
+            object: self.args.object,
             slow_poll: Duration::from_millis(1),
             recorder,
             poll_refresh: listener.is_some().then_some(metrics::POLL_REFRESH),
@@ -147,6 +149,7 @@ impl Agent {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 kernel: host::release().unwrap_or_default().to_string(),
                 attach_method: tracer.method().as_str().to_string(),
+                object: tracer.path().object.as_str().to_string(),
             };
             let m = Metrics::new(&build);
             metrics::http::spawn(l, m.clone());

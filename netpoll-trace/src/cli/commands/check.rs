@@ -4,16 +4,24 @@
 use std::path::Path;
 
 use anyhow::Result;
+use netpoll_trace_common::Config;
 
 use crate::{
     cli::exit::Exit,
-    kernel::{btf::Btf, host, kallsyms::Kallsyms, offsets, targets},
-    model::check::{self, Facts},
+    kernel::{
+        attach::{self, AttachChoice},
+        btf::Btf,
+        host,
+        kallsyms::Kallsyms,
+        object::ObjectChoice,
+        offsets, targets, tracefs,
+    },
+    model::check::{self, Facts, Tracer},
     sinks::terminal::render_check,
 };
 
-pub fn run(json: bool) -> Result<Exit> {
-    let report = check::evaluate(&gather());
+pub fn run(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<Exit> {
+    let report = check::evaluate(&gather(object, attach));
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -22,7 +30,29 @@ pub fn run(json: bool) -> Result<Exit> {
     Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
 }
 
-fn gather() -> Facts {
+/// What `watch` would load and how it would attach here, found the way `watch` finds it
+/// (same order and fallbacks: `attach::probe`), the objects and programs loaded by the
+/// kernel and nothing attached. None when not root: loading needs privileges.
+pub fn probe_tracer(object: ObjectChoice, attach: AttachChoice) -> Option<Result<Tracer, String>> {
+    if host::euid() != 0 {
+        return None;
+    }
+    let present = match targets::present() {
+        Ok(p) => p,
+        Err(e) => return Some(Err(format!("{e:#}"))),
+    };
+    Some(
+        attach::probe(&Config::default(), object, attach, &present)
+            .map(|p| Tracer {
+                object: p.path.object.to_string(),
+                attach_path: p.path.attach_path(),
+                fallbacks: p.fallbacks.iter().map(|f| format!("{} object with {}: {}", f.object, f.method, f.reason)).collect(),
+            })
+            .map_err(|e| format!("{e:#}")),
+    )
+}
+
+fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
     let ks = Kallsyms::read().ok();
     let has = |name: &str| ks.as_ref().is_some_and(|k| k.contains(name));
     let btf = Path::new(offsets::SYSFS_VMLINUX).exists().then(|| {
@@ -46,5 +76,7 @@ fn gather() -> Facts {
         modules_disabled: host::read_trim("/proc/sys/kernel/modules_disabled").as_deref() == Some("1"),
         lockdown: host::read_trim("/sys/kernel/security/lockdown"),
         euid: host::euid(),
+        kprobes_via_tracefs: tracefs::kprobe_via() == tracefs::KprobeVia::Tracefs,
+        tracer: probe_tracer(object, attach),
     }
 }

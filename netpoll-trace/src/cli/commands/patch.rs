@@ -3,9 +3,12 @@
 
 use anyhow::Result;
 
+use super::check;
 use crate::{
     cli::exit::Exit,
     kernel::{
+        attach::AttachChoice,
+        object::ObjectChoice,
         kallsyms::Kallsyms,
         patch_module::{self, MODULE_NAME, ops_name},
     },
@@ -37,9 +40,32 @@ pub fn unpatch(dev: &str) -> Result<Exit> {
 
 pub fn status(json: bool) -> Result<Exit> {
     let list = patch_module::status()?;
+    // What the tracer (and so the agent that patches) would use on this kernel.
+    let tracer = check::probe_tracer(ObjectChoice::Auto, AttachChoice::Auto);
     if json {
-        println!("{}", serde_json::json!({ "module_loaded": !list.is_empty() || patch_module::module_loaded(), "patched": list }));
-    } else if list.is_empty() {
+        let (object, attach_path, tracer_error) = match &tracer {
+            Some(Ok(t)) => (Some(t.object.clone()), Some(t.attach_path.clone()), None),
+            Some(Err(e)) => (None, None, Some(e.clone())),
+            None => (None, None, Some("not tried: loading the eBPF objects needs root".to_string())),
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "module_loaded": !list.is_empty() || patch_module::module_loaded(),
+                "patched": list,
+                "object": object,
+                "attach_path": attach_path,
+                "tracer_error": tracer_error,
+            })
+        );
+        return Ok(Exit::Ok);
+    }
+    match &tracer {
+        Some(Ok(t)) => println!("tracer: the {} eBPF object, attach path {}", t.object, t.attach_path),
+        Some(Err(e)) => println!("tracer: no eBPF object loads on this kernel: {e}"),
+        None => println!("tracer: unknown (run as root: loading the eBPF objects needs it)"),
+    }
+    if list.is_empty() {
         println!("no device patched");
     } else {
         let ks = Kallsyms::read().ok();

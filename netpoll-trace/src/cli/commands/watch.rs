@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
-    kernel::attach::AttachChoice,
+    kernel::{attach::AttachChoice, object::ObjectChoice},
     model::output::{Output, Sink},
     pipeline::{RecorderOptions, TraceOptions, Tracer},
     sinks::{
@@ -24,6 +24,7 @@ pub struct WatchArgs {
     pub devices: Vec<String>,
     pub btf: Option<PathBuf>,
     pub attach: AttachChoice,
+    pub object: ObjectChoice,
     pub slow_poll: Duration,
     pub record: Option<PathBuf>,
     pub recorder: RecorderArgs,
@@ -94,6 +95,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     let opts = TraceOptions {
         btf: args.btf.clone(),
         attach: args.attach,
+        object: args.object,
         slow_poll: args.slow_poll,
         recorder,
         poll_refresh: None,

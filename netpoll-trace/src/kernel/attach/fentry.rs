@@ -35,13 +35,17 @@ pub(super) fn function_btf() -> Result<Btf> {
     Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
 }
 
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf) -> Result<Vec<LinkId>> {
+/// Loads `t`'s programs and, unless `load_only`, attaches them.
+pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf, load_only: bool) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
     let prog: &mut FEntry = program(ebpf, entry)?;
     prog.load(t.function(), btf).map_err(|e| program_error("fentry", entry, t.function(), e))?;
-    let a = prog.attach().map_err(|e| program_error("fentry", entry, t.function(), e))?;
     let prog: &mut FExit = program(ebpf, exit)?;
     prog.load(t.function(), btf).map_err(|e| program_error("fexit", exit, t.function(), e))?;
-    let b = prog.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
+    if load_only {
+        return Ok(Vec::new());
+    }
+    let a = program::<FEntry>(ebpf, entry)?.attach().map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    let b = program::<FExit>(ebpf, exit)?.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
     Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
 }

@@ -1,4 +1,6 @@
-//! kprobe/kretprobe through the kernel's kprobe PMU: works wherever kprobes do.
+//! kprobe/kretprobe: through the kernel's kprobe PMU, or before 4.17 through tracefs
+//! `kprobe_events` (aya chooses; `kernel::tracefs` prepares and reports it): works
+//! wherever kprobes do.
 
 use anyhow::Result;
 use aya::{
@@ -10,12 +12,16 @@ use aya::{
 use super::program::{LinkId, program, program_error};
 use crate::kernel::targets::Target;
 
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target) -> Result<Vec<LinkId>> {
+/// Loads `t`'s programs and, unless `load_only`, attaches them.
+pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
     for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
         prog.load().map_err(|e| program_error(kind, name, t.function(), e))?;
+        if load_only {
+            continue;
+        }
         ids.push(LinkId::Kprobe(
             name,
             prog.attach(t.function(), 0).map_err(|e| program_error(kind, name, t.function(), e))?,

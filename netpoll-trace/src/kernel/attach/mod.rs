@@ -1,6 +1,8 @@
 //! Attaching the loaded programs to the traced functions, one attacher per method:
 //! fentry/fexit (`fentry`) where the kernel has BPF trampolines, kprobes (`kprobe`)
-//! otherwise; chosen at load time, and the flight recorder's links pinned or reused.
+//! otherwise (through the kprobe PMU, or tracefs before 4.17: `kernel::tracefs`); the
+//! object (modern, else legacy) and the method chosen by trying them in `steps`' order,
+//! and the flight recorder's links pinned or reused.
 
 mod fentry;
 mod kprobe;
@@ -18,7 +20,8 @@ use netpoll_trace_common::{Config, maps};
 
 use self::program::LinkId;
 use super::{
-    object::{self, RecorderPlan},
+    object::{self, ObjectChoice, ObjectKind, RecorderPlan, Refusal},
+    tracefs::{self, KprobeVia},
     profile::{release_freed_memory, stage},
     recorder,
     targets::{TARGETS, Target},
@@ -72,16 +75,55 @@ pub enum AttachChoice {
     Only(AttachMethod),
 }
 
+/// The object and the attach path in use, as every report names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    pub object: ObjectKind,
+    pub method: AttachMethod,
+    /// For kprobes: the kprobe PMU or tracefs kprobe_events.
+    pub via: Option<KprobeVia>,
+}
+
+impl Path {
+    fn new(object: ObjectKind, method: AttachMethod) -> Self {
+        let via = (method == AttachMethod::Kprobe).then(tracefs::kprobe_via);
+        Self { object, method, via }
+    }
+
+    /// `fentry`, `kprobe (kprobe PMU)` or `kprobe (tracefs kprobe_events)`.
+    pub fn attach_path(&self) -> String {
+        match self.via {
+            Some(v) => format!("{} ({})", self.method, v.as_str()),
+            None => self.method.to_string(),
+        }
+    }
+}
+
+/// One attempt that failed before the one that worked, and why.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    pub object: ObjectKind,
+    pub method: AttachMethod,
+    pub reason: String,
+}
+
 /// The attached programs and their maps.
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub setup_events: PerfEventArray<MapData>,
     pub poll_events: PerfEventArray<MapData>,
     pub method: AttachMethod,
-    /// Log records of the programs (aya-log), forwarded to the userspace logger.
+    /// The object loaded and the attach path (with `method`).
+    pub path: Path,
+    /// Log records of the programs (aya-log), forwarded to the userspace logger; None
+    /// for the legacy object, which has no log channel.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    /// Why fentry was not used, when auto fell back to kprobes.
-    pub fallback_reason: Option<String>,
+    /// The attempts that failed before this one (fentry before kprobes, the modern
+    /// object before the legacy one), in order.
+    pub fallbacks: Vec<Fallback>,
+    /// What preparing the attach path did that the user should hear of (tracefs
+    /// mounted, stale kprobe events removed).
+    pub notes: Vec<String>,
     /// Functions attached to.
     pub attached: Vec<&'static str>,
     /// Optional functions that could not be attached, with the reason.
@@ -96,35 +138,77 @@ pub struct Loaded {
     pub reused: bool,
 }
 
+/// Tries `steps` in order, moving on per `try_next`; the first that works
+/// wins, with the earlier failures in `fallbacks`. The last failure is the error.
+fn first_working<T>(
+    object: ObjectChoice,
+    choice: AttachChoice,
+    mut attempt: impl FnMut(ObjectKind, AttachMethod) -> Result<T>,
+) -> Result<(T, Vec<Fallback>)> {
+    let steps = steps(object, choice)?;
+    let mut fallbacks: Vec<Fallback> = Vec::new();
+    let mut last: Option<(Step, Option<Refusal>, anyhow::Error)> = None;
+    for step in steps {
+        if let Some((failed, refusal, _)) = &last
+            && !try_next(*failed, *refusal, step)
+        {
+            continue;
+        }
+        if let Some((failed, _, e)) = last.take() {
+            let reason = format!("{e:#}");
+            log::info!("{} object with {} failed, trying the {} object with {}: {reason}", failed.0, failed.1, step.0, step.1);
+            fallbacks.push(Fallback { object: failed.0, method: failed.1, reason });
+        }
+        match attempt(step.0, step.1) {
+            Ok(t) => return Ok((t, fallbacks)),
+            Err(e) => last = Some((step, object::refusal(&e), e)),
+        }
+    }
+    Err(last.map(|(_, _, e)| e).unwrap_or_else(|| anyhow!("nothing to try")))
+}
+
 /// `present` is what `targets::require_functions` returned.
 pub fn load_and_attach(
     config: &Config,
+    object: ObjectChoice,
     choice: AttachChoice,
     present: &[bool],
     recorder: Option<&RecorderPlan>,
 ) -> Result<Loaded> {
     let start = Instant::now();
-    let (loaded, fallback_reason) = match (choice, recorder) {
-        (_, Some(plan)) if !plan.reuse_links.is_empty() => (reuse_pinned(config, plan)?, None),
-        (AttachChoice::Only(m), _) => (attach_all(config, m, present, recorder)?, None),
-        (AttachChoice::Auto, _) => match attach_all(config, AttachMethod::Fentry, present, recorder) {
-            Ok(l) => (l, None),
-            Err(e) => {
-                log::info!("fentry unavailable, falling back to kprobes: {e:#}");
-                (attach_all(config, AttachMethod::Kprobe, present, recorder)?, Some(format!("{e:#}")))
-            }
-        },
+    let (loaded, fallbacks) = match recorder {
+        Some(plan) if !plan.reuse_links.is_empty() => {
+            first_working(object, AttachChoice::Only(AttachMethod::Kprobe), |o, _| reuse_pinned(config, o, plan))?
+        }
+        _ => first_working(object, choice, |o, m| attach_all(config, o, m, present, recorder))?,
     };
     let attach_ms = start.elapsed().as_secs_f64() * 1e3;
     release_freed_memory();
     stage("attached; freed memory released");
-    Ok(Loaded { fallback_reason, attach_ms, ..loaded })
+    Ok(Loaded { fallbacks, attach_ms, ..loaded })
+}
+
+/// What `check` and `status` report: the object and path `watch` would use here, found
+/// the same way (the objects and programs loaded by the kernel, nothing attached).
+pub struct Probed {
+    pub path: Path,
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// Loads what `load_and_attach` would (same order, same fallbacks) without attaching.
+pub fn probe(config: &Config, object: ObjectChoice, choice: AttachChoice, present: &[bool]) -> Result<Probed> {
+    let (path, fallbacks) = first_working(object, choice, |o, m| {
+        let mut ebpf = object::load(o, config, None)?;
+        load_programs(&mut ebpf, m, present, true)?;
+        Ok(Path::new(o, m))
+    })?;
+    Ok(Probed { path, fallbacks })
 }
 
 /// The perf arrays and the programs' log channel of a loaded object.
 fn finish(
     mut ebpf: Ebpf,
-    method: AttachMethod,
+    path: Path,
     attached: Vec<&'static str>,
     skipped: Vec<(&'static str, String)>,
 ) -> Result<Loaded> {
@@ -134,20 +218,26 @@ fn finish(
     };
     let setup_events = take(maps::SETUP_EVENTS)?;
     let poll_events = take(maps::POLL_EVENTS)?;
-    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            log::warn!("the programs' log records are unavailable: {e}");
-            None
+    let logger = if path.object.has_log() {
+        match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("the programs' log records are unavailable: {e}");
+                None
+            }
         }
+    } else {
+        None
     };
     Ok(Loaded {
         ebpf,
         setup_events,
         poll_events,
-        method,
+        method: path.method,
+        path,
         logger,
-        fallback_reason: None,
+        fallbacks: Vec::new(),
+        notes: Vec::new(),
         attached,
         skipped,
         attach_ms: 0.0,
@@ -158,15 +248,15 @@ fn finish(
 }
 
 /// An earlier process's pinned links are recording: read their maps, attach nothing.
-fn reuse_pinned(config: &Config, plan: &RecorderPlan) -> Result<Loaded> {
-    let ebpf = object::load(config, Some(plan))?;
+fn reuse_pinned(config: &Config, object: ObjectKind, plan: &RecorderPlan) -> Result<Loaded> {
+    let ebpf = object::load(object, config, Some(plan))?;
     let is = |name: &str| plan.reuse_links.iter().any(|l| l == name);
     let method = AttachMethod::ALL
         .into_iter()
         .find(|m| TARGETS.iter().any(|t| is(m.programs(t).0)))
         .unwrap_or(AttachMethod::Kprobe);
     let attached = TARGETS.iter().filter(|t| is(method.programs(t).0)).map(Target::function).collect();
-    let mut loaded = finish(ebpf, method, attached, Vec::new())?;
+    let mut loaded = finish(ebpf, Path::new(object, method), attached, Vec::new())?;
     // The running programs log into their own object's channel, not this one's.
     loaded.logger = None;
     loaded.pinned_links = plan.reuse_links.clone();
@@ -174,8 +264,16 @@ fn reuse_pinned(config: &Config, plan: &RecorderPlan) -> Result<Loaded> {
     Ok(loaded)
 }
 
-fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder: Option<&RecorderPlan>) -> Result<Loaded> {
-    let mut ebpf = object::load(config, recorder)?;
+/// Optional functions not traced, each with why.
+type Skipped = Vec<(&'static str, String)>;
+
+/// Loads (and unless `load_only` attaches) every present target's programs for `method`.
+fn load_programs(
+    ebpf: &mut Ebpf,
+    method: AttachMethod,
+    present: &[bool],
+    load_only: bool,
+) -> Result<(Vec<LinkId>, Vec<&'static str>, Skipped)> {
     let fentry_btf = match method {
         AttachMethod::Fentry => {
             let btf = fentry::function_btf()?;
@@ -193,8 +291,8 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder:
             continue;
         }
         let result = match &fentry_btf {
-            Some(btf) => fentry::attach(&mut ebpf, t, btf),
-            None => kprobe::attach(&mut ebpf, t),
+            Some(btf) => fentry::attach(ebpf, t, btf, load_only),
+            None => kprobe::attach(ebpf, t, load_only),
         };
         stage(&format!("{} {}", method, t.function()));
         match result {
@@ -206,6 +304,23 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder:
             Err(e) => return Err(e),
         }
     }
+    Ok((links, attached, skipped))
+}
+
+fn attach_all(
+    config: &Config,
+    object: ObjectKind,
+    method: AttachMethod,
+    present: &[bool],
+    recorder: Option<&RecorderPlan>,
+) -> Result<Loaded> {
+    let path = Path::new(object, method);
+    let mut notes = Vec::new();
+    if path.via == Some(KprobeVia::Tracefs) {
+        notes.extend(prepare_tracefs()?);
+    }
+    let mut ebpf = object::load(object, config, recorder)?;
+    let (links, attached, skipped) = load_programs(&mut ebpf, method, present, false)?;
     let mut pinned = Vec::new();
     let mut unpinnable = None;
     if let Some(plan) = recorder.filter(|r| r.persist) {
@@ -214,10 +329,95 @@ fn attach_all(config: &Config, method: AttachMethod, present: &[bool], recorder:
             None => pinned = pin_links(&mut ebpf, links, &plan.dir)?,
         }
     }
-    let mut loaded = finish(ebpf, method, attached, skipped)?;
+    let mut loaded = finish(ebpf, path, attached, skipped)?;
     loaded.pinned_links = pinned;
     loaded.unpinnable = unpinnable;
+    loaded.notes = notes;
     Ok(loaded)
+}
+
+/// kprobes through tracefs: mount it if aya would find none, and remove the kprobe
+/// events that earlier, killed runs left on our functions; returns what to say.
+fn prepare_tracefs() -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    if let Some(mounted) = tracefs::ensure_mounted()? {
+        notes.push(mounted);
+    }
+    let functions: Vec<&str> = TARGETS.iter().map(Target::function).collect();
+    match tracefs::remove_stale_events(&functions) {
+        Ok((removed, failed)) => {
+            if !removed.is_empty() {
+                notes.push(format!(
+                    "removed {} stale kprobe event(s) that an earlier, killed run left: {}",
+                    removed.len(),
+                    removed.join(", ")
+                ));
+            }
+            if !failed.is_empty() {
+                notes.push(format!("could not remove stale kprobe event(s): {}", failed.join(", ")));
+            }
+        }
+        Err(e) => notes.push(format!("could not look for stale kprobe events: {e:#}")),
+    }
+    stage("tracefs ready for kprobe_events");
+    Ok(notes)
+}
+
+// --- The plan: which (object, method) pairs to try, in order, and whether a failure
+// --- moves on to the next. Pure, so the fallback rules are unit-tested without a kernel.
+
+/// `--object legacy --attach fentry`: the legacy object has no fentry programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict(pub String);
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// One attempt: load this object, attach with this method.
+pub type Step = (ObjectKind, AttachMethod);
+
+/// The attempts for what the user asked, best first: the modern object before the
+/// legacy one, fentry before kprobes (the legacy object has kprobes only).
+pub fn steps(object: ObjectChoice, attach: AttachChoice) -> Result<Vec<Step>, Conflict> {
+    let objects: Vec<ObjectKind> = match object {
+        ObjectChoice::Auto => ObjectKind::ALL.to_vec(),
+        ObjectChoice::Only(k) => vec![k],
+    };
+    let methods: Vec<AttachMethod> = match attach {
+        AttachChoice::Auto => AttachMethod::ALL.to_vec(),
+        AttachChoice::Only(m) => vec![m],
+    };
+    let steps: Vec<Step> = objects
+        .iter()
+        .flat_map(|o| methods.iter().map(move |m| (*o, *m)))
+        .filter(|(o, m)| *m != AttachMethod::Fentry || o.has_fentry())
+        .collect();
+    if steps.is_empty() {
+        return Err(Conflict(
+            "--object legacy has kprobe programs only: use --attach kprobe (or auto) with it, or --object modern for fentry"
+                .to_string(),
+        ));
+    }
+    Ok(steps)
+}
+
+/// After `failed` failed (with `refusal`: how far loading got, None when something
+/// other than loading failed), whether to try `next`:
+/// - another method of the same object, unless the object itself was refused (its maps
+///   cannot be created: no program of it will load);
+/// - the other object only after a load failure (a kernel that cannot attach the modern
+///   object's kprobes cannot attach the legacy one's either).
+pub fn try_next(failed: Step, refusal: Option<Refusal>, next: Step) -> bool {
+    if next.0 == failed.0 {
+        refusal != Some(Refusal::Object)
+    } else {
+        refusal.is_some()
+    }
 }
 
 /// Pins every link, all or nothing: on a failure the pins made so far are removed
@@ -247,4 +447,58 @@ fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Resu
         }
     }
     Ok(done.into_iter().map(|(n, _)| n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MF: Step = (ObjectKind::Modern, AttachMethod::Fentry);
+    const MK: Step = (ObjectKind::Modern, AttachMethod::Kprobe);
+    const LK: Step = (ObjectKind::Legacy, AttachMethod::Kprobe);
+
+    fn steps_of(o: ObjectChoice, a: AttachChoice) -> Vec<Step> {
+        steps(o, a).unwrap()
+    }
+
+    #[test]
+    fn auto_tries_modern_fentry_then_modern_kprobes_then_legacy() {
+        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Auto), [MF, MK, LK]);
+        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Kprobe)), [MK, LK]);
+        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Fentry)), [MF]);
+        assert_eq!(steps_of(ObjectChoice::Only(ObjectKind::Modern), AttachChoice::Auto), [MF, MK]);
+    }
+
+    #[test]
+    fn legacy_means_kprobes_and_refuses_fentry() {
+        let legacy = ObjectChoice::Only(ObjectKind::Legacy);
+        assert_eq!(steps_of(legacy, AttachChoice::Auto), [LK]);
+        assert_eq!(steps_of(legacy, AttachChoice::Only(AttachMethod::Kprobe)), [LK]);
+        let err = steps(legacy, AttachChoice::Only(AttachMethod::Fentry)).unwrap_err();
+        assert!(err.0.contains("--attach kprobe"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_object_skips_its_other_methods_and_goes_to_the_legacy_one() {
+        // 4.14: the modern object's AYA_LOGS ring buffer cannot be created.
+        assert!(!try_next(MF, Some(Refusal::Object), MK));
+        assert!(try_next(MF, Some(Refusal::Object), LK));
+        assert!(try_next(MK, Some(Refusal::Object), LK));
+    }
+
+    #[test]
+    fn a_refused_program_tries_the_next_method_and_then_the_other_object() {
+        assert!(try_next(MF, Some(Refusal::Program), MK));
+        // The verifier refused a modern kprobe program (e.g. a bpf-to-bpf call on 4.14).
+        assert!(try_next(MK, Some(Refusal::Program), LK));
+    }
+
+    #[test]
+    fn an_attach_failure_changes_the_method_but_never_the_object() {
+        // fentry loaded but could not attach: kprobes may still attach.
+        assert!(try_next(MF, None, MK));
+        // kprobes could not attach (no kprobe support): the legacy kprobes cannot either.
+        assert!(!try_next(MK, None, LK));
+        assert!(!try_next(MF, None, LK));
+    }
 }

@@ -2,6 +2,8 @@
 //! name the program and function.
 
 use anyhow::{Context as _, Result, anyhow};
+
+use crate::kernel::object::{LoadRefused, Refusal};
 use aya::{
     Ebpf,
     programs::{FEntry, FExit, KProbe, ProgramError, links::FdLink},
@@ -38,12 +40,21 @@ where
 }
 
 /// One line naming the program and function; the verifier log only at debug level.
+/// A refusal by the kernel is a `LoadRefused` (`Refusal::Program`): the loader may try
+/// another method or object.
 pub(super) fn program_error(kind: &str, program: &str, function: &str, e: ProgramError) -> anyhow::Error {
     if let ProgramError::LoadError { io_error, verifier_log } = &e {
         log::debug!("verifier log for {program}:\n{verifier_log}");
-        return anyhow!(
-            "the kernel refused {kind} program {program} for {function}: {io_error} (RUST_LOG=debug shows the verifier log)"
-        );
+        // The verifier's verdict is its log's last line ("unreachable insn 8", ...).
+        let verdict = verifier_log.to_string();
+        let verdict = verdict.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("");
+        let verdict = if verdict.is_empty() { String::new() } else { format!(" ({})", verdict.trim()) };
+        return anyhow::Error::new(LoadRefused {
+            refusal: Refusal::Program,
+            reason: format!(
+                "the kernel refused {kind} program {program} for {function}: {io_error}{verdict} (RUST_LOG=debug shows the verifier log)"
+            ),
+        });
     }
     anyhow::Error::from(e).context(format!("attaching {kind} {program} to {function}"))
 }

@@ -434,6 +434,7 @@ mod tests {
                 version: "1".into(),
                 kernel: "k".into(),
                 attach_method: "kprobe".into(),
+                object: "legacy".into(),
             });
             tokio::spawn(serve(l, m));
             async fn exchange(addr: SocketAddr, req: &[u8]) -> String {

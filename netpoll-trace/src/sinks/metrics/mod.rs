@@ -12,7 +12,8 @@
 //!   decision and action, with the journal's own codes.
 //! - `netpoll_trace_lost_events_total`: events the kernel dropped (perf buffer full).
 //! - `netpoll_trace_poll_duration_seconds{dev}`: `netpoll_poll_dev` latency.
-//! - `netpoll_trace_build_info{version,kernel,attach_method}`: always 1.
+//! - `netpoll_trace_build_info{version,kernel,attach_method,object}`: always 1 (`object`:
+//!   the eBPF object loaded, `modern` or `legacy`).
 //!
 //! An unknown label value (a driver sysfs did not name) is the empty string, which
 //! Prometheus treats as the label being absent: nothing is invented.
@@ -82,6 +83,7 @@ struct BuildLabels {
     version: String,
     kernel: String,
     attach_method: String,
+    object: String,
 }
 
 /// What `netpoll_trace_build_info` says.
@@ -90,6 +92,8 @@ pub struct BuildInfo {
     pub version: String,
     pub kernel: String,
     pub attach_method: String,
+    /// The eBPF object loaded: `modern` or `legacy`.
+    pub object: String,
 }
 
 /// One device's poll latency as a Prometheus histogram: per-bucket (not yet
@@ -186,6 +190,7 @@ impl Metrics {
             version: build.version.clone(),
             kernel: build.kernel.clone(),
             attach_method: build.attach_method.clone(),
+            object: build.object.clone(),
         })
         .set(1);
         let poll = Arc::new(PollCollector::default());
@@ -288,7 +293,7 @@ mod tests {
     };
 
     fn build() -> BuildInfo {
-        BuildInfo { version: "9.9.9".into(), kernel: "6.12.0-test".into(), attach_method: "fentry".into() }
+        BuildInfo { version: "9.9.9".into(), kernel: "6.12.0-test".into(), attach_method: "fentry".into(), object: "modern".into() }
     }
 
     fn record(dev: &str, driver: Option<&str>, ret: i32, depth: u32, function: SetupFn) -> SetupRecord {
@@ -357,7 +362,7 @@ mod tests {
     fn build_info_is_one_series_of_value_one() {
         let t = Metrics::new(&build()).render();
         assert_eq!(
-            sample(&t, r#"netpoll_trace_build_info{version="9.9.9",kernel="6.12.0-test",attach_method="fentry"}"#).as_deref(),
+            sample(&t, r#"netpoll_trace_build_info{version="9.9.9",kernel="6.12.0-test",attach_method="fentry",object="modern"}"#).as_deref(),
             Some("1"),
             "{t}"
         );
