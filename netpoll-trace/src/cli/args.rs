@@ -91,9 +91,14 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// Only report set-ups of this device (repeatable).
         #[arg(long = "dev", value_name = "NAME")]
         devices: Vec<String>,
-        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
+        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux: raw, or
+        /// BTFHub's <release>.btf.tar.xz.
         #[arg(long, value_name = "FILE")]
         btf: Option<PathBuf>,
+        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
+        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
+        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
+        offsets: Option<PathBuf>,
         /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
         /// kprobe (works everywhere; through tracefs kprobe_events before 4.17), or auto
         /// (fentry, else kprobe).
@@ -156,9 +161,14 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         /// Journal file (overrides the configuration's `journal`).
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
-        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux.
+        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux: raw, or
+        /// BTFHub's <release>.btf.tar.xz.
         #[arg(long, value_name = "FILE")]
         btf: Option<PathBuf>,
+        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
+        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
+        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
+        offsets: Option<PathBuf>,
         /// How to attach (see `watch --help`).
         #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
         attach: AttachArg,
@@ -245,6 +255,27 @@ pointer with the driver's table will not recognise a patched device.",
     SchemaCheck {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Print the struct offsets the probes would use, and which source gave them.
+    #[command(long_about = "Print the struct offsets the probes would use, and which source gave them. \
+Sources, in order: --btf FILE (raw BTF, or BTFHub's <release>.btf.tar.xz archive), else the \
+kernel's BTF (/sys/kernel/btf/vmlinux); --offsets FILE, else netpoll_offsets.o next to the \
+patch module (/lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/, this binary's \
+directory): offsets the compiler computed from this kernel's headers when netpoll-patch was \
+built, never loaded, refused when built for another kernel. With none, watch and agent run in \
+reduced mode (return codes only).",
+        after_help = "Exit status: 0 when every offset was resolved, 1 when some or all are unknown.")]
+    Offsets {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// BTF of the running kernel: raw, or BTFHub's <release>.btf.tar.xz.
+        #[arg(long, value_name = "FILE")]
+        btf: Option<PathBuf>,
+        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
+        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
+        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
+        offsets: Option<PathBuf>,
     },
     /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
     #[command(after_help = "As root, check loads the eBPF object watch would use (the modern one, \

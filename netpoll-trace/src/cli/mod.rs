@@ -13,7 +13,7 @@ use clap::Parser as _;
 
 use self::{
     args::{Cli, Command},
-    commands::{agent, check, dump, generate, patch, watch},
+    commands::{agent, check, dump, generate, offsets, patch, watch},
     exit::Exit,
 };
 use crate::{
@@ -52,10 +52,11 @@ fn run(command: Command) -> Result<Exit> {
             let (object, attach) = tracer_choice_or_exit(object, attach);
             check::run(json, object, attach)
         }
-        Command::Agent { config, dry_run, once, journal, btf, attach, object, recorder, metrics_addr } => {
+        Command::Agent { config, dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr } => {
             let (object, attach) = tracer_choice_or_exit(object, attach);
-            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, attach, object, recorder, metrics_addr })
+            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr })
         }
+        Command::Offsets { json, btf, offsets } => offsets::run(json, btf.as_deref(), offsets.as_deref()),
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
             json,
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
@@ -91,13 +92,14 @@ fn run(command: Command) -> Result<Exit> {
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, btf, attach, object, slow_poll, record, recorder, command } => {
+        Command::Watch { json, duration, devices, btf, offsets, attach, object, slow_poll, record, recorder, command } => {
             let (object, attach) = tracer_choice_or_exit(object, attach);
             watch::run(watch::WatchArgs {
                 json,
                 duration,
                 devices,
                 btf,
+                offsets,
                 attach,
                 object,
                 slow_poll,

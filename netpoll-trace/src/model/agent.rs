@@ -62,6 +62,10 @@ pub enum Verified {
     TimedOut,
 }
 
+/// The longest wait between retries: doubling stops here (a configured `backoff`
+/// longer than this is kept as it is, never doubled).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
 /// One failure being remedied.
 #[derive(Debug)]
 pub struct Remediation {
@@ -203,7 +207,7 @@ impl Remediation {
             Duration::ZERO
         } else {
             let w = self.wait;
-            self.wait = self.wait.saturating_mul(2);
+            self.wait = self.wait.saturating_mul(2).min(MAX_BACKOFF.max(w));
             w
         };
         Next::Retry { attempt: self.attempt, after }
@@ -373,6 +377,29 @@ mod tests {
         assert_eq!(notes[1].detail, "already patched");
         assert_eq!(notes.last().unwrap().detail, "no set-up on eth0 seen within 10s");
         assert_eq!(notes.iter().filter(|n| n.action == Action::Retry).count(), 3);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let cfg = AgentConfig { max_attempts: 20, ..cfg() };
+        let (mut r, _) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg, false, &Successes::default());
+        let mut next = r.patched(PatchOutcome::AlreadyPatched);
+        let mut waits = Vec::new();
+        while let Next::Retry { after, .. } = next {
+            waits.push(after.as_secs());
+            next = r.retried(Err("no target".into()));
+        }
+        assert_eq!(waits.len(), 20);
+        assert_eq!(waits[..10], [0, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+        assert!(waits[10..].iter().all(|w| *w == 600), "{waits:?}");
+        // A configured backoff above the cap stays as configured.
+        let cfg = AgentConfig { backoff: Duration::from_secs(900), ..cfg };
+        let (mut r, _) =
+            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg, false, &Successes::default());
+        r.patched(PatchOutcome::AlreadyPatched);
+        assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 2, after: Duration::from_secs(900) });
+        assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 3, after: Duration::from_secs(900) });
     }
 
     #[test]

@@ -90,8 +90,16 @@ struct RawRetry {
     command: Option<Vec<String>>,
 }
 
+/// Longest `backoff` and `verify_timeout`: an hour is already longer than any retry of a
+/// netconsole target needs, and keeps every deadline far from overflow.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
 fn duration(key: &str, v: &str) -> Result<Duration> {
-    parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))
+    let d = parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))?;
+    if d > MAX_WAIT {
+        bail!("{key}: `{v}` is longer than the {}s allowed", MAX_WAIT.as_secs());
+    }
+    Ok(d)
 }
 
 impl AgentConfig {
@@ -204,6 +212,8 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         let cases = [
             ("max_attempts = 0", "max_attempts"),
             ("backoff = \"soon\"", "backoff"),
+            ("backoff = \"100000000000000000000s\"", "backoff"),
+            ("verify_timeout = \"2h\"", "verify_timeout"),
             ("[policy]\nnetpoll_disabled = \"patch\"", "policy.netpoll_disabled"),
             ("[policy]\nbogus_cause = \"report\"", "policy.bogus_cause"),
             ("[policy]\nmissing_poll_controller = \"fix\"", "policy.missing_poll_controller"),

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-/// "30s", "5m", "500ms", "2h" or plain seconds.
+/// The longest duration anything accepts (a year): beyond it a typo, not a plan, and
+/// adding it to a clock reading could overflow.
+pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// "30s", "5m", "500ms", "2h" or plain seconds, up to `MAX`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
@@ -18,7 +22,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("`{s}` must be a positive duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX => Ok(d),
+        _ => Err(format!("`{s}` is too long (at most 365 days)")),
+    }
 }
 
 #[cfg(test)]
@@ -34,5 +41,14 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        assert!(parse_duration("100000000000000000000s").unwrap_err().contains("too long"));
+        assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration("366d").is_err());
+        assert!(parse_duration("366h").is_ok());
+        assert!(parse_duration("9000h").unwrap_err().contains("too long"));
     }
 }

@@ -36,6 +36,8 @@ use crate::{
 
 pub struct TraceOptions {
     pub btf: Option<PathBuf>,
+    /// `netpoll_offsets.o` (offsets from the kernel's headers), for kernels without BTF.
+    pub offsets: Option<PathBuf>,
     pub attach: AttachChoice,
     /// Which eBPF object (`--object`).
     pub object: ObjectChoice,
@@ -91,10 +93,8 @@ impl Tracer {
                 None
             }
         };
-        let resolved = match offsets::load(opts.btf.as_deref())? {
-            Some((btf, path)) => offsets::Resolved { source: Some(path), ..offsets::resolve(&btf) },
-            None => offsets::Resolved::reduced(),
-        };
+        let resolved = offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
+        notes.extend(resolved.notes.iter().cloned());
         if let Some(missing) = resolved.describe_missing() {
             notes.push(missing);
         }
@@ -161,7 +161,7 @@ impl Tracer {
             loaded.attached.join(", "),
             if loaded.reused { "reusing the pinned probes, opened in" } else { "attached in" },
             loaded.attach_ms,
-            resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |p| p.display().to_string()),
+            resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |s| s.to_string()),
             loaded.path.object,
             loaded.path.attach_path(),
         );

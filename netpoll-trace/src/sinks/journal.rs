@@ -1,11 +1,15 @@
 //! The agent's journal: one `remediation` object per decision and action, as JSON
-//! lines (DESIGN.md section 4), appended to a file and echoed on stdout.
+//! lines (DESIGN.md section 4), appended to a private file (0600, see `file`) and echoed
+//! on stdout.
 
 use std::{fs::File, io::Write as _, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use super::json::json_line;
+use super::{
+    file::{Mode, open_private},
+    json::json_line,
+};
 use crate::model::output::{Output, Sink};
 
 pub struct Journal {
@@ -19,13 +23,7 @@ impl Journal {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
-                Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .with_context(|| format!("opening journal {}", p.display()))?,
-                )
+                Some(open_private(p, Mode::Append, "journal")?)
             }
             None => None,
         };

@@ -2,6 +2,7 @@
 //! people, JSON lines (stdout, `--record` files), the agent's journal, Prometheus
 //! metrics, and stderr for warnings. `dump` and `watch` use the same ones.
 
+pub mod file;
 pub mod filter;
 pub mod journal;
 pub mod json;

@@ -34,6 +34,7 @@ pub struct AgentArgs {
     pub once: bool,
     pub journal: Option<PathBuf>,
     pub btf: Option<PathBuf>,
+    pub offsets: Option<PathBuf>,
     pub attach: AttachChoice,
     pub object: ObjectChoice,
     pub recorder: RecorderArgs,
@@ -134,6 +135,7 @@ impl Agent {
         });
         let opts = TraceOptions {
             btf: self.args.btf.clone(),
+            offsets: self.args.offsets.clone(),
             attach: self.args.attach,
             object: self.args.object,
             slow_poll: Duration::from_millis(1),

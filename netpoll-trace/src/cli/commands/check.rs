@@ -61,9 +61,22 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
             .and_then(|d| Btf::parse(&d).map(|_| ()).map_err(|e| format!("{e:#}")))
     });
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let hint = || offsets::reduced_hint(host::release().unwrap_or("$(uname -r)"));
+    let offsets = match offsets::resolve_sources(None, None) {
+        Ok(r) => match (&r.source, r.describe_missing()) {
+            (Some(s), None) => Ok(s.to_string()),
+            (Some(s), Some(missing)) => Err((format!("struct offsets from {s}, but it {missing}"), hint())),
+            (None, _) => Err((
+                "no source of struct offsets: no kernel BTF and no netpoll_offsets.o for this kernel; only return codes are reported".to_string(),
+                hint(),
+            )),
+        },
+        Err(e) => Err((format!("{e:#}"), hint())),
+    };
     Facts {
         release: host::release().unwrap_or("unknown").to_string(),
         btf,
+        offsets: Some(offsets),
         kprobe_pmu: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
         kprobe_events: Path::new("/sys/kernel/tracing/kprobe_events").exists()
             || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists(),

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod check;
 pub mod dump;
 pub mod generate;
+pub mod offsets;
 pub mod patch;
 mod signals;
 pub mod watch;

@@ -23,6 +23,7 @@ pub struct WatchArgs {
     pub duration: Option<Duration>,
     pub devices: Vec<String>,
     pub btf: Option<PathBuf>,
+    pub offsets: Option<PathBuf>,
     pub attach: AttachChoice,
     pub object: ObjectChoice,
     pub slow_poll: Duration,
@@ -94,6 +95,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     });
     let opts = TraceOptions {
         btf: args.btf.clone(),
+        offsets: args.offsets.clone(),
         attach: args.attach,
         object: args.object,
         slow_poll: args.slow_poll,

@@ -1,0 +1,125 @@
+//! What every offset source answers (a member's place, a constant's value), and the one
+//! place that turns those answers into the programs' `Config`, group by group.
+
+use netpoll_trace_common::{Config, config_flags as cf};
+
+/// One source of struct layouts: the kernel's BTF, a BTF file, or the object built from
+/// the kernel's headers.
+pub trait Layout {
+    /// `member` of `struct_name`: its byte offset, and the bit shift at which it starts
+    /// in the u64 read there (non-zero only for a bitfield starting mid-byte).
+    fn member(&self, struct_name: &str, member: &str) -> Option<(u32, u32)>;
+    /// The value of a constant (an enum value) of the kernel's.
+    fn constant(&self, name: &str) -> Option<u64>;
+}
+
+/// Fills a `Config` from `layout`; each group of offsets is enabled only when all of its
+/// members were found. Returns the config and every item not found ("struct.member" or a
+/// constant's name).
+pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
+    let mut missing = Vec::new();
+    let mut get = |s: &'static str, m: &'static str, label: &'static str| {
+        let loc = layout.member(s, m);
+        if loc.is_none() {
+            missing.push(label);
+        }
+        loc
+    };
+    let mut c = Config::default();
+    if let Some((off, _)) = get("net_device", "name", "net_device.name") {
+        c.dev_name = off;
+        c.flags |= cf::DEV_NAME;
+    }
+    if let Some((off, _)) = get("net_device", "ifindex", "net_device.ifindex") {
+        c.dev_ifindex = off;
+        c.flags |= cf::DEV_IFINDEX;
+    }
+    let ops = get("net_device", "netdev_ops", "net_device.netdev_ops");
+    let pc = get("net_device_ops", "ndo_poll_controller", "net_device_ops.ndo_poll_controller");
+    let ns = get("net_device_ops", "ndo_netpoll_setup", "net_device_ops.ndo_netpoll_setup");
+    if let (Some(ops), Some(pc), Some(ns)) = (ops, pc, ns) {
+        c.dev_netdev_ops = ops.0;
+        c.ops_poll_controller = pc.0;
+        c.ops_netpoll_setup = ns.0;
+        c.flags |= cf::DEV_OPS;
+    }
+    let pf = get("net_device", "priv_flags", "net_device.priv_flags");
+    let np_dev_name = get("netpoll", "dev_name", "netpoll.dev_name");
+    let np_name = get("netpoll", "name", "netpoll.name");
+    let bit = layout.constant("IFF_DISABLE_NETPOLL");
+    if bit.is_none() {
+        missing.push("IFF_DISABLE_NETPOLL");
+    }
+    if let (Some((off, shift)), Some(bit)) = (pf, bit) {
+        c.dev_priv_flags = off;
+        c.priv_flags_shift = shift;
+        c.iff_disable_netpoll = bit;
+        c.flags |= cf::DEV_PRIV_FLAGS;
+    }
+    if let Some((off, _)) = np_dev_name {
+        c.np_dev_name = off;
+        c.flags |= cf::NP_DEV_NAME;
+    }
+    if let Some((off, _)) = np_name {
+        c.np_name = off;
+        c.flags |= cf::NP_NAME;
+    }
+    (c, missing)
+}
+
+/// Every value a `Config` holds for the programs, by the name `offsets` prints, None where
+/// its group is unresolved.
+pub fn fields(c: &Config) -> Vec<(&'static str, Option<u64>)> {
+    let on = |flag: u32, v: u64| (c.flags & flag != 0).then_some(v);
+    vec![
+        ("net_device.name", on(cf::DEV_NAME, c.dev_name.into())),
+        ("net_device.ifindex", on(cf::DEV_IFINDEX, c.dev_ifindex.into())),
+        ("net_device.netdev_ops", on(cf::DEV_OPS, c.dev_netdev_ops.into())),
+        ("net_device.priv_flags", on(cf::DEV_PRIV_FLAGS, c.dev_priv_flags.into())),
+        ("net_device.priv_flags_shift", on(cf::DEV_PRIV_FLAGS, c.priv_flags_shift.into())),
+        ("net_device_ops.ndo_poll_controller", on(cf::DEV_OPS, c.ops_poll_controller.into())),
+        ("net_device_ops.ndo_netpoll_setup", on(cf::DEV_OPS, c.ops_netpoll_setup.into())),
+        ("netpoll.dev_name", on(cf::NP_DEV_NAME, c.np_dev_name.into())),
+        ("netpoll.name", on(cf::NP_NAME, c.np_name.into())),
+        ("IFF_DISABLE_NETPOLL", on(cf::DEV_PRIV_FLAGS, c.iff_disable_netpoll)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Table(&'static [(&'static str, u32, u32)], Option<u64>);
+    impl Layout for Table {
+        fn member(&self, s: &str, m: &str) -> Option<(u32, u32)> {
+            self.0.iter().find(|(n, _, _)| *n == format!("{s}.{m}")).map(|&(_, o, sh)| (o, sh))
+        }
+        fn constant(&self, _: &str) -> Option<u64> {
+            self.1
+        }
+    }
+
+    #[test]
+    fn a_missing_member_disables_only_its_group() {
+        let t = Table(&[("net_device.name", 24, 0), ("net_device.priv_flags", 0, 3), ("netpoll.name", 8, 0)], Some(128));
+        let (c, missing) = resolve(&t);
+        assert_eq!(c.flags, cf::DEV_NAME | cf::DEV_PRIV_FLAGS | cf::NP_NAME);
+        assert_eq!((c.dev_priv_flags, c.priv_flags_shift, c.iff_disable_netpoll), (0, 3, 128));
+        assert!(missing.contains(&"net_device_ops.ndo_poll_controller") && missing.contains(&"netpoll.dev_name"));
+        let f = fields(&c);
+        assert_eq!(f.len(), 10);
+        assert!(f.contains(&("net_device.name", Some(24))));
+        assert!(f.contains(&("net_device.priv_flags_shift", Some(3))));
+        assert!(f.contains(&("net_device.netdev_ops", None)));
+        assert!(f.contains(&("IFF_DISABLE_NETPOLL", Some(128))));
+    }
+
+    #[test]
+    fn without_the_constant_priv_flags_is_off() {
+        let t = Table(&[("net_device.priv_flags", 200, 0)], None);
+        let (c, missing) = resolve(&t);
+        assert_eq!(c.flags & cf::DEV_PRIV_FLAGS, 0);
+        assert!(missing.contains(&"IFF_DISABLE_NETPOLL"));
+        assert!(fields(&c).contains(&("IFF_DISABLE_NETPOLL", None)));
+    }
+}

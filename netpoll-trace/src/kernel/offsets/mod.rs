@@ -1,0 +1,274 @@
+//! Resolves the struct offsets the eBPF programs need into the shared `Config`. Rust eBPF
+//! cannot emit CO-RE relocations, so this is where one object learns every kernel's
+//! layout, never by guessing. The sources, in order (an explicit flag is used as given):
+//! 1. `--btf FILE`, else the kernel's own BTF (/sys/kernel/btf/vmlinux); a file may be raw
+//!    BTF or BTFHub's `<release>.btf.tar.xz` (`archive`);
+//! 2. `--offsets FILE`, else `netpoll_offsets.o` where the patch module is: the offsets the
+//!    compiler computed from the running kernel's headers (`headers`);
+//! 3. none: reduced mode (return codes only), and a message naming what to provide.
+
+pub mod archive;
+pub mod btf;
+pub mod headers;
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use netpoll_trace_common::Config;
+
+pub use self::layout::fields;
+use super::{
+    btf::{Btf, FunctionIndex},
+    profile::stage,
+};
+
+/// Where the running kernel publishes its BTF.
+pub const SYSFS_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// What kind of source gave the offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// /sys/kernel/btf/vmlinux.
+    KernelBtf,
+    /// A raw BTF file (`--btf`).
+    BtfFile,
+    /// BTFHub's archive (`--btf`).
+    BtfArchive,
+    /// `netpoll_offsets.o`, built from the kernel's headers.
+    Headers,
+}
+
+impl SourceKind {
+    /// The stable name (`offsets --json`'s `source`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KernelBtf => "kernel_btf",
+            Self::BtfFile => "btf_file",
+            Self::BtfArchive => "btf_archive",
+            Self::Headers => "headers",
+        }
+    }
+}
+
+/// The source that gave the offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub path: PathBuf,
+    /// The archive member used, or the release the headers were for.
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for Source {
+    /// The path, and for an archive or the headers what in it was used.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        match (self.kind, &self.detail) {
+            (SourceKind::BtfArchive, Some(m)) => write!(f, " (BTFHub archive, {m})"),
+            (SourceKind::Headers, Some(r)) => write!(f, " (built from the kernel headers of {r})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Offsets found, and the fields that could not be resolved (reported to the user).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub config: Config,
+    /// Each unresolved item, as "struct.member" or a constant name.
+    pub missing: Vec<&'static str>,
+    /// Where the offsets came from, or None in reduced mode.
+    pub source: Option<Source>,
+    /// Sources tried and passed over, each with why (one line each).
+    pub notes: Vec<String>,
+}
+
+impl Resolved {
+    /// No source at all: return codes only.
+    pub fn reduced(notes: Vec<String>) -> Self {
+        Self { config: Config::default(), missing: vec!["any struct offset"], source: None, notes }
+    }
+
+    /// A line for the user naming what will be unknown (and, in reduced mode, what to provide).
+    pub fn describe_missing(&self) -> Option<String> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        let mut line = format!("could not resolve {}; those fields will be reported as null", self.missing.join(", "));
+        if self.source.is_none() {
+            line.push_str(&format!(": {}", reduced_hint(super::host::release().unwrap_or("$(uname -r)"))));
+        }
+        Some(line)
+    }
+}
+
+/// What to provide when no source exists, for kernel `release`.
+pub fn reduced_hint(release: &str) -> String {
+    format!(
+        "provide one of: the kernel's BTF (CONFIG_DEBUG_INFO_BTF, /sys/kernel/btf/vmlinux); --btf FILE (e.g. BTFHub's {release}.btf.tar.xz); \
+         or the offsets from this kernel's headers: build netpoll-patch against them (make -C /lib/modules/{release}/build M=$PWD/netpoll-patch) \
+         and install netpoll_offsets.o into /lib/modules/{release}/extra/ or pass --offsets FILE"
+    )
+}
+
+/// One way to get offsets, as `plan` orders them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    BtfFile(PathBuf),
+    KernelBtf,
+    Object(PathBuf),
+}
+
+/// The sources to try in order, each with whether its failure is fatal (an explicit
+/// flag's) or passed over with a note (a source found on its own). Pure.
+pub fn plan(btf: Option<&Path>, object: Option<&Path>, kernel_btf: bool, found_objects: &[PathBuf]) -> Vec<(Step, bool)> {
+    if let Some(p) = btf {
+        return vec![(Step::BtfFile(p.to_path_buf()), true)];
+    }
+    if let Some(p) = object {
+        return vec![(Step::Object(p.to_path_buf()), true)];
+    }
+    let mut steps = Vec::new();
+    if kernel_btf {
+        steps.push((Step::KernelBtf, false));
+    }
+    steps.extend(found_objects.iter().map(|p| (Step::Object(p.clone()), false)));
+    steps
+}
+
+/// Resolves the offsets from the first source that works (see the module's doc).
+pub fn resolve_sources(btf: Option<&Path>, object: Option<&Path>) -> Result<Resolved> {
+    let release = super::host::release();
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let found: Vec<PathBuf> = headers::default_paths(release.unwrap_or_default(), exe_dir.as_deref())
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    let mut notes = Vec::new();
+    for (step, fatal) in plan(btf, object, Path::new(SYSFS_VMLINUX).exists(), &found) {
+        match try_step(&step, release) {
+            Ok(r) => return Ok(Resolved { notes, ..r }),
+            Err(e) if fatal => return Err(e),
+            Err(e) => notes.push(format!("offsets: passed over {e:#}")),
+        }
+    }
+    Ok(Resolved::reduced(notes))
+}
+
+fn try_step(step: &Step, release: Option<&str>) -> Result<Resolved> {
+    let (layout, source): (Box<dyn layout::Layout>, Source) = match step {
+        Step::KernelBtf => {
+            let btf = match SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()) {
+                Some(btf) => {
+                    stage("struct offsets' BTF (parsed once, for function presence)");
+                    btf
+                }
+                None => {
+                    let (btf, _) = btf::read_file(Path::new(SYSFS_VMLINUX), None)?;
+                    stage("struct offsets' BTF read and parsed");
+                    btf
+                }
+            };
+            (Box::new(btf), Source { kind: SourceKind::KernelBtf, path: SYSFS_VMLINUX.into(), detail: None })
+        }
+        Step::BtfFile(p) => {
+            // Never kept when a file wins: the kernel's parse is dropped here.
+            drop(SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()));
+            let (btf, member) = btf::read_file(p, release)?;
+            stage("struct offsets' BTF read and parsed");
+            let kind = if member.is_some() { SourceKind::BtfArchive } else { SourceKind::BtfFile };
+            (Box::new(btf), Source { kind, path: p.clone(), detail: member })
+        }
+        Step::Object(p) => {
+            let o = headers::read(p, release)?;
+            let rel = o.release.clone();
+            (Box::new(o), Source { kind: SourceKind::Headers, path: p.clone(), detail: Some(rel) })
+        }
+    };
+    let (config, missing) = layout::resolve(layout.as_ref());
+    Ok(Resolved { config, missing, source: Some(source), notes: Vec::new() })
+}
+
+/// The kernel's BTF, parsed by `functions_present` and kept for the offsets' resolution
+/// that follows it at start-up, so that start-up parses it once.
+static SYSFS_PARSED: std::sync::Mutex<Option<Btf>> = std::sync::Mutex::new(None);
+
+/// The running kernel's type ids of the functions last asked about (`functions_present`),
+/// for fentry (see `btf::function_index_blob`).
+static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mutex::new(None);
+
+/// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
+/// Keeps the parse for the next `resolve_sources`, and the functions' type ids for
+/// `take_function_index`.
+pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
+    let data = std::fs::read(SYSFS_VMLINUX).ok()?;
+    let btf = Btf::parse(&data).ok()?;
+    let present = names.iter().map(|n| btf.has_function(n)).collect();
+    if let Ok(mut slot) = FUNCTION_INDEX.lock() {
+        *slot = Some(btf.function_index(names));
+    }
+    if let Ok(mut slot) = SYSFS_PARSED.lock() {
+        *slot = Some(btf);
+    }
+    Some(present)
+}
+
+/// The type ids `functions_present` found in the running kernel's BTF, once.
+pub fn take_function_index() -> Option<FunctionIndex> {
+    FUNCTION_INDEX.lock().ok().and_then(|mut slot| slot.take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn explicit_flags_are_used_as_given_and_are_fatal() {
+        let found = [p("/lib/modules/r/extra/netpoll_offsets.o")];
+        assert_eq!(plan(Some(&p("/b.btf")), None, true, &found), vec![(Step::BtfFile(p("/b.btf")), true)]);
+        assert_eq!(plan(None, Some(&p("/o.o")), true, &found), vec![(Step::Object(p("/o.o")), true)]);
+    }
+
+    #[test]
+    fn otherwise_kernel_btf_then_each_object_found_then_nothing() {
+        let found = [p("/a/netpoll_offsets.o"), p("/b/netpoll_offsets.o")];
+        assert_eq!(
+            plan(None, None, true, &found),
+            vec![(Step::KernelBtf, false), (Step::Object(found[0].clone()), false), (Step::Object(found[1].clone()), false)]
+        );
+        assert_eq!(plan(None, None, false, &found[1..]), vec![(Step::Object(found[1].clone()), false)]);
+        assert!(plan(None, None, false, &[]).is_empty());
+    }
+
+    #[test]
+    fn reduced_mode_names_all_three_sources() {
+        let r = Resolved::reduced(vec![]);
+        let line = r.describe_missing().unwrap();
+        assert!(line.starts_with("could not resolve") && line.contains("reported as null"), "{line}");
+        for want in ["/sys/kernel/btf/vmlinux", "--btf FILE", ".btf.tar.xz", "M=$PWD/netpoll-patch", "--offsets FILE"] {
+            assert!(line.contains(want), "{want} not in {line}");
+        }
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_source_shows_its_path_first() {
+        let s = Source { kind: SourceKind::Headers, path: p("/x/netpoll_offsets.o"), detail: Some("6.1.0".into()) };
+        assert_eq!(s.to_string(), "/x/netpoll_offsets.o (built from the kernel headers of 6.1.0)");
+        let s = Source { kind: SourceKind::KernelBtf, path: p(SYSFS_VMLINUX), detail: None };
+        assert_eq!(s.to_string(), SYSFS_VMLINUX);
+    }
+
+    #[test]
+    fn an_explicit_file_that_fails_is_an_error_naming_it() {
+        let e = resolve_sources(None, Some(Path::new("/nonexistent/netpoll_offsets.o"))).err().unwrap();
+        assert!(format!("{e:#}").contains("/nonexistent/netpoll_offsets.o"));
+        let e = resolve_sources(Some(Path::new("/nonexistent/vmlinux.btf")), None).err().unwrap();
+        assert!(format!("{e:#}").contains("/nonexistent/vmlinux.btf"));
+    }
+}
