@@ -28,7 +28,8 @@ pub fn main() -> ExitCode {
     let exit = match run(cli.command) {
         Ok(exit) => exit,
         Err(e) => {
-            crate::status!(Error, "{e:#}");
+            // The crate's name, not this module's path: log shippers key on it.
+            status::line(log::Level::Error, env!("CARGO_CRATE_NAME"), format_args!("{e:#}"));
             if e.downcast_ref::<Unsupported>().is_some() { Exit::Unsupported } else { Exit::Runtime }
         }
     };

@@ -11,6 +11,7 @@ use crate::{
     model::output::{Output, Sink},
     pipeline::{RecorderOptions, TraceOptions, Tracer},
     sinks::{
+        file::{Mode, open_private},
         filter::{DeviceFilter, Failures},
         json::JsonLines,
         status::Stderr,
@@ -83,7 +84,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     let mut outputs: Vec<Box<dyn Sink>> =
         vec![if args.json { Box::new(JsonLines::stdout()) } else { Box::new(Terminal::new(false)) }];
     if let Some(p) = &args.record {
-        let file = std::fs::File::create(p).with_context(|| format!("creating record file {}", p.display()))?;
+        let file = open_private(p, Mode::Truncate, "record file")?;
         outputs.push(Box::new(JsonLines::new(std::io::BufWriter::new(file), "the record file")));
     }
     let r = &args.recorder;
