@@ -4,7 +4,7 @@
 //! `<release>.btf`), or the same tar uncompressed. Every size is bounded, so a hostile or
 //! broken file cannot make us allocate without limit.
 
-use std::io::{Read as _, Write};
+use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
@@ -60,39 +60,22 @@ pub fn from_bytes(data: Vec<u8>, release: Option<&str>) -> Result<BtfBytes> {
     Ok(BtfBytes { data, member: Some(name) })
 }
 
-/// A writer that refuses to grow past `cap` bytes.
-struct Bounded {
-    buf: Vec<u8>,
-    cap: usize,
-    overflowed: bool,
-}
+/// The largest LZMA2 dictionary we accept (xz -9 uses 64 MiB; BTFHub's default 8 MiB).
+const MAX_DICT_KB: u32 = 64 << 10;
 
-impl Write for Bounded {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + b.len() > self.cap {
-            self.overflowed = true;
-            return Err(std::io::Error::other("too large"));
-        }
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Decompresses an xz stream into at most `cap` bytes (the decoder's window only grows
-/// with what it wrote, so memory stays bounded too).
+/// Decompresses an xz stream into at most `cap` bytes, streaming (never more than the
+/// output and one bounded dictionary in memory), verifying the stream's checks.
 fn unxz(data: &[u8], cap: usize) -> Result<Vec<u8>> {
-    let mut out = Bounded { buf: Vec::new(), cap, overflowed: false };
-    let mut input = data;
-    match lzma_rs::xz_decompress(&mut input, &mut out) {
-        Ok(()) => Ok(out.buf),
-        Err(_) if out.overflowed => {
-            bail!("archive decompresses to more than {} MiB: not a BTFHub archive", cap >> 20)
-        }
-        Err(e) => bail!("corrupt xz data: {e}"),
+    let reader = lzma_rust2::XzReader::new_mem_limit(data, false, MAX_DICT_KB);
+    let mut out = Vec::new();
+    reader
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| anyhow!("corrupt or unsupported xz data: {e}"))?;
+    if out.len() > cap {
+        bail!("archive decompresses to more than {} MiB: not a BTFHub archive", cap >> 20);
     }
+    Ok(out)
 }
 
 fn is_tar(data: &[u8]) -> bool {
@@ -219,9 +202,10 @@ pub mod testing {
     }
 
     pub fn xz(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
-        out
+        use std::io::Write as _;
+        let mut w = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
     }
 }
 
