@@ -94,16 +94,31 @@ fn has_interpreter(elf: &[u8]) -> Option<bool> {
 }
 
 
-/// The kernel modules (runtime patch, test-only emulation) built for `kernel`,
-/// rebuilt only when a source is newer than the built module; (host path, guest path).
+/// The kernel modules (runtime patch, test-only emulation) built for `kernel`, rebuilt only
+/// when a source is newer than the built module, with the patch module's
+/// `netpoll_offsets.o` (/lib/kmods/) and the kernel's BTF as a BTFHub archive
+/// (/lib/btfhub/<release>.btf.tar.xz); (host path, guest path).
 pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
     let root = cache::workspace_root();
     let out_dir = root.join("target").join("kmod");
     let mut out = Vec::new();
     for (src, name) in [("netpoll-patch", "netpoll_patch"), ("lab/emulate", "emulate_pre419")] {
         let ko = kmod_for(kernel, &root.join(src), &out_dir)?;
+        if name == "netpoll_patch" {
+            // The struct offsets from this kernel's headers, built by the same kbuild run.
+            let offsets = ko.with_file_name("netpoll_offsets.o");
+            if !offsets.is_file() {
+                bail!("building netpoll-patch for {} left no {}: check netpoll-patch/Kbuild", kernel.release, offsets.display());
+            }
+            out.push((offsets, "lib/kmods/netpoll_offsets.o".to_string()));
+        }
         out.push((ko, format!("lib/kmods/{name}.ko")));
     }
+    // The kernel's own BTF as BTFHub publishes it, for `--btf` on an archive.
+    let btfhub = root.join("target").join("lab").join("btfhub");
+    cache::create_dir(&btfhub)?;
+    let archive = crate::kmod::btf_archive(&kernel.vmlinuz(), &kernel.release, &btfhub)?;
+    out.push((archive, format!("lib/btfhub/{}.btf.tar.xz", kernel.release)));
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! Builds an out-of-tree kernel module (netpoll-patch/, lab/emulate/) against one kernel's
-//! headers with kbuild, warning-free.
+//! headers with kbuild, warning-free; and, for the lab, a BTFHub-style archive of a kernel's
+//! own BTF (`btf_archive`).
 //!
 //! The sources are copied into a build directory of their own per module and kernel
 //! (`<out_dir>/<module dir name>/<kernel release>/`), so builds for different kernels never share
@@ -64,6 +65,86 @@ pub fn build(headers_dir: &Path, src_dir: &Path, out_dir: &Path) -> Result<PathB
         );
     }
     Ok(ko)
+}
+
+/// Makes `<out_dir>/<release>.btf.tar.xz` as BTFHub publishes one (an xz tar holding
+/// `<release>.btf`), from the kernel's own BTF: the `.BTF` section of the vmlinux inside
+/// `vmlinuz` (the bytes /sys/kernel/btf/vmlinux serves). Reused while newer than `vmlinuz`.
+pub fn btf_archive(vmlinuz: &Path, release: &str, out_dir: &Path) -> Result<PathBuf> {
+    let archive = out_dir.join(format!("{release}.btf.tar.xz"));
+    let newer = |p: &Path| {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((m(p), m(vmlinuz)), (Some(a), Some(b)) if a >= b)
+    };
+    if newer(&archive) {
+        return Ok(archive);
+    }
+    println!("build: BTFHub-style {release}.btf.tar.xz from {}", vmlinuz.display());
+    let image = std::fs::read(vmlinuz).with_context(|| format!("reading {}", vmlinuz.display()))?;
+    let vmlinux = decompress_vmlinux(&image)
+        .with_context(|| format!("no xz or zstd vmlinux found in {}", vmlinuz.display()))?;
+    let work = out_dir.join(format!("{release}.btf.work"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let elf = work.join("vmlinux");
+    std::fs::write(&elf, &vmlinux).with_context(|| format!("writing {}", elf.display()))?;
+    let btf_name = format!("{release}.btf");
+    let run = |cmd: &mut Command, what: &str| -> Result<()> {
+        let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("could not start {what}"))?;
+        if !out.status.success() {
+            bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    };
+    run(
+        Command::new("objcopy").args(["-O", "binary", "--only-section=.BTF"]).arg(&elf).arg(work.join(&btf_name)),
+        "objcopy (binutils) extracting .BTF",
+    )?;
+    let btf = std::fs::metadata(work.join(&btf_name)).map(|m| m.len()).unwrap_or(0);
+    if btf < 1024 {
+        bail!("{} has no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)", vmlinuz.display());
+    }
+    let partial = out_dir.join(format!("{release}.btf.tar.xz.partial"));
+    run(Command::new("tar").arg("-C").arg(&work).arg("-cJf").arg(&partial).arg(&btf_name), "tar -cJf (xz-utils)")?;
+    std::fs::rename(&partial, &archive).with_context(|| format!("renaming to {}", archive.display()))?;
+    std::fs::remove_dir_all(&work).ok();
+    Ok(archive)
+}
+
+/// The vmlinux ELF inside a bzImage: the first xz or zstd stream that decompresses to ELF
+/// (as the kernel's scripts/extract-vmlinux finds it).
+fn decompress_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
+    const XZ: &[u8] = b"\xfd7zXZ\x00";
+    const ZSTD: &[u8] = b"\x28\xb5\x2f\xfd";
+    let mut candidates: Vec<(usize, &str)> = Vec::new();
+    for (magic, tool) in [(XZ, "xz"), (ZSTD, "zstd")] {
+        candidates.extend(image.windows(magic.len()).enumerate().filter(|(_, w)| *w == magic).map(|(i, _)| (i, tool)));
+    }
+    candidates.sort();
+    for (off, tool) in candidates {
+        let mut child = Command::new(tool)
+            .args(if tool == "xz" { &["-dc", "--single-stream"][..] } else { &["-dc"][..] })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("could not start {tool} (`cargo xtask setup` installs it)"))?;
+        let mut stdin = child.stdin.take().context("decompressor stdin")?;
+        let tail = image[off..].to_vec();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write as _;
+            // Trailing bytes after the stream make the decompressor stop reading: ignore.
+            let _ = stdin.write_all(&tail);
+        });
+        let out = child.wait_with_output().context("running the decompressor")?;
+        let _ = feeder.join();
+        if out.stdout.starts_with(b"\x7fELF") {
+            return Ok(out.stdout);
+        }
+    }
+    bail!("no compressed ELF found")
 }
 
 /// The kernel release a headers directory is for: `linux-headers-<release>` by Debian's naming,
@@ -144,6 +225,20 @@ fn prepare_build_dir(src_dir: &Path, build_dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmlinux_is_found_after_a_false_magic_and_before_trailing_bytes() {
+        use std::io::Write as _;
+        let mut xz = Command::new("xz").args(["-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        xz.stdin.take().unwrap().write_all(b"\x7fELF pretend vmlinux").unwrap();
+        let packed = xz.wait_with_output().unwrap().stdout;
+        // A zstd magic that is not a stream, the xz stream, then trailing bytes.
+        let mut image = b"MZ setup code \x28\xb5\x2f\xfd not zstd ".to_vec();
+        image.extend_from_slice(&packed);
+        image.extend_from_slice(b"trailer");
+        assert_eq!(decompress_vmlinux(&image).unwrap(), b"\x7fELF pretend vmlinux");
+        assert!(decompress_vmlinux(b"MZ nothing here").is_err());
+    }
 
     #[test]
     fn warnings_are_found_in_compiler_kbuild_and_modpost_output() {
