@@ -6,10 +6,12 @@
 //! to `kprobe_events` under the first non-empty one of /sys/kernel/tracing and
 //! /sys/kernel/debug/tracing, opens the event's tracepoint with perf_event_open and
 //! attaches the program to it. EVENT is `aya_<pid>_<p|r>_<function>_<offset:#x>_<n>`
-//! (`.`, `/`, `-` in the function replaced by `_`; n counts per process). aya removes
-//! the event (`-:EVENT`) when the link is detached or dropped, so a clean exit leaves
-//! nothing; a killed process leaves its events behind. This module mounts tracefs when
-//! aya would find none, and removes the events that earlier runs of ours left.
+//! (`.`, `/`, `-` in the function replaced by `_`; n counts per process). aya tries to
+//! remove the event (`-:EVENT`) when the link is detached or dropped, but does it while
+//! its perf event is still open, which the kernel refuses (EBUSY, ignored): every event
+//! would outlive us (seen in the lab). So this module mounts tracefs when aya would
+//! find none, removes our own events once the programs are gone (`OwnEvents`), and the
+//! events that earlier runs of ours left when they were killed.
 
 use std::{
     io::Write as _,
@@ -155,12 +157,47 @@ fn process_alive(pid: u32) -> bool {
 /// Removes the kprobe events for `functions` that killed runs left behind; returns
 /// the names removed, and the ones that could not be (with why).
 pub fn remove_stale_events(functions: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
+    remove_events(functions, |events| stale(events, process_alive))
+}
+
+/// This process's kprobe events on the traced functions, removed when dropped: keep it
+/// after (declared after, dropped after) what holds the programs' links, whose perf
+/// events must be closed first.
+pub struct OwnEvents {
+    functions: Vec<&'static str>,
+}
+
+impl OwnEvents {
+    pub fn new(functions: Vec<&'static str>) -> Self {
+        Self { functions }
+    }
+}
+
+impl Drop for OwnEvents {
+    fn drop(&mut self) {
+        let me = std::process::id();
+        match remove_events(&self.functions, |events| events.into_iter().filter(|e| e.pid == me).collect()) {
+            Ok((removed, failed)) => {
+                log::debug!("removed our kprobe events: {}", removed.join(", "));
+                if !failed.is_empty() {
+                    log::warn!("could not remove our kprobe events: {}", failed.join(", "));
+                }
+            }
+            Err(e) => log::warn!("could not remove our kprobe events: {e:#}"),
+        }
+    }
+}
+
+fn remove_events(
+    functions: &[&str],
+    pick: impl FnOnce(Vec<AyaEvent>) -> Vec<AyaEvent>,
+) -> Result<(Vec<String>, Vec<String>)> {
     let Some(dir) = find() else { return Ok((Vec::new(), Vec::new())) };
     let file = dir.join("kprobe_events");
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let mut removed = Vec::new();
     let mut failed = Vec::new();
-    for e in stale(aya_events(&text, functions), process_alive) {
+    for e in pick(aya_events(&text, functions)) {
         let r = std::fs::OpenOptions::new()
             .append(true)
             .open(&file)

@@ -136,6 +136,9 @@ pub struct Loaded {
     pub unpinnable: Option<String>,
     /// The probes are an earlier process's pinned links, not ours.
     pub reused: bool,
+    /// kprobes through tracefs: our kprobe events, removed once `ebpf` (declared before
+    /// it, so dropped before it) has closed the programs' perf events.
+    tracefs_events: Option<tracefs::OwnEvents>,
 }
 
 /// Tries `steps` in order, moving on per `try_next`; the first that works
@@ -244,6 +247,7 @@ fn finish(
         pinned_links: Vec::new(),
         unpinnable: None,
         reused: false,
+        tracefs_events: None,
     })
 }
 
@@ -316,8 +320,11 @@ fn attach_all(
 ) -> Result<Loaded> {
     let path = Path::new(object, method);
     let mut notes = Vec::new();
+    // Declared before `ebpf`: on an early return it is dropped after it, like in Loaded.
+    let mut own_events = None;
     if path.via == Some(KprobeVia::Tracefs) {
         notes.extend(prepare_tracefs()?);
+        own_events = Some(tracefs::OwnEvents::new(TARGETS.iter().map(Target::function).collect()));
     }
     let mut ebpf = object::load(object, config, recorder)?;
     let (links, attached, skipped) = load_programs(&mut ebpf, method, present, false)?;
@@ -333,6 +340,7 @@ fn attach_all(
     loaded.pinned_links = pinned;
     loaded.unpinnable = unpinnable;
     loaded.notes = notes;
+    loaded.tracefs_events = own_events;
     Ok(loaded)
 }
 
