@@ -19,7 +19,7 @@ pub struct Artefacts {
 }
 
 /// Files of the module source that ship (the build products never do).
-const PATCH_SOURCES: &[&str] = &["Kbuild", "Makefile", "netpoll_patch.c", "README.md"];
+const PATCH_SOURCES: &[&str] = &["Kbuild", "Makefile", "netpoll_patch.c", "netpoll_offsets.c", "README.md"];
 const UNIT: &str = "packaging/netpoll-trace-agent.service";
 const INSTALL: &str = "packaging/INSTALL.md";
 const AGENT_EXAMPLE: &str = "packaging/agent.toml.example";
