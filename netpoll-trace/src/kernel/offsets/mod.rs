@@ -173,14 +173,14 @@ fn try_step(step: &Step, release: Option<&str>) -> Result<Resolved> {
             (Box::new(btf), Source { kind: SourceKind::KernelBtf, path: SYSFS_VMLINUX.into(), detail: None })
         }
         Step::BtfFile(p) => {
-            // Never kept when a file wins: the kernel's parse is dropped here.
-            drop(SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()));
+            drop_kernel_btf();
             let (btf, member) = btf::read_file(p, release)?;
             stage("struct offsets' BTF read and parsed");
             let kind = if member.is_some() { SourceKind::BtfArchive } else { SourceKind::BtfFile };
             (Box::new(btf), Source { kind, path: p.clone(), detail: member })
         }
         Step::Object(p) => {
+            drop_kernel_btf();
             let o = headers::read(p, release)?;
             let rel = o.release.clone();
             (Box::new(o), Source { kind: SourceKind::Headers, path: p.clone(), detail: Some(rel) })
@@ -188,6 +188,11 @@ fn try_step(step: &Step, release: Option<&str>) -> Result<Resolved> {
     };
     let (config, missing) = layout::resolve(layout.as_ref());
     Ok(Resolved { config, missing, source: Some(source), notes: Vec::new() })
+}
+
+/// Never kept when another source wins: the kernel's parse (tens of MiB) is dropped.
+fn drop_kernel_btf() {
+    drop(SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()));
 }
 
 /// The kernel's BTF, parsed by `functions_present` and kept for the offsets' resolution
