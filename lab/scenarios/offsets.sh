@@ -9,6 +9,7 @@
 # does the same. With no source at all, the message names the three sources; an object
 # installed where the patch module is found on its own, and check names it.
 # nics: virtio
+# variants: legacy
 # timeout: 300
 # checks: btf_offsets btf_hidden headers_source headers_equal_btf archive_is_kernel_btf archive_source archive_equal_btf reduced_names_sources default_path_found check_names_source no_address_ready no_address_full_fields emulated_refusal headers_diagnose archive_diagnose btf_restored
 . /lib.sh
