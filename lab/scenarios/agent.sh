@@ -8,6 +8,7 @@
 # keeps only the capabilities it needs.
 # nics: virtio virtio
 # timeout: 500
+# variants: legacy
 # checks: bad_config seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched
 . /lib.sh
 

@@ -5,6 +5,7 @@
 # diagnosis exists without one).
 # nics: virtio e1000
 # timeout: 400
+# variants: legacy
 # checks: virtio_ok e1000_ok poll_controller_truth no_such_device_suggests slave_device bond_two_slaves netkit_disabled netkit_lower_device json_schema dmesg_oracle
 . /lib.sh
 

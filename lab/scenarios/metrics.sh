@@ -9,6 +9,7 @@
 # connection limit, nothing on a non-loopback address; and the agent's stderr is JSON
 # lines with --log-format json.
 # timeout: 420
+# variants: legacy
 # checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram not_found oversized body_refused slow_client many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
 
@@ -49,9 +50,11 @@ npt_check endpoint_up sh -c "wget -q -O /tmp/m0 $URL/metrics && grep -q '^netpol
 
 version=$(netpoll-trace --version | cut -d' ' -f2)
 method=$(sed -n 's/.*agent ready: \([a-z]*\) on .*/\1/p' /tmp/agent.err | head -n 1)
-series="netpoll_trace_build_info{version=\"$version\",kernel=\"$(uname -r)\",attach_method=\"$method\"}"
+object=$(sed -n 's/.*agent ready: .*; \([a-z]*\) object, attach path .*/\1/p' /tmp/agent.err | head -n 1)
+series="netpoll_trace_build_info{version=\"$version\",kernel=\"$(uname -r)\",attach_method=\"$method\",object=\"$object\"}"
 echo "expect: $series 1"
-npt_check build_info sh -c "test -n '$method' && test \"\$(awk -v s='$series' '\$1 == s { print \$2 }' /tmp/m0)\" = 1"
+# A forced object (the legacy variant) must be the one reported.
+npt_check build_info sh -c "test -n '$method' && test -n '$object' && test '${NETPOLL_TRACE_OBJECT:-$object}' = '$object' && test \"\$(awk -v s='$series' '\$1 == s { print \$2 }' /tmp/m0)\" = 1"
 
 # --- N refusals on d0 (dummy: not allowlisted, so reported only) ------------------
 # d0_decided I: the journal holds at least I decisions on d0.

@@ -7,6 +7,7 @@
 # are checked against the module's state, the traced ops and module refcounts.
 # nics: virtio e1000 virtio
 # timeout: 400
+# variants: legacy
 # checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_restores traffic_unpatched delivered_after_unpatch delete_patched_device module_unloaded
 . /lib.sh
 
