@@ -206,6 +206,9 @@ const _: () = assert!(core::mem::size_of::<Config>() == 56);
 /// [2^i, 2^(i+1)) ns (bucket 0 also takes 0 and 1 ns; the last takes the rest).
 pub const POLL_BUCKETS: usize = 32;
 
+// The programs mask bucket indices with POLL_BUCKETS - 1 (old verifiers track a mask).
+const _: () = assert!(POLL_BUCKETS.is_power_of_two());
+
 /// Per-device `netpoll_poll_dev` statistics, one per CPU (a per-CPU map: no
 /// atomics on the hot path); userspace sums the CPUs.
 #[repr(C)]

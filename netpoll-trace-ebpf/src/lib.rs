@@ -212,7 +212,14 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
     if ns > s.max_ns {
         s.max_ns = ns;
     }
-    let b = poll_bucket(ns);
+    // poll_bucket is below POLL_BUCKETS already, but 4.14's verifier also walks branch
+    // combinations that cannot happen (it does not evaluate register-to-register
+    // compares), reaching the index with values up to 63 and refusing the legacy
+    // poll_dev_exit ("R0 min value is outside of the array range"). A mask it can track
+    // bounds every path; the volatile read keeps LLVM from folding the mask away.
+    let raw = poll_bucket(ns);
+    // SAFETY: a read of a local.
+    let b = unsafe { core::ptr::read_volatile(&raw) } & (POLL_BUCKETS - 1);
     if let Some(slot) = s.hist.get_mut(b) {
         *slot += 1;
     }
