@@ -265,25 +265,10 @@ mod tests {
     use crate::model::{
         config::PolicyAction,
         correlate::tests::rec,
-        diagnosis::{Cause, Remedy},
+        diagnosis::Cause,
         event::SetupFn,
+        policy::tests::diag_at as diag,
     };
-
-    fn diag(cause: Cause, ts_ns: u64) -> Diagnosis {
-        Diagnosis {
-            kind: "diagnosis",
-            ts_ns,
-            dev: Some("eth0".into()),
-            cause,
-            remedies: vec![Remedy::RuntimePatch],
-            chain: vec!["eth0".into()],
-            explanation: String::new(),
-            kernel_message: None,
-            netpoll: Some("netconsole".into()),
-            errno: Some("ENOTSUPP"),
-            ret: -524,
-        }
-    }
 
     fn cfg() -> AgentConfig {
         AgentConfig {

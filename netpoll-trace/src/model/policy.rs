@@ -37,14 +37,20 @@ pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decisio
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::model::diagnosis::Remedy;
 
-    fn diag(cause: Cause) -> Diagnosis {
+    /// A diagnosis of eth0 (the device that failed) with `cause`, for tests.
+    pub fn diag(cause: Cause) -> Diagnosis {
+        diag_at(cause, 1)
+    }
+
+    /// The same, for a set-up that started at `ts_ns`.
+    pub fn diag_at(cause: Cause, ts_ns: u64) -> Diagnosis {
         Diagnosis {
             kind: "diagnosis",
-            ts_ns: 1,
+            ts_ns,
             dev: Some("eth0".into()),
             cause,
             remedies: vec![Remedy::RuntimePatch, Remedy::UpgradeKernel],
