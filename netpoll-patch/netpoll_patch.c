@@ -14,7 +14,12 @@
  *    (wait_for_ops_readers: all RCU flavours, also before 4.20) and only if the device
  *    still points at it. If someone else replaced the ops meanwhile, they are left alone.
  *  - Devices with IFF_DISABLE_NETPOLL are never patched: their driver says netpoll cannot work.
- *  - The module owning the original ops is pinned while the device is patched.
+ *  - The module owning the original ops is pinned while the device is patched, and so is this
+ *    module itself: it cannot be unloaded (and so cannot restore anything) while a device
+ *    depends on its copy; userspace's unload after the last unpatch cannot race a new patch.
+ *  - A device with netpoll attached (netconsole) is never unpatched on request: before 4.19
+ *    netpoll_poll_dev() returns without polling when the hook is missing, so the live user
+ *    would stall. Detach netpoll first (rmmod netconsole, or disable its target).
  *  - A netdevice notifier restores the ops when the device is unregistered (or leaves the
  *    namespace); module exit restores every device.
  *
@@ -195,6 +200,8 @@ static int patch_dev(const char *name)
 		return -ENOMEM;
 	}
 	copy->ndo_poll_controller = netpoll_patch_poll_controller;
+	/* Our copy points at our hook: stay loaded while any device uses it. */
+	__module_get(THIS_MODULE);
 	p->dev = dev;
 	p->orig = orig;
 	p->copy = copy;
@@ -228,7 +235,7 @@ static int restore(struct np_patch *p, bool force)
 	} else if (!force) {
 		pr_err("%s: ops were replaced by someone else (now %ps, ours %px); leaving them alone, still patched\n",
 		       dev->name, now, p->copy);
-		return -EBUSY;
+		return -ESTALE;
 	} else {
 		/*
 		 * Not ours any more: do not touch them. Our copy may still be reached through
@@ -245,6 +252,7 @@ static int restore(struct np_patch *p, bool force)
 	module_put(p->owner);
 	list_del(&p->list);
 	kfree(p);
+	module_put(THIS_MODULE);
 	return 0;
 }
 
@@ -263,6 +271,12 @@ static int unpatch_dev(const char *name)
 	if (!p) {
 		pr_err("%s: not patched by netpoll_patch\n", name);
 		return -ENOENT;
+	}
+	/* npinfo is set and cleared under RTNL, which we hold. */
+	if (rtnl_dereference(dev->npinfo)) {
+		pr_err("%s: netpoll is attached (netconsole?): without our ndo_poll_controller it would stop polling this device; detach it first (rmmod netconsole, or disable its target), still patched\n",
+		       name);
+		return -EBUSY;
 	}
 	return restore(p, false);
 }

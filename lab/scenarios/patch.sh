@@ -8,7 +8,7 @@
 # nics: virtio e1000 virtio
 # timeout: 400
 # variants: legacy
-# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_restores traffic_unpatched delivered_after_unpatch delete_patched_device module_unloaded
+# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal unpatch_restores traffic_unpatched delivered_after_unpatch delete_patched_device module_unloaded
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -84,6 +84,22 @@ if nlhelper netkit-add nk0 nk1 2>/dev/null; then
 else
     npt_skip refuse_netkit "no netkit on $NPT_KERNEL (netkit arrived in 6.7)"
 fi
+
+# --- while netconsole is bound: unpatch refused, module pinned, messages still go --
+# (before 4.19, netpoll stops polling a device whose hook is gone: a live user stalls)
+state_before=$(cat /sys/module/netpoll_patch/parameters/state)
+netpoll-trace unpatch eth0 >/tmp/busy.out 2>&1
+busy_rc=$?
+cat /tmp/busy.out
+refused_unpatch() {
+    test $busy_rc -eq 1 && grep -q 'netpoll is attached' /tmp/busy.out && test "$(wc -l </tmp/busy.out)" -eq 1 &&
+        test "$(cat /sys/module/netpoll_patch/parameters/state)" = "$state_before"
+}
+npt_check unpatch_refused_while_bound refused_unpatch
+npt_check module_pinned sh -c '! rmmod netpoll_patch && grep -q "^eth0 " /sys/module/netpoll_patch/parameters/state'
+echo "<2>npt-hello-still-patched $$" >/dev/kmsg
+npt_wait_for 3 grep -q "npt-hello-still-patched $$" /tmp/received
+npt_check delivered_after_refusal grep -q "npt-hello-still-patched $$" /tmp/received
 
 # --- unpatch: original ops back (traced), netconsole keeps working --------------
 rmmod netconsole

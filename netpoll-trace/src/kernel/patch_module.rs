@@ -69,9 +69,21 @@ pub fn check_dev_name(dev: &str) -> Result<()> {
     Ok(())
 }
 
+/// What was asked of the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Patch,
+    Unpatch,
+}
+
 /// Why the module refused a device, from the errno its parameter write or init returned.
-pub fn refusal(dev: &str, errno: i32) -> String {
+pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
     match errno {
+        // The module refuses to unpatch a device netpoll is attached to.
+        libc::EBUSY if op == Op::Unpatch => format!(
+            "{dev}: netpoll is attached (netconsole?) and needs the poll controller on this kernel; detach it first (rmmod netconsole, or disable its target): still patched"
+        ),
+        libc::ESTALE => format!("{dev}: someone else replaced its ops meanwhile; left untouched, still patched"),
         libc::ENODEV => format!("{dev}: no such device (in the initial network namespace)"),
         libc::EALREADY => format!("{dev} is already patched"),
         libc::EOPNOTSUPP => format!(
@@ -79,9 +91,7 @@ pub fn refusal(dev: &str, errno: i32) -> String {
         ),
         libc::EEXIST => format!("{dev} already has an ndo_poll_controller: nothing to patch"),
         libc::ENOENT => format!("{dev} is not patched"),
-        libc::EBUSY => format!(
-            "{dev}: its driver module is unloading, or someone else replaced its ops meanwhile; left untouched"
-        ),
+        libc::EBUSY => format!("{dev}: its driver module is unloading; left untouched"),
         libc::ENOMEM => format!("{dev}: the kernel is out of memory"),
         libc::EINVAL => format!("{dev}: the module rejected the name"),
         other => format!("{dev}: refused: {}", std::io::Error::from_raw_os_error(other)),
@@ -181,7 +191,7 @@ fn write_param(param: &str, value: &str) -> std::io::Result<()> {
 pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
     check_dev_name(dev)?;
     if loaded() {
-        write_param("patch", dev).map_err(|e| anyhow!(refusal(dev, e.raw_os_error().unwrap_or(0))))?;
+        write_param("patch", dev).map_err(|e| anyhow!(refusal(Op::Patch, dev, e.raw_os_error().unwrap_or(0))))?;
     } else {
         let path = find_module(module)?;
         check_module_file(&path)?;
@@ -197,7 +207,7 @@ pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
                     "the kernel refused {}: it requires signed modules (lockdown or module.sig_enforce); sign it with a trusted key",
                     path.display()
                 ),
-                Some(n) => anyhow!(refusal(dev, n)),
+                Some(n) => anyhow!(refusal(Op::Patch, dev, n)),
                 None => anyhow!("loading {}: {e}", path.display()),
             }
         })?;
@@ -218,14 +228,16 @@ pub fn unpatch(dev: &str) -> Result<(Patched, bool)> {
     let before = read_state()?
         .into_iter()
         .find(|p| p.dev == dev)
-        .ok_or_else(|| anyhow!(refusal(dev, libc::ENOENT)))?;
-    write_param("unpatch", dev).map_err(|e| anyhow!(refusal(dev, e.raw_os_error().unwrap_or(0))))?;
-    let unloaded = if read_state()?.is_empty() {
-        delete_module(MODULE_NAME).map_err(|e| anyhow!("{dev} restored, but unloading {MODULE_NAME} failed: {e}"))?;
-        true
-    } else {
-        false
-    };
+        .ok_or_else(|| anyhow!(refusal(Op::Unpatch, dev, libc::ENOENT)))?;
+    write_param("unpatch", dev).map_err(|e| anyhow!(refusal(Op::Unpatch, dev, e.raw_os_error().unwrap_or(0))))?;
+    // The module holds a reference on itself while anything is patched, so an unload
+    // racing another process's patch is refused by the kernel, not by this check.
+    let unloaded = read_state()?.is_empty()
+        && match delete_module(MODULE_NAME) {
+            Ok(()) => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EWOULDBLOCK | libc::EBUSY)) => false,
+            Err(e) => bail!("{dev} restored, but unloading {MODULE_NAME} failed: {e}"),
+        };
     Ok((before, unloaded))
 }
 
@@ -272,9 +284,13 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        assert!(refusal("nk0", libc::EOPNOTSUPP).contains("IFF_DISABLE_NETPOLL"));
-        assert!(refusal("e0", libc::EEXIST).contains("already has an ndo_poll_controller"));
-        assert!(refusal("x", libc::ENODEV).contains("no such device"));
+        assert!(refusal(Op::Patch, "nk0", libc::EOPNOTSUPP).contains("IFF_DISABLE_NETPOLL"));
+        assert!(refusal(Op::Patch, "e0", libc::EEXIST).contains("already has an ndo_poll_controller"));
+        assert!(refusal(Op::Patch, "x", libc::ENODEV).contains("no such device"));
+        // EBUSY means netpoll is attached when unpatching, the owner unloading when patching.
+        assert!(refusal(Op::Unpatch, "eth0", libc::EBUSY).contains("netpoll is attached"));
+        assert!(refusal(Op::Patch, "eth0", libc::EBUSY).contains("unloading"));
+        assert!(refusal(Op::Unpatch, "eth0", libc::ESTALE).contains("replaced its ops"));
     }
 
     #[test]
