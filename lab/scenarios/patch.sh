@@ -32,7 +32,9 @@ netpoll-trace patch eth0 --module /tmp/writable.ko >/tmp/bad.out 2>&1
 bad_rc=$?
 cat /tmp/bad.out
 npt_check bad_module_file sh -c "test $bad_rc -eq 1 && grep -q 'writable by group or others' /tmp/bad.out && test \$(wc -l </tmp/bad.out) -eq 1 && ! test -d /sys/module/netpoll_patch"
-npt_check status_empty sh -c "netpoll-trace status | grep -q 'no device patched'"
+# status also names the object and attach path the tracer would use (the forced one in
+# the legacy variant).
+npt_check status_empty sh -c "netpoll-trace status >/tmp/status0.out; cat /tmp/status0.out; grep -q 'no device patched' /tmp/status0.out && grep -q '^tracer: the ${NETPOLL_TRACE_OBJECT:-modern} eBPF object, attach path ' /tmp/status0.out"
 
 # --- the emulated pre-4.19 kernel refuses virtio, as in the seed -----------------
 insmod /lib/kmods/emulate_pre419.ko

@@ -249,6 +249,12 @@ pointer with the driver's table will not recognise a patched device.",
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Which eBPF object the tracer would try (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
+        object: ObjectArg,
+        /// Which attach method the tracer would try (see `watch --help`).
+        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
+        attach: AttachArg,
     },
     /// Check a JSON-lines file (from --json) against the output contract.
     #[command(hide = true)]

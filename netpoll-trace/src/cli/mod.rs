@@ -84,7 +84,10 @@ fn run(command: Command) -> Result<Exit> {
         }
         Command::Patch { dev, module } => patch::patch(&dev, module.as_deref()),
         Command::Unpatch { dev } => patch::unpatch(&dev),
-        Command::Status { json } => patch::status(json),
+        Command::Status { json, object, attach } => {
+            let (object, attach) = tracer_choice_or_exit(object, attach);
+            patch::status(json, object, attach)
+        }
         Command::SchemaCheck { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;

@@ -38,10 +38,11 @@ pub fn unpatch(dev: &str) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub fn status(json: bool) -> Result<Exit> {
+pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<Exit> {
     let list = patch_module::status()?;
-    // What the tracer (and so the agent that patches) would use on this kernel.
-    let tracer = check::probe_tracer(ObjectChoice::Auto, AttachChoice::Auto);
+    // What the tracer (and so the agent that patches) would use on this kernel, with the
+    // same defaults (NETPOLL_TRACE_OBJECT, NETPOLL_TRACE_ATTACH) as watch and agent.
+    let tracer = check::probe_tracer(object, attach);
     if json {
         let (object, attach_path, tracer_error) = match &tracer {
             Some(Ok(t)) => (Some(t.object.clone()), Some(t.attach_path.clone()), None),
