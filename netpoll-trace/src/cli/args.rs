@@ -91,24 +91,10 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// Only report set-ups of this device (repeatable).
         #[arg(long = "dev", value_name = "NAME")]
         devices: Vec<String>,
-        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux: raw, or
-        /// BTFHub's <release>.btf.tar.xz.
-        #[arg(long, value_name = "FILE")]
-        btf: Option<PathBuf>,
-        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
-        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
-        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
-        offsets: Option<PathBuf>,
-        /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
-        /// kprobe (works everywhere; through tracefs kprobe_events before 4.17), or auto
-        /// (fentry, else kprobe).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
-        attach: AttachArg,
-        /// Which eBPF object: modern (aya-log; needs 5.8), legacy (kprobes only; loads
-        /// on 4.14), or auto (modern, else legacy when the kernel refuses to load it).
-        /// The ready line says which was used.
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
-        object: ObjectArg,
+        #[command(flatten)]
+        sources: OffsetArgs,
+        #[command(flatten)]
+        tracer: TracerArgs,
         /// Also report single netpoll_poll_dev calls at least this slow.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
         slow_poll: Duration,
@@ -161,20 +147,10 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         /// Journal file (overrides the configuration's `journal`).
         #[arg(long, value_name = "FILE")]
         journal: Option<PathBuf>,
-        /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux: raw, or
-        /// BTFHub's <release>.btf.tar.xz.
-        #[arg(long, value_name = "FILE")]
-        btf: Option<PathBuf>,
-        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
-        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
-        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
-        offsets: Option<PathBuf>,
-        /// How to attach (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
-        attach: AttachArg,
-        /// Which eBPF object (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
-        object: ObjectArg,
+        #[command(flatten)]
+        sources: OffsetArgs,
+        #[command(flatten)]
+        tracer: TracerArgs,
         #[command(flatten)]
         recorder: RecorderArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
@@ -249,12 +225,8 @@ pointer with the driver's table will not recognise a patched device.",
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
-        /// Which eBPF object the tracer would try (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
-        object: ObjectArg,
-        /// Which attach method the tracer would try (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
-        attach: AttachArg,
+        #[command(flatten)]
+        tracer: TracerArgs,
     },
     /// Check a JSON-lines file (from --json) against the output contract.
     #[command(hide = true)]
@@ -275,13 +247,8 @@ reduced mode (return codes only).",
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
-        /// BTF of the running kernel: raw, or BTFHub's <release>.btf.tar.xz.
-        #[arg(long, value_name = "FILE")]
-        btf: Option<PathBuf>,
-        /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
-        /// netpoll-patch), for kernels without BTF [default: next to the patch module].
-        #[arg(long, value_name = "FILE", conflicts_with = "btf")]
-        offsets: Option<PathBuf>,
+        #[command(flatten)]
+        sources: OffsetArgs,
     },
     /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
     #[command(after_help = "As root, check loads the eBPF object watch would use (the modern one, \
@@ -291,14 +258,38 @@ Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
-        /// Which eBPF object to try (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
-        object: ObjectArg,
-        /// Which attach method to try (see `watch --help`).
-        #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
-        attach: AttachArg,
+        #[command(flatten)]
+        tracer: TracerArgs,
     },
+}
 
+/// Where the struct offsets come from when the kernel has no BTF (watch, agent, offsets).
+#[derive(clap::Args, Debug, Clone)]
+pub struct OffsetArgs {
+    /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux: raw, or
+    /// BTFHub's <release>.btf.tar.xz.
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+    /// Struct offsets computed from this kernel's headers (netpoll_offsets.o, built with
+    /// netpoll-patch), for kernels without BTF [default: next to the patch module].
+    #[arg(long, value_name = "FILE", conflicts_with = "btf")]
+    pub offsets: Option<PathBuf>,
+}
+
+/// Which eBPF object and attach method the tracer uses (watch, agent) or would use
+/// (check, status).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct TracerArgs {
+    /// How to attach: fentry/fexit (cheapest; needs BPF trampolines and BTF),
+    /// kprobe (works everywhere; through tracefs kprobe_events before 4.17), or auto
+    /// (fentry, else kprobe).
+    #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
+    pub attach: AttachArg,
+    /// Which eBPF object: modern (aya-log; needs 5.8), legacy (kprobes only; loads
+    /// on 4.14), or auto (modern, else legacy when the kernel refuses to load it).
+    /// The ready line says which was used.
+    #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
+    pub object: ObjectArg,
 }
 
 /// What `generate` writes.
@@ -407,11 +398,11 @@ mod tests {
             std::env::remove_var("NETPOLL_TRACE_ATTACH");
         }
         match from_env.unwrap().command {
-            Command::Agent { object, attach, .. } => assert_eq!((object, attach), (ObjectArg::Legacy, AttachArg::Kprobe)),
+            Command::Agent { tracer, .. } => assert_eq!((tracer.object, tracer.attach), (ObjectArg::Legacy, AttachArg::Kprobe)),
             other => panic!("{other:?}"),
         }
         match from_flag.unwrap().command {
-            Command::Watch { object, attach, .. } => assert_eq!((object, attach), (ObjectArg::Modern, AttachArg::Fentry)),
+            Command::Watch { tracer, .. } => assert_eq!((tracer.object, tracer.attach), (ObjectArg::Modern, AttachArg::Fentry)),
             other => panic!("{other:?}"),
         }
     }

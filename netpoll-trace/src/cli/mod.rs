@@ -12,7 +12,7 @@ use anyhow::Result;
 use clap::Parser as _;
 
 use self::{
-    args::{Cli, Command},
+    args::{Cli, Command, OffsetArgs},
     commands::{agent, check, dump, generate, offsets, patch, watch},
     exit::Exit,
 };
@@ -38,10 +38,9 @@ pub fn main() -> ExitCode {
 
 /// `--object` and `--attach` checked together; a conflict is a usage error (exit 2).
 fn tracer_choice_or_exit(
-    object: args::ObjectArg,
-    attach: args::AttachArg,
+    t: args::TracerArgs,
 ) -> (crate::kernel::object::ObjectChoice, crate::kernel::attach::AttachChoice) {
-    args::tracer_choice(object, attach).unwrap_or_else(|e| {
+    args::tracer_choice(t.object, t.attach).unwrap_or_else(|e| {
         use clap::CommandFactory as _;
         Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
     })
@@ -49,15 +48,16 @@ fn tracer_choice_or_exit(
 
 fn run(command: Command) -> Result<Exit> {
     match command {
-        Command::Check { json, object, attach } => {
-            let (object, attach) = tracer_choice_or_exit(object, attach);
+        Command::Check { json, tracer } => {
+            let (object, attach) = tracer_choice_or_exit(tracer);
             check::run(json, object, attach)
         }
-        Command::Agent { config, dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr } => {
-            let (object, attach) = tracer_choice_or_exit(object, attach);
+        Command::Agent { config, dry_run, once, journal, sources, tracer, recorder, metrics_addr } => {
+            let (object, attach) = tracer_choice_or_exit(tracer);
+            let OffsetArgs { btf, offsets } = sources;
             agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr })
         }
-        Command::Offsets { json, btf, offsets } => offsets::run(json, btf.as_deref(), offsets.as_deref()),
+        Command::Offsets { json, sources } => offsets::run(json, sources.btf.as_deref(), sources.offsets.as_deref()),
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
             json,
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
@@ -84,8 +84,8 @@ fn run(command: Command) -> Result<Exit> {
         }
         Command::Patch { dev, module } => patch::patch(&dev, module.as_deref()),
         Command::Unpatch { dev } => patch::unpatch(&dev),
-        Command::Status { json, object, attach } => {
-            let (object, attach) = tracer_choice_or_exit(object, attach);
+        Command::Status { json, tracer } => {
+            let (object, attach) = tracer_choice_or_exit(tracer);
             patch::status(json, object, attach)
         }
         Command::SchemaCheck { file } => {
@@ -96,8 +96,9 @@ fn run(command: Command) -> Result<Exit> {
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, btf, offsets, attach, object, slow_poll, record, recorder, command } => {
-            let (object, attach) = tracer_choice_or_exit(object, attach);
+        Command::Watch { json, duration, devices, sources, tracer, slow_poll, record, recorder, command } => {
+            let (object, attach) = tracer_choice_or_exit(tracer);
+            let OffsetArgs { btf, offsets } = sources;
             watch::run(watch::WatchArgs {
                 json,
                 duration,
