@@ -218,10 +218,12 @@ impl Remediation {
     }
 }
 
-/// Whether `out` verifies a retry on `dev`: the first set-up attempt involving it.
-pub fn verification(out: &Output, dev: &str) -> Option<Verified> {
+/// Whether `out` verifies a retry on `dev` made at `since_ns` (CLOCK_MONOTONIC): the first
+/// set-up attempt involving it that started then or later. An older one (a failure that
+/// was still on its way, e.g. modprobe's own second try) says nothing about the retry.
+pub fn verification(out: &Output, dev: &str, since_ns: u64) -> Option<Verified> {
     let Output::Attempt(a, diag) = out else { return None };
-    if !a.records().any(|r| r.dev.as_deref() == Some(dev)) {
+    if a.root.ts_ns < since_ns || !a.records().any(|r| r.dev.as_deref() == Some(dev)) {
         return None;
     }
     Some(match diag {
@@ -399,14 +401,18 @@ mod tests {
     fn the_first_set_up_on_the_device_verifies() {
         let ok = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 7, 1, 0), nested: vec![] }), None);
         let other = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth1", 0, 8, 1, 0), nested: vec![] }), None);
-        assert_eq!(verification(&ok, "eth0"), Some(Verified::Succeeded(7)));
-        assert_eq!(verification(&other, "eth0"), None);
-        assert_eq!(verification(&Output::Lost(1), "eth0"), None);
+        assert_eq!(verification(&ok, "eth0", 0), Some(Verified::Succeeded(7)));
+        assert_eq!(verification(&ok, "eth0", 7), Some(Verified::Succeeded(7)));
+        assert_eq!(verification(&other, "eth0", 0), None);
+        assert_eq!(verification(&Output::Lost(1), "eth0", 0), None);
         let failed = Output::Attempt(
             Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 9, 1, -524), nested: vec![] }),
             Some(Box::new(diag(Cause::MissingPollController, 9))),
         );
-        assert_eq!(verification(&failed, "eth0"), Some(Verified::Failed("missing_poll_controller".into())));
+        assert_eq!(verification(&failed, "eth0", 0), Some(Verified::Failed("missing_poll_controller".into())));
+        // A failure from before the retry (seen on 4.14: busybox modprobe's second try of
+        // the trigger arrived while the agent verified) is not the retry's result.
+        assert_eq!(verification(&failed, "eth0", 10), None);
     }
 
     #[test]

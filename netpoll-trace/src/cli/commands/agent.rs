@@ -217,6 +217,8 @@ impl Agent {
         let driver = attempt.culprit().and_then(|c| c.driver.clone());
         let (mut rem, mut next) =
             Remediation::begin(d, driver.as_deref(), &self.cfg, self.args.dry_run, &self.successes);
+        // When the last retry started: only set-ups from then on verify it.
+        let mut retried_at = 0;
         loop {
             for note in rem.take_notes() {
                 self.log(Some(&rem.dev), note, Some(d.cause));
@@ -226,10 +228,11 @@ impl Agent {
                 Next::Patch => rem.patched(self.patch(&rem.dev)),
                 Next::Retry { after, .. } => {
                     tokio::time::sleep(after).await;
+                    retried_at = monotonic_ns();
                     rem.retried(retry(&self.cfg, &rem.dev).await.map_err(|e| format!("{e:#}")))
                 }
                 Next::Verify { within, .. } => {
-                    let v = self.verify(tracer, &rem.dev, within).await;
+                    let v = self.verify(tracer, &rem.dev, retried_at, within).await;
                     if let Verified::Succeeded(ts) = v {
                         self.successes.note_device(&rem.dev, ts);
                     }
@@ -250,9 +253,9 @@ impl Agent {
         }
     }
 
-    /// The next set-up attempt involving `dev` within `within`. Other outputs wait in
-    /// the backlog.
-    async fn verify(&mut self, tracer: &mut Tracer, dev: &str, within: Duration) -> Verified {
+    /// The next set-up attempt involving `dev` that started at `since_ns` or later, within
+    /// `within`. Other outputs wait in the backlog.
+    async fn verify(&mut self, tracer: &mut Tracer, dev: &str, since_ns: u64, within: Duration) -> Verified {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let outs = tokio::select! {
@@ -263,7 +266,7 @@ impl Agent {
             let mut found = None;
             for o in outs {
                 if found.is_none()
-                    && let Some(v) = agent::verification(&o, dev)
+                    && let Some(v) = agent::verification(&o, dev, since_ns)
                 {
                     if let Output::Attempt(a, None) = &o {
                         self.successes.note(a);
