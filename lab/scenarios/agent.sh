@@ -5,11 +5,14 @@
 # UDP receiver in another namespace gets a kernel message. Also: a driver not on the
 # allowlist is only reported, --dry-run changes nothing, a bad configuration is one
 # line naming the key, netkit is never patched, SIGTERM stops cleanly, and the agent
-# keeps only the capabilities it needs.
+# keeps only the capabilities it needs: run under the shipped unit's bounding set and
+# NoNewPrivileges, it drops to CAP_SYS_MODULE and CAP_SYSLOG and its retry command gets
+# CAP_SYS_MODULE alone; without CAP_SETPCAP it refuses to run on with more.
 # nics: virtio virtio
 # timeout: 500
 # variants: legacy
-# checks: bad_config seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched
+# files: packaging/netpoll-trace-agent.service
+# checks: bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -22,10 +25,16 @@ config() { # FILE ALLOWED_DRIVERS (TOML list items)
     npt_agent_config "$1" patch_module="\"$KO\"" allowed_drivers="[$2]" retry.command="[\"modprobe\", \"netconsole\", \"$TARGET\"]"
 }
 
-# start_agent LOG ARGS...: agent in the background; waits until it is attached.
+# The shipped unit's CapabilityBoundingSet; `capexec "$UNIT_CAPS" CMD` runs CMD as
+# systemd runs the unit's ExecStart (that bounding set, NoNewPrivileges).
+UNIT_CAPS=$(sed -n 's/^CapabilityBoundingSet=//p' /packaging/netpoll-trace-agent.service)
+echo "unit bounding set: $UNIT_CAPS"
+
+# start_agent LOG ARGS...: agent in the background, under the unit's bounding set;
+# waits until it is attached.
 start_agent() {
     log=$1; shift
-    netpoll-trace agent "$@" >"$log.out" 2>"$log.err" &
+    capexec "$UNIT_CAPS" netpoll-trace agent "$@" >"$log.out" 2>"$log.err" &
     agent=$!
     npt_wait_for 120 npt_ready_or_gone 'agent ready:' "$log.err" $agent
 }
@@ -36,6 +45,21 @@ netpoll-trace agent --config /tmp/bad.toml >/tmp/bad.out 2>&1
 bad_rc=$?
 cat /tmp/bad.out
 npt_check bad_config sh -c "test $bad_rc -eq 1 && test \$(wc -l </tmp/bad.out) -eq 1 && grep -q 'policy.netpoll_disabled' /tmp/bad.out"
+
+# --- without CAP_SETPCAP the drop fails: exit 1, one line, nothing left attached ---
+echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
+progs_before=$(grep -c ' bpf_prog_' /proc/kallsyms)
+npt_agent_config /tmp/plain.toml
+capexec "$(echo "$UNIT_CAPS" | sed 's/CAP_SETPCAP//')" netpoll-trace agent --config /tmp/plain.toml >/tmp/nosetpcap.out 2>/tmp/nosetpcap.err
+nosetpcap_rc=$?
+cat /tmp/nosetpcap.err
+progs_after=$(grep -c ' bpf_prog_' /proc/kallsyms)
+echo "exit $nosetpcap_rc; BPF programs in kallsyms: $progs_before before, $progs_after after"
+drop_needs_setpcap() {
+    test $nosetpcap_rc -eq 1 && test "$(wc -l </tmp/nosetpcap.err)" -eq 1 && grep -q 'CAP_SETPCAP' /tmp/nosetpcap.err &&
+        test "$progs_after" -eq "$progs_before"
+}
+npt_check drop_needs_setpcap drop_needs_setpcap
 
 insmod /lib/kmods/emulate_pre419.ko
 
@@ -81,8 +105,15 @@ npt_check dry_run_changes_nothing dry_run_changes_nothing
 # netconsole=...` fails and the agent retries with retry.command. Where the module
 # keeps the failed target disabled instead, a dynamic (configfs) target refuses to
 # enable and the agent retries by writing its `enabled`.
+# The retry command records its capabilities, then retries the way this kernel's
+# netconsole needs (module parameter, or the dynamic target's `enabled`).
+cat >/tmp/retry.sh <<EOF
+grep Cap /proc/\$\$/status >/tmp/retry.caps
+if [ -d /sys/kernel/config/netconsole/t0 ]; then echo 1 >/sys/kernel/config/netconsole/t0/enabled; else exec modprobe netconsole "$TARGET"; fi
+EOF
+npt_agent_config /tmp/unit.toml allowed_drivers='["virtio_net", "dummy"]' retry.method='"command"' retry.command='["/bin/sh", "/tmp/retry.sh"]'
 rm -f /tmp/journal.jsonl
-start_agent /tmp/agent --config /tmp/virtio.toml
+start_agent /tmp/agent --config /tmp/unit.toml
 t0=$(npt_uptime_cs)
 if npt_has netconsole_keeps_failed; then
     rmmod netconsole 2>/dev/null
@@ -104,11 +135,16 @@ remediated() {
 }
 npt_check remediated remediated
 npt_check delivered grep -q "npt-agent-hello $$" /tmp/received
-# CAP_DAC_OVERRIDE (1), CAP_SYS_MODULE (16), CAP_SYSLOG (34), nothing else.
-capeff=$(grep CapEff /proc/$agent/status | cut -f2)
-capbnd=$(grep CapBnd /proc/$agent/status | cut -f2)
-echo "agent CapEff=$capeff CapBnd=$capbnd"
-npt_check capabilities sh -c "test $capeff = 0000000400010002 && test $capbnd = 0000000400010002 && grep -q 'keeping only CAP_SYS_MODULE, CAP_SYSLOG, CAP_DAC_OVERRIDE' /tmp/agent.err"
+# CAP_SYS_MODULE (16) and CAP_SYSLOG (34) in every set, nothing else; the retry command
+# CAP_SYS_MODULE alone (its bounding set is the agent's, and no_new_privs keeps it there).
+grep Cap /proc/$agent/status | tee /tmp/agent.caps
+cat /tmp/retry.caps
+caps_are() { # FILE EFF PRM BND
+    grep -q "^CapEff:.$2\$" $1 && grep -q "^CapPrm:.$3\$" $1 && grep -q "^CapBnd:.$4\$" $1 && grep -q "^CapAmb:.0000000000000000\$" $1
+}
+agent_caps() { caps_are /tmp/agent.caps 0000000400010000 0000000400010000 0000000400010000 && grep -q 'keeping only CAP_SYS_MODULE, CAP_SYSLOG$' /tmp/agent.err; }
+npt_check capabilities agent_caps
+npt_check retry_capabilities caps_are /tmp/retry.caps 0000000000010000 0000000000010000 0000000400010000
 
 # --- netkit (6.7+): reported, never patched ---------------------------------------
 if nlhelper netkit-add nk0 nk1 2>/dev/null; then

@@ -114,9 +114,11 @@ patch the device (netpoll_patch module), retry the netconsole target (configfs w
 target is dynamic, else retry.command, run without a shell) with bounded attempts and \
 backoff, and verify by the next set-up event; every other cause is reported with its \
 remedies and never patched. Every decision and action is one `remediation` JSON line in \
-the journal (and on stdout). After attaching, the agent keeps only CAP_SYS_MODULE, \
-CAP_SYSLOG and CAP_DAC_OVERRIDE (CAP_SYSLOG alone with --dry-run). Stops cleanly on \
-SIGTERM/SIGINT.\n\n\
+the journal (and on stdout). After attaching, the agent keeps only CAP_SYS_MODULE and \
+CAP_SYSLOG (CAP_SYSLOG alone with --dry-run; plus CAP_BPF with --metrics-addr) in its \
+bounding, permitted and effective sets, and exits if it cannot drop the rest (that needs \
+CAP_SETPCAP); retry.command runs with no_new_privs and CAP_SYS_MODULE only. Stops \
+cleanly on SIGTERM/SIGINT.\n\n\
 The agent records every set-up in the kernel's flight recorder (pinned maps under \
 --pin-dir, read by `dump` even after the agent died); with --persist the probes stay \
 attached too. A second agent on the same pins is refused; one restarted on pinned probes \

@@ -240,8 +240,6 @@ pub enum Need {
     LoadModules,
     /// Read /dev/kmsg, to quote the kernel.
     ReadKernelLog,
-    /// Write the patch module's parameters and configfs targets.
-    OverrideFileModes,
     /// Read BPF maps again after start-up: every bpf() call needs CAP_BPF before 6.5
     /// while unprivileged BPF is off (found on 5.10 in the lab: the poll histograms of
     /// the metrics stayed empty without it).
@@ -253,12 +251,20 @@ pub fn needs(dry_run: bool, serving_metrics: bool) -> Vec<Need> {
     let mut needs = if dry_run {
         vec![Need::ReadKernelLog]
     } else {
-        vec![Need::LoadModules, Need::ReadKernelLog, Need::OverrideFileModes]
+        // No CAP_DAC_OVERRIDE: every file it writes after start-up (the module's
+        // parameters, configfs targets, its journal) is root's with the owner's write bit.
+        vec![Need::LoadModules, Need::ReadKernelLog]
     };
     if serving_metrics {
         needs.push(Need::ReadBpfMaps);
     }
     needs
+}
+
+/// What a retry command gets: loading netconsole (the usual `modprobe netconsole ...`)
+/// and nothing else, whatever the agent itself keeps.
+pub fn retry_command_needs() -> Vec<Need> {
+    vec![Need::LoadModules]
 }
 
 #[cfg(test)]
@@ -418,7 +424,7 @@ mod tests {
     #[test]
     fn needs_follow_the_mode() {
         assert_eq!(needs(true, false), [Need::ReadKernelLog]);
-        assert_eq!(needs(false, false), [Need::LoadModules, Need::ReadKernelLog, Need::OverrideFileModes]);
+        assert_eq!(needs(false, false), [Need::LoadModules, Need::ReadKernelLog]);
         assert_eq!(needs(true, true), [Need::ReadKernelLog, Need::ReadBpfMaps]);
     }
 }

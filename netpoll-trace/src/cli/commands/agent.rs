@@ -80,13 +80,14 @@ struct Agent {
     successes: Successes,
 }
 
-/// The capability that grants a need.
+/// The capability that grants a need on this kernel.
 fn capability(n: Need) -> u32 {
     match n {
         Need::LoadModules => privileges::CAP_SYS_MODULE,
         Need::ReadKernelLog => privileges::CAP_SYSLOG,
-        Need::OverrideFileModes => privileges::CAP_DAC_OVERRIDE,
-        Need::ReadBpfMaps => privileges::CAP_BPF,
+        Need::ReadBpfMaps if privileges::has_cap_bpf() => privileges::CAP_BPF,
+        // Before 5.8 bpf() on a map needs CAP_SYS_ADMIN.
+        Need::ReadBpfMaps => privileges::CAP_SYS_ADMIN,
     }
 }
 
@@ -161,10 +162,10 @@ impl Agent {
         let keep: Vec<u32> =
             agent::needs(self.args.dry_run, self.sinks.metrics.is_some()).into_iter().map(capability).collect();
         let kept: Vec<&str> = keep.iter().map(|c| privileges::name(*c)).collect();
-        let caps = match privileges::keep_only(&keep) {
-            Ok(()) => format!("keeping only {}", kept.join(", ")),
-            Err(e) => format!("could not drop capabilities ({e:#})"),
-        };
+        // Fatal when it fails: returning drops the tracer, which detaches everything not
+        // asked to persist.
+        privileges::keep_only(&keep)?;
+        let caps = format!("keeping only {}", kept.join(", "));
         let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
         crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
         let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
@@ -307,10 +308,13 @@ async fn retry(cfg: &AgentConfig, dev: &str) -> Result<String> {
     let Some((prog, args)) = cfg.retry_command.split_first() else {
         anyhow::bail!("no configfs target for {dev} and no retry.command configured: nothing to retry with");
     };
+    let caps = privileges::CapSets::only(&agent::retry_command_needs().into_iter().map(capability).collect::<Vec<_>>());
     // No shell: the configured argv runs as is.
-    let out = tokio::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    // SAFETY: the hook only makes system calls (prctl, capset).
+    unsafe { cmd.pre_exec(move || privileges::restrict_child(&caps)) };
+    let out = cmd
         .output()
         .await
         .with_context(|| format!("running {prog}"))?;
