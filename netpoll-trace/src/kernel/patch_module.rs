@@ -98,29 +98,104 @@ pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
     }
 }
 
-/// Refuses a module file that anyone but root could have written: loading it runs
-/// its code in the kernel.
-pub fn check_module_file(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| anyhow!("module file {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        bail!("module file {} is not a regular file", path.display());
+/// What is wrong with a file or directory on a module's path, if anything: only root
+/// may be able to change what gets loaded into the kernel. `sticky` directories
+/// (/tmp) may be writable by others: they cannot replace root's entries there.
+pub fn untrusted(kind: Kind, uid: u32, mode: u32) -> Option<String> {
+    let perm = mode & 0o7777;
+    if uid != 0 {
+        return Some(format!("owned by uid {uid}, not root"));
     }
-    if meta.uid() != 0 {
-        bail!(
-            "refusing module file {}: owned by uid {}, not root (chown root {} if you trust it)",
-            path.display(),
-            meta.uid(),
-            path.display()
-        );
+    let writable = perm & 0o022 != 0;
+    match kind {
+        Kind::File if writable => Some(format!("writable by group or others (mode {perm:o})")),
+        Kind::Dir if writable && perm & 0o1000 == 0 => {
+            Some(format!("a directory writable by group or others (mode {perm:o}), so its entries can be swapped"))
+        }
+        Kind::Other => Some("not a regular file".to_string()),
+        _ => None,
     }
-    if meta.mode() & 0o022 != 0 {
-        bail!(
-            "refusing module file {}: writable by group or others (mode {:o}; chmod go-w it if you trust it)",
-            path.display(),
-            meta.mode() & 0o7777
-        );
+}
+
+/// What `untrusted` is judging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Other,
+}
+
+/// A module file opened once, checked through its descriptor (the file and every
+/// directory above it), and loaded through that same descriptor: a path swapped after
+/// the check changes nothing.
+pub struct ModuleFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+fn openat(dir: Option<&std::fs::File>, name: &std::ffi::OsStr, flags: i32) -> std::io::Result<std::fs::File> {
+    use std::os::{fd::{AsRawFd as _, FromRawFd as _}, unix::ffi::OsStrExt as _};
+    let c = CString::new(name.as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: a valid directory fd (or AT_FDCWD) and a NUL-terminated name.
+    let fd = unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    // SAFETY: a descriptor we just opened and own.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+impl ModuleFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display();
+        let refuse = |what: &Path, why: String| {
+            anyhow!("refusing module file {shown}: {} is {why} (fix its owner or mode if you trust it)", what.display())
+        };
+        let name = path.file_name().ok_or_else(|| anyhow!("module file {shown}: not a file name"))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // Symbolic links among the directories are resolved once (/lib -> usr/lib), then
+        // every directory of the real path is opened without following links and checked.
+        let real = std::fs::canonicalize(parent).map_err(|e| anyhow!("module file {shown}: {}: {e}", parent.display()))?;
+        let mut dir: Option<std::fs::File> = None;
+        let mut walked = PathBuf::from("/");
+        for c in real.components() {
+            let part = c.as_os_str();
+            if c != std::path::Component::RootDir {
+                walked.push(part);
+            }
+            let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+            let d = openat(dir.as_ref(), part, flags).map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
+            let m = d.metadata().map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
+            if let Some(why) = untrusted(Kind::Dir, m.uid(), m.mode()) {
+                return Err(refuse(&walked, why));
+            }
+            dir = Some(d);
+        }
+        let file = openat(dir.as_ref(), name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::ELOOP) => anyhow!("refusing module file {shown}: it is a symbolic link; pass the file it points to"),
+                _ => anyhow!("module file {shown}: {e}"),
+            }
+        })?;
+        let m = file.metadata().map_err(|e| anyhow!("module file {shown}: {e}"))?;
+        let kind = if m.is_file() { Kind::File } else { Kind::Other };
+        if let Some(why) = untrusted(kind, m.uid(), m.mode()) {
+            return Err(anyhow!("refusing module file {shown}: {why} (fix its owner or mode if you trust it)"));
+        }
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    /// The (device, inode) of the opened file.
+    #[cfg(test)]
+    fn identity(&self) -> std::io::Result<(u64, u64)> {
+        let m = self.file.metadata()?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 fn loaded() -> bool {
@@ -165,12 +240,12 @@ fn find_module(explicit: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
-fn finit_module(path: &Path, params: &str) -> std::io::Result<()> {
-    let file = std::fs::File::open(path)?;
+fn finit_module(module: &ModuleFile, params: &str) -> std::io::Result<()> {
+    let file = &module.file;
     let params = CString::new(params).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid fd and NUL-terminated string; flags 0.
     let rc = unsafe {
-        libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(&file), params.as_ptr(), 0)
+        libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(file), params.as_ptr(), 0)
     };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
@@ -193,9 +268,9 @@ pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
     if loaded() {
         write_param("patch", dev).map_err(|e| anyhow!(refusal(Op::Patch, dev, e.raw_os_error().unwrap_or(0))))?;
     } else {
-        let path = find_module(module)?;
-        check_module_file(&path)?;
-        finit_module(&path, &format!("devices={dev}")).map_err(|e| {
+        let module = ModuleFile::open(&find_module(module)?)?;
+        let path = module.path();
+        finit_module(&module, &format!("devices={dev}")).map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::ENOEXEC) => anyhow!(
                     "{} was not built for this kernel ({}): rebuild it against this kernel's headers",
@@ -294,21 +369,109 @@ mod tests {
     }
 
     #[test]
-    fn module_files_writable_by_others_are_refused() {
+    fn only_root_may_be_able_to_change_what_is_loaded() {
+        assert_eq!(untrusted(Kind::File, 0, 0o100644), None);
+        assert_eq!(untrusted(Kind::Dir, 0, 0o40755), None);
+        // /tmp: others may write, but the sticky bit keeps root's entries root's.
+        assert_eq!(untrusted(Kind::Dir, 0, 0o41777), None);
+        assert!(untrusted(Kind::File, 1000, 0o100644).unwrap().contains("uid 1000, not root"));
+        assert!(untrusted(Kind::File, 0, 0o100664).unwrap().contains("writable by group or others (mode 664)"));
+        assert!(untrusted(Kind::File, 0, 0o100646).unwrap().contains("writable by group or others"));
+        assert!(untrusted(Kind::Dir, 0, 0o40775).unwrap().contains("directory writable by group or others"));
+        assert!(untrusted(Kind::Dir, 1000, 0o40755).unwrap().contains("not root"));
+        assert!(untrusted(Kind::Other, 0, 0o10644).unwrap().contains("not a regular file"));
+    }
+
+    /// A scratch directory under /tmp (root's, sticky) for module files.
+    fn scratch(name: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("np-modtest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("m.ko");
-        std::fs::write(&f, b"x").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = check_module_file(&f).unwrap_err().to_string();
-        // As root the owner check passes, so the mode is what is refused; as
-        // another user the owner is.
-        assert!(e.contains("writable by group or others") || e.contains("not root"), "{e}");
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let owned_by_root = std::fs::metadata(&f).unwrap().uid() == 0;
-        assert_eq!(check_module_file(&f).is_ok(), owned_by_root);
-        assert!(check_module_file(&dir.join("missing.ko")).is_err());
+        let dir = Path::new("/tmp").join(format!("np-modtest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    fn module(dir: &Path, name: &str, mode: u32, body: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    fn root() -> bool {
+        // SAFETY: no arguments.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn refusal_of(path: &Path) -> String {
+        ModuleFile::open(path).err().map(|e| e.to_string()).unwrap_or_else(|| "accepted".into())
+    }
+
+    #[test]
+    fn module_files_anyone_could_change_are_refused() {
+        let dir = scratch("files");
+        let good = module(&dir, "m.ko", 0o644, b"elf");
+        let writable = module(&dir, "w.ko", 0o666, b"elf");
+        if root() {
+            assert!(ModuleFile::open(&good).is_ok(), "{}", refusal_of(&good));
+            assert!(refusal_of(&writable).contains("writable by group or others"), "{}", refusal_of(&writable));
+        } else {
+            // Not root: the scratch directory is ours, which is exactly what is refused.
+            assert!(refusal_of(&good).contains("not root"), "{}", refusal_of(&good));
+        }
+        assert!(refusal_of(&dir.join("missing.ko")).contains("No such file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_to_a_module_is_refused() {
+        let dir = scratch("link");
+        let good = module(&dir, "m.ko", 0o644, b"elf");
+        let link = dir.join("link.ko");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let e = refusal_of(&link);
+        assert!(e.contains(if root() { "symbolic link" } else { "not root" }), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_module_in_a_group_writable_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = scratch("gw");
+        let sub = dir.join("shared");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let f = module(&sub, "m.ko", 0o644, b"elf");
+        let e = refusal_of(&f);
+        if root() {
+            assert!(e.contains(&format!("{} is a directory writable by group or others", sub.display())), "{e}");
+        } else {
+            assert!(e.contains("not root"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The file checked is the file loaded: swapping the path after the check (here a
+    /// rename of a group-writable file over it) leaves the opened descriptor on the
+    /// original.
+    #[test]
+    fn a_file_swapped_after_the_check_is_not_what_gets_loaded() {
+        use std::io::Read as _;
+        let dir = scratch("swap");
+        let good = module(&dir, "m.ko", 0o644, b"trusted");
+        let Ok(mut m) = ModuleFile::open(&good) else {
+            assert!(!root(), "{}", refusal_of(&good));
+            return std::fs::remove_dir_all(&dir).unwrap();
+        };
+        let before = m.identity().unwrap();
+        let evil = module(&dir, "evil.ko", 0o666, b"evil");
+        std::fs::rename(&evil, &good).unwrap();
+        assert_eq!(m.identity().unwrap(), before);
+        let mut body = String::new();
+        m.file.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "trusted");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
