@@ -19,16 +19,18 @@
  *    depends on its copy; userspace's unload after the last unpatch cannot race a new patch.
  *  - A device with netpoll attached (netconsole) is never unpatched on request: before 4.19
  *    netpoll_poll_dev() returns without polling when the hook is missing, so the live user
- *    would stall. Detach netpoll first (rmmod netconsole, or disable its target).
+ *    would stall. Detach netpoll first (rmmod netconsole, or disable its target), or
+ *    write the name to unpatch_force, which warns in the kernel log.
  *  - A netdevice notifier restores the ops when the device is unregistered (or leaves the
  *    namespace); module exit restores every device.
  *
  * Interface (/sys/module/netpoll_patch/parameters/):
  *   devices  (load time, 0444) comma-separated names; all are patched or init fails
  *   patch    (0200) write a device name to patch it
- *   unpatch  (0200) write a device name to restore it
- *   state    (0400) one line per patched device:
- *            <name> ifindex=<n> orig_ops=<%px> patched_ops=<%px> owner=<module|vmlinux>
+ *   unpatch  (0200) write a device name to restore it (-EBUSY while netpoll is attached)
+ *   unpatch_force (0200) the same, even while netpoll is attached
+ *   state    (0400) one line per patched device, the ops by name (no addresses anywhere):
+ *            <name> ifindex=<n> orig_ops=<symbol|?> owner=<module|vmlinux>
  */
 #define pr_fmt(fmt) "netpoll_patch: " fmt
 
@@ -105,7 +107,7 @@ static int get_owner(unsigned long addr, struct module **owner)
 
 	kobj = kset_find_obj(THIS_MODULE->mkobj.kobj.kset, open);
 	if (!kobj) {
-		pr_err("owner %s of %px not found in /sys/module\n", open, (void *)addr);
+		pr_err("owner %s of %ps not found in /sys/module\n", open, (void *)addr);
 		return -ENOENT;
 	}
 	mk = container_of(kobj, struct module_kobject, kobj);
@@ -233,8 +235,8 @@ static int restore(struct np_patch *p, bool force)
 		kfree(p->copy);
 		pr_info("%s: restored original ops %ps\n", dev->name, p->orig);
 	} else if (!force) {
-		pr_err("%s: ops were replaced by someone else (now %ps, ours %px); leaving them alone, still patched\n",
-		       dev->name, now, p->copy);
+		pr_err("%s: ops were replaced by someone else (now %ps); leaving them alone, still patched\n",
+		       dev->name, now);
 		return -ESTALE;
 	} else {
 		/*
@@ -246,8 +248,8 @@ static int restore(struct np_patch *p, bool force)
 		 */
 		WRITE_ONCE(p->copy->ndo_poll_controller, NULL);
 		wait_for_ops_readers();
-		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone and leaked our copy %px\n",
-			dev->name, now, p->copy);
+		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone and leaked our copy\n",
+			dev->name, now);
 	}
 	module_put(p->owner);
 	list_del(&p->list);
@@ -256,7 +258,7 @@ static int restore(struct np_patch *p, bool force)
 	return 0;
 }
 
-static int unpatch_dev(const char *name)
+static int unpatch_dev_as(const char *name, bool force)
 {
 	struct net_device *dev;
 	struct np_patch *p;
@@ -274,11 +276,25 @@ static int unpatch_dev(const char *name)
 	}
 	/* npinfo is set and cleared under RTNL, which we hold. */
 	if (rtnl_dereference(dev->npinfo)) {
-		pr_err("%s: netpoll is attached (netconsole?): without our ndo_poll_controller it would stop polling this device; detach it first (rmmod netconsole, or disable its target), still patched\n",
-		       name);
-		return -EBUSY;
+		if (!force) {
+			pr_err("%s: netpoll is attached (netconsole?): without our ndo_poll_controller it would stop polling this device; detach it first (rmmod netconsole, or disable its target), still patched\n",
+			       name);
+			return -EBUSY;
+		}
+		pr_warn("%s: forced unpatch while netpoll is attached: before 4.19 netpoll stops polling this device, so netconsole output on it may stall\n",
+			name);
 	}
 	return restore(p, false);
+}
+
+static int unpatch_dev(const char *name)
+{
+	return unpatch_dev_as(name, false);
+}
+
+static int unpatch_dev_forced(const char *name)
+{
+	return unpatch_dev_as(name, true);
 }
 
 static void restore_all(void)
@@ -355,17 +371,42 @@ static int unpatch_set(const char *val, const struct kernel_param *kp)
 	return run_op(val, unpatch_dev);
 }
 
+static int unpatch_force_set(const char *val, const struct kernel_param *kp)
+{
+	return run_op(val, unpatch_dev_forced);
+}
+
+/*
+ * The original ops by name ("virtnet_netdev"), never by address: the state is readable
+ * by root only, but addresses do not belong in it. "?" when kallsyms cannot name it
+ * (%ps then falls back to the raw address).
+ */
+static void ops_name(char *buf, size_t len, const void *ops)
+{
+	char *space;
+
+	snprintf(buf, len, "%ps", ops);
+	if (!strncmp(buf, "0x", 2)) {
+		strscpy(buf, "?", len);
+		return;
+	}
+	space = strchr(buf, ' '); /* " [module]": the owner has its own field */
+	if (space)
+		*space = '\0';
+}
+
 static int state_get(char *buffer, const struct kernel_param *kp)
 {
+	char sym[KSYM_SYMBOL_LEN];
 	struct np_patch *p;
 	int len = 0;
 
 	rtnl_lock();
-	list_for_each_entry(p, &patches, list)
-		len += scnprintf(buffer + len, PAGE_SIZE - len,
-				 "%s ifindex=%d orig_ops=%px patched_ops=%px owner=%s\n",
-				 p->dev->name, p->dev->ifindex, p->orig, p->copy,
-				 owner_name(p->owner));
+	list_for_each_entry(p, &patches, list) {
+		ops_name(sym, sizeof(sym), p->orig);
+		len += scnprintf(buffer + len, PAGE_SIZE - len, "%s ifindex=%d orig_ops=%s owner=%s\n",
+				 p->dev->name, p->dev->ifindex, sym, owner_name(p->owner));
+	}
 	rtnl_unlock();
 	return len;
 }
@@ -378,6 +419,10 @@ static const struct kernel_param_ops unpatch_ops = {
 	.set = unpatch_set,
 };
 
+static const struct kernel_param_ops unpatch_force_ops = {
+	.set = unpatch_force_set,
+};
+
 static const struct kernel_param_ops state_ops = {
 	.get = state_get,
 };
@@ -388,9 +433,11 @@ MODULE_PARM_DESC(devices, "comma-separated devices to patch at load (all or noth
 module_param_cb(patch, &patch_ops, NULL, 0200);
 MODULE_PARM_DESC(patch, "write a device name: install an empty ndo_poll_controller on it");
 module_param_cb(unpatch, &unpatch_ops, NULL, 0200);
-MODULE_PARM_DESC(unpatch, "write a device name: restore its original ops");
+MODULE_PARM_DESC(unpatch, "write a device name: restore its original ops (refused while netpoll is attached)");
+module_param_cb(unpatch_force, &unpatch_force_ops, NULL, 0200);
+MODULE_PARM_DESC(unpatch_force, "write a device name: restore its original ops even while netpoll is attached");
 module_param_cb(state, &state_ops, NULL, 0400);
-MODULE_PARM_DESC(state, "patched devices: <name> ifindex=<n> orig_ops=<addr> patched_ops=<addr> owner=<module|vmlinux>");
+MODULE_PARM_DESC(state, "patched devices: <name> ifindex=<n> orig_ops=<symbol> owner=<module|vmlinux>");
 
 static int patch_list(const char *list)
 {

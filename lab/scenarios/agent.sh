@@ -130,7 +130,8 @@ t1=$(npt_uptime_cs)
 echo "time from the failed set-up to the first delivered message: $(( (t1 - t0) / 100 )).$(( (t1 - t0) % 100 )) s ($NPT_KERNEL, TCG)"
 cat /tmp/agent.err /tmp/journal.jsonl
 remediated() {
-    npt_json_has /tmp/journal.jsonl action=patch result=ok && npt_json_has /tmp/journal.jsonl action=verify result=ok &&
+    npt_json_has /tmp/journal.jsonl action=patch result=ok 'detail~ops virtnet_netdev [virtio_net] -> a private copy' &&
+        npt_json_has /tmp/journal.jsonl action=verify result=ok &&
         grep -q '^eth0 ' /sys/module/netpoll_patch/parameters/state
 }
 npt_check remediated remediated

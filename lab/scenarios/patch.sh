@@ -4,11 +4,14 @@
 # (errno 524), watch diagnoses missing_poll_controller, `netpoll-trace patch` gives the
 # device an empty ndo_poll_controller, and kernel messages then reach a UDP receiver
 # on a second NIC in another network namespace. Refusals, unpatch and device removal
-# are checked against the module's state, the traced ops and module refcounts.
+# are checked against the module's state, the traced ops and module refcounts. The module
+# file is checked through the descriptor that is loaded (no symlinks, no directory others
+# can write); no kernel address appears in the module's state, its log or the tool's output;
+# a ping flood runs across patch and unpatch.
 # nics: virtio e1000 virtio
 # timeout: 400
 # variants: legacy
-# checks: bad_module_file status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal unpatch_restores traffic_unpatched delivered_after_unpatch delete_patched_device module_unloaded
+# checks: bad_module_file module_symlink_refused module_dir_refused status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded flood_across_patch no_kernel_addresses traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal forced_unpatch forced_unpatch_logged repatched_while_bound unpatch_restores flood_across_unpatch traffic_unpatched delivered_after_unpatch delete_patched_device deleted_cleanly module_unloaded
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -32,6 +35,18 @@ netpoll-trace patch eth0 --module /tmp/writable.ko >/tmp/bad.out 2>&1
 bad_rc=$?
 cat /tmp/bad.out
 npt_check bad_module_file sh -c "test $bad_rc -eq 1 && grep -q 'writable by group or others' /tmp/bad.out && test \$(wc -l </tmp/bad.out) -eq 1 && ! test -d /sys/module/netpoll_patch"
+# refused_module WANT PATH: one line naming WANT, exit 1, nothing loaded.
+refused_module() {
+    netpoll-trace patch eth0 --module "$2" >/tmp/badm.out 2>&1
+    rc=$?
+    cat /tmp/badm.out
+    test $rc -eq 1 && grep -q "$1" /tmp/badm.out && test "$(wc -l </tmp/badm.out)" -eq 1 && ! test -d /sys/module/netpoll_patch
+}
+ln -s $KO /tmp/link.ko
+npt_check module_symlink_refused refused_module 'symbolic link' /tmp/link.ko
+mkdir -m 775 /tmp/shared
+cp $KO /tmp/shared/netpoll_patch.ko
+npt_check module_dir_refused refused_module '/tmp/shared is a directory writable by group or others' /tmp/shared/netpoll_patch.ko
 # status also names the object and attach path the tracer would use (the forced one in
 # the legacy variant).
 npt_check status_empty sh -c "netpoll-trace status >/tmp/status0.out; cat /tmp/status0.out; grep -q 'no device patched' /tmp/status0.out && grep -q '^tracer: the ${NETPOLL_TRACE_OBJECT:-modern} eBPF object, attach path ' /tmp/status0.out"
@@ -46,17 +61,38 @@ npt_expect_dmesg emulated_refusal 'netpoll: netconsole: eth0 doesn.t support pol
 npt_check diagnosed npt_json_has /tmp/refused.json type=diagnosis cause=missing_poll_controller \
     'remedies=["runtime_patch","upgrade_kernel","rebuild_driver_with_poll_controller"]' errno=ENOTSUPP
 
+# flood_start NAME / flood_stop NAME: a ping flood to the receiver's namespace around a
+# step; flood_ok NAME: it sent at least 100 and lost at most a tenth.
+flood_start() { ping -q -s 1400 -i 0.002 10.99.0.2 >/tmp/$1.ping 2>&1 & flood=$!; sleep 1; }
+flood_stop() { sleep 1; kill -INT $flood; wait $flood; cat /tmp/$1.ping; }
+flood_ok() {
+    tx=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' /tmp/$1.ping)
+    rx=$(sed -n 's/.*, \([0-9]*\) packets received.*/\1/p' /tmp/$1.ping)
+    test -n "$tx" && test "$tx" -ge 100 && test $((rx * 10)) -ge $((tx * 9))
+}
+
 # --- patch, then the same set-up succeeds and messages arrive ------------------
+npt_dmesg_mark
+flood_start patch
 netpoll-trace patch eth0 --module $KO >/tmp/patch.out 2>&1
 patch_rc=$?
+flood_stop patch
 cat /tmp/patch.out
+npt_check flood_across_patch flood_ok patch
 netpoll-trace status | tee /tmp/status.out
 npt_check patch_eth0 sh -c "test $patch_rc -eq 0 && grep -q 'patched eth0: ops virtnet_netdev \[virtio_net\]' /tmp/patch.out && grep -q 'owner=virtio_net' /sys/module/netpoll_patch/parameters/state"
-# The module recorded the driver's own table as the original ops (by address).
-orig=$(sed -n 's/^eth0 .*orig_ops=\([0-9a-f]*\).*/\1/p' /sys/module/netpoll_patch/parameters/state)
-table=$(grep -w virtnet_netdev /proc/kallsyms | cut -d' ' -f1)
-echo "orig_ops $orig, virtnet_netdev at $table"
-npt_check orig_ops_recorded sh -c "test -n '$orig' && test '$orig' = '$table'"
+# The module recorded the driver's own table as the original ops, and names it (from the
+# pointer it saved, through kallsyms).
+cat /sys/module/netpoll_patch/parameters/state
+npt_check orig_ops_recorded grep -q '^eth0 ifindex=[0-9]* orig_ops=virtnet_netdev owner=virtio_net$' /sys/module/netpoll_patch/parameters/state
+# No kernel address (16 hex digits) in the module's state or log, nor in what the tool printed.
+no_kernel_addresses() {
+    npt_dmesg_since_mark | grep netpoll_patch >/tmp/np.dmesg
+    cat /tmp/np.dmesg
+    netpoll-trace status --json >/tmp/status.json
+    ! grep -qiE '[0-9a-f]{16}' /tmp/np.dmesg /sys/module/netpoll_patch/parameters/state /tmp/patch.out /tmp/status.out /tmp/status.json
+}
+npt_check no_kernel_addresses no_kernel_addresses
 # Ordinary traffic on the patched device.
 npt_check traffic_patched ping -c 3 -W 5 10.99.0.2
 netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/patched.json 2>/tmp/patched.err
@@ -103,10 +139,28 @@ echo "<2>npt-hello-still-patched $$" >/dev/kmsg
 npt_wait_for 3 grep -q "npt-hello-still-patched $$" /tmp/received
 npt_check delivered_after_refusal grep -q "npt-hello-still-patched $$" /tmp/received
 
+# --- forced: restored while bound, with a warning from the tool and the kernel ------
+npt_dmesg_mark
+netpoll-trace unpatch eth0 --force >/tmp/forced.out 2>/tmp/forced.err
+forced_rc=$?
+cat /tmp/forced.out /tmp/forced.err
+forced_unpatch() {
+    test $forced_rc -eq 0 && grep -q 'restored eth0: ops virtnet_netdev \[virtio_net\]' /tmp/forced.out &&
+        grep -q 'may stall' /tmp/forced.err && ! test -d /sys/module/netpoll_patch
+}
+npt_check forced_unpatch forced_unpatch
+npt_expect_dmesg forced_unpatch_logged 'netpoll_patch: eth0: forced unpatch while netpoll is attached'
+# Patching again while netconsole is bound is fine: the hook only adds what netpoll wants.
+npt_check repatched_while_bound netpoll-trace patch eth0 --module $KO
+
 # --- unpatch: original ops back (traced), netconsole keeps working --------------
 rmmod netconsole
 rmmod emulate_pre419
-netpoll-trace unpatch eth0 | tee /tmp/unpatch.out
+flood_start unpatch
+netpoll-trace unpatch eth0 >/tmp/unpatch.out
+flood_stop unpatch
+cat /tmp/unpatch.out
+npt_check flood_across_unpatch flood_ok unpatch
 netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/unpatched.json 2>/tmp/unpatched.err
 cat /tmp/unpatched.json
 unpatch_restores() {
@@ -126,11 +180,19 @@ ip link add d0 type dummy
 refcnt_before=$(cat /sys/module/dummy/refcnt)
 netpoll-trace patch d0 --module $KO
 refcnt_patched=$(cat /sys/module/dummy/refcnt)
-ip link del d0
 npt_dmesg_mark
+ip link del d0
 netpoll-trace status | tee /tmp/status2.out
 echo "dummy refcnt: before $refcnt_before, patched $refcnt_patched, after delete $(cat /sys/module/dummy/refcnt)"
+# The module restored the ops on unregister, said so, and the kernel said nothing worse.
+deleted_cleanly() {
+    npt_dmesg_since_mark >/tmp/del.dmesg
+    cat /tmp/del.dmesg
+    grep -q 'netpoll_patch: d0: device is being unregistered, restoring its ops' /tmp/del.dmesg &&
+        ! grep -qE 'BUG:|Oops|WARNING:|general protection|refcount' /tmp/del.dmesg
+}
 npt_check delete_patched_device sh -c "test $refcnt_patched -eq $((refcnt_before + 1)) && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before && grep -q 'no device patched' /tmp/status2.out"
+npt_check deleted_cleanly deleted_cleanly
 rmmod netpoll_patch
 npt_check module_unloaded sh -c "! test -d /sys/module/netpoll_patch && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before"
 

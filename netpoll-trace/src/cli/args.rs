@@ -218,9 +218,19 @@ pointer with the driver's table will not recognise a patched device.",
         module: Option<PathBuf>,
     },
     /// Restore DEV's original ops; unloads netpoll_patch once nothing is patched.
+    #[command(long_about = "Restore DEV's original ops; unloads netpoll_patch once nothing is \
+patched. Refused (exit 1, nothing changed) while netpoll is attached to DEV (netconsole bound \
+to it): before 4.19, netpoll stops polling a device without ndo_poll_controller, so the live \
+netconsole would stall. Detach it first (rmmod netconsole, or write 0 to its configfs \
+target's enabled), or pass --force.",
+        after_help = "Examples:\n  netpoll-trace unpatch ens5\n  netpoll-trace unpatch ens5 --force   # netconsole on ens5 may stall")]
     Unpatch {
         /// The network interface to restore.
         dev: String,
+        /// Restore even while netpoll is attached (the kernel logs a warning; netconsole
+        /// output on DEV may stall on kernels before 4.19).
+        #[arg(long)]
+        force: bool,
     },
     /// List the devices netpoll_patch has patched, from the module's own state.
     Status {

@@ -83,7 +83,7 @@ fn run(command: Command) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Patch { dev, module } => patch::patch(&dev, module.as_deref()),
-        Command::Unpatch { dev } => patch::unpatch(&dev),
+        Command::Unpatch { dev, force } => patch::unpatch(&dev, force),
         Command::Status { json, tracer } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
             patch::status(json, object, attach)

@@ -12,45 +12,48 @@ use std::{
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 
-use super::kallsyms::Kallsyms;
-
 pub const MODULE_NAME: &str = "netpoll_patch";
 const PARAMS: &str = "/sys/module/netpoll_patch/parameters";
 
-/// One patched device, as the module reports it.
+/// One patched device, as the module reports it. No kernel addresses: the module names
+/// the original ops by symbol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Patched {
     pub dev: String,
     pub ifindex: i32,
-    pub orig_ops: u64,
-    pub patched_ops: u64,
+    /// The driver's ops table by name ("?" when kallsyms cannot name it).
+    pub orig_ops: String,
     /// Module owning the original ops ("vmlinux" when built in).
     pub owner: String,
 }
 
+impl Patched {
+    /// "virtnet_netdev [virtio_net]", as kallsyms shows a module's symbol.
+    pub fn ops(&self) -> String {
+        if self.owner == "vmlinux" { self.orig_ops.clone() } else { format!("{} [{}]", self.orig_ops, self.owner) }
+    }
+}
+
 /// Parses the module's `state` (one line per device:
-/// `eth0 ifindex=2 orig_ops=ffffffffc02bdb80 patched_ops=ffff9356bfe10000 owner=virtio_net`).
+/// `eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net`).
 pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut words = line.split_whitespace();
         let dev = words.next().ok_or_else(|| anyhow!("empty state line"))?.to_string();
-        let (mut ifindex, mut orig, mut patched, mut owner) = (None, None, None, None);
+        let (mut ifindex, mut orig, mut owner) = (None, None, None);
         for w in words {
             let (k, v) = w.split_once('=').ok_or_else(|| anyhow!("state word `{w}` is not key=value"))?;
             match k {
                 "ifindex" => ifindex = v.parse().ok(),
-                "orig_ops" => orig = u64::from_str_radix(v, 16).ok(),
-                "patched_ops" => patched = u64::from_str_radix(v, 16).ok(),
+                "orig_ops" => orig = Some(v.to_string()),
                 "owner" => owner = Some(v.to_string()),
                 _ => {}
             }
         }
-        match (ifindex, orig, patched, owner) {
-            (Some(ifindex), Some(orig_ops), Some(patched_ops), Some(owner)) => {
-                out.push(Patched { dev, ifindex, orig_ops, patched_ops, owner })
-            }
-            _ => bail!("state line `{line}` lacks ifindex, orig_ops, patched_ops or owner"),
+        match (ifindex, orig, owner) {
+            (Some(ifindex), Some(orig_ops), Some(owner)) => out.push(Patched { dev, ifindex, orig_ops, owner }),
+            _ => bail!("state line `{line}` lacks ifindex, orig_ops or owner"),
         }
     }
     Ok(out)
@@ -295,7 +298,7 @@ pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
 
 /// Restores `dev`'s original ops; unloads the module once nothing is patched.
 /// Returns the restored entry and whether the module was unloaded.
-pub fn unpatch(dev: &str) -> Result<(Patched, bool)> {
+pub fn unpatch(dev: &str, force: bool) -> Result<(Patched, bool)> {
     check_dev_name(dev)?;
     if !loaded() {
         bail!("{dev} is not patched (netpoll_patch is not loaded)");
@@ -304,7 +307,7 @@ pub fn unpatch(dev: &str) -> Result<(Patched, bool)> {
         .into_iter()
         .find(|p| p.dev == dev)
         .ok_or_else(|| anyhow!(refusal(Op::Unpatch, dev, libc::ENOENT)))?;
-    write_param("unpatch", dev).map_err(|e| anyhow!(refusal(Op::Unpatch, dev, e.raw_os_error().unwrap_or(0))))?;
+    write_param(if force { "unpatch_force" } else { "unpatch" }, dev).map_err(|e| anyhow!(refusal(Op::Unpatch, dev, e.raw_os_error().unwrap_or(0))))?;
     // The module holds a reference on itself while anything is patched, so an unload
     // racing another process's patch is refused by the kernel, not by this check.
     let unloaded = read_state()?.is_empty()
@@ -321,15 +324,6 @@ pub fn status() -> Result<Vec<Patched>> {
     if !loaded() { Ok(Vec::new()) } else { read_state() }
 }
 
-/// "virtnet_netdev [virtio_net]" for an ops address, when kallsyms shows it.
-pub fn ops_name(ks: Option<&Kallsyms>, addr: u64) -> String {
-    match ks.and_then(|k| k.symbol_at(addr)) {
-        Some((sym, Some(m))) => format!("{sym} [{m}]"),
-        Some((sym, None)) => sym.to_string(),
-        None => format!("{addr:#x}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,14 +331,15 @@ mod tests {
     #[test]
     fn parses_the_modules_state() {
         let s = parse_state(
-            "eth0 ifindex=2 orig_ops=ffffffffc02bdb80 patched_ops=ffff9356bfe10000 owner=virtio_net\n\
-             d0 ifindex=5 orig_ops=ffffffffc0001000 patched_ops=ffff9356bfe20000 owner=dummy\n",
+            "eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net\n\
+             d0 ifindex=5 orig_ops=? owner=vmlinux\n",
         )
         .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].dev, "eth0");
-        assert_eq!(s[0].orig_ops, 0xffffffffc02bdb80);
-        assert_eq!(s[0].owner, "virtio_net");
+        assert_eq!(s[0].orig_ops, "virtnet_netdev");
+        assert_eq!(s[0].ops(), "virtnet_netdev [virtio_net]");
+        assert_eq!(s[1].ops(), "?");
         assert!(parse_state("").unwrap().is_empty());
         assert!(parse_state("eth0 ifindex=2\n").is_err());
     }

@@ -245,10 +245,7 @@ impl Agent {
 
     fn patch(&mut self, dev: &str) -> PatchOutcome {
         match patch_module::patch(dev, self.cfg.patch_module.as_deref()) {
-            Ok(p) => PatchOutcome::Patched(format!(
-                "ops {:#x} -> private copy {:#x} (owner {})",
-                p.orig_ops, p.patched_ops, p.owner
-            )),
+            Ok(p) => PatchOutcome::Patched(format!("ops {} -> a private copy (owner {})", p.ops(), p.owner)),
             Err(e) if e.to_string().contains("already patched") => PatchOutcome::AlreadyPatched,
             Err(e) => PatchOutcome::Failed(format!("{e:#}")),
         }

@@ -9,29 +9,28 @@ use crate::{
     kernel::{
         attach::AttachChoice,
         object::ObjectChoice,
-        kallsyms::Kallsyms,
-        patch_module::{self, MODULE_NAME, ops_name},
+        patch_module::{self, MODULE_NAME},
     },
 };
 
 pub fn patch(dev: &str, module: Option<&std::path::Path>) -> Result<Exit> {
     let p = patch_module::patch(dev, module)?;
-    let ks = Kallsyms::read().ok();
     println!(
-        "patched {}: ops {} -> private copy {:#x} with an empty ndo_poll_controller (owner {} pinned while patched)",
+        "patched {}: ops {} -> a private copy with an empty ndo_poll_controller (owner {} pinned while patched)",
         p.dev,
-        ops_name(ks.as_ref(), p.orig_ops),
-        p.patched_ops,
+        p.ops(),
         p.owner
     );
     println!("note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix");
     Ok(Exit::Ok)
 }
 
-pub fn unpatch(dev: &str) -> Result<Exit> {
-    let (p, unloaded) = patch_module::unpatch(dev)?;
-    let ks = Kallsyms::read().ok();
-    println!("restored {}: ops {}", p.dev, ops_name(ks.as_ref(), p.orig_ops));
+pub fn unpatch(dev: &str, force: bool) -> Result<Exit> {
+    if force {
+        crate::status!(Warn, "--force: restoring {dev}'s ops even if netpoll is attached; before 4.19 netconsole output on {dev} may stall");
+    }
+    let (p, unloaded) = patch_module::unpatch(dev, force)?;
+    println!("restored {}: ops {}", p.dev, p.ops());
     if unloaded {
         println!("nothing left patched: unloaded {MODULE_NAME}");
     }
@@ -69,16 +68,8 @@ pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<
     if list.is_empty() {
         println!("no device patched");
     } else {
-        let ks = Kallsyms::read().ok();
         for p in &list {
-            println!(
-                "{:<16} ifindex {:<4} ops {} -> {:#x} (owner {})",
-                p.dev,
-                p.ifindex,
-                ops_name(ks.as_ref(), p.orig_ops),
-                p.patched_ops,
-                p.owner
-            );
+            println!("{:<16} ifindex {:<4} ops {} -> a private copy (owner {})", p.dev, p.ifindex, p.ops(), p.owner);
         }
     }
     Ok(Exit::Ok)
