@@ -3,7 +3,7 @@
 # can start on a virtio NIC, and the static netpoll-trace binary runs.
 # nics: virtio
 # timeout: 120
-# checks: uname kprobes dummy netconsole netconsole_logged netpoll_trace_runs
+# checks: uname kprobes dummy netconsole netconsole_logged netpoll_trace_runs command_not_found command_not_executable
 . /lib.sh
 
 # The release xtask found in the cache for this label (npt.release=) is the one running.
@@ -23,3 +23,16 @@ npt_check netconsole modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/
 npt_expect_dmesg netconsole_logged 'netconsole: network logging started'
 
 npt_check netpoll_trace_runs /bin/netpoll-trace --help
+
+# watch -- COMMAND that cannot start exits as env(1) does: 127 not found, 126 not executable;
+# one error line naming it.
+not_started() { # CODE WANT COMMAND
+    netpoll-trace watch -- "$3" >/tmp/ns.out 2>/tmp/ns.err
+    rc=$?
+    cat /tmp/ns.err
+    test $rc -eq "$1" && grep -q "netpoll-trace: error: COMMAND .$3. $2" /tmp/ns.err
+}
+npt_check command_not_found not_started 127 'not found' /nonexistent
+printf 'echo hi\n' >/tmp/noexec
+chmod 644 /tmp/noexec
+npt_check command_not_executable not_started 126 'cannot be executed' /tmp/noexec

@@ -97,4 +97,8 @@ fn usage_errors_exit_2() {
     let out = tool().args(["watch", "--for", "ten"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+    // --for and a COMMAND: the COMMAND ends the watch, so both is a mistake, not a choice.
+    let out = tool().args(["watch", "--for", "1s", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }

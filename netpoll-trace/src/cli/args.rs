@@ -85,8 +85,8 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// One JSON object per line on stdout instead of the table.
         #[arg(long)]
         json: bool,
-        /// Stop after this long (e.g. 30s, 5m, 500ms) when no COMMAND is given.
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        /// Stop after this long (e.g. 30s, 5m, 500ms); not with a COMMAND, which ends the watch itself.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, conflicts_with = "command")]
         duration: Option<Duration>,
         /// Only report set-ups of this device (repeatable).
         #[arg(long = "dev", value_name = "NAME")]

@@ -30,7 +30,13 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // The crate's name, not this module's path: log shippers key on it.
             status::line(log::Level::Error, env!("CARGO_CRATE_NAME"), format_args!("{e:#}"));
-            if e.downcast_ref::<Unsupported>().is_some() { Exit::Unsupported } else { Exit::Runtime }
+            if e.downcast_ref::<Unsupported>().is_some() {
+                Exit::Unsupported
+            } else if let Some(c) = e.downcast_ref::<exit::CommandNotStarted>() {
+                Exit::Command(c.code)
+            } else {
+                Exit::Runtime
+            }
         }
     };
     ExitCode::from(exit.code())

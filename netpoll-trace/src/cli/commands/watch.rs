@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 
 use super::signals::Signals;
 use crate::{
-    cli::{args::RecorderArgs, exit::Exit},
+    cli::{args::RecorderArgs, exit::{CommandNotStarted, Exit}},
     kernel::{attach::AttachChoice, object::ObjectChoice},
     model::output::{Output, Sink},
     pipeline::{RecorderOptions, TraceOptions, Tracer},
@@ -158,7 +158,7 @@ async fn wait_for_end(args: &WatchArgs, signals: Signals) -> Result<Option<ExitS
         let mut child = tokio::process::Command::new(prog)
             .args(rest)
             .spawn()
-            .with_context(|| format!("starting command `{prog}`"))?;
+            .map_err(|e| CommandNotStarted::new(prog, e))?;
         let st = child.wait().await.with_context(|| format!("waiting for `{prog}`"))?;
         return Ok(Some(st));
     }
