@@ -11,7 +11,7 @@
 # nics: virtio e1000 virtio
 # timeout: 400
 # variants: legacy
-# checks: bad_module_file module_symlink_refused module_dir_refused status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded flood_across_patch no_kernel_addresses traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal forced_unpatch forced_unpatch_logged repatched_while_bound unpatch_restores flood_across_unpatch traffic_unpatched delivered_after_unpatch delete_patched_device deleted_cleanly module_unloaded
+# checks: bad_module_file module_symlink_refused module_dir_refused status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded flood_across_patch no_kernel_addresses traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal forced_unpatch forced_unpatch_logged repatched_while_bound unpatch_restores flood_across_unpatch traffic_unpatched delivered_after_unpatch patch_json delete_patched_device deleted_cleanly module_unloaded
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -141,11 +141,11 @@ npt_check delivered_after_refusal grep -q "npt-hello-still-patched $$" /tmp/rece
 
 # --- forced: restored while bound, with a warning from the tool and the kernel ------
 npt_dmesg_mark
-netpoll-trace unpatch eth0 --force >/tmp/forced.out 2>/tmp/forced.err
+netpoll-trace unpatch eth0 --force --json >/tmp/forced.out 2>/tmp/forced.err
 forced_rc=$?
 cat /tmp/forced.out /tmp/forced.err
 forced_unpatch() {
-    test $forced_rc -eq 0 && grep -q 'restored eth0: ops virtnet_netdev \[virtio_net\]' /tmp/forced.out &&
+    test $forced_rc -eq 0 && npt_json_has /tmp/forced.out dev=eth0 orig_ops=virtnet_netdev owner=virtio_net module_unloaded=true &&
         grep -q 'may stall' /tmp/forced.err && ! test -d /sys/module/netpoll_patch
 }
 npt_check forced_unpatch forced_unpatch
@@ -178,7 +178,9 @@ rmmod netconsole
 modprobe dummy
 ip link add d0 type dummy
 refcnt_before=$(cat /sys/module/dummy/refcnt)
-netpoll-trace patch d0 --module $KO
+netpoll-trace patch d0 --module $KO --json >/tmp/d0.json
+cat /tmp/d0.json
+npt_check patch_json npt_json_has /tmp/d0.json dev=d0 orig_ops=dummy_netdev_ops owner=dummy
 refcnt_patched=$(cat /sys/module/dummy/refcnt)
 npt_dmesg_mark
 ip link del d0

@@ -216,6 +216,9 @@ pointer with the driver's table will not recognise a patched device.",
         /// /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and this binary's directory.
         #[arg(long, value_name = "PATH")]
         module: Option<PathBuf>,
+        /// One JSON object ({"dev", "ifindex", "orig_ops", "owner"}) instead of the sentence.
+        #[arg(long)]
+        json: bool,
     },
     /// Restore DEV's original ops; unloads netpoll_patch once nothing is patched.
     #[command(long_about = "Restore DEV's original ops; unloads netpoll_patch once nothing is \
@@ -231,6 +234,9 @@ target's enabled), or pass --force.",
         /// output on DEV may stall on kernels before 4.19).
         #[arg(long)]
         force: bool,
+        /// One JSON object ({"dev", "ifindex", "orig_ops", "owner", "module_unloaded"}).
+        #[arg(long)]
+        json: bool,
     },
     /// List the devices netpoll_patch has patched, from the module's own state.
     Status {

@@ -88,8 +88,8 @@ fn run(command: Command) -> Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Command::Patch { dev, module } => patch::patch(&dev, module.as_deref()),
-        Command::Unpatch { dev, force } => patch::unpatch(&dev, force),
+        Command::Patch { dev, module, json } => patch::patch(&dev, module.as_deref(), json),
+        Command::Unpatch { dev, force, json } => patch::unpatch(&dev, force, json),
         Command::Status { json, tracer } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
             patch::status(json, object, attach)

@@ -13,8 +13,12 @@ use crate::{
     },
 };
 
-pub fn patch(dev: &str, module: Option<&std::path::Path>) -> Result<Exit> {
+pub fn patch(dev: &str, module: Option<&std::path::Path>, json: bool) -> Result<Exit> {
     let p = patch_module::patch(dev, module)?;
+    if json {
+        println!("{}", serde_json::to_string(&p)?);
+        return Ok(Exit::Ok);
+    }
     println!(
         "patched {}: ops {} -> a private copy with an empty ndo_poll_controller (owner {} pinned while patched)",
         p.dev,
@@ -25,11 +29,17 @@ pub fn patch(dev: &str, module: Option<&std::path::Path>) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub fn unpatch(dev: &str, force: bool) -> Result<Exit> {
+pub fn unpatch(dev: &str, force: bool, json: bool) -> Result<Exit> {
     if force {
         crate::status!(Warn, "--force: restoring {dev}'s ops even if netpoll is attached; before 4.19 netconsole output on {dev} may stall");
     }
     let (p, unloaded) = patch_module::unpatch(dev, force)?;
+    if json {
+        let mut v = serde_json::to_value(&p)?;
+        v["module_unloaded"] = unloaded.into();
+        println!("{v}");
+        return Ok(Exit::Ok);
+    }
     println!("restored {}: ops {}", p.dev, p.ops());
     if unloaded {
         println!("nothing left patched: unloaded {MODULE_NAME}");
