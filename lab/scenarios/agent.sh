@@ -50,7 +50,8 @@ npt_check bad_config sh -c "test $bad_rc -eq 1 && test \$(wc -l </tmp/bad.out) -
 echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
 progs_before=$(grep -c ' bpf_prog_' /proc/kallsyms)
 npt_agent_config /tmp/plain.toml
-capexec "$(echo "$UNIT_CAPS" | sed 's/CAP_SETPCAP//')" netpoll-trace agent --config /tmp/plain.toml >/tmp/nosetpcap.out 2>/tmp/nosetpcap.err
+# (timeout: an agent that carries on regardless would otherwise run forever)
+timeout 60 capexec "$(echo "$UNIT_CAPS" | sed 's/CAP_SETPCAP//')" netpoll-trace agent --config /tmp/plain.toml >/tmp/nosetpcap.out 2>/tmp/nosetpcap.err
 nosetpcap_rc=$?
 cat /tmp/nosetpcap.err
 progs_after=$(grep -c ' bpf_prog_' /proc/kallsyms)
