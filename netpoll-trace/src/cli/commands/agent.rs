@@ -25,6 +25,7 @@ use crate::{
         journal::Journal,
         metrics::{self, BuildInfo, Metrics},
         status::Stderr,
+        systemd,
     },
 };
 
@@ -47,11 +48,13 @@ pub fn run(args: AgentArgs) -> Result<Exit> {
         Some(p) => AgentConfig::load(p)?,
         None => AgentConfig::default(),
     };
+    // Before any thread exists: it edits the environment.
+    let notify = systemd::Notifier::from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(Agent::new(args, cfg)?.run())
+    rt.block_on(Agent::new(args, cfg)?.run(notify))
 }
 
 /// The agent's sinks: journal (stdout and file), metrics when served, stderr.
@@ -119,7 +122,7 @@ impl Agent {
         }
     }
 
-    async fn run(mut self) -> Result<Exit> {
+    async fn run(mut self, notify: Option<(systemd::Notifier, Option<Duration>)>) -> Result<Exit> {
         let signals = Signals::install()?;
         let listener = match self.args.metrics_addr {
             Some(addr) => Some(metrics::http::bind(addr).await?),
@@ -168,6 +171,23 @@ impl Agent {
         let caps = format!("keeping only {}", kept.join(", "));
         let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
         crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
+        // Ready for systemd only now: every probe is attached and the drop succeeded.
+        let notify = notify.map(|(n, watchdog)| {
+            let _ = n.send(&systemd::ready_message(&format!("agent {}", tracer.ready)));
+            let n = std::sync::Arc::new(n);
+            if let Some(every) = watchdog {
+                // The runtime has one thread: a stuck agent stops pinging.
+                let pinger = n.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tick.tick().await;
+                        let _ = pinger.send("WATCHDOG=1");
+                    }
+                });
+            }
+            n
+        });
         let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
         self.log(None, Note { action: Action::Start, result: Outcome::Ok, detail, attempt: None }, None);
 
@@ -206,6 +226,9 @@ impl Agent {
                     break 'outer;
                 }
             }
+        }
+        if let Some(n) = &notify {
+            let _ = n.send("STOPPING=1");
         }
         let detail = format!("stopping; {unfixed} failure(s) left unfixed");
         self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
