@@ -77,7 +77,7 @@ npt_ip() {
 }
 
 # npt_receiver DEV OUT: moves DEV into a network namespace of its own as 10.99.0.2/24 and
-# runs a UDP receiver on port 6666 there, writing what arrives to OUT: netconsole's
+# runs `netpoll-trace receive` on UDP port 6666 there, writing what arrives to OUT: netconsole's
 # packets then really leave through the QEMU hub. Sets NPT_NS (the namespace's pid).
 npt_receiver() {
     rm -f /tmp/npt-ns.pid
@@ -87,7 +87,9 @@ npt_receiver() {
     NPT_NS=$(cat /tmp/npt-ns.pid)
     ip link set "$1" netns "$NPT_NS"
     nsenter -t "$NPT_NS" -n sh -c "ip link set lo up; ip addr add 10.99.0.2/24 dev $1; ip link set $1 up"
-    nsenter -t "$NPT_NS" -n udprecv 6666 >"$2" &
+    # The tool's own receiver (plain lines prefixed with the sender); OUT.err says when it listens.
+    nsenter -t "$NPT_NS" -n netpoll-trace receive --listen 0.0.0.0:6666 >"$2" 2>"$2.err" &
+    npt_wait_for 20 grep -q 'listening on UDP' "$2.err"
 }
 
 # npt_target NAME DEV REMOTE_IP [off]: a configfs netconsole target NAME for DEV, sending

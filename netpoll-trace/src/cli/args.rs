@@ -182,6 +182,35 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
     },
+    /// A netconsole receiver: print every message, count per sender, and the gaps.
+    #[command(long_about = "A netconsole receiver. Listens on UDP and prints every message \
+(plain netconsole: the text; extended netconsole: sequence number, level and text, fragments \
+reassembled), or with --json one JSON object per message ({\"type\":\"netconsole\", \"from\", \
+\"seq\", \"level\", \"ts_us\", \"release\", \"text\"}). Counts per sender the messages and, \
+for extended netconsole, the gaps in the kernel's sequence numbers: messages the kernel wrote \
+that never arrived. Control characters from the network are escaped in human output. On \
+exit (SIGINT, SIGTERM, --for, --count) a summary per sender (a final {\"type\":\"summary\"} \
+object with --json).",
+        after_help = "Examples:\n  netpoll-trace receive                      # 0.0.0.0:6666\n  \
+netpoll-trace receive --listen 10.0.0.5:6666 --json --output netconsole.jsonl\n\n\
+Exit status: 0; 1 when the socket cannot be bound or the output file cannot be written.")]
+    Receive {
+        /// Where to listen (HOST:PORT).
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6666")]
+        listen: std::net::SocketAddr,
+        /// One JSON object per message, and a summary object at the end.
+        #[arg(long)]
+        json: bool,
+        /// Also append every message as a JSON line to FILE (created 0600).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Stop after this long (e.g. 30s, 5m).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Stop after this many messages.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
     /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
     #[command(after_help = "Refuses while a watch or agent is recording into the directory, and \
 leaves a directory alone that is not a recorder.")]

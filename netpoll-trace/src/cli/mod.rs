@@ -13,7 +13,7 @@ use clap::Parser as _;
 
 use self::{
     args::{Cli, Command, OffsetArgs},
-    commands::{agent, check, dump, generate, offsets, patch, watch},
+    commands::{agent, check, dump, generate, offsets, patch, receive, watch},
     exit::Exit,
 };
 use crate::{
@@ -87,6 +87,9 @@ fn run(command: Command) -> Result<Exit> {
                 println!("{}", p.display());
             }
             Ok(Exit::Ok)
+        }
+        Command::Receive { listen, json, output, duration, count } => {
+            receive::run(receive::ReceiveArgs { listen, json, output, duration, count })
         }
         Command::Patch { dev, module, json } => patch::patch(&dev, module.as_deref(), json),
         Command::Unpatch { dev, force, json } => patch::unpatch(&dev, force, json),

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod errno;
 pub mod event;
 pub mod kernel_log;
+pub mod netconsole;
 pub mod output;
 pub mod policy;
 pub mod poll;

@@ -6,5 +6,6 @@ pub mod dump;
 pub mod generate;
 pub mod offsets;
 pub mod patch;
+pub mod receive;
 mod signals;
 pub mod watch;
