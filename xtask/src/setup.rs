@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::{apt, bench_bpftrace, cache, guest, kernels, toolchain};
+use crate::{apt, bench_bpftrace, cache, fuzz, guest, kernels, toolchain};
 
 /// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, and what
 /// building kernel modules needs.
@@ -39,6 +39,9 @@ pub fn run() -> Result<()> {
 
     changed.extend(apt::install_host(HOST_PACKAGES)?);
     changed.extend(toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?);
+    if fuzz::ensure_cargo_fuzz()? {
+        changed.push(format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION));
+    }
     if guest::ensure(&cache_dir)? {
         changed.push("busybox-static".into());
     }
