@@ -510,8 +510,8 @@ mod tests {
         aya::Btf::parse(&blob, aya::Endianness::default()).unwrap();
     }
 
-    /// Fuzzing (btf target): an anonymous member's offset plus its inner member's
-    /// overflowed u32 (a debug build panicked; release wrapped to a wrong offset).
+    /// Found reading the parser for its fuzz target: an anonymous member's offset plus its
+    /// inner member's overflowed u32 (a debug build panicked; release wrapped to a wrong offset).
     #[test]
     fn a_member_offset_past_u32_is_not_found_not_a_panic() {
         let mut b = Builder::new();
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(btf.member("net_device", "ifindex"), None);
     }
 
-    /// Fuzzing (btf target): a struct whose anonymous members are the struct itself was
+    /// Found with the one above: a struct whose anonymous members are the struct itself was
     /// searched once per path (fan-out to the depth limit: 12^8 visits, minutes); each
     /// anonymous type is now searched once per lookup.
     #[test]
