@@ -164,7 +164,7 @@ fn run(cli: Cli) -> Result<bool> {
         }),
         Task::Test => test(),
         Task::Fuzz { time_s, targets } => {
-            setup::run()?;
+            setup::for_fuzzing()?;
             fuzz::run(&fuzz::Options { time_s, targets })
         }
         Task::Bpfcheck { objects } => bpfcheck::run(&objects),

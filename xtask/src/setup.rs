@@ -65,3 +65,18 @@ pub fn run() -> Result<()> {
     }
     Ok(())
 }
+
+/// What `cargo xtask fuzz` alone needs (no lab kernels): the toolchains (netpoll-trace's
+/// build makes its eBPF objects with nightly and bpf-linker) and cargo-fuzz.
+pub fn for_fuzzing() -> Result<()> {
+    let cache_dir = cache::dir()?;
+    cache::create_dir(&cache_dir)?;
+    let mut changed = toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?;
+    if fuzz::ensure_cargo_fuzz()? {
+        changed.push(format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION));
+    }
+    if !changed.is_empty() {
+        println!("setup: installed {}", changed.join(", "));
+    }
+    Ok(())
+}
