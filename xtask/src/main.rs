@@ -1,4 +1,4 @@
-//! Project tasks for netpoll-trace: `setup`, `build`, `lab`, `test`, `demo`.
+//! Project tasks for netpoll-trace: `setup`, `build`, `lab`, `test`, `fuzz`, `demo`.
 
 mod apt;
 mod bench;
@@ -9,6 +9,7 @@ mod cache;
 mod console;
 mod cpio;
 mod dist;
+mod fuzz;
 mod guest;
 mod headers;
 mod initramfs;
@@ -52,8 +53,21 @@ enum Task {
     },
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
-    /// Unit tests, then every scenario on every lab kernel.
+    /// Unit tests, the fuzz targets for 60 s each, then every scenario on every lab kernel.
     Test,
+    /// Coverage-guided fuzzing (cargo-fuzz, ASan) of every parser of untrusted input: the
+    /// agent's configuration, `dump --from`'s JSON lines, BTF, BTFHub archives, HTTP
+    /// requests, the recorder's pinned header. Prints executions per target and a table;
+    /// exit status 1 on any crash, timeout or out-of-memory, naming the input.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long = "time", value_name = "S", default_value_t = 60)]
+        time_s: u64,
+        /// Only this target (repeatable): config, json_lines, btf, btf_archive,
+        /// http_request, recorder_meta.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
     /// Static check that eBPF objects load on Linux 4.14 (instruction limit, no calls,
     /// no loops, 4.14's helpers, opcodes and map types, no global data); default: the
     /// legacy object of the static build. Exit status 1 when one fails.
@@ -149,6 +163,10 @@ fn run(cli: Cli) -> Result<bool> {
             binary: args.binary,
         }),
         Task::Test => test(),
+        Task::Fuzz { time_s, targets } => {
+            setup::for_fuzzing()?;
+            fuzz::run(&fuzz::Options { time_s, targets })
+        }
         Task::Bpfcheck { objects } => bpfcheck::run(&objects),
         Task::Bench { kernels, reps, quick, live, sections, modes } => {
             setup::run()?;
@@ -176,6 +194,12 @@ fn test() -> Result<bool> {
         eprintln!("test: bpfcheck failed: {e:#}");
         false
     });
+    // Before the lab, while nothing else needs the CPU: six targets, 60 s each.
+    println!("test: cargo xtask fuzz --time 60 (every parser of untrusted input)");
+    let fuzz_ok = fuzz::run(&fuzz::Options { time_s: 60, targets: Vec::new() }).unwrap_or_else(|e| {
+        eprintln!("test: fuzzing failed: {e:#}");
+        false
+    });
     let lab_ok = lab::run(&lab::Options {
         kernels: vec!["all".into()],
         scenarios: Vec::new(),
@@ -198,7 +222,7 @@ fn test() -> Result<bool> {
             eprintln!("test: bench failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && bpf_ok && lab_ok && bench_ok)
+    Ok(unit.is_ok() && bpf_ok && fuzz_ok && lab_ok && bench_ok)
 }
 
 fn demo(kernel: String) -> Result<bool> {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::{apt, bench_bpftrace, cache, guest, kernels, toolchain};
+use crate::{apt, bench_bpftrace, cache, fuzz, guest, kernels, toolchain};
 
 /// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, and what
 /// building kernel modules needs.
@@ -39,6 +39,9 @@ pub fn run() -> Result<()> {
 
     changed.extend(apt::install_host(HOST_PACKAGES)?);
     changed.extend(toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?);
+    if fuzz::ensure_cargo_fuzz()? {
+        changed.push(format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION));
+    }
     if guest::ensure(&cache_dir)? {
         changed.push("busybox-static".into());
     }
@@ -59,6 +62,21 @@ pub fn run() -> Result<()> {
         println!("setup: everything present ({secs:.1}s)");
     } else {
         println!("setup: done in {secs:.0}s; installed: {}", changed.join(", "));
+    }
+    Ok(())
+}
+
+/// What `cargo xtask fuzz` alone needs (no lab kernels): the toolchains (netpoll-trace's
+/// build makes its eBPF objects with nightly and bpf-linker) and cargo-fuzz.
+pub fn for_fuzzing() -> Result<()> {
+    let cache_dir = cache::dir()?;
+    cache::create_dir(&cache_dir)?;
+    let mut changed = toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?;
+    if fuzz::ensure_cargo_fuzz()? {
+        changed.push(format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION));
+    }
+    if !changed.is_empty() {
+        println!("setup: installed {}", changed.join(", "));
     }
     Ok(())
 }

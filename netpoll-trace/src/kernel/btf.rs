@@ -114,30 +114,39 @@ impl Btf {
     /// (6.12 wraps `priv_flags` in a `struct_group`).
     pub fn member(&self, struct_name: &str, member: &str) -> Option<MemberLocation> {
         let members = self.struct_by_name(struct_name)?;
-        self.find_member(members, member.as_bytes(), 0, 0)
+        self.find_member(members, member.as_bytes(), 0, 0, &mut std::collections::HashMap::new())
     }
 
+    /// `searched`: anonymous types already searched, by the shallowest depth they were
+    /// searched at. A type that did not hold the member once will not the next time, so
+    /// each is searched once (again only from higher up, where the depth limit cuts less):
+    /// a corrupt BTF's loops or shared anonymous types cannot make the search exponential.
     fn find_member(
         &self,
         members: &[Member],
         want: &[u8],
         base: u32,
         depth: u32,
+        searched: &mut std::collections::HashMap<u32, u32>,
     ) -> Option<MemberLocation> {
         if depth > 8 {
             return None;
         }
         for m in members {
             if m.name_off != 0 && self.name(m.name_off) == want {
-                return Some(MemberLocation {
-                    bit_offset: base + m.bit_offset,
-                    bitfield_size: m.bitfield_size,
-                });
+                // Past u32's bits is a corrupt BTF: not found, rather than a wrapped offset.
+                let bit_offset = base.checked_add(m.bit_offset)?;
+                return Some(MemberLocation { bit_offset, bitfield_size: m.bitfield_size });
             }
         }
         for m in members.iter().filter(|m| m.name_off == 0) {
+            if searched.get(&m.type_id).is_some_and(|&d| d <= depth) {
+                continue;
+            }
+            searched.insert(m.type_id, depth);
             if let Some(Type::Composite { members: inner, .. }) = self.types.get(m.type_id as usize)
-                && let Some(found) = self.find_member(inner, want, base + m.bit_offset, depth + 1)
+                && let Some(base) = base.checked_add(m.bit_offset)
+                && let Some(found) = self.find_member(inner, want, base, depth + 1, searched)
             {
                 return Some(found);
             }
@@ -499,6 +508,34 @@ mod tests {
         assert!(small.has_function("__netpoll_setup") && !small.has_function("other"));
         assert!(matches!(small.types[f2 as usize], Type::Func { name_off, .. } if small.name(name_off) == b"__netpoll_setup"));
         aya::Btf::parse(&blob, aya::Endianness::default()).unwrap();
+    }
+
+    /// Found reading the parser for its fuzz target: an anonymous member's offset plus its
+    /// inner member's overflowed u32 (a debug build panicked; release wrapped to a wrong offset).
+    #[test]
+    fn a_member_offset_past_u32_is_not_found_not_a_panic() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let inner = b.composite("", false, 8, &[M { name: "ifindex", type_id: int, bit_offset: 64, bitfield_size: 0 }]);
+        b.composite("net_device", false, 8, &[M { name: "", type_id: inner, bit_offset: u32::MAX - 8, bitfield_size: 0 }]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert_eq!(btf.member("net_device", "ifindex"), None);
+    }
+
+    /// Found with the one above: a struct whose anonymous members are the struct itself was
+    /// searched once per path (fan-out to the depth limit: 12^8 visits, minutes); each
+    /// anonymous type is now searched once per lookup.
+    #[test]
+    fn anonymous_members_that_loop_are_searched_once() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let me = int + 1;
+        let anon: Vec<M> = (0..12).map(|i| M { name: "", type_id: me, bit_offset: i * 32, bitfield_size: 0 }).collect();
+        assert_eq!(b.composite("net_device", false, 64, &anon), me);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(btf.member("net_device", "ifindex")).unwrap());
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(None), "the lookup did not finish in 5 s");
     }
 
     #[test]

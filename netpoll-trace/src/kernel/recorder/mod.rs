@@ -160,13 +160,7 @@ pub fn inspect(dir: &Path) -> Result<Found> {
             ring_entries = info.max_entries();
         }
     }
-    let meta = read_meta(dir)?;
-    if meta.schema != RECORDER_SCHEMA {
-        bail!("{} is not a v{RECORDER_SCHEMA} recorder: its header says schema {}; {fix}", dir.display(), meta.schema);
-    }
-    if meta.ring_size != ring_entries {
-        bail!("{} is corrupt: header ring size {} but RING holds {}; {fix}", dir.display(), meta.ring_size, ring_entries);
-    }
+    let meta = parse_meta(&read_meta(dir)?, ring_entries).map_err(|why| anyhow!("{} {why}; {fix}", dir.display()))?;
     let links = names.iter().filter_map(|n| n.strip_prefix(LINK_PREFIX)).map(str::to_string).collect();
     Ok(Found::Recorder(Inspection { meta, links }))
 }
@@ -182,9 +176,28 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
     Map::from_map_data(data).with_context(|| format!("pinned map {name}"))
 }
 
-fn read_meta(dir: &Path) -> Result<RecorderMeta> {
-    let meta: Array<_, RecorderMeta> = Array::try_from(open(dir, maps::META)?)?;
+/// The header's bytes as pinned (decoded by `parse_meta`, which the fuzzer reaches).
+fn read_meta(dir: &Path) -> Result<[u8; size_of::<RecorderMeta>()]> {
+    let meta: Array<_, [u8; size_of::<RecorderMeta>()]> = Array::try_from(open(dir, maps::META)?)?;
     meta.get(&0, 0).context("reading the recorder header")
+}
+
+/// The recorder header from META's bytes (whoever could write the pins wrote them),
+/// checked before anything trusts it: this schema, and the ring size RING really has.
+/// The error completes "<dir> ...".
+pub fn parse_meta(bytes: &[u8], ring_entries: u32) -> Result<RecorderMeta, String> {
+    if bytes.len() != size_of::<RecorderMeta>() {
+        return Err(format!("is corrupt: its header is {} bytes, expected {}", bytes.len(), size_of::<RecorderMeta>()));
+    }
+    // SAFETY: the length is checked; RecorderMeta is repr(C) integers, valid for any bits.
+    let meta = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RecorderMeta>()) };
+    if meta.schema != RECORDER_SCHEMA {
+        return Err(format!("is not a v{RECORDER_SCHEMA} recorder: its header says schema {}", meta.schema));
+    }
+    if meta.ring_size != ring_entries {
+        return Err(format!("is corrupt: header ring size {} but RING holds {ring_entries}", meta.ring_size));
+    }
+    Ok(meta)
 }
 
 /// Writes the header of freshly created pins (the programs record only once it is set).
@@ -263,5 +276,21 @@ mod tests {
         assert_eq!(names.len(), MAPS.len());
         assert!(MAPS.iter().all(|m| maps::ALL.contains(&m.name)));
         assert!(is_ours("link_poll_dev_fexit") && is_ours(maps::RING) && !is_ours("FOREIGN"));
+    }
+
+    fn meta_bytes(m: RecorderMeta) -> Vec<u8> {
+        // SAFETY: plain repr(C) data viewed as bytes.
+        unsafe { std::slice::from_raw_parts((&m as *const RecorderMeta).cast::<u8>(), size_of::<RecorderMeta>()) }.to_vec()
+    }
+
+    #[test]
+    fn the_header_is_checked_before_it_is_trusted() {
+        let good = RecorderMeta { schema: RECORDER_SCHEMA, ring_size: 8, next_seq: 20, created_ns: 7 };
+        assert_eq!(parse_meta(&meta_bytes(good), 8), Ok(good));
+        let e = parse_meta(&meta_bytes(good), 16).unwrap_err();
+        assert_eq!(e, "is corrupt: header ring size 8 but RING holds 16");
+        let e = parse_meta(&meta_bytes(RecorderMeta { schema: RECORDER_SCHEMA + 1, ..good }), 8).unwrap_err();
+        assert!(e.contains(&format!("says schema {}", RECORDER_SCHEMA + 1)), "{e}");
+        assert!(parse_meta(&meta_bytes(good)[..23], 8).unwrap_err().contains("23 bytes"));
     }
 }

@@ -1,0 +1,85 @@
+//! Entry points for the fuzz targets (`netpoll-trace/fuzz/`, `cargo xtask fuzz`): each
+//! hands untrusted bytes to one parser as the tool does, and then uses what came out as
+//! the tool does. Every input must end in Ok or an error: never a panic, a hang or an
+//! allocation a length field asked for. Not an API: the targets are its only callers.
+
+use crate::{
+    kernel::{
+        btf::{self, Btf},
+        offsets::{archive, layout},
+        recorder,
+    },
+    model::{config::AgentConfig, correlate, diagnosis, event::SetupRecord, kernel_log::KernelLog, ring::RingAccount, schema},
+    sinks::metrics::http,
+};
+
+/// The functions the tool looks up in the kernel's BTF (fentry attach, `check`).
+const FUNCTIONS: &[&str] = &["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"];
+
+/// The agent's configuration file (`agent --config`).
+pub fn config(text: &str) {
+    let _ = AgentConfig::parse(text);
+}
+
+/// A `dump --from` file: each line as its reader checks and decodes it, then the set-ups
+/// grouped and diagnosed. The per-line part is `cli::commands::dump::from_file`'s.
+pub fn json_lines(text: &str) {
+    let mut records = Vec::new();
+    let mut log = KernelLog::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(kind) = schema::check_line(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        match kind {
+            "setup" => records.extend(SetupRecord::from_json(v).ok()),
+            "diagnosis" => {
+                if let Some(m) = v["kernel_message"].as_str() {
+                    log.push(m.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    for attempt in correlate::group(records) {
+        let _ = diagnosis::diagnose(&attempt, &diagnosis::Context::default(), &mut log);
+    }
+}
+
+/// A raw BTF (`/sys/kernel/btf/vmlinux`, `--btf FILE`): parsed, every offset resolved,
+/// and the functions fentry needs indexed and rebuilt into the blob aya is handed.
+pub fn btf(data: &[u8]) {
+    let Ok(btf) = Btf::parse(data) else { return };
+    let _ = layout::resolve(&btf);
+    for f in FUNCTIONS {
+        std::hint::black_box(btf.has_function(f));
+    }
+    let blob = btf::function_index_blob(&btf.function_index(FUNCTIONS));
+    // The blob is made by us: it must parse again.
+    if let Err(e) = Btf::parse(&blob) {
+        panic!("function_index_blob made BTF that does not parse: {e:#}");
+    }
+}
+
+/// A `--btf FILE` that is not raw BTF: BTFHub's `.btf.tar.xz`, or a tar; the BTF found
+/// in it goes on as `btf` does.
+pub fn btf_archive(data: &[u8]) {
+    if let Ok(bytes) = archive::from_bytes(data.to_vec(), Some("6.1.0-test-amd64")) {
+        btf(&bytes.data);
+    }
+}
+
+/// A request head the `/metrics` endpoint read from a client.
+pub fn http_request(buf: &[u8]) {
+    let _ = http::parse_request(buf);
+}
+
+/// The flight recorder's pinned header (`META`), then the ring bookkeeping a dump does
+/// with it: the input is the header's bytes, RING's capacity, then sequence numbers.
+pub fn recorder_meta(data: &[u8]) {
+    const META: usize = size_of::<netpoll_trace_common::RecorderMeta>();
+    let Some((head, rest)) = data.split_at_checked(META) else { return };
+    let Some((cap, rest)) = rest.split_first_chunk::<4>() else { return };
+    let Ok(meta) = recorder::parse_meta(head, u32::from_ne_bytes(*cap)) else { return };
+    let mut seqs: Vec<u64> = rest.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    seqs.sort_unstable();
+    let _ = RingAccount::new(meta.next_seq, meta.ring_size, &seqs);
+}

@@ -1,0 +1,23 @@
+//! netpoll-trace: why the kernel's netpoll (and so netconsole) refused a device.
+//!
+//! One-way layers, lowest first (ARCHITECTURE.md; tests/layers.rs enforces them):
+//! `kernel` (BPF, procfs, sysfs, modules) and `model` (pure) import no other layer;
+//! `pipeline` runs the tracer on both; `sinks` write outputs; `cli` wires it all.
+//!
+//! A library only so that the fuzz targets (`fuzz/`) can reach the parsers: the layers
+//! stay private, so an unused item is still a dead-code warning; `main` and the
+//! `fuzz` entry points are all it exports.
+
+mod cli;
+mod kernel;
+mod model;
+mod pipeline;
+mod sinks;
+
+#[doc(hidden)]
+pub mod fuzz;
+
+/// The command line: what the `netpoll-trace` binary runs.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}
