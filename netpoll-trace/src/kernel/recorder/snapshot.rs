@@ -20,8 +20,8 @@ pub struct Snapshot {
     pub events: Vec<(u64, SetupEvent)>,
     /// Per-key totals over all CPUs.
     pub counters: Vec<(CounterKey, u64)>,
-    pub unrecorded: u64,
-    pub counters_full: u64,
+    /// Per `loss::*` slot, the total over all CPUs.
+    pub losses: [u64; loss::SLOTS as usize],
     /// Per device, its per-CPU poll statistics.
     pub polls: Vec<Vec<PollStats>>,
     pub links: Vec<String>,
@@ -54,7 +54,10 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         counters.push((k, per_cpu.iter().sum()));
     }
     let losses: PerCpuArray<_, u64> = PerCpuArray::try_from(open_counted(maps::LOSSES)?)?;
-    let loss_total = |i: u32| -> Result<u64> { Ok(losses.get(&i, 0).context("reading LOSSES")?.iter().sum()) };
+    let mut loss_totals = [0u64; loss::SLOTS as usize];
+    for (i, total) in (0u32..).zip(loss_totals.iter_mut()) {
+        *total = losses.get(&i, 0).context("reading LOSSES")?.iter().sum();
+    }
     let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
     for m in MAPS.iter().filter(|m| ![maps::RING, maps::COUNTERS, maps::LOSSES, maps::POLL_STATS].contains(&m.name)) {
         open_counted(m.name)?;
@@ -63,8 +66,7 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         meta: insp.meta,
         events,
         counters,
-        unrecorded: loss_total(loss::UNRECORDED)?,
-        counters_full: loss_total(loss::COUNTERS_FULL)?,
+        losses: loss_totals,
         polls,
         links: insp.links,
         memlock_bytes,
