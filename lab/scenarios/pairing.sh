@@ -9,7 +9,7 @@
 #    __netpoll_setup record is made up from another call's return, both failures are
 #    diagnosed live with their causes, and dump's lost says 1 missed_return.
 # B: netpoll_setup's returns are missed (the pre-4.19 emulation makes __netpoll_setup
-#    fail: no poll controller). eth0, then d1 on the same thread: each __netpoll_setup
+#    fail for want of a poll controller). eth0, then d1 on the same thread: each __netpoll_setup
 #    is at depth 1 (the leftover netpoll_setup entry is flushed at the thread's next
 #    set-up, not nested under), both are diagnosed live though their parent never
 #    returns, and dump's lost says 1 orphaned_entry.
