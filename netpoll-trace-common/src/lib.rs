@@ -325,7 +325,9 @@ pub mod pairing {
     /// callee's return was missed finds its own entry one below, and so on.
     pub const WALK: u32 = 3;
 
-    /// What the pairing needs of a parked entry.
+    /// What the pairing needs of a parked entry. A level whose entry could not be
+    /// parked is `Frame::NONE` (function 0), not an `Option`: a `None`'s payload is
+    /// undefined bytes, and the verifier refuses a program that copies them.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Frame {
         /// One of `function::*`.
@@ -334,6 +336,15 @@ pub mod pairing {
         pub netpoll: u64,
         /// Entry time (`bpf_ktime_get_ns`).
         pub ts_ns: u64,
+    }
+
+    impl Frame {
+        /// No entry parked at that level (no function has id 0).
+        pub const NONE: Self = Self { function: 0, netpoll: 0, ts_ns: 0 };
+
+        pub const fn is_none(&self) -> bool {
+            self.function == 0
+        }
     }
 
     /// What to do with a thread's parked entries before a new entry is parked.
@@ -347,9 +358,9 @@ pub mod pairing {
     }
 
     /// A new entry of `function(netpoll)` at `now_ns` on a thread with `depth` parked
-    /// levels, the newest `top` (None: a level whose entry could not be parked).
+    /// levels, the newest `top` (`Frame::NONE`: a level whose entry could not be parked).
     #[inline(always)]
-    pub fn on_enter(depth: u32, top: Option<Frame>, function: u32, netpoll: u64, now_ns: u64) -> Enter {
+    pub fn on_enter(depth: u32, top: Frame, function: u32, netpoll: u64, now_ns: u64) -> Enter {
         if depth == 0 {
             return Enter::Push;
         }
@@ -357,7 +368,9 @@ pub mod pairing {
         if function == function::NETPOLL_SETUP || depth >= MAX_DEPTH {
             return Enter::Flush;
         }
-        let Some(top) = top else { return Enter::Push };
+        if top.is_none() {
+            return Enter::Push;
+        }
         if now_ns.saturating_sub(top.ts_ns) > STALE_NS {
             return Enter::Flush;
         }
@@ -384,10 +397,10 @@ pub mod pairing {
     }
 
     /// A return of `function` on a thread with `depth` parked levels; `frames` are the
-    /// newest `WALK` of them, newest first (None: not parked). `netpoll` is the
-    /// argument where the probe sees it (fexit), None where it cannot (kretprobe).
+    /// newest `WALK` of them, newest first (`Frame::NONE`: not parked). `netpoll` is
+    /// the argument where the probe sees it (fexit), None where it cannot (kretprobe).
     #[inline(always)]
-    pub fn on_exit(depth: u32, frames: [Option<Frame>; WALK as usize], function: u32, netpoll: Option<u64>) -> Exit {
+    pub fn on_exit(depth: u32, frames: [Frame; WALK as usize], function: u32, netpoll: Option<u64>) -> Exit {
         // Written out, not a loop (4.14 refuses backward jumps).
         if let Some(e) = pairs(0, depth, frames[0], function, netpoll) {
             return e;
@@ -402,19 +415,16 @@ pub mod pairing {
     }
 
     #[inline(always)]
-    fn pairs(i: u32, depth: u32, frame: Option<Frame>, function: u32, netpoll: Option<u64>) -> Option<Exit> {
+    fn pairs(i: u32, depth: u32, f: Frame, function: u32, netpoll: Option<u64>) -> Option<Exit> {
         if i >= depth {
             return None;
         }
-        match frame {
-            // The newest level without an entry: the call that returns is most
-            // likely the one whose entry could not be parked.
-            None => Some(Exit::Pair { dropped: i }),
-            Some(f) if f.function == function && netpoll.is_none_or(|np| np == f.netpoll) => {
-                Some(Exit::Pair { dropped: i })
-            }
-            Some(_) => None,
+        // A level without an entry: the call that returns is most likely the one
+        // whose entry could not be parked.
+        if f.is_none() || (f.function == function && netpoll.is_none_or(|np| np == f.netpoll)) {
+            return Some(Exit::Pair { dropped: i });
         }
+        None
     }
 }
 
@@ -498,8 +508,8 @@ mod tests {
 
         #[derive(Default)]
         struct Thread {
-            /// Parked levels, oldest first; None where the entry could not be parked.
-            levels: Vec<Option<Frame>>,
+            /// Parked levels, oldest first; NONE where the entry could not be parked.
+            levels: Vec<Frame>,
             sent: Vec<Rec>,
             losses: [u64; loss::SLOTS as usize],
         }
@@ -512,32 +522,32 @@ mod tests {
             /// `parked`: false when INFLIGHT refuses the entry (map full).
             fn enter_parked(&mut self, f: u32, np: u64, now: u64, parked: bool) {
                 let depth = self.levels.len() as u32;
-                let top = self.levels.last().copied().flatten();
+                let top = self.levels.last().copied().unwrap_or(Frame::NONE);
                 if pairing::on_enter(depth, top, f, np, now) == Enter::Flush {
-                    self.losses[loss::ORPHANED_ENTRY as usize] += self.levels.iter().flatten().count() as u64;
+                    self.losses[loss::ORPHANED_ENTRY as usize] += self.levels.iter().filter(|f| !f.is_none()).count() as u64;
                     self.levels.clear();
                 }
                 if !parked {
                     self.losses[loss::ENTRY_DROPPED as usize] += 1;
                 }
-                self.levels.push(parked.then_some(Frame { function: f, netpoll: np, ts_ns: now }));
+                self.levels.push(if parked { Frame { function: f, netpoll: np, ts_ns: now } } else { Frame::NONE });
             }
 
             /// A return; `np` where the probe sees it (fexit).
             fn exit(&mut self, f: u32, np: Option<u64>) {
                 let depth = self.levels.len() as u32;
-                let frame = |i: u32| if i < depth { self.levels[(depth - 1 - i) as usize] } else { None };
-                let frames: [Option<Frame>; WALK as usize] = [frame(0), frame(1), frame(2)];
+                let frame = |i: u32| if i < depth { self.levels[(depth - 1 - i) as usize] } else { Frame::NONE };
+                let frames: [Frame; WALK as usize] = [frame(0), frame(1), frame(2)];
                 match pairing::on_exit(depth, frames, f, np) {
                     Exit::Unpaired => self.losses[loss::UNPAIRED_RETURN as usize] += 1,
                     Exit::Pair { dropped } => {
                         for _ in 0..dropped {
-                            if self.levels.pop().flatten().is_some() {
+                            if self.levels.pop().is_some_and(|f| !f.is_none()) {
                                 self.losses[loss::MISSED_RETURN as usize] += 1;
                             }
                         }
                         let level = self.levels.len() as u32 - 1;
-                        if let Some(e) = self.levels.pop().flatten() {
+                        if let Some(e) = self.levels.pop().filter(|f| !f.is_none()) {
                             self.sent.push((e.function, e.netpoll, level));
                         }
                     }

@@ -280,7 +280,7 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     // SAFETY: the value is copied out at once; a concurrent update can only race
     // with this same thread, which is here.
     let mut depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
-    let top = if depth > 0 { frame(pid_tgid, depth - 1) } else { None };
+    let top = if depth > 0 { frame(pid_tgid, depth - 1) } else { Frame::NONE };
     if depth > MAX_DEPTH || pairing::on_enter(depth, top, function, np, now) == Enter::Flush {
         flush(pid_tgid, depth);
         depth = 0;
@@ -313,18 +313,21 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     Ok(())
 }
 
-/// The pairing's view of the entry parked at `depth` (None: none parked there).
+/// The pairing's view of the entry parked at `depth` (`Frame::NONE`: none parked).
 #[inline(always)]
-fn frame(pid_tgid: u64, depth: u32) -> Option<Frame> {
+fn frame(pid_tgid: u64, depth: u32) -> Frame {
     let key = InflightKey { pid_tgid, depth, _pad: 0 };
     // SAFETY: fields copied out of a map value pointer from a successful lookup.
-    unsafe { INFLIGHT.get(key) }.map(|e| Frame { function: e.function, netpoll: e.netpoll, ts_ns: e.ts_ns })
+    match unsafe { INFLIGHT.get(key) } {
+        Some(e) => Frame { function: e.function, netpoll: e.netpoll, ts_ns: e.ts_ns },
+        None => Frame::NONE,
+    }
 }
 
 /// The newest `pairing::WALK` levels below `depth`, newest first.
 #[inline(always)]
-fn frames(pid_tgid: u64, depth: u32) -> [Option<Frame>; pairing::WALK as usize] {
-    let at = |i: u32| if depth > i { frame(pid_tgid, depth - 1 - i) } else { None };
+fn frames(pid_tgid: u64, depth: u32) -> [Frame; pairing::WALK as usize] {
+    let at = |i: u32| if depth > i { frame(pid_tgid, depth - 1 - i) } else { Frame::NONE };
     [at(0), at(1), at(2)]
 }
 
