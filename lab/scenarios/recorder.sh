@@ -14,7 +14,7 @@
 # checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal json_schema
 . /lib.sh
 
-PINS=/sys/fs/bpf/netpoll-trace/v1
+PINS=/sys/fs/bpf/netpoll-trace/v2
 CFG=/sys/kernel/config/netconsole
 ip addr add 10.99.0.1/24 dev eth0
 ip link set eth0 up
@@ -180,12 +180,12 @@ rc3r=$?; cat /tmp/e3r
 npt_check foreign sh -c "test $rc3 -ne 0 && test \$(wc -l </tmp/e3) -eq 1 && grep -q 'not a netpoll-trace recorder: it holds their_map; choose another --pin-dir' /tmp/e3 && test $rc3r -ne 0 && test -e /sys/fs/bpf/foreign/their_map"
 
 netpoll-trace watch --persist --for 1s >/dev/null 2>&1
-mv $PINS /sys/fs/bpf/netpoll-trace/v2
-netpoll-trace dump --pin-dir /sys/fs/bpf/netpoll-trace/v2 >/tmp/e4 2>&1
+mv $PINS /sys/fs/bpf/netpoll-trace/v1
+netpoll-trace dump --pin-dir /sys/fs/bpf/netpoll-trace/v1 >/tmp/e4 2>&1
 rc4=$?; cat /tmp/e4
 netpoll-trace watch --persist --for 1s >/dev/null 2>/tmp/w5.err
 cat /tmp/w5.err
-npt_check other_schema sh -c "test $rc4 -ne 0 && test \$(wc -l </tmp/e4) -eq 1 && grep -q 'holds a schema v2 recorder' /tmp/e4 && grep -q 'v2 is a recorder of another schema version: left alone, not reused' /tmp/w5.err && test -e /sys/fs/bpf/netpoll-trace/v2/RING && test -e $PINS/RING"
+npt_check other_schema sh -c "test $rc4 -ne 0 && test \$(wc -l </tmp/e4) -eq 1 && grep -q 'holds a schema v1 recorder' /tmp/e4 && grep -q 'v1 is a recorder of another schema version: left alone, not reused' /tmp/w5.err && test -e /sys/fs/bpf/netpoll-trace/v1/RING && test -e $PINS/RING"
 
 # --- JSON-lines files: watch --record, a truncated copy, the agent's journal ---------
 netpoll-trace watch --record /tmp/rec.jsonl -- sh -c "echo 0 >$CFG/t1/enabled; echo 1 >$CFG/t1/enabled" >/dev/null 2>&1

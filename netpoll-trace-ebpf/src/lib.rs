@@ -7,7 +7,9 @@
 //! thread and nesting depth; return probes complete the record with the return value
 //! and duration and send it to userspace. Nesting matters: a bond's `__netpoll_setup`
 //! calls `ndo_netpoll_setup`, which calls `__netpoll_setup` again for each slave, all
-//! on one thread.
+//! on one thread. A return is paired by function and `struct netpoll *` as well as
+//! depth (`netpoll_trace_common::pairing` decides): a missed return or entry costs only its
+//! own records, each counted in `LOSSES`.
 //!
 //! What keeps the legacy object loadable on 4.14, and so holds for all code here:
 //! - every function is `#[inline(always)]`: bpf-to-bpf calls arrived in 4.16;
@@ -35,6 +37,7 @@ use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
     COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN, POLL_BUCKETS,
     PollEvent, PollStart, PollStats, RecorderMeta, SetupEvent, config_flags as cf, event_flags as ef, loss,
+    pairing::{self, Enter, Exit, Frame},
     poll_bucket,
 };
 
@@ -114,9 +117,10 @@ macro_rules! kprobe_programs {
             0
         }
 
+        // A kretprobe cannot see the arguments: the return pairs by function only.
         #[::aya_ebpf::macros::kretprobe]
         pub fn netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::setup_exit(&ctx, ctx.ret::<u64>());
+            $crate::setup_exit(&ctx, $crate::function::NETPOLL_SETUP, None, ctx.ret::<u64>());
             0
         }
 
@@ -130,7 +134,7 @@ macro_rules! kprobe_programs {
 
         #[::aya_ebpf::macros::kretprobe]
         pub fn inner_netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::setup_exit(&ctx, ctx.ret::<u64>());
+            $crate::setup_exit(&ctx, $crate::function::INNER_NETPOLL_SETUP, None, ctx.ret::<u64>());
             0
         }
 
@@ -165,10 +169,11 @@ pub fn setup_enter(function: u32, np: u64, dev: u64) {
     let _ = try_enter(function, np, dev);
 }
 
-/// Return of `netpoll_setup`/`__netpoll_setup`.
+/// Return of `netpoll_setup`/`__netpoll_setup`; `np` where the probe sees the
+/// argument (fexit), None where it cannot (kretprobe).
 #[inline(always)]
-pub fn setup_exit<C: EbpfContext>(ctx: &C, ret: u64) {
-    let _ = try_exit(ctx, ret);
+pub fn setup_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
+    try_exit(ctx, function, np, ret);
 }
 
 #[inline(always)]
@@ -270,15 +275,18 @@ fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex:
 fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     let cfg = CONFIG.get(0).ok_or(1i64)?;
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the value is copied out at once; a concurrent update can only race
     // with this same thread, which is here.
-    let depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
-    if depth >= MAX_DEPTH {
-        return Err(1);
+    let mut depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
+    let top = if depth > 0 { frame(pid_tgid, depth - 1) } else { Frame::NONE };
+    if depth > MAX_DEPTH || pairing::on_enter(depth, top, function, np, now) == Enter::Flush {
+        flush(pid_tgid, depth);
+        depth = 0;
     }
     let mut ev = SetupEvent::ZERO;
-    // SAFETY: a helper call without arguments.
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.ts_ns = now;
     ev.pid_tgid = pid_tgid;
     ev.function = function;
     ev.depth = depth;
@@ -290,34 +298,102 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     read_netpoll(&mut ev, cfg, np);
     read_device(&mut ev, cfg, dev);
     let key = InflightKey { pid_tgid, depth, _pad: 0 };
-    INFLIGHT.insert(key, ev, 0).map_err(i64::from)?;
-    DEPTH.insert(pid_tgid, depth + 1, 0).map_err(i64::from)?;
+    // Not parked (INFLIGHT full), the level is still counted: its return then pairs
+    // with the empty level instead of taking its caller's entry.
+    let parked = INFLIGHT.insert(key, ev, 0).is_ok();
+    if DEPTH.insert(pid_tgid, depth + 1, 0).is_err() {
+        // No level for this thread (DEPTH full): its return will find nothing.
+        let _ = INFLIGHT.remove(key);
+        lose(loss::ENTRY_DROPPED);
+        return Err(1);
+    }
+    if !parked {
+        lose(loss::ENTRY_DROPPED);
+    }
     Ok(())
 }
 
+/// The pairing's view of the entry parked at `depth` (`Frame::NONE`: none parked).
 #[inline(always)]
-fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(depth) = unsafe { DEPTH.get(pid_tgid) }.copied() else {
-        // Attached while the call was already running: nothing to pair with.
-        #[cfg(feature = "log")]
-        debug!(ctx, "set-up returned without a recorded entry (attached mid-call)");
-        return Err(1);
-    };
-    if depth == 0 || depth > MAX_DEPTH {
-        #[cfg(feature = "log")]
-        warn!(ctx, "set-up nesting depth {} out of range; entry dropped", depth);
-        let _ = DEPTH.remove(pid_tgid);
-        return Err(1);
+fn frame(pid_tgid: u64, depth: u32) -> Frame {
+    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    // SAFETY: fields copied out of a map value pointer from a successful lookup.
+    match unsafe { INFLIGHT.get(key) } {
+        Some(e) => Frame { function: e.function, netpoll: e.netpoll, ts_ns: e.ts_ns },
+        None => Frame::NONE,
     }
-    let depth = depth - 1;
-    if depth == 0 {
+}
+
+/// The newest `pairing::WALK` levels below `depth`, newest first.
+#[inline(always)]
+fn frames(pid_tgid: u64, depth: u32) -> [Frame; pairing::WALK as usize] {
+    let at = |i: u32| if depth > i { frame(pid_tgid, depth - 1 - i) } else { Frame::NONE };
+    [at(0), at(1), at(2)]
+}
+
+/// Drops the entry parked at `depth`; true if there was one.
+#[inline(always)]
+fn unpark(pid_tgid: u64, depth: u32) -> bool {
+    INFLIGHT.remove(InflightKey { pid_tgid, depth, _pad: 0 }).is_ok()
+}
+
+/// Drops every entry parked for the thread (its returns were missed) and counts them.
+/// Written out, not a loop: 4.14 refuses backward jumps.
+#[inline(always)]
+fn flush(pid_tgid: u64, depth: u32) {
+    const _: () = assert!(MAX_DEPTH == 8);
+    macro_rules! level {
+        ($($i:literal)*) => {$(
+            if depth > $i && unpark(pid_tgid, $i) {
+                lose(loss::ORPHANED_ENTRY);
+            }
+        )*};
+    }
+    level!(0 1 2 3 4 5 6 7);
+    let _ = DEPTH.remove(pid_tgid);
+}
+
+#[inline(always)]
+fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let depth = match unsafe { DEPTH.get(pid_tgid) }.copied() {
+        Some(d) if d > 0 && d <= MAX_DEPTH => d,
+        _ => {
+            // Attached while the call was already running, or its entry was dropped.
+            #[cfg(feature = "log")]
+            debug!(ctx, "set-up fn={} returned without a recorded entry", function);
+            return lose(loss::UNPAIRED_RETURN);
+        }
+    };
+    let dropped = match pairing::on_exit(depth, frames(pid_tgid, depth), function, np) {
+        Exit::Pair { dropped } => dropped,
+        Exit::Unpaired => {
+            #[cfg(feature = "log")]
+            debug!(ctx, "set-up fn={} returned matching no parked entry", function);
+            return lose(loss::UNPAIRED_RETURN);
+        }
+    };
+    // The newer entries missed their returns (pairing::WALK is 3: at most two).
+    if dropped > 0 && unpark(pid_tgid, depth - 1) {
+        lose(loss::MISSED_RETURN);
+    }
+    if dropped > 1 && unpark(pid_tgid, depth - 2) {
+        lose(loss::MISSED_RETURN);
+    }
+    #[cfg(feature = "log")]
+    if dropped > 0 {
+        warn!(ctx, "set-up fn={}: {} nested entries missed their returns", function, dropped);
+    }
+    // on_exit pairs only below depth: dropped < depth.
+    let level = depth - 1 - dropped;
+    if level == 0 {
         let _ = DEPTH.remove(pid_tgid);
     } else {
-        let _ = DEPTH.insert(pid_tgid, depth, 0);
+        let _ = DEPTH.insert(pid_tgid, level, 0);
     }
-    let key = InflightKey { pid_tgid, depth, _pad: 0 };
-    let parked = INFLIGHT.get_ptr_mut(key).ok_or(1i64)?;
+    let key = InflightKey { pid_tgid, depth: level, _pad: 0 };
+    // None: the level whose entry could not be parked (counted then).
+    let Some(parked) = INFLIGHT.get_ptr_mut(key) else { return };
     // SAFETY: map value pointer from a successful lookup; only this thread uses the
     // key. Copied to the stack: 4.14 takes perf output and map values only from there.
     let mut ev: SetupEvent = unsafe { *parked };
@@ -330,7 +406,6 @@ fn try_exit<C: EbpfContext>(ctx: &C, ret: u64) -> Result<(), i64> {
     record(&ev);
     count(&ev);
     let _ = INFLIGHT.remove(key);
-    Ok(())
 }
 
 #[inline(always)]

@@ -23,8 +23,9 @@ pub fn netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
 #[fexit(function = "netpoll_setup")]
 pub fn netpoll_setup_fexit(ctx: FExitContext) -> u32 {
     // fexit sees the arguments, then the return value.
+    let np: u64 = ctx.arg(0);
     let ret: u64 = ctx.arg(1);
-    setup_exit(&ctx, ret);
+    setup_exit(&ctx, function::NETPOLL_SETUP, Some(np), ret);
     0
 }
 
@@ -38,8 +39,9 @@ pub fn inner_netpoll_setup_fentry(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "__netpoll_setup")]
 pub fn inner_netpoll_setup_fexit(ctx: FExitContext) -> u32 {
+    let np: u64 = ctx.arg(0);
     let ret: u64 = ctx.arg(2);
-    setup_exit(&ctx, ret);
+    setup_exit(&ctx, function::INNER_NETPOLL_SETUP, Some(np), ret);
     0
 }
 

@@ -7,7 +7,7 @@ use super::{
     correlate::Attempt,
     diagnosis::Diagnosis,
     poll::{PollSummary, SlowPoll},
-    recorder::{CounterLine, RecorderLine},
+    recorder::{CounterLine, Losses, RecorderLine},
     remediation::Remediation,
 };
 
@@ -22,6 +22,9 @@ pub enum Output {
     PollStats { stats: Vec<PollSummary>, last: bool },
     /// The kernel dropped this many events (perf buffer full).
     Lost(u64),
+    /// The programs' loss counters so far (`LOSSES`), per kind: periodic while
+    /// running, for metrics.
+    Losses(Losses),
     /// Something the user should know (undecodable event, ...).
     Warning(String),
     /// An agent journal entry.
@@ -42,7 +45,7 @@ impl Output {
             Self::SlowPoll(p) => vec![p.dev.as_deref()],
             Self::Remediation(r) => vec![r.dev.as_deref()],
             Self::Counters(c) => c.iter().map(|c| c.dev.as_deref()).collect(),
-            Self::PollStats { .. } | Self::Lost(_) | Self::Warning(_) | Self::Recorder(_) | Self::Passthrough { .. } => {
+            Self::PollStats { .. } | Self::Lost(_) | Self::Losses(_) | Self::Warning(_) | Self::Recorder(_) | Self::Passthrough { .. } => {
                 Vec::new()
             }
         }

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use netpoll_trace_common::CounterKey;
-use serde::Serialize;
+use netpoll_trace_common::{CounterKey, loss};
+use serde::{Serialize, ser::SerializeMap as _};
 
 use super::{errno::Errno, event::{SetupFn, cstr}};
 
@@ -21,9 +21,12 @@ pub struct RecorderLine {
     pub recorded: u64,
     pub kept: u64,
     pub overwritten: u64,
-    /// Events that got no sequence number, and counter updates dropped.
+    /// Events that got no sequence number, and counter updates dropped (also in
+    /// `lost`, kept for readers of the first contract).
     pub unrecorded: u64,
     pub counters_full: u64,
+    /// Everything the programs could not keep, per kind.
+    pub lost: Losses,
     pub missing_seqs: Vec<u64>,
     /// Programs whose links are pinned: recording continues without a process.
     pub pinned_links: Vec<String>,
@@ -34,6 +37,44 @@ pub struct RecorderLine {
     /// The oldest and newest sequence numbers kept.
     #[serde(skip)]
     pub kept_seqs: Option<(u64, u64)>,
+}
+
+/// What the programs could not keep, per `loss::*` slot (summed over CPUs); in JSON
+/// an object from each kind's name (`loss::NAMES`) to its count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses(pub [u64; loss::SLOTS as usize]);
+
+impl Losses {
+    pub fn get(&self, slot: u32) -> u64 {
+        self.0.get(slot as usize).copied().unwrap_or(0)
+    }
+
+    /// Each kind by name, in slot order.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        loss::NAMES.iter().copied().zip(self.0.iter().copied())
+    }
+
+    /// The kinds that cost set-up records their pairing: entries dropped, unpaired
+    /// or missed returns, flushed leftovers; by name.
+    pub fn pairing_kinds(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        const PAIRING: [u32; 4] = [loss::ENTRY_DROPPED, loss::UNPAIRED_RETURN, loss::MISSED_RETURN, loss::ORPHANED_ENTRY];
+        PAIRING.into_iter().map(|s| (loss::NAMES[s as usize], self.get(s)))
+    }
+
+    /// Set-up records lost to pairing, all kinds.
+    pub fn pairing(&self) -> u64 {
+        self.pairing_kinds().map(|(_, n)| n).sum()
+    }
+}
+
+impl Serialize for Losses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, n) in self.named() {
+            m.serialize_entry(name, &n)?;
+        }
+        m.end()
+    }
 }
 
 /// Calls of one function on one device with one result.
@@ -81,6 +122,22 @@ pub mod tests {
         let mut k = CounterKey { dev_name: [0; 16], function: f, ret };
         k.dev_name[..dev.len()].copy_from_slice(dev.as_bytes());
         k
+    }
+
+    #[test]
+    fn losses_are_named_per_kind_in_json() {
+        let mut slots = [0; loss::SLOTS as usize];
+        slots[loss::MISSED_RETURN as usize] = 2;
+        slots[loss::ORPHANED_ENTRY as usize] = 1;
+        slots[loss::UNRECORDED as usize] = 5;
+        let l = Losses(slots);
+        assert_eq!(l.pairing(), 3);
+        let v = serde_json::to_value(l).unwrap();
+        assert_eq!(v["missed_return"], 2);
+        assert_eq!(v["orphaned_entry"], 1);
+        assert_eq!(v["unrecorded"], 5);
+        assert_eq!(v["entry_dropped"], 0);
+        assert_eq!(v.as_object().unwrap().len(), loss::SLOTS as usize);
     }
 
     #[test]

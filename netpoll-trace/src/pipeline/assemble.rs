@@ -1,9 +1,11 @@
 //! Turns the event stream into finished attempts, live: records are enriched as they
 //! arrive, and an attempt is complete once its outermost call returned and the grace
 //! period for nested records from other CPUs passed; then it is correlated and
-//! diagnosed (the model's work).
+//! diagnosed (the model's work). A nested record whose outermost call never shows
+//! (its return was missed, or it began before we attached) is reported on its own
+//! after `ORPHAN_AFTER`, not held until exit.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{enrich::{Enricher, host_context}, readers::Msg};
 use crate::{
@@ -20,15 +22,20 @@ use crate::{
 /// How long a returned outermost call waits for nested records from other CPUs.
 pub const GRACE: Duration = Duration::from_millis(100);
 
+/// How long a nested record waits for its outermost call's record. A nested call
+/// returns just before its parent (netpoll_setup's carrier wait comes before its
+/// __netpoll_setup), so a parent this late is not coming.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+
 pub struct Assembler {
     enricher: Enricher,
     ctx: Context,
     pub kernel_log: KernelLog,
     kmsg: Option<KmsgReader>,
-    /// Records not yet reported.
-    buffer: Vec<SetupRecord>,
+    /// Records not yet reported, with when each arrived.
+    buffer: Vec<(SetupRecord, Instant)>,
     /// Outermost calls that have returned: (pid, entry ts, return ts, when it arrived).
-    roots: Vec<(u32, u64, u64, std::time::Instant)>,
+    roots: Vec<(u32, u64, u64, Instant)>,
 }
 
 impl Assembler {
@@ -49,9 +56,9 @@ impl Assembler {
                 self.enricher.enrich(&mut r);
                 if r.depth == 0 {
                     let end = r.ts_ns.saturating_add(r.duration_ns);
-                    self.roots.push((r.pid, r.ts_ns, end, std::time::Instant::now()));
+                    self.roots.push((r.pid, r.ts_ns, end, Instant::now()));
                 }
-                self.buffer.push(r);
+                self.buffer.push((r, Instant::now()));
                 Vec::new()
             }
             Msg::SlowPoll(p) => vec![Output::SlowPoll(p)],
@@ -60,15 +67,22 @@ impl Assembler {
         }
     }
 
-    /// Finishes attempts whose outermost call returned over GRACE ago (all when `all`).
+    /// Finishes attempts whose outermost call returned over GRACE ago, and nested
+    /// records that waited ORPHAN_AFTER for theirs (all when `all`).
     pub fn flush(&mut self, all: bool) -> Vec<Output> {
+        self.flush_at(Instant::now(), all)
+    }
+
+    fn flush_at(&mut self, now: Instant, all: bool) -> Vec<Output> {
+        let age = |at: &Instant| now.saturating_duration_since(*at);
         let due: Vec<(u32, u64, u64)> = self
             .roots
             .iter()
-            .filter(|(_, _, _, at)| all || at.elapsed() >= GRACE)
+            .filter(|(_, _, _, at)| all || age(at) >= GRACE)
             .map(|(pid, ts, end, _)| (*pid, *ts, *end))
             .collect();
-        if due.is_empty() && (!all || self.buffer.is_empty()) {
+        let orphans = self.buffer.iter().any(|(_, at)| age(at) >= ORPHAN_AFTER);
+        if due.is_empty() && !orphans && (!all || self.buffer.is_empty()) {
             return Vec::new();
         }
         self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
@@ -78,12 +92,13 @@ impl Assembler {
         }
         let mut ready = Vec::new();
         let mut keep = Vec::new();
-        for r in std::mem::take(&mut self.buffer) {
+        for (r, at) in std::mem::take(&mut self.buffer) {
             let belongs = all
+                || age(&at) >= ORPHAN_AFTER
                 || due.iter().any(|&(pid, ts, end)| {
                     r.pid == pid && r.ts_ns >= ts && r.ts_ns <= end && (r.depth > 0 || r.ts_ns == ts)
                 });
-            if belongs { ready.push(r) } else { keep.push(r) }
+            if belongs { ready.push(r) } else { keep.push((r, at)) }
         }
         self.buffer = keep;
         // Interfaces come and go while an agent runs: look again when diagnosing.
@@ -98,3 +113,38 @@ impl Assembler {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{correlate::tests::rec, event::SetupFn};
+
+    fn attempts(outs: &[Output]) -> Vec<(Option<String>, u32, usize)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Attempt(a, _) => Some((a.root.dev.clone(), a.root.depth, a.nested.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nested_record_whose_parent_never_comes_is_reported_after_the_timeout() {
+        let mut a = Assembler::new(None);
+        // __netpoll_setup returned; netpoll_setup's return was missed.
+        a.take(Msg::Setup(rec(SetupFn::InnerNetpollSetup, "eth0", 1, 1_000, 50, -524)));
+        let start = Instant::now();
+        assert!(attempts(&a.flush_at(start + GRACE, false)).is_empty(), "its parent may still come");
+        let out = a.flush_at(start + ORPHAN_AFTER + GRACE, false);
+        assert_eq!(attempts(&out), [(Some("eth0".to_string()), 1, 0)]);
+        assert!(a.flush_at(start + ORPHAN_AFTER * 2, true).is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_nested_record_waits_for_its_parent_and_joins_it() {
+        let mut a = Assembler::new(None);
+        a.take(Msg::Setup(rec(SetupFn::InnerNetpollSetup, "eth0", 1, 1_100, 50, -524)));
+        a.take(Msg::Setup(rec(SetupFn::NetpollSetup, "eth0", 0, 1_000, 500, -524)));
+        let out = a.flush_at(Instant::now() + GRACE, false);
+        assert_eq!(attempts(&out), [(Some("eth0".to_string()), 0, 1)]);
+    }
+}

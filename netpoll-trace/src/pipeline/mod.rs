@@ -31,6 +31,7 @@ use crate::{
     model::{
         output::{Output, Sink},
         poll,
+        recorder::Losses,
     },
 };
 
@@ -217,6 +218,10 @@ impl Tracer {
             match self.poll_stats() {
                 Ok(stats) => outs.push(Output::PollStats { stats, last: false }),
                 Err(e) => log::debug!("reading poll statistics: {e:#}"),
+            }
+            match recorder::snapshot::losses_loaded(&self.loaded.ebpf) {
+                Ok(l) => outs.push(Output::Losses(Losses(l))),
+                Err(e) => log::debug!("reading the programs' losses: {e:#}"),
             }
         }
         outs

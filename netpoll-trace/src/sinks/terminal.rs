@@ -222,6 +222,11 @@ fn render_recorder(h: &RecorderLine) -> String {
     if h.counters_full > 0 {
         out.push_str(&format!("counters: {} update(s) dropped (counter map full)\n", h.counters_full));
     }
+    if h.lost.pairing() > 0 {
+        let kinds: Vec<String> =
+            h.lost.pairing_kinds().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
+        out.push_str(&format!("lost: {} set-up record(s) to pairing ({})\n", h.lost.pairing(), kinds.join(", ")));
+    }
     out.push_str(&if h.pinned_links.is_empty() {
         "probes: none pinned: recording stopped when the process that recorded ended\n".to_string()
     } else {

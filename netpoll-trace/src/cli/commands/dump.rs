@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
+use netpoll_trace_common::loss;
 use serde_json::Value;
 
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
         kernel_log::KernelLog,
         output::{Output, Sink},
         poll,
-        recorder::{RecorderLine, counter_lines},
+        recorder::{Losses, RecorderLine, counter_lines},
         ring::RingAccount,
         schema,
     },
@@ -74,6 +75,7 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
     if let Ok(mut k) = KmsgReader::open_from_start() {
         k.drain(|line| log.push(line));
     }
+    let lost = Losses(snap.losses);
     let head = RecorderLine {
         kind: "recorder",
         ts_ns: now,
@@ -83,8 +85,9 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
         recorded: account.recorded,
         kept: account.kept,
         overwritten: account.overwritten,
-        unrecorded: snap.unrecorded,
-        counters_full: snap.counters_full,
+        unrecorded: lost.get(loss::UNRECORDED),
+        counters_full: lost.get(loss::COUNTERS_FULL),
+        lost,
         missing_seqs: account.missing,
         pinned_links: snap.links,
         memlock_bytes: snap.memlock_bytes,

@@ -7,7 +7,7 @@ use aya::{
     programs::{FEntry, FExit},
 };
 
-use super::program::{LinkId, program, program_error};
+use super::program::{LinkId, program, program_error, skip_return};
 use crate::kernel::{
     btf, offsets,
     targets::{TARGETS, Target},
@@ -35,7 +35,8 @@ pub(super) fn function_btf() -> Result<Btf> {
     Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
 }
 
-/// Loads `t`'s programs and, unless `load_only`, attaches them.
+/// Loads `t`'s programs and, unless `load_only`, attaches them: fexit first, so a
+/// call already running when we attach can lose only its entry, never its return.
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf, load_only: bool) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
     let prog: &mut FEntry = program(ebpf, entry)?;
@@ -45,7 +46,12 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf, load_only: bool) ->
     if load_only {
         return Ok(Vec::new());
     }
+    let mut ids = Vec::new();
+    if !skip_return(t.function()) {
+        let b = program::<FExit>(ebpf, exit)?.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
+        ids.push(LinkId::FExit(exit, b));
+    }
     let a = program::<FEntry>(ebpf, entry)?.attach().map_err(|e| program_error("fentry", entry, t.function(), e))?;
-    let b = program::<FExit>(ebpf, exit)?.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
-    Ok(vec![LinkId::FEntry(entry, a), LinkId::FExit(exit, b)])
+    ids.push(LinkId::FEntry(entry, a));
+    Ok(ids)
 }

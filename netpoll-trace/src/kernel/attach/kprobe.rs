@@ -9,17 +9,26 @@ use aya::{
     util::KernelVersion,
 };
 
-use super::program::{LinkId, program, program_error};
+use super::program::{LinkId, program, program_error, skip_return};
 use crate::kernel::targets::Target;
 
-/// Loads `t`'s programs and, unless `load_only`, attaches them.
+/// Loads `t`'s programs and, unless `load_only`, attaches them: the return probe
+/// first, so a call already running when we attach can lose only its entry (an
+/// unpaired return, counted) and never leaves an entry whose return we miss.
+///
+/// kretprobe maxactive (return instances per probe) stays the kernel's default,
+/// max(10, 2 x CPUs) with CONFIG_PREEMPTION (the CPU count on some non-preemptible
+/// builds): the kprobe PMU aya attaches through on 4.17+ takes no maxactive, only a
+/// tracefs `r<N>:` event does, and aya writes those itself. Our nesting on one thread
+/// is at most MAX_DEPTH (8) calls of one function; a return beyond the instances is
+/// missed, and the programs pair and count around it (`netpoll_trace_common::pairing`).
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
-    for (name, ret) in [(t.kprobe.0, false), (t.kprobe.1, true)] {
+    for (name, ret) in [(t.kprobe.1, true), (t.kprobe.0, false)] {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
         prog.load().map_err(|e| program_error(kind, name, t.function(), e))?;
-        if load_only {
+        if load_only || (ret && skip_return(t.function())) {
             continue;
         }
         ids.push(LinkId::Kprobe(

@@ -58,3 +58,19 @@ pub(super) fn program_error(kind: &str, program: &str, function: &str, e: Progra
     }
     anyhow::Error::from(e).context(format!("attaching {kind} {program} to {function}"))
 }
+
+/// Fault injection for the lab's pairing scenario, never for production: the
+/// environment variable names a traced function whose return probe is loaded but not
+/// attached, as if the kernel had skipped every fexit (or run out of kretprobe
+/// instances) for it, so the recovery from missed returns is tested on real set-ups.
+pub const FAULT_SKIP_RETURN: &str = "NETPOLL_TRACE_FAULT_SKIP_RETURN";
+
+/// Whether `function`'s return probe is to be left unattached (`FAULT_SKIP_RETURN`);
+/// says so, as the records of that function's calls are lost.
+pub(super) fn skip_return(function: &str) -> bool {
+    let skip = std::env::var(FAULT_SKIP_RETURN).is_ok_and(|f| f == function);
+    if skip {
+        log::warn!("{FAULT_SKIP_RETURN}={function}: its return probe is not attached (fault injection): its returns are missed");
+    }
+    skip
+}

@@ -20,8 +20,8 @@ pub struct Snapshot {
     pub events: Vec<(u64, SetupEvent)>,
     /// Per-key totals over all CPUs.
     pub counters: Vec<(CounterKey, u64)>,
-    pub unrecorded: u64,
-    pub counters_full: u64,
+    /// Per `loss::*` slot, the total over all CPUs.
+    pub losses: [u64; loss::SLOTS as usize],
     /// Per device, its per-CPU poll statistics.
     pub polls: Vec<Vec<PollStats>>,
     pub links: Vec<String>,
@@ -53,8 +53,7 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         let (k, per_cpu) = entry.context("reading COUNTERS")?;
         counters.push((k, per_cpu.iter().sum()));
     }
-    let losses: PerCpuArray<_, u64> = PerCpuArray::try_from(open_counted(maps::LOSSES)?)?;
-    let loss_total = |i: u32| -> Result<u64> { Ok(losses.get(&i, 0).context("reading LOSSES")?.iter().sum()) };
+    let loss_totals = losses(&open_counted(maps::LOSSES)?)?;
     let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
     for m in MAPS.iter().filter(|m| ![maps::RING, maps::COUNTERS, maps::LOSSES, maps::POLL_STATS].contains(&m.name)) {
         open_counted(m.name)?;
@@ -63,12 +62,26 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         meta: insp.meta,
         events,
         counters,
-        unrecorded: loss_total(loss::UNRECORDED)?,
-        counters_full: loss_total(loss::COUNTERS_FULL)?,
+        losses: loss_totals,
         polls,
         links: insp.links,
         memlock_bytes,
     })
+}
+
+/// Each `loss::*` slot of a `LOSSES` map, summed over the CPUs.
+pub fn losses(map: &Map) -> Result<[u64; loss::SLOTS as usize]> {
+    let losses: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+    let mut totals = [0u64; loss::SLOTS as usize];
+    for (i, total) in (0u32..).zip(totals.iter_mut()) {
+        *total = losses.get(&i, 0).context("reading LOSSES")?.iter().sum();
+    }
+    Ok(totals)
+}
+
+/// `losses` of the loaded programs.
+pub fn losses_loaded(ebpf: &aya::Ebpf) -> Result<[u64; loss::SLOTS as usize]> {
+    losses(ebpf.map(maps::LOSSES).ok_or_else(|| anyhow::anyhow!("eBPF object has no {} map", maps::LOSSES))?)
 }
 
 /// The `memlock` line of a map fd's fdinfo (bytes the kernel charges for it).

@@ -175,7 +175,14 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     remediations: Family<RemediationLabels, Counter>,
     lost: Counter,
+    /// The programs' `LOSSES` by kind (`loss::NAMES`), following the kernel's totals.
+    records_lost: Family<LossLabels, Counter>,
     poll: Arc<PollCollector>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LossLabels {
+    kind: &'static str,
 }
 
 impl Metrics {
@@ -185,6 +192,7 @@ impl Metrics {
         let failures = Family::<FailureLabels, Counter>::default();
         let remediations = Family::<RemediationLabels, Counter>::default();
         let lost = Counter::default();
+        let records_lost = Family::<LossLabels, Counter>::default();
         let info = Family::<BuildLabels, Gauge>::default();
         info.get_or_create(&BuildLabels {
             version: build.version.clone(),
@@ -208,8 +216,13 @@ impl Metrics {
             remediations.clone(),
         );
         registry.register("netpoll_trace_lost_events", "Events the kernel dropped (perf buffer full)", lost.clone());
+        registry.register(
+            "netpoll_trace_programs_lost",
+            "What the eBPF programs could not keep, by kind (total since they were loaded)",
+            records_lost.clone(),
+        );
         registry.register_collector(Box::new(poll.clone()));
-        Self { registry: Arc::new(registry), setups, failures, remediations, lost, poll }
+        Self { registry: Arc::new(registry), setups, failures, remediations, lost, records_lost, poll }
     }
 
     /// Counts what the pipeline produced.
@@ -236,6 +249,13 @@ impl Metrics {
                 }
                 Output::Lost(n) => {
                     self.lost.inc_by(*n);
+                }
+                Output::Losses(l) => {
+                    // Per-CPU totals only grow while the programs are loaded: add what is new.
+                    for (kind, n) in l.named() {
+                        let c = self.records_lost.get_or_create(&LossLabels { kind });
+                        c.inc_by(n.saturating_sub(c.get()));
+                    }
                 }
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
@@ -328,6 +348,25 @@ mod tests {
     /// The value of the sample line that starts with `series ` exactly.
     fn sample(text: &str, series: &str) -> Option<String> {
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_string))
+    }
+
+    #[test]
+    fn program_losses_follow_the_kernels_totals_by_kind() {
+        use netpoll_trace_common::loss;
+        let m = Metrics::new(&build());
+        let at = |missed: u64, orphaned: u64| {
+            let mut l = [0; loss::SLOTS as usize];
+            l[loss::MISSED_RETURN as usize] = missed;
+            l[loss::ORPHANED_ENTRY as usize] = orphaned;
+            Output::Losses(crate::model::recorder::Losses(l))
+        };
+        m.observe(&[at(2, 0)]);
+        m.observe(&[at(3, 1), at(3, 1)]);
+        let t = m.render();
+        let f = "netpoll_trace_programs_lost_total";
+        assert_eq!(sample(&t, &format!(r#"{f}{{kind="missed_return"}}"#)).as_deref(), Some("3"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{f}{{kind="orphaned_entry"}}"#)).as_deref(), Some("1"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{f}{{kind="unpaired_return"}}"#)).as_deref(), Some("0"), "{t}");
     }
 
     #[test]
