@@ -121,7 +121,7 @@ impl Agent {
     async fn run(mut self) -> Result<Exit> {
         let signals = Signals::install()?;
         let listener = match self.args.metrics_addr {
-            Some(addr) => Some(metrics::http::bind(addr).await?),
+            Some(addr) => Some(metrics::http::bind(addr)?),
             None => None,
         };
         let r = &self.args.recorder;
@@ -146,6 +146,7 @@ impl Agent {
         for n in &tracer.notes {
             crate::status!(Warn, "{n}");
         }
+        let mut endpoint = None;
         if let Some(l) = listener {
             let build = BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -154,7 +155,7 @@ impl Agent {
                 object: tracer.path().object.as_str().to_string(),
             };
             let m = Metrics::new(&build);
-            metrics::http::spawn(l, m.clone());
+            endpoint = Some((l, m.clone()));
             self.sinks.metrics = Some(m);
         }
         // Programs are attached and every fd is open: keep only what remediation uses.
@@ -166,6 +167,10 @@ impl Agent {
             Err(e) => format!("could not drop capabilities ({e:#})"),
         };
         let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
+        // Its own thread, made now so that it has only the capabilities kept.
+        if let Some((l, m)) = endpoint {
+            metrics::http::spawn(l, m)?;
+        }
         crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
         let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
         self.log(None, Note { action: Action::Start, result: Outcome::Ok, detail, attempt: None }, None);
