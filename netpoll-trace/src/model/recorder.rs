@@ -286,7 +286,7 @@ pub mod tests {
         assert!(e.to_string().contains("longer than 64 KiB"), "{e}");
         assert!(it.next().is_none(), "the first error ends the iteration");
         // A line exactly at the limit is read.
-        let at = format!("{}{}\n", &START[..START.len() - 1], format!(",\"pad\":\"{}\"}}", "p".repeat(256)));
+        let at = format!("{},\"pad\":\"{}\"}}\n", &START[..START.len() - 1], "p".repeat(256));
         let limit = at.len() - 1;
         assert!(read_lines(at.as_bytes(), limit).next().unwrap().is_ok());
         assert!(matches!(read_lines(at.as_bytes(), limit - 1).next().unwrap().unwrap_err().kind, LineErrorKind::TooLong { .. }));
