@@ -4,13 +4,15 @@
 # then exact counts: failures by device, driver and cause equal the kernel's "aborting"
 # lines; set-ups by result; remediations by action and result equal the journal's lines;
 # the poll histogram's count equals a tracefs kprobe's hits on netpoll_poll_dev; build
-# info names this kernel and the attach method. Bad clients get bounded answers: 404,
-# 431 for an oversized head, 413 for a body, 408 for a silent client, 503 beyond the
-# connection limit, nothing on a non-loopback address; and the agent's stderr is JSON
-# lines with --log-format json.
+# info names this kernel and the attach method; the poll series carry the device's
+# ifindex. Bad clients get bounded answers: 404, 431 for an oversized head, 413 for a
+# body, 408 for a silent client, 421 for a Host other than the bound address (DNS
+# rebinding) and 400 for none, 503 at once beyond the per-peer limit, nothing on a
+# non-loopback address; idle connections do not delay a scrape; and the agent's stderr
+# is JSON lines with --log-format json.
 # timeout: 420
 # variants: legacy
-# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram not_found oversized body_refused slow_client many_connections loopback_only still_serving clean_stop json_logs
+# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
 
 PORT=9632
@@ -129,6 +131,15 @@ shape=$(awk '
     END { print bad }' /tmp/m2)
 echo "netpoll_poll_dev calls: kprobe_profile $hits, metrics _count $count; shape problems:${shape:- none}"
 npt_check poll_histogram sh -c "test -n '$hits' && test '$count' = '$hits' && test -z '$shape'"
+# The series names the device by name and by the kernel's ifindex (a device made again
+# under the same name is a new series, not a duplicate one).
+# (Where the flood made no netpoll_poll_dev call, as on 5.10 and 6.1, there is no series.)
+eth0_index=$(cat /sys/class/net/eth0/ifindex)
+if [ "${hits:-0}" -gt 0 ]; then
+    npt_check poll_ifindex grep -q "^netpoll_trace_poll_duration_seconds_count{dev=\"eth0\",ifindex=\"$eth0_index\"} " /tmp/m2
+else
+    npt_skip poll_ifindex "netpoll_poll_dev was not called (kprobe_profile 0): no poll series to label"
+fi
 
 # --- bad clients: bounded answers -------------------------------------------------
 wget -O /dev/null "$URL/nope" >/tmp/404.out 2>&1
@@ -150,8 +161,49 @@ npt_wait_for 12 grep -q '^HTTP/1.1' /tmp/slow.out
 took=$(( $(date +%s) - start ))
 echo "silent client answered after ${took}s: $(head -n 1 /tmp/slow.out)"
 npt_check slow_client sh -c "head -n 1 /tmp/slow.out | grep -q '^HTTP/1.1 408 ' && test $took -lt 9"
-# 30 silent connections at once: 4 are served (408 when they time out), the rest
-# queue briefly or are refused at once with 503; every one gets an answer.
+# server_conns: connections the endpoint has accepted and not closed (its side of them
+# in /proc/net/tcp: local port $PORT, ESTABLISHED or CLOSE_WAIT).
+port_hex=$(printf '%04X' $PORT)
+server_conns() { awk -v p=":$port_hex" '$2 ~ p"$" && ($4 == "01" || $4 == "08")' /proc/net/tcp | wc -l; }
+at_least_conns() { [ "$(server_conns)" -ge "$1" ]; }
+# Six clients connect and say nothing (the issue had four blocking every scrape for 5 s):
+# a scrape must still answer at once.
+idle=""
+for i in 1 2 3 4 5 6; do
+    (sleep 6) | nc 127.0.0.1 $PORT >/dev/null &
+    idle="$idle $!"
+done
+npt_wait_for 5 at_least_conns 6
+t0=$(npt_uptime_cs)
+wget -q -O /tmp/m_idle "$URL/metrics"
+wget_rc=$?
+t1=$(npt_uptime_cs)
+echo "scrape behind $(server_conns) open connection(s): rc $wget_rc in $((t1 - t0))0 ms"
+npt_check idle_then_scrape sh -c "test $wget_rc -eq 0 && test $((t1 - t0)) -lt 150 && grep -q '^netpoll_trace_build_info{' /tmp/m_idle"
+for p in $idle; do wait $p; done
+# One peer holds at most 8 connections: 8 silent ones, then a 9th is refused at once
+# (503) instead of waiting behind them.
+idle=""
+for i in 1 2 3 4 5 6 7 8; do
+    (sleep 6) | nc 127.0.0.1 $PORT >/dev/null &
+    idle="$idle $!"
+done
+npt_wait_for 5 at_least_conns 8
+(sleep 6) | nc 127.0.0.1 $PORT >/tmp/ninth.out &
+ninth=$!
+npt_wait_for 1 grep -q '^HTTP/1.1' /tmp/ninth.out
+echo "9th connection of one peer: $(head -n 1 /tmp/ninth.out)"
+npt_check per_peer_limit grep -q '^HTTP/1.1 503 ' /tmp/ninth.out
+for p in $idle $ninth; do wait $p; done
+# DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own Host.
+{ printf 'GET /metrics HTTP/1.1\r\nHost: rebound.example:%s\r\n\r\n' $PORT; sleep 2; } | nc 127.0.0.1 $PORT >/tmp/421.out
+head -n 1 /tmp/421.out
+npt_check bad_host sh -c "grep -q '^HTTP/1.1 421 Misdirected Request' /tmp/421.out && ! grep -q '^netpoll_trace_' /tmp/421.out"
+{ printf 'GET /metrics HTTP/1.1\r\n\r\n'; sleep 2; } | nc 127.0.0.1 $PORT >/tmp/400.out
+head -n 1 /tmp/400.out
+npt_check no_host grep -q '^HTTP/1.1 400 ' /tmp/400.out
+# 30 silent connections at once from one peer: 8 are admitted (408 when they time
+# out), the rest are refused at once with 503; every one gets an answer.
 pids=""
 for i in $(seq 1 30); do
     (sleep 12) | nc 127.0.0.1 $PORT >/tmp/conn.$i &
@@ -161,7 +213,7 @@ for p in $pids; do wait $p; done
 n408=$(cat /tmp/conn.* | grep -c '^HTTP/1.1 408 ')
 n503=$(cat /tmp/conn.* | grep -c '^HTTP/1.1 503 ')
 echo "30 silent connections: $n408 x 408, $n503 x 503"
-npt_check many_connections sh -c "test $((n408 + n503)) -eq 30 && test $n408 -ge 1 && test $n408 -le 4 && test $n503 -ge 1"
+npt_check many_connections sh -c "test $((n408 + n503)) -eq 30 && test $n408 -ge 1 && test $n503 -ge 1"
 npt_check still_serving sh -c "wget -q -O /tmp/m3 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m3 && kill -0 $agent"
 # Bound to loopback: the NIC's address has nothing listening.
 npt_check loopback_only sh -c "! wget -q -T 5 -O /dev/null http://10.99.0.1:$PORT/metrics"

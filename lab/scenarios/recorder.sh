@@ -7,11 +7,13 @@
 # nothing counted twice); a ring of 8 after 20 set-ups keeps the newest 8 and says 12
 # were overwritten; reset detaches the programs (gone from /proc/kallsyms); kprobe
 # links pin only from 5.15 on; and dump fails cleanly on no pins, an incomplete or
-# foreign directory, another schema version and a truncated JSON-lines file.
+# foreign directory, another schema version and a truncated JSON-lines file; `dump --from`
+# refuses a FIFO and /dev/zero at once (one line, exit 1), and a device whose name holds
+# an escape sequence is shown escaped, by `watch` and by `dump --from` its record.
 # variants: legacy
 # nics: virtio virtio
 # timeout: 600
-# checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal json_schema
+# checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal from_fifo from_device from_escapes json_schema
 . /lib.sh
 
 PINS=/sys/fs/bpf/netpoll-trace/v2
@@ -199,3 +201,32 @@ npt_check from_truncated sh -c "test $rc -ne 0 && test \$(wc -l </tmp/f2) -eq 1 
 netpoll-trace dump --from /tmp/journal.jsonl >/tmp/f3 2>&1
 rc=$?; cat /tmp/f3
 npt_check from_journal sh -c "test $rc -eq 0 && grep -q '^remediation - start ok' /tmp/f3"
+# Not regular files: a FIFO (no writer: reading would wait for ever) and /dev/zero
+# (endless: reading it whole ran out of memory) are refused before any read.
+mkfifo /tmp/fifo
+timeout 10 netpoll-trace dump --from /tmp/fifo >/tmp/f5 2>&1
+rc=$?; cat /tmp/f5
+npt_check from_fifo sh -c "test $rc -eq 1 && test \$(wc -l </tmp/f5) -eq 1 && grep -q '/tmp/fifo: a FIFO, not a regular file' /tmp/f5"
+timeout 10 netpoll-trace dump --from /dev/zero >/tmp/f6 2>&1
+rc=$?; cat /tmp/f6
+npt_check from_device sh -c "test $rc -eq 1 && test \$(wc -l </tmp/f6) -eq 1 && grep -q '/dev/zero: a character device, not a regular file' /tmp/f6"
+# The kernel accepts an escape sequence in a device name (only whitespace, / and : are
+# refused): a dummy named so fails netpoll (no IPv4 address); neither watch nor dump
+# --from of its record may pass the sequence to the terminal.
+ESC=$(printf '\033')
+escdev="e${ESC}[2J"
+ip link add "$escdev" type dummy
+ip link set "$escdev" up
+npt_target tesc "$escdev" 10.99.0.2 off
+netpoll-trace watch --record /tmp/esc.jsonl -- sh -c "echo 1 >$CFG/tesc/enabled" >/tmp/w6 2>&1
+netpoll-trace dump --from /tmp/esc.jsonl >/tmp/f7 2>&1
+rc=$?; cat -v /tmp/w6 /tmp/f7
+from_escapes() {
+    test $rc -eq 0 &&
+        npt_json_has /tmp/esc.jsonl type=setup dev~'e\u001b[2J' &&
+        grep -qF 'no_ip_address on e\x1b[2J' /tmp/w6 && grep -qF 'no_ip_address on e\x1b[2J' /tmp/f7 &&
+        ! grep -q "$ESC" /tmp/w6 && ! grep -q "$ESC" /tmp/f7
+}
+npt_check from_escapes from_escapes
+rmdir $CFG/tesc
+ip link del "$escdev"

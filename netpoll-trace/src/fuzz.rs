@@ -9,7 +9,7 @@ use crate::{
         offsets::{archive, layout},
         recorder,
     },
-    model::{config::AgentConfig, correlate, diagnosis, event::SetupRecord, kernel_log::KernelLog, ring::RingAccount, schema},
+    model::{config::AgentConfig, correlate, diagnosis, kernel_log::KernelLog, recorder as recorded, ring::RingAccount},
     sinks::metrics::http,
 };
 
@@ -22,21 +22,17 @@ pub fn config(text: &str) {
 }
 
 /// A `dump --from` file: each line as its reader checks and decodes it, then the set-ups
-/// grouped and diagnosed. The per-line part is `cli::commands::dump::from_file`'s.
+/// grouped and diagnosed, as `cli::commands::dump::from_file` does.
 pub fn json_lines(text: &str) {
     let mut records = Vec::new();
     let mut log = KernelLog::default();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(kind) = schema::check_line(line) else { continue };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        match kind {
-            "setup" => records.extend(SetupRecord::from_json(v).ok()),
-            "diagnosis" => {
-                if let Some(m) = v["kernel_message"].as_str() {
-                    log.push(m.to_string());
-                }
-            }
-            _ => {}
+    // The reader `dump --from` uses, with its line cap; it stops at the first bad line.
+    for line in recorded::read_lines(text.as_bytes(), recorded::MAX_LINE) {
+        match line {
+            Ok(recorded::RecordedLine::Setup(r)) => records.push(*r),
+            Ok(recorded::RecordedLine::Diagnosis { kernel_message: Some(m) }) => log.push(m),
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
     for attempt in correlate::group(records) {

@@ -134,7 +134,7 @@ command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\
 Metrics (--metrics-addr 127.0.0.1:9632, then GET /metrics, Prometheus text format):\n  \
 netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_total{dev,driver,cause},\n  \
 netpoll_trace_remediations_total{action,result}, netpoll_trace_lost_events_total,\n  \
-netpoll_trace_poll_duration_seconds{dev} (histogram), netpoll_trace_build_info{version,kernel,attach_method,object}\n\n\
+netpoll_trace_poll_duration_seconds{dev,ifindex} (histogram), netpoll_trace_build_info{version,kernel,attach_method,object}\n\n\
 Exit status: 0; with --once, 3 when the failure was not fixed.")]
     Agent {
         /// The TOML configuration (validated at start; errors name the key).
@@ -157,6 +157,8 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         recorder: RecorderArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, e.g. 127.0.0.1:9632;
         /// off unless given; any other address than loopback is reachable from other hosts).
+        /// Scrape it by that address: a request's Host must name it (or localhost:PORT on
+        /// loopback), else 421.
         /// While serving, the agent also keeps CAP_BPF, to read the kernel's poll statistics.
         #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
         metrics_addr: Option<std::net::SocketAddr>,
@@ -178,7 +180,8 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
         #[arg(long, value_name = "DIR", conflicts_with = "from")]
         pin_dir: Option<PathBuf>,
-        /// Read this JSON-lines file instead of the pins.
+        /// Read this JSON-lines file instead of the pins (a regular file; a line over
+        /// 64 KiB is an error).
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
     },

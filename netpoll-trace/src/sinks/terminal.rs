@@ -2,7 +2,7 @@
 //! poll statistics, journal entries, the flight recorder's header and counters), and
 //! `check`'s report.
 
-use std::io::Write as _;
+use std::{borrow::Cow, io::Write as _};
 
 use serde_json::Value;
 
@@ -71,6 +71,34 @@ impl Sink for Terminal {
     }
 }
 
+/// `s` safe to print on a terminal: control characters (C0, DEL, C1, so every escape
+/// sequence's introducer) and bidirectional overrides become visible escapes (`\x1b`,
+/// `\r`, `\u{9b}`). Device names may hold them (the kernel refuses only whitespace, `/`
+/// and `:`), and so may anything read back from a file by `dump --from`.
+pub fn esc(s: &str) -> Cow<'_, str> {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+    if !s.chars().any(|c| c.is_control() || bidi(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || bidi(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `esc` of an optional value, `none` when absent.
+fn esc_or<'a>(s: &'a Option<String>, none: &'a str) -> Cow<'a, str> {
+    s.as_deref().map_or(Cow::Borrowed(none), esc)
+}
+
 /// One terminal line; nested calls are indented by depth so a bond's slaves sit
 /// under it.
 pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
@@ -84,17 +112,17 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
     let mut line = format!(
         "+{rel:8.3}s {indent}{:<16} {:<10} {:<16} {:<14}",
         r.function.as_str(),
-        r.netpoll.as_deref().unwrap_or("?"),
-        r.dev.as_deref().unwrap_or("?"),
+        esc_or(&r.netpoll, "?"),
+        esc_or(&r.dev, "?"),
         result,
     );
     if let Some(d) = &r.driver {
-        line.push_str(&format!(" driver={d}"));
+        line.push_str(&format!(" driver={}", esc(d)));
     }
     if let Some(sym) = &r.ops_symbol {
         match &r.ops_module {
-            Some(m) => line.push_str(&format!(" ops={sym}[{m}]")),
-            None => line.push_str(&format!(" ops={sym}")),
+            Some(m) => line.push_str(&format!(" ops={}[{}]", esc(sym), esc(m))),
+            None => line.push_str(&format!(" ops={}", esc(sym))),
         }
     }
     if let Some(pc) = r.has_poll_controller {
@@ -105,7 +133,7 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
     }
     line.push_str(&format!(
         " ({}[{}], {}us)",
-        r.comm.as_deref().unwrap_or("?"),
+        esc_or(&r.comm, "?"),
         r.pid,
         r.duration_ns / 1000
     ));
@@ -118,13 +146,14 @@ pub fn render_diagnosis(d: &Diagnosis) -> String {
     let mut out = format!(
         "  diagnosis: {} on {} ({})\n",
         d.cause,
-        d.dev.as_deref().unwrap_or("?"),
+        esc_or(&d.dev, "?"),
         d.errno.map_or(d.ret.to_string(), |e| format!("-{e}")),
     );
     if d.chain.len() > 1 {
-        out.push_str(&format!("  chain:     {}\n", d.chain.join(" -> ")));
+        let chain: Vec<Cow<str>> = d.chain.iter().map(|c| esc(c)).collect();
+        out.push_str(&format!("  chain:     {}\n", chain.join(" -> ")));
     }
-    out.push_str(&wrap("  why:       ", &d.explanation, 100));
+    out.push_str(&wrap("  why:       ", &esc(&d.explanation), 100));
     if !d.remedies.is_empty() {
         let r: Vec<&str> = d.remedies.iter().map(|r| r.as_str()).collect();
         out.push_str(&format!("  remedies:  {}\n", r.join(", ")));
@@ -157,7 +186,7 @@ pub fn poll_line(p: &PollSummary) -> String {
     let avg = p.total_ns.checked_div(p.count).unwrap_or(0);
     format!(
         "poll {:<16} {} call(s) of netpoll_poll_dev, avg {}us, max {}us",
-        p.dev.as_deref().unwrap_or("?"),
+        esc_or(&p.dev, "?"),
         p.count,
         avg / 1000,
         p.max_ns / 1000
@@ -165,26 +194,26 @@ pub fn poll_line(p: &PollSummary) -> String {
 }
 
 fn slow_poll_line(p: &SlowPoll) -> String {
-    format!("slow poll {} took {}us", p.dev.as_deref().unwrap_or("?"), p.duration_ns / 1000)
+    format!("slow poll {} took {}us", esc_or(&p.dev, "?"), p.duration_ns / 1000)
 }
 
 fn remediation_line(e: &Remediation) -> String {
     format!(
         "remediation {} {} {}: {}",
-        e.dev.as_deref().unwrap_or("-"),
+        esc_or(&e.dev, "-"),
         e.action.as_str(),
         e.result.as_str(),
-        e.detail
+        esc(&e.detail)
     )
 }
 
 /// A `remediation` or `poll` line read back from a file.
 fn passthrough_line(kind: &str, v: &Value) -> String {
-    let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+    let s = |k: &str| esc(v[k].as_str().unwrap_or("?")).into_owned();
     match kind {
         "remediation" => format!(
             "remediation {} {} {}: {}",
-            v["dev"].as_str().unwrap_or("-"),
+            esc(v["dev"].as_str().unwrap_or("-")),
             s("action"),
             s("result"),
             s("detail")
@@ -200,7 +229,7 @@ fn render_recorder(h: &RecorderLine) -> String {
     let age = h.ts_ns.saturating_sub(h.created_ns) as f64 / 1e9;
     let mut out = format!(
         "flight recorder {} (schema v{}, ring of {} set-up events, created {age:.0}s ago)\n",
-        h.pin_dir.display(),
+        esc(&h.pin_dir.to_string_lossy()),
         h.schema,
         h.ring_size
     );
@@ -257,7 +286,7 @@ fn render_counters(counters: &[CounterLine]) -> String {
                 format!("{} {result} x{}", c.function.map_or("?", |f| f.as_str()), c.count)
             })
             .collect();
-        out.push_str(&format!("  {}: {}\n", dev.map_or("?", String::as_str), parts.join(", ")));
+        out.push_str(&format!("  {}: {}\n", esc(dev.map_or("?", String::as_str)), parts.join(", ")));
     }
     out
 }
@@ -365,4 +394,36 @@ mod tests {
         assert!(Terminal::new(false).render(&a).unwrap().starts_with("+   0.000s"));
         assert_eq!(Terminal::new(true).render(&Output::Lost(3)), None);
     }
+
+    #[test]
+    fn control_characters_from_a_file_are_escaped() {
+        // A recorded file is input: a device, driver, symbol or kernel line holding an
+        // escape sequence must not reach the terminal raw (it could rewrite the screen).
+        let mut r = rec();
+        r.dev = Some("eth0\u{1b}[2J".into());
+        r.driver = Some("drv\r\nforged line".into());
+        r.ops_symbol = Some("sym\u{7}".into());
+        r.comm = Some("c\u{9b}31m".into());
+        let l = human_line(&r, 0);
+        assert!(!l.chars().any(char::is_control), "{l:?}");
+        assert!(l.contains(r"eth0\x1b[2J") && l.contains(r"drv\r\nforged line") && l.contains(r"sym\x07"), "{l}");
+        assert!(l.contains(r"c\u{9b}31m"), "{l}");
+
+        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
+        let mut d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
+        d.dev = Some("d0\u{1b}]0;title\u{7}".into());
+        d.chain = vec!["br0\u{1b}[1A".into(), "d0".into()];
+        d.explanation.push_str(" The kernel said: \"\u{1b}[31mred\r\u{8}\"");
+        let text = render_diagnosis(&d);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains(r"\x1b[31mred\r\x08"), "{text}");
+
+        let v: Value = serde_json::json!({"dev": "x\u{1b}[H", "action": "start", "result": "ok", "detail": "a\u{1b}b\nc"});
+        let p = passthrough_line("remediation", &v);
+        assert!(!p.chars().any(char::is_control), "{p:?}");
+        let v: Value = serde_json::json!({"dev": "p\u{1b}[H", "count": 3});
+        let p = passthrough_line("poll", &v);
+        assert!(!p.chars().any(char::is_control), "{p:?}");
+    }
+
 }

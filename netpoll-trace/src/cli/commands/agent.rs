@@ -125,7 +125,7 @@ impl Agent {
     async fn run(mut self, notify: Option<(systemd::Notifier, Option<Duration>)>) -> Result<Exit> {
         let signals = Signals::install()?;
         let listener = match self.args.metrics_addr {
-            Some(addr) => Some(metrics::http::bind(addr).await?),
+            Some(addr) => Some(metrics::http::bind(addr)?),
             None => None,
         };
         let r = &self.args.recorder;
@@ -150,6 +150,7 @@ impl Agent {
         for n in &tracer.notes {
             crate::status!(Warn, "{n}");
         }
+        let mut endpoint = None;
         if let Some(l) = listener {
             let build = BuildInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -158,7 +159,7 @@ impl Agent {
                 object: tracer.path().object.as_str().to_string(),
             };
             let m = Metrics::new(&build);
-            metrics::http::spawn(l, m.clone());
+            endpoint = Some((l, m.clone()));
             self.sinks.metrics = Some(m);
         }
         // Programs are attached and every fd is open: keep only what remediation uses.
@@ -170,6 +171,10 @@ impl Agent {
         privileges::keep_only(&keep)?;
         let caps = format!("keeping only {}", kept.join(", "));
         let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
+        // Its own thread, made now so that it has only the capabilities kept.
+        if let Some((l, m)) = endpoint {
+            metrics::http::spawn(l, m)?;
+        }
         crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
         // Ready for systemd only now: every probe is attached and the drop succeeded.
         let notify = notify.map(|(n, watchdog)| {

@@ -2,11 +2,18 @@
 //! JSON-lines file) without attaching anything and hands it, enriched and diagnosed as
 //! `watch` does, to the same sinks.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs::{File, OpenOptions},
+    io::BufReader,
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
+    },
+    path::{Path, PathBuf},
+};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use netpoll_trace_common::loss;
-use serde_json::Value;
 
 use crate::{
     cli::exit::Exit,
@@ -18,9 +25,8 @@ use crate::{
         kernel_log::KernelLog,
         output::{Output, Sink},
         poll,
-        recorder::{Losses, RecorderLine, counter_lines},
+        recorder::{Losses, MAX_LINE, RecordedLine, RecorderLine, counter_lines, read_lines},
         ring::RingAccount,
-        schema,
     },
     pipeline::enrich::{Enricher, host_context},
     sinks::{json::JsonLines, terminal::Terminal},
@@ -114,33 +120,82 @@ fn diagnosed(records: Vec<SetupRecord>, log: &mut KernelLog) -> Vec<Output> {
 }
 
 /// `dump --from FILE`: a file of JSON lines from `watch --record`, `watch --json`
-/// or the agent's journal; every line is checked before anything is printed.
+/// or the agent's journal; every line is checked before anything is printed. Read
+/// line by line, each at most `MAX_LINE` bytes: memory grows with the records kept,
+/// never with one line.
 fn from_file(file: &Path) -> Result<Vec<Output>> {
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    let input = BufReader::new(open_regular(file)?);
     let mut records = Vec::new();
     let mut others = Vec::new();
     let mut log = KernelLog::default();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let at = |e: &dyn std::fmt::Display| anyhow!("{}: line {}: {e}; not a JSON-lines file from `watch --record` or the agent's journal, or truncated", file.display(), i + 1);
-        let kind = schema::check_line(line).map_err(|e| at(&e))?;
-        let v: Value = serde_json::from_str(line).map_err(|e| at(&e))?;
-        match kind {
-            "setup" => records.push(SetupRecord::from_json(v).map_err(|e| at(&e))?),
+    for line in read_lines(input, MAX_LINE) {
+        match line.map_err(|e| anyhow!("{}: {e}", file.display()))? {
+            RecordedLine::Setup(r) => records.push(*r),
             // The recorded kernel line is quoted again by the fresh diagnosis.
-            "diagnosis" => {
-                if let Some(m) = v["kernel_message"].as_str() {
-                    log.push(m.to_string());
+            RecordedLine::Diagnosis { kernel_message } => {
+                if let Some(m) = kernel_message {
+                    log.push(m);
                 }
             }
-            _ => others.push(Output::Passthrough { kind: kind.to_string(), value: v }),
+            RecordedLine::Other { kind, value } => others.push(Output::Passthrough { kind: kind.to_string(), value }),
         }
-    }
-    if !text.ends_with('\n') && !text.is_empty() {
-        bail!("{}: the last line has no newline: the file is truncated", file.display());
     }
     let mut outputs = diagnosed(records, &mut log);
     outputs.extend(others);
     Ok(outputs)
+}
+
+/// Opens `file` for reading if it is a regular file (a symlink to one is fine). A
+/// FIFO would block until a writer came and a device such as /dev/zero never ends:
+/// both are refused, by a stat before opening (opening some devices does something,
+/// e.g. a watchdog's) and an fstat after (in case the path changed in between).
+/// O_NONBLOCK keeps that open from waiting on a FIFO's writer.
+fn open_regular(file: &Path) -> Result<File> {
+    let refuse = |t: std::fs::FileType| {
+        anyhow!(
+            "{}: {}, not a regular file: dump --from reads a file written by `watch --record` or the agent's journal",
+            file.display(),
+            file_kind(t)
+        )
+    };
+    let meta = std::fs::metadata(file).map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    if !meta.is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(file)
+        .map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    let meta = f.metadata().map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    if !meta.is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    // Blocking reads from here on, as for any regular file.
+    // SAFETY: fcntl on an fd we own, with integer arguments only.
+    unsafe {
+        let fd = f.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    Ok(f)
+}
+
+/// What a file that is not a regular file is, for the error.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }
 
 #[cfg(test)]
@@ -158,4 +213,61 @@ mod tests {
         assert!(!e.contains('\n'), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("npt-dump-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `from_file` on another thread, with a deadline: a read that blocks or grows
+    /// without end fails the test instead of hanging it.
+    fn from_file_within(path: PathBuf, limit: std::time::Duration) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(from_file(&path).map(|o| o.len()).map_err(|e| e.to_string()));
+        });
+        match rx.recv_timeout(limit) {
+            Ok(Ok(n)) => Ok(format!("{n} outputs")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => panic!("dump --from did not return within {limit:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = temp_dir("fifo");
+        let f = dir.join("pipe");
+        let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = from_file_within(f, std::time::Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("not a regular file") && e.contains("FIFO"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_device_is_refused_before_reading() {
+        // /dev/zero never ends: reading it whole grew until out of memory.
+        let e = from_file_within("/dev/zero".into(), std::time::Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("/dev/zero") && e.contains("not a regular file") && e.contains("character device"), "{e}");
+        let e = from_file_within(std::env::temp_dir(), std::time::Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_naming_it() {
+        let dir = temp_dir("long");
+        let f = dir.join("long.jsonl");
+        let good = "{\"type\":\"remediation\",\"ts_ns\":1,\"dev\":null,\"action\":\"start\",\"result\":\"ok\",\"detail\":\"x\"}\n";
+        let mut text = good.repeat(2);
+        text.push_str(&"x".repeat(200 * 1024));
+        text.push('\n');
+        std::fs::write(&f, text).unwrap();
+        let e = from_file_within(f, std::time::Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("line 3") && e.contains("64 KiB"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
 }

@@ -1,14 +1,20 @@
-//! The metrics endpoint: a minimal HTTP/1.1 responder on tokio for `GET /metrics`.
-//! Every answer is bounded: one request per connection (`Connection: close`), a
-//! request head of at most `MAX_HEAD` bytes (431 beyond), no request body (413),
-//! unknown paths 404, other methods 405, a client that does not finish its request
-//! within `READ_TIMEOUT` gets 408, and at most `MAX_ACTIVE` connections are served
-//! at once with `MAX_WAITING` more queued for up to `QUEUE_WAIT` (503 beyond).
-//! Parsing and responses are pure and unit-tested; only `serve` does I/O.
+//! The metrics endpoint: a minimal HTTP/1.1 responder for `GET /metrics`, served from
+//! a thread of its own (its own tokio runtime), so nothing the agent does (a module
+//! load, a retry command) delays a scrape. Every answer is bounded: one request per
+//! connection (`Connection: close`), a request head of at most `MAX_HEAD` bytes (431
+//! beyond), no request body (413), a `Host` naming the address the connection
+//! arrived on (400 without one, 421 for another: a web page's DNS-rebinding request
+//! is refused), unknown paths 404, other methods 405, and a client that does not
+//! finish its request within `READ_TIMEOUT` gets 408. At most `MAX_CONNECTIONS`
+//! connections are open at once and `MAX_PER_PEER` from one address (an IPv6 /64);
+//! beyond that, 503 at once: a connection is never queued behind idle ones.
+//! Parsing, the Host rule, the limits and responses are pure and unit-tested; only
+//! `serve` and `handle` do I/O.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -16,22 +22,20 @@ use anyhow::{Context as _, Result};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
 };
 
 use super::{CONTENT_TYPE, Metrics};
 
 /// Largest request head (request line and headers) read; a scrape needs ~200 bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a client has to send its whole request head.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send its whole request head (a scraper sends it at once).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a client has to take the whole response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once.
-pub const MAX_ACTIVE: usize = 4;
-/// Connections that may wait for a slot, each for at most QUEUE_WAIT.
-pub const MAX_WAITING: usize = 16;
-pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// Connections open at once, from everyone.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Connections open at once from one peer (an IPv4 address or an IPv6 /64).
+pub const MAX_PER_PEER: usize = 8;
 
 /// `--metrics-addr`: HOST:PORT, where HOST is an IP address or `localhost`. A bare
 /// port is refused rather than guessed: where the endpoint listens is the
@@ -65,6 +69,8 @@ pub struct Request {
     pub method: Method,
     /// The path, without any query string.
     pub path: String,
+    /// The `Host` header's value, if there was one (checked by `check_host`).
+    pub host: Option<String>,
 }
 
 /// Why a request cannot be served; each maps to one status.
@@ -101,12 +107,19 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, Reject> {
     if !target.starts_with('/') {
         return Err(Reject::Malformed("the target is not an absolute path"));
     }
+    let mut host = None;
     for h in lines.take_while(|l| !l.is_empty()) {
         let Some((name, value)) = h.split_once(':') else {
             return Err(Reject::Malformed("a header line has no colon"));
         };
         let name = name.trim();
         let value = value.trim();
+        if name.eq_ignore_ascii_case("host") {
+            // Two Hosts could be read differently by a proxy and by us (RFC 9112 3.2).
+            if host.replace(value.to_string()).is_some() {
+                return Err(Reject::Malformed("more than one Host header"));
+            }
+        }
         let has_body = (name.eq_ignore_ascii_case("content-length") && value != "0")
             || name.eq_ignore_ascii_case("transfer-encoding");
         if has_body {
@@ -119,7 +132,140 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, Reject> {
         _ => Method::Other,
     };
     let path = target.split(['?', '#']).next().unwrap_or_default().to_string();
-    Ok(Some(Request { method, path }))
+    Ok(Some(Request { method, path, host }))
+}
+
+/// Why a `Host` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostReject {
+    /// No Host header (400).
+    Missing,
+    /// Not `host[:port]` (400).
+    Malformed,
+    /// A name or address other than the one the connection arrived on (421): what a
+    /// browser sends when a page's DNS name was rebound to this address.
+    Other,
+}
+
+/// The Host rule: `host` must name `local`, the address the connection arrived on
+/// (IP:PORT, `[IPv6]:PORT`; `localhost:PORT` too when that address is loopback; the
+/// port may be left out only when it is 80). Names are compared as addresses, never
+/// resolved: a DNS name is another host.
+pub fn check_host(host: Option<&str>, local: SocketAddr) -> Result<(), HostReject> {
+    let host = host.ok_or(HostReject::Missing)?;
+    let (name, port) = split_host(host).ok_or(HostReject::Malformed)?;
+    let local_ip = local.ip().to_canonical();
+    let same_host = match name {
+        HostName::Ip(ip) => ip.to_canonical() == local_ip,
+        HostName::Localhost => local_ip.is_loopback(),
+        HostName::Other => false,
+    };
+    let same_port = port.unwrap_or(80) == local.port();
+    if same_host && same_port { Ok(()) } else { Err(HostReject::Other) }
+}
+
+enum HostName {
+    Ip(IpAddr),
+    Localhost,
+    Other,
+}
+
+/// `host[:port]` as RFC 9110 7.2 writes it: an IPv6 address in brackets.
+fn split_host(h: &str) -> Option<(HostName, Option<u16>)> {
+    let port = |p: &str| -> Option<u16> {
+        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+    };
+    if let Some(rest) = h.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip: Ipv6Addr = ip.parse().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(port(p.strip_prefix(':')?)?),
+        };
+        return Some((HostName::Ip(IpAddr::V6(ip)), port));
+    }
+    let (name, port) = match h.split_once(':') {
+        Some((n, p)) => (n, Some(port(p)?)),
+        None => (h, None),
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+        return None;
+    }
+    let name = if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.") {
+        HostName::Localhost
+    } else if let Ok(ip) = name.parse::<Ipv4Addr>() {
+        HostName::Ip(IpAddr::V4(ip))
+    } else {
+        HostName::Other
+    };
+    Some((name, port))
+}
+
+/// Who a connection is counted against: an IPv4 address (an IPv4-mapped one too) or
+/// an IPv6 /64, the block one host usually has to itself.
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut s = v6.segments();
+            s[4..].fill(0);
+            IpAddr::V6(Ipv6Addr::from(s))
+        }
+        v4 => v4,
+    }
+}
+
+/// Why a connection is not admitted (503 at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `total` connections are open.
+    Full,
+    /// `per_peer` connections from this peer are open.
+    PeerFull,
+}
+
+/// The connections open now, overall and per peer (`peer_key`); pure bookkeeping.
+#[derive(Debug)]
+pub struct ConnLimits {
+    total: usize,
+    per_peer: usize,
+    open: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+impl ConnLimits {
+    pub fn new(total: usize, per_peer: usize) -> Self {
+        Self { total, per_peer, open: 0, by_peer: HashMap::new() }
+    }
+
+    /// Counts a new connection from `peer`, or says why it is refused.
+    pub fn admit(&mut self, peer: IpAddr) -> Result<(), Refusal> {
+        if self.open >= self.total {
+            return Err(Refusal::Full);
+        }
+        let n = self.by_peer.entry(peer_key(peer)).or_insert(0);
+        if *n >= self.per_peer {
+            return Err(Refusal::PeerFull);
+        }
+        *n += 1;
+        self.open += 1;
+        Ok(())
+    }
+
+    /// A connection `admit` counted has closed.
+    pub fn release(&mut self, peer: IpAddr) {
+        let key = peer_key(peer);
+        if let Some(n) = self.by_peer.get_mut(&key) {
+            *n -= 1;
+            self.open -= 1;
+            if *n == 0 {
+                self.by_peer.remove(&key);
+            }
+        }
+    }
+
+    pub fn open(&self) -> usize {
+        self.open
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -134,6 +280,7 @@ pub enum Status {
     MethodNotAllowed,
     RequestTimeout,
     PayloadTooLarge,
+    MisdirectedRequest,
     HeaderFieldsTooLarge,
     ServiceUnavailable,
     VersionNotSupported,
@@ -148,6 +295,7 @@ impl Status {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
+            Self::MisdirectedRequest => 421,
             Self::HeaderFieldsTooLarge => 431,
             Self::ServiceUnavailable => 503,
             Self::VersionNotSupported => 505,
@@ -162,6 +310,7 @@ impl Status {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::RequestTimeout => "Request Timeout",
             Self::PayloadTooLarge => "Payload Too Large",
+            Self::MisdirectedRequest => "Misdirected Request",
             Self::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Self::ServiceUnavailable => "Service Unavailable",
             Self::VersionNotSupported => "HTTP Version Not Supported",
@@ -202,6 +351,19 @@ impl Response {
         Self::text(Status::ServiceUnavailable, "too many connections; retry later\n")
     }
 
+    /// The answer to a refused `Host`; `local` is the address the connection arrived on.
+    pub fn wrong_host(r: HostReject, local: SocketAddr) -> Self {
+        let want = match local.ip().to_canonical() {
+            ip if ip.is_loopback() => format!("{} (or localhost:{})", SocketAddr::new(ip, local.port()), local.port()),
+            ip => SocketAddr::new(ip, local.port()).to_string(),
+        };
+        match r {
+            HostReject::Missing => Self::text(Status::BadRequest, format!("a Host header is required: {want}\n")),
+            HostReject::Malformed => Self::text(Status::BadRequest, format!("the Host header is not HOST[:PORT]; use {want}\n")),
+            HostReject::Other => Self::text(Status::MisdirectedRequest, format!("this endpoint answers to Host {want} only\n")),
+        }
+    }
+
     /// Bytes on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut head = format!(
@@ -235,18 +397,47 @@ pub fn route(req: &Request, metrics: impl FnOnce() -> String) -> Response {
     r
 }
 
-/// Starts serving `metrics` on `listener` (a task on the current runtime).
-pub fn spawn(listener: TcpListener, metrics: Metrics) {
-    if let Ok(addr) = listener.local_addr() {
-        crate::status!(Info, "metrics at http://{addr}/metrics");
+/// The answer to a parsed request that arrived on `local`: the Host rule, then `route`.
+pub fn respond(req: &Request, local: SocketAddr, metrics: impl FnOnce() -> String) -> Response {
+    match check_host(req.host.as_deref(), local) {
+        Ok(()) => route(req, metrics),
+        Err(r) => {
+            let mut resp = Response::wrong_host(r, local);
+            resp.omit_body = req.method == Method::Head;
+            resp
+        }
     }
-    tokio::spawn(serve(listener, metrics));
+}
+
+/// Starts serving `metrics` on `listener` from a thread of its own, with its own
+/// runtime. Start it after the agent dropped its capabilities: a thread keeps those
+/// of the thread that made it, and the endpoint needs none.
+pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> Result<()> {
+    let addr = listener.local_addr().context("the metrics endpoint's address")?;
+    listener.set_nonblocking(true).context("making the metrics listener non-blocking")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the metrics endpoint's runtime")?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, metrics).await,
+                    Err(e) => crate::status!(Warn, "the metrics endpoint stopped: {e}"),
+                }
+            })
+        })
+        .context("starting the metrics endpoint's thread")?;
+    crate::status!(Info, "metrics at http://{addr}/metrics");
+    Ok(())
 }
 
 /// Binds the endpoint (before the agent attaches and drops capabilities, so a
 /// taken port is a one-line error and a privileged port still binds).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    let l = TcpListener::bind(addr).await.with_context(|| {
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr).with_context(|| {
         format!("binding the metrics endpoint to {addr} (is the port in use? choose another with --metrics-addr)")
     })?;
     if !addr.ip().is_loopback() {
@@ -257,10 +448,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 /// Serves until the runtime stops.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    let active = Arc::new(Semaphore::new(MAX_ACTIVE));
-    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
+    let limits = Arc::new(Mutex::new(ConnLimits::new(MAX_CONNECTIONS, MAX_PER_PEER)));
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of fds and the like: back off instead of spinning.
@@ -269,39 +459,40 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
                 continue;
             }
         };
-        let metrics = metrics.clone();
-        if let Ok(permit) = active.clone().try_acquire_owned() {
-            tokio::spawn(async move {
-                handle(stream, &metrics).await;
-                drop(permit);
-            });
-            continue;
-        }
-        let Ok(queued) = waiting.clone().try_acquire_owned() else {
-            // The queue is full too: answer at once without reading, never block.
+        let Ok(local) = stream.local_addr() else { continue };
+        let admitted = {
+            let mut l = limits.lock().unwrap_or_else(|p| p.into_inner());
+            l.admit(peer.ip()).map_err(|r| (r, l.open()))
+        };
+        if let Err((why, open)) = admitted {
+            log::debug!("metrics endpoint: refused {peer}: {why:?} ({open} open)");
+            // Answer at once without reading, never wait: the slots are taken.
             let _ = stream.try_write(&Response::busy().to_bytes());
             continue;
-        };
-        let active = active.clone();
+        }
+        let open = Open { limits: limits.clone(), peer: peer.ip() };
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(QUEUE_WAIT, active.acquire_owned()).await {
-                Ok(Ok(permit)) => {
-                    drop(queued);
-                    handle(stream, &metrics).await;
-                    drop(permit);
-                }
-                _ => {
-                    drop(queued);
-                    let mut stream = stream;
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&Response::busy().to_bytes())).await;
-                }
-            }
+            handle(stream, local, &metrics).await;
+            drop(open);
         });
     }
 }
 
+/// An admitted connection; released when dropped, however its task ends.
+struct Open {
+    limits: Arc<Mutex<ConnLimits>>,
+    peer: IpAddr,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner()).release(self.peer);
+    }
+}
+
 /// One connection: read one request head (bounded in size and time), answer, close.
-async fn handle(mut stream: TcpStream, metrics: &Metrics) {
+async fn handle(mut stream: TcpStream, local: SocketAddr, metrics: &Metrics) {
     let mut buf = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -321,7 +512,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) {
     })
     .await;
     let response = match read {
-        Ok(Ok(req)) => route(&req, || metrics.render()),
+        Ok(Ok(req)) => respond(&req, local, || metrics.render()),
         Ok(Err(Some(reject))) => Response::rejected(reject),
         // The client closed or the connection broke: nobody to answer.
         Ok(Err(None)) => return,
@@ -357,7 +548,11 @@ mod tests {
     use super::*;
 
     fn get(path: &str) -> Request {
-        Request { method: Method::Get, path: path.into() }
+        Request { method: Method::Get, path: path.into(), host: None }
+    }
+
+    fn get_host(path: &str, host: &str) -> Request {
+        Request { host: Some(host.into()), ..get(path) }
     }
 
     #[test]
@@ -378,7 +573,7 @@ mod tests {
         for cut in 0..full.len() {
             assert_eq!(parse_request(&full[..cut]), Ok(None), "cut at {cut}");
         }
-        assert_eq!(parse_request(full), Ok(Some(get("/metrics"))));
+        assert_eq!(parse_request(full), Ok(Some(get_host("/metrics", "127.0.0.1:9632"))));
         assert_eq!(parse_request(b"HEAD / HTTP/1.0\n\n").unwrap().unwrap().method, Method::Head);
         assert_eq!(parse_request(b"DELETE /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap().method, Method::Other);
     }
@@ -407,7 +602,7 @@ mod tests {
         assert_eq!((r.status, r.body.as_str(), r.content_type), (Status::Ok, "m 1\n", CONTENT_TYPE));
         assert_eq!(route(&get("/nope"), m).status, Status::NotFound);
         assert_eq!(route(&get("/"), m).status, Status::Ok);
-        let r = route(&Request { method: Method::Other, path: "/metrics".into() }, || unreachable!());
+        let r = route(&Request { method: Method::Other, ..get("/metrics") }, || unreachable!());
         assert_eq!(r.status, Status::MethodNotAllowed);
         assert!(String::from_utf8(r.to_bytes()).unwrap().contains("Allow: GET, HEAD\r\n"));
         assert_eq!(Response::rejected(Reject::HeadTooLarge).status.code(), 431);
@@ -418,7 +613,7 @@ mod tests {
 
     #[test]
     fn head_sends_headers_only_with_the_body_length() {
-        let r = route(&Request { method: Method::Head, path: "/metrics".into() }, || "abc\n".into());
+        let r = route(&Request { method: Method::Head, ..get("/metrics") }, || "abc\n".into());
         let wire = String::from_utf8(r.to_bytes()).unwrap();
         assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
         assert!(wire.contains("Content-Length: 4\r\n") && wire.ends_with("\r\n\r\n"), "{wire}");
@@ -428,15 +623,10 @@ mod tests {
     fn the_server_answers_and_bounds_bad_clients() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            l.set_nonblocking(true).unwrap();
             let addr = l.local_addr().unwrap();
-            let m = Metrics::new(&super::super::BuildInfo {
-                version: "1".into(),
-                kernel: "k".into(),
-                attach_method: "kprobe".into(),
-                object: "legacy".into(),
-            });
-            tokio::spawn(serve(l, m));
+            tokio::spawn(serve(TcpListener::from_std(l).unwrap(), test_metrics()));
             async fn exchange(addr: SocketAddr, req: &[u8]) -> String {
                 let mut s = TcpStream::connect(addr).await.unwrap();
                 let _ = s.write_all(req).await;
@@ -444,11 +634,188 @@ mod tests {
                 let _ = s.read_to_string(&mut out).await;
                 out
             }
-            let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+            let ok = exchange(addr, format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await;
             assert!(ok.starts_with("HTTP/1.1 200 OK") && ok.contains("netpoll_trace_build_info{"), "{ok}");
-            assert!(exchange(addr, b"GET /x HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404 "));
+            let local = format!("GET /metrics HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", addr.port());
+            assert!(exchange(addr, local.as_bytes()).await.starts_with("HTTP/1.1 200 OK"));
+            assert!(exchange(addr, format!("GET /x HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.starts_with("HTTP/1.1 404 "));
+            // DNS rebinding: a page at evil.example whose name now points here.
+            let rebound = format!("GET /metrics HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n", addr.port());
+            let r = exchange(addr, rebound.as_bytes()).await;
+            assert!(r.starts_with("HTTP/1.1 421 Misdirected Request") && !r.contains("netpoll_trace_"), "{r}");
+            assert!(exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 400 "));
             let huge = vec![b'A'; 64 * 1024];
             assert!(exchange(addr, &huge).await.starts_with("HTTP/1.1 431 "));
         });
     }
+
+    /// One request over std (no runtime of the test's own): the answer, or what
+    /// went wrong, and how long it took.
+    fn std_exchange(addr: SocketAddr, req: &[u8], limit: Duration) -> (String, Duration) {
+        use std::io::{Read as _, Write as _};
+        let start = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect_timeout(&addr, limit).unwrap();
+        s.set_read_timeout(Some(limit)).unwrap();
+        let _ = s.write_all(req);
+        let mut out = Vec::new();
+        if let Err(e) = s.read_to_end(&mut out) {
+            out.extend_from_slice(format!("<{e}>").as_bytes());
+        }
+        (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+    }
+
+    fn test_metrics() -> Metrics {
+        Metrics::new(&super::super::BuildInfo {
+            version: "1".into(),
+            kernel: "k".into(),
+            attach_method: "kprobe".into(),
+            object: "legacy".into(),
+        })
+    }
+
+    #[test]
+    fn idle_connections_do_not_delay_a_scrape() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn(l, test_metrics()).unwrap();
+        // Six clients that connect and say nothing (the four, and more).
+        let idle: Vec<std::net::TcpStream> = (0..6).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let (answer, took) = std_exchange(addr, req.as_bytes(), Duration::from_secs(8));
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{took:?}: {answer}");
+        assert!(took < Duration::from_secs(1), "the scrape took {took:?} behind idle connections");
+        drop(idle);
+    }
+
+    #[test]
+    fn a_blocked_agent_runtime_does_not_stall_scrapes() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let agent = std::thread::spawn(move || {
+            // The agent's runtime: it starts the endpoint, then remediation blocks its
+            // one thread (a module load, a retry command) for 3 s.
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                spawn(l, test_metrics()).unwrap();
+                std::thread::sleep(Duration::from_secs(3));
+            });
+        });
+        let addr = rx.recv().unwrap();
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let (answer, took) = std_exchange(addr, req.as_bytes(), Duration::from_secs(2));
+        agent.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{took:?}: {answer}");
+        assert!(took < Duration::from_secs(1), "the scrape took {took:?} while the agent was busy");
+    }
+
+
+    #[test]
+    fn host_must_name_the_address_the_connection_arrived_on() {
+        let v4: SocketAddr = "127.0.0.1:9632".parse().unwrap();
+        let any4: SocketAddr = "10.0.0.5:9632".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9632".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.5]:9632".parse().unwrap();
+        let ok = |h: &str, l: SocketAddr| check_host(Some(h), l);
+        assert_eq!(ok("127.0.0.1:9632", v4), Ok(()));
+        assert_eq!(ok("localhost:9632", v4), Ok(()));
+        assert_eq!(ok("LocalHost:9632", v4), Ok(()));
+        assert_eq!(ok("[::1]:9632", v6), Ok(()));
+        assert_eq!(ok("localhost:9632", v6), Ok(()));
+        assert_eq!(ok("10.0.0.5:9632", any4), Ok(()));
+        assert_eq!(ok("10.0.0.5:9632", mapped), Ok(()), "a v4 client of a dual-stack socket");
+        // Another name, address or port: 421.
+        assert_eq!(ok("evil.example:9632", v4), Err(HostReject::Other));
+        assert_eq!(ok("localhost:9632", any4), Err(HostReject::Other), "localhost only on loopback");
+        assert_eq!(ok("127.0.0.1:9633", v4), Err(HostReject::Other));
+        assert_eq!(ok("127.0.0.1", v4), Err(HostReject::Other), "no port means 80");
+        assert_eq!(ok("127.0.0.1", "127.0.0.1:80".parse().unwrap()), Ok(()));
+        assert_eq!(ok("127.0.0.2:9632", v4), Err(HostReject::Other));
+        assert_eq!(ok("[::2]:9632", v6), Err(HostReject::Other));
+        assert_eq!(ok("10.0.0.5:9632", v4), Err(HostReject::Other));
+        // Not host[:port]: 400; none: 400.
+        for bad in ["", ":9632", "::1:9632", "[::1:9632", "[nope]:9632", "127.0.0.1:", "127.0.0.1:+80", "127.0.0.1:99999", "a b:1", "x/y:1", "[::1]9632"] {
+            assert_eq!(ok(bad, v4), Err(HostReject::Malformed), "{bad:?}");
+        }
+        assert_eq!(check_host(None, v4), Err(HostReject::Missing));
+    }
+
+    #[test]
+    fn a_wrong_host_gets_421_and_no_metrics() {
+        let local: SocketAddr = "127.0.0.1:9632".parse().unwrap();
+        let r = respond(&get_host("/metrics", "rebind.example:9632"), local, || unreachable!());
+        assert_eq!(r.status.code(), 421);
+        assert!(r.body.contains("127.0.0.1:9632 (or localhost:9632)"), "{}", r.body);
+        assert_eq!(respond(&get("/metrics"), local, || unreachable!()).status.code(), 400);
+        assert_eq!(respond(&get_host("/metrics", "a b"), local, || unreachable!()).status.code(), 400);
+        assert_eq!(respond(&get_host("/metrics", "localhost:9632"), local, || "m 1\n".into()).status, Status::Ok);
+        let head = Request { method: Method::Head, ..get_host("/metrics", "x:1") };
+        let r = respond(&head, local, || unreachable!());
+        assert!(r.omit_body && r.status.code() == 421);
+        let two = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9632\r\nhost: evil:9632\r\n\r\n";
+        assert_eq!(parse_request(two), Err(Reject::Malformed("more than one Host header")));
+    }
+
+    #[test]
+    fn connections_are_limited_overall_and_per_peer() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a_mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let mut l = ConnLimits::new(5, 3);
+        assert_eq!(l.admit(a), Ok(()));
+        assert_eq!(l.admit(a), Ok(()));
+        assert_eq!(l.admit(a_mapped), Ok(()), "the same peer through a dual-stack socket");
+        assert_eq!(l.admit(a), Err(Refusal::PeerFull));
+        assert_eq!(l.admit(b), Ok(()), "another peer is not held up");
+        assert_eq!(l.admit(b), Ok(()));
+        assert_eq!(l.admit("10.0.0.3".parse().unwrap()), Err(Refusal::Full));
+        assert_eq!(l.open(), 5);
+        l.release(a);
+        assert_eq!(l.admit(a), Ok(()), "a closed connection frees its peer's slot");
+        for _ in 0..3 {
+            l.release(a);
+        }
+        l.release(a); // more releases than admissions change nothing
+        assert_eq!(l.open(), 2);
+        // One IPv6 host holds a /64: its addresses count as one peer.
+        let mut l = ConnLimits::new(10, 2);
+        assert_eq!(l.admit("2001:db8::1".parse().unwrap()), Ok(()));
+        assert_eq!(l.admit("2001:db8::ffff:2".parse().unwrap()), Ok(()));
+        assert_eq!(l.admit("2001:db8::3".parse().unwrap()), Err(Refusal::PeerFull));
+        assert_eq!(l.admit("2001:db8:0:1::3".parse().unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn one_peer_cannot_take_every_connection() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn(l, test_metrics()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            // MAX_PER_PEER idle connections from 127.0.0.2, then one more from there.
+            let from = |ip: &str| {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+                s.connect(addr)
+            };
+            let mut idle = Vec::new();
+            for _ in 0..MAX_PER_PEER {
+                idle.push(from("127.0.0.2").await.unwrap());
+            }
+            let mut extra = from("127.0.0.2").await.unwrap();
+            let mut out = String::new();
+            let start = std::time::Instant::now();
+            let _ = tokio::time::timeout(Duration::from_secs(1), extra.read_to_string(&mut out)).await;
+            assert!(out.starts_with("HTTP/1.1 503 "), "{:?}: {out}", start.elapsed());
+            // Another peer scrapes at once.
+            let mut s = from("127.0.0.1").await.unwrap();
+            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+            let mut out = String::new();
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
+            assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+            drop(idle);
+        });
+    }
+
 }

@@ -11,7 +11,9 @@
 //! - `netpoll_trace_remediations_total{action,result}`: journal entries, one per
 //!   decision and action, with the journal's own codes.
 //! - `netpoll_trace_lost_events_total`: events the kernel dropped (perf buffer full).
-//! - `netpoll_trace_poll_duration_seconds{dev}`: `netpoll_poll_dev` latency.
+//! - `netpoll_trace_poll_duration_seconds{dev,ifindex}`: `netpoll_poll_dev` latency,
+//!   one series per device (a device made again under the same name has a new
+//!   ifindex, so a new series rather than a duplicate of the old one's labels).
 //! - `netpoll_trace_build_info{version,kernel,attach_method,object}`: always 1 (`object`:
 //!   the eBPF object loaded, `modern` or `legacy`).
 //!
@@ -101,6 +103,8 @@ pub struct BuildInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromHistogram {
     pub dev: String,
+    /// The kernel's ifindex ("" when unknown): with `dev`, what tells devices apart.
+    pub ifindex: String,
     /// (le in seconds, calls in this bucket only), ascending; the last bound is +Inf.
     pub buckets: Vec<(f64, u64)>,
     pub sum_seconds: f64,
@@ -130,10 +134,31 @@ pub fn poll_histogram(s: &PollSummary) -> PromHistogram {
         .collect();
     PromHistogram {
         dev: s.dev.clone().unwrap_or_default(),
+        ifindex: s.ifindex.map(|i| i.to_string()).unwrap_or_default(),
         buckets,
         sum_seconds: s.total_ns as f64 / 1e9,
         count: counts.iter().sum(),
     }
+}
+
+/// One histogram per (dev, ifindex) label set: statistics that share both (the kernel
+/// keeps them per device object, which a name and an index do not always tell apart)
+/// are summed, since a label set given twice makes Prometheus refuse the whole scrape.
+pub fn poll_histograms(stats: &[PollSummary]) -> Vec<PromHistogram> {
+    let mut out: Vec<PromHistogram> = Vec::with_capacity(stats.len());
+    for h in stats.iter().map(poll_histogram) {
+        match out.iter_mut().find(|o| o.dev == h.dev && o.ifindex == h.ifindex) {
+            Some(o) => {
+                for (a, b) in o.buckets.iter_mut().zip(&h.buckets) {
+                    a.1 += b.1;
+                }
+                o.sum_seconds += h.sum_seconds;
+                o.count += h.count;
+            }
+            None => out.push(h),
+        }
+    }
+    out
 }
 
 /// The latest poll statistics, encoded on every scrape.
@@ -145,6 +170,7 @@ struct PollCollector {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DevLabel {
     dev: String,
+    ifindex: String,
 }
 
 impl Collector for PollCollector {
@@ -160,7 +186,7 @@ impl Collector for PollCollector {
             MetricType::Histogram,
         )?;
         for h in latest.iter() {
-            let labels = DevLabel { dev: h.dev.clone() };
+            let labels = DevLabel { dev: h.dev.clone(), ifindex: h.ifindex.clone() };
             family.encode_family(&labels)?.encode_histogram::<DevLabel>(h.sum_seconds, h.count, &h.buckets, None)?;
         }
         Ok(())
@@ -275,7 +301,7 @@ impl Metrics {
 
     /// Replaces the poll histograms with the kernel's latest statistics.
     pub fn set_poll(&self, stats: &[PollSummary]) {
-        let hists = stats.iter().map(poll_histogram).collect();
+        let hists = poll_histograms(stats);
         *self.poll.latest.lock().unwrap_or_else(|p| p.into_inner()) = hists;
     }
 
@@ -443,15 +469,43 @@ mod tests {
         m.set_poll(&[summary(&[(1024, 3), (2048, 1), (1u64 << 32, 2)], 1_500)]);
         let t = m.render();
         let b = "netpoll_trace_poll_duration_seconds_bucket";
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="5.11e-07"}}"#)).as_deref(), Some("0"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="1.023e-06"}}"#)).as_deref(), Some("3"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="2.047e-06"}}"#)).as_deref(), Some("4"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",le="+Inf"}}"#)).as_deref(), Some("6"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_count{dev="eth0"}"#).as_deref(), Some("6"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_sum{dev="eth0"}"#).as_deref(), Some("0.0000015"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="5.11e-07"}}"#)).as_deref(), Some("0"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="1.023e-06"}}"#)).as_deref(), Some("3"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="2.047e-06"}}"#)).as_deref(), Some("4"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="+Inf"}}"#)).as_deref(), Some("6"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_count{dev="eth0",ifindex="2"}"#).as_deref(), Some("6"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_sum{dev="eth0",ifindex="2"}"#).as_deref(), Some("0.0000015"), "{t}");
         assert_eq!(t.lines().filter(|l| l.starts_with(b)).count(), POLL_BUCKETS, "{t}");
         // Cumulative counts never decrease.
         let values: Vec<u64> = t.lines().filter(|l| l.starts_with(b)).map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect();
         assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    }
+
+    #[test]
+    fn a_recreated_device_is_a_new_series_not_a_duplicate() {
+        // eth0 deleted and made again: the kernel keeps both devices' statistics
+        // (ifindex 2, then 7) under one name.
+        let mut old = summary(&[(1024, 3)], 3_000);
+        old.ifindex = Some(2);
+        let mut new = summary(&[(2048, 1)], 2_000);
+        new.ifindex = Some(7);
+        let m = Metrics::new(&build());
+        m.set_poll(&[old, new]);
+        let t = m.render();
+        let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s)).collect();
+        let mut unique = samples.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), samples.len(), "duplicate series:\n{t}");
+        let c = "netpoll_trace_poll_duration_seconds_count";
+        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(), Some("3"), "{t}");
+        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="7"}}"#)).as_deref(), Some("1"), "{t}");
+
+        // The same device object seen twice (same name and index) is one series.
+        let m = Metrics::new(&build());
+        m.set_poll(&[summary(&[(1024, 3)], 3_000), summary(&[(1024, 1)], 1_000)]);
+        let t = m.render();
+        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(), Some("4"), "{t}");
+        assert_eq!(t.lines().filter(|l| l.starts_with(c)).count(), 1, "{t}");
     }
 }
