@@ -117,6 +117,38 @@ pub fn keep_only(keep: &[u32]) -> Result<()> {
     CapSets::only(keep).apply().map_err(|e| anyhow!("capset (keeping only the needed capabilities): {e}"))
 }
 
+/// Capabilities are per thread: a thread that existed before the drop keeps what it
+/// had. Checks that every thread of this process holds at most `keep` (effective,
+/// permitted and bounding), naming the first one that does not.
+pub fn all_threads_within(keep: &[u32]) -> Result<()> {
+    let allowed = keep.iter().fold(0u64, |m, &c| m | 1u64 << c);
+    for task in std::fs::read_dir("/proc/self/task").map_err(|e| anyhow!("reading /proc/self/task: {e}"))? {
+        let task = task.map_err(|e| anyhow!("reading /proc/self/task: {e}"))?;
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue }; // thread ended
+        for (field, held) in cap_fields(&status) {
+            if held & !allowed != 0 {
+                bail!(
+                    "thread {} still holds capabilities {:#x} ({field}) after the drop: it was started before it",
+                    task.file_name().to_string_lossy(),
+                    held & !allowed
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The CapEff, CapPrm and CapBnd masks of a /proc status file.
+fn cap_fields(status: &str) -> Vec<(&str, u64)> {
+    status
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k, "CapEff" | "CapPrm" | "CapBnd").then(|| u64::from_str_radix(v.trim(), 16).ok().map(|m| (k, m)))?
+        })
+        .collect()
+}
+
 /// For a child between fork and exec (`Command::pre_exec`): sets no_new_privs, so the
 /// exec cannot raise its permitted set above what it has (a root exec would otherwise
 /// regain the whole bounding set), then leaves it exactly `sets`.
@@ -139,6 +171,12 @@ mod tests {
         assert_eq!(s.0[1].effective, 1 << (34 - 32));
         assert_eq!((s.0[0].permitted, s.0[1].permitted), (s.0[0].effective, s.0[1].effective));
         assert_eq!(s.0[0].inheritable | s.0[1].inheritable, 0);
+    }
+
+    #[test]
+    fn cap_masks_are_read_from_a_status_file() {
+        let f = cap_fields("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000400010000\nCapEff:\t0000000000010000\nCapBnd:\t000001ffffffffff\n");
+        assert_eq!(f, [("CapPrm", 0x400010000), ("CapEff", 0x10000), ("CapBnd", 0x1ffffffffff)]);
     }
 
     /// Without CAP_SETPCAP the bounding set cannot shrink: keep_only must fail, naming

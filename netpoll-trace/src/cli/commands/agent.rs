@@ -169,6 +169,7 @@ impl Agent {
         // Fatal when it fails: returning drops the tracer, which detaches everything not
         // asked to persist.
         privileges::keep_only(&keep)?;
+        privileges::all_threads_within(&keep)?;
         let caps = format!("keeping only {}", kept.join(", "));
         let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
         // Its own thread, made now so that it has only the capabilities kept.
