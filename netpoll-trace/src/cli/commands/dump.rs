@@ -70,9 +70,9 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
             Some(r)
         })
         .collect();
-    let mut log = KernelLog::default();
+    let mut log = KernelLog::unbounded();
     if let Ok(mut k) = KmsgReader::open_from_start() {
-        k.drain(|line| log.push(line));
+        k.drain(|line| log.push(line, now));
     }
     let head = RecorderLine {
         kind: "recorder",
@@ -116,7 +116,7 @@ fn from_file(file: &Path) -> Result<Vec<Output>> {
     let text = std::fs::read_to_string(file).map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
     let mut records = Vec::new();
     let mut others = Vec::new();
-    let mut log = KernelLog::default();
+    let mut log = KernelLog::unbounded();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = |e: &dyn std::fmt::Display| anyhow!("{}: line {}: {e}; not a JSON-lines file from `watch --record` or the agent's journal, or truncated", file.display(), i + 1);
         let kind = schema::check_line(line).map_err(|e| at(&e))?;
@@ -126,7 +126,7 @@ fn from_file(file: &Path) -> Result<Vec<Output>> {
             // The recorded kernel line is quoted again by the fresh diagnosis.
             "diagnosis" => {
                 if let Some(m) = v["kernel_message"].as_str() {
-                    log.push(m.to_string());
+                    log.push(m.to_string(), 0);
                 }
             }
             _ => others.push(Output::Passthrough { kind: kind.to_string(), value: v }),

@@ -11,6 +11,9 @@
 //! - `netpoll_trace_remediations_total{action,result}`: journal entries, one per
 //!   decision and action, with the journal's own codes.
 //! - `netpoll_trace_lost_events_total`: events the kernel dropped (perf buffer full).
+//! - `netpoll_trace_dropped_total{what}`: what netpoll-trace itself dropped to stay
+//!   bounded: `events` (its event queue was full), `kernel_log_lines` (unclaimed kernel
+//!   log lines, by count or age), `queued_failures` (the agent's queue of failures).
 //! - `netpoll_trace_poll_duration_seconds{dev}`: `netpoll_poll_dev` latency.
 //! - `netpoll_trace_build_info{version,kernel,attach_method,object}`: always 1 (`object`:
 //!   the eBPF object loaded, `modern` or `legacy`).
@@ -32,7 +35,7 @@ use prometheus_client::{
 };
 
 use crate::model::{
-    output::{Output, Sink},
+    output::{Dropped, Output, Sink},
     poll::PollSummary,
     remediation::{Action, Outcome},
 };
@@ -76,6 +79,11 @@ struct FailureLabels {
 struct RemediationLabels {
     action: &'static str,
     result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DroppedLabels {
+    what: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -175,6 +183,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     remediations: Family<RemediationLabels, Counter>,
     lost: Counter,
+    dropped: Family<DroppedLabels, Counter>,
     poll: Arc<PollCollector>,
 }
 
@@ -185,6 +194,11 @@ impl Metrics {
         let failures = Family::<FailureLabels, Counter>::default();
         let remediations = Family::<RemediationLabels, Counter>::default();
         let lost = Counter::default();
+        let dropped = Family::<DroppedLabels, Counter>::default();
+        for what in Dropped::ALL {
+            // Present from the start at 0, so an alert on an increase sees the first one.
+            let _ = dropped.get_or_create(&DroppedLabels { what: what.as_str() });
+        }
         let info = Family::<BuildLabels, Gauge>::default();
         info.get_or_create(&BuildLabels {
             version: build.version.clone(),
@@ -208,8 +222,13 @@ impl Metrics {
             remediations.clone(),
         );
         registry.register("netpoll_trace_lost_events", "Events the kernel dropped (perf buffer full)", lost.clone());
+        registry.register(
+            "netpoll_trace_dropped",
+            "What netpoll-trace dropped to stay within its bounds, by kind",
+            dropped.clone(),
+        );
         registry.register_collector(Box::new(poll.clone()));
-        Self { registry: Arc::new(registry), setups, failures, remediations, lost, poll }
+        Self { registry: Arc::new(registry), setups, failures, remediations, lost, dropped, poll }
     }
 
     /// Counts what the pipeline produced.
@@ -236,6 +255,9 @@ impl Metrics {
                 }
                 Output::Lost(n) => {
                     self.lost.inc_by(*n);
+                }
+                Output::Dropped { what, count } => {
+                    self.dropped.get_or_create(&DroppedLabels { what: what.as_str() }).inc_by(*count);
                 }
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
@@ -336,6 +358,7 @@ mod tests {
         m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController)]);
         m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController), ok("eth0", "virtio_net")]);
         m.observe(&[failed("eth9", None, Cause::NoSuchDevice), Output::Lost(7), Output::Lost(2)]);
+        m.observe(&[Output::Dropped { what: Dropped::Events, count: 5 }]);
         let t = m.render();
         let f = "netpoll_trace_setup_failures_total";
         assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth0",driver="virtio_net",cause="missing_poll_controller"}}"#)).as_deref(), Some("2"), "{t}");
@@ -344,6 +367,8 @@ mod tests {
         assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="failed"}}"#)).as_deref(), Some("2"), "{t}");
         assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="ok"}}"#)).as_deref(), Some("1"), "{t}");
         assert_eq!(sample(&t, "netpoll_trace_lost_events_total").as_deref(), Some("9"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="events"}"#).as_deref(), Some("5"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="kernel_log_lines"}"#).as_deref(), Some("0"), "{t}");
         assert!(t.contains("# TYPE netpoll_trace_setup_failures_total counter"), "{t}");
     }
 
