@@ -4,20 +4,23 @@
 //! the retry (configfs or the configured command), waiting for the verifying set-up.
 //! Every decision and action is a journal entry, fed to the journal and metrics sinks.
 
-use std::{collections::VecDeque, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 
 use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
-    kernel::{attach::AttachChoice, clock::monotonic_ns, object::ObjectChoice, host, patch_module, privileges},
+    kernel::{attach::AttachChoice, clock::monotonic_ns, ethtool, object::ObjectChoice, host, patch_module, privileges},
     model::{
-        agent::{self, Handled, Need, Next, Note, PatchOutcome, Remediation, Successes, Verified},
+        agent::{
+            self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome, Remediation,
+            Successes, Verified,
+        },
         config::{AgentConfig, RetryMethod},
         correlate::Attempt,
         diagnosis::{Cause, Diagnosis},
-        output::{Output, Sink},
+        output::{Dropped, Output, Sink},
         remediation::{self, Action, Outcome},
     },
     pipeline::{RecorderOptions, TraceOptions, Tracer},
@@ -75,9 +78,21 @@ struct Agent {
     args: AgentArgs,
     cfg: AgentConfig,
     sinks: Sinks,
-    /// Outputs that arrived while a remediation was waiting for its verification.
-    backlog: VecDeque<Output>,
+    /// Attempts that arrived while a remediation was waiting for its verification.
+    backlog: Backlog,
     successes: Successes,
+    /// The retry command while it runs: killed if the agent stops meanwhile.
+    running: Option<Running>,
+}
+
+/// A retry command that is running.
+struct Running {
+    child: tokio::process::Child,
+    /// Its process group (its own: everything it starts is killed with it).
+    pgid: i32,
+    command: String,
+    dev: String,
+    attempt: u32,
 }
 
 /// The capability that grants a need.
@@ -94,7 +109,7 @@ impl Agent {
     fn new(args: AgentArgs, cfg: AgentConfig) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
         let sinks = Sinks { journal, metrics: None, stderr: Stderr::default() };
-        Ok(Self { args, cfg, sinks, backlog: VecDeque::new(), successes: Successes::default() })
+        Ok(Self { args, cfg, sinks, backlog: Backlog::default(), successes: Successes::default(), running: None })
     }
 
     /// Stamps and journals one entry.
@@ -179,12 +194,14 @@ impl Agent {
                     _ = int.recv() => break,
                     outs = tracer.next() => {
                         self.observe(&outs);
-                        self.backlog.extend(outs);
+                        for o in outs {
+                            self.backlog.push(o);
+                        }
                     }
                 }
             }
             // Outputs are handled in order: a success supersedes only failures after it.
-            while let Some(o) = self.backlog.pop_front() {
+            while let Some(o) = self.backlog.pop() {
                 let (attempt, d) = match o {
                     Output::Attempt(a, None) => {
                         self.successes.note(&a);
@@ -206,17 +223,31 @@ impl Agent {
                 }
             }
         }
+        // Stopped mid-retry: the command must not outlive the agent.
+        if let Some(r) = self.running.take() {
+            let by = terminate(r.child, r.pgid).await;
+            self.log(Some(&r.dev), agent::killed_on_stop(&r.command, by, r.attempt), None);
+        }
+        self.report_backlog_drops();
         let detail = format!("stopping; {unfixed} failure(s) left unfixed");
         self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
         let _ = tracer.finish().await;
         Ok(if self.args.once && unfixed > 0 { Exit::NetpollFailure } else { Exit::Ok })
     }
 
+    /// Reports the attempts the backlog dropped (to the journal's sinks: stderr, metrics).
+    fn report_backlog_drops(&mut self) {
+        let count = self.backlog.take_dropped();
+        if count > 0 {
+            self.sinks.emit(&Output::Dropped { what: Dropped::Backlog, count });
+        }
+    }
+
     /// Carries out the model's decisions for one failure until it is done.
     async fn handle(&mut self, tracer: &mut Tracer, attempt: &Attempt, d: &Diagnosis) -> Handled {
-        let driver = attempt.culprit().and_then(|c| c.driver.clone());
-        let (mut rem, mut next) =
-            Remediation::begin(d, driver.as_deref(), &self.cfg, self.args.dry_run, &self.successes);
+        self.report_backlog_drops();
+        let failed = Identity::of(attempt, d.failing_device().unwrap_or_default());
+        let (mut rem, mut next) = Remediation::begin(d, &failed, &self.cfg, self.args.dry_run, &self.successes);
         // When the last retry started: only set-ups from then on verify it.
         let mut retried_at = 0;
         loop {
@@ -226,10 +257,23 @@ impl Agent {
             next = match next {
                 Next::Done(h) => return h,
                 Next::Patch => rem.patched(self.patch(&rem.dev)),
-                Next::Retry { after, .. } => {
+                Next::Unpatch => rem.unpatched(match patch_module::unpatch(&rem.dev) {
+                    Ok((p, unloaded)) => Ok(format!(
+                        "restored ops {:#x} of {} (ifindex {}){}",
+                        p.orig_ops,
+                        p.dev,
+                        p.ifindex,
+                        if unloaded { "; module unloaded" } else { "" }
+                    )),
+                    Err(e) => Err(format!("{e:#}")),
+                }),
+                Next::Retry { attempt, after } => {
                     tokio::time::sleep(after).await;
                     retried_at = monotonic_ns();
-                    rem.retried(retry(&self.cfg, &rem.dev).await.map_err(|e| format!("{e:#}")))
+                    match retry(&self.cfg, &rem.dev, attempt, &mut self.running).await {
+                        Retried::Done(r) => rem.retried(r.map_err(|e| format!("{e:#}"))),
+                        Retried::TimedOut { command, by } => rem.retry_timed_out(&command, self.cfg.retry_timeout, by),
+                    }
                 }
                 Next::Verify { within, .. } => {
                     let v = self.verify(tracer, &rem.dev, retried_at, within).await;
@@ -242,13 +286,22 @@ impl Agent {
         }
     }
 
+    /// Patches `dev` by name and reads back which device that name stands for now
+    /// (ifindex from the module's own state, driver from ethtool or sysfs).
     fn patch(&mut self, dev: &str) -> PatchOutcome {
+        let driver = || ethtool::driver_info(dev).map(|(d, _)| d).or_else(|| host::sysfs_driver(dev));
         match patch_module::patch(dev, self.cfg.patch_module.as_deref()) {
-            Ok(p) => PatchOutcome::Patched(format!(
-                "ops {:#x} -> private copy {:#x} (owner {})",
-                p.orig_ops, p.patched_ops, p.owner
-            )),
-            Err(e) if e.to_string().contains("already patched") => PatchOutcome::AlreadyPatched,
+            Ok(p) => PatchOutcome::Patched {
+                detail: format!(
+                    "ops {:#x} -> private copy {:#x} (owner {}, ifindex {})",
+                    p.orig_ops, p.patched_ops, p.owner, p.ifindex
+                ),
+                found: Identity { ifindex: Some(p.ifindex), driver: driver() },
+            },
+            Err(e) if e.to_string().contains("already patched") => {
+                let ifindex = patch_module::status().ok().and_then(|s| s.into_iter().find(|p| p.dev == dev)).map(|p| p.ifindex);
+                PatchOutcome::AlreadyPatched { found: Identity { ifindex, driver: driver() } }
+            }
             Err(e) => PatchOutcome::Failed(format!("{e:#}")),
         }
     }
@@ -274,7 +327,7 @@ impl Agent {
                     found = Some(v);
                     continue;
                 }
-                self.backlog.push_back(o);
+                self.backlog.push(o);
             }
             if let Some(v) = found {
                 return v;
@@ -292,33 +345,108 @@ fn configfs_target(dev: &str) -> Option<PathBuf> {
     })
 }
 
-/// Re-runs the netconsole set-up for `dev`; says how.
-async fn retry(cfg: &AgentConfig, dev: &str) -> Result<String> {
+/// How a retry went.
+enum Retried {
+    /// Done: how, or why it failed.
+    Done(Result<String>),
+    /// The command ran past retry.timeout and was killed.
+    TimedOut { command: String, by: KilledBy },
+}
+
+/// Re-runs the netconsole set-up for `dev`; says how. The command runs in `running`
+/// while it runs, so an agent stopping meanwhile can kill it.
+async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<Running>) -> Retried {
     let target = match cfg.retry_method {
         RetryMethod::Command => None,
         _ => configfs_target(dev),
     };
     if let Some(t) = target {
-        return enable_target(&t);
+        return Retried::Done(enable_target(&t));
     }
     if cfg.retry_method == RetryMethod::Configfs {
-        anyhow::bail!("no netconsole target for {dev} under {CONFIGFS} (is configfs mounted, is the target dynamic?)");
+        return Retried::Done(Err(anyhow::anyhow!(
+            "no netconsole target for {dev} under {CONFIGFS} (is configfs mounted, is the target dynamic?)"
+        )));
     }
     let Some((prog, args)) = cfg.retry_command.split_first() else {
-        anyhow::bail!("no configfs target for {dev} and no retry.command configured: nothing to retry with");
+        return Retried::Done(Err(anyhow::anyhow!(
+            "no configfs target for {dev} and no retry.command configured: nothing to retry with"
+        )));
     };
-    // No shell: the configured argv runs as is.
-    let out = tokio::process::Command::new(prog)
+    let command = cfg.retry_command.join(" ");
+    // No shell: the configured argv runs as is, in a process group of its own so that
+    // whatever it starts is killed with it.
+    let spawned = tokio::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running {prog}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        anyhow::bail!("{} exited with {}: {}", cfg.retry_command.join(" "), out.status, stderr.trim());
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("running {prog}"));
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Retried::Done(Err(e)),
+    };
+    let Some(pgid) = child.id().map(|p| p as i32) else {
+        return Retried::Done(Err(anyhow::anyhow!("{command} exited before it could be watched")));
+    };
+    let stderr = child.stderr.take().map(|e| tokio::spawn(read_bounded(e)));
+    let r = running.insert(Running { child, pgid, command: command.clone(), dev: dev.to_string(), attempt });
+    let waited = tokio::time::timeout(cfg.retry_timeout, r.child.wait()).await;
+    let Some(r) = running.take() else { return Retried::Done(Err(anyhow::anyhow!("{command}: lost track of it"))) };
+    let status = match waited {
+        Ok(status) => {
+            // Nothing it started outlives it.
+            signal_group(r.pgid, libc::SIGKILL);
+            status
+        }
+        Err(_) => return Retried::TimedOut { command, by: terminate(r.child, r.pgid).await },
+    };
+    let stderr = match stderr {
+        Some(task) => tokio::time::timeout(Duration::from_secs(1), task).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
+        None => String::new(),
+    };
+    Retried::Done(match status {
+        Ok(s) if s.success() => Ok(format!("ran {command} (exit 0)")),
+        Ok(s) => Err(anyhow::anyhow!("{command} exited with {s}: {}", stderr.trim())),
+        Err(e) => Err(anyhow::anyhow!("waiting for {command}: {e}")),
+    })
+}
+
+/// The first 4 KiB of a command's stderr (the rest is read and discarded, so the
+/// command never blocks on a full pipe).
+async fn read_bounded(mut from: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = 4096usize.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
     }
-    Ok(format!("ran {} (exit 0)", cfg.retry_command.join(" ")))
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process group we created; ESRCH (already gone) is fine.
+    unsafe { libc::kill(-pgid, sig) };
+}
+
+/// Stops a command and its process group: SIGTERM, then SIGKILL after KILL_GRACE;
+/// says which signal ended it.
+async fn terminate(mut child: tokio::process::Child, pgid: i32) -> KilledBy {
+    signal_group(pgid, libc::SIGTERM);
+    let by = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+        Ok(_) => KilledBy::Term,
+        Err(_) => KilledBy::Kill,
+    };
+    // Also whatever in the group ignored SIGTERM after its leader exited.
+    signal_group(pgid, libc::SIGKILL);
+    let _ = child.wait().await;
+    by
 }
 
 fn enable_target(t: &std::path::Path) -> Result<String> {
