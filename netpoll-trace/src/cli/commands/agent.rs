@@ -224,8 +224,8 @@ impl Agent {
             }
         }
         // Stopped mid-retry: the command must not outlive the agent.
-        if let Some(r) = self.running.take() {
-            let by = terminate(r.child, r.pgid).await;
+        if let Some(mut r) = self.running.take() {
+            let by = terminate(&mut r.child, r.pgid).await;
             self.log(Some(&r.dev), agent::killed_on_stop(&r.command, by, r.attempt), None);
         }
         self.report_backlog_drops();
@@ -392,17 +392,22 @@ async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<
         return Retried::Done(Err(anyhow::anyhow!("{command} exited before it could be watched")));
     };
     let stderr = child.stderr.take().map(|e| tokio::spawn(read_bounded(e)));
+    // In `running` until it is reaped: if the agent stops meanwhile (this future is
+    // dropped), the agent kills it.
     let r = running.insert(Running { child, pgid, command: command.clone(), dev: dev.to_string(), attempt });
-    let waited = tokio::time::timeout(cfg.retry_timeout, r.child.wait()).await;
-    let Some(r) = running.take() else { return Retried::Done(Err(anyhow::anyhow!("{command}: lost track of it"))) };
-    let status = match waited {
+    let status = match tokio::time::timeout(cfg.retry_timeout, r.child.wait()).await {
         Ok(status) => {
             // Nothing it started outlives it.
-            signal_group(r.pgid, libc::SIGKILL);
+            signal_group(pgid, libc::SIGKILL);
             status
         }
-        Err(_) => return Retried::TimedOut { command, by: terminate(r.child, r.pgid).await },
+        Err(_) => {
+            let by = terminate(&mut r.child, pgid).await;
+            *running = None;
+            return Retried::TimedOut { command, by };
+        }
     };
+    *running = None;
     let stderr = match stderr {
         Some(task) => tokio::time::timeout(Duration::from_secs(1), task).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
         None => String::new(),
@@ -437,7 +442,7 @@ fn signal_group(pgid: i32, sig: i32) {
 
 /// Stops a command and its process group: SIGTERM, then SIGKILL after KILL_GRACE;
 /// says which signal ended it.
-async fn terminate(mut child: tokio::process::Child, pgid: i32) -> KilledBy {
+async fn terminate(child: &mut tokio::process::Child, pgid: i32) -> KilledBy {
     signal_group(pgid, libc::SIGTERM);
     let by = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
         Ok(_) => KilledBy::Term,
