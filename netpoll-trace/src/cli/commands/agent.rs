@@ -464,3 +464,86 @@ fn enable_target(t: &std::path::Path) -> Result<String> {
     std::fs::write(&enabled, "1").with_context(|| format!("writing 1 to {}", enabled.display()))?;
     Ok(format!("wrote 1 to {}", enabled.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(script: &str, timeout: Duration) -> AgentConfig {
+        AgentConfig {
+            retry_method: RetryMethod::Command,
+            retry_command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            retry_timeout: timeout,
+            ..AgentConfig::default()
+        }
+    }
+
+    /// Gone (or a zombie of a reaper that is not us) within a second: SIGKILL is
+    /// delivered at once, the exit takes a moment.
+    fn gone(pid: i32) -> bool {
+        (0..20).any(|_| {
+            let dead = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+            if !dead {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            dead
+        })
+    }
+
+    fn child_pid(file: &std::path::Path) -> i32 {
+        std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_retry_command_past_its_timeout_is_killed_with_its_process_group() {
+        let file = std::env::temp_dir().join(format!("npt-retry-{}", std::process::id()));
+        // Ignores SIGTERM, and so does the grandchild it leaves behind.
+        let script = format!("trap '' TERM; sleep 60 & echo $! >{}; wait", file.display());
+        let mut running = None;
+        let started = std::time::Instant::now();
+        let r = rt().block_on(async {
+            // Bounded here too: before the fix the retry waited for the command forever.
+            tokio::time::timeout(Duration::from_secs(20), retry(&cfg(&script, Duration::from_secs(1)), "eth0", 1, &mut running))
+                .await
+        });
+        let Ok(Retried::TimedOut { command, by }) = r else { panic!("not timed out") };
+        assert_eq!(by, KilledBy::Kill);
+        assert!(command.starts_with("/bin/sh -c trap"), "{command}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(running.is_none());
+        assert!(gone(child_pid(&file)), "the grandchild outlived the timeout");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_retry_command_cut_off_by_a_stop_is_left_for_the_agent_to_kill() {
+        let file = std::env::temp_dir().join(format!("npt-retry-stop-{}", std::process::id()));
+        let script = format!("sleep 60 & echo $! >{}; wait", file.display());
+        let mut running = None;
+        let rt = rt();
+        rt.block_on(async {
+            // The agent's select! drops the retry when SIGTERM arrives: here, after 1 s.
+            let stopped = tokio::time::timeout(Duration::from_secs(1), retry(&cfg(&script, Duration::from_secs(60)), "eth0", 2, &mut running)).await;
+            assert!(stopped.is_err());
+        });
+        let mut r = running.take().expect("the running command is still known");
+        assert_eq!((r.dev.as_str(), r.attempt), ("eth0", 2));
+        assert_eq!(rt.block_on(terminate(&mut r.child, r.pgid)), KilledBy::Term);
+        assert!(gone(child_pid(&file)));
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_retry_command_that_fails_says_how() {
+        let mut running = None;
+        let r = rt().block_on(retry(&cfg("echo nope >&2; exit 3", Duration::from_secs(10)), "eth0", 1, &mut running));
+        let Retried::Done(Err(e)) = r else { panic!("not a failure") };
+        assert!(e.to_string().contains("exit status: 3: nope"), "{e}");
+        let r = rt().block_on(retry(&cfg("exit 0", Duration::from_secs(10)), "eth0", 1, &mut running));
+        assert!(matches!(r, Retried::Done(Ok(_))));
+    }
+}
