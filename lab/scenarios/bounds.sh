@@ -73,13 +73,15 @@ insmod /lib/kmods/emulate_pre419.ko
 ip link add dA type dummy && npt_ip dA 10.99.11.1/24
 ip link add dB type dummy && npt_ip dB 10.99.12.1/24
 old_ifindex=$(cat /sys/class/net/dB/ifindex)
-# The retry of dA's failure swaps dB for a new device of the same name, while dB's
-# failure waits its turn.
+# The retry of dA's failure has dB swapped for a new device of the same name, while
+# dB's failure waits its turn. The swap is done here: the agent's children keep only
+# its capabilities, which do not include CAP_NET_ADMIN.
 cat >/tmp/swap.sh <<'EOF'
 #!/bin/sh
-[ -e /tmp/swapped ] && exit 0
-ip link set dB down && ip link set dB name dBold && ip link add dB type dummy && ip addr add 10.99.13.1/24 dev dB && ip link set dB up
-echo "swapped: dBold was ifindex $(cat /sys/class/net/dBold/ifindex), dB is now $(cat /sys/class/net/dB/ifindex)" | tee /tmp/swapped
+[ -e /tmp/swap-request ] && exit 0
+touch /tmp/swap-request
+i=0
+while [ ! -e /tmp/swapped ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
 EOF
 npt_agent_config /tmp/id.toml journal='"/tmp/id.jsonl"' allowed_drivers='["dummy"]' max_attempts=1 verify_timeout='"3s"' \
     retry.method='"command"' retry.command='["/bin/sh", "/tmp/swap.sh"]'
@@ -88,6 +90,9 @@ agent=$!
 npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/id.err $agent
 npt_target tA dA 10.99.11.2
 npt_target tB dB 10.99.12.2
+npt_wait_for 60 test -e /tmp/swap-request
+ip link set dB down && ip link set dB name dBold && ip link add dB type dummy && npt_ip dB 10.99.13.1/24
+echo "swapped: dBold is ifindex $(cat /sys/class/net/dBold/ifindex), dB is now $(cat /sys/class/net/dB/ifindex)" | tee /tmp/swapped
 npt_wait_for 60 npt_json_has /tmp/id.jsonl dev=dB action=unpatch
 cat /tmp/swapped /tmp/id.err; npt_json_lines /tmp/id.jsonl type=remediation
 cat /sys/module/netpoll_patch/parameters/state 2>/dev/null
