@@ -62,10 +62,17 @@ struct Sinks {
     journal: Journal,
     metrics: Option<Metrics>,
     stderr: Stderr,
+    /// What was dropped to stay bounded, in total (the journal's stop entry says it).
+    dropped: [u64; Dropped::ALL.len()],
 }
 
 impl Sink for Sinks {
     fn emit(&mut self, out: &Output) {
+        if let Output::Dropped { what, count } = out
+            && let Some(i) = Dropped::ALL.iter().position(|d| d == what)
+        {
+            self.dropped[i] += count;
+        }
         self.journal.emit(out);
         if let Some(m) = self.metrics.as_mut() {
             m.emit(out);
@@ -108,7 +115,7 @@ fn capability(n: Need) -> u32 {
 impl Agent {
     fn new(args: AgentArgs, cfg: AgentConfig) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
-        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default() };
+        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default(), dropped: [0; Dropped::ALL.len()] };
         Ok(Self { args, cfg, sinks, backlog: Backlog::default(), successes: Successes::default(), running: None })
     }
 
@@ -229,7 +236,16 @@ impl Agent {
             self.log(Some(&r.dev), agent::killed_on_stop(&r.command, by, r.attempt), None);
         }
         self.report_backlog_drops();
-        let detail = format!("stopping; {unfixed} failure(s) left unfixed");
+        let mut detail = format!("stopping; {unfixed} failure(s) left unfixed");
+        let dropped: Vec<String> = Dropped::ALL
+            .iter()
+            .zip(self.sinks.dropped)
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| format!("{n} {}", d.as_str().replace('_', " ")))
+            .collect();
+        if !dropped.is_empty() {
+            detail.push_str(&format!("; dropped to stay bounded: {}", dropped.join(", ")));
+        }
         self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
         let _ = tracer.finish().await;
         Ok(if self.args.once && unfixed > 0 { Exit::NetpollFailure } else { Exit::Ok })
