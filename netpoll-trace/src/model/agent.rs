@@ -73,7 +73,8 @@ impl Identity {
         let recs = || attempt.records().filter(|r| r.dev.as_deref() == Some(dev));
         Self {
             ifindex: recs().find_map(|r| r.ifindex.filter(|i| *i > 0)),
-            driver: recs().find_map(|r| r.driver.clone()),
+            // The culprit's driver is what the allowlist was checked against before.
+            driver: recs().find_map(|r| r.driver.clone()).or_else(|| attempt.culprit().and_then(|c| c.driver.clone())),
         }
     }
 
