@@ -25,12 +25,12 @@ pub fn config(text: &str) {
 /// grouped and diagnosed, as `cli::commands::dump::from_file` does.
 pub fn json_lines(text: &str) {
     let mut records = Vec::new();
-    let mut log = KernelLog::default();
+    let mut log = KernelLog::unbounded();
     // The reader `dump --from` uses, with its line cap; it stops at the first bad line.
     for line in recorded::read_lines(text.as_bytes(), recorded::MAX_LINE) {
         match line {
             Ok(recorded::RecordedLine::Setup(r)) => records.push(*r),
-            Ok(recorded::RecordedLine::Diagnosis { kernel_message: Some(m) }) => log.push(m),
+            Ok(recorded::RecordedLine::Diagnosis { kernel_message: Some(m) }) => log.push(m, 0),
             Ok(_) => {}
             Err(_) => break,
         }

@@ -130,10 +130,12 @@ allowed_drivers = [\"ena\", \"virtio_net\"]\n  \
 max_attempts = 3\n  backoff = \"2s\"\n  verify_timeout = \"10s\"\n  \
 [policy]\n  missing_poll_controller = \"patch\"   # default \"report\"\n  \
 [retry]\n  method = \"auto\"                    # auto | configfs | command\n  \
-command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n\n\
+command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n  \
+timeout = \"60s\"                    # then the command's process group is killed\n\n\
 Metrics (--metrics-addr 127.0.0.1:9632, then GET /metrics, Prometheus text format):\n  \
 netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_total{dev,driver,cause},\n  \
 netpoll_trace_remediations_total{action,result}, netpoll_trace_lost_events_total,\n  \
+netpoll_trace_dropped_total{what} (events, kernel_log_lines, queued_failures),\n  \
 netpoll_trace_poll_duration_seconds{dev,ifindex} (histogram), netpoll_trace_build_info{version,kernel,attach_method,object}\n\n\
 Exit status: 0; with --once, 3 when the failure was not fixed.")]
     Agent {

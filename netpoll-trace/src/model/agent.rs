@@ -4,7 +4,12 @@
 //! `retried` and `verified`. Every decision is journaled as a `Note`; the runner adds
 //! the clock and writes them. Nothing here touches the system.
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    path::Path,
+    time::Duration,
+};
 
 use super::{
     config::AgentConfig,
@@ -37,18 +42,128 @@ pub enum Next {
     Done(Handled),
     /// Patch the device; report with `patched`.
     Patch,
+    /// Undo the patch just made (it hit another device); report with `unpatched`.
+    Unpatch,
     /// Wait `after`, then retry the netconsole target; report with `retried`.
     Retry { attempt: u32, after: Duration },
     /// Wait for the next set-up involving the device, at most `within`; report with `verified`.
     Verify { attempt: u32, within: Duration },
 }
 
-/// How the patch went.
+/// Which device a name stood for: what the failure's event saw, or what the patch
+/// found under the same name later. A name alone is not a device: it can be renamed
+/// and given to a new one in between.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub ifindex: Option<i32>,
+    pub driver: Option<String>,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ifindex = self.ifindex.map_or("?".to_string(), |i| i.to_string());
+        write!(f, "ifindex {ifindex}, driver {}", self.driver.as_deref().unwrap_or("?"))
+    }
+}
+
+impl Identity {
+    /// What the failure's records saw of `dev` (its ifindex from the kernel's event,
+    /// its driver from the enrichment).
+    pub fn of(attempt: &Attempt, dev: &str) -> Self {
+        let recs = || attempt.records().filter(|r| r.dev.as_deref() == Some(dev));
+        Self {
+            ifindex: recs().find_map(|r| r.ifindex.filter(|i| *i > 0)),
+            // The culprit's driver is what the allowlist was checked against before.
+            driver: recs().find_map(|r| r.driver.clone()).or_else(|| attempt.culprit().and_then(|c| c.driver.clone())),
+        }
+    }
+
+    /// Whether `found` can be the device of the failure `self`: every fact known on
+    /// both sides agrees. (The ifindex is never reused while the old device lives, and
+    /// a re-created one gets a new one.)
+    pub fn matches(&self, found: &Identity) -> bool {
+        fn agree<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+            a.is_none() || b.is_none() || a == b
+        }
+        agree(&self.ifindex, &found.ifindex) && agree(&self.driver, &found.driver)
+    }
+}
+
+/// How the patch went; `found` is the device the name stands for afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchOutcome {
-    Patched(String),
-    AlreadyPatched,
+    Patched { detail: String, found: Identity },
+    AlreadyPatched { found: Identity },
     Failed(String),
+}
+
+/// How long a retry command has after SIGTERM before its process group gets SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The signal that ended a retry command that had to be stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KilledBy {
+    Term,
+    Kill,
+}
+
+impl KilledBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Term => "SIGTERM",
+            Self::Kill => "SIGKILL",
+        }
+    }
+}
+
+/// The journal entry for a retry command killed because the agent is stopping (the
+/// remediation it belonged to ends with the agent).
+pub fn killed_on_stop(command: &str, by: KilledBy, attempt: u32) -> Note {
+    Note {
+        action: Action::Retry,
+        result: Outcome::Killed,
+        detail: format!("{command} was still running when the agent was asked to stop: killed its process group ({})", by.as_str()),
+        attempt: Some(attempt),
+    }
+}
+
+/// Failures waiting while the agent handles another, at most; past it the oldest go
+/// (a device that keeps failing has a newer failure queued behind it).
+pub const MAX_BACKLOG: usize = 256;
+
+/// The failures (and successes, which supersede them) that arrived while the agent was
+/// busy, in order, bounded by `MAX_BACKLOG`; drops are counted.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    items: VecDeque<Output>,
+    dropped: u64,
+}
+
+impl Backlog {
+    /// Queues a set-up attempt; anything else was already reported and is not needed.
+    pub fn push(&mut self, o: Output) {
+        if !matches!(o, Output::Attempt(..)) {
+            return;
+        }
+        if self.items.len() >= MAX_BACKLOG {
+            self.items.pop_front();
+            self.dropped += 1;
+        }
+        self.items.push_back(o);
+    }
+
+    pub fn pop(&mut self) -> Option<Output> {
+        self.items.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Attempts dropped since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 /// The set-up that followed a retry.
@@ -71,6 +186,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 pub struct Remediation {
     /// The device that failed (what is patched and verified).
     pub dev: String,
+    /// What the failure's event saw of that device.
+    failed: Identity,
     attempt: u32,
     /// Wait before the next retry after this one.
     wait: Duration,
@@ -111,14 +228,16 @@ impl Remediation {
     /// run, or patch.
     pub fn begin(
         d: &Diagnosis,
-        driver: Option<&str>,
+        failed: &Identity,
         cfg: &AgentConfig,
         dry_run: bool,
         successes: &Successes,
     ) -> (Self, Next) {
+        let driver = failed.driver.as_deref();
         let dev = d.failing_device().unwrap_or_default().to_string();
         let mut r = Self {
             dev: dev.clone(),
+            failed: failed.clone(),
             attempt: 0,
             wait: cfg.backoff,
             max_attempts: cfg.max_attempts,
@@ -149,16 +268,50 @@ impl Remediation {
         }
     }
 
-    /// The patch's outcome: retry at once when the device carries the hook now.
+    /// The patch's outcome: retry at once when the device that failed carries the hook
+    /// now; undo a patch that hit another device under the same name.
     pub fn patched(&mut self, outcome: PatchOutcome) -> Next {
+        let wrong = |r: &Self, found: &Identity| {
+            format!(
+                "{} is now {found} but the failure was on {}: renamed or re-created since, not the device that failed",
+                r.dev, r.failed
+            )
+        };
         match outcome {
-            PatchOutcome::Patched(detail) => self.note(Action::Patch, Outcome::Ok, detail, None),
-            PatchOutcome::AlreadyPatched => self.note(Action::Patch, Outcome::Ok, "already patched".into(), None),
+            PatchOutcome::Patched { found, .. } if !self.failed.matches(&found) => {
+                let detail = format!("{}; unpatching it", wrong(self, &found));
+                self.note(Action::Patch, Outcome::WrongDevice, detail, None);
+                return Next::Unpatch;
+            }
+            PatchOutcome::AlreadyPatched { found } if !self.failed.matches(&found) => {
+                // Not patched by this remediation: not ours to undo.
+                let detail = format!("{}; it was already patched, left as it is", wrong(self, &found));
+                self.note(Action::Patch, Outcome::WrongDevice, detail, None);
+                return Next::Done(Handled::Unfixed);
+            }
+            PatchOutcome::Patched { detail, .. } => self.note(Action::Patch, Outcome::Ok, detail, None),
+            PatchOutcome::AlreadyPatched { .. } => self.note(Action::Patch, Outcome::Ok, "already patched".into(), None),
             PatchOutcome::Failed(e) => {
                 self.note(Action::Patch, Outcome::Failed, e, None);
                 return Next::Done(Handled::Unfixed);
             }
         }
+        self.next_attempt()
+    }
+
+    /// The undoing of a patch that hit the wrong device: the failure stays unfixed.
+    pub fn unpatched(&mut self, outcome: Result<String, String>) -> Next {
+        match outcome {
+            Ok(how) => self.note(Action::Unpatch, Outcome::Ok, how, None),
+            Err(e) => self.note(Action::Unpatch, Outcome::Failed, e, None),
+        }
+        Next::Done(Handled::Unfixed)
+    }
+
+    /// The retry command ran past `retry.timeout` and was killed: a failed attempt.
+    pub fn retry_timed_out(&mut self, command: &str, timeout: Duration, by: KilledBy) -> Next {
+        let detail = format!("{command} ran past retry.timeout ({timeout:?}): killed its process group ({})", by.as_str());
+        self.note(Action::Retry, Outcome::TimedOut, detail, Some(self.attempt));
         self.next_attempt()
     }
 
@@ -289,6 +442,11 @@ mod tests {
         }
     }
 
+    /// The failing eth0 as its event saw it.
+    fn virtio() -> Identity {
+        Identity { ifindex: Some(2), driver: Some("virtio_net".into()) }
+    }
+
     fn actions(notes: &[Note]) -> Vec<(Action, Outcome)> {
         notes.iter().map(|n| (n.action, n.result)).collect()
     }
@@ -296,9 +454,9 @@ mod tests {
     #[test]
     fn patch_retry_verify_fixes_an_allowed_driver() {
         let d = diag(Cause::MissingPollController, 100);
-        let (mut r, next) = Remediation::begin(&d, Some("virtio_net"), &cfg(), false, &Successes::default());
+        let (mut r, next) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
         assert_eq!(next, Next::Patch);
-        assert_eq!(r.patched(PatchOutcome::Patched("ops a -> b".into())), Next::Retry { attempt: 1, after: Duration::ZERO });
+        assert_eq!(r.patched(PatchOutcome::Patched { detail: "ops a -> b".into(), found: virtio() }), Next::Retry { attempt: 1, after: Duration::ZERO });
         assert_eq!(
             r.retried(Ok("wrote 1 to enabled".into())),
             Next::Verify { attempt: 1, within: Duration::from_secs(10) }
@@ -322,11 +480,11 @@ mod tests {
     #[test]
     fn other_causes_and_drivers_outside_the_allowlist_are_reported() {
         let (mut r, next) =
-            Remediation::begin(&diag(Cause::NetpollDisabled, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
+            Remediation::begin(&diag(Cause::NetpollDisabled, 1), &virtio(), &cfg(), false, &Successes::default());
         assert_eq!(next, Next::Done(Handled::Unfixed));
         assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Reported)]);
         let (mut r, next) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("ena"), &cfg(), false, &Successes::default());
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &Identity { driver: Some("ena".into()), ..virtio() }, &cfg(), false, &Successes::default());
         assert_eq!(next, Next::Done(Handled::Unfixed));
         assert!(r.take_notes()[0].detail.contains("not in allowed_drivers"));
     }
@@ -334,7 +492,7 @@ mod tests {
     #[test]
     fn a_dry_run_journals_what_it_would_do_and_changes_nothing() {
         let (mut r, next) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), true, &Successes::default());
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), true, &Successes::default());
         assert_eq!(next, Next::Done(Handled::Unfixed));
         let notes = r.take_notes();
         assert_eq!(
@@ -348,19 +506,19 @@ mod tests {
     fn a_later_success_supersedes_an_older_failure() {
         let mut ok = Successes::default();
         ok.note(&Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 500, 10, 0), nested: vec![] });
-        let (mut r, next) = Remediation::begin(&diag(Cause::MissingPollController, 100), Some("virtio_net"), &cfg(), false, &ok);
+        let (mut r, next) = Remediation::begin(&diag(Cause::MissingPollController, 100), &virtio(), &cfg(), false, &ok);
         assert_eq!(next, Next::Done(Handled::Fixed));
         assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Superseded)]);
         // A success before the failure does not.
-        let (_, next) = Remediation::begin(&diag(Cause::MissingPollController, 900), Some("virtio_net"), &cfg(), false, &ok);
+        let (_, next) = Remediation::begin(&diag(Cause::MissingPollController, 900), &virtio(), &cfg(), false, &ok);
         assert_eq!(next, Next::Patch);
     }
 
     #[test]
     fn retries_back_off_doubling_until_the_attempts_run_out() {
         let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
-        assert_eq!(r.patched(PatchOutcome::AlreadyPatched), Next::Retry { attempt: 1, after: Duration::ZERO });
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
+        assert_eq!(r.patched(PatchOutcome::AlreadyPatched { found: virtio() }), Next::Retry { attempt: 1, after: Duration::ZERO });
         assert_eq!(r.retried(Err("no target".into())), Next::Retry { attempt: 2, after: Duration::from_secs(2) });
         assert!(matches!(r.retried(Ok("ran".into())), Next::Verify { attempt: 2, .. }));
         assert_eq!(r.verified(Verified::Failed("missing_poll_controller".into())), Next::Retry { attempt: 3, after: Duration::from_secs(4) });
@@ -376,8 +534,8 @@ mod tests {
     fn backoff_doubles_up_to_a_cap() {
         let cfg = AgentConfig { max_attempts: 20, ..cfg() };
         let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg, false, &Successes::default());
-        let mut next = r.patched(PatchOutcome::AlreadyPatched);
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg, false, &Successes::default());
+        let mut next = r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
         let mut waits = Vec::new();
         while let Next::Retry { after, .. } = next {
             waits.push(after.as_secs());
@@ -389,8 +547,8 @@ mod tests {
         // A configured backoff above the cap stays as configured.
         let cfg = AgentConfig { backoff: Duration::from_secs(900), ..cfg };
         let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg, false, &Successes::default());
-        r.patched(PatchOutcome::AlreadyPatched);
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg, false, &Successes::default());
+        r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
         assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 2, after: Duration::from_secs(900) });
         assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 3, after: Duration::from_secs(900) });
     }
@@ -398,7 +556,7 @@ mod tests {
     #[test]
     fn a_failed_patch_ends_without_retrying() {
         let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), Some("virtio_net"), &cfg(), false, &Successes::default());
+            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
         assert_eq!(r.patched(PatchOutcome::Failed("eth0: refused".into())), Next::Done(Handled::Unfixed));
         assert_eq!(actions(&r.take_notes())[1], (Action::Patch, Outcome::Failed));
     }
@@ -426,5 +584,79 @@ mod tests {
         assert_eq!(needs(true, false), [Need::ReadKernelLog]);
         assert_eq!(needs(false, false), [Need::LoadModules, Need::ReadKernelLog]);
         assert_eq!(needs(true, true), [Need::ReadKernelLog, Need::ReadBpfMaps]);
+    }
+
+    #[test]
+    fn a_device_renamed_and_recreated_before_the_patch_is_unpatched() {
+        let d = diag(Cause::MissingPollController, 100);
+        // The name now stands for a new device (a new ifindex; here a dummy).
+        let new = Identity { ifindex: Some(9), driver: Some("dummy".into()) };
+        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        assert_eq!(r.patched(PatchOutcome::Patched { detail: "ops a -> b".into(), found: new.clone() }), Next::Unpatch);
+        assert_eq!(r.unpatched(Ok("restored ops a".into())), Next::Done(Handled::Unfixed));
+        let notes = r.take_notes();
+        assert_eq!(
+            actions(&notes),
+            [(Action::Decide, Outcome::Ok), (Action::Patch, Outcome::WrongDevice), (Action::Unpatch, Outcome::Ok)]
+        );
+        assert_eq!(
+            notes[1].detail,
+            "eth0 is now ifindex 9, driver dummy but the failure was on ifindex 2, driver virtio_net: renamed or \
+             re-created since, not the device that failed; unpatching it"
+        );
+        // Same driver, new ifindex: still another device.
+        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        let found = Identity { ifindex: Some(3), ..virtio() };
+        assert_eq!(r.patched(PatchOutcome::Patched { detail: String::new(), found: found.clone() }), Next::Unpatch);
+        // Patched by someone else before: reported, never undone by the agent.
+        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        assert_eq!(r.patched(PatchOutcome::AlreadyPatched { found }), Next::Done(Handled::Unfixed));
+        assert!(r.take_notes()[1].detail.ends_with("it was already patched, left as it is"));
+    }
+
+    #[test]
+    fn identities_match_on_every_fact_both_sides_know() {
+        let unknown = Identity::default();
+        assert!(virtio().matches(&virtio()));
+        assert!(unknown.matches(&virtio()) && virtio().matches(&unknown));
+        assert!(!virtio().matches(&Identity { ifindex: Some(3), ..virtio() }));
+        assert!(!virtio().matches(&Identity { driver: Some("dummy".into()), ..virtio() }));
+        assert!(Identity { ifindex: None, ..virtio() }.matches(&Identity { ifindex: Some(7), ..virtio() }));
+        assert_eq!(unknown.to_string(), "ifindex ?, driver ?");
+    }
+
+    #[test]
+    fn a_retry_command_past_its_timeout_is_a_failed_attempt_and_journaled() {
+        let (mut r, _) = Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
+        r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
+        let next = r.retry_timed_out("sleep 100", Duration::from_secs(3), KilledBy::Kill);
+        assert_eq!(next, Next::Retry { attempt: 2, after: Duration::from_secs(2) });
+        let n = r.take_notes().pop().unwrap();
+        assert_eq!((n.action, n.result, n.attempt), (Action::Retry, Outcome::TimedOut, Some(1)));
+        assert_eq!(n.detail, "sleep 100 ran past retry.timeout (3s): killed its process group (SIGKILL)");
+        let n = killed_on_stop("sleep 100", KilledBy::Term, 2);
+        assert_eq!((n.action, n.result, n.attempt), (Action::Retry, Outcome::Killed, Some(2)));
+        assert!(n.detail.contains("(SIGTERM)"), "{}", n.detail);
+    }
+
+    #[test]
+    fn the_backlog_keeps_the_newest_attempts_and_counts_the_rest() {
+        let attempt = |ts| Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, ts, 1, 0), nested: vec![] }), None);
+        let mut b = Backlog::default();
+        b.push(Output::Lost(3));
+        b.push(Output::Warning("x".into()));
+        assert!(b.is_empty());
+        for ts in 0..(MAX_BACKLOG as u64 + 10) {
+            b.push(attempt(ts));
+        }
+        assert_eq!(b.take_dropped(), 10);
+        assert_eq!(b.take_dropped(), 0);
+        let Some(Output::Attempt(first, _)) = b.pop() else { panic!("an attempt") };
+        assert_eq!(first.root.ts_ns, 10);
+        let mut n = 1;
+        while b.pop().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_BACKLOG);
     }
 }

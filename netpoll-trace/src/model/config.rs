@@ -14,6 +14,7 @@
 //! [retry]                                  # how to retry a refused netconsole target
 //! method = "auto"                          # auto | configfs | command
 //! command = ["modprobe", "netconsole", "netconsole=@/ens5,6666@192.0.2.1/"]
+//! timeout = "60s"                          # then the command's process group is killed
 //! ```
 
 use std::{path::PathBuf, time::Duration};
@@ -51,6 +52,8 @@ pub struct AgentConfig {
     pub missing_poll_controller: PolicyAction,
     pub retry_method: RetryMethod,
     pub retry_command: Vec<String>,
+    /// How long `retry_command` may run before its process group is killed.
+    pub retry_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -66,6 +69,7 @@ impl Default for AgentConfig {
             missing_poll_controller: PolicyAction::Report,
             retry_method: RetryMethod::Auto,
             retry_command: Vec::new(),
+            retry_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -88,9 +92,10 @@ struct Raw {
 struct RawRetry {
     method: Option<String>,
     command: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
-/// Longest `backoff` and `verify_timeout`: an hour is already longer than any retry of a
+/// Longest `backoff`, `verify_timeout` and `retry.timeout`: an hour is already longer than any retry of a
 /// netconsole target needs, and keeps every deadline far from overflow.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
@@ -156,6 +161,9 @@ impl AgentConfig {
                 }
                 c.retry_command = cmd;
             }
+            if let Some(t) = r.timeout {
+                c.retry_timeout = duration("retry.timeout", &t)?;
+            }
         }
         if c.retry_method == RetryMethod::Command && c.retry_command.is_empty() {
             bail!("retry.command: required when retry.method = \"command\"");
@@ -205,6 +213,9 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         let c = AgentConfig::parse("").unwrap();
         assert_eq!(c.missing_poll_controller, PolicyAction::Report);
         assert_eq!(c.retry_method, RetryMethod::Auto);
+        assert_eq!(c.retry_timeout, Duration::from_secs(60));
+        let c = AgentConfig::parse("[retry]\ntimeout = \"5s\"").unwrap();
+        assert_eq!(c.retry_timeout, Duration::from_secs(5));
     }
 
     #[test]
@@ -220,6 +231,8 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
             ("[policy]\nmissing_poll_controller = \"patch\"", "allowed_drivers"),
             ("[retry]\nmethod = \"command\"", "retry.command"),
             ("[retry]\nmethod = \"carrier-pigeon\"", "retry.method"),
+            ("[retry]\ntimeout = \"2h\"", "retry.timeout"),
+            ("[retry]\ntimeout = \"0s\"", "retry.timeout"),
             ("frobnicate = 1", "frobnicate"),
             ("allowed_drivers = \"ena\"", "allowed_drivers"),
         ];

@@ -289,7 +289,7 @@ mod tests {
     fn log(lines: &[&str]) -> KernelLog {
         let mut l = KernelLog::default();
         for t in lines {
-            l.push(t.to_string());
+            l.push(t.to_string(), 0);
         }
         l
     }

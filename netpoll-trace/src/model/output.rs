@@ -25,6 +25,8 @@ pub enum Output {
     /// The programs' loss counters so far (`LOSSES`), per kind: periodic while
     /// running, for metrics.
     Losses(Losses),
+    /// netpoll-trace itself dropped `count` items of `what` to stay within its bounds.
+    Dropped { what: Dropped, count: u64 },
     /// Something the user should know (undecodable event, ...).
     Warning(String),
     /// An agent journal entry.
@@ -45,9 +47,40 @@ impl Output {
             Self::SlowPoll(p) => vec![p.dev.as_deref()],
             Self::Remediation(r) => vec![r.dev.as_deref()],
             Self::Counters(c) => c.iter().map(|c| c.dev.as_deref()).collect(),
-            Self::PollStats { .. } | Self::Lost(_) | Self::Losses(_) | Self::Warning(_) | Self::Recorder(_) | Self::Passthrough { .. } => {
+            Self::PollStats { .. }
+            | Self::Lost(_)
+            | Self::Losses(_)
+            | Self::Dropped { .. }
+            | Self::Warning(_)
+            | Self::Recorder(_)
+            | Self::Passthrough { .. } => {
                 Vec::new()
             }
+        }
+    }
+}
+
+/// What netpoll-trace drops rather than hold without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dropped {
+    /// Events the readers could not queue (the queue was full: nobody drained it, e.g.
+    /// an agent waiting out a backoff).
+    Events,
+    /// Kernel log lines no failure claimed, evicted by count or age.
+    KernelLog,
+    /// Failures the agent had queued while busy with another one (the oldest go).
+    Backlog,
+}
+
+impl Dropped {
+    pub const ALL: [Self; 3] = [Self::Events, Self::KernelLog, Self::Backlog];
+
+    /// The metrics label and the status wording's code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::KernelLog => "kernel_log_lines",
+            Self::Backlog => "queued_failures",
         }
     }
 }

@@ -14,12 +14,15 @@ pub enum Action {
     Patch,
     Retry,
     Verify,
+    /// Undoing a patch that hit another device than the one that failed.
+    Unpatch,
     Stop,
 }
 
 impl Action {
     #[cfg(test)]
-    pub const ALL: [Self; 6] = [Self::Start, Self::Decide, Self::Patch, Self::Retry, Self::Verify, Self::Stop];
+    pub const ALL: [Self; 7] =
+        [Self::Start, Self::Decide, Self::Patch, Self::Retry, Self::Verify, Self::Unpatch, Self::Stop];
 
     /// The journal's code (exhaustive: a new action cannot go unnamed).
     pub fn as_str(self) -> &'static str {
@@ -29,6 +32,7 @@ impl Action {
             Self::Patch => "patch",
             Self::Retry => "retry",
             Self::Verify => "verify",
+            Self::Unpatch => "unpatch",
             Self::Stop => "stop",
         }
     }
@@ -46,11 +50,27 @@ pub enum Outcome {
     DryRun,
     /// An older failure already fixed by a later successful set-up.
     Superseded,
+    /// The retry command ran past `retry.timeout`; its process group was killed.
+    TimedOut,
+    /// The retry command was killed because the agent is stopping.
+    Killed,
+    /// The device patched by name is not the one that failed (renamed, re-created):
+    /// `detail` names both.
+    WrongDevice,
 }
 
 impl Outcome {
     #[cfg(test)]
-    pub const ALL: [Self; 5] = [Self::Ok, Self::Failed, Self::Reported, Self::DryRun, Self::Superseded];
+    pub const ALL: [Self; 8] = [
+        Self::Ok,
+        Self::Failed,
+        Self::Reported,
+        Self::DryRun,
+        Self::Superseded,
+        Self::TimedOut,
+        Self::Killed,
+        Self::WrongDevice,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +79,9 @@ impl Outcome {
             Self::Reported => "reported",
             Self::DryRun => "dry_run",
             Self::Superseded => "superseded",
+            Self::TimedOut => "timed_out",
+            Self::Killed => "killed",
+            Self::WrongDevice => "wrong_device",
         }
     }
 }

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::{enrich::{Enricher, host_context}, readers::Msg};
 use crate::{
-    kernel::kmsg::KmsgReader,
+    kernel::{clock, kmsg::KmsgReader},
     model::{
         correlate,
         diagnosis::{self, Context},
         event::SetupRecord,
         kernel_log::KernelLog,
-        output::Output,
+        output::{Dropped, Output},
     },
 };
 
@@ -86,10 +86,12 @@ impl Assembler {
             return Vec::new();
         }
         self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
+        let now = clock::monotonic_ns();
         if let Some(k) = self.kmsg.as_mut() {
             let log = &mut self.kernel_log;
-            k.drain(|line| log.push(line));
+            k.drain(|line| log.push(line, now));
         }
+        self.kernel_log.expire(now);
         let mut ready = Vec::new();
         let mut keep = Vec::new();
         for (r, at) in std::mem::take(&mut self.buffer) {
@@ -103,13 +105,18 @@ impl Assembler {
         self.buffer = keep;
         // Interfaces come and go while an agent runs: look again when diagnosing.
         self.ctx = host_context();
-        correlate::group(ready)
+        let mut out: Vec<Output> = correlate::group(ready)
             .into_iter()
             .map(|attempt| {
                 let d = diagnosis::diagnose(&attempt, &self.ctx, &mut self.kernel_log);
                 Output::Attempt(Box::new(attempt), d.map(Box::new))
             })
-            .collect()
+            .collect();
+        let evicted = self.kernel_log.take_evicted();
+        if evicted > 0 {
+            out.push(Output::Dropped { what: Dropped::KernelLog, count: evicted });
+        }
+        out
     }
 }
 

@@ -9,6 +9,7 @@ mod readers;
 
 use std::{
     path::PathBuf,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -17,7 +18,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
 use self::{
     assemble::{Assembler, GRACE},
-    readers::{Msg, decode_poll, decode_setup, spawn_readers},
+    readers::{Msg, QUEUE, Unqueued, decode_poll, decode_setup, spawn_readers},
 };
 use crate::{
     kernel::{
@@ -29,7 +30,7 @@ use crate::{
         recorder, targets,
     },
     model::{
-        output::{Output, Sink},
+        output::{Dropped, Output, Sink},
         poll,
         recorder::Losses,
     },
@@ -61,7 +62,9 @@ pub struct RecorderOptions {
 /// A running tracer.
 pub struct Tracer {
     loaded: attach::Loaded,
-    rx: mpsc::UnboundedReceiver<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    /// What the readers could not queue (reported as `Dropped` and `Lost`).
+    unqueued: Arc<Unqueued>,
     stop_tx: tokio::sync::watch::Sender<bool>,
     readers: JoinSet<()>,
     assembler: Assembler,
@@ -125,11 +128,12 @@ impl Tracer {
             None => None,
         };
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let unqueued = Arc::new(Unqueued::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut readers = JoinSet::new();
-        spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &stop_rx, decode_setup)?;
-        spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &stop_rx, decode_poll)?;
+        spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &unqueued, &stop_rx, decode_setup)?;
+        spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &unqueued, &stop_rx, decode_poll)?;
 
         for f in &loaded.fallbacks {
             notes.push(if f.object == loaded.path.object {
@@ -180,6 +184,7 @@ impl Tracer {
         Ok(Self {
             loaded,
             rx,
+            unqueued,
             stop_tx,
             readers,
             assembler: Assembler::new(kmsg),
@@ -211,6 +216,7 @@ impl Tracer {
                 Vec::new()
             }
         };
+        self.report_unqueued(&mut outs);
         if let Some(every) = self.poll_refresh
             && self.last_poll.is_none_or(|t| t.elapsed() >= every)
         {
@@ -225,6 +231,18 @@ impl Tracer {
             }
         }
         outs
+    }
+
+    /// What the readers dropped since the last report, as outputs.
+    fn report_unqueued(&self, outs: &mut Vec<Output>) {
+        let dropped = self.unqueued.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            outs.push(Output::Dropped { what: Dropped::Events, count: dropped });
+        }
+        let lost = self.unqueued.lost.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            outs.push(Output::Lost(lost));
+        }
     }
 
     /// Waits for the next outputs (see `next`) and hands each to `sink`.
@@ -259,6 +277,7 @@ impl Tracer {
             out.extend(self.assembler.take(msg));
         }
         out.extend(self.assembler.flush(true));
+        self.report_unqueued(&mut out);
         if let Some(fd) = self.logger.as_mut() {
             fd.get_mut().flush();
         }

@@ -6,6 +6,11 @@ use aya::maps::{
     MapData,
     perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
 };
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
 use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
 use crate::model::{
@@ -40,11 +45,37 @@ pub fn decode_poll(head: &[u8], tail: &[u8]) -> Msg {
     }
 }
 
+/// Messages queued between the readers and the assembler at most. Nothing drains the
+/// queue while an agent waits out a backoff or runs a retry; past this the newest are
+/// dropped and counted rather than held without bound.
+pub const QUEUE: usize = 4096;
+
+/// What the readers could not queue.
+#[derive(Debug, Default)]
+pub struct Unqueued {
+    /// Messages dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// The kernel's lost-event counts inside those (kept: they are counts, not events).
+    pub lost: AtomicU64,
+}
+
+/// Queues `msg`, or counts it when the queue is full. Never waits: a reader that
+/// blocked would only move the loss into the kernel's perf buffer.
+pub fn offer(tx: &mpsc::Sender<Msg>, msg: Msg, unqueued: &Unqueued) {
+    if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
+        match msg {
+            Msg::Lost(n) => unqueued.lost.fetch_add(n, Ordering::Relaxed),
+            _ => unqueued.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
 /// One reader task per CPU buffer of `array`.
 pub fn spawn_readers(
     set: &mut JoinSet<()>,
     array: &mut PerfEventArray<MapData>,
-    tx: &mpsc::UnboundedSender<Msg>,
+    tx: &mpsc::Sender<Msg>,
+    unqueued: &Arc<Unqueued>,
     stop: &tokio::sync::watch::Receiver<bool>,
     decode: fn(&[u8], &[u8]) -> Msg,
 ) -> Result<()> {
@@ -55,14 +86,15 @@ pub fn spawn_readers(
         // stays open exactly as long as it is registered.
         let fd = unsafe { AsyncFd::register(buf) }
             .map_err(|e| anyhow!("registering perf buffer with the runtime: {e}"))?;
-        set.spawn(read_cpu(fd, tx.clone(), stop.clone(), decode));
+        set.spawn(read_cpu(fd, tx.clone(), unqueued.clone(), stop.clone(), decode));
     }
     Ok(())
 }
 
 async fn read_cpu(
     mut fd: AsyncFd<PerfEventArrayBuffer<MapData>>,
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
+    unqueued: Arc<Unqueued>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     decode: fn(&[u8], &[u8]) -> Msg,
 ) {
@@ -72,7 +104,7 @@ async fn read_cpu(
                 PerfEvent::Sample { head, tail } => decode(head, tail),
                 PerfEvent::Lost { count } => Msg::Lost(count),
             };
-            let _ = tx.send(msg);
+            offer(&tx, msg, &unqueued);
         });
     };
     loop {
@@ -87,5 +119,31 @@ async fn read_cpu(
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_keeps_lost_counts() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let unqueued = Unqueued::default();
+        for _ in 0..5 {
+            offer(&tx, Msg::BadSample("x".into()), &unqueued);
+        }
+        offer(&tx, Msg::Lost(7), &unqueued);
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 2);
+        assert_eq!(unqueued.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(unqueued.lost.load(Ordering::Relaxed), 7);
+        // Room again: queued, not counted.
+        offer(&tx, Msg::Lost(1), &unqueued);
+        assert!(matches!(rx.try_recv(), Ok(Msg::Lost(1))));
+        assert_eq!(unqueued.lost.load(Ordering::Relaxed), 7);
     }
 }

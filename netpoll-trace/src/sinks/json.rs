@@ -48,7 +48,11 @@ pub fn lines(out: &Output) -> Vec<String> {
         Output::Recorder(h) => vec![json_line(h)],
         Output::Counters(c) => c.iter().map(json_line).collect(),
         Output::Passthrough { value, .. } => vec![value.to_string()],
-        Output::PollStats { last: false, .. } | Output::Lost(_) | Output::Losses(_) | Output::Warning(_) => Vec::new(),
+        Output::PollStats { last: false, .. }
+        | Output::Lost(_)
+        | Output::Losses(_)
+        | Output::Dropped { .. }
+        | Output::Warning(_) => Vec::new(),
     }
 }
 

@@ -146,6 +146,9 @@ impl Sink for Stderr {
                 self.lost += n;
                 crate::status!(Warn, "the kernel dropped {n} events (perf buffer full)");
             }
+            Output::Dropped { what, count } => {
+                crate::status!(Warn, "dropped {count} {} to stay within bounds", what.as_str().replace('_', " "))
+            }
             Output::Warning(w) => crate::status!(Warn, "{w}"),
             _ => {}
         }

@@ -4,20 +4,23 @@
 //! the retry (configfs or the configured command), waiting for the verifying set-up.
 //! Every decision and action is a journal entry, fed to the journal and metrics sinks.
 
-use std::{collections::VecDeque, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 
 use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
-    kernel::{attach::AttachChoice, clock::monotonic_ns, object::ObjectChoice, host, patch_module, privileges},
+    kernel::{attach::AttachChoice, clock::monotonic_ns, ethtool, object::ObjectChoice, host, patch_module, privileges},
     model::{
-        agent::{self, Handled, Need, Next, Note, PatchOutcome, Remediation, Successes, Verified},
+        agent::{
+            self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome, Remediation,
+            Successes, Verified,
+        },
         config::{AgentConfig, RetryMethod},
         correlate::Attempt,
         diagnosis::{Cause, Diagnosis},
-        output::{Output, Sink},
+        output::{Dropped, Output, Sink},
         remediation::{self, Action, Outcome},
     },
     pipeline::{RecorderOptions, TraceOptions, Tracer},
@@ -62,10 +65,17 @@ struct Sinks {
     journal: Journal,
     metrics: Option<Metrics>,
     stderr: Stderr,
+    /// What was dropped to stay bounded, in total (the journal's stop entry says it).
+    dropped: [u64; Dropped::ALL.len()],
 }
 
 impl Sink for Sinks {
     fn emit(&mut self, out: &Output) {
+        if let Output::Dropped { what, count } = out
+            && let Some(i) = Dropped::ALL.iter().position(|d| d == what)
+        {
+            self.dropped[i] += count;
+        }
         self.journal.emit(out);
         if let Some(m) = self.metrics.as_mut() {
             m.emit(out);
@@ -78,9 +88,21 @@ struct Agent {
     args: AgentArgs,
     cfg: AgentConfig,
     sinks: Sinks,
-    /// Outputs that arrived while a remediation was waiting for its verification.
-    backlog: VecDeque<Output>,
+    /// Attempts that arrived while a remediation was waiting for its verification.
+    backlog: Backlog,
     successes: Successes,
+    /// The retry command while it runs: killed if the agent stops meanwhile.
+    running: Option<Running>,
+}
+
+/// A retry command that is running.
+struct Running {
+    child: tokio::process::Child,
+    /// Its process group (its own: everything it starts is killed with it).
+    pgid: i32,
+    command: String,
+    dev: String,
+    attempt: u32,
 }
 
 /// The capability that grants a need on this kernel.
@@ -97,8 +119,8 @@ fn capability(n: Need) -> u32 {
 impl Agent {
     fn new(args: AgentArgs, cfg: AgentConfig) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
-        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default() };
-        Ok(Self { args, cfg, sinks, backlog: VecDeque::new(), successes: Successes::default() })
+        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default(), dropped: [0; Dropped::ALL.len()] };
+        Ok(Self { args, cfg, sinks, backlog: Backlog::default(), successes: Successes::default(), running: None })
     }
 
     /// Stamps and journals one entry.
@@ -206,12 +228,14 @@ impl Agent {
                     _ = int.recv() => break,
                     outs = tracer.next() => {
                         self.observe(&outs);
-                        self.backlog.extend(outs);
+                        for o in outs {
+                            self.backlog.push(o);
+                        }
                     }
                 }
             }
             // Outputs are handled in order: a success supersedes only failures after it.
-            while let Some(o) = self.backlog.pop_front() {
+            while let Some(o) = self.backlog.pop() {
                 let (attempt, d) = match o {
                     Output::Attempt(a, None) => {
                         self.successes.note(&a);
@@ -236,17 +260,40 @@ impl Agent {
         if let Some(n) = &notify {
             let _ = n.send("STOPPING=1");
         }
-        let detail = format!("stopping; {unfixed} failure(s) left unfixed");
+        // Stopped mid-retry: the command must not outlive the agent.
+        if let Some(mut r) = self.running.take() {
+            let by = terminate(&mut r.child, r.pgid).await;
+            self.log(Some(&r.dev), agent::killed_on_stop(&r.command, by, r.attempt), None);
+        }
+        self.report_backlog_drops();
+        let mut detail = format!("stopping; {unfixed} failure(s) left unfixed");
+        let dropped: Vec<String> = Dropped::ALL
+            .iter()
+            .zip(self.sinks.dropped)
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| format!("{n} {}", d.as_str().replace('_', " ")))
+            .collect();
+        if !dropped.is_empty() {
+            detail.push_str(&format!("; dropped to stay bounded: {}", dropped.join(", ")));
+        }
         self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
         let _ = tracer.finish().await;
         Ok(if self.args.once && unfixed > 0 { Exit::NetpollFailure } else { Exit::Ok })
     }
 
+    /// Reports the attempts the backlog dropped (to the journal's sinks: stderr, metrics).
+    fn report_backlog_drops(&mut self) {
+        let count = self.backlog.take_dropped();
+        if count > 0 {
+            self.sinks.emit(&Output::Dropped { what: Dropped::Backlog, count });
+        }
+    }
+
     /// Carries out the model's decisions for one failure until it is done.
     async fn handle(&mut self, tracer: &mut Tracer, attempt: &Attempt, d: &Diagnosis) -> Handled {
-        let driver = attempt.culprit().and_then(|c| c.driver.clone());
-        let (mut rem, mut next) =
-            Remediation::begin(d, driver.as_deref(), &self.cfg, self.args.dry_run, &self.successes);
+        self.report_backlog_drops();
+        let failed = Identity::of(attempt, d.failing_device().unwrap_or_default());
+        let (mut rem, mut next) = Remediation::begin(d, &failed, &self.cfg, self.args.dry_run, &self.successes);
         // When the last retry started: only set-ups from then on verify it.
         let mut retried_at = 0;
         loop {
@@ -256,10 +303,24 @@ impl Agent {
             next = match next {
                 Next::Done(h) => return h,
                 Next::Patch => rem.patched(self.patch(&rem.dev)),
-                Next::Retry { after, .. } => {
+                // Never forced: if netpoll is already bound to that device, it stays patched.
+                Next::Unpatch => rem.unpatched(match patch_module::unpatch(&rem.dev, false) {
+                    Ok((p, unloaded)) => Ok(format!(
+                        "restored ops {} of {} (ifindex {}){}",
+                        p.ops(),
+                        p.dev,
+                        p.ifindex,
+                        if unloaded { "; module unloaded" } else { "" }
+                    )),
+                    Err(e) => Err(format!("{e:#}")),
+                }),
+                Next::Retry { attempt, after } => {
                     tokio::time::sleep(after).await;
                     retried_at = monotonic_ns();
-                    rem.retried(retry(&self.cfg, &rem.dev).await.map_err(|e| format!("{e:#}")))
+                    match retry(&self.cfg, &rem.dev, attempt, &mut self.running).await {
+                        Retried::Done(r) => rem.retried(r.map_err(|e| format!("{e:#}"))),
+                        Retried::TimedOut { command, by } => rem.retry_timed_out(&command, self.cfg.retry_timeout, by),
+                    }
                 }
                 Next::Verify { within, .. } => {
                     let v = self.verify(tracer, &rem.dev, retried_at, within).await;
@@ -272,10 +333,19 @@ impl Agent {
         }
     }
 
+    /// Patches `dev` by name and reads back which device that name stands for now
+    /// (ifindex from the module's own state, driver from ethtool or sysfs).
     fn patch(&mut self, dev: &str) -> PatchOutcome {
+        let driver = || ethtool::driver_info(dev).map(|(d, _)| d).or_else(|| host::sysfs_driver(dev));
         match patch_module::patch(dev, self.cfg.patch_module.as_deref()) {
-            Ok(p) => PatchOutcome::Patched(format!("ops {} -> a private copy (owner {})", p.ops(), p.owner)),
-            Err(e) if e.to_string().contains("already patched") => PatchOutcome::AlreadyPatched,
+            Ok(p) => PatchOutcome::Patched {
+                detail: format!("ops {} -> a private copy (owner {}, ifindex {})", p.ops(), p.owner, p.ifindex),
+                found: Identity { ifindex: Some(p.ifindex), driver: driver() },
+            },
+            Err(e) if e.to_string().contains("already patched") => {
+                let ifindex = patch_module::status().ok().and_then(|s| s.into_iter().find(|p| p.dev == dev)).map(|p| p.ifindex);
+                PatchOutcome::AlreadyPatched { found: Identity { ifindex, driver: driver() } }
+            }
             Err(e) => PatchOutcome::Failed(format!("{e:#}")),
         }
     }
@@ -301,7 +371,7 @@ impl Agent {
                     found = Some(v);
                     continue;
                 }
-                self.backlog.push_back(o);
+                self.backlog.push(o);
             }
             if let Some(v) = found {
                 return v;
@@ -319,36 +389,115 @@ fn configfs_target(dev: &str) -> Option<PathBuf> {
     })
 }
 
-/// Re-runs the netconsole set-up for `dev`; says how.
-async fn retry(cfg: &AgentConfig, dev: &str) -> Result<String> {
+/// How a retry went.
+enum Retried {
+    /// Done: how, or why it failed.
+    Done(Result<String>),
+    /// The command ran past retry.timeout and was killed.
+    TimedOut { command: String, by: KilledBy },
+}
+
+/// Re-runs the netconsole set-up for `dev`; says how. The command runs in `running`
+/// while it runs, so an agent stopping meanwhile can kill it.
+async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<Running>) -> Retried {
     let target = match cfg.retry_method {
         RetryMethod::Command => None,
         _ => configfs_target(dev),
     };
     if let Some(t) = target {
-        return enable_target(&t);
+        return Retried::Done(enable_target(&t));
     }
     if cfg.retry_method == RetryMethod::Configfs {
-        anyhow::bail!("no netconsole target for {dev} under {CONFIGFS} (is configfs mounted, is the target dynamic?)");
+        return Retried::Done(Err(anyhow::anyhow!(
+            "no netconsole target for {dev} under {CONFIGFS} (is configfs mounted, is the target dynamic?)"
+        )));
     }
     let Some((prog, args)) = cfg.retry_command.split_first() else {
-        anyhow::bail!("no configfs target for {dev} and no retry.command configured: nothing to retry with");
+        return Retried::Done(Err(anyhow::anyhow!(
+            "no configfs target for {dev} and no retry.command configured: nothing to retry with"
+        )));
     };
+    let command = cfg.retry_command.join(" ");
     let caps = privileges::CapSets::only(&agent::retry_command_needs().into_iter().map(capability).collect::<Vec<_>>());
-    // No shell: the configured argv runs as is.
+    // No shell: the configured argv runs as is, in a process group of its own so that
+    // whatever it starts is killed with it.
     let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
     // SAFETY: the hook only makes system calls (prctl, capset).
     unsafe { cmd.pre_exec(move || privileges::restrict_child(&caps)) };
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("running {prog}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        anyhow::bail!("{} exited with {}: {}", cfg.retry_command.join(" "), out.status, stderr.trim());
+    let spawned = cmd.spawn().with_context(|| format!("running {prog}"));
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Retried::Done(Err(e)),
+    };
+    let Some(pgid) = child.id().map(|p| p as i32) else {
+        return Retried::Done(Err(anyhow::anyhow!("{command} exited before it could be watched")));
+    };
+    let stderr = child.stderr.take().map(|e| tokio::spawn(read_bounded(e)));
+    // In `running` until it is reaped: if the agent stops meanwhile (this future is
+    // dropped), the agent kills it.
+    let r = running.insert(Running { child, pgid, command: command.clone(), dev: dev.to_string(), attempt });
+    let status = match tokio::time::timeout(cfg.retry_timeout, r.child.wait()).await {
+        Ok(status) => {
+            // Nothing it started outlives it.
+            signal_group(pgid, libc::SIGKILL);
+            status
+        }
+        Err(_) => {
+            let by = terminate(&mut r.child, pgid).await;
+            *running = None;
+            return Retried::TimedOut { command, by };
+        }
+    };
+    *running = None;
+    let stderr = match stderr {
+        Some(task) => tokio::time::timeout(Duration::from_secs(1), task).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
+        None => String::new(),
+    };
+    Retried::Done(match status {
+        Ok(s) if s.success() => Ok(format!("ran {command} (exit 0)")),
+        Ok(s) => Err(anyhow::anyhow!("{command} exited with {s}: {}", stderr.trim())),
+        Err(e) => Err(anyhow::anyhow!("waiting for {command}: {e}")),
+    })
+}
+
+/// The first 4 KiB of a command's stderr (the rest is read and discarded, so the
+/// command never blocks on a full pipe).
+async fn read_bounded(mut from: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = 4096usize.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
     }
-    Ok(format!("ran {} (exit 0)", cfg.retry_command.join(" ")))
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process group we created; ESRCH (already gone) is fine.
+    unsafe { libc::kill(-pgid, sig) };
+}
+
+/// Stops a command and its process group: SIGTERM, then SIGKILL after KILL_GRACE;
+/// says which signal ended it.
+async fn terminate(child: &mut tokio::process::Child, pgid: i32) -> KilledBy {
+    signal_group(pgid, libc::SIGTERM);
+    let by = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+        Ok(_) => KilledBy::Term,
+        Err(_) => KilledBy::Kill,
+    };
+    // Also whatever in the group ignored SIGTERM after its leader exited.
+    signal_group(pgid, libc::SIGKILL);
+    let _ = child.wait().await;
+    by
 }
 
 fn enable_target(t: &std::path::Path) -> Result<String> {
@@ -360,4 +509,87 @@ fn enable_target(t: &std::path::Path) -> Result<String> {
     }
     std::fs::write(&enabled, "1").with_context(|| format!("writing 1 to {}", enabled.display()))?;
     Ok(format!("wrote 1 to {}", enabled.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(script: &str, timeout: Duration) -> AgentConfig {
+        AgentConfig {
+            retry_method: RetryMethod::Command,
+            retry_command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            retry_timeout: timeout,
+            ..AgentConfig::default()
+        }
+    }
+
+    /// Gone (or a zombie of a reaper that is not us) within a second: SIGKILL is
+    /// delivered at once, the exit takes a moment.
+    fn gone(pid: i32) -> bool {
+        (0..20).any(|_| {
+            let dead = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+            if !dead {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            dead
+        })
+    }
+
+    fn child_pid(file: &std::path::Path) -> i32 {
+        std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_retry_command_past_its_timeout_is_killed_with_its_process_group() {
+        let file = std::env::temp_dir().join(format!("npt-retry-{}", std::process::id()));
+        // Ignores SIGTERM, and so does the grandchild it leaves behind.
+        let script = format!("trap '' TERM; sleep 60 & echo $! >{}; wait", file.display());
+        let mut running = None;
+        let started = std::time::Instant::now();
+        let r = rt().block_on(async {
+            // Bounded here too: before the fix the retry waited for the command forever.
+            tokio::time::timeout(Duration::from_secs(20), retry(&cfg(&script, Duration::from_secs(1)), "eth0", 1, &mut running))
+                .await
+        });
+        let Ok(Retried::TimedOut { command, by }) = r else { panic!("not timed out") };
+        assert_eq!(by, KilledBy::Kill);
+        assert!(command.starts_with("/bin/sh -c trap"), "{command}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(running.is_none());
+        assert!(gone(child_pid(&file)), "the grandchild outlived the timeout");
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_retry_command_cut_off_by_a_stop_is_left_for_the_agent_to_kill() {
+        let file = std::env::temp_dir().join(format!("npt-retry-stop-{}", std::process::id()));
+        let script = format!("sleep 60 & echo $! >{}; wait", file.display());
+        let mut running = None;
+        let rt = rt();
+        rt.block_on(async {
+            // The agent's select! drops the retry when SIGTERM arrives: here, after 1 s.
+            let stopped = tokio::time::timeout(Duration::from_secs(1), retry(&cfg(&script, Duration::from_secs(60)), "eth0", 2, &mut running)).await;
+            assert!(stopped.is_err());
+        });
+        let mut r = running.take().expect("the running command is still known");
+        assert_eq!((r.dev.as_str(), r.attempt), ("eth0", 2));
+        assert_eq!(rt.block_on(terminate(&mut r.child, r.pgid)), KilledBy::Term);
+        assert!(gone(child_pid(&file)));
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn a_retry_command_that_fails_says_how() {
+        let mut running = None;
+        let r = rt().block_on(retry(&cfg("echo nope >&2; exit 3", Duration::from_secs(10)), "eth0", 1, &mut running));
+        let Retried::Done(Err(e)) = r else { panic!("not a failure") };
+        assert!(e.to_string().contains("exit status: 3: nope"), "{e}");
+        let r = rt().block_on(retry(&cfg("exit 0", Duration::from_secs(10)), "eth0", 1, &mut running));
+        assert!(matches!(r, Retried::Done(Ok(_))));
+    }
 }

@@ -77,9 +77,9 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
             Some(r)
         })
         .collect();
-    let mut log = KernelLog::default();
+    let mut log = KernelLog::unbounded();
     if let Ok(mut k) = KmsgReader::open_from_start() {
-        k.drain(|line| log.push(line));
+        k.drain(|line| log.push(line, now));
     }
     let lost = Losses(snap.losses);
     let head = RecorderLine {
@@ -127,14 +127,14 @@ fn from_file(file: &Path) -> Result<Vec<Output>> {
     let input = BufReader::new(open_regular(file)?);
     let mut records = Vec::new();
     let mut others = Vec::new();
-    let mut log = KernelLog::default();
+    let mut log = KernelLog::unbounded();
     for line in read_lines(input, MAX_LINE) {
         match line.map_err(|e| anyhow!("{}: {e}", file.display()))? {
             RecordedLine::Setup(r) => records.push(*r),
             // The recorded kernel line is quoted again by the fresh diagnosis.
             RecordedLine::Diagnosis { kernel_message } => {
                 if let Some(m) = kernel_message {
-                    log.push(m);
+                    log.push(m, 0);
                 }
             }
             RecordedLine::Other { kind, value } => others.push(Output::Passthrough { kind: kind.to_string(), value }),

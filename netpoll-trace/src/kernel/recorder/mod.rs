@@ -221,6 +221,12 @@ pub struct ResetReport {
 /// to it) and removes the map pins and the directory. Refuses a foreign directory
 /// and a recorder that is running.
 pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    // Before anything is read: a live recorder's pins are never removed, whichever way
+    // the directory is spelled here.
+    let _lock = Lock::for_reset(dir)?;
     let found = match inspect(dir) {
         Ok(f) => f,
         // Half-made pins of ours (e.g. a missing map) may go; anything foreign stays.
@@ -231,12 +237,9 @@ pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
         Err(e) => return Err(e),
     };
     if matches!(found, Found::Absent) {
-        if dir.exists() {
-            std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
+        std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
         return Ok(None);
     }
-    let _lock = Lock::acquire(dir)?;
     let mut report = ResetReport { links: 0, maps: 0 };
     let mut names: Vec<String> =
         std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();

@@ -11,6 +11,9 @@
 //! - `netpoll_trace_remediations_total{action,result}`: journal entries, one per
 //!   decision and action, with the journal's own codes.
 //! - `netpoll_trace_lost_events_total`: events the kernel dropped (perf buffer full).
+//! - `netpoll_trace_dropped_total{what}`: what netpoll-trace itself dropped to stay
+//!   bounded: `events` (its event queue was full), `kernel_log_lines` (unclaimed kernel
+//!   log lines, by count or age), `queued_failures` (the agent's queue of failures).
 //! - `netpoll_trace_poll_duration_seconds{dev,ifindex}`: `netpoll_poll_dev` latency,
 //!   one series per device (a device made again under the same name has a new
 //!   ifindex, so a new series rather than a duplicate of the old one's labels).
@@ -34,7 +37,7 @@ use prometheus_client::{
 };
 
 use crate::model::{
-    output::{Output, Sink},
+    output::{Dropped, Output, Sink},
     poll::PollSummary,
     remediation::{Action, Outcome},
 };
@@ -78,6 +81,11 @@ struct FailureLabels {
 struct RemediationLabels {
     action: &'static str,
     result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DroppedLabels {
+    what: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -203,6 +211,7 @@ pub struct Metrics {
     lost: Counter,
     /// The programs' `LOSSES` by kind (`loss::NAMES`), following the kernel's totals.
     records_lost: Family<LossLabels, Counter>,
+    dropped: Family<DroppedLabels, Counter>,
     poll: Arc<PollCollector>,
 }
 
@@ -219,6 +228,11 @@ impl Metrics {
         let remediations = Family::<RemediationLabels, Counter>::default();
         let lost = Counter::default();
         let records_lost = Family::<LossLabels, Counter>::default();
+        let dropped = Family::<DroppedLabels, Counter>::default();
+        for what in Dropped::ALL {
+            // Present from the start at 0, so an alert on an increase sees the first one.
+            let _ = dropped.get_or_create(&DroppedLabels { what: what.as_str() });
+        }
         let info = Family::<BuildLabels, Gauge>::default();
         info.get_or_create(&BuildLabels {
             version: build.version.clone(),
@@ -247,8 +261,13 @@ impl Metrics {
             "What the eBPF programs could not keep, by kind (total since they were loaded)",
             records_lost.clone(),
         );
+        registry.register(
+            "netpoll_trace_dropped",
+            "What netpoll-trace dropped to stay within its bounds, by kind",
+            dropped.clone(),
+        );
         registry.register_collector(Box::new(poll.clone()));
-        Self { registry: Arc::new(registry), setups, failures, remediations, lost, records_lost, poll }
+        Self { registry: Arc::new(registry), setups, failures, remediations, lost, records_lost, dropped, poll }
     }
 
     /// Counts what the pipeline produced.
@@ -282,6 +301,9 @@ impl Metrics {
                         let c = self.records_lost.get_or_create(&LossLabels { kind });
                         c.inc_by(n.saturating_sub(c.get()));
                     }
+                }
+                Output::Dropped { what, count } => {
+                    self.dropped.get_or_create(&DroppedLabels { what: what.as_str() }).inc_by(*count);
                 }
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
@@ -401,6 +423,7 @@ mod tests {
         m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController)]);
         m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController), ok("eth0", "virtio_net")]);
         m.observe(&[failed("eth9", None, Cause::NoSuchDevice), Output::Lost(7), Output::Lost(2)]);
+        m.observe(&[Output::Dropped { what: Dropped::Events, count: 5 }]);
         let t = m.render();
         let f = "netpoll_trace_setup_failures_total";
         assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth0",driver="virtio_net",cause="missing_poll_controller"}}"#)).as_deref(), Some("2"), "{t}");
@@ -409,6 +432,8 @@ mod tests {
         assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="failed"}}"#)).as_deref(), Some("2"), "{t}");
         assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="ok"}}"#)).as_deref(), Some("1"), "{t}");
         assert_eq!(sample(&t, "netpoll_trace_lost_events_total").as_deref(), Some("9"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="events"}"#).as_deref(), Some("5"), "{t}");
+        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="kernel_log_lines"}"#).as_deref(), Some("0"), "{t}");
         assert!(t.contains("# TYPE netpoll_trace_setup_failures_total counter"), "{t}");
     }
 
