@@ -102,3 +102,38 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+/// Runs the tool for at most 10 s (an agent on a kernel with netpoll keeps running) and
+/// returns its stderr.
+fn stderr_within_10s(args: &[&str]) -> String {
+    let mut child = tool().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned()
+}
+
+#[test]
+fn the_agent_reads_etc_or_says_once_that_it_runs_on_defaults() {
+    let err = stderr_within_10s(&["agent"]);
+    let says = err.matches("no /etc/netpoll-trace/agent.toml: built-in defaults").count();
+    assert_eq!(says, if Path::new("/etc/netpoll-trace/agent.toml").exists() { 0 } else { 1 }, "{err}");
+}
+
+#[test]
+fn the_configuration_sets_the_log_format_and_the_flag_wins() {
+    let dir = std::env::temp_dir().join(format!("npt-lf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("agent.toml");
+    // A valid configuration and a journal that cannot be opened: the error line comes in
+    // the configured format on any kernel.
+    std::fs::write(&cfg, "log_format = \"json\"\nring_size = 4096\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let err = stderr_within_10s(&["agent", "--config", cfg, "--journal", "/nonexistent-dir/j.jsonl"]);
+    assert!(!err.is_empty() && err.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{err}");
+    let err = stderr_within_10s(&["agent", "--config", cfg, "--journal", "/nonexistent-dir/j.jsonl", "--log-format", "text"]);
+    assert!(err.lines().all(|l| l.starts_with("netpoll-trace: ")), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

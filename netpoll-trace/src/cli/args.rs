@@ -10,7 +10,10 @@ use crate::{
         object::{ObjectChoice, ObjectKind},
         recorder,
     },
-    model::duration::parse_duration,
+    model::{
+        config::{AgentConfig, RING_SIZES},
+        duration::parse_duration,
+    },
     sinks::{metrics::http::parse_addr, status::LogFormat},
 };
 
@@ -40,9 +43,10 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Diagnostics on stderr as text, or one JSON object per line (ts, level, target,
-    /// message) for log shippers; stdout (--json, the journal) is unchanged.
-    #[arg(long, value_enum, global = true, default_value = "text", value_name = "FORMAT")]
-    pub log_format: LogFormatArg,
+    /// message) for log shippers; stdout (--json, the journal) is unchanged [default: text,
+    /// or the agent configuration's log_format].
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,15 +61,28 @@ pub struct RecorderArgs {
     /// The recorder's pin directory, on a bpffs mount [default: /sys/fs/bpf/netpoll-trace/v<schema>].
     #[arg(long, value_name = "DIR")]
     pub pin_dir: Option<PathBuf>,
-    /// Set-up events the recorder's ring keeps (used when the pins are created).
-    #[arg(long, value_name = "N", default_value_t = netpoll_trace_common::DEFAULT_RING_SIZE,
-          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
-    pub ring_size: u32,
+    /// Set-up events the recorder's ring keeps (used when the pins are created) [default: 1024].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(*RING_SIZES.start() as i64..=*RING_SIZES.end() as i64))]
+    pub ring_size: Option<u32>,
 }
 
 impl RecorderArgs {
     pub fn dir(&self) -> PathBuf {
         self.pin_dir.clone().unwrap_or_else(recorder::default_dir)
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size.unwrap_or(netpoll_trace_common::DEFAULT_RING_SIZE)
+    }
+
+    /// The agent's: these flags over its configuration's keys of the same names.
+    pub fn over(self, cfg: &AgentConfig) -> Self {
+        Self {
+            persist: self.persist || cfg.persist,
+            pin_dir: self.pin_dir.or_else(|| cfg.pin_dir.clone()),
+            ring_size: self.ring_size.or(cfg.ring_size),
+        }
     }
 }
 

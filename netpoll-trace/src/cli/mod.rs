@@ -18,14 +18,21 @@ use self::{
 };
 use crate::{
     kernel::{recorder, targets::Unsupported},
-    model::schema,
+    model::{config::AgentConfig, schema},
     sinks::status,
 };
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    status::init(cli.log_format.into(), cli.verbose);
-    let exit = match run(cli.command) {
+    // The agent's configuration may choose the log format: it is read first (its errors
+    // are reported once the format is known).
+    let agent_config = match &cli.command {
+        Command::Agent { config, .. } => Some(agent::load_config(config.as_deref())),
+        _ => None,
+    };
+    let configured = agent_config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(c, _)| c.log_format);
+    status::init(cli.log_format.map(Into::into).or(configured).unwrap_or_default(), cli.verbose);
+    let exit = match run(cli.command, agent_config) {
         Ok(exit) => exit,
         Err(e) => {
             // The crate's name, not this module's path: log shippers key on it.
@@ -52,7 +59,7 @@ fn tracer_choice_or_exit(
     })
 }
 
-fn run(command: Command) -> Result<Exit> {
+fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String>)>>) -> Result<Exit> {
     match command {
         Command::Check { json, tracer } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
@@ -61,7 +68,13 @@ fn run(command: Command) -> Result<Exit> {
         Command::Agent { config, dry_run, once, journal, sources, tracer, recorder, metrics_addr } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
             let OffsetArgs { btf, offsets } = sources;
-            agent::run(agent::AgentArgs { config, dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr })
+            let (cfg, note) = agent_config.unwrap_or_else(|| agent::load_config(config.as_deref()))?;
+            if let Some(n) = note {
+                crate::status!(Info, "{n}");
+            }
+            let recorder = recorder.over(&cfg);
+            let metrics_addr = metrics_addr.or(cfg.metrics_addr);
+            agent::run(agent::AgentArgs { dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr }, cfg)
         }
         Command::Offsets { json, sources } => offsets::run(json, sources.btf.as_deref(), sources.offsets.as_deref()),
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {

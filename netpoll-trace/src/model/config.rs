@@ -7,6 +7,11 @@
 //! max_attempts = 3                         # retries per failure
 //! backoff = "2s"                           # before the first retry; doubles each time
 //! verify_timeout = "10s"                   # how long a retry has to show a successful set-up
+//! metrics_addr = "127.0.0.1:9632"          # as --metrics-addr (the flags win over these five)
+//! log_format = "json"                      # as --log-format: text | json
+//! pin_dir = "/sys/fs/bpf/netpoll-trace/v2" # as --pin-dir
+//! persist = true                           # as --persist
+//! ring_size = 4096                         # as --ring-size
 //!
 //! [policy]                                 # per cause: "patch" or "report"
 //! missing_poll_controller = "patch"
@@ -17,7 +22,7 @@
 //! timeout = "60s"                          # then the command's process group is killed
 //! ```
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
@@ -41,6 +46,22 @@ pub enum RetryMethod {
     Command,
 }
 
+/// How stderr lines are written (`--log-format`, `log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `netpoll-trace: warning: ...` lines.
+    #[default]
+    Text,
+    /// One JSON object per line: ts (RFC 3339, UTC), level, target, message.
+    Json,
+}
+
+/// Where the agent reads its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/netpoll-trace/agent.toml";
+
+/// The range of `ring_size` (and `--ring-size`).
+pub const RING_SIZES: std::ops::RangeInclusive<u32> = 1..=1_048_576;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub journal: Option<PathBuf>,
@@ -54,6 +75,12 @@ pub struct AgentConfig {
     pub retry_command: Vec<String>,
     /// How long `retry_command` may run before its process group is killed.
     pub retry_timeout: Duration,
+    /// Defaults for the flags of the same names.
+    pub metrics_addr: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+    pub pin_dir: Option<PathBuf>,
+    pub persist: bool,
+    pub ring_size: Option<u32>,
 }
 
 impl Default for AgentConfig {
@@ -70,6 +97,11 @@ impl Default for AgentConfig {
             retry_method: RetryMethod::Auto,
             retry_command: Vec::new(),
             retry_timeout: Duration::from_secs(60),
+            metrics_addr: None,
+            log_format: None,
+            pin_dir: None,
+            persist: false,
+            ring_size: None,
         }
     }
 }
@@ -85,6 +117,11 @@ struct Raw {
     verify_timeout: Option<String>,
     policy: Option<toml::Table>,
     retry: Option<RawRetry>,
+    metrics_addr: Option<String>,
+    log_format: Option<String>,
+    pin_dir: Option<PathBuf>,
+    persist: Option<bool>,
+    ring_size: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -111,7 +148,28 @@ impl AgentConfig {
     /// Parses and validates; an error names the offending key.
     pub fn parse(text: &str) -> Result<Self> {
         let raw: Raw = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
-        let mut c = AgentConfig { journal: raw.journal, patch_module: raw.patch_module, ..AgentConfig::default() };
+        let mut c = AgentConfig {
+            journal: raw.journal,
+            patch_module: raw.patch_module,
+            pin_dir: raw.pin_dir,
+            persist: raw.persist.unwrap_or(false),
+            ..AgentConfig::default()
+        };
+        if let Some(a) = raw.metrics_addr {
+            c.metrics_addr = Some(a.parse().map_err(|_| anyhow!("metrics_addr: `{a}` is not HOST:PORT with an IP address (e.g. \"127.0.0.1:9632\")"))?);
+        }
+        c.log_format = match raw.log_format.as_deref() {
+            None => None,
+            Some("text") => Some(LogFormat::Text),
+            Some("json") => Some(LogFormat::Json),
+            Some(other) => bail!("log_format: `{other}` is not text or json"),
+        };
+        if let Some(n) = raw.ring_size {
+            if !RING_SIZES.contains(&n) {
+                bail!("ring_size: {n} is out of range ({} to {})", RING_SIZES.start(), RING_SIZES.end());
+            }
+            c.ring_size = Some(n);
+        }
         if let Some(d) = raw.allowed_drivers {
             if let Some(bad) = d.iter().find(|d| d.is_empty() || d.contains(char::is_whitespace)) {
                 bail!("allowed_drivers: `{bad}` is not a driver name");
@@ -206,6 +264,29 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         assert_eq!(c.backoff, Duration::from_millis(500));
         assert_eq!(c.retry_method, RetryMethod::Command);
         assert_eq!(c.retry_command[0], "modprobe");
+    }
+
+    #[test]
+    fn the_flags_have_keys() {
+        let c = AgentConfig::parse(
+            "metrics_addr = \"127.0.0.1:9632\"\nlog_format = \"json\"\npin_dir = \"/sys/fs/bpf/x\"\npersist = true\nring_size = 4096\n",
+        )
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9632".parse().unwrap()));
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+        assert_eq!(c.pin_dir.as_deref(), Some(std::path::Path::new("/sys/fs/bpf/x")));
+        assert!(c.persist);
+        assert_eq!(c.ring_size, Some(4096));
+        for (bad, key) in [
+            ("metrics_addr = \"9632\"", "metrics_addr"),
+            ("log_format = \"xml\"", "log_format"),
+            ("ring_size = 0", "ring_size"),
+            ("ring_size = 2000000", "ring_size"),
+            ("persist = \"yes\"", "persist"),
+        ] {
+            let e = AgentConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -17,14 +17,7 @@ use serde::Serialize;
 
 use crate::model::output::{Output, Sink};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// `netpoll-trace: warning: ...` lines.
-    #[default]
-    Text,
-    /// One JSON object per line: ts (RFC 3339, UTC), level, target, message.
-    Json,
-}
+pub use crate::model::config::LogFormat;
 
 static JSON: AtomicBool = AtomicBool::new(false);
 

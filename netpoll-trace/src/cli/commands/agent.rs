@@ -4,7 +4,10 @@
 //! the retry (configfs or the configured command), waiting for the verifying set-up.
 //! Every decision and action is a journal entry, fed to the journal and metrics sinks.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 
@@ -17,7 +20,7 @@ use crate::{
             self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome, Remediation,
             Successes, Verified,
         },
-        config::{AgentConfig, RetryMethod},
+        config::{self, AgentConfig, RetryMethod},
         correlate::Attempt,
         diagnosis::{Cause, Diagnosis},
         output::{Dropped, Output, Sink},
@@ -33,7 +36,6 @@ use crate::{
 };
 
 pub struct AgentArgs {
-    pub config: Option<PathBuf>,
     pub dry_run: bool,
     pub once: bool,
     pub journal: Option<PathBuf>,
@@ -45,12 +47,24 @@ pub struct AgentArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-pub fn run(args: AgentArgs) -> Result<Exit> {
-    // Validated before anything is attached: a bad key is a one-line error.
-    let cfg = match &args.config {
-        Some(p) => AgentConfig::load(p)?,
-        None => AgentConfig::default(),
-    };
+/// The configuration: `--config FILE`, else /etc/netpoll-trace/agent.toml when it
+/// exists, else the built-in defaults (with a note saying so). Validated before
+/// anything is attached: a bad key is a one-line error.
+pub fn load_config(path: Option<&Path>) -> Result<(AgentConfig, Option<String>)> {
+    if let Some(p) = path {
+        return Ok((AgentConfig::load(p)?, None));
+    }
+    let default = Path::new(config::DEFAULT_PATH);
+    match std::fs::symlink_metadata(default) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((
+            AgentConfig::default(),
+            Some(format!("no {}: built-in defaults (report every failure, patch nothing)", default.display())),
+        )),
+        _ => Ok((AgentConfig::load(default)?, None)),
+    }
+}
+
+pub fn run(args: AgentArgs, cfg: AgentConfig) -> Result<Exit> {
     // Before any thread exists: it edits the environment.
     let notify = systemd::Notifier::from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -155,7 +169,7 @@ impl Agent {
         // a host that cannot pin (no bpffs) still gets remediation, with a warning.
         let recorder = Some(RecorderOptions {
             dir: r.dir(),
-            ring_size: r.ring_size,
+            ring_size: r.ring_size(),
             persist: r.persist,
             required: r.persist || r.pin_dir.is_some(),
         });

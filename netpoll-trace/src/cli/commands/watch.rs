@@ -90,7 +90,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     let r = &args.recorder;
     let recorder = (r.persist || r.pin_dir.is_some()).then(|| RecorderOptions {
         dir: r.dir(),
-        ring_size: r.ring_size,
+        ring_size: r.ring_size(),
         persist: r.persist,
         required: true,
     });
