@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod console;
 mod cpio;
+mod debcheck;
 mod dist;
 mod guest;
 mod headers;
@@ -86,6 +87,12 @@ enum Task {
     /// Release artefacts in target/dist/: netpoll-trace-<version>-x86_64.tar.gz (static binary,
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
     Dist,
+    /// The .deb through `dpkg -i`, `-r` and `-P` in a throwaway root, its maintainer scripts as
+    /// a systemd host runs them, and lintian (default: the one `dist` builds).
+    Debcheck {
+        /// A .deb to check instead of building one.
+        deb: Option<std::path::PathBuf>,
+    },
     /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
     Demo {
         /// Kernel label.
@@ -156,6 +163,10 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel } => demo(kernel),
         Task::Dist => dist::run().map(|_| true),
+        Task::Debcheck { deb } => debcheck::run(&match deb {
+            Some(d) => d,
+            None => dist::run()?.deb,
+        }),
     }
 }
 
@@ -198,7 +209,12 @@ fn test() -> Result<bool> {
             eprintln!("test: bench failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && bpf_ok && lab_ok && bench_ok)
+    println!("test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)");
+    let deb_ok = dist::run().and_then(|d| debcheck::run(&d.deb)).unwrap_or_else(|e| {
+        eprintln!("test: debcheck failed: {e:#}");
+        false
+    });
+    Ok(unit.is_ok() && bpf_ok && lab_ok && bench_ok && deb_ok)
 }
 
 fn demo(kernel: String) -> Result<bool> {

@@ -28,6 +28,11 @@ const HOST_PACKAGES: &[&str] = &[
     "tar",
     "gzip",
     "dpkg",
+    // `cargo xtask debcheck`: strip for the packaged binary, unshare for the maintainer
+    // scripts' systemd run, lintian for the package.
+    "binutils",
+    "util-linux",
+    "lintian",
 ];
 
 pub fn run() -> Result<()> {

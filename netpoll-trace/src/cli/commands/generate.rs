@@ -173,7 +173,7 @@ const CONFIG_KEYS: &[Key] = &[
 
 /// netpoll-trace-agent.toml(5).
 fn config_page(source: &str) -> String {
-    let mut out = format!(".TH \"{}\" 5 \"\" \"{}\" \"netpoll-trace manual\"\n", esc(CONFIG_PAGE), esc(source));
+    let mut out = format!(".TH \"{CONFIG_PAGE}\" 5 \"\" \"{source}\" \"netpoll-trace manual\"\n");
     let _ = writeln!(out, ".SH NAME\n{} \\- configuration of the netpoll\\-trace agent", esc(CONFIG_PAGE));
     let _ = writeln!(out, ".SH SYNOPSIS\n.B /etc/netpoll-trace/agent.toml");
     let _ = writeln!(
