@@ -39,8 +39,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install everything the project needs on this machine (idempotent).
-    Setup,
+    /// Install everything the project needs on this machine (idempotent); prints the exact
+    /// kernel packages the lab uses.
+    Setup {
+        /// Move the lab kernels to their suites' newest point releases (a cached kernel
+        /// otherwise stays).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Resolve every lab kernel's exact packages against fresh, initially empty private apt
+    /// lists (what a fresh machine gets), downloading no kernel.
+    ResolveKernels,
     /// Build the static netpoll-trace binary; prints its path last.
     Build,
     /// Build the runtime patch module (netpoll-patch/) against a lab kernel's headers;
@@ -134,7 +143,8 @@ fn main() {
 /// Ok(false): the task ran and something it checked failed (already reported).
 fn run(cli: Cli) -> Result<bool> {
     match cli.task {
-        Task::Setup => setup::run().map(|()| true),
+        Task::Setup { refresh } => setup::run(refresh).map(|()| true),
+        Task::ResolveKernels => resolve_kernels(),
         Task::Build => {
             let binary = build::static_binary()?;
             println!("{}", binary.display());
@@ -158,7 +168,7 @@ fn run(cli: Cli) -> Result<bool> {
         Task::Test => test(),
         Task::Bpfcheck { objects } => bpfcheck::run(&objects),
         Task::Bench { kernels, reps, quick, live, sections, modes } => {
-            setup::run()?;
+            setup::run(false)?;
             bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
         }
         Task::Demo { kernel } => demo(kernel),
@@ -172,7 +182,7 @@ fn run(cli: Cli) -> Result<bool> {
 
 fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
-    setup::run()?;
+    setup::run(false)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's default members: the eBPF crate only builds for the BPF target.
     println!("test: cargo test (unit and host tests)");
@@ -180,6 +190,10 @@ fn test() -> Result<bool> {
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }
+    let resolve_ok = resolve_kernels().unwrap_or_else(|e| {
+        eprintln!("test: resolving the lab kernels failed: {e:#}");
+        false
+    });
     // The lab has no 4.14 kernel: what keeps the legacy object loadable there is checked
     // statically, on the object the lab then embeds.
     println!("test: cargo xtask bpfcheck (the legacy object against Linux 4.14's rules)");
@@ -214,11 +228,19 @@ fn test() -> Result<bool> {
         eprintln!("test: debcheck failed: {e:#}");
         false
     });
-    Ok(unit.is_ok() && bpf_ok && lab_ok && bench_ok && deb_ok)
+    Ok(unit.is_ok() && resolve_ok && bpf_ok && lab_ok && bench_ok && deb_ok)
+}
+
+/// A fresh machine's view of the lab kernels: private lists in a new directory under
+/// target/, refreshed from the host's mirror, resolved, compared with the cache.
+fn resolve_kernels() -> Result<bool> {
+    println!("test: resolving the lab kernels against empty private apt lists (a fresh machine)");
+    let dir = cache::workspace_root().join("target").join("apt-fresh");
+    kernels::resolve_fresh(&dir, &cache::dir()?)
 }
 
 fn demo(kernel: String) -> Result<bool> {
-    setup::run()?;
+    setup::run(false)?;
     let root = cache::workspace_root();
     let path = scenario::dir(&root).join("demo.sh");
     if !path.is_file() {
