@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{cache, process};
+use crate::{cache, process, progress};
 
 /// True when `pkg` is installed on the host.
 pub fn installed(pkg: &str) -> bool {
@@ -100,11 +100,10 @@ impl Apt {
         let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
         if !refreshed.contains(&lists) {
             // Stale lists may name packages the mirror dropped, or miss new ones.
-            let started = std::time::Instant::now();
-            println!("setup: refreshing the {suite} package lists (private apt configuration in {})", dir.display());
+            let step = progress::Step::start(format!("setup: refreshing the {suite} package lists (private, in {})", dir.display()));
             process::output(apt.command("apt-get").args(["-q", "update"]))
                 .with_context(|| format!("fetching the {suite} package lists ({})", sources.trim().replace('\n', "; ")))?;
-            println!("setup: {suite} package lists fresh ({:.0} s)", started.elapsed().as_secs_f64());
+            step.done("fresh");
             refreshed.push(lists);
         }
         Ok(apt)
@@ -146,15 +145,31 @@ impl Apt {
     /// Downloads `pkgs` (verified against the signed indexes) into `dir`.
     pub fn download(&self, pkgs: &[String], dir: &Path) -> Result<()> {
         cache::create_dir(dir)?;
-        process::run(
+        let what = match pkgs {
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+            [] => return Ok(()),
+        };
+        let step = progress::Step::start(format!("setup: downloading {what}"));
+        process::output(
             self.command("apt-get")
                 // Files land in our cache dir, which the _apt user may not be able to write.
                 .args(["-o", "APT::Sandbox::User=root", "download"])
                 .args(pkgs)
                 .current_dir(dir),
         )
-        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))
+        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))?;
+        step.done(&format!("done, {}", human_size(dir_bytes(dir))));
+        Ok(())
     }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+fn human_size(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Unpacks every `.deb` in `debs` into `root`.

@@ -200,8 +200,9 @@ pub fn ensure(cache_dir: &Path, spec: &'static Spec, refresh: bool) -> Result<(K
     println!("  {count} modules decompressed; running depmod");
     modules::depmod(&kernel.root, &release)?;
     headers::fix_up(&kernel.root, &kernel.headers_dir()).context("making the kernel headers usable from the cache")?;
-    println!("  building a test module against the headers");
+    let step = crate::progress::Step::start(format!("setup: kernel {}: building a test module against the headers", spec.label));
     headers::verify(&kernel.headers_dir(), &dir).with_context(|| format!("kernel {} headers", spec.label))?;
+    step.done("built");
     let mut files: Vec<String> = std::fs::read_dir(&debs)
         .with_context(|| format!("listing {}", debs.display()))?
         .flatten()

@@ -18,6 +18,7 @@ mod kmod;
 mod lab;
 mod modules;
 mod process;
+mod progress;
 mod qemu;
 mod report;
 mod scenario;
@@ -102,11 +103,15 @@ enum Task {
         /// A .deb to check instead of building one.
         deb: Option<std::path::PathBuf>,
     },
-    /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
+    /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
+    /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
         /// Kernel label.
         #[arg(long, default_value = kernels::NEWEST, value_parser = kernels::label_parser(false))]
         kernel: String,
+        /// Show the guest's whole console: firmware, kernel log and the closing dmesg.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -162,7 +167,7 @@ fn run(cli: Cli) -> Result<bool> {
             kernels: args.kernels,
             scenarios: args.scenarios,
             keep_going: args.keep_going,
-            live: args.live,
+            show: if args.live { console::Show::Everything } else { console::Show::Nothing },
             binary: args.binary,
         }),
         Task::Test => test(),
@@ -171,7 +176,7 @@ fn run(cli: Cli) -> Result<bool> {
             setup::run(false)?;
             bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
         }
-        Task::Demo { kernel } => demo(kernel),
+        Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
         Task::Debcheck { deb } => debcheck::run(&match deb {
             Some(d) => d,
@@ -205,7 +210,7 @@ fn test() -> Result<bool> {
         kernels: vec!["all".into()],
         scenarios: Vec::new(),
         keep_going: true,
-        live: false,
+        show: console::Show::Nothing,
         binary: None,
     })?;
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
@@ -239,12 +244,13 @@ fn resolve_kernels() -> Result<bool> {
     kernels::resolve_fresh(&dir, &cache::dir()?)
 }
 
-fn demo(kernel: String) -> Result<bool> {
+fn demo(kernel: String, verbose: bool) -> Result<bool> {
     setup::run(false)?;
     let root = cache::workspace_root();
     let path = scenario::dir(&root).join("demo.sh");
     if !path.is_file() {
         bail!("{} is missing: the demo scenario has not been written yet", path.display());
     }
-    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, live: true, binary: None })
+    let show = if verbose { console::Show::Everything } else { console::Show::Session };
+    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, show, binary: None })
 }
