@@ -146,6 +146,26 @@ impl Session {
     }
 }
 
+/// `line` without ANSI escape sequences (`ESC [ ... letter`): a log file or CI page would
+/// show them as noise.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Where a kernel console record ("[   30.743596] ...") starts in `s`.
 fn kernel_record_at(s: &str) -> Option<usize> {
     s.match_indices('[').map(|(i, _)| i).find(|&i| {
@@ -246,6 +266,12 @@ mod tests {
             shown,
             ["(guest booted 6.12.117+deb12-amd64)", "$ netpoll-trace check", "  btf ok", "+ 0.000s netpoll_setup eth0 ok"]
         );
+    }
+
+    #[test]
+    fn ansi_sequences_are_stripped() {
+        assert_eq!(strip_ansi("\x1b[1m$ netpoll-trace check\x1b[0m"), "$ netpoll-trace check");
+        assert_eq!(strip_ansi("plain [1] text"), "plain [1] text");
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_li
                     Show::Nothing => {}
                     Show::Session => {
                         if let Some(text) = session.line(&line) {
+                            // Bold prompts on a terminal; plain text in a log.
+                            let text = if crate::progress::live() { text } else { crate::console::strip_ansi(&text) };
                             println!("  | {text}");
                         }
                     }
