@@ -100,7 +100,8 @@ impl Apt {
         let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
         if !refreshed.contains(&lists) {
             // Stale lists may name packages the mirror dropped, or miss new ones.
-            let step = progress::Step::start(format!("setup: refreshing the {suite} package lists (private, in {})", dir.display()));
+            // Short: a live line longer than the terminal wraps, and `\r` cannot redraw it.
+            let step = progress::Step::start(format!("setup: refreshing the {suite} package lists (private)"));
             process::output(apt.command("apt-get").args(["-q", "update"]))
                 .with_context(|| format!("fetching the {suite} package lists ({})", sources.trim().replace('\n', "; ")))?;
             step.done("fresh");
