@@ -60,9 +60,9 @@ rc=$?
 cat /tmp/err.err
 npt_check json_error sh -c "test $rc -eq 1 && test \$(wc -l </tmp/err.err) -eq 1 && grep -q '^{\"ts\":\"[^\"]*Z\",\"level\":\"error\",\"target\":\"netpoll_trace\",\"message\":\".*/nonexistent.*\"}\$' /tmp/err.err"
 
-man=$P/share/man/man1
+man=$P/share/man/man8
 ls $man
-npt_check man_pages sh -c "grep -q '^.TH netpoll-trace-agent 1' $man/netpoll-trace-agent.1 && grep -qF 'metrics\\-addr' $man/netpoll-trace-agent.1 && test -s $man/netpoll-trace-watch.1 && test -s $man/netpoll-trace.1"
+npt_check man_pages sh -c "grep -q '^.TH netpoll-trace-agent 8' $man/netpoll-trace-agent.8 && grep -qF 'metrics\\-addr' $man/netpoll-trace-agent.8 && grep -q '^.SH \"EXIT STATUS\"' $man/netpoll-trace-watch.8 && test -s $man/netpoll-trace.8 && grep -q '^.TH \"netpoll-trace-agent.toml\" 5' $P/share/man/man5/netpoll-trace-agent.toml.5"
 npt_check completions sh -c "grep -q -- '--metrics-addr' $P/share/bash-completion/completions/netpoll-trace && grep -q -- 'log-format' $P/share/zsh/site-functions/_netpoll-trace && grep -q -- 'metrics-addr' $P/share/fish/vendor_completions.d/netpoll-trace.fish"
 
 mkdir -p /opt/deb
@@ -72,6 +72,6 @@ dpkg-deb -f /dist/netpoll-trace.deb >/tmp/control
 pkg=$(sed -n 's/^Package: //p' /tmp/control)
 debver=$(sed -n 's/^Version: //p' /tmp/control)
 echo "deb: package $pkg version $debver"
-npt_check deb_contents sh -c "test '$pkg' = netpoll-trace && test '$debver' = '$version' && test \"\$(/opt/deb/usr/bin/netpoll-trace --version)\" = 'netpoll-trace $version' && test -s /opt/deb/usr/share/man/man1/netpoll-trace.1.gz && test -s /opt/deb/lib/systemd/system/netpoll-trace-agent.service && test -s /opt/deb/usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c"
+npt_check deb_contents sh -c "test '$pkg' = netpoll-trace && test '$debver' = '$version' && test \"\$(/opt/deb/usr/bin/netpoll-trace --version)\" = 'netpoll-trace $version' && test -s /opt/deb/usr/share/man/man8/netpoll-trace.8.gz && test -s /opt/deb/usr/lib/systemd/system/netpoll-trace-agent.service && test -s /opt/deb/etc/netpoll-trace/agent.toml && test -s /opt/deb/usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c"
 
 mv /tmp/lab-netpoll-trace /bin/netpoll-trace

@@ -1,13 +1,16 @@
 //! Debian packages: what the host has, installing host tools, and downloading packages for the
-//! guest or the lab kernels (from the host's suite, or another suite through a private apt
-//! configuration that reuses the host's mirror and keyring, so downloads stay signature-checked).
+//! guest or the lab kernels. Those come through a private apt configuration per suite (the
+//! host's own suite too) that reuses the host's mirror and keyring, so downloads stay
+//! signature-checked, with its own lists refreshed before use and its own empty dpkg status:
+//! what the lab gets never depends on how old the host's /var/lib/apt/lists is, or on what the
+//! host has installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{cache, process};
+use crate::{cache, process, progress};
 
 /// True when `pkg` is installed on the host.
 pub fn installed(pkg: &str) -> bool {
@@ -25,12 +28,11 @@ pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
         return Ok(missing);
     }
     println!("setup: installing host packages: {}", missing.join(" "));
-    let known = |p: &String| process::succeeds(Command::new("apt-cache").args(["show", "--no-all-versions", p]));
-    if !missing.iter().all(known) {
-        println!("setup: apt-get update (the package lists do not know all of them yet)");
-        process::run(Command::new("apt-get").arg("update"))
-            .context("refreshing the host's package lists (are the apt sources reachable?)")?;
-    }
+    // Always after a refresh: lists that are old (or empty, on a fresh machine) may not know
+    // a package, or name a version the mirror no longer has.
+    println!("setup: apt-get update (before installing)");
+    process::run(Command::new("apt-get").arg("update"))
+        .context("refreshing the host's package lists (are the apt sources reachable?)")?;
     process::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
@@ -51,31 +53,37 @@ pub fn host_codename() -> Result<String> {
         .ok_or_else(|| anyhow!("/etc/os-release names no VERSION_CODENAME: is this Debian?"))
 }
 
-/// One apt configuration: the host's, or a private one for another suite.
+/// One private apt configuration for one suite.
 pub struct Apt {
     options: Vec<String>,
     name: String,
 }
 
+/// Private list directories refreshed by this process: each is fetched once per run.
+static REFRESHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 impl Apt {
-    pub fn host() -> Apt {
-        Apt { options: Vec::new(), name: "host apt".into() }
+    /// The private configuration for `suite` in the cache (`<cache>/apt/<suite>`), refreshed.
+    pub fn for_suite(cache_dir: &Path, suite: &str) -> Result<Apt> {
+        Apt::private(&cache_dir.join("apt").join(suite), suite)
     }
 
     /// A private apt configuration in `dir` for `suite`, on the host's Debian mirror, with fresh
-    /// package lists.
+    /// package lists (fetched once per process) and an empty dpkg status of its own.
     pub fn private(dir: &Path, suite: &str) -> Result<Apt> {
-        let source = host_debian_source()?;
+        let sources = private_sources(&host_source_files(), &host_codename()?, suite)?;
         let lists = dir.join("lists");
         let parts = dir.join("sources.list.d");
         let cache_dir = dir.join("cache");
         for d in [lists.join("partial"), parts.clone(), cache_dir.join("archives").join("partial")] {
             cache::create_dir(&d)?;
         }
+        // The host's installed versions would otherwise be candidates too (a newer host
+        // package wins over the suite's own).
+        let status = dir.join("status");
+        std::fs::write(&status, "").with_context(|| format!("writing {}", status.display()))?;
         let list = dir.join("sources.list");
-        let signed = source.signed_by.as_deref().map(|k| format!(" [signed-by={k}]")).unwrap_or_default();
-        let line = format!("deb{signed} {} {suite} main\n", source.uri);
-        std::fs::write(&list, line).with_context(|| format!("writing {}", list.display()))?;
+        std::fs::write(&list, &sources).with_context(|| format!("writing {}", list.display()))?;
         let path = |p: &PathBuf| p.display().to_string();
         let apt = Apt {
             options: vec![
@@ -85,13 +93,20 @@ impl Apt {
                 format!("Dir::Etc::SourceParts={}", path(&parts)),
                 format!("Dir::State::Lists={}", path(&lists)),
                 format!("Dir::Cache={}", path(&cache_dir)),
+                format!("Dir::State::status={}", path(&status)),
             ],
             name: format!("apt for {suite}"),
         };
-        // Only a kernel fetch gets here: refresh, as stale lists may name packages the mirror dropped.
-        println!("setup: fetching the {suite} package lists (private apt configuration in {})", dir.display());
-        process::run(apt.command("apt-get").arg("update"))
-            .with_context(|| format!("fetching the {suite} package lists from {}", source.uri))?;
+        let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
+        if !refreshed.contains(&lists) {
+            // Stale lists may name packages the mirror dropped, or miss new ones.
+            // Short: a live line longer than the terminal wraps, and `\r` cannot redraw it.
+            let step = progress::Step::start(format!("setup: refreshing the {suite} package lists (private)"));
+            process::output(apt.command("apt-get").args(["-q", "update"]))
+                .with_context(|| format!("fetching the {suite} package lists ({})", sources.trim().replace('\n', "; ")))?;
+            step.done("fresh");
+            refreshed.push(lists);
+        }
         Ok(apt)
     }
 
@@ -110,18 +125,52 @@ impl Apt {
         Ok(parse_depends(&out))
     }
 
+    /// The candidate version of `pkg` (what `download` would fetch).
+    pub fn version(&self, pkg: &str) -> Result<String> {
+        let out = process::output(self.command("apt-cache").args(["show", "--no-all-versions", pkg]))
+            .with_context(|| format!("looking up {pkg} with {}", self.name))?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Version:"))
+            .map(|v| v.trim().to_string())
+            .ok_or_else(|| anyhow!("{} shows no version for {pkg}", self.name))
+    }
+
+    /// The URLs `download` would fetch `pkgs` from, without fetching them: proves they exist
+    /// in the signed indexes.
+    pub fn uris(&self, pkgs: &[String]) -> Result<Vec<String>> {
+        let out = process::output(self.command("apt-get").args(["--print-uris", "download"]).args(pkgs))
+            .with_context(|| format!("locating {} with {}", pkgs.join(" "), self.name))?;
+        Ok(out.lines().filter_map(|l| l.split_whitespace().next()).map(|u| u.trim_matches('\'').to_string()).collect())
+    }
+
     /// Downloads `pkgs` (verified against the signed indexes) into `dir`.
     pub fn download(&self, pkgs: &[String], dir: &Path) -> Result<()> {
         cache::create_dir(dir)?;
-        process::run(
+        let what = match pkgs {
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+            [] => return Ok(()),
+        };
+        let step = progress::Step::start(format!("setup: downloading {what}"));
+        process::output(
             self.command("apt-get")
                 // Files land in our cache dir, which the _apt user may not be able to write.
                 .args(["-o", "APT::Sandbox::User=root", "download"])
                 .args(pkgs)
                 .current_dir(dir),
         )
-        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))
+        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))?;
+        step.done(&format!("done, {}", human_size(dir_bytes(dir))));
+        Ok(())
     }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+fn human_size(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Unpacks every `.deb` in `debs` into `root`.
@@ -162,8 +211,8 @@ pub struct Source {
     pub signed_by: Option<String>,
 }
 
-fn host_debian_source() -> Result<Source> {
-    let codename = host_codename()?;
+/// The host's apt source files, (file name, text), sources.list first.
+fn host_source_files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = Vec::new();
     if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
         files.push(("sources.list".into(), text));
@@ -179,16 +228,37 @@ fn host_debian_source() -> Result<Source> {
                 }
         }
     }
-    match find_source(&files, &codename) {
-        Some(s) => Ok(s),
-        None => bail!(
-            "found no apt source for suite {codename} in /etc/apt/sources.list(.d): \
-             the lab's other suites reuse that mirror, so add one"
-        ),
-    }
+    files
 }
 
-/// The first enabled source serving `codename` itself (not -updates or -security), from apt
+/// The sources.list of the private configuration for `suite`. The host's own suite gets
+/// every source the host has for it (`suite`, `-updates`, `-security`: a point release's
+/// kernels arrive through the last two first); another suite gets its main archive on the
+/// mirror that serves the host's suite.
+pub fn private_sources(files: &[(String, String)], host: &str, suite: &str) -> Result<String> {
+    let line = |s: &Source, suite: &str| {
+        let signed = s.signed_by.as_deref().map(|k| format!(" [signed-by={k}]")).unwrap_or_default();
+        format!("deb{signed} {} {suite} main\n", s.uri)
+    };
+    let Some(main) = find_source(files, host) else {
+        bail!(
+            "found no apt source for suite {host} in /etc/apt/sources.list(.d): \
+             the lab's package downloads reuse that mirror, so add one"
+        );
+    };
+    if suite != host {
+        return Ok(line(&main, suite));
+    }
+    let mut text = line(&main, suite);
+    for extra in [format!("{suite}-updates"), format!("{suite}-security")] {
+        if let Some(s) = find_source(files, &extra) {
+            text.push_str(&line(&s, &extra));
+        }
+    }
+    Ok(text)
+}
+
+/// The first enabled source serving exactly `codename` (`bookworm` is not `bookworm-updates`), from apt
 /// source files in deb822 (`*.sources`) or one-line (`*.list`) format.
 pub fn find_source(files: &[(String, String)], codename: &str) -> Option<Source> {
     for (name, text) in files {
@@ -268,6 +338,21 @@ mod tests {
         let files = vec![("sources.list".to_string(), text.to_string())];
         let s = find_source(&files, "bookworm").unwrap();
         assert_eq!(s, Source { uri: "http://m.example/debian".into(), signed_by: Some("/k.gpg".into()) });
+    }
+
+    #[test]
+    fn the_host_suite_gets_updates_and_security_another_suite_only_main() {
+        let files = vec![("debian.sources".to_string(), DEB822.to_string())];
+        let host = private_sources(&files, "bookworm", "bookworm").unwrap();
+        assert_eq!(
+            host,
+            "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bookworm main\n\
+             deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bookworm-updates main\n\
+             deb http://mirror.example/debian-security bookworm-security main\n"
+        );
+        let other = private_sources(&files, "bookworm", "bullseye").unwrap();
+        assert_eq!(other, "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bullseye main\n");
+        assert!(private_sources(&files, "trixie", "trixie").is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use crate::kernels::{self, Kernel};
-use crate::{bench_bpftrace, build, cache, guest, initramfs, process, qemu};
+use crate::console::Show;
+use crate::{bench_bpftrace, build, cache, guest, initramfs, process, progress, qemu, report};
 
 pub struct Options {
     /// Kernel labels, or `all`.
@@ -59,6 +60,10 @@ pub fn run(opts: &Options) -> Result<bool> {
     };
     let busybox = guest::busybox(&cache_dir)?;
     let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    // Which exact Debian kernels these numbers come from.
+    for k in &kernels {
+        println!("bench: {}", report::kernel_line(k));
+    }
     let binary = build::static_binary()?;
     let binary_bytes = std::fs::metadata(&binary).with_context(|| format!("reading {}", binary.display()))?.len();
     let mut tools = build::lab_tools()?;
@@ -163,7 +168,14 @@ fn run_kernel(
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));
-    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), opts.live, "NPT-DMESG-END")?;
+    let show = if opts.live { Show::Everything } else { Show::Nothing };
+    // Minutes of emulation: a live line with the elapsed time (none under --live, whose
+    // console lines are the progress).
+    let step = (!opts.live).then(|| progress::Step::start(format!("bench {}", kernel.label)));
+    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), show, "NPT-DMESG-END")?;
+    if let Some(step) = step {
+        step.finish();
+    }
     if run.timed_out {
         println!("bench: {}: timed out after {:.0}s", kernel.label, run.elapsed.as_secs_f64());
     } else {

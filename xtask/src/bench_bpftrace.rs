@@ -30,21 +30,16 @@ pub fn root(cache_dir: &Path, suite: &str) -> Result<PathBuf> {
 
 /// Downloads and unpacks bpftrace with its dependency closure for every suite a lab kernel
 /// comes from, unless present; returns what it fetched.
-pub fn ensure(cache_dir: &Path, host_suite: &str) -> Result<Vec<String>> {
+pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
     let mut fetched = Vec::new();
     for suite in &crate::kernels::suites() {
         if root(cache_dir, suite).is_ok() {
             continue;
         }
         println!("setup: bpftrace for {suite} (benchmark comparison)");
-        let apt = if *suite == host_suite {
-            apt::Apt::host()
-        } else {
-            apt::Apt::private(&cache_dir.join("apt").join(suite), suite)?
-        };
-        // The private configuration still sees the host's dpkg status, whose installed (newer)
-        // versions would win: name the suite's own versions (`pkg/suite`) there.
-        let pin = if *suite == host_suite { String::new() } else { format!("/{suite}") };
+        let apt = apt::Apt::for_suite(cache_dir, suite)?;
+        // Name the suite's own versions (`pkg/suite`), whatever else apt might see.
+        let pin = format!("/{suite}");
         let packages = closure(&apt, "bpftrace", &pin)?;
         println!("  {} packages: {}", packages.len(), packages.join(" "));
         let pinned: Vec<String> = packages.iter().map(|p| format!("{p}{pin}")).collect();

@@ -94,6 +94,78 @@ fn unsplice(text: &str) -> Vec<String> {
     out
 }
 
+/// What of a guest's console the terminal shows while the guest runs (the log file always
+/// gets all of it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Show {
+    Nothing,
+    /// The tool's session: what the scenario printed, without the kernel's own records.
+    Session,
+    /// Every line: firmware, kernel log, scenario, the closing dmesg.
+    Everything,
+}
+
+/// Picks the tool's session out of a console stream, line by line: what the scenario
+/// printed between `NPT-BOOT` and `NPT-EXIT`, without kernel records (the guest's dmesg is
+/// shown only when a check fails, or with --verbose) and without the check lines (the
+/// verdict reports them).
+#[derive(Debug, Default)]
+pub struct Session {
+    booted: bool,
+    ended: bool,
+}
+
+impl Session {
+    /// The text to show for `line`, if any.
+    pub fn line(&mut self, line: &str) -> Option<String> {
+        let line = line.trim_end_matches('\r');
+        if self.ended {
+            return None;
+        }
+        if let Some(release) = marker(line, "NPT-BOOT ") {
+            self.booted = true;
+            return Some(format!("(guest booted {})", release.trim()));
+        }
+        if !self.booted {
+            return None;
+        }
+        if marker(line, "NPT-EXIT ").is_some() {
+            self.ended = true;
+            return None;
+        }
+        if marker(line, "NPT-CHECK ").is_some() {
+            return None;
+        }
+        // A kernel record, alone or glued after the scenario's text.
+        match kernel_record_at(line) {
+            Some(0) => None,
+            Some(at) if line[..at].trim().is_empty() => None,
+            Some(at) => Some(line[..at].to_string()),
+            None => Some(line.to_string()),
+        }
+    }
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`): a log file or CI page would
+/// show them as noise.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Where a kernel console record ("[   30.743596] ...") starts in `s`.
 fn kernel_record_at(s: &str) -> Option<usize> {
     s.match_indices('[').map(|(i, _)| i).find(|&i| {
@@ -179,6 +251,27 @@ mod tests {
         let c = parse(text);
         assert_eq!(c.oopses.len(), 1, "{:?}", c.oopses);
         assert!(c.oopses[0].contains("WARNING: CPU: 1"));
+    }
+
+    #[test]
+    fn the_session_is_the_scenarios_output_without_kernel_records_checks_or_dmesg() {
+        let console = "SeaBIOS (version 1.16)\n[    0.000000] Linux version 6.12\nNPT-BOOT 6.12.117+deb12-amd64\n\
+            $ netpoll-trace check\n[    5.120000] virtio_net virtio0 eth0: up\n  btf ok\n\
+            + 0.000s netpoll_setup eth0 ok[    6.100000] netconsole: network logging started\n\
+            NPT-CHECK demo_ready pass\nNPT-EXIT 0\nNPT-DMESG-BEGIN\n[    0.000000] Linux version 6.12\n\
+            plain dmesg continuation\nNPT-DMESG-END\n";
+        let mut s = Session::default();
+        let shown: Vec<String> = console.lines().filter_map(|l| s.line(l)).collect();
+        assert_eq!(
+            shown,
+            ["(guest booted 6.12.117+deb12-amd64)", "$ netpoll-trace check", "  btf ok", "+ 0.000s netpoll_setup eth0 ok"]
+        );
+    }
+
+    #[test]
+    fn ansi_sequences_are_stripped() {
+        assert_eq!(strip_ansi("\x1b[1m$ netpoll-trace check\x1b[0m"), "$ netpoll-trace check");
+        assert_eq!(strip_ansi("plain [1] text"), "plain [1] text");
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub fn ensure(cache_dir: &Path) -> Result<bool> {
     println!("setup: downloading busybox-static for the guest");
     cache::remove_dir(&dir)?;
     let debs = dir.join("debs");
-    apt::Apt::host().download(&["busybox-static".to_string()], &debs)?;
+    // The host's suite through its private, refreshed lists: the host's own may be empty.
+    apt::Apt::for_suite(cache_dir, &apt::host_codename()?)?.download(&["busybox-static".to_string()], &debs)?;
     apt::unpack_all(&debs, &dir.join("root"))?;
     if !dir.join("root/bin/busybox").is_file() {
         bail!("busybox-static holds no /bin/busybox: has Debian changed its layout?");

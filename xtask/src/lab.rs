@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::console::Show;
 use crate::kernels::{self, Kernel};
 use crate::scenario::{self, Scenario};
-use crate::{build, cache, console, guest, initramfs, qemu, report, verdict};
+use crate::{build, cache, console, guest, initramfs, progress, qemu, report, verdict};
 
 /// Seconds QEMU gets beyond the scenario's own timeout: boot, module loading and dmesg.
 const BOOT_MARGIN_SECS: u64 = 90;
@@ -19,7 +20,8 @@ pub struct Options {
     /// Scenario names; empty means every scenario.
     pub scenarios: Vec<String>,
     pub keep_going: bool,
-    pub live: bool,
+    /// What of each guest's console the terminal shows while it runs.
+    pub show: Show,
     /// A netpoll-trace binary to use instead of building one.
     pub binary: Option<std::path::PathBuf>,
 }
@@ -37,6 +39,10 @@ pub fn run(opts: &Options) -> Result<bool> {
     // Everything cached must be there before the (slower) build starts.
     let busybox = guest::busybox(&cache_dir)?;
     let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    // Which exact Debian kernels these results come from.
+    for k in &kernels {
+        println!("lab: {}", report::kernel_line(k));
+    }
     let binary = match &opts.binary {
         Some(path) => path.clone(),
         None => build::static_binary()?,
@@ -64,7 +70,7 @@ pub fn run(opts: &Options) -> Result<bool> {
                 false => tools.clone(),
             };
             for variant in &sc.runs {
-                let ok = run_one(&root, kernel, sc, *variant, &busybox, &binary, &carried, opts.live)
+                let ok = run_one(&root, kernel, sc, *variant, &busybox, &binary, &carried, opts.show)
                     .with_context(|| format!("running scenario {} on kernel {}", sc.run_name(*variant), kernel.label))?;
                 if ok {
                     passed += 1;
@@ -115,7 +121,7 @@ fn run_one(
     busybox: &Path,
     binary: &Path,
     tools: &[(std::path::PathBuf, String)],
-    live: bool,
+    show: Show,
 ) -> Result<bool> {
     let work = root.join("target").join("lab").join(kernel.label);
     cache::create_dir(&work)?;
@@ -150,11 +156,21 @@ fn run_one(
         nics: sc.header.nics.clone(),
     };
     let log = work.join(format!("{name}.log"));
-    if live {
-        println!("lab: booting {} with scenario {name} (console follows)", kernel.release);
-    }
+    let label = format!("lab {} {name}", kernel.label);
+    // The console is the progress when shown; else a live line with the elapsed time.
+    let step = match show {
+        Show::Nothing => Some(progress::Step::start(label.clone())),
+        Show::Session => {
+            println!("{label}: booting {} (the session follows; --verbose shows the whole console)", kernel.release);
+            None
+        }
+        Show::Everything => {
+            println!("{label}: booting {} (console follows)", kernel.release);
+            None
+        }
+    };
     let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
-    let mut run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
+    let mut run = qemu::run(&machine, &log, timeout, show, "NPT-DMESG-END")?;
     let mut parsed = console::parse(&run.console);
     // Under multi-threaded TCG a guest kernel occasionally dies while patching its own
     // text at boot (an int3 oops in early initcalls), before /init runs any of our
@@ -168,8 +184,11 @@ fn run_one(
             name,
             first.strip_prefix(root).unwrap_or(&first).display()
         );
-        run = qemu::run(&machine, &log, timeout, live, "NPT-DMESG-END")?;
+        run = qemu::run(&machine, &log, timeout, show, "NPT-DMESG-END")?;
         parsed = console::parse(&run.console);
+    }
+    if let Some(step) = step {
+        step.finish();
     }
     // A variant's run also proves that the tool took its environment (lab/init checks it).
     let mut checks = sc.header.checks.clone();

@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod console;
 mod cpio;
+mod debcheck;
 mod dist;
 mod fuzz;
 mod guest;
@@ -18,6 +19,7 @@ mod kmod;
 mod lab;
 mod modules;
 mod process;
+mod progress;
 mod qemu;
 mod report;
 mod scenario;
@@ -39,8 +41,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install everything the project needs on this machine (idempotent).
-    Setup,
+    /// Install everything the project needs on this machine (idempotent); prints the exact
+    /// kernel packages the lab uses.
+    Setup {
+        /// Move the lab kernels to their suites' newest point releases (a cached kernel
+        /// otherwise stays).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Resolve every lab kernel's exact packages against fresh, initially empty private apt
+    /// lists (what a fresh machine gets), downloading no kernel.
+    ResolveKernels,
     /// Build the static netpoll-trace binary; prints its path last.
     Build,
     /// Build the runtime patch module (netpoll-patch/) against a lab kernel's headers;
@@ -100,11 +111,21 @@ enum Task {
     /// Release artefacts in target/dist/: netpoll-trace-<version>-x86_64.tar.gz (static binary,
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
     Dist,
-    /// Boot one kernel with lab/scenarios/demo.sh, console shown live.
+    /// The .deb through `dpkg -i`, `-r` and `-P` in a throwaway root, its maintainer scripts as
+    /// a systemd host runs them, and lintian (default: the one `dist` builds).
+    Debcheck {
+        /// A .deb to check instead of building one.
+        deb: Option<std::path::PathBuf>,
+    },
+    /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
+    /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
         /// Kernel label.
         #[arg(long, default_value = kernels::NEWEST, value_parser = kernels::label_parser(false))]
         kernel: String,
+        /// Show the guest's whole console: firmware, kernel log and the closing dmesg.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -141,7 +162,8 @@ fn main() {
 /// Ok(false): the task ran and something it checked failed (already reported).
 fn run(cli: Cli) -> Result<bool> {
     match cli.task {
-        Task::Setup => setup::run().map(|()| true),
+        Task::Setup { refresh } => setup::run(refresh).map(|()| true),
+        Task::ResolveKernels => resolve_kernels(),
         Task::Build => {
             let binary = build::static_binary()?;
             println!("{}", binary.display());
@@ -159,7 +181,7 @@ fn run(cli: Cli) -> Result<bool> {
             kernels: args.kernels,
             scenarios: args.scenarios,
             keep_going: args.keep_going,
-            live: args.live,
+            show: if args.live { console::Show::Everything } else { console::Show::Nothing },
             binary: args.binary,
         }),
         Task::Test => test(),
@@ -169,17 +191,21 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Bpfcheck { objects } => bpfcheck::run(&objects),
         Task::Bench { kernels, reps, quick, live, sections, modes } => {
-            setup::run()?;
+            setup::run(false)?;
             bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
         }
-        Task::Demo { kernel } => demo(kernel),
+        Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
+        Task::Debcheck { deb } => debcheck::run(&match deb {
+            Some(d) => d,
+            None => dist::run()?.deb,
+        }),
     }
 }
 
 fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
-    setup::run()?;
+    setup::run(false)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's default members: the eBPF crate only builds for the BPF target.
     println!("test: cargo test (unit and host tests)");
@@ -187,6 +213,10 @@ fn test() -> Result<bool> {
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }
+    let resolve_ok = resolve_kernels().unwrap_or_else(|e| {
+        eprintln!("test: resolving the lab kernels failed: {e:#}");
+        false
+    });
     // The lab has no 4.14 kernel: what keeps the legacy object loadable there is checked
     // statically, on the object the lab then embeds.
     println!("test: cargo xtask bpfcheck (the legacy object against Linux 4.14's rules)");
@@ -204,7 +234,7 @@ fn test() -> Result<bool> {
         kernels: vec!["all".into()],
         scenarios: Vec::new(),
         keep_going: true,
-        live: false,
+        show: console::Show::Nothing,
         binary: None,
     })?;
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
@@ -222,15 +252,29 @@ fn test() -> Result<bool> {
             eprintln!("test: bench failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && bpf_ok && fuzz_ok && lab_ok && bench_ok)
+    println!("test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)");
+    let deb_ok = dist::run().and_then(|d| debcheck::run(&d.deb)).unwrap_or_else(|e| {
+        eprintln!("test: debcheck failed: {e:#}");
+        false
+    });
+    Ok(unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
 }
 
-fn demo(kernel: String) -> Result<bool> {
-    setup::run()?;
+/// A fresh machine's view of the lab kernels: private lists in a new directory under
+/// target/, refreshed from the host's mirror, resolved, compared with the cache.
+fn resolve_kernels() -> Result<bool> {
+    println!("test: resolving the lab kernels against empty private apt lists (a fresh machine)");
+    let dir = cache::workspace_root().join("target").join("apt-fresh");
+    kernels::resolve_fresh(&dir, &cache::dir()?)
+}
+
+fn demo(kernel: String, verbose: bool) -> Result<bool> {
+    setup::run(false)?;
     let root = cache::workspace_root();
     let path = scenario::dir(&root).join("demo.sh");
     if !path.is_file() {
         bail!("{} is missing: the demo scenario has not been written yet", path.display());
     }
-    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, live: true, binary: None })
+    let show = if verbose { console::Show::Everything } else { console::Show::Session };
+    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, show, binary: None })
 }

@@ -20,20 +20,26 @@ pub fn decompress(dir: &Path) -> Result<usize> {
         process::run(Command::new("xz").args(["-d", "-f", "-q"]).args(chunk))
             .context("decompressing .ko.xz modules")?;
         done += chunk.len();
-        print!("\r  decompressed {done}/{total} modules");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        counter(done, total);
     }
     for chunk in zst.chunks(400) {
         process::run(Command::new("zstd").args(["-d", "-f", "-q", "--rm"]).args(chunk))
             .context("decompressing .ko.zst modules")?;
         done += chunk.len();
-        print!("\r  decompressed {done}/{total} modules");
-        let _ = std::io::Write::flush(&mut std::io::stdout());
+        counter(done, total);
     }
-    if total > 0 {
+    if total > 0 && crate::progress::live() {
         println!();
     }
     Ok(total)
+}
+
+/// A live count on a terminal; nothing in a log (the caller prints the total).
+fn counter(done: usize, total: usize) {
+    if crate::progress::live() {
+        print!("\r  decompressed {done}/{total} modules");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
 }
 
 fn collect(dir: &Path, xz: &mut Vec<PathBuf>, zst: &mut Vec<PathBuf>) -> Result<()> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::console::{Session, Show};
 use crate::process;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,10 +89,10 @@ pub struct Run {
 /// How long QEMU may take to exit once the guest printed its last line.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 
-/// Boots `machine`, writing the console to `log` (and to the terminal when `live`); kills QEMU
+/// Boots `machine`, writing the console to `log` (and what `show` says to the terminal); kills QEMU
 /// after `timeout`, or `EXIT_GRACE` after a console line containing `last_line` (the guest is
 /// done; a power-off that hangs must not count as a timeout).
-pub fn run(machine: &Machine, log: &Path, timeout: Duration, live: bool, last_line: &str) -> Result<Run> {
+pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_line: &str) -> Result<Run> {
     if !process::on_path("qemu-system-x86_64") {
         bail!("qemu-system-x86_64 is not installed: run `cargo xtask setup`");
     }
@@ -129,6 +130,7 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, live: bool, last_li
     let mut console = String::new();
     let mut timed_out = false;
     let mut guest_done = false;
+    let mut session = Session::default();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -139,8 +141,16 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, live: bool, last_li
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
                 writeln!(file, "{line}").with_context(|| format!("writing {}", log.display()))?;
-                if live {
-                    println!("  | {line}");
+                match show {
+                    Show::Nothing => {}
+                    Show::Session => {
+                        if let Some(text) = session.line(&line) {
+                            // Bold prompts on a terminal; plain text in a log.
+                            let text = if crate::progress::live() { text } else { crate::console::strip_ansi(&text) };
+                            println!("  | {text}");
+                        }
+                    }
+                    Show::Everything => println!("  | {line}"),
                 }
                 if !guest_done && line.contains(last_line) {
                     guest_done = true;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::kernels::{self, Kernel};
 use crate::verdict::Verdict;
 
 /// Console lines shown with a failure.
@@ -30,6 +31,14 @@ pub fn failure_details(verdict: &Verdict, console: &str, log: &str) -> String {
     out
 }
 
+/// `kernel 6.12 = linux-image-6.12.117+deb12-amd64 6.12.117-1~deb12u1 (+ 3 headers/kbuild packages)`:
+/// the exact Debian kernel a run used, one line per kernel.
+pub fn kernel_line(kernel: &Kernel) -> String {
+    let rest = kernel.packages.len().saturating_sub(1);
+    let extra = if rest > 0 { format!(" (+ {rest} headers/kbuild packages)") } else { String::new() };
+    format!("kernel {:<5} = {}{extra}", kernel.label, kernels::describe(&kernel.packages[..kernel.packages.len().min(1)]))
+}
+
 pub fn summary(passed: usize, failed: usize) -> String {
     format!("lab: {passed} passed, {failed} failed")
 }
@@ -54,6 +63,17 @@ mod tests {
         let d = failure_details(&v, &console, "target/lab/6.1/smoke.log");
         assert!(d.contains("reason: scenario exited 1"));
         assert!(d.contains("| line 99") && d.contains("| line 60") && !d.contains("| line 59\n"));
+    }
+
+    #[test]
+    fn kernel_line_names_the_exact_image_package() {
+        let k = Kernel {
+            label: "6.1",
+            release: "6.1.0-48-amd64".into(),
+            root: "/x".into(),
+            packages: vec![("linux-image-6.1.0-48-amd64".into(), "6.1.172-1".into()), ("linux-kbuild-6.1".into(), "6.1.172-1".into())],
+        };
+        assert_eq!(kernel_line(&k), "kernel 6.1   = linux-image-6.1.0-48-amd64 6.1.172-1 (+ 1 headers/kbuild packages)");
     }
 
     #[test]

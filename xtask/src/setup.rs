@@ -28,9 +28,16 @@ const HOST_PACKAGES: &[&str] = &[
     "tar",
     "gzip",
     "dpkg",
+    // `cargo xtask debcheck`: strip for the packaged binary, unshare for the maintainer
+    // scripts' systemd run, lintian for the package.
+    "binutils",
+    "util-linux",
+    "lintian",
 ];
 
-pub fn run() -> Result<()> {
+/// `refresh`: move cached kernels to their suite's newest point release (`setup --refresh`);
+/// without it a cached kernel stays.
+pub fn run(refresh: bool) -> Result<()> {
     let started = Instant::now();
     let cache_dir = cache::dir()?;
     cache::create_dir(&cache_dir)?;
@@ -45,18 +52,21 @@ pub fn run() -> Result<()> {
     if guest::ensure(&cache_dir)? {
         changed.push("busybox-static".into());
     }
-    let host_suite = apt::host_codename()?;
+    let mut lab = Vec::new();
     for spec in kernels::KERNELS {
-        let (kernel, fetched) = kernels::ensure(&cache_dir, spec, &host_suite)
+        let (kernel, fetched) = kernels::ensure(&cache_dir, spec, refresh)
             .with_context(|| format!("setting up lab kernel {}", spec.label))?;
         if fetched {
             changed.push(format!("kernel {}", spec.label));
-        } else {
-            println!("setup: kernel {} present ({})", spec.label, kernel.release);
         }
+        lab.push(kernel);
     }
     // The benchmark's comparison tracer (guest-side only; never installed on the host).
-    changed.extend(bench_bpftrace::ensure(&cache_dir, &host_suite).context("fetching bpftrace for the benchmark")?);
+    changed.extend(bench_bpftrace::ensure(&cache_dir).context("fetching bpftrace for the benchmark")?);
+    // The exact packages the lab runs, whichever way they got here.
+    for k in &lab {
+        println!("setup: lab kernel {:<5} {}", k.label, kernels::describe(&k.packages));
+    }
     let secs = started.elapsed().as_secs_f64();
     if changed.is_empty() {
         println!("setup: everything present ({secs:.1}s)");

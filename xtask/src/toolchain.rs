@@ -45,15 +45,20 @@ fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
-    println!("setup: building bpf-linker against nightly's LLVM {major} ({}); this takes a few minutes", libllvm.display());
-    process::run(
+    let log = cache_dir.join("bpf-linker-build.log");
+    println!("setup: building bpf-linker against nightly's LLVM {major} ({}), log in {}", libllvm.display(), log.display());
+    let step = crate::progress::Step::start("setup: building bpf-linker (a few minutes)");
+    process::run_logged(
         Command::new("cargo")
             .args(["install", "bpf-linker", "--no-default-features", "--features"])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix)
             .env("RUSTFLAGS", format!("-C link-args=-Wl,-rpath,{}", lib.display())),
+        &log,
     )
-    .context("building bpf-linker")
+    .context("building bpf-linker")?;
+    step.done("built");
+    Ok(())
 }
 
 /// `libLLVM.so.<major>.*-rust-*` in the toolchain's lib directory.
