@@ -57,35 +57,87 @@ pub fn run(opts: &Options) -> Result<bool> {
         false => Vec::new(),
     };
 
-    let (mut passed, mut failed) = (0, 0);
-    'kernels: for kernel in &kernels {
+    let mut jobs = std::collections::VecDeque::new();
+    for kernel in &kernels {
         for sc in &scenarios {
             if !sc.header.runs_on(kernel.label) {
                 println!("{:<5} {:<24} not for this kernel (# kernels: {})", kernel.label, sc.name,
                     sc.header.kernels.as_deref().unwrap_or_default().join(" "));
                 continue;
             }
-            let carried: Vec<_> = match sc.header.needs.contains(&scenario::Need::Dist) {
-                true => tools.iter().chain(&dist).cloned().collect(),
-                false => tools.clone(),
-            };
             for variant in &sc.runs {
-                let ok = run_one(&root, kernel, sc, *variant, &busybox, &binary, &carried, opts.show)
-                    .with_context(|| format!("running scenario {} on kernel {}", sc.run_name(*variant), kernel.label))?;
-                if ok {
-                    passed += 1;
-                } else {
-                    failed += 1;
-                    if !opts.keep_going {
-                        println!("lab: stopping at the first failure (--keep-going runs the rest)");
-                        break 'kernels;
-                    }
-                }
+                jobs.push_back((kernel, sc, *variant));
             }
         }
     }
+    // Each guest is single-threaded TCG: one core each. With the console shown (demo,
+    // --live) one at a time, so it reads as one session.
+    let workers = if opts.show == Show::Nothing { parallel_guests().min(jobs.len().max(1)) } else { 1 };
+    if workers > 1 {
+        println!("lab: {} runs, {workers} guests side by side", jobs.len());
+    }
+    let queue = std::sync::Mutex::new(jobs);
+    // Building initramfs images (and the per-kernel modules) shares files under target/lab.
+    let prepare = std::sync::Mutex::new(());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let outcome: std::sync::Mutex<(usize, usize, Option<anyhow::Error>)> = std::sync::Mutex::new((0, 0, None));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some((kernel, sc, variant)) = queue.lock().unwrap().pop_front() else { break };
+                    let carried: Vec<_> = match sc.header.needs.contains(&scenario::Need::Dist) {
+                        true => tools.iter().chain(&dist).cloned().collect(),
+                        false => tools.clone(),
+                    };
+                    let run = Run { root: &root, kernel, sc, variant, busybox: &busybox, binary: &binary, tools: &carried };
+                    let r = run_one(&run, &prepare, opts.show, workers == 1)
+                        .with_context(|| format!("running scenario {} on kernel {}", sc.run_name(variant), kernel.label));
+                    let mut o = outcome.lock().unwrap();
+                    match r {
+                        Ok(true) => o.0 += 1,
+                        Ok(false) => {
+                            o.1 += 1;
+                            if !opts.keep_going && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                println!("lab: stopping at the first failure (--keep-going runs the rest)");
+                            }
+                        }
+                        Err(e) => {
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            o.2.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (passed, failed, error) = outcome.into_inner().unwrap();
+    if let Some(e) = error {
+        return Err(e);
+    }
     println!("{}", report::summary(passed, failed));
     Ok(failed == 0)
+}
+
+/// How many guests run at once: `NPT_LAB_GUESTS`, else one per core, at most two (the
+/// build machines have two; more would make each guest's clock crawl).
+fn parallel_guests() -> usize {
+    std::env::var("NPT_LAB_GUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
+}
+
+/// One guest run: which kernel, scenario and variant, with what.
+struct Run<'a> {
+    root: &'a Path,
+    kernel: &'a Kernel,
+    sc: &'a Scenario,
+    variant: Option<&'a scenario::Variant>,
+    busybox: &'a Path,
+    binary: &'a Path,
+    tools: &'a [(std::path::PathBuf, String)],
 }
 
 /// The guest kernel's command line: the console, and what lab/init reads (npt.*): the label,
@@ -112,22 +164,15 @@ fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
     labels.iter().map(|l| kernels::spec(l)).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    root: &Path,
-    kernel: &Kernel,
-    sc: &Scenario,
-    variant: Option<&scenario::Variant>,
-    busybox: &Path,
-    binary: &Path,
-    tools: &[(std::path::PathBuf, String)],
-    show: Show,
-) -> Result<bool> {
+/// Boots one guest and judges it; `live` allows a live progress line (one guest at a time).
+fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> Result<bool> {
+    let Run { root, kernel, sc, variant, busybox, binary, tools } = *r;
     let work = root.join("target").join("lab").join(kernel.label);
     cache::create_dir(&work)?;
     let name = sc.run_name(variant);
     let initrd = work.join(format!("{name}.cpio"));
     let lab = root.join("lab");
+    let guard = prepare.lock().unwrap_or_else(|e| e.into_inner());
     let mut files: Vec<(std::path::PathBuf, String)> = tools.to_vec();
     files.extend(build::lab_kmods(kernel)?);
     files.extend(sc.header.files.iter().map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label))));
@@ -140,6 +185,7 @@ fn run_one(
         files,
     };
     initramfs::build(kernel, busybox, &work, &parts, &initrd)?;
+    drop(guard);
     let nic_modules: Vec<&str> = sc
         .header
         .nics
@@ -159,7 +205,8 @@ fn run_one(
     let label = format!("lab {} {name}", kernel.label);
     // The console is the progress when shown; else a live line with the elapsed time.
     let step = match show {
-        Show::Nothing => Some(progress::Step::start(label.clone())),
+        Show::Nothing if live => Some(progress::Step::start(label.clone())),
+        Show::Nothing => None,
         Show::Session => {
             println!("{label}: booting {} (the session follows; --verbose shows the whole console)", kernel.release);
             None
