@@ -12,11 +12,13 @@ fn port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn receives_counts_gaps_and_summarises() {
+/// `receive --listen 127.0.0.1:PORT ARGS...`, once it says it listens; and PORT.
+fn receiver(args: &[&str]) -> (std::process::Child, u16) {
     let port = port();
+    let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_netpoll-trace"))
-        .args(["receive", "--listen", &format!("127.0.0.1:{port}"), "--json", "--count", "4"])
+        .args(["receive", "--listen", &listen])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -24,7 +26,13 @@ fn receives_counts_gaps_and_summarises() {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    assert!(line.contains(&format!("listening on UDP 127.0.0.1:{port}")), "{line}");
+    assert!(line.contains(&format!("listening on UDP {listen}")), "{line}");
+    (child, port)
+}
+
+#[test]
+fn receives_counts_gaps_and_summarises() {
+    let (child, port) = receiver(&["--json", "--count", "4"]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in [
         &b"6,10,100,-;first\n"[..],
@@ -50,16 +58,7 @@ fn receives_counts_gaps_and_summarises() {
 
 #[test]
 fn human_output_escapes_control_characters() {
-    let port = port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netpoll-trace"))
-        .args(["receive", "--listen", &format!("127.0.0.1:{port}"), "--count", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    let (child, port) = receiver(&["--count", "1"]);
     UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"6,1,1,-;evil \x1b[2J\r\n", ("127.0.0.1", port)).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

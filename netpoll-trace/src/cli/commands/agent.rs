@@ -67,11 +67,7 @@ pub fn load_config(path: Option<&Path>) -> Result<(AgentConfig, Option<String>)>
 pub fn run(args: AgentArgs, cfg: AgentConfig) -> Result<Exit> {
     // Before any thread exists: it edits the environment.
     let notify = systemd::Notifier::from_env();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(Agent::new(args, cfg)?.run(notify))
+    super::runtime()?.block_on(Agent::new(args, cfg)?.run(notify))
 }
 
 /// The agent's sinks: journal (stdout and file), metrics when served, stderr.

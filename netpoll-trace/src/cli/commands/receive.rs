@@ -23,11 +23,7 @@ pub struct ReceiveArgs {
 }
 
 pub fn run(args: ReceiveArgs) -> Result<Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(receive(args))
+    super::runtime()?.block_on(receive(args))
 }
 
 async fn receive(args: ReceiveArgs) -> Result<Exit> {

@@ -34,11 +34,7 @@ pub struct WatchArgs {
 }
 
 pub fn run(args: WatchArgs) -> Result<Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(watch(args))
+    super::runtime()?.block_on(watch(args))
 }
 
 /// What watch shows, behind the `--dev` filter: stdout (table or JSON), the record
