@@ -13,7 +13,7 @@
 # variants: legacy
 # nics: virtio virtio
 # timeout: 600
-# checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal from_fifo from_device from_escapes json_schema
+# checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches reset_json kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal from_fifo from_device from_escapes json_schema
 . /lib.sh
 
 PINS=/sys/fs/bpf/netpoll-trace/v2
@@ -119,6 +119,10 @@ npt_wait_for 10 progs_gone
 after=$(progs)
 echo "programs in kallsyms: before reset $before, after $after"
 rcheck reset_detaches sh -c "test $before -gt 0 && test $after -eq 0 && ! test -e $PINS && grep -q 'pinned probe link(s) detached' /tmp/reset.out"
+# Again, as JSON: nothing left to remove.
+netpoll-trace reset --json >/tmp/reset2.json
+cat /tmp/reset2.json
+npt_check reset_json npt_json_has /tmp/reset2.json removed=false links_detached=0 maps_unpinned=0
 
 # --- a ring of 8 after 20 set-ups ---------------------------------------------------
 netpoll-trace watch --persist --ring-size 8 --for 1s 2>/tmp/w3.err >/dev/null

@@ -240,6 +240,10 @@ leaves a directory alone that is not a recorder.")]
         /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
         #[arg(long, value_name = "DIR")]
         pin_dir: Option<PathBuf>,
+        /// One JSON object: {"pin_dir", "removed" (false when there was no recorder),
+        /// "links_detached", "maps_unpinned"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Write shell completions or man pages into DIR (for packaging).
     #[command(hide = true)]

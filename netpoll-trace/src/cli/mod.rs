@@ -82,9 +82,22 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
             from,
         }),
-        Command::Reset { pin_dir } => {
+        Command::Reset { pin_dir, json } => {
             let dir = pin_dir.unwrap_or_else(recorder::default_dir);
-            match recorder::reset(&dir)? {
+            let report = recorder::reset(&dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "pin_dir": dir,
+                        "removed": report.is_some(),
+                        "links_detached": report.as_ref().map_or(0, |r| r.links),
+                        "maps_unpinned": report.as_ref().map_or(0, |r| r.maps),
+                    })
+                );
+                return Ok(Exit::Ok);
+            }
+            match report {
                 Some(r) => println!(
                     "removed the flight recorder at {}: {} pinned probe link(s) detached, {} map(s) unpinned",
                     dir.display(),
