@@ -17,7 +17,6 @@
 # checks: lock_spellings_refused reset_refused agent_still_exact reset_after_stop wrong_device_unpatched retry_timed_out retry_killed_on_stop
 . /lib.sh
 
-PINS=/sys/fs/bpf/netpoll-trace/v1
 modprobe dummy
 modprobe netconsole
 
@@ -29,10 +28,13 @@ netpoll-trace agent --persist --journal /tmp/lock.jsonl >/dev/null 2>/tmp/lock.e
 agent=$!
 npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/lock.err $agent
 cat /tmp/lock.err
+# The default directory, as the agent names it (its last part is the recorder's schema).
+PINS=$(sed -n 's/.*recording into \(\/[^ ]*\) (.*/\1/p' /tmp/lock.err | head -n 1)
+echo "pins: $PINS"
 ls $PINS
 ln -s $PINS /tmp/pinlink
 refused=0 reset_kept=0 n=0
-for sp in "$PINS/" "$PINS/../v1" /tmp/pinlink; do
+for sp in "$PINS/" "$PINS/../${PINS##*/}" /tmp/pinlink; do
     n=$((n + 1))
     netpoll-trace watch --pin-dir "$sp" --for 3s >/tmp/w$n.out 2>/tmp/w$n.err
     rc=$?
