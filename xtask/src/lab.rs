@@ -1,4 +1,4 @@
-//! `cargo xtask lab`: every chosen kernel x scenario booted in QEMU, one at a time, judged from
+//! `cargo xtask lab`: every chosen kernel x scenario booted in QEMU (two guests side by side where there are two cores), judged from
 //! the console.
 
 use std::path::Path;
