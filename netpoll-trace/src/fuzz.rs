@@ -75,7 +75,7 @@ pub fn recorder_meta(data: &[u8]) {
     let Some((head, rest)) = data.split_at_checked(META) else { return };
     let Some((cap, rest)) = rest.split_first_chunk::<4>() else { return };
     let Ok(meta) = recorder::parse_meta(head, u32::from_ne_bytes(*cap)) else { return };
-    let mut seqs: Vec<u64> = rest.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    let mut seqs: Vec<u64> = rest.as_chunks::<8>().0.iter().map(|c| u64::from_ne_bytes(*c)).collect();
     seqs.sort_unstable();
     let _ = RingAccount::new(meta.next_seq, meta.ring_size, &seqs);
 }

@@ -187,7 +187,7 @@ impl Insn {
 }
 
 pub fn decode(bytes: &[u8]) -> Vec<Insn> {
-    bytes.chunks_exact(8).map(Insn::decode).collect()
+    bytes.as_chunks::<8>().0.iter().map(|c| Insn::decode(c)).collect()
 }
 
 /// What one program needs of the kernel, and what 4.14 would refuse.
@@ -456,7 +456,7 @@ pub fn parse(b: &[u8]) -> Result<Object> {
     }
     if let Some(symtab) = raw.iter().find(|s| s.kind == SHT_SYMTAB) {
         let strtab = raw.get(symtab.link as usize).map(|s| s.data.as_slice()).unwrap_or_default();
-        for e in symtab.data.chunks_exact(24) {
+        for e in symtab.data.as_chunks::<24>().0 {
             obj.symbols.push(Symbol {
                 name: cstr(strtab, u32_at(e, 0)? as usize),
                 section: u16_at(e, 6)? as usize,
@@ -467,7 +467,7 @@ pub fn parse(b: &[u8]) -> Result<Object> {
         }
     }
     for s in raw.iter().filter(|s| s.kind == SHT_REL) {
-        for e in s.data.chunks_exact(16) {
+        for e in s.data.as_chunks::<16>().0 {
             let info = u64_at(e, 8)?;
             obj.relocs.push(Reloc { target: s.info as usize, offset: u64_at(e, 0)?, symbol: (info >> 32) as usize });
         }

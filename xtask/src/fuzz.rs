@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cache, process};
+use crate::{cache, process, toolchain};
 
 /// cargo-fuzz, pinned (`cargo xtask setup` installs it).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -141,7 +141,7 @@ pub fn run(opts: &Options) -> Result<bool> {
 /// The targets, instrumented (ASan, coverage) with debug assertions on, so that an
 /// arithmetic overflow is found as a panic rather than wrapping silently as in release.
 fn build(root: &Path, out: &Path, targets: &[&Target]) -> Result<()> {
-    println!("fuzz: building {} target(s) with cargo-fuzz (nightly, ASan)", targets.len());
+    println!("fuzz: building {} target(s) with cargo-fuzz ({}, ASan)", targets.len(), toolchain::FUZZ_TOOLCHAIN);
     let mut cmd = nightly_cargo_fuzz();
     cmd.args(["build", "--debug-assertions", "--target-dir"]).arg(out).current_dir(root.join("netpoll-trace"));
     if targets.len() == 1 {
@@ -150,11 +150,11 @@ fn build(root: &Path, out: &Path, targets: &[&Target]) -> Result<()> {
     process::run(&mut cmd).context("building the fuzz targets (`cargo xtask setup` installs cargo-fuzz and nightly)")
 }
 
-/// `cargo fuzz` under the nightly toolchain, with the outer (stable) build's compiler
+/// `cargo fuzz` under the fuzz toolchain (`toolchain::FUZZ_TOOLCHAIN`), with the outer (stable) build's compiler
 /// kept out, as netpoll-trace/build.rs does for its eBPF build.
 fn nightly_cargo_fuzz() -> Command {
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "fuzz"]).env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd.args(["run", toolchain::FUZZ_TOOLCHAIN, "cargo", "fuzz"]).env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
     cmd
 }
 

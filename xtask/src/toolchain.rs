@@ -1,5 +1,7 @@
 //! The Rust side of setup: the nightly toolchain with rust-src (eBPF builds need core from
-//! source) and bpf-linker built against that nightly's own libLLVM.
+//! source), bpf-linker built against that nightly's own libLLVM, and the dated nightly
+//! the fuzzer builds with. (The stable one is rust-toolchain.toml's: `rustup toolchain
+//! install` before anything else, as .ci/run does.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,12 +10,24 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{cache, process};
 
-/// Makes sure nightly, its rust-src and bpf-linker are there; returns what it installed.
+/// The toolchain `cargo fuzz` builds netpoll-trace with (ASan needs nightly). Dated and
+/// apart from `nightly`: the eBPF nightly stays whatever bpf-linker was built against (an
+/// update would break its LLVM), while the fuzz build compiles netpoll-trace itself and so
+/// needs what rust-version says (aya 0.16: 1.98), which an older eBPF nightly may not be.
+pub const FUZZ_TOOLCHAIN: &str = "nightly-2026-10-29";
+
+/// Makes sure nightly, its rust-src, bpf-linker and the fuzz toolchain are there;
+/// returns what it installed.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
         .context("listing rustup toolchains (is rustup installed?)")?;
-    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+    if !toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
+        println!("setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's toolchain)");
+        process::run(Command::new("rustup").args(["toolchain", "install", FUZZ_TOOLCHAIN, "--profile", "minimal"]))?;
+        done.push(FUZZ_TOOLCHAIN.to_string());
+    }
+    if !toolchains.lines().any(is_plain_nightly) {
         println!("setup: installing the nightly toolchain");
         process::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
         done.push("nightly".to_string());
@@ -30,6 +44,13 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
         done.push("bpf-linker".to_string());
     }
     Ok(done)
+}
+
+/// A `rustup toolchain list` line naming the undated nightly (`nightly-<host>`), not a
+/// dated one such as the fuzz toolchain.
+fn is_plain_nightly(line: &str) -> bool {
+    let name = line.split_whitespace().next().unwrap_or("");
+    name.strip_prefix("nightly").is_some_and(|rest| rest.is_empty() || rest.strip_prefix('-').is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit())))
 }
 
 fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
@@ -91,6 +112,14 @@ fn llvm_major(verbose: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_undated_nightly_is_the_ebpf_nightly() {
+        assert!(is_plain_nightly("nightly-x86_64-unknown-linux-gnu"));
+        assert!(is_plain_nightly("nightly-x86_64-unknown-linux-gnu (active)"));
+        assert!(!is_plain_nightly("nightly-2026-10-29-x86_64-unknown-linux-gnu"));
+        assert!(!is_plain_nightly("stable-x86_64-unknown-linux-gnu (default)"));
+    }
 
     #[test]
     fn llvm_major_from_rustc_verbose_version() {

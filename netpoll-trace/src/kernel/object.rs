@@ -147,12 +147,12 @@ pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) 
     let mut cfg: Array<_, Config> = Array::try_from(
         ebpf.map_mut(maps::CONFIG).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
     )?;
-    cfg.set(0, *config, 0).context("writing struct offsets to the CONFIG map")?;
+    cfg.set(0, config, 0).context("writing struct offsets to the CONFIG map")?;
     if let Some(r) = recorder {
         let meta = ebpf.map_mut(maps::META).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::META))?;
         recorder::init_meta(meta, r.ring_size, clock::monotonic_ns())?;
     }
-    stage(&format!("{kind} object loaded (aya parsed the kernel BTF in EbpfLoader::new)"));
+    stage(&format!("{kind} object loaded"));
     Ok(ebpf)
 }
 

@@ -81,7 +81,10 @@ pub fn spawn_readers(
 ) -> Result<()> {
     let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
     for cpu in cpus {
-        let buf = array.open(cpu, Some(16)).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
+        let buf = PerfEventArrayBuffer::open(cpu, 16).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
+        // The array holds the buffer's fd only while the array's map fd stays open
+        // (`Loaded` keeps it for as long as the readers run).
+        array.set(cpu, &buf).with_context(|| format!("installing the perf buffer of CPU {cpu}"))?;
         // SAFETY: the buffer owns its fd and moves into the AsyncFd, so the fd
         // stays open exactly as long as it is registered.
         let fd = unsafe { AsyncFd::register(buf) }
@@ -92,13 +95,13 @@ pub fn spawn_readers(
 }
 
 async fn read_cpu(
-    mut fd: AsyncFd<PerfEventArrayBuffer<MapData>>,
+    mut fd: AsyncFd<PerfEventArrayBuffer>,
     tx: mpsc::Sender<Msg>,
     unqueued: Arc<Unqueued>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     decode: fn(&[u8], &[u8]) -> Msg,
 ) {
-    let drain = |buf: &mut PerfEventArrayBuffer<MapData>| {
+    let drain = |buf: &mut PerfEventArrayBuffer| {
         buf.for_each(|e| {
             let msg = match e {
                 PerfEvent::Sample { head, tail } => decode(head, tail),

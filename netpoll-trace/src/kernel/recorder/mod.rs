@@ -205,7 +205,7 @@ pub fn init_meta(map: &mut Map, ring_size: u32, now_ns: u64) -> Result<()> {
     let mut meta: Array<_, RecorderMeta> = Array::try_from(map)?;
     if meta.get(&0, 0)?.schema == 0 {
         let m = RecorderMeta { schema: RECORDER_SCHEMA, ring_size, next_seq: 0, created_ns: now_ns };
-        meta.set(0, m, 0).context("writing the recorder header")?;
+        meta.set(0, &m, 0).context("writing the recorder header")?;
     }
     Ok(())
 }
