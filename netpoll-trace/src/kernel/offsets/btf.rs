@@ -21,10 +21,11 @@ impl Layout for Btf {
 /// Parses the BTF in `path` (raw or an archive); also returns the archive member used.
 pub fn read_file(path: &Path, release: Option<&str>) -> Result<(Btf, Option<String>)> {
     let bytes = archive::read(path, release)?;
-    let btf = Btf::parse(&bytes.data).with_context(|| match &bytes.member {
+    let what = match &bytes.member {
         Some(m) => format!("parsing BTF in {} ({m})", path.display()),
         None => format!("parsing BTF in {}", path.display()),
-    })?;
+    };
+    let btf = Btf::from_vec(bytes.data).context(what)?;
     Ok((btf, bytes.member))
 }
 

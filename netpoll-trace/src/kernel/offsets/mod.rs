@@ -208,7 +208,7 @@ static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mute
 /// `take_function_index`.
 pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
     let data = std::fs::read(SYSFS_VMLINUX).ok()?;
-    let btf = Btf::parse(&data).ok()?;
+    let btf = Btf::from_vec(data).ok()?;
     let present = names.iter().map(|n| btf.has_function(n)).collect();
     if let Ok(mut slot) = FUNCTION_INDEX.lock() {
         *slot = Some(btf.function_index(names));
