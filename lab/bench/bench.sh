@@ -113,6 +113,11 @@ else
 fi
 
 # --- 1. time to attached -----------------------------------------------------------
+# Each repetition: watch with its default method (fentry where the kernel has it), watch
+# on kprobes (unless that was the default), the libbpf floor loader (/bin/floor,
+# lab/bench/floor.c) with fentry and with kprobes, then bpftrace (kprobes). Per method:
+#   attach_watch METHOD MS, attach_libbpf METHOD MS, attach_libbpf_failed METHOD REASON
+# attach_ms stays watch's default-method time (attach_method names the method).
 i=0
 section attach || i=$REPS
 while [ $i -lt $REPS ]; do
@@ -122,10 +127,24 @@ while [ $i -lt $REPS ]; do
         own=$(sed -n 's/.*attached in \([0-9.]*\) ms.*/\1/p' /tmp/attach.err | head -n 1)
         [ -n "$own" ] && say attach_ms_self "$own"
         m=$(sed -n 's/.*ready: \([a-z]*\) on .*/\1/p' /tmp/attach.err | head -n 1)
-        [ -n "$m" ] && say attach_method "$m" && method=$m
+        [ -n "$m" ] && say attach_method "$m" && method=$m && say attach_watch "$m $ms"
     else
         cat /tmp/attach.err
     fi
+    if [ "$method" != kprobe ]; then
+        ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
+        if [ -n "$ms" ]; then say attach_watch "kprobe $ms"; else cat /tmp/attach.err; fi
+    fi
+    for m in fentry kprobe; do
+        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m 2>/tmp/attach_floor.err)
+        if [ -n "$ms" ]; then
+            say attach_libbpf "$m $ms"
+            [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err
+        else
+            cat /tmp/attach_floor.err
+            say attach_libbpf_failed "$m $(sed -n 's/^  | floor: //p' /tmp/attach_floor.err | tail -n 1)"
+        fi
+    done
     if [ $bt_ok = 1 ]; then
         ms=$(benchtool ready NPT-BT-READY 300 $BT -B line $BT_SCRIPT 2>/tmp/attach_bt.err)
         if [ -n "$ms" ]; then say attach_ms_bpftrace "$ms"; else cat /tmp/attach_bt.err; fi
@@ -212,6 +231,25 @@ if [ -n "$a" ]; then
     say agent_burst_rss_kib "$(rss $a)"
     stop_bg $a
 fi
+
+# The floor loader's programs run, not only attach: one enable/disable cycle under each
+# method, its event lines and counters shown (libbpf_setup_events METHOD N: netpoll_setup
+# returns it reported; 1 expected).
+for m in fentry kprobe; do
+    floor --attach $m 2>/tmp/floor.err &
+    f=$!
+    if wait_for /tmp/floor.err 'floor: ready:' 60; then
+        echo 1 >$C/enabled 2>/dev/null
+        echo 0 >$C/enabled 2>/dev/null
+        sleep 1
+        stop_bg $f
+        sed -n 's/^floor: /bench: floor --attach '$m': /p' /tmp/floor.err | grep -v 'ready:'
+        say libbpf_setup_events "$m $(grep -c '^floor: netpoll_setup ret=' /tmp/floor.err)"
+    else
+        cat /tmp/floor.err
+        stop_bg $f
+    fi
+done
 
 if [ $bt_ok = 1 ]; then
     $BT -B line $BT_SCRIPT >/tmp/burst_bt.out 2>/tmp/burst_bt.err &

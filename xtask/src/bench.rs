@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: netpoll-trace side by side with bpftrace, one lab VM per kernel.
-//! The guest script (lab/bench/bench.sh) measures time to attached, netconsole throughput
+//! The guest script (lab/bench/bench.sh) measures time to attached (netpoll-trace, bpftrace,
+//! and a minimal libbpf loader as the floor, per attach method), netconsole throughput
 //! through /dev/kmsg untraced and traced, event loss in a configfs enable/disable burst and
 //! the tools' peak RSS, and prints `NPT-BENCH key value` lines; this side reduces them
 //! (medians, ratios), prints a table and writes target/bench/bench.json.
@@ -14,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::kernels::{self, Kernel};
 use crate::console::Show;
-use crate::{bench_bpftrace, build, cache, guest, initramfs, process, progress, qemu, report};
+use crate::{bench_bpftrace, build, cache, floor, guest, initramfs, process, progress, qemu, report};
 
 pub struct Options {
     /// Kernel labels, or `all`.
@@ -68,6 +69,7 @@ pub fn run(opts: &Options) -> Result<bool> {
     let binary_bytes = std::fs::metadata(&binary).with_context(|| format!("reading {}", binary.display()))?.len();
     let mut tools = build::lab_tools()?;
     tools.push(benchtool(&root)?);
+    tools.push(floor::build(&root)?);
     let out_dir = root.join("target").join("bench");
     cache::create_dir(&out_dir)?;
 
@@ -86,7 +88,8 @@ pub fn run(opts: &Options) -> Result<bool> {
         let lines = run_kernel(&root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts)?;
         let r = reduce(&lines, binary_bytes);
         // A partial run (--section) is for chasing a problem: its gaps are expected.
-        let complete = r.attach_ms.is_some() && r.rate_none.is_some() && r.events.is_some();
+        let complete =
+            r.attach_ms.is_some() && r.attach_ms_libbpf().is_some() && r.rate_none.is_some() && r.events.is_some();
         if !complete && opts.sections.is_empty() {
             println!("bench: {}: the guest produced no numbers (see target/bench/{}.log)", kernel.label, kernel.label);
             all_ok = false;
@@ -218,6 +221,8 @@ struct Result_ {
     attach_ms_bpftrace: Option<f64>,
     attach_runs: usize,
     attach_method: Option<String>,
+    /// watch and the libbpf floor loader, per attach method (`fentry`, `kprobe`).
+    attach_by_method: BTreeMap<String, MethodAttach>,
     rate_none: Option<f64>,
     /// Per mode: median over rounds of (traced rate / the untraced floods next to it).
     ratio_watch: Option<f64>,
@@ -278,6 +283,93 @@ impl Result_ {
     fn attach_speedup(&self) -> Option<f64> {
         Self::ratio(self.attach_ms_bpftrace, self.attach_ms)
     }
+    /// The method the top-level libbpf numbers are for: watch's default (what `attach_ms`
+    /// measured), else the first method the floor loader attached with.
+    fn default_method(&self) -> Option<&str> {
+        self.attach_method.as_deref().or_else(|| {
+            self.attach_by_method.iter().find(|(_, m)| m.libbpf_ms.is_some()).map(|(name, _)| name.as_str())
+        })
+    }
+    fn attach_ms_libbpf(&self) -> Option<f64> {
+        self.attach_by_method.get(self.default_method()?)?.libbpf_ms
+    }
+    /// watch's attach time over the floor's, same method: how far above the floor watch is.
+    fn attach_ratio_to_libbpf(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms, self.attach_ms_libbpf())
+    }
+}
+
+/// Attach times of one method: medians over the repetitions.
+#[derive(Debug, Default, PartialEq)]
+struct MethodAttach {
+    watch_ms: Option<f64>,
+    watch_runs: usize,
+    libbpf_ms: Option<f64>,
+    libbpf_runs: usize,
+    /// The floor loader's last message when it did not get ready with this method.
+    libbpf_failed: Option<String>,
+    /// netpoll_setup events the floor reported for one configfs enable (burst section):
+    /// its programs run, not only attach.
+    libbpf_setup_events: Option<u64>,
+}
+
+impl MethodAttach {
+    fn ratio_to_libbpf(&self) -> Option<f64> {
+        Result_::ratio(self.watch_ms, self.libbpf_ms)
+    }
+}
+
+/// The methods every report names, with nulls where a kernel gave no number.
+const METHODS: [&str; 2] = ["fentry", "kprobe"];
+
+/// `attach_watch METHOD MS`, `attach_libbpf METHOD MS`, `attach_libbpf_failed METHOD
+/// REASON` and `libbpf_setup_events METHOD N` lines: per method, the medians and how many
+/// runs made them. fentry and kprobe
+/// are always present; another method appears when a line names it.
+fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
+    let mut times: BTreeMap<String, (Vec<f64>, Vec<f64>)> =
+        METHODS.iter().map(|m| (m.to_string(), Default::default())).collect();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut events: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in lines {
+        let (method, rest) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+        if method.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "attach_watch" | "attach_libbpf" => {
+                let Ok(ms) = rest.trim().parse::<f64>() else { continue };
+                let t = times.entry(method.to_string()).or_default();
+                if k == "attach_watch" { &mut t.0 } else { &mut t.1 }.push(ms);
+            }
+            "attach_libbpf_failed" => {
+                times.entry(method.to_string()).or_default();
+                failed.insert(method.to_string(), rest.trim().to_string());
+            }
+            "libbpf_setup_events" => {
+                if let Ok(n) = rest.trim().parse() {
+                    times.entry(method.to_string()).or_default();
+                    events.insert(method.to_string(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    times
+        .into_iter()
+        .map(|(method, (watch, libbpf))| {
+            let libbpf_failed = failed.remove(&method).filter(|_| libbpf.is_empty());
+            let m = MethodAttach {
+                watch_runs: watch.len(),
+                watch_ms: median(watch),
+                libbpf_runs: libbpf.len(),
+                libbpf_ms: median(libbpf),
+                libbpf_failed,
+                libbpf_setup_events: events.remove(&method),
+            };
+            (method, m)
+        })
+        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -350,6 +442,7 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         attach_ms_bpftrace: median(floats("attach_ms_bpftrace")),
         attach_runs: floats("attach_ms").len(),
         attach_method: last_str("attach_method"),
+        attach_by_method: attach_by_method(lines),
         rate_none: median(floats("rate_none")),
         ratio_watch: ratios.get("watch").copied(),
         ratio_kprobe: ratios.get("kprobe").copied(),
@@ -399,18 +492,19 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
     let mut s = String::new();
     s.push_str("\nratios first (QEMU/TCG: absolute times are emulation times, not hardware times)\n");
     s.push_str(&format!(
-        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
-        "kernel", "attach x", "tput", "tput", "tput", "events/setups", "bpftrace", "agent", "binary"
+        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
+        "kernel", "attach x", "watch ÷", "tput", "tput", "tput", "events/setups", "bpftrace", "agent", "binary"
     ));
     s.push_str(&format!(
-        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
-        "", "vs bpftr.", "watch", "kprobe", "bpftrace", "(lost)", "ev. (lost)", "idle KiB", "MiB"
+        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
+        "", "vs bpftr.", "libbpf", "watch", "kprobe", "bpftrace", "(lost)", "ev. (lost)", "idle KiB", "MiB"
     ));
     for (release, r) in results {
         s.push_str(&format!(
-            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9.1}\n",
+            "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9.1}\n",
             labels.get(release).copied().unwrap_or("?"),
             opt(r.attach_speedup(), 2),
+            opt(r.attach_ratio_to_libbpf(), 2),
             opt(r.throughput_ratio(), 3),
             opt(r.throughput_ratio_kprobe(), 3),
             opt(r.throughput_ratio_bpftrace(), 3),
@@ -422,15 +516,16 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
     }
     s.push_str("\nabsolute values (emulated)\n");
     s.push_str(&format!(
-        "{:<6} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
-        "kernel", "method", "attach ms", "bpftr. ms", "msg/s", "watch", "kprobe", "bpftr.", "serial", "watch KiB", "after bst", "agent bst"
+        "{:<6} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
+        "kernel", "method", "attach ms", "libbpf ms", "bpftr. ms", "msg/s", "watch", "kprobe", "bpftr.", "serial", "watch KiB", "after bst", "agent bst"
     ));
     for (release, r) in results {
         s.push_str(&format!(
-            "{:<6} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
+            "{:<6} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
             labels.get(release).copied().unwrap_or("?"),
             r.attach_method.as_deref().unwrap_or("-"),
             opt(r.attach_ms, 1),
+            opt(r.attach_ms_libbpf(), 1),
             opt(r.attach_ms_bpftrace, 1),
             opt(r.rate_none, 0),
             opt(r.rate_watch, 0),
@@ -444,6 +539,7 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
         if let Some(why) = &r.bpftrace_unavailable {
             s.push_str(&format!("       bpftrace unavailable: {why}\n"));
         }
+        s.push_str(&format!("       attach ms by method, watch / libbpf (watch ÷ libbpf): {}\n", by_method_line(r)));
         s.push_str(&format!(
             "       RSS now/peak KiB: watch idle {}/{}, after burst {}/{}; agent idle {}/{}, after burst {}/{}\n",
             opt_u(r.watch_idle_rss_kib),
@@ -473,6 +569,18 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
     s
 }
 
+/// `fentry 1431.0 / 310.2 (4.61x); kprobe ...`, with the floor's failure where it had one.
+fn by_method_line(r: &Result_) -> String {
+    r.attach_by_method
+        .iter()
+        .map(|(method, m)| match (&m.libbpf_failed, m.libbpf_ms) {
+            (Some(why), None) => format!("{method} {} / failed: {why}", opt(m.watch_ms, 1)),
+            _ => format!("{method} {} / {} ({}x)", opt(m.watch_ms, 1), opt(m.libbpf_ms, 1), opt(m.ratio_to_libbpf(), 2)),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -485,6 +593,28 @@ fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `{"fentry": {"watch_ms": .., "libbpf_ms": .., "ratio_to_libbpf": .., ...}, "kprobe": {..}}`
+fn by_method_json(by_method: &BTreeMap<String, MethodAttach>) -> String {
+    let f = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.4}"));
+    let methods: Vec<String> = by_method
+        .iter()
+        .map(|(method, m)| {
+            format!(
+                "{}: {{\"watch_ms\": {}, \"libbpf_ms\": {}, \"ratio_to_libbpf\": {}, \"watch_runs\": {}, \"libbpf_runs\": {}, \"libbpf_error\": {}, \"libbpf_setup_events\": {}}}",
+                json_str(method),
+                f(m.watch_ms),
+                f(m.libbpf_ms),
+                f(m.ratio_to_libbpf()),
+                m.watch_runs,
+                m.libbpf_runs,
+                m.libbpf_failed.as_deref().map_or("null".into(), json_str),
+                m.libbpf_setup_events.map_or("null".into(), |n| n.to_string()),
+            )
+        })
+        .collect();
+    format!("{{{}}}", methods.join(", "))
 }
 
 fn to_json(results: &BTreeMap<String, Result_>) -> String {
@@ -502,6 +632,9 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("attach_ms_self_reported", f(r.attach_ms_self)),
             ("attach_runs", r.attach_runs.to_string()),
             ("attach_method", st(&r.attach_method)),
+            ("attach_ms_libbpf", f(r.attach_ms_libbpf())),
+            ("attach_ratio_to_libbpf", f(r.attach_ratio_to_libbpf())),
+            ("attach_by_method", by_method_json(&r.attach_by_method)),
             ("throughput_ratio", f(r.throughput_ratio())),
             ("throughput_ratio_kprobe", f(r.throughput_ratio_kprobe())),
             ("throughput_ratio_bpftrace", f(r.throughput_ratio_bpftrace())),
@@ -604,6 +737,57 @@ mod tests {
         assert_eq!(r.stop_resent, ["bpftrace"]);
         assert_eq!(r.stuck, ["kprobe"]);
         assert!(to_json(&BTreeMap::from([("k".to_string(), r)])).contains("\"stuck_floods\": [\"kprobe\"]"));
+    }
+
+    #[test]
+    fn attach_per_method_against_the_libbpf_floor() {
+        let console = "NPT-BENCH attach_ms 1000\nNPT-BENCH attach_method fentry\nNPT-BENCH attach_watch fentry 1000\n\
+                       NPT-BENCH attach_watch kprobe 900\nNPT-BENCH attach_libbpf fentry 250\n\
+                       NPT-BENCH attach_libbpf kprobe 300\nNPT-BENCH attach_ms 3000\nNPT-BENCH attach_watch fentry 3000\n\
+                       NPT-BENCH attach_watch kprobe 1100\nNPT-BENCH attach_libbpf fentry 150\n\
+                       NPT-BENCH attach_libbpf_failed kprobe attaching poll_kprobe: No such file\n\
+                       NPT-BENCH attach_ms 2000\nNPT-BENCH attach_watch fentry 2000\nNPT-BENCH attach_libbpf fentry 200\n\
+                       NPT-BENCH attach_libbpf bogus\nNPT-BENCH libbpf_setup_events fentry 1\n";
+        let r = reduce(&parse(console), 0);
+        let fentry = &r.attach_by_method["fentry"];
+        assert_eq!((fentry.watch_ms, fentry.libbpf_ms, fentry.watch_runs, fentry.libbpf_runs), (Some(2000.0), Some(200.0), 3, 3));
+        assert_eq!(fentry.ratio_to_libbpf(), Some(10.0));
+        // One kprobe failure among successes is not reported as the method's failure.
+        let kprobe = &r.attach_by_method["kprobe"];
+        assert_eq!((kprobe.watch_ms, kprobe.libbpf_ms, kprobe.libbpf_runs, kprobe.libbpf_failed.as_deref()), (Some(1000.0), Some(300.0), 1, None));
+        assert!(!r.attach_by_method.contains_key("bogus"));
+        // Top level: watch's default method (fentry), attach_ms over libbpf's fentry median.
+        assert_eq!(r.attach_ms_libbpf(), Some(200.0));
+        assert_eq!(r.attach_ratio_to_libbpf(), Some(10.0));
+        let json = to_json(&BTreeMap::from([("6.12".to_string(), r)]));
+        assert!(json.contains("\"attach_ms_libbpf\": 200.0000,"), "{json}");
+        assert!(json.contains("\"attach_ratio_to_libbpf\": 10.0000,"), "{json}");
+        assert!(json.contains("\"attach_by_method\": {\"fentry\": {\"watch_ms\": 2000.0000, \"libbpf_ms\": 200.0000, \"ratio_to_libbpf\": 10.0000, \"watch_runs\": 3, \"libbpf_runs\": 3, \"libbpf_error\": null, \"libbpf_setup_events\": 1}, \"kprobe\": {\"watch_ms\": 1000.0000, \"libbpf_ms\": 300.0000"), "{json}");
+    }
+
+    #[test]
+    fn a_method_the_floor_never_attached_says_why_and_has_no_ratio() {
+        // A kernel without fentry: watch falls back to kprobes, the floor's fentry fails.
+        let console = "NPT-BENCH attach_ms 800\nNPT-BENCH attach_method kprobe\nNPT-BENCH attach_watch kprobe 800\n\
+                       NPT-BENCH attach_libbpf_failed fentry loading the fentry programs: Invalid argument\n\
+                       NPT-BENCH attach_libbpf kprobe 100\n";
+        let r = reduce(&parse(console), 0);
+        let fentry = &r.attach_by_method["fentry"];
+        assert_eq!(fentry.libbpf_failed.as_deref(), Some("loading the fentry programs: Invalid argument"));
+        assert_eq!((fentry.watch_ms, fentry.ratio_to_libbpf()), (None, None));
+        assert_eq!(r.attach_ratio_to_libbpf(), Some(8.0));
+        assert!(by_method_line(&r).contains("fentry - / failed: loading the fentry programs"), "{}", by_method_line(&r));
+        let json = to_json(&BTreeMap::from([("5.4".to_string(), r)]));
+        assert!(json.contains("\"libbpf_error\": \"loading the fentry programs: Invalid argument\", \"libbpf_setup_events\": null}"), "{json}");
+    }
+
+    #[test]
+    fn no_attach_lines_give_nulls_for_both_methods() {
+        let r = reduce(&[], 0);
+        assert_eq!(r.attach_by_method.keys().collect::<Vec<_>>(), ["fentry", "kprobe"]);
+        assert_eq!((r.attach_ms_libbpf(), r.attach_ratio_to_libbpf()), (None, None));
+        let table = table(&BTreeMap::from([("k".to_string(), r)]), &BTreeMap::new());
+        assert!(table.contains("fentry - / - (-x); kprobe - / - (-x)"), "{table}");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
     Ok(tools)
 }
 
-fn check_static(binary: &Path) -> Result<()> {
+pub(crate) fn check_static(binary: &Path) -> Result<()> {
     let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
     match has_interpreter(&bytes) {
         Some(false) => Ok(()),

@@ -10,6 +10,7 @@ mod console;
 mod cpio;
 mod debcheck;
 mod dist;
+mod floor;
 mod fuzz;
 mod guest;
 mod headers;
@@ -86,8 +87,9 @@ enum Task {
         /// eBPF ELF objects to check.
         objects: Vec<std::path::PathBuf>,
     },
-    /// netpoll-trace vs bpftrace in the lab: attach time, netconsole throughput, event loss,
-    /// footprint; prints a table and writes target/bench/bench.json.
+    /// netpoll-trace vs bpftrace in the lab: attach time (also against a minimal libbpf
+    /// loader, per attach method), netconsole throughput, event loss, footprint; prints a
+    /// table and writes target/bench/bench.json.
     Bench {
         /// Kernel label or `all`; repeatable.
         #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]

@@ -7,8 +7,8 @@ use anyhow::{Context as _, Result};
 
 use crate::{apt, bench_bpftrace, cache, fuzz, guest, kernels, toolchain};
 
-/// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, and what
-/// building kernel modules needs.
+/// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, what
+/// building kernel modules needs, and what the benchmark's libbpf floor loader needs.
 const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "cpio",
@@ -33,6 +33,11 @@ const HOST_PACKAGES: &[&str] = &[
     "binutils",
     "util-linux",
     "lintian",
+    // `cargo xtask bench`: the libbpf reference loader (lab/bench/floor.*): clang for its
+    // BPF object, and the static archives it links (libbpf.a, libelf.a above, libz.a).
+    "clang",
+    "libbpf-dev",
+    "zlib1g-dev",
 ];
 
 /// `refresh`: move cached kernels to their suite's newest point release (`setup --refresh`);

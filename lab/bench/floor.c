@@ -1,0 +1,215 @@
+/* floor: the benchmark's reference for "close to the limit": the smallest ordinary libbpf
+ * loader for the three functions netpoll-trace watch traces (static; Debian's libbpf.a).
+ *
+ *   floor --attach fentry|kprobe
+ *       Opens the embedded BPF object (floor.bpf.c), keeps the programs of one attach
+ *       method (fentry/fexit or kprobe/kretprobe) and loads them, attaches all six, opens
+ *       the perf buffer, then prints to stderr
+ *           floor: ready: METHOD on netpoll_setup, __netpoll_setup, netpoll_poll_dev (...)
+ *       and prints one line per set-up event until SIGINT or SIGTERM; then the counters.
+ *       Exit 1 when a step fails (the message names the step and the program), 2 on bad
+ *       usage.
+ *
+ * xtask/src/floor.rs builds it: clang makes floor.bpf.o, which this file embeds with
+ * .incbin (FLOOR_BPF_OBJ is its path), so the guest gets one file. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "floor.h"
+
+#ifndef FLOOR_BPF_OBJ
+#error "FLOOR_BPF_OBJ must name the BPF object to embed"
+#endif
+
+__asm__(".pushsection .rodata\n"
+	".balign 8\n"
+	".globl floor_bpf_obj\n"
+	"floor_bpf_obj:\n"
+	".incbin \"" FLOOR_BPF_OBJ "\"\n"
+	".globl floor_bpf_obj_end\n"
+	"floor_bpf_obj_end:\n"
+	".popsection\n");
+extern const char floor_bpf_obj[], floor_bpf_obj_end[];
+
+static const char *const fn_names[FN_COUNT] = { "netpoll_setup", "__netpoll_setup", "netpoll_poll_dev" };
+
+/* Every program, by attach method: entry and return per function, in fn_names order. */
+struct method {
+	const char *name;
+	const char *progs[2 * FN_COUNT];
+};
+static const struct method methods[] = {
+	{ "fentry",
+	  { "setup_fentry", "setup_fexit", "inner_fentry", "inner_fexit", "poll_fentry", "poll_fexit" } },
+	{ "kprobe",
+	  { "setup_kprobe", "setup_kretprobe", "inner_kprobe", "inner_kretprobe", "poll_kprobe",
+	    "poll_kretprobe" } },
+};
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* libbpf's own messages: warnings and errors only (its debug output would be timed too). */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static void on_event(void *ctx, int cpu, void *data, __u32 size)
+{
+	const struct floor_event *e = data;
+	(void)ctx;
+	(void)cpu;
+	if (size < sizeof(*e) || e->fn >= FN_COUNT)
+		return;
+	fprintf(stderr, "floor: %s ret=%d pid=%u tid=%u %lluus\n", fn_names[e->fn], e->ret, e->pid, e->tid,
+		e->duration_ns / 1000);
+}
+
+static unsigned long long lost_events;
+
+static void on_lost(void *ctx, int cpu, __u64 n)
+{
+	(void)ctx;
+	(void)cpu;
+	lost_events += n;
+}
+
+static const struct method *method_named(const char *name)
+{
+	for (size_t i = 0; i < N_METHODS; i++)
+		if (!strcmp(methods[i].name, name))
+			return &methods[i];
+	return NULL;
+}
+
+/* Whether `prog` belongs to method `m`. */
+static int in_method(const struct method *m, const char *prog)
+{
+	for (int i = 0; i < 2 * FN_COUNT; i++)
+		if (!strcmp(m->progs[i], prog))
+			return 1;
+	return 0;
+}
+
+static void print_counts(struct bpf_object *obj)
+{
+	struct bpf_map *counts = bpf_object__find_map_by_name(obj, "counts");
+	__u64 v[CNT_LEN] = { 0 };
+	if (!counts)
+		return;
+	for (__u32 i = 0; i < CNT_LEN; i++)
+		bpf_map_lookup_elem(bpf_map__fd(counts), &i, &v[i]);
+	fprintf(stderr, "floor: calls/returns:");
+	for (int f = 0; f < FN_COUNT; f++)
+		fprintf(stderr, " %s %llu/%llu", fn_names[f], (unsigned long long)v[f],
+			(unsigned long long)v[FN_COUNT + f]);
+	fprintf(stderr, "; %llu event(s) sent, %llu lost, %llu start time(s) not stored\n",
+		(unsigned long long)v[CNT_EVENTS], lost_events, (unsigned long long)v[CNT_NO_SLOT]);
+}
+
+static int run(const struct method *m)
+{
+	double t0 = now_ms();
+	struct bpf_link *links[2 * FN_COUNT] = { 0 };
+	struct perf_buffer *pb = NULL;
+	int rc = 1;
+
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "floor");
+	struct bpf_object *obj =
+		bpf_object__open_mem(floor_bpf_obj, (size_t)(floor_bpf_obj_end - floor_bpf_obj), &opts);
+	if (!obj) {
+		fprintf(stderr, "floor: opening the BPF object: %s\n", strerror(errno));
+		return 1;
+	}
+	/* Only this method's programs are loaded; every one of them must be in the object. */
+	struct bpf_program *prog;
+	bpf_object__for_each_program(prog, obj)
+	{
+		bpf_program__set_autoload(prog, in_method(m, bpf_program__name(prog)));
+	}
+	for (int i = 0; i < 2 * FN_COUNT; i++) {
+		if (!bpf_object__find_program_by_name(obj, m->progs[i])) {
+			fprintf(stderr, "floor: the BPF object has no program %s\n", m->progs[i]);
+			goto out;
+		}
+	}
+	if (bpf_object__load(obj)) {
+		fprintf(stderr, "floor: loading the %s programs: %s\n", m->name, strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < 2 * FN_COUNT; i++) {
+		prog = bpf_object__find_program_by_name(obj, m->progs[i]);
+		links[i] = bpf_program__attach(prog);
+		if (!links[i]) {
+			fprintf(stderr, "floor: attaching %s (%s): %s\n", m->progs[i], bpf_program__section_name(prog),
+				strerror(errno));
+			goto out;
+		}
+	}
+	struct bpf_map *events = bpf_object__find_map_by_name(obj, "events");
+	if (!events) {
+		fprintf(stderr, "floor: the BPF object has no map events\n");
+		goto out;
+	}
+	/* 16 pages per CPU, as netpoll-trace's perf buffers. */
+	pb = perf_buffer__new(bpf_map__fd(events), 16, on_event, on_lost, NULL, NULL);
+	if (!pb) {
+		fprintf(stderr, "floor: opening the perf buffer: %s\n", strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "floor: ready: %s on %s, %s, %s (%d programs, libbpf %s, attached in %.1f ms)\n", m->name,
+		fn_names[0], fn_names[1], fn_names[2], 2 * FN_COUNT, libbpf_version_string(), now_ms() - t0);
+	while (!stopping) {
+		int n = perf_buffer__poll(pb, 200);
+		if (n < 0 && n != -EINTR) {
+			fprintf(stderr, "floor: polling the perf buffer: %s\n", strerror(-n));
+			goto out;
+		}
+	}
+	print_counts(obj);
+	rc = 0;
+out:
+	perf_buffer__free(pb);
+	for (int i = 0; i < 2 * FN_COUNT; i++)
+		bpf_link__destroy(links[i]);
+	bpf_object__close(obj);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const struct method *m = argc == 3 && !strcmp(argv[1], "--attach") ? method_named(argv[2]) : NULL;
+	if (!m) {
+		fprintf(stderr, "usage: floor --attach fentry|kprobe\n");
+		return 2;
+	}
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	libbpf_set_print(libbpf_log);
+	return run(m);
+}
