@@ -41,13 +41,23 @@ pub struct Assembler {
 impl Assembler {
     pub fn new(kmsg: Option<KmsgReader>) -> Self {
         Self {
-            enricher: Enricher::new(),
+            enricher: Enricher::start(),
             ctx: host_context(),
             kernel_log: KernelLog::default(),
             kmsg,
             buffer: Vec::new(),
             roots: Vec::new(),
         }
+    }
+
+    /// Waits until records can be enriched (the symbol table is read); cancel-safe.
+    pub async fn ready(&mut self) {
+        self.enricher.ready().await;
+    }
+
+    /// True while `ready` would wait.
+    pub fn is_pending(&self) -> bool {
+        self.enricher.is_pending()
     }
 
     pub fn take(&mut self, msg: Msg) -> Vec<Output> {

@@ -3,8 +3,6 @@
 //! ops table's symbol and module (kallsyms), the kernel release, and the interfaces
 //! that exist (for the diagnosis' name suggestions and slave checks).
 
-use std::{sync::Mutex, thread::JoinHandle};
-
 use crate::{
     kernel::{ethtool, host, kallsyms::Kallsyms, profile},
     model::{diagnosis::Context, event::SetupRecord},
@@ -12,10 +10,9 @@ use crate::{
 
 pub struct Enricher {
     kallsyms: Option<Kallsyms>,
+    /// The data-symbol table while its helper thread still reads it.
+    pending: Option<tokio::sync::oneshot::Receiver<Option<Kallsyms>>>,
 }
-
-/// The data-symbol table being read by `prefetch_symbols`' helper thread.
-static PREFETCH: Mutex<Option<JoinHandle<Option<Kallsyms>>>> = Mutex::new(None);
 
 /// The table enrichment needs (data symbols with visible addresses), with the memory its
 /// parse freed handed back (on a helper thread that is that thread's own malloc arena).
@@ -26,29 +23,41 @@ fn read_symbols() -> Option<Kallsyms> {
     ks
 }
 
-/// Starts reading the data symbols on a helper thread, for the `Enricher::new` that
-/// follows. Formatting /proc/kallsyms (120,000+ lines) is the kernel's slowest read here,
-/// about a second under TCG; on a helper thread it overlaps the BTF parse and program
-/// loading instead of adding to them. `Enricher::new` still waits for it, so the table is
-/// complete before "ready", as before: a set-up burst right after "ready" must not find
-/// the event loop blocked on the read (measured: 478 events lost on 5.10 when the join
-/// was left to the first record).
-pub fn prefetch_symbols() {
-    let handle = std::thread::Builder::new().name("kallsyms".into()).spawn(read_symbols).ok();
-    if let Ok(mut slot) = PREFETCH.lock() {
-        *slot = handle;
-    }
-}
-
 impl Enricher {
-    pub fn new() -> Self {
-        let prefetched = PREFETCH.lock().ok().and_then(|mut slot| slot.take());
-        let kallsyms = match prefetched {
-            Some(handle) => handle.join().ok().flatten(),
-            // Not prefetched (or no thread could start): read here.
-            None => read_symbols(),
-        };
-        Self { kallsyms }
+    /// Starts reading the data symbols on a helper thread. Formatting /proc/kallsyms
+    /// (120,000+ lines) is the kernel's slowest read here, about a second under TCG, and
+    /// nothing before "ready" needs it: it starts once the probes are attached, and the
+    /// first record waits for it (`ready`) while the readers go on queueing events (a
+    /// blocking join there once lost 478 events of a burst on 5.10).
+    pub fn start() -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("kallsyms".into()).spawn(move || {
+            let _ = tx.send(read_symbols());
+        });
+        match spawned {
+            Ok(_) => Self { kallsyms: None, pending: Some(rx) },
+            // No thread could start: read here.
+            Err(_) => Self { kallsyms: read_symbols(), pending: None },
+        }
+    }
+
+    /// Reads the data symbols here and now (dump: nothing to overlap).
+    pub fn read_now() -> Self {
+        Self { kallsyms: read_symbols(), pending: None }
+    }
+
+    /// True while the symbol table is still being read.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Waits for the symbol table. Cancel-safe: the helper's answer stays in `pending`
+    /// until it arrives.
+    pub async fn ready(&mut self) {
+        if let Some(rx) = self.pending.as_mut() {
+            self.kallsyms = rx.await.ok().flatten();
+            self.pending = None;
+        }
     }
 
     pub fn enrich(&self, r: &mut SetupRecord) {

@@ -85,8 +85,6 @@ pub struct Tracer {
 impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Self> {
         stage("begin");
-        // The enrichment reads kallsyms; let that overlap everything below.
-        enrich::prefetch_symbols();
         let present = targets::require_functions()?;
         let mut notes = Vec::new();
         // Opened before attaching, so every kernel line about our set-ups comes after it.
@@ -201,6 +199,11 @@ impl Tracer {
     /// Waits for events or the next tick; returns what became complete (maybe nothing).
     /// Cancel-safe: nothing is lost when the caller's select! picks another branch.
     pub async fn next(&mut self) -> Vec<Output> {
+        // The first records wait for the symbol table, read since "ready"; meanwhile the
+        // readers keep queueing (the channel holds a burst).
+        if self.assembler.is_pending() {
+            self.assembler.ready().await;
+        }
         let logs = async {
             match self.logger.as_mut() {
                 Some(fd) => fd.readable_mut().await.ok(),
@@ -272,6 +275,7 @@ impl Tracer {
     pub async fn finish(mut self) -> (Vec<Output>, Option<String>) {
         let _ = self.stop_tx.send(true);
         while self.readers.join_next().await.is_some() {}
+        self.assembler.ready().await;
         let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
             out.extend(self.assembler.take(msg));
