@@ -14,8 +14,8 @@ use crate::kernel::{
 };
 
 /// The BTF `FEntry::load` looks the traced functions' type ids up in. When start-up read
-/// those ids from the kernel's BTF (function presence), a small stand-in with the same ids
-/// (`btf::function_index_blob`) instead of aya's second full parse of the kernel's BTF:
+/// those ids from the kernel's BTF (function presence), a stand-in with the same ids
+/// (`btf::function_index_btf`) instead of aya's full parse of the kernel's BTF:
 /// measured under TCG on 6.12, that parse alone took 220-560 ms of the time to ready.
 /// The kernel attaches to whatever function its own BTF has at the id, so the ids must be
 /// exact: they come from the same file moments earlier (the unit test pins the id
@@ -28,9 +28,7 @@ pub(super) fn function_btf() -> Result<Btf> {
     if let Some(index) = offsets::take_function_index()
         && TARGETS.iter().all(|t| index.funcs.iter().any(|(n, _, _)| n == t.function()))
     {
-        let blob = btf::function_index_blob(&index);
-        return Btf::parse(&blob, aya::Endianness::default())
-            .map_err(|e| anyhow!("building the fentry function index: {e}"));
+        return Ok(btf::function_index_btf(&index));
     }
     Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
 }

@@ -200,7 +200,7 @@ fn drop_kernel_btf() {
 static SYSFS_PARSED: std::sync::Mutex<Option<Btf>> = std::sync::Mutex::new(None);
 
 /// The running kernel's type ids of the functions last asked about (`functions_present`),
-/// for fentry (see `btf::function_index_blob`).
+/// for fentry (see `btf::function_index_btf`).
 static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mutex::new(None);
 
 /// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
