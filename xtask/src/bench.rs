@@ -251,6 +251,9 @@ struct Result_ {
     watch_burst_rss_kib: Option<u64>,
     agent_idle_rss_kib: Option<u64>,
     agent_idle_hwm_kib: Option<u64>,
+    /// The allocator's in-use KiB at idle (mallinfo2), beside RSS.
+    watch_idle_heap_kib: Option<u64>,
+    agent_idle_heap_kib: Option<u64>,
     agent_burst_hwm_kib: Option<u64>,
     agent_burst_rss_kib: Option<u64>,
     /// Tools that did not stop on the first SIGINT / at all (see bench.sh's stop_bg), and
@@ -468,6 +471,8 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         watch_burst_rss_kib: last_u64("watch_burst_rss_kib"),
         agent_idle_rss_kib: last_u64("agent_idle_rss_kib"),
         agent_idle_hwm_kib: last_u64("agent_idle_hwm_kib"),
+        watch_idle_heap_kib: last_u64("watch_idle_heap_kib"),
+        agent_idle_heap_kib: last_u64("agent_idle_heap_kib"),
         agent_burst_hwm_kib: last_u64("agent_burst_hwm_kib"),
         agent_burst_rss_kib: last_u64("agent_burst_rss_kib"),
         stop_resent: all_str("stop_resent"),
@@ -541,13 +546,15 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
         }
         s.push_str(&format!("       attach ms by method, watch / libbpf (watch ÷ libbpf): {}\n", by_method_line(r)));
         s.push_str(&format!(
-            "       RSS now/peak KiB: watch idle {}/{}, after burst {}/{}; agent idle {}/{}, after burst {}/{}\n",
+            "       RSS now/peak KiB: watch idle {}/{} (heap {}), after burst {}/{}; agent idle {}/{} (heap {}), after burst {}/{}\n",
             opt_u(r.watch_idle_rss_kib),
             opt_u(r.watch_idle_hwm_kib),
+            opt_u(r.watch_idle_heap_kib),
             opt_u(r.watch_burst_rss_kib),
             opt_u(r.watch_burst_hwm_kib),
             opt_u(r.agent_idle_rss_kib),
             opt_u(r.agent_idle_hwm_kib),
+            opt_u(r.agent_idle_heap_kib),
             opt_u(r.agent_burst_rss_kib),
             opt_u(r.agent_burst_hwm_kib),
         ));
@@ -665,6 +672,8 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("watch_burst_hwm_kib", u(r.watch_burst_hwm_kib)),
             ("agent_idle_rss_kib", u(r.agent_idle_rss_kib)),
             ("agent_idle_hwm_kib", u(r.agent_idle_hwm_kib)),
+            ("watch_idle_heap_kib", u(r.watch_idle_heap_kib)),
+            ("agent_idle_heap_kib", u(r.agent_idle_heap_kib)),
             ("agent_burst_rss_kib", u(r.agent_burst_rss_kib)),
             ("agent_burst_hwm_kib", u(r.agent_burst_hwm_kib)),
             ("bpftrace_burst_rss_kib", u(r.bpftrace_burst_hwm_kib)),

@@ -25,3 +25,24 @@ pub fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Bytes the allocator has handed out and not had back: small blocks in its arenas plus
+/// large mmapped ones (mallinfo2's uordblks + hblkhd). Beside VmRSS it tells heap from
+/// the binary's and the kernel's (perf buffer) pages. None off glibc.
+pub fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's own counters.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+/// At debug level: the allocator's in-use bytes now (the lab benchmark reads this line).
+pub fn report_memory(when: &str) {
+    if let Some(bytes) = heap_in_use() {
+        log::debug!("memory: heap in use {} KiB (mallinfo2) {when}", bytes / 1024);
+    }
+}

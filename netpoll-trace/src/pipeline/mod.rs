@@ -26,7 +26,7 @@ use crate::{
         clock, kmsg,
         object::{ObjectChoice, RecorderPlan},
         offsets, poll_stats,
-        profile::stage,
+        profile::{self, stage},
         recorder, targets,
     },
     model::{
@@ -203,6 +203,8 @@ impl Tracer {
         // readers keep queueing (the channel holds a burst).
         if self.assembler.is_pending() {
             self.assembler.ready().await;
+            // Start-up is over: what stays in use from here is the idle footprint.
+            profile::report_memory("after start-up");
         }
         let logs = async {
             match self.logger.as_mut() {
