@@ -114,6 +114,14 @@ pub struct RecorderPlan {
 /// Loads the object (maps from the recorder's pins when there is one) and writes
 /// the configuration; attaches nothing, and loads no program (the attachers do).
 pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
+    let mut ebpf = load_maps(kind, recorder)?;
+    write_config(&mut ebpf, config)?;
+    Ok(ebpf)
+}
+
+/// Loads the object and creates (or opens) its maps, without the configuration: what
+/// start-up can do while the struct offsets are still being resolved.
+pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
     // The programs' log statements are switched off in the kernel unless the
     // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
     let level: u8 = match log::max_level() {
@@ -144,16 +152,20 @@ pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) 
             ),
         })
     })?;
-    let mut cfg: Array<_, Config> = Array::try_from(
-        ebpf.map_mut(maps::CONFIG).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
-    )?;
-    cfg.set(0, config, 0).context("writing struct offsets to the CONFIG map")?;
     if let Some(r) = recorder {
         let meta = ebpf.map_mut(maps::META).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::META))?;
         recorder::init_meta(meta, r.ring_size, clock::monotonic_ns())?;
     }
     stage(&format!("{kind} object loaded"));
     Ok(ebpf)
+}
+
+/// Writes this kernel's struct layout for the programs (before any of them is attached).
+pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
+    let mut cfg: Array<_, Config> = Array::try_from(
+        ebpf.map_mut(maps::CONFIG).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
+    )?;
+    cfg.set(0, config, 0).context("writing struct offsets to the CONFIG map")
 }
 
 #[cfg(test)]

@@ -85,35 +85,52 @@ pub struct Tracer {
 impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Self> {
         stage("begin");
-        let present = targets::require_functions()?;
         let mut notes = Vec::new();
-        // Opened before attaching, so every kernel line about our set-ups comes after it.
-        let kmsg = match kmsg::KmsgReader::open() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                notes.push(format!("cannot read the kernel log ({e}); diagnoses will not quote it"));
-                None
-            }
-        };
-        let resolved = offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
+        // Which functions exist and the struct offsets (the kernel's BTF read and parsed)
+        // on a helper thread, while this one opens the kernel log and loads the object.
+        let (facts, kmsg, recorder, preloaded) = std::thread::scope(|s| {
+            let facts = s.spawn(|| -> Result<_> {
+                let present = targets::require_functions()?;
+                let resolved = offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
+                Ok((present, resolved))
+            });
+            // Opened before attaching, so every kernel line about our set-ups comes after it.
+            let kmsg = match kmsg::KmsgReader::open() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    notes.push(format!("cannot read the kernel log ({e}); diagnoses will not quote it"));
+                    None
+                }
+            };
+            let recorder = match &opts.recorder {
+                Some(r) => match recorder_plan(r, &mut notes) {
+                    Ok((lock, plan)) => Ok((Some(lock), Some(plan))),
+                    Err(e) if !r.required => {
+                        notes.push(format!("no flight recorder: {e:#}"));
+                        Ok((None, None))
+                    }
+                    Err(e) => Err(e),
+                },
+                None => Ok((None, None)),
+            };
+            let preloaded = match &recorder {
+                Ok((_, plan)) => attach::Preloaded::load(opts.object, opts.attach, plan.as_ref()),
+                Err(_) => attach::Preloaded::default(),
+            };
+            let facts = facts.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the kernel's facts panicked")));
+            (facts, kmsg, recorder, preloaded)
+        });
+        // A kernel without what we probe (exit 4) says so before any recorder error.
+        let (present, resolved) = facts?;
+        let (recorder_lock, plan) = recorder?;
         notes.extend(resolved.notes.iter().cloned());
         if let Some(missing) = resolved.describe_missing() {
             notes.push(missing);
         }
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
-        let (recorder_lock, plan) = match &opts.recorder {
-            Some(r) => match recorder_plan(r, &mut notes) {
-                Ok((lock, plan)) => (Some(lock), Some(plan)),
-                Err(e) if !r.required => {
-                    notes.push(format!("no flight recorder: {e:#}"));
-                    (None, None)
-                }
-                Err(e) => return Err(e),
-            },
-            None => (None, None),
-        };
-        let mut loaded = attach::load_and_attach(&config, opts.object, opts.attach, &present, plan.as_ref())?;
+        let mut loaded =
+            attach::load_and_attach(&config, opts.object, opts.attach, &present, plan.as_ref(), preloaded)?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {

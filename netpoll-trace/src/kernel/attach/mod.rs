@@ -170,20 +170,60 @@ fn first_working<T>(
     Err(last.map(|(_, _, e)| e).unwrap_or_else(|| anyhow!("nothing to try")))
 }
 
-/// `present` is what `targets::require_functions` returned.
+/// The object the first attempt will use, loaded with its maps (no configuration, no
+/// program) while start-up still resolves the offsets on another thread.
+#[derive(Default)]
+pub struct Preloaded(Option<(ObjectKind, Ebpf)>);
+
+impl Preloaded {
+    /// Loads the first attempt's object; nothing when that fails (the attempt loads it
+    /// again and reports the failure in order) or with a flight recorder: its pins are
+    /// state outside this process, made only once the kernel is known to have what the
+    /// tracer needs.
+    pub fn load(object: ObjectChoice, choice: AttachChoice, recorder: Option<&RecorderPlan>) -> Self {
+        if recorder.is_some() {
+            return Self(None);
+        }
+        let Some((kind, _)) = steps(object, choice).ok().and_then(|s| s.first().copied()) else {
+            return Self(None);
+        };
+        match object::load_maps(kind, None) {
+            Ok(ebpf) => Self(Some((kind, ebpf))),
+            Err(e) => {
+                log::debug!("preloading the {kind} object: {e:#}");
+                Self(None)
+            }
+        }
+    }
+
+    /// The preloaded object if it is `kind`, once.
+    fn take(&mut self, kind: ObjectKind) -> Option<Ebpf> {
+        match self.0.take() {
+            Some((k, ebpf)) if k == kind => Some(ebpf),
+            other => {
+                self.0 = other;
+                None
+            }
+        }
+    }
+}
+
+/// `present` is what `targets::require_functions` returned; `preloaded`, what
+/// `Preloaded::load` loaded meanwhile.
 pub fn load_and_attach(
     config: &Config,
     object: ObjectChoice,
     choice: AttachChoice,
     present: &[bool],
     recorder: Option<&RecorderPlan>,
+    mut preloaded: Preloaded,
 ) -> Result<Loaded> {
     let start = Instant::now();
     let (loaded, fallbacks) = match recorder {
         Some(plan) if !plan.reuse_links.is_empty() => {
             first_working(object, AttachChoice::Only(AttachMethod::Kprobe), |o, _| reuse_pinned(config, o, plan))?
         }
-        _ => first_working(object, choice, |o, m| attach_all(config, o, m, present, recorder))?,
+        _ => first_working(object, choice, |o, m| attach_all(config, o, m, present, recorder, &mut preloaded))?,
     };
     let attach_ms = start.elapsed().as_secs_f64() * 1e3;
     release_freed_memory();
@@ -317,6 +357,7 @@ fn attach_all(
     method: AttachMethod,
     present: &[bool],
     recorder: Option<&RecorderPlan>,
+    preloaded: &mut Preloaded,
 ) -> Result<Loaded> {
     let path = Path::new(object, method);
     let mut notes = Vec::new();
@@ -326,7 +367,11 @@ fn attach_all(
         notes.extend(prepare_tracefs()?);
         own_events = Some(tracefs::OwnEvents::new(TARGETS.iter().map(Target::function).collect()));
     }
-    let mut ebpf = object::load(object, config, recorder)?;
+    let mut ebpf = match preloaded.take(object) {
+        Some(ebpf) => ebpf,
+        None => object::load_maps(object, recorder)?,
+    };
+    object::write_config(&mut ebpf, config)?;
     let (links, attached, skipped) = load_programs(&mut ebpf, method, present, false)?;
     let mut pinned = Vec::new();
     let mut unpinnable = None;
