@@ -333,6 +333,10 @@ Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
         json: bool,
         #[command(flatten)]
         tracer: TracerArgs,
+        /// Neither read nor write the cache of the kernel's BTF facts
+        /// (/var/cache/netpoll-trace/kernel-btf.json): parse /sys/kernel/btf/vmlinux.
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 
@@ -347,6 +351,10 @@ pub struct OffsetArgs {
     /// netpoll-patch), for kernels without BTF [default: next to the patch module].
     #[arg(long, value_name = "FILE", conflicts_with = "btf")]
     pub offsets: Option<PathBuf>,
+    /// Neither read nor write the cache of the kernel's BTF facts
+    /// (/var/cache/netpoll-trace/kernel-btf.json): parse /sys/kernel/btf/vmlinux.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// Which eBPF object and attach method the tracer uses (watch, agent) or would use

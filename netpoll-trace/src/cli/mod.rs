@@ -17,7 +17,7 @@ use self::{
     exit::Exit,
 };
 use crate::{
-    kernel::{recorder, targets::Unsupported},
+    kernel::{self, recorder, targets::Unsupported},
     model::{config::AgentConfig, schema},
     sinks::status,
 };
@@ -61,13 +61,15 @@ fn tracer_choice_or_exit(
 
 fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String>)>>) -> Result<Exit> {
     match command {
-        Command::Check { json, tracer } => {
+        Command::Check { json, tracer, no_cache } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
+            kernel::offsets::use_cache(!no_cache);
             check::run(json, object, attach)
         }
         Command::Agent { config, dry_run, once, journal, sources, tracer, recorder, metrics_addr } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
-            let OffsetArgs { btf, offsets } = sources;
+            let OffsetArgs { btf, offsets, no_cache } = sources;
+            kernel::offsets::use_cache(!no_cache);
             let (cfg, note) = agent_config.unwrap_or_else(|| agent::load_config(config.as_deref()))?;
             if let Some(n) = note {
                 crate::status!(Info, "{n}");
@@ -76,7 +78,10 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
             let metrics_addr = metrics_addr.or(cfg.metrics_addr);
             agent::run(agent::AgentArgs { dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr }, cfg)
         }
-        Command::Offsets { json, sources } => offsets::run(json, sources.btf.as_deref(), sources.offsets.as_deref()),
+        Command::Offsets { json, sources } => {
+            kernel::offsets::use_cache(!sources.no_cache);
+            offsets::run(json, sources.btf.as_deref(), sources.offsets.as_deref())
+        }
         Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
             json,
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
@@ -133,7 +138,8 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
         }
         Command::Watch { json, duration, devices, sources, tracer, slow_poll, record, recorder, command } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
-            let OffsetArgs { btf, offsets } = sources;
+            let OffsetArgs { btf, offsets, no_cache } = sources;
+            kernel::offsets::use_cache(!no_cache);
             watch::run(watch::WatchArgs {
                 json,
                 duration,

@@ -34,6 +34,11 @@ const FILES: &[(&str, &str)] = &[
     ("/var/log/netpoll-trace/journal.jsonl", "The agent's journal: one JSON object per decision and action."),
     ("/sys/fs/bpf/netpoll-trace/v1", "The flight recorder's pinned maps (and, with --persist, probes); read by dump, removed by reset."),
     ("/usr/lib/netpoll-trace/netpoll_patch.ko", "The runtime patch module used by patch and the agent (root-owned, not group- or world-writable)."),
+    (
+        "/var/cache/netpoll-trace/kernel-btf.json",
+        "What start-up needs from the kernel's BTF (function presence, type ids, struct offsets), keyed by a hash of the whole BTF; \
+         used only when that identity matches the running kernel's (--no-cache: neither read nor written). Directory 0700, file 0600, root's.",
+    ),
 ];
 
 /// Exit statuses, in order; which ones a page lists depends on the command.

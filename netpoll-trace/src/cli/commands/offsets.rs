@@ -35,7 +35,8 @@ pub fn run(json: bool, btf: Option<&Path>, object: Option<&Path>) -> Result<Exit
 }
 
 /// The JSON object: `source` (kernel_btf, btf_file, btf_archive, headers, or null), `path`,
-/// `detail` (archive member, or the release the headers were for), `kernel`, `offsets`
+/// `detail` (archive member, the release the headers were for, or "cached facts, PATH"),
+/// `cached` (whether the kernel's BTF facts came from the cache), `kernel`, `offsets`
 /// (each name with its value or null), `missing`, `notes`, and `hint` in reduced mode.
 fn report(r: &offsets::Resolved, fields: &[(&str, Option<u64>)], hint: Option<&str>) -> Value {
     let values: Map<String, Value> = fields.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
@@ -43,6 +44,7 @@ fn report(r: &offsets::Resolved, fields: &[(&str, Option<u64>)], hint: Option<&s
         "source": r.source.as_ref().map(|s| s.kind.name()),
         "path": r.source.as_ref().map(|s| s.path.display().to_string()),
         "detail": r.source.as_ref().and_then(|s| s.detail.clone()),
+        "cached": r.cached.is_some(),
         "kernel": host::release(),
         "offsets": values,
         "missing": r.missing,
@@ -71,6 +73,7 @@ mod tests {
         assert_eq!(v["offsets"]["net_device.ifindex"], Value::Null);
         assert_eq!(v["offsets"].as_object().unwrap().len(), 10);
         assert_eq!(v["missing"][0], "net_device.ifindex");
+        assert_eq!(v["cached"], false);
         let reduced = report(&Resolved::reduced(vec![]), &[], Some("provide one of"));
         assert_eq!((reduced["source"].clone(), reduced["hint"].clone()), (Value::Null, json!("provide one of")));
     }

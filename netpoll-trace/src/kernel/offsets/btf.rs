@@ -30,7 +30,7 @@ pub fn read_file(path: &Path, release: Option<&str>) -> Result<(Btf, Option<Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::kernel::{
         btf::testing::{Builder, M},
@@ -47,6 +47,12 @@ mod tests {
     /// at the start of `net_device`, so `name` is not at offset 0.
     pub fn kernel(bitfield: bool) -> Vec<u8> {
         let mut b = Builder::new();
+        kernel_into(&mut b, bitfield);
+        b.finish()
+    }
+
+    /// `kernel`'s types, added to `b` (for a test that adds more).
+    pub fn kernel_into(b: &mut Builder, bitfield: bool) {
         let int = b.int("unsigned int", 4);
         let ptr = b.ptr(int);
         let pf = if bitfield {
@@ -70,7 +76,6 @@ mod tests {
         );
         b.composite("netpoll", false, 64, &[m("dev", ptr, 0, 0), m("dev_name", int, 64, 0), m("name", ptr, 192, 0)]);
         b.enum32("netdev_priv_flags", &[("IFF_DISABLE_NETPOLL", 1 << 12)]);
-        b.finish()
     }
 
     #[test]

@@ -6,15 +6,24 @@
 //! 2. `--offsets FILE`, else `netpoll_offsets.o` where the patch module is: the offsets the
 //!    compiler computed from the running kernel's headers (`headers`);
 //! 3. none: reduced mode (return codes only), and a message naming what to provide.
+//!
+//! What start-up asks of the kernel's own BTF (function presence, the functions' type ids,
+//! the offsets) is gathered once per run (`facts`) and kept between runs (`cache`): a later
+//! run hashes the BTF and, when the identity matches, parses nothing.
 
 pub mod archive;
 pub mod btf;
+pub mod cache;
+pub mod facts;
 pub mod headers;
 pub mod layout;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use netpoll_trace_common::Config;
 
 pub use self::layout::fields;
@@ -56,7 +65,8 @@ impl SourceKind {
 pub struct Source {
     pub kind: SourceKind,
     pub path: PathBuf,
-    /// The archive member used, or the release the headers were for.
+    /// The archive member used, the release the headers were for, or for the kernel's
+    /// BTF "cached facts, PATH" when its facts came from the cache.
     pub detail: Option<String>,
 }
 
@@ -67,6 +77,7 @@ impl std::fmt::Display for Source {
         match (self.kind, &self.detail) {
             (SourceKind::BtfArchive, Some(m)) => write!(f, " (BTFHub archive, {m})"),
             (SourceKind::Headers, Some(r)) => write!(f, " (built from the kernel headers of {r})"),
+            (SourceKind::KernelBtf, Some(d)) => write!(f, " ({d})"),
             _ => Ok(()),
         }
     }
@@ -82,12 +93,14 @@ pub struct Resolved {
     pub source: Option<Source>,
     /// Sources tried and passed over, each with why (one line each).
     pub notes: Vec<String>,
+    /// The cache file the kernel's BTF facts came from, when they did.
+    pub cached: Option<PathBuf>,
 }
 
 impl Resolved {
     /// No source at all: return codes only.
     pub fn reduced(notes: Vec<String>) -> Self {
-        Self { config: Config::default(), missing: vec!["any struct offset"], source: None, notes }
+        Self { config: Config::default(), missing: vec!["any struct offset"], source: None, notes, cached: None }
     }
 
     /// A line for the user naming what will be unknown (and, in reduced mode, what to provide).
@@ -159,64 +172,122 @@ pub fn resolve_sources(btf: Option<&Path>, object: Option<&Path>) -> Result<Reso
 fn try_step(step: &Step, release: Option<&str>) -> Result<Resolved> {
     let (layout, source): (Box<dyn layout::Layout>, Source) = match step {
         Step::KernelBtf => {
-            let btf = match SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()) {
-                Some(btf) => {
-                    stage("struct offsets' BTF (parsed once, for function presence)");
-                    btf
-                }
-                None => {
-                    let (btf, _) = btf::read_file(Path::new(SYSFS_VMLINUX), None)?;
-                    stage("struct offsets' BTF read and parsed");
-                    btf
-                }
-            };
-            (Box::new(btf), Source { kind: SourceKind::KernelBtf, path: SYSFS_VMLINUX.into(), detail: None })
+            let k = kernel_facts(&[])?;
+            stage("struct offsets resolved (kernel BTF facts)");
+            let (config, missing) = k.resolved;
+            let detail = k.cached.as_ref().map(|p| format!("cached facts, {}", p.display()));
+            let source = Source { kind: SourceKind::KernelBtf, path: SYSFS_VMLINUX.into(), detail };
+            return Ok(Resolved { config, missing, source: Some(source), notes: Vec::new(), cached: k.cached });
         }
         Step::BtfFile(p) => {
-            drop_kernel_btf();
             let (btf, member) = btf::read_file(p, release)?;
             stage("struct offsets' BTF read and parsed");
             let kind = if member.is_some() { SourceKind::BtfArchive } else { SourceKind::BtfFile };
             (Box::new(btf), Source { kind, path: p.clone(), detail: member })
         }
         Step::Object(p) => {
-            drop_kernel_btf();
             let o = headers::read(p, release)?;
             let rel = o.release.clone();
             (Box::new(o), Source { kind: SourceKind::Headers, path: p.clone(), detail: Some(rel) })
         }
     };
     let (config, missing) = layout::resolve(layout.as_ref());
-    Ok(Resolved { config, missing, source: Some(source), notes: Vec::new() })
+    Ok(Resolved { config, missing, source: Some(source), notes: Vec::new(), cached: None })
 }
 
-/// Never kept when another source wins: the kernel's parse (tens of MiB) is dropped.
-fn drop_kernel_btf() {
-    drop(SYSFS_PARSED.lock().ok().and_then(|mut slot| slot.take()));
+/// Whether the kernel's BTF facts may be read from and written to the cache. The command
+/// line clears it (`--no-cache`) before anything asks the kernel's BTF: presence is asked
+/// from several commands' paths that carry no options.
+static USE_CACHE: AtomicBool = AtomicBool::new(true);
+
+/// Uses the cache of the kernel's BTF facts (the default), or not (`--no-cache`).
+pub fn use_cache(on: bool) {
+    USE_CACHE.store(on, Ordering::Relaxed);
 }
 
-/// The kernel's BTF, parsed by `functions_present` and kept for the offsets' resolution
-/// that follows it at start-up, so that start-up parses it once.
-static SYSFS_PARSED: std::sync::Mutex<Option<Btf>> = std::sync::Mutex::new(None);
+/// The kernel's BTF facts for this run, and what they resolve to.
+#[derive(Clone)]
+struct KernelFacts {
+    facts: facts::Facts,
+    /// `layout::resolve` over the facts' answers.
+    resolved: (Config, Vec<&'static str>),
+    /// The cache file they came from; None when parsed in this run.
+    cached: Option<PathBuf>,
+}
+
+/// The facts gathered this run (the kernel's BTF cannot change while it runs).
+static KERNEL_FACTS: std::sync::Mutex<Option<KernelFacts>> = std::sync::Mutex::new(None);
 
 /// The running kernel's type ids of the functions last asked about (`functions_present`),
 /// for fentry (see `btf::function_index_btf`).
 static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mutex::new(None);
 
+/// The kernel's BTF facts about (at least) `names`: this run's, else the cache's when
+/// its identity is the live BTF's and it answers everything, else parsed now (and cached).
+fn kernel_facts(names: &[&str]) -> Result<KernelFacts> {
+    if let Some(k) = KERNEL_FACTS.lock().ok().and_then(|slot| slot.clone())
+        && k.facts.present(names).is_some()
+    {
+        return Ok(k);
+    }
+    let k = gather(names)?;
+    if let Ok(mut slot) = KERNEL_FACTS.lock() {
+        *slot = Some(k.clone());
+    }
+    Ok(k)
+}
+
+fn gather(names: &[&str]) -> Result<KernelFacts> {
+    let path = Path::new(SYSFS_VMLINUX);
+    let dir = Path::new(cache::DIR);
+    let release = super::host::release().filter(|_| USE_CACHE.load(Ordering::Relaxed));
+    if let Some(release) = release {
+        let live = || {
+            let id = cache::identity_of_file(path, release);
+            stage("BTF identity hashed");
+            id
+        };
+        match cache::load(dir, live) {
+            Ok(f) => match (f.present(names), f.resolve()) {
+                (Some(_), Some(resolved)) => {
+                    stage("facts from cache");
+                    return Ok(KernelFacts { facts: f, resolved, cached: Some(cache::path_in(dir)) });
+                }
+                _ => log::debug!("{}: does not answer everything asked; parsing the BTF", cache::path_in(dir).display()),
+            },
+            Err(e) => log::debug!("kernel BTF facts not from the cache: {e:#}"),
+        }
+    }
+    let data = std::fs::read(path).map_err(|e| anyhow!("reading {SYSFS_VMLINUX}: {e}"))?;
+    // The identity of the very bytes parsed, not of an earlier read; taken before the
+    // parse keeps them (no second copy of the 5-6 MiB at the start-up peak).
+    let identity = release.map(|r| facts::Identity::of_bytes(r, &data));
+    let btf = Btf::from_vec(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
+    stage("kernel BTF read and parsed");
+    let facts = facts::Facts::gather(&btf, names);
+    drop(btf);
+    let resolved = facts.resolve().ok_or_else(|| anyhow!("the recorded layout does not replay (a bug)"))?;
+    if let Some(identity) = identity {
+        match cache::store(dir, &identity, &facts) {
+            Ok(p) => {
+                stage("cache written");
+                log::debug!("wrote the kernel's BTF facts to {}", p.display());
+            }
+            Err(e) => log::debug!("kernel BTF facts not cached: {e:#}"),
+        }
+    }
+    Ok(KernelFacts { facts, resolved, cached: None })
+}
+
 /// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
-/// Keeps the parse for the next `resolve_sources`, and the functions' type ids for
+/// Keeps the facts for the next `resolve_sources`, and the functions' type ids for
 /// `take_function_index`.
 pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
-    let data = std::fs::read(SYSFS_VMLINUX).ok()?;
-    let btf = Btf::from_vec(data).ok()?;
-    let present = names.iter().map(|n| btf.has_function(n)).collect();
+    let k = kernel_facts(names).map_err(|e| log::debug!("function presence from BTF: {e:#}")).ok()?;
     if let Ok(mut slot) = FUNCTION_INDEX.lock() {
-        *slot = Some(btf.function_index(names));
+        *slot = Some(k.facts.index.clone());
     }
-    if let Ok(mut slot) = SYSFS_PARSED.lock() {
-        *slot = Some(btf);
-    }
-    Some(present)
+    k.facts.present(names)
 }
 
 /// The type ids `functions_present` found in the running kernel's BTF, once.

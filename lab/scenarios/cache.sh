@@ -1,0 +1,111 @@
+#!/bin/sh
+# The kernel's BTF facts cache (/var/cache/netpoll-trace/kernel-btf.json). The first run
+# parses the BTF, creates the directory 0700 and the file 0600 and says so; the second
+# hashes the BTF, takes the facts from the file (the ready line names it) and parses
+# nothing; `offsets --json` is the same cold, warm and with --no-cache (which leaves the
+# file alone); a file whose identity was tampered with is ignored and rewritten; a
+# symbolic link planted at the file's path is replaced, never followed, and the run
+# works; a directory writable by others is not used.
+# nics: virtio
+# timeout: 300
+# checks: first_run_parses first_run_writes dir_private file_private second_run_cached second_run_no_parse offsets_equal no_cache_leaves_file check_names_cache tampered_ignored tampered_rewritten symlink_not_followed symlink_run_works loose_dir_refused
+. /lib.sh
+
+DIR=/var/cache/netpoll-trace
+FILE=$DIR/kernel-btf.json
+rm -rf $DIR
+
+# run NAME ARGS...: `netpoll-trace watch --for 1s ARGS` with the start-up profile, into /tmp/NAME.*
+run() {
+    _name=$1
+    shift
+    RUST_LOG=netpoll_trace=debug netpoll-trace watch --for 1s "$@" >/tmp/$_name.out 2>/tmp/$_name.err
+    echo $? >/tmp/$_name.rc
+    echo "--- watch $* ($_name, exit $(cat /tmp/$_name.rc))"
+    grep 'start-up:\|ready:\|cache\|BTF facts' /tmp/$_name.err
+}
+ready_ok() { test "$(cat /tmp/$1.rc)" -eq 0 && grep -q 'ready: ' /tmp/$1.err; }
+CACHED="offsets from /sys/kernel/btf/vmlinux (cached facts, $FILE)"
+
+# --- first run: parse, create, write ---------------------------------------------------
+run first
+npt_check first_run_parses sh -c "grep -q 'start-up: kernel BTF read and parsed' /tmp/first.err && ! grep -qF 'cached facts' /tmp/first.err"
+first_run_writes() {
+    ready_ok first && grep -q 'start-up: cache written' /tmp/first.err &&
+        grep -qF "wrote the kernel's BTF facts to $FILE" /tmp/first.err && test -s $FILE
+}
+npt_check first_run_writes first_run_writes
+ls -la $DIR
+npt_check dir_private sh -c "test -d $DIR && ! test -L $DIR && test \"\$(stat -c '%a %u' $DIR)\" = '700 0'"
+npt_check file_private sh -c "test -f $FILE && test \"\$(stat -c '%a %u' $FILE)\" = '600 0'"
+cp $FILE /tmp/good.json
+cat $FILE
+
+# --- second run: from the cache, no parse ----------------------------------------------
+run second
+npt_check second_run_cached sh -c "grep -q 'start-up: facts from cache' /tmp/second.err && grep 'ready: ' /tmp/second.err | grep -qF '$CACHED;'"
+second_run_no_parse() {
+    ready_ok second && grep -q 'start-up: BTF identity hashed' /tmp/second.err &&
+        ! grep -q 'read and parsed' /tmp/second.err && ! grep -q 'cache written' /tmp/second.err
+}
+npt_check second_run_no_parse second_run_no_parse
+
+# --- offsets: cold, warm, --no-cache ---------------------------------------------------
+offsets_of() { sed -n 's/.*"offsets":\({[^}]*}\).*/\1/p' "$1"; }
+rm $FILE
+netpoll-trace offsets --json >/tmp/cold.json 2>&1
+netpoll-trace offsets --json >/tmp/warm.json 2>&1
+cp $FILE /tmp/before-no-cache.json
+netpoll-trace offsets --json --no-cache >/tmp/nocache.json 2>&1
+cat /tmp/cold.json /tmp/warm.json /tmp/nocache.json
+offsets_equal() {
+    grep -q '"cached":false' /tmp/cold.json && grep -q '"cached":true' /tmp/warm.json && grep -q '"cached":false' /tmp/nocache.json &&
+        grep -qF "\"detail\":\"cached facts, $FILE\"" /tmp/warm.json &&
+        test -n "$(offsets_of /tmp/cold.json)" && ! offsets_of /tmp/cold.json | grep -q null &&
+        test "$(offsets_of /tmp/cold.json)" = "$(offsets_of /tmp/warm.json)" &&
+        test "$(offsets_of /tmp/cold.json)" = "$(offsets_of /tmp/nocache.json)"
+}
+npt_check offsets_equal offsets_equal
+RUST_LOG=netpoll_trace=debug netpoll-trace offsets --no-cache >/dev/null 2>/tmp/nocache.err
+no_cache_leaves_file() {
+    cmp $FILE /tmp/before-no-cache.json && ! grep -q 'identity hashed\|cache written\|facts from cache' /tmp/nocache.err &&
+        grep -q 'kernel BTF read and parsed' /tmp/nocache.err
+}
+npt_check no_cache_leaves_file no_cache_leaves_file
+netpoll-trace check >/tmp/check.out 2>&1
+npt_check check_names_cache grep -qF "struct offsets from /sys/kernel/btf/vmlinux (cached facts, $FILE)" /tmp/check.out
+
+# --- a tampered identity: ignored, rewritten -------------------------------------------
+sed 's/"hash": [0-9]*/"hash": 12345/' /tmp/good.json >/tmp/tampered.json
+cat /tmp/tampered.json >$FILE
+chmod 600 $FILE
+grep '"hash"' $FILE
+run tampered
+tampered_ignored() {
+    ready_ok tampered && grep -q 'made for another BTF' /tmp/tampered.err &&
+        grep -q 'start-up: kernel BTF read and parsed' /tmp/tampered.err && ! grep -qF 'cached facts' /tmp/tampered.err
+}
+npt_check tampered_ignored tampered_ignored
+npt_check tampered_rewritten sh -c "grep -q 'start-up: cache written' /tmp/tampered.err && cmp $FILE /tmp/good.json"
+
+# --- a symbolic link at the file's path ------------------------------------------------
+echo precious >/tmp/victim
+rm $FILE
+ln -s /tmp/victim $FILE
+run symlink
+symlink_not_followed() {
+    test "$(cat /tmp/victim)" = precious && grep -q 'is a symbolic link' /tmp/symlink.err && ! test -L $FILE
+}
+npt_check symlink_not_followed symlink_not_followed
+npt_check symlink_run_works sh -c "test \$(cat /tmp/symlink.rc) -eq 0 && grep -q 'ready: ' /tmp/symlink.err && cmp $FILE /tmp/good.json"
+
+# --- a directory others can write: not used --------------------------------------------
+chmod 777 $DIR
+run loose
+loose_dir_refused() {
+    ready_ok loose && grep -q 'writable by group or others' /tmp/loose.err &&
+        grep -q 'start-up: kernel BTF read and parsed' /tmp/loose.err && ! grep -q 'cache written' /tmp/loose.err &&
+        cmp $FILE /tmp/good.json
+}
+npt_check loose_dir_refused loose_dir_refused
+chmod 700 $DIR
