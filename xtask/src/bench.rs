@@ -217,6 +217,8 @@ fn parse(console: &str) -> Vec<(String, String)> {
 #[derive(Debug, Default)]
 struct Result_ {
     attach_ms: Option<f64>,
+    /// watch's default method again, with the cache of the kernel's BTF facts warm.
+    attach_ms_warm: Option<f64>,
     attach_ms_self: Option<f64>,
     attach_ms_bpftrace: Option<f64>,
     attach_runs: usize,
@@ -305,8 +307,11 @@ impl Result_ {
 /// Attach times of one method: medians over the repetitions.
 #[derive(Debug, Default, PartialEq)]
 struct MethodAttach {
+    /// First runs: no cache of the kernel's BTF facts.
     watch_ms: Option<f64>,
     watch_runs: usize,
+    /// Later runs: the cache the first run wrote.
+    watch_warm_ms: Option<f64>,
     libbpf_ms: Option<f64>,
     libbpf_runs: usize,
     /// The floor loader's last message when it did not get ready with this method.
@@ -320,6 +325,9 @@ impl MethodAttach {
     fn ratio_to_libbpf(&self) -> Option<f64> {
         Result_::ratio(self.watch_ms, self.libbpf_ms)
     }
+    fn warm_ratio_to_libbpf(&self) -> Option<f64> {
+        Result_::ratio(self.watch_warm_ms, self.libbpf_ms)
+    }
 }
 
 /// The methods every report names, with nulls where a kernel gave no number.
@@ -330,7 +338,7 @@ const METHODS: [&str; 2] = ["fentry", "kprobe"];
 /// runs made them. fentry and kprobe
 /// are always present; another method appears when a line names it.
 fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
-    let mut times: BTreeMap<String, (Vec<f64>, Vec<f64>)> =
+    let mut times: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>)> =
         METHODS.iter().map(|m| (m.to_string(), Default::default())).collect();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
@@ -340,10 +348,15 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
             continue;
         }
         match k.as_str() {
-            "attach_watch" | "attach_libbpf" => {
+            "attach_watch" | "attach_libbpf" | "attach_watch_warm" => {
                 let Ok(ms) = rest.trim().parse::<f64>() else { continue };
                 let t = times.entry(method.to_string()).or_default();
-                if k == "attach_watch" { &mut t.0 } else { &mut t.1 }.push(ms);
+                match k.as_str() {
+                    "attach_watch" => &mut t.0,
+                    "attach_libbpf" => &mut t.1,
+                    _ => &mut t.2,
+                }
+                .push(ms);
             }
             "attach_libbpf_failed" => {
                 times.entry(method.to_string()).or_default();
@@ -360,11 +373,12 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
     }
     times
         .into_iter()
-        .map(|(method, (watch, libbpf))| {
+        .map(|(method, (watch, libbpf, warm))| {
             let libbpf_failed = failed.remove(&method).filter(|_| libbpf.is_empty());
             let m = MethodAttach {
                 watch_runs: watch.len(),
                 watch_ms: median(watch),
+                watch_warm_ms: median(warm),
                 libbpf_runs: libbpf.len(),
                 libbpf_ms: median(libbpf),
                 libbpf_failed,
@@ -441,6 +455,7 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
     let last_str = |key: &str| lines.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     Result_ {
         attach_ms: median(floats("attach_ms")),
+        attach_ms_warm: median(floats("attach_ms_warm")),
         attach_ms_self: median(floats("attach_ms_self")),
         attach_ms_bpftrace: median(floats("attach_ms_bpftrace")),
         attach_runs: floats("attach_ms").len(),
@@ -582,7 +597,14 @@ fn by_method_line(r: &Result_) -> String {
         .iter()
         .map(|(method, m)| match (&m.libbpf_failed, m.libbpf_ms) {
             (Some(why), None) => format!("{method} {} / failed: {why}", opt(m.watch_ms, 1)),
-            _ => format!("{method} {} / {} ({}x)", opt(m.watch_ms, 1), opt(m.libbpf_ms, 1), opt(m.ratio_to_libbpf(), 2)),
+            _ => format!(
+                "{method} {} / {} ({}x; cache warm {} ms, {}x)",
+                opt(m.watch_ms, 1),
+                opt(m.libbpf_ms, 1),
+                opt(m.ratio_to_libbpf(), 2),
+                opt(m.watch_warm_ms, 1),
+                opt(m.warm_ratio_to_libbpf(), 2)
+            ),
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -609,7 +631,7 @@ fn by_method_json(by_method: &BTreeMap<String, MethodAttach>) -> String {
         .iter()
         .map(|(method, m)| {
             format!(
-                "{}: {{\"watch_ms\": {}, \"libbpf_ms\": {}, \"ratio_to_libbpf\": {}, \"watch_runs\": {}, \"libbpf_runs\": {}, \"libbpf_error\": {}, \"libbpf_setup_events\": {}}}",
+                "{}: {{\"watch_ms\": {}, \"libbpf_ms\": {}, \"ratio_to_libbpf\": {}, \"watch_runs\": {}, \"libbpf_runs\": {}, \"libbpf_error\": {}, \"libbpf_setup_events\": {}, \"watch_warm_ms\": {}, \"warm_ratio_to_libbpf\": {}}}",
                 json_str(method),
                 f(m.watch_ms),
                 f(m.libbpf_ms),
@@ -618,6 +640,8 @@ fn by_method_json(by_method: &BTreeMap<String, MethodAttach>) -> String {
                 m.libbpf_runs,
                 m.libbpf_failed.as_deref().map_or("null".into(), json_str),
                 m.libbpf_setup_events.map_or("null".into(), |n| n.to_string()),
+                f(m.watch_warm_ms),
+                f(m.warm_ratio_to_libbpf()),
             )
         })
         .collect();
@@ -641,6 +665,8 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("attach_method", st(&r.attach_method)),
             ("attach_ms_libbpf", f(r.attach_ms_libbpf())),
             ("attach_ratio_to_libbpf", f(r.attach_ratio_to_libbpf())),
+            ("attach_ms_warm", f(r.attach_ms_warm)),
+            ("attach_ratio_warm_to_libbpf", f(Result_::ratio(r.attach_ms_warm, r.attach_ms_libbpf()))),
             ("attach_by_method", by_method_json(&r.attach_by_method)),
             ("throughput_ratio", f(r.throughput_ratio())),
             ("throughput_ratio_kprobe", f(r.throughput_ratio_kprobe())),
@@ -756,9 +782,12 @@ mod tests {
                        NPT-BENCH attach_watch kprobe 1100\nNPT-BENCH attach_libbpf fentry 150\n\
                        NPT-BENCH attach_libbpf_failed kprobe attaching poll_kprobe: No such file\n\
                        NPT-BENCH attach_ms 2000\nNPT-BENCH attach_watch fentry 2000\nNPT-BENCH attach_libbpf fentry 200\n\
-                       NPT-BENCH attach_libbpf bogus\nNPT-BENCH libbpf_setup_events fentry 1\n";
+                       NPT-BENCH attach_libbpf bogus\nNPT-BENCH libbpf_setup_events fentry 1\n\
+                       NPT-BENCH attach_watch_warm fentry 300\nNPT-BENCH attach_watch_warm fentry 260\n";
         let r = reduce(&parse(console), 0);
         let fentry = &r.attach_by_method["fentry"];
+        // Later runs (cache warm) apart from first runs, over the same floor.
+        assert_eq!((fentry.watch_warm_ms, fentry.warm_ratio_to_libbpf()), (Some(280.0), Some(1.4)));
         assert_eq!((fentry.watch_ms, fentry.libbpf_ms, fentry.watch_runs, fentry.libbpf_runs), (Some(2000.0), Some(200.0), 3, 3));
         assert_eq!(fentry.ratio_to_libbpf(), Some(10.0));
         // One kprobe failure among successes is not reported as the method's failure.
@@ -771,7 +800,7 @@ mod tests {
         let json = to_json(&BTreeMap::from([("6.12".to_string(), r)]));
         assert!(json.contains("\"attach_ms_libbpf\": 200.0000,"), "{json}");
         assert!(json.contains("\"attach_ratio_to_libbpf\": 10.0000,"), "{json}");
-        assert!(json.contains("\"attach_by_method\": {\"fentry\": {\"watch_ms\": 2000.0000, \"libbpf_ms\": 200.0000, \"ratio_to_libbpf\": 10.0000, \"watch_runs\": 3, \"libbpf_runs\": 3, \"libbpf_error\": null, \"libbpf_setup_events\": 1}, \"kprobe\": {\"watch_ms\": 1000.0000, \"libbpf_ms\": 300.0000"), "{json}");
+        assert!(json.contains("\"attach_by_method\": {\"fentry\": {\"watch_ms\": 2000.0000, \"libbpf_ms\": 200.0000, \"ratio_to_libbpf\": 10.0000, \"watch_runs\": 3, \"libbpf_runs\": 3, \"libbpf_error\": null, \"libbpf_setup_events\": 1, \"watch_warm_ms\": 280.0000, \"warm_ratio_to_libbpf\": 1.4000}, \"kprobe\": {\"watch_ms\": 1000.0000, \"libbpf_ms\": 300.0000"), "{json}");
     }
 
     #[test]
@@ -787,7 +816,7 @@ mod tests {
         assert_eq!(r.attach_ratio_to_libbpf(), Some(8.0));
         assert!(by_method_line(&r).contains("fentry - / failed: loading the fentry programs"), "{}", by_method_line(&r));
         let json = to_json(&BTreeMap::from([("5.4".to_string(), r)]));
-        assert!(json.contains("\"libbpf_error\": \"loading the fentry programs: Invalid argument\", \"libbpf_setup_events\": null}"), "{json}");
+        assert!(json.contains("\"libbpf_error\": \"loading the fentry programs: Invalid argument\", \"libbpf_setup_events\": null, \"watch_warm_ms\": null, \"warm_ratio_to_libbpf\": null}"), "{json}");
     }
 
     #[test]
@@ -796,7 +825,7 @@ mod tests {
         assert_eq!(r.attach_by_method.keys().collect::<Vec<_>>(), ["fentry", "kprobe"]);
         assert_eq!((r.attach_ms_libbpf(), r.attach_ratio_to_libbpf()), (None, None));
         let table = table(&BTreeMap::from([("k".to_string(), r)]), &BTreeMap::new());
-        assert!(table.contains("fentry - / - (-x); kprobe - / - (-x)"), "{table}");
+        assert!(table.contains("fentry - / - (-x; cache warm - ms, -x); kprobe - / - (-x; cache warm - ms, -x)"), "{table}");
     }
 
     #[test]
