@@ -338,7 +338,9 @@ const METHODS: [&str; 2] = ["fentry", "kprobe"];
 /// runs made them. fentry and kprobe
 /// are always present; another method appears when a line names it.
 fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
-    let mut times: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>)> =
+    // Per method: watch's first runs, the floor's, watch's later (cache warm) runs.
+    type Times = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut times: BTreeMap<String, Times> =
         METHODS.iter().map(|m| (m.to_string(), Default::default())).collect();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
