@@ -41,7 +41,7 @@ pub struct Assembler {
 impl Assembler {
     pub fn new(kmsg: Option<KmsgReader>) -> Self {
         Self {
-            enricher: Enricher::start(),
+            enricher: Enricher::lazy(),
             ctx: host_context(),
             kernel_log: KernelLog::default(),
             kmsg,
@@ -113,6 +113,9 @@ impl Assembler {
             if belongs { ready.push(r) } else { keep.push((r, at)) }
         }
         self.buffer = keep;
+        for r in &mut ready {
+            self.enricher.symbolize(r);
+        }
         // Interfaces come and go while an agent runs: look again when diagnosing.
         self.ctx = host_context();
         let mut out: Vec<Output> = correlate::group(ready)

@@ -78,6 +78,8 @@ pub struct Tracer {
     /// Re-read the poll statistics this often while running (`Output::PollStats`).
     poll_refresh: Option<Duration>,
     last_poll: Option<Instant>,
+    /// The allocator's in-use bytes were logged once start-up was over.
+    idle_reported: bool,
     /// Held while we record into the pins (keeps a second recorder off them).
     _recorder_lock: Option<recorder::Lock>,
 }
@@ -209,6 +211,7 @@ impl Tracer {
             notes,
             poll_refresh: opts.poll_refresh,
             last_poll: None,
+            idle_reported: false,
             _recorder_lock: recorder_lock,
         })
     }
@@ -216,12 +219,16 @@ impl Tracer {
     /// Waits for events or the next tick; returns what became complete (maybe nothing).
     /// Cancel-safe: nothing is lost when the caller's select! picks another branch.
     pub async fn next(&mut self) -> Vec<Output> {
-        // The first records wait for the symbol table, read since "ready"; meanwhile the
-        // readers keep queueing (the channel holds a burst).
+        if !self.idle_reported {
+            // Start-up is over: what stays in use from here is the idle footprint.
+            self.idle_reported = true;
+            profile::report_memory("after start-up");
+        }
+        // Records wait for the symbol table their first one started reading; meanwhile
+        // the readers keep queueing (the channel holds a burst).
         if self.assembler.is_pending() {
             self.assembler.ready().await;
-            // Start-up is over: what stays in use from here is the idle footprint.
-            profile::report_memory("after start-up");
+            profile::report_memory("with the symbol table read");
         }
         let logs = async {
             match self.logger.as_mut() {
@@ -294,11 +301,12 @@ impl Tracer {
     pub async fn finish(mut self) -> (Vec<Output>, Option<String>) {
         let _ = self.stop_tx.send(true);
         while self.readers.join_next().await.is_some() {}
-        self.assembler.ready().await;
         let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
             out.extend(self.assembler.take(msg));
         }
+        // The last records may have started reading the symbol table.
+        self.assembler.ready().await;
         out.extend(self.assembler.flush(true));
         self.report_unqueued(&mut out);
         if let Some(fd) = self.logger.as_mut() {

@@ -65,7 +65,7 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
 
     // Names, drivers and symbols are looked up now: the device may have changed
     // or gone since the event was recorded, so every record says so.
-    let enricher = Enricher::read_now();
+    let mut enricher = Enricher::read_now();
     let records: Vec<SetupRecord> = snap
         .events
         .iter()
