@@ -188,11 +188,14 @@ if section footprint; then
 # The allocator's in-use bytes once start-up is over (mallinfo2, a debug line): heap,
 # told apart from the binary's and the perf buffers' pages in VmRSS.
 heap() { sed -n 's/.*memory: heap in use \([0-9]*\) KiB.*/\1/p' "$1" | tail -n 1; }
+# First runs (no cache of the kernel's BTF facts): their start-up peak is the higher one.
+rm -rf /var/cache/netpoll-trace
 RUST_LOG=netpoll_trace=debug netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
 w=$!
 wait_for /tmp/idle.err 'ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
     say watch_idle_rss_kib "$(rss $w)" && say watch_idle_heap_kib "$(heap /tmp/idle.err)"
 stop_bg $w
+rm -rf /var/cache/netpoll-trace
 RUST_LOG=netpoll_trace=debug netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
 a=$!
 if wait_for /tmp/agent.err 'ready:' 120; then

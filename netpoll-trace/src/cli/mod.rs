@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub fn main() -> ExitCode {
+    crate::kernel::profile::keep_large_blocks_mapped();
     let cli = Cli::parse();
     // The agent's configuration may choose the log format: it is read first (its errors
     // are reported once the format is known).
