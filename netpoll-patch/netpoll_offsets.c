@@ -55,3 +55,19 @@ NPT_VALUE(net_device_ops_ndo_netpoll_setup, offsetof(struct net_device_ops, ndo_
 NPT_VALUE(netpoll_dev_name, offsetof(struct netpoll, dev_name));
 NPT_VALUE(netpoll_name, offsetof(struct netpoll, name));
 NPT_VALUE(iff_disable_netpoll, IFF_DISABLE_NETPOLL);
+
+/* The send path (netpoll_send_udp, the skb transmit) and tear-downs. */
+NPT_VALUE(netpoll_dev, offsetof(struct netpoll, dev));
+NPT_VALUE(net_device_state, offsetof(struct net_device, state));
+NPT_VALUE(netpoll_info_txq, offsetof(struct netpoll_info, txq));
+NPT_VALUE(sk_buff_head_qlen, offsetof(struct sk_buff_head, qlen));
+NPT_VALUE(__link_state_start, __LINK_STATE_START);
+NPT_VALUE(__link_state_present, __LINK_STATE_PRESENT);
+NPT_VALUE(netpoll_remote_ip, offsetof(struct netpoll, remote_ip));
+NPT_VALUE(netpoll_remote_port, offsetof(struct netpoll, remote_port));
+NPT_VALUE(netpoll_local_port, offsetof(struct netpoll, local_port));
+NPT_VALUE(netpoll_ipv6, offsetof(struct netpoll, ipv6));
+NPT_VALUE(net_device_dismantle, offsetof(struct net_device, dismantle));
+#ifdef CONFIG_NETPOLL
+NPT_VALUE(net_device_npinfo, offsetof(struct net_device, npinfo));
+#endif

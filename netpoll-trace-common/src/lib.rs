@@ -23,16 +23,66 @@ pub mod function {
     pub const INNER_NETPOLL_SETUP: u32 = 2;
     /// `void netpoll_poll_dev(struct net_device *dev)` (aggregated, never a `SetupEvent`).
     pub const NETPOLL_POLL_DEV: u32 = 3;
+    /// `int netpoll_send_udp(struct netpoll *np, const char *msg, int len)` (void before
+    /// 4.19): one netconsole message or fragment (aggregated in `SEND_STATS`).
+    pub const NETPOLL_SEND_UDP: u32 = 4;
+    /// The skb transmit under netpoll_send_udp: `netpoll_send_skb(np, skb)` (5.8+; its
+    /// static `__netpoll_send_skb` does the work and is inlined there), else
+    /// `netpoll_send_skb_on_dev(np, skb, dev)` (before 5.8, where netpoll_send_skb is an
+    /// inline wrapper of it): `SEND_SKB_SYMBOLS`, in order. Both take the netpoll first.
+    pub const NETPOLL_SEND_SKB: u32 = 5;
+    /// `void netpoll_cleanup(struct netpoll *np)`: a netpoll user turning a target off
+    /// (netconsole: `enabled` set to 0, module unload); marks its thread only.
+    pub const NETPOLL_CLEANUP: u32 = 6;
+    /// `void __netpoll_cleanup(struct netpoll *np)`: every netpoll torn down (the
+    /// above, and netconsole stopping a target on its device's unregister, join or
+    /// release). A `SetupEvent` whose `ret` is a `stop_cause`.
+    pub const INNER_NETPOLL_CLEANUP: u32 = 7;
 
-    /// The kernel symbol of a function id.
+    /// The symbols of `NETPOLL_SEND_SKB`, in the order they are tried.
+    pub const SEND_SKB_SYMBOLS: [&str; 2] = ["netpoll_send_skb", "netpoll_send_skb_on_dev"];
+
+    /// The kernel symbol of a function id (for `NETPOLL_SEND_SKB`, its first candidate).
     pub const fn symbol(id: u32) -> Option<&'static str> {
         match id {
             NETPOLL_SETUP => Some("netpoll_setup"),
             INNER_NETPOLL_SETUP => Some("__netpoll_setup"),
             NETPOLL_POLL_DEV => Some("netpoll_poll_dev"),
+            NETPOLL_SEND_UDP => Some("netpoll_send_udp"),
+            NETPOLL_SEND_SKB => Some(SEND_SKB_SYMBOLS[0]),
+            NETPOLL_CLEANUP => Some("netpoll_cleanup"),
+            INNER_NETPOLL_CLEANUP => Some("__netpoll_cleanup"),
             _ => None,
         }
     }
+}
+
+/// Why a netpoll was torn down: the `ret` of an `INNER_NETPOLL_CLEANUP` record (never
+/// negative, so never mistaken for an errno).
+pub mod stop_cause {
+    /// Its owner turned it off (`netpoll_cleanup`: netconsole's `enabled` = 0, a
+    /// target removed, the module unloaded).
+    pub const DISABLED: i32 = 0;
+    /// Its device is being unregistered (`net_device.dismantle` set).
+    pub const UNREGISTERED: i32 = 1;
+    /// Its owner stopped it on another device event (netconsole: the device joins a
+    /// bond or bridge, or a bond released its slaves).
+    pub const DEVICE_EVENT: i32 = 2;
+}
+
+/// Why a message was not handed to the driver: indices of `SendStats::dropped`, named
+/// once (`NAMES`) for every output.
+pub mod send_drop {
+    /// netpoll_send_udp found no skb (netpoll's pool and the allocator were empty).
+    pub const NO_SKB: u32 = 0;
+    /// The device has no netpoll state (npinfo): torn down under a live sender.
+    pub const NO_NPINFO: u32 = 1;
+    /// The device is not running (down).
+    pub const NOT_RUNNING: u32 = 2;
+    /// The device is not present (detached, being removed).
+    pub const NOT_PRESENT: u32 = 3;
+    pub const SLOTS: usize = 4;
+    pub const NAMES: [&str; SLOTS] = ["no_skb", "no_npinfo", "not_running", "not_present"];
 }
 
 /// The programs' maps by name: the `#[map]` statics of the eBPF crate carry exactly
@@ -63,11 +113,21 @@ pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
     /// What the recorder could not keep (per-CPU array, indexed by `loss::*`).
     pub const LOSSES: &str = "LOSSES";
+    /// Per-device send-path statistics (per-CPU hash, `SendStats`).
+    pub const SEND_STATS: &str = "SEND_STATS";
+    /// The message and the skb transmits in progress per CPU (`SendCpu`).
+    pub const SEND_CPU: &str = "SEND_CPU";
+    /// Scratch space for a new `SendStats`.
+    pub const SEND_SCRATCH: &str = "SEND_SCRATCH";
+    /// Single drops and slow sends (perf event array of `SendEvent`).
+    pub const SEND_EVENTS: &str = "SEND_EVENTS";
+    /// netpoll_cleanup in progress per thread: the netpoll it tears down.
+    pub const CLEANUP: &str = "CLEANUP";
 
     /// Every map of the programs (aya-log's own map aside).
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 17] = [
         CONFIG, DEPTH, INFLIGHT, SETUP_EVENTS, POLL_STATS, POLL_START, POLL_SCRATCH, POLL_EVENTS, META, RING,
-        COUNTERS, LOSSES,
+        COUNTERS, LOSSES, SEND_STATS, SEND_CPU, SEND_SCRATCH, SEND_EVENTS, CLEANUP,
     ];
 }
 
@@ -88,6 +148,8 @@ pub mod event_flags {
     pub const NP_DEV_NAME: u32 = 1 << 5;
     /// `owner` holds the string `netpoll.name` points to.
     pub const OWNER: u32 = 1 << 6;
+    /// `remote_ip` (IPv4), `remote_port` and `local_port` hold the netpoll's addresses.
+    pub const REMOTE: u32 = 1 << 7;
 }
 
 /// One finished call of `netpoll_setup` or `__netpoll_setup`, emitted at return.
@@ -120,6 +182,10 @@ pub struct SetupEvent {
     pub dev_name: [u8; IFNAMSIZ],
     pub np_dev_name: [u8; IFNAMSIZ],
     pub owner: [u8; OWNER_LEN],
+    /// `netpoll.remote_ip` as the kernel stores it (network byte order), IPv4 only.
+    pub remote_ip: [u8; 4],
+    pub remote_port: u16,
+    pub local_port: u16,
 }
 
 impl SetupEvent {
@@ -142,10 +208,13 @@ impl SetupEvent {
         dev_name: [0; IFNAMSIZ],
         np_dev_name: [0; IFNAMSIZ],
         owner: [0; OWNER_LEN],
+        remote_ip: [0; 4],
+        remote_port: 0,
+        local_port: 0,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<SetupEvent>() == 152);
+const _: () = assert!(core::mem::size_of::<SetupEvent>() == 160);
 
 /// Key of the in-flight table: a thread and its nesting depth.
 #[repr(C)]
@@ -169,6 +238,13 @@ pub mod config_flags {
     pub const DEV_PRIV_FLAGS: u32 = 1 << 3;
     pub const NP_DEV_NAME: u32 = 1 << 4;
     pub const NP_NAME: u32 = 1 << 5;
+    /// The send path: `netpoll.dev`, `net_device.npinfo`, `net_device.state`,
+    /// `netpoll_info.txq` + `sk_buff_head.qlen` and the two link-state bits.
+    pub const SEND: u32 = 1 << 6;
+    /// `netpoll.remote_ip`, `remote_port`, `local_port`, `ipv6`.
+    pub const NP_REMOTE: u32 = 1 << 7;
+    /// `net_device.dismantle` (set while the device is unregistered).
+    pub const DEV_DISMANTLE: u32 = 1 << 8;
 }
 
 /// Struct layout of the running kernel, resolved from BTF by userspace before the
@@ -198,9 +274,28 @@ pub struct Config {
     /// `netpoll_poll_dev` calls at least this long are also sent as single
     /// `PollEvent`s; all calls are counted in `POLL_STATS`. 0 disables events.
     pub slow_poll_ns: u64,
+    /// Skb transmits at least this long are also sent as single `SendEvent`s.
+    pub slow_send_ns: u64,
+    /// Byte offsets for the send path (`config_flags::SEND`).
+    pub np_dev: u32,
+    pub dev_npinfo: u32,
+    pub dev_state: u32,
+    /// `netpoll_info.txq` plus `sk_buff_head.qlen`: the deferred queue's length.
+    pub npinfo_txq_qlen: u32,
+    /// `1 << __LINK_STATE_START` and `1 << __LINK_STATE_PRESENT` in `net_device.state`.
+    pub state_start: u64,
+    pub state_present: u64,
+    /// Byte offsets inside `struct netpoll` (`config_flags::NP_REMOTE`).
+    pub np_remote_ip: u32,
+    pub np_remote_port: u32,
+    pub np_local_port: u32,
+    pub np_ipv6: u32,
+    /// `net_device.dismantle` (`config_flags::DEV_DISMANTLE`).
+    pub dev_dismantle: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 56);
+const _: () = assert!(core::mem::size_of::<Config>() == 120);
 
 /// Buckets of the poll latency histogram: bucket `i` counts calls that took
 /// [2^i, 2^(i+1)) ns (bucket 0 also takes 0 and 1 ns; the last takes the rest).
@@ -249,11 +344,98 @@ pub struct PollStart {
     pub dev: u64,
 }
 
+/// Per-device send-path statistics, one per CPU, keyed by `struct net_device *`.
+/// Every message (`netpoll_send_udp`) ends in exactly one of sent, deferred or a
+/// `dropped` slot; skb transmits by stacked devices (a bond's slave) count there too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SendStats {
+    /// netpoll_send_udp calls and their payload bytes.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Handed to the driver.
+    pub sent: u64,
+    /// Queued to netpoll's own queue (`npinfo->txq`) for its worker: the TX queue was
+    /// busy, or earlier messages were still queued.
+    pub deferred: u64,
+    /// By `send_drop::*`.
+    pub dropped: [u64; send_drop::SLOTS],
+    /// Time in the skb transmit (its retry loop spins with interrupts off).
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub hist: [u64; POLL_BUCKETS],
+    pub ifindex: i32,
+    pub flags: u32,
+    pub name: [u8; IFNAMSIZ],
+}
+
+const _: () = assert!(core::mem::size_of::<SendStats>() == 360);
+
+/// `SendEvent::kind`.
+pub mod send_event {
+    /// A message dropped (`reason`: a `send_drop` slot).
+    pub const DROP: u32 = 1;
+    /// An skb transmit at least `Config::slow_send_ns` long.
+    pub const SLOW: u32 = 2;
+}
+
+/// A single drop or slow send.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SendEvent {
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    pub dev: u64,
+    pub ifindex: i32,
+    pub flags: u32,
+    pub name: [u8; IFNAMSIZ],
+    /// `send_event::*`.
+    pub kind: u32,
+    /// For drops, a `send_drop` slot.
+    pub reason: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<SendEvent>() == 56);
+
+/// Stacked skb transmits tracked per CPU (netconsole on a vlan on a bond: three).
+pub const SEND_DEPTH: u32 = 4;
+
+/// One skb transmit in progress.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendFrame {
+    pub ts_ns: u64,
+    pub dev: u64,
+    /// The deferred queue's length at entry.
+    pub qlen: u32,
+    /// 1 + a `send_drop` slot when the kernel will drop it; 0 otherwise.
+    pub drop: u32,
+}
+
+/// The send path in progress on a CPU: netconsole sends with interrupts off (its
+/// target lock) and the skb transmit keeps them off, so a CPU runs one message at a time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendCpu {
+    /// netpoll_send_udp's entry time (0: none in progress) and device.
+    pub udp_ts_ns: u64,
+    pub udp_dev: u64,
+    /// Whether that message reached the skb transmit (else it found no skb).
+    pub udp_reached: u32,
+    /// Skb transmits in progress (`frames[0..depth]`).
+    pub depth: u32,
+    pub frames: [SendFrame; SEND_DEPTH as usize],
+}
+
+const _: () = assert!(core::mem::size_of::<SendCpu>() == 24 + 24 * SEND_DEPTH as usize);
+
 /// Version of the flight recorder's pinned layout (maps, their key and value
 /// types). It is part of the pin directory's path, so an upgrade that changes the
 /// layout never reads or writes another version's pins.
 /// v2: `LOSSES` has a slot per kind of pairing loss.
-pub const RECORDER_SCHEMA: u32 = 2;
+/// v3: `SetupEvent` carries the netpoll's addresses; `SEND_STATS` and `SEND_EVENTS`
+/// are pinned; the ring also keeps netpoll tear-downs (`INNER_NETPOLL_CLEANUP`).
+pub const RECORDER_SCHEMA: u32 = 3;
 
 /// Set-up events the recorder's ring keeps unless told otherwise at load.
 pub const DEFAULT_RING_SIZE: u32 = 1024;
@@ -469,6 +651,9 @@ mod pod {
     unsafe impl aya::Pod for super::PollStart {}
     unsafe impl aya::Pod for super::RecorderMeta {}
     unsafe impl aya::Pod for super::CounterKey {}
+    unsafe impl aya::Pod for super::SendStats {}
+    unsafe impl aya::Pod for super::SendEvent {}
+    unsafe impl aya::Pod for super::SendCpu {}
 }
 
 #[cfg(test)]

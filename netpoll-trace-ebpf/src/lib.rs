@@ -36,9 +36,10 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
     COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN, POLL_BUCKETS,
-    PollEvent, PollStart, PollStats, RecorderMeta, SetupEvent, config_flags as cf, event_flags as ef, loss,
+    PollEvent, PollStart, PollStats, RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendStats, SetupEvent,
+    config_flags as cf, event_flags as ef, loss,
     pairing::{self, Enter, Exit, Frame},
-    poll_bucket,
+    poll_bucket, send_drop, send_event, stop_cause,
 };
 
 pub use netpoll_trace_common::function;
@@ -105,6 +106,27 @@ static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entrie
 #[map]
 static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::SLOTS, 0);
 
+/// Per-device send-path statistics, keyed by the `struct net_device *`.
+#[map]
+static SEND_STATS: PerCpuHashMap<u64, SendStats> = PerCpuHashMap::with_max_entries(256, 0);
+
+/// The message and skb transmits in progress on each CPU.
+#[map]
+static SEND_CPU: PerCpuArray<SendCpu> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a new device's `SendStats` is zeroed and named before the insert.
+#[map]
+static SEND_SCRATCH: PerCpuArray<SendStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Single drops and slow sends.
+#[map]
+static SEND_EVENTS: PerfEventArray<SendEvent> = PerfEventArray::new(0);
+
+/// netpoll_cleanup in progress per thread: the netpoll it tears down (so the
+/// __netpoll_cleanup under it is an owner's disable, not a device event).
+#[map]
+static CLEANUP: HashMap<u64, u64> = HashMap::with_max_entries(1024, 0);
+
 /// The kprobe programs, one definition for both objects so their names (the
 /// loader's attach table) cannot drift apart. Expanded by each binary.
 #[macro_export]
@@ -147,6 +169,56 @@ macro_rules! kprobe_programs {
         #[::aya_ebpf::macros::kretprobe]
         pub fn poll_dev_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
             $crate::poll_exit(&ctx);
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn send_udp_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let len: u64 = ctx.arg(2).unwrap_or(0);
+            $crate::send_udp_enter(ctx.arg(0).unwrap_or(0), len);
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn send_udp_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::send_udp_return(&ctx);
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn send_skb_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::send_skb_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn send_skb_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::send_skb_return(&ctx);
+            0
+        }
+
+        // Kernels before 5.8: netpoll_send_skb is an inline wrapper of this one.
+        #[::aya_ebpf::macros::kprobe]
+        pub fn send_skb_on_dev_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::send_skb_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn send_skb_on_dev_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::send_skb_return(&ctx);
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::cleanup_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
+        pub fn inner_cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::inner_cleanup_enter(&ctx, ctx.arg(0).unwrap_or(0));
             0
         }
     };
@@ -269,6 +341,266 @@ fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex:
         *ifindex = i;
         *flags |= ef::IFINDEX;
     }
+}
+
+// --- The send path. netconsole sends each message with interrupts off (its target
+// --- lock), and the skb transmit keeps them off: per-CPU state pairs entries and exits.
+
+/// Entry of netpoll_send_udp: one message of `len` bytes.
+#[inline(always)]
+pub fn send_udp_enter(np: u64, len: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    let dev = netpoll_dev(cfg, np);
+    // SAFETY: this CPU's slot; interrupts are off for the whole message.
+    unsafe {
+        (*cpu).udp_ts_ns = bpf_ktime_get_ns();
+        (*cpu).udp_dev = dev;
+        (*cpu).udp_reached = 0;
+    }
+    if let Some(s) = send_stats(cfg, dev) {
+        // SAFETY: this CPU's copy of the value (per-CPU map).
+        unsafe {
+            (*s).messages += 1;
+            // `int len`: the low 32 bits.
+            (*s).bytes += len & 0xffff_ffff;
+        }
+    }
+}
+
+/// Return of netpoll_send_udp: a message that never reached the skb transmit found
+/// no skb (the only early return on every kernel).
+#[inline(always)]
+pub fn send_udp_return<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot.
+    let (ts, dev, reached) = unsafe { ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached) };
+    unsafe { (*cpu).udp_ts_ns = 0 };
+    if ts == 0 || reached != 0 {
+        return; // attached mid-call, or accounted by the skb transmit
+    }
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    send_dropped(ctx, cfg, dev, send_drop::NO_SKB, ts, ns);
+}
+
+/// Entry of the skb transmit: what the kernel is about to decide, read from the
+/// same fields it tests (npinfo, running, present) and the deferred queue's length.
+#[inline(always)]
+pub fn send_skb_enter(np: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot.
+    let cpu = unsafe { &mut *cpu };
+    let depth = cpu.depth;
+    cpu.depth = depth + 1;
+    if depth == 0 && cpu.udp_ts_ns != 0 {
+        cpu.udp_reached = 1;
+    }
+    if depth >= SEND_DEPTH {
+        return; // counted in depth only, so the exits still pair
+    }
+    let dev = netpoll_dev(cfg, np);
+    let mut drop = 0u32;
+    let mut qlen = 0u32;
+    if dev == 0 {
+        drop = 1 + send_drop::NO_NPINFO;
+    } else {
+        let base = dev as *const u8;
+        let npinfo = unsafe { bpf_probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+        let state = unsafe { bpf_probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
+        if npinfo == 0 {
+            drop = 1 + send_drop::NO_NPINFO;
+        } else if state & cfg.state_start == 0 {
+            drop = 1 + send_drop::NOT_RUNNING;
+        } else if state & cfg.state_present == 0 {
+            drop = 1 + send_drop::NOT_PRESENT;
+        } else {
+            qlen = txq_len(cfg, npinfo);
+        }
+    }
+    let i = masked(depth, SEND_DEPTH - 1) as usize;
+    if let Some(f) = cpu.frames.get_mut(i) {
+        f.ts_ns = unsafe { bpf_ktime_get_ns() };
+        f.dev = dev;
+        f.qlen = qlen;
+        f.drop = drop;
+    }
+}
+
+/// Return of the skb transmit: dropped as decided at entry, else deferred when the
+/// message went to (or waited behind) netpoll's queue, else sent.
+#[inline(always)]
+pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    // SAFETY: this CPU's slot.
+    let cpu = unsafe { &mut *cpu };
+    if cpu.depth == 0 {
+        return; // attached mid-call
+    }
+    let depth = cpu.depth - 1;
+    cpu.depth = depth;
+    if depth >= SEND_DEPTH {
+        return;
+    }
+    let i = masked(depth, SEND_DEPTH - 1) as usize;
+    let Some(f) = cpu.frames.get_mut(i) else { return };
+    let (ts, dev, qlen, drop) = (f.ts_ns, f.dev, f.qlen, f.drop);
+    f.ts_ns = 0;
+    if ts == 0 {
+        return;
+    }
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    if drop != 0 {
+        return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
+    }
+    let Some(s) = send_stats(cfg, dev) else { return };
+    // SAFETY: this CPU's copy of the value.
+    let s = unsafe { &mut *s };
+    // The caller keeps npinfo alive for the whole transmit.
+    let npinfo = unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+    let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
+    if qlen > 0 || after > qlen {
+        s.deferred += 1;
+    } else {
+        s.sent += 1;
+    }
+    s.total_ns += ns;
+    if ns > s.max_ns {
+        s.max_ns = ns;
+    }
+    let b = masked(poll_bucket(ns) as u32, POLL_BUCKETS as u32 - 1) as usize;
+    if let Some(slot) = s.hist.get_mut(b) {
+        *slot += 1;
+    }
+    if cfg.slow_send_ns != 0 && ns >= cfg.slow_send_ns {
+        send_event_out(ctx, cfg, dev, send_event::SLOW, 0, ts, ns);
+    }
+}
+
+/// Counts a drop on `dev` and reports it.
+#[inline(always)]
+fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
+    if let Some(s) = send_stats(cfg, dev) {
+        let r = masked(reason, send_drop::SLOTS as u32 - 1) as usize;
+        // SAFETY: this CPU's copy of the value.
+        if let Some(slot) = unsafe { (*s).dropped.get_mut(r) } {
+            *slot += 1;
+        }
+    }
+    send_event_out(ctx, cfg, dev, send_event::DROP, reason, ts, ns);
+}
+
+#[inline(always)]
+fn send_event_out<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, kind: u32, reason: u32, ts: u64, ns: u64) {
+    let mut ev = SendEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ], kind, reason };
+    read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
+    SEND_EVENTS.output(ctx, &ev, 0);
+}
+
+/// `v & mask` in a form the 4.14 verifier tracks (see poll_exit): the volatile read
+/// keeps LLVM from folding the mask into a range it already knows.
+#[inline(always)]
+fn masked(v: u32, mask: u32) -> u32 {
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&v) & mask }
+}
+
+/// `np->dev`, 0 when unknown.
+#[inline(always)]
+fn netpoll_dev(cfg: &Config, np: u64) -> u64 {
+    if np == 0 {
+        return 0;
+    }
+    unsafe { bpf_probe_read((np as *const u8).add(cfg.np_dev as usize) as *const u64) }.unwrap_or(0)
+}
+
+/// `npinfo->txq.qlen`.
+#[inline(always)]
+fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
+    unsafe { bpf_probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }.unwrap_or(0)
+}
+
+/// This CPU's `SendStats` of `dev`, created (named) on first use.
+#[inline(always)]
+fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
+    if let Some(p) = SEND_STATS.get_ptr_mut(dev) {
+        return Some(p);
+    }
+    let fresh = SEND_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
+    let fresh = unsafe { &mut *fresh };
+    fresh.messages = 0;
+    fresh.bytes = 0;
+    fresh.sent = 0;
+    fresh.deferred = 0;
+    fresh.dropped = [0; send_drop::SLOTS];
+    fresh.total_ns = 0;
+    fresh.max_ns = 0;
+    fresh.hist = [0; POLL_BUCKETS];
+    fresh.ifindex = 0;
+    fresh.flags = 0;
+    fresh.name = [0; IFNAMSIZ];
+    read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
+    // 4.14 takes an update's value only from the stack (360 bytes of its 512).
+    let value: SendStats = *fresh;
+    // Another CPU's insert of the same device makes ours fail; our zeroed copy exists then.
+    let _ = SEND_STATS.insert(dev, &value, BPF_NOEXIST);
+    SEND_STATS.get_ptr_mut(dev)
+}
+
+// --- Tear-downs: which netpoll, and why.
+
+/// Entry of netpoll_cleanup: an owner turns its netpoll off.
+#[inline(always)]
+pub fn cleanup_enter(np: u64) {
+    let _ = CLEANUP.insert(bpf_get_current_pid_tgid(), np, 0);
+}
+
+/// Entry of __netpoll_cleanup: a record (function `INNER_NETPOLL_CLEANUP`, `ret` its
+/// `stop_cause`) to userspace, the ring and the counters.
+#[inline(always)]
+pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let mut ev = SetupEvent::ZERO;
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.pid_tgid = pid_tgid;
+    ev.function = function::INNER_NETPOLL_CLEANUP;
+    ev.netpoll = np;
+    let dev = if cfg.flags & cf::SEND != 0 { netpoll_dev(cfg, np) } else { 0 };
+    ev.dev = dev;
+    // SAFETY: copied out at once.
+    let disabling = unsafe { CLEANUP.get(pid_tgid) }.copied();
+    ev.ret = if disabling == Some(np) {
+        let _ = CLEANUP.remove(pid_tgid);
+        stop_cause::DISABLED
+    } else if dev != 0 && cfg.flags & cf::DEV_DISMANTLE != 0 && dismantling(cfg, dev) {
+        stop_cause::UNREGISTERED
+    } else {
+        stop_cause::DEVICE_EVENT
+    };
+    if let Ok(comm) = bpf_get_current_comm() {
+        ev.comm = comm;
+    }
+    read_netpoll(&mut ev, cfg, np);
+    read_device(&mut ev, cfg, dev);
+    SETUP_EVENTS.output(ctx, &ev, 0);
+    record(&ev);
+    count(&ev);
+}
+
+#[inline(always)]
+fn dismantling(cfg: &Config, dev: u64) -> bool {
+    let p = unsafe { (dev as *const u8).add(cfg.dev_dismantle as usize) };
+    unsafe { bpf_probe_read(p) }.is_ok_and(|b: u8| b != 0)
 }
 
 #[inline(always)]
@@ -515,6 +847,18 @@ fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
             && read_owner(name as *const u8, &mut ev.owner)
         {
             ev.flags |= ef::OWNER;
+        }
+    }
+    if cfg.flags & cf::NP_REMOTE != 0 {
+        let ipv6 = unsafe { bpf_probe_read(base.add(cfg.np_ipv6 as usize)) }.unwrap_or(1u8);
+        let ip = unsafe { bpf_probe_read(base.add(cfg.np_remote_ip as usize) as *const [u8; 4]) };
+        let rport = unsafe { bpf_probe_read(base.add(cfg.np_remote_port as usize) as *const u16) };
+        let lport = unsafe { bpf_probe_read(base.add(cfg.np_local_port as usize) as *const u16) };
+        if let (0, Ok(ip), Ok(r), Ok(l)) = (ipv6, ip, rport, lport) {
+            ev.remote_ip = ip;
+            ev.remote_port = r;
+            ev.local_port = l;
+            ev.flags |= ef::REMOTE;
         }
     }
 }

@@ -8,7 +8,10 @@ use aya_ebpf::{
     macros::{fentry, fexit},
     programs::{FEntryContext, FExitContext},
 };
-use netpoll_trace_ebpf::{function, poll_enter, poll_exit, setup_enter, setup_exit};
+use netpoll_trace_ebpf::{
+    cleanup_enter, function, inner_cleanup_enter, poll_enter, poll_exit, send_skb_enter, send_skb_return, send_udp_enter,
+    send_udp_return, setup_enter, setup_exit,
+};
 
 netpoll_trace_ebpf::kprobe_programs!();
 netpoll_trace_ebpf::license!();
@@ -54,5 +57,54 @@ pub fn poll_dev_fentry(ctx: FEntryContext) -> u32 {
 #[fexit(function = "netpoll_poll_dev")]
 pub fn poll_dev_fexit(ctx: FExitContext) -> u32 {
     poll_exit(&ctx);
+    0
+}
+
+#[fentry(function = "netpoll_send_udp")]
+pub fn send_udp_fentry(ctx: FEntryContext) -> u32 {
+    let len: u64 = ctx.arg(2);
+    send_udp_enter(ctx.arg(0), len);
+    0
+}
+
+#[fexit(function = "netpoll_send_udp")]
+pub fn send_udp_fexit(ctx: FExitContext) -> u32 {
+    send_udp_return(&ctx);
+    0
+}
+
+#[fentry(function = "netpoll_send_skb")]
+pub fn send_skb_fentry(ctx: FEntryContext) -> u32 {
+    send_skb_enter(ctx.arg(0));
+    0
+}
+
+#[fexit(function = "netpoll_send_skb")]
+pub fn send_skb_fexit(ctx: FExitContext) -> u32 {
+    send_skb_return(&ctx);
+    0
+}
+
+#[fentry(function = "netpoll_send_skb_on_dev")]
+pub fn send_skb_on_dev_fentry(ctx: FEntryContext) -> u32 {
+    send_skb_enter(ctx.arg(0));
+    0
+}
+
+#[fexit(function = "netpoll_send_skb_on_dev")]
+pub fn send_skb_on_dev_fexit(ctx: FExitContext) -> u32 {
+    send_skb_return(&ctx);
+    0
+}
+
+#[fentry(function = "netpoll_cleanup")]
+pub fn cleanup_fentry(ctx: FEntryContext) -> u32 {
+    cleanup_enter(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "__netpoll_cleanup")]
+pub fn inner_cleanup_fentry(ctx: FEntryContext) -> u32 {
+    inner_cleanup_enter(&ctx, ctx.arg(0));
     0
 }

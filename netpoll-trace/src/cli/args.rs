@@ -115,6 +115,10 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// Also report single netpoll_poll_dev calls at least this slow.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1ms")]
         slow_poll: Duration,
+        /// Also report single netconsole sends (netpoll's skb transmit, interrupts off) at
+        /// least this slow; every send is counted and timed regardless.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2ms")]
+        slow_send: Duration,
         /// Also write every record as a JSON line to FILE (read back with `dump --from`).
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,

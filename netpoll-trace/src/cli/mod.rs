@@ -137,7 +137,7 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, sources, tracer, slow_poll, record, recorder, command } => {
+        Command::Watch { json, duration, devices, sources, tracer, slow_poll, slow_send, record, recorder, command } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
             let OffsetArgs { btf, offsets, no_cache } = sources;
             kernel::offsets::use_cache(!no_cache);
@@ -150,6 +150,7 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
                 attach,
                 object,
                 slow_poll,
+                slow_send,
                 record,
                 recorder,
                 command,

@@ -17,6 +17,7 @@ pub mod patch_module;
 pub mod poll_stats;
 pub mod privileges;
 pub mod profile;
+pub mod send_stats;
 pub mod recorder;
 pub mod targets;
 pub mod tracefs;

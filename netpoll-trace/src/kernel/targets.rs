@@ -10,41 +10,83 @@ use super::{kallsyms, offsets, profile::stage};
 
 /// One traced kernel function and its programs.
 pub struct Target {
-    /// `netpoll_trace_common::function` id.
+    /// `netpoll_trace_common::function` id; two rows share one when the kernel has one
+    /// or the other function (`function::SEND_SKB_SYMBOLS`).
     pub id: u32,
-    /// kprobe and kretprobe programs (kprobe PMU, or tracefs kprobe_events).
-    pub kprobe: (&'static str, &'static str),
+    /// The kernel symbol.
+    pub symbol: &'static str,
+    /// kprobe and kretprobe programs (kprobe PMU, or tracefs kprobe_events); no return
+    /// program for a function whose entry tells all.
+    pub kprobe: (&'static str, Option<&'static str>),
     /// fentry and fexit programs (BPF trampolines).
-    pub fentry: (&'static str, &'static str),
-    /// Set-up tracing is impossible without it; the poll statistics are optional.
+    pub fentry: (&'static str, Option<&'static str>),
+    /// Set-up tracing is impossible without it; the rest (poll statistics, the send
+    /// path, tear-downs) is optional.
     pub required: bool,
 }
 
 impl Target {
     /// The kernel symbol.
     pub fn function(&self) -> &'static str {
-        // Every id in TARGETS has a symbol (unit-tested).
-        function::symbol(self.id).unwrap_or("?")
+        self.symbol
     }
 }
 
-pub const TARGETS: [Target; 3] = [
+pub const TARGETS: [Target; 8] = [
     Target {
         id: function::NETPOLL_SETUP,
-        kprobe: ("netpoll_setup_entry", "netpoll_setup_exit"),
-        fentry: ("netpoll_setup_fentry", "netpoll_setup_fexit"),
+        symbol: "netpoll_setup",
+        kprobe: ("netpoll_setup_entry", Some("netpoll_setup_exit")),
+        fentry: ("netpoll_setup_fentry", Some("netpoll_setup_fexit")),
         required: true,
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
-        kprobe: ("inner_netpoll_setup_entry", "inner_netpoll_setup_exit"),
-        fentry: ("inner_netpoll_setup_fentry", "inner_netpoll_setup_fexit"),
+        symbol: "__netpoll_setup",
+        kprobe: ("inner_netpoll_setup_entry", Some("inner_netpoll_setup_exit")),
+        fentry: ("inner_netpoll_setup_fentry", Some("inner_netpoll_setup_fexit")),
         required: true,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
-        kprobe: ("poll_dev_entry", "poll_dev_exit"),
-        fentry: ("poll_dev_fentry", "poll_dev_fexit"),
+        symbol: "netpoll_poll_dev",
+        kprobe: ("poll_dev_entry", Some("poll_dev_exit")),
+        fentry: ("poll_dev_fentry", Some("poll_dev_fexit")),
+        required: false,
+    },
+    Target {
+        id: function::NETPOLL_SEND_UDP,
+        symbol: "netpoll_send_udp",
+        kprobe: ("send_udp_entry", Some("send_udp_exit")),
+        fentry: ("send_udp_fentry", Some("send_udp_fexit")),
+        required: false,
+    },
+    Target {
+        id: function::NETPOLL_SEND_SKB,
+        symbol: function::SEND_SKB_SYMBOLS[0],
+        kprobe: ("send_skb_entry", Some("send_skb_exit")),
+        fentry: ("send_skb_fentry", Some("send_skb_fexit")),
+        required: false,
+    },
+    Target {
+        id: function::NETPOLL_SEND_SKB,
+        symbol: function::SEND_SKB_SYMBOLS[1],
+        kprobe: ("send_skb_on_dev_entry", Some("send_skb_on_dev_exit")),
+        fentry: ("send_skb_on_dev_fentry", Some("send_skb_on_dev_fexit")),
+        required: false,
+    },
+    Target {
+        id: function::NETPOLL_CLEANUP,
+        symbol: "netpoll_cleanup",
+        kprobe: ("cleanup_entry", None),
+        fentry: ("cleanup_fentry", None),
+        required: false,
+    },
+    Target {
+        id: function::INNER_NETPOLL_CLEANUP,
+        symbol: "__netpoll_cleanup",
+        kprobe: ("inner_cleanup_entry", None),
+        fentry: ("inner_cleanup_fentry", None),
         required: false,
     },
 ];
@@ -52,6 +94,47 @@ pub const TARGETS: [Target; 3] = [
 /// The traced functions' symbols, in TARGETS order.
 pub fn functions() -> Vec<&'static str> {
     TARGETS.iter().map(Target::function).collect()
+}
+
+/// Whether `t` is to be attached, given which TARGETS the kernel has (`present`) and
+/// which ids are attached already: a function absent here is skipped quietly when a
+/// later alternative may stand in for it, and an alternative is not attached when an
+/// earlier one of its id was.
+pub fn wanted(i: usize, present: &[bool], attached_ids: &[u32]) -> Wanted {
+    let t = &TARGETS[i];
+    let has = |j: usize| present.get(j).copied().unwrap_or(false);
+    if !t.required && attached_ids.contains(&t.id) {
+        return Wanted::Replaced;
+    }
+    if t.required || has(i) {
+        return Wanted::Yes;
+    }
+    if TARGETS.iter().enumerate().skip(i + 1).any(|(j, u)| u.id == t.id && has(j)) { Wanted::Replaced } else { Wanted::Absent }
+}
+
+/// `wanted`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    Yes,
+    /// Another row of the same function id is (or will be) attached instead.
+    Replaced,
+    /// Not in the kernel (and no alternative is).
+    Absent,
+}
+
+/// The functions `check` lists: each id once, as the symbol the kernel has (the first
+/// alternative when it has none), with whether it has it.
+pub fn checked(has: impl Fn(&str) -> bool) -> Vec<(&'static str, bool)> {
+    let mut out: Vec<(u32, &'static str, bool)> = Vec::new();
+    for t in &TARGETS {
+        let present = has(t.symbol);
+        match out.iter_mut().find(|(id, _, _)| *id == t.id) {
+            Some(e) if !e.2 && present => *e = (t.id, t.symbol, true),
+            Some(_) => {}
+            None => out.push((t.id, t.symbol, present)),
+        }
+    }
+    out.into_iter().map(|(_, s, p)| (s, p)).collect()
 }
 
 /// The kernel cannot be traced; maps to exit code 4.
@@ -110,10 +193,51 @@ mod tests {
 
     #[test]
     fn every_target_names_a_kernel_function_once() {
-        assert_eq!(functions(), ["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"]);
-        let mut programs: Vec<&str> = TARGETS.iter().flat_map(|t| [t.kprobe.0, t.kprobe.1, t.fentry.0, t.fentry.1]).collect();
+        assert_eq!(
+            functions(),
+            [
+                "netpoll_setup",
+                "__netpoll_setup",
+                "netpoll_poll_dev",
+                "netpoll_send_udp",
+                "netpoll_send_skb",
+                "netpoll_send_skb_on_dev",
+                "netpoll_cleanup",
+                "__netpoll_cleanup"
+            ]
+        );
+        let all: Vec<&str> =
+            TARGETS.iter().flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1]).flatten().collect();
+        let mut programs = all.clone();
         programs.sort();
         programs.dedup();
-        assert_eq!(programs.len(), 4 * TARGETS.len());
+        assert_eq!(programs.len(), all.len());
+        for t in &TARGETS {
+            assert_eq!(t.kprobe.1.is_some(), t.fentry.1.is_some(), "{}", t.symbol);
+            assert!(t.id == function::NETPOLL_SEND_SKB || function::symbol(t.id) == Some(t.symbol));
+        }
+    }
+
+    #[test]
+    fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
+        let (send_skb, on_dev) = (4, 5);
+        // 5.8+: netpoll_send_skb.
+        let mut present = [true, true, true, true, true, false, true, true];
+        assert_eq!(wanted(send_skb, &present, &[]), Wanted::Yes);
+        assert_eq!(wanted(on_dev, &present, &[function::NETPOLL_SEND_SKB]), Wanted::Replaced);
+        // Before 5.8: only netpoll_send_skb_on_dev.
+        present[send_skb] = false;
+        present[on_dev] = true;
+        assert_eq!(wanted(send_skb, &present, &[]), Wanted::Replaced);
+        assert_eq!(wanted(on_dev, &present, &[]), Wanted::Yes);
+        // Neither: the last one says so.
+        present[on_dev] = false;
+        assert_eq!(wanted(send_skb, &present, &[]), Wanted::Absent);
+        assert_eq!(wanted(on_dev, &present, &[]), Wanted::Absent);
+        let listed = checked(|s| s != "netpoll_send_skb");
+        assert_eq!(listed.len(), 7);
+        assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
+        let listed = checked(|s| !s.starts_with("netpoll_send_skb"));
+        assert!(listed.contains(&("netpoll_send_skb", false)));
     }
 }

@@ -22,7 +22,8 @@ pub struct Facts {
     pub kallsyms_readable: bool,
     pub has_kprobe_symbols: bool,
     pub has_trampoline: bool,
-    /// Each traced function and whether the kernel has it.
+    /// Each traced function and whether the kernel has it (of alternatives, the one the
+    /// kernel has: the send path's skb transmit).
     pub netpoll_symbols: Vec<(&'static str, bool)>,
     pub bpffs_mounted: bool,
     pub modules: bool,
@@ -158,9 +159,9 @@ pub fn evaluate(f: &Facts) -> Report {
 
     let missing_fns: Vec<&str> =
         f.netpoll_symbols.iter().filter(|(_, present)| !present).map(|(n, _)| *n).collect();
-    // Only the poll statistics' function is optional.
-    let optional = function::symbol(function::NETPOLL_POLL_DEV);
-    let required_missing = missing_fns.iter().any(|n| Some(*n) != optional);
+    // Only the set-up functions are required; the rest feed statistics and lifecycles.
+    let required = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP].map(function::symbol);
+    let required_missing = missing_fns.iter().any(|n| required.contains(&Some(*n)));
     let all_fns: Vec<&str> = f.netpoll_symbols.iter().map(|(n, _)| *n).collect();
     items.push(if !f.kallsyms_readable {
         item(
@@ -182,10 +183,14 @@ pub fn evaluate(f: &Facts) -> Report {
         item(
             "netpoll",
             Degraded,
-            format!("{} not found: poll statistics unavailable", missing_fns.join(", ")),
+            format!("{} not found: {} unavailable", missing_fns.join(", "), optional_features(&missing_fns)),
             Some("nothing needed for set-up tracing"),
         )
     });
+
+    if f.kallsyms_readable {
+        items.extend(send_path_item(&f.netpoll_symbols));
+    }
 
     items.push(if !f.modules {
         item(
@@ -269,11 +274,60 @@ pub fn evaluate(f: &Facts) -> Report {
     }
 }
 
+/// What the missing optional functions would have fed.
+fn optional_features(missing: &[&str]) -> String {
+    let mut what: Vec<&str> = Vec::new();
+    for m in missing {
+        let feature = match *m {
+            "netpoll_poll_dev" => "poll statistics",
+            "netpoll_send_udp" => "send-path statistics",
+            "netpoll_cleanup" | "__netpoll_cleanup" => "target lifecycle events",
+            s if function::SEND_SKB_SYMBOLS.contains(&s) => "send outcomes and times",
+            _ => continue,
+        };
+        if !what.contains(&feature) {
+            what.push(feature);
+        }
+    }
+    what.join(", ")
+}
+
+/// The send path's item: which skb transmit function carries netconsole's messages here.
+fn send_path_item(symbols: &[(&'static str, bool)]) -> Option<Item> {
+    let udp = symbols.iter().any(|(n, p)| *n == "netpoll_send_udp" && *p);
+    let skb = symbols.iter().find(|(n, p)| *p && function::SEND_SKB_SYMBOLS.contains(n)).map(|(n, _)| *n);
+    Some(match (udp, skb) {
+        (true, Some(skb)) => item(
+            "send_path",
+            Status::Ok,
+            format!("netconsole's messages traced through netpoll_send_udp and {skb}"),
+            None,
+        ),
+        _ => item(
+            "send_path",
+            Status::Degraded,
+            format!(
+                "no {}: netconsole's delivery (sent, deferred, dropped) cannot be counted",
+                if udp { function::SEND_SKB_SYMBOLS.join(" or ") } else { "netpoll_send_udp".to_string() }
+            ),
+            Some("nothing needed for set-up tracing"),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TRACED: [u32; 3] = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP, function::NETPOLL_POLL_DEV];
+    const TRACED: [u32; 7] = [
+        function::NETPOLL_SETUP,
+        function::INNER_NETPOLL_SETUP,
+        function::NETPOLL_POLL_DEV,
+        function::NETPOLL_SEND_UDP,
+        function::NETPOLL_SEND_SKB,
+        function::NETPOLL_CLEANUP,
+        function::INNER_NETPOLL_CLEANUP,
+    ];
 
     fn symbols(present: bool) -> Vec<(&'static str, bool)> {
         TRACED.iter().map(|id| (function::symbol(*id).unwrap(), present)).collect()

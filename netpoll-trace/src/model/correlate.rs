@@ -90,6 +90,7 @@ pub mod tests {
             function: f,
             netpoll: Some("netconsole".into()),
             dev: Some(dev.into()),
+            remote: None,
             ifindex: None,
             ret,
             errno: crate::model::errno::Errno::from_ret(ret).and_then(crate::model::errno::Errno::name),

@@ -63,6 +63,14 @@ pub fn cstr(bytes: &[u8]) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// `<ip>:<port>` of a netpoll's IPv4 remote, when the programs read it.
+pub fn remote_of(ev: &SetupEvent) -> Option<String> {
+    (ev.flags & ef::REMOTE != 0).then(|| {
+        let [a, b, c, d] = ev.remote_ip;
+        format!("{a}.{b}.{c}.{d}:{}", ev.remote_port)
+    })
+}
+
 /// One set-up call, as the JSON `setup` object of DESIGN.md section 4 (the
 /// enrichment fields are filled in by `enrich`). Unknown values are None (null).
 /// Read back from JSON lines by `dump --from` (see `from_json`).
@@ -84,6 +92,9 @@ pub struct SetupRecord {
     pub netpoll: Option<String>,
     /// The device's name, or for `netpoll_setup` the name asked for.
     pub dev: Option<String>,
+    /// Where the netpoll sends (`<ip>:<port>`, IPv4), when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remote: Option<String>,
     pub ifindex: Option<i32>,
     pub ret: i32,
     /// Derived from `ret` (also when read back from JSON).
@@ -129,6 +140,7 @@ impl SetupRecord {
             function,
             netpoll: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
             dev,
+            remote: remote_of(ev),
             ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
             ret: ev.ret,
             errno: Errno::from_ret(ev.ret).and_then(Errno::name),

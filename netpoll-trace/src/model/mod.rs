@@ -20,3 +20,5 @@ pub mod recorder;
 pub mod remediation;
 pub mod ring;
 pub mod schema;
+pub mod send;
+pub mod target;

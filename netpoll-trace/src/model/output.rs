@@ -9,6 +9,8 @@ use super::{
     poll::{PollSummary, SlowPoll},
     recorder::{CounterLine, Losses, RecorderLine},
     remediation::Remediation,
+    send::{SendNotice, SendSummary},
+    target::TargetEvent,
 };
 
 // Attempts are by far the most frequent output: boxing keeps the enum small.
@@ -17,6 +19,13 @@ pub enum Output {
     /// A finished set-up attempt and, when it failed, its diagnosis.
     Attempt(Box<Attempt>, Option<Box<Diagnosis>>),
     SlowPoll(SlowPoll),
+    /// Every device's send-path statistics: periodic while running (`last` false, for
+    /// metrics), then once more at the end (`last` true, for reports).
+    SendStats { stats: Vec<SendSummary>, last: bool },
+    /// A message dropped, or a slow send.
+    Send(SendNotice),
+    /// A netconsole target enabled, disabled, stopped or re-enabled.
+    Target(TargetEvent),
     /// Every device's poll statistics: periodic while running (`last` false, for
     /// metrics), then once more at the end (`last` true, for reports).
     PollStats { stats: Vec<PollSummary>, last: bool },
@@ -45,9 +54,12 @@ impl Output {
         match self {
             Self::Attempt(a, _) => a.records().map(|r| r.dev.as_deref()).collect(),
             Self::SlowPoll(p) => vec![p.dev.as_deref()],
+            Self::Send(n) => vec![n.dev()],
+            Self::Target(t) => vec![t.dev.as_deref()],
             Self::Remediation(r) => vec![r.dev.as_deref()],
             Self::Counters(c) => c.iter().map(|c| c.dev.as_deref()).collect(),
             Self::PollStats { .. }
+            | Self::SendStats { .. }
             | Self::Lost(_)
             | Self::Losses(_)
             | Self::Dropped { .. }

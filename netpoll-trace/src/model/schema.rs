@@ -17,6 +17,10 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
             "ops_symbol", "ops_module", "has_poll_controller", "has_netpoll_setup", "netpoll_disabled",
         ],
         "poll" => &["dev", "count"],
+        "send" => &["dev", "messages", "sent", "deferred", "dropped", "dropped_by", "histogram"],
+        "send_drop" => &["dev", "reason"],
+        "slow_send" => &["dev", "duration_ns"],
+        "target" => &["target", "event", "cause", "dev", "remote"],
         "diagnosis" => &["dev", "cause", "remedies", "chain", "explanation", "kernel_message"],
         "remediation" => &["dev", "action", "result", "detail"],
         // Flight recorder dumps (extensions of the contract).
@@ -54,6 +58,10 @@ pub fn check_line(line: &str) -> Result<&'static str> {
         "diagnosis" => "diagnosis",
         "counter" => "counter",
         "recorder" => "recorder",
+        "send" => "send",
+        "send_drop" => "send_drop",
+        "slow_send" => "slow_send",
+        "target" => "target",
         _ => "remediation",
     })
 }

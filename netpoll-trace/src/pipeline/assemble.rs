@@ -16,6 +16,7 @@ use crate::{
         event::SetupRecord,
         kernel_log::KernelLog,
         output::{Dropped, Output},
+        target::Lifecycle,
     },
 };
 
@@ -36,6 +37,8 @@ pub struct Assembler {
     buffer: Vec<(SetupRecord, Instant)>,
     /// Outermost calls that have returned: (pid, entry ts, return ts, when it arrived).
     roots: Vec<(u32, u64, u64, Instant)>,
+    /// Netconsole targets' states, from finished set-ups and tear-downs.
+    pub targets: Lifecycle,
 }
 
 impl Assembler {
@@ -47,6 +50,7 @@ impl Assembler {
             kmsg,
             buffer: Vec::new(),
             roots: Vec::new(),
+            targets: Lifecycle::default(),
         }
     }
 
@@ -72,6 +76,8 @@ impl Assembler {
                 Vec::new()
             }
             Msg::SlowPoll(p) => vec![Output::SlowPoll(p)],
+            Msg::Send(n) => vec![Output::Send(n)],
+            Msg::Teardown(t) => self.targets.on_teardown(&t).map(Output::Target).into_iter().collect(),
             Msg::Lost(n) => vec![Output::Lost(n)],
             Msg::BadSample(e) => vec![Output::Warning(format!("undecodable event: {e}"))],
         }
@@ -118,13 +124,13 @@ impl Assembler {
         }
         // Interfaces come and go while an agent runs: look again when diagnosing.
         self.ctx = host_context();
-        let mut out: Vec<Output> = correlate::group(ready)
-            .into_iter()
-            .map(|attempt| {
-                let d = diagnosis::diagnose(&attempt, &self.ctx, &mut self.kernel_log);
-                Output::Attempt(Box::new(attempt), d.map(Box::new))
-            })
-            .collect();
+        let mut out: Vec<Output> = Vec::new();
+        for attempt in correlate::group(ready) {
+            let d = diagnosis::diagnose(&attempt, &self.ctx, &mut self.kernel_log);
+            let target = self.targets.on_setup(&attempt.root);
+            out.push(Output::Attempt(Box::new(attempt), d.map(Box::new)));
+            out.extend(target.map(Output::Target));
+        }
         let evicted = self.kernel_log.take_evicted();
         if evicted > 0 {
             out.push(Output::Dropped { what: Dropped::KernelLog, count: evicted });

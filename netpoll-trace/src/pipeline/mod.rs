@@ -18,20 +18,20 @@ use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 
 use self::{
     assemble::{Assembler, GRACE},
-    readers::{Msg, QUEUE, Unqueued, decode_poll, decode_setup, spawn_readers},
+    readers::{Msg, QUEUE, Unqueued, decode_poll, decode_send, decode_setup, spawn_readers},
 };
 use crate::{
     kernel::{
         attach::{self, AttachChoice, AttachMethod},
         clock, kmsg,
         object::{ObjectChoice, RecorderPlan},
-        offsets, poll_stats,
+        offsets, poll_stats, send_stats,
         profile::{self, stage},
         recorder, targets,
     },
     model::{
         output::{Dropped, Output, Sink},
-        poll,
+        poll, send,
         recorder::Losses,
     },
 };
@@ -44,6 +44,8 @@ pub struct TraceOptions {
     /// Which eBPF object (`--object`).
     pub object: ObjectChoice,
     pub slow_poll: Duration,
+    /// Skb transmits at least this slow are reported one by one (`slow_send`).
+    pub slow_send: Duration,
     /// Record into the pinned flight recorder too.
     pub recorder: Option<RecorderOptions>,
     /// Also push the poll statistics this often while running (for metrics).
@@ -131,6 +133,7 @@ impl Tracer {
         }
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
+        config.slow_send_ns = opts.slow_send.as_nanos().min(u64::MAX as u128) as u64;
         let mut loaded =
             attach::load_and_attach(&config, opts.object, opts.attach, &present, plan.as_ref(), preloaded)?;
         let logger = match loaded.logger.take() {
@@ -151,6 +154,7 @@ impl Tracer {
         let mut readers = JoinSet::new();
         spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &unqueued, &stop_rx, decode_setup)?;
         spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &unqueued, &stop_rx, decode_poll)?;
+        spawn_readers(&mut readers, &mut loaded.send_events, &tx, &unqueued, &stop_rx, decode_send)?;
 
         for f in &loaded.fallbacks {
             notes.push(if f.object == loaded.path.object {
@@ -254,6 +258,10 @@ impl Tracer {
                 Ok(stats) => outs.push(Output::PollStats { stats, last: false }),
                 Err(e) => log::debug!("reading poll statistics: {e:#}"),
             }
+            match self.send_stats() {
+                Ok(stats) => outs.push(Output::SendStats { stats, last: false }),
+                Err(e) => log::debug!("reading send statistics: {e:#}"),
+            }
             match recorder::snapshot::losses_loaded(&self.loaded.ebpf) {
                 Ok(l) => outs.push(Output::Losses(Losses(l))),
                 Err(e) => log::debug!("reading the programs' losses: {e:#}"),
@@ -286,6 +294,16 @@ impl Tracer {
         Ok(poll::summarize_all(&poll_stats::read_loaded(&self.loaded.ebpf)?, clock::monotonic_ns()))
     }
 
+    /// The kernel's per-device send-path statistics so far.
+    fn send_stats(&self) -> Result<Vec<send::SendSummary>> {
+        Ok(send::summarize_all(&send_stats::read_loaded(&self.loaded.ebpf)?, clock::monotonic_ns()))
+    }
+
+    /// Every netconsole target seen and its last change.
+    pub fn targets(&self) -> &crate::model::target::Lifecycle {
+        &self.assembler.targets
+    }
+
     /// How the programs are attached.
     pub fn method(&self) -> AttachMethod {
         self.loaded.method
@@ -315,6 +333,10 @@ impl Tracer {
         match self.poll_stats() {
             Ok(stats) => out.push(Output::PollStats { stats, last: true }),
             Err(e) => out.push(Output::Warning(format!("reading poll statistics: {e:#}"))),
+        }
+        match self.send_stats() {
+            Ok(stats) => out.push(Output::SendStats { stats, last: true }),
+            Err(e) => out.push(Output::Warning(format!("reading send statistics: {e:#}"))),
         }
         let silent = self.assembler.kernel_log.netconsole_not_enabled().map(str::to_string);
         (out, silent)

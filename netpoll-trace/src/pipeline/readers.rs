@@ -16,6 +16,8 @@ use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
 use crate::model::{
     event::{self, SetupRecord},
     poll,
+    send::{self, SendNotice},
+    target::Teardown,
 };
 
 /// What a reader hands the assembler.
@@ -24,15 +26,18 @@ use crate::model::{
 pub enum Msg {
     Setup(SetupRecord),
     SlowPoll(poll::SlowPoll),
+    Teardown(Teardown),
+    Send(SendNotice),
     Lost(u64),
     BadSample(String),
 }
 
 pub fn decode_setup(head: &[u8], tail: &[u8]) -> Msg {
     match event::decode(head, tail) {
-        Ok(ev) => match SetupRecord::from_event(&ev) {
-            Some(r) => Msg::Setup(r),
-            None => Msg::BadSample(format!("unknown function id {}", ev.function)),
+        Ok(ev) => match (SetupRecord::from_event(&ev), Teardown::from_event(&ev)) {
+            (Some(r), _) => Msg::Setup(r),
+            (None, Some(t)) => Msg::Teardown(t),
+            (None, None) => Msg::BadSample(format!("unknown function id {} (ret {})", ev.function, ev.ret)),
         },
         Err(e) => Msg::BadSample(e.to_string()),
     }
@@ -41,6 +46,16 @@ pub fn decode_setup(head: &[u8], tail: &[u8]) -> Msg {
 pub fn decode_poll(head: &[u8], tail: &[u8]) -> Msg {
     match event::decode_as::<netpoll_trace_common::PollEvent>(head, tail) {
         Ok(ev) => Msg::SlowPoll(poll::slow(&ev)),
+        Err(e) => Msg::BadSample(e.to_string()),
+    }
+}
+
+pub fn decode_send(head: &[u8], tail: &[u8]) -> Msg {
+    match event::decode_as::<netpoll_trace_common::SendEvent>(head, tail) {
+        Ok(ev) => match send::notice(&ev) {
+            Some(n) => Msg::Send(n),
+            None => Msg::BadSample(format!("unknown send event kind {} reason {}", ev.kind, ev.reason)),
+        },
         Err(e) => Msg::BadSample(e.to_string()),
     }
 }

@@ -6,7 +6,10 @@ use std::io::Write;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::model::output::{Output, Sink};
+use crate::model::{
+    output::{Output, Sink},
+    send::SendNotice,
+};
 
 /// Writes every contract object of the outputs to `out`, one per line.
 pub struct JsonLines<W: Write> {
@@ -44,11 +47,16 @@ pub fn lines(out: &Output) -> Vec<String> {
         }
         Output::SlowPoll(p) => vec![json_line(p)],
         Output::PollStats { stats, last: true } => stats.iter().map(json_line).collect(),
+        Output::SendStats { stats, last: true } => stats.iter().map(json_line).collect(),
+        Output::Send(SendNotice::Drop(d)) => vec![json_line(d)],
+        Output::Send(SendNotice::Slow(s)) => vec![json_line(s)],
+        Output::Target(t) => vec![json_line(t)],
         Output::Remediation(e) => vec![json_line(e)],
         Output::Recorder(h) => vec![json_line(h)],
         Output::Counters(c) => c.iter().map(json_line).collect(),
         Output::Passthrough { value, .. } => vec![value.to_string()],
         Output::PollStats { last: false, .. }
+        | Output::SendStats { last: false, .. }
         | Output::Lost(_)
         | Output::Losses(_)
         | Output::Dropped { .. }

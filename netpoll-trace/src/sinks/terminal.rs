@@ -12,6 +12,8 @@ use crate::model::{
     event::SetupRecord,
     output::{Output, Sink},
     poll::{PollSummary, SlowPoll},
+    send::{DropReason, SendNotice, SendSummary},
+    target::{Change, TargetEvent},
     recorder::{CounterLine, RecorderLine},
     remediation::Remediation,
 };
@@ -50,6 +52,19 @@ impl Terminal {
                 text.trim_end().to_string()
             }
             Output::SlowPoll(p) => slow_poll_line(p),
+            Output::SendStats { stats, last: true } if !stats.is_empty() => {
+                stats.iter().map(send_line).collect::<Vec<_>>().join("\n")
+            }
+            Output::Send(SendNotice::Drop(d)) => format!(
+                "send dropped on {}: {} ({})",
+                esc_or(&d.dev, "?"),
+                d.reason.as_str(),
+                d.reason.explain()
+            ),
+            Output::Send(SendNotice::Slow(s)) => {
+                format!("slow send on {} took {}us (interrupts off meanwhile)", esc_or(&s.dev, "?"), s.duration_ns / 1000)
+            }
+            Output::Target(t) => target_line(t),
             Output::PollStats { stats, last: true } if !stats.is_empty() => {
                 stats.iter().map(poll_line).collect::<Vec<_>>().join("\n")
             }
@@ -193,6 +208,39 @@ pub fn poll_line(p: &PollSummary) -> String {
     )
 }
 
+/// One device's send path: every message's outcome, drops by reason, transmit time.
+pub fn send_line(s: &SendSummary) -> String {
+    let avg = s.total_ns.checked_div(s.transmits()).unwrap_or(0);
+    let mut line = format!(
+        "send {:<16} {} message(s), {} bytes: {} sent, {} deferred, {} dropped",
+        esc_or(&s.dev, "?"),
+        s.messages,
+        s.bytes,
+        s.sent,
+        s.deferred,
+        s.dropped
+    );
+    let reasons: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| s.dropped_by.get(**r) > 0)
+        .map(|r| format!("{} {}", s.dropped_by.get(*r), r.as_str()))
+        .collect();
+    if !reasons.is_empty() {
+        line.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    line.push_str(&format!("; transmit avg {}us, max {}us", avg / 1000, s.max_ns / 1000));
+    line
+}
+
+/// A target's lifecycle change.
+pub fn target_line(t: &TargetEvent) -> String {
+    let why = match t.event {
+        Change::Enabled | Change::ReEnabled => String::new(),
+        _ => format!(" ({})", t.cause.replace('_', " ")),
+    };
+    format!("target {} {} on {}{why}", esc(&t.target), t.event.as_str().replace('_', "-"), esc_or(&t.dev, "?"))
+}
+
 fn slow_poll_line(p: &SlowPoll) -> String {
     format!("slow poll {} took {}us", esc_or(&p.dev, "?"), p.duration_ns / 1000)
 }
@@ -333,6 +381,7 @@ mod tests {
             function: SetupFn::InnerNetpollSetup,
             netpoll: Some("netconsole".into()),
             dev: Some("eth0".into()),
+            remote: None,
             ifindex: Some(2),
             ret: -524,
             errno: Some("ENOTSUPP"),

@@ -175,6 +175,7 @@ impl Agent {
             attach: self.args.attach,
             object: self.args.object,
             slow_poll: Duration::from_millis(1),
+            slow_send: Duration::from_millis(2),
             recorder,
             poll_refresh: listener.is_some().then_some(metrics::POLL_REFRESH),
         };

@@ -83,7 +83,7 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
         kallsyms_readable: ks.is_some(),
         has_kprobe_symbols: has("register_kprobe"),
         has_trampoline: has("bpf_trampoline_link_prog"),
-        netpoll_symbols: targets::functions().into_iter().map(|f| (f, has(f))).collect(),
+        netpoll_symbols: targets::checked(has),
         bpffs_mounted: mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("bpf")),
         modules: Path::new("/proc/modules").exists(),
         modules_disabled: host::read_trim("/proc/sys/kernel/modules_disabled").as_deref() == Some("1"),

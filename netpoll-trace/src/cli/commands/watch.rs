@@ -28,6 +28,7 @@ pub struct WatchArgs {
     pub attach: AttachChoice,
     pub object: ObjectChoice,
     pub slow_poll: Duration,
+    pub slow_send: Duration,
     pub record: Option<PathBuf>,
     pub recorder: RecorderArgs,
     pub command: Vec<String>,
@@ -96,6 +97,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         attach: args.attach,
         object: args.object,
         slow_poll: args.slow_poll,
+        slow_send: args.slow_send,
         recorder,
         poll_refresh: None,
     };

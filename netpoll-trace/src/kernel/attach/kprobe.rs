@@ -24,7 +24,8 @@ use crate::kernel::targets::Target;
 /// missed, and the programs pair and count around it (`netpoll_trace_common::pairing`).
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
-    for (name, ret) in [(t.kprobe.1, true), (t.kprobe.0, false)] {
+    let probes = t.kprobe.1.map(|exit| (exit, true)).into_iter().chain([(t.kprobe.0, false)]);
+    for (name, ret) in probes {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
         prog.load().map_err(|e| program_error(kind, name, t.function(), e))?;

@@ -24,7 +24,7 @@ use super::{
     tracefs::{self, KprobeVia},
     profile::{release_freed_memory, stage},
     recorder,
-    targets::{TARGETS, Target},
+    targets::{self, TARGETS, Target, Wanted},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl AttachMethod {
     }
 
     /// The entry and return programs of `t` for this method.
-    pub fn programs(self, t: &Target) -> (&'static str, &'static str) {
+    pub fn programs(self, t: &Target) -> (&'static str, Option<&'static str>) {
         match self {
             Self::Fentry => t.fentry,
             Self::Kprobe => t.kprobe,
@@ -112,6 +112,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub setup_events: PerfEventArray<MapData>,
     pub poll_events: PerfEventArray<MapData>,
+    pub send_events: PerfEventArray<MapData>,
     pub method: AttachMethod,
     /// The object loaded and the attach path (with `method`).
     pub path: Path,
@@ -261,6 +262,7 @@ fn finish(
     };
     let setup_events = take(maps::SETUP_EVENTS)?;
     let poll_events = take(maps::POLL_EVENTS)?;
+    let send_events = take(maps::SEND_EVENTS)?;
     let logger = if path.object.has_log() {
         match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -276,6 +278,7 @@ fn finish(
         ebpf,
         setup_events,
         poll_events,
+        send_events,
         method: path.method,
         path,
         logger,
@@ -327,12 +330,17 @@ fn load_programs(
         AttachMethod::Kprobe => None,
     };
     let mut attached = Vec::new();
+    let mut attached_ids = Vec::new();
     let mut skipped = Vec::new();
     let mut links = Vec::new();
-    for (t, present) in TARGETS.iter().zip(present) {
-        if !t.required && !present {
-            skipped.push((t.function(), "not in /proc/kallsyms".to_string()));
-            continue;
+    for (i, t) in TARGETS.iter().enumerate() {
+        match targets::wanted(i, present, &attached_ids) {
+            Wanted::Yes => {}
+            Wanted::Replaced => continue,
+            Wanted::Absent => {
+                skipped.push((t.function(), "not in /proc/kallsyms".to_string()));
+                continue;
+            }
         }
         let result = match &fentry_btf {
             Some(btf) => fentry::attach(ebpf, t, btf, load_only),
@@ -342,6 +350,7 @@ fn load_programs(
         match result {
             Ok(ids) => {
                 attached.push(t.function());
+                attached_ids.push(t.id);
                 links.extend(ids);
             }
             Err(e) if !t.required => skipped.push((t.function(), format!("{e:#}"))),

@@ -23,7 +23,7 @@ pub const SCHEMA: u32 = 1;
 /// The largest document read; ours is about 2 KiB.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
 
-/// At most this many functions, member and constant answers: `layout::resolve` asks ten.
+/// At most this many functions, member and constant answers: `layout::resolve` asks about twenty.
 const MAX_ENTRIES: usize = 64;
 
 /// At most this long: a kernel identifier, or a release.

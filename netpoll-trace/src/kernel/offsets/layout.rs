@@ -64,6 +64,60 @@ pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
         c.np_name = off;
         c.flags |= cf::NP_NAME;
     }
+    let mut get = |s: &'static str, m: &'static str, label: &'static str| {
+        let loc = layout.member(s, m);
+        if loc.is_none() {
+            missing.push(label);
+        }
+        loc
+    };
+    let np_dev = get("netpoll", "dev", "netpoll.dev");
+    let npinfo = get("net_device", "npinfo", "net_device.npinfo");
+    let state = get("net_device", "state", "net_device.state");
+    let txq = get("netpoll_info", "txq", "netpoll_info.txq");
+    let qlen = get("sk_buff_head", "qlen", "sk_buff_head.qlen");
+    let mut constant = |name: &'static str| {
+        let v = layout.constant(name).filter(|v| *v < 64);
+        if v.is_none() {
+            missing.push(name);
+        }
+        v
+    };
+    let start = constant("__LINK_STATE_START");
+    let present = constant("__LINK_STATE_PRESENT");
+    if let (Some(np_dev), Some(npinfo), Some(state), Some(txq), Some(qlen), Some(start), Some(present)) =
+        (np_dev, npinfo, state, txq, qlen, start, present)
+    {
+        c.np_dev = np_dev.0;
+        c.dev_npinfo = npinfo.0;
+        c.dev_state = state.0;
+        c.npinfo_txq_qlen = txq.0 + qlen.0;
+        c.state_start = 1 << start;
+        c.state_present = 1 << present;
+        c.flags |= cf::SEND;
+    }
+    let mut get = |s: &'static str, m: &'static str, label: &'static str| {
+        let loc = layout.member(s, m);
+        if loc.is_none() {
+            missing.push(label);
+        }
+        loc
+    };
+    let rip = get("netpoll", "remote_ip", "netpoll.remote_ip");
+    let rport = get("netpoll", "remote_port", "netpoll.remote_port");
+    let lport = get("netpoll", "local_port", "netpoll.local_port");
+    let ipv6 = get("netpoll", "ipv6", "netpoll.ipv6");
+    if let (Some(rip), Some(rport), Some(lport), Some(ipv6)) = (rip, rport, lport, ipv6) {
+        c.np_remote_ip = rip.0;
+        c.np_remote_port = rport.0;
+        c.np_local_port = lport.0;
+        c.np_ipv6 = ipv6.0;
+        c.flags |= cf::NP_REMOTE;
+    }
+    if let Some((off, _)) = get("net_device", "dismantle", "net_device.dismantle") {
+        c.dev_dismantle = off;
+        c.flags |= cf::DEV_DISMANTLE;
+    }
     (c, missing)
 }
 
@@ -82,6 +136,17 @@ pub fn fields(c: &Config) -> Vec<(&'static str, Option<u64>)> {
         ("netpoll.dev_name", on(cf::NP_DEV_NAME, c.np_dev_name.into())),
         ("netpoll.name", on(cf::NP_NAME, c.np_name.into())),
         ("IFF_DISABLE_NETPOLL", on(cf::DEV_PRIV_FLAGS, c.iff_disable_netpoll)),
+        ("netpoll.dev", on(cf::SEND, c.np_dev.into())),
+        ("net_device.npinfo", on(cf::SEND, c.dev_npinfo.into())),
+        ("net_device.state", on(cf::SEND, c.dev_state.into())),
+        ("netpoll_info.txq.qlen", on(cf::SEND, c.npinfo_txq_qlen.into())),
+        ("__LINK_STATE_START", on(cf::SEND, u64::from(c.state_start.trailing_zeros()))),
+        ("__LINK_STATE_PRESENT", on(cf::SEND, u64::from(c.state_present.trailing_zeros()))),
+        ("netpoll.remote_ip", on(cf::NP_REMOTE, c.np_remote_ip.into())),
+        ("netpoll.remote_port", on(cf::NP_REMOTE, c.np_remote_port.into())),
+        ("netpoll.local_port", on(cf::NP_REMOTE, c.np_local_port.into())),
+        ("netpoll.ipv6", on(cf::NP_REMOTE, c.np_ipv6.into())),
+        ("net_device.dismantle", on(cf::DEV_DISMANTLE, c.dev_dismantle.into())),
     ]
 }
 
@@ -107,11 +172,32 @@ mod tests {
         assert_eq!((c.dev_priv_flags, c.priv_flags_shift, c.iff_disable_netpoll), (0, 3, 128));
         assert!(missing.contains(&"net_device_ops.ndo_poll_controller") && missing.contains(&"netpoll.dev_name"));
         let f = fields(&c);
-        assert_eq!(f.len(), 10);
+        assert_eq!(f.len(), 21);
         assert!(f.contains(&("net_device.name", Some(24))));
         assert!(f.contains(&("net_device.priv_flags_shift", Some(3))));
         assert!(f.contains(&("net_device.netdev_ops", None)));
         assert!(f.contains(&("IFF_DISABLE_NETPOLL", Some(128))));
+    }
+
+    #[test]
+    fn the_send_path_needs_every_member_and_both_state_bits() {
+        let members: &[(&str, u32, u32)] = &[
+            ("netpoll.dev", 0, 0),
+            ("net_device.npinfo", 1000, 0),
+            ("net_device.state", 160, 0),
+            ("netpoll_info.txq", 16, 0),
+            ("sk_buff_head.qlen", 16, 0),
+        ];
+        let (c, _) = resolve(&Table(members, Some(1)));
+        assert_eq!(c.flags & cf::SEND, cf::SEND);
+        assert_eq!((c.npinfo_txq_qlen, c.state_start, c.dev_state), (32, 2, 160));
+        assert!(fields(&c).contains(&("netpoll_info.txq.qlen", Some(32))));
+        let (c, missing) = resolve(&Table(&members[1..], Some(1)));
+        assert_eq!(c.flags & cf::SEND, 0);
+        assert!(missing.contains(&"netpoll.dev"));
+        let (c, missing) = resolve(&Table(members, None));
+        assert_eq!(c.flags & cf::SEND, 0);
+        assert!(missing.contains(&"__LINK_STATE_START"));
     }
 
     #[test]

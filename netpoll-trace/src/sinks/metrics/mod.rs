@@ -308,6 +308,9 @@ impl Metrics {
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
                 Output::SlowPoll(_)
+                | Output::SendStats { .. }
+                | Output::Send(_)
+                | Output::Target(_)
                 | Output::Warning(_)
                 | Output::Recorder(_)
                 | Output::Counters(_)

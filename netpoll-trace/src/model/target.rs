@@ -1,0 +1,309 @@
+//! Netconsole targets' lifecycle, from the set-ups and tear-downs the programs see
+//! (pure): a target is a netpoll with an owner (netconsole's boot, module-parameter
+//! and configfs targets alike), named by its owner and remote address. Enabled when
+//! its `netpoll_setup` succeeds, disabled when its owner tears it down, stopped when
+//! the owner stops it because its device unregistered (or joined or released a master),
+//! re-enabled when set up again after that.
+
+use std::collections::BTreeMap;
+
+use netpoll_trace_common::{SetupEvent, event_flags as ef, function, stop_cause};
+use serde::Serialize;
+
+use super::event::{SetupFn, SetupRecord, cstr, remote_of};
+
+/// Why the programs saw a netpoll torn down (`stop_cause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// Its owner turned it off (netconsole's `enabled` = 0, target removed, unload).
+    Disabled,
+    /// Its device unregistered.
+    DeviceUnregistered,
+    /// Another device event (netconsole: joined a master, or a master released it).
+    DeviceEvent,
+}
+
+impl StopCause {
+    pub fn from_ret(ret: i32) -> Option<Self> {
+        match ret {
+            stop_cause::DISABLED => Some(Self::Disabled),
+            stop_cause::UNREGISTERED => Some(Self::DeviceUnregistered),
+            stop_cause::DEVICE_EVENT => Some(Self::DeviceEvent),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::DeviceUnregistered => "device_unregistered",
+            Self::DeviceEvent => "device_event",
+        }
+    }
+}
+
+/// One `__netpoll_cleanup` the programs saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Teardown {
+    pub ts_ns: u64,
+    pub owner: Option<String>,
+    pub dev: Option<String>,
+    pub ifindex: Option<i32>,
+    pub remote: Option<String>,
+    pub cause: StopCause,
+    pub pid: u32,
+    pub comm: Option<String>,
+    pub netpoll_addr: u64,
+}
+
+impl Teardown {
+    /// None for an event of another function or an unknown cause.
+    pub fn from_event(ev: &SetupEvent) -> Option<Self> {
+        if ev.function != function::INNER_NETPOLL_CLEANUP {
+            return None;
+        }
+        let has = |bit: u32| ev.flags & bit != 0;
+        Some(Self {
+            ts_ns: ev.ts_ns,
+            owner: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
+            dev: if has(ef::DEV_NAME) { cstr(&ev.dev_name) } else { None }
+                .or_else(|| if has(ef::NP_DEV_NAME) { cstr(&ev.np_dev_name) } else { None }),
+            ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
+            remote: remote_of(ev),
+            cause: StopCause::from_ret(ev.ret)?,
+            pid: (ev.pid_tgid >> 32) as u32,
+            comm: cstr(&ev.comm),
+            netpoll_addr: ev.netpoll,
+        })
+    }
+}
+
+/// What happened to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Enabled,
+    Disabled,
+    Stopped,
+    ReEnabled,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Stopped => "stopped",
+            Self::ReEnabled => "re_enabled",
+        }
+    }
+
+    /// Whether the target sends after this change.
+    pub fn up(self) -> bool {
+        matches!(self, Self::Enabled | Self::ReEnabled)
+    }
+}
+
+/// The JSON `target` object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetEvent {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    /// `<owner>@<remote ip>:<port>` (or `@<netpoll address>` without an IPv4 remote).
+    pub target: String,
+    pub event: Change,
+    /// `netpoll_setup` for enabled and re-enabled, else a `StopCause`.
+    pub cause: &'static str,
+    pub owner: Option<String>,
+    pub dev: Option<String>,
+    pub remote: Option<String>,
+    pub pid: u32,
+    pub comm: Option<String>,
+}
+
+/// The label of a netpoll: its owner and where it sends.
+pub fn label(owner: Option<&str>, remote: Option<&str>, netpoll_addr: u64) -> String {
+    match remote {
+        Some(r) => format!("{}@{r}", owner.unwrap_or("netpoll")),
+        None => format!("{}@{netpoll_addr:#x}", owner.unwrap_or("netpoll")),
+    }
+}
+
+/// A target's last known state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetState {
+    pub target: String,
+    pub dev: Option<String>,
+    pub remote: Option<String>,
+    pub last: Change,
+    pub cause: &'static str,
+    pub since_ns: u64,
+}
+
+impl TargetState {
+    pub fn up(&self) -> bool {
+        self.last.up()
+    }
+}
+
+/// Targets kept at most (a target's state is a few hundred bytes; netconsole has few).
+pub const MAX_TARGETS: usize = 256;
+
+/// Every target seen, by label.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    targets: BTreeMap<String, TargetState>,
+}
+
+impl Lifecycle {
+    /// A finished set-up record: an outermost `netpoll_setup` with an owner that
+    /// succeeded enables its target (re-enables one seen down).
+    pub fn on_setup(&mut self, r: &SetupRecord) -> Option<TargetEvent> {
+        if r.function != SetupFn::NetpollSetup || r.depth != 0 || r.netpoll.is_none() || r.ret != 0 {
+            return None;
+        }
+        let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
+        let change = match self.targets.get(&target) {
+            Some(s) if s.up() => return None,
+            Some(_) => Change::ReEnabled,
+            None => Change::Enabled,
+        };
+        Some(self.set(
+            target,
+            change,
+            "netpoll_setup",
+            r.ts_ns.saturating_add(r.duration_ns),
+            r.netpoll.clone(),
+            r.dev.clone(),
+            r.remote.clone(),
+            r.pid,
+            r.comm.clone(),
+        ))
+    }
+
+    /// A tear-down: of a netpoll with an owner (a stacked device's own netpolls for its
+    /// lower devices have none and are not targets).
+    pub fn on_teardown(&mut self, t: &Teardown) -> Option<TargetEvent> {
+        t.owner.as_ref()?;
+        let target = label(t.owner.as_deref(), t.remote.as_deref(), t.netpoll_addr);
+        let change = match t.cause {
+            StopCause::Disabled => Change::Disabled,
+            StopCause::DeviceUnregistered | StopCause::DeviceEvent => Change::Stopped,
+        };
+        Some(self.set(target, change, t.cause.as_str(), t.ts_ns, t.owner.clone(), t.dev.clone(), t.remote.clone(), t.pid, t.comm.clone()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        target: String,
+        change: Change,
+        cause: &'static str,
+        ts_ns: u64,
+        owner: Option<String>,
+        dev: Option<String>,
+        remote: Option<String>,
+        pid: u32,
+        comm: Option<String>,
+    ) -> TargetEvent {
+        if !self.targets.contains_key(&target) && self.targets.len() >= MAX_TARGETS {
+            // Forget the target that changed longest ago.
+            if let Some(oldest) = self.targets.iter().min_by_key(|(_, s)| s.since_ns).map(|(k, _)| k.clone()) {
+                self.targets.remove(&oldest);
+            }
+        }
+        let state = TargetState { target: target.clone(), dev: dev.clone(), remote: remote.clone(), last: change, cause, since_ns: ts_ns };
+        self.targets.insert(target.clone(), state);
+        TargetEvent { kind: "target", ts_ns, target, event: change, cause, owner, dev, remote, pid, comm }
+    }
+
+    /// Every target's state, by label.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetState> {
+        self.targets.values()
+    }
+
+    /// Replays recorded changes (a dump, `status`): the state they leave.
+    pub fn apply(&mut self, e: &TargetEvent) {
+        self.set(e.target.clone(), e.event, e.cause, e.ts_ns, e.owner.clone(), e.dev.clone(), e.remote.clone(), e.pid, e.comm.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::correlate::tests::rec;
+
+    fn setup(ret: i32) -> SetupRecord {
+        let mut r = rec(SetupFn::NetpollSetup, "eth1", 0, 10, 1, ret);
+        r.netpoll = Some("netconsole".into());
+        r.remote = Some("10.0.2.2:6666".into());
+        r
+    }
+
+    fn teardown(cause: StopCause) -> Teardown {
+        Teardown {
+            ts_ns: 50,
+            owner: Some("netconsole".into()),
+            dev: Some("eth1".into()),
+            ifindex: Some(3),
+            remote: Some("10.0.2.2:6666".into()),
+            cause,
+            pid: 7,
+            comm: Some("ip".into()),
+            netpoll_addr: 0xffff_8880_0000_1000,
+        }
+    }
+
+    #[test]
+    fn enabled_stopped_by_unregister_then_re_enabled() {
+        let mut l = Lifecycle::default();
+        let e = l.on_setup(&setup(0)).unwrap();
+        assert_eq!((e.event, e.cause, e.target.as_str()), (Change::Enabled, "netpoll_setup", "netconsole@10.0.2.2:6666"));
+        assert_eq!(l.on_setup(&setup(0)), None, "already up: nothing new");
+        let e = l.on_teardown(&teardown(StopCause::DeviceUnregistered)).unwrap();
+        assert_eq!((e.event, e.cause, e.dev.as_deref()), (Change::Stopped, "device_unregistered", Some("eth1")));
+        assert!(!l.targets().next().unwrap().up());
+        assert_eq!(l.on_setup(&setup(-19)), None, "a failed set-up changes nothing");
+        let e = l.on_setup(&setup(0)).unwrap();
+        assert_eq!(e.event, Change::ReEnabled);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "re_enabled");
+        assert_eq!(crate::model::schema::check_line(&v.to_string()).unwrap(), "target");
+    }
+
+    #[test]
+    fn an_owners_disable_is_not_a_stop_and_ownerless_netpolls_are_no_targets() {
+        let mut l = Lifecycle::default();
+        let e = l.on_teardown(&teardown(StopCause::Disabled)).unwrap();
+        assert_eq!((e.event, e.cause), (Change::Disabled, "disabled"));
+        let mut t = teardown(StopCause::DeviceUnregistered);
+        t.owner = None;
+        assert_eq!(l.on_teardown(&t), None);
+        let mut nested = setup(0);
+        nested.depth = 1;
+        assert_eq!(l.on_setup(&nested), None);
+    }
+
+    #[test]
+    fn a_target_without_an_ipv4_remote_is_named_by_its_netpoll() {
+        assert_eq!(label(Some("netconsole"), None, 0x10), "netconsole@0x10");
+        assert_eq!(label(None, Some("1.2.3.4:5"), 0), "netpoll@1.2.3.4:5");
+    }
+
+    #[test]
+    fn stop_causes_round_trip_and_unknown_ones_are_refused() {
+        for c in [StopCause::Disabled, StopCause::DeviceUnregistered, StopCause::DeviceEvent] {
+            let ret = match c {
+                StopCause::Disabled => stop_cause::DISABLED,
+                StopCause::DeviceUnregistered => stop_cause::UNREGISTERED,
+                StopCause::DeviceEvent => stop_cause::DEVICE_EVENT,
+            };
+            assert_eq!(StopCause::from_ret(ret), Some(c));
+        }
+        assert_eq!(StopCause::from_ret(-19), None);
+        let mut ev = SetupEvent::ZERO;
+        ev.function = function::INNER_NETPOLL_SETUP;
+        assert_eq!(Teardown::from_event(&ev), None);
+    }
+}
