@@ -16,7 +16,11 @@ const LEGACY_BIN: &str = "netpoll-trace-ebpf-legacy";
 
 fn main() -> anyhow::Result<()> {
     aya_build::build_ebpf(
-        [aya_build::Package { name: "netpoll-trace-ebpf", root_dir: EBPF_DIR, ..Default::default() }],
+        [aya_build::Package {
+            name: "netpoll-trace-ebpf",
+            root_dir: EBPF_DIR,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )?;
     build_legacy()
@@ -69,24 +73,41 @@ fn build_legacy() -> anyhow::Result<()> {
         rustflags.push(flag);
     }
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", "netpoll-trace-ebpf", "--bin", LEGACY_BIN])
-        .args(["--no-default-features", "--features", "legacy", "--release", "--target", target])
-        .args(["-Z", "build-std=core", "--target-dir"])
-        .arg(&target_dir)
-        .current_dir(EBPF_DIR)
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
-        // As aya-build: the outer build's compiler must not leak into the nightly one.
-        .env_remove("RUSTC")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        // Our stdout is cargo's directive channel; compiler output goes to stderr.
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        "netpoll-trace-ebpf",
+        "--bin",
+        LEGACY_BIN,
+    ])
+    .args([
+        "--no-default-features",
+        "--features",
+        "legacy",
+        "--release",
+        "--target",
+        target,
+    ])
+    .args(["-Z", "build-std=core", "--target-dir"])
+    .arg(&target_dir)
+    .current_dir(EBPF_DIR)
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+    // As aya-build: the outer build's compiler must not leak into the nightly one.
+    .env_remove("RUSTC")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    // Our stdout is cargo's directive channel; compiler output goes to stderr.
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("building the legacy eBPF object failed ({status}): {cmd:?}");
     }
     let built = target_dir.join(target).join("release").join(LEGACY_BIN);
     let dst = out_dir.join(LEGACY_BIN);
-    std::fs::copy(&built, &dst).with_context(|| format!("copying {} to {}", built.display(), dst.display()))?;
+    std::fs::copy(&built, &dst)
+        .with_context(|| format!("copying {} to {}", built.display(), dst.display()))?;
     Ok(())
 }

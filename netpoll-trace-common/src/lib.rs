@@ -126,8 +126,23 @@ pub mod maps {
 
     /// Every map of the programs (aya-log's own map aside).
     pub const ALL: [&str; 17] = [
-        CONFIG, DEPTH, INFLIGHT, SETUP_EVENTS, POLL_STATS, POLL_START, POLL_SCRATCH, POLL_EVENTS, META, RING,
-        COUNTERS, LOSSES, SEND_STATS, SEND_CPU, SEND_SCRATCH, SEND_EVENTS, CLEANUP,
+        CONFIG,
+        DEPTH,
+        INFLIGHT,
+        SETUP_EVENTS,
+        POLL_STATS,
+        POLL_START,
+        POLL_SCRATCH,
+        POLL_EVENTS,
+        META,
+        RING,
+        COUNTERS,
+        LOSSES,
+        SEND_STATS,
+        SEND_CPU,
+        SEND_SCRATCH,
+        SEND_EVENTS,
+        CLEANUP,
     ];
 }
 
@@ -364,12 +379,16 @@ pub struct SendStats {
     pub total_ns: u64,
     pub max_ns: u64,
     pub hist: [u64; POLL_BUCKETS],
+    /// When this CPU last dropped a message for the device (0: never), and why.
+    pub last_drop_ns: u64,
+    pub last_drop_reason: u32,
     pub ifindex: i32,
     pub flags: u32,
+    pub _pad: u32,
     pub name: [u8; IFNAMSIZ],
 }
 
-const _: () = assert!(core::mem::size_of::<SendStats>() == 360);
+const _: () = assert!(core::mem::size_of::<SendStats>() == 376);
 
 /// `SendEvent::kind`.
 pub mod send_event {
@@ -482,8 +501,14 @@ pub mod loss {
     pub const SLOTS: u32 = 6;
 
     /// Each slot's name in every output (dump's `lost`, JSON, metrics' `kind` label).
-    pub const NAMES: [&str; SLOTS as usize] =
-        ["unrecorded", "counters_full", "entry_dropped", "unpaired_return", "missed_return", "orphaned_entry"];
+    pub const NAMES: [&str; SLOTS as usize] = [
+        "unrecorded",
+        "counters_full",
+        "entry_dropped",
+        "unpaired_return",
+        "missed_return",
+        "orphaned_entry",
+    ];
 }
 
 /// Pairs a set-up's return with its entry. Entries are parked per thread at their
@@ -522,7 +547,11 @@ pub mod pairing {
 
     impl Frame {
         /// No entry parked at that level (no function has id 0).
-        pub const NONE: Self = Self { function: 0, netpoll: 0, ts_ns: 0 };
+        pub const NONE: Self = Self {
+            function: 0,
+            netpoll: 0,
+            ts_ns: 0,
+        };
 
         pub const fn is_none(&self) -> bool {
             self.function == 0
@@ -582,7 +611,12 @@ pub mod pairing {
     /// newest `WALK` of them, newest first (`Frame::NONE`: not parked). `netpoll` is
     /// the argument where the probe sees it (fexit), None where it cannot (kretprobe).
     #[inline(always)]
-    pub fn on_exit(depth: u32, frames: [Frame; WALK as usize], function: u32, netpoll: Option<u64>) -> Exit {
+    pub fn on_exit(
+        depth: u32,
+        frames: [Frame; WALK as usize],
+        function: u32,
+        netpoll: Option<u64>,
+    ) -> Exit {
         // Written out, not a loop (4.14 refuses backward jumps).
         if let Some(e) = pairs(0, depth, frames[0], function, netpoll) {
             return e;
@@ -631,13 +665,34 @@ pub fn poll_bucket(ns: u64) -> usize {
     // BPF backend handle poorly.
     let mut v = ns;
     let mut b = 0usize;
-    if v >= 1 << 32 { v >>= 32; b += 32; }
-    if v >= 1 << 16 { v >>= 16; b += 16; }
-    if v >= 1 << 8 { v >>= 8; b += 8; }
-    if v >= 1 << 4 { v >>= 4; b += 4; }
-    if v >= 1 << 2 { v >>= 2; b += 2; }
-    if v >= 1 << 1 { b += 1; }
-    if b >= POLL_BUCKETS { POLL_BUCKETS - 1 } else { b }
+    if v >= 1 << 32 {
+        v >>= 32;
+        b += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        b += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        b += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        b += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        b += 2;
+    }
+    if v >= 1 << 1 {
+        b += 1;
+    }
+    if b >= POLL_BUCKETS {
+        POLL_BUCKETS - 1
+    } else {
+        b
+    }
 }
 
 #[cfg(feature = "user")]
@@ -709,19 +764,34 @@ mod tests {
                 let depth = self.levels.len() as u32;
                 let top = self.levels.last().copied().unwrap_or(Frame::NONE);
                 if pairing::on_enter(depth, top, f, np, now) == Enter::Flush {
-                    self.losses[loss::ORPHANED_ENTRY as usize] += self.levels.iter().filter(|f| !f.is_none()).count() as u64;
+                    self.losses[loss::ORPHANED_ENTRY as usize] +=
+                        self.levels.iter().filter(|f| !f.is_none()).count() as u64;
                     self.levels.clear();
                 }
                 if !parked {
                     self.losses[loss::ENTRY_DROPPED as usize] += 1;
                 }
-                self.levels.push(if parked { Frame { function: f, netpoll: np, ts_ns: now } } else { Frame::NONE });
+                self.levels.push(if parked {
+                    Frame {
+                        function: f,
+                        netpoll: np,
+                        ts_ns: now,
+                    }
+                } else {
+                    Frame::NONE
+                });
             }
 
             /// A return; `np` where the probe sees it (fexit).
             fn exit(&mut self, f: u32, np: Option<u64>) {
                 let depth = self.levels.len() as u32;
-                let frame = |i: u32| if i < depth { self.levels[(depth - 1 - i) as usize] } else { Frame::NONE };
+                let frame = |i: u32| {
+                    if i < depth {
+                        self.levels[(depth - 1 - i) as usize]
+                    } else {
+                        Frame::NONE
+                    }
+                };
                 let frames: [Frame; WALK as usize] = [frame(0), frame(1), frame(2)];
                 match pairing::on_exit(depth, frames, f, np) {
                     Exit::Unpaired => self.losses[loss::UNPAIRED_RETURN as usize] += 1,
@@ -812,7 +882,10 @@ mod tests {
             t.exit(INNER, None);
             t.exit(INNER, None);
             t.exit(OUTER, None);
-            assert_eq!(t.sent, [(INNER, 2, 2), (INNER, 3, 2), (INNER, 1, 1), (OUTER, 1, 0)]);
+            assert_eq!(
+                t.sent,
+                [(INNER, 2, 2), (INNER, 3, 2), (INNER, 1, 1), (OUTER, 1, 0)]
+            );
             assert_eq!(t.losses, [0; loss::SLOTS as usize]);
         }
 

@@ -28,16 +28,19 @@ compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer a
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read, bpf_probe_read_buf},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read,
+        bpf_probe_read_buf,
+    },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
 };
 #[cfg(feature = "log")]
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
-    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN, POLL_BUCKETS,
-    PollEvent, PollStart, PollStats, RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendStats, SetupEvent,
-    config_flags as cf, event_flags as ef, loss,
+    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN,
+    POLL_BUCKETS, PollEvent, PollStart, PollStats, RecorderMeta, SEND_DEPTH, SendCpu, SendEvent,
+    SendStats, SetupEvent, config_flags as cf, event_flags as ef, loss,
     pairing::{self, Enter, Exit, Frame},
     poll_bucket, send_drop, send_event, stop_cause,
 };
@@ -142,7 +145,12 @@ macro_rules! kprobe_programs {
         // A kretprobe cannot see the arguments: the return pairs by function only.
         #[::aya_ebpf::macros::kretprobe]
         pub fn netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::setup_exit(&ctx, $crate::function::NETPOLL_SETUP, None, ctx.ret::<u64>());
+            $crate::setup_exit(
+                &ctx,
+                $crate::function::NETPOLL_SETUP,
+                None,
+                ctx.ret::<u64>(),
+            );
             0
         }
 
@@ -156,7 +164,12 @@ macro_rules! kprobe_programs {
 
         #[::aya_ebpf::macros::kretprobe]
         pub fn inner_netpoll_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::setup_exit(&ctx, $crate::function::INNER_NETPOLL_SETUP, None, ctx.ret::<u64>());
+            $crate::setup_exit(
+                &ctx,
+                $crate::function::INNER_NETPOLL_SETUP,
+                None,
+                ctx.ret::<u64>(),
+            );
             0
         }
 
@@ -261,7 +274,9 @@ pub fn poll_enter(dev: u64) {
 
 #[inline(always)]
 pub fn poll_exit<C: EbpfContext>(ctx: &C) {
-    let Some(start) = POLL_START.get_ptr_mut(0) else { return };
+    let Some(start) = POLL_START.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
     let (ts, dev) = unsafe { ((*start).ts_ns, (*start).dev) };
     if ts == 0 {
@@ -301,7 +316,14 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
         *slot += 1;
     }
     if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
-        let mut ev = PollEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ] };
+        let mut ev = PollEvent {
+            ts_ns: ts,
+            duration_ns: ns,
+            dev,
+            ifindex: 0,
+            flags: 0,
+            name: [0; IFNAMSIZ],
+        };
         read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
         POLL_EVENTS.output(ctx, &ev, 0);
     }
@@ -310,7 +332,9 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
 /// Creates a device's zeroed `PollStats` with its name and ifindex.
 #[inline(always)]
 fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
-    let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else { return false };
+    let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
     // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
     let fresh = unsafe { &mut *fresh };
     fresh.count = 0;
@@ -320,19 +344,33 @@ fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
     fresh.ifindex = 0;
     fresh.flags = 0;
     fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
+    read_dev_identity(
+        cfg,
+        dev,
+        &mut fresh.name,
+        &mut fresh.ifindex,
+        &mut fresh.flags,
+    );
     // 4.14 takes an update's value only from the stack (304 bytes fit in its 512).
     let value: PollStats = *fresh;
     POLL_STATS.insert(dev, &value, 0).is_ok()
 }
 
 #[inline(always)]
-fn read_dev_identity(cfg: &Config, dev: u64, name: &mut [u8; IFNAMSIZ], ifindex: &mut i32, flags: &mut u32) {
+fn read_dev_identity(
+    cfg: &Config,
+    dev: u64,
+    name: &mut [u8; IFNAMSIZ],
+    ifindex: &mut i32,
+    flags: &mut u32,
+) {
     if dev == 0 {
         return;
     }
     let base = dev as *const u8;
-    if cfg.flags & cf::DEV_NAME != 0 && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok() {
+    if cfg.flags & cf::DEV_NAME != 0
+        && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok()
+    {
         *flags |= ef::DEV_NAME;
     }
     if cfg.flags & cf::DEV_IFINDEX != 0
@@ -353,7 +391,9 @@ pub fn send_udp_enter(np: u64, len: u64) {
     if cfg.flags & cf::SEND == 0 {
         return;
     }
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+        return;
+    };
     let dev = netpoll_dev(cfg, np);
     // SAFETY: this CPU's slot; interrupts are off for the whole message.
     unsafe {
@@ -376,7 +416,9 @@ pub fn send_udp_enter(np: u64, len: u64) {
 #[inline(always)]
 pub fn send_udp_return<C: EbpfContext>(ctx: &C) {
     let Some(cfg) = CONFIG.get(0) else { return };
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: this CPU's slot.
     let (ts, dev, reached) = unsafe { ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached) };
     unsafe { (*cpu).udp_ts_ns = 0 };
@@ -395,7 +437,9 @@ pub fn send_skb_enter(np: u64) {
     if cfg.flags & cf::SEND == 0 {
         return;
     }
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: this CPU's slot.
     let cpu = unsafe { &mut *cpu };
     let depth = cpu.depth;
@@ -413,8 +457,10 @@ pub fn send_skb_enter(np: u64) {
         drop = 1 + send_drop::NO_NPINFO;
     } else {
         let base = dev as *const u8;
-        let npinfo = unsafe { bpf_probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
-        let state = unsafe { bpf_probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
+        let npinfo =
+            unsafe { bpf_probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+        let state =
+            unsafe { bpf_probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
         if npinfo == 0 {
             drop = 1 + send_drop::NO_NPINFO;
         } else if state & cfg.state_start == 0 {
@@ -439,7 +485,9 @@ pub fn send_skb_enter(np: u64) {
 #[inline(always)]
 pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     let Some(cfg) = CONFIG.get(0) else { return };
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: this CPU's slot.
     let cpu = unsafe { &mut *cpu };
     if cpu.depth == 0 {
@@ -451,7 +499,9 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
         return;
     }
     let i = masked(depth, SEND_DEPTH - 1) as usize;
-    let Some(f) = cpu.frames.get_mut(i) else { return };
+    let Some(f) = cpu.frames.get_mut(i) else {
+        return;
+    };
     let (ts, dev, qlen, drop) = (f.ts_ns, f.dev, f.qlen, f.drop);
     f.ts_ns = 0;
     if ts == 0 {
@@ -461,11 +511,15 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     if drop != 0 {
         return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
     }
-    let Some(s) = send_stats(cfg, dev) else { return };
+    let Some(s) = send_stats(cfg, dev) else {
+        return;
+    };
     // SAFETY: this CPU's copy of the value.
     let s = unsafe { &mut *s };
     // The caller keeps npinfo alive for the whole transmit.
-    let npinfo = unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+    let npinfo =
+        unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
+            .unwrap_or(0);
     let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
     if qlen > 0 || after > qlen {
         s.deferred += 1;
@@ -494,13 +548,34 @@ fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts
         if let Some(slot) = unsafe { (*s).dropped.get_mut(r) } {
             *slot += 1;
         }
+        unsafe {
+            (*s).last_drop_ns = ts;
+            (*s).last_drop_reason = reason;
+        }
     }
     send_event_out(ctx, cfg, dev, send_event::DROP, reason, ts, ns);
 }
 
 #[inline(always)]
-fn send_event_out<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, kind: u32, reason: u32, ts: u64, ns: u64) {
-    let mut ev = SendEvent { ts_ns: ts, duration_ns: ns, dev, ifindex: 0, flags: 0, name: [0; IFNAMSIZ], kind, reason };
+fn send_event_out<C: EbpfContext>(
+    ctx: &C,
+    cfg: &Config,
+    dev: u64,
+    kind: u32,
+    reason: u32,
+    ts: u64,
+    ns: u64,
+) {
+    let mut ev = SendEvent {
+        ts_ns: ts,
+        duration_ns: ns,
+        dev,
+        ifindex: 0,
+        flags: 0,
+        name: [0; IFNAMSIZ],
+        kind,
+        reason,
+    };
     read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
     SEND_EVENTS.output(ctx, &ev, 0);
 }
@@ -525,7 +600,8 @@ fn netpoll_dev(cfg: &Config, np: u64) -> u64 {
 /// `npinfo->txq.qlen`.
 #[inline(always)]
 fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
-    unsafe { bpf_probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }.unwrap_or(0)
+    unsafe { bpf_probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }
+        .unwrap_or(0)
 }
 
 /// This CPU's `SendStats` of `dev`, created (named) on first use.
@@ -545,11 +621,20 @@ fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
     fresh.total_ns = 0;
     fresh.max_ns = 0;
     fresh.hist = [0; POLL_BUCKETS];
+    fresh.last_drop_ns = 0;
+    fresh.last_drop_reason = 0;
     fresh.ifindex = 0;
     fresh.flags = 0;
+    fresh._pad = 0;
     fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(cfg, dev, &mut fresh.name, &mut fresh.ifindex, &mut fresh.flags);
-    // 4.14 takes an update's value only from the stack (360 bytes of its 512).
+    read_dev_identity(
+        cfg,
+        dev,
+        &mut fresh.name,
+        &mut fresh.ifindex,
+        &mut fresh.flags,
+    );
+    // 4.14 takes an update's value only from the stack (376 bytes of its 512).
     let value: SendStats = *fresh;
     // Another CPU's insert of the same device makes ours fail; our zeroed copy exists then.
     let _ = SEND_STATS.insert(dev, &value, BPF_NOEXIST);
@@ -575,7 +660,11 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     ev.pid_tgid = pid_tgid;
     ev.function = function::INNER_NETPOLL_CLEANUP;
     ev.netpoll = np;
-    let dev = if cfg.flags & cf::SEND != 0 { netpoll_dev(cfg, np) } else { 0 };
+    let dev = if cfg.flags & cf::SEND != 0 {
+        netpoll_dev(cfg, np)
+    } else {
+        0
+    };
     ev.dev = dev;
     // SAFETY: copied out at once.
     let disabling = unsafe { CLEANUP.get(pid_tgid) }.copied();
@@ -612,7 +701,11 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     // SAFETY: the value is copied out at once; a concurrent update can only race
     // with this same thread, which is here.
     let mut depth = unsafe { DEPTH.get(pid_tgid) }.copied().unwrap_or(0);
-    let top = if depth > 0 { frame(pid_tgid, depth - 1) } else { Frame::NONE };
+    let top = if depth > 0 {
+        frame(pid_tgid, depth - 1)
+    } else {
+        Frame::NONE
+    };
     if depth > MAX_DEPTH || pairing::on_enter(depth, top, function, np, now) == Enter::Flush {
         flush(pid_tgid, depth);
         depth = 0;
@@ -629,7 +722,11 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     }
     read_netpoll(&mut ev, cfg, np);
     read_device(&mut ev, cfg, dev);
-    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    let key = InflightKey {
+        pid_tgid,
+        depth,
+        _pad: 0,
+    };
     // Not parked (INFLIGHT full), the level is still counted: its return then pairs
     // with the empty level instead of taking its caller's entry.
     let parked = INFLIGHT.insert(key, ev, 0).is_ok();
@@ -648,10 +745,18 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
 /// The pairing's view of the entry parked at `depth` (`Frame::NONE`: none parked).
 #[inline(always)]
 fn frame(pid_tgid: u64, depth: u32) -> Frame {
-    let key = InflightKey { pid_tgid, depth, _pad: 0 };
+    let key = InflightKey {
+        pid_tgid,
+        depth,
+        _pad: 0,
+    };
     // SAFETY: fields copied out of a map value pointer from a successful lookup.
     match unsafe { INFLIGHT.get(key) } {
-        Some(e) => Frame { function: e.function, netpoll: e.netpoll, ts_ns: e.ts_ns },
+        Some(e) => Frame {
+            function: e.function,
+            netpoll: e.netpoll,
+            ts_ns: e.ts_ns,
+        },
         None => Frame::NONE,
     }
 }
@@ -659,14 +764,26 @@ fn frame(pid_tgid: u64, depth: u32) -> Frame {
 /// The newest `pairing::WALK` levels below `depth`, newest first.
 #[inline(always)]
 fn frames(pid_tgid: u64, depth: u32) -> [Frame; pairing::WALK as usize] {
-    let at = |i: u32| if depth > i { frame(pid_tgid, depth - 1 - i) } else { Frame::NONE };
+    let at = |i: u32| {
+        if depth > i {
+            frame(pid_tgid, depth - 1 - i)
+        } else {
+            Frame::NONE
+        }
+    };
     [at(0), at(1), at(2)]
 }
 
 /// Drops the entry parked at `depth`; true if there was one.
 #[inline(always)]
 fn unpark(pid_tgid: u64, depth: u32) -> bool {
-    INFLIGHT.remove(InflightKey { pid_tgid, depth, _pad: 0 }).is_ok()
+    INFLIGHT
+        .remove(InflightKey {
+            pid_tgid,
+            depth,
+            _pad: 0,
+        })
+        .is_ok()
 }
 
 /// Drops every entry parked for the thread (its returns were missed) and counts them.
@@ -693,7 +810,10 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
         _ => {
             // Attached while the call was already running, or its entry was dropped.
             #[cfg(feature = "log")]
-            debug!(ctx, "set-up fn={} returned without a recorded entry", function);
+            debug!(
+                ctx,
+                "set-up fn={} returned without a recorded entry", function
+            );
             return lose(loss::UNPAIRED_RETURN);
         }
     };
@@ -701,7 +821,10 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
         Exit::Pair { dropped } => dropped,
         Exit::Unpaired => {
             #[cfg(feature = "log")]
-            debug!(ctx, "set-up fn={} returned matching no parked entry", function);
+            debug!(
+                ctx,
+                "set-up fn={} returned matching no parked entry", function
+            );
             return lose(loss::UNPAIRED_RETURN);
         }
     };
@@ -714,7 +837,10 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
     }
     #[cfg(feature = "log")]
     if dropped > 0 {
-        warn!(ctx, "set-up fn={}: {} nested entries missed their returns", function, dropped);
+        warn!(
+            ctx,
+            "set-up fn={}: {} nested entries missed their returns", function, dropped
+        );
     }
     // on_exit pairs only below depth: dropped < depth.
     let level = depth - 1 - dropped;
@@ -723,9 +849,15 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
     } else {
         let _ = DEPTH.insert(pid_tgid, level, 0);
     }
-    let key = InflightKey { pid_tgid, depth: level, _pad: 0 };
+    let key = InflightKey {
+        pid_tgid,
+        depth: level,
+        _pad: 0,
+    };
     // None: the level whose entry could not be parked (counted then).
-    let Some(parked) = INFLIGHT.get_ptr_mut(key) else { return };
+    let Some(parked) = INFLIGHT.get_ptr_mut(key) else {
+        return;
+    };
     // SAFETY: map value pointer from a successful lookup; only this thread uses the
     // key. Copied to the stack: 4.14 takes perf output and map values only from there.
     let mut ev: SetupEvent = unsafe { *parked };
@@ -733,7 +865,10 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
     ev.ret = ret as u32 as i32;
     ev.duration_ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ev.ts_ns);
     #[cfg(feature = "log")]
-    debug!(ctx, "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret);
+    debug!(
+        ctx,
+        "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret
+    );
     SETUP_EVENTS.output(ctx, &ev, 0);
     record(&ev);
     count(&ev);
@@ -751,7 +886,9 @@ fn lose(slot: u32) {
 /// Puts a finished event into the ring under the next free sequence number.
 #[inline(always)]
 fn record(ev: &SetupEvent) {
-    let Some(meta) = META.get_ptr_mut(0) else { return };
+    let Some(meta) = META.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: the map value lives as long as the map; fields are read and stored
     // whole, and a racing store of next_seq only makes the next claim retry.
     let meta = unsafe { &mut *meta };
@@ -762,7 +899,10 @@ fn record(ev: &SetupEvent) {
     let seq = meta.next_seq;
     // Another CPU may have taken a number (or the map is briefly full): try the next
     // ones. Four tries written out, not a loop: 4.14 refuses backward jumps.
-    if claim(meta, n, seq, ev) || claim(meta, n, seq + 1, ev) || claim(meta, n, seq + 2, ev) || claim(meta, n, seq + 3, ev)
+    if claim(meta, n, seq, ev)
+        || claim(meta, n, seq + 1, ev)
+        || claim(meta, n, seq + 2, ev)
+        || claim(meta, n, seq + 3, ev)
     {
         return;
     }
@@ -785,7 +925,11 @@ fn claim(meta: &mut RecorderMeta, n: u64, seq: u64, ev: &SetupEvent) -> bool {
 /// Counts the call per device, function and return value.
 #[inline(always)]
 fn count(ev: &SetupEvent) {
-    let mut key = CounterKey { dev_name: [0; IFNAMSIZ], function: ev.function, ret: ev.ret };
+    let mut key = CounterKey {
+        dev_name: [0; IFNAMSIZ],
+        function: ev.function,
+        ret: ev.ret,
+    };
     if ev.flags & ef::DEV_NAME != 0 {
         key.dev_name = ev.dev_name;
     } else if ev.flags & ef::NP_DEV_NAME != 0 {

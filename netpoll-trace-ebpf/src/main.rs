@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext},
 };
 use netpoll_trace_ebpf::{
-    cleanup_enter, function, inner_cleanup_enter, poll_enter, poll_exit, send_skb_enter, send_skb_return, send_udp_enter,
-    send_udp_return, setup_enter, setup_exit,
+    cleanup_enter, function, inner_cleanup_enter, poll_enter, poll_exit, send_skb_enter,
+    send_skb_return, send_udp_enter, send_udp_return, setup_enter, setup_exit,
 };
 
 netpoll_trace_ebpf::kprobe_programs!();

@@ -9,7 +9,10 @@ use crate::{
         offsets::{archive, layout},
         recorder,
     },
-    model::{config::AgentConfig, correlate, diagnosis, kernel_log::KernelLog, recorder as recorded, ring::RingAccount},
+    model::{
+        config::AgentConfig, correlate, diagnosis, kernel_log::KernelLog, recorder as recorded,
+        ring::RingAccount,
+    },
     sinks::metrics::http,
 };
 
@@ -30,7 +33,9 @@ pub fn json_lines(text: &str) {
     for line in recorded::read_lines(text.as_bytes(), recorded::MAX_LINE) {
         match line {
             Ok(recorded::RecordedLine::Setup(r)) => records.push(*r),
-            Ok(recorded::RecordedLine::Diagnosis { kernel_message: Some(m) }) => log.push(m, 0),
+            Ok(recorded::RecordedLine::Diagnosis {
+                kernel_message: Some(m),
+            }) => log.push(m, 0),
             Ok(_) => {}
             Err(_) => break,
         }
@@ -52,7 +57,9 @@ pub fn btf(data: &[u8]) {
     // The stand-in must answer aya's lookup by name with the ids the index holds.
     let small = btf::function_index_btf(&index);
     for (name, id, _) in &index.funcs {
-        let found = small.id_by_type_name_kind(name, aya_obj::btf::BtfKind::Func).ok();
+        let found = small
+            .id_by_type_name_kind(name, aya_obj::btf::BtfKind::Func)
+            .ok();
         assert_eq!(found, Some(*id), "function_index_btf lost {name}'s type id");
     }
 }
@@ -74,10 +81,21 @@ pub fn http_request(buf: &[u8]) {
 /// with it: the input is the header's bytes, RING's capacity, then sequence numbers.
 pub fn recorder_meta(data: &[u8]) {
     const META: usize = size_of::<netpoll_trace_common::RecorderMeta>();
-    let Some((head, rest)) = data.split_at_checked(META) else { return };
-    let Some((cap, rest)) = rest.split_first_chunk::<4>() else { return };
-    let Ok(meta) = recorder::parse_meta(head, u32::from_ne_bytes(*cap)) else { return };
-    let mut seqs: Vec<u64> = rest.as_chunks::<8>().0.iter().map(|c| u64::from_ne_bytes(*c)).collect();
+    let Some((head, rest)) = data.split_at_checked(META) else {
+        return;
+    };
+    let Some((cap, rest)) = rest.split_first_chunk::<4>() else {
+        return;
+    };
+    let Ok(meta) = recorder::parse_meta(head, u32::from_ne_bytes(*cap)) else {
+        return;
+    };
+    let mut seqs: Vec<u64> = rest
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .map(|c| u64::from_ne_bytes(*c))
+        .collect();
     seqs.sort_unstable();
     let _ = RingAccount::new(meta.next_seq, meta.ring_size, &seqs);
 }

@@ -53,8 +53,15 @@ fn check_json_agrees_with_the_table() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let traceable = v["traceable"].as_bool().unwrap();
     assert_eq!(out.status.code(), Some(if traceable { 0 } else { 4 }));
-    let names: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    for want in ["btf", "kprobes", "fentry", "bpffs", "netpoll", "modules", "lockdown"] {
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "btf", "kprobes", "fentry", "bpffs", "netpoll", "modules", "lockdown",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
@@ -80,10 +87,16 @@ fn watch_on_this_kernel_exits_as_the_kernel_dictates() {
     if !netpoll {
         assert_eq!(out.status.code(), Some(4), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("netpoll_setup") && err.contains("check"), "{err}");
+        assert!(
+            err.contains("netpoll_setup") && err.contains("check"),
+            "{err}"
+        );
     } else if !kprobes {
         assert_eq!(out.status.code(), Some(4), "{err}");
-        assert!(err.contains("CONFIG_KPROBES") || err.contains("kprobe"), "{err}");
+        assert!(
+            err.contains("CONFIG_KPROBES") || err.contains("kprobe"),
+            "{err}"
+        );
     } else if root() {
         assert_eq!(out.status.code(), Some(0), "{err}");
     } else {
@@ -98,7 +111,10 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
     // --for and a COMMAND: the COMMAND ends the watch, so both is a mistake, not a choice.
-    let out = tool().args(["watch", "--for", "1s", "--", "true"]).output().unwrap();
+    let out = tool()
+        .args(["watch", "--for", "1s", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
@@ -106,7 +122,12 @@ fn usage_errors_exit_2() {
 /// Runs the tool for at most 10 s (an agent on a kernel with netpoll keeps running) and
 /// returns its stderr.
 fn stderr_within_10s(args: &[&str]) -> String {
-    let mut child = tool().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = tool()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -118,8 +139,18 @@ fn stderr_within_10s(args: &[&str]) -> String {
 #[test]
 fn the_agent_reads_etc_or_says_once_that_it_runs_on_defaults() {
     let err = stderr_within_10s(&["agent"]);
-    let says = err.matches("no /etc/netpoll-trace/agent.toml: built-in defaults").count();
-    assert_eq!(says, if Path::new("/etc/netpoll-trace/agent.toml").exists() { 0 } else { 1 }, "{err}");
+    let says = err
+        .matches("no /etc/netpoll-trace/agent.toml: built-in defaults")
+        .count();
+    assert_eq!(
+        says,
+        if Path::new("/etc/netpoll-trace/agent.toml").exists() {
+            0
+        } else {
+            1
+        },
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,9 +162,32 @@ fn the_configuration_sets_the_log_format_and_the_flag_wins() {
     // the configured format on any kernel.
     std::fs::write(&cfg, "log_format = \"json\"\nring_size = 4096\n").unwrap();
     let cfg = cfg.to_str().unwrap();
-    let err = stderr_within_10s(&["agent", "--config", cfg, "--journal", "/nonexistent-dir/j.jsonl"]);
-    assert!(!err.is_empty() && err.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{err}");
-    let err = stderr_within_10s(&["agent", "--config", cfg, "--journal", "/nonexistent-dir/j.jsonl", "--log-format", "text"]);
-    assert!(err.lines().all(|l| l.starts_with("netpoll-trace: ")), "{err}");
+    let err = stderr_within_10s(&[
+        "agent",
+        "--config",
+        cfg,
+        "--journal",
+        "/nonexistent-dir/j.jsonl",
+    ]);
+    assert!(
+        !err.is_empty()
+            && err
+                .lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{err}"
+    );
+    let err = stderr_within_10s(&[
+        "agent",
+        "--config",
+        cfg,
+        "--journal",
+        "/nonexistent-dir/j.jsonl",
+        "--log-format",
+        "text",
+    ]);
+    assert!(
+        err.lines().all(|l| l.starts_with("netpoll-trace: ")),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -26,7 +26,10 @@ const MACROS: &[(&str, &str)] = &[("status", "sinks")];
 
 /// A module path (`kernel::attach::kprobe`) for a file under `src/`.
 fn module_of(rel: &Path) -> Vec<String> {
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let last = parts.pop().unwrap_or_default();
     let stem = last.trim_end_matches(".rs");
     if stem != "mod" && stem != "main" {
@@ -89,7 +92,9 @@ fn code_only(src: &str) -> String {
 /// The source before its unit tests (`#[cfg(test)] mod tests`), which may reach
 /// further than the code (test helpers of other modules) without making a cycle.
 fn without_tests(code: &str) -> &str {
-    code.find("#[cfg(test)]\nmod tests").or_else(|| code.find("#[cfg(test)]\npub mod tests")).map_or(code, |i| &code[..i])
+    code.find("#[cfg(test)]\nmod tests")
+        .or_else(|| code.find("#[cfg(test)]\npub mod tests"))
+        .map_or(code, |i| &code[..i])
 }
 
 /// Every path the code names through `crate::`, `super::` or `self::` (brace groups
@@ -99,8 +104,13 @@ fn referenced_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
     let children: Vec<String> = code
         .lines()
         .filter_map(|l| {
-            let l = l.trim().trim_start_matches("pub ").trim_start_matches("pub(crate) ");
-            l.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')).map(str::to_string)
+            let l = l
+                .trim()
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(crate) ");
+            l.strip_prefix("mod ")
+                .and_then(|r| r.strip_suffix(';'))
+                .map(str::to_string)
         })
         .collect();
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -110,7 +120,8 @@ fn referenced_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
     let mut i = 0;
     while i < chars.len() {
         // A path starts at an identifier not preceded by `::` or an identifier character.
-        let starts = ident(chars[i]) && (i == 0 || (!ident(chars[i - 1]) && !text[..i].ends_with("::")));
+        let starts =
+            ident(chars[i]) && (i == 0 || (!ident(chars[i - 1]) && !text[..i].ends_with("::")));
         if !starts {
             i += 1;
             continue;
@@ -120,7 +131,8 @@ fn referenced_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
             j += 1;
         }
         let head: String = chars[i..j].iter().collect();
-        let is_root = matches!(head.as_str(), "crate" | "super" | "self") || children.contains(&head);
+        let is_root =
+            matches!(head.as_str(), "crate" | "super" | "self") || children.contains(&head);
         if !is_root || !text[j..].starts_with("::") {
             i = j;
             continue;
@@ -138,7 +150,11 @@ fn referenced_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
                 let inner: String = chars[e + 3..close].iter().collect();
                 for item in split_top(&inner) {
                     let mut p = prefix.clone();
-                    p.extend(item.split("::").map(|s| s.trim().trim_start_matches('{').to_string()).filter(|s| !s.is_empty()));
+                    p.extend(
+                        item.split("::")
+                            .map(|s| s.trim().trim_start_matches('{').to_string())
+                            .filter(|s| !s.is_empty()),
+                    );
                     out.push(resolve(&p, module, &children));
                 }
                 k = close + 1;
@@ -190,7 +206,10 @@ fn split_top(s: &str) -> Vec<String> {
     }
     out.push(cur);
     // `a::{b, c}` inside a group: keep the group's head, enough for module resolution.
-    out.into_iter().map(|s| s.split("::{").next().unwrap_or("").trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.split("::{").next().unwrap_or("").trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// An absolute path for `path` as written in `module`.
@@ -230,7 +249,10 @@ impl Crate {
             .into_iter()
             .map(|f| {
                 let rel = f.strip_prefix(src).unwrap().to_path_buf();
-                (module_of(&rel), (rel, code_only(&std::fs::read_to_string(&f).unwrap())))
+                (
+                    module_of(&rel),
+                    (rel, code_only(&std::fs::read_to_string(&f).unwrap())),
+                )
             })
             .collect();
         Self { modules }
@@ -238,7 +260,10 @@ impl Crate {
 
     /// The module a path names: its longest prefix that is a module of the crate.
     fn module_named(&self, path: &[String]) -> Option<Vec<String>> {
-        (1..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| self.modules.contains_key(p))
+        (1..=path.len())
+            .rev()
+            .map(|n| path[..n].to_vec())
+            .find(|p| self.modules.contains_key(p))
     }
 
     /// Every rule broken, one line each.
@@ -251,13 +276,21 @@ impl Crate {
                 Some((_, allowed)) => *allowed,
                 None if ROOT_FILES.iter().any(|f| Path::new(f) == file) => continue,
                 None => {
-                    out.push(format!("{}: in no layer (move it under one of {:?})", file.display(), LAYERS.iter().map(|l| l.0).collect::<Vec<_>>()));
+                    out.push(format!(
+                        "{}: in no layer (move it under one of {:?})",
+                        file.display(),
+                        LAYERS.iter().map(|l| l.0).collect::<Vec<_>>()
+                    ));
                     continue;
                 }
             };
             let mut check = |target_layer: &str, what: &str| {
                 if !allowed.contains(&target_layer) {
-                    out.push(format!("{}: layer {} uses {what} of layer {target_layer}", file.display(), layer.unwrap_or("?")));
+                    out.push(format!(
+                        "{}: layer {} uses {what} of layer {target_layer}",
+                        file.display(),
+                        layer.unwrap_or("?")
+                    ));
                 }
             };
             for path in referenced_paths(code, module) {
@@ -282,7 +315,14 @@ impl Crate {
             }
         }
         for cycle in cycles(&edges) {
-            out.push(format!("import cycle: {}", cycle.iter().map(|m| m.join("::")).collect::<Vec<_>>().join(" -> ")));
+            out.push(format!(
+                "import cycle: {}",
+                cycle
+                    .iter()
+                    .map(|m| m.join("::"))
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            ));
         }
         out
     }
@@ -313,7 +353,8 @@ fn cycles(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<S
         if !r.contains(n) {
             continue;
         }
-        let component: Vec<Vec<String>> = r.iter().filter(|m| reach(m).contains(n)).cloned().collect();
+        let component: Vec<Vec<String>> =
+            r.iter().filter(|m| reach(m).contains(n)).cloned().collect();
         done.extend(component.iter().cloned());
         out.push(component);
     }
@@ -323,10 +364,16 @@ fn cycles(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<S
 /// The crate's own `src/`, or another tree's (`NPT_LAYERS_SRC`, e.g. an older commit's).
 #[test]
 fn the_crate_keeps_its_layers_and_has_no_import_cycle() {
-    let src = std::env::var_os("NPT_LAYERS_SRC")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), PathBuf::from);
+    let src = std::env::var_os("NPT_LAYERS_SRC").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        PathBuf::from,
+    );
     let krate = Crate::read(&src);
-    assert!(krate.modules.len() > 10, "read only {} modules", krate.modules.len());
+    assert!(
+        krate.modules.len() > 10,
+        "read only {} modules",
+        krate.modules.len()
+    );
     let v = krate.violations();
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
@@ -350,13 +397,20 @@ fn an_upward_import_is_named() {
         &[
             ("main.rs", "mod kernel;\nmod cli;\n"),
             ("kernel/mod.rs", "pub mod load;\n"),
-            ("kernel/load.rs", "use crate::cli::args::AttachArg; // a clap type below the CLI\n"),
+            (
+                "kernel/load.rs",
+                "use crate::cli::args::AttachArg; // a clap type below the CLI\n",
+            ),
             ("cli/mod.rs", "pub mod args;\n"),
             ("cli/args.rs", "pub enum AttachArg {}\n"),
         ],
     );
     let v = Crate::read(&dir).violations();
-    assert_eq!(v, ["kernel/load.rs: layer kernel uses cli::args of layer cli"], "{v:?}");
+    assert_eq!(
+        v,
+        ["kernel/load.rs: layer kernel uses cli::args of layer cli"],
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -366,13 +420,24 @@ fn a_pure_model_may_not_reach_the_kernel_or_print_status_lines() {
         &[
             ("main.rs", ""),
             ("kernel/mod.rs", "pub fn release() {}\n"),
-            ("model/mod.rs", "fn f() { crate::kernel::release(); crate::status!(Warn, \"x\"); }\n"),
+            (
+                "model/mod.rs",
+                "fn f() { crate::kernel::release(); crate::status!(Warn, \"x\"); }\n",
+            ),
             ("sinks/mod.rs", ""),
         ],
     );
     let v = Crate::read(&dir).violations();
-    assert!(v.iter().any(|l| l.contains("model/mod.rs: layer model uses kernel")), "{v:?}");
-    assert!(v.iter().any(|l| l.contains("uses the macro status! of layer sinks")), "{v:?}");
+    assert!(
+        v.iter()
+            .any(|l| l.contains("model/mod.rs: layer model uses kernel")),
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|l| l.contains("uses the macro status! of layer sinks")),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -384,12 +449,19 @@ fn a_cycle_inside_a_layer_and_a_file_outside_the_layers_are_named() {
             ("loader.rs", "// the old flat layout\n"),
             ("kernel/mod.rs", "pub mod a;\npub mod b;\n"),
             ("kernel/a.rs", "use super::b::B;\npub struct A;\n"),
-            ("kernel/b.rs", "use super::{a::A};\npub struct B;\n#[cfg(test)]\nmod tests {}\n"),
+            (
+                "kernel/b.rs",
+                "use super::{a::A};\npub struct B;\n#[cfg(test)]\nmod tests {}\n",
+            ),
         ],
     );
     let v = Crate::read(&dir).violations();
     assert!(v.iter().any(|l| l == "loader.rs: in no layer (move it under one of [\"kernel\", \"model\", \"pipeline\", \"sinks\", \"cli\"])"), "{v:?}");
-    assert!(v.iter().any(|l| l == "import cycle: kernel::a -> kernel::b"), "{v:?}");
+    assert!(
+        v.iter()
+            .any(|l| l == "import cycle: kernel::a -> kernel::b"),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -399,8 +471,14 @@ fn comments_strings_and_test_helpers_make_no_cycle() {
         &[
             ("main.rs", ""),
             ("model/mod.rs", "pub mod a;\npub mod b;\n"),
-            ("model/a.rs", "// crate::model::b is mentioned here only\nconst S: &str = \"crate::model::b\";\n#[cfg(test)]\nmod tests { use crate::model::b::tests::h; }\n"),
-            ("model/b.rs", "use super::a::S;\n#[cfg(test)]\npub mod tests { pub fn h() {} }\n"),
+            (
+                "model/a.rs",
+                "// crate::model::b is mentioned here only\nconst S: &str = \"crate::model::b\";\n#[cfg(test)]\nmod tests { use crate::model::b::tests::h; }\n",
+            ),
+            (
+                "model/b.rs",
+                "use super::a::S;\n#[cfg(test)]\npub mod tests { pub fn h() {} }\n",
+            ),
         ],
     );
     assert_eq!(Crate::read(&dir).violations(), Vec::<String>::new());

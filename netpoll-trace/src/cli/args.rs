@@ -73,7 +73,8 @@ impl RecorderArgs {
     }
 
     pub fn ring_size(&self) -> u32 {
-        self.ring_size.unwrap_or(netpoll_trace_common::DEFAULT_RING_SIZE)
+        self.ring_size
+            .unwrap_or(netpoll_trace_common::DEFAULT_RING_SIZE)
     }
 
     /// The agent's: these flags over its configuration's keys of the same names.
@@ -89,7 +90,8 @@ impl RecorderArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Trace netpoll set-ups live: attach, run COMMAND (if given), report every set-up.
-    #[command(after_help = "Probes are attached before COMMAND starts and drained after it exits.\n\
+    #[command(
+        after_help = "Probes are attached before COMMAND starts and drained after it exits.\n\
 Exit status: COMMAND's own; without COMMAND, 3 if a set-up failed, else 0.\n\n\
 With --persist (or --pin-dir), every set-up also goes into the kernel's flight recorder \
 (pinned maps, read by `dump`), and with --persist the probes stay attached after watch exits.\n\n\
@@ -97,7 +99,8 @@ Examples:\n  \
 netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/\n  \
 netpoll-trace watch --for 30s --dev eth0     # while you enable a configfs target\n  \
 netpoll-trace watch --persist --for 1s        # leave a flight recorder running\n  \
-netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dump --from run.jsonl")]
+netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dump --from run.jsonl"
+    )]
     Watch {
         /// One JSON object per line on stdout instead of the table.
         #[arg(long)]
@@ -129,7 +132,8 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         command: Vec<String>,
     },
     /// Long-running remediation: diagnose every netpoll failure and act on it per policy.
-    #[command(long_about = "Long-running remediation. Watches every netpoll set-up; on a failure it \
+    #[command(
+        long_about = "Long-running remediation. Watches every netpoll set-up; on a failure it \
 applies the configured policy: for missing_poll_controller on a driver in allowed_drivers, \
 patch the device (netpoll_patch module), retry the netconsole target (configfs where the \
 target is dynamic, else retry.command, run without a shell) with bounded attempts and \
@@ -158,7 +162,8 @@ netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_tota
 netpoll_trace_remediations_total{action,result}, netpoll_trace_lost_events_total,\n  \
 netpoll_trace_dropped_total{what} (events, kernel_log_lines, queued_failures),\n  \
 netpoll_trace_poll_duration_seconds{dev,ifindex} (histogram), netpoll_trace_build_info{version,kernel,attach_method,object}\n\n\
-Exit status: 0; with --once, 3 when the failure was not fixed.")]
+Exit status: 0; with --once, 3 when the failure was not fixed."
+    )]
     Agent {
         /// The TOML configuration (validated at start; errors name the key).
         #[arg(long, value_name = "FILE")]
@@ -187,7 +192,8 @@ Exit status: 0; with --once, 3 when the failure was not fixed.")]
         metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Post-mortem: print the flight recorder (or a JSON-lines file) with diagnoses.
-    #[command(long_about = "Post-mortem: print what the kernel's flight recorder kept, without \
+    #[command(
+        long_about = "Post-mortem: print what the kernel's flight recorder kept, without \
 attaching anything: the last set-up events oldest first (with sequence numbers, so gaps show), \
 each failure diagnosed as `watch` does, then per-device counters (set-ups by result) and the \
 poll-latency histograms. Works after the recording process was killed, even by SIGKILL. \
@@ -195,7 +201,8 @@ Device names, drivers and ops symbols are resolved at dump time and marked so. W
 reads a JSON-lines file from `watch --record`/`--json` or the agent's journal instead.",
         after_help = "Examples:\n  netpoll-trace dump\n  netpoll-trace dump --json | jq 'select(.type==\"diagnosis\")'\n  \
 netpoll-trace dump --from /var/log/netpoll-trace/journal.jsonl\n\n\
-Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, foreign or corrupt.")]
+Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, foreign or corrupt."
+    )]
     Dump {
         /// One JSON object per line (a `recorder` line, then setup, diagnosis, counter, poll).
         #[arg(long)]
@@ -209,7 +216,8 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         from: Option<PathBuf>,
     },
     /// A netconsole receiver: print every message, count per sender, and the gaps.
-    #[command(long_about = "A netconsole receiver. Listens on UDP and prints every message \
+    #[command(
+        long_about = "A netconsole receiver. Listens on UDP and prints every message \
 (plain netconsole: the text; extended netconsole: sequence number, level and text, fragments \
 reassembled), or with --json one JSON object per message ({\"type\":\"netconsole\", \"from\", \
 \"seq\", \"level\", \"ts_us\", \"release\", \"text\"}). Counts per sender the messages and, \
@@ -219,7 +227,8 @@ exit (SIGINT, SIGTERM, --for, --count) a summary per sender (a final {\"type\":\
 object with --json).",
         after_help = "Examples:\n  netpoll-trace receive                      # 0.0.0.0:6666\n  \
 netpoll-trace receive --listen 10.0.0.5:6666 --json --output netconsole.jsonl\n\n\
-Exit status: 0; 1 when the socket cannot be bound or the output file cannot be written.")]
+Exit status: 0; 1 when the socket cannot be bound or the output file cannot be written."
+    )]
     Receive {
         /// Where to listen (HOST:PORT).
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6666")]
@@ -238,8 +247,10 @@ Exit status: 0; 1 when the socket cannot be bound or the output file cannot be w
         count: Option<u64>,
     },
     /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
-    #[command(after_help = "Refuses while a watch or agent is recording into the directory, and \
-leaves a directory alone that is not a recorder.")]
+    #[command(
+        after_help = "Refuses while a watch or agent is recording into the directory, and \
+leaves a directory alone that is not a recorder."
+    )]
     Reset {
         /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
         #[arg(long, value_name = "DIR")]
@@ -258,7 +269,8 @@ leaves a directory alone that is not a recorder.")]
         dir: PathBuf,
     },
     /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
-    #[command(long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
+    #[command(
+        long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
 netpoll_patch kernel module (or asking it, when loaded).\n\n\
 Only for a device that netpoll refused for lacking ndo_poll_controller (cause \
 missing_poll_controller: kernels before 4.19 with a NAPI driver such as ena 2.x). The \
@@ -267,7 +279,8 @@ original on unpatch, on device removal and on unload. It is a stopgap: with inte
 off, the NAPI driver's TX completions are reaped only by netpoll's NAPI polling; \
 upgrading the kernel is the real fix. Code that recognises a device by comparing its ops \
 pointer with the driver's table will not recognise a patched device.",
-        after_help = "Examples:\n  netpoll-trace patch ens5 --module /root/netpoll_patch.ko\n  netpoll-trace status\n  netpoll-trace unpatch ens5")]
+        after_help = "Examples:\n  netpoll-trace patch ens5 --module /root/netpoll_patch.ko\n  netpoll-trace status\n  netpoll-trace unpatch ens5"
+    )]
     Patch {
         /// The network interface to patch.
         dev: String,
@@ -280,12 +293,14 @@ pointer with the driver's table will not recognise a patched device.",
         json: bool,
     },
     /// Restore DEV's original ops; unloads netpoll_patch once nothing is patched.
-    #[command(long_about = "Restore DEV's original ops; unloads netpoll_patch once nothing is \
+    #[command(
+        long_about = "Restore DEV's original ops; unloads netpoll_patch once nothing is \
 patched. Refused (exit 1, nothing changed) while netpoll is attached to DEV (netconsole bound \
 to it): before 4.19, netpoll stops polling a device without ndo_poll_controller, so the live \
 netconsole would stall. Detach it first (rmmod netconsole, or write 0 to its configfs \
 target's enabled), or pass --force.",
-        after_help = "Examples:\n  netpoll-trace unpatch ens5\n  netpoll-trace unpatch ens5 --force   # netconsole on ens5 may stall")]
+        after_help = "Examples:\n  netpoll-trace unpatch ens5\n  netpoll-trace unpatch ens5 --force   # netconsole on ens5 may stall"
+    )]
     Unpatch {
         /// The network interface to restore.
         dev: String,
@@ -297,13 +312,23 @@ target's enabled), or pass --force.",
         #[arg(long)]
         json: bool,
     },
-    /// List the devices netpoll_patch has patched, from the module's own state.
+    /// List the devices netpoll_patch has patched, and each netconsole target's health.
+    #[command(
+        long_about = "List the devices netpoll_patch has patched (from the module's own state), \
+the eBPF object and attach path the tracer would use, and each netconsole target's health: configfs's \
+dynamic targets and every target the flight recorder saw set up or torn down, with its device, remote, \
+whether it is enabled, its last change and why, and its device's messages, drops and last drop since the \
+recorder was created (a recorder runs under `agent` or `watch --persist`)."
+    )]
     Status {
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         tracer: TracerArgs,
+        /// The flight recorder to read target health from [default: /sys/fs/bpf/netpoll-trace/v<schema>].
+        #[arg(long, value_name = "DIR")]
+        pin_dir: Option<PathBuf>,
     },
     /// Check a JSON-lines file (from --json) against the output contract.
     #[command(hide = true)]
@@ -312,14 +337,16 @@ target's enabled), or pass --force.",
         file: PathBuf,
     },
     /// Print the struct offsets the probes would use, and which source gave them.
-    #[command(long_about = "Print the struct offsets the probes would use, and which source gave them. \
+    #[command(
+        long_about = "Print the struct offsets the probes would use, and which source gave them. \
 Sources, in order: --btf FILE (raw BTF, or BTFHub's <release>.btf.tar.xz archive), else the \
 kernel's BTF (/sys/kernel/btf/vmlinux); --offsets FILE, else netpoll_offsets.o next to the \
 patch module (/lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/, this binary's \
 directory): offsets the compiler computed from this kernel's headers when netpoll-patch was \
 built, never loaded, refused when built for another kernel. With none, watch and agent run in \
 reduced mode (return codes only).",
-        after_help = "Exit status: 0 when every offset was resolved, 1 when some or all are unknown.")]
+        after_help = "Exit status: 0 when every offset was resolved, 1 when some or all are unknown."
+    )]
     Offsets {
         /// One JSON object instead of the table.
         #[arg(long)]
@@ -328,9 +355,11 @@ reduced mode (return codes only).",
         sources: OffsetArgs,
     },
     /// Report what this kernel supports for tracing netpoll, and what to do about what is missing.
-    #[command(after_help = "As root, check loads the eBPF object watch would use (the modern one, \
+    #[command(
+        after_help = "As root, check loads the eBPF object watch would use (the modern one, \
 else the legacy one) and its programs, attaching nothing, and names it and the attach path.\n\n\
-Exit status: 0 when netpoll can be traced, 4 when it cannot.")]
+Exit status: 0 when netpoll can be traced, 4 when it cannot."
+    )]
     Check {
         /// One JSON object instead of the table.
         #[arg(long)]
@@ -418,7 +447,10 @@ impl From<ObjectArg> for ObjectChoice {
 
 /// `--object` with `--attach`, checked together: the legacy object has no fentry
 /// programs. An error is a usage error (exit 2).
-pub fn tracer_choice(object: ObjectArg, attach: AttachArg) -> Result<(ObjectChoice, AttachChoice), Conflict> {
+pub fn tracer_choice(
+    object: ObjectArg,
+    attach: AttachArg,
+) -> Result<(ObjectChoice, AttachChoice), Conflict> {
     let (object, attach) = (object.into(), attach.into());
     attach::steps(object, attach)?;
     Ok((object, attach))
@@ -461,7 +493,10 @@ mod tests {
     fn ring_size_is_bounded() {
         assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["netpoll-trace", "watch", "--ring-size", "8"]).is_ok());
-        assert!(Cli::try_parse_from(["netpoll-trace", "dump", "--from", "x", "--pin-dir", "y"]).is_err());
+        assert!(
+            Cli::try_parse_from(["netpoll-trace", "dump", "--from", "x", "--pin-dir", "y"])
+                .is_err()
+        );
     }
 
     #[test]
@@ -477,17 +512,30 @@ mod tests {
             std::env::set_var("NETPOLL_TRACE_ATTACH", "kprobe");
         }
         let from_env = Cli::try_parse_from(["netpoll-trace", "agent"]);
-        let from_flag = Cli::try_parse_from(["netpoll-trace", "watch", "--object", "modern", "--attach", "fentry"]);
+        let from_flag = Cli::try_parse_from([
+            "netpoll-trace",
+            "watch",
+            "--object",
+            "modern",
+            "--attach",
+            "fentry",
+        ]);
         unsafe {
             std::env::remove_var("NETPOLL_TRACE_OBJECT");
             std::env::remove_var("NETPOLL_TRACE_ATTACH");
         }
         match from_env.unwrap().command {
-            Command::Agent { tracer, .. } => assert_eq!((tracer.object, tracer.attach), (ObjectArg::Legacy, AttachArg::Kprobe)),
+            Command::Agent { tracer, .. } => assert_eq!(
+                (tracer.object, tracer.attach),
+                (ObjectArg::Legacy, AttachArg::Kprobe)
+            ),
             other => panic!("{other:?}"),
         }
         match from_flag.unwrap().command {
-            Command::Watch { tracer, .. } => assert_eq!((tracer.object, tracer.attach), (ObjectArg::Modern, AttachArg::Fentry)),
+            Command::Watch { tracer, .. } => assert_eq!(
+                (tracer.object, tracer.attach),
+                (ObjectArg::Modern, AttachArg::Fentry)
+            ),
             other => panic!("{other:?}"),
         }
     }

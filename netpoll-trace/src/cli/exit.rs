@@ -40,14 +40,26 @@ pub struct CommandNotStarted {
 
 impl CommandNotStarted {
     pub fn new(command: &str, error: std::io::Error) -> Self {
-        let code = if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
-        Self { command: command.to_string(), code, error }
+        let code = if error.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        Self {
+            command: command.to_string(),
+            code,
+            error,
+        }
     }
 }
 
 impl std::fmt::Display for CommandNotStarted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.code == 127 { "not found" } else { "cannot be executed" };
+        let what = if self.code == 127 {
+            "not found"
+        } else {
+            "cannot be executed"
+        };
         write!(f, "COMMAND `{}` {what}: {}", self.command, self.error)
     }
 }
@@ -60,11 +72,20 @@ mod tests {
 
     #[test]
     fn a_command_that_cannot_start_exits_as_env_does() {
-        let missing = CommandNotStarted::new("nosuch", std::io::Error::from_raw_os_error(libc::ENOENT));
+        let missing =
+            CommandNotStarted::new("nosuch", std::io::Error::from_raw_os_error(libc::ENOENT));
         assert_eq!(missing.code, 127);
-        assert!(missing.to_string().starts_with("COMMAND `nosuch` not found"));
+        assert!(
+            missing
+                .to_string()
+                .starts_with("COMMAND `nosuch` not found")
+        );
         for errno in [libc::EACCES, libc::ENOEXEC, libc::EISDIR] {
-            assert_eq!(CommandNotStarted::new("x", std::io::Error::from_raw_os_error(errno)).code, 126, "{errno}");
+            assert_eq!(
+                CommandNotStarted::new("x", std::io::Error::from_raw_os_error(errno)).code,
+                126,
+                "{errno}"
+            );
         }
     }
 }

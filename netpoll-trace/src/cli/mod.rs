@@ -31,13 +31,26 @@ pub fn main() -> ExitCode {
         Command::Agent { config, .. } => Some(agent::load_config(config.as_deref())),
         _ => None,
     };
-    let configured = agent_config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|(c, _)| c.log_format);
-    status::init(cli.log_format.map(Into::into).or(configured).unwrap_or_default(), cli.verbose);
+    let configured = agent_config
+        .as_ref()
+        .and_then(|c| c.as_ref().ok())
+        .and_then(|(c, _)| c.log_format);
+    status::init(
+        cli.log_format
+            .map(Into::into)
+            .or(configured)
+            .unwrap_or_default(),
+        cli.verbose,
+    );
     let exit = match run(cli.command, agent_config) {
         Ok(exit) => exit,
         Err(e) => {
             // The crate's name, not this module's path: log shippers key on it.
-            status::line(log::Level::Error, env!("CARGO_CRATE_NAME"), format_args!("{e:#}"));
+            status::line(
+                log::Level::Error,
+                env!("CARGO_CRATE_NAME"),
+                format_args!("{e:#}"),
+            );
             if e.downcast_ref::<Unsupported>().is_some() {
                 Exit::Unsupported
             } else if let Some(c) = e.downcast_ref::<exit::CommandNotStarted>() {
@@ -53,37 +66,80 @@ pub fn main() -> ExitCode {
 /// `--object` and `--attach` checked together; a conflict is a usage error (exit 2).
 fn tracer_choice_or_exit(
     t: args::TracerArgs,
-) -> (crate::kernel::object::ObjectChoice, crate::kernel::attach::AttachChoice) {
+) -> (
+    crate::kernel::object::ObjectChoice,
+    crate::kernel::attach::AttachChoice,
+) {
     args::tracer_choice(t.object, t.attach).unwrap_or_else(|e| {
         use clap::CommandFactory as _;
-        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit()
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, e)
+            .exit()
     })
 }
 
-fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String>)>>) -> Result<Exit> {
+fn run(
+    command: Command,
+    agent_config: Option<Result<(AgentConfig, Option<String>)>>,
+) -> Result<Exit> {
     match command {
-        Command::Check { json, tracer, no_cache } => {
+        Command::Check {
+            json,
+            tracer,
+            no_cache,
+        } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
             kernel::offsets::use_cache(!no_cache);
             check::run(json, object, attach)
         }
-        Command::Agent { config, dry_run, once, journal, sources, tracer, recorder, metrics_addr } => {
+        Command::Agent {
+            config,
+            dry_run,
+            once,
+            journal,
+            sources,
+            tracer,
+            recorder,
+            metrics_addr,
+        } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
-            let OffsetArgs { btf, offsets, no_cache } = sources;
+            let OffsetArgs {
+                btf,
+                offsets,
+                no_cache,
+            } = sources;
             kernel::offsets::use_cache(!no_cache);
-            let (cfg, note) = agent_config.unwrap_or_else(|| agent::load_config(config.as_deref()))?;
+            let (cfg, note) =
+                agent_config.unwrap_or_else(|| agent::load_config(config.as_deref()))?;
             if let Some(n) = note {
                 crate::status!(Info, "{n}");
             }
             let recorder = recorder.over(&cfg);
             let metrics_addr = metrics_addr.or(cfg.metrics_addr);
-            agent::run(agent::AgentArgs { dry_run, once, journal, btf, offsets, attach, object, recorder, metrics_addr }, cfg)
+            agent::run(
+                agent::AgentArgs {
+                    dry_run,
+                    once,
+                    journal,
+                    btf,
+                    offsets,
+                    attach,
+                    object,
+                    recorder,
+                    metrics_addr,
+                },
+                cfg,
+            )
         }
         Command::Offsets { json, sources } => {
             kernel::offsets::use_cache(!sources.no_cache);
             offsets::run(json, sources.btf.as_deref(), sources.offsets.as_deref())
         }
-        Command::Dump { json, pin_dir, from } => dump::run(dump::DumpArgs {
+        Command::Dump {
+            json,
+            pin_dir,
+            from,
+        } => dump::run(dump::DumpArgs {
             json,
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
             from,
@@ -120,26 +176,57 @@ fn run(command: Command, agent_config: Option<Result<(AgentConfig, Option<String
             }
             Ok(Exit::Ok)
         }
-        Command::Receive { listen, json, output, duration, count } => {
-            receive::run(receive::ReceiveArgs { listen, json, output, duration, count })
-        }
+        Command::Receive {
+            listen,
+            json,
+            output,
+            duration,
+            count,
+        } => receive::run(receive::ReceiveArgs {
+            listen,
+            json,
+            output,
+            duration,
+            count,
+        }),
         Command::Patch { dev, module, json } => patch::patch(&dev, module.as_deref(), json),
         Command::Unpatch { dev, force, json } => patch::unpatch(&dev, force, json),
-        Command::Status { json, tracer } => {
+        Command::Status {
+            json,
+            tracer,
+            pin_dir,
+        } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
-            patch::status(json, object, attach)
+            let pin_dir = pin_dir.unwrap_or_else(crate::kernel::recorder::default_dir);
+            patch::status(json, object, attach, &pin_dir)
         }
         Command::SchemaCheck { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-            let counts = schema::check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let counts = schema::check_text(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
-        Command::Watch { json, duration, devices, sources, tracer, slow_poll, slow_send, record, recorder, command } => {
+        Command::Watch {
+            json,
+            duration,
+            devices,
+            sources,
+            tracer,
+            slow_poll,
+            slow_send,
+            record,
+            recorder,
+            command,
+        } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
-            let OffsetArgs { btf, offsets, no_cache } = sources;
+            let OffsetArgs {
+                btf,
+                offsets,
+                no_cache,
+            } = sources;
             kernel::offsets::use_cache(!no_cache);
             watch::run(watch::WatchArgs {
                 json,

@@ -104,15 +104,32 @@ impl Btf {
         ensure!(magic == MAGIC, "not BTF (magic {magic:#06x})");
         let hdr_len = u32_at(&data, 4)? as usize;
         let section = |off: usize, len: usize, what: &str| -> Result<std::ops::Range<usize>> {
-            let start = hdr_len.checked_add(off).with_context(|| format!("BTF {what} section out of bounds"))?;
-            let end = start.checked_add(len).with_context(|| format!("BTF {what} section out of bounds"))?;
+            let start = hdr_len
+                .checked_add(off)
+                .with_context(|| format!("BTF {what} section out of bounds"))?;
+            let end = start
+                .checked_add(len)
+                .with_context(|| format!("BTF {what} section out of bounds"))?;
             ensure!(end <= data.len(), "BTF {what} section out of bounds");
             Ok(start..end)
         };
-        let types = section(u32_at(&data, 8)? as usize, u32_at(&data, 12)? as usize, "type")?;
-        let strings = section(u32_at(&data, 16)? as usize, u32_at(&data, 20)? as usize, "string")?;
+        let types = section(
+            u32_at(&data, 8)? as usize,
+            u32_at(&data, 12)? as usize,
+            "type",
+        )?;
+        let strings = section(
+            u32_at(&data, 16)? as usize,
+            u32_at(&data, 20)? as usize,
+            "string",
+        )?;
         let offsets = index_types(&data[types.clone()])?;
-        Ok(Self { data, types, strings, offsets })
+        Ok(Self {
+            data,
+            types,
+            strings,
+            offsets,
+        })
     }
 
     fn type_bytes(&self) -> &[u8] {
@@ -154,8 +171,17 @@ impl Btf {
             let at = start + 12 * i;
             let word = |o: usize| u32_at(b, at + o).unwrap_or(0);
             let raw = word(8);
-            let (bit_offset, bitfield_size) = if h.kind_flag { (raw & 0x00ff_ffff, raw >> 24) } else { (raw, 0) };
-            Member { name_off: word(0), type_id: word(4), bit_offset, bitfield_size }
+            let (bit_offset, bitfield_size) = if h.kind_flag {
+                (raw & 0x00ff_ffff, raw >> 24)
+            } else {
+                (raw, 0)
+            };
+            Member {
+                name_off: word(0),
+                type_id: word(4),
+                bit_offset,
+                bitfield_size,
+            }
         }))
     }
 
@@ -170,7 +196,9 @@ impl Btf {
     fn struct_by_name(&self, name: &str) -> Option<usize> {
         (1..self.type_count()).find(|&id| {
             self.head(id).is_some_and(|h| {
-                (h.kind == KIND_STRUCT || h.kind == KIND_UNION) && h.vlen > 0 && self.name(h.name_off) == name.as_bytes()
+                (h.kind == KIND_STRUCT || h.kind == KIND_UNION)
+                    && h.vlen > 0
+                    && self.name(h.name_off) == name.as_bytes()
             })
         })
     }
@@ -179,7 +207,13 @@ impl Btf {
     /// (6.12 wraps `priv_flags` in a `struct_group`).
     pub fn member(&self, struct_name: &str, member: &str) -> Option<MemberLocation> {
         let id = self.struct_by_name(struct_name)?;
-        self.find_member(id, member.as_bytes(), 0, 0, &mut std::collections::HashMap::new())
+        self.find_member(
+            id,
+            member.as_bytes(),
+            0,
+            0,
+            &mut std::collections::HashMap::new(),
+        )
     }
 
     /// `searched`: anonymous types already searched, by the shallowest depth they were
@@ -201,7 +235,10 @@ impl Btf {
             if m.name_off != 0 && self.name(m.name_off) == want {
                 // Past u32's bits is a corrupt BTF: not found, rather than a wrapped offset.
                 let bit_offset = base.checked_add(m.bit_offset)?;
-                return Some(MemberLocation { bit_offset, bitfield_size: m.bitfield_size });
+                return Some(MemberLocation {
+                    bit_offset,
+                    bitfield_size: m.bitfield_size,
+                });
             }
         }
         for m in self.members(id)?.filter(|m| m.name_off == 0) {
@@ -210,7 +247,8 @@ impl Btf {
             }
             searched.insert(m.type_id, depth);
             if let Some(base) = base.checked_add(m.bit_offset)
-                && let Some(found) = self.find_member(m.type_id as usize, want, base, depth + 1, searched)
+                && let Some(found) =
+                    self.find_member(m.type_id as usize, want, base, depth + 1, searched)
             {
                 return Some(found);
             }
@@ -220,28 +258,37 @@ impl Btf {
 
     /// The FUNC types: (type id, name offset, prototype id).
     fn funcs(&self) -> impl Iterator<Item = (usize, u32, u32)> + '_ {
-        (1..self.type_count())
-            .filter_map(|id| self.head(id).filter(|h| h.kind == KIND_FUNC).map(|h| (id, h.name_off, h.size_or_type)))
+        (1..self.type_count()).filter_map(|id| {
+            self.head(id)
+                .filter(|h| h.kind == KIND_FUNC)
+                .map(|h| (id, h.name_off, h.size_or_type))
+        })
     }
 
     /// True when the BTF describes a function `name` (the kernel's BTF lists the
     /// functions of its symbol table, so this answers "is it in kallsyms" for vmlinux
     /// functions without reading kallsyms).
     pub fn has_function(&self, name: &str) -> bool {
-        self.funcs().any(|(_, name_off, _)| self.name(name_off) == name.as_bytes())
+        self.funcs()
+            .any(|(_, name_off, _)| self.name(name_off) == name.as_bytes())
     }
 
     /// What `function_index_btf` needs to stand in for this BTF when looking up `names`.
     pub fn function_index(&self, names: &[&str]) -> FunctionIndex {
         let mut funcs: Vec<(String, u32, u32)> = Vec::new();
         for (id, name_off, proto) in self.funcs() {
-            let Ok(name) = std::str::from_utf8(self.name(name_off)) else { continue };
+            let Ok(name) = std::str::from_utf8(self.name(name_off)) else {
+                continue;
+            };
             // The first FUNC of a name, as aya's lookup by name finds it.
             if names.contains(&name) && !funcs.iter().any(|(n, _, _)| n == name) {
                 funcs.push((name.to_string(), id as u32, proto));
             }
         }
-        FunctionIndex { type_count: self.type_count() as u32, funcs }
+        FunctionIndex {
+            type_count: self.type_count() as u32,
+            funcs,
+        }
     }
 
     /// Value of the enum constant `name` in any enum.
@@ -256,7 +303,11 @@ impl Btf {
                     (self.name(u32_at(b, at).ok()?) == name.as_bytes()).then(|| {
                         let raw = u32_at(b, at + 4).unwrap_or(0);
                         // kind_flag set: signed values.
-                        if h.kind_flag { raw as i32 as i64 } else { raw as i64 }
+                        if h.kind_flag {
+                            raw as i32 as i64
+                        } else {
+                            raw as i64
+                        }
                     })
                 }),
                 KIND_ENUM64 => (0..h.vlen).find_map(|i| {
@@ -311,7 +362,13 @@ pub struct FunctionIndex {
 pub fn function_index_btf(index: &FunctionIndex) -> aya::Btf {
     use aya_obj::btf::{BtfType, Func, FuncLinkage};
     let mut btf = aya::Btf::new();
-    let last = index.funcs.iter().map(|(_, id, _)| *id).max().unwrap_or(0).min(index.type_count.saturating_sub(1));
+    let last = index
+        .funcs
+        .iter()
+        .map(|(_, id, _)| *id)
+        .max()
+        .unwrap_or(0)
+        .min(index.type_count.saturating_sub(1));
     for id in 1..=last {
         // The first FUNC of a name is the one aya's lookup finds; later duplicates stay placeholders.
         let t = match index.funcs.iter().find(|(_, fid, _)| *fid == id) {
@@ -346,7 +403,11 @@ pub mod testing {
 
     impl Builder {
         pub fn new() -> Self {
-            Self { types: vec![], strings: vec![0], next_id: 1 }
+            Self {
+                types: vec![],
+                strings: vec![0],
+                next_id: 1,
+            }
         }
         fn str(&mut self, s: &str) -> u32 {
             if s.is_empty() {
@@ -379,7 +440,11 @@ pub mod testing {
             let names: Vec<u32> = members.iter().map(|m| self.str(m.name)).collect();
             let id = self.head(name, if union { 5 } else { 4 }, members.len(), kflag, size);
             for (m, n) in members.iter().zip(names) {
-                let off = if kflag { (m.bitfield_size << 24) | m.bit_offset } else { m.bit_offset };
+                let off = if kflag {
+                    (m.bitfield_size << 24) | m.bit_offset
+                } else {
+                    m.bit_offset
+                };
                 for v in [n, m.type_id, off] {
                     self.types.extend_from_slice(&v.to_le_bytes());
                 }
@@ -414,7 +479,13 @@ pub mod testing {
             out.extend_from_slice(&0xeb9fu16.to_le_bytes());
             out.push(1);
             out.push(0);
-            for v in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+            for v in [
+                24u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             out.extend_from_slice(&self.types);
@@ -437,31 +508,64 @@ mod tests {
             "",
             false,
             8,
-            &[M { name: "priv_flags", type_id: int, bit_offset: 0, bitfield_size: 32 }],
+            &[M {
+                name: "priv_flags",
+                type_id: int,
+                bit_offset: 0,
+                bitfield_size: 32,
+            }],
         );
         let group = b.composite(
             "",
             true,
             8,
-            &[M { name: "", type_id: inner, bit_offset: 0, bitfield_size: 0 }],
+            &[M {
+                name: "",
+                type_id: inner,
+                bit_offset: 0,
+                bitfield_size: 0,
+            }],
         );
         b.composite(
             "net_device",
             false,
             2048,
             &[
-                M { name: "", type_id: group, bit_offset: 0, bitfield_size: 0 },
-                M { name: "netdev_ops", type_id: int, bit_offset: 64, bitfield_size: 0 },
-                M { name: "name", type_id: int, bit_offset: 3 * 64, bitfield_size: 0 },
+                M {
+                    name: "",
+                    type_id: group,
+                    bit_offset: 0,
+                    bitfield_size: 0,
+                },
+                M {
+                    name: "netdev_ops",
+                    type_id: int,
+                    bit_offset: 64,
+                    bitfield_size: 0,
+                },
+                M {
+                    name: "name",
+                    type_id: int,
+                    bit_offset: 3 * 64,
+                    bitfield_size: 0,
+                },
             ],
         );
         let btf = Btf::parse(&b.finish()).unwrap();
         assert_eq!(
             btf.member("net_device", "priv_flags"),
-            Some(MemberLocation { bit_offset: 0, bitfield_size: 32 })
+            Some(MemberLocation {
+                bit_offset: 0,
+                bitfield_size: 32
+            })
         );
         assert_eq!(btf.member("net_device", "name").unwrap().byte_offset(), 24);
-        assert_eq!(btf.member("net_device", "netdev_ops").unwrap().byte_offset(), 8);
+        assert_eq!(
+            btf.member("net_device", "netdev_ops")
+                .unwrap()
+                .byte_offset(),
+            8
+        );
         assert_eq!(btf.member("net_device", "nope"), None);
         assert_eq!(btf.member("no_such_struct", "name"), None);
     }
@@ -469,7 +573,10 @@ mod tests {
     #[test]
     fn reads_enum_and_enum64_constants() {
         let mut b = Builder::new();
-        b.enum32("netdev_priv_flags", &[("IFF_802_1Q_VLAN", 1), ("IFF_DISABLE_NETPOLL", 1 << 12)]);
+        b.enum32(
+            "netdev_priv_flags",
+            &[("IFF_802_1Q_VLAN", 1), ("IFF_DISABLE_NETPOLL", 1 << 12)],
+        );
         b.enum64("other", &[("BIG", 1 << 40)]);
         let btf = Btf::parse(&b.finish()).unwrap();
         assert_eq!(btf.enum_value("IFF_DISABLE_NETPOLL"), Some(4096));
@@ -494,7 +601,17 @@ mod tests {
     fn function_index_btf_keeps_type_ids() {
         let mut b = Builder::new();
         let int = b.int("int", 4);
-        b.composite("net_device", false, 8, &[M { name: "name", type_id: int, bit_offset: 0, bitfield_size: 0 }]);
+        b.composite(
+            "net_device",
+            false,
+            8,
+            &[M {
+                name: "name",
+                type_id: int,
+                bit_offset: 0,
+                bitfield_size: 0,
+            }],
+        );
         let f1 = b.func("netpoll_setup", int);
         b.enum32("e", &[("A", 1)]);
         let f2 = b.func("__netpoll_setup", int);
@@ -505,11 +622,18 @@ mod tests {
         assert_eq!(index.type_count, 8);
         assert_eq!(
             index.funcs,
-            vec![("netpoll_setup".to_string(), f1, int), ("__netpoll_setup".to_string(), f2, int)]
+            vec![
+                ("netpoll_setup".to_string(), f1, int),
+                ("__netpoll_setup".to_string(), f2, int)
+            ]
         );
         // Same ids, found by aya's own lookup by name.
         let small = function_index_btf(&index);
-        let id_of = |n: &str| small.id_by_type_name_kind(n, aya_obj::btf::BtfKind::Func).ok();
+        let id_of = |n: &str| {
+            small
+                .id_by_type_name_kind(n, aya_obj::btf::BtfKind::Func)
+                .ok()
+        };
         assert_eq!(id_of("netpoll_setup"), Some(f1));
         assert_eq!(id_of("__netpoll_setup"), Some(f2));
         assert_eq!(id_of("other"), None);
@@ -521,8 +645,28 @@ mod tests {
     fn a_member_offset_past_u32_is_not_found_not_a_panic() {
         let mut b = Builder::new();
         let int = b.int("int", 4);
-        let inner = b.composite("", false, 8, &[M { name: "ifindex", type_id: int, bit_offset: 64, bitfield_size: 0 }]);
-        b.composite("net_device", false, 8, &[M { name: "", type_id: inner, bit_offset: u32::MAX - 8, bitfield_size: 0 }]);
+        let inner = b.composite(
+            "",
+            false,
+            8,
+            &[M {
+                name: "ifindex",
+                type_id: int,
+                bit_offset: 64,
+                bitfield_size: 0,
+            }],
+        );
+        b.composite(
+            "net_device",
+            false,
+            8,
+            &[M {
+                name: "",
+                type_id: inner,
+                bit_offset: u32::MAX - 8,
+                bitfield_size: 0,
+            }],
+        );
         let btf = Btf::parse(&b.finish()).unwrap();
         assert_eq!(btf.member("net_device", "ifindex"), None);
     }
@@ -535,12 +679,23 @@ mod tests {
         let mut b = Builder::new();
         let int = b.int("int", 4);
         let me = int + 1;
-        let anon: Vec<M> = (0..12).map(|i| M { name: "", type_id: me, bit_offset: i * 32, bitfield_size: 0 }).collect();
+        let anon: Vec<M> = (0..12)
+            .map(|i| M {
+                name: "",
+                type_id: me,
+                bit_offset: i * 32,
+                bitfield_size: 0,
+            })
+            .collect();
         assert_eq!(b.composite("net_device", false, 64, &anon), me);
         let btf = Btf::parse(&b.finish()).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(btf.member("net_device", "ifindex")).unwrap());
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(None), "the lookup did not finish in 5 s");
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(5)),
+            Ok(None),
+            "the lookup did not finish in 5 s"
+        );
     }
 
     /// A kind we do not know has trailing data of unknown length: refused, not skipped
@@ -548,7 +703,17 @@ mod tests {
     #[test]
     fn unknown_kinds_are_refused_and_dangling_members_not_followed() {
         let mut b = Builder::new();
-        b.composite("net_device", false, 8, &[M { name: "", type_id: 999, bit_offset: 0, bitfield_size: 0 }]);
+        b.composite(
+            "net_device",
+            false,
+            8,
+            &[M {
+                name: "",
+                type_id: 999,
+                bit_offset: 0,
+                bitfield_size: 0,
+            }],
+        );
         let btf = Btf::parse(&b.finish()).unwrap();
         assert_eq!(btf.member("net_device", "ifindex"), None);
         let mut blob = Builder::new();

@@ -56,7 +56,11 @@ pub fn driver_info(dev: &str) -> Option<(String, Option<String>)> {
         eedump_len: 0,
         regdump_len: 0,
     };
-    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut info, _pad: [0; 16] };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut info,
+        _pad: [0; 16],
+    };
     req.name[..dev.len()].copy_from_slice(dev.as_bytes());
     // SAFETY: a plain socket for the ioctl, closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };

@@ -7,13 +7,19 @@ use std::{path::PathBuf, sync::OnceLock};
 pub fn release() -> Option<&'static str> {
     static RELEASE: OnceLock<Option<String>> = OnceLock::new();
     RELEASE
-        .get_or_init(|| std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()))
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .as_deref()
 }
 
 /// A file's content without surrounding whitespace.
 pub fn read_trim(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Network interfaces that exist now, sorted, and each enslaved one's master (bond,
@@ -21,7 +27,9 @@ pub fn read_trim(path: &str) -> Option<String> {
 pub fn interfaces() -> (Vec<String>, Vec<(String, String)>) {
     let mut names = Vec::new();
     let mut masters = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return (names, masters) };
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return (names, masters);
+    };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Ok(master) = std::fs::read_link(entry.path().join("master"))
@@ -46,7 +54,9 @@ pub fn sysfs_driver(dev: &str) -> Option<String> {
         return target.file_name().map(|n| n.to_string_lossy().into_owned());
     }
     let uevent = std::fs::read_to_string(base.join("uevent")).ok()?;
-    uevent.lines().find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
+    uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_string))
 }
 
 /// The effective user id.

@@ -43,7 +43,10 @@ pub fn present(text: impl BufRead, names: &[&str]) -> Vec<bool> {
 }
 
 fn open() -> std::io::Result<std::io::BufReader<std::fs::File>> {
-    Ok(std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open("/proc/kallsyms")?))
+    Ok(std::io::BufReader::with_capacity(
+        64 * 1024,
+        std::fs::File::open("/proc/kallsyms")?,
+    ))
 }
 
 /// Which of `names` the running kernel has (read as a stream: nothing of it is kept).
@@ -70,11 +73,18 @@ impl Kallsyms {
             if !kind.chars().next().is_some_and(&keep) {
                 continue;
             }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
-            let (Ok(name_off), Ok(name_len)) = (u32::try_from(ks.names.len()), u16::try_from(name.len())) else {
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
                 continue;
             };
-            let module = match parts.next().map(|m| m.trim_start_matches('[').trim_end_matches(']')) {
+            let (Ok(name_off), Ok(name_len)) =
+                (u32::try_from(ks.names.len()), u16::try_from(name.len()))
+            else {
+                continue;
+            };
+            let module = match parts
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']'))
+            {
                 None => 0,
                 // Symbols of one module are listed together: the last one is the usual hit.
                 Some(m) => match ks.modules.iter().rposition(|known| known == m) {
@@ -85,9 +95,16 @@ impl Kallsyms {
                     }
                 },
             };
-            let Ok(module) = u16::try_from(module) else { continue };
+            let Ok(module) = u16::try_from(module) else {
+                continue;
+            };
             ks.names.push_str(name);
-            all.push(Sym { addr, name_off, name_len, module });
+            all.push(Sym {
+                addr,
+                name_off,
+                name_len,
+                module,
+            });
         }
         ks.names.shrink_to_fit();
         ks.by_addr = all.iter().copied().filter(|s| s.addr != 0).collect();
@@ -105,7 +122,10 @@ impl Kallsyms {
     }
 
     fn module(&self, s: &Sym) -> Option<&str> {
-        s.module.checked_sub(1).and_then(|i| self.modules.get(i as usize)).map(String::as_str)
+        s.module
+            .checked_sub(1)
+            .and_then(|i| self.modules.get(i as usize))
+            .map(String::as_str)
     }
 
     pub fn read() -> std::io::Result<Self> {
@@ -115,11 +135,15 @@ impl Kallsyms {
     /// Data objects only (an ops table is read-only or initialised data): what the
     /// long-running enrichment needs, at a fraction of the memory.
     pub fn read_data() -> std::io::Result<Self> {
-        Ok(Self::parse_kinds(open()?, |k| matches!(k, 'r' | 'R' | 'd' | 'D')))
+        Ok(Self::parse_kinds(open()?, |k| {
+            matches!(k, 'r' | 'R' | 'd' | 'D')
+        }))
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.by_name.binary_search_by(|s| self.name(s).cmp(name)).is_ok()
+        self.by_name
+            .binary_search_by(|s| self.name(s).cmp(name))
+            .is_ok()
     }
 
     /// True when addresses are visible (root with kptr_restrict permitting).
@@ -154,14 +178,23 @@ ffffffffc0123000 r virtnet_netdev\t[virtio_net]
         assert!(ks.contains("__netpoll_setup"));
         assert!(ks.contains("hidden_symbol"));
         assert!(!ks.contains("netpoll_poll_dev"));
-        assert_eq!(ks.symbol_at(0xffffffffc0123000), Some(("virtnet_netdev", Some("virtio_net"))));
-        assert_eq!(ks.symbol_at(0xffffffff81a00000), Some(("netpoll_setup", None)));
+        assert_eq!(
+            ks.symbol_at(0xffffffffc0123000),
+            Some(("virtnet_netdev", Some("virtio_net")))
+        );
+        assert_eq!(
+            ks.symbol_at(0xffffffff81a00000),
+            Some(("netpoll_setup", None))
+        );
         assert_eq!(ks.symbol_at(0xffffffffc0123008), None);
         assert!(ks.has_addresses());
         assert!(!Kallsyms::parse("0000000000000000 T foo\n").has_addresses());
         let data = Kallsyms::parse_kinds(SAMPLE.as_bytes(), |k| matches!(k, 'r' | 'R' | 'd' | 'D'));
         assert!(data.contains("virtnet_netdev") && !data.contains("netpoll_setup"));
-        assert_eq!(present(SAMPLE.as_bytes(), &["__netpoll_setup", "netpoll_poll_dev"]), [true, false]);
+        assert_eq!(
+            present(SAMPLE.as_bytes(), &["__netpoll_setup", "netpoll_poll_dev"]),
+            [true, false]
+        );
     }
 
     #[test]
@@ -170,9 +203,18 @@ ffffffffc0123000 r virtnet_netdev\t[virtio_net]
             "ffffffffc0001000 r a_ops\t[m1]\nffffffffc0001000 r alias_ops\t[m1]\n\
              ffffffffc0002000 d b_ops\t[m2]\nffffffffc0003000 d c_ops\t[m1]\n0000000000000000 T a_ops\n",
         );
-        assert_eq!(ks.symbol_at(0xffffffffc0001000), Some(("a_ops", Some("m1"))));
-        assert_eq!(ks.symbol_at(0xffffffffc0003000), Some(("c_ops", Some("m1"))));
-        assert_eq!(ks.symbol_at(0xffffffffc0002000), Some(("b_ops", Some("m2"))));
+        assert_eq!(
+            ks.symbol_at(0xffffffffc0001000),
+            Some(("a_ops", Some("m1")))
+        );
+        assert_eq!(
+            ks.symbol_at(0xffffffffc0003000),
+            Some(("c_ops", Some("m1")))
+        );
+        assert_eq!(
+            ks.symbol_at(0xffffffffc0002000),
+            Some(("b_ops", Some("m2")))
+        );
         assert_eq!(ks.modules.len(), 2);
         assert!(ks.contains("a_ops") && ks.contains("alias_ops") && !ks.contains("d_ops"));
     }

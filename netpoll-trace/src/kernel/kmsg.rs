@@ -24,7 +24,13 @@ impl KmsgReader {
     pub fn open() -> Result<Self, String> {
         let reader = Self::open_from_start()?;
         // SAFETY: lseek on an fd we own; SEEK_END on /dev/kmsg skips old records.
-        unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&reader.file), 0, libc::SEEK_END) };
+        unsafe {
+            libc::lseek(
+                std::os::fd::AsRawFd::as_raw_fd(&reader.file),
+                0,
+                libc::SEEK_END,
+            )
+        };
         Ok(reader)
     }
 
@@ -64,7 +70,9 @@ mod tests {
     #[test]
     fn parses_kmsg_records() {
         assert_eq!(
-            parse_record("3,1234,5678901,-;netpoll: netconsole: ens5 doesn't support polling, aborting\n SUBSYSTEM=net\n"),
+            parse_record(
+                "3,1234,5678901,-;netpoll: netconsole: ens5 doesn't support polling, aborting\n SUBSYSTEM=net\n"
+            ),
             Some("netpoll: netconsole: ens5 doesn't support polling, aborting")
         );
         assert_eq!(parse_record("garbage"), None);

@@ -15,8 +15,10 @@ use netpoll_trace_common::{Config, maps};
 use super::{clock, profile::stage, recorder};
 
 /// The programs, built by build.rs from netpoll-trace-ebpf.
-static MODERN_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
-static LEGACY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf-legacy"));
+static MODERN_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
+static LEGACY_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf-legacy"));
 
 /// Which of the two embedded objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +139,8 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     // Not required: the legacy object has no globals at all.
     loader.override_global("AYA_LOG_LEVEL", &level, false);
     if let Some(r) = recorder {
-        std::fs::create_dir_all(&r.dir).with_context(|| format!("creating pin directory {}", r.dir.display()))?;
+        std::fs::create_dir_all(&r.dir)
+            .with_context(|| format!("creating pin directory {}", r.dir.display()))?;
         // aya opens a map already pinned at its path and pins a new one otherwise.
         for m in &recorder::MAPS {
             loader.map_pin_path(m.name, r.dir.join(m.name));
@@ -153,7 +156,9 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
         })
     })?;
     if let Some(r) = recorder {
-        let meta = ebpf.map_mut(maps::META).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::META))?;
+        let meta = ebpf
+            .map_mut(maps::META)
+            .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::META))?;
         recorder::init_meta(meta, r.ring_size, clock::monotonic_ns())?;
     }
     stage(&format!("{kind} object loaded"));
@@ -163,9 +168,11 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
 /// Writes this kernel's struct layout for the programs (before any of them is attached).
 pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
     let mut cfg: Array<_, Config> = Array::try_from(
-        ebpf.map_mut(maps::CONFIG).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
+        ebpf.map_mut(maps::CONFIG)
+            .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
     )?;
-    cfg.set(0, config, 0).context("writing struct offsets to the CONFIG map")
+    cfg.set(0, config, 0)
+        .context("writing struct offsets to the CONFIG map")
 }
 
 #[cfg(test)]
@@ -178,18 +185,28 @@ mod tests {
     #[test]
     fn the_object_defines_exactly_the_named_maps() {
         for kind in ObjectKind::ALL {
-            let obj = aya_obj::Object::parse(kind.bytes()).unwrap_or_else(|e| panic!("the {kind} object parses: {e}"));
+            let obj = aya_obj::Object::parse(kind.bytes())
+                .unwrap_or_else(|e| panic!("the {kind} object parses: {e}"));
             let all: Vec<&str> = obj.maps.keys().map(String::as_str).collect();
-            let mut ours: Vec<&str> =
-                all.iter().copied().filter(|n| !n.starts_with('.') && !n.starts_with("AYA_")).collect();
+            let mut ours: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|n| !n.starts_with('.') && !n.starts_with("AYA_"))
+                .collect();
             ours.sort();
             let mut named = maps::ALL.to_vec();
             named.sort();
             assert_eq!(ours, named, "{kind} object");
             // The legacy object must have neither aya-log's map nor global data (4.14
             // has no ring buffer and no global data): the loader relies on it.
-            let extra = all.iter().any(|n| n.starts_with('.') || n.starts_with("AYA_"));
-            assert_eq!(extra, kind.has_log(), "{kind} object's aya-log and data maps: {all:?}");
+            let extra = all
+                .iter()
+                .any(|n| n.starts_with('.') || n.starts_with("AYA_"));
+            assert_eq!(
+                extra,
+                kind.has_log(),
+                "{kind} object's aya-log and data maps: {all:?}"
+            );
         }
     }
 
@@ -203,8 +220,17 @@ mod tests {
             let obj = aya_obj::Object::parse(kind.bytes()).unwrap();
             let has = |p: &str| obj.programs.contains_key(p);
             for t in &TARGETS {
-                assert!(has(t.kprobe.0) && t.kprobe.1.is_none_or(has), "{kind} lacks {:?}", t.kprobe);
-                assert_eq!(has(t.fentry.0) && t.fentry.1.is_none_or(has), kind.has_fentry(), "{kind} and {:?}", t.fentry);
+                assert!(
+                    has(t.kprobe.0) && t.kprobe.1.is_none_or(has),
+                    "{kind} lacks {:?}",
+                    t.kprobe
+                );
+                assert_eq!(
+                    has(t.fentry.0) && t.fentry.1.is_none_or(has),
+                    kind.has_fentry(),
+                    "{kind} and {:?}",
+                    t.fentry
+                );
             }
         }
     }

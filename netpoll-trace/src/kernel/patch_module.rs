@@ -30,7 +30,11 @@ pub struct Patched {
 impl Patched {
     /// "virtnet_netdev [virtio_net]", as kallsyms shows a module's symbol.
     pub fn ops(&self) -> String {
-        if self.owner == "vmlinux" { self.orig_ops.clone() } else { format!("{} [{}]", self.orig_ops, self.owner) }
+        if self.owner == "vmlinux" {
+            self.orig_ops.clone()
+        } else {
+            format!("{} [{}]", self.orig_ops, self.owner)
+        }
     }
 }
 
@@ -40,10 +44,15 @@ pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut words = line.split_whitespace();
-        let dev = words.next().ok_or_else(|| anyhow!("empty state line"))?.to_string();
+        let dev = words
+            .next()
+            .ok_or_else(|| anyhow!("empty state line"))?
+            .to_string();
         let (mut ifindex, mut orig, mut owner) = (None, None, None);
         for w in words {
-            let (k, v) = w.split_once('=').ok_or_else(|| anyhow!("state word `{w}` is not key=value"))?;
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| anyhow!("state word `{w}` is not key=value"))?;
             match k {
                 "ifindex" => ifindex = v.parse().ok(),
                 "orig_ops" => orig = Some(v.to_string()),
@@ -52,7 +61,12 @@ pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
             }
         }
         match (ifindex, orig, owner) {
-            (Some(ifindex), Some(orig_ops), Some(owner)) => out.push(Patched { dev, ifindex, orig_ops, owner }),
+            (Some(ifindex), Some(orig_ops), Some(owner)) => out.push(Patched {
+                dev,
+                ifindex,
+                orig_ops,
+                owner,
+            }),
             _ => bail!("state line `{line}` lacks ifindex, orig_ops or owner"),
         }
     }
@@ -65,9 +79,13 @@ pub fn check_dev_name(dev: &str) -> Result<()> {
         && dev.len() < 16
         && dev != "."
         && dev != ".."
-        && !dev.chars().any(|c| c == '/' || c == ':' || c == ',' || c.is_whitespace());
+        && !dev
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == ',' || c.is_whitespace());
     if !ok {
-        bail!("`{dev}` is not a valid interface name (1-15 characters, no '/', ':', ',' or spaces)");
+        bail!(
+            "`{dev}` is not a valid interface name (1-15 characters, no '/', ':', ',' or spaces)"
+        );
     }
     Ok(())
 }
@@ -86,7 +104,9 @@ pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
         libc::EBUSY if op == Op::Unpatch => format!(
             "{dev}: netpoll is attached (netconsole?) and needs the poll controller on this kernel; detach it first (rmmod netconsole, or disable its target): still patched"
         ),
-        libc::ESTALE => format!("{dev}: someone else replaced its ops meanwhile; left untouched, still patched"),
+        libc::ESTALE => {
+            format!("{dev}: someone else replaced its ops meanwhile; left untouched, still patched")
+        }
         libc::ENODEV => format!("{dev}: no such device (in the initial network namespace)"),
         libc::EALREADY => format!("{dev} is already patched"),
         libc::EOPNOTSUPP => format!(
@@ -97,7 +117,10 @@ pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
         libc::EBUSY => format!("{dev}: its driver module is unloading; left untouched"),
         libc::ENOMEM => format!("{dev}: the kernel is out of memory"),
         libc::EINVAL => format!("{dev}: the module rejected the name"),
-        other => format!("{dev}: refused: {}", std::io::Error::from_raw_os_error(other)),
+        other => format!(
+            "{dev}: refused: {}",
+            std::io::Error::from_raw_os_error(other)
+        ),
     }
 }
 
@@ -112,9 +135,9 @@ pub fn untrusted(kind: Kind, uid: u32, mode: u32) -> Option<String> {
     let writable = perm & 0o022 != 0;
     match kind {
         Kind::File if writable => Some(format!("writable by group or others (mode {perm:o})")),
-        Kind::Dir if writable && perm & 0o1000 == 0 => {
-            Some(format!("a directory writable by group or others (mode {perm:o}), so its entries can be swapped"))
-        }
+        Kind::Dir if writable && perm & 0o1000 == 0 => Some(format!(
+            "a directory writable by group or others (mode {perm:o}), so its entries can be swapped"
+        )),
         Kind::Other => Some("not a regular file".to_string()),
         _ => None,
     }
@@ -136,9 +159,17 @@ pub struct ModuleFile {
     path: PathBuf,
 }
 
-fn openat(dir: Option<&std::fs::File>, name: &std::ffi::OsStr, flags: i32) -> std::io::Result<std::fs::File> {
-    use std::os::{fd::{AsRawFd as _, FromRawFd as _}, unix::ffi::OsStrExt as _};
-    let c = CString::new(name.as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+fn openat(
+    dir: Option<&std::fs::File>,
+    name: &std::ffi::OsStr,
+    flags: i32,
+) -> std::io::Result<std::fs::File> {
+    use std::os::{
+        fd::{AsRawFd as _, FromRawFd as _},
+        unix::ffi::OsStrExt as _,
+    };
+    let c = CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     // SAFETY: a valid directory fd (or AT_FDCWD) and a NUL-terminated name.
     let fd = unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_CLOEXEC) };
@@ -153,13 +184,22 @@ impl ModuleFile {
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
         let refuse = |what: &Path, why: String| {
-            anyhow!("refusing module file {shown}: {} is {why} (fix its owner or mode if you trust it)", what.display())
+            anyhow!(
+                "refusing module file {shown}: {} is {why} (fix its owner or mode if you trust it)",
+                what.display()
+            )
         };
-        let name = path.file_name().ok_or_else(|| anyhow!("module file {shown}: not a file name"))?;
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("module file {shown}: not a file name"))?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         // Symbolic links among the directories are resolved once (/lib -> usr/lib), then
         // every directory of the real path is opened without following links and checked.
-        let real = std::fs::canonicalize(parent).map_err(|e| anyhow!("module file {shown}: {}: {e}", parent.display()))?;
+        let real = std::fs::canonicalize(parent)
+            .map_err(|e| anyhow!("module file {shown}: {}: {e}", parent.display()))?;
         let mut dir: Option<std::fs::File> = None;
         let mut walked = PathBuf::from("/");
         for c in real.components() {
@@ -168,25 +208,40 @@ impl ModuleFile {
                 walked.push(part);
             }
             let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-            let d = openat(dir.as_ref(), part, flags).map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
-            let m = d.metadata().map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
+            let d = openat(dir.as_ref(), part, flags)
+                .map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
+            let m = d
+                .metadata()
+                .map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
             if let Some(why) = untrusted(Kind::Dir, m.uid(), m.mode()) {
                 return Err(refuse(&walked, why));
             }
             dir = Some(d);
         }
-        let file = openat(dir.as_ref(), name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::ELOOP) => anyhow!("refusing module file {shown}: it is a symbolic link; pass the file it points to"),
-                _ => anyhow!("module file {shown}: {e}"),
-            }
+        let file = openat(
+            dir.as_ref(),
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow!(
+                "refusing module file {shown}: it is a symbolic link; pass the file it points to"
+            ),
+            _ => anyhow!("module file {shown}: {e}"),
         })?;
-        let m = file.metadata().map_err(|e| anyhow!("module file {shown}: {e}"))?;
+        let m = file
+            .metadata()
+            .map_err(|e| anyhow!("module file {shown}: {e}"))?;
         let kind = if m.is_file() { Kind::File } else { Kind::Other };
         if let Some(why) = untrusted(kind, m.uid(), m.mode()) {
-            return Err(anyhow!("refusing module file {shown}: {why} (fix its owner or mode if you trust it)"));
+            return Err(anyhow!(
+                "refusing module file {shown}: {why} (fix its owner or mode if you trust it)"
+            ));
         }
-        Ok(Self { file, path: path.to_path_buf() })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The (device, inode) of the opened file.
@@ -223,7 +278,10 @@ fn default_module_paths() -> Vec<PathBuf> {
         PathBuf::from(format!("/lib/modules/{release}/extra/netpoll_patch.ko")),
         PathBuf::from("/usr/lib/netpoll-trace/netpoll_patch.ko"),
     ];
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         paths.push(dir.join("netpoll_patch.ko"));
     }
     paths
@@ -245,19 +303,33 @@ fn find_module(explicit: Option<&Path>) -> Result<PathBuf> {
 
 fn finit_module(module: &ModuleFile, params: &str) -> std::io::Result<()> {
     let file = &module.file;
-    let params = CString::new(params).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let params =
+        CString::new(params).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid fd and NUL-terminated string; flags 0.
     let rc = unsafe {
-        libc::syscall(libc::SYS_finit_module, std::os::fd::AsRawFd::as_raw_fd(file), params.as_ptr(), 0)
+        libc::syscall(
+            libc::SYS_finit_module,
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            params.as_ptr(),
+            0,
+        )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn delete_module(name: &str) -> std::io::Result<()> {
     let name = CString::new(name).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a NUL-terminated name; O_NONBLOCK fails instead of waiting on users.
     let rc = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn write_param(param: &str, value: &str) -> std::io::Result<()> {
@@ -269,7 +341,8 @@ fn write_param(param: &str, value: &str) -> std::io::Result<()> {
 pub fn patch(dev: &str, module: Option<&Path>) -> Result<Patched> {
     check_dev_name(dev)?;
     if loaded() {
-        write_param("patch", dev).map_err(|e| anyhow!(refusal(Op::Patch, dev, e.raw_os_error().unwrap_or(0))))?;
+        write_param("patch", dev)
+            .map_err(|e| anyhow!(refusal(Op::Patch, dev, e.raw_os_error().unwrap_or(0))))?;
     } else {
         let module = ModuleFile::open(&find_module(module)?)?;
         let path = module.path();
@@ -307,7 +380,8 @@ pub fn unpatch(dev: &str, force: bool) -> Result<(Patched, bool)> {
         .into_iter()
         .find(|p| p.dev == dev)
         .ok_or_else(|| anyhow!(refusal(Op::Unpatch, dev, libc::ENOENT)))?;
-    write_param(if force { "unpatch_force" } else { "unpatch" }, dev).map_err(|e| anyhow!(refusal(Op::Unpatch, dev, e.raw_os_error().unwrap_or(0))))?;
+    write_param(if force { "unpatch_force" } else { "unpatch" }, dev)
+        .map_err(|e| anyhow!(refusal(Op::Unpatch, dev, e.raw_os_error().unwrap_or(0))))?;
     // The module holds a reference on itself while anything is patched, so an unload
     // racing another process's patch is refused by the kernel, not by this check.
     let unloaded = read_state()?.is_empty()
@@ -321,7 +395,11 @@ pub fn unpatch(dev: &str, force: bool) -> Result<(Patched, bool)> {
 
 /// The patched devices; empty when the module is not loaded.
 pub fn status() -> Result<Vec<Patched>> {
-    if !loaded() { Ok(Vec::new()) } else { read_state() }
+    if !loaded() {
+        Ok(Vec::new())
+    } else {
+        read_state()
+    }
 }
 
 #[cfg(test)]
@@ -355,7 +433,9 @@ mod tests {
     #[test]
     fn refusals_say_why() {
         assert!(refusal(Op::Patch, "nk0", libc::EOPNOTSUPP).contains("IFF_DISABLE_NETPOLL"));
-        assert!(refusal(Op::Patch, "e0", libc::EEXIST).contains("already has an ndo_poll_controller"));
+        assert!(
+            refusal(Op::Patch, "e0", libc::EEXIST).contains("already has an ndo_poll_controller")
+        );
         assert!(refusal(Op::Patch, "x", libc::ENODEV).contains("no such device"));
         // EBUSY means netpoll is attached when unpatching, the owner unloading when patching.
         assert!(refusal(Op::Unpatch, "eth0", libc::EBUSY).contains("netpoll is attached"));
@@ -369,12 +449,36 @@ mod tests {
         assert_eq!(untrusted(Kind::Dir, 0, 0o40755), None);
         // /tmp: others may write, but the sticky bit keeps root's entries root's.
         assert_eq!(untrusted(Kind::Dir, 0, 0o41777), None);
-        assert!(untrusted(Kind::File, 1000, 0o100644).unwrap().contains("uid 1000, not root"));
-        assert!(untrusted(Kind::File, 0, 0o100664).unwrap().contains("writable by group or others (mode 664)"));
-        assert!(untrusted(Kind::File, 0, 0o100646).unwrap().contains("writable by group or others"));
-        assert!(untrusted(Kind::Dir, 0, 0o40775).unwrap().contains("directory writable by group or others"));
-        assert!(untrusted(Kind::Dir, 1000, 0o40755).unwrap().contains("not root"));
-        assert!(untrusted(Kind::Other, 0, 0o10644).unwrap().contains("not a regular file"));
+        assert!(
+            untrusted(Kind::File, 1000, 0o100644)
+                .unwrap()
+                .contains("uid 1000, not root")
+        );
+        assert!(
+            untrusted(Kind::File, 0, 0o100664)
+                .unwrap()
+                .contains("writable by group or others (mode 664)")
+        );
+        assert!(
+            untrusted(Kind::File, 0, 0o100646)
+                .unwrap()
+                .contains("writable by group or others")
+        );
+        assert!(
+            untrusted(Kind::Dir, 0, 0o40775)
+                .unwrap()
+                .contains("directory writable by group or others")
+        );
+        assert!(
+            untrusted(Kind::Dir, 1000, 0o40755)
+                .unwrap()
+                .contains("not root")
+        );
+        assert!(
+            untrusted(Kind::Other, 0, 0o10644)
+                .unwrap()
+                .contains("not a regular file")
+        );
     }
 
     /// A scratch directory under /tmp (root's, sticky) for module files.
@@ -401,7 +505,10 @@ mod tests {
     }
 
     fn refusal_of(path: &Path) -> String {
-        ModuleFile::open(path).err().map(|e| e.to_string()).unwrap_or_else(|| "accepted".into())
+        ModuleFile::open(path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted".into())
     }
 
     #[test]
@@ -411,10 +518,18 @@ mod tests {
         let writable = module(&dir, "w.ko", 0o666, b"elf");
         if root() {
             assert!(ModuleFile::open(&good).is_ok(), "{}", refusal_of(&good));
-            assert!(refusal_of(&writable).contains("writable by group or others"), "{}", refusal_of(&writable));
+            assert!(
+                refusal_of(&writable).contains("writable by group or others"),
+                "{}",
+                refusal_of(&writable)
+            );
         } else {
             // Not root: the scratch directory is ours, which is exactly what is refused.
-            assert!(refusal_of(&good).contains("not root"), "{}", refusal_of(&good));
+            assert!(
+                refusal_of(&good).contains("not root"),
+                "{}",
+                refusal_of(&good)
+            );
         }
         assert!(refusal_of(&dir.join("missing.ko")).contains("No such file"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -427,7 +542,10 @@ mod tests {
         let link = dir.join("link.ko");
         std::os::unix::fs::symlink(&good, &link).unwrap();
         let e = refusal_of(&link);
-        assert!(e.contains(if root() { "symbolic link" } else { "not root" }), "{e}");
+        assert!(
+            e.contains(if root() { "symbolic link" } else { "not root" }),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -441,7 +559,13 @@ mod tests {
         let f = module(&sub, "m.ko", 0o644, b"elf");
         let e = refusal_of(&f);
         if root() {
-            assert!(e.contains(&format!("{} is a directory writable by group or others", sub.display())), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "{} is a directory writable by group or others",
+                    sub.display()
+                )),
+                "{e}"
+            );
         } else {
             assert!(e.contains("not root"), "{e}");
         }

@@ -21,5 +21,8 @@ pub fn read(map: &Map) -> Result<Vec<Vec<PollStats>>> {
 
 /// The statistics of a loaded object.
 pub fn read_loaded(ebpf: &Ebpf) -> Result<Vec<Vec<PollStats>>> {
-    read(ebpf.map(maps::POLL_STATS).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::POLL_STATS))?)
+    read(
+        ebpf.map(maps::POLL_STATS)
+            .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::POLL_STATS))?,
+    )
 }

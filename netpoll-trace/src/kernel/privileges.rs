@@ -23,7 +23,10 @@ pub fn name(cap: u32) -> &'static str {
 
 /// The highest capability this kernel knows.
 pub fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }
 
 /// Whether this kernel has CAP_BPF (5.8+); before it, bpf() on a map needs CAP_SYS_ADMIN.
@@ -66,11 +69,24 @@ impl CapSets {
     /// This thread's sets.
     #[cfg(test)]
     fn current() -> std::io::Result<Self> {
-        let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
         let mut data = [CapData::default(); 2];
         // SAFETY: header and room for two data words, as capget(2) version 3 requires.
-        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
-        if rc == 0 { Ok(Self(data)) } else { Err(std::io::Error::last_os_error()) }
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut CapHeader,
+                data.as_mut_ptr(),
+            )
+        };
+        if rc == 0 {
+            Ok(Self(data))
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
 
     /// These sets without `cap` in effective, permitted or inheritable.
@@ -85,10 +101,23 @@ impl CapSets {
 
     /// Sets this thread's sets (async-signal-safe: one system call).
     fn apply(&self) -> std::io::Result<()> {
-        let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
         // SAFETY: header and two data words, as capset(2) version 3 requires.
-        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, self.0.as_ptr()) };
-        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                self.0.as_ptr(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
 }
 
@@ -114,7 +143,9 @@ pub fn keep_only(keep: &[u32]) -> Result<()> {
             _ => bail!("dropping capability {cap} from the bounding set: {e}"),
         }
     }
-    CapSets::only(keep).apply().map_err(|e| anyhow!("capset (keeping only the needed capabilities): {e}"))
+    CapSets::only(keep)
+        .apply()
+        .map_err(|e| anyhow!("capset (keeping only the needed capabilities): {e}"))
 }
 
 /// Capabilities are per thread: a thread that existed before the drop keeps what it
@@ -122,9 +153,13 @@ pub fn keep_only(keep: &[u32]) -> Result<()> {
 /// permitted and bounding), naming the first one that does not.
 pub fn all_threads_within(keep: &[u32]) -> Result<()> {
     let allowed = keep.iter().fold(0u64, |m, &c| m | 1u64 << c);
-    for task in std::fs::read_dir("/proc/self/task").map_err(|e| anyhow!("reading /proc/self/task: {e}"))? {
+    for task in
+        std::fs::read_dir("/proc/self/task").map_err(|e| anyhow!("reading /proc/self/task: {e}"))?
+    {
         let task = task.map_err(|e| anyhow!("reading /proc/self/task: {e}"))?;
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue }; // thread ended
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        }; // thread ended
         for (field, held) in cap_fields(&status) {
             if held & !allowed != 0 {
                 bail!(
@@ -144,7 +179,8 @@ fn cap_fields(status: &str) -> Vec<(&str, u64)> {
         .lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            matches!(k, "CapEff" | "CapPrm" | "CapBnd").then(|| u64::from_str_radix(v.trim(), 16).ok().map(|m| (k, m)))?
+            matches!(k, "CapEff" | "CapPrm" | "CapBnd")
+                .then(|| u64::from_str_radix(v.trim(), 16).ok().map(|m| (k, m)))?
         })
         .collect()
 }
@@ -169,14 +205,26 @@ mod tests {
         let s = CapSets::only(&[CAP_SYS_MODULE, CAP_SYSLOG]);
         assert_eq!(s.0[0].effective, 1 << 16);
         assert_eq!(s.0[1].effective, 1 << (34 - 32));
-        assert_eq!((s.0[0].permitted, s.0[1].permitted), (s.0[0].effective, s.0[1].effective));
+        assert_eq!(
+            (s.0[0].permitted, s.0[1].permitted),
+            (s.0[0].effective, s.0[1].effective)
+        );
         assert_eq!(s.0[0].inheritable | s.0[1].inheritable, 0);
     }
 
     #[test]
     fn cap_masks_are_read_from_a_status_file() {
-        let f = cap_fields("Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000400010000\nCapEff:\t0000000000010000\nCapBnd:\t000001ffffffffff\n");
-        assert_eq!(f, [("CapPrm", 0x400010000), ("CapEff", 0x10000), ("CapBnd", 0x1ffffffffff)]);
+        let f = cap_fields(
+            "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000400010000\nCapEff:\t0000000000010000\nCapBnd:\t000001ffffffffff\n",
+        );
+        assert_eq!(
+            f,
+            [
+                ("CapPrm", 0x400010000),
+                ("CapEff", 0x10000),
+                ("CapBnd", 0x1ffffffffff)
+            ]
+        );
     }
 
     /// Without CAP_SETPCAP the bounding set cannot shrink: keep_only must fail, naming
@@ -207,6 +255,10 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status));
-        assert_eq!(libc::WEXITSTATUS(status), 0, "1 = another error, 2 = claimed success, 3 = capset failed");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1 = another error, 2 = claimed success, 3 = capset failed"
+        );
     }
 }

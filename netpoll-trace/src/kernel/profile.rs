@@ -11,7 +11,10 @@ static START: OnceLock<Instant> = OnceLock::new();
 /// "ready" goes under emulation, where no profiler runs.
 pub fn stage(what: &str) {
     let start = *START.get_or_init(Instant::now);
-    log::debug!("start-up: {what} at {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    log::debug!(
+        "start-up: {what} at {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// Keeps large allocations out of the heap for good: glibc serves blocks over the mmap
@@ -58,6 +61,9 @@ pub fn heap_in_use() -> Option<u64> {
 /// At debug level: the allocator's in-use bytes now (the lab benchmark reads this line).
 pub fn report_memory(when: &str) {
     if let Some(bytes) = heap_in_use() {
-        log::debug!("memory: heap in use {} KiB (mallinfo2) {when}", bytes / 1024);
+        log::debug!(
+            "memory: heap in use {} KiB (mallinfo2) {when}",
+            bytes / 1024
+        );
     }
 }

@@ -21,5 +21,8 @@ pub fn read(map: &Map) -> Result<Vec<Vec<SendStats>>> {
 
 /// The statistics of a loaded object.
 pub fn read_loaded(ebpf: &Ebpf) -> Result<Vec<Vec<SendStats>>> {
-    read(ebpf.map(maps::SEND_STATS).ok_or_else(|| anyhow!("eBPF object has no {} map", maps::SEND_STATS))?)
+    read(
+        ebpf.map(maps::SEND_STATS)
+            .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::SEND_STATS))?,
+    )
 }

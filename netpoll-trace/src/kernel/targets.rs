@@ -43,8 +43,14 @@ pub const TARGETS: [Target; 8] = [
     Target {
         id: function::INNER_NETPOLL_SETUP,
         symbol: "__netpoll_setup",
-        kprobe: ("inner_netpoll_setup_entry", Some("inner_netpoll_setup_exit")),
-        fentry: ("inner_netpoll_setup_fentry", Some("inner_netpoll_setup_fexit")),
+        kprobe: (
+            "inner_netpoll_setup_entry",
+            Some("inner_netpoll_setup_exit"),
+        ),
+        fentry: (
+            "inner_netpoll_setup_fentry",
+            Some("inner_netpoll_setup_fexit"),
+        ),
         required: true,
     },
     Target {
@@ -109,7 +115,16 @@ pub fn wanted(i: usize, present: &[bool], attached_ids: &[u32]) -> Wanted {
     if t.required || has(i) {
         return Wanted::Yes;
     }
-    if TARGETS.iter().enumerate().skip(i + 1).any(|(j, u)| u.id == t.id && has(j)) { Wanted::Replaced } else { Wanted::Absent }
+    if TARGETS
+        .iter()
+        .enumerate()
+        .skip(i + 1)
+        .any(|(j, u)| u.id == t.id && has(j))
+    {
+        Wanted::Replaced
+    } else {
+        Wanted::Absent
+    }
 }
 
 /// `wanted`'s answer.
@@ -162,7 +177,8 @@ fn targets_present() -> Result<Vec<bool>> {
         stage("functions present (BTF)");
         return Ok(present);
     }
-    let present = kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
+    let present =
+        kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
     stage("functions present (kallsyms)");
     present
 }
@@ -176,8 +192,12 @@ pub fn present() -> Result<Vec<bool>> {
 /// else which TARGETS it has.
 pub fn require_functions() -> Result<Vec<bool>> {
     let present = targets_present()?;
-    let missing: Vec<&str> =
-        TARGETS.iter().zip(&present).filter(|(t, p)| t.required && !**p).map(|(t, _)| t.function()).collect();
+    let missing: Vec<&str> = TARGETS
+        .iter()
+        .zip(&present)
+        .filter(|(t, p)| t.required && !**p)
+        .map(|(t, _)| t.function())
+        .collect();
     if !missing.is_empty() {
         bail!(Unsupported(format!(
             "this kernel has no {} (built without CONFIG_NETPOLL?); run `netpoll-trace check`",
@@ -206,8 +226,11 @@ mod tests {
                 "__netpoll_cleanup"
             ]
         );
-        let all: Vec<&str> =
-            TARGETS.iter().flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1]).flatten().collect();
+        let all: Vec<&str> = TARGETS
+            .iter()
+            .flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1])
+            .flatten()
+            .collect();
         let mut programs = all.clone();
         programs.sort();
         programs.dedup();
@@ -224,7 +247,10 @@ mod tests {
         // 5.8+: netpoll_send_skb.
         let mut present = [true, true, true, true, true, false, true, true];
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Yes);
-        assert_eq!(wanted(on_dev, &present, &[function::NETPOLL_SEND_SKB]), Wanted::Replaced);
+        assert_eq!(
+            wanted(on_dev, &present, &[function::NETPOLL_SEND_SKB]),
+            Wanted::Replaced
+        );
         // Before 5.8: only netpoll_send_skb_on_dev.
         present[send_skb] = false;
         present[on_dev] = true;

@@ -78,7 +78,9 @@ pub fn ensure_mounted() -> Result<Option<String>> {
             "mounted {fstype} on {target} but found no tracing directory in it: is the kernel built with CONFIG_FTRACE and CONFIG_KPROBE_EVENTS?"
         ));
     }
-    Ok(Some(format!("mounted {fstype} on {target} for kprobe_events (it was not mounted)")))
+    Ok(Some(format!(
+        "mounted {fstype} on {target} for kprobe_events (it was not mounted)"
+    )))
 }
 
 fn mount(fstype: &str, target: &str) -> Result<()> {
@@ -107,13 +109,17 @@ pub struct AyaEvent {
 /// The events in `kprobe_events` text that aya made for one of `functions` (by name
 /// and by probed symbol: both must agree). Everything else is someone else's.
 pub fn aya_events(text: &str, functions: &[&str]) -> Vec<AyaEvent> {
-    text.lines().filter_map(|l| parse_line(l, functions)).collect()
+    text.lines()
+        .filter_map(|l| parse_line(l, functions))
+        .collect()
 }
 
 fn parse_line(line: &str, functions: &[&str]) -> Option<AyaEvent> {
     // "p:kprobes/aya_42_p_netpoll_setup_0x0_0 netpoll_setup" ("r16:" for some returns).
     let (head, rest) = line.trim().split_once(':')?;
-    if !matches!(head.chars().next(), Some('p' | 'r')) || !head[1..].chars().all(|c| c.is_ascii_digit()) {
+    if !matches!(head.chars().next(), Some('p' | 'r'))
+        || !head[1..].chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let mut words = rest.split_whitespace();
@@ -126,19 +132,28 @@ fn parse_line(line: &str, functions: &[&str]) -> Option<AyaEvent> {
     let tail = event.strip_prefix("aya_")?;
     let (pid, tail) = tail.split_once('_')?;
     let pid: u32 = pid.parse().ok()?;
-    let tail = tail.strip_prefix("p_").or_else(|| tail.strip_prefix("r_"))?;
+    let tail = tail
+        .strip_prefix("p_")
+        .or_else(|| tail.strip_prefix("r_"))?;
     let function = functions.iter().find(|f| {
         **f == symbol
-            && tail.strip_prefix(&f.replace(['.', '/', '-'], "_")).and_then(|t| t.strip_prefix("_0x")).is_some_and(|t| {
-                t.split_once('_').is_some_and(|(off, n)| {
-                    !off.is_empty()
-                        && off.chars().all(|c| c.is_ascii_hexdigit())
-                        && !n.is_empty()
-                        && n.chars().all(|c| c.is_ascii_digit())
+            && tail
+                .strip_prefix(&f.replace(['.', '/', '-'], "_"))
+                .and_then(|t| t.strip_prefix("_0x"))
+                .is_some_and(|t| {
+                    t.split_once('_').is_some_and(|(off, n)| {
+                        !off.is_empty()
+                            && off.chars().all(|c| c.is_ascii_hexdigit())
+                            && !n.is_empty()
+                            && n.chars().all(|c| c.is_ascii_digit())
+                    })
                 })
-            })
     })?;
-    Some(AyaEvent { name: name.to_string(), pid, function: function.to_string() })
+    Some(AyaEvent {
+        name: name.to_string(),
+        pid,
+        function: function.to_string(),
+    })
 }
 
 /// The events of processes that are gone: left by a run of ours that was killed
@@ -148,7 +163,9 @@ pub fn stale(events: Vec<AyaEvent>, alive: impl Fn(u32) -> bool) -> Vec<AyaEvent
 }
 
 fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -176,7 +193,9 @@ impl OwnEvents {
 impl Drop for OwnEvents {
     fn drop(&mut self) {
         let me = std::process::id();
-        match remove_events(&self.functions, |events| events.into_iter().filter(|e| e.pid == me).collect()) {
+        match remove_events(&self.functions, |events| {
+            events.into_iter().filter(|e| e.pid == me).collect()
+        }) {
             Ok((removed, failed)) => {
                 log::debug!("removed our kprobe events: {}", removed.join(", "));
                 if !failed.is_empty() {
@@ -192,9 +211,12 @@ fn remove_events(
     functions: &[&str],
     pick: impl FnOnce(Vec<AyaEvent>) -> Vec<AyaEvent>,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    let Some(dir) = find() else { return Ok((Vec::new(), Vec::new())) };
+    let Some(dir) = find() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
     let file = dir.join("kprobe_events");
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     for e in pick(aya_events(&text, functions)) {

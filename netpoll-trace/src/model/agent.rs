@@ -45,9 +45,15 @@ pub enum Next {
     /// Undo the patch just made (it hit another device); report with `unpatched`.
     Unpatch,
     /// Wait `after`, then retry the netconsole target; report with `retried`.
-    Retry { attempt: u32, after: Duration },
+    Retry {
+        attempt: u32,
+        after: Duration,
+    },
     /// Wait for the next set-up involving the device, at most `within`; report with `verified`.
-    Verify { attempt: u32, within: Duration },
+    Verify {
+        attempt: u32,
+        within: Duration,
+    },
 }
 
 /// Which device a name stood for: what the failure's event saw, or what the patch
@@ -62,7 +68,11 @@ pub struct Identity {
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ifindex = self.ifindex.map_or("?".to_string(), |i| i.to_string());
-        write!(f, "ifindex {ifindex}, driver {}", self.driver.as_deref().unwrap_or("?"))
+        write!(
+            f,
+            "ifindex {ifindex}, driver {}",
+            self.driver.as_deref().unwrap_or("?")
+        )
     }
 }
 
@@ -74,7 +84,9 @@ impl Identity {
         Self {
             ifindex: recs().find_map(|r| r.ifindex.filter(|i| *i > 0)),
             // The culprit's driver is what the allowlist was checked against before.
-            driver: recs().find_map(|r| r.driver.clone()).or_else(|| attempt.culprit().and_then(|c| c.driver.clone())),
+            driver: recs()
+                .find_map(|r| r.driver.clone())
+                .or_else(|| attempt.culprit().and_then(|c| c.driver.clone())),
         }
     }
 
@@ -122,7 +134,10 @@ pub fn killed_on_stop(command: &str, by: KilledBy, attempt: u32) -> Note {
     Note {
         action: Action::Retry,
         result: Outcome::Killed,
-        detail: format!("{command} was still running when the agent was asked to stop: killed its process group ({})", by.as_str()),
+        detail: format!(
+            "{command} was still running when the agent was asked to stop: killed its process group ({})",
+            by.as_str()
+        ),
         attempt: Some(attempt),
     }
 }
@@ -245,7 +260,12 @@ impl Remediation {
             notes: Vec::new(),
         };
         if successes.superseded(&dev, d.ts_ns) {
-            r.note(Action::Decide, Outcome::Superseded, "a later set-up on this device succeeded".into(), None);
+            r.note(
+                Action::Decide,
+                Outcome::Superseded,
+                "a later set-up on this device succeeded".into(),
+                None,
+            );
             return (r, Next::Done(Handled::Fixed));
         }
         match policy::decide(d, driver, cfg) {
@@ -255,12 +275,30 @@ impl Remediation {
             }
             Decision::PatchAndRetry { dev } => {
                 r.dev = dev;
-                let detail = format!("driver {} is allowed: patch, then retry", driver.unwrap_or("?"));
+                let detail = format!(
+                    "driver {} is allowed: patch, then retry",
+                    driver.unwrap_or("?")
+                );
                 r.note(Action::Decide, Outcome::Ok, detail, None);
                 if dry_run {
-                    let module = cfg.patch_module.as_deref().map_or("the default module path".into(), |p: &Path| p.display().to_string());
-                    r.note(Action::Patch, Outcome::DryRun, format!("would patch {} with {module}", r.dev), None);
-                    r.note(Action::Retry, Outcome::DryRun, "would retry the netconsole target".into(), None);
+                    let module = cfg
+                        .patch_module
+                        .as_deref()
+                        .map_or("the default module path".into(), |p: &Path| {
+                            p.display().to_string()
+                        });
+                    r.note(
+                        Action::Patch,
+                        Outcome::DryRun,
+                        format!("would patch {} with {module}", r.dev),
+                        None,
+                    );
+                    r.note(
+                        Action::Retry,
+                        Outcome::DryRun,
+                        "would retry the netconsole target".into(),
+                        None,
+                    );
                     return (r, Next::Done(Handled::Unfixed));
                 }
                 (r, Next::Patch)
@@ -285,12 +323,19 @@ impl Remediation {
             }
             PatchOutcome::AlreadyPatched { found } if !self.failed.matches(&found) => {
                 // Not patched by this remediation: not ours to undo.
-                let detail = format!("{}; it was already patched, left as it is", wrong(self, &found));
+                let detail = format!(
+                    "{}; it was already patched, left as it is",
+                    wrong(self, &found)
+                );
                 self.note(Action::Patch, Outcome::WrongDevice, detail, None);
                 return Next::Done(Handled::Unfixed);
             }
-            PatchOutcome::Patched { detail, .. } => self.note(Action::Patch, Outcome::Ok, detail, None),
-            PatchOutcome::AlreadyPatched { .. } => self.note(Action::Patch, Outcome::Ok, "already patched".into(), None),
+            PatchOutcome::Patched { detail, .. } => {
+                self.note(Action::Patch, Outcome::Ok, detail, None)
+            }
+            PatchOutcome::AlreadyPatched { .. } => {
+                self.note(Action::Patch, Outcome::Ok, "already patched".into(), None)
+            }
             PatchOutcome::Failed(e) => {
                 self.note(Action::Patch, Outcome::Failed, e, None);
                 return Next::Done(Handled::Unfixed);
@@ -310,7 +355,10 @@ impl Remediation {
 
     /// The retry command ran past `retry.timeout` and was killed: a failed attempt.
     pub fn retry_timed_out(&mut self, command: &str, timeout: Duration, by: KilledBy) -> Next {
-        let detail = format!("{command} ran past retry.timeout ({timeout:?}): killed its process group ({})", by.as_str());
+        let detail = format!(
+            "{command} ran past retry.timeout ({timeout:?}): killed its process group ({})",
+            by.as_str()
+        );
         self.note(Action::Retry, Outcome::TimedOut, detail, Some(self.attempt));
         self.next_attempt()
     }
@@ -320,7 +368,10 @@ impl Remediation {
         match outcome {
             Ok(how) => {
                 self.note(Action::Retry, Outcome::Ok, how, Some(self.attempt));
-                Next::Verify { attempt: self.attempt, within: self.verify_timeout }
+                Next::Verify {
+                    attempt: self.attempt,
+                    within: self.verify_timeout,
+                }
             }
             Err(e) => {
                 self.note(Action::Retry, Outcome::Failed, e, Some(self.attempt));
@@ -332,11 +383,21 @@ impl Remediation {
     /// What the set-up after the retry showed.
     pub fn verified(&mut self, v: Verified) -> Next {
         let (outcome, detail) = match v {
-            Verified::Succeeded(_) => (Outcome::Ok, format!("netpoll set-up on {} succeeded", self.dev)),
-            Verified::Failed(cause) => (Outcome::Failed, format!("set-up on {} failed again: {cause}", self.dev)),
-            Verified::TimedOut => {
-                (Outcome::Failed, format!("no set-up on {} seen within {:?}", self.dev, self.verify_timeout))
-            }
+            Verified::Succeeded(_) => (
+                Outcome::Ok,
+                format!("netpoll set-up on {} succeeded", self.dev),
+            ),
+            Verified::Failed(cause) => (
+                Outcome::Failed,
+                format!("set-up on {} failed again: {cause}", self.dev),
+            ),
+            Verified::TimedOut => (
+                Outcome::Failed,
+                format!(
+                    "no set-up on {} seen within {:?}",
+                    self.dev, self.verify_timeout
+                ),
+            ),
         };
         self.note(Action::Verify, outcome, detail, Some(self.attempt));
         match outcome {
@@ -363,11 +424,19 @@ impl Remediation {
             self.wait = self.wait.saturating_mul(2).min(MAX_BACKOFF.max(w));
             w
         };
-        Next::Retry { attempt: self.attempt, after }
+        Next::Retry {
+            attempt: self.attempt,
+            after,
+        }
     }
 
     fn note(&mut self, action: Action, result: Outcome, detail: String, attempt: Option<u32>) {
-        self.notes.push(Note { action, result, detail, attempt });
+        self.notes.push(Note {
+            action,
+            result,
+            detail,
+            attempt,
+        });
     }
 }
 
@@ -375,7 +444,9 @@ impl Remediation {
 /// set-up attempt involving it that started then or later. An older one (a failure that
 /// was still on its way, e.g. modprobe's own second try) says nothing about the retry.
 pub fn verification(out: &Output, dev: &str, since_ns: u64) -> Option<Verified> {
-    let Output::Attempt(a, diag) = out else { return None };
+    let Output::Attempt(a, diag) = out else {
+        return None;
+    };
     if a.root.ts_ns < since_ns || !a.records().any(|r| r.dev.as_deref() == Some(dev)) {
         return None;
     }
@@ -424,10 +495,7 @@ pub fn retry_command_needs() -> Vec<Need> {
 mod tests {
     use super::*;
     use crate::model::{
-        config::PolicyAction,
-        correlate::tests::rec,
-        diagnosis::Cause,
-        event::SetupFn,
+        config::PolicyAction, correlate::tests::rec, diagnosis::Cause, event::SetupFn,
         policy::tests::diag_at as diag,
     };
 
@@ -444,7 +512,10 @@ mod tests {
 
     /// The failing eth0 as its event saw it.
     fn virtio() -> Identity {
-        Identity { ifindex: Some(2), driver: Some("virtio_net".into()) }
+        Identity {
+            ifindex: Some(2),
+            driver: Some("virtio_net".into()),
+        }
     }
 
     fn actions(notes: &[Note]) -> Vec<(Action, Outcome)> {
@@ -456,12 +527,27 @@ mod tests {
         let d = diag(Cause::MissingPollController, 100);
         let (mut r, next) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
         assert_eq!(next, Next::Patch);
-        assert_eq!(r.patched(PatchOutcome::Patched { detail: "ops a -> b".into(), found: virtio() }), Next::Retry { attempt: 1, after: Duration::ZERO });
+        assert_eq!(
+            r.patched(PatchOutcome::Patched {
+                detail: "ops a -> b".into(),
+                found: virtio()
+            }),
+            Next::Retry {
+                attempt: 1,
+                after: Duration::ZERO
+            }
+        );
         assert_eq!(
             r.retried(Ok("wrote 1 to enabled".into())),
-            Next::Verify { attempt: 1, within: Duration::from_secs(10) }
+            Next::Verify {
+                attempt: 1,
+                within: Duration::from_secs(10)
+            }
         );
-        assert_eq!(r.verified(Verified::Succeeded(200)), Next::Done(Handled::Fixed));
+        assert_eq!(
+            r.verified(Verified::Succeeded(200)),
+            Next::Done(Handled::Fixed)
+        );
         let notes = r.take_notes();
         assert_eq!(
             actions(&notes),
@@ -472,69 +558,161 @@ mod tests {
                 (Action::Verify, Outcome::Ok)
             ]
         );
-        assert_eq!(notes[0].detail, "driver virtio_net is allowed: patch, then retry");
+        assert_eq!(
+            notes[0].detail,
+            "driver virtio_net is allowed: patch, then retry"
+        );
         assert_eq!(notes[2].attempt, Some(1));
         assert_eq!(notes[3].detail, "netpoll set-up on eth0 succeeded");
     }
 
     #[test]
     fn other_causes_and_drivers_outside_the_allowlist_are_reported() {
-        let (mut r, next) =
-            Remediation::begin(&diag(Cause::NetpollDisabled, 1), &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, next) = Remediation::begin(
+            &diag(Cause::NetpollDisabled, 1),
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         assert_eq!(next, Next::Done(Handled::Unfixed));
-        assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Reported)]);
-        let (mut r, next) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &Identity { driver: Some("ena".into()), ..virtio() }, &cfg(), false, &Successes::default());
+        assert_eq!(
+            actions(&r.take_notes()),
+            [(Action::Decide, Outcome::Reported)]
+        );
+        let (mut r, next) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &Identity {
+                driver: Some("ena".into()),
+                ..virtio()
+            },
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         assert_eq!(next, Next::Done(Handled::Unfixed));
         assert!(r.take_notes()[0].detail.contains("not in allowed_drivers"));
     }
 
     #[test]
     fn a_dry_run_journals_what_it_would_do_and_changes_nothing() {
-        let (mut r, next) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), true, &Successes::default());
+        let (mut r, next) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg(),
+            true,
+            &Successes::default(),
+        );
         assert_eq!(next, Next::Done(Handled::Unfixed));
         let notes = r.take_notes();
         assert_eq!(
             actions(&notes),
-            [(Action::Decide, Outcome::Ok), (Action::Patch, Outcome::DryRun), (Action::Retry, Outcome::DryRun)]
+            [
+                (Action::Decide, Outcome::Ok),
+                (Action::Patch, Outcome::DryRun),
+                (Action::Retry, Outcome::DryRun)
+            ]
         );
-        assert_eq!(notes[1].detail, "would patch eth0 with the default module path");
+        assert_eq!(
+            notes[1].detail,
+            "would patch eth0 with the default module path"
+        );
     }
 
     #[test]
     fn a_later_success_supersedes_an_older_failure() {
         let mut ok = Successes::default();
-        ok.note(&Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 500, 10, 0), nested: vec![] });
-        let (mut r, next) = Remediation::begin(&diag(Cause::MissingPollController, 100), &virtio(), &cfg(), false, &ok);
+        ok.note(&Attempt {
+            root: rec(SetupFn::NetpollSetup, "eth0", 0, 500, 10, 0),
+            nested: vec![],
+        });
+        let (mut r, next) = Remediation::begin(
+            &diag(Cause::MissingPollController, 100),
+            &virtio(),
+            &cfg(),
+            false,
+            &ok,
+        );
         assert_eq!(next, Next::Done(Handled::Fixed));
-        assert_eq!(actions(&r.take_notes()), [(Action::Decide, Outcome::Superseded)]);
+        assert_eq!(
+            actions(&r.take_notes()),
+            [(Action::Decide, Outcome::Superseded)]
+        );
         // A success before the failure does not.
-        let (_, next) = Remediation::begin(&diag(Cause::MissingPollController, 900), &virtio(), &cfg(), false, &ok);
+        let (_, next) = Remediation::begin(
+            &diag(Cause::MissingPollController, 900),
+            &virtio(),
+            &cfg(),
+            false,
+            &ok,
+        );
         assert_eq!(next, Next::Patch);
     }
 
     #[test]
     fn retries_back_off_doubling_until_the_attempts_run_out() {
-        let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
-        assert_eq!(r.patched(PatchOutcome::AlreadyPatched { found: virtio() }), Next::Retry { attempt: 1, after: Duration::ZERO });
-        assert_eq!(r.retried(Err("no target".into())), Next::Retry { attempt: 2, after: Duration::from_secs(2) });
-        assert!(matches!(r.retried(Ok("ran".into())), Next::Verify { attempt: 2, .. }));
-        assert_eq!(r.verified(Verified::Failed("missing_poll_controller".into())), Next::Retry { attempt: 3, after: Duration::from_secs(4) });
-        assert!(matches!(r.retried(Ok("ran".into())), Next::Verify { attempt: 3, .. }));
+        let (mut r, _) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
+        assert_eq!(
+            r.patched(PatchOutcome::AlreadyPatched { found: virtio() }),
+            Next::Retry {
+                attempt: 1,
+                after: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            r.retried(Err("no target".into())),
+            Next::Retry {
+                attempt: 2,
+                after: Duration::from_secs(2)
+            }
+        );
+        assert!(matches!(
+            r.retried(Ok("ran".into())),
+            Next::Verify { attempt: 2, .. }
+        ));
+        assert_eq!(
+            r.verified(Verified::Failed("missing_poll_controller".into())),
+            Next::Retry {
+                attempt: 3,
+                after: Duration::from_secs(4)
+            }
+        );
+        assert!(matches!(
+            r.retried(Ok("ran".into())),
+            Next::Verify { attempt: 3, .. }
+        ));
         assert_eq!(r.verified(Verified::TimedOut), Next::Done(Handled::Unfixed));
         let notes = r.take_notes();
         assert_eq!(notes[1].detail, "already patched");
-        assert_eq!(notes.last().unwrap().detail, "no set-up on eth0 seen within 10s");
-        assert_eq!(notes.iter().filter(|n| n.action == Action::Retry).count(), 3);
+        assert_eq!(
+            notes.last().unwrap().detail,
+            "no set-up on eth0 seen within 10s"
+        );
+        assert_eq!(
+            notes.iter().filter(|n| n.action == Action::Retry).count(),
+            3
+        );
     }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
-        let cfg = AgentConfig { max_attempts: 20, ..cfg() };
-        let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg, false, &Successes::default());
+        let cfg = AgentConfig {
+            max_attempts: 20,
+            ..cfg()
+        };
+        let (mut r, _) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg,
+            false,
+            &Successes::default(),
+        );
         let mut next = r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
         let mut waits = Vec::new();
         while let Next::Retry { after, .. } = next {
@@ -545,35 +723,84 @@ mod tests {
         assert_eq!(waits[..10], [0, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
         assert!(waits[10..].iter().all(|w| *w == 600), "{waits:?}");
         // A configured backoff above the cap stays as configured.
-        let cfg = AgentConfig { backoff: Duration::from_secs(900), ..cfg };
-        let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg, false, &Successes::default());
+        let cfg = AgentConfig {
+            backoff: Duration::from_secs(900),
+            ..cfg
+        };
+        let (mut r, _) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg,
+            false,
+            &Successes::default(),
+        );
         r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
-        assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 2, after: Duration::from_secs(900) });
-        assert_eq!(r.retried(Err("x".into())), Next::Retry { attempt: 3, after: Duration::from_secs(900) });
+        assert_eq!(
+            r.retried(Err("x".into())),
+            Next::Retry {
+                attempt: 2,
+                after: Duration::from_secs(900)
+            }
+        );
+        assert_eq!(
+            r.retried(Err("x".into())),
+            Next::Retry {
+                attempt: 3,
+                after: Duration::from_secs(900)
+            }
+        );
     }
 
     #[test]
     fn a_failed_patch_ends_without_retrying() {
-        let (mut r, _) =
-            Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
-        assert_eq!(r.patched(PatchOutcome::Failed("eth0: refused".into())), Next::Done(Handled::Unfixed));
-        assert_eq!(actions(&r.take_notes())[1], (Action::Patch, Outcome::Failed));
+        let (mut r, _) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
+        assert_eq!(
+            r.patched(PatchOutcome::Failed("eth0: refused".into())),
+            Next::Done(Handled::Unfixed)
+        );
+        assert_eq!(
+            actions(&r.take_notes())[1],
+            (Action::Patch, Outcome::Failed)
+        );
     }
 
     #[test]
     fn the_first_set_up_on_the_device_verifies() {
-        let ok = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 7, 1, 0), nested: vec![] }), None);
-        let other = Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth1", 0, 8, 1, 0), nested: vec![] }), None);
+        let ok = Output::Attempt(
+            Box::new(Attempt {
+                root: rec(SetupFn::NetpollSetup, "eth0", 0, 7, 1, 0),
+                nested: vec![],
+            }),
+            None,
+        );
+        let other = Output::Attempt(
+            Box::new(Attempt {
+                root: rec(SetupFn::NetpollSetup, "eth1", 0, 8, 1, 0),
+                nested: vec![],
+            }),
+            None,
+        );
         assert_eq!(verification(&ok, "eth0", 0), Some(Verified::Succeeded(7)));
         assert_eq!(verification(&ok, "eth0", 7), Some(Verified::Succeeded(7)));
         assert_eq!(verification(&other, "eth0", 0), None);
         assert_eq!(verification(&Output::Lost(1), "eth0", 0), None);
         let failed = Output::Attempt(
-            Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, 9, 1, -524), nested: vec![] }),
+            Box::new(Attempt {
+                root: rec(SetupFn::NetpollSetup, "eth0", 0, 9, 1, -524),
+                nested: vec![],
+            }),
             Some(Box::new(diag(Cause::MissingPollController, 9))),
         );
-        assert_eq!(verification(&failed, "eth0", 0), Some(Verified::Failed("missing_poll_controller".into())));
+        assert_eq!(
+            verification(&failed, "eth0", 0),
+            Some(Verified::Failed("missing_poll_controller".into()))
+        );
         // A failure from before the retry (seen on 4.14: busybox modprobe's second try of
         // the trigger arrived while the agent verified) is not the retry's result.
         assert_eq!(verification(&failed, "eth0", 10), None);
@@ -582,7 +809,10 @@ mod tests {
     #[test]
     fn needs_follow_the_mode() {
         assert_eq!(needs(true, false), [Need::ReadKernelLog]);
-        assert_eq!(needs(false, false), [Need::LoadModules, Need::ReadKernelLog]);
+        assert_eq!(
+            needs(false, false),
+            [Need::LoadModules, Need::ReadKernelLog]
+        );
         assert_eq!(needs(true, true), [Need::ReadKernelLog, Need::ReadBpfMaps]);
     }
 
@@ -590,14 +820,30 @@ mod tests {
     fn a_device_renamed_and_recreated_before_the_patch_is_unpatched() {
         let d = diag(Cause::MissingPollController, 100);
         // The name now stands for a new device (a new ifindex; here a dummy).
-        let new = Identity { ifindex: Some(9), driver: Some("dummy".into()) };
+        let new = Identity {
+            ifindex: Some(9),
+            driver: Some("dummy".into()),
+        };
         let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
-        assert_eq!(r.patched(PatchOutcome::Patched { detail: "ops a -> b".into(), found: new.clone() }), Next::Unpatch);
-        assert_eq!(r.unpatched(Ok("restored ops a".into())), Next::Done(Handled::Unfixed));
+        assert_eq!(
+            r.patched(PatchOutcome::Patched {
+                detail: "ops a -> b".into(),
+                found: new.clone()
+            }),
+            Next::Unpatch
+        );
+        assert_eq!(
+            r.unpatched(Ok("restored ops a".into())),
+            Next::Done(Handled::Unfixed)
+        );
         let notes = r.take_notes();
         assert_eq!(
             actions(&notes),
-            [(Action::Decide, Outcome::Ok), (Action::Patch, Outcome::WrongDevice), (Action::Unpatch, Outcome::Ok)]
+            [
+                (Action::Decide, Outcome::Ok),
+                (Action::Patch, Outcome::WrongDevice),
+                (Action::Unpatch, Outcome::Ok)
+            ]
         );
         assert_eq!(
             notes[1].detail,
@@ -606,12 +852,28 @@ mod tests {
         );
         // Same driver, new ifindex: still another device.
         let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
-        let found = Identity { ifindex: Some(3), ..virtio() };
-        assert_eq!(r.patched(PatchOutcome::Patched { detail: String::new(), found: found.clone() }), Next::Unpatch);
+        let found = Identity {
+            ifindex: Some(3),
+            ..virtio()
+        };
+        assert_eq!(
+            r.patched(PatchOutcome::Patched {
+                detail: String::new(),
+                found: found.clone()
+            }),
+            Next::Unpatch
+        );
         // Patched by someone else before: reported, never undone by the agent.
         let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
-        assert_eq!(r.patched(PatchOutcome::AlreadyPatched { found }), Next::Done(Handled::Unfixed));
-        assert!(r.take_notes()[1].detail.ends_with("it was already patched, left as it is"));
+        assert_eq!(
+            r.patched(PatchOutcome::AlreadyPatched { found }),
+            Next::Done(Handled::Unfixed)
+        );
+        assert!(
+            r.take_notes()[1]
+                .detail
+                .ends_with("it was already patched, left as it is")
+        );
     }
 
     #[test]
@@ -619,29 +881,73 @@ mod tests {
         let unknown = Identity::default();
         assert!(virtio().matches(&virtio()));
         assert!(unknown.matches(&virtio()) && virtio().matches(&unknown));
-        assert!(!virtio().matches(&Identity { ifindex: Some(3), ..virtio() }));
-        assert!(!virtio().matches(&Identity { driver: Some("dummy".into()), ..virtio() }));
-        assert!(Identity { ifindex: None, ..virtio() }.matches(&Identity { ifindex: Some(7), ..virtio() }));
+        assert!(!virtio().matches(&Identity {
+            ifindex: Some(3),
+            ..virtio()
+        }));
+        assert!(!virtio().matches(&Identity {
+            driver: Some("dummy".into()),
+            ..virtio()
+        }));
+        assert!(
+            Identity {
+                ifindex: None,
+                ..virtio()
+            }
+            .matches(&Identity {
+                ifindex: Some(7),
+                ..virtio()
+            })
+        );
         assert_eq!(unknown.to_string(), "ifindex ?, driver ?");
     }
 
     #[test]
     fn a_retry_command_past_its_timeout_is_a_failed_attempt_and_journaled() {
-        let (mut r, _) = Remediation::begin(&diag(Cause::MissingPollController, 1), &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, _) = Remediation::begin(
+            &diag(Cause::MissingPollController, 1),
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         r.patched(PatchOutcome::AlreadyPatched { found: virtio() });
         let next = r.retry_timed_out("sleep 100", Duration::from_secs(3), KilledBy::Kill);
-        assert_eq!(next, Next::Retry { attempt: 2, after: Duration::from_secs(2) });
+        assert_eq!(
+            next,
+            Next::Retry {
+                attempt: 2,
+                after: Duration::from_secs(2)
+            }
+        );
         let n = r.take_notes().pop().unwrap();
-        assert_eq!((n.action, n.result, n.attempt), (Action::Retry, Outcome::TimedOut, Some(1)));
-        assert_eq!(n.detail, "sleep 100 ran past retry.timeout (3s): killed its process group (SIGKILL)");
+        assert_eq!(
+            (n.action, n.result, n.attempt),
+            (Action::Retry, Outcome::TimedOut, Some(1))
+        );
+        assert_eq!(
+            n.detail,
+            "sleep 100 ran past retry.timeout (3s): killed its process group (SIGKILL)"
+        );
         let n = killed_on_stop("sleep 100", KilledBy::Term, 2);
-        assert_eq!((n.action, n.result, n.attempt), (Action::Retry, Outcome::Killed, Some(2)));
+        assert_eq!(
+            (n.action, n.result, n.attempt),
+            (Action::Retry, Outcome::Killed, Some(2))
+        );
         assert!(n.detail.contains("(SIGTERM)"), "{}", n.detail);
     }
 
     #[test]
     fn the_backlog_keeps_the_newest_attempts_and_counts_the_rest() {
-        let attempt = |ts| Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, "eth0", 0, ts, 1, 0), nested: vec![] }), None);
+        let attempt = |ts| {
+            Output::Attempt(
+                Box::new(Attempt {
+                    root: rec(SetupFn::NetpollSetup, "eth0", 0, ts, 1, 0),
+                    nested: vec![],
+                }),
+                None,
+            )
+        };
         let mut b = Backlog::default();
         b.push(Output::Lost(3));
         b.push(Output::Warning("x".into()));
@@ -651,7 +957,9 @@ mod tests {
         }
         assert_eq!(b.take_dropped(), 10);
         assert_eq!(b.take_dropped(), 0);
-        let Some(Output::Attempt(first, _)) = b.pop() else { panic!("an attempt") };
+        let Some(Output::Attempt(first, _)) = b.pop() else {
+            panic!("an attempt")
+        };
         assert_eq!(first.root.ts_ns, 10);
         let mut n = 1;
         while b.pop().is_some() {

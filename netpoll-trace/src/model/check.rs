@@ -78,7 +78,12 @@ pub struct Report {
 }
 
 fn item(name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Item {
-    Item { name, status, detail: detail.into(), fix: fix.map(str::to_string) }
+    Item {
+        name,
+        status,
+        detail: detail.into(),
+        fix: fix.map(str::to_string),
+    }
 }
 
 pub fn evaluate(f: &Facts) -> Report {
@@ -110,7 +115,11 @@ pub fn evaluate(f: &Facts) -> Report {
     }
 
     // aya attaches through the PMU from 4.17 on and through kprobe_events before.
-    let kprobes = if f.kprobes_via_tracefs { f.kprobe_events || f.has_kprobe_symbols } else { f.kprobe_pmu };
+    let kprobes = if f.kprobes_via_tracefs {
+        f.kprobe_events || f.has_kprobe_symbols
+    } else {
+        f.kprobe_pmu
+    };
     items.push(if kprobes {
         let how = match (f.kprobes_via_tracefs, f.kprobe_events) {
             (false, _) => "kprobe PMU",
@@ -136,7 +145,12 @@ pub fn evaluate(f: &Facts) -> Report {
     });
 
     items.push(if f.has_trampoline && matches!(f.btf, Some(Ok(()))) {
-        item("fentry", ok, "BPF trampolines and BTF present: fentry/fexit possible", None)
+        item(
+            "fentry",
+            ok,
+            "BPF trampolines and BTF present: fentry/fexit possible",
+            None,
+        )
     } else {
         item(
             "fentry",
@@ -157,8 +171,12 @@ pub fn evaluate(f: &Facts) -> Report {
         )
     });
 
-    let missing_fns: Vec<&str> =
-        f.netpoll_symbols.iter().filter(|(_, present)| !present).map(|(n, _)| *n).collect();
+    let missing_fns: Vec<&str> = f
+        .netpoll_symbols
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(n, _)| *n)
+        .collect();
     // Only the set-up functions are required; the rest feed statistics and lifecycles.
     let required = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP].map(function::symbol);
     let required_missing = missing_fns.iter().any(|n| required.contains(&Some(*n)));
@@ -212,7 +230,9 @@ pub fn evaluate(f: &Facts) -> Report {
 
     let lockdown = f.lockdown.as_deref().and_then(|l| {
         // "none integrity [confidentiality]": the bracketed word is active.
-        l.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string())
+        l.split_whitespace()
+            .find(|w| w.starts_with('['))
+            .map(|w| w.trim_matches(['[', ']']).to_string())
     });
     items.push(match lockdown.as_deref() {
         None | Some("none") => item("lockdown", ok, "not locked down", None),
@@ -236,7 +256,10 @@ pub fn evaluate(f: &Facts) -> Report {
         item(
             "privileges",
             Degraded,
-            format!("running as uid {}: loading BPF needs CAP_BPF and CAP_PERFMON (or root)", f.euid),
+            format!(
+                "running as uid {}: loading BPF needs CAP_BPF and CAP_PERFMON (or root)",
+                f.euid
+            ),
             Some("run with sudo"),
         )
     });
@@ -295,7 +318,10 @@ fn optional_features(missing: &[&str]) -> String {
 /// The send path's item: which skb transmit function carries netconsole's messages here.
 fn send_path_item(symbols: &[(&'static str, bool)]) -> Option<Item> {
     let udp = symbols.iter().any(|(n, p)| *n == "netpoll_send_udp" && *p);
-    let skb = symbols.iter().find(|(n, p)| *p && function::SEND_SKB_SYMBOLS.contains(n)).map(|(n, _)| *n);
+    let skb = symbols
+        .iter()
+        .find(|(n, p)| *p && function::SEND_SKB_SYMBOLS.contains(n))
+        .map(|(n, _)| *n);
     Some(match (udp, skb) {
         (true, Some(skb)) => item(
             "send_path",
@@ -308,7 +334,11 @@ fn send_path_item(symbols: &[(&'static str, bool)]) -> Option<Item> {
             Status::Degraded,
             format!(
                 "no {}: netconsole's delivery (sent, deferred, dropped) cannot be counted",
-                if udp { function::SEND_SKB_SYMBOLS.join(" or ") } else { "netpoll_send_udp".to_string() }
+                if udp {
+                    function::SEND_SKB_SYMBOLS.join(" or ")
+                } else {
+                    "netpoll_send_udp".to_string()
+                }
             ),
             Some("nothing needed for set-up tracing"),
         ),
@@ -330,12 +360,18 @@ mod tests {
     ];
 
     fn symbols(present: bool) -> Vec<(&'static str, bool)> {
-        TRACED.iter().map(|id| (function::symbol(*id).unwrap(), present)).collect()
+        TRACED
+            .iter()
+            .map(|id| (function::symbol(*id).unwrap(), present))
+            .collect()
     }
 
     /// Every detail and fix, as one text to search.
     fn text(r: &Report) -> String {
-        r.items.iter().map(|i| format!("{} {}\n", i.detail, i.fix.as_deref().unwrap_or(""))).collect()
+        r.items
+            .iter()
+            .map(|i| format!("{} {}\n", i.detail, i.fix.as_deref().unwrap_or("")))
+            .collect()
     }
 
     fn lab_kernel() -> Facts {
@@ -372,12 +408,27 @@ mod tests {
         let r = evaluate(&lab_kernel());
         assert_eq!(status(&r, "offsets"), Status::Ok);
         assert!(text(&r).contains("struct offsets from /sys/kernel/btf/vmlinux"));
-        let f = Facts { btf: None, offsets: Some(Err(("no source of struct offsets".into(), "build netpoll-patch".into()))), ..lab_kernel() };
+        let f = Facts {
+            btf: None,
+            offsets: Some(Err((
+                "no source of struct offsets".into(),
+                "build netpoll-patch".into(),
+            ))),
+            ..lab_kernel()
+        };
         let r = evaluate(&f);
         assert!(r.traceable);
         assert_eq!(status(&r, "offsets"), Status::Degraded);
         assert!(text(&r).contains("no source of struct offsets build netpoll-patch"));
-        assert!(evaluate(&Facts { offsets: None, ..lab_kernel() }).items.iter().all(|i| i.name != "offsets"));
+        assert!(
+            evaluate(&Facts {
+                offsets: None,
+                ..lab_kernel()
+            })
+            .items
+            .iter()
+            .all(|i| i.name != "offsets")
+        );
     }
 
     #[test]
@@ -431,7 +482,10 @@ mod tests {
         let r = evaluate(&f);
         assert!(r.traceable);
         assert_eq!(r.object.as_deref(), Some("legacy"));
-        assert_eq!(r.attach_path.as_deref(), Some("kprobe (tracefs kprobe_events)"));
+        assert_eq!(
+            r.attach_path.as_deref(),
+            Some("kprobe (tracefs kprobe_events)")
+        );
         assert_eq!(status(&r, "kprobes"), Status::Ok);
         assert!(text(&r).contains("tracefs kprobe_events"), "{}", text(&r));
         assert!(text(&r).contains("AYA_LOGS"), "{}", text(&r));

@@ -139,7 +139,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 fn duration(key: &str, v: &str) -> Result<Duration> {
     let d = parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))?;
     if d > MAX_WAIT {
-        bail!("{key}: `{v}` is longer than the {}s allowed", MAX_WAIT.as_secs());
+        bail!(
+            "{key}: `{v}` is longer than the {}s allowed",
+            MAX_WAIT.as_secs()
+        );
     }
     Ok(d)
 }
@@ -166,12 +169,19 @@ impl AgentConfig {
         };
         if let Some(n) = raw.ring_size {
             if !RING_SIZES.contains(&n) {
-                bail!("ring_size: {n} is out of range ({} to {})", RING_SIZES.start(), RING_SIZES.end());
+                bail!(
+                    "ring_size: {n} is out of range ({} to {})",
+                    RING_SIZES.start(),
+                    RING_SIZES.end()
+                );
             }
             c.ring_size = Some(n);
         }
         if let Some(d) = raw.allowed_drivers {
-            if let Some(bad) = d.iter().find(|d| d.is_empty() || d.contains(char::is_whitespace)) {
+            if let Some(bad) = d
+                .iter()
+                .find(|d| d.is_empty() || d.contains(char::is_whitespace))
+            {
                 bail!("allowed_drivers: `{bad}` is not a driver name");
             }
             c.allowed_drivers = d;
@@ -200,7 +210,9 @@ impl AgentConfig {
             };
             // The patch only ever helps a missing poll controller: refuse anything else.
             if action == PolicyAction::Patch && cause != Cause::MissingPollController {
-                bail!("policy.{key}: \"patch\" cannot fix {key}; only missing_poll_controller can be patched");
+                bail!(
+                    "policy.{key}: \"patch\" cannot fix {key}; only missing_poll_controller can be patched"
+                );
             }
             if cause == Cause::MissingPollController {
                 c.missing_poll_controller = action;
@@ -215,7 +227,9 @@ impl AgentConfig {
             };
             if let Some(cmd) = r.command {
                 if cmd.is_empty() || cmd[0].is_empty() {
-                    bail!("retry.command: needs a program and its arguments, e.g. [\"modprobe\", \"netconsole\", ...]");
+                    bail!(
+                        "retry.command: needs a program and its arguments, e.g. [\"modprobe\", \"netconsole\", ...]"
+                    );
                 }
                 c.retry_command = cmd;
             }
@@ -227,13 +241,16 @@ impl AgentConfig {
             bail!("retry.command: required when retry.method = \"command\"");
         }
         if c.missing_poll_controller == PolicyAction::Patch && c.allowed_drivers.is_empty() {
-            bail!("allowed_drivers: policy.missing_poll_controller = \"patch\" needs the drivers it may patch");
+            bail!(
+                "allowed_drivers: policy.missing_poll_controller = \"patch\" needs the drivers it may patch"
+            );
         }
         Ok(c)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
 }
@@ -274,7 +291,10 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         .unwrap();
         assert_eq!(c.metrics_addr, Some("127.0.0.1:9632".parse().unwrap()));
         assert_eq!(c.log_format, Some(LogFormat::Json));
-        assert_eq!(c.pin_dir.as_deref(), Some(std::path::Path::new("/sys/fs/bpf/x")));
+        assert_eq!(
+            c.pin_dir.as_deref(),
+            Some(std::path::Path::new("/sys/fs/bpf/x"))
+        );
         assert!(c.persist);
         assert_eq!(c.ring_size, Some(4096));
         for (bad, key) in [
@@ -306,10 +326,19 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
             ("backoff = \"soon\"", "backoff"),
             ("backoff = \"100000000000000000000s\"", "backoff"),
             ("verify_timeout = \"2h\"", "verify_timeout"),
-            ("[policy]\nnetpoll_disabled = \"patch\"", "policy.netpoll_disabled"),
+            (
+                "[policy]\nnetpoll_disabled = \"patch\"",
+                "policy.netpoll_disabled",
+            ),
             ("[policy]\nbogus_cause = \"report\"", "policy.bogus_cause"),
-            ("[policy]\nmissing_poll_controller = \"fix\"", "policy.missing_poll_controller"),
-            ("[policy]\nmissing_poll_controller = \"patch\"", "allowed_drivers"),
+            (
+                "[policy]\nmissing_poll_controller = \"fix\"",
+                "policy.missing_poll_controller",
+            ),
+            (
+                "[policy]\nmissing_poll_controller = \"patch\"",
+                "allowed_drivers",
+            ),
             ("[retry]\nmethod = \"command\"", "retry.command"),
             ("[retry]\nmethod = \"carrier-pigeon\"", "retry.method"),
             ("[retry]\ntimeout = \"2h\"", "retry.timeout"),

@@ -29,7 +29,9 @@ impl Attempt {
         if !self.failed() {
             return None;
         }
-        self.records().filter(|r| r.failed()).max_by_key(|r| r.depth)
+        self.records()
+            .filter(|r| r.failed())
+            .max_by_key(|r| r.depth)
     }
 
     /// Device names from the outermost device to the culprit's (deduplicated:
@@ -69,7 +71,10 @@ pub fn group(mut records: Vec<SetupRecord>) -> Vec<Attempt> {
         });
         match parent {
             Some(a) => a.nested.push(r),
-            None => attempts.push(Attempt { root: r, nested: Vec::new() }),
+            None => attempts.push(Attempt {
+                root: r,
+                nested: Vec::new(),
+            }),
         }
     }
     attempts
@@ -93,7 +98,8 @@ pub mod tests {
             remote: None,
             ifindex: None,
             ret,
-            errno: crate::model::errno::Errno::from_ret(ret).and_then(crate::model::errno::Errno::name),
+            errno: crate::model::errno::Errno::from_ret(ret)
+                .and_then(crate::model::errno::Errno::name),
             depth,
             duration_ns: dur,
             pid: 100,

@@ -87,7 +87,10 @@ pub struct Context {
 
 impl Context {
     fn master_of(&self, dev: &str) -> Option<&str> {
-        self.masters.iter().find(|(d, _)| d == dev).map(|(_, m)| m.as_str())
+        self.masters
+            .iter()
+            .find(|(d, _)| d == dev)
+            .map(|(_, m)| m.as_str())
     }
 }
 
@@ -136,7 +139,9 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
         }
         (SetupFn::NetpollSetup, Some(Errno::Ebusy)) => {
             let master = ctx.master_of(dev_name);
-            let target = master.map_or("its master device".to_string(), |m| format!("its master {m}"));
+            let target = master.map_or("its master device".to_string(), |m| {
+                format!("its master {m}")
+            });
             (
                 Cause::SlaveDevice,
                 vec![Remedy::UseMasterDevice],
@@ -160,24 +165,38 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
         (_, Some(Errno::Enomem)) => (
             Cause::OutOfMemory,
             vec![],
-            format!("the kernel ran out of memory while setting up netpoll on {dev_name}; retry once memory is available."),
-        ),
-        (SetupFn::InnerNetpollSetup, Some(Errno::Enotsupp)) if culprit.netpoll_disabled == Some(true) => (
-            Cause::NetpollDisabled,
-            vec![Remedy::UseOtherDevice],
             format!(
-                "{dev_name} has IFF_DISABLE_NETPOLL set: its driver declares that netpoll cannot \
-                 work on it (netkit, some virtual and offload devices), whatever the kernel \
-                 version. Nothing can be patched; send netconsole through another interface."
+                "the kernel ran out of memory while setting up netpoll on {dev_name}; retry once memory is available."
             ),
         ),
         (SetupFn::InnerNetpollSetup, Some(Errno::Enotsupp))
-            if culprit.has_poll_controller == Some(false) && culprit.netpoll_disabled == Some(false) =>
+            if culprit.netpoll_disabled == Some(true) =>
         {
-            let driver = culprit.driver.as_deref().map_or(String::new(), |d| format!(" (driver {d})"));
+            (
+                Cause::NetpollDisabled,
+                vec![Remedy::UseOtherDevice],
+                format!(
+                    "{dev_name} has IFF_DISABLE_NETPOLL set: its driver declares that netpoll cannot \
+                 work on it (netkit, some virtual and offload devices), whatever the kernel \
+                 version. Nothing can be patched; send netconsole through another interface."
+                ),
+            )
+        }
+        (SetupFn::InnerNetpollSetup, Some(Errno::Enotsupp))
+            if culprit.has_poll_controller == Some(false)
+                && culprit.netpoll_disabled == Some(false) =>
+        {
+            let driver = culprit
+                .driver
+                .as_deref()
+                .map_or(String::new(), |d| format!(" (driver {d})"));
             (
                 Cause::MissingPollController,
-                vec![Remedy::RuntimePatch, Remedy::UpgradeKernel, Remedy::RebuildDriverWithPollController],
+                vec![
+                    Remedy::RuntimePatch,
+                    Remedy::UpgradeKernel,
+                    Remedy::RebuildDriverWithPollController,
+                ],
                 format!(
                     "{dev_name}{driver} has no ndo_poll_controller, and this kernel's netpoll still \
                      requires one (the requirement was dropped in 4.19, when NAPI drivers such as \
@@ -187,15 +206,19 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                 ),
             )
         }
-        (SetupFn::NetpollSetup, Some(_)) if culprit.dev.is_some() && nested_failure_free(attempt) => (
-            Cause::OpenFailed,
-            vec![Remedy::UseOtherDevice],
-            format!(
-                "netpoll could not bring {dev_name} up ({}); check `ip link show {dev_name}` and the \
+        (SetupFn::NetpollSetup, Some(_))
+            if culprit.dev.is_some() && nested_failure_free(attempt) =>
+        {
+            (
+                Cause::OpenFailed,
+                vec![Remedy::UseOtherDevice],
+                format!(
+                    "netpoll could not bring {dev_name} up ({}); check `ip link show {dev_name}` and the \
                  driver's messages in dmesg.",
-                errno.map_or("unknown error".into(), |e| e.to_string())
-            ),
-        ),
+                    errno.map_or("unknown error".into(), |e| e.to_string())
+                ),
+            )
+        }
         _ => (
             Cause::Unknown,
             vec![],
@@ -294,7 +317,11 @@ mod tests {
         l
     }
 
-    fn one(records: Vec<crate::model::event::SetupRecord>, ctx: &Context, lines: &[&str]) -> Diagnosis {
+    fn one(
+        records: Vec<crate::model::event::SetupRecord>,
+        ctx: &Context,
+        lines: &[&str],
+    ) -> Diagnosis {
         let attempts = group(records);
         assert_eq!(attempts.len(), 1);
         diagnose(&attempts[0], ctx, &mut log(lines)).expect("a failure")
@@ -312,9 +339,15 @@ mod tests {
             &["netpoll: netconsole: ens5 doesn't support polling, aborting"],
         );
         assert_eq!(d.cause, Cause::MissingPollController);
-        assert_eq!(d.remedies[..2], [Remedy::RuntimePatch, Remedy::UpgradeKernel]);
+        assert_eq!(
+            d.remedies[..2],
+            [Remedy::RuntimePatch, Remedy::UpgradeKernel]
+        );
         assert_eq!(d.errno, Some("ENOTSUPP"));
-        assert_eq!(d.kernel_message.as_deref(), Some("netpoll: netconsole: ens5 doesn't support polling, aborting"));
+        assert_eq!(
+            d.kernel_message.as_deref(),
+            Some("netpoll: netconsole: ens5 doesn't support polling, aborting")
+        );
         assert!(d.explanation.contains("4.19") && d.explanation.contains("driver ena"));
         assert_eq!(d.chain, ["ens5"]);
     }
@@ -323,7 +356,11 @@ mod tests {
     fn netkit_is_netpoll_disabled_and_never_offers_a_patch() {
         let mut inner = rec(Inner, "nk0", 1, 1_100, 100, -524);
         inner.netpoll_disabled = Some(true);
-        let d = one(vec![rec(Outer, "nk0", 0, 1_000, 1_000, -524), inner], &Context::default(), &[]);
+        let d = one(
+            vec![rec(Outer, "nk0", 0, 1_000, 1_000, -524), inner],
+            &Context::default(),
+            &[],
+        );
         assert_eq!(d.cause, Cause::NetpollDisabled);
         assert!(!d.remedies.contains(&Remedy::RuntimePatch));
         assert_eq!(d.remedies, [Remedy::UseOtherDevice]);
@@ -336,25 +373,47 @@ mod tests {
         let mut inner = rec(Inner, "eth0", 1, 1_100, 100, -524);
         inner.has_poll_controller = None;
         inner.netpoll_disabled = None;
-        let d = one(vec![rec(Outer, "eth0", 0, 1_000, 1_000, -524), inner], &Context::default(), &[]);
+        let d = one(
+            vec![rec(Outer, "eth0", 0, 1_000, 1_000, -524), inner],
+            &Context::default(),
+            &[],
+        );
         assert_eq!(d.cause, Cause::Unknown);
         assert!(d.remedies.is_empty());
     }
 
     #[test]
     fn missing_name_suggests_the_real_interfaces() {
-        let ctx = Context { interfaces: vec!["lo".into(), "ens5".into(), "docker0".into()], ..Default::default() };
-        let d = one(vec![rec(Outer, "eth0", 0, 1_000, 100, -19)], &ctx, &["netpoll: netconsole: eth0 doesn't exist, aborting"]);
+        let ctx = Context {
+            interfaces: vec!["lo".into(), "ens5".into(), "docker0".into()],
+            ..Default::default()
+        };
+        let d = one(
+            vec![rec(Outer, "eth0", 0, 1_000, 100, -19)],
+            &ctx,
+            &["netpoll: netconsole: eth0 doesn't exist, aborting"],
+        );
         assert_eq!(d.cause, Cause::NoSuchDevice);
-        assert_eq!(d.remedies, [Remedy::CheckInterfaceName, Remedy::UseOtherDevice]);
-        assert!(d.explanation.contains("Existing interfaces: ens5, docker0."), "{}", d.explanation);
+        assert_eq!(
+            d.remedies,
+            [Remedy::CheckInterfaceName, Remedy::UseOtherDevice]
+        );
+        assert!(
+            d.explanation
+                .contains("Existing interfaces: ens5, docker0."),
+            "{}",
+            d.explanation
+        );
         assert!(!d.explanation.contains("lo,"));
         assert!(d.kernel_message.is_some());
     }
 
     #[test]
     fn slave_names_its_master() {
-        let ctx = Context { masters: vec![("eth1".into(), "bond0".into())], ..Default::default() };
+        let ctx = Context {
+            masters: vec![("eth1".into(), "bond0".into())],
+            ..Default::default()
+        };
         let d = one(vec![rec(Outer, "eth1", 0, 1_000, 100, -16)], &ctx, &[]);
         assert_eq!(d.cause, Cause::SlaveDevice);
         assert_eq!(d.remedies, [Remedy::UseMasterDevice]);
@@ -363,13 +422,24 @@ mod tests {
 
     #[test]
     fn no_address_open_failure_and_oom() {
-        let d = one(vec![rec(Outer, "d0", 0, 1_000, 100, -89)], &Context::default(), &[]);
+        let d = one(
+            vec![rec(Outer, "d0", 0, 1_000, 100, -89)],
+            &Context::default(),
+            &[],
+        );
         assert_eq!(d.cause, Cause::NoIpAddress);
         assert_eq!(d.remedies, [Remedy::SetLocalIp, Remedy::WaitForAddress]);
-        let d = one(vec![rec(Outer, "eth3", 0, 1_000, 100, -100)], &Context::default(), &[]);
+        let d = one(
+            vec![rec(Outer, "eth3", 0, 1_000, 100, -100)],
+            &Context::default(),
+            &[],
+        );
         assert_eq!(d.cause, Cause::OpenFailed);
         let d = one(
-            vec![rec(Outer, "eth0", 0, 1_000, 1_000, -12), rec(Inner, "eth0", 1, 1_100, 10, -12)],
+            vec![
+                rec(Outer, "eth0", 0, 1_000, 1_000, -12),
+                rec(Inner, "eth0", 1, 1_100, 10, -12),
+            ],
             &Context::default(),
             &[],
         );
@@ -382,7 +452,11 @@ mod tests {
         lower.netpoll_disabled = Some(true);
         lower.netpoll = None;
         let d = one(
-            vec![rec(Outer, "vlan0", 0, 1_000, 1_000, -524), rec(Inner, "vlan0", 1, 1_100, 800, -524), lower],
+            vec![
+                rec(Outer, "vlan0", 0, 1_000, 1_000, -524),
+                rec(Inner, "vlan0", 1, 1_100, 800, -524),
+                lower,
+            ],
             &Context::default(),
             &["netpoll: (null): nk0 doesn't support polling, aborting"],
         );
@@ -392,15 +466,24 @@ mod tests {
         assert_eq!(d.failing_device(), Some("nk0"));
         assert_eq!(d.remedies, [Remedy::UseOtherDevice]);
         assert!(d.explanation.contains("netpoll_disabled"));
-        assert_eq!(d.kernel_message.as_deref(), Some("netpoll: (null): nk0 doesn't support polling, aborting"));
+        assert_eq!(
+            d.kernel_message.as_deref(),
+            Some("netpoll: (null): nk0 doesn't support polling, aborting")
+        );
     }
 
     #[test]
     fn success_has_no_diagnosis_and_each_kernel_line_is_quoted_once() {
         let a = group(vec![rec(Outer, "eth0", 0, 1_000, 100, 0)]);
         assert!(diagnose(&a[0], &Context::default(), &mut KernelLog::default()).is_none());
-        let a = group(vec![rec(Outer, "d0", 0, 1_000, 100, -89), rec(Outer, "d0", 0, 5_000, 100, -89)]);
-        let mut l = log(&["netpoll: netconsole: no IP address for d0, aborting", "netpoll: netconsole: eth7 doesn't exist, aborting"]);
+        let a = group(vec![
+            rec(Outer, "d0", 0, 1_000, 100, -89),
+            rec(Outer, "d0", 0, 5_000, 100, -89),
+        ]);
+        let mut l = log(&[
+            "netpoll: netconsole: no IP address for d0, aborting",
+            "netpoll: netconsole: eth7 doesn't exist, aborting",
+        ]);
         let first = diagnose(&a[0], &Context::default(), &mut l).unwrap();
         let second = diagnose(&a[1], &Context::default(), &mut l).unwrap();
         assert!(first.kernel_message.is_some());

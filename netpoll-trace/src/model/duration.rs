@@ -9,15 +9,23 @@ pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 /// "30s", "5m", "500ms", "2h" or plain seconds, up to `MAX`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 5m, 500ms)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 30s, 5m, 500ms)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
+            ));
+        }
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("`{s}` must be a positive duration"));
@@ -45,7 +53,11 @@ mod tests {
 
     #[test]
     fn huge_durations_are_errors_not_panics() {
-        assert!(parse_duration("100000000000000000000s").unwrap_err().contains("too long"));
+        assert!(
+            parse_duration("100000000000000000000s")
+                .unwrap_err()
+                .contains("too long")
+        );
         assert!(parse_duration("1e400").is_err());
         assert!(parse_duration("366d").is_err());
         assert!(parse_duration("366h").is_ok());

@@ -46,7 +46,11 @@ pub fn decode(head: &[u8], tail: &[u8]) -> Result<SetupEvent> {
 /// Reassembles a sample into any shared event type.
 pub fn decode_as<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Result<T> {
     let size = std::mem::size_of::<T>();
-    ensure!(head.len() + tail.len() >= size, "short sample: {} bytes, want {size}", head.len() + tail.len());
+    ensure!(
+        head.len() + tail.len() >= size,
+        "short sample: {} bytes, want {size}",
+        head.len() + tail.len()
+    );
     let mut buf = vec![0u8; size];
     let from_head = head.len().min(size);
     buf[..from_head].copy_from_slice(&head[..from_head]);
@@ -129,8 +133,18 @@ impl SetupRecord {
     pub fn from_event(ev: &SetupEvent) -> Option<Self> {
         let function = SetupFn::from_id(ev.function)?;
         let has = |bit: u32| ev.flags & bit != 0;
-        let dev = if has(ef::DEV_NAME) { cstr(&ev.dev_name) } else { None }
-            .or_else(|| if has(ef::NP_DEV_NAME) { cstr(&ev.np_dev_name) } else { None });
+        let dev = if has(ef::DEV_NAME) {
+            cstr(&ev.dev_name)
+        } else {
+            None
+        }
+        .or_else(|| {
+            if has(ef::NP_DEV_NAME) {
+                cstr(&ev.np_dev_name)
+            } else {
+                None
+            }
+        });
         let ops_known = has(ef::OPS);
         Some(Self {
             kind: "setup",
@@ -138,7 +152,11 @@ impl SetupRecord {
             resolved_at: None,
             ts_ns: ev.ts_ns,
             function,
-            netpoll: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
+            netpoll: if has(ef::OWNER) {
+                cstr(&ev.owner)
+            } else {
+                None
+            },
             dev,
             remote: remote_of(ev),
             ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
@@ -180,7 +198,10 @@ mod tests {
     fn bytes(ev: &SetupEvent) -> Vec<u8> {
         // SAFETY: plain repr(C) data viewed as bytes.
         unsafe {
-            std::slice::from_raw_parts((ev as *const SetupEvent).cast::<u8>(), size_of::<SetupEvent>())
+            std::slice::from_raw_parts(
+                (ev as *const SetupEvent).cast::<u8>(),
+                size_of::<SetupEvent>(),
+            )
         }
         .to_vec()
     }
@@ -204,7 +225,8 @@ mod tests {
         ev.ops = 0xffff_ffff_c012_3000;
         ev.netpoll_setup_op = 0;
         ev.poll_controller = 0;
-        ev.flags = ef::DEV_NAME | ef::IFINDEX | ef::OPS | ef::PRIV_FLAGS | ef::OWNER | ef::NP_DEV_NAME;
+        ev.flags =
+            ef::DEV_NAME | ef::IFINDEX | ef::OPS | ef::PRIV_FLAGS | ef::OWNER | ef::NP_DEV_NAME;
         ev
     }
 

@@ -26,25 +26,40 @@ pub struct KernelLog {
 
 /// Words of netpoll's and netconsole's failure lines.
 fn is_failure(text: &str) -> bool {
-    ["aborting", "failed to open", "doesn't exist"].iter().any(|k| text.contains(k))
+    ["aborting", "failed to open", "doesn't exist"]
+        .iter()
+        .any(|k| text.contains(k))
 }
 
 impl Default for KernelLog {
     /// Bounded: for a live stream (watch, the agent).
     fn default() -> Self {
-        Self { max_lines: MAX_LINES, max_age_ns: MAX_AGE.as_nanos() as u64, lines: VecDeque::new(), not_enabled: None, evicted: 0 }
+        Self {
+            max_lines: MAX_LINES,
+            max_age_ns: MAX_AGE.as_nanos() as u64,
+            lines: VecDeque::new(),
+            not_enabled: None,
+            evicted: 0,
+        }
     }
 }
 
 impl KernelLog {
     /// Unbounded: for a finite input read once (`dump`: the whole kernel log, a file).
     pub fn unbounded() -> Self {
-        Self { max_lines: usize::MAX, max_age_ns: u64::MAX, ..Self::default() }
+        Self {
+            max_lines: usize::MAX,
+            max_age_ns: u64::MAX,
+            ..Self::default()
+        }
     }
 
     /// Keeps `text`, read at `now_ns`, when it is netpoll's or netconsole's.
     pub fn push(&mut self, text: String, now_ns: u64) {
-        if text.starts_with("netpoll: ") || text.starts_with("netconsole: ") || text.contains("netconsole") {
+        if text.starts_with("netpoll: ")
+            || text.starts_with("netconsole: ")
+            || text.contains("netconsole")
+        {
             if self.not_enabled.is_none() && text.contains("Not enabling netconsole") {
                 self.not_enabled = Some(text.clone());
             }
@@ -98,10 +113,22 @@ mod tests {
         let mut log = KernelLog::default();
         log.push("usb 1-1: new device".into(), 0);
         log.push("netpoll: netconsole: local port 6665".into(), 0);
-        log.push("netpoll: netconsole: eth10 doesn't exist, aborting".into(), 0);
-        log.push("netpoll: netconsole: eth1 doesn't exist, aborting".into(), 0);
-        log.push("netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(), 0);
-        assert_eq!(log.take_failure_for("eth1").as_deref(), Some("netpoll: netconsole: eth1 doesn't exist, aborting"));
+        log.push(
+            "netpoll: netconsole: eth10 doesn't exist, aborting".into(),
+            0,
+        );
+        log.push(
+            "netpoll: netconsole: eth1 doesn't exist, aborting".into(),
+            0,
+        );
+        log.push(
+            "netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(),
+            0,
+        );
+        assert_eq!(
+            log.take_failure_for("eth1").as_deref(),
+            Some("netpoll: netconsole: eth1 doesn't exist, aborting")
+        );
         assert_eq!(log.take_failure_for("eth1"), None);
         assert!(log.take_failure_for("eth10").is_some());
         assert!(log.netconsole_not_enabled().is_some());
@@ -110,7 +137,10 @@ mod tests {
     #[test]
     fn a_flood_of_unclaimed_lines_is_bounded_and_counted() {
         let mut log = KernelLog::default();
-        log.push("netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(), 0);
+        log.push(
+            "netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(),
+            0,
+        );
         for i in 0..10_000 {
             log.push(format!("netconsole: network logging started {i}"), 1);
         }
@@ -118,7 +148,10 @@ mod tests {
         assert_eq!(log.take_evicted(), 10_001 - MAX_LINES as u64);
         assert_eq!(log.take_evicted(), 0);
         // The newest stay; the silent-failure line is still known.
-        log.push("netpoll: netconsole: eth3 doesn't exist, aborting".into(), 2);
+        log.push(
+            "netpoll: netconsole: eth3 doesn't exist, aborting".into(),
+            2,
+        );
         assert!(log.take_failure_for("eth3").is_some());
         assert!(log.netconsole_not_enabled().is_some());
         // dump reads a finite log once: it keeps everything.
@@ -134,8 +167,14 @@ mod tests {
     fn lines_older_than_the_age_limit_are_dropped() {
         let mut log = KernelLog::default();
         let age = MAX_AGE.as_nanos() as u64;
-        log.push("netpoll: netconsole: eth4 doesn't exist, aborting".into(), 1_000);
-        log.push("netpoll: netconsole: eth5 doesn't exist, aborting".into(), 1_000 + age);
+        log.push(
+            "netpoll: netconsole: eth4 doesn't exist, aborting".into(),
+            1_000,
+        );
+        log.push(
+            "netpoll: netconsole: eth5 doesn't exist, aborting".into(),
+            1_000 + age,
+        );
         log.expire(1_000 + age);
         assert_eq!((log.len(), log.take_evicted()), (2, 0));
         log.expire(1_001 + age);

@@ -11,6 +11,7 @@ pub mod diagnosis;
 pub mod duration;
 pub mod errno;
 pub mod event;
+pub mod health;
 pub mod kernel_log;
 pub mod netconsole;
 pub mod output;

@@ -36,7 +36,10 @@ pub struct Header {
 /// text (a plain target sends arbitrary console text).
 pub fn decode(bytes: &[u8]) -> Packet {
     let text = String::from_utf8_lossy(bytes);
-    match text.split_once(';').and_then(|(h, rest)| parse_header(h).map(|h| (h, rest))) {
+    match text
+        .split_once(';')
+        .and_then(|(h, rest)| parse_header(h).map(|h| (h, rest)))
+    {
         Some((h, rest)) => Packet::Extended(h, rest.to_string()),
         None => Packet::Plain(text.into_owned()),
     }
@@ -49,7 +52,9 @@ fn parse_header(h: &str) -> Option<Header> {
         Ok(_) => (None, &fields[..]),
         Err(_) => (Some(fields[0].to_string()), &fields[1..]),
     };
-    let [level, seq, ts, cont, extra @ ..] = rest else { return None };
+    let [level, seq, ts, cont, extra @ ..] = rest else {
+        return None;
+    };
     let cont = match *cont {
         "-" => false,
         "c" => true,
@@ -63,7 +68,14 @@ fn parse_header(h: &str) -> Option<Header> {
             frag = Some((off.parse().ok()?, len.parse().ok()?));
         }
     }
-    Some(Header { release, level: level.parse().ok()?, seq: seq.parse().ok()?, ts_us: ts.parse().ok()?, cont, frag })
+    Some(Header {
+        release,
+        level: level.parse().ok()?,
+        seq: seq.parse().ok()?,
+        ts_us: ts.parse().ok()?,
+        cont,
+        frag,
+    })
 }
 
 /// A message as received: whole, or reassembled from its fragments.
@@ -139,14 +151,21 @@ impl Receiver {
                     s.open.pop_first();
                     s.stats.incomplete += 1;
                 }
-                let (first, parts) = s.open.entry(seq).or_insert_with(|| (h.clone(), BTreeMap::new()));
+                let (first, parts) = s
+                    .open
+                    .entry(seq)
+                    .or_insert_with(|| (h.clone(), BTreeMap::new()));
                 parts.insert(off, text);
                 let have: usize = parts.values().map(String::len).sum();
                 if have < len {
                     return Vec::new();
                 }
                 let first = first.clone();
-                let whole: String = s.open.remove(&seq).map(|(_, p)| p.into_values().collect()).unwrap_or_default();
+                let whole: String = s
+                    .open
+                    .remove(&seq)
+                    .map(|(_, p)| p.into_values().collect())
+                    .unwrap_or_default();
                 s.account(seq);
                 vec![message(Some(&first), whole)]
             }
@@ -200,15 +219,30 @@ mod tests {
 
     #[test]
     fn decodes_plain_and_extended_packets() {
-        assert_eq!(decode(b"hello world\n"), Packet::Plain("hello world\n".into()));
-        let Packet::Extended(h, text) = decode(b"6,416,1758426,-;netconsole: network logging started\n") else {
+        assert_eq!(
+            decode(b"hello world\n"),
+            Packet::Plain("hello world\n".into())
+        );
+        let Packet::Extended(h, text) =
+            decode(b"6,416,1758426,-;netconsole: network logging started\n")
+        else {
             panic!("not extended")
         };
-        assert_eq!((h.level, h.seq, h.ts_us, h.cont, h.release, h.frag), (6, 416, 1758426, false, None, None));
+        assert_eq!(
+            (h.level, h.seq, h.ts_us, h.cont, h.release, h.frag),
+            (6, 416, 1758426, false, None, None)
+        );
         assert_eq!(text, "netconsole: network logging started\n");
-        let Packet::Extended(h, _) = decode(b"6.1.0-48-amd64,4,17,99,c;x") else { panic!("not extended") };
-        assert_eq!((h.release.as_deref(), h.level, h.seq, h.cont), (Some("6.1.0-48-amd64"), 4, 17, true));
-        let Packet::Extended(h, _) = decode(b"6,9,1,-,ncfrag=0/31;first") else { panic!("not extended") };
+        let Packet::Extended(h, _) = decode(b"6.1.0-48-amd64,4,17,99,c;x") else {
+            panic!("not extended")
+        };
+        assert_eq!(
+            (h.release.as_deref(), h.level, h.seq, h.cont),
+            (Some("6.1.0-48-amd64"), 4, 17, true)
+        );
+        let Packet::Extended(h, _) = decode(b"6,9,1,-,ncfrag=0/31;first") else {
+            panic!("not extended")
+        };
         assert_eq!(h.frag, Some((0, 31)));
         // Text that merely contains a semicolon is plain.
         assert!(matches!(decode(b"a;b"), Packet::Plain(_)));
@@ -224,7 +258,15 @@ mod tests {
         r.take("b", b"6,100,1,-;m");
         r.take("a", b"6,12,1,-;late");
         let s = r.summary();
-        assert_eq!((s["a"].messages, s["a"].gaps, s["a"].out_of_order, s["a"].last_seq), (5, 2, 1, Some(15)));
+        assert_eq!(
+            (
+                s["a"].messages,
+                s["a"].gaps,
+                s["a"].out_of_order,
+                s["a"].last_seq
+            ),
+            (5, 2, 1, Some(15))
+        );
         assert_eq!((s["b"].messages, s["b"].gaps), (1, 0));
     }
 

@@ -21,21 +21,30 @@ pub enum Output {
     SlowPoll(SlowPoll),
     /// Every device's send-path statistics: periodic while running (`last` false, for
     /// metrics), then once more at the end (`last` true, for reports).
-    SendStats { stats: Vec<SendSummary>, last: bool },
+    SendStats {
+        stats: Vec<SendSummary>,
+        last: bool,
+    },
     /// A message dropped, or a slow send.
     Send(SendNotice),
     /// A netconsole target enabled, disabled, stopped or re-enabled.
     Target(TargetEvent),
     /// Every device's poll statistics: periodic while running (`last` false, for
     /// metrics), then once more at the end (`last` true, for reports).
-    PollStats { stats: Vec<PollSummary>, last: bool },
+    PollStats {
+        stats: Vec<PollSummary>,
+        last: bool,
+    },
     /// The kernel dropped this many events (perf buffer full).
     Lost(u64),
     /// The programs' loss counters so far (`LOSSES`), per kind: periodic while
     /// running, for metrics.
     Losses(Losses),
     /// netpoll-trace itself dropped `count` items of `what` to stay within its bounds.
-    Dropped { what: Dropped, count: u64 },
+    Dropped {
+        what: Dropped,
+        count: u64,
+    },
     /// Something the user should know (undecodable event, ...).
     Warning(String),
     /// An agent journal entry.
@@ -45,7 +54,10 @@ pub enum Output {
     /// The recorder's counters: calls per device, function and result (dumps).
     Counters(Vec<CounterLine>),
     /// A line read back from a file that is passed on as it was (`dump --from`).
-    Passthrough { kind: String, value: serde_json::Value },
+    Passthrough {
+        kind: String,
+        value: serde_json::Value,
+    },
 }
 
 impl Output {
@@ -65,9 +77,7 @@ impl Output {
             | Self::Dropped { .. }
             | Self::Warning(_)
             | Self::Recorder(_)
-            | Self::Passthrough { .. } => {
-                Vec::new()
-            }
+            | Self::Passthrough { .. } => Vec::new(),
         }
     }
 }

@@ -17,7 +17,9 @@ pub enum Decision {
 
 pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decision {
     let remedies: Vec<&str> = d.remedies.iter().map(|r| r.as_str()).collect();
-    let report = |why: String| Decision::Report { reason: format!("{why}; remedies: {}", remedies.join(", ")) };
+    let report = |why: String| Decision::Report {
+        reason: format!("{why}; remedies: {}", remedies.join(", ")),
+    };
     if d.cause != Cause::MissingPollController {
         return report(format!("cause {} is not fixed by patching", d.cause));
     }
@@ -28,11 +30,15 @@ pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decisio
         return report("policy.missing_poll_controller is \"report\"".into());
     }
     match driver {
-        Some(drv) if cfg.allowed_drivers.iter().any(|a| a == drv) => Decision::PatchAndRetry { dev },
+        Some(drv) if cfg.allowed_drivers.iter().any(|a| a == drv) => {
+            Decision::PatchAndRetry { dev }
+        }
         Some(drv) => report(format!(
             "driver {drv} of {dev} is not in allowed_drivers (a patched device's ops no longer match its driver's table)"
         )),
-        None => report(format!("the driver of {dev} is unknown, so it cannot be checked against allowed_drivers")),
+        None => report(format!(
+            "the driver of {dev} is unknown, so it cannot be checked against allowed_drivers"
+        )),
     }
 }
 
@@ -74,17 +80,32 @@ pub mod tests {
     #[test]
     fn patches_only_allowlisted_drivers_for_a_missing_poll_controller() {
         let d = diag(Cause::MissingPollController);
-        assert_eq!(decide(&d, Some("virtio_net"), &patching()), Decision::PatchAndRetry { dev: "eth0".into() });
-        let Decision::Report { reason } = decide(&d, Some("ena"), &patching()) else { panic!() };
+        assert_eq!(
+            decide(&d, Some("virtio_net"), &patching()),
+            Decision::PatchAndRetry { dev: "eth0".into() }
+        );
+        let Decision::Report { reason } = decide(&d, Some("ena"), &patching()) else {
+            panic!()
+        };
         assert!(reason.contains("not in allowed_drivers"), "{reason}");
-        assert!(matches!(decide(&d, None, &patching()), Decision::Report { .. }));
-        assert!(matches!(decide(&d, Some("virtio_net"), &AgentConfig::default()), Decision::Report { .. }));
+        assert!(matches!(
+            decide(&d, None, &patching()),
+            Decision::Report { .. }
+        ));
+        assert!(matches!(
+            decide(&d, Some("virtio_net"), &AgentConfig::default()),
+            Decision::Report { .. }
+        ));
     }
 
     #[test]
     fn never_patches_other_causes() {
-        for c in Cause::ALL.iter().filter(|c| **c != Cause::MissingPollController) {
-            let Decision::Report { reason } = decide(&diag(*c), Some("virtio_net"), &patching()) else {
+        for c in Cause::ALL
+            .iter()
+            .filter(|c| **c != Cause::MissingPollController)
+        {
+            let Decision::Report { reason } = decide(&diag(*c), Some("virtio_net"), &patching())
+            else {
                 panic!("{c} must not be patched")
             };
             assert!(reason.contains("not fixed by patching"));

@@ -66,14 +66,29 @@ pub fn summarize(per_cpu: &[PollStats], now_ns: u64) -> PollSummary {
         .iter()
         .enumerate()
         .filter(|(_, c)| **c > 0)
-        .map(|(i, c)| Bucket { le_ns: 1u64 << (i + 1), count: *c })
+        .map(|(i, c)| Bucket {
+            le_ns: 1u64 << (i + 1),
+            count: *c,
+        })
         .collect();
-    PollSummary { kind: "poll", ts_ns: now_ns, dev, ifindex, count, total_ns: total, max_ns: max, histogram }
+    PollSummary {
+        kind: "poll",
+        ts_ns: now_ns,
+        dev,
+        ifindex,
+        count,
+        total_ns: total,
+        max_ns: max,
+        histogram,
+    }
 }
 
 /// One summary per device, sorted by device name.
 pub fn summarize_all(per_device: &[Vec<PollStats>], now_ns: u64) -> Vec<PollSummary> {
-    let mut out: Vec<PollSummary> = per_device.iter().map(|cpus| summarize(cpus, now_ns)).collect();
+    let mut out: Vec<PollSummary> = per_device
+        .iter()
+        .map(|cpus| summarize(cpus, now_ns))
+        .collect();
     out.sort_by(|a, b| a.dev.cmp(&b.dev));
     out
 }
@@ -82,7 +97,11 @@ pub fn slow(ev: &PollEvent) -> SlowPoll {
     SlowPoll {
         kind: "poll",
         ts_ns: ev.ts_ns,
-        dev: if ev.flags & ef::DEV_NAME != 0 { cstr(&ev.name) } else { None },
+        dev: if ev.flags & ef::DEV_NAME != 0 {
+            cstr(&ev.name)
+        } else {
+            None
+        },
         ifindex: (ev.flags & ef::IFINDEX != 0).then_some(ev.ifindex),
         count: 1,
         duration_ns: ev.duration_ns,
@@ -113,11 +132,26 @@ mod tests {
 
     #[test]
     fn sums_cpus_and_takes_identity_from_the_creating_cpu() {
-        let s = summarize(&[stats(3, 9, false), stats(4, 9, true), stats(1, 10, false)], 42);
+        let s = summarize(
+            &[stats(3, 9, false), stats(4, 9, true), stats(1, 10, false)],
+            42,
+        );
         assert_eq!(s.count, 8);
         assert_eq!(s.dev.as_deref(), Some("eth0"));
         assert_eq!(s.ifindex, Some(3));
-        assert_eq!(s.histogram, [Bucket { le_ns: 1024, count: 7 }, Bucket { le_ns: 2048, count: 1 }]);
+        assert_eq!(
+            s.histogram,
+            [
+                Bucket {
+                    le_ns: 1024,
+                    count: 7
+                },
+                Bucket {
+                    le_ns: 2048,
+                    count: 1
+                }
+            ]
+        );
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["type"], "poll");
         assert!(v["histogram"].is_array());
@@ -125,9 +159,20 @@ mod tests {
 
     #[test]
     fn a_slow_poll_event_meets_the_contract() {
-        let ev = PollEvent { ts_ns: 9, duration_ns: 2_000_000, dev: 1, ifindex: 2, flags: ef::DEV_NAME | ef::IFINDEX, name: *b"eth0\0\0\0\0\0\0\0\0\0\0\0\0" };
+        let ev = PollEvent {
+            ts_ns: 9,
+            duration_ns: 2_000_000,
+            dev: 1,
+            ifindex: 2,
+            flags: ef::DEV_NAME | ef::IFINDEX,
+            name: *b"eth0\0\0\0\0\0\0\0\0\0\0\0\0",
+        };
         let line = serde_json::to_string(&slow(&ev)).unwrap();
-        assert_eq!(crate::model::schema::check_line(&line).unwrap(), "poll", "{line}");
+        assert_eq!(
+            crate::model::schema::check_line(&line).unwrap(),
+            "poll",
+            "{line}"
+        );
         assert!(line.contains(r#""dev":"eth0""#) && line.contains(r#""duration_ns":2000000"#));
     }
 }

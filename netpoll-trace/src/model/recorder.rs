@@ -63,8 +63,15 @@ impl Losses {
     /// The kinds that cost set-up records their pairing: entries dropped, unpaired
     /// or missed returns, flushed leftovers; by name.
     pub fn pairing_kinds(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        const PAIRING: [u32; 4] = [loss::ENTRY_DROPPED, loss::UNPAIRED_RETURN, loss::MISSED_RETURN, loss::ORPHANED_ENTRY];
-        PAIRING.into_iter().map(|s| (loss::NAMES[s as usize], self.get(s)))
+        const PAIRING: [u32; 4] = [
+            loss::ENTRY_DROPPED,
+            loss::UNPAIRED_RETURN,
+            loss::MISSED_RETURN,
+            loss::ORPHANED_ENTRY,
+        ];
+        PAIRING
+            .into_iter()
+            .map(|s| (loss::NAMES[s as usize], self.get(s)))
     }
 
     /// Set-up records lost to pairing, all kinds.
@@ -111,9 +118,16 @@ pub fn counter_line(k: &CounterKey, count: u64, now: u64) -> CounterLine {
 
 /// Counter lines sorted by device, function and result.
 pub fn counter_lines(counters: &[(CounterKey, u64)], now: u64) -> Vec<CounterLine> {
-    let mut lines: Vec<CounterLine> = counters.iter().map(|(k, n)| counter_line(k, *n, now)).collect();
+    let mut lines: Vec<CounterLine> = counters
+        .iter()
+        .map(|(k, n)| counter_line(k, *n, now))
+        .collect();
     lines.sort_by(|a, b| {
-        (&a.dev, a.function.map(SetupFn::as_str), a.ret).cmp(&(&b.dev, b.function.map(SetupFn::as_str), b.ret))
+        (&a.dev, a.function.map(SetupFn::as_str), a.ret).cmp(&(
+            &b.dev,
+            b.function.map(SetupFn::as_str),
+            b.ret,
+        ))
     });
     lines
 }
@@ -131,9 +145,14 @@ pub enum RecordedLine {
     Setup(Box<SetupRecord>),
     /// A recorded diagnosis: only the kernel line it quoted is kept, for the fresh
     /// diagnosis to quote again.
-    Diagnosis { kernel_message: Option<String> },
+    Diagnosis {
+        kernel_message: Option<String>,
+    },
     /// Any other contract object (`remediation`, `poll`, `counter`, `recorder`), as read.
-    Other { kind: &'static str, value: Value },
+    Other {
+        kind: &'static str,
+        value: Value,
+    },
 }
 
 /// Why reading stopped, at which line (1-based, blank lines counted).
@@ -146,7 +165,9 @@ pub struct LineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineErrorKind {
     /// Longer than the limit (in bytes): the line is not read whole.
-    TooLong { limit: usize },
+    TooLong {
+        limit: usize,
+    },
     NotUtf8,
     /// Not JSON, or not an object of the contract; the text says what is missing.
     Invalid(String),
@@ -161,10 +182,15 @@ impl std::fmt::Display for LineError {
         const NOT_OURS: &str = "not a JSON-lines file from `watch --record` or the agent's journal";
         let n = self.line;
         match &self.kind {
-            LineErrorKind::TooLong { limit } => write!(f, "line {n}: longer than {} KiB: {NOT_OURS}", limit / 1024),
+            LineErrorKind::TooLong { limit } => {
+                write!(f, "line {n}: longer than {} KiB: {NOT_OURS}", limit / 1024)
+            }
             LineErrorKind::NotUtf8 => write!(f, "line {n}: not UTF-8: {NOT_OURS}"),
             LineErrorKind::Invalid(e) => write!(f, "line {n}: {e}; {NOT_OURS}, or truncated"),
-            LineErrorKind::Truncated => write!(f, "line {n}: the last line has no newline: the file is truncated"),
+            LineErrorKind::Truncated => write!(
+                f,
+                "line {n}: the last line has no newline: the file is truncated"
+            ),
             LineErrorKind::Read(e) => write!(f, "line {n}: reading failed: {e}"),
         }
     }
@@ -177,7 +203,13 @@ impl std::error::Error for LineError {}
 /// against the contract. Blank lines are skipped. The first error ends the iteration:
 /// a file that is wrong in one place is not trusted in the next.
 pub fn read_lines<R: BufRead>(input: R, limit: usize) -> LineReader<R> {
-    LineReader { input, limit, line: 0, buf: Vec::new(), done: false }
+    LineReader {
+        input,
+        limit,
+        line: 0,
+        buf: Vec::new(),
+        done: false,
+    }
 }
 
 /// The iterator `read_lines` returns.
@@ -199,7 +231,8 @@ impl<R: BufRead> LineReader<R> {
             // One byte past the limit plus the newline: enough to tell a full line from
             // an overlong one without reading the rest of it.
             let cap = self.limit as u64 + 1;
-            let n = match std::io::Read::take(&mut self.input, cap).read_until(b'\n', &mut self.buf) {
+            let n = match std::io::Read::take(&mut self.input, cap).read_until(b'\n', &mut self.buf)
+            {
                 Ok(n) => n,
                 Err(e) => return Some(Err(LineErrorKind::Read(e.to_string()))),
             };
@@ -247,8 +280,12 @@ fn parse_line(text: &str) -> Result<RecordedLine, LineErrorKind> {
     let kind = schema::check_line(text).map_err(|e| invalid(&e))?;
     let v: Value = serde_json::from_str(text).map_err(|e| invalid(&e))?;
     Ok(match kind {
-        "setup" => RecordedLine::Setup(Box::new(SetupRecord::from_json(v).map_err(|e| invalid(&e))?)),
-        "diagnosis" => RecordedLine::Diagnosis { kernel_message: v["kernel_message"].as_str().map(str::to_string) },
+        "setup" => RecordedLine::Setup(Box::new(
+            SetupRecord::from_json(v).map_err(|e| invalid(&e))?,
+        )),
+        "diagnosis" => RecordedLine::Diagnosis {
+            kernel_message: v["kernel_message"].as_str().map(str::to_string),
+        },
         _ => RecordedLine::Other { kind, value: v },
     })
 }
@@ -266,7 +303,10 @@ impl<R: BufRead> Iterator for LineReader<R> {
         });
         Some(parsed.map_err(|kind| {
             self.done = true;
-            LineError { line: self.line, kind }
+            LineError {
+                line: self.line,
+                kind,
+            }
         }))
     }
 }
@@ -278,7 +318,11 @@ pub mod tests {
     use super::*;
 
     pub fn key(dev: &str, f: u32, ret: i32) -> CounterKey {
-        let mut k = CounterKey { dev_name: [0; 16], function: f, ret };
+        let mut k = CounterKey {
+            dev_name: [0; 16],
+            function: f,
+            ret,
+        };
         k.dev_name[..dev.len()].copy_from_slice(dev.as_bytes());
         k
     }
@@ -309,7 +353,10 @@ pub mod tests {
         assert_eq!(v["type"], "counter");
         assert_eq!(v["fn"], "netpoll_setup");
         assert_eq!(v["count"], 3);
-        assert_eq!(crate::model::schema::check_line(&v.to_string()).unwrap(), "counter");
+        assert_eq!(
+            crate::model::schema::check_line(&v.to_string()).unwrap(),
+            "counter"
+        );
     }
 
     const START: &str = r#"{"type":"remediation","ts_ns":1,"dev":null,"action":"start","result":"ok","detail":"x"}"#;
@@ -329,7 +376,10 @@ pub mod tests {
     #[test]
     fn lines_are_read_one_by_one_skipping_blank_ones() {
         let text = format!("{START}\r\n\n   \n{START}\n");
-        assert_eq!(kinds(text.as_bytes()), vec![Ok("remediation"), Ok("remediation")]);
+        assert_eq!(
+            kinds(text.as_bytes()),
+            vec![Ok("remediation"), Ok("remediation")]
+        );
         assert!(kinds(b"").is_empty());
     }
 
@@ -338,35 +388,77 @@ pub mod tests {
         // An endless input (like /dev/zero) yields one error, having read limit + 1 bytes.
         let mut it = read_lines(std::io::BufReader::new(std::io::repeat(0)), MAX_LINE);
         let e = it.next().unwrap().unwrap_err();
-        assert_eq!(e, LineError { line: 1, kind: LineErrorKind::TooLong { limit: MAX_LINE } });
+        assert_eq!(
+            e,
+            LineError {
+                line: 1,
+                kind: LineErrorKind::TooLong { limit: MAX_LINE }
+            }
+        );
         assert_eq!(e.to_string().split(':').next(), Some("line 1"));
         assert!(e.to_string().contains("longer than 64 KiB"), "{e}");
         assert!(it.next().is_none(), "the first error ends the iteration");
         // A line exactly at the limit is read.
-        let at = format!("{},\"pad\":\"{}\"}}\n", &START[..START.len() - 1], "p".repeat(256));
+        let at = format!(
+            "{},\"pad\":\"{}\"}}\n",
+            &START[..START.len() - 1],
+            "p".repeat(256)
+        );
         let limit = at.len() - 1;
         assert!(read_lines(at.as_bytes(), limit).next().unwrap().is_ok());
-        assert!(matches!(read_lines(at.as_bytes(), limit - 1).next().unwrap().unwrap_err().kind, LineErrorKind::TooLong { .. }));
+        assert!(matches!(
+            read_lines(at.as_bytes(), limit - 1)
+                .next()
+                .unwrap()
+                .unwrap_err()
+                .kind,
+            LineErrorKind::TooLong { .. }
+        ));
     }
 
     #[test]
     fn bad_lines_name_their_number_and_stop_the_reading() {
         let k = kinds(format!("{START}\n\n{{\"type\":\"setup\",\"ts_").as_bytes());
         assert_eq!(k.len(), 2);
-        assert_eq!(k[1], Err(LineError { line: 3, kind: LineErrorKind::Truncated }));
+        assert_eq!(
+            k[1],
+            Err(LineError {
+                line: 3,
+                kind: LineErrorKind::Truncated
+            })
+        );
         let k = kinds(format!("{START}\nnot json\n{START}\n").as_bytes());
         assert_eq!(k.len(), 2, "nothing after the first error");
         let e = k[1].clone().unwrap_err();
-        assert!(e.line == 2 && matches!(e.kind, LineErrorKind::Invalid(_)), "{e}");
-        assert_eq!(kinds(b"\xff\xfe\n")[0].clone().unwrap_err().kind, LineErrorKind::NotUtf8);
-        let e = kinds(b"{\"type\":\"mystery\",\"ts_ns\":1}\n")[0].clone().unwrap_err();
+        assert!(
+            e.line == 2 && matches!(e.kind, LineErrorKind::Invalid(_)),
+            "{e}"
+        );
+        assert_eq!(
+            kinds(b"\xff\xfe\n")[0].clone().unwrap_err().kind,
+            LineErrorKind::NotUtf8
+        );
+        let e = kinds(b"{\"type\":\"mystery\",\"ts_ns\":1}\n")[0]
+            .clone()
+            .unwrap_err();
         assert!(e.to_string().contains("unknown type `mystery`"), "{e}");
-        let e = kinds(b"{\"type\":\"a\\u001b[2J\\n\",\"ts_ns\":1}\n")[0].clone().unwrap_err();
+        let e = kinds(b"{\"type\":\"a\\u001b[2J\\n\",\"ts_ns\":1}\n")[0]
+            .clone()
+            .unwrap_err();
         assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
-        assert!(e.to_string().contains(r"unknown type `a\u{1b}[2J\n`"), "{e}");
+        assert!(
+            e.to_string().contains(r"unknown type `a\u{1b}[2J\n`"),
+            "{e}"
+        );
         // Deep nesting is an error from the JSON parser's own limit, not a stack overflow.
         let deep = format!("{}{}\n", "[".repeat(200), "]".repeat(200));
-        assert!(matches!(read_lines(deep.as_bytes(), MAX_LINE).next().unwrap().unwrap_err().kind, LineErrorKind::Invalid(_)));
+        assert!(matches!(
+            read_lines(deep.as_bytes(), MAX_LINE)
+                .next()
+                .unwrap()
+                .unwrap_err()
+                .kind,
+            LineErrorKind::Invalid(_)
+        ));
     }
-
 }

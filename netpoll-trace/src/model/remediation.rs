@@ -21,8 +21,15 @@ pub enum Action {
 
 impl Action {
     #[cfg(test)]
-    pub const ALL: [Self; 7] =
-        [Self::Start, Self::Decide, Self::Patch, Self::Retry, Self::Verify, Self::Unpatch, Self::Stop];
+    pub const ALL: [Self; 7] = [
+        Self::Start,
+        Self::Decide,
+        Self::Patch,
+        Self::Retry,
+        Self::Verify,
+        Self::Unpatch,
+        Self::Stop,
+    ];
 
     /// The journal's code (exhaustive: a new action cannot go unnamed).
     pub fn as_str(self) -> &'static str {
@@ -117,9 +124,18 @@ mod tests {
             attempt: None,
         };
         let line = serde_json::to_string(&e).unwrap();
-        assert_eq!(crate::model::schema::check_line(&line).unwrap(), "remediation");
-        assert!(line.contains(r#""action":"patch","result":"dry_run""#), "{line}");
-        assert!(line.contains(r#""cause":"missing_poll_controller","attempt":null"#), "{line}");
+        assert_eq!(
+            crate::model::schema::check_line(&line).unwrap(),
+            "remediation"
+        );
+        assert!(
+            line.contains(r#""action":"patch","result":"dry_run""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""cause":"missing_poll_controller","attempt":null"#),
+            "{line}"
+        );
     }
 
     #[test]

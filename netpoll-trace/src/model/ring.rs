@@ -16,11 +16,20 @@ impl RingAccount {
     /// the newest kept number counts too.
     pub fn new(next_seq: u64, ring_size: u32, seqs: &[u64]) -> Self {
         // Saturating: the keys are whatever the pinned map holds.
-        let head = seqs.last().map_or(next_seq, |&s| next_seq.max(s.saturating_add(1)));
+        let head = seqs
+            .last()
+            .map_or(next_seq, |&s| next_seq.max(s.saturating_add(1)));
         let window_start = head.saturating_sub(ring_size as u64);
-        let missing: Vec<u64> =
-            (window_start..head).filter(|s| seqs.binary_search(s).is_err()).take(64).collect();
-        Self { recorded: head, kept: seqs.len() as u64, overwritten: window_start, missing }
+        let missing: Vec<u64> = (window_start..head)
+            .filter(|s| seqs.binary_search(s).is_err())
+            .take(64)
+            .collect();
+        Self {
+            recorded: head,
+            kept: seqs.len() as u64,
+            overwritten: window_start,
+            missing,
+        }
     }
 }
 
@@ -31,14 +40,30 @@ mod tests {
     #[test]
     fn ring_account_of_an_unfilled_ring() {
         let a = RingAccount::new(3, 8, &[0, 1, 2]);
-        assert_eq!(a, RingAccount { recorded: 3, kept: 3, overwritten: 0, missing: vec![] });
+        assert_eq!(
+            a,
+            RingAccount {
+                recorded: 3,
+                kept: 3,
+                overwritten: 0,
+                missing: vec![]
+            }
+        );
     }
 
     #[test]
     fn ring_account_after_wrap_around() {
         let seqs: Vec<u64> = (12..20).collect();
         let a = RingAccount::new(20, 8, &seqs);
-        assert_eq!(a, RingAccount { recorded: 20, kept: 8, overwritten: 12, missing: vec![] });
+        assert_eq!(
+            a,
+            RingAccount {
+                recorded: 20,
+                kept: 8,
+                overwritten: 12,
+                missing: vec![]
+            }
+        );
     }
 
     /// Fuzzing (recorder_meta target): a ring key of u64::MAX (any value a corrupt or

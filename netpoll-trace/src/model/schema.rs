@@ -13,19 +13,57 @@ const COMMON: &[&str] = &["type", "ts_ns"];
 fn required(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "setup" => &[
-            "fn", "netpoll", "dev", "ifindex", "ret", "errno", "depth", "duration_ns", "pid", "comm", "driver",
-            "ops_symbol", "ops_module", "has_poll_controller", "has_netpoll_setup", "netpoll_disabled",
+            "fn",
+            "netpoll",
+            "dev",
+            "ifindex",
+            "ret",
+            "errno",
+            "depth",
+            "duration_ns",
+            "pid",
+            "comm",
+            "driver",
+            "ops_symbol",
+            "ops_module",
+            "has_poll_controller",
+            "has_netpoll_setup",
+            "netpoll_disabled",
         ],
         "poll" => &["dev", "count"],
-        "send" => &["dev", "messages", "sent", "deferred", "dropped", "dropped_by", "histogram"],
+        "send" => &[
+            "dev",
+            "messages",
+            "sent",
+            "deferred",
+            "dropped",
+            "dropped_by",
+            "histogram",
+        ],
         "send_drop" => &["dev", "reason"],
         "slow_send" => &["dev", "duration_ns"],
         "target" => &["target", "event", "cause", "dev", "remote"],
-        "diagnosis" => &["dev", "cause", "remedies", "chain", "explanation", "kernel_message"],
+        "diagnosis" => &[
+            "dev",
+            "cause",
+            "remedies",
+            "chain",
+            "explanation",
+            "kernel_message",
+        ],
         "remediation" => &["dev", "action", "result", "detail"],
         // Flight recorder dumps (extensions of the contract).
         "counter" => &["dev", "fn", "ret", "errno", "count"],
-        "recorder" => &["pin_dir", "schema", "ring_size", "recorded", "kept", "overwritten", "unrecorded", "missing_seqs"],
+        "recorder" => &[
+            "pin_dir",
+            "schema",
+            "ring_size",
+            "recorded",
+            "kept",
+            "overwritten",
+            "unrecorded",
+            "missing_seqs",
+        ],
         _ => return None,
     })
 }
@@ -33,14 +71,18 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
 /// Checks one line; the error names the line's type and the missing field.
 pub fn check_line(line: &str) -> Result<&'static str> {
     let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not JSON ({e})"))?;
-    let Some(obj) = v.as_object() else { bail!("not a JSON object") };
+    let Some(obj) = v.as_object() else {
+        bail!("not a JSON object")
+    };
     for f in COMMON {
         if !obj.contains_key(*f) {
             bail!("missing field `{f}`");
         }
     }
     let kind = obj["type"].as_str().unwrap_or_default();
-    let Some(fields) = required(kind) else { bail!("unknown type `{kind}`") };
+    let Some(fields) = required(kind) else {
+        bail!("unknown type `{kind}`")
+    };
     for f in fields {
         if !obj.contains_key(*f) {
             bail!("{kind} object without field `{f}`");
@@ -49,7 +91,11 @@ pub fn check_line(line: &str) -> Result<&'static str> {
     if kind == "poll" && !obj.contains_key("histogram") && !obj.contains_key("duration_ns") {
         bail!("poll object with neither `histogram` nor `duration_ns`");
     }
-    if kind == "setup" && !SetupFn::ALL.iter().any(|f| obj["fn"].as_str() == Some(f.as_str())) {
+    if kind == "setup"
+        && !SetupFn::ALL
+            .iter()
+            .any(|f| obj["fn"].as_str() == Some(f.as_str()))
+    {
         bail!("setup object with unknown fn {}", obj["fn"]);
     }
     Ok(match kind {
@@ -69,7 +115,11 @@ pub fn check_line(line: &str) -> Result<&'static str> {
 /// Checks every non-empty line of `text`; returns how many objects of each type.
 pub fn check_text(text: &str) -> Result<Vec<(&'static str, usize)>> {
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let kind = check_line(line).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
         match counts.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, n)) => *n += 1,
@@ -93,8 +143,16 @@ mod tests {
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(check_line(&line).unwrap(), "setup");
         let attempt = &crate::model::correlate::group(vec![r])[0];
-        let d = crate::model::diagnosis::diagnose(attempt, &Default::default(), &mut Default::default()).unwrap();
-        assert_eq!(check_line(&serde_json::to_string(&d).unwrap()).unwrap(), "diagnosis");
+        let d = crate::model::diagnosis::diagnose(
+            attempt,
+            &Default::default(),
+            &mut Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            check_line(&serde_json::to_string(&d).unwrap()).unwrap(),
+            "diagnosis"
+        );
     }
 
     #[test]
@@ -106,7 +164,10 @@ mod tests {
         let e = check_line(r#"{"type":"poll","ts_ns":1,"dev":"eth0","count":3}"#).unwrap_err();
         assert!(e.to_string().contains("histogram"));
         assert!(check_text("").is_err());
-        let e = check_text("{\"type\":\"poll\",\"ts_ns\":1,\"dev\":null,\"count\":0,\"histogram\":[]}\nnope\n").unwrap_err();
+        let e = check_text(
+            "{\"type\":\"poll\",\"ts_ns\":1,\"dev\":null,\"count\":0,\"histogram\":[]}\nnope\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("line 2"), "{e}");
     }
 }

@@ -1,7 +1,9 @@
 //! netconsole's delivery through netpoll: per-CPU send statistics summed into one
 //! summary per device, and single drops and slow sends (pure).
 
-use netpoll_trace_common::{POLL_BUCKETS, SendEvent, SendStats, event_flags as ef, send_drop, send_event};
+use netpoll_trace_common::{
+    POLL_BUCKETS, SendEvent, SendStats, event_flags as ef, send_drop, send_event,
+};
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
 use super::{event::cstr, poll::Bucket};
@@ -16,7 +18,12 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [Self; send_drop::SLOTS] = [Self::NoSkb, Self::NoNpinfo, Self::NotRunning, Self::NotPresent];
+    pub const ALL: [Self; send_drop::SLOTS] = [
+        Self::NoSkb,
+        Self::NoNpinfo,
+        Self::NotRunning,
+        Self::NotPresent,
+    ];
 
     /// The programs' `send_drop` slot.
     pub fn slot(self) -> u32 {
@@ -101,6 +108,9 @@ pub struct SendSummary {
     pub max_ns: u64,
     /// Non-empty buckets only, ascending.
     pub histogram: Vec<Bucket>,
+    /// The last drop (CLOCK_MONOTONIC) and why; null when none.
+    pub last_drop_ns: Option<u64>,
+    pub last_drop_reason: Option<DropReason>,
 }
 
 impl SendSummary {
@@ -127,8 +137,14 @@ pub fn summarize(per_cpu: &[SendStats], now_ns: u64) -> SendSummary {
         total_ns: 0,
         max_ns: 0,
         histogram: Vec::new(),
+        last_drop_ns: None,
+        last_drop_reason: None,
     };
     for c in per_cpu {
+        if c.last_drop_ns != 0 && s.last_drop_ns.is_none_or(|t| c.last_drop_ns > t) {
+            s.last_drop_ns = Some(c.last_drop_ns);
+            s.last_drop_reason = DropReason::from_slot(c.last_drop_reason);
+        }
         s.messages += c.messages;
         s.bytes += c.bytes;
         s.sent += c.sent;
@@ -153,14 +169,20 @@ pub fn summarize(per_cpu: &[SendStats], now_ns: u64) -> SendSummary {
         .iter()
         .enumerate()
         .filter(|(_, c)| **c > 0)
-        .map(|(i, c)| Bucket { le_ns: 1u64 << (i + 1), count: *c })
+        .map(|(i, c)| Bucket {
+            le_ns: 1u64 << (i + 1),
+            count: *c,
+        })
         .collect();
     s
 }
 
 /// One summary per device, sorted by device name.
 pub fn summarize_all(per_device: &[Vec<SendStats>], now_ns: u64) -> Vec<SendSummary> {
-    let mut out: Vec<SendSummary> = per_device.iter().map(|cpus| summarize(cpus, now_ns)).collect();
+    let mut out: Vec<SendSummary> = per_device
+        .iter()
+        .map(|cpus| summarize(cpus, now_ns))
+        .collect();
     out.sort_by(|a, b| a.dev.cmp(&b.dev));
     out
 }
@@ -205,7 +227,11 @@ impl SendNotice {
 
 /// Decodes a `SendEvent`; None for a kind or reason this build does not know.
 pub fn notice(ev: &SendEvent) -> Option<SendNotice> {
-    let dev = if ev.flags & ef::DEV_NAME != 0 { cstr(&ev.name) } else { None };
+    let dev = if ev.flags & ef::DEV_NAME != 0 {
+        cstr(&ev.name)
+    } else {
+        None
+    };
     let ifindex = (ev.flags & ef::IFINDEX != 0).then_some(ev.ifindex);
     match ev.kind {
         send_event::DROP => Some(SendNotice::Drop(SendDrop {
@@ -215,9 +241,13 @@ pub fn notice(ev: &SendEvent) -> Option<SendNotice> {
             ifindex,
             reason: DropReason::from_slot(ev.reason)?,
         })),
-        send_event::SLOW => {
-            Some(SendNotice::Slow(SlowSend { kind: "slow_send", ts_ns: ev.ts_ns, dev, ifindex, duration_ns: ev.duration_ns }))
-        }
+        send_event::SLOW => Some(SendNotice::Slow(SlowSend {
+            kind: "slow_send",
+            ts_ns: ev.ts_ns,
+            dev,
+            ifindex,
+            duration_ns: ev.duration_ns,
+        })),
         _ => None,
     }
 }
@@ -236,8 +266,11 @@ mod tests {
             total_ns: 9000,
             max_ns: 3000,
             hist: [0; POLL_BUCKETS],
+            last_drop_ns: 0,
+            last_drop_reason: 0,
             ifindex: 2,
             flags: 0,
+            _pad: 0,
             name: [0; 16],
         };
         s.hist[10] = 9;
@@ -252,20 +285,33 @@ mod tests {
     fn sums_cpus_and_every_message_has_one_outcome() {
         let mut b = stats(true);
         b.dropped = [0, 0, 4, 0];
+        b.last_drop_ns = 77;
+        b.last_drop_reason = send_drop::NOT_RUNNING;
         b.messages = 4;
         b.sent = 0;
         b.deferred = 0;
         let s = summarize(&[stats(false), b], 5);
-        assert_eq!((s.messages, s.sent, s.deferred, s.dropped), (14, 14, 4, 5));
-        assert_eq!(s.sent + s.deferred + s.dropped, s.messages + 9, "two CPUs' outcomes");
+        assert_eq!((s.messages, s.sent, s.deferred, s.dropped), (14, 7, 2, 5));
+        assert_eq!(
+            s.sent + s.deferred + s.dropped,
+            s.messages,
+            "one outcome per message"
+        );
         assert_eq!(s.dropped_by.get(DropReason::NotRunning), 4);
+        assert_eq!(
+            (s.last_drop_ns, s.last_drop_reason),
+            (Some(77), Some(DropReason::NotRunning))
+        );
         assert_eq!(s.dev.as_deref(), Some("eth0"));
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["type"], "send");
         assert_eq!(v["dropped_by"]["no_skb"], 1);
         assert_eq!(v["dropped_by"]["not_present"], 0);
         assert_eq!(v["histogram"][0]["le_ns"], 2048);
-        assert_eq!(crate::model::schema::check_line(&v.to_string()).unwrap(), "send");
+        assert_eq!(
+            crate::model::schema::check_line(&v.to_string()).unwrap(),
+            "send"
+        );
     }
 
     #[test]
@@ -280,13 +326,26 @@ mod tests {
             kind: send_event::DROP,
             reason: send_drop::NOT_RUNNING,
         };
-        let Some(SendNotice::Drop(d)) = notice(&ev) else { panic!() };
+        let Some(SendNotice::Drop(d)) = notice(&ev) else {
+            panic!()
+        };
         let line = serde_json::to_string(&d).unwrap();
-        assert!(line.contains(r#""reason":"not_running""#) && line.contains(r#""dev":"eth1""#), "{line}");
-        assert_eq!(crate::model::schema::check_line(&line).unwrap(), "send_drop");
+        assert!(
+            line.contains(r#""reason":"not_running""#) && line.contains(r#""dev":"eth1""#),
+            "{line}"
+        );
+        assert_eq!(
+            crate::model::schema::check_line(&line).unwrap(),
+            "send_drop"
+        );
         ev.kind = send_event::SLOW;
-        let Some(SendNotice::Slow(s)) = notice(&ev) else { panic!() };
-        assert_eq!(crate::model::schema::check_line(&serde_json::to_string(&s).unwrap()).unwrap(), "slow_send");
+        let Some(SendNotice::Slow(s)) = notice(&ev) else {
+            panic!()
+        };
+        assert_eq!(
+            crate::model::schema::check_line(&serde_json::to_string(&s).unwrap()).unwrap(),
+            "slow_send"
+        );
         ev.kind = 9;
         assert_eq!(notice(&ev), None);
         ev.kind = send_event::DROP;

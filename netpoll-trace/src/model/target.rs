@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function, stop_cause};
 use serde::Serialize;
 
-use super::event::{SetupFn, SetupRecord, cstr, remote_of};
+use super::{
+    event::{SetupFn, SetupRecord, cstr, remote_of},
+    output::Output,
+};
 
 /// Why the programs saw a netpoll torn down (`stop_cause`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +68,23 @@ impl Teardown {
         let has = |bit: u32| ev.flags & bit != 0;
         Some(Self {
             ts_ns: ev.ts_ns,
-            owner: if has(ef::OWNER) { cstr(&ev.owner) } else { None },
-            dev: if has(ef::DEV_NAME) { cstr(&ev.dev_name) } else { None }
-                .or_else(|| if has(ef::NP_DEV_NAME) { cstr(&ev.np_dev_name) } else { None }),
+            owner: if has(ef::OWNER) {
+                cstr(&ev.owner)
+            } else {
+                None
+            },
+            dev: if has(ef::DEV_NAME) {
+                cstr(&ev.dev_name)
+            } else {
+                None
+            }
+            .or_else(|| {
+                if has(ef::NP_DEV_NAME) {
+                    cstr(&ev.np_dev_name)
+                } else {
+                    None
+                }
+            }),
             ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
             remote: remote_of(ev),
             cause: StopCause::from_ret(ev.ret)?,
@@ -160,7 +177,8 @@ impl Lifecycle {
     /// A finished set-up record: an outermost `netpoll_setup` with an owner that
     /// succeeded enables its target (re-enables one seen down).
     pub fn on_setup(&mut self, r: &SetupRecord) -> Option<TargetEvent> {
-        if r.function != SetupFn::NetpollSetup || r.depth != 0 || r.netpoll.is_none() || r.ret != 0 {
+        if r.function != SetupFn::NetpollSetup || r.depth != 0 || r.netpoll.is_none() || r.ret != 0
+        {
             return None;
         }
         let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
@@ -191,7 +209,17 @@ impl Lifecycle {
             StopCause::Disabled => Change::Disabled,
             StopCause::DeviceUnregistered | StopCause::DeviceEvent => Change::Stopped,
         };
-        Some(self.set(target, change, t.cause.as_str(), t.ts_ns, t.owner.clone(), t.dev.clone(), t.remote.clone(), t.pid, t.comm.clone()))
+        Some(self.set(
+            target,
+            change,
+            t.cause.as_str(),
+            t.ts_ns,
+            t.owner.clone(),
+            t.dev.clone(),
+            t.remote.clone(),
+            t.pid,
+            t.comm.clone(),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -209,13 +237,36 @@ impl Lifecycle {
     ) -> TargetEvent {
         if !self.targets.contains_key(&target) && self.targets.len() >= MAX_TARGETS {
             // Forget the target that changed longest ago.
-            if let Some(oldest) = self.targets.iter().min_by_key(|(_, s)| s.since_ns).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = self
+                .targets
+                .iter()
+                .min_by_key(|(_, s)| s.since_ns)
+                .map(|(k, _)| k.clone())
+            {
                 self.targets.remove(&oldest);
             }
         }
-        let state = TargetState { target: target.clone(), dev: dev.clone(), remote: remote.clone(), last: change, cause, since_ns: ts_ns };
+        let state = TargetState {
+            target: target.clone(),
+            dev: dev.clone(),
+            remote: remote.clone(),
+            last: change,
+            cause,
+            since_ns: ts_ns,
+        };
         self.targets.insert(target.clone(), state);
-        TargetEvent { kind: "target", ts_ns, target, event: change, cause, owner, dev, remote, pid, comm }
+        TargetEvent {
+            kind: "target",
+            ts_ns,
+            target,
+            event: change,
+            cause,
+            owner,
+            dev,
+            remote,
+            pid,
+            comm,
+        }
     }
 
     /// Every target's state, by label.
@@ -225,8 +276,43 @@ impl Lifecycle {
 
     /// Replays recorded changes (a dump, `status`): the state they leave.
     pub fn apply(&mut self, e: &TargetEvent) {
-        self.set(e.target.clone(), e.event, e.cause, e.ts_ns, e.owner.clone(), e.dev.clone(), e.remote.clone(), e.pid, e.comm.clone());
+        self.set(
+            e.target.clone(),
+            e.event,
+            e.cause,
+            e.ts_ns,
+            e.owner.clone(),
+            e.dev.clone(),
+            e.remote.clone(),
+            e.pid,
+            e.comm.clone(),
+        );
     }
+}
+
+/// Recorded attempts (in order) with the target events their set-ups and the recorded
+/// tear-downs make, each tear-down placed by time before the first attempt after it.
+pub fn replay(attempts: Vec<Output>, mut teardowns: Vec<Teardown>) -> Vec<Output> {
+    teardowns.sort_by_key(|t| t.ts_ns);
+    let mut teardowns = teardowns.into_iter().peekable();
+    let mut life = Lifecycle::default();
+    let mut out = Vec::new();
+    for o in attempts {
+        if let Output::Attempt(a, _) = &o {
+            while let Some(t) = teardowns.next_if(|t| t.ts_ns < a.root.ts_ns) {
+                out.extend(life.on_teardown(&t).map(Output::Target));
+            }
+            let enabled = life.on_setup(&a.root);
+            out.push(o);
+            out.extend(enabled.map(Output::Target));
+        } else {
+            out.push(o);
+        }
+    }
+    for t in teardowns {
+        out.extend(life.on_teardown(&t).map(Output::Target));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -259,17 +345,32 @@ mod tests {
     fn enabled_stopped_by_unregister_then_re_enabled() {
         let mut l = Lifecycle::default();
         let e = l.on_setup(&setup(0)).unwrap();
-        assert_eq!((e.event, e.cause, e.target.as_str()), (Change::Enabled, "netpoll_setup", "netconsole@10.0.2.2:6666"));
+        assert_eq!(
+            (e.event, e.cause, e.target.as_str()),
+            (Change::Enabled, "netpoll_setup", "netconsole@10.0.2.2:6666")
+        );
         assert_eq!(l.on_setup(&setup(0)), None, "already up: nothing new");
-        let e = l.on_teardown(&teardown(StopCause::DeviceUnregistered)).unwrap();
-        assert_eq!((e.event, e.cause, e.dev.as_deref()), (Change::Stopped, "device_unregistered", Some("eth1")));
+        let e = l
+            .on_teardown(&teardown(StopCause::DeviceUnregistered))
+            .unwrap();
+        assert_eq!(
+            (e.event, e.cause, e.dev.as_deref()),
+            (Change::Stopped, "device_unregistered", Some("eth1"))
+        );
         assert!(!l.targets().next().unwrap().up());
-        assert_eq!(l.on_setup(&setup(-19)), None, "a failed set-up changes nothing");
+        assert_eq!(
+            l.on_setup(&setup(-19)),
+            None,
+            "a failed set-up changes nothing"
+        );
         let e = l.on_setup(&setup(0)).unwrap();
         assert_eq!(e.event, Change::ReEnabled);
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "re_enabled");
-        assert_eq!(crate::model::schema::check_line(&v.to_string()).unwrap(), "target");
+        assert_eq!(
+            crate::model::schema::check_line(&v.to_string()).unwrap(),
+            "target"
+        );
     }
 
     #[test]
@@ -286,6 +387,42 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_places_tear_downs_between_the_set_ups_by_time() {
+        let attempt = |ts: u64| {
+            let mut r = setup(0);
+            r.ts_ns = ts;
+            Output::Attempt(
+                Box::new(crate::model::correlate::group(vec![r]).remove(0)),
+                None,
+            )
+        };
+        let mut early = teardown(StopCause::DeviceUnregistered);
+        early.ts_ns = 50;
+        let mut late = teardown(StopCause::Disabled);
+        late.ts_ns = 500;
+        let out = replay(vec![attempt(10), attempt(100)], vec![late, early]);
+        let kinds: Vec<String> = out
+            .iter()
+            .map(|o| match o {
+                Output::Attempt(..) => "attempt".to_string(),
+                Output::Target(t) => t.event.as_str().to_string(),
+                _ => "other".to_string(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "attempt",
+                "enabled",
+                "stopped",
+                "attempt",
+                "re_enabled",
+                "disabled"
+            ]
+        );
+    }
+
+    #[test]
     fn a_target_without_an_ipv4_remote_is_named_by_its_netpoll() {
         assert_eq!(label(Some("netconsole"), None, 0x10), "netconsole@0x10");
         assert_eq!(label(None, Some("1.2.3.4:5"), 0), "netpoll@1.2.3.4:5");
@@ -293,7 +430,11 @@ mod tests {
 
     #[test]
     fn stop_causes_round_trip_and_unknown_ones_are_refused() {
-        for c in [StopCause::Disabled, StopCause::DeviceUnregistered, StopCause::DeviceEvent] {
+        for c in [
+            StopCause::Disabled,
+            StopCause::DeviceUnregistered,
+            StopCause::DeviceEvent,
+        ] {
             let ret = match c {
                 StopCause::Disabled => stop_cause::DISABLED,
                 StopCause::DeviceUnregistered => stop_cause::UNREGISTERED,

@@ -7,7 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{enrich::{Enricher, host_context}, readers::Msg};
+use super::{
+    enrich::{Enricher, host_context},
+    readers::Msg,
+};
 use crate::{
     kernel::{clock, kmsg::KmsgReader},
     model::{
@@ -77,7 +80,12 @@ impl Assembler {
             }
             Msg::SlowPoll(p) => vec![Output::SlowPoll(p)],
             Msg::Send(n) => vec![Output::Send(n)],
-            Msg::Teardown(t) => self.targets.on_teardown(&t).map(Output::Target).into_iter().collect(),
+            Msg::Teardown(t) => self
+                .targets
+                .on_teardown(&t)
+                .map(Output::Target)
+                .into_iter()
+                .collect(),
             Msg::Lost(n) => vec![Output::Lost(n)],
             Msg::BadSample(e) => vec![Output::Warning(format!("undecodable event: {e}"))],
         }
@@ -101,7 +109,8 @@ impl Assembler {
         if due.is_empty() && !orphans && (!all || self.buffer.is_empty()) {
             return Vec::new();
         }
-        self.roots.retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
+        self.roots
+            .retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
         let now = clock::monotonic_ns();
         if let Some(k) = self.kmsg.as_mut() {
             let log = &mut self.kernel_log;
@@ -114,9 +123,16 @@ impl Assembler {
             let belongs = all
                 || age(&at) >= ORPHAN_AFTER
                 || due.iter().any(|&(pid, ts, end)| {
-                    r.pid == pid && r.ts_ns >= ts && r.ts_ns <= end && (r.depth > 0 || r.ts_ns == ts)
+                    r.pid == pid
+                        && r.ts_ns >= ts
+                        && r.ts_ns <= end
+                        && (r.depth > 0 || r.ts_ns == ts)
                 });
-            if belongs { ready.push(r) } else { keep.push((r, at)) }
+            if belongs {
+                ready.push(r)
+            } else {
+                keep.push((r, at))
+            }
         }
         self.buffer = keep;
         for r in &mut ready {
@@ -133,7 +149,10 @@ impl Assembler {
         }
         let evicted = self.kernel_log.take_evicted();
         if evicted > 0 {
-            out.push(Output::Dropped { what: Dropped::KernelLog, count: evicted });
+            out.push(Output::Dropped {
+                what: Dropped::KernelLog,
+                count: evicted,
+            });
         }
         out
     }
@@ -157,19 +176,46 @@ mod tests {
     fn a_nested_record_whose_parent_never_comes_is_reported_after_the_timeout() {
         let mut a = Assembler::new(None);
         // __netpoll_setup returned; netpoll_setup's return was missed.
-        a.take(Msg::Setup(rec(SetupFn::InnerNetpollSetup, "eth0", 1, 1_000, 50, -524)));
+        a.take(Msg::Setup(rec(
+            SetupFn::InnerNetpollSetup,
+            "eth0",
+            1,
+            1_000,
+            50,
+            -524,
+        )));
         let start = Instant::now();
-        assert!(attempts(&a.flush_at(start + GRACE, false)).is_empty(), "its parent may still come");
+        assert!(
+            attempts(&a.flush_at(start + GRACE, false)).is_empty(),
+            "its parent may still come"
+        );
         let out = a.flush_at(start + ORPHAN_AFTER + GRACE, false);
         assert_eq!(attempts(&out), [(Some("eth0".to_string()), 1, 0)]);
-        assert!(a.flush_at(start + ORPHAN_AFTER * 2, true).is_empty(), "reported once");
+        assert!(
+            a.flush_at(start + ORPHAN_AFTER * 2, true).is_empty(),
+            "reported once"
+        );
     }
 
     #[test]
     fn a_nested_record_waits_for_its_parent_and_joins_it() {
         let mut a = Assembler::new(None);
-        a.take(Msg::Setup(rec(SetupFn::InnerNetpollSetup, "eth0", 1, 1_100, 50, -524)));
-        a.take(Msg::Setup(rec(SetupFn::NetpollSetup, "eth0", 0, 1_000, 500, -524)));
+        a.take(Msg::Setup(rec(
+            SetupFn::InnerNetpollSetup,
+            "eth0",
+            1,
+            1_100,
+            50,
+            -524,
+        )));
+        a.take(Msg::Setup(rec(
+            SetupFn::NetpollSetup,
+            "eth0",
+            0,
+            1_000,
+            500,
+            -524,
+        )));
         let out = a.flush_at(Instant::now() + GRACE, false);
         assert_eq!(attempts(&out), [(Some("eth0".to_string()), 0, 1)]);
     }

@@ -38,12 +38,16 @@ impl Enricher {
     /// only after `ready` (the readers go on queueing meanwhile: a blocking read on the
     /// event loop once lost 478 events of a burst on 5.10).
     pub fn lazy() -> Self {
-        Self { symbols: Symbols::Unread }
+        Self {
+            symbols: Symbols::Unread,
+        }
     }
 
     /// Reads the data symbols here and now (dump: nothing to overlap).
     pub fn read_now() -> Self {
-        Self { symbols: Symbols::Read(read_symbols()) }
+        Self {
+            symbols: Symbols::Read(read_symbols()),
+        }
     }
 
     /// True while the symbol table is being read.
@@ -62,9 +66,11 @@ impl Enricher {
 
     fn start_reading(&mut self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new().name("kallsyms".into()).spawn(move || {
-            let _ = tx.send(read_symbols());
-        });
+        let spawned = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(move || {
+                let _ = tx.send(read_symbols());
+            });
         self.symbols = match spawned {
             Ok(_) => Symbols::Reading(rx),
             // No thread could start: read here.
@@ -92,7 +98,9 @@ impl Enricher {
     /// for records that arrived while it was being read); with no driver known, the
     /// module owning the ops stands for it.
     pub fn symbolize(&self, r: &mut SetupRecord) {
-        let Symbols::Read(Some(ks)) = &self.symbols else { return };
+        let Symbols::Read(Some(ks)) = &self.symbols else {
+            return;
+        };
         if r.ops_symbol.is_none()
             && let Some(addr) = r.ops_addr
             && let Some((name, module)) = ks.symbol_at(addr)
@@ -109,7 +117,10 @@ impl Enricher {
 /// Interfaces and their masters, for name suggestions and slave diagnoses.
 pub fn host_context() -> Context {
     let (interfaces, masters) = host::interfaces();
-    Context { interfaces, masters }
+    Context {
+        interfaces,
+        masters,
+    }
 }
 
 #[cfg(test)]
@@ -118,7 +129,14 @@ mod tests {
     use crate::model::{correlate::tests::rec, event::SetupFn};
 
     fn record(ops_addr: Option<u64>) -> SetupRecord {
-        let mut r = rec(SetupFn::InnerNetpollSetup, "npt-no-such-dev0", 1, 1, 1, -524);
+        let mut r = rec(
+            SetupFn::InnerNetpollSetup,
+            "npt-no-such-dev0",
+            1,
+            1,
+            1,
+            -524,
+        );
         r.ops_addr = ops_addr;
         r
     }
@@ -138,11 +156,19 @@ mod tests {
         let mut e = Enricher::lazy();
         let mut r = record(Some(0xffff_ffff_c000_1000));
         e.enrich(&mut r);
-        assert!(e.is_pending() || matches!(e.symbols, Symbols::Read(_)), "the read did not start");
+        assert!(
+            e.is_pending() || matches!(e.symbols, Symbols::Read(_)),
+            "the read did not start"
+        );
         assert_eq!(r.ops_symbol, None);
-        e.symbols = Symbols::Read(Some(Kallsyms::parse("ffffffffc0001000 r virtnet_netdev\t[virtio_net]\n")));
+        e.symbols = Symbols::Read(Some(Kallsyms::parse(
+            "ffffffffc0001000 r virtnet_netdev\t[virtio_net]\n",
+        )));
         e.symbolize(&mut r);
         assert_eq!(r.ops_symbol.as_deref(), Some("virtnet_netdev"));
-        assert_eq!((r.ops_module.as_deref(), r.driver.as_deref()), (Some("virtio_net"), Some("virtio_net")));
+        assert_eq!(
+            (r.ops_module.as_deref(), r.driver.as_deref()),
+            (Some("virtio_net"), Some("virtio_net"))
+        );
     }
 }

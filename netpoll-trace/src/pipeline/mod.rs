@@ -25,14 +25,15 @@ use crate::{
         attach::{self, AttachChoice, AttachMethod},
         clock, kmsg,
         object::{ObjectChoice, RecorderPlan},
-        offsets, poll_stats, send_stats,
+        offsets, poll_stats,
         profile::{self, stage},
-        recorder, targets,
+        recorder, send_stats, targets,
     },
     model::{
         output::{Dropped, Output, Sink},
-        poll, send,
+        poll,
         recorder::Losses,
+        send,
     },
 };
 
@@ -95,14 +96,17 @@ impl Tracer {
         let (facts, kmsg, recorder, preloaded) = std::thread::scope(|s| {
             let facts = s.spawn(|| -> Result<_> {
                 let present = targets::require_functions()?;
-                let resolved = offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
+                let resolved =
+                    offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
                 Ok((present, resolved))
             });
             // Opened before attaching, so every kernel line about our set-ups comes after it.
             let kmsg = match kmsg::KmsgReader::open() {
                 Ok(k) => Some(k),
                 Err(e) => {
-                    notes.push(format!("cannot read the kernel log ({e}); diagnoses will not quote it"));
+                    notes.push(format!(
+                        "cannot read the kernel log ({e}); diagnoses will not quote it"
+                    ));
                     None
                 }
             };
@@ -121,7 +125,9 @@ impl Tracer {
                 Ok((_, plan)) => attach::Preloaded::load(opts.object, opts.attach, plan.as_ref()),
                 Err(_) => attach::Preloaded::default(),
             };
-            let facts = facts.join().unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the kernel's facts panicked")));
+            let facts = facts
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("resolving the kernel's facts panicked")));
             (facts, kmsg, recorder, preloaded)
         });
         // A kernel without what we probe (exit 4) says so before any recorder error.
@@ -134,8 +140,14 @@ impl Tracer {
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
         config.slow_send_ns = opts.slow_send.as_nanos().min(u64::MAX as u128) as u64;
-        let mut loaded =
-            attach::load_and_attach(&config, opts.object, opts.attach, &present, plan.as_ref(), preloaded)?;
+        let mut loaded = attach::load_and_attach(
+            &config,
+            opts.object,
+            opts.attach,
+            &present,
+            plan.as_ref(),
+            preloaded,
+        )?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
             Some(l) => match unsafe { AsyncFd::register(l) } {
@@ -152,16 +164,40 @@ impl Tracer {
         let unqueued = Arc::new(Unqueued::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut readers = JoinSet::new();
-        spawn_readers(&mut readers, &mut loaded.setup_events, &tx, &unqueued, &stop_rx, decode_setup)?;
-        spawn_readers(&mut readers, &mut loaded.poll_events, &tx, &unqueued, &stop_rx, decode_poll)?;
-        spawn_readers(&mut readers, &mut loaded.send_events, &tx, &unqueued, &stop_rx, decode_send)?;
+        spawn_readers(
+            &mut readers,
+            &mut loaded.setup_events,
+            &tx,
+            &unqueued,
+            &stop_rx,
+            decode_setup,
+        )?;
+        spawn_readers(
+            &mut readers,
+            &mut loaded.poll_events,
+            &tx,
+            &unqueued,
+            &stop_rx,
+            decode_poll,
+        )?;
+        spawn_readers(
+            &mut readers,
+            &mut loaded.send_events,
+            &tx,
+            &unqueued,
+            &stop_rx,
+            decode_send,
+        )?;
 
         for f in &loaded.fallbacks {
             notes.push(if f.object == loaded.path.object {
                 // Within one object only fentry falls back, to kprobes.
                 format!("{} unavailable ({}); using kprobes", f.method, f.reason)
             } else {
-                format!("the {} eBPF object did not load ({}); using the {} object", f.object, f.reason, loaded.path.object)
+                format!(
+                    "the {} eBPF object did not load ({}); using the {} object",
+                    f.object, f.reason, loaded.path.object
+                )
             });
         }
         notes.extend(loaded.notes.iter().cloned());
@@ -185,9 +221,16 @@ impl Tracer {
             "ready: {} on {} ({} {:.1} ms; offsets from {}; {} object, attach path {})",
             loaded.method,
             loaded.attached.join(", "),
-            if loaded.reused { "reusing the pinned probes, opened in" } else { "attached in" },
+            if loaded.reused {
+                "reusing the pinned probes, opened in"
+            } else {
+                "attached in"
+            },
             loaded.attach_ms,
-            resolved.source.as_ref().map_or("nowhere: reduced mode".to_string(), |s| s.to_string()),
+            resolved
+                .source
+                .as_ref()
+                .map_or("nowhere: reduced mode".to_string(), |s| s.to_string()),
             loaded.path.object,
             loaded.path.attach_path(),
         );
@@ -274,7 +317,10 @@ impl Tracer {
     fn report_unqueued(&self, outs: &mut Vec<Output>) {
         let dropped = self.unqueued.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            outs.push(Output::Dropped { what: Dropped::Events, count: dropped });
+            outs.push(Output::Dropped {
+                what: Dropped::Events,
+                count: dropped,
+            });
         }
         let lost = self.unqueued.lost.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -291,17 +337,18 @@ impl Tracer {
 
     /// The kernel's per-device poll statistics so far.
     fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
-        Ok(poll::summarize_all(&poll_stats::read_loaded(&self.loaded.ebpf)?, clock::monotonic_ns()))
+        Ok(poll::summarize_all(
+            &poll_stats::read_loaded(&self.loaded.ebpf)?,
+            clock::monotonic_ns(),
+        ))
     }
 
     /// The kernel's per-device send-path statistics so far.
     fn send_stats(&self) -> Result<Vec<send::SendSummary>> {
-        Ok(send::summarize_all(&send_stats::read_loaded(&self.loaded.ebpf)?, clock::monotonic_ns()))
-    }
-
-    /// Every netconsole target seen and its last change.
-    pub fn targets(&self) -> &crate::model::target::Lifecycle {
-        &self.assembler.targets
+        Ok(send::summarize_all(
+            &send_stats::read_loaded(&self.loaded.ebpf)?,
+            clock::monotonic_ns(),
+        ))
     }
 
     /// How the programs are attached.
@@ -338,13 +385,20 @@ impl Tracer {
             Ok(stats) => out.push(Output::SendStats { stats, last: true }),
             Err(e) => out.push(Output::Warning(format!("reading send statistics: {e:#}"))),
         }
-        let silent = self.assembler.kernel_log.netconsole_not_enabled().map(str::to_string);
+        let silent = self
+            .assembler
+            .kernel_log
+            .netconsole_not_enabled()
+            .map(str::to_string);
         (out, silent)
     }
 }
 
 /// Checks the pin directory and takes the recorder's lock; notes what it found.
-fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(recorder::Lock, RecorderPlan)> {
+fn recorder_plan(
+    r: &RecorderOptions,
+    notes: &mut Vec<String>,
+) -> Result<(recorder::Lock, RecorderPlan)> {
     recorder::require_bpffs(&r.dir)?;
     for other in recorder::other_versions(&r.dir) {
         notes.push(format!(
@@ -367,7 +421,11 @@ fn recorder_plan(r: &RecorderOptions, notes: &mut Vec<String>) -> Result<(record
             insp.links
         }
     };
-    let plan = RecorderPlan { dir: r.dir.clone(), ring_size: r.ring_size, persist: r.persist, reuse_links };
+    let plan = RecorderPlan {
+        dir: r.dir.clone(),
+        ring_size: r.ring_size,
+        persist: r.persist,
+        reuse_links,
+    };
     Ok((lock, plan))
 }
-

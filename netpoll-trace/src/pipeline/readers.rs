@@ -37,7 +37,10 @@ pub fn decode_setup(head: &[u8], tail: &[u8]) -> Msg {
         Ok(ev) => match (SetupRecord::from_event(&ev), Teardown::from_event(&ev)) {
             (Some(r), _) => Msg::Setup(r),
             (None, Some(t)) => Msg::Teardown(t),
-            (None, None) => Msg::BadSample(format!("unknown function id {} (ret {})", ev.function, ev.ret)),
+            (None, None) => Msg::BadSample(format!(
+                "unknown function id {} (ret {})",
+                ev.function, ev.ret
+            )),
         },
         Err(e) => Msg::BadSample(e.to_string()),
     }
@@ -54,7 +57,10 @@ pub fn decode_send(head: &[u8], tail: &[u8]) -> Msg {
     match event::decode_as::<netpoll_trace_common::SendEvent>(head, tail) {
         Ok(ev) => match send::notice(&ev) {
             Some(n) => Msg::Send(n),
-            None => Msg::BadSample(format!("unknown send event kind {} reason {}", ev.kind, ev.reason)),
+            None => Msg::BadSample(format!(
+                "unknown send event kind {} reason {}",
+                ev.kind, ev.reason
+            )),
         },
         Err(e) => Msg::BadSample(e.to_string()),
     }
@@ -96,15 +102,24 @@ pub fn spawn_readers(
 ) -> Result<()> {
     let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
     for cpu in cpus {
-        let buf = PerfEventArrayBuffer::open(cpu, 16).with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
+        let buf = PerfEventArrayBuffer::open(cpu, 16)
+            .with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
         // The array holds the buffer's fd only while the array's map fd stays open
         // (`Loaded` keeps it for as long as the readers run).
-        array.set(cpu, &buf).with_context(|| format!("installing the perf buffer of CPU {cpu}"))?;
+        array
+            .set(cpu, &buf)
+            .with_context(|| format!("installing the perf buffer of CPU {cpu}"))?;
         // SAFETY: the buffer owns its fd and moves into the AsyncFd, so the fd
         // stays open exactly as long as it is registered.
         let fd = unsafe { AsyncFd::register(buf) }
             .map_err(|e| anyhow!("registering perf buffer with the runtime: {e}"))?;
-        set.spawn(read_cpu(fd, tx.clone(), unqueued.clone(), stop.clone(), decode));
+        set.spawn(read_cpu(
+            fd,
+            tx.clone(),
+            unqueued.clone(),
+            stop.clone(),
+            decode,
+        ));
     }
     Ok(())
 }

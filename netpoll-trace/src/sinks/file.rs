@@ -22,23 +22,38 @@ pub enum Mode {
 /// Opens `path` for writing as described above; `what` names it in errors.
 pub fn open_private(path: &Path, mode: Mode, what: &str) -> Result<File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    opts.write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
     match mode {
         Mode::Append => opts.append(true),
         Mode::Truncate => opts.truncate(false),
     };
     let file = opts.open(path).map_err(|e| match e.raw_os_error() {
-        Some(libc::ELOOP) => anyhow::anyhow!("{what} {} is a symbolic link: refused (give the real path)", path.display()),
-        Some(libc::ENXIO) => anyhow::anyhow!("{what} {} is a FIFO or socket: refused (give a regular file)", path.display()),
+        Some(libc::ELOOP) => anyhow::anyhow!(
+            "{what} {} is a symbolic link: refused (give the real path)",
+            path.display()
+        ),
+        Some(libc::ENXIO) => anyhow::anyhow!(
+            "{what} {} is a FIFO or socket: refused (give a regular file)",
+            path.display()
+        ),
         _ => anyhow::anyhow!("opening {what} {}: {e}", path.display()),
     })?;
-    let meta = file.metadata().with_context(|| format!("checking {what} {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("checking {what} {}", path.display()))?;
     if !meta.is_file() {
-        bail!("{what} {} is not a regular file: refused (give a regular file)", path.display());
+        bail!(
+            "{what} {} is not a regular file: refused (give a regular file)",
+            path.display()
+        );
     }
     // Only once it is known to be a regular file of ours: truncating a device could do harm.
     if mode == Mode::Truncate {
-        file.set_len(0).with_context(|| format!("emptying {what} {}", path.display()))?;
+        file.set_len(0)
+            .with_context(|| format!("emptying {what} {}", path.display()))?;
     }
     if meta.mode() & 0o077 != 0 {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
@@ -76,7 +91,11 @@ mod tests {
         std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o644)).unwrap();
         open_private(&q, Mode::Append, "journal").unwrap();
         assert_eq!(std::fs::metadata(&q).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&q).unwrap(), "old\n", "append keeps the content");
+        assert_eq!(
+            std::fs::read_to_string(&q).unwrap(),
+            "old\n",
+            "append keeps the content"
+        );
         open_private(&q, Mode::Truncate, "record file").unwrap();
         assert_eq!(std::fs::read_to_string(&q).unwrap(), "");
         std::fs::remove_dir_all(&d).unwrap();
@@ -89,7 +108,9 @@ mod tests {
         std::fs::write(&target, "keep\n").unwrap();
         let link = d.join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = open_private(&link, Mode::Truncate, "record file").unwrap_err().to_string();
+        let e = open_private(&link, Mode::Truncate, "record file")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
 
@@ -97,10 +118,14 @@ mod tests {
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid C path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = open_private(&fifo, Mode::Append, "journal").unwrap_err().to_string();
+        let e = open_private(&fifo, Mode::Append, "journal")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("FIFO"), "{e}");
 
-        let e = open_private(&d, Mode::Append, "journal").unwrap_err().to_string();
+        let e = open_private(&d, Mode::Append, "journal")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&d.display().to_string()), "{e}");
         assert!(!e.contains('\n'));
         std::fs::remove_dir_all(&d).unwrap();

@@ -28,7 +28,11 @@ impl<S: Sink> DeviceFilter<S> {
 impl<S: Sink> Sink for DeviceFilter<S> {
     fn emit(&mut self, out: &Output) {
         if let Output::PollStats { stats, last } = out {
-            let stats = stats.iter().filter(|s| self.wanted(s.dev.as_deref())).cloned().collect();
+            let stats = stats
+                .iter()
+                .filter(|s| self.wanted(s.dev.as_deref()))
+                .cloned()
+                .collect();
             return self.inner.emit(&Output::PollStats { stats, last: *last });
         }
         let devices = out.devices();
@@ -80,7 +84,13 @@ mod tests {
     }
 
     fn attempt(dev: &str) -> Output {
-        Output::Attempt(Box::new(Attempt { root: rec(SetupFn::NetpollSetup, dev, 0, 1, 1, 0), nested: vec![] }), None)
+        Output::Attempt(
+            Box::new(Attempt {
+                root: rec(SetupFn::NetpollSetup, dev, 0, 1, 1, 0),
+                nested: vec![],
+            }),
+            None,
+        )
     }
 
     #[test]
@@ -88,9 +98,19 @@ mod tests {
         let mut f = DeviceFilter::new(vec!["eth0".into()], Seen::default());
         f.emit(&attempt("eth0"));
         f.emit(&attempt("eth1"));
-        f.emit(&Output::SlowPoll(SlowPoll { kind: "poll", ts_ns: 1, dev: None, ifindex: None, count: 1, duration_ns: 5 }));
+        f.emit(&Output::SlowPoll(SlowPoll {
+            kind: "poll",
+            ts_ns: 1,
+            dev: None,
+            ifindex: None,
+            count: 1,
+            duration_ns: 5,
+        }));
         f.emit(&Output::Lost(2));
-        f.emit(&Output::PollStats { stats: vec![], last: true });
+        f.emit(&Output::PollStats {
+            stats: vec![],
+            last: true,
+        });
         assert_eq!(f.inner.0, ["eth0", "Lost(2)", "polls 0"]);
         let mut all = DeviceFilter::new(vec![], Seen::default());
         all.emit(&attempt("eth1"));

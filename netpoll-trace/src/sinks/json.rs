@@ -20,13 +20,19 @@ pub struct JsonLines<W: Write> {
 
 impl JsonLines<std::io::Stdout> {
     pub fn stdout() -> Self {
-        Self { out: Some(std::io::stdout()), what: "standard output" }
+        Self {
+            out: Some(std::io::stdout()),
+            what: "standard output",
+        }
     }
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(out: W, what: &'static str) -> Self {
-        Self { out: Some(out), what }
+        Self {
+            out: Some(out),
+            what,
+        }
     }
 }
 
@@ -69,7 +75,11 @@ impl<W: Write> Sink for JsonLines<W> {
         let Some(w) = self.out.as_mut() else { return };
         for line in lines(out) {
             if let Err(e) = writeln!(w, "{line}") {
-                crate::status!(Warn, "writing {} failed ({e}); recording to it stops", self.what);
+                crate::status!(
+                    Warn,
+                    "writing {} failed ({e}); recording to it stops",
+                    self.what
+                );
                 self.out = None;
                 return;
             }
@@ -78,7 +88,8 @@ impl<W: Write> Sink for JsonLines<W> {
 
     fn finish(&mut self) -> Result<()> {
         if let Some(w) = self.out.as_mut() {
-            w.flush().with_context(|| format!("writing {}", self.what))?;
+            w.flush()
+                .with_context(|| format!("writing {}", self.what))?;
         }
         Ok(())
     }
@@ -87,14 +98,36 @@ impl<W: Write> Sink for JsonLines<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{correlate::{Attempt, tests::rec}, event::SetupFn};
+    use crate::model::{
+        correlate::{Attempt, tests::rec},
+        event::SetupFn,
+    };
 
     #[test]
     fn json_has_the_contract_fields() {
         let mut r = rec(SetupFn::InnerNetpollSetup, "eth0", 1, 1, 1, -524);
         r.ops_addr = Some(0xffff_ffff_c000_0000);
         let v: serde_json::Value = serde_json::from_str(&json_line(&r)).unwrap();
-        for k in ["type", "ts_ns", "fn", "netpoll", "dev", "ifindex", "ret", "errno", "depth", "duration_ns", "pid", "comm", "driver", "ops_symbol", "ops_module", "has_poll_controller", "has_netpoll_setup", "netpoll_disabled"] {
+        for k in [
+            "type",
+            "ts_ns",
+            "fn",
+            "netpoll",
+            "dev",
+            "ifindex",
+            "ret",
+            "errno",
+            "depth",
+            "duration_ns",
+            "pid",
+            "comm",
+            "driver",
+            "ops_symbol",
+            "ops_module",
+            "has_poll_controller",
+            "has_netpoll_setup",
+            "netpoll_disabled",
+        ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
         assert_eq!(v["errno"], "ENOTSUPP");
@@ -104,12 +137,25 @@ mod tests {
     #[test]
     fn an_attempt_is_its_records_then_its_diagnosis() {
         let root = rec(SetupFn::NetpollSetup, "d0", 0, 1, 1, -89);
-        let a = Attempt { root, nested: vec![] };
-        let d = crate::model::diagnosis::diagnose(&a, &Default::default(), &mut Default::default()).map(Box::new);
+        let a = Attempt {
+            root,
+            nested: vec![],
+        };
+        let d = crate::model::diagnosis::diagnose(&a, &Default::default(), &mut Default::default())
+            .map(Box::new);
         let out = lines(&Output::Attempt(Box::new(a), d));
         assert_eq!(out.len(), 2);
-        assert!(out[0].starts_with(r#"{"type":"setup""#) && out[1].starts_with(r#"{"type":"diagnosis""#));
-        assert!(lines(&Output::PollStats { stats: vec![], last: false }).is_empty());
+        assert!(
+            out[0].starts_with(r#"{"type":"setup""#)
+                && out[1].starts_with(r#"{"type":"diagnosis""#)
+        );
+        assert!(
+            lines(&Output::PollStats {
+                stats: vec![],
+                last: false
+            })
+            .is_empty()
+        );
     }
 
     #[test]
@@ -124,7 +170,10 @@ mod tests {
             }
         }
         let mut s = JsonLines::new(Broken, "the record file");
-        s.emit(&Output::Passthrough { kind: "poll".into(), value: serde_json::json!({"type": "poll"}) });
+        s.emit(&Output::Passthrough {
+            kind: "poll".into(),
+            value: serde_json::json!({"type": "poll"}),
+        });
         assert!(s.out.is_none());
         assert!(s.finish().is_ok());
     }

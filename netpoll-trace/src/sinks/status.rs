@@ -35,7 +35,18 @@ pub fn init(format: LogFormat, verbose: u8) {
             b.format_timestamp(None);
         }
         LogFormat::Json => {
-            b.format(|buf, r| writeln!(buf, "{}", json_line(SystemTime::now(), r.level(), r.target(), &r.args().to_string())));
+            b.format(|buf, r| {
+                writeln!(
+                    buf,
+                    "{}",
+                    json_line(
+                        SystemTime::now(),
+                        r.level(),
+                        r.target(),
+                        &r.args().to_string()
+                    )
+                )
+            });
         }
     }
     b.init();
@@ -82,7 +93,12 @@ pub fn level_code(level: Level) -> &'static str {
 
 /// One JSON object (no newline). Multi-line messages stay one line: JSON escapes them.
 pub fn json_line(ts: SystemTime, level: Level, target: &str, message: &str) -> String {
-    let l = JsonLine { ts: rfc3339_millis(ts), level: level_code(level), target, message };
+    let l = JsonLine {
+        ts: rfc3339_millis(ts),
+        level: level_code(level),
+        target,
+        message,
+    };
     serde_json::to_string(&l).unwrap_or_else(|_| String::from("{}"))
 }
 
@@ -140,7 +156,11 @@ impl Sink for Stderr {
                 crate::status!(Warn, "the kernel dropped {n} events (perf buffer full)");
             }
             Output::Dropped { what, count } => {
-                crate::status!(Warn, "dropped {count} {} to stay within bounds", what.as_str().replace('_', " "))
+                crate::status!(
+                    Warn,
+                    "dropped {count} {} to stay within bounds",
+                    what.as_str().replace('_', " ")
+                )
             }
             Output::Warning(w) => crate::status!(Warn, "{w}"),
             _ => {}
@@ -160,13 +180,24 @@ mod tests {
         // 2024-02-29T23:59:59.123Z: a leap day, checked with `date -u -d @1709251199`.
         let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
         assert_eq!(rfc3339_millis(t), "2024-02-29T23:59:59.123Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_868_800)), "2000-03-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(4_102_444_800)), "2100-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_868_800)),
+            "2000-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_secs(4_102_444_800)),
+            "2100-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn json_lines_are_one_object_with_the_four_fields() {
-        let line = json_line(UNIX_EPOCH, Level::Warn, "netpoll_trace::agent", "two\nlines \"quoted\"");
+        let line = json_line(
+            UNIX_EPOCH,
+            Level::Warn,
+            "netpoll_trace::agent",
+            "two\nlines \"quoted\"",
+        );
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
@@ -179,8 +210,17 @@ mod tests {
 
     #[test]
     fn text_lines_keep_the_established_prefixes() {
-        assert_eq!(text_line(Level::Error, format_args!("x {}", 1)), "netpoll-trace: error: x 1");
-        assert_eq!(text_line(Level::Warn, format_args!("y")), "netpoll-trace: warning: y");
-        assert_eq!(text_line(Level::Info, format_args!("ready: z")), "netpoll-trace: ready: z");
+        assert_eq!(
+            text_line(Level::Error, format_args!("x {}", 1)),
+            "netpoll-trace: error: x 1"
+        );
+        assert_eq!(
+            text_line(Level::Warn, format_args!("y")),
+            "netpoll-trace: warning: y"
+        );
+        assert_eq!(
+            text_line(Level::Info, format_args!("ready: z")),
+            "netpoll-trace: ready: z"
+        );
     }
 }

@@ -43,7 +43,9 @@ impl Notifier {
     /// From the environment systemd gives a `Type=notify` service; the variables are
     /// removed so commands the agent runs do not talk to systemd in its name.
     pub fn from_env() -> Option<(Self, Option<Duration>)> {
-        let addr = std::env::var("NOTIFY_SOCKET").ok().and_then(|v| parse_address(&v));
+        let addr = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .and_then(|v| parse_address(&v));
         let watchdog = watchdog_interval(
             std::env::var("WATCHDOG_USEC").ok().as_deref(),
             std::env::var("WATCHDOG_PID").ok().as_deref(),
@@ -82,8 +84,14 @@ mod tests {
 
     #[test]
     fn addresses_are_paths_or_abstract_names() {
-        assert_eq!(parse_address("/run/systemd/notify"), Some(Address::Path("/run/systemd/notify".into())));
-        assert_eq!(parse_address("@sd-notify"), Some(Address::Abstract(b"sd-notify".to_vec())));
+        assert_eq!(
+            parse_address("/run/systemd/notify"),
+            Some(Address::Path("/run/systemd/notify".into()))
+        );
+        assert_eq!(
+            parse_address("@sd-notify"),
+            Some(Address::Abstract(b"sd-notify".to_vec()))
+        );
         assert_eq!(parse_address("@"), None);
         assert_eq!(parse_address("vsock:2:1234"), None);
         assert_eq!(parse_address(""), None);
@@ -91,8 +99,14 @@ mod tests {
 
     #[test]
     fn the_watchdog_pings_at_half_the_interval_and_only_for_us() {
-        assert_eq!(watchdog_interval(Some("30000000"), None, 7), Some(Duration::from_secs(15)));
-        assert_eq!(watchdog_interval(Some("30000000"), Some("7"), 7), Some(Duration::from_secs(15)));
+        assert_eq!(
+            watchdog_interval(Some("30000000"), None, 7),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            watchdog_interval(Some("30000000"), Some("7"), 7),
+            Some(Duration::from_secs(15))
+        );
         assert_eq!(watchdog_interval(Some("30000000"), Some("8"), 7), None);
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
@@ -101,7 +115,10 @@ mod tests {
 
     #[test]
     fn ready_carries_the_ready_line_as_status() {
-        assert_eq!(ready_message("agent ready: 6 probes\nx"), "READY=1\nSTATUS=agent ready: 6 probes x");
+        assert_eq!(
+            ready_message("agent ready: 6 probes\nx"),
+            "READY=1\nSTATUS=agent ready: 6 probes x"
+        );
     }
 
     #[test]
@@ -110,7 +127,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("notify");
         let listener = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier { sock: UnixDatagram::unbound().unwrap(), addr: Address::Path(path) };
+        let n = Notifier {
+            sock: UnixDatagram::unbound().unwrap(),
+            addr: Address::Path(path),
+        };
         n.send(&ready_message("ready")).unwrap();
         let mut buf = [0u8; 64];
         let len = listener.recv(&mut buf).unwrap();

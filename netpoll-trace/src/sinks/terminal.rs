@@ -12,10 +12,10 @@ use crate::model::{
     event::SetupRecord,
     output::{Output, Sink},
     poll::{PollSummary, SlowPoll},
-    send::{DropReason, SendNotice, SendSummary},
-    target::{Change, TargetEvent},
     recorder::{CounterLine, RecorderLine},
     remediation::Remediation,
+    send::{DropReason, SendNotice, SendSummary},
+    target::{Change, TargetEvent},
 };
 
 /// Prints outputs for people on stdout.
@@ -29,7 +29,10 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(show_seq: bool) -> Self {
-        Self { since: None, show_seq }
+        Self {
+            since: None,
+            show_seq,
+        }
     }
 
     /// The text of one output; None for outputs people do not see here.
@@ -62,7 +65,11 @@ impl Terminal {
                 d.reason.explain()
             ),
             Output::Send(SendNotice::Slow(s)) => {
-                format!("slow send on {} took {}us (interrupts off meanwhile)", esc_or(&s.dev, "?"), s.duration_ns / 1000)
+                format!(
+                    "slow send on {} took {}us (interrupts off meanwhile)",
+                    esc_or(&s.dev, "?"),
+                    s.duration_ns / 1000
+                )
             }
             Output::Target(t) => target_line(t),
             Output::PollStats { stats, last: true } if !stats.is_empty() => {
@@ -101,7 +108,9 @@ pub fn esc(s: &str) -> Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x80 && c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() || bidi(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
@@ -141,7 +150,11 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
         }
     }
     if let Some(pc) = r.has_poll_controller {
-        line.push_str(if pc { " poll_controller=yes" } else { " poll_controller=no" });
+        line.push_str(if pc {
+            " poll_controller=yes"
+        } else {
+            " poll_controller=no"
+        });
     }
     if r.netpoll_disabled == Some(true) {
         line.push_str(" IFF_DISABLE_NETPOLL");
@@ -154,7 +167,6 @@ pub fn human_line(r: &SetupRecord, since_ns: u64) -> String {
     ));
     line.trim_end().to_string()
 }
-
 
 /// The block printed under a failed set-up.
 pub fn render_diagnosis(d: &Diagnosis) -> String {
@@ -228,7 +240,11 @@ pub fn send_line(s: &SendSummary) -> String {
     if !reasons.is_empty() {
         line.push_str(&format!(" ({})", reasons.join(", ")));
     }
-    line.push_str(&format!("; transmit avg {}us, max {}us", avg / 1000, s.max_ns / 1000));
+    line.push_str(&format!(
+        "; transmit avg {}us, max {}us",
+        avg / 1000,
+        s.max_ns / 1000
+    ));
     line
 }
 
@@ -238,11 +254,20 @@ pub fn target_line(t: &TargetEvent) -> String {
         Change::Enabled | Change::ReEnabled => String::new(),
         _ => format!(" ({})", t.cause.replace('_', " ")),
     };
-    format!("target {} {} on {}{why}", esc(&t.target), t.event.as_str().replace('_', "-"), esc_or(&t.dev, "?"))
+    format!(
+        "target {} {} on {}{why}",
+        esc(&t.target),
+        t.event.as_str().replace('_', "-"),
+        esc_or(&t.dev, "?")
+    )
 }
 
 fn slow_poll_line(p: &SlowPoll) -> String {
-    format!("slow poll {} took {}us", esc_or(&p.dev, "?"), p.duration_ns / 1000)
+    format!(
+        "slow poll {} took {}us",
+        esc_or(&p.dev, "?"),
+        p.duration_ns / 1000
+    )
 }
 
 fn remediation_line(e: &Remediation) -> String {
@@ -265,6 +290,27 @@ fn passthrough_line(kind: &str, v: &Value) -> String {
             s("action"),
             s("result"),
             s("detail")
+        ),
+        "target" => format!(
+            "target {} {} on {} ({})",
+            s("target"),
+            s("event").replace('_', "-"),
+            s("dev"),
+            s("cause").replace('_', " ")
+        ),
+        "send" => format!(
+            "send {}: {} message(s): {} sent, {} deferred, {} dropped",
+            s("dev"),
+            v["messages"],
+            v["sent"],
+            v["deferred"],
+            v["dropped"]
+        ),
+        "send_drop" => format!("send dropped on {}: {}", s("dev"), s("reason")),
+        "slow_send" => format!(
+            "slow send on {} took {}us",
+            s("dev"),
+            v["duration_ns"].as_u64().unwrap_or(0) / 1000
         ),
         _ => match v.get("duration_ns").and_then(Value::as_u64) {
             Some(ns) => format!("slow poll {} took {}us", s("dev"), ns / 1000),
@@ -297,19 +343,36 @@ fn render_recorder(h: &RecorderLine) -> String {
         out.push_str(&format!("gaps: no event under {}\n", s.join(", ")));
     }
     if h.counters_full > 0 {
-        out.push_str(&format!("counters: {} update(s) dropped (counter map full)\n", h.counters_full));
+        out.push_str(&format!(
+            "counters: {} update(s) dropped (counter map full)\n",
+            h.counters_full
+        ));
     }
     if h.lost.pairing() > 0 {
-        let kinds: Vec<String> =
-            h.lost.pairing_kinds().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
-        out.push_str(&format!("lost: {} set-up record(s) to pairing ({})\n", h.lost.pairing(), kinds.join(", ")));
+        let kinds: Vec<String> = h
+            .lost
+            .pairing_kinds()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect();
+        out.push_str(&format!(
+            "lost: {} set-up record(s) to pairing ({})\n",
+            h.lost.pairing(),
+            kinds.join(", ")
+        ));
     }
     out.push_str(&if h.pinned_links.is_empty() {
         "probes: none pinned: recording stopped when the process that recorded ended\n".to_string()
     } else {
-        format!("probes: pinned ({}): still recording\n", h.pinned_links.join(", "))
+        format!(
+            "probes: pinned ({}): still recording\n",
+            h.pinned_links.join(", ")
+        )
     });
-    out.push_str(&format!("memory: the pinned maps take {} KiB of kernel memory\n", h.memlock_bytes.div_ceil(1024)));
+    out.push_str(&format!(
+        "memory: the pinned maps take {} KiB of kernel memory\n",
+        h.memlock_bytes.div_ceil(1024)
+    ));
     if h.kept_seqs.is_some() {
         out.push_str("devices, drivers and ops symbols below are resolved now, at dump time, not when recorded\n");
     }
@@ -331,10 +394,18 @@ fn render_counters(counters: &[CounterLine]) -> String {
                     (_, Some(e)) => format!("-{e}"),
                     (r, None) => r.to_string(),
                 };
-                format!("{} {result} x{}", c.function.map_or("?", |f| f.as_str()), c.count)
+                format!(
+                    "{} {result} x{}",
+                    c.function.map_or("?", |f| f.as_str()),
+                    c.count
+                )
             })
             .collect();
-        out.push_str(&format!("  {}: {}\n", esc(dev.map_or("?", String::as_str)), parts.join(", ")));
+        out.push_str(&format!(
+            "  {}: {}\n",
+            esc(dev.map_or("?", String::as_str)),
+            parts.join(", ")
+        ));
     }
     out
 }
@@ -406,14 +477,29 @@ mod tests {
     fn human_line_shows_errno_symbolically_and_the_device_facts() {
         let l = human_line(&rec(), 1_000_000_000);
         assert!(l.starts_with("+   0.500s   __netpoll_setup"), "{l}");
-        for want in ["-ENOTSUPP", "eth0", "driver=virtio_net", "ops=virtnet_netdev[virtio_net]", "poll_controller=no", "IFF_DISABLE_NETPOLL", "modprobe[77], 42us"] {
+        for want in [
+            "-ENOTSUPP",
+            "eth0",
+            "driver=virtio_net",
+            "ops=virtnet_netdev[virtio_net]",
+            "poll_controller=no",
+            "IFF_DISABLE_NETPOLL",
+            "modprobe[77], 42us",
+        ] {
             assert!(l.contains(want), "{want} missing in {l}");
         }
     }
 
     #[test]
     fn rendered_diagnosis_fits_a_terminal() {
-        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
+        let a = group(vec![record(
+            SetupFn::NetpollSetup,
+            "d0",
+            0,
+            1_000,
+            100,
+            -89,
+        )]);
         let d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
         let text = render_diagnosis(&d);
         assert!(text.lines().all(|l| l.len() <= 100), "{text}");
@@ -426,11 +512,18 @@ mod tests {
         use crate::model::recorder::{counter_lines, tests::key};
         use netpoll_trace_common::function::NETPOLL_SETUP;
         let lines = counter_lines(
-            &[(key("eth0", NETPOLL_SETUP, 0), 1), (key("nosuch0", NETPOLL_SETUP, -19), 3), (key("eth0", NETPOLL_SETUP, -524), 2)],
+            &[
+                (key("eth0", NETPOLL_SETUP, 0), 1),
+                (key("nosuch0", NETPOLL_SETUP, -19), 3),
+                (key("eth0", NETPOLL_SETUP, -524), 2),
+            ],
             0,
         );
         let out = render_counters(&lines);
-        assert!(out.contains("eth0: netpoll_setup -ENOTSUPP x2, netpoll_setup ok x1"), "{out}");
+        assert!(
+            out.contains("eth0: netpoll_setup -ENOTSUPP x2, netpoll_setup ok x1"),
+            "{out}"
+        );
         assert!(out.contains("nosuch0: netpoll_setup -ENODEV x3"), "{out}");
     }
 
@@ -438,9 +531,25 @@ mod tests {
     fn seq_numbers_prefix_records_only_when_asked() {
         let mut r = rec();
         r.seq = Some(7);
-        let a = Output::Attempt(Box::new(crate::model::correlate::Attempt { root: r, nested: vec![] }), None);
-        assert!(Terminal::new(true).render(&a).unwrap().starts_with("#7     +   0.000s"));
-        assert!(Terminal::new(false).render(&a).unwrap().starts_with("+   0.000s"));
+        let a = Output::Attempt(
+            Box::new(crate::model::correlate::Attempt {
+                root: r,
+                nested: vec![],
+            }),
+            None,
+        );
+        assert!(
+            Terminal::new(true)
+                .render(&a)
+                .unwrap()
+                .starts_with("#7     +   0.000s")
+        );
+        assert!(
+            Terminal::new(false)
+                .render(&a)
+                .unwrap()
+                .starts_with("+   0.000s")
+        );
         assert_eq!(Terminal::new(true).render(&Output::Lost(3)), None);
     }
 
@@ -455,16 +564,32 @@ mod tests {
         r.comm = Some("c\u{9b}31m".into());
         let l = human_line(&r, 0);
         assert!(!l.chars().any(char::is_control), "{l:?}");
-        assert!(l.contains(r"eth0\x1b[2J") && l.contains(r"drv\r\nforged line") && l.contains(r"sym\x07"), "{l}");
+        assert!(
+            l.contains(r"eth0\x1b[2J")
+                && l.contains(r"drv\r\nforged line")
+                && l.contains(r"sym\x07"),
+            "{l}"
+        );
         assert!(l.contains(r"c\u{9b}31m"), "{l}");
 
-        let a = group(vec![record(SetupFn::NetpollSetup, "d0", 0, 1_000, 100, -89)]);
+        let a = group(vec![record(
+            SetupFn::NetpollSetup,
+            "d0",
+            0,
+            1_000,
+            100,
+            -89,
+        )]);
         let mut d = diagnose(&a[0], &Context::default(), &mut Default::default()).unwrap();
         d.dev = Some("d0\u{1b}]0;title\u{7}".into());
         d.chain = vec!["br0\u{1b}[1A".into(), "d0".into()];
-        d.explanation.push_str(" The kernel said: \"\u{1b}[31mred\r\u{8}\"");
+        d.explanation
+            .push_str(" The kernel said: \"\u{1b}[31mred\r\u{8}\"");
         let text = render_diagnosis(&d);
-        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
         assert!(text.contains(r"\x1b[31mred\r\x08"), "{text}");
 
         let v: Value = serde_json::json!({"dev": "x\u{1b}[H", "action": "start", "result": "ok", "detail": "a\u{1b}b\nc"});
@@ -474,5 +599,4 @@ mod tests {
         let p = passthrough_line("poll", &v);
         assert!(!p.chars().any(char::is_control), "{p:?}");
     }
-
 }

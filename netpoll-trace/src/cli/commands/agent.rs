@@ -14,11 +14,14 @@ use anyhow::{Context as _, Result};
 use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
-    kernel::{attach::AttachChoice, clock::monotonic_ns, ethtool, object::ObjectChoice, host, patch_module, privileges},
+    kernel::{
+        attach::AttachChoice, clock::monotonic_ns, ethtool, host, object::ObjectChoice,
+        patch_module, privileges,
+    },
     model::{
         agent::{
-            self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome, Remediation,
-            Successes, Verified,
+            self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome,
+            Remediation, Successes, Verified,
         },
         config::{self, AgentConfig, RetryMethod},
         correlate::Attempt,
@@ -58,7 +61,10 @@ pub fn load_config(path: Option<&Path>) -> Result<(AgentConfig, Option<String>)>
     match std::fs::symlink_metadata(default) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((
             AgentConfig::default(),
-            Some(format!("no {}: built-in defaults (report every failure, patch nothing)", default.display())),
+            Some(format!(
+                "no {}: built-in defaults (report every failure, patch nothing)",
+                default.display()
+            )),
         )),
         _ => Ok((AgentConfig::load(default)?, None)),
     }
@@ -129,22 +135,35 @@ fn capability(n: Need) -> u32 {
 impl Agent {
     fn new(args: AgentArgs, cfg: AgentConfig) -> Result<Self> {
         let journal = Journal::open(args.journal.as_deref().or(cfg.journal.as_deref()))?;
-        let sinks = Sinks { journal, metrics: None, stderr: Stderr::default(), dropped: [0; Dropped::ALL.len()] };
-        Ok(Self { args, cfg, sinks, backlog: Backlog::default(), successes: Successes::default(), running: None })
+        let sinks = Sinks {
+            journal,
+            metrics: None,
+            stderr: Stderr::default(),
+            dropped: [0; Dropped::ALL.len()],
+        };
+        Ok(Self {
+            args,
+            cfg,
+            sinks,
+            backlog: Backlog::default(),
+            successes: Successes::default(),
+            running: None,
+        })
     }
 
     /// Stamps and journals one entry.
     fn log(&mut self, dev: Option<&str>, note: Note, cause: Option<Cause>) {
-        self.sinks.emit(&Output::Remediation(remediation::Remediation {
-            kind: "remediation",
-            ts_ns: monotonic_ns(),
-            dev: dev.map(str::to_string),
-            action: note.action,
-            result: note.result,
-            detail: note.detail,
-            cause,
-            attempt: note.attempt,
-        }));
+        self.sinks
+            .emit(&Output::Remediation(remediation::Remediation {
+                kind: "remediation",
+                ts_ns: monotonic_ns(),
+                dev: dev.map(str::to_string),
+                action: note.action,
+                result: note.result,
+                detail: note.detail,
+                cause,
+                attempt: note.attempt,
+            }));
     }
 
     /// Feeds outputs to the sinks.
@@ -196,15 +215,21 @@ impl Agent {
             self.sinks.metrics = Some(m);
         }
         // Programs are attached and every fd is open: keep only what remediation uses.
-        let keep: Vec<u32> =
-            agent::needs(self.args.dry_run, self.sinks.metrics.is_some()).into_iter().map(capability).collect();
+        let keep: Vec<u32> = agent::needs(self.args.dry_run, self.sinks.metrics.is_some())
+            .into_iter()
+            .map(capability)
+            .collect();
         let kept: Vec<&str> = keep.iter().map(|c| privileges::name(*c)).collect();
         // Fatal when it fails: returning drops the tracer, which detaches everything not
         // asked to persist.
         privileges::keep_only(&keep)?;
         privileges::all_threads_within(&keep)?;
         let caps = format!("keeping only {}", kept.join(", "));
-        let dry = if self.args.dry_run { "; dry run: nothing will be changed" } else { "" };
+        let dry = if self.args.dry_run {
+            "; dry run: nothing will be changed"
+        } else {
+            ""
+        };
         // Its own thread, made now so that it has only the capabilities kept.
         if let Some((l, m)) = endpoint {
             metrics::http::spawn(l, m)?;
@@ -227,8 +252,21 @@ impl Agent {
             }
             n
         });
-        let detail = format!("{}; {caps}{}", tracer.ready, if self.args.dry_run { "; dry run" } else { "" });
-        self.log(None, Note { action: Action::Start, result: Outcome::Ok, detail, attempt: None }, None);
+        let detail = format!(
+            "{}; {caps}{}",
+            tracer.ready,
+            if self.args.dry_run { "; dry run" } else { "" }
+        );
+        self.log(
+            None,
+            Note {
+                action: Action::Start,
+                result: Outcome::Ok,
+                detail,
+                attempt: None,
+            },
+            None,
+        );
 
         let Signals { mut term, mut int } = signals;
         let mut unfixed = 0usize;
@@ -274,7 +312,11 @@ impl Agent {
         // Stopped mid-retry: the command must not outlive the agent.
         if let Some(mut r) = self.running.take() {
             let by = terminate(&mut r.child, r.pgid).await;
-            self.log(Some(&r.dev), agent::killed_on_stop(&r.command, by, r.attempt), None);
+            self.log(
+                Some(&r.dev),
+                agent::killed_on_stop(&r.command, by, r.attempt),
+                None,
+            );
         }
         self.report_backlog_drops();
         let mut detail = format!("stopping; {unfixed} failure(s) left unfixed");
@@ -285,18 +327,37 @@ impl Agent {
             .map(|(d, n)| format!("{n} {}", d.as_str().replace('_', " ")))
             .collect();
         if !dropped.is_empty() {
-            detail.push_str(&format!("; dropped to stay bounded: {}", dropped.join(", ")));
+            detail.push_str(&format!(
+                "; dropped to stay bounded: {}",
+                dropped.join(", ")
+            ));
         }
-        self.log(None, Note { action: Action::Stop, result: Outcome::Ok, detail, attempt: None }, None);
+        self.log(
+            None,
+            Note {
+                action: Action::Stop,
+                result: Outcome::Ok,
+                detail,
+                attempt: None,
+            },
+            None,
+        );
         let _ = tracer.finish().await;
-        Ok(if self.args.once && unfixed > 0 { Exit::NetpollFailure } else { Exit::Ok })
+        Ok(if self.args.once && unfixed > 0 {
+            Exit::NetpollFailure
+        } else {
+            Exit::Ok
+        })
     }
 
     /// Reports the attempts the backlog dropped (to the journal's sinks: stderr, metrics).
     fn report_backlog_drops(&mut self) {
         let count = self.backlog.take_dropped();
         if count > 0 {
-            self.sinks.emit(&Output::Dropped { what: Dropped::Backlog, count });
+            self.sinks.emit(&Output::Dropped {
+                what: Dropped::Backlog,
+                count,
+            });
         }
     }
 
@@ -304,7 +365,8 @@ impl Agent {
     async fn handle(&mut self, tracer: &mut Tracer, attempt: &Attempt, d: &Diagnosis) -> Handled {
         self.report_backlog_drops();
         let failed = Identity::of(attempt, d.failing_device().unwrap_or_default());
-        let (mut rem, mut next) = Remediation::begin(d, &failed, &self.cfg, self.args.dry_run, &self.successes);
+        let (mut rem, mut next) =
+            Remediation::begin(d, &failed, &self.cfg, self.args.dry_run, &self.successes);
         // When the last retry started: only set-ups from then on verify it.
         let mut retried_at = 0;
         loop {
@@ -330,7 +392,9 @@ impl Agent {
                     retried_at = monotonic_ns();
                     match retry(&self.cfg, &rem.dev, attempt, &mut self.running).await {
                         Retried::Done(r) => rem.retried(r.map_err(|e| format!("{e:#}"))),
-                        Retried::TimedOut { command, by } => rem.retry_timed_out(&command, self.cfg.retry_timeout, by),
+                        Retried::TimedOut { command, by } => {
+                            rem.retry_timed_out(&command, self.cfg.retry_timeout, by)
+                        }
                     }
                 }
                 Next::Verify { within, .. } => {
@@ -347,15 +411,35 @@ impl Agent {
     /// Patches `dev` by name and reads back which device that name stands for now
     /// (ifindex from the module's own state, driver from ethtool or sysfs).
     fn patch(&mut self, dev: &str) -> PatchOutcome {
-        let driver = || ethtool::driver_info(dev).map(|(d, _)| d).or_else(|| host::sysfs_driver(dev));
+        let driver = || {
+            ethtool::driver_info(dev)
+                .map(|(d, _)| d)
+                .or_else(|| host::sysfs_driver(dev))
+        };
         match patch_module::patch(dev, self.cfg.patch_module.as_deref()) {
             Ok(p) => PatchOutcome::Patched {
-                detail: format!("ops {} -> a private copy (owner {}, ifindex {})", p.ops(), p.owner, p.ifindex),
-                found: Identity { ifindex: Some(p.ifindex), driver: driver() },
+                detail: format!(
+                    "ops {} -> a private copy (owner {}, ifindex {})",
+                    p.ops(),
+                    p.owner,
+                    p.ifindex
+                ),
+                found: Identity {
+                    ifindex: Some(p.ifindex),
+                    driver: driver(),
+                },
             },
             Err(e) if e.to_string().contains("already patched") => {
-                let ifindex = patch_module::status().ok().and_then(|s| s.into_iter().find(|p| p.dev == dev)).map(|p| p.ifindex);
-                PatchOutcome::AlreadyPatched { found: Identity { ifindex, driver: driver() } }
+                let ifindex = patch_module::status()
+                    .ok()
+                    .and_then(|s| s.into_iter().find(|p| p.dev == dev))
+                    .map(|p| p.ifindex);
+                PatchOutcome::AlreadyPatched {
+                    found: Identity {
+                        ifindex,
+                        driver: driver(),
+                    },
+                }
             }
             Err(e) => PatchOutcome::Failed(format!("{e:#}")),
         }
@@ -363,7 +447,13 @@ impl Agent {
 
     /// The next set-up attempt involving `dev` that started at `since_ns` or later, within
     /// `within`. Other outputs wait in the backlog.
-    async fn verify(&mut self, tracer: &mut Tracer, dev: &str, since_ns: u64, within: Duration) -> Verified {
+    async fn verify(
+        &mut self,
+        tracer: &mut Tracer,
+        dev: &str,
+        since_ns: u64,
+        within: Duration,
+    ) -> Verified {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let outs = tokio::select! {
@@ -395,9 +485,11 @@ const CONFIGFS: &str = "/sys/kernel/config/netconsole";
 
 /// The configfs target (dynamic netconsole) whose dev_name is `dev`.
 fn configfs_target(dev: &str) -> Option<PathBuf> {
-    std::fs::read_dir(CONFIGFS).ok()?.flatten().map(|e| e.path()).find(|p| {
-        std::fs::read_to_string(p.join("dev_name")).is_ok_and(|n| n.trim() == dev)
-    })
+    std::fs::read_dir(CONFIGFS)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p.join("dev_name")).is_ok_and(|n| n.trim() == dev))
 }
 
 /// How a retry went.
@@ -410,7 +502,12 @@ enum Retried {
 
 /// Re-runs the netconsole set-up for `dev`; says how. The command runs in `running`
 /// while it runs, so an agent stopping meanwhile can kill it.
-async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<Running>) -> Retried {
+async fn retry(
+    cfg: &AgentConfig,
+    dev: &str,
+    attempt: u32,
+    running: &mut Option<Running>,
+) -> Retried {
     let target = match cfg.retry_method {
         RetryMethod::Command => None,
         _ => configfs_target(dev),
@@ -429,7 +526,12 @@ async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<
         )));
     };
     let command = cfg.retry_command.join(" ");
-    let caps = privileges::CapSets::only(&agent::retry_command_needs().into_iter().map(capability).collect::<Vec<_>>());
+    let caps = privileges::CapSets::only(
+        &agent::retry_command_needs()
+            .into_iter()
+            .map(capability)
+            .collect::<Vec<_>>(),
+    );
     // No shell: the configured argv runs as is, in a process group of its own so that
     // whatever it starts is killed with it.
     let mut cmd = tokio::process::Command::new(prog);
@@ -446,12 +548,20 @@ async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<
         Err(e) => return Retried::Done(Err(e)),
     };
     let Some(pgid) = child.id().map(|p| p as i32) else {
-        return Retried::Done(Err(anyhow::anyhow!("{command} exited before it could be watched")));
+        return Retried::Done(Err(anyhow::anyhow!(
+            "{command} exited before it could be watched"
+        )));
     };
     let stderr = child.stderr.take().map(|e| tokio::spawn(read_bounded(e)));
     // In `running` until it is reaped: if the agent stops meanwhile (this future is
     // dropped), the agent kills it.
-    let r = running.insert(Running { child, pgid, command: command.clone(), dev: dev.to_string(), attempt });
+    let r = running.insert(Running {
+        child,
+        pgid,
+        command: command.clone(),
+        dev: dev.to_string(),
+        attempt,
+    });
     let status = match tokio::time::timeout(cfg.retry_timeout, r.child.wait()).await {
         Ok(status) => {
             // Nothing it started outlives it.
@@ -466,12 +576,19 @@ async fn retry(cfg: &AgentConfig, dev: &str, attempt: u32, running: &mut Option<
     };
     *running = None;
     let stderr = match stderr {
-        Some(task) => tokio::time::timeout(Duration::from_secs(1), task).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
+        Some(task) => tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default(),
         None => String::new(),
     };
     Retried::Done(match status {
         Ok(s) if s.success() => Ok(format!("ran {command} (exit 0)")),
-        Ok(s) => Err(anyhow::anyhow!("{command} exited with {s}: {}", stderr.trim())),
+        Ok(s) => Err(anyhow::anyhow!(
+            "{command} exited with {s}: {}",
+            stderr.trim()
+        )),
         Err(e) => Err(anyhow::anyhow!("waiting for {command}: {e}")),
     })
 }
@@ -513,10 +630,12 @@ async fn terminate(child: &mut tokio::process::Child, pgid: i32) -> KilledBy {
 
 fn enable_target(t: &std::path::Path) -> Result<String> {
     let enabled = t.join("enabled");
-    let now = std::fs::read_to_string(&enabled).with_context(|| format!("reading {}", enabled.display()))?;
+    let now = std::fs::read_to_string(&enabled)
+        .with_context(|| format!("reading {}", enabled.display()))?;
     if now.trim() == "1" {
         // Already enabled: toggle so netpoll is set up again.
-        std::fs::write(&enabled, "0").with_context(|| format!("writing 0 to {}", enabled.display()))?;
+        std::fs::write(&enabled, "0")
+            .with_context(|| format!("writing 0 to {}", enabled.display()))?;
     }
     std::fs::write(&enabled, "1").with_context(|| format!("writing 1 to {}", enabled.display()))?;
     Ok(format!("wrote 1 to {}", enabled.display()))
@@ -539,7 +658,8 @@ mod tests {
     /// delivered at once, the exit takes a moment.
     fn gone(pid: i32) -> bool {
         (0..20).any(|_| {
-            let dead = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+            let dead = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "));
             if !dead {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -548,11 +668,18 @@ mod tests {
     }
 
     fn child_pid(file: &std::path::Path) -> i32 {
-        std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -564,15 +691,28 @@ mod tests {
         let started = std::time::Instant::now();
         let r = rt().block_on(async {
             // Bounded here too: before the fix the retry waited for the command forever.
-            tokio::time::timeout(Duration::from_secs(20), retry(&cfg(&script, Duration::from_secs(1)), "eth0", 1, &mut running))
-                .await
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                retry(
+                    &cfg(&script, Duration::from_secs(1)),
+                    "eth0",
+                    1,
+                    &mut running,
+                ),
+            )
+            .await
         });
-        let Ok(Retried::TimedOut { command, by }) = r else { panic!("not timed out") };
+        let Ok(Retried::TimedOut { command, by }) = r else {
+            panic!("not timed out")
+        };
         assert_eq!(by, KilledBy::Kill);
         assert!(command.starts_with("/bin/sh -c trap"), "{command}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(running.is_none());
-        assert!(gone(child_pid(&file)), "the grandchild outlived the timeout");
+        assert!(
+            gone(child_pid(&file)),
+            "the grandchild outlived the timeout"
+        );
         let _ = std::fs::remove_file(&file);
     }
 
@@ -584,7 +724,16 @@ mod tests {
         let rt = rt();
         rt.block_on(async {
             // The agent's select! drops the retry when SIGTERM arrives: here, after 1 s.
-            let stopped = tokio::time::timeout(Duration::from_secs(1), retry(&cfg(&script, Duration::from_secs(60)), "eth0", 2, &mut running)).await;
+            let stopped = tokio::time::timeout(
+                Duration::from_secs(1),
+                retry(
+                    &cfg(&script, Duration::from_secs(60)),
+                    "eth0",
+                    2,
+                    &mut running,
+                ),
+            )
+            .await;
             assert!(stopped.is_err());
         });
         let mut r = running.take().expect("the running command is still known");
@@ -597,10 +746,22 @@ mod tests {
     #[test]
     fn a_retry_command_that_fails_says_how() {
         let mut running = None;
-        let r = rt().block_on(retry(&cfg("echo nope >&2; exit 3", Duration::from_secs(10)), "eth0", 1, &mut running));
-        let Retried::Done(Err(e)) = r else { panic!("not a failure") };
+        let r = rt().block_on(retry(
+            &cfg("echo nope >&2; exit 3", Duration::from_secs(10)),
+            "eth0",
+            1,
+            &mut running,
+        ));
+        let Retried::Done(Err(e)) = r else {
+            panic!("not a failure")
+        };
         assert!(e.to_string().contains("exit status: 3: nope"), "{e}");
-        let r = rt().block_on(retry(&cfg("exit 0", Duration::from_secs(10)), "eth0", 1, &mut running));
+        let r = rt().block_on(retry(
+            &cfg("exit 0", Duration::from_secs(10)),
+            "eth0",
+            1,
+            &mut running,
+        ));
         assert!(matches!(r, Retried::Done(Ok(_))));
     }
 }

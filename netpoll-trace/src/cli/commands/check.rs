@@ -27,7 +27,11 @@ pub fn run(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<Exi
     } else {
         print!("{}", render_check(&report));
     }
-    Ok(if report.traceable { Exit::Ok } else { Exit::Unsupported })
+    Ok(if report.traceable {
+        Exit::Ok
+    } else {
+        Exit::Unsupported
+    })
 }
 
 /// What `watch` would load and how it would attach here, found the way `watch` finds it
@@ -46,7 +50,11 @@ pub fn probe_tracer(object: ObjectChoice, attach: AttachChoice) -> Option<Result
             .map(|p| Tracer {
                 object: p.path.object.to_string(),
                 attach_path: p.path.attach_path(),
-                fallbacks: p.fallbacks.iter().map(|f| format!("{} object with {}: {}", f.object, f.method, f.reason)).collect(),
+                fallbacks: p
+                    .fallbacks
+                    .iter()
+                    .map(|f| format!("{} object with {}: {}", f.object, f.method, f.reason))
+                    .collect(),
             })
             .map_err(|e| format!("{e:#}")),
     )
@@ -84,9 +92,12 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
         has_kprobe_symbols: has("register_kprobe"),
         has_trampoline: has("bpf_trampoline_link_prog"),
         netpoll_symbols: targets::checked(has),
-        bpffs_mounted: mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("bpf")),
+        bpffs_mounted: mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("bpf")),
         modules: Path::new("/proc/modules").exists(),
-        modules_disabled: host::read_trim("/proc/sys/kernel/modules_disabled").as_deref() == Some("1"),
+        modules_disabled: host::read_trim("/proc/sys/kernel/modules_disabled").as_deref()
+            == Some("1"),
         lockdown: host::read_trim("/sys/kernel/security/lockdown"),
         euid: host::euid(),
         kprobes_via_tracefs: tracefs::kprobe_via() == tracefs::KprobeVia::Tracefs,

@@ -19,14 +19,15 @@ use crate::{
     cli::exit::Exit,
     kernel::{clock::monotonic_ns, kmsg::KmsgReader, recorder},
     model::{
-        correlate,
-        diagnosis,
+        correlate, diagnosis,
         event::SetupRecord,
         kernel_log::KernelLog,
         output::{Output, Sink},
         poll,
         recorder::{Losses, MAX_LINE, RecordedLine, RecorderLine, counter_lines, read_lines},
         ring::RingAccount,
+        send,
+        target::{self, Teardown},
     },
     pipeline::enrich::{Enricher, host_context},
     sinks::{json::JsonLines, terminal::Terminal},
@@ -43,8 +44,11 @@ pub fn run(args: DumpArgs) -> Result<Exit> {
         Some(file) => from_file(file)?,
         None => from_pins(&args.pin_dir)?,
     };
-    let mut sink: Box<dyn Sink> =
-        if args.json { Box::new(JsonLines::stdout()) } else { Box::new(Terminal::new(args.from.is_none())) };
+    let mut sink: Box<dyn Sink> = if args.json {
+        Box::new(JsonLines::stdout())
+    } else {
+        Box::new(Terminal::new(args.from.is_none()))
+    };
     if let (Some(file), false) = (&args.from, args.json)
         && outputs.is_empty()
     {
@@ -100,10 +104,22 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
         created_ns: snap.meta.created_ns,
         kept_seqs: seqs.first().zip(seqs.last()).map(|(a, b)| (*a, *b)),
     };
+    let teardowns: Vec<Teardown> = snap
+        .events
+        .iter()
+        .filter_map(|(_, ev)| Teardown::from_event(ev))
+        .collect();
     let mut outputs = vec![Output::Recorder(Box::new(head))];
-    outputs.extend(diagnosed(records, &mut log));
+    outputs.extend(target::replay(diagnosed(records, &mut log), teardowns));
     outputs.push(Output::Counters(counter_lines(&snap.counters, now)));
-    outputs.push(Output::PollStats { stats: poll::summarize_all(&snap.polls, now), last: true });
+    outputs.push(Output::PollStats {
+        stats: poll::summarize_all(&snap.polls, now),
+        last: true,
+    });
+    outputs.push(Output::SendStats {
+        stats: send::summarize_all(&snap.sends, now),
+        last: true,
+    });
     Ok(outputs)
 }
 
@@ -137,7 +153,10 @@ fn from_file(file: &Path) -> Result<Vec<Output>> {
                     log.push(m, 0);
                 }
             }
-            RecordedLine::Other { kind, value } => others.push(Output::Passthrough { kind: kind.to_string(), value }),
+            RecordedLine::Other { kind, value } => others.push(Output::Passthrough {
+                kind: kind.to_string(),
+                value,
+            }),
         }
     }
     let mut outputs = diagnosed(records, &mut log);
@@ -167,7 +186,9 @@ fn open_regular(file: &Path) -> Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(file)
         .map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
-    let meta = f.metadata().map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
     if !meta.is_file() {
         return Err(refuse(meta.file_type()));
     }
@@ -242,7 +263,10 @@ mod tests {
         let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = from_file_within(f, std::time::Duration::from_secs(2)).unwrap_err();
-        assert!(e.contains("not a regular file") && e.contains("FIFO"), "{e}");
+        assert!(
+            e.contains("not a regular file") && e.contains("FIFO"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -250,9 +274,16 @@ mod tests {
     #[test]
     fn a_device_is_refused_before_reading() {
         // /dev/zero never ends: reading it whole grew until out of memory.
-        let e = from_file_within("/dev/zero".into(), std::time::Duration::from_secs(2)).unwrap_err();
-        assert!(e.contains("/dev/zero") && e.contains("not a regular file") && e.contains("character device"), "{e}");
-        let e = from_file_within(std::env::temp_dir(), std::time::Duration::from_secs(2)).unwrap_err();
+        let e =
+            from_file_within("/dev/zero".into(), std::time::Duration::from_secs(2)).unwrap_err();
+        assert!(
+            e.contains("/dev/zero")
+                && e.contains("not a regular file")
+                && e.contains("character device"),
+            "{e}"
+        );
+        let e =
+            from_file_within(std::env::temp_dir(), std::time::Duration::from_secs(2)).unwrap_err();
         assert!(e.contains("directory"), "{e}");
     }
 
@@ -269,5 +300,4 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("64 KiB"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
-
 }

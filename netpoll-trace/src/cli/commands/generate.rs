@@ -30,10 +30,22 @@ pub const CONFIG_PAGE: &str = "netpoll-trace-agent.toml";
 
 /// Files the tool reads or writes, for every page's FILES section.
 const FILES: &[(&str, &str)] = &[
-    ("/etc/netpoll-trace/agent.toml", "The agent's configuration; see netpoll-trace-agent.toml(5)."),
-    ("/var/log/netpoll-trace/journal.jsonl", "The agent's journal: one JSON object per decision and action."),
-    ("/sys/fs/bpf/netpoll-trace/v1", "The flight recorder's pinned maps (and, with --persist, probes); read by dump, removed by reset."),
-    ("/usr/lib/netpoll-trace/netpoll_patch.ko", "The runtime patch module used by patch and the agent (root-owned, not group- or world-writable)."),
+    (
+        "/etc/netpoll-trace/agent.toml",
+        "The agent's configuration; see netpoll-trace-agent.toml(5).",
+    ),
+    (
+        "/var/log/netpoll-trace/journal.jsonl",
+        "The agent's journal: one JSON object per decision and action.",
+    ),
+    (
+        "/sys/fs/bpf/netpoll-trace/v1",
+        "The flight recorder's pinned maps (and, with --persist, probes); read by dump, removed by reset.",
+    ),
+    (
+        "/usr/lib/netpoll-trace/netpoll_patch.ko",
+        "The runtime patch module used by patch and the agent (root-owned, not group- or world-writable).",
+    ),
     (
         "/var/cache/netpoll-trace/kernel-btf.json",
         "What start-up needs from the kernel's BTF (function presence, type ids, struct offsets), keyed by a hash of the whole BTF; \
@@ -43,9 +55,15 @@ const FILES: &[(&str, &str)] = &[
 
 /// Exit statuses, in order; which ones a page lists depends on the command.
 const EXIT_OK: (&str, &str) = ("0", "Success.");
-const EXIT_RUNTIME: (&str, &str) = ("1", "A runtime error; the message on standard error names the cause and the fix.");
+const EXIT_RUNTIME: (&str, &str) = (
+    "1",
+    "A runtime error; the message on standard error names the cause and the fix.",
+);
 const EXIT_USAGE: (&str, &str) = ("2", "A usage error (bad option, or options that conflict).");
-const EXIT_UNSUPPORTED: (&str, &str) = ("4", "This kernel cannot be traced (no kprobes, no BPF, or no netpoll).");
+const EXIT_UNSUPPORTED: (&str, &str) = (
+    "4",
+    "This kernel cannot be traced (no kprobes, no BPF, or no netpoll).",
+);
 
 /// Per page: extra exit statuses and examples (command line, what it does).
 struct Extra {
@@ -57,15 +75,33 @@ fn extra(sub: Option<&str>) -> Extra {
     match sub {
         None => Extra {
             exits: &[
-                ("3", "watch saw a netpoll set-up fail (without COMMAND); agent --once did not fix the failure."),
-                ("COMMAND's", "watch -- COMMAND exits with COMMAND's own status."),
-                ("126", "watch -- COMMAND: COMMAND was found but cannot be executed."),
+                (
+                    "3",
+                    "watch saw a netpoll set-up fail (without COMMAND); agent --once did not fix the failure.",
+                ),
+                (
+                    "COMMAND's",
+                    "watch -- COMMAND exits with COMMAND's own status.",
+                ),
+                (
+                    "126",
+                    "watch -- COMMAND: COMMAND was found but cannot be executed.",
+                ),
                 ("127", "watch -- COMMAND: COMMAND was not found."),
             ],
             examples: &[
-                ("netpoll-trace check", "What this kernel supports, and what to do about what is missing."),
-                ("netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/", "Trace netconsole's set-up and diagnose a refusal."),
-                ("systemctl enable --now netpoll-trace-agent", "Run the agent as a service, configured in /etc/netpoll-trace/agent.toml."),
+                (
+                    "netpoll-trace check",
+                    "What this kernel supports, and what to do about what is missing.",
+                ),
+                (
+                    "netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/",
+                    "Trace netconsole's set-up and diagnose a refusal.",
+                ),
+                (
+                    "systemctl enable --now netpoll-trace-agent",
+                    "Run the agent as a service, configured in /etc/netpoll-trace/agent.toml.",
+                ),
             ],
         },
         Some("watch") => Extra {
@@ -76,65 +112,129 @@ fn extra(sub: Option<&str>) -> Extra {
                 ("127", "COMMAND was not found."),
             ],
             examples: &[
-                ("netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/", "Trace one netconsole load."),
-                ("netpoll-trace watch --for 30s --dev eth0", "Watch for 30 seconds while a configfs target is enabled."),
-                ("netpoll-trace watch --json --record run.jsonl -- modprobe netconsole", "JSON lines on stdout and in a file for dump --from."),
+                (
+                    "netpoll-trace watch -- modprobe netconsole netconsole=@/eth0,6666@192.0.2.1/",
+                    "Trace one netconsole load.",
+                ),
+                (
+                    "netpoll-trace watch --for 30s --dev eth0",
+                    "Watch for 30 seconds while a configfs target is enabled.",
+                ),
+                (
+                    "netpoll-trace watch --json --record run.jsonl -- modprobe netconsole",
+                    "JSON lines on stdout and in a file for dump --from.",
+                ),
             ],
         },
         Some("agent") => Extra {
             exits: &[("3", "With --once: the failure was not fixed.")],
             examples: &[
-                ("netpoll-trace agent --config /etc/netpoll-trace/agent.toml", "Run in the foreground with the packaged configuration."),
-                ("netpoll-trace agent --dry-run --once", "Decide and journal the next failure, change nothing, exit."),
-                ("netpoll-trace agent --metrics-addr 127.0.0.1:9632", "Serve Prometheus metrics on loopback."),
+                (
+                    "netpoll-trace agent --config /etc/netpoll-trace/agent.toml",
+                    "Run in the foreground with the packaged configuration.",
+                ),
+                (
+                    "netpoll-trace agent --dry-run --once",
+                    "Decide and journal the next failure, change nothing, exit.",
+                ),
+                (
+                    "netpoll-trace agent --metrics-addr 127.0.0.1:9632",
+                    "Serve Prometheus metrics on loopback.",
+                ),
             ],
         },
         Some("dump") => Extra {
             exits: &[],
             examples: &[
-                ("netpoll-trace dump", "Print the flight recorder with diagnoses."),
-                ("netpoll-trace dump --from /var/log/netpoll-trace/journal.jsonl", "Read the agent's journal instead."),
+                (
+                    "netpoll-trace dump",
+                    "Print the flight recorder with diagnoses.",
+                ),
+                (
+                    "netpoll-trace dump --from /var/log/netpoll-trace/journal.jsonl",
+                    "Read the agent's journal instead.",
+                ),
             ],
         },
-        Some("reset") => Extra { exits: &[], examples: &[("netpoll-trace reset", "Remove the flight recorder.")] },
+        Some("reset") => Extra {
+            exits: &[],
+            examples: &[("netpoll-trace reset", "Remove the flight recorder.")],
+        },
         Some("patch") => Extra {
             exits: &[],
             examples: &[
-                ("netpoll-trace patch ens5", "Give ens5 an empty ndo_poll_controller (module from /usr/lib/netpoll-trace)."),
-                ("netpoll-trace patch ens5 --json", "The same, reported as one JSON object."),
+                (
+                    "netpoll-trace patch ens5",
+                    "Give ens5 an empty ndo_poll_controller (module from /usr/lib/netpoll-trace).",
+                ),
+                (
+                    "netpoll-trace patch ens5 --json",
+                    "The same, reported as one JSON object.",
+                ),
             ],
         },
         Some("unpatch") => Extra {
             exits: &[],
             examples: &[
-                ("netpoll-trace unpatch ens5", "Restore ens5's ops; unload the module when nothing is patched."),
-                ("netpoll-trace unpatch ens5 --force", "Restore while netconsole is bound to ens5 (its output may stall)."),
+                (
+                    "netpoll-trace unpatch ens5",
+                    "Restore ens5's ops; unload the module when nothing is patched.",
+                ),
+                (
+                    "netpoll-trace unpatch ens5 --force",
+                    "Restore while netconsole is bound to ens5 (its output may stall).",
+                ),
             ],
         },
         Some("receive") => Extra {
             exits: &[],
             examples: &[
-                ("netpoll-trace receive", "Print what netconsole sends to this host's UDP port 6666."),
+                (
+                    "netpoll-trace receive",
+                    "Print what netconsole sends to this host's UDP port 6666.",
+                ),
                 (
                     "netpoll-trace receive --listen 10.0.0.5:6666 --json --output netconsole.jsonl",
                     "JSON lines on stdout and in a file; a per-sender summary (messages, sequence gaps) at the end.",
                 ),
             ],
         },
-        Some("status") => Extra { exits: &[], examples: &[("netpoll-trace status --json", "The patched devices, as JSON.")] },
+        Some("status") => Extra {
+            exits: &[],
+            examples: &[(
+                "netpoll-trace status --json",
+                "The patched devices, as JSON.",
+            )],
+        },
         Some("offsets") => Extra {
             exits: &[],
-            examples: &[("netpoll-trace offsets --btf 4.14.0-1.btf.tar.xz", "The offsets BTFHub's archive gives.")],
+            examples: &[(
+                "netpoll-trace offsets --btf 4.14.0-1.btf.tar.xz",
+                "The offsets BTFHub's archive gives.",
+            )],
         },
-        Some("check") => Extra { exits: &[], examples: &[("netpoll-trace check --json", "The same report as one JSON object.")] },
-        Some(_) => Extra { exits: &[], examples: &[] },
+        Some("check") => Extra {
+            exits: &[],
+            examples: &[(
+                "netpoll-trace check --json",
+                "The same report as one JSON object.",
+            )],
+        },
+        Some(_) => Extra {
+            exits: &[],
+            examples: &[],
+        },
     }
 }
 
 /// Text for roff: backslashes and hyphens escaped, a leading control character neutralised.
 fn esc(s: &str) -> String {
     let s = s.replace('\\', "\\\\").replace('-', "\\-");
-    if s.starts_with('.') || s.starts_with('\'') { format!("\\&{s}") } else { s }
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
 }
 
 /// `.TP` items: a bold tag, then its text.
@@ -162,9 +262,20 @@ fn trailer(sub: Option<&str>, pages: &[String]) -> String {
     for (cmd, what) in extra.examples {
         let _ = writeln!(out, ".PP\n{}\n.RS\n.B {}\n.RE", esc(what), esc(cmd));
     }
-    let this = sub.map_or_else(|| "netpoll-trace".to_string(), |s| format!("netpoll-trace-{s}"));
-    let mut see: Vec<String> = pages.iter().filter(|p| **p != this).map(|p| format!("{p}({SECTION})")).collect();
-    see.extend([format!("{CONFIG_PAGE}(5)"), "bpftrace(8)".into(), "systemctl(1)".into()]);
+    let this = sub.map_or_else(
+        || "netpoll-trace".to_string(),
+        |s| format!("netpoll-trace-{s}"),
+    );
+    let mut see: Vec<String> = pages
+        .iter()
+        .filter(|p| **p != this)
+        .map(|p| format!("{p}({SECTION})"))
+        .collect();
+    see.extend([
+        format!("{CONFIG_PAGE}(5)"),
+        "bpftrace(8)".into(),
+        "systemctl(1)".into(),
+    ]);
     let _ = writeln!(out, ".SH \"SEE ALSO\"\n{}", esc(&see.join(", ")));
     out
 }
@@ -175,49 +286,146 @@ type Key = (&'static str, &'static str, &'static str, &'static str);
 /// The configuration's keys. The unit test checks this list against the keys the parser
 /// accepts (model/config.rs), so a key added there fails the test until it is documented.
 const CONFIG_KEYS: &[Key] = &[
-    ("journal", "path", "none (stdout only)", "File the agent appends its journal to, one JSON object per line (e.g. /var/log/netpoll-trace/journal.jsonl). --journal overrides it."),
-    ("patch_module", "path", "the first of /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and the binary's directory", "The netpoll_patch.ko to load; root-owned, not group- or world-writable."),
-    ("allowed_drivers", "array of strings", "[] (none)", "The only drivers whose devices the agent may patch. Required when policy.missing_poll_controller is \"patch\"."),
-    ("max_attempts", "integer, 1 to 20", "3", "Retries of a refused netconsole target per failure."),
-    ("backoff", "duration (\"500ms\", \"2s\", \"1m\")", "\"2s\"", "Wait before the first retry; doubles each time. At most 1h."),
-    ("verify_timeout", "duration", "\"10s\"", "How long a retry has to show a successful set-up. At most 1h."),
-    ("policy.CAUSE", "\"patch\" or \"report\"", "\"report\"", "What to do about a diagnosed cause. Only missing_poll_controller can be patched; every other cause is reported with its remedies."),
-    ("retry.method", "\"auto\", \"configfs\" or \"command\"", "\"auto\"", "How to retry the target: auto uses configfs where the target is there (dynamic netconsole), else retry.command."),
-    ("retry.command", "array of strings", "none", "The program and its arguments that re-create the target, run without a shell (e.g. [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]), with no_new_privs and CAP_SYS_MODULE only. Required when retry.method is \"command\"."),
-    ("retry.timeout", "duration", "\"60s\"", "How long retry.command may run; then its process group gets SIGTERM, and SIGKILL 2 s later (journaled timed_out). At most 1h."),
-    ("metrics_addr", "\"IP:PORT\"", "none (no endpoint)", "Serve Prometheus metrics there, as --metrics-addr (which wins)."),
-    ("log_format", "\"text\" or \"json\"", "\"text\"", "The stderr format, as --log-format (which wins)."),
-    ("pin_dir", "path on a bpffs mount", "/sys/fs/bpf/netpoll-trace/v<schema>", "The flight recorder's pin directory, as --pin-dir (which wins)."),
-    ("persist", "boolean", "false", "Keep the probes attached after the agent ends, as --persist (either turns it on)."),
-    ("ring_size", "integer, 1 to 1048576", "1024", "Set-up events the recorder's ring keeps, as --ring-size (which wins)."),
+    (
+        "journal",
+        "path",
+        "none (stdout only)",
+        "File the agent appends its journal to, one JSON object per line (e.g. /var/log/netpoll-trace/journal.jsonl). --journal overrides it.",
+    ),
+    (
+        "patch_module",
+        "path",
+        "the first of /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and the binary's directory",
+        "The netpoll_patch.ko to load; root-owned, not group- or world-writable.",
+    ),
+    (
+        "allowed_drivers",
+        "array of strings",
+        "[] (none)",
+        "The only drivers whose devices the agent may patch. Required when policy.missing_poll_controller is \"patch\".",
+    ),
+    (
+        "max_attempts",
+        "integer, 1 to 20",
+        "3",
+        "Retries of a refused netconsole target per failure.",
+    ),
+    (
+        "backoff",
+        "duration (\"500ms\", \"2s\", \"1m\")",
+        "\"2s\"",
+        "Wait before the first retry; doubles each time. At most 1h.",
+    ),
+    (
+        "verify_timeout",
+        "duration",
+        "\"10s\"",
+        "How long a retry has to show a successful set-up. At most 1h.",
+    ),
+    (
+        "policy.CAUSE",
+        "\"patch\" or \"report\"",
+        "\"report\"",
+        "What to do about a diagnosed cause. Only missing_poll_controller can be patched; every other cause is reported with its remedies.",
+    ),
+    (
+        "retry.method",
+        "\"auto\", \"configfs\" or \"command\"",
+        "\"auto\"",
+        "How to retry the target: auto uses configfs where the target is there (dynamic netconsole), else retry.command.",
+    ),
+    (
+        "retry.command",
+        "array of strings",
+        "none",
+        "The program and its arguments that re-create the target, run without a shell (e.g. [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]), with no_new_privs and CAP_SYS_MODULE only. Required when retry.method is \"command\".",
+    ),
+    (
+        "retry.timeout",
+        "duration",
+        "\"60s\"",
+        "How long retry.command may run; then its process group gets SIGTERM, and SIGKILL 2 s later (journaled timed_out). At most 1h.",
+    ),
+    (
+        "metrics_addr",
+        "\"IP:PORT\"",
+        "none (no endpoint)",
+        "Serve Prometheus metrics there, as --metrics-addr (which wins).",
+    ),
+    (
+        "log_format",
+        "\"text\" or \"json\"",
+        "\"text\"",
+        "The stderr format, as --log-format (which wins).",
+    ),
+    (
+        "pin_dir",
+        "path on a bpffs mount",
+        "/sys/fs/bpf/netpoll-trace/v<schema>",
+        "The flight recorder's pin directory, as --pin-dir (which wins).",
+    ),
+    (
+        "persist",
+        "boolean",
+        "false",
+        "Keep the probes attached after the agent ends, as --persist (either turns it on).",
+    ),
+    (
+        "ring_size",
+        "integer, 1 to 1048576",
+        "1024",
+        "Set-up events the recorder's ring keeps, as --ring-size (which wins).",
+    ),
 ];
 
 /// netpoll-trace-agent.toml(5).
 fn config_page(source: &str) -> String {
     let mut out = format!(".TH \"{CONFIG_PAGE}\" 5 \"\" \"{source}\" \"netpoll-trace manual\"\n");
-    let _ = writeln!(out, ".SH NAME\n{} \\- configuration of the netpoll\\-trace agent", esc(CONFIG_PAGE));
+    let _ = writeln!(
+        out,
+        ".SH NAME\n{} \\- configuration of the netpoll\\-trace agent",
+        esc(CONFIG_PAGE)
+    );
     let _ = writeln!(out, ".SH SYNOPSIS\n.B /etc/netpoll-trace/agent.toml");
     let _ = writeln!(
         out,
         ".SH DESCRIPTION\n{}",
-        esc("netpoll-trace agent reads this TOML file, or the one --config FILE names; without either it runs on \
+        esc(
+            "netpoll-trace agent reads this TOML file, or the one --config FILE names; without either it runs on \
              the built-in defaults and says so once. Every key is optional; an unknown key, \
              a value out of range or a policy that cannot work is refused at start with a message naming the key. \
-             Without a [policy] table the agent only reports.")
+             Without a [policy] table the agent only reports."
+        )
     );
     let _ = writeln!(out, ".SH KEYS");
     for (key, kind, default, meaning) in CONFIG_KEYS {
-        let _ = writeln!(out, ".TP\n.B {}\n{} ({}; default {}).", esc(key), esc(meaning), esc(kind), esc(default));
+        let _ = writeln!(
+            out,
+            ".TP\n.B {}\n{} ({}; default {}).",
+            esc(key),
+            esc(meaning),
+            esc(kind),
+            esc(default)
+        );
     }
     let causes: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
-    let _ = writeln!(out, ".PP\n{}", esc(&format!("CAUSE is one of: {}.", causes.join(", "))));
+    let _ = writeln!(
+        out,
+        ".PP\n{}",
+        esc(&format!("CAUSE is one of: {}.", causes.join(", ")))
+    );
     items(&mut out, "FILES", &FILES[..2]);
     let _ = writeln!(
         out,
         ".SH EXAMPLES\n.nf\n{}\n.fi",
-        esc("journal = \"/var/log/netpoll-trace/journal.jsonl\"\nallowed_drivers = [\"ena\"]\n\n[policy]\nmissing_poll_controller = \"patch\"\n\n[retry]\nmethod = \"auto\"")
+        esc(
+            "journal = \"/var/log/netpoll-trace/journal.jsonl\"\nallowed_drivers = [\"ena\"]\n\n[policy]\nmissing_poll_controller = \"patch\"\n\n[retry]\nmethod = \"auto\""
+        )
     );
-    let _ = writeln!(out, ".SH \"SEE ALSO\"\nnetpoll\\-trace\\-agent({SECTION}), netpoll\\-trace({SECTION})");
+    let _ = writeln!(
+        out,
+        ".SH \"SEE ALSO\"\nnetpoll\\-trace\\-agent({SECTION}), netpoll\\-trace({SECTION})"
+    );
     out
 }
 
@@ -230,8 +438,9 @@ pub fn run(kind: GenerateKind, dir: &Path) -> Result<Vec<PathBuf>> {
     match kind {
         GenerateKind::Completions => {
             for (shell, _) in SHELLS {
-                let p = clap_complete::generate_to(*shell, &mut cmd, &name, dir)
-                    .with_context(|| format!("writing {shell} completions into {}", dir.display()))?;
+                let p = clap_complete::generate_to(*shell, &mut cmd, &name, dir).with_context(
+                    || format!("writing {shell} completions into {}", dir.display()),
+                )?;
                 written.push(p);
             }
         }
@@ -241,19 +450,31 @@ pub fn run(kind: GenerateKind, dir: &Path) -> Result<Vec<PathBuf>> {
             let source = format!("{name} {}", env!("CARGO_PKG_VERSION"));
             let mut cmd = cmd.disable_help_subcommand(true);
             cmd.build();
-            let subs: Vec<clap::Command> = cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned().collect();
-            let pages: Vec<String> =
-                std::iter::once(name.clone()).chain(subs.iter().map(|s| format!("{name}-{}", s.get_name()))).collect();
+            let subs: Vec<clap::Command> = cmd
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .cloned()
+                .collect();
+            let pages: Vec<String> = std::iter::once(name.clone())
+                .chain(subs.iter().map(|s| format!("{name}-{}", s.get_name())))
+                .collect();
             let tool = (None, cmd.clone());
-            for (sub, c) in std::iter::once(tool).chain(subs.into_iter().map(|s| (Some(s.get_name().to_string()), s))) {
-                let man = clap_mangen::Man::new(c.clone()).section(SECTION).source(source.clone()).manual("netpoll-trace manual");
+            for (sub, c) in std::iter::once(tool).chain(
+                subs.into_iter()
+                    .map(|s| (Some(s.get_name().to_string()), s)),
+            ) {
+                let man = clap_mangen::Man::new(c.clone())
+                    .section(SECTION)
+                    .source(source.clone())
+                    .manual("netpoll-trace manual");
                 let path = dir.join(man.get_filename());
                 std::fs::write(&path, render(&man, &c, sub.as_deref(), &pages)?)
                     .with_context(|| format!("writing {}", path.display()))?;
                 written.push(path);
             }
             let path = dir.join(format!("{CONFIG_PAGE}.5"));
-            std::fs::write(&path, config_page(&source)).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, config_page(&source))
+                .with_context(|| format!("writing {}", path.display()))?;
             written.push(path);
         }
     }
@@ -261,7 +482,12 @@ pub fn run(kind: GenerateKind, dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// clap_mangen's sections, the after-help text as NOTES, then ours.
-fn render(man: &clap_mangen::Man, cmd: &clap::Command, sub: Option<&str>, pages: &[String]) -> Result<String> {
+fn render(
+    man: &clap_mangen::Man,
+    cmd: &clap::Command,
+    sub: Option<&str>,
+    pages: &[String],
+) -> Result<String> {
     let mut buf: Vec<u8> = Vec::new();
     man.render_title(&mut buf)?;
     man.render_name_section(&mut buf)?;
@@ -276,7 +502,11 @@ fn render(man: &clap_mangen::Man, cmd: &clap::Command, sub: Option<&str>, pages:
     if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
         let mut notes = Vec::new();
         man.render_extra_section(&mut notes)?;
-        buf.extend(String::from_utf8_lossy(&notes).replacen(".SH EXTRA", ".SH NOTES", 1).into_bytes());
+        buf.extend(
+            String::from_utf8_lossy(&notes)
+                .replacen(".SH EXTRA", ".SH NOTES", 1)
+                .into_bytes(),
+        );
     }
     let mut page = String::from_utf8(buf).context("clap_mangen wrote non-UTF-8")?;
     page.push_str(&trailer(sub, pages));
@@ -296,10 +526,20 @@ fn parser_keys(table: Option<&str>) -> Vec<String> {
         None => "zz_unknown = 1\n".to_string(),
         Some(t) => format!("[{t}]\nzz_unknown = 1\n"),
     };
-    let err = crate::model::config::AgentConfig::parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = crate::model::config::AgentConfig::parse(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`".
-    let list = err.split("zz_unknown`, expected").nth(1).unwrap_or_default();
-    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    let list = err
+        .split("zz_unknown`, expected")
+        .nth(1)
+        .unwrap_or_default();
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -307,7 +547,10 @@ mod tests {
     use super::*;
 
     fn section_names(page: &str) -> Vec<String> {
-        page.lines().filter_map(|l| l.strip_prefix(".SH ")).map(|s| s.trim_matches('"').to_string()).collect()
+        page.lines()
+            .filter_map(|l| l.strip_prefix(".SH "))
+            .map(|s| s.trim_matches('"').to_string())
+            .collect()
     }
 
     #[test]
@@ -316,52 +559,110 @@ mod tests {
         let files = run(GenerateKind::Completions, &dir.join("c")).unwrap();
         assert_eq!(files.len(), SHELLS.len());
         let bash = std::fs::read_to_string(dir.join("c").join("netpoll-trace.bash")).unwrap();
-        assert!(bash.contains("--metrics-addr") && bash.contains("--log-format"), "bash completion lacks flags");
+        assert!(
+            bash.contains("--metrics-addr") && bash.contains("--log-format"),
+            "bash completion lacks flags"
+        );
         let pages = run(GenerateKind::Man, &dir.join("m")).unwrap();
-        let names: Vec<String> = pages.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        for want in ["netpoll-trace.8", "netpoll-trace-agent.8", "netpoll-trace-watch.8", "netpoll-trace-check.8", "netpoll-trace-agent.toml.5"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "netpoll-trace.8",
+            "netpoll-trace-agent.8",
+            "netpoll-trace-watch.8",
+            "netpoll-trace-check.8",
+            "netpoll-trace-agent.toml.5",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
         // Root-only tool: nothing in section 1.
         assert!(!names.iter().any(|n| n.ends_with(".1")), "{names:?}");
         // Hidden commands stay out of the manual.
-        assert!(!names.iter().any(|n| n.contains("generate") || n.contains("schema")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("generate") || n.contains("schema")),
+            "{names:?}"
+        );
         let agent = std::fs::read_to_string(dir.join("m").join("netpoll-trace-agent.8")).unwrap();
-        assert!(agent.contains(".TH netpoll-trace-agent 8"), "not a section 8 page:\n{agent}");
-        assert!(agent.contains("metrics\\-addr"), "agent page lacks --metrics-addr");
+        assert!(
+            agent.contains(".TH netpoll-trace-agent 8"),
+            "not a section 8 page:\n{agent}"
+        );
+        assert!(
+            agent.contains("metrics\\-addr"),
+            "agent page lacks --metrics-addr"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn every_command_page_has_exit_status_files_and_examples() {
-        let dir = std::env::temp_dir().join(format!("npt-generate-sections-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("npt-generate-sections-{}", std::process::id()));
         for page in run(GenerateKind::Man, &dir).unwrap() {
             let text = std::fs::read_to_string(&page).unwrap();
             let name = page.file_name().unwrap().to_string_lossy().into_owned();
             let sections = section_names(&text);
-            for want in ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"] {
-                assert!(sections.iter().any(|s| s == want), "{name} lacks {want}: {sections:?}");
+            for want in [
+                "NAME",
+                "SYNOPSIS",
+                "DESCRIPTION",
+                "FILES",
+                "EXAMPLES",
+                "SEE ALSO",
+            ] {
+                assert!(
+                    sections.iter().any(|s| s == want),
+                    "{name} lacks {want}: {sections:?}"
+                );
             }
             if name.ends_with(".5") {
                 assert!(sections.iter().any(|s| s == "KEYS"), "{name}: {sections:?}");
                 continue;
             }
-            assert!(sections.iter().any(|s| s == "EXIT STATUS"), "{name} lacks EXIT STATUS: {sections:?}");
-            assert!(!sections.iter().any(|s| s == "EXTRA"), "{name}: after-help belongs under NOTES");
+            assert!(
+                sections.iter().any(|s| s == "EXIT STATUS"),
+                "{name} lacks EXIT STATUS: {sections:?}"
+            );
+            assert!(
+                !sections.iter().any(|s| s == "EXTRA"),
+                "{name}: after-help belongs under NOTES"
+            );
             // Every page lists the files, and has at least one example command.
             for (file, _) in FILES {
                 assert!(text.contains(&esc(file)), "{name} lacks {file}");
             }
             let examples = text.split(".SH EXAMPLES").nth(1).unwrap_or_default();
-            assert!(examples.contains(".B netpoll\\-trace") || examples.contains(".B systemctl"), "{name}: no example");
+            assert!(
+                examples.contains(".B netpoll\\-trace") || examples.contains(".B systemctl"),
+                "{name}: no example"
+            );
         }
         let tool = std::fs::read_to_string(dir.join("netpoll-trace.8")).unwrap();
-        let exits = tool.split(".SH \"EXIT STATUS\"").nth(1).unwrap().split(".SH").next().unwrap();
+        let exits = tool
+            .split(".SH \"EXIT STATUS\"")
+            .nth(1)
+            .unwrap()
+            .split(".SH")
+            .next()
+            .unwrap();
         for code in ["0", "1", "2", "3", "4", "126", "127", "COMMAND's"] {
-            assert!(exits.contains(&format!(".B {code}\n")), "tool page lacks exit status {code}:\n{exits}");
+            assert!(
+                exits.contains(&format!(".B {code}\n")),
+                "tool page lacks exit status {code}:\n{exits}"
+            );
         }
         let watch = std::fs::read_to_string(dir.join("netpoll-trace-watch.8")).unwrap();
-        assert!(watch.contains(".B 127\n") && watch.contains(".B 126\n"), "watch page lacks 126/127");
+        assert!(
+            watch.contains(".B 127\n") && watch.contains(".B 126\n"),
+            "watch page lacks 126/127"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -369,24 +670,39 @@ mod tests {
     fn the_configuration_page_documents_every_key_the_parser_accepts() {
         let top = parser_keys(None);
         let retry = parser_keys(Some("retry"));
-        assert!(top.contains(&"journal".to_string()) && retry.contains(&"method".to_string()), "{top:?} {retry:?}");
+        assert!(
+            top.contains(&"journal".to_string()) && retry.contains(&"method".to_string()),
+            "{top:?} {retry:?}"
+        );
         let documented: Vec<&str> = CONFIG_KEYS.iter().map(|k| k.0).collect();
         for key in &top {
             // A table is documented through its keys (policy.CAUSE, retry.method).
-            let ok = documented.iter().any(|d| d == key || d.starts_with(&format!("{key}.")));
+            let ok = documented
+                .iter()
+                .any(|d| d == key || d.starts_with(&format!("{key}.")));
             assert!(ok, "config key `{key}` is not in {CONFIG_PAGE}(5)");
         }
         for key in &retry {
-            assert!(documented.contains(&format!("retry.{key}").as_str()), "retry.{key} is not in {CONFIG_PAGE}(5)");
+            assert!(
+                documented.contains(&format!("retry.{key}").as_str()),
+                "retry.{key} is not in {CONFIG_PAGE}(5)"
+            );
         }
         // And nothing documented that the parser refuses.
         for d in documented {
             let head = d.split('.').next().unwrap();
-            assert!(top.iter().any(|k| k == head), "{CONFIG_PAGE}(5) documents `{d}`, which the parser refuses");
+            assert!(
+                top.iter().any(|k| k == head),
+                "{CONFIG_PAGE}(5) documents `{d}`, which the parser refuses"
+            );
         }
         let page = config_page("netpoll-trace 0");
         for c in Cause::ALL {
-            assert!(page.contains(&esc(c.as_str())), "page lacks cause {}", c.as_str());
+            assert!(
+                page.contains(&esc(c.as_str())),
+                "page lacks cause {}",
+                c.as_str()
+            );
         }
     }
 }

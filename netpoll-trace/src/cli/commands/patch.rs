@@ -8,8 +8,19 @@ use crate::{
     cli::exit::Exit,
     kernel::{
         attach::AttachChoice,
+        clock::monotonic_ns,
+        netconsole,
         object::ObjectChoice,
         patch_module::{self, MODULE_NAME},
+        recorder,
+    },
+    model::{
+        correlate,
+        event::SetupRecord,
+        health::{self, Dynamic, TargetHealth},
+        output::Output,
+        send,
+        target::{self, Lifecycle, Teardown},
     },
 };
 
@@ -25,13 +36,18 @@ pub fn patch(dev: &str, module: Option<&std::path::Path>, json: bool) -> Result<
         p.ops(),
         p.owner
     );
-    println!("note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix");
+    println!(
+        "note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix"
+    );
     Ok(Exit::Ok)
 }
 
 pub fn unpatch(dev: &str, force: bool, json: bool) -> Result<Exit> {
     if force {
-        crate::status!(Warn, "--force: restoring {dev}'s ops even if netpoll is attached; before 4.19 netconsole output on {dev} may stall");
+        crate::status!(
+            Warn,
+            "--force: restoring {dev}'s ops even if netpoll is attached; before 4.19 netconsole output on {dev} may stall"
+        );
     }
     let (p, unloaded) = patch_module::unpatch(dev, force)?;
     if json {
@@ -47,8 +63,64 @@ pub fn unpatch(dev: &str, force: bool, json: bool) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<Exit> {
+/// Each netconsole target's health: configfs's, and the recorder's (when one is pinned
+/// at `pin_dir`); with why the recorder could not be read, when it could not.
+fn targets(pin_dir: &std::path::Path) -> (Vec<TargetHealth>, Option<String>) {
+    let dynamic: Vec<Dynamic> = netconsole::targets(std::path::Path::new(netconsole::CONFIGFS))
+        .into_iter()
+        .map(|t| Dynamic {
+            remote: t
+                .remote_ip
+                .as_ref()
+                .zip(t.remote_port)
+                .map(|(ip, port)| format!("{ip}:{port}")),
+            name: t.name,
+            dev: t.dev,
+            enabled: t.enabled,
+        })
+        .collect();
+    let (states, sends, note) = match recorder::snapshot::read(pin_dir) {
+        Ok(snap) => {
+            let records: Vec<SetupRecord> = snap
+                .events
+                .iter()
+                .filter_map(|(_, ev)| SetupRecord::from_event(ev))
+                .collect();
+            let teardowns: Vec<Teardown> = snap
+                .events
+                .iter()
+                .filter_map(|(_, ev)| Teardown::from_event(ev))
+                .collect();
+            let attempts = correlate::group(records)
+                .into_iter()
+                .map(|a| Output::Attempt(Box::new(a), None))
+                .collect();
+            let mut life = Lifecycle::default();
+            for o in target::replay(attempts, teardowns) {
+                if let Output::Target(t) = o {
+                    life.apply(&t);
+                }
+            }
+            let states: Vec<_> = life.targets().cloned().collect();
+            (
+                states,
+                send::summarize_all(&snap.sends, monotonic_ns()),
+                None,
+            )
+        }
+        Err(e) => (Vec::new(), Vec::new(), Some(format!("{e:#}"))),
+    };
+    (health::health(&dynamic, &states, &sends), note)
+}
+
+pub fn status(
+    json: bool,
+    object: ObjectChoice,
+    attach: AttachChoice,
+    pin_dir: &std::path::Path,
+) -> Result<Exit> {
     let list = patch_module::status()?;
+    let (targets, recorder_note) = targets(pin_dir);
     // What the tracer (and so the agent that patches) would use on this kernel, with the
     // same defaults (NETPOLL_TRACE_OBJECT, NETPOLL_TRACE_ATTACH) as watch and agent.
     let tracer = check::probe_tracer(object, attach);
@@ -56,7 +128,11 @@ pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<
         let (object, attach_path, tracer_error) = match &tracer {
             Some(Ok(t)) => (Some(t.object.clone()), Some(t.attach_path.clone()), None),
             Some(Err(e)) => (None, None, Some(e.clone())),
-            None => (None, None, Some("not tried: loading the eBPF objects needs root".to_string())),
+            None => (
+                None,
+                None,
+                Some("not tried: loading the eBPF objects needs root".to_string()),
+            ),
         };
         println!(
             "{}",
@@ -66,12 +142,17 @@ pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<
                 "object": object,
                 "attach_path": attach_path,
                 "tracer_error": tracer_error,
+                "targets": targets,
+                "recorder_error": recorder_note,
             })
         );
         return Ok(Exit::Ok);
     }
     match &tracer {
-        Some(Ok(t)) => println!("tracer: the {} eBPF object, attach path {}", t.object, t.attach_path),
+        Some(Ok(t)) => println!(
+            "tracer: the {} eBPF object, attach path {}",
+            t.object, t.attach_path
+        ),
         Some(Err(e)) => println!("tracer: no eBPF object loads on this kernel: {e}"),
         None => println!("tracer: unknown (run as root: loading the eBPF objects needs it)"),
     }
@@ -79,8 +160,68 @@ pub fn status(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<
         println!("no device patched");
     } else {
         for p in &list {
-            println!("{:<16} ifindex {:<4} ops {} -> a private copy (owner {})", p.dev, p.ifindex, p.ops(), p.owner);
+            println!(
+                "{:<16} ifindex {:<4} ops {} -> a private copy (owner {})",
+                p.dev,
+                p.ifindex,
+                p.ops(),
+                p.owner
+            );
         }
     }
+    if targets.is_empty() {
+        println!("no netconsole target known (none in configfs, none recorded)");
+    }
+    let now = monotonic_ns();
+    for t in &targets {
+        println!("{}", target_line(t, now));
+    }
+    if let Some(why) = recorder_note {
+        println!("target delivery: no flight recorder to read ({why})");
+    }
     Ok(Exit::Ok)
+}
+
+/// One target's health on one line.
+fn target_line(t: &TargetHealth, now_ns: u64) -> String {
+    use crate::sinks::terminal::esc;
+    let opt = |v: &Option<String>| {
+        v.as_deref()
+            .map_or("?".to_string(), |s| esc(s).into_owned())
+    };
+    let mut line = format!(
+        "target {} dev {} remote {} {}",
+        esc(&t.target),
+        opt(&t.dev),
+        opt(&t.remote),
+        match t.enabled {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "enabled?",
+        }
+    );
+    if let Some(c) = &t.configfs {
+        line.push_str(&format!(" (configfs {})", esc(c)));
+    }
+    if let (Some(change), Some(cause)) = (t.last_change, t.last_cause) {
+        line.push_str(&format!("; last {change} ({})", cause.replace('_', " ")));
+    }
+    match (t.messages, t.dropped) {
+        (Some(m), Some(d)) => {
+            line.push_str(&format!(
+                "; {m} message(s), {} sent, {} deferred, {d} dropped",
+                t.sent.unwrap_or(0),
+                t.deferred.unwrap_or(0)
+            ));
+            if let (Some(at), Some(r)) = (t.last_drop_ns, t.last_drop_reason) {
+                line.push_str(&format!(
+                    ", last {:.0}s ago: {}",
+                    now_ns.saturating_sub(at) as f64 / 1e9,
+                    r.as_str()
+                ));
+            }
+        }
+        _ => line.push_str("; no messages recorded"),
+    }
+    line
 }

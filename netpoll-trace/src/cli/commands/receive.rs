@@ -30,12 +30,25 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
     let signals = Signals::install()?;
     let sock = tokio::net::UdpSocket::bind(args.listen)
         .await
-        .with_context(|| format!("listening on UDP {} (a port below 1024 needs root; is another receiver there?)", args.listen))?;
+        .with_context(|| {
+            format!(
+                "listening on UDP {} (a port below 1024 needs root; is another receiver there?)",
+                args.listen
+            )
+        })?;
     let mut file = match &args.output {
-        Some(p) => Some(std::io::BufWriter::new(open_private(p, Mode::Append, "output file")?)),
+        Some(p) => Some(std::io::BufWriter::new(open_private(
+            p,
+            Mode::Append,
+            "output file",
+        )?)),
         None => None,
     };
-    crate::status!(Info, "receive: listening on UDP {}", sock.local_addr().unwrap_or(args.listen));
+    crate::status!(
+        Info,
+        "receive: listening on UDP {}",
+        sock.local_addr().unwrap_or(args.listen)
+    );
     let Signals { mut term, mut int } = signals;
     let limit = async {
         match args.duration {
@@ -76,7 +89,10 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
     }
     let summary = receiver.summary();
     if args.json {
-        println!("{}", serde_json::json!({ "type": "summary", "senders": summary }));
+        println!(
+            "{}",
+            serde_json::json!({ "type": "summary", "senders": summary })
+        );
     }
     for (from, s) in &summary {
         crate::status!(
@@ -102,5 +118,8 @@ fn human(m: &Message) -> String {
         _ => m.from.clone(),
     };
     let text = m.text.strip_suffix('\n').unwrap_or(&m.text);
-    text.split('\n').map(|l| format!("{prefix} {}", printable(l))).collect::<Vec<_>>().join("\n")
+    text.split('\n')
+        .map(|l| format!("{prefix} {}", printable(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,12 +1,17 @@
 //! `netpoll-trace watch`: attach, run COMMAND (or wait), report every set-up live.
 
-use std::{os::unix::process::ExitStatusExt as _, path::PathBuf, process::ExitStatus, time::Duration};
+use std::{
+    os::unix::process::ExitStatusExt as _, path::PathBuf, process::ExitStatus, time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 
 use super::signals::Signals;
 use crate::{
-    cli::{args::RecorderArgs, exit::{CommandNotStarted, Exit}},
+    cli::{
+        args::RecorderArgs,
+        exit::{CommandNotStarted, Exit},
+    },
     kernel::{attach::AttachChoice, object::ObjectChoice},
     model::output::{Output, Sink},
     pipeline::{RecorderOptions, TraceOptions, Tracer},
@@ -78,11 +83,17 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     // after seeing it must not hit the default (or, for `&` jobs, ignored) action.
     let signals = Signals::install()?;
     // Opened before attaching: a bad path is an error before anything changes.
-    let mut outputs: Vec<Box<dyn Sink>> =
-        vec![if args.json { Box::new(JsonLines::stdout()) } else { Box::new(Terminal::new(false)) }];
+    let mut outputs: Vec<Box<dyn Sink>> = vec![if args.json {
+        Box::new(JsonLines::stdout())
+    } else {
+        Box::new(Terminal::new(false))
+    }];
     if let Some(p) = &args.record {
         let file = open_private(p, Mode::Truncate, "record file")?;
-        outputs.push(Box::new(JsonLines::new(std::io::BufWriter::new(file), "the record file")));
+        outputs.push(Box::new(JsonLines::new(
+            std::io::BufWriter::new(file),
+            "the record file",
+        )));
     }
     let r = &args.recorder;
     let recorder = (r.persist || r.pin_dir.is_some()).then(|| RecorderOptions {
@@ -108,7 +119,13 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     crate::status!(Info, "{}", tracer.ready);
 
     let mut sinks = Sinks {
-        shown: DeviceFilter::new(args.devices.clone(), Shown { outputs, failures: Failures::default() }),
+        shown: DeviceFilter::new(
+            args.devices.clone(),
+            Shown {
+                outputs,
+                failures: Failures::default(),
+            },
+        ),
         stderr: Stderr::default(),
     };
     let end = wait_for_end(&args, signals);
@@ -127,10 +144,18 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     }
     sinks.finish()?;
     if let Some(line) = silent {
-        crate::status!(Info, "netconsole is NOT logging: the kernel said \"{line}\"");
+        crate::status!(
+            Info,
+            "netconsole is NOT logging: the kernel said \"{line}\""
+        );
     }
     let failures = sinks.shown.inner().failures.count;
-    crate::status!(Info, "{} failed netpoll set-up(s), {} event(s) lost", failures, sinks.stderr.lost);
+    crate::status!(
+        Info,
+        "{} failed netpoll set-up(s), {} event(s) lost",
+        failures,
+        sinks.stderr.lost
+    );
 
     // COMMAND's failure status wins; a command that "succeeded" while a set-up
     // failed (6.x dynamic netconsole) is a silent failure: exit 3.
@@ -157,7 +182,10 @@ async fn wait_for_end(args: &WatchArgs, signals: Signals) -> Result<Option<ExitS
             .args(rest)
             .spawn()
             .map_err(|e| CommandNotStarted::new(prog, e))?;
-        let st = child.wait().await.with_context(|| format!("waiting for `{prog}`"))?;
+        let st = child
+            .wait()
+            .await
+            .with_context(|| format!("waiting for `{prog}`"))?;
         return Ok(Some(st));
     }
     let limit = async {

@@ -23,12 +23,18 @@ use crate::kernel::{
 /// set-ups). Without an index (no BTF at presence time), aya parses as before.
 pub(super) fn function_btf() -> Result<Btf> {
     if !std::path::Path::new(offsets::SYSFS_VMLINUX).exists() {
-        bail!("fentry needs the kernel's BTF and there is no {}", offsets::SYSFS_VMLINUX);
+        bail!(
+            "fentry needs the kernel's BTF and there is no {}",
+            offsets::SYSFS_VMLINUX
+        );
     }
     // The index holds every one of our functions the BTF describes, and fentry can
     // attach to no other: the stand-in serves whenever the required ones are there.
     if let Some(index) = offsets::take_function_index()
-        && TARGETS.iter().filter(|t| t.required).all(|t| index.funcs.iter().any(|(n, _, _)| n == t.function()))
+        && TARGETS
+            .iter()
+            .filter(|t| t.required)
+            .all(|t| index.funcs.iter().any(|(n, _, _)| n == t.function()))
     {
         return Ok(btf::function_index_btf(&index));
     }
@@ -37,13 +43,20 @@ pub(super) fn function_btf() -> Result<Btf> {
 
 /// Loads `t`'s programs and, unless `load_only`, attaches them: fexit first, so a
 /// call already running when we attach can lose only its entry, never its return.
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf, load_only: bool) -> Result<Vec<LinkId>> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    t: &Target,
+    btf: &Btf,
+    load_only: bool,
+) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
     let prog: &mut FEntry = program(ebpf, entry)?;
-    prog.load(t.function(), btf).map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    prog.load(t.function(), btf)
+        .map_err(|e| program_error("fentry", entry, t.function(), e))?;
     if let Some(exit) = exit {
         let prog: &mut FExit = program(ebpf, exit)?;
-        prog.load(t.function(), btf).map_err(|e| program_error("fexit", exit, t.function(), e))?;
+        prog.load(t.function(), btf)
+            .map_err(|e| program_error("fexit", exit, t.function(), e))?;
     }
     if load_only {
         return Ok(Vec::new());
@@ -52,10 +65,14 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, btf: &Btf, load_only: bool) ->
     if let Some(exit) = exit
         && !skip_return(t.function())
     {
-        let b = program::<FExit>(ebpf, exit)?.attach().map_err(|e| program_error("fexit", exit, t.function(), e))?;
+        let b = program::<FExit>(ebpf, exit)?
+            .attach()
+            .map_err(|e| program_error("fexit", exit, t.function(), e))?;
         ids.push(LinkId::FExit(exit, b));
     }
-    let a = program::<FEntry>(ebpf, entry)?.attach().map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    let a = program::<FEntry>(ebpf, entry)?
+        .attach()
+        .map_err(|e| program_error("fentry", entry, t.function(), e))?;
     ids.push(LinkId::FEntry(entry, a));
     Ok(ids)
 }

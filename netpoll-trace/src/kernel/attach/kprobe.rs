@@ -3,11 +3,7 @@
 //! wherever kprobes do.
 
 use anyhow::Result;
-use aya::{
-    Ebpf,
-    programs::KProbe,
-    util::KernelVersion,
-};
+use aya::{Ebpf, programs::KProbe, util::KernelVersion};
 
 use super::program::{LinkId, program, program_error, skip_return};
 use crate::kernel::targets::Target;
@@ -24,17 +20,24 @@ use crate::kernel::targets::Target;
 /// missed, and the programs pair and count around it (`netpoll_trace_common::pairing`).
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
-    let probes = t.kprobe.1.map(|exit| (exit, true)).into_iter().chain([(t.kprobe.0, false)]);
+    let probes = t
+        .kprobe
+        .1
+        .map(|exit| (exit, true))
+        .into_iter()
+        .chain([(t.kprobe.0, false)]);
     for (name, ret) in probes {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
-        prog.load().map_err(|e| program_error(kind, name, t.function(), e))?;
+        prog.load()
+            .map_err(|e| program_error(kind, name, t.function(), e))?;
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }
         ids.push(LinkId::Kprobe(
             name,
-            prog.attach(t.function(), 0).map_err(|e| program_error(kind, name, t.function(), e))?,
+            prog.attach(t.function(), 0)
+                .map_err(|e| program_error(kind, name, t.function(), e))?,
         ));
     }
     Ok(ids)

@@ -21,10 +21,10 @@ use netpoll_trace_common::{Config, maps};
 use self::program::LinkId;
 use super::{
     object::{self, ObjectChoice, ObjectKind, RecorderPlan, Refusal},
-    tracefs::{self, KprobeVia},
     profile::{release_freed_memory, stage},
     recorder,
     targets::{self, TARGETS, Target, Wanted},
+    tracefs::{self, KprobeVia},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,11 @@ pub struct Path {
 impl Path {
     fn new(object: ObjectKind, method: AttachMethod) -> Self {
         let via = (method == AttachMethod::Kprobe).then(tracefs::kprobe_via);
-        Self { object, method, via }
+        Self {
+            object,
+            method,
+            via,
+        }
     }
 
     /// `fentry`, `kprobe (kprobe PMU)` or `kprobe (tracefs kprobe_events)`.
@@ -160,15 +164,27 @@ fn first_working<T>(
         }
         if let Some((failed, _, e)) = last.take() {
             let reason = format!("{e:#}");
-            log::info!("{} object with {} failed, trying the {} object with {}: {reason}", failed.0, failed.1, step.0, step.1);
-            fallbacks.push(Fallback { object: failed.0, method: failed.1, reason });
+            log::info!(
+                "{} object with {} failed, trying the {} object with {}: {reason}",
+                failed.0,
+                failed.1,
+                step.0,
+                step.1
+            );
+            fallbacks.push(Fallback {
+                object: failed.0,
+                method: failed.1,
+                reason,
+            });
         }
         match attempt(step.0, step.1) {
             Ok(t) => return Ok((t, fallbacks)),
             Err(e) => last = Some((step, object::refusal(&e), e)),
         }
     }
-    Err(last.map(|(_, _, e)| e).unwrap_or_else(|| anyhow!("nothing to try")))
+    Err(last
+        .map(|(_, _, e)| e)
+        .unwrap_or_else(|| anyhow!("nothing to try")))
 }
 
 /// The object the first attempt will use, loaded with its maps (no configuration, no
@@ -181,7 +197,11 @@ impl Preloaded {
     /// again and reports the failure in order) or with a flight recorder: its pins are
     /// state outside this process, made only once the kernel is known to have what the
     /// tracer needs.
-    pub fn load(object: ObjectChoice, choice: AttachChoice, recorder: Option<&RecorderPlan>) -> Self {
+    pub fn load(
+        object: ObjectChoice,
+        choice: AttachChoice,
+        recorder: Option<&RecorderPlan>,
+    ) -> Self {
         if recorder.is_some() {
             return Self(None);
         }
@@ -222,14 +242,22 @@ pub fn load_and_attach(
     let start = Instant::now();
     let (loaded, fallbacks) = match recorder {
         Some(plan) if !plan.reuse_links.is_empty() => {
-            first_working(object, AttachChoice::Only(AttachMethod::Kprobe), |o, _| reuse_pinned(config, o, plan))?
+            first_working(object, AttachChoice::Only(AttachMethod::Kprobe), |o, _| {
+                reuse_pinned(config, o, plan)
+            })?
         }
-        _ => first_working(object, choice, |o, m| attach_all(config, o, m, present, recorder, &mut preloaded))?,
+        _ => first_working(object, choice, |o, m| {
+            attach_all(config, o, m, present, recorder, &mut preloaded)
+        })?,
     };
     let attach_ms = start.elapsed().as_secs_f64() * 1e3;
     release_freed_memory();
     stage("attached; freed memory released");
-    Ok(Loaded { fallbacks, attach_ms, ..loaded })
+    Ok(Loaded {
+        fallbacks,
+        attach_ms,
+        ..loaded
+    })
 }
 
 /// What `check` and `status` report: the object and path `watch` would use here, found
@@ -240,7 +268,12 @@ pub struct Probed {
 }
 
 /// Loads what `load_and_attach` would (same order, same fallbacks) without attaching.
-pub fn probe(config: &Config, object: ObjectChoice, choice: AttachChoice, present: &[bool]) -> Result<Probed> {
+pub fn probe(
+    config: &Config,
+    object: ObjectChoice,
+    choice: AttachChoice,
+    present: &[bool],
+) -> Result<Probed> {
     let (path, fallbacks) = first_working(object, choice, |o, m| {
         let mut ebpf = object::load(o, config, None)?;
         load_programs(&mut ebpf, m, present, true)?;
@@ -257,7 +290,9 @@ fn finish(
     skipped: Vec<(&'static str, String)>,
 ) -> Result<Loaded> {
     let mut take = |name: &str| -> Result<PerfEventArray<MapData>> {
-        let map = ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
+        let map = ebpf
+            .take_map(name)
+            .ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
         Ok(PerfEventArray::try_from(map)?)
     };
     let setup_events = take(maps::SETUP_EVENTS)?;
@@ -302,7 +337,11 @@ fn reuse_pinned(config: &Config, object: ObjectKind, plan: &RecorderPlan) -> Res
         .into_iter()
         .find(|m| TARGETS.iter().any(|t| is(m.programs(t).0)))
         .unwrap_or(AttachMethod::Kprobe);
-    let attached = TARGETS.iter().filter(|t| is(method.programs(t).0)).map(Target::function).collect();
+    let attached = TARGETS
+        .iter()
+        .filter(|t| is(method.programs(t).0))
+        .map(Target::function)
+        .collect();
     let mut loaded = finish(ebpf, Path::new(object, method), attached, Vec::new())?;
     // The running programs log into their own object's channel, not this one's.
     loaded.logger = None;
@@ -374,7 +413,9 @@ fn attach_all(
     let mut own_events = None;
     if path.via == Some(KprobeVia::Tracefs) {
         notes.extend(prepare_tracefs()?);
-        own_events = Some(tracefs::OwnEvents::new(TARGETS.iter().map(Target::function).collect()));
+        own_events = Some(tracefs::OwnEvents::new(
+            TARGETS.iter().map(Target::function).collect(),
+        ));
     }
     let mut ebpf = match preloaded.take(object) {
         Some(ebpf) => ebpf,
@@ -416,7 +457,10 @@ fn prepare_tracefs() -> Result<Vec<String>> {
                 ));
             }
             if !failed.is_empty() {
-                notes.push(format!("could not remove stale kprobe event(s): {}", failed.join(", ")));
+                notes.push(format!(
+                    "could not remove stale kprobe event(s): {}",
+                    failed.join(", ")
+                ));
             }
         }
         Err(e) => notes.push(format!("could not look for stale kprobe events: {e:#}")),
@@ -525,17 +569,32 @@ mod tests {
 
     #[test]
     fn auto_tries_modern_fentry_then_modern_kprobes_then_legacy() {
-        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Auto), [MF, MK, LK]);
-        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Kprobe)), [MK, LK]);
-        assert_eq!(steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Fentry)), [MF]);
-        assert_eq!(steps_of(ObjectChoice::Only(ObjectKind::Modern), AttachChoice::Auto), [MF, MK]);
+        assert_eq!(
+            steps_of(ObjectChoice::Auto, AttachChoice::Auto),
+            [MF, MK, LK]
+        );
+        assert_eq!(
+            steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Kprobe)),
+            [MK, LK]
+        );
+        assert_eq!(
+            steps_of(ObjectChoice::Auto, AttachChoice::Only(AttachMethod::Fentry)),
+            [MF]
+        );
+        assert_eq!(
+            steps_of(ObjectChoice::Only(ObjectKind::Modern), AttachChoice::Auto),
+            [MF, MK]
+        );
     }
 
     #[test]
     fn legacy_means_kprobes_and_refuses_fentry() {
         let legacy = ObjectChoice::Only(ObjectKind::Legacy);
         assert_eq!(steps_of(legacy, AttachChoice::Auto), [LK]);
-        assert_eq!(steps_of(legacy, AttachChoice::Only(AttachMethod::Kprobe)), [LK]);
+        assert_eq!(
+            steps_of(legacy, AttachChoice::Only(AttachMethod::Kprobe)),
+            [LK]
+        );
         let err = steps(legacy, AttachChoice::Only(AttachMethod::Fentry)).unwrap_err();
         assert!(err.0.contains("--attach kprobe"), "{err}");
     }

@@ -22,11 +22,16 @@ impl LinkId {
         match self {
             Self::Kprobe(name, id) => {
                 let link = program::<KProbe>(ebpf, name)?.take_link(id)?;
-                let fd = FdLink::try_from(link).map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))?;
+                let fd = FdLink::try_from(link)
+                    .map_err(|e| anyhow!("the link of {name} is not a BPF link: {e}"))?;
                 Ok((name, fd))
             }
-            Self::FEntry(name, id) => Ok((name, program::<FEntry>(ebpf, name)?.take_link(id)?.into())),
-            Self::FExit(name, id) => Ok((name, program::<FExit>(ebpf, name)?.take_link(id)?.into())),
+            Self::FEntry(name, id) => {
+                Ok((name, program::<FEntry>(ebpf, name)?.take_link(id)?.into()))
+            }
+            Self::FExit(name, id) => {
+                Ok((name, program::<FExit>(ebpf, name)?.take_link(id)?.into()))
+            }
         }
     }
 }
@@ -35,20 +40,40 @@ pub(super) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
-    prog.try_into().with_context(|| format!("program {name} has an unexpected type"))
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?;
+    prog.try_into()
+        .with_context(|| format!("program {name} has an unexpected type"))
 }
 
 /// One line naming the program and function; the verifier log only at debug level.
 /// A refusal by the kernel is a `LoadRefused` (`Refusal::Program`): the loader may try
 /// another method or object.
-pub(super) fn program_error(kind: &str, program: &str, function: &str, e: ProgramError) -> anyhow::Error {
-    if let ProgramError::LoadError { io_error, verifier_log } = &e {
+pub(super) fn program_error(
+    kind: &str,
+    program: &str,
+    function: &str,
+    e: ProgramError,
+) -> anyhow::Error {
+    if let ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
         log::debug!("verifier log for {program}:\n{verifier_log}");
         // The verifier's verdict is its log's last line ("unreachable insn 8", ...).
         let verdict = verifier_log.to_string();
-        let verdict = verdict.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("");
-        let verdict = if verdict.is_empty() { String::new() } else { format!(" ({})", verdict.trim()) };
+        let verdict = verdict
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("processed "))
+            .unwrap_or("");
+        let verdict = if verdict.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", verdict.trim())
+        };
         return anyhow::Error::new(LoadRefused {
             refusal: Refusal::Program,
             reason: format!(
@@ -70,7 +95,9 @@ pub const FAULT_SKIP_RETURN: &str = "NETPOLL_TRACE_FAULT_SKIP_RETURN";
 pub(super) fn skip_return(function: &str) -> bool {
     let skip = std::env::var(FAULT_SKIP_RETURN).is_ok_and(|f| f == function);
     if skip {
-        log::warn!("{FAULT_SKIP_RETURN}={function}: its return probe is not attached (fault injection): its returns are missed");
+        log::warn!(
+            "{FAULT_SKIP_RETURN}={function}: its return probe is not attached (fault injection): its returns are missed"
+        );
     }
     skip
 }

@@ -26,13 +26,18 @@ pub struct BtfBytes {
 /// Reads `path` as raw BTF or a (compressed) tar of one; `release` is the running
 /// kernel's, to pick the member BTFHub names after it.
 pub fn read(path: &Path, release: Option<&str>) -> Result<BtfBytes> {
-    let file = std::fs::File::open(path).map_err(|e| anyhow!("reading BTF from {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow!("reading BTF from {}: {e}", path.display()))?;
     let mut data = Vec::new();
     file.take(MAX_FILE + 1)
         .read_to_end(&mut data)
         .map_err(|e| anyhow!("reading BTF from {}: {e}", path.display()))?;
     if data.len() as u64 > MAX_FILE {
-        bail!("{} is larger than {} MiB: not a BTF file or BTFHub archive", path.display(), MAX_FILE >> 20);
+        bail!(
+            "{} is larger than {} MiB: not a BTF file or BTFHub archive",
+            path.display(),
+            MAX_FILE >> 20
+        );
     }
     from_bytes(data, release).map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
@@ -47,7 +52,9 @@ pub fn from_bytes(data: Vec<u8>, release: Option<&str>) -> Result<BtfBytes> {
     } else if is_tar(&data) {
         data
     } else if data.starts_with(b"\x7fELF") {
-        bail!("an ELF file, not BTF: extract its BTF with `objcopy -O binary --only-section=.BTF FILE vmlinux.btf`");
+        bail!(
+            "an ELF file, not BTF: extract its BTF with `objcopy -O binary --only-section=.BTF FILE vmlinux.btf`"
+        );
     } else {
         bail!("neither BTF nor a BTFHub archive (.btf, .btf.tar.xz or .tar)");
     };
@@ -57,7 +64,10 @@ pub fn from_bytes(data: Vec<u8>, release: Option<&str>) -> Result<BtfBytes> {
     if !data.starts_with(BTF_MAGIC) {
         bail!("archive member {name} is not BTF");
     }
-    Ok(BtfBytes { data, member: Some(name) })
+    Ok(BtfBytes {
+        data,
+        member: Some(name),
+    })
 }
 
 /// The largest LZMA2 dictionary we accept (xz -9 uses 64 MiB; BTFHub's default 8 MiB).
@@ -73,7 +83,10 @@ fn unxz(data: &[u8], cap: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| anyhow!("corrupt or unsupported xz data: {e}"))?;
     if out.len() > cap {
-        bail!("archive decompresses to more than {} MiB: not a BTFHub archive", cap >> 20);
+        bail!(
+            "archive decompresses to more than {} MiB: not a BTFHub archive",
+            cap >> 20
+        );
     }
     Ok(out)
 }
@@ -90,7 +103,8 @@ pub struct Member {
 }
 
 fn octal(field: &[u8]) -> Result<usize> {
-    let text = std::str::from_utf8(field).map_err(|_| anyhow!("tar header has a non-ASCII size"))?;
+    let text =
+        std::str::from_utf8(field).map_err(|_| anyhow!("tar header has a non-ASCII size"))?;
     let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
     if text.is_empty() {
         return Ok(0);
@@ -117,7 +131,10 @@ pub fn tar_members(tar: &[u8]) -> Result<Vec<Member>> {
         }
         let size = octal(&h[124..136])?;
         let start = off + 512;
-        let end = start.checked_add(size).filter(|&e| e <= tar.len()).ok_or_else(|| anyhow!("tar truncated"))?;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= tar.len())
+            .ok_or_else(|| anyhow!("tar truncated"))?;
         let mut name = cstr(&h[0..100]);
         if &h[257..262] == b"ustar" {
             let prefix = cstr(&h[345..500]);
@@ -126,7 +143,10 @@ pub fn tar_members(tar: &[u8]) -> Result<Vec<Member>> {
             }
         }
         if matches!(h[156], b'0' | 0) {
-            out.push(Member { name, range: start..end });
+            out.push(Member {
+                name,
+                range: start..end,
+            });
         }
         off = start + size.div_ceil(512) * 512;
     }
@@ -136,16 +156,25 @@ pub fn tar_members(tar: &[u8]) -> Result<Vec<Member>> {
 /// The member holding this kernel's BTF: `<release>.btf` when there is one; else the
 /// only `.btf` member, unless its name is another kernel release's (BTFHub names each
 /// file after `uname -r`: using another kernel's BTF would be a guess).
-pub fn select_member(members: &[Member], release: Option<&str>) -> Result<(String, std::ops::Range<usize>)> {
+pub fn select_member(
+    members: &[Member],
+    release: Option<&str>,
+) -> Result<(String, std::ops::Range<usize>)> {
     let base = |m: &Member| m.name.rsplit('/').next().unwrap_or(&m.name).to_string();
-    let btfs: Vec<&Member> = members.iter().filter(|m| base(m).ends_with(".btf")).collect();
+    let btfs: Vec<&Member> = members
+        .iter()
+        .filter(|m| base(m).ends_with(".btf"))
+        .collect();
     if let Some(rel) = release
         && let Some(m) = btfs.iter().find(|m| base(m) == format!("{rel}.btf"))
     {
         return Ok((m.name.clone(), m.range.clone()));
     }
     match btfs.as_slice() {
-        [] => bail!("the archive holds no .btf file (members: {})", list(members)),
+        [] => bail!(
+            "the archive holds no .btf file (members: {})",
+            list(members)
+        ),
         [m] => {
             let stem = base(m).trim_end_matches(".btf").to_string();
             if let Some(rel) = release
@@ -168,13 +197,25 @@ pub fn select_member(members: &[Member], release: Option<&str>) -> Result<(Strin
 /// `5.4.0-1045-aws`, `4.14.186-146.268.amzn2.x86_64`: a digit, a dot, a digit first.
 fn looks_like_release(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 3 && b[0].is_ascii_digit() && s.split('.').nth(1).is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()))
+    b.len() >= 3
+        && b[0].is_ascii_digit()
+        && s.split('.')
+            .nth(1)
+            .is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn list(members: &[Member]) -> String {
     let names: Vec<&str> = members.iter().take(5).map(|m| m.name.as_str()).collect();
-    let more = if members.len() > 5 { format!(" and {} more", members.len() - 5) } else { String::new() };
-    if names.is_empty() { "none".to_string() } else { format!("{}{more}", names.join(", ")) }
+    let more = if members.len() > 5 {
+        format!(" and {} more", members.len() - 5)
+    } else {
+        String::new()
+    };
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{}{more}", names.join(", "))
+    }
 }
 
 /// Builds tars and xz archives for tests.
@@ -203,7 +244,8 @@ pub mod testing {
 
     pub fn xz(data: &[u8]) -> Vec<u8> {
         use std::io::Write as _;
-        let mut w = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+        let mut w =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap()
     }
@@ -222,14 +264,18 @@ mod tests {
 
     #[test]
     fn raw_btf_passes_through() {
-        assert_eq!(names(from_bytes(BTF.to_vec(), Some("6.1.0"))).unwrap(), (None, BTF.to_vec()));
+        assert_eq!(
+            names(from_bytes(BTF.to_vec(), Some("6.1.0"))).unwrap(),
+            (None, BTF.to_vec())
+        );
     }
 
     #[test]
     fn btfhub_archive_yields_the_release_member() {
         let t = tar(&[("4.14.186-146.268.amzn2.x86_64.btf", BTF)]);
         for archive in [xz(&t), t.clone()] {
-            let (member, data) = names(from_bytes(archive, Some("4.14.186-146.268.amzn2.x86_64"))).unwrap();
+            let (member, data) =
+                names(from_bytes(archive, Some("4.14.186-146.268.amzn2.x86_64"))).unwrap();
             assert_eq!(member.as_deref(), Some("4.14.186-146.268.amzn2.x86_64.btf"));
             assert_eq!(data, BTF);
         }
@@ -239,33 +285,73 @@ mod tests {
     fn another_kernels_archive_is_refused_naming_both() {
         let t = xz(&tar(&[("5.4.0-1045-aws.btf", BTF)]));
         let e = format!("{:#}", from_bytes(t, Some("5.4.0-1046-aws")).err().unwrap());
-        assert!(e.contains("5.4.0-1045-aws") && e.contains("this kernel is 5.4.0-1046-aws"), "{e}");
+        assert!(
+            e.contains("5.4.0-1045-aws") && e.contains("this kernel is 5.4.0-1046-aws"),
+            "{e}"
+        );
         // A generic name is taken: nothing says it is for another kernel.
         let t = tar(&[("vmlinux.btf", BTF)]);
-        assert_eq!(names(from_bytes(t, Some("5.4.0-1046-aws"))).unwrap().0.as_deref(), Some("vmlinux.btf"));
+        assert_eq!(
+            names(from_bytes(t, Some("5.4.0-1046-aws")))
+                .unwrap()
+                .0
+                .as_deref(),
+            Some("vmlinux.btf")
+        );
     }
 
     #[test]
     fn member_selection_prefers_the_release_among_several() {
-        let t = tar(&[("README", b"x"), ("a/6.1.0-1.btf", b"\x9f\xeb one"), ("a/6.1.0-2.btf", BTF)]);
+        let t = tar(&[
+            ("README", b"x"),
+            ("a/6.1.0-1.btf", b"\x9f\xeb one"),
+            ("a/6.1.0-2.btf", BTF),
+        ]);
         let members = tar_members(&t).unwrap();
         assert_eq!(members.len(), 3);
         let (name, range) = select_member(&members, Some("6.1.0-2")).unwrap();
         assert_eq!((name.as_str(), &t[range]), ("a/6.1.0-2.btf", BTF));
-        let e = select_member(&members, Some("6.1.0-3")).err().unwrap().to_string();
-        assert!(e.contains("several .btf files") && e.contains("a/6.1.0-1.btf"), "{e}");
-        let e = select_member(&members[..1], None).err().unwrap().to_string();
+        let e = select_member(&members, Some("6.1.0-3"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("several .btf files") && e.contains("a/6.1.0-1.btf"),
+            "{e}"
+        );
+        let e = select_member(&members[..1], None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no .btf file") && e.contains("README"), "{e}");
     }
 
     #[test]
     fn garbage_truncation_and_non_btf_members_are_errors() {
-        assert!(from_bytes(b"hello".to_vec(), None).err().unwrap().to_string().contains("neither BTF"));
+        assert!(
+            from_bytes(b"hello".to_vec(), None)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("neither BTF")
+        );
         let mut t = tar(&[("6.1.0-1.btf", &[0x9f; 2000])]);
         t.truncate(1200);
-        assert!(from_bytes(t, None).err().unwrap().to_string().contains("truncated"));
+        assert!(
+            from_bytes(t, None)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("truncated")
+        );
         let t = tar(&[("x.btf", b"not btf")]);
-        assert!(from_bytes(t, None).err().unwrap().to_string().contains("not BTF"));
+        assert!(
+            from_bytes(t, None)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("not BTF")
+        );
         let mut x = xz(&tar(&[("x.btf", BTF)]));
         let n = x.len();
         x[n / 2] ^= 0xff;

@@ -16,7 +16,10 @@ use std::{
     io::{Read as _, Write as _},
     os::{
         fd::{AsRawFd as _, FromRawFd as _},
-        unix::{ffi::OsStrExt as _, fs::{DirBuilderExt as _, MetadataExt as _}},
+        unix::{
+            ffi::OsStrExt as _,
+            fs::{DirBuilderExt as _, MetadataExt as _},
+        },
     },
     path::{Path, PathBuf},
 };
@@ -58,11 +61,23 @@ fn cstr(name: &OsStr) -> std::io::Result<CString> {
 }
 
 /// `openat(2)` relative to `dir` (or the working directory), close-on-exec.
-fn openat(dir: Option<&File>, name: &OsStr, flags: i32, mode: libc::mode_t) -> std::io::Result<File> {
+fn openat(
+    dir: Option<&File>,
+    name: &OsStr,
+    flags: i32,
+    mode: libc::mode_t,
+) -> std::io::Result<File> {
     let c = cstr(name)?;
     let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     // SAFETY: a valid directory fd (or AT_FDCWD) and a NUL-terminated name.
-    let fd = unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode)) };
+    let fd = unsafe {
+        libc::openat(
+            at,
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            libc::c_uint::from(mode),
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -83,11 +98,17 @@ fn untrusted(m: &std::fs::Metadata, euid: u32) -> Option<String> {
 /// Opens the cache directory `dir` without following a symbolic link at its last
 /// component, and checks it.
 fn open_dir(dir: &Path) -> Result<File> {
-    let d = openat(None, dir.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map_err(|e| {
-        match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::ENOTDIR) => anyhow!("{} is a symbolic link or not a directory", dir.display()),
-            _ => anyhow!("{}: {e}", dir.display()),
+    let d = openat(
+        None,
+        dir.as_os_str(),
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            anyhow!("{} is a symbolic link or not a directory", dir.display())
         }
+        _ => anyhow!("{}: {e}", dir.display()),
     })?;
     let m = d.metadata().with_context(|| dir.display().to_string())?;
     if let Some(why) = untrusted(&m, host::euid()) {
@@ -102,13 +123,19 @@ fn open_dir(dir: &Path) -> Result<File> {
 pub fn load(dir: &Path, live: impl FnOnce() -> Result<Identity>) -> Result<Facts> {
     let d = open_dir(dir)?;
     let path = path_in(dir);
-    let file = openat(Some(&d), OsStr::new(FILE), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0).map_err(|e| {
-        match e.raw_os_error() {
-            Some(libc::ELOOP) => anyhow!("{} is a symbolic link", path.display()),
-            _ => anyhow!("{}: {e}", path.display()),
-        }
+    let file = openat(
+        Some(&d),
+        OsStr::new(FILE),
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => anyhow!("{} is a symbolic link", path.display()),
+        _ => anyhow!("{}: {e}", path.display()),
     })?;
-    let m = file.metadata().with_context(|| path.display().to_string())?;
+    let m = file
+        .metadata()
+        .with_context(|| path.display().to_string())?;
     if !m.is_file() {
         bail!("{} is not a regular file", path.display());
     }
@@ -125,7 +152,10 @@ pub fn load(dir: &Path, live: impl FnOnce() -> Result<Identity>) -> Result<Facts
 
 /// Creates `dir` 0700 when it is missing (its parent as an ordinary directory, 0755).
 fn ensure_dir(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+    if let Some(parent) = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -147,8 +177,8 @@ pub fn store(dir: &Path, identity: &Identity, facts: &Facts) -> Result<PathBuf> 
     let path = path_in(dir);
     let tmp = format!(".{FILE}.{}.tmp", std::process::id());
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    let mut file =
-        openat(Some(&d), OsStr::new(&tmp), flags, 0o600).with_context(|| format!("creating {}", dir.join(&tmp).display()))?;
+    let mut file = openat(Some(&d), OsStr::new(&tmp), flags, 0o600)
+        .with_context(|| format!("creating {}", dir.join(&tmp).display()))?;
     let written = file
         .write_all(&facts::encode(identity, facts))
         .and_then(|()| file.sync_all())
@@ -198,8 +228,14 @@ mod tests {
 
     fn facts() -> Facts {
         Facts {
-            functions: vec![("netpoll_setup".into(), true), ("netpoll_poll_dev".into(), false)],
-            index: FunctionIndex { type_count: 10, funcs: vec![("netpoll_setup".into(), 4, 3)] },
+            functions: vec![
+                ("netpoll_setup".into(), true),
+                ("netpoll_poll_dev".into(), false),
+            ],
+            index: FunctionIndex {
+                type_count: 10,
+                funcs: vec![("netpoll_setup".into(), 4, 3)],
+            },
             layout: Answers::default(),
         }
     }
@@ -217,7 +253,10 @@ mod tests {
         let t = TempDir::new("hash");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(t.0.join("btf"), &data).unwrap();
-        assert_eq!(identity_of_file(&t.0.join("btf"), "r").unwrap(), Identity::of_bytes("r", &data));
+        assert_eq!(
+            identity_of_file(&t.0.join("btf"), "r").unwrap(),
+            Identity::of_bytes("r", &data)
+        );
     }
 
     #[test]
@@ -231,10 +270,15 @@ mod tests {
         assert_eq!(load(&dir, || Ok(identity())).unwrap(), facts());
         // Nothing left behind but the file; a second store replaces it.
         store(&dir, &identity(), &facts()).unwrap();
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, [FILE]);
         let other = Identity::of_bytes("6.12.9-amd64", b"other btf");
-        assert!(format!("{:#}", load(&dir, || Ok(other.clone())).unwrap_err()).contains("another BTF"));
+        assert!(
+            format!("{:#}", load(&dir, || Ok(other.clone())).unwrap_err()).contains("another BTF")
+        );
     }
 
     #[test]
@@ -249,7 +293,12 @@ mod tests {
         let e = format!("{:#}", load(&dir, || Ok(identity())).unwrap_err());
         assert!(e.contains("symbolic link"), "{e}");
         store(&dir, &identity(), &facts()).unwrap();
-        assert!(std::fs::symlink_metadata(dir.join(FILE)).unwrap().file_type().is_file());
+        assert!(
+            std::fs::symlink_metadata(dir.join(FILE))
+                .unwrap()
+                .file_type()
+                .is_file()
+        );
         assert_eq!(std::fs::read(&target).unwrap(), before);
     }
 
@@ -260,13 +309,22 @@ mod tests {
         store(&real, &identity(), &facts()).unwrap();
         let link = t.0.join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        for e in [load(&link, || Ok(identity())).unwrap_err(), store(&link, &identity(), &facts()).unwrap_err()] {
+        for e in [
+            load(&link, || Ok(identity())).unwrap_err(),
+            store(&link, &identity(), &facts()).unwrap_err(),
+        ] {
             assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
         }
         for loose in [0o770, 0o707, 0o777] {
             std::fs::set_permissions(&real, std::fs::Permissions::from_mode(loose)).unwrap();
-            for e in [load(&real, || Ok(identity())).unwrap_err(), store(&real, &identity(), &facts()).unwrap_err()] {
-                assert!(format!("{e:#}").contains("writable by group or others"), "{loose:o}: {e:#}");
+            for e in [
+                load(&real, || Ok(identity())).unwrap_err(),
+                store(&real, &identity(), &facts()).unwrap_err(),
+            ] {
+                assert!(
+                    format!("{e:#}").contains("writable by group or others"),
+                    "{loose:o}: {e:#}"
+                );
             }
         }
     }
@@ -277,7 +335,10 @@ mod tests {
         let dir = t.0.join("c");
         let path = store(&dir, &identity(), &facts()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
-        assert!(format!("{:#}", load(&dir, || Ok(identity())).unwrap_err()).contains("writable by group or others"));
+        assert!(
+            format!("{:#}", load(&dir, || Ok(identity())).unwrap_err())
+                .contains("writable by group or others")
+        );
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         assert!(load(&dir, || Ok(identity())).is_err());
@@ -285,7 +346,9 @@ mod tests {
         // Oversized: refused without reading it all.
         std::fs::write(&path, vec![b' '; facts::MAX_DOCUMENT * 4]).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(format!("{:#}", load(&dir, || Ok(identity())).unwrap_err()).contains("larger than"));
+        assert!(
+            format!("{:#}", load(&dir, || Ok(identity())).unwrap_err()).contains("larger than")
+        );
         assert!(load(&t.0.join("absent"), || Ok(identity())).is_err());
     }
 }

@@ -73,7 +73,12 @@ pub struct IdentityHasher {
 
 impl Default for IdentityHasher {
     fn default() -> Self {
-        Self { state: FNV_OFFSET, pending: [0; 8], pending_len: 0, size: 0 }
+        Self {
+            state: FNV_OFFSET,
+            pending: [0; 8],
+            pending_len: 0,
+            size: 0,
+        }
     }
 }
 
@@ -112,7 +117,11 @@ impl IdentityHasher {
         }
         let size = self.size;
         self.word(size);
-        Identity { release: release.to_string(), size, hash: self.state }
+        Identity {
+            release: release.to_string(),
+            size,
+            hash: self.state,
+        }
     }
 }
 
@@ -151,7 +160,10 @@ pub struct Recording<'a> {
 
 impl<'a> Recording<'a> {
     pub fn new(inner: &'a dyn Layout) -> Self {
-        Self { inner, answers: RefCell::default() }
+        Self {
+            inner,
+            answers: RefCell::default(),
+        }
     }
 
     pub fn into_answers(self) -> Answers {
@@ -163,8 +175,16 @@ impl Layout for Recording<'_> {
     fn member(&self, struct_name: &str, member: &str) -> Option<(u32, u32)> {
         let at = self.inner.member(struct_name, member);
         let mut a = self.answers.borrow_mut();
-        if !a.members.iter().any(|m| m.struct_name == struct_name && m.member == member) {
-            a.members.push(MemberAnswer { struct_name: struct_name.into(), member: member.into(), at });
+        if !a
+            .members
+            .iter()
+            .any(|m| m.struct_name == struct_name && m.member == member)
+        {
+            a.members.push(MemberAnswer {
+                struct_name: struct_name.into(),
+                member: member.into(),
+                at,
+            });
         }
         at
     }
@@ -173,7 +193,10 @@ impl Layout for Recording<'_> {
         let value = self.inner.constant(name);
         let mut a = self.answers.borrow_mut();
         if !a.constants.iter().any(|c| c.name == name) {
-            a.constants.push(ConstantAnswer { name: name.into(), value });
+            a.constants.push(ConstantAnswer {
+                name: name.into(),
+                value,
+            });
         }
         value
     }
@@ -189,7 +212,10 @@ pub struct Replay<'a> {
 
 impl<'a> Replay<'a> {
     pub fn new(answers: &'a Answers) -> Self {
-        Self { answers, missed: Cell::new(false) }
+        Self {
+            answers,
+            missed: Cell::new(false),
+        }
     }
 
     /// Whether a question had no recorded answer.
@@ -200,7 +226,11 @@ impl<'a> Replay<'a> {
 
 impl Layout for Replay<'_> {
     fn member(&self, struct_name: &str, member: &str) -> Option<(u32, u32)> {
-        let found = self.answers.members.iter().find(|m| m.struct_name == struct_name && m.member == member);
+        let found = self
+            .answers
+            .members
+            .iter()
+            .find(|m| m.struct_name == struct_name && m.member == member);
         if found.is_none() {
             self.missed.set(true);
         }
@@ -231,15 +261,25 @@ impl Facts {
     /// Asks `btf` everything: whether each of `names` is a function, their type ids, and
     /// what `layout::resolve` needs.
     pub fn gather(btf: &Btf, names: &[&str]) -> Self {
-        let functions = names.iter().map(|n| (n.to_string(), btf.has_function(n))).collect();
+        let functions = names
+            .iter()
+            .map(|n| (n.to_string(), btf.has_function(n)))
+            .collect();
         let recording = Recording::new(btf);
         layout::resolve(&recording);
-        Self { functions, index: btf.function_index(names), layout: recording.into_answers() }
+        Self {
+            functions,
+            index: btf.function_index(names),
+            layout: recording.into_answers(),
+        }
     }
 
     /// Whether each of `names` is a function; None when one was never asked about.
     pub fn present(&self, names: &[&str]) -> Option<Vec<bool>> {
-        names.iter().map(|n| self.functions.iter().find(|(f, _)| f == n).map(|&(_, p)| p)).collect()
+        names
+            .iter()
+            .map(|n| self.functions.iter().find(|(f, _)| f == n).map(|&(_, p)| p))
+            .collect()
     }
 
     /// The `Config` `layout::resolve` builds from the recorded answers, and what it could
@@ -286,7 +326,12 @@ pub fn encode(identity: &Identity, facts: &Facts) -> Vec<u8> {
         .map(|(name, present)| FunctionDoc {
             name: name.clone(),
             present: *present,
-            type_id: facts.index.funcs.iter().find(|(n, _, _)| n == name).map(|&(_, id, proto)| (id, proto)),
+            type_id: facts
+                .index
+                .funcs
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|&(_, id, proto)| (id, proto)),
         })
         .collect();
     let doc = Document {
@@ -305,36 +350,75 @@ pub fn encode(identity: &Identity, facts: &Facts) -> Vec<u8> {
 /// The facts in `bytes`, when it is a well-formed document of this schema for exactly
 /// the BTF `live` identifies; else why not (one line).
 pub fn decode(bytes: &[u8], live: &Identity) -> Result<Facts> {
-    ensure!(bytes.len() <= MAX_DOCUMENT, "larger than {MAX_DOCUMENT} bytes");
-    let head: Head = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("not a cache document: {e}"))?;
-    ensure!(head.schema == SCHEMA, "schema {} (this build writes {SCHEMA})", head.schema);
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("malformed: {e}"))?;
+    ensure!(
+        bytes.len() <= MAX_DOCUMENT,
+        "larger than {MAX_DOCUMENT} bytes"
+    );
+    let head: Head =
+        serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("not a cache document: {e}"))?;
+    ensure!(
+        head.schema == SCHEMA,
+        "schema {} (this build writes {SCHEMA})",
+        head.schema
+    );
+    let doc: Document =
+        serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("malformed: {e}"))?;
     if doc.identity != *live {
-        bail!("made for another BTF ({:?}; the running kernel's is {:?})", doc.identity, live);
+        bail!(
+            "made for another BTF ({:?}; the running kernel's is {:?})",
+            doc.identity,
+            live
+        );
     }
     validate(&doc)?;
-    let functions = doc.functions.iter().map(|f| (f.name.clone(), f.present)).collect();
-    let mut funcs: Vec<_> =
-        doc.functions.iter().filter_map(|f| f.type_id.map(|(id, proto)| (f.name.clone(), id, proto))).collect();
+    let functions = doc
+        .functions
+        .iter()
+        .map(|f| (f.name.clone(), f.present))
+        .collect();
+    let mut funcs: Vec<_> = doc
+        .functions
+        .iter()
+        .filter_map(|f| f.type_id.map(|(id, proto)| (f.name.clone(), id, proto)))
+        .collect();
     // In type id order, as `Btf::function_index` lists them.
     funcs.sort_by_key(|&(_, id, _)| id);
-    Ok(Facts { functions, index: FunctionIndex { type_count: doc.type_count, funcs }, layout: doc.layout })
+    Ok(Facts {
+        functions,
+        index: FunctionIndex {
+            type_count: doc.type_count,
+            funcs,
+        },
+        layout: doc.layout,
+    })
 }
 
 /// A kernel identifier: what the BTF's names of functions, structs, members and constants are.
 fn identifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_NAME && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 fn validate(doc: &Document) -> Result<()> {
     let a = &doc.layout;
     ensure!(
-        doc.functions.len() <= MAX_ENTRIES && a.members.len() <= MAX_ENTRIES && a.constants.len() <= MAX_ENTRIES,
+        doc.functions.len() <= MAX_ENTRIES
+            && a.members.len() <= MAX_ENTRIES
+            && a.constants.len() <= MAX_ENTRIES,
         "more than {MAX_ENTRIES} entries in a list"
     );
     for (i, f) in doc.functions.iter().enumerate() {
-        ensure!(identifier(&f.name), "function name {:?} is not an identifier", f.name);
-        ensure!(!doc.functions[..i].iter().any(|g| g.name == f.name), "function {} listed twice", f.name);
+        ensure!(
+            identifier(&f.name),
+            "function name {:?} is not an identifier",
+            f.name
+        );
+        ensure!(
+            !doc.functions[..i].iter().any(|g| g.name == f.name),
+            "function {} listed twice",
+            f.name
+        );
         // Present in the BTF exactly when it has a FUNC type id (`Btf::function_index`).
         match f.type_id {
             Some((id, proto)) => ensure!(
@@ -347,31 +431,51 @@ fn validate(doc: &Document) -> Result<()> {
         }
     }
     for (i, m) in a.members.iter().enumerate() {
-        ensure!(identifier(&m.struct_name) && identifier(&m.member), "member {:?}.{:?} is not an identifier", m.struct_name, m.member);
         ensure!(
-            !a.members[..i].iter().any(|n| n.struct_name == m.struct_name && n.member == m.member),
+            identifier(&m.struct_name) && identifier(&m.member),
+            "member {:?}.{:?} is not an identifier",
+            m.struct_name,
+            m.member
+        );
+        ensure!(
+            !a.members[..i]
+                .iter()
+                .any(|n| n.struct_name == m.struct_name && n.member == m.member),
             "member {}.{} listed twice",
             m.struct_name,
             m.member
         );
         // The BTF's `Layout` shifts only within the member's first byte.
-        ensure!(m.at.is_none_or(|(_, shift)| shift < 8), "member {}.{}: shift past a byte", m.struct_name, m.member);
+        ensure!(
+            m.at.is_none_or(|(_, shift)| shift < 8),
+            "member {}.{}: shift past a byte",
+            m.struct_name,
+            m.member
+        );
     }
     for (i, c) in a.constants.iter().enumerate() {
-        ensure!(identifier(&c.name), "constant {:?} is not an identifier", c.name);
-        ensure!(!a.constants[..i].iter().any(|d| d.name == c.name), "constant {} listed twice", c.name);
+        ensure!(
+            identifier(&c.name),
+            "constant {:?} is not an identifier",
+            c.name
+        );
+        ensure!(
+            !a.constants[..i].iter().any(|d| d.name == c.name),
+            "constant {} listed twice",
+            c.name
+        );
     }
-    ensure!(!doc.identity.release.is_empty() && doc.identity.release.len() <= MAX_NAME, "bad release");
+    ensure!(
+        !doc.identity.release.is_empty() && doc.identity.release.len() <= MAX_NAME,
+        "bad release"
+    );
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{
-        btf::testing::Builder,
-        offsets::btf::tests::kernel_into,
-    };
+    use crate::kernel::{btf::testing::Builder, offsets::btf::tests::kernel_into};
 
     const NAMES: [&str; 3] = ["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"];
 
@@ -400,7 +504,10 @@ mod tests {
             let h = (h ^ w).wrapping_mul(0x100_0000_01b3);
             h ^ (h >> 32)
         };
-        assert_eq!(Identity::of_bytes("r", b"abc").hash, step(step(0xcbf2_9ce4_8422_2325, 0x0063_6261), 3));
+        assert_eq!(
+            Identity::of_bytes("r", b"abc").hash,
+            step(step(0xcbf2_9ce4_8422_2325, 0x0063_6261), 3)
+        );
         assert_eq!(whole.size, 1000);
         for piece in [1, 3, 7, 8, 9, 64, 999] {
             let mut h = IdentityHasher::default();
@@ -437,8 +544,8 @@ mod tests {
             let direct = layout::resolve(&btf);
             let facts = Facts::gather(&btf, &NAMES);
             assert_eq!(facts.resolve(), Some(direct.clone()));
-            assert_eq!(facts.layout.members.len(), 8);
-            assert_eq!(facts.layout.constants.len(), 1);
+            assert_eq!(facts.layout.members.len(), 18);
+            assert_eq!(facts.layout.constants.len(), 3);
             assert_eq!(facts.present(&NAMES), Some(vec![true, true, false]));
             assert_eq!(facts.index, btf.function_index(&NAMES));
             // Through the document too.
@@ -464,7 +571,11 @@ mod tests {
         // An answer "absent" is an answer.
         let mut facts = Facts::gather(&btf, &NAMES);
         facts.layout.members[0].at = None;
-        assert!(facts.resolve().is_some_and(|(_, missing)| missing == ["net_device.name"]));
+        assert!(
+            facts
+                .resolve()
+                .is_some_and(|(_, missing)| missing == ["net_device.name"])
+        );
     }
 
     #[test]
@@ -481,8 +592,13 @@ mod tests {
         let mut size = id(&data);
         size.size += 1;
         assert!(decode(&doc, &size).is_err());
-        let other = String::from_utf8(doc.clone()).unwrap().replacen("\"schema\": 1", "\"schema\": 2", 1);
-        let e = decode(other.as_bytes(), &id(&data)).unwrap_err().to_string();
+        let other =
+            String::from_utf8(doc.clone())
+                .unwrap()
+                .replacen("\"schema\": 1", "\"schema\": 2", 1);
+        let e = decode(other.as_bytes(), &id(&data))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schema 2"), "{e}");
     }
 
@@ -494,13 +610,13 @@ mod tests {
         let doc = String::from_utf8(encode(&live, &facts)).unwrap();
         let mut big = doc.clone().into_bytes();
         big.resize(MAX_DOCUMENT + 1, b' ');
-        assert!(decode(&big, &live).unwrap_err().to_string().contains("larger than"));
-        for bad in [
-            &doc[..doc.len() / 2],
-            "",
-            "[]",
-            "\u{0}\u{1}",
-        ] {
+        assert!(
+            decode(&big, &live)
+                .unwrap_err()
+                .to_string()
+                .contains("larger than")
+        );
+        for bad in [&doc[..doc.len() / 2], "", "[]", "\u{0}\u{1}"] {
             assert!(decode(bad.as_bytes(), &live).is_err(), "{bad:?}");
         }
         let tc = format!("\"type_count\": {}", facts.index.type_count);
@@ -520,9 +636,15 @@ mod tests {
             (&tc, "\"type_count\": 2"),
         ];
         for (from, to) in edits {
-            assert!(doc.contains(from), "the test's edit {from:?} does not apply to:\n{doc}");
+            assert!(
+                doc.contains(from),
+                "the test's edit {from:?} does not apply to:\n{doc}"
+            );
             let edited = doc.replacen(from, to, 1);
-            assert!(decode(edited.as_bytes(), &live).is_err(), "accepted after {from:?} -> {to:?}");
+            assert!(
+                decode(edited.as_bytes(), &live).is_err(),
+                "accepted after {from:?} -> {to:?}"
+            );
         }
     }
 }

@@ -48,7 +48,10 @@ impl Layout for Offsets {
         } else {
             0
         };
-        Some((u32::try_from(off).ok()?, u32::try_from(shift).ok().filter(|s| *s < 64)?))
+        Some((
+            u32::try_from(off).ok()?,
+            u32::try_from(shift).ok().filter(|s| *s < 64)?,
+        ))
     }
     fn constant(&self, name: &str) -> Option<u64> {
         self.values.get(&name.to_ascii_lowercase()).copied()
@@ -57,13 +60,18 @@ impl Layout for Offsets {
 
 /// Reads the object at `path` and checks it was built for `release` (the running kernel's).
 pub fn read(path: &Path, release: Option<&str>) -> Result<Offsets> {
-    let file = std::fs::File::open(path).map_err(|e| anyhow!("reading offsets object {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow!("reading offsets object {}: {e}", path.display()))?;
     let mut data = Vec::new();
     file.take(MAX_OBJECT + 1)
         .read_to_end(&mut data)
         .map_err(|e| anyhow!("reading offsets object {}: {e}", path.display()))?;
     if data.len() as u64 > MAX_OBJECT {
-        bail!("{} is larger than {} MiB: not a {FILE_NAME}", path.display(), MAX_OBJECT >> 20);
+        bail!(
+            "{} is larger than {} MiB: not a {FILE_NAME}",
+            path.display(),
+            MAX_OBJECT >> 20
+        );
     }
     let offsets = parse(&data).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     if let Some(rel) = release
@@ -94,10 +102,13 @@ pub fn parse(data: &[u8]) -> Result<Offsets> {
     }
     match values.get("format") {
         Some(&FORMAT) => {}
-        Some(other) => bail!("offsets format {other}, this netpoll-trace reads {FORMAT}: build netpoll-patch from this netpoll-trace's sources"),
+        Some(other) => bail!(
+            "offsets format {other}, this netpoll-trace reads {FORMAT}: build netpoll-patch from this netpoll-trace's sources"
+        ),
         None => bail!("not a {FILE_NAME} (no npt_format symbol)"),
     }
-    let release = release.ok_or_else(|| anyhow!("not a {FILE_NAME} (no npt_uts_release symbol)"))?;
+    let release =
+        release.ok_or_else(|| anyhow!("not a {FILE_NAME} (no npt_uts_release symbol)"))?;
     Ok(Offsets { release, values })
 }
 
@@ -114,7 +125,9 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32> {
     rd(b, off).map(u32::from_le_bytes)
 }
 fn u64_at(b: &[u8], off: usize) -> Result<usize> {
-    rd(b, off).map(u64::from_le_bytes).map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+    rd(b, off)
+        .map(u64::from_le_bytes)
+        .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 const SHT_SYMTAB: u32 = 2;
@@ -137,11 +150,22 @@ pub fn elf_symbols(data: &[u8], prefix: &str) -> Result<Vec<(String, Vec<u8>)>> 
     }
     // (type, offset, size, link, entsize)
     let section = |i: usize| -> Result<(u32, usize, usize, usize, usize)> {
-        let h = i.checked_mul(shentsize).and_then(|o| o.checked_add(shoff)).ok_or_else(|| anyhow!("ELF truncated"))?;
-        Ok((u32_at(data, h + 4)?, u64_at(data, h + 0x18)?, u64_at(data, h + 0x20)?, u32_at(data, h + 0x28)? as usize, u64_at(data, h + 0x38)?))
+        let h = i
+            .checked_mul(shentsize)
+            .and_then(|o| o.checked_add(shoff))
+            .ok_or_else(|| anyhow!("ELF truncated"))?;
+        Ok((
+            u32_at(data, h + 4)?,
+            u64_at(data, h + 0x18)?,
+            u64_at(data, h + 0x20)?,
+            u32_at(data, h + 0x28)? as usize,
+            u64_at(data, h + 0x38)?,
+        ))
     };
     let bytes = |off: usize, len: usize| {
-        off.checked_add(len).and_then(|end| data.get(off..end)).ok_or_else(|| anyhow!("ELF truncated"))
+        off.checked_add(len)
+            .and_then(|end| data.get(off..end))
+            .ok_or_else(|| anyhow!("ELF truncated"))
     };
     let symtab = (0..shnum)
         .map(section)
@@ -163,17 +187,29 @@ pub fn elf_symbols(data: &[u8], prefix: &str) -> Result<Vec<(String, Vec<u8>)>> 
         let value = u64_at(s, 8)?;
         let size = u64_at(s, 16)?;
         let name_bytes = strtab.get(name_off..).unwrap_or(&[]);
-        let end = name_bytes.iter().position(|&c| c == 0).unwrap_or(name_bytes.len());
+        let end = name_bytes
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(name_bytes.len());
         let name = String::from_utf8_lossy(&name_bytes[..end]);
         // Undefined (0) and special (ABS, COMMON: 0xff00 and up) sections hold no bytes here.
-        if !name.starts_with(prefix) || shndx == 0 || shndx >= 0xff00 || shndx >= shnum || size > 4096 {
+        if !name.starts_with(prefix)
+            || shndx == 0
+            || shndx >= 0xff00
+            || shndx >= shnum
+            || size > 4096
+        {
             continue;
         }
         let (kind, sec_off, sec_size, _, _) = section(shndx)?;
         if value.checked_add(size).is_none_or(|end| end > sec_size) {
             bail!("ELF symbol {name} lies outside its section");
         }
-        let content = if kind == SHT_NOBITS { vec![0; size] } else { bytes(sec_off + value, size)?.to_vec() };
+        let content = if kind == SHT_NOBITS {
+            vec![0; size]
+        } else {
+            bytes(sec_off + value, size)?.to_vec()
+        };
         out.push((name.into_owned(), content));
     }
     Ok(out)
@@ -238,7 +274,10 @@ pub mod testing {
     }
 
     pub fn u64s(pairs: &[(&'static str, u64)]) -> Vec<(&'static str, Vec<u8>)> {
-        pairs.iter().map(|(n, v)| (*n, v.to_le_bytes().to_vec())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (*n, v.to_le_bytes().to_vec()))
+            .collect()
     }
 }
 
@@ -261,6 +300,18 @@ mod tests {
             ("npt_netpoll_dev_name", 8),
             ("npt_netpoll_name", 24),
             ("npt_iff_disable_netpoll", 128),
+            ("npt_netpoll_dev", 0),
+            ("npt_net_device_npinfo", 1000),
+            ("npt_net_device_state", 176),
+            ("npt_netpoll_info_txq", 16),
+            ("npt_sk_buff_head_qlen", 16),
+            ("npt___link_state_start", 0),
+            ("npt___link_state_present", 1),
+            ("npt_netpoll_remote_ip", 48),
+            ("npt_netpoll_remote_port", 68),
+            ("npt_netpoll_local_port", 66),
+            ("npt_netpoll_ipv6", 64),
+            ("npt_net_device_dismantle", 1100),
             ("other_symbol", 7),
         ]);
         let mut rel = release.as_bytes().to_vec();
@@ -280,7 +331,24 @@ mod tests {
         assert_eq!(o.constant("IFF_DISABLE_NETPOLL"), Some(128));
         let (c, missing) = resolve(&o);
         assert!(missing.is_empty(), "{missing:?}");
-        assert_eq!((c.dev_name, c.ops_netpoll_setup, c.np_name, c.iff_disable_netpoll), (264, 272, 24, 128));
+        assert_eq!(
+            (
+                c.dev_name,
+                c.ops_netpoll_setup,
+                c.np_name,
+                c.iff_disable_netpoll
+            ),
+            (264, 272, 24, 128)
+        );
+        assert_eq!(
+            (
+                c.dev_npinfo,
+                c.npinfo_txq_qlen,
+                c.state_present,
+                c.np_remote_port
+            ),
+            (1000, 32, 2, 68)
+        );
     }
 
     #[test]
@@ -290,7 +358,10 @@ mod tests {
         ro.push(("npt_uts_release", b"4.14.325\0".to_vec()));
         let (c, missing) = resolve(&parse(&object(&ro, &[])).unwrap());
         assert_eq!(c.dev_name, 16);
-        assert!(missing.contains(&"net_device_ops.ndo_poll_controller"), "{missing:?}");
+        assert!(
+            missing.contains(&"net_device_ops.ndo_poll_controller"),
+            "{missing:?}"
+        );
     }
 
     #[test]
@@ -299,8 +370,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join(FILE_NAME);
         std::fs::write(&p, obj_612("6.1.0-48-amd64", 1)).unwrap();
-        let e = read(&p, Some("6.12.117+deb12-amd64")).err().unwrap().to_string();
-        assert!(e.contains("built for kernel 6.1.0-48-amd64, this kernel is 6.12.117+deb12-amd64"), "{e}");
+        let e = read(&p, Some("6.12.117+deb12-amd64"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("built for kernel 6.1.0-48-amd64, this kernel is 6.12.117+deb12-amd64"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
         assert!(read(&p, Some("6.1.0-48-amd64")).is_ok());
         std::fs::write(&p, obj_612("6.1.0-48-amd64", 2)).unwrap();
@@ -317,14 +394,20 @@ mod tests {
             assert!(parse(&o[..cut]).is_err(), "cut at {cut}");
         }
         // An ELF with no npt_ symbols.
-        let e = parse(&object(&u64s(&[("x", 1)]), &[])).err().unwrap().to_string();
+        let e = parse(&object(&u64s(&[("x", 1)]), &[]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no npt_format"), "{e}");
     }
 
     #[test]
     fn default_paths_sit_where_the_patch_module_does() {
         let p = default_paths("6.1.0-48-amd64", Some(Path::new("/opt/npt")));
-        assert_eq!(p[0], Path::new("/lib/modules/6.1.0-48-amd64/extra/netpoll_offsets.o"));
+        assert_eq!(
+            p[0],
+            Path::new("/lib/modules/6.1.0-48-amd64/extra/netpoll_offsets.o")
+        );
         assert_eq!(p[2], Path::new("/opt/npt/netpoll_offsets.o"));
     }
 }

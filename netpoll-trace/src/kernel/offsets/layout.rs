@@ -35,8 +35,16 @@ pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
         c.flags |= cf::DEV_IFINDEX;
     }
     let ops = get("net_device", "netdev_ops", "net_device.netdev_ops");
-    let pc = get("net_device_ops", "ndo_poll_controller", "net_device_ops.ndo_poll_controller");
-    let ns = get("net_device_ops", "ndo_netpoll_setup", "net_device_ops.ndo_netpoll_setup");
+    let pc = get(
+        "net_device_ops",
+        "ndo_poll_controller",
+        "net_device_ops.ndo_poll_controller",
+    );
+    let ns = get(
+        "net_device_ops",
+        "ndo_netpoll_setup",
+        "net_device_ops.ndo_netpoll_setup",
+    );
     if let (Some(ops), Some(pc), Some(ns)) = (ops, pc, ns) {
         c.dev_netdev_ops = ops.0;
         c.ops_poll_controller = pc.0;
@@ -85,8 +93,15 @@ pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
     };
     let start = constant("__LINK_STATE_START");
     let present = constant("__LINK_STATE_PRESENT");
-    if let (Some(np_dev), Some(npinfo), Some(state), Some(txq), Some(qlen), Some(start), Some(present)) =
-        (np_dev, npinfo, state, txq, qlen, start, present)
+    if let (
+        Some(np_dev),
+        Some(npinfo),
+        Some(state),
+        Some(txq),
+        Some(qlen),
+        Some(start),
+        Some(present),
+    ) = (np_dev, npinfo, state, txq, qlen, start, present)
     {
         c.np_dev = np_dev.0;
         c.dev_npinfo = npinfo.0;
@@ -127,26 +142,71 @@ pub fn fields(c: &Config) -> Vec<(&'static str, Option<u64>)> {
     let on = |flag: u32, v: u64| (c.flags & flag != 0).then_some(v);
     vec![
         ("net_device.name", on(cf::DEV_NAME, c.dev_name.into())),
-        ("net_device.ifindex", on(cf::DEV_IFINDEX, c.dev_ifindex.into())),
-        ("net_device.netdev_ops", on(cf::DEV_OPS, c.dev_netdev_ops.into())),
-        ("net_device.priv_flags", on(cf::DEV_PRIV_FLAGS, c.dev_priv_flags.into())),
-        ("net_device.priv_flags_shift", on(cf::DEV_PRIV_FLAGS, c.priv_flags_shift.into())),
-        ("net_device_ops.ndo_poll_controller", on(cf::DEV_OPS, c.ops_poll_controller.into())),
-        ("net_device_ops.ndo_netpoll_setup", on(cf::DEV_OPS, c.ops_netpoll_setup.into())),
-        ("netpoll.dev_name", on(cf::NP_DEV_NAME, c.np_dev_name.into())),
+        (
+            "net_device.ifindex",
+            on(cf::DEV_IFINDEX, c.dev_ifindex.into()),
+        ),
+        (
+            "net_device.netdev_ops",
+            on(cf::DEV_OPS, c.dev_netdev_ops.into()),
+        ),
+        (
+            "net_device.priv_flags",
+            on(cf::DEV_PRIV_FLAGS, c.dev_priv_flags.into()),
+        ),
+        (
+            "net_device.priv_flags_shift",
+            on(cf::DEV_PRIV_FLAGS, c.priv_flags_shift.into()),
+        ),
+        (
+            "net_device_ops.ndo_poll_controller",
+            on(cf::DEV_OPS, c.ops_poll_controller.into()),
+        ),
+        (
+            "net_device_ops.ndo_netpoll_setup",
+            on(cf::DEV_OPS, c.ops_netpoll_setup.into()),
+        ),
+        (
+            "netpoll.dev_name",
+            on(cf::NP_DEV_NAME, c.np_dev_name.into()),
+        ),
         ("netpoll.name", on(cf::NP_NAME, c.np_name.into())),
-        ("IFF_DISABLE_NETPOLL", on(cf::DEV_PRIV_FLAGS, c.iff_disable_netpoll)),
+        (
+            "IFF_DISABLE_NETPOLL",
+            on(cf::DEV_PRIV_FLAGS, c.iff_disable_netpoll),
+        ),
         ("netpoll.dev", on(cf::SEND, c.np_dev.into())),
         ("net_device.npinfo", on(cf::SEND, c.dev_npinfo.into())),
         ("net_device.state", on(cf::SEND, c.dev_state.into())),
-        ("netpoll_info.txq.qlen", on(cf::SEND, c.npinfo_txq_qlen.into())),
-        ("__LINK_STATE_START", on(cf::SEND, u64::from(c.state_start.trailing_zeros()))),
-        ("__LINK_STATE_PRESENT", on(cf::SEND, u64::from(c.state_present.trailing_zeros()))),
-        ("netpoll.remote_ip", on(cf::NP_REMOTE, c.np_remote_ip.into())),
-        ("netpoll.remote_port", on(cf::NP_REMOTE, c.np_remote_port.into())),
-        ("netpoll.local_port", on(cf::NP_REMOTE, c.np_local_port.into())),
+        (
+            "netpoll_info.txq.qlen",
+            on(cf::SEND, c.npinfo_txq_qlen.into()),
+        ),
+        (
+            "__LINK_STATE_START",
+            on(cf::SEND, u64::from(c.state_start.trailing_zeros())),
+        ),
+        (
+            "__LINK_STATE_PRESENT",
+            on(cf::SEND, u64::from(c.state_present.trailing_zeros())),
+        ),
+        (
+            "netpoll.remote_ip",
+            on(cf::NP_REMOTE, c.np_remote_ip.into()),
+        ),
+        (
+            "netpoll.remote_port",
+            on(cf::NP_REMOTE, c.np_remote_port.into()),
+        ),
+        (
+            "netpoll.local_port",
+            on(cf::NP_REMOTE, c.np_local_port.into()),
+        ),
         ("netpoll.ipv6", on(cf::NP_REMOTE, c.np_ipv6.into())),
-        ("net_device.dismantle", on(cf::DEV_DISMANTLE, c.dev_dismantle.into())),
+        (
+            "net_device.dismantle",
+            on(cf::DEV_DISMANTLE, c.dev_dismantle.into()),
+        ),
     ]
 }
 
@@ -157,7 +217,10 @@ mod tests {
     struct Table(&'static [(&'static str, u32, u32)], Option<u64>);
     impl Layout for Table {
         fn member(&self, s: &str, m: &str) -> Option<(u32, u32)> {
-            self.0.iter().find(|(n, _, _)| *n == format!("{s}.{m}")).map(|&(_, o, sh)| (o, sh))
+            self.0
+                .iter()
+                .find(|(n, _, _)| *n == format!("{s}.{m}"))
+                .map(|&(_, o, sh)| (o, sh))
         }
         fn constant(&self, _: &str) -> Option<u64> {
             self.1
@@ -166,11 +229,24 @@ mod tests {
 
     #[test]
     fn a_missing_member_disables_only_its_group() {
-        let t = Table(&[("net_device.name", 24, 0), ("net_device.priv_flags", 0, 3), ("netpoll.name", 8, 0)], Some(128));
+        let t = Table(
+            &[
+                ("net_device.name", 24, 0),
+                ("net_device.priv_flags", 0, 3),
+                ("netpoll.name", 8, 0),
+            ],
+            Some(128),
+        );
         let (c, missing) = resolve(&t);
         assert_eq!(c.flags, cf::DEV_NAME | cf::DEV_PRIV_FLAGS | cf::NP_NAME);
-        assert_eq!((c.dev_priv_flags, c.priv_flags_shift, c.iff_disable_netpoll), (0, 3, 128));
-        assert!(missing.contains(&"net_device_ops.ndo_poll_controller") && missing.contains(&"netpoll.dev_name"));
+        assert_eq!(
+            (c.dev_priv_flags, c.priv_flags_shift, c.iff_disable_netpoll),
+            (0, 3, 128)
+        );
+        assert!(
+            missing.contains(&"net_device_ops.ndo_poll_controller")
+                && missing.contains(&"netpoll.dev_name")
+        );
         let f = fields(&c);
         assert_eq!(f.len(), 21);
         assert!(f.contains(&("net_device.name", Some(24))));
@@ -190,7 +266,10 @@ mod tests {
         ];
         let (c, _) = resolve(&Table(members, Some(1)));
         assert_eq!(c.flags & cf::SEND, cf::SEND);
-        assert_eq!((c.npinfo_txq_qlen, c.state_start, c.dev_state), (32, 2, 160));
+        assert_eq!(
+            (c.npinfo_txq_qlen, c.state_start, c.dev_state),
+            (32, 2, 160)
+        );
         assert!(fields(&c).contains(&("netpoll_info.txq.qlen", Some(32))));
         let (c, missing) = resolve(&Table(&members[1..], Some(1)));
         assert_eq!(c.flags & cf::SEND, 0);

@@ -100,7 +100,13 @@ pub struct Resolved {
 impl Resolved {
     /// No source at all: return codes only.
     pub fn reduced(notes: Vec<String>) -> Self {
-        Self { config: Config::default(), missing: vec!["any struct offset"], source: None, notes, cached: None }
+        Self {
+            config: Config::default(),
+            missing: vec!["any struct offset"],
+            source: None,
+            notes,
+            cached: None,
+        }
     }
 
     /// A line for the user naming what will be unknown (and, in reduced mode, what to provide).
@@ -108,9 +114,15 @@ impl Resolved {
         if self.missing.is_empty() {
             return None;
         }
-        let mut line = format!("could not resolve {}; those fields will be reported as null", self.missing.join(", "));
+        let mut line = format!(
+            "could not resolve {}; those fields will be reported as null",
+            self.missing.join(", ")
+        );
         if self.source.is_none() {
-            line.push_str(&format!(": {}", reduced_hint(super::host::release().unwrap_or("$(uname -r)"))));
+            line.push_str(&format!(
+                ": {}",
+                reduced_hint(super::host::release().unwrap_or("$(uname -r)"))
+            ));
         }
         Some(line)
     }
@@ -135,7 +147,12 @@ pub enum Step {
 
 /// The sources to try in order, each with whether its failure is fatal (an explicit
 /// flag's) or passed over with a note (a source found on its own). Pure.
-pub fn plan(btf: Option<&Path>, object: Option<&Path>, kernel_btf: bool, found_objects: &[PathBuf]) -> Vec<(Step, bool)> {
+pub fn plan(
+    btf: Option<&Path>,
+    object: Option<&Path>,
+    kernel_btf: bool,
+    found_objects: &[PathBuf],
+) -> Vec<(Step, bool)> {
     if let Some(p) = btf {
         return vec![(Step::BtfFile(p.to_path_buf()), true)];
     }
@@ -146,18 +163,25 @@ pub fn plan(btf: Option<&Path>, object: Option<&Path>, kernel_btf: bool, found_o
     if kernel_btf {
         steps.push((Step::KernelBtf, false));
     }
-    steps.extend(found_objects.iter().map(|p| (Step::Object(p.clone()), false)));
+    steps.extend(
+        found_objects
+            .iter()
+            .map(|p| (Step::Object(p.clone()), false)),
+    );
     steps
 }
 
 /// Resolves the offsets from the first source that works (see the module's doc).
 pub fn resolve_sources(btf: Option<&Path>, object: Option<&Path>) -> Result<Resolved> {
     let release = super::host::release();
-    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
-    let found: Vec<PathBuf> = headers::default_paths(release.unwrap_or_default(), exe_dir.as_deref())
-        .into_iter()
-        .filter(|p| p.is_file())
-        .collect();
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let found: Vec<PathBuf> =
+        headers::default_paths(release.unwrap_or_default(), exe_dir.as_deref())
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
     let mut notes = Vec::new();
     for (step, fatal) in plan(btf, object, Path::new(SYSFS_VMLINUX).exists(), &found) {
         match try_step(&step, release) {
@@ -175,24 +199,61 @@ fn try_step(step: &Step, release: Option<&str>) -> Result<Resolved> {
             let k = kernel_facts(&[])?;
             stage("struct offsets resolved (kernel BTF facts)");
             let (config, missing) = k.resolved;
-            let detail = k.cached.as_ref().map(|p| format!("cached facts, {}", p.display()));
-            let source = Source { kind: SourceKind::KernelBtf, path: SYSFS_VMLINUX.into(), detail };
-            return Ok(Resolved { config, missing, source: Some(source), notes: Vec::new(), cached: k.cached });
+            let detail = k
+                .cached
+                .as_ref()
+                .map(|p| format!("cached facts, {}", p.display()));
+            let source = Source {
+                kind: SourceKind::KernelBtf,
+                path: SYSFS_VMLINUX.into(),
+                detail,
+            };
+            return Ok(Resolved {
+                config,
+                missing,
+                source: Some(source),
+                notes: Vec::new(),
+                cached: k.cached,
+            });
         }
         Step::BtfFile(p) => {
             let (btf, member) = btf::read_file(p, release)?;
             stage("struct offsets' BTF read and parsed");
-            let kind = if member.is_some() { SourceKind::BtfArchive } else { SourceKind::BtfFile };
-            (Box::new(btf), Source { kind, path: p.clone(), detail: member })
+            let kind = if member.is_some() {
+                SourceKind::BtfArchive
+            } else {
+                SourceKind::BtfFile
+            };
+            (
+                Box::new(btf),
+                Source {
+                    kind,
+                    path: p.clone(),
+                    detail: member,
+                },
+            )
         }
         Step::Object(p) => {
             let o = headers::read(p, release)?;
             let rel = o.release.clone();
-            (Box::new(o), Source { kind: SourceKind::Headers, path: p.clone(), detail: Some(rel) })
+            (
+                Box::new(o),
+                Source {
+                    kind: SourceKind::Headers,
+                    path: p.clone(),
+                    detail: Some(rel),
+                },
+            )
         }
     };
     let (config, missing) = layout::resolve(layout.as_ref());
-    Ok(Resolved { config, missing, source: Some(source), notes: Vec::new(), cached: None })
+    Ok(Resolved {
+        config,
+        missing,
+        source: Some(source),
+        notes: Vec::new(),
+        cached: None,
+    })
 }
 
 /// Whether the kernel's BTF facts may be read from and written to the cache. The command
@@ -251,9 +312,16 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
             Ok(f) => match (f.present(names), f.resolve()) {
                 (Some(_), Some(resolved)) => {
                     stage("facts from cache");
-                    return Ok(KernelFacts { facts: f, resolved, cached: Some(cache::path_in(dir)) });
+                    return Ok(KernelFacts {
+                        facts: f,
+                        resolved,
+                        cached: Some(cache::path_in(dir)),
+                    });
                 }
-                _ => log::debug!("{}: does not answer everything asked; parsing the BTF", cache::path_in(dir).display()),
+                _ => log::debug!(
+                    "{}: does not answer everything asked; parsing the BTF",
+                    cache::path_in(dir).display()
+                ),
             },
             Err(e) => log::debug!("kernel BTF facts not from the cache: {e:#}"),
         }
@@ -266,7 +334,9 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
     stage("kernel BTF read and parsed");
     let facts = facts::Facts::gather(&btf, names);
     drop(btf);
-    let resolved = facts.resolve().ok_or_else(|| anyhow!("the recorded layout does not replay (a bug)"))?;
+    let resolved = facts
+        .resolve()
+        .ok_or_else(|| anyhow!("the recorded layout does not replay (a bug)"))?;
     if let Some(identity) = identity {
         match cache::store(dir, &identity, &facts) {
             Ok(p) => {
@@ -276,14 +346,20 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
             Err(e) => log::debug!("kernel BTF facts not cached: {e:#}"),
         }
     }
-    Ok(KernelFacts { facts, resolved, cached: None })
+    Ok(KernelFacts {
+        facts,
+        resolved,
+        cached: None,
+    })
 }
 
 /// Which of `names` the kernel's BTF describes as functions; None without a readable BTF.
 /// Keeps the facts for the next `resolve_sources`, and the functions' type ids for
 /// `take_function_index`.
 pub fn functions_present(names: &[&str]) -> Option<Vec<bool>> {
-    let k = kernel_facts(names).map_err(|e| log::debug!("function presence from BTF: {e:#}")).ok()?;
+    let k = kernel_facts(names)
+        .map_err(|e| log::debug!("function presence from BTF: {e:#}"))
+        .ok()?;
     if let Ok(mut slot) = FUNCTION_INDEX.lock() {
         *slot = Some(k.facts.index.clone());
     }
@@ -306,8 +382,14 @@ mod tests {
     #[test]
     fn explicit_flags_are_used_as_given_and_are_fatal() {
         let found = [p("/lib/modules/r/extra/netpoll_offsets.o")];
-        assert_eq!(plan(Some(&p("/b.btf")), None, true, &found), vec![(Step::BtfFile(p("/b.btf")), true)]);
-        assert_eq!(plan(None, Some(&p("/o.o")), true, &found), vec![(Step::Object(p("/o.o")), true)]);
+        assert_eq!(
+            plan(Some(&p("/b.btf")), None, true, &found),
+            vec![(Step::BtfFile(p("/b.btf")), true)]
+        );
+        assert_eq!(
+            plan(None, Some(&p("/o.o")), true, &found),
+            vec![(Step::Object(p("/o.o")), true)]
+        );
     }
 
     #[test]
@@ -315,9 +397,16 @@ mod tests {
         let found = [p("/a/netpoll_offsets.o"), p("/b/netpoll_offsets.o")];
         assert_eq!(
             plan(None, None, true, &found),
-            vec![(Step::KernelBtf, false), (Step::Object(found[0].clone()), false), (Step::Object(found[1].clone()), false)]
+            vec![
+                (Step::KernelBtf, false),
+                (Step::Object(found[0].clone()), false),
+                (Step::Object(found[1].clone()), false)
+            ]
         );
-        assert_eq!(plan(None, None, false, &found[1..]), vec![(Step::Object(found[1].clone()), false)]);
+        assert_eq!(
+            plan(None, None, false, &found[1..]),
+            vec![(Step::Object(found[1].clone()), false)]
+        );
         assert!(plan(None, None, false, &[]).is_empty());
     }
 
@@ -325,8 +414,17 @@ mod tests {
     fn reduced_mode_names_all_three_sources() {
         let r = Resolved::reduced(vec![]);
         let line = r.describe_missing().unwrap();
-        assert!(line.starts_with("could not resolve") && line.contains("reported as null"), "{line}");
-        for want in ["/sys/kernel/btf/vmlinux", "--btf FILE", ".btf.tar.xz", "M=$PWD/netpoll-patch", "--offsets FILE"] {
+        assert!(
+            line.starts_with("could not resolve") && line.contains("reported as null"),
+            "{line}"
+        );
+        for want in [
+            "/sys/kernel/btf/vmlinux",
+            "--btf FILE",
+            ".btf.tar.xz",
+            "M=$PWD/netpoll-patch",
+            "--offsets FILE",
+        ] {
             assert!(line.contains(want), "{want} not in {line}");
         }
         assert!(!line.contains('\n'));
@@ -334,17 +432,32 @@ mod tests {
 
     #[test]
     fn the_source_shows_its_path_first() {
-        let s = Source { kind: SourceKind::Headers, path: p("/x/netpoll_offsets.o"), detail: Some("6.1.0".into()) };
-        assert_eq!(s.to_string(), "/x/netpoll_offsets.o (built from the kernel headers of 6.1.0)");
-        let s = Source { kind: SourceKind::KernelBtf, path: p(SYSFS_VMLINUX), detail: None };
+        let s = Source {
+            kind: SourceKind::Headers,
+            path: p("/x/netpoll_offsets.o"),
+            detail: Some("6.1.0".into()),
+        };
+        assert_eq!(
+            s.to_string(),
+            "/x/netpoll_offsets.o (built from the kernel headers of 6.1.0)"
+        );
+        let s = Source {
+            kind: SourceKind::KernelBtf,
+            path: p(SYSFS_VMLINUX),
+            detail: None,
+        };
         assert_eq!(s.to_string(), SYSFS_VMLINUX);
     }
 
     #[test]
     fn an_explicit_file_that_fails_is_an_error_naming_it() {
-        let e = resolve_sources(None, Some(Path::new("/nonexistent/netpoll_offsets.o"))).err().unwrap();
+        let e = resolve_sources(None, Some(Path::new("/nonexistent/netpoll_offsets.o")))
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("/nonexistent/netpoll_offsets.o"));
-        let e = resolve_sources(Some(Path::new("/nonexistent/vmlinux.btf")), None).err().unwrap();
+        let e = resolve_sources(Some(Path::new("/nonexistent/vmlinux.btf")), None)
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("/nonexistent/vmlinux.btf"));
     }
 }

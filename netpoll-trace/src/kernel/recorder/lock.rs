@@ -31,20 +31,30 @@ fn holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
     let want = format!("{:02x}:{:02x}:{ino}", libc::major(dev), libc::minor(dev));
     locks.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f[4].parse().ok())?
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f[4].parse().ok())?
     })
 }
 
 impl Lock {
     /// The lock of a recorder about to use `dir`; creates the directory.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating pin directory {}", dir.display()))?;
-        Self::take(dir, "recording into", "stop it first (a second one would count every set-up twice and take its events)")
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating pin directory {}", dir.display()))?;
+        Self::take(
+            dir,
+            "recording into",
+            "stop it first (a second one would count every set-up twice and take its events)",
+        )
     }
 
     /// The lock `reset` holds while it removes `dir` (which must exist).
     pub fn for_reset(dir: &Path) -> Result<Self> {
-        Self::take(dir, "recording into", "stop it first (SIGTERM), then reset; its pins stay while it runs")
+        Self::take(
+            dir,
+            "recording into",
+            "stop it first (SIGTERM), then reset; its pins stay while it runs",
+        )
     }
 
     fn take(dir: &Path, doing: &str, fix: &str) -> Result<Self> {
@@ -63,14 +73,26 @@ impl Lock {
             let pid = file
                 .metadata()
                 .ok()
-                .and_then(|m| holder(&std::fs::read_to_string("/proc/locks").unwrap_or_default(), m.dev(), m.ino()))
+                .and_then(|m| {
+                    holder(
+                        &std::fs::read_to_string("/proc/locks").unwrap_or_default(),
+                        m.dev(),
+                        m.ino(),
+                    )
+                })
                 .map_or("pid unknown".to_string(), |p| format!("pid {p}"));
-            bail!("another netpoll-trace ({pid}) is {doing} {}; {fix}", dir.display());
+            bail!(
+                "another netpoll-trace ({pid}) is {doing} {}; {fix}",
+                dir.display()
+            );
         }
         // The path must still name the directory we locked (not swapped meanwhile).
         let (locked, now) = (file.metadata()?, std::fs::metadata(dir));
         if !now.is_ok_and(|n| n.dev() == locked.dev() && n.ino() == locked.ino()) {
-            bail!("pin directory {} was replaced while it was being locked; try again", dir.display());
+            bail!(
+                "pin directory {} was replaced while it was being locked; try again",
+                dir.display()
+            );
         }
         Ok(Self { _dir: file })
     }
@@ -96,8 +118,14 @@ mod tests {
         ];
         for s in &spellings {
             let e = Lock::acquire(Path::new(s)).expect_err(s).to_string();
-            assert!(e.contains("another netpoll-trace") && e.contains("stop it first"), "{s}: {e}");
-            assert!(e.contains(&format!("pid {}", std::process::id())) || e.contains("pid unknown"), "{e}");
+            assert!(
+                e.contains("another netpoll-trace") && e.contains("stop it first"),
+                "{s}: {e}"
+            );
+            assert!(
+                e.contains(&format!("pid {}", std::process::id())) || e.contains("pid unknown"),
+                "{e}"
+            );
             assert!(Lock::for_reset(Path::new(s)).is_err(), "{s}");
         }
         drop(first);

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, Map, MapData, MapInfo, MapType};
-use netpoll_trace_common::{Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SetupEvent, maps};
+use netpoll_trace_common::{
+    Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent, maps,
+};
 
 pub use lock::Lock;
 
@@ -34,21 +36,43 @@ pub struct MapSpec {
 }
 
 const fn spec(name: &'static str, kind: MapType, key_size: usize, value_size: usize) -> MapSpec {
-    MapSpec { name, kind, key_size: key_size as u32, value_size: value_size as u32 }
+    MapSpec {
+        name,
+        kind,
+        key_size: key_size as u32,
+        value_size: value_size as u32,
+    }
 }
 
 /// Every map the recorder pins. The perf arrays and CONFIG are pinned too, so a
 /// process that restarts on pinned links reads the events of the programs already
 /// running, and hands them its configuration.
-pub const MAPS: [MapSpec; 8] = [
+pub const MAPS: [MapSpec; 10] = [
     spec(maps::META, MapType::Array, 4, size_of::<RecorderMeta>()),
     spec(maps::RING, MapType::Hash, 8, size_of::<SetupEvent>()),
-    spec(maps::COUNTERS, MapType::PerCpuHash, size_of::<CounterKey>(), 8),
+    spec(
+        maps::COUNTERS,
+        MapType::PerCpuHash,
+        size_of::<CounterKey>(),
+        8,
+    ),
     spec(maps::LOSSES, MapType::PerCpuArray, 4, 8),
-    spec(maps::POLL_STATS, MapType::PerCpuHash, 8, size_of::<PollStats>()),
+    spec(
+        maps::POLL_STATS,
+        MapType::PerCpuHash,
+        8,
+        size_of::<PollStats>(),
+    ),
     spec(maps::CONFIG, MapType::Array, 4, size_of::<Config>()),
     spec(maps::SETUP_EVENTS, MapType::PerfEventArray, 4, 4),
     spec(maps::POLL_EVENTS, MapType::PerfEventArray, 4, 4),
+    spec(
+        maps::SEND_STATS,
+        MapType::PerCpuHash,
+        8,
+        size_of::<SendStats>(),
+    ),
+    spec(maps::SEND_EVENTS, MapType::PerfEventArray, 4, 4),
 ];
 
 /// Whether a pin directory entry is one of ours: a map of `MAPS` or a pinned link.
@@ -78,8 +102,12 @@ fn schema_of_name(dir: &Path) -> Option<u32> {
 
 /// Recorders of other schema versions next to `dir` (reported, never reused).
 pub fn other_versions(dir: &Path) -> Vec<PathBuf> {
-    let Some(parent) = dir.parent() else { return Vec::new() };
-    let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+    let Some(parent) = dir.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
     let mut out: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -101,7 +129,11 @@ pub fn require_bpffs(dir: &Path) -> Result<()> {
     // SAFETY: statfs fills a zeroed struct for a valid C path.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        bail!("cannot stat {}: {}", probe.display(), std::io::Error::last_os_error());
+        bail!(
+            "cannot stat {}: {}",
+            probe.display(),
+            std::io::Error::last_os_error()
+        );
     }
     if st.f_type as i64 != BPF_FS_MAGIC {
         bail!(
@@ -115,19 +147,28 @@ pub fn require_bpffs(dir: &Path) -> Result<()> {
 /// Checks everything in `dir` before it is read or reused: an incomplete,
 /// foreign or other-version directory is an error that says what is wrong.
 pub fn inspect(dir: &Path) -> Result<Found> {
-    let fix = format!("remove it with `netpoll-trace reset --pin-dir {}` or choose another --pin-dir", dir.display());
+    let fix = format!(
+        "remove it with `netpoll-trace reset --pin-dir {}` or choose another --pin-dir",
+        dir.display()
+    );
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Absent),
         Err(e) => bail!("reading pin directory {}: {e}", dir.display()),
     };
-    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     if names.is_empty() {
         return Ok(Found::Absent);
     }
     names.sort();
     if let Some(v) = schema_of_name(dir).filter(|v| *v != RECORDER_SCHEMA) {
-        bail!("{} holds a schema v{v} recorder; this netpoll-trace reads v{RECORDER_SCHEMA}: use the matching netpoll-trace, or {fix}", dir.display());
+        bail!(
+            "{} holds a schema v{v} recorder; this netpoll-trace reads v{RECORDER_SCHEMA}: use the matching netpoll-trace, or {fix}",
+            dir.display()
+        );
     }
     let foreign: Vec<&String> = names.iter().filter(|n| !is_ours(n)).collect();
     if !foreign.is_empty() {
@@ -140,10 +181,18 @@ pub fn inspect(dir: &Path) -> Result<Found> {
     let mut ring_entries = 0;
     for m in &MAPS {
         let path = dir.join(m.name);
-        let info = MapInfo::from_pin(&path)
-            .map_err(|_| anyhow!("{} is an incomplete recorder: {} is missing or not a map; {fix}", dir.display(), m.name))?;
+        let info = MapInfo::from_pin(&path).map_err(|_| {
+            anyhow!(
+                "{} is an incomplete recorder: {} is missing or not a map; {fix}",
+                dir.display(),
+                m.name
+            )
+        })?;
         let kind = info.map_type().ok();
-        if kind != Some(m.kind) || info.key_size() != m.key_size || info.value_size() != m.value_size {
+        if kind != Some(m.kind)
+            || info.key_size() != m.key_size
+            || info.value_size() != m.value_size
+        {
             bail!(
                 "{} is not a v{RECORDER_SCHEMA} recorder: {} is a {:?} map with {}-byte keys and {}-byte values, expected {:?} with {} and {}; {fix}",
                 dir.display(),
@@ -160,19 +209,29 @@ pub fn inspect(dir: &Path) -> Result<Found> {
             ring_entries = info.max_entries();
         }
     }
-    let meta = parse_meta(&read_meta(dir)?, ring_entries).map_err(|why| anyhow!("{} {why}; {fix}", dir.display()))?;
-    let links = names.iter().filter_map(|n| n.strip_prefix(LINK_PREFIX)).map(str::to_string).collect();
+    let meta = parse_meta(&read_meta(dir)?, ring_entries)
+        .map_err(|why| anyhow!("{} {why}; {fix}", dir.display()))?;
+    let links = names
+        .iter()
+        .filter_map(|n| n.strip_prefix(LINK_PREFIX))
+        .map(str::to_string)
+        .collect();
     Ok(Found::Recorder(Inspection { meta, links }))
 }
 
 fn list(items: &[&String]) -> String {
     let shown: Vec<&str> = items.iter().take(4).map(|s| s.as_str()).collect();
-    let more = if items.len() > 4 { format!(" and {} more", items.len() - 4) } else { String::new() };
+    let more = if items.len() > 4 {
+        format!(" and {} more", items.len() - 4)
+    } else {
+        String::new()
+    };
     format!("{}{more}", shown.join(", "))
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
-    let data = MapData::from_pin(dir.join(name)).with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
+    let data = MapData::from_pin(dir.join(name))
+        .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
     Map::from_map_data(data).with_context(|| format!("pinned map {name}"))
 }
 
@@ -187,15 +246,25 @@ fn read_meta(dir: &Path) -> Result<[u8; size_of::<RecorderMeta>()]> {
 /// The error completes "<dir> ...".
 pub fn parse_meta(bytes: &[u8], ring_entries: u32) -> Result<RecorderMeta, String> {
     if bytes.len() != size_of::<RecorderMeta>() {
-        return Err(format!("is corrupt: its header is {} bytes, expected {}", bytes.len(), size_of::<RecorderMeta>()));
+        return Err(format!(
+            "is corrupt: its header is {} bytes, expected {}",
+            bytes.len(),
+            size_of::<RecorderMeta>()
+        ));
     }
     // SAFETY: the length is checked; RecorderMeta is repr(C) integers, valid for any bits.
     let meta = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RecorderMeta>()) };
     if meta.schema != RECORDER_SCHEMA {
-        return Err(format!("is not a v{RECORDER_SCHEMA} recorder: its header says schema {}", meta.schema));
+        return Err(format!(
+            "is not a v{RECORDER_SCHEMA} recorder: its header says schema {}",
+            meta.schema
+        ));
     }
     if meta.ring_size != ring_entries {
-        return Err(format!("is corrupt: header ring size {} but RING holds {ring_entries}", meta.ring_size));
+        return Err(format!(
+            "is corrupt: header ring size {} but RING holds {ring_entries}",
+            meta.ring_size
+        ));
     }
     Ok(meta)
 }
@@ -204,12 +273,16 @@ pub fn parse_meta(bytes: &[u8], ring_entries: u32) -> Result<RecorderMeta, Strin
 pub fn init_meta(map: &mut Map, ring_size: u32, now_ns: u64) -> Result<()> {
     let mut meta: Array<_, RecorderMeta> = Array::try_from(map)?;
     if meta.get(&0, 0)?.schema == 0 {
-        let m = RecorderMeta { schema: RECORDER_SCHEMA, ring_size, next_seq: 0, created_ns: now_ns };
+        let m = RecorderMeta {
+            schema: RECORDER_SCHEMA,
+            ring_size,
+            next_seq: 0,
+            created_ns: now_ns,
+        };
         meta.set(0, &m, 0).context("writing the recorder header")?;
     }
     Ok(())
 }
-
 
 /// What `reset` removed.
 pub struct ResetReport {
@@ -232,7 +305,10 @@ pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
         // Half-made pins of ours (e.g. a missing map) may go; anything foreign stays.
         Err(e) if only_ours(dir) => {
             log::info!("resetting an incomplete recorder: {e:#}");
-            Found::Recorder(Inspection { meta: RecorderMeta::default(), links: Vec::new() })
+            Found::Recorder(Inspection {
+                meta: RecorderMeta::default(),
+                links: Vec::new(),
+            })
         }
         Err(e) => return Err(e),
     };
@@ -241,13 +317,20 @@ pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
         return Ok(None);
     }
     let mut report = ResetReport { links: 0, maps: 0 };
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     // Links first: the programs stop writing before their maps go.
     names.sort_by_key(|n| !n.starts_with(LINK_PREFIX));
     for n in &names {
-        std::fs::remove_file(dir.join(n)).with_context(|| format!("removing {}", dir.join(n).display()))?;
-        if n.starts_with(LINK_PREFIX) { report.links += 1 } else { report.maps += 1 }
+        std::fs::remove_file(dir.join(n))
+            .with_context(|| format!("removing {}", dir.join(n).display()))?;
+        if n.starts_with(LINK_PREFIX) {
+            report.links += 1
+        } else {
+            report.maps += 1
+        }
     }
     std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
     if let Some(parent) = dir.parent().filter(|p| *p == Path::new(PIN_ROOT)) {
@@ -257,7 +340,11 @@ pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
 }
 
 fn only_ours(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| entries.flatten().all(|e| is_ours(&e.file_name().to_string_lossy())))
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .all(|e| is_ours(&e.file_name().to_string_lossy()))
+    })
 }
 
 #[cfg(test)]
@@ -266,7 +353,10 @@ mod tests {
 
     #[test]
     fn schema_is_read_from_the_directory_name() {
-        assert_eq!(schema_of_name(Path::new("/sys/fs/bpf/netpoll-trace/v2")), Some(2));
+        assert_eq!(
+            schema_of_name(Path::new("/sys/fs/bpf/netpoll-trace/v2")),
+            Some(2)
+        );
         assert_eq!(schema_of_name(Path::new("/sys/fs/bpf/x")), None);
         assert!(default_dir().ends_with(format!("v{RECORDER_SCHEMA}")));
     }
@@ -283,17 +373,42 @@ mod tests {
 
     fn meta_bytes(m: RecorderMeta) -> Vec<u8> {
         // SAFETY: plain repr(C) data viewed as bytes.
-        unsafe { std::slice::from_raw_parts((&m as *const RecorderMeta).cast::<u8>(), size_of::<RecorderMeta>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(
+                (&m as *const RecorderMeta).cast::<u8>(),
+                size_of::<RecorderMeta>(),
+            )
+        }
+        .to_vec()
     }
 
     #[test]
     fn the_header_is_checked_before_it_is_trusted() {
-        let good = RecorderMeta { schema: RECORDER_SCHEMA, ring_size: 8, next_seq: 20, created_ns: 7 };
+        let good = RecorderMeta {
+            schema: RECORDER_SCHEMA,
+            ring_size: 8,
+            next_seq: 20,
+            created_ns: 7,
+        };
         assert_eq!(parse_meta(&meta_bytes(good), 8), Ok(good));
         let e = parse_meta(&meta_bytes(good), 16).unwrap_err();
         assert_eq!(e, "is corrupt: header ring size 8 but RING holds 16");
-        let e = parse_meta(&meta_bytes(RecorderMeta { schema: RECORDER_SCHEMA + 1, ..good }), 8).unwrap_err();
-        assert!(e.contains(&format!("says schema {}", RECORDER_SCHEMA + 1)), "{e}");
-        assert!(parse_meta(&meta_bytes(good)[..23], 8).unwrap_err().contains("23 bytes"));
+        let e = parse_meta(
+            &meta_bytes(RecorderMeta {
+                schema: RECORDER_SCHEMA + 1,
+                ..good
+            }),
+            8,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(&format!("says schema {}", RECORDER_SCHEMA + 1)),
+            "{e}"
+        );
+        assert!(
+            parse_meta(&meta_bytes(good)[..23], 8)
+                .unwrap_err()
+                .contains("23 bytes")
+        );
     }
 }

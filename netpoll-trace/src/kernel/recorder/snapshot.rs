@@ -8,10 +8,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap, Map, PerCpuArray, PerCpuHashMap};
-use netpoll_trace_common::{CounterKey, PollStats, RecorderMeta, SetupEvent, loss, maps};
+use netpoll_trace_common::{
+    CounterKey, PollStats, RecorderMeta, SendStats, SetupEvent, loss, maps,
+};
 
 use super::{Found, MAPS, inspect, open};
-use crate::kernel::poll_stats;
+use crate::kernel::{poll_stats, send_stats};
 
 /// Everything a dump shows, read from the pins without attaching anything.
 pub struct Snapshot {
@@ -24,6 +26,8 @@ pub struct Snapshot {
     pub losses: [u64; loss::SLOTS as usize],
     /// Per device, its per-CPU poll statistics.
     pub polls: Vec<Vec<PollStats>>,
+    /// Per device, its per-CPU send-path statistics.
+    pub sends: Vec<Vec<SendStats>>,
     pub links: Vec<String>,
     /// Kernel memory the pinned maps take (their fdinfo `memlock`).
     pub memlock_bytes: u64,
@@ -44,10 +48,14 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         Ok(map)
     };
     let ring: HashMap<_, u64, SetupEvent> = HashMap::try_from(open_counted(maps::RING)?)?;
-    let mut events: Vec<(u64, SetupEvent)> = ring.iter().collect::<Result<_, _>>().context("reading RING")?;
+    let mut events: Vec<(u64, SetupEvent)> = ring
+        .iter()
+        .collect::<Result<_, _>>()
+        .context("reading RING")?;
     events.sort_by_key(|(seq, _)| *seq);
 
-    let counters_map: PerCpuHashMap<_, CounterKey, u64> = PerCpuHashMap::try_from(open_counted(maps::COUNTERS)?)?;
+    let counters_map: PerCpuHashMap<_, CounterKey, u64> =
+        PerCpuHashMap::try_from(open_counted(maps::COUNTERS)?)?;
     let mut counters = Vec::new();
     for entry in counters_map.iter() {
         let (k, per_cpu) = entry.context("reading COUNTERS")?;
@@ -55,7 +63,15 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
     }
     let loss_totals = losses(&open_counted(maps::LOSSES)?)?;
     let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
-    for m in MAPS.iter().filter(|m| ![maps::RING, maps::COUNTERS, maps::LOSSES, maps::POLL_STATS].contains(&m.name)) {
+    let sends = send_stats::read(&open_counted(maps::SEND_STATS)?)?;
+    let read = [
+        maps::RING,
+        maps::COUNTERS,
+        maps::LOSSES,
+        maps::POLL_STATS,
+        maps::SEND_STATS,
+    ];
+    for m in MAPS.iter().filter(|m| !read.contains(&m.name)) {
         open_counted(m.name)?;
     }
     Ok(Snapshot {
@@ -64,6 +80,7 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         counters,
         losses: loss_totals,
         polls,
+        sends,
         links: insp.links,
         memlock_bytes,
     })
@@ -81,16 +98,25 @@ pub fn losses(map: &Map) -> Result<[u64; loss::SLOTS as usize]> {
 
 /// `losses` of the loaded programs.
 pub fn losses_loaded(ebpf: &aya::Ebpf) -> Result<[u64; loss::SLOTS as usize]> {
-    losses(ebpf.map(maps::LOSSES).ok_or_else(|| anyhow::anyhow!("eBPF object has no {} map", maps::LOSSES))?)
+    losses(
+        ebpf.map(maps::LOSSES)
+            .ok_or_else(|| anyhow::anyhow!("eBPF object has no {} map", maps::LOSSES))?,
+    )
 }
 
 /// The `memlock` line of a map fd's fdinfo (bytes the kernel charges for it).
 fn memlock_of(map: &Map) -> Option<u64> {
     let fd = match map {
-        Map::Array(d) | Map::HashMap(d) | Map::PerCpuArray(d) | Map::PerCpuHashMap(d) | Map::PerfEventArray(d) => d.fd(),
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerfEventArray(d) => d.fd(),
         _ => return None,
     };
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok())
+    let text =
+        std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
 }
-

@@ -46,7 +46,9 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         return Ok(a);
     }
     if let Some(port) = s.strip_prefix("localhost:") {
-        let port: u16 = port.parse().map_err(|_| format!("`{port}` in `{s}` is not a port number (0-65535)"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` in `{s}` is not a port number (0-65535)"))?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     if let Ok(port) = s.parse::<u16>() {
@@ -54,7 +56,9 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
             "`{s}` is a port without a host: use 127.0.0.1:{port} (this host only) or 0.0.0.0:{port} (every interface)"
         ));
     }
-    Err(format!("`{s}` is not HOST:PORT (e.g. 127.0.0.1:9632, [::1]:9632, localhost:9632)"))
+    Err(format!(
+        "`{s}` is not HOST:PORT (e.g. 127.0.0.1:9632, [::1]:9632, localhost:9632)"
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,19 +88,30 @@ pub enum Reject {
 
 /// Parses a request head from the bytes read so far: Ok(None) while incomplete.
 pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, Reject> {
-    let Some(end) = find(buf, b"\r\n\r\n").map(|i| i + 4).or_else(|| find(buf, b"\n\n").map(|i| i + 2)) else {
-        return if buf.len() >= MAX_HEAD { Err(Reject::HeadTooLarge) } else { Ok(None) };
+    let Some(end) = find(buf, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| find(buf, b"\n\n").map(|i| i + 2))
+    else {
+        return if buf.len() >= MAX_HEAD {
+            Err(Reject::HeadTooLarge)
+        } else {
+            Ok(None)
+        };
     };
     if end > MAX_HEAD {
         return Err(Reject::HeadTooLarge);
     }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| Reject::Malformed("the request head is not UTF-8"))?;
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| Reject::Malformed("the request head is not UTF-8"))?;
     let mut lines = head.lines();
     let line = lines.next().unwrap_or_default();
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(Reject::Malformed("the request line is not METHOD TARGET VERSION"));
+        return Err(Reject::Malformed(
+            "the request line is not METHOD TARGET VERSION",
+        ));
     };
     if !version.starts_with("HTTP/") {
         return Err(Reject::Malformed("the request line has no HTTP version"));
@@ -131,7 +146,11 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request>, Reject> {
         "HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split(['?', '#']).next().unwrap_or_default().to_string();
+    let path = target
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
     Ok(Some(Request { method, path, host }))
 }
 
@@ -161,7 +180,11 @@ pub fn check_host(host: Option<&str>, local: SocketAddr) -> Result<(), HostRejec
         HostName::Other => false,
     };
     let same_port = port.unwrap_or(80) == local.port();
-    if same_host && same_port { Ok(()) } else { Err(HostReject::Other) }
+    if same_host && same_port {
+        Ok(())
+    } else {
+        Err(HostReject::Other)
+    }
 }
 
 enum HostName {
@@ -173,7 +196,9 @@ enum HostName {
 /// `host[:port]` as RFC 9110 7.2 writes it: an IPv6 address in brackets.
 fn split_host(h: &str) -> Option<(HostName, Option<u16>)> {
     let port = |p: &str| -> Option<u16> {
-        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse().ok())
+            .flatten()
     };
     if let Some(rest) = h.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
@@ -188,10 +213,15 @@ fn split_host(h: &str) -> Option<(HostName, Option<u16>)> {
         Some((n, p)) => (n, Some(port(p)?)),
         None => (h, None),
     };
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
         return None;
     }
-    let name = if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.") {
+    let name = if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.")
+    {
         HostName::Localhost
     } else if let Ok(ip) = name.parse::<Ipv4Addr>() {
         HostName::Ip(IpAddr::V4(ip))
@@ -234,7 +264,12 @@ pub struct ConnLimits {
 
 impl ConnLimits {
     pub fn new(total: usize, per_peer: usize) -> Self {
-        Self { total, per_peer, open: 0, by_peer: HashMap::new() }
+        Self {
+            total,
+            per_peer,
+            open: 0,
+            by_peer: HashMap::new(),
+        }
     }
 
     /// Counts a new connection from `peer`, or says why it is refused.
@@ -329,38 +364,68 @@ pub struct Response {
 
 impl Response {
     fn text(status: Status, body: impl Into<String>) -> Self {
-        Self { status, content_type: "text/plain; charset=utf-8", body: body.into(), omit_body: false }
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+            omit_body: false,
+        }
     }
 
     pub fn rejected(r: Reject) -> Self {
         match r {
-            Reject::HeadTooLarge => {
-                Self::text(Status::HeaderFieldsTooLarge, format!("request head over {MAX_HEAD} bytes\n"))
-            }
-            Reject::BodyNotAllowed => Self::text(Status::PayloadTooLarge, "this endpoint takes no request body\n"),
+            Reject::HeadTooLarge => Self::text(
+                Status::HeaderFieldsTooLarge,
+                format!("request head over {MAX_HEAD} bytes\n"),
+            ),
+            Reject::BodyNotAllowed => Self::text(
+                Status::PayloadTooLarge,
+                "this endpoint takes no request body\n",
+            ),
             Reject::Malformed(why) => Self::text(Status::BadRequest, format!("{why}\n")),
-            Reject::VersionNotSupported => Self::text(Status::VersionNotSupported, "HTTP/1.0 or HTTP/1.1 only\n"),
+            Reject::VersionNotSupported => {
+                Self::text(Status::VersionNotSupported, "HTTP/1.0 or HTTP/1.1 only\n")
+            }
         }
     }
 
     pub fn timeout() -> Self {
-        Self::text(Status::RequestTimeout, format!("no complete request within {}s\n", READ_TIMEOUT.as_secs()))
+        Self::text(
+            Status::RequestTimeout,
+            format!("no complete request within {}s\n", READ_TIMEOUT.as_secs()),
+        )
     }
 
     pub fn busy() -> Self {
-        Self::text(Status::ServiceUnavailable, "too many connections; retry later\n")
+        Self::text(
+            Status::ServiceUnavailable,
+            "too many connections; retry later\n",
+        )
     }
 
     /// The answer to a refused `Host`; `local` is the address the connection arrived on.
     pub fn wrong_host(r: HostReject, local: SocketAddr) -> Self {
         let want = match local.ip().to_canonical() {
-            ip if ip.is_loopback() => format!("{} (or localhost:{})", SocketAddr::new(ip, local.port()), local.port()),
+            ip if ip.is_loopback() => format!(
+                "{} (or localhost:{})",
+                SocketAddr::new(ip, local.port()),
+                local.port()
+            ),
             ip => SocketAddr::new(ip, local.port()).to_string(),
         };
         match r {
-            HostReject::Missing => Self::text(Status::BadRequest, format!("a Host header is required: {want}\n")),
-            HostReject::Malformed => Self::text(Status::BadRequest, format!("the Host header is not HOST[:PORT]; use {want}\n")),
-            HostReject::Other => Self::text(Status::MisdirectedRequest, format!("this endpoint answers to Host {want} only\n")),
+            HostReject::Missing => Self::text(
+                Status::BadRequest,
+                format!("a Host header is required: {want}\n"),
+            ),
+            HostReject::Malformed => Self::text(
+                Status::BadRequest,
+                format!("the Host header is not HOST[:PORT]; use {want}\n"),
+            ),
+            HostReject::Other => Self::text(
+                Status::MisdirectedRequest,
+                format!("this endpoint answers to Host {want} only\n"),
+            ),
         }
     }
 
@@ -389,9 +454,17 @@ impl Response {
 pub fn route(req: &Request, metrics: impl FnOnce() -> String) -> Response {
     let mut r = match (req.method, req.path.as_str()) {
         (Method::Other, _) => Response::text(Status::MethodNotAllowed, "GET or HEAD only\n"),
-        (_, "/metrics") => Response { status: Status::Ok, content_type: CONTENT_TYPE, body: metrics(), omit_body: false },
+        (_, "/metrics") => Response {
+            status: Status::Ok,
+            content_type: CONTENT_TYPE,
+            body: metrics(),
+            omit_body: false,
+        },
         (_, "/") => Response::text(Status::Ok, "netpoll-trace agent: metrics at /metrics\n"),
-        (_, p) => Response::text(Status::NotFound, format!("no such path {p}: metrics are at /metrics\n")),
+        (_, p) => Response::text(
+            Status::NotFound,
+            format!("no such path {p}: metrics are at /metrics\n"),
+        ),
     };
     r.omit_body = req.method == Method::Head;
     r
@@ -413,8 +486,12 @@ pub fn respond(req: &Request, local: SocketAddr, metrics: impl FnOnce() -> Strin
 /// runtime. Start it after the agent dropped its capabilities: a thread keeps those
 /// of the thread that made it, and the endpoint needs none.
 pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> Result<()> {
-    let addr = listener.local_addr().context("the metrics endpoint's address")?;
-    listener.set_nonblocking(true).context("making the metrics listener non-blocking")?;
+    let addr = listener
+        .local_addr()
+        .context("the metrics endpoint's address")?;
+    listener
+        .set_nonblocking(true)
+        .context("making the metrics listener non-blocking")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -441,7 +518,10 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
         format!("binding the metrics endpoint to {addr} (is the port in use? choose another with --metrics-addr)")
     })?;
     if !addr.ip().is_loopback() {
-        crate::status!(Warn, "the metrics endpoint on {addr} is reachable from other hosts (it has no authentication)");
+        crate::status!(
+            Warn,
+            "the metrics endpoint on {addr} is reachable from other hosts (it has no authentication)"
+        );
     }
     Ok(l)
 }
@@ -459,7 +539,9 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
                 continue;
             }
         };
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let admitted = {
             let mut l = limits.lock().unwrap_or_else(|p| p.into_inner());
             l.admit(peer.ip()).map_err(|r| (r, l.open()))
@@ -470,7 +552,10 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
             let _ = stream.try_write(&Response::busy().to_bytes());
             continue;
         }
-        let open = Open { limits: limits.clone(), peer: peer.ip() };
+        let open = Open {
+            limits: limits.clone(),
+            peer: peer.ip(),
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             handle(stream, local, &metrics).await;
@@ -487,7 +572,10 @@ struct Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.limits.lock().unwrap_or_else(|p| p.into_inner()).release(self.peer);
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.peer);
     }
 }
 
@@ -548,18 +636,31 @@ mod tests {
     use super::*;
 
     fn get(path: &str) -> Request {
-        Request { method: Method::Get, path: path.into(), host: None }
+        Request {
+            method: Method::Get,
+            path: path.into(),
+            host: None,
+        }
     }
 
     fn get_host(path: &str, host: &str) -> Request {
-        Request { host: Some(host.into()), ..get(path) }
+        Request {
+            host: Some(host.into()),
+            ..get(path)
+        }
     }
 
     #[test]
     fn addresses_need_a_host() {
-        assert_eq!(parse_addr("127.0.0.1:9632"), Ok("127.0.0.1:9632".parse().unwrap()));
+        assert_eq!(
+            parse_addr("127.0.0.1:9632"),
+            Ok("127.0.0.1:9632".parse().unwrap())
+        );
         assert_eq!(parse_addr("[::1]:9632"), Ok("[::1]:9632".parse().unwrap()));
-        assert_eq!(parse_addr("localhost:9632"), Ok("127.0.0.1:9632".parse().unwrap()));
+        assert_eq!(
+            parse_addr("localhost:9632"),
+            Ok("127.0.0.1:9632".parse().unwrap())
+        );
         assert_eq!(parse_addr("0.0.0.0:80"), Ok("0.0.0.0:80".parse().unwrap()));
         let e = parse_addr("9632").unwrap_err();
         assert!(e.contains("127.0.0.1:9632"), "{e}");
@@ -573,55 +674,125 @@ mod tests {
         for cut in 0..full.len() {
             assert_eq!(parse_request(&full[..cut]), Ok(None), "cut at {cut}");
         }
-        assert_eq!(parse_request(full), Ok(Some(get_host("/metrics", "127.0.0.1:9632"))));
-        assert_eq!(parse_request(b"HEAD / HTTP/1.0\n\n").unwrap().unwrap().method, Method::Head);
-        assert_eq!(parse_request(b"DELETE /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap().method, Method::Other);
+        assert_eq!(
+            parse_request(full),
+            Ok(Some(get_host("/metrics", "127.0.0.1:9632")))
+        );
+        assert_eq!(
+            parse_request(b"HEAD / HTTP/1.0\n\n")
+                .unwrap()
+                .unwrap()
+                .method,
+            Method::Head
+        );
+        assert_eq!(
+            parse_request(b"DELETE /metrics HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .method,
+            Method::Other
+        );
     }
 
     #[test]
     fn bad_requests_are_rejected_with_a_reason() {
-        assert_eq!(parse_request(&vec![b'a'; MAX_HEAD]), Err(Reject::HeadTooLarge));
+        assert_eq!(
+            parse_request(&vec![b'a'; MAX_HEAD]),
+            Err(Reject::HeadTooLarge)
+        );
         let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
         long.extend(std::iter::repeat_n(b'y', MAX_HEAD));
         long.extend_from_slice(b"\r\n\r\n");
         assert_eq!(parse_request(&long), Err(Reject::HeadTooLarge));
-        assert_eq!(parse_request(b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"), Err(Reject::BodyNotAllowed));
-        assert_eq!(parse_request(b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Err(Reject::BodyNotAllowed));
-        assert_eq!(parse_request(b"GET /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), Ok(Some(get("/metrics"))));
-        assert_eq!(parse_request(b"GET /metrics HTTP/2.0\r\n\r\n"), Err(Reject::VersionNotSupported));
-        assert!(matches!(parse_request(b"GET /metrics\r\n\r\n"), Err(Reject::Malformed(_))));
-        assert!(matches!(parse_request(b"GET metrics HTTP/1.1\r\n\r\n"), Err(Reject::Malformed(_))));
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"), Err(Reject::Malformed(_))));
-        assert!(matches!(parse_request(b"GET /\xff HTTP/1.1\r\n\r\n"), Err(Reject::Malformed(_))));
+        assert_eq!(
+            parse_request(b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+            Err(Reject::BodyNotAllowed)
+        );
+        assert_eq!(
+            parse_request(b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Reject::BodyNotAllowed)
+        );
+        assert_eq!(
+            parse_request(b"GET /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Ok(Some(get("/metrics")))
+        );
+        assert_eq!(
+            parse_request(b"GET /metrics HTTP/2.0\r\n\r\n"),
+            Err(Reject::VersionNotSupported)
+        );
+        assert!(matches!(
+            parse_request(b"GET /metrics\r\n\r\n"),
+            Err(Reject::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"GET metrics HTTP/1.1\r\n\r\n"),
+            Err(Reject::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nnocolon\r\n\r\n"),
+            Err(Reject::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_request(b"GET /\xff HTTP/1.1\r\n\r\n"),
+            Err(Reject::Malformed(_))
+        ));
     }
 
     #[test]
     fn routes_and_statuses() {
         let m = || "m 1\n".to_string();
         let r = route(&get("/metrics"), m);
-        assert_eq!((r.status, r.body.as_str(), r.content_type), (Status::Ok, "m 1\n", CONTENT_TYPE));
+        assert_eq!(
+            (r.status, r.body.as_str(), r.content_type),
+            (Status::Ok, "m 1\n", CONTENT_TYPE)
+        );
         assert_eq!(route(&get("/nope"), m).status, Status::NotFound);
         assert_eq!(route(&get("/"), m).status, Status::Ok);
-        let r = route(&Request { method: Method::Other, ..get("/metrics") }, || unreachable!());
+        let r = route(
+            &Request {
+                method: Method::Other,
+                ..get("/metrics")
+            },
+            || unreachable!(),
+        );
         assert_eq!(r.status, Status::MethodNotAllowed);
-        assert!(String::from_utf8(r.to_bytes()).unwrap().contains("Allow: GET, HEAD\r\n"));
+        assert!(
+            String::from_utf8(r.to_bytes())
+                .unwrap()
+                .contains("Allow: GET, HEAD\r\n")
+        );
         assert_eq!(Response::rejected(Reject::HeadTooLarge).status.code(), 431);
-        assert_eq!(Response::rejected(Reject::BodyNotAllowed).status.code(), 413);
+        assert_eq!(
+            Response::rejected(Reject::BodyNotAllowed).status.code(),
+            413
+        );
         assert_eq!(Response::timeout().status.code(), 408);
         assert_eq!(Response::busy().status.code(), 503);
     }
 
     #[test]
     fn head_sends_headers_only_with_the_body_length() {
-        let r = route(&Request { method: Method::Head, ..get("/metrics") }, || "abc\n".into());
+        let r = route(
+            &Request {
+                method: Method::Head,
+                ..get("/metrics")
+            },
+            || "abc\n".into(),
+        );
         let wire = String::from_utf8(r.to_bytes()).unwrap();
         assert!(wire.starts_with("HTTP/1.1 200 OK\r\n"), "{wire}");
-        assert!(wire.contains("Content-Length: 4\r\n") && wire.ends_with("\r\n\r\n"), "{wire}");
+        assert!(
+            wire.contains("Content-Length: 4\r\n") && wire.ends_with("\r\n\r\n"),
+            "{wire}"
+        );
     }
 
     #[test]
     fn the_server_answers_and_bounds_bad_clients() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
             l.set_nonblocking(true).unwrap();
@@ -634,16 +805,47 @@ mod tests {
                 let _ = s.read_to_string(&mut out).await;
                 out
             }
-            let ok = exchange(addr, format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await;
-            assert!(ok.starts_with("HTTP/1.1 200 OK") && ok.contains("netpoll_trace_build_info{"), "{ok}");
-            let local = format!("GET /metrics HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", addr.port());
-            assert!(exchange(addr, local.as_bytes()).await.starts_with("HTTP/1.1 200 OK"));
-            assert!(exchange(addr, format!("GET /x HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.starts_with("HTTP/1.1 404 "));
+            let ok = exchange(
+                addr,
+                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+            )
+            .await;
+            assert!(
+                ok.starts_with("HTTP/1.1 200 OK") && ok.contains("netpoll_trace_build_info{"),
+                "{ok}"
+            );
+            let local = format!(
+                "GET /metrics HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+                addr.port()
+            );
+            assert!(
+                exchange(addr, local.as_bytes())
+                    .await
+                    .starts_with("HTTP/1.1 200 OK")
+            );
+            assert!(
+                exchange(
+                    addr,
+                    format!("GET /x HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()
+                )
+                .await
+                .starts_with("HTTP/1.1 404 ")
+            );
             // DNS rebinding: a page at evil.example whose name now points here.
-            let rebound = format!("GET /metrics HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n", addr.port());
+            let rebound = format!(
+                "GET /metrics HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n",
+                addr.port()
+            );
             let r = exchange(addr, rebound.as_bytes()).await;
-            assert!(r.starts_with("HTTP/1.1 421 Misdirected Request") && !r.contains("netpoll_trace_"), "{r}");
-            assert!(exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 400 "));
+            assert!(
+                r.starts_with("HTTP/1.1 421 Misdirected Request") && !r.contains("netpoll_trace_"),
+                "{r}"
+            );
+            assert!(
+                exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n")
+                    .await
+                    .starts_with("HTTP/1.1 400 ")
+            );
             let huge = vec![b'A'; 64 * 1024];
             assert!(exchange(addr, &huge).await.starts_with("HTTP/1.1 431 "));
         });
@@ -679,12 +881,17 @@ mod tests {
         let addr = l.local_addr().unwrap();
         spawn(l, test_metrics()).unwrap();
         // Six clients that connect and say nothing (the four, and more).
-        let idle: Vec<std::net::TcpStream> = (0..6).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let idle: Vec<std::net::TcpStream> = (0..6)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
         std::thread::sleep(Duration::from_millis(100));
         let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
         let (answer, took) = std_exchange(addr, req.as_bytes(), Duration::from_secs(8));
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{took:?}: {answer}");
-        assert!(took < Duration::from_secs(1), "the scrape took {took:?} behind idle connections");
+        assert!(
+            took < Duration::from_secs(1),
+            "the scrape took {took:?} behind idle connections"
+        );
         drop(idle);
     }
 
@@ -694,7 +901,10 @@ mod tests {
         let agent = std::thread::spawn(move || {
             // The agent's runtime: it starts the endpoint, then remediation blocks its
             // one thread (a module load, a retry command) for 3 s.
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
                 tx.send(l.local_addr().unwrap()).unwrap();
@@ -707,9 +917,11 @@ mod tests {
         let (answer, took) = std_exchange(addr, req.as_bytes(), Duration::from_secs(2));
         agent.join().unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{took:?}: {answer}");
-        assert!(took < Duration::from_secs(1), "the scrape took {took:?} while the agent was busy");
+        assert!(
+            took < Duration::from_secs(1),
+            "the scrape took {took:?} while the agent was busy"
+        );
     }
-
 
     #[test]
     fn host_must_name_the_address_the_connection_arrived_on() {
@@ -724,18 +936,42 @@ mod tests {
         assert_eq!(ok("[::1]:9632", v6), Ok(()));
         assert_eq!(ok("localhost:9632", v6), Ok(()));
         assert_eq!(ok("10.0.0.5:9632", any4), Ok(()));
-        assert_eq!(ok("10.0.0.5:9632", mapped), Ok(()), "a v4 client of a dual-stack socket");
+        assert_eq!(
+            ok("10.0.0.5:9632", mapped),
+            Ok(()),
+            "a v4 client of a dual-stack socket"
+        );
         // Another name, address or port: 421.
         assert_eq!(ok("evil.example:9632", v4), Err(HostReject::Other));
-        assert_eq!(ok("localhost:9632", any4), Err(HostReject::Other), "localhost only on loopback");
+        assert_eq!(
+            ok("localhost:9632", any4),
+            Err(HostReject::Other),
+            "localhost only on loopback"
+        );
         assert_eq!(ok("127.0.0.1:9633", v4), Err(HostReject::Other));
-        assert_eq!(ok("127.0.0.1", v4), Err(HostReject::Other), "no port means 80");
+        assert_eq!(
+            ok("127.0.0.1", v4),
+            Err(HostReject::Other),
+            "no port means 80"
+        );
         assert_eq!(ok("127.0.0.1", "127.0.0.1:80".parse().unwrap()), Ok(()));
         assert_eq!(ok("127.0.0.2:9632", v4), Err(HostReject::Other));
         assert_eq!(ok("[::2]:9632", v6), Err(HostReject::Other));
         assert_eq!(ok("10.0.0.5:9632", v4), Err(HostReject::Other));
         // Not host[:port]: 400; none: 400.
-        for bad in ["", ":9632", "::1:9632", "[::1:9632", "[nope]:9632", "127.0.0.1:", "127.0.0.1:+80", "127.0.0.1:99999", "a b:1", "x/y:1", "[::1]9632"] {
+        for bad in [
+            "",
+            ":9632",
+            "::1:9632",
+            "[::1:9632",
+            "[nope]:9632",
+            "127.0.0.1:",
+            "127.0.0.1:+80",
+            "127.0.0.1:99999",
+            "a b:1",
+            "x/y:1",
+            "[::1]9632",
+        ] {
             assert_eq!(ok(bad, v4), Err(HostReject::Malformed), "{bad:?}");
         }
         assert_eq!(check_host(None, v4), Err(HostReject::Missing));
@@ -744,17 +980,46 @@ mod tests {
     #[test]
     fn a_wrong_host_gets_421_and_no_metrics() {
         let local: SocketAddr = "127.0.0.1:9632".parse().unwrap();
-        let r = respond(&get_host("/metrics", "rebind.example:9632"), local, || unreachable!());
+        let r = respond(
+            &get_host("/metrics", "rebind.example:9632"),
+            local,
+            || unreachable!(),
+        );
         assert_eq!(r.status.code(), 421);
-        assert!(r.body.contains("127.0.0.1:9632 (or localhost:9632)"), "{}", r.body);
-        assert_eq!(respond(&get("/metrics"), local, || unreachable!()).status.code(), 400);
-        assert_eq!(respond(&get_host("/metrics", "a b"), local, || unreachable!()).status.code(), 400);
-        assert_eq!(respond(&get_host("/metrics", "localhost:9632"), local, || "m 1\n".into()).status, Status::Ok);
-        let head = Request { method: Method::Head, ..get_host("/metrics", "x:1") };
+        assert!(
+            r.body.contains("127.0.0.1:9632 (or localhost:9632)"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            respond(&get("/metrics"), local, || unreachable!())
+                .status
+                .code(),
+            400
+        );
+        assert_eq!(
+            respond(&get_host("/metrics", "a b"), local, || unreachable!())
+                .status
+                .code(),
+            400
+        );
+        assert_eq!(
+            respond(&get_host("/metrics", "localhost:9632"), local, || "m 1\n"
+                .into())
+            .status,
+            Status::Ok
+        );
+        let head = Request {
+            method: Method::Head,
+            ..get_host("/metrics", "x:1")
+        };
         let r = respond(&head, local, || unreachable!());
         assert!(r.omit_body && r.status.code() == 421);
         let two = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9632\r\nhost: evil:9632\r\n\r\n";
-        assert_eq!(parse_request(two), Err(Reject::Malformed("more than one Host header")));
+        assert_eq!(
+            parse_request(two),
+            Err(Reject::Malformed("more than one Host header"))
+        );
     }
 
     #[test]
@@ -765,14 +1030,22 @@ mod tests {
         let mut l = ConnLimits::new(5, 3);
         assert_eq!(l.admit(a), Ok(()));
         assert_eq!(l.admit(a), Ok(()));
-        assert_eq!(l.admit(a_mapped), Ok(()), "the same peer through a dual-stack socket");
+        assert_eq!(
+            l.admit(a_mapped),
+            Ok(()),
+            "the same peer through a dual-stack socket"
+        );
         assert_eq!(l.admit(a), Err(Refusal::PeerFull));
         assert_eq!(l.admit(b), Ok(()), "another peer is not held up");
         assert_eq!(l.admit(b), Ok(()));
         assert_eq!(l.admit("10.0.0.3".parse().unwrap()), Err(Refusal::Full));
         assert_eq!(l.open(), 5);
         l.release(a);
-        assert_eq!(l.admit(a), Ok(()), "a closed connection frees its peer's slot");
+        assert_eq!(
+            l.admit(a),
+            Ok(()),
+            "a closed connection frees its peer's slot"
+        );
         for _ in 0..3 {
             l.release(a);
         }
@@ -782,7 +1055,10 @@ mod tests {
         let mut l = ConnLimits::new(10, 2);
         assert_eq!(l.admit("2001:db8::1".parse().unwrap()), Ok(()));
         assert_eq!(l.admit("2001:db8::ffff:2".parse().unwrap()), Ok(()));
-        assert_eq!(l.admit("2001:db8::3".parse().unwrap()), Err(Refusal::PeerFull));
+        assert_eq!(
+            l.admit("2001:db8::3".parse().unwrap()),
+            Err(Refusal::PeerFull)
+        );
         assert_eq!(l.admit("2001:db8:0:1::3".parse().unwrap()), Ok(()));
     }
 
@@ -791,7 +1067,10 @@ mod tests {
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
         spawn(l, test_metrics()).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             // MAX_PER_PEER idle connections from 127.0.0.2, then one more from there.
             let from = |ip: &str| {
@@ -806,16 +1085,22 @@ mod tests {
             let mut extra = from("127.0.0.2").await.unwrap();
             let mut out = String::new();
             let start = std::time::Instant::now();
-            let _ = tokio::time::timeout(Duration::from_secs(1), extra.read_to_string(&mut out)).await;
-            assert!(out.starts_with("HTTP/1.1 503 "), "{:?}: {out}", start.elapsed());
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), extra.read_to_string(&mut out)).await;
+            assert!(
+                out.starts_with("HTTP/1.1 503 "),
+                "{:?}: {out}",
+                start.elapsed()
+            );
             // Another peer scrapes at once.
             let mut s = from("127.0.0.1").await.unwrap();
-            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
             let mut out = String::new();
             let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
             assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
             drop(idle);
         });
     }
-
 }

@@ -136,7 +136,11 @@ pub fn poll_histogram(s: &PollSummary) -> PromHistogram {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let le = if i == POLL_BUCKETS - 1 { f64::INFINITY } else { ((1u64 << (i + 1)) - 1) as f64 / 1e9 };
+            let le = if i == POLL_BUCKETS - 1 {
+                f64::INFINITY
+            } else {
+                ((1u64 << (i + 1)) - 1) as f64 / 1e9
+            };
             (le, *c)
         })
         .collect();
@@ -155,7 +159,10 @@ pub fn poll_histogram(s: &PollSummary) -> PromHistogram {
 pub fn poll_histograms(stats: &[PollSummary]) -> Vec<PromHistogram> {
     let mut out: Vec<PromHistogram> = Vec::with_capacity(stats.len());
     for h in stats.iter().map(poll_histogram) {
-        match out.iter_mut().find(|o| o.dev == h.dev && o.ifindex == h.ifindex) {
+        match out
+            .iter_mut()
+            .find(|o| o.dev == h.dev && o.ifindex == h.ifindex)
+        {
             Some(o) => {
                 for (a, b) in o.buckets.iter_mut().zip(&h.buckets) {
                     a.1 += b.1;
@@ -194,8 +201,13 @@ impl Collector for PollCollector {
             MetricType::Histogram,
         )?;
         for h in latest.iter() {
-            let labels = DevLabel { dev: h.dev.clone(), ifindex: h.ifindex.clone() };
-            family.encode_family(&labels)?.encode_histogram::<DevLabel>(h.sum_seconds, h.count, &h.buckets, None)?;
+            let labels = DevLabel {
+                dev: h.dev.clone(),
+                ifindex: h.ifindex.clone(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<DevLabel>(h.sum_seconds, h.count, &h.buckets, None)?;
         }
         Ok(())
     }
@@ -231,7 +243,9 @@ impl Metrics {
         let dropped = Family::<DroppedLabels, Counter>::default();
         for what in Dropped::ALL {
             // Present from the start at 0, so an alert on an increase sees the first one.
-            let _ = dropped.get_or_create(&DroppedLabels { what: what.as_str() });
+            let _ = dropped.get_or_create(&DroppedLabels {
+                what: what.as_str(),
+            });
         }
         let info = Family::<BuildLabels, Gauge>::default();
         info.get_or_create(&BuildLabels {
@@ -242,9 +256,17 @@ impl Metrics {
         })
         .set(1);
         let poll = Arc::new(PollCollector::default());
-        registry.register("netpoll_trace_build_info", "Build and run-time information; the value is always 1", info);
+        registry.register(
+            "netpoll_trace_build_info",
+            "Build and run-time information; the value is always 1",
+            info,
+        );
         // Registered without "_total": the encoder appends it to counters.
-        registry.register("netpoll_trace_setups", "netpoll set-up attempts by outermost device and result", setups.clone());
+        registry.register(
+            "netpoll_trace_setups",
+            "netpoll set-up attempts by outermost device and result",
+            setups.clone(),
+        );
         registry.register(
             "netpoll_trace_setup_failures",
             "Diagnosed netpoll set-up failures by failing device, driver and cause",
@@ -255,7 +277,11 @@ impl Metrics {
             "Agent journal entries by action and result",
             remediations.clone(),
         );
-        registry.register("netpoll_trace_lost_events", "Events the kernel dropped (perf buffer full)", lost.clone());
+        registry.register(
+            "netpoll_trace_lost_events",
+            "Events the kernel dropped (perf buffer full)",
+            lost.clone(),
+        );
         registry.register(
             "netpoll_trace_programs_lost",
             "What the eBPF programs could not keep, by kind (total since they were loaded)",
@@ -267,7 +293,16 @@ impl Metrics {
             dropped.clone(),
         );
         registry.register_collector(Box::new(poll.clone()));
-        Self { registry: Arc::new(registry), setups, failures, remediations, lost, records_lost, dropped, poll }
+        Self {
+            registry: Arc::new(registry),
+            setups,
+            failures,
+            remediations,
+            lost,
+            records_lost,
+            dropped,
+            poll,
+        }
     }
 
     /// Counts what the pipeline produced.
@@ -276,7 +311,11 @@ impl Metrics {
             match o {
                 Output::Attempt(attempt, diagnosis) => {
                     let root = &attempt.root;
-                    let result = if diagnosis.is_some() { SetupResult::Failed } else { SetupResult::Ok };
+                    let result = if diagnosis.is_some() {
+                        SetupResult::Failed
+                    } else {
+                        SetupResult::Ok
+                    };
                     self.setups
                         .get_or_create(&SetupLabels {
                             dev: root.dev.clone().unwrap_or_default(),
@@ -289,7 +328,13 @@ impl Metrics {
                         // The failing device, named as the journal names it.
                         let dev = d.failing_device().unwrap_or_default().to_string();
                         let driver = culprit.and_then(|c| c.driver.clone()).unwrap_or_default();
-                        self.failures.get_or_create(&FailureLabels { dev, driver, cause: d.cause.as_str() }).inc();
+                        self.failures
+                            .get_or_create(&FailureLabels {
+                                dev,
+                                driver,
+                                cause: d.cause.as_str(),
+                            })
+                            .inc();
                     }
                 }
                 Output::Lost(n) => {
@@ -303,7 +348,11 @@ impl Metrics {
                     }
                 }
                 Output::Dropped { what, count } => {
-                    self.dropped.get_or_create(&DroppedLabels { what: what.as_str() }).inc_by(*count);
+                    self.dropped
+                        .get_or_create(&DroppedLabels {
+                            what: what.as_str(),
+                        })
+                        .inc_by(*count);
                 }
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
@@ -321,7 +370,12 @@ impl Metrics {
 
     /// Counts one journal entry.
     pub fn remediation(&self, action: Action, result: Outcome) {
-        self.remediations.get_or_create(&RemediationLabels { action: action.as_str(), result: result.as_str() }).inc();
+        self.remediations
+            .get_or_create(&RemediationLabels {
+                action: action.as_str(),
+                result: result.as_str(),
+            })
+            .inc();
     }
 
     /// Replaces the poll histograms with the kernel's latest statistics.
@@ -335,7 +389,9 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug in a
         // label value, so say so in the output rather than panic.
-        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry) {
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
             out.push_str(&format!("# encoding error: {e}\n"));
         }
         out
@@ -364,11 +420,29 @@ mod tests {
     };
 
     fn build() -> BuildInfo {
-        BuildInfo { version: "9.9.9".into(), kernel: "6.12.0-test".into(), attach_method: "fentry".into(), object: "modern".into() }
+        BuildInfo {
+            version: "9.9.9".into(),
+            kernel: "6.12.0-test".into(),
+            attach_method: "fentry".into(),
+            object: "modern".into(),
+        }
     }
 
-    fn record(dev: &str, driver: Option<&str>, ret: i32, depth: u32, function: SetupFn) -> SetupRecord {
-        let mut r = crate::model::correlate::tests::rec(function, dev, depth, 1_000 + u64::from(depth), 500, ret);
+    fn record(
+        dev: &str,
+        driver: Option<&str>,
+        ret: i32,
+        depth: u32,
+        function: SetupFn,
+    ) -> SetupRecord {
+        let mut r = crate::model::correlate::tests::rec(
+            function,
+            dev,
+            depth,
+            1_000 + u64::from(depth),
+            500,
+            ret,
+        );
         r.driver = driver.map(str::to_string);
         r
     }
@@ -389,16 +463,32 @@ mod tests {
             errno: Some("ENOTSUPP"),
             ret: -524,
         };
-        Output::Attempt(Box::new(Attempt { root, nested: vec![inner] }), Some(Box::new(d)))
+        Output::Attempt(
+            Box::new(Attempt {
+                root,
+                nested: vec![inner],
+            }),
+            Some(Box::new(d)),
+        )
     }
 
     fn ok(dev: &str, driver: &str) -> Output {
-        Output::Attempt(Box::new(Attempt { root: record(dev, Some(driver), 0, 0, SetupFn::NetpollSetup), nested: vec![] }), None)
+        Output::Attempt(
+            Box::new(Attempt {
+                root: record(dev, Some(driver), 0, 0, SetupFn::NetpollSetup),
+                nested: vec![],
+            }),
+            None,
+        )
     }
 
     /// The value of the sample line that starts with `series ` exactly.
     fn sample(text: &str, series: &str) -> Option<String> {
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_string))
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')
+                .map(str::to_string)
+        })
     }
 
     #[test]
@@ -415,29 +505,108 @@ mod tests {
         m.observe(&[at(3, 1), at(3, 1)]);
         let t = m.render();
         let f = "netpoll_trace_programs_lost_total";
-        assert_eq!(sample(&t, &format!(r#"{f}{{kind="missed_return"}}"#)).as_deref(), Some("3"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{f}{{kind="orphaned_entry"}}"#)).as_deref(), Some("1"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{f}{{kind="unpaired_return"}}"#)).as_deref(), Some("0"), "{t}");
+        assert_eq!(
+            sample(&t, &format!(r#"{f}{{kind="missed_return"}}"#)).as_deref(),
+            Some("3"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, &format!(r#"{f}{{kind="orphaned_entry"}}"#)).as_deref(),
+            Some("1"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, &format!(r#"{f}{{kind="unpaired_return"}}"#)).as_deref(),
+            Some("0"),
+            "{t}"
+        );
     }
 
     #[test]
     fn counters_carry_device_driver_and_cause() {
         let m = Metrics::new(&build());
-        m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController)]);
-        m.observe(&[failed("eth0", Some("virtio_net"), Cause::MissingPollController), ok("eth0", "virtio_net")]);
-        m.observe(&[failed("eth9", None, Cause::NoSuchDevice), Output::Lost(7), Output::Lost(2)]);
-        m.observe(&[Output::Dropped { what: Dropped::Events, count: 5 }]);
+        m.observe(&[failed(
+            "eth0",
+            Some("virtio_net"),
+            Cause::MissingPollController,
+        )]);
+        m.observe(&[
+            failed("eth0", Some("virtio_net"), Cause::MissingPollController),
+            ok("eth0", "virtio_net"),
+        ]);
+        m.observe(&[
+            failed("eth9", None, Cause::NoSuchDevice),
+            Output::Lost(7),
+            Output::Lost(2),
+        ]);
+        m.observe(&[Output::Dropped {
+            what: Dropped::Events,
+            count: 5,
+        }]);
         let t = m.render();
         let f = "netpoll_trace_setup_failures_total";
-        assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth0",driver="virtio_net",cause="missing_poll_controller"}}"#)).as_deref(), Some("2"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{f}{{dev="eth9",driver="",cause="no_such_device"}}"#)).as_deref(), Some("1"), "{t}");
+        assert_eq!(
+            sample(
+                &t,
+                &format!(
+                    r#"{f}{{dev="eth0",driver="virtio_net",cause="missing_poll_controller"}}"#
+                )
+            )
+            .as_deref(),
+            Some("2"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{f}{{dev="eth9",driver="",cause="no_such_device"}}"#)
+            )
+            .as_deref(),
+            Some("1"),
+            "{t}"
+        );
         let s = "netpoll_trace_setups_total";
-        assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="failed"}}"#)).as_deref(), Some("2"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="ok"}}"#)).as_deref(), Some("1"), "{t}");
-        assert_eq!(sample(&t, "netpoll_trace_lost_events_total").as_deref(), Some("9"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="events"}"#).as_deref(), Some("5"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_dropped_total{what="kernel_log_lines"}"#).as_deref(), Some("0"), "{t}");
-        assert!(t.contains("# TYPE netpoll_trace_setup_failures_total counter"), "{t}");
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="failed"}}"#)
+            )
+            .as_deref(),
+            Some("2"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{s}{{dev="eth0",driver="virtio_net",result="ok"}}"#)
+            )
+            .as_deref(),
+            Some("1"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, "netpoll_trace_lost_events_total").as_deref(),
+            Some("9"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, r#"netpoll_trace_dropped_total{what="events"}"#).as_deref(),
+            Some("5"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpoll_trace_dropped_total{what="kernel_log_lines"}"#
+            )
+            .as_deref(),
+            Some("0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# TYPE netpoll_trace_setup_failures_total counter"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -447,8 +616,24 @@ mod tests {
         m.remediation(Action::Patch, Outcome::Ok);
         m.remediation(Action::Decide, Outcome::DryRun);
         let t = m.render();
-        assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="patch",result="ok"}"#).as_deref(), Some("2"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_remediations_total{action="decide",result="dry_run"}"#).as_deref(), Some("1"), "{t}");
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpoll_trace_remediations_total{action="patch",result="ok"}"#
+            )
+            .as_deref(),
+            Some("2"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpoll_trace_remediations_total{action="decide",result="dry_run"}"#
+            )
+            .as_deref(),
+            Some("1"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -464,7 +649,10 @@ mod tests {
     }
 
     fn summary(buckets: &[(u64, u64)], total_ns: u64) -> PollSummary {
-        let histogram: Vec<Bucket> = buckets.iter().map(|&(le_ns, count)| Bucket { le_ns, count }).collect();
+        let histogram: Vec<Bucket> = buckets
+            .iter()
+            .map(|&(le_ns, count)| Bucket { le_ns, count })
+            .collect();
         PollSummary {
             kind: "poll",
             ts_ns: 0,
@@ -480,7 +668,10 @@ mod tests {
     #[test]
     fn log2_buckets_become_inclusive_bounds_and_the_last_is_inf() {
         // Kernel buckets 9 ([512, 1024) ns), 10 and the catch-all 31.
-        let h = poll_histogram(&summary(&[(1024, 3), (2048, 1), (1u64 << 32, 2)], 4_000_000_000));
+        let h = poll_histogram(&summary(
+            &[(1024, 3), (2048, 1), (1u64 << 32, 2)],
+            4_000_000_000,
+        ));
         assert_eq!(h.buckets.len(), POLL_BUCKETS);
         assert_eq!(h.buckets[0], (1e-9, 0));
         assert_eq!(h.buckets[9], (1023e-9, 3));
@@ -497,15 +688,67 @@ mod tests {
         m.set_poll(&[summary(&[(1024, 3), (2048, 1), (1u64 << 32, 2)], 1_500)]);
         let t = m.render();
         let b = "netpoll_trace_poll_duration_seconds_bucket";
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="5.11e-07"}}"#)).as_deref(), Some("0"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="1.023e-06"}}"#)).as_deref(), Some("3"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="2.047e-06"}}"#)).as_deref(), Some("4"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="+Inf"}}"#)).as_deref(), Some("6"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_count{dev="eth0",ifindex="2"}"#).as_deref(), Some("6"), "{t}");
-        assert_eq!(sample(&t, r#"netpoll_trace_poll_duration_seconds_sum{dev="eth0",ifindex="2"}"#).as_deref(), Some("0.0000015"), "{t}");
-        assert_eq!(t.lines().filter(|l| l.starts_with(b)).count(), POLL_BUCKETS, "{t}");
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{b}{{dev="eth0",ifindex="2",le="5.11e-07"}}"#)
+            )
+            .as_deref(),
+            Some("0"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{b}{{dev="eth0",ifindex="2",le="1.023e-06"}}"#)
+            )
+            .as_deref(),
+            Some("3"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                &format!(r#"{b}{{dev="eth0",ifindex="2",le="2.047e-06"}}"#)
+            )
+            .as_deref(),
+            Some("4"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, &format!(r#"{b}{{dev="eth0",ifindex="2",le="+Inf"}}"#)).as_deref(),
+            Some("6"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpoll_trace_poll_duration_seconds_count{dev="eth0",ifindex="2"}"#
+            )
+            .as_deref(),
+            Some("6"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(
+                &t,
+                r#"netpoll_trace_poll_duration_seconds_sum{dev="eth0",ifindex="2"}"#
+            )
+            .as_deref(),
+            Some("0.0000015"),
+            "{t}"
+        );
+        assert_eq!(
+            t.lines().filter(|l| l.starts_with(b)).count(),
+            POLL_BUCKETS,
+            "{t}"
+        );
         // Cumulative counts never decrease.
-        let values: Vec<u64> = t.lines().filter(|l| l.starts_with(b)).map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect();
+        let values: Vec<u64> = t
+            .lines()
+            .filter(|l| l.starts_with(b))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
         assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
     }
 
@@ -520,20 +763,36 @@ mod tests {
         let m = Metrics::new(&build());
         m.set_poll(&[old, new]);
         let t = m.render();
-        let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s)).collect();
+        let samples: Vec<&str> = t
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s))
+            .collect();
         let mut unique = samples.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), samples.len(), "duplicate series:\n{t}");
         let c = "netpoll_trace_poll_duration_seconds_count";
-        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(), Some("3"), "{t}");
-        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="7"}}"#)).as_deref(), Some("1"), "{t}");
+        assert_eq!(
+            sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(),
+            Some("3"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="7"}}"#)).as_deref(),
+            Some("1"),
+            "{t}"
+        );
 
         // The same device object seen twice (same name and index) is one series.
         let m = Metrics::new(&build());
         m.set_poll(&[summary(&[(1024, 3)], 3_000), summary(&[(1024, 1)], 1_000)]);
         let t = m.render();
-        assert_eq!(sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(), Some("4"), "{t}");
+        assert_eq!(
+            sample(&t, &format!(r#"{c}{{dev="eth0",ifindex="2"}}"#)).as_deref(),
+            Some("4"),
+            "{t}"
+        );
         assert_eq!(t.lines().filter(|l| l.starts_with(c)).count(), 1, "{t}");
     }
 }
