@@ -650,7 +650,7 @@ pub fn cleanup_enter(np: u64) {
 }
 
 /// Entry of __netpoll_cleanup: a record (function `INNER_NETPOLL_CLEANUP`, `ret` its
-/// `stop_cause`) to userspace, the ring and the counters.
+/// `stop_cause`) to userspace and the ring (not the counters: they count set-ups).
 #[inline(always)]
 pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -683,7 +683,6 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     read_device(&mut ev, cfg, dev);
     SETUP_EVENTS.output(ctx, &ev, 0);
     record(&ev);
-    count(&ev);
 }
 
 #[inline(always)]

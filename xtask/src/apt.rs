@@ -17,13 +17,20 @@ pub fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed"))
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).ends_with("install ok installed")
+        })
         .unwrap_or(false)
 }
 
 /// Installs the missing ones of `pkgs` on the host; returns the names it installed.
 pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
-    let missing: Vec<String> = pkgs.iter().filter(|p| !installed(p)).map(|p| p.to_string()).collect();
+    let missing: Vec<String> = pkgs
+        .iter()
+        .filter(|p| !installed(p))
+        .map(|p| p.to_string())
+        .collect();
     if missing.is_empty() {
         return Ok(missing);
     }
@@ -75,7 +82,11 @@ impl Apt {
         let lists = dir.join("lists");
         let parts = dir.join("sources.list.d");
         let cache_dir = dir.join("cache");
-        for d in [lists.join("partial"), parts.clone(), cache_dir.join("archives").join("partial")] {
+        for d in [
+            lists.join("partial"),
+            parts.clone(),
+            cache_dir.join("archives").join("partial"),
+        ] {
             cache::create_dir(&d)?;
         }
         // The host's installed versions would otherwise be candidates too (a newer host
@@ -101,9 +112,15 @@ impl Apt {
         if !refreshed.contains(&lists) {
             // Stale lists may name packages the mirror dropped, or miss new ones.
             // Short: a live line longer than the terminal wraps, and `\r` cannot redraw it.
-            let step = progress::Step::start(format!("setup: refreshing the {suite} package lists (private)"));
-            process::output(apt.command("apt-get").args(["-q", "update"]))
-                .with_context(|| format!("fetching the {suite} package lists ({})", sources.trim().replace('\n', "; ")))?;
+            let step = progress::Step::start(format!(
+                "setup: refreshing the {suite} package lists (private)"
+            ));
+            process::output(apt.command("apt-get").args(["-q", "update"])).with_context(|| {
+                format!(
+                    "fetching the {suite} package lists ({})",
+                    sources.trim().replace('\n', "; ")
+                )
+            })?;
             step.done("fresh");
             refreshed.push(lists);
         }
@@ -127,7 +144,11 @@ impl Apt {
 
     /// The candidate version of `pkg` (what `download` would fetch).
     pub fn version(&self, pkg: &str) -> Result<String> {
-        let out = process::output(self.command("apt-cache").args(["show", "--no-all-versions", pkg]))
+        let out =
+            process::output(
+                self.command("apt-cache")
+                    .args(["show", "--no-all-versions", pkg]),
+            )
             .with_context(|| format!("looking up {pkg} with {}", self.name))?;
         out.lines()
             .find_map(|l| l.strip_prefix("Version:"))
@@ -138,9 +159,17 @@ impl Apt {
     /// The URLs `download` would fetch `pkgs` from, without fetching them: proves they exist
     /// in the signed indexes.
     pub fn uris(&self, pkgs: &[String]) -> Result<Vec<String>> {
-        let out = process::output(self.command("apt-get").args(["--print-uris", "download"]).args(pkgs))
-            .with_context(|| format!("locating {} with {}", pkgs.join(" "), self.name))?;
-        Ok(out.lines().filter_map(|l| l.split_whitespace().next()).map(|u| u.trim_matches('\'').to_string()).collect())
+        let out = process::output(
+            self.command("apt-get")
+                .args(["--print-uris", "download"])
+                .args(pkgs),
+        )
+        .with_context(|| format!("locating {} with {}", pkgs.join(" "), self.name))?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|u| u.trim_matches('\'').to_string())
+            .collect())
     }
 
     /// Downloads `pkgs` (verified against the signed indexes) into `dir`.
@@ -166,7 +195,13 @@ impl Apt {
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn human_size(bytes: u64) -> String {
@@ -196,7 +231,8 @@ pub fn parse_depends(out: &str) -> Vec<String> {
     out.lines()
         .filter_map(|l| {
             let l = l.trim().trim_start_matches('|');
-            l.strip_prefix("Depends:").or_else(|| l.strip_prefix("PreDepends:"))
+            l.strip_prefix("Depends:")
+                .or_else(|| l.strip_prefix("PreDepends:"))
         })
         .map(str::trim)
         .filter(|name| !name.starts_with('<'))
@@ -221,11 +257,15 @@ fn host_source_files() -> Vec<(String, String)> {
         let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         paths.sort();
         for p in paths {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if (name.ends_with(".sources") || name.ends_with(".list"))
-                && let Ok(text) = std::fs::read_to_string(&p) {
-                    files.push((name, text));
-                }
+                && let Ok(text) = std::fs::read_to_string(&p)
+            {
+                files.push((name, text));
+            }
         }
     }
     files
@@ -237,7 +277,11 @@ fn host_source_files() -> Vec<(String, String)> {
 /// mirror that serves the host's suite.
 pub fn private_sources(files: &[(String, String)], host: &str, suite: &str) -> Result<String> {
     let line = |s: &Source, suite: &str| {
-        let signed = s.signed_by.as_deref().map(|k| format!(" [signed-by={k}]")).unwrap_or_default();
+        let signed = s
+            .signed_by
+            .as_deref()
+            .map(|k| format!(" [signed-by={k}]"))
+            .unwrap_or_default();
         format!("deb{signed} {} {suite} main\n", s.uri)
     };
     let Some(main) = find_source(files, host) else {
@@ -279,7 +323,8 @@ fn find_in_deb822(text: &str, codename: &str) -> Option<Source> {
         let field = |key: &str| {
             stanza.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                (!l.starts_with('#') && k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().to_string())
+                (!l.starts_with('#') && k.trim().eq_ignore_ascii_case(key))
+                    .then(|| v.trim().to_string())
             })
         };
         let enabled = field("Enabled").is_none_or(|v| v != "no");
@@ -287,7 +332,10 @@ fn find_in_deb822(text: &str, codename: &str) -> Option<Source> {
         let suite = field("Suites").is_some_and(|s| s.split_whitespace().any(|s| s == codename));
         if enabled && deb && suite {
             let uri = field("URIs")?.split_whitespace().next()?.to_string();
-            return Some(Source { uri, signed_by: field("Signed-By") });
+            return Some(Source {
+                uri,
+                signed_by: field("Signed-By"),
+            });
         }
     }
     None
@@ -295,7 +343,9 @@ fn find_in_deb822(text: &str, codename: &str) -> Option<Source> {
 
 fn find_in_one_line(text: &str, codename: &str) -> Option<Source> {
     for line in text.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
         let mut rest = rest.trim();
         let mut signed_by = None;
         if let Some(opts) = rest.strip_prefix('[') {
@@ -306,9 +356,14 @@ fn find_in_one_line(text: &str, codename: &str) -> Option<Source> {
             rest = after.trim();
         }
         let mut words = rest.split_whitespace();
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else { continue };
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
         if suite == codename {
-            return Some(Source { uri: uri.to_string(), signed_by });
+            return Some(Source {
+                uri: uri.to_string(),
+                signed_by,
+            });
         }
     }
     None
@@ -337,7 +392,13 @@ mod tests {
                     deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n";
         let files = vec![("sources.list".to_string(), text.to_string())];
         let s = find_source(&files, "bookworm").unwrap();
-        assert_eq!(s, Source { uri: "http://m.example/debian".into(), signed_by: Some("/k.gpg".into()) });
+        assert_eq!(
+            s,
+            Source {
+                uri: "http://m.example/debian".into(),
+                signed_by: Some("/k.gpg".into())
+            }
+        );
     }
 
     #[test]
@@ -351,7 +412,10 @@ mod tests {
              deb http://mirror.example/debian-security bookworm-security main\n"
         );
         let other = private_sources(&files, "bookworm", "bullseye").unwrap();
-        assert_eq!(other, "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bullseye main\n");
+        assert_eq!(
+            other,
+            "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bullseye main\n"
+        );
         assert!(private_sources(&files, "trixie", "trixie").is_err());
     }
 
@@ -369,7 +433,11 @@ mod tests {
                    Depends: <linux-initramfs-tool>\n    dracut\n  Conflicts: foo\n";
         assert_eq!(
             parse_depends(out),
-            vec!["linux-base", "linux-headers-6.12.117+deb12-common", "linux-image-6.12.117+deb12-amd64"]
+            vec![
+                "linux-base",
+                "linux-headers-6.12.117+deb12-common",
+                "linux-image-6.12.117+deb12-amd64"
+            ]
         );
     }
 }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::kernels::{self, Kernel};
 use crate::console::Show;
-use crate::{bench_bpftrace, build, cache, floor, guest, initramfs, process, progress, qemu, report};
+use crate::kernels::{self, Kernel};
+use crate::{
+    bench_bpftrace, build, cache, floor, guest, initramfs, process, progress, qemu, report,
+};
 
 pub struct Options {
     /// Kernel labels, or `all`.
@@ -43,9 +45,19 @@ struct Counts {
 impl Options {
     fn counts(&self) -> Counts {
         if self.quick {
-            Counts { msgs: 200, tput_reps: 1, cycles: 50, timeout_secs: 600 }
+            Counts {
+                msgs: 200,
+                tput_reps: 1,
+                cycles: 50,
+                timeout_secs: 600,
+            }
         } else {
-            Counts { msgs: 2000, tput_reps: 5, cycles: 1000, timeout_secs: 2400 }
+            Counts {
+                msgs: 2000,
+                tput_reps: 5,
+                cycles: 1000,
+                timeout_secs: 2400,
+            }
         }
     }
 }
@@ -54,19 +66,28 @@ impl Options {
 pub fn run(opts: &Options) -> Result<bool> {
     let root = cache::workspace_root();
     let cache_dir = cache::dir()?;
-    let specs: Vec<&'static kernels::Spec> = if opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == "all") {
-        kernels::KERNELS.iter().collect()
-    } else {
-        opts.kernels.iter().map(|k| kernels::spec(k)).collect::<Result<_>>()?
-    };
+    let specs: Vec<&'static kernels::Spec> =
+        if opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == "all") {
+            kernels::KERNELS.iter().collect()
+        } else {
+            opts.kernels
+                .iter()
+                .map(|k| kernels::spec(k))
+                .collect::<Result<_>>()?
+        };
     let busybox = guest::busybox(&cache_dir)?;
-    let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    let kernels = specs
+        .iter()
+        .map(|s| kernels::load(&cache_dir, s))
+        .collect::<Result<Vec<_>>>()?;
     // Which exact Debian kernels these numbers come from.
     for k in &kernels {
         println!("bench: {}", report::kernel_line(k));
     }
     let binary = build::static_binary()?;
-    let binary_bytes = std::fs::metadata(&binary).with_context(|| format!("reading {}", binary.display()))?.len();
+    let binary_bytes = std::fs::metadata(&binary)
+        .with_context(|| format!("reading {}", binary.display()))?
+        .len();
     let mut tools = build::lab_tools()?;
     tools.push(benchtool(&root)?);
     tools.push(floor::build(&root)?);
@@ -76,31 +97,52 @@ pub fn run(opts: &Options) -> Result<bool> {
     let mut results: BTreeMap<String, Result_> = BTreeMap::new();
     let mut all_ok = true;
     for (kernel, spec) in kernels.iter().zip(&specs) {
-        let bpftrace = match bench_bpftrace::root(&cache_dir, spec.suite).and_then(|r| bench_bpftrace::guest_files(&r)) {
+        let bpftrace = match bench_bpftrace::root(&cache_dir, spec.suite)
+            .and_then(|r| bench_bpftrace::guest_files(&r))
+        {
             Ok(files) => files,
             Err(e) => {
                 println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
                 Vec::new()
             }
         };
-        println!("bench: kernel {} ({}), {} attach repetitions{}", kernel.label, kernel.release, opts.reps,
-            if opts.quick { ", short version" } else { "" });
-        let lines = run_kernel(&root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts)?;
+        println!(
+            "bench: kernel {} ({}), {} attach repetitions{}",
+            kernel.label,
+            kernel.release,
+            opts.reps,
+            if opts.quick { ", short version" } else { "" }
+        );
+        let lines = run_kernel(
+            &root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts,
+        )?;
         let r = reduce(&lines, binary_bytes);
         // A partial run (--section) is for chasing a problem: its gaps are expected.
-        let complete =
-            r.attach_ms.is_some() && r.attach_ms_libbpf().is_some() && r.rate_none.is_some() && r.events.is_some();
+        let complete = r.attach_ms.is_some()
+            && r.attach_ms_libbpf().is_some()
+            && r.rate_none.is_some()
+            && r.events.is_some();
         if !complete && opts.sections.is_empty() {
-            println!("bench: {}: the guest produced no numbers (see target/bench/{}.log)", kernel.label, kernel.label);
+            println!(
+                "bench: {}: the guest produced no numbers (see target/bench/{}.log)",
+                kernel.label, kernel.label
+            );
             all_ok = false;
         }
         results.insert(kernel.release.clone(), r);
     }
-    let labels: BTreeMap<String, &str> = kernels.iter().map(|k| (k.release.clone(), k.label)).collect();
+    let labels: BTreeMap<String, &str> = kernels
+        .iter()
+        .map(|k| (k.release.clone(), k.label))
+        .collect();
     print!("{}", table(&results, &labels));
     let json = out_dir.join("bench.json");
-    std::fs::write(&json, to_json(&results)).with_context(|| format!("writing {}", json.display()))?;
-    println!("bench: wrote {} (times are QEMU/TCG emulation times; compare the ratios)", json.display());
+    std::fs::write(&json, to_json(&results))
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!(
+        "bench: wrote {} (times are QEMU/TCG emulation times; compare the ratios)",
+        json.display()
+    );
     Ok(all_ok)
 }
 
@@ -114,8 +156,13 @@ fn benchtool(root: &Path) -> Result<(PathBuf, String)> {
         _ => false,
     };
     if !fresh {
-        process::run(Command::new("gcc").args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&out).arg(&src))
-            .with_context(|| format!("building {}", src.display()))?;
+        process::run(
+            Command::new("gcc")
+                .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+                .arg(&out)
+                .arg(&src),
+        )
+        .with_context(|| format!("building {}", src.display()))?;
     }
     Ok((out, "bin/benchtool".into()))
 }
@@ -171,22 +218,44 @@ fn run_kernel(
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));
-    let show = if opts.live { Show::Everything } else { Show::Nothing };
+    let show = if opts.live {
+        Show::Everything
+    } else {
+        Show::Nothing
+    };
     // Minutes of emulation: a live line with the elapsed time (none under --live, whose
     // console lines are the progress).
     let step = (!opts.live).then(|| progress::Step::start(format!("bench {}", kernel.label)));
-    let run = qemu::run(&machine, &log, Duration::from_secs(c.timeout_secs + 120), show, "NPT-DMESG-END")?;
+    let run = qemu::run(
+        &machine,
+        &log,
+        Duration::from_secs(c.timeout_secs + 120),
+        show,
+        "NPT-DMESG-END",
+    )?;
     if let Some(step) = step {
         step.finish();
     }
     if run.timed_out {
-        println!("bench: {}: timed out after {:.0}s", kernel.label, run.elapsed.as_secs_f64());
+        println!(
+            "bench: {}: timed out after {:.0}s",
+            kernel.label,
+            run.elapsed.as_secs_f64()
+        );
     } else {
-        println!("bench: {}: guest done in {:.0}s", kernel.label, run.elapsed.as_secs_f64());
+        println!(
+            "bench: {}: guest done in {:.0}s",
+            kernel.label,
+            run.elapsed.as_secs_f64()
+        );
     }
     for bad in ["BUG:", "Oops", "general protection", "Kernel panic"] {
         if run.console.contains(bad) {
-            bail!("kernel {}: the console shows {bad:?}: see {}", kernel.label, log.display());
+            bail!(
+                "kernel {}: the console shows {bad:?}: see {}",
+                kernel.label,
+                log.display()
+            );
         }
     }
     Ok(parse(&run.console))
@@ -197,7 +266,11 @@ fn shell_list(name: &str, words: &[String]) -> String {
     if words.is_empty() {
         return String::new();
     }
-    let words: Vec<&str> = words.iter().flat_map(|w| w.split([',', ' '])).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = words
+        .iter()
+        .flat_map(|w| w.split([',', ' ']))
+        .filter(|w| !w.is_empty())
+        .collect();
     format!("{name}=\"{}\"\n", words.join(" "))
 }
 
@@ -292,7 +365,10 @@ impl Result_ {
     /// measured), else the first method the floor loader attached with.
     fn default_method(&self) -> Option<&str> {
         self.attach_method.as_deref().or_else(|| {
-            self.attach_by_method.iter().find(|(_, m)| m.libbpf_ms.is_some()).map(|(name, _)| name.as_str())
+            self.attach_by_method
+                .iter()
+                .find(|(_, m)| m.libbpf_ms.is_some())
+                .map(|(name, _)| name.as_str())
         })
     }
     fn attach_ms_libbpf(&self) -> Option<f64> {
@@ -340,8 +416,10 @@ const METHODS: [&str; 2] = ["fentry", "kprobe"];
 fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
     // Per method: watch's first runs, the floor's, watch's later (cache warm) runs.
     type Times = (Vec<f64>, Vec<f64>, Vec<f64>);
-    let mut times: BTreeMap<String, Times> =
-        METHODS.iter().map(|m| (m.to_string(), Default::default())).collect();
+    let mut times: BTreeMap<String, Times> = METHODS
+        .iter()
+        .map(|m| (m.to_string(), Default::default()))
+        .collect();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
     for (k, v) in lines {
@@ -351,7 +429,9 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
         }
         match k.as_str() {
             "attach_watch" | "attach_libbpf" | "attach_watch_warm" => {
-                let Ok(ms) = rest.trim().parse::<f64>() else { continue };
+                let Ok(ms) = rest.trim().parse::<f64>() else {
+                    continue;
+                };
                 let t = times.entry(method.to_string()).or_default();
                 match k.as_str() {
                     "attach_watch" => &mut t.0,
@@ -397,7 +477,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 /// Traced/untraced ratios per mode, each traced flood against the mean of the untraced
@@ -416,19 +500,39 @@ fn neighbour_ratios(lines: &[(String, String)]) -> (BTreeMap<String, f64>, usize
         if *mode == "none" {
             continue;
         }
-        let before = floods[..i].iter().rev().take_while(|(m, _)| *m != *mode).find(|(m, _)| *m == "none");
-        let after = floods[i + 1..].iter().take_while(|(m, _)| *m != *mode).find(|(m, _)| *m == "none");
-        let base: Vec<f64> = [before, after].into_iter().flatten().map(|(_, r)| *r).collect();
+        let before = floods[..i]
+            .iter()
+            .rev()
+            .take_while(|(m, _)| *m != *mode)
+            .find(|(m, _)| *m == "none");
+        let after = floods[i + 1..]
+            .iter()
+            .take_while(|(m, _)| *m != *mode)
+            .find(|(m, _)| *m == "none");
+        let base: Vec<f64> = [before, after]
+            .into_iter()
+            .flatten()
+            .map(|(_, r)| *r)
+            .collect();
         if base.is_empty() {
             continue;
         }
         let base = base.iter().sum::<f64>() / base.len() as f64;
         if base > 0.0 {
-            per_mode.entry(mode.to_string()).or_default().push(rate / base);
+            per_mode
+                .entry(mode.to_string())
+                .or_default()
+                .push(rate / base);
             n += 1;
         }
     }
-    (per_mode.into_iter().filter_map(|(m, v)| Some((m, median(v)?))).collect(), n)
+    (
+        per_mode
+            .into_iter()
+            .filter_map(|(m, v)| Some((m, median(v)?)))
+            .collect(),
+        n,
+    )
 }
 
 /// `bpf_<mode> RUN_NS RUNS FLOOD_MS` lines: per mode, the median share of the flood's
@@ -436,8 +540,13 @@ fn neighbour_ratios(lines: &[(String, String)]) -> (BTreeMap<String, f64>, usize
 fn bpf_shares(lines: &[(String, String)]) -> BTreeMap<String, (f64, f64)> {
     let mut per_mode: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for (k, v) in lines {
-        let Some(mode) = k.strip_prefix("bpf_") else { continue };
-        let n: Vec<f64> = v.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let Some(mode) = k.strip_prefix("bpf_") else {
+            continue;
+        };
+        let n: Vec<f64> = v
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         if let [ns, runs, ms] = n[..]
             && ms > 0.0
         {
@@ -446,15 +555,42 @@ fn bpf_shares(lines: &[(String, String)]) -> BTreeMap<String, (f64, f64)> {
             e.1.push(runs);
         }
     }
-    per_mode.into_iter().filter_map(|(m, (share, runs))| Some((m, (median(share)?, median(runs)?)))).collect()
+    per_mode
+        .into_iter()
+        .filter_map(|(m, (share, runs))| Some((m, (median(share)?, median(runs)?))))
+        .collect()
 }
 
 fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
     let (ratios, ratio_rounds) = neighbour_ratios(lines);
-    let all_str = |key: &str| -> Vec<String> { lines.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect() };
-    let floats = |key: &str| -> Vec<f64> { lines.iter().filter(|(k, _)| k == key).filter_map(|(_, v)| v.parse().ok()).collect() };
-    let last_u64 = |key: &str| lines.iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok());
-    let last_str = |key: &str| lines.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let all_str = |key: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let floats = |key: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == key)
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect()
+    };
+    let last_u64 = |key: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let last_str = |key: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
     Result_ {
         attach_ms: median(floats("attach_ms")),
         attach_ms_warm: median(floats("attach_ms_warm")),
@@ -494,7 +630,10 @@ fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Result_ {
         agent_burst_rss_kib: last_u64("agent_burst_rss_kib"),
         stop_resent: all_str("stop_resent"),
         stop_killed: all_str("stop_killed"),
-        stuck: lines.iter().filter_map(|(k, _)| k.strip_prefix("stuck_").map(str::to_string)).collect(),
+        stuck: lines
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix("stuck_").map(str::to_string))
+            .collect(),
         bpftrace_burst_hwm_kib: last_u64("bpftrace_burst_hwm_kib"),
         binary_bytes,
         bpftrace_version: last_str("bpftrace_version"),
@@ -512,14 +651,34 @@ fn opt_u(v: Option<u64>) -> String {
 
 fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -> String {
     let mut s = String::new();
-    s.push_str("\nratios first (QEMU/TCG: absolute times are emulation times, not hardware times)\n");
+    s.push_str(
+        "\nratios first (QEMU/TCG: absolute times are emulation times, not hardware times)\n",
+    );
     s.push_str(&format!(
         "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
-        "kernel", "attach x", "watch ÷", "tput", "tput", "tput", "events/setups", "bpftrace", "agent", "binary"
+        "kernel",
+        "attach x",
+        "watch ÷",
+        "tput",
+        "tput",
+        "tput",
+        "events/setups",
+        "bpftrace",
+        "agent",
+        "binary"
     ));
     s.push_str(&format!(
         "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14} {:>9} {:>9}\n",
-        "", "vs bpftr.", "libbpf", "watch", "kprobe", "bpftrace", "(lost)", "ev. (lost)", "idle KiB", "MiB"
+        "",
+        "vs bpftr.",
+        "libbpf",
+        "watch",
+        "kprobe",
+        "bpftrace",
+        "(lost)",
+        "ev. (lost)",
+        "idle KiB",
+        "MiB"
     ));
     for (release, r) in results {
         s.push_str(&format!(
@@ -530,8 +689,18 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
             opt(r.throughput_ratio(), 3),
             opt(r.throughput_ratio_kprobe(), 3),
             opt(r.throughput_ratio_bpftrace(), 3),
-            format!("{}/{} ({})", opt_u(r.events), opt_u(r.setups), opt_u(r.lost)),
-            format!("{}/{} ({})", opt_u(r.events_bpftrace), opt_u(r.setups), opt_u(r.lost_bpftrace)),
+            format!(
+                "{}/{} ({})",
+                opt_u(r.events),
+                opt_u(r.setups),
+                opt_u(r.lost)
+            ),
+            format!(
+                "{}/{} ({})",
+                opt_u(r.events_bpftrace),
+                opt_u(r.setups),
+                opt_u(r.lost_bpftrace)
+            ),
             opt_u(r.agent_idle_rss_kib),
             r.binary_bytes as f64 / 1048576.0,
         ));
@@ -539,7 +708,19 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
     s.push_str("\nabsolute values (emulated)\n");
     s.push_str(&format!(
         "{:<6} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}\n",
-        "kernel", "method", "attach ms", "libbpf ms", "bpftr. ms", "msg/s", "watch", "kprobe", "bpftr.", "serial", "watch KiB", "after bst", "agent bst"
+        "kernel",
+        "method",
+        "attach ms",
+        "libbpf ms",
+        "bpftr. ms",
+        "msg/s",
+        "watch",
+        "kprobe",
+        "bpftr.",
+        "serial",
+        "watch KiB",
+        "after bst",
+        "agent bst"
     ));
     for (release, r) in results {
         s.push_str(&format!(
@@ -561,7 +742,10 @@ fn table(results: &BTreeMap<String, Result_>, labels: &BTreeMap<String, &str>) -
         if let Some(why) = &r.bpftrace_unavailable {
             s.push_str(&format!("       bpftrace unavailable: {why}\n"));
         }
-        s.push_str(&format!("       attach ms by method, watch / libbpf (watch ÷ libbpf): {}\n", by_method_line(r)));
+        s.push_str(&format!(
+            "       attach ms by method, watch / libbpf (watch ÷ libbpf): {}\n",
+            by_method_line(r)
+        ));
         s.push_str(&format!(
             "       RSS now/peak KiB: watch idle {}/{} (heap {}), after burst {}/{}; agent idle {}/{} (heap {}), after burst {}/{}\n",
             opt_u(r.watch_idle_rss_kib),
@@ -654,7 +838,12 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
     let f = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.4}"));
     let u = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
     let st = |v: &Option<String>| v.as_deref().map_or("null".into(), json_str);
-    let strs = |v: &[String]| format!("[{}]", v.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(", "));
+    let strs = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(", ")
+        )
+    };
     let mut out = String::from("{\n");
     let n = results.len();
     for (i, (release, r)) in results.iter().enumerate() {
@@ -668,20 +857,47 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
             ("attach_ms_libbpf", f(r.attach_ms_libbpf())),
             ("attach_ratio_to_libbpf", f(r.attach_ratio_to_libbpf())),
             ("attach_ms_warm", f(r.attach_ms_warm)),
-            ("attach_ratio_warm_to_libbpf", f(Result_::ratio(r.attach_ms_warm, r.attach_ms_libbpf()))),
+            (
+                "attach_ratio_warm_to_libbpf",
+                f(Result_::ratio(r.attach_ms_warm, r.attach_ms_libbpf())),
+            ),
             ("attach_by_method", by_method_json(&r.attach_by_method)),
             ("throughput_ratio", f(r.throughput_ratio())),
             ("throughput_ratio_kprobe", f(r.throughput_ratio_kprobe())),
-            ("throughput_ratio_bpftrace", f(r.throughput_ratio_bpftrace())),
-            ("throughput_ratio_no_slow_poll_events", f(r.ratio_watch_noslow)),
+            (
+                "throughput_ratio_bpftrace",
+                f(r.throughput_ratio_bpftrace()),
+            ),
+            (
+                "throughput_ratio_no_slow_poll_events",
+                f(r.ratio_watch_noslow),
+            ),
             ("throughput_ratio_floods", r.ratio_rounds.to_string()),
             ("poll_lines_per_flood", f(r.poll_lines_watch)),
-            ("bpf_time_share_watch", f(r.bpf_share.get("watch").map(|x| x.0))),
-            ("bpf_time_share_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.0))),
-            ("bpf_time_share_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.0))),
-            ("bpf_runs_per_flood_watch", f(r.bpf_share.get("watch").map(|x| x.1))),
-            ("bpf_runs_per_flood_kprobe", f(r.bpf_share.get("kprobe").map(|x| x.1))),
-            ("bpf_runs_per_flood_bpftrace", f(r.bpf_share.get("bpftrace").map(|x| x.1))),
+            (
+                "bpf_time_share_watch",
+                f(r.bpf_share.get("watch").map(|x| x.0)),
+            ),
+            (
+                "bpf_time_share_kprobe",
+                f(r.bpf_share.get("kprobe").map(|x| x.0)),
+            ),
+            (
+                "bpf_time_share_bpftrace",
+                f(r.bpf_share.get("bpftrace").map(|x| x.0)),
+            ),
+            (
+                "bpf_runs_per_flood_watch",
+                f(r.bpf_share.get("watch").map(|x| x.1)),
+            ),
+            (
+                "bpf_runs_per_flood_kprobe",
+                f(r.bpf_share.get("kprobe").map(|x| x.1)),
+            ),
+            (
+                "bpf_runs_per_flood_bpftrace",
+                f(r.bpf_share.get("bpftrace").map(|x| x.1)),
+            ),
             ("msgs_per_sec_untraced", f(r.rate_none)),
             ("msgs_per_sec_watch", f(r.rate_watch)),
             ("msgs_per_sec_kprobe", f(r.rate_kprobe)),
@@ -714,7 +930,10 @@ fn to_json(results: &BTreeMap<String, Result_>) -> String {
         ];
         out.push_str(&format!("  {}: {{\n", json_str(release)));
         for (j, (k, v)) in fields.iter().enumerate() {
-            out.push_str(&format!("    \"{k}\": {v}{}\n", if j + 1 < fields.len() { "," } else { "" }));
+            out.push_str(&format!(
+                "    \"{k}\": {v}{}\n",
+                if j + 1 < fields.len() { "," } else { "" }
+            ));
         }
         out.push_str(&format!("  }}{}\n", if i + 1 < n { "," } else { "" }));
     }
@@ -740,7 +959,10 @@ mod tests {
         let json = to_json(&BTreeMap::from([("6.1.0".to_string(), r)]));
         assert!(json.contains("\"attach_ms\": 20.0000,"), "{json}");
         assert!(json.contains("\"lost\": null,"), "{json}");
-        assert!(json.contains("\"bpftrace_unavailable\": \"a \\\"b\\\"\""), "{json}");
+        assert!(
+            json.contains("\"bpftrace_unavailable\": \"a \\\"b\\\"\""),
+            "{json}"
+        );
     }
 
     #[test]
@@ -754,7 +976,10 @@ mod tests {
         assert_eq!(n, 4);
         assert!((ratios["watch"] - 0.99).abs() < 1e-9, "{ratios:?}");
         // 900 / mean(1000, 500), then 450 / 500 (no untraced flood after it).
-        assert!((ratios["kprobe"] - (1.2 + 0.9) / 2.0).abs() < 1e-9, "{ratios:?}");
+        assert!(
+            (ratios["kprobe"] - (1.2 + 0.9) / 2.0).abs() < 1e-9,
+            "{ratios:?}"
+        );
         assert!(!ratios.contains_key("serial_only"));
     }
 
@@ -773,7 +998,10 @@ mod tests {
         let r = reduce(&parse(console), 0);
         assert_eq!(r.stop_resent, ["bpftrace"]);
         assert_eq!(r.stuck, ["kprobe"]);
-        assert!(to_json(&BTreeMap::from([("k".to_string(), r)])).contains("\"stuck_floods\": [\"kprobe\"]"));
+        assert!(
+            to_json(&BTreeMap::from([("k".to_string(), r)]))
+                .contains("\"stuck_floods\": [\"kprobe\"]")
+        );
     }
 
     #[test]
@@ -789,19 +1017,41 @@ mod tests {
         let r = reduce(&parse(console), 0);
         let fentry = &r.attach_by_method["fentry"];
         // Later runs (cache warm) apart from first runs, over the same floor.
-        assert_eq!((fentry.watch_warm_ms, fentry.warm_ratio_to_libbpf()), (Some(280.0), Some(1.4)));
-        assert_eq!((fentry.watch_ms, fentry.libbpf_ms, fentry.watch_runs, fentry.libbpf_runs), (Some(2000.0), Some(200.0), 3, 3));
+        assert_eq!(
+            (fentry.watch_warm_ms, fentry.warm_ratio_to_libbpf()),
+            (Some(280.0), Some(1.4))
+        );
+        assert_eq!(
+            (
+                fentry.watch_ms,
+                fentry.libbpf_ms,
+                fentry.watch_runs,
+                fentry.libbpf_runs
+            ),
+            (Some(2000.0), Some(200.0), 3, 3)
+        );
         assert_eq!(fentry.ratio_to_libbpf(), Some(10.0));
         // One kprobe failure among successes is not reported as the method's failure.
         let kprobe = &r.attach_by_method["kprobe"];
-        assert_eq!((kprobe.watch_ms, kprobe.libbpf_ms, kprobe.libbpf_runs, kprobe.libbpf_failed.as_deref()), (Some(1000.0), Some(300.0), 1, None));
+        assert_eq!(
+            (
+                kprobe.watch_ms,
+                kprobe.libbpf_ms,
+                kprobe.libbpf_runs,
+                kprobe.libbpf_failed.as_deref()
+            ),
+            (Some(1000.0), Some(300.0), 1, None)
+        );
         assert!(!r.attach_by_method.contains_key("bogus"));
         // Top level: watch's default method (fentry), attach_ms over libbpf's fentry median.
         assert_eq!(r.attach_ms_libbpf(), Some(200.0));
         assert_eq!(r.attach_ratio_to_libbpf(), Some(10.0));
         let json = to_json(&BTreeMap::from([("6.12".to_string(), r)]));
         assert!(json.contains("\"attach_ms_libbpf\": 200.0000,"), "{json}");
-        assert!(json.contains("\"attach_ratio_to_libbpf\": 10.0000,"), "{json}");
+        assert!(
+            json.contains("\"attach_ratio_to_libbpf\": 10.0000,"),
+            "{json}"
+        );
         assert!(json.contains("\"attach_by_method\": {\"fentry\": {\"watch_ms\": 2000.0000, \"libbpf_ms\": 200.0000, \"ratio_to_libbpf\": 10.0000, \"watch_runs\": 3, \"libbpf_runs\": 3, \"libbpf_error\": null, \"libbpf_setup_events\": 1, \"watch_warm_ms\": 280.0000, \"warm_ratio_to_libbpf\": 1.4000}, \"kprobe\": {\"watch_ms\": 1000.0000, \"libbpf_ms\": 300.0000"), "{json}");
     }
 
@@ -813,10 +1063,17 @@ mod tests {
                        NPT-BENCH attach_libbpf kprobe 100\n";
         let r = reduce(&parse(console), 0);
         let fentry = &r.attach_by_method["fentry"];
-        assert_eq!(fentry.libbpf_failed.as_deref(), Some("loading the fentry programs: Invalid argument"));
+        assert_eq!(
+            fentry.libbpf_failed.as_deref(),
+            Some("loading the fentry programs: Invalid argument")
+        );
         assert_eq!((fentry.watch_ms, fentry.ratio_to_libbpf()), (None, None));
         assert_eq!(r.attach_ratio_to_libbpf(), Some(8.0));
-        assert!(by_method_line(&r).contains("fentry - / failed: loading the fentry programs"), "{}", by_method_line(&r));
+        assert!(
+            by_method_line(&r).contains("fentry - / failed: loading the fentry programs"),
+            "{}",
+            by_method_line(&r)
+        );
         let json = to_json(&BTreeMap::from([("5.4".to_string(), r)]));
         assert!(json.contains("\"libbpf_error\": \"loading the fentry programs: Invalid argument\", \"libbpf_setup_events\": null, \"watch_warm_ms\": null, \"warm_ratio_to_libbpf\": null}"), "{json}");
     }
@@ -824,10 +1081,21 @@ mod tests {
     #[test]
     fn no_attach_lines_give_nulls_for_both_methods() {
         let r = reduce(&[], 0);
-        assert_eq!(r.attach_by_method.keys().collect::<Vec<_>>(), ["fentry", "kprobe"]);
-        assert_eq!((r.attach_ms_libbpf(), r.attach_ratio_to_libbpf()), (None, None));
+        assert_eq!(
+            r.attach_by_method.keys().collect::<Vec<_>>(),
+            ["fentry", "kprobe"]
+        );
+        assert_eq!(
+            (r.attach_ms_libbpf(), r.attach_ratio_to_libbpf()),
+            (None, None)
+        );
         let table = table(&BTreeMap::from([("k".to_string(), r)]), &BTreeMap::new());
-        assert!(table.contains("fentry - / - (-x; cache warm - ms, -x); kprobe - / - (-x; cache warm - ms, -x)"), "{table}");
+        assert!(
+            table.contains(
+                "fentry - / - (-x; cache warm - ms, -x); kprobe - / - (-x; cache warm - ms, -x)"
+            ),
+            "{table}"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ fn tree(cache_dir: &Path, suite: &str) -> PathBuf {
 pub fn root(cache_dir: &Path, suite: &str) -> Result<PathBuf> {
     let dir = tree(cache_dir, suite);
     if cache::stamp(&dir).is_none() {
-        bail!("bpftrace for {suite} is not in the cache ({}): run `cargo xtask setup`", dir.display());
+        bail!(
+            "bpftrace for {suite} is not in the cache ({}): run `cargo xtask setup`",
+            dir.display()
+        );
     }
     Ok(dir.join("root"))
 }
@@ -53,10 +56,14 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
             bail!("bpftrace ({suite}) holds no /usr/bin/bpftrace: has Debian changed its layout?");
         }
         // Fails now, not in the guest, when a library is missing from the closure.
-        let files = guest_files(&root).with_context(|| format!("resolving bpftrace's libraries ({suite})"))?;
+        let files = guest_files(&root)
+            .with_context(|| format!("resolving bpftrace's libraries ({suite})"))?;
         cache::remove_dir(&debs)?;
         cache::write_stamp(&dir, &format!("{}\n", packages.join(" ")))?;
-        println!("  bpftrace ({suite}) ready: {} files for the guest", files.len());
+        println!(
+            "  bpftrace ({suite}) ready: {} files for the guest",
+            files.len()
+        );
         fetched.push(format!("bpftrace ({suite})"));
     }
     Ok(fetched)
@@ -82,10 +89,18 @@ fn closure(apt: &apt::Apt, pkg: &str, pin: &str) -> Result<Vec<String>> {
 pub fn guest_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let loader = find_in_tree(root, LOADER)?;
     let lib_dirs = [format!("lib/{MULTIARCH}"), format!("usr/lib/{MULTIARCH}")];
-    let library_path = lib_dirs.iter().map(|d| root.join(d).display().to_string()).collect::<Vec<_>>().join(":");
+    let library_path = lib_dirs
+        .iter()
+        .map(|d| root.join(d).display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
     let binary = root.join("usr/bin/bpftrace");
     let out = process::output(
-        Command::new(&loader).arg("--library-path").arg(&library_path).arg("--list").arg(&binary),
+        Command::new(&loader)
+            .arg("--library-path")
+            .arg(&library_path)
+            .arg("--list")
+            .arg(&binary),
     )?;
     let mut files = vec![
         (binary, "usr/bin/bpftrace".to_string()),
@@ -94,7 +109,10 @@ pub fn guest_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     for (soname, path) in parse_list(&out)? {
         let path = PathBuf::from(path);
         if !path.starts_with(root) {
-            bail!("{soname} resolved outside the unpacked tree ({}): the package closure lacks it", path.display());
+            bail!(
+                "{soname} resolved outside the unpacked tree ({}): the package closure lacks it",
+                path.display()
+            );
         }
         files.push((path, format!("lib/{MULTIARCH}/{soname}")));
     }
@@ -124,7 +142,9 @@ fn find_in_tree(root: &Path, name: &str) -> Result<PathBuf> {
 fn parse_list(out: &str) -> Result<Vec<(String, String)>> {
     let mut libs = Vec::new();
     for line in out.lines().map(str::trim) {
-        let Some((soname, rest)) = line.split_once(" => ") else { continue };
+        let Some((soname, rest)) = line.split_once(" => ") else {
+            continue;
+        };
         let path = rest.split(" (").next().unwrap_or("").trim();
         if path.is_empty() || path == "not found" {
             bail!("{soname} not found");
@@ -144,7 +164,10 @@ mod tests {
                    \t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
         assert_eq!(
             parse_list(out).unwrap(),
-            vec![("libbcc.so.0".to_string(), "/c/root/usr/lib/x86_64-linux-gnu/libbcc.so.0".to_string())]
+            vec![(
+                "libbcc.so.0".to_string(),
+                "/c/root/usr/lib/x86_64-linux-gnu/libbcc.so.0".to_string()
+            )]
         );
         assert!(parse_list("\tlibz3.so.4 => not found\n").is_err());
     }

@@ -172,7 +172,13 @@ pub struct Insn {
 impl Insn {
     #[cfg(test)]
     pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        Self { code, dst, src, off, imm }
+        Self {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
     }
 
     fn decode(b: &[u8]) -> Self {
@@ -187,7 +193,12 @@ impl Insn {
 }
 
 pub fn decode(bytes: &[u8]) -> Vec<Insn> {
-    bytes.as_chunks::<8>().0.iter().map(|c| Insn::decode(c)).collect()
+    bytes
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .map(|c| Insn::decode(c))
+        .collect()
 }
 
 /// What one program needs of the kernel, and what 4.14 would refuse.
@@ -202,9 +213,15 @@ pub struct ProgramCheck {
 
 /// The per-program rules, on the program's instructions alone.
 pub fn check_program(insns: &[Insn]) -> ProgramCheck {
-    let mut c = ProgramCheck { insns: insns.len(), ..Default::default() };
+    let mut c = ProgramCheck {
+        insns: insns.len(),
+        ..Default::default()
+    };
     if insns.len() > MAX_INSNS {
-        c.problems.push(format!("{} instructions, more than 4.14's {MAX_INSNS}", insns.len()));
+        c.problems.push(format!(
+            "{} instructions, more than 4.14's {MAX_INSNS}",
+            insns.len()
+        ));
     }
     // Where control can go after each instruction; None for the second half of a lddw.
     let mut successors: Vec<Option<Vec<usize>>> = vec![None; insns.len()];
@@ -227,18 +244,27 @@ fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usi
     match class {
         CLASS_LD => {
             if insn.code != LDDW {
-                bad(format!("opcode {:#04x}: packet load (socket filters only)", insn.code));
+                bad(format!(
+                    "opcode {:#04x}: packet load (socket filters only)",
+                    insn.code
+                ));
                 return (1, vec![i + 1]);
             }
             if insn.src > LDDW_SRC_MAX {
-                bad(format!("64-bit load with pseudo source {} (4.14 knows only map fds)", insn.src));
+                bad(format!(
+                    "64-bit load with pseudo source {} (4.14 knows only map fds)",
+                    insn.src
+                ));
             }
             (2, vec![i + 2])
         }
         CLASS_LDX | CLASS_ST => {
             match insn.code & 0xe0 {
                 MODE_MEM => {}
-                MODE_MEMSX => bad(format!("opcode {:#04x}: sign-extending load (BPF CPU v4, Linux 6.6)", insn.code)),
+                MODE_MEMSX => bad(format!(
+                    "opcode {:#04x}: sign-extending load (BPF CPU v4, Linux 6.6)",
+                    insn.code
+                )),
                 _ => bad(format!("opcode {:#04x}: unknown memory mode", insn.code)),
             }
             (1, vec![i + 1])
@@ -260,9 +286,15 @@ fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usi
             if op > OP_END {
                 bad(format!("opcode {:#04x}: unknown ALU operation", insn.code));
             } else if op == OP_END && class == CLASS_ALU64 {
-                bad(format!("opcode {:#04x}: unconditional byte swap (BPF CPU v4, Linux 6.6)", insn.code));
+                bad(format!(
+                    "opcode {:#04x}: unconditional byte swap (BPF CPU v4, Linux 6.6)",
+                    insn.code
+                ));
             } else if op == OP_ARSH && class == CLASS_ALU {
-                bad(format!("opcode {:#04x}: 32-bit arithmetic shift (Linux 4.20)", insn.code));
+                bad(format!(
+                    "opcode {:#04x}: 32-bit arithmetic shift (Linux 4.20)",
+                    insn.code
+                ));
             } else if insn.off != 0 {
                 bad(format!(
                     "opcode {:#04x} off {}: signed division or sign-extending move (BPF CPU v4, Linux 6.6)",
@@ -272,7 +304,10 @@ fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usi
             (1, vec![i + 1])
         }
         CLASS_JMP32 => {
-            bad(format!("opcode {:#04x}: JMP32 class (BPF CPU v3, Linux 5.1)", insn.code));
+            bad(format!(
+                "opcode {:#04x}: JMP32 class (BPF CPU v3, Linux 5.1)",
+                insn.code
+            ));
             (1, vec![i + 1])
         }
         CLASS_JMP => match op {
@@ -280,12 +315,18 @@ fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usi
                 match insn.src {
                     0 => {
                         if insn.imm <= 0 || insn.imm as usize >= HELPERS_4_14.len() {
-                            bad(format!("helper {} is not in 4.14 (its last is {})", insn.imm, HELPERS_4_14.len() - 1));
+                            bad(format!(
+                                "helper {} is not in 4.14 (its last is {})",
+                                insn.imm,
+                                HELPERS_4_14.len() - 1
+                            ));
                         }
                         c.helpers.insert(insn.imm);
                     }
                     1 => bad("bpf-to-bpf call (Linux 4.16): inline the callee".into()),
-                    s => bad(format!("call with source {s}: kernel function call (Linux 5.13)")),
+                    s => bad(format!(
+                        "call with source {s}: kernel function call (Linux 5.13)"
+                    )),
                 }
                 (1, vec![i + 1])
             }
@@ -336,9 +377,15 @@ fn check_cfg(c: &mut ProgramCheck, successors: &[Option<Vec<usize>>]) {
         };
         *k += 1;
         match (successors.get(t), state.get(t)) {
-            (None, _) => c.problems.push(format!("insn {i}: control leaves the program")),
-            (Some(None), _) => c.problems.push(format!("insn {i}: jump into the middle of a 64-bit load")),
-            (_, Some(&ON_PATH)) => c.problems.push(format!("insn {i}: jumps back to insn {t}, a loop (Linux 5.3)")),
+            (None, _) => c
+                .problems
+                .push(format!("insn {i}: control leaves the program")),
+            (Some(None), _) => c
+                .problems
+                .push(format!("insn {i}: jump into the middle of a 64-bit load")),
+            (_, Some(&ON_PATH)) => c.problems.push(format!(
+                "insn {i}: jumps back to insn {t}, a loop (Linux 5.3)"
+            )),
             (_, Some(&NEW)) => {
                 state[t] = ON_PATH;
                 path.push((t, 0));
@@ -354,7 +401,8 @@ fn check_cfg(c: &mut ProgramCheck, successors: &[Option<Vec<usize>>]) {
         }
         let dead = state[i] == NEW;
         if dead && !previous_dead {
-            c.problems.push(format!("insn {i}: unreachable (4.14 refuses dead code)"));
+            c.problems
+                .push(format!("insn {i}: unreachable (4.14 refuses dead code)"));
         }
         previous_dead = dead;
     }
@@ -395,13 +443,19 @@ pub struct Reloc {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(b.get(at..at + 2).context("ELF truncated")?.try_into()?))
+    Ok(u16::from_le_bytes(
+        b.get(at..at + 2).context("ELF truncated")?.try_into()?,
+    ))
 }
 fn u32_at(b: &[u8], at: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(b.get(at..at + 4).context("ELF truncated")?.try_into()?))
+    Ok(u32::from_le_bytes(
+        b.get(at..at + 4).context("ELF truncated")?.try_into()?,
+    ))
 }
 fn u64_at(b: &[u8], at: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(b.get(at..at + 8).context("ELF truncated")?.try_into()?))
+    Ok(u64::from_le_bytes(
+        b.get(at..at + 8).context("ELF truncated")?.try_into()?,
+    ))
 }
 fn cstr(table: &[u8], at: usize) -> String {
     let s = table.get(at..).unwrap_or_default();
@@ -418,8 +472,15 @@ const STT_FUNC: u8 = 2;
 /// Parses a little-endian ELF64 BPF object (what bpfel-unknown-none produces).
 pub fn parse(b: &[u8]) -> Result<Object> {
     ensure!(b.get(..4) == Some(b"\x7fELF"), "not an ELF file");
-    ensure!(b.get(4) == Some(&2) && b.get(5) == Some(&1), "not a little-endian 64-bit ELF (bpfel)");
-    ensure!(u16_at(b, 18)? == EM_BPF, "not a BPF object (e_machine {})", u16_at(b, 18)?);
+    ensure!(
+        b.get(4) == Some(&2) && b.get(5) == Some(&1),
+        "not a little-endian 64-bit ELF (bpfel)"
+    );
+    ensure!(
+        u16_at(b, 18)? == EM_BPF,
+        "not a BPF object (e_machine {})",
+        u16_at(b, 18)?
+    );
     let e_flags = u32_at(b, 48)?;
     let shoff = u64_at(b, 40)? as usize;
     let shentsize = u16_at(b, 58)? as usize;
@@ -441,12 +502,27 @@ pub fn parse(b: &[u8]) -> Result<Object> {
         let data = if kind == SHT_NOBITS {
             Vec::new()
         } else {
-            b.get(off..off + size).with_context(|| format!("section {n} lies outside the file"))?.to_vec()
+            b.get(off..off + size)
+                .with_context(|| format!("section {n} lies outside the file"))?
+                .to_vec()
         };
-        raw.push(Raw { name: u32_at(b, h)?, kind, flags: u64_at(b, h + 8)?, data, link: u32_at(b, h + 40)?, info: u32_at(b, h + 44)? });
+        raw.push(Raw {
+            name: u32_at(b, h)?,
+            kind,
+            flags: u64_at(b, h + 8)?,
+            data,
+            link: u32_at(b, h + 40)?,
+            info: u32_at(b, h + 44)?,
+        });
     }
-    let shstr = raw.get(shstrndx).map(|s| s.data.clone()).unwrap_or_default();
-    let mut obj = Object { e_flags, ..Default::default() };
+    let shstr = raw
+        .get(shstrndx)
+        .map(|s| s.data.clone())
+        .unwrap_or_default();
+    let mut obj = Object {
+        e_flags,
+        ..Default::default()
+    };
     for s in &raw {
         obj.sections.push(Section {
             name: cstr(&shstr, s.name as usize),
@@ -455,7 +531,10 @@ pub fn parse(b: &[u8]) -> Result<Object> {
         });
     }
     if let Some(symtab) = raw.iter().find(|s| s.kind == SHT_SYMTAB) {
-        let strtab = raw.get(symtab.link as usize).map(|s| s.data.as_slice()).unwrap_or_default();
+        let strtab = raw
+            .get(symtab.link as usize)
+            .map(|s| s.data.as_slice())
+            .unwrap_or_default();
         for e in symtab.data.as_chunks::<24>().0 {
             obj.symbols.push(Symbol {
                 name: cstr(strtab, u32_at(e, 0)? as usize),
@@ -469,7 +548,11 @@ pub fn parse(b: &[u8]) -> Result<Object> {
     for s in raw.iter().filter(|s| s.kind == SHT_REL) {
         for e in s.data.as_chunks::<16>().0 {
             let info = u64_at(e, 8)?;
-            obj.relocs.push(Reloc { target: s.info as usize, offset: u64_at(e, 0)?, symbol: (info >> 32) as usize });
+            obj.relocs.push(Reloc {
+                target: s.info as usize,
+                offset: u64_at(e, 0)?,
+                symbol: (info >> 32) as usize,
+            });
         }
     }
     Ok(obj)
@@ -498,34 +581,48 @@ impl Report {
 }
 
 fn is_global_data(name: &str) -> bool {
-    [".data", ".rodata", ".bss"].iter().any(|g| name == *g || name.starts_with(&format!("{g}.")))
+    [".data", ".rodata", ".bss"]
+        .iter()
+        .any(|g| name == *g || name.starts_with(&format!("{g}.")))
 }
 
 /// The per-object rules, and the per-program ones on every program.
 pub fn check(obj: &Object) -> Report {
     let mut r = Report::default();
     if obj.e_flags != 0 {
-        r.problems.push(format!("ELF e_flags {:#x}: LLVM writes 0 for every BPF CPU; unknown ABI", obj.e_flags));
+        r.problems.push(format!(
+            "ELF e_flags {:#x}: LLVM writes 0 for every BPF CPU; unknown ABI",
+            obj.e_flags
+        ));
     }
     for s in &obj.sections {
         if is_global_data(&s.name) {
-            r.problems.push(format!("section {}: global data (Linux 5.2)", s.name));
+            r.problems
+                .push(format!("section {}: global data (Linux 5.2)", s.name));
         } else if s.name == ".maps" {
-            r.problems.push("section .maps: BTF-defined maps (need kernel BTF, after 4.14)".into());
+            r.problems
+                .push("section .maps: BTF-defined maps (need kernel BTF, after 4.14)".into());
         }
     }
     let maps = obj.sections.iter().position(|s| s.name == MAPS_SECTION);
-    for sym in obj.symbols.iter().filter(|s| Some(s.section) == maps && !s.name.is_empty()) {
+    for sym in obj
+        .symbols
+        .iter()
+        .filter(|s| Some(s.section) == maps && !s.name.is_empty())
+    {
         let data = &obj.sections[sym.section].data;
         let Some(kind) = data.get(sym.value as usize..sym.value as usize + 4) else {
-            r.problems.push(format!("map {}: definition outside its section", sym.name));
+            r.problems
+                .push(format!("map {}: definition outside its section", sym.name));
             continue;
         };
         let kind = u32::from_le_bytes(kind.try_into().expect("4 bytes"));
         if kind == MAP_TYPE_RINGBUF {
-            r.problems.push(format!("map {}: ring buffer (Linux 5.8)", sym.name));
+            r.problems
+                .push(format!("map {}: ring buffer (Linux 5.8)", sym.name));
         } else if kind == 0 || kind as usize >= MAP_TYPES_4_14.len() {
-            r.problems.push(format!("map {}: type {kind} is not in 4.14", sym.name));
+            r.problems
+                .push(format!("map {}: type {kind} is not in 4.14", sym.name));
         }
         r.maps.push((sym.name.clone(), kind));
     }
@@ -538,33 +635,57 @@ pub fn check(obj: &Object) -> Report {
         for sym in obj.symbols.iter().filter(|s| s.section == idx && s.is_func) {
             let (start, end) = (sym.value as usize, (sym.value + sym.size) as usize);
             let Some(code) = sec.data.get(start..end) else {
-                r.problems.push(format!("program {}: outside its section", sym.name));
+                r.problems
+                    .push(format!("program {}: outside its section", sym.name));
                 continue;
             };
             let mut check = check_program(&decode(code));
             if sec.name.starts_with("kprobe") || sec.name.starts_with("kretprobe") {
                 for &h in &check.helpers {
                     let name = helper_name(h);
-                    if HELPERS_4_14.contains(&name.as_str()) && !KPROBE_HELPERS_4_14.contains(&name.as_str()) {
-                        check.problems.push(format!("helper {name}: 4.14 does not offer it to kprobe programs"));
+                    if HELPERS_4_14.contains(&name.as_str())
+                        && !KPROBE_HELPERS_4_14.contains(&name.as_str())
+                    {
+                        check.problems.push(format!(
+                            "helper {name}: 4.14 does not offer it to kprobe programs"
+                        ));
                     }
                 }
             }
-            for rel in obj.relocs.iter().filter(|rel| rel.target == idx && (start..end).contains(&(rel.offset as usize))) {
+            for rel in obj
+                .relocs
+                .iter()
+                .filter(|rel| rel.target == idx && (start..end).contains(&(rel.offset as usize)))
+            {
                 let insn = (rel.offset as usize - start) / 8;
                 match obj.symbols.get(rel.symbol) {
                     Some(t) if maps.is_some() && Some(t.section) == maps => {}
                     Some(t) => {
-                        let place = obj.sections.get(t.section).map_or("undefined", |s| s.name.as_str());
+                        let place = obj
+                            .sections
+                            .get(t.section)
+                            .map_or("undefined", |s| s.name.as_str());
                         let place = if t.section == 0 { "undefined" } else { place };
                         // An unnamed symbol is a section's own: a call into .text, say.
-                        let name = if t.name.is_empty() { "a local function" } else { t.name.as_str() };
-                        check.problems.push(format!("insn {insn}: relocation to {name} in {place}, not a map"));
+                        let name = if t.name.is_empty() {
+                            "a local function"
+                        } else {
+                            t.name.as_str()
+                        };
+                        check.problems.push(format!(
+                            "insn {insn}: relocation to {name} in {place}, not a map"
+                        ));
                     }
-                    None => check.problems.push(format!("insn {insn}: relocation to a missing symbol")),
+                    None => check
+                        .problems
+                        .push(format!("insn {insn}: relocation to a missing symbol")),
                 }
             }
-            r.programs.push(ProgramReport { section: sec.name.clone(), name: sym.name.clone(), check });
+            r.programs.push(ProgramReport {
+                section: sec.name.clone(),
+                name: sym.name.clone(),
+                check,
+            });
         }
     }
     if r.programs.is_empty() {
@@ -574,13 +695,18 @@ pub fn check(obj: &Object) -> Report {
 }
 
 fn helper_name(id: i32) -> String {
-    usize::try_from(id).ok().and_then(|i| HELPERS_4_14.get(i)).map_or_else(|| format!("#{id}"), |n| n.to_string())
+    usize::try_from(id)
+        .ok()
+        .and_then(|i| HELPERS_4_14.get(i))
+        .map_or_else(|| format!("#{id}"), |n| n.to_string())
 }
 
 fn map_type_name(kind: u32) -> String {
     match kind {
         MAP_TYPE_RINGBUF => "ringbuf".into(),
-        k => MAP_TYPES_4_14.get(k as usize).map_or_else(|| format!("type {k}"), |n| n.to_string()),
+        k => MAP_TYPES_4_14
+            .get(k as usize)
+            .map_or_else(|| format!("type {k}"), |n| n.to_string()),
     }
 }
 
@@ -589,7 +715,11 @@ fn print(path: &Path, r: &Report) -> bool {
     println!("bpfcheck: {} (Linux 4.14 rules)", path.display());
     for p in &r.programs {
         let helpers: Vec<_> = p.check.helpers.iter().map(|&h| helper_name(h)).collect();
-        let verdict = if p.check.problems.is_empty() { "ok" } else { "FAIL" };
+        let verdict = if p.check.problems.is_empty() {
+            "ok"
+        } else {
+            "FAIL"
+        };
         println!(
             "  {:<4} {}/{}: {} insns, cpu {}, helpers: {}",
             verdict,
@@ -597,7 +727,11 @@ fn print(path: &Path, r: &Report) -> bool {
             p.name,
             p.check.insns,
             if p.check.needs_v2 { "v2" } else { "v1" },
-            if helpers.is_empty() { "none".into() } else { helpers.join(", ") }
+            if helpers.is_empty() {
+                "none".into()
+            } else {
+                helpers.join(", ")
+            }
         );
         // The first dozen say enough; the modern object has hundreds.
         for (n, problem) in p.check.problems.iter().enumerate().take(12) {
@@ -607,13 +741,21 @@ fn print(path: &Path, r: &Report) -> bool {
             }
         }
     }
-    let maps: Vec<_> = r.maps.iter().map(|(n, k)| format!("{n} ({})", map_type_name(*k))).collect();
+    let maps: Vec<_> = r
+        .maps
+        .iter()
+        .map(|(n, k)| format!("{n} ({})", map_type_name(*k)))
+        .collect();
     println!("  maps: {}", maps.join(", "));
     for problem in &r.problems {
         println!("  FAIL {problem}");
     }
     let ok = r.ok();
-    println!("bpfcheck: {}: {}", path.display(), if ok { "PASS" } else { "FAIL" });
+    println!(
+        "bpfcheck: {}: {}",
+        path.display(),
+        if ok { "PASS" } else { "FAIL" }
+    );
     ok
 }
 
@@ -625,7 +767,11 @@ pub fn check_file(path: &Path) -> Result<bool> {
 
 /// `cargo xtask bpfcheck`: the given objects, or the legacy object the lab embeds.
 pub fn run(objects: &[PathBuf]) -> Result<bool> {
-    let objects = if objects.is_empty() { vec![legacy_object()?] } else { objects.to_vec() };
+    let objects = if objects.is_empty() {
+        vec![legacy_object()?]
+    } else {
+        objects.to_vec()
+    };
     let mut ok = true;
     for o in &objects {
         ok &= check_file(o)?;
@@ -637,10 +783,20 @@ pub fn run(objects: &[PathBuf]) -> Result<bool> {
 pub fn legacy_object() -> Result<PathBuf> {
     let binary = build::static_binary()?;
     // target/<triple>/release/netpoll-trace -> target/<triple>/release/build/netpoll-trace-*/out/
-    let build_dir = binary.parent().map(|d| d.join("build")).unwrap_or_else(|| cache::workspace_root().join("target"));
+    let build_dir = binary
+        .parent()
+        .map(|d| d.join("build"))
+        .unwrap_or_else(|| cache::workspace_root().join("target"));
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(&build_dir).with_context(|| format!("listing {}", build_dir.display()))?.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with("netpoll-trace-") {
+    for entry in std::fs::read_dir(&build_dir)
+        .with_context(|| format!("listing {}", build_dir.display()))?
+        .flatten()
+    {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("netpoll-trace-")
+        {
             continue;
         }
         let candidate = entry.path().join("out").join("netpoll-trace-ebpf-legacy");
@@ -652,7 +808,10 @@ pub fn legacy_object() -> Result<PathBuf> {
     }
     match newest {
         Some((_, path)) => Ok(path),
-        None => bail!("no netpoll-trace-ebpf-legacy under {} after the build", build_dir.display()),
+        None => bail!(
+            "no netpoll-trace-ebpf-legacy under {} after the build",
+            build_dir.display()
+        ),
     }
 }
 
@@ -702,17 +861,35 @@ mod tests {
         assert!(problems(&[Insn::new(0x15, 0, 0, 1, 0), MOV_R0_0, EXIT]).is_empty());
         // r0 = 0; if r0 == 0 goto -2 (back to the mov, a loop); exit
         let p = problems(&[MOV_R0_0, Insn::new(0x15, 0, 0, -2, 0), EXIT]);
-        assert!(p.len() == 1 && p[0].contains("insn 1: jumps back to insn 0, a loop"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("insn 1: jumps back to insn 0, a loop"),
+            "{p:?}"
+        );
         // A cold block placed last that jumps back to the join, as LLVM lays code out:
         // 0: if r0 == 0 goto +2 (to 3); 1: r0 = 0; 2: exit; 3: r0 = 0; 4: goto -4 (to 1)
-        let cold = [Insn::new(0x15, 0, 0, 2, 0), MOV_R0_0, EXIT, MOV_R0_0, Insn::new(0x05, 0, 0, -4, 0)];
+        let cold = [
+            Insn::new(0x15, 0, 0, 2, 0),
+            MOV_R0_0,
+            EXIT,
+            MOV_R0_0,
+            Insn::new(0x05, 0, 0, -4, 0),
+        ];
         assert!(problems(&cold).is_empty(), "{:?}", problems(&cold));
         // ... unless the join leads back to the cold block: 2 jumps to 3 instead of exiting.
-        let looped = [Insn::new(0x15, 0, 0, 2, 0), MOV_R0_0, Insn::new(0x05, 0, 0, 0, 0), MOV_R0_0, Insn::new(0x05, 0, 0, -4, 0)];
+        let looped = [
+            Insn::new(0x15, 0, 0, 2, 0),
+            MOV_R0_0,
+            Insn::new(0x05, 0, 0, 0, 0),
+            MOV_R0_0,
+            Insn::new(0x05, 0, 0, -4, 0),
+        ];
         let p = problems(&looped);
         assert!(p.iter().any(|p| p.contains("a loop")), "{p:?}");
         let p = problems(&[Insn::new(0x05, 0, 0, -2, 0), EXIT]);
-        assert!(p.len() == 2 && p[0].contains("before the program's start"), "{p:?}");
+        assert!(
+            p.len() == 2 && p[0].contains("before the program's start"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -731,7 +908,11 @@ mod tests {
         let p = problems(&[Insn::new(0x16, 0, 0, 0, 0), EXIT]);
         assert!(p.len() == 1 && p[0].contains("JMP32"), "{p:?}");
         // movsx (ALU64 mov with off 8), ldsx (LDX MEMSX), bswap (ALU64 END)
-        for insn in [Insn::new(0xbf, 0, 1, 8, 0), Insn::new(0x91, 0, 1, 0, 0), Insn::new(0xd7, 0, 0, 0, 16)] {
+        for insn in [
+            Insn::new(0xbf, 0, 1, 8, 0),
+            Insn::new(0x91, 0, 1, 0, 0),
+            Insn::new(0xd7, 0, 0, 0, 16),
+        ] {
             let p = problems(&[insn, EXIT]);
             assert!(p.len() == 1 && p[0].contains("v4"), "{insn:?}: {p:?}");
         }
@@ -769,12 +950,23 @@ mod tests {
     #[test]
     fn dead_code_and_falling_off_the_end_fail() {
         let p = problems(&[EXIT, MOV_R0_0, EXIT]);
-        assert!(p.len() == 1 && p[0].contains("insn 1: unreachable"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("insn 1: unreachable"),
+            "{p:?}"
+        );
         let p = problems(&[MOV_R0_0]);
         assert!(p.len() == 1 && p[0].contains("leaves the program"), "{p:?}");
         // 0: goto +1 (into the lddw's second half); 1-2: lddw; 3: exit
-        let p = problems(&[Insn::new(0x05, 0, 0, 1, 0), Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), EXIT]);
-        assert!(p.iter().any(|p| p.contains("middle of a 64-bit load")), "{p:?}");
+        let p = problems(&[
+            Insn::new(0x05, 0, 0, 1, 0),
+            Insn::new(0x18, 1, 0, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+            EXIT,
+        ]);
+        assert!(
+            p.iter().any(|p| p.contains("middle of a 64-bit load")),
+            "{p:?}"
+        );
     }
 
     fn encode(insns: &[Insn]) -> Vec<u8> {
@@ -790,27 +982,74 @@ mod tests {
     /// An object with one kprobe program loading map `M` (of `map_type`) through a
     /// relocation to `reloc_to`'s section, plus `extra` sections.
     fn object(map_type: u32, reloc_to: &str, extra: &[&str]) -> Object {
-        let code = encode(&[Insn::new(0x18, 1, 0, 0, 0), Insn::new(0, 0, 0, 0, 0), MOV_R0_0, EXIT]);
+        let code = encode(&[
+            Insn::new(0x18, 1, 0, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+            MOV_R0_0,
+            EXIT,
+        ]);
         let mut map = map_type.to_le_bytes().to_vec();
         map.resize(28, 0);
         let mut sections = vec![
             Section::default(),
-            Section { name: "kprobe".into(), executable: true, data: code },
-            Section { name: "maps".into(), executable: false, data: map },
+            Section {
+                name: "kprobe".into(),
+                executable: true,
+                data: code,
+            },
+            Section {
+                name: "maps".into(),
+                executable: false,
+                data: map,
+            },
         ];
         for name in extra {
-            sections.push(Section { name: name.to_string(), executable: false, data: vec![0; 8] });
+            sections.push(Section {
+                name: name.to_string(),
+                executable: false,
+                data: vec![0; 8],
+            });
         }
         let mut symbols = vec![
-            Symbol { name: "prog".into(), section: 1, value: 0, size: 32, is_func: true },
-            Symbol { name: "M".into(), section: 2, value: 0, size: 28, is_func: false },
+            Symbol {
+                name: "prog".into(),
+                section: 1,
+                value: 0,
+                size: 32,
+                is_func: true,
+            },
+            Symbol {
+                name: "M".into(),
+                section: 2,
+                value: 0,
+                size: 28,
+                is_func: false,
+            },
         ];
         if reloc_to != "maps" {
-            let target = sections.iter().position(|s| s.name == reloc_to).expect("section");
-            symbols.push(Symbol { name: "target".into(), section: target, value: 0, size: 8, is_func: false });
+            let target = sections
+                .iter()
+                .position(|s| s.name == reloc_to)
+                .expect("section");
+            symbols.push(Symbol {
+                name: "target".into(),
+                section: target,
+                value: 0,
+                size: 8,
+                is_func: false,
+            });
         }
         let symbol = symbols.len() - 1;
-        Object { e_flags: 0, sections, symbols, relocs: vec![Reloc { target: 1, offset: 0, symbol }] }
+        Object {
+            e_flags: 0,
+            sections,
+            symbols,
+            relocs: vec![Reloc {
+                target: 1,
+                offset: 0,
+                symbol,
+            }],
+        }
     }
 
     #[test]
@@ -819,18 +1058,28 @@ mod tests {
         assert!(r.ok(), "{r:?}");
         assert_eq!(r.maps, vec![("M".to_string(), 1)]);
         let r = check(&object(MAP_TYPE_RINGBUF, "maps", &[]));
-        assert!(!r.ok() && r.problems.iter().any(|p| p.contains("ring buffer")), "{r:?}");
+        assert!(
+            !r.ok() && r.problems.iter().any(|p| p.contains("ring buffer")),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn global_data_sections_and_relocations_to_them_fail() {
         for section in [".rodata", ".data", ".bss", ".rodata.str1.1"] {
             let r = check(&object(1, "maps", &[section]));
-            assert!(r.problems.iter().any(|p| p.contains("global data")), "{section}: {r:?}");
+            assert!(
+                r.problems.iter().any(|p| p.contains("global data")),
+                "{section}: {r:?}"
+            );
         }
         let r = check(&object(1, ".rodata", &[".rodata"]));
         let prog = &r.programs[0].check.problems;
-        assert!(prog.iter().any(|p| p.contains("relocation to target in .rodata")), "{r:?}");
+        assert!(
+            prog.iter()
+                .any(|p| p.contains("relocation to target in .rodata")),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -842,7 +1091,10 @@ mod tests {
         o.relocs.clear();
         let r = check(&o);
         let p = &r.programs[0].check.problems;
-        assert!(p.len() == 1 && p[0].contains("skb_store_bytes: 4.14 does not offer it to kprobe"), "{r:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("skb_store_bytes: 4.14 does not offer it to kprobe"),
+            "{r:?}"
+        );
         o.sections[1].name = "socket".into();
         assert!(check(&o).ok(), "{:?}", check(&o));
     }

@@ -16,16 +16,31 @@ pub fn static_binary() -> Result<PathBuf> {
     println!("build: netpoll-trace (release, static, {TARGET})");
     process::run(
         Command::new(cargo)
-            .args(["build", "--release", "-p", "netpoll-trace", "--target", TARGET])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "netpoll-trace",
+                "--target",
+                TARGET,
+            ])
             .current_dir(&root)
             // Target-scoped, not RUSTFLAGS: netpoll-trace's build.rs runs a nested cargo for the
             // eBPF crate, which must not inherit crt-static.
-            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static",
+            )
             .env_remove("RUSTFLAGS"),
     )
     .context("building netpoll-trace")?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let binary = target_dir.join(TARGET).join("release").join("netpoll-trace");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("netpoll-trace");
     check_static(&binary)?;
     Ok(binary)
 }
@@ -51,7 +66,12 @@ pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
                     .arg(&out)
                     .arg(&src),
             )
-            .with_context(|| format!("building {} (is gcc installed? run `cargo xtask setup`)", src.display()))?;
+            .with_context(|| {
+                format!(
+                    "building {} (is gcc installed? run `cargo xtask setup`)",
+                    src.display()
+                )
+            })?;
             check_static(&out)?;
         }
         tools.push((out, format!("bin/{name}")));
@@ -67,7 +87,10 @@ pub(crate) fn check_static(binary: &Path) -> Result<()> {
             "{} is dynamically linked (it has an ELF interpreter): the crt-static flag did not reach it",
             binary.display()
         ),
-        None => bail!("{} is not a 64-bit little-endian ELF file", binary.display()),
+        None => bail!(
+            "{} is not a 64-bit little-endian ELF file",
+            binary.display()
+        ),
     }
 }
 
@@ -93,7 +116,6 @@ fn has_interpreter(elf: &[u8]) -> Option<bool> {
     Some(false)
 }
 
-
 /// The kernel modules (runtime patch, test-only emulation) built for `kernel`, rebuilt only
 /// when a source is newer than the built module, with the patch module's
 /// `netpoll_offsets.o` (/lib/kmods/) and the kernel's BTF as a BTFHub archive
@@ -102,13 +124,20 @@ pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String
     let root = cache::workspace_root();
     let out_dir = root.join("target").join("kmod");
     let mut out = Vec::new();
-    for (src, name) in [("netpoll-patch", "netpoll_patch"), ("lab/emulate", "emulate_pre419")] {
+    for (src, name) in [
+        ("netpoll-patch", "netpoll_patch"),
+        ("lab/emulate", "emulate_pre419"),
+    ] {
         let ko = kmod_for(kernel, &root.join(src), &out_dir)?;
         if name == "netpoll_patch" {
             // The struct offsets from this kernel's headers, built by the same kbuild run.
             let offsets = ko.with_file_name("netpoll_offsets.o");
             if !offsets.is_file() {
-                bail!("building netpoll-patch for {} left no {}: check netpoll-patch/Kbuild", kernel.release, offsets.display());
+                bail!(
+                    "building netpoll-patch for {} left no {}: check netpoll-patch/Kbuild",
+                    kernel.release,
+                    offsets.display()
+                );
             }
             out.push((offsets, "lib/kmods/netpoll_offsets.o".to_string()));
         }
@@ -129,17 +158,25 @@ pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> 
         .flatten()
         .filter_map(|e| e.metadata().ok()?.modified().ok())
         .max();
-    let stamp = out_dir.join(format!("{}-{}.path", src.file_name().unwrap_or_default().to_string_lossy(), kernel.release));
+    let stamp = out_dir.join(format!(
+        "{}-{}.path",
+        src.file_name().unwrap_or_default().to_string_lossy(),
+        kernel.release
+    ));
     if let (Ok(path), Some(newest)) = (std::fs::read_to_string(&stamp), newest_source) {
         let ko = PathBuf::from(path.trim());
-        if std::fs::metadata(&ko).and_then(|m| m.modified()).is_ok_and(|built| built >= newest) {
+        if std::fs::metadata(&ko)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| built >= newest)
+        {
             return Ok(ko);
         }
     }
     println!("build: {} for kernel {}", src.display(), kernel.release);
     let ko = crate::kmod::build(&kernel.headers_dir(), src, out_dir)?;
     cache::create_dir(out_dir)?;
-    std::fs::write(&stamp, ko.display().to_string()).with_context(|| format!("writing {}", stamp.display()))?;
+    std::fs::write(&stamp, ko.display().to_string())
+        .with_context(|| format!("writing {}", stamp.display()))?;
     Ok(ko)
 }
 

@@ -11,7 +11,11 @@ const STAMP: &str = ".complete";
 /// The cache directory: `$NPT_CACHE_DIR`, else `$XDG_CACHE_HOME/netpoll-trace`, else
 /// `~/.cache/netpoll-trace`.
 pub fn dir() -> Result<PathBuf> {
-    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     resolve(env("NPT_CACHE_DIR"), env("XDG_CACHE_HOME"), env("HOME"))
         .ok_or_else(|| anyhow!("cannot place the cache: set NPT_CACHE_DIR (or HOME)"))
 }
@@ -67,8 +71,14 @@ mod tests {
 
     #[test]
     fn xdg_then_home() {
-        assert_eq!(resolve(None, Some("/x".into()), Some("/h".into())), Some("/x/netpoll-trace".into()));
-        assert_eq!(resolve(None, None, Some("/h".into())), Some("/h/.cache/netpoll-trace".into()));
+        assert_eq!(
+            resolve(None, Some("/x".into()), Some("/h".into())),
+            Some("/x/netpoll-trace".into())
+        );
+        assert_eq!(
+            resolve(None, None, Some("/h".into())),
+            Some("/h/.cache/netpoll-trace".into())
+        );
         assert_eq!(resolve(None, None, None), None);
     }
 }

@@ -29,7 +29,13 @@ pub struct Console {
 }
 
 /// Kernel texts that fail a run wherever they appear.
-const OOPS_MARKERS: &[&str] = &["BUG:", "Oops", "WARNING:", "general protection", "Kernel panic"];
+const OOPS_MARKERS: &[&str] = &[
+    "BUG:",
+    "Oops",
+    "WARNING:",
+    "general protection",
+    "Kernel panic",
+];
 
 pub fn parse(text: &str) -> Console {
     let mut console = Console::default();
@@ -57,7 +63,9 @@ pub fn parse(text: &str) -> Console {
             // A check's own detail may quote kernel text; it is judged by its status.
             continue;
         }
-        if OOPS_MARKERS.iter().any(|m| line.contains(m)) && !console.oopses.iter().any(|o| same_message(o, line)) {
+        if OOPS_MARKERS.iter().any(|m| line.contains(m))
+            && !console.oopses.iter().any(|o| same_message(o, line))
+        {
             console.oopses.push(line.to_string());
         }
     }
@@ -170,7 +178,9 @@ pub fn strip_ansi(line: &str) -> String {
 fn kernel_record_at(s: &str) -> Option<usize> {
     s.match_indices('[').map(|(i, _)| i).find(|&i| {
         let rest = &s[i + 1..];
-        let Some(end) = rest.find(']') else { return false };
+        let Some(end) = rest.find(']') else {
+            return false;
+        };
         let stamp = rest[..end].trim_start();
         let (secs, frac) = stamp.split_once('.').unwrap_or(("", ""));
         !secs.is_empty()
@@ -235,10 +245,27 @@ mod tests {
         assert_eq!(c.boot.as_deref(), Some("6.1.0-56-amd64"));
         assert_eq!(c.exit, Some(0));
         assert_eq!(c.checks.len(), 3);
-        assert_eq!(c.checks[0], Check { name: "uname".into(), status: Status::Pass });
-        assert_eq!(c.checks[1].status, Status::Skip("no kprobe PMU on 5.10".into()));
-        assert_eq!(c.checks[2].status, Status::Fail("rc=2: RTNETLINK answers: Operation not supported".into()));
-        assert_eq!(c.dmesg, Some(vec!["[    1.000000] netconsole: network logging started".to_string()]));
+        assert_eq!(
+            c.checks[0],
+            Check {
+                name: "uname".into(),
+                status: Status::Pass
+            }
+        );
+        assert_eq!(
+            c.checks[1].status,
+            Status::Skip("no kprobe PMU on 5.10".into())
+        );
+        assert_eq!(
+            c.checks[2].status,
+            Status::Fail("rc=2: RTNETLINK answers: Operation not supported".into())
+        );
+        assert_eq!(
+            c.dmesg,
+            Some(vec![
+                "[    1.000000] netconsole: network logging started".to_string()
+            ])
+        );
         assert!(c.oopses.is_empty());
     }
 
@@ -264,13 +291,21 @@ mod tests {
         let shown: Vec<String> = console.lines().filter_map(|l| s.line(l)).collect();
         assert_eq!(
             shown,
-            ["(guest booted 6.12.117+deb12-amd64)", "$ netpoll-trace check", "  btf ok", "+ 0.000s netpoll_setup eth0 ok"]
+            [
+                "(guest booted 6.12.117+deb12-amd64)",
+                "$ netpoll-trace check",
+                "  btf ok",
+                "+ 0.000s netpoll_setup eth0 ok"
+            ]
         );
     }
 
     #[test]
     fn ansi_sequences_are_stripped() {
-        assert_eq!(strip_ansi("\x1b[1m$ netpoll-trace check\x1b[0m"), "$ netpoll-trace check");
+        assert_eq!(
+            strip_ansi("\x1b[1m$ netpoll-trace check\x1b[0m"),
+            "$ netpoll-trace check"
+        );
         assert_eq!(strip_ansi("plain [1] text"), "plain [1] text");
     }
 
@@ -309,11 +344,24 @@ mod tests {
             c_unpatched pass\nNPT-CHECK delivered_after_unpatch pass\n";
         let c = parse(text);
         let names: Vec<&str> = c.checks.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["unpatch_restores", "traffic_unpatched", "delivered_after_unpatch"]);
+        assert_eq!(
+            names,
+            [
+                "unpatch_restores",
+                "traffic_unpatched",
+                "delivered_after_unpatch"
+            ]
+        );
         assert!(c.checks.iter().all(|c| c.status == Status::Pass));
         // Cut inside the status word, and a kernel warning as the interrupting record.
         let c = parse("NPT-CHECK x fa[    1.5] WARNING: CPU: 0 PID: 1 at foo\nil rc=1: boom\n");
-        assert_eq!(c.checks, [Check { name: "x".into(), status: Status::Fail("rc=1: boom".into()) }]);
+        assert_eq!(
+            c.checks,
+            [Check {
+                name: "x".into(),
+                status: Status::Fail("rc=1: boom".into())
+            }]
+        );
         assert_eq!(c.oopses.len(), 1);
         // A detail that quotes a timestamp is a complete line: not joined.
         let c = parse("NPT-CHECK y fail rc=1: [    2.0] netpoll: eth0 oops\nNPT-CHECK z pass\n");
@@ -322,7 +370,9 @@ mod tests {
 
     #[test]
     fn kernel_output_glued_after_a_status_word_does_not_hide_the_check() {
-        let c = parse("NPT-CHECK traffic pass[   26.101154] npt-hello 100\nNPT-CHECK other fail[  1.0] boom detail\n");
+        let c = parse(
+            "NPT-CHECK traffic pass[   26.101154] npt-hello 100\nNPT-CHECK other fail[  1.0] boom detail\n",
+        );
         assert_eq!(c.checks.len(), 2, "{:?}", c.checks);
         assert_eq!(c.checks[0].name, "traffic");
         assert!(matches!(c.checks[0].status, Status::Pass));

@@ -18,7 +18,11 @@ const S_IFCHR: u32 = 0o020000;
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W) -> Self {
-        Writer { out, next_ino: 1, dirs: BTreeSet::new() }
+        Writer {
+            out,
+            next_ino: 1,
+            dirs: BTreeSet::new(),
+        }
     }
 
     /// A directory (and its parents), mode 0755.
@@ -66,11 +70,16 @@ impl<W: Write> Writer<W> {
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: u32, data: &[u8]) -> io::Result<()> {
-        let ino = if name == "TRAILER!!!" { 0 } else { self.next_ino };
+        let ino = if name == "TRAILER!!!" {
+            0
+        } else {
+            self.next_ino
+        };
         self.next_ino += 1;
         let nlink = if mode & 0o170000 == S_IFDIR { 2 } else { 1 };
-        let filesize = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is over 4 GiB")))?;
+        let filesize = u32::try_from(data.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is over 4 GiB"))
+        })?;
         let fields = [
             ino,
             mode,

@@ -27,7 +27,10 @@ const INSTALLED: &[&str] = &[
 
 /// Runs every check on `deb`; prints one line per failure, Ok(true) when none.
 pub fn run(deb: &Path) -> Result<bool> {
-    let work = cache::workspace_root().join("target").join("dist").join("dpkg-check");
+    let work = cache::workspace_root()
+        .join("target")
+        .join("dist")
+        .join("dpkg-check");
     cache::remove_dir(&work)?;
     let mut failures = dpkg_cycle(deb, &work.join("root"))?;
     failures.extend(scripts_under_systemd(deb, &work.join("scripts"))?);
@@ -78,8 +81,14 @@ fn dpkg_cycle(deb: &Path, root: &Path) -> Result<Vec<String>> {
     if !st.contains("Status: install ok installed") {
         fail.push(format!("dpkg -i: not installed per dpkg -s:\n{st}"));
     }
-    if !st.lines().any(|l| l.trim_start().starts_with(&format!("/{} ", dist::CONFFILE))) {
-        fail.push(format!("dpkg -i: /{} not recorded as a conffile:\n{st}", dist::CONFFILE));
+    if !st
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("/{} ", dist::CONFFILE)))
+    {
+        fail.push(format!(
+            "dpkg -i: /{} not recorded as a conffile:\n{st}",
+            dist::CONFFILE
+        ));
     }
     // dpkg --verify checks every file against DEBIAN/md5sums: silent when all match, and
     // it has nothing to check without them.
@@ -90,7 +99,11 @@ fn dpkg_cycle(deb: &Path, root: &Path) -> Result<Vec<String>> {
     if !file("var/lib/dpkg/info/netpoll-trace.md5sums").is_file() {
         fail.push("dpkg -i: the package has no md5sums".into());
     }
-    fail.extend(enabled(root).into_iter().map(|p| format!("dpkg -i enabled the service: {}", p.display())));
+    fail.extend(
+        enabled(root)
+            .into_iter()
+            .map(|p| format!("dpkg -i enabled the service: {}", p.display())),
+    );
 
     // What an operator and the agent add: an edited conffile and a journal.
     let edited = "\n# edited by the operator\n";
@@ -98,21 +111,32 @@ fn dpkg_cycle(deb: &Path, root: &Path) -> Result<Vec<String>> {
         append(&file(dist::CONFFILE), edited)?;
     }
     cache::create_dir(&file("var/log/netpoll-trace"))?;
-    std::fs::write(file("var/log/netpoll-trace/journal.jsonl"), "{}\n").context("writing a journal")?;
+    std::fs::write(file("var/log/netpoll-trace/journal.jsonl"), "{}\n")
+        .context("writing a journal")?;
 
-    process::output(&mut dpkg(root, &["-r", "netpoll-trace"])).context("dpkg -r in the throwaway root")?;
-    if file("usr/bin/netpoll-trace").exists() || file("usr/lib/systemd/system/netpoll-trace-agent.service").exists() {
+    process::output(&mut dpkg(root, &["-r", "netpoll-trace"]))
+        .context("dpkg -r in the throwaway root")?;
+    if file("usr/bin/netpoll-trace").exists()
+        || file("usr/lib/systemd/system/netpoll-trace-agent.service").exists()
+    {
         fail.push("dpkg -r: the binary or the unit is still there".into());
     }
     match std::fs::read_to_string(file(dist::CONFFILE)) {
         Ok(t) if t.ends_with(edited) => {}
-        _ => fail.push(format!("dpkg -r: the edited /{} was not kept", dist::CONFFILE)),
+        _ => fail.push(format!(
+            "dpkg -r: the edited /{} was not kept",
+            dist::CONFFILE
+        )),
     }
     if !status(root).contains("Status: deinstall ok config-files") {
-        fail.push(format!("dpkg -r: not in config-files state:\n{}", status(root)));
+        fail.push(format!(
+            "dpkg -r: not in config-files state:\n{}",
+            status(root)
+        ));
     }
 
-    process::output(&mut dpkg(root, &["-P", "netpoll-trace"])).context("dpkg -P in the throwaway root")?;
+    process::output(&mut dpkg(root, &["-P", "netpoll-trace"]))
+        .context("dpkg -P in the throwaway root")?;
     for gone in ["etc/netpoll-trace", "var/log/netpoll-trace"] {
         if file(gone).exists() {
             fail.push(format!("dpkg -P: /{gone} is still there"));
@@ -133,7 +157,10 @@ fn enabled(root: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() && !p.is_symlink() {
                 stack.push(p);
-            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("netpoll-trace")) {
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("netpoll-trace"))
+            {
                 found.push(p);
             }
         }
@@ -143,8 +170,12 @@ fn enabled(root: &Path) -> Vec<PathBuf> {
 
 fn append(path: &Path, text: &str) -> Result<()> {
     use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The maintainer scripts as dpkg runs them on a booted systemd host (install, then
@@ -156,19 +187,34 @@ fn scripts_under_systemd(deb: &Path, work: &Path) -> Result<Vec<String>> {
     let control = work.join("control");
     let stubs = work.join("bin");
     cache::create_dir(&stubs)?;
-    process::run(Command::new("dpkg-deb").arg("--control").arg(deb).arg(&control))?;
-    let missing: Vec<&str> = ["postinst", "prerm", "postrm"].into_iter().filter(|s| !control.join(s).is_file()).collect();
+    process::run(
+        Command::new("dpkg-deb")
+            .arg("--control")
+            .arg(deb)
+            .arg(&control),
+    )?;
+    let missing: Vec<&str> = ["postinst", "prerm", "postrm"]
+        .into_iter()
+        .filter(|s| !control.join(s).is_file())
+        .collect();
     if !missing.is_empty() {
         return Ok(vec![format!("the package has no {}", missing.join(", "))]);
     }
     let log = work.join("calls");
     for stub in ["systemctl", "deb-systemd-invoke"] {
         let path = stubs.join(stub);
-        std::fs::write(&path, format!("#!/bin/sh\necho \"{stub} $*\" >>'{}'\n", log.display()))?;
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{stub} $*\" >>'{}'\n", log.display()),
+        )?;
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
-    let path = format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let steps = "\"$C/postinst\" configure && \"$C/prerm\" remove && \"$C/postrm\" remove";
     for booted in [true, false] {
         let _ = std::fs::remove_file(&log);
@@ -183,9 +229,15 @@ fn scripts_under_systemd(deb: &Path, work: &Path) -> Result<Vec<String>> {
             .env("PATH", &path)
             .env_remove("DPKG_ROOT")
             .output()
-            .context("running the maintainer scripts in a private mount namespace (unshare, util-linux)")?;
+            .context(
+                "running the maintainer scripts in a private mount namespace (unshare, util-linux)",
+            )?;
         if !out.status.success() {
-            bail!("the maintainer scripts failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "the maintainer scripts failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let calls = std::fs::read_to_string(&log).unwrap_or_default();
         let calls: Vec<&str> = calls.lines().collect();
@@ -199,11 +251,22 @@ fn scripts_under_systemd(deb: &Path, work: &Path) -> Result<Vec<String>> {
             &[]
         };
         if calls != want {
-            let host = if booted { "a systemd host" } else { "a host without systemd" };
-            fail.push(format!("maintainer scripts on {host} called {calls:?}, expected {want:?}"));
+            let host = if booted {
+                "a systemd host"
+            } else {
+                "a host without systemd"
+            };
+            fail.push(format!(
+                "maintainer scripts on {host} called {calls:?}, expected {want:?}"
+            ));
         }
-        if calls.iter().any(|c| c.contains("enable") || c.contains(" start")) {
-            fail.push(format!("maintainer scripts enable or start the service: {calls:?}"));
+        if calls
+            .iter()
+            .any(|c| c.contains("enable") || c.contains(" start"))
+        {
+            fail.push(format!(
+                "maintainer scripts enable or start the service: {calls:?}"
+            ));
         }
     }
     Ok(fail)
@@ -213,9 +276,14 @@ fn scripts_under_systemd(deb: &Path, work: &Path) -> Result<Vec<String>> {
 /// (its tag in backquotes in the "lintian" section).
 fn lintian(deb: &Path) -> Result<Vec<String>> {
     if !process::on_path("lintian") {
-        return Ok(vec!["lintian is not installed: run `cargo xtask setup`".into()]);
+        return Ok(vec![
+            "lintian is not installed: run `cargo xtask setup`".into(),
+        ]);
     }
-    let out = Command::new("lintian").arg(deb).output().context("running lintian")?;
+    let out = Command::new("lintian")
+        .arg(deb)
+        .output()
+        .context("running lintian")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let install = std::fs::read_to_string(cache::workspace_root().join("packaging/INSTALL.md"))
         .context("reading packaging/INSTALL.md")?;
@@ -224,11 +292,17 @@ fn lintian(deb: &Path) -> Result<Vec<String>> {
     for (tag, line) in lintian_tags(&text) {
         println!("debcheck: lintian: {line}");
         if !explained.contains(&format!("`{tag}`")) {
-            fail.push(format!("lintian {tag} is not explained in packaging/INSTALL.md: {line}"));
+            fail.push(format!(
+                "lintian {tag} is not explained in packaging/INSTALL.md: {line}"
+            ));
         }
     }
     if !out.status.success() && fail.is_empty() && lintian_tags(&text).is_empty() {
-        fail.push(format!("lintian failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+        fail.push(format!(
+            "lintian failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(fail)
 }

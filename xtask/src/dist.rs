@@ -27,7 +27,13 @@ pub struct Artefacts {
 }
 
 /// Files of the module source that ship (the build products never do).
-const PATCH_SOURCES: &[&str] = &["Kbuild", "Makefile", "netpoll_patch.c", "netpoll_offsets.c", "README.md"];
+const PATCH_SOURCES: &[&str] = &[
+    "Kbuild",
+    "Makefile",
+    "netpoll_patch.c",
+    "netpoll_offsets.c",
+    "README.md",
+];
 const UNIT: &str = "packaging/netpoll-trace-agent.service";
 const INSTALL: &str = "packaging/INSTALL.md";
 const AGENT_EXAMPLE: &str = "packaging/agent.toml.example";
@@ -46,8 +52,13 @@ struct Layout {
     doc: &'static str,
 }
 
-const TARBALL: Layout =
-    Layout { bin: "bin", man: "share/man", unit: "lib/systemd/system", share: "share/netpoll-trace", doc: "share/doc/netpoll-trace" };
+const TARBALL: Layout = Layout {
+    bin: "bin",
+    man: "share/man",
+    unit: "lib/systemd/system",
+    share: "share/netpoll-trace",
+    doc: "share/doc/netpoll-trace",
+};
 const DEB: Layout = Layout {
     bin: "usr/bin",
     man: "usr/share/man",
@@ -72,7 +83,13 @@ pub fn run() -> Result<Artefacts> {
         Command::new("tar")
             // Root-owned files and sorted entries: what a host gets does not depend on
             // who built it.
-            .args(["--owner=0", "--group=0", "--numeric-owner", "--sort=name", "-czf"])
+            .args([
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--sort=name",
+                "-czf",
+            ])
             .arg(&tarball)
             .arg("-C")
             .arg(&out)
@@ -85,11 +102,19 @@ pub fn run() -> Result<Artefacts> {
     debian_files(&root, &deb_root, &version)?;
     let deb = out.join(format!("netpoll-trace_{version}_amd64.deb"));
     // gzip members: readable by every dpkg and by busybox's dpkg-deb in the lab guest.
-    process::run(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "--build"]).arg(&deb_root).arg(&deb))
-        .context("building the Debian package (dpkg-deb comes with dpkg)")?;
+    process::run(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&deb_root)
+            .arg(&deb),
+    )
+    .context("building the Debian package (dpkg-deb comes with dpkg)")?;
     let listing = process::output(Command::new("dpkg-deb").arg("--contents").arg(&deb))?;
     if !listing.contains("./usr/bin/netpoll-trace") {
-        bail!("{} holds no usr/bin/netpoll-trace:\n{listing}", deb.display());
+        bail!(
+            "{} holds no usr/bin/netpoll-trace:\n{listing}",
+            deb.display()
+        );
     }
     println!("dist: {}", tarball.display());
     println!("dist: {}", deb.display());
@@ -103,8 +128,15 @@ fn binary_version(binary: &Path) -> Result<String> {
 }
 
 fn parse_version(out: &str) -> Result<String> {
-    let v = out.trim().strip_prefix("netpoll-trace ").unwrap_or_default();
-    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || ".+-~".contains(c)) {
+    let v = out
+        .trim()
+        .strip_prefix("netpoll-trace ")
+        .unwrap_or_default();
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+-~".contains(c))
+    {
         bail!("no version in it");
     }
     Ok(v.to_string())
@@ -119,22 +151,46 @@ fn populate(root: &Path, binary: &Path, dir: &Path, layout: &Layout, deb: bool) 
         // As dh_strip does: no debug symbols or build notes in the package.
         process::run(
             Command::new("strip")
-                .args(["--remove-section=.comment", "--remove-section=.note", "--strip-unneeded"])
+                .args([
+                    "--remove-section=.comment",
+                    "--remove-section=.note",
+                    "--strip-unneeded",
+                ])
                 .arg(at(layout.bin).join("netpoll-trace")),
         )
         .context("stripping the packaged binary (binutils)")?;
     }
     for f in PATCH_SOURCES {
-        copy(&root.join("netpoll-patch").join(f), &at(layout.share).join("netpoll-patch").join(f), 0o644)?;
+        copy(
+            &root.join("netpoll-patch").join(f),
+            &at(layout.share).join("netpoll-patch").join(f),
+            0o644,
+        )?;
     }
-    copy(&root.join(UNIT), &at(layout.unit).join("netpoll-trace-agent.service"), 0o644)?;
-    copy(&root.join(INSTALL), &at(layout.doc).join("INSTALL.md"), 0o644)?;
-    copy(&root.join(AGENT_EXAMPLE), &at(layout.doc).join("agent.toml.example"), 0o644)?;
+    copy(
+        &root.join(UNIT),
+        &at(layout.unit).join("netpoll-trace-agent.service"),
+        0o644,
+    )?;
+    copy(
+        &root.join(INSTALL),
+        &at(layout.doc).join("INSTALL.md"),
+        0o644,
+    )?;
+    copy(
+        &root.join(AGENT_EXAMPLE),
+        &at(layout.doc).join("agent.toml.example"),
+        0o644,
+    )?;
     if deb {
         // The commented example as the live configuration: every key in it is a comment or
         // a default, so an installed agent behaves as without one until the operator edits it.
         copy(&root.join(AGENT_EXAMPLE), &at(CONFFILE), 0o644)?;
-        copy(&root.join(DEBIAN).join("copyright"), &at(layout.doc).join("copyright"), 0o644)?;
+        copy(
+            &root.join(DEBIAN).join("copyright"),
+            &at(layout.doc).join("copyright"),
+            0o644,
+        )?;
         // A native package's Debian-format changelog: changelog.gz (policy 12.7).
         let changelog = at(layout.doc).join("changelog");
         copy(&root.join(DEBIAN).join("changelog"), &changelog, 0o644)?;
@@ -143,24 +199,57 @@ fn populate(root: &Path, binary: &Path, dir: &Path, layout: &Layout, deb: bool) 
 
     // Generated by the binary from its own clap definitions.
     let gen_dir = dir.join(".generate");
-    process::output(Command::new(binary).arg("generate").arg("man").arg(gen_dir.join("man")))?;
-    process::output(Command::new(binary).arg("generate").arg("completions").arg(gen_dir.join("completions")))?;
+    process::output(
+        Command::new(binary)
+            .arg("generate")
+            .arg("man")
+            .arg(gen_dir.join("man")),
+    )?;
+    process::output(
+        Command::new(binary)
+            .arg("generate")
+            .arg("completions")
+            .arg(gen_dir.join("completions")),
+    )?;
     let prefix = if deb { "usr/" } else { "" };
     for (file, dest) in [
-        ("netpoll-trace.bash", "share/bash-completion/completions/netpoll-trace"),
+        (
+            "netpoll-trace.bash",
+            "share/bash-completion/completions/netpoll-trace",
+        ),
         ("_netpoll-trace", "share/zsh/site-functions/_netpoll-trace"),
-        ("netpoll-trace.fish", "share/fish/vendor_completions.d/netpoll-trace.fish"),
+        (
+            "netpoll-trace.fish",
+            "share/fish/vendor_completions.d/netpoll-trace.fish",
+        ),
     ] {
-        copy(&gen_dir.join("completions").join(file), &at(&format!("{prefix}{dest}")), 0o644)?;
+        copy(
+            &gen_dir.join("completions").join(file),
+            &at(&format!("{prefix}{dest}")),
+            0o644,
+        )?;
     }
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(gen_dir.join("man"))?.flatten().map(|e| e.path()).collect();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(gen_dir.join("man"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     pages.sort();
-    if !pages.iter().any(|p| p.extension().is_some_and(|e| e == "8")) {
-        bail!("`{} generate man` wrote no section 8 page", binary.display());
+    if !pages
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "8"))
+    {
+        bail!(
+            "`{} generate man` wrote no section 8 page",
+            binary.display()
+        );
     }
     for page in pages {
-        let Some(section) = page.extension().map(|e| e.to_string_lossy().into_owned()) else { continue };
-        let to = at(layout.man).join(format!("man{section}")).join(page.file_name().unwrap_or_default());
+        let Some(section) = page.extension().map(|e| e.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let to = at(layout.man)
+            .join(format!("man{section}"))
+            .join(page.file_name().unwrap_or_default());
         copy(&page, &to, 0o644)?;
         if deb {
             // Debian policy: man pages compressed with gzip -9n.
@@ -175,21 +264,26 @@ fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
     if let Some(p) = to.parent() {
         cache::create_dir(p)?;
     }
-    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     set_mode(to, mode)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
 }
 
 /// DEBIAN/: control, md5sums, conffiles and the maintainer scripts.
 fn debian_files(root: &Path, deb_root: &Path, version: &str) -> Result<()> {
-    let changelog = std::fs::read_to_string(root.join(DEBIAN).join("changelog")).context("reading packaging/debian/changelog")?;
+    let changelog = std::fs::read_to_string(root.join(DEBIAN).join("changelog"))
+        .context("reading packaging/debian/changelog")?;
     let top = changelog_version(&changelog)?;
     if top != version {
-        bail!("packaging/debian/changelog's newest entry is {top}, the binary is {version}: add an entry for {version}");
+        bail!(
+            "packaging/debian/changelog's newest entry is {top}, the binary is {version}: add an entry for {version}"
+        );
     }
     let size_kib = dir_size(deb_root)?.div_ceil(1024);
     let mut files = Vec::new();
@@ -205,8 +299,13 @@ fn debian_files(root: &Path, deb_root: &Path, version: &str) -> Result<()> {
     write("conffiles", &format!("/{CONFFILE}\n"))?;
     // md5sums: every file but the conffiles (dpkg keeps their sums itself), as debhelper does.
     let payload: Vec<&String> = files.iter().filter(|f| **f != CONFFILE).collect();
-    let sums = process::output(Command::new("md5sum").arg("--").args(&payload).current_dir(deb_root))
-        .context("computing md5sums")?;
+    let sums = process::output(
+        Command::new("md5sum")
+            .arg("--")
+            .args(&payload)
+            .current_dir(deb_root),
+    )
+    .context("computing md5sums")?;
     write("md5sums", &sums)?;
     for s in MAINTAINER_SCRIPTS {
         copy(&root.join(DEBIAN).join(s), &dir.join(s), 0o755)?;
@@ -241,7 +340,11 @@ fn changelog_version(text: &str) -> Result<String> {
 /// Who signs for the package: DEBFULLNAME and DEBEMAIL, as Debian's own tools (dch) read
 /// them, else a placeholder (lintian's bogus-mail-host, explained in INSTALL.md).
 fn maintainer() -> String {
-    let env = |k| std::env::var(k).ok().filter(|v: &String| !v.trim().is_empty() && !v.contains(['\n', '<', '>']));
+    let env = |k| {
+        std::env::var(k)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty() && !v.contains(['\n', '<', '>']))
+    };
     match (env("DEBFULLNAME"), env("DEBEMAIL")) {
         (Some(name), Some(mail)) => format!("{name} <{mail}>"),
         _ => "netpoll-trace developers <netpoll-trace@localhost>".to_string(),
@@ -274,7 +377,11 @@ fn dir_size(dir: &Path) -> Result<u64> {
     for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let e = e?;
         let m = e.metadata()?;
-        total += if m.is_dir() { dir_size(&e.path())? } else { m.len() };
+        total += if m.is_dir() {
+            dir_size(&e.path())?
+        } else {
+            m.len()
+        };
     }
     Ok(total)
 }
@@ -293,11 +400,23 @@ mod tests {
     #[test]
     fn control_has_the_fields_dpkg_requires() {
         let c = control("1.2.3", 5000, "A <a@b.example>");
-        for field in ["Package: netpoll-trace\n", "Version: 1.2.3\n", "Architecture: amd64\n", "Maintainer: ", "Installed-Size: 5000\n"] {
+        for field in [
+            "Package: netpoll-trace\n",
+            "Version: 1.2.3\n",
+            "Architecture: amd64\n",
+            "Maintainer: ",
+            "Installed-Size: 5000\n",
+        ] {
             assert!(c.contains(field), "{field:?} missing:\n{c}");
         }
         // Description continuation lines start with one space; the file ends with a newline.
-        assert!(c.lines().skip_while(|l| !l.starts_with("Description:")).skip(1).all(|l| l.starts_with(' ')), "{c}");
+        assert!(
+            c.lines()
+                .skip_while(|l| !l.starts_with("Description:"))
+                .skip(1)
+                .all(|l| l.starts_with(' ')),
+            "{c}"
+        );
         assert!(c.ends_with('\n'));
         // Debian policy 5.6.13: description lines fit 80 columns.
         assert!(c.lines().all(|l| l.len() <= 80), "{c}");
@@ -305,9 +424,17 @@ mod tests {
 
     #[test]
     fn changelog_names_its_newest_version() {
-        assert_eq!(changelog_version("netpoll-trace (1.2.3) unstable; urgency=medium\n").unwrap(), "1.2.3");
+        assert_eq!(
+            changelog_version("netpoll-trace (1.2.3) unstable; urgency=medium\n").unwrap(),
+            "1.2.3"
+        );
         assert!(changelog_version("other (1.0) unstable\n").is_err());
-        let ours = std::fs::read_to_string(cache::workspace_root().join(DEBIAN).join("changelog")).unwrap();
-        assert_eq!(changelog_version(&ours).unwrap(), env!("CARGO_PKG_VERSION"), "packaging/debian/changelog lags the version");
+        let ours = std::fs::read_to_string(cache::workspace_root().join(DEBIAN).join("changelog"))
+            .unwrap();
+        assert_eq!(
+            changelog_version(&ours).unwrap(),
+            env!("CARGO_PKG_VERSION"),
+            "packaging/debian/changelog lags the version"
+        );
     }
 }

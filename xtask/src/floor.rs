@@ -19,7 +19,11 @@ const MULTIARCH_INCLUDE: &str = "/usr/include/x86_64-linux-gnu";
 /// Builds the floor loader unless up to date; (host path, guest path).
 pub fn build(root: &Path) -> Result<(PathBuf, String)> {
     let src = root.join("lab/bench");
-    let sources = [src.join("floor.bpf.c"), src.join("floor.c"), src.join("floor.h")];
+    let sources = [
+        src.join("floor.bpf.c"),
+        src.join("floor.c"),
+        src.join("floor.h"),
+    ];
     let out_dir = root.join("target/lab/bench");
     cache::create_dir(&out_dir)?;
     let object = out_dir.join("floor.bpf.o");
@@ -27,10 +31,21 @@ pub fn build(root: &Path) -> Result<(PathBuf, String)> {
     if !stale(&binary, &sources)? {
         return Ok((binary, "bin/floor".into()));
     }
-    println!("build: {} (libbpf reference loader)", src.join("floor.c").display());
+    println!(
+        "build: {} (libbpf reference loader)",
+        src.join("floor.c").display()
+    );
     process::run(
         Command::new("clang")
-            .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-D__TARGET_ARCH_x86"])
+            .args([
+                "-target",
+                "bpf",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-Werror",
+                "-D__TARGET_ARCH_x86",
+            ])
             .arg(format!("-I{MULTIARCH_INCLUDE}"))
             .arg("-I")
             .arg(&src)
@@ -39,7 +54,12 @@ pub fn build(root: &Path) -> Result<(PathBuf, String)> {
             .arg("-o")
             .arg(&object),
     )
-    .with_context(|| format!("compiling {} (is clang installed? run `cargo xtask setup`)", sources[0].display()))?;
+    .with_context(|| {
+        format!(
+            "compiling {} (is clang installed? run `cargo xtask setup`)",
+            sources[0].display()
+        )
+    })?;
     process::run(
         Command::new("gcc")
             .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror"])
@@ -64,10 +84,14 @@ pub fn build(root: &Path) -> Result<(PathBuf, String)> {
 
 /// True when `out` is missing or older than any of `inputs`.
 fn stale(out: &Path, inputs: &[PathBuf]) -> Result<bool> {
-    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else { return Ok(true) };
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return Ok(true);
+    };
     let mut newest = SystemTime::UNIX_EPOCH;
     for i in inputs {
-        let t = std::fs::metadata(i).and_then(|m| m.modified()).with_context(|| format!("reading {}", i.display()))?;
+        let t = std::fs::metadata(i)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading {}", i.display()))?;
         newest = newest.max(t);
     }
     Ok(built < newest)
@@ -76,9 +100,13 @@ fn stale(out: &Path, inputs: &[PathBuf]) -> Result<bool> {
 /// `-DFLOOR_BPF_OBJ="<path>"`: the object floor.c embeds with `.incbin`, whose string
 /// cannot hold a quote, a backslash or a newline.
 fn incbin_define(object: &Path) -> Result<String> {
-    let path = object.to_str().with_context(|| format!("{} is not UTF-8", object.display()))?;
+    let path = object
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", object.display()))?;
     if path.contains(['"', '\\', '\n']) {
-        bail!("{path}: the BPF object's path cannot be embedded with .incbin (quote, backslash or newline)");
+        bail!(
+            "{path}: the BPF object's path cannot be embedded with .incbin (quote, backslash or newline)"
+        );
     }
     Ok(format!("-DFLOOR_BPF_OBJ=\"{path}\""))
 }
@@ -89,7 +117,10 @@ mod tests {
 
     #[test]
     fn incbin_path_is_quoted_and_odd_paths_refused() {
-        assert_eq!(incbin_define(Path::new("/w/target/floor.bpf.o")).unwrap(), "-DFLOOR_BPF_OBJ=\"/w/target/floor.bpf.o\"");
+        assert_eq!(
+            incbin_define(Path::new("/w/target/floor.bpf.o")).unwrap(),
+            "-DFLOOR_BPF_OBJ=\"/w/target/floor.bpf.o\""
+        );
         assert!(incbin_define(Path::new("/w/a\"b/floor.bpf.o")).is_err());
         assert!(incbin_define(Path::new("/w/a\\b/floor.bpf.o")).is_err());
     }
@@ -103,9 +134,19 @@ mod tests {
         assert!(stale(&out, std::slice::from_ref(&src)).unwrap());
         std::fs::write(&out, "y").unwrap();
         let later = SystemTime::now() + std::time::Duration::from_secs(60);
-        std::fs::File::options().write(true).open(&out).unwrap().set_modified(later).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
         assert!(!stale(&out, std::slice::from_ref(&src)).unwrap());
-        std::fs::File::options().write(true).open(&src).unwrap().set_modified(later + std::time::Duration::from_secs(1)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_modified(later + std::time::Duration::from_secs(1))
+            .unwrap();
         assert!(stale(&out, std::slice::from_ref(&src)).unwrap());
         assert!(stale(&out, &[dir.join("missing.c")]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

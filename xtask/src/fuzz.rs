@@ -23,12 +23,30 @@ pub struct Target {
 
 /// Every target of netpoll-trace/fuzz/Cargo.toml.
 pub const TARGETS: &[Target] = &[
-    Target { name: "config", max_len: 8 << 10 },
-    Target { name: "json_lines", max_len: 16 << 10 },
-    Target { name: "btf", max_len: 64 << 10 },
-    Target { name: "btf_archive", max_len: 64 << 10 },
-    Target { name: "http_request", max_len: 12 << 10 },
-    Target { name: "recorder_meta", max_len: 4 << 10 },
+    Target {
+        name: "config",
+        max_len: 8 << 10,
+    },
+    Target {
+        name: "json_lines",
+        max_len: 16 << 10,
+    },
+    Target {
+        name: "btf",
+        max_len: 64 << 10,
+    },
+    Target {
+        name: "btf_archive",
+        max_len: 64 << 10,
+    },
+    Target {
+        name: "http_request",
+        max_len: 12 << 10,
+    },
+    Target {
+        name: "recorder_meta",
+        max_len: 4 << 10,
+    },
 ];
 
 /// One input slower than this is a hang (a parser of a few KiB takes milliseconds, even
@@ -81,7 +99,10 @@ pub fn run(opts: &Options) -> Result<bool> {
             .iter()
             .map(|n| {
                 TARGETS.iter().find(|t| t.name == n).with_context(|| {
-                    format!("no fuzz target `{n}`; the targets are {}", target_names().join(", "))
+                    format!(
+                        "no fuzz target `{n}`; the targets are {}",
+                        target_names().join(", ")
+                    )
                 })
             })
             .collect::<Result<_>>()?
@@ -108,7 +129,10 @@ pub fn run(opts: &Options) -> Result<bool> {
         );
         outcomes.push(o);
     }
-    println!("\n{:<14} {:>12} {:>9} {:>10} {:>8}  result", "target", "executions", "seconds", "exec/s", "RSS MB");
+    println!(
+        "\n{:<14} {:>12} {:>9} {:>10} {:>8}  result",
+        "target", "executions", "seconds", "exec/s", "RSS MB"
+    );
     for o in &outcomes {
         println!(
             "{:<14} {:>12} {:>9.1} {:>10.0} {:>8}  {}",
@@ -120,7 +144,10 @@ pub fn run(opts: &Options) -> Result<bool> {
             describe(o)
         );
     }
-    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.verdict != Verdict::Ok).collect();
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.verdict != Verdict::Ok)
+        .collect();
     for o in &failed {
         match &o.artifact {
             Some(a) => eprintln!(
@@ -132,7 +159,12 @@ pub fn run(opts: &Options) -> Result<bool> {
                 a.display(),
                 o.log.display()
             ),
-            None => eprintln!("fuzz: {} failed ({}); log {}", o.name, verdict_name(&o.verdict), o.log.display()),
+            None => eprintln!(
+                "fuzz: {} failed ({}); log {}",
+                o.name,
+                verdict_name(&o.verdict),
+                o.log.display()
+            ),
         }
     }
     Ok(failed.is_empty())
@@ -141,34 +173,48 @@ pub fn run(opts: &Options) -> Result<bool> {
 /// The targets, instrumented (ASan, coverage) with debug assertions on, so that an
 /// arithmetic overflow is found as a panic rather than wrapping silently as in release.
 fn build(root: &Path, out: &Path, targets: &[&Target]) -> Result<()> {
-    println!("fuzz: building {} target(s) with cargo-fuzz ({}, ASan)", targets.len(), toolchain::FUZZ_TOOLCHAIN);
+    println!(
+        "fuzz: building {} target(s) with cargo-fuzz ({}, ASan)",
+        targets.len(),
+        toolchain::FUZZ_TOOLCHAIN
+    );
     let mut cmd = nightly_cargo_fuzz();
-    cmd.args(["build", "--debug-assertions", "--target-dir"]).arg(out).current_dir(root.join("netpoll-trace"));
+    cmd.args(["build", "--debug-assertions", "--target-dir"])
+        .arg(out)
+        .current_dir(root.join("netpoll-trace"));
     if targets.len() == 1 {
         cmd.arg(targets[0].name);
     }
-    process::run(&mut cmd).context("building the fuzz targets (`cargo xtask setup` installs cargo-fuzz and nightly)")
+    process::run(&mut cmd)
+        .context("building the fuzz targets (`cargo xtask setup` installs cargo-fuzz and nightly)")
 }
 
 /// `cargo fuzz` under the fuzz toolchain (`toolchain::FUZZ_TOOLCHAIN`), with the outer (stable) build's compiler
 /// kept out, as netpoll-trace/build.rs does for its eBPF build.
 fn nightly_cargo_fuzz() -> Command {
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", toolchain::FUZZ_TOOLCHAIN, "cargo", "fuzz"]).env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd.args(["run", toolchain::FUZZ_TOOLCHAIN, "cargo", "fuzz"])
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     cmd
 }
 
 fn run_one(t: &Target, root: &Path, out: &Path, bin_dir: &Path, time_s: u64) -> Result<Outcome> {
     // New inputs go to the first directory (under target/); the checked-in seeds stay as they are.
     let corpus = out.join("corpus").join(t.name);
-    let seeds = root.join("netpoll-trace").join("fuzz").join("seeds").join(t.name);
+    let seeds = root
+        .join("netpoll-trace")
+        .join("fuzz")
+        .join("seeds")
+        .join(t.name);
     let artifacts = out.join("artifacts").join(t.name);
     let logs = out.join("logs");
     for d in [&corpus, &artifacts, &logs] {
         cache::create_dir(d)?;
     }
     let log = logs.join(format!("{}.log", t.name));
-    let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let bin = bin_dir.join(t.name);
     let mut cmd = Command::new(&bin);
     cmd.arg(&corpus)
@@ -187,11 +233,17 @@ fn run_one(t: &Target, root: &Path, out: &Path, bin_dir: &Path, time_s: u64) -> 
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
     let started = Instant::now();
-    let status = cmd.status().with_context(|| format!("running {} (was it built?)", bin.display()))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {} (was it built?)", bin.display()))?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let stats = Stats::parse(&text);
-    let verdict = if status.success() { Verdict::Ok } else { verdict_of(&text) };
+    let verdict = if status.success() {
+        Verdict::Ok
+    } else {
+        verdict_of(&text)
+    };
     Ok(Outcome {
         name: t.name,
         verdict,
@@ -220,8 +272,14 @@ impl Stats {
             } else if let Some(v) = line.strip_prefix("stat::peak_rss_mb:") {
                 s.peak_rss_mb = v.trim().parse().unwrap_or(0);
             } else if let Some(i) = line.find("Test unit written to ") {
-                s.artifact = Some(PathBuf::from(line[i + "Test unit written to ".len()..].trim()));
-            } else if let Some(n) = line.strip_prefix('#').and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()) {
+                s.artifact = Some(PathBuf::from(
+                    line[i + "Test unit written to ".len()..].trim(),
+                ));
+            } else if let Some(n) = line
+                .strip_prefix('#')
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+            {
                 // Progress lines (`#12345 pulse ...`): all a crashed run prints (no final stats).
                 s.executions = s.executions.max(n);
             }
@@ -233,7 +291,9 @@ impl Stats {
 fn verdict_of(log: &str) -> Verdict {
     if log.contains("ERROR: libFuzzer: timeout") {
         Verdict::Timeout
-    } else if log.contains("ERROR: libFuzzer: out-of-memory") || log.contains("allocation-size-too-big") {
+    } else if log.contains("ERROR: libFuzzer: out-of-memory")
+        || log.contains("allocation-size-too-big")
+    {
         Verdict::OutOfMemory
     } else if log.contains("ERROR: libFuzzer: deadly signal")
         || log.contains("ERROR: AddressSanitizer")
@@ -267,13 +327,21 @@ fn describe(o: &Outcome) -> String {
 /// Installs the pinned cargo-fuzz unless it is there; true when it installed it.
 pub fn ensure_cargo_fuzz() -> Result<bool> {
     let want = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
-    let have = process::output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
+    let have =
+        process::output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
     if have.trim() == want {
         return Ok(false);
     }
     println!("setup: installing {want} (fuzzing; a few minutes)");
-    process::run(Command::new("cargo").args(["install", "--locked", "--force", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION]))
-        .context("installing cargo-fuzz")?;
+    process::run(Command::new("cargo").args([
+        "install",
+        "--locked",
+        "--force",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
+    .context("installing cargo-fuzz")?;
     Ok(true)
 }
 
@@ -284,7 +352,14 @@ mod tests {
     #[test]
     fn final_stats_give_executions_and_memory() {
         let log = "INFO: Seed: 1\n#2\tINITED cov: 10\n#65536\tpulse  cov: 40\nDone 812345 runs in 61 second(s)\nstat::number_of_executed_units: 812345\nstat::average_exec_per_sec:     13317\nstat::new_units_added:          120\nstat::slowest_unit_time_sec:    0\nstat::peak_rss_mb:              87\n";
-        assert_eq!(Stats::parse(log), Stats { executions: 812345, peak_rss_mb: 87, artifact: None });
+        assert_eq!(
+            Stats::parse(log),
+            Stats {
+                executions: 812345,
+                peak_rss_mb: 87,
+                artifact: None
+            }
+        );
         assert_eq!(verdict_of(log), Verdict::Failed);
     }
 
@@ -293,10 +368,19 @@ mod tests {
         let log = "#1024\tpulse  cov: 40\n#2048\tNEW    cov: 41\nthread '<unnamed>' panicked at netpoll-trace/src/kernel/btf.rs:12:5:\nattempt to add with overflow\n==1== ERROR: libFuzzer: deadly signal\nartifact_prefix='target/fuzz/artifacts/btf/'; Test unit written to target/fuzz/artifacts/btf/crash-da39a3ee\nBase64: AAAA\n";
         let s = Stats::parse(log);
         assert_eq!(s.executions, 2048);
-        assert_eq!(s.artifact.as_deref(), Some(Path::new("target/fuzz/artifacts/btf/crash-da39a3ee")));
+        assert_eq!(
+            s.artifact.as_deref(),
+            Some(Path::new("target/fuzz/artifacts/btf/crash-da39a3ee"))
+        );
         assert_eq!(verdict_of(log), Verdict::Crash);
-        assert_eq!(verdict_of("==7== ERROR: libFuzzer: timeout after 10 seconds\n"), Verdict::Timeout);
-        assert_eq!(verdict_of("==7== ERROR: libFuzzer: out-of-memory (malloc(4294967296))\n"), Verdict::OutOfMemory);
+        assert_eq!(
+            verdict_of("==7== ERROR: libFuzzer: timeout after 10 seconds\n"),
+            Verdict::Timeout
+        );
+        assert_eq!(
+            verdict_of("==7== ERROR: libFuzzer: out-of-memory (malloc(4294967296))\n"),
+            Verdict::OutOfMemory
+        );
     }
 
     #[test]
@@ -304,9 +388,21 @@ mod tests {
         let fuzz = cache::workspace_root().join("netpoll-trace").join("fuzz");
         let manifest = std::fs::read_to_string(fuzz.join("Cargo.toml")).unwrap();
         for t in TARGETS {
-            assert!(fuzz.join("fuzz_targets").join(format!("{}.rs", t.name)).is_file(), "{}", t.name);
-            assert!(manifest.contains(&format!("name = \"{}\"", t.name)), "{}", t.name);
-            let seeds = std::fs::read_dir(fuzz.join("seeds").join(t.name)).map(|d| d.count()).unwrap_or(0);
+            assert!(
+                fuzz.join("fuzz_targets")
+                    .join(format!("{}.rs", t.name))
+                    .is_file(),
+                "{}",
+                t.name
+            );
+            assert!(
+                manifest.contains(&format!("name = \"{}\"", t.name)),
+                "{}",
+                t.name
+            );
+            let seeds = std::fs::read_dir(fuzz.join("seeds").join(t.name))
+                .map(|d| d.count())
+                .unwrap_or(0);
             assert!(seeds > 0, "no seeds for {}", t.name);
         }
     }

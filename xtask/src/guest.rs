@@ -16,7 +16,10 @@ fn tree(cache_dir: &Path) -> PathBuf {
 pub fn busybox(cache_dir: &Path) -> Result<PathBuf> {
     let dir = tree(cache_dir);
     if cache::stamp(&dir).is_none() {
-        bail!("busybox-static is not in the cache ({}): run `cargo xtask setup`", dir.display());
+        bail!(
+            "busybox-static is not in the cache ({}): run `cargo xtask setup`",
+            dir.display()
+        );
     }
     Ok(dir.join("root/bin/busybox"))
 }
@@ -31,7 +34,8 @@ pub fn ensure(cache_dir: &Path) -> Result<bool> {
     cache::remove_dir(&dir)?;
     let debs = dir.join("debs");
     // The host's suite through its private, refreshed lists: the host's own may be empty.
-    apt::Apt::for_suite(cache_dir, &apt::host_codename()?)?.download(&["busybox-static".to_string()], &debs)?;
+    apt::Apt::for_suite(cache_dir, &apt::host_codename()?)?
+        .download(&["busybox-static".to_string()], &debs)?;
     apt::unpack_all(&debs, &dir.join("root"))?;
     if !dir.join("root/bin/busybox").is_file() {
         bail!("busybox-static holds no /bin/busybox: has Debian changed its layout?");

@@ -20,7 +20,9 @@ pub fn fix_up(root: &Path, headers: &Path) -> Result<()> {
         let text = read(&vars)?;
         let fixed = host_compiler(&text, process::on_path);
         if fixed != text {
-            println!("  headers: this host lacks the gcc Debian built with; using the host's gcc instead");
+            println!(
+                "  headers: this host lacks the gcc Debian built with; using the host's gcc instead"
+            );
             write(&vars, &fixed)?;
         }
     }
@@ -47,8 +49,19 @@ pub fn verify(headers: &Path, scratch: &Path) -> Result<()> {
         .output()
         .context("running make: is it installed? (`cargo xtask setup` installs it)")?;
     if !out.status.success() || !dir.join("hello.ko").is_file() {
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let tail: Vec<&str> = text.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         bail!(
             "building a test module against {} failed; make said:\n{}",
             headers.display(),
@@ -68,9 +81,14 @@ fn relink_absolute_symlinks(root: &Path, dir: &Path) -> Result<()> {
         if kind.is_symlink() {
             let target = std::fs::read_link(&path)?;
             if target.is_absolute() {
-                let link_dir = path.strip_prefix(root).unwrap_or(&path).parent().unwrap_or(Path::new(""));
+                let link_dir = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .parent()
+                    .unwrap_or(Path::new(""));
                 let new = relative_target(link_dir, &target);
-                std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("replacing {}", path.display()))?;
                 std::os::unix::fs::symlink(&new, &path)
                     .with_context(|| format!("linking {} -> {}", path.display(), new.display()))?;
             }
@@ -84,7 +102,10 @@ fn relink_absolute_symlinks(root: &Path, dir: &Path) -> Result<()> {
 /// For a link living in `link_dir` (relative to the tree root), the relative path that reaches
 /// the absolute `target` as seen from the tree root.
 fn relative_target(link_dir: &Path, target: &Path) -> PathBuf {
-    let ups = link_dir.components().filter(|c| matches!(c, Component::Normal(_))).count();
+    let ups = link_dir
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
     let mut out = PathBuf::new();
     for _ in 0..ups {
         out.push("..");
@@ -98,7 +119,9 @@ fn relative_includes(makefile: &str) -> String {
     let mut out = String::new();
     for line in makefile.lines() {
         match line.strip_prefix("include /usr/src/") {
-            Some(rest) => out.push_str(&format!("include $(dir $(lastword $(MAKEFILE_LIST)))../{rest}")),
+            Some(rest) => out.push_str(&format!(
+                "include $(dir $(lastword $(MAKEFILE_LIST)))../{rest}"
+            )),
             None => out.push_str(line),
         }
         out.push('\n');
@@ -113,12 +136,15 @@ fn host_compiler(kernelvariables: &str, exists: impl Fn(&str) -> bool) -> String
     for line in kernelvariables.lines() {
         let mut line = line.to_string();
         if (line.trim_start().starts_with("CC ") || line.trim_start().starts_with("CC="))
-            && let Some(gcc) = line.split(|c: char| c == ')' || c.is_whitespace()).find(|w| is_versioned_gcc(w)) {
-                let gcc = gcc.to_string();
-                if !exists(&gcc) && !exists(&format!("x86_64-linux-gnu-{gcc}")) {
-                    line = line.replace(&gcc, "gcc");
-                }
+            && let Some(gcc) = line
+                .split(|c: char| c == ')' || c.is_whitespace())
+                .find(|w| is_versioned_gcc(w))
+        {
+            let gcc = gcc.to_string();
+            if !exists(&gcc) && !exists(&format!("x86_64-linux-gnu-{gcc}")) {
+                line = line.replace(&gcc, "gcc");
             }
+        }
         out.push_str(&line);
         out.push('\n');
     }
@@ -126,7 +152,8 @@ fn host_compiler(kernelvariables: &str, exists: impl Fn(&str) -> bool) -> String
 }
 
 fn is_versioned_gcc(word: &str) -> bool {
-    word.strip_prefix("gcc-").is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
+    word.strip_prefix("gcc-")
+        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -147,13 +174,19 @@ mod tests {
             Path::new("lib/modules/5.10.0-32-amd64"),
             Path::new("/usr/src/linux-headers-5.10.0-32-amd64"),
         );
-        assert_eq!(got, PathBuf::from("../../../usr/src/linux-headers-5.10.0-32-amd64"));
+        assert_eq!(
+            got,
+            PathBuf::from("../../../usr/src/linux-headers-5.10.0-32-amd64")
+        );
     }
 
     #[test]
     fn include_of_common_makefile_is_made_relative() {
         let got = relative_includes("include /usr/src/linux-headers-6.1.0-56-common/Makefile\n");
-        assert_eq!(got, "include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-6.1.0-56-common/Makefile\n");
+        assert_eq!(
+            got,
+            "include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-6.1.0-56-common/Makefile\n"
+        );
     }
 
     #[test]

@@ -14,8 +14,17 @@ use crate::kernels::Kernel;
 use crate::modules::Index;
 
 /// Modules every scenario can load: the lab's NICs and the devices netpoll cares about.
-pub const ALWAYS_MODULES: &[&str] =
-    &["virtio_pci", "virtio_net", "e1000", "netconsole", "dummy", "bonding", "bridge", "8021q", "veth"];
+pub const ALWAYS_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "e1000",
+    "netconsole",
+    "dummy",
+    "bonding",
+    "bridge",
+    "8021q",
+    "veth",
+];
 /// Loaded into the base only where the kernel has them.
 pub const OPTIONAL_MODULES: &[&str] = &["netkit"];
 
@@ -31,24 +40,41 @@ pub struct Parts<'a> {
 }
 
 /// Writes `out` = base archive for `kernel` (rebuilt when its inputs changed) + this run's parts.
-pub fn build(kernel: &Kernel, busybox: &Path, work: &Path, parts: &Parts, out: &Path) -> Result<()> {
+pub fn build(
+    kernel: &Kernel,
+    busybox: &Path,
+    work: &Path,
+    parts: &Parts,
+    out: &Path,
+) -> Result<()> {
     let index = Index::load(&kernel.modules_dir())?;
     let mut base_modules: Vec<&str> = ALWAYS_MODULES.to_vec();
     base_modules.extend(OPTIONAL_MODULES.iter().filter(|m| index.has(m)));
-    let base_set = index
-        .closure(&base_modules)
-        .with_context(|| format!("kernel {} lacks a module the lab always needs", kernel.label))?;
+    let base_set = index.closure(&base_modules).with_context(|| {
+        format!(
+            "kernel {} lacks a module the lab always needs",
+            kernel.label
+        )
+    })?;
     let base = work.join("base.cpio");
     let key_path = work.join("base.key");
-    let key = format!("{}\n{}\n{}\n", kernel.release, busybox.display(), base_set.iter().cloned().collect::<Vec<_>>().join(" "));
+    let key = format!(
+        "{}\n{}\n{}\n",
+        kernel.release,
+        busybox.display(),
+        base_set.iter().cloned().collect::<Vec<_>>().join(" ")
+    );
     if !base.is_file() || std::fs::read_to_string(&key_path).ok().as_deref() != Some(&key) {
         let bytes = base_archive(kernel, busybox, &base_set)?;
         write(&base, &bytes)?;
         write(&key_path, key.as_bytes())?;
     }
-    let extra = index
-        .closure(parts.extra_modules)
-        .with_context(|| format!("a module the scenario names is missing on kernel {}", kernel.label))?;
+    let extra = index.closure(parts.extra_modules).with_context(|| {
+        format!(
+            "a module the scenario names is missing on kernel {}",
+            kernel.label
+        )
+    })?;
     let extra: BTreeSet<String> = extra.difference(&base_set).cloned().collect();
     let run_part = run_archive(kernel, parts, &extra)?;
     let mut initrd = std::fs::read(&base).with_context(|| format!("reading {}", base.display()))?;
@@ -58,7 +84,10 @@ pub fn build(kernel: &Kernel, busybox: &Path, work: &Path, parts: &Parts, out: &
 
 fn base_archive(kernel: &Kernel, busybox: &Path, modules: &BTreeSet<String>) -> Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "etc", "root", "mnt", "var"] {
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "etc", "root",
+        "mnt", "var",
+    ] {
         w.dir(dir)?;
     }
     w.char_device("dev/console", 5, 1)?;
@@ -67,7 +96,9 @@ fn base_archive(kernel: &Kernel, busybox: &Path, modules: &BTreeSet<String>) -> 
     w.symlink("bin/sh", "busybox")?;
     let guest_dir = format!("lib/modules/{}", kernel.release);
     let host_dir = kernel.modules_dir();
-    for entry in std::fs::read_dir(&host_dir).with_context(|| format!("listing {}", host_dir.display()))? {
+    for entry in
+        std::fs::read_dir(&host_dir).with_context(|| format!("listing {}", host_dir.display()))?
+    {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("modules.") && entry.file_type()?.is_file() {
@@ -75,12 +106,20 @@ fn base_archive(kernel: &Kernel, busybox: &Path, modules: &BTreeSet<String>) -> 
         }
     }
     for m in modules {
-        w.file(&format!("{guest_dir}/{m}"), 0o644, &read(&host_dir.join(m))?)?;
+        w.file(
+            &format!("{guest_dir}/{m}"),
+            0o644,
+            &read(&host_dir.join(m))?,
+        )?;
     }
     Ok(w.finish()?)
 }
 
-fn run_archive(kernel: &Kernel, parts: &Parts, extra_modules: &BTreeSet<String>) -> Result<Vec<u8>> {
+fn run_archive(
+    kernel: &Kernel,
+    parts: &Parts,
+    extra_modules: &BTreeSet<String>,
+) -> Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
     w.file("init", 0o755, &read(parts.init)?)?;
     w.file("lib.sh", 0o644, &read(parts.lib_sh)?)?;
@@ -88,11 +127,19 @@ fn run_archive(kernel: &Kernel, parts: &Parts, extra_modules: &BTreeSet<String>)
     w.file("bin/netpoll-trace", 0o755, &read(parts.binary)?)?;
     let host_dir = kernel.modules_dir();
     for m in extra_modules {
-        w.file(&format!("lib/modules/{}/{m}", kernel.release), 0o644, &read(&host_dir.join(m))?)?;
+        w.file(
+            &format!("lib/modules/{}/{m}", kernel.release),
+            0o644,
+            &read(&host_dir.join(m))?,
+        )?;
     }
     for (host, guest) in &parts.files {
-        let data = std::fs::read(host)
-            .with_context(|| format!("reading {}, which the scenario's `# files:` names", host.display()))?;
+        let data = std::fs::read(host).with_context(|| {
+            format!(
+                "reading {}, which the scenario's `# files:` names",
+                host.display()
+            )
+        })?;
         w.file(guest, 0o755, &data)?;
     }
     Ok(w.finish()?)
@@ -103,6 +150,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

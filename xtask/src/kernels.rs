@@ -23,9 +23,21 @@ pub struct Spec {
 /// without a `# kernels:` restriction runs on it. Scenarios branch on what they measure in
 /// the guest (lib.sh's npt_has), never on the label.
 pub const KERNELS: &[Spec] = &[
-    Spec { label: "5.10", suite: "bullseye", metapackage: "linux-image-amd64" },
-    Spec { label: "6.1", suite: "bookworm", metapackage: "linux-image-amd64" },
-    Spec { label: "6.12", suite: "bookworm", metapackage: "linux-image-6.12-amd64" },
+    Spec {
+        label: "5.10",
+        suite: "bullseye",
+        metapackage: "linux-image-amd64",
+    },
+    Spec {
+        label: "6.1",
+        suite: "bookworm",
+        metapackage: "linux-image-amd64",
+    },
+    Spec {
+        label: "6.12",
+        suite: "bookworm",
+        metapackage: "linux-image-6.12-amd64",
+    },
 ];
 
 /// The Debian suites the lab kernels come from, each once, in table order.
@@ -51,12 +63,17 @@ pub const NEWEST: &str = KERNELS[KERNELS.len() - 1].label;
 /// when `all` is true.
 pub fn label_parser(all: bool) -> clap::builder::PossibleValuesParser {
     let extra: &[&'static str] = if all { &["all"] } else { &[] };
-    clap::builder::PossibleValuesParser::new(KERNELS.iter().map(|k| k.label).chain(extra.iter().copied()))
+    clap::builder::PossibleValuesParser::new(
+        KERNELS.iter().map(|k| k.label).chain(extra.iter().copied()),
+    )
 }
 
 pub fn spec(label: &str) -> Result<&'static Spec> {
     KERNELS.iter().find(|k| k.label == label).ok_or_else(|| {
-        anyhow!("unknown kernel {label:?}: choose one of {}", labels().join(", "))
+        anyhow!(
+            "unknown kernel {label:?}: choose one of {}",
+            labels().join(", ")
+        )
     })
 }
 
@@ -72,17 +89,24 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root.join("boot").join(format!("vmlinuz-{}", self.release))
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.release))
     }
     pub fn modules_dir(&self) -> PathBuf {
         self.root.join("lib/modules").join(&self.release)
     }
     pub fn headers_dir(&self) -> PathBuf {
-        self.root.join("usr/src").join(format!("linux-headers-{}", self.release))
+        self.root
+            .join("usr/src")
+            .join(format!("linux-headers-{}", self.release))
     }
     /// `linux-image-6.1.0-48-amd64 6.1.172-1`: the image package, what reports print.
     pub fn image_package(&self) -> String {
-        self.packages.first().map(|(n, v)| format!("{n} {v}")).unwrap_or_else(|| format!("linux-image-{} (version not recorded)", self.release))
+        self.packages
+            .first()
+            .map(|(n, v)| format!("{n} {v}"))
+            .unwrap_or_else(|| format!("linux-image-{} (version not recorded)", self.release))
     }
 }
 
@@ -93,36 +117,55 @@ fn tree(cache_dir: &Path, spec: &Spec) -> PathBuf {
 /// The kernel `spec` from the cache, or an error saying to run setup.
 pub fn load(cache_dir: &Path, spec: &'static Spec) -> Result<Kernel> {
     let dir = tree(cache_dir, spec);
-    let stamp = cache::stamp(&dir)
-        .ok_or_else(|| anyhow!("kernel {} is not in the cache ({}): run `cargo xtask setup`", spec.label, dir.display()))?;
+    let stamp = cache::stamp(&dir).ok_or_else(|| {
+        anyhow!(
+            "kernel {} is not in the cache ({}): run `cargo xtask setup`",
+            spec.label,
+            dir.display()
+        )
+    })?;
     let release = stamp
         .lines()
         .find_map(|l| l.strip_prefix("release="))
-        .ok_or_else(|| anyhow!("{} has no release line: delete it and run `cargo xtask setup`", dir.display()))?;
-    Ok(Kernel { label: spec.label, release: release.to_string(), root: dir.join("root"), packages: stamp_packages(&stamp) })
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no release line: delete it and run `cargo xtask setup`",
+                dir.display()
+            )
+        })?;
+    Ok(Kernel {
+        label: spec.label,
+        release: release.to_string(),
+        root: dir.join("root"),
+        packages: stamp_packages(&stamp),
+    })
 }
 
 /// The packages a stamp records: `packages=name=version ...`, or (stamps written before
 /// that line existed) the `.deb` file names `name_version_arch.deb` of its `debs=` line.
 /// The image package comes first.
 pub fn stamp_packages(stamp: &str) -> Vec<(String, String)> {
-    let mut pkgs: Vec<(String, String)> = match stamp.lines().find_map(|l| l.strip_prefix("packages=")) {
-        Some(line) => line
-            .split_whitespace()
-            .filter_map(|p| p.split_once('=').map(|(n, v)| (n.to_string(), v.to_string())))
-            .collect(),
-        None => stamp
-            .lines()
-            .find_map(|l| l.strip_prefix("debs="))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|f| {
-                let mut parts = f.strip_suffix(".deb")?.splitn(3, '_');
-                // apt-get download escapes an epoch's colon as %3a.
-                Some((parts.next()?.to_string(), parts.next()?.replace("%3a", ":")))
-            })
-            .collect(),
-    };
+    let mut pkgs: Vec<(String, String)> =
+        match stamp.lines().find_map(|l| l.strip_prefix("packages=")) {
+            Some(line) => line
+                .split_whitespace()
+                .filter_map(|p| {
+                    p.split_once('=')
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                })
+                .collect(),
+            None => stamp
+                .lines()
+                .find_map(|l| l.strip_prefix("debs="))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|f| {
+                    let mut parts = f.strip_suffix(".deb")?.splitn(3, '_');
+                    // apt-get download escapes an epoch's colon as %3a.
+                    Some((parts.next()?.to_string(), parts.next()?.replace("%3a", ":")))
+                })
+                .collect(),
+        };
     pkgs.sort_by_key(|(n, _)| !n.starts_with("linux-image-"));
     pkgs
 }
@@ -145,7 +188,13 @@ pub fn resolve(apt: &apt::Apt, spec: &Spec) -> Result<Resolved> {
         .depends(spec.metapackage)?
         .into_iter()
         .find(|p| p.starts_with("linux-image-"))
-        .ok_or_else(|| anyhow!("{} ({}) depends on no linux-image-* package", spec.metapackage, spec.suite))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "{} ({}) depends on no linux-image-* package",
+                spec.metapackage,
+                spec.suite
+            )
+        })?;
     let release = image.trim_start_matches("linux-image-").to_string();
     let headers_pkg = format!("linux-headers-{release}");
     let mut names = vec![image.clone(), headers_pkg.clone()];
@@ -155,13 +204,20 @@ pub fn resolve(apt: &apt::Apt, spec: &Spec) -> Result<Resolved> {
             .filter(|p| p.starts_with("linux-headers-") || p.starts_with("linux-kbuild-")),
     );
     names.dedup();
-    let packages = names.into_iter().map(|n| apt.version(&n).map(|v| (n, v))).collect::<Result<Vec<_>>>()?;
+    let packages = names
+        .into_iter()
+        .map(|n| apt.version(&n).map(|v| (n, v)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Resolved { release, packages })
 }
 
 /// `name version, name version`: how setup and the reports name packages.
 pub fn describe(packages: &[(String, String)]) -> String {
-    packages.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", ")
+    packages
+        .iter()
+        .map(|(n, v)| format!("{n} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Makes sure `spec` is in the cache; returns it and whether it had to be fetched. A cached
@@ -175,16 +231,31 @@ pub fn ensure(cache_dir: &Path, spec: &'static Spec, refresh: bool) -> Result<(K
     let resolved = resolve(&apt, spec)?;
     if let Some(kernel) = cached {
         if kernel.packages == resolved.packages {
-            println!("setup: kernel {} is the newest point release ({})", spec.label, kernel.release);
+            println!(
+                "setup: kernel {} is the newest point release ({})",
+                spec.label, kernel.release
+            );
             return Ok((kernel, false));
         }
-        println!("setup: kernel {}: {} -> {} (--refresh)", spec.label, kernel.image_package(), describe(&resolved.packages[..1]));
+        println!(
+            "setup: kernel {}: {} -> {} (--refresh)",
+            spec.label,
+            kernel.image_package(),
+            describe(&resolved.packages[..1])
+        );
     }
     let started = Instant::now();
     let dir = tree(cache_dir, spec);
-    println!("setup: kernel {} ({} {})", spec.label, spec.suite, spec.metapackage);
+    println!(
+        "setup: kernel {} ({} {})",
+        spec.label, spec.suite, spec.metapackage
+    );
     let release = resolved.release.clone();
-    println!("  resolved {} -> {}", spec.metapackage, describe(&resolved.packages));
+    println!(
+        "  resolved {} -> {}",
+        spec.metapackage,
+        describe(&resolved.packages)
+    );
 
     cache::remove_dir(&dir)?;
     let debs = dir.join("debs");
@@ -192,16 +263,30 @@ pub fn ensure(cache_dir: &Path, spec: &'static Spec, refresh: bool) -> Result<(K
     let root = dir.join("root");
     println!("  unpacking {} packages", resolved.packages.len());
     apt::unpack_all(&debs, &root)?;
-    let kernel = Kernel { label: spec.label, release: release.clone(), root, packages: resolved.packages.clone() };
+    let kernel = Kernel {
+        label: spec.label,
+        release: release.clone(),
+        root,
+        packages: resolved.packages.clone(),
+    };
     if !kernel.vmlinuz().is_file() {
-        bail!("{} holds no {}: has Debian changed its layout?", resolved.packages[0].0, kernel.vmlinuz().display());
+        bail!(
+            "{} holds no {}: has Debian changed its layout?",
+            resolved.packages[0].0,
+            kernel.vmlinuz().display()
+        );
     }
     let count = modules::decompress(&kernel.modules_dir())?;
     println!("  {count} modules decompressed; running depmod");
     modules::depmod(&kernel.root, &release)?;
-    headers::fix_up(&kernel.root, &kernel.headers_dir()).context("making the kernel headers usable from the cache")?;
-    let step = crate::progress::Step::start(format!("setup: kernel {}: building a test module against the headers", spec.label));
-    headers::verify(&kernel.headers_dir(), &dir).with_context(|| format!("kernel {} headers", spec.label))?;
+    headers::fix_up(&kernel.root, &kernel.headers_dir())
+        .context("making the kernel headers usable from the cache")?;
+    let step = crate::progress::Step::start(format!(
+        "setup: kernel {}: building a test module against the headers",
+        spec.label
+    ));
+    headers::verify(&kernel.headers_dir(), &dir)
+        .with_context(|| format!("kernel {} headers", spec.label))?;
     step.done("built");
     let mut files: Vec<String> = std::fs::read_dir(&debs)
         .with_context(|| format!("listing {}", debs.display()))?
@@ -210,9 +295,24 @@ pub fn ensure(cache_dir: &Path, spec: &'static Spec, refresh: bool) -> Result<(K
         .collect();
     files.sort();
     cache::remove_dir(&debs)?;
-    let packages: Vec<String> = resolved.packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    cache::write_stamp(&dir, &format!("release={release}\ndebs={}\npackages={}\n", files.join(" "), packages.join(" ")))?;
-    println!("setup: kernel {} ready: {release} in {:.0}s", spec.label, started.elapsed().as_secs_f64());
+    let packages: Vec<String> = resolved
+        .packages
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    cache::write_stamp(
+        &dir,
+        &format!(
+            "release={release}\ndebs={}\npackages={}\n",
+            files.join(" "),
+            packages.join(" ")
+        ),
+    )?;
+    println!(
+        "setup: kernel {} ready: {release} in {:.0}s",
+        spec.label,
+        started.elapsed().as_secs_f64()
+    );
     Ok((kernel, true))
 }
 
@@ -229,21 +329,39 @@ pub fn resolve_fresh(dir: &Path, cache_dir: &Path) -> Result<bool> {
             let r = resolve(&apt, spec)?;
             let uris = apt.uris(&r.names())?;
             if uris.len() != r.packages.len() {
-                bail!("the mirror offers {} of the {} packages: {uris:?}", uris.len(), r.packages.len());
+                bail!(
+                    "the mirror offers {} of the {} packages: {uris:?}",
+                    uris.len(),
+                    r.packages.len()
+                );
             }
             Ok(r)
         });
         match result {
             Ok(r) => {
                 let cached = match load(cache_dir, spec) {
-                    Ok(k) if k.packages == r.packages => "the cached kernel is the same".to_string(),
-                    Ok(k) => format!("cached: {} (`cargo xtask setup --refresh` moves to it)", k.image_package()),
+                    Ok(k) if k.packages == r.packages => {
+                        "the cached kernel is the same".to_string()
+                    }
+                    Ok(k) => format!(
+                        "cached: {} (`cargo xtask setup --refresh` moves to it)",
+                        k.image_package()
+                    ),
                     Err(_) => "not cached yet".to_string(),
                 };
-                println!("resolve: kernel {} ({} {}): {}; {cached}", spec.label, spec.suite, spec.metapackage, describe(&r.packages));
+                println!(
+                    "resolve: kernel {} ({} {}): {}; {cached}",
+                    spec.label,
+                    spec.suite,
+                    spec.metapackage,
+                    describe(&r.packages)
+                );
             }
             Err(e) => {
-                println!("resolve: kernel {} ({} {}): FAIL {e:#}", spec.label, spec.suite, spec.metapackage);
+                println!(
+                    "resolve: kernel {} ({} {}): FAIL {e:#}",
+                    spec.label, spec.suite, spec.metapackage
+                );
                 ok = false;
             }
         }
@@ -263,7 +381,14 @@ mod tests {
         }
         let suites = suites();
         assert!(KERNELS.iter().all(|k| suites.contains(&k.suite)));
-        assert_eq!(suites.len(), KERNELS.iter().map(|k| k.suite).collect::<std::collections::BTreeSet<_>>().len());
+        assert_eq!(
+            suites.len(),
+            KERNELS
+                .iter()
+                .map(|k| k.suite)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
         assert_eq!(NEWEST, KERNELS.last().unwrap().label);
     }
 
@@ -272,13 +397,28 @@ mod tests {
         let new = "release=6.1.0-48-amd64\ndebs=x.deb\npackages=linux-headers-6.1.0-48-amd64=6.1.172-1 linux-image-6.1.0-48-amd64=6.1.172-1\n";
         assert_eq!(
             stamp_packages(new),
-            [("linux-image-6.1.0-48-amd64".to_string(), "6.1.172-1".to_string()), ("linux-headers-6.1.0-48-amd64".into(), "6.1.172-1".into())]
+            [
+                (
+                    "linux-image-6.1.0-48-amd64".to_string(),
+                    "6.1.172-1".to_string()
+                ),
+                ("linux-headers-6.1.0-48-amd64".into(), "6.1.172-1".into())
+            ]
         );
         // A stamp from before the packages line: read from the .deb names.
         let old = "release=6.12.117+deb12-amd64\ndebs=linux-headers-6.12.117+deb12-amd64_6.12.117-1~deb12u1_amd64.deb \
                    linux-image-6.12.117+deb12-amd64_6.12.117-1~deb12u1_amd64.deb foo_1%3a2.0_all.deb\n";
         let p = stamp_packages(old);
-        assert_eq!(p[0], ("linux-image-6.12.117+deb12-amd64".to_string(), "6.12.117-1~deb12u1".to_string()));
-        assert!(p.contains(&("foo".to_string(), "1:2.0".to_string())), "{p:?}");
+        assert_eq!(
+            p[0],
+            (
+                "linux-image-6.12.117+deb12-amd64".to_string(),
+                "6.12.117-1~deb12u1".to_string()
+            )
+        );
+        assert!(
+            p.contains(&("foo".to_string(), "1:2.0".to_string())),
+            "{p:?}"
+        );
     }
 }

@@ -24,10 +24,17 @@ pub fn build(headers_dir: &Path, src_dir: &Path, out_dir: &Path) -> Result<PathB
         );
     }
     let kbuild_path = src_dir.join("Kbuild");
-    let kbuild = std::fs::read_to_string(&kbuild_path)
-        .with_context(|| format!("reading {} (every module directory needs one)", kbuild_path.display()))?;
+    let kbuild = std::fs::read_to_string(&kbuild_path).with_context(|| {
+        format!(
+            "reading {} (every module directory needs one)",
+            kbuild_path.display()
+        )
+    })?;
     let Some(module) = module_name(&kbuild) else {
-        bail!("{} has no `obj-m := NAME.o` line: cannot tell which module it builds", kbuild_path.display());
+        bail!(
+            "{} has no `obj-m := NAME.o` line: cannot tell which module it builds",
+            kbuild_path.display()
+        );
     };
     let src_name = src_dir
         .file_name()
@@ -44,7 +51,11 @@ pub fn build(headers_dir: &Path, src_dir: &Path, out_dir: &Path) -> Result<PathB
         .stdin(Stdio::null())
         .output()
         .context("could not start `make`: is it installed? (`cargo xtask setup` installs it)")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ko = build_dir.join(format!("{module}.ko"));
     let warnings = find_warnings(&text);
     if !out.status.success() || !ko.is_file() {
@@ -79,7 +90,10 @@ pub fn btf_archive(vmlinuz: &Path, release: &str, out_dir: &Path) -> Result<Path
     if newer(&archive) {
         return Ok(archive);
     }
-    println!("build: BTFHub-style {release}.btf.tar.xz from {}", vmlinuz.display());
+    println!(
+        "build: BTFHub-style {release}.btf.tar.xz from {}",
+        vmlinuz.display()
+    );
     let image = std::fs::read(vmlinuz).with_context(|| format!("reading {}", vmlinuz.display()))?;
     let vmlinux = decompress_vmlinux(&image)
         .with_context(|| format!("no xz or zstd vmlinux found in {}", vmlinuz.display()))?;
@@ -92,23 +106,47 @@ pub fn btf_archive(vmlinuz: &Path, release: &str, out_dir: &Path) -> Result<Path
     std::fs::write(&elf, &vmlinux).with_context(|| format!("writing {}", elf.display()))?;
     let btf_name = format!("{release}.btf");
     let run = |cmd: &mut Command, what: &str| -> Result<()> {
-        let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("could not start {what}"))?;
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("could not start {what}"))?;
         if !out.status.success() {
-            bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     };
     run(
-        Command::new("objcopy").args(["-O", "binary", "--only-section=.BTF"]).arg(&elf).arg(work.join(&btf_name)),
+        Command::new("objcopy")
+            .args(["-O", "binary", "--only-section=.BTF"])
+            .arg(&elf)
+            .arg(work.join(&btf_name)),
         "objcopy (binutils) extracting .BTF",
     )?;
-    let btf = std::fs::metadata(work.join(&btf_name)).map(|m| m.len()).unwrap_or(0);
+    let btf = std::fs::metadata(work.join(&btf_name))
+        .map(|m| m.len())
+        .unwrap_or(0);
     if btf < 1024 {
-        bail!("{} has no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)", vmlinuz.display());
+        bail!(
+            "{} has no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)",
+            vmlinuz.display()
+        );
     }
     let partial = out_dir.join(format!("{release}.btf.tar.xz.partial"));
-    run(Command::new("tar").arg("-C").arg(&work).arg("-cJf").arg(&partial).arg(&btf_name), "tar -cJf (xz-utils)")?;
-    std::fs::rename(&partial, &archive).with_context(|| format!("renaming to {}", archive.display()))?;
+    run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&work)
+            .arg("-cJf")
+            .arg(&partial)
+            .arg(&btf_name),
+        "tar -cJf (xz-utils)",
+    )?;
+    std::fs::rename(&partial, &archive)
+        .with_context(|| format!("renaming to {}", archive.display()))?;
     std::fs::remove_dir_all(&work).ok();
     Ok(archive)
 }
@@ -120,12 +158,22 @@ fn decompress_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
     const ZSTD: &[u8] = b"\x28\xb5\x2f\xfd";
     let mut candidates: Vec<(usize, &str)> = Vec::new();
     for (magic, tool) in [(XZ, "xz"), (ZSTD, "zstd")] {
-        candidates.extend(image.windows(magic.len()).enumerate().filter(|(_, w)| *w == magic).map(|(i, _)| (i, tool)));
+        candidates.extend(
+            image
+                .windows(magic.len())
+                .enumerate()
+                .filter(|(_, w)| *w == magic)
+                .map(|(i, _)| (i, tool)),
+        );
     }
     candidates.sort();
     for (off, tool) in candidates {
         let mut child = Command::new(tool)
-            .args(if tool == "xz" { &["-dc", "--single-stream"][..] } else { &["-dc"][..] })
+            .args(if tool == "xz" {
+                &["-dc", "--single-stream"][..]
+            } else {
+                &["-dc"][..]
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -138,7 +186,9 @@ fn decompress_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
             // Trailing bytes after the stream make the decompressor stop reading: ignore.
             let _ = stdin.write_all(&tail);
         });
-        let out = child.wait_with_output().context("running the decompressor")?;
+        let out = child
+            .wait_with_output()
+            .context("running the decompressor")?;
         let _ = feeder.join();
         if out.stdout.starts_with(b"\x7fELF") {
             return Ok(out.stdout);
@@ -164,9 +214,19 @@ fn kernel_release(headers_dir: &Path) -> String {
 fn path_component(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if out.is_empty() || out == "." || out == ".." { "_".to_string() } else { out }
+    if out.is_empty() || out == "." || out == ".." {
+        "_".to_string()
+    } else {
+        out
+    }
 }
 
 /// The module a Kbuild file builds: `NAME` from `obj-m := NAME.o` (also `=`, `+=`).
@@ -186,7 +246,10 @@ fn module_name(kbuild: &str) -> Option<String> {
 
 /// The lines of a build's output that are warnings (compiler, kbuild, modpost: any case).
 fn find_warnings(output: &str) -> Vec<&str> {
-    output.lines().filter(|line| line.to_ascii_lowercase().contains("warning:")).collect()
+    output
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().contains("warning:"))
+        .collect()
 }
 
 /// Files of a module directory that a build needs: sources, headers and the kbuild files;
@@ -201,10 +264,13 @@ fn is_source_file(name: &str) -> bool {
 /// Makes `build_dir` a fresh copy of the module sources in `src_dir`.
 fn prepare_build_dir(src_dir: &Path, build_dir: &Path) -> Result<()> {
     if build_dir.exists() {
-        std::fs::remove_dir_all(build_dir).with_context(|| format!("removing {}", build_dir.display()))?;
+        std::fs::remove_dir_all(build_dir)
+            .with_context(|| format!("removing {}", build_dir.display()))?;
     }
-    std::fs::create_dir_all(build_dir).with_context(|| format!("creating {}", build_dir.display()))?;
-    let entries = std::fs::read_dir(src_dir).with_context(|| format!("listing {}", src_dir.display()))?;
+    std::fs::create_dir_all(build_dir)
+        .with_context(|| format!("creating {}", build_dir.display()))?;
+    let entries =
+        std::fs::read_dir(src_dir).with_context(|| format!("listing {}", src_dir.display()))?;
     let mut copied = 0;
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", src_dir.display()))?;
@@ -212,8 +278,13 @@ fn prepare_build_dir(src_dir: &Path, build_dir: &Path) -> Result<()> {
         if !entry.file_type()?.is_file() || !is_source_file(&name) {
             continue;
         }
-        std::fs::copy(entry.path(), build_dir.join(&name))
-            .with_context(|| format!("copying {} to {}", entry.path().display(), build_dir.display()))?;
+        std::fs::copy(entry.path(), build_dir.join(&name)).with_context(|| {
+            format!(
+                "copying {} to {}",
+                entry.path().display(),
+                build_dir.display()
+            )
+        })?;
         copied += 1;
     }
     if copied == 0 {
@@ -229,14 +300,26 @@ mod tests {
     #[test]
     fn vmlinux_is_found_after_a_false_magic_and_before_trailing_bytes() {
         use std::io::Write as _;
-        let mut xz = Command::new("xz").args(["-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        xz.stdin.take().unwrap().write_all(b"\x7fELF pretend vmlinux").unwrap();
+        let mut xz = Command::new("xz")
+            .args(["-c"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        xz.stdin
+            .take()
+            .unwrap()
+            .write_all(b"\x7fELF pretend vmlinux")
+            .unwrap();
         let packed = xz.wait_with_output().unwrap().stdout;
         // A zstd magic that is not a stream, the xz stream, then trailing bytes.
         let mut image = b"MZ setup code \x28\xb5\x2f\xfd not zstd ".to_vec();
         image.extend_from_slice(&packed);
         image.extend_from_slice(b"trailer");
-        assert_eq!(decompress_vmlinux(&image).unwrap(), b"\x7fELF pretend vmlinux");
+        assert_eq!(
+            decompress_vmlinux(&image).unwrap(),
+            b"\x7fELF pretend vmlinux"
+        );
         assert!(decompress_vmlinux(b"MZ nothing here").is_err());
     }
 
@@ -261,9 +344,15 @@ mod tests {
 
     #[test]
     fn module_name_comes_from_obj_m() {
-        assert_eq!(module_name("obj-m := netpoll_patch.o\n").as_deref(), Some("netpoll_patch"));
         assert_eq!(
-            module_name("# Test-only module\nobj-m += emulate_pre419.o # comment\nccflags-y += -DX\n").as_deref(),
+            module_name("obj-m := netpoll_patch.o\n").as_deref(),
+            Some("netpoll_patch")
+        );
+        assert_eq!(
+            module_name(
+                "# Test-only module\nobj-m += emulate_pre419.o # comment\nccflags-y += -DX\n"
+            )
+            .as_deref(),
             Some("emulate_pre419")
         );
         assert_eq!(module_name("obj-m=a.o b.o").as_deref(), Some("a"));
@@ -275,15 +364,23 @@ mod tests {
     #[test]
     fn release_comes_from_debian_header_dir_names() {
         assert_eq!(
-            kernel_release(Path::new("/c/6.12/root/usr/src/linux-headers-6.12.117+deb12-amd64")),
+            kernel_release(Path::new(
+                "/c/6.12/root/usr/src/linux-headers-6.12.117+deb12-amd64"
+            )),
             "6.12.117+deb12-amd64"
         );
-        assert_eq!(kernel_release(Path::new("/lib/modules/6.1.0-56-amd64/build")), "build");
+        assert_eq!(
+            kernel_release(Path::new("/lib/modules/6.1.0-56-amd64/build")),
+            "build"
+        );
     }
 
     #[test]
     fn path_components_are_sanitised() {
-        assert_eq!(path_component("6.12.117+deb12-amd64"), "6.12.117+deb12-amd64");
+        assert_eq!(
+            path_component("6.12.117+deb12-amd64"),
+            "6.12.117+deb12-amd64"
+        );
         assert_eq!(path_component("a/b c"), "a_b_c");
         assert_eq!(path_component(".."), "_");
         assert_eq!(path_component(""), "_");
@@ -294,7 +391,15 @@ mod tests {
         for name in ["netpoll_patch.c", "x.h", "Kbuild", "Makefile"] {
             assert!(is_source_file(name), "{name}");
         }
-        for name in ["netpoll_patch.o", "netpoll_patch.ko", "netpoll_patch.mod.c", ".netpoll_patch.o.cmd", "Module.symvers", "modules.order", "README.md"] {
+        for name in [
+            "netpoll_patch.o",
+            "netpoll_patch.ko",
+            "netpoll_patch.mod.c",
+            ".netpoll_patch.o.cmd",
+            "Module.symvers",
+            "modules.order",
+            "README.md",
+        ] {
             assert!(!is_source_file(name), "{name}");
         }
     }
@@ -311,8 +416,10 @@ mod tests {
         std::fs::create_dir_all(&build).unwrap();
         std::fs::write(build.join("old.o"), "stale").unwrap();
         prepare_build_dir(&src, &build).unwrap();
-        let mut names: Vec<String> =
-            std::fs::read_dir(&build).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(&build)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         assert_eq!(names, ["Kbuild", "m.c"]);
         std::fs::remove_dir_all(&tmp).unwrap();

@@ -31,14 +31,24 @@ pub fn run(opts: &Options) -> Result<bool> {
     let root = cache::workspace_root();
     let cache_dir = cache::dir()?;
     let specs = choose_kernels(&opts.kernels)?;
-    let names = if opts.scenarios.is_empty() { scenario::all_names(&root)? } else { opts.scenarios.clone() };
+    let names = if opts.scenarios.is_empty() {
+        scenario::all_names(&root)?
+    } else {
+        opts.scenarios.clone()
+    };
     if names.is_empty() {
         bail!("no scenarios in {}", scenario::dir(&root).display());
     }
-    let scenarios = names.iter().map(|n| scenario::load(&root, n)).collect::<Result<Vec<_>>>()?;
+    let scenarios = names
+        .iter()
+        .map(|n| scenario::load(&root, n))
+        .collect::<Result<Vec<_>>>()?;
     // Everything cached must be there before the (slower) build starts.
     let busybox = guest::busybox(&cache_dir)?;
-    let kernels = specs.iter().map(|s| kernels::load(&cache_dir, s)).collect::<Result<Vec<_>>>()?;
+    let kernels = specs
+        .iter()
+        .map(|s| kernels::load(&cache_dir, s))
+        .collect::<Result<Vec<_>>>()?;
     // Which exact Debian kernels these results come from.
     for k in &kernels {
         println!("lab: {}", report::kernel_line(k));
@@ -49,10 +59,16 @@ pub fn run(opts: &Options) -> Result<bool> {
     };
     let tools = build::lab_tools()?;
     // Scenarios that install the release artefacts get them built once for the whole run.
-    let dist = match scenarios.iter().any(|s| s.header.needs.contains(&scenario::Need::Dist)) {
+    let dist = match scenarios
+        .iter()
+        .any(|s| s.header.needs.contains(&scenario::Need::Dist))
+    {
         true => {
             let d = crate::dist::run()?;
-            vec![(d.tarball, "dist/netpoll-trace.tar.gz".to_string()), (d.deb, "dist/netpoll-trace.deb".to_string())]
+            vec![
+                (d.tarball, "dist/netpoll-trace.tar.gz".to_string()),
+                (d.deb, "dist/netpoll-trace.deb".to_string()),
+            ]
         }
         false => Vec::new(),
     };
@@ -61,8 +77,12 @@ pub fn run(opts: &Options) -> Result<bool> {
     for kernel in &kernels {
         for sc in &scenarios {
             if !sc.header.runs_on(kernel.label) {
-                println!("{:<5} {:<24} not for this kernel (# kernels: {})", kernel.label, sc.name,
-                    sc.header.kernels.as_deref().unwrap_or_default().join(" "));
+                println!(
+                    "{:<5} {:<24} not for this kernel (# kernels: {})",
+                    kernel.label,
+                    sc.name,
+                    sc.header.kernels.as_deref().unwrap_or_default().join(" ")
+                );
                 continue;
             }
             for variant in &sc.runs {
@@ -72,7 +92,11 @@ pub fn run(opts: &Options) -> Result<bool> {
     }
     // Each guest is single-threaded TCG: one core each. With the console shown (demo,
     // --live) one at a time, so it reads as one session.
-    let workers = if opts.show == Show::Nothing { parallel_guests().min(jobs.len().max(1)) } else { 1 };
+    let workers = if opts.show == Show::Nothing {
+        parallel_guests().min(jobs.len().max(1))
+    } else {
+        1
+    };
     if workers > 1 {
         println!("lab: {} runs, {workers} guests side by side", jobs.len());
     }
@@ -80,7 +104,8 @@ pub fn run(opts: &Options) -> Result<bool> {
     // Building initramfs images (and the per-kernel modules) shares files under target/lab.
     let prepare = std::sync::Mutex::new(());
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let outcome: std::sync::Mutex<(usize, usize, Option<anyhow::Error>)> = std::sync::Mutex::new((0, 0, None));
+    let outcome: std::sync::Mutex<(usize, usize, Option<anyhow::Error>)> =
+        std::sync::Mutex::new((0, 0, None));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -143,7 +168,12 @@ struct Run<'a> {
 /// The guest kernel's command line: the console, and what lab/init reads (npt.*): the label,
 /// the release the guest must be running (smoke checks `uname -r` against it), the script's
 /// timeout and the NIC drivers to load; for a variant, its name and environment.
-pub fn cmdline(kernel: &Kernel, timeout_secs: u64, nic_modules: &[&str], variant: Option<&scenario::Variant>) -> String {
+pub fn cmdline(
+    kernel: &Kernel,
+    timeout_secs: u64,
+    nic_modules: &[&str],
+    variant: Option<&scenario::Variant>,
+) -> String {
     let mut line = format!(
         "console=ttyS0 panic=-1 quiet npt.kernel={} npt.release={} npt.timeout={timeout_secs} npt.nics={}",
         kernel.label,
@@ -152,7 +182,11 @@ pub fn cmdline(kernel: &Kernel, timeout_secs: u64, nic_modules: &[&str], variant
     );
     if let Some(v) = variant {
         let env: Vec<String> = v.env.iter().map(|(k, val)| format!("{k}={val}")).collect();
-        line.push_str(&format!(" npt.variant={} npt.env={}", v.name, env.join(",")));
+        line.push_str(&format!(
+            " npt.variant={} npt.env={}",
+            v.name,
+            env.join(",")
+        ));
     }
     line
 }
@@ -166,7 +200,15 @@ fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
 
 /// Boots one guest and judges it; `live` allows a live progress line (one guest at a time).
 fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> Result<bool> {
-    let Run { root, kernel, sc, variant, busybox, binary, tools } = *r;
+    let Run {
+        root,
+        kernel,
+        sc,
+        variant,
+        busybox,
+        binary,
+        tools,
+    } = *r;
     let work = root.join("target").join("lab").join(kernel.label);
     cache::create_dir(&work)?;
     let name = sc.run_name(variant);
@@ -175,7 +217,12 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
     let guard = prepare.lock().unwrap_or_else(|e| e.into_inner());
     let mut files: Vec<(std::path::PathBuf, String)> = tools.to_vec();
     files.extend(build::lab_kmods(kernel)?);
-    files.extend(sc.header.files.iter().map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label))));
+    files.extend(
+        sc.header
+            .files
+            .iter()
+            .map(|f| (f.source_for(root, kernel.label), f.guest_for(kernel.label))),
+    );
     let parts = initramfs::Parts {
         init: &lab.join("init"),
         lib_sh: &lab.join("lib.sh"),
@@ -208,7 +255,10 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         Show::Nothing if live => Some(progress::Step::start(label.clone())),
         Show::Nothing => None,
         Show::Session => {
-            println!("{label}: booting {} (the session follows; --verbose shows the whole console)", kernel.release);
+            println!(
+                "{label}: booting {} (the session follows; --verbose shows the whole console)",
+                kernel.release
+            );
             None
         }
         Show::Everything => {
@@ -244,7 +294,10 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
     }
     let v = verdict::judge(&parsed, &checks, run.timed_out, timeout.as_secs());
     let log_shown = log.strip_prefix(root).unwrap_or(&log).display().to_string();
-    println!("{}", report::result_line(kernel.label, &name, &v, run.elapsed));
+    println!(
+        "{}",
+        report::result_line(kernel.label, &name, &v, run.elapsed)
+    );
     if !v.passed() {
         print!("{}", report::failure_details(&v, &run.console, &log_shown));
     }

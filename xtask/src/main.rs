@@ -175,7 +175,11 @@ fn run(cli: Cli) -> Result<bool> {
             let spec = kernels::spec(&kernel)?;
             let kernel = kernels::load(&cache::dir()?, spec)?;
             let root = cache::workspace_root();
-            let ko = build::kmod_for(&kernel, &root.join("netpoll-patch"), &root.join("target").join("kmod"))?;
+            let ko = build::kmod_for(
+                &kernel,
+                &root.join("netpoll-patch"),
+                &root.join("target").join("kmod"),
+            )?;
             println!("{}", ko.display());
             Ok(true)
         }
@@ -183,7 +187,11 @@ fn run(cli: Cli) -> Result<bool> {
             kernels: args.kernels,
             scenarios: args.scenarios,
             keep_going: args.keep_going,
-            show: if args.live { console::Show::Everything } else { console::Show::Nothing },
+            show: if args.live {
+                console::Show::Everything
+            } else {
+                console::Show::Nothing
+            },
             binary: args.binary,
         }),
         Task::Test => test(),
@@ -192,9 +200,23 @@ fn run(cli: Cli) -> Result<bool> {
             fuzz::run(&fuzz::Options { time_s, targets })
         }
         Task::Bpfcheck { objects } => bpfcheck::run(&objects),
-        Task::Bench { kernels, reps, quick, live, sections, modes } => {
+        Task::Bench {
+            kernels,
+            reps,
+            quick,
+            live,
+            sections,
+            modes,
+        } => {
             setup::run(false)?;
-            bench::run(&bench::Options { kernels, reps, quick, live, sections, modes })
+            bench::run(&bench::Options {
+                kernels,
+                reps,
+                quick,
+                live,
+                sections,
+                modes,
+            })
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
@@ -211,7 +233,11 @@ fn test() -> Result<bool> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's default members: the eBPF crate only builds for the BPF target.
     println!("test: cargo test (unit and host tests)");
-    let unit = process::run(Command::new(cargo).args(["test"]).current_dir(cache::workspace_root()));
+    let unit = process::run(
+        Command::new(cargo)
+            .args(["test"])
+            .current_dir(cache::workspace_root()),
+    );
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }
@@ -228,7 +254,11 @@ fn test() -> Result<bool> {
     });
     // Before the lab, while nothing else needs the CPU: six targets, 60 s each.
     println!("test: cargo xtask fuzz --time 60 (every parser of untrusted input)");
-    let fuzz_ok = fuzz::run(&fuzz::Options { time_s: 60, targets: Vec::new() }).unwrap_or_else(|e| {
+    let fuzz_ok = fuzz::run(&fuzz::Options {
+        time_s: 60,
+        targets: Vec::new(),
+    })
+    .unwrap_or_else(|e| {
         eprintln!("test: fuzzing failed: {e:#}");
         false
     });
@@ -241,7 +271,10 @@ fn test() -> Result<bool> {
     })?;
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
-    println!("test: cargo xtask bench --quick --kernel {} (numbers produced; timings not judged)", kernels::NEWEST);
+    println!(
+        "test: cargo xtask bench --quick --kernel {} (numbers produced; timings not judged)",
+        kernels::NEWEST
+    );
     let bench_ok = bench::run(&bench::Options {
         kernels: vec![kernels::NEWEST.into()],
         reps: 1,
@@ -250,15 +283,19 @@ fn test() -> Result<bool> {
         sections: Vec::new(),
         modes: Vec::new(),
     })
-        .unwrap_or_else(|e| {
-            eprintln!("test: bench failed: {e:#}");
-            false
-        });
-    println!("test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)");
-    let deb_ok = dist::run().and_then(|d| debcheck::run(&d.deb)).unwrap_or_else(|e| {
-        eprintln!("test: debcheck failed: {e:#}");
+    .unwrap_or_else(|e| {
+        eprintln!("test: bench failed: {e:#}");
         false
     });
+    println!(
+        "test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)"
+    );
+    let deb_ok = dist::run()
+        .and_then(|d| debcheck::run(&d.deb))
+        .unwrap_or_else(|e| {
+            eprintln!("test: debcheck failed: {e:#}");
+            false
+        });
     Ok(unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
 }
 
@@ -275,8 +312,21 @@ fn demo(kernel: String, verbose: bool) -> Result<bool> {
     let root = cache::workspace_root();
     let path = scenario::dir(&root).join("demo.sh");
     if !path.is_file() {
-        bail!("{} is missing: the demo scenario has not been written yet", path.display());
+        bail!(
+            "{} is missing: the demo scenario has not been written yet",
+            path.display()
+        );
     }
-    let show = if verbose { console::Show::Everything } else { console::Show::Session };
-    lab::run(&lab::Options { kernels: vec![kernel], scenarios: vec!["demo".into()], keep_going: false, show, binary: None })
+    let show = if verbose {
+        console::Show::Everything
+    } else {
+        console::Show::Session
+    };
+    lab::run(&lab::Options {
+        kernels: vec![kernel],
+        scenarios: vec!["demo".into()],
+        keep_going: false,
+        show,
+        binary: None,
+    })
 }

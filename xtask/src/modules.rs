@@ -23,8 +23,12 @@ pub fn decompress(dir: &Path) -> Result<usize> {
         counter(done, total);
     }
     for chunk in zst.chunks(400) {
-        process::run(Command::new("zstd").args(["-d", "-f", "-q", "--rm"]).args(chunk))
-            .context("decompressing .ko.zst modules")?;
+        process::run(
+            Command::new("zstd")
+                .args(["-d", "-f", "-q", "--rm"])
+                .args(chunk),
+        )
+        .context("decompressing .ko.zst modules")?;
         done += chunk.len();
         counter(done, total);
     }
@@ -92,20 +96,35 @@ impl Index {
     pub fn load(modules_dir: &Path) -> Result<Index> {
         let read = |f: &str| {
             let p = modules_dir.join(f);
-            std::fs::read_to_string(&p)
-                .with_context(|| format!("reading {}: is the kernel unpacked? run `cargo xtask setup`", p.display()))
+            std::fs::read_to_string(&p).with_context(|| {
+                format!(
+                    "reading {}: is the kernel unpacked? run `cargo xtask setup`",
+                    p.display()
+                )
+            })
         };
-        Ok(Index::parse(&read("modules.dep")?, &read("modules.builtin").unwrap_or_default()))
+        Ok(Index::parse(
+            &read("modules.dep")?,
+            &read("modules.builtin").unwrap_or_default(),
+        ))
     }
 
     pub fn parse(modules_dep: &str, modules_builtin: &str) -> Index {
         let mut index = Index::default();
         for line in modules_dep.lines() {
-            let Some((path, deps)) = line.split_once(':') else { continue };
+            let Some((path, deps)) = line.split_once(':') else {
+                continue;
+            };
             let deps = deps.split_whitespace().map(name_of).collect();
-            index.loadable.insert(name_of(path), (path.trim().to_string(), deps));
+            index
+                .loadable
+                .insert(name_of(path), (path.trim().to_string(), deps));
         }
-        index.builtin = modules_builtin.lines().filter(|l| !l.is_empty()).map(name_of).collect();
+        index.builtin = modules_builtin
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(name_of)
+            .collect();
         index
     }
 
@@ -160,7 +179,9 @@ mod tests {
     #[test]
     fn closure_follows_dependencies_and_skips_builtins() {
         let index = Index::parse(DEP, "kernel/drivers/virtio/virtio_pci.ko\n");
-        let got = index.closure(&["virtio_net", "virtio-pci", "dummy"]).unwrap();
+        let got = index
+            .closure(&["virtio_net", "virtio-pci", "dummy"])
+            .unwrap();
         let want: BTreeSet<String> = [
             "kernel/drivers/net/virtio_net.ko",
             "kernel/drivers/net/net_failover.ko",

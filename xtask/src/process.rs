@@ -17,9 +17,9 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs `cmd` with the terminal attached (its progress shows) and fails unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = describe(cmd);
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)"))?;
+    let status = cmd.status().with_context(|| {
+        format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)")
+    })?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -29,10 +29,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs `cmd`, returns its standard output; on failure the error carries its last stderr lines.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let line = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| {
+        format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)")
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
@@ -48,18 +47,26 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 pub fn run_logged(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
     let line = describe(cmd);
     let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let err = file.try_clone().with_context(|| format!("opening {}", log.display()))?;
+    let err = file
+        .try_clone()
+        .with_context(|| format!("opening {}", log.display()))?;
     let status = cmd
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
         .status()
-        .with_context(|| format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)"))?;
+        .with_context(|| {
+            format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)")
+        })?;
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("`{line}` failed ({status}); its output is in {}, ending:\n{}", log.display(), tail.join("\n"));
+        bail!(
+            "`{line}` failed ({status}); its output is in {}, ending:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
     }
     Ok(())
 }

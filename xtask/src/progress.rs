@@ -27,7 +27,11 @@ impl Step {
         let started = Instant::now();
         if !live() {
             println!("{}", start_line(&label));
-            return Step { label, started, ticker: None };
+            return Step {
+                label,
+                started,
+                ticker: None,
+            };
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, text) = (stop.clone(), label.clone());
@@ -46,7 +50,11 @@ impl Step {
                 }
             }
         });
-        Step { label, started, ticker: Some((stop, handle)) }
+        Step {
+            label,
+            started,
+            ticker: Some((stop, handle)),
+        }
     }
 
     /// Ends the step: clears the live line; returns the time it took. The caller prints the
@@ -99,10 +107,19 @@ mod tests {
 
     #[test]
     fn lines_carry_the_label_and_whole_seconds() {
-        assert_eq!(live_line("lab 6.12 agent", Duration::from_millis(41_700)), "lab 6.12 agent … 41 s");
+        assert_eq!(
+            live_line("lab 6.12 agent", Duration::from_millis(41_700)),
+            "lab 6.12 agent … 41 s"
+        );
         assert_eq!(start_line("bench 6.12"), "bench 6.12 …");
-        assert_eq!(end_line("setup: bpf-linker", "built", Duration::from_secs(312)), "setup: bpf-linker built (312 s)");
+        assert_eq!(
+            end_line("setup: bpf-linker", "built", Duration::from_secs(312)),
+            "setup: bpf-linker built (312 s)"
+        );
         // No carriage return in what a log gets.
-        assert!(!start_line("x").contains('\r') && !end_line("x", "done", Duration::ZERO).contains('\r'));
+        assert!(
+            !start_line("x").contains('\r')
+                && !end_line("x", "done", Duration::ZERO).contains('\r')
+        );
     }
 }

@@ -51,9 +51,19 @@ impl Machine {
             // patching its own text (static keys, BPF trampolines) sometimes trapped on a
             // stale int3 ("Oops: int3" in __schedule during a 6.12 fentry flood, and in
             // early boot before): the emulator's cross-vCPU code modification, not ours.
-            "-accel", "tcg,thread=single", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
+            "-accel",
+            "tcg,thread=single",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
             // No default NIC: only the scenario's, on the internal hub.
-            "-nic", "none",
+            "-nic",
+            "none",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -63,14 +73,20 @@ impl Machine {
         args.extend(["-append".into(), self.append.clone()]);
         for (i, nic) in self.nics.iter().enumerate() {
             args.extend(["-netdev".into(), format!("hubport,id=n{i},hubid=0")]);
-            args.extend(["-device".into(), format!("{},netdev=n{i},mac={}", nic.device(), mac(i))]);
+            args.extend([
+                "-device".into(),
+                format!("{},netdev=n{i},mac={}", nic.device(), mac(i)),
+            ]);
         }
         // A hub forwards a frame only while some other port can receive; with a
         // single NIC nothing can, QEMU holds the frame, the guest's TX queue never
         // completes and the kernel's TX watchdog fires. A restricted user-mode
         // network (no route to the host or beyond) is a port that accepts and drops.
         args.extend(["-netdev".into(), "user,id=sink,restrict=on,ipv6=off".into()]);
-        args.extend(["-netdev".into(), "hubport,id=sinkport,hubid=0,netdev=sink".into()]);
+        args.extend([
+            "-netdev".into(),
+            "hubport,id=sinkport,hubid=0,netdev=sink".into(),
+        ]);
         args
     }
 }
@@ -92,12 +108,19 @@ const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// Boots `machine`, writing the console to `log` (and what `show` says to the terminal); kills QEMU
 /// after `timeout`, or `EXIT_GRACE` after a console line containing `last_line` (the guest is
 /// done; a power-off that hangs must not count as a timeout).
-pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_line: &str) -> Result<Run> {
+pub fn run(
+    machine: &Machine,
+    log: &Path,
+    timeout: Duration,
+    show: Show,
+    last_line: &str,
+) -> Result<Run> {
     if !process::on_path("qemu-system-x86_64") {
         bail!("qemu-system-x86_64 is not installed: run `cargo xtask setup`");
     }
     let started = Instant::now();
-    let mut file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = Command::new("qemu-system-x86_64")
         .args(machine.args())
         .stdin(Stdio::null())
@@ -107,8 +130,14 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_li
         .context("starting qemu-system-x86_64")?;
     let (tx, rx) = mpsc::channel::<String>();
     let readers = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
     let mut threads = Vec::new();
     for reader in readers.into_iter().flatten() {
@@ -116,8 +145,14 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_li
         threads.push(std::thread::spawn(move || {
             let mut reader = BufReader::new(reader);
             let mut buf = Vec::new();
-            while reader.read_until(b'\n', &mut buf).map(|n| n > 0).unwrap_or(false) {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            while reader
+                .read_until(b'\n', &mut buf)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -146,7 +181,11 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_li
                     Show::Session => {
                         if let Some(text) = session.line(&line) {
                             // Bold prompts on a terminal; plain text in a log.
-                            let text = if crate::progress::live() { text } else { crate::console::strip_ansi(&text) };
+                            let text = if crate::progress::live() {
+                                text
+                            } else {
+                                crate::console::strip_ansi(&text)
+                            };
                             println!("  | {text}");
                         }
                     }
@@ -173,7 +212,11 @@ pub fn run(machine: &Machine, log: &Path, timeout: Duration, show: Show, last_li
     for t in threads {
         let _ = t.join();
     }
-    Ok(Run { console, timed_out, elapsed: started.elapsed() })
+    Ok(Run {
+        console,
+        timed_out,
+        elapsed: started.elapsed(),
+    })
 }
 
 #[cfg(test)]
@@ -194,8 +237,15 @@ mod tests {
         // The only user-mode network is the restricted sink: no route out of QEMU.
         assert_eq!(args.matches("user,").count(), 1, "{args}");
         assert!(args.contains("-netdev user,id=sink,restrict=on"), "{args}");
-        assert!(args.contains("hubport,id=sinkport,hubid=0,netdev=sink"), "{args}");
-        assert!(args.contains("-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:4e:50:10"));
-        assert!(args.contains("-netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:4e:50:11"));
+        assert!(
+            args.contains("hubport,id=sinkport,hubid=0,netdev=sink"),
+            "{args}"
+        );
+        assert!(args.contains(
+            "-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:4e:50:10"
+        ));
+        assert!(args.contains(
+            "-netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:4e:50:11"
+        ));
     }
 }

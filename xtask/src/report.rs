@@ -10,7 +10,10 @@ const TAIL_LINES: usize = 40;
 
 pub fn result_line(kernel: &str, scenario: &str, verdict: &Verdict, elapsed: Duration) -> String {
     let status = if verdict.passed() { "PASS" } else { "FAIL" };
-    let mut line = format!("{kernel:<5} {scenario:<24} {status} {:>5.1}s", elapsed.as_secs_f64());
+    let mut line = format!(
+        "{kernel:<5} {scenario:<24} {status} {:>5.1}s",
+        elapsed.as_secs_f64()
+    );
     for (name, reason) in &verdict.skipped {
         line.push_str(&format!("  skipped {name} ({reason})"));
     }
@@ -24,7 +27,10 @@ pub fn failure_details(verdict: &Verdict, console: &str, log: &str) -> String {
     }
     let lines: Vec<&str> = console.lines().collect();
     let from = lines.len().saturating_sub(TAIL_LINES);
-    out.push_str(&format!("      last {} console lines (full log: {log}):\n", lines.len() - from));
+    out.push_str(&format!(
+        "      last {} console lines (full log: {log}):\n",
+        lines.len() - from
+    ));
     for l in &lines[from..] {
         out.push_str(&format!("      | {l}\n"));
     }
@@ -35,8 +41,16 @@ pub fn failure_details(verdict: &Verdict, console: &str, log: &str) -> String {
 /// the exact Debian kernel a run used, one line per kernel.
 pub fn kernel_line(kernel: &Kernel) -> String {
     let rest = kernel.packages.len().saturating_sub(1);
-    let extra = if rest > 0 { format!(" (+ {rest} headers/kbuild packages)") } else { String::new() };
-    format!("kernel {:<5} = {}{extra}", kernel.label, kernels::describe(&kernel.packages[..kernel.packages.len().min(1)]))
+    let extra = if rest > 0 {
+        format!(" (+ {rest} headers/kbuild packages)")
+    } else {
+        String::new()
+    };
+    format!(
+        "kernel {:<5} = {}{extra}",
+        kernel.label,
+        kernels::describe(&kernel.packages[..kernel.packages.len().min(1)])
+    )
 }
 
 pub fn summary(passed: usize, failed: usize) -> String {
@@ -49,7 +63,10 @@ mod tests {
 
     #[test]
     fn line_shows_status_time_and_skips() {
-        let v = Verdict { failures: vec![], skipped: vec![("kprobe_pmu".into(), "not on 5.10".into())] };
+        let v = Verdict {
+            failures: vec![],
+            skipped: vec![("kprobe_pmu".into(), "not on 5.10".into())],
+        };
         let line = result_line("5.10", "smoke", &v, Duration::from_millis(12_340));
         assert!(line.starts_with("5.10  smoke"));
         assert!(line.contains("PASS  12.3s"));
@@ -58,7 +75,10 @@ mod tests {
 
     #[test]
     fn failure_shows_reasons_and_the_console_tail() {
-        let v = Verdict { failures: vec!["scenario exited 1".into()], skipped: vec![] };
+        let v = Verdict {
+            failures: vec!["scenario exited 1".into()],
+            skipped: vec![],
+        };
         let console: String = (0..100).map(|i| format!("line {i}\n")).collect();
         let d = failure_details(&v, &console, "target/lab/6.1/smoke.log");
         assert!(d.contains("reason: scenario exited 1"));
@@ -71,9 +91,15 @@ mod tests {
             label: "6.1",
             release: "6.1.0-48-amd64".into(),
             root: "/x".into(),
-            packages: vec![("linux-image-6.1.0-48-amd64".into(), "6.1.172-1".into()), ("linux-kbuild-6.1".into(), "6.1.172-1".into())],
+            packages: vec![
+                ("linux-image-6.1.0-48-amd64".into(), "6.1.172-1".into()),
+                ("linux-kbuild-6.1".into(), "6.1.172-1".into()),
+            ],
         };
-        assert_eq!(kernel_line(&k), "kernel 6.1   = linux-image-6.1.0-48-amd64 6.1.172-1 (+ 1 headers/kbuild packages)");
+        assert_eq!(
+            kernel_line(&k),
+            "kernel 6.1   = linux-image-6.1.0-48-amd64 6.1.172-1 (+ 1 headers/kbuild packages)"
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub struct Variant {
 pub const VARIANTS: [Variant; 1] = [Variant {
     // The legacy eBPF object (loads on 4.14) on kprobes: what old kernels run.
     name: "legacy",
-    env: &[("NETPOLL_TRACE_OBJECT", "legacy"), ("NETPOLL_TRACE_ATTACH", "kprobe")],
+    env: &[
+        ("NETPOLL_TRACE_OBJECT", "legacy"),
+        ("NETPOLL_TRACE_ATTACH", "kprobe"),
+    ],
 }];
 
 fn variant(name: &str) -> Result<&'static Variant> {
@@ -87,7 +90,9 @@ pub struct FileSpec {
 
 impl Header {
     pub fn runs_on(&self, label: &str) -> bool {
-        self.kernels.as_ref().is_none_or(|ks| ks.iter().any(|k| k == label))
+        self.kernels
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|k| k == label))
     }
 }
 
@@ -120,7 +125,12 @@ pub fn all_names(root: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".sh").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".sh")
+                .map(str::to_string)
+        })
         .collect();
     names.sort();
     Ok(names)
@@ -133,14 +143,25 @@ pub fn load(root: &Path, name: &str) -> Result<Scenario> {
     };
     let path = dir(root).join(format!("{name}.sh"));
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("reading scenario {name} ({}): see lab/scenarios for the ones there are", path.display())
+        format!(
+            "reading scenario {name} ({}): see lab/scenarios for the ones there are",
+            path.display()
+        )
     })?;
-    let header = parse_header(&text).with_context(|| format!("in the header of {}", path.display()))?;
+    let header =
+        parse_header(&text).with_context(|| format!("in the header of {}", path.display()))?;
     let runs = match only {
         Some(v) => vec![Some(v)],
-        None => std::iter::once(None).chain(header.variants.iter().map(|v| Some(*v))).collect(),
+        None => std::iter::once(None)
+            .chain(header.variants.iter().map(|v| Some(*v)))
+            .collect(),
     };
-    Ok(Scenario { name: name.to_string(), path, header, runs })
+    Ok(Scenario {
+        name: name.to_string(),
+        path,
+        header,
+        runs,
+    })
 }
 
 pub fn parse_header(text: &str) -> Result<Header> {
@@ -159,10 +180,18 @@ pub fn parse_header(text: &str) -> Result<Header> {
         if line.starts_with("#!") || line.is_empty() {
             continue;
         }
-        let Some(comment) = line.strip_prefix('#') else { break };
-        let Some((key, value)) = comment.split_once(':') else { continue };
+        let Some(comment) = line.strip_prefix('#') else {
+            break;
+        };
+        let Some((key, value)) = comment.split_once(':') else {
+            continue;
+        };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c == '_') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+        {
             continue;
         }
         let words: Vec<String> = value.split_whitespace().map(str::to_string).collect();
@@ -171,25 +200,44 @@ pub fn parse_header(text: &str) -> Result<Header> {
                 for k in &words {
                     crate::kernels::spec(k)?;
                 }
-                if crate::kernels::KERNELS.iter().all(|k| words.iter().any(|w| w == k.label)) {
-                    bail!("`# kernels:` lists every lab kernel: leave the line out (no restriction)");
+                if crate::kernels::KERNELS
+                    .iter()
+                    .all(|k| words.iter().any(|w| w == k.label))
+                {
+                    bail!(
+                        "`# kernels:` lists every lab kernel: leave the line out (no restriction)"
+                    );
                 }
                 header.kernels = Some(words);
             }
             "nics" => header.nics = words.iter().map(|w| Nic::parse(w)).collect::<Result<_>>()?,
             "modules" => header.modules.extend(words),
-            "files" => header.files.extend(words.iter().map(|w| FileSpec::parse(w))),
+            "files" => header
+                .files
+                .extend(words.iter().map(|w| FileSpec::parse(w))),
             "timeout" => {
-                header.timeout_secs = value
-                    .trim()
-                    .trim_end_matches('s')
-                    .parse()
-                    .with_context(|| format!("timeout {:?} is not a number of seconds", value.trim()))?
+                header.timeout_secs =
+                    value
+                        .trim()
+                        .trim_end_matches('s')
+                        .parse()
+                        .with_context(|| {
+                            format!("timeout {:?} is not a number of seconds", value.trim())
+                        })?
             }
             "checks" => header.checks.extend(words),
-            "needs" => header.needs = words.iter().map(|w| Need::parse(w)).collect::<Result<_>>()?,
-            "variants" => header.variants = words.iter().map(|w| variant(w)).collect::<Result<_>>()?,
-            other => bail!("unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs, variants"),
+            "needs" => {
+                header.needs = words
+                    .iter()
+                    .map(|w| Need::parse(w))
+                    .collect::<Result<_>>()?
+            }
+            "variants" => {
+                header.variants = words.iter().map(|w| variant(w)).collect::<Result<_>>()?
+            }
+            other => bail!(
+                "unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs, variants"
+            ),
         }
     }
     if header.nics.is_empty() {
@@ -201,8 +249,14 @@ pub fn parse_header(text: &str) -> Result<Header> {
 impl FileSpec {
     fn parse(word: &str) -> FileSpec {
         match word.split_once(':') {
-            Some((source, guest)) => FileSpec { source: source.to_string(), guest: guest.to_string() },
-            None => FileSpec { source: word.to_string(), guest: format!("/{}", word.trim_start_matches('/')) },
+            Some((source, guest)) => FileSpec {
+                source: source.to_string(),
+                guest: guest.to_string(),
+            },
+            None => FileSpec {
+                source: word.to_string(),
+                guest: format!("/{}", word.trim_start_matches('/')),
+            },
         }
     }
 
@@ -243,7 +297,10 @@ mod tests {
         assert_eq!(h.timeout_secs, 90);
         assert_eq!(h.checks, vec!["a", "b", "c"]);
         assert_eq!(h.files[0].guest_for("6.1"), "/p.ko");
-        assert_eq!(h.files[0].source_for(Path::new("/r"), "6.1"), PathBuf::from("/r/target/kmod/6.1/p.ko"));
+        assert_eq!(
+            h.files[0].source_for(Path::new("/r"), "6.1"),
+            PathBuf::from("/r/target/kmod/6.1/p.ko")
+        );
         assert_eq!(h.files[1].guest, "/lab/tool");
     }
 
@@ -255,14 +312,24 @@ mod tests {
 
     #[test]
     fn needs_name_known_artefacts() {
-        assert_eq!(parse_header("# needs: dist\n").unwrap().needs, vec![Need::Dist]);
-        assert!(parse_header("# needs: dsit\n").unwrap_err().to_string().contains("dsit"));
+        assert_eq!(
+            parse_header("# needs: dist\n").unwrap().needs,
+            vec![Need::Dist]
+        );
+        assert!(
+            parse_header("# needs: dsit\n")
+                .unwrap_err()
+                .to_string()
+                .contains("dsit")
+        );
     }
 
     #[test]
     fn kernels_is_only_a_restriction() {
         let all = crate::kernels::labels().join(" ");
-        let err = parse_header(&format!("# kernels: {all}\n")).unwrap_err().to_string();
+        let err = parse_header(&format!("# kernels: {all}\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("every lab kernel"), "{err}");
     }
 
@@ -281,8 +348,17 @@ mod tests {
     fn variants_are_known_runs_of_their_own() {
         let h = parse_header("# variants: legacy\n").unwrap();
         assert_eq!(h.variants, vec![&VARIANTS[0]]);
-        assert!(VARIANTS[0].env.contains(&("NETPOLL_TRACE_OBJECT", "legacy")));
-        assert!(parse_header("# variants: legacyy\n").unwrap_err().to_string().contains("legacyy"));
+        assert!(
+            VARIANTS[0]
+                .env
+                .contains(&("NETPOLL_TRACE_OBJECT", "legacy"))
+        );
+        assert!(
+            parse_header("# variants: legacyy\n")
+                .unwrap_err()
+                .to_string()
+                .contains("legacyy")
+        );
         assert!(parse_header("# checks: a\n").unwrap().variants.is_empty());
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let sc = load(root, "smoke+legacy").unwrap();

@@ -67,16 +67,24 @@ pub fn run(refresh: bool) -> Result<()> {
         lab.push(kernel);
     }
     // The benchmark's comparison tracer (guest-side only; never installed on the host).
-    changed.extend(bench_bpftrace::ensure(&cache_dir).context("fetching bpftrace for the benchmark")?);
+    changed
+        .extend(bench_bpftrace::ensure(&cache_dir).context("fetching bpftrace for the benchmark")?);
     // The exact packages the lab runs, whichever way they got here.
     for k in &lab {
-        println!("setup: lab kernel {:<5} {}", k.label, kernels::describe(&k.packages));
+        println!(
+            "setup: lab kernel {:<5} {}",
+            k.label,
+            kernels::describe(&k.packages)
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     if changed.is_empty() {
         println!("setup: everything present ({secs:.1}s)");
     } else {
-        println!("setup: done in {secs:.0}s; installed: {}", changed.join(", "));
+        println!(
+            "setup: done in {secs:.0}s; installed: {}",
+            changed.join(", ")
+        );
     }
     Ok(())
 }

@@ -24,19 +24,42 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
         .context("listing rustup toolchains (is rustup installed?)")?;
     if !toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
         println!("setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's toolchain)");
-        process::run(Command::new("rustup").args(["toolchain", "install", FUZZ_TOOLCHAIN, "--profile", "minimal"]))?;
+        process::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            FUZZ_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))?;
         done.push(FUZZ_TOOLCHAIN.to_string());
     }
     if !toolchains.lines().any(is_plain_nightly) {
         println!("setup: installing the nightly toolchain");
-        process::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        process::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
         done.push("nightly".to_string());
     }
-    let components =
-        process::output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
+    let components = process::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         println!("setup: adding rust-src to nightly");
-        process::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        process::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
         done.push("rust-src".to_string());
     }
     if !process::succeeds(Command::new("bpf-linker").arg("--version")) {
@@ -50,13 +73,19 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
 /// dated one such as the fuzz toolchain.
 fn is_plain_nightly(line: &str) -> bool {
     let name = line.split_whitespace().next().unwrap_or("");
-    name.strip_prefix("nightly").is_some_and(|rest| rest.is_empty() || rest.strip_prefix('-').is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit())))
+    name.strip_prefix("nightly").is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('-')
+                .is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
     let verbose = process::output(Command::new("rustc").args(["+nightly", "-vV"]))?;
-    let major = llvm_major(&verbose)
-        .ok_or_else(|| anyhow!("`rustc +nightly -vV` names no LLVM version: cannot pick bpf-linker's LLVM"))?;
+    let major = llvm_major(&verbose).ok_or_else(|| {
+        anyhow!("`rustc +nightly -vV` names no LLVM version: cannot pick bpf-linker's LLVM")
+    })?;
     let sysroot = process::output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
     let lib = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = find_libllvm(&lib, major)?;
@@ -67,14 +96,26 @@ fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
     let log = cache_dir.join("bpf-linker-build.log");
-    println!("setup: building bpf-linker against nightly's LLVM {major} ({}), log in {}", libllvm.display(), log.display());
+    println!(
+        "setup: building bpf-linker against nightly's LLVM {major} ({}), log in {}",
+        libllvm.display(),
+        log.display()
+    );
     let step = crate::progress::Step::start("setup: building bpf-linker (a few minutes)");
     process::run_logged(
         Command::new("cargo")
-            .args(["install", "bpf-linker", "--no-default-features", "--features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+            ])
             .arg(format!("llvm-{major}"))
             .env("LLVM_PREFIX", &prefix)
-            .env("RUSTFLAGS", format!("-C link-args=-Wl,-rpath,{}", lib.display())),
+            .env(
+                "RUSTFLAGS",
+                format!("-C link-args=-Wl,-rpath,{}", lib.display()),
+            ),
         &log,
     )
     .context("building bpf-linker")?;
@@ -96,7 +137,10 @@ fn find_libllvm(lib: &Path, major: u32) -> Result<PathBuf> {
         });
     match found {
         Some(p) => Ok(p),
-        None => bail!("no {prefix}*-rust-* in {}: reinstall the nightly toolchain", lib.display()),
+        None => bail!(
+            "no {prefix}*-rust-* in {}: reinstall the nightly toolchain",
+            lib.display()
+        ),
     }
 }
 
@@ -116,9 +160,15 @@ mod tests {
     #[test]
     fn only_the_undated_nightly_is_the_ebpf_nightly() {
         assert!(is_plain_nightly("nightly-x86_64-unknown-linux-gnu"));
-        assert!(is_plain_nightly("nightly-x86_64-unknown-linux-gnu (active)"));
-        assert!(!is_plain_nightly("nightly-2026-10-29-x86_64-unknown-linux-gnu"));
-        assert!(!is_plain_nightly("stable-x86_64-unknown-linux-gnu (default)"));
+        assert!(is_plain_nightly(
+            "nightly-x86_64-unknown-linux-gnu (active)"
+        ));
+        assert!(!is_plain_nightly(
+            "nightly-2026-10-29-x86_64-unknown-linux-gnu"
+        ));
+        assert!(!is_plain_nightly(
+            "stable-x86_64-unknown-linux-gnu (default)"
+        ));
     }
 
     #[test]

@@ -17,7 +17,12 @@ impl Verdict {
     }
 }
 
-pub fn judge(console: &Console, declared: &[String], timed_out: bool, timeout_secs: u64) -> Verdict {
+pub fn judge(
+    console: &Console,
+    declared: &[String],
+    timed_out: bool,
+    timeout_secs: u64,
+) -> Verdict {
     let mut failures = Vec::new();
     if timed_out {
         failures.push(format!("timed out after {timeout_secs}s (QEMU killed)"));
@@ -73,7 +78,10 @@ mod tests {
     fn clean_run_passes_and_reports_skips() {
         let v = judge(&parse(CLEAN), &declared(&["a", "b"]), false, 180);
         assert!(v.passed(), "{:?}", v.failures);
-        assert_eq!(v.skipped, vec![("b".to_string(), "no netkit before 6.7".to_string())]);
+        assert_eq!(
+            v.skipped,
+            vec![("b".to_string(), "no netkit before 6.7".to_string())]
+        );
     }
 
     #[test]
@@ -84,7 +92,11 @@ mod tests {
         );
         let v = judge(&parse(&text), &declared(&["a", "b"]), false, 180);
         assert!(!v.passed());
-        assert!(v.failures.iter().any(|f| f.contains("WARNING: CPU: 0")), "{:?}", v.failures);
+        assert!(
+            v.failures.iter().any(|f| f.contains("WARNING: CPU: 0")),
+            "{:?}",
+            v.failures
+        );
     }
 
     #[test]
@@ -95,14 +107,27 @@ mod tests {
 
     #[test]
     fn failed_check_and_nonzero_exit_fail_the_run() {
-        let text = CLEAN.replace("NPT-CHECK a pass", "NPT-CHECK a fail rc=1").replace("NPT-EXIT 0", "NPT-EXIT 1");
+        let text = CLEAN
+            .replace("NPT-CHECK a pass", "NPT-CHECK a fail rc=1")
+            .replace("NPT-EXIT 0", "NPT-EXIT 1");
         let v = judge(&parse(&text), &declared(&["a"]), false, 180);
-        assert_eq!(v.failures, vec!["scenario exited 1".to_string(), "check a failed: rc=1".to_string()]);
+        assert_eq!(
+            v.failures,
+            vec![
+                "scenario exited 1".to_string(),
+                "check a failed: rc=1".to_string()
+            ]
+        );
     }
 
     #[test]
     fn timeout_without_exit_fails_the_run() {
-        let v = judge(&parse("NPT-BOOT x\nNPT-CHECK a pass\n"), &declared(&["a"]), true, 30);
+        let v = judge(
+            &parse("NPT-BOOT x\nNPT-CHECK a pass\n"),
+            &declared(&["a"]),
+            true,
+            30,
+        );
         assert!(v.failures[0].starts_with("timed out after 30s"));
         assert!(v.failures.iter().any(|f| f.contains("no NPT-EXIT")));
     }
