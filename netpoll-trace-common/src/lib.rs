@@ -38,6 +38,10 @@ pub mod function {
     /// above, and netconsole stopping a target on its device's unregister, join or
     /// release). A `SetupEvent` whose `ret` is a `stop_cause`.
     pub const INNER_NETPOLL_CLEANUP: u32 = 7;
+    /// `void do_netpoll_cleanup(struct netpoll *np)` (6.x): netconsole's own disable
+    /// path on kernels that have it (`enabled` = 0 calls it, not netpoll_cleanup); marks
+    /// its thread like netpoll_cleanup.
+    pub const DO_NETPOLL_CLEANUP: u32 = 8;
 
     /// The symbols of `NETPOLL_SEND_SKB`, in the order they are tried.
     pub const SEND_SKB_SYMBOLS: [&str; 2] = ["netpoll_send_skb", "netpoll_send_skb_on_dev"];
@@ -52,6 +56,7 @@ pub mod function {
             NETPOLL_SEND_SKB => Some(SEND_SKB_SYMBOLS[0]),
             NETPOLL_CLEANUP => Some("netpoll_cleanup"),
             INNER_NETPOLL_CLEANUP => Some("__netpoll_cleanup"),
+            DO_NETPOLL_CLEANUP => Some("do_netpoll_cleanup"),
             _ => None,
         }
     }

@@ -230,6 +230,12 @@ macro_rules! kprobe_programs {
         }
 
         #[::aya_ebpf::macros::kprobe]
+        pub fn do_cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            $crate::cleanup_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        #[::aya_ebpf::macros::kprobe]
         pub fn inner_cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             $crate::inner_cleanup_enter(&ctx, ctx.arg(0).unwrap_or(0));
             0
@@ -668,11 +674,15 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     ev.dev = dev;
     // SAFETY: copied out at once.
     let disabling = unsafe { CLEANUP.get(pid_tgid) }.copied();
-    ev.ret = if disabling == Some(np) {
+    if disabling.is_some() {
         let _ = CLEANUP.remove(pid_tgid);
-        stop_cause::DISABLED
-    } else if dev != 0 && cfg.flags & cf::DEV_DISMANTLE != 0 && dismantling(cfg, dev) {
+    }
+    // An unregistering device first: on 6.x netconsole tears a target down from its
+    // netdev notifier through do_netpoll_cleanup too, which also marks the thread.
+    ev.ret = if dev != 0 && cfg.flags & cf::DEV_DISMANTLE != 0 && dismantling(cfg, dev) {
         stop_cause::UNREGISTERED
+    } else if disabling == Some(np) {
+        stop_cause::DISABLED
     } else {
         stop_cause::DEVICE_EVENT
     };

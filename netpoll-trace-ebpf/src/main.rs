@@ -108,3 +108,9 @@ pub fn inner_cleanup_fentry(ctx: FEntryContext) -> u32 {
     inner_cleanup_enter(&ctx, ctx.arg(0));
     0
 }
+
+#[fentry(function = "do_netpoll_cleanup")]
+pub fn do_cleanup_fentry(ctx: FEntryContext) -> u32 {
+    cleanup_enter(ctx.arg(0));
+    0
+}

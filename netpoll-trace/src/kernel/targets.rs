@@ -23,6 +23,9 @@ pub struct Target {
     /// Set-up tracing is impossible without it; the rest (poll statistics, the send
     /// path, tear-downs) is optional.
     pub required: bool,
+    /// Only some kernels have it and the others need nothing in its place: its absence
+    /// is not reported.
+    pub where_present: bool,
 }
 
 impl Target {
@@ -32,13 +35,14 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 8] = [
+pub const TARGETS: [Target; 9] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
         kprobe: ("netpoll_setup_entry", Some("netpoll_setup_exit")),
         fentry: ("netpoll_setup_fentry", Some("netpoll_setup_fexit")),
         required: true,
+        where_present: false,
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
@@ -52,6 +56,7 @@ pub const TARGETS: [Target; 8] = [
             Some("inner_netpoll_setup_fexit"),
         ),
         required: true,
+        where_present: false,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
@@ -59,6 +64,7 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("poll_dev_entry", Some("poll_dev_exit")),
         fentry: ("poll_dev_fentry", Some("poll_dev_fexit")),
         required: false,
+        where_present: false,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -66,6 +72,7 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("send_udp_entry", Some("send_udp_exit")),
         fentry: ("send_udp_fentry", Some("send_udp_fexit")),
         required: false,
+        where_present: false,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -73,6 +80,7 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("send_skb_entry", Some("send_skb_exit")),
         fentry: ("send_skb_fentry", Some("send_skb_fexit")),
         required: false,
+        where_present: false,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -80,6 +88,7 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("send_skb_on_dev_entry", Some("send_skb_on_dev_exit")),
         fentry: ("send_skb_on_dev_fentry", Some("send_skb_on_dev_fexit")),
         required: false,
+        where_present: false,
     },
     Target {
         id: function::NETPOLL_CLEANUP,
@@ -87,6 +96,7 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("cleanup_entry", None),
         fentry: ("cleanup_fentry", None),
         required: false,
+        where_present: false,
     },
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
@@ -94,6 +104,15 @@ pub const TARGETS: [Target; 8] = [
         kprobe: ("inner_cleanup_entry", None),
         fentry: ("inner_cleanup_fentry", None),
         required: false,
+        where_present: false,
+    },
+    Target {
+        id: function::DO_NETPOLL_CLEANUP,
+        symbol: "do_netpoll_cleanup",
+        kprobe: ("do_cleanup_entry", None),
+        fentry: ("do_cleanup_fentry", None),
+        required: false,
+        where_present: true,
     },
 ];
 
@@ -104,8 +123,8 @@ pub fn functions() -> Vec<&'static str> {
 
 /// Whether `t` is to be attached, given which TARGETS the kernel has (`present`) and
 /// which ids are attached already: a function absent here is skipped quietly when a
-/// later alternative may stand in for it, and an alternative is not attached when an
-/// earlier one of its id was.
+/// later alternative may stand in for it or it exists only where needed
+/// (`where_present`), and an alternative is not attached when an earlier one of its id was.
 pub fn wanted(i: usize, present: &[bool], attached_ids: &[u32]) -> Wanted {
     let t = &TARGETS[i];
     let has = |j: usize| present.get(j).copied().unwrap_or(false);
@@ -115,11 +134,12 @@ pub fn wanted(i: usize, present: &[bool], attached_ids: &[u32]) -> Wanted {
     if t.required || has(i) {
         return Wanted::Yes;
     }
-    if TARGETS
-        .iter()
-        .enumerate()
-        .skip(i + 1)
-        .any(|(j, u)| u.id == t.id && has(j))
+    if t.where_present
+        || TARGETS
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .any(|(j, u)| u.id == t.id && has(j))
     {
         Wanted::Replaced
     } else {
@@ -143,6 +163,9 @@ pub fn checked(has: impl Fn(&str) -> bool) -> Vec<(&'static str, bool)> {
     let mut out: Vec<(u32, &'static str, bool)> = Vec::new();
     for t in &TARGETS {
         let present = has(t.symbol);
+        if t.where_present && !present {
+            continue;
+        }
         match out.iter_mut().find(|(id, _, _)| *id == t.id) {
             Some(e) if !e.2 && present => *e = (t.id, t.symbol, true),
             Some(_) => {}
@@ -223,7 +246,8 @@ mod tests {
                 "netpoll_send_skb",
                 "netpoll_send_skb_on_dev",
                 "netpoll_cleanup",
-                "__netpoll_cleanup"
+                "__netpoll_cleanup",
+                "do_netpoll_cleanup"
             ]
         );
         let all: Vec<&str> = TARGETS
@@ -245,7 +269,12 @@ mod tests {
     fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
         let (send_skb, on_dev) = (4, 5);
         // 5.8+: netpoll_send_skb.
-        let mut present = [true, true, true, true, true, false, true, true];
+        let mut present = [true, true, true, true, true, false, true, true, false];
+        assert_eq!(
+            wanted(8, &present, &[]),
+            Wanted::Replaced,
+            "do_netpoll_cleanup: 6.x only, never reported missing"
+        );
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Yes);
         assert_eq!(
             wanted(on_dev, &present, &[function::NETPOLL_SEND_SKB]),
@@ -261,7 +290,12 @@ mod tests {
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Absent);
         assert_eq!(wanted(on_dev, &present, &[]), Wanted::Absent);
         let listed = checked(|s| s != "netpoll_send_skb");
-        assert_eq!(listed.len(), 7);
+        assert_eq!(listed.len(), 8, "each id once");
+        let listed = checked(|s| s != "do_netpoll_cleanup");
+        assert!(
+            !listed.iter().any(|(s, _)| *s == "do_netpoll_cleanup"),
+            "not listed where absent"
+        );
         assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
         let listed = checked(|s| !s.starts_with("netpoll_send_skb"));
         assert!(listed.contains(&("netpoll_send_skb", false)));
