@@ -297,6 +297,8 @@ mod tests {
             "not listed where absent"
         );
         assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
+        let listed = checked(|s| s != "do_netpoll_cleanup");
+        assert!(!listed.iter().any(|(s, _)| *s == "do_netpoll_cleanup"), "not listed where absent");
         let listed = checked(|s| !s.starts_with("netpoll_send_skb"));
         assert!(listed.contains(&("netpoll_send_skb", false)));
     }
