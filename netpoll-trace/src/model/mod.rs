@@ -19,6 +19,7 @@ pub mod policy;
 pub mod poll;
 pub mod recorder;
 pub mod remediation;
+pub mod replay;
 pub mod ring;
 pub mod schema;
 pub mod send;

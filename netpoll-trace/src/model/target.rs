@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function, stop_cause};
 use serde::Serialize;
 
-use super::{
-    event::{SetupFn, SetupRecord, cstr, remote_of},
-    output::Output,
-};
+use super::event::{SetupFn, SetupRecord, cstr, remote_of};
 
 /// Why the programs saw a netpoll torn down (`stop_cause`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,44 +287,19 @@ impl Lifecycle {
     }
 }
 
-/// Recorded attempts (in order) with the target events their set-ups and the recorded
-/// tear-downs make, each tear-down placed by time before the first attempt after it.
-pub fn replay(attempts: Vec<Output>, mut teardowns: Vec<Teardown>) -> Vec<Output> {
-    teardowns.sort_by_key(|t| t.ts_ns);
-    let mut teardowns = teardowns.into_iter().peekable();
-    let mut life = Lifecycle::default();
-    let mut out = Vec::new();
-    for o in attempts {
-        if let Output::Attempt(a, _) = &o {
-            while let Some(t) = teardowns.next_if(|t| t.ts_ns < a.root.ts_ns) {
-                out.extend(life.on_teardown(&t).map(Output::Target));
-            }
-            let enabled = life.on_setup(&a.root);
-            out.push(o);
-            out.extend(enabled.map(Output::Target));
-        } else {
-            out.push(o);
-        }
-    }
-    for t in teardowns {
-        out.extend(life.on_teardown(&t).map(Output::Target));
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::model::correlate::tests::rec;
 
-    fn setup(ret: i32) -> SetupRecord {
+    pub fn setup(ret: i32) -> SetupRecord {
         let mut r = rec(SetupFn::NetpollSetup, "eth1", 0, 10, 1, ret);
         r.netpoll = Some("netconsole".into());
         r.remote = Some("10.0.2.2:6666".into());
         r
     }
 
-    fn teardown(cause: StopCause) -> Teardown {
+    pub fn teardown(cause: StopCause) -> Teardown {
         Teardown {
             ts_ns: 50,
             owner: Some("netconsole".into()),
@@ -384,42 +356,6 @@ mod tests {
         let mut nested = setup(0);
         nested.depth = 1;
         assert_eq!(l.on_setup(&nested), None);
-    }
-
-    #[test]
-    fn a_replay_places_tear_downs_between_the_set_ups_by_time() {
-        let attempt = |ts: u64| {
-            let mut r = setup(0);
-            r.ts_ns = ts;
-            Output::Attempt(
-                Box::new(crate::model::correlate::group(vec![r]).remove(0)),
-                None,
-            )
-        };
-        let mut early = teardown(StopCause::DeviceUnregistered);
-        early.ts_ns = 50;
-        let mut late = teardown(StopCause::Disabled);
-        late.ts_ns = 500;
-        let out = replay(vec![attempt(10), attempt(100)], vec![late, early]);
-        let kinds: Vec<String> = out
-            .iter()
-            .map(|o| match o {
-                Output::Attempt(..) => "attempt".to_string(),
-                Output::Target(t) => t.event.as_str().to_string(),
-                _ => "other".to_string(),
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "attempt",
-                "enabled",
-                "stopped",
-                "attempt",
-                "re_enabled",
-                "disabled"
-            ]
-        );
     }
 
     #[test]

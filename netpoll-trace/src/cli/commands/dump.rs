@@ -25,9 +25,10 @@ use crate::{
         output::{Output, Sink},
         poll,
         recorder::{Losses, MAX_LINE, RecordedLine, RecorderLine, counter_lines, read_lines},
+        replay,
         ring::RingAccount,
         send,
-        target::{self, Teardown},
+        target::Teardown,
     },
     pipeline::enrich::{Enricher, host_context},
     sinks::{json::JsonLines, terminal::Terminal},
@@ -110,7 +111,7 @@ fn from_pins(dir: &Path) -> Result<Vec<Output>> {
         .filter_map(|(_, ev)| Teardown::from_event(ev))
         .collect();
     let mut outputs = vec![Output::Recorder(Box::new(head))];
-    outputs.extend(target::replay(diagnosed(records, &mut log), teardowns));
+    outputs.extend(replay::targets(diagnosed(records, &mut log), teardowns));
     outputs.push(Output::Counters(counter_lines(&snap.counters, now)));
     outputs.push(Output::PollStats {
         stats: poll::summarize_all(&snap.polls, now),

@@ -19,8 +19,8 @@ use crate::{
         event::SetupRecord,
         health::{self, Dynamic, TargetHealth},
         output::Output,
-        send,
-        target::{self, Lifecycle, Teardown},
+        replay, send,
+        target::{Lifecycle, Teardown},
     },
 };
 
@@ -96,7 +96,7 @@ fn targets(pin_dir: &std::path::Path) -> (Vec<TargetHealth>, Option<String>) {
                 .map(|a| Output::Attempt(Box::new(a), None))
                 .collect();
             let mut life = Lifecycle::default();
-            for o in target::replay(attempts, teardowns) {
+            for o in replay::targets(attempts, teardowns) {
                 if let Output::Target(t) = o {
                     life.apply(&t);
                 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the agent (`agent --metrics-addr`): counters fed from the
 //! pipeline's outputs and the journal, the kernel's per-device `netpoll_poll_dev`
-//! log2 histograms as Prometheus histograms, and build information. Rendering is
+//! log2 histograms as Prometheus histograms, netconsole's delivery (`send`: messages,
+//! transmit time, targets' state) and build information. Rendering is
 //! pure (prometheus-client's text format 0.0.4); `metrics_http` serves it.
 //!
 //! Metric names (the contract operators alert on; extend, do not rename):
@@ -17,6 +18,14 @@
 //! - `netpoll_trace_poll_duration_seconds{dev,ifindex}`: `netpoll_poll_dev` latency,
 //!   one series per device (a device made again under the same name has a new
 //!   ifindex, so a new series rather than a duplicate of the old one's labels).
+//! - `netpoll_trace_messages_total{dev,result}`: netconsole messages per device by what
+//!   became of them, `result` = `sent` | `deferred` | a drop reason (`no_skb`,
+//!   `no_npinfo`, `not_running`, `not_present`); the kernel's totals since load.
+//! - `netpoll_trace_send_duration_seconds{dev}`: time in netpoll's skb transmit (sent
+//!   and deferred messages), from the kernel's log2 histogram as the poll latency is.
+//! - `netpoll_trace_target_up{target,dev}`: 1 after a netconsole target was enabled or
+//!   re-enabled, 0 after it was disabled or stopped; one series per target, with the
+//!   device of its last change.
 //! - `netpoll_trace_build_info{version,kernel,attach_method,object}`: always 1 (`object`:
 //!   the eBPF object loaded, `modern` or `legacy`).
 //!
@@ -28,7 +37,6 @@ use std::{
     time::Duration,
 };
 
-use netpoll_trace_common::POLL_BUCKETS;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet},
@@ -40,9 +48,15 @@ use crate::model::{
     output::{Dropped, Output, Sink},
     poll::PollSummary,
     remediation::{Action, Outcome},
+    send::SendSummary,
+    target::TargetEvent,
 };
 
+mod histogram;
 pub mod http;
+mod send;
+
+pub use histogram::Log2Histogram;
 
 /// The content type of what `Metrics::render` produces.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -106,50 +120,21 @@ pub struct BuildInfo {
     pub object: String,
 }
 
-/// One device's poll latency as a Prometheus histogram: per-bucket (not yet
-/// cumulative: the encoder sums them) counts with their upper bounds in seconds.
+/// One device's poll latency as a Prometheus histogram.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromHistogram {
     pub dev: String,
     /// The kernel's ifindex ("" when unknown): with `dev`, what tells devices apart.
     pub ifindex: String,
-    /// (le in seconds, calls in this bucket only), ascending; the last bound is +Inf.
-    pub buckets: Vec<(f64, u64)>,
-    pub sum_seconds: f64,
-    pub count: u64,
+    pub hist: Log2Histogram,
 }
 
-/// The kernel's log2 buckets as Prometheus buckets. Kernel bucket `i` holds calls of
-/// [2^i, 2^(i+1)) ns in whole nanoseconds, so its inclusive upper bound (`le`) is
-/// 2^(i+1) - 1 ns; the last kernel bucket takes everything longer and becomes +Inf.
-/// Every bucket is emitted, empty or not, so the series stay the same across scrapes.
-/// `count` is the sum of the buckets, so `_count` always equals the +Inf bucket even
-/// when the per-CPU values were read while a call was being counted.
+/// One device's poll statistics as a histogram (see `Log2Histogram::from_kernel`).
 pub fn poll_histogram(s: &PollSummary) -> PromHistogram {
-    let mut counts = [0u64; POLL_BUCKETS];
-    for b in &s.histogram {
-        // le_ns = 2^(i+1) in PollSummary (see poll::summarize).
-        let i = (b.le_ns.max(2).ilog2() as usize - 1).min(POLL_BUCKETS - 1);
-        counts[i] += b.count;
-    }
-    let buckets = counts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let le = if i == POLL_BUCKETS - 1 {
-                f64::INFINITY
-            } else {
-                ((1u64 << (i + 1)) - 1) as f64 / 1e9
-            };
-            (le, *c)
-        })
-        .collect();
     PromHistogram {
         dev: s.dev.clone().unwrap_or_default(),
         ifindex: s.ifindex.map(|i| i.to_string()).unwrap_or_default(),
-        buckets,
-        sum_seconds: s.total_ns as f64 / 1e9,
-        count: counts.iter().sum(),
+        hist: Log2Histogram::from_kernel(&s.histogram, s.total_ns),
     }
 }
 
@@ -163,13 +148,7 @@ pub fn poll_histograms(stats: &[PollSummary]) -> Vec<PromHistogram> {
             .iter_mut()
             .find(|o| o.dev == h.dev && o.ifindex == h.ifindex)
         {
-            Some(o) => {
-                for (a, b) in o.buckets.iter_mut().zip(&h.buckets) {
-                    a.1 += b.1;
-                }
-                o.sum_seconds += h.sum_seconds;
-                o.count += h.count;
-            }
+            Some(o) => o.hist.add(&h.hist),
             None => out.push(h),
         }
     }
@@ -205,9 +184,14 @@ impl Collector for PollCollector {
                 dev: h.dev.clone(),
                 ifindex: h.ifindex.clone(),
             };
+            let Log2Histogram {
+                buckets,
+                sum_seconds,
+                count,
+            } = &h.hist;
             family
                 .encode_family(&labels)?
-                .encode_histogram::<DevLabel>(h.sum_seconds, h.count, &h.buckets, None)?;
+                .encode_histogram::<DevLabel>(*sum_seconds, *count, buckets, None)?;
         }
         Ok(())
     }
@@ -225,6 +209,8 @@ pub struct Metrics {
     records_lost: Family<LossLabels, Counter>,
     dropped: Family<DroppedLabels, Counter>,
     poll: Arc<PollCollector>,
+    send: Arc<send::SendCollector>,
+    targets: Arc<send::TargetCollector>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -293,6 +279,10 @@ impl Metrics {
             dropped.clone(),
         );
         registry.register_collector(Box::new(poll.clone()));
+        let send = Arc::new(send::SendCollector::default());
+        registry.register_collector(Box::new(send.clone()));
+        let targets = Arc::new(send::TargetCollector::default());
+        registry.register_collector(Box::new(targets.clone()));
         Self {
             registry: Arc::new(registry),
             setups,
@@ -302,6 +292,8 @@ impl Metrics {
             records_lost,
             dropped,
             poll,
+            send,
+            targets,
         }
     }
 
@@ -356,10 +348,11 @@ impl Metrics {
                 }
                 Output::Remediation(e) => self.remediation(e.action, e.result),
                 Output::PollStats { stats, .. } => self.set_poll(stats),
+                Output::SendStats { stats, .. } => self.set_send(stats),
+                Output::Target(e) => self.target(e),
+                // Single drops and slow sends are already in the send statistics' totals.
                 Output::SlowPoll(_)
-                | Output::SendStats { .. }
                 | Output::Send(_)
-                | Output::Target(_)
                 | Output::Warning(_)
                 | Output::Recorder(_)
                 | Output::Counters(_)
@@ -382,6 +375,17 @@ impl Metrics {
     pub fn set_poll(&self, stats: &[PollSummary]) {
         let hists = poll_histograms(stats);
         *self.poll.latest.lock().unwrap_or_else(|p| p.into_inner()) = hists;
+    }
+
+    /// Replaces the send metrics with the kernel's latest statistics.
+    pub fn set_send(&self, stats: &[SendSummary]) {
+        let sends = send::device_sends(stats);
+        *self.send.latest.lock().unwrap_or_else(|p| p.into_inner()) = sends;
+    }
+
+    /// Records a target's change for `netpoll_trace_target_up`.
+    pub fn target(&self, e: &TargetEvent) {
+        self.targets.apply(e);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -411,6 +415,8 @@ impl Sink for Metrics {
 
 #[cfg(test)]
 mod tests {
+    use netpoll_trace_common::POLL_BUCKETS;
+
     use super::*;
     use crate::model::{
         correlate::Attempt,
@@ -419,7 +425,7 @@ mod tests {
         poll::Bucket,
     };
 
-    fn build() -> BuildInfo {
+    pub(super) fn build() -> BuildInfo {
         BuildInfo {
             version: "9.9.9".into(),
             kernel: "6.12.0-test".into(),
@@ -483,7 +489,7 @@ mod tests {
     }
 
     /// The value of the sample line that starts with `series ` exactly.
-    fn sample(text: &str, series: &str) -> Option<String> {
+    pub(super) fn sample(text: &str, series: &str) -> Option<String> {
         text.lines().find_map(|l| {
             l.strip_prefix(series)?
                 .strip_prefix(' ')
@@ -672,6 +678,7 @@ mod tests {
             &[(1024, 3), (2048, 1), (1u64 << 32, 2)],
             4_000_000_000,
         ));
+        let h = h.hist;
         assert_eq!(h.buckets.len(), POLL_BUCKETS);
         assert_eq!(h.buckets[0], (1e-9, 0));
         assert_eq!(h.buckets[9], (1023e-9, 3));
