@@ -42,6 +42,11 @@ pub mod function {
     /// path on kernels that have it (`enabled` = 0 calls it, not netpoll_cleanup); marks
     /// its thread like netpoll_cleanup.
     pub const DO_NETPOLL_CLEANUP: u32 = 8;
+    /// netconsole's console write, `static void write_msg(struct console *con, const
+    /// char *msg, unsigned int len)` in the netconsole module: one kernel message offered
+    /// to every plain target; netconsole skips a target whose device is not running
+    /// before netpoll sees anything, so it is counted here (`NC_TARGETS`).
+    pub const NETCONSOLE_WRITE_MSG: u32 = 9;
 
     /// The symbols of `NETPOLL_SEND_SKB`, in the order they are tried.
     pub const SEND_SKB_SYMBOLS: [&str; 2] = ["netpoll_send_skb", "netpoll_send_skb_on_dev"];
@@ -57,6 +62,7 @@ pub mod function {
             NETPOLL_CLEANUP => Some("netpoll_cleanup"),
             INNER_NETPOLL_CLEANUP => Some("__netpoll_cleanup"),
             DO_NETPOLL_CLEANUP => Some("do_netpoll_cleanup"),
+            NETCONSOLE_WRITE_MSG => Some("netconsole:write_msg"),
             _ => None,
         }
     }
@@ -128,9 +134,12 @@ pub mod maps {
     pub const SEND_EVENTS: &str = "SEND_EVENTS";
     /// netpoll_cleanup in progress per thread: the netpoll it tears down.
     pub const CLEANUP: &str = "CLEANUP";
+    /// The `struct netpoll *` of every enabled netconsole target userspace knows of
+    /// (array of `NC_TARGET_SLOTS`, 0 = free), for the console write's down-device count.
+    pub const NC_TARGETS: &str = "NC_TARGETS";
 
     /// Every map of the programs (aya-log's own map aside).
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         DEPTH,
         INFLIGHT,
@@ -148,6 +157,7 @@ pub mod maps {
         SEND_SCRATCH,
         SEND_EVENTS,
         CLEANUP,
+        NC_TARGETS,
     ];
 }
 
@@ -420,6 +430,9 @@ pub struct SendEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<SendEvent>() == 56);
+
+/// Netconsole targets whose devices the console write checks (`maps::NC_TARGETS`).
+pub const NC_TARGET_SLOTS: u32 = 4;
 
 /// Stacked skb transmits tracked per CPU (netconsole on a vlan on a bond: three).
 pub const SEND_DEPTH: u32 = 4;

@@ -38,9 +38,10 @@ use aya_ebpf::{
 #[cfg(feature = "log")]
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
-    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH, OWNER_LEN,
-    POLL_BUCKETS, PollEvent, PollStart, PollStats, RecorderMeta, SEND_DEPTH, SendCpu, SendEvent,
-    SendStats, SetupEvent, config_flags as cf, event_flags as ef, loss,
+    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH,
+    NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, PollEvent, PollStart, PollStats, RecorderMeta,
+    SEND_DEPTH, SendCpu, SendEvent, SendStats, SetupEvent, config_flags as cf, event_flags as ef,
+    loss,
     pairing::{self, Enter, Exit, Frame},
     poll_bucket, send_drop, send_event, stop_cause,
 };
@@ -129,6 +130,11 @@ static SEND_EVENTS: PerfEventArray<SendEvent> = PerfEventArray::new(0);
 /// __netpoll_cleanup under it is an owner's disable, not a device event).
 #[map]
 static CLEANUP: HashMap<u64, u64> = HashMap::with_max_entries(1024, 0);
+
+/// The enabled netconsole targets' netpolls, written by userspace as it sees them set
+/// up and torn down.
+#[map]
+static NC_TARGETS: Array<u64> = Array::with_max_entries(NC_TARGET_SLOTS, 0);
 
 /// The kprobe programs, one definition for both objects so their names (the
 /// loader's attach table) cannot drift apart. Expanded by each binary.
@@ -226,6 +232,14 @@ macro_rules! kprobe_programs {
         #[::aya_ebpf::macros::kprobe]
         pub fn cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             $crate::cleanup_enter(ctx.arg(0).unwrap_or(0));
+            0
+        }
+
+        // A module function: kprobes only (fentry would need the module's BTF).
+        #[::aya_ebpf::macros::kprobe]
+        pub fn nc_write_msg_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let len: u64 = ctx.arg(2).unwrap_or(0);
+            $crate::console_write(&ctx, len);
             0
         }
 
@@ -545,6 +559,59 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     }
 }
 
+/// netconsole's console write: one message offered to its targets. A target whose
+/// device is not running is skipped by netconsole itself (`netif_running`), so netpoll
+/// never sees the message: counted here as a message dropped `not_running` (or
+/// `not_present`). Written out per slot, not a loop: 4.14 refuses backward jumps.
+#[inline(always)]
+pub fn console_write<C: EbpfContext>(ctx: &C, len: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    // Four: each slot inlines a device's statistics update (~500 insns), and 4.14
+    // takes at most 4,096 per program.
+    const _: () = assert!(NC_TARGET_SLOTS == 4);
+    macro_rules! slot {
+        ($($i:literal)*) => {$(
+            if let Some(np) = NC_TARGETS.get($i) {
+                let np = *np;
+                if np != 0 {
+                    skipped_if_down(ctx, cfg, np, len);
+                }
+            }
+        )*};
+    }
+    slot!(0 1 2 3);
+}
+
+#[inline(always)]
+fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
+    let dev = netpoll_dev(cfg, np);
+    if dev == 0 {
+        return;
+    }
+    let state =
+        unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_state as usize) as *const u64) }
+            .unwrap_or(0);
+    let reason = if state & cfg.state_start == 0 {
+        send_drop::NOT_RUNNING
+    } else if state & cfg.state_present == 0 {
+        send_drop::NOT_PRESENT
+    } else {
+        return;
+    };
+    if let Some(s) = send_stats(cfg, dev) {
+        // SAFETY: this CPU's copy of the value.
+        unsafe {
+            (*s).messages += 1;
+            (*s).bytes += len & 0xffff_ffff;
+        }
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    send_dropped(ctx, cfg, dev, reason, now, 0);
+}
+
 /// Counts a drop on `dev` and reports it.
 #[inline(always)]
 fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
@@ -672,16 +739,18 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
         0
     };
     ev.dev = dev;
+    // A plain u64 (0: no mark), not an Option kept across the calls below: a None's
+    // payload is undefined bytes, and the verifier refuses a program that spills them.
     // SAFETY: copied out at once.
-    let disabling = unsafe { CLEANUP.get(pid_tgid) }.copied();
-    if disabling.is_some() {
+    let disabling: u64 = unsafe { CLEANUP.get(pid_tgid) }.copied().unwrap_or(0);
+    if disabling != 0 {
         let _ = CLEANUP.remove(pid_tgid);
     }
     // An unregistering device first: on 6.x netconsole tears a target down from its
     // netdev notifier through do_netpoll_cleanup too, which also marks the thread.
     ev.ret = if dev != 0 && cfg.flags & cf::DEV_DISMANTLE != 0 && dismantling(cfg, dev) {
         stop_cause::UNREGISTERED
-    } else if disabling == Some(np) {
+    } else if disabling != 0 && disabling == np {
         stop_cause::DISABLED
     } else {
         stop_cause::DEVICE_EVENT

@@ -33,10 +33,18 @@ struct Sym {
 pub fn present(text: impl BufRead, names: &[&str]) -> Vec<bool> {
     let mut found = vec![false; names.len()];
     for line in text.lines().map_while(Result::ok) {
-        if let Some(name) = line.split_whitespace().nth(2)
-            && let Some(i) = names.iter().position(|n| *n == name)
-        {
-            found[i] = true;
+        let mut fields = line.split_whitespace().skip(2);
+        let Some(name) = fields.next() else { continue };
+        // A module's symbol is `name [module]`; asked for as `module:name`.
+        let module = fields
+            .next()
+            .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'));
+        for (i, n) in names.iter().enumerate() {
+            let hit = match n.split_once(':') {
+                Some((m, f)) => module == Some(m) && f == name,
+                None => *n == name,
+            };
+            found[i] |= hit;
         }
     }
     found

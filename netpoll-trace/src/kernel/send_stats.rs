@@ -4,9 +4,9 @@
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
-    maps::{Map, PerCpuHashMap},
+    maps::{Array, Map, PerCpuHashMap},
 };
-use netpoll_trace_common::{SendStats, maps};
+use netpoll_trace_common::{NC_TARGET_SLOTS, SendStats, maps};
 
 /// Every device's per-CPU statistics in `map` (a SEND_STATS map).
 pub fn read(map: &Map) -> Result<Vec<Vec<SendStats>>> {
@@ -25,4 +25,20 @@ pub fn read_loaded(ebpf: &Ebpf) -> Result<Vec<Vec<SendStats>>> {
         ebpf.map(maps::SEND_STATS)
             .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::SEND_STATS))?,
     )
+}
+
+/// Tells the console write's probe which netpolls to check (`NC_TARGETS`): `netpolls`
+/// in the first slots, the rest cleared.
+pub fn watch_targets(ebpf: &mut Ebpf, netpolls: &[u64]) -> Result<()> {
+    let map = ebpf
+        .map_mut(maps::NC_TARGETS)
+        .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::NC_TARGETS))?;
+    let mut slots: Array<_, u64> = Array::try_from(map)?;
+    for i in 0..NC_TARGET_SLOTS {
+        let np = netpolls.get(i as usize).copied().unwrap_or(0);
+        slots
+            .set(i, &np, 0)
+            .with_context(|| format!("writing {}[{i}]", maps::NC_TARGETS))?;
+    }
+    Ok(())
 }

@@ -26,6 +26,10 @@ pub struct Target {
     /// Only some kernels have it and the others need nothing in its place: its absence
     /// is not reported.
     pub where_present: bool,
+    /// The module it is in (`symbol` is then `module:function`, as kprobes name it); it
+    /// is traced with kprobes whatever the method (fentry needs the module's BTF), and
+    /// only when the module is loaded when tracing starts.
+    pub module: Option<&'static str>,
 }
 
 impl Target {
@@ -35,7 +39,7 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
@@ -43,6 +47,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("netpoll_setup_fentry", Some("netpoll_setup_fexit")),
         required: true,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
@@ -57,6 +62,7 @@ pub const TARGETS: [Target; 9] = [
         ),
         required: true,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
@@ -65,6 +71,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("poll_dev_fentry", Some("poll_dev_fexit")),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -73,6 +80,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("send_udp_fentry", Some("send_udp_fexit")),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -81,6 +89,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("send_skb_fentry", Some("send_skb_fexit")),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -89,6 +98,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("send_skb_on_dev_fentry", Some("send_skb_on_dev_fexit")),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::NETPOLL_CLEANUP,
@@ -97,6 +107,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("cleanup_fentry", None),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
@@ -105,6 +116,7 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("inner_cleanup_fentry", None),
         required: false,
         where_present: false,
+        module: None,
     },
     Target {
         id: function::DO_NETPOLL_CLEANUP,
@@ -113,6 +125,16 @@ pub const TARGETS: [Target; 9] = [
         fentry: ("do_cleanup_fentry", None),
         required: false,
         where_present: true,
+        module: None,
+    },
+    Target {
+        id: function::NETCONSOLE_WRITE_MSG,
+        symbol: "netconsole:write_msg",
+        kprobe: ("nc_write_msg_entry", None),
+        fentry: ("nc_write_msg_entry", None),
+        required: false,
+        where_present: true,
+        module: Some("netconsole"),
     },
 ];
 
@@ -199,10 +221,22 @@ fn targets_present() -> Result<Vec<bool>> {
         && TARGETS.iter().zip(&present).all(|(t, p)| *p || !t.required)
     {
         stage("functions present (BTF)");
-        return Ok(present);
+        return Ok(with_modules(present));
     }
-    let present = kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
+    let present =
+        kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
     stage("functions present (kallsyms)");
+    present.map(with_modules)
+}
+
+/// A module's function counts as present while the module is loaded (the kernel's BTF
+/// does not describe it; attaching says whether it has the function).
+fn with_modules(mut present: Vec<bool>) -> Vec<bool> {
+    for (t, p) in TARGETS.iter().zip(present.iter_mut()) {
+        if let Some(m) = t.module {
+            *p |= std::path::Path::new("/sys/module").join(m).exists();
+        }
+    }
     present
 }
 
@@ -247,12 +281,21 @@ mod tests {
                 "netpoll_send_skb_on_dev",
                 "netpoll_cleanup",
                 "__netpoll_cleanup",
-                "do_netpoll_cleanup"
+                "do_netpoll_cleanup",
+                "netconsole:write_msg"
             ]
         );
+        // A module's function has kprobes only (its fentry pair names them again).
         let all: Vec<&str> = TARGETS
             .iter()
-            .flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1])
+            .flat_map(|t| {
+                let fentry = if t.module.is_some() {
+                    [None, None]
+                } else {
+                    [Some(t.fentry.0), t.fentry.1]
+                };
+                [Some(t.kprobe.0), t.kprobe.1, fentry[0], fentry[1]]
+            })
             .flatten()
             .collect();
         let mut programs = all.clone();
@@ -262,6 +305,10 @@ mod tests {
         for t in &TARGETS {
             assert_eq!(t.kprobe.1.is_some(), t.fentry.1.is_some(), "{}", t.symbol);
             assert!(t.id == function::NETPOLL_SEND_SKB || function::symbol(t.id) == Some(t.symbol));
+            assert_eq!(t.module.is_some(), t.symbol.contains(':'), "{}", t.symbol);
+            if t.module.is_some() {
+                assert_eq!(t.fentry, t.kprobe, "kprobes whatever the method");
+            }
         }
     }
 
@@ -269,7 +316,9 @@ mod tests {
     fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
         let (send_skb, on_dev) = (4, 5);
         // 5.8+: netpoll_send_skb.
-        let mut present = [true, true, true, true, true, false, true, true, false];
+        let mut present = [
+            true, true, true, true, true, false, true, true, false, false,
+        ];
         assert_eq!(
             wanted(8, &present, &[]),
             Wanted::Replaced,
@@ -290,7 +339,7 @@ mod tests {
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Absent);
         assert_eq!(wanted(on_dev, &present, &[]), Wanted::Absent);
         let listed = checked(|s| s != "netpoll_send_skb");
-        assert_eq!(listed.len(), 8, "each id once");
+        assert_eq!(listed.len(), 9, "each id once");
         assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
         let listed = checked(|s| s != "do_netpoll_cleanup");
         assert!(

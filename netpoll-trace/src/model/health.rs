@@ -120,6 +120,7 @@ mod tests {
             last: Change::Stopped,
             cause: "device_unregistered",
             since_ns: 5,
+            netpoll_addr: 1,
         }];
         let dynamic = [
             Dynamic {

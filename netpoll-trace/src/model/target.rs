@@ -134,6 +134,9 @@ pub struct TargetEvent {
     pub remote: Option<String>,
     pub pid: u32,
     pub comm: Option<String>,
+    /// The `struct netpoll *`: which netpoll the programs are to watch (not in the JSON).
+    #[serde(skip)]
+    pub netpoll_addr: u64,
 }
 
 /// The label of a netpoll: its owner and where it sends.
@@ -153,6 +156,8 @@ pub struct TargetState {
     pub last: Change,
     pub cause: &'static str,
     pub since_ns: u64,
+    /// Its `struct netpoll *` at its last change.
+    pub netpoll_addr: u64,
 }
 
 impl TargetState {
@@ -179,60 +184,51 @@ impl Lifecycle {
             return None;
         }
         let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
-        let change = match self.targets.get(&target) {
+        let event = match self.targets.get(&target) {
             Some(s) if s.up() => return None,
             Some(_) => Change::ReEnabled,
             None => Change::Enabled,
         };
-        Some(self.set(
+        Some(self.set(TargetEvent {
+            kind: "target",
+            ts_ns: r.ts_ns.saturating_add(r.duration_ns),
             target,
-            change,
-            "netpoll_setup",
-            r.ts_ns.saturating_add(r.duration_ns),
-            r.netpoll.clone(),
-            r.dev.clone(),
-            r.remote.clone(),
-            r.pid,
-            r.comm.clone(),
-        ))
+            event,
+            cause: "netpoll_setup",
+            owner: r.netpoll.clone(),
+            dev: r.dev.clone(),
+            remote: r.remote.clone(),
+            pid: r.pid,
+            comm: r.comm.clone(),
+            netpoll_addr: r.netpoll_addr,
+        }))
     }
 
     /// A tear-down: of a netpoll with an owner (a stacked device's own netpolls for its
     /// lower devices have none and are not targets).
     pub fn on_teardown(&mut self, t: &Teardown) -> Option<TargetEvent> {
         t.owner.as_ref()?;
-        let target = label(t.owner.as_deref(), t.remote.as_deref(), t.netpoll_addr);
-        let change = match t.cause {
-            StopCause::Disabled => Change::Disabled,
-            StopCause::DeviceUnregistered | StopCause::DeviceEvent => Change::Stopped,
-        };
-        Some(self.set(
-            target,
-            change,
-            t.cause.as_str(),
-            t.ts_ns,
-            t.owner.clone(),
-            t.dev.clone(),
-            t.remote.clone(),
-            t.pid,
-            t.comm.clone(),
-        ))
+        Some(self.set(TargetEvent {
+            kind: "target",
+            ts_ns: t.ts_ns,
+            target: label(t.owner.as_deref(), t.remote.as_deref(), t.netpoll_addr),
+            event: match t.cause {
+                StopCause::Disabled => Change::Disabled,
+                StopCause::DeviceUnregistered | StopCause::DeviceEvent => Change::Stopped,
+            },
+            cause: t.cause.as_str(),
+            owner: t.owner.clone(),
+            dev: t.dev.clone(),
+            remote: t.remote.clone(),
+            pid: t.pid,
+            comm: t.comm.clone(),
+            netpoll_addr: t.netpoll_addr,
+        }))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn set(
-        &mut self,
-        target: String,
-        change: Change,
-        cause: &'static str,
-        ts_ns: u64,
-        owner: Option<String>,
-        dev: Option<String>,
-        remote: Option<String>,
-        pid: u32,
-        comm: Option<String>,
-    ) -> TargetEvent {
-        if !self.targets.contains_key(&target) && self.targets.len() >= MAX_TARGETS {
+    /// Records `e` as its target's state; returns it.
+    fn set(&mut self, e: TargetEvent) -> TargetEvent {
+        if !self.targets.contains_key(&e.target) && self.targets.len() >= MAX_TARGETS {
             // Forget the target that changed longest ago.
             if let Some(oldest) = self
                 .targets
@@ -244,26 +240,28 @@ impl Lifecycle {
             }
         }
         let state = TargetState {
-            target: target.clone(),
-            dev: dev.clone(),
-            remote: remote.clone(),
-            last: change,
-            cause,
-            since_ns: ts_ns,
+            target: e.target.clone(),
+            dev: e.dev.clone(),
+            remote: e.remote.clone(),
+            last: e.event,
+            cause: e.cause,
+            since_ns: e.ts_ns,
+            netpoll_addr: e.netpoll_addr,
         };
-        self.targets.insert(target.clone(), state);
-        TargetEvent {
-            kind: "target",
-            ts_ns,
-            target,
-            event: change,
-            cause,
-            owner,
-            dev,
-            remote,
-            pid,
-            comm,
-        }
+        self.targets.insert(e.target.clone(), state);
+        e
+    }
+
+    /// The netpolls of the targets that are up, most recently changed first, at most
+    /// `n`: the ones the console write's probe checks for a down device.
+    pub fn watched(&self, n: usize) -> Vec<u64> {
+        let mut up: Vec<&TargetState> = self
+            .targets
+            .values()
+            .filter(|s| s.up() && s.netpoll_addr != 0)
+            .collect();
+        up.sort_by_key(|s| std::cmp::Reverse(s.since_ns));
+        up.into_iter().take(n).map(|s| s.netpoll_addr).collect()
     }
 
     /// Every target's state, by label.
@@ -273,17 +271,7 @@ impl Lifecycle {
 
     /// Replays recorded changes (a dump, `status`): the state they leave.
     pub fn apply(&mut self, e: &TargetEvent) {
-        self.set(
-            e.target.clone(),
-            e.event,
-            e.cause,
-            e.ts_ns,
-            e.owner.clone(),
-            e.dev.clone(),
-            e.remote.clone(),
-            e.pid,
-            e.comm.clone(),
-        );
+        self.set(e.clone());
     }
 }
 
@@ -335,8 +323,11 @@ pub mod tests {
             None,
             "a failed set-up changes nothing"
         );
+        assert!(l.watched(8).is_empty(), "a stopped target is not watched");
         let e = l.on_setup(&setup(0)).unwrap();
         assert_eq!(e.event, Change::ReEnabled);
+        assert_eq!(l.watched(8), [0xffff_8880_0000_1000]);
+        assert!(l.watched(0).is_empty());
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "re_enabled");
         assert_eq!(

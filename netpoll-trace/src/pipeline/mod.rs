@@ -293,6 +293,15 @@ impl Tracer {
             }
         };
         self.report_unqueued(&mut outs);
+        if outs.iter().any(|o| matches!(o, Output::Target(_))) {
+            let watched = self
+                .assembler
+                .targets
+                .watched(netpoll_trace_common::NC_TARGET_SLOTS as usize);
+            if let Err(e) = send_stats::watch_targets(&mut self.loaded.ebpf, &watched) {
+                log::debug!("updating the targets the console write checks: {e:#}");
+            }
+        }
         if let Some(every) = self.poll_refresh
             && self.last_poll.is_none_or(|t| t.elapsed() >= every)
         {

@@ -382,15 +382,19 @@ fn load_programs(
             }
         }
         let result = match &fentry_btf {
-            Some(btf) => fentry::attach(ebpf, t, btf, load_only),
-            None => kprobe::attach(ebpf, t, load_only),
+            Some(btf) if t.module.is_none() => fentry::attach(ebpf, t, btf, load_only),
+            _ => kprobe::attach(ebpf, t, load_only),
         };
         stage(&format!("{} {}", method, t.function()));
         match result {
             Ok(ids) => {
                 attached.push(t.function());
                 attached_ids.push(t.id);
-                links.extend(ids);
+                // A module's probe is not pinned: a kprobe link pins only on 5.15+ and
+                // what it counts needs this process (NC_TARGETS) anyway.
+                if t.module.is_none() {
+                    links.extend(ids);
+                }
             }
             Err(e) if !t.required => skipped.push((t.function(), format!("{e:#}"))),
             Err(e) => return Err(e),

@@ -290,6 +290,7 @@ mod tests {
             remote: Some("10.0.2.2:6666".into()),
             pid: 1,
             comm: None,
+            netpoll_addr: 0,
         })
     }
 
