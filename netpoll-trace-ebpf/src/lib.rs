@@ -672,16 +672,18 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
         0
     };
     ev.dev = dev;
+    // A plain u64 (0: no mark), not an Option kept across the calls below: a None's
+    // payload is undefined bytes, and the verifier refuses a program that spills them.
     // SAFETY: copied out at once.
-    let disabling = unsafe { CLEANUP.get(pid_tgid) }.copied();
-    if disabling.is_some() {
+    let disabling: u64 = unsafe { CLEANUP.get(pid_tgid) }.copied().unwrap_or(0);
+    if disabling != 0 {
         let _ = CLEANUP.remove(pid_tgid);
     }
     // An unregistering device first: on 6.x netconsole tears a target down from its
     // netdev notifier through do_netpoll_cleanup too, which also marks the thread.
     ev.ret = if dev != 0 && cfg.flags & cf::DEV_DISMANTLE != 0 && dismantling(cfg, dev) {
         stop_cause::UNREGISTERED
-    } else if disabling == Some(np) {
+    } else if disabling != 0 && disabling == np {
         stop_cause::DISABLED
     } else {
         stop_cause::DEVICE_EVENT
