@@ -19,7 +19,7 @@ use super::{
     policy::{self, Decision},
     remediation::{Action, Outcome},
     send::SendSummary,
-    target::{Change, TargetEvent, TargetState},
+    target::{Change, StopCause, TargetEvent, TargetState},
 };
 
 /// A journal entry the runner stamps and writes.
@@ -493,6 +493,14 @@ impl Reenabling {
             r.note(Action::Decide, Outcome::Reported, format!("{what}; policy.target_stopped is \"report\""), None);
             return Some((r, Step::Done(Handled::Unfixed)));
         }
+        if e.cause != StopCause::DeviceUnregistered.as_str() {
+            // Seen on 6.12, whose netconsole defers a disable's clean-up to its netdev
+            // notifier: a target its owner disabled is torn down there, with no
+            // netpoll_cleanup, and looks like a device event. Never re-enabled on that.
+            let detail = format!("{what}: only a target whose device unregistered is re-enabled (a disable by its owner can look like a device event)");
+            r.note(Action::Decide, Outcome::Reported, detail, None);
+            return Some((r, Step::Done(Handled::Unfixed)));
+        }
         if r.dev.is_empty() {
             r.note(Action::Decide, Outcome::Reported, format!("{what}: no device name, nothing to wait for"), None);
             return Some((r, Step::Done(Handled::Unfixed)));
@@ -625,6 +633,15 @@ impl Reenabling {
     fn note(&mut self, action: Action, result: Outcome, detail: String, attempt: Option<u32>) {
         self.notes.push(Note { action, result, detail, attempt });
     }
+}
+
+/// The level of the marker line, from the kernel's console_loglevel (the first field of
+/// /proc/sys/kernel/printk): consoles, netconsole among them, print only what is more
+/// urgent than it, and `quiet` lowers it to 4. A notice where that passes, else just
+/// urgent enough; None when only emergencies pass (no marker is worth one).
+pub fn marker_level(printk: &str) -> Option<u8> {
+    let console: u8 = printk.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(7);
+    (console > 1).then(|| (console - 1).min(5))
 }
 
 /// Whether `out` verifies a re-enable of `target` on `dev` made at `since_ns`: the
@@ -939,9 +956,13 @@ mod tests {
         assert_eq!(notes[3].detail, "netconsole@10.0.2.2:6666 set up again on eth1.100");
         assert_eq!(notes[4].detail, "eth1.100 sent 2 skb(s) after the marker (4 -> 6)");
         assert_eq!((notes[2].attempt, notes[4].attempt), (Some(1), Some(1)));
-        // A device event (joined a master) is a stop too.
-        let (_, next) = Reenabling::begin(&stop(Change::Stopped, "device_event"), None, &reenabling(), false).unwrap();
-        assert!(matches!(next, Step::AwaitDevice { .. }));
+        // A device event (joined a master) is reported only: on 6.12 a target disabled by
+        // its owner is torn down from netconsole's notifier and looks the same.
+        let (mut r, next) = Reenabling::begin(&stop(Change::Stopped, "device_event"), None, &reenabling(), false).unwrap();
+        assert_eq!(next, Step::Done(Handled::Unfixed));
+        let n = r.take_notes().pop().unwrap();
+        assert_eq!((n.action, n.result), (Action::Decide, Outcome::Reported));
+        assert!(n.detail.contains("only a target whose device unregistered is re-enabled"), "{}", n.detail);
     }
 
     #[test]
@@ -1069,6 +1090,16 @@ mod tests {
         let mut w = SendWatch::new("eth1.100");
         w.observe(&[sent("eth1.100", 9, 3)]);
         assert_eq!(w.observe(&[sent("eth1.100", 9, 5)]), Some(SendCheck::Grew { from: 3, to: 5 }));
+    }
+
+    #[test]
+    fn the_marker_is_urgent_enough_for_the_consoles() {
+        assert_eq!(marker_level("7\t4\t1\t7\n"), Some(5));
+        // `quiet`: only levels 0 to 3 reach a console.
+        assert_eq!(marker_level("4\t4\t1\t7\n"), Some(3));
+        assert_eq!(marker_level("2 4 1 7"), Some(1));
+        assert_eq!(marker_level("1\t4\t1\t7"), None);
+        assert_eq!(marker_level(""), Some(5), "unreadable: the kernel's default console level lets a notice through");
     }
 
     #[test]

@@ -565,12 +565,16 @@ fn device_present(dev: &str) -> Option<Option<i32>> {
     Some(std::fs::read_to_string(dir.join("ifindex")).ok().and_then(|i| i.trim().parse().ok()))
 }
 
-/// Writes one line to the kernel log (the kernel's default level; root's file, no
+/// Writes one line to the kernel log at a level the consoles print (root's file, no
 /// capability needed).
 fn write_kmsg(line: &str) -> Result<()> {
     use std::io::Write as _;
+    let printk = std::fs::read_to_string("/proc/sys/kernel/printk").unwrap_or_default();
+    let Some(level) = agent::marker_level(&printk) else {
+        anyhow::bail!("console_loglevel lets only emergencies reach netconsole ({})", printk.trim());
+    };
     let mut f = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").context("opening /dev/kmsg")?;
-    f.write_all(format!("{line}\n").as_bytes()).context("writing to /dev/kmsg")
+    f.write_all(format!("<{level}>{line}\n").as_bytes()).context("writing to /dev/kmsg")
 }
 
 /// The configfs target (dynamic netconsole) whose dev_name is `dev` and, when given,
