@@ -201,7 +201,8 @@ fn targets_present() -> Result<Vec<bool>> {
         stage("functions present (BTF)");
         return Ok(present);
     }
-    let present = kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
+    let present =
+        kallsyms::functions_present(&names).context("reading /proc/kallsyms (are you root?)");
     stage("functions present (kallsyms)");
     present
 }
