@@ -7,12 +7,14 @@
 # line naming the key, netkit is never patched, SIGTERM stops cleanly, and the agent
 # keeps only the capabilities it needs: run under the shipped unit's bounding set and
 # NoNewPrivileges, it drops to CAP_SYS_MODULE and CAP_SYSLOG and its retry command gets
-# CAP_SYS_MODULE alone; without CAP_SETPCAP it refuses to run on with more.
+# CAP_SYS_MODULE alone; without CAP_SETPCAP it refuses to run on with more. And with
+# policy.target_stopped = "reenable", a target whose vlan was deleted is re-enabled once
+# the vlan is re-created, and sends again; one disabled by hand is left alone.
 # nics: virtio virtio
 # timeout: 500
 # variants: legacy
 # files: packaging/netpoll-trace-agent.service
-# checks: bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched
+# checks: bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched reenabled reenable_delivered disabled_left_alone reenable_journal_schema
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -197,6 +199,63 @@ stop_rc=$?
 clean_stop() { tail -n 1 /tmp/journal.jsonl >/tmp/journal.last && test $stop_rc -eq 0 && npt_json_has /tmp/journal.last action=stop; }
 npt_check clean_stop clean_stop
 npt_check journal_schema netpoll-trace schema-check /tmp/journal.jsonl
+# --- a target stopped by its device: re-enabled once the device is back ------------
+# A vlan on eth0 (patched above) carries a configfs target; the receiver gets the vlan
+# too. Deleting the vlan stops the target (device_unregistered); with target_stopped =
+# "reenable" the agent waits for the name, re-enables the target once it is re-created,
+# verifies its set-up and sees the device send its marker line.
+modprobe 8021q 2>/dev/null
+nsenter -t "$NPT_NS" -n sh -c "ip link add link eth1 name eth1.100 type vlan id 100 && ip addr add 10.99.100.2/24 dev eth1.100 && ip link set eth1.100 up"
+vlan_up() { ip link add link eth0 name eth0.100 type vlan id 100 && ip addr add 10.99.100.1/24 dev eth0.100 && ip link set eth0.100 up; }
+vlan_up
+npt_agent_config /tmp/reenable.toml journal='"/tmp/reenable.jsonl"' device_wait='"60s"' \
+    policy.target_stopped='"reenable"' retry.method='"configfs"'
+rm -f /tmp/reenable.jsonl
+start_agent /tmp/reenable --config /tmp/reenable.toml
+npt_target vt eth0.100 10.99.100.2
+echo "target vt enabled=$(cat /sys/kernel/config/netconsole/vt/enabled)"
+echo "<2>npt-vlan-before $$" >/dev/kmsg
+npt_wait_for 30 grep -q "npt-vlan-before $$" /tmp/received
+ip link del eth0.100
+npt_wait_for 30 npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=decide result=ok
+echo "target vt after the delete: enabled=$(cat /sys/kernel/config/netconsole/vt/enabled)"
+sleep 2
+vlan_up
+npt_wait_for 120 npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify_send
+echo "<2>npt-vlan-after $$" >/dev/kmsg
+npt_wait_for 30 grep -q "npt-vlan-after $$" /tmp/received
+npt_json_lines /tmp/reenable.jsonl dev=eth0.100
+reenabled() {
+    npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=decide result=ok 'detail~stopped (device_unregistered)' &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=wait_device result=ok &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=reenable result=ok 'detail~/sys/kernel/config/netconsole/vt/enabled' &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify result=ok &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify_send result=ok &&
+        test "$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=reenable)" -eq 1 &&
+        test "$(cat /sys/kernel/config/netconsole/vt/enabled)" = 1
+}
+npt_check reenabled reenabled
+npt_check reenable_delivered sh -c "grep -q 'netpoll-trace agent: netconsole@10.99.100.2:6666 re-enabled on eth0.100' /tmp/received && grep -q 'npt-vlan-after $$' /tmp/received"
+# Disabled by its owner: journaled, left disabled. (6.12's netconsole tears a disabled
+# target down from its netdev notifier: the kernel events call it a device event.)
+reenables=$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=reenable)
+decided=$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=decide result=reported)
+echo 0 >/sys/kernel/config/netconsole/vt/enabled
+more_reported() { test "$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=decide result=reported)" -gt "$decided"; }
+npt_wait_for 30 more_reported
+sleep 3
+npt_json_lines /tmp/reenable.jsonl dev=eth0.100 action=decide
+disabled_left_alone() {
+    more_reported &&
+        test "$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=reenable)" -eq "$reenables" &&
+        test "$(cat /sys/kernel/config/netconsole/vt/enabled)" = 0
+}
+npt_check disabled_left_alone disabled_left_alone
+kill -TERM $agent
+wait $agent
+cat /tmp/reenable.err
+npt_check reenable_journal_schema netpoll-trace schema-check /tmp/reenable.jsonl
+ip link del eth0.100 2>/dev/null
 for t in /sys/kernel/config/netconsole/*; do echo 0 >$t/enabled 2>/dev/null; rmdir $t 2>/dev/null; done
 rmmod netconsole 2>/dev/null
 netpoll-trace unpatch eth0

@@ -153,7 +153,9 @@ journal = \"/var/log/netpoll-trace/journal.jsonl\"\n  \
 patch_module = \"/usr/lib/netpoll-trace/netpoll_patch.ko\"\n  \
 allowed_drivers = [\"ena\", \"virtio_net\"]\n  \
 max_attempts = 3\n  backoff = \"2s\"\n  verify_timeout = \"10s\"\n  \
+device_wait = \"60s\"                # for a stopped target's device to come back\n  \
 [policy]\n  missing_poll_controller = \"patch\"   # default \"report\"\n  \
+target_stopped = \"reenable\"          # default \"report\"\n  \
 [retry]\n  method = \"auto\"                    # auto | configfs | command\n  \
 command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n  \
 timeout = \"60s\"                    # then the command's process group is killed\n\n\

@@ -7,6 +7,7 @@
 //! max_attempts = 3                         # retries per failure
 //! backoff = "2s"                           # before the first retry; doubles each time
 //! verify_timeout = "10s"                   # how long a retry has to show a successful set-up
+//! device_wait = "60s"                      # how long a stopped target's device may take to return
 //! metrics_addr = "127.0.0.1:9632"          # as --metrics-addr (the flags win over these five)
 //! log_format = "json"                      # as --log-format: text | json
 //! pin_dir = "/sys/fs/bpf/netpoll-trace/v2" # as --pin-dir
@@ -15,6 +16,7 @@
 //!
 //! [policy]                                 # per cause: "patch" or "report"
 //! missing_poll_controller = "patch"
+//! target_stopped = "reenable"              # "report" or "reenable" (its device unregistered)
 //!
 //! [retry]                                  # how to retry a refused netconsole target
 //! method = "auto"                          # auto | configfs | command
@@ -36,6 +38,16 @@ pub enum PolicyAction {
     Patch,
     /// Journal the diagnosis and its remedies; change nothing.
     Report,
+}
+
+/// What to do about a netconsole target its device stopped (`policy.target_stopped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetStopped {
+    /// Journal the stop; change nothing.
+    Report,
+    /// Wait for the device to come back (by name, at most `device_wait`), then re-enable
+    /// the target and verify its set-up and that it sends.
+    Reenable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +83,9 @@ pub struct AgentConfig {
     pub backoff: Duration,
     pub verify_timeout: Duration,
     pub missing_poll_controller: PolicyAction,
+    pub target_stopped: TargetStopped,
+    /// How long a stopped target's device may take to come back before the agent gives up.
+    pub device_wait: Duration,
     pub retry_method: RetryMethod,
     pub retry_command: Vec<String>,
     /// How long `retry_command` may run before its process group is killed.
@@ -94,6 +109,9 @@ impl Default for AgentConfig {
             verify_timeout: Duration::from_secs(10),
             // Patching changes a live device: only when configured.
             missing_poll_controller: PolicyAction::Report,
+            // Re-enabling changes a target its owner set up: only when configured.
+            target_stopped: TargetStopped::Report,
+            device_wait: Duration::from_secs(60),
             retry_method: RetryMethod::Auto,
             retry_command: Vec::new(),
             retry_timeout: Duration::from_secs(60),
@@ -115,6 +133,7 @@ struct Raw {
     max_attempts: Option<u32>,
     backoff: Option<String>,
     verify_timeout: Option<String>,
+    device_wait: Option<String>,
     policy: Option<toml::Table>,
     retry: Option<RawRetry>,
     metrics_addr: Option<String>,
@@ -132,7 +151,7 @@ struct RawRetry {
     timeout: Option<String>,
 }
 
-/// Longest `backoff`, `verify_timeout` and `retry.timeout`: an hour is already longer than any retry of a
+/// Longest `backoff`, `verify_timeout`, `device_wait` and `retry.timeout`: an hour is already longer than any retry of a
 /// netconsole target needs, and keeps every deadline far from overflow.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
@@ -198,10 +217,27 @@ impl AgentConfig {
         if let Some(v) = raw.verify_timeout {
             c.verify_timeout = duration("verify_timeout", &v)?;
         }
+        if let Some(w) = raw.device_wait {
+            c.device_wait = duration("device_wait", &w)?;
+        }
         for (key, value) in raw.policy.unwrap_or_default() {
+            // Not a cause: what to do when a target's device stops it.
+            if key == "target_stopped" {
+                c.target_stopped = match value.as_str() {
+                    Some("report") => TargetStopped::Report,
+                    Some("reenable") => TargetStopped::Reenable,
+                    _ => bail!(
+                        "policy.target_stopped: must be \"report\" or \"reenable\", not {value:?}"
+                    ),
+                };
+                continue;
+            }
             let Some(cause) = Cause::parse(&key) else {
                 let known: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
-                bail!("policy.{key}: unknown cause (known: {})", known.join(", "));
+                bail!(
+                    "policy.{key}: unknown cause (known: {}; and target_stopped)",
+                    known.join(", ")
+                );
             };
             let action = match value.as_str() {
                 Some("patch") => PolicyAction::Patch,
@@ -320,6 +356,28 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
     }
 
     #[test]
+    fn a_stopped_target_is_reported_unless_configured() {
+        let c = AgentConfig::parse("").unwrap();
+        assert_eq!(
+            (c.target_stopped, c.device_wait),
+            (TargetStopped::Report, Duration::from_secs(60))
+        );
+        let c =
+            AgentConfig::parse("device_wait = \"5m\"\n[policy]\ntarget_stopped = \"reenable\"\n")
+                .unwrap();
+        assert_eq!(
+            (c.target_stopped, c.device_wait),
+            (TargetStopped::Reenable, Duration::from_secs(300))
+        );
+        // Beside a cause's policy, and without needing allowed_drivers (nothing is patched).
+        let c = AgentConfig::parse(
+            "[policy]\ntarget_stopped = \"report\"\nmissing_poll_controller = \"report\"",
+        )
+        .unwrap();
+        assert_eq!(c.target_stopped, TargetStopped::Report);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("max_attempts = 0", "max_attempts"),
@@ -344,6 +402,13 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
             ("[retry]\ntimeout = \"2h\"", "retry.timeout"),
             ("[retry]\ntimeout = \"0s\"", "retry.timeout"),
             ("frobnicate = 1", "frobnicate"),
+            (
+                "[policy]\ntarget_stopped = \"patch\"",
+                "policy.target_stopped",
+            ),
+            ("[policy]\ntarget_stopped = true", "policy.target_stopped"),
+            ("device_wait = \"2h\"", "device_wait"),
+            ("device_wait = \"later\"", "device_wait"),
             ("allowed_drivers = \"ena\"", "allowed_drivers"),
         ];
         for (text, key) in cases {

@@ -16,18 +16,28 @@ pub enum Action {
     Verify,
     /// Undoing a patch that hit another device than the one that failed.
     Unpatch,
+    /// Waiting for the device of a stopped target to come back (by name).
+    WaitDevice,
+    /// Re-enabling a stopped target (configfs `enabled`, else `retry.command`).
+    Reenable,
+    /// Checking that a re-enabled target sends: its device's `sent` grows after a marker
+    /// line written to the kernel log.
+    VerifySend,
     Stop,
 }
 
 impl Action {
     #[cfg(test)]
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::Start,
         Self::Decide,
         Self::Patch,
         Self::Retry,
         Self::Verify,
         Self::Unpatch,
+        Self::WaitDevice,
+        Self::Reenable,
+        Self::VerifySend,
         Self::Stop,
     ];
 
@@ -40,6 +50,9 @@ impl Action {
             Self::Retry => "retry",
             Self::Verify => "verify",
             Self::Unpatch => "unpatch",
+            Self::WaitDevice => "wait_device",
+            Self::Reenable => "reenable",
+            Self::VerifySend => "verify_send",
             Self::Stop => "stop",
         }
     }
@@ -57,7 +70,9 @@ pub enum Outcome {
     DryRun,
     /// An older failure already fixed by a later successful set-up.
     Superseded,
-    /// The retry command ran past `retry.timeout`; its process group was killed.
+    /// The retry command ran past `retry.timeout` (its process group was killed), or a
+    /// stopped target's device did not come back within `device_wait`, or no send
+    /// statistics came to check that a re-enabled target sends.
     TimedOut,
     /// The retry command was killed because the agent is stopping.
     Killed,

@@ -184,14 +184,32 @@ impl Lifecycle {
             return None;
         }
         let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
+        let end = r.ts_ns.saturating_add(r.duration_ns);
         let event = match self.targets.get(&target) {
             Some(s) if s.up() => return None,
+            // Tear-downs are reported at once, set-ups after the grace period: one that
+            // ended before the target's latest change is reported, and that change stands.
+            Some(s) if s.since_ns > end => {
+                return Some(TargetEvent {
+                    kind: "target",
+                    ts_ns: end,
+                    target,
+                    event: Change::Enabled,
+                    cause: "netpoll_setup",
+                    owner: r.netpoll.clone(),
+                    dev: r.dev.clone(),
+                    remote: r.remote.clone(),
+                    pid: r.pid,
+                    comm: r.comm.clone(),
+                    netpoll_addr: r.netpoll_addr,
+                });
+            }
             Some(_) => Change::ReEnabled,
             None => Change::Enabled,
         };
         Some(self.set(TargetEvent {
             kind: "target",
-            ts_ns: r.ts_ns.saturating_add(r.duration_ns),
+            ts_ns: end,
             target,
             event,
             cause: "netpoll_setup",
@@ -324,7 +342,10 @@ pub mod tests {
             "a failed set-up changes nothing"
         );
         assert!(l.watched(8).is_empty(), "a stopped target is not watched");
-        let e = l.on_setup(&setup(0)).unwrap();
+        // (after the stop)
+        let mut again = setup(0);
+        again.ts_ns = 100;
+        let e = l.on_setup(&again).unwrap();
         assert_eq!(e.event, Change::ReEnabled);
         assert_eq!(l.watched(8), [0xffff_8880_0000_1000]);
         assert!(l.watched(0).is_empty());
@@ -334,6 +355,33 @@ pub mod tests {
             crate::model::schema::check_line(&v.to_string()).unwrap(),
             "target"
         );
+    }
+
+    #[test]
+    fn a_set_up_reported_after_a_later_stop_leaves_the_target_stopped() {
+        // Tear-downs are reported at once, set-ups after the grace period: a target
+        // enabled and stopped within it arrives stop first (lab, 6.12: a vlan deleted
+        // right after its target was enabled).
+        let mut l = Lifecycle::default();
+        let e = l
+            .on_teardown(&Teardown {
+                ts_ns: 500,
+                ..teardown(StopCause::DeviceUnregistered)
+            })
+            .unwrap();
+        assert_eq!(e.event, Change::Stopped);
+        let e = l.on_setup(&setup(0)).unwrap();
+        assert_eq!(
+            (e.event, e.ts_ns),
+            (Change::Enabled, 11),
+            "reported, as it happened"
+        );
+        assert!(!l.targets().next().unwrap().up(), "the later stop stands");
+        // The next set-up re-enables it.
+        let mut again = setup(0);
+        again.ts_ns = 900;
+        assert_eq!(l.on_setup(&again).unwrap().event, Change::ReEnabled);
+        assert!(l.targets().next().unwrap().up());
     }
 
     #[test]

@@ -360,6 +360,11 @@ impl Tracer {
         ))
     }
 
+    /// Every netconsole target seen and its last change.
+    pub fn targets(&self) -> &crate::model::target::Lifecycle {
+        &self.assembler.targets
+    }
+
     /// How the programs are attached.
     pub fn method(&self) -> AttachMethod {
         self.loaded.method

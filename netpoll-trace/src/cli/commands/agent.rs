@@ -20,14 +20,15 @@ use crate::{
     },
     model::{
         agent::{
-            self, Backlog, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note, PatchOutcome,
-            Remediation, Successes, Verified,
+            self, Backlog, DeviceBack, Handled, Identity, KILL_GRACE, KilledBy, Need, Next, Note,
+            PatchOutcome, Reenabling, Remediation, SendCheck, SendWatch, Step, Successes, Verified,
         },
-        config::{self, AgentConfig, RetryMethod},
+        config::{self, AgentConfig, RetryMethod, TargetStopped},
         correlate::Attempt,
         diagnosis::{Cause, Diagnosis},
         output::{Dropped, Output, Sink},
         remediation::{self, Action, Outcome},
+        target::TargetEvent,
     },
     pipeline::{RecorderOptions, TraceOptions, Tracer},
     sinks::{
@@ -196,7 +197,9 @@ impl Agent {
             slow_poll: Duration::from_millis(1),
             slow_send: Duration::from_millis(2),
             recorder,
-            poll_refresh: listener.is_some().then_some(metrics::POLL_REFRESH),
+            // Metrics show the statistics; a re-enable checks the send counters grow.
+            poll_refresh: (listener.is_some() || self.reads_send_stats())
+                .then_some(metrics::POLL_REFRESH),
         };
         let mut tracer = Tracer::start(&opts)?;
         for n in &tracer.notes {
@@ -215,7 +218,8 @@ impl Agent {
             self.sinks.metrics = Some(m);
         }
         // Programs are attached and every fd is open: keep only what remediation uses.
-        let keep: Vec<u32> = agent::needs(self.args.dry_run, self.sinks.metrics.is_some())
+        let reads_maps = self.sinks.metrics.is_some() || self.reads_send_stats();
+        let keep: Vec<u32> = agent::needs(self.args.dry_run, reads_maps)
             .into_iter()
             .map(capability)
             .collect();
@@ -291,6 +295,22 @@ impl Agent {
                         continue;
                     }
                     Output::Attempt(a, Some(d)) => (a, d),
+                    Output::Target(e) => {
+                        let handled = tokio::select! {
+                            h = self.handle_target(&mut tracer, &e) => h,
+                            _ = term.recv() => break 'outer,
+                            _ = int.recv() => break 'outer,
+                        };
+                        match handled {
+                            None => continue,
+                            Some(Handled::Unfixed) => unfixed += 1,
+                            Some(Handled::Fixed) => {}
+                        }
+                        if self.args.once {
+                            break 'outer;
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 let handled = tokio::select! {
@@ -390,7 +410,7 @@ impl Agent {
                 Next::Retry { attempt, after } => {
                     tokio::time::sleep(after).await;
                     retried_at = monotonic_ns();
-                    match retry(&self.cfg, &rem.dev, attempt, &mut self.running).await {
+                    match retry(&self.cfg, &rem.dev, None, attempt, &mut self.running).await {
                         Retried::Done(r) => rem.retried(r.map_err(|e| format!("{e:#}"))),
                         Retried::TimedOut { command, by } => {
                             rem.retry_timed_out(&command, self.cfg.retry_timeout, by)
@@ -405,6 +425,182 @@ impl Agent {
                     rem.verified(v)
                 }
             };
+        }
+    }
+
+    /// Whether the agent reads the send statistics while it runs: to see a re-enabled
+    /// target send (a dry run re-enables nothing).
+    fn reads_send_stats(&self) -> bool {
+        self.cfg.target_stopped == TargetStopped::Reenable && !self.args.dry_run
+    }
+
+    /// Carries out the model's decisions for a target's change until done; None when
+    /// the change needs none.
+    async fn handle_target(&mut self, tracer: &mut Tracer, e: &TargetEvent) -> Option<Handled> {
+        self.report_backlog_drops();
+        let now = tracer
+            .targets()
+            .targets()
+            .find(|s| s.target == e.target)
+            .cloned();
+        let (mut r, mut step) = Reenabling::begin(e, now.as_ref(), &self.cfg, self.args.dry_run)?;
+        // When the last re-enable started: only set-ups from then on verify it.
+        let mut reenabled_at = 0;
+        loop {
+            let dev = (!r.dev.is_empty()).then(|| r.dev.clone());
+            for note in r.take_notes() {
+                self.log(dev.as_deref(), note, None);
+            }
+            step = match step {
+                Step::Done(h) => return Some(h),
+                Step::AwaitDevice { dev, within } => {
+                    let back = self
+                        .await_device(tracer, &r.target, &dev, r.stopped_ns, within)
+                        .await;
+                    r.device_back(back, within)
+                }
+                Step::Reenable { attempt, after } => {
+                    tokio::time::sleep(after).await;
+                    reenabled_at = monotonic_ns();
+                    match retry(
+                        &self.cfg,
+                        &r.dev,
+                        r.remote.as_deref(),
+                        attempt,
+                        &mut self.running,
+                    )
+                    .await
+                    {
+                        Retried::Done(x) => r.reenabled(x.map_err(|e| format!("{e:#}"))),
+                        Retried::TimedOut { command, by } => {
+                            r.reenable_timed_out(&command, self.cfg.retry_timeout, by)
+                        }
+                    }
+                }
+                Step::VerifySetup { within, .. } => {
+                    let (target, dev) = (r.target.clone(), r.dev.clone());
+                    let v = self
+                        .await_output(tracer, within, |o| {
+                            agent::target_verification(o, &target, &dev, reenabled_at)
+                        })
+                        .await;
+                    r.setup_verified(v.unwrap_or(Verified::TimedOut))
+                }
+                Step::VerifySend { within } => {
+                    let check = self.verify_send(tracer, &r.dev, &r.marker(), within).await;
+                    r.send_verified(check)
+                }
+            };
+        }
+    }
+
+    /// Waits until `dev` exists again (checked every `DEVICE_POLL`), at most `within`,
+    /// or until `target` is set up again after `since_ns` by someone else.
+    async fn await_device(
+        &mut self,
+        tracer: &mut Tracer,
+        target: &str,
+        dev: &str,
+        since_ns: u64,
+        within: Duration,
+    ) -> DeviceBack {
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
+        let mut poll = tokio::time::interval_at(started + DEVICE_POLL, DEVICE_POLL);
+        loop {
+            tokio::select! {
+                outs = tracer.next() => {
+                    self.observe(&outs);
+                    let mut up = false;
+                    for o in outs {
+                        if agent::target_up(&o, target, since_ns) {
+                            up = true;
+                        } else {
+                            self.backlog.push(o);
+                        }
+                    }
+                    if up {
+                        return DeviceBack::TargetUp;
+                    }
+                }
+                _ = poll.tick() => {
+                    if let Some(ifindex) = device_present(dev) {
+                        return DeviceBack::Present { ifindex, waited: started.elapsed() };
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return DeviceBack::TimedOut,
+            }
+        }
+    }
+
+    /// The first output `pick` answers for, within `within`; the others wait in the backlog.
+    async fn await_output<T>(
+        &mut self,
+        tracer: &mut Tracer,
+        within: Duration,
+        mut pick: impl FnMut(&Output) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let outs = tokio::select! {
+                outs = tracer.next() => outs,
+                _ = tokio::time::sleep_until(deadline) => return None,
+            };
+            self.observe(&outs);
+            let mut found = None;
+            for o in outs {
+                if found.is_none()
+                    && let Some(v) = pick(&o)
+                {
+                    found = Some(v);
+                    continue;
+                }
+                self.backlog.push(o);
+            }
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+
+    /// Takes `dev`'s send counters from the next statistics, writes `marker` to the
+    /// kernel log, and waits at most `within` (from the start) for the counters to grow.
+    async fn verify_send(
+        &mut self,
+        tracer: &mut Tracer,
+        dev: &str,
+        marker: &str,
+        within: Duration,
+    ) -> SendCheck {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut watch = SendWatch::new(dev);
+        let mut marked = false;
+        loop {
+            let outs = tokio::select! {
+                outs = tracer.next() => outs,
+                _ = tokio::time::sleep_until(deadline) => return watch.flat(),
+            };
+            self.observe(&outs);
+            let mut found = None;
+            for o in outs {
+                if let Output::SendStats { stats, .. } = &o {
+                    // The baseline, then (after the marker) growth.
+                    if found.is_none() && (!watch.ready() || marked) {
+                        found = watch.observe(stats);
+                    }
+                    continue;
+                }
+                self.backlog.push(o);
+            }
+            if let Some(c) = found {
+                return c;
+            }
+            if watch.ready() && !marked {
+                marked = true;
+                if let Err(e) = write_kmsg(marker) {
+                    return SendCheck::Marker(format!("{e:#}"));
+                }
+            }
         }
     }
 
@@ -483,13 +679,66 @@ impl Agent {
 
 const CONFIGFS: &str = "/sys/kernel/config/netconsole";
 
-/// The configfs target (dynamic netconsole) whose dev_name is `dev`.
-fn configfs_target(dev: &str) -> Option<PathBuf> {
-    std::fs::read_dir(CONFIGFS)
+/// How often the agent looks for a stopped target's device (the first look is one
+/// interval after the stop: the unregistering device leaves sysfs just after it).
+const DEVICE_POLL: Duration = Duration::from_millis(500);
+
+/// Whether the interface `dev` exists, and its ifindex when readable.
+fn device_present(dev: &str) -> Option<Option<i32>> {
+    if dev.is_empty() || dev.contains('/') || dev == "." || dev == ".." {
+        return None;
+    }
+    let dir = Path::new("/sys/class/net").join(dev);
+    if !dir.exists() {
+        return None;
+    }
+    Some(
+        std::fs::read_to_string(dir.join("ifindex"))
+            .ok()
+            .and_then(|i| i.trim().parse().ok()),
+    )
+}
+
+/// Writes one line to the kernel log at a level the consoles print (root's file, no
+/// capability needed).
+fn write_kmsg(line: &str) -> Result<()> {
+    use std::io::Write as _;
+    let printk = std::fs::read_to_string("/proc/sys/kernel/printk").unwrap_or_default();
+    let Some(level) = agent::marker_level(&printk) else {
+        anyhow::bail!(
+            "console_loglevel lets only emergencies reach netconsole ({})",
+            printk.trim()
+        );
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .context("opening /dev/kmsg")?;
+    f.write_all(format!("<{level}>{line}\n").as_bytes())
+        .context("writing to /dev/kmsg")
+}
+
+/// The configfs target (dynamic netconsole) whose dev_name is `dev` and, when given,
+/// whose remote_ip:remote_port is `remote` (a device can carry several targets).
+fn configfs_target(dev: &str, remote: Option<&str>) -> Option<PathBuf> {
+    configfs_target_in(Path::new(CONFIGFS), dev, remote)
+}
+
+fn configfs_target_in(root: &Path, dev: &str, remote: Option<&str>) -> Option<PathBuf> {
+    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_string());
+    let mut items: Vec<PathBuf> = std::fs::read_dir(root)
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| std::fs::read_to_string(p.join("dev_name")).is_ok_and(|n| n.trim() == dev))
+        .collect();
+    // The same choice every time, whatever order the directory lists.
+    items.sort();
+    items.into_iter().find(|p| {
+        read(p, "dev_name").is_ok_and(|n| n == dev)
+            && remote.is_none_or(|r| {
+                matches!((read(p, "remote_ip"), read(p, "remote_port")), (Ok(ip), Ok(port)) if format!("{ip}:{port}") == r)
+            })
+    })
 }
 
 /// How a retry went.
@@ -500,24 +749,29 @@ enum Retried {
     TimedOut { command: String, by: KilledBy },
 }
 
-/// Re-runs the netconsole set-up for `dev`; says how. The command runs in `running`
-/// while it runs, so an agent stopping meanwhile can kill it.
+/// Re-runs the netconsole set-up for `dev` (the target sending to `remote`, when
+/// known); says how. The command runs in `running` while it runs, so an agent stopping
+/// meanwhile can kill it.
 async fn retry(
     cfg: &AgentConfig,
     dev: &str,
+    remote: Option<&str>,
     attempt: u32,
     running: &mut Option<Running>,
 ) -> Retried {
     let target = match cfg.retry_method {
         RetryMethod::Command => None,
-        _ => configfs_target(dev),
+        _ => configfs_target(dev, remote),
     };
     if let Some(t) = target {
         return Retried::Done(enable_target(&t));
     }
     if cfg.retry_method == RetryMethod::Configfs {
+        let to = remote
+            .map(|r| format!(" sending to {r}"))
+            .unwrap_or_default();
         return Retried::Done(Err(anyhow::anyhow!(
-            "no netconsole target for {dev} under {CONFIGFS} (is configfs mounted, is the target dynamic?)"
+            "no netconsole target for {dev}{to} under {CONFIGFS} (is configfs mounted, is the target dynamic?)"
         )));
     }
     let Some((prog, args)) = cfg.retry_command.split_first() else {
@@ -696,6 +950,7 @@ mod tests {
                 retry(
                     &cfg(&script, Duration::from_secs(1)),
                     "eth0",
+                    None,
                     1,
                     &mut running,
                 ),
@@ -729,6 +984,7 @@ mod tests {
                 retry(
                     &cfg(&script, Duration::from_secs(60)),
                     "eth0",
+                    None,
                     2,
                     &mut running,
                 ),
@@ -744,11 +1000,54 @@ mod tests {
     }
 
     #[test]
+    fn the_configfs_target_is_found_by_device_and_remote() {
+        let root = std::env::temp_dir().join(format!("npt-configfs-{}", std::process::id()));
+        for (item, dev, ip, port) in [
+            ("a", "eth0", "10.0.0.9", "514"),
+            ("b", "eth1.100", "10.0.0.9", "514"),
+            ("c", "eth1.100", "10.0.2.2", "6666"),
+        ] {
+            let d = root.join(item);
+            std::fs::create_dir_all(&d).unwrap();
+            for (f, v) in [("dev_name", dev), ("remote_ip", ip), ("remote_port", port)] {
+                std::fs::write(d.join(f), format!("{v}\n")).unwrap();
+            }
+        }
+        assert_eq!(
+            configfs_target_in(&root, "eth1.100", Some("10.0.2.2:6666")),
+            Some(root.join("c"))
+        );
+        assert_eq!(
+            configfs_target_in(&root, "eth1.100", Some("10.0.0.9:514")),
+            Some(root.join("b"))
+        );
+        assert_eq!(
+            configfs_target_in(&root, "eth1.100", None),
+            Some(root.join("b"))
+        );
+        assert_eq!(
+            configfs_target_in(&root, "eth1.100", Some("10.0.0.1:514")),
+            None
+        );
+        assert_eq!(configfs_target_in(&root, "eth2", None), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn only_interface_names_are_looked_up_in_sysfs() {
+        assert_eq!(device_present("lo").map(|i| i.is_some()), Some(true));
+        for bad in ["", ".", "..", "../lo", "npt-no-such-dev0"] {
+            assert_eq!(device_present(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn a_retry_command_that_fails_says_how() {
         let mut running = None;
         let r = rt().block_on(retry(
             &cfg("echo nope >&2; exit 3", Duration::from_secs(10)),
             "eth0",
+            None,
             1,
             &mut running,
         ));
@@ -759,6 +1058,7 @@ mod tests {
         let r = rt().block_on(retry(
             &cfg("exit 0", Duration::from_secs(10)),
             "eth0",
+            None,
             1,
             &mut running,
         ));

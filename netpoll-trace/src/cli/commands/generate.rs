@@ -320,13 +320,25 @@ const CONFIG_KEYS: &[Key] = &[
         "verify_timeout",
         "duration",
         "\"10s\"",
-        "How long a retry has to show a successful set-up. At most 1h.",
+        "How long a retry has to show a successful set-up (and a re-enabled target that it sends). At most 1h.",
+    ),
+    (
+        "device_wait",
+        "duration",
+        "\"60s\"",
+        "With policy.target_stopped = \"reenable\": how long the device of a stopped target may take to come back (looked up by name in /sys/class/net every 0.5 s) before the agent gives up (journaled wait_device timed_out). Other failures wait meanwhile. At most 1h.",
     ),
     (
         "policy.CAUSE",
         "\"patch\" or \"report\"",
         "\"report\"",
         "What to do about a diagnosed cause. Only missing_poll_controller can be patched; every other cause is reported with its remedies.",
+    ),
+    (
+        "policy.target_stopped",
+        "\"report\" or \"reenable\"",
+        "\"report\"",
+        "What to do when a netconsole target stops because its device unregistered (or another device event: joined or left a master): report journals the stop; reenable, for a device that unregistered only, waits for the device to come back (device_wait), re-enables the target (configfs enabled of the item with that dev_name and remote, else retry.command, which must then reload netconsole) with max_attempts and backoff, verifies its next set-up within verify_timeout, and writes a marker line to /dev/kmsg to see the device's sent count grow (the agent then reads the send statistics every second and keeps the capability to read BPF maps, as with metrics_addr). A target disabled by its owner is never re-enabled.",
     ),
     (
         "retry.method",
