@@ -11,12 +11,13 @@
 # (2 ms) is reported as measured; a 1 us threshold makes every transmit slow, so each
 # must be reported, naming eth0. A vlan on eth0 (a device that can be deleted) carries a
 # second target: set down, netconsole itself skips it (write_msg checks netif_running),
-# so the kernel makes no netpoll_send_udp call and the tool must count nothing; up again,
-# it sends. `ip link del` of the vlan stops the live target: the tool must report
+# so the kernel makes no netpoll_send_udp call, and the tool must count each line it
+# skipped as dropped not_running (its probe on netconsole's write_msg); up again, it sends. `ip link del` of the vlan stops the live target: the tool must report
 # stopped/device_unregistered and the kernel must log that it stopped.
 # nics: e1000 virtio
 # timeout: 600
-# checks: ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_silent up_counts removed_event removed_dmesg removed_disabled json_schema
+# variants: legacy
+# checks: ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled json_schema
 . /lib.sh
 
 T=/sys/kernel/tracing
@@ -194,33 +195,41 @@ K=20
 cat >/tmp/downup.sh <<EOF
 i=0; while [ \$i -lt $K ]; do echo "<3>npt-send-\$1 \$i"; i=\$((i + 1)); done >/dev/kmsg
 EOF
-kp_start udp_down
+# One watch sees the target enabled (so it knows the target's netpoll), its device set
+# down while K lines are written, then up again while K more are.
+cat >/tmp/downup2.sh <<EOF
+echo 0 >$CFG/gone/enabled; echo 1 >$CFG/gone/enabled
+sleep 2
 ip link set vl100 down
-h0=$(kp_hits udp_down)
-netpoll-trace watch --json -- sh /tmp/downup.sh down >/tmp/down.json 2>/tmp/down.err
-h1=$(kp_hits udp_down)
-kp_stop udp_down
-echo "--- vl100 down: netpoll_send_udp hits before/after $K lines: '$h0' / '$h1'"
-cat /tmp/down.err /tmp/down.json
-echo "$NPT_KERNEL vl100 down: tool: $(send_line /tmp/down.json vl100 | head -c 300)"
-down_silent() {
-    test "$h0" = "0 0" && test "$h1" = "0 0" && npt_json_none /tmp/down.json type=send dev=vl100 &&
-        npt_json_none /tmp/down.json type=send_drop && npt_json_none /tmp/down.json type=target
-}
-npt_check down_silent down_silent
-
-kp_start udp_up
+echo "hits down-before: \$(awk '\$1 == "npt/udp_down" || \$1 == "udp_down" { print \$2 }' $T/kprobe_profile)" >&2
+sh /tmp/downup.sh down
+echo "hits down-after: \$(awk '\$1 == "npt/udp_down" || \$1 == "udp_down" { print \$2 }' $T/kprobe_profile)" >&2
 ip link set vl100 up
-netpoll-trace watch --json -- sh /tmp/downup.sh up >/tmp/up.json 2>/tmp/up.err
-set -- $(kp_hits udp_up)
+sleep 1
+sh /tmp/downup.sh up
+sleep 1
+EOF
+kp_start udp_down
+netpoll-trace watch --json -- sh /tmp/downup2.sh >/tmp/down.json 2>/tmp/down.err
+set -- $(kp_hits udp_down)
 uhits=$1 umissed=$2
-kp_stop udp_up
-cat /tmp/up.err /tmp/up.json
-uline=$(send_line /tmp/up.json vl100)
+kp_stop udp_down
+cat /tmp/down.err
+grep -v '"type":"setup"' /tmp/down.json | head -c 3000; echo
+hb=$(sed -n 's/^hits down-before: //p' /tmp/down.err | head -n 1)
+ha=$(sed -n 's/^hits down-after: //p' /tmp/down.err | head -n 1)
+uline=$(send_line /tmp/down.json vl100)
 umsgs=$(field messages "$uline")
+udropped=$(echo "$uline" | sed -n 's/.*"not_running":\([0-9]*\).*/\1/p')
+usent=$(field sent "$uline")
 uout=$(($(field sent "$uline") + $(field deferred "$uline") + $(field dropped "$uline")))
-echo "$NPT_KERNEL vl100 up again: hits $uhits (missed $umissed); tool vl100: messages $umsgs, sent+deferred+dropped $uout; eth0 (the vlan's nested transmits): $(send_line /tmp/up.json eth0 | head -c 200)"
-npt_check up_counts sh -c "test '$umissed' = 0 && test '$uhits' -ge $K && test '$uhits' = '$umsgs' && test '$uout' = '$umsgs' && test $(field dropped "$uline") -eq 0"
+drops=$(npt_json_lines /tmp/down.json type=send_drop dev=vl100 reason=not_running | wc -l)
+echo "$NPT_KERNEL vl100 down then up, $K lines each: netpoll_send_udp hits while down $hb -> $ha, all $uhits (missed $umissed); tool vl100: messages $umsgs, sent $usent, dropped not_running ${udropped:-?} (events $drops), sent+deferred+dropped $uout"
+# While down the kernel made no netpoll_send_udp call, and the tool counted the K lines
+# netconsole skipped as dropped, not_running, each also an event naming vl100.
+npt_check down_counted sh -c "test -n '$hb' && test '$hb' = '$ha' && test '${udropped:-0}' -ge $K && test '$drops' = '${udropped:-0}'"
+# Up again: every call the kernel made was sent; each message has one outcome.
+npt_check up_counts sh -c "test '$umissed' = 0 && test '$uhits' -ge $K && test '$usent' -ge $K && test '$uout' = '$umsgs' && test '$umsgs' = $(( ${uhits:-0} + ${udropped:-0} ))"
 
 # --- (c) the device removed under the live target ------------------------------------
 npt_dmesg_mark
