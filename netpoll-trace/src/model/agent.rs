@@ -204,6 +204,43 @@ pub enum Verified {
 /// longer than this is kept as it is, never doubled).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
+/// Attempts at one remedy: the first at once, then after a doubling wait (capped by
+/// MAX_BACKOFF, or the configured wait when that is longer), at most `max_attempts`.
+#[derive(Debug)]
+struct Backoff {
+    /// Attempts made so far (the current one's number).
+    attempt: u32,
+    /// Wait before the next attempt after this one.
+    wait: Duration,
+    max_attempts: u32,
+}
+
+impl Backoff {
+    fn new(cfg: &AgentConfig) -> Self {
+        Self {
+            attempt: 0,
+            wait: cfg.backoff,
+            max_attempts: cfg.max_attempts,
+        }
+    }
+
+    /// The next attempt's number and how long to wait before it; None once all were made.
+    fn next(&mut self) -> Option<(u32, Duration)> {
+        if self.attempt >= self.max_attempts {
+            return None;
+        }
+        self.attempt += 1;
+        let after = if self.attempt == 1 {
+            Duration::ZERO
+        } else {
+            let w = self.wait;
+            self.wait = self.wait.saturating_mul(2).min(MAX_BACKOFF.max(w));
+            w
+        };
+        Some((self.attempt, after))
+    }
+}
+
 /// One failure being remedied.
 #[derive(Debug)]
 pub struct Remediation {
@@ -211,10 +248,7 @@ pub struct Remediation {
     pub dev: String,
     /// What the failure's event saw of that device.
     failed: Identity,
-    attempt: u32,
-    /// Wait before the next retry after this one.
-    wait: Duration,
-    max_attempts: u32,
+    backoff: Backoff,
     verify_timeout: Duration,
     notes: Vec<Note>,
 }
@@ -261,9 +295,7 @@ impl Remediation {
         let mut r = Self {
             dev: dev.clone(),
             failed: failed.clone(),
-            attempt: 0,
-            wait: cfg.backoff,
-            max_attempts: cfg.max_attempts,
+            backoff: Backoff::new(cfg),
             verify_timeout: cfg.verify_timeout,
             notes: Vec::new(),
         };
@@ -367,7 +399,12 @@ impl Remediation {
             "{command} ran past retry.timeout ({timeout:?}): killed its process group ({})",
             by.as_str()
         );
-        self.note(Action::Retry, Outcome::TimedOut, detail, Some(self.attempt));
+        self.note(
+            Action::Retry,
+            Outcome::TimedOut,
+            detail,
+            Some(self.backoff.attempt),
+        );
         self.next_attempt()
     }
 
@@ -375,14 +412,19 @@ impl Remediation {
     pub fn retried(&mut self, outcome: Result<String, String>) -> Next {
         match outcome {
             Ok(how) => {
-                self.note(Action::Retry, Outcome::Ok, how, Some(self.attempt));
+                self.note(Action::Retry, Outcome::Ok, how, Some(self.backoff.attempt));
                 Next::Verify {
-                    attempt: self.attempt,
+                    attempt: self.backoff.attempt,
                     within: self.verify_timeout,
                 }
             }
             Err(e) => {
-                self.note(Action::Retry, Outcome::Failed, e, Some(self.attempt));
+                self.note(
+                    Action::Retry,
+                    Outcome::Failed,
+                    e,
+                    Some(self.backoff.attempt),
+                );
                 self.next_attempt()
             }
         }
@@ -407,7 +449,7 @@ impl Remediation {
                 ),
             ),
         };
-        self.note(Action::Verify, outcome, detail, Some(self.attempt));
+        self.note(Action::Verify, outcome, detail, Some(self.backoff.attempt));
         match outcome {
             Outcome::Ok => Next::Done(Handled::Fixed),
             _ => self.next_attempt(),
@@ -421,20 +463,9 @@ impl Remediation {
 
     /// The next retry (the first at once, then after a doubling wait), or give up.
     fn next_attempt(&mut self) -> Next {
-        if self.attempt >= self.max_attempts {
-            return Next::Done(Handled::Unfixed);
-        }
-        self.attempt += 1;
-        let after = if self.attempt == 1 {
-            Duration::ZERO
-        } else {
-            let w = self.wait;
-            self.wait = self.wait.saturating_mul(2).min(MAX_BACKOFF.max(w));
-            w
-        };
-        Next::Retry {
-            attempt: self.attempt,
-            after,
+        match self.backoff.next() {
+            Some((attempt, after)) => Next::Retry { attempt, after },
+            None => Next::Done(Handled::Unfixed),
         }
     }
 
@@ -532,9 +563,7 @@ pub struct Reenabling {
     pub stopped_ns: u64,
     /// The device's ifindex once it is back: whose send counters count.
     pub ifindex: Option<i32>,
-    attempt: u32,
-    wait: Duration,
-    max_attempts: u32,
+    backoff: Backoff,
     verify_timeout: Duration,
     notes: Vec<Note>,
 }
@@ -562,9 +591,7 @@ impl Reenabling {
             remote: e.remote.clone(),
             stopped_ns: e.ts_ns,
             ifindex: None,
-            attempt: 0,
-            wait: cfg.backoff,
-            max_attempts: cfg.max_attempts,
+            backoff: Backoff::new(cfg),
             verify_timeout: cfg.verify_timeout,
             notes: Vec::new(),
         };
@@ -689,14 +716,24 @@ impl Reenabling {
     pub fn reenabled(&mut self, outcome: Result<String, String>) -> Step {
         match outcome {
             Ok(how) => {
-                self.note(Action::Reenable, Outcome::Ok, how, Some(self.attempt));
+                self.note(
+                    Action::Reenable,
+                    Outcome::Ok,
+                    how,
+                    Some(self.backoff.attempt),
+                );
                 Step::VerifySetup {
-                    attempt: self.attempt,
+                    attempt: self.backoff.attempt,
                     within: self.verify_timeout,
                 }
             }
             Err(e) => {
-                self.note(Action::Reenable, Outcome::Failed, e, Some(self.attempt));
+                self.note(
+                    Action::Reenable,
+                    Outcome::Failed,
+                    e,
+                    Some(self.backoff.attempt),
+                );
                 self.next_attempt()
             }
         }
@@ -712,7 +749,7 @@ impl Reenabling {
             Action::Reenable,
             Outcome::TimedOut,
             detail,
-            Some(self.attempt),
+            Some(self.backoff.attempt),
         );
         self.next_attempt()
     }
@@ -722,14 +759,24 @@ impl Reenabling {
         match v {
             Verified::Succeeded(_) => {
                 let detail = format!("{} set up again on {}", self.target, self.dev);
-                self.note(Action::Verify, Outcome::Ok, detail, Some(self.attempt));
+                self.note(
+                    Action::Verify,
+                    Outcome::Ok,
+                    detail,
+                    Some(self.backoff.attempt),
+                );
                 Step::VerifySend {
                     within: self.verify_timeout,
                 }
             }
             Verified::Failed(cause) => {
                 let detail = format!("set-up of {} on {} failed: {cause}", self.target, self.dev);
-                self.note(Action::Verify, Outcome::Failed, detail, Some(self.attempt));
+                self.note(
+                    Action::Verify,
+                    Outcome::Failed,
+                    detail,
+                    Some(self.backoff.attempt),
+                );
                 self.next_attempt()
             }
             Verified::TimedOut => {
@@ -737,7 +784,12 @@ impl Reenabling {
                     "no set-up of {} seen within {:?}",
                     self.target, self.verify_timeout
                 );
-                self.note(Action::Verify, Outcome::Failed, detail, Some(self.attempt));
+                self.note(
+                    Action::Verify,
+                    Outcome::Failed,
+                    detail,
+                    Some(self.backoff.attempt),
+                );
                 self.next_attempt()
             }
         }
@@ -779,7 +831,12 @@ impl Reenabling {
                 Handled::Fixed,
             ),
         };
-        self.note(Action::VerifySend, outcome, detail, Some(self.attempt));
+        self.note(
+            Action::VerifySend,
+            outcome,
+            detail,
+            Some(self.backoff.attempt),
+        );
         Step::Done(handled)
     }
 
@@ -798,20 +855,9 @@ impl Reenabling {
 
     /// The next re-enable (the first at once, then after a doubling wait), or give up.
     fn next_attempt(&mut self) -> Step {
-        if self.attempt >= self.max_attempts {
-            return Step::Done(Handled::Unfixed);
-        }
-        self.attempt += 1;
-        let after = if self.attempt == 1 {
-            Duration::ZERO
-        } else {
-            let w = self.wait;
-            self.wait = self.wait.saturating_mul(2).min(MAX_BACKOFF.max(w));
-            w
-        };
-        Step::Reenable {
-            attempt: self.attempt,
-            after,
+        match self.backoff.next() {
+            Some((attempt, after)) => Step::Reenable { attempt, after },
+            None => Step::Done(Handled::Unfixed),
         }
     }
 
