@@ -75,6 +75,23 @@ pub fn remote_of(ev: &SetupEvent) -> Option<String> {
     })
 }
 
+/// The device an event names: the device's own name, else the name the netpoll asked for.
+pub fn dev_of(ev: &SetupEvent) -> Option<String> {
+    let has = |bit: u32| ev.flags & bit != 0;
+    let name = if has(ef::DEV_NAME) {
+        cstr(&ev.dev_name)
+    } else {
+        None
+    };
+    name.or_else(|| {
+        if has(ef::NP_DEV_NAME) {
+            cstr(&ev.np_dev_name)
+        } else {
+            None
+        }
+    })
+}
+
 /// One set-up call, as the JSON `setup` object of DESIGN.md section 4 (the
 /// enrichment fields are filled in by `enrich`). Unknown values are None (null).
 /// Read back from JSON lines by `dump --from` (see `from_json`).
@@ -133,18 +150,7 @@ impl SetupRecord {
     pub fn from_event(ev: &SetupEvent) -> Option<Self> {
         let function = SetupFn::from_id(ev.function)?;
         let has = |bit: u32| ev.flags & bit != 0;
-        let dev = if has(ef::DEV_NAME) {
-            cstr(&ev.dev_name)
-        } else {
-            None
-        }
-        .or_else(|| {
-            if has(ef::NP_DEV_NAME) {
-                cstr(&ev.np_dev_name)
-            } else {
-                None
-            }
-        });
+        let dev = dev_of(ev);
         let ops_known = has(ef::OPS);
         Some(Self {
             kind: "setup",

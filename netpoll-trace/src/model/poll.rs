@@ -62,15 +62,7 @@ pub fn summarize(per_cpu: &[PollStats], now_ns: u64) -> PollSummary {
             ifindex = Some(s.ifindex);
         }
     }
-    let histogram = hist
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(i, c)| Bucket {
-            le_ns: 1u64 << (i + 1),
-            count: *c,
-        })
-        .collect();
+    let histogram = buckets(&hist);
     PollSummary {
         kind: "poll",
         ts_ns: now_ns,
@@ -81,6 +73,18 @@ pub fn summarize(per_cpu: &[PollStats], now_ns: u64) -> PollSummary {
         max_ns: max,
         histogram,
     }
+}
+
+/// The non-empty buckets of a log2 histogram (`poll_bucket`'s), ascending.
+pub fn buckets(hist: &[u64; POLL_BUCKETS]) -> Vec<Bucket> {
+    hist.iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, c)| Bucket {
+            le_ns: 1u64 << (i + 1),
+            count: *c,
+        })
+        .collect()
 }
 
 /// One summary per device, sorted by device name.

@@ -6,7 +6,10 @@ use netpoll_trace_common::{
 };
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use super::{event::cstr, poll::Bucket};
+use super::{
+    event::cstr,
+    poll::{Bucket, buckets},
+};
 
 /// Why a message was not handed to the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,15 +168,7 @@ pub fn summarize(per_cpu: &[SendStats], now_ns: u64) -> SendSummary {
         }
     }
     s.dropped = s.dropped_by.total();
-    s.histogram = hist
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(i, c)| Bucket {
-            le_ns: 1u64 << (i + 1),
-            count: *c,
-        })
-        .collect();
+    s.histogram = buckets(&hist);
     s
 }
 

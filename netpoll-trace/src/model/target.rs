@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function, stop_cause};
 use serde::Serialize;
 
-use super::event::{SetupFn, SetupRecord, cstr, remote_of};
+use super::event::{SetupFn, SetupRecord, cstr, dev_of, remote_of};
 
 /// Why the programs saw a netpoll torn down (`stop_cause`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,18 +70,7 @@ impl Teardown {
             } else {
                 None
             },
-            dev: if has(ef::DEV_NAME) {
-                cstr(&ev.dev_name)
-            } else {
-                None
-            }
-            .or_else(|| {
-                if has(ef::NP_DEV_NAME) {
-                    cstr(&ev.np_dev_name)
-                } else {
-                    None
-                }
-            }),
+            dev: dev_of(ev),
             ifindex: has(ef::IFINDEX).then_some(ev.ifindex),
             remote: remote_of(ev),
             cause: StopCause::from_ret(ev.ret)?,
