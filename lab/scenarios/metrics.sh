@@ -3,7 +3,8 @@
 # emulated pre-4.19 kernel (lab/emulate, test only). Known failures and one remediation,
 # then exact counts: failures by device, driver and cause equal the kernel's "aborting"
 # lines; set-ups by result; remediations by action and result equal the journal's lines;
-# the poll histogram's count equals a tracefs kprobe's hits on netpoll_poll_dev; build
+# the poll histogram's count equals a tracefs kprobe's hits on netpoll_poll_dev, the
+# messages' count its hits on netpoll_send_udp, and the target shows up; build
 # info names this kernel and the attach method; the poll series carry the device's
 # ifindex. Bad clients get bounded answers: 404, 431 for an oversized head, 413 for a
 # body, 408 for a silent client, 421 for a Host other than the bound address (DNS
@@ -12,7 +13,7 @@
 # is JSON lines with --log-format json.
 # timeout: 420
 # variants: legacy
-# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
+# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram send_metrics poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
 
 PORT=9632
@@ -41,6 +42,9 @@ insmod /lib/kmods/emulate_pre419.ko
 # The oracle for the poll histogram, enabled before the agent attaches.
 echo 'p:npt/poll netpoll_poll_dev' >>$T/kprobe_events
 echo 1 >$T/events/npt/poll/enable
+# And for the send path's counts: every netconsole message is one netpoll_send_udp call.
+echo 'p:npt/udp netpoll_send_udp' >>$T/kprobe_events
+echo 1 >$T/events/npt/udp/enable
 
 npt_agent_config /tmp/agent.toml
 netpoll-trace --log-format json agent --config /tmp/agent.toml --metrics-addr 127.0.0.1:$PORT >/tmp/agent.out 2>/tmp/agent.err &
@@ -131,6 +135,22 @@ shape=$(awk '
     END { print bad }' /tmp/m2)
 echo "netpoll_poll_dev calls: kprobe_profile $hits, metrics _count $count; shape problems:${shape:- none}"
 npt_check poll_histogram sh -c "test -n '$hits' && test '$count' = '$hits' && test -z '$shape'"
+# The send path: every netpoll_send_udp call the kernel made is one message in
+# netpoll_trace_messages_total (all results, all devices); the transmit histogram counts
+# the sent and deferred ones; the target the agent saw enabled is up.
+sends_agree() {
+    udp=$(awk '$1 == "udp" || $1 == "npt/udp" { print $2 }' $T/kprobe_profile)
+    scrape /tmp/m4
+    msgs=$(awk '/^netpoll_trace_messages_total\{/ { s += $2 } END { print s + 0 }' /tmp/m4)
+    [ "$msgs" = "$udp" ]
+}
+npt_wait_for 10 sends_agree
+grep '^netpoll_trace_messages_total\|^netpoll_trace_target_up\|^netpoll_trace_send_duration_seconds_count' /tmp/m4
+out_eth0=$(awk '/^netpoll_trace_messages_total\{dev="eth0",result="(sent|deferred)"\}/ { s += $2 } END { print s + 0 }' /tmp/m4)
+dur_eth0=$(metric 'netpoll_trace_send_duration_seconds_count{dev="eth0"}' /tmp/m4)
+up_t0=$(metric 'netpoll_trace_target_up{target="netconsole@10.99.0.2:6666",dev="eth0"}' /tmp/m4)
+echo "netpoll_send_udp calls: kprobe_profile $udp, messages_total $msgs; eth0 sent+deferred $out_eth0, send_duration _count $dur_eth0; target_up $up_t0"
+npt_check send_metrics sh -c "test -n '$udp' && test '$udp' -ge 400 && test '$msgs' = '$udp' && test '$dur_eth0' = '$out_eth0' && test '$up_t0' = 1"
 # The series names the device by name and by the kernel's ifindex (a device made again
 # under the same name is a new series, not a duplicate one).
 # (Where the flood made no netpoll_poll_dev call, as on 5.10 and 6.1, there is no series.)
@@ -233,4 +253,6 @@ npt_check json_logs sh -c "test $lines -ge 2 && test $not_json -eq 0 && grep -q 
 for t in /sys/kernel/config/netconsole/*; do echo 0 >$t/enabled 2>/dev/null; rmdir $t 2>/dev/null; done
 echo 0 >$T/events/npt/poll/enable
 echo '-:npt/poll' >>$T/kprobe_events
+echo 0 >$T/events/npt/udp/enable
+echo '-:npt/udp' >>$T/kprobe_events
 netpoll-trace unpatch eth0

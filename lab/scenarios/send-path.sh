@@ -17,7 +17,7 @@
 # nics: e1000 virtio
 # timeout: 600
 # variants: legacy
-# checks: ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled json_schema
+# checks: ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
 . /lib.sh
 
 T=/sys/kernel/tracing
@@ -233,15 +233,25 @@ npt_check up_counts sh -c "test '$umissed' = 0 && test '$uhits' -ge $K && test '
 
 # --- (c) the device removed under the live target ------------------------------------
 npt_dmesg_mark
-netpoll-trace watch --json -- ip link del vl100 >/tmp/del.json 2>/tmp/del.err
+# Into a flight recorder too: dump shows the recorded stop and status the target's health.
+netpoll-trace watch --persist --json -- ip link del vl100 >/tmp/del.json 2>/tmp/del.err
 cat /tmp/del.err /tmp/del.json
+netpoll-trace dump --json >/tmp/del.dump 2>&1
+netpoll-trace status --json >/tmp/del.status 2>&1
+netpoll-trace status >/tmp/del.status.txt 2>&1
+grep -v '"type":"setup"' /tmp/del.dump | head -c 2000; echo
+cat /tmp/del.status /tmp/del.status.txt
+netpoll-trace reset >/dev/null 2>&1
 npt_check removed_event npt_json_has /tmp/del.json type=target target=netconsole@10.99.100.2:6666 event=stopped cause=device_unregistered dev=vl100
 npt_expect_dmesg removed_dmesg 'network logging stopped on interface vl100 as it unregistered'
 removed_disabled() { test "$(cat $CFG/gone/enabled)" = 0 && npt_json_none /tmp/del.json type=target event=disabled; }
 npt_check removed_disabled removed_disabled
+npt_check dump_stopped npt_json_has /tmp/del.dump type=target target=netconsole@10.99.100.2:6666 event=stopped cause=device_unregistered dev=vl100
+# One target for configfs's item and the recorded one: disabled, stopped by the unregister.
+npt_check status_health sh -c "grep -q '\"configfs\":\"gone\"' /tmp/del.status && grep -o '{[^{}]*\"configfs\":\"gone\"[^{}]*}' /tmp/del.status | grep '\"enabled\":false' | grep '\"last_change\":\"stopped\"' | grep -q '\"last_cause\":\"device_unregistered\"' && grep -q 'target netconsole@10.99.100.2:6666 dev vl100 .*disabled (configfs gone); last stopped (device unregistered)' /tmp/del.status.txt"
 
 # (down.json is empty when the tool rightly printed nothing; schema-check refuses an empty file.)
-npt_check json_schema sh -c 'for f in /tmp/flood.json /tmp/slow.json /tmp/down.json /tmp/up.json /tmp/del.json; do test -s $f || continue; netpoll-trace schema-check $f || exit 1; done'
+npt_check json_schema sh -c 'for f in /tmp/flood.json /tmp/slow.json /tmp/down.json /tmp/del.json /tmp/del.dump; do test -s $f || continue; netpoll-trace schema-check $f || exit 1; done'
 
 rmdir $CFG/gone $CFG/flood
 rmmod netconsole
