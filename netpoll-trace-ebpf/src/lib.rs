@@ -403,6 +403,20 @@ fn read_dev_identity(
 
 // --- The send path. netconsole sends each message with interrupts off (its target
 // --- lock), and the skb transmit keeps them off: per-CPU state pairs entries and exits.
+//
+// What protects what we read, on every kernel we load on (4.14 to 6.12):
+// - `np->dev`, `dev->state`: the netconsole target lock the caller holds keeps the
+//   target bound while it sends (teardown takes that lock to unbind it).
+// - `dev->npinfo` and `npinfo->txq.qlen`: npinfo is freed after an RCU grace period
+//   (4.14: call_rcu_bh, rcu_dereference_bh by netpoll; 4.20+: consolidated call_rcu).
+//   Our probes read it inside the skb transmit, where the kernel itself dereferences it,
+//   with interrupts off: a read-side critical section for RCU-bh and RCU-sched on 4.14
+//   and for the consolidated RCU from 4.20; so it cannot be freed under the read.
+// - The console write's probe (`console_write`) runs before netconsole takes its lock:
+//   a target torn down meanwhile (its netpoll in NC_TARGETS until userspace sees the
+//   teardown) is read without protection. Every read is bpf_probe_read, which faults
+//   safely, so the race costs at most a miscounted message, never the kernel anything.
+// Nothing here writes kernel memory.
 
 /// Entry of netpoll_send_udp: one message of `len` bytes.
 #[inline(always)]
