@@ -404,6 +404,48 @@ mod tests {
     }
 
     #[test]
+    fn the_send_path_item_names_the_transmit_function_the_kernel_has() {
+        let item = |r: &Report| {
+            r.items
+                .iter()
+                .find(|i| i.name == "send_path")
+                .cloned()
+                .unwrap()
+        };
+        let r = evaluate(&lab_kernel());
+        let i = item(&r);
+        assert_eq!(i.status, Status::Ok);
+        assert!(
+            i.detail.contains("netpoll_send_udp and netpoll_send_skb"),
+            "{}",
+            i.detail
+        );
+        // Before 5.8: the other one.
+        let mut f = lab_kernel();
+        for s in &mut f.netpoll_symbols {
+            if s.0 == "netpoll_send_skb" {
+                *s = ("netpoll_send_skb_on_dev", true);
+            }
+        }
+        assert!(
+            item(&evaluate(&f))
+                .detail
+                .contains("netpoll_send_skb_on_dev")
+        );
+        // Neither: degraded, and set-up tracing still works.
+        f.netpoll_symbols
+            .retain(|s| !s.0.starts_with("netpoll_send_skb"));
+        let r = evaluate(&f);
+        assert_eq!(item(&r).status, Status::Degraded);
+        assert!(r.traceable);
+        assert!(
+            text(&r).contains("netpoll_send_skb or netpoll_send_skb_on_dev"),
+            "{}",
+            text(&r)
+        );
+    }
+
+    #[test]
     fn the_offsets_item_names_the_source_or_what_to_provide() {
         let r = evaluate(&lab_kernel());
         assert_eq!(status(&r, "offsets"), Status::Ok);
