@@ -376,7 +376,11 @@ tput() {
     fi
     [ -n "$pid" ] && stop_bg $pid
     case $1 in
-        watch*|kprobe) say poll_lines_$1 "$(grep -c '"type":"poll"' /tmp/t.out)"; grep -i 'lost\|warn' /tmp/t.err ;;
+        watch*|kprobe)
+            say poll_lines_$1 "$(grep -c '"type":"poll"' /tmp/t.out)"
+            # The send-path probes were on: eth0's messages this tracer counted.
+            say send_messages_$1 "$(grep '"type":"send"' /tmp/t.out | grep '"dev":"eth0"' | sed -n 's/.*"messages":\([0-9]*\).*/\1/p' | tail -n 1)"
+            grep -i 'lost\|warn' /tmp/t.err ;;
         bpftrace) grep -i 'lost' /tmp/t.out /tmp/t.err ;;
     esac
 }
