@@ -17,7 +17,7 @@
 # nics: e1000 virtio
 # timeout: 600
 # variants: legacy
-# checks: ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
+# checks: check_send_path ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
 . /lib.sh
 
 T=/sys/kernel/tracing
@@ -37,6 +37,11 @@ kp_stop() { echo 0 >$T/events/npt/$1/enable; echo "-:npt/$1" >>$T/kprobe_events;
 send_line() { npt_json_lines "$1" type=send dev="$2" | tail -n 1; }
 # hist_sum LINE: the histogram's counts summed.
 hist_sum() { echo "$1" | grep -o '"le_ns":[0-9]*,"count":[0-9]*' | sed 's/.*://' | sum; }
+
+# check names the skb transmit function this kernel has (5.8+: netpoll_send_skb).
+netpoll-trace check --json >/tmp/check.json 2>/tmp/check.err
+grep -o '{"name":"send_path"[^}]*}' /tmp/check.json
+npt_check check_send_path sh -c "grep -o '{\"name\":\"send_path\"[^}]*}' /tmp/check.json | grep '\"status\":\"ok\"' | grep -q 'netpoll_send_udp and netpoll_send_skb'"
 
 npt_ip eth0 10.99.0.1/24
 # The receiver may not run for a while during the flood: a socket buffer for all of it
