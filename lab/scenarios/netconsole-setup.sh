@@ -2,12 +2,13 @@
 # The whole pipe on a real kernel: netpoll-trace loads its eBPF object, attaches to
 # netpoll_setup and __netpoll_setup, and records what `modprobe netconsole` does on a
 # virtio NIC (success) and on a dummy device without an IPv4 address (failure:
-# -EDESTADDRREQ from netpoll_setup before __netpoll_setup is reached). The kernel's
-# own log and sysfs are the oracle.
+# -EDESTADDRREQ from netpoll_setup before __netpoll_setup is reached); the module
+# parameter's target is reported enabled, and disabled by the unload. The kernel's own log
+# and sysfs are the oracle.
 # nics: virtio
 # timeout: 300
 # variants: legacy
-# checks: bpf_log_quiet bpf_log_verbose json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
+# checks: param_target_enabled param_target_off bpf_log_quiet bpf_log_verbose json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
 . /lib.sh
 
 ip addr add 10.99.0.1/24 dev eth0
@@ -33,7 +34,20 @@ npt_check ok_ops_read ok_ops_read
 # The programs' own log records (aya-log): silent by default, shown with -vv.
 npt_check bpf_log_quiet sh -c "! grep -q 'set-up fn=' /tmp/ok.err"
 npt_check ok_kernel_log sh -c "dmesg | grep -Eq 'netpoll: netconsole: local IP(v4 address)? 10.99.0.1'"
-rmmod netconsole
+# A module-parameter target's lifecycle: enabled by its set-up, disabled by the unload.
+npt_check param_target_enabled npt_json_has /tmp/ok.json type=target target=netconsole@10.99.0.2:6666 event=enabled cause=netpoll_setup dev=eth0
+netpoll-trace watch --json -- rmmod netconsole >/tmp/rmmod.json 2>/tmp/rmmod.err
+cat /tmp/rmmod.err /tmp/rmmod.json
+# Unloading, netconsole unregisters its netdevice notifier, which replays NETDEV_UNREGISTER
+# to it: the kernel stops the target there (and logs "stopped ... as it unregistered")
+# with the device alive. 5.10 and 6.1 do it through __netpoll_cleanup alone (reported
+# stopped, device_event); 6.12 through do_netpoll_cleanup, as for a disable (disabled).
+param_target_off() {
+    t="type=target target=netconsole@10.99.0.2:6666 dev=eth0"
+    npt_json_has /tmp/rmmod.json $t event=disabled cause=disabled ||
+        npt_json_has /tmp/rmmod.json $t event=stopped cause=device_event
+}
+npt_check param_target_off param_target_off
 netpoll-trace -vv watch -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/dev/null 2>/tmp/verbose.err
 grep 'set-up fn=' /tmp/verbose.err
 if grep -q '; legacy object, attach path' /tmp/verbose.err; then
