@@ -19,6 +19,16 @@ pub struct ConfigfsTarget {
     pub extended: Option<bool>,
 }
 
+impl ConfigfsTarget {
+    /// Where it sends, `<ip>:<port>` (the form the programs' records use).
+    pub fn remote(&self) -> Option<String> {
+        self.remote_ip
+            .as_ref()
+            .zip(self.remote_port)
+            .map(|(ip, port)| format!("{ip}:{port}"))
+    }
+}
+
 /// Every target under `root` (`CONFIGFS`), sorted by name; none when it is not mounted.
 pub fn targets(root: &Path) -> Vec<ConfigfsTarget> {
     let Ok(dir) = std::fs::read_dir(root) else {
@@ -56,7 +66,7 @@ mod tests {
 
     #[test]
     fn reads_each_items_attributes_and_tolerates_missing_ones() {
-        let root = std::env::temp_dir().join(format!("npt-configfs-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("npt-configfs-read-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let t = root.join("t1");
         std::fs::create_dir_all(&t).unwrap();
@@ -84,6 +94,8 @@ mod tests {
                 extended: None,
             }
         );
+        assert_eq!(got[1].remote().as_deref(), Some("10.0.2.2:6666"));
+        assert_eq!(got[0].remote(), None);
         assert!(targets(&root.join("absent")).is_empty());
         std::fs::remove_dir_all(&root).unwrap();
     }

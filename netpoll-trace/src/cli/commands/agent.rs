@@ -15,7 +15,7 @@ use super::signals::Signals;
 use crate::{
     cli::{args::RecorderArgs, exit::Exit},
     kernel::{
-        attach::AttachChoice, clock::monotonic_ns, ethtool, host, object::ObjectChoice,
+        attach::AttachChoice, clock::monotonic_ns, ethtool, host, netconsole, object::ObjectChoice,
         patch_module, privileges,
     },
     model::{
@@ -677,8 +677,6 @@ impl Agent {
     }
 }
 
-const CONFIGFS: &str = "/sys/kernel/config/netconsole";
-
 /// How often the agent looks for a stopped target's device (the first look is one
 /// interval after the stop: the unregistering device leaves sysfs just after it).
 const DEVICE_POLL: Duration = Duration::from_millis(500);
@@ -721,24 +719,17 @@ fn write_kmsg(line: &str) -> Result<()> {
 /// The configfs target (dynamic netconsole) whose dev_name is `dev` and, when given,
 /// whose remote_ip:remote_port is `remote` (a device can carry several targets).
 fn configfs_target(dev: &str, remote: Option<&str>) -> Option<PathBuf> {
-    configfs_target_in(Path::new(CONFIGFS), dev, remote)
+    configfs_target_in(Path::new(netconsole::CONFIGFS), dev, remote)
 }
 
 fn configfs_target_in(root: &Path, dev: &str, remote: Option<&str>) -> Option<PathBuf> {
-    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_string());
-    let mut items: Vec<PathBuf> = std::fs::read_dir(root)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    // The same choice every time, whatever order the directory lists.
-    items.sort();
-    items.into_iter().find(|p| {
-        read(p, "dev_name").is_ok_and(|n| n == dev)
-            && remote.is_none_or(|r| {
-                matches!((read(p, "remote_ip"), read(p, "remote_port")), (Ok(ip), Ok(port)) if format!("{ip}:{port}") == r)
-            })
-    })
+    // Sorted by name: the same choice every time, whatever order the directory lists.
+    netconsole::targets(root)
+        .into_iter()
+        .find(|t| {
+            t.dev.as_deref() == Some(dev) && remote.is_none_or(|r| t.remote().as_deref() == Some(r))
+        })
+        .map(|t| root.join(t.name))
 }
 
 /// How a retry went.
@@ -770,8 +761,9 @@ async fn retry(
         let to = remote
             .map(|r| format!(" sending to {r}"))
             .unwrap_or_default();
+        let configfs = netconsole::CONFIGFS;
         return Retried::Done(Err(anyhow::anyhow!(
-            "no netconsole target for {dev}{to} under {CONFIGFS} (is configfs mounted, is the target dynamic?)"
+            "no netconsole target for {dev}{to} under {configfs} (is configfs mounted, is the target dynamic?)"
         )));
     }
     let Some((prog, args)) = cfg.retry_command.split_first() else {

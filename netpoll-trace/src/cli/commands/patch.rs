@@ -69,11 +69,7 @@ fn targets(pin_dir: &std::path::Path) -> (Vec<TargetHealth>, Option<String>) {
     let dynamic: Vec<Dynamic> = netconsole::targets(std::path::Path::new(netconsole::CONFIGFS))
         .into_iter()
         .map(|t| Dynamic {
-            remote: t
-                .remote_ip
-                .as_ref()
-                .zip(t.remote_port)
-                .map(|(ip, port)| format!("{ip}:{port}")),
+            remote: t.remote(),
             name: t.name,
             dev: t.dev,
             enabled: t.enabled,
