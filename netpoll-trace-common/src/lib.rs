@@ -66,6 +66,27 @@ pub mod function {
             _ => None,
         }
     }
+
+    /// Every function id.
+    pub const ALL: [u32; 9] = [
+        NETPOLL_SETUP,
+        INNER_NETPOLL_SETUP,
+        NETPOLL_POLL_DEV,
+        NETPOLL_SEND_UDP,
+        NETPOLL_SEND_SKB,
+        NETPOLL_CLEANUP,
+        INNER_NETPOLL_CLEANUP,
+        DO_NETPOLL_CLEANUP,
+        NETCONSOLE_WRITE_MSG,
+    ];
+
+    /// The id of a kernel symbol (`symbol`'s inverse; every one of `SEND_SKB_SYMBOLS`).
+    pub fn id(name: &str) -> Option<u32> {
+        if SEND_SKB_SYMBOLS.contains(&name) {
+            return Some(NETPOLL_SEND_SKB);
+        }
+        ALL.into_iter().find(|i| symbol(*i) == Some(name))
+    }
 }
 
 /// Why a netpoll was torn down: the `ret` of an `INNER_NETPOLL_CLEANUP` record (never
@@ -732,6 +753,18 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_function_id_has_a_symbol_that_names_it_back() {
+        for id in function::ALL {
+            assert_eq!(function::id(function::symbol(id).unwrap()), Some(id));
+        }
+        assert_eq!(
+            function::id("netpoll_send_skb_on_dev"),
+            Some(function::NETPOLL_SEND_SKB)
+        );
+        assert_eq!(function::id("printk"), None);
+    }
 
     #[test]
     fn poll_buckets_are_log2() {

@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(programs.len(), all.len());
         for t in &TARGETS {
             assert_eq!(t.kprobe.1.is_some(), t.fentry.1.is_some(), "{}", t.symbol);
-            assert!(t.id == function::NETPOLL_SEND_SKB || function::symbol(t.id) == Some(t.symbol));
+            assert_eq!(function::id(t.symbol), Some(t.id), "{}", t.symbol);
             assert_eq!(t.module.is_some(), t.symbol.contains(':'), "{}", t.symbol);
             if t.module.is_some() {
                 assert_eq!(t.fentry, t.kprobe, "kprobes whatever the method");

@@ -207,7 +207,7 @@ pub fn evaluate(f: &Facts) -> Report {
     });
 
     if f.kallsyms_readable {
-        items.extend(send_path_item(&f.netpoll_symbols));
+        items.push(send_path_item(&f.netpoll_symbols));
     }
 
     items.push(if !f.modules {
@@ -301,11 +301,13 @@ pub fn evaluate(f: &Facts) -> Report {
 fn optional_features(missing: &[&str]) -> String {
     let mut what: Vec<&str> = Vec::new();
     for m in missing {
-        let feature = match *m {
-            "netpoll_poll_dev" => "poll statistics",
-            "netpoll_send_udp" => "send-path statistics",
-            "netpoll_cleanup" | "__netpoll_cleanup" => "target lifecycle events",
-            s if function::SEND_SKB_SYMBOLS.contains(&s) => "send outcomes and times",
+        let feature = match function::id(m) {
+            Some(function::NETPOLL_POLL_DEV) => "poll statistics",
+            Some(function::NETPOLL_SEND_UDP) => "send-path statistics",
+            Some(function::NETPOLL_CLEANUP | function::INNER_NETPOLL_CLEANUP) => {
+                "target lifecycle events"
+            }
+            Some(function::NETPOLL_SEND_SKB) => "send outcomes and times",
             _ => continue,
         };
         if !what.contains(&feature) {
@@ -316,13 +318,16 @@ fn optional_features(missing: &[&str]) -> String {
 }
 
 /// The send path's item: which skb transmit function carries netconsole's messages here.
-fn send_path_item(symbols: &[(&'static str, bool)]) -> Option<Item> {
-    let udp = symbols.iter().any(|(n, p)| *n == "netpoll_send_udp" && *p);
-    let skb = symbols
-        .iter()
-        .find(|(n, p)| *p && function::SEND_SKB_SYMBOLS.contains(n))
-        .map(|(n, _)| *n);
-    Some(match (udp, skb) {
+fn send_path_item(symbols: &[(&'static str, bool)]) -> Item {
+    let has = |id: u32| {
+        symbols
+            .iter()
+            .find(|(n, p)| *p && function::id(n) == Some(id))
+            .map(|(n, _)| *n)
+    };
+    let udp = has(function::NETPOLL_SEND_UDP).is_some();
+    let skb = has(function::NETPOLL_SEND_SKB);
+    match (udp, skb) {
         (true, Some(skb)) => item(
             "send_path",
             Status::Ok,
@@ -342,7 +347,7 @@ fn send_path_item(symbols: &[(&'static str, bool)]) -> Option<Item> {
             ),
             Some("nothing needed for set-up tracing"),
         ),
-    })
+    }
 }
 
 #[cfg(test)]
