@@ -174,29 +174,15 @@ impl Lifecycle {
         }
         let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
         let end = r.ts_ns.saturating_add(r.duration_ns);
-        let event = match self.targets.get(&target) {
+        // Tear-downs are reported at once, set-ups after the grace period: one that ended
+        // before the target's latest change is reported, and that change stands.
+        let (event, stands) = match self.targets.get(&target) {
             Some(s) if s.up() => return None,
-            // Tear-downs are reported at once, set-ups after the grace period: one that
-            // ended before the target's latest change is reported, and that change stands.
-            Some(s) if s.since_ns > end => {
-                return Some(TargetEvent {
-                    kind: "target",
-                    ts_ns: end,
-                    target,
-                    event: Change::Enabled,
-                    cause: "netpoll_setup",
-                    owner: r.netpoll.clone(),
-                    dev: r.dev.clone(),
-                    remote: r.remote.clone(),
-                    pid: r.pid,
-                    comm: r.comm.clone(),
-                    netpoll_addr: r.netpoll_addr,
-                });
-            }
-            Some(_) => Change::ReEnabled,
-            None => Change::Enabled,
+            Some(s) if s.since_ns > end => (Change::Enabled, false),
+            Some(_) => (Change::ReEnabled, true),
+            None => (Change::Enabled, true),
         };
-        Some(self.set(TargetEvent {
+        let e = TargetEvent {
             kind: "target",
             ts_ns: end,
             target,
@@ -208,7 +194,8 @@ impl Lifecycle {
             pid: r.pid,
             comm: r.comm.clone(),
             netpoll_addr: r.netpoll_addr,
-        }))
+        };
+        Some(if stands { self.set(e) } else { e })
     }
 
     /// A tear-down: of a netpoll with an owner (a stacked device's own netpolls for its
