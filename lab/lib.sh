@@ -338,3 +338,25 @@ npt_enable() {
 npt_ready_or_gone() {
     grep -q "$1" "$2" 2>/dev/null || ! kill -0 "$3" 2>/dev/null
 }
+
+# npt_panic LINES: ends a `# ends: panic` scenario. Prints the kernel log as lab/init would
+# (the run's verdict checks it for oopses before the panic), says NPT-PANIC lines=LINES, then
+# loads lab/panic's npt_panic.ko: LINES report lines printed with interrupts off, then
+# panic(). The lab runner counts what its receiver got (received_report,
+# received_panic_line). Never returns.
+npt_panic() {
+    echo NPT-DMESG-BEGIN
+    dmesg
+    echo NPT-DMESG-END
+    echo "NPT-PANIC lines=$1"
+    insmod /lib/kmods/npt_panic.ko lines="$1"
+    echo "npt_panic: the kernel is still alive after npt_panic.ko (insmod exit $?)"
+    exit 1
+}
+
+# npt_host_nic DEV: DEV (the scenario's e1000-host NIC) as 10.0.2.15/24, up with carrier;
+# the lab runner's receiver is 10.0.2.2:$NPT_RECEIVER_PORT.
+npt_host_nic() {
+    npt_ip "$1" 10.0.2.15/24
+    npt_wait_for 20 grep -qx 1 "/sys/class/net/$1/carrier"
+}

@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * netpoll_patch: give a network device an empty ndo_poll_controller at run time.
+ * netpoll_patch: give a network device an ndo_poll_controller at run time.
  *
  * Before Linux 4.19, __netpoll_setup() refused any device whose net_device_ops had no
  * ndo_poll_controller ("doesn't support polling, aborting", -ENOTSUPP = 524). Drivers built for
- * 4.19+ dropped the hook (NAPI drivers do not need it: netpoll polls their NAPI contexts), so on
- * an old kernel netconsole cannot start on them. This module installs, per named device, a
- * private copy of the device's ops whose only difference is an empty ndo_poll_controller.
+ * 4.19+ dropped the hook (NAPI drivers do not need it there: netpoll polls their NAPI contexts),
+ * so on an old kernel netconsole cannot start on them. This module installs, per named device, a
+ * private copy of the device's ops whose only difference is an ndo_poll_controller that does
+ * what those drivers' hooks did: schedule the device's NAPI contexts, which the pre-4.19
+ * netpoll polls only when they are scheduled (see netpoll_patch_poll_controller()).
  *
  * Safety rules (see README.md):
  *  - Everything runs under RTNL. The copy is published with one release store, and replaced
- *    back the same way; a copy is freed only after every reader of the old pointer is done
- *    (wait_for_ops_readers: all RCU flavours, also before 4.20) and only if the device
- *    still points at it. If someone else replaced the ops meanwhile, they are left alone.
+ *    back the same way. A copy that was ever published is never freed: readers of
+ *    dev->netdev_ops outside every RCU flavour exist (sysfs iflink -> dev_get_iflink() calls
+ *    ndo_get_iflink with preemption on), and on a preemptible kernel such a reader outlives any
+ *    grace period. Unpatching clears the copy's hook, waits for the pollers that may be inside
+ *    it (wait_for_ops_readers: all RCU flavours, also before 4.20) and keeps the copy for reuse
+ *    when a device with the same ops is patched again; at module exit kept copies are leaked.
+ *    If someone else replaced the ops meanwhile, they are left alone.
  *  - Devices with IFF_DISABLE_NETPOLL are never patched: their driver says netpoll cannot work.
  *  - The module owning the original ops is pinned while the device is patched, and so is this
  *    module itself: it cannot be unloaded (and so cannot restore anything) while a device
@@ -30,7 +36,8 @@
  *   unpatch  (0200) write a device name to restore it (-EBUSY while netpoll is attached)
  *   unpatch_force (0200) the same, even while netpoll is attached
  *   state    (0400) one line per patched device, the ops by name (no addresses anywhere):
- *            <name> ifindex=<n> orig_ops=<symbol|?> owner=<module|vmlinux>
+ *            <name> ifindex=<n> orig_ops=<symbol|?> owner=<module|vmlinux> hook=napi copy=<id>
+ *   kept     (0400) one line per unpublished copy kept for reuse: copy=<id> orig_ops=<symbol|?>
  */
 #define pr_fmt(fmt) "netpoll_patch: " fmt
 
@@ -51,21 +58,64 @@
 #error "netpoll_patch needs a kernel built with CONFIG_NET_POLL_CONTROLLER (netpoll)"
 #endif
 
+/*
+ * An ops copy. Once published it is never freed (see the top of this file): while a device uses
+ * it, it hangs off that device's np_patch; afterwards, with its hook cleared, on `kept`.
+ */
+struct np_copy {
+	struct list_head list; /* on `kept` while no device uses it */
+	unsigned int id;       /* for `state`/`kept`: which copy, without an address */
+	const struct net_device_ops *orig; /* the table it copies */
+	struct net_device_ops ops;
+};
+
 struct np_patch {
 	struct list_head list;
 	struct net_device *dev;
 	const struct net_device_ops *orig;
-	struct net_device_ops *copy;
+	struct np_copy *copy;
 	struct module *owner; /* NULL: the ops belong to the kernel image */
 };
 
 /* All of the following are protected by RTNL. */
 static LIST_HEAD(patches);
+static LIST_HEAD(kept);
+static unsigned int copies_made;
 static bool ready; /* true between a successful init and the start of exit */
 
+/*
+ * What the drivers' own hooks did before 4.19 (virtio_net's and ena 1.x's called napi_schedule()
+ * on each queue): before 4.19 poll_one_napi() returns at once for a context that is not
+ * scheduled ("if (!test_bit(NAPI_STATE_SCHED, &napi->state))", removed by 4.19's "netpoll: do
+ * not test NAPI_STATE_SCHED in poll_one_napi()"), so an empty hook gets __netpoll_setup() past
+ * its check but, with interrupts off (a panic), nothing reaps TX completions: once the TX ring is
+ * full every later message is queued to npinfo->txq and never sent. The kernels that demand a
+ * hook are exactly those: the two changes came in one series, and a kernel that accepts a
+ * hookless device never makes the tool install this.
+ *
+ * State of a context: napi_schedule() does nothing for a context being disabled
+ * (napi_schedule_prep() tests NAPI_STATE_DISABLE) or already scheduled (owned by the softirq,
+ * busy polling or netpoll: poll_napi() polls only scheduled ones before 4.19), and masks
+ * interrupts itself.
+ *
+ * Readers we race with: netpoll_poll_dev() calls this with interrupts off (the sched RCU flavour
+ * before 4.20, plain RCU after), and so does a bond's poll controller for its slaves
+ * (rcu_read_lock_bh() and interrupts off in netpoll_poll_dev()); dev->napi_list is walked as
+ * poll_napi() walks it, under the same protection (netif_napi_del() waits for it with
+ * synchronize_net() before the context is freed).
+ *
+ * Cost (Song Liu's concern behind the 4.19 change): the scheduled contexts run on this CPU's
+ * softirq until they complete, so one CPU can end up owning every queue of a loaded NIC. netpoll
+ * calls the hook only when a transmit failed (netpoll_send_skb_on_dev()'s retry loop, i.e. a
+ * full TX ring), so on a healthy host it is rare; its price is paid when netconsole is
+ * already in trouble.
+ */
 static void netpoll_patch_poll_controller(struct net_device *dev)
 {
-	/* Empty on purpose: netpoll polls the device's NAPI contexts itself. */
+	struct napi_struct *napi;
+
+	list_for_each_entry_rcu(napi, &dev->napi_list, dev_list)
+		napi_schedule(napi);
 }
 
 static struct np_patch *find_patch(const struct net_device *dev)
@@ -133,6 +183,9 @@ static int get_owner(unsigned long addr, struct module **owner)
  * rcu_read_lock(), rcu_read_lock_bh(), and preemption-, BH- or interrupt-disabled regions.
  * Before 4.20 a preemptible kernel's synchronize_rcu() waits for rcu_read_lock() readers
  * only, so the BH and sched flavours need their own grace periods.
+ * What this cannot wait for: readers outside every flavour (sysfs iflink -> dev_get_iflink(),
+ * preemptible). None of them calls ndo_poll_controller, so after this wait no CPU is in our
+ * hook; the copy they may hold is never freed.
  */
 static void wait_for_ops_readers(void)
 {
@@ -148,10 +201,51 @@ static const char *owner_name(const struct module *owner)
 	return owner ? owner->name : "vmlinux";
 }
 
+/* Whether @a and @b are the same table apart from ndo_poll_controller. */
+static bool same_but_hook(const struct net_device_ops *a, const struct net_device_ops *b)
+{
+	const size_t at = offsetof(struct net_device_ops, ndo_poll_controller);
+	const size_t end = at + sizeof(a->ndo_poll_controller);
+
+	return !memcmp(a, b, at) &&
+	       !memcmp((const char *)a + end, (const char *)b + end, sizeof(*a) - end);
+}
+
+/*
+ * A copy of @orig with our hook, ready to publish: a kept copy of the same table when there is
+ * one (it may still be read by a straggler, who then sees either NULL or our hook, both valid),
+ * else a new one. NULL when out of memory.
+ */
+static struct np_copy *take_copy(const struct net_device_ops *orig)
+{
+	struct np_copy *c;
+
+	list_for_each_entry(c, &kept, list) {
+		/* The same table, still holding what it held (its module was not replaced). */
+		if (c->orig == orig && same_but_hook(&c->ops, orig)) {
+			list_del_init(&c->list);
+			WRITE_ONCE(c->ops.ndo_poll_controller, netpoll_patch_poll_controller);
+			return c;
+		}
+	}
+	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	if (!c)
+		return NULL;
+	INIT_LIST_HEAD(&c->list);
+	c->id = ++copies_made;
+	c->orig = orig;
+	c->ops = *orig;
+	c->ops.ndo_poll_controller = netpoll_patch_poll_controller;
+	return c;
+}
+
+static void ops_name(char *buf, size_t len, const void *ops);
+
 static int patch_dev(const char *name)
 {
 	const struct net_device_ops *orig;
-	struct net_device_ops *copy;
+	char sym[KSYM_SYMBOL_LEN];
+	struct np_copy *copy;
 	struct net_device *dev;
 	struct module *owner;
 	struct np_patch *p;
@@ -193,15 +287,13 @@ static int patch_dev(const char *name)
 	}
 
 	p = kzalloc(sizeof(*p), GFP_KERNEL);
-	copy = kmemdup(orig, sizeof(*orig), GFP_KERNEL);
+	copy = p ? take_copy(orig) : NULL;
 	if (!p || !copy) {
 		kfree(p);
-		kfree(copy);
 		module_put(owner);
 		pr_err("%s: out of memory\n", name);
 		return -ENOMEM;
 	}
-	copy->ndo_poll_controller = netpoll_patch_poll_controller;
 	/* Our copy points at our hook: stay loaded while any device uses it. */
 	__module_get(THIS_MODULE);
 	p->dev = dev;
@@ -211,16 +303,17 @@ static int patch_dev(const char *name)
 	list_add_tail(&p->list, &patches);
 
 	/* The copy's contents must be visible before the pointer to it. */
-	smp_store_release(&dev->netdev_ops, (const struct net_device_ops *)copy);
-	pr_info("%s: installed empty ndo_poll_controller (ops %ps -> private copy)\n", name, orig);
+	smp_store_release(&dev->netdev_ops, (const struct net_device_ops *)&copy->ops);
+	ops_name(sym, sizeof(sym), orig);
+	pr_info("%s: installed a NAPI-scheduling ndo_poll_controller (ops %s [%s] -> private copy %u)\n",
+		name, sym, owner_name(owner), copy->id);
 	return 0;
 }
 
 /*
- * Puts the original ops back on p->dev and frees p. @force: the device is going away or the
- * module is being unloaded, so the entry must go even when someone else replaced the ops
- * (then their ops are left alone and our copy is leaked, with its hook cleared, since it may
- * still be reachable through theirs). Without @force that case is refused with -EBUSY.
+ * Puts the original ops back on p->dev and frees p (never the copy: see the top of this file).
+ * @force: the device is going away or the module is being unloaded, so the entry must go even
+ * when someone else replaced the ops. Without @force that case is refused with -ESTALE.
  */
 static int restore(struct np_patch *p, bool force)
 {
@@ -229,32 +322,36 @@ static int restore(struct np_patch *p, bool force)
 
 	ASSERT_RTNL();
 	now = READ_ONCE(dev->netdev_ops);
-	if (now == p->copy) {
+	if (now == &p->copy->ops) {
 		smp_store_release(&dev->netdev_ops, p->orig);
-		wait_for_ops_readers(); /* no reader can still be using the copy */
-		kfree(p->copy);
-		pr_info("%s: restored original ops %ps\n", dev->name, p->orig);
+		/*
+		 * Readers that loaded the copy may keep using it for as long as they like (the copy
+		 * stays), but none may still be inside our hook once this module can go: clear it,
+		 * then wait for the pollers (interrupts off: covered on every kernel).
+		 */
+		WRITE_ONCE(p->copy->ops.ndo_poll_controller, NULL);
+		wait_for_ops_readers();
+		list_add(&p->copy->list, &kept);
+		pr_info("%s: restored original ops %ps (copy %u kept, unpublished)\n", dev->name,
+			p->orig, p->copy->id);
+		module_put(THIS_MODULE);
 	} else if (!force) {
 		pr_err("%s: ops were replaced by someone else (now %ps); leaving them alone, still patched\n",
 		       dev->name, now);
 		return -ESTALE;
 	} else {
 		/*
-		 * Not ours any more: do not touch them. Our copy may still be reached through
-		 * the new ops, so it is never freed; its hook points into this module, which may
-		 * be about to go away, so clear it and wait for pollers (they run with
-		 * interrupts off: the sched flavour, which wait_for_ops_readers() covers on
-		 * every kernel).
+		 * Not ours any more: do not touch them. Whoever replaced them may have copied ours,
+		 * hook included (DSA's master overlay copies the current ops), so our copy stays as
+		 * it is, and so does this module: its reference on itself is never dropped, and it
+		 * stays loaded until reboot rather than leave a copy pointing at unloaded code.
 		 */
-		WRITE_ONCE(p->copy->ndo_poll_controller, NULL);
-		wait_for_ops_readers();
-		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone and leaked our copy\n",
-			dev->name, now);
+		pr_warn("%s: ops were replaced by someone else (now %ps); left them alone, keeping copy %u and this module until reboot\n",
+			dev->name, now, p->copy->id);
 	}
 	module_put(p->owner);
 	list_del(&p->list);
 	kfree(p);
-	module_put(THIS_MODULE);
 	return 0;
 }
 
@@ -404,8 +501,24 @@ static int state_get(char *buffer, const struct kernel_param *kp)
 	rtnl_lock();
 	list_for_each_entry(p, &patches, list) {
 		ops_name(sym, sizeof(sym), p->orig);
-		len += scnprintf(buffer + len, PAGE_SIZE - len, "%s ifindex=%d orig_ops=%s owner=%s\n",
-				 p->dev->name, p->dev->ifindex, sym, owner_name(p->owner));
+		len += scnprintf(buffer + len, PAGE_SIZE - len,
+				 "%s ifindex=%d orig_ops=%s owner=%s hook=napi copy=%u\n",
+				 p->dev->name, p->dev->ifindex, sym, owner_name(p->owner), p->copy->id);
+	}
+	rtnl_unlock();
+	return len;
+}
+
+static int kept_get(char *buffer, const struct kernel_param *kp)
+{
+	char sym[KSYM_SYMBOL_LEN];
+	struct np_copy *c;
+	int len = 0;
+
+	rtnl_lock();
+	list_for_each_entry(c, &kept, list) {
+		ops_name(sym, sizeof(sym), c->orig);
+		len += scnprintf(buffer + len, PAGE_SIZE - len, "copy=%u orig_ops=%s\n", c->id, sym);
 	}
 	rtnl_unlock();
 	return len;
@@ -427,17 +540,23 @@ static const struct kernel_param_ops state_ops = {
 	.get = state_get,
 };
 
+static const struct kernel_param_ops kept_ops = {
+	.get = kept_get,
+};
+
 static char *devices;
 module_param(devices, charp, 0444);
 MODULE_PARM_DESC(devices, "comma-separated devices to patch at load (all or nothing)");
 module_param_cb(patch, &patch_ops, NULL, 0200);
-MODULE_PARM_DESC(patch, "write a device name: install an empty ndo_poll_controller on it");
+MODULE_PARM_DESC(patch, "write a device name: install a NAPI-scheduling ndo_poll_controller on it");
 module_param_cb(unpatch, &unpatch_ops, NULL, 0200);
 MODULE_PARM_DESC(unpatch, "write a device name: restore its original ops (refused while netpoll is attached)");
 module_param_cb(unpatch_force, &unpatch_force_ops, NULL, 0200);
 MODULE_PARM_DESC(unpatch_force, "write a device name: restore its original ops even while netpoll is attached");
 module_param_cb(state, &state_ops, NULL, 0400);
-MODULE_PARM_DESC(state, "patched devices: <name> ifindex=<n> orig_ops=<symbol> owner=<module|vmlinux>");
+MODULE_PARM_DESC(state, "patched devices: <name> ifindex=<n> orig_ops=<symbol> owner=<module|vmlinux> hook=napi copy=<id>");
+module_param_cb(kept, &kept_ops, NULL, 0400);
+MODULE_PARM_DESC(kept, "ops copies no device uses, kept for reuse (never freed): copy=<id> orig_ops=<symbol>");
 
 static int patch_list(const char *list)
 {
@@ -490,10 +609,21 @@ static int __init netpoll_patch_init(void)
 
 static void __exit netpoll_patch_exit(void)
 {
+	struct np_copy *c, *tmp;
+	unsigned int n = 0;
+
 	rtnl_lock();
 	ready = false;
 	restore_all();
+	/* Never freed: a reader outside every RCU flavour may still hold one (hooks are cleared). */
+	list_for_each_entry_safe(c, tmp, &kept, list) {
+		list_del(&c->list);
+		n++;
+	}
 	rtnl_unlock();
+	if (n)
+		pr_info("leaving %u unpublished ops cop%s allocated (a reader may still hold one)\n",
+			n, n == 1 ? "y" : "ies");
 	/* Replays NETDEV_UNREGISTER for every device; the list is empty by now. */
 	unregister_netdevice_notifier(&netdev_nb);
 }
@@ -502,5 +632,5 @@ module_init(netpoll_patch_init);
 module_exit(netpoll_patch_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("Install an empty ndo_poll_controller on named devices so pre-4.19 netpoll accepts them");
+MODULE_DESCRIPTION("Install a NAPI-scheduling ndo_poll_controller on named devices so pre-4.19 netpoll accepts and polls them");
 MODULE_AUTHOR("netpoll-trace");

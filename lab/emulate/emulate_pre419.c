@@ -24,6 +24,20 @@
  *    fall back to kprobes), and on 6.1 a fexit attached after it hits a kernel bug (WARNING in
  *    arch_ftrace_ops_list_func, ftrace disabled, later oopses). Kept for comparison.
  */
+/*
+ * Two more parts of "old kernel, new driver", each off unless asked for (the panic scenario):
+ *
+ *  - poll=sched: netpoll polls only NAPI contexts that are scheduled, as poll_one_napi() did
+ *    before 4.19 ("if (!test_bit(NAPI_STATE_SCHED, &napi->state)) return;"). At the entry of
+ *    netpoll_poll_dev() (a kretprobe) every unscheduled context of the device gets a poll_owner
+ *    that poll_napi()'s cmpxchg(-1 -> cpu) cannot take, so poll_napi() skips it; a context that
+ *    __napi_schedule() schedules meanwhile (the device's ndo_poll_controller, which runs before
+ *    poll_napi()) gets -1 back and is polled; the return puts -1 back on the rest. With
+ *    interrupts off (a panic) TX completions are then reaped only if the hook schedules NAPI.
+ *  - strip=DEV: DEV's ops lose their ndo_poll_controller (a private copy without it is
+ *    published, as a driver built for 4.19+ would have it: ena 2.x did exactly this), so a
+ *    NIC whose driver still has a hook (e1000) stands in for one that dropped it.
+ */
 #define pr_fmt(fmt) "emulate_pre419: " fmt
 
 #include <linux/ftrace.h>
@@ -32,6 +46,9 @@
 #include <linux/netdevice.h>
 #include <linux/netpoll.h>
 #include <linux/ptrace.h>
+#include <linux/rtnetlink.h>
+#include <linux/slab.h>
+#include <net/net_namespace.h>
 #include <linux/string.h>
 #include <linux/version.h>
 
@@ -205,9 +222,157 @@ static int emu_ftrace_register(void)
 	return err;
 }
 
+/* ---- poll=sched ---------------------------------------------------------------------- */
+
+static char *poll = "all";
+module_param(poll, charp, 0444);
+MODULE_PARM_DESC(poll, "all (this kernel's netpoll, default) or sched (poll only scheduled NAPI contexts, as before 4.19)");
+
+/* A poll_owner no CPU has: poll_napi() and netpoll_poll_lock() only take a context at -1. */
+#define NOT_SCHEDULED (-2)
+
+/*
+ * Runs where netpoll_poll_dev() runs: interrupts off (netpoll's senders), so the device's NAPI
+ * list is walked as poll_napi() walks it, under the same protection.
+ */
+static int poll_dev_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct net_device *dev = (struct net_device *)regs->di;
+	struct napi_struct *napi;
+
+	*(struct net_device **)ri->data = dev;
+	list_for_each_entry_rcu(napi, &dev->napi_list, dev_list)
+		if (!test_bit(NAPI_STATE_SCHED, &napi->state))
+			cmpxchg(&napi->poll_owner, -1, NOT_SCHEDULED);
+	return 0;
+}
+
+static int poll_dev_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct net_device *dev = *(struct net_device **)ri->data;
+	struct napi_struct *napi;
+
+	list_for_each_entry_rcu(napi, &dev->napi_list, dev_list)
+		cmpxchg(&napi->poll_owner, NOT_SCHEDULED, -1);
+	return 0;
+}
+
+static struct kretprobe poll_dev_probe = {
+	.kp.symbol_name = "netpoll_poll_dev",
+	.entry_handler = poll_dev_entry,
+	.handler = poll_dev_return,
+	.data_size = sizeof(struct net_device *),
+	.maxactive = 64,
+};
+
+/* Scheduled while netpoll_poll_dev() runs (by the device's hook): poll it after all. */
+static int napi_schedule_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct napi_struct *napi = (struct napi_struct *)regs->di;
+
+	cmpxchg(&napi->poll_owner, NOT_SCHEDULED, -1);
+	return 0;
+}
+
+static struct kprobe napi_schedule_probe = {
+	.symbol_name = "__napi_schedule",
+	.pre_handler = napi_schedule_pre,
+};
+
+static bool poll_sched;
+
+static int poll_register(void)
+{
+	int err;
+
+	if (!strcmp(poll, "all"))
+		return 0;
+	if (strcmp(poll, "sched")) {
+		pr_err("poll=%s: expected all or sched\n", poll);
+		return -EINVAL;
+	}
+	err = register_kprobe(&napi_schedule_probe);
+	if (err) {
+		pr_err("cannot probe __napi_schedule (error %d)\n", err);
+		return err;
+	}
+	err = register_kretprobe(&poll_dev_probe);
+	if (err) {
+		pr_err("cannot probe netpoll_poll_dev (error %d)\n", err);
+		unregister_kprobe(&napi_schedule_probe);
+		return err;
+	}
+	poll_sched = true;
+	pr_warn("EMULATION: netpoll polls only scheduled NAPI contexts, as before Linux 4.19 (test only)\n");
+	return 0;
+}
+
+static void poll_unregister(void)
+{
+	if (!poll_sched)
+		return;
+	unregister_kretprobe(&poll_dev_probe);
+	unregister_kprobe(&napi_schedule_probe);
+}
+
+/* ---- strip=DEV ------------------------------------------------------------------------ */
+
+static char *strip;
+module_param(strip, charp, 0444);
+MODULE_PARM_DESC(strip, "a device whose ops lose their ndo_poll_controller (a driver built for 4.19+)");
+
+static struct net_device_ops *stripped;
+static const struct net_device_ops *stripped_from;
+
+static int strip_register(void)
+{
+	struct net_device *dev;
+	int err = 0;
+
+	if (!strip)
+		return 0;
+	rtnl_lock();
+	dev = __dev_get_by_name(&init_net, strip);
+	if (!dev) {
+		pr_err("strip=%s: no such device\n", strip);
+		err = -ENODEV;
+	} else if (!dev->netdev_ops->ndo_poll_controller) {
+		pr_err("strip=%s: its ops have no ndo_poll_controller already\n", strip);
+		err = -EEXIST;
+	} else {
+		stripped = kmemdup(dev->netdev_ops, sizeof(*stripped), GFP_KERNEL);
+		if (!stripped) {
+			err = -ENOMEM;
+		} else {
+			stripped->ndo_poll_controller = NULL;
+			stripped_from = dev->netdev_ops;
+			smp_store_release(&dev->netdev_ops, (const struct net_device_ops *)stripped);
+			pr_warn("EMULATION: %s's ops have no ndo_poll_controller now (%ps without it; test only)\n",
+				strip, stripped_from);
+		}
+	}
+	rtnl_unlock();
+	return err;
+}
+
+static void strip_unregister(void)
+{
+	struct net_device *dev;
+
+	if (!stripped)
+		return;
+	rtnl_lock();
+	dev = __dev_get_by_name(&init_net, strip);
+	if (dev && dev->netdev_ops == stripped)
+		smp_store_release(&dev->netdev_ops, stripped_from);
+	rtnl_unlock();
+	/* The copy is never freed: a reader may still hold it (test only, once per load). */
+}
+
 /* ---- module -------------------------------------------------------------------------- */
 
 static bool use_ftrace;
+static void emulate_remove(void);
 
 static int __init emulate_init(void)
 {
@@ -223,10 +388,17 @@ static int __init emulate_init(void)
 	if (err)
 		return err;
 	pr_warn("EMULATION: __netpoll_setup now requires ndo_poll_controller, as before Linux 4.19 (test only)\n");
-	return 0;
+	err = poll_register();
+	if (!err)
+		err = strip_register();
+	if (err) {
+		poll_unregister();
+		emulate_remove();
+	}
+	return err;
 }
 
-static void __exit emulate_exit(void)
+static void emulate_remove(void)
 {
 	if (use_ftrace) {
 		unregister_ftrace_function(&emulate_ops);
@@ -234,6 +406,13 @@ static void __exit emulate_exit(void)
 	} else {
 		unregister_kprobe(&body_probe);
 	}
+}
+
+static void __exit emulate_exit(void)
+{
+	strip_unregister();
+	poll_unregister();
+	emulate_remove();
 	pr_info("emulation removed: __netpoll_setup behaves as on this kernel again\n");
 }
 

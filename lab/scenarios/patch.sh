@@ -2,16 +2,18 @@
 # The runtime patch by hand, on a real kernel: the pre-4.19 rule is emulated
 # (lab/emulate, test only), netconsole on virtio is refused exactly as in the seed
 # (errno 524), watch diagnoses missing_poll_controller, `netpoll-trace patch` gives the
-# device an empty ndo_poll_controller, and kernel messages then reach a UDP receiver
+# device an ndo_poll_controller (scheduling its NAPI contexts), and kernel messages then reach a UDP receiver
 # on a second NIC in another network namespace. Refusals, unpatch and device removal
 # are checked against the module's state, the traced ops and module refcounts. The module
 # file is checked through the descriptor that is loaded (no symlinks, no directory others
 # can write); no kernel address appears in the module's state, its log or the tool's output;
-# a ping flood runs across patch and unpatch.
+# a ping flood runs across patch and unpatch. A copy of the ops once published is kept
+# forever, never freed (listed in `kept` once the device is gone) and given again to the
+# next device with the same ops.
 # nics: virtio e1000 virtio
 # timeout: 400
 # variants: legacy
-# checks: bad_module_file module_symlink_refused module_dir_refused status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded flood_across_patch no_kernel_addresses traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal forced_unpatch forced_unpatch_logged repatched_while_bound unpatch_restores flood_across_unpatch traffic_unpatched delivered_after_unpatch patch_json delete_patched_device deleted_cleanly module_unloaded
+# checks: bad_module_file module_symlink_refused module_dir_refused status_empty emulated_refusal diagnosed patch_eth0 orig_ops_recorded flood_across_patch no_kernel_addresses traffic_patched traced_patched_ops refuse_has_controller refuse_unknown refuse_bad_name refuse_netkit delivered unpatch_refused_while_bound module_pinned delivered_after_refusal forced_unpatch forced_unpatch_logged repatched_while_bound unpatch_restores flood_across_unpatch traffic_unpatched delivered_after_unpatch patch_json delete_patched_device deleted_cleanly copy_kept_and_reused module_unloaded
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -84,7 +86,7 @@ npt_check patch_eth0 sh -c "test $patch_rc -eq 0 && grep -q 'patched eth0: ops v
 # The module recorded the driver's own table as the original ops, and names it (from the
 # pointer it saved, through kallsyms).
 cat /sys/module/netpoll_patch/parameters/state
-npt_check orig_ops_recorded grep -q '^eth0 ifindex=[0-9]* orig_ops=virtnet_netdev owner=virtio_net$' /sys/module/netpoll_patch/parameters/state
+npt_check orig_ops_recorded grep -q '^eth0 ifindex=[0-9]* orig_ops=virtnet_netdev owner=virtio_net hook=napi copy=[0-9]*$' /sys/module/netpoll_patch/parameters/state
 # No kernel address (16 hex digits) in the module's state or log, nor in what the tool printed.
 no_kernel_addresses() {
     npt_dmesg_since_mark | grep netpoll_patch >/tmp/np.dmesg
@@ -180,7 +182,8 @@ ip link add d0 type dummy
 refcnt_before=$(cat /sys/module/dummy/refcnt)
 netpoll-trace patch d0 --module $KO --json >/tmp/d0.json
 cat /tmp/d0.json
-npt_check patch_json npt_json_has /tmp/d0.json dev=d0 orig_ops=dummy_netdev_ops owner=dummy
+npt_check patch_json npt_json_has /tmp/d0.json dev=d0 orig_ops=dummy_netdev_ops owner=dummy hook=napi
+d0_copy=$(sed -n 's/.*"copy":\([0-9]*\).*/\1/p' /tmp/d0.json)
 refcnt_patched=$(cat /sys/module/dummy/refcnt)
 npt_dmesg_mark
 ip link del d0
@@ -195,6 +198,21 @@ deleted_cleanly() {
 }
 npt_check delete_patched_device sh -c "test $refcnt_patched -eq $((refcnt_before + 1)) && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before && grep -q 'no device patched' /tmp/status2.out"
 npt_check deleted_cleanly deleted_cleanly
+# The copy d0 used outlives d0 (a reader outside every RCU flavour may still hold it),
+# unpublished and kept; a new device with the same ops gets that same copy back.
+kept_after_delete=$(cat /sys/module/netpoll_patch/parameters/kept)
+ip link add d0 type dummy
+echo d0 >/sys/module/netpoll_patch/parameters/patch
+state_repatched=$(cat /sys/module/netpoll_patch/parameters/state)
+kept_repatched=$(cat /sys/module/netpoll_patch/parameters/kept)
+echo "d0's copy: $d0_copy; kept after delete: $kept_after_delete; state after re-patch: $state_repatched; kept then: $kept_repatched"
+copy_kept_and_reused() {
+    test -n "$d0_copy" && test "$kept_after_delete" = "copy=$d0_copy orig_ops=dummy_netdev_ops" &&
+        echo "$state_repatched" | grep -q "^d0 .* hook=napi copy=$d0_copy\$" && test -z "$kept_repatched"
+}
+npt_check copy_kept_and_reused copy_kept_and_reused
+echo d0 >/sys/module/netpoll_patch/parameters/unpatch
+ip link del d0
 rmmod netpoll_patch
 npt_check module_unloaded sh -c "! test -d /sys/module/netpoll_patch && test \$(cat /sys/module/dummy/refcnt) -eq $refcnt_before"
 

@@ -215,6 +215,7 @@ fn run_kernel(
         kernel: kernel.vmlinuz(),
         initrd,
         append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"], None),
+        cpus: crate::scenario::DEFAULT_CPUS,
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));

@@ -127,6 +127,7 @@ pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String
     for (src, name) in [
         ("netpoll-patch", "netpoll_patch"),
         ("lab/emulate", "emulate_pre419"),
+        ("lab/panic", "npt_panic"),
     ] {
         let ko = kmod_for(kernel, &root.join(src), &out_dir)?;
         if name == "netpoll_patch" {

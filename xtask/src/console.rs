@@ -1,6 +1,7 @@
 //! Reading a lab guest's serial console: the lines lab/init and lab/lib.sh print
-//! (`NPT-BOOT`, `NPT-CHECK`, `NPT-EXIT`, the `NPT-DMESG-BEGIN`..`END` section) and any kernel
-//! oops or warning anywhere in it.
+//! (`NPT-BOOT`, `NPT-CHECK`, `NPT-EXIT`, the `NPT-DMESG-BEGIN`..`END` section, and
+//! `NPT-PANIC lines=N` where a scenario panics the kernel on purpose) and any kernel oops or
+//! warning anywhere in it (after `NPT-PANIC`, kept apart: the panic asked for is expected there).
 
 #[derive(Debug, PartialEq, Clone)]
 pub enum Status {
@@ -26,6 +27,10 @@ pub struct Console {
     pub dmesg: Option<Vec<String>>,
     /// Lines that show a kernel bug, oops or warning.
     pub oopses: Vec<String>,
+    /// The report lines the scenario's panic prints, once it said `NPT-PANIC lines=N`.
+    pub panic: Option<u32>,
+    /// Oops-marker lines after `NPT-PANIC`: the panic itself, and whatever else went wrong.
+    pub panic_oopses: Vec<String>,
 }
 
 /// Kernel texts that fail a run wherever they appear.
@@ -56,6 +61,9 @@ pub fn parse(text: &str) -> Console {
             console.boot = Some(rest.trim().to_string());
         } else if let Some(rest) = marker(line, "NPT-EXIT ") {
             console.exit = rest.trim().parse().ok();
+        } else if let Some(rest) = marker(line, "NPT-PANIC lines=") {
+            console.panic = rest.trim().parse().ok();
+            continue;
         } else if let Some(rest) = marker(line, "NPT-CHECK ") {
             if let Some(check) = parse_check(rest) {
                 console.checks.push(check);
@@ -63,10 +71,12 @@ pub fn parse(text: &str) -> Console {
             // A check's own detail may quote kernel text; it is judged by its status.
             continue;
         }
-        if OOPS_MARKERS.iter().any(|m| line.contains(m))
-            && !console.oopses.iter().any(|o| same_message(o, line))
-        {
-            console.oopses.push(line.to_string());
+        let found = match console.panic {
+            None => &mut console.oopses,
+            Some(_) => &mut console.panic_oopses,
+        };
+        if OOPS_MARKERS.iter().any(|m| line.contains(m)) && !found.iter().any(|o| same_message(o, line)) {
+            found.push(line.to_string());
         }
     }
     console
@@ -307,6 +317,20 @@ mod tests {
             "$ netpoll-trace check"
         );
         assert_eq!(strip_ansi("plain [1] text"), "plain [1] text");
+    }
+
+    #[test]
+    fn an_asked_for_panic_is_kept_apart_from_earlier_oopses() {
+        let c = parse(
+            "NPT-BOOT 6.12\n[ 3.0] WARNING: CPU: 0 PID: 1 at x\nNPT-DMESG-BEGIN\n[ 1.0] ok\nNPT-DMESG-END\n\
+             NPT-PANIC lines=300\n[ 9.0] npt-panic: line 1 of 300\n\
+             [ 9.1] Kernel panic - not syncing: npt-lab: 300 report lines printed with interrupts off\n",
+        );
+        assert_eq!(c.panic, Some(300));
+        assert_eq!(c.oopses, vec!["[ 3.0] WARNING: CPU: 0 PID: 1 at x"]);
+        assert_eq!(c.panic_oopses.len(), 1);
+        assert!(c.panic_oopses[0].contains("Kernel panic - not syncing: npt-lab"));
+        assert!(c.dmesg.is_some());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::console::Show;
 use crate::kernels::{self, Kernel};
 use crate::scenario::{self, Scenario};
-use crate::{build, cache, console, guest, initramfs, progress, qemu, report, verdict};
+use crate::{build, cache, console, guest, initramfs, progress, qemu, receiver, report, verdict};
 
 /// Seconds QEMU gets beyond the scenario's own timeout: boot, module loading and dmesg.
 const BOOT_MARGIN_SECS: u64 = 90;
@@ -233,20 +233,26 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
     };
     initramfs::build(kernel, busybox, &work, &parts, &initrd)?;
     drop(guard);
-    let nic_modules: Vec<&str> = sc
-        .header
-        .nics
-        .iter()
-        .map(|n| match n {
-            qemu::Nic::Virtio => "virtio_net",
-            qemu::Nic::E1000 => "e1000",
-        })
-        .collect();
+    let nic_modules: Vec<&str> = sc.header.nics.iter().map(|n| n.module()).collect();
+    // A guest with a NIC on the host's side sends there: listen before it boots.
+    let receiver = match sc.header.nics.contains(&qemu::Nic::E1000Host) {
+        true => Some(receiver::Receiver::start()?),
+        false => None,
+    };
+    let mut append = cmdline(kernel, sc.header.timeout_secs, &nic_modules, variant);
+    if let Some(r) = &receiver {
+        append.push_str(&format!(" npt.receiver={}", r.port()));
+    }
+    for word in &sc.header.cmdline {
+        append.push(' ');
+        append.push_str(word);
+    }
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: cmdline(kernel, sc.header.timeout_secs, &nic_modules, variant),
+        append,
         nics: sc.header.nics.clone(),
+        cpus: sc.header.cpus,
     };
     let log = work.join(format!("{name}.log"));
     let label = format!("lab {} {name}", kernel.label);
@@ -267,7 +273,12 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         }
     };
     let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
-    let mut run = qemu::run(&machine, &log, timeout, show, "NPT-DMESG-END")?;
+    // A guest that panics on purpose is done once the panic is printed (QEMU exits itself).
+    let last_line = match sc.header.ending {
+        scenario::Ending::Exit => "NPT-DMESG-END",
+        scenario::Ending::Panic => "Kernel panic - not syncing",
+    };
+    let mut run = qemu::run(&machine, &log, timeout, show, last_line)?;
     let mut parsed = console::parse(&run.console);
     // Under multi-threaded TCG a guest kernel occasionally dies while patching its own
     // text at boot (an int3 oops in early initcalls), before /init runs any of our
@@ -281,7 +292,7 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
             name,
             first.strip_prefix(root).unwrap_or(&first).display()
         );
-        run = qemu::run(&machine, &log, timeout, show, "NPT-DMESG-END")?;
+        run = qemu::run(&machine, &log, timeout, show, last_line)?;
         parsed = console::parse(&run.console);
     }
     if let Some(step) = step {
@@ -292,7 +303,25 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
     if let Some(v) = variant {
         checks.push(format!("variant_{}", v.name));
     }
-    let v = verdict::judge(&parsed, &checks, run.timed_out, timeout.as_secs());
+    // What reached the host, kept beside the console log and judged where a panic was asked for.
+    let mut host_checks = Vec::new();
+    if let Some(r) = receiver {
+        let lines = receiver::lines(&r.finish());
+        let received = work.join(format!("{name}.received"));
+        std::fs::write(&received, lines.join("\n"))
+            .with_context(|| format!("writing {}", received.display()))?;
+        if let (scenario::Ending::Panic, Some(total)) = (sc.header.ending, parsed.panic) {
+            host_checks = receiver::report_checks(&lines, total);
+        }
+    }
+    let v = verdict::judge(
+        &parsed,
+        &checks,
+        run.timed_out,
+        timeout.as_secs(),
+        sc.header.ending,
+        &host_checks,
+    );
     let log_shown = log.strip_prefix(root).unwrap_or(&log).display().to_string();
     println!(
         "{}",

@@ -22,6 +22,7 @@ mod modules;
 mod process;
 mod progress;
 mod qemu;
+mod receiver;
 mod report;
 mod scenario;
 mod setup;

@@ -1,5 +1,7 @@
 //! Booting a lab guest under QEMU/TCG (nested KVM fails on these machines) with its NICs on one
-//! QEMU-internal hub, so guests talk NIC to NIC and nothing leaves QEMU. The serial console is
+//! QEMU-internal hub, so guests talk NIC to NIC and nothing leaves QEMU; the one exception is an
+//! `e1000-host` NIC, whose user network's 10.0.2.2 is this host's loopback, where the lab runner
+//! listens (receiver.rs): what a dying guest sent is counted outside it. The serial console is
 //! captured line by line to a log file (and optionally the terminal); the guest is killed at the
 //! deadline.
 
@@ -18,6 +20,9 @@ use crate::process;
 pub enum Nic {
     Virtio,
     E1000,
+    /// An e1000 on QEMU's user network instead of the hub: the guest (10.0.2.15 by convention)
+    /// reaches the lab runner's receiver at 10.0.2.2:`npt.receiver`.
+    E1000Host,
 }
 
 impl Nic {
@@ -25,14 +30,23 @@ impl Nic {
         match word {
             "virtio" => Ok(Nic::Virtio),
             "e1000" => Ok(Nic::E1000),
-            other => bail!("unknown NIC {other:?}: the lab has virtio and e1000"),
+            "e1000-host" => Ok(Nic::E1000Host),
+            other => bail!("unknown NIC {other:?}: the lab has virtio, e1000 and e1000-host"),
         }
     }
 
     fn device(self) -> &'static str {
         match self {
             Nic::Virtio => "virtio-net-pci",
-            Nic::E1000 => "e1000",
+            Nic::E1000 | Nic::E1000Host => "e1000",
+        }
+    }
+
+    /// The guest driver module.
+    pub fn module(self) -> &'static str {
+        match self {
+            Nic::Virtio => "virtio_net",
+            Nic::E1000 | Nic::E1000Host => "e1000",
         }
     }
 }
@@ -42,6 +56,7 @@ pub struct Machine {
     pub initrd: PathBuf,
     pub append: String,
     pub nics: Vec<Nic>,
+    pub cpus: u32,
 }
 
 impl Machine {
@@ -57,8 +72,6 @@ impl Machine {
             "max",
             "-m",
             "1024",
-            "-smp",
-            "2",
             "-nographic",
             "-no-reboot",
             // No default NIC: only the scenario's, on the internal hub.
@@ -68,11 +81,18 @@ impl Machine {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(["-smp".into(), self.cpus.to_string()]);
         args.extend(["-kernel".into(), self.kernel.display().to_string()]);
         args.extend(["-initrd".into(), self.initrd.display().to_string()]);
         args.extend(["-append".into(), self.append.clone()]);
         for (i, nic) in self.nics.iter().enumerate() {
-            args.extend(["-netdev".into(), format!("hubport,id=n{i},hubid=0")]);
+            let netdev = match nic {
+                // Not restricted: the guest must reach 10.0.2.2, which is this host's
+                // loopback (the scenario sends only there).
+                Nic::E1000Host => format!("user,id=n{i},net=10.0.2.0/24,ipv6=off"),
+                _ => format!("hubport,id=n{i},hubid=0"),
+            };
+            args.extend(["-netdev".into(), netdev]);
             args.extend([
                 "-device".into(),
                 format!("{},netdev=n{i},mac={}", nic.device(), mac(i)),
@@ -230,8 +250,10 @@ mod tests {
             initrd: "initrd".into(),
             append: "console=ttyS0".into(),
             nics: vec![Nic::Virtio, Nic::E1000],
+            cpus: 2,
         };
         let args = m.args().join(" ");
+        assert!(args.contains("-smp 2"), "{args}");
         assert!(args.contains("-accel tcg,thread=single"), "{args}");
         assert!(!args.contains("kvm"));
         // The only user-mode network is the restricted sink: no route out of QEMU.
@@ -247,5 +269,23 @@ mod tests {
         assert!(args.contains(
             "-netdev hubport,id=n1,hubid=0 -device e1000,netdev=n1,mac=52:54:00:4e:50:11"
         ));
+    }
+
+    #[test]
+    fn a_host_nic_is_on_a_user_network_of_its_own() {
+        let m = Machine {
+            kernel: "vmlinuz".into(),
+            initrd: "initrd".into(),
+            append: "console=ttyS0".into(),
+            nics: vec![Nic::E1000Host],
+            cpus: 1,
+        };
+        let args = m.args().join(" ");
+        assert!(args.contains("-smp 1"), "{args}");
+        assert!(
+            args.contains("-netdev user,id=n0,net=10.0.2.0/24,ipv6=off -device e1000,netdev=n0,mac=52:54:00:4e:50:10"),
+            "{args}"
+        );
+        assert!(!args.contains("hubport,id=n0"), "{args}");
     }
 }

@@ -11,6 +11,9 @@
 //! #                              and .deb, as /dist/netpoll-trace.tar.gz and /dist/netpoll-trace.deb)
 //! # checks: a b c               (each must be reported as pass or skip)
 //! # variants: legacy            (also run the scenario so: VARIANTS, reported as NAME+legacy)
+//! # cpus: 1                     (vCPUs; default 2. Polling with interrupts off needs 1)
+//! # cmdline: e1000.TxDescriptors=48  (more kernel command-line words)
+//! # ends: panic                 (the scenario ends by panicking the kernel: lib.sh's npt_panic)
 //! ```
 //!
 //! Any other `# word:` line in the header is an error, so a typo cannot silently drop a check.
@@ -62,7 +65,22 @@ pub struct Header {
     pub needs: Vec<Need>,
     /// Runs beyond the plain one.
     pub variants: Vec<&'static Variant>,
+    pub cpus: u32,
+    /// More words for the kernel command line.
+    pub cmdline: Vec<String>,
+    pub ending: Ending,
 }
+
+/// How a guest's scenario ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It returns, and lab/init reports its exit status and dmesg, then powers off.
+    Exit,
+    /// It panics the kernel (lib.sh's `npt_panic`), after printing dmesg and `NPT-PANIC`.
+    Panic,
+}
+
+pub const DEFAULT_CPUS: u32 = 2;
 
 /// A build artefact a scenario carries into the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +192,9 @@ pub fn parse_header(text: &str) -> Result<Header> {
         checks: Vec::new(),
         needs: Vec::new(),
         variants: Vec::new(),
+        cpus: DEFAULT_CPUS,
+        cmdline: Vec::new(),
+        ending: Ending::Exit,
     };
     for line in text.lines() {
         let line = line.trim();
@@ -235,13 +256,32 @@ pub fn parse_header(text: &str) -> Result<Header> {
             "variants" => {
                 header.variants = words.iter().map(|w| variant(w)).collect::<Result<_>>()?
             }
+            "cpus" => {
+                header.cpus = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&n: &u32| (1..=8).contains(&n))
+                    .with_context(|| format!("cpus {:?} is not a number from 1 to 8", value.trim()))?
+            }
+            "cmdline" => header.cmdline.extend(words),
+            "ends" => {
+                header.ending = match value.trim() {
+                    "panic" => Ending::Panic,
+                    "exit" => Ending::Exit,
+                    other => bail!("ends {other:?}: known are exit and panic"),
+                }
+            }
             other => bail!(
-                "unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs, variants"
+                "unknown header key {other:?}: known are kernels, nics, modules, files, timeout, checks, needs, variants, cpus, cmdline, ends"
             ),
         }
     }
     if header.nics.is_empty() {
         bail!("`# nics:` lists no NIC: leave the line out for one virtio NIC");
+    }
+    if header.nics.iter().filter(|n| **n == Nic::E1000Host).count() > 1 {
+        bail!("`# nics:` lists e1000-host twice: the lab runner has one receiver per guest");
     }
     Ok(header)
 }
@@ -273,6 +313,21 @@ impl FileSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panic_header() {
+        let text = "#!/bin/sh\n# nics: e1000-host\n# cpus: 1\n# cmdline: e1000.TxDescriptors=48 x=1\n# ends: panic\n";
+        let h = parse_header(text).unwrap();
+        assert_eq!(h.nics, vec![Nic::E1000Host]);
+        assert_eq!(h.cpus, 1);
+        assert_eq!(h.cmdline, vec!["e1000.TxDescriptors=48", "x=1"]);
+        assert_eq!(h.ending, Ending::Panic);
+        assert!(parse_header("# cpus: 0\n").is_err());
+        assert!(parse_header("# ends: reboot\n").is_err());
+        assert!(parse_header("# nics: e1000-host e1000-host\n").is_err());
+        let plain = parse_header("#!/bin/sh\n").unwrap();
+        assert_eq!((plain.cpus, plain.ending), (DEFAULT_CPUS, Ending::Exit));
+    }
 
     #[test]
     fn defaults_without_header() {

@@ -270,15 +270,17 @@ leaves a directory alone that is not a recorder."
         /// Output directory (created if missing).
         dir: PathBuf,
     },
-    /// Give DEV an empty ndo_poll_controller at run time (the netpoll_patch kernel module).
+    /// Give DEV an ndo_poll_controller at run time (the netpoll_patch kernel module).
     #[command(
-        long_about = "Give DEV an empty ndo_poll_controller at run time, by loading the \
+        long_about = "Give DEV an ndo_poll_controller at run time, by loading the \
 netpoll_patch kernel module (or asking it, when loaded).\n\n\
 Only for a device that netpoll refused for lacking ndo_poll_controller (cause \
 missing_poll_controller: kernels before 4.19 with a NAPI driver such as ena 2.x). The \
-module swaps in a private copy of the device's ops with one atomic store and restores the \
-original on unpatch, on device removal and on unload. It is a stopgap: with interrupts \
-off, the NAPI driver's TX completions are reaped only by netpoll's NAPI polling; \
+hook does what those drivers' hooks did: it schedules the device's NAPI contexts, which \
+such a kernel's netpoll polls only once scheduled, so TX completions are reaped with \
+interrupts off (a panic's report). The module swaps in a private copy of the device's ops \
+with one atomic store and restores the original on unpatch, on device removal and on \
+unload; a copy once published is never freed (kept for reuse). It is a stopgap: \
 upgrading the kernel is the real fix. Code that recognises a device by comparing its ops \
 pointer with the driver's table will not recognise a patched device.",
         after_help = "Examples:\n  netpoll-trace patch ens5 --module /root/netpoll_patch.ko\n  netpoll-trace status\n  netpoll-trace unpatch ens5"
@@ -290,7 +292,8 @@ pointer with the driver's table will not recognise a patched device.",
         /// /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and this binary's directory.
         #[arg(long, value_name = "PATH")]
         module: Option<PathBuf>,
-        /// One JSON object ({"dev", "ifindex", "orig_ops", "owner"}) instead of the sentence.
+        /// One JSON object ({"dev", "ifindex", "orig_ops", "owner", "hook", "copy"}) instead of
+        /// the sentence.
         #[arg(long)]
         json: bool,
     },

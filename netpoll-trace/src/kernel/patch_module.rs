@@ -1,5 +1,5 @@
 //! `patch`, `unpatch`, `status`: drive the netpoll_patch kernel module, which gives one
-//! device an empty `ndo_poll_controller`. The module is loaded and unloaded with the
+//! device an `ndo_poll_controller` that schedules its NAPI contexts. The module is loaded and unloaded with the
 //! kernel's module syscalls (no shelling out to insmod), and every report comes from
 //! the module's own state (/sys/module/netpoll_patch/parameters/state).
 
@@ -25,6 +25,12 @@ pub struct Patched {
     pub orig_ops: String,
     /// Module owning the original ops ("vmlinux" when built in).
     pub owner: String,
+    /// What the installed hook does ("napi": schedules the device's NAPI contexts); None
+    /// from a module too old to say.
+    pub hook: Option<String>,
+    /// Which ops copy the device uses (a number, not an address): the module never frees a
+    /// copy it published, and gives it again to a device with the same ops.
+    pub copy: Option<u32>,
 }
 
 impl Patched {
@@ -39,7 +45,7 @@ impl Patched {
 }
 
 /// Parses the module's `state` (one line per device:
-/// `eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net`).
+/// `eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net hook=napi copy=1`).
 pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -48,7 +54,7 @@ pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
             .next()
             .ok_or_else(|| anyhow!("empty state line"))?
             .to_string();
-        let (mut ifindex, mut orig, mut owner) = (None, None, None);
+        let (mut ifindex, mut orig, mut owner, mut hook, mut copy) = (None, None, None, None, None);
         for w in words {
             let (k, v) = w
                 .split_once('=')
@@ -57,6 +63,8 @@ pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
                 "ifindex" => ifindex = v.parse().ok(),
                 "orig_ops" => orig = Some(v.to_string()),
                 "owner" => owner = Some(v.to_string()),
+                "hook" => hook = Some(v.to_string()),
+                "copy" => copy = v.parse().ok(),
                 _ => {}
             }
         }
@@ -66,6 +74,8 @@ pub fn parse_state(text: &str) -> Result<Vec<Patched>> {
                 ifindex,
                 orig_ops,
                 owner,
+                hook,
+                copy,
             }),
             _ => bail!("state line `{line}` lacks ifindex, orig_ops or owner"),
         }
@@ -110,7 +120,7 @@ pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
         libc::ENODEV => format!("{dev}: no such device (in the initial network namespace)"),
         libc::EALREADY => format!("{dev} is already patched"),
         libc::EOPNOTSUPP => format!(
-            "{dev}: its driver disabled netpoll on this device (IFF_DISABLE_NETPOLL); an empty ndo_poll_controller cannot help, use another interface"
+            "{dev}: its driver disabled netpoll on this device (IFF_DISABLE_NETPOLL); no ndo_poll_controller can help, use another interface"
         ),
         libc::EEXIST => format!("{dev} already has an ndo_poll_controller: nothing to patch"),
         libc::ENOENT => format!("{dev} is not patched"),
@@ -409,12 +419,14 @@ mod tests {
     #[test]
     fn parses_the_modules_state() {
         let s = parse_state(
-            "eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net\n\
+            "eth0 ifindex=2 orig_ops=virtnet_netdev owner=virtio_net hook=napi copy=3\n\
              d0 ifindex=5 orig_ops=? owner=vmlinux\n",
         )
         .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].dev, "eth0");
+        assert_eq!((s[0].hook.as_deref(), s[0].copy), (Some("napi"), Some(3)));
+        assert_eq!((s[1].hook.as_deref(), s[1].copy), (None, None));
         assert_eq!(s[0].orig_ops, "virtnet_netdev");
         assert_eq!(s[0].ops(), "virtnet_netdev [virtio_net]");
         assert_eq!(s[1].ops(), "?");

@@ -17,7 +17,7 @@ use super::{
     diagnosis::Diagnosis,
     output::Output,
     policy::{self, Decision},
-    remediation::{Action, Outcome},
+    remediation::{Action, Evidence, Outcome},
     send::SendSummary,
     target::{Change, StopCause, TargetEvent, TargetState},
 };
@@ -29,6 +29,20 @@ pub struct Note {
     pub result: Outcome,
     pub detail: String,
     pub attempt: Option<u32>,
+    /// What a successful verification showed (empty for every other entry).
+    pub proved: Vec<Evidence>,
+}
+
+impl Note {
+    pub fn new(action: Action, result: Outcome, detail: String, attempt: Option<u32>) -> Note {
+        Note {
+            action,
+            result,
+            detail,
+            attempt,
+            proved: Vec::new(),
+        }
+    }
 }
 
 /// How handling one failure ended.
@@ -133,15 +147,15 @@ impl KilledBy {
 /// The journal entry for a retry command killed because the agent is stopping (the
 /// remediation it belonged to ends with the agent).
 pub fn killed_on_stop(command: &str, by: KilledBy, attempt: u32) -> Note {
-    Note {
-        action: Action::Retry,
-        result: Outcome::Killed,
-        detail: format!(
+    Note::new(
+        Action::Retry,
+        Outcome::Killed,
+        format!(
             "{command} was still running when the agent was asked to stop: killed its process group ({})",
             by.as_str()
         ),
-        attempt: Some(attempt),
-    }
+        Some(attempt),
+    )
 }
 
 /// Failures waiting while the agent handles another, at most; past it the oldest go
@@ -449,10 +463,15 @@ impl Remediation {
                 ),
             ),
         };
-        self.note(Action::Verify, outcome, detail, Some(self.backoff.attempt));
         match outcome {
-            Outcome::Ok => Next::Done(Handled::Fixed),
-            _ => self.next_attempt(),
+            Outcome::Ok => {
+                self.proof(Action::Verify, detail, &[Evidence::Setup]);
+                Next::Done(Handled::Fixed)
+            }
+            _ => {
+                self.note(Action::Verify, outcome, detail, Some(self.backoff.attempt));
+                self.next_attempt()
+            }
         }
     }
 
@@ -470,12 +489,14 @@ impl Remediation {
     }
 
     fn note(&mut self, action: Action, result: Outcome, detail: String, attempt: Option<u32>) {
-        self.notes.push(Note {
-            action,
-            result,
-            detail,
-            attempt,
-        });
+        self.notes.push(Note::new(action, result, detail, attempt));
+    }
+
+    /// A successful verification, with what it proved.
+    fn proof(&mut self, action: Action, detail: String, proved: &[Evidence]) {
+        let mut n = Note::new(action, Outcome::Ok, detail, Some(self.backoff.attempt));
+        n.proved = proved.to_vec();
+        self.notes.push(n);
     }
 }
 
@@ -759,12 +780,7 @@ impl Reenabling {
         match v {
             Verified::Succeeded(_) => {
                 let detail = format!("{} set up again on {}", self.target, self.dev);
-                self.note(
-                    Action::Verify,
-                    Outcome::Ok,
-                    detail,
-                    Some(self.backoff.attempt),
-                );
+                self.proof(Action::Verify, detail, &[Evidence::Setup]);
                 Step::VerifySend {
                     within: self.verify_timeout,
                 }
@@ -831,12 +847,10 @@ impl Reenabling {
                 Handled::Fixed,
             ),
         };
-        self.note(
-            Action::VerifySend,
-            outcome,
-            detail,
-            Some(self.backoff.attempt),
-        );
+        match outcome {
+            Outcome::Ok => self.proof(Action::VerifySend, detail, &[Evidence::Setup, Evidence::Send]),
+            _ => self.note(Action::VerifySend, outcome, detail, Some(self.backoff.attempt)),
+        }
         Step::Done(handled)
     }
 
@@ -862,12 +876,14 @@ impl Reenabling {
     }
 
     fn note(&mut self, action: Action, result: Outcome, detail: String, attempt: Option<u32>) {
-        self.notes.push(Note {
-            action,
-            result,
-            detail,
-            attempt,
-        });
+        self.notes.push(Note::new(action, result, detail, attempt));
+    }
+
+    /// A successful verification, with what it proved.
+    fn proof(&mut self, action: Action, detail: String, proved: &[Evidence]) {
+        let mut n = Note::new(action, Outcome::Ok, detail, Some(self.backoff.attempt));
+        n.proved = proved.to_vec();
+        self.notes.push(n);
     }
 }
 
@@ -1072,6 +1088,9 @@ mod tests {
         );
         assert_eq!(notes[2].attempt, Some(1));
         assert_eq!(notes[3].detail, "netpoll set-up on eth0 succeeded");
+        // A set-up proves the set-up, nothing more; the other steps prove nothing.
+        assert_eq!(notes[3].proved, [Evidence::Setup]);
+        assert!(notes[..3].iter().all(|n| n.proved.is_empty()));
     }
 
     #[test]
@@ -1397,6 +1416,8 @@ mod tests {
                 (Action::VerifySend, Outcome::Ok)
             ]
         );
+        assert_eq!(notes[3].proved, [Evidence::Setup]);
+        assert_eq!(notes[4].proved, [Evidence::Setup, Evidence::Send]);
         assert_eq!(
             notes[0].detail,
             "target netconsole@10.0.2.2:6666 on eth1.100 stopped (device_unregistered): re-enable it once eth1.100 is back"

@@ -34,7 +34,7 @@ use super::{diagnosis::Cause, duration::parse_duration};
 /// What to do about a diagnosed cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyAction {
-    /// Install an empty ndo_poll_controller, then retry (only for missing_poll_controller).
+    /// Install a NAPI-scheduling ndo_poll_controller, then retry (only for missing_poll_controller).
     Patch,
     /// Journal the diagnosis and its remedies; change nothing.
     Report,

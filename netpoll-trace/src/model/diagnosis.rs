@@ -201,8 +201,10 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                     "{dev_name}{driver} has no ndo_poll_controller, and this kernel's netpoll still \
                      requires one (the requirement was dropped in 4.19, when NAPI drivers such as \
                      ena, virtio_net and ixgbe removed their hooks). Stopgap: `netpoll-trace patch \
-                     {dev_name}` installs an empty hook so set-up passes the check; netpoll then \
-                     reaps TX completions only through NAPI polling. Real fix: a kernel >= 4.19."
+                     {dev_name}` installs a hook that schedules the device's NAPI contexts, as the \
+                     drivers' own hooks did: set-up passes the check, and this kernel's netpoll, \
+                     which polls only scheduled contexts, reaps TX completions even with \
+                     interrupts off (a panic). Real fix: a kernel >= 4.19."
                 ),
             )
         }

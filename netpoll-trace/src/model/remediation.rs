@@ -108,6 +108,37 @@ impl Outcome {
     }
 }
 
+/// What a verification can show about a remediated target (the journal's `proved` and
+/// `not_proved`). A set-up proves netpoll accepted the device; a marker line that left
+/// proves the device sends with interrupts on; neither proves what netconsole is for,
+/// delivery with interrupts off (a panic: only the TX polling netpoll does then, which on
+/// kernels before 4.19 the patch's NAPI-scheduling hook provides), which only a panic seen at
+/// a receiver shows: the lab's panic scenarios, never the agent on a live host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    Setup,
+    Send,
+    DeliveryInterruptsOff,
+}
+
+impl Evidence {
+    pub const ALL: [Self; 3] = [Self::Setup, Self::Send, Self::DeliveryInterruptsOff];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Send => "send",
+            Self::DeliveryInterruptsOff => "delivery_interrupts_off",
+        }
+    }
+
+    /// What `proved` leaves unproven, in `ALL`'s order.
+    pub fn not_proved(proved: &[Evidence]) -> Vec<Evidence> {
+        Self::ALL.into_iter().filter(|e| !proved.contains(e)).collect()
+    }
+}
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Remediation {
@@ -120,6 +151,10 @@ pub struct Remediation {
     pub detail: String,
     pub cause: Option<Cause>,
     pub attempt: Option<u32>,
+    /// A successful verification's evidence; null on every other entry.
+    pub proved: Option<Vec<Evidence>>,
+    /// What that verification could not show; null where `proved` is.
+    pub not_proved: Option<Vec<Evidence>>,
 }
 
 #[cfg(test)]
@@ -137,6 +172,8 @@ mod tests {
             detail: "would patch".into(),
             cause: Some(Cause::MissingPollController),
             attempt: None,
+            proved: None,
+            not_proved: None,
         };
         let line = serde_json::to_string(&e).unwrap();
         assert_eq!(
@@ -161,5 +198,20 @@ mod tests {
         for o in Outcome::ALL {
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }
+        for e in Evidence::ALL {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+    }
+
+    #[test]
+    fn a_verified_set_up_never_claims_delivery_with_interrupts_off() {
+        assert_eq!(
+            Evidence::not_proved(&[Evidence::Setup]),
+            vec![Evidence::Send, Evidence::DeliveryInterruptsOff]
+        );
+        assert_eq!(
+            Evidence::not_proved(&[Evidence::Setup, Evidence::Send]),
+            vec![Evidence::DeliveryInterruptsOff]
+        );
     }
 }

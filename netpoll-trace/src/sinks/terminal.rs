@@ -271,13 +271,21 @@ fn slow_poll_line(p: &SlowPoll) -> String {
 }
 
 fn remediation_line(e: &Remediation) -> String {
-    format!(
+    let mut line = format!(
         "remediation {} {} {}: {}",
         esc_or(&e.dev, "-"),
         e.action.as_str(),
         e.result.as_str(),
         esc(&e.detail)
-    )
+    );
+    // A verification says what it proved and, as plainly, what it did not.
+    let words = |es: &[crate::model::remediation::Evidence]| {
+        es.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    if let (Some(p), Some(n)) = (&e.proved, &e.not_proved) {
+        line.push_str(&format!(" (proved: {}; not proved: {})", words(p), words(n)));
+    }
+    line
 }
 
 /// A `remediation` or `poll` line read back from a file.

@@ -164,6 +164,9 @@ impl Agent {
                 detail: note.detail,
                 cause,
                 attempt: note.attempt,
+                not_proved: (!note.proved.is_empty())
+                    .then(|| remediation::Evidence::not_proved(&note.proved)),
+                proved: (!note.proved.is_empty()).then_some(note.proved),
             }));
     }
 
@@ -263,12 +266,7 @@ impl Agent {
         );
         self.log(
             None,
-            Note {
-                action: Action::Start,
-                result: Outcome::Ok,
-                detail,
-                attempt: None,
-            },
+            Note::new(Action::Start, Outcome::Ok, detail, None),
             None,
         );
 
@@ -354,12 +352,7 @@ impl Agent {
         }
         self.log(
             None,
-            Note {
-                action: Action::Stop,
-                result: Outcome::Ok,
-                detail,
-                attempt: None,
-            },
+            Note::new(Action::Stop, Outcome::Ok, detail, None),
             None,
         );
         let _ = tracer.finish().await;

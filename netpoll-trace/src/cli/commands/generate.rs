@@ -165,7 +165,7 @@ fn extra(sub: Option<&str>) -> Extra {
             examples: &[
                 (
                     "netpoll-trace patch ens5",
-                    "Give ens5 an empty ndo_poll_controller (module from /usr/lib/netpoll-trace).",
+                    "Give ens5 a NAPI-scheduling ndo_poll_controller (module from /usr/lib/netpoll-trace).",
                 ),
                 (
                     "netpoll-trace patch ens5 --json",

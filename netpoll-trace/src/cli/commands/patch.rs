@@ -30,14 +30,21 @@ pub fn patch(dev: &str, module: Option<&std::path::Path>, json: bool) -> Result<
         println!("{}", serde_json::to_string(&p)?);
         return Ok(Exit::Ok);
     }
+    // What the hook does, as the module says (an older module does not say).
+    let hook = match p.hook.as_deref() {
+        Some("napi") => format!("an ndo_poll_controller that schedules {}'s NAPI contexts", p.dev),
+        Some(other) => format!("an ndo_poll_controller ({other})"),
+        None => "an ndo_poll_controller (the module does not say what it does: an old build?)".to_string(),
+    };
     println!(
-        "patched {}: ops {} -> a private copy with an empty ndo_poll_controller (owner {} pinned while patched)",
+        "patched {}: ops {} -> a private copy{} with {hook} (owner {} pinned while patched)",
         p.dev,
         p.ops(),
+        p.copy.map(|c| format!(" (copy {c})")).unwrap_or_default(),
         p.owner
     );
     println!(
-        "note: a stopgap; on kernels >= 4.19 netpoll needs no poll controller: upgrade the kernel for the real fix"
+        "note: a stopgap for kernels whose netpoll demands the hook (before 4.19, or a distro kernel that never took that change); they poll only NAPI contexts a hook scheduled, which is what a panic's report needs. A kernel >= 4.19 needs no hook: upgrade for the real fix"
     );
     Ok(Exit::Ok)
 }
@@ -157,11 +164,13 @@ pub fn status(
     } else {
         for p in &list {
             println!(
-                "{:<16} ifindex {:<4} ops {} -> a private copy (owner {})",
+                "{:<16} ifindex {:<4} ops {} -> a private copy{} (owner {}, hook {})",
                 p.dev,
                 p.ifindex,
                 p.ops(),
-                p.owner
+                p.copy.map(|c| format!(" {c}")).unwrap_or_default(),
+                p.owner,
+                p.hook.as_deref().unwrap_or("?")
             );
         }
     }
