@@ -99,3 +99,21 @@ pub fn recorder_meta(data: &[u8]) {
     seqs.sort_unstable();
     let _ = RingAccount::new(meta.next_seq, meta.ring_size, &seqs);
 }
+
+/// Datagrams from the network (`receive`): the input is cut into datagrams at each 0xff
+/// byte, and the byte before each names one of 4 senders; every bound the receiver keeps
+/// must hold after every datagram.
+pub fn netconsole(data: &[u8]) {
+    let mut r = crate::model::netconsole::Receiver::default();
+    for chunk in data.split(|b| *b == 0xff) {
+        let (from, bytes) = match chunk.split_first() {
+            Some((s, rest)) => (format!("10.0.0.{}:6666", s % 4), rest),
+            None => continue,
+        };
+        for m in r.take(&from, bytes) {
+            let _ = crate::model::netconsole::printable(&m.text);
+        }
+        assert!(r.within_bounds(), "a receiver bound broke after {bytes:?}");
+    }
+    let _ = r.summary();
+}

@@ -82,3 +82,50 @@ fn human_output_escapes_control_characters() {
     assert!(text.contains("#1 <6> evil \\x1b[2J\\x0d"), "{text}");
     assert!(!text.contains('\x1b'));
 }
+
+/// Peak resident memory of a running process, from /proc (KiB).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A flood of unfinished fragmented messages from 2,000 source ports (anyone can forge
+/// them) must not grow the receiver past its stated bound: MAX_SENDERS x MAX_OPEN_BYTES
+/// (16 MiB) of fragments, plus the program itself. Unbounded, this flood holds ~90 MB.
+#[test]
+fn a_flood_of_fragments_from_many_ports_keeps_memory_bounded() {
+    let port = port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpoll-trace"))
+        .args(["receive", "--listen", &listen, "--for", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on UDP"), "{line}");
+    let text = "x".repeat(1400);
+    for sender in 0..2000u32 {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for seq in 0..32u32 {
+            let d = format!("6,{seq},1,-,ncfrag=0/16000;{text}");
+            let _ = tx.send_to(d.as_bytes(), ("127.0.0.1", port));
+        }
+        // Let the receiver keep up (a datagram lost at the socket holds nothing).
+        if sender % 4 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(4));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let peak = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("receive's peak RSS under the flood: {peak} KiB");
+    assert!(peak < 48 * 1024, "peak RSS {peak} KiB: over the 48 MiB bound");
+}

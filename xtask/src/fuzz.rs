@@ -47,6 +47,11 @@ pub const TARGETS: &[Target] = &[
         name: "recorder_meta",
         max_len: 4 << 10,
     },
+    Target {
+        // Many datagrams a run: fragments of up to MAX_MESSAGE (16 KiB) from four senders.
+        name: "netconsole",
+        max_len: 64 << 10,
+    },
 ];
 
 /// One input slower than this is a hang (a parser of a few KiB takes milliseconds, even

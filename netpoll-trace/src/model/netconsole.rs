@@ -103,30 +103,71 @@ pub struct SenderStats {
     pub out_of_order: u64,
     /// Fragmented messages never completed (evicted, or still open at the end).
     pub incomplete: u64,
+    /// Fragments that cannot be part of a message (a total over `MAX_MESSAGE`, or a piece
+    /// outside its total): dropped.
+    pub malformed: u64,
     pub last_seq: Option<u64>,
 }
 
 /// Most messages being reassembled per sender; a sender sending only first fragments
 /// cannot grow the receiver without bound.
 const MAX_OPEN: usize = 64;
+/// Longest message reassembled. netconsole's own are far shorter (a printk record's text
+/// is at most 1 KiB, plus its dictionary or userdata); a larger total is a bad fragment.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Most bytes of unfinished messages kept per sender; the oldest go first.
+pub const MAX_OPEN_BYTES: usize = 16 * 1024;
+/// Most senders (source `ip:port`, which anyone can forge) tracked at once; the one heard
+/// from least recently is forgotten. With the limits above, what fragments can hold is
+/// bounded by MAX_SENDERS x MAX_OPEN_BYTES (16 MiB).
+pub const MAX_SENDERS: usize = 1024;
 
-/// Reassembles fragments and accounts per sender.
+/// Reassembles fragments and accounts per sender, within the bounds above.
 #[derive(Debug, Default)]
 pub struct Receiver {
     senders: BTreeMap<String, Sender>,
+    /// A clock of datagrams, for "heard from least recently".
+    tick: u64,
+    /// Senders forgotten to make room, and what they had counted.
+    forgotten: Forgotten,
+}
+
+/// What the receiver no longer tracks per sender.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Forgotten {
+    pub senders: u64,
+    pub messages: u64,
 }
 
 #[derive(Debug, Default)]
 struct Sender {
     stats: SenderStats,
-    /// seq -> (header of the first fragment seen, text so far by offset).
-    open: BTreeMap<u64, (Header, BTreeMap<usize, String>)>,
+    /// seq -> the message being reassembled.
+    open: BTreeMap<u64, Open>,
+    /// Bytes held by `open`.
+    open_bytes: usize,
+    last_heard: u64,
+}
+
+#[derive(Debug)]
+struct Open {
+    /// The header of the first fragment seen.
+    first: Header,
+    /// Text so far by offset.
+    parts: BTreeMap<usize, String>,
+    /// Bytes in `parts` (kept, not summed again per datagram).
+    have: usize,
 }
 
 impl Receiver {
     /// Takes one datagram from `from`; returns the messages it completes.
     pub fn take(&mut self, from: &str, bytes: &[u8]) -> Vec<Message> {
+        self.tick += 1;
+        if !self.senders.contains_key(from) && self.senders.len() >= MAX_SENDERS {
+            self.forget_one();
+        }
         let s = self.senders.entry(from.to_string()).or_default();
+        s.last_heard = self.tick;
         let message = |h: Option<&Header>, text: String| Message {
             kind: "netconsole",
             from: from.to_string(),
@@ -146,29 +187,30 @@ impl Receiver {
                     s.account(h.seq);
                     return vec![message(Some(&h), text)];
                 };
-                let seq = h.seq;
-                if !s.open.contains_key(&seq) && s.open.len() >= MAX_OPEN {
-                    s.open.pop_first();
-                    s.stats.incomplete += 1;
+                match s.fragment(h, off, len, text) {
+                    Some((first, whole)) => {
+                        s.account(first.seq);
+                        vec![message(Some(&first), whole)]
+                    }
+                    None => Vec::new(),
                 }
-                let (first, parts) = s
-                    .open
-                    .entry(seq)
-                    .or_insert_with(|| (h.clone(), BTreeMap::new()));
-                parts.insert(off, text);
-                let have: usize = parts.values().map(String::len).sum();
-                if have < len {
-                    return Vec::new();
-                }
-                let first = first.clone();
-                let whole: String = s
-                    .open
-                    .remove(&seq)
-                    .map(|(_, p)| p.into_values().collect())
-                    .unwrap_or_default();
-                s.account(seq);
-                vec![message(Some(&first), whole)]
             }
+        }
+    }
+
+    /// Forgets the sender heard from least recently.
+    fn forget_one(&mut self) {
+        let Some(key) = self
+            .senders
+            .iter()
+            .min_by_key(|(_, s)| s.last_heard)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        if let Some(s) = self.senders.remove(&key) {
+            self.forgotten.senders += 1;
+            self.forgotten.messages += s.stats.messages;
         }
     }
 
@@ -182,6 +224,23 @@ impl Receiver {
                 (k.clone(), st)
             })
             .collect()
+    }
+
+    /// The senders forgotten to stay within MAX_SENDERS.
+    pub fn forgotten(&self) -> &Forgotten {
+        &self.forgotten
+    }
+
+    /// Whether every bound above holds, with each sender's byte count true to what it holds
+    /// (the fuzz target's invariant).
+    pub fn within_bounds(&self) -> bool {
+        self.senders.len() <= MAX_SENDERS
+            && self.senders.values().all(|s| {
+                s.open.len() <= MAX_OPEN
+                    && s.open_bytes <= MAX_OPEN_BYTES
+                    && s.open_bytes == s.open.values().map(|o| o.have).sum::<usize>()
+                    && s.open.values().all(|o| o.have == o.parts.values().map(String::len).sum::<usize>())
+            })
     }
 }
 
@@ -197,6 +256,75 @@ impl Sender {
             None => self.stats.last_seq = Some(seq),
         }
     }
+
+    /// One fragment (`text` at `off` of a message `len` long); the message's first header
+    /// and whole text once every byte of it is there.
+    fn fragment(&mut self, h: Header, off: usize, len: usize, text: String) -> Option<(Header, String)> {
+        if len == 0 || len > MAX_MESSAGE || off.checked_add(text.len()).is_none_or(|end| end > len) {
+            self.stats.malformed += 1;
+            return None;
+        }
+        let seq = h.seq;
+        if !self.open.contains_key(&seq) && self.open.len() >= MAX_OPEN {
+            self.evict_oldest();
+        }
+        let open = self.open.entry(seq).or_insert_with(|| Open {
+            first: h,
+            parts: BTreeMap::new(),
+            have: 0,
+        });
+        let added = text.len();
+        if let Some(old) = open.parts.insert(off, text) {
+            open.have -= old.len();
+            self.open_bytes -= old.len();
+        }
+        open.have += added;
+        self.open_bytes += added;
+        // Room for this message: the oldest others go (len <= MAX_OPEN_BYTES, so this
+        // one alone always fits).
+        while self.open_bytes > MAX_OPEN_BYTES && self.open.keys().next() != Some(&seq) {
+            self.evict_oldest();
+        }
+        while self.open_bytes > MAX_OPEN_BYTES && self.open.len() > 1 {
+            let newest = *self.open.keys().next_back()?;
+            if newest == seq {
+                break;
+            }
+            self.evict(newest);
+        }
+        let open = self.open.get(&seq)?;
+        if open.have < len || !covers(&open.parts, len) {
+            return None;
+        }
+        let open = self.open.remove(&seq)?;
+        self.open_bytes -= open.have;
+        Some((open.first, open.parts.into_values().collect()))
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(&seq) = self.open.keys().next() {
+            self.evict(seq);
+        }
+    }
+
+    fn evict(&mut self, seq: u64) {
+        if let Some(o) = self.open.remove(&seq) {
+            self.open_bytes -= o.have;
+            self.stats.incomplete += 1;
+        }
+    }
+}
+
+/// Whether `parts` (text by offset) cover 0..len exactly, end to end.
+fn covers(parts: &BTreeMap<usize, String>, len: usize) -> bool {
+    let mut at = 0;
+    for (&off, text) in parts {
+        if off != at {
+            return false;
+        }
+        at += text.len();
+    }
+    at == len
 }
 
 /// Text from the network made safe for a terminal: control characters (escape
@@ -289,6 +417,57 @@ mod tests {
         let s = &r.summary()["a"];
         assert_eq!(s.incomplete, 1000);
         assert!(r.senders["a"].open.len() <= MAX_OPEN);
+    }
+
+    #[test]
+    fn a_fragment_outside_its_total_or_an_absurd_total_is_dropped_not_kept() {
+        let mut r = Receiver::default();
+        // The kernel never sends a total this large; keeping it would hold memory forever.
+        assert!(r.take("a", b"6,1,1,-,ncfrag=0/4294967295;x").is_empty());
+        assert!(r.take("a", b"6,2,1,-,ncfrag=8/10;abcdef").is_empty());
+        assert!(r.take("a", b"6,3,1,-,ncfrag=0/0;").is_empty());
+        assert!(r.senders["a"].open.is_empty());
+        assert_eq!(r.summary()["a"].malformed, 3);
+    }
+
+    #[test]
+    fn overlapping_or_repeated_fragments_do_not_complete_a_message_early() {
+        let mut r = Receiver::default();
+        assert!(r.take("a", b"6,7,5,-,ncfrag=0/10;hello").is_empty());
+        assert!(r.take("a", b"6,7,5,-,ncfrag=0/10;hello").is_empty());
+        assert!(r.take("a", b"6,7,5,-,ncfrag=2/10;llowo").is_empty());
+        assert_eq!(r.senders["a"].open_bytes, 10);
+        let m = r.take("a", b"6,7,5,-,ncfrag=5/10;world");
+        assert_eq!(m.len(), 0, "{m:?}: 0..5, 2..7 and 5..10 are not end to end");
+        assert!(r.senders["a"].open_bytes <= MAX_OPEN_BYTES);
+    }
+
+    #[test]
+    fn open_bytes_per_sender_stay_bounded() {
+        let mut r = Receiver::default();
+        let piece = "x".repeat(1000);
+        for seq in 0..200u64 {
+            r.take("a", format!("6,{seq},1,-,ncfrag=0/{MAX_MESSAGE};{piece}").as_bytes());
+            assert!(r.senders["a"].open_bytes <= MAX_OPEN_BYTES);
+        }
+        let held: usize = r.senders["a"].open.values().map(|o| o.have).sum();
+        assert_eq!(held, r.senders["a"].open_bytes);
+    }
+
+    #[test]
+    fn senders_are_bounded_and_the_least_recent_is_forgotten() {
+        let mut r = Receiver::default();
+        r.take("keep", b"6,1,1,-;first");
+        for port in 0..(MAX_SENDERS as u32 + 10) {
+            r.take(&format!("10.0.0.1:{port}"), b"6,1,1,-;m");
+            if port % 100 == 0 {
+                r.take("keep", b"6,2,1,-;still here");
+            }
+        }
+        assert_eq!(r.senders.len(), MAX_SENDERS);
+        assert!(r.senders.contains_key("keep"), "heard from recently: kept");
+        assert_eq!(r.forgotten().senders, 11);
+        assert_eq!(r.forgotten().messages, 11);
     }
 
     #[test]

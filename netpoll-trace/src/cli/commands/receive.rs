@@ -88,20 +88,31 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
         }
     }
     let summary = receiver.summary();
+    let forgotten = receiver.forgotten();
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "type": "summary", "senders": summary })
+            serde_json::json!({ "type": "summary", "senders": summary, "forgotten": forgotten })
         );
     }
     for (from, s) in &summary {
         crate::status!(
             Info,
-            "receive: {from}: {} message(s), {} gap(s) in sequence numbers, {} out of order, {} incomplete",
+            "receive: {from}: {} message(s), {} gap(s) in sequence numbers, {} out of order, {} incomplete, {} malformed fragment(s)",
             s.messages,
             s.gaps,
             s.out_of_order,
-            s.incomplete
+            s.incomplete,
+            s.malformed
+        );
+    }
+    if forgotten.senders > 0 {
+        crate::status!(
+            Warn,
+            "receive: forgot {} sender(s) (their {} message(s) are not in the summary): more than {} senders at once",
+            forgotten.senders,
+            forgotten.messages,
+            crate::model::netconsole::MAX_SENDERS
         );
     }
     if summary.is_empty() {
