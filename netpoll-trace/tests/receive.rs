@@ -127,5 +127,8 @@ fn a_flood_of_fragments_from_many_ports_keeps_memory_bounded() {
     let _ = child.kill();
     let _ = child.wait();
     eprintln!("receive's peak RSS under the flood: {peak} KiB");
-    assert!(peak < 48 * 1024, "peak RSS {peak} KiB: over the 48 MiB bound");
+    assert!(
+        peak < 48 * 1024,
+        "peak RSS {peak} KiB: over the 48 MiB bound"
+    );
 }

@@ -6,6 +6,26 @@ pub mod args;
 pub mod commands;
 pub mod exit;
 
+/// `println!` for a command's own output: a closed standard output (`| head`, a reader
+/// that went away) ends the program with one line saying so and status 1, never a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// What `outln!` does.
+pub fn out_line(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
+        drop(out);
+        crate::status!(Error, "standard output closed ({e}): stopping");
+        std::process::exit(i32::from(Exit::Runtime.code()));
+    }
+}
+
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -148,7 +168,7 @@ fn run(
             let dir = pin_dir.unwrap_or_else(recorder::default_dir);
             let report = recorder::reset(&dir)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "pin_dir": dir,
@@ -160,19 +180,19 @@ fn run(
                 return Ok(Exit::Ok);
             }
             match report {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "removed the flight recorder at {}: {} pinned probe link(s) detached, {} map(s) unpinned",
                     dir.display(),
                     r.links,
                     r.maps
                 ),
-                None => println!("nothing to reset: no flight recorder at {}", dir.display()),
+                None => outln!("nothing to reset: no flight recorder at {}", dir.display()),
             }
             Ok(Exit::Ok)
         }
         Command::Generate { kind, dir } => {
             for p in generate::run(kind, &dir)? {
-                println!("{}", p.display());
+                outln!("{}", p.display());
             }
             Ok(Exit::Ok)
         }
@@ -206,7 +226,7 @@ fn run(
             let counts = schema::check_text(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            println!("{}: valid ({})", file.display(), summary.join(", "));
+            outln!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(Exit::Ok)
         }
         Command::Watch {

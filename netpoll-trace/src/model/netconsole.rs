@@ -239,7 +239,9 @@ impl Receiver {
                 s.open.len() <= MAX_OPEN
                     && s.open_bytes <= MAX_OPEN_BYTES
                     && s.open_bytes == s.open.values().map(|o| o.have).sum::<usize>()
-                    && s.open.values().all(|o| o.have == o.parts.values().map(String::len).sum::<usize>())
+                    && s.open
+                        .values()
+                        .all(|o| o.have == o.parts.values().map(String::len).sum::<usize>())
             })
     }
 }
@@ -259,8 +261,15 @@ impl Sender {
 
     /// One fragment (`text` at `off` of a message `len` long); the message's first header
     /// and whole text once every byte of it is there.
-    fn fragment(&mut self, h: Header, off: usize, len: usize, text: String) -> Option<(Header, String)> {
-        if len == 0 || len > MAX_MESSAGE || off.checked_add(text.len()).is_none_or(|end| end > len) {
+    fn fragment(
+        &mut self,
+        h: Header,
+        off: usize,
+        len: usize,
+        text: String,
+    ) -> Option<(Header, String)> {
+        if len == 0 || len > MAX_MESSAGE || off.checked_add(text.len()).is_none_or(|end| end > len)
+        {
             self.stats.malformed += 1;
             return None;
         }
@@ -447,7 +456,10 @@ mod tests {
         let mut r = Receiver::default();
         let piece = "x".repeat(1000);
         for seq in 0..200u64 {
-            r.take("a", format!("6,{seq},1,-,ncfrag=0/{MAX_MESSAGE};{piece}").as_bytes());
+            r.take(
+                "a",
+                format!("6,{seq},1,-,ncfrag=0/{MAX_MESSAGE};{piece}").as_bytes(),
+            );
             assert!(r.senders["a"].open_bytes <= MAX_OPEN_BYTES);
         }
         let held: usize = r.senders["a"].open.values().map(|o| o.have).sum();

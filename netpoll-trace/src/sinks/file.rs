@@ -22,7 +22,9 @@ pub enum Mode {
 /// Opens `path` for writing as described above; `what` names it in errors.
 pub fn open_private(path: &Path, mode: Mode, what: &str) -> Result<File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true)
+    // Readable too: the journal checks its own last line (a torn one is cut).
+    opts.read(true)
+        .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
@@ -45,9 +47,34 @@ pub fn open_private(path: &Path, mode: Mode, what: &str) -> Result<File> {
         .metadata()
         .with_context(|| format!("checking {what} {}", path.display()))?;
     if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        let kind = if t.is_fifo() || t.is_socket() {
+            "is a FIFO or socket"
+        } else {
+            "is not a regular file"
+        };
         bail!(
-            "{what} {} is not a regular file: refused (give a regular file)",
+            "{what} {} {kind}: refused (give a regular file)",
             path.display()
+        );
+    }
+    // Before anything is truncated or chmodded: a second name for the file (a hard link
+    // someone made to another file of root's) or another user's file is not ours to change.
+    if meta.nlink() > 1 {
+        bail!(
+            "{what} {} has {} hard links: refused (it may be another file under a second name; give a file of its own)",
+            path.display(),
+            meta.nlink()
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
+        bail!(
+            "{what} {} belongs to uid {}, not to this user ({euid}): refused (remove it or give another path)",
+            path.display(),
+            meta.uid()
         );
     }
     // Only once it is known to be a regular file of ours: truncating a device could do harm.
@@ -128,6 +155,40 @@ mod tests {
             .to_string();
         assert!(e.contains(&d.display().to_string()), "{e}");
         assert!(!e.contains('\n'));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_hard_linked_file_is_refused_before_it_is_changed() {
+        let d = dir("hardlink");
+        let other = d.join("shadow");
+        std::fs::write(&other, "keep\n").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = d.join("journal.jsonl");
+        std::fs::hard_link(&other, &link).unwrap();
+        for mode in [Mode::Append, Mode::Truncate] {
+            let e = open_private(&link, mode, "journal")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("2 hard links"), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep\n");
+        assert_eq!(std::fs::metadata(&other).unwrap().mode() & 0o777, 0o644);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn another_users_file_is_refused_before_it_is_changed() {
+        // (The build machines run tests as root, which can give a file away.)
+        let d = dir("owner");
+        let p = d.join("record.jsonl");
+        std::fs::write(&p, "theirs\n").unwrap();
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        let e = open_private(&p, Mode::Truncate, "record file")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("belongs to uid 65534"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "theirs\n");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

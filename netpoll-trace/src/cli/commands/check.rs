@@ -1,6 +1,7 @@
 //! `netpoll-trace check`: gathers what the running kernel offers (I/O, through the
 //! kernel layer) and prints the model's verdict.
 
+use crate::cli::outln;
 use std::path::Path;
 
 use anyhow::Result;
@@ -23,9 +24,9 @@ use crate::{
 pub fn run(json: bool, object: ObjectChoice, attach: AttachChoice) -> Result<Exit> {
     let report = check::evaluate(&gather(object, attach));
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", render_check(&report));
+        outln!("{}", render_check(&report).trim_end_matches('\n'));
     }
     Ok(if report.traceable {
         Exit::Ok

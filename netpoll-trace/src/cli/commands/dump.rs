@@ -2,6 +2,7 @@
 //! JSON-lines file) without attaching anything and hands it, enriched and diagnosed as
 //! `watch` does, to the same sinks.
 
+use crate::cli::outln;
 use std::{
     fs::{File, OpenOptions},
     io::BufReader,
@@ -24,7 +25,9 @@ use crate::{
         kernel_log::KernelLog,
         output::{Output, Sink},
         poll,
-        recorder::{Losses, MAX_LINE, RecordedLine, RecorderLine, counter_lines, read_lines},
+        recorder::{
+            LineErrorKind, Losses, MAX_LINE, RecordedLine, RecorderLine, counter_lines, read_lines,
+        },
         replay,
         ring::RingAccount,
         send,
@@ -53,7 +56,7 @@ pub fn run(args: DumpArgs) -> Result<Exit> {
     if let (Some(file), false) = (&args.from, args.json)
         && outputs.is_empty()
     {
-        println!("{}: no records", file.display());
+        outln!("{}: no records", file.display());
     }
     for o in &outputs {
         sink.emit(o);
@@ -146,6 +149,19 @@ fn from_file(file: &Path) -> Result<Vec<Output>> {
     let mut others = Vec::new();
     let mut log = KernelLog::unbounded();
     for line in read_lines(input, MAX_LINE) {
+        // A writer stopped mid-line (a crash, a full disk) leaves its last line torn: say
+        // so and keep what came before it.
+        let line = match line {
+            Err(e) if e.kind == LineErrorKind::Truncated => {
+                crate::status!(
+                    Warn,
+                    "{}: {e}; ignored, the lines before it are kept",
+                    file.display()
+                );
+                break;
+            }
+            other => other,
+        };
         match line.map_err(|e| anyhow!("{}: {e}", file.display()))? {
             RecordedLine::Setup(r) => records.push(*r),
             // The recorded kernel line is quoted again by the fresh diagnosis.
@@ -225,14 +241,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_truncated_file_is_one_error_naming_the_line() {
+    fn a_torn_last_line_is_reported_and_the_lines_before_it_kept() {
         let dir = std::env::temp_dir().join(format!("npt-dump-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("t.jsonl");
         std::fs::write(&f, "{\"type\":\"remediation\",\"ts_ns\":1,\"dev\":null,\"action\":\"start\",\"result\":\"ok\",\"detail\":\"x\"}\n{\"type\":\"setup\",\"ts_").unwrap();
+        let outs = from_file(&f).unwrap();
+        assert_eq!(outs.len(), 1, "{outs:?}");
+        assert!(matches!(&outs[0], Output::Passthrough { kind, .. } if kind == "remediation"));
+        // A bad line that is not the last is still an error naming it.
+        std::fs::write(
+            &f,
+            "{\"type\":\"setup\",\"ts_\n{\"type\":\"remediation\"}\n",
+        )
+        .unwrap();
         let e = from_file(&f).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("truncated"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("line 1"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

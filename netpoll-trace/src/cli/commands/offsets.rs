@@ -1,5 +1,6 @@
 //! `netpoll-trace offsets`: the struct offsets the probes would use, and their source.
 
+use crate::cli::outln;
 use std::path::Path;
 
 use anyhow::Result;
@@ -18,29 +19,29 @@ pub fn run(json: bool, btf: Option<&Path>, object: Option<&Path>) -> Result<Exit
         .is_none()
         .then(|| offsets::reduced_hint(host::release().unwrap_or("$(uname -r)")));
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report(&r, &fields, hint.as_deref()))?
         );
     } else {
         for n in &r.notes {
-            println!("note: {n}");
+            outln!("note: {n}");
         }
         match &r.source {
-            Some(s) => println!("offsets from {s}"),
-            None => println!(
+            Some(s) => outln!("offsets from {s}"),
+            None => outln!(
                 "offsets from nowhere: reduced mode ({})",
                 hint.as_deref().unwrap_or_default()
             ),
         }
         for (name, value) in &fields {
-            println!(
+            outln!(
                 "  {name:<36} {}",
                 value.map_or("unknown".to_string(), |v| v.to_string())
             );
         }
         if let Some(line) = r.describe_missing().filter(|_| r.source.is_some()) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(if r.missing.is_empty() {

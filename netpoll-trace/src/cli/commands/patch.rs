@@ -1,6 +1,7 @@
 //! `patch`, `unpatch`, `status`: the runtime patch by hand, through the kernel layer's
 //! driver of the netpoll_patch module.
 
+use crate::cli::outln;
 use anyhow::Result;
 
 use super::check;
@@ -27,23 +28,27 @@ use crate::{
 pub fn patch(dev: &str, module: Option<&std::path::Path>, json: bool) -> Result<Exit> {
     let p = patch_module::patch(dev, module)?;
     if json {
-        println!("{}", serde_json::to_string(&p)?);
+        outln!("{}", serde_json::to_string(&p)?);
         return Ok(Exit::Ok);
     }
     // What the hook does, as the module says (an older module does not say).
     let hook = match p.hook.as_deref() {
-        Some("napi") => format!("an ndo_poll_controller that schedules {}'s NAPI contexts", p.dev),
+        Some("napi") => format!(
+            "an ndo_poll_controller that schedules {}'s NAPI contexts",
+            p.dev
+        ),
         Some(other) => format!("an ndo_poll_controller ({other})"),
-        None => "an ndo_poll_controller (the module does not say what it does: an old build?)".to_string(),
+        None => "an ndo_poll_controller (the module does not say what it does: an old build?)"
+            .to_string(),
     };
-    println!(
+    outln!(
         "patched {}: ops {} -> a private copy{} with {hook} (owner {} pinned while patched)",
         p.dev,
         p.ops(),
         p.copy.map(|c| format!(" (copy {c})")).unwrap_or_default(),
         p.owner
     );
-    println!(
+    outln!(
         "note: a stopgap for kernels whose netpoll demands the hook (before 4.19, or a distro kernel that never took that change); they poll only NAPI contexts a hook scheduled, which is what a panic's report needs. A kernel >= 4.19 needs no hook: upgrade for the real fix"
     );
     Ok(Exit::Ok)
@@ -60,12 +65,12 @@ pub fn unpatch(dev: &str, force: bool, json: bool) -> Result<Exit> {
     if json {
         let mut v = serde_json::to_value(&p)?;
         v["module_unloaded"] = unloaded.into();
-        println!("{v}");
+        outln!("{v}");
         return Ok(Exit::Ok);
     }
-    println!("restored {}: ops {}", p.dev, p.ops());
+    outln!("restored {}: ops {}", p.dev, p.ops());
     if unloaded {
-        println!("nothing left patched: unloaded {MODULE_NAME}");
+        outln!("nothing left patched: unloaded {MODULE_NAME}");
     }
     Ok(Exit::Ok)
 }
@@ -137,7 +142,7 @@ pub fn status(
                 Some("not tried: loading the eBPF objects needs root".to_string()),
             ),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "module_loaded": !list.is_empty() || patch_module::module_loaded(),
@@ -152,18 +157,19 @@ pub fn status(
         return Ok(Exit::Ok);
     }
     match &tracer {
-        Some(Ok(t)) => println!(
+        Some(Ok(t)) => outln!(
             "tracer: the {} eBPF object, attach path {}",
-            t.object, t.attach_path
+            t.object,
+            t.attach_path
         ),
-        Some(Err(e)) => println!("tracer: no eBPF object loads on this kernel: {e}"),
-        None => println!("tracer: unknown (run as root: loading the eBPF objects needs it)"),
+        Some(Err(e)) => outln!("tracer: no eBPF object loads on this kernel: {e}"),
+        None => outln!("tracer: unknown (run as root: loading the eBPF objects needs it)"),
     }
     if list.is_empty() {
-        println!("no device patched");
+        outln!("no device patched");
     } else {
         for p in &list {
-            println!(
+            outln!(
                 "{:<16} ifindex {:<4} ops {} -> a private copy{} (owner {}, hook {})",
                 p.dev,
                 p.ifindex,
@@ -175,14 +181,14 @@ pub fn status(
         }
     }
     if targets.is_empty() {
-        println!("no netconsole target known (none in configfs, none recorded)");
+        outln!("no netconsole target known (none in configfs, none recorded)");
     }
     let now = monotonic_ns();
     for t in &targets {
-        println!("{}", target_line(t, now));
+        outln!("{}", target_line(t, now));
     }
     if let Some(why) = recorder_note {
-        println!("target delivery: no flight recorder to read ({why})");
+        outln!("target delivery: no flight recorder to read ({why})");
     }
     Ok(Exit::Ok)
 }

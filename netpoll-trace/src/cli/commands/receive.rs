@@ -3,6 +3,7 @@
 //! messages and, for extended netconsole, the gaps in the kernel's sequence numbers;
 //! a summary on exit.
 
+use crate::cli::outln;
 use std::{io::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
@@ -90,7 +91,7 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
     let summary = receiver.summary();
     let forgotten = receiver.forgotten();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "type": "summary", "senders": summary, "forgotten": forgotten })
         );
