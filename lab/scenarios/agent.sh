@@ -9,12 +9,14 @@
 # NoNewPrivileges, it drops to CAP_SYS_MODULE and CAP_SYSLOG and its retry command gets
 # CAP_SYS_MODULE alone; without CAP_SETPCAP it refuses to run on with more. And with
 # policy.target_stopped = "reenable", a target whose vlan was deleted is re-enabled once
-# the vlan is re-created, and sends again; one disabled by hand is left alone.
+# the vlan is re-created, and sends again; one disabled by hand is left alone. A
+# configuration group or others can write is refused; under the default policy (report
+# only) the agent keeps CAP_SYSLOG alone (no CAP_SYS_MODULE: it never loads a module).
 # nics: virtio virtio
 # timeout: 500
 # variants: legacy
 # files: packaging/netpoll-trace-agent.service
-# checks: bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched reenabled reenable_delivered disabled_left_alone reenable_journal_schema
+# checks: config_untrusted default_policy_caps bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched reenabled reenable_delivered disabled_left_alone reenable_journal_schema
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -40,6 +42,25 @@ start_agent() {
     agent=$!
     npt_wait_for 120 npt_ready_or_gone 'agent ready:' "$log.err" $agent
 }
+
+# --- a configuration others could change (it names a command run as root): refused --
+npt_agent_config /tmp/gw.toml
+chmod 664 /tmp/gw.toml
+netpoll-trace agent --config /tmp/gw.toml >/tmp/gw.out 2>&1
+gw_rc=$?
+cat /tmp/gw.out
+npt_check config_untrusted sh -c "test $gw_rc -eq 1 && test \$(wc -l </tmp/gw.out) -eq 1 && grep -q 'refusing configuration /tmp/gw.toml: writable by group or others' /tmp/gw.out"
+
+# --- the default policy (report only) under the shipped unit: no CAP_SYS_MODULE ----
+npt_agent_config /tmp/report.toml --bare journal='"/tmp/report.jsonl"'
+capexec "$UNIT_CAPS" netpoll-trace agent --config /tmp/report.toml >/tmp/report.out 2>/tmp/report.err &
+report_agent=$!
+npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/report.err $report_agent
+grep Cap /proc/$report_agent/status | tee /tmp/report.caps
+kill -TERM $report_agent
+wait $report_agent
+# CAP_SYSLOG (34) alone: it never patches, so it cannot load a module.
+npt_check default_policy_caps sh -c "grep -q '^CapEff:.0000000400000000\$' /tmp/report.caps && grep -q '^CapPrm:.0000000400000000\$' /tmp/report.caps && grep -q 'keeping only CAP_SYSLOG\$' /tmp/report.err"
 
 # --- a bad configuration: one line naming the key, nothing attached --------------
 npt_agent_config /tmp/bad.toml --bare policy.netpoll_disabled='"patch"'

@@ -13,7 +13,7 @@
 # is JSON lines with --log-format json.
 # timeout: 420
 # variants: legacy
-# checks: bad_addr endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram send_metrics poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
+# checks: bad_addr metrics_thread_no_caps endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram send_metrics poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
 
 PORT=9632
@@ -52,6 +52,19 @@ agent=$!
 npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/agent.err $agent
 cat /tmp/agent.err
 grep Cap /proc/$agent/status
+# The thread that talks to the network holds no capability (#24: it used to inherit
+# whatever the agent kept).
+metrics_thread_caps() {
+    for t in /proc/$agent/task/*; do
+        [ "$(cat $t/comm)" = metrics ] || continue
+        grep Cap $t/status
+        grep -q '^CapEff:.0000000000000000$' $t/status && grep -q '^CapPrm:.0000000000000000$' $t/status && return 0
+        return 1
+    done
+    echo "no thread named metrics in $agent"
+    return 1
+}
+npt_check metrics_thread_no_caps metrics_thread_caps
 npt_check endpoint_up sh -c "wget -q -O /tmp/m0 $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m0"
 
 version=$(netpoll-trace --version | cut -d' ' -f2)

@@ -127,7 +127,9 @@ flood() {
     fi
 
     npt_check ${m}_attached grep -Eq "ready: $m on .*netpoll_poll_dev" /tmp/$m.err
-    npt_json_lines /tmp/$m.json type=poll histogram >/tmp/$m.summary
+    # The last summary: counts since watch started (a long run also prints them every
+    # --stats-every while it goes).
+    npt_json_lines /tmp/$m.json type=poll histogram | tail -n 1 >/tmp/$m.summary
     npt_json_lines /tmp/$m.json type=poll duration_ns >/tmp/$m.slow
     # The per-device count: the number before "total_ns" (histogram counts end in '}').
     tool=$(sed -n 's/.*"count":\([0-9]*\),"total_ns".*/\1/p' /tmp/$m.summary | sum)

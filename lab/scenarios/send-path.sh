@@ -13,11 +13,12 @@
 # second target: set down, netconsole itself skips it (write_msg checks netif_running),
 # so the kernel makes no netpoll_send_udp call, and the tool must count each line it
 # skipped as dropped not_running (its probe on netconsole's write_msg); up again, it sends. `ip link del` of the vlan stops the live target: the tool must report
-# stopped/device_unregistered and the kernel must log that it stopped.
+# stopped/device_unregistered and the kernel must log that it stopped. `--stats-every 1s`
+# prints eth0's send statistics while a trickle of lines goes out, not only at the end.
 # nics: e1000 virtio
 # timeout: 600
 # variants: legacy
-# checks: check_send_path ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
+# checks: check_send_path ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny stats_periodic vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
 . /lib.sh
 
 T=/sys/kernel/tracing
@@ -188,6 +189,28 @@ stx=$(($(field sent "$sline") + $(field deferred "$sline")))
 sslow=$(npt_json_count /tmp/slow.json type=slow_send dev=eth0)
 echo "$NPT_KERNEL with --slow-send 1us: $sslow slow_send line(s) for eth0, $stx transmits; first: $(npt_json_lines /tmp/slow.json type=slow_send | head -n 1)"
 npt_check slow_tiny sh -c "test $rc -eq 0 && test $stx -ge 50 && test $sslow -eq $stx && grep -q ', 0 event(s) lost' /tmp/slow.err"
+
+# --- (e) while watching: --stats-every prints the send statistics as it goes ----------
+# 12 lines 0.5 s apart under `--stats-every 1s`: eth0's `send` line comes out while the
+# command runs, more than once, with counts that never go down, the last one counting
+# every line.
+cat >/tmp/trickle.sh <<EOF
+echo 8 >/proc/sys/kernel/printk
+echo 1 >$CFG/flood/enabled
+i=0
+while [ \$i -lt 12 ]; do echo "<3>npt-trickle \$i" >/dev/kmsg; sleep 0.5; i=\$((i + 1)); done
+echo $old_printk >/proc/sys/kernel/printk
+echo 0 >$CFG/flood/enabled
+EOF
+netpoll-trace watch --json --stats-every 1s -- sh /tmp/trickle.sh >/tmp/trickle.json 2>/tmp/trickle.err
+rc=$?
+npt_json_lines /tmp/trickle.json type=send dev=eth0 | grep -o '"messages":[0-9]*' | sed 's/.*://' >/tmp/trickle.counts
+echo "$NPT_KERNEL --stats-every 1s: eth0's messages in each send line: $(tr '\n' ' ' </tmp/trickle.counts)"
+stats_periodic() {
+    test $rc -eq 0 && test "$(wc -l </tmp/trickle.counts)" -ge 3 &&
+        awk 'NR > 1 && $1 < p { bad = 1 } { p = $1 } END { exit bad }' /tmp/trickle.counts && test "$(tail -n 1 /tmp/trickle.counts)" -ge 12
+}
+npt_check stats_periodic stats_periodic
 
 # --- (d) a target's device down, then up --------------------------------------------
 ip link add link eth0 name vl100 type vlan id 100

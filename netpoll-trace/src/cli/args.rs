@@ -122,6 +122,10 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         /// least this slow; every send is counted and timed regardless.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2ms")]
         slow_send: Duration,
+        /// Print each device's send and poll statistics (counts since watch started) this
+        /// often while it runs, not only when it stops; 0 prints them only at the end.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+        stats_every: Duration,
         /// Also write every record as a JSON line to FILE (read back with `dump --from`).
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,

@@ -22,3 +22,4 @@ pub mod recorder;
 pub mod send_stats;
 pub mod targets;
 pub mod tracefs;
+pub mod trusted_file;

@@ -5,7 +5,6 @@
 
 use std::{
     ffi::CString,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -134,130 +133,26 @@ pub fn refusal(op: Op, dev: &str, errno: i32) -> String {
     }
 }
 
-/// What is wrong with a file or directory on a module's path, if anything: only root
-/// may be able to change what gets loaded into the kernel. `sticky` directories
-/// (/tmp) may be writable by others: they cannot replace root's entries there.
-pub fn untrusted(kind: Kind, uid: u32, mode: u32) -> Option<String> {
-    let perm = mode & 0o7777;
-    if uid != 0 {
-        return Some(format!("owned by uid {uid}, not root"));
-    }
-    let writable = perm & 0o022 != 0;
-    match kind {
-        Kind::File if writable => Some(format!("writable by group or others (mode {perm:o})")),
-        Kind::Dir if writable && perm & 0o1000 == 0 => Some(format!(
-            "a directory writable by group or others (mode {perm:o}), so its entries can be swapped"
-        )),
-        Kind::Other => Some("not a regular file".to_string()),
-        _ => None,
-    }
-}
+use super::trusted_file::TrustedFile;
 
-/// What `untrusted` is judging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Other,
-}
-
-/// A module file opened once, checked through its descriptor (the file and every
-/// directory above it), and loaded through that same descriptor: a path swapped after
-/// the check changes nothing.
+/// A module file opened once, checked (`TrustedFile`) and loaded through that same
+/// descriptor: a path swapped after the check changes nothing.
 pub struct ModuleFile {
     file: std::fs::File,
     path: PathBuf,
 }
 
-fn openat(
-    dir: Option<&std::fs::File>,
-    name: &std::ffi::OsStr,
-    flags: i32,
-) -> std::io::Result<std::fs::File> {
-    use std::os::{
-        fd::{AsRawFd as _, FromRawFd as _},
-        unix::ffi::OsStrExt as _,
-    };
-    let c = CString::new(name.as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: a valid directory fd (or AT_FDCWD) and a NUL-terminated name.
-    let fd = unsafe { libc::openat(at, c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor we just opened and own.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-}
-
 impl ModuleFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let shown = path.display();
-        let refuse = |what: &Path, why: String| {
-            anyhow!(
-                "refusing module file {shown}: {} is {why} (fix its owner or mode if you trust it)",
-                what.display()
-            )
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("module file {shown}: not a file name"))?;
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Symbolic links among the directories are resolved once (/lib -> usr/lib), then
-        // every directory of the real path is opened without following links and checked.
-        let real = std::fs::canonicalize(parent)
-            .map_err(|e| anyhow!("module file {shown}: {}: {e}", parent.display()))?;
-        let mut dir: Option<std::fs::File> = None;
-        let mut walked = PathBuf::from("/");
-        for c in real.components() {
-            let part = c.as_os_str();
-            if c != std::path::Component::RootDir {
-                walked.push(part);
-            }
-            let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-            let d = openat(dir.as_ref(), part, flags)
-                .map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
-            let m = d
-                .metadata()
-                .map_err(|e| anyhow!("module file {shown}: {}: {e}", walked.display()))?;
-            if let Some(why) = untrusted(Kind::Dir, m.uid(), m.mode()) {
-                return Err(refuse(&walked, why));
-            }
-            dir = Some(d);
-        }
-        let file = openat(
-            dir.as_ref(),
-            name,
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => anyhow!(
-                "refusing module file {shown}: it is a symbolic link; pass the file it points to"
-            ),
-            _ => anyhow!("module file {shown}: {e}"),
-        })?;
-        let m = file
-            .metadata()
-            .map_err(|e| anyhow!("module file {shown}: {e}"))?;
-        let kind = if m.is_file() { Kind::File } else { Kind::Other };
-        if let Some(why) = untrusted(kind, m.uid(), m.mode()) {
-            return Err(anyhow!(
-                "refusing module file {shown}: {why} (fix its owner or mode if you trust it)"
-            ));
-        }
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-        })
+        let TrustedFile { file, path } = TrustedFile::open(path, "module file")?;
+        Ok(Self { file, path })
     }
 
     /// The (device, inode) of the opened file.
     #[cfg(test)]
     fn identity(&self) -> std::io::Result<(u64, u64)> {
         let m = self.file.metadata()?;
+        use std::os::unix::fs::MetadataExt as _;
         Ok((m.dev(), m.ino()))
     }
 
@@ -415,6 +310,7 @@ pub fn status() -> Result<Vec<Patched>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::trusted_file::{Kind, untrusted};
 
     #[test]
     fn parses_the_modules_state() {

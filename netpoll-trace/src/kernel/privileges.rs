@@ -121,6 +121,12 @@ impl CapSets {
     }
 }
 
+/// Empties the calling thread's effective and permitted sets (capabilities are per
+/// thread): for a thread that talks to the network and needs none.
+pub fn drop_all_in_this_thread() -> std::io::Result<()> {
+    CapSets::only(&[]).apply()
+}
+
 /// Drops every capability but `keep` from the bounding set (so nothing this process
 /// executes can regain them) and from the effective and permitted sets. Any failure is
 /// an error: an agent that meant to drop privileges must not carry on with all of them.

@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::{
-    config::{AgentConfig, TargetStopped},
+    config::{AgentConfig, PolicyAction, RetryMethod, TargetStopped},
     correlate::Attempt,
     diagnosis::Diagnosis,
     output::Output,
@@ -999,20 +999,30 @@ pub enum Need {
     ReadBpfMaps,
 }
 
-/// What to keep: a dry run only reads the kernel log; serving metrics, or checking that
-/// a re-enabled target sends, re-reads maps.
-pub fn needs(dry_run: bool, reading_maps: bool) -> Vec<Need> {
-    let mut needs = if dry_run {
-        vec![Need::ReadKernelLog]
-    } else {
-        // No CAP_DAC_OVERRIDE: every file it writes after start-up (the module's
-        // parameters, configfs targets, its journal) is root's with the owner's write bit.
-        vec![Need::LoadModules, Need::ReadKernelLog]
-    };
+/// What to keep: the kernel log always (to quote the kernel); loading modules only when
+/// the configured policy can load one (the patch, or a retry command that reloads
+/// netconsole: after a patch, or when a re-enable may fall back to `retry.command`), and
+/// never in a dry run; serving metrics, or checking that a re-enabled target sends,
+/// re-reads maps.
+pub fn needs(cfg: &AgentConfig, dry_run: bool, reading_maps: bool) -> Vec<Need> {
+    // No CAP_DAC_OVERRIDE: every file it writes after start-up (the module's parameters,
+    // configfs targets, its journal) is root's with the owner's write bit.
+    let mut needs = Vec::new();
+    if !dry_run && may_load_modules(cfg) {
+        needs.push(Need::LoadModules);
+    }
+    needs.push(Need::ReadKernelLog);
     if reading_maps {
         needs.push(Need::ReadBpfMaps);
     }
     needs
+}
+
+/// Whether anything the policy allows loads a module.
+fn may_load_modules(cfg: &AgentConfig) -> bool {
+    cfg.missing_poll_controller == PolicyAction::Patch
+        || (cfg.target_stopped == TargetStopped::Reenable
+            && cfg.retry_method != RetryMethod::Configfs)
 }
 
 /// What a retry command gets: loading netconsole (the usual `modprobe netconsole ...`)
@@ -1788,13 +1798,36 @@ mod tests {
     }
 
     #[test]
-    fn needs_follow_the_mode() {
-        assert_eq!(needs(true, false), [Need::ReadKernelLog]);
+    fn needs_follow_the_mode_and_the_policy() {
+        // The default policy reports everything: it can never load a module.
+        let report = AgentConfig::default();
+        assert_eq!(needs(&report, false, false), [Need::ReadKernelLog]);
+        let patch = cfg();
+        assert_eq!(patch.missing_poll_controller, PolicyAction::Patch);
+        assert_eq!(needs(&patch, true, false), [Need::ReadKernelLog]);
         assert_eq!(
-            needs(false, false),
+            needs(&patch, false, false),
             [Need::LoadModules, Need::ReadKernelLog]
         );
-        assert_eq!(needs(true, true), [Need::ReadKernelLog, Need::ReadBpfMaps]);
+        assert_eq!(
+            needs(&patch, true, true),
+            [Need::ReadKernelLog, Need::ReadBpfMaps]
+        );
+        // A re-enable may fall back to retry.command (which reloads netconsole) unless it
+        // only writes configfs.
+        let mut reenable = AgentConfig {
+            target_stopped: TargetStopped::Reenable,
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            needs(&reenable, false, true),
+            [Need::LoadModules, Need::ReadKernelLog, Need::ReadBpfMaps]
+        );
+        reenable.retry_method = RetryMethod::Configfs;
+        assert_eq!(
+            needs(&reenable, false, true),
+            [Need::ReadKernelLog, Need::ReadBpfMaps]
+        );
     }
 
     #[test]

@@ -283,12 +283,6 @@ impl AgentConfig {
         }
         Ok(c)
     }
-
-    pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
-    }
 }
 
 #[cfg(test)]

@@ -52,8 +52,9 @@ pub fn lines(out: &Output) -> Vec<String> {
             v
         }
         Output::SlowPoll(p) => vec![json_line(p)],
-        Output::PollStats { stats, last: true } => stats.iter().map(json_line).collect(),
-        Output::SendStats { stats, last: true } => stats.iter().map(json_line).collect(),
+        // Counts since the start: every `--stats-every` while watching, and at the end.
+        Output::PollStats { stats, .. } => stats.iter().map(json_line).collect(),
+        Output::SendStats { stats, .. } => stats.iter().map(json_line).collect(),
         Output::Send(SendNotice::Drop(d)) => vec![json_line(d)],
         Output::Send(SendNotice::Slow(s)) => vec![json_line(s)],
         Output::Target(t) => vec![json_line(t)],
@@ -61,12 +62,9 @@ pub fn lines(out: &Output) -> Vec<String> {
         Output::Recorder(h) => vec![json_line(h)],
         Output::Counters(c) => c.iter().map(json_line).collect(),
         Output::Passthrough { value, .. } => vec![value.to_string()],
-        Output::PollStats { last: false, .. }
-        | Output::SendStats { last: false, .. }
-        | Output::Lost(_)
-        | Output::Losses(_)
-        | Output::Dropped { .. }
-        | Output::Warning(_) => Vec::new(),
+        Output::Lost(_) | Output::Losses(_) | Output::Dropped { .. } | Output::Warning(_) => {
+            Vec::new()
+        }
     }
 }
 
@@ -155,6 +153,23 @@ mod tests {
                 last: false
             })
             .is_empty()
+        );
+    }
+
+    /// `watch --stats-every`: a summary while watching comes out like the last one.
+    #[test]
+    fn a_periodic_send_summary_is_printed_too() {
+        let mut s = crate::model::send::summarize(&[], 7);
+        s.dev = Some("eth0".into());
+        s.messages = 3;
+        let out = lines(&Output::SendStats {
+            stats: vec![s],
+            last: false,
+        });
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].starts_with(r#"{"type":"send","ts_ns":7,"dev":"eth0""#),
+            "{out:?}"
         );
     }
 

@@ -55,9 +55,13 @@ impl Terminal {
                 text.trim_end().to_string()
             }
             Output::SlowPoll(p) => slow_poll_line(p),
-            Output::SendStats { stats, last: true } if !stats.is_empty() => {
-                stats.iter().map(send_line).collect::<Vec<_>>().join("\n")
-            }
+            // Counts since the start: every `--stats-every` while watching (marked so),
+            // and at the end.
+            Output::SendStats { stats, last } if !stats.is_empty() => stats
+                .iter()
+                .map(|s| so_far(send_line(s), *last))
+                .collect::<Vec<_>>()
+                .join("\n"),
             Output::Send(SendNotice::Drop(d)) => format!(
                 "send dropped on {}: {} ({})",
                 esc_or(&d.dev, "?"),
@@ -72,9 +76,11 @@ impl Terminal {
                 )
             }
             Output::Target(t) => target_line(t),
-            Output::PollStats { stats, last: true } if !stats.is_empty() => {
-                stats.iter().map(poll_line).collect::<Vec<_>>().join("\n")
-            }
+            Output::PollStats { stats, last } if !stats.is_empty() => stats
+                .iter()
+                .map(|s| so_far(poll_line(s), *last))
+                .collect::<Vec<_>>()
+                .join("\n"),
             Output::Remediation(e) => remediation_line(e),
             Output::Recorder(h) => render_recorder(h).trim_end().to_string(),
             Output::Counters(c) if !c.is_empty() => render_counters(c).trim_end().to_string(),
@@ -270,6 +276,15 @@ fn slow_poll_line(p: &SlowPoll) -> String {
     )
 }
 
+/// A periodic summary says that it is one.
+fn so_far(line: String, last: bool) -> String {
+    if last {
+        line
+    } else {
+        format!("{line} (so far)")
+    }
+}
+
 fn remediation_line(e: &Remediation) -> String {
     let mut line = format!(
         "remediation {} {} {}: {}",
@@ -454,6 +469,35 @@ mod tests {
         diagnosis::{Context, diagnose},
         event::SetupFn,
     };
+
+    /// `watch --stats-every`: a summary while watching is printed, marked as one.
+    #[test]
+    fn a_periodic_send_summary_says_so_far() {
+        let mut s = crate::model::send::summarize(&[], 7);
+        s.dev = Some("eth0".into());
+        s.messages = 3;
+        s.sent = 3;
+        let mut t = Terminal::new(false);
+        let text = t
+            .render(&Output::SendStats {
+                stats: vec![s.clone()],
+                last: false,
+            })
+            .unwrap();
+        assert!(
+            text.starts_with("send eth0 ")
+                && text.contains("3 message(s)")
+                && text.ends_with(" (so far)"),
+            "{text}"
+        );
+        let last = t
+            .render(&Output::SendStats {
+                stats: vec![s],
+                last: true,
+            })
+            .unwrap();
+        assert!(!last.contains("so far"), "{last}");
+    }
 
     fn rec() -> SetupRecord {
         SetupRecord {

@@ -16,7 +16,7 @@ use crate::{
     cli::{args::RecorderArgs, exit::Exit},
     kernel::{
         attach::AttachChoice, clock::monotonic_ns, ethtool, host, netconsole, object::ObjectChoice,
-        patch_module, privileges,
+        patch_module, privileges, trusted_file::TrustedFile,
     },
     model::{
         agent::{
@@ -56,7 +56,7 @@ pub struct AgentArgs {
 /// anything is attached: a bad key is a one-line error.
 pub fn load_config(path: Option<&Path>) -> Result<(AgentConfig, Option<String>)> {
     if let Some(p) = path {
-        return Ok((AgentConfig::load(p)?, None));
+        return Ok((read_config(p)?, None));
     }
     let default = Path::new(config::DEFAULT_PATH);
     match std::fs::symlink_metadata(default) {
@@ -67,8 +67,17 @@ pub fn load_config(path: Option<&Path>) -> Result<(AgentConfig, Option<String>)>
                 default.display()
             )),
         )),
-        _ => Ok((AgentConfig::load(default)?, None)),
+        _ => Ok((read_config(default)?, None)),
     }
+}
+
+/// The configuration names a command run as root and a journal the agent chmods: it is
+/// read only from a root-owned file that neither group nor others can write, in
+/// directories only root can change (as the patch module is), through the descriptor
+/// that was checked.
+fn read_config(path: &Path) -> Result<AgentConfig> {
+    let text = TrustedFile::open(path, "configuration")?.read_to_string()?;
+    AgentConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn run(args: AgentArgs, cfg: AgentConfig) -> Result<Exit> {
@@ -222,7 +231,7 @@ impl Agent {
         }
         // Programs are attached and every fd is open: keep only what remediation uses.
         let reads_maps = self.sinks.metrics.is_some() || self.reads_send_stats();
-        let keep: Vec<u32> = agent::needs(self.args.dry_run, reads_maps)
+        let keep: Vec<u32> = agent::needs(&self.cfg, self.args.dry_run, reads_maps)
             .into_iter()
             .map(capability)
             .collect();
@@ -237,9 +246,10 @@ impl Agent {
         } else {
             ""
         };
-        // Its own thread, made now so that it has only the capabilities kept.
+        // Its own thread, holding no capability at all: it only serves what the main loop
+        // gathered (a peer on the network talks to it).
         if let Some((l, m)) = endpoint {
-            metrics::http::spawn(l, m)?;
+            metrics::http::spawn(l, m, privileges::drop_all_in_this_thread)?;
         }
         crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
         // Ready for systemd only now: every probe is attached and the drop succeeded.

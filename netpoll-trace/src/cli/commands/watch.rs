@@ -34,6 +34,8 @@ pub struct WatchArgs {
     pub object: ObjectChoice,
     pub slow_poll: Duration,
     pub slow_send: Duration,
+    /// Send and poll statistics while running, this often (None: only at the end).
+    pub stats_every: Option<Duration>,
     pub record: Option<PathBuf>,
     pub recorder: RecorderArgs,
     pub command: Vec<String>,
@@ -110,7 +112,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         slow_poll: args.slow_poll,
         slow_send: args.slow_send,
         recorder,
-        poll_refresh: None,
+        poll_refresh: args.stats_every,
     };
     let mut tracer = Tracer::start(&opts)?;
     for n in &tracer.notes {

@@ -485,7 +485,13 @@ pub fn respond(req: &Request, local: SocketAddr, metrics: impl FnOnce() -> Strin
 /// Starts serving `metrics` on `listener` from a thread of its own, with its own
 /// runtime. Start it after the agent dropped its capabilities: a thread keeps those
 /// of the thread that made it, and the endpoint needs none.
-pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> Result<()> {
+/// Serves on a thread of its own that first runs `confine` (dropping what it must not
+/// hold); when that fails, nothing is served and the error is returned.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    metrics: Metrics,
+    confine: fn() -> std::io::Result<()>,
+) -> Result<()> {
     let addr = listener
         .local_addr()
         .context("the metrics endpoint's address")?;
@@ -496,9 +502,16 @@ pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the metrics endpoint's runtime")?;
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let confined = confine();
+            let ok = confined.is_ok();
+            let _ = tx.send(confined);
+            if !ok {
+                return;
+            }
             rt.block_on(async move {
                 match TcpListener::from_std(listener) {
                     Ok(l) => serve(l, metrics).await,
@@ -507,6 +520,9 @@ pub fn spawn(listener: std::net::TcpListener, metrics: Metrics) -> Result<()> {
             })
         })
         .context("starting the metrics endpoint's thread")?;
+    rx.recv()
+        .context("the metrics endpoint's thread ended at start")?
+        .context("dropping the metrics thread's capabilities")?;
     crate::status!(Info, "metrics at http://{addr}/metrics");
     Ok(())
 }
@@ -879,7 +895,7 @@ mod tests {
     fn idle_connections_do_not_delay_a_scrape() {
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
-        spawn(l, test_metrics()).unwrap();
+        spawn(l, test_metrics(), || Ok(())).unwrap();
         // Six clients that connect and say nothing (the four, and more).
         let idle: Vec<std::net::TcpStream> = (0..6)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -908,7 +924,7 @@ mod tests {
             rt.block_on(async {
                 let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
                 tx.send(l.local_addr().unwrap()).unwrap();
-                spawn(l, test_metrics()).unwrap();
+                spawn(l, test_metrics(), || Ok(())).unwrap();
                 std::thread::sleep(Duration::from_secs(3));
             });
         });
@@ -1066,7 +1082,7 @@ mod tests {
     fn one_peer_cannot_take_every_connection() {
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
-        spawn(l, test_metrics()).unwrap();
+        spawn(l, test_metrics(), || Ok(())).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
