@@ -3,12 +3,12 @@
 # netpoll_setup and __netpoll_setup, and records what `modprobe netconsole` does on a
 # virtio NIC (success) and on a dummy device without an IPv4 address (failure:
 # -EDESTADDRREQ from netpoll_setup before __netpoll_setup is reached); the module
-# parameter's target is reported enabled, and disabled by the unload. The kernel's own log
-# and sysfs are the oracle.
+# parameter's target is reported enabled, and disabled by the unload, in kernel order even
+# when both happen under one watch. The kernel's own log and sysfs are the oracle.
 # nics: virtio
 # timeout: 300
 # variants: legacy
-# checks: param_target_enabled param_target_off bpf_log_quiet bpf_log_verbose json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
+# checks: param_target_enabled param_target_off causal_order bpf_log_quiet bpf_log_verbose json_schema attach ok_modprobe ok_outer_event ok_inner_event ok_ifindex ok_ops_read ok_kernel_log fail_modprobe fail_outer_event fail_no_inner fail_matches_dmesg watch_exit_3 watch_human
 . /lib.sh
 
 ip addr add 10.99.0.1/24 dev eth0
@@ -48,6 +48,27 @@ param_target_off() {
         npt_json_has /tmp/rmmod.json $t event=stopped cause=device_event
 }
 npt_check param_target_off param_target_off
+# Set-up and unload under one watch (the demo's case): the unload's tear-down arrives while
+# the set-up waits out its grace period; both outputs keep kernel order: the set-up, then
+# `enabled`, then the target's end, and nothing after it.
+netpoll-trace watch --json -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.json 2>/tmp/both.err
+netpoll-trace watch -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.txt 2>&1
+cat /tmp/both.json /tmp/both.txt
+# line_of FILE PATTERN: the number of the first line matching PATTERN (0 when none).
+line_of() { n=$(grep -n -E "$2" "$1" | head -n 1 | cut -d: -f1); echo "${n:-0}"; }
+causal_order() {
+    s=$(line_of /tmp/both.json '"type":"setup".*"fn":"netpoll_setup".*"dev":"eth0"')
+    e=$(line_of /tmp/both.json '"type":"target".*"event":"enabled"')
+    d=$(line_of /tmp/both.json '"type":"target".*"event":"(disabled|stopped)"')
+    last=$(grep '"type":"target"' /tmp/both.json | tail -n 1)
+    ts=$(line_of /tmp/both.txt 'netpoll_setup +netconsole eth0')
+    te=$(line_of /tmp/both.txt '^target netconsole@10.99.0.2:6666 enabled')
+    td=$(line_of /tmp/both.txt '^target netconsole@10.99.0.2:6666 (disabled|stopped)')
+    echo "json: setup $s, enabled $e, end $d; table: setup $ts, enabled $te, end $td"
+    test "$s" -gt 0 && test "$e" -gt "$s" && test "$d" -gt "$e" && echo "$last" | grep -Eq '"event":"(disabled|stopped)"' &&
+        test "$ts" -gt 0 && test "$te" -gt "$ts" && test "$td" -gt "$te"
+}
+npt_check causal_order causal_order
 netpoll-trace -vv watch -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/dev/null 2>/tmp/verbose.err
 grep 'set-up fn=' /tmp/verbose.err
 if grep -q '; legacy object, attach path' /tmp/verbose.err; then

@@ -3,7 +3,9 @@
 //! period for nested records from other CPUs passed; then it is correlated and
 //! diagnosed (the model's work). A nested record whose outermost call never shows
 //! (its return was missed, or it began before we attached) is reported on its own
-//! after `ORPHAN_AFTER`, not held until exit.
+//! after `ORPHAN_AFTER`, not held until exit. A tear-down waits while a set-up that began
+//! before it is still in its grace period, so a netpoll's events come out in kernel order
+//! (set-up, enabled, then disabled; never the disable before the set-up it ended).
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use crate::{
         event::SetupRecord,
         kernel_log::KernelLog,
         output::{Dropped, Output},
-        target::Lifecycle,
+        target::{Lifecycle, Teardown},
     },
 };
 
@@ -42,6 +44,8 @@ pub struct Assembler {
     roots: Vec<(u32, u64, u64, Instant)>,
     /// Netconsole targets' states, from finished set-ups and tear-downs.
     pub targets: Lifecycle,
+    /// Tear-downs waiting for set-ups that began before them.
+    held: Vec<Teardown>,
 }
 
 impl Assembler {
@@ -54,6 +58,7 @@ impl Assembler {
             buffer: Vec::new(),
             roots: Vec::new(),
             targets: Lifecycle::default(),
+            held: Vec::new(),
         }
     }
 
@@ -80,12 +85,10 @@ impl Assembler {
             }
             Msg::SlowPoll(p) => vec![Output::SlowPoll(p)],
             Msg::Send(n) => vec![Output::Send(n)],
-            Msg::Teardown(t) => self
-                .targets
-                .on_teardown(&t)
-                .map(Output::Target)
-                .into_iter()
-                .collect(),
+            Msg::Teardown(t) => {
+                self.held.push(t);
+                self.release_teardowns(false)
+            }
             Msg::Lost(n) => vec![Output::Lost(n)],
             Msg::BadSample(e) => vec![Output::Warning(format!("undecodable event: {e}"))],
         }
@@ -107,7 +110,7 @@ impl Assembler {
             .collect();
         let orphans = self.buffer.iter().any(|(_, at)| age(at) >= ORPHAN_AFTER);
         if due.is_empty() && !orphans && (!all || self.buffer.is_empty()) {
-            return Vec::new();
+            return self.release_teardowns(all);
         }
         self.roots
             .retain(|(pid, ts, end, _)| !due.contains(&(*pid, *ts, *end)));
@@ -147,6 +150,7 @@ impl Assembler {
             out.push(Output::Attempt(Box::new(attempt), d.map(Box::new)));
             out.extend(target.map(Output::Target));
         }
+        out.extend(self.release_teardowns(all));
         let evicted = self.kernel_log.take_evicted();
         if evicted > 0 {
             out.push(Output::Dropped {
@@ -155,6 +159,28 @@ impl Assembler {
             });
         }
         out
+    }
+}
+
+impl Assembler {
+    /// The held tear-downs that no buffered set-up of their netpoll began before (all
+    /// when `all`), in kernel order, as target events.
+    fn release_teardowns(&mut self, all: bool) -> Vec<Output> {
+        let buffer = &self.buffer;
+        let waits = |t: &Teardown| {
+            buffer
+                .iter()
+                .any(|(r, _)| r.netpoll_addr == t.netpoll_addr && r.ts_ns < t.ts_ns)
+        };
+        let (mut go, stay): (Vec<Teardown>, Vec<Teardown>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|t| all || !waits(t));
+        self.held = stay;
+        go.sort_by_key(|t| t.ts_ns);
+        go.iter()
+            .filter_map(|t| self.targets.on_teardown(t))
+            .map(Output::Target)
+            .collect()
     }
 }
 
@@ -218,5 +244,67 @@ mod tests {
         )));
         let out = a.flush_at(Instant::now() + GRACE, false);
         assert_eq!(attempts(&out), [(Some("eth0".to_string()), 0, 1)]);
+    }
+
+    /// `modprobe netconsole ...; rmmod netconsole` under one watch: the tear-down arrives
+    /// while the set-up waits out its grace period. Kernel order: the set-up, enabled,
+    /// then disabled (the disable used to come first, and a late "enabled" last).
+    #[test]
+    fn a_teardown_waits_for_the_setup_it_ended() {
+        use crate::model::target::{Change, StopCause};
+        let mut a = Assembler::new(None);
+        let setup = rec(SetupFn::NetpollSetup, "eth0", 0, 1_000, 500, 0);
+        let teardown = Teardown {
+            ts_ns: 2_000,
+            owner: setup.netpoll.clone(),
+            dev: Some("eth0".into()),
+            ifindex: Some(2),
+            remote: setup.remote.clone(),
+            cause: StopCause::Disabled,
+            pid: 101,
+            comm: Some("rmmod".into()),
+            netpoll_addr: setup.netpoll_addr,
+        };
+        assert!(a.take(Msg::Setup(setup)).is_empty());
+        assert!(
+            a.take(Msg::Teardown(teardown)).is_empty(),
+            "held behind the set-up"
+        );
+        let out = a.flush_at(Instant::now() + GRACE, false);
+        let order: Vec<String> = out
+            .iter()
+            .map(|o| match o {
+                Output::Attempt(..) => "setup".to_string(),
+                Output::Target(t) => format!("{:?}", t.event),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "setup".to_string(),
+                format!("{:?}", Change::Enabled),
+                format!("{:?}", Change::Disabled)
+            ]
+        );
+    }
+
+    /// A tear-down with no set-up before it buffered comes out at once.
+    #[test]
+    fn a_lone_teardown_is_reported_at_once() {
+        use crate::model::target::StopCause;
+        let mut a = Assembler::new(None);
+        let t = Teardown {
+            ts_ns: 2_000,
+            owner: Some("netconsole".into()),
+            dev: Some("eth0".into()),
+            ifindex: Some(2),
+            remote: None,
+            cause: StopCause::DeviceUnregistered,
+            pid: 1,
+            comm: None,
+            netpoll_addr: 1,
+        };
+        assert_eq!(a.take(Msg::Teardown(t)).len(), 1);
     }
 }
