@@ -9,11 +9,12 @@
 # ifindex. Bad clients get bounded answers: 404, 431 for an oversized head, 413 for a
 # body, 408 for a silent client, 421 for a Host other than the bound address (DNS
 # rebinding) and 400 for none, 503 at once beyond the per-peer limit, nothing on a
-# non-loopback address; idle connections do not delay a scrape; and the agent's stderr
+# non-loopback address; idle connections do not delay a scrape, and four idle peers holding
+# every slot do not keep one out; and the agent's stderr
 # is JSON lines with --log-format json.
 # timeout: 420
 # variants: legacy
-# checks: bad_addr metrics_thread_no_caps endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram send_metrics poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
+# checks: bad_addr metrics_thread_no_caps endpoint_up build_info failures_counted setups_counted remediations_match_journal poll_histogram send_metrics poll_ifindex not_found oversized body_refused slow_client idle_then_scrape per_peer_limit idle_peers_scrape bad_host no_host many_connections loopback_only still_serving clean_stop json_logs
 . /lib.sh
 
 PORT=9632
@@ -228,6 +229,17 @@ npt_wait_for 1 grep -q '^HTTP/1.1' /tmp/ninth.out
 echo "9th connection of one peer: $(head -n 1 /tmp/ninth.out)"
 npt_check per_peer_limit grep -q '^HTTP/1.1 503 ' /tmp/ninth.out
 for p in $idle $ninth; do wait $p; done
+# Four peers (their own loopback addresses) hold every slot with 8 silent connections
+# each: a scrape still gets its answer (the oldest idle connection is closed for it).
+peers=""
+for p in 2 3 4 5; do
+    tcpidle 127.0.0.$p 127.0.0.1 $PORT 8 8 >/tmp/idle.$p &
+    peers="$peers $!"
+done
+npt_wait_for 5 at_least_conns 32
+cat /tmp/idle.*
+npt_check idle_peers_scrape sh -c "wget -q -T 5 -O /tmp/m_peers $URL/metrics && grep -q '^netpoll_trace_build_info{' /tmp/m_peers"
+for p in $peers; do wait $p; done
 # DNS rebinding: a page whose name now resolves to 127.0.0.1 sends its own Host.
 { printf 'GET /metrics HTTP/1.1\r\nHost: rebound.example:%s\r\n\r\n' $PORT; sleep 2; } | nc 127.0.0.1 $PORT >/tmp/421.out
 head -n 1 /tmp/421.out

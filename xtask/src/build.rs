@@ -52,7 +52,7 @@ pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
     let out_dir = root.join("target").join("lab").join("tools");
     cache::create_dir(&out_dir)?;
     let mut tools = Vec::new();
-    for name in ["nlhelper", "udprecv", "capexec", "sdlisten"] {
+    for name in ["nlhelper", "udprecv", "capexec", "sdlisten", "tcpidle"] {
         let src = root.join("lab").join("tools").join(format!("{name}.c"));
         let out = out_dir.join(name);
         let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {

@@ -6,8 +6,10 @@
 //! arrived on (400 without one, 421 for another: a web page's DNS-rebinding request
 //! is refused), unknown paths 404, other methods 405, and a client that does not
 //! finish its request within `READ_TIMEOUT` gets 408. At most `MAX_CONNECTIONS`
-//! connections are open at once and `MAX_PER_PEER` from one address (an IPv6 /64);
-//! beyond that, 503 at once: a connection is never queued behind idle ones.
+//! connections are open at once and `MAX_PER_PEER` from one address (an IPv6 /64):
+//! beyond the peer's share, 503 at once; with every slot taken, a new connection closes
+//! the oldest one still waiting for its request head (503 only when all are being
+//! served), so idle peers cannot keep a scraper out.
 //! Parsing, the Host rule, the limits and responses are pure and unit-tested; only
 //! `serve` and `handle` do I/O.
 
@@ -253,13 +255,31 @@ pub enum Refusal {
     PeerFull,
 }
 
-/// The connections open now, overall and per peer (`peer_key`); pure bookkeeping.
+/// The connections open now, overall and per peer (`peer_key`), oldest first; pure
+/// bookkeeping. When every slot is taken, a new connection closes the oldest one still
+/// waiting for its request head: peers that open connections and send nothing cannot
+/// keep a scraper out (it sends its request at once), they only push each other out.
 #[derive(Debug)]
 pub struct ConnLimits {
     total: usize,
     per_peer: usize,
-    open: usize,
-    by_peer: HashMap<IpAddr, usize>,
+    next_id: u64,
+    conns: Vec<Conn>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    peer: IpAddr,
+    /// Still reading its request head (idle, as far as serving goes).
+    reading: bool,
+}
+
+/// An admitted connection: its id, and the idle one closed to make room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: u64,
+    pub evicted: Option<u64>,
 }
 
 impl ConnLimits {
@@ -267,39 +287,50 @@ impl ConnLimits {
         Self {
             total,
             per_peer,
-            open: 0,
-            by_peer: HashMap::new(),
+            next_id: 0,
+            conns: Vec::new(),
         }
     }
 
     /// Counts a new connection from `peer`, or says why it is refused.
-    pub fn admit(&mut self, peer: IpAddr) -> Result<(), Refusal> {
-        if self.open >= self.total {
-            return Err(Refusal::Full);
-        }
-        let n = self.by_peer.entry(peer_key(peer)).or_insert(0);
-        if *n >= self.per_peer {
+    pub fn admit(&mut self, peer: IpAddr) -> Result<Admitted, Refusal> {
+        let key = peer_key(peer);
+        if self.conns.iter().filter(|c| c.peer == key).count() >= self.per_peer {
             return Err(Refusal::PeerFull);
         }
-        *n += 1;
-        self.open += 1;
-        Ok(())
+        let mut evicted = None;
+        if self.conns.len() >= self.total {
+            let Some(i) = self.conns.iter().position(|c| c.reading) else {
+                return Err(Refusal::Full);
+            };
+            evicted = Some(self.conns.remove(i).id);
+        }
+        self.next_id += 1;
+        self.conns.push(Conn {
+            id: self.next_id,
+            peer: key,
+            reading: true,
+        });
+        Ok(Admitted {
+            id: self.next_id,
+            evicted,
+        })
     }
 
-    /// A connection `admit` counted has closed.
-    pub fn release(&mut self, peer: IpAddr) {
-        let key = peer_key(peer);
-        if let Some(n) = self.by_peer.get_mut(&key) {
-            *n -= 1;
-            self.open -= 1;
-            if *n == 0 {
-                self.by_peer.remove(&key);
-            }
+    /// Connection `id` sent its request: it is being served, not idle.
+    pub fn serving(&mut self, id: u64) {
+        if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
+            c.reading = false;
         }
+    }
+
+    /// Connection `id` closed (an evicted one is already gone: nothing changes).
+    pub fn release(&mut self, id: u64) {
+        self.conns.retain(|c| c.id != id);
     }
 
     pub fn open(&self) -> usize {
-        self.open
+        self.conns.len()
     }
 }
 
@@ -545,6 +576,8 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
 /// Serves until the runtime stops.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
     let limits = Arc::new(Mutex::new(ConnLimits::new(MAX_CONNECTIONS, MAX_PER_PEER)));
+    // The tasks of admitted connections, to close one evicted for a newer connection.
+    let tasks: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -562,28 +595,51 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
             let mut l = limits.lock().unwrap_or_else(|p| p.into_inner());
             l.admit(peer.ip()).map_err(|r| (r, l.open()))
         };
-        if let Err((why, open)) = admitted {
-            log::debug!("metrics endpoint: refused {peer}: {why:?} ({open} open)");
-            // Answer at once without reading, never wait: the slots are taken.
-            let _ = stream.try_write(&Response::busy().to_bytes());
-            continue;
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err((why, open)) => {
+                log::debug!("metrics endpoint: refused {peer}: {why:?} ({open} open)");
+                // Answer at once without reading, never wait: the slots are taken.
+                let _ = stream.try_write(&Response::busy().to_bytes());
+                continue;
+            }
+        };
+        if let Some(old) = admitted.evicted {
+            log::debug!("metrics endpoint: closed idle connection {old} for {peer}");
+            if let Some(h) = tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&old) {
+                h.abort();
+            }
         }
         let open = Open {
             limits: limits.clone(),
-            peer: peer.ip(),
+            tasks: tasks.clone(),
+            id: admitted.id,
         };
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            handle(stream, local, &metrics).await;
+        let mut t = tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let task = tokio::spawn(async move {
+            handle(stream, local, &metrics, &open).await;
             drop(open);
         });
+        t.insert(admitted.id, task.abort_handle());
     }
 }
 
-/// An admitted connection; released when dropped, however its task ends.
+/// An admitted connection; released when dropped, however its task ends (an aborted
+/// task drops it too).
 struct Open {
     limits: Arc<Mutex<ConnLimits>>,
-    peer: IpAddr,
+    tasks: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>>,
+    id: u64,
+}
+
+impl Open {
+    fn serving(&self) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .serving(self.id);
+    }
 }
 
 impl Drop for Open {
@@ -591,12 +647,16 @@ impl Drop for Open {
         self.limits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .release(self.peer);
+            .release(self.id);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 
 /// One connection: read one request head (bounded in size and time), answer, close.
-async fn handle(mut stream: TcpStream, local: SocketAddr, metrics: &Metrics) {
+async fn handle(mut stream: TcpStream, local: SocketAddr, metrics: &Metrics, open: &Open) {
     let mut buf = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -615,6 +675,8 @@ async fn handle(mut stream: TcpStream, local: SocketAddr, metrics: &Metrics) {
         }
     })
     .await;
+    // Whatever came, it is no longer an idle connection that a newer one may close.
+    open.serving();
     let response = match read {
         Ok(Ok(req)) => respond(&req, local, || metrics.render()),
         Ok(Err(Some(reject))) => Response::rejected(reject),
@@ -1044,38 +1106,61 @@ mod tests {
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a_mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         let mut l = ConnLimits::new(5, 3);
-        assert_eq!(l.admit(a), Ok(()));
-        assert_eq!(l.admit(a), Ok(()));
+        let ok = |r: Result<Admitted, Refusal>| r.map(|a| a.evicted);
+        let first = l.admit(a).unwrap().id;
+        assert_eq!(ok(l.admit(a)), Ok(None));
         assert_eq!(
-            l.admit(a_mapped),
-            Ok(()),
+            ok(l.admit(a_mapped)),
+            Ok(None),
             "the same peer through a dual-stack socket"
         );
         assert_eq!(l.admit(a), Err(Refusal::PeerFull));
-        assert_eq!(l.admit(b), Ok(()), "another peer is not held up");
-        assert_eq!(l.admit(b), Ok(()));
-        assert_eq!(l.admit("10.0.0.3".parse().unwrap()), Err(Refusal::Full));
+        let b1 = l.admit(b).unwrap().id;
+        assert_eq!(ok(l.admit(b)), Ok(None), "another peer is not held up");
         assert_eq!(l.open(), 5);
-        l.release(a);
+        l.release(first);
         assert_eq!(
-            l.admit(a),
-            Ok(()),
+            ok(l.admit(a)),
+            Ok(None),
             "a closed connection frees its peer's slot"
         );
-        for _ in 0..3 {
-            l.release(a);
+        l.release(first); // a second release changes nothing
+        assert_eq!(l.open(), 5);
+        // Every slot taken, all idle: the oldest idle one goes (b1, since `first` closed).
+        for c in l.conns.iter().map(|c| c.id).collect::<Vec<_>>() {
+            if c != b1 {
+                l.serving(c);
+            }
         }
-        l.release(a); // more releases than admissions change nothing
-        assert_eq!(l.open(), 2);
+        assert_eq!(ok(l.admit("10.0.0.3".parse().unwrap())), Ok(Some(b1)));
+        // All being served: nothing to close, 503.
+        let newest = l.conns.last().unwrap().id;
+        l.serving(newest);
+        assert_eq!(l.admit("10.0.0.4".parse().unwrap()), Err(Refusal::Full));
         // One IPv6 host holds a /64: its addresses count as one peer.
         let mut l = ConnLimits::new(10, 2);
-        assert_eq!(l.admit("2001:db8::1".parse().unwrap()), Ok(()));
-        assert_eq!(l.admit("2001:db8::ffff:2".parse().unwrap()), Ok(()));
+        assert!(l.admit("2001:db8::1".parse().unwrap()).is_ok());
+        assert!(l.admit("2001:db8::ffff:2".parse().unwrap()).is_ok());
         assert_eq!(
             l.admit("2001:db8::3".parse().unwrap()),
             Err(Refusal::PeerFull)
         );
-        assert_eq!(l.admit("2001:db8:0:1::3".parse().unwrap()), Ok(()));
+        assert!(l.admit("2001:db8:0:1::3".parse().unwrap()).is_ok());
+    }
+
+    /// #24: four peers reopening idle connections held every slot, so a scraper got 503.
+    #[test]
+    fn idle_peers_cannot_keep_a_scraper_out() {
+        let mut l = ConnLimits::new(MAX_CONNECTIONS, MAX_PER_PEER);
+        for p in 1..=4 {
+            for _ in 0..MAX_PER_PEER {
+                assert!(l.admit(format!("10.0.0.{p}").parse().unwrap()).is_ok());
+            }
+        }
+        assert_eq!(l.open(), MAX_CONNECTIONS);
+        let scraper = l.admit("192.0.2.9".parse().unwrap()).unwrap();
+        assert!(scraper.evicted.is_some(), "an idle connection made room");
+        assert_eq!(l.open(), MAX_CONNECTIONS);
     }
 
     #[test]
