@@ -15,6 +15,7 @@ use super::{
     config::{AgentConfig, PolicyAction, RetryMethod, TargetStopped},
     correlate::Attempt,
     diagnosis::Diagnosis,
+    event::SetupRecord,
     output::Output,
     policy::{self, Decision},
     remediation::{Action, Evidence, Outcome},
@@ -258,8 +259,11 @@ impl Backoff {
 /// One failure being remedied.
 #[derive(Debug)]
 pub struct Remediation {
-    /// The device that failed (what is patched and verified).
+    /// The device that failed (what is patched).
     pub dev: String,
+    /// The netconsole target that failed (what is retried and verified), when the set-up
+    /// had an owner.
+    pub target: Option<TargetOf>,
     /// What the failure's event saw of that device.
     failed: Identity,
     backoff: Backoff,
@@ -267,30 +271,71 @@ pub struct Remediation {
     notes: Vec<Note>,
 }
 
-/// Per device: entry time of its latest successful set-up. A failure older than that
-/// is superseded: the device works now.
+/// The netconsole target a set-up was for: its owner, its own device (a vlan's target
+/// names the vlan, while the device that failed may be its lower one) and its remote. Two
+/// targets on one device are two targets: each failure is decided, retried and verified
+/// as its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOf {
+    pub owner: String,
+    pub dev: Option<String>,
+    pub remote: Option<String>,
+}
+
+impl TargetOf {
+    /// The target of an attempt's outermost set-up; None when it has no owner.
+    pub fn of(root: &SetupRecord) -> Option<Self> {
+        Some(Self {
+            owner: root.netpoll.clone()?,
+            dev: root.dev.clone(),
+            remote: root.remote.clone(),
+        })
+    }
+
+    /// One key per target (the remote may be unknown: then owner and device alone).
+    fn key(&self) -> String {
+        format!(
+            "{}@{} on {}",
+            self.owner,
+            self.remote.as_deref().unwrap_or("?"),
+            self.dev.as_deref().unwrap_or("?")
+        )
+    }
+
+    /// Whether `root` is a set-up of this target.
+    pub fn is(&self, root: &SetupRecord) -> bool {
+        TargetOf::of(root).is_some_and(|t| t.key() == self.key())
+    }
+}
+
+/// Per target (per device for a set-up with no owner): entry time of its latest
+/// successful set-up. A failure older than that is superseded: the target works now.
 #[derive(Debug, Default)]
 pub struct Successes {
     latest: HashMap<String, u64>,
 }
 
 impl Successes {
-    /// Remembers every device of a successful attempt.
-    pub fn note(&mut self, a: &Attempt) {
-        for r in a.records() {
-            if let Some(dev) = &r.dev {
-                self.latest.insert(dev.clone(), r.ts_ns);
-            }
+    fn key_of(root: &SetupRecord) -> Option<String> {
+        match TargetOf::of(root) {
+            Some(t) => Some(t.key()),
+            None => root.dev.as_ref().map(|d| format!("device {d}")),
         }
     }
 
-    pub fn note_device(&mut self, dev: &str, ts_ns: u64) {
-        self.latest.insert(dev.to_string(), ts_ns);
+    /// Remembers a successful attempt.
+    pub fn note(&mut self, a: &Attempt) {
+        if let Some(k) = Self::key_of(&a.root) {
+            self.latest.insert(k, a.root.ts_ns);
+        }
     }
 
-    /// A set-up on `dev` succeeded after `ts_ns`.
-    pub fn superseded(&self, dev: &str, ts_ns: u64) -> bool {
-        self.latest.get(dev).is_some_and(|ok| *ok > ts_ns)
+    /// A set-up of the same target as `root` (the same device, without an owner)
+    /// succeeded after `root` began.
+    pub fn superseded(&self, root: &SetupRecord) -> bool {
+        Self::key_of(root)
+            .and_then(|k| self.latest.get(&k))
+            .is_some_and(|ok| *ok > root.ts_ns)
     }
 }
 
@@ -298,6 +343,7 @@ impl Remediation {
     /// The first decision for a diagnosed failure: superseded, reported (policy), a dry
     /// run, or patch.
     pub fn begin(
+        root: &SetupRecord,
         d: &Diagnosis,
         failed: &Identity,
         cfg: &AgentConfig,
@@ -308,18 +354,18 @@ impl Remediation {
         let dev = d.failing_device().unwrap_or_default().to_string();
         let mut r = Self {
             dev: dev.clone(),
+            target: TargetOf::of(root),
             failed: failed.clone(),
             backoff: Backoff::new(cfg),
             verify_timeout: cfg.verify_timeout,
             notes: Vec::new(),
         };
-        if successes.superseded(&dev, d.ts_ns) {
-            r.note(
-                Action::Decide,
-                Outcome::Superseded,
-                "a later set-up on this device succeeded".into(),
-                None,
-            );
+        if successes.superseded(root) {
+            let what = match &r.target {
+                Some(_) => "a later set-up of this target succeeded",
+                None => "a later set-up on this device succeeded",
+            };
+            r.note(Action::Decide, Outcome::Superseded, what.into(), None);
             return (r, Next::Done(Handled::Fixed));
         }
         match policy::decide(d, driver, cfg) {
@@ -503,11 +549,21 @@ impl Remediation {
 /// Whether `out` verifies a retry on `dev` made at `since_ns` (CLOCK_MONOTONIC): the first
 /// set-up attempt involving it that started then or later. An older one (a failure that
 /// was still on its way, e.g. modprobe's own second try) says nothing about the retry.
-pub fn verification(out: &Output, dev: &str, since_ns: u64) -> Option<Verified> {
+pub fn verification(
+    out: &Output,
+    dev: &str,
+    target: Option<&TargetOf>,
+    since_ns: u64,
+) -> Option<Verified> {
     let Output::Attempt(a, diag) = out else {
         return None;
     };
-    if a.root.ts_ns < since_ns || !a.records().any(|r| r.dev.as_deref() == Some(dev)) {
+    let ours = match target {
+        // Another target on the same device says nothing about this one.
+        Some(t) => t.is(&a.root),
+        None => a.records().any(|r| r.dev.as_deref() == Some(dev)),
+    };
+    if a.root.ts_ns < since_ns || !ours {
         return None;
     }
     Some(match diag {
@@ -921,7 +977,7 @@ pub fn target_verification(
         Output::Target(t) if t.target == target && t.event.up() && t.ts_ns >= since_ns => {
             Some(Verified::Succeeded(t.ts_ns))
         }
-        Output::Attempt(_, Some(_)) => verification(out, dev, since_ns),
+        Output::Attempt(_, Some(_)) => verification(out, dev, None, since_ns),
         _ => None,
     }
 }
@@ -1034,6 +1090,18 @@ pub fn retry_command_needs() -> Vec<Need> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The outermost set-up record of a diagnosed failure (netconsole's, no remote known).
+    fn root_of(d: &Diagnosis) -> SetupRecord {
+        rec(
+            SetupFn::NetpollSetup,
+            d.dev.as_deref().unwrap_or("eth0"),
+            0,
+            d.ts_ns,
+            10,
+            d.ret,
+        )
+    }
     use crate::model::{
         config::{PolicyAction, TargetStopped},
         correlate::tests::rec,
@@ -1068,7 +1136,14 @@ mod tests {
     #[test]
     fn patch_retry_verify_fixes_an_allowed_driver() {
         let d = diag(Cause::MissingPollController, 100);
-        let (mut r, next) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, next) = Remediation::begin(
+            &root_of(&d),
+            &d,
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         assert_eq!(next, Next::Patch);
         assert_eq!(
             r.patched(PatchOutcome::Patched {
@@ -1115,6 +1190,7 @@ mod tests {
     #[test]
     fn other_causes_and_drivers_outside_the_allowlist_are_reported() {
         let (mut r, next) = Remediation::begin(
+            &root_of(&diag(Cause::NetpollDisabled, 1)),
             &diag(Cause::NetpollDisabled, 1),
             &virtio(),
             &cfg(),
@@ -1127,6 +1203,7 @@ mod tests {
             [(Action::Decide, Outcome::Reported)]
         );
         let (mut r, next) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &Identity {
                 driver: Some("ena".into()),
@@ -1143,6 +1220,7 @@ mod tests {
     #[test]
     fn a_dry_run_journals_what_it_would_do_and_changes_nothing() {
         let (mut r, next) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg(),
@@ -1165,6 +1243,75 @@ mod tests {
         );
     }
 
+    /// A record of netconsole's set-up of the target sending to `remote` on `dev`.
+    fn target_rec(dev: &str, remote: &str, ts: u64, ret: i32) -> SetupRecord {
+        let mut r = rec(SetupFn::NetpollSetup, dev, 0, ts, 10, ret);
+        r.remote = Some(remote.into());
+        r
+    }
+
+    /// #24: two configfs targets on eth0 failed; fixing the first marked eth0 fixed and
+    /// the second was "superseded" and never enabled. Each target is its own decision.
+    #[test]
+    fn a_success_of_one_target_does_not_supersede_another_on_the_same_device() {
+        let mut ok = Successes::default();
+        ok.note(&Attempt {
+            root: target_rec("eth0", "10.0.0.1:6666", 500, 0),
+            nested: vec![],
+        });
+        let d = diag(Cause::MissingPollController, 100);
+        let other = target_rec("eth0", "10.0.0.2:6666", 100, -524);
+        let (_, next) = Remediation::begin(&other, &d, &virtio(), &cfg(), false, &ok);
+        assert_eq!(next, Next::Patch, "the other target still fails");
+        let same = target_rec("eth0", "10.0.0.1:6666", 100, -524);
+        let (_, next) = Remediation::begin(&same, &d, &virtio(), &cfg(), false, &ok);
+        assert_eq!(
+            next,
+            Next::Done(Handled::Fixed),
+            "that one was set up since"
+        );
+        // Verifying the second target's retry: the first one's set-up says nothing.
+        let t = TargetOf::of(&other).unwrap();
+        let first_ok = Output::Attempt(
+            Box::new(Attempt {
+                root: target_rec("eth0", "10.0.0.1:6666", 900, 0),
+                nested: vec![],
+            }),
+            None,
+        );
+        assert_eq!(verification(&first_ok, "eth0", Some(&t), 0), None);
+        let second_ok = Output::Attempt(
+            Box::new(Attempt {
+                root: target_rec("eth0", "10.0.0.2:6666", 901, 0),
+                nested: vec![],
+            }),
+            None,
+        );
+        assert_eq!(
+            verification(&second_ok, "eth0", Some(&t), 0),
+            Some(Verified::Succeeded(901))
+        );
+    }
+
+    /// #24: a vlan target (dev_name eth0.100) whose lower device eth0 failed: the patch
+    /// goes to eth0, the retry to the target named by its own device and remote.
+    #[test]
+    fn a_vlan_target_is_retried_by_its_own_device_and_remote() {
+        let root = target_rec("eth0.100", "10.0.0.9:514", 100, -524);
+        let mut d = diag(Cause::MissingPollController, 100);
+        d.dev = Some("eth0".into());
+        d.chain = vec!["eth0.100".into(), "eth0".into()];
+        let (r, next) =
+            Remediation::begin(&root, &d, &virtio(), &cfg(), false, &Successes::default());
+        assert_eq!(next, Next::Patch);
+        assert_eq!(r.dev, "eth0");
+        let t = r.target.unwrap();
+        assert_eq!(
+            (t.dev.as_deref(), t.remote.as_deref()),
+            (Some("eth0.100"), Some("10.0.0.9:514"))
+        );
+    }
+
     #[test]
     fn a_later_success_supersedes_an_older_failure() {
         let mut ok = Successes::default();
@@ -1173,6 +1320,7 @@ mod tests {
             nested: vec![],
         });
         let (mut r, next) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 100)),
             &diag(Cause::MissingPollController, 100),
             &virtio(),
             &cfg(),
@@ -1186,6 +1334,7 @@ mod tests {
         );
         // A success before the failure does not.
         let (_, next) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 900)),
             &diag(Cause::MissingPollController, 900),
             &virtio(),
             &cfg(),
@@ -1198,6 +1347,7 @@ mod tests {
     #[test]
     fn retries_back_off_doubling_until_the_attempts_run_out() {
         let (mut r, _) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg(),
@@ -1253,6 +1403,7 @@ mod tests {
             ..cfg()
         };
         let (mut r, _) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg,
@@ -1274,6 +1425,7 @@ mod tests {
             ..cfg
         };
         let (mut r, _) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg,
@@ -1300,6 +1452,7 @@ mod tests {
     #[test]
     fn a_failed_patch_ends_without_retrying() {
         let (mut r, _) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg(),
@@ -1332,10 +1485,16 @@ mod tests {
             }),
             None,
         );
-        assert_eq!(verification(&ok, "eth0", 0), Some(Verified::Succeeded(7)));
-        assert_eq!(verification(&ok, "eth0", 7), Some(Verified::Succeeded(7)));
-        assert_eq!(verification(&other, "eth0", 0), None);
-        assert_eq!(verification(&Output::Lost(1), "eth0", 0), None);
+        assert_eq!(
+            verification(&ok, "eth0", None, 0),
+            Some(Verified::Succeeded(7))
+        );
+        assert_eq!(
+            verification(&ok, "eth0", None, 7),
+            Some(Verified::Succeeded(7))
+        );
+        assert_eq!(verification(&other, "eth0", None, 0), None);
+        assert_eq!(verification(&Output::Lost(1), "eth0", None, 0), None);
         let failed = Output::Attempt(
             Box::new(Attempt {
                 root: rec(SetupFn::NetpollSetup, "eth0", 0, 9, 1, -524),
@@ -1344,12 +1503,12 @@ mod tests {
             Some(Box::new(diag(Cause::MissingPollController, 9))),
         );
         assert_eq!(
-            verification(&failed, "eth0", 0),
+            verification(&failed, "eth0", None, 0),
             Some(Verified::Failed("missing_poll_controller".into()))
         );
         // A failure from before the retry (seen on 4.14: busybox modprobe's second try of
         // the trigger arrived while the agent verified) is not the retry's result.
-        assert_eq!(verification(&failed, "eth0", 10), None);
+        assert_eq!(verification(&failed, "eth0", None, 10), None);
     }
 
     fn stop(event: Change, cause: &'static str) -> TargetEvent {
@@ -1838,7 +1997,14 @@ mod tests {
             ifindex: Some(9),
             driver: Some("dummy".into()),
         };
-        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, _) = Remediation::begin(
+            &root_of(&d),
+            &d,
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         assert_eq!(
             r.patched(PatchOutcome::Patched {
                 detail: "ops a -> b".into(),
@@ -1865,7 +2031,14 @@ mod tests {
              re-created since, not the device that failed; unpatching it"
         );
         // Same driver, new ifindex: still another device.
-        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, _) = Remediation::begin(
+            &root_of(&d),
+            &d,
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         let found = Identity {
             ifindex: Some(3),
             ..virtio()
@@ -1878,7 +2051,14 @@ mod tests {
             Next::Unpatch
         );
         // Patched by someone else before: reported, never undone by the agent.
-        let (mut r, _) = Remediation::begin(&d, &virtio(), &cfg(), false, &Successes::default());
+        let (mut r, _) = Remediation::begin(
+            &root_of(&d),
+            &d,
+            &virtio(),
+            &cfg(),
+            false,
+            &Successes::default(),
+        );
         assert_eq!(
             r.patched(PatchOutcome::AlreadyPatched { found }),
             Next::Done(Handled::Unfixed)
@@ -1919,6 +2099,7 @@ mod tests {
     #[test]
     fn a_retry_command_past_its_timeout_is_a_failed_attempt_and_journaled() {
         let (mut r, _) = Remediation::begin(
+            &root_of(&diag(Cause::MissingPollController, 1)),
             &diag(Cause::MissingPollController, 1),
             &virtio(),
             &cfg(),

@@ -388,8 +388,14 @@ impl Agent {
     async fn handle(&mut self, tracer: &mut Tracer, attempt: &Attempt, d: &Diagnosis) -> Handled {
         self.report_backlog_drops();
         let failed = Identity::of(attempt, d.failing_device().unwrap_or_default());
-        let (mut rem, mut next) =
-            Remediation::begin(d, &failed, &self.cfg, self.args.dry_run, &self.successes);
+        let (mut rem, mut next) = Remediation::begin(
+            &attempt.root,
+            d,
+            &failed,
+            &self.cfg,
+            self.args.dry_run,
+            &self.successes,
+        );
         // When the last retry started: only set-ups from then on verify it.
         let mut retried_at = 0;
         loop {
@@ -413,7 +419,24 @@ impl Agent {
                 Next::Retry { attempt, after } => {
                     tokio::time::sleep(after).await;
                     retried_at = monotonic_ns();
-                    match retry(&self.cfg, &rem.dev, None, attempt, &mut self.running).await {
+                    // The target that failed: its own device (a vlan's target names the
+                    // vlan, the patch went to the lower device) and its remote.
+                    let (dev, remote) = match &rem.target {
+                        Some(t) => (
+                            t.dev.clone().unwrap_or_else(|| rem.dev.clone()),
+                            t.remote.clone(),
+                        ),
+                        None => (rem.dev.clone(), None),
+                    };
+                    match retry(
+                        &self.cfg,
+                        &dev,
+                        remote.as_deref(),
+                        attempt,
+                        &mut self.running,
+                    )
+                    .await
+                    {
                         Retried::Done(r) => rem.retried(r.map_err(|e| format!("{e:#}"))),
                         Retried::TimedOut { command, by } => {
                             rem.retry_timed_out(&command, self.cfg.retry_timeout, by)
@@ -421,10 +444,10 @@ impl Agent {
                     }
                 }
                 Next::Verify { within, .. } => {
-                    let v = self.verify(tracer, &rem.dev, retried_at, within).await;
-                    if let Verified::Succeeded(ts) = v {
-                        self.successes.note_device(&rem.dev, ts);
-                    }
+                    // A success is noted for the supersede rule by `verify` itself.
+                    let v = self
+                        .verify(tracer, &rem.dev, rem.target.as_ref(), retried_at, within)
+                        .await;
                     rem.verified(v)
                 }
             };
@@ -650,6 +673,7 @@ impl Agent {
         &mut self,
         tracer: &mut Tracer,
         dev: &str,
+        target: Option<&agent::TargetOf>,
         since_ns: u64,
         within: Duration,
     ) -> Verified {
@@ -663,7 +687,7 @@ impl Agent {
             let mut found = None;
             for o in outs {
                 if found.is_none()
-                    && let Some(v) = agent::verification(&o, dev, since_ns)
+                    && let Some(v) = agent::verification(&o, dev, target, since_ns)
                 {
                     if let Output::Attempt(a, None) = &o {
                         self.successes.note(a);
