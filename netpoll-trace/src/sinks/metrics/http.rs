@@ -317,7 +317,7 @@ impl ConnLimits {
         })
     }
 
-    /// Connection `id` sent its request: it is being served, not idle.
+    /// Connection `id` sent a request to answer: it is being served, not idle.
     pub fn serving(&mut self, id: u64) {
         if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
             c.reading = false;
@@ -675,10 +675,13 @@ async fn handle(mut stream: TcpStream, local: SocketAddr, metrics: &Metrics, ope
         }
     })
     .await;
-    // Whatever came, it is no longer an idle connection that a newer one may close.
-    open.serving();
     let response = match read {
-        Ok(Ok(req)) => respond(&req, local, || metrics.render()),
+        Ok(Ok(req)) => {
+            // A request to answer: no longer a connection a newer one may close. (One
+            // that timed out or was rejected may still be closed while it says so.)
+            open.serving();
+            respond(&req, local, || metrics.render())
+        }
         Ok(Err(Some(reject))) => Response::rejected(reject),
         // The client closed or the connection broke: nobody to answer.
         Ok(Err(None)) => return,
@@ -1201,6 +1204,41 @@ mod tests {
             let mut out = String::new();
             let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
             assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+            drop(idle);
+        });
+    }
+
+    /// Four peers hold every slot with silent connections; a scrape still gets 200.
+    #[test]
+    fn a_scrape_gets_through_four_idle_peers() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        spawn(l, test_metrics(), || Ok(())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let from = |ip: String| {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+                s.connect(addr)
+            };
+            let mut idle = Vec::new();
+            for p in 2..=5 {
+                for _ in 0..MAX_PER_PEER {
+                    idle.push(from(format!("127.0.0.{p}")).await.unwrap());
+                }
+            }
+            // Let the endpoint accept them all.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut s = from("127.0.0.1".into()).await.unwrap();
+            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut out = String::new();
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
+            assert!(out.starts_with("HTTP/1.1 200 OK"), "{out:?}");
             drop(idle);
         });
     }
