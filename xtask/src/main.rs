@@ -29,8 +29,6 @@ mod setup;
 mod toolchain;
 mod verdict;
 
-use std::process::Command;
-
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
@@ -231,14 +229,15 @@ fn run(cli: Cli) -> Result<bool> {
 fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
     setup::run(false)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // The workspace's default members: the eBPF crate only builds for the BPF target.
-    println!("test: cargo test (unit and host tests)");
-    let unit = process::run(
-        Command::new(cargo)
-            .args(["test"])
-            .current_dir(cache::workspace_root()),
-    );
+    println!("test: cargo test (unit and host tests, on the product's pinned toolchain)");
+    let unit = toolchain::product_cargo().and_then(|mut cargo| {
+        process::run(
+            cargo
+                .args(["test"])
+                .current_dir(cache::workspace_root()),
+        )
+    });
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }

@@ -1,7 +1,12 @@
-//! The Rust side of setup: the nightly toolchain with rust-src (eBPF builds need core from
-//! source), bpf-linker built against that nightly's own libLLVM, and the dated nightly
-//! the fuzzer builds with. (The stable one is rust-toolchain.toml's: `rustup toolchain
-//! install` before anything else, as .ci/run does.)
+//! The Rust side of setup: the stable that netpoll-trace/rust-toolchain.toml pins for the
+//! product, the nightly toolchain with rust-src (eBPF builds need core from source),
+//! bpf-linker built against that nightly's own libLLVM, and the dated nightly the fuzzer
+//! builds with.
+//!
+//! The xtask itself runs on whatever default stable rustup has: no toolchain file applies
+//! at the workspace root, so `cargo xtask demo` works as a newcomer's first command (rustup
+//! 1.29 does not install a pinned toolchain on first use). Every cargo command the xtask runs
+//! on the product goes through `product_cargo`, which installs the pin first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,10 +21,106 @@ use crate::{cache, process};
 /// needs what rust-version says (aya 0.16: 1.98), which an older eBPF nightly may not be.
 pub const FUZZ_TOOLCHAIN: &str = "nightly-2026-10-29";
 
-/// Makes sure nightly, its rust-src, bpf-linker and the fuzz toolchain are there;
-/// returns what it installed.
+/// The product's toolchain file (relative to the workspace root).
+pub const PIN_FILE: &str = "netpoll-trace/rust-toolchain.toml";
+
+/// What the product's rust-toolchain.toml pins.
+#[derive(Debug, PartialEq)]
+pub struct Pin {
+    pub channel: String,
+    pub components: Vec<String>,
+}
+
+/// The pin in `PIN_FILE`.
+pub fn pin() -> Result<Pin> {
+    let path = cache::workspace_root().join(PIN_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_pin(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// `channel = "1.99.1"` and `components = ["clippy", "rustfmt"]` of a rust-toolchain.toml's
+/// [toolchain] table (the only keys it uses; one line each).
+fn parse_pin(text: &str) -> Result<Pin> {
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let channel = value("channel")
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|c| {
+            !c.is_empty()
+                && c
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ".-_".contains(ch))
+        })
+        .ok_or_else(|| anyhow!("names no channel (`channel = \"1.99.1\"`)"))?;
+    let components = value("components")
+        .map(|v| {
+            v.trim_matches(['[', ']'])
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Pin {
+        channel,
+        components,
+    })
+}
+
+/// True when `rustup toolchain list` lists `channel` (`1.99.1-x86_64-...`).
+fn listed(toolchains: &str, channel: &str) -> bool {
+    toolchains.lines().any(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|name| name.strip_prefix(channel))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    })
+}
+
+/// Installs the product's pinned stable when rustup lacks it; Some(channel) when it did.
+pub fn ensure_pinned() -> Result<Option<String>> {
+    let pin = pin()?;
+    let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("listing rustup toolchains (is rustup installed?)")?;
+    if listed(&toolchains, &pin.channel) {
+        return Ok(None);
+    }
+    let log = cache::dir()?.join("setup.log");
+    let step = crate::progress::Step::start(format!(
+        "setup: installing Rust {} (the product's, {PIN_FILE})",
+        pin.channel
+    ));
+    let mut cmd = Command::new("rustup");
+    cmd.args(["toolchain", "install", &pin.channel, "--profile", "minimal"]);
+    for c in &pin.components {
+        cmd.args(["--component", c]);
+    }
+    process::run_appended(&mut cmd, &log).context("installing the product's toolchain")?;
+    step.done("installed");
+    Ok(Some(pin.channel))
+}
+
+/// `cargo` on the product's pinned toolchain (installed first when missing): the rustup proxy
+/// with RUSTUP_TOOLCHAIN set, not $CARGO (that is the xtask's own, the default stable's cargo).
+pub fn product_cargo() -> Result<Command> {
+    ensure_pinned()?;
+    let mut cmd = Command::new("cargo");
+    cmd.env("RUSTUP_TOOLCHAIN", pin()?.channel)
+        .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
+        .env_remove("CARGO")
+        .env_remove("RUSTC");
+    Ok(cmd)
+}
+
+/// Makes sure the product's stable, nightly, its rust-src, bpf-linker and the fuzz toolchain
+/// are there; returns what it installed.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
-    let mut done = Vec::new();
+    let mut done: Vec<String> = ensure_pinned()?.into_iter().collect();
     let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
         .context("listing rustup toolchains (is rustup installed?)")?;
     if !toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
@@ -169,6 +270,46 @@ mod tests {
         assert!(!is_plain_nightly(
             "stable-x86_64-unknown-linux-gnu (default)"
         ));
+    }
+
+    #[test]
+    fn the_pin_is_read_from_the_products_toolchain_file() {
+        let p = parse_pin(
+            "# c\n[toolchain]\nchannel = \"1.99.1\"\nprofile = \"minimal\"\ncomponents = [\"clippy\", \"rustfmt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.channel, "1.99.1");
+        assert_eq!(p.components, ["clippy", "rustfmt"]);
+        assert!(parse_pin("[toolchain]\nprofile = \"minimal\"\n").is_err());
+        assert!(parse_pin("channel = \"1.0; rm -rf /\"\n").is_err());
+        assert!(pin().is_ok(), "{PIN_FILE} must name a channel");
+        assert!(listed("1.99.1-x86_64-unknown-linux-gnu (active)\n", "1.99.1"));
+        assert!(!listed("1.99.10-x86_64-unknown-linux-gnu\n", "1.99.1"));
+    }
+
+    /// `cargo xtask demo` as a newcomer's first command: no toolchain file may apply at the
+    /// workspace root (rustup would stop every cargo command there until the pin is installed),
+    /// and the xtask's own floor must not exceed an older stable's.
+    #[test]
+    fn cargo_xtask_runs_on_the_default_stable() {
+        let root = cache::workspace_root();
+        for dir in root.ancestors() {
+            for name in ["rust-toolchain.toml", "rust-toolchain"] {
+                assert!(
+                    !dir.join(name).exists(),
+                    "{} applies to `cargo xtask` at the workspace root: a pin that is not \
+                     installed stops it before it can install anything (move it to {PIN_FILE})",
+                    dir.join(name).display()
+                );
+            }
+        }
+        let manifest = std::fs::read_to_string(root.join("xtask/Cargo.toml")).unwrap();
+        let floor = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("rust-version = "))
+            .expect("xtask/Cargo.toml sets its own rust-version, not the workspace's");
+        let minor: u32 = floor.trim_matches('"').split('.').nth(1).unwrap().parse().unwrap();
+        assert!(minor <= 90, "xtask's rust-version {floor} is above 1.90");
     }
 
     #[test]
