@@ -24,8 +24,13 @@ pub fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the missing ones of `pkgs` on the host; returns the names it installed.
-pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
+/// Installs the missing ones of `pkgs` on the host; returns the names it installed. A good
+/// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
+/// downgrade a host package; when the package to be removed came from another suite (a
+/// backport), the plan is tried again from that suite (`-t SUITE`), so e.g. QEMU comes from
+/// where the host's qemu-utils came from. apt's output goes to `log`; the terminal gets one
+/// line per step.
+pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
         .iter()
         .filter(|p| !installed(p))
@@ -34,20 +39,189 @@ pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
     if missing.is_empty() {
         return Ok(missing);
     }
-    println!("setup: installing host packages: {}", missing.join(" "));
     // Always after a refresh: lists that are old (or empty, on a fresh machine) may not know
     // a package, or name a version the mirror no longer has.
-    println!("setup: apt-get update (before installing)");
-    process::run(Command::new("apt-get").arg("update"))
-        .context("refreshing the host's package lists (are the apt sources reachable?)")?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("installing host packages (setup must run as root)")?;
+    let step = progress::Step::start("setup: apt-get update (host lists, before installing)");
+    process::run_appended(Command::new("apt-get").args(["-q", "update"]), log)
+        .context("refreshing the host's package lists (are the apt sources reachable? setup must run as root)")?;
+    step.done("fresh");
+    let (suite, plan) = safe_plan(&missing)?;
+    let from = suite
+        .as_deref()
+        .map(|s| format!(" from {s}"))
+        .unwrap_or_default();
+    let step = progress::Step::start(format!(
+        "setup: installing {} host package(s){from}: {}",
+        missing.len(),
+        missing.join(" ")
+    ));
+    let mut cmd = install_command(&missing, suite.as_deref(), false);
+    // Belt and braces: apt aborts rather than remove anything, whatever changed since the
+    // simulation.
+    cmd.arg("--no-remove");
+    process::run_appended(&mut cmd, log).context("installing host packages")?;
+    step.done(&format!(
+        "done ({} new, {} upgraded)",
+        plan.installs, plan.upgrades
+    ));
     Ok(missing)
+}
+
+fn install_command(pkgs: &[String], suite: Option<&str>, simulate: bool) -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "-q", "--no-install-recommends"]);
+    if simulate {
+        cmd.arg("-s");
+    }
+    if let Some(s) = suite {
+        cmd.args(["-t", s]);
+    }
+    cmd.args(pkgs).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+/// What `apt-get -s install` would do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// (package, installed version) of every `Remv` line.
+    pub removes: Vec<(String, String)>,
+    /// (package, installed version, new version) of every upgrade or downgrade.
+    pub changes: Vec<(String, String, String)>,
+    pub installs: usize,
+    pub upgrades: usize,
+}
+
+/// Reads `apt-get -s` output: `Remv pkg [ver]`, `Inst pkg (new suite [arch])` (new) and
+/// `Inst pkg [old] (new suite [arch])` (a change of an installed package).
+pub fn parse_plan(out: &str) -> Plan {
+    let mut plan = Plan::default();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Remv"), Some(pkg)) => {
+                let ver = words
+                    .next()
+                    .map(|v| v.trim_matches(['[', ']']).to_string())
+                    .unwrap_or_default();
+                plan.removes.push((pkg.to_string(), ver));
+            }
+            (Some("Inst"), Some(pkg)) => match words.next() {
+                Some(w) if w.starts_with('[') => {
+                    let old = w.trim_matches(['[', ']']).to_string();
+                    let new = words
+                        .next()
+                        .map(|v| v.trim_start_matches('(').to_string())
+                        .unwrap_or_default();
+                    plan.changes.push((pkg.to_string(), old, new));
+                }
+                _ => plan.installs += 1,
+            },
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// True when Debian version `a` sorts before `b` (dpkg's own comparison).
+fn version_lt(a: &str, b: &str) -> bool {
+    process::succeeds(Command::new("dpkg").args(["--compare-versions", a, "lt", b]))
+}
+
+/// The plan's removals and downgrades, one phrase each (empty: the plan is safe).
+fn harms(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .removes
+        .iter()
+        .map(|(p, v)| format!("remove {p} {v}"))
+        .collect();
+    out.extend(
+        plan.changes
+            .iter()
+            .filter(|(_, old, new)| version_lt(new, old))
+            .map(|(p, old, new)| format!("downgrade {p} {old} to {new}")),
+    );
+    out
+}
+
+/// The suite the installed version of `pkg` came from, per `apt-cache policy` (None when it
+/// is in none of the host's sources, e.g. installed from a downloaded .deb).
+fn installed_suite(pkg: &str) -> Option<String> {
+    let out = process::output(Command::new("apt-cache").args(["policy", pkg])).ok()?;
+    suite_of_installed(&out)
+}
+
+/// From `apt-cache policy` output: the first archive line under the `***` (installed) version.
+pub fn suite_of_installed(policy: &str) -> Option<String> {
+    let mut lines = policy
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("***"));
+    lines.next()?;
+    for l in lines {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        // `500 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`
+        match words.as_slice() {
+            [_, _, "/var/lib/dpkg/status"] => continue,
+            [prio, _, dist, ..] if prio.parse::<i32>().is_ok() => {
+                return dist.split('/').next().map(str::to_string);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A plan that removes and downgrades nothing: the default one, else one from the suite the
+/// packages it would remove came from. Otherwise an error naming the conflict and the
+/// command that would resolve it; nothing is installed.
+fn safe_plan(pkgs: &[String]) -> Result<(Option<String>, Plan)> {
+    let simulate = |suite: Option<&str>| -> Result<Plan> {
+        let out = process::output(&mut install_command(pkgs, suite, true))
+            .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
+        Ok(parse_plan(&out))
+    };
+    let plan = simulate(None)?;
+    let harm = harms(&plan);
+    if harm.is_empty() {
+        return Ok((None, plan));
+    }
+    let mut tried = Vec::new();
+    for (pkg, _) in &plan.removes {
+        if let Some(suite) = installed_suite(pkg)
+            && !tried.contains(&suite)
+        {
+            let alt = simulate(Some(&suite))?;
+            if harms(&alt).is_empty() {
+                return Ok((Some(suite), alt));
+            }
+            tried.push(suite);
+        }
+    }
+    bail!(
+        "{}",
+        conflict_message(pkgs, &harm, &plan, &host_codename().unwrap_or_default())
+    )
+}
+
+/// The error for a plan that would harm the host: what, why, and the commands that would
+/// resolve it.
+pub fn conflict_message(pkgs: &[String], harm: &[String], plan: &Plan, codename: &str) -> String {
+    let backport = plan.removes.iter().any(|(_, v)| v.contains("~bpo"));
+    let suite_hint = if backport && !codename.is_empty() {
+        format!(
+            "install them from the suite the removed package came from (add {codename}-backports \
+             to the apt sources, then `apt-get install -t {codename}-backports {}`)",
+            pkgs.join(" ")
+        )
+    } else {
+        "install versions that fit what is installed".to_string()
+    };
+    format!(
+        "setup refused to install {}: apt would {}; nothing was installed. Either {suite_hint}, \
+         or accept the change with `apt-get install {}`; then run setup again",
+        pkgs.join(" "),
+        harm.join(", "),
+        pkgs.join(" ")
+    )
 }
 
 /// The host's release codename, e.g. `bookworm`.
@@ -376,6 +550,64 @@ mod tests {
     const DEB822: &str = "Types: deb\n# http://example.org/old\nURIs: http://mirror.example/debian\n\
         Suites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
         Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+
+    /// What bookworm's qemu-system-x86 did to a host with qemu-utils from bookworm-backports
+    /// (`apt-get -s` output, trimmed), and a plan that only installs and upgrades.
+    const REMOVES_BACKPORT: &str = "NOTE: This is only a simulation!\n\
+        Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\n\
+        Inst perl-base [5.36.0-7+deb12u2] (5.36.0-7+deb12u4 Debian:12.15/oldstable [amd64])\n\
+        Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.15/oldstable [amd64])\n\
+        Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.15/oldstable [amd64])\n";
+
+    #[test]
+    fn a_plan_that_removes_a_package_is_refused_with_the_way_out() {
+        let plan = parse_plan(REMOVES_BACKPORT);
+        assert_eq!(
+            plan.removes,
+            [(
+                "qemu-utils".to_string(),
+                "1:10.0.2+ds-2+deb13u1~bpo12+1".to_string()
+            )]
+        );
+        assert_eq!(plan.installs, 1);
+        assert_eq!(
+            plan.changes,
+            [(
+                "perl-base".to_string(),
+                "5.36.0-7+deb12u2".to_string(),
+                "5.36.0-7+deb12u4".to_string()
+            )]
+        );
+        let harm = harms(&plan);
+        assert_eq!(harm, ["remove qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1"]);
+        let msg = conflict_message(&["qemu-system-x86".into()], &harm, &plan, "bookworm");
+        assert!(msg.contains("remove qemu-utils"), "{msg}");
+        assert!(
+            msg.contains("apt-get install -t bookworm-backports qemu-system-x86"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        // An upgrade is not harm; a downgrade is.
+        let down = parse_plan(
+            "Inst qemu-utils [1:10.0.2+ds-2~bpo12+1] (1:7.2+dfsg-7 Debian:12 [amd64])\n",
+        );
+        assert_eq!(harms(&down).len(), 1, "{down:?}");
+        assert!(harms(&parse_plan("Inst a (1 D [all])\nConf a (1 D [all])\n")).is_empty());
+    }
+
+    #[test]
+    fn the_suite_of_the_installed_version() {
+        let policy = "qemu-utils:\n  Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Version table:\n \
+            *** 1:10.0.2+ds-2+deb13u1~bpo12+1 100\n        100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages\n        100 /var/lib/dpkg/status\n     \
+            1:7.2+dfsg-7+deb12u18+b3 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert_eq!(
+            suite_of_installed(policy).as_deref(),
+            Some("bookworm-backports")
+        );
+        // Installed from a downloaded .deb: only dpkg's status knows it.
+        let local = "qemu-utils:\n  Installed: 1:10\n  Version table:\n *** 1:10 100\n        100 /var/lib/dpkg/status\n     1:7.2 500\n        500 http://m/debian bookworm/main amd64 Packages\n";
+        assert_eq!(suite_of_installed(local), None);
+    }
 
     #[test]
     fn deb822_source_for_the_codename() {

@@ -232,11 +232,7 @@ fn test() -> Result<bool> {
     // The workspace's default members: the eBPF crate only builds for the BPF target.
     println!("test: cargo test (unit and host tests, on the product's pinned toolchain)");
     let unit = toolchain::product_cargo().and_then(|mut cargo| {
-        process::run(
-            cargo
-                .args(["test"])
-                .current_dir(cache::workspace_root()),
-        )
+        process::run(cargo.args(["test"]).current_dir(cache::workspace_root()))
     });
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");

@@ -41,36 +41,6 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs `cmd` with its output going to the file `log` (a long build's hundreds of lines stay
-/// out of the terminal, where a progress line stands for them); a failure names the log and
-/// quotes its last lines.
-pub fn run_logged(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
-    let line = describe(cmd);
-    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let err = file
-        .try_clone()
-        .with_context(|| format!("opening {}", log.display()))?;
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .status()
-        .with_context(|| {
-            format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)")
-        })?;
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "`{line}` failed ({status}); its output is in {}, ending:\n{}",
-            log.display(),
-            tail.join("\n")
-        );
-    }
-    Ok(())
-}
-
 /// Runs `cmd` with its output appended to the file `log` (setup's one log: every apt and
 /// rustup/cargo-install step in order, each under a `$ command` line); a failure names the log
 /// and quotes the step's last lines.

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
+use crate::progress::Step;
 use crate::{cache, process};
 
 /// The toolchain `cargo fuzz` builds netpoll-trace with (ASan needs nightly). Dated and
@@ -52,8 +53,7 @@ fn parse_pin(text: &str) -> Result<Pin> {
         .map(|v| v.trim_matches('"').to_string())
         .filter(|c| {
             !c.is_empty()
-                && c
-                    .chars()
+                && c.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ".-_".contains(ch))
         })
         .ok_or_else(|| anyhow!("names no channel (`channel = \"1.99.1\"`)"))?;
@@ -90,7 +90,7 @@ pub fn ensure_pinned() -> Result<Option<String>> {
     if listed(&toolchains, &pin.channel) {
         return Ok(None);
     }
-    let log = cache::dir()?.join("setup.log");
+    let log = crate::setup::log_path()?;
     let step = crate::progress::Step::start(format!(
         "setup: installing Rust {} (the product's, {PIN_FILE})",
         pin.channel
@@ -120,29 +120,40 @@ pub fn product_cargo() -> Result<Command> {
 /// Makes sure the product's stable, nightly, its rust-src, bpf-linker and the fuzz toolchain
 /// are there; returns what it installed.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
+    let log = crate::setup::log_path()?;
     let mut done: Vec<String> = ensure_pinned()?.into_iter().collect();
     let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
         .context("listing rustup toolchains (is rustup installed?)")?;
     if !toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
-        println!("setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's toolchain)");
-        process::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            FUZZ_TOOLCHAIN,
-            "--profile",
-            "minimal",
-        ]))?;
+        let step = Step::start(format!(
+            "setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's)"
+        ));
+        process::run_appended(
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                FUZZ_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ]),
+            &log,
+        )?;
+        step.done("installed");
         done.push(FUZZ_TOOLCHAIN.to_string());
     }
     if !toolchains.lines().any(is_plain_nightly) {
-        println!("setup: installing the nightly toolchain");
-        process::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
+        let step = Step::start("setup: installing the nightly toolchain (eBPF)");
+        process::run_appended(
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]),
+            &log,
+        )?;
+        step.done("installed");
         done.push("nightly".to_string());
     }
     let components = process::output(Command::new("rustup").args([
@@ -153,14 +164,12 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
         "nightly",
     ]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
-        println!("setup: adding rust-src to nightly");
-        process::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+        let step = Step::start("setup: adding rust-src to nightly");
+        process::run_appended(
+            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+            &log,
+        )?;
+        step.done("added");
         done.push("rust-src".to_string());
     }
     if !process::succeeds(Command::new("bpf-linker").arg("--version")) {
@@ -196,14 +205,11 @@ fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
-    let log = cache_dir.join("bpf-linker-build.log");
-    println!(
-        "setup: building bpf-linker against nightly's LLVM {major} ({}), log in {}",
-        libllvm.display(),
-        log.display()
-    );
-    let step = crate::progress::Step::start("setup: building bpf-linker (a few minutes)");
-    process::run_logged(
+    let log = crate::setup::log_path()?;
+    let step = Step::start(format!(
+        "setup: building bpf-linker against nightly's LLVM {major} (a few minutes)"
+    ));
+    process::run_appended(
         Command::new("cargo")
             .args([
                 "install",
@@ -283,7 +289,10 @@ mod tests {
         assert!(parse_pin("[toolchain]\nprofile = \"minimal\"\n").is_err());
         assert!(parse_pin("channel = \"1.0; rm -rf /\"\n").is_err());
         assert!(pin().is_ok(), "{PIN_FILE} must name a channel");
-        assert!(listed("1.99.1-x86_64-unknown-linux-gnu (active)\n", "1.99.1"));
+        assert!(listed(
+            "1.99.1-x86_64-unknown-linux-gnu (active)\n",
+            "1.99.1"
+        ));
         assert!(!listed("1.99.10-x86_64-unknown-linux-gnu\n", "1.99.1"));
     }
 
@@ -308,7 +317,13 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("rust-version = "))
             .expect("xtask/Cargo.toml sets its own rust-version, not the workspace's");
-        let minor: u32 = floor.trim_matches('"').split('.').nth(1).unwrap().parse().unwrap();
+        let minor: u32 = floor
+            .trim_matches('"')
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(minor <= 90, "xtask's rust-version {floor} is above 1.90");
     }
 
