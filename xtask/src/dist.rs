@@ -24,7 +24,15 @@ use crate::{build, cache, process};
 pub struct Artefacts {
     pub tarball: PathBuf,
     pub deb: PathBuf,
+    /// `netpoll-patch-dkms_<version>_all.deb`: the module's source for dkms.
+    pub dkms_deb: PathBuf,
 }
+
+/// The DKMS package's name, and the module's name and source directory under /usr/src.
+pub const DKMS_PACKAGE: &str = "netpoll-patch-dkms";
+pub const DKMS_MODULE: &str = "netpoll-patch";
+/// packaging/dkms/: dkms.conf (a template), its POST_* helper, the .deb's scripts.
+const DKMS: &str = "packaging/dkms";
 
 /// Files of the module source that ship (the build products never do).
 const PATCH_SOURCES: &[&str] = &[
@@ -116,9 +124,136 @@ pub fn run() -> Result<Artefacts> {
             deb.display()
         );
     }
+    let dkms_deb = dkms_deb(&root, &out, &version)?;
     println!("dist: {}", tarball.display());
     println!("dist: {}", deb.display());
-    Ok(Artefacts { tarball, deb })
+    println!("dist: {}", dkms_deb.display());
+    Ok(Artefacts {
+        tarball,
+        deb,
+        dkms_deb,
+    })
+}
+
+/// The files of the module's dkms source tree: (path under /usr/src/<module>-<version>/,
+/// contents, mode). dkms.conf gets the version; everything else is copied as it is.
+pub fn dkms_source(root: &Path, version: &str) -> Result<Vec<(String, Vec<u8>, u32)>> {
+    let mut files = Vec::new();
+    for f in PATCH_SOURCES {
+        let path = root.join("netpoll-patch").join(f);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.push((f.to_string(), bytes, 0o644));
+    }
+    let conf = std::fs::read_to_string(root.join(DKMS).join("dkms.conf.in"))
+        .context("reading packaging/dkms/dkms.conf.in")?;
+    files.push((
+        "dkms.conf".into(),
+        conf.replace("@VERSION@", version).into_bytes(),
+        0o644,
+    ));
+    let helper = root.join(DKMS).join("dkms-offsets");
+    files.push((
+        "dkms-offsets".into(),
+        std::fs::read(&helper).with_context(|| format!("reading {}", helper.display()))?,
+        0o755,
+    ));
+    Ok(files)
+}
+
+/// A packaging/dkms/ script with the version filled in.
+pub fn dkms_script(root: &Path, name: &str, version: &str) -> Result<String> {
+    let path = root.join(DKMS).join(name);
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .replace("@VERSION@", version))
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if let Some(p) = path.parent() {
+        cache::create_dir(p)?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    set_mode(path, mode)
+}
+
+/// `netpoll-patch-dkms_<version>_all.deb`, Debian's convention for an out-of-tree module:
+/// the source in /usr/src/netpoll-patch-<version>/ with its dkms.conf; postinst adds it to
+/// dkms and builds and installs it for every kernel with headers, prerm removes it.
+fn dkms_deb(root: &Path, out: &Path, version: &str) -> Result<PathBuf> {
+    let stage = out.join(format!("{DKMS_PACKAGE}_{version}_all"));
+    cache::remove_dir(&stage)?;
+    let src = stage.join(format!("usr/src/{DKMS_MODULE}-{version}"));
+    for (name, bytes, mode) in dkms_source(root, version)? {
+        write_file(&src.join(name), &bytes, mode)?;
+    }
+    let doc = stage.join(format!("usr/share/doc/{DKMS_PACKAGE}"));
+    copy(
+        &root.join(DKMS).join("copyright"),
+        &doc.join("copyright"),
+        0o644,
+    )?;
+    let changelog = doc.join("changelog");
+    copy(&root.join(DEBIAN).join("changelog"), &changelog, 0o644)?;
+    process::run(Command::new("gzip").args(["-9n", "-f"]).arg(&changelog))?;
+
+    let size_kib = dir_size(&stage)?.div_ceil(1024);
+    let mut files = Vec::new();
+    list_files(&stage, &stage, &mut files)?;
+    files.sort();
+    let dir = stage.join("DEBIAN");
+    cache::create_dir(&dir)?;
+    write_file(
+        &dir.join("control"),
+        dkms_control(version, size_kib, &maintainer()).as_bytes(),
+        0o644,
+    )?;
+    let sums = process::output(
+        Command::new("md5sum")
+            .arg("--")
+            .args(&files)
+            .current_dir(&stage),
+    )
+    .context("computing md5sums")?;
+    write_file(&dir.join("md5sums"), sums.as_bytes(), 0o644)?;
+    for s in ["postinst", "prerm"] {
+        write_file(
+            &dir.join(s),
+            dkms_script(root, s, version)?.as_bytes(),
+            0o755,
+        )?;
+    }
+    let deb = out.join(format!("{DKMS_PACKAGE}_{version}_all.deb"));
+    process::run(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&stage)
+            .arg(&deb),
+    )
+    .context("building the DKMS package")?;
+    Ok(deb)
+}
+
+/// The DKMS package's control file.
+pub fn dkms_control(version: &str, installed_size_kib: u64, maintainer: &str) -> String {
+    format!(
+        "Package: {DKMS_PACKAGE}\n\
+         Source: netpoll-trace\n\
+         Version: {version}\n\
+         Architecture: all\n\
+         Maintainer: {maintainer}\n\
+         Section: kernel\n\
+         Priority: optional\n\
+         Installed-Size: {installed_size_kib}\n\
+         Depends: dkms (>= 2.1.0.0)\n\
+         Recommends: netpoll-trace\n\
+         Description: netpoll-trace's runtime patch module, built by DKMS\n \
+         netpoll_patch.ko gives a network device without ndo_poll_controller\n \
+         (kernels before 4.19) an empty one, so that netpoll and netconsole\n \
+         can use it; netpoll_offsets.o gives netpoll-trace the kernel's struct\n \
+         offsets on kernels without BTF. DKMS builds both for the running\n \
+         kernel and for every kernel installed later (their headers needed);\n \
+         netpoll-trace's agent and `netpoll-trace patch` find them there.\n"
+    )
 }
 
 /// `netpoll-trace 0.1.0` -> `0.1.0`: the version the binary itself reports.

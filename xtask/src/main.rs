@@ -113,7 +113,9 @@ enum Task {
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
     Dist,
     /// The .deb through `dpkg -i`, `-r` and `-P` in a throwaway root, its maintainer scripts as
-    /// a systemd host runs them, and lintian (default: the one `dist` builds).
+    /// a systemd host runs them, and lintian (default: the one `dist` builds); with the
+    /// DKMS package `dist` builds, also dkms add/build/install/remove against every lab
+    /// kernel's headers, its scripts, and lintian.
     Debcheck {
         /// A .deb to check instead of building one.
         deb: Option<std::path::PathBuf>,
@@ -219,10 +221,13 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
-        Task::Debcheck { deb } => debcheck::run(&match deb {
-            Some(d) => d,
-            None => dist::run()?.deb,
-        }),
+        Task::Debcheck { deb } => match deb {
+            Some(d) => debcheck::run(&d, None),
+            None => {
+                let a = dist::run()?;
+                debcheck::run(&a.deb, Some(&a.dkms_deb))
+            }
+        },
     }
 }
 
@@ -287,7 +292,7 @@ fn test() -> Result<bool> {
         "test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)"
     );
     let deb_ok = dist::run()
-        .and_then(|d| debcheck::run(&d.deb))
+        .and_then(|d| debcheck::run(&d.deb, Some(&d.dkms_deb)))
         .unwrap_or_else(|e| {
             eprintln!("test: debcheck failed: {e:#}");
             false
