@@ -24,6 +24,7 @@ mod progress;
 mod qemu;
 mod receiver;
 mod report;
+mod rpmcheck;
 mod scenario;
 mod setup;
 mod toolchain;
@@ -120,6 +121,9 @@ enum Task {
         /// A .deb to check instead of building one.
         deb: Option<std::path::PathBuf>,
     },
+    /// The RPMs `dist` builds: installed, verified and erased in a throwaway root (`rpm
+    /// --root`), %config(noreplace), scriptlets, and rpmlint.
+    Rpmcheck,
     /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
     /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
@@ -221,6 +225,10 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
+        Task::Rpmcheck => {
+            let a = dist::run()?;
+            rpmcheck::run(&a.rpm, &a.dkms_rpm)
+        }
         Task::Debcheck { deb } => match deb {
             Some(d) => debcheck::run(&d, None),
             None => {
@@ -291,10 +299,15 @@ fn test() -> Result<bool> {
     println!(
         "test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)"
     );
+    println!("test: cargo xtask rpmcheck (rpm --root -i/-V/-e, rpmlint)");
     let deb_ok = dist::run()
-        .and_then(|d| debcheck::run(&d.deb, Some(&d.dkms_deb)))
+        .and_then(|d| {
+            let deb = debcheck::run(&d.deb, Some(&d.dkms_deb))?;
+            let rpm = rpmcheck::run(&d.rpm, &d.dkms_rpm)?;
+            Ok(deb && rpm)
+        })
         .unwrap_or_else(|e| {
-            eprintln!("test: debcheck failed: {e:#}");
+            eprintln!("test: debcheck/rpmcheck failed: {e:#}");
             false
         });
     Ok(unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
