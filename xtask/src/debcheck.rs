@@ -202,17 +202,40 @@ fn dkms_cycle(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
 /// /lib/modules is untouched).
 fn dkms_scripts(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
     let control = work.join("control");
-    let stubs = work.join("bin");
-    let (up, ovl) = (work.join("upper"), work.join("overlay-work"));
-    for d in [&stubs, &up, &ovl] {
-        cache::create_dir(d)?;
-    }
+    cache::create_dir(work)?;
     process::run(
         Command::new("dpkg-deb")
             .arg("--control")
             .arg(dkms_deb)
             .arg(&control),
     )?;
+    let version = dkms_deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .and_then(|n| n.split('_').nth(1).map(str::to_string))
+        .unwrap_or_default();
+    dkms_scripts_run(
+        &control.join("postinst"),
+        &control.join("prerm"),
+        &version,
+        work,
+    )
+}
+
+/// Runs `install` (postinst configure, or the RPM's %post) then `remove` (prerm remove, or
+/// %preun) of the DKMS package `version` with a stub dkms and two kernels, one with headers;
+/// returns what differs from the expected dkms calls. Shared with rpmcheck.
+pub fn dkms_scripts_run(
+    install: &Path,
+    remove: &Path,
+    version: &str,
+    work: &Path,
+) -> Result<Vec<String>> {
+    let stubs = work.join("bin");
+    let (up, ovl) = (work.join("upper"), work.join("overlay-work"));
+    for d in [&stubs, &up, &ovl] {
+        cache::create_dir(d)?;
+    }
     let log = work.join("calls");
     let added = work.join("added");
     std::fs::write(
@@ -231,13 +254,14 @@ fn dkms_scripts(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
         "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={up},workdir={ovl} /usr/lib && \
          mkdir -p /lib/modules/9.9.9-with/build /lib/modules/9.9.9-without && \
          touch /lib/modules/9.9.9-with/build/Makefile && \
-         \"$C/postinst\" configure && \"$C/prerm\" remove",
+         sh \"$I\" configure && sh \"$R\" remove",
         up = up.display(),
         ovl = ovl.display()
     );
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env("C", &control)
+        .env("I", install)
+        .env("R", remove)
         .env(
             "PATH",
             format!(
@@ -251,11 +275,7 @@ fn dkms_scripts(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
         .context("running the DKMS package's scripts in a private mount namespace")?;
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     let calls: Vec<&str> = calls.lines().collect();
-    let v = dkms_deb
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .and_then(|n| n.split('_').nth(1).map(str::to_string))
-        .unwrap_or_default();
+    let v = version;
     let m = dist::DKMS_MODULE;
     let want = [
         format!("dkms status -m {m} -v {v}"),

@@ -1,10 +1,10 @@
 //! The RPMs as rpm and rpmlint see them (`cargo xtask rpmcheck`, part of `cargo xtask test`):
 //! each installed into a throwaway root (`rpm --root DIR -i --nodeps`: a fresh database there;
-//! `--noscripts`, as the root has no shell to run them: their bodies are the .deb's
-//! maintainer scripts, which debcheck runs), checked against its own digests (`rpm -V`), the
-//! configuration marked `%config(noreplace)` and kept as .rpmsave once edited when the
-//! package is erased; the scriptlets present; rpmlint, each remaining tag filtered with its
-//! reason in packaging/rpm/rpmlintrc.
+//! `--noscripts`: the root has no shell to run them in), checked against its own digests
+//! (`rpm -V`), the configuration marked `%config(noreplace)` and kept as .rpmsave once
+//! edited when the package is erased; the scriptlets run as rpm would run them, in a private
+//! mount namespace with systemctl and dkms stubbed (as debcheck runs the .debs' scripts);
+//! rpmlint, each remaining tag filtered with its reason in packaging/rpm/rpmlintrc.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +23,7 @@ const INSTALLED: &[&str] = &[
     "usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c",
 ];
 
+/// Every check on the two RPMs; one line per failure, Ok(true) when none.
 pub fn run(rpm: &Path, dkms_rpm: &Path) -> Result<bool> {
     let work = cache::workspace_root()
         .join("target")
@@ -68,6 +69,18 @@ pub fn run(rpm: &Path, dkms_rpm: &Path) -> Result<bool> {
             }
         }
     }
+    fail.extend(main_scriptlets(rpm, &work.join("scriptlets"))?);
+    let dkms_work = work.join("dkms-scriptlets");
+    cache::create_dir(&dkms_work)?;
+    let post = dkms_work.join("post");
+    let preun = dkms_work.join("preun");
+    std::fs::write(&post, scriptlet(dkms_rpm, "POSTIN")?)?;
+    std::fs::write(&preun, scriptlet(dkms_rpm, "PREUN")?)?;
+    fail.extend(
+        crate::debcheck::dkms_scripts_run(&post, &preun, &version, &dkms_work)?
+            .into_iter()
+            .map(|f| format!("{} scriptlets: {f}", dist::DKMS_PACKAGE)),
+    );
     fail.extend(rpmlint(&[rpm, dkms_rpm])?);
     for f in &fail {
         println!("rpmcheck: FAIL {f}");
@@ -76,6 +89,86 @@ pub fn run(rpm: &Path, dkms_rpm: &Path) -> Result<bool> {
         println!("rpmcheck: rpm --root -i/-V/-e, %config(noreplace), scriptlets and rpmlint: PASS");
     }
     Ok(fail.is_empty())
+}
+
+/// One scriptlet's body (`POSTIN`, `PREUN`, `POSTUN`), as rpm stores it.
+fn scriptlet(rpm: &Path, tag: &str) -> Result<String> {
+    process::output(
+        Command::new("rpm")
+            .args(["-qp", "--qf"])
+            .arg(format!("%{{{tag}}}"))
+            .arg(rpm),
+    )
+}
+
+/// netpoll-trace's %post, %preun and %postun as rpm runs them for an install then an erase
+/// (`$1` 1, then 0 and 0), on a booted systemd host and on one without systemd, with
+/// systemctl stubbed: they reload systemd and stop the agent on erase, only under systemd,
+/// and never enable or start it.
+fn main_scriptlets(rpm: &Path, work: &Path) -> Result<Vec<String>> {
+    let stubs = work.join("bin");
+    cache::create_dir(&stubs)?;
+    for (tag, file) in [("POSTIN", "post"), ("PREUN", "preun"), ("POSTUN", "postun")] {
+        std::fs::write(work.join(file), scriptlet(rpm, tag)?)?;
+    }
+    let log = work.join("calls");
+    std::fs::write(
+        stubs.join("systemctl"),
+        format!("#!/bin/sh\necho \"systemctl $*\" >>'{}'\n", log.display()),
+    )?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(
+        stubs.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    let steps = "sh \"$W/post\" 1 && sh \"$W/preun\" 0 && sh \"$W/postun\" 0";
+    let mut fail = Vec::new();
+    for booted in [true, false] {
+        let _ = std::fs::remove_file(&log);
+        let script = if booted {
+            format!("mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && {steps}")
+        } else {
+            format!("mount -t tmpfs tmpfs /run && {steps}")
+        };
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("W", work)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    stubs.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .context("running the scriptlets in a private mount namespace (unshare)")?;
+        if !out.status.success() {
+            fail.push(format!(
+                "netpoll-trace scriptlets failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let calls: Vec<&str> = calls.lines().collect();
+        let want: &[&str] = if booted {
+            &[
+                "systemctl --system daemon-reload",
+                "systemctl stop netpoll-trace-agent.service",
+                "systemctl --system daemon-reload",
+            ]
+        } else {
+            &[]
+        };
+        if calls != want {
+            fail.push(format!(
+                "netpoll-trace scriptlets ({}) called {calls:?}, expected {want:?}",
+                if booted { "systemd host" } else { "no systemd" }
+            ));
+        }
+    }
+    Ok(fail)
 }
 
 fn rpm_in(root: &Path) -> Command {
