@@ -45,7 +45,7 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     process::run_appended(Command::new("apt-get").args(["-q", "update"]), log)
         .context("refreshing the host's package lists (are the apt sources reachable? setup must run as root)")?;
     step.done("fresh");
-    let (suite, plan) = safe_plan(&missing)?;
+    let (suite, plan) = safe_plan(&[], &missing)?;
     let from = suite
         .as_deref()
         .map(|s| format!(" from {s}"))
@@ -55,7 +55,7 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
         missing.len(),
         missing.join(" ")
     ));
-    let mut cmd = install_command(&missing, suite.as_deref(), false);
+    let mut cmd = install_command(&[], &missing, suite.as_deref(), false);
     // Belt and braces: apt aborts rather than remove anything, whatever changed since the
     // simulation.
     cmd.arg("--no-remove");
@@ -67,8 +67,18 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     Ok(missing)
 }
 
-fn install_command(pkgs: &[String], suite: Option<&str>, simulate: bool) -> Command {
+/// `apt-get install` of `pkgs`; `opts` are `-o` settings (none for the host itself; a test
+/// points apt at other lists and another dpkg status).
+fn install_command(
+    opts: &[String],
+    pkgs: &[String],
+    suite: Option<&str>,
+    simulate: bool,
+) -> Command {
     let mut cmd = Command::new("apt-get");
+    for o in opts {
+        cmd.arg("-o").arg(o);
+    }
     cmd.args(["install", "-y", "-q", "--no-install-recommends"]);
     if simulate {
         cmd.arg("-s");
@@ -145,8 +155,12 @@ fn harms(plan: &Plan) -> Vec<String> {
 
 /// The suite the installed version of `pkg` came from, per `apt-cache policy` (None when it
 /// is in none of the host's sources, e.g. installed from a downloaded .deb).
-fn installed_suite(pkg: &str) -> Option<String> {
-    let out = process::output(Command::new("apt-cache").args(["policy", pkg])).ok()?;
+fn installed_suite(opts: &[String], pkg: &str) -> Option<String> {
+    let mut cmd = Command::new("apt-cache");
+    for o in opts {
+        cmd.arg("-o").arg(o);
+    }
+    let out = process::output(cmd.args(["policy", pkg])).ok()?;
     suite_of_installed(&out)
 }
 
@@ -173,9 +187,9 @@ pub fn suite_of_installed(policy: &str) -> Option<String> {
 /// A plan that removes and downgrades nothing: the default one, else one from the suite the
 /// packages it would remove came from. Otherwise an error naming the conflict and the
 /// command that would resolve it; nothing is installed.
-fn safe_plan(pkgs: &[String]) -> Result<(Option<String>, Plan)> {
+fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)> {
     let simulate = |suite: Option<&str>| -> Result<Plan> {
-        let out = process::output(&mut install_command(pkgs, suite, true))
+        let out = process::output(&mut install_command(opts, pkgs, suite, true))
             .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
         Ok(parse_plan(&out))
     };
@@ -186,7 +200,7 @@ fn safe_plan(pkgs: &[String]) -> Result<(Option<String>, Plan)> {
     }
     let mut tried = Vec::new();
     for (pkg, _) in &plan.removes {
-        if let Some(suite) = installed_suite(pkg)
+        if let Some(suite) = installed_suite(opts, pkg)
             && !tried.contains(&suite)
         {
             let alt = simulate(Some(&suite))?;
@@ -593,6 +607,88 @@ mod tests {
         );
         assert_eq!(harms(&down).len(), 1, "{down:?}");
         assert!(harms(&parse_plan("Inst a (1 D [all])\nConf a (1 D [all])\n")).is_empty());
+    }
+
+    /// Issue 28's host, simulated end to end without touching the host: the host's dpkg
+    /// status with qemu-utils from bookworm-backports (and no QEMU system emulator), apt
+    /// pointed at fresh lists for the host's suites plus backports. Installing
+    /// qemu-system-x86 plainly would remove qemu-utils; setup's plan must come from
+    /// backports instead and remove nothing. Ignored by default: it fetches package lists.
+    /// Run: `cargo test -p xtask -- --ignored qemu_from_the_suite`.
+    #[test]
+    #[ignore = "fetches the host suite's and its backports' package lists"]
+    fn qemu_from_the_suite_of_a_backported_qemu_utils() {
+        let codename = host_codename().unwrap();
+        let bpo = format!("{codename}-backports");
+        let dir = cache::workspace_root().join("target").join("apt-bpo-test");
+        let lists = dir.join("lists");
+        cache::create_dir(&lists.join("partial")).unwrap();
+        cache::create_dir(&dir.join("archives").join("partial")).unwrap();
+        let files = host_source_files();
+        let mut sources = private_sources(&files, &codename, &codename).unwrap();
+        sources.push_str(&private_sources(&files, &codename, &bpo).unwrap());
+        std::fs::write(dir.join("sources.list"), &sources).unwrap();
+        let mut opts: Vec<String> = vec![
+            "APT::Sandbox::User=root".into(),
+            format!(
+                "Dir::Etc::SourceList={}",
+                dir.join("sources.list").display()
+            ),
+            "Dir::Etc::SourceParts=-".into(),
+            format!("Dir::State::Lists={}", lists.display()),
+            format!("Dir::Cache::archives={}", dir.join("archives").display()),
+        ];
+        let apt = |prog: &str, opts: &[String]| {
+            let mut c = Command::new(prog);
+            for o in opts {
+                c.arg("-o").arg(o);
+            }
+            c
+        };
+        process::output(apt("apt-get", &opts).args(["-q", "update"])).unwrap();
+        // The host's status without any QEMU, plus qemu-utils from backports, installed.
+        let host = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+        let mut status: String = host
+            .split("\n\n")
+            .filter(|st| {
+                !st.lines().any(|l| {
+                    l.strip_prefix("Package: ")
+                        .is_some_and(|p| p.starts_with("qemu-"))
+                })
+            })
+            .map(|st| format!("{}\n\n", st.trim_end()))
+            .collect();
+        let show =
+            process::output(apt("apt-cache", &opts).args(["show", &format!("qemu-utils/{bpo}")]))
+                .unwrap();
+        let stanza = show.split("\n\n").next().unwrap();
+        status.push_str(&stanza.replacen(
+            "Package: qemu-utils\n",
+            "Package: qemu-utils\nStatus: install ok installed\n",
+            1,
+        ));
+        status.push_str("\n\n");
+        std::fs::write(dir.join("status"), status).unwrap();
+        opts.push(format!(
+            "Dir::State::status={}",
+            dir.join("status").display()
+        ));
+
+        let pkgs = vec!["qemu-system-x86".to_string()];
+        let plain = process::output(&mut install_command(&opts, &pkgs, None, true)).unwrap();
+        let plain = parse_plan(&plain);
+        assert!(
+            plain.removes.iter().any(|(p, _)| p == "qemu-utils"),
+            "the plain plan no longer removes qemu-utils: {plain:?}"
+        );
+        assert_eq!(
+            installed_suite(&opts, "qemu-utils").as_deref(),
+            Some(bpo.as_str())
+        );
+        let (suite, plan) = safe_plan(&opts, &pkgs).unwrap();
+        assert_eq!(suite.as_deref(), Some(bpo.as_str()));
+        assert!(plan.removes.is_empty(), "{plan:?}");
+        assert!(harms(&plan).is_empty(), "{plan:?}");
     }
 
     #[test]

@@ -273,6 +273,7 @@ fn rpmbuild(
         .with_context(|| format!("reading {}", template.display()))?
         .replace("@VERSION@", version)
         .replace("@CHANGELOG_DATE@", date)
+        .replace("@PACKAGER@", &maintainer())
         .replace("@FILES@", rpm_files(stage)?.trim_end());
     for (k, v) in extra {
         spec = spec.replace(k, v);

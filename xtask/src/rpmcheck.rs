@@ -198,7 +198,8 @@ fn cycle(
             fail.push(format!("{pkg}: rpm -i did not install /{f}"));
         }
     }
-    let verify = rpm_in(root).args(["-V", pkg]).output()?;
+    // --nodeps: the throwaway root has none of the packages' dependencies (dkms, /bin/sh).
+    let verify = rpm_in(root).args(["-V", "--nodeps", pkg]).output()?;
     let verify_out = String::from_utf8_lossy(&verify.stdout);
     if !verify.status.success() || !verify_out.trim().is_empty() {
         fail.push(format!("{pkg}: rpm -V: {}", verify_out.trim()));
