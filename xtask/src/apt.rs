@@ -99,6 +99,35 @@ pub struct Plan {
     pub changes: Vec<(String, String, String)>,
     pub installs: usize,
     pub upgrades: usize,
+    /// apt found no plan at all: the packages its "unmet dependencies" lines name (an
+    /// installed one among them is what stands in the way), and those lines.
+    pub unresolved: Option<(Vec<String>, String)>,
+}
+
+/// From a failed `apt-get -s install`'s output: the packages named by the lines under "The
+/// following packages have unmet dependencies:" (` qemu-utils : Breaks: ...`), and the lines.
+pub fn parse_unmet(out: &str) -> (Vec<String>, String) {
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("unmet dependencies"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    let mut names = Vec::new();
+    for l in &lines {
+        if let Some((name, _)) = l.split_once(" : ") {
+            let name = name.trim().to_string();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let text = lines
+        .iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (names, text)
 }
 
 /// Reads `apt-get -s` output: `Remv pkg [ver]`, `Inst pkg (new suite [arch])` (new) and
@@ -139,6 +168,9 @@ fn version_lt(a: &str, b: &str) -> bool {
 
 /// The plan's removals and downgrades, one phrase each (empty: the plan is safe).
 fn harms(plan: &Plan) -> Vec<String> {
+    if let Some((_, lines)) = &plan.unresolved {
+        return vec![format!("find no plan without removing a package ({lines})")];
+    }
     let mut out: Vec<String> = plan
         .removes
         .iter()
@@ -189,17 +221,43 @@ pub fn suite_of_installed(policy: &str) -> Option<String> {
 /// command that would resolve it; nothing is installed.
 fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)> {
     let simulate = |suite: Option<&str>| -> Result<Plan> {
-        let out = process::output(&mut install_command(opts, pkgs, suite, true))
+        let mut cmd = install_command(opts, pkgs, suite, true);
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
             .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
-        Ok(parse_plan(&out))
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            return Ok(parse_plan(&stdout));
+        }
+        let (names, lines) = parse_unmet(&stdout);
+        if names.is_empty() {
+            bail!(
+                "`{}` failed ({}): {}",
+                process::describe(&cmd),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Plan {
+            unresolved: Some((names, lines)),
+            ..Plan::default()
+        })
     };
     let plan = simulate(None)?;
     let harm = harms(&plan);
     if harm.is_empty() {
         return Ok((None, plan));
     }
+    // What stands in the way: what the plan would remove, or what apt's unmet dependencies
+    // name; the suite its installed version came from may have packages that fit it.
+    let mut blockers: Vec<String> = plan.removes.iter().map(|(p, _)| p.clone()).collect();
+    if let Some((names, _)) = &plan.unresolved {
+        blockers.extend(names.iter().filter(|n| installed(n)).cloned());
+        blockers.extend(names.iter().cloned());
+    }
     let mut tried = Vec::new();
-    for (pkg, _) in &plan.removes {
+    for pkg in &blockers {
         if let Some(suite) = installed_suite(opts, pkg)
             && !tried.contains(&suite)
         {
@@ -210,16 +268,34 @@ fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)>
             tried.push(suite);
         }
     }
+    // A blocker from a backport: the way out is the same backports suite.
+    let backport = blockers.iter().any(|pkg| {
+        let mut cmd = Command::new("apt-cache");
+        for o in opts {
+            cmd.arg("-o").arg(o);
+        }
+        process::output(cmd.args(["policy", pkg]))
+            .ok()
+            .and_then(|out| {
+                out.lines()
+                    .find_map(|l| l.trim().strip_prefix("Installed:").map(str::to_string))
+            })
+            .is_some_and(|v| v.contains("~bpo"))
+    });
     bail!(
         "{}",
-        conflict_message(pkgs, &harm, &plan, &host_codename().unwrap_or_default())
+        conflict_message(pkgs, &harm, backport, &host_codename().unwrap_or_default())
     )
 }
 
 /// The error for a plan that would harm the host: what, why, and the commands that would
 /// resolve it.
-pub fn conflict_message(pkgs: &[String], harm: &[String], plan: &Plan, codename: &str) -> String {
-    let backport = plan.removes.iter().any(|(_, v)| v.contains("~bpo"));
+pub fn conflict_message(
+    pkgs: &[String],
+    harm: &[String],
+    backport: bool,
+    codename: &str,
+) -> String {
     let suite_hint = if backport && !codename.is_empty() {
         format!(
             "install them from the suite the removed package came from (add {codename}-backports \
@@ -594,7 +670,7 @@ mod tests {
         );
         let harm = harms(&plan);
         assert_eq!(harm, ["remove qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1"]);
-        let msg = conflict_message(&["qemu-system-x86".into()], &harm, &plan, "bookworm");
+        let msg = conflict_message(&["qemu-system-x86".into()], &harm, true, "bookworm");
         assert!(msg.contains("remove qemu-utils"), "{msg}");
         assert!(
             msg.contains("apt-get install -t bookworm-backports qemu-system-x86"),
@@ -675,11 +751,21 @@ mod tests {
         ));
 
         let pkgs = vec!["qemu-system-x86".to_string()];
-        let plain = process::output(&mut install_command(&opts, &pkgs, None, true)).unwrap();
-        let plain = parse_plan(&plain);
+        // The plain plan removes qemu-utils (as on issue 28's host, where apt had it as
+        // automatically installed) or finds none (apt keeps a manually installed one).
+        let plain = install_command(&opts, &pkgs, None, true).output().unwrap();
+        let text = String::from_utf8_lossy(&plain.stdout);
+        let blocked = if plain.status.success() {
+            parse_plan(&text)
+                .removes
+                .iter()
+                .any(|(p, _)| p == "qemu-utils")
+        } else {
+            parse_unmet(&text).0.iter().any(|p| p == "qemu-utils")
+        };
         assert!(
-            plain.removes.iter().any(|(p, _)| p == "qemu-utils"),
-            "the plain plan no longer removes qemu-utils: {plain:?}"
+            blocked,
+            "the plain plan does not conflict with qemu-utils: {text}"
         );
         assert_eq!(
             installed_suite(&opts, "qemu-utils").as_deref(),
@@ -689,6 +775,22 @@ mod tests {
         assert_eq!(suite.as_deref(), Some(bpo.as_str()));
         assert!(plan.removes.is_empty(), "{plan:?}");
         assert!(harms(&plan).is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn unmet_dependencies_name_what_stands_in_the_way() {
+        let out = "Reading package lists...\nSome packages could not be installed.\n\
+            The following packages have unmet dependencies:\n \
+            qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed\n\
+            E: Error, pkgProblemResolver::Resolve generated breaks\n";
+        let (names, lines) = parse_unmet(out);
+        assert_eq!(names, ["qemu-utils"]);
+        assert!(lines.starts_with("qemu-utils : Breaks:"), "{lines}");
+        let plan = Plan {
+            unresolved: Some((names, lines)),
+            ..Plan::default()
+        };
+        assert_eq!(harms(&plan).len(), 1);
     }
 
     #[test]
