@@ -138,6 +138,7 @@ fn dkms_cycle(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
     for spec in kernels::KERNELS {
         let kernel = kernels::load(&cache_dir, spec)?;
         let rel = kernel.release.as_str();
+        let failed_before = fail.len();
         let step = progress::Step::start(format!("debcheck: dkms build/install/remove for {rel}"));
         cache::create_dir(&inst.join(rel))?;
         let headers = kernel.headers_dir();
@@ -183,7 +184,11 @@ fn dkms_cycle(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
         if !left.is_empty() {
             fail.push(format!("dkms remove for {rel} left {left:?}"));
         }
-        step.done(if fail.is_empty() { "ok" } else { "FAILED" });
+        step.done(if fail.len() == failed_before {
+            "ok"
+        } else {
+            "FAILED"
+        });
         // `remove` of the last kernel unregisters the module; add it again for the next.
         let mut status = Command::new("dkms");
         status.arg("status");
