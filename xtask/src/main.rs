@@ -121,6 +121,9 @@ enum Task {
         /// A .deb to check instead of building one.
         deb: Option<std::path::PathBuf>,
     },
+    /// `cargo xtask` as a newcomer's first command: from the workspace root, with a private
+    /// rustup home holding only this machine's default toolchain (the product's pin absent).
+    FirstContact,
     /// The RPMs `dist` builds: installed, verified and erased in a throwaway root (`rpm
     /// --root`), %config(noreplace), scriptlets, and rpmlint.
     Rpmcheck,
@@ -225,6 +228,7 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
+        Task::FirstContact => toolchain::first_contact(),
         Task::Rpmcheck => {
             let a = dist::run()?;
             rpmcheck::run(&a.rpm, &a.dkms_rpm)
@@ -242,6 +246,11 @@ fn run(cli: Cli) -> Result<bool> {
 fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
     setup::run(false)?;
+    println!("test: cargo xtask first-contact (`cargo xtask` without the product's pin installed)");
+    let first_ok = toolchain::first_contact().unwrap_or_else(|e| {
+        eprintln!("test: first-contact failed: {e:#}");
+        false
+    });
     // The workspace's default members: the eBPF crate only builds for the BPF target.
     println!("test: cargo test (unit and host tests, on the product's pinned toolchain)");
     let unit = toolchain::product_cargo().and_then(|mut cargo| {
@@ -310,7 +319,7 @@ fn test() -> Result<bool> {
             eprintln!("test: debcheck/rpmcheck failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
+    Ok(first_ok && unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
 }
 
 /// A fresh machine's view of the lab kernels: private lists in a new directory under
