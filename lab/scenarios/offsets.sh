@@ -11,7 +11,7 @@
 # nics: virtio
 # variants: legacy
 # timeout: 300
-# checks: btf_offsets btf_hidden headers_source headers_equal_btf archive_is_kernel_btf archive_source archive_equal_btf reduced_names_sources default_path_found check_names_source no_address_ready no_address_full_fields emulated_refusal headers_diagnose archive_diagnose btf_restored
+# checks: btf_offsets btf_hidden headers_source headers_equal_btf archive_is_kernel_btf archive_source archive_equal_btf reduced_names_sources default_path_found check_names_source dkms_path_found no_address_ready no_address_full_fields emulated_refusal headers_diagnose archive_diagnose btf_restored
 . /lib.sh
 
 OBJ=/lib/kmods/netpoll_offsets.o
@@ -78,6 +78,15 @@ netpoll-trace check >/tmp/check.out 2>&1
 cat /tmp/check.out
 npt_check check_names_source grep -qF "struct offsets from $EXTRA/netpoll_offsets.o (built from the kernel headers of $NPT_RELEASE)" /tmp/check.out
 rm $EXTRA/netpoll_offsets.o
+
+# --- where the netpoll-patch-dkms package's dkms puts it, without a flag ----------------
+DKMS=/lib/modules/$NPT_RELEASE/updates/dkms
+mkdir -p $DKMS
+cp $OBJ $DKMS/
+offsets dkms
+npt_check dkms_path_found sh -c "test \$(cat /tmp/dkms.rc) -eq 0 && grep -q '\"path\":\"$DKMS/netpoll_offsets.o\"' /tmp/dkms.json && \
+    test \"\$(offsets_of /tmp/dkms.json)\" = \"\$(offsets_of /tmp/btf.json)\""
+rm $DKMS/netpoll_offsets.o
 
 # --- watch with the header offsets: a real failure, every field -----------------------
 modprobe dummy

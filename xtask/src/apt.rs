@@ -24,8 +24,13 @@ pub fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the missing ones of `pkgs` on the host; returns the names it installed.
-pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
+/// Installs the missing ones of `pkgs` on the host; returns the names it installed. A good
+/// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
+/// downgrade a host package; when the package to be removed came from another suite (a
+/// backport), the plan is tried again from that suite (`-t SUITE`), so e.g. QEMU comes from
+/// where the host's qemu-utils came from. apt's output goes to `log`; the terminal gets one
+/// line per step.
+pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
         .iter()
         .filter(|p| !installed(p))
@@ -34,20 +39,279 @@ pub fn install_host(pkgs: &[&str]) -> Result<Vec<String>> {
     if missing.is_empty() {
         return Ok(missing);
     }
-    println!("setup: installing host packages: {}", missing.join(" "));
     // Always after a refresh: lists that are old (or empty, on a fresh machine) may not know
     // a package, or name a version the mirror no longer has.
-    println!("setup: apt-get update (before installing)");
-    process::run(Command::new("apt-get").arg("update"))
-        .context("refreshing the host's package lists (are the apt sources reachable?)")?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("installing host packages (setup must run as root)")?;
+    let step = progress::Step::start("setup: apt-get update (host lists, before installing)");
+    process::run_appended(Command::new("apt-get").args(["-q", "update"]), log)
+        .context("refreshing the host's package lists (are the apt sources reachable? setup must run as root)")?;
+    step.done("fresh");
+    let (suite, plan) = safe_plan(&[], &missing)?;
+    let from = suite
+        .as_deref()
+        .map(|s| format!(" from {s}"))
+        .unwrap_or_default();
+    let step = progress::Step::start(format!(
+        "setup: installing {} host package(s){from}: {}",
+        missing.len(),
+        missing.join(" ")
+    ));
+    let mut cmd = install_command(&[], &missing, suite.as_deref(), false);
+    // Belt and braces: apt aborts rather than remove anything, whatever changed since the
+    // simulation.
+    cmd.arg("--no-remove");
+    process::run_appended(&mut cmd, log).context("installing host packages")?;
+    step.done(&format!(
+        "done ({} new, {} upgraded)",
+        plan.installs, plan.upgrades
+    ));
     Ok(missing)
+}
+
+/// `apt-get install` of `pkgs`; `opts` are `-o` settings (none for the host itself; a test
+/// points apt at other lists and another dpkg status).
+fn install_command(
+    opts: &[String],
+    pkgs: &[String],
+    suite: Option<&str>,
+    simulate: bool,
+) -> Command {
+    let mut cmd = Command::new("apt-get");
+    for o in opts {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.args(["install", "-y", "-q", "--no-install-recommends"]);
+    if simulate {
+        cmd.arg("-s");
+    }
+    if let Some(s) = suite {
+        cmd.args(["-t", s]);
+    }
+    cmd.args(pkgs).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+/// What `apt-get -s install` would do.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// (package, installed version) of every `Remv` line.
+    pub removes: Vec<(String, String)>,
+    /// (package, installed version, new version) of every upgrade or downgrade.
+    pub changes: Vec<(String, String, String)>,
+    pub installs: usize,
+    pub upgrades: usize,
+    /// apt found no plan at all: the packages its "unmet dependencies" lines name (an
+    /// installed one among them is what stands in the way), and those lines.
+    pub unresolved: Option<(Vec<String>, String)>,
+}
+
+/// From a failed `apt-get -s install`'s output: the packages named by the lines under "The
+/// following packages have unmet dependencies:" (` qemu-utils : Breaks: ...`), and the lines.
+pub fn parse_unmet(out: &str) -> (Vec<String>, String) {
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("unmet dependencies"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    let mut names = Vec::new();
+    for l in &lines {
+        if let Some((name, _)) = l.split_once(" : ") {
+            let name = name.trim().to_string();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let text = lines
+        .iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (names, text)
+}
+
+/// Reads `apt-get -s` output: `Remv pkg [ver]`, `Inst pkg (new suite [arch])` (new) and
+/// `Inst pkg [old] (new suite [arch])` (a change of an installed package).
+pub fn parse_plan(out: &str) -> Plan {
+    let mut plan = Plan::default();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Remv"), Some(pkg)) => {
+                let ver = words
+                    .next()
+                    .map(|v| v.trim_matches(['[', ']']).to_string())
+                    .unwrap_or_default();
+                plan.removes.push((pkg.to_string(), ver));
+            }
+            (Some("Inst"), Some(pkg)) => match words.next() {
+                Some(w) if w.starts_with('[') => {
+                    let old = w.trim_matches(['[', ']']).to_string();
+                    let new = words
+                        .next()
+                        .map(|v| v.trim_start_matches('(').to_string())
+                        .unwrap_or_default();
+                    plan.changes.push((pkg.to_string(), old, new));
+                }
+                _ => plan.installs += 1,
+            },
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// True when Debian version `a` sorts before `b` (dpkg's own comparison).
+fn version_lt(a: &str, b: &str) -> bool {
+    process::succeeds(Command::new("dpkg").args(["--compare-versions", a, "lt", b]))
+}
+
+/// The plan's removals and downgrades, one phrase each (empty: the plan is safe).
+fn harms(plan: &Plan) -> Vec<String> {
+    if let Some((_, lines)) = &plan.unresolved {
+        return vec![format!("find no plan without removing a package ({lines})")];
+    }
+    let mut out: Vec<String> = plan
+        .removes
+        .iter()
+        .map(|(p, v)| format!("remove {p} {v}"))
+        .collect();
+    out.extend(
+        plan.changes
+            .iter()
+            .filter(|(_, old, new)| version_lt(new, old))
+            .map(|(p, old, new)| format!("downgrade {p} {old} to {new}")),
+    );
+    out
+}
+
+/// The suite the installed version of `pkg` came from, per `apt-cache policy` (None when it
+/// is in none of the host's sources, e.g. installed from a downloaded .deb).
+fn installed_suite(opts: &[String], pkg: &str) -> Option<String> {
+    let mut cmd = Command::new("apt-cache");
+    for o in opts {
+        cmd.arg("-o").arg(o);
+    }
+    let out = process::output(cmd.args(["policy", pkg])).ok()?;
+    suite_of_installed(&out)
+}
+
+/// From `apt-cache policy` output: the first archive line under the `***` (installed) version.
+pub fn suite_of_installed(policy: &str) -> Option<String> {
+    let mut lines = policy
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("***"));
+    lines.next()?;
+    for l in lines {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        // `500 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`
+        match words.as_slice() {
+            [_, _, "/var/lib/dpkg/status"] => continue,
+            [prio, _, dist, ..] if prio.parse::<i32>().is_ok() => {
+                return dist.split('/').next().map(str::to_string);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A plan that removes and downgrades nothing: the default one, else one from the suite the
+/// packages it would remove came from. Otherwise an error naming the conflict and the
+/// command that would resolve it; nothing is installed.
+fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)> {
+    let simulate = |suite: Option<&str>| -> Result<Plan> {
+        let mut cmd = install_command(opts, pkgs, suite, true);
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            return Ok(parse_plan(&stdout));
+        }
+        let (names, lines) = parse_unmet(&stdout);
+        if names.is_empty() {
+            bail!(
+                "`{}` failed ({}): {}",
+                process::describe(&cmd),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Plan {
+            unresolved: Some((names, lines)),
+            ..Plan::default()
+        })
+    };
+    let plan = simulate(None)?;
+    let harm = harms(&plan);
+    if harm.is_empty() {
+        return Ok((None, plan));
+    }
+    // What stands in the way: what the plan would remove, or what apt's unmet dependencies
+    // name; the suite its installed version came from may have packages that fit it.
+    let mut blockers: Vec<String> = plan.removes.iter().map(|(p, _)| p.clone()).collect();
+    if let Some((names, _)) = &plan.unresolved {
+        blockers.extend(names.iter().filter(|n| installed(n)).cloned());
+        blockers.extend(names.iter().cloned());
+    }
+    let mut tried = Vec::new();
+    for pkg in &blockers {
+        if let Some(suite) = installed_suite(opts, pkg)
+            && !tried.contains(&suite)
+        {
+            let alt = simulate(Some(&suite))?;
+            if harms(&alt).is_empty() {
+                return Ok((Some(suite), alt));
+            }
+            tried.push(suite);
+        }
+    }
+    // A blocker from a backport: the way out is the same backports suite.
+    let backport = blockers.iter().any(|pkg| {
+        let mut cmd = Command::new("apt-cache");
+        for o in opts {
+            cmd.arg("-o").arg(o);
+        }
+        process::output(cmd.args(["policy", pkg]))
+            .ok()
+            .and_then(|out| {
+                out.lines()
+                    .find_map(|l| l.trim().strip_prefix("Installed:").map(str::to_string))
+            })
+            .is_some_and(|v| v.contains("~bpo"))
+    });
+    bail!(
+        "{}",
+        conflict_message(pkgs, &harm, backport, &host_codename().unwrap_or_default())
+    )
+}
+
+/// The error for a plan that would harm the host: what, why, and the commands that would
+/// resolve it.
+pub fn conflict_message(
+    pkgs: &[String],
+    harm: &[String],
+    backport: bool,
+    codename: &str,
+) -> String {
+    let suite_hint = if backport && !codename.is_empty() {
+        format!(
+            "install them from the suite the removed package came from (add {codename}-backports \
+             to the apt sources, then `apt-get install -t {codename}-backports {}`)",
+            pkgs.join(" ")
+        )
+    } else {
+        "install versions that fit what is installed".to_string()
+    };
+    format!(
+        "setup refused to install {}: apt would {}; nothing was installed. Either {suite_hint}, \
+         or accept the change with `apt-get install {}`; then run setup again",
+        pkgs.join(" "),
+        harm.join(", "),
+        pkgs.join(" ")
+    )
 }
 
 /// The host's release codename, e.g. `bookworm`.
@@ -376,6 +640,172 @@ mod tests {
     const DEB822: &str = "Types: deb\n# http://example.org/old\nURIs: http://mirror.example/debian\n\
         Suites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
         Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+
+    /// What bookworm's qemu-system-x86 did to a host with qemu-utils from bookworm-backports
+    /// (`apt-get -s` output, trimmed), and a plan that only installs and upgrades.
+    const REMOVES_BACKPORT: &str = "NOTE: This is only a simulation!\n\
+        Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\n\
+        Inst perl-base [5.36.0-7+deb12u2] (5.36.0-7+deb12u4 Debian:12.15/oldstable [amd64])\n\
+        Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.15/oldstable [amd64])\n\
+        Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.15/oldstable [amd64])\n";
+
+    #[test]
+    fn a_plan_that_removes_a_package_is_refused_with_the_way_out() {
+        let plan = parse_plan(REMOVES_BACKPORT);
+        assert_eq!(
+            plan.removes,
+            [(
+                "qemu-utils".to_string(),
+                "1:10.0.2+ds-2+deb13u1~bpo12+1".to_string()
+            )]
+        );
+        assert_eq!(plan.installs, 1);
+        assert_eq!(
+            plan.changes,
+            [(
+                "perl-base".to_string(),
+                "5.36.0-7+deb12u2".to_string(),
+                "5.36.0-7+deb12u4".to_string()
+            )]
+        );
+        let harm = harms(&plan);
+        assert_eq!(harm, ["remove qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1"]);
+        let msg = conflict_message(&["qemu-system-x86".into()], &harm, true, "bookworm");
+        assert!(msg.contains("remove qemu-utils"), "{msg}");
+        assert!(
+            msg.contains("apt-get install -t bookworm-backports qemu-system-x86"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        // An upgrade is not harm; a downgrade is.
+        let down = parse_plan(
+            "Inst qemu-utils [1:10.0.2+ds-2~bpo12+1] (1:7.2+dfsg-7 Debian:12 [amd64])\n",
+        );
+        assert_eq!(harms(&down).len(), 1, "{down:?}");
+        assert!(harms(&parse_plan("Inst a (1 D [all])\nConf a (1 D [all])\n")).is_empty());
+    }
+
+    /// Issue 28's host, simulated end to end without touching the host: the host's dpkg
+    /// status with qemu-utils from bookworm-backports (and no QEMU system emulator), apt
+    /// pointed at fresh lists for the host's suites plus backports. Installing
+    /// qemu-system-x86 plainly would remove qemu-utils; setup's plan must come from
+    /// backports instead and remove nothing. Ignored by default: it fetches package lists.
+    /// Run: `cargo test -p xtask -- --ignored qemu_from_the_suite`.
+    #[test]
+    #[ignore = "fetches the host suite's and its backports' package lists"]
+    fn qemu_from_the_suite_of_a_backported_qemu_utils() {
+        let codename = host_codename().unwrap();
+        let bpo = format!("{codename}-backports");
+        let dir = cache::workspace_root().join("target").join("apt-bpo-test");
+        let lists = dir.join("lists");
+        cache::create_dir(&lists.join("partial")).unwrap();
+        cache::create_dir(&dir.join("archives").join("partial")).unwrap();
+        let files = host_source_files();
+        let mut sources = private_sources(&files, &codename, &codename).unwrap();
+        sources.push_str(&private_sources(&files, &codename, &bpo).unwrap());
+        std::fs::write(dir.join("sources.list"), &sources).unwrap();
+        let mut opts: Vec<String> = vec![
+            "APT::Sandbox::User=root".into(),
+            format!(
+                "Dir::Etc::SourceList={}",
+                dir.join("sources.list").display()
+            ),
+            "Dir::Etc::SourceParts=-".into(),
+            format!("Dir::State::Lists={}", lists.display()),
+            format!("Dir::Cache::archives={}", dir.join("archives").display()),
+        ];
+        let apt = |prog: &str, opts: &[String]| {
+            let mut c = Command::new(prog);
+            for o in opts {
+                c.arg("-o").arg(o);
+            }
+            c
+        };
+        process::output(apt("apt-get", &opts).args(["-q", "update"])).unwrap();
+        // The host's status without any QEMU, plus qemu-utils from backports, installed.
+        let host = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+        let mut status: String = host
+            .split("\n\n")
+            .filter(|st| {
+                !st.lines().any(|l| {
+                    l.strip_prefix("Package: ")
+                        .is_some_and(|p| p.starts_with("qemu-"))
+                })
+            })
+            .map(|st| format!("{}\n\n", st.trim_end()))
+            .collect();
+        let show =
+            process::output(apt("apt-cache", &opts).args(["show", &format!("qemu-utils/{bpo}")]))
+                .unwrap();
+        let stanza = show.split("\n\n").next().unwrap();
+        status.push_str(&stanza.replacen(
+            "Package: qemu-utils\n",
+            "Package: qemu-utils\nStatus: install ok installed\n",
+            1,
+        ));
+        status.push_str("\n\n");
+        std::fs::write(dir.join("status"), status).unwrap();
+        opts.push(format!(
+            "Dir::State::status={}",
+            dir.join("status").display()
+        ));
+
+        let pkgs = vec!["qemu-system-x86".to_string()];
+        // The plain plan removes qemu-utils (as on issue 28's host, where apt had it as
+        // automatically installed) or finds none (apt keeps a manually installed one).
+        let plain = install_command(&opts, &pkgs, None, true).output().unwrap();
+        let text = String::from_utf8_lossy(&plain.stdout);
+        let blocked = if plain.status.success() {
+            parse_plan(&text)
+                .removes
+                .iter()
+                .any(|(p, _)| p == "qemu-utils")
+        } else {
+            parse_unmet(&text).0.iter().any(|p| p == "qemu-utils")
+        };
+        assert!(
+            blocked,
+            "the plain plan does not conflict with qemu-utils: {text}"
+        );
+        assert_eq!(
+            installed_suite(&opts, "qemu-utils").as_deref(),
+            Some(bpo.as_str())
+        );
+        let (suite, plan) = safe_plan(&opts, &pkgs).unwrap();
+        assert_eq!(suite.as_deref(), Some(bpo.as_str()));
+        assert!(plan.removes.is_empty(), "{plan:?}");
+        assert!(harms(&plan).is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn unmet_dependencies_name_what_stands_in_the_way() {
+        let out = "Reading package lists...\nSome packages could not be installed.\n\
+            The following packages have unmet dependencies:\n \
+            qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed\n\
+            E: Error, pkgProblemResolver::Resolve generated breaks\n";
+        let (names, lines) = parse_unmet(out);
+        assert_eq!(names, ["qemu-utils"]);
+        assert!(lines.starts_with("qemu-utils : Breaks:"), "{lines}");
+        let plan = Plan {
+            unresolved: Some((names, lines)),
+            ..Plan::default()
+        };
+        assert_eq!(harms(&plan).len(), 1);
+    }
+
+    #[test]
+    fn the_suite_of_the_installed_version() {
+        let policy = "qemu-utils:\n  Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Version table:\n \
+            *** 1:10.0.2+ds-2+deb13u1~bpo12+1 100\n        100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages\n        100 /var/lib/dpkg/status\n     \
+            1:7.2+dfsg-7+deb12u18+b3 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert_eq!(
+            suite_of_installed(policy).as_deref(),
+            Some("bookworm-backports")
+        );
+        // Installed from a downloaded .deb: only dpkg's status knows it.
+        let local = "qemu-utils:\n  Installed: 1:10\n  Version table:\n *** 1:10 100\n        100 /var/lib/dpkg/status\n     1:7.2 500\n        500 http://m/debian bookworm/main amd64 Packages\n";
+        assert_eq!(suite_of_installed(local), None);
+    }
 
     #[test]
     fn deb822_source_for_the_codename() {

@@ -12,10 +12,10 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Builds netpoll-trace statically and returns the binary's path.
 pub fn static_binary() -> Result<PathBuf> {
     let root = cache::workspace_root();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cargo = crate::toolchain::product_cargo()?;
     println!("build: netpoll-trace (release, static, {TARGET})");
     process::run(
-        Command::new(cargo)
+        cargo
             .args([
                 "build",
                 "--release",

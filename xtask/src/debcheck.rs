@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cache, dist, process};
+use crate::{cache, dist, kernels, process, progress};
 
 /// Files `dpkg -i` must install (relative to the root).
 const INSTALLED: &[&str] = &[
@@ -25,8 +25,9 @@ const INSTALLED: &[&str] = &[
     "usr/share/doc/netpoll-trace/changelog.gz",
 ];
 
-/// Runs every check on `deb`; prints one line per failure, Ok(true) when none.
-pub fn run(deb: &Path) -> Result<bool> {
+/// Runs every check on `deb` and, when given, on the DKMS package `dkms_deb`; prints one line
+/// per failure, Ok(true) when none.
+pub fn run(deb: &Path, dkms_deb: Option<&Path>) -> Result<bool> {
     let work = cache::workspace_root()
         .join("target")
         .join("dist")
@@ -35,13 +36,280 @@ pub fn run(deb: &Path) -> Result<bool> {
     let mut failures = dpkg_cycle(deb, &work.join("root"))?;
     failures.extend(scripts_under_systemd(deb, &work.join("scripts"))?);
     failures.extend(lintian(deb)?);
+    if let Some(dkms_deb) = dkms_deb {
+        failures.extend(dkms_cycle(dkms_deb, &work.join("dkms"))?);
+        failures.extend(dkms_scripts(dkms_deb, &work.join("dkms-scripts"))?);
+        failures.extend(lintian(dkms_deb)?);
+    }
     for f in &failures {
         println!("debcheck: FAIL {f}");
     }
     if failures.is_empty() {
-        println!("debcheck: dpkg -i/-r/-P, maintainer scripts and lintian: PASS");
+        println!(
+            "debcheck: dpkg -i/-r/-P, maintainer scripts, lintian{}: PASS",
+            if dkms_deb.is_some() {
+                ", dkms add/build/install/remove for every lab kernel"
+            } else {
+                ""
+            }
+        );
     }
     Ok(failures.is_empty())
+}
+
+/// The installed module and netpoll_offsets.o dkms left for `release` under `install_tree`
+/// (dkms compresses the module when the kernel's own modules are).
+fn dkms_installed(install_tree: &Path, release: &str) -> Vec<PathBuf> {
+    let dir = install_tree.join(release).join("updates/dkms");
+    [
+        "netpoll_patch.ko",
+        "netpoll_patch.ko.xz",
+        "netpoll_patch.ko.zst",
+        "netpoll_patch.ko.gz",
+        "netpoll_offsets.o",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .filter(|p| p.is_file())
+    .collect()
+}
+
+/// The DKMS package's source through dkms itself, against every lab kernel's headers: `dkms
+/// add` from the unpacked /usr/src, then per kernel `build`, `install` (the module and
+/// netpoll_offsets.o must land in updates/dkms/, root-owned, not writable by others) and
+/// `remove` (both gone). dkms's trees are scratch directories (--dkmstree, --sourcetree,
+/// --installtree): nothing of the host's /lib/modules or /var/lib/dkms is touched.
+fn dkms_cycle(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut fail = Vec::new();
+    if !process::on_path("dkms") {
+        return Ok(vec![
+            "dkms is not installed: run `cargo xtask setup`".into(),
+        ]);
+    }
+    let root = work.join("root");
+    let (tree, inst) = (work.join("dkms-tree"), work.join("install-tree"));
+    for d in [&root, &tree, &inst] {
+        cache::create_dir(d)?;
+    }
+    process::run(Command::new("dpkg-deb").arg("-x").arg(dkms_deb).arg(&root))?;
+    let src = root.join("usr/src");
+    let version = std::fs::read_dir(&src)
+        .with_context(|| format!("{} has no /usr/src", dkms_deb.display()))?
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix(&format!("{}-", dist::DKMS_MODULE))
+                .map(str::to_string)
+        })
+        .with_context(|| {
+            format!(
+                "{} has no /usr/src/{}-VERSION",
+                dkms_deb.display(),
+                dist::DKMS_MODULE
+            )
+        })?;
+    if !src
+        .join(format!("{}-{version}/dkms.conf", dist::DKMS_MODULE))
+        .is_file()
+    {
+        fail.push(format!("{} has no dkms.conf", dkms_deb.display()));
+        return Ok(fail);
+    }
+    let trees = |cmd: &mut Command| {
+        cmd.arg("--dkmstree")
+            .arg(&tree)
+            .arg("--sourcetree")
+            .arg(&src)
+            .arg("--installtree")
+            .arg(&inst);
+    };
+    let dkms = |args: &[&str]| {
+        let mut cmd = Command::new("dkms");
+        cmd.args(args)
+            .args(["-m", dist::DKMS_MODULE, "-v", &version]);
+        trees(&mut cmd);
+        cmd
+    };
+    let log = work.join("dkms.log");
+    process::run_appended(&mut dkms(&["add"]), &log).context("dkms add")?;
+    let cache_dir = cache::dir()?;
+    for spec in kernels::KERNELS {
+        let kernel = kernels::load(&cache_dir, spec)?;
+        let rel = kernel.release.as_str();
+        let failed_before = fail.len();
+        let step = progress::Step::start(format!("debcheck: dkms build/install/remove for {rel}"));
+        cache::create_dir(&inst.join(rel))?;
+        let headers = kernel.headers_dir();
+        let with_kernel = |verb: &str| {
+            let mut cmd = dkms(&[verb, "-k", rel, "--no-depmod"]);
+            cmd.arg("--kernelsourcedir").arg(&headers);
+            cmd
+        };
+        if let Err(e) = process::run_appended(&mut with_kernel("build"), &log)
+            .and_then(|()| process::run_appended(&mut with_kernel("install"), &log))
+        {
+            step.done("FAILED");
+            fail.push(format!("dkms build/install for {rel}: {e:#}"));
+            continue;
+        }
+        let installed = dkms_installed(&inst, rel);
+        let names: Vec<String> = installed
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if !names.iter().any(|n| n.starts_with("netpoll_patch.ko"))
+            || !names.iter().any(|n| n == "netpoll_offsets.o")
+        {
+            fail.push(format!("dkms install for {rel}: updates/dkms/ holds {names:?}, not the module and netpoll_offsets.o"));
+        }
+        for p in &installed {
+            let m = std::fs::metadata(p)?;
+            if m.uid() != 0 || m.mode() & 0o022 != 0 {
+                fail.push(format!(
+                    "dkms install for {rel}: {} is uid {} mode {:o}",
+                    p.display(),
+                    m.uid(),
+                    m.mode() & 0o7777
+                ));
+            }
+        }
+        if let Err(e) =
+            process::run_appended(&mut dkms(&["remove", "-k", rel, "--no-depmod"]), &log)
+        {
+            fail.push(format!("dkms remove for {rel}: {e:#}"));
+        }
+        let left = dkms_installed(&inst, rel);
+        if !left.is_empty() {
+            fail.push(format!("dkms remove for {rel} left {left:?}"));
+        }
+        step.done(if fail.len() == failed_before {
+            "ok"
+        } else {
+            "FAILED"
+        });
+        // `remove` of the last kernel unregisters the module; add it again for the next.
+        let mut status = Command::new("dkms");
+        status.arg("status");
+        trees(&mut status);
+        if process::output(&mut status)?.trim().is_empty() {
+            process::run_appended(&mut dkms(&["add"]), &log).context("dkms add")?;
+        }
+    }
+    Ok(fail)
+}
+
+/// The DKMS package's postinst and prerm as dpkg runs them on a host with two kernels, one
+/// with headers: a stub `dkms` records the calls. postinst must add the source and build and
+/// install for the kernel with headers only; prerm must remove it from every kernel. The
+/// kernels are in a private mount namespace (an overlay on /usr/lib, so the host's
+/// /lib/modules is untouched).
+fn dkms_scripts(dkms_deb: &Path, work: &Path) -> Result<Vec<String>> {
+    let control = work.join("control");
+    cache::create_dir(work)?;
+    process::run(
+        Command::new("dpkg-deb")
+            .arg("--control")
+            .arg(dkms_deb)
+            .arg(&control),
+    )?;
+    let version = dkms_deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .and_then(|n| n.split('_').nth(1).map(str::to_string))
+        .unwrap_or_default();
+    dkms_scripts_run(
+        &control.join("postinst"),
+        &control.join("prerm"),
+        &version,
+        work,
+    )
+}
+
+/// Runs `install` (postinst configure, or the RPM's %post) then `remove` (prerm remove, or
+/// %preun) of the DKMS package `version` with a stub dkms and two kernels, one with headers;
+/// returns what differs from the expected dkms calls. Shared with rpmcheck.
+pub fn dkms_scripts_run(
+    install: &Path,
+    remove: &Path,
+    version: &str,
+    work: &Path,
+) -> Result<Vec<String>> {
+    let stubs = work.join("bin");
+    let (up, ovl) = (work.join("upper"), work.join("overlay-work"));
+    for d in [&stubs, &up, &ovl] {
+        cache::create_dir(d)?;
+    }
+    let log = work.join("calls");
+    let added = work.join("added");
+    std::fs::write(
+        stubs.join("dkms"),
+        format!(
+            "#!/bin/sh\necho \"dkms $*\" >>'{log}'\n\
+             case \"$1\" in add) touch '{added}';; status) [ -e '{added}' ] && echo \"$3/$5: added\";; \
+             remove) rm -f '{added}';; esac\nexit 0\n",
+            log = log.display(),
+            added = added.display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(stubs.join("dkms"), std::fs::Permissions::from_mode(0o755))?;
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={up},workdir={ovl} /usr/lib && \
+         mkdir -p /lib/modules/9.9.9-with/build /lib/modules/9.9.9-without && \
+         touch /lib/modules/9.9.9-with/build/Makefile && \
+         sh \"$I\" configure && sh \"$R\" remove",
+        up = up.display(),
+        ovl = ovl.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("I", install)
+        .env("R", remove)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                stubs.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env_remove("DPKG_ROOT")
+        .output()
+        .context("running the DKMS package's scripts in a private mount namespace")?;
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let calls: Vec<&str> = calls.lines().collect();
+    let v = version;
+    let m = dist::DKMS_MODULE;
+    let want = [
+        format!("dkms status -m {m} -v {v}"),
+        format!("dkms add -m {m} -v {v}"),
+        format!("dkms build -m {m} -v {v} -k 9.9.9-with"),
+        format!("dkms install -m {m} -v {v} -k 9.9.9-with"),
+        format!("dkms status -m {m} -v {v}"),
+        format!("dkms remove -m {m} -v {v} --all"),
+    ];
+    let mut fail = Vec::new();
+    if !out.status.success() {
+        fail.push(format!(
+            "the DKMS package's scripts failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if calls != want {
+        fail.push(format!(
+            "the DKMS package's scripts called {calls:?}, expected {want:?}"
+        ));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("no headers for 9.9.9-without") {
+        fail.push(format!(
+            "postinst did not say that 9.9.9-without has no headers: {stderr}"
+        ));
+    }
+    Ok(fail)
 }
 
 fn dpkg(root: &Path, args: &[&str]) -> Command {

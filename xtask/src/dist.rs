@@ -24,7 +24,21 @@ use crate::{build, cache, process};
 pub struct Artefacts {
     pub tarball: PathBuf,
     pub deb: PathBuf,
+    /// `netpoll-patch-dkms_<version>_all.deb`: the module's source for dkms.
+    pub dkms_deb: PathBuf,
+    /// `netpoll-trace-<version>-1.x86_64.rpm` and `netpoll-patch-dkms-<version>-1.noarch.rpm`.
+    pub rpm: PathBuf,
+    pub dkms_rpm: PathBuf,
 }
+
+/// packaging/rpm/: the two spec templates.
+const RPM: &str = "packaging/rpm";
+
+/// The DKMS package's name, and the module's name and source directory under /usr/src.
+pub const DKMS_PACKAGE: &str = "netpoll-patch-dkms";
+pub const DKMS_MODULE: &str = "netpoll-patch";
+/// packaging/dkms/: dkms.conf (a template), its POST_* helper, the .deb's scripts.
+const DKMS: &str = "packaging/dkms";
 
 /// Files of the module source that ship (the build products never do).
 const PATCH_SOURCES: &[&str] = &[
@@ -116,9 +130,315 @@ pub fn run() -> Result<Artefacts> {
             deb.display()
         );
     }
-    println!("dist: {}", tarball.display());
-    println!("dist: {}", deb.display());
-    Ok(Artefacts { tarball, deb })
+    let dkms_deb = dkms_deb(&root, &out, &version)?;
+
+    // The RPMs: the .deb's trees without DEBIAN/, through rpmbuild.
+    let changelog = std::fs::read_to_string(root.join(DEBIAN).join("changelog"))
+        .context("reading packaging/debian/changelog")?;
+    let date = rpm_changelog_date(&changelog)?;
+    let rpm_stage = out.join("rpm-stage").join("netpoll-trace");
+    populate(&root, &binary, &rpm_stage, &DEB, true)?;
+    let rpm = rpmbuild(
+        &root,
+        &out,
+        "netpoll-trace",
+        &rpm_stage,
+        &version,
+        &date,
+        &[],
+    )?;
+    let dkms_stage = out.join("rpm-stage").join(DKMS_PACKAGE);
+    cache::remove_dir(&dkms_stage)?;
+    for (name, bytes, mode) in dkms_source(&root, &version)? {
+        write_file(
+            &dkms_stage.join(format!("usr/src/{DKMS_MODULE}-{version}/{name}")),
+            &bytes,
+            mode,
+        )?;
+    }
+    copy(
+        &root.join(DKMS).join("copyright"),
+        &dkms_stage.join(format!("usr/share/doc/{DKMS_PACKAGE}/copyright")),
+        0o644,
+    )?;
+    let scripts = [
+        (
+            "@POSTINST@",
+            rpm_scriptlet(&dkms_script(&root, "postinst", &version)?),
+        ),
+        (
+            "@PRERM@",
+            rpm_scriptlet(&dkms_script(&root, "prerm", &version)?),
+        ),
+    ];
+    let dkms_rpm = rpmbuild(
+        &root,
+        &out,
+        DKMS_PACKAGE,
+        &dkms_stage,
+        &version,
+        &date,
+        &scripts,
+    )?;
+
+    for a in [&tarball, &deb, &dkms_deb, &rpm, &dkms_rpm] {
+        println!("dist: {}", a.display());
+    }
+    Ok(Artefacts {
+        tarball,
+        deb,
+        dkms_deb,
+        rpm,
+        dkms_rpm,
+    })
+}
+
+/// A maintainer script as an RPM scriptlet body: without its `#!` line (rpm runs the body with
+/// /bin/sh).
+fn rpm_scriptlet(script: &str) -> String {
+    script
+        .lines()
+        .filter(|l| !l.starts_with("#!"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `Tue Dec 01 2026` (an RPM %changelog date) from the Debian changelog's newest trailer
+/// (` -- Name <mail>  Tue, 01 Dec 2026 12:00:00 +0000`).
+pub fn rpm_changelog_date(changelog: &str) -> Result<String> {
+    let trailer = changelog
+        .lines()
+        .find(|l| l.starts_with(" -- "))
+        .context("packaging/debian/changelog has no ` -- ` trailer line")?;
+    let date = trailer.rsplit("  ").next().unwrap_or_default();
+    let w: Vec<&str> = date.split_whitespace().collect();
+    match w.as_slice() {
+        [day, d, mon, year, ..] => Ok(format!(
+            "{} {mon} {d:0>2} {year}",
+            day.trim_end_matches(',')
+        )),
+        _ => bail!("packaging/debian/changelog's trailer has no RFC 5322 date: {trailer:?}"),
+    }
+}
+
+/// The %files list of a staged tree: every file, the configuration `%config(noreplace)`, and
+/// every directory that is the package's own (a name with `netpoll` in it) as `%dir`.
+pub fn rpm_files(stage: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    list_files(stage, stage, &mut files)?;
+    files.sort();
+    // Every ancestor directory with `netpoll` in its own name.
+    let mut own: Vec<String> = Vec::new();
+    for f in &files {
+        let mut acc = String::new();
+        let parts: Vec<&str> = f.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            if part.contains("netpoll") && !own.contains(&acc) {
+                own.push(acc.clone());
+            }
+        }
+    }
+    own.sort();
+    let mut text = String::from("%defattr(-,root,root,-)\n");
+    for d in &own {
+        text.push_str(&format!("%dir /{d}\n"));
+    }
+    for f in &files {
+        if f == CONFFILE {
+            text.push_str(&format!("%config(noreplace) /{f}\n"));
+        } else {
+            text.push_str(&format!("/{f}\n"));
+        }
+    }
+    Ok(text)
+}
+
+/// Builds `<name>.spec` from packaging/rpm/<name>.spec.in over the staged tree; returns the
+/// .rpm. Payload gzip and SHA-256 digests: what Amazon Linux 2's rpm 4.11 reads.
+fn rpmbuild(
+    root: &Path,
+    out: &Path,
+    name: &str,
+    stage: &Path,
+    version: &str,
+    date: &str,
+    extra: &[(&str, String)],
+) -> Result<PathBuf> {
+    let template = root.join(RPM).join(format!("{name}.spec.in"));
+    let mut spec = std::fs::read_to_string(&template)
+        .with_context(|| format!("reading {}", template.display()))?
+        .replace("@VERSION@", version)
+        .replace("@CHANGELOG_DATE@", date)
+        .replace("@PACKAGER@", &maintainer())
+        .replace("@FILES@", rpm_files(stage)?.trim_end());
+    for (k, v) in extra {
+        spec = spec.replace(k, v);
+    }
+    let top = out.join("rpmbuild");
+    cache::create_dir(&top)?;
+    let spec_path = top.join(format!("{name}.spec"));
+    std::fs::write(&spec_path, spec).with_context(|| format!("writing {}", spec_path.display()))?;
+    let log = top.join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    let define = |k: &str, v: &str| format!("{k} {v}");
+    process::run_appended(
+        Command::new("rpmbuild")
+            .arg("-bb")
+            .arg("--define")
+            .arg(define("_topdir", &top.display().to_string()))
+            .arg("--define")
+            .arg(define("_rpmdir", &out.display().to_string()))
+            .arg("--define")
+            .arg(define("stage", &stage.display().to_string()))
+            .arg("--define")
+            .arg("_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm")
+            .arg("--define")
+            .arg("_binary_payload w9.gzdio")
+            .arg("--define")
+            .arg("_binary_filedigest_algorithm 8")
+            .arg(&spec_path),
+        &log,
+    )
+    .with_context(|| format!("building the {name} RPM (rpmbuild, Debian package rpm)"))?;
+    let arch = if name == DKMS_PACKAGE {
+        "noarch"
+    } else {
+        "x86_64"
+    };
+    let rpm = out.join(format!("{name}-{version}-1.{arch}.rpm"));
+    if !rpm.is_file() {
+        bail!(
+            "rpmbuild wrote no {} (log: {})",
+            rpm.display(),
+            log.display()
+        );
+    }
+    Ok(rpm)
+}
+
+/// The files of the module's dkms source tree: (path under /usr/src/<module>-<version>/,
+/// contents, mode). dkms.conf gets the version; everything else is copied as it is.
+pub fn dkms_source(root: &Path, version: &str) -> Result<Vec<(String, Vec<u8>, u32)>> {
+    let mut files = Vec::new();
+    for f in PATCH_SOURCES {
+        let path = root.join("netpoll-patch").join(f);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.push((f.to_string(), bytes, 0o644));
+    }
+    let conf = std::fs::read_to_string(root.join(DKMS).join("dkms.conf.in"))
+        .context("reading packaging/dkms/dkms.conf.in")?;
+    files.push((
+        "dkms.conf".into(),
+        conf.replace("@VERSION@", version).into_bytes(),
+        0o644,
+    ));
+    let helper = root.join(DKMS).join("dkms-offsets");
+    files.push((
+        "dkms-offsets".into(),
+        std::fs::read(&helper).with_context(|| format!("reading {}", helper.display()))?,
+        0o755,
+    ));
+    Ok(files)
+}
+
+/// A packaging/dkms/ script with the version filled in.
+pub fn dkms_script(root: &Path, name: &str, version: &str) -> Result<String> {
+    let path = root.join(DKMS).join(name);
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .replace("@VERSION@", version))
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if let Some(p) = path.parent() {
+        cache::create_dir(p)?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    set_mode(path, mode)
+}
+
+/// `netpoll-patch-dkms_<version>_all.deb`, Debian's convention for an out-of-tree module:
+/// the source in /usr/src/netpoll-patch-<version>/ with its dkms.conf; postinst adds it to
+/// dkms and builds and installs it for every kernel with headers, prerm removes it.
+fn dkms_deb(root: &Path, out: &Path, version: &str) -> Result<PathBuf> {
+    let stage = out.join(format!("{DKMS_PACKAGE}_{version}_all"));
+    cache::remove_dir(&stage)?;
+    let src = stage.join(format!("usr/src/{DKMS_MODULE}-{version}"));
+    for (name, bytes, mode) in dkms_source(root, version)? {
+        write_file(&src.join(name), &bytes, mode)?;
+    }
+    let doc = stage.join(format!("usr/share/doc/{DKMS_PACKAGE}"));
+    copy(
+        &root.join(DKMS).join("copyright"),
+        &doc.join("copyright"),
+        0o644,
+    )?;
+    let changelog = doc.join("changelog");
+    copy(&root.join(DEBIAN).join("changelog"), &changelog, 0o644)?;
+    process::run(Command::new("gzip").args(["-9n", "-f"]).arg(&changelog))?;
+
+    let size_kib = dir_size(&stage)?.div_ceil(1024);
+    let mut files = Vec::new();
+    list_files(&stage, &stage, &mut files)?;
+    files.sort();
+    let dir = stage.join("DEBIAN");
+    cache::create_dir(&dir)?;
+    write_file(
+        &dir.join("control"),
+        dkms_control(version, size_kib, &maintainer()).as_bytes(),
+        0o644,
+    )?;
+    let sums = process::output(
+        Command::new("md5sum")
+            .arg("--")
+            .args(&files)
+            .current_dir(&stage),
+    )
+    .context("computing md5sums")?;
+    write_file(&dir.join("md5sums"), sums.as_bytes(), 0o644)?;
+    for s in ["postinst", "prerm"] {
+        write_file(
+            &dir.join(s),
+            dkms_script(root, s, version)?.as_bytes(),
+            0o755,
+        )?;
+    }
+    let deb = out.join(format!("{DKMS_PACKAGE}_{version}_all.deb"));
+    process::run(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&stage)
+            .arg(&deb),
+    )
+    .context("building the DKMS package")?;
+    Ok(deb)
+}
+
+/// The DKMS package's control file.
+pub fn dkms_control(version: &str, installed_size_kib: u64, maintainer: &str) -> String {
+    format!(
+        "Package: {DKMS_PACKAGE}\n\
+         Source: netpoll-trace\n\
+         Version: {version}\n\
+         Architecture: all\n\
+         Maintainer: {maintainer}\n\
+         Section: kernel\n\
+         Priority: optional\n\
+         Installed-Size: {installed_size_kib}\n\
+         Depends: dkms (>= 2.1.0.0)\n\
+         Recommends: netpoll-trace\n\
+         Description: netpoll-trace's runtime patch module, built by DKMS\n \
+         netpoll_patch.ko gives a network device without ndo_poll_controller\n \
+         (kernels before 4.19) an empty one, so that netpoll and netconsole\n \
+         can use it; netpoll_offsets.o gives netpoll-trace the kernel's struct\n \
+         offsets on kernels without BTF. DKMS builds both for the running\n \
+         kernel and for every kernel installed later (their headers needed);\n \
+         netpoll-trace's agent and `netpoll-trace patch` find them there.\n"
+    )
 }
 
 /// `netpoll-trace 0.1.0` -> `0.1.0`: the version the binary itself reports.
@@ -420,6 +740,35 @@ mod tests {
         assert!(c.ends_with('\n'));
         // Debian policy 5.6.13: description lines fit 80 columns.
         assert!(c.lines().all(|l| l.len() <= 80), "{c}");
+    }
+
+    #[test]
+    fn rpm_changelog_date_and_files() {
+        assert_eq!(
+            rpm_changelog_date(
+                "x (1) unstable\n\n  * a\n\n -- A B <a@b>  Tue, 01 Dec 2026 12:00:00 +0000\n"
+            )
+            .unwrap(),
+            "Tue Dec 01 2026"
+        );
+        assert!(rpm_changelog_date("no trailer\n").is_err());
+        let stage = std::env::temp_dir().join(format!("xtask-rpm-files-{}", std::process::id()));
+        for f in [
+            CONFFILE,
+            "usr/bin/netpoll-trace",
+            "usr/share/netpoll-trace/netpoll-patch/Kbuild",
+        ] {
+            write_file(&stage.join(f), b"x", 0o644).unwrap();
+        }
+        let files = rpm_files(&stage).unwrap();
+        let _ = std::fs::remove_dir_all(&stage);
+        assert_eq!(
+            files,
+            "%defattr(-,root,root,-)\n%dir /etc/netpoll-trace\n%dir /usr/share/netpoll-trace\n\
+             %dir /usr/share/netpoll-trace/netpoll-patch\n\
+             %config(noreplace) /etc/netpoll-trace/agent.toml\n/usr/bin/netpoll-trace\n\
+             /usr/share/netpoll-trace/netpoll-patch/Kbuild\n"
+        );
     }
 
     #[test]

@@ -337,16 +337,20 @@ pub fn ensure_cargo_fuzz() -> Result<bool> {
     if have.trim() == want {
         return Ok(false);
     }
-    println!("setup: installing {want} (fuzzing; a few minutes)");
-    process::run(Command::new("cargo").args([
-        "install",
-        "--locked",
-        "--force",
-        "cargo-fuzz",
-        "--version",
-        CARGO_FUZZ_VERSION,
-    ]))
+    let step = crate::progress::Step::start(format!("setup: installing {want} (a few minutes)"));
+    process::run_appended(
+        Command::new("cargo").args([
+            "install",
+            "--locked",
+            "--force",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]),
+        &crate::setup::log_path()?,
+    )
     .context("installing cargo-fuzz")?;
+    step.done("installed");
     Ok(true)
 }
 

@@ -24,12 +24,11 @@ mod progress;
 mod qemu;
 mod receiver;
 mod report;
+mod rpmcheck;
 mod scenario;
 mod setup;
 mod toolchain;
 mod verdict;
-
-use std::process::Command;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -115,11 +114,19 @@ enum Task {
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
     Dist,
     /// The .deb through `dpkg -i`, `-r` and `-P` in a throwaway root, its maintainer scripts as
-    /// a systemd host runs them, and lintian (default: the one `dist` builds).
+    /// a systemd host runs them, and lintian (default: the one `dist` builds); with the
+    /// DKMS package `dist` builds, also dkms add/build/install/remove against every lab
+    /// kernel's headers, its scripts, and lintian.
     Debcheck {
         /// A .deb to check instead of building one.
         deb: Option<std::path::PathBuf>,
     },
+    /// `cargo xtask` as a newcomer's first command: from the workspace root, with a private
+    /// rustup home holding only this machine's default toolchain (the product's pin absent).
+    FirstContact,
+    /// The RPMs `dist` builds: installed, verified and erased in a throwaway root (`rpm
+    /// --root`), %config(noreplace), scriptlets, and rpmlint.
+    Rpmcheck,
     /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
     /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
@@ -221,24 +228,34 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
-        Task::Debcheck { deb } => debcheck::run(&match deb {
-            Some(d) => d,
-            None => dist::run()?.deb,
-        }),
+        Task::FirstContact => toolchain::first_contact(),
+        Task::Rpmcheck => {
+            let a = dist::run()?;
+            rpmcheck::run(&a.rpm, &a.dkms_rpm)
+        }
+        Task::Debcheck { deb } => match deb {
+            Some(d) => debcheck::run(&d, None),
+            None => {
+                let a = dist::run()?;
+                debcheck::run(&a.deb, Some(&a.dkms_deb))
+            }
+        },
     }
 }
 
 fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
     setup::run(false)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("test: cargo xtask first-contact (`cargo xtask` without the product's pin installed)");
+    let first_ok = toolchain::first_contact().unwrap_or_else(|e| {
+        eprintln!("test: first-contact failed: {e:#}");
+        false
+    });
     // The workspace's default members: the eBPF crate only builds for the BPF target.
-    println!("test: cargo test (unit and host tests)");
-    let unit = process::run(
-        Command::new(cargo)
-            .args(["test"])
-            .current_dir(cache::workspace_root()),
-    );
+    println!("test: cargo test (unit and host tests, on the product's pinned toolchain)");
+    let unit = toolchain::product_cargo().and_then(|mut cargo| {
+        process::run(cargo.args(["test"]).current_dir(cache::workspace_root()))
+    });
     if let Err(e) = &unit {
         eprintln!("test: unit tests failed: {e:#}");
     }
@@ -291,13 +308,18 @@ fn test() -> Result<bool> {
     println!(
         "test: cargo xtask debcheck (dpkg -i/-r/-P in a throwaway root, maintainer scripts, lintian)"
     );
+    println!("test: cargo xtask rpmcheck (rpm --root -i/-V/-e, rpmlint)");
     let deb_ok = dist::run()
-        .and_then(|d| debcheck::run(&d.deb))
+        .and_then(|d| {
+            let deb = debcheck::run(&d.deb, Some(&d.dkms_deb))?;
+            let rpm = rpmcheck::run(&d.rpm, &d.dkms_rpm)?;
+            Ok(deb && rpm)
+        })
         .unwrap_or_else(|e| {
-            eprintln!("test: debcheck failed: {e:#}");
+            eprintln!("test: debcheck/rpmcheck failed: {e:#}");
             false
         });
-    Ok(unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
+    Ok(first_ok && unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
 }
 
 /// A fresh machine's view of the lab kernels: private lists in a new directory under

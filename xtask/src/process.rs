@@ -41,12 +41,19 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Runs `cmd` with its output going to the file `log` (a long build's hundreds of lines stay
-/// out of the terminal, where a progress line stands for them); a failure names the log and
-/// quotes its last lines.
-pub fn run_logged(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
+/// Runs `cmd` with its output appended to the file `log` (setup's one log: every apt and
+/// rustup/cargo-install step in order, each under a `$ command` line); a failure names the log
+/// and quotes the step's last lines.
+pub fn run_appended(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
+    use std::io::{Seek as _, Write as _};
     let line = describe(cmd);
-    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    writeln!(file, "\n$ {line}").with_context(|| format!("writing {}", log.display()))?;
+    let start = file.stream_position().unwrap_or(0);
     let err = file
         .try_clone()
         .with_context(|| format!("opening {}", log.display()))?;
@@ -59,7 +66,8 @@ pub fn run_logged(cmd: &mut Command, log: &std::path::Path) -> Result<()> {
             format!("could not start `{line}`: is it installed? (`cargo xtask setup` installs it)")
         })?;
     if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let text = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(start as usize..).unwrap_or_default());
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(

@@ -38,7 +38,18 @@ const HOST_PACKAGES: &[&str] = &[
     "clang",
     "libbpf-dev",
     "zlib1g-dev",
+    // `cargo xtask debcheck`: the DKMS package built against the lab kernels' headers.
+    "dkms",
+    // `cargo xtask dist` and `rpmcheck`: rpmbuild, `rpm --root`, rpmlint.
+    "rpm",
+    "rpmlint",
 ];
+
+/// Setup's log: apt's, rustup's and cargo install's output, one run's worth (the terminal
+/// gets one line per step).
+pub fn log_path() -> Result<std::path::PathBuf> {
+    Ok(cache::dir()?.join("setup.log"))
+}
 
 /// `refresh`: move cached kernels to their suite's newest point release (`setup --refresh`);
 /// without it a cached kernel stays.
@@ -46,10 +57,22 @@ pub fn run(refresh: bool) -> Result<()> {
     let started = Instant::now();
     let cache_dir = cache::dir()?;
     cache::create_dir(&cache_dir)?;
-    println!("setup: cache in {}", cache_dir.display());
+    let log = log_path()?;
+    // One run's log: started afresh (created by this user, not through a planted link).
+    let _ = std::fs::remove_file(&log);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&log)
+        .with_context(|| format!("creating {}", log.display()))?;
+    println!(
+        "setup: cache in {}, log in {}",
+        cache_dir.display(),
+        log.display()
+    );
     let mut changed = Vec::new();
 
-    changed.extend(apt::install_host(HOST_PACKAGES)?);
+    changed.extend(apt::install_host(HOST_PACKAGES, &log)?);
     changed.extend(toolchain::ensure(&cache_dir).context("setting up the Rust toolchains")?);
     if fuzz::ensure_cargo_fuzz()? {
         changed.push(format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION));

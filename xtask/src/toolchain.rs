@@ -1,13 +1,19 @@
-//! The Rust side of setup: the nightly toolchain with rust-src (eBPF builds need core from
-//! source), bpf-linker built against that nightly's own libLLVM, and the dated nightly
-//! the fuzzer builds with. (The stable one is rust-toolchain.toml's: `rustup toolchain
-//! install` before anything else, as .ci/run does.)
+//! The Rust side of setup: the stable that netpoll-trace/rust-toolchain.toml pins for the
+//! product, the nightly toolchain with rust-src (eBPF builds need core from source),
+//! bpf-linker built against that nightly's own libLLVM, and the dated nightly the fuzzer
+//! builds with.
+//!
+//! The xtask itself runs on whatever default stable rustup has: no toolchain file applies
+//! at the workspace root, so `cargo xtask demo` works as a newcomer's first command (rustup
+//! 1.29 does not install a pinned toolchain on first use). Every cargo command the xtask runs
+//! on the product goes through `product_cargo`, which installs the pin first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
+use crate::progress::Step;
 use crate::{cache, process};
 
 /// The toolchain `cargo fuzz` builds netpoll-trace with (ASan needs nightly). Dated and
@@ -16,32 +22,227 @@ use crate::{cache, process};
 /// needs what rust-version says (aya 0.16: 1.98), which an older eBPF nightly may not be.
 pub const FUZZ_TOOLCHAIN: &str = "nightly-2026-10-29";
 
-/// Makes sure nightly, its rust-src, bpf-linker and the fuzz toolchain are there;
-/// returns what it installed.
+/// The product's toolchain file (relative to the workspace root).
+pub const PIN_FILE: &str = "netpoll-trace/rust-toolchain.toml";
+
+/// What the product's rust-toolchain.toml pins.
+#[derive(Debug, PartialEq)]
+pub struct Pin {
+    pub channel: String,
+    pub components: Vec<String>,
+}
+
+/// The pin in `PIN_FILE`.
+pub fn pin() -> Result<Pin> {
+    let path = cache::workspace_root().join(PIN_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_pin(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// `channel = "1.99.1"` and `components = ["clippy", "rustfmt"]` of a rust-toolchain.toml's
+/// [toolchain] table (the only keys it uses; one line each).
+fn parse_pin(text: &str) -> Result<Pin> {
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let channel = value("channel")
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|c| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ".-_".contains(ch))
+        })
+        .ok_or_else(|| anyhow!("names no channel (`channel = \"1.99.1\"`)"))?;
+    let components = value("components")
+        .map(|v| {
+            v.trim_matches(['[', ']'])
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Pin {
+        channel,
+        components,
+    })
+}
+
+/// True when `rustup toolchain list` lists `channel` (`1.99.1-x86_64-...`).
+fn listed(toolchains: &str, channel: &str) -> bool {
+    toolchains.lines().any(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|name| name.strip_prefix(channel))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    })
+}
+
+/// Installs the product's pinned stable when rustup lacks it; Some(channel) when it did.
+pub fn ensure_pinned() -> Result<Option<String>> {
+    let pin = pin()?;
+    let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("listing rustup toolchains (is rustup installed?)")?;
+    if listed(&toolchains, &pin.channel) {
+        return Ok(None);
+    }
+    let log = crate::setup::log_path()?;
+    let step = crate::progress::Step::start(format!(
+        "setup: installing Rust {} (the product's, {PIN_FILE})",
+        pin.channel
+    ));
+    let mut cmd = Command::new("rustup");
+    cmd.args(["toolchain", "install", &pin.channel, "--profile", "minimal"]);
+    for c in &pin.components {
+        cmd.args(["--component", c]);
+    }
+    process::run_appended(&mut cmd, &log).context("installing the product's toolchain")?;
+    step.done("installed");
+    Ok(Some(pin.channel))
+}
+
+/// `cargo` on the product's pinned toolchain (installed first when missing): the rustup proxy
+/// with RUSTUP_TOOLCHAIN set, not $CARGO (that is the xtask's own, the default stable's cargo).
+pub fn product_cargo() -> Result<Command> {
+    ensure_pinned()?;
+    let mut cmd = Command::new("cargo");
+    cmd.env("RUSTUP_TOOLCHAIN", pin()?.channel)
+        .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
+        .env_remove("CARGO")
+        .env_remove("RUSTC");
+    Ok(cmd)
+}
+
+/// `cargo xtask first-contact`: `cargo xtask` as a newcomer's first command, on a machine
+/// whose rustup has only its default toolchain. A private rustup home (target/first-contact)
+/// holds a hard-linked copy of this machine's default toolchain and nothing else, so the
+/// product's pin is not installed there; `cargo xtask --help` must then build and run the
+/// xtask from the workspace root (a toolchain file applying there would stop rustup with
+/// "toolchain ... is not installed"). Seconds once the xtask is built; downloads nothing.
+pub fn first_contact() -> Result<bool> {
+    let root = cache::workspace_root();
+    let home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+        .ok_or_else(|| anyhow!("neither RUSTUP_HOME nor HOME is set: cannot find rustup's home"))?;
+    let default = process::output(Command::new("rustup").arg("default"))
+        .context("asking rustup for its default toolchain")?;
+    let default = default
+        .split_whitespace()
+        .next()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| anyhow!("rustup names no default toolchain: `rustup default stable`"))?
+        .to_string();
+    let work = root.join("target").join("first-contact");
+    let private = work.join("rustup");
+    cache::remove_dir(&private)?;
+    cache::create_dir(&private.join("toolchains"))?;
+    process::run(
+        Command::new("cp")
+            .arg("-al")
+            .arg(home.join("toolchains").join(&default))
+            .arg(private.join("toolchains")),
+    )
+    .context("linking the default toolchain into the private rustup home")?;
+    let version = std::fs::read_to_string(home.join("settings.toml"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("version = ").map(str::to_string))
+        })
+        .unwrap_or_else(|| "\"12\"".into());
+    std::fs::write(
+        private.join("settings.toml"),
+        format!("version = {version}\ndefault_toolchain = \"{default}\"\nprofile = \"minimal\"\n"),
+    )
+    .context("writing the private rustup settings")?;
+    let pin = pin()?;
+    let private_cmd = |cmd: &mut Command| {
+        cmd.current_dir(&root)
+            .env("RUSTUP_HOME", &private)
+            .env("CARGO_TARGET_DIR", work.join("target"))
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
+            .env_remove("CARGO")
+            .env_remove("RUSTC");
+    };
+    let mut list = Command::new("rustup");
+    list.args(["toolchain", "list"]);
+    private_cmd(&mut list);
+    if listed(&process::output(&mut list)?, &pin.channel) {
+        bail!(
+            "the private rustup home lists {}: the check would prove nothing",
+            pin.channel
+        );
+    }
+    let step = Step::start(format!(
+        "first-contact: `cargo xtask --help` with only {default} (no {})",
+        pin.channel
+    ));
+    let mut cmd = Command::new("cargo");
+    cmd.args(["xtask", "--help"]);
+    private_cmd(&mut cmd);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running cargo (is rustup's cargo on PATH?)")?;
+    let ok = out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains("netpoll-trace project tasks");
+    if ok {
+        step.done("ok");
+    } else {
+        step.done("FAILED");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().take(4).collect();
+        println!(
+            "first-contact: FAIL `cargo xtask` does not run as a first command: {}",
+            tail.join(" | ")
+        );
+    }
+    Ok(ok)
+}
+
+/// Makes sure the product's stable, nightly, its rust-src, bpf-linker and the fuzz toolchain
+/// are there; returns what it installed.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
-    let mut done = Vec::new();
+    let log = crate::setup::log_path()?;
+    let mut done: Vec<String> = ensure_pinned()?.into_iter().collect();
     let toolchains = process::output(Command::new("rustup").args(["toolchain", "list"]))
         .context("listing rustup toolchains (is rustup installed?)")?;
     if !toolchains.lines().any(|l| l.starts_with(FUZZ_TOOLCHAIN)) {
-        println!("setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's toolchain)");
-        process::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            FUZZ_TOOLCHAIN,
-            "--profile",
-            "minimal",
-        ]))?;
+        let step = Step::start(format!(
+            "setup: installing {FUZZ_TOOLCHAIN} (the fuzz build's)"
+        ));
+        process::run_appended(
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                FUZZ_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ]),
+            &log,
+        )?;
+        step.done("installed");
         done.push(FUZZ_TOOLCHAIN.to_string());
     }
     if !toolchains.lines().any(is_plain_nightly) {
-        println!("setup: installing the nightly toolchain");
-        process::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
+        let step = Step::start("setup: installing the nightly toolchain (eBPF)");
+        process::run_appended(
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]),
+            &log,
+        )?;
+        step.done("installed");
         done.push("nightly".to_string());
     }
     let components = process::output(Command::new("rustup").args([
@@ -52,14 +253,12 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
         "nightly",
     ]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
-        println!("setup: adding rust-src to nightly");
-        process::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+        let step = Step::start("setup: adding rust-src to nightly");
+        process::run_appended(
+            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+            &log,
+        )?;
+        step.done("added");
         done.push("rust-src".to_string());
     }
     if !process::succeeds(Command::new("bpf-linker").arg("--version")) {
@@ -95,14 +294,11 @@ fn install_bpf_linker(cache_dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
-    let log = cache_dir.join("bpf-linker-build.log");
-    println!(
-        "setup: building bpf-linker against nightly's LLVM {major} ({}), log in {}",
-        libllvm.display(),
-        log.display()
-    );
-    let step = crate::progress::Step::start("setup: building bpf-linker (a few minutes)");
-    process::run_logged(
+    let log = crate::setup::log_path()?;
+    let step = Step::start(format!(
+        "setup: building bpf-linker against nightly's LLVM {major} (a few minutes)"
+    ));
+    process::run_appended(
         Command::new("cargo")
             .args([
                 "install",
@@ -169,6 +365,55 @@ mod tests {
         assert!(!is_plain_nightly(
             "stable-x86_64-unknown-linux-gnu (default)"
         ));
+    }
+
+    #[test]
+    fn the_pin_is_read_from_the_products_toolchain_file() {
+        let p = parse_pin(
+            "# c\n[toolchain]\nchannel = \"1.99.1\"\nprofile = \"minimal\"\ncomponents = [\"clippy\", \"rustfmt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.channel, "1.99.1");
+        assert_eq!(p.components, ["clippy", "rustfmt"]);
+        assert!(parse_pin("[toolchain]\nprofile = \"minimal\"\n").is_err());
+        assert!(parse_pin("channel = \"1.0; rm -rf /\"\n").is_err());
+        assert!(pin().is_ok(), "{PIN_FILE} must name a channel");
+        assert!(listed(
+            "1.99.1-x86_64-unknown-linux-gnu (active)\n",
+            "1.99.1"
+        ));
+        assert!(!listed("1.99.10-x86_64-unknown-linux-gnu\n", "1.99.1"));
+    }
+
+    /// `cargo xtask demo` as a newcomer's first command: no toolchain file may apply at the
+    /// workspace root (rustup would stop every cargo command there until the pin is installed),
+    /// and the xtask's own floor must not exceed an older stable's.
+    #[test]
+    fn cargo_xtask_runs_on_the_default_stable() {
+        let root = cache::workspace_root();
+        for dir in root.ancestors() {
+            for name in ["rust-toolchain.toml", "rust-toolchain"] {
+                assert!(
+                    !dir.join(name).exists(),
+                    "{} applies to `cargo xtask` at the workspace root: a pin that is not \
+                     installed stops it before it can install anything (move it to {PIN_FILE})",
+                    dir.join(name).display()
+                );
+            }
+        }
+        let manifest = std::fs::read_to_string(root.join("xtask/Cargo.toml")).unwrap();
+        let floor = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("rust-version = "))
+            .expect("xtask/Cargo.toml sets its own rust-version, not the workspace's");
+        let minor: u32 = floor
+            .trim_matches('"')
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(minor <= 90, "xtask's rust-version {floor} is above 1.90");
     }
 
     #[test]

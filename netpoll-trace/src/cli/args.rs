@@ -293,7 +293,8 @@ pointer with the driver's table will not recognise a patched device.",
         /// The network interface to patch.
         dev: String,
         /// The module file (root-owned, not group/world-writable). Default: the first of
-        /// /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and this binary's directory.
+        /// /lib/modules/$(uname -r)/extra/, /lib/modules/$(uname -r)/updates/dkms/ (the
+        /// netpoll-patch-dkms package), /usr/lib/netpoll-trace/ and this binary's directory.
         #[arg(long, value_name = "PATH")]
         module: Option<PathBuf>,
         /// One JSON object ({"dev", "ifindex", "orig_ops", "owner", "hook", "copy"}) instead of
@@ -350,7 +351,7 @@ recorder was created (a recorder runs under `agent` or `watch --persist`)."
         long_about = "Print the struct offsets the probes would use, and which source gave them. \
 Sources, in order: --btf FILE (raw BTF, or BTFHub's <release>.btf.tar.xz archive), else the \
 kernel's BTF (/sys/kernel/btf/vmlinux); --offsets FILE, else netpoll_offsets.o next to the \
-patch module (/lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/, this binary's \
+patch module (/lib/modules/$(uname -r)/extra/ or updates/dkms/, /usr/lib/netpoll-trace/, this binary's \
 directory): offsets the compiler computed from this kernel's headers when netpoll-patch was \
 built, never loaded, refused when built for another kernel. With none, watch and agent run in \
 reduced mode (return codes only).",

@@ -179,17 +179,39 @@ fn read_state() -> Result<Vec<Patched>> {
 /// Where to look for the module when --module is not given.
 fn default_module_paths() -> Vec<PathBuf> {
     let release = super::host::release().unwrap_or_default();
-    let mut paths = vec![
-        PathBuf::from(format!("/lib/modules/{release}/extra/netpoll_patch.ko")),
-        PathBuf::from("/usr/lib/netpoll-trace/netpoll_patch.ko"),
-    ];
-    if let Some(dir) = std::env::current_exe()
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    module_paths(&release, exe_dir.as_deref())
+}
+
+/// The module's places, first found wins: installed by hand (extra/), by the
+/// netpoll-patch-dkms package (updates/dkms/, where dkms installs; compressed when the
+/// kernel's own modules are), a package's /usr/lib/netpoll-trace, the binary's directory.
+fn module_paths(release: &str, exe_dir: Option<&Path>) -> Vec<PathBuf> {
+    let modules = format!("/lib/modules/{release}");
+    let mut paths = vec![PathBuf::from(format!("{modules}/extra/netpoll_patch.ko"))];
+    for suffix in ["", ".xz", ".zst", ".gz"] {
+        paths.push(PathBuf::from(format!(
+            "{modules}/updates/dkms/netpoll_patch.ko{suffix}"
+        )));
+    }
+    paths.push(PathBuf::from("/usr/lib/netpoll-trace/netpoll_patch.ko"));
+    if let Some(dir) = exe_dir {
         paths.push(dir.join("netpoll_patch.ko"));
     }
     paths
+}
+
+/// finit_module's MODULE_INIT_COMPRESSED_FILE: the kernel decompresses (5.17+,
+/// CONFIG_MODULE_DECOMPRESS), as for the .ko.xz dkms installs where modules are compressed.
+const MODULE_INIT_COMPRESSED_FILE: libc::c_int = 4;
+
+fn finit_flags(path: &Path) -> libc::c_int {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz" | "zst" | "gz") => MODULE_INIT_COMPRESSED_FILE,
+        _ => 0,
+    }
 }
 
 fn find_module(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -210,13 +232,14 @@ fn finit_module(module: &ModuleFile, params: &str) -> std::io::Result<()> {
     let file = &module.file;
     let params =
         CString::new(params).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: a valid fd and NUL-terminated string; flags 0.
+    let flags = finit_flags(&module.path);
+    // SAFETY: a valid fd, a NUL-terminated string and known flags.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_finit_module,
             std::os::fd::AsRawFd::as_raw_fd(file),
             params.as_ptr(),
-            0,
+            flags,
         )
     };
     if rc == 0 {
@@ -309,6 +332,34 @@ pub fn status() -> Result<Vec<Patched>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_dkms_package_s_module_is_found_compressed_or_not() {
+        let p = super::module_paths("6.12.1-amd64", Some(std::path::Path::new("/opt/npt")));
+        let shown: Vec<String> = p.iter().map(|p| p.display().to_string()).collect();
+        for want in [
+            "/lib/modules/6.12.1-amd64/extra/netpoll_patch.ko",
+            "/lib/modules/6.12.1-amd64/updates/dkms/netpoll_patch.ko",
+            "/lib/modules/6.12.1-amd64/updates/dkms/netpoll_patch.ko.xz",
+            "/opt/npt/netpoll_patch.ko",
+        ] {
+            assert!(shown.iter().any(|s| s == want), "{want} not in {shown:?}");
+        }
+        // By hand before by package; the binary's directory last.
+        assert!(shown[0].ends_with("extra/netpoll_patch.ko"), "{shown:?}");
+        assert_eq!(
+            shown.last().map(String::as_str),
+            Some("/opt/npt/netpoll_patch.ko")
+        );
+        assert_eq!(
+            super::finit_flags(std::path::Path::new("/a/netpoll_patch.ko.xz")),
+            4
+        );
+        assert_eq!(
+            super::finit_flags(std::path::Path::new("/a/netpoll_patch.ko")),
+            0
+        );
+    }
+
     use super::*;
     use crate::kernel::trusted_file::{Kind, untrusted};
 

@@ -295,7 +295,7 @@ const CONFIG_KEYS: &[Key] = &[
     (
         "patch_module",
         "path",
-        "the first of /lib/modules/$(uname -r)/extra/, /usr/lib/netpoll-trace/ and the binary's directory",
+        "the first of /lib/modules/$(uname -r)/extra/, /lib/modules/$(uname -r)/updates/dkms/ (netpoll-patch-dkms), /usr/lib/netpoll-trace/ and the binary's directory",
         "The netpoll_patch.ko to load; root-owned, not group- or world-writable.",
     ),
     (

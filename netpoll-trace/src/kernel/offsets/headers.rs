@@ -20,10 +20,12 @@ pub const FORMAT: u64 = 1;
 /// An offsets object is a few KiB; refuse anything much larger.
 const MAX_OBJECT: u64 = 4 << 20;
 
-/// Where the object is looked for without `--offsets`: where the patch module is.
+/// Where the object is looked for without `--offsets`: where the patch module is (by hand in
+/// extra/, by the netpoll-patch-dkms package in updates/dkms/).
 pub fn default_paths(release: &str, exe_dir: Option<&Path>) -> Vec<PathBuf> {
     let mut paths = vec![
         PathBuf::from(format!("/lib/modules/{release}/extra/{FILE_NAME}")),
+        PathBuf::from(format!("/lib/modules/{release}/updates/dkms/{FILE_NAME}")),
         PathBuf::from(format!("/usr/lib/netpoll-trace/{FILE_NAME}")),
     ];
     if let Some(dir) = exe_dir {
@@ -408,6 +410,10 @@ mod tests {
             p[0],
             Path::new("/lib/modules/6.1.0-48-amd64/extra/netpoll_offsets.o")
         );
-        assert_eq!(p[2], Path::new("/opt/npt/netpoll_offsets.o"));
+        assert_eq!(
+            p[1],
+            Path::new("/lib/modules/6.1.0-48-amd64/updates/dkms/netpoll_offsets.o")
+        );
+        assert_eq!(p[3], Path::new("/opt/npt/netpoll_offsets.o"));
     }
 }

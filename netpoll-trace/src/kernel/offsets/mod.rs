@@ -133,7 +133,7 @@ pub fn reduced_hint(release: &str) -> String {
     format!(
         "provide one of: the kernel's BTF (CONFIG_DEBUG_INFO_BTF, /sys/kernel/btf/vmlinux); --btf FILE (e.g. BTFHub's {release}.btf.tar.xz); \
          or the offsets from this kernel's headers: build netpoll-patch against them (make -C /lib/modules/{release}/build M=$PWD/netpoll-patch) \
-         and install netpoll_offsets.o into /lib/modules/{release}/extra/ or pass --offsets FILE"
+         and install netpoll_offsets.o into /lib/modules/{release}/extra/ (or install the netpoll-patch-dkms package) or pass --offsets FILE"
     )
 }
 
