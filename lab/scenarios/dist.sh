@@ -4,10 +4,11 @@
 # unpacks to a fresh prefix whose binary runs `check` and `watch` (a good set-up and a
 # diagnosed failure), its man pages, completions, unit and module source are in place;
 # the .deb unpacks (busybox dpkg-deb) to the same binary; --log-format json turns the
-# final error into one JSON object.
+# final error into one JSON object. Installed with dpkg, then removed, it leaves no probe
+# attached (a persistent watch's pinned links are detached by the package's prerm).
 # needs: dist
 # timeout: 240
-# checks: unpacked layout version check_runs watch_ok watch_failure json_error man_pages completions deb_contents
+# checks: unpacked layout version check_runs watch_ok watch_failure json_error man_pages completions deb_contents deb_remove_detaches
 . /lib.sh
 
 mv /bin/netpoll-trace /tmp/lab-netpoll-trace
@@ -73,5 +74,23 @@ pkg=$(sed -n 's/^Package: //p' /tmp/control)
 debver=$(sed -n 's/^Version: //p' /tmp/control)
 echo "deb: package $pkg version $debver"
 npt_check deb_contents sh -c "test '$pkg' = netpoll-trace && test '$debver' = '$version' && test \"\$(/opt/deb/usr/bin/netpoll-trace --version)\" = 'netpoll-trace $version' && test -s /opt/deb/usr/share/man/man8/netpoll-trace.8.gz && test -s /opt/deb/usr/lib/systemd/system/netpoll-trace-agent.service && test -s /opt/deb/etc/netpoll-trace/agent.toml && test -s /opt/deb/usr/share/netpoll-trace/netpoll-patch/netpoll_patch.c"
+
+# Installed with dpkg, a persistent watch pins its probes; removing the package leaves none
+# of them attached (prerm: reset --all), and no directory under /sys/fs/bpf/netpoll-trace.
+mkdir -p /var/lib/dpkg/info /var/lib/dpkg/updates
+touch /var/lib/dpkg/status
+echo 1 >/proc/sys/net/core/bpf_jit_kallsyms
+progs() { grep -c ' bpf_prog_' /proc/kallsyms; }
+base=$(progs)
+dpkg -i /dist/netpoll-trace.deb >/tmp/dpkg-i.out 2>&1
+echo "dpkg -i: exit $?"; cat /tmp/dpkg-i.out
+/usr/bin/netpoll-trace watch --persist -- true >/tmp/persist.out 2>&1
+pinned=$(ls /sys/fs/bpf/netpoll-trace/v*/ 2>/dev/null | grep -c '^link_')
+loaded=$(progs)
+dpkg -r netpoll-trace >/tmp/dpkg-r.out 2>&1
+echo "dpkg -r: exit $?"; cat /tmp/dpkg-r.out
+after=$(progs)
+echo "BPF programs in kallsyms: $base before, $loaded with the persistent probes ($pinned links pinned), $after after dpkg -r"
+npt_check deb_remove_detaches sh -c "test $pinned -gt 0 && test $loaded -gt $base && test $after -eq $base && ! test -e /sys/fs/bpf/netpoll-trace && ! test -e /usr/bin/netpoll-trace"
 
 mv /tmp/lab-netpoll-trace /bin/netpoll-trace

@@ -259,8 +259,12 @@ leaves a directory alone that is not a recorder."
     )]
     Reset {
         /// The recorder's pin directory [default: /sys/fs/bpf/netpoll-trace/v<schema>].
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "all")]
         pin_dir: Option<PathBuf>,
+        /// Every schema version's recorder under /sys/fs/bpf/netpoll-trace (what the
+        /// packages' removal runs: nothing of the tool stays attached after it).
+        #[arg(long)]
+        all: bool,
         /// One JSON object: {"pin_dir", "removed" (false when there was no recorder),
         /// "links_detached", "maps_unpinned"}.
         #[arg(long)]

@@ -164,7 +164,36 @@ fn run(
             pin_dir: pin_dir.unwrap_or_else(recorder::default_dir),
             from,
         }),
-        Command::Reset { pin_dir, json } => {
+        Command::Reset {
+            all: true, json, ..
+        } => {
+            let root = std::path::Path::new(recorder::PIN_ROOT);
+            let done = recorder::reset_all(root)?;
+            if json {
+                let removed: Vec<_> = done
+                    .iter()
+                    .map(|(d, r)| serde_json::json!({"pin_dir": d, "links_detached": r.links, "maps_unpinned": r.maps}))
+                    .collect();
+                outln!("{}", serde_json::json!({ "removed": removed }));
+                return Ok(Exit::Ok);
+            }
+            if done.is_empty() {
+                outln!(
+                    "nothing to reset: no flight recorder under {}",
+                    root.display()
+                );
+            }
+            for (d, r) in &done {
+                outln!(
+                    "removed the flight recorder at {}: {} pinned probe link(s) detached, {} map(s) unpinned",
+                    d.display(),
+                    r.links,
+                    r.maps
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Reset { pin_dir, json, .. } => {
             let dir = pin_dir.unwrap_or_else(recorder::default_dir);
             let report = recorder::reset(&dir)?;
             if json {

@@ -415,8 +415,13 @@ fn recorder_plan(
 ) -> Result<(recorder::Lock, RecorderPlan)> {
     recorder::require_bpffs(&r.dir)?;
     for other in recorder::other_versions(&r.dir) {
+        // Its programs would go on running beside ours: detach them, keep its data.
+        let what = match recorder::detach_links(&other) {
+            Ok(n) => format!("its {n} pinned probe link(s) detached, its maps kept"),
+            Err(e) => format!("left alone ({e:#})"),
+        };
         notes.push(format!(
-            "{} is a recorder of another schema version: left alone, not reused (`netpoll-trace reset --pin-dir {}` removes it)",
+            "{} is a recorder of another schema version: not reused, {what} (`netpoll-trace reset --pin-dir {}` removes it)",
             other.display(),
             other.display()
         ));

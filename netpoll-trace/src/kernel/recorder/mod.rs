@@ -339,6 +339,44 @@ pub fn reset(dir: &Path) -> Result<Option<ResetReport>> {
     Ok(Some(report))
 }
 
+/// Detaches the pinned probe links of another schema version's recorder at `dir` (its
+/// programs would otherwise keep running beside this version's), leaving its maps; how
+/// many. Refused, like a reset, while a process records into it.
+pub fn detach_links(dir: &Path) -> Result<usize> {
+    let _lock = Lock::for_reset(dir)?;
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with(LINK_PREFIX) {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Every recorder under `root` (each schema version's directory), for a package's
+/// removal: what `reset` does to one, to all; (dir, report) for each that was there.
+pub fn reset_all(root: &Path) -> Result<Vec<(PathBuf, ResetReport)>> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(Vec::new());
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| schema_of_name(p).is_some())
+        .collect();
+    dirs.sort();
+    let mut out = Vec::new();
+    for d in dirs {
+        if let Some(r) = reset(&d)? {
+            out.push((d, r));
+        }
+    }
+    Ok(out)
+}
+
 fn only_ours(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries
