@@ -1,11 +1,21 @@
 //! The agent's decision for one diagnosis (pure): patch and retry only when the
-//! evidence says the ops lack ndo_poll_controller, the policy says patch, and the
+//! evidence says the ops lack ndo_poll_controller (of the device itself, or of the lower
+//! device that made a vlan's or bridge's set-up fail), the policy says patch, and the
 //! driver is on the allowlist; otherwise report, saying why.
 
 use super::{
     config::{AgentConfig, PolicyAction},
-    diagnosis::{Cause, Diagnosis},
+    diagnosis::{Cause, Diagnosis, Remedy},
 };
+
+/// Whether the evidence calls for patching the failing device: its ops lack the hook, or
+/// a stacked device's lower device failed for that (the root cause's remedies, which a
+/// lower device's failure keeps, lead with the runtime patch only then).
+fn patch_fixes(d: &Diagnosis) -> bool {
+    d.cause == Cause::MissingPollController
+        || (d.cause == Cause::LowerDeviceFailed
+            && d.remedies.first() == Some(&Remedy::RuntimePatch))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -20,7 +30,7 @@ pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decisio
     let report = |why: String| Decision::Report {
         reason: format!("{why}; remedies: {}", remedies.join(", ")),
     };
-    if d.cause != Cause::MissingPollController {
+    if !patch_fixes(d) {
         return report(format!("cause {} is not fixed by patching", d.cause));
     }
     let Some(dev) = d.failing_device().map(str::to_string) else {
@@ -45,7 +55,6 @@ pub fn decide(d: &Diagnosis, driver: Option<&str>, cfg: &AgentConfig) -> Decisio
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::model::diagnosis::Remedy;
 
     /// A diagnosis of eth0 (the device that failed) with `cause`, for tests.
     pub fn diag(cause: Cause) -> Diagnosis {
@@ -104,11 +113,28 @@ pub mod tests {
             .iter()
             .filter(|c| **c != Cause::MissingPollController)
         {
-            let Decision::Report { reason } = decide(&diag(*c), Some("virtio_net"), &patching())
-            else {
+            let mut d = diag(*c);
+            // A lower device's failure is patched only for a missing hook (below).
+            if *c == Cause::LowerDeviceFailed {
+                d.remedies = vec![Remedy::UseOtherDevice];
+            }
+            let Decision::Report { reason } = decide(&d, Some("virtio_net"), &patching()) else {
                 panic!("{c} must not be patched")
             };
             assert!(reason.contains("not fixed by patching"));
         }
+    }
+
+    /// #24: a vlan's target failed because its lower device (eth0) has no hook: the
+    /// lower device is patched (then the vlan's target retried), as for eth0's own.
+    #[test]
+    fn a_lower_device_without_the_hook_is_patched() {
+        let mut d = diag(Cause::LowerDeviceFailed);
+        d.dev = Some("eth0.100".into());
+        d.chain = vec!["eth0.100".into(), "eth0".into()];
+        assert_eq!(
+            decide(&d, Some("virtio_net"), &patching()),
+            Decision::PatchAndRetry { dev: "eth0".into() }
+        );
     }
 }
