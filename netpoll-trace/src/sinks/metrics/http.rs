@@ -1166,6 +1166,13 @@ mod tests {
         assert_eq!(l.open(), MAX_CONNECTIONS);
     }
 
+    /// A connection to `addr` from the loopback address `ip`.
+    async fn connect_from(addr: SocketAddr, ip: &str) -> tokio::net::TcpStream {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+        s.connect(addr).await.unwrap()
+    }
+
     #[test]
     fn one_peer_cannot_take_every_connection() {
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -1177,16 +1184,11 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             // MAX_PER_PEER idle connections from 127.0.0.2, then one more from there.
-            let from = |ip: &str| {
-                let s = tokio::net::TcpSocket::new_v4().unwrap();
-                s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
-                s.connect(addr)
-            };
             let mut idle = Vec::new();
             for _ in 0..MAX_PER_PEER {
-                idle.push(from("127.0.0.2").await.unwrap());
+                idle.push(connect_from(addr, "127.0.0.2").await);
             }
-            let mut extra = from("127.0.0.2").await.unwrap();
+            let mut extra = connect_from(addr, "127.0.0.2").await;
             let mut out = String::new();
             let start = std::time::Instant::now();
             let _ =
@@ -1197,7 +1199,7 @@ mod tests {
                 start.elapsed()
             );
             // Another peer scrapes at once.
-            let mut s = from("127.0.0.1").await.unwrap();
+            let mut s = connect_from(addr, "127.0.0.1").await;
             s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
@@ -1219,20 +1221,15 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let from = |ip: String| {
-                let s = tokio::net::TcpSocket::new_v4().unwrap();
-                s.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
-                s.connect(addr)
-            };
             let mut idle = Vec::new();
             for p in 2..=5 {
                 for _ in 0..MAX_PER_PEER {
-                    idle.push(from(format!("127.0.0.{p}")).await.unwrap());
+                    idle.push(connect_from(addr, &format!("127.0.0.{p}")).await);
                 }
             }
             // Let the endpoint accept them all.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut s = from("127.0.0.1".into()).await.unwrap();
+            let mut s = connect_from(addr, "127.0.0.1").await;
             s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
