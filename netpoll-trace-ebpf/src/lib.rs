@@ -15,7 +15,8 @@
 //! - every function is `#[inline(always)]`: bpf-to-bpf calls arrived in 4.16;
 //! - no loops, only straight-line code: the 4.14 verifier refuses backward jumps;
 //! - map keys and values, and perf output, come from the stack: 4.14 takes nothing
-//!   else for them (a map value pointer is refused);
+//!   else for them (a map value pointer is refused); and 4.9's bpf_probe_read and
+//!   bpf_get_current_comm write only to the stack (read into it, then copy into a map value);
 //! - no global data (.data/.rodata/.bss need 5.2) and no aya-log (a ring buffer, 5.8);
 //!   `cargo xtask bpfcheck` checks all of this on the built object.
 #![no_std]
@@ -361,21 +362,25 @@ fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
     fresh.total_ns = 0;
     fresh.max_ns = 0;
     fresh.hist = [0; POLL_BUCKETS];
-    fresh.ifindex = 0;
-    fresh.flags = 0;
-    fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(
-        cfg,
-        dev,
-        &mut fresh.name,
-        &mut fresh.ifindex,
-        &mut fresh.flags,
-    );
+    (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (304 bytes fit in its 512).
     let value: PollStats = *fresh;
     POLL_STATS.insert(dev, &value, 0).is_ok()
 }
 
+/// The device's name, ifindex and identity flags, read into the stack and returned for
+/// a map value (the scratch slots): 4.9's bpf_probe_read writes only to the stack
+/// (ARG_PTR_TO_RAW_STACK; a map value is refused, "R1 type=map_value_adj expected=fp").
+#[inline(always)]
+fn dev_identity(cfg: &Config, dev: u64) -> ([u8; IFNAMSIZ], i32, u32) {
+    let mut name = [0u8; IFNAMSIZ];
+    let mut ifindex = 0i32;
+    let mut flags = 0u32;
+    read_dev_identity(cfg, dev, &mut name, &mut ifindex, &mut flags);
+    (name, ifindex, flags)
+}
+
+/// Reads into `name`, `ifindex` and `flags`, which must live on the stack (4.9, above).
 #[inline(always)]
 fn read_dev_identity(
     cfg: &Config,
@@ -710,17 +715,8 @@ fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
     fresh.hist = [0; POLL_BUCKETS];
     fresh.last_drop_ns = 0;
     fresh.last_drop_reason = 0;
-    fresh.ifindex = 0;
-    fresh.flags = 0;
     fresh._pad = 0;
-    fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(
-        cfg,
-        dev,
-        &mut fresh.name,
-        &mut fresh.ifindex,
-        &mut fresh.flags,
-    );
+    (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (376 bytes of its 512).
     let value: SendStats = *fresh;
     // Another CPU's insert of the same device makes ours fail; our zeroed copy exists then.

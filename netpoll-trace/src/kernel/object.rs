@@ -38,7 +38,7 @@ impl ObjectKind {
         }
     }
 
-    fn bytes(self) -> &'static [u8] {
+    pub(crate) fn bytes(self) -> &'static [u8] {
         match self {
             Self::Modern => MODERN_OBJECT,
             Self::Legacy => LEGACY_OBJECT,
@@ -138,12 +138,20 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     let mut loader = EbpfLoader::new();
     // Not required: the legacy object has no globals at all.
     loader.override_global("AYA_LOG_LEVEL", &level, false);
+    // Pins aya cannot reopen (before 4.13 it has no BPF_OBJ_GET_INFO_BY_FD): adopted below.
+    let mut adopt = Vec::new();
     if let Some(r) = recorder {
         std::fs::create_dir_all(&r.dir)
             .with_context(|| format!("creating pin directory {}", r.dir.display()))?;
         // aya opens a map already pinned at its path and pins a new one otherwise.
+        let aya_reopens = recorder::pins::info_by_fd_supported();
         for m in &recorder::MAPS {
-            loader.map_pin_path(m.name, r.dir.join(m.name));
+            let pin = r.dir.join(m.name);
+            if !aya_reopens && pin.exists() {
+                adopt.push((m.name, pin));
+            } else {
+                loader.map_pin_path(m.name, pin);
+            }
         }
         loader.map_max_entries(maps::RING, r.ring_size);
     }
@@ -155,6 +163,18 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
             ),
         })
     })?;
+    // No program is loaded yet, so every program will refer to the pinned maps.
+    for (name, pin) in &adopt {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
+        recorder::pins::adopt(map, pin, false).map_err(|e| {
+            anyhow::Error::new(LoadRefused {
+                refusal: Refusal::Object,
+                reason: format!("reusing the flight recorder's pins failed: {e:#}"),
+            })
+        })?;
+    }
     if let Some(r) = recorder {
         let meta = ebpf
             .map_mut(maps::META)

@@ -848,8 +848,17 @@ impl Reenabling {
             ),
         };
         match outcome {
-            Outcome::Ok => self.proof(Action::VerifySend, detail, &[Evidence::Setup, Evidence::Send]),
-            _ => self.note(Action::VerifySend, outcome, detail, Some(self.backoff.attempt)),
+            Outcome::Ok => self.proof(
+                Action::VerifySend,
+                detail,
+                &[Evidence::Setup, Evidence::Send],
+            ),
+            _ => self.note(
+                Action::VerifySend,
+                outcome,
+                detail,
+                Some(self.backoff.attempt),
+            ),
         }
         Step::Done(handled)
     }

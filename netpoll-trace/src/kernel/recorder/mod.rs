@@ -4,12 +4,13 @@
 //! (netpoll-trace-ebpf); `object` creates or reuses the pins.
 
 mod lock;
+pub mod pins;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use aya::maps::{Array, Map, MapData, MapInfo, MapType};
+use aya::maps::{Array, Map, MapData, MapType};
 use netpoll_trace_common::{
     Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent, maps,
 };
@@ -181,32 +182,35 @@ pub fn inspect(dir: &Path) -> Result<Found> {
     let mut ring_entries = 0;
     for m in &MAPS {
         let path = dir.join(m.name);
-        let info = MapInfo::from_pin(&path).map_err(|_| {
-            anyhow!(
-                "{} is an incomplete recorder: {} is missing or not a map; {fix}",
-                dir.display(),
-                m.name
-            )
-        })?;
-        let kind = info.map_type().ok();
-        if kind != Some(m.kind)
-            || info.key_size() != m.key_size
-            || info.value_size() != m.value_size
+        // The pin's fdinfo, not BPF_OBJ_GET_INFO_BY_FD: that came in 4.13 (`pins`).
+        let info = pins::obj_get(&path)
+            .and_then(|fd| pins::shape(std::os::fd::AsFd::as_fd(&fd)))
+            .map_err(|_| {
+                anyhow!(
+                    "{} is an incomplete recorder: {} is missing or not a map; {fix}",
+                    dir.display(),
+                    m.name
+                )
+            })?;
+        if info.map_type != m.kind as u32
+            || info.key_size != m.key_size
+            || info.value_size != m.value_size
         {
             bail!(
-                "{} is not a v{RECORDER_SCHEMA} recorder: {} is a {:?} map with {}-byte keys and {}-byte values, expected {:?} with {} and {}; {fix}",
+                "{} is not a v{RECORDER_SCHEMA} recorder: {} is a map of type {} with {}-byte keys and {}-byte values, expected {:?} ({}) with {} and {}; {fix}",
                 dir.display(),
                 m.name,
-                kind,
-                info.key_size(),
-                info.value_size(),
+                info.map_type,
+                info.key_size,
+                info.value_size,
                 m.kind,
+                m.kind as u32,
                 m.key_size,
                 m.value_size
             );
         }
         if m.name == maps::RING {
-            ring_entries = info.max_entries();
+            ring_entries = info.max_entries;
         }
     }
     let meta = parse_meta(&read_meta(dir)?, ring_entries)
@@ -230,8 +234,22 @@ fn list(items: &[&String]) -> String {
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
-    let data = MapData::from_pin(dir.join(name))
-        .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
+    let path = dir.join(name);
+    if !pins::info_by_fd_supported() {
+        // Before 4.13: the legacy object's own map of that name (created, never used by a
+        // program) becomes the pinned one; its max_entries may differ (RING's).
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(crate::kernel::object::ObjectKind::Legacy.bytes())
+            .context("creating the legacy object's maps to read pins through")?;
+        let map = ebpf
+            .take_map(name)
+            .ok_or_else(|| anyhow!("the legacy object has no {name} map"))?;
+        pins::adopt(&map, &path, true)
+            .with_context(|| format!("opening pinned map {}", path.display()))?;
+        return Ok(map);
+    }
+    let data = MapData::from_pin(&path)
+        .with_context(|| format!("opening pinned map {}", path.display()))?;
     Map::from_map_data(data).with_context(|| format!("pinned map {name}"))
 }
 
