@@ -22,6 +22,38 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{build, cache};
 
+/// The oldest kernel the check holds an object to: 4.9 (default; 4.14's rules and 4.9's
+/// helper-argument and jump rules) or 4.4 (also: no per-CPU maps, 4.6; helpers up to
+/// perf_event_output; no arithmetic on a pointer but r10 + constant, as 4.4's verifier
+/// makes the result of any other pointer arithmetic a plain number, so a map value can
+/// be reached only at constant offsets: PTR_TO_MAP_VALUE_ADJ came in 4.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Floor {
+    K4_4,
+    K4_9,
+}
+
+impl Floor {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "4.4" => Ok(Self::K4_4),
+            "4.9" | "4.14" => Ok(Self::K4_9),
+            other => bail!("--kernel {other}: the check knows 4.4 and 4.9 (which includes 4.14)"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::K4_4 => "Linux 4.4 rules: 4.9's, and no per-CPU maps or pointer arithmetic",
+            Self::K4_9 => "Linux 4.14 rules, and 4.9's for helper arguments and jumps",
+        }
+    }
+}
+
+/// 4.4's last helper (perf_event_output) and last map type (perf_event_array).
+const LAST_HELPER_4_4: i32 = 25;
+const LAST_MAP_TYPE_4_4: u32 = 4;
+
 /// 4.14's instruction limit per program (BPF_MAXINSNS, include/uapi/linux/bpf_common.h).
 pub const MAX_INSNS: usize = 4096;
 
@@ -216,7 +248,13 @@ pub struct ProgramCheck {
 }
 
 /// The per-program rules, on the program's instructions alone.
+#[cfg(test)]
 pub fn check_program(insns: &[Insn]) -> ProgramCheck {
+    check_program_for(insns, Floor::K4_9)
+}
+
+/// `check_program` held to `floor`'s rules.
+pub fn check_program_for(insns: &[Insn], floor: Floor) -> ProgramCheck {
     let mut c = ProgramCheck {
         insns: insns.len(),
         ..Default::default()
@@ -236,8 +274,16 @@ pub fn check_program(insns: &[Insn]) -> ProgramCheck {
         i += width;
     }
     check_cfg(&mut c, &successors);
+    if floor == Floor::K4_4 {
+        for &h in &c.helpers {
+            if h > LAST_HELPER_4_4 {
+                c.problems
+                    .push(format!("helper {}: not in 4.4", helper_name(h)));
+            }
+        }
+    }
     if c.problems.is_empty() {
-        stack_args(&mut c, insns, &successors);
+        stack_args(&mut c, insns, &successors, floor);
     }
     c
 }
@@ -266,6 +312,8 @@ mod may {
     pub const MAP_VALUE: u8 = 4;
     pub const CTX: u8 = 8;
     pub const MAP: u8 = 16;
+    /// r10 itself or a copy (4.4's FRAME_PTR, the only pointer it lets arithmetic keep).
+    pub const FRAME: u8 = 32;
 }
 
 /// The registers' and r10-relative 8-byte spill slots' possible kinds before an instruction.
@@ -304,19 +352,41 @@ impl Kinds {
     }
 }
 
+/// What a set of kinds is, for a message.
+fn describe(kinds: u8) -> String {
+    let names = [
+        (may::MAP_VALUE, "a map value"),
+        (may::STACK, "a stack pointer"),
+        (may::FRAME, "the frame pointer"),
+        (may::CTX, "the context"),
+        (may::MAP, "a map"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| kinds & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    format!("which may hold {}", v.join(" or "))
+}
+
 /// 4.9's rule for helper pointer arguments, by a forward data-flow over the program:
 /// which kinds of pointer may reach each call's argument registers on some path
 /// (registers copied, offset by arithmetic, spilled to and filled from the stack; a
 /// map_lookup_elem result is a map value). A map value pointer is reported; the real
 /// verifier walks each path, so any path that passes one is refused.
-fn stack_args(c: &mut ProgramCheck, insns: &[Insn], successors: &[Option<Vec<usize>>]) {
+fn stack_args(
+    c: &mut ProgramCheck,
+    insns: &[Insn],
+    successors: &[Option<Vec<usize>>],
+    floor: Floor,
+) {
     let mut state: Vec<Option<Kinds>> = vec![None; insns.len()];
     let mut entry = Kinds {
         regs: [may::SCALAR; 11],
         slots: Default::default(),
     };
     entry.regs[1] = may::CTX;
-    entry.regs[10] = may::STACK;
+    entry.regs[10] = may::FRAME;
     if insns.is_empty() {
         return;
     }
@@ -357,21 +427,43 @@ fn stack_args(c: &mut ProgramCheck, insns: &[Insn], successors: &[Option<Vec<usi
                     k.slots.insert(insn.off, k.regs[src]);
                 }
             }
-            CLASS_ALU64 => {
+            CLASS_ALU | CLASS_ALU64 => {
                 let op = insn.code & 0xf0;
                 let by_reg = insn.code & 0x08 != 0;
                 const MOV: u8 = 0xb0;
                 const ADD: u8 = 0x00;
                 const SUB: u8 = 0x10;
                 let pointers = !may::SCALAR;
+                let frame_plus_k =
+                    class == CLASS_ALU64 && op == ADD && !by_reg && k.regs[dst] == may::FRAME;
+                if floor == Floor::K4_4 && !(op == MOV) && !frame_plus_k {
+                    let culprit = if k.regs[dst] & pointers != 0 {
+                        Some((dst, k.regs[dst]))
+                    } else if by_reg && k.regs[src] & pointers != 0 {
+                        Some((src, k.regs[src]))
+                    } else {
+                        None
+                    };
+                    if let Some((r, kinds)) = culprit
+                        && reported.insert((i, 100 + r as u8))
+                    {
+                        c.problems.push(format!(
+                            "insn {i}: arithmetic on R{r}, {}; 4.4 keeps a pointer only through r10 + constant (map value offsets: 4.9)",
+                            describe(kinds)
+                        ));
+                    }
+                }
                 k.regs[dst] = match op {
+                    _ if class == CLASS_ALU => may::SCALAR,
                     MOV if by_reg => k.regs[src],
-                    ADD | SUB if k.regs[dst] & pointers != 0 => k.regs[dst],
+                    _ if frame_plus_k => may::STACK,
+                    ADD | SUB if k.regs[dst] & pointers != 0 => {
+                        (k.regs[dst] & !may::FRAME) | (k.regs[dst] & may::FRAME).min(1) * may::STACK
+                    }
                     ADD if by_reg && k.regs[src] & pointers != 0 => k.regs[src],
                     _ => may::SCALAR,
                 };
             }
-            CLASS_ALU => k.regs[dst] = may::SCALAR,
             CLASS_JMP if insn.code & 0xf0 == OP_CALL && insn.src == 0 => {
                 if let Some((_, args)) = STACK_ARGS_4_9.iter().find(|(h, _)| *h == insn.imm) {
                     for &r in *args {
@@ -770,8 +862,14 @@ fn is_global_data(name: &str) -> bool {
         .any(|g| name == *g || name.starts_with(&format!("{g}.")))
 }
 
-/// The per-object rules, and the per-program ones on every program.
+/// The per-object rules, and the per-program ones on every program (4.9's floor).
+#[cfg(test)]
 pub fn check(obj: &Object) -> Report {
+    check_for(obj, Floor::K4_9)
+}
+
+/// `check` held to `floor`'s rules.
+pub fn check_for(obj: &Object, floor: Floor) -> Report {
     let mut r = Report::default();
     if obj.e_flags != 0 {
         r.problems.push(format!(
@@ -807,6 +905,12 @@ pub fn check(obj: &Object) -> Report {
         } else if kind == 0 || kind as usize >= MAP_TYPES_4_14.len() {
             r.problems
                 .push(format!("map {}: type {kind} is not in 4.14", sym.name));
+        } else if floor == Floor::K4_4 && kind > LAST_MAP_TYPE_4_4 {
+            r.problems.push(format!(
+                "map {}: {} is not in 4.4 (per-CPU maps: 4.6)",
+                sym.name,
+                map_type_name(kind)
+            ));
         }
         r.maps.push((sym.name.clone(), kind));
     }
@@ -823,7 +927,7 @@ pub fn check(obj: &Object) -> Report {
                     .push(format!("program {}: outside its section", sym.name));
                 continue;
             };
-            let mut check = check_program(&decode(code));
+            let mut check = check_program_for(&decode(code), floor);
             if sec.name.starts_with("kprobe") || sec.name.starts_with("kretprobe") {
                 for &h in &check.helpers {
                     let name = helper_name(h);
@@ -895,11 +999,8 @@ fn map_type_name(kind: u32) -> String {
 }
 
 /// Prints the report; returns whether the object passes.
-fn print(path: &Path, r: &Report) -> bool {
-    println!(
-        "bpfcheck: {} (Linux 4.14 rules, and 4.9's for helper arguments and jumps)",
-        path.display()
-    );
+fn print(path: &Path, r: &Report, floor: Floor) -> bool {
+    println!("bpfcheck: {} ({})", path.display(), floor.label());
     for p in &r.programs {
         let helpers: Vec<_> = p.check.helpers.iter().map(|&h| helper_name(h)).collect();
         let verdict = if p.check.problems.is_empty() {
@@ -946,14 +1047,14 @@ fn print(path: &Path, r: &Report) -> bool {
     ok
 }
 
-pub fn check_file(path: &Path) -> Result<bool> {
+pub fn check_file(path: &Path, floor: Floor) -> Result<bool> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let obj = parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(print(path, &check(&obj)))
+    Ok(print(path, &check_for(&obj, floor), floor))
 }
 
 /// `cargo xtask bpfcheck`: the given objects, or the legacy object the lab embeds.
-pub fn run(objects: &[PathBuf]) -> Result<bool> {
+pub fn run(objects: &[PathBuf], floor: Floor) -> Result<bool> {
     let objects = if objects.is_empty() {
         vec![legacy_object()?]
     } else {
@@ -961,7 +1062,7 @@ pub fn run(objects: &[PathBuf]) -> Result<bool> {
     };
     let mut ok = true;
     for o in &objects {
-        ok &= check_file(o)?;
+        ok &= check_file(o, floor)?;
     }
     Ok(ok)
 }
@@ -1192,6 +1293,41 @@ mod tests {
             p.len() == 1 && p[0].contains("perf_event_output takes R4"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn the_4_4_floor_refuses_map_value_arithmetic_and_per_cpu_maps() {
+        // r1 = r0; r1 += 8; r2 = *(u64 *)(r1 + 0): a map value at an offset, through arithmetic.
+        let adjusted = after_lookup(&[
+            Insn::new(0xbf, 1, 0, 0, 0),
+            Insn::new(0x07, 1, 0, 0, 8),
+            Insn::new(0x79, 2, 1, 0, 0),
+        ]);
+        assert!(problems(&adjusted).is_empty());
+        let p = check_program_for(&adjusted, Floor::K4_4).problems;
+        assert!(
+            p.len() == 1 && p[0].contains("arithmetic on R1, which may hold a map value"),
+            "{p:?}"
+        );
+        // The same field through the instruction's offset is fine on 4.4, as is r10 + constant
+        // (after_lookup's key) ...
+        let folded = after_lookup(&[Insn::new(0x79, 2, 0, 8, 0)]);
+        assert!(check_program_for(&folded, Floor::K4_4).problems.is_empty());
+        // ... but not a stack pointer moved again.
+        let moved = [
+            Insn::new(0xbf, 1, 10, 0, 0),
+            Insn::new(0x07, 1, 0, 0, -16),
+            Insn::new(0x07, 1, 0, 0, 8),
+            MOV_R0_0,
+            EXIT,
+        ];
+        let p = check_program_for(&moved, Floor::K4_4).problems;
+        assert!(p.len() == 1 && p[0].contains("a stack pointer"), "{p:?}");
+        assert!(problems(&moved).is_empty());
+        // A per-CPU array (6) passes 4.9's floor and fails 4.4's.
+        assert!(check(&object(6, "maps", &[])).ok());
+        let r = check_for(&object(6, "maps", &[]), Floor::K4_4);
+        assert!(r.problems.iter().any(|p| p.contains("not in 4.4")), "{r:?}");
     }
 
     #[test]
