@@ -10,7 +10,7 @@ use std::{fmt, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, EbpfLoader, maps::Array};
-use netpoll_trace_common::{Config, maps};
+use netpoll_trace_common::{Config, loss, maps, per_cpu};
 
 use super::{clock, profile::stage, recorder};
 
@@ -136,6 +136,7 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     };
     stage(&format!("loading the {kind} object"));
     let mut loader = EbpfLoader::new();
+    size_cpu_maps(&mut loader);
     // Not required: the legacy object has no globals at all.
     loader.override_global("AYA_LOG_LEVEL", &level, false);
     // Pins aya cannot reopen (before 4.13 it has no BPF_OBJ_GET_INFO_BY_FD): adopted below.
@@ -183,6 +184,25 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     }
     stage(&format!("{kind} object loaded"));
     Ok(ebpf)
+}
+
+/// Sizes the CPU-keyed maps for this machine's possible CPUs (the programs index them
+/// by `bpf_get_smp_processor_id()`; per-CPU maps came in 4.6, and the legacy object
+/// loads on 4.4): a slot per CPU, `loss::SLOTS` per CPU, `per_cpu::*` entries per CPU.
+pub fn size_cpu_maps(loader: &mut EbpfLoader<'_>) {
+    let cpus = aya::util::nr_cpus().map_or(1, u32::from);
+    for name in [
+        maps::POLL_START,
+        maps::POLL_SCRATCH,
+        maps::SEND_CPU,
+        maps::SEND_SCRATCH,
+    ] {
+        loader.map_max_entries(name, cpus);
+    }
+    loader.map_max_entries(maps::LOSSES, loss::SLOTS * cpus);
+    loader.map_max_entries(maps::POLL_STATS, per_cpu::DEVICES * cpus);
+    loader.map_max_entries(maps::SEND_STATS, per_cpu::DEVICES * cpus);
+    loader.map_max_entries(maps::COUNTERS, per_cpu::COUNTERS * cpus);
 }
 
 /// Writes this kernel's struct layout for the programs (before any of them is attached).

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, Map, MapData, MapType};
 use netpoll_trace_common::{
-    Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent, maps,
+    Config, CpuCounterKey, CpuDev, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent,
+    maps,
 };
 
 pub use lock::Lock;
@@ -51,17 +52,12 @@ const fn spec(name: &'static str, kind: MapType, key_size: usize, value_size: us
 pub const MAPS: [MapSpec; 10] = [
     spec(maps::META, MapType::Array, 4, size_of::<RecorderMeta>()),
     spec(maps::RING, MapType::Hash, 8, size_of::<SetupEvent>()),
-    spec(
-        maps::COUNTERS,
-        MapType::PerCpuHash,
-        size_of::<CounterKey>(),
-        8,
-    ),
-    spec(maps::LOSSES, MapType::PerCpuArray, 4, 8),
+    spec(maps::COUNTERS, MapType::Hash, size_of::<CpuCounterKey>(), 8),
+    spec(maps::LOSSES, MapType::Array, 4, 8),
     spec(
         maps::POLL_STATS,
-        MapType::PerCpuHash,
-        8,
+        MapType::Hash,
+        size_of::<CpuDev>(),
         size_of::<PollStats>(),
     ),
     spec(maps::CONFIG, MapType::Array, 4, size_of::<Config>()),
@@ -69,8 +65,8 @@ pub const MAPS: [MapSpec; 10] = [
     spec(maps::POLL_EVENTS, MapType::PerfEventArray, 4, 4),
     spec(
         maps::SEND_STATS,
-        MapType::PerCpuHash,
-        8,
+        MapType::Hash,
+        size_of::<CpuDev>(),
         size_of::<SendStats>(),
     ),
     spec(maps::SEND_EVENTS, MapType::PerfEventArray, 4, 4),
@@ -238,7 +234,9 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
     if !pins::info_by_fd_supported() {
         // Before 4.13: the legacy object's own map of that name (created, never used by a
         // program) becomes the pinned one; its max_entries may differ (RING's).
-        let mut ebpf = aya::EbpfLoader::new()
+        let mut loader = aya::EbpfLoader::new();
+        crate::kernel::object::size_cpu_maps(&mut loader);
+        let mut ebpf = loader
             .load(crate::kernel::object::ObjectKind::Legacy.bytes())
             .context("creating the legacy object's maps to read pins through")?;
         let map = ebpf
