@@ -175,7 +175,7 @@ pub fn inspect(dir: &Path) -> Result<Found> {
             list(&foreign)
         );
     }
-    let mut ring_entries = 0;
+    let mut ring_entries = None;
     for m in &MAPS {
         let path = dir.join(m.name);
         // The pin's fdinfo, not BPF_OBJ_GET_INFO_BY_FD: that came in 4.13 (`pins`).
@@ -188,6 +188,8 @@ pub fn inspect(dir: &Path) -> Result<Found> {
                     m.name
                 )
             })?;
+        // None: 4.4, no map fdinfo; only "a map" is known (`pins`).
+        let Some(info) = info else { continue };
         if info.map_type != m.kind as u32
             || info.key_size != m.key_size
             || info.value_size != m.value_size
@@ -206,10 +208,16 @@ pub fn inspect(dir: &Path) -> Result<Found> {
             );
         }
         if m.name == maps::RING {
-            ring_entries = info.max_entries;
+            ring_entries = Some(info.max_entries);
         }
     }
-    let meta = parse_meta(&read_meta(dir)?, ring_entries)
+    let bytes = read_meta(dir)?;
+    // Unknown RING size (4.4): the header's own is taken, and not checked.
+    let ring_entries = ring_entries.unwrap_or_else(|| {
+        let at = std::mem::offset_of!(RecorderMeta, ring_size);
+        u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    });
+    let meta = parse_meta(&bytes, ring_entries)
         .map_err(|why| anyhow!("{} {why}; {fix}", dir.display()))?;
     let links = names
         .iter()

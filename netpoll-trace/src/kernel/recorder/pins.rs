@@ -3,16 +3,18 @@
 //! aya identifies a pinned map through that syscall command, both when the loader
 //! reuses a pin and when a map is opened from one; before 4.13 both fail
 //! ("bpf_obj_get_info_by_fd failed"). There a pinned map is identified by its fd's
-//! `/proc/self/fdinfo` (`map_type`, `key_size`, `value_size`, `max_entries` since 4.2,
-//! `map_flags` since 4.6) and compared with the map the object itself creates; aya's
+//! `/proc/self/fdinfo` (`map_type`, `key_size`, `value_size`, `max_entries`, from 4.5;
+//! `map_flags` from 4.6) and compared with the map the object itself creates; aya's
 //! map is then made to be the pinned one by putting the pin's file on aya's fd
 //! number (`dup2`), before any program is loaded, so the programs refer to the pin.
 //!
 //! What is then not checked, where aya's own check would: the map's BTF and
-//! `map_extra` (neither exists before 4.13), and on 4.4/4.5 `map_flags` (not in
-//! fdinfo). The map's identity beyond its shape is checked on no kernel (a map of
-//! the same shape pinned by someone else under our name passes, as with aya; the
-//! recorder's header still has to carry our schema and ring size).
+//! `map_extra` (neither exists before 4.13), on 4.5 `map_flags` (not in fdinfo), and on
+//! 4.4, whose map fds have no fdinfo of their own, the shape itself: there a pin is
+//! only checked to be a BPF map (its fd's link reads `anon_inode:bpf-map`), and the
+//! recorder's header (schema, ring size as written) is all that vouches for the rest.
+//! The map's identity beyond its shape is checked on no kernel (a map of the same shape
+//! pinned by someone else under our name passes, as with aya).
 
 use std::{
     ffi::CString,
@@ -61,11 +63,20 @@ pub fn parse_fdinfo(text: &str) -> Option<Shape> {
     })
 }
 
-/// The shape of the map behind `fd`.
-pub fn shape(fd: BorrowedFd<'_>) -> Result<Shape> {
+/// The shape of the map behind `fd`; None for a map whose kernel prints no map fdinfo
+/// (4.4: then only that it is a map is known).
+pub fn shape(fd: BorrowedFd<'_>) -> Result<Option<Shape>> {
     let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_fdinfo(&text).ok_or_else(|| anyhow!("{path} does not describe a BPF map"))
+    if let Some(shape) = parse_fdinfo(&text) {
+        return Ok(Some(shape));
+    }
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match std::fs::read_link(&link) {
+        Ok(target) if target.as_os_str() == "anon_inode:bpf-map" => Ok(None),
+        Ok(target) => bail!("{link} is {}, not a BPF map", target.display()),
+        Err(e) => bail!("{path} does not describe a BPF map, and {link}: {e}"),
+    }
 }
 
 /// Opens a pin (BPF_OBJ_GET, 4.4).
@@ -131,16 +142,18 @@ pub fn map_fd(map: &Map) -> Option<BorrowedFd<'_>> {
 pub fn adopt(map: &Map, pin: &Path, any_max_entries: bool) -> Result<()> {
     let fd = map_fd(map).ok_or_else(|| anyhow!("{}: not a map kind we pin", pin.display()))?;
     let pinned = obj_get(pin)?;
-    let (mut want, got) = (shape(fd)?, shape(pinned.as_fd())?);
-    if any_max_entries {
-        want.max_entries = got.max_entries;
-    }
-    // A kernel that prints no map_flags prints none for either.
-    if want != got {
-        bail!(
-            "{} is not the map this netpoll-trace creates: {got:?}, expected {want:?}",
-            pin.display()
-        );
+    // 4.4 prints no map fdinfo: both are None, and only "a map" was checked.
+    if let (Some(mut want), Some(got)) = (shape(fd)?, shape(pinned.as_fd())?) {
+        if any_max_entries {
+            want.max_entries = got.max_entries;
+        }
+        // A kernel that prints no map_flags prints none for either.
+        if want != got {
+            bail!(
+                "{} is not the map this netpoll-trace creates: {got:?}, expected {want:?}",
+                pin.display()
+            );
+        }
     }
     // SAFETY: both fds are open; dup2 atomically replaces the file behind aya's fd
     // number (whose old map the kernel then frees), which aya keeps owning.
