@@ -529,7 +529,7 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
             }
         }
     };
-    // SAFETY: this CPU's copy of the value (per-CPU map), no concurrent writer.
+    // SAFETY: this CPU's copy of the value (keyed by CPU), no concurrent writer.
     let s = unsafe { &mut *stats };
     s.count += 1;
     s.total_ns += ns;
@@ -651,7 +651,7 @@ pub fn send_udp_enter(np: u64, len: u64) {
         (*cpu).udp_reached = 0;
     }
     if let Some(s) = send_stats(cfg, dev) {
-        // SAFETY: this CPU's copy of the value (per-CPU map).
+        // SAFETY: this CPU's copy of the value (keyed by CPU).
         unsafe {
             (*s).messages += 1;
             // `int len`: the low 32 bits.

@@ -4,7 +4,7 @@
 //!
 //! Two objects, same map and program names and layouts (`netpoll_trace_common`):
 //! - modern: fentry/fexit and kprobes, aya-log (a ring buffer, 5.8) and global data (5.2);
-//! - legacy: kprobes only, no aya-log, no global data, no bpf-to-bpf calls: loads on 4.14.
+//! - legacy: kprobes only, no aya-log, no global data, no bpf-to-bpf calls: loads on 4.4 (no per-CPU maps either).
 
 use std::{fmt, path::PathBuf};
 
