@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn fdinfo_of_old_and_new_kernels_parses() {
-        // 4.4: no map_flags, no memlock.
+        // 4.5: no map_flags, no memlock (4.4 prints no map fdinfo at all).
         let old = "pos:\t0\nflags:\t02000002\nmnt_id:\t11\nmap_type:\t1\nkey_size:\t8\nvalue_size:\t512\nmax_entries:\t1024\n";
         assert_eq!(
             parse_fdinfo(old),
