@@ -457,8 +457,14 @@ fn stack_args(
                     _ if class == CLASS_ALU => may::SCALAR,
                     MOV if by_reg => k.regs[src],
                     _ if frame_plus_k => may::STACK,
+                    // The frame pointer moved is a stack pointer.
                     ADD | SUB if k.regs[dst] & pointers != 0 => {
-                        (k.regs[dst] & !may::FRAME) | (k.regs[dst] & may::FRAME).min(1) * may::STACK
+                        let moved_frame = if k.regs[dst] & may::FRAME != 0 {
+                            may::STACK
+                        } else {
+                            0
+                        };
+                        (k.regs[dst] & !may::FRAME) | moved_frame
                     }
                     ADD if by_reg && k.regs[src] & pointers != 0 => k.regs[src],
                     _ => may::SCALAR,
