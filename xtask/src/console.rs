@@ -75,9 +75,7 @@ pub fn parse(text: &str) -> Console {
             None => &mut console.oopses,
             Some(_) => &mut console.panic_oopses,
         };
-        if OOPS_MARKERS.iter().any(|m| line.contains(m))
-            && !found.iter().any(|o| same_message(o, line))
-        {
+        if OOPS_MARKERS.iter().any(|m| line.contains(m)) && !found.iter().any(|o| same_message(o, line)) {
             found.push(line.to_string());
         }
     }

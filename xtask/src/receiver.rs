@@ -22,15 +22,11 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on 127.0.0.1 at a port of the kernel's choosing (guests run side by side).
     pub fn start() -> Result<Receiver> {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .context("binding the lab's UDP receiver on 127.0.0.1")?;
+        let socket = UdpSocket::bind("127.0.0.1:0").context("binding the lab's UDP receiver on 127.0.0.1")?;
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .context("setting the receiver's read timeout")?;
-        let port = socket
-            .local_addr()
-            .context("the receiver's address")?
-            .port();
+        let port = socket.local_addr().context("the receiver's address")?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -80,9 +76,7 @@ pub fn lines(datagrams: &[Vec<u8>]) -> Vec<String> {
 pub fn report_checks(lines: &[String], total: u32) -> Vec<Check> {
     let mut seen = vec![false; total as usize];
     for l in lines {
-        let Some(rest) = l.split("npt-panic: line ").nth(1) else {
-            continue;
-        };
+        let Some(rest) = l.split("npt-panic: line ").nth(1) else { continue };
         let mut words = rest.split_whitespace();
         let (Some(n), Some("of"), Some(t)) = (words.next(), words.next(), words.next()) else {
             continue;
@@ -107,10 +101,7 @@ pub fn report_checks(lines: &[String], total: u32) -> Vec<Check> {
     };
     let panic = Check {
         name: "received_panic_line".into(),
-        status: if lines
-            .iter()
-            .any(|l| l.contains("Kernel panic - not syncing: npt-lab"))
-        {
+        status: if lines.iter().any(|l| l.contains("Kernel panic - not syncing: npt-lab")) {
             Status::Pass
         } else {
             Status::Fail(format!(
@@ -129,9 +120,7 @@ mod tests {
     fn report(ns: &[u32], total: u32, panic: bool) -> Vec<String> {
         let mut l: Vec<String> = ns
             .iter()
-            .map(|n| {
-                format!("[   12.5] npt-panic: line {n} of {total} (printed with interrupts off)")
-            })
+            .map(|n| format!("[   12.5] npt-panic: line {n} of {total} (printed with interrupts off)"))
             .collect();
         if panic {
             l.push("[   12.9] Kernel panic - not syncing: npt-lab: 3 report lines printed with interrupts off".into());
@@ -165,8 +154,7 @@ mod tests {
     fn receives_on_loopback() {
         let r = Receiver::start().unwrap();
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.send_to(b"npt-panic: line 1 of 1\n", ("127.0.0.1", r.port()))
-            .unwrap();
+        s.send_to(b"npt-panic: line 1 of 1\n", ("127.0.0.1", r.port())).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let got = r.finish();
         assert_eq!(lines(&got), vec!["npt-panic: line 1 of 1"]);

@@ -262,9 +262,7 @@ pub fn parse_header(text: &str) -> Result<Header> {
                     .parse()
                     .ok()
                     .filter(|&n: &u32| (1..=8).contains(&n))
-                    .with_context(|| {
-                        format!("cpus {:?} is not a number from 1 to 8", value.trim())
-                    })?
+                    .with_context(|| format!("cpus {:?} is not a number from 1 to 8", value.trim()))?
             }
             "cmdline" => header.cmdline.extend(words),
             "ends" => {

@@ -42,9 +42,9 @@ pub fn judge(
         (Ending::Exit, None, _) => failures.push("no NPT-EXIT: the scenario did not finish".into()),
         (Ending::Exit, Some(0), _) => {}
         (Ending::Exit, Some(rc), _) => failures.push(format!("scenario exited {rc}")),
-        (Ending::Panic, Some(rc), _) => failures.push(format!(
-            "the scenario returned ({rc}) instead of panicking the kernel"
-        )),
+        (Ending::Panic, Some(rc), _) => {
+            failures.push(format!("the scenario returned ({rc}) instead of panicking the kernel"))
+        }
         (Ending::Panic, None, None) => {
             failures.push("no NPT-PANIC: the scenario never reached its panic".into())
         }
@@ -55,11 +55,7 @@ pub fn judge(
         }
     }
     // After the asked-for panic only its own lines may carry an oops marker.
-    for line in console
-        .panic_oopses
-        .iter()
-        .filter(|l| !l.contains(ASKED_PANIC))
-    {
+    for line in console.panic_oopses.iter().filter(|l| !l.contains(ASKED_PANIC)) {
         failures.push(format!("kernel, during the panic: {}", line.trim()));
     }
     for check in console.checks.iter().chain(host_checks) {
@@ -68,12 +64,7 @@ pub fn judge(
         }
     }
     for name in declared {
-        if !console
-            .checks
-            .iter()
-            .chain(host_checks)
-            .any(|c| &c.name == name)
-        {
+        if !console.checks.iter().chain(host_checks).any(|c| &c.name == name) {
             failures.push(format!("check {name} never reported"));
         }
     }
@@ -109,14 +100,7 @@ mod tests {
 
     #[test]
     fn clean_run_passes_and_reports_skips() {
-        let v = judge(
-            &parse(CLEAN),
-            &declared(&["a", "b"]),
-            false,
-            180,
-            Ending::Exit,
-            &[],
-        );
+        let v = judge(&parse(CLEAN), &declared(&["a", "b"]), false, 180, Ending::Exit, &[]);
         assert!(v.passed(), "{:?}", v.failures);
         assert_eq!(
             v.skipped,
@@ -130,14 +114,7 @@ mod tests {
             "[ 1.0] hello",
             "[ 1.0] ------------[ cut here ]------------\n[ 1.0] WARNING: CPU: 0 PID: 1 at lib/foo.c:1 foo+0x0/0x10",
         );
-        let v = judge(
-            &parse(&text),
-            &declared(&["a", "b"]),
-            false,
-            180,
-            Ending::Exit,
-            &[],
-        );
+        let v = judge(&parse(&text), &declared(&["a", "b"]), false, 180, Ending::Exit, &[]);
         assert!(!v.passed());
         assert!(
             v.failures.iter().any(|f| f.contains("WARNING: CPU: 0")),
@@ -148,14 +125,7 @@ mod tests {
 
     #[test]
     fn missing_declared_check_fails_the_run() {
-        let v = judge(
-            &parse(CLEAN),
-            &declared(&["a", "b", "c"]),
-            false,
-            180,
-            Ending::Exit,
-            &[],
-        );
+        let v = judge(&parse(CLEAN), &declared(&["a", "b", "c"]), false, 180, Ending::Exit, &[]);
         assert_eq!(v.failures, vec!["check c never reported".to_string()]);
     }
 
@@ -164,14 +134,7 @@ mod tests {
         let text = CLEAN
             .replace("NPT-CHECK a pass", "NPT-CHECK a fail rc=1")
             .replace("NPT-EXIT 0", "NPT-EXIT 1");
-        let v = judge(
-            &parse(&text),
-            &declared(&["a"]),
-            false,
-            180,
-            Ending::Exit,
-            &[],
-        );
+        let v = judge(&parse(&text), &declared(&["a"]), false, 180, Ending::Exit, &[]);
         assert_eq!(
             v.failures,
             vec![
@@ -202,94 +165,30 @@ mod tests {
     fn received(ok: bool) -> Vec<Check> {
         vec![Check {
             name: "received_report".into(),
-            status: if ok {
-                Status::Pass
-            } else {
-                Status::Fail("got 1 of 2".into())
-            },
+            status: if ok { Status::Pass } else { Status::Fail("got 1 of 2".into()) },
         }]
     }
 
     #[test]
     fn an_asked_for_panic_with_everything_received_passes() {
-        let v = judge(
-            &parse(PANICKED),
-            &declared(&["a", "received_report"]),
-            false,
-            180,
-            Ending::Panic,
-            &received(true),
-        );
+        let v = judge(&parse(PANICKED), &declared(&["a", "received_report"]), false, 180, Ending::Panic, &received(true));
         assert!(v.passed(), "{:?}", v.failures);
     }
 
     #[test]
     fn a_panic_scenario_fails_on_loss_a_missing_panic_or_another_oops_during_it() {
-        let v = judge(
-            &parse(PANICKED),
-            &declared(&["a"]),
-            false,
-            180,
-            Ending::Panic,
-            &received(false),
-        );
-        assert_eq!(
-            v.failures,
-            vec!["check received_report failed: got 1 of 2".to_string()]
-        );
+        let v = judge(&parse(PANICKED), &declared(&["a"]), false, 180, Ending::Panic, &received(false));
+        assert_eq!(v.failures, vec!["check received_report failed: got 1 of 2".to_string()]);
         let no_panic = PANICKED.replace("Kernel panic - not syncing: npt-lab", "still alive");
-        let v = judge(
-            &parse(&no_panic),
-            &declared(&[]),
-            false,
-            180,
-            Ending::Panic,
-            &[],
-        );
-        assert!(
-            v.failures.iter().any(|f| f.contains("never printed")),
-            "{:?}",
-            v.failures
-        );
+        let v = judge(&parse(&no_panic), &declared(&[]), false, 180, Ending::Panic, &[]);
+        assert!(v.failures.iter().any(|f| f.contains("never printed")), "{:?}", v.failures);
         let worse = format!("{PANICKED}[ 9.2] BUG: unable to handle page fault\n");
-        let v = judge(
-            &parse(&worse),
-            &declared(&[]),
-            false,
-            180,
-            Ending::Panic,
-            &[],
-        );
-        assert_eq!(
-            v.failures,
-            vec!["kernel, during the panic: [ 9.2] BUG: unable to handle page fault".to_string()]
-        );
-        let returned = judge(
-            &parse(CLEAN),
-            &declared(&[]),
-            false,
-            180,
-            Ending::Panic,
-            &[],
-        );
-        assert!(
-            returned.failures[0].contains("instead of panicking"),
-            "{:?}",
-            returned.failures
-        );
+        let v = judge(&parse(&worse), &declared(&[]), false, 180, Ending::Panic, &[]);
+        assert_eq!(v.failures, vec!["kernel, during the panic: [ 9.2] BUG: unable to handle page fault".to_string()]);
+        let returned = judge(&parse(CLEAN), &declared(&[]), false, 180, Ending::Panic, &[]);
+        assert!(returned.failures[0].contains("instead of panicking"), "{:?}", returned.failures);
         // An unasked-for panic in an ordinary scenario still fails it.
-        let v = judge(
-            &parse(PANICKED),
-            &declared(&[]),
-            false,
-            180,
-            Ending::Exit,
-            &[],
-        );
-        assert!(
-            v.failures.iter().any(|f| f.contains("no NPT-EXIT")),
-            "{:?}",
-            v.failures
-        );
+        let v = judge(&parse(PANICKED), &declared(&[]), false, 180, Ending::Exit, &[]);
+        assert!(v.failures.iter().any(|f| f.contains("no NPT-EXIT")), "{:?}", v.failures);
     }
 }

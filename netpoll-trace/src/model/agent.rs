@@ -848,17 +848,8 @@ impl Reenabling {
             ),
         };
         match outcome {
-            Outcome::Ok => self.proof(
-                Action::VerifySend,
-                detail,
-                &[Evidence::Setup, Evidence::Send],
-            ),
-            _ => self.note(
-                Action::VerifySend,
-                outcome,
-                detail,
-                Some(self.backoff.attempt),
-            ),
+            Outcome::Ok => self.proof(Action::VerifySend, detail, &[Evidence::Setup, Evidence::Send]),
+            _ => self.note(Action::VerifySend, outcome, detail, Some(self.backoff.attempt)),
         }
         Step::Done(handled)
     }

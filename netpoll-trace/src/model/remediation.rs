@@ -135,10 +135,7 @@ impl Evidence {
 
     /// What `proved` leaves unproven, in `ALL`'s order.
     pub fn not_proved(proved: &[Evidence]) -> Vec<Evidence> {
-        Self::ALL
-            .into_iter()
-            .filter(|e| !proved.contains(e))
-            .collect()
+        Self::ALL.into_iter().filter(|e| !proved.contains(e)).collect()
     }
 }
 

@@ -283,11 +283,7 @@ fn remediation_line(e: &Remediation) -> String {
         es.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
     };
     if let (Some(p), Some(n)) = (&e.proved, &e.not_proved) {
-        line.push_str(&format!(
-            " (proved: {}; not proved: {})",
-            words(p),
-            words(n)
-        ));
+        line.push_str(&format!(" (proved: {}; not proved: {})", words(p), words(n)));
     }
     line
 }

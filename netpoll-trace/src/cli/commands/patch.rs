@@ -32,13 +32,9 @@ pub fn patch(dev: &str, module: Option<&std::path::Path>, json: bool) -> Result<
     }
     // What the hook does, as the module says (an older module does not say).
     let hook = match p.hook.as_deref() {
-        Some("napi") => format!(
-            "an ndo_poll_controller that schedules {}'s NAPI contexts",
-            p.dev
-        ),
+        Some("napi") => format!("an ndo_poll_controller that schedules {}'s NAPI contexts", p.dev),
         Some(other) => format!("an ndo_poll_controller ({other})"),
-        None => "an ndo_poll_controller (the module does not say what it does: an old build?)"
-            .to_string(),
+        None => "an ndo_poll_controller (the module does not say what it does: an old build?)".to_string(),
     };
     println!(
         "patched {}: ops {} -> a private copy{} with {hook} (owner {} pinned while patched)",
