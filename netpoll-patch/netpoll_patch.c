@@ -128,6 +128,31 @@ static struct np_patch *find_patch(const struct net_device *dev)
 	return NULL;
 }
 
+#if LINUX_VERSION_CODE < KERNEL_VERSION(4, 9, 0)
+/*
+ * The module that owns @addr, with a reference taken, in *@owner (NULL: not in a module).
+ * Before 4.9 kset_find_obj() is not exported (4.4), but __module_address() is (until 5.9).
+ * The module list is an RCU-sched list: entries are unlinked with list_del_rcu() and freed
+ * only after synchronize_sched() (free_module()), so with preemption off (an RCU-sched
+ * read-side section, what __module_address() asserts) the module cannot be freed under us;
+ * try_module_get() then fails for one already going, and holds it from then on.
+ */
+static int get_owner(unsigned long addr, struct module **owner)
+{
+	struct module *mod;
+	int err = 0;
+
+	*owner = NULL;
+	preempt_disable();
+	mod = __module_address(addr);
+	if (mod && try_module_get(mod))
+		*owner = mod;
+	else if (mod)
+		err = -EBUSY; /* the owner is being unloaded */
+	preempt_enable();
+	return err;
+}
+#else
 /*
  * The module that owns @addr, with a reference taken, in *@owner (NULL: not in a module).
  * __module_address() is not exported to modules (since 5.9), so the module's name comes from
@@ -170,6 +195,7 @@ static int get_owner(unsigned long addr, struct module **owner)
 	kobject_put(kobj);
 	return err;
 }
+#endif
 
 /*
  * Waits until no CPU can still be using an ops table we just unpublished. dev->netdev_ops is

@@ -129,7 +129,7 @@ pub mod maps {
     pub const INFLIGHT: &str = "INFLIGHT";
     /// Finished set-up calls, to userspace (perf event array).
     pub const SETUP_EVENTS: &str = "SETUP_EVENTS";
-    /// Per-device `netpoll_poll_dev` statistics (per-CPU hash).
+    /// Per-device `netpoll_poll_dev` statistics (a hash keyed by CPU and device, `CpuDev`).
     pub const POLL_STATS: &str = "POLL_STATS";
     /// The `netpoll_poll_dev` call in progress per CPU.
     pub const POLL_START: &str = "POLL_START";
@@ -141,11 +141,11 @@ pub mod maps {
     pub const META: &str = "META";
     /// The flight recorder's ring of set-up events, keyed by sequence number.
     pub const RING: &str = "RING";
-    /// Per (device, function, result) call counts (per-CPU hash).
+    /// Per (device, function, result) call counts (a hash keyed by CPU and key, `CpuCounterKey`).
     pub const COUNTERS: &str = "COUNTERS";
-    /// What the recorder could not keep (per-CPU array, indexed by `loss::*`).
+    /// What the recorder could not keep (an array: CPU * `loss::SLOTS` + `loss::*`).
     pub const LOSSES: &str = "LOSSES";
-    /// Per-device send-path statistics (per-CPU hash, `SendStats`).
+    /// Per-device send-path statistics (a hash keyed by `CpuDev`, `SendStats`).
     pub const SEND_STATS: &str = "SEND_STATS";
     /// The message and the skb transmits in progress per CPU (`SendCpu`).
     pub const SEND_CPU: &str = "SEND_CPU";
@@ -355,7 +355,7 @@ pub const POLL_BUCKETS: usize = 32;
 // The programs mask bucket indices with POLL_BUCKETS - 1 (old verifiers track a mask).
 const _: () = assert!(POLL_BUCKETS.is_power_of_two());
 
-/// Per-device `netpoll_poll_dev` statistics, one per CPU (a per-CPU map: no
+/// Per-device `netpoll_poll_dev` statistics, one per CPU (keyed by CPU: no
 /// atomics on the hot path); userspace sums the CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -493,7 +493,10 @@ const _: () = assert!(core::mem::size_of::<SendCpu>() == 24 + 24 * SEND_DEPTH as
 /// v2: `LOSSES` has a slot per kind of pairing loss.
 /// v3: `SetupEvent` carries the netpoll's addresses; `SEND_STATS` and `SEND_EVENTS`
 /// are pinned; the ring also keeps netpoll tear-downs (`INNER_NETPOLL_CLEANUP`).
-pub const RECORDER_SCHEMA: u32 = 3;
+/// v4: no per-CPU maps (the legacy object loads on 4.4): `COUNTERS`, `POLL_STATS` and
+/// `SEND_STATS` are hashes keyed by CPU too (`CpuCounterKey`, `CpuDev`), `LOSSES` an
+/// array of `loss::SLOTS` entries per CPU.
+pub const RECORDER_SCHEMA: u32 = 4;
 
 /// Set-up events the recorder's ring keeps unless told otherwise at load.
 pub const DEFAULT_RING_SIZE: u32 = 1024;
@@ -697,6 +700,40 @@ pub struct CounterKey {
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 24);
 
+/// Per-CPU state without per-CPU maps (4.6; the programs load on 4.4): every value a
+/// program updates belongs to the CPU it runs on, which is part of the key (hash maps)
+/// or of the index (arrays of `nr_cpus` entries per slot, sized by userspace at load).
+/// kprobe programs run with preemption off, so one CPU's entries have one writer, as
+/// with per-CPU maps; userspace sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CpuDev {
+    pub cpu: u32,
+    pub _pad: u32,
+    /// The `struct net_device *`.
+    pub dev: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuDev>() == 16);
+
+/// `COUNTERS`' key: a `CounterKey` of one CPU (see `CpuDev`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CpuCounterKey {
+    pub cpu: u32,
+    pub key: CounterKey,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuCounterKey>() == 28);
+
+/// Entries per CPU of the CPU-keyed maps (userspace multiplies by the CPU count).
+pub mod per_cpu {
+    /// POLL_STATS and SEND_STATS: devices.
+    pub const DEVICES: u32 = 256;
+    /// COUNTERS: (device, function, result) keys.
+    pub const COUNTERS: u32 = 1024;
+}
+
 /// log2 bucket of a duration, shared so both sides agree on the bucket edges.
 #[inline(always)]
 pub fn poll_bucket(ns: u64) -> usize {
@@ -745,6 +782,8 @@ mod pod {
     unsafe impl aya::Pod for super::PollStart {}
     unsafe impl aya::Pod for super::RecorderMeta {}
     unsafe impl aya::Pod for super::CounterKey {}
+    unsafe impl aya::Pod for super::CpuDev {}
+    unsafe impl aya::Pod for super::CpuCounterKey {}
     unsafe impl aya::Pod for super::SendStats {}
     unsafe impl aya::Pod for super::SendEvent {}
     unsafe impl aya::Pod for super::SendCpu {}

@@ -15,10 +15,19 @@
 //! - every function is `#[inline(always)]`: bpf-to-bpf calls arrived in 4.16;
 //! - no loops, only straight-line code: the 4.14 verifier refuses backward jumps;
 //! - map keys and values, and perf output, come from the stack: 4.14 takes nothing
-//!   else for them (a map value pointer is refused);
+//!   else for them (a map value pointer is refused); and 4.9's bpf_probe_read and
+//!   bpf_get_current_comm write only to the stack (read into it, then copy into a map value);
 //! - no global data (.data/.rodata/.bss need 5.2) and no aya-log (a ring buffer, 5.8);
-//!   `cargo xtask bpfcheck` checks all of this on the built object.
+//! - for 4.4: no per-CPU maps (4.6): per-CPU state is keyed (or indexed) by
+//!   `bpf_get_smp_processor_id()`; no pointer arithmetic on a map value (4.9 added
+//!   offsets into one): an element of a map value's array is reached through a branch
+//!   per constant index (`at_index!`); perf output names this CPU's index (4.4 has no
+//!   BPF_F_CURRENT_CPU); and every stack buffer a helper fills is zeroed first (4.4 takes
+//!   only initialised stack there; `probe_read`, `current_comm`);
+//!   `cargo xtask bpfcheck` (and `--kernel 4.4`) checks most of this on the built object.
 #![no_std]
+// Inline assembly (for accesses at constant offsets into map values, see `at_index!`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 // Map values and perf output are passed as `&value`: by value, the struct could be
 // copied to a second stack slot, and the stack is 512 bytes.
 #![allow(clippy::needless_borrows_for_generic_args)]
@@ -29,21 +38,20 @@ compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer a
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read,
-        bpf_probe_read_buf,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_buf,
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, PerfEventArray},
+    maps::{Array, HashMap, PerfEventArray},
 };
 #[cfg(feature = "log")]
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
-    COMM_LEN, Config, CounterKey, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey, MAX_DEPTH,
-    NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, PollEvent, PollStart, PollStats, RecorderMeta,
-    SEND_DEPTH, SendCpu, SendEvent, SendStats, SetupEvent, config_flags as cf, event_flags as ef,
-    loss,
+    COMM_LEN, Config, CounterKey, CpuCounterKey, CpuDev, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey,
+    MAX_DEPTH, NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, PollEvent, PollStart, PollStats,
+    RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendFrame, SendStats, SetupEvent,
+    config_flags as cf, event_flags as ef, loss,
     pairing::{self, Enter, Exit, Frame},
-    poll_bucket, send_drop, send_event, stop_cause,
+    per_cpu, poll_bucket, send_drop, send_event, stop_cause,
 };
 
 pub use netpoll_trace_common::function;
@@ -51,6 +59,209 @@ pub use netpoll_trace_common::function;
 /// `bpf_map_update_elem` flag: fail when the key exists (the claim in `record`).
 const BPF_NOEXIST: u64 = 1;
 const EEXIST: i32 = 17;
+
+/// The CPU this program runs on: kprobe programs run with preemption off, so it is
+/// stable for the whole run, and the index of this CPU's slot in the CPU-keyed maps
+/// (one entry per CPU, or per CPU and slot, sized by userspace: `per_cpu`).
+#[inline(always)]
+fn cpu() -> u32 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+/// This CPU's key of a per-device value.
+#[inline(always)]
+fn cpu_dev(dev: u64) -> CpuDev {
+    CpuDev {
+        cpu: cpu(),
+        _pad: 0,
+        dev,
+    }
+}
+
+/// `bpf_probe_read` into a zeroed stack value: 4.4 lets a helper write only stack it
+/// considers initialised (ARG_PTR_TO_STACK; ARG_PTR_TO_RAW_STACK came in 4.7).
+///
+/// # Safety
+/// `T` must be plain data for which all-zero bytes are a value.
+#[inline(always)]
+unsafe fn probe_read<T: Copy>(src: *const T) -> Result<T, i32> {
+    // SAFETY: the caller's promise about T.
+    let mut v: T = unsafe { core::mem::zeroed() };
+    // SAFETY: v's own bytes.
+    let dst = unsafe { core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), size_of::<T>()) };
+    // SAFETY: bpf_probe_read faults safely on a bad source.
+    unsafe { bpf_probe_read_buf(src.cast::<u8>(), dst) }.map(|()| v)
+}
+
+/// The current task's comm, read into a zeroed buffer (4.4, as `probe_read`).
+#[inline(always)]
+fn current_comm() -> Option<[u8; COMM_LEN]> {
+    let mut comm = [0u8; COMM_LEN];
+    // SAFETY: the buffer and its length.
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(
+            comm.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+        )
+    };
+    (r == 0).then_some(comm)
+}
+
+// 4.4's verifier allows no arithmetic on a map value pointer (offsets into one came in
+// 4.9): a field of a map value is reachable only as a load or store instruction's
+// constant offset from the pointer the lookup returned. LLVM turns `a[i]` and also
+// branches over constant indices (or a choice between two fields) back into a
+// computed address, so these accesses are written in assembly, one instruction each,
+// at an offset fixed at compile time; only the index is branched on (`at_index!`).
+
+/// `*(u64 *)(base + OFF) += 1`.
+///
+/// # Safety
+/// `base + OFF` is a valid, exclusively owned u64.
+#[inline(always)]
+unsafe fn bump_at<const OFF: i16>(base: *mut u8) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise; one load and one store at base + OFF.
+    unsafe {
+        core::arch::asm!(
+            "{t} = *(u64 *)({b} + {o})",
+            "{t} += 1",
+            "*(u64 *)({b} + {o}) = {t}",
+            b = in(reg) base,
+            t = out(reg) _,
+            o = const OFF,
+            options(nostack),
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        *base.add(OFF as usize).cast::<u64>() += 1
+    };
+}
+
+/// `*(u64 *)(base + OFF) = v` (`W`: 4 for a u32 field, 8 for a u64).
+///
+/// # Safety
+/// As `bump_at`.
+#[inline(always)]
+unsafe fn store_at<const OFF: i16, const W: u8>(base: *mut u8, v: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            core::arch::asm!("*(u64 *)({b} + {o}) = {v}", b = in(reg) base, v = in(reg) v, o = const OFF, options(nostack));
+        } else {
+            core::arch::asm!("*(u32 *)({b} + {o}) = {v}", b = in(reg) base, v = in(reg) v, o = const OFF, options(nostack));
+        }
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            *base.add(OFF as usize).cast::<u64>() = v;
+        } else {
+            *base.add(OFF as usize).cast::<u32>() = v as u32;
+        }
+    }
+}
+
+/// `*(u64 *)(base + OFF)` (`W` as in `store_at`; a u32 is zero-extended).
+///
+/// # Safety
+/// As `bump_at`.
+#[inline(always)]
+unsafe fn load_at<const OFF: i16, const W: u8>(base: *mut u8) -> u64 {
+    let v: u64;
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            core::arch::asm!("{v} = *(u64 *)({b} + {o})", b = in(reg) base, v = out(reg) v, o = const OFF, options(nostack, readonly));
+        } else {
+            core::arch::asm!("{v} = *(u32 *)({b} + {o})", b = in(reg) base, v = out(reg) v, o = const OFF, options(nostack, readonly));
+        }
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        v = if W == 8 {
+            *base.add(OFF as usize).cast::<u64>()
+        } else {
+            u64::from(*base.add(OFF as usize).cast::<u32>())
+        };
+    }
+    v
+}
+
+/// Runs `$body` with `$k` the constant equal to `$index` (nothing when none is).
+macro_rules! at_index {
+    ($index:expr, |$k:ident| $body:expr, $($n:literal)*) => {{
+        let i = $index;
+        $(
+            if i == $n {
+                const $k: i16 = $n;
+                $body;
+            } else
+        )* {}
+    }};
+}
+
+/// The offset of `$ty.$field` plus `$extra`, as an instruction offset.
+macro_rules! off {
+    ($ty:ty, $field:ident) => {
+        core::mem::offset_of!($ty, $field) as i16
+    };
+}
+
+/// A `SendFrame`'s size, as an offset step.
+const FRAME: i16 = size_of::<SendFrame>() as i16;
+
+/// Writes frame `$k` of the `SendCpu` map value `$base` (see `bump_at`).
+macro_rules! set_frame {
+    ($base:expr, $k:expr, $ts:expr, $dev:expr, $qlen:expr, $drop:expr) => {{
+        const F: i16 = off!(SendCpu, frames) + FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            store_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base, $ts);
+            store_at::<{ F + off!(SendFrame, dev) }, 8>(base, $dev);
+            store_at::<{ F + off!(SendFrame, qlen) }, 4>(base, u64::from($qlen));
+            store_at::<{ F + off!(SendFrame, drop) }, 4>(base, u64::from($drop));
+        }
+    }};
+}
+
+/// Reads frame `$k` of the `SendCpu` map value `$base` and marks it done (ts 0).
+macro_rules! take_frame {
+    ($base:expr, $k:expr) => {{
+        const F: i16 = off!(SendCpu, frames) + FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            let v = (
+                load_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base),
+                load_at::<{ F + off!(SendFrame, dev) }, 8>(base),
+                load_at::<{ F + off!(SendFrame, qlen) }, 4>(base) as u32,
+                load_at::<{ F + off!(SendFrame, drop) }, 4>(base) as u32,
+            );
+            store_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base, 0);
+            v
+        }
+    }};
+}
+
+/// `$ty.$field[b] += 1` in the map value at `$base` (a `[u64; POLL_BUCKETS]` histogram).
+macro_rules! bump_bucket {
+    ($base:expr, $ty:ty, $field:ident, $b:expr) => {{
+        const _: () = assert!(POLL_BUCKETS == 32);
+        let base: *mut u8 = $base;
+        // SAFETY: a field of this CPU's map value.
+        at_index!($b, |K| unsafe { bump_at::<{ off!($ty, $field) + 8 * K }>(base) },
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    }};
+}
 
 /// One entry: this kernel's struct layout, written by userspace before attach.
 #[map]
@@ -72,16 +283,16 @@ static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
 /// Per-device `netpoll_poll_dev` counts and latency histograms, keyed by the
 /// `struct net_device *`.
 #[map]
-static POLL_STATS: PerCpuHashMap<u64, PollStats> = PerCpuHashMap::with_max_entries(256, 0);
+static POLL_STATS: HashMap<CpuDev, PollStats> = HashMap::with_max_entries(per_cpu::DEVICES, 0);
 
 /// The `netpoll_poll_dev` call in progress on each CPU.
 #[map]
-static POLL_START: PerCpuArray<PollStart> = PerCpuArray::with_max_entries(1, 0);
+static POLL_START: Array<PollStart> = Array::with_max_entries(1, 0);
 
 /// Where a new device's `PollStats` is zeroed and its identity read before it is
 /// copied to the stack for the insert (4.14 takes map values only from the stack).
 #[map]
-static POLL_SCRATCH: PerCpuArray<PollStats> = PerCpuArray::with_max_entries(1, 0);
+static POLL_SCRATCH: Array<PollStats> = Array::with_max_entries(1, 0);
 
 /// Single slow `netpoll_poll_dev` calls.
 #[map]
@@ -104,23 +315,23 @@ static RING: HashMap<u64, SetupEvent> = HashMap::with_max_entries(DEFAULT_RING_S
 /// Calls per (device, function, return value). Per CPU, like every counter here:
 /// fetching atomics need kernel 5.12 and Rust's need nightly intrinsics.
 #[map]
-static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+static COUNTERS: HashMap<CpuCounterKey, u64> = HashMap::with_max_entries(per_cpu::COUNTERS, 0);
 
 /// What the recorder could not keep (`loss::*`), so loss is never silent.
 #[map]
-static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(loss::SLOTS, 0);
+static LOSSES: Array<u64> = Array::with_max_entries(loss::SLOTS, 0);
 
 /// Per-device send-path statistics, keyed by the `struct net_device *`.
 #[map]
-static SEND_STATS: PerCpuHashMap<u64, SendStats> = PerCpuHashMap::with_max_entries(256, 0);
+static SEND_STATS: HashMap<CpuDev, SendStats> = HashMap::with_max_entries(per_cpu::DEVICES, 0);
 
 /// The message and skb transmits in progress on each CPU.
 #[map]
-static SEND_CPU: PerCpuArray<SendCpu> = PerCpuArray::with_max_entries(1, 0);
+static SEND_CPU: Array<SendCpu> = Array::with_max_entries(1, 0);
 
 /// Where a new device's `SendStats` is zeroed and named before the insert.
 #[map]
-static SEND_SCRATCH: PerCpuArray<SendStats> = PerCpuArray::with_max_entries(1, 0);
+static SEND_SCRATCH: Array<SendStats> = Array::with_max_entries(1, 0);
 
 /// Single drops and slow sends.
 #[map]
@@ -283,7 +494,7 @@ pub fn setup_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: 
 
 #[inline(always)]
 pub fn poll_enter(dev: u64) {
-    if let Some(start) = POLL_START.get_ptr_mut(0) {
+    if let Some(start) = POLL_START.get_ptr_mut(cpu()) {
         // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
         unsafe {
             (*start).ts_ns = bpf_ktime_get_ns();
@@ -294,7 +505,7 @@ pub fn poll_enter(dev: u64) {
 
 #[inline(always)]
 pub fn poll_exit<C: EbpfContext>(ctx: &C) {
-    let Some(start) = POLL_START.get_ptr_mut(0) else {
+    let Some(start) = POLL_START.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
@@ -305,19 +516,20 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
     unsafe { (*start).ts_ns = 0 };
     let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
     let Some(cfg) = CONFIG.get(0) else { return };
-    let stats = match POLL_STATS.get_ptr_mut(dev) {
+    let key = cpu_dev(dev);
+    let stats = match POLL_STATS.get_ptr_mut(key) {
         Some(p) => p,
         None => {
-            if !insert_poll_stats(cfg, dev) {
+            if !insert_poll_stats(cfg, key) {
                 return;
             }
-            match POLL_STATS.get_ptr_mut(dev) {
+            match POLL_STATS.get_ptr_mut(key) {
                 Some(p) => p,
                 None => return,
             }
         }
     };
-    // SAFETY: this CPU's copy of the value (per-CPU map), no concurrent writer.
+    // SAFETY: this CPU's copy of the value (keyed by CPU), no concurrent writer.
     let s = unsafe { &mut *stats };
     s.count += 1;
     s.total_ns += ns;
@@ -332,9 +544,7 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
     let raw = poll_bucket(ns);
     // SAFETY: a read of a local.
     let b = unsafe { core::ptr::read_volatile(&raw) } & (POLL_BUCKETS - 1);
-    if let Some(slot) = s.hist.get_mut(b) {
-        *slot += 1;
-    }
+    bump_bucket!(stats.cast::<u8>(), PollStats, hist, b);
     if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
         let mut ev = PollEvent {
             ts_ns: ts,
@@ -345,14 +555,15 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
             name: [0; IFNAMSIZ],
         };
         read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
-        POLL_EVENTS.output(ctx, &ev, 0);
+        POLL_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
     }
 }
 
 /// Creates a device's zeroed `PollStats` with its name and ifindex.
 #[inline(always)]
-fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
-    let Some(fresh) = POLL_SCRATCH.get_ptr_mut(0) else {
+fn insert_poll_stats(cfg: &Config, key: CpuDev) -> bool {
+    let dev = key.dev;
+    let Some(fresh) = POLL_SCRATCH.get_ptr_mut(key.cpu) else {
         return false;
     };
     // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
@@ -361,21 +572,25 @@ fn insert_poll_stats(cfg: &Config, dev: u64) -> bool {
     fresh.total_ns = 0;
     fresh.max_ns = 0;
     fresh.hist = [0; POLL_BUCKETS];
-    fresh.ifindex = 0;
-    fresh.flags = 0;
-    fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(
-        cfg,
-        dev,
-        &mut fresh.name,
-        &mut fresh.ifindex,
-        &mut fresh.flags,
-    );
+    (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (304 bytes fit in its 512).
     let value: PollStats = *fresh;
-    POLL_STATS.insert(dev, &value, 0).is_ok()
+    POLL_STATS.insert(key, &value, 0).is_ok()
 }
 
+/// The device's name, ifindex and identity flags, read into the stack and returned for
+/// a map value (the scratch slots): 4.9's bpf_probe_read writes only to the stack
+/// (ARG_PTR_TO_RAW_STACK; a map value is refused, "R1 type=map_value_adj expected=fp").
+#[inline(always)]
+fn dev_identity(cfg: &Config, dev: u64) -> ([u8; IFNAMSIZ], i32, u32) {
+    let mut name = [0u8; IFNAMSIZ];
+    let mut ifindex = 0i32;
+    let mut flags = 0u32;
+    read_dev_identity(cfg, dev, &mut name, &mut ifindex, &mut flags);
+    (name, ifindex, flags)
+}
+
+/// Reads into `name`, `ifindex` and `flags`, which must live on the stack (4.9, above).
 #[inline(always)]
 fn read_dev_identity(
     cfg: &Config,
@@ -394,7 +609,7 @@ fn read_dev_identity(
         *flags |= ef::DEV_NAME;
     }
     if cfg.flags & cf::DEV_IFINDEX != 0
-        && let Ok(i) = unsafe { bpf_probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
+        && let Ok(i) = unsafe { probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
     {
         *ifindex = i;
         *flags |= ef::IFINDEX;
@@ -425,7 +640,7 @@ pub fn send_udp_enter(np: u64, len: u64) {
     if cfg.flags & cf::SEND == 0 {
         return;
     }
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     let dev = netpoll_dev(cfg, np);
@@ -436,7 +651,7 @@ pub fn send_udp_enter(np: u64, len: u64) {
         (*cpu).udp_reached = 0;
     }
     if let Some(s) = send_stats(cfg, dev) {
-        // SAFETY: this CPU's copy of the value (per-CPU map).
+        // SAFETY: this CPU's copy of the value (keyed by CPU).
         unsafe {
             (*s).messages += 1;
             // `int len`: the low 32 bits.
@@ -450,7 +665,7 @@ pub fn send_udp_enter(np: u64, len: u64) {
 #[inline(always)]
 pub fn send_udp_return<C: EbpfContext>(ctx: &C) {
     let Some(cfg) = CONFIG.get(0) else { return };
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot.
@@ -471,7 +686,7 @@ pub fn send_skb_enter(np: u64) {
     if cfg.flags & cf::SEND == 0 {
         return;
     }
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot.
@@ -492,9 +707,9 @@ pub fn send_skb_enter(np: u64) {
     } else {
         let base = dev as *const u8;
         let npinfo =
-            unsafe { bpf_probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+            unsafe { probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
         let state =
-            unsafe { bpf_probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
+            unsafe { probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
         if npinfo == 0 {
             drop = 1 + send_drop::NO_NPINFO;
         } else if state & cfg.state_start == 0 {
@@ -506,12 +721,10 @@ pub fn send_skb_enter(np: u64) {
         }
     }
     let i = masked(depth, SEND_DEPTH - 1) as usize;
-    if let Some(f) = cpu.frames.get_mut(i) {
-        f.ts_ns = unsafe { bpf_ktime_get_ns() };
-        f.dev = dev;
-        f.qlen = qlen;
-        f.drop = drop;
-    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    const _: () = assert!(SEND_DEPTH == 4);
+    let base = (&raw mut *cpu).cast::<u8>();
+    at_index!(i, |K| set_frame!(base, K, now, dev, qlen, drop), 0 1 2 3);
 }
 
 /// Return of the skb transmit: dropped as decided at entry, else deferred when the
@@ -519,7 +732,7 @@ pub fn send_skb_enter(np: u64) {
 #[inline(always)]
 pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     let Some(cfg) = CONFIG.get(0) else { return };
-    let Some(cpu) = SEND_CPU.get_ptr_mut(0) else {
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot.
@@ -533,11 +746,10 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
         return;
     }
     let i = masked(depth, SEND_DEPTH - 1) as usize;
-    let Some(f) = cpu.frames.get_mut(i) else {
-        return;
-    };
-    let (ts, dev, qlen, drop) = (f.ts_ns, f.dev, f.qlen, f.drop);
-    f.ts_ns = 0;
+    let mut frame = (0u64, 0u64, 0u32, 0u32);
+    let base = (&raw mut *cpu).cast::<u8>();
+    at_index!(i, |K| frame = take_frame!(base, K), 0 1 2 3);
+    let (ts, dev, qlen, drop) = frame;
     if ts == 0 {
         return;
     }
@@ -552,22 +764,22 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     let s = unsafe { &mut *s };
     // The caller keeps npinfo alive for the whole transmit.
     let npinfo =
-        unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
+        unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
             .unwrap_or(0);
     let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
     if qlen > 0 || after > qlen {
-        s.deferred += 1;
+        // SAFETY: a field of this CPU's entry (see `bump_at`: no computed field address).
+        unsafe { bump_at::<{ off!(SendStats, deferred) }>((&raw mut *s).cast()) };
     } else {
-        s.sent += 1;
+        // SAFETY: as above.
+        unsafe { bump_at::<{ off!(SendStats, sent) }>((&raw mut *s).cast()) };
     }
     s.total_ns += ns;
     if ns > s.max_ns {
         s.max_ns = ns;
     }
     let b = masked(poll_bucket(ns) as u32, POLL_BUCKETS as u32 - 1) as usize;
-    if let Some(slot) = s.hist.get_mut(b) {
-        *slot += 1;
-    }
+    bump_bucket!((&raw mut *s).cast::<u8>(), SendStats, hist, b);
     if cfg.slow_send_ns != 0 && ns >= cfg.slow_send_ns {
         send_event_out(ctx, cfg, dev, send_event::SLOW, 0, ts, ns);
     }
@@ -605,9 +817,8 @@ fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
     if dev == 0 {
         return;
     }
-    let state =
-        unsafe { bpf_probe_read((dev as *const u8).add(cfg.dev_state as usize) as *const u64) }
-            .unwrap_or(0);
+    let state = unsafe { probe_read((dev as *const u8).add(cfg.dev_state as usize) as *const u64) }
+        .unwrap_or(0);
     let reason = if state & cfg.state_start == 0 {
         send_drop::NOT_RUNNING
     } else if state & cfg.state_present == 0 {
@@ -631,10 +842,10 @@ fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
 fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
     if let Some(s) = send_stats(cfg, dev) {
         let r = masked(reason, send_drop::SLOTS as u32 - 1) as usize;
-        // SAFETY: this CPU's copy of the value.
-        if let Some(slot) = unsafe { (*s).dropped.get_mut(r) } {
-            *slot += 1;
-        }
+        const _: () = assert!(send_drop::SLOTS == 4);
+        let base = s.cast::<u8>();
+        // SAFETY: slot K of this CPU's entry's `dropped`.
+        at_index!(r, |K| unsafe { bump_at::<{ off!(SendStats, dropped) + 8 * K }>(base) }, 0 1 2 3);
         unsafe {
             (*s).last_drop_ns = ts;
             (*s).last_drop_reason = reason;
@@ -664,7 +875,7 @@ fn send_event_out<C: EbpfContext>(
         reason,
     };
     read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
-    SEND_EVENTS.output(ctx, &ev, 0);
+    SEND_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
 }
 
 /// `v & mask` in a form the 4.14 verifier tracks (see poll_exit): the volatile read
@@ -681,23 +892,24 @@ fn netpoll_dev(cfg: &Config, np: u64) -> u64 {
     if np == 0 {
         return 0;
     }
-    unsafe { bpf_probe_read((np as *const u8).add(cfg.np_dev as usize) as *const u64) }.unwrap_or(0)
+    unsafe { probe_read((np as *const u8).add(cfg.np_dev as usize) as *const u64) }.unwrap_or(0)
 }
 
 /// `npinfo->txq.qlen`.
 #[inline(always)]
 fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
-    unsafe { bpf_probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }
+    unsafe { probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }
         .unwrap_or(0)
 }
 
 /// This CPU's `SendStats` of `dev`, created (named) on first use.
 #[inline(always)]
 fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
-    if let Some(p) = SEND_STATS.get_ptr_mut(dev) {
+    let key = cpu_dev(dev);
+    if let Some(p) = SEND_STATS.get_ptr_mut(key) {
         return Some(p);
     }
-    let fresh = SEND_SCRATCH.get_ptr_mut(0)?;
+    let fresh = SEND_SCRATCH.get_ptr_mut(key.cpu)?;
     // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
     let fresh = unsafe { &mut *fresh };
     fresh.messages = 0;
@@ -710,22 +922,13 @@ fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
     fresh.hist = [0; POLL_BUCKETS];
     fresh.last_drop_ns = 0;
     fresh.last_drop_reason = 0;
-    fresh.ifindex = 0;
-    fresh.flags = 0;
     fresh._pad = 0;
-    fresh.name = [0; IFNAMSIZ];
-    read_dev_identity(
-        cfg,
-        dev,
-        &mut fresh.name,
-        &mut fresh.ifindex,
-        &mut fresh.flags,
-    );
+    (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (376 bytes of its 512).
     let value: SendStats = *fresh;
     // Another CPU's insert of the same device makes ours fail; our zeroed copy exists then.
-    let _ = SEND_STATS.insert(dev, &value, BPF_NOEXIST);
-    SEND_STATS.get_ptr_mut(dev)
+    let _ = SEND_STATS.insert(key, &value, BPF_NOEXIST);
+    SEND_STATS.get_ptr_mut(key)
 }
 
 // --- Tear-downs: which netpoll, and why.
@@ -769,19 +972,19 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     } else {
         stop_cause::DEVICE_EVENT
     };
-    if let Ok(comm) = bpf_get_current_comm() {
+    if let Some(comm) = current_comm() {
         ev.comm = comm;
     }
     read_netpoll(&mut ev, cfg, np);
     read_device(&mut ev, cfg, dev);
-    SETUP_EVENTS.output(ctx, &ev, 0);
+    SETUP_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
     record(&ev);
 }
 
 #[inline(always)]
 fn dismantling(cfg: &Config, dev: u64) -> bool {
     let p = unsafe { (dev as *const u8).add(cfg.dev_dismantle as usize) };
-    unsafe { bpf_probe_read(p) }.is_ok_and(|b: u8| b != 0)
+    unsafe { probe_read(p) }.is_ok_and(|b: u8| b != 0)
 }
 
 #[inline(always)]
@@ -809,7 +1012,7 @@ fn try_enter(function: u32, np: u64, dev: u64) -> Result<(), i64> {
     ev.depth = depth;
     ev.netpoll = np;
     ev.dev = dev;
-    if let Ok(comm) = bpf_get_current_comm() {
+    if let Some(comm) = current_comm() {
         ev.comm = comm;
     }
     read_netpoll(&mut ev, cfg, np);
@@ -961,7 +1164,7 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
         ctx,
         "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret
     );
-    SETUP_EVENTS.output(ctx, &ev, 0);
+    SETUP_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
     record(&ev);
     count(&ev);
     let _ = INFLIGHT.remove(key);
@@ -969,7 +1172,7 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
 
 #[inline(always)]
 fn lose(slot: u32) {
-    if let Some(p) = LOSSES.get_ptr_mut(slot) {
+    if let Some(p) = LOSSES.get_ptr_mut(cpu() * loss::SLOTS + slot) {
         // SAFETY: this CPU's slot.
         unsafe { *p += 1 };
     }
@@ -1030,8 +1233,9 @@ fn count(ev: &SetupEvent) {
     // A renamed device keeps old bytes after its name's NUL (strscpy does not pad):
     // clear them, or one device would count under several keys.
     clear_after_nul(&mut key.dev_name);
-    // This CPU's copy: no other writer. A key another CPU inserted first makes the
-    // insert fail with EEXIST; our copy of it then exists (zeroed) to add to.
+    let key = CpuCounterKey { cpu: cpu(), key };
+    // This CPU's entry (the CPU is in the key): no other writer, so EEXIST cannot
+    // happen; it is still taken as "exists".
     if COUNTERS.get_ptr_mut(key).is_none() {
         match COUNTERS.insert(key, 0u64, BPF_NOEXIST) {
             Ok(()) => {}
@@ -1078,7 +1282,7 @@ fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
     }
     if cfg.flags & cf::NP_NAME != 0 {
         let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
-        if let Ok(name) = unsafe { bpf_probe_read(ptr) }
+        if let Ok(name) = unsafe { probe_read(ptr) }
             && name != 0
             && read_owner(name as *const u8, &mut ev.owner)
         {
@@ -1086,10 +1290,10 @@ fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
         }
     }
     if cfg.flags & cf::NP_REMOTE != 0 {
-        let ipv6 = unsafe { bpf_probe_read(base.add(cfg.np_ipv6 as usize)) }.unwrap_or(1u8);
-        let ip = unsafe { bpf_probe_read(base.add(cfg.np_remote_ip as usize) as *const [u8; 4]) };
-        let rport = unsafe { bpf_probe_read(base.add(cfg.np_remote_port as usize) as *const u16) };
-        let lport = unsafe { bpf_probe_read(base.add(cfg.np_local_port as usize) as *const u16) };
+        let ipv6 = unsafe { probe_read(base.add(cfg.np_ipv6 as usize)) }.unwrap_or(1u8);
+        let ip = unsafe { probe_read(base.add(cfg.np_remote_ip as usize) as *const [u8; 4]) };
+        let rport = unsafe { probe_read(base.add(cfg.np_remote_port as usize) as *const u16) };
+        let lport = unsafe { probe_read(base.add(cfg.np_local_port as usize) as *const u16) };
         if let (0, Ok(ip), Ok(r), Ok(l)) = (ipv6, ip, rport, lport) {
             ev.remote_ip = ip;
             ev.remote_port = r;
@@ -1129,13 +1333,13 @@ fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
     read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
     if cfg.flags & cf::DEV_OPS != 0 {
         let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
-        if let Ok(ops) = unsafe { bpf_probe_read(src) } {
+        if let Ok(ops) = unsafe { probe_read(src) } {
             ev.ops = ops;
             if ops != 0 {
                 let ops_base = ops as *const u8;
                 let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
                 let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
-                if let (Ok(pc), Ok(ns)) = unsafe { (bpf_probe_read(pc), bpf_probe_read(ns)) } {
+                if let (Ok(pc), Ok(ns)) = unsafe { (probe_read(pc), probe_read(ns)) } {
                     ev.poll_controller = pc;
                     ev.netpoll_setup_op = ns;
                     ev.flags |= ef::OPS;
@@ -1145,7 +1349,7 @@ fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
     }
     if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
         let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
-        if let Ok(raw) = unsafe { bpf_probe_read(src) } {
+        if let Ok(raw) = unsafe { probe_read(src) } {
             let bits = raw >> (cfg.priv_flags_shift & 63);
             ev.flags |= ef::PRIV_FLAGS;
             if bits & cfg.iff_disable_netpoll != 0 {

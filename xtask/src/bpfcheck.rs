@@ -9,6 +9,10 @@
 //! 5.12; no v4 sign-extending or byte-swap forms, 6.6); relocations only to maps.
 //! Per object: ELF for BPF with e_flags 0, no global data sections (.data, .rodata,
 //! .bss: 5.2), no BTF-defined `.maps`, only map types 4.14 has (no ring buffer, 5.8).
+//! 4.9's rule on top (`stack_args`): a helper's map key or value, probe_read's or
+//! get_current_comm's destination and perf output's data must be a stack pointer (4.9's
+//! ARG_PTR_TO_MAP_KEY/VALUE, ARG_PTR_TO_STACK, ARG_PTR_TO_RAW_STACK; 4.10/4.11 let map
+//! values in): a map value pointer there is refused ("R1 type=map_value_adj expected=fp").
 //! The ELF is parsed by hand: only headers, symbols and relocations are needed.
 
 use std::collections::BTreeSet;
@@ -17,6 +21,38 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{build, cache};
+
+/// The oldest kernel the check holds an object to: 4.9 (default; 4.14's rules and 4.9's
+/// helper-argument and jump rules) or 4.4 (also: no per-CPU maps, 4.6; helpers up to
+/// perf_event_output; no arithmetic on a pointer but r10 + constant, as 4.4's verifier
+/// makes the result of any other pointer arithmetic a plain number, so a map value can
+/// be reached only at constant offsets: PTR_TO_MAP_VALUE_ADJ came in 4.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Floor {
+    K4_4,
+    K4_9,
+}
+
+impl Floor {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "4.4" => Ok(Self::K4_4),
+            "4.9" | "4.14" => Ok(Self::K4_9),
+            other => bail!("--kernel {other}: the check knows 4.4 and 4.9 (which includes 4.14)"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::K4_4 => "Linux 4.4 rules: 4.9's, and no per-CPU maps or pointer arithmetic",
+            Self::K4_9 => "Linux 4.14 rules, and 4.9's for helper arguments and jumps",
+        }
+    }
+}
+
+/// 4.4's last helper (perf_event_output) and last map type (perf_event_array).
+const LAST_HELPER_4_4: i32 = 25;
+const LAST_MAP_TYPE_4_4: u32 = 4;
 
 /// 4.14's instruction limit per program (BPF_MAXINSNS, include/uapi/linux/bpf_common.h).
 pub const MAX_INSNS: usize = 4096;
@@ -212,7 +248,13 @@ pub struct ProgramCheck {
 }
 
 /// The per-program rules, on the program's instructions alone.
+#[cfg(test)]
 pub fn check_program(insns: &[Insn]) -> ProgramCheck {
+    check_program_for(insns, Floor::K4_9)
+}
+
+/// `check_program` held to `floor`'s rules.
+pub fn check_program_for(insns: &[Insn], floor: Floor) -> ProgramCheck {
     let mut c = ProgramCheck {
         insns: insns.len(),
         ..Default::default()
@@ -232,7 +274,240 @@ pub fn check_program(insns: &[Insn]) -> ProgramCheck {
         i += width;
     }
     check_cfg(&mut c, &successors);
+    if floor == Floor::K4_4 {
+        for &h in &c.helpers {
+            if h > LAST_HELPER_4_4 {
+                c.problems
+                    .push(format!("helper {}: not in 4.4", helper_name(h)));
+            }
+        }
+    }
+    if c.problems.is_empty() {
+        stack_args(&mut c, insns, &successors, floor);
+    }
     c
+}
+
+/// The helpers whose pointer arguments 4.9 takes only from the stack, and those
+/// arguments' registers (Linux 4.9.337: kernel/bpf/helpers.c, kernel/trace/bpf_trace.c,
+/// check_func_arg in kernel/bpf/verifier.c): map_lookup/delete's key, map_update's key
+/// and value, probe_read's and get_current_comm's destination (ARG_PTR_TO_RAW_STACK),
+/// trace_printk's format and perf_event_output's data (ARG_PTR_TO_STACK). probe_read_str
+/// (4.11) is listed for the same destination.
+const STACK_ARGS_4_9: [(i32, &[u8]); 8] = [
+    (1, &[2]),
+    (2, &[2, 3]),
+    (3, &[2]),
+    (4, &[1]),
+    (6, &[1]),
+    (16, &[1]),
+    (25, &[4]),
+    (45, &[1]),
+];
+
+/// What a register or a spilled stack slot may hold: a set of these bits.
+mod may {
+    pub const SCALAR: u8 = 1;
+    pub const STACK: u8 = 2;
+    pub const MAP_VALUE: u8 = 4;
+    pub const CTX: u8 = 8;
+    pub const MAP: u8 = 16;
+    /// r10 itself or a copy (4.4's FRAME_PTR, the only pointer it lets arithmetic keep).
+    pub const FRAME: u8 = 32;
+}
+
+/// The registers' and r10-relative 8-byte spill slots' possible kinds before an instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Kinds {
+    regs: [u8; 11],
+    slots: std::collections::BTreeMap<i16, u8>,
+}
+
+impl Kinds {
+    /// Joins `other` in; true if anything changed. A slot one side lacks holds a scalar there.
+    fn join(&mut self, other: &Kinds) -> bool {
+        let before = self.clone();
+        for (r, o) in self.regs.iter_mut().zip(other.regs) {
+            *r |= o;
+        }
+        let keys: BTreeSet<i16> = self
+            .slots
+            .keys()
+            .chain(other.slots.keys())
+            .copied()
+            .collect();
+        for k in keys {
+            let a = self.slots.get(&k).copied().unwrap_or(may::SCALAR);
+            let b = other.slots.get(&k).copied().unwrap_or(may::SCALAR);
+            self.slots.insert(k, a | b);
+        }
+        *self != before
+    }
+
+    /// A store of `size` bytes at r10+`off` overwrites every slot it overlaps.
+    fn clobber(&mut self, off: i16, size: i16) {
+        let (lo, hi) = (i32::from(off), i32::from(off) + i32::from(size));
+        self.slots
+            .retain(|&s, _| i32::from(s) + 8 <= lo || i32::from(s) >= hi);
+    }
+}
+
+/// What a set of kinds is, for a message.
+fn describe(kinds: u8) -> String {
+    let names = [
+        (may::MAP_VALUE, "a map value"),
+        (may::STACK, "a stack pointer"),
+        (may::FRAME, "the frame pointer"),
+        (may::CTX, "the context"),
+        (may::MAP, "a map"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| kinds & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    format!("which may hold {}", v.join(" or "))
+}
+
+/// 4.9's rule for helper pointer arguments, by a forward data-flow over the program:
+/// which kinds of pointer may reach each call's argument registers on some path
+/// (registers copied, offset by arithmetic, spilled to and filled from the stack; a
+/// map_lookup_elem result is a map value). A map value pointer is reported; the real
+/// verifier walks each path, so any path that passes one is refused.
+fn stack_args(
+    c: &mut ProgramCheck,
+    insns: &[Insn],
+    successors: &[Option<Vec<usize>>],
+    floor: Floor,
+) {
+    let mut state: Vec<Option<Kinds>> = vec![None; insns.len()];
+    let mut entry = Kinds {
+        regs: [may::SCALAR; 11],
+        slots: Default::default(),
+    };
+    entry.regs[1] = may::CTX;
+    entry.regs[10] = may::FRAME;
+    if insns.is_empty() {
+        return;
+    }
+    state[0] = Some(entry);
+    let mut work = vec![0usize];
+    let mut reported = BTreeSet::new();
+    while let Some(i) = work.pop() {
+        let Some(mut k) = state[i].clone() else {
+            continue;
+        };
+        let insn = insns[i];
+        let class = insn.code & 0x07;
+        let (dst, src) = (insn.dst as usize, insn.src as usize);
+        if dst > 10 || src > 10 {
+            continue; // not a valid register: the kernel refuses it anyway
+        }
+        match class {
+            CLASS_LD if insn.code == LDDW => {
+                k.regs[dst] = if insn.src == 1 { may::MAP } else { may::SCALAR };
+            }
+            CLASS_LDX => {
+                k.regs[dst] = if src == 10 && insn.code & 0x18 == SIZE_DW {
+                    k.slots.get(&insn.off).copied().unwrap_or(may::SCALAR)
+                } else {
+                    may::SCALAR
+                };
+            }
+            CLASS_ST | CLASS_STX if dst == 10 => {
+                let size = match insn.code & 0x18 {
+                    SIZE_DW => 8,
+                    SIZE_W => 4,
+                    0x08 => 2,
+                    _ => 1,
+                };
+                let spill = class == CLASS_STX && insn.code & 0xe0 == MODE_MEM && size == 8;
+                k.clobber(insn.off, size);
+                if spill {
+                    k.slots.insert(insn.off, k.regs[src]);
+                }
+            }
+            CLASS_ALU | CLASS_ALU64 => {
+                let op = insn.code & 0xf0;
+                let by_reg = insn.code & 0x08 != 0;
+                const MOV: u8 = 0xb0;
+                const ADD: u8 = 0x00;
+                const SUB: u8 = 0x10;
+                let pointers = !may::SCALAR;
+                let frame_plus_k =
+                    class == CLASS_ALU64 && op == ADD && !by_reg && k.regs[dst] == may::FRAME;
+                if floor == Floor::K4_4 && !(op == MOV) && !frame_plus_k {
+                    let culprit = if k.regs[dst] & pointers != 0 {
+                        Some((dst, k.regs[dst]))
+                    } else if by_reg && k.regs[src] & pointers != 0 {
+                        Some((src, k.regs[src]))
+                    } else {
+                        None
+                    };
+                    if let Some((r, kinds)) = culprit
+                        && reported.insert((i, 100 + r as u8))
+                    {
+                        c.problems.push(format!(
+                            "insn {i}: arithmetic on R{r}, {}; 4.4 keeps a pointer only through r10 + constant (map value offsets: 4.9)",
+                            describe(kinds)
+                        ));
+                    }
+                }
+                k.regs[dst] = match op {
+                    _ if class == CLASS_ALU => may::SCALAR,
+                    MOV if by_reg => k.regs[src],
+                    _ if frame_plus_k => may::STACK,
+                    // The frame pointer moved is a stack pointer.
+                    ADD | SUB if k.regs[dst] & pointers != 0 => {
+                        let moved_frame = if k.regs[dst] & may::FRAME != 0 {
+                            may::STACK
+                        } else {
+                            0
+                        };
+                        (k.regs[dst] & !may::FRAME) | moved_frame
+                    }
+                    ADD if by_reg && k.regs[src] & pointers != 0 => k.regs[src],
+                    _ => may::SCALAR,
+                };
+            }
+            CLASS_JMP if insn.code & 0xf0 == OP_CALL && insn.src == 0 => {
+                if let Some((_, args)) = STACK_ARGS_4_9.iter().find(|(h, _)| *h == insn.imm) {
+                    for &r in *args {
+                        if k.regs[r as usize] & may::MAP_VALUE != 0 && reported.insert((i, r)) {
+                            c.problems.push(format!(
+                                "insn {i}: helper {} takes R{r} from a map value; 4.9 takes only a stack pointer there (\"R{r} type=map_value_adj expected=fp\" when offset): copy through the stack",
+                                helper_name(insn.imm)
+                            ));
+                        }
+                    }
+                }
+                for r in 1..=5 {
+                    k.regs[r] = may::SCALAR;
+                }
+                k.regs[0] = if insn.imm == 1 {
+                    may::MAP_VALUE
+                } else {
+                    may::SCALAR
+                };
+            }
+            _ => {}
+        }
+        for &t in successors[i].as_deref().unwrap_or_default() {
+            if t >= insns.len() {
+                continue;
+            }
+            let changed = match &mut state[t] {
+                Some(s) => s.join(&k),
+                slot @ None => {
+                    *slot = Some(k.clone());
+                    true
+                }
+            };
+            if changed {
+                work.push(t);
+            }
+        }
+    }
 }
 
 /// Checks one instruction's opcode; returns its width in slots and its successors.
@@ -336,7 +611,14 @@ fn check_insn(c: &mut ProgramCheck, insns: &[Insn], i: usize) -> (usize, Vec<usi
                 (1, vec![i + 1])
             }
             _ => {
-                c.needs_v2 |= V2_JUMPS.contains(&op);
+                let v2 = V2_JUMPS.contains(&op);
+                if v2 {
+                    bad(format!(
+                        "opcode {:#04x}: JLT/JLE/JSLT/JSLE (BPF CPU v2, Linux 4.14; 4.9 refuses it)",
+                        insn.code
+                    ));
+                }
+                c.needs_v2 |= v2;
                 let target = i as i64 + 1 + i64::from(insn.off);
                 let mut next = Vec::new();
                 if op != 0 {
@@ -586,8 +868,14 @@ fn is_global_data(name: &str) -> bool {
         .any(|g| name == *g || name.starts_with(&format!("{g}.")))
 }
 
-/// The per-object rules, and the per-program ones on every program.
+/// The per-object rules, and the per-program ones on every program (4.9's floor).
+#[cfg(test)]
 pub fn check(obj: &Object) -> Report {
+    check_for(obj, Floor::K4_9)
+}
+
+/// `check` held to `floor`'s rules.
+pub fn check_for(obj: &Object, floor: Floor) -> Report {
     let mut r = Report::default();
     if obj.e_flags != 0 {
         r.problems.push(format!(
@@ -623,6 +911,12 @@ pub fn check(obj: &Object) -> Report {
         } else if kind == 0 || kind as usize >= MAP_TYPES_4_14.len() {
             r.problems
                 .push(format!("map {}: type {kind} is not in 4.14", sym.name));
+        } else if floor == Floor::K4_4 && kind > LAST_MAP_TYPE_4_4 {
+            r.problems.push(format!(
+                "map {}: {} is not in 4.4 (per-CPU maps: 4.6)",
+                sym.name,
+                map_type_name(kind)
+            ));
         }
         r.maps.push((sym.name.clone(), kind));
     }
@@ -639,7 +933,7 @@ pub fn check(obj: &Object) -> Report {
                     .push(format!("program {}: outside its section", sym.name));
                 continue;
             };
-            let mut check = check_program(&decode(code));
+            let mut check = check_program_for(&decode(code), floor);
             if sec.name.starts_with("kprobe") || sec.name.starts_with("kretprobe") {
                 for &h in &check.helpers {
                     let name = helper_name(h);
@@ -711,8 +1005,8 @@ fn map_type_name(kind: u32) -> String {
 }
 
 /// Prints the report; returns whether the object passes.
-fn print(path: &Path, r: &Report) -> bool {
-    println!("bpfcheck: {} (Linux 4.14 rules)", path.display());
+fn print(path: &Path, r: &Report, floor: Floor) -> bool {
+    println!("bpfcheck: {} ({})", path.display(), floor.label());
     for p in &r.programs {
         let helpers: Vec<_> = p.check.helpers.iter().map(|&h| helper_name(h)).collect();
         let verdict = if p.check.problems.is_empty() {
@@ -759,14 +1053,14 @@ fn print(path: &Path, r: &Report) -> bool {
     ok
 }
 
-pub fn check_file(path: &Path) -> Result<bool> {
+pub fn check_file(path: &Path, floor: Floor) -> Result<bool> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let obj = parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(print(path, &check(&obj)))
+    Ok(print(path, &check_for(&obj, floor), floor))
 }
 
 /// `cargo xtask bpfcheck`: the given objects, or the legacy object the lab embeds.
-pub fn run(objects: &[PathBuf]) -> Result<bool> {
+pub fn run(objects: &[PathBuf], floor: Floor) -> Result<bool> {
     let objects = if objects.is_empty() {
         vec![legacy_object()?]
     } else {
@@ -774,7 +1068,7 @@ pub fn run(objects: &[PathBuf]) -> Result<bool> {
     };
     let mut ok = true;
     for o in &objects {
-        ok &= check_file(o)?;
+        ok &= check_file(o, floor)?;
     }
     Ok(ok)
 }
@@ -919,11 +1213,127 @@ mod tests {
         // 32-bit arsh (4.20)
         let p = problems(&[Insn::new(0xc4, 0, 0, 0, 1), EXIT]);
         assert!(p.len() == 1 && p[0].contains("4.20"), "{p:?}");
-        // jlt (v2) passes and is reported as needing v2; jgt does not.
+        // jlt (v2) is 4.14's, refused by 4.9, and reported as needing v2; jgt is neither.
         let c = check_program(&[Insn::new(0xa5, 0, 0, 0, 1), EXIT]);
-        assert!(c.problems.is_empty() && c.needs_v2, "{c:?}");
+        assert!(
+            c.needs_v2 && c.problems.len() == 1 && c.problems[0].contains("4.9 refuses"),
+            "{c:?}"
+        );
         let c = check_program(&[Insn::new(0x25, 0, 0, 0, 1), EXIT]);
         assert!(c.problems.is_empty() && !c.needs_v2, "{c:?}");
+    }
+
+    /// r1 = map; r2 = r10 - 8 (a stack key); *(u64 *)(r10 - 8) = 0; call map_lookup_elem;
+    /// if r0 == 0 goto exit; then `tail` (r0 holds the map value); r0 = 0; exit.
+    fn after_lookup(tail: &[Insn]) -> Vec<Insn> {
+        let mut p = vec![
+            Insn::new(0x18, 1, 1, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+            Insn::new(0xbf, 2, 10, 0, 0),
+            Insn::new(0x07, 2, 0, 0, -8),
+            Insn::new(0x7a, 10, 0, -8, 0),
+            call(0, 1),
+        ];
+        p.push(Insn::new(0x15, 0, 0, tail.len() as i16, 0));
+        p.extend_from_slice(tail);
+        p.extend([MOV_R0_0, EXIT]);
+        p
+    }
+
+    #[test]
+    fn helper_pointer_arguments_from_the_stack_pass_from_a_map_value_fail() {
+        // A stack key passes (after_lookup's own lookup); so does probe_read into the stack:
+        // r1 = r10; r1 += -16; r2 = 8; r3 = r0; call probe_read.
+        let to_stack = after_lookup(&[
+            Insn::new(0xbf, 1, 10, 0, 0),
+            Insn::new(0x07, 1, 0, 0, -16),
+            Insn::new(0xb7, 2, 0, 0, 8),
+            Insn::new(0xbf, 3, 0, 0, 0),
+            call(0, 4),
+        ]);
+        assert!(problems(&to_stack).is_empty(), "{:?}", problems(&to_stack));
+        // probe_read into the map value (at an offset), as the legacy object did on 4.9:
+        // r1 = r0; r1 += 8; r2 = 8; r3 = 0; call probe_read.
+        let into_value = after_lookup(&[
+            Insn::new(0xbf, 1, 0, 0, 0),
+            Insn::new(0x07, 1, 0, 0, 8),
+            Insn::new(0xb7, 2, 0, 0, 8),
+            Insn::new(0xb7, 3, 0, 0, 0),
+            call(0, 4),
+        ]);
+        let p = problems(&into_value);
+        assert!(
+            p.len() == 1 && p[0].contains("helper probe_read takes R1 from a map value"),
+            "{p:?}"
+        );
+        // The value pointer spilled to the stack and filled into R3 of map_update_elem.
+        let spilled = after_lookup(&[
+            Insn::new(0x7b, 10, 0, -24, 0),
+            Insn::new(0x18, 1, 1, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+            Insn::new(0xbf, 2, 10, 0, 0),
+            Insn::new(0x07, 2, 0, 0, -8),
+            Insn::new(0x79, 3, 10, -24, 0),
+            Insn::new(0xb7, 4, 0, 0, 0),
+            call(0, 2),
+        ]);
+        let p = problems(&spilled);
+        assert!(
+            p.len() == 1 && p[0].contains("map_update_elem takes R3 from a map value"),
+            "{p:?}"
+        );
+        // ... unless the slot was overwritten first (a 4-byte store into it).
+        let mut overwritten = spilled.clone();
+        overwritten.insert(8, Insn::new(0x62, 10, 0, -20, 0));
+        overwritten[6].off += 1; // the null check's jump skips one more instruction
+        let p = problems(&overwritten);
+        assert!(p.is_empty(), "{p:?}");
+        // perf_event_output's data (R4) from a map value.
+        let output = after_lookup(&[
+            Insn::new(0xbf, 4, 0, 0, 0),
+            Insn::new(0xbf, 1, 6, 0, 0),
+            call(0, 25),
+        ]);
+        let p = problems(&output);
+        assert!(
+            p.len() == 1 && p[0].contains("perf_event_output takes R4"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn the_4_4_floor_refuses_map_value_arithmetic_and_per_cpu_maps() {
+        // r1 = r0; r1 += 8; r2 = *(u64 *)(r1 + 0): a map value at an offset, through arithmetic.
+        let adjusted = after_lookup(&[
+            Insn::new(0xbf, 1, 0, 0, 0),
+            Insn::new(0x07, 1, 0, 0, 8),
+            Insn::new(0x79, 2, 1, 0, 0),
+        ]);
+        assert!(problems(&adjusted).is_empty());
+        let p = check_program_for(&adjusted, Floor::K4_4).problems;
+        assert!(
+            p.len() == 1 && p[0].contains("arithmetic on R1, which may hold a map value"),
+            "{p:?}"
+        );
+        // The same field through the instruction's offset is fine on 4.4, as is r10 + constant
+        // (after_lookup's key) ...
+        let folded = after_lookup(&[Insn::new(0x79, 2, 0, 8, 0)]);
+        assert!(check_program_for(&folded, Floor::K4_4).problems.is_empty());
+        // ... but not a stack pointer moved again.
+        let moved = [
+            Insn::new(0xbf, 1, 10, 0, 0),
+            Insn::new(0x07, 1, 0, 0, -16),
+            Insn::new(0x07, 1, 0, 0, 8),
+            MOV_R0_0,
+            EXIT,
+        ];
+        let p = check_program_for(&moved, Floor::K4_4).problems;
+        assert!(p.len() == 1 && p[0].contains("a stack pointer"), "{p:?}");
+        assert!(problems(&moved).is_empty());
+        // A per-CPU array (6) passes 4.9's floor and fails 4.4's.
+        assert!(check(&object(6, "maps", &[])).ok());
+        let r = check_for(&object(6, "maps", &[]), Floor::K4_4);
+        assert!(r.problems.iter().any(|p| p.contains("not in 4.4")), "{r:?}");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //!
 //! Two objects, same map and program names and layouts (`netpoll_trace_common`):
 //! - modern: fentry/fexit and kprobes, aya-log (a ring buffer, 5.8) and global data (5.2);
-//! - legacy: kprobes only, no aya-log, no global data, no bpf-to-bpf calls: loads on 4.14.
+//! - legacy: kprobes only, no aya-log, no global data, no bpf-to-bpf calls: loads on 4.4 (no per-CPU maps either).
 
 use std::{fmt, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, EbpfLoader, maps::Array};
-use netpoll_trace_common::{Config, maps};
+use netpoll_trace_common::{Config, loss, maps, per_cpu};
 
 use super::{clock, profile::stage, recorder};
 
@@ -38,7 +38,7 @@ impl ObjectKind {
         }
     }
 
-    fn bytes(self) -> &'static [u8] {
+    pub(crate) fn bytes(self) -> &'static [u8] {
         match self {
             Self::Modern => MODERN_OBJECT,
             Self::Legacy => LEGACY_OBJECT,
@@ -136,14 +136,23 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     };
     stage(&format!("loading the {kind} object"));
     let mut loader = EbpfLoader::new();
+    size_cpu_maps(&mut loader);
     // Not required: the legacy object has no globals at all.
     loader.override_global("AYA_LOG_LEVEL", &level, false);
+    // Pins aya cannot reopen (before 4.13 it has no BPF_OBJ_GET_INFO_BY_FD): adopted below.
+    let mut adopt = Vec::new();
     if let Some(r) = recorder {
         std::fs::create_dir_all(&r.dir)
             .with_context(|| format!("creating pin directory {}", r.dir.display()))?;
         // aya opens a map already pinned at its path and pins a new one otherwise.
+        let aya_reopens = recorder::pins::info_by_fd_supported();
         for m in &recorder::MAPS {
-            loader.map_pin_path(m.name, r.dir.join(m.name));
+            let pin = r.dir.join(m.name);
+            if !aya_reopens && pin.exists() {
+                adopt.push((m.name, pin));
+            } else {
+                loader.map_pin_path(m.name, pin);
+            }
         }
         loader.map_max_entries(maps::RING, r.ring_size);
     }
@@ -155,6 +164,18 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
             ),
         })
     })?;
+    // No program is loaded yet, so every program will refer to the pinned maps.
+    for (name, pin) in &adopt {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("eBPF object has no {name} map"))?;
+        recorder::pins::adopt(map, pin, false).map_err(|e| {
+            anyhow::Error::new(LoadRefused {
+                refusal: Refusal::Object,
+                reason: format!("reusing the flight recorder's pins failed: {e:#}"),
+            })
+        })?;
+    }
     if let Some(r) = recorder {
         let meta = ebpf
             .map_mut(maps::META)
@@ -163,6 +184,25 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     }
     stage(&format!("{kind} object loaded"));
     Ok(ebpf)
+}
+
+/// Sizes the CPU-keyed maps for this machine's possible CPUs (the programs index them
+/// by `bpf_get_smp_processor_id()`; per-CPU maps came in 4.6, and the legacy object
+/// loads on 4.4): a slot per CPU, `loss::SLOTS` per CPU, `per_cpu::*` entries per CPU.
+pub fn size_cpu_maps(loader: &mut EbpfLoader<'_>) {
+    let cpus = aya::util::nr_cpus().map_or(1, u32::from);
+    for name in [
+        maps::POLL_START,
+        maps::POLL_SCRATCH,
+        maps::SEND_CPU,
+        maps::SEND_SCRATCH,
+    ] {
+        loader.map_max_entries(name, cpus);
+    }
+    loader.map_max_entries(maps::LOSSES, loss::SLOTS * cpus);
+    loader.map_max_entries(maps::POLL_STATS, per_cpu::DEVICES * cpus);
+    loader.map_max_entries(maps::SEND_STATS, per_cpu::DEVICES * cpus);
+    loader.map_max_entries(maps::COUNTERS, per_cpu::COUNTERS * cpus);
 }
 
 /// Writes this kernel's struct layout for the programs (before any of them is attached).

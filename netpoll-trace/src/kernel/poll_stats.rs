@@ -4,19 +4,23 @@
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
-    maps::{Map, PerCpuHashMap},
+    maps::{HashMap, Map},
 };
-use netpoll_trace_common::{PollStats, maps};
+use netpoll_trace_common::{CpuDev, PollStats, maps};
 
 /// Every device's per-CPU statistics in `map` (a POLL_STATS map).
 pub fn read(map: &Map) -> Result<Vec<Vec<PollStats>>> {
-    let stats: PerCpuHashMap<_, u64, PollStats> = PerCpuHashMap::try_from(map)?;
-    let mut out = Vec::new();
+    // Keyed by CPU and device (no per-CPU maps before 4.6): one entry per CPU that saw it.
+    let stats: HashMap<_, CpuDev, PollStats> = HashMap::try_from(map)?;
+    let mut out: Vec<(u64, Vec<PollStats>)> = Vec::new();
     for entry in stats.iter() {
-        let (_dev, values) = entry.context("reading POLL_STATS")?;
-        out.push(values.to_vec());
+        let (key, value) = entry.context("reading POLL_STATS")?;
+        match out.iter_mut().find(|(dev, _)| *dev == key.dev) {
+            Some((_, values)) => values.push(value),
+            None => out.push((key.dev, vec![value])),
+        }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(_, values)| values).collect())
 }
 
 /// The statistics of a loaded object.

@@ -4,19 +4,23 @@
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
-    maps::{Array, Map, PerCpuHashMap},
+    maps::{Array, HashMap, Map},
 };
-use netpoll_trace_common::{NC_TARGET_SLOTS, SendStats, maps};
+use netpoll_trace_common::{CpuDev, NC_TARGET_SLOTS, SendStats, maps};
 
 /// Every device's per-CPU statistics in `map` (a SEND_STATS map).
 pub fn read(map: &Map) -> Result<Vec<Vec<SendStats>>> {
-    let stats: PerCpuHashMap<_, u64, SendStats> = PerCpuHashMap::try_from(map)?;
-    let mut out = Vec::new();
+    // Keyed by CPU and device (no per-CPU maps before 4.6): one entry per CPU that saw it.
+    let stats: HashMap<_, CpuDev, SendStats> = HashMap::try_from(map)?;
+    let mut out: Vec<(u64, Vec<SendStats>)> = Vec::new();
     for entry in stats.iter() {
-        let (_dev, values) = entry.context("reading SEND_STATS")?;
-        out.push(values.to_vec());
+        let (key, value) = entry.context("reading SEND_STATS")?;
+        match out.iter_mut().find(|(dev, _)| *dev == key.dev) {
+            Some((_, values)) => values.push(value),
+            None => out.push((key.dev, vec![value])),
+        }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(_, values)| values).collect())
 }
 
 /// The statistics of a loaded object.

@@ -4,14 +4,16 @@
 //! (netpoll-trace-ebpf); `object` creates or reuses the pins.
 
 mod lock;
+pub mod pins;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use aya::maps::{Array, Map, MapData, MapInfo, MapType};
+use aya::maps::{Array, Map, MapData, MapType};
 use netpoll_trace_common::{
-    Config, CounterKey, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent, maps,
+    Config, CpuCounterKey, CpuDev, PollStats, RECORDER_SCHEMA, RecorderMeta, SendStats, SetupEvent,
+    maps,
 };
 
 pub use lock::Lock;
@@ -50,17 +52,12 @@ const fn spec(name: &'static str, kind: MapType, key_size: usize, value_size: us
 pub const MAPS: [MapSpec; 10] = [
     spec(maps::META, MapType::Array, 4, size_of::<RecorderMeta>()),
     spec(maps::RING, MapType::Hash, 8, size_of::<SetupEvent>()),
-    spec(
-        maps::COUNTERS,
-        MapType::PerCpuHash,
-        size_of::<CounterKey>(),
-        8,
-    ),
-    spec(maps::LOSSES, MapType::PerCpuArray, 4, 8),
+    spec(maps::COUNTERS, MapType::Hash, size_of::<CpuCounterKey>(), 8),
+    spec(maps::LOSSES, MapType::Array, 4, 8),
     spec(
         maps::POLL_STATS,
-        MapType::PerCpuHash,
-        8,
+        MapType::Hash,
+        size_of::<CpuDev>(),
         size_of::<PollStats>(),
     ),
     spec(maps::CONFIG, MapType::Array, 4, size_of::<Config>()),
@@ -68,8 +65,8 @@ pub const MAPS: [MapSpec; 10] = [
     spec(maps::POLL_EVENTS, MapType::PerfEventArray, 4, 4),
     spec(
         maps::SEND_STATS,
-        MapType::PerCpuHash,
-        8,
+        MapType::Hash,
+        size_of::<CpuDev>(),
         size_of::<SendStats>(),
     ),
     spec(maps::SEND_EVENTS, MapType::PerfEventArray, 4, 4),
@@ -178,38 +175,49 @@ pub fn inspect(dir: &Path) -> Result<Found> {
             list(&foreign)
         );
     }
-    let mut ring_entries = 0;
+    let mut ring_entries = None;
     for m in &MAPS {
         let path = dir.join(m.name);
-        let info = MapInfo::from_pin(&path).map_err(|_| {
-            anyhow!(
-                "{} is an incomplete recorder: {} is missing or not a map; {fix}",
-                dir.display(),
-                m.name
-            )
-        })?;
-        let kind = info.map_type().ok();
-        if kind != Some(m.kind)
-            || info.key_size() != m.key_size
-            || info.value_size() != m.value_size
+        // The pin's fdinfo, not BPF_OBJ_GET_INFO_BY_FD: that came in 4.13 (`pins`).
+        let info = pins::obj_get(&path)
+            .and_then(|fd| pins::shape(std::os::fd::AsFd::as_fd(&fd)))
+            .map_err(|_| {
+                anyhow!(
+                    "{} is an incomplete recorder: {} is missing or not a map; {fix}",
+                    dir.display(),
+                    m.name
+                )
+            })?;
+        // None: 4.4, no map fdinfo; only "a map" is known (`pins`).
+        let Some(info) = info else { continue };
+        if info.map_type != m.kind as u32
+            || info.key_size != m.key_size
+            || info.value_size != m.value_size
         {
             bail!(
-                "{} is not a v{RECORDER_SCHEMA} recorder: {} is a {:?} map with {}-byte keys and {}-byte values, expected {:?} with {} and {}; {fix}",
+                "{} is not a v{RECORDER_SCHEMA} recorder: {} is a map of type {} with {}-byte keys and {}-byte values, expected {:?} ({}) with {} and {}; {fix}",
                 dir.display(),
                 m.name,
-                kind,
-                info.key_size(),
-                info.value_size(),
+                info.map_type,
+                info.key_size,
+                info.value_size,
                 m.kind,
+                m.kind as u32,
                 m.key_size,
                 m.value_size
             );
         }
         if m.name == maps::RING {
-            ring_entries = info.max_entries();
+            ring_entries = Some(info.max_entries);
         }
     }
-    let meta = parse_meta(&read_meta(dir)?, ring_entries)
+    let bytes = read_meta(dir)?;
+    // Unknown RING size (4.4): the header's own is taken, and not checked.
+    let ring_entries = ring_entries.unwrap_or_else(|| {
+        let at = std::mem::offset_of!(RecorderMeta, ring_size);
+        u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    });
+    let meta = parse_meta(&bytes, ring_entries)
         .map_err(|why| anyhow!("{} {why}; {fix}", dir.display()))?;
     let links = names
         .iter()
@@ -230,8 +238,24 @@ fn list(items: &[&String]) -> String {
 }
 
 fn open(dir: &Path, name: &str) -> Result<Map> {
-    let data = MapData::from_pin(dir.join(name))
-        .with_context(|| format!("opening pinned map {}", dir.join(name).display()))?;
+    let path = dir.join(name);
+    if !pins::info_by_fd_supported() {
+        // Before 4.13: the legacy object's own map of that name (created, never used by a
+        // program) becomes the pinned one; its max_entries may differ (RING's).
+        let mut loader = aya::EbpfLoader::new();
+        crate::kernel::object::size_cpu_maps(&mut loader);
+        let mut ebpf = loader
+            .load(crate::kernel::object::ObjectKind::Legacy.bytes())
+            .context("creating the legacy object's maps to read pins through")?;
+        let map = ebpf
+            .take_map(name)
+            .ok_or_else(|| anyhow!("the legacy object has no {name} map"))?;
+        pins::adopt(&map, &path, true)
+            .with_context(|| format!("opening pinned map {}", path.display()))?;
+        return Ok(map);
+    }
+    let data = MapData::from_pin(&path)
+        .with_context(|| format!("opening pinned map {}", path.display()))?;
     Map::from_map_data(data).with_context(|| format!("pinned map {name}"))
 }
 

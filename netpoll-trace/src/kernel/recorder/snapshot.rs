@@ -7,9 +7,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{HashMap, Map, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap, Map};
 use netpoll_trace_common::{
-    CounterKey, PollStats, RecorderMeta, SendStats, SetupEvent, loss, maps,
+    CounterKey, CpuCounterKey, PollStats, RecorderMeta, SendStats, SetupEvent, loss, maps,
 };
 
 use super::{Found, MAPS, inspect, open};
@@ -54,12 +54,15 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         .context("reading RING")?;
     events.sort_by_key(|(seq, _)| *seq);
 
-    let counters_map: PerCpuHashMap<_, CounterKey, u64> =
-        PerCpuHashMap::try_from(open_counted(maps::COUNTERS)?)?;
-    let mut counters = Vec::new();
+    let counters_map: HashMap<_, CpuCounterKey, u64> =
+        HashMap::try_from(open_counted(maps::COUNTERS)?)?;
+    let mut counters: Vec<(CounterKey, u64)> = Vec::new();
     for entry in counters_map.iter() {
-        let (k, per_cpu) = entry.context("reading COUNTERS")?;
-        counters.push((k, per_cpu.iter().sum()));
+        let (k, n) = entry.context("reading COUNTERS")?;
+        match counters.iter_mut().find(|(key, _)| *key == k.key) {
+            Some((_, total)) => *total += n,
+            None => counters.push((k.key, n)),
+        }
     }
     let loss_totals = losses(&open_counted(maps::LOSSES)?)?;
     let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
@@ -88,10 +91,11 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
 
 /// Each `loss::*` slot of a `LOSSES` map, summed over the CPUs.
 pub fn losses(map: &Map) -> Result<[u64; loss::SLOTS as usize]> {
-    let losses: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+    // loss::SLOTS entries per CPU (no per-CPU maps before 4.6).
+    let losses: Array<_, u64> = Array::try_from(map)?;
     let mut totals = [0u64; loss::SLOTS as usize];
-    for (i, total) in (0u32..).zip(totals.iter_mut()) {
-        *total = losses.get(&i, 0).context("reading LOSSES")?.iter().sum();
+    for (i, n) in losses.iter().enumerate() {
+        totals[i % loss::SLOTS as usize] += n.context("reading LOSSES")?;
     }
     Ok(totals)
 }
