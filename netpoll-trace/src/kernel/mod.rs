@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod btf;
 pub mod clock;
+pub mod embedded;
 pub mod ethtool;
 pub mod host;
 pub mod kallsyms;

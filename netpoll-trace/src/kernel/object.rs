@@ -12,55 +12,8 @@ use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, EbpfLoader, maps::Array};
 use netpoll_trace_common::{Config, loss, maps, per_cpu};
 
+pub use super::embedded::{ObjectKind, size_cpu_maps};
 use super::{clock, profile::stage, recorder};
-
-/// The programs, built by build.rs from netpoll-trace-ebpf.
-static MODERN_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf"));
-static LEGACY_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll-trace-ebpf-legacy"));
-
-/// Which of the two embedded objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
-    Modern,
-    Legacy,
-}
-
-impl ObjectKind {
-    /// In the order `Auto` tries them.
-    pub const ALL: [Self; 2] = [Self::Modern, Self::Legacy];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Modern => "modern",
-            Self::Legacy => "legacy",
-        }
-    }
-
-    pub(crate) fn bytes(self) -> &'static [u8] {
-        match self {
-            Self::Modern => MODERN_OBJECT,
-            Self::Legacy => LEGACY_OBJECT,
-        }
-    }
-
-    /// The object has aya-log's AYA_LOGS map and AYA_LOG_LEVEL global.
-    pub fn has_log(self) -> bool {
-        self == Self::Modern
-    }
-
-    /// The object has fentry/fexit programs (the legacy one has kprobes only).
-    pub fn has_fentry(self) -> bool {
-        self == Self::Modern
-    }
-}
-
-impl fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What the user asked for (`--object`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,25 +137,6 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
     }
     stage(&format!("{kind} object loaded"));
     Ok(ebpf)
-}
-
-/// Sizes the CPU-keyed maps for this machine's possible CPUs (the programs index them
-/// by `bpf_get_smp_processor_id()`; per-CPU maps came in 4.6, and the legacy object
-/// loads on 4.4): a slot per CPU, `loss::SLOTS` per CPU, `per_cpu::*` entries per CPU.
-pub fn size_cpu_maps(loader: &mut EbpfLoader<'_>) {
-    let cpus = aya::util::nr_cpus().map_or(1, u32::from);
-    for name in [
-        maps::POLL_START,
-        maps::POLL_SCRATCH,
-        maps::SEND_CPU,
-        maps::SEND_SCRATCH,
-    ] {
-        loader.map_max_entries(name, cpus);
-    }
-    loader.map_max_entries(maps::LOSSES, loss::SLOTS * cpus);
-    loader.map_max_entries(maps::POLL_STATS, per_cpu::DEVICES * cpus);
-    loader.map_max_entries(maps::SEND_STATS, per_cpu::DEVICES * cpus);
-    loader.map_max_entries(maps::COUNTERS, per_cpu::COUNTERS * cpus);
 }
 
 /// Writes this kernel's struct layout for the programs (before any of them is attached).

@@ -182,7 +182,7 @@ fn default_module_paths() -> Vec<PathBuf> {
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
-    module_paths(&release, exe_dir.as_deref())
+    module_paths(release, exe_dir.as_deref())
 }
 
 /// The module's places, first found wins: installed by hand (extra/), by the

@@ -243,9 +243,9 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
         // Before 4.13: the legacy object's own map of that name (created, never used by a
         // program) becomes the pinned one; its max_entries may differ (RING's).
         let mut loader = aya::EbpfLoader::new();
-        crate::kernel::object::size_cpu_maps(&mut loader);
+        crate::kernel::embedded::size_cpu_maps(&mut loader);
         let mut ebpf = loader
-            .load(crate::kernel::object::ObjectKind::Legacy.bytes())
+            .load(crate::kernel::embedded::ObjectKind::Legacy.bytes())
             .context("creating the legacy object's maps to read pins through")?;
         let map = ebpf
             .take_map(name)
