@@ -436,7 +436,7 @@ fn stack_args(
                 let pointers = !may::SCALAR;
                 let frame_plus_k =
                     class == CLASS_ALU64 && op == ADD && !by_reg && k.regs[dst] == may::FRAME;
-                if floor == Floor::K4_4 && !(op == MOV) && !frame_plus_k {
+                if floor == Floor::K4_4 && op != MOV && !frame_plus_k {
                     let culprit = if k.regs[dst] & pointers != 0 {
                         Some((dst, k.regs[dst]))
                     } else if by_reg && k.regs[src] & pointers != 0 {

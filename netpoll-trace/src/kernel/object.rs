@@ -10,7 +10,7 @@ use std::{fmt, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, EbpfLoader, maps::Array};
-use netpoll_trace_common::{Config, loss, maps, per_cpu};
+use netpoll_trace_common::{Config, maps};
 
 pub use super::embedded::{ObjectKind, size_cpu_maps};
 use super::{clock, profile::stage, recorder};
