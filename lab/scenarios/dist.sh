@@ -89,6 +89,9 @@ pinned=$(ls /sys/fs/bpf/netpoll-trace/v*/ 2>/dev/null | grep -c '^link_')
 loaded=$(progs)
 dpkg -r netpoll-trace >/tmp/dpkg-r.out 2>&1
 echo "dpkg -r: exit $?"; cat /tmp/dpkg-r.out
+# A detached program leaves kallsyms when the kernel frees it (deferred work): give it time.
+back_to_base() { [ "$(progs)" -eq "$base" ]; }
+npt_wait_for 15 back_to_base
 after=$(progs)
 echo "BPF programs in kallsyms: $base before, $loaded with the persistent probes ($pinned links pinned), $after after dpkg -r"
 npt_check deb_remove_detaches sh -c "test $pinned -gt 0 && test $loaded -gt $base && test $after -eq $base && ! test -e /sys/fs/bpf/netpoll-trace && ! test -e /usr/bin/netpoll-trace"
