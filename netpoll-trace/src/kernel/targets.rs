@@ -268,8 +268,17 @@ pub fn require_functions() -> Result<Vec<bool>> {
         .map(|(t, _)| t.function())
         .collect();
     if !missing.is_empty() {
+        let inner_present = TARGETS
+            .iter()
+            .zip(&present)
+            .any(|(t, p)| *p && t.function() == "__netpoll_setup");
+        let why = if inner_present {
+            "netpoll is built in, but netconsole sets it up itself here (Linux 7.x: netcons_netpoll_setup), which this version does not trace yet"
+        } else {
+            "built without CONFIG_NETPOLL?"
+        };
         bail!(Unsupported(format!(
-            "this kernel has no {} (built without CONFIG_NETPOLL?); run `netpoll-trace check`",
+            "this kernel has no {} ({why}); run `netpoll-trace check`",
             missing.join(", ")
         )));
     }
