@@ -1173,6 +1173,17 @@ mod tests {
         s.connect(addr).await.unwrap()
     }
 
+    /// A scrape from 127.0.0.1: what came back within a second.
+    async fn scrape(addr: SocketAddr) -> String {
+        let mut s = connect_from(addr, "127.0.0.1").await;
+        s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
+        out
+    }
+
     #[test]
     fn one_peer_cannot_take_every_connection() {
         let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -1199,12 +1210,7 @@ mod tests {
                 start.elapsed()
             );
             // Another peer scrapes at once.
-            let mut s = connect_from(addr, "127.0.0.1").await;
-            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut out = String::new();
-            let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
+            let out = scrape(addr).await;
             assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
             drop(idle);
         });
@@ -1229,12 +1235,7 @@ mod tests {
             }
             // Let the endpoint accept them all.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut s = connect_from(addr, "127.0.0.1").await;
-            s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut out = String::new();
-            let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_string(&mut out)).await;
+            let out = scrape(addr).await;
             assert!(out.starts_with("HTTP/1.1 200 OK"), "{out:?}");
             drop(idle);
         });
