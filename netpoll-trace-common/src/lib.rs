@@ -131,8 +131,9 @@ pub mod maps {
     pub const SETUP_EVENTS: &str = "SETUP_EVENTS";
     /// Per-device `netpoll_poll_dev` statistics (a hash keyed by CPU and device, `CpuDev`).
     pub const POLL_STATS: &str = "POLL_STATS";
-    /// The `netpoll_poll_dev` call in progress per CPU.
-    pub const POLL_START: &str = "POLL_START";
+    /// The `netpoll_poll_dev` calls in progress per CPU (`PollCpu`: nested, a bond's
+    /// poll polls its slaves).
+    pub const POLL_CPU: &str = "POLL_CPU";
     /// Scratch space for a new `PollStats` (too big for the BPF stack).
     pub const POLL_SCRATCH: &str = "POLL_SCRATCH";
     /// Single slow `netpoll_poll_dev` calls (perf event array).
@@ -166,7 +167,7 @@ pub mod maps {
         INFLIGHT,
         SETUP_EVENTS,
         POLL_STATS,
-        POLL_START,
+        POLL_CPU,
         POLL_SCRATCH,
         POLL_EVENTS,
         META,
@@ -386,14 +387,31 @@ pub struct PollEvent {
 
 const _: () = assert!(core::mem::size_of::<PollEvent>() == 48);
 
-/// Entry state of the `netpoll_poll_dev` call running on a CPU (it runs with
-/// interrupts off, so one per CPU is enough).
+/// Nested `netpoll_poll_dev` calls tracked per CPU: since 4.19 a bond's (or team's)
+/// poll controller polls each slave from inside its own poll, and a vlan over a bond
+/// adds a level.
+pub const POLL_DEPTH: u32 = 4;
+
+/// One `netpoll_poll_dev` call in progress.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct PollStart {
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollFrame {
     pub ts_ns: u64,
     pub dev: u64,
 }
+
+/// The `netpoll_poll_dev` calls in progress on a CPU: they run with interrupts off, so
+/// a CPU's calls nest strictly and a frame per depth pairs each exit with its entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollCpu {
+    /// Calls in progress (`frames[0..depth]`; deeper ones are counted, not timed).
+    pub depth: u32,
+    pub _pad: u32,
+    pub frames: [PollFrame; POLL_DEPTH as usize],
+}
+
+const _: () = assert!(core::mem::size_of::<PollCpu>() == 8 + 16 * POLL_DEPTH as usize);
 
 /// Per-device send-path statistics, one per CPU, keyed by `struct net_device *`.
 /// Every message (`netpoll_send_udp`) ends in exactly one of sent, deferred or a
@@ -496,7 +514,10 @@ const _: () = assert!(core::mem::size_of::<SendCpu>() == 24 + 24 * SEND_DEPTH as
 /// v4: no per-CPU maps (the legacy object loads on 4.4): `COUNTERS`, `POLL_STATS` and
 /// `SEND_STATS` are hashes keyed by CPU too (`CpuCounterKey`, `CpuDev`), `LOSSES` an
 /// array of `loss::SLOTS` entries per CPU.
-pub const RECORDER_SCHEMA: u32 = 4;
+/// v5: `CpuDev` carries the device's ifindex (a device re-created at a freed address is
+/// a new key); `LOSSES` counts full statistics maps, failed event outputs and untracked
+/// tear-downs.
+pub const RECORDER_SCHEMA: u32 = 5;
 
 /// Set-up events the recorder's ring keeps unless told otherwise at load.
 pub const DEFAULT_RING_SIZE: u32 = 1024;
@@ -539,8 +560,19 @@ pub mod loss {
     /// Entries left over on a thread (their returns were missed), flushed when the
     /// thread set up again (`pairing::on_enter`): their records are lost.
     pub const ORPHANED_ENTRY: u32 = 5;
+    /// Statistics updates dropped because `POLL_STATS` or `SEND_STATS` was full (a
+    /// device's polls or messages went uncounted).
+    pub const STATS_FULL: u32 = 6;
+    /// Events the programs could not hand to userspace (`bpf_perf_event_output`
+    /// failed: no buffer open for that CPU, e.g. one brought online after the reader
+    /// started and before it noticed, or a full buffer on kernels that do not count
+    /// it as lost).
+    pub const OUTPUT_FAILED: u32 = 7;
+    /// `netpoll_cleanup` calls that could not be marked (`CLEANUP` full): an owner's
+    /// disable under them is reported as a device event.
+    pub const CLEANUP_UNMARKED: u32 = 8;
     /// Entries of `LOSSES`.
-    pub const SLOTS: u32 = 6;
+    pub const SLOTS: u32 = 9;
 
     /// Each slot's name in every output (dump's `lost`, JSON, metrics' `kind` label).
     pub const NAMES: [&str; SLOTS as usize] = [
@@ -550,6 +582,9 @@ pub mod loss {
         "unpaired_return",
         "missed_return",
         "orphaned_entry",
+        "stats_full",
+        "output_failed",
+        "cleanup_unmarked",
     ];
 }
 
@@ -709,7 +744,9 @@ const _: () = assert!(core::mem::size_of::<CounterKey>() == 24);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CpuDev {
     pub cpu: u32,
-    pub _pad: u32,
+    /// The device's ifindex, read when counting: a device freed and another allocated
+    /// at the same address is a new key, never counted under the old name.
+    pub ifindex: i32,
     /// The `struct net_device *`.
     pub dev: u64,
 }
@@ -779,7 +816,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::PollStats {}
     unsafe impl aya::Pod for super::PollEvent {}
-    unsafe impl aya::Pod for super::PollStart {}
+    unsafe impl aya::Pod for super::PollCpu {}
     unsafe impl aya::Pod for super::RecorderMeta {}
     unsafe impl aya::Pod for super::CounterKey {}
     unsafe impl aya::Pod for super::CpuDev {}

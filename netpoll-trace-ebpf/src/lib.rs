@@ -38,7 +38,8 @@ compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer a
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_buf,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_perf_event_output,
+        bpf_probe_read_buf,
     },
     macros::map,
     maps::{Array, HashMap, PerfEventArray},
@@ -47,7 +48,8 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
     COMM_LEN, Config, CounterKey, CpuCounterKey, CpuDev, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey,
-    MAX_DEPTH, NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, PollEvent, PollStart, PollStats,
+    MAX_DEPTH, NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, POLL_DEPTH, PollCpu, PollEvent, PollFrame,
+    PollStats,
     RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendFrame, SendStats, SetupEvent,
     config_flags as cf, event_flags as ef, loss,
     pairing::{self, Enter, Exit, Frame},
@@ -69,12 +71,18 @@ fn cpu() -> u32 {
     unsafe { bpf_get_smp_processor_id() }
 }
 
-/// This CPU's key of a per-device value.
+/// This CPU's key of a per-device value: the device's address and its ifindex, so a
+/// device freed and another allocated at the same address never share statistics.
 #[inline(always)]
-fn cpu_dev(dev: u64) -> CpuDev {
+fn cpu_dev(cfg: &Config, dev: u64) -> CpuDev {
+    let mut ifindex = 0i32;
+    if dev != 0 && cfg.flags & cf::DEV_IFINDEX != 0 {
+        let src = unsafe { (dev as *const u8).add(cfg.dev_ifindex as usize) } as *const i32;
+        ifindex = unsafe { probe_read(src) }.unwrap_or(0);
+    }
     CpuDev {
         cpu: cpu(),
-        _pad: 0,
+        ifindex,
         dev,
     }
 }
@@ -252,6 +260,39 @@ macro_rules! take_frame {
     }};
 }
 
+/// A `PollFrame`'s size, as an offset step.
+const POLL_FRAME: i16 = size_of::<PollFrame>() as i16;
+
+/// Writes frame `$k` of the `PollCpu` map value `$base` (see `bump_at`).
+macro_rules! set_poll_frame {
+    ($base:expr, $k:expr, $ts:expr, $dev:expr) => {{
+        const F: i16 = off!(PollCpu, frames) + POLL_FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            store_at::<{ F + off!(PollFrame, ts_ns) }, 8>(base, $ts);
+            store_at::<{ F + off!(PollFrame, dev) }, 8>(base, $dev);
+        }
+    }};
+}
+
+/// Reads frame `$k` of the `PollCpu` map value `$base` and marks it done (ts 0).
+macro_rules! take_poll_frame {
+    ($base:expr, $k:expr) => {{
+        const F: i16 = off!(PollCpu, frames) + POLL_FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            let v = (
+                load_at::<{ F + off!(PollFrame, ts_ns) }, 8>(base),
+                load_at::<{ F + off!(PollFrame, dev) }, 8>(base),
+            );
+            store_at::<{ F + off!(PollFrame, ts_ns) }, 8>(base, 0);
+            v
+        }
+    }};
+}
+
 /// `$ty.$field[b] += 1` in the map value at `$base` (a `[u64; POLL_BUCKETS]` histogram).
 macro_rules! bump_bucket {
     ($base:expr, $ty:ty, $field:ident, $b:expr) => {{
@@ -285,9 +326,9 @@ static SETUP_EVENTS: PerfEventArray<SetupEvent> = PerfEventArray::new(0);
 #[map]
 static POLL_STATS: HashMap<CpuDev, PollStats> = HashMap::with_max_entries(per_cpu::DEVICES, 0);
 
-/// The `netpoll_poll_dev` call in progress on each CPU.
+/// The `netpoll_poll_dev` calls in progress on each CPU, one frame per nesting depth.
 #[map]
-static POLL_START: Array<PollStart> = Array::with_max_entries(1, 0);
+static POLL_CPU: Array<PollCpu> = Array::with_max_entries(1, 0);
 
 /// Where a new device's `PollStats` is zeroed and its identity read before it is
 /// copied to the stack for the insert (4.14 takes map values only from the stack).
@@ -492,40 +533,61 @@ pub fn setup_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: 
     try_exit(ctx, function, np, ret);
 }
 
+/// Entry of netpoll_poll_dev: a frame at this CPU's depth (a bond's poll polls its
+/// slaves from inside its own, so one slot per CPU would lose the outer call).
 #[inline(always)]
 pub fn poll_enter(dev: u64) {
-    if let Some(start) = POLL_START.get_ptr_mut(cpu()) {
-        // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
-        unsafe {
-            (*start).ts_ns = bpf_ktime_get_ns();
-            (*start).dev = dev;
-        }
+    let Some(pc) = POLL_CPU.get_ptr_mut(cpu()) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; netpoll_poll_dev runs with interrupts off.
+    let pc = unsafe { &mut *pc };
+    let depth = pc.depth;
+    pc.depth = depth + 1;
+    if depth >= POLL_DEPTH {
+        return; // counted in depth only, so the exits still pair
     }
+    let i = masked(depth, POLL_DEPTH - 1) as usize;
+    let now = unsafe { bpf_ktime_get_ns() };
+    const _: () = assert!(POLL_DEPTH == 4);
+    let base = (&raw mut *pc).cast::<u8>();
+    at_index!(i, |K| set_poll_frame!(base, K, now, dev), 0 1 2 3);
 }
 
+/// Return of netpoll_poll_dev: the frame of its own depth.
 #[inline(always)]
 pub fn poll_exit<C: EbpfContext>(ctx: &C) {
-    let Some(start) = POLL_START.get_ptr_mut(cpu()) else {
+    let Some(pc) = POLL_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot, written by poll_enter on the same CPU.
-    let (ts, dev) = unsafe { ((*start).ts_ns, (*start).dev) };
-    if ts == 0 {
+    let pc = unsafe { &mut *pc };
+    if pc.depth == 0 {
         return; // attached mid-call
     }
-    unsafe { (*start).ts_ns = 0 };
+    let depth = pc.depth - 1;
+    pc.depth = depth;
+    if depth >= POLL_DEPTH {
+        return;
+    }
+    let i = masked(depth, POLL_DEPTH - 1) as usize;
+    let mut frame = (0u64, 0u64);
+    let base = (&raw mut *pc).cast::<u8>();
+    at_index!(i, |K| frame = take_poll_frame!(base, K), 0 1 2 3);
+    let (ts, dev) = frame;
+    if ts == 0 {
+        return;
+    }
     let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
     let Some(cfg) = CONFIG.get(0) else { return };
-    let key = cpu_dev(dev);
+    let key = cpu_dev(cfg, dev);
     let stats = match POLL_STATS.get_ptr_mut(key) {
         Some(p) => p,
         None => {
-            if !insert_poll_stats(cfg, key) {
-                return;
-            }
+            insert_poll_stats(cfg, key);
             match POLL_STATS.get_ptr_mut(key) {
                 Some(p) => p,
-                None => return,
+                None => return lose(loss::STATS_FULL),
             }
         }
     };
@@ -555,16 +617,16 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
             name: [0; IFNAMSIZ],
         };
         read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
-        POLL_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
+        emit(ctx, &POLL_EVENTS, &ev);
     }
 }
 
 /// Creates a device's zeroed `PollStats` with its name and ifindex.
 #[inline(always)]
-fn insert_poll_stats(cfg: &Config, key: CpuDev) -> bool {
+fn insert_poll_stats(cfg: &Config, key: CpuDev) {
     let dev = key.dev;
     let Some(fresh) = POLL_SCRATCH.get_ptr_mut(key.cpu) else {
-        return false;
+        return;
     };
     // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
     let fresh = unsafe { &mut *fresh };
@@ -575,7 +637,7 @@ fn insert_poll_stats(cfg: &Config, key: CpuDev) -> bool {
     (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (304 bytes fit in its 512).
     let value: PollStats = *fresh;
-    POLL_STATS.insert(key, &value, 0).is_ok()
+    let _ = POLL_STATS.insert(key, &value, BPF_NOEXIST);
 }
 
 /// The device's name, ifindex and identity flags, read into the stack and returned for
@@ -875,7 +937,28 @@ fn send_event_out<C: EbpfContext>(
         reason,
     };
     read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
-    SEND_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
+    emit(ctx, &SEND_EVENTS, &ev);
+}
+
+/// Hands `ev` to this CPU's buffer of `map`; a failure (no buffer open for this CPU,
+/// which a CPU brought online after the reader started has until userspace notices it)
+/// is counted, never silent. Index: this CPU (4.4 has no BPF_F_CURRENT_CPU).
+#[inline(always)]
+fn emit<C: EbpfContext, T>(ctx: &C, map: &PerfEventArray<T>, ev: &T) {
+    // SAFETY: the map is a perf event array (repr(transparent) over its definition, as
+    // aya-ebpf's own output passes it) and `ev` a stack value of its size.
+    let ret = unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::from_ref(map).cast_mut().cast(),
+            u64::from(cpu()),
+            core::ptr::from_ref(ev).cast_mut().cast(),
+            size_of::<T>() as u64,
+        )
+    };
+    if ret != 0 {
+        lose(loss::OUTPUT_FAILED);
+    }
 }
 
 /// `v & mask` in a form the 4.14 verifier tracks (see poll_exit): the volatile read
@@ -905,7 +988,7 @@ fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
 /// This CPU's `SendStats` of `dev`, created (named) on first use.
 #[inline(always)]
 fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
-    let key = cpu_dev(dev);
+    let key = cpu_dev(cfg, dev);
     if let Some(p) = SEND_STATS.get_ptr_mut(key) {
         return Some(p);
     }
@@ -926,17 +1009,29 @@ fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
     (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
     // 4.14 takes an update's value only from the stack (376 bytes of its 512).
     let value: SendStats = *fresh;
-    // Another CPU's insert of the same device makes ours fail; our zeroed copy exists then.
     let _ = SEND_STATS.insert(key, &value, BPF_NOEXIST);
-    SEND_STATS.get_ptr_mut(key)
+    let p = SEND_STATS.get_ptr_mut(key);
+    if p.is_none() {
+        lose(loss::STATS_FULL);
+    }
+    p
 }
 
 // --- Tear-downs: which netpoll, and why.
 
-/// Entry of netpoll_cleanup: an owner turns its netpoll off.
+/// Entry of netpoll_cleanup: an owner turns its netpoll off. Marked only when the
+/// netpoll has a device: without one (netconsole's rmmod after the device went away)
+/// netpoll_cleanup returns without __netpoll_cleanup, which would have taken the mark,
+/// and the mark would stay until CLEANUP filled.
 #[inline(always)]
 pub fn cleanup_enter(np: u64) {
-    let _ = CLEANUP.insert(bpf_get_current_pid_tgid(), np, 0);
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND != 0 && netpoll_dev(cfg, np) == 0 {
+        return;
+    }
+    if CLEANUP.insert(bpf_get_current_pid_tgid(), np, 0).is_err() {
+        lose(loss::CLEANUP_UNMARKED);
+    }
 }
 
 /// Entry of __netpoll_cleanup: a record (function `INNER_NETPOLL_CLEANUP`, `ret` its
@@ -977,7 +1072,7 @@ pub fn inner_cleanup_enter<C: EbpfContext>(ctx: &C, np: u64) {
     }
     read_netpoll(&mut ev, cfg, np);
     read_device(&mut ev, cfg, dev);
-    SETUP_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
+    emit(ctx, &SETUP_EVENTS, &ev);
     record(&ev);
 }
 
@@ -1164,7 +1259,7 @@ fn try_exit<C: EbpfContext>(ctx: &C, function: u32, np: Option<u64>, ret: u64) {
         ctx,
         "set-up fn={} depth={} ret={}", ev.function, ev.depth, ev.ret
     );
-    SETUP_EVENTS.output_at_index(ctx, cpu(), &ev, 0);
+    emit(ctx, &SETUP_EVENTS, &ev);
     record(&ev);
     count(&ev);
     let _ = INFLIGHT.remove(key);

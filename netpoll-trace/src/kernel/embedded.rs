@@ -62,7 +62,7 @@ impl fmt::Display for ObjectKind {
 pub fn size_cpu_maps(loader: &mut EbpfLoader<'_>) {
     let cpus = aya::util::nr_cpus().map_or(1, u32::from);
     for name in [
-        maps::POLL_START,
+        maps::POLL_CPU,
         maps::POLL_SCRATCH,
         maps::SEND_CPU,
         maps::SEND_SCRATCH,

@@ -54,6 +54,8 @@ pub struct Teardown {
     pub pid: u32,
     pub comm: Option<String>,
     pub netpoll_addr: u64,
+    /// The `struct net_device *` (0: not read).
+    pub dev_addr: u64,
 }
 
 impl Teardown {
@@ -77,7 +79,17 @@ impl Teardown {
             pid: (ev.pid_tgid >> 32) as u32,
             comm: cstr(&ev.comm),
             netpoll_addr: ev.netpoll,
+            dev_addr: ev.dev,
         })
+    }
+
+    /// The device this tear-down unregisters, by address and ifindex: its statistics
+    /// end here (None: another cause, or the device was not read).
+    pub fn unregisters(&self) -> Option<(u64, i32)> {
+        match (self.cause, self.dev_addr, self.ifindex) {
+            (StopCause::DeviceUnregistered, dev, Some(ifindex)) if dev != 0 => Some((dev, ifindex)),
+            _ => None,
+        }
     }
 }
 
@@ -292,7 +304,28 @@ pub mod tests {
             pid: 7,
             comm: Some("ip".into()),
             netpoll_addr: 0xffff_8880_0000_1000,
+            dev_addr: 0xffff_8880_0000_2000,
         }
+    }
+
+    /// Only an unregistering device's tear-down ends its statistics, and only with its
+    /// address and ifindex both known (the address alone may be reused).
+    #[test]
+    fn only_an_unregister_with_a_known_device_retires_its_statistics() {
+        let t = teardown(StopCause::DeviceUnregistered);
+        assert_eq!(t.unregisters(), Some((0xffff_8880_0000_2000, 3)));
+        assert_eq!(teardown(StopCause::Disabled).unregisters(), None);
+        assert_eq!(teardown(StopCause::DeviceEvent).unregisters(), None);
+        let unread = Teardown {
+            dev_addr: 0,
+            ..teardown(StopCause::DeviceUnregistered)
+        };
+        assert_eq!(unread.unregisters(), None);
+        let no_ifindex = Teardown {
+            ifindex: None,
+            ..teardown(StopCause::DeviceUnregistered)
+        };
+        assert_eq!(no_ifindex.unregisters(), None);
     }
 
     #[test]

@@ -264,6 +264,7 @@ mod tests {
             pid: 101,
             comm: Some("rmmod".into()),
             netpoll_addr: setup.netpoll_addr,
+            dev_addr: 0,
         };
         assert!(a.take(Msg::Setup(setup)).is_empty());
         assert!(
@@ -304,6 +305,7 @@ mod tests {
             pid: 1,
             comm: None,
             netpoll_addr: 1,
+            dev_addr: 0,
         };
         assert_eq!(a.take(Msg::Teardown(t)).len(), 1);
     }

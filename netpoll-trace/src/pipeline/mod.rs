@@ -6,6 +6,7 @@
 mod assemble;
 pub mod enrich;
 mod readers;
+mod retired;
 
 use std::{
     path::PathBuf,
@@ -14,20 +15,21 @@ use std::{
 };
 
 use anyhow::Result;
-use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinSet};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use self::{
     assemble::{Assembler, GRACE},
-    readers::{Msg, QUEUE, Unqueued, decode_poll, decode_send, decode_setup, spawn_readers},
+    readers::{Arrays, Msg, QUEUE, Readers, Unqueued},
+    retired::Retired,
 };
 use crate::{
     kernel::{
         attach::{self, AttachChoice, AttachMethod},
-        clock, kmsg,
+        clock, console_targets, device_stats, kmsg,
         object::{ObjectChoice, RecorderPlan},
-        offsets, poll_stats,
+        offsets,
         profile::{self, stage},
-        recorder, send_stats, targets,
+        recorder, targets,
     },
     model::{
         output::{Dropped, Output, Sink},
@@ -69,7 +71,11 @@ pub struct Tracer {
     /// What the readers could not queue (reported as `Dropped` and `Lost`).
     unqueued: Arc<Unqueued>,
     stop_tx: tokio::sync::watch::Sender<bool>,
-    readers: JoinSet<()>,
+    readers: Readers,
+    /// When the readers last looked for CPUs brought online.
+    cpus_checked: Instant,
+    /// Unregistered devices' statistics, out of the kernel's maps.
+    retired: Retired,
     assembler: Assembler,
     tick: tokio::time::Interval,
     /// The programs' aya-log records, forwarded to the `log` crate as they come.
@@ -163,30 +169,15 @@ impl Tracer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let unqueued = Arc::new(Unqueued::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut readers = JoinSet::new();
-        spawn_readers(
-            &mut readers,
-            &mut loaded.setup_events,
-            &tx,
-            &unqueued,
-            &stop_rx,
-            decode_setup,
-        )?;
-        spawn_readers(
-            &mut readers,
-            &mut loaded.poll_events,
-            &tx,
-            &unqueued,
-            &stop_rx,
-            decode_poll,
-        )?;
-        spawn_readers(
-            &mut readers,
-            &mut loaded.send_events,
-            &tx,
-            &unqueued,
-            &stop_rx,
-            decode_send,
+        let readers = Readers::start(
+            Arrays {
+                setup: &mut loaded.setup_events,
+                poll: &mut loaded.poll_events,
+                send: &mut loaded.send_events,
+            },
+            tx,
+            unqueued.clone(),
+            stop_rx,
         )?;
 
         for f in &loaded.fallbacks {
@@ -251,6 +242,8 @@ impl Tracer {
             unqueued,
             stop_tx,
             readers,
+            cpus_checked: Instant::now(),
+            retired: Retired::default(),
             assembler: Assembler::new(kmsg),
             tick: tokio::time::interval(GRACE),
             logger,
@@ -284,8 +277,11 @@ impl Tracer {
             }
         };
         let mut outs = tokio::select! {
-            Some(msg) = self.rx.recv() => self.assembler.take(msg),
-            _ = self.tick.tick() => self.assembler.flush(false),
+            Some(msg) = self.rx.recv() => self.take(msg),
+            _ = self.tick.tick() => {
+                self.follow_cpus();
+                self.assembler.flush(false)
+            }
             Some(mut guard) = logs => {
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
@@ -298,10 +294,11 @@ impl Tracer {
                 .assembler
                 .targets
                 .watched(netpoll_trace_common::NC_TARGET_SLOTS as usize);
-            if let Err(e) = send_stats::watch_targets(&mut self.loaded.ebpf, &watched) {
+            if let Err(e) = console_targets::watch_targets(&mut self.loaded.ebpf, &watched) {
                 log::debug!("updating the targets the console write checks: {e:#}");
             }
         }
+        self.retired.collect(&mut self.loaded.ebpf, false);
         if let Some(every) = self.poll_refresh
             && self.last_poll.is_none_or(|t| t.elapsed() >= every)
         {
@@ -320,6 +317,35 @@ impl Tracer {
             }
         }
         outs
+    }
+
+    /// Hands a reader's message to the assembler, noting an unregistering device first.
+    fn take(&mut self, msg: Msg) -> Vec<Output> {
+        if let Msg::Teardown(t) = &msg {
+            self.retired.note(t);
+        }
+        self.assembler.take(msg)
+    }
+
+    /// Opens perf buffers for CPUs brought online since the last look (once a second).
+    fn follow_cpus(&mut self) {
+        if self.cpus_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.cpus_checked = Instant::now();
+        let l = &mut self.loaded;
+        let arrays = Arrays {
+            setup: &mut l.setup_events,
+            poll: &mut l.poll_events,
+            send: &mut l.send_events,
+        };
+        match self.readers.follow_cpus(arrays) {
+            Ok(new) if !new.is_empty() => {
+                log::info!("reading the events of CPUs {new:?}, online since start-up")
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("following CPUs brought online: {e:#}"),
+        }
     }
 
     /// What the readers dropped since the last report, as outputs.
@@ -346,18 +372,22 @@ impl Tracer {
 
     /// The kernel's per-device poll statistics so far.
     fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
-        Ok(poll::summarize_all(
-            &poll_stats::read_loaded(&self.loaded.ebpf)?,
-            clock::monotonic_ns(),
-        ))
+        let mut all = device_stats::read(device_stats::map(
+            &self.loaded.ebpf,
+            netpoll_trace_common::maps::POLL_STATS,
+        )?)?;
+        all.extend(self.retired.polls().cloned());
+        Ok(poll::summarize_all(&all, clock::monotonic_ns()))
     }
 
     /// The kernel's per-device send-path statistics so far.
     fn send_stats(&self) -> Result<Vec<send::SendSummary>> {
-        Ok(send::summarize_all(
-            &send_stats::read_loaded(&self.loaded.ebpf)?,
-            clock::monotonic_ns(),
-        ))
+        let mut all = device_stats::read(device_stats::map(
+            &self.loaded.ebpf,
+            netpoll_trace_common::maps::SEND_STATS,
+        )?)?;
+        all.extend(self.retired.sends().cloned());
+        Ok(send::summarize_all(&all, clock::monotonic_ns()))
     }
 
     /// Every netconsole target seen and its last change.
@@ -379,11 +409,12 @@ impl Tracer {
     /// statistics last, and the kernel's word on whether netconsole was left disabled.
     pub async fn finish(mut self) -> (Vec<Output>, Option<String>) {
         let _ = self.stop_tx.send(true);
-        while self.readers.join_next().await.is_some() {}
+        while self.readers.set.join_next().await.is_some() {}
         let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
-            out.extend(self.assembler.take(msg));
+            out.extend(self.take(msg));
         }
+        self.retired.collect(&mut self.loaded.ebpf, true);
         // The last records may have started reading the symbol table.
         self.assembler.ready().await;
         out.extend(self.assembler.flush(true));

@@ -91,17 +91,74 @@ pub fn offer(tx: &mpsc::Sender<Msg>, msg: Msg, unqueued: &Unqueued) {
     }
 }
 
-/// One reader task per CPU buffer of `array`.
-pub fn spawn_readers(
-    set: &mut JoinSet<()>,
-    array: &mut PerfEventArray<MapData>,
-    tx: &mpsc::Sender<Msg>,
-    unqueued: &Arc<Unqueued>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-    decode: fn(&[u8], &[u8]) -> Msg,
-) -> Result<()> {
-    let cpus = aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
-    for cpu in cpus {
+/// The perf event arrays the readers drain, each with its decoder.
+pub struct Arrays<'a> {
+    pub setup: &'a mut PerfEventArray<MapData>,
+    pub poll: &'a mut PerfEventArray<MapData>,
+    pub send: &'a mut PerfEventArray<MapData>,
+}
+
+/// The reader tasks, one per CPU buffer of each array, and the CPUs they cover. A CPU
+/// brought online later gets its buffers when `follow_cpus` next looks (until then its
+/// events fail in the kernel and are counted as `output_failed`); one that went offline
+/// and came back gets new ones, as the kernel drops a CPU's perf events when it goes.
+pub struct Readers {
+    pub set: JoinSet<()>,
+    tx: mpsc::Sender<Msg>,
+    unqueued: Arc<Unqueued>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    online: Vec<u32>,
+}
+
+impl Readers {
+    /// Readers for every CPU online now.
+    pub fn start(
+        arrays: Arrays<'_>,
+        tx: mpsc::Sender<Msg>,
+        unqueued: Arc<Unqueued>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let mut r = Self {
+            set: JoinSet::new(),
+            tx,
+            unqueued,
+            stop,
+            online: Vec::new(),
+        };
+        let online = online_cpus()?;
+        r.open(arrays, &online)?;
+        r.online = online;
+        Ok(r)
+    }
+
+    /// Opens buffers for the CPUs that came online since the last look; returns them.
+    pub fn follow_cpus(&mut self, arrays: Arrays<'_>) -> Result<Vec<u32>> {
+        let online = online_cpus()?;
+        let new: Vec<u32> = online
+            .iter()
+            .copied()
+            .filter(|c| !self.online.contains(c))
+            .collect();
+        self.open(arrays, &new)?;
+        self.online = online;
+        Ok(new)
+    }
+
+    fn open(&mut self, arrays: Arrays<'_>, cpus: &[u32]) -> Result<()> {
+        for &cpu in cpus {
+            self.spawn(arrays.setup, cpu, decode_setup)?;
+            self.spawn(arrays.poll, cpu, decode_poll)?;
+            self.spawn(arrays.send, cpu, decode_send)?;
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        array: &mut PerfEventArray<MapData>,
+        cpu: u32,
+        decode: fn(&[u8], &[u8]) -> Msg,
+    ) -> Result<()> {
         let buf = PerfEventArrayBuffer::open(cpu, 16)
             .with_context(|| format!("opening perf buffer for CPU {cpu}"))?;
         // The array holds the buffer's fd only while the array's map fd stays open
@@ -113,15 +170,19 @@ pub fn spawn_readers(
         // stays open exactly as long as it is registered.
         let fd = unsafe { AsyncFd::register(buf) }
             .map_err(|e| anyhow!("registering perf buffer with the runtime: {e}"))?;
-        set.spawn(read_cpu(
+        self.set.spawn(read_cpu(
             fd,
-            tx.clone(),
-            unqueued.clone(),
-            stop.clone(),
+            self.tx.clone(),
+            self.unqueued.clone(),
+            self.stop.clone(),
             decode,
         ));
+        Ok(())
     }
-    Ok(())
+}
+
+fn online_cpus() -> Result<Vec<u32>> {
+    aya::util::online_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))
 }
 
 async fn read_cpu(

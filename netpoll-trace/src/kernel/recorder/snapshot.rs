@@ -13,7 +13,7 @@ use netpoll_trace_common::{
 };
 
 use super::{Found, MAPS, inspect, open};
-use crate::kernel::{poll_stats, send_stats};
+use crate::kernel::device_stats;
 
 /// Everything a dump shows, read from the pins without attaching anything.
 pub struct Snapshot {
@@ -65,8 +65,8 @@ pub fn read(dir: &Path) -> Result<Snapshot> {
         }
     }
     let loss_totals = losses(&open_counted(maps::LOSSES)?)?;
-    let polls = poll_stats::read(&open_counted(maps::POLL_STATS)?)?;
-    let sends = send_stats::read(&open_counted(maps::SEND_STATS)?)?;
+    let polls = device_stats::read(&open_counted(maps::POLL_STATS)?)?;
+    let sends = device_stats::read(&open_counted(maps::SEND_STATS)?)?;
     let read = [
         maps::RING,
         maps::COUNTERS,
