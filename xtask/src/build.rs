@@ -128,6 +128,7 @@ pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String
         ("netpoll-patch", "netpoll_patch"),
         ("lab/emulate", "emulate_pre419"),
         ("lab/panic", "npt_panic"),
+        ("lab/netdev", "npt_netdev"),
     ] {
         let ko = kmod_for(kernel, &root.join(src), &out_dir)?;
         if name == "netpoll_patch" {

@@ -78,6 +78,42 @@ impl Losses {
     pub fn pairing(&self) -> u64 {
         self.pairing_kinds().map(|(_, n)| n).sum()
     }
+
+    /// What was counted after `start` (a pinned recorder's counts began before us).
+    pub fn since(&self, start: &Losses) -> Losses {
+        Losses(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(start.0[i])
+        }))
+    }
+
+    /// A warning for each loss a live session must not keep quiet about: statistics,
+    /// events and tear-down causes the programs could not keep.
+    pub fn live_warnings(&self) -> Vec<String> {
+        const LIVE: [(u32, &str); 3] = [
+            (
+                loss::STATS_FULL,
+                "statistics update(s) dropped: the per-device statistics map was full (devices that unregistered while nothing traced them stay in it until `netpoll-trace reset`)",
+            ),
+            (
+                loss::OUTPUT_FAILED,
+                "event(s) the programs could not hand over (no perf buffer for that CPU yet: one brought online is read from the next second on)",
+            ),
+            (
+                loss::CLEANUP_UNMARKED,
+                "tear-down(s) whose cause could not be marked: an owner's disable may show as a device event",
+            ),
+        ];
+        LIVE.iter()
+            .filter(|(slot, _)| self.get(*slot) > 0)
+            .map(|(slot, what)| {
+                format!(
+                    "{} {what} [{}]",
+                    self.get(*slot),
+                    loss::NAMES[*slot as usize]
+                )
+            })
+            .collect()
+    }
 }
 
 impl Serialize for Losses {
@@ -341,6 +377,22 @@ pub mod tests {
         assert_eq!(v["unrecorded"], 5);
         assert_eq!(v["entry_dropped"], 0);
         assert_eq!(v.as_object().unwrap().len(), loss::SLOTS as usize);
+    }
+
+    /// Only what happened after start counts, and each live loss is named.
+    #[test]
+    fn live_losses_since_start_are_named() {
+        let mut start = [0; loss::SLOTS as usize];
+        start[loss::OUTPUT_FAILED as usize] = 4;
+        let mut now = start;
+        assert!(Losses(now).since(&Losses(start)).live_warnings().is_empty());
+        now[loss::OUTPUT_FAILED as usize] = 6;
+        now[loss::STATS_FULL as usize] = 1;
+        now[loss::MISSED_RETURN as usize] = 9;
+        let w = Losses(now).since(&Losses(start)).live_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("1 statistics") && w[0].ends_with("[stats_full]"));
+        assert!(w[1].starts_with("2 event(s)") && w[1].ends_with("[output_failed]"));
     }
 
     #[test]

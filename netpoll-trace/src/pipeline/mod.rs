@@ -76,6 +76,8 @@ pub struct Tracer {
     cpus_checked: Instant,
     /// Unregistered devices' statistics, out of the kernel's maps.
     retired: Retired,
+    /// The programs' loss counts when we attached (a pinned recorder's go back further).
+    losses_at_start: Losses,
     assembler: Assembler,
     tick: tokio::time::Interval,
     /// The programs' aya-log records, forwarded to the `log` crate as they come.
@@ -169,6 +171,7 @@ impl Tracer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let unqueued = Arc::new(Unqueued::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let losses_at_start = Losses(recorder::snapshot::losses_loaded(&loaded.ebpf)?);
         let readers = Readers::start(
             Arrays {
                 setup: &mut loaded.setup_events,
@@ -244,6 +247,7 @@ impl Tracer {
             readers,
             cpus_checked: Instant::now(),
             retired: Retired::default(),
+            losses_at_start,
             assembler: Assembler::new(kmsg),
             tick: tokio::time::interval(GRACE),
             logger,
@@ -429,6 +433,18 @@ impl Tracer {
         match self.send_stats() {
             Ok(stats) => out.push(Output::SendStats { stats, last: true }),
             Err(e) => out.push(Output::Warning(format!("reading send statistics: {e:#}"))),
+        }
+        match recorder::snapshot::losses_loaded(&self.loaded.ebpf) {
+            Ok(l) => out.extend(
+                Losses(l)
+                    .since(&self.losses_at_start)
+                    .live_warnings()
+                    .into_iter()
+                    .map(Output::Warning),
+            ),
+            Err(e) => out.push(Output::Warning(format!(
+                "reading the programs' losses: {e:#}"
+            ))),
         }
         let silent = self
             .assembler
