@@ -16,7 +16,8 @@
 # checks: persist_pinned four_after_kill causes delivered dump_human restart_reuses no_double_count live_from_pins ring_wraps reset_detaches reset_json kprobe_links no_pins incomplete foreign other_schema from_file from_truncated from_journal from_fifo from_device from_escapes json_schema
 . /lib.sh
 
-PINS=/sys/fs/bpf/netpoll-trace/v4
+# The recorder schema of this build (its pin directory is versioned).
+PINS=/sys/fs/bpf/netpoll-trace/v5
 CFG=/sys/kernel/config/netconsole
 ip addr add 10.99.0.1/24 dev eth0
 ip link set eth0 up
