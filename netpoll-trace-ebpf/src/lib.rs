@@ -693,6 +693,10 @@ fn read_dev_identity(
 //   a target torn down meanwhile (its netpoll in NC_TARGETS until userspace sees the
 //   teardown) is read without protection. Every read is bpf_probe_read, which faults
 //   safely, so the race costs at most a miscounted message, never the kernel anything.
+// - `dev->ifindex` and `dev->name` (a statistics entry's key and identity): read where
+//   the device is, under the same protection; netpoll_poll_dev's device is held by its
+//   netpoll (a reference taken at set-up, dropped after __netpoll_cleanup), and its
+//   callers run with interrupts off (RCU-bh/sched on 4.14, consolidated RCU from 4.20).
 // Nothing here writes kernel memory.
 
 /// Entry of netpoll_send_udp: one message of `len` bytes.
