@@ -1,5 +1,7 @@
 //! `cargo xtask build`: the static userspace binary that drops into a lab initramfs.
 
+pub mod kmod;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,7 +14,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Builds netpoll-trace statically and returns the binary's path.
 pub fn static_binary() -> Result<PathBuf> {
     let root = cache::workspace_root();
-    let mut cargo = crate::toolchain::product_cargo()?;
+    let mut cargo = crate::setup::toolchain::product_cargo()?;
     println!("build: netpoll-trace (release, static, {TARGET})");
     process::run(
         cargo
@@ -120,7 +122,7 @@ fn has_interpreter(elf: &[u8]) -> Option<bool> {
 /// when a source is newer than the built module, with the patch module's
 /// `netpoll_offsets.o` (/lib/kmods/) and the kernel's BTF as a BTFHub archive
 /// (/lib/btfhub/<release>.btf.tar.xz); (host path, guest path).
-pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
+pub fn lab_kmods(kernel: &crate::setup::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
     let root = cache::workspace_root();
     let out_dir = root.join("target").join("kmod");
     let mut out = Vec::new();
@@ -147,13 +149,17 @@ pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String
     // The kernel's own BTF as BTFHub publishes it, for `--btf` on an archive.
     let btfhub = root.join("target").join("lab").join("btfhub");
     cache::create_dir(&btfhub)?;
-    let archive = crate::kmod::btf_archive(&kernel.vmlinuz(), &kernel.release, &btfhub)?;
+    let archive = kmod::btf_archive(&kernel.vmlinuz(), &kernel.release, &btfhub)?;
     out.push((archive, format!("lib/btfhub/{}.btf.tar.xz", kernel.release)));
     Ok(out)
 }
 
 /// Builds one module for one kernel unless an up-to-date build exists.
-pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> Result<PathBuf> {
+pub fn kmod_for(
+    kernel: &crate::setup::kernels::Kernel,
+    src: &Path,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     let newest_source = std::fs::read_dir(src)
         .with_context(|| format!("listing {}", src.display()))?
         .flatten()
@@ -174,7 +180,7 @@ pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> 
         }
     }
     println!("build: {} for kernel {}", src.display(), kernel.release);
-    let ko = crate::kmod::build(&kernel.headers_dir(), src, out_dir)?;
+    let ko = kmod::build(&kernel.headers_dir(), src, out_dir)?;
     cache::create_dir(out_dir)?;
     std::fs::write(&stamp, ko.display().to_string())
         .with_context(|| format!("writing {}", stamp.display()))?;

@@ -6,6 +6,9 @@
 //! (medians, ratios), prints a table and writes target/bench/bench.json.
 //! Absolute times are QEMU/TCG emulation times: the ratios are what carries over.
 
+pub mod bpftrace;
+pub mod floor;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::console::Show;
-use crate::kernels::{self, Kernel};
-use crate::{
-    bench_bpftrace, build, cache, floor, guest, initramfs, process, progress, qemu, report,
-};
+use crate::lab::console::Show;
+use crate::lab::{initramfs, qemu, report};
+use crate::setup::guest;
+use crate::setup::kernels::{self, Kernel};
+use crate::{build, cache, process, progress};
 
 pub struct Options {
     /// Kernel labels, or `all`.
@@ -97,15 +100,14 @@ pub fn run(opts: &Options) -> Result<bool> {
     let mut results: BTreeMap<String, Result_> = BTreeMap::new();
     let mut all_ok = true;
     for (kernel, spec) in kernels.iter().zip(&specs) {
-        let bpftrace = match bench_bpftrace::root(&cache_dir, spec.suite)
-            .and_then(|r| bench_bpftrace::guest_files(&r))
-        {
-            Ok(files) => files,
-            Err(e) => {
-                println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
-                Vec::new()
-            }
-        };
+        let bpftrace =
+            match bpftrace::root(&cache_dir, spec.suite).and_then(|r| bpftrace::guest_files(&r)) {
+                Ok(files) => files,
+                Err(e) => {
+                    println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
+                    Vec::new()
+                }
+            };
         println!(
             "bench: kernel {} ({}), {} attach repetitions{}",
             kernel.label,
@@ -215,7 +217,7 @@ fn run_kernel(
         kernel: kernel.vmlinuz(),
         initrd,
         append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"], None),
-        cpus: crate::scenario::DEFAULT_CPUS,
+        cpus: crate::lab::scenario::DEFAULT_CPUS,
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));

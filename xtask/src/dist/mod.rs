@@ -14,6 +14,9 @@
 //! other; what debhelper would add (md5sums, conffiles, the systemd snippets, gzip -9n)
 //! is done here, checked by `check_deb` (dpkg -i/-r/-P in a throwaway root) and lintian.
 
+pub mod debcheck;
+pub mod rpmcheck;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
