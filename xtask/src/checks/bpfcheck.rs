@@ -13,12 +13,16 @@
 //! get_current_comm's destination and perf output's data must be a stack pointer (4.9's
 //! ARG_PTR_TO_MAP_KEY/VALUE, ARG_PTR_TO_STACK, ARG_PTR_TO_RAW_STACK; 4.10/4.11 let map
 //! values in): a map value pointer there is refused ("R1 type=map_value_adj expected=fp").
-//! The ELF is parsed by hand: only headers, symbols and relocations are needed.
+//! The ELF is read through the `object` crate (aya's own reader): only headers, sections,
+//! symbols and relocations are needed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use object::LittleEndian;
+use object::elf;
+use object::read::elf::{FileHeader as _, Rel as _, SectionHeader as _, Sym as _};
 
 use crate::{build, cache};
 
@@ -724,116 +728,70 @@ pub struct Reloc {
     pub symbol: usize,
 }
 
-fn u16_at(b: &[u8], at: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(
-        b.get(at..at + 2).context("ELF truncated")?.try_into()?,
-    ))
-}
-fn u32_at(b: &[u8], at: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(
-        b.get(at..at + 4).context("ELF truncated")?.try_into()?,
-    ))
-}
-fn u64_at(b: &[u8], at: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(
-        b.get(at..at + 8).context("ELF truncated")?.try_into()?,
-    ))
-}
-fn cstr(table: &[u8], at: usize) -> String {
-    let s = table.get(at..).unwrap_or_default();
-    String::from_utf8_lossy(&s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]).into_owned()
-}
-
-const EM_BPF: u16 = 247;
-const SHT_SYMTAB: u32 = 2;
-const SHT_NOBITS: u32 = 8;
-const SHT_REL: u32 = 9;
-const SHF_EXECINSTR: u64 = 4;
-const STT_FUNC: u8 = 2;
-
-/// Parses a little-endian ELF64 BPF object (what bpfel-unknown-none produces).
+/// Parses a little-endian ELF64 BPF object (what bpfel-unknown-none produces) through the
+/// `object` crate: sections, the symbol table and SHT_REL relocations are all the check reads.
 pub fn parse(b: &[u8]) -> Result<Object> {
-    ensure!(b.get(..4) == Some(b"\x7fELF"), "not an ELF file");
+    match object::FileKind::parse(b) {
+        Ok(object::FileKind::Elf64) => {}
+        Ok(object::FileKind::Elf32) => bail!("not a little-endian 64-bit ELF (bpfel)"),
+        _ => bail!("not an ELF file"),
+    }
+    let not_bpfel = || anyhow!("not a little-endian 64-bit ELF (bpfel)");
+    let header = elf::FileHeader64::<LittleEndian>::parse(b).map_err(|_| not_bpfel())?;
+    let e = header.endian().map_err(|_| not_bpfel())?;
     ensure!(
-        b.get(4) == Some(&2) && b.get(5) == Some(&1),
-        "not a little-endian 64-bit ELF (bpfel)"
-    );
-    ensure!(
-        u16_at(b, 18)? == EM_BPF,
+        header.e_machine(e) == elf::EM_BPF,
         "not a BPF object (e_machine {})",
-        u16_at(b, 18)?
+        header.e_machine(e).0
     );
-    let e_flags = u32_at(b, 48)?;
-    let shoff = u64_at(b, 40)? as usize;
-    let shentsize = u16_at(b, 58)? as usize;
-    let shnum = u16_at(b, 60)? as usize;
-    let shstrndx = u16_at(b, 62)? as usize;
-    struct Raw {
-        name: u32,
-        kind: u32,
-        flags: u64,
-        data: Vec<u8>,
-        link: u32,
-        info: u32,
-    }
-    let mut raw = Vec::with_capacity(shnum);
-    for n in 0..shnum {
-        let h = shoff + n * shentsize;
-        let kind = u32_at(b, h + 4)?;
-        let (off, size) = (u64_at(b, h + 24)? as usize, u64_at(b, h + 32)? as usize);
-        let data = if kind == SHT_NOBITS {
-            Vec::new()
-        } else {
-            b.get(off..off + size)
-                .with_context(|| format!("section {n} lies outside the file"))?
-                .to_vec()
-        };
-        raw.push(Raw {
-            name: u32_at(b, h)?,
-            kind,
-            flags: u64_at(b, h + 8)?,
-            data,
-            link: u32_at(b, h + 40)?,
-            info: u32_at(b, h + 44)?,
-        });
-    }
-    let shstr = raw
-        .get(shstrndx)
-        .map(|s| s.data.clone())
-        .unwrap_or_default();
+    let sections = header
+        .sections(e, b)
+        .context("reading the section headers")?;
     let mut obj = Object {
-        e_flags,
+        e_flags: header.e_flags(e).0,
         ..Default::default()
     };
-    for s in &raw {
+    for (n, s) in sections.enumerate() {
+        let data = s
+            .data(e, b)
+            .map_err(|_| anyhow!("section {} lies outside the file", n.0))?;
         obj.sections.push(Section {
-            name: cstr(&shstr, s.name as usize),
-            executable: s.flags & SHF_EXECINSTR != 0,
-            data: s.data.clone(),
+            name: sections
+                .section_name(e, s)
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .unwrap_or_default(),
+            executable: s.sh_flags(e).0 & elf::SHF_EXECINSTR.0 != 0,
+            data: data.to_vec(),
         });
     }
-    if let Some(symtab) = raw.iter().find(|s| s.kind == SHT_SYMTAB) {
-        let strtab = raw
-            .get(symtab.link as usize)
-            .map(|s| s.data.as_slice())
-            .unwrap_or_default();
-        for e in symtab.data.as_chunks::<24>().0 {
-            obj.symbols.push(Symbol {
-                name: cstr(strtab, u32_at(e, 0)? as usize),
-                section: u16_at(e, 6)? as usize,
-                value: u64_at(e, 8)?,
-                size: u64_at(e, 16)?,
-                is_func: e[4] & 0x0f == STT_FUNC,
-            });
-        }
+    // The first SHT_SYMTAB, with its null symbol: relocations index symbols from 0.
+    let symbols = sections
+        .symbols(e, b, elf::SHT_SYMTAB)
+        .context("reading the symbol table")?;
+    for sym in symbols.iter() {
+        obj.symbols.push(Symbol {
+            name: sym
+                .name(e, symbols.strings())
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .unwrap_or_default(),
+            section: usize::from(sym.st_shndx(e).0),
+            value: sym.st_value(e),
+            size: sym.st_size(e),
+            is_func: sym.st_type() == elf::STT_FUNC,
+        });
     }
-    for s in raw.iter().filter(|s| s.kind == SHT_REL) {
-        for e in s.data.as_chunks::<16>().0 {
-            let info = u64_at(e, 8)?;
+    for (n, s) in sections.enumerate() {
+        let Some((rels, _symtab)) = s
+            .rel(e, b)
+            .with_context(|| format!("reading relocation section {}", n.0))?
+        else {
+            continue;
+        };
+        for rel in rels {
             obj.relocs.push(Reloc {
-                target: s.info as usize,
-                offset: u64_at(e, 0)?,
-                symbol: (info >> 32) as usize,
+                target: s.sh_info(e) as usize,
+                offset: rel.r_offset(e),
+                symbol: rel.r_sym(e) as usize,
             });
         }
     }
@@ -1516,43 +1474,203 @@ mod tests {
         assert!(!check(&o).ok());
     }
 
-    #[test]
-    fn parses_a_minimal_elf() {
-        // Header, a null section, "kprobe" with one exit, and the section name table.
-        let shstr = b"\0kprobe\0.shstrtab\0".to_vec();
-        let code = [0x95u8, 0, 0, 0, 0, 0, 0, 0];
-        let mut b = vec![0u8; 64];
-        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        b[18..20].copy_from_slice(&EM_BPF.to_le_bytes());
-        let code_off = b.len();
-        b.extend(code);
-        let str_off = b.len();
-        b.extend(&shstr);
-        while !b.len().is_multiple_of(8) {
-            b.push(0);
+    /// One section of a test ELF: name, sh_type, sh_flags, contents, sh_link, sh_info.
+    type RawSection<'a> = (&'a str, u32, u64, Vec<u8>, u32, u32);
+
+    const SHT_PROGBITS: u32 = 1;
+    const SHT_SYMTAB: u32 = 2;
+    const SHT_STRTAB: u32 = 3;
+    const SHT_REL: u32 = 9;
+    const SHF_EXECINSTR: u64 = 4;
+
+    /// A little-endian ELF64 for BPF, written byte by byte as LLVM lays one out: the null
+    /// section, `sections` (indexes 1..), then the section name table.
+    fn elf(sections: &[RawSection]) -> Vec<u8> {
+        let mut shstr = vec![0u8];
+        let mut names = Vec::new();
+        for s in sections {
+            names.push(shstr.len() as u32);
+            shstr.extend(s.0.as_bytes());
+            shstr.push(0);
         }
+        let shstr_name = shstr.len() as u32;
+        shstr.extend(b".shstrtab\0");
+        let mut b = vec![0u8; 64];
+        b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        b[18..20].copy_from_slice(&247u16.to_le_bytes()); // EM_BPF
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[52..54].copy_from_slice(&64u16.to_le_bytes());
+        let align = |b: &mut Vec<u8>| b.resize(b.len().next_multiple_of(8), 0);
+        let mut offsets = Vec::new();
+        for s in sections {
+            align(&mut b);
+            offsets.push(b.len());
+            b.extend(&s.3);
+        }
+        let shstr_off = b.len();
+        b.extend(&shstr);
+        align(&mut b);
         let shoff = b.len();
+        let n = sections.len() as u16;
         b[40..48].copy_from_slice(&(shoff as u64).to_le_bytes());
         b[58..60].copy_from_slice(&64u16.to_le_bytes());
-        b[60..62].copy_from_slice(&3u16.to_le_bytes());
-        b[62..64].copy_from_slice(&2u16.to_le_bytes());
-        let header = |name: u32, kind: u32, flags: u64, off: usize, size: usize| {
-            let mut h = vec![0u8; 64];
-            h[0..4].copy_from_slice(&name.to_le_bytes());
-            h[4..8].copy_from_slice(&kind.to_le_bytes());
-            h[8..16].copy_from_slice(&flags.to_le_bytes());
-            h[24..32].copy_from_slice(&(off as u64).to_le_bytes());
-            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
-            h
-        };
-        b.extend(header(0, 0, 0, 0, 0));
-        b.extend(header(1, 1, SHF_EXECINSTR, code_off, 8));
-        b.extend(header(8, 3, 0, str_off, shstr.len()));
+        b[60..62].copy_from_slice(&(n + 2).to_le_bytes());
+        b[62..64].copy_from_slice(&(n + 1).to_le_bytes());
+        let header =
+            |name: u32, kind: u32, flags: u64, off: usize, size: usize, link: u32, info: u32| {
+                let mut h = vec![0u8; 64];
+                h[0..4].copy_from_slice(&name.to_le_bytes());
+                h[4..8].copy_from_slice(&kind.to_le_bytes());
+                h[8..16].copy_from_slice(&flags.to_le_bytes());
+                h[24..32].copy_from_slice(&(off as u64).to_le_bytes());
+                h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+                h[40..44].copy_from_slice(&link.to_le_bytes());
+                h[44..48].copy_from_slice(&info.to_le_bytes());
+                let entsize: u64 = match kind {
+                    SHT_SYMTAB => 24,
+                    SHT_REL => 16,
+                    _ => 0,
+                };
+                h[56..64].copy_from_slice(&entsize.to_le_bytes());
+                h
+            };
+        b.extend(header(0, 0, 0, 0, 0, 0, 0));
+        for (i, s) in sections.iter().enumerate() {
+            b.extend(header(names[i], s.1, s.2, offsets[i], s.3.len(), s.4, s.5));
+        }
+        b.extend(header(
+            shstr_name,
+            SHT_STRTAB,
+            0,
+            shstr_off,
+            shstr.len(),
+            0,
+            0,
+        ));
+        b
+    }
+
+    /// An Elf64_Sym: name offset, type (binding global), section, value, size.
+    fn sym(name: u32, kind: u8, section: u16, value: u64, size: u64) -> Vec<u8> {
+        let mut s = name.to_le_bytes().to_vec();
+        s.extend([0x10 | kind, 0]);
+        s.extend(section.to_le_bytes());
+        s.extend(value.to_le_bytes());
+        s.extend(size.to_le_bytes());
+        s
+    }
+
+    /// The bytes of what `object` builds: a kprobe program loading map `M` (of `map_type`)
+    /// through a relocation to `reloc_to`'s section (maps or .rodata); with `.rodata` as an
+    /// extra section when the relocation goes there.
+    fn object_elf(map_type: u32, reloc_to: &str) -> Vec<u8> {
+        let code = encode(&[
+            Insn::new(0x18, 1, 0, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+            MOV_R0_0,
+            EXIT,
+        ]);
+        let mut map = map_type.to_le_bytes().to_vec();
+        map.resize(28, 0);
+        // Indexes: 1 kprobe, 2 maps, 3 .symtab, 4 .strtab, 5 .relkprobe, 6 .rodata.
+        let strtab = b"\0prog\0M\0target\0".to_vec();
+        let mut symtab = sym(0, 0, 0, 0, 0);
+        symtab.extend(sym(1, 2, 1, 0, 32)); // prog: STT_FUNC in kprobe
+        symtab.extend(sym(6, 1, 2, 0, 28)); // M: STT_OBJECT in maps
+        symtab.extend(sym(8, 1, 6, 0, 8)); // target: STT_OBJECT in .rodata
+        let symbol: u64 = if reloc_to == "maps" { 2 } else { 3 };
+        let mut rel = 0u64.to_le_bytes().to_vec();
+        rel.extend((symbol << 32 | 1).to_le_bytes()); // R_BPF_64_64
+        elf(&[
+            ("kprobe", SHT_PROGBITS, SHF_EXECINSTR | 2, code, 0, 0),
+            ("maps", SHT_PROGBITS, 3, map, 0, 0),
+            (".symtab", SHT_SYMTAB, 0, symtab, 4, 1),
+            (".strtab", SHT_STRTAB, 0, strtab, 0, 0),
+            (".relkprobe", SHT_REL, 0, rel, 3, 1),
+            (".rodata", SHT_PROGBITS, 2, vec![0; 8], 0, 0),
+        ])
+    }
+
+    #[test]
+    fn parses_a_minimal_elf() {
+        // A null section, "kprobe" with one exit, and the section name table.
+        let code = encode(&[EXIT]);
+        let b = elf(&[("kprobe", SHT_PROGBITS, SHF_EXECINSTR, code, 0, 0)]);
         let o = parse(&b).expect("parses");
+        assert_eq!(o.sections.len(), 3);
         assert_eq!(o.sections[1].name, "kprobe");
         assert!(o.sections[1].executable);
+        assert!(!o.sections[2].executable);
         assert_eq!(decode(&o.sections[1].data), vec![EXIT]);
-        b[18] = 62; // x86-64
-        assert!(parse(&b).is_err());
+        assert!(o.symbols.is_empty() && o.relocs.is_empty());
+    }
+
+    #[test]
+    fn parses_symbols_and_relocations() {
+        let o = parse(&object_elf(1, "maps")).expect("parses");
+        // The null symbol stays: relocations index symbols from 0.
+        let names: Vec<_> = o.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["", "prog", "M", "target"]);
+        let prog = &o.symbols[1];
+        assert_eq!(
+            (prog.section, prog.value, prog.size, prog.is_func),
+            (1, 0, 32, true)
+        );
+        assert!(!o.symbols[2].is_func);
+        assert_eq!(o.relocs.len(), 1);
+        let rel = &o.relocs[0];
+        assert_eq!((rel.target, rel.offset, rel.symbol), (1, 0, 2));
+        assert_eq!(o.sections[2].name, "maps");
+    }
+
+    #[test]
+    fn parsed_objects_give_the_verdicts_of_the_model() {
+        // What `object` builds in memory, read from bytes: same verdicts.
+        let r = check(&parse(&object_elf(1, "maps")).expect("parses"));
+        // .rodata is there in every one of these: global data.
+        assert_eq!(r.problems, ["section .rodata: global data (Linux 5.2)"]);
+        assert!(r.programs[0].check.problems.is_empty(), "{r:?}");
+        assert_eq!(r.maps, vec![("M".to_string(), 1)]);
+        let r = check(&parse(&object_elf(MAP_TYPE_RINGBUF, "maps")).expect("parses"));
+        assert!(
+            r.problems.iter().any(|p| p.contains("ring buffer")),
+            "{r:?}"
+        );
+        let r = check_for(&parse(&object_elf(5, "maps")).expect("parses"), Floor::K4_4);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p == "map M: percpu_hash is not in 4.4 (per-CPU maps: 4.6)"),
+            "{r:?}"
+        );
+        let r = check(&parse(&object_elf(1, ".rodata")).expect("parses"));
+        assert_eq!(
+            r.programs[0].check.problems,
+            ["insn 0: relocation to target in .rodata, not a map"]
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_bpfel_object_is_refused_with_a_reason() {
+        let good = object_elf(1, "maps");
+        let err = |b: &[u8]| format!("{:#}", parse(b).expect_err("refused"));
+        assert_eq!(err(b"#!/bin/sh\n"), "not an ELF file");
+        let mut x86 = good.clone();
+        x86[18] = 62;
+        assert_eq!(err(&x86), "not a BPF object (e_machine 62)");
+        let mut elf32 = good.clone();
+        elf32[4] = 1;
+        assert_eq!(err(&elf32), "not a little-endian 64-bit ELF (bpfel)");
+        let mut big = good.clone();
+        big[5] = 2;
+        assert_eq!(err(&big), "not a little-endian 64-bit ELF (bpfel)");
+        // The kprobe section's size (header 1, sh_size at 32) beyond the end of the file.
+        let mut outside = good.clone();
+        let shoff = u64::from_le_bytes(good[40..48].try_into().expect("8 bytes")) as usize;
+        outside[shoff + 64 + 32..shoff + 64 + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(err(&outside), "section 1 lies outside the file");
+        let mut truncated = good;
+        truncated.truncate(shoff + 10);
+        assert!(parse(&truncated).is_err());
     }
 }
