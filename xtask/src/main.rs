@@ -13,7 +13,7 @@ mod setup;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use checks::{bpfcheck, fuzz};
+use checks::{bpfcheck, first_contact, fuzz};
 use dist::{debcheck, rpmcheck};
 use lab::{console, scenario};
 use setup::{kernels, toolchain};
@@ -220,7 +220,7 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
-        Task::FirstContact => toolchain::first_contact(),
+        Task::FirstContact => first_contact::run(),
         Task::Rpmcheck => {
             let a = dist::run()?;
             rpmcheck::run(&a.rpm, &a.dkms_rpm)
@@ -239,7 +239,7 @@ fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
     setup::run(false)?;
     println!("test: cargo xtask first-contact (`cargo xtask` without the product's pin installed)");
-    let first_ok = toolchain::first_contact().unwrap_or_else(|e| {
+    let first_ok = first_contact::run().unwrap_or_else(|e| {
         eprintln!("test: first-contact failed: {e:#}");
         false
     });
