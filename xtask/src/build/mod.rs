@@ -99,23 +99,15 @@ pub(crate) fn check_static(binary: &Path) -> Result<()> {
 /// Whether a 64-bit little-endian ELF image has a PT_INTERP program header (a dynamic loader);
 /// None when `elf` is not such an image.
 fn has_interpreter(elf: &[u8]) -> Option<bool> {
-    const PT_INTERP: u32 = 3;
-    if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
-        return None;
-    }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
-    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
-    let phentsize = usize::from(u16_at(0x36)?);
-    let phnum = usize::from(u16_at(0x38)?);
-    for i in 0..phnum {
-        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        let p_type = u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?);
-        if p_type == PT_INTERP {
-            return Some(true);
-        }
-    }
-    Some(false)
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::LittleEndian>::parse(elf).ok()?;
+    let e = header.endian().ok()?;
+    let segments = header.program_headers(e, elf).ok()?;
+    Some(
+        segments
+            .iter()
+            .any(|p| p.p_type(e) == object::elf::PT_INTERP),
+    )
 }
 
 /// The kernel modules (runtime patch, test-only emulation) built for `kernel`, rebuilt only
@@ -193,7 +185,7 @@ mod tests {
 
     fn elf_with(types: &[u32]) -> Vec<u8> {
         let mut e = vec![0u8; 64 + 56 * types.len()];
-        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
@@ -208,6 +200,15 @@ mod tests {
         assert_eq!(has_interpreter(&elf_with(&[6, 3, 1])), Some(true));
         assert_eq!(has_interpreter(&elf_with(&[1, 1, 2])), Some(false));
         assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn a_32_bit_or_big_endian_image_is_not_ours() {
+        for (byte, value) in [(4, 1), (5, 2)] {
+            let mut e = elf_with(&[3]);
+            e[byte] = value;
+            assert_eq!(has_interpreter(&e), None, "e_ident[{byte}] = {value}");
+        }
     }
 
     #[test]
