@@ -1,4 +1,6 @@
 //! `cargo xtask build`: the static userspace binary that drops into a lab initramfs.
+//! Also the lab's own artefacts: its C tools and, through `kmod`, the kernel modules built
+//! against a lab kernel's headers.
 
 pub mod kmod;
 

@@ -1,5 +1,9 @@
 //! `cargo xtask lab`: every chosen kernel x scenario booted in QEMU (two guests side by side where there are two cores), judged from
 //! the console.
+//!
+//! Its parts: `scenario` (a script's header), `initramfs` and `cpio` (the guest's root),
+//! `qemu` (booting it), `console` (reading what it printed), `receiver` (what it sent to the
+//! host), `verdict` (pass or fail, from both), `report` (the lines the runner prints).
 
 pub mod console;
 pub mod cpio;

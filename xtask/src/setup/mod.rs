@@ -1,5 +1,10 @@
 //! `cargo xtask setup`: everything the project needs on a fresh machine of this kind,
 //! idempotently (a second run only checks).
+//!
+//! Its parts: `apt` (Debian packages through private per-suite lists), `toolchain` (the
+//! pinned stable, nightly, bpf-linker, the fuzz nightly), `kernels` (the lab's kernel table
+//! and fetching each), `headers` and `modules` (making a fetched kernel's headers and
+//! modules usable from the cache), `guest` (busybox for the guests).
 
 pub mod apt;
 pub mod guest;
