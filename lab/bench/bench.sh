@@ -2,7 +2,7 @@
 # The benchmark guest script (run by lab/init as /scenario.sh; `cargo xtask bench` packs it).
 # Everything is measured in this one VM, one tool at a time, and reported in lines
 #   NPT-BENCH <key> <value...>
-# that xtask/src/bench.rs reads. Settings come from /bench.conf (REPS, MSGS, TPUT_REPS,
+# that xtask/src/bench/ reads. Settings come from /bench.conf (REPS, MSGS, TPUT_REPS,
 # CYCLES, QUICK; optional SECTIONS and MODES to run a part, e.g. while chasing a problem).
 # Absolute times are QEMU/TCG emulation times; the host report leads with ratios.
 # NICs: eth0 (virtio) sends netconsole, eth1 (virtio) receives in its own network namespace.

@@ -10,7 +10,7 @@
  *       Exit 1 when a step fails (the message names the step and the program), 2 on bad
  *       usage.
  *
- * xtask/src/floor.rs builds it: clang makes floor.bpf.o, which this file embeds with
+ * xtask/src/bench/floor.rs builds it: clang makes floor.bpf.o, which this file embeds with
  * .incbin (FLOOR_BPF_OBJ is its path), so the guest gets one file. */
 #define _GNU_SOURCE
 #include <errno.h>

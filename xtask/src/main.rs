@@ -1,37 +1,22 @@
 //! Project tasks for netpoll-trace: `setup`, `build`, `lab`, `test`, `fuzz`, `demo`.
 
-mod apt;
 mod bench;
-mod bench_bpftrace;
-mod bpfcheck;
 mod build;
 mod cache;
-mod console;
-mod cpio;
-mod debcheck;
+mod checks;
 mod dist;
-mod floor;
-mod fuzz;
-mod guest;
-mod headers;
-mod initramfs;
-mod kernels;
-mod kmod;
 mod lab;
-mod modules;
 mod process;
 mod progress;
-mod qemu;
-mod receiver;
-mod report;
-mod rpmcheck;
-mod scenario;
 mod setup;
-mod toolchain;
-mod verdict;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
+
+use checks::{bpfcheck, first_contact, fuzz};
+use dist::{debcheck, rpmcheck};
+use lab::{console, scenario};
+use setup::{kernels, toolchain};
 
 #[derive(Parser)]
 #[command(about = "netpoll-trace project tasks")]
@@ -59,7 +44,7 @@ enum Task {
     /// prints the .ko's path last. On a target host use
     /// `make -C /lib/modules/$(uname -r)/build M=$PWD/netpoll-patch` instead.
     BuildKmod {
-        /// Kernel label (the lab's kernels: xtask/src/kernels.rs).
+        /// Kernel label (the lab's kernels: xtask/src/setup/kernels.rs).
         #[arg(long, value_parser = kernels::label_parser(false))]
         kernel: String,
     },
@@ -235,7 +220,7 @@ fn run(cli: Cli) -> Result<bool> {
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
         Task::Dist => dist::run().map(|_| true),
-        Task::FirstContact => toolchain::first_contact(),
+        Task::FirstContact => first_contact::run(),
         Task::Rpmcheck => {
             let a = dist::run()?;
             rpmcheck::run(&a.rpm, &a.dkms_rpm)
@@ -254,7 +239,7 @@ fn test() -> Result<bool> {
     // Everything the tests need, installed by the project itself (seconds when present).
     setup::run(false)?;
     println!("test: cargo xtask first-contact (`cargo xtask` without the product's pin installed)");
-    let first_ok = toolchain::first_contact().unwrap_or_else(|e| {
+    let first_ok = first_contact::run().unwrap_or_else(|e| {
         eprintln!("test: first-contact failed: {e:#}");
         false
     });

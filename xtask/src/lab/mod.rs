@@ -1,15 +1,29 @@
 //! `cargo xtask lab`: every chosen kernel x scenario booted in QEMU (two guests side by side where there are two cores), judged from
 //! the console.
+//!
+//! Its parts: `scenario` (a script's header), `initramfs` and `cpio` (the guest's root),
+//! `qemu` (booting it), `console` (reading what it printed), `receiver` (what it sent to the
+//! host), `verdict` (pass or fail, from both), `report` (the lines the runner prints).
+
+pub mod console;
+pub mod cpio;
+pub mod initramfs;
+pub mod qemu;
+pub mod receiver;
+pub mod report;
+pub mod scenario;
+pub mod verdict;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::console::Show;
-use crate::kernels::{self, Kernel};
-use crate::scenario::{self, Scenario};
-use crate::{build, cache, console, guest, initramfs, progress, qemu, receiver, report, verdict};
+use crate::setup::guest;
+use crate::setup::kernels::{self, Kernel};
+use crate::{build, cache, progress};
+use console::Show;
+use scenario::Scenario;
 
 /// Seconds QEMU gets beyond the scenario's own timeout: boot, module loading and dmesg.
 const BOOT_MARGIN_SECS: u64 = 90;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::{apt, cache};
+use crate::cache;
+use crate::setup::apt;
 
 /// The unpacked busybox-static tree.
 fn tree(cache_dir: &Path) -> PathBuf {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::kernels::{self, Kernel};
-use crate::verdict::Verdict;
+use crate::lab::verdict::Verdict;
+use crate::setup::kernels::{self, Kernel};
 
 /// Console lines shown with a failure.
 const TAIL_LINES: usize = 40;

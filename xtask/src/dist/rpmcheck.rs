@@ -77,7 +77,7 @@ pub fn run(rpm: &Path, dkms_rpm: &Path) -> Result<bool> {
     std::fs::write(&post, scriptlet(dkms_rpm, "POSTIN")?)?;
     std::fs::write(&preun, scriptlet(dkms_rpm, "PREUN")?)?;
     fail.extend(
-        crate::debcheck::dkms_scripts_run(&post, &preun, &version, &dkms_work)?
+        crate::dist::debcheck::dkms_scripts_run(&post, &preun, &version, &dkms_work)?
             .into_iter()
             .map(|f| format!("{} scriptlets: {f}", dist::DKMS_PACKAGE)),
     );

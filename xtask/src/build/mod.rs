@@ -1,4 +1,8 @@
 //! `cargo xtask build`: the static userspace binary that drops into a lab initramfs.
+//! Also the lab's own artefacts: its C tools and, through `kmod`, the kernel modules built
+//! against a lab kernel's headers.
+
+pub mod kmod;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +16,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Builds netpoll-trace statically and returns the binary's path.
 pub fn static_binary() -> Result<PathBuf> {
     let root = cache::workspace_root();
-    let mut cargo = crate::toolchain::product_cargo()?;
+    let mut cargo = crate::setup::toolchain::product_cargo()?;
     println!("build: netpoll-trace (release, static, {TARGET})");
     process::run(
         cargo
@@ -97,30 +101,22 @@ pub(crate) fn check_static(binary: &Path) -> Result<()> {
 /// Whether a 64-bit little-endian ELF image has a PT_INTERP program header (a dynamic loader);
 /// None when `elf` is not such an image.
 fn has_interpreter(elf: &[u8]) -> Option<bool> {
-    const PT_INTERP: u32 = 3;
-    if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
-        return None;
-    }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
-    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
-    let phentsize = usize::from(u16_at(0x36)?);
-    let phnum = usize::from(u16_at(0x38)?);
-    for i in 0..phnum {
-        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        let p_type = u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?);
-        if p_type == PT_INTERP {
-            return Some(true);
-        }
-    }
-    Some(false)
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::LittleEndian>::parse(elf).ok()?;
+    let e = header.endian().ok()?;
+    let segments = header.program_headers(e, elf).ok()?;
+    Some(
+        segments
+            .iter()
+            .any(|p| p.p_type(e) == object::elf::PT_INTERP),
+    )
 }
 
 /// The kernel modules (runtime patch, test-only emulation) built for `kernel`, rebuilt only
 /// when a source is newer than the built module, with the patch module's
 /// `netpoll_offsets.o` (/lib/kmods/) and the kernel's BTF as a BTFHub archive
 /// (/lib/btfhub/<release>.btf.tar.xz); (host path, guest path).
-pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
+pub fn lab_kmods(kernel: &crate::setup::kernels::Kernel) -> Result<Vec<(PathBuf, String)>> {
     let root = cache::workspace_root();
     let out_dir = root.join("target").join("kmod");
     let mut out = Vec::new();
@@ -148,13 +144,17 @@ pub fn lab_kmods(kernel: &crate::kernels::Kernel) -> Result<Vec<(PathBuf, String
     // The kernel's own BTF as BTFHub publishes it, for `--btf` on an archive.
     let btfhub = root.join("target").join("lab").join("btfhub");
     cache::create_dir(&btfhub)?;
-    let archive = crate::kmod::btf_archive(&kernel.vmlinuz(), &kernel.release, &btfhub)?;
+    let archive = kmod::btf_archive(&kernel.vmlinuz(), &kernel.release, &btfhub)?;
     out.push((archive, format!("lib/btfhub/{}.btf.tar.xz", kernel.release)));
     Ok(out)
 }
 
 /// Builds one module for one kernel unless an up-to-date build exists.
-pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> Result<PathBuf> {
+pub fn kmod_for(
+    kernel: &crate::setup::kernels::Kernel,
+    src: &Path,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     let newest_source = std::fs::read_dir(src)
         .with_context(|| format!("listing {}", src.display()))?
         .flatten()
@@ -175,7 +175,7 @@ pub fn kmod_for(kernel: &crate::kernels::Kernel, src: &Path, out_dir: &Path) -> 
         }
     }
     println!("build: {} for kernel {}", src.display(), kernel.release);
-    let ko = crate::kmod::build(&kernel.headers_dir(), src, out_dir)?;
+    let ko = kmod::build(&kernel.headers_dir(), src, out_dir)?;
     cache::create_dir(out_dir)?;
     std::fs::write(&stamp, ko.display().to_string())
         .with_context(|| format!("writing {}", stamp.display()))?;
@@ -188,7 +188,7 @@ mod tests {
 
     fn elf_with(types: &[u32]) -> Vec<u8> {
         let mut e = vec![0u8; 64 + 56 * types.len()];
-        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
         e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
@@ -203,6 +203,15 @@ mod tests {
         assert_eq!(has_interpreter(&elf_with(&[6, 3, 1])), Some(true));
         assert_eq!(has_interpreter(&elf_with(&[1, 1, 2])), Some(false));
         assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn a_32_bit_or_big_endian_image_is_not_ours() {
+        for (byte, value) in [(4, 1), (5, 2)] {
+            let mut e = elf_with(&[3]);
+            e[byte] = value;
+            assert_eq!(has_interpreter(&e), None, "e_ident[{byte}] = {value}");
+        }
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! `cargo xtask setup`: everything the project needs on a fresh machine of this kind,
 //! idempotently (a second run only checks).
+//!
+//! Its parts: `apt` (Debian packages through private per-suite lists), `toolchain` (the
+//! pinned stable, nightly, bpf-linker, the fuzz nightly), `kernels` (the lab's kernel table
+//! and fetching each), `headers` and `modules` (making a fetched kernel's headers and
+//! modules usable from the cache), `guest` (busybox for the guests).
+
+pub mod apt;
+pub mod guest;
+pub mod headers;
+pub mod kernels;
+pub mod modules;
+pub mod toolchain;
 
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
-use crate::{apt, bench_bpftrace, cache, fuzz, guest, kernels, toolchain};
+use crate::checks::fuzz;
+use crate::{bench, cache};
 
 /// Host tools: QEMU and cpio for the lab, kmod for depmod, xz/zstd for modules, what
 /// building kernel modules needs, and what the benchmark's libbpf floor loader needs.
@@ -90,8 +103,9 @@ pub fn run(refresh: bool) -> Result<()> {
         lab.push(kernel);
     }
     // The benchmark's comparison tracer (guest-side only; never installed on the host).
-    changed
-        .extend(bench_bpftrace::ensure(&cache_dir).context("fetching bpftrace for the benchmark")?);
+    changed.extend(
+        bench::bpftrace::ensure(&cache_dir).context("fetching bpftrace for the benchmark")?,
+    );
     // The exact packages the lab runs, whichever way they got here.
     for k in &lab {
         println!(

@@ -1,8 +1,8 @@
 //! Deciding whether one lab run passed, from its parsed console and the scenario's declared
 //! checks.
 
-use crate::console::{Check, Console, Status};
-use crate::scenario::Ending;
+use crate::lab::console::{Check, Console, Status};
+use crate::lab::scenario::Ending;
 
 /// The panic a scenario asks for (lab/panic/npt_panic.c); nothing else may follow it.
 const ASKED_PANIC: &str = "Kernel panic - not syncing: npt-lab";
@@ -98,7 +98,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::parse;
+    use crate::lab::console::parse;
 
     fn declared(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()

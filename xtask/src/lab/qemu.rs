@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::console::{Session, Show};
+use crate::lab::console::{Session, Show};
 use crate::process;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -204,7 +204,7 @@ pub fn run(
                             let text = if crate::progress::live() {
                                 text
                             } else {
-                                crate::console::strip_ansi(&text)
+                                crate::lab::console::strip_ansi(&text)
                             };
                             println!("  | {text}");
                         }

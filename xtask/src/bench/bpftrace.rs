@@ -10,7 +10,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{apt, cache, process};
+use crate::setup::apt;
+use crate::{cache, process};
 
 const MULTIARCH: &str = "x86_64-linux-gnu";
 const LOADER: &str = "ld-linux-x86-64.so.2";
@@ -35,7 +36,7 @@ pub fn root(cache_dir: &Path, suite: &str) -> Result<PathBuf> {
 /// comes from, unless present; returns what it fetched.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
     let mut fetched = Vec::new();
-    for suite in &crate::kernels::suites() {
+    for suite in &crate::setup::kernels::suites() {
         if root(cache_dir, suite).is_ok() {
             continue;
         }

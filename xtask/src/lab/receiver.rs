@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::console::{Check, Status};
+use crate::lab::console::{Check, Status};
 
 pub struct Receiver {
     port: u16,

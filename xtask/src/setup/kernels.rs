@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::{apt, cache, headers, modules};
+use crate::cache;
+use crate::setup::{apt, headers, modules};
 
 /// One lab kernel, as Debian ships it.
 pub struct Spec {

@@ -13,6 +13,11 @@
 //! way and needs its own (long) install here. dpkg-deb is Debian's tool underneath every
 //! other; what debhelper would add (md5sums, conffiles, the systemd snippets, gzip -9n)
 //! is done here, checked by `check_deb` (dpkg -i/-r/-P in a throwaway root) and lintian.
+//!
+//! `debcheck` and `rpmcheck` install, verify and remove what this builds in throwaway roots.
+
+pub mod debcheck;
+pub mod rpmcheck;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

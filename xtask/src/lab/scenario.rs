@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::qemu::Nic;
+use crate::lab::qemu::Nic;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
@@ -219,9 +219,9 @@ pub fn parse_header(text: &str) -> Result<Header> {
         match key {
             "kernels" => {
                 for k in &words {
-                    crate::kernels::spec(k)?;
+                    crate::setup::kernels::spec(k)?;
                 }
-                if crate::kernels::KERNELS
+                if crate::setup::kernels::KERNELS
                     .iter()
                     .all(|k| words.iter().any(|w| w == k.label))
                 {
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn kernels_is_only_a_restriction() {
-        let all = crate::kernels::labels().join(" ");
+        let all = crate::setup::kernels::labels().join(" ");
         let err = parse_header(&format!("# kernels: {all}\n"))
             .unwrap_err()
             .to_string();

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cache, dist, kernels, process, progress};
+use crate::setup::kernels;
+use crate::{cache, dist, process, progress};
 
 /// Files `dpkg -i` must install (relative to the root).
 const INSTALLED: &[&str] = &[

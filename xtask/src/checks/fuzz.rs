@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cache, process, toolchain};
+use crate::setup::toolchain;
+use crate::{cache, process};
 
 /// cargo-fuzz, pinned (`cargo xtask setup` installs it).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::cpio::Writer;
-use crate::kernels::Kernel;
-use crate::modules::Index;
+use crate::lab::cpio::Writer;
+use crate::setup::kernels::Kernel;
+use crate::setup::modules::Index;
 
 /// Modules every scenario can load: the lab's NICs and the devices netpoll cares about.
 pub const ALWAYS_MODULES: &[&str] = &[

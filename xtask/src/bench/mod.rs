@@ -1,0 +1,124 @@
+//! `cargo xtask bench`: netpoll-trace side by side with bpftrace, one lab VM per kernel.
+//! The guest script (lab/bench/bench.sh) measures time to attached (netpoll-trace, bpftrace,
+//! and a minimal libbpf loader as the floor, per attach method), netconsole throughput
+//! through /dev/kmsg untraced and traced, event loss in a configfs enable/disable burst and
+//! the tools' peak RSS, and prints `NPT-BENCH key value` lines; this side reduces them
+//! (medians, ratios), prints a table and writes target/bench/bench.json.
+//! Absolute times are QEMU/TCG emulation times: the ratios are what carries over.
+//!
+//! `run` boots a kernel with the guest script and collects its lines, `reduce` turns them
+//! into numbers, `report` prints the table and writes bench.json (through serde);
+//! `bpftrace` fetches the guests' bpftrace and `floor` builds the libbpf reference loader.
+
+pub mod bpftrace;
+pub mod floor;
+mod reduce;
+mod report;
+mod run;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+
+use crate::setup::guest;
+use crate::setup::kernels;
+use crate::{build, cache};
+
+pub struct Options {
+    /// Kernel labels, or `all`.
+    pub kernels: Vec<String>,
+    /// Repetitions of the attach measurement (median reported).
+    pub reps: u32,
+    /// The short version `cargo xtask test` runs: small counts, one throughput round.
+    pub quick: bool,
+    /// Stream the guest console to the terminal.
+    pub live: bool,
+    /// Only these parts of the guest script (attach, footprint, burst, tput); all when empty.
+    pub sections: Vec<String>,
+    /// Only these throughput modes (none, watch, watch_noslow, kprobe, bpftrace); the
+    /// script's choice when empty.
+    pub modes: Vec<String>,
+}
+
+/// Runs the benchmark; Ok(true) when every kernel produced its numbers.
+pub fn run(opts: &Options) -> Result<bool> {
+    let root = cache::workspace_root();
+    let cache_dir = cache::dir()?;
+    let specs: Vec<&'static kernels::Spec> =
+        if opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == "all") {
+            kernels::KERNELS.iter().collect()
+        } else {
+            opts.kernels
+                .iter()
+                .map(|k| kernels::spec(k))
+                .collect::<Result<_>>()?
+        };
+    let busybox = guest::busybox(&cache_dir)?;
+    let kernels = specs
+        .iter()
+        .map(|s| kernels::load(&cache_dir, s))
+        .collect::<Result<Vec<_>>>()?;
+    // Which exact Debian kernels these numbers come from.
+    for k in &kernels {
+        println!("bench: {}", crate::lab::report::kernel_line(k));
+    }
+    let binary = build::static_binary()?;
+    let binary_bytes = std::fs::metadata(&binary)
+        .with_context(|| format!("reading {}", binary.display()))?
+        .len();
+    let mut tools = build::lab_tools()?;
+    tools.push(run::benchtool(&root)?);
+    tools.push(floor::build(&root)?);
+    let out_dir = root.join("target").join("bench");
+    cache::create_dir(&out_dir)?;
+
+    let mut results: BTreeMap<String, reduce::Reduced> = BTreeMap::new();
+    let mut all_ok = true;
+    for (kernel, spec) in kernels.iter().zip(&specs) {
+        let bpftrace =
+            match bpftrace::root(&cache_dir, spec.suite).and_then(|r| bpftrace::guest_files(&r)) {
+                Ok(files) => files,
+                Err(e) => {
+                    println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
+                    Vec::new()
+                }
+            };
+        println!(
+            "bench: kernel {} ({}), {} attach repetitions{}",
+            kernel.label,
+            kernel.release,
+            opts.reps,
+            if opts.quick { ", short version" } else { "" }
+        );
+        let lines = run::kernel(
+            &root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts,
+        )?;
+        let r = reduce::reduce(&lines, binary_bytes);
+        // A partial run (--section) is for chasing a problem: its gaps are expected.
+        let complete = r.attach_ms.is_some()
+            && r.attach_ms_libbpf().is_some()
+            && r.rate_none.is_some()
+            && r.events.is_some();
+        if !complete && opts.sections.is_empty() {
+            println!(
+                "bench: {}: the guest produced no numbers (see target/bench/{}.log)",
+                kernel.label, kernel.label
+            );
+            all_ok = false;
+        }
+        results.insert(kernel.release.clone(), r);
+    }
+    let labels: BTreeMap<String, &str> = kernels
+        .iter()
+        .map(|k| (k.release.clone(), k.label))
+        .collect();
+    print!("{}", report::table(&results, &labels));
+    let json = out_dir.join("bench.json");
+    std::fs::write(&json, report::to_json(&results)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    println!(
+        "bench: wrote {} (times are QEMU/TCG emulation times; compare the ratios)",
+        json.display()
+    );
+    Ok(all_ok)
+}

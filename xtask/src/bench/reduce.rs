@@ -1,0 +1,540 @@
+//! From one kernel's `NPT-BENCH` lines to its numbers: medians over repetitions, traced
+//! floods over their untraced neighbours, the programs' share of a flood, and the ratios
+//! the report leads with. No I/O: what a guest printed in, numbers out.
+
+use std::collections::BTreeMap;
+
+/// One kernel's reduced numbers.
+#[derive(Debug, Default)]
+pub struct Reduced {
+    pub attach_ms: Option<f64>,
+    /// watch's default method again, with the cache of the kernel's BTF facts warm.
+    pub attach_ms_warm: Option<f64>,
+    pub attach_ms_self: Option<f64>,
+    pub attach_ms_bpftrace: Option<f64>,
+    pub attach_runs: usize,
+    pub attach_method: Option<String>,
+    /// watch and the libbpf floor loader, per attach method (`fentry`, `kprobe`).
+    pub attach_by_method: BTreeMap<String, MethodAttach>,
+    pub rate_none: Option<f64>,
+    /// Per mode: median over rounds of (traced rate / the untraced floods next to it).
+    pub ratio_watch: Option<f64>,
+    pub ratio_kprobe: Option<f64>,
+    pub ratio_bpftrace: Option<f64>,
+    pub ratio_watch_noslow: Option<f64>,
+    pub ratio_rounds: usize,
+    /// Per mode: median over floods of (tracing programs' run time / flood wall time), and
+    /// of the programs' runs per flood (kernel.bpf_stats_enabled, see bench.sh's bpf_run).
+    pub bpf_share: BTreeMap<String, (f64, f64)>,
+    pub rate_watch: Option<f64>,
+    pub rate_kprobe: Option<f64>,
+    pub rate_watch_noslow: Option<f64>,
+    pub poll_lines_watch: Option<f64>,
+    pub rate_bpftrace: Option<f64>,
+    pub rate_serial_only: Option<f64>,
+    pub setups: Option<u64>,
+    pub setups_ok: Option<u64>,
+    pub events: Option<u64>,
+    pub lost: Option<u64>,
+    pub events_bpftrace: Option<u64>,
+    pub lost_bpftrace: Option<u64>,
+    pub watch_idle_hwm_kib: Option<u64>,
+    pub watch_idle_rss_kib: Option<u64>,
+    pub watch_burst_hwm_kib: Option<u64>,
+    pub watch_burst_rss_kib: Option<u64>,
+    pub agent_idle_rss_kib: Option<u64>,
+    pub agent_idle_hwm_kib: Option<u64>,
+    /// The allocator's in-use KiB at idle (mallinfo2), beside RSS.
+    pub watch_idle_heap_kib: Option<u64>,
+    pub agent_idle_heap_kib: Option<u64>,
+    pub agent_burst_hwm_kib: Option<u64>,
+    pub agent_burst_rss_kib: Option<u64>,
+    /// Tools that did not stop on the first SIGINT / at all (see bench.sh's stop_bg), and
+    /// throughput floods that did not finish (stuck_<mode>).
+    pub stop_resent: Vec<String>,
+    pub stop_killed: Vec<String>,
+    pub stuck: Vec<String>,
+    pub bpftrace_burst_hwm_kib: Option<u64>,
+    pub binary_bytes: u64,
+    pub bpftrace_version: Option<String>,
+    pub bpftrace_unavailable: Option<String>,
+}
+
+impl Reduced {
+    pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+        match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+    pub fn throughput_ratio(&self) -> Option<f64> {
+        self.ratio_watch
+    }
+    pub fn throughput_ratio_kprobe(&self) -> Option<f64> {
+        self.ratio_kprobe
+    }
+    pub fn throughput_ratio_bpftrace(&self) -> Option<f64> {
+        self.ratio_bpftrace
+    }
+    pub fn attach_speedup(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms_bpftrace, self.attach_ms)
+    }
+    /// The method the top-level libbpf numbers are for: watch's default (what `attach_ms`
+    /// measured), else the first method the floor loader attached with.
+    pub fn default_method(&self) -> Option<&str> {
+        self.attach_method.as_deref().or_else(|| {
+            self.attach_by_method
+                .iter()
+                .find(|(_, m)| m.libbpf_ms.is_some())
+                .map(|(name, _)| name.as_str())
+        })
+    }
+    pub fn attach_ms_libbpf(&self) -> Option<f64> {
+        self.attach_by_method.get(self.default_method()?)?.libbpf_ms
+    }
+    /// watch's attach time over the floor's, same method: how far above the floor watch is.
+    pub fn attach_ratio_to_libbpf(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms, self.attach_ms_libbpf())
+    }
+    /// The same with watch's cache of BTF facts warm.
+    pub fn attach_ratio_warm_to_libbpf(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms_warm, self.attach_ms_libbpf())
+    }
+}
+
+/// Attach times of one method: medians over the repetitions.
+#[derive(Debug, Default, PartialEq)]
+pub struct MethodAttach {
+    /// First runs: no cache of the kernel's BTF facts.
+    pub watch_ms: Option<f64>,
+    pub watch_runs: usize,
+    /// Later runs: the cache the first run wrote.
+    pub watch_warm_ms: Option<f64>,
+    pub libbpf_ms: Option<f64>,
+    pub libbpf_runs: usize,
+    /// The floor loader's last message when it did not get ready with this method.
+    pub libbpf_failed: Option<String>,
+    /// netpoll_setup events the floor reported for one configfs enable (burst section):
+    /// its programs run, not only attach.
+    pub libbpf_setup_events: Option<u64>,
+}
+
+impl MethodAttach {
+    pub fn ratio_to_libbpf(&self) -> Option<f64> {
+        Reduced::ratio(self.watch_ms, self.libbpf_ms)
+    }
+    pub fn warm_ratio_to_libbpf(&self) -> Option<f64> {
+        Reduced::ratio(self.watch_warm_ms, self.libbpf_ms)
+    }
+}
+
+/// The methods every report names, with nulls where a kernel gave no number.
+const METHODS: [&str; 2] = ["fentry", "kprobe"];
+
+/// `attach_watch METHOD MS`, `attach_libbpf METHOD MS`, `attach_libbpf_failed METHOD
+/// REASON` and `libbpf_setup_events METHOD N` lines: per method, the medians and how many
+/// runs made them. fentry and kprobe
+/// are always present; another method appears when a line names it.
+fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
+    // Per method: watch's first runs, the floor's, watch's later (cache warm) runs.
+    type Times = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut times: BTreeMap<String, Times> = METHODS
+        .iter()
+        .map(|m| (m.to_string(), Default::default()))
+        .collect();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut events: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in lines {
+        let (method, rest) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+        if method.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "attach_watch" | "attach_libbpf" | "attach_watch_warm" => {
+                let Ok(ms) = rest.trim().parse::<f64>() else {
+                    continue;
+                };
+                let t = times.entry(method.to_string()).or_default();
+                match k.as_str() {
+                    "attach_watch" => &mut t.0,
+                    "attach_libbpf" => &mut t.1,
+                    _ => &mut t.2,
+                }
+                .push(ms);
+            }
+            "attach_libbpf_failed" => {
+                times.entry(method.to_string()).or_default();
+                failed.insert(method.to_string(), rest.trim().to_string());
+            }
+            "libbpf_setup_events" => {
+                if let Ok(n) = rest.trim().parse() {
+                    times.entry(method.to_string()).or_default();
+                    events.insert(method.to_string(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    times
+        .into_iter()
+        .map(|(method, (watch, libbpf, warm))| {
+            let libbpf_failed = failed.remove(&method).filter(|_| libbpf.is_empty());
+            let m = MethodAttach {
+                watch_runs: watch.len(),
+                watch_ms: median(watch),
+                watch_warm_ms: median(warm),
+                libbpf_runs: libbpf.len(),
+                libbpf_ms: median(libbpf),
+                libbpf_failed,
+                libbpf_setup_events: events.remove(&method),
+            };
+            (method, m)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Traced/untraced ratios per mode, each traced flood against the mean of the untraced
+/// floods right before and after it (the script interleaves them): host load drifts over a
+/// run, and a neighbour comparison cancels most of the drift. Returns the median per mode
+/// and the number of traced floods that had an untraced neighbour.
+fn neighbour_ratios(lines: &[(String, String)]) -> (BTreeMap<String, f64>, usize) {
+    let floods: Vec<(&str, f64)> = lines
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("rate_")?, v.parse().ok()?)))
+        .filter(|(m, _)| *m != "serial_only")
+        .collect();
+    let mut per_mode: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut n = 0;
+    for (i, (mode, rate)) in floods.iter().enumerate() {
+        if *mode == "none" {
+            continue;
+        }
+        let before = floods[..i]
+            .iter()
+            .rev()
+            .take_while(|(m, _)| *m != *mode)
+            .find(|(m, _)| *m == "none");
+        let after = floods[i + 1..]
+            .iter()
+            .take_while(|(m, _)| *m != *mode)
+            .find(|(m, _)| *m == "none");
+        let base: Vec<f64> = [before, after]
+            .into_iter()
+            .flatten()
+            .map(|(_, r)| *r)
+            .collect();
+        if base.is_empty() {
+            continue;
+        }
+        let base = base.iter().sum::<f64>() / base.len() as f64;
+        if base > 0.0 {
+            per_mode
+                .entry(mode.to_string())
+                .or_default()
+                .push(rate / base);
+            n += 1;
+        }
+    }
+    (
+        per_mode
+            .into_iter()
+            .filter_map(|(m, v)| Some((m, median(v)?)))
+            .collect(),
+        n,
+    )
+}
+
+/// `bpf_<mode> RUN_NS RUNS FLOOD_MS` lines: per mode, the median share of the flood's
+/// wall time spent in the tracing programs and the median runs per flood.
+fn bpf_shares(lines: &[(String, String)]) -> BTreeMap<String, (f64, f64)> {
+    let mut per_mode: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for (k, v) in lines {
+        let Some(mode) = k.strip_prefix("bpf_") else {
+            continue;
+        };
+        let n: Vec<f64> = v
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        if let [ns, runs, ms] = n[..]
+            && ms > 0.0
+        {
+            let e = per_mode.entry(mode.to_string()).or_default();
+            e.0.push(ns / (ms * 1e6));
+            e.1.push(runs);
+        }
+    }
+    per_mode
+        .into_iter()
+        .filter_map(|(m, (share, runs))| Some((m, (median(share)?, median(runs)?))))
+        .collect()
+}
+
+/// One kernel's `NPT-BENCH` lines reduced to its numbers; `binary_bytes` is the static
+/// binary's size, measured on this side.
+pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
+    let (ratios, ratio_rounds) = neighbour_ratios(lines);
+    let all_str = |key: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let floats = |key: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == key)
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect()
+    };
+    let last_u64 = |key: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let last_str = |key: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    Reduced {
+        attach_ms: median(floats("attach_ms")),
+        attach_ms_warm: median(floats("attach_ms_warm")),
+        attach_ms_self: median(floats("attach_ms_self")),
+        attach_ms_bpftrace: median(floats("attach_ms_bpftrace")),
+        attach_runs: floats("attach_ms").len(),
+        attach_method: last_str("attach_method"),
+        attach_by_method: attach_by_method(lines),
+        rate_none: median(floats("rate_none")),
+        ratio_watch: ratios.get("watch").copied(),
+        ratio_kprobe: ratios.get("kprobe").copied(),
+        ratio_bpftrace: ratios.get("bpftrace").copied(),
+        ratio_watch_noslow: ratios.get("watch_noslow").copied(),
+        ratio_rounds,
+        bpf_share: bpf_shares(lines),
+        rate_watch: median(floats("rate_watch")),
+        rate_kprobe: median(floats("rate_kprobe")),
+        rate_watch_noslow: median(floats("rate_watch_noslow")),
+        poll_lines_watch: median(floats("poll_lines_watch")),
+        rate_bpftrace: median(floats("rate_bpftrace")),
+        rate_serial_only: median(floats("rate_serial_only")),
+        setups: last_u64("setups"),
+        setups_ok: last_u64("setups_ok"),
+        events: last_u64("events"),
+        lost: last_u64("lost"),
+        events_bpftrace: last_u64("events_bpftrace"),
+        lost_bpftrace: last_u64("lost_bpftrace"),
+        watch_idle_hwm_kib: last_u64("watch_idle_hwm_kib"),
+        watch_idle_rss_kib: last_u64("watch_idle_rss_kib"),
+        watch_burst_hwm_kib: last_u64("watch_burst_hwm_kib"),
+        watch_burst_rss_kib: last_u64("watch_burst_rss_kib"),
+        agent_idle_rss_kib: last_u64("agent_idle_rss_kib"),
+        agent_idle_hwm_kib: last_u64("agent_idle_hwm_kib"),
+        watch_idle_heap_kib: last_u64("watch_idle_heap_kib"),
+        agent_idle_heap_kib: last_u64("agent_idle_heap_kib"),
+        agent_burst_hwm_kib: last_u64("agent_burst_hwm_kib"),
+        agent_burst_rss_kib: last_u64("agent_burst_rss_kib"),
+        stop_resent: all_str("stop_resent"),
+        stop_killed: all_str("stop_killed"),
+        stuck: lines
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix("stuck_").map(str::to_string))
+            .collect(),
+        bpftrace_burst_hwm_kib: last_u64("bpftrace_burst_hwm_kib"),
+        binary_bytes,
+        bpftrace_version: last_str("bpftrace_version"),
+        bpftrace_unavailable: last_str("bpftrace_unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::run::parse;
+
+    #[test]
+    fn reduces_medians_and_ratios() {
+        let console = "x\nNPT-BENCH attach_ms 10.0\n[ 1.0] NPT-BENCH attach_ms 30.0\nNPT-BENCH attach_ms 20.0\n\
+                       NPT-BENCH attach_ms_bpftrace 100\nNPT-BENCH rate_none 1000\nNPT-BENCH rate_watch 990\n\
+                       NPT-BENCH events 5\nNPT-BENCH attach_method fentry\nNPT-BENCH bpftrace_unavailable a \"b\"\n";
+        let r = reduce(&parse(console), 7);
+        assert_eq!(r.attach_ms, Some(20.0));
+        assert_eq!(r.attach_runs, 3);
+        assert_eq!(r.attach_speedup(), Some(5.0));
+        assert_eq!(r.throughput_ratio(), Some(0.99));
+        assert_eq!(r.throughput_ratio_bpftrace(), None);
+        assert_eq!(r.attach_method.as_deref(), Some("fentry"));
+        assert_eq!(r.events, Some(5));
+        assert_eq!(r.lost, None);
+        assert_eq!(r.binary_bytes, 7);
+        assert_eq!(r.bpftrace_unavailable.as_deref(), Some("a \"b\""));
+    }
+
+    #[test]
+    fn medians_of_odd_even_unsorted_and_empty() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(vec![7.0]), Some(7.0));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn ratios_need_both_numbers_and_a_positive_denominator() {
+        assert_eq!(Reduced::ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(Reduced::ratio(Some(3.0), Some(0.0)), None);
+        assert_eq!(Reduced::ratio(None, Some(2.0)), None);
+        assert_eq!(Reduced::ratio(Some(3.0), None), None);
+    }
+
+    #[test]
+    fn the_last_value_of_a_count_wins_and_unparsable_ones_are_skipped() {
+        let console = "NPT-BENCH events 5\nNPT-BENCH events 7\nNPT-BENCH lost x\n\
+                       NPT-BENCH rate_none 100\nNPT-BENCH rate_none fast\nNPT-BENCH rate_none 300\n";
+        let r = reduce(&parse(console), 0);
+        assert_eq!(r.events, Some(7));
+        assert_eq!(r.lost, None);
+        assert_eq!(r.rate_none, Some(200.0));
+    }
+
+    #[test]
+    fn traced_floods_compare_with_their_untraced_neighbours() {
+        // Host load halves every rate in the second round: ratios of medians would be
+        // skewed by it, neighbour ratios are not.
+        let console = "NPT-BENCH rate_serial_only 5000\nNPT-BENCH rate_none 1000\nNPT-BENCH rate_watch 990\n\
+                       NPT-BENCH rate_none 1000\nNPT-BENCH rate_kprobe 900\nNPT-BENCH rate_none 500\n\
+                       NPT-BENCH rate_watch 495\nNPT-BENCH rate_none 500\nNPT-BENCH rate_kprobe 450\n";
+        let (ratios, n) = neighbour_ratios(&parse(console));
+        assert_eq!(n, 4);
+        assert!((ratios["watch"] - 0.99).abs() < 1e-9, "{ratios:?}");
+        // 900 / mean(1000, 500), then 450 / 500 (no untraced flood after it).
+        assert!(
+            (ratios["kprobe"] - (1.2 + 0.9) / 2.0).abs() < 1e-9,
+            "{ratios:?}"
+        );
+        assert!(!ratios.contains_key("serial_only"));
+        // The same lines through reduce: the ratios and the flood count land in their fields.
+        let r = reduce(&parse(console), 0);
+        assert_eq!((r.ratio_rounds, r.ratio_bpftrace), (4, None));
+        assert!((r.throughput_ratio_kprobe().unwrap() - 1.05).abs() < 1e-9);
+        assert_eq!(r.rate_watch, Some((990.0 + 495.0) / 2.0));
+    }
+
+    #[test]
+    fn bpf_run_time_share_per_mode() {
+        let console = "NPT-BENCH bpf_watch 1000000 4 1000.0\nNPT-BENCH bpf_watch 3000000 2 1000.0\n\
+                       NPT-BENCH bpf_watch 2000000 3 1000.0\nNPT-BENCH bpf_kprobe bad\n";
+        let shares = bpf_shares(&parse(console));
+        assert_eq!(shares["watch"], (0.002, 3.0));
+        assert!(!shares.contains_key("kprobe"));
+    }
+
+    #[test]
+    fn escalations_are_kept() {
+        let console = "NPT-BENCH stop_resent bpftrace\nNPT-BENCH stuck_kprobe 1\n";
+        let r = reduce(&parse(console), 0);
+        assert_eq!(r.stop_resent, ["bpftrace"]);
+        assert_eq!(r.stuck, ["kprobe"]);
+    }
+
+    #[test]
+    fn attach_per_method_against_the_libbpf_floor() {
+        let console = "NPT-BENCH attach_ms 1000\nNPT-BENCH attach_method fentry\nNPT-BENCH attach_watch fentry 1000\n\
+                       NPT-BENCH attach_watch kprobe 900\nNPT-BENCH attach_libbpf fentry 250\n\
+                       NPT-BENCH attach_libbpf kprobe 300\nNPT-BENCH attach_ms 3000\nNPT-BENCH attach_watch fentry 3000\n\
+                       NPT-BENCH attach_watch kprobe 1100\nNPT-BENCH attach_libbpf fentry 150\n\
+                       NPT-BENCH attach_libbpf_failed kprobe attaching poll_kprobe: No such file\n\
+                       NPT-BENCH attach_ms 2000\nNPT-BENCH attach_watch fentry 2000\nNPT-BENCH attach_libbpf fentry 200\n\
+                       NPT-BENCH attach_libbpf bogus\nNPT-BENCH libbpf_setup_events fentry 1\n\
+                       NPT-BENCH attach_watch_warm fentry 300\nNPT-BENCH attach_watch_warm fentry 260\n\
+                       NPT-BENCH attach_ms_warm 300\n";
+        let r = reduce(&parse(console), 0);
+        let fentry = &r.attach_by_method["fentry"];
+        // Later runs (cache warm) apart from first runs, over the same floor.
+        assert_eq!(
+            (fentry.watch_warm_ms, fentry.warm_ratio_to_libbpf()),
+            (Some(280.0), Some(1.4))
+        );
+        assert_eq!(
+            (
+                fentry.watch_ms,
+                fentry.libbpf_ms,
+                fentry.watch_runs,
+                fentry.libbpf_runs
+            ),
+            (Some(2000.0), Some(200.0), 3, 3)
+        );
+        assert_eq!(fentry.ratio_to_libbpf(), Some(10.0));
+        assert_eq!(fentry.libbpf_setup_events, Some(1));
+        // One kprobe failure among successes is not reported as the method's failure.
+        let kprobe = &r.attach_by_method["kprobe"];
+        assert_eq!(
+            (
+                kprobe.watch_ms,
+                kprobe.libbpf_ms,
+                kprobe.libbpf_runs,
+                kprobe.libbpf_failed.as_deref()
+            ),
+            (Some(1000.0), Some(300.0), 1, None)
+        );
+        assert!(!r.attach_by_method.contains_key("bogus"));
+        // Top level: watch's default method (fentry), attach_ms over libbpf's fentry median.
+        assert_eq!(r.attach_ms_libbpf(), Some(200.0));
+        assert_eq!(r.attach_ratio_to_libbpf(), Some(10.0));
+        assert_eq!(r.attach_ratio_warm_to_libbpf(), Some(1.5));
+    }
+
+    #[test]
+    fn a_method_the_floor_never_attached_says_why_and_has_no_ratio() {
+        // A kernel without fentry: watch falls back to kprobes, the floor's fentry fails.
+        let console = "NPT-BENCH attach_ms 800\nNPT-BENCH attach_method kprobe\nNPT-BENCH attach_watch kprobe 800\n\
+                       NPT-BENCH attach_libbpf_failed fentry loading the fentry programs: Invalid argument\n\
+                       NPT-BENCH attach_libbpf kprobe 100\n";
+        let r = reduce(&parse(console), 0);
+        let fentry = &r.attach_by_method["fentry"];
+        assert_eq!(
+            fentry.libbpf_failed.as_deref(),
+            Some("loading the fentry programs: Invalid argument")
+        );
+        assert_eq!((fentry.watch_ms, fentry.ratio_to_libbpf()), (None, None));
+        assert_eq!(r.attach_ratio_to_libbpf(), Some(8.0));
+    }
+
+    #[test]
+    fn without_a_default_method_the_first_one_the_floor_attached_is_used() {
+        let console = "NPT-BENCH attach_ms 800\nNPT-BENCH attach_libbpf kprobe 100\n";
+        let r = reduce(&parse(console), 0);
+        assert_eq!(r.default_method(), Some("kprobe"));
+        assert_eq!(r.attach_ratio_to_libbpf(), Some(8.0));
+    }
+
+    #[test]
+    fn no_attach_lines_give_nulls_for_both_methods() {
+        let r = reduce(&[], 0);
+        assert_eq!(
+            r.attach_by_method.keys().collect::<Vec<_>>(),
+            ["fentry", "kprobe"]
+        );
+        assert_eq!(
+            (r.attach_ms_libbpf(), r.attach_ratio_to_libbpf()),
+            (None, None)
+        );
+    }
+}
