@@ -78,7 +78,7 @@ npt_check a_paired a_paired
 # No __netpoll_setup return was seen, so no __netpoll_setup record may exist.
 npt_check a_no_made_up_record npt_json_none /tmp/a.json type=setup fn=__netpoll_setup
 a_lost() {
-    npt_json_has /tmp/a.dump.json type=recorder 'lost~"missed_return":1,' 'lost~"orphaned_entry":0}' \
+    npt_json_has /tmp/a.dump.json type=recorder 'lost~"missed_return":1,' 'lost~"orphaned_entry":0,' \
         'lost~"unpaired_return":0,' 'lost~"entry_dropped":0,' &&
         grep -q '^lost: 1 set-up record(s) to pairing (1 missed_return)$' /tmp/a.dump.txt
 }
@@ -107,7 +107,7 @@ b_depths() {
 }
 npt_check b_depths b_depths
 b_lost() {
-    npt_json_has /tmp/b.dump.json type=recorder 'lost~"orphaned_entry":1}' 'lost~"missed_return":0,' &&
+    npt_json_has /tmp/b.dump.json type=recorder 'lost~"orphaned_entry":1,' 'lost~"missed_return":0,' &&
         grep -q '^lost: 1 set-up record(s) to pairing (1 orphaned_entry)$' /tmp/b.dump.txt
 }
 npt_check b_lost b_lost

@@ -75,16 +75,25 @@ fn cpu() -> u32 {
 /// device freed and another allocated at the same address never share statistics.
 #[inline(always)]
 fn cpu_dev(cfg: &Config, dev: u64) -> CpuDev {
-    let mut ifindex = 0i32;
-    if dev != 0 && cfg.flags & cf::DEV_IFINDEX != 0 {
-        let src = unsafe { (dev as *const u8).add(cfg.dev_ifindex as usize) } as *const i32;
-        ifindex = unsafe { probe_read(src) }.unwrap_or(0);
-    }
-    CpuDev {
+    let mut key = CpuDev {
         cpu: cpu(),
-        ifindex,
+        ifindex: 0,
         dev,
+    };
+    if dev != 0 && cfg.flags & cf::DEV_IFINDEX != 0 {
+        let src = unsafe { (dev as *const u8).add(cfg.dev_ifindex as usize) };
+        // Straight into the key (zeroed, as 4.4 wants a helper's stack buffer): a
+        // separate slot would cost the send path's exit 8 more bytes of stack, past what
+        // 5.10 allows it beside LLVM's memset call ("combined stack size ... Too large").
+        // SAFETY: the key's own bytes; bpf_probe_read faults safely on a bad source.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut((&raw mut key.ifindex).cast::<u8>(), size_of::<i32>())
+        };
+        if unsafe { bpf_probe_read_buf(src, dst) }.is_err() {
+            key.ifindex = 0;
+        }
     }
+    key
 }
 
 /// `bpf_probe_read` into a zeroed stack value: 4.4 lets a helper write only stack it
