@@ -39,10 +39,7 @@ fn parse(text: &str) -> Result<BTreeMap<Option<String>, Fields>, Vec<String>> {
         if let Some(heading) = line.strip_prefix("### ") {
             let key = if heading == &COMMON_HEADING[4..] {
                 None
-            } else if let Some(kind) = heading
-                .strip_prefix('`')
-                .and_then(|h| h.strip_suffix('`'))
-            {
+            } else if let Some(kind) = heading.strip_prefix('`').and_then(|h| h.strip_suffix('`')) {
                 Some(kind.to_string())
             } else {
                 errors.push(format!(
@@ -147,7 +144,12 @@ fn compare(
                 "type `{kind}` has a table in docs/contract.md but is not in model/schema.rs"
             )),
             Some(kind) => {
-                out.extend(diff("required (\"yes\")", key, &f.required, &lookup(required, kind)));
+                out.extend(diff(
+                    "required (\"yes\")",
+                    key,
+                    &f.required,
+                    &lookup(required, kind),
+                ));
                 out.extend(diff("\"one of\"", key, &f.one_of, &lookup(one_of, kind)));
             }
         }
@@ -169,8 +171,8 @@ fn compare(
 
 #[test]
 fn the_contract_and_the_schema_agree() {
-    let text = std::fs::read_to_string(CONTRACT)
-        .unwrap_or_else(|e| panic!("reading {CONTRACT}: {e}"));
+    let text =
+        std::fs::read_to_string(CONTRACT).unwrap_or_else(|e| panic!("reading {CONTRACT}: {e}"));
     let tables = parse(&text).unwrap_or_else(|e| panic!("{CONTRACT}:\n{}", e.join("\n")));
     let problems = compare(&tables, COMMON, REQUIRED, ONE_OF);
     assert!(
