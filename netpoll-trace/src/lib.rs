@@ -5,8 +5,8 @@
 //! `pipeline` runs the tracer on both; `sinks` write outputs; `cli` wires it all.
 //!
 //! A library only so that the fuzz targets (`fuzz/`) can reach the parsers: the layers
-//! stay private, so an unused item is still a dead-code warning; `main` and the
-//! `fuzz` entry points are all it exports.
+//! stay private, so an unused item is still a dead-code warning; `main`, the `fuzz`
+//! entry points and the JSON schema's table (`schema`) are all it exports.
 
 mod cli;
 mod kernel;
@@ -16,6 +16,13 @@ mod sinks;
 
 #[doc(hidden)]
 pub mod fuzz;
+
+/// The fields the JSON schema requires per `type`, for tests/contract.rs, which checks
+/// them against docs/contract.md section 4.
+#[doc(hidden)]
+pub mod schema {
+    pub use crate::model::schema::{COMMON, ONE_OF, REQUIRED};
+}
 
 /// The command line: what the `netpoll-trace` binary runs.
 pub fn main() -> std::process::ExitCode {

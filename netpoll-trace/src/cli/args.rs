@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md section 3).
+//! The command line (docs/contract.md section 3).
 
 use std::{path::PathBuf, time::Duration};
 

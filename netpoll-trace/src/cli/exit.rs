@@ -1,4 +1,4 @@
-//! Exit codes of DESIGN.md section 3, in one place.
+//! Exit codes of docs/contract.md section 3, in one place.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

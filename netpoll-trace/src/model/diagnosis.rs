@@ -1,4 +1,4 @@
-//! Why a netpoll set-up failed and what to do about it (DESIGN.md section 2). Pure:
+//! Why a netpoll set-up failed and what to do about it (docs/contract.md section 2). Pure:
 //! the evidence is the recorded calls, the kernel's own log lines and a few facts
 //! about the host's interfaces; every rule is unit-tested, including evidence as a
 //! pre-4.19 kernel produces it, which we cannot boot here.

@@ -92,7 +92,7 @@ pub fn dev_of(ev: &SetupEvent) -> Option<String> {
     })
 }
 
-/// One set-up call, as the JSON `setup` object of DESIGN.md section 4 (the
+/// One set-up call, as the JSON `setup` object of docs/contract.md section 4 (the
 /// enrichment fields are filled in by `enrich`). Unknown values are None (null).
 /// Read back from JSON lines by `dump --from` (see `from_json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,5 +1,5 @@
 //! The agent's journal entries: one `remediation` object per decision and action
-//! (DESIGN.md section 4).
+//! (docs/contract.md section 4).
 
 use serde::Serialize;
 

@@ -1,6 +1,7 @@
-//! The JSON-lines contract (DESIGN.md section 4) as data: the fields every object
+//! The JSON-lines contract (docs/contract.md section 4) as data: the fields every object
 //! of each `type` must carry. Our own output is checked against it in the lab
-//! (`netpoll-trace schema-check FILE`), so the contract cannot drift silently.
+//! (`netpoll-trace schema-check FILE`), and tests/contract.rs checks this table against
+//! the contract's, so neither can drift silently.
 
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -8,11 +9,13 @@ use serde_json::Value;
 use super::event::SetupFn;
 
 /// Fields every object has.
-const COMMON: &[&str] = &["type", "ts_ns"];
+pub const COMMON: &[&str] = &["type", "ts_ns"];
 
-fn required(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "setup" => &[
+/// Each `type` and the fields every object of it carries (the contract's "yes" rows).
+pub const REQUIRED: &[(&str, &[&str])] = &[
+    (
+        "setup",
+        &[
             "fn",
             "netpoll",
             "dev",
@@ -30,8 +33,11 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
             "has_netpoll_setup",
             "netpoll_disabled",
         ],
-        "poll" => &["dev", "count"],
-        "send" => &[
+    ),
+    ("poll", &["dev", "count"]),
+    (
+        "send",
+        &[
             "dev",
             "messages",
             "sent",
@@ -40,10 +46,13 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
             "dropped_by",
             "histogram",
         ],
-        "send_drop" => &["dev", "reason"],
-        "slow_send" => &["dev", "duration_ns"],
-        "target" => &["target", "event", "cause", "dev", "remote"],
-        "diagnosis" => &[
+    ),
+    ("send_drop", &["dev", "reason"]),
+    ("slow_send", &["dev", "duration_ns"]),
+    ("target", &["target", "event", "cause", "dev", "remote"]),
+    (
+        "diagnosis",
+        &[
             "dev",
             "cause",
             "remedies",
@@ -51,10 +60,13 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
             "explanation",
             "kernel_message",
         ],
-        "remediation" => &["dev", "action", "result", "detail"],
-        // Flight recorder dumps (extensions of the contract).
-        "counter" => &["dev", "fn", "ret", "errno", "count"],
-        "recorder" => &[
+    ),
+    ("remediation", &["dev", "action", "result", "detail"]),
+    // Flight recorder dumps (extensions of the contract).
+    ("counter", &["dev", "fn", "ret", "errno", "count"]),
+    (
+        "recorder",
+        &[
             "pin_dir",
             "schema",
             "ring_size",
@@ -64,9 +76,12 @@ fn required(kind: &str) -> Option<&'static [&'static str]> {
             "unrecorded",
             "missing_seqs",
         ],
-        _ => return None,
-    })
-}
+    ),
+];
+
+/// Types whose objects carry at least one of these fields (the contract's "one of" rows):
+/// a `poll` object is a device's statistics or one slow call.
+pub const ONE_OF: &[(&str, &[&str])] = &[("poll", &["histogram", "duration_ns"])];
 
 /// Checks one line; the error names the line's type and the missing field.
 pub fn check_line(line: &str) -> Result<&'static str> {
@@ -80,7 +95,7 @@ pub fn check_line(line: &str) -> Result<&'static str> {
         }
     }
     let kind = obj["type"].as_str().unwrap_or_default();
-    let Some(fields) = required(kind) else {
+    let Some(&(kind, fields)) = REQUIRED.iter().find(|(k, _)| *k == kind) else {
         bail!("unknown type `{kind}`")
     };
     for f in fields {
@@ -88,8 +103,11 @@ pub fn check_line(line: &str) -> Result<&'static str> {
             bail!("{kind} object without field `{f}`");
         }
     }
-    if kind == "poll" && !obj.contains_key("histogram") && !obj.contains_key("duration_ns") {
-        bail!("poll object with neither `histogram` nor `duration_ns`");
+    for (_, any) in ONE_OF.iter().filter(|(k, _)| *k == kind) {
+        if !any.iter().any(|f| obj.contains_key(*f)) {
+            let named: Vec<String> = any.iter().map(|f| format!("`{f}`")).collect();
+            bail!("{kind} object with none of {}", named.join(", "));
+        }
     }
     if kind == "setup"
         && !SetupFn::ALL
@@ -98,18 +116,7 @@ pub fn check_line(line: &str) -> Result<&'static str> {
     {
         bail!("setup object with unknown fn {}", obj["fn"]);
     }
-    Ok(match kind {
-        "setup" => "setup",
-        "poll" => "poll",
-        "diagnosis" => "diagnosis",
-        "counter" => "counter",
-        "recorder" => "recorder",
-        "send" => "send",
-        "send_drop" => "send_drop",
-        "slow_send" => "slow_send",
-        "target" => "target",
-        _ => "remediation",
-    })
+    Ok(kind)
 }
 
 /// Checks every non-empty line of `text`; returns how many objects of each type.

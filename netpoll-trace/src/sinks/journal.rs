@@ -1,5 +1,5 @@
 //! The agent's journal: one `remediation` object per decision and action, as JSON
-//! lines (DESIGN.md section 4), appended to a private file (0600, see `file`) and echoed
+//! lines (docs/contract.md section 4), appended to a private file (0600, see `file`) and echoed
 //! on stdout.
 //!
 //! Each line reaches the file in one write(2), so a crash or a full disk leaves at most

@@ -1,4 +1,4 @@
-//! JSON lines (DESIGN.md section 4): `--json` on stdout, `watch --record FILE`, dumps.
+//! JSON lines (docs/contract.md section 4): `--json` on stdout, `watch --record FILE`, dumps.
 //! One object per line, in the order the outputs came.
 
 use std::io::Write;

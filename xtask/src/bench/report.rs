@@ -165,8 +165,8 @@ fn by_method_line(r: &Reduced) -> String {
         .join("; ")
 }
 
-/// One kernel in bench.json. The names are the file's contract (README's Performance
-/// section cites them); every time and ratio is rounded to four decimal places.
+/// One kernel in bench.json. The names are the file's contract (docs/performance.md
+/// cites them); every time and ratio is rounded to four decimal places.
 #[derive(Serialize)]
 struct KernelJson<'a> {
     attach_ms: Option<f64>,
