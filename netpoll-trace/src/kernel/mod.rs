@@ -7,8 +7,10 @@
 pub mod attach;
 pub mod btf;
 pub mod clock;
+pub mod command;
 pub mod embedded;
 pub mod ethtool;
+pub mod features;
 pub mod host;
 pub mod kallsyms;
 pub mod kmsg;
