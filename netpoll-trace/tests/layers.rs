@@ -353,7 +353,7 @@ const EFFECTS_ALLOWED: &[(&str, &str)] = &[
         "reads the recording the operator names (--from)",
     ),
     (
-        "cli/commands/generate.rs",
+        "cli/commands/generate/",
         "writes pages into the directory the operator names",
     ),
     (
@@ -544,6 +544,10 @@ impl Crate {
         let mut out = Vec::new();
         for (file, (_, code)) in self.modules.values().map(|(f, c)| (f, (f, c))) {
             let name = file.to_string_lossy().replace('\\', "/");
+            // A module of unit tests in a file of its own (`#[cfg(test)] mod tests;`).
+            if file.file_name().is_some_and(|f| f == "tests.rs") {
+                continue;
+            }
             let code = without_tests(code);
             let in_model = name.starts_with("model/");
             let allowed = EFFECTS_ALLOWED.iter().any(|(p, _)| name.starts_with(p)) && !in_model;
