@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::ready::Ready;
+
 use super::diagnosis::Cause;
 
 /// Which step of a remediation an entry records (the journal's `action`).
@@ -158,6 +160,9 @@ pub struct Remediation {
     pub proved: Option<Vec<Evidence>>,
     /// What that verification could not show; null where `proved` is.
     pub not_proved: Option<Vec<Evidence>>,
+    /// On the agent's `start` entry only: what the tracer attached (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
 }
 
 #[cfg(test)]
@@ -177,6 +182,7 @@ mod tests {
             attempt: None,
             proved: None,
             not_proved: None,
+            ready: None,
         };
         let line = serde_json::to_string(&e).unwrap();
         assert_eq!(

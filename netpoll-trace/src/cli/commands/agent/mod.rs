@@ -30,13 +30,14 @@ use crate::{
         config::{self, AgentConfig, TargetStopped},
         diagnosis::Cause,
         output::{Dropped, Output, Sink},
+        ready::Ready,
         remediation::{self, Action, Outcome},
     },
     pipeline::{RecorderOptions, TraceOptions, Tracer},
     sinks::{
         journal::Journal,
         metrics::{self, BuildInfo, Metrics},
-        status::Stderr,
+        status::{self, Stderr},
         systemd,
     },
 };
@@ -158,6 +159,17 @@ impl Agent {
 
     /// Stamps and journals one entry.
     fn log(&mut self, dev: Option<&str>, note: Note, cause: Option<Cause>) {
+        self.journal(dev, note, cause, None);
+    }
+
+    /// Stamps and journals one entry; the start entry carries what the tracer attached.
+    fn journal(
+        &mut self,
+        dev: Option<&str>,
+        note: Note,
+        cause: Option<Cause>,
+        ready: Option<Ready>,
+    ) {
         self.sinks
             .emit(&Output::Remediation(remediation::Remediation {
                 kind: "remediation",
@@ -171,6 +183,7 @@ impl Agent {
                 not_proved: (!note.proved.is_empty())
                     .then(|| remediation::Evidence::not_proved(&note.proved)),
                 proved: (!note.proved.is_empty()).then_some(note.proved),
+                ready,
             }));
     }
 
@@ -239,10 +252,11 @@ impl Agent {
         } else {
             ""
         };
-        crate::status!(Info, "agent {}; {caps}{dry}", tracer.ready);
+        let ready = status::ready_line(&tracer.ready);
+        crate::status!(Info, "agent {ready}; {caps}{dry}");
         // Ready for systemd only now: every probe is attached and the drop succeeded.
         let notify = notify.map(|(n, watchdog)| {
-            let _ = n.send(&systemd::ready_message(&format!("agent {}", tracer.ready)));
+            let _ = n.send(&systemd::ready_message(&format!("agent {ready}")));
             let n = Arc::new(n);
             if let Some(every) = watchdog {
                 // The runtime has one thread: a stuck agent stops pinging.
@@ -258,12 +272,9 @@ impl Agent {
             n
         });
         let dry = if self.args.dry_run { "; dry run" } else { "" };
-        let detail = format!("{}; {caps}{dry}", tracer.ready);
-        self.log(
-            None,
-            Note::new(Action::Start, Outcome::Ok, detail, None),
-            None,
-        );
+        let detail = format!("{ready}; {caps}{dry}");
+        let start = Note::new(Action::Start, Outcome::Ok, detail, None);
+        self.journal(None, start, None, Some(tracer.ready.clone()));
         Ok((tracer, notify))
     }
 
