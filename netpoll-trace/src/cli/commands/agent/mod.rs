@@ -361,6 +361,9 @@ impl Agent {
                 Some(Machine::patching(m, first))
             }
             Output::Target(e) => {
+                // Reported before deciding, as for a failure: even a change that needs
+                // no decision.
+                self.report_backlog_drops();
                 let now = tracer
                     .targets()
                     .targets()
