@@ -200,6 +200,48 @@ mod tests {
     }
 
     #[test]
+    fn only_the_start_entry_carries_the_ready_object() {
+        use crate::model::ready::{OffsetsSource, Ready};
+        let mut e = Remediation {
+            kind: "remediation",
+            ts_ns: 1,
+            dev: None,
+            action: Action::Start,
+            result: Outcome::Ok,
+            detail: "ready: ...".into(),
+            cause: None,
+            attempt: None,
+            proved: None,
+            not_proved: None,
+            ready: None,
+        };
+        assert!(!serde_json::to_string(&e).unwrap().contains("ready\":"));
+        e.ready = Some(Ready {
+            method: "fentry",
+            kprobes_via: None,
+            functions: vec!["netpoll_setup"],
+            reused_pins: false,
+            attach_ms: 1.5,
+            object: "modern",
+            offsets: Some(OffsetsSource {
+                kind: "kernel_btf",
+                path: "/sys/kernel/btf/vmlinux".into(),
+                detail: None,
+            }),
+            recorder: None,
+        });
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            crate::model::schema::check_line(&line).unwrap(),
+            "remediation"
+        );
+        assert!(
+            line.ends_with(r#""ready":{"method":"fentry","kprobes_via":null,"functions":["netpoll_setup"],"reused_pins":false,"attach_ms":1.5,"object":"modern","offsets":{"kind":"kernel_btf","path":"/sys/kernel/btf/vmlinux","detail":null},"recorder":null}}"#),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn codes_are_the_json_codes() {
         for a in Action::ALL {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
