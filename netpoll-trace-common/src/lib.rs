@@ -7,7 +7,7 @@
 //! One file per feature, named as netpoll-trace-ebpf's: `setup` (and its `pairing`),
 //! `poll`, `send`, `cleanup`, `recorder`; what they share: `device` (what the programs
 //! read of kernel structs), `config` (this kernel's struct layout), `per_cpu`; and the
-//! names both sides use: `function` (the traced functions), `maps`.
+//! names both sides use: `function` (the traced functions), `programs`, `maps`.
 //! Everything is re-exported here, so callers name `netpoll_trace_common::X`.
 #![no_std]
 
@@ -18,6 +18,7 @@ pub mod function;
 pub mod maps;
 pub mod per_cpu;
 mod poll;
+pub mod programs;
 mod recorder;
 mod send;
 mod setup;
