@@ -530,8 +530,11 @@ fn covers(parts: &BTreeMap<usize, String>, len: usize) -> bool {
 
 /// Text from the network made safe for a terminal: control characters (escape
 /// sequences included) shown as `\xNN`, tabs kept.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if c.is_control() && c != '\t' {
             out.push_str(&format!("\\x{:02x}", c as u32));
@@ -539,7 +542,7 @@ pub fn printable(text: &str) -> String {
             out.push(c);
         }
     }
-    out
+    out.into()
 }
 
 #[cfg(test)]

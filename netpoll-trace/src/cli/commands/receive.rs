@@ -382,17 +382,23 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
 /// number and level of an extended message), so line-oriented tools keep working; then
 /// the lines after the text (dictionary, userdata, sysdata) as the kernel sent them.
 fn human(out: &mut String, m: &Message) {
-    let mut prefix = String::new();
-    let _ = match (m.seq, m.level) {
-        (Some(seq), Some(level)) => write!(prefix, "{} #{seq} <{level}>", m.from),
-        _ => write!(prefix, "{}", m.from),
+    let prefix = |out: &mut String| {
+        let _ = match (m.seq, m.level) {
+            (Some(seq), Some(level)) => write!(out, "{} #{seq} <{level}> ", m.from),
+            _ => write!(out, "{} ", m.from),
+        };
     };
     let text = m.text.strip_suffix('\n').unwrap_or(&m.text);
     for l in text.split('\n') {
-        let _ = writeln!(out, "{prefix} {}", printable(l));
+        prefix(out);
+        out.push_str(&printable(l));
+        out.push('\n');
     }
     let mut field = |k: &str, v: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{prefix}  {}", printable(&format!("{k}={v}")));
+        prefix(out);
+        out.push(' ');
+        out.push_str(&printable(&format!("{k}={v}")));
+        out.push('\n');
     };
     for (k, v) in m.dict.iter().chain(&m.userdata) {
         field(k, v);
