@@ -130,7 +130,15 @@ fn several_workers_keep_each_senders_messages_in_order() {
     const SENDERS: usize = 40;
     const EACH: u64 = 50;
     let total = (SENDERS as u64 * EACH).to_string();
-    let (child, port) = receiver(&["--json", "--workers", "4", "--count", &total]);
+    let (child, port) = receiver(&[
+        "--json",
+        "--workers",
+        "4",
+        "--count",
+        &total,
+        "--for",
+        "60s",
+    ]);
     let txs: Vec<UdpSocket> = (0..SENDERS)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -169,7 +177,7 @@ fn several_workers_keep_each_senders_messages_in_order() {
 /// is what the summary counts (seq skipping what printk never sent is not a loss).
 #[test]
 fn sysdata_and_userdata_are_json_fields_and_gaps_follow_msgid() {
-    let (child, port) = receiver(&["--json", "--count", "3"]);
+    let (child, port) = receiver(&["--json", "--count", "3", "--for", "60s"]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in [
         &b"13,434,54928466,-;This is message #1\n foo=bar\n cpu=42\n taskname=echo\n msgid=1\n"[..],
