@@ -361,6 +361,10 @@ const EFFECTS_ALLOWED: &[(&str, &str)] = &[
         "binds the UDP socket the operator names (--listen)",
     ),
     (
+        "cli/commands/receive/",
+        "the receive workers' sockets on the address the operator names (--listen)",
+    ),
+    (
         "cli/commands/watch.rs",
         "runs the COMMAND the operator names",
     ),

@@ -25,6 +25,11 @@ pub fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The cap on a socket receive buffer set without privilege (net.core.rmem_max).
+pub fn rmem_max() -> Option<usize> {
+    read_trim("/proc/sys/net/core/rmem_max").and_then(|s| s.parse().ok())
+}
+
 /// Network interfaces that exist now, sorted, and each enslaved one's master (bond,
 /// bridge, team), from /sys/class/net.
 pub fn interfaces() -> (Vec<String>, Vec<(String, String)>) {

@@ -225,11 +225,15 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         long_about = "A netconsole receiver. Listens on UDP and prints every message \
 (plain netconsole: the text; extended netconsole: sequence number, level and text, fragments \
 reassembled), or with --json one JSON object per message ({\"type\":\"netconsole\", \"from\", \
-\"seq\", \"level\", \"ts_us\", \"release\", \"text\"}). Counts per sender the messages and, \
-for extended netconsole, the gaps in the kernel's sequence numbers: messages the kernel wrote \
-that never arrived. Control characters from the network are escaped in human output. On \
-exit (SIGINT, SIGTERM, --for, --count) a summary per sender (a final {\"type\":\"summary\"} \
-object with --json).",
+\"seq\", \"level\", \"ts_us\", \"release\", \"msgid\", \"cpu\", \"taskname\", \"text\", \
+\"dict\", \"userdata\"}: the lines a 6.x kernel appends to the text, sysdata and userdata, as \
+fields). Counts per sender the messages and, for extended netconsole, the gaps: by msgid where \
+the target sends it (messages netconsole sent that never arrived), else by the kernel's \
+sequence numbers (which also skip what never went to the console). Control characters from \
+the network are escaped in human output. Several workers (--workers) each read their own \
+socket in batches; the kernel keeps a sender on one, so its messages stay in order. On exit \
+(SIGINT, SIGTERM, --for, --count) a summary per sender, the total and its rate, and the \
+datagrams the kernel dropped at the sockets (a final {\"type\":\"summary\"} object with --json).",
         after_help = "Examples:\n  netpoll-trace receive                      # 0.0.0.0:6666\n  \
 netpoll-trace receive --listen 10.0.0.5:6666 --json --output netconsole.jsonl\n\n\
 Exit status: 0; 1 when the socket cannot be bound or the output file cannot be written."
@@ -250,6 +254,11 @@ Exit status: 0; 1 when the socket cannot be bound or the output file cannot be w
         /// Stop after this many messages.
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// Receive with N threads, each with its own socket on the address (SO_REUSEPORT;
+        /// the kernel keeps each sender on one, so its messages stay in order)
+        /// [default: one per CPU].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
     #[command(
