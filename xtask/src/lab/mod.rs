@@ -358,3 +358,41 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
     }
     Ok(v.passed())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(label: &str) -> Kernel {
+        let spec = kernels::spec(label).unwrap();
+        Kernel {
+            label: spec.label,
+            spec,
+            release: "r".into(),
+            root: "/x".into(),
+            packages: Vec::new(),
+            build_root: None,
+        }
+    }
+
+    #[test]
+    fn only_a_panic_scenario_on_a_halting_kernel_gets_panic_0() {
+        use scenario::Ending;
+        let words = |label: &str, ending| {
+            cmdline(&kernel(label), ending, 60, &["e1000"], None)
+                .split_whitespace()
+                .filter(|w| w.starts_with("panic="))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words("7.3", Ending::Panic), ["panic=0"]);
+        // Any other panic there still reboots, so QEMU exits instead of waiting out the timeout.
+        assert_eq!(words("7.3", Ending::Exit), ["panic=-1"]);
+        assert_eq!(words("6.18", Ending::Panic), ["panic=-1"]);
+        assert_eq!(words("5.10", Ending::Exit), ["panic=-1"]);
+        assert_eq!(
+            kernels::spec("7.3").unwrap().panic.last_line(),
+            "---[ end Kernel panic"
+        );
+    }
+}

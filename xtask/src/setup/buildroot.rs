@@ -79,7 +79,7 @@ pub fn ensure(cache_dir: &Path, suite: &str) -> Result<bool> {
     let count = std::fs::read_dir(&debs).map(|d| d.count()).unwrap_or(0);
     cache::remove_dir(&debs)?;
     // Proves the root runs: its compiler, through the same path builds take.
-    let out = crate::process::output(&mut command(&root, &[], "gcc").arg("--version"))
+    let out = crate::process::output(command(&root, &[], "gcc").arg("--version"))
         .with_context(|| format!("running gcc inside {}", root.display()))?;
     let version = out.lines().next().unwrap_or_default().to_string();
     cache::write_stamp(&dir, &format!("suite={suite}\ngcc={version}\n"))?;
