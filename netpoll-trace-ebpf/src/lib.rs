@@ -38,8 +38,8 @@ compile_error!("the legacy object cannot carry aya-log: it needs a ring buffer a
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_perf_event_output, bpf_probe_read_buf,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_perf_event_output,
+        bpf_probe_read_buf,
     },
     macros::map,
     maps::{Array, HashMap, PerfEventArray},
@@ -49,7 +49,8 @@ use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
     COMM_LEN, Config, CounterKey, CpuCounterKey, CpuDev, DEFAULT_RING_SIZE, IFNAMSIZ, InflightKey,
     MAX_DEPTH, NC_TARGET_SLOTS, OWNER_LEN, POLL_BUCKETS, POLL_DEPTH, PollCpu, PollEvent, PollFrame,
-    PollStats, RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendFrame, SendStats, SetupEvent,
+    PollStats,
+    RecorderMeta, SEND_DEPTH, SendCpu, SendEvent, SendFrame, SendStats, SetupEvent,
     config_flags as cf, event_flags as ef, loss,
     pairing::{self, Enter, Exit, Frame},
     per_cpu, poll_bucket, send_drop, send_event, stop_cause,
