@@ -544,22 +544,25 @@ fn check_pool_headers(kernel: &Kernel) -> Result<()> {
         .with_context(|| format!("reading {}", kernel.vmlinuz().display()))?;
     let vmlinux = crate::build::kmod::decompress_vmlinux(&image)
         .with_context(|| format!("no vmlinux in {}", kernel.vmlinuz().display()))?;
-    let want = btf_section(&vmlinux)
-        .ok_or_else(|| anyhow!("{} has no .BTF", kernel.vmlinuz().display()))?;
     let path = kernel.headers_dir().join("vmlinux");
-    let got = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    match btf_section(&got) {
-        Some(btf) if btf == want => Ok(()),
-        Some(_) => bail!(
-            "the pool's headers do not match the image: {} carries other BTF than {}; \
-             refusing them",
+    let headers = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    same_btf(&vmlinux, &headers).with_context(|| {
+        format!(
+            "refusing the pool's headers: {} against {}",
             path.display(),
             kernel.vmlinuz().display()
-        ),
-        None => bail!(
-            "{} has no .BTF: cannot check the pool's headers",
-            path.display()
-        ),
+        )
+    })
+}
+
+/// Ok when both ELF images carry the same, non-empty `.BTF` section.
+fn same_btf(image_vmlinux: &[u8], headers_vmlinux: &[u8]) -> Result<()> {
+    let want =
+        btf_section(image_vmlinux).ok_or_else(|| anyhow!("the image's vmlinux has no .BTF"))?;
+    match btf_section(headers_vmlinux) {
+        Some(got) if got == want && !got.is_empty() => Ok(()),
+        Some(_) => bail!("the headers' vmlinux carries other BTF than the image's"),
+        None => bail!("the headers' vmlinux has no .BTF"),
     }
 }
 
@@ -918,6 +921,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A small ELF object (the host's gcc) with `btf` as its .BTF section (objcopy).
+    fn elf_with_btf(dir: &Path, name: &str, btf: &[u8]) -> Vec<u8> {
+        use std::process::Command;
+        let obj = dir.join(format!("{name}.o"));
+        let sec = dir.join(format!("{name}.btf"));
+        std::fs::write(&sec, btf).unwrap();
+        let ok = Command::new("gcc")
+            .args(["-c", "-x", "c", "/dev/null", "-o"])
+            .arg(&obj)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        if !btf.is_empty() {
+            let ok = Command::new("objcopy")
+                .arg(format!("--add-section=.BTF={}", sec.display()))
+                .arg(&obj)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        std::fs::read(&obj).unwrap()
+    }
+
+    #[test]
+    fn pool_headers_are_kept_only_with_the_image_own_btf() {
+        let dir = scratch("btf");
+        let image = elf_with_btf(&dir, "image", b"\x9f\xeb\x01\x00 the kernel's types");
+        let same = elf_with_btf(&dir, "same", b"\x9f\xeb\x01\x00 the kernel's types");
+        let other = elf_with_btf(&dir, "other", b"\x9f\xeb\x01\x00 another kernel");
+        let none = elf_with_btf(&dir, "none", b"");
+        assert!(same_btf(&image, &same).is_ok());
+        let err = same_btf(&image, &other).unwrap_err().to_string();
+        assert!(err.contains("other BTF"), "{err}");
+        assert!(same_btf(&image, &none).is_err());
+        assert!(same_btf(&none, &same).is_err());
+        assert!(same_btf(&image, b"not an ELF").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
