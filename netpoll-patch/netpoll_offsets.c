@@ -63,10 +63,18 @@ NPT_VALUE(netpoll_info_txq, offsetof(struct netpoll_info, txq));
 NPT_VALUE(sk_buff_head_qlen, offsetof(struct sk_buff_head, qlen));
 NPT_VALUE(__link_state_start, __LINK_STATE_START);
 NPT_VALUE(__link_state_present, __LINK_STATE_PRESENT);
+/*
+ * The target's addresses and ports. In 2026 (7.3 in Debian) they moved out of struct netpoll
+ * into netconsole's private struct netconsole_target, which no header declares: there
+ * these four symbols are left out (Kbuild sets NPT_NETPOLL_NO_ADDRESSES when the headers'
+ * linux/netpoll.h names no remote_port), and netpoll-trace reads them from BTF or not at all.
+ */
+#ifndef NPT_NETPOLL_NO_ADDRESSES
 NPT_VALUE(netpoll_remote_ip, offsetof(struct netpoll, remote_ip));
 NPT_VALUE(netpoll_remote_port, offsetof(struct netpoll, remote_port));
 NPT_VALUE(netpoll_local_port, offsetof(struct netpoll, local_port));
 NPT_VALUE(netpoll_ipv6, offsetof(struct netpoll, ipv6));
+#endif
 NPT_VALUE(net_device_dismantle, offsetof(struct net_device, dismantle));
 #ifdef CONFIG_NETPOLL
 NPT_VALUE(net_device_npinfo, offsetof(struct net_device, npinfo));

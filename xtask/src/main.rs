@@ -50,7 +50,8 @@ enum Task {
     },
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
-    /// Unit tests, the fuzz targets for 60 s each, then every scenario on every lab kernel.
+    /// Unit tests, the fuzz targets for 60 s each, then every scenario on every kernel in
+    /// `all` (the opt-in ones, e.g. 7.3, only by `cargo xtask lab --kernel LABEL`).
     Test,
     /// Coverage-guided fuzzing (cargo-fuzz, ASan) of every parser of untrusted input: the
     /// agent's configuration, `dump --from`'s JSON lines, BTF, BTFHub archives, HTTP
@@ -81,7 +82,7 @@ enum Task {
     /// loader, per attach method), netconsole throughput, event loss, footprint; prints a
     /// table and writes target/bench/bench.json.
     Bench {
-        /// Kernel label or `all`; repeatable.
+        /// Kernel label or `all` (every kernel but the opt-in ones); repeatable.
         #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
         kernels: Vec<String>,
         /// Repetitions of the attach measurement (the median is reported).
@@ -138,7 +139,8 @@ enum Task {
 
 #[derive(Args)]
 struct LabArgs {
-    /// Kernel label or `all`; repeatable.
+    /// Kernel label or `all` (every kernel but the opt-in ones: kernels.rs says why each is);
+    /// repeatable.
     #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
     kernels: Vec<String>,
     /// Scenario name (lab/scenarios/NAME.sh); repeatable; default every scenario.

@@ -1,5 +1,6 @@
 //! bpftrace for the benchmark guests: Debian's package and its library closure, downloaded
-//! per suite of the lab kernels (kernels::KERNELS) and unpacked into the cache; at bench
+//! per userland suite of the lab kernels (kernels::userland_suites: a backports kernel's
+//! base release) and unpacked into the cache; at bench
 //! time the binary, the shared objects it loads (resolved by the suite's own dynamic loader,
 //! `ld.so --list`, against the unpacked tree) and that loader are packed where a Debian
 //! system keeps them, so the unmodified binary runs in the otherwise static guest.
@@ -36,7 +37,7 @@ pub fn root(cache_dir: &Path, suite: &str) -> Result<PathBuf> {
 /// comes from, unless present; returns what it fetched.
 pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
     let mut fetched = Vec::new();
-    for suite in &crate::setup::kernels::suites() {
+    for suite in &crate::setup::kernels::userland_suites() {
         if root(cache_dir, suite).is_ok() {
             continue;
         }

@@ -47,15 +47,7 @@ pub struct Options {
 pub fn run(opts: &Options) -> Result<bool> {
     let root = cache::workspace_root();
     let cache_dir = cache::dir()?;
-    let specs: Vec<&'static kernels::Spec> =
-        if opts.kernels.is_empty() || opts.kernels.iter().any(|k| k == "all") {
-            kernels::KERNELS.iter().collect()
-        } else {
-            opts.kernels
-                .iter()
-                .map(|k| kernels::spec(k))
-                .collect::<Result<_>>()?
-        };
+    let specs = kernels::choose(&opts.kernels)?;
     let busybox = guest::busybox(&cache_dir)?;
     let kernels = specs
         .iter()
@@ -78,14 +70,15 @@ pub fn run(opts: &Options) -> Result<bool> {
     let mut results: BTreeMap<String, reduce::Reduced> = BTreeMap::new();
     let mut all_ok = true;
     for (kernel, spec) in kernels.iter().zip(&specs) {
-        let bpftrace =
-            match bpftrace::root(&cache_dir, spec.suite).and_then(|r| bpftrace::guest_files(&r)) {
-                Ok(files) => files,
-                Err(e) => {
-                    println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
-                    Vec::new()
-                }
-            };
+        let bpftrace = match bpftrace::root(&cache_dir, kernels::userland(spec.suite))
+            .and_then(|r| bpftrace::guest_files(&r))
+        {
+            Ok(files) => files,
+            Err(e) => {
+                println!("bench: {}: no bpftrace for the guest: {e:#}", kernel.label);
+                Vec::new()
+            }
+        };
         println!(
             "bench: kernel {} ({}), {} attach repetitions{}",
             kernel.label,

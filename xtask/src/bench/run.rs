@@ -110,7 +110,13 @@ pub fn kernel(
     let machine = qemu::Machine {
         kernel: kernel.vmlinuz(),
         initrd,
-        append: crate::lab::cmdline(kernel, c.timeout_secs, &["virtio_net"], None),
+        append: crate::lab::cmdline(
+            kernel,
+            crate::lab::scenario::Ending::Exit,
+            c.timeout_secs,
+            &["virtio_net"],
+            None,
+        ),
         cpus: crate::lab::scenario::DEFAULT_CPUS,
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };

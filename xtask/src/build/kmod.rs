@@ -11,11 +11,14 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::setup::kernels::Kernel;
+
 /// Builds the module in `src_dir` (a directory with a `Kbuild` naming `obj-m := NAME.o`)
-/// against the kernel headers in `headers_dir` (the `linux-headers-<release>` directory that
-/// has the kernel's `Makefile`), inside `out_dir`. Returns the path of the built `NAME.ko`.
-/// Fails if make fails or prints any warning.
-pub fn build(headers_dir: &Path, src_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+/// against `kernel`'s headers (the `linux-headers-<release>` directory that has the kernel's
+/// `Makefile`) with the kernel's toolchain, inside `out_dir`. Returns the path of the built
+/// `NAME.ko`. Fails if make fails or prints any warning.
+pub fn build(kernel: &Kernel, src_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let headers_dir = &kernel.headers_dir();
     let release = kernel_release(headers_dir);
     if !headers_dir.join("Makefile").is_file() {
         bail!(
@@ -43,7 +46,8 @@ pub fn build(headers_dir: &Path, src_dir: &Path, out_dir: &Path) -> Result<PathB
     let build_dir = out_dir.join(src_name).join(path_component(&release));
     prepare_build_dir(src_dir, &build_dir)?;
 
-    let out = Command::new("make")
+    let out = kernel
+        .make(&[out_dir])
         .arg("-C")
         .arg(headers_dir)
         .arg(format!("M={}", build_dir.display()))
@@ -153,7 +157,7 @@ pub fn btf_archive(vmlinuz: &Path, release: &str, out_dir: &Path) -> Result<Path
 
 /// The vmlinux ELF inside a bzImage: the first xz or zstd stream that decompresses to ELF
 /// (as the kernel's scripts/extract-vmlinux finds it).
-fn decompress_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn decompress_vmlinux(image: &[u8]) -> Result<Vec<u8>> {
     const XZ: &[u8] = b"\xfd7zXZ\x00";
     const ZSTD: &[u8] = b"\x28\xb5\x2f\xfd";
     let mut candidates: Vec<(usize, &str)> = Vec::new();

@@ -175,7 +175,7 @@ pub fn kmod_for(
         }
     }
     println!("build: {} for kernel {}", src.display(), kernel.release);
-    let ko = kmod::build(&kernel.headers_dir(), src, out_dir)?;
+    let ko = kmod::build(kernel, src, out_dir)?;
     cache::create_dir(out_dir)?;
     std::fs::write(&stamp, ko.display().to_string())
         .with_context(|| format!("writing {}", stamp.display()))?;

@@ -179,17 +179,24 @@ struct Run<'a> {
     tools: &'a [(std::path::PathBuf, String)],
 }
 
-/// The guest kernel's command line: the console, and what lab/init reads (npt.*): the label,
-/// the release the guest must be running (smoke checks `uname -r` against it), the script's
-/// timeout and the NIC drivers to load; for a variant, its name and environment.
+/// The guest kernel's command line: the console, what a panic does (`panic=-1`: reboot, so
+/// QEMU exits; a scenario that panics on purpose gets its kernel's own word, `panic=0` from
+/// 7.x), and what lab/init reads (npt.*): the label, the release the guest must be running
+/// (smoke checks `uname -r` against it), the script's timeout and the NIC drivers to load;
+/// for a variant, its name and environment.
 pub fn cmdline(
     kernel: &Kernel,
+    ending: scenario::Ending,
     timeout_secs: u64,
     nic_modules: &[&str],
     variant: Option<&scenario::Variant>,
 ) -> String {
+    let panic = match ending {
+        scenario::Ending::Exit => kernels::PanicEnd::Reboot.cmdline(),
+        scenario::Ending::Panic => kernel.spec.panic.cmdline(),
+    };
     let mut line = format!(
-        "console=ttyS0 panic=-1 quiet npt.kernel={} npt.release={} npt.timeout={timeout_secs} npt.nics={}",
+        "console=ttyS0 {panic} quiet npt.kernel={} npt.release={} npt.timeout={timeout_secs} npt.nics={}",
         kernel.label,
         kernel.release,
         nic_modules.join(",")
@@ -206,10 +213,7 @@ pub fn cmdline(
 }
 
 fn choose_kernels(labels: &[String]) -> Result<Vec<&'static kernels::Spec>> {
-    if labels.is_empty() || labels.iter().any(|l| l == "all") {
-        return Ok(kernels::KERNELS.iter().collect());
-    }
-    labels.iter().map(|l| kernels::spec(l)).collect()
+    kernels::choose(labels)
 }
 
 /// Boots one guest and judges it; `live` allows a live progress line (one guest at a time).
@@ -253,7 +257,13 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         true => Some(receiver::Receiver::start()?),
         false => None,
     };
-    let mut append = cmdline(kernel, sc.header.timeout_secs, &nic_modules, variant);
+    let mut append = cmdline(
+        kernel,
+        sc.header.ending,
+        sc.header.timeout_secs,
+        &nic_modules,
+        variant,
+    );
     if let Some(r) = &receiver {
         append.push_str(&format!(" npt.receiver={}", r.port()));
     }
@@ -287,10 +297,12 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         }
     };
     let timeout = Duration::from_secs(sc.header.timeout_secs + BOOT_MARGIN_SECS);
-    // A guest that panics on purpose is done once the panic is printed (QEMU exits itself).
+    // A guest that panics on purpose is done once the panic is printed (QEMU exits itself
+    // with `panic=-1`), or from 7.x once its end line is (`panic=0`: the kernel halts there,
+    // having flushed netconsole last; QEMU is then ended).
     let last_line = match sc.header.ending {
         scenario::Ending::Exit => "NPT-DMESG-END",
-        scenario::Ending::Panic => "Kernel panic - not syncing",
+        scenario::Ending::Panic => kernel.spec.panic.last_line(),
     };
     let mut run = qemu::run(&machine, &log, timeout, show, last_line)?;
     let mut parsed = console::parse(&run.console);
@@ -345,4 +357,42 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         print!("{}", report::failure_details(&v, &run.console, &log_shown));
     }
     Ok(v.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(label: &str) -> Kernel {
+        let spec = kernels::spec(label).unwrap();
+        Kernel {
+            label: spec.label,
+            spec,
+            release: "r".into(),
+            root: "/x".into(),
+            packages: Vec::new(),
+            build_root: None,
+        }
+    }
+
+    #[test]
+    fn only_a_panic_scenario_on_a_halting_kernel_gets_panic_0() {
+        use scenario::Ending;
+        let words = |label: &str, ending| {
+            cmdline(&kernel(label), ending, 60, &["e1000"], None)
+                .split_whitespace()
+                .filter(|w| w.starts_with("panic="))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(words("7.3", Ending::Panic), ["panic=0"]);
+        // Any other panic there still reboots, so QEMU exits instead of waiting out the timeout.
+        assert_eq!(words("7.3", Ending::Exit), ["panic=-1"]);
+        assert_eq!(words("6.18", Ending::Panic), ["panic=-1"]);
+        assert_eq!(words("5.10", Ending::Exit), ["panic=-1"]);
+        assert_eq!(
+            kernels::spec("7.3").unwrap().panic.last_line(),
+            "---[ end Kernel panic"
+        );
+    }
 }

@@ -89,6 +89,8 @@ mod tests {
     fn kernel_line_names_the_exact_image_package() {
         let k = Kernel {
             label: "6.1",
+            spec: crate::setup::kernels::spec("6.1").unwrap(),
+            build_root: None,
             release: "6.1.0-48-amd64".into(),
             root: "/x".into(),
             packages: vec![

@@ -328,6 +328,8 @@ pub fn host_codename() -> Result<String> {
 pub struct Apt {
     options: Vec<String>,
     name: String,
+    /// The mirror's URI (from the host's sources), for files no index lists.
+    mirror: String,
 }
 
 /// Private list directories refreshed by this process: each is fetched once per run.
@@ -342,7 +344,12 @@ impl Apt {
     /// A private apt configuration in `dir` for `suite`, on the host's Debian mirror, with fresh
     /// package lists (fetched once per process) and an empty dpkg status of its own.
     pub fn private(dir: &Path, suite: &str) -> Result<Apt> {
-        let sources = private_sources(&host_source_files(), &host_codename()?, suite)?;
+        let files = host_source_files();
+        let codename = host_codename()?;
+        let sources = private_sources(&files, &codename, suite)?;
+        let mirror = find_source(&files, &codename)
+            .map(|s| s.uri)
+            .unwrap_or_default();
         let lists = dir.join("lists");
         let parts = dir.join("sources.list.d");
         let cache_dir = dir.join("cache");
@@ -371,6 +378,7 @@ impl Apt {
                 format!("Dir::State::status={}", path(&status)),
             ],
             name: format!("apt for {suite}"),
+            mirror,
         };
         let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
         if !refreshed.contains(&lists) {
@@ -418,6 +426,84 @@ impl Apt {
             .find_map(|l| l.strip_prefix("Version:"))
             .map(|v| v.trim().to_string())
             .ok_or_else(|| anyhow!("{} shows no version for {pkg}", self.name))
+    }
+
+    /// Names of the packages the lists know that start with `prefix`, sorted.
+    pub fn pkgnames(&self, prefix: &str) -> Result<Vec<String>> {
+        let out = process::output(self.command("apt-cache").args(["pkgnames", prefix]))
+            .with_context(|| format!("listing {prefix}* with {}", self.name))?;
+        let mut names: Vec<String> = out.lines().map(|l| l.trim().to_string()).collect();
+        names.retain(|n| !n.is_empty());
+        names.sort();
+        Ok(names)
+    }
+
+    /// One field (`Filename`, `Source`) of `pkg`'s candidate version.
+    pub fn field(&self, pkg: &str, field: &str) -> Result<String> {
+        let out =
+            process::output(
+                self.command("apt-cache")
+                    .args(["show", "--no-all-versions", pkg]),
+            )
+            .with_context(|| format!("looking up {pkg} with {}", self.name))?;
+        show_field(&out, field).ok_or_else(|| anyhow!("{} shows no {field} for {pkg}", self.name))
+    }
+
+    /// Downloads `files` from the mirror's `pool_dir` into `dir` with apt's own transport
+    /// (`apt-helper download-file`). No index lists them, so nothing is verified here: the
+    /// caller checks what they hold.
+    pub fn download_from_pool(&self, pool_dir: &str, files: &[String], dir: &Path) -> Result<()> {
+        if self.mirror.is_empty() {
+            bail!(
+                "{} knows no mirror to fetch {} from",
+                self.name,
+                files.join(" ")
+            );
+        }
+        cache::create_dir(dir)?;
+        let step = progress::Step::start(format!(
+            "setup: downloading {} file(s) from the mirror's {pool_dir}",
+            files.len()
+        ));
+        for f in files {
+            let uri = format!("{}/{pool_dir}/{f}", self.mirror.trim_end_matches('/'));
+            process::output(
+                Command::new("/usr/lib/apt/apt-helper")
+                    .args(["download-file", &uri])
+                    .arg(dir.join(f)),
+            )
+            .with_context(|| format!("downloading {uri}"))?;
+        }
+        step.done(&format!("done, {}", human_size(dir_bytes(dir))));
+        Ok(())
+    }
+
+    /// Downloads `pkgs` and everything they depend on, as installing them on an empty
+    /// system would (`apt-get install --download-only` against the private, empty dpkg
+    /// status), into `dir`; recommends left out.
+    pub fn download_closure(&self, pkgs: &[&str], dir: &Path) -> Result<()> {
+        cache::create_dir(&dir.join("partial"))?;
+        let step = progress::Step::start(format!(
+            "setup: downloading {} and their dependencies",
+            pkgs.join(" ")
+        ));
+        process::output(
+            self.command("apt-get")
+                .arg("-o")
+                .arg(format!("Dir::Cache::archives={}", dir.display()))
+                .args([
+                    "-q",
+                    "-y",
+                    "--download-only",
+                    "--no-install-recommends",
+                    "install",
+                ])
+                .args(pkgs)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .with_context(|| format!("downloading {} with {}", pkgs.join(" "), self.name))?;
+        step.done(&format!("done, {}", human_size(dir_bytes(dir))));
+        Ok(())
     }
 
     /// The URLs `download` would fetch `pkgs` from, without fetching them: proves they exist
@@ -487,6 +573,14 @@ pub fn unpack_all(debs: &Path, root: &Path) -> Result<()> {
             .with_context(|| format!("unpacking {}", deb.display()))?;
     }
     Ok(())
+}
+
+/// A field of the first stanza of `apt-cache show` output.
+pub fn show_field(out: &str, field: &str) -> Option<String> {
+    out.split("\n\n").next()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == field).then(|| v.trim().to_string())
+    })
 }
 
 /// Package names from `apt-cache depends` output: `Depends:` and `PreDepends:` lines, with
@@ -854,6 +948,22 @@ mod tests {
         let text = "Types: deb\nEnabled: no\nURIs: http://a.example/\nSuites: bookworm\n";
         let files = vec![("x.sources".to_string(), text.to_string())];
         assert_eq!(find_source(&files, "bookworm"), None);
+    }
+
+    #[test]
+    fn a_field_of_the_first_stanza() {
+        let out = "Package: linux-image-6.18.15+deb13-amd64\nSource: linux-signed-amd64 (6.18.15+1~bpo13+1)\n\
+                   Filename: pool/main/l/linux-signed-amd64/a.deb\nDescription: x\n\n\
+                   Package: other\nFilename: pool/b.deb\n";
+        assert_eq!(
+            show_field(out, "Filename").as_deref(),
+            Some("pool/main/l/linux-signed-amd64/a.deb")
+        );
+        assert_eq!(show_field(out, "Depends"), None);
+        assert_eq!(
+            show_field("Package: p\n\nFilename: pool/b.deb\n", "Filename"),
+            None
+        );
     }
 
     #[test]

@@ -3,14 +3,16 @@
 //! exact gcc Debian built with. Proven by building a hello-world module against them.
 
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cache, process};
+use crate::cache;
+use crate::setup::kernels::Kernel;
 
 /// Rewrites the absolute references inside the unpacked tree `root` so they resolve inside it.
-pub fn fix_up(root: &Path, headers: &Path) -> Result<()> {
+/// `exists` says whether a program is there to build with (the host's PATH, or a toolchain
+/// root's usr/bin).
+pub fn fix_up(root: &Path, headers: &Path, exists: impl Fn(&str) -> bool) -> Result<()> {
     relink_absolute_symlinks(root, root)?;
     let makefile = headers.join("Makefile");
     let text = read(&makefile)?;
@@ -18,7 +20,7 @@ pub fn fix_up(root: &Path, headers: &Path) -> Result<()> {
     let vars = headers.join(".kernelvariables");
     if vars.exists() {
         let text = read(&vars)?;
-        let fixed = host_compiler(&text, process::on_path);
+        let fixed = host_compiler(&text, exists);
         if fixed != text {
             println!(
                 "  headers: this host lacks the gcc Debian built with; using the host's gcc instead"
@@ -29,8 +31,10 @@ pub fn fix_up(root: &Path, headers: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds a hello-world module against `headers` in a fresh directory under `scratch`.
-pub fn verify(headers: &Path, scratch: &Path) -> Result<()> {
+/// Builds a hello-world module against `kernel`'s headers (with the kernel's toolchain) in a
+/// fresh directory under `scratch`.
+pub fn verify(kernel: &Kernel, scratch: &Path) -> Result<()> {
+    let headers = &kernel.headers_dir();
     let dir = scratch.join("hello-module");
     cache::remove_dir(&dir)?;
     cache::create_dir(&dir)?;
@@ -39,13 +43,16 @@ pub fn verify(headers: &Path, scratch: &Path) -> Result<()> {
         "#include <linux/module.h>\n\
          static int __init hello_init(void) { pr_info(\"hello\\n\"); return 0; }\n\
          static void __exit hello_exit(void) {}\n\
-         module_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE(\"GPL\");\n",
+         module_init(hello_init);\nmodule_exit(hello_exit);\nMODULE_LICENSE(\"GPL\");\n\
+         MODULE_DESCRIPTION(\"setup's check that the headers build a module\");\n",
     )?;
     write(&dir.join("Kbuild"), "obj-m := hello.o\n")?;
-    let out = Command::new("make")
+    let out = kernel
+        .make(&[scratch])
         .arg("-C")
         .arg(headers)
         .arg(format!("M={}", dir.display()))
+        .stdin(std::process::Stdio::null())
         .output()
         .context("running make: is it installed? (`cargo xtask setup` installs it)")?;
     if !out.status.success() || !dir.join("hello.ko").is_file() {
@@ -114,15 +121,22 @@ fn relative_target(link_dir: &Path, target: &Path) -> PathBuf {
     out
 }
 
-/// `include /usr/src/X/Makefile` -> an include relative to the including Makefile's directory.
+/// `include /usr/src/X/Makefile` -> an include relative to the including Makefile's
+/// directory; trixie-era headers also set `KBUILD_OUTPUT=/usr/src/linux-headers-RELEASE`,
+/// which becomes this Makefile's own directory. That must be a simple (`:=`) assignment:
+/// a recursive `=` would expand after the include, when MAKEFILE_LIST ends in the -common
+/// Makefile ("include/config/auto.conf: No such file").
 fn relative_includes(makefile: &str) -> String {
     let mut out = String::new();
     for line in makefile.lines() {
-        match line.strip_prefix("include /usr/src/") {
-            Some(rest) => out.push_str(&format!(
+        if let Some(rest) = line.strip_prefix("include /usr/src/") {
+            out.push_str(&format!(
                 "include $(dir $(lastword $(MAKEFILE_LIST)))../{rest}"
-            )),
-            None => out.push_str(line),
+            ));
+        } else if line.starts_with("KBUILD_OUTPUT=/usr/src/") {
+            out.push_str("KBUILD_OUTPUT:=$(abspath $(dir $(lastword $(MAKEFILE_LIST))))");
+        } else {
+            out.push_str(line);
         }
         out.push('\n');
     }
@@ -187,6 +201,21 @@ mod tests {
             got,
             "include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-6.1.0-56-common/Makefile\n"
         );
+    }
+
+    #[test]
+    fn trixie_headers_output_is_the_makefile_own_directory() {
+        let got = relative_includes(
+            "KBUILD_OUTPUT=/usr/src/linux-headers-7.3.4+deb13-amd64\n\
+             include /usr/src/linux-headers-7.3.4+deb13-common/Makefile\n",
+        );
+        assert_eq!(
+            got,
+            "KBUILD_OUTPUT:=$(abspath $(dir $(lastword $(MAKEFILE_LIST))))\n\
+             include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-7.3.4+deb13-common/Makefile\n"
+        );
+        // Already fixed: unchanged (setup may run it again).
+        assert_eq!(relative_includes(&got), got);
     }
 
     #[test]

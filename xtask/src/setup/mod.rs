@@ -4,9 +4,11 @@
 //! Its parts: `apt` (Debian packages through private per-suite lists), `toolchain` (the
 //! pinned stable, nightly, bpf-linker, the fuzz nightly), `kernels` (the lab's kernel table
 //! and fetching each), `headers` and `modules` (making a fetched kernel's headers and
-//! modules usable from the cache), `guest` (busybox for the guests).
+//! modules usable from the cache), `buildroot` (a newer suite's compiler for kernels whose
+//! headers the host's cannot build), `guest` (busybox for the guests).
 
 pub mod apt;
+pub mod buildroot;
 pub mod guest;
 pub mod headers;
 pub mod kernels;
@@ -92,6 +94,14 @@ pub fn run(refresh: bool) -> Result<()> {
     }
     if guest::ensure(&cache_dir)? {
         changed.push("busybox-static".into());
+    }
+    // Only where a kernel's headers need a newer toolchain than the host's.
+    for suite in kernels::build_roots() {
+        if buildroot::ensure(&cache_dir, suite)
+            .with_context(|| format!("setting up the {suite} toolchain root"))?
+        {
+            changed.push(format!("{suite} toolchain root"));
+        }
     }
     let mut lab = Vec::new();
     for spec in kernels::KERNELS {
