@@ -8,6 +8,7 @@ mod dist;
 mod lab;
 mod process;
 mod progress;
+mod selftests;
 mod setup;
 
 use anyhow::{Result, bail};
@@ -117,6 +118,26 @@ enum Task {
     /// The RPMs `dist` builds: installed, verified and erased in a throwaway root (`rpm
     /// --root`), %config(noreplace), scriptlets, and rpmlint.
     Rpmcheck,
+    /// The kernel's own netconsole selftests (from its linux-source package) in the lab:
+    /// bare, under `watch --json` (both objects), with the agent, and with `receive` as
+    /// their listener; a table per kernel (lab/selftests/README.md).
+    Selftests {
+        /// Kernel label or `all`; repeatable.
+        #[arg(long = "kernel", default_value = kernels::NEWEST, value_parser = kernels::label_parser(true))]
+        kernels: Vec<String>,
+        /// Only this test (e.g. netcons_basic); repeatable.
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
+        /// Only these modes after bare: watch, watch_legacy, agent, receive; repeatable.
+        #[arg(long = "mode", value_name = "MODE")]
+        modes: Vec<String>,
+        /// Stream the guest console to the terminal.
+        #[arg(long)]
+        live: bool,
+        /// Use this static netpoll-trace instead of building one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
     /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
@@ -219,6 +240,19 @@ fn run(cli: Cli) -> Result<bool> {
             })
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
+        Task::Selftests {
+            kernels,
+            tests,
+            modes,
+            live,
+            binary,
+        } => selftests::run(&selftests::Options {
+            kernels,
+            tests,
+            modes,
+            live,
+            binary,
+        }),
         Task::Dist => dist::run().map(|_| true),
         Task::FirstContact => first_contact::run(),
         Task::Rpmcheck => {
