@@ -123,6 +123,9 @@ one() {
             ;;
         receive)
             got=$($JQ -s '[.[] | select(.type == "netconsole")] | length' /tmp/selftests/receive.jsonl 2>/dev/null)
+            echo "receive's stderr:"
+            sed 's/^/  | /' /tmp/selftests/receive.err 2>/dev/null | tail -n 8
+            rm -f /tmp/selftests/receive.err
             line="$line received=${got:-0}"
             ;;
     esac
