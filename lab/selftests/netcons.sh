@@ -160,6 +160,8 @@ judge() {
         agent)
             if [ "$(field agent_alive)" != yes ] || [ "$(field tool_rc)" != 0 ]; then
                 npt_fail "${name}_$mode" "the agent did not run through the test and stop cleanly: alive=$(field agent_alive) rc=$(field tool_rc)"
+            elif [ "$(field kernel_failures)" = 0 ] && [ "$(field journal)" != "start:ok*1,stop:ok*1" ]; then
+                npt_fail "${name}_$mode" "the agent's journal holds more than its start and stop where the kernel logged no failure: $(field journal)"
             else
                 echo "NPT-CHECK ${name}_$mode pass"
             fi

@@ -51,7 +51,8 @@ enum Task {
     },
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
-    /// Unit tests, the fuzz targets for 60 s each, then every scenario on every lab kernel.
+    /// Unit tests, the fuzz targets for 60 s each, then every scenario on every lab kernel and
+    /// the kernel's netconsole selftests on the newest.
     Test,
     /// Coverage-guided fuzzing (cargo-fuzz, ASan) of every parser of untrusted input: the
     /// agent's configuration, `dump --from`'s JSON lines, BTF, BTFHub archives, HTTP
@@ -122,8 +123,9 @@ enum Task {
     /// bare, under `watch --json` (both objects), with the agent, and with `receive` as
     /// their listener; a table per kernel (lab/selftests/README.md).
     Selftests {
-        /// Kernel label or `all`; repeatable.
-        #[arg(long = "kernel", default_value = kernels::NEWEST, value_parser = kernels::label_parser(true))]
+        /// Kernel label or `all` (kernels whose source has no netconsole selftest, or is not
+        /// in their suite's index, are said and skipped); repeatable.
+        #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
         kernels: Vec<String>,
         /// Only this test (e.g. netcons_basic); repeatable.
         #[arg(long = "test", value_name = "NAME")]
@@ -313,6 +315,23 @@ fn test() -> Result<bool> {
         show: console::Show::Nothing,
         binary: None,
     })?;
+    // The kernel's own netconsole selftest, all modes (bare, watch with both objects, the
+    // agent, receive as listener) on one kernel: about 40 s once fetched.
+    println!(
+        "test: cargo xtask selftests --kernel {} (the kernel's netconsole selftests with the tool)",
+        selftests::CI_KERNEL
+    );
+    let selftests_ok = selftests::run(&selftests::Options {
+        kernels: vec![selftests::CI_KERNEL.into()],
+        tests: Vec::new(),
+        modes: Vec::new(),
+        live: false,
+        binary: None,
+    })
+    .unwrap_or_else(|e| {
+        eprintln!("test: selftests failed: {e:#}");
+        false
+    });
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
     println!(
@@ -345,7 +364,15 @@ fn test() -> Result<bool> {
             eprintln!("test: debcheck/rpmcheck failed: {e:#}");
             false
         });
-    Ok(first_ok && unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
+    Ok(first_ok
+        && unit.is_ok()
+        && resolve_ok
+        && bpf_ok
+        && fuzz_ok
+        && lab_ok
+        && selftests_ok
+        && bench_ok
+        && deb_ok)
 }
 
 /// A fresh machine's view of the lab kernels: private lists in a new directory under

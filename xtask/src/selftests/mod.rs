@@ -19,6 +19,10 @@ use crate::lab::{self, console::Show, scenario};
 use crate::setup::kernels;
 use crate::{cache, process};
 
+/// The kernel `cargo xtask test` runs the selftests on: the first lab kernel whose source
+/// carries a netconsole selftest (netcons_basic.sh), all modes, about 40 s once fetched.
+pub const CI_KERNEL: &str = "6.12";
+
 /// The modes after `bare`, in the order the guest runs them (lab/selftests/netcons.sh).
 pub const MODES: &[&str] = &["watch", "watch_legacy", "agent", "receive"];
 
@@ -50,23 +54,38 @@ pub fn run(opts: &Options) -> Result<bool> {
     }
     let modes: Vec<&str> = match opts.modes.is_empty() {
         true => MODES.to_vec(),
-        false => MODES.iter().copied().filter(|m| opts.modes.iter().any(|o| o == m)).collect(),
+        false => MODES
+            .iter()
+            .copied()
+            .filter(|m| opts.modes.iter().any(|o| o == m))
+            .collect(),
     };
     let mut all_ok = true;
     let mut tables = Vec::new();
     for label in labels {
         let spec = kernels::spec(label)?;
         let kernel = kernels::load(&cache_dir, spec)?;
-        let tests = source::ensure(&cache_dir, spec, &kernel)?;
+        let Some(tests) = source::ensure(&cache_dir, spec, &kernel)? else {
+            continue;
+        };
         let chosen: Vec<String> = tests
             .tests
             .iter()
-            .filter(|t| opts.tests.is_empty() || opts.tests.iter().any(|n| *n == table::test_name(t)))
+            .filter(|t| {
+                opts.tests.is_empty() || opts.tests.iter().any(|n| *n == table::test_name(t))
+            })
             .cloned()
             .collect();
         if chosen.is_empty() {
-            println!("selftests {label}: {} has no netconsole selftest{}", tests.package,
-                if opts.tests.is_empty() { "" } else { " of those asked for" });
+            println!(
+                "selftests {label}: {} has no netconsole selftest{}",
+                tests.package,
+                if opts.tests.is_empty() {
+                    ""
+                } else {
+                    " of those asked for"
+                }
+            );
             continue;
         }
         let files = userland::ensure(&cache_dir, userland::base_suite(spec.suite))?;
@@ -74,12 +93,24 @@ pub fn run(opts: &Options) -> Result<bool> {
         cache::create_dir(&work)?;
         let netdevsim = crate::build::kmod_for(&kernel, &tests.netdevsim, &work.join("kmod"))?;
         // Its dependencies (psample, ...) come from the kernel's own modules.
-        let depends = process::output(Command::new("modinfo").args(["-F", "depends"]).arg(&netdevsim))?;
-        let depends: Vec<String> = depends.trim().split(',').filter(|d| !d.is_empty()).map(String::from).collect();
+        let depends = process::output(
+            Command::new("modinfo")
+                .args(["-F", "depends"])
+                .arg(&netdevsim),
+        )?;
+        let depends: Vec<String> = depends
+            .trim()
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(String::from)
+            .collect();
         let mut files = files;
         files.push((netdevsim, "opt/selftests/netdevsim.ko".into()));
         std::fs::write(work.join("netdevsim.depends"), depends.join(" ") + "\n")?;
-        files.push((work.join("netdevsim.depends"), "opt/selftests/netdevsim.depends".into()));
+        files.push((
+            work.join("netdevsim.depends"),
+            "opt/selftests/netdevsim.depends".into(),
+        ));
         let tar = work.join("guest.tar");
         stage(&root, &work, &tests, &chosen, &modes, &files, &tar)?;
         let mut sc = scenario_for(&root, label, &chosen, &modes)?;
@@ -89,14 +120,19 @@ pub fn run(opts: &Options) -> Result<bool> {
                 kernels: vec![label.to_string()],
                 scenarios: Vec::new(),
                 keep_going: true,
-                show: if opts.live { Show::Everything } else { Show::Nothing },
+                show: if opts.live {
+                    Show::Everything
+                } else {
+                    Show::Nothing
+                },
                 binary: opts.binary.clone(),
             },
             std::slice::from_ref(&sc),
         )?;
         all_ok &= ok;
         let log = root.join("target/lab").join(label).join("selftests.log");
-        let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+        let text =
+            std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
         let rows = table::parse(&text);
         let t = table::render(label, &tests.package, &kernel.release, &rows, &modes);
         std::fs::write(work.join("table.md"), &t)?;
@@ -131,7 +167,10 @@ fn stage(
     for (host, guest) in files {
         copy(host, guest)?;
     }
-    copy(&root.join("lab/selftests/socat"), "opt/selftests/shim/socat")?;
+    copy(
+        &root.join("lab/selftests/socat"),
+        "opt/selftests/shim/socat",
+    )?;
     // Found by PATH only when executable, whatever the checkout's mode.
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(
@@ -150,9 +189,18 @@ fn stage(
             }
         }
     }
-    std::fs::write(stage.join("selftests/TESTS"), format!("{}\n", chosen.join("\n")))?;
-    std::fs::write(stage.join("selftests/PACKAGE"), format!("{}\n", tests.package))?;
-    std::fs::write(stage.join("selftests/MODES"), format!("{}\n", modes.join(" ")))?;
+    std::fs::write(
+        stage.join("selftests/TESTS"),
+        format!("{}\n", chosen.join("\n")),
+    )?;
+    std::fs::write(
+        stage.join("selftests/PACKAGE"),
+        format!("{}\n", tests.package),
+    )?;
+    std::fs::write(
+        stage.join("selftests/MODES"),
+        format!("{}\n", modes.join(" ")),
+    )?;
     process::run(
         Command::new("tar")
             .arg("-cf")
@@ -165,18 +213,32 @@ fn stage(
 
 /// lab/selftests/netcons.sh as a scenario: the tarball, netdevsim, a timeout for the tests
 /// chosen, and one check per test and mode after bare.
-fn scenario_for(root: &Path, label: &str, tests: &[String], modes: &[&str]) -> Result<scenario::Scenario> {
+fn scenario_for(
+    root: &Path,
+    label: &str,
+    tests: &[String],
+    modes: &[&str],
+) -> Result<scenario::Scenario> {
     let path = root.join("lab/selftests/netcons.sh");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut header = scenario::parse_header(&text)?;
     header.files.push(scenario::FileSpec {
         source: format!("target/selftests/{label}/guest.tar"),
         guest: "/selftests.tar".into(),
     });
-    header.timeout_secs = tests.iter().map(|t| table::budget_secs(t) * (1 + modes.len() as u64)).sum::<u64>() + 60;
+    header.timeout_secs = tests
+        .iter()
+        .map(|t| table::budget_secs(t) * (1 + modes.len() as u64))
+        .sum::<u64>()
+        + 60;
     header.checks = tests
         .iter()
-        .flat_map(|t| modes.iter().map(move |m| format!("{}_{m}", table::test_name(t))))
+        .flat_map(|t| {
+            modes
+                .iter()
+                .map(move |m| format!("{}_{m}", table::test_name(t)))
+        })
         .collect();
     Ok(scenario::Scenario {
         name: "selftests".into(),
@@ -184,4 +246,14 @@ fn scenario_for(root: &Path, label: &str, tests: &[String], modes: &[&str]) -> R
         header,
         runs: vec![None],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ci_kernel_is_a_lab_kernel() {
+        assert!(kernels::spec(CI_KERNEL).is_ok());
+    }
 }

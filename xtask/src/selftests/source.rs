@@ -54,8 +54,14 @@ fn tree(cache_dir: &Path, label: &str) -> PathBuf {
     cache_dir.join("selftests").join(label)
 }
 
-/// The selftests of `kernel`, fetched into the cache unless there.
-pub fn ensure(cache_dir: &Path, spec: &kernels::Spec, kernel: &Kernel) -> Result<Selftests> {
+/// The selftests of `kernel`, fetched into the cache unless there; None (said why) when the
+/// suite's index has no source package of the kernel's exact version (6.18 in
+/// trixie-backports: its image is indexed, its source is not).
+pub fn ensure(
+    cache_dir: &Path,
+    spec: &kernels::Spec,
+    kernel: &Kernel,
+) -> Result<Option<Selftests>> {
     let dir = tree(cache_dir, kernel.label);
     let series = series(&kernel.release)?;
     let pkg = format!("linux-source-{series}");
@@ -68,18 +74,29 @@ pub fn ensure(cache_dir: &Path, spec: &kernels::Spec, kernel: &Kernel) -> Result
     if cache::stamp(&dir).is_some_and(|s| s.lines().next() == Some(&want))
         && dir.join("netdevsim/Kbuild").is_file()
     {
-        return Ok(Selftests {
+        return Ok(Some(Selftests {
             tests: tests_in(&root)?,
             root,
             netdevsim: dir.join("netdevsim"),
             package: want,
-        });
+        }));
     }
-    println!("selftests: fetching {want} for kernel {} ({})", kernel.label, spec.suite);
+    let apt = apt::Apt::for_suite(cache_dir, spec.suite)?;
+    let exact = format!("{pkg}={version}");
+    if apt.uris(std::slice::from_ref(&exact)).is_err() {
+        println!(
+            "selftests: kernel {}: no {want} in {}'s index: its selftests cannot be fetched",
+            kernel.label, spec.suite
+        );
+        return Ok(None);
+    }
+    println!(
+        "selftests: fetching {want} for kernel {} ({})",
+        kernel.label, spec.suite
+    );
     cache::remove_dir(&dir)?;
     let debs = dir.join("debs");
-    apt::Apt::for_suite(cache_dir, spec.suite)?
-        .download(&[format!("{pkg}={version}")], &debs)?;
+    apt.download(&[exact], &debs)?;
     let deb = std::fs::read_dir(&debs)?
         .flatten()
         .map(|e| e.path())
@@ -107,12 +124,12 @@ pub fn ensure(cache_dir: &Path, spec: &kernels::Spec, kernel: &Kernel) -> Result
     cache::remove_dir(&debs)?;
     let list: Vec<String> = keep.iter().map(|p| p.display().to_string()).collect();
     cache::write_stamp(&dir, &format!("{want}\n{}\n", list.join("\n")))?;
-    Ok(Selftests {
+    Ok(Some(Selftests {
         tests: tests_in(&root)?,
         root,
         netdevsim: dir.join("netdevsim"),
         package: want,
-    })
+    }))
 }
 
 /// The netdevsim sources (next to the selftests root: `../../../drivers/net/netdevsim`) into
@@ -140,7 +157,13 @@ pub fn kbuild(makefile: &str) -> Result<String> {
     }
     Ok(makefile
         .lines()
-        .map(|l| if l.trim() == line { "obj-m := netdevsim.o" } else { l })
+        .map(|l| {
+            if l.trim() == line {
+                "obj-m := netdevsim.o"
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n")
@@ -157,7 +180,12 @@ rc=$?
 if [ $rc -ne 0 ] && grep -v 'Not found in archive\|Exiting with failure status' "$into/.tar-errors" >&2; then exit 1; fi
 exit 0"#;
     let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(script).arg("unpack").arg(deb).arg(into).args(PATTERNS);
+    cmd.arg("-c")
+        .arg(script)
+        .arg("unpack")
+        .arg(deb)
+        .arg(into)
+        .args(PATTERNS);
     crate::process::run(&mut cmd).with_context(|| format!("unpacking {}", deb.display()))
 }
 
@@ -168,7 +196,10 @@ fn find_selftests(unpacked: &Path) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("no {SELFTESTS} in the source package (unpacked in {})", unpacked.display())
+    bail!(
+        "no {SELFTESTS} in the source package (unpacked in {})",
+        unpacked.display()
+    )
 }
 
 /// netcons*.sh under drivers/net, relative to the selftests root, sorted.
@@ -176,7 +207,9 @@ fn test_scripts(root: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::from("drivers/net")];
     while let Some(rel) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else { continue };
+        let Ok(rd) = std::fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let r = rel.join(&name);
@@ -211,9 +244,8 @@ fn closure(root: &Path, scripts: &[PathBuf]) -> Result<BTreeSet<PathBuf>> {
             .with_context(|| format!("reading {}", rel.display()))?;
         let dir = rel.parent().unwrap_or(Path::new(""));
         for arg in sourced(&text) {
-            let target = normalize(&dir.join(&arg)).ok_or_else(|| {
-                anyhow!("{} sources {arg}, outside the selftests", rel.display())
-            })?;
+            let target = normalize(&dir.join(&arg))
+                .ok_or_else(|| anyhow!("{} sources {arg}, outside the selftests", rel.display()))?;
             if !root.join(&target).is_file() {
                 bail!(
                     "{} sources {} ({}), which was not unpacked: add it to the patterns in {}",
@@ -239,9 +271,15 @@ pub fn sourced(text: &str) -> Vec<String> {
         let Some(rest) = l.strip_prefix("source ").or_else(|| l.strip_prefix(". ")) else {
             continue;
         };
-        let word: String = rest.split_whitespace().next().unwrap_or("").replace('"', "");
+        let word: String = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .replace('"', "");
         // A leading $VAR or ${VAR}: the script's directory.
-        let Some(after) = word.strip_prefix('$') else { continue };
+        let Some(after) = word.strip_prefix('$') else {
+            continue;
+        };
         let after = match after.strip_prefix('{') {
             Some(a) => a.split_once('}').map(|(_, r)| r).unwrap_or(""),
             None => after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_'),
@@ -277,7 +315,8 @@ mod tests {
 
     #[test]
     fn netdevsim_built_as_a_module_whatever_the_config() {
-        let k = kbuild("# x\nobj-$(CONFIG_NETDEVSIM) += netdevsim.o\n\nnetdevsim-objs := a.o\n").unwrap();
+        let k = kbuild("# x\nobj-$(CONFIG_NETDEVSIM) += netdevsim.o\n\nnetdevsim-objs := a.o\n")
+            .unwrap();
         assert_eq!(k, "# x\nobj-m := netdevsim.o\n\nnetdevsim-objs := a.o\n");
         assert!(kbuild("obj-y += netdevsim.o\n").is_err());
     }
@@ -316,13 +355,22 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        w("drivers/net/netconsole/netcons_basic.sh", "source \"${SCRIPTDIR}\"/../lib/sh/lib_netcons.sh\n");
-        w("drivers/net/lib/sh/lib_netcons.sh", "source \"${LIBDIR}\"/../../../../net/lib.sh\n");
+        w(
+            "drivers/net/netconsole/netcons_basic.sh",
+            "source \"${SCRIPTDIR}\"/../lib/sh/lib_netcons.sh\n",
+        );
+        w(
+            "drivers/net/lib/sh/lib_netcons.sh",
+            "source \"${LIBDIR}\"/../../../../net/lib.sh\n",
+        );
         w("net/lib.sh", "source \"$net_dir/lib/sh/defer.sh\"\n");
         w("net/lib/sh/defer.sh", "true\n");
         w("net/unrelated.sh", "true\n");
         let scripts = test_scripts(&d).unwrap();
-        assert_eq!(scripts, vec![PathBuf::from("drivers/net/netconsole/netcons_basic.sh")]);
+        assert_eq!(
+            scripts,
+            vec![PathBuf::from("drivers/net/netconsole/netcons_basic.sh")]
+        );
         let keep: Vec<String> = closure(&d, &scripts)
             .unwrap()
             .iter()

@@ -43,7 +43,12 @@ pub fn parse(console: &str) -> Vec<Row> {
                 .filter_map(|w| w.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            Some(Row { test, mode, result, fields })
+            Some(Row {
+                test,
+                mode,
+                result,
+                fields,
+            })
         })
         .collect()
 }
@@ -72,7 +77,11 @@ pub fn render(label: &str, package: &str, release: &str, rows: &[Row], modes: &[
             let cell = get(t, m).map_or("-", |r| r.result.as_str());
             out.push_str(&format!(" {cell} |"));
         }
-        out.push_str(&format!(" {} | {} |\n", referees(get(t, "watch").or(get(t, "bare"))), tool(rows, t)));
+        out.push_str(&format!(
+            " {} | {} |\n",
+            referees(get(t, "watch").or(get(t, "bare"))),
+            tool(rows, t)
+        ));
     }
     out
 }
@@ -107,7 +116,11 @@ fn tool(rows: &[Row], test: &str) -> String {
             _ => {}
         }
     }
-    if parts.is_empty() { "-".into() } else { parts.join("; ") }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 #[cfg(test)]
@@ -129,15 +142,30 @@ mod tests {
 
     #[test]
     fn table_has_a_cell_per_mode_and_the_numbers() {
-        let t = render("6.12", "linux-source-6.12 1", "6.12.1", &parse(LOG), &["watch", "agent", "receive"]);
-        assert!(t.contains("| netcons_basic | pass | pass | - | fail |"), "{t}");
+        let t = render(
+            "6.12",
+            "linux-source-6.12 1",
+            "6.12.1",
+            &parse(LOG),
+            &["watch", "agent", "receive"],
+        );
+        assert!(
+            t.contains("| netcons_basic | pass | pass | - | fail |"),
+            "{t}"
+        );
         assert!(t.contains("netpoll_send_udp 12"), "{t}");
-        assert!(t.contains("watch: messages 12 (kprobe 12), targets enabled,disabled, diagnoses 0"), "{t}");
+        assert!(
+            t.contains("watch: messages 12 (kprobe 12), targets enabled,disabled, diagnoses 0"),
+            "{t}"
+        );
     }
 
     #[test]
     fn names_and_budgets() {
-        assert_eq!(test_name("drivers/net/netconsole/netcons_torture.sh"), "netcons_torture");
+        assert_eq!(
+            test_name("drivers/net/netconsole/netcons_torture.sh"),
+            "netcons_torture"
+        );
         assert_eq!(budget_secs("drivers/net/netcons_basic.sh"), 90);
     }
 }

@@ -26,13 +26,33 @@ pub const TOOLS: &[(&str, &[(&str, &str)])] = &[
     (
         "coreutils",
         &[
-            ("basename", "basename"), ("cat", "cat"), ("cut", "cut"), ("date", "date"),
-            ("dirname", "dirname"), ("echo", "echo"), ("env", "env"), ("head", "head"),
-            ("id", "id"), ("ln", "ln"), ("ls", "ls"), ("mkdir", "mkdir"), ("mkfifo", "mkfifo"),
-            ("mktemp", "mktemp"), ("printf", "printf"), ("readlink", "readlink"),
-            ("rm", "rm"), ("rmdir", "rmdir"), ("seq", "seq"), ("sleep", "sleep"),
-            ("sort", "sort"), ("tail", "tail"), ("tee", "tee"), ("timeout", "timeout"),
-            ("tr", "tr"), ("uniq", "uniq"), ("wc", "wc"),
+            ("basename", "basename"),
+            ("cat", "cat"),
+            ("cut", "cut"),
+            ("date", "date"),
+            ("dirname", "dirname"),
+            ("echo", "echo"),
+            ("env", "env"),
+            ("head", "head"),
+            ("id", "id"),
+            ("ln", "ln"),
+            ("ls", "ls"),
+            ("mkdir", "mkdir"),
+            ("mkfifo", "mkfifo"),
+            ("mktemp", "mktemp"),
+            ("printf", "printf"),
+            ("readlink", "readlink"),
+            ("rm", "rm"),
+            ("rmdir", "rmdir"),
+            ("seq", "seq"),
+            ("sleep", "sleep"),
+            ("sort", "sort"),
+            ("tail", "tail"),
+            ("tee", "tee"),
+            ("timeout", "timeout"),
+            ("tr", "tr"),
+            ("uniq", "uniq"),
+            ("wc", "wc"),
         ],
     ),
     ("findutils", &[("find", "find"), ("xargs", "xargs")]),
@@ -59,7 +79,10 @@ pub fn ensure(cache_dir: &Path, suite: &str) -> Result<Vec<(PathBuf, String)>> {
     let dir = tree(cache_dir, suite);
     let root = dir.join("root");
     if cache::stamp(&dir).is_none() {
-        println!("selftests: userland for the guests from {suite} ({})", names().join(" "));
+        println!(
+            "selftests: userland for the guests from {suite} ({})",
+            names().join(" ")
+        );
         let apt = apt::Apt::for_suite(cache_dir, suite)?;
         let pin = format!("/{suite}");
         let mut packages = Vec::new();
@@ -77,7 +100,8 @@ pub fn ensure(cache_dir: &Path, suite: &str) -> Result<Vec<(PathBuf, String)>> {
         apt.download(&pinned, &debs)?;
         apt::unpack_all(&debs, &root)?;
         cache::remove_dir(&debs)?;
-        guest_files(&root).with_context(|| format!("resolving the selftests' userland ({suite})"))?;
+        guest_files(&root)
+            .with_context(|| format!("resolving the selftests' userland ({suite})"))?;
         cache::write_stamp(&dir, &format!("{}\n", packages.join(" ")))?;
     }
     guest_files(&root)
