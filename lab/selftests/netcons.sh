@@ -108,7 +108,7 @@ one() {
     writes=$(test_writes)
     failures=$(kernel_failures)
     expected=$(expected_targets | tr '\n' ',')
-    line="NPT-SELFTEST $name $mode $RESULT rc=$RC kmsg_writes=$writes send_hits=$hits kernel_failures=$failures targets=${expected:-none}"
+    line="NPT-SELFTEST $name $mode $RESULT attempt=${ATTEMPT:-1} rc=$RC kmsg_writes=$writes send_hits=$hits kernel_failures=$failures targets=${expected:-none}"
     case "$mode" in
         watch | watch_legacy)
             tool_targets=$($JQ -r 'select(.type == "target") | .event' /tmp/selftests/tool.json | tr '\n' ',')
@@ -126,7 +126,7 @@ one() {
             echo "receive's stderr:"
             sed 's/^/  | /' /tmp/selftests/receive.err 2>/dev/null | tail -n 8
             rm -f /tmp/selftests/receive.err
-            line="$line received=${got:-0}"
+            line="$line received=${got:-0} fields=$(receive_fields "$name")"
             ;;
     esac
     echo "$line"
@@ -135,6 +135,29 @@ one() {
         tail -n 25 "$LOG" | sed 's/^/  | /'
         [ -s /tmp/selftests/tool.err ] && tail -n 5 /tmp/selftests/tool.err | sed 's/^/  tool| /'
     fi
+}
+
+# What `receive --json` must carry as fields for what the test checks in the text (issue
+# #29): NAME:ok or NAME:missing for each, comma-separated; none for a test that checks none.
+receive_fields() {
+    f=/tmp/selftests/receive.jsonl
+    has() { [ "$($JQ -s "[.[] | select(.type == \"netconsole\") | select($2)] | length" $f 2>/dev/null)" -gt 0 ] && echo "$1:ok" || echo "$1:missing"; }
+    case "$1" in
+        netcons_sysdata)
+            { has cpu '.cpu != null'; has taskname '.taskname == "echo"'
+              has release ".release == \"$(uname -r)\""; has msgid '.msgid != null'; } | tr '\n' ','
+            ;;
+        netcons_userdata | netcons_basic)
+            # basic on 7.x sets userdata key=value on its extended rounds.
+            grep -q set_user_data "$ST/$(grep "/$1.sh\$" $ST/TESTS)" || { echo none; return; }
+            has userdata '(.userdata // {}) | length > 0' | tr '\n' ','
+            ;;
+        netcons_fragmented_msg)
+            { has userdata '(.userdata.key // "") | startswith("1-2-3-")'
+              has reassembled '(.text | contains("ncfrag") | not) and (.text | test("MSG1=MSG2=.*MSG150="))'; } | tr '\n' ','
+            ;;
+        *) echo none ;;
+    esac
 }
 
 # The checks on the tool, from the last `one`'s line.
@@ -169,6 +192,8 @@ judge() {
         receive)
             if [ "$(field received)" = 0 ]; then
                 npt_fail "${name}_$mode" "the test passed but receive printed no message"
+            elif field fields | grep -q missing; then
+                npt_fail "${name}_$mode" "the test passed, but receive --json lacks fields it checks in the text: $(field fields)"
             else
                 echo "NPT-CHECK ${name}_$mode pass"
             fi
@@ -187,6 +212,13 @@ for test in $(cat $ST/TESTS); do
             continue
         fi
         one "$test" "$mode"
+        if [ "$RESULT" != pass ]; then
+            # The tests race their own listener (6.12's netcons_basic waits at most 1 s for
+            # socat to bind, then writes once over UDP): a slow guest loses the message. One
+            # more try, shown in the table; a tool that breaks the test fails both.
+            echo "--- $name ($mode) failed (rc=$RC): once more"
+            ATTEMPT=2 one "$test" "$mode"
+        fi
         judge "$name" "$mode"
     done
 done

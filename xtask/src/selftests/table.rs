@@ -70,11 +70,18 @@ pub fn render(label: &str, package: &str, release: &str, rows: &[Row], modes: &[
         out.push_str("---|");
     }
     out.push_str("---|---|\n");
-    let get = |t: &str, m: &str| rows.iter().find(|r| r.test == t && r.mode == m);
+    // The last row of a test and mode: a retry's.
+    let get = |t: &str, m: &str| rows.iter().rev().find(|r| r.test == t && r.mode == m);
     for t in &tests {
         out.push_str(&format!("| {t} |"));
         for m in std::iter::once(&"bare").chain(modes.iter()) {
-            let cell = get(t, m).map_or("-", |r| r.result.as_str());
+            let cell = match get(t, m) {
+                None => "-".to_string(),
+                Some(r) if r.fields.get("attempt").is_some_and(|a| a != "1") => {
+                    format!("{} (2nd try)", r.result)
+                }
+                Some(r) => r.result.clone(),
+            };
             out.push_str(&format!(" {cell} |"));
         }
         out.push_str(&format!(
@@ -100,7 +107,17 @@ fn referees(r: Option<&Row>) -> String {
 
 fn tool(rows: &[Row], test: &str) -> String {
     let mut parts = Vec::new();
-    for r in rows.iter().filter(|r| r.test == test) {
+    for r in rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            r.test == test
+                && !rows[i + 1..]
+                    .iter()
+                    .any(|l| l.test == r.test && l.mode == r.mode)
+        })
+        .map(|(_, r)| r)
+    {
         let f = |k: &str| r.fields.get(k).map_or("?", String::as_str);
         match r.mode.as_str() {
             "watch" | "watch_legacy" => parts.push(format!(
@@ -129,12 +146,13 @@ mod tests {
 
     const LOG: &str = "[  9.1] x\nNPT-SELFTEST netcons_basic bare pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled,\n\
         NPT-SELFTEST netcons_basic watch pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled, tool_rc=0 tool_targets=enabled,disabled, tool_messages=12 tool_diagnoses=0\n\
-        NPT-SELFTEST netcons_basic receive fail rc=1 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled, received=0\n";
+        NPT-SELFTEST netcons_basic receive fail rc=1 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled, received=0\n\
+        NPT-SELFTEST netcons_basic agent fail attempt=1 rc=1\nNPT-SELFTEST netcons_basic agent pass attempt=2 rc=0 journal=start:ok*1,stop:ok*1\n";
 
     #[test]
     fn lines_parsed_with_their_numbers() {
         let rows = parse(LOG);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 5);
         assert_eq!(rows[1].mode, "watch");
         assert_eq!(rows[1].fields["tool_messages"], "12");
         assert_eq!(rows[2].result, "fail");
@@ -150,7 +168,7 @@ mod tests {
             &["watch", "agent", "receive"],
         );
         assert!(
-            t.contains("| netcons_basic | pass | pass | - | fail |"),
+            t.contains("| netcons_basic | pass | pass | pass (2nd try) | fail |"),
             "{t}"
         );
         assert!(t.contains("netpoll_send_udp 12"), "{t}");
