@@ -95,7 +95,13 @@ pub fn guest_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
 /// object it loads and the dynamic loader, resolved against the unpacked tree `root`.
 pub fn binary_with_libraries(root: &Path, binary: &Path) -> Result<Vec<(PathBuf, String)>> {
     let loader = find_in_tree(root, LOADER)?;
-    let lib_dirs = [format!("lib/{MULTIARCH}"), format!("usr/lib/{MULTIARCH}")];
+    // systemd's private directory: trixie's udevadm finds libsystemd-shared there by RUNPATH
+    // (packed, like every library, where the guest's loader looks by default).
+    let lib_dirs = [
+        format!("lib/{MULTIARCH}"),
+        format!("usr/lib/{MULTIARCH}"),
+        format!("usr/lib/{MULTIARCH}/systemd"),
+    ];
     let library_path = lib_dirs
         .iter()
         .map(|d| root.join(d).display().to_string())
