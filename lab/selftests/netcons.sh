@@ -23,9 +23,17 @@ tar -xf /selftests.tar -C /
 # its own applets before PATH anyway), jq aside.
 DEB=/opt/selftests/bin
 JQ=$DEB/jq
-# netdevsim: built by xtask from the same source (Debian ships none); its dependencies first.
-for m in $(cat /opt/selftests/netdevsim.depends); do modprobe "$m"; done
-insmod /opt/selftests/netdevsim.ko || echo "netdevsim did not load"
+# netdevsim: built by xtask from the same source (Debian ships none), made known to modprobe
+# (netcons_resume unloads and reloads it) with its dependencies' modules.dep entries.
+KDIR=/lib/modules/$(uname -r)
+mkdir -p $KDIR/extra
+cp /opt/selftests/netdevsim.ko $KDIR/extra/
+deps=
+for m in $(cat /opt/selftests/netdevsim.depends); do
+    deps="$deps $(sed -n "s|^\([^:]*/$m\.ko[^:]*\):\(.*\)|\1\2|p" $KDIR/modules.dep)"
+done
+echo "extra/netdevsim.ko:$deps" >>$KDIR/modules.dep
+modprobe netdevsim || echo "netdevsim did not load"
 modprobe netconsole
 echo "selftests from $(cat $ST/PACKAGE): $(tr '\n' ' ' <$ST/TESTS)"
 $DEB/bash --version | head -n 1
@@ -37,6 +45,8 @@ echo "udevadm $($DEB/udevadm --version)"
 # byte, and what the kernel answered), and netpoll_send_udp's hits.
 SEND_FN=netpoll_send_udp
 probes_on() {
+    # (netcons_cmdline leaves netconsole unloaded; its functions are the probes' places.)
+    modprobe netconsole
     echo "p:npt_st/en netconsole:enabled_store c=+0(\$arg2):u8" >>$T/kprobe_events &&
         echo "r:npt_st/en_ret netconsole:enabled_store ret=\$retval:s64" >>$T/kprobe_events &&
         echo "p:npt_st/send $SEND_FN" >>$T/kprobe_events &&
@@ -123,6 +133,8 @@ one() {
             ;;
         receive)
             got=$($JQ -s '[.[] | select(.type == "netconsole")] | length' /tmp/selftests/receive.jsonl 2>/dev/null)
+            # The shim leaves receive.jsonl (maybe empty) when the test listened at all.
+            [ -e /tmp/selftests/receive.jsonl ] || got=no_listener
             echo "receive's stderr:"
             sed 's/^/  | /' /tmp/selftests/receive.err 2>/dev/null | tail -n 8
             rm -f /tmp/selftests/receive.err
@@ -190,7 +202,9 @@ judge() {
             fi
             ;;
         receive)
-            if [ "$(field received)" = 0 ]; then
+            if [ "$(field received)" = no_listener ]; then
+                npt_skip "${name}_$mode" "the test listens for nothing (it never called socat)"
+            elif [ "$(field received)" = 0 ]; then
                 npt_fail "${name}_$mode" "the test passed but receive printed no message"
             elif field fields | grep -q missing; then
                 npt_fail "${name}_$mode" "the test passed, but receive --json lacks fields it checks in the text: $(field fields)"
