@@ -159,10 +159,11 @@ receive_fields() {
             { has cpu '.cpu != null'; has taskname '.taskname == "echo"'
               has release ".release == \"$(uname -r)\""; has msgid '.msgid != null'; } | tr '\n' ','
             ;;
-        netcons_userdata | netcons_basic)
-            # basic on 7.x sets userdata key=value on its extended rounds.
+        netcons_userdata) has userdata '(.userdata // {}) | length > 0' | tr '\n' ',' ;;
+        netcons_basic)
+            # basic on 7.x sets userdata key=value on its extended rounds; 6.12's sets none.
             grep -q set_user_data "$ST/$(grep "/$1.sh\$" $ST/TESTS)" || { echo none; return; }
-            has userdata '(.userdata // {}) | length > 0' | tr '\n' ','
+            has userdata '.userdata.key == "value"' | tr '\n' ','
             ;;
         netcons_fragmented_msg)
             { has userdata '(.userdata.key // "") | startswith("1-2-3-")'

@@ -134,7 +134,15 @@ pub fn run(opts: &Options) -> Result<bool> {
         let text =
             std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
         let rows = table::parse(&text);
-        let t = table::render(label, &tests.package, &kernel.release, &rows, &modes);
+        let checks = table::checks(&text);
+        let t = table::render(
+            label,
+            &tests.package,
+            &kernel.release,
+            &rows,
+            &checks,
+            &modes,
+        );
         std::fs::write(work.join("table.md"), &t)?;
         tables.push(t);
     }

@@ -29,6 +29,20 @@ pub struct Row {
     pub fields: BTreeMap<String, String>,
 }
 
+/// The NPT-CHECK verdicts of a console log: `TEST_MODE` -> (`pass`/`fail`/`skip`, detail).
+pub fn checks(console: &str) -> BTreeMap<String, (String, String)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("NPT-CHECK ")? + "NPT-CHECK ".len()..];
+            let mut words = rest.splitn(3, ' ');
+            let name = words.next()?.to_string();
+            let status = words.next()?.to_string();
+            Some((name, (status, words.next().unwrap_or("").to_string())))
+        })
+        .collect()
+}
+
 /// Every NPT-SELFTEST line of a console log, in order.
 pub fn parse(console: &str) -> Vec<Row> {
     console
@@ -53,8 +67,16 @@ pub fn parse(console: &str) -> Vec<Row> {
         .collect()
 }
 
-/// A markdown table: one row per test, one column per mode, then the numbers.
-pub fn render(label: &str, package: &str, release: &str, rows: &[Row], modes: &[&str]) -> String {
+/// A markdown table: one row per test, one column per mode (the test's result; after it the
+/// check on the tool when that did not pass), then the numbers.
+pub fn render(
+    label: &str,
+    package: &str,
+    release: &str,
+    rows: &[Row],
+    checks: &BTreeMap<String, (String, String)>,
+    modes: &[&str],
+) -> String {
     let mut tests: Vec<&str> = Vec::new();
     for r in rows {
         if !tests.contains(&r.test.as_str()) {
@@ -75,18 +97,23 @@ pub fn render(label: &str, package: &str, release: &str, rows: &[Row], modes: &[
     for t in &tests {
         out.push_str(&format!("| {t} |"));
         for m in std::iter::once(&"bare").chain(modes.iter()) {
-            let cell = match get(t, m) {
+            let mut cell = match get(t, m) {
                 None => "-".to_string(),
                 Some(r) if r.fields.get("attempt").is_some_and(|a| a != "1") => {
                     format!("{} (2nd try)", r.result)
                 }
                 Some(r) => r.result.clone(),
             };
+            match checks.get(&format!("{t}_{m}")).map(|(s, _)| s.as_str()) {
+                Some("fail") => cell.push_str(", **check failed**"),
+                Some("skip") if get(t, m).is_some() => cell = "n/a".into(),
+                _ => {}
+            }
             out.push_str(&format!(" {cell} |"));
         }
         out.push_str(&format!(
             " {} | {} |\n",
-            referees(get(t, "watch").or(get(t, "bare"))),
+            referees(get(t, "bare")),
             tool(rows, t)
         ));
     }
@@ -129,7 +156,12 @@ fn tool(rows: &[Row], test: &str) -> String {
                 f("tool_diagnoses")
             )),
             "agent" => parts.push(format!("agent: journal {}", f("journal"))),
-            "receive" => parts.push(format!("receive: {} message(s)", f("received"))),
+            "receive" if f("received") == "no_listener" => {}
+            "receive" => parts.push(format!(
+                "receive: {} message(s), fields {}",
+                f("received"),
+                f("fields").trim_end_matches(',')
+            )),
             _ => {}
         }
     }
@@ -160,15 +192,20 @@ mod tests {
 
     #[test]
     fn table_has_a_cell_per_mode_and_the_numbers() {
+        let checks = checks(
+            "NPT-CHECK netcons_basic_receive fail the test passed but receive printed no message\n",
+        );
+        assert_eq!(checks["netcons_basic_receive"].0, "fail");
         let t = render(
             "6.12",
             "linux-source-6.12 1",
             "6.12.1",
             &parse(LOG),
+            &checks,
             &["watch", "agent", "receive"],
         );
         assert!(
-            t.contains("| netcons_basic | pass | pass | pass (2nd try) | fail |"),
+            t.contains("| netcons_basic | pass | pass | pass (2nd try) | fail, **check failed** |"),
             "{t}"
         );
         assert!(t.contains("netpoll_send_udp 12"), "{t}");
