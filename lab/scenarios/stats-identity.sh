@@ -27,8 +27,10 @@ modprobe bonding
 ip link set eth0 down
 echo +eth0 >/sys/class/net/bond0/bonding/slaves
 npt_ip bond0 10.99.0.1/24
-bond_carrier() { [ "$(cat /sys/class/net/bond0/carrier 2>/dev/null)" = 1 ]; }
-npt_wait_for 30 bond_carrier
+# The bond polls only slaves that are up with a carrier (bond_slave_is_up): wait for both.
+carrier() { [ "$(cat /sys/class/net/$1/carrier 2>/dev/null)" = 1 ]; }
+npt_wait_for 30 carrier bond0
+npt_wait_for 30 carrier eth0
 npt_dmesg_mark
 modprobe netconsole netconsole=@/bond0,6666@10.99.0.2/
 npt_expect_dmesg bond_netpoll 'netconsole: network logging started'

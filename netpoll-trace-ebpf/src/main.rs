@@ -1,6 +1,8 @@
 //! The modern object: fentry/fexit where the kernel has BPF trampolines (cheaper per
 //! call), kprobes everywhere else, aya-log for the programs' own diagnostics (needs
 //! 5.8). Userspace loads one set of programs. The logic is in the library.
+//! Each function's name is a program name of `netpoll_trace_common::programs`
+//! (userspace's tests check the built objects against it).
 #![no_std]
 #![no_main]
 

@@ -107,11 +107,12 @@ pub fn netconsole(data: &[u8]) {
     let mut r = crate::model::netconsole::Receiver::default();
     for chunk in data.split(|b| *b == 0xff) {
         let (from, bytes) = match chunk.split_first() {
-            Some((s, rest)) => (format!("10.0.0.{}:6666", s % 4), rest),
+            Some((s, rest)) => (std::net::SocketAddr::from(([10, 0, 0, s % 4], 6666)), rest),
             None => continue,
         };
-        for m in r.take(&from, bytes) {
+        if let Some(m) = r.take(from, bytes) {
             let _ = crate::model::netconsole::printable(&m.text);
+            let _ = serde_json::to_string(&m);
         }
         assert!(r.within_bounds(), "a receiver bound broke after {bytes:?}");
     }

@@ -239,23 +239,26 @@ fn resolve(path: &[String], module: &[String], children: &[String]) -> Vec<Strin
 struct Crate {
     /// Module path -> (file, code without comments and strings).
     modules: BTreeMap<Vec<String>, (PathBuf, String)>,
+    /// File -> its source as written.
+    sources: BTreeMap<PathBuf, String>,
 }
 
 impl Crate {
     fn read(src: &Path) -> Self {
         let mut files = Vec::new();
         rust_files(src, &mut files);
-        let modules = files
+        let sources: BTreeMap<PathBuf, String> = files
             .into_iter()
             .map(|f| {
                 let rel = f.strip_prefix(src).unwrap().to_path_buf();
-                (
-                    module_of(&rel),
-                    (rel, code_only(&std::fs::read_to_string(&f).unwrap())),
-                )
+                (rel, std::fs::read_to_string(&f).unwrap())
             })
             .collect();
-        Self { modules }
+        let modules = sources
+            .iter()
+            .map(|(rel, text)| (module_of(rel), (rel.clone(), code_only(text))))
+            .collect();
+        Self { modules, sources }
     }
 
     /// The module a path names: its longest prefix that is a module of the crate.
@@ -328,6 +331,289 @@ impl Crate {
     }
 }
 
+/// Where the system may be reached (files, processes, sockets), by path prefix under
+/// `src/`, and why: the kernel layer (the system's own interfaces), the sinks (the
+/// journal file, the metrics endpoint, stdout, systemd's socket), the entry points, and
+/// the commands whose job is the operator's own file, command or socket.
+const EFFECTS_ALLOWED: &[(&str, &str)] = &[
+    ("kernel/", "the system's interfaces"),
+    (
+        "sinks/",
+        "the journal, the metrics endpoint, stdout, systemd",
+    ),
+    ("main.rs", "the binary's entry"),
+    ("lib.rs", "the library's entry (the exit code)"),
+    ("fuzz.rs", "the fuzz targets' facade"),
+    (
+        "cli/mod.rs",
+        "the CLI's entry: exit codes, the files named by flags",
+    ),
+    (
+        "cli/commands/dump.rs",
+        "reads the recording the operator names (--from)",
+    ),
+    (
+        "cli/commands/generate/",
+        "writes pages into the directory the operator names",
+    ),
+    (
+        "cli/commands/receive.rs",
+        "binds the UDP socket the operator names (--listen)",
+    ),
+    (
+        "cli/commands/receive/",
+        "the receive workers' sockets on the address the operator names (--listen)",
+    ),
+    (
+        "cli/commands/watch.rs",
+        "runs the COMMAND the operator names",
+    ),
+];
+
+/// Paths that reach the system (as written, or after a `use` group is expanded).
+/// Addresses are values: `core::net::SocketAddr` is the same type without the sockets.
+const EFFECT_PATHS: &[&str] = &[
+    "std::fs",
+    "std::process",
+    "std::net",
+    "std::os::unix::fs",
+    "std::os::unix::net",
+    "std::os::unix::process",
+    "tokio::fs",
+    "tokio::process",
+    "tokio::net",
+    "libc::open",
+    "libc::socket",
+    "libc::bind",
+    "libc::connect",
+    "libc::kill",
+    "libc::fork",
+    "libc::exec",
+];
+
+/// Calls that reach the file system through a type or a path's own methods.
+const EFFECT_CALLS: &[&str] = &[
+    "File::open(",
+    "File::create(",
+    "OpenOptions::new(",
+    "Command::new(",
+    ".exists()",
+    ".read_dir()",
+    ".symlink_metadata()",
+    ".canonicalize()",
+];
+
+/// What the model may not name at all, beyond the effects: the BPF library.
+const MODEL_FORBIDDEN: &[&str] = &["aya"];
+
+/// Kernel-facing path prefixes, allowed in string literals only under `kernel/`.
+const KERNEL_PATHS: &[&str] = &["/sys", "/proc", "/dev"];
+
+/// The most lines of code a file may have before its unit tests.
+const MAX_CODE_LINES: usize = 500;
+
+/// Every `std::`, `tokio::`, `libc::` or `aya::` path the code names, `use` groups
+/// expanded (`std::{fs, io::Read}` is `std::fs` and `std::io::Read`).
+fn external_paths(code: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let chars: Vec<char> = code.chars().collect();
+    let text: String = chars.iter().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts =
+            ident(chars[i]) && (i == 0 || (!ident(chars[i - 1]) && !text[..i].ends_with("::")));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < chars.len() && ident(chars[j]) {
+            j += 1;
+        }
+        let head: String = chars[i..j].iter().collect();
+        if !matches!(head.as_str(), "std" | "tokio" | "libc" | "aya") {
+            i = j;
+            continue;
+        }
+        // The path's extent: identifiers, `::` and balanced brace groups.
+        let mut k = j;
+        loop {
+            if text[k..].starts_with("::{") {
+                k = brace_end(&chars, k + 2) + 1;
+                break;
+            } else if text[k..].starts_with("::") {
+                k += 2;
+                while k < chars.len() && ident(chars[k]) {
+                    k += 1;
+                }
+            } else {
+                break;
+            }
+        }
+        let path: String = chars[i..k].iter().collect();
+        out.extend(flatten(&path));
+        i = k.max(j);
+    }
+    out
+}
+
+/// `a::{b, c::{d, e}}` as `a::b`, `a::c::d`, `a::c::e`.
+fn flatten(path: &str) -> Vec<String> {
+    let Some(open) = path.find('{') else {
+        return vec![path.split_whitespace().collect()];
+    };
+    let close = path.rfind('}').unwrap_or(path.len());
+    let head = &path[..open];
+    let (mut items, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+    for c in path[open + 1..close].chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    items.push(cur);
+    items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .flat_map(|i| flatten(&format!("{head}{}", i.trim_start_matches("self"))))
+        .map(|p| p.trim_end_matches("::").to_string())
+        .collect()
+}
+
+/// The string literals of a source (comments skipped), in order.
+fn literals(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = src.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            i += 2;
+            while i + 1 < b.len() && !b[i..].starts_with(b"*/") {
+                i += 1;
+            }
+            i += 2;
+        } else if b[i] == b'"' {
+            let start = i + 1;
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            out.push(String::from_utf8_lossy(&b[start..i.min(b.len())]).into_owned());
+            i += 1;
+        } else if b[i] == b'\'' && i + 2 < b.len() && (b[i + 2] == b'\'' || b[i + 1] == b'\\') {
+            i += 1;
+            while i < b.len() && b[i] != b'\'' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether a literal is a kernel-facing path (`"/sys/class/net"`, `"/proc/{pid}/stat"`);
+/// a message that mentions one (`"reading /proc/mounts"`) is prose, not a path.
+fn kernel_path(lit: &str) -> Option<&'static str> {
+    KERNEL_PATHS.iter().copied().find(|p| {
+        lit.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            && !lit.contains(char::is_whitespace)
+    })
+}
+
+/// The file's code before its first `#[cfg(test)]`.
+fn code_before_tests(src: &str) -> &str {
+    src.find("#[cfg(test)]").map_or(src, |i| &src[..i])
+}
+
+impl Crate {
+    /// Every effect outside the places allowed to have one, every BPF-library name in the
+    /// model, every kernel path outside the kernel layer, and every file too long; one
+    /// line each. Unit tests (`#[cfg(test)] mod tests`) are not looked at.
+    fn effects(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (file, (_, code)) in self.modules.values().map(|(f, c)| (f, (f, c))) {
+            let name = file.to_string_lossy().replace('\\', "/");
+            // A module of unit tests in a file of its own (`#[cfg(test)] mod tests;`).
+            if file.file_name().is_some_and(|f| f == "tests.rs") {
+                continue;
+            }
+            let code = without_tests(code);
+            let in_model = name.starts_with("model/");
+            let allowed = EFFECTS_ALLOWED.iter().any(|(p, _)| name.starts_with(p)) && !in_model;
+            let mut named = BTreeSet::new();
+            for path in external_paths(code) {
+                if !allowed
+                    && let Some(e) = EFFECT_PATHS
+                        .iter()
+                        .find(|e| path == **e || path.starts_with(&format!("{e}::")))
+                {
+                    named.insert(format!("{name}: reaches the system through {e} ({path})"));
+                }
+                if in_model
+                    && let Some(f) = MODEL_FORBIDDEN
+                        .iter()
+                        .find(|f| path == **f || path.starts_with(&format!("{f}::")))
+                {
+                    named.insert(format!("{name}: the model names {f} ({path})"));
+                }
+            }
+            if !allowed {
+                for call in EFFECT_CALLS {
+                    // `TrustedFile::open(` is not `File::open(`.
+                    let called = code.match_indices(call).any(|(at, _)| {
+                        call.starts_with('.')
+                            || !code[..at]
+                                .chars()
+                                .next_back()
+                                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    });
+                    if called {
+                        named.insert(format!(
+                            "{name}: reaches the system through {}",
+                            call.trim_end_matches('(')
+                        ));
+                    }
+                }
+            }
+            out.extend(named);
+            let src = &self.sources[file];
+            if !name.starts_with("kernel/") {
+                let mut paths = BTreeSet::new();
+                for lit in literals(without_tests(src)) {
+                    if kernel_path(&lit).is_some() {
+                        paths.insert(lit);
+                    }
+                }
+                for lit in paths {
+                    out.push(format!("{name}: kernel path \"{lit}\" outside kernel/"));
+                }
+            }
+            let lines = code_before_tests(src).lines().count();
+            if lines > MAX_CODE_LINES {
+                out.push(format!(
+                    "{name}: {lines} lines of code before its tests (at most {MAX_CODE_LINES})"
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// Every cycle's modules (one per strongly connected component of two or more).
 fn cycles(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<String>>> {
     let nodes: BTreeSet<&Vec<String>> = edges.keys().chain(edges.values().flatten()).collect();
@@ -375,6 +661,17 @@ fn the_crate_keeps_its_layers_and_has_no_import_cycle() {
         krate.modules.len()
     );
     let v = krate.violations();
+    assert!(v.is_empty(), "{}", v.join("\n"));
+}
+
+/// Effects where the layers say: the crate's own `src/` (or `NPT_LAYERS_SRC`).
+#[test]
+fn effects_stay_in_the_kernel_layer_the_sinks_and_the_entry() {
+    let src = std::env::var_os("NPT_LAYERS_SRC").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        PathBuf::from,
+    );
+    let v = Crate::read(&src).effects();
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
 
@@ -482,4 +779,104 @@ fn comments_strings_and_test_helpers_make_no_cycle() {
         ],
     );
     assert_eq!(Crate::read(&dir).violations(), Vec::<String>::new());
+}
+
+#[test]
+fn an_effect_outside_the_kernel_layer_is_named_even_through_a_use_group() {
+    let dir = tree(
+        "layers-effects",
+        &[
+            ("main.rs", "fn main() { std::process::exit(0) }\n"),
+            (
+                "cli/commands/agent.rs",
+                "use std::{io::Write, fs::{self, OpenOptions}};\nfn f() { tokio::process::Command::new(\"x\"); }\n#[cfg(test)]\nmod tests { fn t() { std::fs::read(\"/proc/1/stat\"); } }\n",
+            ),
+            (
+                "kernel/host.rs",
+                "fn f() -> bool { std::path::Path::new(\"/sys/class/net\").exists() }\n",
+            ),
+            (
+                "pipeline/mod.rs",
+                "fn f(p: &std::path::Path) -> bool { p.exists() }\n",
+            ),
+            (
+                "sinks/journal.rs",
+                "use std::fs::File;\nfn f() { File::create(\"j\"); }\n",
+            ),
+            (
+                "cli/commands/patch.rs",
+                "fn f() { TrustedFile::open(\"m\"); }\n",
+            ),
+        ],
+    );
+    let v = Crate::read(&dir).effects();
+    assert_eq!(
+        v,
+        [
+            "cli/commands/agent.rs: reaches the system through Command::new",
+            "cli/commands/agent.rs: reaches the system through std::fs (std::fs)",
+            "cli/commands/agent.rs: reaches the system through std::fs (std::fs::OpenOptions)",
+            "cli/commands/agent.rs: reaches the system through tokio::process (tokio::process::Command::new)",
+            "pipeline/mod.rs: reaches the system through .exists()",
+        ],
+        "{v:?}"
+    );
+}
+
+#[test]
+fn the_model_names_neither_effects_nor_aya_and_kernel_paths_stay_in_the_kernel() {
+    let dir = tree(
+        "layers-model-pure",
+        &[
+            ("main.rs", ""),
+            (
+                "model/event.rs",
+                "// the model once read /sys itself\nuse core::net::SocketAddr;\npub fn d<T: aya::Pod>() {}\nfn c() { let _ = std::net::UdpSocket::bind(\"0:0\"); }\n",
+            ),
+            (
+                "model/check.rs",
+                "const M: &str = \"/sys/kernel/btf/vmlinux unreadable\";\nconst N: &str = \"/devices\";\n",
+            ),
+            (
+                "cli/commands/check.rs",
+                "fn f() { let _ = (\"/proc/{pid}/stat\", \"/dev\"); }\n",
+            ),
+            (
+                "kernel/btf.rs",
+                "pub const P: &str = \"/sys/kernel/btf/vmlinux\";\n",
+            ),
+        ],
+    );
+    let v = Crate::read(&dir).effects();
+    assert_eq!(
+        v,
+        [
+            "cli/commands/check.rs: kernel path \"/dev\" outside kernel/",
+            "cli/commands/check.rs: kernel path \"/proc/{pid}/stat\" outside kernel/",
+            "model/event.rs: reaches the system through std::net (std::net::UdpSocket::bind)",
+            "model/event.rs: the model names aya (aya::Pod)",
+        ],
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_file_past_the_line_limit_is_named_and_its_tests_do_not_count() {
+    let long = "fn f() {}\n".repeat(MAX_CODE_LINES + 1);
+    let tested = format!(
+        "{}#[cfg(test)]\nmod tests {{\n{long}}}\n",
+        "fn f() {}\n".repeat(MAX_CODE_LINES)
+    );
+    let dir = tree(
+        "layers-long",
+        &[
+            ("main.rs", ""),
+            ("model/a.rs", &long),
+            ("model/b.rs", &tested),
+        ],
+    );
+    assert_eq!(
+        Crate::read(&dir).effects(),
+        ["model/a.rs: 501 lines of code before its tests (at most 500)"]
+    );
 }

@@ -101,6 +101,13 @@ enum Task {
         /// Throughput modes to time: none, watch, watch_noslow, kprobe, bpftrace.
         #[arg(long = "mode")]
         modes: Vec<String>,
+        /// Only `receive` under a flood on this host's loopback (no VM): messages/s on one
+        /// core and on all, loss, RSS; writes target/bench/receive.json.
+        #[arg(long)]
+        receive: bool,
+        /// The netpoll-trace to measure with --receive [default: the static release build].
+        #[arg(long, value_name = "PATH", requires = "receive")]
+        binary: Option<std::path::PathBuf>,
     },
     /// Release artefacts in target/dist/: netpoll-trace-<version>-x86_64.tar.gz (static binary,
     /// man pages, completions, systemd unit, patch module source, INSTALL.md) and a .deb.
@@ -230,7 +237,16 @@ fn run(cli: Cli) -> Result<bool> {
             live,
             sections,
             modes,
+            receive,
+            binary,
         } => {
+            if receive {
+                return bench::receive::run(&bench::receive::Options {
+                    binary,
+                    reps,
+                    quick,
+                });
+            }
             setup::run(false)?;
             bench::run(&bench::Options {
                 kernels,

@@ -1,7 +1,10 @@
 //! Facts about the running kernel and host read from procfs and sysfs, each read once
 //! where it cannot change while we run.
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 /// The running kernel's release (`uname -r`), read once; None when procfs is unreadable.
 pub fn release() -> Option<&'static str> {
@@ -22,12 +25,17 @@ pub fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The cap on a socket receive buffer set without privilege (net.core.rmem_max).
+pub fn rmem_max() -> Option<usize> {
+    read_trim("/proc/sys/net/core/rmem_max").and_then(|s| s.parse().ok())
+}
+
 /// Network interfaces that exist now, sorted, and each enslaved one's master (bond,
 /// bridge, team), from /sys/class/net.
 pub fn interfaces() -> (Vec<String>, Vec<(String, String)>) {
     let mut names = Vec::new();
     let mut masters = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+    let Ok(dir) = std::fs::read_dir(SYSFS_NET) else {
         return (names, masters);
     };
     for entry in dir.flatten() {
@@ -43,13 +51,43 @@ pub fn interfaces() -> (Vec<String>, Vec<(String, String)>) {
     (names, masters)
 }
 
+/// Where the network interfaces are, one directory each.
+const SYSFS_NET: &str = "/sys/class/net";
+
+/// Whether `dev` can be an interface's name, by the kernel's own rule
+/// (`dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space. Only
+/// such a name is looked up under /sys/class/net (nothing else can name a path there).
+pub fn is_interface_name(dev: &str) -> bool {
+    !dev.is_empty()
+        && dev.len() < 16
+        && dev != "."
+        && dev != ".."
+        && !dev.contains(|c: char| c == '/' || c == ':' || c.is_ascii_whitespace())
+}
+
+/// Whether the interface `dev` exists, and its ifindex when readable.
+pub fn device_present(dev: &str) -> Option<Option<i32>> {
+    if !is_interface_name(dev) {
+        return None;
+    }
+    let dir = Path::new(SYSFS_NET).join(dev);
+    if !dir.exists() {
+        return None;
+    }
+    Some(
+        std::fs::read_to_string(dir.join("ifindex"))
+            .ok()
+            .and_then(|i| i.trim().parse().ok()),
+    )
+}
+
 /// The driver of a device when ethtool could not say: the bound driver in
 /// /sys/class/net/DEV/device/driver, else uevent's DEVTYPE.
 pub fn sysfs_driver(dev: &str) -> Option<String> {
-    if dev.contains('/') || dev.contains("..") {
+    if !is_interface_name(dev) {
         return None;
     }
-    let base = PathBuf::from("/sys/class/net").join(dev);
+    let base = PathBuf::from(SYSFS_NET).join(dev);
     if let Ok(target) = std::fs::read_link(base.join("device/driver")) {
         return target.file_name().map(|n| n.to_string_lossy().into_owned());
     }
@@ -63,4 +101,21 @@ pub fn sysfs_driver(dev: &str) -> Option<String> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_interface_names_are_looked_up_in_sysfs() {
+        assert_eq!(device_present("lo").map(|i| i.is_some()), Some(true));
+        for bad in ["", ".", "..", "../lo", "lo:0", "a b", "npt-no-such-dev0"] {
+            assert_eq!(device_present(bad), None, "{bad}");
+        }
+        assert!(is_interface_name("eth1.100") && is_interface_name("a..b"));
+        assert!(!is_interface_name("sixteen-bytes-xx"));
+        // The same rule for the driver: a path is never a name.
+        assert_eq!(sysfs_driver("../lo"), None);
+    }
 }

@@ -1,8 +1,27 @@
 //! /dev/kmsg: the kernel's log records, read as they come (or from the oldest one kept),
-//! so a diagnosis can quote what the kernel said. Which lines matter is the model's
+//! so a diagnosis can quote what the kernel said; and a line written to it (the agent's
+//! marker, to see a re-enabled target send). Which lines matter is the model's
 //! business (`model::kernel_log`); this only reads and splits records.
 
 use std::{fs::File, io::Read as _, os::unix::fs::OpenOptionsExt as _};
+
+/// The console log levels (/proc/sys/kernel/printk: console, default, minimum, boot
+/// default), as the kernel writes them; empty when unreadable.
+pub fn printk_levels() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/printk").unwrap_or_default()
+}
+
+/// Writes one line to the kernel log at `level` (root's file, no capability needed).
+pub fn write(level: u8, line: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .context("opening /dev/kmsg")?;
+    f.write_all(format!("<{level}>{line}\n").as_bytes())
+        .context("writing to /dev/kmsg")
+}
 
 /// One /dev/kmsg record ("prio,seq,ts_us,flags;text"): its text, or None for a
 /// continuation line or garbage.

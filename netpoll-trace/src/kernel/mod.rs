@@ -7,10 +7,12 @@
 pub mod attach;
 pub mod btf;
 pub mod clock;
+pub mod command;
 pub mod console_targets;
 pub mod device_stats;
 pub mod embedded;
 pub mod ethtool;
+pub mod features;
 pub mod host;
 pub mod kallsyms;
 pub mod kmsg;

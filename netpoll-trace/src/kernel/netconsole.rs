@@ -1,8 +1,10 @@
 //! netconsole's dynamic targets as configfs shows them (/sys/kernel/config/netconsole):
-//! read only, for `status`. Boot and module-parameter targets are not there; the
+//! read for `status`, found and enabled again for the agent's retry. Boot and module-parameter targets are not there; the
 //! flight recorder's lifecycle records name those.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
 
 /// Where netconsole's dynamic targets live.
 pub const CONFIGFS: &str = "/sys/kernel/config/netconsole";
@@ -60,6 +62,32 @@ pub fn targets(root: &Path) -> Vec<ConfigfsTarget> {
     out
 }
 
+/// The target under `root` (`CONFIGFS`) whose dev_name is `dev` and, when given, whose
+/// remote_ip:remote_port is `remote` (a device can carry several targets); the first by
+/// name, the same choice every time.
+pub fn find_target(root: &Path, dev: &str, remote: Option<&str>) -> Option<PathBuf> {
+    targets(root)
+        .into_iter()
+        .find(|t| {
+            t.dev.as_deref() == Some(dev) && remote.is_none_or(|r| t.remote().as_deref() == Some(r))
+        })
+        .map(|t| root.join(t.name))
+}
+
+/// Enables the target at `t` (toggled off first when it is already enabled, so that
+/// netpoll is set up again); says what it wrote.
+pub fn enable(t: &Path) -> Result<String> {
+    let enabled = t.join("enabled");
+    let now = std::fs::read_to_string(&enabled)
+        .with_context(|| format!("reading {}", enabled.display()))?;
+    if now.trim() == "1" {
+        std::fs::write(&enabled, "0")
+            .with_context(|| format!("writing 0 to {}", enabled.display()))?;
+    }
+    std::fs::write(&enabled, "1").with_context(|| format!("writing 1 to {}", enabled.display()))?;
+    Ok(format!("wrote 1 to {}", enabled.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +126,37 @@ mod tests {
         assert_eq!(got[0].remote(), None);
         assert!(targets(&root.join("absent")).is_empty());
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_target_is_found_by_device_and_remote_and_enabled_by_a_toggle() {
+        let root = std::env::temp_dir().join(format!("npt-configfs-{}", std::process::id()));
+        for (item, dev, ip, port) in [
+            ("a", "eth0", "10.0.0.9", "514"),
+            ("b", "eth1.100", "10.0.0.9", "514"),
+            ("c", "eth1.100", "10.0.2.2", "6666"),
+        ] {
+            let d = root.join(item);
+            std::fs::create_dir_all(&d).unwrap();
+            for (f, v) in [("dev_name", dev), ("remote_ip", ip), ("remote_port", port)] {
+                std::fs::write(d.join(f), format!("{v}\n")).unwrap();
+            }
+        }
+        let find = |dev, remote| find_target(&root, dev, remote);
+        assert_eq!(
+            find("eth1.100", Some("10.0.2.2:6666")),
+            Some(root.join("c"))
+        );
+        assert_eq!(find("eth1.100", Some("10.0.0.9:514")), Some(root.join("b")));
+        assert_eq!(find("eth1.100", None), Some(root.join("b")));
+        assert_eq!(find("eth1.100", Some("10.0.0.1:514")), None);
+        assert_eq!(find("eth2", None), None);
+        let enabled = root.join("c").join("enabled");
+        assert!(enable(&root.join("c")).is_err(), "no enabled attribute");
+        std::fs::write(&enabled, "1\n").unwrap();
+        let how = enable(&root.join("c")).unwrap();
+        assert_eq!(how, format!("wrote 1 to {}", enabled.display()));
+        assert_eq!(std::fs::read_to_string(&enabled).unwrap(), "1");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -184,6 +184,39 @@ mod tests {
         }
     }
 
+    /// The programs of each built object are exactly those `netpoll_trace_common::programs`
+    /// names: every one in the modern object, the kprobe ones (`KPROBE`) in the legacy
+    /// object. A Rust function's name cannot be a constant, so the eBPF side writes each
+    /// name once more: one renamed on one side only fails here, not in a guest.
+    #[test]
+    fn the_object_defines_exactly_the_named_programs() {
+        use netpoll_trace_common::programs;
+        for kind in ObjectKind::ALL {
+            let obj = aya_obj::Object::parse(kind.bytes())
+                .unwrap_or_else(|e| panic!("the {kind} object parses: {e}"));
+            let ours: Vec<&str> = obj.programs.keys().map(String::as_str).collect();
+            let (table, named) = if kind.has_fentry() {
+                ("ALL", &programs::ALL[..])
+            } else {
+                ("KPROBE", &programs::KPROBE[..])
+            };
+            let lacks: Vec<&str> = named
+                .iter()
+                .copied()
+                .filter(|n| !ours.contains(n))
+                .collect();
+            let unnamed: Vec<&str> = ours
+                .iter()
+                .copied()
+                .filter(|n| !named.contains(n))
+                .collect();
+            assert!(
+                lacks.is_empty() && unnamed.is_empty(),
+                "the {kind} object lacks {lacks:?} of programs::{table} and has {unnamed:?}, which it does not name"
+            );
+        }
+    }
+
     /// Both objects have the kprobe programs of every target; only the modern one has
     /// fentry programs (`has_fentry`), so `--object legacy --attach fentry` is refused
     /// before anything loads.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use anyhow::{Context as _, Result, bail};
-use netpoll_trace_common::function;
+use netpoll_trace_common::{function, programs as p};
 
 use super::{kallsyms, offsets, profile::stage};
 
@@ -43,8 +43,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
-        kprobe: ("netpoll_setup_entry", Some("netpoll_setup_exit")),
-        fentry: ("netpoll_setup_fentry", Some("netpoll_setup_fexit")),
+        kprobe: (p::NETPOLL_SETUP_ENTRY, Some(p::NETPOLL_SETUP_EXIT)),
+        fentry: (p::NETPOLL_SETUP_FENTRY, Some(p::NETPOLL_SETUP_FEXIT)),
         required: true,
         where_present: false,
         module: None,
@@ -53,12 +53,12 @@ pub const TARGETS: [Target; 10] = [
         id: function::INNER_NETPOLL_SETUP,
         symbol: "__netpoll_setup",
         kprobe: (
-            "inner_netpoll_setup_entry",
-            Some("inner_netpoll_setup_exit"),
+            p::INNER_NETPOLL_SETUP_ENTRY,
+            Some(p::INNER_NETPOLL_SETUP_EXIT),
         ),
         fentry: (
-            "inner_netpoll_setup_fentry",
-            Some("inner_netpoll_setup_fexit"),
+            p::INNER_NETPOLL_SETUP_FENTRY,
+            Some(p::INNER_NETPOLL_SETUP_FEXIT),
         ),
         required: true,
         where_present: false,
@@ -67,8 +67,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_POLL_DEV,
         symbol: "netpoll_poll_dev",
-        kprobe: ("poll_dev_entry", Some("poll_dev_exit")),
-        fentry: ("poll_dev_fentry", Some("poll_dev_fexit")),
+        kprobe: (p::POLL_DEV_ENTRY, Some(p::POLL_DEV_EXIT)),
+        fentry: (p::POLL_DEV_FENTRY, Some(p::POLL_DEV_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -76,8 +76,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_SEND_UDP,
         symbol: "netpoll_send_udp",
-        kprobe: ("send_udp_entry", Some("send_udp_exit")),
-        fentry: ("send_udp_fentry", Some("send_udp_fexit")),
+        kprobe: (p::SEND_UDP_ENTRY, Some(p::SEND_UDP_EXIT)),
+        fentry: (p::SEND_UDP_FENTRY, Some(p::SEND_UDP_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -85,8 +85,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_SEND_SKB,
         symbol: function::SEND_SKB_SYMBOLS[0],
-        kprobe: ("send_skb_entry", Some("send_skb_exit")),
-        fentry: ("send_skb_fentry", Some("send_skb_fexit")),
+        kprobe: (p::SEND_SKB_ENTRY, Some(p::SEND_SKB_EXIT)),
+        fentry: (p::SEND_SKB_FENTRY, Some(p::SEND_SKB_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -94,8 +94,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_SEND_SKB,
         symbol: function::SEND_SKB_SYMBOLS[1],
-        kprobe: ("send_skb_on_dev_entry", Some("send_skb_on_dev_exit")),
-        fentry: ("send_skb_on_dev_fentry", Some("send_skb_on_dev_fexit")),
+        kprobe: (p::SEND_SKB_ON_DEV_ENTRY, Some(p::SEND_SKB_ON_DEV_EXIT)),
+        fentry: (p::SEND_SKB_ON_DEV_FENTRY, Some(p::SEND_SKB_ON_DEV_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -103,8 +103,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETPOLL_CLEANUP,
         symbol: "netpoll_cleanup",
-        kprobe: ("cleanup_entry", None),
-        fentry: ("cleanup_fentry", None),
+        kprobe: (p::CLEANUP_ENTRY, None),
+        fentry: (p::CLEANUP_FENTRY, None),
         required: false,
         where_present: false,
         module: None,
@@ -112,8 +112,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
         symbol: "__netpoll_cleanup",
-        kprobe: ("inner_cleanup_entry", None),
-        fentry: ("inner_cleanup_fentry", None),
+        kprobe: (p::INNER_CLEANUP_ENTRY, None),
+        fentry: (p::INNER_CLEANUP_FENTRY, None),
         required: false,
         where_present: false,
         module: None,
@@ -121,8 +121,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::DO_NETPOLL_CLEANUP,
         symbol: "do_netpoll_cleanup",
-        kprobe: ("do_cleanup_entry", None),
-        fentry: ("do_cleanup_fentry", None),
+        kprobe: (p::DO_CLEANUP_ENTRY, None),
+        fentry: (p::DO_CLEANUP_FENTRY, None),
         required: false,
         where_present: true,
         module: None,
@@ -130,8 +130,8 @@ pub const TARGETS: [Target; 10] = [
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
         symbol: "netconsole:write_msg",
-        kprobe: ("nc_write_msg_entry", None),
-        fentry: ("nc_write_msg_entry", None),
+        kprobe: (p::NC_WRITE_MSG_ENTRY, None),
+        fentry: (p::NC_WRITE_MSG_ENTRY, None),
         required: false,
         where_present: true,
         module: Some("netconsole"),
@@ -331,6 +331,22 @@ mod tests {
                 assert_eq!(t.fentry, t.kprobe, "kprobes whatever the method");
             }
         }
+    }
+
+    /// The attach table names every program of `programs::ALL` and no other (the built
+    /// objects are checked against `programs` in `object`'s tests).
+    #[test]
+    fn the_table_attaches_every_named_program() {
+        let mut attached: Vec<&str> = TARGETS
+            .iter()
+            .flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1])
+            .flatten()
+            .collect();
+        attached.sort();
+        attached.dedup();
+        let mut named = p::ALL.to_vec();
+        named.sort();
+        assert_eq!(attached, named);
     }
 
     #[test]

@@ -133,6 +133,15 @@ impl TrustedFile {
         })
     }
 
+    /// The whole file at `path` when it exists (a symbolic link counts as existing, and
+    /// is then refused), read through the checked descriptor; None when it does not.
+    pub fn read_if_exists(path: &Path, what: &str) -> Result<Option<String>> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => Ok(Some(Self::open(path, what)?.read_to_string()?)),
+        }
+    }
+
     /// The whole file, read through the checked descriptor.
     pub fn read_to_string(&mut self) -> Result<String> {
         use std::io::Read as _;

@@ -24,7 +24,8 @@
 //! timeout = "60s"                          # then the command's process group is killed
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use core::net::SocketAddr;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;

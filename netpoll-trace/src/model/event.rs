@@ -43,8 +43,22 @@ pub fn decode(head: &[u8], tail: &[u8]) -> Result<SetupEvent> {
     decode_as(head, tail)
 }
 
+/// A shared event type that any bytes of its size are a valid value of: `#[repr(C)]`
+/// plain data with explicit padding (`netpoll_trace_common`), decoded without the BPF
+/// library.
+///
+/// # Safety
+/// Every bit pattern of `size_of::<Self>()` bytes must be a valid `Self`.
+pub unsafe trait Plain: Copy {}
+
+// SAFETY: each is `#[repr(C)]`, fixed-width integers and byte arrays with explicit
+// padding (the same types are `aya::Pod` in the common crate).
+unsafe impl Plain for SetupEvent {}
+unsafe impl Plain for netpoll_trace_common::PollEvent {}
+unsafe impl Plain for netpoll_trace_common::SendEvent {}
+
 /// Reassembles a sample into any shared event type.
-pub fn decode_as<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Result<T> {
+pub fn decode_as<T: Plain>(head: &[u8], tail: &[u8]) -> Result<T> {
     let size = std::mem::size_of::<T>();
     ensure!(
         head.len() + tail.len() >= size,
@@ -55,7 +69,7 @@ pub fn decode_as<T: aya::Pod>(head: &[u8], tail: &[u8]) -> Result<T> {
     let from_head = head.len().min(size);
     buf[..from_head].copy_from_slice(&head[..from_head]);
     buf[from_head..].copy_from_slice(&tail[..size - from_head]);
-    // SAFETY: T is Pod (repr(C) plain data, every bit pattern valid), the buffer
+    // SAFETY: T is Plain (repr(C) plain data, every bit pattern valid), the buffer
     // has its exact size, and read_unaligned does not need alignment.
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }

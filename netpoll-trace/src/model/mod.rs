@@ -17,6 +17,7 @@ pub mod netconsole;
 pub mod output;
 pub mod policy;
 pub mod poll;
+pub mod ready;
 pub mod recorder;
 pub mod remediation;
 pub mod replay;

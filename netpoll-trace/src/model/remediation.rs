@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::ready::Ready;
+
 use super::diagnosis::Cause;
 
 /// Which step of a remediation an entry records (the journal's `action`).
@@ -158,6 +160,9 @@ pub struct Remediation {
     pub proved: Option<Vec<Evidence>>,
     /// What that verification could not show; null where `proved` is.
     pub not_proved: Option<Vec<Evidence>>,
+    /// On the agent's `start` entry only: what the tracer attached (absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
 }
 
 #[cfg(test)]
@@ -177,6 +182,7 @@ mod tests {
             attempt: None,
             proved: None,
             not_proved: None,
+            ready: None,
         };
         let line = serde_json::to_string(&e).unwrap();
         assert_eq!(
@@ -189,6 +195,48 @@ mod tests {
         );
         assert!(
             line.contains(r#""cause":"missing_poll_controller","attempt":null"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn only_the_start_entry_carries_the_ready_object() {
+        use crate::model::ready::{OffsetsSource, Ready};
+        let mut e = Remediation {
+            kind: "remediation",
+            ts_ns: 1,
+            dev: None,
+            action: Action::Start,
+            result: Outcome::Ok,
+            detail: "ready: ...".into(),
+            cause: None,
+            attempt: None,
+            proved: None,
+            not_proved: None,
+            ready: None,
+        };
+        assert!(!serde_json::to_string(&e).unwrap().contains("ready\":"));
+        e.ready = Some(Ready {
+            method: "fentry",
+            kprobes_via: None,
+            functions: vec!["netpoll_setup"],
+            reused_pins: false,
+            attach_ms: 1.5,
+            object: "modern",
+            offsets: Some(OffsetsSource {
+                kind: "kernel_btf",
+                path: "/sys/kernel/btf/vmlinux".into(),
+                detail: None,
+            }),
+            recorder: None,
+        });
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            crate::model::schema::check_line(&line).unwrap(),
+            "remediation"
+        );
+        assert!(
+            line.ends_with(r#""ready":{"method":"fentry","kprobes_via":null,"functions":["netpoll_setup"],"reused_pins":false,"attach_ms":1.5,"object":"modern","offsets":{"kind":"kernel_btf","path":"/sys/kernel/btf/vmlinux","detail":null},"recorder":null}}"#),
             "{line}"
         );
     }

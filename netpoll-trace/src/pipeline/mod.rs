@@ -34,6 +34,7 @@ use crate::{
     model::{
         output::{Dropped, Output, Sink},
         poll,
+        ready::{OffsetsSource, Ready, Recording},
         recorder::Losses,
         send,
     },
@@ -82,8 +83,8 @@ pub struct Tracer {
     tick: tokio::time::Interval,
     /// The programs' aya-log records, forwarded to the `log` crate as they come.
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
-    /// The line announcing the tracer is attached.
-    pub ready: String,
+    /// What was attached, how, and with what (phrased by the sinks).
+    pub ready: Ready,
     /// Warnings from start-up (fallbacks, unresolved fields).
     pub notes: Vec<String>,
     /// Re-read the poll statistics this often while running (`Output::PollStats`).
@@ -211,34 +212,23 @@ impl Tracer {
         if let Some(why) = &loaded.unpinnable {
             notes.push(why.clone());
         }
-        let mut ready = format!(
-            "ready: {} on {} ({} {:.1} ms; offsets from {}; {} object, attach path {})",
-            loaded.method,
-            loaded.attached.join(", "),
-            if loaded.reused {
-                "reusing the pinned probes, opened in"
-            } else {
-                "attached in"
-            },
-            loaded.attach_ms,
-            resolved
-                .source
-                .as_ref()
-                .map_or("nowhere: reduced mode".to_string(), |s| s.to_string()),
-            loaded.path.object,
-            loaded.path.attach_path(),
-        );
-        if let Some(p) = &plan {
-            ready.push_str(&format!(
-                "; recording into {} ({})",
-                p.dir.display(),
-                if loaded.pinned_links.is_empty() {
-                    "probes end with this process"
-                } else {
-                    "links pinned: recording goes on after this process"
-                }
-            ));
-        }
+        let ready = Ready {
+            method: loaded.method.as_str(),
+            kprobes_via: loaded.path.via.map(|v| v.as_str()),
+            functions: loaded.attached.clone(),
+            reused_pins: loaded.reused,
+            attach_ms: loaded.attach_ms,
+            object: loaded.path.object.as_str(),
+            offsets: resolved.source.as_ref().map(|s| OffsetsSource {
+                kind: s.kind.name(),
+                path: s.path.display().to_string(),
+                detail: s.detail.clone(),
+            }),
+            recorder: plan.as_ref().map(|p| Recording {
+                dir: p.dir.display().to_string(),
+                links_pinned: !loaded.pinned_links.is_empty(),
+            }),
+        };
         Ok(Self {
             loaded,
             rx,

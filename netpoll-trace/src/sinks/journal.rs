@@ -130,6 +130,7 @@ mod tests {
             attempt: None,
             proved: None,
             not_proved: None,
+            ready: None,
         })
     }
 

@@ -15,7 +15,10 @@ use std::{
 use log::Level;
 use serde::Serialize;
 
-use crate::model::output::{Output, Sink};
+use crate::model::{
+    output::{Output, Sink},
+    ready::Ready,
+};
 
 pub use crate::model::config::LogFormat;
 
@@ -168,6 +171,51 @@ impl Sink for Stderr {
     }
 }
 
+/// The tracer's readiness as one line: `ready: fentry on netpoll_setup, ... (attached
+/// in 12.3 ms; offsets from /sys/kernel/btf/vmlinux; modern object, attach path
+/// fentry)`, and where it records.
+pub fn ready_line(r: &Ready) -> String {
+    let offsets = match &r.offsets {
+        None => "nowhere: reduced mode".to_string(),
+        Some(o) => match (o.kind, &o.detail) {
+            ("btf_archive", Some(m)) => format!("{} (BTFHub archive, {m})", o.path),
+            ("headers", Some(rel)) => {
+                format!("{} (built from the kernel headers of {rel})", o.path)
+            }
+            ("kernel_btf", Some(d)) => format!("{} ({d})", o.path),
+            _ => o.path.clone(),
+        },
+    };
+    let path = match r.kprobes_via {
+        Some(v) => format!("{} ({v})", r.method),
+        None => r.method.to_string(),
+    };
+    let mut line = format!(
+        "ready: {} on {} ({} {:.1} ms; offsets from {offsets}; {} object, attach path {path})",
+        r.method,
+        r.functions.join(", "),
+        if r.reused_pins {
+            "reusing the pinned probes, opened in"
+        } else {
+            "attached in"
+        },
+        r.attach_ms,
+        r.object,
+    );
+    if let Some(rec) = &r.recorder {
+        line.push_str(&format!(
+            "; recording into {} ({})",
+            rec.dir,
+            if rec.links_pinned {
+                "links pinned: recording goes on after this process"
+            } else {
+                "probes end with this process"
+            }
+        ));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -221,6 +269,39 @@ mod tests {
         assert_eq!(
             text_line(Level::Info, format_args!("ready: z")),
             "netpoll-trace: ready: z"
+        );
+    }
+
+    #[test]
+    fn the_ready_line_phrases_the_facts() {
+        use crate::model::ready::{OffsetsSource, Recording};
+        let mut r = Ready {
+            method: "kprobe",
+            kprobes_via: Some("kprobe PMU"),
+            functions: vec!["netpoll_setup", "__netpoll_setup"],
+            reused_pins: false,
+            attach_ms: 12.34,
+            object: "legacy",
+            offsets: None,
+            recorder: None,
+        };
+        assert_eq!(
+            ready_line(&r),
+            "ready: kprobe on netpoll_setup, __netpoll_setup (attached in 12.3 ms; offsets from nowhere: reduced mode; legacy object, attach path kprobe (kprobe PMU))"
+        );
+        r.reused_pins = true;
+        r.offsets = Some(OffsetsSource {
+            kind: "btf_archive",
+            path: "/x.btf.tar.xz".into(),
+            detail: Some("6.1.btf".into()),
+        });
+        r.recorder = Some(Recording {
+            dir: "/sys/fs/bpf/netpoll-trace/v2".into(),
+            links_pinned: true,
+        });
+        assert_eq!(
+            ready_line(&r),
+            "ready: kprobe on netpoll_setup, __netpoll_setup (reusing the pinned probes, opened in 12.3 ms; offsets from /x.btf.tar.xz (BTFHub archive, 6.1.btf); legacy object, attach path kprobe (kprobe PMU)); recording into /sys/fs/bpf/netpoll-trace/v2 (links pinned: recording goes on after this process)"
         );
     }
 }

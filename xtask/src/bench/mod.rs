@@ -9,9 +9,12 @@
 //! `run` boots a kernel with the guest script and collects its lines, `reduce` turns them
 //! into numbers, `report` prints the table and writes bench.json (through serde);
 //! `bpftrace` fetches the guests' bpftrace and `floor` builds the libbpf reference loader.
+//! `receive` is apart: `--receive` floods the host's own `netpoll-trace receive` on loopback
+//! (no VM) and writes target/bench/receive.json.
 
 pub mod bpftrace;
 pub mod floor;
+pub mod receive;
 mod reduce;
 mod report;
 mod run;

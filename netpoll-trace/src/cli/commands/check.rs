@@ -2,7 +2,6 @@
 //! kernel layer) and prints the model's verdict.
 
 use crate::cli::outln;
-use std::path::Path;
 
 use anyhow::Result;
 use netpoll_trace_common::Config;
@@ -11,8 +10,7 @@ use crate::{
     cli::exit::Exit,
     kernel::{
         attach::{self, AttachChoice},
-        btf::Btf,
-        host,
+        features, host,
         kallsyms::Kallsyms,
         object::ObjectChoice,
         offsets, targets, tracefs,
@@ -64,12 +62,8 @@ pub fn probe_tracer(object: ObjectChoice, attach: AttachChoice) -> Option<Result
 fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
     let ks = Kallsyms::read().ok();
     let has = |name: &str| ks.as_ref().is_some_and(|k| k.contains(name));
-    let btf = Path::new(offsets::SYSFS_VMLINUX).exists().then(|| {
-        std::fs::read(offsets::SYSFS_VMLINUX)
-            .map_err(|e| e.to_string())
-            .and_then(|d| Btf::parse(&d).map(|_| ()).map_err(|e| format!("{e:#}")))
-    });
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let btf = features::vmlinux_btf();
+    let (modules, modules_disabled) = features::modules();
     let hint = || offsets::reduced_hint(host::release().unwrap_or("$(uname -r)"));
     let offsets = match offsets::resolve_sources(None, None) {
         Ok(r) => match (&r.source, r.describe_missing()) {
@@ -86,20 +80,16 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
         release: host::release().unwrap_or("unknown").to_string(),
         btf,
         offsets: Some(offsets),
-        kprobe_pmu: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
-        kprobe_events: Path::new("/sys/kernel/tracing/kprobe_events").exists()
-            || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists(),
+        kprobe_pmu: features::kprobe_pmu(),
+        kprobe_events: features::kprobe_events(),
         kallsyms_readable: ks.is_some(),
         has_kprobe_symbols: has("register_kprobe"),
         has_trampoline: has("bpf_trampoline_link_prog"),
         netpoll_symbols: targets::checked(has),
-        bpffs_mounted: mounts
-            .lines()
-            .any(|l| l.split_whitespace().nth(2) == Some("bpf")),
-        modules: Path::new("/proc/modules").exists(),
-        modules_disabled: host::read_trim("/proc/sys/kernel/modules_disabled").as_deref()
-            == Some("1"),
-        lockdown: host::read_trim("/sys/kernel/security/lockdown"),
+        bpffs_mounted: features::bpffs_mounted(),
+        modules,
+        modules_disabled,
+        lockdown: features::lockdown(),
         euid: host::euid(),
         kprobes_via_tracefs: tracefs::kprobe_via() == tracefs::KprobeVia::Tracefs,
         tracer: probe_tracer(object, attach),

@@ -1,17 +1,36 @@
 //! `netpoll-trace receive`: a netconsole receiver. Prints (or writes as JSON lines) every
 //! message, plain or extended, reassembling fragments, and counts per sender the
-//! messages and, for extended netconsole, the gaps in the kernel's sequence numbers;
-//! a summary on exit.
+//! messages and the gaps in the kernel's numbering (msgid where the sender has it, else
+//! the sequence number); a summary on exit.
+//!
+//! Built for a fleet's rate: `--workers` threads, each with its own socket on the listen
+//! address (SO_REUSEPORT): the kernel hashes each sender's address to one socket, so a
+//! sender's messages are read, reassembled and written in order by one worker, as
+//! netconsd hashes senders to its workers. A worker reads datagrams in batches
+//! (recvmmsg), keeps its own senders (its share of MAX_SENDERS), and writes a batch's
+//! lines with one write. The kernel's drops at the sockets are counted and reported.
 
-use crate::cli::outln;
-use std::{io::Write as _, net::SocketAddr, path::PathBuf, time::Duration};
+mod socket;
 
-use anyhow::{Context as _, Result};
+use std::{
+    fmt::Write as _,
+    fs::File,
+    io::{BufWriter, Write as _},
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
 
 use super::signals::Signals;
 use crate::{
     cli::exit::Exit,
-    model::netconsole::{Message, Receiver, printable},
+    model::netconsole::{Forgotten, MAX_SENDERS, Message, Receiver, SenderStats, printable},
     sinks::file::{Mode, open_private},
 };
 
@@ -21,35 +40,114 @@ pub struct ReceiveArgs {
     pub output: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub count: Option<u64>,
+    /// Worker threads (sockets); None: one per CPU.
+    pub workers: Option<usize>,
 }
 
 pub fn run(args: ReceiveArgs) -> Result<Exit> {
     super::runtime()?.block_on(receive(args))
 }
 
+/// What the workers share: where lines go, when to stop, the --count budget.
+struct Shared {
+    json: bool,
+    out: Mutex<Out>,
+    stop: AtomicBool,
+    /// Messages written so far, when --count limits them.
+    count: Option<(u64, AtomicU64)>,
+    /// Told when a worker stops by itself (--count reached, or an error).
+    done: tokio::sync::Notify,
+}
+
+struct Out {
+    stdout: std::io::Stdout,
+    file: Option<BufWriter<File>>,
+}
+
+/// What a worker counted.
+#[derive(Default)]
+struct Tally {
+    summary: Vec<(SocketAddr, SenderStats)>,
+    forgotten: Forgotten,
+    /// Datagrams longer than a slot (cut) and from an address of no known family.
+    truncated: u64,
+    /// The first and last message written.
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
 async fn receive(args: ReceiveArgs) -> Result<Exit> {
     let signals = Signals::install()?;
-    let sock = tokio::net::UdpSocket::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on UDP {} (a port below 1024 needs root; is another receiver there?)",
-                args.listen
-            )
-        })?;
-    let mut file = match &args.output {
-        Some(p) => Some(std::io::BufWriter::new(open_private(
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let group = socket::bind(args.listen, workers).with_context(|| {
+        format!(
+            "listening on UDP {} (a port below 1024 needs root; is another receiver there?)",
+            args.listen
+        )
+    })?;
+    let file = match &args.output {
+        Some(p) => Some(BufWriter::new(open_private(
             p,
             Mode::Append,
             "output file",
         )?)),
         None => None,
     };
+    let listening = group.sockets[0].local_addr().unwrap_or(args.listen);
     crate::status!(
         Info,
-        "receive: listening on UDP {}",
-        sock.local_addr().unwrap_or(args.listen)
+        "receive: listening on UDP {listening} ({workers} worker(s))"
     );
+    if group.rcvbuf / 2 < socket::RCVBUF {
+        crate::status!(
+            Warn,
+            "receive: the receive buffer is {} KiB per socket, not the {} KiB asked for ({}): \
+             a burst the workers cannot keep up with is dropped sooner (counted at exit); \
+             run as root, or raise it: sysctl -w net.core.rmem_max={}",
+            group.rcvbuf / 2 / 1024,
+            socket::RCVBUF / 1024,
+            group
+                .rmem_max
+                .map_or("net.core.rmem_max".to_string(), |m| format!(
+                    "net.core.rmem_max is {m}"
+                )),
+            socket::RCVBUF
+        );
+    }
+    let shared = Arc::new(Shared {
+        json: args.json,
+        out: Mutex::new(Out {
+            stdout: std::io::stdout(),
+            file,
+        }),
+        stop: AtomicBool::new(false),
+        count: args.count.map(|c| (c, AtomicU64::new(0))),
+        done: tokio::sync::Notify::new(),
+    });
+    let sockets: Vec<Arc<UdpSocket>> = group.sockets.into_iter().map(Arc::new).collect();
+    let share = MAX_SENDERS.div_ceil(workers);
+    let handles: Vec<_> = sockets
+        .iter()
+        .enumerate()
+        .map(|(i, sock)| {
+            let (sock, shared) = (Arc::clone(sock), Arc::clone(&shared));
+            std::thread::Builder::new()
+                .name(format!("receive-{i}"))
+                .spawn(move || {
+                    let r = work(&sock, &shared, share);
+                    if r.is_err() {
+                        shared.stop.store(true, Ordering::Relaxed);
+                    }
+                    shared.done.notify_one();
+                    r
+                })
+                .context("starting a receive worker")
+        })
+        .collect::<Result<_>>()?;
+
     let Signals { mut term, mut int } = signals;
     let limit = async {
         match args.duration {
@@ -57,81 +155,261 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(limit);
-    let mut receiver = Receiver::default();
-    let mut received = 0u64;
-    // A datagram is at most 64 KiB; netconsole's are about 1 KiB.
-    let mut buf = vec![0u8; 65536];
-    let stdout = std::io::stdout();
-    'recv: while args.count.is_none_or(|c| received < c) {
-        let (n, from) = tokio::select! {
-            r = sock.recv_from(&mut buf) => r.context("receiving")?,
-            _ = &mut limit => break,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        };
-        for m in receiver.take(&from.to_string(), &buf[..n]) {
-            received += 1;
-            let mut out = stdout.lock();
-            if args.json {
-                writeln!(out, "{}", serde_json::to_string(&m)?)?;
-            } else {
-                writeln!(out, "{}", human(&m))?;
-            }
-            out.flush()?;
-            if let Some(f) = file.as_mut() {
-                writeln!(f, "{}", serde_json::to_string(&m)?)?;
-                f.flush()?;
-            }
-            if args.count.is_some_and(|c| received >= c) {
-                break 'recv;
-            }
+    if args.count != Some(0) {
+        tokio::select! {
+            _ = limit => {},
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+            _ = shared.done.notified() => {},
         }
     }
-    let summary = receiver.summary();
-    let forgotten = receiver.forgotten();
+    shared.stop.store(true, Ordering::Relaxed);
+    let drops: Option<u64> = sockets.iter().map(|s| socket::drops(s)).sum();
+    for s in &sockets {
+        socket::wake(s);
+    }
+    let mut tally = Tally::default();
+    let mut failed = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(t)) => {
+                tally.summary.extend(t.summary);
+                tally.forgotten.senders += t.forgotten.senders;
+                tally.forgotten.messages += t.forgotten.messages;
+                tally.truncated += t.truncated;
+                tally.first = tally.first.into_iter().chain(t.first).min();
+                tally.last = tally.last.into_iter().chain(t.last).max();
+            }
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow!("a receive worker panicked")),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    report(&args, workers, tally, drops);
+    Ok(Exit::Ok)
+}
+
+/// One worker: read batches, decode, write each batch's lines at once.
+fn work(sock: &UdpSocket, shared: &Shared, max_senders: usize) -> Result<Tally> {
+    let mut receiver = Receiver::new(max_senders);
+    let mut batch = socket::Batch::default();
+    let mut tally = Tally::default();
+    let (mut lines, mut json_lines) = (Vec::<u8>::new(), Vec::<u8>::new());
+    let to_file = shared.out.lock().map(|o| o.file.is_some()).unwrap_or(false);
+    let mut text = String::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let n = match batch.recv(sock) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e).context("receiving"),
+        };
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        lines.clear();
+        json_lines.clear();
+        let mut reached = false;
+        for i in 0..n {
+            let (from, bytes, cut) = batch.get(i);
+            let Some(from) = from else {
+                tally.truncated += 1;
+                continue;
+            };
+            tally.truncated += u64::from(cut);
+            let Some(m) = receiver.take(from, bytes) else {
+                continue;
+            };
+            if let Some((limit, written)) = &shared.count {
+                let k = written.fetch_add(1, Ordering::Relaxed) + 1;
+                if k > *limit {
+                    reached = true;
+                    break;
+                }
+                reached = k == *limit;
+            }
+            if shared.json {
+                serde_json::to_writer(&mut lines, &m)?;
+                lines.push(b'\n');
+            } else {
+                text.clear();
+                human(&mut text, &m);
+                lines.extend_from_slice(text.as_bytes());
+            }
+            if to_file {
+                serde_json::to_writer(&mut json_lines, &m)?;
+                json_lines.push(b'\n');
+            }
+            if reached {
+                break;
+            }
+        }
+        if !lines.is_empty() {
+            let now = Instant::now();
+            tally.first.get_or_insert(now);
+            tally.last = Some(now);
+            let mut out = shared
+                .out
+                .lock()
+                .map_err(|_| anyhow!("a receive worker panicked while writing"))?;
+            let mut stdout = out.stdout.lock();
+            if let Err(e) = stdout.write_all(&lines).and_then(|()| stdout.flush()) {
+                drop(stdout);
+                drop(out);
+                crate::status!(Error, "standard output closed ({e}): stopping");
+                std::process::exit(i32::from(Exit::Runtime.code()));
+            }
+            drop(stdout);
+            if let Some(f) = out.file.as_mut() {
+                f.write_all(&json_lines)
+                    .and_then(|()| f.flush())
+                    .context("writing the output file")?;
+            }
+        }
+        if reached {
+            shared.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    tally.summary = receiver.summary().into_iter().collect();
+    tally.forgotten = receiver.forgotten().clone();
+    Ok(tally)
+}
+
+/// The summary: a JSON object with --json, and lines on stderr.
+fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) {
+    // A sender seen by two workers (never, with the kernel's hash) is added up.
+    let mut summary = std::collections::BTreeMap::<SocketAddr, SenderStats>::new();
+    for (from, s) in tally.summary {
+        summary.entry(from).or_default().add(&s);
+    }
+    let messages: u64 =
+        summary.values().map(|s| s.messages).sum::<u64>() + tally.forgotten.messages;
+    let seconds = match (tally.first, tally.last) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
     if args.json {
-        outln!(
+        let senders: serde_json::Map<String, serde_json::Value> = summary
+            .iter()
+            .map(|(k, s)| (k.to_string(), serde_json::to_value(s).unwrap_or_default()))
+            .collect();
+        crate::cli::outln!(
             "{}",
-            serde_json::json!({ "type": "summary", "senders": summary, "forgotten": forgotten })
+            serde_json::json!({
+                "type": "summary",
+                "senders": senders,
+                "forgotten": tally.forgotten,
+                "messages": messages,
+                "first_to_last_s": seconds,
+                "socket_drops": drops,
+                "truncated": tally.truncated,
+                "workers": workers,
+            })
         );
     }
     for (from, s) in &summary {
         crate::status!(
             Info,
-            "receive: {from}: {} message(s), {} gap(s) in sequence numbers, {} out of order, {} incomplete, {} malformed fragment(s)",
+            "receive: {from}: {} message(s), {} gap(s) in {} numbers, {} out of order, {} incomplete, {} malformed fragment(s)",
             s.messages,
             s.gaps,
+            if s.last_msgid.is_some() {
+                "msgid"
+            } else {
+                "sequence"
+            },
             s.out_of_order,
             s.incomplete,
             s.malformed
         );
     }
-    if forgotten.senders > 0 {
+    if tally.forgotten.senders > 0 {
         crate::status!(
             Warn,
             "receive: forgot {} sender(s) (their {} message(s) are not in the summary): more than {} senders at once",
-            forgotten.senders,
-            forgotten.messages,
-            crate::model::netconsole::MAX_SENDERS
+            tally.forgotten.senders,
+            tally.forgotten.messages,
+            MAX_SENDERS
         );
     }
-    if summary.is_empty() {
+    if messages == 0 {
         crate::status!(Info, "receive: nothing received");
+    } else {
+        let rate = if seconds > 0.0 {
+            format!(" ({:.0}/s)", messages as f64 / seconds)
+        } else {
+            String::new()
+        };
+        crate::status!(
+            Info,
+            "receive: {messages} message(s) from {} sender(s) in {seconds:.3} s{rate}",
+            summary.len() as u64 + tally.forgotten.senders
+        );
     }
-    Ok(Exit::Ok)
+    match drops {
+        Some(0) => {}
+        Some(n) => crate::status!(
+            Warn,
+            "receive: the kernel dropped {n} datagram(s) at the socket (its receive buffer was full: the receiver fell behind)"
+        ),
+        None => crate::status!(
+            Info,
+            "receive: this kernel does not tell the socket's drops (SO_MEMINFO, Linux 4.6)"
+        ),
+    }
+    if tally.truncated > 0 {
+        crate::status!(
+            Warn,
+            "receive: {} datagram(s) longer than {} bytes were cut (netconsole sends at most 1000)",
+            tally.truncated,
+            socket::SLOT
+        );
+    }
 }
 
 /// One line per line of the message, each prefixed with the sender (and the sequence
-/// number and level of an extended message), so line-oriented tools keep working.
-fn human(m: &Message) -> String {
-    let prefix = match (m.seq, m.level) {
-        (Some(seq), Some(level)) => format!("{} #{seq} <{level}>", m.from),
-        _ => m.from.clone(),
+/// number and level of an extended message), so line-oriented tools keep working; then
+/// the lines after the text (dictionary, userdata, sysdata) as the kernel sent them.
+fn human(out: &mut String, m: &Message) {
+    let prefix = |out: &mut String| {
+        let _ = match (m.seq, m.level) {
+            (Some(seq), Some(level)) => write!(out, "{} #{seq} <{level}> ", m.from),
+            _ => write!(out, "{} ", m.from),
+        };
     };
     let text = m.text.strip_suffix('\n').unwrap_or(&m.text);
-    text.split('\n')
-        .map(|l| format!("{prefix} {}", printable(l)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    for l in text.split('\n') {
+        prefix(out);
+        out.push_str(&printable(l));
+        out.push('\n');
+    }
+    let mut field = |k: &str, v: &dyn std::fmt::Display| {
+        prefix(out);
+        out.push(' ');
+        out.push_str(&printable(&format!("{k}={v}")));
+        out.push('\n');
+    };
+    for (k, v) in m.dict.iter().chain(&m.userdata) {
+        field(k, v);
+    }
+    if let Some(c) = m.cpu {
+        field("cpu", &c);
+    }
+    if let Some(t) = &m.taskname {
+        field("taskname", t);
+    }
+    if let Some(id) = m.msgid {
+        field("msgid", &id);
+    }
 }

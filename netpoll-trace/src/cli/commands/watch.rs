@@ -19,7 +19,7 @@ use crate::{
         file::{Mode, open_private},
         filter::{DeviceFilter, Failures},
         json::JsonLines,
-        status::Stderr,
+        status::{self, Stderr},
         terminal::Terminal,
     },
 };
@@ -118,7 +118,7 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
     for n in &tracer.notes {
         crate::status!(Warn, "{n}");
     }
-    crate::status!(Info, "{}", tracer.ready);
+    crate::status!(Info, "{}", status::ready_line(&tracer.ready));
 
     let mut sinks = Sinks {
         shown: DeviceFilter::new(

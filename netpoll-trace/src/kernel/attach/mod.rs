@@ -6,9 +6,12 @@
 
 mod fentry;
 mod kprobe;
+mod plan;
 mod program;
 
-use std::{fmt, time::Instant};
+pub use plan::{AttachChoice, AttachMethod, Conflict, Step, steps, try_next};
+
+use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use aya::{
@@ -26,54 +29,6 @@ use super::{
     targets::{self, TARGETS, Target, Wanted},
     tracefs::{self, KprobeVia},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachMethod {
-    Fentry,
-    Kprobe,
-}
-
-impl AttachMethod {
-    /// In the order `Auto` tries them.
-    pub const ALL: [Self; 2] = [Self::Fentry, Self::Kprobe];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fentry => "fentry",
-            Self::Kprobe => "kprobe",
-        }
-    }
-
-    /// The entry and return programs of `t` for this method.
-    pub fn programs(self, t: &Target) -> (&'static str, Option<&'static str>) {
-        match self {
-            Self::Fentry => t.fentry,
-            Self::Kprobe => t.kprobe,
-        }
-    }
-
-    /// Why this method's links cannot be pinned on this kernel, if they cannot.
-    fn unpinnable(self) -> Option<&'static str> {
-        match self {
-            Self::Fentry => None,
-            Self::Kprobe => kprobe::unpinnable(),
-        }
-    }
-}
-
-impl fmt::Display for AttachMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What the user asked for (`--attach`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachChoice {
-    /// fentry/fexit when the kernel supports them, else kprobes.
-    Auto,
-    Only(AttachMethod),
-}
 
 /// The object and the attach path in use, as every report names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,63 +426,6 @@ fn prepare_tracefs() -> Result<Vec<String>> {
     }
     stage("tracefs ready for kprobe_events");
     Ok(notes)
-}
-
-// --- The plan: which (object, method) pairs to try, in order, and whether a failure
-// --- moves on to the next. Pure, so the fallback rules are unit-tested without a kernel.
-
-/// `--object legacy --attach fentry`: the legacy object has no fentry programs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict(pub String);
-
-impl std::fmt::Display for Conflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Conflict {}
-
-/// One attempt: load this object, attach with this method.
-pub type Step = (ObjectKind, AttachMethod);
-
-/// The attempts for what the user asked, best first: the modern object before the
-/// legacy one, fentry before kprobes (the legacy object has kprobes only).
-pub fn steps(object: ObjectChoice, attach: AttachChoice) -> Result<Vec<Step>, Conflict> {
-    let objects: Vec<ObjectKind> = match object {
-        ObjectChoice::Auto => ObjectKind::ALL.to_vec(),
-        ObjectChoice::Only(k) => vec![k],
-    };
-    let methods: Vec<AttachMethod> = match attach {
-        AttachChoice::Auto => AttachMethod::ALL.to_vec(),
-        AttachChoice::Only(m) => vec![m],
-    };
-    let steps: Vec<Step> = objects
-        .iter()
-        .flat_map(|o| methods.iter().map(move |m| (*o, *m)))
-        .filter(|(o, m)| *m != AttachMethod::Fentry || o.has_fentry())
-        .collect();
-    if steps.is_empty() {
-        return Err(Conflict(
-            "--object legacy has kprobe programs only: use --attach kprobe (or auto) with it, or --object modern for fentry"
-                .to_string(),
-        ));
-    }
-    Ok(steps)
-}
-
-/// After `failed` failed (with `refusal`: how far loading got, None when something
-/// other than loading failed), whether to try `next`:
-/// - another method of the same object, unless the object itself was refused (its maps
-///   cannot be created: no program of it will load);
-/// - the other object only after a load failure (a kernel that cannot attach the modern
-///   object's kprobes cannot attach the legacy one's either).
-pub fn try_next(failed: Step, refusal: Option<Refusal>, next: Step) -> bool {
-    if next.0 == failed.0 {
-        refusal != Some(Refusal::Object)
-    } else {
-        refusal.is_some()
-    }
 }
 
 /// Pins every link, all or nothing: on a failure the pins made so far are removed

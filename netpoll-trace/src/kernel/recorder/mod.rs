@@ -430,7 +430,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), MAPS.len());
         assert!(MAPS.iter().all(|m| maps::ALL.contains(&m.name)));
-        assert!(is_ours("link_poll_dev_fexit") && is_ours(maps::RING) && !is_ours("FOREIGN"));
+        let link = format!(
+            "{LINK_PREFIX}{}",
+            netpoll_trace_common::programs::POLL_DEV_FEXIT
+        );
+        assert!(is_ours(&link) && is_ours(maps::RING) && !is_ours("FOREIGN"));
     }
 
     fn meta_bytes(m: RecorderMeta) -> Vec<u8> {

@@ -4,17 +4,16 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
+mod values;
+pub use values::{AttachArg, GenerateKind, LogFormatArg, ObjectArg, tracer_choice};
+
 use crate::{
-    kernel::{
-        attach::{self, AttachChoice, AttachMethod, Conflict},
-        object::{ObjectChoice, ObjectKind},
-        recorder,
-    },
+    kernel::recorder,
     model::{
         config::{AgentConfig, RING_SIZES},
         duration::parse_duration,
     },
-    sinks::{metrics::http::parse_addr, status::LogFormat},
+    sinks::metrics::http::parse_addr,
 };
 
 #[derive(Parser, Debug)]
@@ -195,7 +194,7 @@ Exit status: 0; with --once, 3 when the failure was not fixed."
         /// loopback), else 421.
         /// While serving, the agent also keeps CAP_BPF, to read the kernel's poll statistics.
         #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-        metrics_addr: Option<std::net::SocketAddr>,
+        metrics_addr: Option<core::net::SocketAddr>,
     },
     /// Post-mortem: print the flight recorder (or a JSON-lines file) with diagnoses.
     #[command(
@@ -226,11 +225,15 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         long_about = "A netconsole receiver. Listens on UDP and prints every message \
 (plain netconsole: the text; extended netconsole: sequence number, level and text, fragments \
 reassembled), or with --json one JSON object per message ({\"type\":\"netconsole\", \"from\", \
-\"seq\", \"level\", \"ts_us\", \"release\", \"text\"}). Counts per sender the messages and, \
-for extended netconsole, the gaps in the kernel's sequence numbers: messages the kernel wrote \
-that never arrived. Control characters from the network are escaped in human output. On \
-exit (SIGINT, SIGTERM, --for, --count) a summary per sender (a final {\"type\":\"summary\"} \
-object with --json).",
+\"seq\", \"level\", \"ts_us\", \"release\", \"msgid\", \"cpu\", \"taskname\", \"text\", \
+\"dict\", \"userdata\"}: the lines a 6.x kernel appends to the text, sysdata and userdata, as \
+fields). Counts per sender the messages and, for extended netconsole, the gaps: by msgid where \
+the target sends it (messages netconsole sent that never arrived), else by the kernel's \
+sequence numbers (which also skip what never went to the console). Control characters from \
+the network are escaped in human output. Several workers (--workers) each read their own \
+socket in batches; the kernel keeps a sender on one, so its messages stay in order. On exit \
+(SIGINT, SIGTERM, --for, --count) a summary per sender, the total and its rate, and the \
+datagrams the kernel dropped at the sockets (a final {\"type\":\"summary\"} object with --json).",
         after_help = "Examples:\n  netpoll-trace receive                      # 0.0.0.0:6666\n  \
 netpoll-trace receive --listen 10.0.0.5:6666 --json --output netconsole.jsonl\n\n\
 Exit status: 0; 1 when the socket cannot be bound or the output file cannot be written."
@@ -238,7 +241,7 @@ Exit status: 0; 1 when the socket cannot be bound or the output file cannot be w
     Receive {
         /// Where to listen (HOST:PORT).
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6666")]
-        listen: std::net::SocketAddr,
+        listen: core::net::SocketAddr,
         /// One JSON object per message, and a summary object at the end.
         #[arg(long)]
         json: bool,
@@ -251,6 +254,11 @@ Exit status: 0; 1 when the socket cannot be bound or the output file cannot be w
         /// Stop after this many messages.
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// Receive with N threads, each with its own socket on the address (SO_REUSEPORT;
+        /// the kernel keeps each sender on one, so its messages stay in order)
+        /// [default: one per CPU].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
     #[command(
@@ -420,88 +428,13 @@ pub struct TracerArgs {
     pub object: ObjectArg,
 }
 
-/// What `generate` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GenerateKind {
-    /// bash, zsh and fish completions.
-    Completions,
-    /// roff man pages, one per command.
-    Man,
-}
-
-/// `--attach`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachArg {
-    /// fentry/fexit when the kernel supports them, else kprobes.
-    Auto,
-    Fentry,
-    Kprobe,
-}
-
-/// `--object`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ObjectArg {
-    /// The modern object, else the legacy one when the kernel refuses the modern one.
-    Auto,
-    /// fentry and kprobes, aya-log (kernel 5.8 and later).
-    Modern,
-    /// kprobes only, no aya-log, no global data (kernel 4.14 and later).
-    Legacy,
-}
-
-impl From<ObjectArg> for ObjectChoice {
-    fn from(a: ObjectArg) -> Self {
-        match a {
-            ObjectArg::Auto => Self::Auto,
-            ObjectArg::Modern => Self::Only(ObjectKind::Modern),
-            ObjectArg::Legacy => Self::Only(ObjectKind::Legacy),
-        }
-    }
-}
-
-/// `--object` with `--attach`, checked together: the legacy object has no fentry
-/// programs. An error is a usage error (exit 2).
-pub fn tracer_choice(
-    object: ObjectArg,
-    attach: AttachArg,
-) -> Result<(ObjectChoice, AttachChoice), Conflict> {
-    let (object, attach) = (object.into(), attach.into());
-    attach::steps(object, attach)?;
-    Ok((object, attach))
-}
-
-impl From<AttachArg> for AttachChoice {
-    fn from(a: AttachArg) -> Self {
-        match a {
-            AttachArg::Auto => Self::Auto,
-            AttachArg::Fentry => Self::Only(AttachMethod::Fentry),
-            AttachArg::Kprobe => Self::Only(AttachMethod::Kprobe),
-        }
-    }
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormatArg {
-    /// `netpoll-trace: warning: ...` lines.
-    #[default]
-    Text,
-    /// One JSON object per line: ts (RFC 3339, UTC), level, target, message.
-    Json,
-}
-
-impl From<LogFormatArg> for LogFormat {
-    fn from(a: LogFormatArg) -> Self {
-        match a {
-            LogFormatArg::Text => Self::Text,
-            LogFormatArg::Json => Self::Json,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::{
+        attach::AttachChoice,
+        object::{ObjectChoice, ObjectKind},
+    };
 
     #[test]
     fn ring_size_is_bounded() {

@@ -16,6 +16,9 @@ use clap_complete::Shell;
 use crate::cli::args::{Cli, GenerateKind};
 use crate::model::diagnosis::Cause;
 
+mod tables;
+use tables::{CONFIG_KEYS, FILES, pinned};
+
 /// The shells packages ship completions for, with where each file goes under a prefix.
 pub const SHELLS: &[(Shell, &str)] = &[
     (Shell::Bash, "share/bash-completion/completions"),
@@ -27,31 +30,6 @@ pub const SHELLS: &[(Shell, &str)] = &[
 pub const SECTION: &str = "8";
 /// The configuration file's page: `netpoll-trace-agent.toml.5`.
 pub const CONFIG_PAGE: &str = "netpoll-trace-agent.toml";
-
-/// Files the tool reads or writes, for every page's FILES section.
-const FILES: &[(&str, &str)] = &[
-    (
-        "/etc/netpoll-trace/agent.toml",
-        "The agent's configuration; see netpoll-trace-agent.toml(5).",
-    ),
-    (
-        "/var/log/netpoll-trace/journal.jsonl",
-        "The agent's journal: one JSON object per decision and action.",
-    ),
-    (
-        "/sys/fs/bpf/netpoll-trace/v1",
-        "The flight recorder's pinned maps (and, with --persist, probes); read by dump, removed by reset.",
-    ),
-    (
-        "/usr/lib/netpoll-trace/netpoll_patch.ko",
-        "The runtime patch module used by patch and the agent (root-owned, not group- or world-writable).",
-    ),
-    (
-        "/var/cache/netpoll-trace/kernel-btf.json",
-        "What start-up needs from the kernel's BTF (function presence, type ids, struct offsets), keyed by a hash of the whole BTF; \
-         used only when that identity matches the running kernel's (--no-cache: neither read nor written). Directory 0700, file 0600, root's.",
-    ),
-];
 
 /// Exit statuses, in order; which ones a page lists depends on the command.
 const EXIT_OK: (&str, &str) = ("0", "Success.");
@@ -241,7 +219,7 @@ fn esc(s: &str) -> String {
 fn items(out: &mut String, heading: &str, rows: &[(&str, &str)]) {
     let _ = writeln!(out, ".SH \"{heading}\"");
     for (tag, text) in rows {
-        let _ = writeln!(out, ".TP\n.B {}\n{}", esc(tag), esc(text));
+        let _ = writeln!(out, ".TP\n.B {}\n{}", esc(&pinned(tag)), esc(text));
     }
 }
 
@@ -280,116 +258,6 @@ fn trailer(sub: Option<&str>, pages: &[String]) -> String {
     out
 }
 
-/// One key of the agent's configuration: name (dotted for a table's key), type, default, meaning.
-type Key = (&'static str, &'static str, &'static str, &'static str);
-
-/// The configuration's keys. The unit test checks this list against the keys the parser
-/// accepts (model/config.rs), so a key added there fails the test until it is documented.
-const CONFIG_KEYS: &[Key] = &[
-    (
-        "journal",
-        "path",
-        "none (stdout only)",
-        "File the agent appends its journal to, one JSON object per line (e.g. /var/log/netpoll-trace/journal.jsonl). --journal overrides it.",
-    ),
-    (
-        "patch_module",
-        "path",
-        "the first of /lib/modules/$(uname -r)/extra/, /lib/modules/$(uname -r)/updates/dkms/ (netpoll-patch-dkms), /usr/lib/netpoll-trace/ and the binary's directory",
-        "The netpoll_patch.ko to load; root-owned, not group- or world-writable.",
-    ),
-    (
-        "allowed_drivers",
-        "array of strings",
-        "[] (none)",
-        "The only drivers whose devices the agent may patch. Required when policy.missing_poll_controller is \"patch\".",
-    ),
-    (
-        "max_attempts",
-        "integer, 1 to 20",
-        "3",
-        "Retries of a refused netconsole target per failure.",
-    ),
-    (
-        "backoff",
-        "duration (\"500ms\", \"2s\", \"1m\")",
-        "\"2s\"",
-        "Wait before the first retry; doubles each time. At most 1h.",
-    ),
-    (
-        "verify_timeout",
-        "duration",
-        "\"10s\"",
-        "How long a retry has to show a successful set-up (and a re-enabled target that it sends). At most 1h.",
-    ),
-    (
-        "device_wait",
-        "duration",
-        "\"60s\"",
-        "With policy.target_stopped = \"reenable\": how long the device of a stopped target may take to come back (looked up by name in /sys/class/net every 0.5 s) before the agent gives up (journaled wait_device timed_out). Other failures wait meanwhile. At most 1h.",
-    ),
-    (
-        "policy.CAUSE",
-        "\"patch\" or \"report\"",
-        "\"report\"",
-        "What to do about a diagnosed cause. Only missing_poll_controller can be patched; every other cause is reported with its remedies.",
-    ),
-    (
-        "policy.target_stopped",
-        "\"report\" or \"reenable\"",
-        "\"report\"",
-        "What to do when a netconsole target stops because its device unregistered (or another device event: joined or left a master): report journals the stop; reenable, for a device that unregistered only, waits for the device to come back (device_wait), re-enables the target (configfs enabled of the item with that dev_name and remote, else retry.command, which must then reload netconsole) with max_attempts and backoff, verifies its next set-up within verify_timeout, and writes a marker line to /dev/kmsg to see the device's sent count grow (the agent then reads the send statistics every second and keeps the capability to read BPF maps, as with metrics_addr). A target disabled by its owner is never re-enabled.",
-    ),
-    (
-        "retry.method",
-        "\"auto\", \"configfs\" or \"command\"",
-        "\"auto\"",
-        "How to retry the target: auto uses configfs where the target is there (dynamic netconsole), else retry.command.",
-    ),
-    (
-        "retry.command",
-        "array of strings",
-        "none",
-        "The program and its arguments that re-create the target, run without a shell (e.g. [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]), with no_new_privs and CAP_SYS_MODULE only. Required when retry.method is \"command\".",
-    ),
-    (
-        "retry.timeout",
-        "duration",
-        "\"60s\"",
-        "How long retry.command may run; then its process group gets SIGTERM, and SIGKILL 2 s later (journaled timed_out). At most 1h.",
-    ),
-    (
-        "metrics_addr",
-        "\"IP:PORT\"",
-        "none (no endpoint)",
-        "Serve Prometheus metrics there, as --metrics-addr (which wins).",
-    ),
-    (
-        "log_format",
-        "\"text\" or \"json\"",
-        "\"text\"",
-        "The stderr format, as --log-format (which wins).",
-    ),
-    (
-        "pin_dir",
-        "path on a bpffs mount",
-        "/sys/fs/bpf/netpoll-trace/v<schema>",
-        "The flight recorder's pin directory, as --pin-dir (which wins).",
-    ),
-    (
-        "persist",
-        "boolean",
-        "false",
-        "Keep the probes attached after the agent ends, as --persist (either turns it on).",
-    ),
-    (
-        "ring_size",
-        "integer, 1 to 1048576",
-        "1024",
-        "Set-up events the recorder's ring keeps, as --ring-size (which wins).",
-    ),
-];
-
 /// netpoll-trace-agent.toml(5).
 fn config_page(source: &str) -> String {
     let mut out = format!(".TH \"{CONFIG_PAGE}\" 5 \"\" \"{source}\" \"netpoll-trace manual\"\n");
@@ -417,7 +285,7 @@ fn config_page(source: &str) -> String {
             esc(key),
             esc(meaning),
             esc(kind),
-            esc(default)
+            esc(&pinned(default))
         );
     }
     let causes: Vec<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
@@ -648,7 +516,7 @@ mod tests {
             );
             // Every page lists the files, and has at least one example command.
             for (file, _) in FILES {
-                assert!(text.contains(&esc(file)), "{name} lacks {file}");
+                assert!(text.contains(&esc(&pinned(file))), "{name} lacks {file}");
             }
             let examples = text.split(".SH EXAMPLES").nth(1).unwrap_or_default();
             assert!(

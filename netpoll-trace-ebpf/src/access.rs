@@ -1,0 +1,198 @@
+//! What every program does the same way: which CPU it runs on, reads of kernel memory
+//! into the stack, the current task's comm, loads and stores at constant offsets into a
+//! map value (`bump_at`, `store_at`, `load_at`, `at_index!`, `off!`, `bump_bucket!`),
+//! the masks old verifiers track (`masked`), and perf output (`emit`).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_smp_processor_id, bpf_perf_event_output, bpf_probe_read_buf},
+    maps::PerfEventArray,
+};
+use netpoll_trace_common::{COMM_LEN, loss};
+
+use crate::recorder::lose;
+
+/// The CPU this program runs on: kprobe programs run with preemption off, so it is
+/// stable for the whole run, and the index of this CPU's slot in the CPU-keyed maps
+/// (one entry per CPU, or per CPU and slot, sized by userspace: `per_cpu`).
+#[inline(always)]
+pub(crate) fn cpu() -> u32 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+/// `bpf_probe_read` into a zeroed stack value: 4.4 lets a helper write only stack it
+/// considers initialised (ARG_PTR_TO_STACK; ARG_PTR_TO_RAW_STACK came in 4.7).
+///
+/// # Safety
+/// `T` must be plain data for which all-zero bytes are a value.
+#[inline(always)]
+pub(crate) unsafe fn probe_read<T: Copy>(src: *const T) -> Result<T, i32> {
+    // SAFETY: the caller's promise about T.
+    let mut v: T = unsafe { core::mem::zeroed() };
+    // SAFETY: v's own bytes.
+    let dst = unsafe { core::slice::from_raw_parts_mut((&raw mut v).cast::<u8>(), size_of::<T>()) };
+    // SAFETY: bpf_probe_read faults safely on a bad source.
+    unsafe { bpf_probe_read_buf(src.cast::<u8>(), dst) }.map(|()| v)
+}
+
+/// The current task's comm, read into a zeroed buffer (4.4, as `probe_read`).
+#[inline(always)]
+pub(crate) fn current_comm() -> Option<[u8; COMM_LEN]> {
+    let mut comm = [0u8; COMM_LEN];
+    // SAFETY: the buffer and its length.
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(
+            comm.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+        )
+    };
+    (r == 0).then_some(comm)
+}
+
+// 4.4's verifier allows no arithmetic on a map value pointer (offsets into one came in
+// 4.9): a field of a map value is reachable only as a load or store instruction's
+// constant offset from the pointer the lookup returned. LLVM turns `a[i]` and also
+// branches over constant indices (or a choice between two fields) back into a
+// computed address, so these accesses are written in assembly, one instruction each,
+// at an offset fixed at compile time; only the index is branched on (`at_index!`).
+
+/// `*(u64 *)(base + OFF) += 1`.
+///
+/// # Safety
+/// `base + OFF` is a valid, exclusively owned u64.
+#[inline(always)]
+pub(crate) unsafe fn bump_at<const OFF: i16>(base: *mut u8) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise; one load and one store at base + OFF.
+    unsafe {
+        core::arch::asm!(
+            "{t} = *(u64 *)({b} + {o})",
+            "{t} += 1",
+            "*(u64 *)({b} + {o}) = {t}",
+            b = in(reg) base,
+            t = out(reg) _,
+            o = const OFF,
+            options(nostack),
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        *base.add(OFF as usize).cast::<u64>() += 1
+    };
+}
+
+/// `*(u64 *)(base + OFF) = v` (`W`: 4 for a u32 field, 8 for a u64).
+///
+/// # Safety
+/// As `bump_at`.
+#[inline(always)]
+pub(crate) unsafe fn store_at<const OFF: i16, const W: u8>(base: *mut u8, v: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            core::arch::asm!("*(u64 *)({b} + {o}) = {v}", b = in(reg) base, v = in(reg) v, o = const OFF, options(nostack));
+        } else {
+            core::arch::asm!("*(u32 *)({b} + {o}) = {v}", b = in(reg) base, v = in(reg) v, o = const OFF, options(nostack));
+        }
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            *base.add(OFF as usize).cast::<u64>() = v;
+        } else {
+            *base.add(OFF as usize).cast::<u32>() = v as u32;
+        }
+    }
+}
+
+/// `*(u64 *)(base + OFF)` (`W` as in `store_at`; a u32 is zero-extended).
+///
+/// # Safety
+/// As `bump_at`.
+#[inline(always)]
+pub(crate) unsafe fn load_at<const OFF: i16, const W: u8>(base: *mut u8) -> u64 {
+    let v: u64;
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller's promise.
+    unsafe {
+        if W == 8 {
+            core::arch::asm!("{v} = *(u64 *)({b} + {o})", b = in(reg) base, v = out(reg) v, o = const OFF, options(nostack, readonly));
+        } else {
+            core::arch::asm!("{v} = *(u32 *)({b} + {o})", b = in(reg) base, v = out(reg) v, o = const OFF, options(nostack, readonly));
+        }
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: the caller's promise.
+    unsafe {
+        v = if W == 8 {
+            *base.add(OFF as usize).cast::<u64>()
+        } else {
+            u64::from(*base.add(OFF as usize).cast::<u32>())
+        };
+    }
+    v
+}
+
+/// Runs `$body` with `$k` the constant equal to `$index` (nothing when none is).
+macro_rules! at_index {
+    ($index:expr, |$k:ident| $body:expr, $($n:literal)*) => {{
+        let i = $index;
+        $(
+            if i == $n {
+                const $k: i16 = $n;
+                $body;
+            } else
+        )* {}
+    }};
+}
+
+/// The offset of `$ty.$field` plus `$extra`, as an instruction offset.
+macro_rules! off {
+    ($ty:ty, $field:ident) => {
+        core::mem::offset_of!($ty, $field) as i16
+    };
+}
+
+/// `$ty.$field[b] += 1` in the map value at `$base` (a `[u64; POLL_BUCKETS]` histogram).
+macro_rules! bump_bucket {
+    ($base:expr, $ty:ty, $field:ident, $b:expr) => {{
+        const _: () = assert!(POLL_BUCKETS == 32);
+        let base: *mut u8 = $base;
+        // SAFETY: a field of this CPU's map value.
+        at_index!($b, |K| unsafe { bump_at::<{ off!($ty, $field) + 8 * K }>(base) },
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    }};
+}
+
+/// Hands `ev` to this CPU's buffer of `map`; a failure (no buffer open for this CPU,
+/// which a CPU brought online after the reader started has until userspace notices it)
+/// is counted, never silent. Index: this CPU (4.4 has no BPF_F_CURRENT_CPU).
+#[inline(always)]
+pub(crate) fn emit<C: EbpfContext, T>(ctx: &C, map: &PerfEventArray<T>, ev: &T) {
+    // SAFETY: the map is a perf event array (repr(transparent) over its definition, as
+    // aya-ebpf's own output passes it) and `ev` a stack value of its size.
+    let ret = unsafe {
+        bpf_perf_event_output(
+            ctx.as_ptr(),
+            core::ptr::from_ref(map).cast_mut().cast(),
+            u64::from(cpu()),
+            core::ptr::from_ref(ev).cast_mut().cast(),
+            size_of::<T>() as u64,
+        )
+    };
+    if ret != 0 {
+        lose(loss::OUTPUT_FAILED);
+    }
+}
+
+/// `v & mask` in a form the 4.14 verifier tracks (see poll_exit): the volatile read
+/// keeps LLVM from folding the mask into a range it already knows.
+#[inline(always)]
+pub(crate) fn masked(v: u32, mask: u32) -> u32 {
+    // SAFETY: a read of a local.
+    unsafe { core::ptr::read_volatile(&v) & mask }
+}

@@ -1,0 +1,207 @@
+//! The struct readers: a device's identity (name, ifindex), ops and flags, a netpoll's
+//! names and addresses, `np->dev`, the deferred queue's length, whether a device is
+//! being unregistered. Every read is at an offset userspace resolved (`CONFIG`) and
+//! through bpf_probe_read, which faults safely.
+
+use aya_ebpf::helpers::bpf_probe_read_buf;
+use netpoll_trace_common::{
+    COMM_LEN, Config, CpuDev, IFNAMSIZ, OWNER_LEN, SetupEvent, config_flags as cf,
+    event_flags as ef,
+};
+
+use crate::access::{cpu, probe_read};
+
+/// This CPU's key of a per-device value: the device's address and its ifindex, so a
+/// device freed and another allocated at the same address never share statistics.
+#[inline(always)]
+pub(crate) fn cpu_dev(cfg: &Config, dev: u64) -> CpuDev {
+    let mut key = CpuDev {
+        cpu: cpu(),
+        ifindex: 0,
+        dev,
+    };
+    if dev != 0 && cfg.flags & cf::DEV_IFINDEX != 0 {
+        let src = unsafe { (dev as *const u8).add(cfg.dev_ifindex as usize) };
+        // Straight into the key (zeroed, as 4.4 wants a helper's stack buffer): a
+        // separate slot would cost the send path's exit 8 more bytes of stack, past what
+        // 5.10 allows it beside LLVM's memset call ("combined stack size ... Too large").
+        // SAFETY: the key's own bytes; bpf_probe_read faults safely on a bad source.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut((&raw mut key.ifindex).cast::<u8>(), size_of::<i32>())
+        };
+        if unsafe { bpf_probe_read_buf(src, dst) }.is_err() {
+            key.ifindex = 0;
+        }
+    }
+    key
+}
+
+/// The device's name, ifindex and identity flags, read into the stack and returned for
+/// a map value (the scratch slots): 4.9's bpf_probe_read writes only to the stack
+/// (ARG_PTR_TO_RAW_STACK; a map value is refused, "R1 type=map_value_adj expected=fp").
+#[inline(always)]
+pub(crate) fn dev_identity(cfg: &Config, dev: u64) -> ([u8; IFNAMSIZ], i32, u32) {
+    let mut name = [0u8; IFNAMSIZ];
+    let mut ifindex = 0i32;
+    let mut flags = 0u32;
+    read_dev_identity(cfg, dev, &mut name, &mut ifindex, &mut flags);
+    (name, ifindex, flags)
+}
+
+/// Reads into `name`, `ifindex` and `flags`, which must live on the stack (4.9, above).
+#[inline(always)]
+pub(crate) fn read_dev_identity(
+    cfg: &Config,
+    dev: u64,
+    name: &mut [u8; IFNAMSIZ],
+    ifindex: &mut i32,
+    flags: &mut u32,
+) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    if cfg.flags & cf::DEV_NAME != 0
+        && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok()
+    {
+        *flags |= ef::DEV_NAME;
+    }
+    if cfg.flags & cf::DEV_IFINDEX != 0
+        && let Ok(i) = unsafe { probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
+    {
+        *ifindex = i;
+        *flags |= ef::IFINDEX;
+    }
+}
+
+/// `np->dev`, 0 when unknown.
+#[inline(always)]
+pub(crate) fn netpoll_dev(cfg: &Config, np: u64) -> u64 {
+    if np == 0 {
+        return 0;
+    }
+    unsafe { probe_read((np as *const u8).add(cfg.np_dev as usize) as *const u64) }.unwrap_or(0)
+}
+
+/// `npinfo->txq.qlen`.
+#[inline(always)]
+pub(crate) fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
+    unsafe { probe_read((npinfo as *const u8).add(cfg.npinfo_txq_qlen as usize) as *const u32) }
+        .unwrap_or(0)
+}
+
+#[inline(always)]
+pub(crate) fn dismantling(cfg: &Config, dev: u64) -> bool {
+    let p = unsafe { (dev as *const u8).add(cfg.dev_dismantle as usize) };
+    unsafe { probe_read(p) }.is_ok_and(|b: u8| b != 0)
+}
+
+/// Zeroes every byte after the first NUL. Written out byte by byte, not as a loop:
+/// 4.14 refuses backward jumps (16 is both IFNAMSIZ and OWNER_LEN).
+#[inline(always)]
+pub(crate) fn clear_after_nul(s: &mut [u8; 16]) {
+    let mut end = false;
+    macro_rules! step {
+        ($($i:literal)*) => {$(
+            end |= s[$i] == 0;
+            if end {
+                s[$i] = 0;
+            }
+        )*};
+    }
+    step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+const _: () = assert!(IFNAMSIZ == 16 && OWNER_LEN == 16 && COMM_LEN == 16);
+
+#[inline(always)]
+pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
+    if np == 0 {
+        return;
+    }
+    let base = np as *const u8;
+    if cfg.flags & cf::NP_DEV_NAME != 0 {
+        // SAFETY: bpf_probe_read faults safely on a bad address.
+        let src = unsafe { base.add(cfg.np_dev_name as usize) };
+        if unsafe { bpf_probe_read_buf(src, &mut ev.np_dev_name) }.is_ok() {
+            ev.flags |= ef::NP_DEV_NAME;
+        }
+    }
+    if cfg.flags & cf::NP_NAME != 0 {
+        let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
+        if let Ok(name) = unsafe { probe_read(ptr) }
+            && name != 0
+            && read_owner(name as *const u8, &mut ev.owner)
+        {
+            ev.flags |= ef::OWNER;
+        }
+    }
+    if cfg.flags & cf::NP_REMOTE != 0 {
+        let ipv6 = unsafe { probe_read(base.add(cfg.np_ipv6 as usize)) }.unwrap_or(1u8);
+        let ip = unsafe { probe_read(base.add(cfg.np_remote_ip as usize) as *const [u8; 4]) };
+        let rport = unsafe { probe_read(base.add(cfg.np_remote_port as usize) as *const u16) };
+        let lport = unsafe { probe_read(base.add(cfg.np_local_port as usize) as *const u16) };
+        if let (0, Ok(ip), Ok(r), Ok(l)) = (ipv6, ip, rport, lport) {
+            ev.remote_ip = ip;
+            ev.remote_port = r;
+            ev.local_port = l;
+            ev.flags |= ef::REMOTE;
+        }
+    }
+}
+
+/// The string `netpoll.name` points to. bpf_probe_read_str (4.11) is the exact
+/// read; the legacy object keeps to 4.9's helpers with a fixed-size read whose bytes
+/// after the NUL are cleared (the owner is a string literal such as "netconsole", so
+/// its 16 bytes are readable).
+#[inline(always)]
+fn read_owner(src: *const u8, dst: &mut [u8; OWNER_LEN]) -> bool {
+    #[cfg(not(feature = "legacy"))]
+    {
+        // Not the _kernel_ variant (5.5+): older kernels stay in reach.
+        #[allow(deprecated)]
+        let read = unsafe { aya_ebpf::helpers::bpf_probe_read_str(src, dst) };
+        read.is_ok()
+    }
+    #[cfg(feature = "legacy")]
+    {
+        let ok = unsafe { bpf_probe_read_buf(src, dst) }.is_ok();
+        clear_after_nul(dst);
+        ok
+    }
+}
+
+#[inline(always)]
+pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
+    if dev == 0 {
+        return;
+    }
+    let base = dev as *const u8;
+    read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
+    if cfg.flags & cf::DEV_OPS != 0 {
+        let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
+        if let Ok(ops) = unsafe { probe_read(src) } {
+            ev.ops = ops;
+            if ops != 0 {
+                let ops_base = ops as *const u8;
+                let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
+                let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
+                if let (Ok(pc), Ok(ns)) = unsafe { (probe_read(pc), probe_read(ns)) } {
+                    ev.poll_controller = pc;
+                    ev.netpoll_setup_op = ns;
+                    ev.flags |= ef::OPS;
+                }
+            }
+        }
+    }
+    if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
+        let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
+        if let Ok(raw) = unsafe { probe_read(src) } {
+            let bits = raw >> (cfg.priv_flags_shift & 63);
+            ev.flags |= ef::PRIV_FLAGS;
+            if bits & cfg.iff_disable_netpoll != 0 {
+                ev.flags |= ef::NETPOLL_DISABLED;
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The send path. netconsole sends each message with interrupts off (its target
+//! lock), and the skb transmit keeps them off: per-CPU state pairs entries and exits.
+//!
+//! What protects what we read, on every kernel we load on (4.14 to 6.12):
+//! - `np->dev`, `dev->state`: the netconsole target lock the caller holds keeps the
+//!   target bound while it sends (teardown takes that lock to unbind it).
+//! - `dev->npinfo` and `npinfo->txq.qlen`: npinfo is freed after an RCU grace period
+//!   (4.14: call_rcu_bh, rcu_dereference_bh by netpoll; 4.20+: consolidated call_rcu).
+//!   Our probes read it inside the skb transmit, where the kernel itself dereferences it,
+//!   with interrupts off: a read-side critical section for RCU-bh and RCU-sched on 4.14
+//!   and for the consolidated RCU from 4.20; so it cannot be freed under the read.
+//! - The console write's probe (`console_write`) runs before netconsole takes its lock:
+//!   a target torn down meanwhile (its netpoll in NC_TARGETS until userspace sees the
+//!   teardown) is read without protection. Every read is bpf_probe_read, which faults
+//!   safely, so the race costs at most a miscounted message, never the kernel anything.
+//! - `dev->ifindex` and `dev->name` (a statistics entry's key and identity): read where
+//!   the device is, under the same protection; netpoll_poll_dev's device is held by its
+//!   netpoll (a reference taken at set-up, dropped after __netpoll_cleanup), and its
+//!   callers run with interrupts off (RCU-bh/sched on 4.14, consolidated RCU from 4.20).
+//!
+//! Nothing here writes kernel memory.
+
+use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
+use netpoll_trace_common::{
+    Config, IFNAMSIZ, NC_TARGET_SLOTS, POLL_BUCKETS, SEND_DEPTH, SendCpu, SendEvent, SendFrame,
+    SendStats, config_flags as cf, loss, poll_bucket, send_drop, send_event,
+};
+
+use crate::{
+    access::{bump_at, cpu, emit, load_at, masked, probe_read, store_at},
+    device::{cpu_dev, dev_identity, netpoll_dev, read_dev_identity, txq_len},
+    maps::{BPF_NOEXIST, CONFIG, NC_TARGETS, SEND_CPU, SEND_EVENTS, SEND_SCRATCH, SEND_STATS},
+    recorder::lose,
+};
+
+/// A `SendFrame`'s size, as an offset step.
+const FRAME: i16 = size_of::<SendFrame>() as i16;
+
+/// Writes frame `$k` of the `SendCpu` map value `$base` (see `bump_at`).
+macro_rules! set_frame {
+    ($base:expr, $k:expr, $ts:expr, $dev:expr, $qlen:expr, $drop:expr) => {{
+        const F: i16 = off!(SendCpu, frames) + FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            store_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base, $ts);
+            store_at::<{ F + off!(SendFrame, dev) }, 8>(base, $dev);
+            store_at::<{ F + off!(SendFrame, qlen) }, 4>(base, u64::from($qlen));
+            store_at::<{ F + off!(SendFrame, drop) }, 4>(base, u64::from($drop));
+        }
+    }};
+}
+
+/// Reads frame `$k` of the `SendCpu` map value `$base` and marks it done (ts 0).
+macro_rules! take_frame {
+    ($base:expr, $k:expr) => {{
+        const F: i16 = off!(SendCpu, frames) + FRAME * $k;
+        let base: *mut u8 = $base;
+        // SAFETY: a frame of this CPU's slot.
+        unsafe {
+            let v = (
+                load_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base),
+                load_at::<{ F + off!(SendFrame, dev) }, 8>(base),
+                load_at::<{ F + off!(SendFrame, qlen) }, 4>(base) as u32,
+                load_at::<{ F + off!(SendFrame, drop) }, 4>(base) as u32,
+            );
+            store_at::<{ F + off!(SendFrame, ts_ns) }, 8>(base, 0);
+            v
+        }
+    }};
+}
+
+/// Entry of netpoll_send_udp: one message of `len` bytes.
+#[inline(always)]
+pub fn send_udp_enter(np: u64, len: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
+        return;
+    };
+    let dev = netpoll_dev(cfg, np);
+    // SAFETY: this CPU's slot; interrupts are off for the whole message.
+    unsafe {
+        (*cpu).udp_ts_ns = bpf_ktime_get_ns();
+        (*cpu).udp_dev = dev;
+        (*cpu).udp_reached = 0;
+    }
+    if let Some(s) = send_stats(cfg, dev) {
+        // SAFETY: this CPU's copy of the value (keyed by CPU).
+        unsafe {
+            (*s).messages += 1;
+            // `int len`: the low 32 bits.
+            (*s).bytes += len & 0xffff_ffff;
+        }
+    }
+}
+
+/// Return of netpoll_send_udp: a message that never reached the skb transmit found
+/// no skb (the only early return on every kernel).
+#[inline(always)]
+pub fn send_udp_return<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let (ts, dev, reached) = unsafe { ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached) };
+    unsafe { (*cpu).udp_ts_ns = 0 };
+    if ts == 0 || reached != 0 {
+        return; // attached mid-call, or accounted by the skb transmit
+    }
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    send_dropped(ctx, cfg, dev, send_drop::NO_SKB, ts, ns);
+}
+
+/// Entry of the skb transmit: what the kernel is about to decide, read from the
+/// same fields it tests (npinfo, running, present) and the deferred queue's length.
+#[inline(always)]
+pub fn send_skb_enter(np: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let cpu = unsafe { &mut *cpu };
+    let depth = cpu.depth;
+    cpu.depth = depth + 1;
+    if depth == 0 && cpu.udp_ts_ns != 0 {
+        cpu.udp_reached = 1;
+    }
+    if depth >= SEND_DEPTH {
+        return; // counted in depth only, so the exits still pair
+    }
+    let dev = netpoll_dev(cfg, np);
+    let mut drop = 0u32;
+    let mut qlen = 0u32;
+    if dev == 0 {
+        drop = 1 + send_drop::NO_NPINFO;
+    } else {
+        let base = dev as *const u8;
+        let npinfo =
+            unsafe { probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+        let state =
+            unsafe { probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
+        if npinfo == 0 {
+            drop = 1 + send_drop::NO_NPINFO;
+        } else if state & cfg.state_start == 0 {
+            drop = 1 + send_drop::NOT_RUNNING;
+        } else if state & cfg.state_present == 0 {
+            drop = 1 + send_drop::NOT_PRESENT;
+        } else {
+            qlen = txq_len(cfg, npinfo);
+        }
+    }
+    let i = masked(depth, SEND_DEPTH - 1) as usize;
+    let now = unsafe { bpf_ktime_get_ns() };
+    const _: () = assert!(SEND_DEPTH == 4);
+    let base = (&raw mut *cpu).cast::<u8>();
+    at_index!(i, |K| set_frame!(base, K, now, dev, qlen, drop), 0 1 2 3);
+}
+
+/// Return of the skb transmit: dropped as decided at entry, else deferred when the
+/// message went to (or waited behind) netpoll's queue, else sent.
+#[inline(always)]
+pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let cpu = unsafe { &mut *cpu };
+    if cpu.depth == 0 {
+        return; // attached mid-call
+    }
+    let depth = cpu.depth - 1;
+    cpu.depth = depth;
+    if depth >= SEND_DEPTH {
+        return;
+    }
+    let i = masked(depth, SEND_DEPTH - 1) as usize;
+    let mut frame = (0u64, 0u64, 0u32, 0u32);
+    let base = (&raw mut *cpu).cast::<u8>();
+    at_index!(i, |K| frame = take_frame!(base, K), 0 1 2 3);
+    let (ts, dev, qlen, drop) = frame;
+    if ts == 0 {
+        return;
+    }
+    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
+    if drop != 0 {
+        return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
+    }
+    let Some(s) = send_stats(cfg, dev) else {
+        return;
+    };
+    // SAFETY: this CPU's copy of the value.
+    let s = unsafe { &mut *s };
+    // The caller keeps npinfo alive for the whole transmit.
+    let npinfo =
+        unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
+            .unwrap_or(0);
+    let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
+    if qlen > 0 || after > qlen {
+        // SAFETY: a field of this CPU's entry (see `bump_at`: no computed field address).
+        unsafe { bump_at::<{ off!(SendStats, deferred) }>((&raw mut *s).cast()) };
+    } else {
+        // SAFETY: as above.
+        unsafe { bump_at::<{ off!(SendStats, sent) }>((&raw mut *s).cast()) };
+    }
+    s.total_ns += ns;
+    if ns > s.max_ns {
+        s.max_ns = ns;
+    }
+    let b = masked(poll_bucket(ns) as u32, POLL_BUCKETS as u32 - 1) as usize;
+    bump_bucket!((&raw mut *s).cast::<u8>(), SendStats, hist, b);
+    if cfg.slow_send_ns != 0 && ns >= cfg.slow_send_ns {
+        send_event_out(ctx, cfg, dev, send_event::SLOW, 0, ts, ns);
+    }
+}
+
+/// netconsole's console write: one message offered to its targets. A target whose
+/// device is not running is skipped by netconsole itself (`netif_running`), so netpoll
+/// never sees the message: counted here as a message dropped `not_running` (or
+/// `not_present`). Written out per slot, not a loop: 4.14 refuses backward jumps.
+#[inline(always)]
+pub fn console_write<C: EbpfContext>(ctx: &C, len: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
+    // Four: each slot inlines a device's statistics update (~500 insns), and 4.14
+    // takes at most 4,096 per program.
+    const _: () = assert!(NC_TARGET_SLOTS == 4);
+    macro_rules! slot {
+        ($($i:literal)*) => {$(
+            if let Some(np) = NC_TARGETS.get($i) {
+                let np = *np;
+                if np != 0 {
+                    skipped_if_down(ctx, cfg, np, len);
+                }
+            }
+        )*};
+    }
+    slot!(0 1 2 3);
+}
+
+#[inline(always)]
+fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
+    let dev = netpoll_dev(cfg, np);
+    if dev == 0 {
+        return;
+    }
+    let state = unsafe { probe_read((dev as *const u8).add(cfg.dev_state as usize) as *const u64) }
+        .unwrap_or(0);
+    let reason = if state & cfg.state_start == 0 {
+        send_drop::NOT_RUNNING
+    } else if state & cfg.state_present == 0 {
+        send_drop::NOT_PRESENT
+    } else {
+        return;
+    };
+    if let Some(s) = send_stats(cfg, dev) {
+        // SAFETY: this CPU's copy of the value.
+        unsafe {
+            (*s).messages += 1;
+            (*s).bytes += len & 0xffff_ffff;
+        }
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    send_dropped(ctx, cfg, dev, reason, now, 0);
+}
+
+/// Counts a drop on `dev` and reports it.
+#[inline(always)]
+fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
+    if let Some(s) = send_stats(cfg, dev) {
+        let r = masked(reason, send_drop::SLOTS as u32 - 1) as usize;
+        const _: () = assert!(send_drop::SLOTS == 4);
+        let base = s.cast::<u8>();
+        // SAFETY: slot K of this CPU's entry's `dropped`.
+        at_index!(r, |K| unsafe { bump_at::<{ off!(SendStats, dropped) + 8 * K }>(base) }, 0 1 2 3);
+        unsafe {
+            (*s).last_drop_ns = ts;
+            (*s).last_drop_reason = reason;
+        }
+    }
+    send_event_out(ctx, cfg, dev, send_event::DROP, reason, ts, ns);
+}
+
+#[inline(always)]
+fn send_event_out<C: EbpfContext>(
+    ctx: &C,
+    cfg: &Config,
+    dev: u64,
+    kind: u32,
+    reason: u32,
+    ts: u64,
+    ns: u64,
+) {
+    let mut ev = SendEvent {
+        ts_ns: ts,
+        duration_ns: ns,
+        dev,
+        ifindex: 0,
+        flags: 0,
+        name: [0; IFNAMSIZ],
+        kind,
+        reason,
+    };
+    read_dev_identity(cfg, dev, &mut ev.name, &mut ev.ifindex, &mut ev.flags);
+    emit(ctx, &SEND_EVENTS, &ev);
+}
+
+/// This CPU's `SendStats` of `dev`, created (named) on first use.
+#[inline(always)]
+fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
+    let key = cpu_dev(cfg, dev);
+    if let Some(p) = SEND_STATS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let fresh = SEND_SCRATCH.get_ptr_mut(key.cpu)?;
+    // SAFETY: this CPU's scratch slot; no other user on this CPU while we run.
+    let fresh = unsafe { &mut *fresh };
+    fresh.messages = 0;
+    fresh.bytes = 0;
+    fresh.sent = 0;
+    fresh.deferred = 0;
+    fresh.dropped = [0; send_drop::SLOTS];
+    fresh.total_ns = 0;
+    fresh.max_ns = 0;
+    fresh.hist = [0; POLL_BUCKETS];
+    fresh.last_drop_ns = 0;
+    fresh.last_drop_reason = 0;
+    fresh._pad = 0;
+    (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
+    // 4.14 takes an update's value only from the stack (376 bytes of its 512).
+    let value: SendStats = *fresh;
+    let _ = SEND_STATS.insert(key, &value, BPF_NOEXIST);
+    let p = SEND_STATS.get_ptr_mut(key);
+    if p.is_none() {
+        lose(loss::STATS_FULL);
+    }
+    p
+}

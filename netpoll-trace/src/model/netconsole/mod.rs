@@ -1,0 +1,705 @@
+//! What netconsole puts on the wire, decoded, and per-sender accounting of it: the
+//! plain format (the message text) and the extended one
+//! (Documentation/networking/netconsole.rst): `[release,]level,seq,ts_us,cont[,ncfrag=off/len];text`,
+//! then, each on its own line as ` KEY=VALUE`, the kernel's dictionary (`SUBSYSTEM=`,
+//! `DEVICE=`), the target's userdata, and its sysdata (`cpu=`, `taskname=`, `release=`,
+//! `msgid=`, in that order, 6.14 on); long messages split into fragments. Sequence numbers
+//! are the kernel's printk ring's, so a gap is a message the kernel wrote and the receiver
+//! never got (or one never handed to the console: printk's rate limit, the console log
+//! level); `msgid` counts only what netconsole sent to the target, so where a sender has
+//! it, its gaps are the messages lost on the way.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+mod format;
+
+pub use format::*;
+
+/// A message as received: whole, or reassembled from its fragments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub from: SocketAddr,
+    pub seq: Option<u64>,
+    pub level: Option<u8>,
+    pub ts_us: Option<u64>,
+    /// The kernel release: the header's (`r` targets) or sysdata's `release=`.
+    pub release: Option<String>,
+    /// sysdata: netconsole's message id, the CPU and the task that wrote it.
+    pub msgid: Option<u32>,
+    pub cpu: Option<u32>,
+    pub taskname: Option<String>,
+    /// The message text, without the lines after it.
+    pub text: String,
+    /// The kernel's dictionary (`SUBSYSTEM`, `DEVICE`).
+    pub dict: BTreeMap<String, String>,
+    /// The target's userdata.
+    pub userdata: BTreeMap<String, String>,
+}
+
+impl Message {
+    fn plain(from: SocketAddr, text: String) -> Message {
+        Message {
+            kind: "netconsole",
+            from,
+            seq: None,
+            level: None,
+            ts_us: None,
+            release: None,
+            msgid: None,
+            cpu: None,
+            taskname: None,
+            text,
+            dict: BTreeMap::new(),
+            userdata: BTreeMap::new(),
+        }
+    }
+
+    fn extended(from: SocketAddr, h: Header, body: String) -> Message {
+        let (text, f) = split_body(body);
+        Message {
+            kind: "netconsole",
+            from,
+            seq: Some(h.seq),
+            level: Some(h.level),
+            ts_us: Some(h.ts_us),
+            release: h.release.or(f.release),
+            msgid: f.msgid,
+            cpu: f.cpu,
+            taskname: f.taskname,
+            text,
+            dict: f.dict,
+            userdata: f.userdata,
+        }
+    }
+}
+
+/// Per-sender counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SenderStats {
+    pub messages: u64,
+    /// Messages lost before they got here, as the numbers skipped: by `msgid` where the
+    /// sender has it (messages netconsole sent), else by the kernel's sequence number
+    /// (which also skips records never handed to the console).
+    pub gaps: u64,
+    /// Numbers at or below one already seen (duplicates, reordering, or the sender
+    /// rebooted); not counted as gaps.
+    pub out_of_order: u64,
+    /// Fragmented messages never completed (evicted, or still open at the end).
+    pub incomplete: u64,
+    /// Fragments that cannot be part of a message (a total over `MAX_MESSAGE`, or a piece
+    /// outside its total): dropped.
+    pub malformed: u64,
+    pub last_seq: Option<u64>,
+    pub last_msgid: Option<u32>,
+}
+
+impl SenderStats {
+    /// Adds another's counts (one sender seen by two workers).
+    pub fn add(&mut self, o: &SenderStats) {
+        self.messages += o.messages;
+        self.gaps += o.gaps;
+        self.out_of_order += o.out_of_order;
+        self.incomplete += o.incomplete;
+        self.malformed += o.malformed;
+        self.last_seq = self.last_seq.max(o.last_seq);
+        self.last_msgid = self.last_msgid.max(o.last_msgid);
+    }
+}
+
+/// Most messages being reassembled per sender; a sender sending only first fragments
+/// cannot grow the receiver without bound.
+const MAX_OPEN: usize = 64;
+/// Longest message reassembled. netconsole's own are far shorter (a printk record's text
+/// is at most 1 KiB, plus its dictionary or userdata); a larger total is a bad fragment.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Most bytes of unfinished messages kept per sender; the oldest go first.
+pub const MAX_OPEN_BYTES: usize = 16 * 1024;
+/// Most senders (source `ip:port`, which anyone can forge) tracked at once, over all of
+/// `receive`'s workers; the ones heard from least recently are forgotten. With the limits
+/// above, what fragments can hold is bounded by MAX_SENDERS x MAX_OPEN_BYTES (16 MiB).
+pub const MAX_SENDERS: usize = 1024;
+
+/// Reassembles fragments and accounts per sender, within the bounds above.
+#[derive(Debug)]
+pub struct Receiver {
+    senders: HashMap<SocketAddr, Sender>,
+    /// Most senders tracked (MAX_SENDERS, or a worker's share of it).
+    max_senders: usize,
+    /// A clock of datagrams, for "heard from least recently".
+    tick: u64,
+    /// Senders forgotten to make room, and what they had counted.
+    forgotten: Forgotten,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver::new(MAX_SENDERS)
+    }
+}
+
+/// What the receiver no longer tracks per sender.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Forgotten {
+    pub senders: u64,
+    pub messages: u64,
+}
+
+#[derive(Debug, Default)]
+struct Sender {
+    stats: SenderStats,
+    /// seq -> the message being reassembled.
+    open: BTreeMap<u64, Open>,
+    /// Bytes held by `open`.
+    open_bytes: usize,
+    last_heard: u64,
+}
+
+#[derive(Debug)]
+struct Open {
+    /// The header of the first fragment seen.
+    first: Header,
+    /// Text so far by offset.
+    parts: BTreeMap<usize, String>,
+    /// Bytes in `parts` (kept, not summed again per datagram).
+    have: usize,
+}
+
+impl Receiver {
+    /// A receiver that tracks at most `max_senders` senders (at least one).
+    pub fn new(max_senders: usize) -> Receiver {
+        Receiver {
+            senders: HashMap::new(),
+            max_senders: max_senders.max(1),
+            tick: 0,
+            forgotten: Forgotten::default(),
+        }
+    }
+
+    /// Takes one datagram from `from`; returns the message it completes, if any.
+    pub fn take(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<Message> {
+        self.tick += 1;
+        if !self.senders.contains_key(&from) && self.senders.len() >= self.max_senders {
+            self.forget_least_recent();
+        }
+        let s = self.senders.entry(from).or_default();
+        s.last_heard = self.tick;
+        match decode(bytes) {
+            Packet::Plain(text) => {
+                s.stats.messages += 1;
+                Some(Message::plain(from, text))
+            }
+            Packet::Extended(h, body) => {
+                let (h, body) = match h.frag {
+                    None => (h, body),
+                    Some((off, len)) => s.fragment(h, off, len, body)?,
+                };
+                let m = Message::extended(from, h, body);
+                s.account(m.seq.unwrap_or_default(), m.msgid);
+                Some(m)
+            }
+        }
+    }
+
+    /// Forgets the senders heard from least recently: a 32nd of the bound at once (at
+    /// least one), so a flood of new senders costs a sort per 32 of them, not a scan each.
+    fn forget_least_recent(&mut self) {
+        let n = (self.max_senders / 32).max(1);
+        let mut by_age: Vec<(u64, SocketAddr)> = self
+            .senders
+            .iter()
+            .map(|(k, s)| (s.last_heard, *k))
+            .collect();
+        let n = n.min(by_age.len());
+        if n == 0 {
+            return;
+        }
+        by_age.select_nth_unstable(n - 1);
+        for (_, key) in &by_age[..n] {
+            if let Some(s) = self.senders.remove(key) {
+                self.forgotten.senders += 1;
+                self.forgotten.messages += s.stats.messages;
+            }
+        }
+    }
+
+    /// Per-sender counts; messages still being reassembled count as incomplete.
+    pub fn summary(&self) -> BTreeMap<SocketAddr, SenderStats> {
+        self.senders
+            .iter()
+            .map(|(k, s)| {
+                let mut st = s.stats.clone();
+                st.incomplete += s.open.len() as u64;
+                (*k, st)
+            })
+            .collect()
+    }
+
+    /// The senders forgotten to stay within the bound.
+    pub fn forgotten(&self) -> &Forgotten {
+        &self.forgotten
+    }
+
+    /// Whether every bound above holds, with each sender's byte count true to what it holds
+    /// (the fuzz target's invariant).
+    pub fn within_bounds(&self) -> bool {
+        self.senders.len() <= self.max_senders
+            && self.senders.values().all(|s| {
+                s.open.len() <= MAX_OPEN
+                    && s.open_bytes <= MAX_OPEN_BYTES
+                    && s.open_bytes == s.open.values().map(|o| o.have).sum::<usize>()
+                    && s.open
+                        .values()
+                        .all(|o| o.have == o.parts.values().map(String::len).sum::<usize>())
+            })
+    }
+}
+
+impl Sender {
+    /// Counts a whole message: gaps by `msgid` where it has one (it wraps at 2^32: a
+    /// step of more than half of that is backwards), else by `seq`.
+    fn account(&mut self, seq: u64, msgid: Option<u32>) {
+        self.stats.messages += 1;
+        let seq_skipped = match self.stats.last_seq {
+            Some(last) if seq > last => Some(seq - last - 1),
+            Some(_) => None,
+            None => Some(0),
+        };
+        if seq_skipped.is_some() {
+            self.stats.last_seq = Some(seq);
+        }
+        let skipped = match (msgid, self.stats.last_msgid) {
+            (Some(id), Some(last)) => {
+                let step = id.wrapping_sub(last);
+                (step != 0 && step <= u32::MAX / 2).then(|| u64::from(step - 1))
+            }
+            (Some(_), None) => Some(0),
+            (None, _) => seq_skipped,
+        };
+        match skipped {
+            Some(n) => {
+                self.stats.gaps += n;
+                if msgid.is_some() {
+                    self.stats.last_msgid = msgid;
+                }
+            }
+            None => self.stats.out_of_order += 1,
+        }
+    }
+
+    /// One fragment (`text` at `off` of a message `len` long); the message's first header
+    /// and whole text once every byte of it is there.
+    fn fragment(
+        &mut self,
+        h: Header,
+        off: usize,
+        len: usize,
+        text: String,
+    ) -> Option<(Header, String)> {
+        if len == 0 || len > MAX_MESSAGE || off.checked_add(text.len()).is_none_or(|end| end > len)
+        {
+            self.stats.malformed += 1;
+            return None;
+        }
+        let seq = h.seq;
+        if !self.open.contains_key(&seq) && self.open.len() >= MAX_OPEN {
+            self.evict_oldest();
+        }
+        let open = self.open.entry(seq).or_insert_with(|| Open {
+            first: h,
+            parts: BTreeMap::new(),
+            have: 0,
+        });
+        let added = text.len();
+        if let Some(old) = open.parts.insert(off, text) {
+            open.have -= old.len();
+            self.open_bytes -= old.len();
+        }
+        open.have += added;
+        self.open_bytes += added;
+        // Room for this message: the oldest others go (len <= MAX_OPEN_BYTES, so this
+        // one alone always fits).
+        while self.open_bytes > MAX_OPEN_BYTES && self.open.keys().next() != Some(&seq) {
+            self.evict_oldest();
+        }
+        while self.open_bytes > MAX_OPEN_BYTES && self.open.len() > 1 {
+            let newest = *self.open.keys().next_back()?;
+            if newest == seq {
+                break;
+            }
+            self.evict(newest);
+        }
+        let open = self.open.get(&seq)?;
+        if open.have < len || !covers(&open.parts, len) {
+            return None;
+        }
+        let open = self.open.remove(&seq)?;
+        self.open_bytes -= open.have;
+        Some((open.first, open.parts.into_values().collect()))
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(&seq) = self.open.keys().next() {
+            self.evict(seq);
+        }
+    }
+
+    fn evict(&mut self, seq: u64) {
+        if let Some(o) = self.open.remove(&seq) {
+            self.open_bytes -= o.have;
+            self.stats.incomplete += 1;
+        }
+    }
+}
+
+/// Whether `parts` (text by offset) cover 0..len exactly, end to end.
+fn covers(parts: &BTreeMap<usize, String>, len: usize) -> bool {
+    let mut at = 0;
+    for (&off, text) in parts {
+        if off != at {
+            return false;
+        }
+        at += text.len();
+    }
+    at == len
+}
+
+/// Text from the network made safe for a terminal: control characters (escape
+/// sequences included) shown as `\xNN`, tabs kept.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender's address, by a short name (a..z: ports 1..26 on 10.0.0.1).
+    fn at(name: &str) -> SocketAddr {
+        let port = u16::from(name.as_bytes()[0] - b'a' + 1);
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn decodes_plain_and_extended_packets() {
+        assert_eq!(
+            decode(b"hello world\n"),
+            Packet::Plain("hello world\n".into())
+        );
+        let Packet::Extended(h, text) =
+            decode(b"6,416,1758426,-;netconsole: network logging started\n")
+        else {
+            panic!("not extended")
+        };
+        assert_eq!(
+            (h.level, h.seq, h.ts_us, h.cont, h.release, h.frag),
+            (6, 416, 1758426, false, None, None)
+        );
+        assert_eq!(text, "netconsole: network logging started\n");
+        let Packet::Extended(h, _) = decode(b"6.1.0-48-amd64,4,17,99,c;x") else {
+            panic!("not extended")
+        };
+        assert_eq!(
+            (h.release.as_deref(), h.level, h.seq, h.cont),
+            (Some("6.1.0-48-amd64"), 4, 17, true)
+        );
+        let Packet::Extended(h, _) = decode(b"6,9,1,-,ncfrag=0/31;first") else {
+            panic!("not extended")
+        };
+        assert_eq!(h.frag, Some((0, 31)));
+        // Text that merely contains a semicolon is plain.
+        assert!(matches!(decode(b"a;b"), Packet::Plain(_)));
+        assert!(matches!(decode(b"6,x,1,-;y"), Packet::Plain(_)));
+    }
+
+    #[test]
+    fn gaps_count_the_messages_skipped_per_sender() {
+        let mut r = Receiver::default();
+        for seq in [10, 11, 14, 15] {
+            r.take(at("a"), format!("6,{seq},1,-;m").as_bytes());
+        }
+        r.take(at("b"), b"6,100,1,-;m");
+        r.take(at("a"), b"6,12,1,-;late");
+        let s = r.summary();
+        assert_eq!(
+            (
+                s[&at("a")].messages,
+                s[&at("a")].gaps,
+                s[&at("a")].out_of_order,
+                s[&at("a")].last_seq
+            ),
+            (5, 2, 1, Some(15))
+        );
+        assert_eq!((s[&at("b")].messages, s[&at("b")].gaps), (1, 0));
+    }
+
+    #[test]
+    fn fragments_are_reassembled_in_any_order() {
+        let mut r = Receiver::default();
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=5/10;world").is_none());
+        let m = r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").unwrap();
+        assert_eq!((m.text.as_str(), m.seq), ("helloworld", Some(7)));
+        assert_eq!(r.summary()[&at("a")].messages, 1);
+    }
+
+    #[test]
+    fn endless_first_fragments_stay_bounded() {
+        let mut r = Receiver::default();
+        for seq in 0..1000 {
+            r.take(at("a"), format!("6,{seq},1,-,ncfrag=0/100;x").as_bytes());
+        }
+        let s = &r.summary()[&at("a")];
+        assert_eq!(s.incomplete, 1000);
+        assert!(r.senders[&at("a")].open.len() <= MAX_OPEN);
+    }
+
+    #[test]
+    fn a_fragment_outside_its_total_or_an_absurd_total_is_dropped_not_kept() {
+        let mut r = Receiver::default();
+        // The kernel never sends a total this large; keeping it would hold memory forever.
+        assert!(r.take(at("a"), b"6,1,1,-,ncfrag=0/4294967295;x").is_none());
+        assert!(r.take(at("a"), b"6,2,1,-,ncfrag=8/10;abcdef").is_none());
+        assert!(r.take(at("a"), b"6,3,1,-,ncfrag=0/0;").is_none());
+        assert!(r.senders[&at("a")].open.is_empty());
+        assert_eq!(r.summary()[&at("a")].malformed, 3);
+    }
+
+    #[test]
+    fn overlapping_or_repeated_fragments_do_not_complete_a_message_early() {
+        let mut r = Receiver::default();
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").is_none());
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").is_none());
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=2/10;llowo").is_none());
+        assert_eq!(r.senders[&at("a")].open_bytes, 10);
+        let m = r.take(at("a"), b"6,7,5,-,ncfrag=5/10;world");
+        assert!(
+            m.is_none(),
+            "{m:?}: 0..5, 2..7 and 5..10 are not end to end"
+        );
+        assert!(r.senders[&at("a")].open_bytes <= MAX_OPEN_BYTES);
+    }
+
+    #[test]
+    fn open_bytes_per_sender_stay_bounded() {
+        let mut r = Receiver::default();
+        let piece = "x".repeat(1000);
+        for seq in 0..200u64 {
+            r.take(
+                at("a"),
+                format!("6,{seq},1,-,ncfrag=0/{MAX_MESSAGE};{piece}").as_bytes(),
+            );
+            assert!(r.senders[&at("a")].open_bytes <= MAX_OPEN_BYTES);
+        }
+        let held: usize = r.senders[&at("a")].open.values().map(|o| o.have).sum();
+        assert_eq!(held, r.senders[&at("a")].open_bytes);
+    }
+
+    #[test]
+    fn senders_are_bounded_and_the_least_recent_is_forgotten() {
+        let mut r = Receiver::default();
+        let keep = SocketAddr::from(([10, 0, 0, 2], 1));
+        r.take(keep, b"6,1,1,-;first");
+        let others = MAX_SENDERS as u16 + 10;
+        for port in 0..others {
+            r.take(SocketAddr::from(([10, 0, 0, 1], port)), b"6,1,1,-;m");
+            if port % 100 == 0 {
+                r.take(keep, b"6,2,1,-;still here");
+            }
+            assert!(r.senders.len() <= MAX_SENDERS);
+        }
+        assert!(r.senders.contains_key(&keep), "heard from recently: kept");
+        // The first ports were heard from least recently: they went first.
+        assert!(
+            !r.senders
+                .contains_key(&SocketAddr::from(([10, 0, 0, 1], 0)))
+        );
+        let forgotten = r.forgotten().senders;
+        assert_eq!(forgotten + r.senders.len() as u64, u64::from(others) + 1);
+        assert!(forgotten >= 11, "{forgotten}");
+        assert_eq!(r.forgotten().messages, forgotten, "one message each");
+    }
+
+    #[test]
+    fn a_receiver_can_be_held_to_a_smaller_share_of_senders() {
+        let mut r = Receiver::new(10);
+        for port in 0..100 {
+            r.take(SocketAddr::from(([10, 0, 0, 1], port)), b"m");
+            assert!(r.within_bounds());
+        }
+        assert_eq!(r.forgotten().senders, 90);
+    }
+
+    /// The datagrams of Documentation/networking/netconsole.rst's examples, byte for byte:
+    /// userdata, then sysdata (taskname, release, cpu, msgid), each a ` KEY=VALUE` line.
+    #[test]
+    fn userdata_and_sysdata_lines_become_fields() {
+        let mut r = Receiver::default();
+        let m = r
+            .take(
+                at("a"),
+                b"12,607,22085407756,-;This is a message\n foo=bar\n qux=baz\n",
+            )
+            .unwrap();
+        assert_eq!(m.text, "This is a message");
+        assert_eq!(
+            m.userdata,
+            BTreeMap::from([("foo".into(), "bar".into()), ("qux".into(), "baz".into())])
+        );
+        assert_eq!((m.cpu, m.msgid, m.release.as_deref()), (None, None, None));
+
+        let m = r
+            .take(
+                at("b"),
+                b"12,607,22085407756,-;This is a message\n taskname=echo\n",
+            )
+            .unwrap();
+        assert_eq!(m.taskname.as_deref(), Some("echo"));
+        assert!(m.userdata.is_empty());
+
+        let m = r
+            .take(
+                at("c"),
+                b"12,607,22085407756,-;This is a message\n release=6.14.0-rc6-01219-g3c027fbd941d\n",
+            )
+            .unwrap();
+        assert_eq!(m.release.as_deref(), Some("6.14.0-rc6-01219-g3c027fbd941d"));
+
+        // A user's `cpu` key and the kernel's: the kernel's is the last.
+        let m = r
+            .take(
+                at("d"),
+                b"12,607,22085407756,-;This is a message\n cpu=1\n cpu=42\n",
+            )
+            .unwrap();
+        assert_eq!(m.cpu, Some(42));
+        assert_eq!(m.userdata, BTreeMap::from([("cpu".into(), "1".into())]));
+
+        let m = r
+            .take(at("e"), b"13,434,54928466,-;This is message #1\n msgid=1\n")
+            .unwrap();
+        assert_eq!(
+            (m.seq, m.msgid, m.text.as_str()),
+            (Some(434), Some(1), "This is message #1")
+        );
+    }
+
+    /// What a 6.x kernel sends for a driver's message with every sysdata field and a
+    /// userdata entry: the text, dev_printk's dictionary, userdata, then sysdata in
+    /// prepare_sysdata's order; and with `release` prepended to the header.
+    #[test]
+    fn the_dictionary_userdata_and_every_sysdata_field_in_kernel_order() {
+        let mut r = Receiver::default();
+        let m = r
+            .take(
+                at("a"),
+                b"6.18.15+deb13-amd64,6,1203,9501234,-;e1000 0000:00:03.0 eth0: NIC Link is Up\n \
+SUBSYSTEM=pci\n DEVICE=+pci:0000:00:03.0\n rack=b12\n \
+cpu=1\n taskname=kworker/1:2\n release=6.18.15+deb13-amd64\n msgid=77\n",
+            )
+            .unwrap();
+        assert_eq!(m.text, "e1000 0000:00:03.0 eth0: NIC Link is Up");
+        assert_eq!(
+            m.dict,
+            BTreeMap::from([
+                ("SUBSYSTEM".into(), "pci".into()),
+                ("DEVICE".into(), "+pci:0000:00:03.0".into())
+            ])
+        );
+        assert_eq!(m.userdata, BTreeMap::from([("rack".into(), "b12".into())]));
+        assert_eq!(
+            (m.cpu, m.taskname.as_deref(), m.msgid, m.release.as_deref()),
+            (
+                Some(1),
+                Some("kworker/1:2"),
+                Some(77),
+                Some("6.18.15+deb13-amd64")
+            )
+        );
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["msgid"], 77);
+        assert_eq!(json["cpu"], 1);
+        assert_eq!(json["taskname"], "kworker/1:2");
+        assert_eq!(json["userdata"]["rack"], "b12");
+        assert_eq!(json["dict"]["DEVICE"], "+pci:0000:00:03.0");
+        assert_eq!(json["from"], "10.0.0.1:1");
+    }
+
+    /// netconsole splits the body, userdata and sysdata together when they pass 1000
+    /// bytes (send_fragmented_body): the fields come out of the reassembled message.
+    #[test]
+    fn fields_split_across_fragments_are_reassembled() {
+        let mut r = Receiver::default();
+        let body = format!("{}\n cpu=0\n msgid=5\n", "x".repeat(990));
+        let (a, b) = body.split_at(980);
+        let len = body.len();
+        assert!(
+            r.take(at("a"), format!("4,9,1,-,ncfrag=0/{len};{a}").as_bytes())
+                .is_none()
+        );
+        let m = r
+            .take(at("a"), format!("4,9,1,-,ncfrag=980/{len};{b}").as_bytes())
+            .unwrap();
+        assert_eq!((m.text.len(), m.cpu, m.msgid), (990, Some(0), Some(5)));
+    }
+
+    #[test]
+    fn lines_not_of_the_key_value_form_stay_in_the_text() {
+        let (text, f) = split_body("first\nsecond line\n k=v\n".to_string());
+        assert_eq!(text, "first\nsecond line");
+        assert_eq!(f.userdata, BTreeMap::from([("k".into(), "v".into())]));
+        // sysdata out of the kernel's order is userdata; a cpu that is not a number too.
+        let (_, f) = split_body("t\n msgid=3\n cpu=1\n".to_string());
+        assert_eq!((f.msgid, f.cpu), (None, Some(1)));
+        assert_eq!(f.userdata, BTreeMap::from([("msgid".into(), "3".into())]));
+        let (_, f) = split_body("t\n cpu=x\n".to_string());
+        assert_eq!(f.cpu, None);
+        assert_eq!(f.userdata["cpu"], "x");
+    }
+
+    /// msgid counts only what netconsole sent, so where it is there it, not seq, says what
+    /// was lost: seq jumps over records the console never got (printk's rate limit).
+    #[test]
+    fn gaps_by_msgid_where_present_seq_elsewhere() {
+        let mut r = Receiver::default();
+        for (seq, id) in [(10, 1), (15, 2), (16, 5), (20, 6)] {
+            r.take(at("a"), format!("6,{seq},1,-;m\n msgid={id}\n").as_bytes());
+        }
+        let s = &r.summary()[&at("a")];
+        assert_eq!(
+            (s.messages, s.gaps, s.last_msgid, s.last_seq),
+            (4, 2, Some(6), Some(20))
+        );
+        // A late one and a repeated one are out of order, not gaps.
+        r.take(at("a"), b"6,17,1,-;m\n msgid=4\n");
+        r.take(at("a"), b"6,20,1,-;m\n msgid=6\n");
+        let s = &r.summary()[&at("a")];
+        assert_eq!((s.gaps, s.out_of_order), (2, 2));
+        // The 32-bit counter wraps: no gap, and the next step counts.
+        let mut r = Receiver::default();
+        for (seq, id) in [(1, u32::MAX - 1), (2, u32::MAX), (3, 0), (4, 2)] {
+            r.take(at("b"), format!("6,{seq},1,-;m\n msgid={id}\n").as_bytes());
+        }
+        let s = &r.summary()[&at("b")];
+        assert_eq!((s.gaps, s.out_of_order, s.last_msgid), (1, 0, Some(2)));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("a\x1b[2Jb\tc\r"), "a\\x1b[2Jb\tc\\x0d");
+    }
+}
