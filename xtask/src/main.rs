@@ -8,6 +8,7 @@ mod dist;
 mod lab;
 mod process;
 mod progress;
+mod selftests;
 mod setup;
 
 use anyhow::{Result, bail};
@@ -51,7 +52,8 @@ enum Task {
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
     /// Unit tests, the fuzz targets for 60 s each, then every scenario on every kernel in
-    /// `all` (the opt-in ones, e.g. 7.3, only by `cargo xtask lab --kernel LABEL`).
+    /// `all` (the opt-in ones, e.g. 7.3, only by `cargo xtask lab --kernel LABEL`), and the
+    /// kernel's netconsole selftests on 6.12.
     Test,
     /// Coverage-guided fuzzing (cargo-fuzz, ASan) of every parser of untrusted input: the
     /// agent's configuration, `dump --from`'s JSON lines, BTF, BTFHub archives, HTTP
@@ -125,6 +127,27 @@ enum Task {
     /// The RPMs `dist` builds: installed, verified and erased in a throwaway root (`rpm
     /// --root`), %config(noreplace), scriptlets, and rpmlint.
     Rpmcheck,
+    /// The kernel's own netconsole selftests (from its linux-source package) in the lab:
+    /// bare, under `watch --json` (both objects), with the agent, and with `receive` as
+    /// their listener; a table per kernel (lab/selftests/README.md).
+    Selftests {
+        /// Kernel label or `all` (kernels whose source has no netconsole selftest, or is not
+        /// in their suite's index, are said and skipped); repeatable.
+        #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
+        kernels: Vec<String>,
+        /// Only this test (e.g. netcons_basic); repeatable.
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
+        /// Only these modes after bare: watch, watch_legacy, agent, receive; repeatable.
+        #[arg(long = "mode", value_name = "MODE")]
+        modes: Vec<String>,
+        /// Stream the guest console to the terminal.
+        #[arg(long)]
+        live: bool,
+        /// Use this static netpoll-trace instead of building one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Boot one kernel with lab/scenarios/demo.sh and show the tool's session live (the
     /// guest's kernel log only when a check fails, or with --verbose).
     Demo {
@@ -237,6 +260,19 @@ fn run(cli: Cli) -> Result<bool> {
             })
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
+        Task::Selftests {
+            kernels,
+            tests,
+            modes,
+            live,
+            binary,
+        } => selftests::run(&selftests::Options {
+            kernels,
+            tests,
+            modes,
+            live,
+            binary,
+        }),
         Task::Dist => dist::run().map(|_| true),
         Task::FirstContact => first_contact::run(),
         Task::Rpmcheck => {
@@ -297,6 +333,23 @@ fn test() -> Result<bool> {
         show: console::Show::Nothing,
         binary: None,
     })?;
+    // The kernel's own netconsole selftest, all modes (bare, watch with both objects, the
+    // agent, receive as listener) on one kernel: about 40 s once fetched.
+    println!(
+        "test: cargo xtask selftests --kernel {} (the kernel's netconsole selftests with the tool)",
+        selftests::CI_KERNEL
+    );
+    let selftests_ok = selftests::run(&selftests::Options {
+        kernels: vec![selftests::CI_KERNEL.into()],
+        tests: Vec::new(),
+        modes: Vec::new(),
+        live: false,
+        binary: None,
+    })
+    .unwrap_or_else(|e| {
+        eprintln!("test: selftests failed: {e:#}");
+        false
+    });
     // The benchmark's short version, so it cannot rot: it fails only when no numbers come
     // out; timings are not judged (one kernel keeps it near two minutes).
     println!(
@@ -329,7 +382,15 @@ fn test() -> Result<bool> {
             eprintln!("test: debcheck/rpmcheck failed: {e:#}");
             false
         });
-    Ok(first_ok && unit.is_ok() && resolve_ok && bpf_ok && fuzz_ok && lab_ok && bench_ok && deb_ok)
+    Ok(first_ok
+        && unit.is_ok()
+        && resolve_ok
+        && bpf_ok
+        && fuzz_ok
+        && lab_ok
+        && selftests_ok
+        && bench_ok
+        && deb_ok)
 }
 
 /// A fresh machine's view of the lab kernels: private lists in a new directory under

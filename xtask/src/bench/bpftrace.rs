@@ -73,7 +73,7 @@ pub fn ensure(cache_dir: &Path) -> Result<Vec<String>> {
 
 /// `pkg` and everything it depends on, recursively (alternatives included, virtual packages
 /// left out), sorted; `pin` (`/suite` or empty) is appended to every name asked about.
-fn closure(apt: &apt::Apt, pkg: &str, pin: &str) -> Result<Vec<String>> {
+pub(crate) fn closure(apt: &apt::Apt, pkg: &str, pin: &str) -> Result<Vec<String>> {
     let mut seen = BTreeSet::from([pkg.to_string()]);
     let mut queue = VecDeque::from([pkg.to_string()]);
     while let Some(p) = queue.pop_front() {
@@ -89,23 +89,39 @@ fn closure(apt: &apt::Apt, pkg: &str, pin: &str) -> Result<Vec<String>> {
 /// (host path, guest path) of bpftrace, every shared object it loads and the dynamic loader,
 /// resolved against the unpacked tree `root`.
 pub fn guest_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    binary_with_libraries(root, &root.join("usr/bin/bpftrace"))
+}
+
+/// (host path, guest path) of `binary` (packed at its place in the tree), every shared
+/// object it loads and the dynamic loader, resolved against the unpacked tree `root`.
+pub fn binary_with_libraries(root: &Path, binary: &Path) -> Result<Vec<(PathBuf, String)>> {
     let loader = find_in_tree(root, LOADER)?;
-    let lib_dirs = [format!("lib/{MULTIARCH}"), format!("usr/lib/{MULTIARCH}")];
+    // systemd's private directory: trixie's udevadm finds libsystemd-shared there by RUNPATH
+    // (packed, like every library, where the guest's loader looks by default).
+    let lib_dirs = [
+        format!("lib/{MULTIARCH}"),
+        format!("usr/lib/{MULTIARCH}"),
+        format!("usr/lib/{MULTIARCH}/systemd"),
+    ];
     let library_path = lib_dirs
         .iter()
         .map(|d| root.join(d).display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    let binary = root.join("usr/bin/bpftrace");
     let out = process::output(
         Command::new(&loader)
             .arg("--library-path")
             .arg(&library_path)
             .arg("--list")
-            .arg(&binary),
+            .arg(binary),
     )?;
+    let in_tree = binary
+        .strip_prefix(root)
+        .with_context(|| format!("{} is outside {}", binary.display(), root.display()))?
+        .display()
+        .to_string();
     let mut files = vec![
-        (binary, "usr/bin/bpftrace".to_string()),
+        (binary.to_path_buf(), in_tree),
         (loader, format!("lib64/{LOADER}")),
     ];
     for (soname, path) in parse_list(&out)? {

@@ -43,8 +43,6 @@ pub struct Options {
 /// Runs the lab; Ok(true) when every run passed.
 pub fn run(opts: &Options) -> Result<bool> {
     let root = cache::workspace_root();
-    let cache_dir = cache::dir()?;
-    let specs = choose_kernels(&opts.kernels)?;
     let names = if opts.scenarios.is_empty() {
         scenario::all_names(&root)?
     } else {
@@ -57,6 +55,15 @@ pub fn run(opts: &Options) -> Result<bool> {
         .iter()
         .map(|n| scenario::load(&root, n))
         .collect::<Result<Vec<_>>>()?;
+    run_scenarios(opts, &scenarios)
+}
+
+/// Runs `scenarios` (loaded by the caller, from anywhere) on `opts.kernels`; `opts.scenarios`
+/// is not read. `cargo xtask selftests` runs its own this way.
+pub fn run_scenarios(opts: &Options, scenarios: &[Scenario]) -> Result<bool> {
+    let root = cache::workspace_root();
+    let cache_dir = cache::dir()?;
+    let specs = choose_kernels(&opts.kernels)?;
     // Everything cached must be there before the (slower) build starts.
     let busybox = guest::busybox(&cache_dir)?;
     let kernels = specs
@@ -89,7 +96,7 @@ pub fn run(opts: &Options) -> Result<bool> {
 
     let mut jobs = std::collections::VecDeque::new();
     for kernel in &kernels {
-        for sc in &scenarios {
+        for sc in scenarios {
             if !sc.header.runs_on(kernel.label) {
                 println!(
                     "{:<5} {:<24} not for this kernel (# kernels: {})",
