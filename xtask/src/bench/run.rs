@@ -2,7 +2,6 @@
 //! the `NPT-BENCH key value` lines its console carries.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -11,7 +10,7 @@ use super::Options;
 use crate::lab::console::Show;
 use crate::lab::{initramfs, qemu};
 use crate::setup::kernels::Kernel;
-use crate::{cache, process, progress};
+use crate::{cache, progress};
 
 /// How much the guest script does: the short version's counts or the full run's.
 struct Counts {
@@ -46,19 +45,7 @@ pub fn benchtool(root: &Path) -> Result<(PathBuf, String)> {
     let src = root.join("lab/bench/benchtool.c");
     let out = root.join("target/lab/tools/benchtool");
     cache::create_dir(out.parent().unwrap_or(root))?;
-    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
-        (Ok(s), Ok(o)) => o.modified()? >= s.modified()?,
-        _ => false,
-    };
-    if !fresh {
-        process::run(
-            Command::new("gcc")
-                .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-                .arg(&out)
-                .arg(&src),
-        )
-        .with_context(|| format!("building {}", src.display()))?;
-    }
+    crate::build::static_c_tool(&src, &out)?;
     Ok((out, "bin/benchtool".into()))
 }
 

@@ -59,28 +59,35 @@ pub fn lab_tools() -> Result<Vec<(PathBuf, String)>> {
     for name in ["nlhelper", "udprecv", "capexec", "sdlisten", "tcpidle"] {
         let src = root.join("lab").join("tools").join(format!("{name}.c"));
         let out = out_dir.join(name);
-        let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
-            (Ok(s), Ok(o)) => o.modified()? >= s.modified()?,
-            _ => false,
-        };
-        if !fresh {
-            process::run(
-                Command::new("gcc")
-                    .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-                    .arg(&out)
-                    .arg(&src),
-            )
-            .with_context(|| {
-                format!(
-                    "building {} (is gcc installed? run `cargo xtask setup`)",
-                    src.display()
-                )
-            })?;
-            check_static(&out)?;
-        }
+        static_c_tool(&src, &out)?;
         tools.push((out, format!("bin/{name}")));
     }
     Ok(tools)
+}
+
+/// Builds the C program `src` static with the host's gcc into `out`, unless `out` is
+/// newer than `src`; checks that it came out static (the guest has no loader).
+pub fn static_c_tool(src: &Path, out: &Path) -> Result<()> {
+    let fresh = match (std::fs::metadata(src), std::fs::metadata(out)) {
+        (Ok(s), Ok(o)) => o.modified()? >= s.modified()?,
+        _ => false,
+    };
+    if !fresh {
+        process::run(
+            Command::new("gcc")
+                .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+                .arg(out)
+                .arg(src),
+        )
+        .with_context(|| {
+            format!(
+                "building {} (is gcc installed? run `cargo xtask setup`)",
+                src.display()
+            )
+        })?;
+        check_static(out)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn check_static(binary: &Path) -> Result<()> {
