@@ -18,6 +18,8 @@ pub mod config_flags {
     pub const NP_REMOTE: u32 = 1 << 7;
     /// `net_device.dismantle` (set while the device is unregistered).
     pub const DEV_DISMANTLE: u32 = 1 << 8;
+    /// `netconsole_target.np` (`Config::nt_np`), from netconsole's module BTF.
+    pub const NT_NP: u32 = 1 << 9;
 }
 
 /// Struct layout of the running kernel, resolved from BTF by userspace before the
@@ -65,7 +67,9 @@ pub struct Config {
     pub np_ipv6: u32,
     /// `net_device.dismantle` (`config_flags::DEV_DISMANTLE`).
     pub dev_dismantle: u32,
-    pub _pad: u32,
+    /// Byte offset of `np` inside netconsole's `struct netconsole_target`
+    /// (`config_flags::NT_NP`): netconsole's own functions take the target (7.3+).
+    pub nt_np: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Config>() == 120);

@@ -31,6 +31,15 @@ pub const DO_NETPOLL_CLEANUP: u32 = 8;
 /// to every plain target; netconsole skips a target whose device is not running
 /// before netpoll sees anything, so it is counted here (`NC_TARGETS`).
 pub const NETCONSOLE_WRITE_MSG: u32 = 9;
+/// netconsole's own set-up, `static int netcons_netpoll_setup(struct
+/// netconsole_target *nt)` in the netconsole module (Linux 7.3+, where vmlinux has no
+/// netpoll_setup): the outer set-up there (device lookup, slave check, open, local
+/// address, then `__netpoll_setup`). The probe passes `&nt->np` (`Config::nt_np`).
+pub const NETCONS_NETPOLL_SETUP: u32 = 10;
+
+/// netconsole's own `static int netpoll_send_udp(struct netconsole_target *nt, const
+/// char *msg, int len)` (7.3+, where vmlinux has none): `NETPOLL_SEND_UDP` there.
+pub const NETCONS_SEND_UDP_SYMBOL: &str = "netconsole:netpoll_send_udp";
 
 /// The symbols of `NETPOLL_SEND_SKB`, in the order they are tried.
 pub const SEND_SKB_SYMBOLS: [&str; 2] = ["netpoll_send_skb", "netpoll_send_skb_on_dev"];
@@ -47,12 +56,13 @@ pub const fn symbol(id: u32) -> Option<&'static str> {
         INNER_NETPOLL_CLEANUP => Some("__netpoll_cleanup"),
         DO_NETPOLL_CLEANUP => Some("do_netpoll_cleanup"),
         NETCONSOLE_WRITE_MSG => Some("netconsole:write_msg"),
+        NETCONS_NETPOLL_SETUP => Some("netconsole:netcons_netpoll_setup"),
         _ => None,
     }
 }
 
 /// Every function id.
-pub const ALL: [u32; 9] = [
+pub const ALL: [u32; 10] = [
     NETPOLL_SETUP,
     INNER_NETPOLL_SETUP,
     NETPOLL_POLL_DEV,
@@ -62,12 +72,23 @@ pub const ALL: [u32; 9] = [
     INNER_NETPOLL_CLEANUP,
     DO_NETPOLL_CLEANUP,
     NETCONSOLE_WRITE_MSG,
+    NETCONS_NETPOLL_SETUP,
 ];
+
+/// The outer set-up functions: called from outside any set-up with the caller's own
+/// netpoll (netpoll_setup; netconsole's own on 7.3+), which `__netpoll_setup` gets next.
+#[inline(always)]
+pub const fn is_outer_setup(id: u32) -> bool {
+    id == NETPOLL_SETUP || id == NETCONS_NETPOLL_SETUP
+}
 
 /// The id of a kernel symbol (`symbol`'s inverse; every one of `SEND_SKB_SYMBOLS`).
 pub fn id(name: &str) -> Option<u32> {
     if SEND_SKB_SYMBOLS.contains(&name) {
         return Some(NETPOLL_SEND_SKB);
+    }
+    if name == NETCONS_SEND_UDP_SYMBOL {
+        return Some(NETPOLL_SEND_UDP);
     }
     ALL.into_iter().find(|i| symbol(*i) == Some(name))
 }

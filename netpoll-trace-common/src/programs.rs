@@ -61,8 +61,16 @@ pub const DO_CLEANUP_FENTRY: &str = "do_cleanup_fentry";
 // netconsole:write_msg (a module function: kprobes only, whatever the method)
 pub const NC_WRITE_MSG_ENTRY: &str = "nc_write_msg_entry";
 
+// netconsole:netcons_netpoll_setup (7.3+; a module function: kprobes only)
+pub const NC_SETUP_ENTRY: &str = "nc_setup_entry";
+pub const NC_SETUP_EXIT: &str = "nc_setup_exit";
+
+// netconsole:netpoll_send_udp (7.3+; a module function: kprobes only)
+pub const NC_SEND_UDP_ENTRY: &str = "nc_send_udp_entry";
+pub const NC_SEND_UDP_EXIT: &str = "nc_send_udp_exit";
+
 /// The kprobe and kretprobe programs: both objects.
-pub const KPROBE: [&str; 16] = [
+pub const KPROBE: [&str; 20] = [
     NETPOLL_SETUP_ENTRY,
     NETPOLL_SETUP_EXIT,
     INNER_NETPOLL_SETUP_ENTRY,
@@ -79,6 +87,10 @@ pub const KPROBE: [&str; 16] = [
     INNER_CLEANUP_ENTRY,
     DO_CLEANUP_ENTRY,
     NC_WRITE_MSG_ENTRY,
+    NC_SETUP_ENTRY,
+    NC_SETUP_EXIT,
+    NC_SEND_UDP_ENTRY,
+    NC_SEND_UDP_EXIT,
 ];
 
 /// The fentry and fexit programs: the modern object only.

@@ -109,6 +109,40 @@ macro_rules! kprobe_programs {
             0
         }
 
+        // 7.3+: netconsole's own set-up takes its target; the netpoll is `&nt->np`.
+        #[::aya_ebpf::macros::kprobe]
+        pub fn nc_setup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let nt: u64 = ctx.arg(0).unwrap_or(0);
+            $crate::netcons_setup_enter(nt);
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn nc_setup_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::setup_exit(
+                &ctx,
+                $crate::function::NETCONS_NETPOLL_SETUP,
+                None,
+                ctx.ret::<u64>(),
+            );
+            0
+        }
+
+        // 7.3+: netconsole's own UDP send takes its target; the netpoll is `&nt->np`.
+        #[::aya_ebpf::macros::kprobe]
+        pub fn nc_send_udp_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let nt: u64 = ctx.arg(0).unwrap_or(0);
+            let len: u64 = ctx.arg(2).unwrap_or(0);
+            $crate::netcons_send_udp_enter(nt, len);
+            0
+        }
+
+        #[::aya_ebpf::macros::kretprobe]
+        pub fn nc_send_udp_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
+            $crate::send_udp_return(&ctx);
+            0
+        }
+
         #[::aya_ebpf::macros::kprobe]
         pub fn do_cleanup_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             $crate::cleanup_enter(ctx.arg(0).unwrap_or(0));

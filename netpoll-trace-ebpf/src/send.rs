@@ -97,6 +97,17 @@ pub fn send_udp_enter(np: u64, len: u64) {
     }
 }
 
+/// Entry of netconsole's own netpoll_send_udp (7.3+) with its target `nt`: the
+/// netpoll inside it, where userspace found where (`Config::nt_np`).
+#[inline(always)]
+pub fn netcons_send_udp_enter(nt: u64, len: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::NT_NP == 0 || nt == 0 {
+        return;
+    }
+    send_udp_enter(nt.wrapping_add(cfg.nt_np as u64), len);
+}
+
 /// Return of netpoll_send_udp: a message that never reached the skb transmit found
 /// no skb (the only early return on every kernel).
 #[inline(always)]

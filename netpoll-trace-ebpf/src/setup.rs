@@ -9,7 +9,7 @@ use aya_ebpf::{
 #[cfg(feature = "log")]
 use aya_log_ebpf::{debug, warn};
 use netpoll_trace_common::{
-    InflightKey, MAX_DEPTH, SetupEvent, loss,
+    InflightKey, MAX_DEPTH, SetupEvent, config_flags, function, loss,
     pairing::{self, Enter, Exit, Frame},
 };
 
@@ -24,6 +24,20 @@ use crate::{
 #[inline(always)]
 pub fn setup_enter(function: u32, np: u64, dev: u64) {
     let _ = try_enter(function, np, dev);
+}
+
+/// Entry of netconsole's own set-up (7.3+) with its target `nt`: the netpoll inside
+/// it where userspace found `np` in the module's BTF, else none (the device name is
+/// then the kernel log's to tell).
+#[inline(always)]
+pub fn netcons_setup_enter(nt: u64) {
+    let np = match CONFIG.get(0) {
+        Some(cfg) if cfg.flags & config_flags::NT_NP != 0 && nt != 0 => {
+            nt.wrapping_add(cfg.nt_np as u64)
+        }
+        _ => 0,
+    };
+    setup_enter(function::NETCONS_NETPOLL_SETUP, np, 0);
 }
 
 /// Return of `netpoll_setup`/`__netpoll_setup`; `np` where the probe sees the

@@ -62,8 +62,8 @@ pub fn on_enter(depth: u32, top: Frame, function: u32, netpoll: u64, now_ns: u64
     if depth == 0 {
         return Enter::Push;
     }
-    // netpoll_setup is called only from outside any set-up (netconsole, configfs).
-    if function == function::NETPOLL_SETUP || depth >= MAX_DEPTH {
+    // An outer set-up is called only from outside any set-up (netconsole, configfs).
+    if function::is_outer_setup(function) || depth >= MAX_DEPTH {
         return Enter::Flush;
     }
     if top.is_none() {
@@ -75,9 +75,11 @@ pub fn on_enter(depth: u32, top: Frame, function: u32, netpoll: u64, now_ns: u64
     // netpoll_setup calls __netpoll_setup with its own netpoll; a device's
     // ndo_netpoll_setup (bond, bridge, vlan, team, macvlan, dsa) gives each lower
     // device's __netpoll_setup a netpoll of its own.
-    let nested = match top.function {
-        function::NETPOLL_SETUP => top.netpoll == netpoll,
-        _ => top.netpoll != netpoll,
+    // An outer entry's netpoll is 0 when netconsole's target layout was unknown.
+    let nested = if function::is_outer_setup(top.function) {
+        top.netpoll == netpoll || top.netpoll == 0
+    } else {
+        top.netpoll != netpoll
     };
     if nested { Enter::Push } else { Enter::Flush }
 }
@@ -244,6 +246,29 @@ mod tests {
         assert_eq!(t.sent, [(INNER, 1, 1), (INNER, 2, 1), (OUTER, 2, 0)]);
         assert_eq!(t.lost(loss::ORPHANED_ENTRY), 1);
         assert!(t.levels.is_empty());
+    }
+
+    /// 7.3+: netconsole's own set-up is the outer call; its netpoll is 0 when the
+    /// target's layout was unknown, and `__netpoll_setup` still nests in it.
+    #[test]
+    fn netconsoles_own_setup_is_an_outer_call() {
+        use crate::function::NETCONS_NETPOLL_SETUP as NC;
+        for outer_np in [5, 0] {
+            let mut t = Thread::default();
+            t.enter(NC, outer_np, 0);
+            t.enter(INNER, 5, MS);
+            t.exit(INNER, Some(5));
+            t.exit(NC, None);
+            assert_eq!(t.sent, [(INNER, 5, 1), (NC, outer_np, 0)], "outer np {outer_np}");
+            assert_eq!(t.lost(loss::ORPHANED_ENTRY), 0);
+        }
+        // A second outer call on the thread flushes a leftover, as netpoll_setup does.
+        let mut t = Thread::default();
+        t.enter(NC, 5, 0);
+        t.enter(NC, 6, MS);
+        t.exit(NC, None);
+        assert_eq!(t.sent, [(NC, 6, 0)]);
+        assert_eq!(t.lost(loss::ORPHANED_ENTRY), 1);
     }
 
     #[test]

@@ -28,8 +28,15 @@ pub struct Target {
     pub where_present: bool,
     /// The module it is in (`symbol` is then `module:function`, as kprobes name it); it
     /// is traced with kprobes whatever the method (fentry needs the module's BTF), and
-    /// only when the module is loaded when tracing starts.
+    /// only when the module is loaded when tracing starts, unless `armed`.
     pub module: Option<&'static str>,
+    /// A module function traced through a tracefs kprobe event, which the kernel arms
+    /// whenever the module loads: before it is loaded (`watch -- modprobe netconsole`)
+    /// and again after each reload (a PMU kprobe dies with the module).
+    pub armed: bool,
+    /// The row that stands in for this required one where the kernel lacks it (7.3+:
+    /// netconsole's own set-up for netpoll_setup).
+    pub or: Option<usize>,
 }
 
 impl Target {
@@ -39,7 +46,7 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 10] = [
+pub const TARGETS: [Target; 12] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
@@ -48,6 +55,8 @@ pub const TARGETS: [Target; 10] = [
         required: true,
         where_present: false,
         module: None,
+        armed: false,
+        or: Some(NETCONS_SETUP),
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
@@ -63,6 +72,8 @@ pub const TARGETS: [Target; 10] = [
         required: true,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
@@ -72,6 +83,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -81,6 +94,19 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
+    },
+    Target {
+        id: function::NETPOLL_SEND_UDP,
+        symbol: function::NETCONS_SEND_UDP_SYMBOL,
+        kprobe: (p::NC_SEND_UDP_ENTRY, Some(p::NC_SEND_UDP_EXIT)),
+        fentry: (p::NC_SEND_UDP_ENTRY, Some(p::NC_SEND_UDP_EXIT)),
+        required: false,
+        where_present: false,
+        module: Some("netconsole"),
+        armed: true,
+        or: None,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -90,6 +116,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -99,6 +127,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::NETPOLL_CLEANUP,
@@ -108,6 +138,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
@@ -117,6 +149,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: false,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::DO_NETPOLL_CLEANUP,
@@ -126,6 +160,8 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: true,
         module: None,
+        armed: false,
+        or: None,
     },
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
@@ -135,8 +171,24 @@ pub const TARGETS: [Target; 10] = [
         required: false,
         where_present: true,
         module: Some("netconsole"),
+        armed: false,
+        or: None,
+    },
+    Target {
+        id: function::NETCONS_NETPOLL_SETUP,
+        symbol: "netconsole:netcons_netpoll_setup",
+        kprobe: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
+        fentry: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
+        required: false,
+        where_present: true,
+        module: Some("netconsole"),
+        armed: true,
+        or: None,
     },
 ];
+
+/// The row of netconsole's own set-up (7.3+).
+const NETCONS_SETUP: usize = 11;
 
 /// The traced functions' symbols, in TARGETS order.
 pub fn functions() -> Vec<&'static str> {
@@ -151,6 +203,9 @@ pub fn wanted(i: usize, present: &[bool], attached_ids: &[u32]) -> Wanted {
     let t = &TARGETS[i];
     let has = |j: usize| present.get(j).copied().unwrap_or(false);
     if !t.required && attached_ids.contains(&t.id) {
+        return Wanted::Replaced;
+    }
+    if t.required && !has(i) && t.or.is_some_and(has) {
         return Wanted::Replaced;
     }
     if t.required || has(i) {
@@ -242,14 +297,49 @@ fn targets_present() -> Result<Vec<bool>> {
 }
 
 /// A module's function counts as present while the module is loaded (the kernel's BTF
-/// does not describe it; attaching says whether it has the function).
+/// does not describe it; attaching says whether it has the function). An armed row
+/// counts where the row it stands in for is missing and the module (loaded or on disk)
+/// has the function: netconsole's own set-up on 7.3+, traced before netconsole loads.
 fn with_modules(mut present: Vec<bool>) -> Vec<bool> {
-    for (t, p) in TARGETS.iter().zip(present.iter_mut()) {
-        if let Some(m) = t.module {
-            *p |= std::path::Path::new("/sys/module").join(m).exists();
-        }
+    let vmlinux = present.clone();
+    let inner = TARGETS
+        .iter()
+        .zip(&vmlinux)
+        .any(|(t, p)| *p && t.id == function::INNER_NETPOLL_SETUP);
+    for (i, t) in TARGETS.iter().enumerate() {
+        let Some(m) = t.module else { continue };
+        present[i] |= if t.armed {
+            armed_needed(i, &vmlinux)
+                && inner
+                && module_has_function(m, t.symbol.rsplit(':').next().unwrap_or(t.symbol))
+                    .unwrap_or(true)
+        } else {
+            std::path::Path::new("/sys/module").join(m).exists()
+        };
     }
     present
+}
+
+/// An armed row is needed where vmlinux lacks what it stands in for: the required row
+/// naming it (`or`), or every other row of its function id.
+fn armed_needed(i: usize, vmlinux: &[bool]) -> bool {
+    let has = |j: usize| vmlinux.get(j).copied().unwrap_or(false);
+    let stands_in = TARGETS
+        .iter()
+        .enumerate()
+        .any(|(j, u)| u.or == Some(i) && !has(j));
+    let same_id = TARGETS
+        .iter()
+        .enumerate()
+        .filter(|(j, u)| *j != i && u.id == TARGETS[i].id)
+        .map(|(j, _)| j)
+        .collect::<Vec<_>>();
+    stands_in || (!same_id.is_empty() && !same_id.iter().any(|&j| has(j)))
+}
+
+/// Whether module `m` has function `f`, from its BTF; None when that is unreadable.
+fn module_has_function(_m: &str, _f: &str) -> Option<bool> {
+    None // TODO(merge module-btf)
 }
 
 /// Which TARGETS the kernel has (none required).
@@ -264,7 +354,7 @@ pub fn require_functions() -> Result<Vec<bool>> {
     let missing: Vec<&str> = TARGETS
         .iter()
         .zip(&present)
-        .filter(|(t, p)| t.required && !**p)
+        .filter(|(t, p)| t.required && !**p && !t.or.is_some_and(|j| present[j]))
         .map(|(t, _)| t.function())
         .collect();
     if !missing.is_empty() {
@@ -298,14 +388,20 @@ mod tests {
                 "__netpoll_setup",
                 "netpoll_poll_dev",
                 "netpoll_send_udp",
+                "netconsole:netpoll_send_udp",
                 "netpoll_send_skb",
                 "netpoll_send_skb_on_dev",
                 "netpoll_cleanup",
                 "__netpoll_cleanup",
                 "do_netpoll_cleanup",
-                "netconsole:write_msg"
+                "netconsole:write_msg",
+                "netconsole:netcons_netpoll_setup"
             ]
         );
+        assert_eq!(TARGETS[NETCONS_SETUP].id, function::NETCONS_NETPOLL_SETUP);
+        for t in &TARGETS {
+            assert!(!t.armed || t.module.is_some(), "{}: armed needs a module", t.symbol);
+        }
         // A module's function has kprobes only (its fentry pair names them again).
         let all: Vec<&str> = TARGETS
             .iter()
@@ -349,15 +445,52 @@ mod tests {
         assert_eq!(attached, named);
     }
 
+    /// 7.3+: vmlinux has no netpoll_setup; netconsole's own set-up stands in for it,
+    /// and where it too is missing the kernel is refused as before.
+    #[test]
+    fn netconsoles_setup_stands_in_for_a_missing_netpoll_setup() {
+        let mut present = [true; 12];
+        present[0] = false;
+        assert_eq!(wanted(0, &present, &[]), Wanted::Replaced);
+        assert_eq!(wanted(NETCONS_SETUP, &present, &[]), Wanted::Yes);
+        // Older kernels: netpoll_setup is traced, the module row quietly not.
+        let mut present = [true; 12];
+        present[NETCONS_SETUP] = false;
+        assert_eq!(wanted(0, &present, &[]), Wanted::Yes);
+        assert_eq!(wanted(NETCONS_SETUP, &present, &[]), Wanted::Replaced);
+        // Neither: netpoll_setup is wanted (and its attach fails, naming it).
+        present[0] = false;
+        assert_eq!(wanted(0, &present, &[]), Wanted::Yes);
+    }
+
+    /// 7.3+: netconsole's own netpoll_send_udp is traced only where vmlinux has none.
+    #[test]
+    fn netconsoles_send_udp_stands_in_only_where_vmlinux_has_none() {
+        let (udp, nc_udp) = (3, 4);
+        let mut vmlinux = [true; 12];
+        vmlinux[nc_udp] = false;
+        vmlinux[NETCONS_SETUP] = false;
+        assert!(!armed_needed(nc_udp, &vmlinux));
+        assert!(!armed_needed(NETCONS_SETUP, &vmlinux));
+        vmlinux[udp] = false;
+        vmlinux[0] = false;
+        assert!(armed_needed(nc_udp, &vmlinux));
+        assert!(armed_needed(NETCONS_SETUP, &vmlinux));
+        let mut present = vmlinux;
+        present[nc_udp] = true;
+        assert_eq!(wanted(udp, &present, &[]), Wanted::Replaced);
+        assert_eq!(wanted(nc_udp, &present, &[]), Wanted::Yes);
+    }
+
     #[test]
     fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
-        let (send_skb, on_dev) = (4, 5);
+        let (send_skb, on_dev) = (5, 6);
         // 5.8+: netpoll_send_skb.
         let mut present = [
-            true, true, true, true, true, false, true, true, false, false,
+            true, true, true, true, false, true, false, true, true, false, false, false,
         ];
         assert_eq!(
-            wanted(8, &present, &[]),
+            wanted(9, &present, &[]),
             Wanted::Replaced,
             "do_netpoll_cleanup: 6.x only, never reported missing"
         );
@@ -375,8 +508,8 @@ mod tests {
         present[on_dev] = false;
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Absent);
         assert_eq!(wanted(on_dev, &present, &[]), Wanted::Absent);
-        let listed = checked(|s| s != "netpoll_send_skb");
-        assert_eq!(listed.len(), 9, "each id once");
+        let listed = checked(|s| s != "netpoll_send_skb" && !s.starts_with("netconsole:n"));
+        assert_eq!(listed.len(), 9, "each id once, not the absent module set-up");
         assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
         let listed = checked(|s| s != "do_netpoll_cleanup");
         assert!(

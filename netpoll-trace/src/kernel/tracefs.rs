@@ -138,7 +138,7 @@ fn parse_line(line: &str, functions: &[&str]) -> Option<AyaEvent> {
     let function = functions.iter().find(|f| {
         **f == symbol
             && tail
-                .strip_prefix(&f.replace(['.', '/', '-'], "_"))
+                .strip_prefix(&event_part(f))
                 .and_then(|t| t.strip_prefix("_0x"))
                 .is_some_and(|t| {
                     t.split_once('_').is_some_and(|(off, n)| {
@@ -154,6 +154,37 @@ fn parse_line(line: &str, functions: &[&str]) -> Option<AyaEvent> {
         pid,
         function: function.to_string(),
     })
+}
+
+/// A function as it appears in an event's name (`module:function` too).
+fn event_part(function: &str) -> String {
+    function.replace(['.', '/', '-', ':'], "_")
+}
+
+/// Adds this process's kprobe (`ret`: kretprobe) event on `function`, named as aya
+/// names its own (so `OwnEvents` and `remove_stale_events` find it), and returns the
+/// event's tracepoint id. `module:function` is accepted while the module is not loaded:
+/// the kernel registers the probe when it loads.
+pub fn create_armed_event(ret: bool, function: &str) -> Result<u64> {
+    let dir = find().ok_or_else(|| anyhow!("no tracefs mounted"))?;
+    let kind = if ret { 'r' } else { 'p' };
+    let event = format!(
+        "aya_{}_{kind}_{}_0x0_0",
+        std::process::id(),
+        event_part(function)
+    );
+    let file = dir.join("kprobe_events");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| f.write_all(format!("{kind}:kprobes/{event} {function}\n").as_bytes()))
+        .with_context(|| format!("writing {kind}:kprobes/{event} {function} to {}", file.display()))?;
+    let id_file = dir.join("events/kprobes").join(&event).join("id");
+    let id = std::fs::read_to_string(&id_file)
+        .with_context(|| format!("reading {}", id_file.display()))?;
+    id.trim()
+        .parse()
+        .with_context(|| format!("{}: not an id: {id:?}", id_file.display()))
 }
 
 /// The events of processes that are gone: left by a run of ours that was killed
@@ -270,6 +301,14 @@ p:kprobes/aya_x_p_netpoll_setup_0x0_5 netpoll_setup
         let found = aya_events(LISTING, &OURS);
         assert!(stale(found.clone(), |pid| pid == 412).is_empty());
         assert_eq!(stale(found, |_| false).len(), 3);
+    }
+
+    #[test]
+    fn an_armed_module_event_is_ours_too() {
+        let listing = "p:kprobes/aya_9_p_netconsole_netcons_netpoll_setup_0x0_0 netconsole:netcons_netpoll_setup\nr:kprobes/aya_9_r_netconsole_netcons_netpoll_setup_0x0_0 netconsole:netcons_netpoll_setup\n";
+        let found = aya_events(listing, &["netconsole:netcons_netpoll_setup"]);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].function, "netconsole:netcons_netpoll_setup");
     }
 
     #[test]

@@ -171,16 +171,6 @@ pub fn evaluate(f: &Facts) -> Report {
         )
     });
 
-    let missing_fns: Vec<&str> = f
-        .netpoll_symbols
-        .iter()
-        .filter(|(_, present)| !present)
-        .map(|(n, _)| *n)
-        .collect();
-    // Only the set-up functions are required; the rest feed statistics and lifecycles.
-    let required = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP].map(function::symbol);
-    let required_missing = missing_fns.iter().any(|n| required.contains(&Some(*n)));
-    let all_fns: Vec<&str> = f.netpoll_symbols.iter().map(|(n, _)| *n).collect();
     let present_fns: Vec<&str> = f
         .netpoll_symbols
         .iter()
@@ -188,6 +178,29 @@ pub fn evaluate(f: &Facts) -> Report {
         .map(|(n, _)| *n)
         .collect();
     let has = |id| function::symbol(id).is_some_and(|n| present_fns.contains(&n));
+    // 7.3+: netconsole's own set-up (in the module, traced before it loads) stands in
+    // for the netpoll_setup vmlinux no longer has.
+    let stood_in = !has(function::NETPOLL_SETUP) && has(function::NETCONS_NETPOLL_SETUP);
+    let missing_fns: Vec<&str> = f
+        .netpoll_symbols
+        .iter()
+        .filter(|(n, present)| {
+            !present && !(stood_in && function::symbol(function::NETPOLL_SETUP) == Some(*n))
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    // Only the set-up functions are required; the rest feed statistics and lifecycles.
+    let required = [function::NETPOLL_SETUP, function::INNER_NETPOLL_SETUP].map(function::symbol);
+    let required_missing = missing_fns.iter().any(|n| required.contains(&Some(*n)));
+    let all_fns: Vec<&str> = f.netpoll_symbols.iter().map(|(n, _)| *n).collect();
+    let listed = if stood_in {
+        format!(
+            "{} present (netpoll_setup is not in vmlinux here: netconsole sets netpoll up itself, and its netcons_netpoll_setup is traced in the module, armed before the module loads)",
+            present_fns.join(", ")
+        )
+    } else {
+        format!("{} present", all_fns.join(", "))
+    };
     items.push(if !f.kallsyms_readable {
         item(
             "netpoll",
@@ -196,20 +209,19 @@ pub fn evaluate(f: &Facts) -> Report {
             Some("run as root on the host"),
         )
     } else if missing_fns.is_empty() {
-        item("netpoll", ok, format!("{} present", all_fns.join(", ")), None)
+        item("netpoll", ok, listed, None)
     } else if required_missing && has(function::INNER_NETPOLL_SETUP) {
-        // netpoll is there (its inner set-up is): only its outer entry moved. Linux 7.x
-        // gives netconsole a set-up of its own (netcons_netpoll_setup, in the module), so
-        // vmlinux has no netpoll_setup; saying CONFIG_NETPOLL is missing would be wrong.
+        // netpoll is there (its inner set-up is) but its outer entry is nowhere we can
+        // trace: never say CONFIG_NETPOLL is missing then.
         item(
             "netpoll",
             Missing,
             format!(
-                "netpoll is built in ({} present) but {} not found in /proc/kallsyms: this kernel's netconsole sets netpoll up itself (netcons_netpoll_setup, Linux 7.x), which this version does not trace yet; lost: set-ups, their diagnoses and the target lifecycle",
+                "netpoll is built in ({} present) but {} not found, and netconsole's own set-up (netcons_netpoll_setup) was not found in the netconsole module either; lost: set-ups, their diagnoses and the target lifecycle",
                 present_fns.join(", "),
                 missing_fns.join(", ")
             ),
-            Some("no fix on the host: tracing netconsole's own set-up needs a newer netpoll-trace"),
+            Some("check that the netconsole module is installed (modinfo netconsole)"),
         )
     } else if required_missing {
         item(
@@ -540,6 +552,26 @@ mod tests {
             text.contains("netpoll_setup not found") && text.contains("netcons_netpoll_setup"),
             "{text}"
         );
+    }
+
+    /// 7.3: netconsole's own set-up, found in the module, stands in for netpoll_setup:
+    /// set-up tracing works, and the line says why netpoll_setup is not there.
+    #[test]
+    fn netconsoles_own_setup_stands_in_for_netpoll_setup() {
+        let mut f = lab_kernel();
+        for (n, present) in f.netpoll_symbols.iter_mut() {
+            if Some(*n) == function::symbol(function::NETPOLL_SETUP) {
+                *present = false;
+            }
+        }
+        f.netpoll_symbols
+            .push((function::symbol(function::NETCONS_NETPOLL_SETUP).unwrap(), true));
+        let r = evaluate(&f);
+        assert_eq!(status(&r, "netpoll"), Status::Ok, "{}", text(&r));
+        assert!(r.traceable);
+        let text = text(&r);
+        assert!(text.contains("netconsole sets netpoll up itself"), "{text}");
+        assert!(!text.contains("not found"), "{text}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
     let nested_failure = chain.len() > 1;
 
     let (cause, remedies, mut explanation) = match (culprit.function, errno) {
-        (SetupFn::NetpollSetup, Some(Errno::Enodev)) => {
+        (f, Some(Errno::Enodev)) if f.is_outer() => {
             let suggestion = suggest(dev_name, &ctx.interfaces);
             (
                 Cause::NoSuchDevice,
@@ -137,7 +137,7 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                 ),
             )
         }
-        (SetupFn::NetpollSetup, Some(Errno::Ebusy)) => {
+        (f, Some(Errno::Ebusy)) if f.is_outer() => {
             let master = ctx.master_of(dev_name);
             let target = master.map_or("its master device".to_string(), |m| {
                 format!("its master {m}")
@@ -152,7 +152,7 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                 ),
             )
         }
-        (SetupFn::NetpollSetup, Some(Errno::Edestaddrreq)) => (
+        (f, Some(Errno::Edestaddrreq)) if f.is_outer() => (
             Cause::NoIpAddress,
             vec![Remedy::SetLocalIp, Remedy::WaitForAddress],
             format!(
@@ -208,9 +208,7 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                 ),
             )
         }
-        (SetupFn::NetpollSetup, Some(_))
-            if culprit.dev.is_some() && nested_failure_free(attempt) =>
-        {
+        (f, Some(_)) if f.is_outer() && culprit.dev.is_some() && nested_failure_free(attempt) => {
             (
                 Cause::OpenFailed,
                 vec![Remedy::UseOtherDevice],

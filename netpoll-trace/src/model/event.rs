@@ -14,17 +14,31 @@ pub enum SetupFn {
     NetpollSetup,
     #[serde(rename = "__netpoll_setup")]
     InnerNetpollSetup,
+    /// netconsole's own outer set-up (7.3+, where vmlinux has no netpoll_setup).
+    #[serde(rename = "netcons_netpoll_setup")]
+    NetconsNetpollSetup,
 }
 
 impl SetupFn {
-    pub const ALL: [Self; 2] = [Self::NetpollSetup, Self::InnerNetpollSetup];
+    pub const ALL: [Self; 3] = [
+        Self::NetpollSetup,
+        Self::InnerNetpollSetup,
+        Self::NetconsNetpollSetup,
+    ];
 
     /// The function's id in events and counters (`netpoll_trace_common::function`).
     pub fn id(self) -> u32 {
         match self {
             Self::NetpollSetup => function::NETPOLL_SETUP,
             Self::InnerNetpollSetup => function::INNER_NETPOLL_SETUP,
+            Self::NetconsNetpollSetup => function::NETCONS_NETPOLL_SETUP,
         }
+    }
+
+    /// The outer set-up (its caller's own netpoll, the device looked up by name):
+    /// netpoll_setup, or netconsole's own where the kernel moved it there.
+    pub fn is_outer(self) -> bool {
+        function::is_outer_setup(self.id())
     }
 
     /// The set-up function an id names; None for other ids.
@@ -32,9 +46,10 @@ impl SetupFn {
         Self::ALL.into_iter().find(|f| f.id() == id)
     }
 
-    /// The kernel symbol, which is also the stable name in JSON.
+    /// The kernel symbol (without its module), which is also the stable name in JSON.
     pub fn as_str(self) -> &'static str {
-        function::symbol(self.id()).unwrap_or("?")
+        let symbol = function::symbol(self.id()).unwrap_or("?");
+        symbol.rsplit(':').next().unwrap_or(symbol)
     }
 }
 

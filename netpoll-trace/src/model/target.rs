@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use netpoll_trace_common::{SetupEvent, event_flags as ef, function, stop_cause};
 use serde::Serialize;
 
-use super::event::{SetupFn, SetupRecord, cstr, dev_of, remote_of};
+use super::event::{SetupRecord, cstr, dev_of, remote_of};
 
 /// Why the programs saw a netpoll torn down (`stop_cause`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl Lifecycle {
     /// A finished set-up record: an outermost `netpoll_setup` with an owner that
     /// succeeded enables its target (re-enables one seen down).
     pub fn on_setup(&mut self, r: &SetupRecord) -> Option<TargetEvent> {
-        if r.function != SetupFn::NetpollSetup || r.depth != 0 || r.netpoll.is_none() || r.ret != 0
+        if !r.function.is_outer() || r.depth != 0 || r.netpoll.is_none() || r.ret != 0
         {
             return None;
         }
@@ -284,7 +284,7 @@ impl Lifecycle {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::model::correlate::tests::rec;
+    use crate::model::{correlate::tests::rec, event::SetupFn};
 
     pub fn setup(ret: i32) -> SetupRecord {
         let mut r = rec(SetupFn::NetpollSetup, "eth1", 0, 10, 1, ret);

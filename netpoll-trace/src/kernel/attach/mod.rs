@@ -4,6 +4,7 @@
 //! object (modern, else legacy) and the method chosen by trying them in `steps`' order,
 //! and the flight recorder's links pinned or reused.
 
+mod armed;
 mod fentry;
 mod kprobe;
 mod plan;
@@ -96,8 +97,11 @@ pub struct Loaded {
     pub unpinnable: Option<String>,
     /// The probes are an earlier process's pinned links, not ours.
     pub reused: bool,
-    /// kprobes through tracefs: our kprobe events, removed once `ebpf` (declared before
-    /// it, so dropped before it) has closed the programs' perf events.
+    /// The perf events of the armed module probes (`armed`): closing them detaches.
+    armed: Vec<std::os::fd::OwnedFd>,
+    /// kprobes through tracefs (and armed ones): our kprobe events, removed once `ebpf`
+    /// and `armed` (declared before it, so dropped before it) have closed the programs'
+    /// perf events.
     tracefs_events: Option<tracefs::OwnEvents>,
 }
 
@@ -232,6 +236,7 @@ pub fn probe(
     let (path, fallbacks) = first_working(object, choice, |o, m| {
         let mut ebpf = object::load(o, config, None)?;
         load_programs(&mut ebpf, m, present, true)?;
+        // (Nothing attached: no armed event was made.)
         Ok(Path::new(o, m))
     })?;
     Ok(Probed { path, fallbacks })
@@ -280,6 +285,7 @@ fn finish(
         pinned_links: Vec::new(),
         unpinnable: None,
         reused: false,
+        armed: Vec::new(),
         tracefs_events: None,
     })
 }
@@ -308,13 +314,22 @@ fn reuse_pinned(config: &Config, object: ObjectKind, plan: &RecorderPlan) -> Res
 /// Optional functions not traced, each with why.
 type Skipped = Vec<(&'static str, String)>;
 
+/// What `load_programs` attached: links to pin, the armed probes' perf events, the
+/// functions attached and those skipped.
+struct Attached {
+    links: Vec<LinkId>,
+    armed: Vec<std::os::fd::OwnedFd>,
+    functions: Vec<&'static str>,
+    skipped: Skipped,
+}
+
 /// Loads (and unless `load_only` attaches) every present target's programs for `method`.
 fn load_programs(
     ebpf: &mut Ebpf,
     method: AttachMethod,
     present: &[bool],
     load_only: bool,
-) -> Result<(Vec<LinkId>, Vec<&'static str>, Skipped)> {
+) -> Result<Attached> {
     let fentry_btf = match method {
         AttachMethod::Fentry => {
             let btf = fentry::function_btf()?;
@@ -327,6 +342,7 @@ fn load_programs(
     let mut attached_ids = Vec::new();
     let mut skipped = Vec::new();
     let mut links = Vec::new();
+    let mut armed = Vec::new();
     for (i, t) in TARGETS.iter().enumerate() {
         match targets::wanted(i, present, &attached_ids) {
             Wanted::Yes => {}
@@ -337,6 +353,10 @@ fn load_programs(
             }
         }
         let result = match &fentry_btf {
+            _ if t.armed => armed::attach(ebpf, t, load_only).map(|fds| {
+                armed.extend(fds);
+                Vec::new()
+            }),
             Some(btf) if t.module.is_none() => fentry::attach(ebpf, t, btf, load_only),
             _ => kprobe::attach(ebpf, t, load_only),
         };
@@ -355,7 +375,12 @@ fn load_programs(
             Err(e) => return Err(e),
         }
     }
-    Ok((links, attached, skipped))
+    Ok(Attached {
+        links,
+        armed,
+        functions: attached,
+        skipped,
+    })
 }
 
 fn attach_all(
@@ -370,7 +395,11 @@ fn attach_all(
     let mut notes = Vec::new();
     // Declared before `ebpf`: on an early return it is dropped after it, like in Loaded.
     let mut own_events = None;
-    if path.via == Some(KprobeVia::Tracefs) {
+    let arms = TARGETS
+        .iter()
+        .enumerate()
+        .any(|(i, t)| t.armed && targets::wanted(i, present, &[]) == Wanted::Yes);
+    if path.via == Some(KprobeVia::Tracefs) || arms {
         notes.extend(prepare_tracefs()?);
         own_events = Some(tracefs::OwnEvents::new(
             TARGETS.iter().map(Target::function).collect(),
@@ -381,7 +410,12 @@ fn attach_all(
         None => object::load_maps(object, recorder)?,
     };
     object::write_config(&mut ebpf, config)?;
-    let (links, attached, skipped) = load_programs(&mut ebpf, method, present, false)?;
+    let Attached {
+        links,
+        armed,
+        functions: attached,
+        skipped,
+    } = load_programs(&mut ebpf, method, present, false)?;
     let mut pinned = Vec::new();
     let mut unpinnable = None;
     if let Some(plan) = recorder.filter(|r| r.persist) {
@@ -394,6 +428,7 @@ fn attach_all(
     loaded.pinned_links = pinned;
     loaded.unpinnable = unpinnable;
     loaded.notes = notes;
+    loaded.armed = armed;
     loaded.tracefs_events = own_events;
     Ok(loaded)
 }
