@@ -20,6 +20,9 @@ pub mod config_flags {
     pub const DEV_DISMANTLE: u32 = 1 << 8;
     /// `netconsole_target.np` (`Config::nt_np`), from netconsole's module BTF.
     pub const NT_NP: u32 = 1 << 9;
+    /// The target's addresses around its `np` (`Config::nt_*`): where `struct netpoll`
+    /// no longer carries them (7.3+), netconsole's own target does.
+    pub const NT_REMOTE: u32 = 1 << 10;
 }
 
 /// Struct layout of the running kernel, resolved from BTF by userspace before the
@@ -70,6 +73,13 @@ pub struct Config {
     /// Byte offset of `np` inside netconsole's `struct netconsole_target`
     /// (`config_flags::NT_NP`): netconsole's own functions take the target (7.3+).
     pub nt_np: u32,
+    /// `netconsole_target.{remote_ip, remote_port, local_port, ipv6}` minus
+    /// `netconsole_target.np` (`config_flags::NT_REMOTE`): read only from a netpoll
+    /// owned by netconsole, which is always inside a target.
+    pub nt_remote_ip: u32,
+    pub nt_remote_port: u32,
+    pub nt_local_port: u32,
+    pub nt_ipv6: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 120);
+const _: () = assert!(core::mem::size_of::<Config>() == 136);

@@ -9,7 +9,7 @@ use netpoll_trace_common::{
     event_flags as ef,
 };
 
-use crate::access::{cpu, probe_read};
+use crate::access::{cpu, load_at, probe_read};
 
 /// This CPU's key of a per-device value: the device's address and its ifindex, so a
 /// device freed and another allocated at the same address never share statistics.
@@ -136,11 +136,30 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
             ev.flags |= ef::OWNER;
         }
     }
-    if cfg.flags & cf::NP_REMOTE != 0 {
-        let ipv6 = unsafe { probe_read(base.add(cfg.np_ipv6 as usize)) }.unwrap_or(1u8);
-        let ip = unsafe { probe_read(base.add(cfg.np_remote_ip as usize) as *const [u8; 4]) };
-        let rport = unsafe { probe_read(base.add(cfg.np_remote_port as usize) as *const u16) };
-        let lport = unsafe { probe_read(base.add(cfg.np_local_port as usize) as *const u16) };
+    // The addresses: in the netpoll (before 7.3), else in the netconsole target
+    // around it, only for a netpoll netconsole owns (any other may be a bare netpoll,
+    // and reading past it would be a wrong value).
+    // Each offset loaded at a constant offset into the map value (`load_at`): a field
+    // address selected between the branches would be pointer arithmetic 4.4 refuses.
+    let c = cfg as *const Config as *mut u8;
+    macro_rules! cfg_u32 {
+        ($field:ident) => {
+            // SAFETY: a u32 field of the CONFIG map value.
+            unsafe { load_at::<{ off!(Config, $field) }, 4>(c) as u32 }
+        };
+    }
+    let at = if cfg.flags & cf::NP_REMOTE != 0 {
+        Some((cfg_u32!(np_ipv6), cfg_u32!(np_remote_ip), cfg_u32!(np_remote_port), cfg_u32!(np_local_port)))
+    } else if cfg.flags & cf::NT_REMOTE != 0 && owned_by_netconsole(&ev.owner) {
+        Some((cfg_u32!(nt_ipv6), cfg_u32!(nt_remote_ip), cfg_u32!(nt_remote_port), cfg_u32!(nt_local_port)))
+    } else {
+        None
+    };
+    if let Some((ipv6, remote_ip, remote_port, local_port)) = at {
+        let ipv6 = unsafe { probe_read(base.add(ipv6 as usize)) }.unwrap_or(1u8);
+        let ip = unsafe { probe_read(base.add(remote_ip as usize) as *const [u8; 4]) };
+        let rport = unsafe { probe_read(base.add(remote_port as usize) as *const u16) };
+        let lport = unsafe { probe_read(base.add(local_port as usize) as *const u16) };
         if let (0, Ok(ip), Ok(r), Ok(l)) = (ipv6, ip, rport, lport) {
             ev.remote_ip = ip;
             ev.remote_port = r;
@@ -148,6 +167,24 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
             ev.flags |= ef::REMOTE;
         }
     }
+}
+
+/// The owner string is netconsole's ("netconsole"), compared byte by byte: no memcmp
+/// in a BPF program.
+#[inline(always)]
+fn owned_by_netconsole(owner: &[u8; OWNER_LEN]) -> bool {
+    const _: () = assert!(OWNER_LEN >= 11);
+    owner[0] == b'n'
+        && owner[1] == b'e'
+        && owner[2] == b't'
+        && owner[3] == b'c'
+        && owner[4] == b'o'
+        && owner[5] == b'n'
+        && owner[6] == b's'
+        && owner[7] == b'o'
+        && owner[8] == b'l'
+        && owner[9] == b'e'
+        && owner[10] == 0
 }
 
 /// The string `netpoll.name` points to. bpf_probe_read_str (4.11) is the exact

@@ -337,6 +337,15 @@ fn armed_needed(i: usize, vmlinux: &[bool]) -> bool {
     stands_in || (!same_id.is_empty() && !same_id.iter().any(|&j| has(j)))
 }
 
+/// Whether a function of netconsole's own (7.3+, taking its target) is to be traced:
+/// then `offsets::netconsole_target` must say where the target's netpoll is.
+pub fn traces_netconsole_target(present: &[bool]) -> bool {
+    TARGETS
+        .iter()
+        .zip(present)
+        .any(|(t, p)| *p && t.armed && t.module == Some("netconsole"))
+}
+
 /// Whether module `m` has function `f`, from its BTF; None when that is unreadable.
 fn module_has_function(_m: &str, _f: &str) -> Option<bool> {
     None // TODO(merge module-btf)

@@ -101,6 +101,9 @@ pub enum Change {
     Disabled,
     Stopped,
     ReEnabled,
+    /// Set up again by the kernel itself (7.3+: netconsole resumes a target its
+    /// device stopped when the device comes back), not by a user or the agent.
+    Resumed,
 }
 
 impl Change {
@@ -110,12 +113,13 @@ impl Change {
             Self::Disabled => "disabled",
             Self::Stopped => "stopped",
             Self::ReEnabled => "re_enabled",
+            Self::Resumed => "resumed",
         }
     }
 
     /// Whether the target sends after this change.
     pub fn up(self) -> bool {
-        matches!(self, Self::Enabled | Self::ReEnabled)
+        matches!(self, Self::Enabled | Self::ReEnabled | Self::Resumed)
     }
 }
 
@@ -128,7 +132,8 @@ pub struct TargetEvent {
     /// `<owner>@<remote ip>:<port>` (or `@<netpoll address>` without an IPv4 remote).
     pub target: String,
     pub event: Change,
-    /// `netpoll_setup` for enabled and re-enabled, else a `StopCause`.
+    /// `netpoll_setup` for enabled and re-enabled, `netconsole_resume` for resumed,
+    /// else a `StopCause`.
     pub cause: &'static str,
     pub owner: Option<String>,
     pub dev: Option<String>,
@@ -167,6 +172,17 @@ impl TargetState {
     }
 }
 
+/// The cause of a `Resumed` target.
+pub const RESUME_CAUSE: &str = "netconsole_resume";
+
+/// netconsole's own set-up run by a kernel worker: its target recovery
+/// (`process_resume_target`, a work item; 7.3+). A user's re-enable comes from the
+/// process writing configfs, a module parameter's from modprobe.
+fn resumed_by_kernel(r: &SetupRecord) -> bool {
+    r.function == super::event::SetupFn::NetconsNetpollSetup
+        && r.comm.as_deref().is_some_and(|c| c.starts_with("kworker/"))
+}
+
 /// Targets kept at most (a target's state is a few hundred bytes; netconsole has few).
 pub const MAX_TARGETS: usize = 256;
 
@@ -191,15 +207,21 @@ impl Lifecycle {
         let (event, stands) = match self.targets.get(&target) {
             Some(s) if s.up() => return None,
             Some(s) if s.since_ns > end => (Change::Enabled, false),
+            Some(_) if resumed_by_kernel(r) => (Change::Resumed, true),
             Some(_) => (Change::ReEnabled, true),
             None => (Change::Enabled, true),
+        };
+        let cause = if event == Change::Resumed {
+            RESUME_CAUSE
+        } else {
+            "netpoll_setup"
         };
         let e = TargetEvent {
             kind: "target",
             ts_ns: end,
             target,
             event,
-            cause: "netpoll_setup",
+            cause,
             owner: r.netpoll.clone(),
             dev: r.dev.clone(),
             remote: r.remote.clone(),
@@ -326,6 +348,31 @@ pub mod tests {
             ..teardown(StopCause::DeviceUnregistered)
         };
         assert_eq!(no_ifindex.unregisters(), None);
+    }
+
+    /// 7.3+: the kernel's own resume (netconsole's set-up in a kworker) is told apart
+    /// from a user's re-enable (configfs, from a process) and from other kernels'.
+    #[test]
+    fn a_kernel_workers_netconsole_setup_after_a_stop_is_a_resume() {
+        for (function, comm, want) in [
+            (SetupFn::NetconsNetpollSetup, "kworker/0:2", Change::Resumed),
+            (SetupFn::NetconsNetpollSetup, "sh", Change::ReEnabled),
+            (SetupFn::NetpollSetup, "kworker/0:2", Change::ReEnabled),
+        ] {
+            let mut l = Lifecycle::default();
+            let mut r = setup(0);
+            r.function = function;
+            l.on_setup(&r).unwrap();
+            l.on_teardown(&teardown(StopCause::DeviceUnregistered)).unwrap();
+            let mut again = r.clone();
+            again.ts_ns = 100;
+            again.comm = Some(comm.into());
+            let e = l.on_setup(&again).unwrap();
+            assert_eq!(e.event, want, "{function:?} by {comm}");
+            assert!(e.event.up());
+            let cause = if want == Change::Resumed { RESUME_CAUSE } else { "netpoll_setup" };
+            assert_eq!(e.cause, cause);
+        }
     }
 
     #[test]

@@ -105,9 +105,13 @@ impl Tracer {
         let (facts, kmsg, recorder, preloaded) = std::thread::scope(|s| {
             let facts = s.spawn(|| -> Result<_> {
                 let present = targets::require_functions()?;
-                let resolved =
+                let mut resolved =
                     offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
-                Ok((present, resolved))
+                // 7.3+: where netconsole's own functions keep the netpoll in its target.
+                let nt_note = targets::traces_netconsole_target(&present)
+                    .then(|| offsets::netconsole_target::resolve(&mut resolved.config))
+                    .flatten();
+                Ok((present, resolved, nt_note))
             });
             // Opened before attaching, so every kernel line about our set-ups comes after it.
             let kmsg = match kmsg::KmsgReader::open() {
@@ -140,12 +144,13 @@ impl Tracer {
             (facts, kmsg, recorder, preloaded)
         });
         // A kernel without what we probe (exit 4) says so before any recorder error.
-        let (present, resolved) = facts?;
+        let (present, resolved, nt_note) = facts?;
         let (recorder_lock, plan) = recorder?;
         notes.extend(resolved.notes.iter().cloned());
         if let Some(missing) = resolved.describe_missing() {
             notes.push(missing);
         }
+        notes.extend(nt_note);
         let mut config = resolved.config;
         config.slow_poll_ns = opts.slow_poll.as_nanos().min(u64::MAX as u128) as u64;
         config.slow_send_ns = opts.slow_send.as_nanos().min(u64::MAX as u128) as u64;

@@ -258,6 +258,7 @@ pub fn send_line(s: &SendSummary) -> String {
 pub fn target_line(t: &TargetEvent) -> String {
     let why = match t.event {
         Change::Enabled | Change::ReEnabled => String::new(),
+        Change::Resumed => " (by the kernel)".to_string(),
         _ => format!(" ({})", t.cause.replace('_', " ")),
     };
     format!(

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod facts;
 pub mod headers;
 pub mod layout;
+pub mod netconsole_target;
 
 use std::{
     path::{Path, PathBuf},

@@ -104,7 +104,7 @@ impl Reenabling {
     ) -> Option<(Self, ReenablingStep)> {
         let reenable = cfg.target_stopped == TargetStopped::Reenable;
         match e.event {
-            Change::Enabled | Change::ReEnabled => return None,
+            Change::Enabled | Change::ReEnabled | Change::Resumed => return None,
             Change::Disabled if !reenable => return None,
             Change::Disabled | Change::Stopped => {}
         }
