@@ -29,11 +29,6 @@ impl Base {
         }
     }
 
-    /// The base's type count, void included.
-    pub fn type_count(&self) -> u32 {
-        self.type_count
-    }
-
     /// The kept base string at `off`; empty for one not kept.
     pub(super) fn name(&self, off: u32) -> &[u8] {
         match self.index.binary_search_by_key(&off, |e| e.0) {
@@ -59,7 +54,8 @@ pub fn read<R: Read + Seek>(r: &mut R, start: u64, wanted: &[u32]) -> Result<Bas
     r.seek(SeekFrom::Start(start))
         .context("base BTF: cannot seek to it")?;
     let mut hdr = [0u8; 24];
-    r.read_exact(&mut hdr).context("base BTF truncated (header)")?;
+    r.read_exact(&mut hdr)
+        .context("base BTF truncated (header)")?;
     let magic = u16::from_le_bytes([hdr[0], hdr[1]]);
     ensure!(magic == MAGIC, "base is not BTF (magic {magic:#06x})");
     let hdr_len = u32_of(&hdr, 4) as u64;
@@ -75,13 +71,19 @@ pub fn read<R: Read + Seek>(r: &mut R, start: u64, wanted: &[u32]) -> Result<Bas
         r.read_exact(&mut head)
             .context("base BTF truncated (types)")?;
         let info = u32_of(&head, 4);
-        let trailing = trailing_len((info >> 24) & 0x1f, (info & 0xffff) as usize, count as usize)
-            .context("base BTF")? as u64;
+        let trailing = trailing_len(
+            (info >> 24) & 0x1f,
+            (info & 0xffff) as usize,
+            count as usize,
+        )
+        .context("base BTF")? as u64;
         pos += 12 + trailing;
         ensure!(pos <= type_len, "base BTF truncated (type {count})");
         r.seek_relative(trailing as i64)
             .context("base BTF: cannot skip a type")?;
-        count = count.checked_add(1).context("base BTF has too many types")?;
+        count = count
+            .checked_add(1)
+            .context("base BTF has too many types")?;
     }
 
     r.seek(SeekFrom::Start(start + hdr_len + str_off))
