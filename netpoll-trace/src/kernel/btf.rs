@@ -900,28 +900,42 @@ mod tests {
         let alone = Btf::parse(&module).unwrap();
         // Its members name base types and strings it does not have.
         let _ = alone.member("netconsole_target", "np");
+        // Over another base: refused (names inside its strings), or names not found.
         let mut other = Builder::new();
         other.int("long long unsigned int", 8);
-        let btf = split(&other.finish(), &module);
-        assert_eq!(btf.member("netconsole_target", "np"), None);
-        let _ = btf.enum_value("STATE_DEACTIVATED");
+        let other = other.finish();
+        let wanted = alone.name_offsets();
+        if let Ok(base) = base::read(&mut std::io::Cursor::new(&other), 0, &wanted) {
+            let btf = alone.split_over(base);
+            assert_eq!(btf.member("netconsole_target", "state"), None);
+            let _ = btf.enum_value("STATE_DEACTIVATED");
+        }
     }
 
     #[test]
-    fn base_reading_keeps_only_the_wanted_strings_and_tails() {
+    fn base_reading_keeps_only_the_wanted_strings() {
         let (base, _) = base_and_module();
         // A base inside a larger file (a vmlinux ELF's .BTF section).
         let mut file = vec![0xaa; 100];
         file.extend_from_slice(&base);
         let all = Btf::parse(&base).unwrap();
-        let netpoll = all.struct_by_name("netpoll").unwrap();
-        let off = all.head(netpoll).unwrap().name_off;
-        let got = base::read(&mut std::io::Cursor::new(&file), 100, &[off + 3, off, 9999]).unwrap();
+        let name_of = |s| all.head(all.struct_by_name(s).unwrap()).unwrap().name_off;
+        let (netpoll, in6) = (name_of("netpoll"), name_of("in6_addr"));
+        let read = |wanted: &[u32]| base::read(&mut std::io::Cursor::new(&file), 100, wanted);
+        let got = read(&[in6, netpoll, 9999]).unwrap();
         assert_eq!(got.type_count, 6);
-        assert_eq!(got.name(off), b"netpoll");
-        assert_eq!(got.name(off + 3), b"poll");
-        assert_eq!(got.name(off + 1), b"");
-        assert_eq!(got.blob.len(), "netpoll".len());
+        assert_eq!(got.name(netpoll), b"netpoll");
+        assert_eq!(got.name(in6), b"in6_addr");
+        assert_eq!(got.name(netpoll + 8), b"");
+        assert_eq!(got.blob.len(), "netpollin6_addr".len());
+        // A name inside another string: the split BTF is another base's.
+        for wanted in [&[netpoll + 3][..], &[netpoll, netpoll + 3]] {
+            let e = format!("{:#}", read(wanted).err().unwrap());
+            assert!(
+                e.contains(&format!("no string at offset {}", netpoll + 3)),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn u32_of(b: &[u8], at: usize) -> u32 {
 
 /// Reads the base BTF that starts at byte `start` of `r` (0 for /sys/kernel/btf/vmlinux,
 /// the `.BTF` section's offset in a vmlinux ELF), keeping of its strings only those at
-/// `wanted` (`Btf::name_offsets`). Reads the type section's record heads to count
+/// `wanted` (`Btf::name_offsets`); an error when one is not a string's start. Reads the type section's record heads to count
 /// them and the string section up to the last wanted string, through one 64 KiB buffer.
 pub fn read<R: Read + Seek>(r: &mut R, start: u64, wanted: &[u32]) -> Result<Base> {
     let mut r = BufReader::with_capacity(64 << 10, r);
@@ -93,24 +93,31 @@ pub fn read<R: Read + Seek>(r: &mut R, start: u64, wanted: &[u32]) -> Result<Bas
         strings_len: str_len,
         ..Base::default()
     };
-    // Where the reader is in the string section, and the last string kept.
+    // Where the reader is in the string section: past the last string kept.
     let mut at = 0u32;
-    let mut last: Option<(u32, u32, u32)> = None;
     let mut wanted: Vec<u32> = wanted.iter().copied().filter(|&o| o < str_len).collect();
     wanted.sort_unstable();
     wanted.dedup();
     for off in wanted {
-        if let Some((l_off, l_start, l_len)) = last
-            && off < at
-        {
-            // Inside the last string (strings may share a tail): its suffix.
-            let skip = off - l_off;
-            base.index.push((off, l_start + skip, l_len - skip));
-            continue;
-        }
-        // Skipping by seeking: a gap past the buffer costs one refill, never a re-read.
-        r.seek_relative((off - at) as i64)
-            .context("base BTF: cannot skip to a string")?;
+        // pahole dedups whole strings: each name starts a string. One that does not means
+        // the split BTF was built over another base, whose names would be wrong ones.
+        let starts_string = match off.checked_sub(at) {
+            Some(0) => true,
+            Some(gap) => {
+                // Skipping by seeking: a gap past the buffer costs one refill, never a re-read.
+                r.seek_relative(gap as i64 - 1)
+                    .context("base BTF: cannot skip to a string")?;
+                let mut before = [0u8];
+                r.read_exact(&mut before)
+                    .context("base BTF truncated (strings)")?;
+                before[0] == 0
+            }
+            None => false,
+        };
+        ensure!(
+            starts_string,
+            "base BTF has no string at offset {off}: the split BTF was built over another kernel's BTF"
+        );
         let begin = base.blob.len();
         (&mut r)
             .take((str_len - off) as u64)
@@ -121,7 +128,6 @@ pub fn read<R: Read + Seek>(r: &mut R, start: u64, wanted: &[u32]) -> Result<Bas
         }
         let len = (base.blob.len() - begin) as u32;
         at = off + len + 1;
-        last = Some((off, begin as u32, len));
         base.index.push((off, begin as u32, len));
     }
     base.blob.shrink_to_fit();
