@@ -1,23 +1,19 @@
 //! A minimal reader of the kernel's BTF (the type section of /sys/kernel/btf/vmlinux):
 //! just enough to find struct members (through anonymous structs and unions, and
 //! bitfields) and enum constants. Format: Documentation/bpf/btf.rst.
+//!
+//! A module's BTF (/sys/kernel/btf/<module>, a .ko's `.BTF`) is split BTF: its type ids
+//! and string offsets continue its base's (vmlinux). It is parsed with only what it needs
+//! of the base ([`base::read`]): the base's type count and the strings it names.
+
+pub mod base;
+mod format;
+
+pub use base::Base;
 
 use anyhow::{Context as _, Result, bail, ensure};
 
-const MAGIC: u16 = 0xeb9f;
-
-// Type kinds (BTF_KIND_*).
-const KIND_INT: u32 = 1;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_ENUM64: u32 = 19;
+use format::*;
 
 /// Parsed BTF: the file's bytes as read, and where each type's record starts (index =
 /// type id; id 0 is `void`). Members, enum values and names are decoded from the bytes
@@ -29,6 +25,8 @@ pub struct Btf {
     strings: std::ops::Range<usize>,
     /// Byte offset (within the type section) of each type's record; [0] is a placeholder.
     offsets: Vec<u32>,
+    /// For split BTF, the base's type count and strings; for a base BTF, none.
+    base: Base,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,20 +71,6 @@ struct Head {
     size_or_type: u32,
 }
 
-/// The bytes of trailing data after a type's 12-byte head; an error for a kind we do not
-/// know (its length would be a guess).
-fn trailing_len(kind: u32, vlen: usize, at: usize) -> Result<usize> {
-    Ok(match kind {
-        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-        KIND_ARRAY => 12,
-        KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-        KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
-        // FUNC, PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FLOAT, TYPE_TAG: none.
-        KIND_FUNC | 2 | 7..=11 | 16 | 18 => 0,
-        other => bail!("unknown BTF kind {other} at type {at}"),
-    })
-}
-
 impl Btf {
     /// Parses a copy of `data` (tests, fuzzing, small blobs); `from_vec` keeps the bytes given.
     pub fn parse(data: &[u8]) -> Result<Self> {
@@ -129,24 +113,66 @@ impl Btf {
             types,
             strings,
             offsets,
+            base: Base::none(),
         })
+    }
+
+    /// Makes this BTF (a module's) split BTF over `base`: its type ids start at the
+    /// base's type count, and its string offsets past the base's string section.
+    pub fn split_over(mut self, base: Base) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Every string offset the type records name, sorted, once each: type, member and
+    /// enum constant names (parameter names are never looked up). What `base::read`
+    /// must keep of a base's strings for this BTF.
+    pub fn name_offsets(&self) -> Vec<u32> {
+        let b = self.type_bytes();
+        let word = |at: usize| u32_at(b, at).unwrap_or(0);
+        let mut out = Vec::new();
+        for id in self.ids() {
+            let (Some(h), Some(at)) = (self.head(id), self.record(id)) else {
+                continue;
+            };
+            out.push(h.name_off);
+            let stride = match h.kind {
+                KIND_STRUCT | KIND_UNION | KIND_ENUM64 => 12,
+                KIND_ENUM => 8,
+                _ => continue,
+            };
+            out.extend((0..h.vlen).map(|i| word(at + 12 + stride * i)));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The type ids this BTF holds: from 1, or for split BTF from the base's type count.
+    fn ids(&self) -> std::ops::Range<usize> {
+        let first = self.base.type_count as usize;
+        first..first + self.offsets.len() - 1
+    }
+
+    /// Where type `id`'s record starts in the type section (None for void, a base type
+    /// of split BTF, or an id past the end).
+    fn record(&self, id: usize) -> Option<usize> {
+        let local = id.checked_sub(self.base.type_count as usize)? + 1;
+        Some(*self.offsets.get(local)? as usize)
     }
 
     fn type_bytes(&self) -> &[u8] {
         &self.data[self.types.clone()]
     }
 
-    /// The number of type ids, id 0 (void) included.
+    /// The number of type ids, id 0 (void) and a split BTF's base types included.
     fn type_count(&self) -> usize {
-        self.offsets.len()
+        self.ids().end
     }
 
-    /// The head of type `id` (None for void or an id past the end).
+    /// The head of type `id` (None for void, a base type of split BTF, or an id past the end).
     fn head(&self, id: usize) -> Option<Head> {
-        if id == 0 {
-            return None;
-        }
-        let off = *self.offsets.get(id)? as usize;
+        let off = self.record(id)?;
         let b = self.type_bytes();
         // Bounds were checked by index_types.
         let info = u32_at(b, off + 4).ok()?;
@@ -165,7 +191,7 @@ impl Btf {
         if h.kind != KIND_STRUCT && h.kind != KIND_UNION {
             return None;
         }
-        let start = self.offsets[id] as usize + 12;
+        let start = self.record(id)? + 12;
         let b = self.type_bytes();
         Some((0..h.vlen).map(move |i| {
             let at = start + 12 * i;
@@ -185,7 +211,12 @@ impl Btf {
         }))
     }
 
+    /// The string at `off`: split BTF's offsets below the base's string section's length
+    /// are base strings (empty when `base::read` was not asked for them).
     fn name(&self, off: u32) -> &[u8] {
+        let Some(off) = off.checked_sub(self.base.strings_len) else {
+            return self.base.name(off);
+        };
         let strings = &self.data[self.strings.clone()];
         let rest = strings.get(off as usize..).unwrap_or(&[]);
         let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
@@ -194,13 +225,19 @@ impl Btf {
 
     /// The first struct (not a forward declaration) named `name`, by type id.
     fn struct_by_name(&self, name: &str) -> Option<usize> {
-        (1..self.type_count()).find(|&id| {
+        self.ids().find(|&id| {
             self.head(id).is_some_and(|h| {
                 (h.kind == KIND_STRUCT || h.kind == KIND_UNION)
                     && h.vlen > 0
                     && self.name(h.name_off) == name.as_bytes()
             })
         })
+    }
+
+    /// The size in bytes of struct (or union) `name`.
+    #[allow(dead_code, reason = "module_btf's, not called yet")]
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        Some(self.head(self.struct_by_name(name)?)?.size_or_type)
     }
 
     /// Location of `member` in `struct_name`, looking into anonymous structs and unions
@@ -258,7 +295,7 @@ impl Btf {
 
     /// The FUNC types: (type id, name offset, prototype id).
     fn funcs(&self) -> impl Iterator<Item = (usize, u32, u32)> + '_ {
-        (1..self.type_count()).filter_map(|id| {
+        self.ids().filter_map(|id| {
             self.head(id)
                 .filter(|h| h.kind == KIND_FUNC)
                 .map(|h| (id, h.name_off, h.size_or_type))
@@ -294,9 +331,9 @@ impl Btf {
     /// Value of the enum constant `name` in any enum.
     pub fn enum_value(&self, name: &str) -> Option<i64> {
         let b = self.type_bytes();
-        (1..self.type_count()).find_map(|id| {
+        self.ids().find_map(|id| {
             let h = self.head(id)?;
-            let start = self.offsets[id] as usize + 12;
+            let start = self.record(id)? + 12;
             match h.kind {
                 KIND_ENUM => (0..h.vlen).find_map(|i| {
                     let at = start + 8 * i;
@@ -392,6 +429,9 @@ pub mod testing {
         types: Vec<u8>,
         strings: Vec<u8>,
         next_id: u32,
+        /// For split BTF: the base's strings (a name found there is named there, as
+        /// pahole does), whose length starts this BTF's own string offsets.
+        base_strings: Vec<u8>,
     }
 
     pub struct M<'a> {
@@ -407,13 +447,30 @@ pub mod testing {
                 types: vec![],
                 strings: vec![0],
                 next_id: 1,
+                base_strings: vec![],
+            }
+        }
+        /// A module's split BTF over `base`: its type ids and strings continue the base's.
+        pub fn split(base: &Builder) -> Self {
+            Self {
+                types: vec![],
+                strings: vec![],
+                next_id: base.next_id,
+                base_strings: base.strings.clone(),
             }
         }
         fn str(&mut self, s: &str) -> u32 {
             if s.is_empty() {
                 return 0;
             }
-            let off = self.strings.len() as u32;
+            let mut at = 0;
+            for b in self.base_strings.split(|&c| c == 0) {
+                if b == s.as_bytes() {
+                    return at;
+                }
+                at += b.len() as u32 + 1;
+            }
+            let off = (self.base_strings.len() + self.strings.len()) as u32;
             self.strings.extend_from_slice(s.as_bytes());
             self.strings.push(0);
             off
@@ -733,5 +790,173 @@ mod tests {
         let mut blob = b.finish();
         blob.truncate(blob.len() - 3);
         assert!(Btf::parse(&blob).is_err());
+    }
+
+    /// A base (vmlinux) and a module's split BTF over it, shaped like netconsole's: the
+    /// module's struct has members of base and module types, names in both string sections.
+    fn base_and_module() -> (Vec<u8>, Vec<u8>) {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let netpoll = b.composite(
+            "netpoll",
+            false,
+            144,
+            &[M {
+                name: "dev",
+                type_id: int,
+                bit_offset: 0,
+                bitfield_size: 0,
+            }],
+        );
+        let ipv6 = b.composite(
+            "in6_addr",
+            false,
+            16,
+            &[M {
+                name: "state",
+                type_id: int,
+                bit_offset: 0,
+                bitfield_size: 0,
+            }],
+        );
+        b.func("netpoll_send_udp", int);
+        b.enum32("base_enum", &[("BASE_CONST", 7)]);
+        let mut m = Builder::split(&b);
+        let state = m.enum32(
+            "target_state",
+            &[
+                ("STATE_DISABLED", 0),
+                ("STATE_ENABLED", 1),
+                ("STATE_DEACTIVATED", 2),
+            ],
+        );
+        let anon = m.composite(
+            "",
+            false,
+            4,
+            &[M {
+                name: "remote_port",
+                type_id: int,
+                bit_offset: 16,
+                bitfield_size: 0,
+            }],
+        );
+        let plain = |name, type_id, bit_offset| M {
+            name,
+            type_id,
+            bit_offset,
+            bitfield_size: 0,
+        };
+        m.composite(
+            "netconsole_target",
+            false,
+            2528,
+            &[
+                plain("state", state, 1344 * 8),
+                plain("np", netpoll, 1352 * 8),
+                plain("", anon, 1424 * 8),
+                // An anonymous member of a base type: not searched (its records are not here).
+                plain("", ipv6, 1500 * 8),
+            ],
+        );
+        m.func("netcons_netpoll_setup", int);
+        (b.finish(), m.finish())
+    }
+
+    fn split(base: &[u8], module: &[u8]) -> Btf {
+        let btf = Btf::parse(module).unwrap();
+        let wanted = btf.name_offsets();
+        let base = base::read(&mut std::io::Cursor::new(base), 0, &wanted).unwrap();
+        btf.split_over(base)
+    }
+
+    #[test]
+    fn split_btf_continues_its_base_ids_and_strings() {
+        let (base, module) = base_and_module();
+        let btf = split(&base, &module);
+        assert_eq!(btf.struct_size("netconsole_target"), Some(2528));
+        let at = |m| btf.member("netconsole_target", m).map(|l| l.byte_offset());
+        // "state" and "np"... "state" is a base string, "np" the module's own.
+        assert_eq!(at("state"), Some(1344));
+        assert_eq!(at("np"), Some(1352));
+        assert_eq!(at("remote_port"), Some(1426));
+        assert_eq!(at("dev"), None);
+        assert_eq!(btf.enum_value("STATE_DEACTIVATED"), Some(2));
+        assert_eq!(btf.enum_value("STATE_DISABLED"), Some(0));
+        assert!(btf.has_function("netcons_netpoll_setup"));
+        // The base's own types are not the module's.
+        assert!(!btf.has_function("netpoll_send_udp"));
+        assert_eq!(btf.enum_value("BASE_CONST"), None);
+        assert_eq!(btf.struct_size("netpoll"), None);
+        // Ids continue the base's: 5 base types + void, then the module's 4.
+        assert_eq!(btf.type_count(), 6 + 4);
+        let index = btf.function_index(&["netcons_netpoll_setup"]);
+        assert_eq!(index.funcs[0].1, 9);
+    }
+
+    #[test]
+    fn a_split_btf_read_alone_or_over_a_wrong_base_finds_nothing_not_a_panic() {
+        let (_, module) = base_and_module();
+        let alone = Btf::parse(&module).unwrap();
+        // Its members name base types and strings it does not have.
+        let _ = alone.member("netconsole_target", "np");
+        // Over another base: refused (names inside its strings), or names not found.
+        let mut other = Builder::new();
+        other.int("long long unsigned int", 8);
+        let other = other.finish();
+        let wanted = alone.name_offsets();
+        if let Ok(base) = base::read(&mut std::io::Cursor::new(&other), 0, &wanted) {
+            let btf = alone.split_over(base);
+            assert_eq!(btf.member("netconsole_target", "state"), None);
+            let _ = btf.enum_value("STATE_DEACTIVATED");
+        }
+    }
+
+    #[test]
+    fn base_reading_keeps_only_the_wanted_strings() {
+        let (base, _) = base_and_module();
+        // A base inside a larger file (a vmlinux ELF's .BTF section).
+        let mut file = vec![0xaa; 100];
+        file.extend_from_slice(&base);
+        let all = Btf::parse(&base).unwrap();
+        let name_of = |s| all.head(all.struct_by_name(s).unwrap()).unwrap().name_off;
+        let (netpoll, in6) = (name_of("netpoll"), name_of("in6_addr"));
+        let read = |wanted: &[u32]| base::read(&mut std::io::Cursor::new(&file), 100, wanted);
+        let got = read(&[in6, netpoll, 9999]).unwrap();
+        assert_eq!(got.type_count, 6);
+        assert_eq!(got.name(netpoll), b"netpoll");
+        assert_eq!(got.name(in6), b"in6_addr");
+        assert_eq!(got.name(netpoll + 8), b"");
+        assert_eq!(got.blob.len(), "netpollin6_addr".len());
+        // A name inside another string: the split BTF is another base's.
+        for wanted in [&[netpoll + 3][..], &[netpoll, netpoll + 3]] {
+            let e = format!("{:#}", read(wanted).err().unwrap());
+            assert!(
+                e.contains(&format!("no string at offset {}", netpoll + 3)),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_base_is_an_error_naming_the_problem() {
+        let (base, _) = base_and_module();
+        let all = Btf::parse(&base).unwrap().name_offsets();
+        let read = |b: &[u8]| {
+            base::read(&mut std::io::Cursor::new(b), 0, &all)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(read(&base[..10]).contains("truncated (header)"));
+        assert!(read(&base[..40]).contains("truncated (types)"));
+        assert!(read(b"not btf at all, not at all").contains("not BTF"));
+        let mut unterminated = base.clone();
+        unterminated.pop();
+        assert!(
+            read(&unterminated).contains("offset 60 is not terminated"),
+            "{}",
+            read(&unterminated)
+        );
     }
 }

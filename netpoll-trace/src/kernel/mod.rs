@@ -10,12 +10,18 @@ pub mod clock;
 pub mod command;
 pub mod console_targets;
 pub mod device_stats;
+pub mod elf;
 pub mod embedded;
 pub mod ethtool;
 pub mod features;
 pub mod host;
 pub mod kallsyms;
 pub mod kmsg;
+#[allow(
+    dead_code,
+    reason = "not called yet: the offsets' integration of netconsole's BTF will"
+)]
+pub mod module_btf;
 pub mod netconsole;
 pub mod object;
 pub mod offsets;

@@ -74,8 +74,9 @@ pub fn from_bytes(data: Vec<u8>, release: Option<&str>) -> Result<BtfBytes> {
 const MAX_DICT_KB: u32 = 64 << 10;
 
 /// Decompresses an xz stream into at most `cap` bytes, streaming (never more than the
-/// output and one bounded dictionary in memory), verifying the stream's checks.
-fn unxz(data: &[u8], cap: usize) -> Result<Vec<u8>> {
+/// output and one bounded dictionary in memory), verifying the stream's checks. Also
+/// reads xz-compressed kernel modules (`module_btf`).
+pub fn unxz(data: &[u8], cap: usize) -> Result<Vec<u8>> {
     let reader = lzma_rust2::XzReader::new_mem_limit(data, false, MAX_DICT_KB);
     let mut out = Vec::new();
     reader
@@ -83,10 +84,7 @@ fn unxz(data: &[u8], cap: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| anyhow!("corrupt or unsupported xz data: {e}"))?;
     if out.len() > cap {
-        bail!(
-            "archive decompresses to more than {} MiB: not a BTFHub archive",
-            cap >> 20
-        );
+        bail!("xz data decompresses to more than {} MiB", cap >> 20);
     }
     Ok(out)
 }
