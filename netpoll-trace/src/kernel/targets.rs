@@ -346,9 +346,16 @@ pub fn traces_netconsole_target(present: &[bool]) -> bool {
         .any(|(t, p)| *p && t.armed && t.module == Some("netconsole"))
 }
 
-/// Whether module `m` has function `f`, from its BTF; None when that is unreadable.
-fn module_has_function(_m: &str, _f: &str) -> Option<bool> {
-    None // TODO(merge module-btf)
+/// Whether module `m` has function `f`, from its BTF (loaded, or the module file); None
+/// when that is unreadable (the attach then says whether it has it).
+fn module_has_function(m: &str, f: &str) -> Option<bool> {
+    match super::module_btf::load(m) {
+        Ok(btf) => Some(btf.has_function(f)),
+        Err(e) => {
+            log::debug!("{m}'s BTF: {e:#}");
+            None
+        }
+    }
 }
 
 /// Which TARGETS the kernel has (none required).
