@@ -160,3 +160,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// Whether this kernel's netconsole resumes a target its device stopped once the
+/// device is back (7.3+: `process_resume_target`, "network logging resumed"), by the
+/// module's BTF (loaded, or the module file); false when that cannot be read.
+pub fn resumes_targets() -> bool {
+    match super::module_btf::load("netconsole") {
+        Ok(btf) => btf.has_function("process_resume_target"),
+        Err(e) => {
+            log::debug!("netconsole's BTF: {e:#}");
+            false
+        }
+    }
+}

@@ -14,7 +14,7 @@ mod shared;
 
 pub use machine::{Effect, Machine, Report};
 pub use patching::{Identity, PatchOutcome, Patching, Successes};
-pub use reenabling::{DeviceBack, Reenabling, SendCheck, SendWatch, target_up};
+pub use reenabling::{DeviceBack, Reenabling, Resume, SendCheck, SendWatch, target_up};
 pub use shared::{Handled, KilledBy, Note, Verified, killed_on_stop};
 
 use std::collections::VecDeque;

@@ -73,6 +73,17 @@ pub enum SendCheck {
     Marker(String),
 }
 
+/// Who sets a stopped target up again once its device is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// The agent writes `enabled` (kernels before netconsole's target recovery).
+    ByAgent,
+    /// The kernel itself (7.3+: netconsole has `process_resume_target`): the agent
+    /// waits for the device and the kernel's set-up and reports them, and never writes
+    /// `enabled` behind the kernel's back.
+    ByKernel,
+}
+
 /// Re-enabling one target that its device stopped (`policy.target_stopped`).
 #[derive(Debug)]
 pub struct Reenabling {
@@ -88,6 +99,7 @@ pub struct Reenabling {
     pub ifindex: Option<i32>,
     backoff: Backoff,
     verify_timeout: Duration,
+    resume: Resume,
     notes: Vec<Note>,
 }
 
@@ -101,6 +113,7 @@ impl Reenabling {
         now: Option<&TargetState>,
         cfg: &AgentConfig,
         dry_run: bool,
+        resume: Resume,
     ) -> Option<(Self, ReenablingStep)> {
         let reenable = cfg.target_stopped == TargetStopped::Reenable;
         match e.event {
@@ -116,6 +129,7 @@ impl Reenabling {
             ifindex: None,
             backoff: Backoff::new(cfg),
             verify_timeout: cfg.verify_timeout,
+            resume,
             notes: Vec::new(),
         };
         let on = if r.dev.is_empty() {
@@ -128,8 +142,19 @@ impl Reenabling {
             r.note(Action::Decide, outcome, format!("{what}{why}"), None);
             return Some((r, ReenablingStep::Done(handled)));
         }
-        let detail = format!("{what}: re-enable it once {} is back", r.dev);
+        let detail = match resume {
+            Resume::ByAgent => format!("{what}: re-enable it once {} is back", r.dev),
+            Resume::ByKernel => format!(
+                "{what}: this kernel's netconsole resumes it itself once {} is back; the agent waits and reports (it does not write enabled)",
+                r.dev
+            ),
+        };
         r.note(Action::Decide, Outcome::Ok, detail, None);
+        if dry_run && resume == Resume::ByKernel {
+            let detail = format!("would wait up to {:?} for {} and the kernel's resume", cfg.device_wait, r.dev);
+            r.note(Action::WaitDevice, Outcome::DryRun, detail, None);
+            return Some((r, ReenablingStep::Done(Handled::Unfixed)));
+        }
         if dry_run {
             let detail = format!("would wait up to {:?} for {}", cfg.device_wait, r.dev);
             r.note(Action::WaitDevice, Outcome::DryRun, detail, None);
@@ -201,7 +226,14 @@ impl Reenabling {
                     waited.as_secs_f64()
                 );
                 self.note(Action::WaitDevice, Outcome::Ok, detail, None);
-                self.next_attempt()
+                match self.resume {
+                    Resume::ByAgent => self.next_attempt(),
+                    // The kernel's resume is the set-up to wait for.
+                    Resume::ByKernel => ReenablingStep::VerifySetup {
+                        attempt: 0,
+                        within: self.verify_timeout,
+                    },
+                }
             }
             DeviceBack::TimedOut => {
                 let detail = format!(
@@ -210,6 +242,16 @@ impl Reenabling {
                 );
                 self.note(Action::WaitDevice, Outcome::TimedOut, detail, None);
                 ReenablingStep::Done(Handled::Unfixed)
+            }
+            DeviceBack::TargetUp if self.resume == Resume::ByKernel => {
+                let detail = format!(
+                    "{} was resumed by the kernel while waiting for {}",
+                    self.target, self.dev
+                );
+                self.proof(Action::Verify, detail, &[Evidence::Setup]);
+                ReenablingStep::VerifySend {
+                    within: self.verify_timeout,
+                }
             }
             DeviceBack::TargetUp => {
                 let detail = format!(
@@ -273,7 +315,11 @@ impl Reenabling {
     pub fn setup_verified(&mut self, v: Verified) -> ReenablingStep {
         match v {
             Verified::Succeeded(_) => {
-                let detail = format!("{} set up again on {}", self.target, self.dev);
+                let by = match self.resume {
+                    Resume::ByAgent => "set up again",
+                    Resume::ByKernel => "resumed by the kernel",
+                };
+                let detail = format!("{} {by} on {}", self.target, self.dev);
                 self.proof(Action::Verify, detail, &[Evidence::Setup]);
                 ReenablingStep::VerifySend {
                     within: self.verify_timeout,
@@ -370,8 +416,17 @@ impl Reenabling {
         )
     }
 
-    /// The next re-enable (the first at once, then after a doubling wait), or give up.
+    /// The next re-enable (the first at once, then after a doubling wait), or give up;
+    /// where the kernel resumes targets, give up at once: its attempt was the one.
     fn next_attempt(&mut self) -> ReenablingStep {
+        if self.resume == Resume::ByKernel {
+            let detail = format!(
+                "the kernel did not resume {} on {}: left as the kernel left it",
+                self.target, self.dev
+            );
+            self.note(Action::Verify, Outcome::Failed, detail, None);
+            return ReenablingStep::Done(Handled::Unfixed);
+        }
         match self.backoff.next() {
             Some((attempt, after)) => ReenablingStep::Reenable { attempt, after },
             None => ReenablingStep::Done(Handled::Unfixed),

@@ -464,10 +464,74 @@ fn sent(dev: &str, ifindex: i32, sent: u64) -> SendSummary {
     s
 }
 
+/// #23 item 5: where the kernel resumes targets itself (7.3+), the agent waits for the
+/// device and the kernel's set-up, reports them, and never re-enables.
+#[test]
+fn where_the_kernel_resumes_targets_the_agent_only_waits_and_reports() {
+    let e = stop(Change::Stopped, "device_unregistered");
+    let (mut r, next) =
+        Reenabling::begin(&e, None, &reenabling(), false, Resume::ByKernel).unwrap();
+    assert!(matches!(next, ReenablingStep::AwaitDevice { .. }));
+    let back = DeviceBack::Present {
+        ifindex: Some(9),
+        waited: Duration::from_millis(300),
+    };
+    assert_eq!(
+        r.device_back(back.clone(), Duration::from_secs(30)),
+        ReenablingStep::VerifySetup {
+            attempt: 0,
+            within: Duration::from_secs(10)
+        }
+    );
+    assert_eq!(
+        r.setup_verified(Verified::Succeeded(2_000)),
+        ReenablingStep::VerifySend {
+            within: Duration::from_secs(10)
+        }
+    );
+    assert_eq!(
+        r.send_verified(SendCheck::Grew { from: 4, to: 6 }),
+        ReenablingStep::Done(Handled::Fixed)
+    );
+    let notes = r.take_notes();
+    assert!(
+        !actions(&notes).iter().any(|(a, _)| *a == Action::Reenable),
+        "{notes:?}"
+    );
+    assert!(notes[0].detail.contains("resumes it itself"), "{}", notes[0].detail);
+    assert_eq!(
+        notes[2].detail,
+        "netconsole@10.0.2.2:6666 resumed by the kernel on eth1.100"
+    );
+    // The kernel did not resume it: reported, never retried by the agent.
+    let (mut r, _) = Reenabling::begin(&e, None, &reenabling(), false, Resume::ByKernel).unwrap();
+    r.device_back(back, Duration::from_secs(30));
+    assert_eq!(
+        r.setup_verified(Verified::TimedOut),
+        ReenablingStep::Done(Handled::Unfixed)
+    );
+    let notes = r.take_notes();
+    assert!(!actions(&notes).iter().any(|(a, _)| *a == Action::Reenable));
+    assert!(notes.last().unwrap().detail.contains("did not resume"));
+    // Resumed while the agent waited for the device: proved, then its sends checked.
+    let (mut r, _) = Reenabling::begin(&e, None, &reenabling(), false, Resume::ByKernel).unwrap();
+    assert_eq!(
+        r.device_back(DeviceBack::TargetUp, Duration::from_secs(30)),
+        ReenablingStep::VerifySend {
+            within: Duration::from_secs(10)
+        }
+    );
+    // A resume is a change that needs nothing.
+    assert!(
+        Reenabling::begin(&stop(Change::Resumed, "netconsole_resume"), None, &reenabling(), false, Resume::ByKernel)
+            .is_none()
+    );
+}
+
 #[test]
 fn a_stopped_target_is_waited_for_reenabled_and_verified() {
     let e = stop(Change::Stopped, "device_unregistered");
-    let (mut r, next) = Reenabling::begin(&e, None, &reenabling(), false).unwrap();
+    let (mut r, next) = Reenabling::begin(&e, None, &reenabling(), false, Resume::ByAgent).unwrap();
     assert_eq!(
         next,
         ReenablingStep::AwaitDevice {
@@ -537,7 +601,7 @@ fn a_stopped_target_is_waited_for_reenabled_and_verified() {
         &stop(Change::Stopped, "device_event"),
         None,
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -557,7 +621,7 @@ fn a_stop_is_only_reported_by_default() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &cfg(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -571,13 +635,13 @@ fn a_stop_is_only_reported_by_default() {
         notes[0].detail
     );
     // Disables and enables are none of the reporting agent's business.
-    assert!(Reenabling::begin(&stop(Change::Disabled, "disabled"), None, &cfg(), false).is_none());
+    assert!(Reenabling::begin(&stop(Change::Disabled, "disabled"), None, &cfg(), false, Resume::ByAgent).is_none());
     assert!(
         Reenabling::begin(
             &stop(Change::ReEnabled, "netpoll_setup"),
             None,
             &reenabling(),
-            false
+            false, Resume::ByAgent
         )
         .is_none()
     );
@@ -586,7 +650,7 @@ fn a_stop_is_only_reported_by_default() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        true,
+        true, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -606,7 +670,7 @@ fn a_device_that_never_returns_times_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(
@@ -627,7 +691,7 @@ fn a_device_that_never_returns_times_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(
@@ -646,7 +710,7 @@ fn a_target_disabled_by_its_owner_is_never_reenabled() {
         &stop(Change::Disabled, "disabled"),
         None,
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Fixed));
@@ -674,7 +738,7 @@ fn a_stop_already_followed_by_a_set_up_is_superseded() {
         &e,
         Some(&up(2_000, Change::ReEnabled)),
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Fixed));
@@ -684,7 +748,7 @@ fn a_stop_already_followed_by_a_set_up_is_superseded() {
     );
     // Still down, or up only before the stop: waited for.
     for s in [up(2_000, Change::Stopped), up(500, Change::Enabled)] {
-        let (_, next) = Reenabling::begin(&e, Some(&s), &reenabling(), false).unwrap();
+        let (_, next) = Reenabling::begin(&e, Some(&s), &reenabling(), false, Resume::ByAgent).unwrap();
         assert!(matches!(next, ReenablingStep::AwaitDevice { .. }), "{s:?}");
     }
 }
@@ -695,7 +759,7 @@ fn failed_reenables_back_off_until_the_attempts_run_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false,
+        false, Resume::ByAgent,
     )
     .unwrap();
     r.device_back(
@@ -760,7 +824,7 @@ fn failed_reenables_back_off_until_the_attempts_run_out() {
             &stop(Change::Stopped, "device_unregistered"),
             None,
             &reenabling(),
-            false,
+            false, Resume::ByAgent,
         )
         .unwrap();
         assert_eq!(

@@ -25,7 +25,7 @@ use crate::{
     },
     model::{
         agent::{
-            self, Backlog, Handled, Identity, Machine, Need, Note, Patching, Reenabling, Successes,
+            self, Backlog, Handled, Identity, Machine, Need, Note, Patching, Reenabling, Resume, Successes,
         },
         config::{self, AgentConfig, TargetStopped},
         diagnosis::Cause,
@@ -124,6 +124,8 @@ struct Agent {
     running: Option<command::Running>,
     /// The device and attempt of the latest retry (the journal says what a kill cut off).
     retrying_for: (String, u32),
+    /// Who sets a stopped target up again on this kernel (7.3+: the kernel itself).
+    resume: Resume,
 }
 
 /// The capability that grants a need on this kernel.
@@ -154,6 +156,11 @@ impl Agent {
             successes: Successes::default(),
             running: None,
             retrying_for: (String::new(), 0),
+            resume: if crate::kernel::netconsole::resumes_targets() {
+                Resume::ByKernel
+            } else {
+                Resume::ByAgent
+            },
         })
     }
 
@@ -369,7 +376,7 @@ impl Agent {
                     .targets()
                     .find(|s| s.target == e.target)
                     .cloned();
-                let (m, first) = Reenabling::begin(&e, now.as_ref(), &self.cfg, self.args.dry_run)?;
+                let (m, first) = Reenabling::begin(&e, now.as_ref(), &self.cfg, self.args.dry_run, self.resume)?;
                 Some(Machine::reenabling(m, first))
             }
             _ => None,
