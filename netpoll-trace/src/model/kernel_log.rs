@@ -92,7 +92,10 @@ impl KernelLog {
     /// Removes and returns the oldest netpoll failure line naming `dev`.
     pub fn take_failure_for(&mut self, dev: &str) -> Option<String> {
         let i = self.lines.iter().position(|(_, l)| {
-            l.starts_with("netpoll: ") && is_failure(l) && l.split([' ', ',']).any(|w| w == dev)
+            // 7.3+: netconsole checks the device itself and logs as "netconsole: ".
+            (l.starts_with("netpoll: ") || l.starts_with("netconsole: "))
+                && is_failure(l)
+                && l.split([' ', ',']).any(|w| w == dev)
         })?;
         self.lines.remove(i).map(|(_, l)| l)
     }
@@ -107,6 +110,25 @@ impl KernelLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 7.3: netconsole's own set-up logs its refusals with its own prefix.
+    #[test]
+    fn netconsoles_own_refusals_are_quoted_too() {
+        let mut log = KernelLog::default();
+        log.push("netconsole: netconsole: local port 6665".into(), 0);
+        log.push("netconsole: netconsole: eth7 doesn't exist, aborting".into(), 0);
+        log.push("netconsole: netconsole: eth1 is a slave device, aborting".into(), 0);
+        log.push("netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(), 0);
+        assert_eq!(
+            log.take_failure_for("eth1").as_deref(),
+            Some("netconsole: netconsole: eth1 is a slave device, aborting")
+        );
+        assert_eq!(
+            log.take_failure_for("eth7").as_deref(),
+            Some("netconsole: netconsole: eth7 doesn't exist, aborting")
+        );
+        assert_eq!(log.take_failure_for("cmdline0"), None);
+    }
 
     #[test]
     fn matches_failures_by_whole_device_name_in_order() {
