@@ -3,6 +3,13 @@
 # Every check a scenario declares in its `# checks:` header must appear as pass or skip.
 # Check names are single words. Do not use `set -e`: a failed check should not hide the rest.
 
+# The outer set-up function the tool reports: netpoll_setup, or on 7.3+ (whose vmlinux
+# has none) netconsole's own netcons_netpoll_setup; its log lines' prefix likewise.
+case $(uname -r) in
+7.[3-9]* | 7.[1-9][0-9]* | [89].* | [1-9][0-9].*) NPT_OUTER=netcons_netpoll_setup NPT_NC_LOG=netconsole ;;
+*) NPT_OUTER=netpoll_setup NPT_NC_LOG=netpoll ;;
+esac
+
 # npt_check NAME CMD [ARGS...]: runs CMD; pass when it exits 0. On failure its output is shown
 # (prefixed) and the last line becomes the detail. Returns CMD's status.
 npt_check() {

@@ -19,9 +19,13 @@ netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0
 ok_rc=$?
 echo "--- watch (success case) rc=$ok_rc"; cat /tmp/ok.err /tmp/ok.json
 
-npt_check attach grep -Eq "ready: (fentry|kprobe) on netpoll_setup, __netpoll_setup" /tmp/ok.err
+if [ $NPT_OUTER = netpoll_setup ]; then
+    npt_check attach grep -Eq "ready: (fentry|kprobe) on netpoll_setup, __netpoll_setup" /tmp/ok.err
+else
+    npt_check attach grep -Eq "ready: (fentry|kprobe) on __netpoll_setup, .*netconsole:netcons_netpoll_setup" /tmp/ok.err
+fi
 npt_check ok_modprobe test "$ok_rc" -eq 0
-npt_check ok_outer_event npt_json_has /tmp/ok.json fn=netpoll_setup netpoll=netconsole dev=eth0 ret=0 depth=0 comm=modprobe
+npt_check ok_outer_event npt_json_has /tmp/ok.json fn=$NPT_OUTER netpoll=netconsole dev=eth0 ret=0 depth=0 comm=modprobe
 npt_check ok_inner_event npt_json_has /tmp/ok.json fn=__netpoll_setup dev=eth0 ret=0 depth=1
 ifindex=$(cat /sys/class/net/eth0/ifindex)
 npt_check ok_ifindex npt_json_has /tmp/ok.json fn=__netpoll_setup ifindex=$ifindex
@@ -33,7 +37,7 @@ ok_ops_read() {
 npt_check ok_ops_read ok_ops_read
 # The programs' own log records (aya-log): silent by default, shown with -vv.
 npt_check bpf_log_quiet sh -c "! grep -q 'set-up fn=' /tmp/ok.err"
-npt_check ok_kernel_log sh -c "dmesg | grep -Eq 'netpoll: netconsole: local IP(v4 address)? 10.99.0.1'"
+npt_check ok_kernel_log sh -c "dmesg | grep -Eq '$NPT_NC_LOG: netconsole: local IP(v4 address)? 10.99.0.1'"
 # A module-parameter target's lifecycle: enabled by its set-up, disabled by the unload.
 npt_check param_target_enabled npt_json_has /tmp/ok.json type=target target=netconsole@10.99.0.2:6666 event=enabled cause=netpoll_setup dev=eth0
 netpoll-trace watch --json -- rmmod netconsole >/tmp/rmmod.json 2>/tmp/rmmod.err
@@ -57,11 +61,11 @@ cat /tmp/both.json /tmp/both.txt
 # line_of FILE PATTERN: the number of the first line matching PATTERN (0 when none).
 line_of() { n=$(grep -n -E "$2" "$1" | head -n 1 | cut -d: -f1); echo "${n:-0}"; }
 causal_order() {
-    s=$(line_of /tmp/both.json '"type":"setup".*"fn":"netpoll_setup".*"dev":"eth0"')
+    s=$(line_of /tmp/both.json '"type":"setup".*"fn":"'$NPT_OUTER'".*"dev":"eth0"')
     e=$(line_of /tmp/both.json '"type":"target".*"event":"enabled"')
     d=$(line_of /tmp/both.json '"type":"target".*"event":"(disabled|stopped)"')
     last=$(grep '"type":"target"' /tmp/both.json | tail -n 1)
-    ts=$(line_of /tmp/both.txt 'netpoll_setup +netconsole eth0')
+    ts=$(line_of /tmp/both.txt "$NPT_OUTER +netconsole eth0")
     te=$(line_of /tmp/both.txt '^target netconsole@10.99.0.2:6666 enabled')
     td=$(line_of /tmp/both.txt '^target netconsole@10.99.0.2:6666 (disabled|stopped)')
     echo "json: setup $s, enabled $e, end $d; table: setup $ts, enabled $te, end $td"
@@ -97,13 +101,13 @@ if npt_has netconsole_keeps_failed; then
 else
     npt_check fail_modprobe sh -c "test $fail_rc -ne 0 && test $fail_rc -ne 3"
 fi
-npt_check fail_outer_event npt_json_has /tmp/fail.json fn=netpoll_setup dev=d0 ret=-89 errno=EDESTADDRREQ
+npt_check fail_outer_event npt_json_has /tmp/fail.json fn=$NPT_OUTER dev=d0 ret=-89 errno=EDESTADDRREQ
 npt_check fail_no_inner npt_json_none /tmp/fail.json fn=__netpoll_setup dev=d0
 # Exactly one recorded failure per "aborting" line the kernel logged (busybox's
 # modprobe retries a failed load once, so where the load fails it is logged twice).
 dmesg_after=$(dmesg | grep -c 'no IP address for d0, aborting')
 kernel_failures=$((dmesg_after - dmesg_before))
-traced_failures=$(npt_json_count /tmp/fail.json fn=netpoll_setup dev=d0 ret=-89)
+traced_failures=$(npt_json_count /tmp/fail.json fn=$NPT_OUTER dev=d0 ret=-89)
 echo "kernel logged $kernel_failures failure(s), netpoll-trace recorded $traced_failures"
 npt_check fail_matches_dmesg sh -c "test $kernel_failures -ge 1 && test $kernel_failures -eq $traced_failures"
 rmmod netconsole 2>/dev/null

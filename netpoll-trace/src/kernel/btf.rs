@@ -235,7 +235,6 @@ impl Btf {
     }
 
     /// The size in bytes of struct (or union) `name`.
-    #[allow(dead_code, reason = "module_btf's, not called yet")]
     pub fn struct_size(&self, name: &str) -> Option<u32> {
         Some(self.head(self.struct_by_name(name)?)?.size_or_type)
     }

@@ -17,10 +17,6 @@ pub mod features;
 pub mod host;
 pub mod kallsyms;
 pub mod kmsg;
-#[allow(
-    dead_code,
-    reason = "not called yet: the offsets' integration of netconsole's BTF will"
-)]
 pub mod module_btf;
 pub mod netconsole;
 pub mod object;

@@ -81,10 +81,6 @@ pub struct ModuleBtf {
 }
 
 impl ModuleBtf {
-    pub fn btf(&self) -> &Btf {
-        &self.btf
-    }
-
     pub fn source(&self) -> &Source {
         &self.source
     }

@@ -88,6 +88,19 @@ pub fn enable(t: &Path) -> Result<String> {
     Ok(format!("wrote 1 to {}", enabled.display()))
 }
 
+/// Whether this kernel's netconsole resumes a target its device stopped once the
+/// device is back (7.3+: `process_resume_target`, "network logging resumed"), by the
+/// module's BTF (loaded, or the module file); false when that cannot be read.
+pub fn resumes_targets() -> bool {
+    match super::module_btf::load("netconsole") {
+        Ok(btf) => btf.has_function("process_resume_target"),
+        Err(e) => {
+            log::debug!("netconsole's BTF: {e:#}");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +171,5 @@ mod tests {
         assert_eq!(how, format!("wrote 1 to {}", enabled.display()));
         assert_eq!(std::fs::read_to_string(&enabled).unwrap(), "1");
         let _ = std::fs::remove_dir_all(&root);
-    }
-}
-
-/// Whether this kernel's netconsole resumes a target its device stopped once the
-/// device is back (7.3+: `process_resume_target`, "network logging resumed"), by the
-/// module's BTF (loaded, or the module file); false when that cannot be read.
-pub fn resumes_targets() -> bool {
-    match super::module_btf::load("netconsole") {
-        Ok(btf) => btf.has_function("process_resume_target"),
-        Err(e) => {
-            log::debug!("netconsole's BTF: {e:#}");
-            false
-        }
     }
 }

@@ -416,7 +416,11 @@ mod tests {
         );
         assert_eq!(TARGETS[NETCONS_SETUP].id, function::NETCONS_NETPOLL_SETUP);
         for t in &TARGETS {
-            assert!(!t.armed || t.module.is_some(), "{}: armed needs a module", t.symbol);
+            assert!(
+                !t.armed || t.module.is_some(),
+                "{}: armed needs a module",
+                t.symbol
+            );
         }
         // A module's function has kprobes only (its fentry pair names them again).
         let all: Vec<&str> = TARGETS
@@ -525,7 +529,11 @@ mod tests {
         assert_eq!(wanted(send_skb, &present, &[]), Wanted::Absent);
         assert_eq!(wanted(on_dev, &present, &[]), Wanted::Absent);
         let listed = checked(|s| s != "netpoll_send_skb" && !s.starts_with("netconsole:n"));
-        assert_eq!(listed.len(), 9, "each id once, not the absent module set-up");
+        assert_eq!(
+            listed.len(),
+            9,
+            "each id once, not the absent module set-up"
+        );
         assert!(listed.contains(&("netpoll_send_skb_on_dev", true)));
         let listed = checked(|s| s != "do_netpoll_cleanup");
         assert!(

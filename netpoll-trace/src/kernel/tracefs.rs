@@ -178,7 +178,12 @@ pub fn create_armed_event(ret: bool, function: &str) -> Result<u64> {
         .append(true)
         .open(&file)
         .and_then(|mut f| f.write_all(format!("{kind}:kprobes/{event} {function}\n").as_bytes()))
-        .with_context(|| format!("writing {kind}:kprobes/{event} {function} to {}", file.display()))?;
+        .with_context(|| {
+            format!(
+                "writing {kind}:kprobes/{event} {function} to {}",
+                file.display()
+            )
+        })?;
     let id_file = dir.join("events/kprobes").join(&event).join("id");
     let id = std::fs::read_to_string(&id_file)
         .with_context(|| format!("reading {}", id_file.display()))?;

@@ -564,8 +564,10 @@ mod tests {
                 *present = false;
             }
         }
-        f.netpoll_symbols
-            .push((function::symbol(function::NETCONS_NETPOLL_SETUP).unwrap(), true));
+        f.netpoll_symbols.push((
+            function::symbol(function::NETCONS_NETPOLL_SETUP).unwrap(),
+            true,
+        ));
         let r = evaluate(&f);
         assert_eq!(status(&r, "netpoll"), Status::Ok, "{}", text(&r));
         assert!(r.traceable);

@@ -208,17 +208,15 @@ pub fn diagnose(attempt: &Attempt, ctx: &Context, log: &mut KernelLog) -> Option
                 ),
             )
         }
-        (f, Some(_)) if f.is_outer() && culprit.dev.is_some() && nested_failure_free(attempt) => {
-            (
-                Cause::OpenFailed,
-                vec![Remedy::UseOtherDevice],
-                format!(
-                    "netpoll could not bring {dev_name} up ({}); check `ip link show {dev_name}` and the \
+        (f, Some(_)) if f.is_outer() && culprit.dev.is_some() && nested_failure_free(attempt) => (
+            Cause::OpenFailed,
+            vec![Remedy::UseOtherDevice],
+            format!(
+                "netpoll could not bring {dev_name} up ({}); check `ip link show {dev_name}` and the \
                  driver's messages in dmesg.",
-                    errno.map_or("unknown error".into(), |e| e.to_string())
-                ),
-            )
-        }
+                errno.map_or("unknown error".into(), |e| e.to_string())
+            ),
+        ),
         _ => (
             Cause::Unknown,
             vec![],

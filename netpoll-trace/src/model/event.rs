@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::errno::Errno;
 
 /// Which set-up function a record describes, with its stable name.
+#[allow(clippy::enum_variant_names, reason = "the kernel's function names")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SetupFn {
     #[serde(rename = "netpoll_setup")]

@@ -116,9 +116,18 @@ mod tests {
     fn netconsoles_own_refusals_are_quoted_too() {
         let mut log = KernelLog::default();
         log.push("netconsole: netconsole: local port 6665".into(), 0);
-        log.push("netconsole: netconsole: eth7 doesn't exist, aborting".into(), 0);
-        log.push("netconsole: netconsole: eth1 is a slave device, aborting".into(), 0);
-        log.push("netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(), 0);
+        log.push(
+            "netconsole: netconsole: eth7 doesn't exist, aborting".into(),
+            0,
+        );
+        log.push(
+            "netconsole: netconsole: eth1 is a slave device, aborting".into(),
+            0,
+        );
+        log.push(
+            "netconsole: Not enabling netconsole for cmdline0. Netpoll setup failed".into(),
+            0,
+        );
         assert_eq!(
             log.take_failure_for("eth1").as_deref(),
             Some("netconsole: netconsole: eth1 is a slave device, aborting")

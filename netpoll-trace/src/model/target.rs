@@ -196,8 +196,7 @@ impl Lifecycle {
     /// A finished set-up record: an outermost `netpoll_setup` with an owner that
     /// succeeded enables its target (re-enables one seen down).
     pub fn on_setup(&mut self, r: &SetupRecord) -> Option<TargetEvent> {
-        if !r.function.is_outer() || r.depth != 0 || r.netpoll.is_none() || r.ret != 0
-        {
+        if !r.function.is_outer() || r.depth != 0 || r.netpoll.is_none() || r.ret != 0 {
             return None;
         }
         let target = label(r.netpoll.as_deref(), r.remote.as_deref(), r.netpoll_addr);
@@ -363,14 +362,19 @@ pub mod tests {
             let mut r = setup(0);
             r.function = function;
             l.on_setup(&r).unwrap();
-            l.on_teardown(&teardown(StopCause::DeviceUnregistered)).unwrap();
+            l.on_teardown(&teardown(StopCause::DeviceUnregistered))
+                .unwrap();
             let mut again = r.clone();
             again.ts_ns = 100;
             again.comm = Some(comm.into());
             let e = l.on_setup(&again).unwrap();
             assert_eq!(e.event, want, "{function:?} by {comm}");
             assert!(e.event.up());
-            let cause = if want == Change::Resumed { RESUME_CAUSE } else { "netpoll_setup" };
+            let cause = if want == Change::Resumed {
+                RESUME_CAUSE
+            } else {
+                "netpoll_setup"
+            };
             assert_eq!(e.cause, cause);
         }
     }

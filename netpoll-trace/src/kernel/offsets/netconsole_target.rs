@@ -33,7 +33,8 @@ pub fn apply(config: &mut Config, t: &NetconsoleTarget) {
 
 /// Reads netconsole's layout into `config`; a note for the user when it cannot.
 pub fn resolve(config: &mut Config) -> Option<String> {
-    const LOST: &str = "set-ups and sends in netconsole are traced without their device, owner and target address";
+    const LOST: &str =
+        "set-ups and sends in netconsole are traced without their device, owner and target address";
     match module_btf::load("netconsole") {
         Ok(btf) => match module_btf::netconsole_target(&btf) {
             Some(t) => {

@@ -151,7 +151,10 @@ impl Reenabling {
         };
         r.note(Action::Decide, Outcome::Ok, detail, None);
         if dry_run && resume == Resume::ByKernel {
-            let detail = format!("would wait up to {:?} for {} and the kernel's resume", cfg.device_wait, r.dev);
+            let detail = format!(
+                "would wait up to {:?} for {} and the kernel's resume",
+                cfg.device_wait, r.dev
+            );
             r.note(Action::WaitDevice, Outcome::DryRun, detail, None);
             return Some((r, ReenablingStep::Done(Handled::Unfixed)));
         }

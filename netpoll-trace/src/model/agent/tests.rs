@@ -498,7 +498,11 @@ fn where_the_kernel_resumes_targets_the_agent_only_waits_and_reports() {
         !actions(&notes).iter().any(|(a, _)| *a == Action::Reenable),
         "{notes:?}"
     );
-    assert!(notes[0].detail.contains("resumes it itself"), "{}", notes[0].detail);
+    assert!(
+        notes[0].detail.contains("resumes it itself"),
+        "{}",
+        notes[0].detail
+    );
     assert_eq!(
         notes[2].detail,
         "netconsole@10.0.2.2:6666 resumed by the kernel on eth1.100"
@@ -523,8 +527,14 @@ fn where_the_kernel_resumes_targets_the_agent_only_waits_and_reports() {
     );
     // A resume is a change that needs nothing.
     assert!(
-        Reenabling::begin(&stop(Change::Resumed, "netconsole_resume"), None, &reenabling(), false, Resume::ByKernel)
-            .is_none()
+        Reenabling::begin(
+            &stop(Change::Resumed, "netconsole_resume"),
+            None,
+            &reenabling(),
+            false,
+            Resume::ByKernel
+        )
+        .is_none()
     );
 }
 
@@ -601,7 +611,8 @@ fn a_stopped_target_is_waited_for_reenabled_and_verified() {
         &stop(Change::Stopped, "device_event"),
         None,
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -621,7 +632,8 @@ fn a_stop_is_only_reported_by_default() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &cfg(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -635,13 +647,23 @@ fn a_stop_is_only_reported_by_default() {
         notes[0].detail
     );
     // Disables and enables are none of the reporting agent's business.
-    assert!(Reenabling::begin(&stop(Change::Disabled, "disabled"), None, &cfg(), false, Resume::ByAgent).is_none());
+    assert!(
+        Reenabling::begin(
+            &stop(Change::Disabled, "disabled"),
+            None,
+            &cfg(),
+            false,
+            Resume::ByAgent
+        )
+        .is_none()
+    );
     assert!(
         Reenabling::begin(
             &stop(Change::ReEnabled, "netpoll_setup"),
             None,
             &reenabling(),
-            false, Resume::ByAgent
+            false,
+            Resume::ByAgent
         )
         .is_none()
     );
@@ -650,7 +672,8 @@ fn a_stop_is_only_reported_by_default() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        true, Resume::ByAgent,
+        true,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Unfixed));
@@ -670,7 +693,8 @@ fn a_device_that_never_returns_times_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(
@@ -691,7 +715,8 @@ fn a_device_that_never_returns_times_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(
@@ -710,7 +735,8 @@ fn a_target_disabled_by_its_owner_is_never_reenabled() {
         &stop(Change::Disabled, "disabled"),
         None,
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Fixed));
@@ -738,7 +764,8 @@ fn a_stop_already_followed_by_a_set_up_is_superseded() {
         &e,
         Some(&up(2_000, Change::ReEnabled)),
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     assert_eq!(next, ReenablingStep::Done(Handled::Fixed));
@@ -748,7 +775,8 @@ fn a_stop_already_followed_by_a_set_up_is_superseded() {
     );
     // Still down, or up only before the stop: waited for.
     for s in [up(2_000, Change::Stopped), up(500, Change::Enabled)] {
-        let (_, next) = Reenabling::begin(&e, Some(&s), &reenabling(), false, Resume::ByAgent).unwrap();
+        let (_, next) =
+            Reenabling::begin(&e, Some(&s), &reenabling(), false, Resume::ByAgent).unwrap();
         assert!(matches!(next, ReenablingStep::AwaitDevice { .. }), "{s:?}");
     }
 }
@@ -759,7 +787,8 @@ fn failed_reenables_back_off_until_the_attempts_run_out() {
         &stop(Change::Stopped, "device_unregistered"),
         None,
         &reenabling(),
-        false, Resume::ByAgent,
+        false,
+        Resume::ByAgent,
     )
     .unwrap();
     r.device_back(
@@ -824,7 +853,8 @@ fn failed_reenables_back_off_until_the_attempts_run_out() {
             &stop(Change::Stopped, "device_unregistered"),
             None,
             &reenabling(),
-            false, Resume::ByAgent,
+            false,
+            Resume::ByAgent,
         )
         .unwrap();
         assert_eq!(

@@ -25,7 +25,8 @@ use crate::{
     },
     model::{
         agent::{
-            self, Backlog, Handled, Identity, Machine, Need, Note, Patching, Reenabling, Resume, Successes,
+            self, Backlog, Handled, Identity, Machine, Need, Note, Patching, Reenabling, Resume,
+            Successes,
         },
         config::{self, AgentConfig, TargetStopped},
         diagnosis::Cause,
@@ -376,7 +377,8 @@ impl Agent {
                     .targets()
                     .find(|s| s.target == e.target)
                     .cloned();
-                let (m, first) = Reenabling::begin(&e, now.as_ref(), &self.cfg, self.args.dry_run, self.resume)?;
+                let (m, first) =
+                    Reenabling::begin(&e, now.as_ref(), &self.cfg, self.args.dry_run, self.resume)?;
                 Some(Machine::reenabling(m, first))
             }
             _ => None,
