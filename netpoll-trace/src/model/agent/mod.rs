@@ -10,6 +10,7 @@
 mod machine;
 mod patching;
 mod reenabling;
+mod reenabling_steps;
 mod shared;
 
 pub use machine::{Effect, Machine, Report};
