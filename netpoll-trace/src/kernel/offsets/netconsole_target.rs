@@ -31,14 +31,26 @@ pub fn apply(config: &mut Config, t: &NetconsoleTarget) {
     }
 }
 
-/// Reads netconsole's layout into `config`; a note for the user when it cannot.
-pub fn resolve(config: &mut Config) -> Option<String> {
+/// The netpoll fields a netconsole target carries instead (7.3+).
+const MOVED: [&str; 4] = [
+    "netpoll.remote_ip",
+    "netpoll.remote_port",
+    "netpoll.local_port",
+    "netpoll.ipv6",
+];
+
+/// Reads netconsole's layout into `resolved`'s config (the addresses found in the target
+/// are no longer missing); a note for the user when it cannot.
+pub fn resolve(resolved: &mut super::Resolved) -> Option<String> {
     const LOST: &str =
         "set-ups and sends in netconsole are traced without their device, owner and target address";
     match module_btf::load("netconsole") {
         Ok(btf) => match module_btf::netconsole_target(&btf) {
             Some(t) => {
-                apply(config, &t);
+                apply(&mut resolved.config, &t);
+                if resolved.config.flags & cf::NT_REMOTE != 0 {
+                    resolved.missing.retain(|m| !MOVED.contains(m));
+                }
                 log::debug!("netconsole_target from {}: {t:?}", btf.source());
                 None
             }
