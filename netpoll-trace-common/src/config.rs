@@ -23,6 +23,8 @@ pub mod config_flags {
     /// The target's addresses around its `np` (`Config::nt_*`): where `struct netpoll`
     /// no longer carries them (7.3+), netconsole's own target does.
     pub const NT_REMOTE: u32 = 1 << 10;
+    /// `nbcon_write_context.len` (`Config::wctxt_len`): 7.3+ netconsole's console write.
+    pub const WCTXT_LEN: u32 = 1 << 11;
 }
 
 /// Struct layout of the running kernel, resolved from BTF by userspace before the
@@ -80,6 +82,10 @@ pub struct Config {
     pub nt_remote_port: u32,
     pub nt_local_port: u32,
     pub nt_ipv6: u32,
+    /// `nbcon_write_context.len` (`config_flags::WCTXT_LEN`): the message's length in
+    /// 7.3+ netconsole's console write, which takes the nbcon context.
+    pub wctxt_len: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Config>() == 136);
+const _: () = assert!(core::mem::size_of::<Config>() == 144);

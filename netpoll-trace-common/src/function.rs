@@ -41,6 +41,11 @@ pub const NETCONS_NETPOLL_SETUP: u32 = 10;
 /// char *msg, int len)` (7.3+, where vmlinux has none): `NETPOLL_SEND_UDP` there.
 pub const NETCONS_SEND_UDP_SYMBOL: &str = "netconsole:netpoll_send_udp";
 
+/// 7.3+ netconsole's console write for plain targets, `static void
+/// netconsole_write_basic(struct console *con, struct nbcon_write_context *wctxt)` (an
+/// nbcon console; it tail-calls netconsole_write): `NETCONSOLE_WRITE_MSG` there.
+pub const NETCONSOLE_WRITE_BASIC_SYMBOL: &str = "netconsole:netconsole_write_basic";
+
 /// The symbols of `NETPOLL_SEND_SKB`, in the order they are tried.
 pub const SEND_SKB_SYMBOLS: [&str; 2] = ["netpoll_send_skb", "netpoll_send_skb_on_dev"];
 
@@ -89,6 +94,9 @@ pub fn id(name: &str) -> Option<u32> {
     }
     if name == NETCONS_SEND_UDP_SYMBOL {
         return Some(NETPOLL_SEND_UDP);
+    }
+    if name == NETCONSOLE_WRITE_BASIC_SYMBOL {
+        return Some(NETCONSOLE_WRITE_MSG);
     }
     ALL.into_iter().find(|i| symbol(*i) == Some(name))
 }

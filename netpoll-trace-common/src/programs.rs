@@ -69,8 +69,11 @@ pub const NC_SETUP_EXIT: &str = "nc_setup_exit";
 pub const NC_SEND_UDP_ENTRY: &str = "nc_send_udp_entry";
 pub const NC_SEND_UDP_EXIT: &str = "nc_send_udp_exit";
 
+// netconsole:netconsole_write_basic (7.3+; a module function: kprobes only)
+pub const NC_WRITE_BASIC_ENTRY: &str = "nc_write_basic_entry";
+
 /// The kprobe and kretprobe programs: both objects.
-pub const KPROBE: [&str; 20] = [
+pub const KPROBE: [&str; 21] = [
     NETPOLL_SETUP_ENTRY,
     NETPOLL_SETUP_EXIT,
     INNER_NETPOLL_SETUP_ENTRY,
@@ -91,6 +94,7 @@ pub const KPROBE: [&str; 20] = [
     NC_SETUP_EXIT,
     NC_SEND_UDP_ENTRY,
     NC_SEND_UDP_EXIT,
+    NC_WRITE_BASIC_ENTRY,
 ];
 
 /// The fentry and fexit programs: the modern object only.

@@ -128,6 +128,14 @@ macro_rules! kprobe_programs {
             0
         }
 
+        // 7.3+: netconsole's console write for plain targets takes the nbcon context.
+        #[::aya_ebpf::macros::kprobe]
+        pub fn nc_write_basic_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
+            let wctxt: u64 = ctx.arg(1).unwrap_or(0);
+            $crate::console_write_nbcon(&ctx, wctxt);
+            0
+        }
+
         // 7.3+: netconsole's own UDP send takes its target; the netpoll is `&nt->np`.
         #[::aya_ebpf::macros::kprobe]
         pub fn nc_send_udp_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {

@@ -259,6 +259,20 @@ pub fn console_write<C: EbpfContext>(ctx: &C, len: u64) {
     slot!(0 1 2 3);
 }
 
+/// 7.3+ netconsole's console write (`netconsole_write_basic`): the message's length is
+/// the nbcon context's (`Config::wctxt_len`; 0 where unknown: messages still counted).
+#[inline(always)]
+pub fn console_write_nbcon<C: EbpfContext>(ctx: &C, wctxt: u64) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    let len = if cfg.flags & cf::WCTXT_LEN != 0 && wctxt != 0 {
+        unsafe { probe_read((wctxt as *const u8).add(cfg.wctxt_len as usize) as *const u32) }
+            .map_or(0, u64::from)
+    } else {
+        0
+    };
+    console_write(ctx, len);
+}
+
 #[inline(always)]
 fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
     let dev = netpoll_dev(cfg, np);

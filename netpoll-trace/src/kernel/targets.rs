@@ -46,7 +46,7 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 12] = [
+pub const TARGETS: [Target; 13] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
@@ -175,6 +175,17 @@ pub const TARGETS: [Target; 12] = [
         or: None,
     },
     Target {
+        id: function::NETCONSOLE_WRITE_MSG,
+        symbol: function::NETCONSOLE_WRITE_BASIC_SYMBOL,
+        kprobe: (p::NC_WRITE_BASIC_ENTRY, None),
+        fentry: (p::NC_WRITE_BASIC_ENTRY, None),
+        required: false,
+        where_present: true,
+        module: Some("netconsole"),
+        armed: true,
+        or: None,
+    },
+    Target {
         id: function::NETCONS_NETPOLL_SETUP,
         symbol: "netconsole:netcons_netpoll_setup",
         kprobe: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
@@ -188,7 +199,7 @@ pub const TARGETS: [Target; 12] = [
 ];
 
 /// The row of netconsole's own set-up (7.3+).
-const NETCONS_SETUP: usize = 11;
+const NETCONS_SETUP: usize = 12;
 
 /// The traced functions' symbols, in TARGETS order.
 pub fn functions() -> Vec<&'static str> {
@@ -411,6 +422,7 @@ mod tests {
                 "__netpoll_cleanup",
                 "do_netpoll_cleanup",
                 "netconsole:write_msg",
+                "netconsole:netconsole_write_basic",
                 "netconsole:netcons_netpoll_setup"
             ]
         );
@@ -469,12 +481,12 @@ mod tests {
     /// and where it too is missing the kernel is refused as before.
     #[test]
     fn netconsoles_setup_stands_in_for_a_missing_netpoll_setup() {
-        let mut present = [true; 12];
+        let mut present = [true; 13];
         present[0] = false;
         assert_eq!(wanted(0, &present, &[]), Wanted::Replaced);
         assert_eq!(wanted(NETCONS_SETUP, &present, &[]), Wanted::Yes);
         // Older kernels: netpoll_setup is traced, the module row quietly not.
-        let mut present = [true; 12];
+        let mut present = [true; 13];
         present[NETCONS_SETUP] = false;
         assert_eq!(wanted(0, &present, &[]), Wanted::Yes);
         assert_eq!(wanted(NETCONS_SETUP, &present, &[]), Wanted::Replaced);
@@ -487,7 +499,7 @@ mod tests {
     #[test]
     fn netconsoles_send_udp_stands_in_only_where_vmlinux_has_none() {
         let (udp, nc_udp) = (3, 4);
-        let mut vmlinux = [true; 12];
+        let mut vmlinux = [true; 13];
         vmlinux[nc_udp] = false;
         vmlinux[NETCONS_SETUP] = false;
         assert!(!armed_needed(nc_udp, &vmlinux));
@@ -507,7 +519,7 @@ mod tests {
         let (send_skb, on_dev) = (5, 6);
         // 5.8+: netpoll_send_skb.
         let mut present = [
-            true, true, true, true, false, true, false, true, true, false, false, false,
+            true, true, true, true, false, true, false, true, true, false, false, false, false,
         ];
         assert_eq!(
             wanted(9, &present, &[]),

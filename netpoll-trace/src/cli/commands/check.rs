@@ -65,15 +65,31 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
     let btf = features::vmlinux_btf();
     let (modules, modules_disabled) = features::modules();
     let hint = || offsets::reduced_hint(host::release().unwrap_or("$(uname -r)"));
+    // What watch would trace: module functions (7.3+ netconsole's own) by the module's
+    // BTF even before it loads, vmlinux's by BTF or kallsyms.
+    let present = targets::present().ok();
+    let traced = |name: &str| match &present {
+        Some(p) => targets::TARGETS
+            .iter()
+            .zip(p)
+            .any(|(t, p)| *p && t.symbol == name),
+        None => has(name),
+    };
     let offsets = match offsets::resolve_sources(None, None) {
-        Ok(r) => match (&r.source, r.describe_missing()) {
+        Ok(mut r) => {
+            let nt_note = present
+                .as_deref()
+                .filter(|p| targets::traces_netconsole_target(p))
+                .and_then(|_| offsets::netconsole_target::resolve(&mut r));
+            match (&r.source, r.describe_missing().or(nt_note)) {
             (Some(s), None) => Ok(s.to_string()),
             (Some(s), Some(missing)) => Err((format!("struct offsets from {s}, but it {missing}"), hint())),
             (None, _) => Err((
                 "no source of struct offsets: no kernel BTF and no netpoll_offsets.o for this kernel; only return codes are reported".to_string(),
                 hint(),
             )),
-        },
+            }
+        }
         Err(e) => Err((format!("{e:#}"), hint())),
     };
     Facts {
@@ -85,7 +101,7 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
         kallsyms_readable: ks.is_some(),
         has_kprobe_symbols: has("register_kprobe"),
         has_trampoline: has("bpf_trampoline_link_prog"),
-        netpoll_symbols: targets::checked(has),
+        netpoll_symbols: targets::checked(traced),
         bpffs_mounted: features::bpffs_mounted(),
         modules,
         modules_disabled,

@@ -18,7 +18,7 @@ use super::layout::{self, Layout};
 use crate::kernel::btf::{Btf, FunctionIndex};
 
 /// The document's schema: bump it when what is recorded, or how, changes.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// The largest document read; ours is about 2 KiB.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
@@ -544,7 +544,7 @@ mod tests {
             let direct = layout::resolve(&btf);
             let facts = Facts::gather(&btf, &NAMES);
             assert_eq!(facts.resolve(), Some(direct.clone()));
-            assert_eq!(facts.layout.members.len(), 18);
+            assert_eq!(facts.layout.members.len(), 19);
             assert_eq!(facts.layout.constants.len(), 3);
             assert_eq!(facts.present(&NAMES), Some(vec![true, true, false]));
             assert_eq!(facts.index, btf.function_index(&NAMES));
@@ -595,11 +595,11 @@ mod tests {
         let other =
             String::from_utf8(doc.clone())
                 .unwrap()
-                .replacen("\"schema\": 1", "\"schema\": 2", 1);
+                .replacen("\"schema\": 2", "\"schema\": 3", 1);
         let e = decode(other.as_bytes(), &id(&data))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("schema 2"), "{e}");
+        assert!(e.contains("schema 3"), "{e}");
     }
 
     #[test]
@@ -622,7 +622,7 @@ mod tests {
         let tc = format!("\"type_count\": {}", facts.index.type_count);
         let edits: [(&str, &str); 7] = [
             // An unknown key.
-            ("\"schema\": 1,", "\"schema\": 1, \"extra\": 0,"),
+            ("\"schema\": 2,", "\"schema\": 2, \"extra\": 0,"),
             // A function present without a type id, and one with a type id listed absent.
             ("\"present\": false", "\"present\": true"),
             ("\"present\": true", "\"present\": false"),

@@ -133,6 +133,11 @@ pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
         c.dev_dismantle = off;
         c.flags |= cf::DEV_DISMANTLE;
     }
+    // 7.3+ only (an nbcon netconsole): not missing elsewhere.
+    if let Some((off, _)) = layout.member("nbcon_write_context", "len") {
+        c.wctxt_len = off;
+        c.flags |= cf::WCTXT_LEN;
+    }
     (c, missing)
 }
 
