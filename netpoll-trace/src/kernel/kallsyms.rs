@@ -40,9 +40,11 @@ pub fn present(text: impl BufRead, names: &[&str]) -> Vec<bool> {
             .next()
             .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'));
         for (i, n) in names.iter().enumerate() {
+            // A bare name is vmlinux's: 7.3's netconsole has a local netpoll_send_udp
+            // of its own, with another first argument.
             let hit = match n.split_once(':') {
                 Some((m, f)) => module == Some(m) && f == name,
-                None => *n == name,
+                None => module.is_none() && *n == name,
             };
             found[i] |= hit;
         }
@@ -202,6 +204,19 @@ ffffffffc0123000 r virtnet_netdev\t[virtio_net]
         assert_eq!(
             present(SAMPLE.as_bytes(), &["__netpoll_setup", "netpoll_poll_dev"]),
             [true, false]
+        );
+    }
+
+    /// 7.3: netconsole's own (local) netpoll_send_udp is not vmlinux's.
+    #[test]
+    fn a_bare_name_is_vmlinuxs_and_a_module_name_its_modules() {
+        let text = "ffffffffc0100000 t netpoll_send_udp\t[netconsole]\nffffffff81a00100 T __netpoll_setup\n";
+        assert_eq!(
+            present(
+                text.as_bytes(),
+                &["netpoll_send_udp", "netconsole:netpoll_send_udp", "__netpoll_setup"]
+            ),
+            [false, true, true]
         );
     }
 
