@@ -3,13 +3,6 @@
 # Every check a scenario declares in its `# checks:` header must appear as pass or skip.
 # Check names are single words. Do not use `set -e`: a failed check should not hide the rest.
 
-# The outer set-up function the tool reports: netpoll_setup, or on 7.3+ (whose vmlinux
-# has none) netconsole's own netcons_netpoll_setup; its log lines' prefix likewise.
-case $(uname -r) in
-7.[3-9]* | 7.[1-9][0-9]* | [89].* | [1-9][0-9].*) NPT_OUTER=netcons_netpoll_setup NPT_NC_LOG=netconsole ;;
-*) NPT_OUTER=netpoll_setup NPT_NC_LOG=netpoll ;;
-esac
-
 # npt_check NAME CMD [ARGS...]: runs CMD; pass when it exits 0. On failure its output is shown
 # (prefixed) and the last line becomes the detail. Returns CMD's status.
 npt_check() {
@@ -288,6 +281,11 @@ npt_has() {
             test -n "$_m" && grep -q 'Not enabling netconsole for' "$_m"
             ;;
         kprobe_links) grep -q bpf_perf_link /sys/kernel/btf/vmlinux ;;
+        # 7.3+: netconsole sets netpoll up itself (and logs its refusals as "netconsole: ").
+        netconsole_sets_up)
+            _m=$(find "/lib/modules/$(uname -r)" -name 'netconsole.ko*' | head -n 1)
+            test -n "$_m" && grep -q netcons_netpoll_setup "$_m"
+            ;;
         *)
             echo "npt_has: unknown feature $1" >&2
             return 2
@@ -367,3 +365,11 @@ npt_host_nic() {
     npt_ip "$1" 10.0.2.15/24
     npt_wait_for 20 grep -qx 1 "/sys/class/net/$1/carrier"
 }
+
+# The outer set-up function the tool reports (netpoll_setup, or where netconsole sets
+# netpoll up itself its netcons_netpoll_setup) and the prefix of its refusals.
+if npt_has netconsole_sets_up; then
+    NPT_OUTER=netcons_netpoll_setup NPT_NC_LOG=netconsole
+else
+    NPT_OUTER=netpoll_setup NPT_NC_LOG=netpoll
+fi

@@ -52,8 +52,8 @@ enum Task {
     /// Boot lab kernels under QEMU and run scenarios from lab/scenarios.
     Lab(LabArgs),
     /// Unit tests, the fuzz targets for 60 s each, then every scenario on every kernel in
-    /// `all` (the opt-in ones, e.g. 7.3, only by `cargo xtask lab --kernel LABEL`), and the
-    /// kernel's netconsole selftests on 6.12.
+    /// `all` (the `+legacy` variants on their kernels: lab/README.md), and the kernel's
+    /// netconsole selftests on 6.12.
     Test,
     /// Coverage-guided fuzzing (cargo-fuzz, ASan) of every parser of untrusted input: the
     /// agent's configuration, `dump --from`'s JSON lines, BTF, BTFHub archives, HTTP
@@ -84,7 +84,7 @@ enum Task {
     /// loader, per attach method), netconsole throughput, event loss, footprint; prints a
     /// table and writes target/bench/bench.json.
     Bench {
-        /// Kernel label or `all` (every kernel but the opt-in ones); repeatable.
+        /// Kernel label or `all` (every lab kernel without an opt-in reason); repeatable.
         #[arg(long = "kernel", default_value = "all", value_parser = kernels::label_parser(true))]
         kernels: Vec<String>,
         /// Repetitions of the attach measurement (the median is reported).

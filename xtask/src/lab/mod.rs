@@ -106,7 +106,7 @@ pub fn run_scenarios(opts: &Options, scenarios: &[Scenario]) -> Result<bool> {
                 );
                 continue;
             }
-            for variant in &sc.runs {
+            for variant in sc.runs.iter().filter(|v| sc.run_on(**v, kernel.label)) {
                 jobs.push_back((kernel, sc, *variant));
             }
         }

@@ -35,6 +35,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 pub struct Variant {
     pub name: &'static str,
     pub env: &'static [(&'static str, &'static str)],
+    /// The kernels a plain `NAME` runs this variant on (what its facts need, within CI's
+    /// time); `NAME+VARIANT` runs it on any kernel asked for.
+    pub kernels: &'static [&'static str],
 }
 
 pub const VARIANTS: [Variant; 1] = [Variant {
@@ -44,6 +47,10 @@ pub const VARIANTS: [Variant; 1] = [Variant {
         ("NETPOLL_TRACE_OBJECT", "legacy"),
         ("NETPOLL_TRACE_ATTACH", "kprobe"),
     ],
+    // Its own code is kernel-independent; what differs is what kprobes find: the oldest
+    // lab kernel (closest to the 4.x it exists for) and the newest (netconsole's own
+    // functions in the module, armed; static __netpoll_cleanup as on 6.18).
+    kernels: &["5.10", "7.3"],
 }];
 
 fn variant(name: &str) -> Result<&'static Variant> {
@@ -119,11 +126,21 @@ pub struct Scenario {
     pub path: PathBuf,
     pub header: Header,
     /// What to run: None the plain scenario, Some a variant. `NAME` runs the plain one and
-    /// the header's variants, `NAME+VARIANT` that variant only.
+    /// the header's variants (each on its `kernels`), `NAME+VARIANT` that variant only.
     pub runs: Vec<Option<&'static Variant>>,
+    /// Loaded as `NAME+VARIANT`: the variant runs on every kernel asked for.
+    pub explicit: bool,
 }
 
 impl Scenario {
+    /// Whether `run` is for `kernel`: a variant of a plain `NAME` only on its kernels.
+    pub fn run_on(&self, run: Option<&Variant>, kernel: &str) -> bool {
+        match run {
+            Some(v) if !self.explicit => v.kernels.contains(&kernel),
+            _ => true,
+        }
+    }
+
     /// How a run is reported and its files are named: `NAME` or `NAME+VARIANT`.
     pub fn run_name(&self, v: Option<&Variant>) -> String {
         match v {
@@ -179,6 +196,7 @@ pub fn load(root: &Path, name: &str) -> Result<Scenario> {
         path,
         header,
         runs,
+        explicit: only.is_some(),
     })
 }
 
@@ -399,6 +417,33 @@ mod tests {
             let sc = load(root, &name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(!sc.header.checks.is_empty(), "{name} declares no checks");
         }
+    }
+
+    /// Every variant's kernels are lab kernels, and a plain name runs the variant only
+    /// there while NAME+VARIANT runs it anywhere.
+    #[test]
+    fn a_variant_runs_on_its_kernels_unless_named() {
+        for v in &VARIANTS {
+            assert!(!v.kernels.is_empty());
+            for k in v.kernels {
+                crate::setup::kernels::spec(k).unwrap();
+            }
+        }
+        let plain = Scenario {
+            name: "x".into(),
+            path: PathBuf::new(),
+            header: parse_header("# variants: legacy\n").unwrap(),
+            runs: vec![None, Some(&VARIANTS[0])],
+            explicit: false,
+        };
+        assert!(plain.run_on(None, "6.12"));
+        assert!(!plain.run_on(Some(&VARIANTS[0]), "6.12"));
+        assert!(plain.run_on(Some(&VARIANTS[0]), "5.10"));
+        let named = Scenario {
+            explicit: true,
+            ..plain
+        };
+        assert!(named.run_on(Some(&VARIANTS[0]), "6.12"));
     }
 
     #[test]

@@ -253,6 +253,7 @@ fn scenario_for(
         path,
         header,
         runs: vec![None],
+        explicit: false,
     })
 }
 
