@@ -281,6 +281,11 @@ npt_has() {
             test -n "$_m" && grep -q 'Not enabling netconsole for' "$_m"
             ;;
         kprobe_links) grep -q bpf_perf_link /sys/kernel/btf/vmlinux ;;
+        # 7.3+: netconsole resumes a target its device stopped when the device is back.
+        netconsole_resumes)
+            _m=$(find "/lib/modules/$(uname -r)" -name 'netconsole.ko*' | head -n 1)
+            test -n "$_m" && grep -q process_resume_target "$_m"
+            ;;
         # 7.3+: netconsole sets netpoll up itself (and logs its refusals as "netconsole: ").
         netconsole_sets_up)
             _m=$(find "/lib/modules/$(uname -r)" -name 'netconsole.ko*' | head -n 1)

@@ -246,7 +246,21 @@ npt_wait_for 120 npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify_sen
 echo "<2>npt-vlan-after $$" >/dev/kmsg
 npt_wait_for 30 grep -q "npt-vlan-after $$" /tmp/received
 npt_json_lines /tmp/reenable.jsonl dev=eth0.100
+# Where netconsole resumes the target itself (7.3+) the agent only waits and reports: no
+# write to enabled, the kernel's resume verified, then its sends.
+resumed_by_kernel() {
+    npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=decide result=ok 'detail~resumes it itself' &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify result=ok 'detail~resumed by the kernel' &&
+        npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=verify_send result=ok &&
+        test "$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=reenable)" -eq 0 &&
+        dmesg | grep -q 'network logging resumed on interface eth0.100' &&
+        test "$(cat /sys/kernel/config/netconsole/vt/enabled)" = 1
+}
 reenabled() {
+    if npt_has netconsole_resumes; then
+        resumed_by_kernel
+        return
+    fi
     npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=decide result=ok 'detail~stopped (device_unregistered)' &&
         npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=wait_device result=ok &&
         npt_json_has /tmp/reenable.jsonl dev=eth0.100 action=reenable result=ok 'detail~/sys/kernel/config/netconsole/vt/enabled' &&
@@ -256,7 +270,8 @@ reenabled() {
         test "$(cat /sys/kernel/config/netconsole/vt/enabled)" = 1
 }
 npt_check reenabled reenabled
-npt_check reenable_delivered sh -c "grep -q 'netpoll-trace agent: netconsole@10.99.100.2:6666 re-enabled on eth0.100' /tmp/received && grep -q 'npt-vlan-after $$' /tmp/received"
+if npt_has netconsole_resumes; then how='resumed by the kernel'; else how=re-enabled; fi
+npt_check reenable_delivered sh -c "grep -q 'netpoll-trace agent: netconsole@10.99.100.2:6666 $how on eth0.100' /tmp/received && grep -q 'npt-vlan-after $$' /tmp/received"
 # Disabled by its owner: journaled, left disabled. (6.12's netconsole tears a disabled
 # target down from its netdev notifier: the kernel events call it a device event.)
 reenables=$(npt_json_count /tmp/reenable.jsonl dev=eth0.100 action=reenable)

@@ -348,10 +348,11 @@ impl Reenabling {
 
     /// The marker line written to the kernel log to see the target send.
     pub fn marker(&self) -> String {
-        format!(
-            "netpoll-trace agent: {} re-enabled on {}",
-            self.target, self.dev
-        )
+        let what = match self.resume {
+            Resume::ByAgent => "re-enabled",
+            Resume::ByKernel => "resumed by the kernel",
+        };
+        format!("netpoll-trace agent: {} {what} on {}", self.target, self.dev)
     }
 
     /// The next re-enable (the first at once, then after a doubling wait), or give up;
