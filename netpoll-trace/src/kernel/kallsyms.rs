@@ -214,7 +214,11 @@ ffffffffc0123000 r virtnet_netdev\t[virtio_net]
         assert_eq!(
             present(
                 text.as_bytes(),
-                &["netpoll_send_udp", "netconsole:netpoll_send_udp", "__netpoll_setup"]
+                &[
+                    "netpoll_send_udp",
+                    "netconsole:netpoll_send_udp",
+                    "__netpoll_setup"
+                ]
             ),
             [false, true, true]
         );

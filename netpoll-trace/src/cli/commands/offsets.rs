@@ -12,7 +12,15 @@ use crate::{
 };
 
 pub fn run(json: bool, btf: Option<&Path>, object: Option<&Path>) -> Result<Exit> {
-    let r = offsets::resolve_sources(btf, object)?;
+    let mut r = offsets::resolve_sources(btf, object)?;
+    // 7.3+: struct netpoll lost the target's addresses; netconsole's target has them
+    // (module BTF), and where its functions take the target, its np is needed too.
+    if r.source.is_some()
+        && r.config.flags & netpoll_trace_common::config_flags::NP_REMOTE == 0
+        && let Some(note) = offsets::netconsole_target::resolve(&mut r)
+    {
+        r.notes.push(note);
+    }
     let fields = offsets::fields(&r.config);
     let hint = r
         .source

@@ -145,7 +145,7 @@ pub fn resolve(layout: &dyn Layout) -> (Config, Vec<&'static str>) {
 /// its group is unresolved.
 pub fn fields(c: &Config) -> Vec<(&'static str, Option<u64>)> {
     let on = |flag: u32, v: u64| (c.flags & flag != 0).then_some(v);
-    vec![
+    let mut fields = vec![
         ("net_device.name", on(cf::DEV_NAME, c.dev_name.into())),
         (
             "net_device.ifindex",
@@ -196,28 +196,81 @@ pub fn fields(c: &Config) -> Vec<(&'static str, Option<u64>)> {
             on(cf::SEND, u64::from(c.state_present.trailing_zeros())),
         ),
         (
-            "netpoll.remote_ip",
-            on(cf::NP_REMOTE, c.np_remote_ip.into()),
-        ),
-        (
-            "netpoll.remote_port",
-            on(cf::NP_REMOTE, c.np_remote_port.into()),
-        ),
-        (
-            "netpoll.local_port",
-            on(cf::NP_REMOTE, c.np_local_port.into()),
-        ),
-        ("netpoll.ipv6", on(cf::NP_REMOTE, c.np_ipv6.into())),
-        (
             "net_device.dismantle",
             on(cf::DEV_DISMANTLE, c.dev_dismantle.into()),
         ),
-    ]
+    ];
+    // The target's addresses: in struct netpoll, or (7.3+) in netconsole's target, where
+    // the netpoll has none (those names do not exist there: not listed).
+    if c.flags & cf::NT_REMOTE == 0 {
+        fields.extend([
+            (
+                "netpoll.remote_ip",
+                on(cf::NP_REMOTE, c.np_remote_ip.into()),
+            ),
+            (
+                "netpoll.remote_port",
+                on(cf::NP_REMOTE, c.np_remote_port.into()),
+            ),
+            (
+                "netpoll.local_port",
+                on(cf::NP_REMOTE, c.np_local_port.into()),
+            ),
+            ("netpoll.ipv6", on(cf::NP_REMOTE, c.np_ipv6.into())),
+        ]);
+    }
+    if c.flags & cf::NT_NP != 0 {
+        let np = u64::from(c.nt_np);
+        fields.push(("netconsole_target.np", Some(np)));
+        fields.extend(
+            [
+                ("netconsole_target.remote_ip", c.nt_remote_ip),
+                ("netconsole_target.remote_port", c.nt_remote_port),
+                ("netconsole_target.local_port", c.nt_local_port),
+                ("netconsole_target.ipv6", c.nt_ipv6),
+            ]
+            .map(|(n, rel)| (n, on(cf::NT_REMOTE, np + u64::from(rel)))),
+        );
+    }
+    fields
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 7.3: the netpoll has no addresses; the target's are listed instead, as offsets
+    /// inside netconsole_target, and the netpoll's names are not listed at all.
+    #[test]
+    fn the_targets_addresses_replace_the_netpolls_where_it_has_none() {
+        let plain = fields(&Config::default());
+        assert!(
+            plain
+                .iter()
+                .any(|(n, v)| *n == "netpoll.remote_ip" && v.is_none())
+        );
+        assert!(
+            !plain
+                .iter()
+                .any(|(n, _)| n.starts_with("netconsole_target"))
+        );
+        let c = Config {
+            flags: cf::NT_NP | cf::NT_REMOTE,
+            nt_np: 1352,
+            nt_remote_ip: 56,
+            nt_remote_port: 76,
+            nt_local_port: 74,
+            nt_ipv6: 72,
+            ..Config::default()
+        };
+        let f = fields(&c);
+        assert!(!f.iter().any(|(n, _)| n.starts_with("netpoll.remote")));
+        let get = |name: &str| f.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(get("netconsole_target.np"), Some(1352));
+        assert_eq!(get("netconsole_target.remote_ip"), Some(1408));
+        assert_eq!(get("netconsole_target.remote_port"), Some(1428));
+        assert_eq!(get("netconsole_target.ipv6"), Some(1424));
+    }
 
     struct Table(&'static [(&'static str, u32, u32)], Option<u64>);
     impl Layout for Table {

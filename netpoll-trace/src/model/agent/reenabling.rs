@@ -352,7 +352,10 @@ impl Reenabling {
             Resume::ByAgent => "re-enabled",
             Resume::ByKernel => "resumed by the kernel",
         };
-        format!("netpoll-trace agent: {} {what} on {}", self.target, self.dev)
+        format!(
+            "netpoll-trace agent: {} {what} on {}",
+            self.target, self.dev
+        )
     }
 
     /// The next re-enable (the first at once, then after a doubling wait), or give up;
