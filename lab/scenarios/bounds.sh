@@ -59,7 +59,7 @@ npt_json_lines /tmp/lock.jsonl dev=nosuch0
 agent_still_exact() {
     kill -0 $agent &&
         test "$(npt_json_count /tmp/lock.jsonl dev=nosuch0 action=decide result=reported cause=no_such_device)" -eq 2 &&
-        test "$(npt_json_count /tmp/dump.json type=counter dev=nosuch0 fn=netpoll_setup errno=ENODEV count=2)" -eq 1
+        test "$(npt_json_count /tmp/dump.json type=counter dev=nosuch0 fn=$NPT_OUTER errno=ENODEV count=2)" -eq 1
 }
 npt_check agent_still_exact agent_still_exact
 kill -TERM $agent

@@ -43,7 +43,7 @@ $NPT watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp
 ok_rc=$?
 cat /tmp/ok.err /tmp/ok.json
 rmmod netconsole 2>/dev/null
-watch_ok() { test $ok_rc -eq 0 && npt_json_has /tmp/ok.json fn=netpoll_setup dev=eth0 ret=0 driver=virtio_net; }
+watch_ok() { test $ok_rc -eq 0 && npt_json_has /tmp/ok.json fn=$NPT_OUTER dev=eth0 ret=0 driver=virtio_net; }
 npt_check watch_ok watch_ok
 
 # Where the failed target fails the module load, watch exits with modprobe's status;

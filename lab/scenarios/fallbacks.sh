@@ -43,7 +43,7 @@ rmmod netconsole
 show kprobe
 npt_check kprobe_ready grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/kprobe.err
 kprobe_events_ok() {
-    test "$(cat /tmp/kprobe.rc)" -eq 0 && npt_json_has /tmp/kprobe.json fn=netpoll_setup dev=eth0 ret=0 &&
+    test "$(cat /tmp/kprobe.rc)" -eq 0 && npt_json_has /tmp/kprobe.json fn=$NPT_OUTER dev=eth0 ret=0 &&
         { npt_json_has /tmp/kprobe.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=true ||
             npt_json_has /tmp/kprobe.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=false; }
 }
@@ -74,15 +74,15 @@ npt_check reduced_fallback sh -c "grep -q 'fentry unavailable (.*); using kprobe
     grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/reduced_fail.err && grep -q 'reduced mode' /tmp/reduced_fail.err"
 npt_check reduced_warns sh -c "grep 'warning: could not resolve' /tmp/reduced_fail.err | grep -q 'reported as null' && \
     grep 'warning: could not resolve' /tmp/reduced_ok.err | grep -q 'reported as null'"
-npt_check reduced_fail_ret npt_json_has /tmp/reduced_fail.json fn=netpoll_setup ret=-89 errno=EDESTADDRREQ
-traced=$(npt_json_count /tmp/reduced_fail.json fn=netpoll_setup ret=-89)
+npt_check reduced_fail_ret npt_json_has /tmp/reduced_fail.json fn=$NPT_OUTER ret=-89 errno=EDESTADDRREQ
+traced=$(npt_json_count /tmp/reduced_fail.json fn=$NPT_OUTER ret=-89)
 echo "kernel logged $kernel_failures failure(s), reduced mode recorded $traced"
 reduced_fail_matches_dmesg() {
     test $kernel_failures -ge 1 && test $kernel_failures -eq $traced && npt_json_none /tmp/reduced_fail.json fn=__netpoll_setup
 }
 npt_check reduced_fail_matches_dmesg reduced_fail_matches_dmesg
 reduced_ok_ret() {
-    test "$(cat /tmp/reduced_ok.rc)" -eq 0 && test $started -ge 1 && npt_json_has /tmp/reduced_ok.json fn=netpoll_setup ret=0 &&
+    test "$(cat /tmp/reduced_ok.rc)" -eq 0 && test $started -ge 1 && npt_json_has /tmp/reduced_ok.json fn=$NPT_OUTER ret=0 &&
         npt_json_has /tmp/reduced_ok.json fn=__netpoll_setup ret=0
 }
 npt_check reduced_ok_ret reduced_ok_ret
@@ -110,7 +110,7 @@ npt_check btf_file_kprobes sh -c "grep -q 'fentry unavailable (.*); using kprobe
     grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup.*offsets from /tmp/vmlinux.btf' /tmp/btf_file.err && \
     ! grep -q 'could not resolve' /tmp/btf_file.err"
 btf_file_full() {
-    test "$(cat /tmp/btf_file.rc)" -eq 0 && npt_json_has /tmp/btf_file.json fn=netpoll_setup netpoll=netconsole dev=eth0 ret=0 &&
+    test "$(cat /tmp/btf_file.rc)" -eq 0 && npt_json_has /tmp/btf_file.json fn=$NPT_OUTER netpoll=netconsole dev=eth0 ret=0 &&
         npt_json_has /tmp/btf_file.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=$virtio_pc
 }
 npt_check btf_file_full btf_file_full

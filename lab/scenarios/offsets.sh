@@ -100,7 +100,7 @@ npt_check no_address_ready grep -qF "offsets from $OBJ (built from the kernel he
 # and owner names are read through netpoll.dev_name and netpoll.name (null in reduced mode).
 no_address_full_fields() {
     npt_json_has /tmp/noaddr.json type=diagnosis dev=d0 cause=no_ip_address netpoll=netconsole errno=EDESTADDRREQ &&
-        npt_json_has /tmp/noaddr.json type=setup fn=netpoll_setup dev=d0 netpoll=netconsole ret=-89 driver=dummy
+        npt_json_has /tmp/noaddr.json type=setup fn=$NPT_OUTER dev=d0 netpoll=netconsole ret=-89 driver=dummy
 }
 npt_check no_address_full_fields no_address_full_fields
 

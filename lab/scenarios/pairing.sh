@@ -69,10 +69,10 @@ npt_check a_diagnosed_live npt_wait_for 30 a_diagnosed
 dump a
 stop a
 a_paired() {
-    npt_json_has /tmp/a.json type=setup fn=netpoll_setup dev=eth0 ret=0 depth=0 pid=$me &&
-        npt_json_has /tmp/a.json type=setup fn=netpoll_setup dev=nosuch0 ret=-19 depth=0 pid=$me &&
-        npt_json_has /tmp/a.json type=setup fn=netpoll_setup dev=noip0 depth=0 pid=$me &&
-        npt_json_none /tmp/a.json type=setup fn=netpoll_setup depth=1
+    npt_json_has /tmp/a.json type=setup fn=$NPT_OUTER dev=eth0 ret=0 depth=0 pid=$me &&
+        npt_json_has /tmp/a.json type=setup fn=$NPT_OUTER dev=nosuch0 ret=-19 depth=0 pid=$me &&
+        npt_json_has /tmp/a.json type=setup fn=$NPT_OUTER dev=noip0 depth=0 pid=$me &&
+        npt_json_none /tmp/a.json type=setup fn=$NPT_OUTER depth=1
 }
 npt_check a_paired a_paired
 # No __netpoll_setup return was seen, so no __netpoll_setup record may exist.
@@ -102,7 +102,7 @@ rmmod emulate_pre419
 b_depths() {
     npt_json_has /tmp/b.json type=setup fn=__netpoll_setup dev=eth0 ret=-524 depth=1 pid=$me &&
         npt_json_has /tmp/b.json type=setup fn=__netpoll_setup dev=d1 ret=-524 depth=1 pid=$me &&
-        npt_json_none /tmp/b.json type=setup fn=netpoll_setup &&
+        npt_json_none /tmp/b.json type=setup fn=$NPT_OUTER &&
         npt_json_none /tmp/b.json type=setup depth=2
 }
 npt_check b_depths b_depths

@@ -31,7 +31,7 @@ npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/agent.err $agent
 npt_check agent_attached kill -0 $agent
 
 modprobe netconsole "netconsole=@10.0.2.15/eth0,$NPT_RECEIVER_PORT@10.0.2.2/"
-npt_wait_for 30 npt_json_has /tmp/watch.json type=setup fn=netpoll_setup dev=eth0 ret=0
+npt_wait_for 30 npt_json_has /tmp/watch.json type=setup fn=$NPT_OUTER dev=eth0 ret=0
 cat /tmp/watch.err
-npt_check watch_saw_setup npt_json_has /tmp/watch.json type=setup fn=netpoll_setup dev=eth0 ret=0
+npt_check watch_saw_setup npt_json_has /tmp/watch.json type=setup fn=$NPT_OUTER dev=eth0 ret=0
 npt_panic $LINES

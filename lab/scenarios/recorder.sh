@@ -72,10 +72,10 @@ echo "dump rc=$?"; cat /tmp/dump1.err /tmp/dump1.json
 netpoll-trace dump >/tmp/dump1.txt 2>&1
 cat /tmp/dump1.txt
 four_after_kill() {
-    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=nosuch0 ret=-19)" -eq 1 &&
-    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=noip0 ret=-89)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=$NPT_OUTER dev=nosuch0 ret=-19)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=$NPT_OUTER dev=noip0 ret=-89)" -eq 1 &&
     test "$(npt_json_count /tmp/dump1.json type=setup fn=__netpoll_setup dev=eth0 ret=-524)" -eq 1 &&
-    test "$(npt_json_count /tmp/dump1.json type=setup fn=netpoll_setup dev=eth0 ret=0)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump1.json type=setup fn=$NPT_OUTER dev=eth0 ret=0)" -eq 1 &&
     test "$(npt_json_count /tmp/dump1.json type=setup resolved_at=dump seq)" -eq 6
 }
 causes() {
@@ -99,12 +99,12 @@ kill -TERM $w
 wait $w
 echo "--- restarted watch"; cat /tmp/w2.err /tmp/w2.json
 rcheck restart_reuses grep -q 'reusing the pinned probes' /tmp/w2.err
-rcheck live_from_pins test "$(npt_json_count /tmp/w2.json fn=netpoll_setup dev=nosuch0)" -eq 2
+rcheck live_from_pins test "$(npt_json_count /tmp/w2.json fn=$NPT_OUTER dev=nosuch0)" -eq 2
 netpoll-trace dump --json >/tmp/dump2.json
 npt_json_lines /tmp/dump2.json type=counter
 no_double_count() {
-    test "$(npt_json_count /tmp/dump2.json type=counter dev=nosuch0 fn=netpoll_setup errno=ENODEV count=3)" -eq 1 &&
-    test "$(npt_json_count /tmp/dump2.json type=counter dev=eth0 fn=netpoll_setup ret=0 count=1)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump2.json type=counter dev=nosuch0 fn=$NPT_OUTER errno=ENODEV count=3)" -eq 1 &&
+    test "$(npt_json_count /tmp/dump2.json type=counter dev=eth0 fn=$NPT_OUTER ret=0 count=1)" -eq 1 &&
     test "$(npt_json_count /tmp/dump2.json type=setup)" -eq 8 &&
     test "$(npt_json_count /tmp/dump2.json type=recorder recorded=8 overwritten=0)" -eq 1
 }

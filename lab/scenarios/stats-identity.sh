@@ -126,7 +126,7 @@ cat /tmp/online.json
 # The kernel enabled it (on CPU 1), and the tool reported that set-up.
 cpu1_setup() {
     test "$rc" -eq 0 && test "$(cat /sys/kernel/config/netconsole/cpu1/enabled)" = 1 &&
-        npt_json_has /tmp/online.json type=setup fn=netpoll_setup dev=eth1 ret=0
+        npt_json_has /tmp/online.json type=setup fn=$NPT_OUTER dev=eth1 ret=0
 }
 npt_check cpu1_setup_reported cpu1_setup
 # Nothing lost on the way: no perf buffer overflow, no failed output, no full map.

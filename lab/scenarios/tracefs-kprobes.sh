@@ -63,9 +63,9 @@ kill -TERM $pid
 wait $pid
 echo "watch exit $?"; cat /tmp/bg.json
 traced() {
-    npt_json_has /tmp/bg.json fn=netpoll_setup netpoll=netconsole dev=eth0 ret=0 depth=0 comm=modprobe &&
+    npt_json_has /tmp/bg.json fn=$NPT_OUTER netpoll=netconsole dev=eth0 ret=0 depth=0 comm=modprobe &&
         npt_json_has /tmp/bg.json fn=__netpoll_setup dev=eth0 ret=0 depth=1 &&
-        npt_dmesg_since_mark | grep -Eq 'netpoll: netconsole: local IP(v4 address)? 10.99.0.1'
+        npt_dmesg_since_mark | grep -Eq "$NPT_NC_LOG: netconsole: local IP(v4 address)? 10.99.0.1"
 }
 npt_check traced_through_tracefs traced
 rmmod netconsole
