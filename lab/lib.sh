@@ -373,8 +373,11 @@ npt_host_nic() {
 
 # The outer set-up function the tool reports (netpoll_setup, or where netconsole sets
 # netpoll up itself its netcons_netpoll_setup) and the prefix of its refusals.
+# NPT_SETUP_FNS: how the ready line names the two set-up functions.
 if npt_has netconsole_sets_up; then
     NPT_OUTER=netcons_netpoll_setup NPT_NC_LOG=netconsole
+    NPT_SETUP_FNS="netconsole:netcons_netpoll_setup, __netpoll_setup"
 else
     NPT_OUTER=netpoll_setup NPT_NC_LOG=netpoll
+    NPT_SETUP_FNS="netpoll_setup, __netpoll_setup"
 fi

@@ -53,7 +53,7 @@ sleep 1
 kill $tail_pid 2>/dev/null
 echo "(watch exit status: $watch_rc)"
 
-npt_expect_grep demo_ready "ready: (fentry|kprobe) on (.*, )?(netconsole:)?$NPT_OUTER(,| \()" /tmp/watch.out
+npt_expect_grep demo_ready "ready: (fentry|kprobe) on $NPT_SETUP_FNS" /tmp/watch.out
 npt_expect_grep demo_virtio_ok '__netpoll_setup +netconsole +eth0 +ok +driver=virtio_net' /tmp/watch.out
 npt_expect_grep demo_e1000_ok '__netpoll_setup +netconsole +eth1 +ok +driver=e1000' /tmp/watch.out
 npt_expect_grep demo_no_such_device 'diagnosis: no_such_device on eth9' /tmp/watch.out

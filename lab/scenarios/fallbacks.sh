@@ -41,7 +41,7 @@ netpoll-trace watch --attach kprobe --json -- modprobe netconsole $OK_TARGET >/t
 echo $? >/tmp/kprobe.rc
 rmmod netconsole
 show kprobe
-npt_check kprobe_ready grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/kprobe.err
+npt_check kprobe_ready grep -q "ready: kprobe on $NPT_SETUP_FNS" /tmp/kprobe.err
 kprobe_events_ok() {
     test "$(cat /tmp/kprobe.rc)" -eq 0 && npt_json_has /tmp/kprobe.json fn=$NPT_OUTER dev=eth0 ret=0 &&
         { npt_json_has /tmp/kprobe.json fn=__netpoll_setup dev=eth0 ifindex=$ifindex ret=0 has_poll_controller=true ||
@@ -71,7 +71,7 @@ rmmod netconsole
 show reduced_ok
 
 npt_check reduced_fallback sh -c "grep -q 'fentry unavailable (.*); using kprobes' /tmp/reduced_fail.err && \
-    grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup' /tmp/reduced_fail.err && grep -q 'reduced mode' /tmp/reduced_fail.err"
+    grep -q 'ready: kprobe on $NPT_SETUP_FNS' /tmp/reduced_fail.err && grep -q 'reduced mode' /tmp/reduced_fail.err"
 npt_check reduced_warns sh -c "grep 'warning: could not resolve' /tmp/reduced_fail.err | grep -q 'reported as null' && \
     grep 'warning: could not resolve' /tmp/reduced_ok.err | grep -q 'reported as null'"
 npt_check reduced_fail_ret npt_json_has /tmp/reduced_fail.json fn=$NPT_OUTER ret=-89 errno=EDESTADDRREQ
@@ -107,7 +107,7 @@ rmmod netconsole
 show btf_file
 echo "kprobes while attached:"; cat /tmp/attached.txt
 npt_check btf_file_kprobes sh -c "grep -q 'fentry unavailable (.*); using kprobes' /tmp/btf_file.err && \
-    grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup.*offsets from /tmp/vmlinux.btf' /tmp/btf_file.err && \
+    grep -q 'ready: kprobe on $NPT_SETUP_FNS.*offsets from /tmp/vmlinux.btf' /tmp/btf_file.err && \
     ! grep -q 'could not resolve' /tmp/btf_file.err"
 btf_file_full() {
     test "$(cat /tmp/btf_file.rc)" -eq 0 && npt_json_has /tmp/btf_file.json fn=$NPT_OUTER netpoll=netconsole dev=eth0 ret=0 &&

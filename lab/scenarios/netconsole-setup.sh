@@ -19,11 +19,7 @@ netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0
 ok_rc=$?
 echo "--- watch (success case) rc=$ok_rc"; cat /tmp/ok.err /tmp/ok.json
 
-if [ $NPT_OUTER = netpoll_setup ]; then
-    npt_check attach grep -Eq "ready: (fentry|kprobe) on netpoll_setup, __netpoll_setup" /tmp/ok.err
-else
-    npt_check attach grep -Eq "ready: (fentry|kprobe) on __netpoll_setup, .*netconsole:netcons_netpoll_setup" /tmp/ok.err
-fi
+npt_check attach grep -Eq "ready: (fentry|kprobe) on $NPT_SETUP_FNS" /tmp/ok.err
 npt_check ok_modprobe test "$ok_rc" -eq 0
 npt_check ok_outer_event npt_json_has /tmp/ok.json fn=$NPT_OUTER netpoll=netconsole dev=eth0 ret=0 depth=0 comm=modprobe
 npt_check ok_inner_event npt_json_has /tmp/ok.json fn=__netpoll_setup dev=eth0 ret=0 depth=1

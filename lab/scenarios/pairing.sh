@@ -86,7 +86,7 @@ npt_check a_lost a_lost
 
 # --- B: netpoll_setup's returns are missed --------------------------------------------
 insmod /lib/kmods/emulate_pre419.ko
-start b netpoll_setup
+start b $NPT_OUTER
 npt_target b1 eth0 10.99.0.2
 npt_target b2 d1 10.99.0.2
 echo "enabled: b1=$(cat $CFG/b1/enabled) b2=$(cat $CFG/b2/enabled)"

@@ -50,7 +50,7 @@ pid=$!
 npt_wait_for 120 npt_ready_or_gone 'ready:' /tmp/bg.err $pid
 cat /tmp/bg.err
 npt_check mounts_tracefs grep -q 'mounted tracefs on /sys/kernel/tracing' /tmp/bg.err
-npt_check ready_names_tracefs grep -q 'ready: kprobe on netpoll_setup, __netpoll_setup.*modern object, attach path kprobe (tracefs kprobe_events)' /tmp/bg.err
+npt_check ready_names_tracefs grep -q "ready: kprobe on $NPT_SETUP_FNS.*modern object, attach path kprobe (tracefs kprobe_events)" /tmp/bg.err
 cat $EVENTS | tee /tmp/running.events
 # An entry and a return probe per traced function, all named by aya for this pid.
 ours_running=$(grep -c "^[pr][0-9]*:kprobes/aya_${pid}_[pr]_" /tmp/running.events)

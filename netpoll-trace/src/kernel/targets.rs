@@ -59,6 +59,17 @@ pub const TARGETS: [Target; 13] = [
         or: Some(NETCONS_SETUP),
     },
     Target {
+        id: function::NETCONS_NETPOLL_SETUP,
+        symbol: "netconsole:netcons_netpoll_setup",
+        kprobe: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
+        fentry: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
+        required: false,
+        where_present: true,
+        module: Some("netconsole"),
+        armed: true,
+        or: None,
+    },
+    Target {
         id: function::INNER_NETPOLL_SETUP,
         symbol: "__netpoll_setup",
         kprobe: (
@@ -185,21 +196,10 @@ pub const TARGETS: [Target; 13] = [
         armed: true,
         or: None,
     },
-    Target {
-        id: function::NETCONS_NETPOLL_SETUP,
-        symbol: "netconsole:netcons_netpoll_setup",
-        kprobe: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
-        fentry: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
-        required: false,
-        where_present: true,
-        module: Some("netconsole"),
-        armed: true,
-        or: None,
-    },
 ];
 
 /// The row of netconsole's own set-up (7.3+).
-const NETCONS_SETUP: usize = 12;
+const NETCONS_SETUP: usize = 1;
 
 /// The traced functions' symbols, in TARGETS order.
 pub fn functions() -> Vec<&'static str> {
@@ -417,6 +417,7 @@ mod tests {
             functions(),
             [
                 "netpoll_setup",
+                "netconsole:netcons_netpoll_setup",
                 "__netpoll_setup",
                 "netpoll_poll_dev",
                 "netpoll_send_udp",
@@ -427,8 +428,7 @@ mod tests {
                 "__netpoll_cleanup",
                 "do_netpoll_cleanup",
                 "netconsole:write_msg",
-                "netconsole:netconsole_write_basic",
-                "netconsole:netcons_netpoll_setup"
+                "netconsole:netconsole_write_basic"
             ]
         );
         assert_eq!(TARGETS[NETCONS_SETUP].id, function::NETCONS_NETPOLL_SETUP);
@@ -503,7 +503,7 @@ mod tests {
     /// 7.3+: netconsole's own netpoll_send_udp is traced only where vmlinux has none.
     #[test]
     fn netconsoles_send_udp_stands_in_only_where_vmlinux_has_none() {
-        let (udp, nc_udp) = (3, 4);
+        let (udp, nc_udp) = (4, 5);
         let mut vmlinux = [true; 13];
         vmlinux[nc_udp] = false;
         vmlinux[NETCONS_SETUP] = false;
@@ -521,13 +521,13 @@ mod tests {
 
     #[test]
     fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
-        let (send_skb, on_dev) = (5, 6);
+        let (send_skb, on_dev) = (6, 7);
         // 5.8+: netpoll_send_skb.
         let mut present = [
-            true, true, true, true, false, true, false, true, true, false, false, false, false,
+            true, false, true, true, true, false, true, false, true, true, false, false, false,
         ];
         assert_eq!(
-            wanted(9, &present, &[]),
+            wanted(10, &present, &[]),
             Wanted::Replaced,
             "do_netpoll_cleanup: 6.x only, never reported missing"
         );

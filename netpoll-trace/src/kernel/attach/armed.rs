@@ -10,7 +10,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, programs::KProbe};
 
-use super::program::{program, program_error};
+use super::program::{program, program_error, skip_return};
 use crate::kernel::{targets::Target, tracefs};
 
 /// `struct perf_event_attr` up to `config1` (PERF_ATTR_SIZE_VER0, accepted by every
@@ -55,7 +55,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec
         let prog: &mut KProbe = program(ebpf, name)?;
         prog.load()
             .map_err(|e| program_error(kind, name, t.function(), e))?;
-        if load_only {
+        if load_only || (ret && skip_return(t.function())) {
             continue;
         }
         let id = tracefs::create_armed_event(ret, t.function())

@@ -93,7 +93,9 @@ pub const FAULT_SKIP_RETURN: &str = "NETPOLL_TRACE_FAULT_SKIP_RETURN";
 /// Whether `function`'s return probe is to be left unattached (`FAULT_SKIP_RETURN`);
 /// says so, as the records of that function's calls are lost.
 pub(super) fn skip_return(function: &str) -> bool {
-    let skip = std::env::var(FAULT_SKIP_RETURN).is_ok_and(|f| f == function);
+    // A module's function by its name alone too (`netcons_netpoll_setup`).
+    let bare = function.rsplit(':').next().unwrap_or(function);
+    let skip = std::env::var(FAULT_SKIP_RETURN).is_ok_and(|f| f == function || f == bare);
     if skip {
         log::warn!(
             "{FAULT_SKIP_RETURN}={function}: its return probe is not attached (fault injection): its returns are missed"
