@@ -224,6 +224,12 @@ impl OwnEvents {
     pub fn new(functions: Vec<&'static str>) -> Self {
         Self { functions }
     }
+
+    /// Leaves `function`'s events in place: a pinned link holds them past this process
+    /// (a later run removes them once `reset` has unpinned it).
+    pub fn keep(&mut self, function: &str) {
+        self.functions.retain(|f| *f != function);
+    }
 }
 
 impl Drop for OwnEvents {

@@ -1,9 +1,11 @@
 //! A module function's kprobes that the kernel arms whenever the module loads: a
 //! tracefs kprobe event on `MODULE:FUNCTION` is accepted while the module is absent,
 //! registered when it loads and again after every reload, and the programs are
-//! attached to the event's tracepoint (perf_event_open + PERF_EVENT_IOC_SET_BPF, as
-//! before the kprobe PMU). A PMU kprobe needs the symbol now and dies with the module.
-//! 7.3+: netconsole's own set-up, which `watch -- modprobe netconsole ...` must see.
+//! attached to the event's tracepoint through a BPF perf link (bpf_link_create, 5.15+:
+//! a link the flight recorder can pin, so recording outlives us), else
+//! PERF_EVENT_IOC_SET_BPF as before the kprobe PMU. A PMU kprobe needs the symbol now
+//! and dies with the module. 7.3+: netconsole's own set-up, which
+//! `watch -- modprobe netconsole ...` must see.
 
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 
@@ -39,10 +41,19 @@ const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 /// `_IO('$', 0)`.
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 
+/// One armed attachment: the program's name and what holds it (a BPF link where the
+/// kernel has perf links, else the perf event): closing it detaches.
+pub(super) struct ArmedLink {
+    pub program: &'static str,
+    pub fd: OwnedFd,
+    /// `fd` is a BPF link (can be pinned).
+    pub is_link: bool,
+}
+
 /// Loads `t`'s programs and, unless `load_only`, attaches each to an armed event (the
-/// return probe first, as `kprobe::attach` does). The returned perf events hold the
-/// attachments: closing them detaches; the events are removed by `tracefs::OwnEvents`.
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<OwnedFd>> {
+/// return probe first, as `kprobe::attach` does); the events are removed by
+/// `tracefs::OwnEvents` unless their links were pinned.
+pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<ArmedLink>> {
     let mut fds = Vec::new();
     let probes = t
         .kprobe
@@ -61,12 +72,84 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec
         let id = tracefs::create_armed_event(ret, t.function())
             .with_context(|| format!("arming a {kind} on {}", t.function()))?;
         let prog_fd = prog.fd()?.as_fd().as_raw_fd();
-        let fd = open_tracepoint(id)
-            .and_then(|fd| set_bpf(&fd, prog_fd).map(|()| fd))
+        let event = open_tracepoint(id)
             .with_context(|| format!("attaching {name} to the armed {kind} on {}", t.function()))?;
-        fds.push(fd);
+        let armed = match link_create(prog_fd, &event) {
+            // The link holds the perf event: ours can close.
+            Ok(link) => ArmedLink {
+                program: name,
+                fd: link,
+                is_link: true,
+            },
+            Err(e) => {
+                log::debug!("no BPF perf link for {name} ({e}): PERF_EVENT_IOC_SET_BPF");
+                set_bpf(&event, prog_fd).with_context(|| {
+                    format!("attaching {name} to the armed {kind} on {}", t.function())
+                })?;
+                ArmedLink {
+                    program: name,
+                    fd: event,
+                    is_link: false,
+                }
+            }
+        };
+        fds.push(armed);
     }
     Ok(fds)
+}
+
+/// bpf(BPF_LINK_CREATE) of a perf event (attach type BPF_PERF_EVENT, 5.15+).
+fn link_create(prog_fd: libc::c_int, event: &OwnedFd) -> std::io::Result<OwnedFd> {
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PERF_EVENT: u32 = 41;
+    // union bpf_attr's link_create: prog_fd, target_fd, attach_type, flags, then the
+    // perf_event member (bpf_cookie), zero; the rest of the union zero too.
+    let mut attr = [0u32; 16];
+    attr[0] = prog_fd as u32;
+    attr[1] = event.as_raw_fd() as u32;
+    attr[2] = BPF_PERF_EVENT;
+    // SAFETY: a zeroed bpf_attr of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Pins a BPF link at `path` (bpf(BPF_OBJ_PIN)).
+pub(super) fn pin(link: &OwnedFd, path: &std::path::Path) -> Result<()> {
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow!("{}: a NUL in the path", path.display()))?;
+    // union bpf_attr's obj_pin: pathname (u64), bpf_fd (u32), file_flags (u32).
+    let mut attr = [0u64; 4];
+    attr[0] = c.as_ptr() as u64;
+    attr[1] = link.as_raw_fd() as u32 as u64;
+    // SAFETY: the attr points at a live C string; the size passed is the buffer's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_PIN,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(anyhow!(
+            "pinning at {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 fn open_tracepoint(id: u64) -> Result<OwnedFd> {

@@ -97,8 +97,8 @@ pub struct Loaded {
     pub unpinnable: Option<String>,
     /// The probes are an earlier process's pinned links, not ours.
     pub reused: bool,
-    /// The perf events of the armed module probes (`armed`): closing them detaches.
-    armed: Vec<std::os::fd::OwnedFd>,
+    /// The armed module probes (`armed`): closing them detaches (pinned ones go on).
+    armed: Vec<armed::ArmedLink>,
     /// kprobes through tracefs (and armed ones): our kprobe events, removed once `ebpf`
     /// and `armed` (declared before it, so dropped before it) have closed the programs'
     /// perf events.
@@ -318,7 +318,7 @@ type Skipped = Vec<(&'static str, String)>;
 /// functions attached and those skipped.
 struct Attached {
     links: Vec<LinkId>,
-    armed: Vec<std::os::fd::OwnedFd>,
+    armed: Vec<armed::ArmedLink>,
     functions: Vec<&'static str>,
     skipped: Skipped,
 }
@@ -421,7 +421,24 @@ fn attach_all(
     if let Some(plan) = recorder.filter(|r| r.persist) {
         match method.unpinnable() {
             Some(why) => unpinnable = Some(why.to_string()),
-            None => pinned = pin_links(&mut ebpf, links, &plan.dir)?,
+            None => {
+                pinned = pin_links(&mut ebpf, links, &plan.dir)?;
+                pinned.extend(pin_armed(&armed, &plan.dir)?);
+            }
+        }
+    }
+    // The events of pinned armed links stay: the links hold them past this process.
+    if let Some(own) = own_events.as_mut() {
+        for a in armed
+            .iter()
+            .filter(|a| pinned.iter().any(|p| p == a.program))
+        {
+            if let Some(t) = TARGETS
+                .iter()
+                .find(|t| t.kprobe.0 == a.program || t.kprobe.1 == Some(a.program))
+            {
+                own.keep(t.function());
+            }
         }
     }
     let mut loaded = finish(ebpf, path, attached, skipped)?;
@@ -461,6 +478,18 @@ fn prepare_tracefs() -> Result<Vec<String>> {
     }
     stage("tracefs ready for kprobe_events");
     Ok(notes)
+}
+
+/// Pins the armed probes' BPF links (a perf event without a link cannot be pinned: said
+/// by the caller's other pins' absence); their names as `pin_links` names them.
+fn pin_armed(armed: &[armed::ArmedLink], dir: &std::path::Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for a in armed.iter().filter(|a| a.is_link) {
+        let path = dir.join(format!("{}{}", recorder::LINK_PREFIX, a.program));
+        armed::pin(&a.fd, &path)?;
+        done.push(a.program.to_string());
+    }
+    Ok(done)
 }
 
 /// Pins every link, all or nothing: on a failure the pins made so far are removed
