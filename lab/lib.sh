@@ -281,6 +281,12 @@ npt_has() {
             test -n "$_m" && grep -q 'Not enabling netconsole for' "$_m"
             ;;
         kprobe_links) grep -q bpf_perf_link /sys/kernel/btf/vmlinux ;;
+        # 7.3+: netconsole is an nbcon console: printk's own thread (pr/netcon0) sends,
+        # after the writer returned.
+        netconsole_nbcon)
+            _m=$(find "/lib/modules/$(uname -r)" -name 'netconsole.ko*' | head -n 1)
+            test -n "$_m" && grep -q netconsole_write_basic "$_m"
+            ;;
         # 7.3+: netconsole resumes a target its device stopped when the device is back.
         netconsole_resumes)
             _m=$(find "/lib/modules/$(uname -r)" -name 'netconsole.ko*' | head -n 1)

@@ -63,6 +63,10 @@ npt_check nested_oracle sh -c "test '$missed' = 0 && test $((${bond:-0} + ${slav
 # message per enabled target. Each device must be counted under its own name and ifindex.
 CYCLES=8
 C=/sys/kernel/config/netconsole
+# Where printk's thread sends (nbcon netconsole), the lines leave after the write returns:
+# give it a moment before the target goes, or they are (rightly) never sent.
+FLUSH=true
+npt_has netconsole_nbcon && FLUSH="sleep 1"
 ip link set eth1 up
 cat >/tmp/recreate.sh <<EOF
 for i in \$(seq $CYCLES); do
@@ -71,13 +75,13 @@ for i in \$(seq $CYCLES); do
         ip link set a\$i up && insmod $KO show=a\$i && rmmod npt_netdev &&
         mkdir $C/a\$i && echo a\$i >$C/a\$i/dev_name && echo 10.97.\$i.2 >$C/a\$i/remote_ip &&
         echo 1 >$C/a\$i/enabled &&
-        for n in 1 2 3 4 5; do echo '<3>npt-identity a\$i' >/dev/kmsg; done &&
+        for n in 1 2 3 4 5; do echo '<3>npt-identity a\$i' >/dev/kmsg; done && $FLUSH &&
         ip link del a\$i && ip link add link eth1 name b\$i type vlan id 2\$i &&
         insmod $KO show=b\$i && rmmod npt_netdev &&
         ip addr add 10.96.\$i.1/24 dev b\$i && ip link set b\$i up &&
         mkdir $C/b\$i && echo b\$i >$C/b\$i/dev_name && echo 10.96.\$i.2 >$C/b\$i/remote_ip &&
         echo 1 >$C/b\$i/enabled &&
-        for n in 1 2 3 4 5 6 7; do echo '<3>npt-identity b\$i' >/dev/kmsg; done &&
+        for n in 1 2 3 4 5 6 7; do echo '<3>npt-identity b\$i' >/dev/kmsg; done && $FLUSH &&
         echo 0 >$C/b\$i/enabled" || exit 1
 done
 EOF

@@ -54,7 +54,9 @@ npt_check ready_names_tracefs grep -q "ready: kprobe on $NPT_SETUP_FNS.*modern o
 cat $EVENTS | tee /tmp/running.events
 # An entry and a return probe per traced function, all named by aya for this pid.
 ours_running=$(grep -c "^[pr][0-9]*:kprobes/aya_${pid}_[pr]_" /tmp/running.events)
-npt_check events_while_running sh -c "test $ours_running -ge 4 && grep -q 'aya_${pid}_p_netpoll_setup_0x0_[0-9]* netpoll_setup' /tmp/running.events && grep -q 'aya_${pid}_r___netpoll_setup_0x0_[0-9]* __netpoll_setup' /tmp/running.events"
+# The outer set-up's event: netpoll_setup's, or netconsole's own (module:function).
+if [ $NPT_OUTER = netpoll_setup ]; then outer_ev="p_netpoll_setup_0x0_[0-9]* netpoll_setup"; else outer_ev="p_netconsole_netcons_netpoll_setup_0x0_[0-9]* netconsole:netcons_netpoll_setup"; fi
+npt_check events_while_running sh -c "test $ours_running -ge 4 && grep -q 'aya_${pid}_$outer_ev' /tmp/running.events && grep -q 'aya_${pid}_r___netpoll_setup_0x0_[0-9]* __netpoll_setup' /tmp/running.events"
 npt_dmesg_mark
 modprobe netconsole $TARGET
 echo "modprobe exit $?"
@@ -84,8 +86,8 @@ npt_check killed_leaves test "$(wc -l </tmp/left.names)" -ge 4
 # Someone else's: a live process's event in aya's own naming, and a foreign event.
 sleep 300 &
 live=$!
-echo "p:kprobes/aya_${live}_p_netpoll_setup_0x0_0 netpoll_setup" >>$EVENTS
-echo "p:kprobes/npt_foreign netpoll_setup" >>$EVENTS
+echo "p:kprobes/aya_${live}_p___netpoll_setup_0x0_0 __netpoll_setup" >>$EVENTS
+echo "p:kprobes/npt_foreign __netpoll_setup" >>$EVENTS
 netpoll-trace watch --attach kprobe --for 1s >/dev/null 2>/tmp/next.err
 echo "watch exit $?"; cat /tmp/next.err; cat $EVENTS
 all_named() {
@@ -96,8 +98,8 @@ all_named() {
 }
 npt_check stale_removed_named all_named
 npt_check stale_gone sh -c "! grep -q 'aya_${killed}_' $EVENTS"
-npt_check others_left_alone sh -c "grep -q 'kprobes/aya_${live}_p_netpoll_setup_0x0_0 netpoll_setup' $EVENTS && grep -q 'kprobes/npt_foreign netpoll_setup' $EVENTS && ! grep -q 'aya_${live}_\|npt_foreign' /tmp/next.err"
-echo "-:kprobes/aya_${live}_p_netpoll_setup_0x0_0" >>$EVENTS
+npt_check others_left_alone sh -c "grep -q 'kprobes/aya_${live}_p___netpoll_setup_0x0_0 __netpoll_setup' $EVENTS && grep -q 'kprobes/npt_foreign __netpoll_setup' $EVENTS && ! grep -q 'aya_${live}_\|npt_foreign' /tmp/next.err"
+echo "-:kprobes/aya_${live}_p___netpoll_setup_0x0_0" >>$EVENTS
 echo "-:kprobes/npt_foreign" >>$EVENTS
 kill $live
 
