@@ -3,7 +3,7 @@
 # can start on a virtio NIC, and the static netpoll-trace binary runs.
 # nics: virtio
 # timeout: 120
-# checks: uname kprobes dummy netconsole netconsole_logged netpoll_trace_runs command_not_found command_not_executable
+# checks: uname kprobes dummy netconsole netconsole_logged netpoll_trace_runs command_not_found command_not_executable panic_report
 . /lib.sh
 
 # The release xtask found in the cache for this label (npt.release=) is the one running.
@@ -36,3 +36,20 @@ npt_check command_not_found not_started 127 'not found' /nonexistent
 printf 'echo hi\n' >/tmp/noexec
 chmod 644 /tmp/noexec
 npt_check command_not_executable not_started 126 'cannot be executed' /tmp/noexec
+
+# 7.3+ (nbcon netconsole, flushed in a panic only after panic()'s reboot): check says
+# whether a panic's report can leave, by kernel.panic.
+if npt_has netconsole_nbcon; then
+    was=$(cat /proc/sys/kernel/panic)
+    echo 10 >/proc/sys/kernel/panic
+    netpoll-trace check --json >/tmp/panic10.json 2>&1
+    echo 0 >/proc/sys/kernel/panic
+    netpoll-trace check --json >/tmp/panic0.json 2>&1
+    echo "$was" >/proc/sys/kernel/panic
+    item() { grep -o '{"name":"panic_report"[^}]*}' "$1"; }
+    item /tmp/panic10.json; item /tmp/panic0.json
+    npt_check panic_report sh -c "grep -o '{\"name\":\"panic_report\"[^}]*}' /tmp/panic10.json | grep -q '\"status\":\"degraded\"' &&
+        grep -o '{\"name\":\"panic_report\"[^}]*}' /tmp/panic0.json | grep -q '\"status\":\"ok\"'"
+else
+    npt_skip panic_report "netconsole is not an nbcon console here: a panic's report leaves before any reboot"
+fi

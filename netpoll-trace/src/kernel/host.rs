@@ -6,6 +6,16 @@ use std::{
     sync::OnceLock,
 };
 
+/// `kernel.panic`: seconds before a panic reboots (0: never, negative: at once); None
+/// when unreadable.
+pub fn panic_timeout() -> Option<i64> {
+    std::fs::read_to_string("/proc/sys/kernel/panic")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The running kernel's release (`uname -r`), read once; None when procfs is unreadable.
 pub fn release() -> Option<&'static str> {
     static RELEASE: OnceLock<Option<String>> = OnceLock::new();

@@ -88,6 +88,12 @@ pub fn enable(t: &Path) -> Result<String> {
     Ok(format!("wrote 1 to {}", enabled.display()))
 }
 
+/// Whether this kernel's netconsole is an nbcon console (7.3+: `netconsole_write_basic`
+/// instead of `write_msg`), by the module's BTF; false when that cannot be read.
+pub fn is_nbcon() -> bool {
+    super::module_btf::load("netconsole").is_ok_and(|b| b.has_function("netconsole_write_basic"))
+}
+
 /// Whether this kernel's netconsole resumes a target its device stopped once the
 /// device is back (7.3+: `process_resume_target`, "network logging resumed"), by the
 /// module's BTF (loaded, or the module file); false when that cannot be read.

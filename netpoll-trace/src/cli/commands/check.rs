@@ -12,6 +12,7 @@ use crate::{
         attach::{self, AttachChoice},
         features, host,
         kallsyms::Kallsyms,
+        netconsole,
         object::ObjectChoice,
         offsets, targets, tracefs,
     },
@@ -109,5 +110,6 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
         euid: host::euid(),
         kprobes_via_tracefs: tracefs::kprobe_via() == tracefs::KprobeVia::Tracefs,
         tracer: probe_tracer(object, attach),
+        nbcon_panic_timeout: netconsole::is_nbcon().then(host::panic_timeout).flatten(),
     }
 }
