@@ -73,6 +73,7 @@ no_cache_leaves_file() {
 }
 npt_check no_cache_leaves_file no_cache_leaves_file
 netpoll-trace check >/tmp/check.out 2>&1
+cat /tmp/check.out
 npt_check check_names_cache grep -qF "struct offsets from /sys/kernel/btf/vmlinux (cached facts, $FILE)" /tmp/check.out
 
 # --- a tampered identity: ignored, rewritten -------------------------------------------
