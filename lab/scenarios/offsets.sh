@@ -34,7 +34,7 @@ offsets() {
 # private to netconsole.c). Those are compared apart: vmlinux's own offsets must agree.
 own_offsets() {
     if npt_has netconsole_sets_up; then
-        offsets_of "$1" | sed -E 's/"(netpoll\.(remote_ip|remote_port|local_port|ipv6)|netconsole_target\.[a-z_]+)":[^,}]*,?//g; s/,}/}/'
+        offsets_of "$1" | sed -E 's/"(netpoll\.(remote_ip|remote_port|local_port|ipv6)|netconsole_target\.[a-z0-9_]+)":[^,}]*,?//g; s/,}/}/'
     else
         offsets_of "$1"
     fi

@@ -151,8 +151,11 @@ netpoll-trace dump --json >/tmp/dump4.json
 npt_json_lines /tmp/dump4.json type=recorder
 ls $PINS
 if npt_has kprobe_links; then
+    # The outer set-up's kprobe: netpoll_setup's, or netconsole's own (armed) one.
+    outer_link=link_netpoll_setup_entry
+    [ $NPT_OUTER = netpoll_setup ] || outer_link=link_nc_setup_entry
     kprobe_links() {
-        ls $PINS | grep -q '^link_netpoll_setup_entry' &&
+        ls $PINS | grep -q "^$outer_link" &&
         test "$(npt_json_count /tmp/dump4.json type=recorder recorded=1)" -eq 1
     }
 else
