@@ -96,12 +96,22 @@ pub fn load(module: &str) -> Result<ModuleBtf> {
     load_from(module, &Paths::running()?)
 }
 
+/// The BTF of `module` on the running kernel, split over `base` (a raw BTF file of this
+/// kernel, e.g. `--btf FILE` where /sys/kernel/btf is missing) instead of sysfs's.
+pub fn load_over(module: &str, base: &Path) -> Result<ModuleBtf> {
+    load_with_base(module, &Paths::running()?, Some(base))
+}
+
 /// The BTF of `module` under `paths`: sysfs's when loaded, else its file's.
 pub fn load_from(module: &str, paths: &Paths) -> Result<ModuleBtf> {
+    load_with_base(module, paths, None)
+}
+
+fn load_with_base(module: &str, paths: &Paths, base: Option<&Path>) -> Result<ModuleBtf> {
     let (data, source) = module_btf_bytes(module, paths)?;
     let btf =
         Btf::from_vec(data).with_context(|| format!("{}: module BTF", source.path().display()))?;
-    let base_path = paths.sys_btf.join("vmlinux");
+    let base_path = base.map_or_else(|| paths.sys_btf.join("vmlinux"), Path::to_path_buf);
     let mut base_file = File::open(&base_path)
         .with_context(|| format!("{}: cannot open the kernel's BTF", base_path.display()))?;
     let base = btf::base::read(&mut base_file, 0, &btf.name_offsets()).with_context(|| {

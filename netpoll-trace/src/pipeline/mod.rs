@@ -109,7 +109,9 @@ impl Tracer {
                     offsets::resolve_sources(opts.btf.as_deref(), opts.offsets.as_deref())?;
                 // 7.3+: where netconsole's own functions keep the netpoll in its target.
                 let nt_note = targets::traces_netconsole_target(&present)
-                    .then(|| offsets::netconsole_target::resolve(&mut resolved))
+                    .then(|| {
+                        offsets::netconsole_target::resolve(&mut resolved, opts.btf.as_deref())
+                    })
                     .flatten();
                 Ok((present, resolved, nt_note))
             });

@@ -81,7 +81,7 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
             let nt_note = present
                 .as_deref()
                 .filter(|p| targets::traces_netconsole_target(p))
-                .and_then(|_| offsets::netconsole_target::resolve(&mut r));
+                .and_then(|_| offsets::netconsole_target::resolve(&mut r, None));
             match (&r.source, r.describe_missing().or(nt_note)) {
             (Some(s), None) => Ok(s.to_string()),
             (Some(s), Some(missing)) => Err((format!("struct offsets from {s}, but it {missing}"), hint())),

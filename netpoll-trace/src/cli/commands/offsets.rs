@@ -17,7 +17,7 @@ pub fn run(json: bool, btf: Option<&Path>, object: Option<&Path>) -> Result<Exit
     // (module BTF), and where its functions take the target, its np is needed too.
     if r.source.is_some()
         && r.config.flags & netpoll_trace_common::config_flags::NP_REMOTE == 0
-        && let Some(note) = offsets::netconsole_target::resolve(&mut r)
+        && let Some(note) = offsets::netconsole_target::resolve(&mut r, btf)
     {
         r.notes.push(note);
     }

@@ -7,6 +7,7 @@
 mod armed;
 mod fentry;
 mod kprobe;
+mod pins;
 mod plan;
 mod program;
 
@@ -14,11 +15,10 @@ pub use plan::{AttachChoice, AttachMethod, Conflict, Step, steps, try_next};
 
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use aya::{
     Ebpf,
     maps::{MapData, PerfEventArray},
-    programs::links::PinnedLink,
 };
 use netpoll_trace_common::{Config, maps};
 
@@ -26,7 +26,6 @@ use self::program::LinkId;
 use super::{
     object::{self, ObjectChoice, ObjectKind, RecorderPlan, Refusal},
     profile::{release_freed_memory, stage},
-    recorder,
     targets::{self, TARGETS, Target, Wanted},
     tracefs::{self, KprobeVia},
 };
@@ -422,8 +421,8 @@ fn attach_all(
         match method.unpinnable() {
             Some(why) => unpinnable = Some(why.to_string()),
             None => {
-                pinned = pin_links(&mut ebpf, links, &plan.dir)?;
-                pinned.extend(pin_armed(&armed, &plan.dir)?);
+                pinned = pins::pin_links(&mut ebpf, links, &plan.dir)?;
+                pinned.extend(pins::pin_armed(&armed, &plan.dir)?);
             }
         }
     }
@@ -478,47 +477,6 @@ fn prepare_tracefs() -> Result<Vec<String>> {
     }
     stage("tracefs ready for kprobe_events");
     Ok(notes)
-}
-
-/// Pins the armed probes' BPF links (a perf event without a link cannot be pinned: said
-/// by the caller's other pins' absence); their names as `pin_links` names them.
-fn pin_armed(armed: &[armed::ArmedLink], dir: &std::path::Path) -> Result<Vec<String>> {
-    let mut done = Vec::new();
-    for a in armed.iter().filter(|a| a.is_link) {
-        let path = dir.join(format!("{}{}", recorder::LINK_PREFIX, a.program));
-        armed::pin(&a.fd, &path)?;
-        done.push(a.program.to_string());
-    }
-    Ok(done)
-}
-
-/// Pins every link, all or nothing: on a failure the pins made so far are removed
-/// (and with them their links) and the start fails.
-fn pin_links(ebpf: &mut Ebpf, links: Vec<LinkId>, dir: &std::path::Path) -> Result<Vec<String>> {
-    let mut done: Vec<(String, PinnedLink)> = Vec::new();
-    let undo = |done: Vec<(String, PinnedLink)>| {
-        for (_, p) in done {
-            let _ = p.unpin();
-        }
-    };
-    for link in links {
-        let (name, fd) = match link.take_fd(ebpf) {
-            Ok(x) => x,
-            Err(e) => {
-                undo(done);
-                return Err(e);
-            }
-        };
-        let path = dir.join(format!("{}{name}", recorder::LINK_PREFIX));
-        match fd.pin(&path) {
-            Ok(p) => done.push((name.to_string(), p)),
-            Err(e) => {
-                undo(done);
-                bail!("pinning the link of {name} at {}: {e}", path.display());
-            }
-        }
-    }
-    Ok(done.into_iter().map(|(n, _)| n).collect())
 }
 
 #[cfg(test)]

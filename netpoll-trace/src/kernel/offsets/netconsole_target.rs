@@ -40,11 +40,24 @@ const MOVED: [&str; 4] = [
 ];
 
 /// Reads netconsole's layout into `resolved`'s config (the addresses found in the target
-/// are no longer missing); a note for the user when it cannot.
-pub fn resolve(resolved: &mut super::Resolved) -> Option<String> {
+/// are no longer missing); a note for the user when it cannot. `btf`: the `--btf FILE`
+/// given, the base of the module's split BTF when it is raw BTF (an archive is not).
+pub fn resolve(resolved: &mut super::Resolved, btf: Option<&std::path::Path>) -> Option<String> {
     const LOST: &str =
         "set-ups and sends in netconsole are traced without their device, owner and target address";
-    match module_btf::load("netconsole") {
+    let raw = btf.filter(|p| {
+        std::fs::File::open(p)
+            .and_then(|mut f| {
+                let mut magic = [0u8; 2];
+                std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic)
+            })
+            .is_ok_and(|m| u16::from_le_bytes(m) == 0xeb9f)
+    });
+    let loaded = match raw {
+        Some(base) => module_btf::load_over("netconsole", base),
+        None => module_btf::load("netconsole"),
+    };
+    match loaded {
         Ok(btf) => match module_btf::netconsole_target(&btf) {
             Some(t) => {
                 apply(&mut resolved.config, &t);
