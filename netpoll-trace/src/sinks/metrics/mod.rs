@@ -23,6 +23,7 @@
 //!   `no_npinfo`, `not_running`, `not_present`); the kernel's totals since load.
 //! - `netpoll_trace_send_duration_seconds{dev}`: time in netpoll's skb transmit (sent
 //!   and deferred messages), from the kernel's log2 histogram as the poll latency is.
+//! - `netpoll_trace_target_resumed_total{target,dev}`: the kernel's own resumes (7.3+).
 //! - `netpoll_trace_target_up{target,dev}`: 1 after a netconsole target was enabled or
 //!   re-enabled, 0 after it was disabled or stopped; one series per target, with the
 //!   device of its last change.

@@ -162,6 +162,8 @@ struct TargetUp {
     dev: String,
     up: bool,
     since_ns: u64,
+    /// Times the kernel set it up again itself (7.3+ netconsole's target recovery).
+    resumed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -190,10 +192,13 @@ impl TargetCollector {
         {
             targets.remove(&oldest);
         }
+        let resumed = targets.get(&e.target).map_or(0, |t| t.resumed)
+            + u64::from(e.event == crate::model::target::Change::Resumed);
         let state = TargetUp {
             dev: e.dev.clone().unwrap_or_default(),
             up: e.event.up(),
             since_ns: e.ts_ns,
+            resumed,
         };
         targets.insert(e.target.clone(), state);
     }
@@ -219,6 +224,23 @@ impl Collector for TargetCollector {
             family
                 .encode_family(&labels)?
                 .encode_gauge(&i64::from(t.up))?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "netpoll_trace_target_resumed",
+            "Times the kernel itself set a stopped netconsole target up again (Linux 7.3+ target recovery)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (target, t) in targets.iter() {
+            let labels = TargetLabels {
+                target: target.clone(),
+                dev: t.dev.clone(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                    &t.resumed, None,
+                )?;
         }
         Ok(())
     }
@@ -469,6 +491,29 @@ mod tests {
                 .filter(|l| l.starts_with("netpoll_trace_target_up{"))
                 .count(),
             1,
+            "{t}"
+        );
+    }
+
+    /// 7.3+: a kernel resume leaves the target up and counts in its own counter.
+    #[test]
+    fn a_kernel_resume_is_counted_and_the_target_is_up() {
+        let m = Metrics::new(&build());
+        m.observe(&[
+            target(Change::Enabled, "eth1"),
+            target(Change::Stopped, "eth1"),
+            target(Change::Resumed, "eth1"),
+        ]);
+        let t = m.render();
+        let series = r#"{target="netconsole@10.0.2.2:6666",dev="eth1"}"#;
+        assert_eq!(
+            sample(&t, &format!("netpoll_trace_target_up{series}")).as_deref(),
+            Some("1"),
+            "{t}"
+        );
+        assert_eq!(
+            sample(&t, &format!("netpoll_trace_target_resumed_total{series}")).as_deref(),
+            Some("1"),
             "{t}"
         );
     }
