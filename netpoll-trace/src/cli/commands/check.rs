@@ -66,6 +66,8 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
     let btf = features::vmlinux_btf();
     let (modules, modules_disabled) = features::modules();
     let hint = || offsets::reduced_hint(host::release().unwrap_or("$(uname -r)"));
+    // First: the offsets' own look at the kernel's BTF (its cache says so, as watch's).
+    let resolved = offsets::resolve_sources(None, None);
     // What watch would trace: module functions (7.3+ netconsole's own) by the module's
     // BTF even before it loads, vmlinux's by BTF or kallsyms.
     let present = targets::present().ok();
@@ -76,7 +78,7 @@ fn gather(object: ObjectChoice, attach: AttachChoice) -> Facts {
             .any(|(t, p)| *p && t.symbol == name),
         None => has(name),
     };
-    let offsets = match offsets::resolve_sources(None, None) {
+    let offsets = match resolved {
         Ok(mut r) => {
             let nt_note = present
                 .as_deref()
