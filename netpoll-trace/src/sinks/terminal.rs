@@ -441,17 +441,19 @@ fn render_counters(counters: &[CounterLine]) -> String {
 /// `check`'s report: one aligned line per item, the fix indented under it.
 pub fn render_check(r: &Report) -> String {
     let mut out = format!("kernel {}\n", r.kernel);
+    // The names' column as wide as the widest (panic_report).
+    let w = r.items.iter().map(|i| i.name.len()).max().unwrap_or(0).max(10);
     for i in &r.items {
         let mark = match i.status {
             Status::Ok => "ok",
             Status::Degraded => "degraded",
             Status::Missing => "MISSING",
         };
-        out.push_str(&format!("  {:<10} {:<8}  {}\n", i.name, mark, i.detail));
+        out.push_str(&format!("  {:<w$} {:<8}  {}\n", i.name, mark, i.detail));
         if let Some(fix) = &i.fix
             && i.status != Status::Ok
         {
-            out.push_str(&format!("  {:<10} {:<8}  -> {}\n", "", "", fix));
+            out.push_str(&format!("  {:<w$} {:<8}  -> {}\n", "", "", fix));
         }
     }
     out.push_str(if r.traceable {
