@@ -354,10 +354,10 @@ fn test() -> Result<bool> {
     // out; timings are not judged (one kernel keeps it near two minutes).
     println!(
         "test: cargo xtask bench --quick --kernel {} (numbers produced; timings not judged)",
-        kernels::NEWEST
+        bench::CI_KERNEL
     );
     let bench_ok = bench::run(&bench::Options {
-        kernels: vec![kernels::NEWEST.into()],
+        kernels: vec![bench::CI_KERNEL.into()],
         reps: 1,
         quick: true,
         live: false,

@@ -12,6 +12,12 @@
 //! `receive` is apart: `--receive` floods the host's own `netpoll-trace receive` on loopback
 //! (no VM) and writes target/bench/receive.json.
 
+/// The kernel `cargo xtask test` runs the short bench on: the newest whose set-up is
+/// `netpoll_setup` in vmlinux, which the libbpf floor (lab/bench/floor.bpf.c) and the
+/// bpftrace script trace. 7.3's set-up is netconsole's own (in the module): the floor and
+/// the bpftrace comparison do not follow it yet (issue #26).
+pub const CI_KERNEL: &str = "6.18";
+
 pub mod bpftrace;
 pub mod floor;
 pub mod receive;
@@ -117,4 +123,13 @@ pub fn run(opts: &Options) -> Result<bool> {
         json.display()
     );
     Ok(all_ok)
+}
+
+#[cfg(test)]
+mod ci_kernel_tests {
+    #[test]
+    fn the_ci_bench_kernel_is_a_lab_kernel_in_all() {
+        let all: Vec<&str> = crate::setup::kernels::all().iter().map(|k| k.label).collect();
+        assert!(all.contains(&super::CI_KERNEL), "{all:?}");
+    }
 }
