@@ -442,7 +442,13 @@ fn render_counters(counters: &[CounterLine]) -> String {
 pub fn render_check(r: &Report) -> String {
     let mut out = format!("kernel {}\n", r.kernel);
     // The names' column as wide as the widest (panic_report).
-    let w = r.items.iter().map(|i| i.name.len()).max().unwrap_or(0).max(10);
+    let w = r
+        .items
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     for i in &r.items {
         let mark = match i.status {
             Status::Ok => "ok",

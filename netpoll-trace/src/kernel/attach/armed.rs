@@ -12,7 +12,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, programs::KProbe};
 
-use super::program::{program, program_error, skip_return};
+use super::program::{load_kprobes, program, skip_return};
 use crate::kernel::{targets::Target, tracefs};
 
 /// `struct perf_event_attr` up to `config1` (PERF_ATTR_SIZE_VER0, accepted by every
@@ -55,20 +55,11 @@ pub(super) struct ArmedLink {
 /// `tracefs::OwnEvents` unless their links were pinned.
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<ArmedLink>> {
     let mut fds = Vec::new();
-    let probes = t
-        .kprobe
-        .1
-        .map(|exit| (exit, true))
-        .into_iter()
-        .chain([(t.kprobe.0, false)]);
-    for (name, ret) in probes {
-        let kind = if ret { "kretprobe" } else { "kprobe" };
-        let prog: &mut KProbe = program(ebpf, name)?;
-        prog.load()
-            .map_err(|e| program_error(kind, name, t.function(), e))?;
+    for (name, kind, ret) in load_kprobes(ebpf, t)? {
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }
+        let prog: &mut KProbe = program(ebpf, name)?;
         let id = tracefs::create_armed_event(ret, t.function())
             .with_context(|| format!("arming a {kind} on {}", t.function()))?;
         let prog_fd = prog.fd()?.as_fd().as_raw_fd();

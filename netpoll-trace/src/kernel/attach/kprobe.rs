@@ -5,7 +5,7 @@
 use anyhow::Result;
 use aya::{Ebpf, programs::KProbe, util::KernelVersion};
 
-use super::program::{LinkId, program, program_error, skip_return};
+use super::program::{LinkId, load_kprobes, program, program_error, skip_return};
 use crate::kernel::targets::Target;
 
 /// Loads `t`'s programs and, unless `load_only`, attaches them: the return probe
@@ -20,20 +20,11 @@ use crate::kernel::targets::Target;
 /// missed, and the programs pair and count around it (`netpoll_trace_common::pairing`).
 pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
-    let probes = t
-        .kprobe
-        .1
-        .map(|exit| (exit, true))
-        .into_iter()
-        .chain([(t.kprobe.0, false)]);
-    for (name, ret) in probes {
-        let kind = if ret { "kretprobe" } else { "kprobe" };
-        let prog: &mut KProbe = program(ebpf, name)?;
-        prog.load()
-            .map_err(|e| program_error(kind, name, t.function(), e))?;
+    for (name, kind, ret) in load_kprobes(ebpf, t)? {
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }
+        let prog: &mut KProbe = program(ebpf, name)?;
         ids.push(LinkId::Kprobe(
             name,
             prog.attach(t.function(), 0)

@@ -36,6 +36,30 @@ impl LinkId {
     }
 }
 
+/// `t`'s kprobe programs, the return probe first (a call already running when we attach
+/// can then lose only its entry): (program, kind, is the return probe), each loaded.
+pub(super) fn load_kprobes(
+    ebpf: &mut Ebpf,
+    t: &crate::kernel::targets::Target,
+) -> Result<Vec<(&'static str, &'static str, bool)>> {
+    let probes: Vec<(&'static str, bool)> = t
+        .kprobe
+        .1
+        .map(|exit| (exit, true))
+        .into_iter()
+        .chain([(t.kprobe.0, false)])
+        .collect();
+    let mut loaded = Vec::new();
+    for (name, ret) in probes {
+        let kind = if ret { "kretprobe" } else { "kprobe" };
+        let prog: &mut KProbe = program(ebpf, name)?;
+        prog.load()
+            .map_err(|e| program_error(kind, name, t.function(), e))?;
+        loaded.push((name, kind, ret));
+    }
+    Ok(loaded)
+}
+
 pub(super) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,

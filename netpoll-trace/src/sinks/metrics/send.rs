@@ -210,19 +210,19 @@ impl Collector for TargetCollector {
         if targets.is_empty() {
             return Ok(());
         }
+        let labels = |target: &String, t: &TargetUp| TargetLabels {
+            target: target.clone(),
+            dev: t.dev.clone(),
+        };
         let mut family = encoder.encode_descriptor(
             "netpoll_trace_target_up",
-            "1 while a netconsole target sends (enabled or re-enabled), 0 once disabled or stopped",
+            "1 while a netconsole target sends (enabled, re-enabled or resumed), 0 once disabled or stopped",
             None,
             MetricType::Gauge,
         )?;
         for (target, t) in targets.iter() {
-            let labels = TargetLabels {
-                target: target.clone(),
-                dev: t.dev.clone(),
-            };
             family
-                .encode_family(&labels)?
+                .encode_family(&labels(target, t))?
                 .encode_gauge(&i64::from(t.up))?;
         }
         let mut family = encoder.encode_descriptor(
@@ -232,12 +232,8 @@ impl Collector for TargetCollector {
             MetricType::Counter,
         )?;
         for (target, t) in targets.iter() {
-            let labels = TargetLabels {
-                target: target.clone(),
-                dev: t.dev.clone(),
-            };
             family
-                .encode_family(&labels)?
+                .encode_family(&labels(target, t))?
                 .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
                     &t.resumed, None,
                 )?;
