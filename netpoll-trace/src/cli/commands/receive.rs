@@ -321,14 +321,9 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
     for (from, s) in &summary {
         crate::status!(
             Info,
-            "receive: {from}: {} message(s), {} gap(s) in {} numbers, {} out of order, {} incomplete, {} malformed fragment(s)",
+            "receive: {from}: {} message(s), {}, {} out of order, {} incomplete, {} malformed fragment(s)",
             s.messages,
-            s.gaps,
-            if s.last_msgid.is_some() {
-                "msgid"
-            } else {
-                "sequence"
-            },
+            s.gaps_phrase(),
             s.out_of_order,
             s.incomplete,
             s.malformed

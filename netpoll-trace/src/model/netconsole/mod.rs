@@ -259,6 +259,22 @@ impl Receiver {
     }
 }
 
+impl SenderStats {
+    /// The gaps, said for what they can mean: by msgid they are messages netconsole sent
+    /// that never arrived; by the kernel's sequence number they may also be records the
+    /// console never got (below its log level, or rate-limited), which are no loss.
+    pub fn gaps_phrase(&self) -> String {
+        if self.last_msgid.is_some() {
+            format!("{} gap(s) in msgid (messages lost)", self.gaps)
+        } else {
+            format!(
+                "{} gap(s) in the kernel's sequence numbers (not received: lost, or never handed to the console, by its log level or rate limit)",
+                self.gaps
+            )
+        }
+    }
+}
+
 impl Sender {
     /// Counts a whole message: gaps by `msgid` where it has one (it wraps at 2^32: a
     /// step of more than half of that is backwards), else by `seq`.
@@ -673,6 +689,27 @@ cpu=1\n taskname=kworker/1:2\n release=6.18.15+deb13-amd64\n msgid=77\n",
 
     /// msgid counts only what netconsole sent, so where it is there it, not seq, says what
     /// was lost: seq jumps over records the console never got (printk's rate limit).
+    /// The netcons_fragmented_msg selftest's case: records below the console level skip
+    /// sequence numbers without any loss; only msgid gaps are losses.
+    #[test]
+    fn sequence_gaps_are_not_called_lost() {
+        let by_seq = SenderStats {
+            gaps: 10,
+            ..SenderStats::default()
+        };
+        let p = by_seq.gaps_phrase();
+        assert!(
+            p.contains("not received") && p.contains("log level") && !p.contains("lost ("),
+            "{p}"
+        );
+        let by_msgid = SenderStats {
+            gaps: 1,
+            last_msgid: Some(7),
+            ..SenderStats::default()
+        };
+        assert_eq!(by_msgid.gaps_phrase(), "1 gap(s) in msgid (messages lost)");
+    }
+
     #[test]
     fn gaps_by_msgid_where_present_seq_elsewhere() {
         let mut r = Receiver::default();
