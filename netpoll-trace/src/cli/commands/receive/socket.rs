@@ -75,6 +75,12 @@ fn socket(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
     let sock = unsafe { UdpSocket::from_raw_fd(fd) };
     if reuseport {
         setsockopt(&sock, libc::SO_REUSEPORT, 1)?;
+    } else {
+        // As socat and most UDP listeners bind: a second listener on the port (the
+        // kernel's netcons_fragmented_msg selftest starts one while the first runs) binds
+        // too, and the newest gets the datagrams. Workers (SO_REUSEPORT) keep their
+        // group to themselves instead.
+        setsockopt(&sock, libc::SO_REUSEADDR, 1)?;
     }
     let (storage, len) = to_raw(addr);
     // SAFETY: storage holds a sockaddr of len bytes.
@@ -298,6 +304,17 @@ mod tests {
             let a: SocketAddr = a.parse().unwrap();
             assert_eq!(from_raw(&to_raw(a).0), Some(a));
         }
+    }
+
+    /// #29: a second single-socket listener on the same port binds (SO_REUSEADDR, as
+    /// socat), while a worker group still refuses a port someone holds.
+    #[test]
+    fn a_second_listener_binds_as_socats_does_but_workers_do_not_share() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let at = first.sockets[0].local_addr().unwrap();
+        let second = bind(at, 1);
+        assert!(second.is_ok(), "{:?}", second.err());
+        assert!(bind(at, 2).is_err());
     }
 
     #[test]
