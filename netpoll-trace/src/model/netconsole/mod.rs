@@ -29,6 +29,8 @@ pub struct Message {
     pub ts_us: Option<u64>,
     /// The kernel release: the header's (`r` targets) or sysdata's `release=`.
     pub release: Option<String>,
+    /// Where `release` came from: `header` or `sysdata` (null without one).
+    pub release_in: Option<&'static str>,
     /// sysdata: netconsole's message id, the CPU and the task that wrote it.
     pub msgid: Option<u32>,
     pub cpu: Option<u32>,
@@ -50,6 +52,7 @@ impl Message {
             level: None,
             ts_us: None,
             release: None,
+            release_in: None,
             msgid: None,
             cpu: None,
             taskname: None,
@@ -67,6 +70,11 @@ impl Message {
             seq: Some(h.seq),
             level: Some(h.level),
             ts_us: Some(h.ts_us),
+            release_in: match (&h.release, &f.release) {
+                (Some(_), _) => Some("header"),
+                (None, Some(_)) => Some("sysdata"),
+                (None, None) => None,
+            },
             release: h.release.or(f.release),
             msgid: f.msgid,
             cpu: f.cpu,
@@ -594,6 +602,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(m.release.as_deref(), Some("6.14.0-rc6-01219-g3c027fbd941d"));
+        assert_eq!(
+            m.release_in,
+            Some("sysdata"),
+            "#29: where release came from"
+        );
+        let m = r
+            .take(
+                at("c2"),
+                b"6.14.0,12,608,22085407756,-;A message
+",
+            )
+            .unwrap();
+        assert_eq!(
+            (m.release.as_deref(), m.release_in),
+            (Some("6.14.0"), Some("header"))
+        );
 
         // A user's `cpu` key and the kernel's: the kernel's is the last.
         let m = r
