@@ -19,6 +19,8 @@ pub struct ConfigfsTarget {
     pub remote_port: Option<u16>,
     pub enabled: Option<bool>,
     pub extended: Option<bool>,
+    /// The kernel's own count of sends that failed (configfs `transmit_errors`, 6.x).
+    pub transmit_errors: Option<u64>,
 }
 
 impl ConfigfsTarget {
@@ -55,6 +57,7 @@ pub fn targets(root: &Path) -> Vec<ConfigfsTarget> {
                 remote_port: read(&p, "remote_port").and_then(|v| v.parse().ok()),
                 enabled: flag(read(&p, "enabled")),
                 extended: flag(read(&p, "extended")),
+                transmit_errors: read(&p, "transmit_errors").and_then(|v| v.parse().ok()),
             }
         })
         .collect();
@@ -122,6 +125,7 @@ mod tests {
             ("remote_ip", "10.0.2.2\n"),
             ("remote_port", "6666\n"),
             ("enabled", "1\n"),
+            ("transmit_errors", "3\n"),
         ] {
             std::fs::write(t.join(f), v).unwrap();
         }
@@ -139,6 +143,7 @@ mod tests {
                 remote_port: Some(6666),
                 enabled: Some(true),
                 extended: None,
+                transmit_errors: Some(3),
             }
         );
         assert_eq!(got[1].remote().as_deref(), Some("10.0.2.2:6666"));

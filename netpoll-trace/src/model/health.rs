@@ -16,6 +16,8 @@ pub struct Dynamic {
     pub dev: Option<String>,
     pub remote: Option<String>,
     pub enabled: Option<bool>,
+    /// The kernel's own failed-send count (configfs `transmit_errors`, where it has one).
+    pub transmit_errors: Option<u64>,
 }
 
 /// One target's health, as `status --json` prints it under `targets`.
@@ -40,6 +42,9 @@ pub struct TargetHealth {
     pub dropped: Option<u64>,
     pub last_drop_ns: Option<u64>,
     pub last_drop_reason: Option<DropReason>,
+    /// The kernel's own count of this target's failed sends (configfs `transmit_errors`),
+    /// beside the tool's drops; null where the kernel keeps none or it is no configfs item.
+    pub transmit_errors: Option<u64>,
 }
 
 /// Joins configfs's targets, the recorder's lifecycle states and the send summaries:
@@ -65,6 +70,7 @@ pub fn health(
             dropped: None,
             last_drop_ns: None,
             last_drop_reason: None,
+            transmit_errors: None,
         });
     }
     for d in dynamic {
@@ -75,6 +81,7 @@ pub fn health(
             Some(h) => {
                 h.configfs = Some(d.name.clone());
                 h.enabled = d.enabled.or(h.enabled);
+                h.transmit_errors = d.transmit_errors;
             }
             None => out.push(TargetHealth {
                 target: format!("netconsole@{}", d.remote.as_deref().unwrap_or("?")),
@@ -90,6 +97,7 @@ pub fn health(
                 dropped: None,
                 last_drop_ns: None,
                 last_drop_reason: None,
+                transmit_errors: d.transmit_errors,
             }),
         }
     }
@@ -128,12 +136,14 @@ mod tests {
                 dev: Some("eth1".into()),
                 remote: Some("10.0.2.2:6666".into()),
                 enabled: Some(false),
+                transmit_errors: Some(4),
             },
             Dynamic {
                 name: "t2".into(),
                 dev: Some("eth0".into()),
                 remote: Some("10.0.2.2:6667".into()),
                 enabled: Some(true),
+                transmit_errors: None,
             },
         ];
         let mut send = crate::model::send::summarize(&[], 9);
@@ -157,7 +167,10 @@ mod tests {
             (h[1].target.as_str(), h[1].messages),
             ("netconsole@10.0.2.2:6667", None)
         );
+        // The kernel's own failed-send count beside the tool's drops (7.x configfs).
+        assert_eq!((h[0].transmit_errors, h[1].transmit_errors), (Some(4), None));
         let v = serde_json::to_value(&h[0]).unwrap();
         assert_eq!(v["last_drop_reason"], "not_running");
+        assert_eq!(v["transmit_errors"], 4);
     }
 }

@@ -85,6 +85,7 @@ fn targets(pin_dir: &std::path::Path) -> (Vec<TargetHealth>, Option<String>) {
             name: t.name,
             dev: t.dev,
             enabled: t.enabled,
+            transmit_errors: t.transmit_errors,
         })
         .collect();
     let (states, sends, note) = match recorder::snapshot::read(pin_dir) {
@@ -233,6 +234,9 @@ fn target_line(t: &TargetHealth, now_ns: u64) -> String {
             }
         }
         _ => line.push_str("; no messages recorded"),
+    }
+    if let Some(n) = t.transmit_errors {
+        line.push_str(&format!("; the kernel counts {n} transmit error(s)"));
     }
     line
 }
