@@ -18,7 +18,7 @@
 # nics: e1000 virtio
 # timeout: 600
 # variants: legacy
-# checks: check_send_path ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny stats_periodic vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health json_schema
+# checks: check_send_path ring_shrunk flood_attached flood_counts flood_histogram flood_drops flood_delivered flood_lifecycle slow_default slow_tiny stats_periodic vlan_up down_counted up_counts removed_event removed_dmesg removed_disabled dump_stopped status_health transmit_errors json_schema
 . /lib.sh
 
 T=/sys/kernel/tracing
@@ -276,6 +276,14 @@ removed_disabled() { test "$(cat $CFG/gone/enabled)" = 0 && npt_json_none /tmp/d
 npt_check removed_disabled removed_disabled
 npt_check dump_stopped npt_json_has /tmp/del.dump type=target target=netconsole@10.99.100.2:6666 event=stopped cause=device_unregistered dev=vl100
 # One target for configfs's item and the recorded one: disabled, stopped by the unregister.
+# The kernel's own failed-send count (configfs, where it keeps one) beside the tool's.
+if [ -e $CFG/gone/transmit_errors ]; then
+    te=$(cat $CFG/gone/transmit_errors)
+    npt_check transmit_errors sh -c "grep -o '{[^{}]*\"configfs\":\"gone\"[^{}]*}' /tmp/del.status | grep -q '\"transmit_errors\":$te[,}]' &&
+        grep -q 'kernel counts $te transmit error(s)' /tmp/del.status.txt"
+else
+    npt_skip transmit_errors "this kernel's netconsole keeps no transmit_errors"
+fi
 npt_check status_health sh -c "grep -q '\"configfs\":\"gone\"' /tmp/del.status && grep -o '{[^{}]*\"configfs\":\"gone\"[^{}]*}' /tmp/del.status | grep '\"enabled\":false' | grep '\"last_change\":\"stopped\"' | grep -q '\"last_cause\":\"device_unregistered\"' && grep -q 'target netconsole@10.99.100.2:6666 dev vl100 .*disabled (configfs gone); last stopped (device unregistered)' /tmp/del.status.txt"
 
 # (down.json is empty when the tool rightly printed nothing; schema-check refuses an empty file.)
