@@ -309,6 +309,38 @@ impl Btf {
             .any(|(_, name_off, _)| self.name(name_off) == name.as_bytes())
     }
 
+    /// The struct that function `name`'s first parameter points to, through typedefs and
+    /// qualifiers; None when it is not a pointer to a struct this BTF holds (a split BTF
+    /// holds only its module's own types: a `struct netpoll *` of vmlinux answers None).
+    pub fn first_param_struct(&self, name: &str) -> Option<String> {
+        let (_, _, proto) = self
+            .funcs()
+            .find(|(_, n, _)| self.name(*n) == name.as_bytes())?;
+        let h = self.head(proto as usize)?;
+        if h.kind != KIND_FUNC_PROTO || h.vlen == 0 {
+            return None;
+        }
+        // The first btf_param after the head: name_off, type.
+        let at = self.record(proto as usize)? + 12;
+        let mut ty = u32_at(self.type_bytes(), at + 4).ok()? as usize;
+        let mut through_pointer = false;
+        for _ in 0..8 {
+            let h = self.head(ty)?;
+            match h.kind {
+                KIND_PTR if !through_pointer => through_pointer = true,
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT => {}
+                KIND_STRUCT if through_pointer => {
+                    return std::str::from_utf8(self.name(h.name_off))
+                        .ok()
+                        .map(str::to_string);
+                }
+                _ => return None,
+            }
+            ty = h.size_or_type as usize;
+        }
+        None
+    }
+
     /// What `function_index_btf` needs to stand in for this BTF when looking up `names`.
     pub fn function_index(&self, names: &[&str]) -> FunctionIndex {
         let mut funcs: Vec<(String, u32, u32)> = Vec::new();
@@ -519,6 +551,20 @@ pub mod testing {
         }
         pub fn func(&mut self, name: &str, proto: u32) -> u32 {
             self.head(name, 12, 0, false, proto)
+        }
+        /// A FUNC_PROTO returning `ret` with unnamed `params`.
+        pub fn proto(&mut self, ret: u32, params: &[u32]) -> u32 {
+            let id = self.head("", 13, params.len(), false, ret);
+            for p in params {
+                for w in [0, *p] {
+                    self.types.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            id
+        }
+        /// A CONST of `to`.
+        pub fn konst(&mut self, to: u32) -> u32 {
+            self.head("", 10, 0, false, to)
         }
         pub fn enum32(&mut self, name: &str, values: &[(&str, u32)]) -> u32 {
             let names: Vec<u32> = values.iter().map(|(n, _)| self.str(n)).collect();
@@ -846,7 +892,7 @@ mod tests {
             bit_offset,
             bitfield_size: 0,
         };
-        m.composite(
+        let nt = m.composite(
             "netconsole_target",
             false,
             2528,
@@ -859,6 +905,20 @@ mod tests {
             ],
         );
         m.func("netcons_netpoll_setup", int);
+        // 7.3's netpoll_send_udp takes the target; a kernel whose module took the
+        // netpoll (a base type) would take `struct netpoll *`.
+        let nt_ptr = m.ptr(nt);
+        let takes_nt = m.proto(int, &[nt_ptr, int]);
+        m.func("module_send_udp", takes_nt);
+        let const_nt = m.konst(nt);
+        let const_nt_ptr = m.ptr(const_nt);
+        let takes_const_nt = m.proto(int, &[const_nt_ptr]);
+        m.func("reads_target", takes_const_nt);
+        let np_ptr = m.ptr(netpoll);
+        let takes_np = m.proto(int, &[np_ptr, int]);
+        m.func("takes_netpoll", takes_np);
+        let no_params = m.proto(int, &[]);
+        m.func("takes_nothing", no_params);
         (b.finish(), m.finish())
     }
 
@@ -867,6 +927,28 @@ mod tests {
         let wanted = btf.name_offsets();
         let base = base::read(&mut std::io::Cursor::new(base), 0, &wanted).unwrap();
         btf.split_over(base)
+    }
+
+    /// Which struct a module function's first parameter points to: the module's own
+    /// (through const), never a base type's (not held), nothing without parameters.
+    #[test]
+    fn a_module_functions_first_parameter_is_read_through_qualifiers() {
+        let (base, module) = base_and_module();
+        let btf = split(&base, &module);
+        let first = |f| btf.first_param_struct(f);
+        assert_eq!(
+            first("module_send_udp").as_deref(),
+            Some("netconsole_target")
+        );
+        assert_eq!(first("reads_target").as_deref(), Some("netconsole_target"));
+        assert_eq!(first("takes_netpoll"), None);
+        assert_eq!(first("takes_nothing"), None);
+        assert_eq!(
+            first("netcons_netpoll_setup"),
+            None,
+            "its proto is not a FUNC_PROTO here"
+        );
+        assert_eq!(first("absent"), None);
     }
 
     #[test]
@@ -887,8 +969,8 @@ mod tests {
         assert!(!btf.has_function("netpoll_send_udp"));
         assert_eq!(btf.enum_value("BASE_CONST"), None);
         assert_eq!(btf.struct_size("netpoll"), None);
-        // Ids continue the base's: 5 base types + void, then the module's 4.
-        assert_eq!(btf.type_count(), 6 + 4);
+        // Ids continue the base's: 5 base types + void, then the module's 16.
+        assert_eq!(btf.type_count(), 6 + 16);
         let index = btf.function_index(&["netcons_netpoll_setup"]);
         assert_eq!(index.funcs[0].1, 9);
     }

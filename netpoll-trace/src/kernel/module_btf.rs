@@ -85,6 +85,12 @@ impl ModuleBtf {
         &self.source
     }
 
+    /// The struct the module function `name`'s first parameter points to (None: not a
+    /// pointer to one of the module's own structs).
+    pub fn first_param_struct(&self, name: &str) -> Option<String> {
+        self.btf.first_param_struct(name)
+    }
+
     /// True when the module defines function `name`.
     pub fn has_function(&self, name: &str) -> bool {
         self.btf.has_function(name)
@@ -591,7 +597,11 @@ mod tests {
             "process_resume_target",
         ];
         for f in funcs {
-            println!("function {f}: {}", btf.has_function(f));
+            println!(
+                "function {f}: {}, first parameter -> {:?}",
+                btf.has_function(f),
+                btf.first_param_struct(f)
+            );
         }
         if target.state.is_some() {
             // Debian's 7.3.

@@ -37,6 +37,10 @@ pub struct Target {
     /// The row that stands in for this required one where the kernel lacks it (7.3+:
     /// netconsole's own set-up for netpoll_setup).
     pub or: Option<usize>,
+    /// Its programs take the first argument as a `struct netconsole_target *` (its `np`
+    /// at `Config::nt_np`): traced only where the module's BTF says the function takes one
+    /// (a kernel whose module function took a `struct netpoll *` would be misread).
+    pub takes_target: bool,
 }
 
 impl Target {
@@ -57,6 +61,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: Some(NETCONS_SETUP),
+        takes_target: false,
     },
     Target {
         id: function::NETCONS_NETPOLL_SETUP,
@@ -68,6 +73,7 @@ pub const TARGETS: [Target; 13] = [
         module: Some("netconsole"),
         armed: true,
         or: None,
+        takes_target: true,
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
@@ -85,6 +91,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
@@ -96,6 +103,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -107,6 +115,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -118,6 +127,7 @@ pub const TARGETS: [Target; 13] = [
         module: Some("netconsole"),
         armed: true,
         or: None,
+        takes_target: true,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -129,6 +139,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -140,6 +151,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETPOLL_CLEANUP,
@@ -151,6 +163,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
@@ -162,6 +175,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::DO_NETPOLL_CLEANUP,
@@ -173,6 +187,7 @@ pub const TARGETS: [Target; 13] = [
         module: None,
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
@@ -184,6 +199,7 @@ pub const TARGETS: [Target; 13] = [
         module: Some("netconsole"),
         armed: false,
         or: None,
+        takes_target: false,
     },
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
@@ -195,6 +211,7 @@ pub const TARGETS: [Target; 13] = [
         module: Some("netconsole"),
         armed: true,
         or: None,
+        takes_target: false,
     },
 ];
 
@@ -327,8 +344,12 @@ fn with_modules(mut present: Vec<bool>) -> Vec<bool> {
         present[i] |= if t.armed {
             armed_needed(i, &vmlinux)
                 && inner
-                && module_has_function(m, t.symbol.rsplit(':').next().unwrap_or(t.symbol))
-                    .unwrap_or(true)
+                && module_has_function(
+                    m,
+                    t.symbol.rsplit(':').next().unwrap_or(t.symbol),
+                    t.takes_target,
+                )
+                .unwrap_or(true)
         } else {
             std::path::Path::new("/sys/module").join(m).exists()
         };
@@ -362,11 +383,17 @@ pub fn traces_netconsole_target(present: &[bool]) -> bool {
         .any(|(t, p)| *p && t.armed && t.module == Some("netconsole"))
 }
 
-/// Whether module `m` has function `f`, from its BTF (loaded, or the module file); None
-/// when that is unreadable (the attach then says whether it has it).
-fn module_has_function(m: &str, f: &str) -> Option<bool> {
+/// Whether module `m` has function `f` (taking a `struct netconsole_target *` first, when
+/// `takes_target`), from its BTF (loaded, or the module file); None when that is unreadable
+/// (the attach then says whether it has it; without the target's layout its programs
+/// read nothing through it).
+fn module_has_function(m: &str, f: &str, takes_target: bool) -> Option<bool> {
     match super::module_btf::load(m) {
-        Ok(btf) => Some(btf.has_function(f)),
+        Ok(btf) => Some(
+            btf.has_function(f)
+                && (!takes_target
+                    || btf.first_param_struct(f).as_deref() == Some("netconsole_target")),
+        ),
         Err(e) => {
             log::debug!("{m}'s BTF: {e:#}");
             None

@@ -168,7 +168,10 @@ mod tests {
             ("netconsole@10.0.2.2:6667", None)
         );
         // The kernel's own failed-send count beside the tool's drops (7.x configfs).
-        assert_eq!((h[0].transmit_errors, h[1].transmit_errors), (Some(4), None));
+        assert_eq!(
+            (h[0].transmit_errors, h[1].transmit_errors),
+            (Some(4), None)
+        );
         let v = serde_json::to_value(&h[0]).unwrap();
         assert_eq!(v["last_drop_reason"], "not_running");
         assert_eq!(v["transmit_errors"], 4);

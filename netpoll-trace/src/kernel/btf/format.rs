@@ -7,6 +7,11 @@ pub const MAGIC: u16 = 0xeb9f;
 
 // Type kinds (BTF_KIND_*).
 pub const KIND_INT: u32 = 1;
+pub const KIND_PTR: u32 = 2;
+pub const KIND_TYPEDEF: u32 = 8;
+pub const KIND_VOLATILE: u32 = 9;
+pub const KIND_CONST: u32 = 10;
+pub const KIND_RESTRICT: u32 = 11;
 pub const KIND_ARRAY: u32 = 3;
 pub const KIND_STRUCT: u32 = 4;
 pub const KIND_UNION: u32 = 5;
