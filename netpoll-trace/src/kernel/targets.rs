@@ -422,7 +422,7 @@ pub fn require_functions() -> Result<Vec<bool>> {
             .zip(&present)
             .any(|(t, p)| *p && t.function() == "__netpoll_setup");
         let why = if inner_present {
-            "netpoll is built in, but netconsole sets it up itself here (Linux 7.x: netcons_netpoll_setup), which this version does not trace yet"
+            "netpoll is built in, but its outer set-up is neither in vmlinux nor found as netcons_netpoll_setup in the netconsole module (is netconsole installed? modinfo netconsole)"
         } else {
             "built without CONFIG_NETPOLL?"
         };
