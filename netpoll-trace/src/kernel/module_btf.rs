@@ -275,6 +275,27 @@ pub fn netconsole_target(btf: &ModuleBtf) -> Option<NetconsoleTarget> {
     })
 }
 
+/// Fixtures for tests here and in the offsets.
+#[cfg(test)]
+pub mod testing {
+    use super::NetconsoleTarget;
+
+    /// Debian's 7.3.4 netconsole (module BTF): np 1352, the addresses at 1408..1428.
+    pub fn debian_7_3() -> NetconsoleTarget {
+        NetconsoleTarget {
+            size: 2528,
+            np: 1352,
+            state: Some(1344),
+            enabled: None,
+            remote_ip: Some(1408),
+            ipv6: Some(1424),
+            local_port: Some(1426),
+            remote_port: Some(1428),
+            state_values: Some((0, 1, 2)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,20 +438,7 @@ mod tests {
             }
         };
         let v7 = split(true);
-        assert_eq!(
-            netconsole_target(&v7),
-            Some(NetconsoleTarget {
-                size: 2528,
-                np: 1352,
-                state: Some(1344),
-                enabled: None,
-                remote_ip: Some(1408),
-                ipv6: Some(1424),
-                local_port: Some(1426),
-                remote_port: Some(1428),
-                state_values: Some((0, 1, 2)),
-            })
-        );
+        assert_eq!(netconsole_target(&v7), Some(testing::debian_7_3()));
         assert!(v7.has_function("netcons_netpoll_setup"));
         let old = split(false);
         let t = netconsole_target(&old).unwrap();
@@ -605,20 +613,7 @@ mod tests {
         }
         if target.state.is_some() {
             // Debian's 7.3.
-            assert_eq!(
-                target,
-                NetconsoleTarget {
-                    size: 2528,
-                    np: 1352,
-                    state: Some(1344),
-                    enabled: None,
-                    remote_ip: Some(1408),
-                    ipv6: Some(1424),
-                    local_port: Some(1426),
-                    remote_port: Some(1428),
-                    state_values: Some((0, 1, 2)),
-                }
-            );
+            assert_eq!(target, testing::debian_7_3());
             assert!(funcs.iter().all(|f| btf.has_function(f)));
         } else {
             // Debian's 6.18.

@@ -79,21 +79,7 @@ pub fn resolve(resolved: &mut super::Resolved, btf: Option<&std::path::Path>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Debian's 7.3.4 (module BTF): np 1352, the addresses at 1408..1428.
-    fn debian_7_3() -> NetconsoleTarget {
-        NetconsoleTarget {
-            size: 2528,
-            np: 1352,
-            state: Some(1344),
-            enabled: None,
-            remote_ip: Some(1408),
-            ipv6: Some(1424),
-            local_port: Some(1426),
-            remote_port: Some(1428),
-            state_values: Some((0, 1, 2)),
-        }
-    }
+    use crate::kernel::module_btf::testing::debian_7_3;
 
     #[test]
     fn the_targets_addresses_are_read_relative_to_its_netpoll() {
