@@ -97,9 +97,20 @@ impl ModuleBtf {
     }
 }
 
-/// The BTF of `module` on the running kernel.
-pub fn load(module: &str) -> Result<ModuleBtf> {
-    load_from(module, &Paths::running()?)
+/// The BTF of `module` on the running kernel, read once per process: start-up asks of
+/// netconsole's several times (each armed function's presence, the target's layout, the
+/// agent's resume, check's nbcon), and each read passes over the kernel's whole BTF for
+/// the base strings. A failure is not kept (the next ask tries again).
+pub fn load(module: &str) -> Result<std::sync::Arc<ModuleBtf>> {
+    static LOADED: std::sync::Mutex<Vec<(String, std::sync::Arc<ModuleBtf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, btf)) = loaded.iter().find(|(m, _)| m == module) {
+        return Ok(btf.clone());
+    }
+    let btf = std::sync::Arc::new(load_from(module, &Paths::running()?)?);
+    loaded.push((module.to_string(), btf.clone()));
+    Ok(btf)
 }
 
 /// The BTF of `module` on the running kernel, split over `base` (a raw BTF file of this

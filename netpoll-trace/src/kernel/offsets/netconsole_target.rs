@@ -54,7 +54,7 @@ pub fn resolve(resolved: &mut super::Resolved, btf: Option<&std::path::Path>) ->
             .is_ok_and(|m| u16::from_le_bytes(m) == 0xeb9f)
     });
     let loaded = match raw {
-        Some(base) => module_btf::load_over("netconsole", base),
+        Some(base) => module_btf::load_over("netconsole", base).map(std::sync::Arc::new),
         None => module_btf::load("netconsole"),
     };
     match loaded {
