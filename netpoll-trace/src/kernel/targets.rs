@@ -335,26 +335,41 @@ fn targets_present() -> Result<Vec<bool>> {
 /// has the function: netconsole's own set-up on 7.3+, traced before netconsole loads.
 fn with_modules(mut present: Vec<bool>) -> Vec<bool> {
     let vmlinux = present.clone();
-    let inner = TARGETS
-        .iter()
-        .zip(&vmlinux)
-        .any(|(t, p)| *p && t.id == function::INNER_NETPOLL_SETUP);
+    let moved = moved_into_netconsole(&vmlinux);
     for (i, t) in TARGETS.iter().enumerate() {
         let Some(m) = t.module else { continue };
         present[i] |= if t.armed {
-            armed_needed(i, &vmlinux)
-                && inner
+            // Unreadable BTF: only the set-up's stand-in is tried (the attach says); the
+            // rest would read through a layout nobody knows.
+            moved
+                && armed_needed(i, &vmlinux)
                 && module_has_function(
                     m,
                     t.symbol.rsplit(':').next().unwrap_or(t.symbol),
                     t.takes_target,
                 )
-                .unwrap_or(true)
+                .unwrap_or(TARGETS.iter().any(|u| u.or == Some(i)))
         } else {
             std::path::Path::new("/sys/module").join(m).exists()
         };
     }
     present
+}
+
+/// Whether netpoll's outer set-up left vmlinux for netconsole (7.3+): vmlinux has
+/// `__netpoll_setup` but not the required row that has a stand-in. Only there are the
+/// armed rows looked for (older kernels never read netconsole's module BTF).
+fn moved_into_netconsole(vmlinux: &[bool]) -> bool {
+    let has = |j: usize| vmlinux.get(j).copied().unwrap_or(false);
+    let inner = TARGETS
+        .iter()
+        .enumerate()
+        .any(|(j, t)| has(j) && t.id == function::INNER_NETPOLL_SETUP);
+    inner
+        && TARGETS
+            .iter()
+            .enumerate()
+            .any(|(j, t)| t.required && t.or.is_some() && !has(j))
 }
 
 /// An armed row is needed where vmlinux lacks what it stands in for: the required row
@@ -525,6 +540,19 @@ mod tests {
         // Neither: netpoll_setup is wanted (and its attach fails, naming it).
         present[0] = false;
         assert_eq!(wanted(0, &present, &[]), Wanted::Yes);
+    }
+
+    /// The armed rows are looked for only where the outer set-up left vmlinux (5.10's
+    /// run read netconsole's module BTF, which it has none of, and warned about it).
+    #[test]
+    fn only_a_kernel_whose_outer_setup_moved_looks_in_the_module() {
+        let mut vmlinux = [true; 13];
+        vmlinux[NETCONS_SETUP] = false;
+        assert!(!moved_into_netconsole(&vmlinux), "5.10 to 6.18");
+        vmlinux[0] = false;
+        assert!(moved_into_netconsole(&vmlinux), "7.3");
+        vmlinux[2] = false;
+        assert!(!moved_into_netconsole(&vmlinux), "no netpoll at all");
     }
 
     /// 7.3+: netconsole's own netpoll_send_udp is traced only where vmlinux has none.
