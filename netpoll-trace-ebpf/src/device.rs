@@ -149,9 +149,19 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
         };
     }
     let at = if cfg.flags & cf::NP_REMOTE != 0 {
-        Some((cfg_u32!(np_ipv6), cfg_u32!(np_remote_ip), cfg_u32!(np_remote_port), cfg_u32!(np_local_port)))
+        Some((
+            cfg_u32!(np_ipv6),
+            cfg_u32!(np_remote_ip),
+            cfg_u32!(np_remote_port),
+            cfg_u32!(np_local_port),
+        ))
     } else if cfg.flags & cf::NT_REMOTE != 0 && owned_by_netconsole(&ev.owner) {
-        Some((cfg_u32!(nt_ipv6), cfg_u32!(nt_remote_ip), cfg_u32!(nt_remote_port), cfg_u32!(nt_local_port)))
+        Some((
+            cfg_u32!(nt_ipv6),
+            cfg_u32!(nt_remote_ip),
+            cfg_u32!(nt_remote_port),
+            cfg_u32!(nt_local_port),
+        ))
     } else {
         None
     };

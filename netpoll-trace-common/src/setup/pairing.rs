@@ -259,7 +259,11 @@ mod tests {
             t.enter(INNER, 5, MS);
             t.exit(INNER, Some(5));
             t.exit(NC, None);
-            assert_eq!(t.sent, [(INNER, 5, 1), (NC, outer_np, 0)], "outer np {outer_np}");
+            assert_eq!(
+                t.sent,
+                [(INNER, 5, 1), (NC, outer_np, 0)],
+                "outer np {outer_np}"
+            );
             assert_eq!(t.lost(loss::ORPHANED_ENTRY), 0);
         }
         // A second outer call on the thread flushes a leftover, as netpoll_setup does.

@@ -129,7 +129,10 @@ pub fn run(opts: &Options) -> Result<bool> {
 mod ci_kernel_tests {
     #[test]
     fn the_ci_bench_kernel_is_a_lab_kernel_in_all() {
-        let all: Vec<&str> = crate::setup::kernels::all().iter().map(|k| k.label).collect();
+        let all: Vec<&str> = crate::setup::kernels::all()
+            .iter()
+            .map(|k| k.label)
+            .collect();
         assert!(all.contains(&super::CI_KERNEL), "{all:?}");
     }
 }
