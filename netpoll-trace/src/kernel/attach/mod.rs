@@ -421,8 +421,7 @@ fn attach_all(
         match method.unpinnable() {
             Some(why) => unpinnable = Some(why.to_string()),
             None => {
-                pinned = pins::pin_links(&mut ebpf, links, &plan.dir)?;
-                pinned.extend(pins::pin_armed(&armed, &plan.dir)?);
+                pinned = pins::pin_links(&mut ebpf, links, &armed, &plan.dir)?;
             }
         }
     }

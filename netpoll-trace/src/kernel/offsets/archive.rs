@@ -42,6 +42,14 @@ pub fn read(path: &Path, release: Option<&str>) -> Result<BtfBytes> {
     from_bytes(data, release).map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 
+/// Whether `path` is raw BTF (not an archive), by the magic `from_bytes` tells them by.
+pub fn is_raw_btf(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == BTF_MAGIC)
+}
+
 /// `read` without the file: what the bytes are, and the BTF in them.
 pub fn from_bytes(data: Vec<u8>, release: Option<&str>) -> Result<BtfBytes> {
     if data.starts_with(BTF_MAGIC) {

@@ -45,14 +45,7 @@ const MOVED: [&str; 4] = [
 pub fn resolve(resolved: &mut super::Resolved, btf: Option<&std::path::Path>) -> Option<String> {
     const LOST: &str =
         "set-ups and sends in netconsole are traced without their device, owner and target address";
-    let raw = btf.filter(|p| {
-        std::fs::File::open(p)
-            .and_then(|mut f| {
-                let mut magic = [0u8; 2];
-                std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic)
-            })
-            .is_ok_and(|m| u16::from_le_bytes(m) == 0xeb9f)
-    });
+    let raw = btf.filter(|p| super::archive::is_raw_btf(p));
     let loaded = match raw {
         Some(base) => module_btf::load_over("netconsole", base).map(std::sync::Arc::new),
         None => module_btf::load("netconsole"),
