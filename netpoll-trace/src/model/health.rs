@@ -129,6 +129,7 @@ mod tests {
             cause: "device_unregistered",
             since_ns: 5,
             netpoll_addr: 1,
+            netpolls_up: Vec::new(),
         }];
         let dynamic = [
             Dynamic {

@@ -164,11 +164,20 @@ pub struct TargetState {
     pub since_ns: u64,
     /// Its `struct netpoll *` at its last change.
     pub netpoll_addr: u64,
+    /// The netpolls under this label that are up: one owner may send to one remote
+    /// from several targets (addresses known only live; a replay has none).
+    pub netpolls_up: Vec<u64>,
 }
 
 impl TargetState {
+    /// Up while any of its netpolls is, or (addresses unknown) its last change was up.
     pub fn up(&self) -> bool {
-        self.last.up()
+        !self.netpolls_up.is_empty() || self.last.up()
+    }
+
+    /// Whether the netpoll at `addr` is one of its up ones (an unknown address: any).
+    fn has_up(&self, addr: u64) -> bool {
+        self.up() && (addr == 0 || self.netpolls_up.is_empty() || self.netpolls_up.contains(&addr))
     }
 }
 
@@ -204,7 +213,9 @@ impl Lifecycle {
         // Tear-downs are reported at once, set-ups after the grace period: one that ended
         // before the target's latest change is reported, and that change stands.
         let (event, stands) = match self.targets.get(&target) {
-            Some(s) if s.up() => return None,
+            Some(s) if s.has_up(r.netpoll_addr) => return None,
+            // Another target under the same label.
+            Some(s) if s.up() => (Change::Enabled, true),
             Some(s) if s.since_ns > end => (Change::Enabled, false),
             Some(_) if resumed_by_kernel(r) => (Change::Resumed, true),
             Some(_) => (Change::ReEnabled, true),
@@ -266,7 +277,17 @@ impl Lifecycle {
                 self.targets.remove(&oldest);
             }
         }
+        let mut netpolls_up = self
+            .targets
+            .get(&e.target)
+            .map(|s| s.netpolls_up.clone())
+            .unwrap_or_default();
+        netpolls_up.retain(|&a| a != e.netpoll_addr);
+        if e.event.up() && e.netpoll_addr != 0 {
+            netpolls_up.push(e.netpoll_addr);
+        }
         let state = TargetState {
+            netpolls_up,
             target: e.target.clone(),
             dev: e.dev.clone(),
             remote: e.remote.clone(),
@@ -282,13 +303,12 @@ impl Lifecycle {
     /// The netpolls of the targets that are up, most recently changed first, at most
     /// `n`: the ones the console write's probe checks for a down device.
     pub fn watched(&self, n: usize) -> Vec<u64> {
-        let mut up: Vec<&TargetState> = self
-            .targets
-            .values()
-            .filter(|s| s.up() && s.netpoll_addr != 0)
-            .collect();
+        let mut up: Vec<&TargetState> = self.targets.values().filter(|s| s.up()).collect();
         up.sort_by_key(|s| std::cmp::Reverse(s.since_ns));
-        up.into_iter().take(n).map(|s| s.netpoll_addr).collect()
+        up.into_iter()
+            .flat_map(|s| s.netpolls_up.iter().rev().copied())
+            .take(n)
+            .collect()
     }
 
     /// Every target's state, by label.
@@ -415,6 +435,36 @@ pub mod tests {
             crate::model::schema::check_line(&v.to_string()).unwrap(),
             "target"
         );
+    }
+
+    /// Two targets with one owner and one remote are two targets (netcons_torture on
+    /// 7.3: random targets to the same collector beside the main one; the second's
+    /// enable was taken for the first's, already up, and never reported).
+    #[test]
+    fn two_netpolls_under_one_label_are_reported_apart() {
+        let mut l = Lifecycle::default();
+        let a = setup(0);
+        let mut b = setup(0);
+        b.netpoll_addr = 0xffff_8880_0000_9000;
+        b.ts_ns = 20;
+        assert_eq!(l.on_setup(&a).unwrap().event, Change::Enabled);
+        assert_eq!(l.on_setup(&b).unwrap().event, Change::Enabled);
+        assert_eq!(l.on_setup(&b), None, "b already up: nothing new");
+        let mut down_a = teardown(StopCause::Disabled);
+        down_a.netpoll_addr = a.netpoll_addr;
+        assert_eq!(l.on_teardown(&down_a).unwrap().event, Change::Disabled);
+        let s = l.targets().next().unwrap();
+        assert!(s.up(), "b is still up");
+        assert_eq!(l.watched(8), [b.netpoll_addr]);
+        let mut down_b = teardown(StopCause::Disabled);
+        down_b.netpoll_addr = b.netpoll_addr;
+        down_b.ts_ns = 60;
+        l.on_teardown(&down_b).unwrap();
+        assert!(!l.targets().next().unwrap().up());
+        assert!(l.watched(8).is_empty());
+        let mut again = a.clone();
+        again.ts_ns = 100;
+        assert_eq!(l.on_setup(&again).unwrap().event, Change::ReEnabled);
     }
 
     #[test]

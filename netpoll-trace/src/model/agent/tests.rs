@@ -759,6 +759,7 @@ fn a_stop_already_followed_by_a_set_up_is_superseded() {
         cause: "netpoll_setup",
         since_ns,
         netpoll_addr: 0x1000,
+        netpolls_up: Vec::new(),
     };
     let (mut r, next) = Reenabling::begin(
         &e,
