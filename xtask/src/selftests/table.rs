@@ -124,10 +124,12 @@ fn referees(r: Option<&Row>) -> String {
     let Some(r) = r else { return "-".into() };
     let f = |k: &str| r.fields.get(k).map_or("?", String::as_str);
     format!(
-        "writes to /dev/kmsg {}, netpoll_send_udp {}, failures logged {}, targets {}",
+        "writes to /dev/kmsg {}, netpoll_send_udp {}, failures logged {}, stops/resumes logged {}/{}, targets {}",
         f("kmsg_writes"),
         f("send_hits"),
         f("kernel_failures"),
+        f("kernel_stops"),
+        f("kernel_resumes"),
         f("targets").trim_end_matches(',')
     )
 }
@@ -148,11 +150,12 @@ fn tool(rows: &[Row], test: &str) -> String {
         let f = |k: &str| r.fields.get(k).map_or("?", String::as_str);
         match r.mode.as_str() {
             "watch" | "watch_legacy" => parts.push(format!(
-                "{}: messages {} (kprobe {}), targets {}, diagnoses {}",
+                "{}: messages {} (kprobe {}), targets {} (resumed {}), diagnoses {}",
                 r.mode.replace('_', " "),
                 f("tool_messages"),
                 f("send_hits"),
                 f("tool_targets").trim_end_matches(','),
+                f("tool_resumed"),
                 f("tool_diagnoses")
             )),
             "agent" => parts.push(format!("agent: journal {}", f("journal"))),
@@ -176,9 +179,9 @@ fn tool(rows: &[Row], test: &str) -> String {
 mod tests {
     use super::*;
 
-    const LOG: &str = "[  9.1] x\nNPT-SELFTEST netcons_basic bare pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled,\n\
-        NPT-SELFTEST netcons_basic watch pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled, tool_rc=0 tool_targets=enabled,disabled, tool_messages=12 tool_diagnoses=0\n\
-        NPT-SELFTEST netcons_basic receive fail rc=1 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=enabled,disabled, received=0\n\
+    const LOG: &str = "[  9.1] x\nNPT-SELFTEST netcons_basic bare pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=up,down,\n\
+        NPT-SELFTEST netcons_basic watch pass rc=0 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=up,down, tool_rc=0 tool_targets=up,down, tool_resumed=0 tool_messages=12 tool_diagnoses=0\n\
+        NPT-SELFTEST netcons_basic receive fail rc=1 kmsg_writes=1 send_hits=12 kernel_failures=0 targets=up,down, received=0\n\
         NPT-SELFTEST netcons_basic agent fail attempt=1 rc=1\nNPT-SELFTEST netcons_basic agent pass attempt=2 rc=0 journal=start:ok*1,stop:ok*1\n";
 
     #[test]
@@ -210,7 +213,7 @@ mod tests {
         );
         assert!(t.contains("netpoll_send_udp 12"), "{t}");
         assert!(
-            t.contains("watch: messages 12 (kprobe 12), targets enabled,disabled, diagnoses 0"),
+            t.contains("watch: messages 12 (kprobe 12), targets up,down (resumed 0), diagnoses 0"),
             "{t}"
         );
     }
