@@ -6,8 +6,10 @@
 use crate::{
     kernel::{
         btf::{self, Btf},
+        module_btf,
         offsets::{archive, layout},
         recorder,
+        targets::TARGETS,
     },
     model::{
         config::AgentConfig, correlate, diagnosis, kernel_log::KernelLog, recorder as recorded,
@@ -70,6 +72,31 @@ pub fn btf_archive(data: &[u8]) {
     if let Ok(bytes) = archive::from_bytes(data.to_vec(), Some("6.1.0-test-amd64")) {
         btf(&bytes.data);
     }
+}
+
+/// A module's file where the module is not loaded (`netconsole.ko`, 7.3+): its ELF
+/// sections read, its `.BTF` split over a base BTF, then looked up as start-up does. The
+/// input's first two bytes (little-endian) are the module file's length; the rest after
+/// it is the base.
+pub fn module_btf(data: &[u8]) {
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let (file, base) = rest.split_at(usize::from(u16::from_le_bytes(*len)).min(rest.len()));
+    let Ok(raw) = module_btf::module_elf_btf(file) else {
+        return;
+    };
+    let path = std::path::Path::new("netconsole.ko");
+    let source = module_btf::Source::File(path.into());
+    let Ok(m) = module_btf::split(raw, &mut std::io::Cursor::new(base), path, source) else {
+        return;
+    };
+    // The module functions the targets table looks up, as start-up does.
+    for t in TARGETS.iter().filter(|t| t.module.is_some()) {
+        let f = t.symbol.rsplit(':').next().unwrap_or(t.symbol);
+        std::hint::black_box((m.has_function(f), m.first_param_struct(f)));
+    }
+    std::hint::black_box(module_btf::netconsole_target(&m));
 }
 
 /// A request head the `/metrics` endpoint read from a client.

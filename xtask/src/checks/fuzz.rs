@@ -49,6 +49,11 @@ pub const TARGETS: &[Target] = &[
         max_len: 4 << 10,
     },
     Target {
+        // A small module file and its base: the seed is under 1 KiB.
+        name: "module_btf",
+        max_len: 16 << 10,
+    },
+    Target {
         // Many datagrams a run: fragments of up to MAX_MESSAGE (16 KiB) from four senders.
         name: "netconsole",
         max_len: 64 << 10,
