@@ -14,7 +14,27 @@ SECTIONS=${SECTIONS:-attach profile footprint burst tput}
 # section NAME: true when NAME is to run.
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 BT=/usr/bin/bpftrace
-BT_SCRIPT=/bench.bt
+BT_SCRIPT=/tmp/bench.bt
+
+# The outer set-up every tool traces: lib.sh's NPT_OUTER, measured from the netconsole
+# module (netpoll_setup in vmlinux, or, where netconsole sets netpoll up itself, its own
+# netcons_netpoll_setup in netconsole.ko, which watch traces there). The floor's fentry
+# needs the module's BTF and kprobes need the symbol, so a function not in the running
+# kernel yet is looked for again after loading netconsole, before anything attaches: all
+# three tools then attach with the same module loaded. kallsyms' 4th field names a
+# module's symbol's module ("[netconsole]").
+OUTER=$NPT_OUTER
+# outer_module: the module holding $OUTER ("" for vmlinux); false when it is nowhere.
+outer_module() {
+    awk -v f="$OUTER" '$3 == f { m = $4; gsub(/[][]/, "", m); print m; found = 1; exit }
+        END { exit !found }' /proc/kallsyms
+}
+outer_mod=$(outer_module) || { modprobe netconsole; outer_mod=$(outer_module); } ||
+    echo "bench: the outer set-up $OUTER is neither in vmlinux nor in a loaded module"
+say outer_setup "$OUTER${outer_mod:+ $outer_mod}"
+# bpftrace: bench.bt names netpoll_setup; a module's function as kprobe:MODULE:FUNCTION.
+sed "s/^kprobe:netpoll_setup /kprobe:${outer_mod:+$outer_mod:}$OUTER /" /bench.bt >$BT_SCRIPT
+grep -q "^kprobe:${outer_mod:+$outer_mod:}$OUTER " $BT_SCRIPT || echo "bench: $BT_SCRIPT does not probe $OUTER"
 
 npt_ip eth0 10.99.0.1/24
 npt_receiver eth1 /tmp/rx.txt
@@ -151,7 +171,7 @@ while [ $i -lt $REPS ]; do
         if [ -n "$ms" ]; then say attach_watch_warm "kprobe $ms"; else cat /tmp/attach.err; fi
     fi
     for m in fentry kprobe; do
-        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m 2>/tmp/attach_floor.err)
+        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER 2>/tmp/attach_floor.err)
         if [ -n "$ms" ]; then
             say attach_libbpf "$m $ms"
             [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err
@@ -177,7 +197,8 @@ if section profile; then
     done
 fi
 
-# netconsole with no target yet: burst and throughput targets are made through configfs.
+# netconsole with no target yet: burst and throughput targets are made through configfs
+# (already loaded where the outer set-up is the module's own, see OUTER).
 modprobe netconsole
 old_devkmsg=$(cat /proc/sys/kernel/printk_devkmsg)
 echo on >/proc/sys/kernel/printk_devkmsg
@@ -239,7 +260,7 @@ if wait_for /tmp/burst.err 'ready:' 120; then
     stop_bg $w
     say setups "$CYCLES"
     say setups_ok "$ok"
-    say events "$(grep '"type":"setup"' /tmp/burst.json | grep -c '"fn":"netpoll_setup"')"
+    say events "$(grep '"type":"setup"' /tmp/burst.json | grep -c '"fn":"'$OUTER'"')"
     say events_inner "$(grep '"type":"setup"' /tmp/burst.json | grep -c '"fn":"__netpoll_setup"')"
     lost=$(sed -n 's/.*, \([0-9]*\) event(s) lost.*/\1/p' /tmp/burst.err | tail -n 1)
     say lost "${lost:-unknown}"
@@ -255,10 +276,10 @@ if [ -n "$a" ]; then
 fi
 
 # The floor loader's programs run, not only attach: one enable/disable cycle under each
-# method, its event lines and counters shown (libbpf_setup_events METHOD N: netpoll_setup
-# returns it reported; 1 expected).
+# method, its event lines and counters shown (libbpf_setup_events METHOD N: returns of the
+# outer set-up, $OUTER, it reported; 1 expected).
 for m in fentry kprobe; do
-    floor --attach $m 2>/tmp/floor.err &
+    floor --attach $m --outer $OUTER 2>/tmp/floor.err &
     f=$!
     if wait_for /tmp/floor.err 'floor: ready:' 60; then
         echo 1 >$C/enabled 2>/dev/null
@@ -266,7 +287,7 @@ for m in fentry kprobe; do
         sleep 1
         stop_bg $f
         sed -n 's/^floor: /bench: floor --attach '$m': /p' /tmp/floor.err | grep -v 'ready:'
-        say libbpf_setup_events "$m $(grep -c '^floor: netpoll_setup ret=' /tmp/floor.err)"
+        say libbpf_setup_events "$m $(grep -c "^floor: $OUTER ret=" /tmp/floor.err)"
     else
         cat /tmp/floor.err
         stop_bg $f

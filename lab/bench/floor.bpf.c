@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* floor.bpf.c: the BPF side of the benchmark's libbpf reference loader (floor.c).
  *
- * Entry and return programs on netpoll_setup, __netpoll_setup and netpoll_poll_dev, twice:
- * fentry/fexit and kprobe/kretprobe (the loader keeps one set). Their work is small and
+ * Entry and return programs on the outer set-up, __netpoll_setup and netpoll_poll_dev, twice:
+ * fentry/fexit and kprobe/kretprobe (the loader keeps one set). The sections name
+ * netpoll_setup as the outer set-up; the loader attaches every program by function name
+ * (floor.c: `--outer`), so the same programs go on netconsole's netcons_netpoll_setup
+ * where the module sets netpoll up itself (7.3), found through the module's BTF. Their work is small and
  * close to netpoll-trace watch's: an entry stores its start time per thread and function;
  * a return counts, computes the duration and, for the two set-up functions, sends a
  * 32-byte event through a perf event array. No vmlinux.h: the functions' arguments are

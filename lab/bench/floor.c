@@ -1,14 +1,22 @@
 /* floor: the benchmark's reference for "close to the limit": the smallest ordinary libbpf
  * loader for the three functions netpoll-trace watch traces (static; Debian's libbpf.a).
  *
- *   floor --attach fentry|kprobe
+ *   floor --attach fentry|kprobe [--outer FUNCTION]
  *       Opens the embedded BPF object (floor.bpf.c), keeps the programs of one attach
  *       method (fentry/fexit or kprobe/kretprobe) and loads them, attaches all six, opens
  *       the perf buffer, then prints to stderr
- *           floor: ready: METHOD on netpoll_setup, __netpoll_setup, netpoll_poll_dev (...)
- *       and prints one line per set-up event until SIGINT or SIGTERM; then the counters.
- *       Exit 1 when a step fails (the message names the step and the program), 2 on bad
- *       usage.
+ *           floor: ready: METHOD on OUTER, __netpoll_setup, netpoll_poll_dev (...)
+ *       and prints one line per set-up event (`floor: OUTER ret=...`) until SIGINT or
+ *       SIGTERM; then the counters. Exit 1 when a step fails (the message names the step
+ *       and the program), 2 on bad usage.
+ *       OUTER, the outer set-up, is netpoll_setup unless --outer names another: where
+ *       netconsole sets netpoll up itself (7.3: netcons_netpoll_setup, in netconsole.ko,
+ *       which must be loaded) the guest script passes that, as the tool traces it there.
+ *       Every program gets its function by name here, not from its section: fentry/fexit
+ *       through bpf_program__set_attach_target (libbpf looks the name up in vmlinux's BTF,
+ *       then in the loaded modules'), kprobes through bpf_program__attach_kprobe (the
+ *       kernel resolves a loaded module's function by name), so the work is the same
+ *       whichever function is the outer one.
  *
  * xtask/src/bench/floor.rs builds it: clang makes floor.bpf.o, which this file embeds with
  * .incbin (FLOOR_BPF_OBJ is its path), so the guest gets one file. */
@@ -39,17 +47,23 @@ __asm__(".pushsection .rodata\n"
 	".popsection\n");
 extern const char floor_bpf_obj[], floor_bpf_obj_end[];
 
-static const char *const fn_names[FN_COUNT] = { "netpoll_setup", "__netpoll_setup", "netpoll_poll_dev" };
+/* The traced functions, in FN_* order; fn_names[FN_NETPOLL_SETUP] is the outer set-up
+ * (--outer). */
+static const char *fn_names[FN_COUNT] = { "netpoll_setup", "__netpoll_setup", "netpoll_poll_dev" };
 
 /* Every program, by attach method: entry and return per function, in fn_names order. */
 struct method {
 	const char *name;
+	/* fentry/fexit (the target set through BTF before load), else kprobe/kretprobe. */
+	int btf_target;
 	const char *progs[2 * FN_COUNT];
 };
 static const struct method methods[] = {
 	{ "fentry",
+	  1,
 	  { "setup_fentry", "setup_fexit", "inner_fentry", "inner_fexit", "poll_fentry", "poll_fexit" } },
 	{ "kprobe",
+	  0,
 	  { "setup_kprobe", "setup_kretprobe", "inner_kprobe", "inner_kretprobe", "poll_kprobe",
 	    "poll_kretprobe" } },
 };
@@ -152,8 +166,15 @@ static int run(const struct method *m)
 		bpf_program__set_autoload(prog, in_method(m, bpf_program__name(prog)));
 	}
 	for (int i = 0; i < 2 * FN_COUNT; i++) {
-		if (!bpf_object__find_program_by_name(obj, m->progs[i])) {
+		prog = bpf_object__find_program_by_name(obj, m->progs[i]);
+		if (!prog) {
 			fprintf(stderr, "floor: the BPF object has no program %s\n", m->progs[i]);
+			goto out;
+		}
+		/* fentry/fexit: the target's BTF id (vmlinux's or a loaded module's) before load. */
+		if (m->btf_target && bpf_program__set_attach_target(prog, 0, fn_names[i / 2])) {
+			fprintf(stderr, "floor: finding %s in the kernel's BTF for %s: %s\n", fn_names[i / 2],
+				m->progs[i], strerror(errno));
 			goto out;
 		}
 	}
@@ -163,10 +184,12 @@ static int run(const struct method *m)
 	}
 	for (int i = 0; i < 2 * FN_COUNT; i++) {
 		prog = bpf_object__find_program_by_name(obj, m->progs[i]);
-		links[i] = bpf_program__attach(prog);
+		/* Entries at even slots, returns at odd ones. */
+		links[i] = m->btf_target ? bpf_program__attach(prog)
+					 : bpf_program__attach_kprobe(prog, i % 2, fn_names[i / 2]);
 		if (!links[i]) {
-			fprintf(stderr, "floor: attaching %s (%s): %s\n", m->progs[i], bpf_program__section_name(prog),
-				strerror(errno));
+			fprintf(stderr, "floor: attaching %s (%s) to %s: %s\n", m->progs[i],
+				bpf_program__section_name(prog), fn_names[i / 2], strerror(errno));
 			goto out;
 		}
 	}
@@ -202,9 +225,13 @@ out:
 
 int main(int argc, char **argv)
 {
-	const struct method *m = argc == 3 && !strcmp(argv[1], "--attach") ? method_named(argv[2]) : NULL;
+	const struct method *m = argc >= 3 && !strcmp(argv[1], "--attach") ? method_named(argv[2]) : NULL;
+	if (argc == 5 && !strcmp(argv[3], "--outer") && argv[4][0])
+		fn_names[FN_NETPOLL_SETUP] = argv[4];
+	else if (argc != 3)
+		m = NULL;
 	if (!m) {
-		fprintf(stderr, "usage: floor --attach fentry|kprobe\n");
+		fprintf(stderr, "usage: floor --attach fentry|kprobe [--outer FUNCTION]\n");
 		return 2;
 	}
 	struct sigaction sa = { .sa_handler = on_signal };

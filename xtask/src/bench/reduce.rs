@@ -14,6 +14,11 @@ pub struct Reduced {
     pub attach_ms_bpftrace: Option<f64>,
     pub attach_runs: usize,
     pub attach_method: Option<String>,
+    /// The outer set-up all three tools trace (`outer_setup FUNCTION [MODULE]`):
+    /// netpoll_setup, or netconsole's own netcons_netpoll_setup where the module sets
+    /// netpoll up itself (7.3); the module holding it, None for vmlinux.
+    pub outer_setup: Option<String>,
+    pub outer_setup_module: Option<String>,
     /// watch and the libbpf floor loader, per attach method (`fentry`, `kprobe`).
     pub attach_by_method: BTreeMap<String, MethodAttach>,
     pub rate_none: Option<f64>,
@@ -114,7 +119,7 @@ pub struct MethodAttach {
     pub libbpf_runs: usize,
     /// The floor loader's last message when it did not get ready with this method.
     pub libbpf_failed: Option<String>,
-    /// netpoll_setup events the floor reported for one configfs enable (burst section):
+    /// Outer set-up events the floor reported for one configfs enable (burst section):
     /// its programs run, not only attach.
     pub libbpf_setup_events: Option<u64>,
 }
@@ -315,6 +320,12 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     };
+    let outer = last_str("outer_setup");
+    let mut outer = outer.as_deref().unwrap_or("").split_whitespace();
+    let (outer_setup, outer_setup_module) = (
+        outer.next().map(str::to_string),
+        outer.next().map(str::to_string),
+    );
     Reduced {
         attach_ms: median(floats("attach_ms")),
         attach_ms_warm: median(floats("attach_ms_warm")),
@@ -322,6 +333,8 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
         attach_ms_bpftrace: median(floats("attach_ms_bpftrace")),
         attach_runs: floats("attach_ms").len(),
         attach_method: last_str("attach_method"),
+        outer_setup,
+        outer_setup_module,
         attach_by_method: attach_by_method(lines),
         rate_none: median(floats("rate_none")),
         ratio_watch: ratios.get("watch").copied(),
@@ -386,6 +399,24 @@ mod tests {
         assert_eq!(r.lost, None);
         assert_eq!(r.binary_bytes, 7);
         assert_eq!(r.bpftrace_unavailable.as_deref(), Some("a \"b\""));
+    }
+
+    #[test]
+    fn the_outer_set_up_and_its_module() {
+        // 7.3: netconsole's own set-up, in the module.
+        let r = reduce(
+            &parse("NPT-BENCH outer_setup netcons_netpoll_setup netconsole\n"),
+            0,
+        );
+        assert_eq!(r.outer_setup.as_deref(), Some("netcons_netpoll_setup"));
+        assert_eq!(r.outer_setup_module.as_deref(), Some("netconsole"));
+        // Earlier kernels: netpoll_setup in vmlinux, no module.
+        let r = reduce(&parse("NPT-BENCH outer_setup netpoll_setup\n"), 0);
+        assert_eq!(r.outer_setup.as_deref(), Some("netpoll_setup"));
+        assert_eq!(r.outer_setup_module, None);
+        // A guest script from before the line: nothing known.
+        let r = reduce(&parse("NPT-BENCH events 1\n"), 0);
+        assert_eq!((r.outer_setup, r.outer_setup_module), (None, None));
     }
 
     #[test]

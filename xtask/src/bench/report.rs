@@ -112,6 +112,10 @@ pub fn table(results: &BTreeMap<String, Reduced>, labels: &BTreeMap<String, &str
             s.push_str(&format!("       bpftrace unavailable: {why}\n"));
         }
         s.push_str(&format!(
+            "       outer set-up traced by watch, libbpf and bpftrace: {}\n",
+            outer_setup_name(r)
+        ));
+        s.push_str(&format!(
             "       attach ms by method, watch / libbpf (watch ÷ libbpf): {}\n",
             by_method_line(r)
         ));
@@ -146,6 +150,15 @@ pub fn table(results: &BTreeMap<String, Reduced>, labels: &BTreeMap<String, &str
     s
 }
 
+/// `netpoll_setup`, `netconsole:netcons_netpoll_setup` (a module's), or `-` (not reported).
+fn outer_setup_name(r: &Reduced) -> String {
+    match (&r.outer_setup, &r.outer_setup_module) {
+        (Some(f), Some(m)) => format!("{m}:{f}"),
+        (Some(f), None) => f.clone(),
+        (None, _) => "-".into(),
+    }
+}
+
 /// `fentry 1431.0 / 310.2 (4.61x); kprobe ...`, with the floor's failure where it had one.
 fn by_method_line(r: &Reduced) -> String {
     r.attach_by_method
@@ -175,6 +188,10 @@ struct KernelJson<'a> {
     attach_ms_self_reported: Option<f64>,
     attach_runs: usize,
     attach_method: Option<&'a str>,
+    /// The outer set-up traced (netpoll_setup, or 7.3's netcons_netpoll_setup) and its
+    /// module (null: vmlinux).
+    outer_setup: Option<&'a str>,
+    outer_setup_module: Option<&'a str>,
     attach_ms_libbpf: Option<f64>,
     attach_ratio_to_libbpf: Option<f64>,
     attach_ms_warm: Option<f64>,
@@ -271,6 +288,8 @@ impl<'a> KernelJson<'a> {
             attach_ms_self_reported: dec4(r.attach_ms_self),
             attach_runs: r.attach_runs,
             attach_method: r.attach_method.as_deref(),
+            outer_setup: r.outer_setup.as_deref(),
+            outer_setup_module: r.outer_setup_module.as_deref(),
             attach_ms_libbpf: dec4(r.attach_ms_libbpf()),
             attach_ratio_to_libbpf: dec4(r.attach_ratio_to_libbpf()),
             attach_ms_warm: dec4(r.attach_ms_warm),
@@ -346,6 +365,7 @@ mod tests {
     /// Every kind of line the guest prints, once or more.
     const CONSOLE: &str = "NPT-BENCH attach_ms 1000\nNPT-BENCH attach_method fentry\n\
         NPT-BENCH attach_watch fentry 1000\nNPT-BENCH attach_watch kprobe 900\n\
+        NPT-BENCH outer_setup netcons_netpoll_setup netconsole\n\
         NPT-BENCH attach_libbpf fentry 250\nNPT-BENCH attach_libbpf kprobe 300\n\
         NPT-BENCH attach_ms 3000\nNPT-BENCH attach_watch fentry 3000\nNPT-BENCH attach_ms_self 812.5\n\
         NPT-BENCH attach_ms_warm 333.3333\nNPT-BENCH attach_ms_bpftrace 4321.123456\n\
@@ -399,6 +419,8 @@ mod tests {
                 "attach_ms_self_reported",
                 "attach_runs",
                 "attach_method",
+                "outer_setup",
+                "outer_setup_module",
                 "attach_ms_libbpf",
                 "attach_ratio_to_libbpf",
                 "attach_ms_warm",
@@ -491,6 +513,8 @@ mod tests {
         assert_eq!(k["stuck_floods"], json!(["kprobe"]));
         assert_eq!(k["stopped_by_sigkill"], json!(["floor"]));
         assert_eq!(k["bpftrace_unavailable"], Value::Null);
+        assert_eq!(k["outer_setup"], json!("netcons_netpoll_setup"));
+        assert_eq!(k["outer_setup_module"], json!("netconsole"));
         assert_eq!(
             k["attach_by_method"],
             json!({
@@ -526,6 +550,25 @@ mod tests {
         assert_eq!(
             (&fentry["libbpf_ms"], &fentry["libbpf_runs"]),
             (&Value::Null, &json!(0))
+        );
+    }
+
+    #[test]
+    fn the_outer_set_up_is_named_with_its_module() {
+        let named = |console: &str| outer_setup_name(&reduce(&parse(console), 0));
+        assert_eq!(
+            named("NPT-BENCH outer_setup netcons_netpoll_setup netconsole\n"),
+            "netconsole:netcons_netpoll_setup"
+        );
+        assert_eq!(
+            named("NPT-BENCH outer_setup netpoll_setup\n"),
+            "netpoll_setup"
+        );
+        assert_eq!(named(""), "-");
+        let k = json_of("NPT-BENCH outer_setup netpoll_setup\n", 0);
+        assert_eq!(
+            (&k["outer_setup"], &k["outer_setup_module"]),
+            (&json!("netpoll_setup"), &Value::Null)
         );
     }
 
