@@ -225,9 +225,13 @@ quiet_journal() {
         *) return 1 ;;
     esac
 }
+field() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 judge() {
     name=$1 mode=$2
-    if [ "$RESULT" != pass ]; then
+    if [ -z "$(field rc)" ]; then
+        npt_fail "${name}_$mode" "no NPT-SELFTEST line to judge (the driver's own fault)"
+        return
+    elif [ "$RESULT" != pass ]; then
         npt_fail "${name}_$mode" "the test failed with the tool ($mode) after passing bare: rc=$RC; $(tail -n 1 "$LOG")"
         return
     fi
