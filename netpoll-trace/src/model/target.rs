@@ -1,6 +1,7 @@
 //! Netconsole targets' lifecycle, from the set-ups and tear-downs the programs see
 //! (pure): a target is a netpoll with an owner (netconsole's boot, module-parameter
-//! and configfs targets alike), named by its owner and remote address. Enabled when
+//! and configfs targets alike), named by its owner and remote address (several netpolls
+//! may share a name: each is tracked by its address). Enabled when
 //! its `netpoll_setup` succeeds, disabled when its owner tears it down, stopped when
 //! the owner stops it because its device unregistered (or joined or released a master),
 //! re-enabled when set up again after that.
