@@ -108,7 +108,9 @@ pub fn load(module: &str) -> Result<std::sync::Arc<ModuleBtf>> {
     if let Some((_, btf)) = loaded.iter().find(|(m, _)| m == module) {
         return Ok(btf.clone());
     }
+    super::profile::stage(&format!("reading {module}'s BTF"));
     let btf = std::sync::Arc::new(load_from(module, &Paths::running()?)?);
+    super::profile::stage(&format!("{module}'s BTF read (split over the kernel's)"));
     loaded.push((module.to_string(), btf.clone()));
     Ok(btf)
 }

@@ -62,6 +62,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec
         let prog: &mut KProbe = program(ebpf, name)?;
         let id = tracefs::create_armed_event(ret, t.function())
             .with_context(|| format!("arming a {kind} on {}", t.function()))?;
+        crate::kernel::profile::stage(&format!("{}: {kind} event armed", t.function()));
         let prog_fd = prog.fd()?.as_fd().as_raw_fd();
         let event = open_tracepoint(id)
             .with_context(|| format!("attaching {name} to the armed {kind} on {}", t.function()))?;

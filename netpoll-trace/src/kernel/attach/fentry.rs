@@ -58,6 +58,7 @@ pub(super) fn attach(
         prog.load(t.function(), btf)
             .map_err(|e| program_error("fexit", exit, t.function(), e))?;
     }
+    crate::kernel::profile::stage(&format!("{}: programs loaded", t.function()));
     if load_only {
         return Ok(Vec::new());
     }

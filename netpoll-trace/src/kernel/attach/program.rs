@@ -57,6 +57,7 @@ pub(super) fn load_kprobes(
             .map_err(|e| program_error(kind, name, t.function(), e))?;
         loaded.push((name, kind, ret));
     }
+    crate::kernel::profile::stage(&format!("{}: programs loaded", t.function()));
     Ok(loaded)
 }
 
