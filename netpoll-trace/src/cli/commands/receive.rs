@@ -7,7 +7,7 @@
 //! address (SO_REUSEPORT): the kernel hashes each sender's address to one socket, so a
 //! sender's messages are read, reassembled and written in order by one worker, as
 //! netconsd hashes senders to its workers. A worker reads datagrams in batches
-//! (recvmmsg), keeps its own senders (its share of MAX_SENDERS), and writes a batch's
+//! (recvmmsg), keeps its own senders (`worker_share`), and writes a batch's
 //! lines with one write. The kernel's drops at the sockets are counted and reported.
 
 mod socket;
@@ -30,7 +30,7 @@ use anyhow::{Context as _, Result, anyhow};
 use super::signals::Signals;
 use crate::{
     cli::exit::Exit,
-    model::netconsole::{Forgotten, MAX_SENDERS, Message, Receiver, SenderStats, printable},
+    model::netconsole::{Forgotten, Message, Receiver, SenderStats, printable, worker_share},
     sinks::file::{Mode, open_private},
 };
 
@@ -128,7 +128,7 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
         done: tokio::sync::Notify::new(),
     });
     let sockets: Vec<Arc<UdpSocket>> = group.sockets.into_iter().map(Arc::new).collect();
-    let share = MAX_SENDERS.div_ceil(workers);
+    let share = worker_share(workers);
     let handles: Vec<_> = sockets
         .iter()
         .enumerate()
@@ -332,10 +332,12 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
     if tally.forgotten.senders > 0 {
         crate::status!(
             Warn,
-            "receive: forgot {} sender(s) (their {} message(s) are not in the summary): more than {} senders at once",
+            "receive: forgot senders {} time(s) to make room (their {} message(s) are not in the summary): more than {} senders at once over {} worker(s), {} each",
             tally.forgotten.senders,
             tally.forgotten.messages,
-            MAX_SENDERS
+            worker_share(workers) * workers,
+            workers,
+            worker_share(workers)
         );
     }
     if messages == 0 {

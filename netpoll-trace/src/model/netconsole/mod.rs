@@ -127,10 +127,23 @@ const MAX_OPEN: usize = 64;
 pub const MAX_MESSAGE: usize = 16 * 1024;
 /// Most bytes of unfinished messages kept per sender; the oldest go first.
 pub const MAX_OPEN_BYTES: usize = 16 * 1024;
-/// Most senders (source `ip:port`, which anyone can forge) tracked at once, over all of
-/// `receive`'s workers; the ones heard from least recently are forgotten. With the limits
-/// above, what fragments can hold is bounded by MAX_SENDERS x MAX_OPEN_BYTES (16 MiB).
+/// Most senders (source `ip:port`, which anyone can forge) tracked at once by one
+/// receiver; the ones heard from least recently are forgotten. With the limits above,
+/// what fragments can hold is bounded by MAX_SENDERS x MAX_OPEN_BYTES (16 MiB) for one
+/// worker, and by `worker_share` x workers x MAX_OPEN_BYTES over all of `receive`'s.
 pub const MAX_SENDERS: usize = 1024;
+
+/// Senders one of `workers` receivers tracks: an even share of MAX_SENDERS and a quarter
+/// more, and 16 (at most MAX_SENDERS). The kernel hashes senders to the workers' sockets
+/// (SO_REUSEPORT) unevenly: with the bare even share, 1,024 senders over 2 workers
+/// overflowed one of them, which forgot and re-learnt senders all along and lost their
+/// gaps (netconsblaster, 2 workers: "forgot 33824 sender(s)"; one socket got ~560). All
+/// workers together keep 1.25 x MAX_SENDERS + 16 per worker (2 workers: 1,312, 20.5 MiB
+/// of fragments at most).
+pub fn worker_share(workers: usize) -> usize {
+    let even = MAX_SENDERS.div_ceil(workers.max(1));
+    (even + even / 4 + 16).min(MAX_SENDERS)
+}
 
 /// Reassembles fragments and accounts per sender, within the bounds above.
 #[derive(Debug)]
@@ -531,6 +544,21 @@ mod tests {
         }
         let held: usize = r.senders[&at("a")].open.values().map(|o| o.have).sum();
         assert_eq!(held, r.senders[&at("a")].open_bytes);
+    }
+
+    #[test]
+    fn a_workers_share_holds_an_uneven_hash_of_max_senders() {
+        assert_eq!(worker_share(1), MAX_SENDERS);
+        // 1,024 senders hashed over 2 sockets: one got ~560 in the netconsblaster run.
+        assert!(worker_share(2) >= 600, "{}", worker_share(2));
+        for w in 1..=256 {
+            assert!(
+                worker_share(w) * w <= MAX_SENDERS * 5 / 4 + 18 * w,
+                "{w} workers"
+            );
+            assert!(worker_share(w) >= MAX_SENDERS.div_ceil(w), "{w} workers");
+        }
+        assert_eq!(worker_share(0), MAX_SENDERS);
     }
 
     #[test]
