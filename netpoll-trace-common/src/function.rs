@@ -66,6 +66,12 @@ pub const fn symbol(id: u32) -> Option<&'static str> {
     }
 }
 
+/// A symbol's function name without its module (`netconsole:write_msg` -> `write_msg`):
+/// the name in BTF, in kallsyms' third field and in JSON.
+pub fn without_module(symbol: &str) -> &str {
+    symbol.rsplit(':').next().unwrap_or(symbol)
+}
+
 /// Every function id.
 pub const ALL: [u32; 10] = [
     NETPOLL_SETUP,

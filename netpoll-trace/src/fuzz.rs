@@ -93,7 +93,7 @@ pub fn module_btf(data: &[u8]) {
     };
     // The module functions the targets table looks up, as start-up does.
     for t in TARGETS.iter().filter(|t| t.module.is_some()) {
-        let f = t.symbol.rsplit(':').next().unwrap_or(t.symbol);
+        let f = netpoll_trace_common::function::without_module(t.symbol);
         std::hint::black_box((m.has_function(f), m.first_param_struct(f)));
     }
     std::hint::black_box(module_btf::netconsole_target(&m));

@@ -360,7 +360,7 @@ fn modules_present(
     let moved = moved_into_netconsole(&vmlinux);
     for (i, t) in TARGETS.iter().enumerate() {
         let Some(m) = t.module else { continue };
-        let f = t.symbol.rsplit(':').next().unwrap_or(t.symbol);
+        let f = function::without_module(t.symbol);
         present[i] |= if t.armed {
             // Unreadable BTF: only the set-up's stand-in is tried (the attach says); the
             // rest would read through a layout nobody knows.

@@ -49,8 +49,7 @@ impl SetupFn {
 
     /// The kernel symbol (without its module), which is also the stable name in JSON.
     pub fn as_str(self) -> &'static str {
-        let symbol = function::symbol(self.id()).unwrap_or("?");
-        symbol.rsplit(':').next().unwrap_or(symbol)
+        function::without_module(function::symbol(self.id()).unwrap_or("?"))
     }
 }
 

@@ -119,7 +119,7 @@ pub const FAULT_SKIP_RETURN: &str = "NETPOLL_TRACE_FAULT_SKIP_RETURN";
 /// says so, as the records of that function's calls are lost.
 pub(super) fn skip_return(function: &str) -> bool {
     // A module's function by its name alone too (`netcons_netpoll_setup`).
-    let bare = function.rsplit(':').next().unwrap_or(function);
+    let bare = netpoll_trace_common::function::without_module(function);
     let skip = std::env::var(FAULT_SKIP_RETURN).is_ok_and(|f| f == function || f == bare);
     if skip {
         log::warn!(
