@@ -274,6 +274,12 @@ _npt_json() {
 #   kprobe_links  BPF perf links (5.15 on), so a kprobe's link can be pinned. Fact: the
 #       kernel's BTF has struct bpf_perf_link.
 # (netkit, 6.7 on, is probed where it is used: creating the pair is the test.)
+# npt_module_of FUNCTION: the loaded module holding FUNCTION (kallsyms' fourth field,
+# "[netconsole]"), empty for vmlinux; fails where FUNCTION is in neither.
+npt_module_of() {
+    awk -v f="$1" '$3 == f { m = $4; gsub(/[][]/, "", m); print m; found = 1; exit }
+        END { exit !found }' /proc/kallsyms
+}
 npt_has() {
     case "$1" in
         netconsole_keeps_failed)

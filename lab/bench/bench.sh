@@ -21,15 +21,9 @@ BT_SCRIPT=/tmp/bench.bt
 # netcons_netpoll_setup in netconsole.ko, which watch traces there). The floor's fentry
 # needs the module's BTF and kprobes need the symbol, so a function not in the running
 # kernel yet is looked for again after loading netconsole, before anything attaches: all
-# three tools then attach with the same module loaded. kallsyms' 4th field names a
-# module's symbol's module ("[netconsole]").
+# three tools then attach with the same module loaded.
 OUTER=$NPT_OUTER
-# outer_module: the module holding $OUTER ("" for vmlinux); false when it is nowhere.
-outer_module() {
-    awk -v f="$OUTER" '$3 == f { m = $4; gsub(/[][]/, "", m); print m; found = 1; exit }
-        END { exit !found }' /proc/kallsyms
-}
-outer_mod=$(outer_module) || { modprobe netconsole; outer_mod=$(outer_module); } ||
+outer_mod=$(npt_module_of "$OUTER") || { modprobe netconsole; outer_mod=$(npt_module_of "$OUTER"); } ||
     echo "bench: the outer set-up $OUTER is neither in vmlinux nor in a loaded module"
 say outer_setup "$OUTER${outer_mod:+ $outer_mod}"
 # bpftrace: bench.bt names netpoll_setup; a module's function as kprobe:MODULE:FUNCTION.

@@ -53,7 +53,8 @@ echo "udevadm $($DEB/udevadm --version)"
 #          `dev` (an inlined call of one from the other is one tear-down);
 #   send   netpoll_send_udp's hits.
 ref_sym() {
-    if grep -q " $1	\[netconsole\]" /proc/kallsyms; then echo "netconsole:$1"; else echo "$1"; fi
+    _mod=$(npt_module_of "$1")
+    echo "${_mod:+$_mod:}$1"
 }
 probes_on() {
     # (netcons_cmdline leaves netconsole unloaded; its functions are the probes' places.)
