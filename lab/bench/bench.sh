@@ -365,14 +365,15 @@ C=/sys/kernel/config/netconsole/tput
 npt_target tput eth0 10.99.0.2
 [ "$(cat $C/enabled)" = 1 ] || echo "bench: enabling the throughput target failed"
 
-# tput MODE TAG: one timed flood under MODE (none, watch, kprobe, bpftrace).
+# tput MODE TAG: one timed flood under MODE (none, watch, kprobe, bpftrace); watch's
+# send path attaches after ready: the flood waits for `all ready:`.
 tput() {
     pid=
     case $1 in
-        watch) netpoll-trace watch --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
+        watch) netpoll-trace watch --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err "all ready:" 120 ;;
         # Diagnostic: no per-call slow-poll events (threshold far above any call).
-        watch_noslow) netpoll-trace watch --slow-poll 60s --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
-        kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'ready:' 120 ;;
+        watch_noslow) netpoll-trace watch --slow-poll 60s --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'all ready:' 120 ;;
+        kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'all ready:' 120 ;;
         bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
     esac || { cat /tmp/t.err; stop_bg $pid; return; }
     settle $pid

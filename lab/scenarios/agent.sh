@@ -116,7 +116,7 @@ wait $agent
 dry_rc=$?
 cat /tmp/dry.err /tmp/dry.out
 rmmod netconsole 2>/dev/null
-netpoll-trace watch --json -- modprobe netconsole "$TARGET" >/tmp/dry-ops.json 2>/dev/null
+netpoll-trace watch --wait-all --json -- modprobe netconsole "$TARGET" >/tmp/dry-ops.json 2>/dev/null
 rmmod netconsole 2>/dev/null
 dry_run_changes_nothing() {
     test $dry_rc -eq 3 && npt_json_has /tmp/dry.out action=patch result=dry_run && ! test -d /sys/module/netpoll_patch &&

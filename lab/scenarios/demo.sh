@@ -24,7 +24,7 @@ netpoll-trace watch --for 280s >/tmp/watch.out 2>&1 &
 watch_pid=$!
 tail -f /tmp/watch.out &
 tail_pid=$!
-npt_wait_for 120 grep -q 'ready:' /tmp/watch.out
+npt_wait_for 120 grep -q 'all ready:' /tmp/watch.out
 
 try() {
     say "modprobe netconsole netconsole=@/$1,6666@10.99.0.2/"

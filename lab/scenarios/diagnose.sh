@@ -16,7 +16,7 @@ ip link set eth1 up
 
 # run NAME TARGET: netconsole on TARGET under `watch --json`; output in /tmp/NAME.*
 run() {
-    netpoll-trace watch --json -- modprobe netconsole "netconsole=$2" >/tmp/$1.json 2>/tmp/$1.err
+    netpoll-trace watch --wait-all --json -- modprobe netconsole "netconsole=$2" >/tmp/$1.json 2>/tmp/$1.err
     echo $? >/tmp/$1.rc
     rmmod netconsole 2>/dev/null
     echo "--- $1: netconsole=$2 (watch exit $(cat /tmp/$1.rc))"

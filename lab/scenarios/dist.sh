@@ -84,7 +84,7 @@ progs() { grep -c ' bpf_prog_' /proc/kallsyms; }
 base=$(progs)
 dpkg -i /dist/netpoll-trace.deb >/tmp/dpkg-i.out 2>&1
 echo "dpkg -i: exit $?"; cat /tmp/dpkg-i.out
-/usr/bin/netpoll-trace watch --persist -- true >/tmp/persist.out 2>&1
+/usr/bin/netpoll-trace watch --wait-all --persist -- true >/tmp/persist.out 2>&1
 pinned=$(ls /sys/fs/bpf/netpoll-trace/v*/ 2>/dev/null | grep -c '^link_')
 loaded=$(progs)
 dpkg -r netpoll-trace >/tmp/dpkg-r.out 2>&1

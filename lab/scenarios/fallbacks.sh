@@ -33,11 +33,11 @@ normalized() {
 aborting() { dmesg | grep -c 'no IP address for d0, aborting'; }
 
 # --- kprobes chosen explicitly: the same events as the default (fentry) -------------
-netpoll-trace watch --json -- modprobe netconsole $OK_TARGET >/tmp/fentry.json 2>/tmp/fentry.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole $OK_TARGET >/tmp/fentry.json 2>/tmp/fentry.err
 echo $? >/tmp/fentry.rc
 rmmod netconsole
 show fentry
-netpoll-trace watch --attach kprobe --json -- modprobe netconsole $OK_TARGET >/tmp/kprobe.json 2>/tmp/kprobe.err
+netpoll-trace watch --wait-all --attach kprobe --json -- modprobe netconsole $OK_TARGET >/tmp/kprobe.json 2>/tmp/kprobe.err
 echo $? >/tmp/kprobe.rc
 rmmod netconsole
 show kprobe
@@ -58,13 +58,13 @@ mount -t tmpfs none /sys/kernel/btf
 npt_check btf_hidden sh -c "grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts && ! test -e /sys/kernel/btf/vmlinux && test -s /tmp/vmlinux.btf"
 
 before=$(aborting)
-netpoll-trace watch --json -- modprobe netconsole $FAIL_TARGET >/tmp/reduced_fail.json 2>/tmp/reduced_fail.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole $FAIL_TARGET >/tmp/reduced_fail.json 2>/tmp/reduced_fail.err
 echo $? >/tmp/reduced_fail.rc
 rmmod netconsole 2>/dev/null
 kernel_failures=$(($(aborting) - before))
 show reduced_fail
 npt_dmesg_mark
-netpoll-trace watch --json -- modprobe netconsole $OK_TARGET >/tmp/reduced_ok.json 2>/tmp/reduced_ok.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole $OK_TARGET >/tmp/reduced_ok.json 2>/tmp/reduced_ok.err
 echo $? >/tmp/reduced_ok.rc
 started=$(npt_dmesg_since_mark | grep -c 'netconsole: network logging started')
 rmmod netconsole
@@ -99,7 +99,7 @@ npt_check reduced_fields_null reduced_fields_null
 # --- the same, with the BTF given as a file: full information again -----------------
 truth() { grep -qw "$1" /proc/kallsyms && echo true || echo false; }
 virtio_pc=$(truth virtnet_netpoll)
-netpoll-trace watch --btf /tmp/vmlinux.btf --json -- sh -c \
+netpoll-trace watch --wait-all --btf /tmp/vmlinux.btf --json -- sh -c \
     "grep netpoll_setup /sys/kernel/debug/kprobes/list >/tmp/attached.txt; exec modprobe netconsole $OK_TARGET" \
     >/tmp/btf_file.json 2>/tmp/btf_file.err
 echo $? >/tmp/btf_file.rc
@@ -118,7 +118,7 @@ npt_check btf_file_full btf_file_full
 npt_check btf_file_attached grep -q 'netpoll_setup' /tmp/attached.txt
 
 # --- a --btf file that does not exist: one line, exit 1, nothing attached -----------
-netpoll-trace watch --btf /nonexistent --json -- modprobe netconsole $OK_TARGET >/tmp/missing.json 2>/tmp/missing.err
+netpoll-trace watch --wait-all --btf /nonexistent --json -- modprobe netconsole $OK_TARGET >/tmp/missing.json 2>/tmp/missing.err
 echo $? >/tmp/missing.rc
 show missing
 npt_check missing_btf_exit test "$(cat /tmp/missing.rc)" -eq 1

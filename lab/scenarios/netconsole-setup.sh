@@ -15,7 +15,7 @@ ip addr add 10.99.0.1/24 dev eth0
 ip link set eth0 up
 
 # --- success: virtio NIC with an address ---------------------------------------
-netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/ok.json 2>/tmp/ok.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/ok.json 2>/tmp/ok.err
 ok_rc=$?
 echo "--- watch (success case) rc=$ok_rc"; cat /tmp/ok.err /tmp/ok.json
 
@@ -36,7 +36,7 @@ npt_check bpf_log_quiet sh -c "! grep -q 'set-up fn=' /tmp/ok.err"
 npt_check ok_kernel_log sh -c "dmesg | grep -Eq '$NPT_NC_LOG: netconsole: local IP(v4 address)? 10.99.0.1'"
 # A module-parameter target's lifecycle: enabled by its set-up, disabled by the unload.
 npt_check param_target_enabled npt_json_has /tmp/ok.json type=target target=netconsole@10.99.0.2:6666 event=enabled cause=netpoll_setup dev=eth0
-netpoll-trace watch --json -- rmmod netconsole >/tmp/rmmod.json 2>/tmp/rmmod.err
+netpoll-trace watch --wait-all --json -- rmmod netconsole >/tmp/rmmod.json 2>/tmp/rmmod.err
 cat /tmp/rmmod.err /tmp/rmmod.json
 # Unloading, netconsole unregisters its netdevice notifier, which replays NETDEV_UNREGISTER
 # to it: the kernel stops the target there (and logs "stopped ... as it unregistered")
@@ -51,8 +51,8 @@ npt_check param_target_off param_target_off
 # Set-up and unload under one watch (the demo's case): the unload's tear-down arrives while
 # the set-up waits out its grace period; both outputs keep kernel order: the set-up, then
 # `enabled`, then the target's end, and nothing after it.
-netpoll-trace watch --json -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.json 2>/tmp/both.err
-netpoll-trace watch -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.txt 2>&1
+netpoll-trace watch --wait-all --json -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.json 2>/tmp/both.err
+netpoll-trace watch --wait-all -- sh -c 'modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/; rmmod netconsole' >/tmp/both.txt 2>&1
 cat /tmp/both.json /tmp/both.txt
 # line_of FILE PATTERN: the number of the first line matching PATTERN (0 when none).
 line_of() { n=$(grep -n -E "$2" "$1" | head -n 1 | cut -d: -f1); echo "${n:-0}"; }
@@ -84,7 +84,7 @@ modprobe dummy
 ip link add d0 type dummy
 ip link set d0 up
 dmesg_before=$(dmesg | grep -c 'no IP address for d0, aborting')
-netpoll-trace watch --json -- modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/tmp/fail.json 2>/tmp/fail.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/tmp/fail.json 2>/tmp/fail.err
 fail_rc=$?
 echo "--- watch (failure case) rc=$fail_rc"; cat /tmp/fail.err /tmp/fail.json
 
@@ -111,7 +111,7 @@ rmmod netconsole 2>/dev/null
 # --- watch without COMMAND: report live, exit 3 once a set-up failed -----------
 netpoll-trace watch --for 120s >/tmp/bg.out 2>/tmp/bg.err &
 bg=$!
-npt_wait_for 120 grep -q 'ready:' /tmp/bg.err
+npt_wait_for 120 grep -q 'all ready:' /tmp/bg.err
 modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/dev/null 2>&1
 rmmod netconsole 2>/dev/null
 kill -INT $bg

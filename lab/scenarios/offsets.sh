@@ -116,7 +116,7 @@ rm $DKMS/netpoll_offsets.o
 modprobe dummy
 ip link add d0 type dummy
 ip link set d0 up
-netpoll-trace watch --json --offsets $OBJ -- modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/tmp/noaddr.json 2>/tmp/noaddr.err
+netpoll-trace watch --wait-all --json --offsets $OBJ -- modprobe netconsole netconsole=@/d0,6666@10.99.0.2/ >/tmp/noaddr.json 2>/tmp/noaddr.err
 echo "--- watch, d0 without address (exit $?)"; cat /tmp/noaddr.err /tmp/noaddr.json
 rmmod netconsole 2>/dev/null
 npt_check no_address_ready grep -qF "offsets from $OBJ (built from the kernel headers of $NPT_RELEASE);" /tmp/noaddr.err
@@ -140,7 +140,7 @@ npt_check no_address_full_fields no_address_full_fields
 npt_ip eth0 10.99.0.1/24
 insmod /lib/kmods/emulate_pre419.ko
 npt_dmesg_mark
-netpoll-trace watch --json --offsets $OBJ -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/emul.json 2>/tmp/emul.err
+netpoll-trace watch --wait-all --json --offsets $OBJ -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/emul.json 2>/tmp/emul.err
 echo "--- watch, emulated rule, header offsets (exit $?)"; cat /tmp/emul.err /tmp/emul.json
 rmmod netconsole 2>/dev/null
 npt_expect_dmesg emulated_refusal 'netpoll: netconsole: eth0 doesn.t support polling, aborting'
@@ -152,7 +152,7 @@ diagnosed() {
             ops_symbol=virtnet_netdev has_poll_controller=false netpoll_disabled=false
 }
 npt_check headers_diagnose diagnosed /tmp/emul.json
-netpoll-trace watch --json --btf $ARCHIVE -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/emul_archive.json 2>/tmp/emul_archive.err
+netpoll-trace watch --wait-all --json --btf $ARCHIVE -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/emul_archive.json 2>/tmp/emul_archive.err
 echo "--- watch, emulated rule, BTFHub archive (exit $?)"; cat /tmp/emul_archive.err /tmp/emul_archive.json
 rmmod netconsole 2>/dev/null
 archive_diagnose() {

@@ -26,7 +26,7 @@ npt_check emulated insmod /lib/kmods/emulate_pre419.ko strip=eth0 poll=sched
 
 netpoll-trace watch --json >/tmp/watch.json 2>/tmp/watch.err &
 watch=$!
-npt_wait_for 120 npt_ready_or_gone 'ready:' /tmp/watch.err $watch
+npt_wait_for 120 npt_ready_or_gone 'all ready:' /tmp/watch.err $watch
 
 # The retry the way this kernel's netconsole needs it: the module parameter again, or the
 # dynamic target's `enabled` where a failed module parameter leaves the module loaded.

@@ -23,7 +23,7 @@ npt_check ring_minimum sh -c "dmesg | grep -q 'Transmit Descriptors set to 48'"
 
 netpoll-trace watch --json >/tmp/watch.json 2>/tmp/watch.err &
 watch=$!
-npt_wait_for 120 npt_ready_or_gone 'ready:' /tmp/watch.err $watch
+npt_wait_for 120 npt_ready_or_gone 'all ready:' /tmp/watch.err $watch
 npt_agent_config /tmp/agent.toml --bare journal='"/tmp/journal.jsonl"'
 netpoll-trace agent --config /tmp/agent.toml >/tmp/agent.out 2>/tmp/agent.err &
 agent=$!

@@ -56,7 +56,7 @@ npt_check status_empty sh -c "netpoll-trace status >/tmp/status0.out; cat /tmp/s
 # --- the emulated pre-4.19 kernel refuses virtio, as in the seed -----------------
 insmod /lib/kmods/emulate_pre419.ko
 npt_dmesg_mark
-netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/refused.json 2>/tmp/refused.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/refused.json 2>/tmp/refused.err
 echo "watch exit $?"; cat /tmp/refused.err /tmp/refused.json
 rmmod netconsole 2>/dev/null
 npt_expect_dmesg emulated_refusal 'netpoll: netconsole: eth0 doesn.t support polling, aborting'
@@ -101,7 +101,7 @@ no_kernel_addresses() {
 npt_check no_kernel_addresses no_kernel_addresses
 # Ordinary traffic on the patched device.
 npt_check traffic_patched ping -c 3 -W 5 10.99.0.2
-netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/patched.json 2>/tmp/patched.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/patched.json 2>/tmp/patched.err
 echo "watch exit $?"; cat /tmp/patched.err /tmp/patched.json
 # While patched, the device's ops are the private copy (no kernel symbol) with a hook.
 npt_check traced_patched_ops npt_json_has /tmp/patched.json fn=__netpoll_setup ret=0 ops_symbol=null has_poll_controller=true
@@ -167,7 +167,7 @@ netpoll-trace unpatch eth0 >/tmp/unpatch.out
 flood_stop unpatch
 cat /tmp/unpatch.out
 npt_check flood_across_unpatch flood_ok unpatch
-netpoll-trace watch --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/unpatched.json 2>/tmp/unpatched.err
+netpoll-trace watch --wait-all --json -- modprobe netconsole netconsole=@/eth0,6666@10.99.0.2/ >/tmp/unpatched.json 2>/tmp/unpatched.err
 cat /tmp/unpatched.json
 unpatch_restores() {
     grep -q 'restored eth0: ops virtnet_netdev \[virtio_net\]' /tmp/unpatch.out &&

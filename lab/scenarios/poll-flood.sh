@@ -102,7 +102,7 @@ flood() {
         ev=pollcount_$tag
         echo "p:npt/$ev netpoll_poll_dev" >>$T/kprobe_events
         echo 1 >$T/events/npt/$ev/enable
-        netpoll-trace watch --attach "$m" --json --slow-poll $SLOW -- sh /tmp/flood.sh "$tag" >/tmp/$m.json 2>/tmp/$m.err
+        netpoll-trace watch --wait-all --attach "$m" --json --slow-poll $SLOW -- sh /tmp/flood.sh "$tag" >/tmp/$m.json 2>/tmp/$m.err
         rc=$?
         echo 0 >$T/events/npt/$ev/enable
         set -- $(profile_hits $ev)

@@ -91,7 +91,7 @@ rcheck dump_human sh -c "grep -q 'resolved now, at dump time' /tmp/dump1.txt && 
 # --- restart on the pins: the pinned probes are reused, history kept ---------------
 netpoll-trace watch --persist --json --for 600s >/tmp/w2.json 2>/tmp/w2.err &
 w=$!
-npt_wait_for 120 grep -q 'ready:' /tmp/w2.err
+npt_wait_for 120 grep -q 'all ready:' /tmp/w2.err
 enable t1
 enable t1
 sleep 1
@@ -206,7 +206,7 @@ if ! npt_has kprobe_links && [ "${NETPOLL_TRACE_ATTACH:-}" = kprobe ]; then some
 npt_check other_schema sh -c "test $rc4 -ne 0 && test \$(wc -l </tmp/e4) -eq 1 && grep -q 'holds a schema v1 recorder' /tmp/e4 && { test $v1_links -gt 0 || test $some_links -eq 0; } && test $v1_links_after -eq 0 && grep -q \"v1 is a recorder of another schema version: not reused, its $v1_links pinned probe link(s) detached, its maps kept\" /tmp/w5.err && test -e /sys/fs/bpf/netpoll-trace/v1/RING && test -e $PINS/RING"
 
 # --- JSON-lines files: watch --record, a truncated copy, the agent's journal ---------
-netpoll-trace watch --record /tmp/rec.jsonl -- sh -c "echo 0 >$CFG/t1/enabled; echo 1 >$CFG/t1/enabled" >/dev/null 2>&1
+netpoll-trace watch --wait-all --record /tmp/rec.jsonl -- sh -c "echo 0 >$CFG/t1/enabled; echo 1 >$CFG/t1/enabled" >/dev/null 2>&1
 netpoll-trace dump --from /tmp/rec.jsonl >/tmp/f1 2>&1
 rc=$?; cat /tmp/rec.jsonl /tmp/f1
 npt_check from_file sh -c "test $rc -eq 0 && grep -q 'diagnosis: no_such_device on nosuch0' /tmp/f1 && grep -q \"nosuch0 doesn't exist\" /tmp/rec.jsonl"
@@ -235,7 +235,7 @@ escdev="e${ESC}[2J"
 ip link add "$escdev" type dummy
 ip link set "$escdev" up
 npt_target tesc "$escdev" 10.99.0.2 off
-netpoll-trace watch --record /tmp/esc.jsonl -- sh -c "echo 1 >$CFG/tesc/enabled" >/tmp/w6 2>&1
+netpoll-trace watch --wait-all --record /tmp/esc.jsonl -- sh -c "echo 1 >$CFG/tesc/enabled" >/tmp/w6 2>&1
 netpoll-trace dump --from /tmp/esc.jsonl >/tmp/f7 2>&1
 rc=$?; cat -v /tmp/w6 /tmp/f7
 from_escapes() {

@@ -120,7 +120,7 @@ EOF
 CLEANUPS=$(awk '$3 == "netpoll_cleanup" || $3 == "do_netpoll_cleanup" || $3 == "__netpoll_cleanup" { print $3 }' /proc/kallsyms | sort -u)
 for f in $CLEANUPS; do echo "p:npt/c$f $f" >>$T/kprobe_events && echo 1 >$T/events/npt/c$f/enable; done
 kp_start udp_flood
-netpoll-trace watch --json -- sh /tmp/flood.sh $N F >/tmp/flood.json 2>/tmp/flood.err
+netpoll-trace watch --wait-all --json -- sh /tmp/flood.sh $N F >/tmp/flood.json 2>/tmp/flood.err
 rc=$?
 for f in $CLEANUPS; do echo "$NPT_KERNEL kernel calls during the flood run: $f $(kp_hits c$f)"; echo 0 >$T/events/npt/c$f/enable; echo "-:npt/c$f" >>$T/kprobe_events; done
 set -- $(kp_hits udp_flood)
@@ -131,6 +131,24 @@ cat /tmp/flood.err
 grep -v '"slow_send"' /tmp/flood.json
 echo "($(grep -c '"slow_send"' /tmp/flood.json) slow_send line(s) not shown)"
 npt_check flood_attached sh -c "test $rc -eq 0 && grep -q 'ready:' /tmp/flood.err"
+
+# --- (a') without --wait-all: COMMAND starts at ready, the rest attaches meanwhile -------
+# ready waits for the set-up and poll programs only; the send path, tear-downs and console
+# write follow on another thread (`all ready:`, the `attached` object) while COMMAND runs.
+# COMMAND marks its start in the same file and waits for the second line.
+netpoll-trace watch --json -- sh -c 'echo npt-command-started >&2; t=0; while ! grep -q "all ready:" /tmp/def.err && [ $t -lt 240 ]; do sleep 0.5; t=$((t + 1)); done' >/tmp/def.json 2>/tmp/def.err
+rc=$?
+echo "--- watch (deferred): exit $rc"; cat /tmp/def.err; npt_json_lines /tmp/def.json type=attached
+at() { grep -n "$1" /tmp/def.err | head -n 1 | cut -d: -f1; }
+r=$(at 'netpoll-trace: ready:') c=$(at npt-command-started) a=$(at 'all ready:')
+echo "$NPT_KERNEL deferred attach: ready at line ${r:-none}, COMMAND started at ${c:-none}, all ready at ${a:-none}"
+npt_check deferred_ready_is_set_ups_only sh -c "test $rc -eq 0 && grep 'netpoll-trace: ready:' /tmp/def.err | grep -q 'poll_dev' && ! grep 'netpoll-trace: ready:' /tmp/def.err | grep -Eq 'send_skb|send_udp|cleanup|write_'"
+npt_check deferred_command_starts_at_ready sh -c "test -n '$r' && test -n '$c' && test -n '$a' && test $r -lt $c && test $c -lt $a"
+deferred_object() {
+    npt_json_has /tmp/def.json type=attached deferred=true error=null functions~netpoll_send_skb functions~netpoll_send_udp &&
+        test "$(npt_json_count /tmp/def.json type=attached)" -eq 1 && netpoll-trace schema-check /tmp/def.json
+}
+npt_check deferred_attached_object deferred_object
 
 line=$(send_line /tmp/flood.json eth0)
 msgs=$(field messages "$line") sent=$(field sent "$line") deferred=$(field deferred "$line") dropped=$(field dropped "$line")
@@ -180,7 +198,7 @@ npt_check slow_default sh -c "test $slow -eq $slow_all && test $short -eq 0 && t
 
 # A 1 us threshold: every transmit is slow under TCG, so each one is reported.
 rx_start
-netpoll-trace watch --json --slow-send 0.001ms -- sh /tmp/flood.sh 50 S >/tmp/slow.json 2>/tmp/slow.err
+netpoll-trace watch --wait-all --json --slow-send 0.001ms -- sh /tmp/flood.sh 50 S >/tmp/slow.json 2>/tmp/slow.err
 rc=$?
 cat /tmp/slow.err
 grep -v '"slow_send"' /tmp/slow.json
@@ -202,7 +220,7 @@ while [ \$i -lt 12 ]; do echo "<3>npt-trickle \$i" >/dev/kmsg; sleep 0.5; i=\$((
 echo $old_printk >/proc/sys/kernel/printk
 echo 0 >$CFG/flood/enabled
 EOF
-netpoll-trace watch --json --stats-every 1s -- sh /tmp/trickle.sh >/tmp/trickle.json 2>/tmp/trickle.err
+netpoll-trace watch --wait-all --json --stats-every 1s -- sh /tmp/trickle.sh >/tmp/trickle.json 2>/tmp/trickle.err
 rc=$?
 npt_json_lines /tmp/trickle.json type=send dev=eth0 | grep -o '"messages":[0-9]*' | sed 's/.*://' >/tmp/trickle.counts
 echo "$NPT_KERNEL --stats-every 1s: eth0's messages in each send line: $(tr '\n' ' ' </tmp/trickle.counts)"
@@ -238,7 +256,7 @@ sh /tmp/downup.sh up
 sleep 1
 EOF
 kp_start udp_down
-netpoll-trace watch --json -- sh /tmp/downup2.sh >/tmp/down.json 2>/tmp/down.err
+netpoll-trace watch --wait-all --json -- sh /tmp/downup2.sh >/tmp/down.json 2>/tmp/down.err
 set -- $(kp_hits udp_down)
 uhits=$1 umissed=$2
 kp_stop udp_down
@@ -262,7 +280,7 @@ npt_check up_counts sh -c "test '$umissed' = 0 && test '$uhits' -ge $K && test '
 # --- (c) the device removed under the live target ------------------------------------
 npt_dmesg_mark
 # Into a flight recorder too: dump shows the recorded stop and status the target's health.
-netpoll-trace watch --persist --json -- ip link del vl100 >/tmp/del.json 2>/tmp/del.err
+netpoll-trace watch --wait-all --persist --json -- ip link del vl100 >/tmp/del.json 2>/tmp/del.err
 cat /tmp/del.err /tmp/del.json
 netpoll-trace dump --json >/tmp/del.dump 2>&1
 netpoll-trace status --json >/tmp/del.status 2>&1

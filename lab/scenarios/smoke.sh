@@ -27,7 +27,7 @@ npt_check netpoll_trace_runs /bin/netpoll-trace --help
 # watch -- COMMAND that cannot start exits as env(1) does: 127 not found, 126 not executable;
 # one error line naming it.
 not_started() { # CODE WANT COMMAND
-    netpoll-trace watch -- "$3" >/tmp/ns.out 2>/tmp/ns.err
+    netpoll-trace watch --wait-all -- "$3" >/tmp/ns.out 2>/tmp/ns.err
     rc=$?
     cat /tmp/ns.err
     test $rc -eq "$1" && grep -q "netpoll-trace: error: COMMAND .$3. $2" /tmp/ns.err

@@ -37,7 +37,7 @@ npt_expect_dmesg bond_netpoll 'netconsole: network logging started'
 
 echo "p:npt/nested netpoll_poll_dev" >>$T/kprobe_events
 echo 1 >$T/events/npt/nested/enable
-netpoll-trace watch --json -- insmod $KO poll=bond0 times=$POLLS >/tmp/nested.json 2>/tmp/nested.err
+netpoll-trace watch --wait-all --json -- insmod $KO poll=bond0 times=$POLLS >/tmp/nested.json 2>/tmp/nested.err
 rc=$?
 echo 0 >$T/events/npt/nested/enable
 set -- $(awk '$1 == "npt/nested" || $1 == "nested" { print $2, $3 }' $T/kprobe_profile)
@@ -85,7 +85,7 @@ for i in \$(seq $CYCLES); do
         echo 0 >$C/b\$i/enabled" || exit 1
 done
 EOF
-netpoll-trace watch --json --stats-every 1s -- sh /tmp/recreate.sh >/tmp/recreate.json 2>/tmp/recreate.err
+netpoll-trace watch --wait-all --json --stats-every 1s -- sh /tmp/recreate.sh >/tmp/recreate.json 2>/tmp/recreate.err
 rc=$?
 echo "--- watch -- recreate.sh: exit $rc"
 cat /tmp/recreate.err
@@ -129,7 +129,7 @@ echo 10.98.2.2 >/sys/kernel/config/netconsole/cpu1/remote_ip
 taskset -c 1 sh -c 'echo 1 >/sys/kernel/config/netconsole/cpu1/enabled'
 EOF
 ip addr add 10.98.2.1/24 dev eth1
-netpoll-trace watch --json -- sh /tmp/online.sh >/tmp/online.json 2>/tmp/online.err
+netpoll-trace watch --wait-all --json -- sh /tmp/online.sh >/tmp/online.json 2>/tmp/online.err
 rc=$?
 echo "--- watch -- online.sh (cpu1 offline at start): exit $rc"
 cat /tmp/online.err

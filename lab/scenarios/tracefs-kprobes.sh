@@ -47,7 +47,7 @@ npt_check check_names_tracefs npt_json_has /tmp/check.json object=modern 'attach
 # --- watch in the background: tracefs mounted, aya's events while it runs ---------------
 netpoll-trace watch --attach kprobe --json --for 120s >/tmp/bg.json 2>/tmp/bg.err &
 pid=$!
-npt_wait_for 120 npt_ready_or_gone 'ready:' /tmp/bg.err $pid
+npt_wait_for 120 npt_ready_or_gone 'all ready:' /tmp/bg.err $pid
 cat /tmp/bg.err
 npt_check mounts_tracefs grep -q 'mounted tracefs on /sys/kernel/tracing' /tmp/bg.err
 npt_check ready_names_tracefs grep -q "ready: kprobe on $NPT_SETUP_FNS.*modern object, attach path kprobe (tracefs kprobe_events)" /tmp/bg.err
@@ -77,7 +77,7 @@ npt_check clean_exit_removes sh -c "! grep -q 'aya_${pid}_' $EVENTS"
 # --- a killed run leaves its events; the next run removes exactly those ------------------
 netpoll-trace watch --attach kprobe --for 120s >/dev/null 2>/tmp/killed.err &
 killed=$!
-npt_wait_for 120 npt_ready_or_gone 'ready:' /tmp/killed.err $killed
+npt_wait_for 120 npt_ready_or_gone 'all ready:' /tmp/killed.err $killed
 kill -KILL $killed
 wait $killed
 grep "kprobes/aya_${killed}_" $EVENTS | sed 's/^[pr][0-9]*:\([^ ]*\) .*/\1/' >/tmp/left.names
@@ -104,7 +104,7 @@ echo "-:kprobes/npt_foreign" >>$EVENTS
 kill $live
 
 # --- the legacy object, through the same path ------------------------------------
-netpoll-trace watch --json --object legacy -- modprobe netconsole $TARGET >/tmp/legacy.json 2>/tmp/legacy.err
+netpoll-trace watch --wait-all --json --object legacy -- modprobe netconsole $TARGET >/tmp/legacy.json 2>/tmp/legacy.err
 echo "watch exit $?"; cat /tmp/legacy.err /tmp/legacy.json
 legacy_traced() {
     grep -q 'legacy object, attach path kprobe (tracefs kprobe_events)' /tmp/legacy.err &&

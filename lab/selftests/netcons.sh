@@ -106,7 +106,7 @@ run_test() {
         watch | watch_legacy)
             (
                 [ "$2" = watch_legacy ] && export NETPOLL_TRACE_OBJECT=legacy NETPOLL_TRACE_ATTACH=kprobe
-                netpoll-trace watch --json -- sh -c "$cmd" >/tmp/selftests/tool.json 2>/tmp/selftests/tool.err
+                netpoll-trace watch --wait-all --json -- sh -c "$cmd" >/tmp/selftests/tool.json 2>/tmp/selftests/tool.err
                 echo $? >/tmp/selftests/tool.rc
             )
             ;;

@@ -271,6 +271,7 @@ fn run(
             stats_every,
             record,
             recorder,
+            wait_all,
             command,
         } => {
             let (object, attach) = tracer_choice_or_exit(tracer);
@@ -293,6 +294,7 @@ fn run(
                 stats_every: (!stats_every.is_zero()).then_some(stats_every),
                 record,
                 recorder,
+                wait_all,
                 command,
             })
         }

@@ -41,6 +41,10 @@ pub struct Target {
     /// at `Config::nt_np`): traced only where the module's BTF says the function takes one
     /// (a kernel whose module function took a `struct netpoll *` would be misread).
     pub takes_target: bool,
+    /// Attached after `ready` (`attach::Phase::Late`): the send path, the tear-downs and
+    /// the console write. `ready` is the moment a set-up is traced (`watch -- COMMAND`
+    /// starts COMMAND then), so it waits for the set-up and poll programs alone.
+    pub late: bool,
 }
 
 impl Target {
@@ -62,6 +66,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: Some(NETCONS_SETUP),
         takes_target: false,
+        late: false,
     },
     Target {
         id: function::NETCONS_NETPOLL_SETUP,
@@ -74,6 +79,7 @@ pub const TARGETS: [Target; 13] = [
         armed: true,
         or: None,
         takes_target: true,
+        late: false,
     },
     Target {
         id: function::INNER_NETPOLL_SETUP,
@@ -92,6 +98,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: false,
     },
     Target {
         id: function::NETPOLL_POLL_DEV,
@@ -104,6 +111,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: false,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -116,6 +124,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::NETPOLL_SEND_UDP,
@@ -128,6 +137,7 @@ pub const TARGETS: [Target; 13] = [
         armed: true,
         or: None,
         takes_target: true,
+        late: true,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -140,6 +150,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::NETPOLL_SEND_SKB,
@@ -152,6 +163,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::NETPOLL_CLEANUP,
@@ -164,6 +176,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::INNER_NETPOLL_CLEANUP,
@@ -176,6 +189,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::DO_NETPOLL_CLEANUP,
@@ -188,6 +202,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
@@ -200,6 +215,7 @@ pub const TARGETS: [Target; 13] = [
         armed: false,
         or: None,
         takes_target: false,
+        late: true,
     },
     Target {
         id: function::NETCONSOLE_WRITE_MSG,
@@ -212,6 +228,7 @@ pub const TARGETS: [Target; 13] = [
         armed: true,
         or: None,
         takes_target: false,
+        late: true,
     },
 ];
 
@@ -529,6 +546,36 @@ mod tests {
 
     /// The attach table names every program of `programs::ALL` and no other (the built
     /// objects are checked against `programs` in `object`'s tests).
+    #[test]
+    fn ready_waits_for_the_set_up_and_poll_programs_only() {
+        let early: Vec<u32> = TARGETS.iter().filter(|t| !t.late).map(|t| t.id).collect();
+        for t in &TARGETS {
+            // A required row and its stand-in are what `ready` promises.
+            if t.required {
+                assert!(!t.late, "{}", t.symbol);
+                if let Some(j) = t.or {
+                    assert!(!TARGETS[j].late, "{}", TARGETS[j].symbol);
+                }
+            }
+            // One id's rows in one pass: `wanted` picks among them by what was attached.
+            assert!(
+                TARGETS.iter().all(|u| u.id != t.id || u.late == t.late),
+                "{}",
+                t.symbol
+            );
+        }
+        // The floor's three pairs (set-ups and polls) and nothing else.
+        for id in [
+            function::NETPOLL_SETUP,
+            function::NETCONS_NETPOLL_SETUP,
+            function::INNER_NETPOLL_SETUP,
+            function::NETPOLL_POLL_DEV,
+        ] {
+            assert!(early.contains(&id), "{id}");
+        }
+        assert_eq!(early.len(), 4);
+    }
+
     #[test]
     fn the_table_attaches_every_named_program() {
         let mut attached: Vec<&str> = TARGETS

@@ -49,6 +49,8 @@ pub enum Output {
     Warning(String),
     /// An agent journal entry.
     Remediation(Remediation),
+    /// The late programs attached (`watch`: after `ready`).
+    LateReady(crate::model::ready::LateReady),
     /// A flight recorder's header (dumps).
     Recorder(Box<RecorderLine>),
     /// The recorder's counters: calls per device, function and result (dumps).
@@ -77,6 +79,7 @@ impl Output {
             | Self::Dropped { .. }
             | Self::Warning(_)
             | Self::Recorder(_)
+            | Self::LateReady(_)
             | Self::Passthrough { .. } => Vec::new(),
         }
     }

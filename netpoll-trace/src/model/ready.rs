@@ -46,3 +46,36 @@ pub struct Recording {
     /// Its probes' links are pinned: recording goes on after this process.
     pub links_pinned: bool,
 }
+
+/// The JSON `attached` object: the late programs (the send path, tear-downs, console
+/// write) attached, after `ready` when they were deferred, or with it (a recorder that
+/// pins its links attaches everything in one pass).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LateReady {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts_ns: u64,
+    /// The functions attached now, in attach order.
+    pub functions: Vec<&'static str>,
+    /// Optional functions not traced, with why.
+    pub skipped: Vec<Skipped>,
+    /// Attached after `ready` (false: with it).
+    pub deferred: bool,
+    /// Wall time of this pass, in milliseconds (0 when attached with `ready`).
+    pub attach_ms: f64,
+    /// From `ready` to now, in milliseconds: how long sends and tear-downs went untraced.
+    pub after_ready_ms: f64,
+    /// Why the pass stopped early, or null.
+    pub error: Option<String>,
+}
+
+/// A function not traced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub function: &'static str,
+    pub reason: String,
+}
+
+impl LateReady {
+    pub const KIND: &'static str = "attached";
+}

@@ -62,6 +62,17 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
         ],
     ),
     ("remediation", &["dev", "action", "result", "detail"]),
+    (
+        "attached",
+        &[
+            "functions",
+            "skipped",
+            "deferred",
+            "attach_ms",
+            "after_ready_ms",
+            "error",
+        ],
+    ),
     // Flight recorder dumps (extensions of the contract).
     ("counter", &["dev", "fn", "ret", "errno", "count"]),
     (

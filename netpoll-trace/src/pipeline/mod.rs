@@ -5,8 +5,12 @@
 
 mod assemble;
 pub mod enrich;
+mod late;
 mod readers;
+mod recorder_plan;
 mod retired;
+
+pub use recorder_plan::RecorderOptions;
 
 use std::{
     path::PathBuf,
@@ -19,14 +23,16 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use self::{
     assemble::{Assembler, GRACE},
+    late::Object,
     readers::{Arrays, Msg, QUEUE, Readers, Unqueued},
+    recorder_plan::recorder_plan,
     retired::Retired,
 };
 use crate::{
     kernel::{
         attach::{self, AttachChoice, AttachMethod},
         clock, console_targets, device_stats, kmsg,
-        object::{ObjectChoice, RecorderPlan},
+        object::ObjectChoice,
         offsets,
         profile::{self, stage},
         recorder, targets,
@@ -54,20 +60,20 @@ pub struct TraceOptions {
     pub recorder: Option<RecorderOptions>,
     /// Also push the poll statistics this often while running (for metrics).
     pub poll_refresh: Option<Duration>,
-}
-
-pub struct RecorderOptions {
-    pub dir: PathBuf,
-    pub ring_size: u32,
-    /// Pin the links: recording goes on after this process ends.
-    pub persist: bool,
-    /// Fail when the recorder cannot be set up (else a warning, and no recorder).
-    pub required: bool,
+    /// Attach the send path, tear-downs and console write after `ready`, on a blocking
+    /// thread, and report them (`Output::LateReady`): `watch`, whose COMMAND starts at
+    /// `ready`. The agent attaches all before it drops its capabilities.
+    pub defer_late: bool,
 }
 
 /// A running tracer.
 pub struct Tracer {
-    loaded: attach::Loaded,
+    /// The loaded object (away while the late programs attach to it).
+    object: Object,
+    method: AttachMethod,
+    path: attach::Path,
+    /// The targets changed while the object was away: the console write's list is due.
+    targets_due: bool,
     rx: mpsc::Receiver<Msg>,
     /// What the readers could not queue (reported as `Dropped` and `Lost`).
     unqueued: Arc<Unqueued>,
@@ -163,6 +169,7 @@ impl Tracer {
             &present,
             plan.as_ref(),
             preloaded,
+            opts.defer_late,
         )?;
         let logger = match loaded.logger.take() {
             // SAFETY: the logger owns its ring buffer fd and moves into the AsyncFd.
@@ -236,8 +243,13 @@ impl Tracer {
                 links_pinned: !loaded.pinned_links.is_empty(),
             }),
         };
+        let (method, path) = (loaded.method, loaded.path);
+        let object = Object::start(loaded, opts.defer_late);
         Ok(Self {
-            loaded,
+            object,
+            method,
+            path,
+            targets_due: false,
             rx,
             unqueued,
             stop_tx,
@@ -288,18 +300,33 @@ impl Tracer {
                 guard.clear_ready();
                 Vec::new()
             }
+            back = self.object.back() => {
+                // The console write may have come with it: give it the targets up now.
+                self.targets_due = true;
+                vec![back]
+            }
         };
+        if let Some(said) = self.object.take_said() {
+            outs.insert(0, said);
+        }
         self.report_unqueued(&mut outs);
         if outs.iter().any(|o| matches!(o, Output::Target(_))) {
+            self.targets_due = true;
+        }
+        let Some(loaded) = self.object.get_mut() else {
+            // The late pass has the object: the rest waits for it.
+            return outs;
+        };
+        if std::mem::take(&mut self.targets_due) {
             let watched = self
                 .assembler
                 .targets
                 .watched(netpoll_trace_common::NC_TARGET_SLOTS as usize);
-            if let Err(e) = console_targets::watch_targets(&mut self.loaded.ebpf, &watched) {
+            if let Err(e) = console_targets::watch_targets(&mut loaded.ebpf, &watched) {
                 log::debug!("updating the targets the console write checks: {e:#}");
             }
         }
-        self.retired.collect(&mut self.loaded.ebpf, false);
+        self.retired.collect(&mut loaded.ebpf, false);
         if let Some(every) = self.poll_refresh
             && self.last_poll.is_none_or(|t| t.elapsed() >= every)
         {
@@ -312,7 +339,11 @@ impl Tracer {
                 Ok(stats) => outs.push(Output::SendStats { stats, last: false }),
                 Err(e) => log::debug!("reading send statistics: {e:#}"),
             }
-            match recorder::snapshot::losses_loaded(&self.loaded.ebpf) {
+            match self
+                .object
+                .get()
+                .and_then(|l| recorder::snapshot::losses_loaded(&l.ebpf))
+            {
                 Ok(l) => outs.push(Output::Losses(Losses(l))),
                 Err(e) => log::debug!("reading the programs' losses: {e:#}"),
             }
@@ -334,7 +365,9 @@ impl Tracer {
             return;
         }
         self.cpus_checked = Instant::now();
-        let l = &mut self.loaded;
+        let Some(l) = self.object.get_mut() else {
+            return;
+        };
         let arrays = Arrays {
             setup: &mut l.setup_events,
             poll: &mut l.poll_events,
@@ -374,7 +407,7 @@ impl Tracer {
     /// The kernel's per-device poll statistics so far.
     fn poll_stats(&self) -> Result<Vec<poll::PollSummary>> {
         let mut all = device_stats::read(device_stats::map(
-            &self.loaded.ebpf,
+            &self.object.get()?.ebpf,
             netpoll_trace_common::maps::POLL_STATS,
         )?)?;
         all.extend(self.retired.polls().cloned());
@@ -384,11 +417,16 @@ impl Tracer {
     /// The kernel's per-device send-path statistics so far.
     fn send_stats(&self) -> Result<Vec<send::SendSummary>> {
         let mut all = device_stats::read(device_stats::map(
-            &self.loaded.ebpf,
+            &self.object.get()?.ebpf,
             netpoll_trace_common::maps::SEND_STATS,
         )?)?;
         all.extend(self.retired.sends().cloned());
         Ok(send::summarize_all(&all, clock::monotonic_ns()))
+    }
+
+    /// Whether every probe is attached (the late pass, if any, is over and reported).
+    pub fn all_attached(&self) -> bool {
+        self.object.all_attached()
     }
 
     /// Every netconsole target seen and its last change.
@@ -398,24 +436,28 @@ impl Tracer {
 
     /// How the programs are attached.
     pub fn method(&self) -> AttachMethod {
-        self.loaded.method
+        self.method
     }
 
     /// The eBPF object and attach path in use.
     pub fn path(&self) -> attach::Path {
-        self.loaded.path
+        self.path
     }
 
     /// Stops reading, drains every buffer and returns the rest, the final poll
     /// statistics last, and the kernel's word on whether netconsole was left disabled.
     pub async fn finish(mut self) -> (Vec<Output>, Option<String>) {
+        // A late pass still running has the object (its maps hold the statistics).
+        let mut out: Vec<Output> = self.object.take_said().into_iter().collect();
+        out.extend(self.object.settle().await);
         let _ = self.stop_tx.send(true);
         while self.readers.set.join_next().await.is_some() {}
-        let mut out = Vec::new();
         while let Ok(msg) = self.rx.try_recv() {
             out.extend(self.take(msg));
         }
-        self.retired.collect(&mut self.loaded.ebpf, true);
+        if let Some(loaded) = self.object.get_mut() {
+            self.retired.collect(&mut loaded.ebpf, true);
+        }
         // The last records may have started reading the symbol table.
         self.assembler.ready().await;
         out.extend(self.assembler.flush(true));
@@ -431,7 +473,11 @@ impl Tracer {
             Ok(stats) => out.push(Output::SendStats { stats, last: true }),
             Err(e) => out.push(Output::Warning(format!("reading send statistics: {e:#}"))),
         }
-        match recorder::snapshot::losses_loaded(&self.loaded.ebpf) {
+        match self
+            .object
+            .get()
+            .and_then(|l| recorder::snapshot::losses_loaded(&l.ebpf))
+        {
             Ok(l) => out.extend(
                 Losses(l)
                     .since(&self.losses_at_start)
@@ -450,45 +496,4 @@ impl Tracer {
             .map(str::to_string);
         (out, silent)
     }
-}
-
-/// Checks the pin directory and takes the recorder's lock; notes what it found.
-fn recorder_plan(
-    r: &RecorderOptions,
-    notes: &mut Vec<String>,
-) -> Result<(recorder::Lock, RecorderPlan)> {
-    recorder::require_bpffs(&r.dir)?;
-    for other in recorder::other_versions(&r.dir) {
-        // Its programs would go on running beside ours: detach them, keep its data.
-        let what = match recorder::detach_links(&other) {
-            Ok(n) => format!("its {n} pinned probe link(s) detached, its maps kept"),
-            Err(e) => format!("left alone ({e:#})"),
-        };
-        notes.push(format!(
-            "{} is a recorder of another schema version: not reused, {what} (`netpoll-trace reset --pin-dir {}` removes it)",
-            other.display(),
-            other.display()
-        ));
-    }
-    let lock = recorder::Lock::acquire(&r.dir)?;
-    let reuse_links = match recorder::inspect(&r.dir)? {
-        recorder::Found::Absent => Vec::new(),
-        recorder::Found::Recorder(insp) => {
-            if insp.meta.ring_size != r.ring_size {
-                notes.push(format!(
-                    "the ring at {} keeps {} events, as it was created; a new size takes effect after `netpoll-trace reset`",
-                    r.dir.display(),
-                    insp.meta.ring_size
-                ));
-            }
-            insp.links
-        }
-    };
-    let plan = RecorderPlan {
-        dir: r.dir.clone(),
-        ring_size: r.ring_size,
-        persist: r.persist,
-        reuse_links,
-    };
-    Ok((lock, plan))
 }

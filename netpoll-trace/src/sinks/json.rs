@@ -59,6 +59,7 @@ pub fn lines(out: &Output) -> Vec<String> {
         Output::Send(SendNotice::Slow(s)) => vec![json_line(s)],
         Output::Target(t) => vec![json_line(t)],
         Output::Remediation(e) => vec![json_line(e)],
+        Output::LateReady(l) => vec![json_line(l)],
         Output::Recorder(h) => vec![json_line(h)],
         Output::Counters(c) => c.iter().map(json_line).collect(),
         Output::Passthrough { value, .. } => vec![value.to_string()],

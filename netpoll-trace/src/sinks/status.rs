@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::{
     output::{Output, Sink},
-    ready::Ready,
+    ready::{LateReady, Ready},
 };
 
 pub use crate::model::config::LogFormat;
@@ -166,8 +166,37 @@ impl Sink for Stderr {
                 )
             }
             Output::Warning(w) => crate::status!(Warn, "{w}"),
+            Output::LateReady(l) => {
+                for s in &l.skipped {
+                    crate::status!(Warn, "not tracing {}: {}", s.function, s.reason);
+                }
+                crate::status!(Info, "{}", late_ready_line(l));
+            }
             _ => {}
         }
+    }
+}
+
+/// The late programs' readiness as one line, after `ready:`: `all ready: also tracing
+/// netpoll_send_udp, ... (attached in 812.3 ms; sends and tear-downs went untraced for
+/// 815.0 ms after ready)`.
+pub fn late_ready_line(l: &LateReady) -> String {
+    let what = if l.functions.is_empty() {
+        "nothing more to trace".to_string()
+    } else {
+        format!("also tracing {}", l.functions.join(", "))
+    };
+    let when = if l.deferred {
+        format!(
+            "attached in {:.1} ms; sends and tear-downs went untraced for {:.1} ms after ready",
+            l.attach_ms, l.after_ready_ms
+        )
+    } else {
+        "attached before ready".to_string()
+    };
+    match &l.error {
+        Some(e) => format!("all ready: {what} ({when}); the rest failed: {e}"),
+        None => format!("all ready: {what} ({when})"),
     }
 }
 
@@ -269,6 +298,39 @@ mod tests {
         assert_eq!(
             text_line(Level::Info, format_args!("ready: z")),
             "netpoll-trace: ready: z"
+        );
+    }
+
+    #[test]
+    fn the_late_ready_line_says_what_went_untraced_and_for_how_long() {
+        use crate::model::ready::Skipped;
+        let mut l = LateReady {
+            kind: LateReady::KIND,
+            ts_ns: 1,
+            functions: vec!["netpoll_send_udp", "netpoll_cleanup"],
+            skipped: vec![Skipped {
+                function: "netconsole:write_msg",
+                reason: "x".into(),
+            }],
+            deferred: true,
+            attach_ms: 812.34,
+            after_ready_ms: 815.0,
+            error: None,
+        };
+        assert_eq!(
+            late_ready_line(&l),
+            "all ready: also tracing netpoll_send_udp, netpoll_cleanup (attached in 812.3 ms; sends and tear-downs went untraced for 815.0 ms after ready)"
+        );
+        l.deferred = false;
+        assert_eq!(
+            late_ready_line(&l),
+            "all ready: also tracing netpoll_send_udp, netpoll_cleanup (attached before ready)"
+        );
+        l.functions.clear();
+        l.error = Some("boom".into());
+        assert_eq!(
+            late_ready_line(&l),
+            "all ready: nothing more to trace (attached before ready); the rest failed: boom"
         );
     }
 

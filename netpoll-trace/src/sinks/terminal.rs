@@ -335,6 +335,22 @@ fn passthrough_line(kind: &str, v: &Value) -> String {
             v["dropped"]
         ),
         "send_drop" => format!("send dropped on {}: {}", s("dev"), s("reason")),
+        "attached" => {
+            let functions: Vec<String> = v["functions"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|f| esc(f).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "attached {} ({} ms after ready)",
+                functions.join(", "),
+                v["after_ready_ms"].as_f64().unwrap_or(0.0).round()
+            )
+        }
         "slow_send" => format!(
             "slow send on {} took {}us",
             s("dev"),
@@ -663,5 +679,14 @@ mod tests {
         let v: Value = serde_json::json!({"dev": "p\u{1b}[H", "count": 3});
         let p = passthrough_line("poll", &v);
         assert!(!p.chars().any(char::is_control), "{p:?}");
+    }
+
+    #[test]
+    fn a_recorded_attached_line_reads_back_as_what_was_attached() {
+        let v: Value = serde_json::json!({"type": "attached", "functions": ["netpoll_send_udp", "netconsole:write_msg\u{1b}"], "after_ready_ms": 812.4});
+        assert_eq!(
+            passthrough_line("attached", &v),
+            r"attached netpoll_send_udp, netconsole:write_msg\x1b (812 ms after ready)"
+        );
     }
 }

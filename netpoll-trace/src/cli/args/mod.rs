@@ -90,7 +90,11 @@ impl RecorderArgs {
 pub enum Command {
     /// Trace netpoll set-ups live: attach, run COMMAND (if given), report every set-up.
     #[command(
-        after_help = "Probes are attached before COMMAND starts and drained after it exits.\n\
+        after_help = "The set-up and poll probes are attached before COMMAND starts (the `ready:` \
+line); the send path, tear-downs and console write follow while it runs (the `all ready:` \
+line, a JSON {\"type\":\"attached\"} object), so a set-up is traced from the first moment \
+and COMMAND does not wait for the rest. --wait-all starts COMMAND only after `all ready:` \
+(its first messages and tear-downs traced too). Everything is drained after COMMAND exits.\n\
 Exit status: COMMAND's own; without COMMAND, 3 if a set-up failed, else 0.\n\n\
 With --persist (or --pin-dir), every set-up also goes into the kernel's flight recorder \
 (pinned maps, read by `dump`), and with --persist the probes stay attached after watch exits.\n\n\
@@ -130,6 +134,10 @@ netpoll-trace watch --record run.jsonl -- modprobe netconsole ...   # later: dum
         record: Option<PathBuf>,
         #[command(flatten)]
         recorder: RecorderArgs,
+        /// Start COMMAND once every probe is attached (`all ready:`), not at `ready:` (when
+        /// set-ups are traced): COMMAND's first sends and tear-downs are traced too.
+        #[arg(long, requires = "command")]
+        wait_all: bool,
         /// Command to run once the probes are attached.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,

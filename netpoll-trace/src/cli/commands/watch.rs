@@ -38,6 +38,8 @@ pub struct WatchArgs {
     pub stats_every: Option<Duration>,
     pub record: Option<PathBuf>,
     pub recorder: RecorderArgs,
+    /// Start COMMAND only once the late probes are attached too.
+    pub wait_all: bool,
     pub command: Vec<String>,
 }
 
@@ -113,6 +115,8 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         slow_send: args.slow_send,
         recorder,
         poll_refresh: args.stats_every,
+        // COMMAND starts at ready: the send path and tear-downs follow.
+        defer_late: true,
     };
     let mut tracer = Tracer::start(&opts)?;
     for n in &tracer.notes {
@@ -130,6 +134,12 @@ async fn watch(args: WatchArgs) -> Result<Exit> {
         ),
         stderr: Stderr::default(),
     };
+    if args.wait_all {
+        // COMMAND's first sends and tear-downs must be traced: its start waits for them.
+        while !tracer.all_attached() {
+            tracer.pump(&mut sinks).await;
+        }
+    }
     let end = wait_for_end(&args, signals);
     tokio::pin!(end);
     let status = loop {

@@ -7,11 +7,20 @@
 mod armed;
 mod fentry;
 mod kprobe;
+mod phase;
 mod pins;
 mod plan;
+mod preload;
 mod program;
 
-pub use plan::{AttachChoice, AttachMethod, Conflict, Step, steps, try_next};
+pub use phase::LateAttached;
+pub use plan::{AttachChoice, AttachMethod, Conflict, Fallback, steps};
+pub use preload::Preloaded;
+
+use self::{
+    phase::{Deferred, Phase},
+    plan::first_working,
+};
 
 use std::time::Instant;
 
@@ -24,7 +33,7 @@ use netpoll_trace_common::{Config, maps};
 
 use self::program::LinkId;
 use super::{
-    object::{self, ObjectChoice, ObjectKind, RecorderPlan, Refusal},
+    object::{self, ObjectChoice, ObjectKind, RecorderPlan},
     profile::{release_freed_memory, stage},
     targets::{self, TARGETS, Target, Wanted},
     tracefs::{self, KprobeVia},
@@ -58,14 +67,6 @@ impl Path {
     }
 }
 
-/// One attempt that failed before the one that worked, and why.
-#[derive(Debug, Clone)]
-pub struct Fallback {
-    pub object: ObjectKind,
-    pub method: AttachMethod,
-    pub reason: String,
-}
-
 /// The attached programs and their maps.
 pub struct Loaded {
     pub ebpf: Ebpf,
@@ -96,6 +97,8 @@ pub struct Loaded {
     pub unpinnable: Option<String>,
     /// The probes are an earlier process's pinned links, not ours.
     pub reused: bool,
+    /// The late programs still to attach (`attach_late`), when the first pass left them.
+    deferred: Option<Deferred>,
     /// The armed module probes (`armed`): closing them detaches (pinned ones go on).
     armed: Vec<armed::ArmedLink>,
     /// kprobes through tracefs (and armed ones): our kprobe events, removed once `ebpf`
@@ -104,91 +107,10 @@ pub struct Loaded {
     tracefs_events: Option<tracefs::OwnEvents>,
 }
 
-/// Tries `steps` in order, moving on per `try_next`; the first that works
-/// wins, with the earlier failures in `fallbacks`. The last failure is the error.
-fn first_working<T>(
-    object: ObjectChoice,
-    choice: AttachChoice,
-    mut attempt: impl FnMut(ObjectKind, AttachMethod) -> Result<T>,
-) -> Result<(T, Vec<Fallback>)> {
-    let steps = steps(object, choice)?;
-    let mut fallbacks: Vec<Fallback> = Vec::new();
-    let mut last: Option<(Step, Option<Refusal>, anyhow::Error)> = None;
-    for step in steps {
-        if let Some((failed, refusal, _)) = &last
-            && !try_next(*failed, *refusal, step)
-        {
-            continue;
-        }
-        if let Some((failed, _, e)) = last.take() {
-            let reason = format!("{e:#}");
-            log::info!(
-                "{} object with {} failed, trying the {} object with {}: {reason}",
-                failed.0,
-                failed.1,
-                step.0,
-                step.1
-            );
-            fallbacks.push(Fallback {
-                object: failed.0,
-                method: failed.1,
-                reason,
-            });
-        }
-        match attempt(step.0, step.1) {
-            Ok(t) => return Ok((t, fallbacks)),
-            Err(e) => last = Some((step, object::refusal(&e), e)),
-        }
-    }
-    Err(last
-        .map(|(_, _, e)| e)
-        .unwrap_or_else(|| anyhow!("nothing to try")))
-}
-
-/// The object the first attempt will use, loaded with its maps (no configuration, no
-/// program) while start-up still resolves the offsets on another thread.
-#[derive(Default)]
-pub struct Preloaded(Option<(ObjectKind, Ebpf)>);
-
-impl Preloaded {
-    /// Loads the first attempt's object; nothing when that fails (the attempt loads it
-    /// again and reports the failure in order) or with a flight recorder: its pins are
-    /// state outside this process, made only once the kernel is known to have what the
-    /// tracer needs.
-    pub fn load(
-        object: ObjectChoice,
-        choice: AttachChoice,
-        recorder: Option<&RecorderPlan>,
-    ) -> Self {
-        if recorder.is_some() {
-            return Self(None);
-        }
-        let Some((kind, _)) = steps(object, choice).ok().and_then(|s| s.first().copied()) else {
-            return Self(None);
-        };
-        match object::load_maps(kind, None) {
-            Ok(ebpf) => Self(Some((kind, ebpf))),
-            Err(e) => {
-                log::debug!("preloading the {kind} object: {e:#}");
-                Self(None)
-            }
-        }
-    }
-
-    /// The preloaded object if it is `kind`, once.
-    fn take(&mut self, kind: ObjectKind) -> Option<Ebpf> {
-        match self.0.take() {
-            Some((k, ebpf)) if k == kind => Some(ebpf),
-            other => {
-                self.0 = other;
-                None
-            }
-        }
-    }
-}
-
 /// `present` is what `targets::require_functions` returned; `preloaded`, what
-/// `Preloaded::load` loaded meanwhile.
+/// `Preloaded::load` loaded meanwhile. With `defer_late`, only the set-up and poll
+/// programs are attached here and `Loaded::attach_late` attaches the rest, unless the
+/// recorder pins its links (then everything is attached now, and pinned in one pass).
 pub fn load_and_attach(
     config: &Config,
     object: ObjectChoice,
@@ -196,8 +118,14 @@ pub fn load_and_attach(
     present: &[bool],
     recorder: Option<&RecorderPlan>,
     mut preloaded: Preloaded,
+    defer_late: bool,
 ) -> Result<Loaded> {
     let start = Instant::now();
+    let phase = if defer_late && !recorder.is_some_and(|r| r.persist) {
+        Phase::Early
+    } else {
+        Phase::All
+    };
     let (loaded, fallbacks) = match recorder {
         Some(plan) if !plan.reuse_links.is_empty() => {
             first_working(object, AttachChoice::Only(AttachMethod::Kprobe), |o, _| {
@@ -205,7 +133,7 @@ pub fn load_and_attach(
             })?
         }
         _ => first_working(object, choice, |o, m| {
-            attach_all(config, o, m, present, recorder, &mut preloaded)
+            attach_all(config, o, m, present, recorder, &mut preloaded, phase)
         })?,
     };
     let attach_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -218,6 +146,46 @@ pub fn load_and_attach(
     })
 }
 
+impl Loaded {
+    /// Whether `attach_late` has programs to attach.
+    pub fn has_late(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Attaches the late programs (the send path, tear-downs, console write) the first
+    /// pass left, with the method it chose. Their failures are not fatal: each is
+    /// optional, and the set-up tracing goes on whatever happens here.
+    pub fn attach_late(&mut self) -> LateAttached {
+        let Some(d) = self.deferred.take() else {
+            return LateAttached::default();
+        };
+        let start = Instant::now();
+        let mut out = LateAttached::default();
+        let mut btf = d.fentry_btf;
+        match load_programs(
+            &mut self.ebpf,
+            d.method,
+            &d.present,
+            false,
+            Phase::Late,
+            d.attached_ids,
+            &mut btf,
+        ) {
+            Ok(a) => {
+                self.armed.extend(a.armed);
+                self.attached.extend(&a.functions);
+                self.skipped.extend(a.skipped.iter().cloned());
+                out.functions = a.functions;
+                out.skipped = a.skipped;
+            }
+            Err(e) => out.error = Some(format!("{e:#}")),
+        }
+        out.attach_ms = start.elapsed().as_secs_f64() * 1e3;
+        release_freed_memory();
+        stage("late programs attached; freed memory released");
+        out
+    }
+}
 /// What `check` and `status` report: the object and path `watch` would use here, found
 /// the same way (the objects and programs loaded by the kernel, nothing attached).
 pub struct Probed {
@@ -234,7 +202,15 @@ pub fn probe(
 ) -> Result<Probed> {
     let (path, fallbacks) = first_working(object, choice, |o, m| {
         let mut ebpf = object::load(o, config, None)?;
-        load_programs(&mut ebpf, m, present, true)?;
+        load_programs(
+            &mut ebpf,
+            m,
+            present,
+            true,
+            Phase::All,
+            Vec::new(),
+            &mut None,
+        )?;
         // (Nothing attached: no armed event was made.)
         Ok(Path::new(o, m))
     })?;
@@ -284,6 +260,7 @@ fn finish(
         pinned_links: Vec::new(),
         unpinnable: None,
         reused: false,
+        deferred: None,
         armed: Vec::new(),
         tracefs_events: None,
     })
@@ -319,30 +296,39 @@ struct Attached {
     links: Vec<LinkId>,
     armed: Vec<armed::ArmedLink>,
     functions: Vec<&'static str>,
+    /// The function ids attached (this pass's and `attached_ids` given to it).
+    ids: Vec<u32>,
     skipped: Skipped,
 }
 
-/// Loads (and unless `load_only` attaches) every present target's programs for `method`.
+/// Loads (and unless `load_only` attaches) the programs of every present target `phase`
+/// takes, for `method`; `attached_ids` are the ids an earlier pass attached, and
+/// `fentry_btf` the BTF it built (built here when None and fentry needs it).
 fn load_programs(
     ebpf: &mut Ebpf,
     method: AttachMethod,
     present: &[bool],
     load_only: bool,
+    phase: Phase,
+    attached_ids: Vec<u32>,
+    fentry_btf: &mut Option<aya::Btf>,
 ) -> Result<Attached> {
-    let fentry_btf = match method {
-        AttachMethod::Fentry => {
-            let btf = fentry::function_btf()?;
-            stage("kernel BTF for fentry ready");
-            Some(btf)
-        }
-        AttachMethod::Kprobe => None,
-    };
+    if method == AttachMethod::Fentry && fentry_btf.is_none() {
+        *fentry_btf = Some(fentry::function_btf()?);
+        stage("kernel BTF for fentry ready");
+    }
+    let fentry_btf = fentry_btf
+        .as_ref()
+        .filter(|_| method == AttachMethod::Fentry);
     let mut attached = Vec::new();
-    let mut attached_ids = Vec::new();
+    let mut attached_ids = attached_ids;
     let mut skipped = Vec::new();
     let mut links = Vec::new();
     let mut armed = Vec::new();
     for (i, t) in TARGETS.iter().enumerate() {
+        if !phase.takes(t) {
+            continue;
+        }
         match targets::wanted(i, present, &attached_ids) {
             Wanted::Yes => {}
             Wanted::Replaced => continue,
@@ -351,7 +337,7 @@ fn load_programs(
                 continue;
             }
         }
-        let result = match &fentry_btf {
+        let result = match fentry_btf {
             _ if t.armed => armed::attach(ebpf, t, load_only).map(|fds| {
                 armed.extend(fds);
                 Vec::new()
@@ -378,6 +364,7 @@ fn load_programs(
         links,
         armed,
         functions: attached,
+        ids: attached_ids,
         skipped,
     })
 }
@@ -389,6 +376,7 @@ fn attach_all(
     present: &[bool],
     recorder: Option<&RecorderPlan>,
     preloaded: &mut Preloaded,
+    phase: Phase,
 ) -> Result<Loaded> {
     let path = Path::new(object, method);
     let mut notes = Vec::new();
@@ -409,12 +397,22 @@ fn attach_all(
         None => object::load_maps(object, recorder)?,
     };
     object::write_config(&mut ebpf, config)?;
+    let mut fentry_btf = None;
     let Attached {
         links,
         armed,
         functions: attached,
+        ids,
         skipped,
-    } = load_programs(&mut ebpf, method, present, false)?;
+    } = load_programs(
+        &mut ebpf,
+        method,
+        present,
+        false,
+        phase,
+        Vec::new(),
+        &mut fentry_btf,
+    )?;
     let mut pinned = Vec::new();
     let mut unpinnable = None;
     if let Some(plan) = recorder.filter(|r| r.persist) {
@@ -445,6 +443,12 @@ fn attach_all(
     loaded.notes = notes;
     loaded.armed = armed;
     loaded.tracefs_events = own_events;
+    loaded.deferred = (phase == Phase::Early).then(|| Deferred {
+        method,
+        fentry_btf,
+        present: present.to_vec(),
+        attached_ids: ids,
+    });
     Ok(loaded)
 }
 
@@ -480,7 +484,11 @@ fn prepare_tracefs() -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        plan::{Step, try_next},
+        *,
+    };
+    use crate::kernel::object::Refusal;
 
     const MF: Step = (ObjectKind::Modern, AttachMethod::Fentry);
     const MK: Step = (ObjectKind::Modern, AttachMethod::Kprobe);

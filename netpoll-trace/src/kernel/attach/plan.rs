@@ -5,9 +5,11 @@
 
 use std::fmt;
 
+use anyhow::{Result, anyhow};
+
 use super::kprobe;
 use crate::kernel::{
-    object::{ObjectChoice, ObjectKind, Refusal},
+    object::{self, ObjectChoice, ObjectKind, Refusal},
     targets::Target,
 };
 
@@ -111,4 +113,53 @@ pub fn try_next(failed: Step, refusal: Option<Refusal>, next: Step) -> bool {
     } else {
         refusal.is_some()
     }
+}
+
+/// One attempt that failed before the one that worked, and why.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    pub object: ObjectKind,
+    pub method: AttachMethod,
+    pub reason: String,
+}
+
+/// Tries `steps` in order, moving on per `try_next`; the first that works
+/// wins, with the earlier failures in `fallbacks`. The last failure is the error.
+pub(super) fn first_working<T>(
+    object: ObjectChoice,
+    choice: AttachChoice,
+    mut attempt: impl FnMut(ObjectKind, AttachMethod) -> Result<T>,
+) -> Result<(T, Vec<Fallback>)> {
+    let steps = steps(object, choice)?;
+    let mut fallbacks: Vec<Fallback> = Vec::new();
+    let mut last: Option<(Step, Option<Refusal>, anyhow::Error)> = None;
+    for step in steps {
+        if let Some((failed, refusal, _)) = &last
+            && !try_next(*failed, *refusal, step)
+        {
+            continue;
+        }
+        if let Some((failed, _, e)) = last.take() {
+            let reason = format!("{e:#}");
+            log::info!(
+                "{} object with {} failed, trying the {} object with {}: {reason}",
+                failed.0,
+                failed.1,
+                step.0,
+                step.1
+            );
+            fallbacks.push(Fallback {
+                object: failed.0,
+                method: failed.1,
+                reason,
+            });
+        }
+        match attempt(step.0, step.1) {
+            Ok(t) => return Ok((t, fallbacks)),
+            Err(e) => last = Some((step, object::refusal(&e), e)),
+        }
+    }
+    Err(last
+        .map(|(_, _, e)| e)
+        .unwrap_or_else(|| anyhow!("nothing to try")))
 }

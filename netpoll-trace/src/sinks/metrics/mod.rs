@@ -357,6 +357,7 @@ impl Metrics {
                 | Output::Warning(_)
                 | Output::Recorder(_)
                 | Output::Counters(_)
+                | Output::LateReady(_)
                 | Output::Passthrough { .. } => {}
             }
         }

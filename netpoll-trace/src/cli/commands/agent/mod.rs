@@ -306,6 +306,8 @@ impl Agent {
             }),
             poll_refresh: (serving_metrics || self.reads_send_stats())
                 .then_some(metrics::POLL_REFRESH),
+            // Everything attaches before the capabilities are dropped.
+            defer_late: false,
         }
     }
 
