@@ -138,6 +138,14 @@ section attach || i=$REPS
 # run: the cache directory removed), then with the cache the first run wrote (later runs):
 #   attach_watch METHOD MS (first run), attach_watch_warm METHOD MS (cache warm)
 CACHE_DIR=/var/cache/netpoll-trace
+# also_list FILE: the functions watch's `all ready:` line lists, as the floor's --also
+# takes them: `+` for those with a return program (the send path; the tear-downs and the
+# console write have entry programs only: netpoll-trace's kernel/targets.rs).
+also_list() {
+    sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | tr -d ' ' | tr ',' '\n' |
+        awk '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /cleanup|write/ ? "" : "+") }'
+}
+ALSO=
 while [ $i -lt $REPS ]; do
     rm -rf $CACHE_DIR
     ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
@@ -164,6 +172,20 @@ while [ $i -lt $REPS ]; do
         ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
         if [ -n "$ms" ]; then say attach_watch_warm "kprobe $ms"; else cat /tmp/attach.err; fi
     fi
+    # The full attach (cache warm): until `all ready:`, the send path, tear-downs and
+    # console write attached too; what it lists is what the full floor attaches.
+    #   attach_watch_full METHOD MS, attach_libbpf_full METHOD MS
+    fulls=kprobe
+    [ -n "$method" ] && [ "$method" != kprobe ] && fulls="$method kprobe"
+    for m in $fulls; do
+        ms=$(benchtool ready 'netpoll-trace: all ready:' 120 netpoll-trace watch --attach $m 2>/tmp/attach_full.err)
+        if [ -n "$ms" ]; then
+            say attach_watch_full "$m $ms"
+            [ -z "$ALSO" ] && ALSO=$(also_list /tmp/attach_full.err) && echo "bench: the full floor also attaches $ALSO"
+        else
+            cat /tmp/attach_full.err
+        fi
+    done
     for m in fentry kprobe; do
         ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER 2>/tmp/attach_floor.err)
         if [ -n "$ms" ]; then
@@ -172,6 +194,14 @@ while [ $i -lt $REPS ]; do
         else
             cat /tmp/attach_floor.err
             say attach_libbpf_failed "$m $(sed -n 's/^  | floor: //p' /tmp/attach_floor.err | tail -n 1)"
+        fi
+        [ -n "$ALSO" ] || continue
+        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER --also "$ALSO" 2>/tmp/attach_floor.err)
+        if [ -n "$ms" ]; then
+            say attach_libbpf_full "$m $ms"
+            [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err
+        else
+            cat /tmp/attach_floor.err
         fi
     done
     if [ $bt_ok = 1 ]; then

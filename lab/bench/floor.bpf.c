@@ -159,4 +159,60 @@ int BPF_KRETPROBE(poll_kretprobe)
 	return on_return(ctx, FN_POLL_DEV, 0);
 }
 
+/* The full floor (--also): generic slots, each retargeted by the loader to one further
+ * function before load (fentry/fexit through BTF, kprobes by name; netconsole's functions
+ * by kprobe, as the tool traces a module's). An entry counts and stores its start time; a
+ * return counts and computes the duration: about the tool's per-call work on the send path
+ * (it also updates a per-device statistics entry) without events. */
+static __always_inline int extra_entry(void)
+{
+	__u64 key = start_key(FN_EXTRA), now = bpf_ktime_get_ns();
+	count(CNT_EXTRA_CALLS);
+	if (bpf_map_update_elem(&starts, &key, &now, BPF_ANY))
+		count(CNT_NO_SLOT);
+	return 0;
+}
+
+static __always_inline int extra_return(void)
+{
+	__u64 key = start_key(FN_EXTRA), now = bpf_ktime_get_ns();
+	__u64 *start = bpf_map_lookup_elem(&starts, &key);
+	count(CNT_EXTRA_RETURNS);
+	if (start && now > *start)
+		bpf_map_delete_elem(&starts, &key);
+	return 0;
+}
+
+#define EXTRA_SLOT(i)                                                   \
+	SEC("fentry/netpoll_poll_dev")                                  \
+	int BPF_PROG(x##i##_fentry)                                     \
+	{                                                               \
+		return extra_entry();                                   \
+	}                                                               \
+	SEC("fexit/netpoll_poll_dev")                                   \
+	int BPF_PROG(x##i##_fexit)                                      \
+	{                                                               \
+		return extra_return();                                  \
+	}                                                               \
+	SEC("kprobe/netpoll_poll_dev")                                  \
+	int BPF_KPROBE(x##i##_kprobe)                                   \
+	{                                                               \
+		return extra_entry();                                   \
+	}                                                               \
+	SEC("kretprobe/netpoll_poll_dev")                               \
+	int BPF_KRETPROBE(x##i##_kretprobe)                             \
+	{                                                               \
+		return extra_return();                                  \
+	}
+
+/* MAX_EXTRA of them. */
+EXTRA_SLOT(0)
+EXTRA_SLOT(1)
+EXTRA_SLOT(2)
+EXTRA_SLOT(3)
+EXTRA_SLOT(4)
+EXTRA_SLOT(5)
+EXTRA_SLOT(6)
+EXTRA_SLOT(7)
+
 char LICENSE[] SEC("license") = "GPL";

@@ -1,11 +1,16 @@
 /* floor: the benchmark's reference for "close to the limit": the smallest ordinary libbpf
  * loader for the three functions netpoll-trace watch traces (static; Debian's libbpf.a).
  *
- *   floor --attach fentry|kprobe [--outer FUNCTION]
+ *   floor --attach fentry|kprobe [--outer FUNCTION] [--also LIST]
  *       Opens the embedded BPF object (floor.bpf.c), keeps the programs of one attach
  *       method (fentry/fexit or kprobe/kretprobe) and loads them, attaches all six, opens
  *       the perf buffer, then prints to stderr
  *           floor: ready: METHOD on OUTER, __netpoll_setup, netpoll_poll_dev (...)
+ *       With --also (the full floor: what watch attaches after ready), LIST is a comma-
+ *       separated list of further functions, `[MODULE:]FUNCTION[+]` (`+`: a return program
+ *       too), at most MAX_EXTRA: each gets a slot of generic programs (floor.bpf.c), with
+ *       the method's probes, or kprobes for a MODULE's function (as the tool traces them);
+ *       they load and attach in the same passes, and the ready line names them.
  *       and prints one line per set-up event (`floor: OUTER ret=...`) until SIGINT or
  *       SIGTERM; then the counters. Exit 1 when a step fails (the message names the step
  *       and the program), 2 on bad usage.
@@ -68,6 +73,61 @@ static const struct method methods[] = {
 	    "poll_kretprobe" } },
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+/* --also: the further functions, their slots' programs in order. */
+struct extra {
+	char name[128]; /* without the module */
+	int module;     /* a module's: kprobes */
+	int ret;        /* a return program too */
+};
+static struct extra extras[MAX_EXTRA];
+static int n_extras;
+
+/* Parses --also's LIST into extras; 0, or -1 naming what is wrong. */
+static int parse_also(char *list)
+{
+	for (char *item = strtok(list, ","); item; item = strtok(NULL, ",")) {
+		if (n_extras == MAX_EXTRA) {
+			fprintf(stderr, "floor: --also takes at most %d functions\n", MAX_EXTRA);
+			return -1;
+		}
+		struct extra *x = &extras[n_extras++];
+		size_t len = strlen(item);
+		if (len && item[len - 1] == '+') {
+			x->ret = 1;
+			item[--len] = 0;
+		}
+		char *colon = strchr(item, ':');
+		x->module = colon != NULL;
+		const char *fn = colon ? colon + 1 : item;
+		if (!*fn || strlen(fn) >= sizeof(x->name)) {
+			fprintf(stderr, "floor: --also: bad function name '%s'\n", item);
+			return -1;
+		}
+		strcpy(x->name, fn);
+	}
+	return 0;
+}
+
+/* The program of extra slot `i`: its entry (ret 0) or return, for method `m`. */
+static void extra_prog(const struct method *m, int i, int ret, char *out, size_t size)
+{
+	int kprobe = !m->btf_target || extras[i].module;
+	snprintf(out, size, "x%d_%s", i, kprobe ? (ret ? "kretprobe" : "kprobe") : (ret ? "fexit" : "fentry"));
+}
+
+/* Whether `prog` is one of the used extra slots' programs. */
+static int in_extras(const struct method *m, const char *prog)
+{
+	char name[32];
+	for (int i = 0; i < n_extras; i++)
+		for (int r = 0; r <= extras[i].ret; r++) {
+			extra_prog(m, i, r, name, sizeof(name));
+			if (!strcmp(name, prog))
+				return 1;
+		}
+	return 0;
+}
 
 static volatile sig_atomic_t stopping;
 
@@ -141,14 +201,20 @@ static void print_counts(struct bpf_object *obj)
 	for (int f = 0; f < FN_COUNT; f++)
 		fprintf(stderr, " %s %llu/%llu", fn_names[f], (unsigned long long)v[f],
 			(unsigned long long)v[FN_COUNT + f]);
-	fprintf(stderr, "; %llu event(s) sent, %llu lost, %llu start time(s) not stored\n",
+	fprintf(stderr, "; %llu event(s) sent, %llu lost, %llu start time(s) not stored",
 		(unsigned long long)v[CNT_EVENTS], lost_events, (unsigned long long)v[CNT_NO_SLOT]);
+	if (n_extras)
+		fprintf(stderr, "; %d further function(s) %llu/%llu", n_extras,
+			(unsigned long long)v[CNT_EXTRA_CALLS], (unsigned long long)v[CNT_EXTRA_RETURNS]);
+	fprintf(stderr, "\n");
 }
 
 static int run(const struct method *m)
 {
 	double t0 = now_ms();
-	struct bpf_link *links[2 * FN_COUNT] = { 0 };
+	struct bpf_link *links[2 * FN_COUNT + 2 * MAX_EXTRA] = { 0 };
+	int n_links = 2 * FN_COUNT;
+	char name[32];
 	struct perf_buffer *pb = NULL;
 	int rc = 1;
 
@@ -163,8 +229,24 @@ static int run(const struct method *m)
 	struct bpf_program *prog;
 	bpf_object__for_each_program(prog, obj)
 	{
-		bpf_program__set_autoload(prog, in_method(m, bpf_program__name(prog)));
+		const char *p = bpf_program__name(prog);
+		bpf_program__set_autoload(prog, in_method(m, p) || in_extras(m, p));
 	}
+	for (int i = 0; i < n_extras; i++)
+		for (int r = 0; r <= extras[i].ret; r++) {
+			extra_prog(m, i, r, name, sizeof(name));
+			prog = bpf_object__find_program_by_name(obj, name);
+			if (!prog) {
+				fprintf(stderr, "floor: the BPF object has no program %s\n", name);
+				goto out;
+			}
+			if (m->btf_target && !extras[i].module &&
+			    bpf_program__set_attach_target(prog, 0, extras[i].name)) {
+				fprintf(stderr, "floor: finding %s in the kernel's BTF for %s: %s\n", extras[i].name,
+					name, strerror(errno));
+				goto out;
+			}
+		}
 	for (int i = 0; i < 2 * FN_COUNT; i++) {
 		prog = bpf_object__find_program_by_name(obj, m->progs[i]);
 		if (!prog) {
@@ -193,6 +275,20 @@ static int run(const struct method *m)
 			goto out;
 		}
 	}
+	for (int i = 0; i < n_extras; i++)
+		for (int r = 0; r <= extras[i].ret; r++) {
+			extra_prog(m, i, r, name, sizeof(name));
+			prog = bpf_object__find_program_by_name(obj, name);
+			int kprobe = !m->btf_target || extras[i].module;
+			struct bpf_link *l = kprobe ? bpf_program__attach_kprobe(prog, r, extras[i].name)
+						    : bpf_program__attach(prog);
+			if (!l) {
+				fprintf(stderr, "floor: attaching %s to %s: %s\n", name, extras[i].name,
+					strerror(errno));
+				goto out;
+			}
+			links[n_links++] = l;
+		}
 	struct bpf_map *events = bpf_object__find_map_by_name(obj, "events");
 	if (!events) {
 		fprintf(stderr, "floor: the BPF object has no map events\n");
@@ -204,8 +300,11 @@ static int run(const struct method *m)
 		fprintf(stderr, "floor: opening the perf buffer: %s\n", strerror(errno));
 		goto out;
 	}
-	fprintf(stderr, "floor: ready: %s on %s, %s, %s (%d programs, libbpf %s, attached in %.1f ms)\n", m->name,
-		fn_names[0], fn_names[1], fn_names[2], 2 * FN_COUNT, libbpf_version_string(), now_ms() - t0);
+	fprintf(stderr, "floor: ready: %s on %s, %s, %s", m->name, fn_names[0], fn_names[1], fn_names[2]);
+	for (int i = 0; i < n_extras; i++)
+		fprintf(stderr, ", %s", extras[i].name);
+	fprintf(stderr, " (%d programs, libbpf %s, attached in %.1f ms)\n", n_links, libbpf_version_string(),
+		now_ms() - t0);
 	while (!stopping) {
 		int n = perf_buffer__poll(pb, 200);
 		if (n < 0 && n != -EINTR) {
@@ -217,7 +316,7 @@ static int run(const struct method *m)
 	rc = 0;
 out:
 	perf_buffer__free(pb);
-	for (int i = 0; i < 2 * FN_COUNT; i++)
+	for (int i = 0; i < n_links; i++)
 		bpf_link__destroy(links[i]);
 	bpf_object__close(obj);
 	return rc;
@@ -226,12 +325,19 @@ out:
 int main(int argc, char **argv)
 {
 	const struct method *m = argc >= 3 && !strcmp(argv[1], "--attach") ? method_named(argv[2]) : NULL;
-	if (argc == 5 && !strcmp(argv[3], "--outer") && argv[4][0])
-		fn_names[FN_NETPOLL_SETUP] = argv[4];
-	else if (argc != 3)
-		m = NULL;
+	for (int i = 3; m && i < argc; i += 2) {
+		if (i + 1 >= argc || !argv[i + 1][0])
+			m = NULL;
+		else if (!strcmp(argv[i], "--outer"))
+			fn_names[FN_NETPOLL_SETUP] = argv[i + 1];
+		else if (!strcmp(argv[i], "--also")) {
+			if (parse_also(argv[i + 1]))
+				return 2;
+		} else
+			m = NULL;
+	}
 	if (!m) {
-		fprintf(stderr, "usage: floor --attach fentry|kprobe [--outer FUNCTION]\n");
+		fprintf(stderr, "usage: floor --attach fentry|kprobe [--outer FUNCTION] [--also [MODULE:]FUNCTION[+],...]\n");
 		return 2;
 	}
 	struct sigaction sa = { .sa_handler = on_signal };

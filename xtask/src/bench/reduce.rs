@@ -122,11 +122,19 @@ pub struct MethodAttach {
     /// Outer set-up events the floor reported for one configfs enable (burst section):
     /// its programs run, not only attach.
     pub libbpf_setup_events: Option<u64>,
+    /// The full attach (cache warm): watch until `all ready:` (the send path, tear-downs
+    /// and console write too), and the floor attaching the same functions (`--also`).
+    pub watch_full_ms: Option<f64>,
+    pub libbpf_full_ms: Option<f64>,
 }
 
 impl MethodAttach {
     pub fn ratio_to_libbpf(&self) -> Option<f64> {
         Reduced::ratio(self.watch_ms, self.libbpf_ms)
+    }
+    /// The full attach over the full floor's.
+    pub fn full_ratio_to_libbpf(&self) -> Option<f64> {
+        Reduced::ratio(self.watch_full_ms, self.libbpf_full_ms)
     }
     pub fn warm_ratio_to_libbpf(&self) -> Option<f64> {
         Reduced::ratio(self.watch_warm_ms, self.libbpf_ms)
@@ -141,8 +149,9 @@ const METHODS: [&str; 2] = ["fentry", "kprobe"];
 /// runs made them. fentry and kprobe
 /// are always present; another method appears when a line names it.
 fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
-    // Per method: watch's first runs, the floor's, watch's later (cache warm) runs.
-    type Times = (Vec<f64>, Vec<f64>, Vec<f64>);
+    // Per method: watch's first runs, the floor's, watch's later (cache warm) runs, the
+    // full attach's and the full floor's.
+    type Times = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
     let mut times: BTreeMap<String, Times> = METHODS
         .iter()
         .map(|m| (m.to_string(), Default::default()))
@@ -155,7 +164,8 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
             continue;
         }
         match k.as_str() {
-            "attach_watch" | "attach_libbpf" | "attach_watch_warm" => {
+            "attach_watch" | "attach_libbpf" | "attach_watch_warm" | "attach_watch_full"
+            | "attach_libbpf_full" => {
                 let Ok(ms) = rest.trim().parse::<f64>() else {
                     continue;
                 };
@@ -163,6 +173,8 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
                 match k.as_str() {
                     "attach_watch" => &mut t.0,
                     "attach_libbpf" => &mut t.1,
+                    "attach_watch_full" => &mut t.3,
+                    "attach_libbpf_full" => &mut t.4,
                     _ => &mut t.2,
                 }
                 .push(ms);
@@ -182,7 +194,7 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
     }
     times
         .into_iter()
-        .map(|(method, (watch, libbpf, warm))| {
+        .map(|(method, (watch, libbpf, warm, full, libbpf_full))| {
             let libbpf_failed = failed.remove(&method).filter(|_| libbpf.is_empty());
             let m = MethodAttach {
                 watch_runs: watch.len(),
@@ -192,6 +204,8 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
                 libbpf_ms: median(libbpf),
                 libbpf_failed,
                 libbpf_setup_events: events.remove(&method),
+                watch_full_ms: median(full),
+                libbpf_full_ms: median(libbpf_full),
             };
             (method, m)
         })

@@ -166,12 +166,15 @@ fn by_method_line(r: &Reduced) -> String {
         .map(|(method, m)| match (&m.libbpf_failed, m.libbpf_ms) {
             (Some(why), None) => format!("{method} {} / failed: {why}", opt(m.watch_ms, 1)),
             _ => format!(
-                "{method} {} / {} ({}x; cache warm {} ms, {}x)",
+                "{method} {} / {} ({}x; cache warm {} ms, {}x; full {} / {}, {}x)",
                 opt(m.watch_ms, 1),
                 opt(m.libbpf_ms, 1),
                 opt(m.ratio_to_libbpf(), 2),
                 opt(m.watch_warm_ms, 1),
-                opt(m.warm_ratio_to_libbpf(), 2)
+                opt(m.warm_ratio_to_libbpf(), 2),
+                opt(m.watch_full_ms, 1),
+                opt(m.libbpf_full_ms, 1),
+                opt(m.full_ratio_to_libbpf(), 2)
             ),
         })
         .collect::<Vec<_>>()
@@ -254,6 +257,10 @@ struct MethodJson<'a> {
     libbpf_setup_events: Option<u64>,
     watch_warm_ms: Option<f64>,
     warm_ratio_to_libbpf: Option<f64>,
+    /// watch until `all ready:`, cache warm; the floor with the same functions (--also).
+    watch_full_ms: Option<f64>,
+    libbpf_full_ms: Option<f64>,
+    full_ratio_to_libbpf: Option<f64>,
 }
 
 /// Four decimal places, as bench.json has always carried them.
@@ -273,6 +280,9 @@ impl<'a> MethodJson<'a> {
             libbpf_setup_events: m.libbpf_setup_events,
             watch_warm_ms: dec4(m.watch_warm_ms),
             warm_ratio_to_libbpf: dec4(m.warm_ratio_to_libbpf()),
+            watch_full_ms: dec4(m.watch_full_ms),
+            libbpf_full_ms: dec4(m.libbpf_full_ms),
+            full_ratio_to_libbpf: dec4(m.full_ratio_to_libbpf()),
         }
     }
 }
@@ -372,7 +382,9 @@ mod tests {
         NPT-BENCH attach_libbpf_failed kprobe attaching poll_kprobe: No such \"file\"\n\
         NPT-BENCH attach_ms 2000\nNPT-BENCH attach_watch fentry 2000\nNPT-BENCH attach_libbpf fentry 200\n\
         NPT-BENCH libbpf_setup_events fentry 1\nNPT-BENCH attach_watch_warm fentry 300\n\
-        NPT-BENCH attach_watch_warm fentry 260\nNPT-BENCH rate_serial_only 5000\nNPT-BENCH rate_none 1000\n\
+        NPT-BENCH attach_watch_warm fentry 260\nNPT-BENCH attach_watch_full fentry 900\n\
+        NPT-BENCH attach_watch_full fentry 700\nNPT-BENCH attach_libbpf_full fentry 400\n\
+        NPT-BENCH rate_serial_only 5000\nNPT-BENCH rate_none 1000\n\
         NPT-BENCH rate_watch 990\nNPT-BENCH bpf_watch 1000000 4 1000.0\nNPT-BENCH rate_none 1000\n\
         NPT-BENCH rate_kprobe 900\nNPT-BENCH bpf_kprobe 3000000 7 333.0\nNPT-BENCH rate_none 500\n\
         NPT-BENCH rate_watch_noslow 480\nNPT-BENCH rate_none 510\nNPT-BENCH rate_bpftrace 300\n\
@@ -470,7 +482,7 @@ mod tests {
             ]
         );
         assert_eq!(keys_at(6), ["fentry", "kprobe"]);
-        for keys in keys_at(8).chunks(9) {
+        for keys in keys_at(8).chunks(12) {
             assert_eq!(
                 keys,
                 [
@@ -483,6 +495,9 @@ mod tests {
                     "libbpf_setup_events",
                     "watch_warm_ms",
                     "warm_ratio_to_libbpf",
+                    "watch_full_ms",
+                    "libbpf_full_ms",
+                    "full_ratio_to_libbpf",
                 ]
             );
         }
@@ -521,11 +536,13 @@ mod tests {
                 "fentry": {"watch_ms": 2000.0, "libbpf_ms": 225.0, "ratio_to_libbpf": 8.8889,
                     "watch_runs": 3, "libbpf_runs": 2, "libbpf_error": null,
                     "libbpf_setup_events": 1, "watch_warm_ms": 280.0,
-                    "warm_ratio_to_libbpf": 1.2444},
+                    "warm_ratio_to_libbpf": 1.2444, "watch_full_ms": 800.0,
+                    "libbpf_full_ms": 400.0, "full_ratio_to_libbpf": 2.0},
                 "kprobe": {"watch_ms": 900.0, "libbpf_ms": 300.0, "ratio_to_libbpf": 3.0,
                     "watch_runs": 1, "libbpf_runs": 1, "libbpf_error": null,
                     "libbpf_setup_events": null, "watch_warm_ms": null,
-                    "warm_ratio_to_libbpf": null},
+                    "warm_ratio_to_libbpf": null, "watch_full_ms": null,
+                    "libbpf_full_ms": null, "full_ratio_to_libbpf": null},
             })
         );
     }
@@ -582,7 +599,8 @@ mod tests {
             k["attach_by_method"]["fentry"],
             json!({"watch_ms": null, "libbpf_ms": null, "ratio_to_libbpf": null, "watch_runs": 0,
                 "libbpf_runs": 0, "libbpf_error": "loading the fentry programs: Invalid argument",
-                "libbpf_setup_events": null, "watch_warm_ms": null, "warm_ratio_to_libbpf": null})
+                "libbpf_setup_events": null, "watch_warm_ms": null, "warm_ratio_to_libbpf": null,
+                "watch_full_ms": null, "libbpf_full_ms": null, "full_ratio_to_libbpf": null})
         );
         let r = reduce(&parse(console), 0);
         assert!(
@@ -623,7 +641,7 @@ mod tests {
         );
         assert!(
             table.contains(
-                "fentry 2000.0 / 225.0 (8.89x; cache warm 280.0 ms, 1.24x); kprobe 900.0 / 300.0 (3.00x; cache warm - ms, -x)"
+                "fentry 2000.0 / 225.0 (8.89x; cache warm 280.0 ms, 1.24x; full 800.0 / 400.0, 2.00x); kprobe 900.0 / 300.0 (3.00x; cache warm - ms, -x; full - / -, -x)"
             ),
             "{table}"
         );
@@ -642,7 +660,7 @@ mod tests {
         // Without attach lines both methods still appear, as dashes.
         assert!(
             table.contains(
-                "fentry - / - (-x; cache warm - ms, -x); kprobe - / - (-x; cache warm - ms, -x)"
+                "fentry - / - (-x; cache warm - ms, -x; full - / -, -x); kprobe - / - (-x; cache warm - ms, -x; full - / -, -x)"
             ),
             "{table}"
         );
