@@ -213,11 +213,14 @@ done
 
 # --- 1b. where the time to ready goes: watch's own start-up profile (debug log) ----
 if section profile; then
+    # Until `all ready:` (the late pass too), each stage with RSS and peak (VmHWM); the
+    # first run with the cache of the kernel's BTF facts removed: the start-up peak.
+    rm -rf $CACHE_DIR
     for m in auto kprobe; do
-        ms=$(RUST_LOG=netpoll_trace=debug benchtool ready 'netpoll-trace: ready:' 120 \
+        ms=$(RUST_LOG=netpoll_trace=debug benchtool ready 'netpoll-trace: all ready:' 120 \
             netpoll-trace watch --attach $m 2>/tmp/profile.err)
-        echo "bench: profile --attach $m: ready after $ms ms (from before fork)"
-        grep 'start-up:\|ready:' /tmp/profile.err
+        echo "bench: profile --attach $m: all ready after $ms ms (from before fork)"
+        grep 'start-up:\|ready:\|memory:' /tmp/profile.err
     done
 fi
 
@@ -237,7 +240,7 @@ heap() { sed -n 's/.*memory: heap in use \([0-9]*\) KiB.*/\1/p' "$1" | tail -n 1
 rm -rf /var/cache/netpoll-trace
 RUST_LOG=netpoll_trace=debug netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
 w=$!
-wait_for /tmp/idle.err 'ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
+wait_for /tmp/idle.err 'all ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
     say watch_idle_rss_kib "$(rss $w)" && say watch_idle_heap_kib "$(heap /tmp/idle.err)"
 stop_bg $w
 rm -rf /var/cache/netpoll-trace
@@ -274,7 +277,7 @@ burst() {
 if section burst; then
 netpoll-trace watch --json >/tmp/burst.json 2>/tmp/burst.err &
 w=$!
-if wait_for /tmp/burst.err 'ready:' 120; then
+if wait_for /tmp/burst.err 'all ready:' 120; then
     t0=$(date +%s)
     ok=$(burst)
     say burst_secs $(($(date +%s) - t0))

@@ -11,10 +11,28 @@ static START: OnceLock<Instant> = OnceLock::new();
 /// "ready" goes under emulation, where no profiler runs.
 pub fn stage(what: &str) {
     let start = *START.get_or_init(Instant::now);
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
     log::debug!(
-        "start-up: {what} at {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
+        "start-up: {what} at {:.1} ms{}",
+        start.elapsed().as_secs_f64() * 1e3,
+        resident().map_or_else(String::new, |(rss, hwm)| format!(
+            " (RSS {rss} KiB, peak {hwm} KiB)"
+        ))
     );
+}
+
+/// VmRSS and VmHWM (KiB) from /proc/self/status: where in start-up the peak is reached.
+fn resident() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
 /// Keeps large allocations out of the heap for good: glibc serves blocks over the mmap

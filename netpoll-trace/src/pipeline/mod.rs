@@ -272,8 +272,9 @@ impl Tracer {
     /// Waits for events or the next tick; returns what became complete (maybe nothing).
     /// Cancel-safe: nothing is lost when the caller's select! picks another branch.
     pub async fn next(&mut self) -> Vec<Output> {
-        if !self.idle_reported {
-            // Start-up is over: what stays in use from here is the idle footprint.
+        if !self.idle_reported && self.object.all_attached() {
+            // Start-up is over (the late pass too: it holds the fentry BTF stand-in until
+            // done): what stays in use from here is the idle footprint.
             self.idle_reported = true;
             profile::report_memory("after start-up");
         }
