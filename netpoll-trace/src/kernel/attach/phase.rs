@@ -3,7 +3,7 @@
 //! (`Loaded::attach_late`).
 
 use super::plan::AttachMethod;
-use crate::kernel::targets::Target;
+use crate::kernel::{btf::FunctionIndex, targets::Target};
 
 /// Which of TARGETS' programs one pass loads and attaches (`Target::late`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +30,10 @@ impl Phase {
 /// What the late pass needs from the early one.
 pub(super) struct Deferred {
     pub(super) method: AttachMethod,
-    /// fentry's function BTF from the first pass (its index is taken once: a second
-    /// build would be aya's full parse, hundreds of ms under TCG).
-    pub(super) fentry_btf: Option<aya::Btf>,
+    /// The function index the first pass took for fentry's stand-in BTF (taken once:
+    /// without it the late pass would fall back to aya's full parse); the late pass
+    /// builds its own stand-in from it, so none is held in between.
+    pub(super) fentry_index: Option<FunctionIndex>,
     pub(super) present: Vec<bool>,
     pub(super) attached_ids: Vec<u32>,
 }
