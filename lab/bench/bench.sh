@@ -84,6 +84,37 @@ settle() {
     echo "bench: pid $1 still busy 15 s after it said ready"
 }
 
+# jiffies: "BUSY TOTAL", clock ticks over all CPUs since boot (idle and iowait are not busy).
+jiffies() {
+    awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+
+# tracer_cpu PID: its user and system ticks (0 without a PID).
+tracer_cpu() {
+    if [ -n "$1" ]; then awk '{ print $14 + $15 }' /proc/$1/stat 2>/dev/null || echo 0; else echo 0; fi
+}
+
+# quiet: waits until the guest's CPUs were at least 95% idle over half a second (at most
+# 15 s; then says so). A tracer just stopped leaves the kernel freeing its programs and
+# trampolines, and one just started may still be verifying: a flood timed over that work
+# measured it, not tracing (7.3: the first flood after watch's method look-up took 220 ms,
+# the later untraced ones 50-70).
+quiet() {
+    _prev=
+    _n=0
+    while [ $_n -lt 30 ]; do
+        _now=$(jiffies)
+        if [ -n "$_prev" ]; then
+            set -- $_prev $_now
+            [ $(($4 - $2)) -gt 0 ] && [ $((($3 - $1) * 100)) -le $((($4 - $2) * 5)) ] && return
+        fi
+        _prev=$_now
+        sleep 0.5
+        _n=$((_n + 1))
+    done
+    echo "bench: the guest was still busy after 15 s of waiting for it to be quiet"
+}
+
 # stop_bg PID: SIGINT, then wait for it to exit. bpftrace (0.17 on 6.12, seen in the lab
 # about once in six stops) can miss a single SIGINT and sit in epoll_wait for good; the old
 # unbounded wait then hung the whole run until the guest timeout. So: a second SIGINT after
@@ -342,9 +373,17 @@ fi
 rmdir $C
 
 # --- 2. hot-path throughput through netconsole ----------------------------------
+# A flood is timed by the receiver: from its first write to /dev/kmsg until its last line
+# is in /tmp/rx.txt (benchtool kmsg ... RXFILE). Timing the writes alone measured nothing
+# on 7.3, where netconsole is an nbcon console: the writes return before its printk thread
+# has sent them (traced ÷ untraced came out 0.1-20). On the legacy console (6.x) the
+# writer sends itself, so the two times differ by the last packet's trip.
+# FLOOD_IDLE: seconds without a new byte in the receive file that end a flood whose last
+# line never comes (netconsole drops lines when the TX ring is full; the loss is reported).
 # FLOOD_LIMIT: seconds one flood may take before it counts as stuck (a healthy one takes
 # a few seconds even under TCG); then where the writer and the tracer sit is dumped and
 # the flood is reported as `stuck_<mode>`, not timed, so the run still finishes.
+FLOOD_IDLE=${FLOOD_IDLE:-5}
 FLOOD_LIMIT=${FLOOD_LIMIT:-120}
 
 # stuck_report WRITER TRACER: where a flood that did not finish is.
@@ -360,14 +399,17 @@ stuck_report() {
     sleep 2
 }
 
-# flood TAG TRACER_PID: benchtool's timed flood, bounded by FLOOD_LIMIT; prints
-# "MSGS_PER_SEC ELAPSED_MS", or nothing (after a report) when it got stuck.
+# flood TAG TRACER_PID [RXFILE]: benchtool's timed flood, bounded by FLOOD_LIMIT; prints
+# "MSGS_PER_SEC ELAPSED_MS", and with RXFILE (timed by the receiver) "RECEIVED WRITE_MS"
+# after them; or nothing (after a report) when it got stuck: writes that did not return
+# (this loop's bound, a little after benchtool's own) or lines still arriving at the
+# bound (benchtool's exit 1).
 flood() {
-    benchtool kmsg $MSGS "npt-$1" >/tmp/flood.out 2>&1 &
+    benchtool kmsg $MSGS "npt-$1" ${3:+$3 $FLOOD_IDLE $FLOOD_LIMIT} >/tmp/flood.out 2>&1 &
     _f=$!
     _n=0
     while alive $_f; do
-        if [ $_n -ge $((FLOOD_LIMIT * 10)) ]; then
+        if [ $_n -ge $(((FLOOD_LIMIT + FLOOD_IDLE + 5) * 10)) ]; then
             stuck_report $_f $2 >&2
             kill -9 $_f 2>/dev/null
             wait $_f 2>/dev/null
@@ -376,7 +418,11 @@ flood() {
         sleep 0.1
         _n=$((_n + 1))
     done
-    wait $_f
+    if ! wait $_f; then
+        cat /tmp/flood.out >&2
+        stuck_report $_f $2 >&2
+        return 1
+    fi
     cat /tmp/flood.out
 }
 
@@ -391,8 +437,9 @@ bpf_run() {
 if section tput; then
 old_bpf_stats=$(cat /proc/sys/kernel/bpf_stats_enabled 2>/dev/null)
 echo 1 >/proc/sys/kernel/bpf_stats_enabled 2>/dev/null
-# Without an enabled netconsole target: what the serial console alone costs per message.
-set -- $(flood serial)
+# Without an enabled netconsole target: what the serial console alone costs per message
+# (timed over the writes: nothing to receive).
+set -- $(flood serial "")
 say rate_serial_only "$1"
 C=/sys/kernel/config/netconsole/tput
 npt_target tput eth0 10.99.0.2
@@ -410,8 +457,15 @@ tput() {
         bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
     esac || { cat /tmp/t.err; stop_bg $pid; return; }
     settle $pid
+    quiet
     [ -n "$pid" ] && set -- $1 $2 $(bpf_run $pid)
-    if out=$(flood "$2" $pid); then
+    # CPU the guest and the tracer's process used during the flood (ticks of 10 ms): tells
+    # the tracer's own work from what tracing costs in the kernel when a flood is slow.
+    busy0=$(jiffies | cut -d' ' -f1)
+    tcpu0=$(tracer_cpu "$pid")
+    if out=$(flood "$2" "$pid" /tmp/rx.txt); then
+        echo "bench: flood $2: $(echo $out | cut -d' ' -f2) ms, guest CPUs busy" \
+            "$((($(jiffies | cut -d' ' -f1) - busy0) * 10)) ms, tracer $((($(tracer_cpu "$pid") - tcpu0) * 10)) ms"
         mode=$1
         if [ -n "$pid" ]; then
             set -- $(bpf_run $pid) $3 $4
@@ -420,6 +474,9 @@ tput() {
         fi
         set -- $mode $out
         [ -n "$2" ] && say rate_$1 "$2"
+        # What the receiver got of it: mode, lines sent, received, ms the writes took,
+        # ms to the last line received.
+        [ -n "$4" ] && say flood_rx "$1 $MSGS $4 $5 $3"
     else
         say stuck_$1 1
     fi
@@ -433,8 +490,6 @@ tput() {
         bpftrace) grep -i 'lost' /tmp/t.out /tmp/t.err ;;
     esac
 }
-# Warm-up (untimed): the first flood after enabling the target runs slower.
-benchtool kmsg $((MSGS / 4)) npt-warmup >/dev/null
 # Untraced floods interleave with the traced ones (none watch none kprobe none bpftrace,
 # and a closing none): the host reduces each traced flood against its untraced neighbours,
 # which cancels most of the host-load drift that TCG rates suffer over a run.
@@ -445,6 +500,10 @@ modes="none watch"
 [ "$method" = fentry ] && modes="$modes none kprobe"
 [ $bt_ok = 1 ] && modes="$modes none bpftrace"
 modes=${MODES:-$modes}
+# Warm-up (untimed), after the look-up of watch's method above: the first flood after
+# enabling the target runs slower. Waited for at the receiver too, or on 7.3 its lines
+# would still be going out during the first flood.
+benchtool kmsg $((MSGS / 4)) npt-warmup /tmp/rx.txt $FLOOD_IDLE $FLOOD_LIMIT >/dev/null
 r=0
 while [ $r -lt $TPUT_REPS ]; do
     for m in $modes; do tput $m "$m-$r"; done

@@ -31,6 +31,8 @@ pub struct Reduced {
     /// Per mode: median over floods of (tracing programs' run time / flood wall time), and
     /// of the programs' runs per flood (kernel.bpf_stats_enabled, see bench.sh's bpf_run).
     pub bpf_share: BTreeMap<String, (f64, f64)>,
+    /// Per mode: what the receiver got of the floods (`flood_rx` lines).
+    pub flood_rx: BTreeMap<String, FloodRx>,
     pub rate_watch: Option<f64>,
     pub rate_kprobe: Option<f64>,
     pub rate_watch_noslow: Option<f64>,
@@ -139,6 +141,64 @@ impl MethodAttach {
     pub fn warm_ratio_to_libbpf(&self) -> Option<f64> {
         Reduced::ratio(self.watch_warm_ms, self.libbpf_ms)
     }
+}
+
+/// One mode's floods as the receiver saw them, summed over the mode's floods.
+#[derive(Debug, Default, PartialEq)]
+pub struct FloodRx {
+    pub floods: usize,
+    pub sent: u64,
+    pub received: u64,
+    /// Median over floods of (time the writes took / time to the last line received):
+    /// near 1 where the writer sends itself (legacy console), far below it where a printk
+    /// thread sends after the writes return (nbcon, 7.x), the case receiver timing is for.
+    pub write_share: Option<f64>,
+}
+
+impl FloodRx {
+    /// Lines netconsole (or the receiver) lost; never negative (a line seen twice counts
+    /// once guest-side, but a bad line must not wrap the sum).
+    pub fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+/// `flood_rx MODE SENT RECEIVED WRITE_MS ELAPSED_MS` lines: per mode, lines sent and
+/// received summed and the writes' median share of a flood's time. A line with a field
+/// missing or unparsable is skipped whole, so sent and received always pair up.
+fn flood_rx(lines: &[(String, String)]) -> BTreeMap<String, FloodRx> {
+    let mut per_mode: BTreeMap<String, (FloodRx, Vec<f64>)> = BTreeMap::new();
+    for (k, v) in lines {
+        if k != "flood_rx" {
+            continue;
+        }
+        let w: Vec<&str> = v.split_whitespace().collect();
+        let [mode, sent, received, write_ms, ms] = w[..] else {
+            continue;
+        };
+        let (Ok(sent), Ok(received), Ok(write_ms), Ok(ms)) = (
+            sent.parse::<u64>(),
+            received.parse::<u64>(),
+            write_ms.parse::<f64>(),
+            ms.parse::<f64>(),
+        ) else {
+            continue;
+        };
+        let e = per_mode.entry(mode.to_string()).or_default();
+        e.0.floods += 1;
+        e.0.sent += sent;
+        e.0.received += received;
+        if ms > 0.0 {
+            e.1.push(write_ms / ms);
+        }
+    }
+    per_mode
+        .into_iter()
+        .map(|(mode, (mut f, shares))| {
+            f.write_share = median(shares);
+            (mode, f)
+        })
+        .collect()
 }
 
 /// The methods every report names, with nulls where a kernel gave no number.
@@ -357,6 +417,7 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
         ratio_watch_noslow: ratios.get("watch_noslow").copied(),
         ratio_rounds,
         bpf_share: bpf_shares(lines),
+        flood_rx: flood_rx(lines),
         rate_watch: median(floats("rate_watch")),
         rate_kprobe: median(floats("rate_kprobe")),
         rate_watch_noslow: median(floats("rate_watch_noslow")),
@@ -489,6 +550,41 @@ mod tests {
         let shares = bpf_shares(&parse(console));
         assert_eq!(shares["watch"], (0.002, 3.0));
         assert!(!shares.contains_key("kprobe"));
+    }
+
+    #[test]
+    fn what_the_receiver_got_per_mode() {
+        // 7.3-like: the writes take a tenth of the flood, one untraced flood lost 3 lines.
+        let console = "NPT-BENCH flood_rx none 200 200 10.0 100.0
+NPT-BENCH flood_rx watch 200 200 12.0 110.0
+                       NPT-BENCH flood_rx none 200 197 30.0 100.0
+NPT-BENCH flood_rx none 200 200 20.0 100.0
+                       NPT-BENCH flood_rx kprobe 200
+NPT-BENCH flood_rx kprobe 200 x 1.0 2.0
+                       NPT-BENCH flood_rx bpftrace 200 0 5.0 0
+";
+        let rx = flood_rx(&parse(console));
+        let none = &rx["none"];
+        assert_eq!((none.floods, none.sent, none.received, none.lost()), (3, 600, 597, 3));
+        assert_eq!(none.write_share, Some(0.2));
+        assert_eq!(rx["watch"].lost(), 0);
+        // Incomplete lines are skipped whole: no kprobe floods at all.
+        assert!(!rx.contains_key("kprobe"), "{rx:?}");
+        // Nothing received and no time to divide by: counted, no share.
+        let bt = &rx["bpftrace"];
+        assert_eq!((bt.floods, bt.lost(), bt.write_share), (1, 200, None));
+        // Through reduce, into its field.
+        assert_eq!(reduce(&parse(console), 0).flood_rx, rx);
+    }
+
+    #[test]
+    fn more_received_than_sent_is_no_loss() {
+        let f = FloodRx {
+            sent: 10,
+            received: 12,
+            ..Default::default()
+        };
+        assert_eq!(f.lost(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::reduce::{MethodAttach, Reduced};
+use super::reduce::{FloodRx, MethodAttach, Reduced};
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.digits$}"))
@@ -138,6 +138,12 @@ pub fn table(results: &BTreeMap<String, Reduced>, labels: &BTreeMap<String, &str
                 share * 100.0
             ));
         }
+        if !r.flood_rx.is_empty() {
+            s.push_str(&format!(
+                "       lines received/sent (writes' share of a flood's time): {}\n",
+                flood_rx_line(r)
+            ));
+        }
         if !r.stop_resent.is_empty() || !r.stop_killed.is_empty() || !r.stuck.is_empty() {
             s.push_str(&format!(
                 "       needed a second SIGINT: [{}]; SIGKILL: [{}]; floods stuck: [{}]\n",
@@ -157,6 +163,22 @@ fn outer_setup_name(r: &Reduced) -> String {
         (Some(f), None) => f.clone(),
         (None, _) => "-".into(),
     }
+}
+
+/// `none 600/600 (0.11); watch 199/200 (0.12)`: per mode, summed over its floods.
+fn flood_rx_line(r: &Reduced) -> String {
+    r.flood_rx
+        .iter()
+        .map(|(mode, f)| {
+            format!(
+                "{mode} {}/{} ({})",
+                f.received,
+                f.sent,
+                opt(f.write_share, 2)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `fentry 1431.0 / 310.2 (4.61x); kprobe ...`, with the floor's failure where it had one.
@@ -218,6 +240,9 @@ struct KernelJson<'a> {
     msgs_per_sec_bpftrace: Option<f64>,
     msgs_per_sec_watch_noslow: Option<f64>,
     msgs_per_sec_serial_only: Option<f64>,
+    /// Per throughput mode: the floods' lines sent, received, lost (floods are timed to
+    /// their last line at the receiver) and the writes' share of a flood's time.
+    flood_lines: BTreeMap<&'a str, FloodJson>,
     setups: Option<u64>,
     setups_ok: Option<u64>,
     events: Option<u64>,
@@ -261,6 +286,28 @@ struct MethodJson<'a> {
     watch_full_ms: Option<f64>,
     libbpf_full_ms: Option<f64>,
     full_ratio_to_libbpf: Option<f64>,
+}
+
+/// One throughput mode in bench.json's `flood_lines`.
+#[derive(Serialize)]
+struct FloodJson {
+    floods: usize,
+    sent: u64,
+    received: u64,
+    lost: u64,
+    write_share: Option<f64>,
+}
+
+impl FloodJson {
+    fn new(f: &FloodRx) -> Self {
+        Self {
+            floods: f.floods,
+            sent: f.sent,
+            received: f.received,
+            lost: f.lost(),
+            write_share: dec4(f.write_share),
+        }
+    }
 }
 
 /// Four decimal places, as bench.json has always carried them.
@@ -327,6 +374,11 @@ impl<'a> KernelJson<'a> {
             msgs_per_sec_bpftrace: dec4(r.rate_bpftrace),
             msgs_per_sec_watch_noslow: dec4(r.rate_watch_noslow),
             msgs_per_sec_serial_only: dec4(r.rate_serial_only),
+            flood_lines: r
+                .flood_rx
+                .iter()
+                .map(|(mode, f)| (mode.as_str(), FloodJson::new(f)))
+                .collect(),
             setups: r.setups,
             setups_ok: r.setups_ok,
             events: r.events,
@@ -389,6 +441,7 @@ mod tests {
         NPT-BENCH rate_kprobe 900\nNPT-BENCH bpf_kprobe 3000000 7 333.0\nNPT-BENCH rate_none 500\n\
         NPT-BENCH rate_watch_noslow 480\nNPT-BENCH rate_none 510\nNPT-BENCH rate_bpftrace 300\n\
         NPT-BENCH bpf_bpftrace 9000000 2 777.7\nNPT-BENCH rate_none 490\nNPT-BENCH poll_lines_watch 12\n\
+        NPT-BENCH flood_rx none 200 200 10.0 100.0\nNPT-BENCH flood_rx watch 200 190 12.0 36.0\n\
         NPT-BENCH setups 50\nNPT-BENCH setups_ok 49\nNPT-BENCH events 49\nNPT-BENCH lost 0\n\
         NPT-BENCH events_bpftrace 48\nNPT-BENCH lost_bpftrace 1\nNPT-BENCH watch_idle_hwm_kib 5000\n\
         NPT-BENCH watch_idle_rss_kib 4000\nNPT-BENCH watch_burst_hwm_kib 6000\n\
@@ -456,6 +509,7 @@ mod tests {
                 "msgs_per_sec_bpftrace",
                 "msgs_per_sec_watch_noslow",
                 "msgs_per_sec_serial_only",
+                "flood_lines",
                 "setups",
                 "setups_ok",
                 "events",
@@ -481,8 +535,16 @@ mod tests {
                 "stuck_floods",
             ]
         );
-        assert_eq!(keys_at(6), ["fentry", "kprobe"]);
-        for keys in keys_at(8).chunks(12) {
+        assert_eq!(keys_at(6), ["fentry", "kprobe", "none", "watch"]);
+        let at8 = keys_at(8);
+        let (methods, floods) = at8.split_at(24);
+        for keys in floods.chunks(5) {
+            assert_eq!(
+                keys,
+                ["floods", "sent", "received", "lost", "write_share"]
+            );
+        }
+        for keys in methods.chunks(12) {
             assert_eq!(
                 keys,
                 [
@@ -526,6 +588,13 @@ mod tests {
         assert_eq!(k["bpftrace_burst_hwm_kib"], json!(40000));
         assert_eq!(k["binary_bytes"], json!(12_345_678));
         assert_eq!(k["stuck_floods"], json!(["kprobe"]));
+        assert_eq!(
+            k["flood_lines"],
+            json!({
+                "none": {"floods": 1, "sent": 200, "received": 200, "lost": 0, "write_share": 0.1},
+                "watch": {"floods": 1, "sent": 200, "received": 190, "lost": 10, "write_share": 0.3333},
+            })
+        );
         assert_eq!(k["stopped_by_sigkill"], json!(["floor"]));
         assert_eq!(k["bpftrace_unavailable"], Value::Null);
         assert_eq!(k["outer_setup"], json!("netcons_netpoll_setup"));
@@ -563,6 +632,7 @@ mod tests {
             (&json!(0), &json!(0))
         );
         assert_eq!(k["stopped_by_second_sigint"], json!([]));
+        assert_eq!(k["flood_lines"], json!({}));
         let fentry = &k["attach_by_method"]["fentry"];
         assert_eq!(
             (&fentry["libbpf_ms"], &fentry["libbpf_runs"]),
@@ -651,6 +721,14 @@ mod tests {
             ),
             "{table}"
         );
+        assert!(
+            table.contains(
+                "       lines received/sent (writes' share of a flood's time): none 200/200 (0.10); watch 190/200 (0.33)\n"
+            ),
+            "{table}"
+        );
+        // A kernel without floods has no such line.
+        assert_eq!(table.matches("lines received/sent").count(), 1, "{table}");
         assert!(
             table.contains(
                 "needed a second SIGINT: [bpftrace]; SIGKILL: [floor]; floods stuck: [kprobe]"
