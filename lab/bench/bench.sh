@@ -340,7 +340,9 @@ for m in fentry kprobe; do
     floor --attach $m --outer $OUTER 2>/tmp/floor.err &
     f=$!
     if wait_for /tmp/floor.err 'floor: ready:' 60; then
-        echo 1 >$C/enabled 2>/dev/null
+        # A failed enable is said, not silenced: it once made 7.3's count 0 with no why.
+        echo 1 >$C/enabled || echo "bench: floor --attach $m: enabling $C failed"
+        [ "$(cat $C/enabled)" = 1 ] || echo "bench: floor --attach $m: $C did not come up ($(dmesg | tail -n 3 | tr '\n' ' '))"
         echo 0 >$C/enabled 2>/dev/null
         sleep 1
         stop_bg $f
