@@ -117,6 +117,14 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+    // --wait-all delays COMMAND's start: without one it would do nothing.
+    let out = tool().args(["watch", "--wait-all"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--wait-all") && err.contains("COMMAND"),
+        "{err}"
+    );
 }
 
 /// Runs the tool for at most 10 s (an agent on a kernel with netpoll keeps running) and

@@ -111,8 +111,14 @@ mod tests {
         assert!(index_serves(&index(&["netpoll_setup", "__netpoll_setup"])));
         // 7.3: netpoll_setup is gone (netconsole's own set-up, a module function, stands
         // in): the stand-in still serves; it sent 7.3 to aya's full parse before.
-        assert!(index_serves(&index(&["__netpoll_setup", "netpoll_poll_dev"])));
+        assert!(index_serves(&index(&[
+            "__netpoll_setup",
+            "netpoll_poll_dev"
+        ])));
         // Without __netpoll_setup nothing can be traced by fentry from this index.
-        assert!(!index_serves(&index(&["netpoll_setup", "netpoll_poll_dev"])));
+        assert!(!index_serves(&index(&[
+            "netpoll_setup",
+            "netpoll_poll_dev"
+        ])));
     }
 }
