@@ -565,7 +565,10 @@ NPT-BENCH flood_rx kprobe 200 x 1.0 2.0
 ";
         let rx = flood_rx(&parse(console));
         let none = &rx["none"];
-        assert_eq!((none.floods, none.sent, none.received, none.lost()), (3, 600, 597, 3));
+        assert_eq!(
+            (none.floods, none.sent, none.received, none.lost()),
+            (3, 600, 597, 3)
+        );
         assert_eq!(none.write_share, Some(0.2));
         assert_eq!(rx["watch"].lost(), 0);
         // Incomplete lines are skipped whole: no kprobe floods at all.

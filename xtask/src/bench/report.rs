@@ -539,10 +539,7 @@ mod tests {
         let at8 = keys_at(8);
         let (methods, floods) = at8.split_at(24);
         for keys in floods.chunks(5) {
-            assert_eq!(
-                keys,
-                ["floods", "sent", "received", "lost", "write_share"]
-            );
+            assert_eq!(keys, ["floods", "sent", "received", "lost", "write_share"]);
         }
         for keys in methods.chunks(12) {
             assert_eq!(
