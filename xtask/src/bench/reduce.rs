@@ -204,17 +204,42 @@ fn flood_rx(lines: &[(String, String)]) -> BTreeMap<String, FloodRx> {
 /// The methods every report names, with nulls where a kernel gave no number.
 const METHODS: [&str; 2] = ["fentry", "kprobe"];
 
-/// `attach_watch METHOD MS`, `attach_libbpf METHOD MS`, `attach_libbpf_failed METHOD
-/// REASON` and `libbpf_setup_events METHOD N` lines: per method, the medians and how many
-/// runs made them. fentry and kprobe
-/// are always present; another method appears when a line names it.
+/// One method's attach times, one list per kind of run.
+#[derive(Default)]
+struct Times {
+    /// watch's first runs (no cache of the kernel's BTF facts).
+    watch: Vec<f64>,
+    /// watch's later runs (cache warm).
+    warm: Vec<f64>,
+    /// watch until `all ready:`.
+    full: Vec<f64>,
+    libbpf: Vec<f64>,
+    /// The floor with `--also`.
+    libbpf_full: Vec<f64>,
+}
+
+impl Times {
+    /// The list a line of kind `key` goes into; None for other kinds.
+    fn of(&mut self, key: &str) -> Option<&mut Vec<f64>> {
+        Some(match key {
+            "attach_watch" => &mut self.watch,
+            "attach_watch_warm" => &mut self.warm,
+            "attach_watch_full" => &mut self.full,
+            "attach_libbpf" => &mut self.libbpf,
+            "attach_libbpf_full" => &mut self.libbpf_full,
+            _ => return None,
+        })
+    }
+}
+
+/// `attach_watch METHOD MS` (and `_warm`, `_full`), `attach_libbpf METHOD MS` (and
+/// `_full`), `attach_libbpf_failed METHOD REASON` and `libbpf_setup_events METHOD N`
+/// lines: per method, the medians and how many runs made them. fentry and kprobe are
+/// always present; another method appears when a line names it.
 fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach> {
-    // Per method: watch's first runs, the floor's, watch's later (cache warm) runs, the
-    // full attach's and the full floor's.
-    type Times = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
     let mut times: BTreeMap<String, Times> = METHODS
         .iter()
-        .map(|m| (m.to_string(), Default::default()))
+        .map(|m| (m.to_string(), Times::default()))
         .collect();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     let mut events: BTreeMap<String, u64> = BTreeMap::new();
@@ -224,21 +249,6 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
             continue;
         }
         match k.as_str() {
-            "attach_watch" | "attach_libbpf" | "attach_watch_warm" | "attach_watch_full"
-            | "attach_libbpf_full" => {
-                let Ok(ms) = rest.trim().parse::<f64>() else {
-                    continue;
-                };
-                let t = times.entry(method.to_string()).or_default();
-                match k.as_str() {
-                    "attach_watch" => &mut t.0,
-                    "attach_libbpf" => &mut t.1,
-                    "attach_watch_full" => &mut t.3,
-                    "attach_libbpf_full" => &mut t.4,
-                    _ => &mut t.2,
-                }
-                .push(ms);
-            }
             "attach_libbpf_failed" => {
                 times.entry(method.to_string()).or_default();
                 failed.insert(method.to_string(), rest.trim().to_string());
@@ -249,23 +259,35 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
                     events.insert(method.to_string(), n);
                 }
             }
-            _ => {}
+            key => {
+                // Not an attach time: no method entry made for it.
+                if Times::default().of(key).is_none() {
+                    continue;
+                }
+                let Ok(ms) = rest.trim().parse::<f64>() else {
+                    continue;
+                };
+                let t = times.entry(method.to_string()).or_default();
+                if let Some(list) = t.of(key) {
+                    list.push(ms);
+                }
+            }
         }
     }
     times
         .into_iter()
-        .map(|(method, (watch, libbpf, warm, full, libbpf_full))| {
-            let libbpf_failed = failed.remove(&method).filter(|_| libbpf.is_empty());
+        .map(|(method, t)| {
+            let libbpf_failed = failed.remove(&method).filter(|_| t.libbpf.is_empty());
             let m = MethodAttach {
-                watch_runs: watch.len(),
-                watch_ms: median(watch),
-                watch_warm_ms: median(warm),
-                libbpf_runs: libbpf.len(),
-                libbpf_ms: median(libbpf),
+                watch_runs: t.watch.len(),
+                watch_ms: median(t.watch),
+                watch_warm_ms: median(t.warm),
+                libbpf_runs: t.libbpf.len(),
+                libbpf_ms: median(t.libbpf),
                 libbpf_failed,
                 libbpf_setup_events: events.remove(&method),
-                watch_full_ms: median(full),
-                libbpf_full_ms: median(libbpf_full),
+                watch_full_ms: median(t.full),
+                libbpf_full_ms: median(t.libbpf_full),
             };
             (method, m)
         })
