@@ -76,6 +76,11 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// How a status line says a function is not traced, at start-up or after the late pass.
+pub fn not_tracing(function: &str, reason: &str) -> String {
+    format!("not tracing {function}: {reason}")
+}
+
 impl LateReady {
     pub const KIND: &'static str = "attached";
 }

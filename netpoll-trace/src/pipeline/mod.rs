@@ -40,7 +40,7 @@ use crate::{
     model::{
         output::{Dropped, Output, Sink},
         poll,
-        ready::{OffsetsSource, Ready, Recording},
+        ready::{self, OffsetsSource, Ready, Recording},
         recorder::Losses,
         send,
     },
@@ -212,7 +212,7 @@ impl Tracer {
         notes.extend(loaded.notes.iter().cloned());
 
         for (f, why) in &loaded.skipped {
-            notes.push(format!("not tracing {f}: {why}"));
+            notes.push(ready::not_tracing(f, why));
         }
         if loaded.reused
             && let AttachChoice::Only(asked) = opts.attach

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::{
     output::{Output, Sink},
-    ready::{LateReady, Ready},
+    ready::{self, LateReady, Ready},
 };
 
 pub use crate::model::config::LogFormat;
@@ -168,7 +168,7 @@ impl Sink for Stderr {
             Output::Warning(w) => crate::status!(Warn, "{w}"),
             Output::LateReady(l) => {
                 for s in &l.skipped {
-                    crate::status!(Warn, "not tracing {}: {}", s.function, s.reason);
+                    crate::status!(Warn, "{}", ready::not_tracing(s.function, &s.reason));
                 }
                 crate::status!(Info, "{}", late_ready_line(l));
             }
