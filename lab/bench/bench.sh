@@ -169,14 +169,16 @@ section attach || i=$REPS
 # run: the cache directory removed), then with the cache the first run wrote (later runs):
 #   attach_watch METHOD MS (first run), attach_watch_warm METHOD MS (cache warm)
 CACHE_DIR=/var/cache/netpoll-trace
-# also_list FILE: the functions watch's `all ready:` line lists, as the floor's --also
-# takes them: `+` for those with a return program (the send path; the tear-downs and the
-# console write have entry programs only: netpoll-trace's kernel/targets.rs).
+# also_list FILE METHOD: the functions watch's `all ready:` line lists, as the floor's
+# --also takes them, with the programs watch gives each (netpoll-trace's kernel/targets.rs):
+# the skb transmit a return program only under fentry (fexit sees the netpoll), entry and
+# return under kprobes (`-`, `+`); the UDP send, the tear-downs and the console write an
+# entry program only.
 also_list() {
     sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | tr -d ' ' | tr ',' '\n' |
-        awk '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /cleanup|write/ ? "" : "+") }'
+        awk -v m="$2" '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /send_skb/ ? (m == "fentry" ? "-" : "+") : "") }'
 }
-ALSO=
+ALSO_FROM=
 while [ $i -lt $REPS ]; do
     rm -rf $CACHE_DIR
     ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
@@ -212,7 +214,8 @@ while [ $i -lt $REPS ]; do
         ms=$(benchtool ready 'netpoll-trace: all ready:' 120 netpoll-trace watch --attach $m 2>/tmp/attach_full.err)
         if [ -n "$ms" ]; then
             say attach_watch_full "$m $ms"
-            [ -z "$ALSO" ] && ALSO=$(also_list /tmp/attach_full.err) && echo "bench: the full floor also attaches $ALSO"
+            [ -z "$ALSO_FROM" ] && cp /tmp/attach_full.err /tmp/attach_also.err && ALSO_FROM=/tmp/attach_also.err &&
+                echo "bench: the full floor also attaches $(also_list $ALSO_FROM fentry) (kprobe: $(also_list $ALSO_FROM kprobe))"
         else
             cat /tmp/attach_full.err
         fi
@@ -226,8 +229,8 @@ while [ $i -lt $REPS ]; do
             cat /tmp/attach_floor.err
             say attach_libbpf_failed "$m $(sed -n 's/^  | floor: //p' /tmp/attach_floor.err | tail -n 1)"
         fi
-        [ -n "$ALSO" ] || continue
-        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER --also "$ALSO" 2>/tmp/attach_floor.err)
+        [ -n "$ALSO_FROM" ] || continue
+        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER --also "$(also_list $ALSO_FROM $m)" 2>/tmp/attach_floor.err)
         if [ -n "$ms" ]; then
             say attach_libbpf_full "$m $ms"
             [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err

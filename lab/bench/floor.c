@@ -7,8 +7,8 @@
  *       the perf buffer, then prints to stderr
  *           floor: ready: METHOD on OUTER, __netpoll_setup, netpoll_poll_dev (...)
  *       With --also (the full floor: what watch attaches after ready), LIST is a comma-
- *       separated list of further functions, `[MODULE:]FUNCTION[+]` (`+`: a return program
- *       too), at most MAX_EXTRA: each gets a slot of generic programs (floor.bpf.c), with
+ *       separated list of further functions, `[MODULE:]FUNCTION[+|-]` (`+`: a return program
+ *       too; `-`: a return program only), at most MAX_EXTRA: each gets a slot of generic programs (floor.bpf.c), with
  *       the method's probes, or kprobes for a MODULE's function (as the tool traces them);
  *       they load and attach in the same passes, and the ready line names them.
  *       and prints one line per set-up event (`floor: OUTER ret=...`) until SIGINT or
@@ -78,7 +78,8 @@ static const struct method methods[] = {
 struct extra {
 	char name[128]; /* without the module */
 	int module;     /* a module's: kprobes */
-	int ret;        /* a return program too */
+	int entry;      /* an entry program */
+	int ret;        /* a return program */
 };
 static struct extra extras[MAX_EXTRA];
 static int n_extras;
@@ -93,8 +94,10 @@ static int parse_also(char *list)
 		}
 		struct extra *x = &extras[n_extras++];
 		size_t len = strlen(item);
-		if (len && item[len - 1] == '+') {
+		x->entry = 1;
+		if (len && (item[len - 1] == '+' || item[len - 1] == '-')) {
 			x->ret = 1;
+			x->entry = item[len - 1] == '+';
 			item[--len] = 0;
 		}
 		char *colon = strchr(item, ':');
@@ -116,12 +119,20 @@ static void extra_prog(const struct method *m, int i, int ret, char *out, size_t
 	snprintf(out, size, "x%d_%s", i, kprobe ? (ret ? "kretprobe" : "kprobe") : (ret ? "fexit" : "fentry"));
 }
 
+/* Whether extra slot `i` has its entry (ret 0) or return program. */
+static int extra_has(int i, int ret)
+{
+	return ret ? extras[i].ret : extras[i].entry;
+}
+
 /* Whether `prog` is one of the used extra slots' programs. */
 static int in_extras(const struct method *m, const char *prog)
 {
 	char name[32];
 	for (int i = 0; i < n_extras; i++)
-		for (int r = 0; r <= extras[i].ret; r++) {
+		for (int r = 0; r < 2; r++) {
+			if (!extra_has(i, r))
+				continue;
 			extra_prog(m, i, r, name, sizeof(name));
 			if (!strcmp(name, prog))
 				return 1;
@@ -233,7 +244,9 @@ static int run(const struct method *m)
 		bpf_program__set_autoload(prog, in_method(m, p) || in_extras(m, p));
 	}
 	for (int i = 0; i < n_extras; i++)
-		for (int r = 0; r <= extras[i].ret; r++) {
+		for (int r = 0; r < 2; r++) {
+			if (!extra_has(i, r))
+				continue;
 			extra_prog(m, i, r, name, sizeof(name));
 			prog = bpf_object__find_program_by_name(obj, name);
 			if (!prog) {
@@ -276,7 +289,9 @@ static int run(const struct method *m)
 		}
 	}
 	for (int i = 0; i < n_extras; i++)
-		for (int r = 0; r <= extras[i].ret; r++) {
+		for (int r = 0; r < 2; r++) {
+			if (!extra_has(i, r))
+				continue;
 			extra_prog(m, i, r, name, sizeof(name));
 			prog = bpf_object__find_program_by_name(obj, name);
 			int kprobe = !m->btf_target || extras[i].module;
@@ -337,7 +352,7 @@ int main(int argc, char **argv)
 			m = NULL;
 	}
 	if (!m) {
-		fprintf(stderr, "usage: floor --attach fentry|kprobe [--outer FUNCTION] [--also [MODULE:]FUNCTION[+],...]\n");
+		fprintf(stderr, "usage: floor --attach fentry|kprobe [--outer FUNCTION] [--also [MODULE:]FUNCTION[+|-],...]\n");
 		return 2;
 	}
 	struct sigaction sa = { .sa_handler = on_signal };

@@ -30,20 +30,16 @@ pub const POLL_DEV_FEXIT: &str = "poll_dev_fexit";
 
 // netpoll_send_udp
 pub const SEND_UDP_ENTRY: &str = "send_udp_entry";
-pub const SEND_UDP_EXIT: &str = "send_udp_exit";
 pub const SEND_UDP_FENTRY: &str = "send_udp_fentry";
-pub const SEND_UDP_FEXIT: &str = "send_udp_fexit";
 
 // netpoll_send_skb (5.8+)
 pub const SEND_SKB_ENTRY: &str = "send_skb_entry";
 pub const SEND_SKB_EXIT: &str = "send_skb_exit";
-pub const SEND_SKB_FENTRY: &str = "send_skb_fentry";
 pub const SEND_SKB_FEXIT: &str = "send_skb_fexit";
 
 // netpoll_send_skb_on_dev (before 5.8)
 pub const SEND_SKB_ON_DEV_ENTRY: &str = "send_skb_on_dev_entry";
 pub const SEND_SKB_ON_DEV_EXIT: &str = "send_skb_on_dev_exit";
-pub const SEND_SKB_ON_DEV_FENTRY: &str = "send_skb_on_dev_fentry";
 pub const SEND_SKB_ON_DEV_FEXIT: &str = "send_skb_on_dev_fexit";
 
 // netpoll_cleanup
@@ -67,13 +63,12 @@ pub const NC_SETUP_EXIT: &str = "nc_setup_exit";
 
 // netconsole:netpoll_send_udp (7.3+; a module function: kprobes only)
 pub const NC_SEND_UDP_ENTRY: &str = "nc_send_udp_entry";
-pub const NC_SEND_UDP_EXIT: &str = "nc_send_udp_exit";
 
 // netconsole:netconsole_write_basic (7.3+; a module function: kprobes only)
 pub const NC_WRITE_BASIC_ENTRY: &str = "nc_write_basic_entry";
 
 /// The kprobe and kretprobe programs: both objects.
-pub const KPROBE: [&str; 21] = [
+pub const KPROBE: [&str; 19] = [
     NETPOLL_SETUP_ENTRY,
     NETPOLL_SETUP_EXIT,
     INNER_NETPOLL_SETUP_ENTRY,
@@ -81,7 +76,6 @@ pub const KPROBE: [&str; 21] = [
     POLL_DEV_ENTRY,
     POLL_DEV_EXIT,
     SEND_UDP_ENTRY,
-    SEND_UDP_EXIT,
     SEND_SKB_ENTRY,
     SEND_SKB_EXIT,
     SEND_SKB_ON_DEV_ENTRY,
@@ -93,12 +87,11 @@ pub const KPROBE: [&str; 21] = [
     NC_SETUP_ENTRY,
     NC_SETUP_EXIT,
     NC_SEND_UDP_ENTRY,
-    NC_SEND_UDP_EXIT,
     NC_WRITE_BASIC_ENTRY,
 ];
 
 /// The fentry and fexit programs: the modern object only.
-pub const FENTRY: [&str; 15] = [
+pub const FENTRY: [&str; 12] = [
     NETPOLL_SETUP_FENTRY,
     NETPOLL_SETUP_FEXIT,
     INNER_NETPOLL_SETUP_FENTRY,
@@ -106,10 +99,7 @@ pub const FENTRY: [&str; 15] = [
     POLL_DEV_FENTRY,
     POLL_DEV_FEXIT,
     SEND_UDP_FENTRY,
-    SEND_UDP_FEXIT,
-    SEND_SKB_FENTRY,
     SEND_SKB_FEXIT,
-    SEND_SKB_ON_DEV_FENTRY,
     SEND_SKB_ON_DEV_FEXIT,
     CLEANUP_FENTRY,
     INNER_CLEANUP_FENTRY,

@@ -6,7 +6,8 @@ use crate::{IFNAMSIZ, POLL_BUCKETS};
 /// Why a message was not handed to the driver: indices of `SendStats::dropped`, named
 /// once (`NAMES`) for every output.
 pub mod send_drop {
-    /// netpoll_send_udp found no skb (netpoll's pool and the allocator were empty).
+    /// netpoll_send_udp found no skb (netpoll's pool and the allocator were empty);
+    /// counted when that CPU sends its next message (the send has no return probe).
     pub const NO_SKB: u32 = 0;
     /// The device has no netpoll state (npinfo): torn down under a live sender.
     pub const NO_NPINFO: u32 = 1;
@@ -34,7 +35,9 @@ pub struct SendStats {
     pub deferred: u64,
     /// By `send_drop::*`.
     pub dropped: [u64; send_drop::SLOTS],
-    /// Time in the skb transmit (its retry loop spins with interrupts off).
+    /// Send time: from netpoll_send_udp's entry to the skb transmit's return (the
+    /// transmit's retry loop spins with interrupts off); a transmit outside a message
+    /// (none in mainline) from its own entry under kprobes, 0 under fentry.
     pub total_ns: u64,
     pub max_ns: u64,
     pub hist: [u64; POLL_BUCKETS],
@@ -53,7 +56,7 @@ const _: () = assert!(core::mem::size_of::<SendStats>() == 376);
 pub mod send_event {
     /// A message dropped (`reason`: a `send_drop` slot).
     pub const DROP: u32 = 1;
-    /// An skb transmit at least `Config::slow_send_ns` long.
+    /// A send (`SendStats::total_ns`) at least `Config::slow_send_ns` long.
     pub const SLOW: u32 = 2;
 }
 
@@ -98,14 +101,17 @@ pub struct SendFrame {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SendCpu {
-    /// netpoll_send_udp's entry time (0: none in progress) and device.
+    /// The last netpoll_send_udp's entry time (0: none yet) and device.
     pub udp_ts_ns: u64,
     pub udp_dev: u64,
-    /// Whether that message reached the skb transmit (else it found no skb).
+    /// Its netpoll while it is in progress: 0 once its own skb transmit returned.
+    pub udp_np: u64,
+    /// Whether that message reached the skb transmit (else it found no skb: told at the
+    /// CPU's next message, as there is no return probe).
     pub udp_reached: u32,
     /// Skb transmits in progress (`frames[0..depth]`).
     pub depth: u32,
     pub frames: [SendFrame; SEND_DEPTH as usize],
 }
 
-const _: () = assert!(core::mem::size_of::<SendCpu>() == 24 + 24 * SEND_DEPTH as usize);
+const _: () = assert!(core::mem::size_of::<SendCpu>() == 32 + 24 * SEND_DEPTH as usize);

@@ -61,8 +61,8 @@ pub use cleanup::{cleanup_enter, inner_cleanup_enter};
 pub use netpoll_trace_common::function;
 pub use poll::{poll_enter, poll_exit};
 pub use send::{
-    console_write, console_write_nbcon, netcons_send_udp_enter, send_skb_enter, send_skb_return, send_udp_enter,
-    send_udp_return,
+    console_write, console_write_nbcon, netcons_send_udp_enter, send_skb_enter, send_skb_fexit,
+    send_skb_return, send_udp_enter,
 };
 pub use setup::{netcons_setup_enter, setup_enter, setup_exit};
 

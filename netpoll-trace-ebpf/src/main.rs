@@ -11,8 +11,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext},
 };
 use netpoll_trace_ebpf::{
-    cleanup_enter, function, inner_cleanup_enter, poll_enter, poll_exit, send_skb_enter,
-    send_skb_return, send_udp_enter, send_udp_return, setup_enter, setup_exit,
+    cleanup_enter, function, inner_cleanup_enter, poll_enter, poll_exit, send_udp_enter,
+    setup_enter, setup_exit,
 };
 
 netpoll_trace_ebpf::kprobe_programs!();
@@ -65,37 +65,21 @@ pub fn poll_dev_fexit(ctx: FExitContext) -> u32 {
 #[fentry(function = "netpoll_send_udp")]
 pub fn send_udp_fentry(ctx: FEntryContext) -> u32 {
     let len: u64 = ctx.arg(2);
-    send_udp_enter(ctx.arg(0), len);
+    send_udp_enter(&ctx, ctx.arg(0), len);
     0
 }
 
-#[fexit(function = "netpoll_send_udp")]
-pub fn send_udp_fexit(ctx: FExitContext) -> u32 {
-    send_udp_return(&ctx);
-    0
-}
-
-#[fentry(function = "netpoll_send_skb")]
-pub fn send_skb_fentry(ctx: FEntryContext) -> u32 {
-    send_skb_enter(ctx.arg(0));
-    0
-}
-
+// The send path under fentry: the UDP send's entry and the skb transmit's return, two
+// program runs per message (fexit sees the netpoll, so no entry program is needed).
 #[fexit(function = "netpoll_send_skb")]
 pub fn send_skb_fexit(ctx: FExitContext) -> u32 {
-    send_skb_return(&ctx);
-    0
-}
-
-#[fentry(function = "netpoll_send_skb_on_dev")]
-pub fn send_skb_on_dev_fentry(ctx: FEntryContext) -> u32 {
-    send_skb_enter(ctx.arg(0));
+    netpoll_trace_ebpf::send_skb_fexit(&ctx, ctx.arg(0));
     0
 }
 
 #[fexit(function = "netpoll_send_skb_on_dev")]
 pub fn send_skb_on_dev_fexit(ctx: FExitContext) -> u32 {
-    send_skb_return(&ctx);
+    netpoll_trace_ebpf::send_skb_fexit(&ctx, ctx.arg(0));
     0
 }
 

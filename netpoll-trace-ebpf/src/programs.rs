@@ -60,13 +60,7 @@ macro_rules! kprobe_programs {
         #[::aya_ebpf::macros::kprobe]
         pub fn send_udp_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             let len: u64 = ctx.arg(2).unwrap_or(0);
-            $crate::send_udp_enter(ctx.arg(0).unwrap_or(0), len);
-            0
-        }
-
-        #[::aya_ebpf::macros::kretprobe]
-        pub fn send_udp_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::send_udp_return(&ctx);
+            $crate::send_udp_enter(&ctx, ctx.arg(0).unwrap_or(0), len);
             0
         }
 
@@ -141,13 +135,7 @@ macro_rules! kprobe_programs {
         pub fn nc_send_udp_entry(ctx: ::aya_ebpf::programs::ProbeContext) -> u32 {
             let nt: u64 = ctx.arg(0).unwrap_or(0);
             let len: u64 = ctx.arg(2).unwrap_or(0);
-            $crate::netcons_send_udp_enter(nt, len);
-            0
-        }
-
-        #[::aya_ebpf::macros::kretprobe]
-        pub fn nc_send_udp_exit(ctx: ::aya_ebpf::programs::RetProbeContext) -> u32 {
-            $crate::send_udp_return(&ctx);
+            $crate::netcons_send_udp_enter(&ctx, nt, len);
             0
         }
 

@@ -1,14 +1,16 @@
 //! The send path. netconsole sends each message with interrupts off (its target
 //! lock), and the skb transmit keeps them off: per-CPU state pairs entries and exits.
 //!
-//! What protects what we read, on every kernel we load on (4.14 to 6.12):
+//! What protects what we read, on every kernel we load on (4.4 to 7.3):
 //! - `np->dev`, `dev->state`: the netconsole target lock the caller holds keeps the
 //!   target bound while it sends (teardown takes that lock to unbind it).
 //! - `dev->npinfo` and `npinfo->txq.qlen`: npinfo is freed after an RCU grace period
 //!   (4.14: call_rcu_bh, rcu_dereference_bh by netpoll; 4.20+: consolidated call_rcu).
-//!   Our probes read it inside the skb transmit, where the kernel itself dereferences it,
-//!   with interrupts off: a read-side critical section for RCU-bh and RCU-sched on 4.14
-//!   and for the consolidated RCU from 4.20; so it cannot be freed under the read.
+//!   The kprobes read it at the skb transmit's entry and return, the fexit just after
+//!   the transmit returns (fentry needs 5.5+): each still inside the caller's
+//!   interrupts-off section (netconsole's target lock, irqsave; a bond's transmit for
+//!   its slave's), a read-side critical section for RCU-bh and RCU-sched on 4.14 and for
+//!   the consolidated RCU from 4.20; so it cannot be freed under the read.
 //! - The console write's probe (`console_write`) runs before netconsole takes its lock:
 //!   a target torn down meanwhile (its netpoll in NC_TARGETS until userspace sees the
 //!   teardown) is read without protection. Every read is bpf_probe_read, which faults
@@ -70,9 +72,12 @@ macro_rules! take_frame {
     }};
 }
 
-/// Entry of netpoll_send_udp: one message of `len` bytes.
+/// Entry of netpoll_send_udp: one message of `len` bytes, counted here. There is no
+/// return probe (a message costs two program runs: this and the skb transmit's return,
+/// three with kprobes): the previous message on this CPU, if it never reached the skb
+/// transmit, found no skb, and is reported now with the time it was sent.
 #[inline(always)]
-pub fn send_udp_enter(np: u64, len: u64) {
+pub fn send_udp_enter<C: EbpfContext>(ctx: &C, np: u64, len: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
     if cfg.flags & cf::SEND == 0 {
         return;
@@ -81,11 +86,18 @@ pub fn send_udp_enter(np: u64, len: u64) {
         return;
     };
     let dev = netpoll_dev(cfg, np);
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: this CPU's slot; interrupts are off for the whole message.
-    unsafe {
-        (*cpu).udp_ts_ns = bpf_ktime_get_ns();
+    let (prev_ts, prev_dev, prev_reached) = unsafe {
+        let prev = ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached);
+        (*cpu).udp_ts_ns = now;
         (*cpu).udp_dev = dev;
+        (*cpu).udp_np = np;
         (*cpu).udp_reached = 0;
+        prev
+    };
+    if prev_ts != 0 && prev_reached == 0 {
+        send_dropped(ctx, cfg, prev_dev, send_drop::NO_SKB, prev_ts, 0);
     }
     if let Some(s) = send_stats(cfg, dev) {
         // SAFETY: this CPU's copy of the value (keyed by CPU).
@@ -100,34 +112,89 @@ pub fn send_udp_enter(np: u64, len: u64) {
 /// Entry of netconsole's own netpoll_send_udp (7.3+) with its target `nt`: the
 /// netpoll inside it, where userspace found where (`Config::nt_np`).
 #[inline(always)]
-pub fn netcons_send_udp_enter(nt: u64, len: u64) {
+pub fn netcons_send_udp_enter<C: EbpfContext>(ctx: &C, nt: u64, len: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
     if cfg.flags & cf::NT_NP == 0 || nt == 0 {
         return;
     }
-    send_udp_enter(nt.wrapping_add(cfg.nt_np as u64), len);
+    send_udp_enter(ctx, nt.wrapping_add(cfg.nt_np as u64), len);
 }
 
-/// Return of netpoll_send_udp: a message that never reached the skb transmit found
-/// no skb (the only early return on every kernel).
+/// What the skb transmit decides for `dev`, read from the fields it tests (npinfo,
+/// running, present): 1 + a `send_drop` slot when it drops the message, else 0; and the
+/// deferred queue's length.
 #[inline(always)]
-pub fn send_udp_return<C: EbpfContext>(ctx: &C) {
+fn transmit_verdict(cfg: &Config, dev: u64) -> (u32, u32) {
+    if dev == 0 {
+        return (1 + send_drop::NO_NPINFO, 0);
+    }
+    let base = dev as *const u8;
+    let npinfo =
+        unsafe { probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
+    let state = unsafe { probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
+    if npinfo == 0 {
+        (1 + send_drop::NO_NPINFO, 0)
+    } else if state & cfg.state_start == 0 {
+        (1 + send_drop::NOT_RUNNING, 0)
+    } else if state & cfg.state_present == 0 {
+        (1 + send_drop::NOT_PRESENT, 0)
+    } else {
+        (0, txq_len(cfg, npinfo))
+    }
+}
+
+/// When the send of the transmit about to start (kprobes) or just ended (fentry) began:
+/// its message's netpoll_send_udp entry while that message is in progress on this CPU
+/// (a stacked device's transmit, a bond's slave's, is inside its message), else `now`.
+#[inline(always)]
+fn send_began(cpu: &SendCpu, now: u64) -> u64 {
+    if cpu.udp_np != 0 && cpu.udp_ts_ns != 0 {
+        cpu.udp_ts_ns
+    } else {
+        now
+    }
+}
+
+/// Return of the skb transmit under fentry (fexit sees the netpoll `np`): the message's
+/// whole outcome in one program, decided from what the transmit left: dropped when the
+/// fields it tests say so, deferred when netpoll's queue holds messages (ours, or ours
+/// behind earlier ones), else sent. Its duration runs from netpoll_send_udp's entry.
+/// A field that changed during the transmit (the device set down mid-send) can
+/// miscount that one message; the kprobe programs decide at entry.
+#[inline(always)]
+pub fn send_skb_fexit<C: EbpfContext>(ctx: &C, np: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & cf::SEND == 0 {
+        return;
+    }
     let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
     // SAFETY: this CPU's slot.
-    let (ts, dev, reached) = unsafe { ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached) };
-    unsafe { (*cpu).udp_ts_ns = 0 };
-    if ts == 0 || reached != 0 {
-        return; // attached mid-call, or accounted by the skb transmit
+    let cpu = unsafe { &mut *cpu };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let ts = send_began(cpu, now);
+    if cpu.udp_np != 0 {
+        cpu.udp_reached = 1;
+        if cpu.udp_np == np {
+            cpu.udp_np = 0; // the message's own transmit: it is over
+        }
     }
-    let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
-    send_dropped(ctx, cfg, dev, send_drop::NO_SKB, ts, ns);
+    let dev = netpoll_dev(cfg, np);
+    let (drop, _) = transmit_verdict(cfg, dev);
+    let ns = now.wrapping_sub(ts);
+    if drop != 0 {
+        return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
+    }
+    let npinfo =
+        unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
+            .unwrap_or(0);
+    let queued = npinfo != 0 && txq_len(cfg, npinfo) > 0;
+    transmitted(ctx, cfg, dev, queued, ts, ns);
 }
 
-/// Entry of the skb transmit: what the kernel is about to decide, read from the
-/// same fields it tests (npinfo, running, present) and the deferred queue's length.
+/// Entry of the skb transmit (kprobes: the return cannot see the netpoll): what the
+/// kernel is about to decide and the deferred queue's length, kept for the return.
 #[inline(always)]
 pub fn send_skb_enter(np: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -141,42 +208,23 @@ pub fn send_skb_enter(np: u64) {
     let cpu = unsafe { &mut *cpu };
     let depth = cpu.depth;
     cpu.depth = depth + 1;
-    if depth == 0 && cpu.udp_ts_ns != 0 {
+    if depth == 0 && cpu.udp_np != 0 {
         cpu.udp_reached = 1;
     }
     if depth >= SEND_DEPTH {
         return; // counted in depth only, so the exits still pair
     }
     let dev = netpoll_dev(cfg, np);
-    let mut drop = 0u32;
-    let mut qlen = 0u32;
-    if dev == 0 {
-        drop = 1 + send_drop::NO_NPINFO;
-    } else {
-        let base = dev as *const u8;
-        let npinfo =
-            unsafe { probe_read(base.add(cfg.dev_npinfo as usize) as *const u64) }.unwrap_or(0);
-        let state =
-            unsafe { probe_read(base.add(cfg.dev_state as usize) as *const u64) }.unwrap_or(0);
-        if npinfo == 0 {
-            drop = 1 + send_drop::NO_NPINFO;
-        } else if state & cfg.state_start == 0 {
-            drop = 1 + send_drop::NOT_RUNNING;
-        } else if state & cfg.state_present == 0 {
-            drop = 1 + send_drop::NOT_PRESENT;
-        } else {
-            qlen = txq_len(cfg, npinfo);
-        }
-    }
+    let (drop, qlen) = transmit_verdict(cfg, dev);
     let i = masked(depth, SEND_DEPTH - 1) as usize;
-    let now = unsafe { bpf_ktime_get_ns() };
+    let ts = send_began(cpu, unsafe { bpf_ktime_get_ns() });
     const _: () = assert!(SEND_DEPTH == 4);
     let base = (&raw mut *cpu).cast::<u8>();
-    at_index!(i, |K| set_frame!(base, K, now, dev, qlen, drop), 0 1 2 3);
+    at_index!(i, |K| set_frame!(base, K, ts, dev, qlen, drop), 0 1 2 3);
 }
 
-/// Return of the skb transmit: dropped as decided at entry, else deferred when the
-/// message went to (or waited behind) netpoll's queue, else sent.
+/// Return of the skb transmit (kprobes): dropped as decided at entry, else deferred
+/// when the message went to (or waited behind) netpoll's queue, else sent.
 #[inline(always)]
 pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -190,6 +238,9 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     }
     let depth = cpu.depth - 1;
     cpu.depth = depth;
+    if depth == 0 {
+        cpu.udp_np = 0; // the message's own transmit: it is over
+    }
     if depth >= SEND_DEPTH {
         return;
     }
@@ -205,17 +256,24 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     if drop != 0 {
         return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
     }
-    let Some(s) = send_stats(cfg, dev) else {
-        return;
-    };
-    // SAFETY: this CPU's copy of the value.
-    let s = unsafe { &mut *s };
     // The caller keeps npinfo alive for the whole transmit.
     let npinfo =
         unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
             .unwrap_or(0);
     let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
-    if qlen > 0 || after > qlen {
+    transmitted(ctx, cfg, dev, qlen > 0 || after > qlen, ts, ns);
+}
+
+/// Counts a message handed to the driver (or, `queued`, to netpoll's queue) and its
+/// send time; reports it when slow.
+#[inline(always)]
+fn transmitted<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, queued: bool, ts: u64, ns: u64) {
+    let Some(s) = send_stats(cfg, dev) else {
+        return;
+    };
+    // SAFETY: this CPU's copy of the value.
+    let s = unsafe { &mut *s };
+    if queued {
         // SAFETY: a field of this CPU's entry (see `bump_at`: no computed field address).
         unsafe { bump_at::<{ off!(SendStats, deferred) }>((&raw mut *s).cast()) };
     } else {

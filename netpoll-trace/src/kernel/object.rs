@@ -234,7 +234,7 @@ mod tests {
                 );
                 // A module's function has kprobes only, in both objects.
                 assert_eq!(
-                    has(t.fentry.0) && t.fentry.1.is_none_or(has),
+                    t.fentry.0.is_none_or(has) && t.fentry.1.is_none_or(has),
                     kind.has_fentry() || t.module.is_some(),
                     "{kind} and {:?}",
                     t.fentry

@@ -18,8 +18,9 @@ pub struct Target {
     /// kprobe and kretprobe programs (kprobe PMU, or tracefs kprobe_events); no return
     /// program for a function whose entry tells all.
     pub kprobe: (&'static str, Option<&'static str>),
-    /// fentry and fexit programs (BPF trampolines).
-    pub fentry: (&'static str, Option<&'static str>),
+    /// fentry and fexit programs (BPF trampolines); a function whose return tells all
+    /// (fexit sees the arguments too) has no entry program.
+    pub fentry: (Option<&'static str>, Option<&'static str>),
     /// Set-up tracing is impossible without it; the rest (poll statistics, the send
     /// path, tear-downs) is optional.
     pub required: bool,
@@ -54,12 +55,15 @@ impl Target {
     }
 }
 
+/// In attach order: the skb transmit before the UDP send, as a message is counted at the
+/// send's entry and its outcome at the transmit's return (the send has no return probe):
+/// a send traced before its transmit would look like one that found no skb.
 pub const TARGETS: [Target; 13] = [
     Target {
         id: function::NETPOLL_SETUP,
         symbol: "netpoll_setup",
         kprobe: (p::NETPOLL_SETUP_ENTRY, Some(p::NETPOLL_SETUP_EXIT)),
-        fentry: (p::NETPOLL_SETUP_FENTRY, Some(p::NETPOLL_SETUP_FEXIT)),
+        fentry: (Some(p::NETPOLL_SETUP_FENTRY), Some(p::NETPOLL_SETUP_FEXIT)),
         required: true,
         where_present: false,
         module: None,
@@ -72,7 +76,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::NETCONS_NETPOLL_SETUP,
         symbol: "netconsole:netcons_netpoll_setup",
         kprobe: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
-        fentry: (p::NC_SETUP_ENTRY, Some(p::NC_SETUP_EXIT)),
+        fentry: (Some(p::NC_SETUP_ENTRY), Some(p::NC_SETUP_EXIT)),
         required: false,
         where_present: true,
         module: Some("netconsole"),
@@ -89,7 +93,7 @@ pub const TARGETS: [Target; 13] = [
             Some(p::INNER_NETPOLL_SETUP_EXIT),
         ),
         fentry: (
-            p::INNER_NETPOLL_SETUP_FENTRY,
+            Some(p::INNER_NETPOLL_SETUP_FENTRY),
             Some(p::INNER_NETPOLL_SETUP_FEXIT),
         ),
         required: true,
@@ -104,7 +108,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::NETPOLL_POLL_DEV,
         symbol: "netpoll_poll_dev",
         kprobe: (p::POLL_DEV_ENTRY, Some(p::POLL_DEV_EXIT)),
-        fentry: (p::POLL_DEV_FENTRY, Some(p::POLL_DEV_FEXIT)),
+        fentry: (Some(p::POLL_DEV_FENTRY), Some(p::POLL_DEV_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -114,36 +118,10 @@ pub const TARGETS: [Target; 13] = [
         late: false,
     },
     Target {
-        id: function::NETPOLL_SEND_UDP,
-        symbol: "netpoll_send_udp",
-        kprobe: (p::SEND_UDP_ENTRY, Some(p::SEND_UDP_EXIT)),
-        fentry: (p::SEND_UDP_FENTRY, Some(p::SEND_UDP_FEXIT)),
-        required: false,
-        where_present: false,
-        module: None,
-        armed: false,
-        or: None,
-        takes_target: false,
-        late: true,
-    },
-    Target {
-        id: function::NETPOLL_SEND_UDP,
-        symbol: function::NETCONS_SEND_UDP_SYMBOL,
-        kprobe: (p::NC_SEND_UDP_ENTRY, Some(p::NC_SEND_UDP_EXIT)),
-        fentry: (p::NC_SEND_UDP_ENTRY, Some(p::NC_SEND_UDP_EXIT)),
-        required: false,
-        where_present: false,
-        module: Some("netconsole"),
-        armed: true,
-        or: None,
-        takes_target: true,
-        late: true,
-    },
-    Target {
         id: function::NETPOLL_SEND_SKB,
         symbol: function::SEND_SKB_SYMBOLS[0],
         kprobe: (p::SEND_SKB_ENTRY, Some(p::SEND_SKB_EXIT)),
-        fentry: (p::SEND_SKB_FENTRY, Some(p::SEND_SKB_FEXIT)),
+        fentry: (None, Some(p::SEND_SKB_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -156,7 +134,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::NETPOLL_SEND_SKB,
         symbol: function::SEND_SKB_SYMBOLS[1],
         kprobe: (p::SEND_SKB_ON_DEV_ENTRY, Some(p::SEND_SKB_ON_DEV_EXIT)),
-        fentry: (p::SEND_SKB_ON_DEV_FENTRY, Some(p::SEND_SKB_ON_DEV_FEXIT)),
+        fentry: (None, Some(p::SEND_SKB_ON_DEV_FEXIT)),
         required: false,
         where_present: false,
         module: None,
@@ -166,10 +144,36 @@ pub const TARGETS: [Target; 13] = [
         late: true,
     },
     Target {
+        id: function::NETPOLL_SEND_UDP,
+        symbol: "netpoll_send_udp",
+        kprobe: (p::SEND_UDP_ENTRY, None),
+        fentry: (Some(p::SEND_UDP_FENTRY), None),
+        required: false,
+        where_present: false,
+        module: None,
+        armed: false,
+        or: None,
+        takes_target: false,
+        late: true,
+    },
+    Target {
+        id: function::NETPOLL_SEND_UDP,
+        symbol: function::NETCONS_SEND_UDP_SYMBOL,
+        kprobe: (p::NC_SEND_UDP_ENTRY, None),
+        fentry: (Some(p::NC_SEND_UDP_ENTRY), None),
+        required: false,
+        where_present: false,
+        module: Some("netconsole"),
+        armed: true,
+        or: None,
+        takes_target: true,
+        late: true,
+    },
+    Target {
         id: function::NETPOLL_CLEANUP,
         symbol: "netpoll_cleanup",
         kprobe: (p::CLEANUP_ENTRY, None),
-        fentry: (p::CLEANUP_FENTRY, None),
+        fentry: (Some(p::CLEANUP_FENTRY), None),
         required: false,
         where_present: false,
         module: None,
@@ -182,7 +186,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::INNER_NETPOLL_CLEANUP,
         symbol: "__netpoll_cleanup",
         kprobe: (p::INNER_CLEANUP_ENTRY, None),
-        fentry: (p::INNER_CLEANUP_FENTRY, None),
+        fentry: (Some(p::INNER_CLEANUP_FENTRY), None),
         required: false,
         where_present: false,
         module: None,
@@ -195,7 +199,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::DO_NETPOLL_CLEANUP,
         symbol: "do_netpoll_cleanup",
         kprobe: (p::DO_CLEANUP_ENTRY, None),
-        fentry: (p::DO_CLEANUP_FENTRY, None),
+        fentry: (Some(p::DO_CLEANUP_FENTRY), None),
         required: false,
         where_present: true,
         module: None,
@@ -208,7 +212,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::NETCONSOLE_WRITE_MSG,
         symbol: "netconsole:write_msg",
         kprobe: (p::NC_WRITE_MSG_ENTRY, None),
-        fentry: (p::NC_WRITE_MSG_ENTRY, None),
+        fentry: (Some(p::NC_WRITE_MSG_ENTRY), None),
         required: false,
         where_present: true,
         module: Some("netconsole"),
@@ -221,7 +225,7 @@ pub const TARGETS: [Target; 13] = [
         id: function::NETCONSOLE_WRITE_MSG,
         symbol: function::NETCONSOLE_WRITE_BASIC_SYMBOL,
         kprobe: (p::NC_WRITE_BASIC_ENTRY, None),
-        fentry: (p::NC_WRITE_BASIC_ENTRY, None),
+        fentry: (Some(p::NC_WRITE_BASIC_ENTRY), None),
         required: false,
         where_present: true,
         module: Some("netconsole"),
@@ -488,6 +492,7 @@ pub fn require_functions() -> Result<Vec<bool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::attach::AttachMethod;
 
     #[test]
     fn every_target_names_a_kernel_function_once() {
@@ -498,10 +503,10 @@ mod tests {
                 "netconsole:netcons_netpoll_setup",
                 "__netpoll_setup",
                 "netpoll_poll_dev",
-                "netpoll_send_udp",
-                "netconsole:netpoll_send_udp",
                 "netpoll_send_skb",
                 "netpoll_send_skb_on_dev",
+                "netpoll_send_udp",
+                "netconsole:netpoll_send_udp",
                 "netpoll_cleanup",
                 "__netpoll_cleanup",
                 "do_netpoll_cleanup",
@@ -524,7 +529,7 @@ mod tests {
                 let fentry = if t.module.is_some() {
                     [None, None]
                 } else {
-                    [Some(t.fentry.0), t.fentry.1]
+                    [t.fentry.0, t.fentry.1]
                 };
                 [Some(t.kprobe.0), t.kprobe.1, fentry[0], fentry[1]]
             })
@@ -539,7 +544,11 @@ mod tests {
             assert_eq!(function::id(t.symbol), Some(t.id), "{}", t.symbol);
             assert_eq!(t.module.is_some(), t.symbol.contains(':'), "{}", t.symbol);
             if t.module.is_some() {
-                assert_eq!(t.fentry, t.kprobe, "kprobes whatever the method");
+                assert_eq!(
+                    t.fentry,
+                    (Some(t.kprobe.0), t.kprobe.1),
+                    "kprobes whatever the method"
+                );
             }
         }
     }
@@ -576,11 +585,39 @@ mod tests {
         assert_eq!(early.len(), 4);
     }
 
+    /// A message costs two program runs under fentry (the send's entry, the transmit's
+    /// return) and three under kprobes (a kretprobe cannot see the netpoll): the send has
+    /// no return probe, so the transmit's must be attached first (see `TARGETS`).
+    #[test]
+    fn the_send_path_runs_two_programs_a_message_under_fentry() {
+        let send = |id: u32, method: AttachMethod| -> Vec<usize> {
+            let t = TARGETS.iter().find(|t| t.id == id && t.module.is_none());
+            t.map(|t| method.programs(t).iter().flatten().count())
+                .into_iter()
+                .collect()
+        };
+        let runs =
+            |m| send(function::NETPOLL_SEND_UDP, m)[0] + send(function::NETPOLL_SEND_SKB, m)[0];
+        assert_eq!(runs(AttachMethod::Fentry), 2);
+        assert_eq!(runs(AttachMethod::Kprobe), 3);
+        let first = |id: u32| TARGETS.iter().position(|t| t.id == id).unwrap();
+        let last = |id: u32| TARGETS.iter().rposition(|t| t.id == id).unwrap();
+        assert!(last(function::NETPOLL_SEND_SKB) < first(function::NETPOLL_SEND_UDP));
+        // 7.3's netconsole send (a module function, kprobes whatever the method): one.
+        for t in TARGETS
+            .iter()
+            .filter(|t| t.id == function::NETPOLL_SEND_UDP)
+        {
+            assert_eq!(t.kprobe.1, None, "{}", t.symbol);
+            assert_eq!(t.fentry.1, None, "{}", t.symbol);
+        }
+    }
+
     #[test]
     fn the_table_attaches_every_named_program() {
         let mut attached: Vec<&str> = TARGETS
             .iter()
-            .flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, Some(t.fentry.0), t.fentry.1])
+            .flat_map(|t| [Some(t.kprobe.0), t.kprobe.1, t.fentry.0, t.fentry.1])
             .flatten()
             .collect();
         attached.sort();
@@ -656,7 +693,7 @@ mod tests {
         };
         // vmlinux of 7.3: no netpoll_setup, no netpoll_send_udp, no module row.
         let mut vmlinux = vec![true; 13];
-        for i in [0, 1, 4, 5, 7, write_msg, write_basic] {
+        for i in [0, 1, 5, 6, 7, write_msg, write_basic] {
             vmlinux[i] = false;
         }
         let asked = std::cell::RefCell::new(Vec::new());
@@ -669,7 +706,7 @@ mod tests {
             },
         );
         assert!(!present[write_msg], "7.3: no write_msg in netconsole");
-        assert!(present[write_basic] && present[NETCONS_SETUP] && present[5]);
+        assert!(present[write_basic] && present[NETCONS_SETUP] && present[7]);
         assert_eq!(
             wanted(write_msg, &present, &[]),
             Wanted::Replaced,
@@ -701,11 +738,13 @@ mod tests {
 
     #[test]
     fn one_send_skb_function_is_chosen_by_what_the_kernel_has() {
-        let (send_skb, on_dev) = (6, 7);
+        let (send_skb, on_dev) = (4, 5);
         // 5.8+: netpoll_send_skb.
         let mut present = [
             true, false, true, true, true, false, true, false, true, true, false, false, false,
         ];
+        assert_eq!(TARGETS[send_skb].symbol, "netpoll_send_skb");
+        assert_eq!(TARGETS[on_dev].symbol, "netpoll_send_skb_on_dev");
         assert_eq!(
             wanted(10, &present, &[]),
             Wanted::Replaced,

@@ -62,9 +62,11 @@ pub(super) fn attach(
     load_only: bool,
 ) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
-    let prog: &mut FEntry = program(ebpf, entry)?;
-    prog.load(t.function(), btf)
-        .map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    if let Some(entry) = entry {
+        let prog: &mut FEntry = program(ebpf, entry)?;
+        prog.load(t.function(), btf)
+            .map_err(|e| program_error("fentry", entry, t.function(), e))?;
+    }
     if let Some(exit) = exit {
         let prog: &mut FExit = program(ebpf, exit)?;
         prog.load(t.function(), btf)
@@ -83,10 +85,12 @@ pub(super) fn attach(
             .map_err(|e| program_error("fexit", exit, t.function(), e))?;
         ids.push(LinkId::FExit(exit, b));
     }
-    let a = program::<FEntry>(ebpf, entry)?
-        .attach()
-        .map_err(|e| program_error("fentry", entry, t.function(), e))?;
-    ids.push(LinkId::FEntry(entry, a));
+    if let Some(entry) = entry {
+        let a = program::<FEntry>(ebpf, entry)?
+            .attach()
+            .map_err(|e| program_error("fentry", entry, t.function(), e))?;
+        ids.push(LinkId::FEntry(entry, a));
+    }
     Ok(ids)
 }
 

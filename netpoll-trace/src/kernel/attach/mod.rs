@@ -272,13 +272,14 @@ fn finish(
 fn reuse_pinned(config: &Config, object: ObjectKind, plan: &RecorderPlan) -> Result<Loaded> {
     let ebpf = object::load(object, config, Some(plan))?;
     let is = |name: &str| plan.reuse_links.iter().any(|l| l == name);
+    let pinned = |m: AttachMethod, t: &Target| m.programs(t).into_iter().flatten().any(is);
     let method = AttachMethod::ALL
         .into_iter()
-        .find(|m| TARGETS.iter().any(|t| is(m.programs(t).0)))
+        .find(|&m| TARGETS.iter().any(|t| pinned(m, t)))
         .unwrap_or(AttachMethod::Kprobe);
     let attached = TARGETS
         .iter()
-        .filter(|t| is(method.programs(t).0))
+        .filter(|t| pinned(method, t))
         .map(Target::function)
         .collect();
     let mut loaded = finish(ebpf, Path::new(object, method), attached, Vec::new())?;

@@ -30,11 +30,11 @@ impl AttachMethod {
         }
     }
 
-    /// The entry and return programs of `t` for this method.
-    pub fn programs(self, t: &Target) -> (&'static str, Option<&'static str>) {
+    /// The programs of `t` for this method: entry, then return.
+    pub fn programs(self, t: &Target) -> [Option<&'static str>; 2] {
         match self {
-            Self::Fentry => t.fentry,
-            Self::Kprobe => t.kprobe,
+            Self::Fentry => [t.fentry.0, t.fentry.1],
+            Self::Kprobe => [Some(t.kprobe.0), t.kprobe.1],
         }
     }
 
