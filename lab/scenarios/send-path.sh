@@ -105,6 +105,7 @@ i=0
 while [ \$i -lt \$n ]; do echo "<3>npt-send \$tag \$i \$pad"; i=\$((i + 1)); done >/dev/kmsg
 echo "<3>npt-send-end \$tag" >/dev/kmsg
 touch /tmp/stop.\$tag
+echo "console write kprobes during the flood: \$(grep 'write_msg\|netconsole_write_basic' /sys/kernel/debug/kprobes/list | grep -vc DISABLED)" >&2
 wait \$loops
 t=0
 while ! grep -q "npt-send-end \$tag" /tmp/rx && [ \$t -lt 60 ]; do sleep 0.5; t=\$((t + 1)); done
@@ -145,7 +146,7 @@ echo "$NPT_KERNEL deferred attach: ready at line ${r:-none}, COMMAND started at 
 npt_check deferred_ready_is_set_ups_only sh -c "test $rc -eq 0 && grep 'netpoll-trace: ready:' /tmp/def.err | grep -q 'poll_dev' && ! grep 'netpoll-trace: ready:' /tmp/def.err | grep -Eq 'send_skb|send_udp|cleanup|write_'"
 npt_check deferred_command_starts_at_ready sh -c "test -n '$r' && test -n '$c' && test -n '$a' && test $r -lt $c && test $c -lt $a"
 deferred_object() {
-    npt_json_has /tmp/def.json type=attached deferred=true error=null functions~netpoll_send_skb functions~netpoll_send_udp &&
+    npt_json_has /tmp/def.json type=attached deferred=true error=null functions~netpoll_send_skb functions~netpoll_send_udp on_demand~netconsole: &&
         test "$(npt_json_count /tmp/def.json type=attached)" -eq 1 && netpoll-trace schema-check /tmp/def.json
 }
 npt_check deferred_attached_object deferred_object
@@ -243,10 +244,20 @@ i=0; while [ \$i -lt $K ]; do echo "<3>npt-send-\$1 \$i"; i=\$((i + 1)); done >/
 EOF
 # One watch sees the target enabled (so it knows the target's netpoll), its device set
 # down while K lines are written, then up again while K more are.
+# The console write's probe is attached only while a known target's device is down: the
+# kernel's kprobe list has it armed then and only then (7.3's armed event keeps a kprobe
+# registered, [DISABLED] while no program is attached), and the script waits for the tool's word
+# that it attached before writing (the window it measures is reported).
 cat >/tmp/downup2.sh <<EOF
+kp() { grep 'write_msg\|netconsole_write_basic' /sys/kernel/debug/kprobes/list | grep -vc DISABLED; }
 echo 0 >$CFG/gone/enabled; echo 1 >$CFG/gone/enabled
 sleep 2
+echo "console write kprobes before down: \$(kp)" >&2
+t0=\$(cut -d' ' -f1 /proc/uptime)
 ip link set vl100 down
+t=0; while ! grep -q 'vl100 down: tracing' /tmp/down.err && [ \$t -lt 200 ]; do sleep 0.05; t=\$((t + 1)); done
+echo "console write attached within: \$t0 -> \$(cut -d' ' -f1 /proc/uptime) s of uptime" >&2
+echo "console write kprobes while down: \$(kp)" >&2
 echo "hits down-before: \$(awk '\$1 == "npt/udp_down" || \$1 == "udp_down" { print \$2 }' $T/kprobe_profile)" >&2
 sh /tmp/downup.sh down
 # 7.3's netconsole is an nbcon console: its printk thread sends the lines later, and finds
@@ -257,6 +268,8 @@ echo "hits down-after: \$(awk '\$1 == "npt/udp_down" || \$1 == "udp_down" { prin
 ip link set vl100 up
 sleep 1
 sh /tmp/downup.sh up
+t=0; while ! grep -q 'no longer traced' /tmp/down.err && [ \$t -lt 200 ]; do sleep 0.05; t=\$((t + 1)); done
+echo "console write kprobes after up: \$(kp)" >&2
 sleep 1
 EOF
 kp_start udp_down
@@ -275,6 +288,21 @@ usent=$(field sent "$uline")
 uout=$(($(field sent "$uline") + $(field deferred "$uline") + $(field dropped "$uline")))
 drops=$(npt_json_lines /tmp/down.json type=send_drop dev=vl100 reason=not_running | wc -l)
 echo "$NPT_KERNEL vl100 down then up, $K lines each: netpoll_send_udp hits while down $hb -> $ha, all $uhits (missed $umissed); tool vl100: messages $umsgs, sent $usent, dropped not_running ${udropped:-?} (events $drops), sent+deferred+dropped $uout"
+kpf=$(sed -n 's/^console write kprobes during the flood: //p' /tmp/flood.err | head -n 1)
+kpb=$(sed -n 's/^console write kprobes before down: //p' /tmp/down.err | head -n 1)
+kpd=$(sed -n 's/^console write kprobes while down: //p' /tmp/down.err | head -n 1)
+kpu=$(sed -n 's/^console write kprobes after up: //p' /tmp/down.err | head -n 1)
+echo "$NPT_KERNEL console write's kprobe registered: during the flood ${kpf:-?}, vl100 up ${kpb:-?}, down ${kpd:-?}, up again ${kpu:-?}; $(sed -n 's/^console write attached within: //p' /tmp/down.err)"
+grep -E 'down: tracing|no longer traced' /tmp/down.err
+# The kernel's word: no console write kprobe while every known device is up (the flood's
+# targets too), one while vl100 is down; the tool's: a line each way.
+console_write_on_demand() {
+    test "$kpf" = 0 && test "$kpb" = 0 && test "${kpd:-0}" -ge 1 && test "$kpu" = 0 &&
+        grep -q 'vl100 down: tracing netconsole:[a-z_]* to count the messages netconsole skips (attached in' /tmp/down.err &&
+        grep -q "every known target's device is up: netconsole:[a-z_]* no longer traced" /tmp/down.err &&
+        grep -q "only while a known target's device is down" /tmp/flood.err
+}
+npt_check console_write_on_demand console_write_on_demand
 # While down the kernel made no netpoll_send_udp call, and the tool counted the K lines
 # netconsole skipped as dropped, not_running, each also an event naming vl100.
 npt_check down_counted sh -c "test -n '$hb' && test '$hb' = '$ha' && test '${udropped:-0}' -ge $K && test '$drops' = '${udropped:-0}'"

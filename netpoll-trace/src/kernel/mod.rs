@@ -17,6 +17,7 @@ pub mod features;
 pub mod host;
 pub mod kallsyms;
 pub mod kmsg;
+pub mod link_events;
 pub mod module_btf;
 pub mod netconsole;
 pub mod object;

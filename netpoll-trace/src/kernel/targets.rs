@@ -53,6 +53,12 @@ impl Target {
     pub fn function(&self) -> &'static str {
         self.symbol
     }
+
+    /// Attached only while needed when the late pass holds it (`watch`): netconsole's
+    /// console write, which counts only what netconsole skips for a down device.
+    pub fn on_demand(&self) -> bool {
+        self.id == function::NETCONSOLE_WRITE_MSG
+    }
 }
 
 /// In attach order: the skb transmit before the UDP send, as a message is counted at the

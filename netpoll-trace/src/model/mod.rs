@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod check;
 pub mod config;
+pub mod console_gate;
 pub mod correlate;
 pub mod diagnosis;
 pub mod duration;

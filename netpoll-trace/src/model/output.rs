@@ -51,6 +51,9 @@ pub enum Output {
     Remediation(Remediation),
     /// The late programs attached (`watch`: after `ready`).
     LateReady(crate::model::ready::LateReady),
+    /// The console write's probe attached or detached (`watch`: while a known target's
+    /// device is down). A line on stderr, not in the JSON.
+    ConsoleWrite(crate::model::console_gate::GateReport),
     /// A flight recorder's header (dumps).
     Recorder(Box<RecorderLine>),
     /// The recorder's counters: calls per device, function and result (dumps).
@@ -80,6 +83,7 @@ impl Output {
             | Self::Warning(_)
             | Self::Recorder(_)
             | Self::LateReady(_)
+            | Self::ConsoleWrite(_)
             | Self::Passthrough { .. } => Vec::new(),
         }
     }

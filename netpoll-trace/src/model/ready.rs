@@ -67,6 +67,9 @@ pub struct LateReady {
     pub after_ready_ms: f64,
     /// Why the pass stopped early, or null.
     pub error: Option<String>,
+    /// The function of `functions` traced only while a known target's device is down
+    /// (netconsole's console write, under `watch`), or null.
+    pub on_demand: Option<&'static str>,
 }
 
 /// A function not traced.

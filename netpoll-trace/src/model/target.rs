@@ -320,6 +320,25 @@ impl Lifecycle {
             .collect()
     }
 
+    /// The devices of the targets `watched(n)` takes netpolls of: the ones whose state
+    /// decides whether the console write needs its probe (`console_gate`).
+    pub fn watched_devices(&self, n: usize) -> Vec<String> {
+        let mut up: Vec<&TargetState> = self.targets.values().filter(|s| s.up()).collect();
+        up.sort_by_key(|s| std::cmp::Reverse(s.since_ns));
+        let mut left = n;
+        let mut out = Vec::new();
+        for s in up {
+            let k = s.netpolls_up.len().min(left);
+            left -= k;
+            if k > 0
+                && let Some(d) = &s.dev
+            {
+                out.push(d.clone());
+            }
+        }
+        out
+    }
+
     /// Every target's state, by label.
     pub fn targets(&self) -> impl Iterator<Item = &TargetState> {
         self.targets.values()
@@ -431,13 +450,19 @@ pub mod tests {
             "a failed set-up changes nothing"
         );
         assert!(l.watched(8).is_empty(), "a stopped target is not watched");
+        assert!(l.watched_devices(8).is_empty());
         // (after the stop)
         let mut again = setup(0);
         again.ts_ns = 100;
         let e = l.on_setup(&again).unwrap();
         assert_eq!(e.event, Change::ReEnabled);
         assert_eq!(l.watched(8), [0xffff_8880_0000_1000]);
+        assert_eq!(l.watched_devices(8), ["eth1"]);
         assert!(l.watched(0).is_empty());
+        assert!(
+            l.watched_devices(0).is_empty(),
+            "none taken: its device is not watched"
+        );
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "re_enabled");
         assert_eq!(

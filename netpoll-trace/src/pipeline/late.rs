@@ -58,7 +58,7 @@ impl Object {
                         .any(|t| t.late && t.function() == *f)
                 })
                 .collect();
-            late_ready(late, Vec::new(), false, 0.0, 0.0, None)
+            late_ready(late, Vec::new(), false, 0.0, 0.0, None, None)
         });
         Self {
             here: Some(Box::new(loaded)),
@@ -108,6 +108,7 @@ impl Object {
                     l.attach_ms,
                     after_ready_ms,
                     l.error,
+                    l.on_demand,
                 ))
             }
             // The object went with the thread: the readers go on with what they hold.
@@ -118,6 +119,7 @@ impl Object {
                 0.0,
                 after_ready_ms,
                 Some(format!("the attaching thread failed: {e}")),
+                None,
             )),
         }
     }
@@ -137,6 +139,7 @@ fn late_ready(
     attach_ms: f64,
     after_ready_ms: f64,
     error: Option<String>,
+    on_demand: Option<&'static str>,
 ) -> LateReady {
     LateReady {
         kind: LateReady::KIND,
@@ -150,5 +153,6 @@ fn late_ready(
         attach_ms,
         after_ready_ms,
         error,
+        on_demand,
     }
 }

@@ -4,6 +4,7 @@
 //! (`enrich`) and diagnosed (model), and hand the outputs to sinks.
 
 mod assemble;
+mod console_write;
 pub mod enrich;
 mod late;
 mod readers;
@@ -23,6 +24,7 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use self::{
     assemble::{Assembler, GRACE},
+    console_write::ConsoleWrite,
     late::Object,
     readers::{Arrays, Msg, QUEUE, Readers, Unqueued},
     recorder_plan::recorder_plan,
@@ -31,7 +33,7 @@ use self::{
 use crate::{
     kernel::{
         attach::{self, AttachChoice, AttachMethod},
-        clock, console_targets, device_stats, kmsg,
+        clock, device_stats, kmsg,
         object::ObjectChoice,
         offsets,
         profile::{self, stage},
@@ -72,8 +74,8 @@ pub struct Tracer {
     object: Object,
     method: AttachMethod,
     path: attach::Path,
-    /// The targets changed while the object was away: the console write's list is due.
-    targets_due: bool,
+    /// The console write's targets and its on-demand probe.
+    console_write: ConsoleWrite,
     rx: mpsc::Receiver<Msg>,
     /// What the readers could not queue (reported as `Dropped` and `Lost`).
     unqueued: Arc<Unqueued>,
@@ -249,7 +251,7 @@ impl Tracer {
             object,
             method,
             path,
-            targets_due: false,
+            console_write: ConsoleWrite::default(),
             rx,
             unqueued,
             stop_tx,
@@ -303,30 +305,23 @@ impl Tracer {
             }
             back = self.object.back() => {
                 // The console write may have come with it: give it the targets up now.
-                self.targets_due = true;
+                self.console_write.targets_changed();
                 vec![back]
             }
+            _ = self.console_write.readable() => Vec::new(),
         };
         if let Some(said) = self.object.take_said() {
             outs.insert(0, said);
         }
         self.report_unqueued(&mut outs);
         if outs.iter().any(|o| matches!(o, Output::Target(_))) {
-            self.targets_due = true;
+            self.console_write.targets_changed();
         }
         let Some(loaded) = self.object.get_mut() else {
             // The late pass has the object: the rest waits for it.
             return outs;
         };
-        if std::mem::take(&mut self.targets_due) {
-            let watched = self
-                .assembler
-                .targets
-                .watched(netpoll_trace_common::NC_TARGET_SLOTS as usize);
-            if let Err(e) = console_targets::watch_targets(&mut loaded.ebpf, &watched) {
-                log::debug!("updating the targets the console write checks: {e:#}");
-            }
-        }
+        outs.extend(self.console_write.sync(loaded, &self.assembler.targets));
         self.retired.collect(&mut loaded.ebpf, false);
         if let Some(every) = self.poll_refresh
             && self.last_poll.is_none_or(|t| t.elapsed() >= every)

@@ -63,9 +63,11 @@ pub fn lines(out: &Output) -> Vec<String> {
         Output::Recorder(h) => vec![json_line(h)],
         Output::Counters(c) => c.iter().map(json_line).collect(),
         Output::Passthrough { value, .. } => vec![value.to_string()],
-        Output::Lost(_) | Output::Losses(_) | Output::Dropped { .. } | Output::Warning(_) => {
-            Vec::new()
-        }
+        Output::Lost(_)
+        | Output::Losses(_)
+        | Output::Dropped { .. }
+        | Output::Warning(_)
+        | Output::ConsoleWrite(_) => Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ use log::Level;
 use serde::Serialize;
 
 use crate::model::{
+    console_gate::GateReport,
     output::{Output, Sink},
     ready::{self, LateReady, Ready},
 };
@@ -172,6 +173,10 @@ impl Sink for Stderr {
                 }
                 crate::status!(Info, "{}", late_ready_line(l));
             }
+            Output::ConsoleWrite(g) => match &g.error {
+                Some(e) => crate::status!(Warn, "{}: {e}", console_write_line(g)),
+                None => crate::status!(Info, "{}", console_write_line(g)),
+            },
             _ => {}
         }
     }
@@ -186,6 +191,10 @@ pub fn late_ready_line(l: &LateReady) -> String {
     } else {
         format!("also tracing {}", l.functions.join(", "))
     };
+    let what = match l.on_demand {
+        Some(f) => format!("{what}; {f} only while a known target's device is down"),
+        None => what,
+    };
     let when = if l.deferred {
         format!(
             "attached in {:.1} ms; sends and tear-downs went untraced for {:.1} ms after ready",
@@ -197,6 +206,25 @@ pub fn late_ready_line(l: &LateReady) -> String {
     match &l.error {
         Some(e) => format!("all ready: {what} ({when}); the rest failed: {e}"),
         None => format!("all ready: {what} ({when})"),
+    }
+}
+
+/// The console write's probe attached or detached, as one line: `vl100 is down: tracing
+/// netconsole:write_msg to count what netconsole skips (attached in 3.2 ms)`.
+pub fn console_write_line(g: &GateReport) -> String {
+    match (g.traced, g.error.is_some()) {
+        (true, false) => format!(
+            "{} down: tracing {} to count the messages netconsole skips (attached in {:.1} ms)",
+            g.down.join(", "),
+            g.function,
+            g.ms
+        ),
+        (false, false) => format!(
+            "every known target's device is up: {} no longer traced (detached in {:.1} ms)",
+            g.function, g.ms
+        ),
+        (true, true) => format!("attaching {} failed", g.function),
+        (false, true) => format!("detaching {} failed", g.function),
     }
 }
 
@@ -316,11 +344,20 @@ mod tests {
             attach_ms: 812.34,
             after_ready_ms: 815.0,
             error: None,
+            on_demand: None,
         };
         assert_eq!(
             late_ready_line(&l),
             "all ready: also tracing netpoll_send_udp, netpoll_cleanup (attached in 812.3 ms; sends and tear-downs went untraced for 815.0 ms after ready)"
         );
+        l.functions.push("netconsole:write_msg");
+        l.on_demand = Some("netconsole:write_msg");
+        assert_eq!(
+            late_ready_line(&l),
+            "all ready: also tracing netpoll_send_udp, netpoll_cleanup, netconsole:write_msg; netconsole:write_msg only while a known target's device is down (attached in 812.3 ms; sends and tear-downs went untraced for 815.0 ms after ready)"
+        );
+        l.functions.pop();
+        l.on_demand = None;
         l.deferred = false;
         assert_eq!(
             late_ready_line(&l),
@@ -331,6 +368,31 @@ mod tests {
         assert_eq!(
             late_ready_line(&l),
             "all ready: nothing more to trace (attached before ready); the rest failed: boom"
+        );
+    }
+
+    #[test]
+    fn the_console_write_lines_say_why_and_how_fast() {
+        let mut g = GateReport {
+            traced: true,
+            function: "netconsole:write_msg",
+            down: vec!["vl100".into()],
+            ms: 3.25,
+            error: None,
+        };
+        assert_eq!(
+            console_write_line(&g),
+            "vl100 down: tracing netconsole:write_msg to count the messages netconsole skips (attached in 3.2 ms)"
+        );
+        g.traced = false;
+        assert_eq!(
+            console_write_line(&g),
+            "every known target's device is up: netconsole:write_msg no longer traced (detached in 3.2 ms)"
+        );
+        g.error = Some("EBUSY".into());
+        assert_eq!(
+            console_write_line(&g),
+            "detaching netconsole:write_msg failed"
         );
     }
 

@@ -59,35 +59,53 @@ pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }
-        let prog: &mut KProbe = program(ebpf, name)?;
-        let id = tracefs::create_armed_event(ret, t.function())
-            .with_context(|| format!("arming a {kind} on {}", t.function()))?;
-        crate::kernel::profile::stage(&format!("{}: {kind} event armed", t.function()));
-        let prog_fd = prog.fd()?.as_fd().as_raw_fd();
-        let event = open_tracepoint(id)
-            .with_context(|| format!("attaching {name} to the armed {kind} on {}", t.function()))?;
-        let armed = match link_create(prog_fd, &event) {
-            // The link holds the perf event: ours can close.
-            Ok(link) => ArmedLink {
-                program: name,
-                fd: link,
-                is_link: true,
-            },
-            Err(e) => {
-                log::debug!("no BPF perf link for {name} ({e}): PERF_EVENT_IOC_SET_BPF");
-                set_bpf(&event, prog_fd).with_context(|| {
-                    format!("attaching {name} to the armed {kind} on {}", t.function())
-                })?;
-                ArmedLink {
-                    program: name,
-                    fd: event,
-                    is_link: false,
-                }
-            }
-        };
-        fds.push(armed);
+        let id = arm(t, kind, ret)?;
+        fds.push(attach_program(ebpf, t, name, kind, id)?);
     }
     Ok(fds)
+}
+
+/// Creates the armed event of `t`'s entry (or return) probe: its tracepoint id. Not
+/// enabled until a program is attached to it (the kernel registers the kprobe then).
+pub(super) fn arm(t: &Target, kind: &str, ret: bool) -> Result<u64> {
+    let id = tracefs::create_armed_event(ret, t.function())
+        .with_context(|| format!("arming a {kind} on {}", t.function()))?;
+    crate::kernel::profile::stage(&format!("{}: {kind} event armed", t.function()));
+    Ok(id)
+}
+
+/// Attaches the loaded program `name` to the armed event `id` of `t`: closing what
+/// this returns detaches it.
+pub(super) fn attach_program(
+    ebpf: &mut Ebpf,
+    t: &Target,
+    name: &'static str,
+    kind: &str,
+    id: u64,
+) -> Result<ArmedLink> {
+    let prog: &mut KProbe = program(ebpf, name)?;
+    let prog_fd = prog.fd()?.as_fd().as_raw_fd();
+    let event = open_tracepoint(id)
+        .with_context(|| format!("attaching {name} to the armed {kind} on {}", t.function()))?;
+    Ok(match link_create(prog_fd, &event) {
+        // The link holds the perf event: ours can close.
+        Ok(link) => ArmedLink {
+            program: name,
+            fd: link,
+            is_link: true,
+        },
+        Err(e) => {
+            log::debug!("no BPF perf link for {name} ({e}): PERF_EVENT_IOC_SET_BPF");
+            set_bpf(&event, prog_fd).with_context(|| {
+                format!("attaching {name} to the armed {kind} on {}", t.function())
+            })?;
+            ArmedLink {
+                program: name,
+                fd: event,
+                is_link: false,
+            }
+        }
+    })
 }
 
 /// bpf(BPF_LINK_CREATE) of a perf event (attach type BPF_PERF_EVENT, 5.15+).

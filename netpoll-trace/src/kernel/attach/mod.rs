@@ -7,6 +7,8 @@
 mod armed;
 mod fentry;
 mod kprobe;
+mod on_demand;
+mod pass;
 mod phase;
 mod pins;
 mod plan;
@@ -18,6 +20,7 @@ pub use plan::{AttachChoice, AttachMethod, Conflict, Fallback, steps};
 pub use preload::Preloaded;
 
 use self::{
+    pass::{Attached, load_programs},
     phase::{Deferred, Phase},
     plan::first_working,
 };
@@ -31,9 +34,6 @@ use aya::{
 };
 use netpoll_trace_common::{Config, maps};
 
-use super::btf::FunctionIndex;
-
-use self::program::LinkId;
 use super::{
     object::{self, ObjectChoice, ObjectKind, RecorderPlan},
     profile::{release_freed_memory, stage},
@@ -103,6 +103,9 @@ pub struct Loaded {
     deferred: Option<Deferred>,
     /// The armed module probes (`armed`): closing them detaches (pinned ones go on).
     armed: Vec<armed::ArmedLink>,
+    /// The program the late pass loaded but attaches only while needed (before
+    /// `tracefs_events`: an armed one's event goes after its link).
+    on_demand: Option<on_demand::OnDemand>,
     /// kprobes through tracefs (and armed ones): our kprobe events, removed once `ebpf`
     /// and `armed` (declared before it, so dropped before it) have closed the programs'
     /// perf events.
@@ -175,6 +178,8 @@ impl Loaded {
         ) {
             Ok(a) => {
                 self.armed.extend(a.armed);
+                out.on_demand = a.on_demand.as_ref().map(|o| o.target().function());
+                self.on_demand = a.on_demand;
                 self.attached.extend(&a.functions);
                 self.skipped.extend(a.skipped.iter().cloned());
                 out.functions = a.functions;
@@ -186,6 +191,28 @@ impl Loaded {
         release_freed_memory();
         stage("late programs attached; freed memory released");
         out
+    }
+
+    /// Whether the on-demand program (the console write) is attached now; None when
+    /// there is none (not loaded, or attached for good).
+    pub fn on_demand_attached(&self) -> Option<bool> {
+        self.on_demand.as_ref().map(on_demand::OnDemand::attached)
+    }
+
+    /// The on-demand program's function.
+    pub fn on_demand_function(&self) -> Option<&'static str> {
+        self.on_demand.as_ref().map(|o| o.target().function())
+    }
+
+    /// Attaches or detaches the on-demand program: the milliseconds it took when
+    /// anything changed.
+    pub fn set_on_demand(&mut self, on: bool) -> Result<Option<f64>> {
+        let Some(od) = self.on_demand.as_mut() else {
+            return Ok(None);
+        };
+        let start = Instant::now();
+        let changed = od.set(&mut self.ebpf, on)?;
+        Ok(changed.then(|| start.elapsed().as_secs_f64() * 1e3))
     }
 }
 /// What `check` and `status` report: the object and path `watch` would use here, found
@@ -264,6 +291,7 @@ fn finish(
         reused: false,
         deferred: None,
         armed: Vec::new(),
+        on_demand: None,
         tracefs_events: None,
     })
 }
@@ -288,92 +316,6 @@ fn reuse_pinned(config: &Config, object: ObjectKind, plan: &RecorderPlan) -> Res
     loaded.pinned_links = plan.reuse_links.clone();
     loaded.reused = true;
     Ok(loaded)
-}
-
-/// Optional functions not traced, each with why.
-type Skipped = Vec<(&'static str, String)>;
-
-/// What `load_programs` attached: links to pin, the armed probes' perf events, the
-/// functions attached and those skipped.
-struct Attached {
-    links: Vec<LinkId>,
-    armed: Vec<armed::ArmedLink>,
-    functions: Vec<&'static str>,
-    /// The function ids attached (this pass's and `attached_ids` given to it).
-    ids: Vec<u32>,
-    skipped: Skipped,
-}
-
-/// Loads (and unless `load_only` attaches) the programs of every present target `phase`
-/// takes, for `method`; `attached_ids` are the ids an earlier pass attached, and
-/// `fentry_index` the function index it took (taken here when None and fentry needs it).
-fn load_programs(
-    ebpf: &mut Ebpf,
-    method: AttachMethod,
-    present: &[bool],
-    load_only: bool,
-    phase: Phase,
-    attached_ids: Vec<u32>,
-    fentry_index: &mut Option<FunctionIndex>,
-) -> Result<Attached> {
-    // Built per pass and dropped at its end: one 72-byte entry per type id (7.7 MiB on
-    // 6.12), not to be held while the late pass waits or after.
-    let fentry_btf = match method {
-        AttachMethod::Fentry => {
-            let btf = fentry::function_btf(fentry_index)?;
-            stage("kernel BTF for fentry ready");
-            Some(btf)
-        }
-        AttachMethod::Kprobe => None,
-    };
-    let fentry_btf = fentry_btf.as_ref();
-    let mut attached = Vec::new();
-    let mut attached_ids = attached_ids;
-    let mut skipped = Vec::new();
-    let mut links = Vec::new();
-    let mut armed = Vec::new();
-    for (i, t) in TARGETS.iter().enumerate() {
-        if !phase.takes(t) {
-            continue;
-        }
-        match targets::wanted(i, present, &attached_ids) {
-            Wanted::Yes => {}
-            Wanted::Replaced => continue,
-            Wanted::Absent => {
-                skipped.push((t.function(), "not in /proc/kallsyms".to_string()));
-                continue;
-            }
-        }
-        let result = match fentry_btf {
-            _ if t.armed => armed::attach(ebpf, t, load_only).map(|fds| {
-                armed.extend(fds);
-                Vec::new()
-            }),
-            Some(btf) if t.module.is_none() => fentry::attach(ebpf, t, btf, load_only),
-            _ => kprobe::attach(ebpf, t, load_only),
-        };
-        stage(&format!("{} {}", method, t.function()));
-        match result {
-            Ok(ids) => {
-                attached.push(t.function());
-                attached_ids.push(t.id);
-                // A module's probe is not pinned: a kprobe link pins only on 5.15+ and
-                // what it counts needs this process (NC_TARGETS) anyway.
-                if t.module.is_none() {
-                    links.extend(ids);
-                }
-            }
-            Err(e) if !t.required => skipped.push((t.function(), format!("{e:#}"))),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Attached {
-        links,
-        armed,
-        functions: attached,
-        ids: attached_ids,
-        skipped,
-    })
 }
 
 fn attach_all(
@@ -411,6 +353,7 @@ fn attach_all(
         functions: attached,
         ids,
         skipped,
+        on_demand: _,
     } = load_programs(
         &mut ebpf,
         method,

@@ -49,4 +49,7 @@ pub struct LateAttached {
     pub attach_ms: f64,
     /// A failure that stopped the pass (the functions not attached are not traced).
     pub error: Option<String>,
+    /// The function of `functions` whose program is attached only while needed
+    /// (`Loaded::set_on_demand`).
+    pub on_demand: Option<&'static str>,
 }

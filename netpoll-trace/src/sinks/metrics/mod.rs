@@ -358,6 +358,7 @@ impl Metrics {
                 | Output::Recorder(_)
                 | Output::Counters(_)
                 | Output::LateReady(_)
+                | Output::ConsoleWrite(_)
                 | Output::Passthrough { .. } => {}
             }
         }
