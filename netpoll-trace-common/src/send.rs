@@ -25,7 +25,7 @@ pub mod send_drop {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SendStats {
-    /// netpoll_send_udp calls and their payload bytes.
+    /// netpoll_send_udp calls and their payload bytes (counted with their outcome).
     pub messages: u64,
     pub bytes: u64,
     /// Handed to the driver.
@@ -101,9 +101,9 @@ pub struct SendFrame {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SendCpu {
-    /// The last netpoll_send_udp's entry time (0: none yet) and device.
+    /// The last netpoll_send_udp's entry time (0: none yet) and payload bytes.
     pub udp_ts_ns: u64,
-    pub udp_dev: u64,
+    pub udp_len: u64,
     /// Its netpoll while it is in progress: 0 once its own skb transmit returned.
     pub udp_np: u64,
     /// Whether that message reached the skb transmit (else it found no skb: told at the

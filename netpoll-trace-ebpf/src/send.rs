@@ -72,10 +72,11 @@ macro_rules! take_frame {
     }};
 }
 
-/// Entry of netpoll_send_udp: one message of `len` bytes, counted here. There is no
-/// return probe (a message costs two program runs: this and the skb transmit's return,
-/// three with kprobes): the previous message on this CPU, if it never reached the skb
-/// transmit, found no skb, and is reported now with the time it was sent.
+/// Entry of netpoll_send_udp: a message of `len` bytes begins. Kept for the skb
+/// transmit's return, which counts it with its outcome: the send has no return probe (a
+/// message costs two program runs, this and the transmit's return; three with kprobes),
+/// and this one only notes (no statistics lookup). The previous message on this CPU, if
+/// it never reached the skb transmit, found no skb: counted and reported now.
 #[inline(always)]
 pub fn send_udp_enter<C: EbpfContext>(ctx: &C, np: u64, len: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -85,26 +86,38 @@ pub fn send_udp_enter<C: EbpfContext>(ctx: &C, np: u64, len: u64) {
     let Some(cpu) = SEND_CPU.get_ptr_mut(cpu()) else {
         return;
     };
-    let dev = netpoll_dev(cfg, np);
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: this CPU's slot; interrupts are off for the whole message.
-    let (prev_ts, prev_dev, prev_reached) = unsafe {
-        let prev = ((*cpu).udp_ts_ns, (*cpu).udp_dev, (*cpu).udp_reached);
+    let (prev_ts, prev_np, prev_len, prev_reached) = unsafe {
+        let prev = (
+            (*cpu).udp_ts_ns,
+            (*cpu).udp_np,
+            (*cpu).udp_len,
+            (*cpu).udp_reached,
+        );
         (*cpu).udp_ts_ns = now;
-        (*cpu).udp_dev = dev;
         (*cpu).udp_np = np;
+        // `int len`: the low 32 bits.
+        (*cpu).udp_len = len & 0xffff_ffff;
         (*cpu).udp_reached = 0;
         prev
     };
-    if prev_ts != 0 && prev_reached == 0 {
-        send_dropped(ctx, cfg, prev_dev, send_drop::NO_SKB, prev_ts, 0);
+    if prev_ts != 0 && prev_reached == 0 && prev_np != 0 {
+        // Its netpoll is read now: a target torn down since costs a miscount, no more.
+        let dev = netpoll_dev(cfg, prev_np);
+        count_message(cfg, dev, prev_len);
+        send_dropped(ctx, cfg, dev, send_drop::NO_SKB, prev_ts, 0);
     }
+}
+
+/// Counts one message of `len` bytes on `dev`.
+#[inline(always)]
+fn count_message(cfg: &Config, dev: u64, len: u64) {
     if let Some(s) = send_stats(cfg, dev) {
         // SAFETY: this CPU's copy of the value (keyed by CPU).
         unsafe {
             (*s).messages += 1;
-            // `int len`: the low 32 bits.
-            (*s).bytes += len & 0xffff_ffff;
+            (*s).bytes += len;
         }
     }
 }
@@ -158,9 +171,10 @@ fn send_began(cpu: &SendCpu, now: u64) -> u64 {
 /// Return of the skb transmit under fentry (fexit sees the netpoll `np`): the message's
 /// whole outcome in one program, decided from what the transmit left: dropped when the
 /// fields it tests say so, deferred when netpoll's queue holds messages (ours, or ours
-/// behind earlier ones), else sent. Its duration runs from netpoll_send_udp's entry.
-/// A field that changed during the transmit (the device set down mid-send) can
-/// miscount that one message; the kprobe programs decide at entry.
+/// behind earlier ones), else sent. The message's own transmit (its netpoll's) counts the
+/// message too; a stacked device's, inside it, only its outcome. The duration runs from
+/// netpoll_send_udp's entry. A field that changed during the transmit (the device set
+/// down mid-send) can miscount that one message; the kprobe programs decide at entry.
 #[inline(always)]
 pub fn send_skb_fexit<C: EbpfContext>(ctx: &C, np: u64) {
     let Some(cfg) = CONFIG.get(0) else { return };
@@ -174,23 +188,19 @@ pub fn send_skb_fexit<C: EbpfContext>(ctx: &C, np: u64) {
     let cpu = unsafe { &mut *cpu };
     let now = unsafe { bpf_ktime_get_ns() };
     let ts = send_began(cpu, now);
+    let mut len = None;
     if cpu.udp_np != 0 {
         cpu.udp_reached = 1;
         if cpu.udp_np == np {
             cpu.udp_np = 0; // the message's own transmit: it is over
+            len = Some(cpu.udp_len);
         }
     }
     let dev = netpoll_dev(cfg, np);
-    let (drop, _) = transmit_verdict(cfg, dev);
+    // At the return, the queue's length is what the transmit left.
+    let (drop, qlen) = transmit_verdict(cfg, dev);
     let ns = now.wrapping_sub(ts);
-    if drop != 0 {
-        return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
-    }
-    let npinfo =
-        unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
-            .unwrap_or(0);
-    let queued = npinfo != 0 && txq_len(cfg, npinfo) > 0;
-    transmitted(ctx, cfg, dev, queued, ts, ns);
+    transmit_done(ctx, cfg, dev, len, drop, qlen > 0, ts, ns);
 }
 
 /// Entry of the skb transmit (kprobes: the return cannot see the netpoll): what the
@@ -238,8 +248,10 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     }
     let depth = cpu.depth - 1;
     cpu.depth = depth;
-    if depth == 0 {
+    let mut len = None;
+    if depth == 0 && cpu.udp_np != 0 {
         cpu.udp_np = 0; // the message's own transmit: it is over
+        len = Some(cpu.udp_len);
     }
     if depth >= SEND_DEPTH {
         return;
@@ -253,22 +265,45 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
         return;
     }
     let ns = unsafe { bpf_ktime_get_ns() }.wrapping_sub(ts);
-    if drop != 0 {
-        return send_dropped(ctx, cfg, dev, drop - 1, ts, ns);
+    let mut queued = false;
+    if drop == 0 {
+        // The caller keeps npinfo alive for the whole transmit.
+        let npinfo =
+            unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
+                .unwrap_or(0);
+        let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
+        queued = qlen > 0 || after > qlen;
     }
-    // The caller keeps npinfo alive for the whole transmit.
-    let npinfo =
-        unsafe { probe_read((dev as *const u8).add(cfg.dev_npinfo as usize) as *const u64) }
-            .unwrap_or(0);
-    let after = if npinfo == 0 { 0 } else { txq_len(cfg, npinfo) };
-    transmitted(ctx, cfg, dev, qlen > 0 || after > qlen, ts, ns);
+    transmit_done(ctx, cfg, dev, len, drop, queued, ts, ns);
 }
 
-/// Counts a message handed to the driver (or, `queued`, to netpoll's queue) and its
-/// send time; reports it when slow.
+/// A transmit's outcome on `dev` (`drop`: 1 + a `send_drop` slot, else handed to the
+/// driver or, `queued`, to netpoll's queue), with its message's bytes when it is the
+/// message's own transmit: one statistics lookup for all of it.
 #[inline(always)]
-fn transmitted<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, queued: bool, ts: u64, ns: u64) {
-    let Some(s) = send_stats(cfg, dev) else {
+#[allow(clippy::too_many_arguments)]
+fn transmit_done<C: EbpfContext>(
+    ctx: &C,
+    cfg: &Config,
+    dev: u64,
+    len: Option<u64>,
+    drop: u32,
+    queued: bool,
+    ts: u64,
+    ns: u64,
+) {
+    let stats = send_stats(cfg, dev);
+    if let (Some(s), Some(len)) = (stats, len) {
+        // SAFETY: this CPU's copy of the value.
+        unsafe {
+            (*s).messages += 1;
+            (*s).bytes += len;
+        }
+    }
+    if drop != 0 {
+        return dropped_on(ctx, cfg, stats, dev, drop - 1, ts, ns);
+    }
+    let Some(s) = stats else {
         return;
     };
     // SAFETY: this CPU's copy of the value.
@@ -360,7 +395,21 @@ fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
 /// Counts a drop on `dev` and reports it.
 #[inline(always)]
 fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
-    if let Some(s) = send_stats(cfg, dev) {
+    dropped_on(ctx, cfg, send_stats(cfg, dev), dev, reason, ts, ns);
+}
+
+/// `send_dropped` with `dev`'s statistics looked up already.
+#[inline(always)]
+fn dropped_on<C: EbpfContext>(
+    ctx: &C,
+    cfg: &Config,
+    stats: Option<*mut SendStats>,
+    dev: u64,
+    reason: u32,
+    ts: u64,
+    ns: u64,
+) {
+    if let Some(s) = stats {
         let r = masked(reason, send_drop::SLOTS as u32 - 1) as usize;
         const _: () = assert!(send_drop::SLOTS == 4);
         let base = s.cast::<u8>();
