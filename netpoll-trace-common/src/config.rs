@@ -25,6 +25,10 @@ pub mod config_flags {
     pub const NT_REMOTE: u32 = 1 << 10;
     /// `nbcon_write_context.len` (`Config::wctxt_len`): 7.3+ netconsole's console write.
     pub const WCTXT_LEN: u32 = 1 << 11;
+    /// The skb transmit's return is traced (set once it is attached): it counts each
+    /// message with its outcome, and the send's entry infers one that found no skb.
+    /// Unset (the transmit untraced, or not yet), the send's entry counts messages itself.
+    pub const SEND_RETURN: u32 = 1 << 12;
 }
 
 /// Struct layout of the running kernel, resolved from BTF by userspace before the

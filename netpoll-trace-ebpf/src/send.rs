@@ -102,6 +102,11 @@ pub fn send_udp_enter<C: EbpfContext>(ctx: &C, np: u64, len: u64) {
         (*cpu).udp_reached = 0;
         prev
     };
+    if cfg.flags & cf::SEND_RETURN == 0 {
+        // Nobody counts it at the transmit's return.
+        count_message(cfg, netpoll_dev(cfg, np), len & 0xffff_ffff);
+        return;
+    }
     if prev_ts != 0 && prev_reached == 0 && prev_np != 0 {
         // Its netpoll is read now: a target torn down since costs a miscount, no more.
         let dev = netpoll_dev(cfg, prev_np);
@@ -156,6 +161,13 @@ fn transmit_verdict(cfg: &Config, dev: u64) -> (u32, u32) {
     }
 }
 
+/// The bytes of the message whose transmit returns, when the return counts messages
+/// (`config_flags::SEND_RETURN`; else the send's entry did).
+#[inline(always)]
+fn counts(cfg: &Config, cpu: &SendCpu) -> Option<u64> {
+    (cfg.flags & cf::SEND_RETURN != 0).then_some(cpu.udp_len)
+}
+
 /// When the send of the transmit about to start (kprobes) or just ended (fentry) began:
 /// its message's netpoll_send_udp entry while that message is in progress on this CPU
 /// (a stacked device's transmit, a bond's slave's, is inside its message), else `now`.
@@ -193,7 +205,7 @@ pub fn send_skb_fexit<C: EbpfContext>(ctx: &C, np: u64) {
         cpu.udp_reached = 1;
         if cpu.udp_np == np {
             cpu.udp_np = 0; // the message's own transmit: it is over
-            len = Some(cpu.udp_len);
+            len = counts(cfg, cpu);
         }
     }
     let dev = netpoll_dev(cfg, np);
@@ -251,7 +263,7 @@ pub fn send_skb_return<C: EbpfContext>(ctx: &C) {
     let mut len = None;
     if depth == 0 && cpu.udp_np != 0 {
         cpu.udp_np = 0; // the message's own transmit: it is over
-        len = Some(cpu.udp_len);
+        len = counts(cfg, cpu);
     }
     if depth >= SEND_DEPTH {
         return;
@@ -469,9 +481,16 @@ fn send_stats(cfg: &Config, dev: u64) -> Option<*mut SendStats> {
     fresh.last_drop_reason = 0;
     fresh._pad = 0;
     (fresh.name, fresh.ifindex, fresh.flags) = dev_identity(cfg, dev);
-    // 4.14 takes an update's value only from the stack (376 bytes of its 512).
-    let value: SendStats = *fresh;
-    let _ = SEND_STATS.insert(key, &value, BPF_NOEXIST);
+    // 4.14 takes an update's value only from the stack (376 bytes of its 512); the modern
+    // object (5.8+) passes the scratch slot itself, which keeps the transmit's return
+    // within 5.10's stack (it refused 504 bytes with the copy).
+    #[cfg(feature = "legacy")]
+    let _ = {
+        let value: SendStats = *fresh;
+        SEND_STATS.insert(key, &value, BPF_NOEXIST)
+    };
+    #[cfg(not(feature = "legacy"))]
+    let _ = SEND_STATS.insert(key, &*fresh, BPF_NOEXIST);
     let p = SEND_STATS.get_ptr_mut(key);
     if p.is_none() {
         lose(loss::STATS_FULL);

@@ -149,6 +149,17 @@ pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
         .context("writing struct offsets to the CONFIG map")
 }
 
+/// Sets `flag` (a `config_flags` bit) in the CONFIG map the programs read.
+pub fn set_config_flag(ebpf: &mut Ebpf, flag: u32) -> Result<()> {
+    let mut cfg: Array<_, Config> = Array::try_from(
+        ebpf.map_mut(maps::CONFIG)
+            .ok_or_else(|| anyhow!("eBPF object has no {} map", maps::CONFIG))?,
+    )?;
+    let mut c = cfg.get(&0, 0).context("reading the CONFIG map")?;
+    c.flags |= flag;
+    cfg.set(0, &c, 0).context("writing the CONFIG map")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,9 @@ impl Loaded {
             &mut index,
         ) {
             Ok(a) => {
+                if let Err(e) = transmit_counts(&mut self.ebpf, &a.ids) {
+                    out.error = Some(format!("{e:#}"));
+                }
                 self.armed.extend(a.armed);
                 out.on_demand = a.on_demand.as_ref().map(|o| o.target().function());
                 self.on_demand = a.on_demand;
@@ -215,6 +218,15 @@ impl Loaded {
         Ok(changed.then(|| start.elapsed().as_secs_f64() * 1e3))
     }
 }
+/// Once the skb transmit's return is traced, it counts the messages
+/// (`config_flags::SEND_RETURN`); else the send's entry goes on counting them.
+fn transmit_counts(ebpf: &mut Ebpf, attached_ids: &[u32]) -> Result<()> {
+    if attached_ids.contains(&netpoll_trace_common::function::NETPOLL_SEND_SKB) {
+        object::set_config_flag(ebpf, netpoll_trace_common::config_flags::SEND_RETURN)?;
+    }
+    Ok(())
+}
+
 /// What `check` and `status` report: the object and path `watch` would use here, found
 /// the same way (the objects and programs loaded by the kernel, nothing attached).
 pub struct Probed {
@@ -363,6 +375,7 @@ fn attach_all(
         Vec::new(),
         &mut fentry_index,
     )?;
+    transmit_counts(&mut ebpf, &ids)?;
     let mut pinned = Vec::new();
     let mut unpinnable = None;
     if let Some(plan) = recorder.filter(|r| r.persist) {
