@@ -68,6 +68,15 @@ pub struct Reduced {
 }
 
 impl Reduced {
+    /// Tracing program runs per message of `mode`'s floods: its median runs per flood over
+    /// the lines each of its floods sent (None without both).
+    pub fn runs_per_message(&self, mode: &str) -> Option<f64> {
+        let runs = self.bpf_share.get(mode)?.1;
+        let f = self.flood_rx.get(mode)?;
+        let lines = f.sent as f64 / f.floods as f64;
+        (f.floods > 0 && lines > 0.0).then(|| runs / lines)
+    }
+
     pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),

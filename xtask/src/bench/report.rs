@@ -133,8 +133,12 @@ pub fn table(results: &BTreeMap<String, Reduced>, labels: &BTreeMap<String, &str
             opt_u(r.agent_burst_hwm_kib),
         ));
         for (mode, (share, runs)) in &r.bpf_share {
+            let per = r
+                .runs_per_message(mode)
+                .map(|m| format!(" ({m:.2} per message)"))
+                .unwrap_or_default();
             s.push_str(&format!(
-                "       {mode}: tracing programs ran {runs:.0} times per flood, {:.4}% of its time\n",
+                "       {mode}: tracing programs ran {runs:.0} times per flood{per}, {:.4}% of its time\n",
                 share * 100.0
             ));
         }
@@ -234,6 +238,10 @@ struct KernelJson<'a> {
     bpf_runs_per_flood_watch: Option<f64>,
     bpf_runs_per_flood_kprobe: Option<f64>,
     bpf_runs_per_flood_bpftrace: Option<f64>,
+    /// Runs per flood over the lines each flood sent.
+    bpf_runs_per_message_watch: Option<f64>,
+    bpf_runs_per_message_kprobe: Option<f64>,
+    bpf_runs_per_message_bpftrace: Option<f64>,
     msgs_per_sec_untraced: Option<f64>,
     msgs_per_sec_watch: Option<f64>,
     msgs_per_sec_kprobe: Option<f64>,
@@ -368,6 +376,9 @@ impl<'a> KernelJson<'a> {
             bpf_runs_per_flood_watch: runs("watch"),
             bpf_runs_per_flood_kprobe: runs("kprobe"),
             bpf_runs_per_flood_bpftrace: runs("bpftrace"),
+            bpf_runs_per_message_watch: dec4(r.runs_per_message("watch")),
+            bpf_runs_per_message_kprobe: dec4(r.runs_per_message("kprobe")),
+            bpf_runs_per_message_bpftrace: dec4(r.runs_per_message("bpftrace")),
             msgs_per_sec_untraced: dec4(r.rate_none),
             msgs_per_sec_watch: dec4(r.rate_watch),
             msgs_per_sec_kprobe: dec4(r.rate_kprobe),
@@ -503,6 +514,9 @@ mod tests {
                 "bpf_runs_per_flood_watch",
                 "bpf_runs_per_flood_kprobe",
                 "bpf_runs_per_flood_bpftrace",
+                "bpf_runs_per_message_watch",
+                "bpf_runs_per_message_kprobe",
+                "bpf_runs_per_message_bpftrace",
                 "msgs_per_sec_untraced",
                 "msgs_per_sec_watch",
                 "msgs_per_sec_kprobe",
@@ -579,6 +593,10 @@ mod tests {
         assert_eq!(k["bpf_time_share_watch"], json!(0.001));
         assert_eq!(k["bpf_time_share_bpftrace"], json!(0.0116));
         assert_eq!(k["bpf_runs_per_flood_kprobe"], json!(7.0));
+        // watch's floods sent 200 lines each: 4 runs a flood is 0.02 a message; kprobe's
+        // floods were not received (no flood_rx line): unknown, not a division by zero.
+        assert_eq!(k["bpf_runs_per_message_watch"], json!(0.02));
+        assert_eq!(k["bpf_runs_per_message_kprobe"], Value::Null);
         // Counts as integers, the peak bpftrace reached under its own name.
         assert_eq!(k["attach_runs"], json!(3));
         assert_eq!(k["lost"], json!(0));
