@@ -149,7 +149,9 @@ one() {
             tool_events=$($JQ -s -r '[.[] | select(.type == "target")] | sort_by(.ts_ns) | .[].event' /tmp/selftests/tool.json)
             tool_targets=$(echo "$tool_events" | grep . | updown | tr '\n' ',')
             resumed=$(echo "$tool_events" | grep -c '^resumed$')
-            msgs=$($JQ -s '[.[] | select(.type == "send") | .messages] | add // 0' /tmp/selftests/tool.json)
+            # Each device's last `send` line: counts are since start, and a test that runs
+            # past --stats-every (60 s: 7.3's netcons_userdata under load) has two.
+            msgs=$($JQ -s '[.[] | select(.type == "send")] | group_by(.dev) | map(last.messages) | add // 0' /tmp/selftests/tool.json)
             diags=$($JQ -s '[.[] | select(.type == "diagnosis")] | length' /tmp/selftests/tool.json)
             line="$line tool_rc=$(cat /tmp/selftests/tool.rc) tool_targets=${tool_targets:-none} tool_resumed=$resumed tool_messages=$msgs tool_diagnoses=$diags"
             ;;
