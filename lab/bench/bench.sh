@@ -173,9 +173,10 @@ CACHE_DIR=/var/cache/netpoll-trace
 # --also takes them, with the programs watch gives each (netpoll-trace's kernel/targets.rs):
 # the skb transmit a return program only under fentry (fexit sees the netpoll), entry and
 # return under kprobes (`-`, `+`); the UDP send, the tear-downs and the console write an
-# entry program only.
+# entry program only. The on-demand console write is listed (watch loads it; it attaches it
+# only while a target's device is down): the clause saying so is not a function.
 also_list() {
-    sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | tr -d ' ' | tr ',' '\n' |
+    sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | sed 's/; [^;]* only while .*//' | tr -d ' ' | tr ',' '\n' |
         awk -v m="$2" '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /send_skb/ ? (m == "fentry" ? "-" : "+") : "") }'
 }
 ALSO_FROM=
