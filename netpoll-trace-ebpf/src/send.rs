@@ -110,15 +110,22 @@ pub fn send_udp_enter<C: EbpfContext>(ctx: &C, np: u64, len: u64) {
     if prev_ts != 0 && prev_reached == 0 && prev_np != 0 {
         // Its netpoll is read now: a target torn down since costs a miscount, no more.
         let dev = netpoll_dev(cfg, prev_np);
-        count_message(cfg, dev, prev_len);
-        send_dropped(ctx, cfg, dev, send_drop::NO_SKB, prev_ts, 0);
+        let stats = send_stats(cfg, dev);
+        count_on(stats, prev_len);
+        dropped_on(ctx, cfg, stats, dev, send_drop::NO_SKB, prev_ts, 0);
     }
 }
 
 /// Counts one message of `len` bytes on `dev`.
 #[inline(always)]
 fn count_message(cfg: &Config, dev: u64, len: u64) {
-    if let Some(s) = send_stats(cfg, dev) {
+    count_on(send_stats(cfg, dev), len);
+}
+
+/// Counts one message of `len` bytes in this CPU's statistics entry `stats`.
+#[inline(always)]
+fn count_on(stats: Option<*mut SendStats>, len: u64) {
+    if let Some(s) = stats {
         // SAFETY: this CPU's copy of the value (keyed by CPU).
         unsafe {
             (*s).messages += 1;
@@ -305,12 +312,8 @@ fn transmit_done<C: EbpfContext>(
     ns: u64,
 ) {
     let stats = send_stats(cfg, dev);
-    if let (Some(s), Some(len)) = (stats, len) {
-        // SAFETY: this CPU's copy of the value.
-        unsafe {
-            (*s).messages += 1;
-            (*s).bytes += len;
-        }
+    if let Some(len) = len {
+        count_on(stats, len);
     }
     if drop != 0 {
         return dropped_on(ctx, cfg, stats, dev, drop - 1, ts, ns);
@@ -393,24 +396,14 @@ fn skipped_if_down<C: EbpfContext>(ctx: &C, cfg: &Config, np: u64, len: u64) {
     } else {
         return;
     };
-    if let Some(s) = send_stats(cfg, dev) {
-        // SAFETY: this CPU's copy of the value.
-        unsafe {
-            (*s).messages += 1;
-            (*s).bytes += len & 0xffff_ffff;
-        }
-    }
+    let stats = send_stats(cfg, dev);
+    count_on(stats, len & 0xffff_ffff);
     let now = unsafe { bpf_ktime_get_ns() };
-    send_dropped(ctx, cfg, dev, reason, now, 0);
+    dropped_on(ctx, cfg, stats, dev, reason, now, 0);
 }
 
-/// Counts a drop on `dev` and reports it.
-#[inline(always)]
-fn send_dropped<C: EbpfContext>(ctx: &C, cfg: &Config, dev: u64, reason: u32, ts: u64, ns: u64) {
-    dropped_on(ctx, cfg, send_stats(cfg, dev), dev, reason, ts, ns);
-}
-
-/// `send_dropped` with `dev`'s statistics looked up already.
+/// Counts a drop on `dev` in its statistics entry `stats` (looked up once by the caller,
+/// which counts the message there too) and reports it.
 #[inline(always)]
 fn dropped_on<C: EbpfContext>(
     ctx: &C,
