@@ -78,7 +78,8 @@ pub struct GateReport {
     pub traced: bool,
     /// The function (`netconsole:write_msg`, ...).
     pub function: &'static str,
-    /// The watched devices down (or not yet known) that made it attach.
+    /// The watched devices down that made it attach (none when it is attached for good:
+    /// rtnetlink could not be followed).
     pub down: Vec<String>,
     /// How long the attach or detach took.
     pub ms: f64,

@@ -213,6 +213,10 @@ pub fn late_ready_line(l: &LateReady) -> String {
 /// netconsole:write_msg to count what netconsole skips (attached in 3.2 ms)`.
 pub fn console_write_line(g: &GateReport) -> String {
     match (g.traced, g.error.is_some()) {
+        (true, false) if g.down.is_empty() => format!(
+            "tracing {} to count the messages netconsole skips (attached in {:.1} ms)",
+            g.function, g.ms
+        ),
         (true, false) => format!(
             "{} down: tracing {} to count the messages netconsole skips (attached in {:.1} ms)",
             g.down.join(", "),
@@ -383,6 +387,12 @@ mod tests {
         assert_eq!(
             console_write_line(&g),
             "vl100 down: tracing netconsole:write_msg to count the messages netconsole skips (attached in 3.2 ms)"
+        );
+        // Attached for good (rtnetlink could not be followed): no device to name.
+        g.down.clear();
+        assert_eq!(
+            console_write_line(&g),
+            "tracing netconsole:write_msg to count the messages netconsole skips (attached in 3.2 ms)"
         );
         g.traced = false;
         assert_eq!(

@@ -181,8 +181,8 @@ impl Loaded {
                     out.error = Some(format!("{e:#}"));
                 }
                 self.armed.extend(a.armed);
-                out.on_demand = a.on_demand.as_ref().map(|o| o.target().function());
                 self.on_demand = a.on_demand;
+                out.on_demand = self.on_demand_function();
                 self.attached.extend(&a.functions);
                 self.skipped.extend(a.skipped.iter().cloned());
                 out.functions = a.functions;
