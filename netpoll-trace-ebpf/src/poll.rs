@@ -9,7 +9,7 @@ use netpoll_trace_common::{
 };
 
 use crate::{
-    access::{bump_at, cpu, emit, load_at, masked, store_at},
+    access::{cpu, emit, load_at, masked, store_at},
     device::{cpu_dev, dev_identity, read_dev_identity},
     maps::{BPF_NOEXIST, CONFIG, POLL_CPU, POLL_EVENTS, POLL_SCRATCH, POLL_STATS},
     recorder::lose,
