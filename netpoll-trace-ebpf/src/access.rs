@@ -1,6 +1,7 @@
 //! What every program does the same way: which CPU it runs on, reads of kernel memory
 //! into the stack, the current task's comm, loads and stores at constant offsets into a
-//! map value (`bump_at`, `store_at`, `load_at`, `at_index!`, `off!`, `bump_bucket!`),
+//! map value (`bump_at`, `store_at`, `load_at`, `at_index!`, `off!`), an array field's
+//! element by index (`bump_indexed`, `bump_slot!`, `bump_bucket!`),
 //! the masks old verifiers track (`masked`), and perf output (`emit`).
 
 use aya_ebpf::{

@@ -30,7 +30,9 @@
 //! - for 4.4: no per-CPU maps (4.6): per-CPU state is keyed (or indexed) by
 //!   `bpf_get_smp_processor_id()`; no pointer arithmetic on a map value (4.9 added
 //!   offsets into one): an element of a map value's array is reached through a branch
-//!   per constant index (`at_index!`); perf output names this CPU's index (4.4 has no
+//!   per constant index (`at_index!`; the modern object computes the histogram's and
+//!   the drop slots' addresses, `bump_slot!`, as a branch per index ran up to 32
+//!   compares a message); perf output names this CPU's index (4.4 has no
 //!   BPF_F_CURRENT_CPU); and every stack buffer a helper fills is zeroed first (4.4 takes
 //!   only initialised stack there; `probe_read`, `current_comm`);
 //!   `cargo xtask bpfcheck` (and `--kernel 4.4`) checks most of this on the built object.
