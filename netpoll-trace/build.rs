@@ -24,14 +24,26 @@ fn main() -> anyhow::Result<()> {
         aya_build::Toolchain::default(),
     )?;
     build_legacy()?;
-    if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+    if skipped() {
         return Ok(());
     }
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
+    let out_dir = out_dir()?;
     for name in ["netpoll-trace-ebpf", LEGACY_BIN] {
         strip_debug(&out_dir.join(name))?;
     }
     Ok(())
+}
+
+/// aya-build's switch for building no eBPF object; it holds for both objects and their
+/// stripping: skipping one object and not the other helps nobody.
+fn skipped() -> bool {
+    env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn out_dir() -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(
+        env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?,
+    ))
 }
 
 /// Removes the DWARF sections (`.debug_*` and their relocations) from a built object,
@@ -91,11 +103,10 @@ fn strip_debug(path: &std::path::Path) -> anyhow::Result<()> {
 /// Its own target directory: other rustflags would otherwise rebuild the modern
 /// object's dependencies (core) on every build.
 fn build_legacy() -> anyhow::Result<()> {
-    // Same switch as aya-build: skipping one object and not the other helps nobody.
-    if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+    if skipped() {
         return Ok(());
     }
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
+    let out_dir = out_dir()?;
     let target = match env::var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
         "little" => "bpfel-unknown-none",
         "big" => "bpfeb-unknown-none",
