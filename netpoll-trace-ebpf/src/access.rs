@@ -168,43 +168,41 @@ macro_rules! off {
 #[cfg(not(feature = "legacy"))]
 #[inline(always)]
 pub(crate) unsafe fn bump_indexed<const OFF: i16, const MASK: u32>(base: *mut u8, i: u32) {
+    let element: *mut u8;
     #[cfg(target_arch = "bpf")]
-    // SAFETY: the caller's promise; the mask bounds the index in the instruction the
-    // verifier sees (LLVM cannot fold it away inside the assembly).
+    // SAFETY: arithmetic on registers only; the mask bounds the index in the
+    // instruction the verifier sees (LLVM cannot fold it away inside the assembly).
     unsafe {
         core::arch::asm!(
             "{i} &= {m}",
             "{i} <<= 3",
             "{p} += {i}",
-            "{t} = *(u64 *)({p} + {o})",
-            "{t} += 1",
-            "*(u64 *)({p} + {o}) = {t}",
-            p = inout(reg) base => _,
+            p = inout(reg) base => element,
             i = inout(reg) u64::from(i) => _,
-            t = out(reg) _,
             m = const MASK,
-            o = const OFF,
-            options(nostack),
+            options(pure, nomem, nostack),
         );
     }
     #[cfg(not(target_arch = "bpf"))]
-    // SAFETY: the caller's promise.
-    unsafe {
-        *base.add(OFF as usize + 8 * (i & MASK) as usize).cast::<u64>() += 1
-    };
+    {
+        element = base.wrapping_add(8 * (i & MASK) as usize);
+    }
+    // SAFETY: the caller's promise, for element k = i & MASK.
+    unsafe { bump_at::<OFF>(element) };
 }
 
-/// `$ty.$field[b] += 1` in the map value at `$base` (a `[u64; N]` array field; `$n` is
-/// N, a power of two): computed in the modern object, a branch per index in the legacy
-/// one (4.4 allows no arithmetic on a map value pointer).
+/// `$ty.$field[b] += 1` in the map value at `$base` (a `[u64; N]` array field, its
+/// indices `0 1 ... N-1` listed, N a power of two): computed in the modern object, a
+/// branch per index in the legacy one (4.4 allows no arithmetic on a map value pointer).
 macro_rules! bump_slot {
-    ($base:expr, $ty:ty, $field:ident, $b:expr, $n:literal: $($k:literal)*) => {{
-        const _: () = assert!(($n as u32).is_power_of_two() && [$($k),*].len() == $n);
+    ($base:expr, $ty:ty, $field:ident, $b:expr, $($k:literal)*) => {{
+        const N: u32 = [$($k),*].len() as u32;
+        const _: () = assert!(N.is_power_of_two());
         let base: *mut u8 = $base;
         #[cfg(not(feature = "legacy"))]
-        // SAFETY: the field is `[u64; $n]` and the index is masked to it.
+        // SAFETY: the field is `[u64; N]` and the index is masked to it.
         unsafe {
-            $crate::access::bump_indexed::<{ off!($ty, $field) }, { $n - 1 }>(base, $b as u32)
+            $crate::access::bump_indexed::<{ off!($ty, $field) }, { N - 1 }>(base, $b as u32)
         };
         #[cfg(feature = "legacy")]
         // SAFETY: a field of this CPU's map value.
@@ -216,7 +214,7 @@ macro_rules! bump_slot {
 macro_rules! bump_bucket {
     ($base:expr, $ty:ty, $field:ident, $b:expr) => {{
         const _: () = assert!(POLL_BUCKETS == 32);
-        bump_slot!($base, $ty, $field, $b, 32:
+        bump_slot!($base, $ty, $field, $b,
             0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
     }};
 }

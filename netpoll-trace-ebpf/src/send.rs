@@ -417,7 +417,7 @@ fn dropped_on<C: EbpfContext>(
     if let Some(s) = stats {
         let r = masked(reason, send_drop::SLOTS as u32 - 1) as usize;
         const _: () = assert!(send_drop::SLOTS == 4);
-        bump_slot!(s.cast::<u8>(), SendStats, dropped, r, 4: 0 1 2 3);
+        bump_slot!(s.cast::<u8>(), SendStats, dropped, r, 0 1 2 3);
         unsafe {
             (*s).last_drop_ns = ts;
             (*s).last_drop_reason = reason;
