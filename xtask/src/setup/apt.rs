@@ -28,8 +28,9 @@ pub fn installed(pkg: &str) -> bool {
 /// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
 /// downgrade a host package; when the package to be removed came from another suite (a
 /// backport), the plan is tried again from that suite (`-t SUITE`), so e.g. QEMU comes from
-/// where the host's qemu-utils came from. apt's output goes to `log`; the terminal gets one
-/// line per step.
+/// where the host's qemu-utils came from, through private lists that add the backports suite
+/// when the host's sources no longer name it (a machine image built with it, shipped
+/// without). apt's output goes to `log`; the terminal gets one line per step.
 pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
         .iter()
@@ -45,7 +46,7 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     process::run_appended(Command::new("apt-get").args(["-q", "update"]), log)
         .context("refreshing the host's package lists (are the apt sources reachable? setup must run as root)")?;
     step.done("fresh");
-    let (suite, plan) = safe_plan(&[], &missing)?;
+    let (opts, suite, plan) = safe_plan(&missing)?;
     let from = suite
         .as_deref()
         .map(|s| format!(" from {s}"))
@@ -55,7 +56,7 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
         missing.len(),
         missing.join(" ")
     ));
-    let mut cmd = install_command(&[], &missing, suite.as_deref(), false);
+    let mut cmd = install_command(&opts, &missing, suite.as_deref(), false);
     // Belt and braces: apt aborts rather than remove anything, whatever changed since the
     // simulation.
     cmd.arg("--no-remove");
@@ -216,38 +217,128 @@ pub fn suite_of_installed(policy: &str) -> Option<String> {
     None
 }
 
-/// A plan that removes and downgrades nothing: the default one, else one from the suite the
-/// packages it would remove came from. Otherwise an error naming the conflict and the
-/// command that would resolve it; nothing is installed.
-fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)> {
-    let simulate = |suite: Option<&str>| -> Result<Plan> {
-        let mut cmd = install_command(opts, pkgs, suite, true);
-        let out = cmd
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() {
-            return Ok(parse_plan(&stdout));
-        }
-        let (names, lines) = parse_unmet(&stdout);
-        if names.is_empty() {
-            bail!(
-                "`{}` failed ({}): {}",
-                process::describe(&cmd),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(Plan {
-            unresolved: Some((names, lines)),
-            ..Plan::default()
-        })
+/// A plan that removes and downgrades nothing, with the apt options and suite it needs: the
+/// default one, else one from the suite the packages it would remove came from, else (a
+/// backport installed from a source the host no longer lists) one from the host's backports
+/// suite added through private lists. Otherwise an error naming the conflict and the command
+/// that would resolve it; nothing is installed.
+fn safe_plan(pkgs: &[String]) -> Result<(Vec<String>, Option<String>, Plan)> {
+    let (refusal, plan) = match plan_from_sources(&[], pkgs)? {
+        Found::Safe(suite, plan) => return Ok((Vec::new(), suite, plan)),
+        Found::Refused(refusal, plan) => (refusal, plan),
     };
-    let plan = simulate(None)?;
-    let harm = harms(&plan);
-    if harm.is_empty() {
-        return Ok((None, plan));
+    // The installed backport's suite, through private lists: the host's sources plus its
+    // backports (same mirror, same keyring), the host's own dpkg status.
+    if refusal.backport
+        && let Ok(codename) = host_codename()
+    {
+        let bpo = format!("{codename}-backports");
+        let opts = with_backports(&codename)?;
+        let alt = simulate(&opts, pkgs, Some(&bpo))?;
+        if harms(&alt).is_empty() {
+            return Ok((opts, Some(bpo), alt));
+        }
+    }
+    bail!(
+        "{}",
+        conflict_message(
+            pkgs,
+            &harms(&plan),
+            refusal.backport,
+            &host_codename().unwrap_or_default()
+        )
+    )
+}
+
+/// Why the host's own sources gave no safe plan.
+struct Refusal {
+    /// A package in the way is a backport (`~bpo` in its installed version).
+    backport: bool,
+}
+
+/// `apt-get -s install` of `pkgs` with `opts` and `suite`.
+fn simulate(opts: &[String], pkgs: &[String], suite: Option<&str>) -> Result<Plan> {
+    let mut cmd = install_command(opts, pkgs, suite, true);
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("simulating `apt-get install {}`", pkgs.join(" ")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() {
+        return Ok(parse_plan(&stdout));
+    }
+    let (names, lines) = parse_unmet(&stdout);
+    if names.is_empty() {
+        bail!(
+            "`{}` failed ({}): {}",
+            process::describe(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(Plan {
+        unresolved: Some((names, lines)),
+        ..Plan::default()
+    })
+}
+
+/// apt options for the host's own sources plus `CODENAME-backports` on the same mirror, with
+/// lists of their own in the cache (refreshed once per process) and the host's dpkg status:
+/// a host whose backport came from a source it no longer lists gets that suite back for
+/// this install only.
+fn with_backports(codename: &str) -> Result<Vec<String>> {
+    let files = host_source_files();
+    let bpo = format!("{codename}-backports");
+    let mut sources = private_sources(&files, codename, codename)?;
+    sources.push_str(&private_sources(&files, codename, &bpo)?);
+    let dir = cache::dir()?.join("apt").join("host-with-backports");
+    let lists = dir.join("lists");
+    let parts = dir.join("sources.list.d");
+    for d in [lists.join("partial"), parts.clone()] {
+        cache::create_dir(&d)?;
+    }
+    let list = dir.join("sources.list");
+    std::fs::write(&list, &sources).with_context(|| format!("writing {}", list.display()))?;
+    let opts = vec![
+        "APT::Sandbox::User=root".to_string(),
+        format!("Dir::Etc::SourceList={}", list.display()),
+        format!("Dir::Etc::SourceParts={}", parts.display()),
+        format!("Dir::State::Lists={}", lists.display()),
+    ];
+    let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
+    if !refreshed.contains(&lists) {
+        let step = progress::Step::start(format!(
+            "setup: refreshing the host's and {bpo} package lists (private)"
+        ));
+        let mut cmd = Command::new("apt-get");
+        for o in &opts {
+            cmd.arg("-o").arg(o);
+        }
+        process::output(cmd.args(["-q", "update"])).with_context(|| {
+            format!(
+                "fetching the package lists ({})",
+                sources.trim().replace('\n', "; ")
+            )
+        })?;
+        step.done("fresh");
+        refreshed.push(lists);
+    }
+    Ok(opts)
+}
+
+/// What `plan_from_sources` found: a safe plan (and the suite it needs), or the default
+/// plan that was refused and why.
+enum Found {
+    Safe(Option<String>, Plan),
+    Refused(Refusal, Plan),
+}
+
+/// A safe plan from the sources `opts` name: the default one, else one from the suite a
+/// package in the way was installed from.
+fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
+    let plan = simulate(opts, pkgs, None)?;
+    if harms(&plan).is_empty() {
+        return Ok(Found::Safe(None, plan));
     }
     // What stands in the way: what the plan would remove, or what apt's unmet dependencies
     // name; the suite its installed version came from may have packages that fit it.
@@ -261,14 +352,13 @@ fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)>
         if let Some(suite) = installed_suite(opts, pkg)
             && !tried.contains(&suite)
         {
-            let alt = simulate(Some(&suite))?;
+            let alt = simulate(opts, pkgs, Some(&suite))?;
             if harms(&alt).is_empty() {
-                return Ok((Some(suite), alt));
+                return Ok(Found::Safe(Some(suite), alt));
             }
             tried.push(suite);
         }
     }
-    // A blocker from a backport: the way out is the same backports suite.
     let backport = blockers.iter().any(|pkg| {
         let mut cmd = Command::new("apt-cache");
         for o in opts {
@@ -282,10 +372,7 @@ fn safe_plan(opts: &[String], pkgs: &[String]) -> Result<(Option<String>, Plan)>
             })
             .is_some_and(|v| v.contains("~bpo"))
     });
-    bail!(
-        "{}",
-        conflict_message(pkgs, &harm, backport, &host_codename().unwrap_or_default())
-    )
+    Ok(Found::Refused(Refusal { backport }, plan))
 }
 
 /// The error for a plan that would harm the host: what, why, and the commands that would
@@ -865,7 +952,9 @@ mod tests {
             installed_suite(&opts, "qemu-utils").as_deref(),
             Some(bpo.as_str())
         );
-        let (suite, plan) = safe_plan(&opts, &pkgs).unwrap();
+        let Found::Safe(suite, plan) = plan_from_sources(&opts, &pkgs).unwrap() else {
+            panic!("no safe plan from the backport's own suite");
+        };
         assert_eq!(suite.as_deref(), Some(bpo.as_str()));
         assert!(plan.removes.is_empty(), "{plan:?}");
         assert!(harms(&plan).is_empty(), "{plan:?}");
