@@ -27,10 +27,9 @@ pub fn installed(pkg: &str) -> bool {
 /// Installs the missing ones of `pkgs` on the host; returns the names it installed. A good
 /// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
 /// downgrade a host package; when the package to be removed came from another suite (a
-/// backport), the plan is tried again from that suite (`-t SUITE`), so e.g. QEMU comes from
-/// where the host's qemu-utils came from, through private lists that add the backports suite
-/// when the host's sources no longer name it (a machine image built with it, shipped
-/// without). apt's output goes to `log`; the terminal gets one line per step.
+/// backport), the packages of its source are taken from that suite (`package/SUITE`) and
+/// nothing else is (`safe_plan`). apt's output goes to `log`; the terminal gets one line per
+/// step.
 pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
         .iter()
@@ -46,36 +45,38 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     process::run_appended(Command::new("apt-get").args(["-q", "update"]), log)
         .context("refreshing the host's package lists (are the apt sources reachable? setup must run as root)")?;
     step.done("fresh");
-    let (opts, suite, plan) = safe_plan(&missing)?;
-    let from = suite
-        .as_deref()
-        .map(|s| format!(" from {s}"))
-        .unwrap_or_default();
+    let chosen = safe_plan(&missing)?;
+    let from = match &chosen.suite {
+        Some(s) => {
+            let moved: Vec<&str> = chosen
+                .install
+                .iter()
+                .filter_map(|p| p.strip_suffix(&format!("/{s}")))
+                .collect();
+            format!(" ({} from {s})", moved.join(" "))
+        }
+        None => String::new(),
+    };
     let step = progress::Step::start(format!(
         "setup: installing {} host package(s){from}: {}",
         missing.len(),
         missing.join(" ")
     ));
-    let mut cmd = install_command(&opts, &missing, suite.as_deref(), false);
+    let mut cmd = install_command(&chosen.opts, &chosen.install, false);
     // Belt and braces: apt aborts rather than remove anything, whatever changed since the
     // simulation.
     cmd.arg("--no-remove");
     process::run_appended(&mut cmd, log).context("installing host packages")?;
     step.done(&format!(
         "done ({} new, {} upgraded)",
-        plan.installs, plan.upgrades
+        chosen.plan.installs, chosen.plan.upgrades
     ));
     Ok(missing)
 }
 
 /// `apt-get install` of `pkgs`; `opts` are `-o` settings (none for the host itself; a test
 /// points apt at other lists and another dpkg status).
-fn install_command(
-    opts: &[String],
-    pkgs: &[String],
-    suite: Option<&str>,
-    simulate: bool,
-) -> Command {
+fn install_command(opts: &[String], pkgs: &[String], simulate: bool) -> Command {
     let mut cmd = Command::new("apt-get");
     for o in opts {
         cmd.arg("-o").arg(o);
@@ -83,9 +84,6 @@ fn install_command(
     cmd.args(["install", "-y", "-q", "--no-install-recommends"]);
     if simulate {
         cmd.arg("-s");
-    }
-    if let Some(s) = suite {
-        cmd.args(["-t", s]);
     }
     cmd.args(pkgs).env("DEBIAN_FRONTEND", "noninteractive");
     cmd
@@ -217,48 +215,99 @@ pub fn suite_of_installed(policy: &str) -> Option<String> {
     None
 }
 
-/// A plan that removes and downgrades nothing, with the apt options and suite it needs: the
-/// default one, else one from the suite the packages it would remove came from, else (a
-/// backport installed from a source the host no longer lists) one from the host's backports
-/// suite added through private lists. Otherwise an error naming the conflict and the command
-/// that would resolve it; nothing is installed.
-fn safe_plan(pkgs: &[String]) -> Result<(Vec<String>, Option<String>, Plan)> {
-    let (refusal, plan) = match plan_from_sources(&[], pkgs)? {
-        Found::Safe(suite, plan) => return Ok((Vec::new(), suite, plan)),
-        Found::Refused(refusal, plan) => (refusal, plan),
+/// A plan that removes and downgrades nothing: the default one, else one that takes the
+/// packages of the same source as what stands in the way (QEMU beside a backported
+/// qemu-utils) from the suite that came from, through private lists that add the host's
+/// backports suite when its sources no longer name it (a machine image built with it,
+/// shipped without). Everything else comes from where it would anyway. Otherwise an error
+/// naming the conflict and the command that would resolve it; nothing is installed.
+fn safe_plan(pkgs: &[String]) -> Result<Chosen> {
+    let refusal = match plan_from_sources(&[], pkgs)? {
+        Found::Safe(chosen) => return Ok(chosen),
+        Found::Refused(refusal) => refusal,
     };
-    // The installed backport's suite, through private lists: the host's sources plus its
-    // backports (same mirror, same keyring), the host's own dpkg status.
     if refusal.backport
         && let Ok(codename) = host_codename()
     {
         let bpo = format!("{codename}-backports");
         let opts = with_backports(&codename)?;
-        let alt = simulate(&opts, pkgs, Some(&bpo))?;
-        if harms(&alt).is_empty() {
-            return Ok((opts, Some(bpo), alt));
+        let install = pin_same_source(pkgs, &refusal.sources, &bpo, |p| source_of(&opts, p));
+        let plan = simulate(&opts, &install)?;
+        if harms(&plan).is_empty() {
+            return Ok(Chosen {
+                opts,
+                install,
+                suite: Some(bpo),
+                plan,
+            });
         }
     }
     bail!(
         "{}",
         conflict_message(
             pkgs,
-            &harms(&plan),
+            &harms(&refusal.plan),
             refusal.backport,
             &host_codename().unwrap_or_default()
         )
     )
 }
 
+/// A safe plan and how to carry it out.
+struct Chosen {
+    /// `-o` settings for apt (none: the host's own configuration).
+    opts: Vec<String>,
+    /// What to name to `apt-get install`: a package, or `package/suite`.
+    install: Vec<String>,
+    /// The suite some packages come from, when not the default.
+    suite: Option<String>,
+    plan: Plan,
+}
+
 /// Why the host's own sources gave no safe plan.
 struct Refusal {
     /// A package in the way is a backport (`~bpo` in its installed version).
     backport: bool,
+    /// The source packages of what stands in the way.
+    sources: Vec<String>,
+    /// The default plan.
+    plan: Plan,
 }
 
-/// `apt-get -s install` of `pkgs` with `opts` and `suite`.
-fn simulate(opts: &[String], pkgs: &[String], suite: Option<&str>) -> Result<Plan> {
-    let mut cmd = install_command(opts, pkgs, suite, true);
+/// `pkgs`, those built from one of `sources` (by `source_of`) as `package/suite`: only what
+/// must match the package in the way moves to its suite.
+pub fn pin_same_source(
+    pkgs: &[String],
+    sources: &[String],
+    suite: &str,
+    source_of: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    pkgs.iter()
+        .map(|p| match source_of(p) {
+            Some(src) if sources.contains(&src) => format!("{p}/{suite}"),
+            _ => p.clone(),
+        })
+        .collect()
+}
+
+/// The source package `pkg`'s candidate is built from (its own name when no `Source:`
+/// field says otherwise; the field may carry a version: `qemu (1:7.2)`).
+fn source_of(opts: &[String], pkg: &str) -> Option<String> {
+    let mut cmd = Command::new("apt-cache");
+    for o in opts {
+        cmd.arg("-o").arg(o);
+    }
+    let out = process::output(cmd.args(["show", "--no-all-versions", pkg])).ok()?;
+    Some(
+        show_field(&out, "Source")
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| pkg.to_string()),
+    )
+}
+
+/// `apt-get -s install` of `pkgs` (a package or `package/suite`) with `opts`.
+fn simulate(opts: &[String], pkgs: &[String]) -> Result<Plan> {
+    let mut cmd = install_command(opts, pkgs, true);
     let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
@@ -326,19 +375,23 @@ fn with_backports(codename: &str) -> Result<Vec<String>> {
     Ok(opts)
 }
 
-/// What `plan_from_sources` found: a safe plan (and the suite it needs), or the default
-/// plan that was refused and why.
+/// What `plan_from_sources` found: a safe plan, or why there was none.
 enum Found {
-    Safe(Option<String>, Plan),
-    Refused(Refusal, Plan),
+    Safe(Chosen),
+    Refused(Refusal),
 }
 
 /// A safe plan from the sources `opts` name: the default one, else one from the suite a
 /// package in the way was installed from.
 fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
-    let plan = simulate(opts, pkgs, None)?;
+    let plan = simulate(opts, pkgs)?;
     if harms(&plan).is_empty() {
-        return Ok(Found::Safe(None, plan));
+        return Ok(Found::Safe(Chosen {
+            opts: opts.to_vec(),
+            install: pkgs.to_vec(),
+            suite: None,
+            plan,
+        }));
     }
     // What stands in the way: what the plan would remove, or what apt's unmet dependencies
     // name; the suite its installed version came from may have packages that fit it.
@@ -347,14 +400,23 @@ fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
         blockers.extend(names.iter().filter(|n| installed(n)).cloned());
         blockers.extend(names.iter().cloned());
     }
+    let mut sources: Vec<String> = blockers.iter().filter_map(|b| source_of(opts, b)).collect();
+    sources.sort();
+    sources.dedup();
     let mut tried = Vec::new();
     for pkg in &blockers {
         if let Some(suite) = installed_suite(opts, pkg)
             && !tried.contains(&suite)
         {
-            let alt = simulate(opts, pkgs, Some(&suite))?;
+            let install = pin_same_source(pkgs, &sources, &suite, |p| source_of(opts, p));
+            let alt = simulate(opts, &install)?;
             if harms(&alt).is_empty() {
-                return Ok(Found::Safe(Some(suite), alt));
+                return Ok(Found::Safe(Chosen {
+                    opts: opts.to_vec(),
+                    install,
+                    suite: Some(suite),
+                    plan: alt,
+                }));
             }
             tried.push(suite);
         }
@@ -372,7 +434,11 @@ fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
             })
             .is_some_and(|v| v.contains("~bpo"))
     });
-    Ok(Found::Refused(Refusal { backport }, plan))
+    Ok(Found::Refused(Refusal {
+        backport,
+        sources,
+        plan,
+    }))
 }
 
 /// The error for a plan that would harm the host: what, why, and the commands that would
@@ -934,7 +1000,7 @@ mod tests {
         let pkgs = vec!["qemu-system-x86".to_string()];
         // The plain plan removes qemu-utils (as on issue 28's host, where apt had it as
         // automatically installed) or finds none (apt keeps a manually installed one).
-        let plain = install_command(&opts, &pkgs, None, true).output().unwrap();
+        let plain = install_command(&opts, &pkgs, true).output().unwrap();
         let text = String::from_utf8_lossy(&plain.stdout);
         let blocked = if plain.status.success() {
             parse_plan(&text)
@@ -952,12 +1018,49 @@ mod tests {
             installed_suite(&opts, "qemu-utils").as_deref(),
             Some(bpo.as_str())
         );
-        let Found::Safe(suite, plan) = plan_from_sources(&opts, &pkgs).unwrap() else {
+        let Found::Safe(Chosen {
+            suite,
+            plan,
+            install,
+            ..
+        }) = plan_from_sources(&opts, &pkgs).unwrap()
+        else {
             panic!("no safe plan from the backport's own suite");
         };
         assert_eq!(suite.as_deref(), Some(bpo.as_str()));
+        assert!(
+            install.contains(&format!("qemu-system-x86/{bpo}")),
+            "{install:?}"
+        );
         assert!(plan.removes.is_empty(), "{plan:?}");
         assert!(harms(&plan).is_empty(), "{plan:?}");
+    }
+
+    /// Only the packages built from the blocker's source move to its suite: `-t SUITE` took
+    /// every package the backports had (libbpf 1.4, elfutils 0.192), and the floor's static
+    /// link against libelf.a then failed (zstd, libeu).
+    #[test]
+    fn only_the_blockers_source_moves_to_its_suite() {
+        let pkgs: Vec<String> = ["qemu-system-x86", "libelf-dev", "libbpf-dev", "cpio"]
+            .map(String::from)
+            .to_vec();
+        let source = |p: &str| {
+            Some(match p {
+                "qemu-system-x86" => "qemu".to_string(),
+                "libelf-dev" => "elfutils".to_string(),
+                other => other.to_string(),
+            })
+        };
+        let got = pin_same_source(&pkgs, &["qemu".to_string()], "bookworm-backports", source);
+        assert_eq!(
+            got,
+            [
+                "qemu-system-x86/bookworm-backports",
+                "libelf-dev",
+                "libbpf-dev",
+                "cpio"
+            ]
+        );
     }
 
     #[test]
