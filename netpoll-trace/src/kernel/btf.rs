@@ -8,6 +8,7 @@
 
 pub mod base;
 mod format;
+mod names;
 
 pub use base::Base;
 
@@ -27,6 +28,13 @@ pub struct Btf {
     offsets: Vec<u32>,
     /// For split BTF, the base's type count and strings; for a base BTF, none.
     base: Base,
+    /// `struct_by_name`'s answers so far: start-up asks a few structs' members dozens of
+    /// times, and each unanswered name is a walk over every type (under TCG ~10 ms a walk
+    /// of the kernel's 100k+ types; a name-keyed index of every struct would cost more
+    /// memory at the start-up peak than the handful of names asked).
+    structs: std::sync::Mutex<Vec<(Box<str>, Option<usize>)>>,
+    /// `enum_value`'s answers so far, for the same reason.
+    constants: std::sync::Mutex<Vec<(Box<str>, Option<i64>)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +122,8 @@ impl Btf {
             strings,
             offsets,
             base: Base::none(),
+            structs: Default::default(),
+            constants: Default::default(),
         })
     }
 
@@ -121,6 +131,9 @@ impl Btf {
     /// base's type count, and its string offsets past the base's string section.
     pub fn split_over(mut self, base: Base) -> Self {
         self.base = base;
+        // Names read through the base may now match: nothing looked up before counts.
+        self.structs = Default::default();
+        self.constants = Default::default();
         self
     }
 
@@ -168,6 +181,17 @@ impl Btf {
     /// The number of type ids, id 0 (void) and a split BTF's base types included.
     fn type_count(&self) -> usize {
         self.ids().end
+    }
+
+    /// Every type record: (type id, where its record starts, its kind, its vlen). The walk
+    /// the lookups by name make; reads one word a type (bounds checked by index_types).
+    fn records(&self) -> impl Iterator<Item = (usize, usize, u32, usize)> + '_ {
+        let b = self.type_bytes();
+        self.ids().zip(&self.offsets[1..]).map(move |(id, &off)| {
+            let off = off as usize;
+            let info = u32_at(b, off + 4).unwrap_or(0);
+            (id, off, (info >> 24) & 0x1f, (info & 0xffff) as usize)
+        })
     }
 
     /// The head of type `id` (None for void, a base type of split BTF, or an id past the end).
@@ -221,17 +245,6 @@ impl Btf {
         let rest = strings.get(off as usize..).unwrap_or(&[]);
         let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
         &rest[..end]
-    }
-
-    /// The first struct (not a forward declaration) named `name`, by type id.
-    fn struct_by_name(&self, name: &str) -> Option<usize> {
-        self.ids().find(|&id| {
-            self.head(id).is_some_and(|h| {
-                (h.kind == KIND_STRUCT || h.kind == KIND_UNION)
-                    && h.vlen > 0
-                    && self.name(h.name_off) == name.as_bytes()
-            })
-        })
     }
 
     /// The size in bytes of struct (or union) `name`.
@@ -294,11 +307,13 @@ impl Btf {
 
     /// The FUNC types: (type id, name offset, prototype id).
     fn funcs(&self) -> impl Iterator<Item = (usize, u32, u32)> + '_ {
-        self.ids().filter_map(|id| {
-            self.head(id)
-                .filter(|h| h.kind == KIND_FUNC)
-                .map(|h| (id, h.name_off, h.size_or_type))
-        })
+        let b = self.type_bytes();
+        self.records()
+            .filter(|&(_, _, kind, _)| kind == KIND_FUNC)
+            .map(move |(id, off, _, _)| {
+                let word = |at| u32_at(b, off + at).unwrap_or(0);
+                (id, word(0), word(8))
+            })
     }
 
     /// True when the BTF describes a function `name` (the kernel's BTF lists the
@@ -345,11 +360,12 @@ impl Btf {
     pub fn function_index(&self, names: &[&str]) -> FunctionIndex {
         let mut funcs: Vec<(String, u32, u32)> = Vec::new();
         for (id, name_off, proto) in self.funcs() {
-            let Ok(name) = std::str::from_utf8(self.name(name_off)) else {
+            // Compared in place, not decoded: tens of thousands of FUNCs, a handful asked.
+            let Some(name) = self.which_name(name_off, names).map(|i| names[i]) else {
                 continue;
             };
             // The first FUNC of a name, as aya's lookup by name finds it.
-            if names.contains(&name) && !funcs.iter().any(|(n, _, _)| n == name) {
+            if !funcs.iter().any(|(n, _, _)| n == name) {
                 funcs.push((name.to_string(), id as u32, proto));
             }
         }
@@ -357,38 +373,6 @@ impl Btf {
             type_count: self.type_count() as u32,
             funcs,
         }
-    }
-
-    /// Value of the enum constant `name` in any enum.
-    pub fn enum_value(&self, name: &str) -> Option<i64> {
-        let b = self.type_bytes();
-        self.ids().find_map(|id| {
-            let h = self.head(id)?;
-            let start = self.record(id)? + 12;
-            match h.kind {
-                KIND_ENUM => (0..h.vlen).find_map(|i| {
-                    let at = start + 8 * i;
-                    (self.name(u32_at(b, at).ok()?) == name.as_bytes()).then(|| {
-                        let raw = u32_at(b, at + 4).unwrap_or(0);
-                        // kind_flag set: signed values.
-                        if h.kind_flag {
-                            raw as i32 as i64
-                        } else {
-                            raw as i64
-                        }
-                    })
-                }),
-                KIND_ENUM64 => (0..h.vlen).find_map(|i| {
-                    let at = start + 12 * i;
-                    (self.name(u32_at(b, at).ok()?) == name.as_bytes()).then(|| {
-                        let lo = u32_at(b, at + 4).unwrap_or(0) as u64;
-                        let hi = u32_at(b, at + 8).unwrap_or(0) as u64;
-                        ((hi << 32) | lo) as i64
-                    })
-                }),
-                _ => None,
-            }
-        })
     }
 }
 
@@ -684,6 +668,49 @@ mod tests {
         assert_eq!(btf.enum_value("IFF_DISABLE_NETPOLL"), Some(4096));
         assert_eq!(btf.enum_value("BIG"), Some(1 << 40));
         assert_eq!(btf.enum_value("MISSING"), None);
+    }
+
+    /// One walk for many names answers as a walk per name would: the first complete
+    /// struct of a name (not a forward declaration, not a later duplicate), the first
+    /// enum constant of a name, none for what is absent; and a name asked again is not
+    /// looked up again (a second walk would find the same, so the memo is checked by
+    /// what it holds).
+    #[test]
+    fn batched_lookups_answer_as_single_ones() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let m = |name, bit_offset| M {
+            name,
+            type_id: int,
+            bit_offset,
+            bitfield_size: 0,
+        };
+        b.composite("netpoll", false, 0, &[]); // a forward declaration
+        b.composite("netpoll", false, 16, &[m("dev", 64)]);
+        b.composite("netpoll", false, 32, &[m("dev", 128)]);
+        b.composite("net_device", false, 8, &[m("name", 0)]);
+        b.enum32("a", &[("X", 1), ("Y", 2)]);
+        b.enum32("b", &[("X", 3)]);
+        b.enum64("c", &[("BIG", 1 << 40)]);
+        let bytes = b.finish();
+        let single = Btf::parse(&bytes).unwrap();
+        let batched = Btf::parse(&bytes).unwrap();
+        batched.find_structs(&["netpoll", "net_device", "absent", "netpoll"]);
+        batched.find_constants(&["X", "BIG", "ABSENT"]);
+        assert_eq!(batched.structs.lock().unwrap().len(), 3);
+        assert_eq!(batched.constants.lock().unwrap().len(), 3);
+        for (s, mem) in [("netpoll", "dev"), ("net_device", "name"), ("absent", "x")] {
+            assert_eq!(batched.member(s, mem), single.member(s, mem), "{s}.{mem}");
+        }
+        assert_eq!(batched.member("netpoll", "dev").unwrap().byte_offset(), 8);
+        assert_eq!(batched.struct_size("netpoll"), Some(16));
+        for c in ["X", "Y", "BIG", "ABSENT"] {
+            assert_eq!(batched.enum_value(c), single.enum_value(c), "{c}");
+        }
+        assert_eq!(batched.enum_value("X"), Some(1));
+        // Nothing new was walked for: the names asked before are answered from the memo.
+        assert_eq!(batched.structs.lock().unwrap().len(), 3);
+        assert_eq!(batched.constants.lock().unwrap().len(), 4, "Y was new");
     }
 
     #[test]

@@ -14,7 +14,10 @@ use anyhow::{Result, bail, ensure};
 use netpoll_trace_common::Config;
 use serde::{Deserialize, Serialize};
 
-use super::layout::{self, Layout};
+use super::{
+    asked::Asked,
+    layout::{self, Layout},
+};
 use crate::kernel::btf::{Btf, FunctionIndex};
 
 /// The document's schema: bump it when what is recorded, or how, changes.
@@ -261,15 +264,23 @@ impl Facts {
     /// Asks `btf` everything: whether each of `names` is a function, their type ids, and
     /// what `layout::resolve` needs.
     pub fn gather(btf: &Btf, names: &[&str]) -> Self {
+        // One walk over the FUNCs for every name (`has_function` would walk once per name).
+        let index = btf.function_index(names);
         let functions = names
             .iter()
-            .map(|n| (n.to_string(), btf.has_function(n)))
+            .map(|n| (n.to_string(), index.funcs.iter().any(|(f, _, _)| f == n)))
             .collect();
+        // Every struct and constant `resolve` will ask, found in one walk each.
+        let asked = Asked::by_resolve();
+        let structs = asked.structs();
+        let constants = asked.constants();
+        btf.find_structs(&structs.iter().map(String::as_str).collect::<Vec<_>>());
+        btf.find_constants(&constants.iter().map(String::as_str).collect::<Vec<_>>());
         let recording = Recording::new(btf);
         layout::resolve(&recording);
         Self {
             functions,
-            index: btf.function_index(names),
+            index,
             layout: recording.into_answers(),
         }
     }
@@ -475,6 +486,7 @@ fn validate(doc: &Document) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::kernel::{btf::testing::Builder, offsets::btf::tests::kernel_into};
 
     const NAMES: [&str; 3] = ["netpoll_setup", "__netpoll_setup", "netpoll_poll_dev"];

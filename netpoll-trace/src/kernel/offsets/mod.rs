@@ -12,6 +12,7 @@
 //! run hashes the BTF and, when the identity matches, parses nothing.
 
 pub mod archive;
+mod asked;
 pub mod btf;
 pub mod cache;
 pub mod facts;
