@@ -13,6 +13,9 @@
 #   is killed with its process group (journaled timed_out, SIGKILL); one still
 #   running when the agent gets SIGTERM is killed too (journaled killed, SIGTERM).
 # nics: virtio
+# Two kernels, the oldest and newest (pin directories, the journal and the retry command
+# are the tool's own; pins per kernel are `recorder`'s, patching per kernel `patch`'s).
+# kernels: 5.10 7.3
 # timeout: 420
 # checks: lock_spellings_refused reset_refused agent_still_exact reset_after_stop wrong_device_unpatched retry_timed_out retry_killed_on_stop
 . /lib.sh

@@ -7,6 +7,9 @@
 # final error into one JSON object. Installed with dpkg, then removed, it leaves no probe
 # attached (a persistent watch's pinned links are detached by the package's prerm).
 # needs: dist
+# One kernel (what it proves is the packaging; check and watch themselves run on every
+# kernel in the other scenarios).
+# kernels: 6.12
 # timeout: 240
 # checks: unpacked layout version check_runs watch_ok watch_failure json_error man_pages completions deb_contents deb_remove_detaches
 . /lib.sh

@@ -5,6 +5,9 @@
 # moment READY arrives (as a unit ordered after the agent would) is traced and diagnosed, and
 # no program is added after it. The ready line is the STATUS=; watchdog pings follow at half
 # WATCHDOG_USEC; SIGTERM brings STOPPING=1 and exit 0.
+# Two kernels, fentry (6.12) and 7.3's armed module probes: the unit and its notify
+# protocol do not depend on the kernel; what READY waits for does.
+# kernels: 6.12 7.3
 # timeout: 240
 # variants: legacy
 # files: packaging/netpoll-trace-agent.service

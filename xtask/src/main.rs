@@ -316,7 +316,7 @@ fn test() -> Result<bool> {
         eprintln!("test: bpfcheck failed: {e:#}");
         false
     });
-    // Before the lab, while nothing else needs the CPU: six targets, 60 s each.
+    // Before the lab, while nothing else needs the CPU: 60 s each, a target per core.
     println!("test: cargo xtask fuzz --time 60 (every parser of untrusted input)");
     let fuzz_ok = fuzz::run(&fuzz::Options {
         time_s: 60,

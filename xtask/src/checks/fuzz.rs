@@ -125,21 +125,45 @@ pub fn run(opts: &Options) -> Result<bool> {
     let out = root.join("target").join("fuzz");
     build(&root, &out, &selected)?;
     let bin_dir = out.join("x86_64-unknown-linux-gnu").join("release");
-    let mut outcomes = Vec::new();
-    for t in selected {
-        println!("fuzz: {} for {} s ...", t.name, opts.time_s);
-        let o = run_one(t, &root, &out, &bin_dir, opts.time_s)?;
-        println!(
-            "fuzz: {}: {} executions in {:.1} s ({:.0}/s), peak RSS {} MB: {}",
-            o.name,
-            o.executions,
-            o.elapsed_s,
-            o.executions as f64 / o.elapsed_s.max(0.001),
-            o.peak_rss_mb,
-            describe(&o)
-        );
-        outcomes.push(o);
-    }
+    // One target per core at a time: each fuzzer is one process on one core, so two cores
+    // give every target its full time in half the wall time.
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(selected.len().max(1));
+    let next = std::sync::Mutex::new(selected.iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let Some((i, t)) = next.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                        break;
+                    };
+                    println!("fuzz: {} for {} s ...", t.name, opts.time_s);
+                    let o = run_one(t, &root, &out, &bin_dir, opts.time_s);
+                    if let Ok(o) = &o {
+                        println!(
+                            "fuzz: {}: {} executions in {:.1} s ({:.0}/s), peak RSS {} MB: {}",
+                            o.name,
+                            o.executions,
+                            o.elapsed_s,
+                            o.executions as f64 / o.elapsed_s.max(0.001),
+                            o.peak_rss_mb,
+                            describe(o)
+                        );
+                    }
+                    done.lock().unwrap_or_else(|e| e.into_inner()).push((i, o));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    let outcomes = done
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect::<Result<Vec<Outcome>>>()?;
     println!(
         "\n{:<14} {:>12} {:>9} {:>10} {:>8}  result",
         "target", "executions", "seconds", "exec/s", "RSS MB"
