@@ -8,6 +8,7 @@
 
 pub mod base;
 mod format;
+mod memo;
 mod names;
 
 pub use base::Base;
@@ -32,9 +33,9 @@ pub struct Btf {
     /// times, and each unanswered name is a walk over every type (under TCG ~10 ms a walk
     /// of the kernel's 100k+ types; a name-keyed index of every struct would cost more
     /// memory at the start-up peak than the handful of names asked).
-    structs: std::sync::Mutex<Vec<(Box<str>, Option<usize>)>>,
+    structs: memo::Memo<usize>,
     /// `enum_value`'s answers so far, for the same reason.
-    constants: std::sync::Mutex<Vec<(Box<str>, Option<i64>)>>,
+    constants: memo::Memo<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -697,8 +698,8 @@ mod tests {
         let batched = Btf::parse(&bytes).unwrap();
         batched.find_structs(&["netpoll", "net_device", "absent", "netpoll"]);
         batched.find_constants(&["X", "BIG", "ABSENT"]);
-        assert_eq!(batched.structs.lock().unwrap().len(), 3);
-        assert_eq!(batched.constants.lock().unwrap().len(), 3);
+        assert_eq!(batched.structs.len(), 3);
+        assert_eq!(batched.constants.len(), 3);
         for (s, mem) in [("netpoll", "dev"), ("net_device", "name"), ("absent", "x")] {
             assert_eq!(batched.member(s, mem), single.member(s, mem), "{s}.{mem}");
         }
@@ -709,8 +710,8 @@ mod tests {
         }
         assert_eq!(batched.enum_value("X"), Some(1));
         // Nothing new was walked for: the names asked before are answered from the memo.
-        assert_eq!(batched.structs.lock().unwrap().len(), 3);
-        assert_eq!(batched.constants.lock().unwrap().len(), 4, "Y was new");
+        assert_eq!(batched.structs.len(), 3);
+        assert_eq!(batched.constants.len(), 4, "Y was new");
     }
 
     #[test]

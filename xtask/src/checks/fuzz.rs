@@ -143,15 +143,7 @@ pub fn run(opts: &Options) -> Result<bool> {
                     println!("fuzz: {} for {} s ...", t.name, opts.time_s);
                     let o = run_one(t, &root, &out, &bin_dir, opts.time_s);
                     if let Ok(o) = &o {
-                        println!(
-                            "fuzz: {}: {} executions in {:.1} s ({:.0}/s), peak RSS {} MB: {}",
-                            o.name,
-                            o.executions,
-                            o.elapsed_s,
-                            o.executions as f64 / o.elapsed_s.max(0.001),
-                            o.peak_rss_mb,
-                            describe(o)
-                        );
+                        println!("fuzz: {}", row(o));
                     }
                     done.lock().unwrap_or_else(|e| e.into_inner()).push((i, o));
                 }
@@ -169,15 +161,7 @@ pub fn run(opts: &Options) -> Result<bool> {
         "target", "executions", "seconds", "exec/s", "RSS MB"
     );
     for o in &outcomes {
-        println!(
-            "{:<14} {:>12} {:>9.1} {:>10.0} {:>8}  {}",
-            o.name,
-            o.executions,
-            o.elapsed_s,
-            o.executions as f64 / o.elapsed_s.max(0.001),
-            o.peak_rss_mb,
-            describe(o)
-        );
+        println!("{}", row(o));
     }
     let failed: Vec<&Outcome> = outcomes
         .iter()
@@ -232,6 +216,19 @@ fn nightly_cargo_fuzz() -> Command {
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
     cmd
+}
+
+/// One target's line of the table (also printed as each finishes).
+fn row(o: &Outcome) -> String {
+    format!(
+        "{:<14} {:>12} {:>9.1} {:>10.0} {:>8}  {}",
+        o.name,
+        o.executions,
+        o.elapsed_s,
+        o.executions as f64 / o.elapsed_s.max(0.001),
+        o.peak_rss_mb,
+        describe(o)
+    )
 }
 
 fn run_one(t: &Target, root: &Path, out: &Path, bin_dir: &Path, time_s: u64) -> Result<Outcome> {

@@ -23,95 +23,66 @@ impl Btf {
     /// looked for once (`find_structs`).
     pub(super) fn struct_by_name(&self, name: &str) -> Option<usize> {
         self.find_structs(&[name]);
-        let known = self.structs.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .and_then(|&(_, id)| id)
+        self.structs.get(name)
     }
 
     /// Looks up in one walk over the types every one of `names` not looked up yet: the
     /// first struct or union (not a forward declaration) of that name, or none.
     pub fn find_structs(&self, names: &[&str]) {
-        let mut known = self.structs.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = unknown(&known, names);
-        if wanted.is_empty() {
-            return;
-        }
-        let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
-        let b = self.type_bytes();
-        for (id, off, kind, vlen) in self.records() {
-            if (kind == KIND_STRUCT || kind == KIND_UNION)
-                && vlen > 0
-                && let Some(i) = self.which_name(u32_at(b, off).unwrap_or(0), &wanted)
-            {
-                found[i].get_or_insert(id);
+        self.structs.fill(names, |wanted, found| {
+            let b = self.type_bytes();
+            for (id, off, kind, vlen) in self.records() {
+                if (kind == KIND_STRUCT || kind == KIND_UNION)
+                    && vlen > 0
+                    && let Some(i) = self.which_name(u32_at(b, off).unwrap_or(0), wanted)
+                {
+                    found[i].get_or_insert(id);
+                }
             }
-        }
-        known.extend(wanted.iter().map(|w| Box::from(*w)).zip(found));
+        });
     }
 
     /// Value of the enum constant `name` in any enum (the first one found); each name
     /// looked for once (`find_constants`).
     pub fn enum_value(&self, name: &str) -> Option<i64> {
         self.find_constants(&[name]);
-        let known = self.constants.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .and_then(|&(_, v)| v)
+        self.constants.get(name)
     }
 
     /// Looks up in one walk over the enums every one of `names` not looked up yet.
     pub fn find_constants(&self, names: &[&str]) {
-        let mut known = self.constants.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = unknown(&known, names);
-        if wanted.is_empty() {
-            return;
-        }
-        let mut found: Vec<Option<i64>> = vec![None; wanted.len()];
-        let b = self.type_bytes();
-        for (id, start, kind, vlen) in self.records() {
-            if kind != KIND_ENUM && kind != KIND_ENUM64 {
-                continue;
-            }
-            let Some(h) = self.head(id) else { continue };
-            let (stride, value): (usize, &dyn Fn(usize) -> i64) = match kind {
-                KIND_ENUM => (8, &|at| {
-                    let raw = u32_at(b, at + 4).unwrap_or(0);
-                    // kind_flag set: signed values.
-                    if h.kind_flag {
-                        raw as i32 as i64
-                    } else {
-                        raw as i64
+        self.constants.fill(names, |wanted, found| {
+            let b = self.type_bytes();
+            for (id, start, kind, vlen) in self.records() {
+                if kind != KIND_ENUM && kind != KIND_ENUM64 {
+                    continue;
+                }
+                let Some(h) = self.head(id) else { continue };
+                let (stride, value): (usize, &dyn Fn(usize) -> i64) = match kind {
+                    KIND_ENUM => (8, &|at| {
+                        let raw = u32_at(b, at + 4).unwrap_or(0);
+                        // kind_flag set: signed values.
+                        if h.kind_flag {
+                            raw as i32 as i64
+                        } else {
+                            raw as i64
+                        }
+                    }),
+                    KIND_ENUM64 => (12, &|at| {
+                        let lo = u32_at(b, at + 4).unwrap_or(0) as u64;
+                        let hi = u32_at(b, at + 8).unwrap_or(0) as u64;
+                        ((hi << 32) | lo) as i64
+                    }),
+                    _ => continue,
+                };
+                for i in 0..vlen {
+                    let at = start + 12 + stride * i;
+                    let Ok(name_off) = u32_at(b, at) else { break };
+                    if let Some(j) = self.which_name(name_off, wanted) {
+                        found[j].get_or_insert_with(|| value(at));
                     }
-                }),
-                KIND_ENUM64 => (12, &|at| {
-                    let lo = u32_at(b, at + 4).unwrap_or(0) as u64;
-                    let hi = u32_at(b, at + 8).unwrap_or(0) as u64;
-                    ((hi << 32) | lo) as i64
-                }),
-                _ => continue,
-            };
-            for i in 0..vlen {
-                let at = start + 12 + stride * i;
-                let Ok(name_off) = u32_at(b, at) else { break };
-                if let Some(j) = self.which_name(name_off, &wanted) {
-                    found[j].get_or_insert_with(|| value(at));
                 }
             }
-        }
-        known.extend(wanted.iter().map(|w| Box::from(*w)).zip(found));
+        });
     }
-}
-
-/// The names of `names` that `known` has no answer for, once each.
-fn unknown<'n, T>(known: &[(Box<str>, T)], names: &[&'n str]) -> Vec<&'n str> {
-    let mut out: Vec<&str> = Vec::new();
-    for n in names {
-        if !known.iter().any(|(k, _)| &**k == *n) && !out.contains(n) {
-            out.push(n);
-        }
-    }
-    out
 }
