@@ -9,7 +9,7 @@ use netpoll_trace_common::{
     event_flags as ef,
 };
 
-use crate::access::{cpu, load_at, probe_read};
+use crate::access::{bytes_of, cpu, load_at, probe_read, read_ok};
 
 /// This CPU's key of a per-device value: the device's address and its ifindex, so a
 /// device freed and another allocated at the same address never share statistics.
@@ -60,17 +60,16 @@ pub(crate) fn read_dev_identity(
     if dev == 0 {
         return;
     }
-    let base = dev as *const u8;
-    if cfg.flags & cf::DEV_NAME != 0
-        && unsafe { bpf_probe_read_buf(base.add(cfg.dev_name as usize), name) }.is_ok()
-    {
-        *flags |= ef::DEV_NAME;
+    // Each read's outcome is a flag computed without a branch (`read_ok`); only the
+    // configuration's switches branch (fentry's `dev` is a typed pointer: no arithmetic
+    // on it but an offset, so a disabled read cannot be made to fault instead).
+    if cfg.flags & cf::DEV_NAME != 0 {
+        let ok = unsafe { read_ok(dev.wrapping_add(cfg.dev_name as u64), name) };
+        *flags |= ef::DEV_NAME * ok;
     }
-    if cfg.flags & cf::DEV_IFINDEX != 0
-        && let Ok(i) = unsafe { probe_read(base.add(cfg.dev_ifindex as usize) as *const i32) }
-    {
-        *ifindex = i;
-        *flags |= ef::IFINDEX;
+    if cfg.flags & cf::DEV_IFINDEX != 0 {
+        let src = dev.wrapping_add(cfg.dev_ifindex as u64);
+        *flags |= ef::IFINDEX * unsafe { read_ok(src, bytes_of(ifindex)) };
     }
 }
 
@@ -223,32 +222,46 @@ pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
     if dev == 0 {
         return;
     }
-    let base = dev as *const u8;
     read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
+    // Each read's outcome is a flag computed without a branch (`read_ok`): the verifier
+    // walks what follows once per configuration, not once per outcome.
     if cfg.flags & cf::DEV_OPS != 0 {
-        let src = unsafe { base.add(cfg.dev_netdev_ops as usize) } as *const u64;
-        if let Ok(ops) = unsafe { probe_read(src) } {
-            ev.ops = ops;
-            if ops != 0 {
-                let ops_base = ops as *const u8;
-                let pc = unsafe { ops_base.add(cfg.ops_poll_controller as usize) } as *const u64;
-                let ns = unsafe { ops_base.add(cfg.ops_netpoll_setup as usize) } as *const u64;
-                if let (Ok(pc), Ok(ns)) = unsafe { (probe_read(pc), probe_read(ns)) } {
-                    ev.poll_controller = pc;
-                    ev.netpoll_setup_op = ns;
-                    ev.flags |= ef::OPS;
-                }
-            }
-        }
+        let mut ops = 0u64;
+        let got = unsafe {
+            read_ok(
+                dev.wrapping_add(cfg.dev_netdev_ops as u64),
+                bytes_of(&mut ops),
+            )
+        };
+        // ops 0 (absent, or not read): both reads below fault and read as 0.
+        let mut pc = 0u64;
+        let mut ns = 0u64;
+        let pc_ok = unsafe {
+            read_ok(
+                ops.wrapping_add(cfg.ops_poll_controller as u64),
+                bytes_of(&mut pc),
+            )
+        };
+        let ns_ok = unsafe {
+            read_ok(
+                ops.wrapping_add(cfg.ops_netpoll_setup as u64),
+                bytes_of(&mut ns),
+            )
+        };
+        let all = got & pc_ok & ns_ok;
+        ev.ops = ops;
+        // Both or neither, as before: only with the flag.
+        ev.poll_controller = pc.wrapping_mul(all as u64);
+        ev.netpoll_setup_op = ns.wrapping_mul(all as u64);
+        ev.flags |= ef::OPS * all;
     }
     if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
-        let src = unsafe { base.add(cfg.dev_priv_flags as usize) } as *const u64;
-        if let Ok(raw) = unsafe { probe_read(src) } {
-            let bits = raw >> (cfg.priv_flags_shift & 63);
-            ev.flags |= ef::PRIV_FLAGS;
-            if bits & cfg.iff_disable_netpoll != 0 {
-                ev.flags |= ef::NETPOLL_DISABLED;
-            }
-        }
+        let mut raw = 0u64;
+        let src = dev.wrapping_add(cfg.dev_priv_flags as u64);
+        let got = unsafe { read_ok(src, bytes_of(&mut raw)) };
+        let hit = (raw >> (cfg.priv_flags_shift & 63)) & cfg.iff_disable_netpoll;
+        // 1 when any bit is set: the sign bit of hit | -hit.
+        let disabled = ((hit | hit.wrapping_neg()) >> 63) as u32;
+        ev.flags |= ef::PRIV_FLAGS * got | ef::NETPOLL_DISABLED * (got & disabled);
     }
 }
