@@ -74,13 +74,19 @@ pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     Ok(missing)
 }
 
-/// `apt-get install` of `pkgs`; `opts` are `-o` settings (none for the host itself; a test
-/// points apt at other lists and another dpkg status).
-fn install_command(opts: &[String], pkgs: &[String], simulate: bool) -> Command {
-    let mut cmd = Command::new("apt-get");
+/// `program` (apt-get, apt-cache) with `opts` as its `-o` settings.
+fn apt_command(program: &str, opts: &[String]) -> Command {
+    let mut cmd = Command::new(program);
     for o in opts {
         cmd.arg("-o").arg(o);
     }
+    cmd
+}
+
+/// `apt-get install` of `pkgs`; `opts` are `-o` settings (none for the host itself; a test
+/// points apt at other lists and another dpkg status).
+fn install_command(opts: &[String], pkgs: &[String], simulate: bool) -> Command {
+    let mut cmd = apt_command("apt-get", opts);
     cmd.args(["install", "-y", "-q", "--no-install-recommends"]);
     if simulate {
         cmd.arg("-s");
@@ -187,11 +193,7 @@ fn harms(plan: &Plan) -> Vec<String> {
 /// The suite the installed version of `pkg` came from, per `apt-cache policy` (None when it
 /// is in none of the host's sources, e.g. installed from a downloaded .deb).
 fn installed_suite(opts: &[String], pkg: &str) -> Option<String> {
-    let mut cmd = Command::new("apt-cache");
-    for o in opts {
-        cmd.arg("-o").arg(o);
-    }
-    let out = process::output(cmd.args(["policy", pkg])).ok()?;
+    let out = process::output(apt_command("apt-cache", opts).args(["policy", pkg])).ok()?;
     suite_of_installed(&out)
 }
 
@@ -293,11 +295,9 @@ pub fn pin_same_source(
 /// The source package `pkg`'s candidate is built from (its own name when no `Source:`
 /// field says otherwise; the field may carry a version: `qemu (1:7.2)`).
 fn source_of(opts: &[String], pkg: &str) -> Option<String> {
-    let mut cmd = Command::new("apt-cache");
-    for o in opts {
-        cmd.arg("-o").arg(o);
-    }
-    let out = process::output(cmd.args(["show", "--no-all-versions", pkg])).ok()?;
+    let out =
+        process::output(apt_command("apt-cache", opts).args(["show", "--no-all-versions", pkg]))
+            .ok()?;
     Some(
         show_field(&out, "Source")
             .and_then(|s| s.split_whitespace().next().map(str::to_string))
@@ -354,25 +354,31 @@ fn with_backports(codename: &str) -> Result<Vec<String>> {
         format!("Dir::Etc::SourceParts={}", parts.display()),
         format!("Dir::State::Lists={}", lists.display()),
     ];
-    let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
-    if !refreshed.contains(&lists) {
-        let step = progress::Step::start(format!(
-            "setup: refreshing the host's and {bpo} package lists (private)"
-        ));
-        let mut cmd = Command::new("apt-get");
-        for o in &opts {
-            cmd.arg("-o").arg(o);
-        }
-        process::output(cmd.args(["-q", "update"])).with_context(|| {
-            format!(
-                "fetching the package lists ({})",
-                sources.trim().replace('\n', "; ")
-            )
-        })?;
-        step.done("fresh");
-        refreshed.push(lists);
-    }
+    refresh_once(&opts, &lists, &format!("host's and {bpo}"), &sources)?;
     Ok(opts)
+}
+
+/// `apt-get update` with `opts`, once per process for the lists in `lists`: stale lists may
+/// name packages the mirror dropped, or miss new ones. `what` names them on the terminal,
+/// `sources` in an error.
+fn refresh_once(opts: &[String], lists: &Path, what: &str, sources: &str) -> Result<()> {
+    let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
+    if refreshed.iter().any(|l| l == lists) {
+        return Ok(());
+    }
+    // Short: a live line longer than the terminal wraps, and `\r` cannot redraw it.
+    let step = progress::Step::start(format!(
+        "setup: refreshing the {what} package lists (private)"
+    ));
+    process::output(apt_command("apt-get", opts).args(["-q", "update"])).with_context(|| {
+        format!(
+            "fetching the {what} package lists ({})",
+            sources.trim().replace('\n', "; ")
+        )
+    })?;
+    step.done("fresh");
+    refreshed.push(lists.to_path_buf());
+    Ok(())
 }
 
 /// What `plan_from_sources` found: a safe plan, or why there was none.
@@ -422,11 +428,7 @@ fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
         }
     }
     let backport = blockers.iter().any(|pkg| {
-        let mut cmd = Command::new("apt-cache");
-        for o in opts {
-            cmd.arg("-o").arg(o);
-        }
-        process::output(cmd.args(["policy", pkg]))
+        process::output(apt_command("apt-cache", opts).args(["policy", pkg]))
             .ok()
             .and_then(|out| {
                 out.lines()
@@ -533,31 +535,12 @@ impl Apt {
             name: format!("apt for {suite}"),
             mirror,
         };
-        let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
-        if !refreshed.contains(&lists) {
-            // Stale lists may name packages the mirror dropped, or miss new ones.
-            // Short: a live line longer than the terminal wraps, and `\r` cannot redraw it.
-            let step = progress::Step::start(format!(
-                "setup: refreshing the {suite} package lists (private)"
-            ));
-            process::output(apt.command("apt-get").args(["-q", "update"])).with_context(|| {
-                format!(
-                    "fetching the {suite} package lists ({})",
-                    sources.trim().replace('\n', "; ")
-                )
-            })?;
-            step.done("fresh");
-            refreshed.push(lists);
-        }
+        refresh_once(&apt.options, &lists, suite, &sources)?;
         Ok(apt)
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        for o in &self.options {
-            cmd.arg("-o").arg(o);
-        }
-        cmd
+        apt_command(program, &self.options)
     }
 
     /// The packages `pkg` depends on (alternatives included), as `apt-cache depends` lists them.
@@ -961,13 +944,7 @@ mod tests {
             format!("Dir::State::Lists={}", lists.display()),
             format!("Dir::Cache::archives={}", dir.join("archives").display()),
         ];
-        let apt = |prog: &str, opts: &[String]| {
-            let mut c = Command::new(prog);
-            for o in opts {
-                c.arg("-o").arg(o);
-            }
-            c
-        };
+        let apt = apt_command;
         process::output(apt("apt-get", &opts).args(["-q", "update"])).unwrap();
         // The host's status without any QEMU, plus qemu-utils from backports, installed.
         let host = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
