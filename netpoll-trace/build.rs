@@ -12,30 +12,52 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 
 const EBPF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../netpoll-trace-ebpf");
-const LEGACY_BIN: &str = "netpoll-trace-ebpf-legacy";
+
+/// One eBPF object: a binary of the eBPF crate, its features and what its kernels need
+/// beyond the flags every object gets (see `build_object`).
+struct Object {
+    bin: &'static str,
+    features: &'static str,
+    flags: &'static [&'static str],
+}
+
+const OBJECTS: [Object; 2] = [
+    Object {
+        bin: "netpoll-trace-ebpf",
+        features: "log",
+        flags: &[],
+    },
+    Object {
+        bin: "netpoll-trace-ebpf-legacy",
+        features: "legacy",
+        // v1 is what 4.9 and 4.14 accept (v2's JLT/JLE/JSLT/JSLE came in 4.14, v3's
+        // JMP32 class in 5.1); rustc's "generic" means v1 today, pinned so that a new
+        // default in rustc or LLVM cannot move it. No memcmp/bcmp of bpf-linker's own
+        // for calls: 4.14 has no bpf-to-bpf calls (core's memcpy/memset stay in .text,
+        // uncalled; `cargo xtask bpfcheck` fails a call).
+        flags: &["-Ctarget-cpu=v1", "-Clink-arg=--disable-memory-builtins"],
+    },
+];
 
 fn main() -> anyhow::Result<()> {
-    aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "netpoll-trace-ebpf",
-            root_dir: EBPF_DIR,
-            ..Default::default()
-        }],
-        aya_build::Toolchain::default(),
-    )?;
-    build_legacy()?;
+    // cargo reruns us when the eBPF crate's library changes (a build-dependency); this
+    // covers its binaries' sources too.
+    println!("cargo:rerun-if-changed={EBPF_DIR}");
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if skipped() {
+        println!("cargo:warning=AYA_BUILD_SKIP is set; skipping the eBPF build");
         return Ok(());
     }
     let out_dir = out_dir()?;
-    for name in ["netpoll-trace-ebpf", LEGACY_BIN] {
-        strip_debug(&out_dir.join(name))?;
+    for object in &OBJECTS {
+        build_object(object)?;
+        strip_debug(&out_dir.join(object.bin))?;
     }
     Ok(())
 }
 
-/// aya-build's switch for building no eBPF object; it holds for both objects and their
-/// stripping: skipping one object and not the other helps nobody.
+/// aya-build's switch for building no eBPF object, kept under its name (what aya projects
+/// set): it holds for both objects and their stripping.
 fn skipped() -> bool {
     env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
@@ -88,24 +110,17 @@ fn strip_debug(path: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The legacy object, built like aya-build 0.2.0 builds the modern one, plus what
-/// aya-build cannot pass per object (it sets every rustflag itself):
-/// - `-C target-cpu=v1`: rustc hands it to bpf-linker (`--cpu`) and stamps it on every
-///   function, core's included. v1 is what 4.9 and 4.14 accept (v2's JLT/JLE/JSLT/JSLE
-///   came in 4.14, v3's JMP32 class in 5.1); rustc's "generic" means v1 today, pinned
-///   so that a new default in rustc or LLVM cannot move it;
-/// - `--disable-expand-memcpy-in-order`: bpf-linker's default leaves memset to a call
-///   of a memset function (a bpf-to-bpf call, 4.16); without it LLVM writes the
-///   stores inline;
-/// - `--disable-memory-builtins`: bpf-linker keeps no memcmp/bcmp of its own for calls
-///   (core's memcpy/memset stay in .text, uncalled; `cargo xtask bpfcheck` fails a call).
+/// Builds `object` as aya-build 0.2.0 would (which sets every rustflag itself, the same
+/// for every object), plus what neither object may go without:
+/// `--disable-expand-memcpy-in-order`: bpf-linker's default leaves a memset to a call of
+/// core's memset, a byte loop the verifier walks once per byte at every call (6.12: 336
+/// of __netpoll_setup's entry's 10,639 verified instructions were one such loop, run for
+/// a 152-byte event zeroed on the stack) and 4.14 cannot call at all; without it LLVM
+/// writes the stores inline.
 ///
-/// Its own target directory: other rustflags would otherwise rebuild the modern
-/// object's dependencies (core) on every build.
-fn build_legacy() -> anyhow::Result<()> {
-    if skipped() {
-        return Ok(());
-    }
+/// Each object has its own target directory: different rustflags would otherwise rebuild
+/// the other's dependencies (core) on every build.
+fn build_object(object: &Object) -> anyhow::Result<()> {
     let out_dir = out_dir()?;
     let target = match env::var("CARGO_CFG_TARGET_ENDIAN")?.as_str() {
         "little" => "bpfel-unknown-none",
@@ -115,19 +130,16 @@ fn build_legacy() -> anyhow::Result<()> {
     // The architecture whose pt_regs the kprobes read (aya-build's riscv fix-up aside:
     // we build for x86_64 only).
     let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
-    let target_dir = out_dir.join("aya-build").join("target").join(LEGACY_BIN);
+    let target_dir = out_dir.join("aya-build").join("target").join(object.bin);
     let mut rustflags = OsString::new();
-    for (i, flag) in [
+    let common = [
         format!("--cfg=bpf_target_arch=\"{arch}\""),
         "-Cdebuginfo=2".into(),
         "-Clink-arg=--btf".into(),
-        "-Ctarget-cpu=v1".into(),
         "-Clink-arg=--disable-expand-memcpy-in-order".into(),
-        "-Clink-arg=--disable-memory-builtins".into(),
-    ]
-    .iter()
-    .enumerate()
-    {
+    ];
+    let own = object.flags.iter().map(|f| f.to_string());
+    for (i, flag) in common.into_iter().chain(own).enumerate() {
         if i > 0 {
             rustflags.push("\x1f");
         }
@@ -142,12 +154,12 @@ fn build_legacy() -> anyhow::Result<()> {
         "--package",
         "netpoll-trace-ebpf",
         "--bin",
-        LEGACY_BIN,
+        object.bin,
     ])
     .args([
         "--no-default-features",
         "--features",
-        "legacy",
+        object.features,
         "--release",
         "--target",
         target,
@@ -164,10 +176,13 @@ fn build_legacy() -> anyhow::Result<()> {
     .stderr(Stdio::inherit());
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
-        bail!("building the legacy eBPF object failed ({status}): {cmd:?}");
+        bail!(
+            "building the eBPF object {} failed ({status}): {cmd:?}",
+            object.bin
+        );
     }
-    let built = target_dir.join(target).join("release").join(LEGACY_BIN);
-    let dst = out_dir.join(LEGACY_BIN);
+    let built = target_dir.join(target).join("release").join(object.bin);
+    let dst = out_dir.join(object.bin);
     std::fs::copy(&built, &dst)
         .with_context(|| format!("copying {} to {}", built.display(), dst.display()))?;
     Ok(())

@@ -23,8 +23,9 @@ pub(crate) fn cpu_dev(cfg: &Config, dev: u64) -> CpuDev {
     if dev != 0 && cfg.flags & cf::DEV_IFINDEX != 0 {
         let src = unsafe { (dev as *const u8).add(cfg.dev_ifindex as usize) };
         // Straight into the key (zeroed, as 4.4 wants a helper's stack buffer): a
-        // separate slot would cost the send path's exit 8 more bytes of stack, past what
-        // 5.10 allows it beside LLVM's memset call ("combined stack size ... Too large").
+        // separate slot cost the send path's exit 8 more bytes of stack, past what 5.10
+        // allowed it beside the memset it called before the object's stores were inline
+        // ("combined stack size ... Too large").
         // SAFETY: the key's own bytes; bpf_probe_read faults safely on a bad source.
         let dst = unsafe {
             core::slice::from_raw_parts_mut((&raw mut key.ifindex).cast::<u8>(), size_of::<i32>())
@@ -262,6 +263,6 @@ pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
         let hit = (raw >> (cfg.priv_flags_shift & 63)) & cfg.iff_disable_netpoll;
         // 1 when any bit is set: the sign bit of hit | -hit.
         let disabled = ((hit | hit.wrapping_neg()) >> 63) as u32;
-        ev.flags |= ef::PRIV_FLAGS * got | ef::NETPOLL_DISABLED * (got & disabled);
+        ev.flags |= (ef::PRIV_FLAGS * got) | (ef::NETPOLL_DISABLED * (got & disabled));
     }
 }
