@@ -16,6 +16,7 @@ mod config;
 mod device;
 pub mod function;
 pub mod maps;
+mod opaque;
 pub mod per_cpu;
 mod poll;
 pub mod programs;
@@ -26,6 +27,7 @@ mod setup;
 pub use cleanup::stop_cause;
 pub use config::{Config, config_flags};
 pub use device::{COMM_LEN, IFNAMSIZ, OWNER_LEN, event_flags};
+pub use opaque::opaque;
 pub use per_cpu::CpuDev;
 pub use poll::{POLL_BUCKETS, POLL_DEPTH, PollCpu, PollEvent, PollFrame, PollStats, poll_bucket};
 pub use recorder::{

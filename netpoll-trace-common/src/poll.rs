@@ -1,7 +1,7 @@
 //! `netpoll_poll_dev`: per-device statistics, slow calls, and the calls in progress
 //! per CPU; the latency histogram's buckets, which the send path shares.
 
-use crate::IFNAMSIZ;
+use crate::{IFNAMSIZ, opaque};
 
 /// Buckets of the poll latency histogram: bucket `i` counts calls that took
 /// [2^i, 2^(i+1)) ns (bucket 0 also takes 0 and 1 ns; the last takes the rest).
@@ -95,14 +95,6 @@ pub fn poll_bucket(ns: u64) -> usize {
     let last = POLL_BUCKETS as u64 - 1;
     let over = opaque(last.wrapping_sub(b)) >> 63;
     b.wrapping_sub(over * b.wrapping_sub(last)) as usize
-}
-
-/// `v` through memory: LLVM cannot see through a volatile read, so it cannot turn the
-/// arithmetic on it back into the compare and select it stands for.
-#[inline(always)]
-fn opaque(v: u64) -> u64 {
-    // SAFETY: a read of a local.
-    unsafe { core::ptr::read_volatile(&v) }
 }
 
 #[cfg(test)]

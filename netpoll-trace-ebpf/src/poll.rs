@@ -5,7 +5,7 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use netpoll_trace_common::{
     Config, CpuDev, IFNAMSIZ, POLL_BUCKETS, POLL_DEPTH, PollCpu, PollEvent, PollFrame, PollStats,
-    loss, poll_bucket,
+    loss, opaque, poll_bucket,
 };
 
 use crate::{
@@ -117,10 +117,8 @@ pub fn poll_exit<C: EbpfContext>(ctx: &C) {
     // combinations that cannot happen (it does not evaluate register-to-register
     // compares), reaching the index with values up to 63 and refusing the legacy
     // poll_dev_exit ("R0 min value is outside of the array range"). A mask it can track
-    // bounds every path; the volatile read keeps LLVM from folding the mask away.
-    let raw = poll_bucket(ns);
-    // SAFETY: a read of a local.
-    let b = unsafe { core::ptr::read_volatile(&raw) } & (POLL_BUCKETS - 1);
+    // bounds every path; `opaque` keeps LLVM from folding the mask away.
+    let b = opaque(poll_bucket(ns)) & (POLL_BUCKETS - 1);
     bump_bucket!(stats.cast::<u8>(), PollStats, hist, b);
     if cfg.slow_poll_ns != 0 && ns >= cfg.slow_poll_ns {
         let mut ev = PollEvent {
