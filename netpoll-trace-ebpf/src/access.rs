@@ -57,10 +57,11 @@ pub(crate) unsafe fn read_ok(src: u64, dst: &mut [u8]) -> u32 {
             src as *const core::ffi::c_void,
         )
     };
-    // 0 on success, a negative errno otherwise: the sign bit is the failure. LLVM may
-    // still make `FLAG * ok` a select (a branch) on the sign; hiding it (`opaque`) was
-    // measured worse: a flag the verifier no longer knows is 0 or FLAG costs both sides
-    // of every later test of it (6.12: __netpoll_setup's entry 3,439 -> 3,963).
+    // 0 on success, a negative errno otherwise: the sign bit is the failure. Through
+    // `opaque`, or LLVM makes `FLAG * ok` a select on the sign: a branch again. As a u64:
+    // the verifier keeps an 8-byte spill's [0, 1] range; a 4-byte one it forgets, and a
+    // flag it no longer knows is 0 or FLAG costs both sides of every later test of it
+    // (6.12, __netpoll_setup's entry: 3,439 as a select, 3,963 as a u32, 3,316 as a u64).
     opaque(((ret as u64) >> 63) ^ 1) as u32
 }
 
