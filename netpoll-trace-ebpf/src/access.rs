@@ -65,13 +65,6 @@ pub(crate) unsafe fn read_ok(src: u64, dst: &mut [u8]) -> u32 {
     opaque(((ret as u64) >> 63) ^ 1) as u32
 }
 
-/// 1 when `x` is not 0, else 0, without a compare: the sign bit of `x | -x`, through
-/// `opaque` so that LLVM cannot make it a compare again.
-#[inline(always)]
-pub(crate) fn nonzero(x: u64) -> u64 {
-    opaque(x | x.wrapping_neg()) >> 63
-}
-
 /// The bytes of a plain value, for `read_ok`.
 #[inline(always)]
 pub(crate) fn bytes_of<T: Copy>(v: &mut T) -> &mut [u8] {

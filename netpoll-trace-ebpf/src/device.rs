@@ -6,10 +6,10 @@
 use aya_ebpf::helpers::bpf_probe_read_buf;
 use netpoll_trace_common::{
     COMM_LEN, Config, CpuDev, IFNAMSIZ, OWNER_LEN, SetupEvent, config_flags as cf,
-    event_flags as ef, opaque,
+    event_flags as ef, nonzero, opaque,
 };
 
-use crate::access::{bytes_of, cpu, load_at, nonzero, probe_read, read_ok};
+use crate::access::{bytes_of, cpu, load_at, probe_read, read_ok};
 
 /// This CPU's key of a per-device value: the device's address and its ifindex, so a
 /// device freed and another allocated at the same address never share statistics.
@@ -94,22 +94,6 @@ pub(crate) fn txq_len(cfg: &Config, npinfo: u64) -> u32 {
 pub(crate) fn dismantling(cfg: &Config, dev: u64) -> bool {
     let p = unsafe { (dev as *const u8).add(cfg.dev_dismantle as usize) };
     unsafe { probe_read(p) }.is_ok_and(|b: u8| b != 0)
-}
-
-/// Zeroes every byte after the first NUL. Written out byte by byte, not as a loop:
-/// 4.14 refuses backward jumps (16 is both IFNAMSIZ and OWNER_LEN).
-#[inline(always)]
-pub(crate) fn clear_after_nul(s: &mut [u8; 16]) {
-    let mut end = false;
-    macro_rules! step {
-        ($($i:literal)*) => {$(
-            end |= s[$i] == 0;
-            if end {
-                s[$i] = 0;
-            }
-        )*};
-    }
-    step!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
 
 const _: () = assert!(IFNAMSIZ == 16 && OWNER_LEN == 16 && COMM_LEN == 16);
@@ -221,7 +205,7 @@ fn read_owner(src: *const u8, dst: &mut [u8; OWNER_LEN]) -> bool {
     #[cfg(feature = "legacy")]
     {
         let ok = unsafe { bpf_probe_read_buf(src, dst) }.is_ok();
-        clear_after_nul(dst);
+        netpoll_trace_common::clear_after_nul(dst);
         ok
     }
 }
