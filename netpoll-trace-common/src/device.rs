@@ -93,6 +93,17 @@ pub fn select_name(a: &[u8; 16], use_a: u64, b: &[u8; 16], use_b: u64) -> [u8; 1
     from_words((alo & ma) | (blo & mb), (ahi & ma) | (bhi & mb))
 }
 
+/// 1 when `owner` is netconsole's ("netconsole" and its NUL), else 0: two word
+/// compares folded into one sign bit, not eleven byte compares (each a branch in BPF).
+#[inline(always)]
+pub fn is_netconsole(owner: &[u8; OWNER_LEN]) -> u64 {
+    const _: () = assert!(OWNER_LEN >= 11);
+    const LO: u64 = u64::from_le_bytes(*b"netconso");
+    const HI: u64 = u64::from_le_bytes([b'l', b'e', 0, 0, 0, 0, 0, 0]);
+    let (lo, hi) = words(owner);
+    nonzero((lo ^ LO) | ((hi & 0xff_ffff) ^ HI)) ^ 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,12 +153,29 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 // One byte in eight is a NUL.
-                *b = if x.is_multiple_of(8) { 0 } else { (x >> 8) as u8 };
+                *b = if x.is_multiple_of(8) {
+                    0
+                } else {
+                    (x >> 8) as u8
+                };
             }
             let want = cleared(s);
             clear_after_nul(&mut s);
             assert_eq!(s, want);
         }
+    }
+
+    #[test]
+    fn knows_netconsole_by_its_name_and_nul() {
+        assert_eq!(is_netconsole(&name(b"netconsole")), 1);
+        // Bytes after the NUL do not matter; one more letter, one less or another does.
+        assert_eq!(is_netconsole(b"netconsole\0xxxxx"), 1);
+        assert_eq!(is_netconsole(&name(b"netconsoles")), 0);
+        assert_eq!(is_netconsole(&name(b"netconsol")), 0);
+        assert_eq!(is_netconsole(&name(b"netconsolf")), 0);
+        assert_eq!(is_netconsole(&name(b"Netconsole")), 0);
+        assert_eq!(is_netconsole(&name(b"bond")), 0);
+        assert_eq!(is_netconsole(&[0; 16]), 0);
     }
 
     #[test]

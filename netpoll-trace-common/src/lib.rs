@@ -26,7 +26,9 @@ mod setup;
 
 pub use cleanup::stop_cause;
 pub use config::{Config, config_flags};
-pub use device::{COMM_LEN, IFNAMSIZ, OWNER_LEN, clear_after_nul, event_flags, select_name};
+pub use device::{
+    COMM_LEN, IFNAMSIZ, OWNER_LEN, clear_after_nul, event_flags, is_netconsole, select_name,
+};
 pub use opaque::{mask, nonzero, opaque};
 pub use per_cpu::CpuDev;
 pub use poll::{POLL_BUCKETS, POLL_DEPTH, PollCpu, PollEvent, PollFrame, PollStats, poll_bucket};

@@ -1,5 +1,5 @@
 //! What every program does the same way: which CPU it runs on, reads of kernel memory
-//! into the stack (`probe_read`; `read_ok`, whose outcome is a number, not a branch), the
+//! into the stack (`probe_read`; `read_if`, whose outcome is a number, not a branch), the
 //! current task's comm, loads and stores at constant offsets into a
 //! map value (`bump_at`, `store_at`, `load_at`, `at_index!`, `off!`), an array field's
 //! element by index (`bump_indexed`, `bump_slot!`, `bump_bucket!`),
@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_perf_event_output, bpf_probe_read_buf},
     maps::PerfEventArray,
 };
-use netpoll_trace_common::{COMM_LEN, loss, opaque};
+use netpoll_trace_common::{COMM_LEN, loss, mask, opaque};
 
 use crate::recorder::lose;
 
@@ -39,33 +39,47 @@ pub(crate) unsafe fn probe_read<T: Copy>(src: *const T) -> Result<T, i32> {
 }
 
 /// `bpf_probe_read` of `dst.len()` bytes from `src` into `dst` (zero-filled by the helper
-/// on a fault), returning 1 when read and 0 when not, computed without a branch: a flag
-/// set from it (`flags |= FLAG * ok`) leaves one verifier state where a branch would leave
-/// two, and the set-up programs read a dozen fields (each outcome a path the verifier
-/// walked to the end: `__netpoll_setup`'s fentry on 6.12 went 17,110 -> 10,639 verified
-/// instructions).
+/// on a fault) when `on` is 1, of nothing when it is 0 (a field the configuration may
+/// switch off); returns 1 when read and 0 when not or off. All without a branch: a flag
+/// set from it (`flags |= FLAG * ok`) leaves the verifier one state where a branch would
+/// leave two, and the set-up programs read a dozen fields (each outcome, and each
+/// switch, was a path walked to the end: on 5.10, which does not merge a stack slot one
+/// side filled with one the other left zeroed, __netpoll_setup's entry walked its tail up
+/// to 20 times). The modern object reads `dst.len() & mask(on)` bytes; the legacy
+/// object's kernels take only constant sizes (4.14's ARG_CONST_SIZE refuses a zero), so
+/// it branches on `on`.
 ///
 /// # Safety
 /// `dst` must be stack memory (4.9: ARG_PTR_TO_RAW_STACK).
 #[inline(always)]
-pub(crate) unsafe fn read_ok(src: u64, dst: &mut [u8]) -> u32 {
-    // SAFETY: dst's own bytes; bpf_probe_read faults safely on any source.
+pub(crate) unsafe fn read_if(on: u64, src: u64, dst: &mut [u8]) -> u32 {
+    #[cfg(not(feature = "legacy"))]
+    let len = (dst.len() as u64 & mask(on)) as u32;
+    #[cfg(feature = "legacy")]
+    let len = {
+        if on == 0 {
+            return 0;
+        }
+        dst.len() as u32
+    };
+    // SAFETY: at most dst's own bytes; bpf_probe_read faults safely on any source.
     let ret = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read(
             dst.as_mut_ptr().cast(),
-            dst.len() as u32,
+            len,
             src as *const core::ffi::c_void,
         )
     };
-    // 0 on success, a negative errno otherwise: the sign bit is the failure. Through
-    // `opaque`, or LLVM makes `FLAG * ok` a select on the sign: a branch again. As a u64:
-    // the verifier keeps an 8-byte spill's [0, 1] range; a 4-byte one it forgets, and a
-    // flag it no longer knows is 0 or FLAG costs both sides of every later test of it
-    // (6.12, __netpoll_setup's entry: 3,439 as a select, 3,963 as a u32, 3,316 as a u64).
-    opaque(((ret as u64) >> 63) ^ 1) as u32
+    // 0 on success (a read of no bytes too, so `on` decides), a negative errno
+    // otherwise: the sign bit is the failure. Through `opaque`, or LLVM makes `FLAG *
+    // ok` a select on the sign: a branch again. As a u64: the verifier keeps an 8-byte
+    // spill's [0, 1] range; a 4-byte one it forgets, and a flag it no longer knows is 0
+    // or FLAG costs both sides of every later test of it (6.12, __netpoll_setup's
+    // entry: 3,439 as a select, 3,963 as a u32, 3,316 as a u64).
+    (opaque(((ret as u64) >> 63) ^ 1) & on) as u32
 }
 
-/// The bytes of a plain value, for `read_ok`.
+/// The bytes of a plain value, for `read_if`.
 #[inline(always)]
 pub(crate) fn bytes_of<T: Copy>(v: &mut T) -> &mut [u8] {
     // SAFETY: v's own bytes; T is plain data (every caller's is an integer).

@@ -6,10 +6,10 @@
 use aya_ebpf::helpers::bpf_probe_read_buf;
 use netpoll_trace_common::{
     COMM_LEN, Config, CpuDev, IFNAMSIZ, OWNER_LEN, SetupEvent, config_flags as cf,
-    event_flags as ef, nonzero, opaque,
+    event_flags as ef, is_netconsole, mask, nonzero, opaque,
 };
 
-use crate::access::{bytes_of, cpu, load_at, probe_read, read_ok};
+use crate::access::{bytes_of, cpu, load_at, probe_read, read_if};
 
 /// This CPU's key of a per-device value: the device's address and its ifindex, so a
 /// device freed and another allocated at the same address never share statistics.
@@ -61,17 +61,13 @@ pub(crate) fn read_dev_identity(
     if dev == 0 {
         return;
     }
-    // Each read's outcome is a flag computed without a branch (`read_ok`); only the
-    // configuration's switches branch (fentry's `dev` is a typed pointer: no arithmetic
-    // on it but an offset, so a disabled read cannot be made to fault instead).
-    if cfg.flags & cf::DEV_NAME != 0 {
-        let ok = unsafe { read_ok(dev.wrapping_add(cfg.dev_name as u64), name) };
-        *flags |= ef::DEV_NAME * ok;
-    }
-    if cfg.flags & cf::DEV_IFINDEX != 0 {
-        let src = dev.wrapping_add(cfg.dev_ifindex as u64);
-        *flags |= ef::IFINDEX * unsafe { read_ok(src, bytes_of(ifindex)) };
-    }
+    // Each read's outcome is a flag computed without a branch, and so is whether the
+    // configuration asks for it (`read_if`).
+    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
+    let src = dev.wrapping_add(cfg.dev_name as u64);
+    *flags |= ef::DEV_NAME * unsafe { read_if(on(cf::DEV_NAME), src, name) };
+    let src = dev.wrapping_add(cfg.dev_ifindex as u64);
+    *flags |= ef::IFINDEX * unsafe { read_if(on(cf::DEV_IFINDEX), src, bytes_of(ifindex)) };
 }
 
 /// `np->dev`, 0 when unknown.
@@ -103,28 +99,24 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
     if np == 0 {
         return;
     }
-    let base = np as *const u8;
-    if cfg.flags & cf::NP_DEV_NAME != 0 {
-        // SAFETY: bpf_probe_read faults safely on a bad address.
-        let src = unsafe { base.add(cfg.np_dev_name as usize) };
-        if unsafe { bpf_probe_read_buf(src, &mut ev.np_dev_name) }.is_ok() {
-            ev.flags |= ef::NP_DEV_NAME;
-        }
-    }
-    if cfg.flags & cf::NP_NAME != 0 {
-        let ptr = unsafe { base.add(cfg.np_name as usize) } as *const u64;
-        if let Ok(name) = unsafe { probe_read(ptr) }
-            && name != 0
-            && read_owner(name as *const u8, &mut ev.owner)
-        {
-            ev.flags |= ef::OWNER;
-        }
-    }
+    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
+    let src = np.wrapping_add(cfg.np_dev_name as u64);
+    // SAFETY: the stack event's own field; bpf_probe_read faults safely on a bad address.
+    ev.flags |= ef::NP_DEV_NAME * unsafe { read_if(on(cf::NP_DEV_NAME), src, &mut ev.np_dev_name) };
+    // The owner: the string netpoll.name points to, when the pointer was read and set.
+    let mut name = 0u64;
+    let src = np.wrapping_add(cfg.np_name as u64);
+    let got = unsafe { read_if(on(cf::NP_NAME), src, bytes_of(&mut name)) };
+    let owner_on = u64::from(got) & nonzero(name);
+    ev.flags |= ef::OWNER * read_owner(owner_on, name, &mut ev.owner);
     // The addresses: in the netpoll (before 7.3), else in the netconsole target
     // around it, only for a netpoll netconsole owns (any other may be a bare netpoll,
     // and reading past it would be a wrong value).
     // Each offset loaded at a constant offset into the map value (`load_at`): a field
     // address selected between the branches would be pointer arithmetic 4.4 refuses.
+    // The choice stays a branch: an offset chosen by masks or products lost the bounds
+    // 5.10 wants of one added to fentry's typed pointer ("math between ptr_ pointer and
+    // register with unbounded min value").
     let c = cfg as *const Config as *mut u8;
     macro_rules! cfg_u32 {
         ($field:ident) => {
@@ -133,80 +125,74 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
         };
     }
     let at = if cfg.flags & cf::NP_REMOTE != 0 {
-        Some((
+        (
+            1,
             cfg_u32!(np_ipv6),
             cfg_u32!(np_remote_ip),
             cfg_u32!(np_remote_port),
             cfg_u32!(np_local_port),
-        ))
-    } else if cfg.flags & cf::NT_REMOTE != 0 && owned_by_netconsole(&ev.owner) {
-        Some((
+        )
+    } else if cfg.flags & cf::NT_REMOTE != 0 && is_netconsole(&ev.owner) != 0 {
+        (
+            1,
             cfg_u32!(nt_ipv6),
             cfg_u32!(nt_remote_ip),
             cfg_u32!(nt_remote_port),
             cfg_u32!(nt_local_port),
-        ))
+        )
     } else {
-        None
+        (0, 0, 0, 0, 0)
     };
-    if let Some((ipv6, remote_ip, remote_port, local_port)) = at {
-        // Read in place and kept only when all four were read and the target is IPv4,
-        // decided without a branch: a branch per outcome left the verifier six states to
-        // walk the rest of the entry with (5.10: __netpoll_setup's entry ~7,100 verified
-        // instructions).
-        let at = |off: u32| np.wrapping_add(off as u64);
-        let mut v6 = 0u8;
-        // SAFETY: each destination is the stack event's own field.
-        let read = unsafe {
-            read_ok(at(ipv6), bytes_of(&mut v6))
-                & read_ok(at(remote_ip), &mut ev.remote_ip)
-                & read_ok(at(remote_port), bytes_of(&mut ev.remote_port))
-                & read_ok(at(local_port), bytes_of(&mut ev.local_port))
-        };
-        let keep = opaque(u64::from(read) & (nonzero(u64::from(v6)) ^ 1));
-        ev.remote_ip = (u32::from_ne_bytes(ev.remote_ip) * keep as u32).to_ne_bytes();
-        ev.remote_port *= keep as u16;
-        ev.local_port *= keep as u16;
-        ev.flags |= ef::REMOTE * keep as u32;
-    }
+    // Read in place and kept only when all four were read and the target is IPv4,
+    // decided without a branch: a branch per outcome left the verifier six states to
+    // walk the rest of the entry with (5.10: __netpoll_setup's entry ~7,100 verified
+    // instructions).
+    let (any, ipv6, remote_ip, remote_port, local_port) = at;
+    let at = |off: u32| np.wrapping_add(off as u64);
+    let mut v6 = 0u8;
+    // SAFETY: each destination is the stack event's own field.
+    let read = unsafe {
+        read_if(any, at(ipv6), bytes_of(&mut v6))
+            & read_if(any, at(remote_ip), &mut ev.remote_ip)
+            & read_if(any, at(remote_port), bytes_of(&mut ev.remote_port))
+            & read_if(any, at(local_port), bytes_of(&mut ev.local_port))
+    };
+    let keep = opaque(u64::from(read) & (nonzero(u64::from(v6)) ^ 1));
+    ev.remote_ip = (u32::from_ne_bytes(ev.remote_ip) * keep as u32).to_ne_bytes();
+    ev.remote_port *= keep as u16;
+    ev.local_port *= keep as u16;
+    ev.flags |= ef::REMOTE * keep as u32;
 }
 
-/// The owner string is netconsole's ("netconsole"), compared byte by byte: no memcmp
-/// in a BPF program.
+/// The string `netpoll.name` points to (at `src`), when `on`; 1 when read.
+/// bpf_probe_read_str (4.11) is the exact read, of no bytes when `on` is 0 (see
+/// `read_if`); the legacy object keeps to 4.9's helpers with a fixed-size read whose bytes
+/// after the NUL are cleared (the owner is a string literal such as "netconsole", so its
+/// 16 bytes are readable).
 #[inline(always)]
-fn owned_by_netconsole(owner: &[u8; OWNER_LEN]) -> bool {
-    const _: () = assert!(OWNER_LEN >= 11);
-    owner[0] == b'n'
-        && owner[1] == b'e'
-        && owner[2] == b't'
-        && owner[3] == b'c'
-        && owner[4] == b'o'
-        && owner[5] == b'n'
-        && owner[6] == b's'
-        && owner[7] == b'o'
-        && owner[8] == b'l'
-        && owner[9] == b'e'
-        && owner[10] == 0
-}
-
-/// The string `netpoll.name` points to. bpf_probe_read_str (4.11) is the exact
-/// read; the legacy object keeps to 4.9's helpers with a fixed-size read whose bytes
-/// after the NUL are cleared (the owner is a string literal such as "netconsole", so
-/// its 16 bytes are readable).
-#[inline(always)]
-fn read_owner(src: *const u8, dst: &mut [u8; OWNER_LEN]) -> bool {
+fn read_owner(on: u64, src: u64, dst: &mut [u8; OWNER_LEN]) -> u32 {
     #[cfg(not(feature = "legacy"))]
     {
+        let len = (OWNER_LEN as u64 & mask(on)) as u32;
         // Not the _kernel_ variant (5.5+): older kernels stay in reach.
-        #[allow(deprecated)]
-        let read = unsafe { aya_ebpf::helpers::bpf_probe_read_str(src, dst) };
-        read.is_ok()
+        // SAFETY: at most dst's own bytes; the helper faults safely on any source.
+        let ret = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_str(
+                dst.as_mut_ptr().cast(),
+                len,
+                src as *const core::ffi::c_void,
+            )
+        };
+        (opaque(((ret as u64) >> 63) ^ 1) & on) as u32
     }
     #[cfg(feature = "legacy")]
     {
-        let ok = unsafe { bpf_probe_read_buf(src, dst) }.is_ok();
+        if on == 0 {
+            return 0;
+        }
+        let ok = unsafe { bpf_probe_read_buf(src as *const u8, dst) }.is_ok();
         netpoll_trace_common::clear_after_nul(dst);
-        ok
+        u32::from(ok)
     }
 }
 
@@ -216,45 +202,30 @@ pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
         return;
     }
     read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
-    // Each read's outcome is a flag computed without a branch (`read_ok`): the verifier
-    // walks what follows once per configuration, not once per outcome.
-    if cfg.flags & cf::DEV_OPS != 0 {
-        let mut ops = 0u64;
-        let got = unsafe {
-            read_ok(
-                dev.wrapping_add(cfg.dev_netdev_ops as u64),
-                bytes_of(&mut ops),
-            )
-        };
-        // ops 0 (absent, or not read): both reads below fault and read as 0.
-        let mut pc = 0u64;
-        let mut ns = 0u64;
-        let pc_ok = unsafe {
-            read_ok(
-                ops.wrapping_add(cfg.ops_poll_controller as u64),
-                bytes_of(&mut pc),
-            )
-        };
-        let ns_ok = unsafe {
-            read_ok(
-                ops.wrapping_add(cfg.ops_netpoll_setup as u64),
-                bytes_of(&mut ns),
-            )
-        };
-        let all = got & pc_ok & ns_ok;
-        ev.ops = ops;
-        // Both or neither, as before: only with the flag.
-        ev.poll_controller = pc.wrapping_mul(all as u64);
-        ev.netpoll_setup_op = ns.wrapping_mul(all as u64);
-        ev.flags |= ef::OPS * all;
-    }
-    if cfg.flags & cf::DEV_PRIV_FLAGS != 0 {
-        let mut raw = 0u64;
-        let src = dev.wrapping_add(cfg.dev_priv_flags as u64);
-        let got = unsafe { read_ok(src, bytes_of(&mut raw)) };
-        let hit = (raw >> (cfg.priv_flags_shift & 63)) & cfg.iff_disable_netpoll;
-        // 1 when any bit is set: the sign bit of hit | -hit.
-        let disabled = ((hit | hit.wrapping_neg()) >> 63) as u32;
-        ev.flags |= (ef::PRIV_FLAGS * got) | (ef::NETPOLL_DISABLED * (got & disabled));
-    }
+    // Each read's outcome is a flag computed without a branch, and so is whether the
+    // configuration asks for it (`read_if`): the verifier walks what follows once.
+    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
+    let ops_on = on(cf::DEV_OPS);
+    let mut ops = 0u64;
+    let src = dev.wrapping_add(cfg.dev_netdev_ops as u64);
+    let got = unsafe { read_if(ops_on, src, bytes_of(&mut ops)) };
+    // ops 0 (absent, or not read): both reads below fault and read as 0.
+    let mut pc = 0u64;
+    let mut ns = 0u64;
+    let src = ops.wrapping_add(cfg.ops_poll_controller as u64);
+    let pc_ok = unsafe { read_if(ops_on, src, bytes_of(&mut pc)) };
+    let src = ops.wrapping_add(cfg.ops_netpoll_setup as u64);
+    let ns_ok = unsafe { read_if(ops_on, src, bytes_of(&mut ns)) };
+    let all = got & pc_ok & ns_ok;
+    ev.ops = ops;
+    // Both or neither, as before: only with the flag.
+    ev.poll_controller = pc.wrapping_mul(all as u64);
+    ev.netpoll_setup_op = ns.wrapping_mul(all as u64);
+    ev.flags |= ef::OPS * all;
+    let mut raw = 0u64;
+    let src = dev.wrapping_add(cfg.dev_priv_flags as u64);
+    let got = unsafe { read_if(on(cf::DEV_PRIV_FLAGS), src, bytes_of(&mut raw)) };
+    let hit = (raw >> (cfg.priv_flags_shift & 63)) & cfg.iff_disable_netpoll;
+    let disabled = nonzero(hit) as u32;
+    ev.flags |= (ef::PRIV_FLAGS * got) | (ef::NETPOLL_DISABLED * (got & disabled));
 }
