@@ -54,7 +54,7 @@ pub(crate) unsafe fn probe_read<T: Copy>(src: *const T) -> Result<T, i32> {
 #[inline(always)]
 pub(crate) unsafe fn read_if(on: u64, src: u64, dst: &mut [u8]) -> u32 {
     #[cfg(not(feature = "legacy"))]
-    let len = (dst.len() as u64 & mask(on)) as u32;
+    let len = len_if(dst.len(), on);
     #[cfg(feature = "legacy")]
     let len = {
         if on == 0 {
@@ -70,12 +70,46 @@ pub(crate) unsafe fn read_if(on: u64, src: u64, dst: &mut [u8]) -> u32 {
             src as *const core::ffi::c_void,
         )
     };
-    // 0 on success (a read of no bytes too, so `on` decides), a negative errno
-    // otherwise: the sign bit is the failure. Through `opaque`, or LLVM makes `FLAG *
-    // ok` a select on the sign: a branch again. As a u64: the verifier keeps an 8-byte
-    // spill's [0, 1] range; a 4-byte one it forgets, and a flag it no longer knows is 0
-    // or FLAG costs both sides of every later test of it (6.12, __netpoll_setup's
-    // entry: 3,439 as a select, 3,963 as a u32, 3,316 as a u64).
+    outcome(ret, on)
+}
+
+/// `read_if` for a string: bpf_probe_read_str (4.11; the modern object only), which
+/// stops after the NUL.
+///
+/// # Safety
+/// As `read_if`.
+#[cfg(not(feature = "legacy"))]
+#[inline(always)]
+pub(crate) unsafe fn read_str_if(on: u64, src: u64, dst: &mut [u8]) -> u32 {
+    // Not the _kernel_ variant (5.5+): older kernels stay in reach.
+    // SAFETY: at most dst's own bytes; the helper faults safely on any source.
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_str(
+            dst.as_mut_ptr().cast(),
+            len_if(dst.len(), on),
+            src as *const core::ffi::c_void,
+        )
+    };
+    outcome(ret, on)
+}
+
+/// `len` when `on` is 1, 0 when it is 0: by `mask`, not a product, which LLVM would
+/// make a select (a branch) again.
+#[cfg(not(feature = "legacy"))]
+#[inline(always)]
+fn len_if(len: usize, on: u64) -> u32 {
+    (len as u64 & mask(on)) as u32
+}
+
+/// A read helper's result as 1 (read) or 0 (failed, or `on` was 0). The helper returns 0
+/// or a length on success (a read of no bytes too, so `on` decides), a negative errno
+/// otherwise: the sign bit is the failure. Through `opaque`, or LLVM makes `FLAG * ok` a
+/// select on the sign: a branch again. As a u64: the verifier keeps an 8-byte spill's
+/// [0, 1] range; a 4-byte one it forgets, and a flag it no longer knows is 0 or FLAG
+/// costs both sides of every later test of it (6.12, __netpoll_setup's entry: 3,439 as
+/// a select, 3,963 as a u32, 3,316 as a u64).
+#[inline(always)]
+fn outcome(ret: i64, on: u64) -> u32 {
     (opaque(((ret as u64) >> 63) ^ 1) & on) as u32
 }
 

@@ -6,9 +6,11 @@
 use aya_ebpf::helpers::bpf_probe_read_buf;
 use netpoll_trace_common::{
     COMM_LEN, Config, CpuDev, IFNAMSIZ, OWNER_LEN, SetupEvent, config_flags as cf,
-    event_flags as ef, is_netconsole, mask, nonzero, opaque,
+    event_flags as ef, is_netconsole, nonzero, opaque,
 };
 
+#[cfg(not(feature = "legacy"))]
+use crate::access::read_str_if;
 use crate::access::{bytes_of, cpu, load_at, probe_read, read_if};
 
 /// This CPU's key of a per-device value: the device's address and its ifindex, so a
@@ -171,20 +173,9 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
 /// 16 bytes are readable).
 #[inline(always)]
 fn read_owner(on: u64, src: u64, dst: &mut [u8; OWNER_LEN]) -> u32 {
+    // SAFETY: the caller's stack buffer.
     #[cfg(not(feature = "legacy"))]
-    {
-        let len = (OWNER_LEN as u64 & mask(on)) as u32;
-        // Not the _kernel_ variant (5.5+): older kernels stay in reach.
-        // SAFETY: at most dst's own bytes; the helper faults safely on any source.
-        let ret = unsafe {
-            aya_ebpf::helpers::generated::bpf_probe_read_str(
-                dst.as_mut_ptr().cast(),
-                len,
-                src as *const core::ffi::c_void,
-            )
-        };
-        (opaque(((ret as u64) >> 63) ^ 1) & on) as u32
-    }
+    return unsafe { read_str_if(on, src, dst) };
     #[cfg(feature = "legacy")]
     {
         if on == 0 {
