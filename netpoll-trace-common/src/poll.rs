@@ -1,7 +1,7 @@
 //! `netpoll_poll_dev`: per-device statistics, slow calls, and the calls in progress
 //! per CPU; the latency histogram's buckets, which the send path shares.
 
-use crate::{IFNAMSIZ, opaque};
+use crate::{IFNAMSIZ, nonzero, opaque};
 
 /// Buckets of the poll latency histogram: bucket `i` counts calls that took
 /// [2^i, 2^(i+1)) ns (bucket 0 also takes 0 and 1 ns; the last takes the rest).
@@ -80,10 +80,8 @@ pub fn poll_bucket(ns: u64) -> usize {
     let mut b = 0u64;
     macro_rules! step {
         ($($k:literal)*) => {$(
-            // 1 if anything is left above the low $k bits: `t | -t` has its top bit set
-            // exactly when t != 0 (t < 2^63 after any shift).
-            let t = v >> $k;
-            let s = (opaque(t | t.wrapping_neg()) >> 63) * $k;
+            // $k if anything is left above the low $k bits, else 0.
+            let s = nonzero(v >> $k) * $k;
             v >>= s;
             b += s;
         )*};

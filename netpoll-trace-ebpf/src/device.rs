@@ -39,6 +39,12 @@ pub(crate) fn cpu_dev(cfg: &Config, dev: u64) -> CpuDev {
     key
 }
 
+/// 1 when the configuration asks for the field(s) behind `flag`, else 0 (for `read_if`).
+#[inline(always)]
+fn on(cfg: &Config, flag: u32) -> u64 {
+    nonzero(u64::from(cfg.flags & flag))
+}
+
 /// The device's name, ifindex and identity flags, read into the stack and returned for
 /// a map value (the scratch slots): 4.9's bpf_probe_read writes only to the stack
 /// (ARG_PTR_TO_RAW_STACK; a map value is refused, "R1 type=map_value_adj expected=fp").
@@ -65,11 +71,10 @@ pub(crate) fn read_dev_identity(
     }
     // Each read's outcome is a flag computed without a branch, and so is whether the
     // configuration asks for it (`read_if`).
-    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
     let src = dev.wrapping_add(cfg.dev_name as u64);
-    *flags |= ef::DEV_NAME * unsafe { read_if(on(cf::DEV_NAME), src, name) };
+    *flags |= ef::DEV_NAME * unsafe { read_if(on(cfg, cf::DEV_NAME), src, name) };
     let src = dev.wrapping_add(cfg.dev_ifindex as u64);
-    *flags |= ef::IFINDEX * unsafe { read_if(on(cf::DEV_IFINDEX), src, bytes_of(ifindex)) };
+    *flags |= ef::IFINDEX * unsafe { read_if(on(cfg, cf::DEV_IFINDEX), src, bytes_of(ifindex)) };
 }
 
 /// `np->dev`, 0 when unknown.
@@ -101,14 +106,14 @@ pub(crate) fn read_netpoll(ev: &mut SetupEvent, cfg: &Config, np: u64) {
     if np == 0 {
         return;
     }
-    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
     let src = np.wrapping_add(cfg.np_dev_name as u64);
     // SAFETY: the stack event's own field; bpf_probe_read faults safely on a bad address.
-    ev.flags |= ef::NP_DEV_NAME * unsafe { read_if(on(cf::NP_DEV_NAME), src, &mut ev.np_dev_name) };
+    ev.flags |=
+        ef::NP_DEV_NAME * unsafe { read_if(on(cfg, cf::NP_DEV_NAME), src, &mut ev.np_dev_name) };
     // The owner: the string netpoll.name points to, when the pointer was read and set.
     let mut name = 0u64;
     let src = np.wrapping_add(cfg.np_name as u64);
-    let got = unsafe { read_if(on(cf::NP_NAME), src, bytes_of(&mut name)) };
+    let got = unsafe { read_if(on(cfg, cf::NP_NAME), src, bytes_of(&mut name)) };
     let owner_on = u64::from(got) & nonzero(name);
     ev.flags |= ef::OWNER * read_owner(owner_on, name, &mut ev.owner);
     // The addresses: in the netpoll (before 7.3), else in the netconsole target
@@ -195,8 +200,7 @@ pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
     read_dev_identity(cfg, dev, &mut ev.dev_name, &mut ev.ifindex, &mut ev.flags);
     // Each read's outcome is a flag computed without a branch, and so is whether the
     // configuration asks for it (`read_if`): the verifier walks what follows once.
-    let on = |flag: u32| nonzero(u64::from(cfg.flags & flag));
-    let ops_on = on(cf::DEV_OPS);
+    let ops_on = on(cfg, cf::DEV_OPS);
     let mut ops = 0u64;
     let src = dev.wrapping_add(cfg.dev_netdev_ops as u64);
     let got = unsafe { read_if(ops_on, src, bytes_of(&mut ops)) };
@@ -215,7 +219,7 @@ pub(crate) fn read_device(ev: &mut SetupEvent, cfg: &Config, dev: u64) {
     ev.flags |= ef::OPS * all;
     let mut raw = 0u64;
     let src = dev.wrapping_add(cfg.dev_priv_flags as u64);
-    let got = unsafe { read_if(on(cf::DEV_PRIV_FLAGS), src, bytes_of(&mut raw)) };
+    let got = unsafe { read_if(on(cfg, cf::DEV_PRIV_FLAGS), src, bytes_of(&mut raw)) };
     let hit = (raw >> (cfg.priv_flags_shift & 63)) & cfg.iff_disable_netpoll;
     let disabled = nonzero(hit) as u32;
     ev.flags |= (ef::PRIV_FLAGS * got) | (ef::NETPOLL_DISABLED * (got & disabled));
