@@ -247,12 +247,15 @@ while [ $i -lt $REPS ]; do
 done
 
 # --- 1b. where the time to ready goes: watch's own start-up profile (debug log) ----
+# The profile's lines only: the programs keep the default level (warn), whose log
+# statements are all the verifier walks in a default run (`object::ebpf_log_level`).
+PROFILE_LOG=warn,netpoll_trace::kernel::profile=debug
 if section profile; then
     # Until `all ready:` (the late pass too), each stage with RSS and peak (VmHWM); the
     # first run with the cache of the kernel's BTF facts removed: the start-up peak.
     rm -rf $CACHE_DIR
     for m in auto kprobe; do
-        ms=$(RUST_LOG=netpoll_trace=debug benchtool ready 'netpoll-trace: all ready:' 120 \
+        ms=$(RUST_LOG=$PROFILE_LOG benchtool ready 'netpoll-trace: all ready:' 120 \
             netpoll-trace watch --attach $m 2>/tmp/profile.err)
         echo "bench: profile --attach $m: all ready after $ms ms (from before fork)"
         grep 'start-up:\|ready:\|memory:' /tmp/profile.err
@@ -273,13 +276,13 @@ if section footprint; then
 heap() { sed -n 's/.*memory: heap in use \([0-9]*\) KiB.*/\1/p' "$1" | tail -n 1; }
 # First runs (no cache of the kernel's BTF facts): their start-up peak is the higher one.
 rm -rf /var/cache/netpoll-trace
-RUST_LOG=netpoll_trace=debug netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
+RUST_LOG=$PROFILE_LOG netpoll-trace watch --json >/tmp/idle.json 2>/tmp/idle.err &
 w=$!
 wait_for /tmp/idle.err 'all ready:' 120 && settle $w && sleep 2 && say watch_idle_hwm_kib "$(hwm $w)" &&
     say watch_idle_rss_kib "$(rss $w)" && say watch_idle_heap_kib "$(heap /tmp/idle.err)"
 stop_bg $w
 rm -rf /var/cache/netpoll-trace
-RUST_LOG=netpoll_trace=debug netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
+RUST_LOG=$PROFILE_LOG netpoll-trace agent --dry-run --journal /tmp/journal.jsonl >/tmp/agent.out 2>/tmp/agent.err &
 a=$!
 if wait_for /tmp/agent.err 'ready:' 120; then
     settle $a

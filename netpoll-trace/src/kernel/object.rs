@@ -74,19 +74,28 @@ pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) 
     Ok(ebpf)
 }
 
+/// The target of the programs' log records (aya-log sends the eBPF crate's module path).
+pub const EBPF_LOG_TARGET: &str = "netpoll_trace_ebpf";
+
+/// AYA_LOG_LEVEL for the programs: the most verbose level `enabled` lets through for
+/// their target, 0 for none. A log statement the level lets through is walked by the
+/// verifier on every path to it, so a start-up profile (`RUST_LOG=warn,
+/// netpoll_trace::kernel::profile=debug`) measures the programs a default run loads.
+fn ebpf_log_level(enabled: impl Fn(log::Level) -> bool) -> u8 {
+    use log::Level::*;
+    [Trace, Debug, Info, Warn, Error]
+        .into_iter()
+        .find(|&l| enabled(l))
+        .map_or(0, |l| l as u8)
+}
+
 /// Loads the object and creates (or opens) its maps, without the configuration: what
 /// start-up can do while the struct offsets are still being resolved.
 pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Ebpf> {
     // The programs' log statements are switched off in the kernel unless the
-    // userspace logger would show them (-v, -vv or RUST_LOG): quiet and cheap.
-    let level: u8 = match log::max_level() {
-        log::LevelFilter::Off => 0,
-        log::LevelFilter::Error => 1,
-        log::LevelFilter::Warn => 2,
-        log::LevelFilter::Info => 3,
-        log::LevelFilter::Debug => 4,
-        log::LevelFilter::Trace => 5,
-    };
+    // userspace logger would show them (-v, -vv or RUST_LOG naming their target): quiet
+    // and cheap, and what the verifier walks does not change with userspace's own level.
+    let level = ebpf_log_level(|l| log::log_enabled!(target: EBPF_LOG_TARGET, l));
     stage(&format!("loading the {kind} object"));
     let mut loader = EbpfLoader::new();
     size_cpu_maps(&mut loader);
@@ -167,6 +176,14 @@ mod tests {
     /// The maps of each built object are exactly those `netpoll_trace_common::maps` names
     /// (plus, in the modern one only, aya-log's and the compiler's data sections): a map
     /// renamed on one side only fails here, not in a guest.
+    #[test]
+    fn the_programs_log_at_the_level_their_own_target_is_shown() {
+        assert_eq!(ebpf_log_level(|_| false), 0);
+        assert_eq!(ebpf_log_level(|l| l <= log::Level::Warn), 2);
+        assert_eq!(ebpf_log_level(|l| l <= log::Level::Debug), 4);
+        assert_eq!(ebpf_log_level(|_| true), 5);
+    }
+
     #[test]
     fn the_object_defines_exactly_the_named_maps() {
         for kind in ObjectKind::ALL {
