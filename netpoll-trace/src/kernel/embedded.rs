@@ -74,3 +74,55 @@ pub fn size_cpu_maps(loader: &mut EbpfLoader<'_>) {
     loader.map_max_entries(maps::SEND_STATS, per_cpu::DEVICES * cpus);
     loader.map_max_entries(maps::COUNTERS, per_cpu::COUNTERS * cpus);
 }
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+
+    use super::*;
+
+    fn parsed(kind: ObjectKind) -> object::File<'static> {
+        object::File::parse(kind.bytes()).unwrap_or_else(|e| panic!("the {kind} object: {e}"))
+    }
+
+    /// aya parses every section it is handed and collects each one's relocations: the
+    /// objects keep only what aya and the kernel use (build.rs `strip_debug`).
+    #[test]
+    fn the_objects_carry_no_dwarf_and_no_relocations_of_their_btf_ext() {
+        for kind in ObjectKind::ALL {
+            let obj = parsed(kind);
+            let names: Vec<&str> = obj.sections().filter_map(|s| s.name().ok()).collect();
+            assert!(
+                names.contains(&".BTF") && names.contains(&".BTF.ext"),
+                "{kind}: {names:?}"
+            );
+            for s in obj.sections() {
+                let name = s.name().unwrap_or_default();
+                assert!(!name.starts_with(".debug"), "{kind}: {name}");
+                if name == ".BTF.ext" {
+                    assert_eq!(s.relocations().count(), 0, "{kind}: relocations of {name}");
+                }
+            }
+        }
+    }
+
+    /// Every function a program calls is copied into it by aya and loaded and checked by
+    /// the kernel, executed or not: the modern object's only out-of-line functions are the
+    /// set-up return's one log statement (one per context type: kprobe and fexit).
+    #[test]
+    fn the_programs_call_no_more_than_their_one_log_statement() {
+        let obj = parsed(ObjectKind::Modern);
+        let text = obj.section_by_name(".text").expect(".text").index();
+        let called: Vec<String> = obj
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.section_index() == Some(text))
+            .filter(|s| s.is_local())
+            .filter_map(|s| s.name().ok().map(String::from))
+            .collect();
+        assert!(
+            called.len() <= 2,
+            "{} out-of-line functions: {called:?}",
+            called.len()
+        );
+    }
+}
