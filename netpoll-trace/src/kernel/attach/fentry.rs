@@ -22,7 +22,7 @@ use crate::kernel::{
 /// exact: they come from the same file moments earlier (the unit test pins the id
 /// arithmetic; the lab's fallbacks scenario checks that fentry and kprobes see the same
 /// set-ups). Without an index (no BTF at presence time), aya parses as before.
-pub(super) fn function_btf(index: &mut Option<FunctionIndex>) -> Result<Btf> {
+fn function_btf(index: &mut Option<FunctionIndex>) -> Result<Btf> {
     if !std::path::Path::new(offsets::SYSFS_VMLINUX).exists() {
         bail!(
             "fentry needs the kernel's BTF and there is no {}",
@@ -39,6 +39,29 @@ pub(super) fn function_btf(index: &mut Option<FunctionIndex>) -> Result<Btf> {
         return Ok(btf::function_index_btf(index));
     }
     Btf::from_sys_fs().map_err(|e| anyhow!("fentry needs /sys/kernel/btf/vmlinux: {e}"))
+}
+
+/// fentry's BTF for one attach, built when a pass first needs it and kept for the late
+/// pass, which starts as soon as `ready` is out: building it again there cost the full
+/// attach 85-140 ms under TCG on 6.12 (one 72-byte entry per kernel type id), and
+/// holding it the few milliseconds between the passes adds nothing to the start-up
+/// peak, which is this very allocation. Dropped with the late pass.
+#[derive(Default)]
+pub(super) struct FentryBtf {
+    /// The function index start-up read, taken once (without it aya parses the kernel's
+    /// BTF in full).
+    index: Option<FunctionIndex>,
+    btf: Option<Btf>,
+}
+
+impl FentryBtf {
+    pub(super) fn get(&mut self) -> Result<&Btf> {
+        if self.btf.is_none() {
+            self.btf = Some(function_btf(&mut self.index)?);
+            crate::kernel::profile::stage("kernel BTF for fentry ready");
+        }
+        Ok(self.btf.as_ref().expect("set above"))
+    }
 }
 
 /// The index holds every one of our functions the BTF describes, and fentry can attach to

@@ -20,6 +20,7 @@ pub use plan::{AttachChoice, AttachMethod, Conflict, Fallback, steps};
 pub use preload::Preloaded;
 
 use self::{
+    fentry::FentryBtf,
     pass::{Attached, load_programs},
     phase::{Deferred, Phase},
     plan::first_working,
@@ -166,7 +167,7 @@ impl Loaded {
         };
         let start = Instant::now();
         let mut out = LateAttached::default();
-        let mut index = d.fentry_index;
+        let mut fentry_btf = d.fentry_btf;
         match load_programs(
             &mut self.ebpf,
             d.method,
@@ -174,7 +175,7 @@ impl Loaded {
             false,
             Phase::Late,
             d.attached_ids,
-            &mut index,
+            &mut fentry_btf,
         ) {
             Ok(a) => {
                 if let Err(e) = transmit_counts(&mut self.ebpf, &a.ids) {
@@ -250,7 +251,7 @@ pub fn probe(
             true,
             Phase::All,
             Vec::new(),
-            &mut None,
+            &mut FentryBtf::default(),
         )?;
         // (Nothing attached: no armed event was made.)
         Ok(Path::new(o, m))
@@ -358,7 +359,7 @@ fn attach_all(
         None => object::load_maps(object, recorder)?,
     };
     object::write_config(&mut ebpf, config)?;
-    let mut fentry_index = None;
+    let mut fentry_btf = FentryBtf::default();
     let Attached {
         links,
         armed,
@@ -373,7 +374,7 @@ fn attach_all(
         false,
         phase,
         Vec::new(),
-        &mut fentry_index,
+        &mut fentry_btf,
     )?;
     transmit_counts(&mut ebpf, &ids)?;
     let mut pinned = Vec::new();
@@ -408,7 +409,7 @@ fn attach_all(
     loaded.tracefs_events = own_events;
     loaded.deferred = (phase == Phase::Early).then(|| Deferred {
         method,
-        fentry_index,
+        fentry_btf,
         present: present.to_vec(),
         attached_ids: ids,
     });

@@ -6,10 +6,15 @@ use anyhow::Result;
 use aya::Ebpf;
 
 use super::{
-    armed, fentry, kprobe, on_demand::OnDemand, phase::Phase, plan::AttachMethod, program::LinkId,
+    armed,
+    fentry::{self, FentryBtf},
+    kprobe,
+    on_demand::OnDemand,
+    phase::Phase,
+    plan::AttachMethod,
+    program::LinkId,
 };
 use crate::kernel::{
-    btf::FunctionIndex,
     profile::stage,
     targets::{self, TARGETS, Wanted},
 };
@@ -32,7 +37,7 @@ pub(super) struct Attached {
 
 /// Loads (and unless `load_only` attaches) the programs of every present target `phase`
 /// takes, for `method`; `attached_ids` are the ids an earlier pass attached, and
-/// `fentry_index` the function index it took (taken here when None and fentry needs it).
+/// `fentry_btf` fentry's BTF, built here when fentry first needs it.
 pub(super) fn load_programs(
     ebpf: &mut Ebpf,
     method: AttachMethod,
@@ -40,19 +45,12 @@ pub(super) fn load_programs(
     load_only: bool,
     phase: Phase,
     attached_ids: Vec<u32>,
-    fentry_index: &mut Option<FunctionIndex>,
+    fentry_btf: &mut FentryBtf,
 ) -> Result<Attached> {
-    // Built per pass and dropped at its end: one 72-byte entry per type id (7.7 MiB on
-    // 6.12), not to be held while the late pass waits or after.
     let fentry_btf = match method {
-        AttachMethod::Fentry => {
-            let btf = fentry::function_btf(fentry_index)?;
-            stage("kernel BTF for fentry ready");
-            Some(btf)
-        }
+        AttachMethod::Fentry => Some(fentry_btf.get()?),
         AttachMethod::Kprobe => None,
     };
-    let fentry_btf = fentry_btf.as_ref();
     let mut attached = Vec::new();
     let mut attached_ids = attached_ids;
     let mut skipped = Vec::new();

@@ -2,8 +2,8 @@
 //! tear-downs and console write after it (`Target::late`), on the same object
 //! (`Loaded::attach_late`).
 
-use super::plan::AttachMethod;
-use crate::kernel::{btf::FunctionIndex, targets::Target};
+use super::{fentry::FentryBtf, plan::AttachMethod};
+use crate::kernel::targets::Target;
 
 /// Which of TARGETS' programs one pass loads and attaches (`Target::late`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +30,8 @@ impl Phase {
 /// What the late pass needs from the early one.
 pub(super) struct Deferred {
     pub(super) method: AttachMethod,
-    /// The function index the first pass took for fentry's stand-in BTF (taken once:
-    /// without it the late pass would fall back to aya's full parse); the late pass
-    /// builds its own stand-in from it, so none is held in between.
-    pub(super) fentry_index: Option<FunctionIndex>,
+    /// fentry's BTF as the first pass built it (`FentryBtf`).
+    pub(super) fentry_btf: FentryBtf,
     pub(super) present: Vec<bool>,
     pub(super) attached_ids: Vec<u32>,
 }
