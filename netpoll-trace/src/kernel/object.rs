@@ -117,6 +117,11 @@ pub fn load_maps(kind: ObjectKind, recorder: Option<&RecorderPlan>) -> Result<Eb
             }
         }
         loader.map_max_entries(maps::RING, r.ring_size);
+    } else {
+        // No recorder: the programs never write the ring (META stays unset), and a hash
+        // map's entries are allocated when it is made (1,024 events, ~200 KiB of kernel
+        // memory zeroed at every start-up).
+        loader.map_max_entries(maps::RING, 1);
     }
     let mut ebpf = loader.load(kind.bytes()).map_err(|e| {
         anyhow::Error::new(LoadRefused {
