@@ -1,14 +1,15 @@
 #!/bin/sh
 # The kernel's BTF facts cache (/var/cache/netpoll-trace/kernel-btf.json). The first run
-# parses the BTF, creates the directory 0700 and the file 0600 and says so; the second
-# hashes the BTF, takes the facts from the file (the ready line names it) and parses
+# parses the BTF, creates the directory 0700 and the file 0600 and says so, naming the BTF
+# by the kernel's build-id (the one /sys/kernel/notes holds); the second reads that id
+# instead of parsing, takes the facts from the file (the ready line names it) and parses
 # nothing; `offsets --json` is the same cold, warm and with --no-cache (which leaves the
 # file alone); a file whose identity was tampered with is ignored and rewritten; a
 # symbolic link planted at the file's path is replaced, never followed, and the run
 # works; a directory writable by others is not used.
 # nics: virtio
 # timeout: 300
-# checks: first_run_parses first_run_writes dir_private file_private second_run_cached second_run_no_parse offsets_equal no_cache_leaves_file check_names_cache tampered_ignored tampered_rewritten symlink_not_followed symlink_run_works loose_dir_refused
+# checks: first_run_parses first_run_writes identity_by_build_id dir_private file_private second_run_cached second_run_no_parse offsets_equal no_cache_leaves_file check_names_cache tampered_ignored tampered_rewritten symlink_not_followed symlink_run_works loose_dir_refused
 . /lib.sh
 
 DIR=/var/cache/netpoll-trace
@@ -35,6 +36,14 @@ first_run_writes() {
         grep -qF "wrote the kernel's BTF facts to $FILE" /tmp/first.err && test -s $FILE
 }
 npt_check first_run_writes first_run_writes
+# The id recorded is the kernel's own: its bytes are among the notes', read here by od.
+build_id_of() { sed -n 's/.*"build_id": "\([0-9a-f]*\)".*/\1/p' "$1"; }
+identity_by_build_id() {
+    bid=$(build_id_of $FILE)
+    test ${#bid} -ge 16 && od -An -v -tx1 /sys/kernel/notes | tr -d ' \n' | grep -q "$bid" &&
+        ! grep -q '"hash"' $FILE
+}
+npt_check identity_by_build_id identity_by_build_id
 ls -la $DIR
 npt_check dir_private sh -c "test -d $DIR && ! test -L $DIR && test \"\$(stat -c '%a %u' $DIR)\" = '700 0'"
 npt_check file_private sh -c "test -f $FILE && test \"\$(stat -c '%a %u' $FILE)\" = '600 0'"
@@ -45,7 +54,7 @@ cat $FILE
 run second
 npt_check second_run_cached sh -c "grep -q 'start-up: facts from cache' /tmp/second.err && grep 'ready: ' /tmp/second.err | grep -qF '$CACHED;'"
 second_run_no_parse() {
-    ready_ok second && grep -q 'start-up: BTF identity hashed' /tmp/second.err &&
+    ready_ok second && grep -q 'start-up: BTF identity read' /tmp/second.err &&
         ! grep -q 'read and parsed' /tmp/second.err && ! grep -q 'cache written' /tmp/second.err
 }
 npt_check second_run_no_parse second_run_no_parse
@@ -68,7 +77,7 @@ offsets_equal() {
 npt_check offsets_equal offsets_equal
 RUST_LOG=netpoll_trace=debug netpoll-trace offsets --no-cache >/dev/null 2>/tmp/nocache.err
 no_cache_leaves_file() {
-    cmp $FILE /tmp/before-no-cache.json && ! grep -q 'identity hashed\|cache written\|facts from cache' /tmp/nocache.err &&
+    cmp $FILE /tmp/before-no-cache.json && ! grep -q 'identity read\|cache written\|facts from cache' /tmp/nocache.err &&
         grep -q 'kernel BTF read and parsed' /tmp/nocache.err
 }
 npt_check no_cache_leaves_file no_cache_leaves_file
@@ -77,10 +86,10 @@ cat /tmp/check.out
 npt_check check_names_cache grep -qF "struct offsets from /sys/kernel/btf/vmlinux (cached facts, $FILE)" /tmp/check.out
 
 # --- a tampered identity: ignored, rewritten -------------------------------------------
-sed 's/"hash": [0-9]*/"hash": 12345/' /tmp/good.json >/tmp/tampered.json
+sed 's/"build_id": "[0-9a-f]*"/"build_id": "00"/' /tmp/good.json >/tmp/tampered.json
 cat /tmp/tampered.json >$FILE
 chmod 600 $FILE
-grep '"hash"' $FILE
+grep '"build_id"' $FILE
 run tampered
 tampered_ignored() {
     ready_ok tampered && grep -q 'made for another BTF' /tmp/tampered.err &&

@@ -1,6 +1,6 @@
 //! The kernel's BTF facts (`facts`) kept between runs in one root-owned file,
-//! /var/cache/netpoll-trace/kernel-btf.json, so that start-up hashes the BTF instead of
-//! parsing it. Only the kernel's own BTF is cached. Nothing here is ever fatal: a cache
+//! /var/cache/netpoll-trace/kernel-btf.json, so that start-up reads the kernel's build-id
+//! (or where there is none, hashes the BTF) instead of parsing it. Only the kernel's own BTF is cached. Nothing here is ever fatal: a cache
 //! that cannot be read, trusted or written is a miss, said at debug level.
 //!
 //! Trust: the directory (created 0700 when missing) must be a real directory, not a
@@ -37,6 +37,35 @@ pub const FILE: &str = "kernel-btf.json";
 /// The path of the cache file in `dir`.
 pub fn path_in(dir: &Path) -> PathBuf {
     dir.join(FILE)
+}
+
+/// Where the running kernel's ELF notes are (its build-id among them).
+pub const KERNEL_NOTES: &str = "/sys/kernel/notes";
+
+/// The running kernel's build-id, None when it tells none (no such note, or the file is
+/// unreadable: root-only since 6.8, and absent where sysfs is).
+pub fn kernel_build_id() -> Option<String> {
+    let mut notes = Vec::new();
+    File::open(KERNEL_NOTES)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut notes)
+        .ok()?;
+    facts::gnu_build_id(&notes)
+}
+
+/// The identity of the running kernel's BTF at `path` (`size` bytes): by the kernel's
+/// build-id, else by hashing the file.
+pub fn live_identity(path: &Path, release: &str) -> Result<Identity> {
+    match kernel_build_id() {
+        Some(id) => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            Ok(Identity::of_build(release, size, id))
+        }
+        None => identity_of_file(path, release),
+    }
 }
 
 /// The identity of the BTF at `path` on kernel `release`, hashed 64 KiB at a time: the

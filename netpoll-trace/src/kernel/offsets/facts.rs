@@ -21,7 +21,7 @@ use super::{
 use crate::kernel::btf::{Btf, FunctionIndex};
 
 /// The document's schema: bump it when what is recorded, or how, changes.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 /// The largest document read; ours is about 2 KiB.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
@@ -32,8 +32,8 @@ const MAX_ENTRIES: usize = 64;
 /// At most this long: a kernel identifier, or a release.
 const MAX_NAME: usize = 128;
 
-/// Which BTF the facts were read from. Recomputed from the live file on every run and
-/// compared whole before anything cached is used.
+/// Which BTF the facts were read from. Recomputed on every run and compared whole before
+/// anything cached is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
@@ -41,17 +41,63 @@ pub struct Identity {
     pub release: String,
     /// The BTF's size in bytes.
     pub size: u64,
-    /// `IdentityHasher` over the whole BTF.
-    pub hash: u64,
+    /// The running kernel's GNU build-id (hex), from /sys/kernel/notes. The BTF is a
+    /// section of that vmlinux and the linker hashed every section into the id, so it
+    /// names the BTF too: read in microseconds, where hashing the 5-6 MiB took 25-35 ms
+    /// of every start-up under TCG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// `IdentityHasher` over the whole BTF: only where the kernel tells no build-id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<u64>,
 }
 
 impl Identity {
-    /// The identity of `data`, a whole BTF, on kernel `release`.
+    /// The identity of `data`, a whole BTF, on kernel `release`, by its hash.
     pub fn of_bytes(release: &str, data: &[u8]) -> Self {
         let mut h = IdentityHasher::default();
         h.update(data);
         h.finish(release)
     }
+
+    /// The identity of a BTF of `size` bytes in the kernel with `build_id`.
+    pub fn of_build(release: &str, size: u64, build_id: String) -> Self {
+        Self {
+            release: release.to_string(),
+            size,
+            build_id: Some(build_id),
+            hash: None,
+        }
+    }
+}
+
+/// The GNU build-id (lowercase hex) among ELF notes as /sys/kernel/notes holds them:
+/// each a header of three native-endian u32 (name size, descriptor size, type), then
+/// the name and the descriptor, each padded to 4 bytes. None when there is none, or the
+/// notes are cut short.
+pub fn gnu_build_id(notes: &[u8]) -> Option<String> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let pad = |n: usize| n.checked_add(3).map(|n| n & !3);
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = notes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_ne_bytes(b.try_into().ok()?))
+    };
+    let mut at = 0;
+    while at < notes.len() {
+        let namesz = u32_at(at)? as usize;
+        let descsz = u32_at(at + 4)? as usize;
+        let kind = u32_at(at + 8)?;
+        let name_at = at + 12;
+        let desc_at = name_at.checked_add(pad(namesz)?)?;
+        let end = desc_at.checked_add(pad(descsz)?)?;
+        let name = notes.get(name_at..name_at.checked_add(namesz)?)?;
+        let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
+        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" && !desc.is_empty() {
+            return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        at = end;
+    }
+    None
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -123,7 +169,8 @@ impl IdentityHasher {
         Identity {
             release: release.to_string(),
             size,
-            hash: self.state,
+            build_id: None,
+            hash: Some(self.state),
         }
     }
 }
@@ -510,7 +557,7 @@ mod tests {
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
         let whole = id(&data);
         // Pinned: a change of algorithm must be a new SCHEMA, never a silent change.
-        assert_eq!(whole.hash, 0x7d71_a8c9_9d36_6c5b, "{:#x}", whole.hash);
+        assert_eq!(whole.hash, Some(0x7d71_a8c9_9d36_6c5b), "{:?}", whole.hash);
         // The documented steps, by hand: one zero-padded word, then the size.
         let step = |h: u64, w: u64| {
             let h = (h ^ w).wrapping_mul(0x100_0000_01b3);
@@ -518,7 +565,7 @@ mod tests {
         };
         assert_eq!(
             Identity::of_bytes("r", b"abc").hash,
-            step(step(0xcbf2_9ce4_8422_2325, 0x0063_6261), 3)
+            Some(step(step(0xcbf2_9ce4_8422_2325, 0x0063_6261), 3))
         );
         assert_eq!(whole.size, 1000);
         for piece in [1, 3, 7, 8, 9, 64, 999] {
@@ -546,6 +593,68 @@ mod tests {
         assert_ne!(id(&longer), base);
         assert_ne!(id(&longer).hash, base.hash, "a trailing zero byte");
         assert_ne!(Identity::of_bytes("6.12.10-amd64", &data), base);
+    }
+
+    /// One note as the kernel lays them out (native endian, name and descriptor padded).
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend((name.len() as u32).to_ne_bytes());
+        n.extend((desc.len() as u32).to_ne_bytes());
+        n.extend(kind.to_ne_bytes());
+        n.extend(name);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n.extend(desc);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n
+    }
+
+    #[test]
+    fn the_build_id_is_found_among_other_notes() {
+        let id = [
+            0xde, 0xad, 0xbe, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+        ];
+        // As on x86: Xen's notes (an odd-sized name), Linux's, then GNU's build-id.
+        let mut notes = note(b"Xen\0", 6, b"linux\0");
+        notes.extend(note(b"Linux\0", 6, b"6.12\0"));
+        notes.extend(note(b"GNU\0", 1, &[0; 16])); // ABI tag: another GNU note
+        notes.extend(note(b"GNU\0", 3, &id));
+        assert_eq!(
+            gnu_build_id(&notes).as_deref(),
+            Some("deadbeef0123456789abcdef")
+        );
+        // None: absent, or the notes cut short anywhere inside the build-id's note.
+        assert_eq!(gnu_build_id(&note(b"Xen\0", 6, b"x")), None);
+        assert_eq!(gnu_build_id(&[]), None);
+        let whole = notes.len();
+        for cut in [whole - 1, whole - 12, whole - 20, whole - 26] {
+            assert_eq!(gnu_build_id(&notes[..cut]), None, "cut at {cut}");
+        }
+        // A header claiming more than there is: no panic, no overflow.
+        let mut huge = vec![0xff; 12];
+        huge.extend(b"GNU\0");
+        assert_eq!(gnu_build_id(&huge), None);
+    }
+
+    #[test]
+    fn a_build_id_identity_never_matches_a_hashed_one() {
+        let data = blob(true);
+        let hashed = id(&data);
+        let built = Identity::of_build("6.12.9-amd64", data.len() as u64, "ab12".into());
+        assert_ne!(built, hashed);
+        assert_ne!(
+            built,
+            Identity::of_build("6.12.9-amd64", data.len() as u64, "ab13".into())
+        );
+        assert_ne!(built, Identity::of_build("6.12.9-amd64", 1, "ab12".into()));
+        // The stored document says which it is; a hashed one has no build_id field.
+        let facts = Facts::gather(&Btf::parse(&data).unwrap(), &["netpoll_setup"]);
+        let doc = String::from_utf8(encode(&built, &facts)).unwrap();
+        assert!(
+            doc.contains("\"build_id\": \"ab12\"") && !doc.contains("\"hash\""),
+            "{doc}"
+        );
+        assert_eq!(decode(doc.as_bytes(), &built).unwrap(), facts);
+        assert!(decode(doc.as_bytes(), &hashed).is_err());
     }
 
     #[test]
@@ -607,11 +716,11 @@ mod tests {
         let other =
             String::from_utf8(doc.clone())
                 .unwrap()
-                .replacen("\"schema\": 2", "\"schema\": 3", 1);
+                .replacen("\"schema\": 3", "\"schema\": 2", 1);
         let e = decode(other.as_bytes(), &id(&data))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("schema 3"), "{e}");
+        assert!(e.contains("schema 2"), "{e}");
     }
 
     #[test]
@@ -634,7 +743,7 @@ mod tests {
         let tc = format!("\"type_count\": {}", facts.index.type_count);
         let edits: [(&str, &str); 7] = [
             // An unknown key.
-            ("\"schema\": 2,", "\"schema\": 2, \"extra\": 0,"),
+            ("\"schema\": 3,", "\"schema\": 3, \"extra\": 0,"),
             // A function present without a type id, and one with a type id listed absent.
             ("\"present\": false", "\"present\": true"),
             ("\"present\": true", "\"present\": false"),

@@ -306,8 +306,8 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
     let release = super::host::release().filter(|_| USE_CACHE.load(Ordering::Relaxed));
     if let Some(release) = release {
         let live = || {
-            let id = cache::identity_of_file(path, release);
-            stage("BTF identity hashed");
+            let id = cache::live_identity(path, release);
+            stage("BTF identity read");
             id
         };
         match cache::load(dir, live) {
@@ -329,9 +329,13 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
         }
     }
     let data = std::fs::read(path).map_err(|e| anyhow!("reading {SYSFS_VMLINUX}: {e}"))?;
-    // The identity of the very bytes parsed, not of an earlier read; taken before the
-    // parse keeps them (no second copy of the 5-6 MiB at the start-up peak).
-    let identity = release.map(|r| facts::Identity::of_bytes(r, &data));
+    // The kernel's build-id, else the identity of the very bytes parsed, not of an
+    // earlier read; taken before the parse keeps them (no second copy of the 5-6 MiB at
+    // the start-up peak).
+    let identity = release.map(|r| match cache::kernel_build_id() {
+        Some(id) => facts::Identity::of_build(r, data.len() as u64, id),
+        None => facts::Identity::of_bytes(r, &data),
+    });
     let btf = Btf::from_vec(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
     stage("kernel BTF read and parsed");
     let facts = facts::Facts::gather(&btf, names);
