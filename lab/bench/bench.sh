@@ -179,10 +179,18 @@ also_list() {
     sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | sed 's/; [^;]* only while .*//' | tr -d ' ' | tr ',' '\n' |
         awk -v m="$2" '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /send_skb/ ? (m == "fentry" ? "-" : "+") : "") }'
 }
+# timed ARGS...: `benchtool ready ARGS` once the guest is quiet. A tool just stopped
+# leaves the kernel freeing its programs and trampolines (RCU tasks, workqueues) for a
+# while: the kprobe first run, which came right after fentry's warm one, measured ~250 ms
+# of that teardown on 6.18 (first - warm: 250 ms with kprobes, 100 ms with fentry).
+timed() {
+    quiet >&2
+    benchtool ready "$@"
+}
 ALSO_FROM=
 while [ $i -lt $REPS ]; do
     rm -rf $CACHE_DIR
-    ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
+    ms=$(timed 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
     if [ -n "$ms" ]; then
         say attach_ms "$ms"
         own=$(sed -n 's/.*attached in \([0-9.]*\) ms.*/\1/p' /tmp/attach.err | head -n 1)
@@ -192,7 +200,7 @@ while [ $i -lt $REPS ]; do
     else
         cat /tmp/attach.err
     fi
-    ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
+    ms=$(timed 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
     if [ -n "$ms" ]; then
         grep -q 'cached facts' /tmp/attach.err || echo "bench: warm run did not use the cache: $(grep 'ready:' /tmp/attach.err)"
         say attach_ms_warm "$ms" && [ -n "$method" ] && say attach_watch_warm "$method $ms"
@@ -201,9 +209,9 @@ while [ $i -lt $REPS ]; do
     fi
     if [ "$method" != kprobe ]; then
         rm -rf $CACHE_DIR
-        ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
+        ms=$(timed 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
         if [ -n "$ms" ]; then say attach_watch "kprobe $ms"; else cat /tmp/attach.err; fi
-        ms=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
+        ms=$(timed 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)
         if [ -n "$ms" ]; then say attach_watch_warm "kprobe $ms"; else cat /tmp/attach.err; fi
     fi
     # The full attach (cache warm): until `all ready:`, the send path, tear-downs and
@@ -212,7 +220,7 @@ while [ $i -lt $REPS ]; do
     fulls=kprobe
     [ -n "$method" ] && [ "$method" != kprobe ] && fulls="$method kprobe"
     for m in $fulls; do
-        ms=$(benchtool ready 'netpoll-trace: all ready:' 120 netpoll-trace watch --attach $m 2>/tmp/attach_full.err)
+        ms=$(timed 'netpoll-trace: all ready:' 120 netpoll-trace watch --attach $m 2>/tmp/attach_full.err)
         if [ -n "$ms" ]; then
             say attach_watch_full "$m $ms"
             [ -z "$ALSO_FROM" ] && cp /tmp/attach_full.err /tmp/attach_also.err && ALSO_FROM=/tmp/attach_also.err &&
@@ -222,7 +230,7 @@ while [ $i -lt $REPS ]; do
         fi
     done
     for m in fentry kprobe; do
-        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER 2>/tmp/attach_floor.err)
+        ms=$(timed 'floor: ready:' 120 floor --attach $m --outer $OUTER 2>/tmp/attach_floor.err)
         if [ -n "$ms" ]; then
             say attach_libbpf "$m $ms"
             [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err
@@ -231,7 +239,7 @@ while [ $i -lt $REPS ]; do
             say attach_libbpf_failed "$m $(sed -n 's/^  | floor: //p' /tmp/attach_floor.err | tail -n 1)"
         fi
         [ -n "$ALSO_FROM" ] || continue
-        ms=$(benchtool ready 'floor: ready:' 120 floor --attach $m --outer $OUTER --also "$(also_list $ALSO_FROM $m)" 2>/tmp/attach_floor.err)
+        ms=$(timed 'floor: ready:' 120 floor --attach $m --outer $OUTER --also "$(also_list $ALSO_FROM $m)" 2>/tmp/attach_floor.err)
         if [ -n "$ms" ]; then
             say attach_libbpf_full "$m $ms"
             [ $i = 0 ] && grep 'floor: ready:' /tmp/attach_floor.err
@@ -240,7 +248,7 @@ while [ $i -lt $REPS ]; do
         fi
     done
     if [ $bt_ok = 1 ]; then
-        ms=$(benchtool ready NPT-BT-READY 300 $BT -B line $BT_SCRIPT 2>/tmp/attach_bt.err)
+        ms=$(timed NPT-BT-READY 300 $BT -B line $BT_SCRIPT 2>/tmp/attach_bt.err)
         if [ -n "$ms" ]; then say attach_ms_bpftrace "$ms"; else cat /tmp/attach_bt.err; fi
     fi
     i=$((i + 1))
