@@ -51,7 +51,7 @@ pub fn kernel_build_id() -> Option<String> {
         .take(64 * 1024)
         .read_to_end(&mut notes)
         .ok()?;
-    facts::gnu_build_id(&notes)
+    super::notes::gnu_build_id(&notes)
 }
 
 /// The identity of the running kernel's BTF at `path` (`size` bytes): by the kernel's

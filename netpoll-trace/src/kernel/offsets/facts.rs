@@ -1,8 +1,8 @@
 //! The facts start-up needs from the kernel's BTF, small enough to cache: which traced
 //! functions exist, their type ids for fentry (`FunctionIndex`), and every answer
-//! `layout::resolve` asked of the BTF. Pure: the identity hash over bytes, the cache
-//! document's encoding and validation, and the `Layout`s that record and replay answers
-//! (`cache` does the file I/O).
+//! `layout::resolve` asked of the BTF. Pure: the cache document's encoding and
+//! validation against an `identity::Identity`, and the `Layout`s that record and replay
+//! answers (`cache` does the file I/O).
 //!
 //! A struct layout is never copied into the document: it holds only the questions
 //! `layout::resolve` asked and the BTF's answers, and a hit builds the `Config` by running
@@ -20,6 +20,8 @@ use super::{
 };
 use crate::kernel::btf::{Btf, FunctionIndex};
 
+pub use super::identity::{Identity, IdentityHasher};
+
 /// The document's schema: bump it when what is recorded, or how, changes.
 pub const SCHEMA: u32 = 3;
 
@@ -31,149 +33,6 @@ const MAX_ENTRIES: usize = 64;
 
 /// At most this long: a kernel identifier, or a release.
 const MAX_NAME: usize = 128;
-
-/// Which BTF the facts were read from. Recomputed on every run and compared whole before
-/// anything cached is used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Identity {
-    /// The kernel's release (`uname -r`).
-    pub release: String,
-    /// The BTF's size in bytes.
-    pub size: u64,
-    /// The running kernel's GNU build-id (hex), from /sys/kernel/notes. The BTF is a
-    /// section of that vmlinux and the linker hashed every section into the id, so it
-    /// names the BTF too: read in microseconds, where hashing the 5-6 MiB took 25-35 ms
-    /// of every start-up under TCG.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build_id: Option<String>,
-    /// `IdentityHasher` over the whole BTF: only where the kernel tells no build-id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<u64>,
-}
-
-impl Identity {
-    /// The identity of `data`, a whole BTF, on kernel `release`, by its hash.
-    pub fn of_bytes(release: &str, data: &[u8]) -> Self {
-        let mut h = IdentityHasher::default();
-        h.update(data);
-        h.finish(release)
-    }
-
-    /// The identity of a BTF of `size` bytes in the kernel with `build_id`.
-    pub fn of_build(release: &str, size: u64, build_id: String) -> Self {
-        Self {
-            release: release.to_string(),
-            size,
-            build_id: Some(build_id),
-            hash: None,
-        }
-    }
-}
-
-/// The GNU build-id (lowercase hex) among ELF notes as /sys/kernel/notes holds them:
-/// each a header of three native-endian u32 (name size, descriptor size, type), then
-/// the name and the descriptor, each padded to 4 bytes. None when there is none, or the
-/// notes are cut short.
-pub fn gnu_build_id(notes: &[u8]) -> Option<String> {
-    const NT_GNU_BUILD_ID: u32 = 3;
-    let pad = |n: usize| n.checked_add(3).map(|n| n & !3);
-    let u32_at = |at: usize| -> Option<u32> {
-        let b = notes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_ne_bytes(b.try_into().ok()?))
-    };
-    let mut at = 0;
-    while at < notes.len() {
-        let namesz = u32_at(at)? as usize;
-        let descsz = u32_at(at + 4)? as usize;
-        let kind = u32_at(at + 8)?;
-        let name_at = at + 12;
-        let desc_at = name_at.checked_add(pad(namesz)?)?;
-        let end = desc_at.checked_add(pad(descsz)?)?;
-        let name = notes.get(name_at..name_at.checked_add(namesz)?)?;
-        let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
-        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" && !desc.is_empty() {
-            return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
-        }
-        at = end;
-    }
-    None
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// A 64-bit hash of a file fed in pieces of any size (the cache reads 64 KiB at a time):
-/// FNV-1a over 64-bit little-endian words, the last word zero-padded, each step
-/// `h = (h ^ word) * FNV_PRIME; h ^= h >> 32` (the fold carries a word's high bits into
-/// the low half, which a multiplication alone never does), starting from FNV's offset
-/// basis, and the byte count mixed in last the same way. Defined here, not std's
-/// `DefaultHasher`, whose algorithm may change between Rust releases and would silently
-/// turn every cache into a miss, or worse, not. Not a defence against an attacker: the
-/// cache is root's, in a directory only root can write.
-#[derive(Debug, Clone)]
-pub struct IdentityHasher {
-    state: u64,
-    /// Bytes of a word not yet complete.
-    pending: [u8; 8],
-    pending_len: usize,
-    size: u64,
-}
-
-impl Default for IdentityHasher {
-    fn default() -> Self {
-        Self {
-            state: FNV_OFFSET,
-            pending: [0; 8],
-            pending_len: 0,
-            size: 0,
-        }
-    }
-}
-
-impl IdentityHasher {
-    fn word(&mut self, w: u64) {
-        self.state = (self.state ^ w).wrapping_mul(FNV_PRIME);
-        self.state ^= self.state >> 32;
-    }
-
-    pub fn update(&mut self, mut data: &[u8]) {
-        self.size += data.len() as u64;
-        if self.pending_len > 0 {
-            let take = (8 - self.pending_len).min(data.len());
-            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&data[..take]);
-            self.pending_len += take;
-            data = &data[take..];
-            if self.pending_len < 8 {
-                return;
-            }
-            self.word(u64::from_le_bytes(self.pending));
-            self.pending_len = 0;
-        }
-        let (words, rest) = data.as_chunks::<8>();
-        for w in words {
-            self.word(u64::from_le_bytes(*w));
-        }
-        self.pending[..rest.len()].copy_from_slice(rest);
-        self.pending_len = rest.len();
-    }
-
-    /// The identity of everything fed, on kernel `release`.
-    pub fn finish(mut self, release: &str) -> Identity {
-        if self.pending_len > 0 {
-            self.pending[self.pending_len..].fill(0);
-            self.word(u64::from_le_bytes(self.pending));
-        }
-        let size = self.size;
-        self.word(size);
-        Identity {
-            release: release.to_string(),
-            size,
-            build_id: None,
-            hash: Some(self.state),
-        }
-    }
-}
 
 /// One answer of `Layout::member`: the member's byte offset and shift, or None.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -593,46 +452,6 @@ mod tests {
         assert_ne!(id(&longer), base);
         assert_ne!(id(&longer).hash, base.hash, "a trailing zero byte");
         assert_ne!(Identity::of_bytes("6.12.10-amd64", &data), base);
-    }
-
-    /// One note as the kernel lays them out (native endian, name and descriptor padded).
-    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
-        let mut n = Vec::new();
-        n.extend((name.len() as u32).to_ne_bytes());
-        n.extend((desc.len() as u32).to_ne_bytes());
-        n.extend(kind.to_ne_bytes());
-        n.extend(name);
-        n.resize(n.len().next_multiple_of(4), 0);
-        n.extend(desc);
-        n.resize(n.len().next_multiple_of(4), 0);
-        n
-    }
-
-    #[test]
-    fn the_build_id_is_found_among_other_notes() {
-        let id = [
-            0xde, 0xad, 0xbe, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
-        ];
-        // As on x86: Xen's notes (an odd-sized name), Linux's, then GNU's build-id.
-        let mut notes = note(b"Xen\0", 6, b"linux\0");
-        notes.extend(note(b"Linux\0", 6, b"6.12\0"));
-        notes.extend(note(b"GNU\0", 1, &[0; 16])); // ABI tag: another GNU note
-        notes.extend(note(b"GNU\0", 3, &id));
-        assert_eq!(
-            gnu_build_id(&notes).as_deref(),
-            Some("deadbeef0123456789abcdef")
-        );
-        // None: absent, or the notes cut short anywhere inside the build-id's note.
-        assert_eq!(gnu_build_id(&note(b"Xen\0", 6, b"x")), None);
-        assert_eq!(gnu_build_id(&[]), None);
-        let whole = notes.len();
-        for cut in [whole - 1, whole - 12, whole - 20, whole - 26] {
-            assert_eq!(gnu_build_id(&notes[..cut]), None, "cut at {cut}");
-        }
-        // A header claiming more than there is: no panic, no overflow.
-        let mut huge = vec![0xff; 12];
-        huge.extend(b"GNU\0");
-        assert_eq!(gnu_build_id(&huge), None);
     }
 
     #[test]

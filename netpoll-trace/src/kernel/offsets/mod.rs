@@ -17,8 +17,10 @@ pub mod btf;
 pub mod cache;
 pub mod facts;
 pub mod headers;
+mod identity;
 pub mod layout;
 pub mod netconsole_target;
+pub mod notes;
 
 use std::{
     path::{Path, PathBuf},
