@@ -93,8 +93,9 @@ fn strip_debug(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     for s in elf.sections.iter_mut() {
-        let target = s.sh_info_section;
-        if target.is_some_and(|t| debug.contains(&t)) || (target.is_some() && target == btf_ext) {
+        if s.sh_info_section
+            .is_some_and(|t| debug.contains(&t) || Some(t) == btf_ext)
+        {
             s.delete = true;
         }
     }

@@ -75,7 +75,7 @@ pub fn load(kind: ObjectKind, config: &Config, recorder: Option<&RecorderPlan>) 
 }
 
 /// The target of the programs' log records (aya-log sends the eBPF crate's module path).
-pub const EBPF_LOG_TARGET: &str = "netpoll_trace_ebpf";
+const EBPF_LOG_TARGET: &str = "netpoll_trace_ebpf";
 
 /// AYA_LOG_LEVEL for the programs: the most verbose level `enabled` lets through for
 /// their target, 0 for none. A log statement the level lets through is walked by the

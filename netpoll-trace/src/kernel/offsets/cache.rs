@@ -1,6 +1,7 @@
 //! The kernel's BTF facts (`facts`) kept between runs in one root-owned file,
 //! /var/cache/netpoll-trace/kernel-btf.json, so that start-up reads the kernel's build-id
-//! (or where there is none, hashes the BTF) instead of parsing it. Only the kernel's own BTF is cached. Nothing here is ever fatal: a cache
+//! (or where there is none, hashes the BTF) instead of parsing it. Only the kernel's own
+//! BTF is cached. Nothing here is ever fatal: a cache
 //! that cannot be read, trusted or written is a miss, said at debug level.
 //!
 //! Trust: the directory (created 0700 when missing) must be a real directory, not a
@@ -44,7 +45,7 @@ pub const KERNEL_NOTES: &str = "/sys/kernel/notes";
 
 /// The running kernel's build-id, None when it tells none (no such note, or the file is
 /// unreadable: root-only since 6.8, and absent where sysfs is).
-pub fn kernel_build_id() -> Option<String> {
+fn kernel_build_id() -> Option<String> {
     let mut notes = Vec::new();
     File::open(KERNEL_NOTES)
         .ok()?
@@ -54,18 +55,25 @@ pub fn kernel_build_id() -> Option<String> {
     super::notes::gnu_build_id(&notes)
 }
 
-/// The identity of the running kernel's BTF at `path` (`size` bytes): by the kernel's
-/// build-id, else by hashing the file.
-pub fn live_identity(path: &Path, release: &str) -> Result<Identity> {
+/// The identity of the running kernel's BTF of `size` bytes: by the kernel's build-id,
+/// else by `hash` (the BTF's bytes hashed).
+pub fn identity(
+    release: &str,
+    size: u64,
+    hash: impl FnOnce() -> Result<Identity>,
+) -> Result<Identity> {
     match kernel_build_id() {
-        Some(id) => {
-            let size = std::fs::metadata(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .len();
-            Ok(Identity::of_build(release, size, id))
-        }
-        None => identity_of_file(path, release),
+        Some(id) => Ok(Identity::of_build(release, size, id)),
+        None => hash(),
     }
+}
+
+/// The identity of the running kernel's BTF at `path` (`identity`, the file hashed).
+pub fn live_identity(path: &Path, release: &str) -> Result<Identity> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    identity(release, size, || identity_of_file(path, release))
 }
 
 /// The identity of the BTF at `path` on kernel `release`, hashed 64 KiB at a time: the

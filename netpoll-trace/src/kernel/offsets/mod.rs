@@ -20,7 +20,7 @@ pub mod headers;
 mod identity;
 pub mod layout;
 pub mod netconsole_target;
-pub mod notes;
+mod notes;
 
 use std::{
     path::{Path, PathBuf},
@@ -334,9 +334,11 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
     // The kernel's build-id, else the identity of the very bytes parsed, not of an
     // earlier read; taken before the parse keeps them (no second copy of the 5-6 MiB at
     // the start-up peak).
-    let identity = release.map(|r| match cache::kernel_build_id() {
-        Some(id) => facts::Identity::of_build(r, data.len() as u64, id),
-        None => facts::Identity::of_bytes(r, &data),
+    let identity = release.and_then(|r| {
+        cache::identity(r, data.len() as u64, || {
+            Ok(facts::Identity::of_bytes(r, &data))
+        })
+        .ok()
     });
     let btf = Btf::from_vec(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
     stage("kernel BTF read and parsed");
