@@ -1,6 +1,7 @@
 #!/bin/sh
 # The kernel's BTF facts cache (/var/cache/netpoll-trace/kernel-btf.json). The first run
-# parses the BTF, creates the directory 0700 and the file 0600 and says so, naming the BTF
+# parses the BTF, creates the directory 0700 and the file 0600 once it is ready (the file is
+# for the next run, so writing it is no part of start-up) and says so, naming the BTF
 # by the kernel's build-id (the one /sys/kernel/notes holds); the second reads that id
 # instead of parsing, takes the facts from the file (the ready line names it) and parses
 # nothing; `offsets --json` is the same cold, warm and with --no-cache (which leaves the
@@ -9,7 +10,7 @@
 # works; a directory writable by others is not used.
 # nics: virtio
 # timeout: 300
-# checks: first_run_parses first_run_writes identity_by_build_id dir_private file_private second_run_cached second_run_no_parse offsets_equal no_cache_leaves_file check_names_cache tampered_ignored tampered_rewritten symlink_not_followed symlink_run_works loose_dir_refused
+# checks: first_run_parses first_run_writes written_after_ready identity_by_build_id dir_private file_private second_run_cached second_run_no_parse offsets_equal no_cache_leaves_file check_names_cache tampered_ignored tampered_rewritten symlink_not_followed symlink_run_works loose_dir_refused
 . /lib.sh
 
 DIR=/var/cache/netpoll-trace
@@ -36,6 +37,13 @@ first_run_writes() {
         grep -qF "wrote the kernel's BTF facts to $FILE" /tmp/first.err && test -s $FILE
 }
 npt_check first_run_writes first_run_writes
+# line NAME PATTERN: the number of the first line of /tmp/NAME.err matching PATTERN.
+line() { grep -n "$2" /tmp/$1.err | head -n 1 | cut -d: -f1; }
+written_after_ready() {
+    r=$(line first 'ready: ') && w=$(line first 'start-up: cache written') &&
+        test -n "$r" && test -n "$w" && test "$w" -gt "$r"
+}
+npt_check written_after_ready written_after_ready
 # The id recorded is the kernel's own: its bytes are among the notes', read here by od.
 build_id_of() { sed -n 's/.*"build_id": "\([0-9a-f]*\)".*/\1/p' "$1"; }
 identity_by_build_id() {

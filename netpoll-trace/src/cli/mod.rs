@@ -62,7 +62,11 @@ pub fn main() -> ExitCode {
             .unwrap_or_default(),
         cli.verbose,
     );
-    let exit = match run(cli.command, agent_config) {
+    let result = run(cli.command, agent_config);
+    // Facts a command parsed and start-up did not write yet (`check`, `offsets`, a `watch`
+    // that ended before its late pass): the next run's cache, whatever this one's outcome.
+    kernel::offsets::write_cache();
+    let exit = match result {
         Ok(exit) => exit,
         Err(e) => {
             // The crate's name, not this module's path: log shippers key on it.

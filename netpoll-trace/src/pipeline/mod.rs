@@ -279,6 +279,9 @@ impl Tracer {
             // done): what stays in use from here is the idle footprint.
             self.idle_reported = true;
             profile::report_memory("after start-up");
+            // The BTF facts cache is for the next run: written now, off the event loop
+            // (its store syncs to disk).
+            tokio::task::spawn_blocking(offsets::write_cache);
         }
         // Records wait for the symbol table their first one started reading; meanwhile
         // the readers keep queueing (the channel holds a burst).

@@ -283,6 +283,27 @@ struct KernelFacts {
 /// The facts gathered this run (the kernel's BTF cannot change while it runs).
 static KERNEL_FACTS: std::sync::Mutex<Option<KernelFacts>> = std::sync::Mutex::new(None);
 
+/// Facts parsed this run that the cache does not hold yet, with their BTF's identity:
+/// written by `write_cache` once start-up is over, not on the way to `ready` (the store
+/// took 28-33 ms of every lab kernel's first ready under TCG), and it is for the next run.
+static UNWRITTEN: std::sync::Mutex<Option<(facts::Identity, facts::Facts)>> =
+    std::sync::Mutex::new(None);
+
+/// Writes the facts this run parsed to the cache, once; nothing when they came from it
+/// (or `--no-cache`). A failure costs only the next run's parse, so it is said at debug.
+pub fn write_cache() {
+    let Some((identity, facts)) = UNWRITTEN.lock().ok().and_then(|mut slot| slot.take()) else {
+        return;
+    };
+    match cache::store(Path::new(cache::DIR), &identity, &facts) {
+        Ok(p) => {
+            stage("cache written");
+            log::debug!("wrote the kernel's BTF facts to {}", p.display());
+        }
+        Err(e) => log::debug!("kernel BTF facts not cached: {e:#}"),
+    }
+}
+
 /// The running kernel's type ids of the functions last asked about (`functions_present`),
 /// for fentry (see `btf::function_index_btf`).
 static FUNCTION_INDEX: std::sync::Mutex<Option<FunctionIndex>> = std::sync::Mutex::new(None);
@@ -343,18 +364,16 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
     let btf = Btf::from_vec(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
     stage("kernel BTF read and parsed");
     let facts = facts::Facts::gather(&btf, names);
+    stage("facts gathered from the BTF");
     drop(btf);
+    stage("kernel BTF freed");
     let resolved = facts
         .resolve()
         .ok_or_else(|| anyhow!("the recorded layout does not replay (a bug)"))?;
-    if let Some(identity) = identity {
-        match cache::store(dir, &identity, &facts) {
-            Ok(p) => {
-                stage("cache written");
-                log::debug!("wrote the kernel's BTF facts to {}", p.display());
-            }
-            Err(e) => log::debug!("kernel BTF facts not cached: {e:#}"),
-        }
+    if let Some(identity) = identity
+        && let Ok(mut slot) = UNWRITTEN.lock()
+    {
+        *slot = Some((identity, facts.clone()));
     }
     Ok(KernelFacts {
         facts,
