@@ -11,12 +11,13 @@
 # policy.target_stopped = "reenable", a target whose vlan was deleted is re-enabled once
 # the vlan is re-created, and sends again; one disabled by hand is left alone. A
 # configuration group or others can write is refused; under the default policy (report
-# only) the agent keeps CAP_SYSLOG alone (no CAP_SYS_MODULE: it never loads a module).
+# only) the agent keeps CAP_SYSLOG alone (no CAP_SYS_MODULE: it never loads a module),
+# and writes the cache of the kernel's BTF facts once started, with only that left.
 # nics: virtio virtio
 # timeout: 500
 # variants: legacy
 # files: packaging/netpoll-trace-agent.service
-# checks: config_untrusted default_policy_caps bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched reenabled reenable_delivered disabled_left_alone reenable_journal_schema
+# checks: config_untrusted default_policy_caps agent_writes_cache bad_config drop_needs_setpcap seed_error not_allowlisted dry_run_changes_nothing remediated delivered capabilities retry_capabilities device_vanished still_working clean_stop journal_schema netkit_never_patched reenabled reenable_delivered disabled_left_alone reenable_journal_schema
 . /lib.sh
 
 KO=/lib/kmods/netpoll_patch.ko
@@ -53,10 +54,15 @@ npt_check config_untrusted sh -c "test $gw_rc -eq 1 && test \$(wc -l </tmp/gw.ou
 
 # --- the default policy (report only) under the shipped unit: no CAP_SYS_MODULE ----
 npt_agent_config /tmp/report.toml --bare journal='"/tmp/report.jsonl"'
+# No cache of the kernel's BTF facts: the agent writes it once started, capabilities dropped.
+CACHE=/var/cache/netpoll-trace/kernel-btf.json
+rm -rf /var/cache/netpoll-trace
 capexec "$UNIT_CAPS" netpoll-trace agent --config /tmp/report.toml >/tmp/report.out 2>/tmp/report.err &
 report_agent=$!
 npt_wait_for 120 npt_ready_or_gone 'agent ready:' /tmp/report.err $report_agent
 grep Cap /proc/$report_agent/status | tee /tmp/report.caps
+npt_wait_for 60 test -s $CACHE
+npt_check agent_writes_cache sh -c "kill -0 $report_agent && test \"\$(stat -c '%a %u' $CACHE)\" = '600 0'"
 kill -TERM $report_agent
 wait $report_agent
 # CAP_SYSLOG (34) alone: it never patches, so it cannot load a module.

@@ -141,6 +141,11 @@ mod tests {
         d.join("journal.jsonl")
     }
 
+    /// Removes what `temp` made.
+    fn remove_temp(p: &std::path::Path) {
+        std::fs::remove_dir_all(p.parent().expect("temp's directory")).unwrap();
+    }
+
     /// Counts the writes that reach it.
     struct Writes(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
     impl Write for Writes {
@@ -185,6 +190,7 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 4, "{text}");
         assert!(text.ends_with("\"detail\":\"d\",\"cause\":null,\"attempt\":null,\"proved\":null,\"not_proved\":null}\n"), "{text}");
+        remove_temp(&p);
     }
 
     #[test]
@@ -214,5 +220,6 @@ mod tests {
             cut_torn_tail(&mut open_private(&p, Mode::Append, "journal").unwrap()).unwrap(),
             0
         );
+        remove_temp(&p);
     }
 }
