@@ -27,8 +27,8 @@ pub fn installed(pkg: &str) -> bool {
 /// Installs the missing ones of `pkgs` on the host; returns the names it installed. A good
 /// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
 /// downgrade a host package; when the package to be removed came from another suite (a
-/// backport), the packages of its source are taken from that suite (`package/SUITE`) and
-/// nothing else is (`safe_plan`). apt's output goes to `log`; the terminal gets one line per
+/// backport), the packages of its source are taken from that suite (`package/SUITE`), with
+/// the dependencies they need from there, and nothing else is (`safe_plan`). apt's output goes to `log`; the terminal gets one line per
 /// step.
 pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
@@ -234,7 +234,7 @@ fn safe_plan(pkgs: &[String]) -> Result<Chosen> {
         let bpo = format!("{codename}-backports");
         let opts = with_backports(&codename)?;
         let install = pin_same_source(pkgs, &refusal.sources, &bpo, |p| source_of(&opts, p));
-        let plan = simulate(&opts, &install)?;
+        let (install, plan) = plan_in_suite(&opts, install, &bpo)?;
         if harms(&plan).is_empty() {
             return Ok(Chosen {
                 opts,
@@ -290,6 +290,76 @@ pub fn pin_same_source(
             _ => p.clone(),
         })
         .collect()
+}
+
+/// `install` simulated; while apt finds no plan because a package wants a dependency's
+/// version from `suite` (bookworm-backports' QEMU 10 needs its seabios and
+/// qemu-system-data), those dependencies are named from `suite` too, where it has them.
+/// Returns what to install and its plan (still unresolved when that did not help).
+fn plan_in_suite(
+    opts: &[String],
+    mut install: Vec<String>,
+    suite: &str,
+) -> Result<(Vec<String>, Plan)> {
+    // Each round pins one layer of dependencies; QEMU's closure needs two.
+    for _ in 0..8 {
+        let plan = simulate(opts, &install)?;
+        let Some((_, lines)) = &plan.unresolved else {
+            return Ok((install, plan));
+        };
+        let more: Vec<String> = unmet_dependencies(lines)
+            .into_iter()
+            .filter(|d| {
+                !install
+                    .iter()
+                    .any(|p| p == d || p.strip_suffix(&format!("/{suite}")) == Some(d))
+            })
+            .filter(|d| {
+                process::output(apt_command("apt-cache", opts).args(["policy", d]))
+                    .is_ok_and(|out| policy_has_suite(&out, suite))
+            })
+            .map(|d| format!("{d}/{suite}"))
+            .collect();
+        if more.is_empty() {
+            return Ok((install, plan));
+        }
+        install.extend(more);
+    }
+    let plan = simulate(opts, &install)?;
+    Ok((install, plan))
+}
+
+/// The packages that unmet `Depends:`/`Pre-Depends:` lines name (`parse_unmet`'s text:
+/// `qemu-system-x86 : Depends: seabios (> 1.16.3-1~) but 1.16.2-1 is to be installed; ...`);
+/// Recommends are not installed, Breaks and Conflicts name what stands in the way.
+pub fn unmet_dependencies(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in text.split("; ") {
+        let rel = part.split_once(" : ").map_or(part, |(_, r)| r).trim();
+        let Some(rest) = rel
+            .strip_prefix("Depends:")
+            .or_else(|| rel.strip_prefix("PreDepends:"))
+            .or_else(|| rel.strip_prefix("Pre-Depends:"))
+        else {
+            continue;
+        };
+        if let Some(name) = rest.split_whitespace().next()
+            && !out.iter().any(|o| o == name)
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// From `apt-cache policy` output: whether some version of the package comes from `suite`
+/// (an archive line `100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`).
+pub fn policy_has_suite(policy: &str, suite: &str) -> bool {
+    policy.lines().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        matches!(words.as_slice(), [prio, _, dist, ..]
+            if prio.parse::<i32>().is_ok() && dist.split('/').next() == Some(suite))
+    })
 }
 
 /// The source package `pkg`'s candidate is built from (its own name when no `Source:`
@@ -415,7 +485,7 @@ fn plan_from_sources(opts: &[String], pkgs: &[String]) -> Result<Found> {
             && !tried.contains(&suite)
         {
             let install = pin_same_source(pkgs, &sources, &suite, |p| source_of(opts, p));
-            let alt = simulate(opts, &install)?;
+            let (install, alt) = plan_in_suite(opts, install, &suite)?;
             if harms(&alt).is_empty() {
                 return Ok(Found::Safe(Chosen {
                     opts: opts.to_vec(),
@@ -1038,6 +1108,37 @@ mod tests {
                 "cpio"
             ]
         );
+    }
+
+    /// bookworm-backports' qemu-system-x86 10.0.2 named alone (2026-12-07): its
+    /// dependencies stay at bookworm's versions, so apt finds no plan until they are named
+    /// from backports too. Recommends are not installed (`--no-install-recommends`).
+    #[test]
+    fn dependencies_that_want_the_suites_version() {
+        let out = "The following packages have unmet dependencies:\n \
+            qemu-system-x86 : Depends: qemu-system-common (= 1:10.0.2+ds-2+deb13u1~bpo12+1) but it is not going to be installed\n   \
+                Depends: qemu-system-data (> 1:10.0.2+ds~) but 1:7.2+dfsg-7+deb12u18 is to be installed\n   \
+                Depends: seabios (> 1.16.3-1~) but 1.16.2-1 is to be installed\n   \
+                Recommends: ovmf but it is not going to be installed\n \
+            qemu-utils : Breaks: qemu-system-common (< 1:8.0~) but 1:7.2 is to be installed\n \
+            a : PreDepends: b (>= 2) but 1 is to be installed\n\
+            E: Unable to correct problems, you have held broken packages.\n";
+        let (names, text) = parse_unmet(out);
+        assert_eq!(names, ["qemu-system-x86", "qemu-utils", "a"]);
+        assert_eq!(
+            unmet_dependencies(&text),
+            ["qemu-system-common", "qemu-system-data", "seabios", "b"]
+        );
+        let policy = "seabios:\n  Installed: (none)\n  Candidate: 1.16.2-1\n  Version table:\n     \
+            1.16.3-2~bpo12+1 100\n        100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages\n     \
+            1.16.2-1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert!(policy_has_suite(policy, "bookworm-backports"));
+        assert!(policy_has_suite(policy, "bookworm"));
+        assert!(!policy_has_suite(policy, "trixie-backports"));
+        assert!(!policy_has_suite(
+            "x:\n  Version table:\n *** 1 100\n        100 /var/lib/dpkg/status\n",
+            "bookworm-backports"
+        ));
     }
 
     #[test]
