@@ -179,6 +179,13 @@ also_list() {
     sed -n 's/.*all ready: also tracing \(.*\) (.*/\1/p' "$1" | head -n 1 | sed 's/; [^;]* only while .*//' | tr -d ' ' | tr ',' '\n' |
         awk -v m="$2" '{ printf "%s%s%s", (NR > 1 ? "," : ""), $0, ($0 ~ /send_skb/ ? (m == "fentry" ? "-" : "+") : "") }'
 }
+# live_list FILE METHOD: also_list without the on-demand function (the console write,
+# which watch attaches only while a target's device is down, so a healthy flood never runs
+# it): what the full floor attaches when its floods are compared with watch's.
+live_list() {
+    _od=$(sed -n 's/.*all ready: also tracing .*; \([^ ]*\) only while .*/\1/p' "$1" | head -n 1)
+    also_list "$1" "$2" | tr ',' '\n' | grep -vxF "${_od:-}" | tr '\n' ',' | sed 's/,$//'
+}
 # timed ARGS...: `benchtool ready ARGS` once the guest is quiet. A tool just stopped
 # leaves the kernel freeing its programs and trampolines (RCU tasks, workqueues) for a
 # while: the kprobe first run, which came right after fentry's warm one, measured ~250 ms
@@ -472,6 +479,11 @@ tput() {
         watch_noslow) netpoll-trace watch --slow-poll 60s --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'all ready:' 120 ;;
         kprobe) netpoll-trace watch --attach kprobe --json >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.err 'all ready:' 120 ;;
         bpftrace) $BT -B line $BT_SCRIPT >/tmp/t.out 2>/tmp/t.err & pid=$!; wait_for /tmp/t.out NPT-BT-READY 300 ;;
+        # The full libbpf floor with watch's method on the functions watch runs programs on
+        # during a flood: what a C tool doing about the same per-call work costs (the flood
+        # share's floor).
+        floor) floor --attach $method --outer $OUTER --also "$(live_list $ALSO_FROM $method)" >/tmp/t.out 2>/tmp/t.err & pid=$!
+            wait_for /tmp/t.err 'floor: ready:' 120 ;;
     esac || { cat /tmp/t.err; stop_bg $pid; return; }
     settle $pid
     quiet
@@ -507,8 +519,8 @@ tput() {
         bpftrace) grep -i 'lost' /tmp/t.out /tmp/t.err ;;
     esac
 }
-# Untraced floods interleave with the traced ones (none watch none kprobe none bpftrace,
-# and a closing none): the host reduces each traced flood against its untraced neighbours,
+# Untraced floods interleave with the traced ones (none watch none kprobe none bpftrace
+# none floor, and a closing none): the host reduces each traced flood against its untraced neighbours,
 # which cancels most of the host-load drift that TCG rates suffer over a run.
 modes="none watch"
 # fentry vs kprobe, where watch's default is fentry (the attach runs said which).
@@ -516,6 +528,16 @@ modes="none watch"
     sed -n 's/.*ready: \([a-z]*\) on .*/\1/p' | head -n 1)
 [ "$method" = fentry ] && modes="$modes none kprobe"
 [ $bt_ok = 1 ] && modes="$modes none bpftrace"
+# The full floor needs watch's list of late functions (the attach section's, else one
+# full start-up now).
+if [ -z "$ALSO_FROM" ]; then
+    benchtool ready 'netpoll-trace: all ready:' 120 netpoll-trace watch >/dev/null 2>/tmp/attach_also.err &&
+        ALSO_FROM=/tmp/attach_also.err
+fi
+if [ -n "$ALSO_FROM" ]; then
+    modes="$modes none floor"
+    echo "bench: the flood floor attaches $(live_list $ALSO_FROM $method) ($method)"
+fi
 modes=${MODES:-$modes}
 # Warm-up (untimed), after the look-up of watch's method above: the first flood after
 # enabling the target runs slower. Waited for at the receiver too, or on 7.3 its lines

@@ -99,7 +99,8 @@ enum Task {
         /// Run only these parts: attach, footprint, burst, tput (repeatable or comma-separated).
         #[arg(long = "section")]
         sections: Vec<String>,
-        /// Throughput modes to time: none, watch, watch_noslow, kprobe, bpftrace.
+        /// Throughput modes to time: none, watch, watch_noslow, kprobe, bpftrace, floor (the
+        /// full libbpf floor on the functions watch runs programs on during a flood).
         #[arg(long = "mode")]
         modes: Vec<String>,
         /// Only `receive` under a flood on this host's loopback (no VM): messages/s on one

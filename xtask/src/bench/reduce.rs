@@ -27,6 +27,9 @@ pub struct Reduced {
     pub ratio_kprobe: Option<f64>,
     pub ratio_bpftrace: Option<f64>,
     pub ratio_watch_noslow: Option<f64>,
+    /// The full libbpf floor (`floor --also`) on the functions watch runs programs on
+    /// during a flood: what a C tool doing about the same per-call work costs.
+    pub ratio_floor: Option<f64>,
     pub ratio_rounds: usize,
     /// Per mode: median over floods of (tracing programs' run time / flood wall time), and
     /// of the programs' runs per flood (kernel.bpf_stats_enabled, see bench.sh's bpf_run).
@@ -38,6 +41,7 @@ pub struct Reduced {
     pub rate_watch_noslow: Option<f64>,
     pub poll_lines_watch: Option<f64>,
     pub rate_bpftrace: Option<f64>,
+    pub rate_floor: Option<f64>,
     pub rate_serial_only: Option<f64>,
     pub setups: Option<u64>,
     pub setups_ok: Option<u64>,
@@ -446,6 +450,7 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
         ratio_kprobe: ratios.get("kprobe").copied(),
         ratio_bpftrace: ratios.get("bpftrace").copied(),
         ratio_watch_noslow: ratios.get("watch_noslow").copied(),
+        ratio_floor: ratios.get("floor").copied(),
         ratio_rounds,
         bpf_share: bpf_shares(lines),
         flood_rx: flood_rx(lines),
@@ -454,6 +459,7 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
         rate_watch_noslow: median(floats("rate_watch_noslow")),
         poll_lines_watch: median(floats("poll_lines_watch")),
         rate_bpftrace: median(floats("rate_bpftrace")),
+        rate_floor: median(floats("rate_floor")),
         rate_serial_only: median(floats("rate_serial_only")),
         setups: last_u64("setups"),
         setups_ok: last_u64("setups_ok"),

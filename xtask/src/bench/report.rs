@@ -229,23 +229,29 @@ struct KernelJson<'a> {
     throughput_ratio: Option<f64>,
     throughput_ratio_kprobe: Option<f64>,
     throughput_ratio_bpftrace: Option<f64>,
+    /// The full libbpf floor's floods (its programs on the functions watch's run on).
+    throughput_ratio_floor: Option<f64>,
     throughput_ratio_no_slow_poll_events: Option<f64>,
     throughput_ratio_floods: usize,
     poll_lines_per_flood: Option<f64>,
     bpf_time_share_watch: Option<f64>,
     bpf_time_share_kprobe: Option<f64>,
     bpf_time_share_bpftrace: Option<f64>,
+    bpf_time_share_floor: Option<f64>,
     bpf_runs_per_flood_watch: Option<f64>,
     bpf_runs_per_flood_kprobe: Option<f64>,
     bpf_runs_per_flood_bpftrace: Option<f64>,
+    bpf_runs_per_flood_floor: Option<f64>,
     /// Runs per flood over the lines each flood sent.
     bpf_runs_per_message_watch: Option<f64>,
     bpf_runs_per_message_kprobe: Option<f64>,
     bpf_runs_per_message_bpftrace: Option<f64>,
+    bpf_runs_per_message_floor: Option<f64>,
     msgs_per_sec_untraced: Option<f64>,
     msgs_per_sec_watch: Option<f64>,
     msgs_per_sec_kprobe: Option<f64>,
     msgs_per_sec_bpftrace: Option<f64>,
+    msgs_per_sec_floor: Option<f64>,
     msgs_per_sec_watch_noslow: Option<f64>,
     msgs_per_sec_serial_only: Option<f64>,
     /// Per throughput mode: the floods' lines sent, received, lost (floods are timed to
@@ -367,22 +373,27 @@ impl<'a> KernelJson<'a> {
             throughput_ratio: dec4(r.throughput_ratio()),
             throughput_ratio_kprobe: dec4(r.throughput_ratio_kprobe()),
             throughput_ratio_bpftrace: dec4(r.throughput_ratio_bpftrace()),
+            throughput_ratio_floor: dec4(r.ratio_floor),
             throughput_ratio_no_slow_poll_events: dec4(r.ratio_watch_noslow),
             throughput_ratio_floods: r.ratio_rounds,
             poll_lines_per_flood: dec4(r.poll_lines_watch),
             bpf_time_share_watch: share("watch"),
             bpf_time_share_kprobe: share("kprobe"),
             bpf_time_share_bpftrace: share("bpftrace"),
+            bpf_time_share_floor: share("floor"),
             bpf_runs_per_flood_watch: runs("watch"),
             bpf_runs_per_flood_kprobe: runs("kprobe"),
             bpf_runs_per_flood_bpftrace: runs("bpftrace"),
+            bpf_runs_per_flood_floor: runs("floor"),
             bpf_runs_per_message_watch: dec4(r.runs_per_message("watch")),
             bpf_runs_per_message_kprobe: dec4(r.runs_per_message("kprobe")),
             bpf_runs_per_message_bpftrace: dec4(r.runs_per_message("bpftrace")),
+            bpf_runs_per_message_floor: dec4(r.runs_per_message("floor")),
             msgs_per_sec_untraced: dec4(r.rate_none),
             msgs_per_sec_watch: dec4(r.rate_watch),
             msgs_per_sec_kprobe: dec4(r.rate_kprobe),
             msgs_per_sec_bpftrace: dec4(r.rate_bpftrace),
+            msgs_per_sec_floor: dec4(r.rate_floor),
             msgs_per_sec_watch_noslow: dec4(r.rate_watch_noslow),
             msgs_per_sec_serial_only: dec4(r.rate_serial_only),
             flood_lines: r
@@ -452,6 +463,7 @@ mod tests {
         NPT-BENCH rate_kprobe 900\nNPT-BENCH bpf_kprobe 3000000 7 333.0\nNPT-BENCH rate_none 500\n\
         NPT-BENCH rate_watch_noslow 480\nNPT-BENCH rate_none 510\nNPT-BENCH rate_bpftrace 300\n\
         NPT-BENCH bpf_bpftrace 9000000 2 777.7\nNPT-BENCH rate_none 490\nNPT-BENCH poll_lines_watch 12\n\
+        NPT-BENCH rate_floor 441\nNPT-BENCH bpf_floor 500000 400 1000.0\nNPT-BENCH flood_rx floor 200 200 11.0 40.0\n\
         NPT-BENCH flood_rx none 200 200 10.0 100.0\nNPT-BENCH flood_rx watch 200 190 12.0 36.0\n\
         NPT-BENCH setups 50\nNPT-BENCH setups_ok 49\nNPT-BENCH events 49\nNPT-BENCH lost 0\n\
         NPT-BENCH events_bpftrace 48\nNPT-BENCH lost_bpftrace 1\nNPT-BENCH watch_idle_hwm_kib 5000\n\
@@ -505,22 +517,27 @@ mod tests {
                 "throughput_ratio",
                 "throughput_ratio_kprobe",
                 "throughput_ratio_bpftrace",
+                "throughput_ratio_floor",
                 "throughput_ratio_no_slow_poll_events",
                 "throughput_ratio_floods",
                 "poll_lines_per_flood",
                 "bpf_time_share_watch",
                 "bpf_time_share_kprobe",
                 "bpf_time_share_bpftrace",
+                "bpf_time_share_floor",
                 "bpf_runs_per_flood_watch",
                 "bpf_runs_per_flood_kprobe",
                 "bpf_runs_per_flood_bpftrace",
+                "bpf_runs_per_flood_floor",
                 "bpf_runs_per_message_watch",
                 "bpf_runs_per_message_kprobe",
                 "bpf_runs_per_message_bpftrace",
+                "bpf_runs_per_message_floor",
                 "msgs_per_sec_untraced",
                 "msgs_per_sec_watch",
                 "msgs_per_sec_kprobe",
                 "msgs_per_sec_bpftrace",
+                "msgs_per_sec_floor",
                 "msgs_per_sec_watch_noslow",
                 "msgs_per_sec_serial_only",
                 "flood_lines",
@@ -549,7 +566,7 @@ mod tests {
                 "stuck_floods",
             ]
         );
-        assert_eq!(keys_at(6), ["fentry", "kprobe", "none", "watch"]);
+        assert_eq!(keys_at(6), ["fentry", "kprobe", "floor", "none", "watch"]);
         let at8 = keys_at(8);
         let (methods, floods) = at8.split_at(24);
         for keys in floods.chunks(5) {
@@ -589,7 +606,12 @@ mod tests {
         assert_eq!(k["attach_ratio_warm_to_libbpf"], json!(1.4815));
         assert_eq!(k["throughput_ratio"], json!(0.99));
         assert_eq!(k["throughput_ratio_kprobe"], json!(1.2));
-        assert_eq!(k["throughput_ratio_floods"], json!(4));
+        assert_eq!(k["throughput_ratio_floods"], json!(5));
+        // The full libbpf floor's flood, against its untraced neighbour (490).
+        assert_eq!(k["throughput_ratio_floor"], json!(0.9));
+        assert_eq!(k["bpf_time_share_floor"], json!(0.0005));
+        assert_eq!(k["bpf_runs_per_message_floor"], json!(2.0));
+        assert_eq!(k["msgs_per_sec_floor"], json!(441.0));
         assert_eq!(k["bpf_time_share_watch"], json!(0.001));
         assert_eq!(k["bpf_time_share_bpftrace"], json!(0.0116));
         assert_eq!(k["bpf_runs_per_flood_kprobe"], json!(7.0));
@@ -606,6 +628,7 @@ mod tests {
         assert_eq!(
             k["flood_lines"],
             json!({
+                "floor": {"floods": 1, "sent": 200, "received": 200, "lost": 0, "write_share": 0.275},
                 "none": {"floods": 1, "sent": 200, "received": 200, "lost": 0, "write_share": 0.1},
                 "watch": {"floods": 1, "sent": 200, "received": 190, "lost": 10, "write_share": 0.3333},
             })
@@ -738,7 +761,13 @@ mod tests {
         );
         assert!(
             table.contains(
-                "       lines received/sent (writes' share of a flood's time): none 200/200 (0.10); watch 190/200 (0.33)\n"
+                "       floor: tracing programs ran 400 times per flood (2.00 per message), 0.0500% of its time\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "       lines received/sent (writes' share of a flood's time): floor 200/200 (0.28); none 200/200 (0.10); watch 190/200 (0.33)\n"
             ),
             "{table}"
         );
