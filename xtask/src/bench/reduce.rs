@@ -99,6 +99,11 @@ impl Reduced {
     pub fn attach_speedup(&self) -> Option<f64> {
         Self::ratio(self.attach_ms_bpftrace, self.attach_ms)
     }
+    /// bpftrace's attach over the floor's (default method): the most bpftrace ÷ ready
+    /// could be with watch at the floor.
+    pub fn bpftrace_over_libbpf(&self) -> Option<f64> {
+        Self::ratio(self.attach_ms_bpftrace, self.attach_ms_libbpf())
+    }
     /// The method the top-level libbpf numbers are for: watch's default (what `attach_ms`
     /// measured), else the first method the floor loader attached with.
     pub fn default_method(&self) -> Option<&str> {

@@ -214,6 +214,8 @@ struct KernelJson<'a> {
     attach_ms: Option<f64>,
     attach_ms_bpftrace: Option<f64>,
     attach_speedup: Option<f64>,
+    /// bpftrace over the libbpf floor (default method): how far bpftrace ÷ ready could go.
+    attach_speedup_libbpf: Option<f64>,
     attach_ms_self_reported: Option<f64>,
     attach_runs: usize,
     attach_method: Option<&'a str>,
@@ -356,6 +358,7 @@ impl<'a> KernelJson<'a> {
             attach_ms: dec4(r.attach_ms),
             attach_ms_bpftrace: dec4(r.attach_ms_bpftrace),
             attach_speedup: dec4(r.attach_speedup()),
+            attach_speedup_libbpf: dec4(r.bpftrace_over_libbpf()),
             attach_ms_self_reported: dec4(r.attach_ms_self),
             attach_runs: r.attach_runs,
             attach_method: r.attach_method.as_deref(),
@@ -504,6 +507,7 @@ mod tests {
                 "attach_ms",
                 "attach_ms_bpftrace",
                 "attach_speedup",
+                "attach_speedup_libbpf",
                 "attach_ms_self_reported",
                 "attach_runs",
                 "attach_method",
@@ -600,6 +604,8 @@ mod tests {
         assert_eq!(k["attach_ms"], json!(2000.0));
         assert_eq!(k["attach_ms_bpftrace"], json!(4321.1235));
         assert_eq!(k["attach_speedup"], json!(2.1606));
+        // bpftrace over the floor itself (default method's median, 225 ms).
+        assert_eq!(k["attach_speedup_libbpf"], json!(19.205));
         assert_eq!(k["attach_ms_warm"], json!(333.3333));
         assert_eq!(k["attach_ms_libbpf"], json!(225.0));
         assert_eq!(k["attach_ratio_to_libbpf"], json!(8.8889));
