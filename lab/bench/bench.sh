@@ -520,8 +520,8 @@ tput() {
     esac
 }
 # Untraced floods interleave with the traced ones (none watch none kprobe none bpftrace
-# none floor, and a closing none): the host reduces each traced flood against its untraced neighbours,
-# which cancels most of the host-load drift that TCG rates suffer over a run.
+# none floor, and a closing none): the host reduces each traced flood against its untraced
+# neighbours, which cancels most of the host-load drift that TCG rates suffer over a run.
 modes="none watch"
 # fentry vs kprobe, where watch's default is fentry (the attach runs said which).
 [ -z "$method" ] && method=$(benchtool ready 'netpoll-trace: ready:' 120 netpoll-trace watch 2>&1 |

@@ -28,8 +28,8 @@ pub fn installed(pkg: &str) -> bool {
 /// guest: apt's plan is simulated first (`apt-get -s`) and refused when it would remove or
 /// downgrade a host package; when the package to be removed came from another suite (a
 /// backport), the packages of its source are taken from that suite (`package/SUITE`), with
-/// the dependencies they need from there, and nothing else is (`safe_plan`). apt's output goes to `log`; the terminal gets one line per
-/// step.
+/// the dependencies they need from there, and nothing else is (`safe_plan`). apt's output
+/// goes to `log`; the terminal gets one line per step.
 pub fn install_host(pkgs: &[&str], log: &Path) -> Result<Vec<String>> {
     let missing: Vec<String> = pkgs
         .iter()
@@ -197,24 +197,26 @@ fn installed_suite(opts: &[String], pkg: &str) -> Option<String> {
     suite_of_installed(&out)
 }
 
-/// From `apt-cache policy` output: the first archive line under the `***` (installed) version.
+/// From `apt-cache policy` output: the first archive line under the `***` (installed)
+/// version; dpkg's own status line (`100 /var/lib/dpkg/status`) is skipped.
 pub fn suite_of_installed(policy: &str) -> Option<String> {
     let mut lines = policy
         .lines()
-        .skip_while(|l| !l.trim_start().starts_with("***"));
-    lines.next()?;
-    for l in lines {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        // `500 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`
-        match words.as_slice() {
-            [_, _, "/var/lib/dpkg/status"] => continue,
-            [prio, _, dist, ..] if prio.parse::<i32>().is_ok() => {
-                return dist.split('/').next().map(str::to_string);
-            }
-            _ => return None,
-        }
+        .skip_while(|l| !l.trim_start().starts_with("***"))
+        .skip(1)
+        .skip_while(|l| l.trim_end().ends_with("/var/lib/dpkg/status"));
+    archive_suite(lines.next()?).map(str::to_string)
+}
+
+/// The suite of an `apt-cache policy` archive line
+/// (`500 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`); None for any
+/// other line (a version, dpkg's status).
+fn archive_suite(line: &str) -> Option<&str> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [prio, _, dist, ..] if prio.parse::<i32>().is_ok() => dist.split('/').next(),
+        _ => None,
     }
-    None
 }
 
 /// A plan that removes and downgrades nothing: the default one, else one that takes the
@@ -301,7 +303,9 @@ fn plan_in_suite(
     mut install: Vec<String>,
     suite: &str,
 ) -> Result<(Vec<String>, Plan)> {
-    // Each round pins one layer of dependencies; QEMU's closure needs two.
+    // Each round pins one layer of dependencies; the bound only stops a plan that never
+    // settles.
+    let pinned = format!("/{suite}");
     for _ in 0..8 {
         let plan = simulate(opts, &install)?;
         let Some((_, lines)) = &plan.unresolved else {
@@ -312,7 +316,7 @@ fn plan_in_suite(
             .filter(|d| {
                 !install
                     .iter()
-                    .any(|p| p == d || p.strip_suffix(&format!("/{suite}")) == Some(d))
+                    .any(|p| p == d || p.strip_suffix(&pinned) == Some(d))
             })
             .filter(|d| {
                 process::output(apt_command("apt-cache", opts).args(["policy", d]))
@@ -352,14 +356,9 @@ pub fn unmet_dependencies(text: &str) -> Vec<String> {
     out
 }
 
-/// From `apt-cache policy` output: whether some version of the package comes from `suite`
-/// (an archive line `100 http://deb.debian.org/debian bookworm-backports/main amd64 Packages`).
+/// From `apt-cache policy` output: whether some version of the package comes from `suite`.
 pub fn policy_has_suite(policy: &str, suite: &str) -> bool {
-    policy.lines().any(|l| {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        matches!(words.as_slice(), [prio, _, dist, ..]
-            if prio.parse::<i32>().is_ok() && dist.split('/').next() == Some(suite))
-    })
+    policy.lines().any(|l| archive_suite(l) == Some(suite))
 }
 
 /// The source package `pkg`'s candidate is built from (its own name when no `Source:`
@@ -1169,6 +1168,13 @@ mod tests {
         // Installed from a downloaded .deb: only dpkg's status knows it.
         let local = "qemu-utils:\n  Installed: 1:10\n  Version table:\n *** 1:10 100\n        100 /var/lib/dpkg/status\n     1:7.2 500\n        500 http://m/debian bookworm/main amd64 Packages\n";
         assert_eq!(suite_of_installed(local), None);
+        // dpkg's status line before the archive's: skipped, not taken for the end.
+        let status_first = "x:\n  Version table:\n *** 2~bpo12+1 100\n        100 /var/lib/dpkg/status\n        \
+            100 http://m/debian bookworm-backports/main amd64 Packages\n";
+        assert_eq!(
+            suite_of_installed(status_first).as_deref(),
+            Some("bookworm-backports")
+        );
     }
 
     #[test]
