@@ -8,6 +8,8 @@
 # NICs: eth0 (virtio) sends netconsole, eth1 (virtio) receives in its own network namespace.
 . /lib.sh
 . /bench.conf
+# --load-threads: watch and the agent load a pass's programs on that many threads.
+if [ -n "${LOAD_THREADS:-}" ]; then export NETPOLL_TRACE_LOAD_THREADS=$LOAD_THREADS; fi
 
 say() { echo "NPT-BENCH $*"; }
 SECTIONS=${SECTIONS:-attach profile footprint burst tput}

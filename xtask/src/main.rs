@@ -103,6 +103,17 @@ enum Task {
         /// full libbpf floor on the functions watch runs programs on during a flood).
         #[arg(long = "mode")]
         modes: Vec<String>,
+        /// A host thread per guest vCPU (QEMU's multi-threaded TCG), so that what the guest
+        /// does side by side (the program loads of a pass) runs side by side; the lab keeps
+        /// one thread for both, as under it a guest patching its own text has trapped on a
+        /// stale int3. bench.json says which was used (`mttcg`).
+        #[arg(long)]
+        mttcg: bool,
+        /// The guest's watch and agent load a pass's programs on N threads
+        /// (NETPOLL_TRACE_LOAD_THREADS; their default is one per CPU, 1 loads them one by
+        /// one): the same run's A/B of the parallel load. bench.json: `load_threads`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        load_threads: Option<u32>,
         /// Only `receive` under a flood on this host's loopback (no VM): messages/s on one
         /// core and on all, loss, RSS; writes target/bench/receive.json.
         #[arg(long)]
@@ -240,6 +251,8 @@ fn run(cli: Cli) -> Result<bool> {
             live,
             sections,
             modes,
+            mttcg,
+            load_threads,
             receive,
             binary,
         } => {
@@ -258,6 +271,8 @@ fn run(cli: Cli) -> Result<bool> {
                 live,
                 sections,
                 modes,
+                mttcg,
+                load_threads,
             })
         }
         Task::Demo { kernel, verbose } => demo(kernel, verbose),
@@ -364,6 +379,8 @@ fn test() -> Result<bool> {
         live: false,
         sections: Vec::new(),
         modes: Vec::new(),
+        mttcg: false,
+        load_threads: None,
     })
     .unwrap_or_else(|e| {
         eprintln!("test: bench failed: {e:#}");

@@ -49,6 +49,11 @@ pub struct Options {
     /// Only these throughput modes (none, watch, watch_noslow, kprobe, bpftrace); the
     /// script's choice when empty.
     pub modes: Vec<String>,
+    /// A host thread per vCPU (`qemu::Machine::mttcg`).
+    pub mttcg: bool,
+    /// The guest's tools load a pass's programs on this many threads
+    /// (NETPOLL_TRACE_LOAD_THREADS); None: their default, one per CPU.
+    pub load_threads: Option<u32>,
 }
 
 /// Runs the benchmark; Ok(true) when every kernel produced its numbers.
@@ -97,7 +102,9 @@ pub fn run(opts: &Options) -> Result<bool> {
         let lines = run::kernel(
             &root, &out_dir, kernel, &busybox, &binary, &tools, &bpftrace, opts,
         )?;
-        let r = reduce::reduce(&lines, binary_bytes);
+        let mut r = reduce::reduce(&lines, binary_bytes);
+        r.mttcg = opts.mttcg;
+        r.load_threads = opts.load_threads;
         // A partial run (--section) is for chasing a problem: its gaps are expected.
         let complete = r.attach_ms.is_some()
             && r.attach_ms_libbpf().is_some()

@@ -69,6 +69,10 @@ pub struct Reduced {
     pub binary_bytes: u64,
     pub bpftrace_version: Option<String>,
     pub bpftrace_unavailable: Option<String>,
+    /// The run's conditions, set by the host (`bench::Options`): a host thread per vCPU,
+    /// and the tools' program-load threads (None: their default, one per CPU).
+    pub mttcg: bool,
+    pub load_threads: Option<u32>,
 }
 
 impl Reduced {
@@ -492,6 +496,8 @@ pub fn reduce(lines: &[(String, String)], binary_bytes: u64) -> Reduced {
         binary_bytes,
         bpftrace_version: last_str("bpftrace_version"),
         bpftrace_unavailable: last_str("bpftrace_unavailable"),
+        mttcg: false,
+        load_threads: None,
     }
 }
 

@@ -279,6 +279,11 @@ struct KernelJson<'a> {
     /// named the wrong number.
     bpftrace_burst_hwm_kib: Option<u64>,
     binary_bytes: u64,
+    /// The guest had a host thread per vCPU (`--mttcg`); else one for both, as the lab.
+    mttcg: bool,
+    /// watch's and the agent's program-load threads (`--load-threads`); null: their
+    /// default, one per CPU.
+    load_threads: Option<u32>,
     bpftrace_version: Option<&'a str>,
     bpftrace_unavailable: Option<&'a str>,
     stopped_by_second_sigint: &'a [String],
@@ -422,6 +427,8 @@ impl<'a> KernelJson<'a> {
             agent_burst_hwm_kib: r.agent_burst_hwm_kib,
             bpftrace_burst_hwm_kib: r.bpftrace_burst_hwm_kib,
             binary_bytes: r.binary_bytes,
+            mttcg: r.mttcg,
+            load_threads: r.load_threads,
             bpftrace_version: r.bpftrace_version.as_deref(),
             bpftrace_unavailable: r.bpftrace_unavailable.as_deref(),
             stopped_by_second_sigint: &r.stop_resent,
@@ -563,6 +570,8 @@ mod tests {
                 "agent_burst_hwm_kib",
                 "bpftrace_burst_hwm_kib",
                 "binary_bytes",
+                "mttcg",
+                "load_threads",
                 "bpftrace_version",
                 "bpftrace_unavailable",
                 "stopped_by_second_sigint",
@@ -627,6 +636,9 @@ mod tests {
         assert_eq!(k["bpf_runs_per_message_kprobe"], Value::Null);
         // Counts as integers, the peak bpftrace reached under its own name.
         assert_eq!(k["attach_runs"], json!(3));
+        // The lab's conditions unless asked otherwise.
+        assert_eq!(k["mttcg"], json!(false));
+        assert_eq!(k["load_threads"], Value::Null);
         assert_eq!(k["lost"], json!(0));
         assert_eq!(k["bpftrace_burst_hwm_kib"], json!(40000));
         assert_eq!(k["binary_bytes"], json!(12_345_678));

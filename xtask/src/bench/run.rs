@@ -68,7 +68,7 @@ pub fn kernel(
     std::fs::write(
         &conf,
         format!(
-            "REPS={}\nMSGS={}\nTPUT_REPS={}\nCYCLES={}\nQUICK={}\n{}{}",
+            "REPS={}\nMSGS={}\nTPUT_REPS={}\nCYCLES={}\nQUICK={}\n{}{}{}",
             opts.reps.max(1),
             c.msgs,
             c.tput_reps,
@@ -76,6 +76,8 @@ pub fn kernel(
             u8::from(opts.quick),
             shell_list("SECTIONS", &opts.sections),
             shell_list("MODES", &opts.modes),
+            opts.load_threads
+                .map_or_else(String::new, |n| format!("LOAD_THREADS={n}\n")),
         ),
     )
     .with_context(|| format!("writing {}", conf.display()))?;
@@ -109,6 +111,7 @@ pub fn kernel(
             None,
         ) + " log_buf_len=2M",
         cpus: crate::lab::scenario::DEFAULT_CPUS,
+        mttcg: opts.mttcg,
         nics: vec![qemu::Nic::Virtio, qemu::Nic::Virtio],
     };
     let log = out_dir.join(format!("{}.log", kernel.label));

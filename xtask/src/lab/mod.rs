@@ -284,6 +284,7 @@ fn run_one(r: &Run, prepare: &std::sync::Mutex<()>, show: Show, live: bool) -> R
         append,
         nics: sc.header.nics.clone(),
         cpus: sc.header.cpus,
+        mttcg: false,
     };
     let log = work.join(format!("{name}.log"));
     let label = format!("lab {} {name}", kernel.label);

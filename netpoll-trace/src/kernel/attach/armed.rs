@@ -12,7 +12,10 @@ use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{Ebpf, programs::KProbe};
 
-use super::program::{load_kprobes, program, skip_return};
+use super::{
+    program::{load_kprobes, program, skip_return},
+    verify::Verified,
+};
 use crate::kernel::{targets::Target, tracefs};
 
 /// `struct perf_event_attr` up to `config1` (PERF_ATTR_SIZE_VER0, accepted by every
@@ -53,9 +56,14 @@ pub(super) struct ArmedLink {
 /// Loads `t`'s programs and, unless `load_only`, attaches each to an armed event (the
 /// return probe first, as `kprobe::attach` does); the events are removed by
 /// `tracefs::OwnEvents` unless their links were pinned.
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<ArmedLink>> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    t: &Target,
+    load_only: bool,
+    verified: &mut Verified,
+) -> Result<Vec<ArmedLink>> {
     let mut fds = Vec::new();
-    for (name, kind, ret) in load_kprobes(ebpf, t)? {
+    for (name, kind, ret) in load_kprobes(ebpf, t, verified)? {
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }

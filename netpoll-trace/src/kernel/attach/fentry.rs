@@ -7,7 +7,10 @@ use aya::{
     programs::{FEntry, FExit},
 };
 
-use super::program::{LinkId, program, program_error, skip_return};
+use super::{
+    program::{LinkId, program, program_error, skip_return},
+    verify::Verified,
+};
 use crate::kernel::{
     btf::{self, FunctionIndex},
     offsets,
@@ -83,16 +86,19 @@ pub(super) fn attach(
     t: &Target,
     btf: &Btf,
     load_only: bool,
+    verified: &mut Verified,
 ) -> Result<Vec<LinkId>> {
     let (entry, exit) = t.fentry;
     if let Some(entry) = entry {
         let prog: &mut FEntry = program(ebpf, entry)?;
-        prog.load(t.function(), btf)
+        verified
+            .load(entry, t.function(), || prog.load(t.function(), btf))
             .map_err(|e| program_error("fentry", entry, t.function(), e))?;
     }
     if let Some(exit) = exit {
         let prog: &mut FExit = program(ebpf, exit)?;
-        prog.load(t.function(), btf)
+        verified
+            .load(exit, t.function(), || prog.load(t.function(), btf))
             .map_err(|e| program_error("fexit", exit, t.function(), e))?;
     }
     crate::kernel::profile::stage(&format!("{}: programs loaded", t.function()));

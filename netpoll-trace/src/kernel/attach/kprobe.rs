@@ -5,7 +5,10 @@
 use anyhow::Result;
 use aya::{Ebpf, programs::KProbe, util::KernelVersion};
 
-use super::program::{LinkId, load_kprobes, program, program_error, skip_return};
+use super::{
+    program::{LinkId, load_kprobes, program, program_error, skip_return},
+    verify::Verified,
+};
 use crate::kernel::targets::Target;
 
 /// Loads `t`'s programs and, unless `load_only`, attaches them: the return probe
@@ -18,9 +21,14 @@ use crate::kernel::targets::Target;
 /// tracefs `r<N>:` event does, and aya writes those itself. Our nesting on one thread
 /// is at most MAX_DEPTH (8) calls of one function; a return beyond the instances is
 /// missed, and the programs pair and count around it (`netpoll_trace_common::pairing`).
-pub(super) fn attach(ebpf: &mut Ebpf, t: &Target, load_only: bool) -> Result<Vec<LinkId>> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    t: &Target,
+    load_only: bool,
+    verified: &mut Verified,
+) -> Result<Vec<LinkId>> {
     let mut ids = Vec::new();
-    for (name, kind, ret) in load_kprobes(ebpf, t)? {
+    for (name, kind, ret) in load_kprobes(ebpf, t, verified)? {
         if load_only || (ret && skip_return(t.function())) {
             continue;
         }

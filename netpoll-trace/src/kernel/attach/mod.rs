@@ -14,6 +14,7 @@ mod pins;
 mod plan;
 mod preload;
 mod program;
+mod verify;
 
 pub use phase::LateAttached;
 pub use plan::{AttachChoice, AttachMethod, Conflict, Fallback, steps};

@@ -13,6 +13,7 @@ use aya::{
 use super::{
     armed::{self, ArmedLink},
     program::{load_kprobes, program, program_error},
+    verify::Verified,
 };
 use crate::kernel::targets::{TARGETS, Target};
 
@@ -34,9 +35,9 @@ enum Link {
 
 impl OnDemand {
     /// Loads TARGETS[`row`]'s program (and arms its event), attaching nothing.
-    pub(super) fn hold(ebpf: &mut Ebpf, row: usize) -> Result<Self> {
+    pub(super) fn hold(ebpf: &mut Ebpf, row: usize, verified: &mut Verified) -> Result<Self> {
         let t = &TARGETS[row];
-        let loaded = load_kprobes(ebpf, t)?;
+        let loaded = load_kprobes(ebpf, t, verified)?;
         let program = loaded
             .iter()
             .find(|(_, _, ret)| !ret)

@@ -3,6 +3,7 @@
 
 use anyhow::{Context as _, Result, anyhow};
 
+use super::verify::Verified;
 use crate::kernel::object::{LoadRefused, Refusal};
 use aya::{
     Ebpf,
@@ -41,6 +42,7 @@ impl LinkId {
 pub(super) fn load_kprobes(
     ebpf: &mut Ebpf,
     t: &crate::kernel::targets::Target,
+    verified: &mut Verified,
 ) -> Result<Vec<(&'static str, &'static str, bool)>> {
     let probes: Vec<(&'static str, bool)> = t
         .kprobe
@@ -53,7 +55,8 @@ pub(super) fn load_kprobes(
     for (name, ret) in probes {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
-        prog.load()
+        verified
+            .load(name, t.function(), || prog.load())
             .map_err(|e| program_error(kind, name, t.function(), e))?;
         loaded.push((name, kind, ret));
     }
