@@ -216,6 +216,17 @@ while [ $i -lt $REPS ]; do
     else
         cat /tmp/attach.err
     fi
+    # The same two runs with the programs loaded one by one (NETPOLL_TRACE_LOAD_THREADS=1;
+    # by default each pass loads them on one thread per CPU): the A/B of loading side by
+    # side, in this VM. Not when --load-threads set the threads for every run.
+    #   attach_watch_one_thread METHOD MS, attach_watch_one_thread_warm METHOD MS
+    if [ -z "${LOAD_THREADS:-}" ] && [ -n "$method" ]; then
+        rm -rf $CACHE_DIR
+        ms=$(export NETPOLL_TRACE_LOAD_THREADS=1; timed 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
+        if [ -n "$ms" ]; then say attach_watch_one_thread "$method $ms"; else cat /tmp/attach.err; fi
+        ms=$(export NETPOLL_TRACE_LOAD_THREADS=1; timed 'netpoll-trace: ready:' 120 netpoll-trace watch 2>/tmp/attach.err)
+        if [ -n "$ms" ]; then say attach_watch_one_thread_warm "$method $ms"; else cat /tmp/attach.err; fi
+    fi
     if [ "$method" != kprobe ]; then
         rm -rf $CACHE_DIR
         ms=$(timed 'netpoll-trace: ready:' 120 netpoll-trace watch --attach kprobe 2>/tmp/attach.err)

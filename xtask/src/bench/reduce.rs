@@ -150,9 +150,21 @@ pub struct MethodAttach {
     /// and console write too), and the floor attaching the same functions (`--also`).
     pub watch_full_ms: Option<f64>,
     pub libbpf_full_ms: Option<f64>,
+    /// watch again with its programs loaded on one thread (NETPOLL_TRACE_LOAD_THREADS=1),
+    /// first and warm, in the same repetitions: the A/B of loading side by side.
+    pub watch_one_thread_ms: Option<f64>,
+    pub watch_one_thread_warm_ms: Option<f64>,
 }
 
 impl MethodAttach {
+    /// One thread's ready over the default's (first run): above 1, loading side by side
+    /// gained.
+    pub fn load_speedup(&self) -> Option<f64> {
+        Reduced::ratio(self.watch_one_thread_ms, self.watch_ms)
+    }
+    pub fn load_speedup_warm(&self) -> Option<f64> {
+        Reduced::ratio(self.watch_one_thread_warm_ms, self.watch_warm_ms)
+    }
     pub fn ratio_to_libbpf(&self) -> Option<f64> {
         Reduced::ratio(self.watch_ms, self.libbpf_ms)
     }
@@ -238,6 +250,9 @@ struct Times {
     libbpf: Vec<f64>,
     /// The floor with `--also`.
     libbpf_full: Vec<f64>,
+    /// watch with its programs loaded on one thread, first and warm.
+    one_thread: Vec<f64>,
+    one_thread_warm: Vec<f64>,
 }
 
 impl Times {
@@ -249,6 +264,8 @@ impl Times {
             "attach_watch_full" => &mut self.full,
             "attach_libbpf" => &mut self.libbpf,
             "attach_libbpf_full" => &mut self.libbpf_full,
+            "attach_watch_one_thread" => &mut self.one_thread,
+            "attach_watch_one_thread_warm" => &mut self.one_thread_warm,
             _ => return None,
         })
     }
@@ -310,6 +327,8 @@ fn attach_by_method(lines: &[(String, String)]) -> BTreeMap<String, MethodAttach
                 libbpf_setup_events: events.remove(&method),
                 watch_full_ms: median(t.full),
                 libbpf_full_ms: median(t.libbpf_full),
+                watch_one_thread_ms: median(t.one_thread),
+                watch_one_thread_warm_ms: median(t.one_thread_warm),
             };
             (method, m)
         })

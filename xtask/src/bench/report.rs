@@ -192,7 +192,7 @@ fn by_method_line(r: &Reduced) -> String {
         .map(|(method, m)| match (&m.libbpf_failed, m.libbpf_ms) {
             (Some(why), None) => format!("{method} {} / failed: {why}", opt(m.watch_ms, 1)),
             _ => format!(
-                "{method} {} / {} ({}x; cache warm {} ms, {}x; full {} / {}, {}x)",
+                "{method} {} / {} ({}x; cache warm {} ms, {}x; full {} / {}, {}x; one load thread {} / {} ms, {}x / {}x)",
                 opt(m.watch_ms, 1),
                 opt(m.libbpf_ms, 1),
                 opt(m.ratio_to_libbpf(), 2),
@@ -200,7 +200,11 @@ fn by_method_line(r: &Reduced) -> String {
                 opt(m.warm_ratio_to_libbpf(), 2),
                 opt(m.watch_full_ms, 1),
                 opt(m.libbpf_full_ms, 1),
-                opt(m.full_ratio_to_libbpf(), 2)
+                opt(m.full_ratio_to_libbpf(), 2),
+                opt(m.watch_one_thread_ms, 1),
+                opt(m.watch_one_thread_warm_ms, 1),
+                opt(m.load_speedup(), 2),
+                opt(m.load_speedup_warm(), 2)
             ),
         })
         .collect::<Vec<_>>()
@@ -307,6 +311,12 @@ struct MethodJson<'a> {
     watch_full_ms: Option<f64>,
     libbpf_full_ms: Option<f64>,
     full_ratio_to_libbpf: Option<f64>,
+    /// watch with its programs loaded on one thread (first, warm), and that over the
+    /// default (side by side): above 1, loading side by side gained.
+    watch_one_thread_ms: Option<f64>,
+    watch_one_thread_warm_ms: Option<f64>,
+    load_speedup: Option<f64>,
+    load_speedup_warm: Option<f64>,
 }
 
 /// One throughput mode in bench.json's `flood_lines`.
@@ -351,6 +361,10 @@ impl<'a> MethodJson<'a> {
             watch_full_ms: dec4(m.watch_full_ms),
             libbpf_full_ms: dec4(m.libbpf_full_ms),
             full_ratio_to_libbpf: dec4(m.full_ratio_to_libbpf()),
+            watch_one_thread_ms: dec4(m.watch_one_thread_ms),
+            watch_one_thread_warm_ms: dec4(m.watch_one_thread_warm_ms),
+            load_speedup: dec4(m.load_speedup()),
+            load_speedup_warm: dec4(m.load_speedup_warm()),
         }
     }
 }
@@ -467,6 +481,8 @@ mod tests {
         NPT-BENCH attach_ms 2000\nNPT-BENCH attach_watch fentry 2000\nNPT-BENCH attach_libbpf fentry 200\n\
         NPT-BENCH libbpf_setup_events fentry 1\nNPT-BENCH attach_watch_warm fentry 300\n\
         NPT-BENCH attach_watch_warm fentry 260\nNPT-BENCH attach_watch_full fentry 900\n\
+        NPT-BENCH attach_watch_one_thread fentry 2400\nNPT-BENCH attach_watch_one_thread fentry 2600\n\
+        NPT-BENCH attach_watch_one_thread_warm fentry 350\n\
         NPT-BENCH attach_watch_full fentry 700\nNPT-BENCH attach_libbpf_full fentry 400\n\
         NPT-BENCH rate_serial_only 5000\nNPT-BENCH rate_none 1000\n\
         NPT-BENCH rate_watch 990\nNPT-BENCH bpf_watch 1000000 4 1000.0\nNPT-BENCH rate_none 1000\n\
@@ -581,11 +597,11 @@ mod tests {
         );
         assert_eq!(keys_at(6), ["fentry", "kprobe", "floor", "none", "watch"]);
         let at8 = keys_at(8);
-        let (methods, floods) = at8.split_at(24);
+        let (methods, floods) = at8.split_at(32);
         for keys in floods.chunks(5) {
             assert_eq!(keys, ["floods", "sent", "received", "lost", "write_share"]);
         }
-        for keys in methods.chunks(12) {
+        for keys in methods.chunks(16) {
             assert_eq!(
                 keys,
                 [
@@ -601,6 +617,10 @@ mod tests {
                     "watch_full_ms",
                     "libbpf_full_ms",
                     "full_ratio_to_libbpf",
+                    "watch_one_thread_ms",
+                    "watch_one_thread_warm_ms",
+                    "load_speedup",
+                    "load_speedup_warm",
                 ]
             );
         }
@@ -662,12 +682,16 @@ mod tests {
                     "watch_runs": 3, "libbpf_runs": 2, "libbpf_error": null,
                     "libbpf_setup_events": 1, "watch_warm_ms": 280.0,
                     "warm_ratio_to_libbpf": 1.2444, "watch_full_ms": 800.0,
-                    "libbpf_full_ms": 400.0, "full_ratio_to_libbpf": 2.0},
+                    "libbpf_full_ms": 400.0, "full_ratio_to_libbpf": 2.0,
+                    "watch_one_thread_ms": 2500.0, "watch_one_thread_warm_ms": 350.0,
+                    "load_speedup": 1.25, "load_speedup_warm": 1.25},
                 "kprobe": {"watch_ms": 900.0, "libbpf_ms": 300.0, "ratio_to_libbpf": 3.0,
                     "watch_runs": 1, "libbpf_runs": 1, "libbpf_error": null,
                     "libbpf_setup_events": null, "watch_warm_ms": null,
                     "warm_ratio_to_libbpf": null, "watch_full_ms": null,
-                    "libbpf_full_ms": null, "full_ratio_to_libbpf": null},
+                    "libbpf_full_ms": null, "full_ratio_to_libbpf": null,
+                    "watch_one_thread_ms": null, "watch_one_thread_warm_ms": null,
+                    "load_speedup": null, "load_speedup_warm": null},
             })
         );
     }
@@ -726,7 +750,9 @@ mod tests {
             json!({"watch_ms": null, "libbpf_ms": null, "ratio_to_libbpf": null, "watch_runs": 0,
                 "libbpf_runs": 0, "libbpf_error": "loading the fentry programs: Invalid argument",
                 "libbpf_setup_events": null, "watch_warm_ms": null, "warm_ratio_to_libbpf": null,
-                "watch_full_ms": null, "libbpf_full_ms": null, "full_ratio_to_libbpf": null})
+                "watch_full_ms": null, "libbpf_full_ms": null, "full_ratio_to_libbpf": null,
+                "watch_one_thread_ms": null, "watch_one_thread_warm_ms": null,
+                "load_speedup": null, "load_speedup_warm": null})
         );
         let r = reduce(&parse(console), 0);
         assert!(
@@ -767,7 +793,7 @@ mod tests {
         );
         assert!(
             table.contains(
-                "fentry 2000.0 / 225.0 (8.89x; cache warm 280.0 ms, 1.24x; full 800.0 / 400.0, 2.00x); kprobe 900.0 / 300.0 (3.00x; cache warm - ms, -x; full - / -, -x)"
+                "fentry 2000.0 / 225.0 (8.89x; cache warm 280.0 ms, 1.24x; full 800.0 / 400.0, 2.00x; one load thread 2500.0 / 350.0 ms, 1.25x / 1.25x); kprobe 900.0 / 300.0 (3.00x; cache warm - ms, -x; full - / -, -x; one load thread - / - ms, -x / -x)"
             ),
             "{table}"
         );
@@ -800,7 +826,7 @@ mod tests {
         // Without attach lines both methods still appear, as dashes.
         assert!(
             table.contains(
-                "fentry - / - (-x; cache warm - ms, -x; full - / -, -x); kprobe - / - (-x; cache warm - ms, -x; full - / -, -x)"
+                "fentry - / - (-x; cache warm - ms, -x; full - / -, -x; one load thread - / - ms, -x / -x); kprobe - / - (-x; cache warm - ms, -x; full - / -, -x; one load thread - / - ms, -x / -x)"
             ),
             "{table}"
         );
