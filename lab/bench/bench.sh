@@ -3,7 +3,8 @@
 # Everything is measured in this one VM, one tool at a time, and reported in lines
 #   NPT-BENCH <key> <value...>
 # that xtask/src/bench/ reads. Settings come from /bench.conf (REPS, MSGS, TPUT_REPS,
-# CYCLES, QUICK; optional SECTIONS and MODES to run a part, e.g. while chasing a problem).
+# CYCLES, QUICK; optional SECTIONS and MODES to run a part, e.g. while chasing a problem,
+# and LOAD_THREADS, the program-load threads of every watch and agent run).
 # Absolute times are QEMU/TCG emulation times; the host report leads with ratios.
 # NICs: eth0 (virtio) sends netconsole, eth1 (virtio) receives in its own network namespace.
 . /lib.sh
