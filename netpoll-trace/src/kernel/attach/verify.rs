@@ -169,43 +169,26 @@ mod tests {
             "q",
             ("g", Some(ProgramError::InvalidName { name: "x".into() })),
         );
-        let mut loads = 0;
+        let loads = std::cell::Cell::new(0);
+        let load = |v: &mut Verified, program, function| {
+            v.load(program, function, || {
+                loads.set(loads.get() + 1);
+                Ok(())
+            })
+            .is_ok()
+        };
         // Loaded ahead for f: no second load.
-        assert!(
-            v.load("p", "f", || {
-                loads += 1;
-                Ok(())
-            })
-            .is_ok()
-        );
-        assert_eq!(loads, 0);
+        assert!(load(&mut v, "p", "f"));
+        assert_eq!(loads.get(), 0);
         // Asked again (an alternative row): loaded by the caller, as before.
-        assert!(
-            v.load("p", "f", || {
-                loads += 1;
-                Ok(())
-            })
-            .is_ok()
-        );
-        assert_eq!(loads, 1);
+        assert!(load(&mut v, "p", "f"));
+        assert_eq!(loads.get(), 1);
         // Loaded ahead for g and refused: the refusal, without loading again.
-        assert!(
-            v.load("q", "g", || {
-                loads += 1;
-                Ok(())
-            })
-            .is_err()
-        );
-        assert_eq!(loads, 1);
+        assert!(!load(&mut v, "q", "g"));
+        assert_eq!(loads.get(), 1);
         // Loaded ahead for another function: the caller loads (aya refuses it).
         v.done.insert("r", ("h", None));
-        assert!(
-            v.load("r", "other", || {
-                loads += 1;
-                Ok(())
-            })
-            .is_ok()
-        );
-        assert_eq!(loads, 2);
+        assert!(load(&mut v, "r", "other"));
+        assert_eq!(loads.get(), 2);
     }
 }
