@@ -12,7 +12,7 @@ use super::{
     on_demand::OnDemand,
     phase::Phase,
     plan::AttachMethod,
-    program::LinkId,
+    program::{LinkId, kprobe_programs},
     verify::{Job, Loader, load_ahead},
 };
 use crate::kernel::{
@@ -166,10 +166,7 @@ fn jobs(
                 jobs.extend(t.fentry.1.map(|p| job(p, Loader::FExit)));
                 jobs.extend(t.fentry.0.map(|p| job(p, Loader::FEntry)));
             }
-            _ => {
-                jobs.extend(t.kprobe.1.map(|p| job(p, Loader::KProbe)));
-                jobs.push(job(t.kprobe.0, Loader::KProbe));
-            }
+            _ => jobs.extend(kprobe_programs(t).map(|(p, _)| job(p, Loader::KProbe))),
         }
     }
     jobs

@@ -37,22 +37,27 @@ impl LinkId {
     }
 }
 
-/// `t`'s kprobe programs, the return probe first (a call already running when we attach
-/// can then lose only its entry): (program, kind, is the return probe), each loaded.
+/// `t`'s kprobe programs in attach order, the return probe first (a call already running
+/// when we attach can then lose only its entry): (program, is the return probe).
+pub(super) fn kprobe_programs(
+    t: &crate::kernel::targets::Target,
+) -> impl Iterator<Item = (&'static str, bool)> {
+    t.kprobe
+        .1
+        .map(|exit| (exit, true))
+        .into_iter()
+        .chain([(t.kprobe.0, false)])
+}
+
+/// `t`'s kprobe programs (`kprobe_programs`), each loaded: (program, kind, is the return
+/// probe).
 pub(super) fn load_kprobes(
     ebpf: &mut Ebpf,
     t: &crate::kernel::targets::Target,
     verified: &mut Verified,
 ) -> Result<Vec<(&'static str, &'static str, bool)>> {
-    let probes: Vec<(&'static str, bool)> = t
-        .kprobe
-        .1
-        .map(|exit| (exit, true))
-        .into_iter()
-        .chain([(t.kprobe.0, false)])
-        .collect();
     let mut loaded = Vec::new();
-    for (name, ret) in probes {
+    for (name, ret) in kprobe_programs(t) {
         let kind = if ret { "kretprobe" } else { "kprobe" };
         let prog: &mut KProbe = program(ebpf, name)?;
         verified

@@ -62,7 +62,7 @@ impl Verified {
 
 /// Sets the threads a pass loads its programs on (default: one per CPU; 1 loads them
 /// one by one, in the pass): for measuring what loading side by side gains.
-pub const LOAD_THREADS: &str = "NETPOLL_TRACE_LOAD_THREADS";
+const LOAD_THREADS: &str = "NETPOLL_TRACE_LOAD_THREADS";
 
 /// The number of threads to load `jobs` on: `wanted` (one per CPU by default), no more
 /// than there are jobs; below two, nothing is loaded ahead (the pass loads each program
@@ -100,19 +100,20 @@ pub(super) fn load_ahead(ebpf: &mut Ebpf, jobs: &[Job], btf: Option<&Btf>) -> Ve
     if threads == 0 {
         return Verified::default();
     }
-    // Sorted so that popping from the end takes them in the pass's order.
-    let mut work: Vec<(Job, &mut Program)> = ebpf
-        .programs_mut()
-        .filter_map(|(name, p)| jobs.iter().find(|j| j.program == name).map(|j| (*j, p)))
-        .collect();
-    work.sort_by_key(|(j, _)| std::cmp::Reverse(jobs.iter().position(|k| k == j)));
-    let queue = Mutex::new(work);
+    // Taken in the pass's order.
+    let mut programs: HashMap<&str, &mut Program> = ebpf.programs_mut().collect();
+    let queue = Mutex::new(
+        jobs.iter()
+            .filter_map(|j| Some((*j, programs.remove(j.program)?)))
+            .collect::<Vec<_>>()
+            .into_iter(),
+    );
     let done = Mutex::new(HashMap::new());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
-                    let next = queue.lock().expect("no loader panics holding it").pop();
+                    let next = queue.lock().expect("no loader panics holding it").next();
                     let Some((job, prog)) = next else { break };
                     if let Some(outcome) = load_one(job, prog, btf) {
                         done.lock()
