@@ -7,6 +7,7 @@
 //! of the base ([`base::read`]): the base's type count and the strings it names.
 
 pub mod base;
+pub mod bytes;
 mod format;
 mod memo;
 mod names;
@@ -17,12 +18,12 @@ use anyhow::{Context as _, Result, bail, ensure};
 
 use format::*;
 
-/// Parsed BTF: the file's bytes as read, and where each type's record starts (index =
+/// Parsed BTF: the file's bytes as read or mapped, and where each type's record starts (index =
 /// type id; id 0 is `void`). Members, enum values and names are decoded from the bytes
 /// when asked: the kernel's BTF has 100k+ types, and a decoded copy of them all cost more
 /// memory (tens of MiB at start-up) and time than the few lookups start-up makes.
 pub struct Btf {
-    data: Vec<u8>,
+    data: bytes::Bytes,
     types: std::ops::Range<usize>,
     strings: std::ops::Range<usize>,
     /// Byte offset (within the type section) of each type's record; [0] is a placeholder.
@@ -86,9 +87,14 @@ impl Btf {
         Self::from_vec(data.to_vec())
     }
 
-    /// Parses the BTF in `data`, keeping it: every type record is walked and bounds-checked
-    /// once here, so the lookups afterwards cannot run past the section.
+    /// Parses the BTF in `data`, keeping it (`from_bytes`).
     pub fn from_vec(data: Vec<u8>) -> Result<Self> {
+        Self::from_bytes(data.into())
+    }
+
+    /// Parses the BTF in `data`, read or mapped, keeping it: every type record is walked
+    /// and bounds-checked once here, so the lookups afterwards cannot run past the section.
+    pub fn from_bytes(data: bytes::Bytes) -> Result<Self> {
         ensure!(data.len() >= 24, "BTF too short ({} bytes)", data.len());
         let magic = u16_at(&data, 0)?;
         if magic == MAGIC.swap_bytes() {

@@ -3,14 +3,17 @@
 
 use std::path::Path;
 
-use super::{btf::Btf, host, offsets};
+use super::{
+    btf::{self, Btf},
+    host, offsets,
+};
 
 /// The kernel's own BTF: None when absent, else whether it is readable and parses.
 pub fn vmlinux_btf() -> Option<Result<(), String>> {
     Path::new(offsets::SYSFS_VMLINUX).exists().then(|| {
-        std::fs::read(offsets::SYSFS_VMLINUX)
+        btf::bytes::read(Path::new(offsets::SYSFS_VMLINUX))
             .map_err(|e| e.to_string())
-            .and_then(|d| Btf::parse(&d).map(|_| ()).map_err(|e| format!("{e:#}")))
+            .and_then(|d| Btf::from_bytes(d).map(|_| ()).map_err(|e| format!("{e:#}")))
     })
 }
 

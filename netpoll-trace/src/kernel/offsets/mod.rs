@@ -32,7 +32,7 @@ use netpoll_trace_common::Config;
 
 pub use self::layout::fields;
 use super::{
-    btf::{Btf, FunctionIndex},
+    btf::{Btf, FunctionIndex, bytes},
     profile::stage,
 };
 
@@ -351,7 +351,12 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
             Err(e) => log::debug!("kernel BTF facts not from the cache: {e:#}"),
         }
     }
-    let data = std::fs::read(path).map_err(|e| anyhow!("reading {SYSFS_VMLINUX}: {e}"))?;
+    let data = bytes::read(path).map_err(|e| anyhow!("reading {SYSFS_VMLINUX}: {e}"))?;
+    stage(if data.is_mapped() {
+        "kernel BTF mapped"
+    } else {
+        "kernel BTF read"
+    });
     // The kernel's build-id, else the identity of the very bytes parsed, not of an
     // earlier read; taken before the parse keeps them (no second copy of the 5-6 MiB at
     // the start-up peak).
@@ -361,8 +366,9 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
         })
         .ok()
     });
-    let btf = Btf::from_vec(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
-    stage("kernel BTF read and parsed");
+    let btf =
+        Btf::from_bytes(data).map_err(|e| anyhow!("parsing BTF in {SYSFS_VMLINUX}: {e:#}"))?;
+    stage("kernel BTF parsed");
     let facts = facts::Facts::gather(&btf, names);
     stage("facts gathered from the BTF");
     drop(btf);
