@@ -175,6 +175,15 @@ fn build_object(object: &Object) -> anyhow::Result<()> {
     .args(["-Z", "build-std=core", "--target-dir"])
     .arg(&target_dir)
     .current_dir(EBPF_DIR)
+    // The user-space release profile (whole-program LTO, one codegen unit: a smaller
+    // binary) is not the objects': theirs stays what the verifier's figures were measured
+    // on. Nor does a CARGO_PROFILE_* the outer build inherited reach them.
+    .args([
+        "--config",
+        "profile.release.lto=false",
+        "--config",
+        "profile.release.codegen-units=16",
+    ])
     .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
     // As aya-build: the outer build's compiler must not leak into the nightly one.
     .env_remove("RUSTC")
@@ -182,6 +191,11 @@ fn build_object(object: &Object) -> anyhow::Result<()> {
     // Our stdout is cargo's directive channel; compiler output goes to stderr.
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
+    for (key, _) in env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            cmd.env_remove(key);
+        }
+    }
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!(
