@@ -136,15 +136,13 @@ mod tests {
 
     #[test]
     fn a_regular_file_is_read_never_mapped() {
-        let dir = std::env::temp_dir().join(format!("npt-bytes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("btf");
-        std::fs::write(&p, b"\x9f\xeb\x01\x00abc").unwrap();
-        let b = read(&p).unwrap();
-        assert!(!b.is_mapped());
-        assert_eq!(&b[..], b"\x9f\xeb\x01\x00abc");
-        assert!(map_sysfs(&p).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        let p = std::env::temp_dir().join(format!("npt-bytes-{}.btf", std::process::id()));
+        let blob = b"\x9f\xeb\x01\x00abc";
+        std::fs::write(&p, blob).unwrap();
+        let (b, mapped) = (read(&p).unwrap(), map_sysfs(&p));
+        std::fs::remove_file(&p).unwrap();
+        assert!(!b.is_mapped() && mapped.is_none());
+        assert_eq!(&b[..], blob);
     }
 
     #[test]
