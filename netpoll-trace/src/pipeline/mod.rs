@@ -108,7 +108,7 @@ impl Tracer {
     pub fn start(opts: &TraceOptions) -> Result<Self> {
         stage("begin");
         let mut notes = Vec::new();
-        // Which functions exist and the struct offsets (the kernel's BTF read and parsed)
+        // Which functions exist and the struct offsets (the kernel's BTF mapped or read, and parsed)
         // on a helper thread, while this one opens the kernel log and loads the object.
         let (facts, kmsg, recorder, preloaded) = std::thread::scope(|s| {
             let facts = s.spawn(|| -> Result<_> {
