@@ -129,19 +129,19 @@ pub fn load_from(module: &str, paths: &Paths) -> Result<ModuleBtf> {
 fn load_with_base(module: &str, paths: &Paths, base: Option<&Path>) -> Result<ModuleBtf> {
     let (data, source) = module_btf_bytes(module, paths)?;
     let base_path = base.map_or_else(|| paths.sys_btf.join("vmlinux"), Path::to_path_buf);
+    let mut base_file = File::open(&base_path)
+        .with_context(|| format!("{}: cannot open the kernel's BTF", base_path.display()))?;
     // Sysfs's base mapped where the kernel allows (no page-sized reads of all its types);
     // a file streamed, never held.
-    if let Some(mapped) = btf::bytes::map_sysfs(&base_path) {
-        return split(
+    match btf::bytes::map_sysfs(&base_file, &base_path) {
+        Some(mapped) => split(
             data,
             &mut std::io::Cursor::new(&mapped[..]),
             &base_path,
             source,
-        );
+        ),
+        None => split(data, &mut base_file, &base_path, source),
     }
-    let mut base_file = File::open(&base_path)
-        .with_context(|| format!("{}: cannot open the kernel's BTF", base_path.display()))?;
-    split(data, &mut base_file, &base_path, source)
 }
 
 /// A module's raw BTF `data`, split over the base BTF `base_file` (at `base_path`).

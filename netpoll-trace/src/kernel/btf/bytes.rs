@@ -74,15 +74,10 @@ impl Drop for Mapping {
     }
 }
 
-/// `path` mapped, when it is a file on sysfs (only there are the bytes the kernel's own and
-/// immutable: a regular file could be truncated under a mapping) whose kernel maps it;
-/// None otherwise (before 6.16 sysfs refuses: ENODEV), said at debug.
-pub fn map_sysfs(path: &Path) -> Option<Mapping> {
-    let file = File::open(path).ok()?;
-    map_file(&file, path)
-}
-
-fn map_file(file: &File, path: &Path) -> Option<Mapping> {
+/// `file` (opened from `path`) mapped, when it is a file on sysfs (only there are the bytes
+/// the kernel's own and immutable: a regular file could be truncated under a mapping) whose
+/// kernel maps it; None otherwise (before 6.16 sysfs refuses: ENODEV), said at debug.
+pub fn map_sysfs(file: &File, path: &Path) -> Option<Mapping> {
     let fd = file.as_raw_fd();
     // SAFETY: a zeroed statfs is a valid out-parameter; fd is open.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
@@ -122,7 +117,7 @@ fn map_file(file: &File, path: &Path) -> Option<Mapping> {
 /// The whole of `path`: mapped where `map_sysfs` can, else read.
 pub fn read(path: &Path) -> std::io::Result<Bytes> {
     let mut file = File::open(path)?;
-    if let Some(m) = map_file(&file, path) {
+    if let Some(m) = map_sysfs(&file, path) {
         return Ok(Bytes::Mapped(m));
     }
     let mut data = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
@@ -139,7 +134,7 @@ mod tests {
         let p = std::env::temp_dir().join(format!("npt-bytes-{}.btf", std::process::id()));
         let blob = b"\x9f\xeb\x01\x00abc";
         std::fs::write(&p, blob).unwrap();
-        let (b, mapped) = (read(&p).unwrap(), map_sysfs(&p));
+        let (b, mapped) = (read(&p).unwrap(), map_sysfs(&File::open(&p).unwrap(), &p));
         std::fs::remove_file(&p).unwrap();
         assert!(!b.is_mapped() && mapped.is_none());
         assert_eq!(&b[..], blob);
@@ -148,6 +143,5 @@ mod tests {
     #[test]
     fn a_missing_file_is_an_error() {
         assert!(read(Path::new("/nonexistent/btf")).is_err());
-        assert!(map_sysfs(Path::new("/nonexistent/btf")).is_none());
     }
 }
