@@ -95,7 +95,8 @@ line); the send path, tear-downs and console write follow while it runs (the `al
 line, a JSON {\"type\":\"attached\"} object), so a set-up is traced from the first moment \
 and COMMAND does not wait for the rest. --wait-all starts COMMAND only after `all ready:` \
 (its first messages and tear-downs traced too). Everything is drained after COMMAND exits.\n\
-Exit status: COMMAND's own; without COMMAND, 3 if a set-up failed, else 0.\n\n\
+Exit status: COMMAND's own when it failed; else 3 if a set-up failed (a modprobe that \
+returned 0 while netconsole was refused, as on 6.x, is a silent failure), else 0.\n\n\
 With --persist (or --pin-dir), every set-up also goes into the kernel's flight recorder \
 (pinned maps, read by `dump`), and with --persist the probes stay attached after watch exits.\n\n\
 Examples:\n  \
@@ -150,10 +151,12 @@ patch the device (netpoll_patch module), retry the netconsole target (configfs w
 target is dynamic, else retry.command, run without a shell) with bounded attempts and \
 backoff, and verify by the next set-up event; every other cause is reported with its \
 remedies and never patched. Every decision and action is one `remediation` JSON line in \
-the journal (and on stdout). After attaching, the agent keeps only CAP_SYS_MODULE and \
-CAP_SYSLOG (CAP_SYSLOG alone with --dry-run; plus CAP_BPF with --metrics-addr) in its \
-bounding, permitted and effective sets, and exits if it cannot drop the rest (that needs \
-CAP_SETPCAP); retry.command runs with no_new_privs and CAP_SYS_MODULE only. Stops \
+the journal (and on stdout). After attaching, the agent keeps only what its policy can \
+use in its bounding, permitted and effective sets: CAP_SYSLOG always; CAP_SYS_MODULE when \
+the policy can load a module (a patch, or a re-enable that may run retry.command), never \
+with --dry-run; CAP_BPF (CAP_SYS_ADMIN before 5.8) with --metrics-addr or a re-enable to \
+check. It exits if it cannot drop the rest (that needs CAP_SETPCAP); retry.command runs \
+with no_new_privs and CAP_SYS_MODULE only. Stops \
 cleanly on SIGTERM/SIGINT.\n\n\
 The agent records every set-up in the kernel's flight recorder (pinned maps under \
 --pin-dir, read by `dump` even after the agent died); with --persist the probes stay \
@@ -233,7 +236,7 @@ Exit status: 0; 1 when there is no recorder, or it or the file is unreadable, fo
         long_about = "A netconsole receiver. Listens on UDP and prints every message \
 (plain netconsole: the text; extended netconsole: sequence number, level and text, fragments \
 reassembled), or with --json one JSON object per message ({\"type\":\"netconsole\", \"from\", \
-\"seq\", \"level\", \"ts_us\", \"release\", \"msgid\", \"cpu\", \"taskname\", \"text\", \
+\"seq\", \"level\", \"ts_us\", \"release\", \"release_in\", \"msgid\", \"cpu\", \"taskname\", \"text\", \
 \"dict\", \"userdata\"}: the lines a 6.x kernel appends to the text, sysdata and userdata, as \
 fields). Counts per sender the messages and, for extended netconsole, the gaps: by msgid where \
 the target sends it (messages netconsole sent that never arrived), else by the kernel's \
@@ -430,7 +433,7 @@ pub struct TracerArgs {
     #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_ATTACH")]
     pub attach: AttachArg,
     /// Which eBPF object: modern (aya-log; needs 5.8), legacy (kprobes only; loads
-    /// on 4.14), or auto (modern, else legacy when the kernel refuses to load it).
+    /// on 4.4), or auto (modern, else legacy when the kernel refuses to load it).
     /// The ready line says which was used.
     #[arg(long, value_enum, default_value = "auto", env = "NETPOLL_TRACE_OBJECT")]
     pub object: ObjectArg,
@@ -492,6 +495,28 @@ mod tests {
                 (ObjectArg::Modern, AttachArg::Fentry)
             ),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn receive_help_names_every_field_of_a_message() {
+        use clap::CommandFactory as _;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("receive")
+            .expect("receive")
+            .render_long_help()
+            .to_string();
+        // A message as `receive --json` writes it: every key is a field the help must name.
+        let mut r = crate::model::netconsole::Receiver::new(1);
+        let from = "192.0.2.1:6666".parse().unwrap();
+        let m = r.take(from, b"6,1,2,-;hello").expect("a message");
+        let json = serde_json::to_value(&m).unwrap();
+        for key in json.as_object().unwrap().keys() {
+            assert!(
+                help.contains(&format!("\"{key}\"")),
+                "receive --help lacks {key}"
+            );
         }
     }
 

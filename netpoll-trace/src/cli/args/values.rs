@@ -34,7 +34,7 @@ pub enum ObjectArg {
     Auto,
     /// fentry and kprobes, aya-log (kernel 5.8 and later).
     Modern,
-    /// kprobes only, no aya-log, no global data (kernel 4.14 and later).
+    /// kprobes only, no aya-log, no global data (kernel 4.4 and later).
     Legacy,
 }
 

@@ -1,12 +1,12 @@
 //! The pages' tables: the files the tool reads or writes and the agent configuration's
-//! keys. A path under the flight recorder's pin root is written `{pin_root}`, filled in
-//! from the kernel layer (`pinned`).
+//! keys. The flight recorder's default pin directory is written `{pin_dir}`, filled in
+//! from the kernel layer (`pinned`): its schema version is defined there once.
 
 use crate::kernel::recorder;
 
-/// `{pin_root}` in a table's text, as the kernel layer defines it.
+/// `{pin_dir}` in a table's text, as the kernel layer defines it.
 pub fn pinned(text: &str) -> String {
-    text.replace("{pin_root}", recorder::PIN_ROOT)
+    text.replace("{pin_dir}", &recorder::default_dir().display().to_string())
 }
 
 /// Files the tool reads or writes, for every page's FILES section.
@@ -20,7 +20,7 @@ pub const FILES: &[(&str, &str)] = &[
         "The agent's journal: one JSON object per decision and action.",
     ),
     (
-        "{pin_root}/v1",
+        "{pin_dir}",
         "The flight recorder's pinned maps (and, with --persist, probes); read by dump, removed by reset.",
     ),
     (
@@ -29,8 +29,8 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     (
         "/var/cache/netpoll-trace/kernel-btf.json",
-        "What start-up needs from the kernel's BTF (function presence, type ids, struct offsets), keyed by a hash of the whole BTF; \
-         used only when that identity matches the running kernel's (--no-cache: neither read nor written). Directory 0700, file 0600, root's.",
+        "What start-up needs from the kernel's BTF (function presence, type ids, struct offsets), keyed by the kernel's build-id (a hash of \
+         the whole BTF where it has none); used only when that identity matches the running kernel's (--no-cache: neither read nor written). Directory 0700, file 0600, root's.",
     ),
 ];
 
@@ -68,7 +68,7 @@ pub const CONFIG_KEYS: &[Key] = &[
         "backoff",
         "duration (\"500ms\", \"2s\", \"1m\")",
         "\"2s\"",
-        "Wait before the first retry; doubles each time. At most 1h.",
+        "Wait before the second attempt (the first is at once); doubles each time up to 10 min, or stays as configured when longer. At most 1h.",
     ),
     (
         "verify_timeout",
@@ -127,7 +127,7 @@ pub const CONFIG_KEYS: &[Key] = &[
     (
         "pin_dir",
         "path on a bpffs mount",
-        "{pin_root}/v<schema>",
+        "{pin_dir}",
         "The flight recorder's pin directory, as --pin-dir (which wins).",
     ),
     (
