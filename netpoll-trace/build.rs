@@ -177,12 +177,21 @@ fn build_object(object: &Object) -> anyhow::Result<()> {
     .current_dir(EBPF_DIR)
     // The user-space release profile (whole-program LTO, one codegen unit: a smaller
     // binary) is not the objects': theirs stays what the verifier's figures were measured
-    // on. Nor does a CARGO_PROFILE_* the outer build inherited reach them.
+    // on, cargo's release defaults, also against a [profile.release] in a user's or a
+    // parent directory's .cargo/config.toml (`--config` wins over both, and over the
+    // CARGO_PROFILE_* removed below). The eBPF package's own override in Cargo.toml
+    // (debug info, one codegen unit) still applies.
     .args([
         "--config",
         "profile.release.lto=false",
         "--config",
         "profile.release.codegen-units=16",
+        "--config",
+        "profile.release.opt-level=3",
+        "--config",
+        "profile.release.debug-assertions=false",
+        "--config",
+        "profile.release.overflow-checks=false",
     ])
     .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
     // As aya-build: the outer build's compiler must not leak into the nightly one.

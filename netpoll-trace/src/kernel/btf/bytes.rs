@@ -6,7 +6,17 @@
 //! (the start-up peak of a run without the facts cache). A mapping is neither: its pages
 //! are the kernel's, mapped by PFN, and not counted in our RSS.
 
-use std::{fs::File, io::Read as _, ops::Deref, os::fd::AsRawFd as _, path::Path, ptr::NonNull};
+use std::{
+    fs::File,
+    io::Read as _,
+    ops::Deref,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::Path,
+    ptr::NonNull,
+};
+
+/// Where the running kernel publishes its BTF: the one file mapped.
+pub const SYSFS_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// `statfs(2)`'s f_type of sysfs.
 const SYSFS_MAGIC: libc::c_long = 0x6265_6572;
@@ -74,17 +84,32 @@ impl Drop for Mapping {
     }
 }
 
-/// `file` (opened from `path`) mapped, when it is a file on sysfs (only there are the bytes
-/// the kernel's own and immutable: a regular file could be truncated under a mapping) whose
+/// Whether a file may be mapped: only the kernel's own BTF, on sysfs (`fs_type`) and the
+/// very inode of SYSFS_VMLINUX (`file` and `vmlinux`: device and inode). Its mapping is
+/// the kernel's read-only data; any other sysfs file that maps (a PCI device's resource,
+/// reachable through a path the user gives, as `--btf`'s base) may be device memory that
+/// changes or goes away under a `&[u8]`, and a regular file could be truncated under it.
+fn mappable(fs_type: libc::c_long, file: (u64, u64), vmlinux: Option<(u64, u64)>) -> bool {
+    fs_type == SYSFS_MAGIC && vmlinux == Some(file)
+}
+
+/// `file` (opened from `path`) mapped, when it is the kernel's BTF (`mappable`) and the
 /// kernel maps it; None otherwise (before 6.16 sysfs refuses: ENODEV), said at debug.
-pub fn map_sysfs(file: &File, path: &Path) -> Option<Mapping> {
+pub(crate) fn map_sysfs(file: &File, path: &Path) -> Option<Mapping> {
     let fd = file.as_raw_fd();
     // SAFETY: a zeroed statfs is a valid out-parameter; fd is open.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 || fs.f_type as libc::c_long != SYSFS_MAGIC {
+    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 {
         return None;
     }
-    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let meta = file.metadata().ok()?;
+    let vmlinux = std::fs::metadata(SYSFS_VMLINUX)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    if !mappable(fs.f_type as libc::c_long, (meta.dev(), meta.ino()), vmlinux) {
+        return None;
+    }
+    let len = usize::try_from(meta.len()).ok()?;
     if len == 0 {
         return None;
     }
@@ -108,10 +133,13 @@ pub fn map_sysfs(file: &File, path: &Path) -> Option<Mapping> {
         );
         return None;
     }
-    Some(Mapping {
-        ptr: NonNull::new(ptr.cast())?,
-        len,
-    })
+    // Never null without MAP_FIXED; were it, the range is still unmapped, not leaked.
+    let Some(ptr) = NonNull::new(ptr.cast()) else {
+        // SAFETY: the range mmap just returned, referenced by nothing.
+        unsafe { libc::munmap(ptr, len) };
+        return None;
+    };
+    Some(Mapping { ptr, len })
 }
 
 /// The whole of `path`: mapped where `map_sysfs` can, else read.
@@ -138,6 +166,17 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         assert!(!b.is_mapped() && mapped.is_none());
         assert_eq!(&b[..], blob);
+    }
+
+    #[test]
+    fn only_the_kernels_own_btf_is_mapped() {
+        let vmlinux = Some((20, 7));
+        assert!(mappable(SYSFS_MAGIC, (20, 7), vmlinux));
+        // Another sysfs file (a device's resource), or no kernel BTF to compare with.
+        assert!(!mappable(SYSFS_MAGIC, (20, 8), vmlinux));
+        assert!(!mappable(SYSFS_MAGIC, (20, 7), None));
+        // The same numbers off sysfs (a copy of the BTF on another file system).
+        assert!(!mappable(0xEF53, (20, 7), vmlinux));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use super::{
 };
 
 /// Where the running kernel publishes its BTF.
-pub const SYSFS_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub use crate::kernel::btf::bytes::SYSFS_VMLINUX;
 
 /// What kind of source gave the offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +351,8 @@ fn gather(names: &[&str]) -> Result<KernelFacts> {
             Err(e) => log::debug!("kernel BTF facts not from the cache: {e:#}"),
         }
     }
+    // On this thread with the next stage: the lab's cache scenario measures between them.
+    stage("kernel BTF: opening");
     let data = bytes::read(path).map_err(|e| anyhow!("reading {SYSFS_VMLINUX}: {e}"))?;
     stage(if data.is_mapped() {
         "kernel BTF mapped"
