@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{
-    file::{Mode, open_private},
+    file::{Mode, open_private_with_dirs},
     json::json_line,
 };
 use crate::model::output::{Output, Sink};
@@ -31,11 +31,7 @@ impl Journal {
     pub fn open(path: Option<&Path>) -> Result<Self> {
         let file = match path {
             Some(p) => {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
-                let mut f = open_private(p, Mode::Append, "journal")?;
+                let mut f = open_private_with_dirs(p, Mode::Append, "journal")?;
                 let cut = cut_torn_tail(&mut f)
                     .with_context(|| format!("checking the end of journal {}", p.display()))?;
                 if cut > 0 {
@@ -117,6 +113,7 @@ impl Sink for Journal {
 mod tests {
     use super::*;
     use crate::model::remediation::{Action, Outcome, Remediation};
+    use crate::sinks::file::open_private;
 
     fn entry(detail: &str) -> Output {
         Output::Remediation(Remediation {
