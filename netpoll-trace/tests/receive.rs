@@ -95,7 +95,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// A flood of unfinished fragmented messages from 2,000 source ports (anyone can forge
 /// them) must not grow the receiver past its stated bound: MAX_SENDERS x MAX_OPEN_BYTES
-/// (16 MiB) of fragments, plus the program itself. Unbounded, this flood holds ~90 MB.
+/// (20 MiB) of fragments, plus the program itself. Unbounded, this flood holds ~90 MB.
 #[test]
 fn a_flood_of_fragments_from_many_ports_keeps_memory_bounded() {
     // Nothing completes (first fragments only), so stdout stays empty.

@@ -236,13 +236,20 @@ fn run(
             duration,
             count,
             workers,
+            reuse_addr,
         } => receive::run(receive::ReceiveArgs {
             listen,
             json,
             output,
             duration,
             count,
-            workers: workers.map(usize::from),
+            // A shared address is one socket's (clap refuses --workers beside it).
+            workers: if reuse_addr {
+                Some(1)
+            } else {
+                workers.map(usize::from)
+            },
+            reuse_addr,
         }),
         Command::Patch { dev, module, json } => patch::patch(&dev, module.as_deref(), json),
         Command::Unpatch { dev, force, json } => patch::unpatch(&dev, force, json),

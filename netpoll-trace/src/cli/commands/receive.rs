@@ -42,6 +42,8 @@ pub struct ReceiveArgs {
     pub count: Option<u64>,
     /// Worker threads (sockets); None: one per CPU.
     pub workers: Option<usize>,
+    /// `--reuse-addr`: a later listener may bind the port too (one worker).
+    pub reuse_addr: bool,
 }
 
 pub fn run(args: ReceiveArgs) -> Result<Exit> {
@@ -82,7 +84,7 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let group = socket::bind(args.listen, workers).with_context(|| {
+    let group = socket::bind(args.listen, workers, args.reuse_addr).with_context(|| {
         format!(
             "listening on UDP {} (a port below 1024 needs root; is another receiver there?)",
             args.listen
@@ -174,9 +176,8 @@ async fn receive(args: ReceiveArgs) -> Result<Exit> {
         match h.join() {
             Ok(Ok(t)) => {
                 tally.summary.extend(t.summary);
-                tally.forgotten.senders += t.forgotten.senders;
-                tally.forgotten.messages += t.forgotten.messages;
-                tally.truncated += t.truncated;
+                tally.forgotten.add(&t.forgotten);
+                tally.truncated = tally.truncated.saturating_add(t.truncated);
                 tally.first = tally.first.into_iter().chain(t.first).min();
                 tally.last = tally.last.into_iter().chain(t.last).max();
             }
@@ -293,8 +294,9 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
     for (from, s) in tally.summary {
         summary.entry(from).or_default().add(&s);
     }
-    let messages: u64 =
-        summary.values().map(|s| s.messages).sum::<u64>() + tally.forgotten.messages;
+    let messages = summary.values().fold(tally.forgotten.messages, |n, s| {
+        n.saturating_add(s.messages)
+    });
     let seconds = match (tally.first, tally.last) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => 0.0,
@@ -330,28 +332,15 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
         );
     }
     if tally.forgotten.senders > 0 {
-        crate::status!(
-            Warn,
-            "receive: forgot senders {} time(s) to make room (their {} message(s) are not in the summary): more than {} senders at once over {} worker(s), {} each",
-            tally.forgotten.senders,
-            tally.forgotten.messages,
-            worker_share(workers) * workers,
-            workers,
-            worker_share(workers)
-        );
+        crate::status!(Warn, "{}", forgotten_line(&tally.forgotten, workers));
     }
     if messages == 0 {
         crate::status!(Info, "receive: nothing received");
     } else {
-        let rate = if seconds > 0.0 {
-            format!(" ({:.0}/s)", messages as f64 / seconds)
-        } else {
-            String::new()
-        };
         crate::status!(
             Info,
-            "receive: {messages} message(s) from {} sender(s) in {seconds:.3} s{rate}",
-            summary.len() as u64 + tally.forgotten.senders
+            "{}",
+            totals_line(messages, summary.len(), &tally.forgotten, seconds)
         );
     }
     match drops {
@@ -373,6 +362,40 @@ fn report(args: &ReceiveArgs, workers: usize, tally: Tally, drops: Option<u64>) 
             socket::SLOT
         );
     }
+}
+
+/// The warning when workers forgot senders to make room: what the per-sender lines lack.
+fn forgotten_line(f: &Forgotten, workers: usize) -> String {
+    format!(
+        "receive: forgot senders {} time(s) to make room (their {} message(s), {} gap(s) and {} incomplete message(s) are not in the per-sender lines): more than {} senders at once over {} worker(s), {} each",
+        f.senders,
+        f.messages,
+        f.gaps,
+        f.incomplete,
+        worker_share(workers) * workers,
+        workers,
+        worker_share(workers)
+    )
+}
+
+/// The last line: messages, senders, rate (`cargo xtask bench --receive` reads "N
+/// message(s) from ... in S s"). A sender forgotten and heard from again is
+/// tracked anew, so the senders tracked at the end and the times any was forgotten are
+/// told apart (telling distinct senders would take memory per sender ever seen).
+fn totals_line(messages: u64, tracked: usize, f: &Forgotten, seconds: f64) -> String {
+    let rate = if seconds > 0.0 {
+        format!(" ({:.0}/s)", messages as f64 / seconds)
+    } else {
+        String::new()
+    };
+    let forgotten = if f.senders > 0 {
+        format!("; senders were forgotten {} time(s)", f.senders)
+    } else {
+        String::new()
+    };
+    format!(
+        "receive: {messages} message(s) from {tracked} sender(s) tracked at the end in {seconds:.3} s{rate}{forgotten}"
+    )
 }
 
 /// One line per line of the message, each prefixed with the sender (and the sequence
@@ -408,5 +431,54 @@ fn human(out: &mut String, m: &Message) {
     }
     if let Some(id) = m.msgid {
         field("msgid", &id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender forgotten and heard from again was counted twice as a sender.
+    #[test]
+    fn the_totals_line_does_not_count_a_forgotten_sender_again() {
+        let f = Forgotten {
+            senders: 2,
+            messages: 5,
+            ..Forgotten::default()
+        };
+        let line = totals_line(9, 1, &f, 0.0);
+        assert!(
+            line.contains("from 1 sender(s) tracked at the end")
+                && line.contains("forgotten 2 time(s)"),
+            "{line}"
+        );
+        let line = totals_line(9, 1, &Forgotten::default(), 0.0);
+        assert!(!line.contains("forgotten"), "{line}");
+        // As xtask's receive bench reads it.
+        let line = totals_line(9, 1, &f, 2.0);
+        let rest = line.split_once(" message(s) from ").map(|(_, r)| r);
+        assert_eq!(
+            rest.and_then(|r| r.split(" in ").nth(1)),
+            Some("2.000 s (4/s); senders were forgotten 2 time(s)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_forgotten_warning_says_what_was_not_in_the_per_sender_lines() {
+        let (a, b) = (
+            SocketAddr::from(([10, 0, 0, 1], 1)),
+            SocketAddr::from(([10, 0, 0, 1], 2)),
+        );
+        let mut r = Receiver::new(1);
+        for d in [&b"6,1,1,-;m"[..], b"6,5,1,-;m", b"6,6,1,-,ncfrag=0/9;x"] {
+            r.take(a, d);
+        }
+        r.take(b, b"6,1,1,-;m");
+        let line = forgotten_line(r.forgotten(), 2);
+        assert!(
+            line.contains("3 gap(s)") && line.contains("1 incomplete"),
+            "{line}"
+        );
     }
 }

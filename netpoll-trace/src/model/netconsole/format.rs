@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 /// One datagram, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Packet {
+pub enum Packet<'a> {
     /// Plain netconsole: text only.
     Plain(String),
     /// Extended netconsole: a whole message's body (text and ` KEY=VALUE` lines) or one
-    /// fragment of it.
-    Extended(Header, String),
+    /// fragment of it, as sent: a fragment may end inside a character, so the body is
+    /// decoded only once whole (`decode_text`).
+    Extended(Header, &'a [u8]),
 }
 
 /// The extended header.
@@ -30,15 +31,20 @@ pub struct Header {
 
 /// Decodes a datagram. Anything that does not parse as an extended header is plain
 /// text (a plain target sends arbitrary console text).
-pub fn decode(bytes: &[u8]) -> Packet {
-    // The header is ASCII: parse it from the bytes, and decode the text once.
+pub fn decode(bytes: &[u8]) -> Packet<'_> {
+    // The header is ASCII: parse it from the bytes.
     if let Some(semi) = bytes.iter().position(|&b| b == b';')
         && let Ok(h) = std::str::from_utf8(&bytes[..semi])
         && let Some(h) = parse_header(h)
     {
-        return Packet::Extended(h, String::from_utf8_lossy(&bytes[semi + 1..]).into_owned());
+        return Packet::Extended(h, &bytes[semi + 1..]);
     }
-    Packet::Plain(String::from_utf8_lossy(bytes).into_owned())
+    Packet::Plain(decode_text(bytes))
+}
+
+/// A whole message's bytes as text (invalid UTF-8 replaced), decoded once.
+pub fn decode_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn parse_header(h: &str) -> Option<Header> {

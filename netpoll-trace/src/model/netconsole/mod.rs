@@ -15,8 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 mod format;
+mod open;
+mod window;
 
 pub use format::*;
+use open::{OPEN_OVERHEAD, Open, PART_OVERHEAD, Placed};
+use window::{Move, Step, Window};
 
 /// A message as received: whole, or reassembled from its fragments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,15 +96,19 @@ pub struct SenderStats {
     pub messages: u64,
     /// Messages lost before they got here, as the numbers skipped: by `msgid` where the
     /// sender has it (messages netconsole sent), else by the kernel's sequence number
-    /// (which also skips records never handed to the console).
+    /// (which also skips records never handed to the console). A number that arrives late,
+    /// within REORDER_WINDOW of the highest, takes its gap back.
     pub gaps: u64,
     /// Numbers at or below one already seen (duplicates, reordering, or the sender
-    /// rebooted); not counted as gaps.
+    /// rebooted: a step back of REORDER_WINDOW or more, after which gaps count from the
+    /// new numbers); not counted as gaps.
     pub out_of_order: u64,
-    /// Fragmented messages never completed (evicted, or still open at the end).
+    /// Fragmented messages never completed (evicted, dropped to stay within
+    /// MAX_OPEN_BYTES, or still open at the end).
     pub incomplete: u64,
-    /// Fragments that cannot be part of a message (a total over `MAX_MESSAGE`, or a piece
-    /// outside its total): dropped.
+    /// Fragments that cannot be part of a message (empty, a total over `MAX_MESSAGE` or
+    /// other than the message's first fragment gave, a piece outside its total or
+    /// overlapping one already held): dropped.
     pub malformed: u64,
     pub last_seq: Option<u64>,
     pub last_msgid: Option<u32>,
@@ -109,11 +117,11 @@ pub struct SenderStats {
 impl SenderStats {
     /// Adds another's counts (one sender seen by two workers).
     pub fn add(&mut self, o: &SenderStats) {
-        self.messages += o.messages;
-        self.gaps += o.gaps;
-        self.out_of_order += o.out_of_order;
-        self.incomplete += o.incomplete;
-        self.malformed += o.malformed;
+        self.messages = self.messages.saturating_add(o.messages);
+        self.gaps = self.gaps.saturating_add(o.gaps);
+        self.out_of_order = self.out_of_order.saturating_add(o.out_of_order);
+        self.incomplete = self.incomplete.saturating_add(o.incomplete);
+        self.malformed = self.malformed.saturating_add(o.malformed);
         self.last_seq = self.last_seq.max(o.last_seq);
         self.last_msgid = self.last_msgid.max(o.last_msgid);
     }
@@ -125,11 +133,16 @@ const MAX_OPEN: usize = 64;
 /// Longest message reassembled. netconsole's own are far shorter (a printk record's text
 /// is at most 1 KiB, plus its dictionary or userdata); a larger total is a bad fragment.
 pub const MAX_MESSAGE: usize = 16 * 1024;
-/// Most bytes of unfinished messages kept per sender; the oldest go first.
-pub const MAX_OPEN_BYTES: usize = 16 * 1024;
+/// Most a sender's unfinished messages may cost (`Open::cost`: their bytes and what
+/// holding them takes besides); the oldest go first, and one that alone costs more is
+/// dropped. Above MAX_MESSAGE so that one in netconsole's 1,000-byte datagrams fits.
+pub const MAX_OPEN_BYTES: usize = 20 * 1024;
+const _: () = assert!(
+    MAX_MESSAGE + MAX_MESSAGE.div_ceil(900) * PART_OVERHEAD + 64 + OPEN_OVERHEAD <= MAX_OPEN_BYTES
+);
 /// Most senders (source `ip:port`, which anyone can forge) tracked at once by one
 /// receiver; the ones heard from least recently are forgotten. With the limits above,
-/// what fragments can hold is bounded by MAX_SENDERS x MAX_OPEN_BYTES (16 MiB) for one
+/// what fragments can hold is bounded by MAX_SENDERS x MAX_OPEN_BYTES (20 MiB) for one
 /// worker, and by `worker_share` x workers x MAX_OPEN_BYTES over all of `receive`'s.
 pub const MAX_SENDERS: usize = 1024;
 
@@ -138,7 +151,7 @@ pub const MAX_SENDERS: usize = 1024;
 /// (SO_REUSEPORT) unevenly: with the bare even share, 1,024 senders over 2 workers
 /// overflowed one of them, which forgot and re-learnt senders all along and lost their
 /// gaps (netconsblaster, 2 workers: "forgot 33824 sender(s)"; one socket got ~560). All
-/// workers together keep 1.25 x MAX_SENDERS + 16 per worker (2 workers: 1,312, 20.5 MiB
+/// workers together keep 1.25 x MAX_SENDERS + 16 per worker (2 workers: 1,312, 25.6 MiB
 /// of fragments at most).
 pub fn worker_share(workers: usize) -> usize {
     let even = MAX_SENDERS.div_ceil(workers.max(1));
@@ -163,31 +176,39 @@ impl Default for Receiver {
     }
 }
 
-/// What the receiver no longer tracks per sender.
+/// What the receiver no longer tracks per sender: each time a sender was forgotten (one
+/// forgotten twice counts twice) and what it had counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Forgotten {
     pub senders: u64,
     pub messages: u64,
+    pub gaps: u64,
+    /// Its incomplete messages, those still open when it was forgotten included.
+    pub incomplete: u64,
+}
+
+impl Forgotten {
+    /// Adds another's counts (another worker's).
+    pub fn add(&mut self, o: &Forgotten) {
+        self.senders = self.senders.saturating_add(o.senders);
+        self.messages = self.messages.saturating_add(o.messages);
+        self.gaps = self.gaps.saturating_add(o.gaps);
+        self.incomplete = self.incomplete.saturating_add(o.incomplete);
+    }
 }
 
 #[derive(Debug, Default)]
 struct Sender {
     stats: SenderStats,
+    /// The kernel's sequence numbers seen since the sender (re)started.
+    seq: Option<Window>,
+    /// msgid, unwrapped past its 2^32 wrap, likewise.
+    msgid: Option<Window>,
     /// seq -> the message being reassembled.
     open: BTreeMap<u64, Open>,
-    /// Bytes held by `open`.
+    /// What `open` costs (kept, not summed again per datagram).
     open_bytes: usize,
     last_heard: u64,
-}
-
-#[derive(Debug)]
-struct Open {
-    /// The header of the first fragment seen.
-    first: Header,
-    /// Text so far by offset.
-    parts: BTreeMap<usize, String>,
-    /// Bytes in `parts` (kept, not summed again per datagram).
-    have: usize,
 }
 
 impl Receiver {
@@ -203,7 +224,7 @@ impl Receiver {
 
     /// Takes one datagram from `from`; returns the message it completes, if any.
     pub fn take(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<Message> {
-        self.tick += 1;
+        self.tick = self.tick.saturating_add(1);
         if !self.senders.contains_key(&from) && self.senders.len() >= self.max_senders {
             self.forget_least_recent();
         }
@@ -211,12 +232,12 @@ impl Receiver {
         s.last_heard = self.tick;
         match decode(bytes) {
             Packet::Plain(text) => {
-                s.stats.messages += 1;
+                s.stats.messages = s.stats.messages.saturating_add(1);
                 Some(Message::plain(from, text))
             }
             Packet::Extended(h, body) => {
                 let (h, body) = match h.frag {
-                    None => (h, body),
+                    None => (h, decode_text(body)),
                     Some((off, len)) => s.fragment(h, off, len, body)?,
                 };
                 let m = Message::extended(from, h, body);
@@ -242,8 +263,12 @@ impl Receiver {
         by_age.select_nth_unstable(n - 1);
         for (_, key) in &by_age[..n] {
             if let Some(s) = self.senders.remove(key) {
-                self.forgotten.senders += 1;
-                self.forgotten.messages += s.stats.messages;
+                self.forgotten.add(&Forgotten {
+                    senders: 1,
+                    messages: s.stats.messages,
+                    gaps: s.stats.gaps,
+                    incomplete: s.stats.incomplete.saturating_add(s.open.len() as u64),
+                });
             }
         }
     }
@@ -254,7 +279,7 @@ impl Receiver {
             .iter()
             .map(|(k, s)| {
                 let mut st = s.stats.clone();
-                st.incomplete += s.open.len() as u64;
+                st.incomplete = st.incomplete.saturating_add(s.open.len() as u64);
                 (*k, st)
             })
             .collect()
@@ -265,17 +290,17 @@ impl Receiver {
         &self.forgotten
     }
 
-    /// Whether every bound above holds, with each sender's byte count true to what it holds
+    /// Whether every bound above holds, with each sender's cost true to what it holds
     /// (the fuzz target's invariant).
     pub fn within_bounds(&self) -> bool {
         self.senders.len() <= self.max_senders
             && self.senders.values().all(|s| {
                 s.open.len() <= MAX_OPEN
                     && s.open_bytes <= MAX_OPEN_BYTES
-                    && s.open_bytes == s.open.values().map(|o| o.have).sum::<usize>()
+                    && s.open_bytes == s.open.values().map(Open::cost).sum::<usize>()
                     && s.open
                         .values()
-                        .all(|o| o.have == o.parts.values().map(String::len).sum::<usize>())
+                        .all(|o| o.total <= MAX_MESSAGE && o.consistent())
             })
     }
 }
@@ -298,85 +323,120 @@ impl SenderStats {
 
 impl Sender {
     /// Counts a whole message: gaps by `msgid` where it has one (it wraps at 2^32: a
-    /// step of more than half of that is backwards), else by `seq`.
+    /// step of more than half of that is backwards), else by `seq`. A step back beyond
+    /// the window on either is a restart: both start again from this message.
     fn account(&mut self, seq: u64, msgid: Option<u32>) {
-        self.stats.messages += 1;
-        let seq_skipped = match self.stats.last_seq {
-            Some(last) if seq > last => Some(seq - last - 1),
-            Some(_) => None,
-            None => Some(0),
-        };
-        if seq_skipped.is_some() {
-            self.stats.last_seq = Some(seq);
-        }
-        let skipped = match (msgid, self.stats.last_msgid) {
-            (Some(id), Some(last)) => {
-                let step = id.wrapping_sub(last);
-                (step != 0 && step <= u32::MAX / 2).then(|| u64::from(step - 1))
+        self.stats.messages = self.stats.messages.saturating_add(1);
+        let by_seq = Window::track(&mut self.seq, seq, |w| {
+            if seq > w.high {
+                Move::Ahead(seq - w.high)
+            } else {
+                Move::Back(w.high - seq)
             }
-            (Some(_), None) => Some(0),
-            (None, _) => seq_skipped,
-        };
-        match skipped {
-            Some(n) => {
-                self.stats.gaps += n;
-                if msgid.is_some() {
-                    self.stats.last_msgid = msgid;
+        });
+        let by_msgid = msgid.map(|id| {
+            Window::track(&mut self.msgid, u64::from(id), |w| {
+                // The wire's 32 bits of the unwrapped highest.
+                let last = w.high as u32;
+                match id.wrapping_sub(last) {
+                    step if step != 0 && step <= u32::MAX / 2 => Move::Ahead(u64::from(step)),
+                    _ => Move::Back(u64::from(last.wrapping_sub(id))),
                 }
+            })
+        });
+        let step = if by_seq == Step::Restart || by_msgid == Some(Step::Restart) {
+            self.seq = Some(Window::starting_at(seq));
+            self.msgid = msgid.map(|id| Window::starting_at(u64::from(id)));
+            Step::Restart
+        } else {
+            by_msgid.unwrap_or(by_seq)
+        };
+        let st = &mut self.stats;
+        match step {
+            Step::Ahead(skipped) => st.gaps = st.gaps.saturating_add(skipped),
+            Step::Filled => {
+                st.gaps = st.gaps.saturating_sub(1);
+                st.out_of_order = st.out_of_order.saturating_add(1);
             }
-            None => self.stats.out_of_order += 1,
+            Step::Again | Step::Restart => st.out_of_order = st.out_of_order.saturating_add(1),
         }
+        st.last_seq = self.seq.map(|w| w.high);
+        st.last_msgid = self.msgid.map(|w| w.high as u32);
     }
 
-    /// One fragment (`text` at `off` of a message `len` long); the message's first header
-    /// and whole text once every byte of it is there.
+    /// One fragment (`bytes` at `off` of a message `total` long); the message's first
+    /// header and whole text once every byte of it is there.
     fn fragment(
         &mut self,
         h: Header,
         off: usize,
-        len: usize,
-        text: String,
+        total: usize,
+        bytes: &[u8],
     ) -> Option<(Header, String)> {
-        if len == 0 || len > MAX_MESSAGE || off.checked_add(text.len()).is_none_or(|end| end > len)
-        {
-            self.stats.malformed += 1;
-            return None;
+        let within = off.checked_add(bytes.len()).is_some_and(|end| end <= total);
+        // An empty piece would be held at no byte cost: none is ever sent.
+        if bytes.is_empty() || total > MAX_MESSAGE || !within {
+            return self.malformed();
         }
         let seq = h.seq;
-        if !self.open.contains_key(&seq) && self.open.len() >= MAX_OPEN {
-            self.evict_oldest();
-        }
-        let open = self.open.entry(seq).or_insert_with(|| Open {
-            first: h,
-            parts: BTreeMap::new(),
-            have: 0,
-        });
-        let added = text.len();
-        if let Some(old) = open.parts.insert(off, text) {
-            open.have -= old.len();
-            self.open_bytes -= old.len();
-        }
-        open.have += added;
-        self.open_bytes += added;
-        // Room for this message: the oldest others go (len <= MAX_OPEN_BYTES, so this
-        // one alone always fits).
-        while self.open_bytes > MAX_OPEN_BYTES && self.open.keys().next() != Some(&seq) {
-            self.evict_oldest();
-        }
-        while self.open_bytes > MAX_OPEN_BYTES && self.open.len() > 1 {
-            let newest = *self.open.keys().next_back()?;
-            if newest == seq {
-                break;
+        let Some(open) = self.open.get_mut(&seq) else {
+            if bytes.len() == total {
+                // Whole in one piece: nothing to hold.
+                return Some((h, decode_text(bytes)));
             }
-            self.evict(newest);
-        }
-        let open = self.open.get(&seq)?;
-        if open.have < len || !covers(&open.parts, len) {
+            if self.open.len() >= MAX_OPEN {
+                self.evict_oldest();
+            }
+            let open = Open {
+                first: h,
+                total,
+                parts: vec![(off, bytes.into())],
+                have: bytes.len(),
+            };
+            self.open_bytes = self.open_bytes.saturating_add(open.cost());
+            self.open.insert(seq, open);
+            self.fit(seq);
             return None;
+        };
+        if open.total != total {
+            return self.malformed();
         }
-        let open = self.open.remove(&seq)?;
-        self.open_bytes -= open.have;
-        Some((open.first, open.parts.into_values().collect()))
+        let before = open.cost();
+        match open.place(off, bytes) {
+            Placed::New => {}
+            Placed::Again => return None,
+            Placed::Overlap => return self.malformed(),
+        }
+        let (after, whole) = (open.cost(), open.have == open.total);
+        self.open_bytes = self.open_bytes.saturating_sub(before).saturating_add(after);
+        if whole {
+            let open = self.open.remove(&seq)?;
+            self.open_bytes = self.open_bytes.saturating_sub(after);
+            return Some(open.into_message());
+        }
+        self.fit(seq);
+        None
+    }
+
+    fn malformed<T>(&mut self) -> Option<T> {
+        self.stats.malformed = self.stats.malformed.saturating_add(1);
+        None
+    }
+
+    /// Brings the cost back within MAX_OPEN_BYTES after `seq` grew: the oldest others go
+    /// first, then `seq` itself if it alone costs more, so the bound always holds.
+    fn fit(&mut self, seq: u64) {
+        while self.open_bytes > MAX_OPEN_BYTES {
+            let Some(&victim) = self
+                .open
+                .keys()
+                .find(|&&k| k != seq)
+                .or_else(|| self.open.keys().next())
+            else {
+                break;
+            };
+            self.evict(victim);
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -387,22 +447,10 @@ impl Sender {
 
     fn evict(&mut self, seq: u64) {
         if let Some(o) = self.open.remove(&seq) {
-            self.open_bytes -= o.have;
-            self.stats.incomplete += 1;
+            self.open_bytes = self.open_bytes.saturating_sub(o.cost());
+            self.stats.incomplete = self.stats.incomplete.saturating_add(1);
         }
     }
-}
-
-/// Whether `parts` (text by offset) cover 0..len exactly, end to end.
-fn covers(parts: &BTreeMap<usize, String>, len: usize) -> bool {
-    let mut at = 0;
-    for (&off, text) in parts {
-        if off != at {
-            return false;
-        }
-        at += text.len();
-    }
-    at == len
 }
 
 /// Text from the network made safe for a terminal: control characters (escape
@@ -447,7 +495,7 @@ mod tests {
             (h.level, h.seq, h.ts_us, h.cont, h.release, h.frag),
             (6, 416, 1758426, false, None, None)
         );
-        assert_eq!(text, "netconsole: network logging started\n");
+        assert_eq!(text, b"netconsole: network logging started\n");
         let Packet::Extended(h, _) = decode(b"6.1.0-48-amd64,4,17,99,c;x") else {
             panic!("not extended")
         };
@@ -464,6 +512,7 @@ mod tests {
         assert!(matches!(decode(b"6,x,1,-;y"), Packet::Plain(_)));
     }
 
+    /// 12 arrives late: out of order, and no longer a gap (13 still is).
     #[test]
     fn gaps_count_the_messages_skipped_per_sender() {
         let mut r = Receiver::default();
@@ -480,7 +529,7 @@ mod tests {
                 s[&at("a")].out_of_order,
                 s[&at("a")].last_seq
             ),
-            (5, 2, 1, Some(15))
+            (5, 1, 1, Some(15))
         );
         assert_eq!((s[&at("b")].messages, s[&at("b")].gaps), (1, 0));
     }
@@ -492,6 +541,24 @@ mod tests {
         let m = r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").unwrap();
         assert_eq!((m.text.as_str(), m.seq), ("helloworld", Some(7)));
         assert_eq!(r.summary()[&at("a")].messages, 1);
+        // The longest message, in a kernel's datagrams (1,000 bytes with the header),
+        // backwards: it fits the bound alone.
+        let body = "y".repeat(MAX_MESSAGE);
+        let head = |off: usize| format!("6.18.15+deb13-amd64,6,8,1,-,ncfrag={off}/{MAX_MESSAGE};");
+        let chunk = 1000 - head(MAX_MESSAGE).len();
+        let offsets: Vec<usize> = (0..MAX_MESSAGE).step_by(chunk).collect();
+        let mut m = None;
+        for &off in offsets.iter().rev() {
+            let end = (off + chunk).min(MAX_MESSAGE);
+            assert!(m.is_none());
+            m = r.take(
+                at("a"),
+                format!("{}{}", head(off), &body[off..end]).as_bytes(),
+            );
+            assert!(r.within_bounds());
+        }
+        assert_eq!(m.map(|m| m.text.len()), Some(MAX_MESSAGE));
+        assert_eq!(r.summary()[&at("a")].incomplete, 0);
     }
 
     #[test]
@@ -521,14 +588,13 @@ mod tests {
         let mut r = Receiver::default();
         assert!(r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").is_none());
         assert!(r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").is_none());
+        // 2..7 overlaps 0..5: dropped as malformed, not held.
         assert!(r.take(at("a"), b"6,7,5,-,ncfrag=2/10;llowo").is_none());
-        assert_eq!(r.senders[&at("a")].open_bytes, 10);
+        assert_eq!(r.senders[&at("a")].open[&7].have, 5);
+        assert_eq!(r.summary()[&at("a")].malformed, 1);
         let m = r.take(at("a"), b"6,7,5,-,ncfrag=5/10;world");
-        assert!(
-            m.is_none(),
-            "{m:?}: 0..5, 2..7 and 5..10 are not end to end"
-        );
-        assert!(r.senders[&at("a")].open_bytes <= MAX_OPEN_BYTES);
+        assert_eq!(m.map(|m| m.text), Some("helloworld".to_string()));
+        assert!(r.within_bounds());
     }
 
     #[test]
@@ -542,8 +608,9 @@ mod tests {
             );
             assert!(r.senders[&at("a")].open_bytes <= MAX_OPEN_BYTES);
         }
-        let held: usize = r.senders[&at("a")].open.values().map(|o| o.have).sum();
+        let held: usize = r.senders[&at("a")].open.values().map(Open::cost).sum();
         assert_eq!(held, r.senders[&at("a")].open_bytes);
+        assert!(r.within_bounds());
     }
 
     #[test]
@@ -773,11 +840,11 @@ cpu=1\n taskname=kworker/1:2\n release=6.18.15+deb13-amd64\n msgid=77\n",
             (s.messages, s.gaps, s.last_msgid, s.last_seq),
             (4, 2, Some(6), Some(20))
         );
-        // A late one and a repeated one are out of order, not gaps.
+        // A late one and a repeated one are out of order; the late one is no longer a gap.
         r.take(at("a"), b"6,17,1,-;m\n msgid=4\n");
         r.take(at("a"), b"6,20,1,-;m\n msgid=6\n");
         let s = &r.summary()[&at("a")];
-        assert_eq!((s.gaps, s.out_of_order), (2, 2));
+        assert_eq!((s.gaps, s.out_of_order), (1, 2));
         // The 32-bit counter wraps: no gap, and the next step counts.
         let mut r = Receiver::default();
         for (seq, id) in [(1, u32::MAX - 1), (2, u32::MAX), (3, 0), (4, 2)] {
@@ -785,6 +852,178 @@ cpu=1\n taskname=kworker/1:2\n release=6.18.15+deb13-amd64\n msgid=77\n",
         }
         let s = &r.summary()[&at("b")];
         assert_eq!((s.gaps, s.out_of_order, s.last_msgid), (1, 0, Some(2)));
+    }
+
+    /// Pieces stored by offset could overlap: 4,000 bytes at offsets 0, 1, 2, ... of one
+    /// message held megabytes under a 16 KiB bound.
+    #[test]
+    fn overlapping_fragments_are_malformed_and_hold_nothing() {
+        let mut r = Receiver::default();
+        let piece = "x".repeat(4000);
+        for off in 0..100 {
+            r.take(
+                at("a"),
+                format!("6,1,1,-,ncfrag={off}/16384;{piece}").as_bytes(),
+            );
+            assert!(r.within_bounds(), "after offset {off}");
+        }
+        let held: usize = r.senders[&at("a")].open.values().map(|o| o.have).sum();
+        assert_eq!(held, 4000);
+        assert_eq!(r.summary()[&at("a")].malformed, 99);
+        // The same piece again is a duplicate, not malformed.
+        r.take(
+            at("a"),
+            format!("6,1,1,-,ncfrag=0/16384;{piece}").as_bytes(),
+        );
+        assert_eq!(r.summary()[&at("a")].malformed, 99);
+    }
+
+    /// Empty fragments added nothing to the byte count but were stored: 8 messages of
+    /// 16,385 of them held 8.5 MB.
+    #[test]
+    fn empty_fragments_are_malformed_and_not_stored() {
+        let mut r = Receiver::default();
+        for seq in 0..8 {
+            for off in 0..100 {
+                r.take(
+                    at("a"),
+                    format!("6,{seq},1,-,ncfrag={off}/16384;").as_bytes(),
+                );
+            }
+        }
+        assert!(r.senders[&at("a")].open.is_empty());
+        assert_eq!(r.summary()[&at("a")].malformed, 800);
+    }
+
+    /// What an open message holds beyond its bytes (the header's release, a part's own
+    /// allocation) counts against the bound: 1-byte pieces and 3,000-byte releases.
+    #[test]
+    fn what_an_open_message_holds_besides_its_bytes_is_bounded() {
+        let mut r = Receiver::default();
+        let release = "r".repeat(3000);
+        for seq in 0..64 {
+            r.take(
+                at("a"),
+                format!("{release},6,{seq},1,-,ncfrag=0/100;x").as_bytes(),
+            );
+        }
+        let releases: usize = r.senders[&at("a")]
+            .open
+            .values()
+            .map(|o| o.first.release.as_ref().map_or(0, String::len))
+            .sum();
+        assert!(
+            releases <= MAX_OPEN_BYTES,
+            "{releases} bytes of release kept"
+        );
+        // One message alone: 1-byte pieces far apart never complete it, and it cannot
+        // hold more than the bound (the bytes are few, the pieces many).
+        let mut r = Receiver::default();
+        for off in (0..MAX_MESSAGE).step_by(2) {
+            r.take(
+                at("a"),
+                format!("6,1,1,-,ncfrag={off}/{MAX_MESSAGE};x").as_bytes(),
+            );
+            assert!(r.within_bounds());
+        }
+        let parts: usize = r.senders[&at("a")]
+            .open
+            .values()
+            .map(|o| o.parts.len())
+            .sum();
+        assert!(parts <= MAX_OPEN_BYTES / 64, "{parts} pieces kept");
+        assert!(r.summary()[&at("a")].incomplete >= 1);
+    }
+
+    /// A kernel splits inside a multibyte character (taskname, userdata values are not
+    /// escaped): the bytes are put together, then decoded.
+    #[test]
+    fn a_character_split_across_fragments_is_whole() {
+        let mut r = Receiver::default();
+        assert!(r.take(at("a"), b"6,3,1,-,ncfrag=0/4;a\xC3").is_none());
+        let m = r.take(at("a"), b"6,3,1,-,ncfrag=2/4;\xA9b");
+        assert_eq!(m.map(|m| m.text), Some("a\u{e9}b".to_string()));
+        assert_eq!(r.summary()[&at("a")].malformed, 0);
+    }
+
+    #[test]
+    fn a_fragment_with_another_total_is_malformed() {
+        let mut r = Receiver::default();
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=0/10;hello").is_none());
+        assert!(r.take(at("a"), b"6,7,5,-,ncfrag=5/7;wo").is_none());
+        assert_eq!(r.summary()[&at("a")].malformed, 1);
+        let m = r.take(at("a"), b"6,7,5,-,ncfrag=5/10;world").unwrap();
+        assert_eq!(m.text, "helloworld");
+    }
+
+    /// seq 0, msgid 1 and 10, then seq 2^64-1: the gaps wrapped (a debug build panicked).
+    #[test]
+    fn gap_counts_saturate() {
+        let mut r = Receiver::default();
+        r.take(at("a"), b"6,0,1,-;m");
+        r.take(at("a"), b"6,1,1,-;m\n msgid=1\n");
+        r.take(at("a"), b"6,2,1,-;m\n msgid=10\n");
+        r.take(at("a"), b"6,18446744073709551615,1,-;m");
+        assert_eq!(r.summary()[&at("a")].gaps, u64::MAX);
+        let mut a = SenderStats {
+            gaps: u64::MAX,
+            ..SenderStats::default()
+        };
+        a.add(&a.clone());
+        assert_eq!(a.gaps, u64::MAX);
+    }
+
+    /// A sender rebooted: its numbers start again low. The step back is out of order once,
+    /// and what is lost after it is counted from there.
+    #[test]
+    fn a_restarted_sender_counts_gaps_from_its_new_numbers() {
+        let mut r = Receiver::default();
+        for seq in [1000, 1001, 1002, 0, 1, 5, 9, 20] {
+            r.take(at("a"), format!("6,{seq},1,-;m").as_bytes());
+        }
+        let s = &r.summary()[&at("a")];
+        assert_eq!((s.gaps, s.out_of_order, s.last_seq), (16, 1, Some(20)));
+        // By msgid: the msgid baseline restarts with it.
+        let mut r = Receiver::default();
+        for (seq, id) in [(1000, 500), (1001, 501), (0, 0), (1, 2)] {
+            r.take(at("b"), format!("6,{seq},1,-;m\n msgid={id}\n").as_bytes());
+        }
+        let s = &r.summary()[&at("b")];
+        assert_eq!((s.gaps, s.out_of_order, s.last_msgid), (1, 1, Some(2)));
+    }
+
+    /// Reordered, nothing lost: a late number takes its gap back; a repeat is only out of
+    /// order.
+    #[test]
+    fn a_late_arrival_takes_its_gap_back() {
+        let mut r = Receiver::default();
+        for seq in [10, 11, 14, 12, 13, 13] {
+            r.take(at("a"), format!("6,{seq},1,-;m").as_bytes());
+        }
+        let s = &r.summary()[&at("a")];
+        assert_eq!((s.gaps, s.out_of_order), (0, 3));
+        let mut r = Receiver::default();
+        for (seq, id) in [(1, u32::MAX - 1), (2, 1), (3, u32::MAX), (4, 0)] {
+            r.take(at("b"), format!("6,{seq},1,-;m\n msgid={id}\n").as_bytes());
+        }
+        let s = &r.summary()[&at("b")];
+        assert_eq!((s.gaps, s.out_of_order, s.last_msgid), (0, 2, Some(1)));
+    }
+
+    /// A sender forgotten to make room takes its gaps and unfinished messages with it:
+    /// they are counted as forgotten, not lost from the totals.
+    #[test]
+    fn a_forgotten_sender_keeps_its_gaps_and_incomplete_messages_counted() {
+        let mut r = Receiver::new(1);
+        r.take(at("a"), b"6,1,1,-;m");
+        r.take(at("a"), b"6,5,1,-;m");
+        r.take(at("a"), b"6,6,1,-,ncfrag=0/10;hello");
+        r.take(at("b"), b"6,1,1,-;m");
+        let f = serde_json::to_value(r.forgotten()).unwrap();
+        assert_eq!(
+            (&f["senders"], &f["messages"], &f["gaps"], &f["incomplete"]),
+            (&1.into(), &2.into(), &3.into(), &1.into())
+        );
     }
 
     #[test]

@@ -32,17 +32,36 @@ pub struct Group {
     pub rmem_max: Option<usize>,
 }
 
+/// How a socket shares its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Share {
+    /// Alone: a taken port is refused, and nobody can bind it while we hold it.
+    No,
+    /// With our own workers (SO_REUSEPORT: the kernel admits only sockets of the same
+    /// user to the group).
+    Workers,
+    /// With any later listener, which then gets the datagrams (SO_REUSEADDR: the kernel
+    /// checks no user, so any local user could take them): `--reuse-addr` only.
+    Anyone,
+}
+
 /// `n` sockets on `addr`. With more than one, the address must be free for a socket of
 /// our own first (so joining another process's SO_REUSEPORT group, which would share the
-/// senders with it, is refused as a taken address is); port 0 picks one for all.
-pub fn bind(addr: SocketAddr, n: usize) -> io::Result<Group> {
+/// senders with it, is refused as a taken address is); port 0 picks one for all. With
+/// one, `share_addr` lets a second listener bind the port too.
+pub fn bind(addr: SocketAddr, n: usize, share_addr: bool) -> io::Result<Group> {
     let mut sockets = Vec::with_capacity(n);
     let mut at = addr;
     if n > 1 && addr.port() != 0 {
-        drop(socket(addr, false)?);
+        drop(socket(addr, Share::No)?);
     }
+    let share = match (n > 1, share_addr) {
+        (true, _) => Share::Workers,
+        (false, true) => Share::Anyone,
+        (false, false) => Share::No,
+    };
     for _ in 0..n.max(1) {
-        let s = socket(at, n > 1)?;
+        let s = socket(at, share)?;
         at = s.local_addr()?;
         sockets.push(s);
     }
@@ -61,7 +80,7 @@ pub fn bind(addr: SocketAddr, n: usize) -> io::Result<Group> {
     })
 }
 
-fn socket(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
+fn socket(addr: SocketAddr, share: Share) -> io::Result<UdpSocket> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -73,14 +92,12 @@ fn socket(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
     }
     // SAFETY: fd is a new socket nobody else owns.
     let sock = unsafe { UdpSocket::from_raw_fd(fd) };
-    if reuseport {
-        setsockopt(&sock, libc::SO_REUSEPORT, 1)?;
-    } else {
-        // As socat and most UDP listeners bind: a second listener on the port (the
-        // kernel's netcons_fragmented_msg selftest starts one while the first runs) binds
-        // too, and the newest gets the datagrams. Workers (SO_REUSEPORT) keep their
-        // group to themselves instead.
-        setsockopt(&sock, libc::SO_REUSEADDR, 1)?;
+    match share {
+        Share::No => {}
+        Share::Workers => setsockopt(&sock, libc::SO_REUSEPORT, 1)?,
+        // As socat binds: the kernel's netcons_fragmented_msg selftest starts a second
+        // listener while the first runs, and the newest gets the datagrams.
+        Share::Anyone => setsockopt(&sock, libc::SO_REUSEADDR, 1)?,
     }
     let (storage, len) = to_raw(addr);
     // SAFETY: storage holds a sockaddr of len bytes.
@@ -306,20 +323,30 @@ mod tests {
         }
     }
 
-    /// #29: a second single-socket listener on the same port binds (SO_REUSEADDR, as
-    /// socat), while a worker group still refuses a port someone holds.
+    /// #29: with --reuse-addr a second single-socket listener on the same port binds (as
+    /// socat's), while a worker group still refuses a port someone holds. Without it the
+    /// port is ours alone: SO_REUSEADDR checks no user, so any local user could bind the
+    /// port beside us and take the datagrams.
     #[test]
-    fn a_second_listener_binds_as_socats_does_but_workers_do_not_share() {
-        let first = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+    fn a_second_listener_binds_only_where_asked_and_workers_never_share() {
+        let alone = bind("127.0.0.1:0".parse().unwrap(), 1, false).unwrap();
+        let at = alone.sockets[0].local_addr().unwrap();
+        assert!(
+            bind(at, 1, true).is_err(),
+            "a second listener beside one alone"
+        );
+        drop(alone);
+        let first = bind("127.0.0.1:0".parse().unwrap(), 1, true).unwrap();
         let at = first.sockets[0].local_addr().unwrap();
-        let second = bind(at, 1);
+        let second = bind(at, 1, true);
         assert!(second.is_ok(), "{:?}", second.err());
-        assert!(bind(at, 2).is_err());
+        assert!(bind(at, 1, false).is_err());
+        assert!(bind(at, 2, false).is_err());
     }
 
     #[test]
     fn a_batch_reads_every_waiting_datagram_in_one_call() {
-        let g = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let g = bind("127.0.0.1:0".parse().unwrap(), 1, false).unwrap();
         let to = g.sockets[0].local_addr().unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..10u8 {
@@ -340,12 +367,13 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_refuses_a_taken_one() {
-        let g = bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let g = bind("127.0.0.1:0".parse().unwrap(), 3, false).unwrap();
         let at = g.sockets[0].local_addr().unwrap();
         assert!(g.sockets.iter().all(|s| s.local_addr().unwrap() == at));
         assert!(g.rcvbuf > 0);
         // Another group on the same address would share its senders: refused.
-        assert!(bind(at, 2).is_err());
-        assert!(bind(at, 1).is_err());
+        assert!(bind(at, 2, false).is_err());
+        assert!(bind(at, 1, false).is_err());
+        assert!(bind(at, 1, true).is_err());
     }
 }
