@@ -27,7 +27,7 @@ ip link set eth0 up
 npt_receiver eth1 /tmp/received
 
 config() { # FILE ALLOWED_DRIVERS (TOML list items)
-    npt_agent_config "$1" patch_module="\"$KO\"" allowed_drivers="[$2]" retry.command="[\"modprobe\", \"netconsole\", \"$TARGET\"]"
+    npt_agent_config "$1" patch_module="\"$KO\"" allowed_drivers="[$2]" retry.command="[\"/sbin/modprobe\", \"netconsole\", \"$TARGET\"]"
 }
 
 # The shipped unit's CapabilityBoundingSet; `capexec "$UNIT_CAPS" CMD` runs CMD as

@@ -1,13 +1,27 @@
-//! A command run for the agent (its retry): no shell, the configured argv as is, in a
-//! process group of its own with only the capabilities it is given, stderr kept (the
-//! first 4 KiB), bounded by a timeout; stopped with its whole group (SIGTERM, then
-//! SIGKILL after `KILL_GRACE`) so nothing it started outlives it.
+//! A command run for the agent (its retry): no shell, the configured argv as is, its
+//! program checked as the patch module is (`TrustedFile`) and run through the checked
+//! descriptor, in a process group of its own with only the capabilities it is given,
+//! stderr kept (the first 4 KiB), bounded by a timeout; stopped with its whole group
+//! (SIGTERM, then SIGKILL after `KILL_GRACE`) so nothing it started outlives it.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    ffi::{CString, c_char},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::{ffi::OsStrExt as _, fs::FileExt as _},
+    },
+    path::Path,
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, anyhow};
+use tokio::io::unix::AsyncFd;
 
-use super::privileges::{self, CapSets};
+use super::{
+    privileges::{self, CapSets},
+    trusted_file::TrustedFile,
+};
 
 /// How long a command has after SIGTERM before its process group gets SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -24,6 +38,10 @@ pub struct Running {
     child: tokio::process::Child,
     /// Its process group (its own: everything it starts is killed with it).
     pgid: i32,
+    /// The leader's pidfd, readable once it exited: waiting on it leaves the leader a
+    /// zombie, whose pid (the group's id) cannot be reused before the group is signalled.
+    /// None without pidfd_open (before 5.3): the leader is then reaped first.
+    exit: Option<AsyncFd<OwnedFd>>,
     /// The argv, joined, as journaled.
     pub command: String,
 }
@@ -50,14 +68,27 @@ pub async fn run(
         return Ran::Exited(Err(anyhow!("no command")));
     };
     let command = argv.join(" ");
+    // It runs as root with CAP_SYS_MODULE: only a program only root can change.
+    let exec = match TrustedFile::open_program(Path::new(prog), "retry command")
+        .and_then(|p| Exec::new(p, argv))
+    {
+        Ok(e) => e,
+        Err(e) => return Ran::Exited(Err(e)),
+    };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: the hook only makes system calls (prctl, capset).
-    unsafe { cmd.pre_exec(move || privileges::restrict_child(&caps)) };
+    // SAFETY: the hook only makes system calls (prctl, capset, fcntl, execveat) on
+    // memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            privileges::restrict_child(&caps)?;
+            exec.exec()
+        })
+    };
     let mut child = match cmd.spawn().with_context(|| format!("running {prog}")) {
         Ok(c) => c,
         Err(e) => return Ran::Exited(Err(e)),
@@ -69,13 +100,14 @@ pub async fn run(
     let r = running.insert(Running {
         child,
         pgid,
+        exit: pidfd(pgid),
         command: command.clone(),
     });
-    let status = match tokio::time::timeout(timeout, r.child.wait()).await {
-        Ok(status) => {
+    let status = match tokio::time::timeout(timeout, r.exited()).await {
+        Ok(()) => {
             // Nothing it started outlives it.
             signal_group(pgid, libc::SIGKILL);
-            status
+            r.child.wait().await
         }
         Err(_) => {
             let by = r.stop().await;
@@ -104,14 +136,103 @@ impl Running {
     /// which signal ended it.
     pub async fn stop(&mut self) -> StoppedBy {
         signal_group(self.pgid, libc::SIGTERM);
-        let by = match tokio::time::timeout(KILL_GRACE, self.child.wait()).await {
-            Ok(_) => StoppedBy::Term,
+        let by = match tokio::time::timeout(KILL_GRACE, self.exited()).await {
+            Ok(()) => StoppedBy::Term,
             Err(_) => StoppedBy::Kill,
         };
         // Also whatever in the group ignored SIGTERM after its leader exited.
         signal_group(self.pgid, libc::SIGKILL);
         let _ = self.child.wait().await;
         by
+    }
+
+    /// Until the leader has exited: not reaped where a pidfd says so (`exit`).
+    async fn exited(&mut self) {
+        if let Some(fd) = &self.exit
+            && fd.readable().await.is_ok()
+        {
+            return;
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A pidfd of `pid` (our child, not yet reaped), for `Running::exit`.
+fn pidfd(pid: i32) -> Option<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open with integer arguments; the descriptor is close-on-exec.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor we just opened and own; the AsyncFd owns it from then on and
+    // nothing else closes or replaces it.
+    unsafe {
+        let fd = OwnedFd::from_raw_fd(fd as i32);
+        AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE).ok()
+    }
+}
+
+/// The checked program and the argv and environment for it, made before the fork: the
+/// child only makes system calls.
+struct Exec {
+    program: TrustedFile,
+    /// A `#!` script: its interpreter reads it from /dev/fd/N, which must stay open.
+    script: bool,
+    _strings: Vec<CString>,
+    /// NULL-terminated pointers into `_strings`.
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+}
+
+// SAFETY: the pointers point into `_strings` (heap buffers that never move), owned
+// alongside and never changed.
+unsafe impl Send for Exec {}
+unsafe impl Sync for Exec {}
+
+impl Exec {
+    fn new(program: TrustedFile, argv: &[String]) -> Result<Self> {
+        let mut head = [0u8; 2];
+        let script = program.file.read_at(&mut head, 0).ok() == Some(2) && head == *b"#!";
+        let c = |b: &[u8]| {
+            CString::new(b)
+                .map_err(|_| anyhow!("{:?} contains a NUL byte", String::from_utf8_lossy(b)))
+        };
+        let args = argv
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<Result<Vec<_>>>()?;
+        let env = std::env::vars_os()
+            .map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+            .collect::<Result<Vec<_>>>()?;
+        let pointers = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
+        let (argv, envp) = (pointers(&args), pointers(&env));
+        Ok(Self {
+            program,
+            script,
+            _strings: args.into_iter().chain(env).collect(),
+            argv,
+            envp,
+        })
+    }
+
+    /// In the child: runs the checked descriptor, so a file swapped at its path after
+    /// the check is never run; returns only when that fails.
+    fn exec(&self) -> std::io::Result<()> {
+        let fd = self.program.file.as_raw_fd();
+        // SAFETY: fcntl and fexecve on our descriptor, with NULL-terminated arrays of
+        // NUL-terminated strings that outlive the call.
+        unsafe {
+            if self.script && libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::fexecve(fd, self.argv.as_ptr(), self.envp.as_ptr());
+        }
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -225,6 +346,79 @@ mod tests {
         assert_eq!(rt.block_on(r.stop()), StoppedBy::Term);
         assert!(gone(child_pid(&file)));
         let _ = std::fs::remove_file(&file);
+    }
+
+    /// Run as root with CAP_SYS_MODULE: a program (or a symbolic link to one) that anyone
+    /// but root could change is refused before anything runs; a trusted one runs, a
+    /// script too (through the checked descriptor).
+    #[test]
+    fn a_program_others_could_change_is_refused_and_never_run() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = std::env::temp_dir().join(format!("npt-retry-prog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (prog, link, ran) = (d.join("reload"), d.join("link"), d.join("ran"));
+        std::fs::write(&prog, format!("#!/bin/sh\ntouch {}\n", ran.display())).unwrap();
+        std::os::unix::fs::symlink(&prog, &link).unwrap();
+        let run_it = |p: &std::path::Path| {
+            let mut running = None;
+            let argv = [p.display().to_string()];
+            rt().block_on(run(&argv, caps(), Duration::from_secs(10), &mut running))
+        };
+        let refused = |p: &std::path::Path, why: &str| {
+            let Ran::Exited(Err(e)) = run_it(p) else {
+                panic!("{} was run", p.display())
+            };
+            let e = e.to_string();
+            assert!(
+                e.starts_with("refusing retry command") && e.contains(why),
+                "{e}"
+            );
+            assert!(!ran.exists(), "{} was run", p.display());
+        };
+        let mode = |m| std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(m));
+        mode(0o775).unwrap();
+        refused(&prog, "writable by group or others");
+        mode(0o755).unwrap();
+        std::os::unix::fs::chown(&prog, Some(65534), None).unwrap();
+        refused(&prog, "owned by uid 65534, not root");
+        std::os::unix::fs::chown(&prog, Some(0), None).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        refused(&link, "owned by uid 65534, not root");
+        std::os::unix::fs::lchown(&link, Some(0), None).unwrap();
+        for good in [&prog, &link] {
+            assert!(
+                matches!(run_it(good), Ran::Exited(Ok(_))),
+                "{}",
+                good.display()
+            );
+            assert!(ran.exists());
+            std::fs::remove_file(&ran).unwrap();
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The wait before the group's SIGKILL leaves the leader a zombie: its pid, the
+    /// group's id, cannot have been reused by the time the group is signalled.
+    #[test]
+    fn the_leader_is_left_unreaped_until_its_group_is_signalled() {
+        rt().block_on(async {
+            let mut cmd = tokio::process::Command::new("/bin/true");
+            let child = cmd.process_group(0).spawn().unwrap();
+            let pid = child.id().unwrap() as i32;
+            let mut r = Running {
+                child,
+                pgid: pid,
+                exit: pidfd(pid),
+                command: String::new(),
+            };
+            assert!(r.exit.is_some(), "no pidfd_open on this kernel");
+            r.exited().await;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            assert!(stat.contains(") Z "), "{stat}");
+            assert!(r.child.wait().await.unwrap().success());
+        });
     }
 
     #[test]

@@ -65,16 +65,34 @@ pub fn targets(root: &Path) -> Vec<ConfigfsTarget> {
     out
 }
 
+/// Which configfs target a retry means (`find_target`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(PathBuf),
+    /// No target on that device (sending to that remote, when given).
+    Missing,
+    /// Where the failing target sends is not known and the device carries several
+    /// targets (their names): picking one might enable a target its owner disabled, or
+    /// toggle a working one off and on.
+    Ambiguous(Vec<String>),
+}
+
 /// The target under `root` (`CONFIGFS`) whose dev_name is `dev` and, when given, whose
-/// remote_ip:remote_port is `remote` (a device can carry several targets); the first by
-/// name, the same choice every time.
-pub fn find_target(root: &Path, dev: &str, remote: Option<&str>) -> Option<PathBuf> {
-    targets(root)
+/// remote_ip:remote_port is `remote` (a device can carry several targets). Without
+/// `remote`, only a device's one and only target is taken.
+pub fn find_target(root: &Path, dev: &str, remote: Option<&str>) -> Lookup {
+    let on_dev: Vec<ConfigfsTarget> = targets(root)
         .into_iter()
-        .find(|t| {
-            t.dev.as_deref() == Some(dev) && remote.is_none_or(|r| t.remote().as_deref() == Some(r))
-        })
-        .map(|t| root.join(t.name))
+        .filter(|t| t.dev.as_deref() == Some(dev))
+        .collect();
+    let found = match remote {
+        Some(r) => on_dev.iter().find(|t| t.remote().as_deref() == Some(r)),
+        None if on_dev.len() > 1 => {
+            return Lookup::Ambiguous(on_dev.into_iter().map(|t| t.name).collect());
+        }
+        None => on_dev.first(),
+    };
+    found.map_or(Lookup::Missing, |t| Lookup::Found(root.join(&t.name)))
 }
 
 /// Enables the target at `t` (toggled off first when it is already enabled, so that
@@ -169,12 +187,21 @@ mod tests {
         let find = |dev, remote| find_target(&root, dev, remote);
         assert_eq!(
             find("eth1.100", Some("10.0.2.2:6666")),
-            Some(root.join("c"))
+            Lookup::Found(root.join("c"))
         );
-        assert_eq!(find("eth1.100", Some("10.0.0.9:514")), Some(root.join("b")));
-        assert_eq!(find("eth1.100", None), Some(root.join("b")));
-        assert_eq!(find("eth1.100", Some("10.0.0.1:514")), None);
-        assert_eq!(find("eth2", None), None);
+        assert_eq!(
+            find("eth1.100", Some("10.0.0.9:514")),
+            Lookup::Found(root.join("b"))
+        );
+        // Two targets on the device and no remote to tell them apart: neither is touched
+        // (one might be a target its owner disabled).
+        assert_eq!(
+            find("eth1.100", None),
+            Lookup::Ambiguous(vec!["b".into(), "c".into()])
+        );
+        assert_eq!(find("eth0", None), Lookup::Found(root.join("a")));
+        assert_eq!(find("eth1.100", Some("10.0.0.1:514")), Lookup::Missing);
+        assert_eq!(find("eth2", None), Lookup::Missing);
         let enabled = root.join("c").join("enabled");
         assert!(enable(&root.join("c")).is_err(), "no enabled attribute");
         std::fs::write(&enabled, "1\n").unwrap();

@@ -68,47 +68,120 @@ fn openat(
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
+/// The directory `at` is in, opened and checked with every directory above it (links
+/// among them resolved once, then each real directory opened without following one):
+/// its descriptor, its real path, and `at`'s last component. `path` (what was asked
+/// for) names it in errors.
+fn checked_dir<'a>(
+    at: &'a Path,
+    what: &str,
+    path: &Path,
+) -> Result<(std::fs::File, PathBuf, &'a std::ffi::OsStr)> {
+    let shown = path.display();
+    let refuse = |dir: &Path, why: String| {
+        anyhow!(
+            "refusing {what} {shown}: {} is {why} (fix its owner or mode if you trust it)",
+            dir.display()
+        )
+    };
+    let name = at
+        .file_name()
+        .ok_or_else(|| anyhow!("{what} {shown}: not a file name"))?;
+    let parent = at
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let real = std::fs::canonicalize(parent)
+        .map_err(|e| anyhow!("{what} {shown}: {}: {e}", parent.display()))?;
+    let mut dir: Option<std::fs::File> = None;
+    let mut walked = PathBuf::from("/");
+    for c in real.components() {
+        let part = c.as_os_str();
+        if c != std::path::Component::RootDir {
+            walked.push(part);
+        }
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let d = openat(dir.as_ref(), part, flags)
+            .map_err(|e| anyhow!("{what} {shown}: {}: {e}", walked.display()))?;
+        let m = d
+            .metadata()
+            .map_err(|e| anyhow!("{what} {shown}: {}: {e}", walked.display()))?;
+        if let Some(why) = untrusted(Kind::Dir, m.uid(), m.mode()) {
+            return Err(refuse(&walked, why));
+        }
+        dir = Some(d);
+    }
+    let dir = dir.ok_or_else(|| anyhow!("{what} {shown}: no directory"))?;
+    Ok((dir, real, name))
+}
+
+/// The target of the symbolic link `link` (opened O_PATH|O_NOFOLLOW) refers to.
+fn read_link(link: &std::fs::File) -> std::io::Result<PathBuf> {
+    use std::os::{fd::AsRawFd as _, unix::ffi::OsStringExt as _};
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: an O_PATH descriptor of a link, "" (the link itself), a buffer of its size.
+    let n = unsafe {
+        libc::readlinkat(
+            link.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(std::ffi::OsString::from_vec(buf).into())
+}
+
 impl TrustedFile {
     /// Opens `path`; `what` names it in errors (a module file, the configuration).
     pub fn open(path: &Path, what: &str) -> Result<Self> {
+        let (dir, _, name) = checked_dir(path, what, path)?;
+        Self::open_in(&dir, name, what, path)
+    }
+
+    /// Opens a program to run as root: as `open`, but a symbolic link in its place
+    /// (/usr/sbin/modprobe -> /bin/kmod) is followed when it is root's, read through its
+    /// checked directory; the file it ends at is checked in turn.
+    pub fn open_program(path: &Path, what: &str) -> Result<Self> {
         let shown = path.display();
-        let refuse = |dir: &Path, why: String| {
-            anyhow!(
-                "refusing {what} {shown}: {} is {why} (fix its owner or mode if you trust it)",
-                dir.display()
-            )
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("{what} {shown}: not a file name"))?;
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Symbolic links among the directories are resolved once (/lib -> usr/lib), then
-        // every directory of the real path is opened without following links and checked.
-        let real = std::fs::canonicalize(parent)
-            .map_err(|e| anyhow!("{what} {shown}: {}: {e}", parent.display()))?;
-        let mut dir: Option<std::fs::File> = None;
-        let mut walked = PathBuf::from("/");
-        for c in real.components() {
-            let part = c.as_os_str();
-            if c != std::path::Component::RootDir {
-                walked.push(part);
-            }
-            let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-            let d = openat(dir.as_ref(), part, flags)
-                .map_err(|e| anyhow!("{what} {shown}: {}: {e}", walked.display()))?;
-            let m = d
+        let mut at = path.to_path_buf();
+        // As the kernel's own limit on links followed in one lookup.
+        for _ in 0..40 {
+            let (dir, real, name) = checked_dir(&at, what, path)?;
+            let link = openat(Some(&dir), name, libc::O_PATH | libc::O_NOFOLLOW)
+                .map_err(|e| anyhow!("{what} {shown}: {}: {e}", at.display()))?;
+            let m = link
                 .metadata()
-                .map_err(|e| anyhow!("{what} {shown}: {}: {e}", walked.display()))?;
-            if let Some(why) = untrusted(Kind::Dir, m.uid(), m.mode()) {
-                return Err(refuse(&walked, why));
+                .map_err(|e| anyhow!("{what} {shown}: {}: {e}", at.display()))?;
+            if !m.file_type().is_symlink() {
+                return Self::open_in(&dir, name, what, path);
             }
-            dir = Some(d);
+            if m.uid() != 0 {
+                return Err(anyhow!(
+                    "refusing {what} {shown}: {} is a symbolic link owned by uid {}, not root (fix its owner if you trust it)",
+                    at.display(),
+                    m.uid()
+                ));
+            }
+            // Relative to the link's (real) directory; an absolute target replaces it.
+            at = real.join(read_link(&link).map_err(|e| anyhow!("{what} {shown}: {e}"))?);
         }
+        Err(anyhow!("refusing {what} {shown}: too many symbolic links"))
+    }
+
+    /// Opens `name` in the checked `dir`, without following a link, and checks the file.
+    fn open_in(
+        dir: &std::fs::File,
+        name: &std::ffi::OsStr,
+        what: &str,
+        path: &Path,
+    ) -> Result<Self> {
+        let shown = path.display();
         let file = openat(
-            dir.as_ref(),
+            Some(dir),
             name,
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
         )

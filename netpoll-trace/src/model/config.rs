@@ -20,7 +20,7 @@
 //!
 //! [retry]                                  # how to retry a refused netconsole target
 //! method = "auto"                          # auto | configfs | command
-//! command = ["modprobe", "netconsole", "netconsole=@/ens5,6666@192.0.2.1/"]
+//! command = ["/sbin/modprobe", "netconsole", "netconsole=@/ens5,6666@192.0.2.1/"] # absolute
 //! timeout = "60s"                          # then the command's process group is killed
 //! ```
 
@@ -156,8 +156,15 @@ struct RawRetry {
 /// netconsole target needs, and keeps every deadline far from overflow.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// Shortest of them: below it a wait is a typo (a retry.timeout of nothing kills every
+/// command at once). The flags' thresholds may be finer (`--slow-send 0.001ms`).
+pub const MIN_WAIT: Duration = Duration::from_millis(1);
+
 fn duration(key: &str, v: &str) -> Result<Duration> {
     let d = parse_duration(v).map_err(|e| anyhow!("{key}: {e}"))?;
+    if d < MIN_WAIT {
+        bail!("{key}: `{v}` is shorter than the 1 ms allowed (e.g. \"500ms\")");
+    }
     if d > MAX_WAIT {
         bail!(
             "{key}: `{v}` is longer than the {}s allowed",
@@ -265,7 +272,14 @@ impl AgentConfig {
             if let Some(cmd) = r.command {
                 if cmd.is_empty() || cmd[0].is_empty() {
                     bail!(
-                        "retry.command: needs a program and its arguments, e.g. [\"modprobe\", \"netconsole\", ...]"
+                        "retry.command: needs a program and its arguments, e.g. [\"/sbin/modprobe\", \"netconsole\", ...]"
+                    );
+                }
+                // It runs as root with CAP_SYS_MODULE: never a name looked up in PATH.
+                if !std::path::Path::new(&cmd[0]).is_absolute() {
+                    bail!(
+                        "retry.command: the program `{}` is not an absolute path; name it in full (e.g. \"/sbin/modprobe\")",
+                        cmd[0]
                     );
                 }
                 c.retry_command = cmd;
@@ -303,7 +317,7 @@ missing_poll_controller = "patch"
 no_ip_address = "report"
 [retry]
 method = "command"
-command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
+command = ["/sbin/modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
 "#,
         )
         .unwrap();
@@ -311,7 +325,7 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         assert_eq!(c.max_attempts, 4);
         assert_eq!(c.backoff, Duration::from_millis(500));
         assert_eq!(c.retry_method, RetryMethod::Command);
-        assert_eq!(c.retry_command[0], "modprobe");
+        assert_eq!(c.retry_command[0], "/sbin/modprobe");
     }
 
     #[test]
@@ -370,6 +384,42 @@ command = ["modprobe", "netconsole", "netconsole=@/eth0,6666@10.0.0.2/"]
         )
         .unwrap();
         assert_eq!(c.target_stopped, TargetStopped::Report);
+    }
+
+    #[test]
+    fn a_wait_shorter_than_a_millisecond_is_refused() {
+        // A retry.timeout that rounds to nothing kills every command at once.
+        for (text, key) in [
+            ("[retry]\ntimeout = \"0.0000000001s\"", "retry.timeout"),
+            ("[retry]\ntimeout = \"0.5ms\"", "retry.timeout"),
+            ("backoff = \"0.9ms\"", "backoff"),
+            ("verify_timeout = \"0.0001s\"", "verify_timeout"),
+            ("device_wait = \"0.1ms\"", "device_wait"),
+        ] {
+            let e = AgentConfig::parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(key) && e.contains("shorter than"),
+                "{text:?}: {e}"
+            );
+        }
+        let c = AgentConfig::parse("[retry]\ntimeout = \"1ms\"").unwrap();
+        assert_eq!(c.retry_timeout, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_retry_program_must_be_an_absolute_path() {
+        // Run as root with CAP_SYS_MODULE: never looked up in PATH.
+        for prog in ["modprobe", "./modprobe", "sbin/modprobe"] {
+            let text = format!("[retry]\ncommand = [\"{prog}\", \"netconsole\"]");
+            let e = AgentConfig::parse(&text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("retry.command:") && e.contains("absolute path") && !e.contains('\n'),
+                "{prog}: {e}"
+            );
+        }
+        let c =
+            AgentConfig::parse("[retry]\ncommand = [\"/sbin/modprobe\", \"netconsole\"]").unwrap();
+        assert_eq!(c.retry_command, ["/sbin/modprobe", "netconsole"]);
     }
 
     #[test]

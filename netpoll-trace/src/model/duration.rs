@@ -31,6 +31,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be a positive duration"));
     }
     match Duration::try_from_secs_f64(secs) {
+        // Positive as written but 0 once converted: "0s" in disguise.
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{s}` is shorter than 1 ns (write a positive duration, e.g. 1ms)"
+        )),
         Ok(d) if d <= MAX => Ok(d),
         _ => Err(format!("`{s}` is too long (at most 365 days)")),
     }
@@ -62,5 +66,13 @@ mod tests {
         assert!(parse_duration("366d").is_err());
         assert!(parse_duration("366h").is_ok());
         assert!(parse_duration("9000h").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn a_duration_that_rounds_to_nothing_is_refused() {
+        // Positive as written, 0 ns once converted: "0s" in disguise.
+        let e = parse_duration("0.0000000001s").unwrap_err();
+        assert!(e.contains("shorter than 1 ns"), "{e}");
+        assert_eq!(parse_duration("0.001ms"), Ok(Duration::from_micros(1)));
     }
 }

@@ -171,7 +171,7 @@ device_wait = \"60s\"                # for a stopped target's device to come bac
 [policy]\n  missing_poll_controller = \"patch\"   # default \"report\"\n  \
 target_stopped = \"reenable\"          # default \"report\"\n  \
 [retry]\n  method = \"auto\"                    # auto | configfs | command\n  \
-command = [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n  \
+command = [\"/sbin/modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]\n  \
 timeout = \"60s\"                    # then the command's process group is killed\n\n\
 Metrics (--metrics-addr 127.0.0.1:9632, then GET /metrics, Prometheus text format):\n  \
 netpoll_trace_setups_total{dev,driver,result}, netpoll_trace_setup_failures_total{dev,driver,cause},\n  \
@@ -270,6 +270,12 @@ Exit status: 0; 1 when the socket cannot be bound or the output file cannot be w
         /// [default: one per CPU].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         workers: Option<u16>,
+        /// Let a later listener bind the port too and take the datagrams from then on
+        /// (SO_REUSEADDR, as socat's reuseaddr; one worker only), for test harnesses that
+        /// start one while this one runs. The kernel checks no user for it: any local
+        /// user could then take the datagrams. Without it the port is this receiver's.
+        #[arg(long, conflicts_with = "workers")]
+        reuse_addr: bool,
     },
     /// Remove the flight recorder: detach its pinned probes, remove its pinned maps.
     #[command(

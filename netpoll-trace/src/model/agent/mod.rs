@@ -99,14 +99,14 @@ pub enum Need {
 
 /// What to keep: the kernel log always (to quote the kernel); loading modules only when
 /// the configured policy can load one (the patch, or a retry command that reloads
-/// netconsole: after a patch, or when a re-enable may fall back to `retry.command`), and
-/// never in a dry run; serving metrics, or checking that a re-enabled target sends,
-/// re-reads maps.
-pub fn needs(cfg: &AgentConfig, dry_run: bool, reading_maps: bool) -> Vec<Need> {
+/// netconsole: after a patch, or when a re-enable may fall back to `retry.command`, which
+/// it never does where the kernel resumes targets, `resume`), and never in a dry run;
+/// serving metrics, or checking that a re-enabled target sends, re-reads maps.
+pub fn needs(cfg: &AgentConfig, dry_run: bool, reading_maps: bool, resume: Resume) -> Vec<Need> {
     // No CAP_DAC_OVERRIDE: every file it writes after start-up (the module's parameters,
     // configfs targets, its journal) is root's with the owner's write bit.
     let mut needs = Vec::new();
-    if !dry_run && may_load_modules(cfg) {
+    if !dry_run && may_load_modules(cfg, resume) {
         needs.push(Need::LoadModules);
     }
     needs.push(Need::ReadKernelLog);
@@ -116,11 +116,15 @@ pub fn needs(cfg: &AgentConfig, dry_run: bool, reading_maps: bool) -> Vec<Need> 
     needs
 }
 
-/// Whether anything the policy allows loads a module.
-fn may_load_modules(cfg: &AgentConfig) -> bool {
+/// Whether anything the policy allows loads a module: the patch, or a re-enable that
+/// may fall back to a configured retry.command (never where the kernel resumes the
+/// target itself: the agent then never retries).
+fn may_load_modules(cfg: &AgentConfig, resume: Resume) -> bool {
     cfg.missing_poll_controller == PolicyAction::Patch
         || (cfg.target_stopped == TargetStopped::Reenable
-            && cfg.retry_method != RetryMethod::Configfs)
+            && resume == Resume::ByAgent
+            && cfg.retry_method != RetryMethod::Configfs
+            && !cfg.retry_command.is_empty())
 }
 
 /// What a retry command gets: loading netconsole (the usual `modprobe netconsole ...`)

@@ -974,32 +974,73 @@ fn the_backlog_keeps_target_stops_for_the_agent() {
 fn needs_follow_the_mode_and_the_policy() {
     // The default policy reports everything: it can never load a module.
     let report = AgentConfig::default();
-    assert_eq!(needs(&report, false, false), [Need::ReadKernelLog]);
+    assert_eq!(
+        needs(&report, false, false, Resume::ByAgent),
+        [Need::ReadKernelLog]
+    );
     let patch = cfg();
     assert_eq!(patch.missing_poll_controller, PolicyAction::Patch);
-    assert_eq!(needs(&patch, true, false), [Need::ReadKernelLog]);
     assert_eq!(
-        needs(&patch, false, false),
+        needs(&patch, true, false, Resume::ByAgent),
+        [Need::ReadKernelLog]
+    );
+    assert_eq!(
+        needs(&patch, false, false, Resume::ByAgent),
         [Need::LoadModules, Need::ReadKernelLog]
     );
     assert_eq!(
-        needs(&patch, true, true),
+        needs(&patch, true, true, Resume::ByAgent),
         [Need::ReadKernelLog, Need::ReadBpfMaps]
     );
     // A re-enable may fall back to retry.command (which reloads netconsole) unless it
     // only writes configfs.
     let mut reenable = AgentConfig {
         target_stopped: TargetStopped::Reenable,
+        retry_command: vec!["/sbin/modprobe".into(), "netconsole".into()],
         ..AgentConfig::default()
     };
     assert_eq!(
-        needs(&reenable, false, true),
+        needs(&reenable, false, true, Resume::ByAgent),
         [Need::LoadModules, Need::ReadKernelLog, Need::ReadBpfMaps]
     );
     reenable.retry_method = RetryMethod::Configfs;
     assert_eq!(
-        needs(&reenable, false, true),
+        needs(&reenable, false, true, Resume::ByAgent),
         [Need::ReadKernelLog, Need::ReadBpfMaps]
+    );
+}
+
+#[test]
+fn a_reenable_without_a_retry_command_cannot_load_modules() {
+    // auto falls back to retry.command only when there is one: none, nothing to load with.
+    let reenable = AgentConfig {
+        target_stopped: TargetStopped::Reenable,
+        ..AgentConfig::default()
+    };
+    assert!(reenable.retry_command.is_empty());
+    assert_eq!(
+        needs(&reenable, false, false, Resume::ByAgent),
+        [Need::ReadKernelLog]
+    );
+}
+
+#[test]
+fn a_reenable_where_the_kernel_resumes_targets_cannot_load_modules() {
+    // 7.3+: the agent waits for the kernel's resume and never retries.
+    let mut reenable = AgentConfig {
+        target_stopped: TargetStopped::Reenable,
+        retry_command: vec!["/sbin/modprobe".into(), "netconsole".into()],
+        ..AgentConfig::default()
+    };
+    assert_eq!(
+        needs(&reenable, false, false, Resume::ByKernel),
+        [Need::ReadKernelLog]
+    );
+    // The patch still loads a module.
+    reenable.missing_poll_controller = PolicyAction::Patch;
+    assert_eq!(
+        needs(&reenable, false, false, Resume::ByKernel),
+        [Need::LoadModules, Need::ReadKernelLog]
     );
 }
 

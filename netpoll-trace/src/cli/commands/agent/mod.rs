@@ -240,7 +240,7 @@ impl Agent {
         });
         // Programs are attached and every fd is open: keep only what remediation uses.
         let reads_maps = self.sinks.metrics.is_some() || self.reads_send_stats();
-        let keep: Vec<u32> = agent::needs(&self.cfg, self.args.dry_run, reads_maps)
+        let keep: Vec<u32> = agent::needs(&self.cfg, self.args.dry_run, reads_maps, self.resume)
             .into_iter()
             .map(capability)
             .collect();

@@ -299,25 +299,34 @@ async fn retry(
     running: &mut Option<command::Running>,
 ) -> Ran {
     let configfs = std::path::Path::new(netconsole::CONFIGFS);
-    let target = match cfg.retry_method {
-        RetryMethod::Command => None,
+    let lookup = match cfg.retry_method {
+        // Only the command: the message below is never said (the configuration requires
+        // a command for this method).
+        RetryMethod::Command => netconsole::Lookup::Missing,
         _ => netconsole::find_target(configfs, dev, remote),
     };
-    if let Some(t) = target {
-        return Ran::Exited(netconsole::enable(&t));
-    }
+    let why = match lookup {
+        netconsole::Lookup::Found(t) => return Ran::Exited(netconsole::enable(&t)),
+        netconsole::Lookup::Missing => {
+            let to = remote
+                .map(|r| format!(" sending to {r}"))
+                .unwrap_or_default();
+            format!(
+                "no netconsole target for {dev}{to} under {} (is configfs mounted, is the target dynamic?)",
+                netconsole::CONFIGFS
+            )
+        }
+        netconsole::Lookup::Ambiguous(names) => format!(
+            "{dev} carries several netconsole targets ({}) and the records do not say where the failing one sends: none is touched (enable it yourself)",
+            names.join(", ")
+        ),
+    };
     if cfg.retry_method == RetryMethod::Configfs {
-        let to = remote
-            .map(|r| format!(" sending to {r}"))
-            .unwrap_or_default();
-        let configfs = netconsole::CONFIGFS;
-        return Ran::Exited(Err(anyhow!(
-            "no netconsole target for {dev}{to} under {configfs} (is configfs mounted, is the target dynamic?)"
-        )));
+        return Ran::Exited(Err(anyhow!("{why}")));
     }
     if cfg.retry_command.is_empty() {
         return Ran::Exited(Err(anyhow!(
-            "no configfs target for {dev} and no retry.command configured: nothing to retry with"
+            "{why}; and no retry.command configured: nothing to retry with"
         )));
     }
     let caps = privileges::CapSets::only(

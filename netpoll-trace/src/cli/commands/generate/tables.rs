@@ -104,7 +104,7 @@ pub const CONFIG_KEYS: &[Key] = &[
         "retry.command",
         "array of strings",
         "none",
-        "The program and its arguments that re-create the target, run without a shell (e.g. [\"modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]), with no_new_privs and CAP_SYS_MODULE only. Required when retry.method is \"command\".",
+        "The program and its arguments that re-create the target, run without a shell (e.g. [\"/sbin/modprobe\", \"netconsole\", \"netconsole=@/ens5,6666@192.0.2.1/\"]), with no_new_privs and CAP_SYS_MODULE only. The program is an absolute path, checked before each run as the patch module is (root's, not writable by group or others, nor any directory above it). Required when retry.method is \"command\".",
     ),
     (
         "retry.timeout",
