@@ -1,15 +1,11 @@
 //! A command run for the agent (its retry): no shell, the configured argv as is, its
-//! program checked as the patch module is (`TrustedFile`) and run through the checked
-//! descriptor, in a process group of its own with only the capabilities it is given,
+//! program checked as the patch module is (`TrustedFile`) and run by its path, in a
+//! process group of its own with only the capabilities it is given,
 //! stderr kept (the first 4 KiB), bounded by a timeout; stopped with its whole group
 //! (SIGTERM, then SIGKILL after `KILL_GRACE`) so nothing it started outlives it.
 
 use std::{
-    ffi::{CString, c_char},
-    os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-        unix::{ffi::OsStrExt as _, fs::FileExt as _},
-    },
+    os::fd::{FromRawFd as _, OwnedFd},
     path::Path,
     process::Stdio,
     time::Duration,
@@ -68,27 +64,22 @@ pub async fn run(
         return Ran::Exited(Err(anyhow!("no command")));
     };
     let command = argv.join(" ");
-    // It runs as root with CAP_SYS_MODULE: only a program only root can change.
-    let exec = match TrustedFile::open_program(Path::new(prog), "retry command")
-        .and_then(|p| Exec::new(p, argv))
-    {
-        Ok(e) => e,
-        Err(e) => return Ran::Exited(Err(e)),
-    };
+    // It runs as root with CAP_SYS_MODULE: only a program only root can change. Then run
+    // by its path: every directory on the way is root's and not writable by others (the
+    // check), so nobody but root can swap it in between. (Running the checked descriptor,
+    // fexecve, failed with ENOENT on 5.10 in the lab.)
+    if let Err(e) = TrustedFile::open_program(Path::new(prog), "retry command") {
+        return Ran::Exited(Err(e));
+    }
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: the hook only makes system calls (prctl, capset, fcntl, execveat) on
-    // memory prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            privileges::restrict_child(&caps)?;
-            exec.exec()
-        })
-    };
+    // SAFETY: the hook only makes system calls (prctl, capset) on memory prepared
+    // before the fork.
+    unsafe { cmd.pre_exec(move || privileges::restrict_child(&caps)) };
     let mut child = match cmd.spawn().with_context(|| format!("running {prog}")) {
         Ok(c) => c,
         Err(e) => return Ran::Exited(Err(e)),
@@ -169,70 +160,6 @@ fn pidfd(pid: i32) -> Option<AsyncFd<OwnedFd>> {
     unsafe {
         let fd = OwnedFd::from_raw_fd(fd as i32);
         AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE).ok()
-    }
-}
-
-/// The checked program and the argv and environment for it, made before the fork: the
-/// child only makes system calls.
-struct Exec {
-    program: TrustedFile,
-    /// A `#!` script: its interpreter reads it from /dev/fd/N, which must stay open.
-    script: bool,
-    _strings: Vec<CString>,
-    /// NULL-terminated pointers into `_strings`.
-    argv: Vec<*const c_char>,
-    envp: Vec<*const c_char>,
-}
-
-// SAFETY: the pointers point into `_strings` (heap buffers that never move), owned
-// alongside and never changed.
-unsafe impl Send for Exec {}
-unsafe impl Sync for Exec {}
-
-impl Exec {
-    fn new(program: TrustedFile, argv: &[String]) -> Result<Self> {
-        let mut head = [0u8; 2];
-        let script = program.file.read_at(&mut head, 0).ok() == Some(2) && head == *b"#!";
-        let c = |b: &[u8]| {
-            CString::new(b)
-                .map_err(|_| anyhow!("{:?} contains a NUL byte", String::from_utf8_lossy(b)))
-        };
-        let args = argv
-            .iter()
-            .map(|a| c(a.as_bytes()))
-            .collect::<Result<Vec<_>>>()?;
-        let env = std::env::vars_os()
-            .map(|(k, v)| c(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-            .collect::<Result<Vec<_>>>()?;
-        let pointers = |v: &[CString]| {
-            v.iter()
-                .map(|s| s.as_ptr())
-                .chain([std::ptr::null()])
-                .collect()
-        };
-        let (argv, envp) = (pointers(&args), pointers(&env));
-        Ok(Self {
-            program,
-            script,
-            _strings: args.into_iter().chain(env).collect(),
-            argv,
-            envp,
-        })
-    }
-
-    /// In the child: runs the checked descriptor, so a file swapped at its path after
-    /// the check is never run; returns only when that fails.
-    fn exec(&self) -> std::io::Result<()> {
-        let fd = self.program.file.as_raw_fd();
-        // SAFETY: fcntl and fexecve on our descriptor, with NULL-terminated arrays of
-        // NUL-terminated strings that outlive the call.
-        unsafe {
-            if self.script && libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::fexecve(fd, self.argv.as_ptr(), self.envp.as_ptr());
-        }
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -350,7 +277,7 @@ mod tests {
 
     /// Run as root with CAP_SYS_MODULE: a program (or a symbolic link to one) that anyone
     /// but root could change is refused before anything runs; a trusted one runs, a
-    /// script too (through the checked descriptor).
+    /// script too.
     #[test]
     fn a_program_others_could_change_is_refused_and_never_run() {
         use std::os::unix::fs::PermissionsExt as _;
